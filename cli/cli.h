@@ -1,0 +1,38 @@
+/*
+ * cli.h - the `events` command line: one file per subcommand.
+ */
+#ifndef EVENTS_CLI_H
+#define EVENTS_CLI_H
+
+#include <stdint.h>
+
+int cmd_serve(int argc, char **argv);
+
+/* "8MiB", "64M", "512k", "1g", "1000" (bytes). Returns 0, or -1. */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* "30s", "500ms", "2m", "1h", "10" (seconds). Returns 0, or -1. */
+int cli_parse_duration_ms(const char *s, int64_t *out);
+
+/*
+ * Options shared by subcommands: each has a long flag, an environment
+ * variable that supplies its default, and a kind. cli_options_parse applies
+ * the environment, then argv; it prints a message and returns -1 on a bad
+ * value or an unknown flag, and returns the index of the first positional
+ * argument otherwise.
+ */
+enum cli_kind { OPT_STR, OPT_SIZE, OPT_DURATION, OPT_INT, OPT_FLAG };
+
+typedef struct cli_option {
+    const char *name; /* without the leading "--" */
+    const char *env;  /* NULL: no environment variable */
+    enum cli_kind kind;
+    void *target;     /* const char **, uint64_t *, int64_t * (ms), long *, int * */
+    const char *arg;  /* placeholder for help, e.g. "DIR" */
+    const char *help;
+} cli_option;
+
+int cli_options_parse(const char *cmd, const cli_option *opts, int argc, char **argv);
+void cli_options_help(const char *usage, const cli_option *opts);
+
+#endif

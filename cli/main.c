@@ -1,0 +1,43 @@
+/*
+ * main.c - `events`: one binary for the server and the command line.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef EVENTS_VERSION
+#define EVENTS_VERSION "0.0.0"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f, "events %s - event streaming, CDC and PITR for SQLite services\n\n"
+               "Usage: events COMMAND [OPTIONS]\n\n"
+               "Commands:\n"
+               "  serve     receive events over HTTP and store them in the lake\n"
+               "  version   print the version\n"
+               "  help      this text\n\n"
+               "Run `events COMMAND --help` for a command's options.\n",
+            EVENTS_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("events %s\n", EVENTS_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "events: unknown command \"%s\" (see events help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,95 @@
+/*
+ * layout.c - lake keys and spool names.
+ */
+#include "layout.h"
+#include "evtime.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void civil_of_hour(int64_t hour, evtime_civil *c)
+{
+    evtime_to_civil(hour * EVTIME_HOUR_MS, c);
+}
+
+void lake_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX])
+{
+    evtime_civil c;
+    civil_of_hour(hour, &c);
+    snprintf(out, LAKE_KEY_MAX, "events/%04d/%02d/%02d/%02d/", c.year, c.month, c.day, c.hour);
+}
+
+void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
+{
+    evtime_civil c;
+    civil_of_hour(hour, &c);
+    snprintf(out, LAKE_KEY_MAX, "events/%04d/%02d/%02d/%02d/%s.jsonl", c.year, c.month, c.day,
+             c.hour, uuid);
+}
+
+void lake_spool_name(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
+{
+    evtime_civil c;
+    civil_of_hour(hour, &c);
+    snprintf(out, LAKE_KEY_MAX, "%04d%02d%02d%02d-%s.jsonl", c.year, c.month, c.day, c.hour, uuid);
+}
+
+static int num(const char *s, int n, int *v)
+{
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        x = x * 10 + s[i] - '0';
+    }
+    *v = x;
+    return 0;
+}
+
+static int hour_of(int y, int m, int d, int h, int64_t *hour)
+{
+    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31 || h > 23) return -1;
+    *hour = evtime_days_from_civil(y, m, d) * 24 + h;
+    return 0;
+}
+
+static int uuid_ok(const char *u)
+{
+    for (int i = 0; i < LAKE_UUID_LEN; i++) {
+        char c = u[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int lake_parse_spool_name(const char *name, int64_t *hour, char uuid[LAKE_UUID_LEN + 1])
+{
+    int y, m, d, h;
+    if (strlen(name) != 10 + 1 + LAKE_UUID_LEN + 6) return -1;
+    if (num(name, 4, &y) || num(name + 4, 2, &m) || num(name + 6, 2, &d) || num(name + 8, 2, &h) ||
+        name[10] != '-' || !uuid_ok(name + 11) || strcmp(name + 11 + LAKE_UUID_LEN, ".jsonl"))
+        return -1;
+    if (hour_of(y, m, d, h, hour)) return -1;
+    memcpy(uuid, name + 11, LAKE_UUID_LEN);
+    uuid[LAKE_UUID_LEN] = 0;
+    return 0;
+}
+
+int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
+{
+    int y, m, d, h;
+    if (strncmp(key, "events/", 7)) return -1;
+    const char *p = key + 7;
+    if (num(p, 4, &y) || p[4] != '/' || num(p + 5, 2, &m) || p[7] != '/' || num(p + 8, 2, &d) ||
+        p[10] != '/' || num(p + 11, 2, &h) || p[13] != '/')
+        return -1;
+    const char *name = p + 14, *dot = strrchr(name, '.');
+    if (!dot || dot == name || strchr(name, '/')) return -1;
+    if (strcmp(dot, ".jsonl") && strcmp(dot, ".parquet")) return -1;
+    if (hour_of(y, m, d, h, hour)) return -1;
+    *ext = dot + 1;
+    return 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * layout.h - where everything lives in the lake. The only module that builds
+ * or parses lake keys and spool file names: every reader and writer goes
+ * through it, so that they can never disagree about a prefix.
+ *
+ *   events/{yyyy}/{mm}/{dd}/{hh}/{uuid}.jsonl    raw events of one ts hour (UTC)
+ *   events/{yyyy}/{mm}/{dd}/{hh}/{uuid}.parquet  compacted hour
+ *   snapshots/{source}/{bookmark}.db             database snapshots
+ *
+ * A spool segment (local, not yet in the lake) is named
+ * {yyyymmddhh}-{uuid}.jsonl: its hour and the uuid of its final key.
+ */
+#ifndef EVENTS_LAYOUT_H
+#define EVENTS_LAYOUT_H
+
+#include <stdint.h>
+
+#define LAKE_KEY_MAX 512
+#define LAKE_UUID_LEN 36
+#define LAKE_EVENTS_PREFIX "events/"
+
+/* The partition (hours since the epoch) of a time in ms. */
+static inline int64_t lake_hour(int64_t ms)
+{
+    return ms / 3600000;
+}
+
+/* "events/yyyy/mm/dd/hh/" */
+void lake_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
+
+/* "events/yyyy/mm/dd/hh/{uuid}.jsonl" */
+void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
+
+/* "{yyyymmddhh}-{uuid}.jsonl" */
+void lake_spool_name(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
+
+/* Parses a spool name. Returns 0, or -1 if name is not one. */
+int lake_parse_spool_name(const char *name, int64_t *hour, char uuid[LAKE_UUID_LEN + 1]);
+
+/*
+ * Parses "events/yyyy/mm/dd/hh/{name}.{ext}". Returns 0 and sets *hour and
+ * *ext (pointing into key: "jsonl" or "parquet"), or -1.
+ */
+int lake_parse_event_key(const char *key, int64_t *hour, const char **ext);
+
+#endif

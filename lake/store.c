@@ -1,0 +1,86 @@
+/*
+ * store.c - opening a store by URL, and what every backend shares.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static __thread char errmsg[512];
+
+const char *store_errmsg(void)
+{
+    return errmsg[0] ? errmsg : "no error";
+}
+
+int store_fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int store_key_valid(const char *key)
+{
+    if (!key[0] || key[0] == '/' || strlen(key) >= 1024) return 0;
+    for (const char *p = key; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f || c == '\\') return 0;
+    }
+    const char *seg = key;
+    for (;;) {
+        const char *slash = strchr(seg, '/');
+        size_t n = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (n == 0 && slash) return 0; /* "//" */
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) return 0;
+        if (!slash) break;
+        seg = slash + 1;
+    }
+    return 1;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof tmp) return -1;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+    return 0;
+}
+
+int store_open(const char *url, store **out, char *err, size_t errlen)
+{
+    const char *path = url;
+    if (!strncmp(url, "file://", 7)) {
+        path = url + 7;
+    } else if (strstr(url, "://")) {
+        snprintf(err, errlen, "lake %s: unknown scheme (use a directory or file:///dir)", url);
+        return -1;
+    }
+    if (!*path) {
+        snprintf(err, errlen, "lake: empty path");
+        return -1;
+    }
+    if (mkdir_p(path)) {
+        snprintf(err, errlen, "lake %s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    return store_fs_open(path, out, err, errlen);
+}
+
+void store_close(store *s)
+{
+    if (s) s->ops->close(s);
+}

@@ -1,0 +1,107 @@
+/*
+ * store.h - the one interface to where the lake lives.
+ *
+ * A store maps keys ("events/2026/11/25/10/….jsonl") to immutable objects. Two
+ * backends implement it: the local filesystem (store_fs.c) and, later,
+ * S3-compatible object storage. The writer, compaction, queries and snapshots
+ * use only this interface, so they are written once.
+ *
+ * Every operation returns STORE_OK (0) or a negative STORE_E* code. On an
+ * error, store_errmsg() gives the calling thread's message for it, naming the
+ * object and the reason ("store: cannot rename …: No space left on device").
+ * A store handle may be used from several threads at once.
+ */
+#ifndef EVENTS_STORE_H
+#define EVENTS_STORE_H
+
+#include "buf.h"
+
+#include <stdint.h>
+
+enum {
+    STORE_OK = 0,
+    STORE_ENOENT = -1, /* no such object */
+    STORE_EEXIST = -2, /* conditional put: the object exists */
+    STORE_EIO = -3,    /* anything else: I/O, network, permission, full disk */
+    STORE_EINVAL = -4, /* a key the store cannot hold */
+};
+
+enum {
+    STORE_IF_ABSENT = 1, /* put only if no object has the key (atomic) */
+    STORE_MOVE = 2,      /* put_file may take the file away (rename) */
+};
+
+typedef struct store_entry {
+    const char *key;
+    uint64_t size;
+    int64_t mtime_ms;
+} store_entry;
+
+/* Called for each listed object in key order; return nonzero to stop. */
+typedef int (*store_list_fn)(const store_entry *e, void *ud);
+
+typedef struct store store;
+
+typedef struct store_ops {
+    int (*put)(store *s, const char *key, const void *data, size_t len, int flags);
+    int (*put_file)(store *s, const char *key, const char *path, int flags);
+    /* Reads len bytes at off (len 0: to the end) and appends them to out. */
+    int (*get)(store *s, const char *key, uint64_t off, uint64_t len, buf *out);
+    int (*head)(store *s, const char *key, store_entry *out);
+    int (*list)(store *s, const char *prefix, store_list_fn fn, void *ud);
+    int (*del)(store *s, const char *key);
+    /* Local path of the object if the store is a filesystem, else NULL. */
+    const char *(*root)(store *s);
+    void (*close)(store *s);
+} store_ops;
+
+struct store {
+    const store_ops *ops;
+    char *url; /* canonical, e.g. "file:///srv/lake" */
+};
+
+/*
+ * Opens the store named by url: "file:///abs/dir", or a plain directory path
+ * (created if missing). Returns 0 and *out, or -1 with a message in err.
+ */
+int store_open(const char *url, store **out, char *err, size_t errlen);
+
+static inline int store_put(store *s, const char *key, const void *d, size_t n, int flags)
+{
+    return s->ops->put(s, key, d, n, flags);
+}
+static inline int store_put_file(store *s, const char *key, const char *path, int flags)
+{
+    return s->ops->put_file(s, key, path, flags);
+}
+static inline int store_get(store *s, const char *key, uint64_t off, uint64_t len, buf *out)
+{
+    return s->ops->get(s, key, off, len, out);
+}
+static inline int store_head(store *s, const char *key, store_entry *e)
+{
+    return s->ops->head(s, key, e);
+}
+static inline int store_list(store *s, const char *prefix, store_list_fn fn, void *ud)
+{
+    return s->ops->list(s, prefix, fn, ud);
+}
+static inline int store_del(store *s, const char *key)
+{
+    return s->ops->del(s, key);
+}
+void store_close(store *s);
+
+/* The calling thread's message for the last failed store operation. */
+const char *store_errmsg(void);
+
+/* Sets the calling thread's message and returns code (for backends). */
+int store_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* 1 if key is acceptable to every backend: relative, no "..", no "//". */
+int store_key_valid(const char *key);
+
+/* The filesystem backend; dir must exist. */
+int store_fs_open(const char *dir, store **out, char *err, size_t errlen);
+
+#endif

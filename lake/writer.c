@@ -1,0 +1,942 @@
+/*
+ * writer.c - spool segments, group commit, sealing and spool recovery.
+ *
+ * Two threads live here. The writer thread owns the open segments and the
+ * dedup window; nothing else touches them, so they need no lock. The sealer
+ * thread owns the queue of closed segments and moves them into the store,
+ * retrying with backoff while the store fails; a segment stays in the spool
+ * (durable, and found again by recovery) until it has been moved.
+ *
+ * Invariant: a batch's done callback reports status 0 only after every line
+ * of it is in a segment on disk and fdatasync'ed, and the segment's name is
+ * in its fsync'ed directory. Anything written by a failed group is cut off
+ * again (ftruncate) or lies beyond the segment's recorded good length, which
+ * the sealer enforces before the move.
+ */
+#include "writer.h"
+#include "dedup.h"
+#include "evrand.h"
+#include "evtime.h"
+#include "jscan.h"
+#include "layout.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SEAL_LOG "sealed.log"
+#define LOCK_FILE "LOCK"
+
+typedef struct segment {
+    int64_t hour;
+    char uuid[LAKE_UUID_LEN + 1];
+    char name[LAKE_KEY_MAX];
+    int fd;
+    uint64_t size;   /* durable length */
+    uint64_t events; /* durable events */
+    int64_t opened_ms;
+    buf pending; /* lines of the group being committed */
+    uint64_t pending_events;
+    int touched;
+    struct segment *next;
+} segment;
+
+typedef struct sealed {
+    int64_t hour;
+    char uuid[LAKE_UUID_LEN + 1];
+    uint64_t size, events;
+    struct sealed *next;
+} sealed;
+
+struct lake_writer {
+    lake_writer_config cfg;
+    char *spool;
+    int spool_fd, lock_fd;
+    dedup *dd;
+
+    pthread_t writer_thr, sealer_thr;
+    int threads_started;
+
+    pthread_mutex_t mu; /* queue, stop, flush counters */
+    pthread_cond_t cv, flushed;
+    lake_batch *qhead, *qtail;
+    int stop;
+    uint64_t flush_req, flush_done;
+
+    segment *open; /* writer thread only */
+
+    pthread_mutex_t smu; /* sealer queue */
+    pthread_cond_t scv, sdone;
+    sealed *shead, *stail;
+    int sstop, sbackoff;
+    uint64_t seallog_lines;
+
+    _Atomic uint64_t spool_bytes, segments_open, segments_sealed, seal_failures;
+    _Atomic uint64_t commits, commit_failures, recovered;
+    _Atomic int failing;
+    histo fsync_h;
+    pthread_mutex_t emu;
+    char last_error[256];
+};
+
+static void set_error(lake_writer *w, const char *msg)
+{
+    pthread_mutex_lock(&w->emu);
+    snprintf(w->last_error, sizeof w->last_error, "%s", msg);
+    pthread_mutex_unlock(&w->emu);
+}
+
+static int write_all_at(int fd, const char *p, size_t n, uint64_t off)
+{
+    while (n) {
+        ssize_t r = pwrite(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+static int64_t mono_ms(void)
+{
+    return evtime_mono_ms();
+}
+
+/* ---- the sealer ------------------------------------------------------- */
+
+static void seallog_append(lake_writer *w, const char *key, uint64_t events)
+{
+    char line[LAKE_KEY_MAX + 32];
+    int n = snprintf(line, sizeof line, "%s %llu\n", key, (unsigned long long)events);
+    int fd = openat(w->spool_fd, SEAL_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return; /* the log only speeds up dedup after a restart */
+    if (write(fd, line, (size_t)n) != n) { /* same: best effort */
+    }
+    close(fd);
+    w->seallog_lines++;
+}
+
+typedef struct seallog_entry {
+    char *key;
+    uint64_t events;
+} seallog_entry;
+
+/* Reads sealed.log; entries are oldest first. */
+static int seallog_read(lake_writer *w, seallog_entry **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    int fd = openat(w->spool_fd, SEAL_LOG, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : -1;
+    buf b = BUF_INIT;
+    char tmp[65536];
+    ssize_t r;
+    while ((r = read(fd, tmp, sizeof tmp)) > 0)
+        if (buf_append(&b, tmp, (size_t)r)) break;
+    close(fd);
+    size_t cap = 0;
+    seallog_entry *v = NULL;
+    const char *p = b.p, *end = b.p + b.len;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break; /* torn last line */
+        const char *sp = memchr(p, ' ', (size_t)(nl - p));
+        if (sp && sp > p) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 256;
+                seallog_entry *nv = realloc(v, cap * sizeof *v);
+                if (!nv) break;
+                v = nv;
+            }
+            v[*n].key = strndup(p, (size_t)(sp - p));
+            v[*n].events = strtoull(sp + 1, NULL, 10);
+            if (v[*n].key) (*n)++;
+        }
+        p = nl + 1;
+    }
+    buf_free(&b);
+    *out = v;
+    return 0;
+}
+
+/* Rewrites sealed.log with entries[from..n). */
+static void seallog_rewrite(lake_writer *w, seallog_entry *e, size_t from, size_t n)
+{
+    buf b = BUF_INIT;
+    for (size_t i = from; i < n; i++) buf_printf(&b, "%s %llu\n", e[i].key, (unsigned long long)e[i].events);
+    int fd = openat(w->spool_fd, SEAL_LOG ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        int ok = write_all_at(fd, b.p ? b.p : "", b.len, 0) == 0 && fsync(fd) == 0;
+        close(fd);
+        if (ok) renameat(w->spool_fd, SEAL_LOG ".tmp", w->spool_fd, SEAL_LOG);
+    }
+    w->seallog_lines = n - from;
+    buf_free(&b);
+}
+
+/* The index of the oldest entry among the newest ones covering the dedup window. */
+static size_t seallog_window_start(const lake_writer *w, const seallog_entry *e, size_t n)
+{
+    uint64_t sum = 0;
+    size_t i = n;
+    while (i > 0 && sum < w->cfg.dedup_window) sum += e[--i].events;
+    return i;
+}
+
+static void seallog_trim(lake_writer *w)
+{
+    seallog_entry *e;
+    size_t n;
+    if (seallog_read(w, &e, &n)) return;
+    seallog_rewrite(w, e, seallog_window_start(w, e, n), n);
+    for (size_t i = 0; i < n; i++) free(e[i].key);
+    free(e);
+}
+
+static int seal_one(lake_writer *w, const sealed *s, char *err, size_t errlen)
+{
+    char name[LAKE_KEY_MAX], key[LAKE_KEY_MAX], path[4096];
+    lake_spool_name(s->hour, s->uuid, name);
+    lake_raw_key(s->hour, s->uuid, key);
+    snprintf(path, sizeof path, "%s/%s", w->spool, name);
+    struct stat st;
+    if (stat(path, &st)) {
+        if (errno == ENOENT) return 0; /* moved by an earlier attempt */
+        snprintf(err, errlen, "spool: cannot stat %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if ((uint64_t)st.st_size > s->size && truncate(path, (off_t)s->size)) {
+        snprintf(err, errlen, "spool: cannot cut %s to %llu bytes: %s", path,
+                 (unsigned long long)s->size, strerror(errno));
+        return -1;
+    }
+    if (s->size == 0) {
+        unlink(path);
+        fsync(w->spool_fd);
+        return 0;
+    }
+    seallog_append(w, key, s->events);
+    if (store_put_file(w->cfg.store, key, path, STORE_MOVE)) {
+        snprintf(err, errlen, "%s", store_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
+static void *sealer_main(void *arg)
+{
+    lake_writer *w = arg;
+    int64_t backoff = 1000;
+    uint64_t failures_in_row = 0;
+    pthread_mutex_lock(&w->smu);
+    for (;;) {
+        while (!w->shead && !w->sstop) pthread_cond_wait(&w->scv, &w->smu);
+        if (!w->shead) break;
+        sealed *s = w->shead;
+        pthread_mutex_unlock(&w->smu);
+
+        char err[512] = "";
+        int r = seal_one(w, s, err, sizeof err);
+
+        pthread_mutex_lock(&w->smu);
+        if (r == 0) {
+            w->shead = s->next;
+            if (!w->shead) w->stail = NULL;
+            atomic_fetch_sub(&w->spool_bytes, s->size);
+            if (s->size) atomic_fetch_add(&w->segments_sealed, 1);
+            if (failures_in_row) {
+                char f[24];
+                snprintf(f, sizeof f, "%llu", (unsigned long long)failures_in_row);
+                log_msg(LOG_INFO, "store recovered, sealing again", "failed_attempts", f, NULL);
+            }
+            if (log_enabled(LOG_DEBUG)) {
+                char key[LAKE_KEY_MAX], ev[24];
+                lake_raw_key(s->hour, s->uuid, key);
+                snprintf(ev, sizeof ev, "%llu", (unsigned long long)s->events);
+                log_msg(LOG_DEBUG, "sealed", "key", key, "events", ev, NULL);
+            }
+            free(s);
+            failures_in_row = 0;
+            backoff = 1000;
+            w->sbackoff = 0;
+            if (w->seallog_lines > 10000) seallog_trim(w);
+            pthread_cond_broadcast(&w->sdone);
+            continue;
+        }
+        atomic_fetch_add(&w->seal_failures, 1);
+        if (failures_in_row++ % 30 == 0) log_msg(LOG_WARN, "cannot seal segment, will retry", "error", err, NULL);
+        w->sbackoff = 1;
+        pthread_cond_broadcast(&w->sdone);
+        if (w->sstop) break; /* shutting down: the segment stays in the spool for the next start */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += backoff / 1000;
+        ts.tv_nsec += (backoff % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&w->scv, &w->smu, &ts);
+        backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
+    }
+    pthread_mutex_unlock(&w->smu);
+    return NULL;
+}
+
+static void sealer_push(lake_writer *w, sealed *s)
+{
+    pthread_mutex_lock(&w->smu);
+    s->next = NULL;
+    if (w->stail)
+        w->stail->next = s;
+    else
+        w->shead = s;
+    w->stail = s;
+    pthread_cond_signal(&w->scv);
+    pthread_mutex_unlock(&w->smu);
+}
+
+/* ---- segments (writer thread) ----------------------------------------- */
+
+static void segment_close(lake_writer *w, segment *g)
+{
+    segment **pp = &w->open;
+    while (*pp != g) pp = &(*pp)->next;
+    *pp = g->next;
+    close(g->fd);
+    atomic_fetch_sub(&w->segments_open, 1);
+    sealed *s = calloc(1, sizeof *s);
+    if (s) {
+        s->hour = g->hour;
+        memcpy(s->uuid, g->uuid, sizeof s->uuid);
+        s->size = g->size;
+        s->events = g->events;
+        sealer_push(w, s);
+    } else {
+        log_msg(LOG_ERROR, "out of memory sealing a segment; it stays in the spool", "segment",
+                g->name, NULL);
+    }
+    buf_free(&g->pending);
+    free(g);
+}
+
+static segment *segment_get(lake_writer *w, int64_t hour, char *err, size_t errlen)
+{
+    for (segment *g = w->open; g; g = g->next)
+        if (g->hour == hour) return g;
+    segment *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "spool: out of memory");
+        return NULL;
+    }
+    g->hour = hour;
+    evrand_uuid7(g->uuid);
+    lake_spool_name(hour, g->uuid, g->name);
+    g->fd = openat(w->spool_fd, g->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (g->fd < 0) {
+        snprintf(err, errlen, "spool: cannot create %s/%s: %s", w->spool, g->name, strerror(errno));
+        free(g);
+        return NULL;
+    }
+    if (fsync(w->spool_fd)) {
+        snprintf(err, errlen, "spool: cannot sync %s: %s", w->spool, strerror(errno));
+        close(g->fd);
+        unlinkat(w->spool_fd, g->name, 0);
+        free(g);
+        return NULL;
+    }
+    g->opened_ms = mono_ms();
+    g->next = w->open;
+    w->open = g;
+    atomic_fetch_add(&w->segments_open, 1);
+    return g;
+}
+
+static void complete(lake_batch *b)
+{
+    while (b) {
+        lake_batch *next = b->next;
+        b->done(b, b->ud); /* may free b */
+        b = next;
+    }
+}
+
+static void commit_group(lake_writer *w, lake_batch *batches)
+{
+    char err[512] = "";
+    uint64_t mark = dedup_mark(w->dd);
+    int failed = 0;
+
+    for (lake_batch *b = batches; b && !failed; b = b->next) {
+        b->status = 0;
+        b->accepted = b->duplicates = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            const lake_event *e = &b->ev[i];
+            if (e->client_id && dedup_check_add(w->dd, b->lines + e->id_off, e->id_len)) {
+                b->duplicates++;
+                continue;
+            }
+            segment *g = segment_get(w, e->hour, err, sizeof err);
+            if (!g) {
+                failed = 1;
+                break;
+            }
+            if (buf_append(&g->pending, b->lines + e->off, e->len)) {
+                snprintf(err, sizeof err, "spool: out of memory");
+                failed = 1;
+                break;
+            }
+            g->pending_events++;
+            g->touched = 1;
+            b->accepted++;
+        }
+    }
+    for (segment *g = w->open; g && !failed; g = g->next) {
+        if (!g->touched || !g->pending.len) continue;
+        if (write_all_at(g->fd, g->pending.p, g->pending.len, g->size)) {
+            snprintf(err, sizeof err, "spool: cannot write %s/%s: %s", w->spool, g->name,
+                     strerror(errno));
+            failed = 1;
+        }
+    }
+    for (segment *g = w->open; g && !failed; g = g->next) {
+        if (!g->touched || !g->pending.len) continue;
+        int64_t t0 = evtime_mono_ns();
+        if (fdatasync(g->fd)) {
+            snprintf(err, sizeof err, "spool: cannot sync %s/%s: %s", w->spool, g->name,
+                     strerror(errno));
+            failed = 1;
+        }
+        histo_add(&w->fsync_h, evtime_mono_ns() - t0);
+    }
+
+    if (failed) {
+        /* Nothing of this group counts: forget its ids, cut what it wrote,
+         * and retire the touched segments (a failed fdatasync leaves a file
+         * whose unsynced pages are unknown; never write to it again). */
+        dedup_rollback(w->dd, mark);
+        segment *g = w->open;
+        while (g) {
+            segment *next = g->next;
+            if (g->touched) {
+                if (ftruncate(g->fd, (off_t)g->size)) { /* the sealer cuts it later */
+                }
+                g->pending.len = 0;
+                g->pending_events = 0;
+                g->touched = 0;
+                segment_close(w, g);
+            }
+            g = next;
+        }
+        atomic_fetch_add(&w->commit_failures, 1);
+        if (!atomic_exchange(&w->failing, 1)) log_msg(LOG_ERROR, "cannot persist events", "error", err, NULL);
+        set_error(w, err);
+        for (lake_batch *b = batches; b; b = b->next) {
+            b->status = -1;
+            b->accepted = b->duplicates = 0;
+            snprintf(b->error, sizeof b->error, "cannot persist events: %s", err);
+        }
+        complete(batches);
+        return;
+    }
+
+    for (segment *g = w->open; g; g = g->next) {
+        if (!g->touched) continue;
+        g->size += g->pending.len;
+        g->events += g->pending_events;
+        atomic_fetch_add(&w->spool_bytes, g->pending.len);
+        g->pending.len = 0;
+        g->pending_events = 0;
+        g->touched = 0;
+        if (g->pending.cap > (1u << 22)) buf_free(&g->pending);
+    }
+    atomic_fetch_add(&w->commits, 1);
+    if (atomic_exchange(&w->failing, 0)) log_msg(LOG_INFO, "persisting events again", NULL);
+    complete(batches);
+
+    segment *g = w->open;
+    while (g) {
+        segment *next = g->next;
+        if (g->size >= w->cfg.seal_bytes) segment_close(w, g);
+        g = next;
+    }
+}
+
+static void seal_due(lake_writer *w, int all)
+{
+    int64_t now = mono_ms();
+    segment *g = w->open;
+    while (g) {
+        segment *next = g->next;
+        if (all || now - g->opened_ms >= w->cfg.seal_age_ms) segment_close(w, g);
+        g = next;
+    }
+}
+
+static int64_t next_deadline(lake_writer *w)
+{
+    int64_t d = -1;
+    for (segment *g = w->open; g; g = g->next) {
+        int64_t t = g->opened_ms + w->cfg.seal_age_ms;
+        if (d < 0 || t < d) d = t;
+    }
+    return d;
+}
+
+static void *writer_main(void *arg)
+{
+    lake_writer *w = arg;
+    uint64_t flush_seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->qhead && !w->stop && w->flush_req == flush_seen) {
+            int64_t d = next_deadline(w);
+            if (d < 0) {
+                pthread_cond_wait(&w->cv, &w->mu);
+                continue;
+            }
+            if (mono_ms() >= d) break;
+            struct timespec ts = {d / 1000, (d % 1000) * 1000000};
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        }
+        lake_batch *b = w->qhead;
+        w->qhead = w->qtail = NULL;
+        int stop = w->stop;
+        uint64_t flush = w->flush_req;
+        pthread_mutex_unlock(&w->mu);
+
+        if (b) commit_group(w, b);
+        seal_due(w, stop || flush != flush_seen);
+        if (flush != flush_seen) {
+            pthread_mutex_lock(&w->mu);
+            w->flush_done = flush_seen = flush;
+            pthread_cond_broadcast(&w->flushed);
+            pthread_mutex_unlock(&w->mu);
+        }
+        if (stop) {
+            pthread_mutex_lock(&w->mu);
+            int empty = !w->qhead;
+            pthread_mutex_unlock(&w->mu);
+            if (empty) break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- recovery ---------------------------------------------------------- */
+
+/* Adds the ids of the lines in [p, end) to the dedup window. */
+static void add_ids(lake_writer *w, const char *p, const char *end)
+{
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break;
+        if (nl - p > 8 && !memcmp(p, "{\"id\":\"", 7)) {
+            const char *q = memchr(p + 7, '"', (size_t)(nl - p - 7));
+            if (q) dedup_check_add(w->dd, p + 7, (size_t)(q - p - 7));
+        }
+        p = nl + 1;
+    }
+}
+
+static int line_valid(const char *p, const char *nl)
+{
+    jscan s = {0};
+    enum jtype t;
+    if (nl - p < 9 || memcmp(p, "{\"id\":\"", 7)) return 0;
+    const char *e = jscan_value(&s, p, nl, &t);
+    return e == nl && t == J_OBJ && !s.bad;
+}
+
+/*
+ * Recovers one spool segment: keeps its complete, valid lines, cuts the
+ * rest, records its ids. Returns 0 and the segment's size and events.
+ */
+static int recover_segment(lake_writer *w, const char *name, uint64_t *size, uint64_t *events,
+                           char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", w->spool, name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "spool: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    buf data = BUF_INIT;
+    if (fstat(fd, &st) || buf_reserve(&data, (size_t)st.st_size + 1)) {
+        snprintf(err, errlen, "spool: cannot read %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = pread(fd, data.p + got, (size_t)st.st_size - got, (off_t)got);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR) continue;
+            snprintf(err, errlen, "spool: cannot read %s: %s", path, r < 0 ? strerror(errno) : "short read");
+            close(fd);
+            buf_free(&data);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    data.len = got;
+
+    const char *p = data.p, *end = data.p + data.len;
+    size_t good_end = 0, dropped = 0;
+    uint64_t n = 0;
+    buf kept = BUF_INIT; /* used once a bad line is met in the middle */
+    int copying = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break;
+        if (line_valid(p, nl)) {
+            n++;
+            if (copying)
+                buf_append(&kept, p, (size_t)(nl + 1 - p));
+            else
+                good_end = (size_t)(nl + 1 - data.p);
+        } else {
+            dropped++;
+            if (!copying) {
+                copying = 1;
+                buf_append(&kept, data.p, good_end);
+            }
+        }
+        p = nl + 1;
+    }
+    int rc = 0;
+    if (copying) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.recover", path);
+        int tf = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (tf < 0 || write_all_at(tf, kept.p ? kept.p : "", kept.len, 0) || fsync(tf) ||
+            rename(tmp, path) || fsync(w->spool_fd)) {
+            snprintf(err, errlen, "spool: cannot rewrite %s: %s", path, strerror(errno));
+            rc = -1;
+        }
+        if (tf >= 0) close(tf);
+        *size = kept.len;
+        add_ids(w, kept.p, kept.p + kept.len);
+    } else {
+        if (good_end < data.len && (ftruncate(fd, (off_t)good_end) || fsync(fd))) {
+            snprintf(err, errlen, "spool: cannot cut %s: %s", path, strerror(errno));
+            rc = -1;
+        }
+        *size = good_end;
+        add_ids(w, data.p, data.p + good_end);
+    }
+    if (dropped || good_end < data.len) {
+        char a[24], b[24];
+        snprintf(a, sizeof a, "%zu", dropped);
+        snprintf(b, sizeof b, "%llu", (unsigned long long)(data.len - (copying ? kept.len : good_end)));
+        log_msg(LOG_WARN, "spool segment repaired", "segment", name, "bad_lines", a, "bytes_cut", b, NULL);
+    }
+    *events = n;
+    close(fd);
+    buf_free(&data);
+    buf_free(&kept);
+    return rc;
+}
+
+/* Loads ids of recently sealed segments, oldest first, into the dedup window. */
+static void rebuild_dedup_from_lake(lake_writer *w)
+{
+    seallog_entry *e;
+    size_t n;
+    if (!w->cfg.dedup_window || seallog_read(w, &e, &n)) return;
+    size_t from = seallog_window_start(w, e, n);
+    buf data = BUF_INIT;
+    for (size_t i = from; i < n; i++) {
+        data.len = 0;
+        if (store_get(w->cfg.store, e[i].key, 0, 0, &data) == STORE_OK)
+            add_ids(w, data.p, data.p + data.len);
+    }
+    buf_free(&data);
+    seallog_rewrite(w, e, from, n);
+    for (size_t i = 0; i < n; i++) free(e[i].key);
+    free(e);
+}
+
+typedef struct found {
+    char name[LAKE_KEY_MAX];
+    int64_t hour;
+    char uuid[LAKE_UUID_LEN + 1];
+} found;
+
+static int found_cmp(const void *a, const void *b)
+{
+    return strcmp(((const found *)a)->uuid, ((const found *)b)->uuid);
+}
+
+static int recover(lake_writer *w, char *err, size_t errlen)
+{
+    DIR *d = fdopendir(dup(w->spool_fd));
+    if (!d) {
+        snprintf(err, errlen, "spool: cannot list %s: %s", w->spool, strerror(errno));
+        return -1;
+    }
+    found *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        found f;
+        size_t len = strlen(de->d_name);
+        if (len > 8 && !strcmp(de->d_name + len - 8, ".recover")) {
+            unlinkat(w->spool_fd, de->d_name, 0); /* an interrupted rewrite; the original is intact */
+            continue;
+        }
+        if (lake_parse_spool_name(de->d_name, &f.hour, f.uuid)) continue;
+        snprintf(f.name, sizeof f.name, "%s", de->d_name);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            found *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                closedir(d);
+                free(v);
+                snprintf(err, errlen, "spool: out of memory");
+                return -1;
+            }
+            v = nv;
+        }
+        v[n++] = f;
+    }
+    closedir(d);
+    qsort(v, n, sizeof *v, found_cmp); /* uuid7: creation order */
+
+    rebuild_dedup_from_lake(w);
+    int rc = 0;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        uint64_t size = 0, events = 0;
+        if (recover_segment(w, v[i].name, &size, &events, err, errlen)) {
+            rc = -1;
+            break;
+        }
+        sealed *s = calloc(1, sizeof *s);
+        if (!s) {
+            snprintf(err, errlen, "spool: out of memory");
+            rc = -1;
+            break;
+        }
+        s->hour = v[i].hour;
+        memcpy(s->uuid, v[i].uuid, sizeof s->uuid);
+        s->size = size;
+        s->events = events;
+        atomic_fetch_add(&w->spool_bytes, size);
+        total += events;
+        sealer_push(w, s);
+    }
+    atomic_store(&w->recovered, total);
+    if (n) {
+        char a[24], b[24];
+        snprintf(a, sizeof a, "%zu", n);
+        snprintf(b, sizeof b, "%llu", (unsigned long long)total);
+        log_msg(LOG_INFO, "spool recovered", "segments", a, "events", b, NULL);
+    }
+    free(v);
+    return rc;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static int mkdirs(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+static void writer_free(lake_writer *w)
+{
+    if (!w) return;
+    while (w->shead) {
+        sealed *s = w->shead;
+        w->shead = s->next;
+        free(s);
+    }
+    dedup_free(w->dd);
+    if (w->spool_fd >= 0) close(w->spool_fd);
+    if (w->lock_fd >= 0) close(w->lock_fd); /* releases the flock */
+    free(w->spool);
+    pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->smu);
+    pthread_mutex_destroy(&w->emu);
+    pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->flushed);
+    pthread_cond_destroy(&w->scv);
+    pthread_cond_destroy(&w->sdone);
+    free(w);
+}
+
+int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err, size_t errlen)
+{
+    lake_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    w->cfg = *cfg;
+    if (!w->cfg.seal_bytes) w->cfg.seal_bytes = 64ull << 20;
+    if (w->cfg.seal_age_ms <= 0) w->cfg.seal_age_ms = 30000;
+    w->spool_fd = w->lock_fd = -1;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->smu, NULL);
+    pthread_mutex_init(&w->emu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_cond_init(&w->scv, &ca);
+    pthread_cond_init(&w->flushed, NULL);
+    pthread_cond_init(&w->sdone, NULL);
+    pthread_condattr_destroy(&ca);
+
+    if (mkdirs(cfg->spool_dir) || !(w->spool = realpath(cfg->spool_dir, NULL))) {
+        snprintf(err, errlen, "spool %s: cannot create: %s", cfg->spool_dir, strerror(errno));
+        goto fail;
+    }
+    w->spool_fd = open(w->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->spool_fd < 0) {
+        snprintf(err, errlen, "spool %s: %s", w->spool, strerror(errno));
+        goto fail;
+    }
+    w->lock_fd = openat(w->spool_fd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (w->lock_fd < 0) {
+        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LOCK_FILE, strerror(errno));
+        goto fail;
+    }
+    if (flock(w->lock_fd, LOCK_EX | LOCK_NB)) {
+        char pid[32] = "";
+        ssize_t r = pread(w->lock_fd, pid, sizeof pid - 1, 0);
+        if (r > 0) pid[r] = 0;
+        snprintf(err, errlen, "spool %s is in use by another events server (pid %s)", w->spool,
+                 r > 0 ? pid : "unknown");
+        goto fail;
+    }
+    {
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+        if (ftruncate(w->lock_fd, 0) == 0 && write_all_at(w->lock_fd, pid, (size_t)n, 0)) { /* informational */
+        }
+    }
+    if (!(w->dd = dedup_new(cfg->dedup_window))) {
+        snprintf(err, errlen, "out of memory for a dedup window of %zu ids", cfg->dedup_window);
+        goto fail;
+    }
+    if (recover(w, err, errlen)) goto fail;
+    if (pthread_create(&w->sealer_thr, NULL, sealer_main, w)) {
+        snprintf(err, errlen, "cannot start the sealer thread");
+        goto fail;
+    }
+    if (pthread_create(&w->writer_thr, NULL, writer_main, w)) {
+        pthread_mutex_lock(&w->smu);
+        w->sstop = 1;
+        pthread_cond_signal(&w->scv);
+        pthread_mutex_unlock(&w->smu);
+        pthread_join(w->sealer_thr, NULL);
+        snprintf(err, errlen, "cannot start the writer thread");
+        goto fail;
+    }
+    w->threads_started = 1;
+    *out = w;
+    return 0;
+fail:
+    writer_free(w);
+    return -1;
+}
+
+void lake_writer_submit(lake_writer *w, lake_batch *b)
+{
+    b->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->qtail)
+        w->qtail->next = b;
+    else
+        w->qhead = b;
+    w->qtail = b;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void lake_writer_flush(lake_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t want = ++w->flush_req;
+    pthread_cond_signal(&w->cv);
+    while (w->flush_done < want) pthread_cond_wait(&w->flushed, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_lock(&w->smu);
+    while (w->shead && !w->sbackoff) pthread_cond_wait(&w->sdone, &w->smu);
+    pthread_mutex_unlock(&w->smu);
+}
+
+void lake_writer_close(lake_writer *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->writer_thr, NULL);
+    pthread_mutex_lock(&w->smu);
+    w->sstop = 1;
+    pthread_cond_signal(&w->scv);
+    pthread_mutex_unlock(&w->smu);
+    pthread_join(w->sealer_thr, NULL);
+    if (w->shead) {
+        char n[24];
+        size_t k = 0;
+        for (sealed *s = w->shead; s; s = s->next) k++;
+        snprintf(n, sizeof n, "%zu", k);
+        log_msg(LOG_WARN, "segments left in the spool for the next start", "segments", n, NULL);
+    }
+    writer_free(w);
+}
+
+void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st)
+{
+    st->spool_bytes = atomic_load(&w->spool_bytes);
+    st->segments_open = atomic_load(&w->segments_open);
+    st->segments_sealed = atomic_load(&w->segments_sealed);
+    st->seal_failures = atomic_load(&w->seal_failures);
+    st->commits = atomic_load(&w->commits);
+    st->commit_failures = atomic_load(&w->commit_failures);
+    st->recovered_events = atomic_load(&w->recovered);
+    st->fsync = &w->fsync_h;
+    pthread_mutex_lock(&w->emu);
+    memcpy(st->last_error, w->last_error, sizeof st->last_error);
+    pthread_mutex_unlock(&w->emu);
+}
+
+int lake_writer_failing(lake_writer *w)
+{
+    return atomic_load(&w->failing);
+}

@@ -1,0 +1,104 @@
+/*
+ * writer.h - the lake writer: accepted events to durable spool segments, and
+ * sealed segments into the store.
+ *
+ * Ingest threads hand the writer batches of normalised lines. The writer
+ * thread takes every batch that is waiting, drops events whose id is in the
+ * dedup window, appends the rest to the open segment of their hour partition
+ * (one file per hour in the spool directory), and makes them durable with one
+ * fdatasync per touched segment for the whole group: a group commit. Only
+ * then does it complete the batches, so an answer always follows durability;
+ * a failed write or sync fails every batch of the group and the ids are
+ * forgotten again, so a retry is stored, not answered as a duplicate.
+ *
+ * A segment is sealed when it reaches seal_bytes or seal_age_ms, and a sealer
+ * thread moves it into the store under events/yyyy/mm/dd/hh/{uuid}.jsonl
+ * (see layout.h). Opening the writer recovers what a crash left in the spool:
+ * a torn last line is cut, every complete line is kept and sealed, and the
+ * dedup window is rebuilt from the spool and the most recently sealed
+ * segments (listed in spool/sealed.log), so a client retrying across a
+ * restart is still answered with duplicates.
+ *
+ * Threads: lake_writer_submit may be called from any thread; a batch's done
+ * callback runs on the writer thread and must not block.
+ */
+#ifndef EVENTS_WRITER_H
+#define EVENTS_WRITER_H
+
+#include "histo.h"
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lake_writer lake_writer;
+
+/* One event of a batch: its line in the batch's buffer, '\n' included. */
+typedef struct lake_event {
+    uint32_t off, len;
+    uint32_t id_off; /* id characters, inside lines */
+    uint16_t id_len;
+    uint8_t client_id; /* only client-chosen ids can be retried, so only they are deduplicated */
+    int64_t hour;
+} lake_event;
+
+typedef struct lake_batch lake_batch;
+typedef void (*lake_done_fn)(lake_batch *b, void *ud);
+
+struct lake_batch {
+    const char *lines;
+    const lake_event *ev;
+    size_t n;
+    /* results, set before done is called */
+    int status; /* 0: persisted; -1: nothing of this batch was persisted, see error */
+    size_t accepted, duplicates;
+    char error[256];
+    lake_done_fn done;
+    void *ud;
+    lake_batch *next; /* the writer's queue */
+};
+
+typedef struct lake_writer_config {
+    const char *spool_dir;  /* created if missing; one writer per spool */
+    store *store;           /* not owned */
+    uint64_t seal_bytes;    /* default 64 MiB */
+    int64_t seal_age_ms;    /* default 30 s */
+    size_t dedup_window;    /* ids remembered; default 1,000,000 */
+} lake_writer_config;
+
+typedef struct lake_writer_stats {
+    uint64_t spool_bytes;     /* in the spool, not yet in the store */
+    uint64_t segments_open;
+    uint64_t segments_sealed; /* moved into the store */
+    uint64_t seal_failures;   /* attempts to move that failed (retried) */
+    uint64_t commits, commit_failures;
+    uint64_t recovered_events;
+    const histo *fsync;       /* fdatasync latency */
+    char last_error[256];     /* last persistence failure, "" if none since start */
+} lake_writer_stats;
+
+/*
+ * Recovers the spool and starts the writer and sealer threads. Returns 0 and
+ * *out, or -1 with a message in err (spool unusable or in use, store broken).
+ */
+int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err, size_t errlen);
+
+/* Queues b; b->done is called once the batch is durable or has failed. */
+void lake_writer_submit(lake_writer *w, lake_batch *b);
+
+/* Seals every open segment and waits until the sealer has moved all it can. */
+void lake_writer_flush(lake_writer *w);
+
+/*
+ * Completes queued batches, seals every segment, tries to move them into the
+ * store (segments that cannot be moved stay in the spool for the next start)
+ * and stops. NULL is ignored.
+ */
+void lake_writer_close(lake_writer *w);
+
+void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st);
+
+/* 1 if the last group commit failed (the spool cannot take writes now). */
+int lake_writer_failing(lake_writer *w);
+
+#endif

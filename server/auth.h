@@ -1,0 +1,43 @@
+/*
+ * auth.h - bearer tokens with scopes.
+ *
+ * Tokens come from a tokens file, one per line:
+ *     NAME  TOKEN  SCOPES        # SCOPES: comma-separated ingest,query,admin
+ * and from the environment (EVENTS_TOKEN: one token with every scope). A
+ * token is at least 16 characters. `admin` grants every scope. Tokens are
+ * kept as keyed hashes and compared in constant time.
+ */
+#ifndef EVENTS_AUTH_H
+#define EVENTS_AUTH_H
+
+#include <stddef.h>
+
+enum { SCOPE_INGEST = 1, SCOPE_QUERY = 2, SCOPE_ADMIN = 4 };
+
+#define AUTH_TOKEN_MIN 16
+
+typedef struct auth auth;
+
+auth *auth_new(void);
+void auth_free(auth *a);
+
+/* Adds the tokens of a tokens file. Returns 0, or -1 with a message naming the line. */
+int auth_load_file(auth *a, const char *path, char *err, size_t errlen);
+
+/* Adds one token. Returns 0, or -1 with a message. */
+int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err, size_t errlen);
+
+/* Parses "ingest,query" into scope bits; -1 on an unknown scope. */
+int auth_parse_scopes(const char *s, unsigned *out);
+
+/* Number of tokens: 0 means authentication is off. */
+size_t auth_count(const auth *a);
+
+/*
+ * Checks an Authorization header value ("Bearer TOKEN"). Returns the token's
+ * scopes (admin expanded to all), or 0 if the header is missing, malformed or
+ * names no known token. *name is set to the token's name when known.
+ */
+unsigned auth_check(const auth *a, const char *header, const char **name);
+
+#endif

@@ -1,0 +1,349 @@
+/*
+ * ingest.c - request bodies: gzip, the three body shapes, per-event results.
+ *
+ * Reading order of the ingest path: this file, then lake/writer.c, then
+ * lake/store_fs.c.
+ */
+#include "ingest.h"
+#include "layout.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+        snprintf(err, errlen, "cannot start gzip decoder");
+        return 400;
+    }
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)n;
+    unsigned rc = 0;
+    int ended = 0;
+    if (n > UINT32_MAX) {
+        snprintf(err, errlen, "gzip body too large");
+        inflateEnd(&z);
+        return 413;
+    }
+    for (;;) {
+        size_t room = n * 4 + 4096;
+        if (room > max - out->len + 1) room = max - out->len + 1; /* one byte more detects overflow */
+        if (room > (1u << 24)) room = 1u << 24;
+        if (buf_reserve(out, room)) {
+            snprintf(err, errlen, "out of memory inflating the body");
+            rc = 413;
+            break;
+        }
+        z.next_out = (Bytef *)(out->p + out->len);
+        z.avail_out = (uInt)room;
+        int r = inflate(&z, Z_NO_FLUSH);
+        out->len += room - z.avail_out;
+        if (out->len > max) {
+            snprintf(err, errlen, "body inflates past the limit of %zu bytes", max);
+            rc = 413;
+            break;
+        }
+        if (r == Z_STREAM_END) {
+            ended = 1;
+            if (z.avail_in == 0) break;
+            /* another gzip member follows (concatenated gzip files are one stream) */
+            if (inflateReset(&z) != Z_OK) {
+                snprintf(err, errlen, "invalid gzip body");
+                rc = 400;
+                break;
+            }
+            ended = 0;
+            continue;
+        }
+        if (r == Z_OK) continue;
+        if (r == Z_BUF_ERROR && z.avail_in == 0) {
+            snprintf(err, errlen, "truncated gzip body");
+            rc = 400;
+            break;
+        }
+        if (r == Z_BUF_ERROR) continue;
+        snprintf(err, errlen, "invalid gzip body: %s", z.msg ? z.msg : "corrupt data");
+        rc = 400;
+        break;
+    }
+    (void)ended;
+    inflateEnd(&z);
+    return rc;
+}
+
+void ingest_result_reset(ingest_result *r)
+{
+    r->status = 0;
+    r->error[0] = 0;
+    r->received = r->rejected = r->n = 0;
+    r->rejects.len = 0;
+    r->lines.len = 0;
+}
+
+void ingest_result_free(ingest_result *r)
+{
+    buf_free(&r->rejects);
+    buf_free(&r->lines);
+    free(r->ev);
+    r->ev = NULL;
+    r->n = r->cap = 0;
+}
+
+static void fail(ingest_result *r, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(ingest_result *r, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof r->error, fmt, ap);
+    va_end(ap);
+    r->status = status;
+}
+
+static int add_reject(ingest_result *r, size_t index, const char *why)
+{
+    r->rejected++;
+    if (r->rejects.len) buf_putc(&r->rejects, ',');
+    buf_printf(&r->rejects, "{\"index\":%zu,\"error\":", index);
+    return buf_json_str(&r->rejects, why, strlen(why)) || buf_putc(&r->rejects, '}');
+}
+
+static int add_event(ingest_result *r, const event_info *in)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 128;
+        lake_event *v = realloc(r->ev, cap * sizeof *v);
+        if (!v) return -1;
+        r->ev = v;
+        r->cap = cap;
+    }
+    lake_event *e = &r->ev[r->n++];
+    e->off = (uint32_t)in->line_off;
+    e->len = (uint32_t)in->line_len;
+    e->id_off = (uint32_t)in->id_off;
+    e->id_len = (uint16_t)in->id_len;
+    e->client_id = (uint8_t)in->client_id;
+    e->hour = lake_hour(in->ts_ms);
+    return 0;
+}
+
+/* Normalises one element; returns 0 to go on, -1 on a fatal error (r->status set). */
+static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, const char *end,
+                     const char **next, const ingest_limits *lim, ingest_result *r)
+{
+    if (r->received == lim->max_events) {
+        fail(r, 413, "more than %zu events in one request", lim->max_events);
+        return -1;
+    }
+    size_t index = r->received++;
+    event_info info;
+    char why[256];
+    int rc = event_normalise(ctx, s, p, end, next, &r->lines, &info, why, sizeof why);
+    if (rc == EVENT_SYNTAX) {
+        fail(r, 400, "malformed JSON at byte %zu: %s", (size_t)(s->err_at - body), s->err);
+        return -1;
+    }
+    if (rc == EVENT_NOMEM || (rc == EVENT_OK && add_event(r, &info)) ||
+        (rc == EVENT_REJECTED && add_reject(r, index, why))) {
+        fail(r, 413, "out of memory parsing the body");
+        return -1;
+    }
+    return 0;
+}
+
+static const char *parse_array(event_ctx *ctx, jscan *s, const char *body, const char *p,
+                               const char *end, const ingest_limits *lim, ingest_result *r)
+{
+    p = jscan_ws(s, p + 1, end);
+    if (p < end && *p == ']') return p + 1;
+    for (;;) {
+        const char *next;
+        if (one_event(ctx, s, body, p, end, &next, lim, r)) return NULL;
+        p = jscan_ws(s, next, end);
+        if (p < end && *p == ',') {
+            p = jscan_ws(s, p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']') return p + 1;
+        fail(r, 400, "malformed JSON at byte %zu: expected ',' or ']' in the events array",
+             (size_t)(p - body));
+        return NULL;
+    }
+}
+
+static void parse_json(event_ctx *ctx, const char *body, const char *p, const char *end,
+                       const ingest_limits *lim, ingest_result *r)
+{
+    jscan s = {0};
+    p = jscan_ws(&s, p, end);
+    if (p >= end) {
+        fail(r, 400, "empty body");
+        return;
+    }
+    if (*p == '[') {
+        if (!(p = parse_array(ctx, &s, body, p, end, lim, r))) return;
+    } else if (*p == '{') {
+        /* the seed's wrapper: {"events":[…]} (other members are ignored) */
+        int seen = 0;
+        p = jscan_ws(&s, p + 1, end);
+        if (p < end && *p == '}') {
+            p++;
+        } else {
+            for (;;) {
+                if (p >= end || *p != '"') {
+                    fail(r, 400, "malformed JSON at byte %zu: expected a string key in object",
+                         (size_t)(p - body));
+                    return;
+                }
+                const char *k = p;
+                s.bad = NULL;
+                if (!(p = jscan_string(&s, p, end))) goto syntax;
+                int is_events = p - k == 8 && !memcmp(k, "\"events\"", 8);
+                if (s.bad) goto defect;
+                p = jscan_ws(&s, p, end);
+                if (p >= end || *p != ':') {
+                    fail(r, 400, "malformed JSON at byte %zu: expected ':' after key", (size_t)(p - body));
+                    return;
+                }
+                p = jscan_ws(&s, p + 1, end);
+                if (is_events) {
+                    if (seen++) {
+                        fail(r, 400, "duplicate key \"events\" in the body");
+                        return;
+                    }
+                    if (p >= end || *p != '[') {
+                        fail(r, 400, "\"events\" must be an array");
+                        return;
+                    }
+                    if (!(p = parse_array(ctx, &s, body, p, end, lim, r))) return;
+                } else {
+                    enum jtype t;
+                    s.bad = NULL;
+                    if (!(p = jscan_value(&s, p, end, &t))) goto syntax;
+                    if (s.bad) goto defect;
+                }
+                p = jscan_ws(&s, p, end);
+                if (p < end && *p == ',') {
+                    p = jscan_ws(&s, p + 1, end);
+                    continue;
+                }
+                if (p < end && *p == '}') {
+                    p++;
+                    break;
+                }
+                fail(r, 400, "malformed JSON at byte %zu: expected ',' or '}' in object", (size_t)(p - body));
+                return;
+            }
+        }
+        if (!seen) {
+            fail(r, 400, "body is a JSON object without \"events\": send {\"events\":[...]}, "
+                         "a JSON array of events, or NDJSON");
+            return;
+        }
+    } else {
+        enum jtype t;
+        if (!jscan_value(&s, p, end, &t)) goto syntax;
+        fail(r, 400, "body must be {\"events\":[...]}, a JSON array of events, or NDJSON");
+        return;
+    }
+    p = jscan_ws(&s, p, end);
+    if (p < end) {
+        fail(r, 400, "unexpected data after the JSON body at byte %zu (for one event per line, "
+                     "send Content-Type: application/x-ndjson)", (size_t)(p - body));
+    }
+    return;
+syntax:
+    fail(r, 400, "malformed JSON at byte %zu: %s", (size_t)(s.err_at - body), s.err);
+    return;
+defect:
+    fail(r, 400, "%s at byte %zu of the body", s.bad, (size_t)(s.bad_at - body));
+}
+
+static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const char *end,
+                         const ingest_limits *lim, ingest_result *r)
+{
+    size_t lines = 0, syntax_errors = 0;
+    char first_error[200] = "";
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *next_line = nl ? nl + 1 : end;
+        jscan s = {0};
+        const char *q = jscan_ws(&s, p, le);
+        if (q == le) { /* blank line */
+            p = next_line;
+            continue;
+        }
+        lines++;
+        if (r->received == lim->max_events) {
+            fail(r, 413, "more than %zu events in one request", lim->max_events);
+            return;
+        }
+        size_t index = r->received++;
+        size_t mark = r->lines.len;
+        event_info info;
+        char why[256];
+        const char *after = NULL;
+        int rc = event_normalise(ctx, &s, q, le, &after, &r->lines, &info, why, sizeof why);
+        if (rc == EVENT_NOMEM) {
+            fail(r, 413, "out of memory parsing the body");
+            return;
+        }
+        if (rc == EVENT_SYNTAX) {
+            syntax_errors++;
+            snprintf(why, sizeof why, "malformed JSON at byte %zu of the line: %s",
+                     (size_t)(s.err_at - p), s.err);
+            if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", why);
+            rc = EVENT_REJECTED;
+        } else if (jscan_ws(&s, after, le) != le) {
+            r->lines.len = mark; /* drop the line written for it */
+            snprintf(why, sizeof why, "unexpected data after the event on its line");
+            rc = EVENT_REJECTED;
+        }
+        if ((rc == EVENT_OK && add_event(r, &info)) || (rc == EVENT_REJECTED && add_reject(r, index, why))) {
+            fail(r, 413, "out of memory parsing the body");
+            return;
+        }
+        p = next_line;
+    }
+    if (lines == 0) {
+        fail(r, 400, "empty body");
+    } else if (syntax_errors == lines) {
+        fail(r, 400, "body is not NDJSON: line 1: %s", first_error);
+    }
+}
+
+void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format fmt,
+                  const ingest_limits *lim, ingest_result *r)
+{
+    const char *p = body, *end = body + n;
+    if (n >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3; /* a UTF-8 byte order mark */
+    if (buf_reserve(&r->lines, n + n / 2 + 1024)) {
+        fail(r, 413, "out of memory parsing the body");
+        return;
+    }
+    if (fmt == INGEST_NDJSON)
+        parse_ndjson(ctx, body, p, end, lim, r);
+    else
+        parse_json(ctx, body, p, end, lim, r);
+}
+
+int ingest_answer(const ingest_result *r, size_t accepted, size_t duplicates, buf *out)
+{
+    buf_printf(out, "{\"ok\":true,\"received\":%zu,\"accepted\":%zu,\"duplicates\":%zu,\"rejected\":[",
+               r->received, accepted, duplicates);
+    if (r->rejects.len) buf_append(out, r->rejects.p, r->rejects.len);
+    return buf_puts(out, "]}");
+}
+
+int ingest_error_json(buf *out, const char *msg)
+{
+    buf_puts(out, "{\"ok\":false,\"error\":");
+    buf_json_str(out, msg, strlen(msg));
+    return buf_putc(out, '}');
+}

@@ -1,0 +1,103 @@
+/*
+ * metrics.c - counters and their Prometheus text exposition.
+ */
+#include "metrics.h"
+
+#include <stdio.h>
+
+metrics metrics_global;
+
+static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
+                                              413, 415, 429, 500, 503, 504, 0,   0};
+static const char *route_names[ROUTE_COUNT] = {"ingest", "health", "metrics", "other"};
+
+void metrics_request(enum metrics_route route, unsigned status, int64_t ns)
+{
+    int i = 0;
+    while (i < METRICS_CODES - 2 && codes[i] != status) i++;
+    if (codes[i] != status) i = METRICS_CODES - 1; /* any other code */
+    atomic_fetch_add_explicit(&metrics_global.requests[route][i], 1, memory_order_relaxed);
+    histo_add(&metrics_global.latency[route], ns);
+}
+
+static void render_histo(buf *b, const char *name, const char *labels, const histo *h)
+{
+    uint64_t cum = 0;
+    for (int i = 0; i < HISTO_BUCKETS; i++) {
+        cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        if (i < HISTO_BUCKETS - 1)
+            buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, *labels ? "," : "",
+                       histo_bounds[i], (unsigned long long)cum);
+        else
+            buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, *labels ? "," : "",
+                       (unsigned long long)cum);
+    }
+    const char *open = *labels ? "{" : "", *close = *labels ? "}" : "";
+    buf_printf(b, "%s_sum%s%s%s %.9f\n", name, open, labels, close,
+               (double)atomic_load(&h->sum_ns) / 1e9);
+    buf_printf(b, "%s_count%s%s%s %llu\n", name, open, labels, close,
+               (unsigned long long)atomic_load(&h->count));
+}
+
+static void counter(buf *b, const char *name, const char *help, uint64_t v)
+{
+    buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+               (unsigned long long)v);
+}
+
+static void gauge(buf *b, const char *name, const char *help, long long v)
+{
+    buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
+}
+
+int metrics_render(buf *b, const lake_writer_stats *ws)
+{
+    metrics *m = &metrics_global;
+    counter(b, "events_ingested_total", "Events accepted and made durable.",
+            atomic_load(&m->events_accepted));
+    counter(b, "events_rejected_total", "Events rejected by validation.", atomic_load(&m->events_rejected));
+    counter(b, "events_duplicate_total", "Events answered as duplicates of a recent id.",
+            atomic_load(&m->events_duplicate));
+    counter(b, "events_received_bytes_total", "Request body bytes received on /ingest, as sent.",
+            atomic_load(&m->bytes_received));
+    counter(b, "events_stored_bytes_total", "Bytes of event lines written to the spool.",
+            atomic_load(&m->bytes_stored));
+    gauge(b, "events_http_connections_open", "Open HTTP connections.",
+          (long long)atomic_load(&m->connections_open));
+
+    buf_puts(b, "# HELP events_http_requests_total HTTP requests by route and status code.\n"
+                "# TYPE events_http_requests_total counter\n");
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        for (int i = 0; i < METRICS_CODES; i++) {
+            uint64_t v = atomic_load(&m->requests[r][i]);
+            if (!v || (codes[i] == 0 && i != METRICS_CODES - 1)) continue;
+            if (i == METRICS_CODES - 1)
+                buf_printf(b, "events_http_requests_total{route=\"%s\",code=\"other\"} %llu\n",
+                           route_names[r], (unsigned long long)v);
+            else
+                buf_printf(b, "events_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n",
+                           route_names[r], codes[i], (unsigned long long)v);
+        }
+    buf_puts(b, "# HELP events_http_request_duration_seconds Time from the first byte of a "
+                "request to its completion.\n# TYPE events_http_request_duration_seconds histogram\n");
+    for (int r = 0; r < ROUTE_COUNT; r++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "route=\"%s\"", route_names[r]);
+        render_histo(b, "events_http_request_duration_seconds", labels, &m->latency[r]);
+    }
+    if (ws) {
+        buf_puts(b, "# HELP events_fsync_duration_seconds Latency of the group commit's "
+                    "fdatasync.\n# TYPE events_fsync_duration_seconds histogram\n");
+        render_histo(b, "events_fsync_duration_seconds", "", ws->fsync);
+        counter(b, "events_commits_total", "Group commits made durable.", ws->commits);
+        counter(b, "events_commit_failures_total", "Group commits that failed (answered 503).",
+                ws->commit_failures);
+        counter(b, "events_segments_sealed_total", "Spool segments moved into the lake.",
+                ws->segments_sealed);
+        counter(b, "events_seal_failures_total", "Attempts to move a segment that failed and were retried.",
+                ws->seal_failures);
+        gauge(b, "events_segments_open", "Spool segments being written.", (long long)ws->segments_open);
+        gauge(b, "events_spool_bytes", "Bytes in the spool not yet in the lake.", (long long)ws->spool_bytes);
+    }
+    return b->p ? 0 : -1;
+}

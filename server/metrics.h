@@ -1,0 +1,39 @@
+/*
+ * metrics.h - the server's counters, rendered as Prometheus text at /metrics.
+ *
+ * One process-wide instance (metrics_global), updated with relaxed atomics
+ * from any thread; the lake writer keeps its own counters and is read when
+ * rendering.
+ */
+#ifndef EVENTS_METRICS_H
+#define EVENTS_METRICS_H
+
+#include "buf.h"
+#include "histo.h"
+#include "writer.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum metrics_route { ROUTE_INGEST, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_OTHER, ROUTE_COUNT };
+
+#define METRICS_CODES 16
+
+typedef struct metrics {
+    _Atomic uint64_t events_accepted, events_rejected, events_duplicate;
+    _Atomic uint64_t bytes_received; /* request bodies as sent (compressed if gzip) */
+    _Atomic uint64_t bytes_stored;   /* lines written to the spool */
+    _Atomic int64_t connections_open;
+    _Atomic uint64_t requests[ROUTE_COUNT][METRICS_CODES];
+    histo latency[ROUTE_COUNT];
+} metrics;
+
+extern metrics metrics_global;
+
+/* Counts a finished request and its latency. */
+void metrics_request(enum metrics_route route, unsigned status, int64_t ns);
+
+/* Appends the Prometheus text exposition. */
+int metrics_render(buf *out, const lake_writer_stats *ws);
+
+#endif

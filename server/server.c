@@ -1,0 +1,620 @@
+/*
+ * server.c - HTTP on libmicrohttpd: routing, auth, and the request lifecycle.
+ *
+ * An ingest request is read into memory (bounded by --max-body and a whole-
+ * request deadline), parsed on the HTTP thread that received it, then handed
+ * to the lake writer. Waiting for the group commit must not hold an HTTP
+ * thread (with two threads that would cap throughput at two requests per
+ * fdatasync), so the connection is suspended and the writer resumes it once
+ * the batch is durable or has failed; only then is the answer queued.
+ *
+ * At SIGTERM/SIGINT the listening socket is closed, in-flight requests are
+ * finished (a suspended one always is: the writer keeps running), and then the
+ * writer seals every segment into the lake.
+ */
+#include "server.h"
+#include "auth.h"
+#include "evtime.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "writer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef EVENTS_VERSION
+#define EVENTS_VERSION "0.0.0"
+#endif
+
+typedef struct server {
+    server_config cfg;
+    struct MHD_Daemon *daemon;
+    store *store;
+    lake_writer *writer;
+    auth *auth;
+    ingest_limits lim;
+    int64_t started_ms;
+    char addr[128];
+    _Atomic int inflight, waiting;
+    pthread_key_t ctx_key;
+} server;
+
+enum kind { K_NONE, K_INGEST, K_HEALTH, K_METRICS };
+enum state { ST_READING, ST_WAITING, ST_RESPONDED };
+
+typedef struct request {
+    server *srv;
+    struct MHD_Connection *conn;
+    enum kind kind;
+    enum metrics_route route;
+    enum state state;
+    int64_t t0_ns, deadline_ms;
+    unsigned status; /* the status sent */
+    buf body;
+    int gzip;
+    enum ingest_format fmt;
+    ingest_result res;
+    lake_batch batch;
+    unsigned answer_status; /* set by the writer callback */
+    buf answer;
+} request;
+
+void server_config_defaults(server_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->listen = "127.0.0.1:8080";
+    c->lake = "./events-lake";
+    c->max_body = INGEST_MAX_BODY_DEFAULT;
+    c->max_events = INGEST_MAX_EVENTS_DEFAULT;
+    c->max_event_bytes = EVENT_MAX_BYTES_DEFAULT;
+    c->seal_bytes = 64ull << 20;
+    c->seal_age_ms = 30000;
+    c->dedup_window = 1000000;
+    c->request_timeout_s = 30;
+    c->idle_timeout_s = 60;
+    c->max_connections = 4096;
+    c->shutdown_timeout_s = 30;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static enum MHD_Result send_response(request *r, unsigned status, const char *ctype, const char *body,
+                                     size_t len, const char *h1, const char *v1)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp) return MHD_NO;
+    if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (h1) MHD_add_response_header(resp, h1, v1);
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->status = status;
+    r->state = ST_RESPONDED;
+    return ok;
+}
+
+static enum MHD_Result send_json(request *r, unsigned status, const buf *b, const char *h1, const char *v1)
+{
+    return send_response(r, status, "application/json", b->p ? b->p : "", b->len, h1, v1);
+}
+
+static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    buf b = BUF_INIT;
+    ingest_error_json(&b, msg);
+    const char *h = NULL, *v = NULL;
+    if (status == 401) h = MHD_HTTP_HEADER_WWW_AUTHENTICATE, v = "Bearer realm=\"events\"";
+    if (status == 503) h = MHD_HTTP_HEADER_RETRY_AFTER, v = "1";
+    if (status == 405) h = MHD_HTTP_HEADER_ALLOW, v = r->kind == K_INGEST ? "POST, OPTIONS" : "GET, OPTIONS";
+    enum MHD_Result ok = send_json(r, status, &b, h, v);
+    buf_free(&b);
+    if (status >= 500)
+        log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg, NULL);
+    return ok;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static event_ctx *thread_ctx(server *s)
+{
+    event_ctx *c = pthread_getspecific(s->ctx_key);
+    if (!c && (c = malloc(sizeof *c))) {
+        event_ctx_init(c);
+        c->max_event_bytes = s->cfg.max_event_bytes;
+        pthread_setspecific(s->ctx_key, c);
+    }
+    return c;
+}
+
+static void free_ctx(void *p)
+{
+    event_ctx_free(p);
+    free(p);
+}
+
+/* Writer thread: the batch is durable or failed; wake the connection. */
+static void ingest_done(lake_batch *b, void *ud)
+{
+    request *r = ud;
+    if (b->status == 0) {
+        r->answer_status = 200;
+        ingest_answer(&r->res, b->accepted, b->duplicates, &r->answer);
+        atomic_fetch_add_explicit(&metrics_global.events_accepted, b->accepted, memory_order_relaxed);
+        atomic_fetch_add_explicit(&metrics_global.events_duplicate, b->duplicates, memory_order_relaxed);
+        uint64_t bytes = 0;
+        if (b->duplicates == 0) {
+            bytes = r->res.lines.len;
+        } else {
+            for (size_t i = 0; i < b->n; i++) bytes += b->ev[i].len;
+        }
+        atomic_fetch_add_explicit(&metrics_global.bytes_stored, bytes, memory_order_relaxed);
+    } else {
+        r->answer_status = 503;
+        ingest_error_json(&r->answer, b->error);
+    }
+    MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result handle_ingest(server *s, request *r)
+{
+    const char *body = r->body.p ? r->body.p : "";
+    size_t n = r->body.len;
+    buf inflated = BUF_INIT;
+    if (r->gzip) {
+        char err[256];
+        unsigned st = ingest_gunzip(body, n, s->cfg.max_body, &inflated, err, sizeof err);
+        if (st) {
+            buf_free(&inflated);
+            return send_error(r, st, "%s", err);
+        }
+        body = inflated.p ? inflated.p : "";
+        n = inflated.len;
+    }
+    event_ctx *ctx = thread_ctx(s);
+    if (!ctx) {
+        buf_free(&inflated);
+        return send_error(r, 503, "out of memory");
+    }
+    event_ctx_set_now(ctx, evtime_now_ms());
+    ingest_parse(ctx, body, n, r->fmt, &s->lim, &r->res);
+    buf_free(&inflated);
+    buf_free(&r->body);
+    if (r->res.status) return send_error(r, r->res.status, "%s", r->res.error);
+    atomic_fetch_add_explicit(&metrics_global.events_rejected, r->res.rejected, memory_order_relaxed);
+    if (r->res.n == 0) {
+        buf b = BUF_INIT;
+        ingest_answer(&r->res, 0, 0, &b);
+        enum MHD_Result ok = send_json(r, 200, &b, NULL, NULL);
+        buf_free(&b);
+        return ok;
+    }
+    r->batch.lines = r->res.lines.p;
+    r->batch.ev = r->res.ev;
+    r->batch.n = r->res.n;
+    r->batch.done = ingest_done;
+    r->batch.ud = r;
+    r->state = ST_WAITING;
+    atomic_fetch_add(&s->waiting, 1);
+    MHD_suspend_connection(r->conn);
+    lake_writer_submit(s->writer, &r->batch);
+    return MHD_YES;
+}
+
+static enum MHD_Result handle_health(server *s, request *r)
+{
+    lake_writer_stats st;
+    lake_writer_stats_get(s->writer, &st);
+    int failing = lake_writer_failing(s->writer);
+    buf b = BUF_INIT;
+    buf_printf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"uptimeSeconds\":%.3f,\"lake\":",
+               failing ? "failing" : "ok", EVENTS_VERSION,
+               (double)(evtime_mono_ms() - s->started_ms) / 1000.0);
+    buf_json_str(&b, s->store->url, strlen(s->store->url));
+    buf_printf(&b, ",\"spoolBytesPending\":%llu,\"segmentsOpen\":%llu,\"segmentsSealed\":%llu",
+               (unsigned long long)st.spool_bytes, (unsigned long long)st.segments_open,
+               (unsigned long long)st.segments_sealed);
+    if (failing) {
+        buf_puts(&b, ",\"error\":");
+        buf_json_str(&b, st.last_error, strlen(st.last_error));
+    }
+    buf_putc(&b, '}');
+    enum MHD_Result ok = send_json(r, failing ? 503 : 200, &b, NULL, NULL);
+    buf_free(&b);
+    return ok;
+}
+
+static enum MHD_Result handle_metrics(server *s, request *r)
+{
+    lake_writer_stats st;
+    lake_writer_stats_get(s->writer, &st);
+    buf b = BUF_INIT;
+    metrics_render(&b, &st);
+    enum MHD_Result ok =
+        send_response(r, 200, "text/plain; version=0.0.4", b.p ? b.p : "", b.len, NULL, NULL);
+    buf_free(&b);
+    return ok;
+}
+
+/* ---- routing and the request lifecycle ----------------------------------- */
+
+static int media_type_is(const char *v, const char *want)
+{
+    size_t n = strlen(want);
+    while (*v == ' ') v++;
+    return !strncasecmp(v, want, n) && (v[n] == 0 || v[n] == ';' || v[n] == ' ');
+}
+
+static enum MHD_Result start_request(server *s, request *r, const char *url, const char *method)
+{
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    int is_post = !strcmp(method, "POST");
+    if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
+        r->kind = K_INGEST, r->route = ROUTE_INGEST;
+    } else if (!strcmp(url, "/health")) {
+        r->kind = K_HEALTH, r->route = ROUTE_HEALTH;
+    } else if (!strcmp(url, "/metrics")) {
+        r->kind = K_METRICS, r->route = ROUTE_METRICS;
+    }
+
+    if (!strcmp(method, "OPTIONS")) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        if (!resp) return MHD_NO;
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, Content-Encoding");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+        enum MHD_Result ok = MHD_queue_response(r->conn, 204, resp);
+        MHD_destroy_response(resp);
+        r->status = 204;
+        r->state = ST_RESPONDED;
+        return ok;
+    }
+    if (r->kind == K_NONE) return send_error(r, 404, "no such endpoint: %s %s", method, url);
+    if ((r->kind == K_INGEST && !is_post) || (r->kind != K_INGEST && !is_get))
+        return send_error(r, 405, "method %s not allowed on %s", method, url);
+
+    if (r->kind != K_HEALTH && auth_count(s->auth)) {
+        const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        const char *who;
+        unsigned scopes = auth_check(s->auth, h, &who);
+        if (!scopes)
+            return send_error(r, 401, h ? "invalid bearer token" : "missing bearer token (Authorization: Bearer TOKEN)");
+        unsigned need = r->kind == K_INGEST ? SCOPE_INGEST : (SCOPE_QUERY | SCOPE_ADMIN);
+        if (!(scopes & need))
+            return send_error(r, 403, "token %s lacks the %s scope", who,
+                              r->kind == K_INGEST ? "ingest" : "query or admin");
+    }
+
+    if (r->kind == K_INGEST) {
+        const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (!ct || media_type_is(ct, "application/json") || media_type_is(ct, "text/plain")) {
+            r->fmt = INGEST_JSON;
+        } else if (media_type_is(ct, "application/x-ndjson") || media_type_is(ct, "application/ndjson") ||
+                   media_type_is(ct, "application/jsonl") || media_type_is(ct, "application/x-jsonlines")) {
+            r->fmt = INGEST_NDJSON;
+        } else {
+            return send_error(r, 415, "unsupported Content-Type \"%.100s\": use application/json or "
+                                      "application/x-ndjson", ct);
+        }
+        const char *ce = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+        if (ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip")))
+            r->gzip = 1;
+        else if (ce && *ce && strcasecmp(ce, "identity"))
+            return send_error(r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none", ce);
+        const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            unsigned long long len = strtoull(cl, NULL, 10);
+            if (len > s->cfg.max_body)
+                return send_error(r, 413, "body of %llu bytes is over the limit of %zu bytes", len,
+                                  s->cfg.max_body);
+            if (buf_reserve(&r->body, (size_t)len)) return send_error(r, 503, "out of memory");
+        }
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    server *s = cls;
+    request *r = *con_cls;
+    if (!r) {
+        if (!(r = calloc(1, sizeof *r))) return MHD_NO;
+        r->srv = s;
+        r->conn = conn;
+        r->route = ROUTE_OTHER;
+        r->t0_ns = evtime_mono_ns();
+        r->deadline_ms = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
+        *con_cls = r;
+        atomic_fetch_add(&s->inflight, 1);
+        return start_request(s, r, url, method);
+    }
+    if (r->state == ST_RESPONDED) {
+        *upload_size = 0; /* the rest of an upload we already answered */
+        return MHD_YES;
+    }
+    if (r->state == ST_WAITING) { /* resumed by the writer */
+        atomic_fetch_sub(&s->waiting, 1);
+        return send_json(r, r->answer_status, &r->answer,
+                         r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (evtime_mono_ms() > r->deadline_ms)
+            return send_error(r, 408, "request not received within %d s", s->cfg.request_timeout_s);
+        if (r->kind != K_INGEST) return MHD_YES; /* a body on GET is ignored */
+        atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
+        if (r->body.len + n > s->cfg.max_body)
+            return send_error(r, 413, "body is over the limit of %zu bytes", s->cfg.max_body);
+        if (buf_append(&r->body, upload, n)) return send_error(r, 503, "out of memory");
+        return MHD_YES;
+    }
+    switch (r->kind) {
+    case K_INGEST: return handle_ingest(s, r);
+    case K_HEALTH: return handle_health(s, r);
+    case K_METRICS: return handle_metrics(s, r);
+    default: return send_error(r, 404, "no such endpoint");
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    server *s = cls;
+    request *r = *con_cls;
+    if (!r) return;
+    metrics_request(r->route, r->status ? r->status : 499, evtime_mono_ns() - r->t0_ns);
+    buf_free(&r->body);
+    buf_free(&r->answer);
+    ingest_result_free(&r->res);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)socket_ctx;
+    atomic_fetch_add(&metrics_global.connections_open, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    log_msg(LOG_DEBUG, "http", "detail", msg, NULL);
+}
+
+/* ---- the listening socket ------------------------------------------------ */
+
+static int is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a)) return 1;
+        if (IN6_IS_ADDR_V4MAPPED(a)) return a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+/* Binds host:port. Returns the socket, or -1 with err set. */
+static int listen_on(const char *spec, int require_loopback, char *addr_out, size_t addrlen, char *err,
+                     size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || !colon[1]) {
+        snprintf(err, errlen, "--listen %s: expected HOST:PORT", spec);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - spec);
+    if (hl >= sizeof host) hl = sizeof host - 1;
+    memcpy(host, spec, hl);
+    host[hl] = 0;
+    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = 0;
+    }
+    struct addrinfo hints = {0}, *res;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int g = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+    if (g) {
+        snprintf(err, errlen, "--listen %s: %s", spec, gai_strerror(g));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (require_loopback && !is_loopback(ai->ai_addr)) {
+            snprintf(err, errlen,
+                     "refusing to listen on %s without tokens: anyone who can reach it could "
+                     "read and write the lake. Give --tokens-file or EVENTS_TOKEN, or listen on "
+                     "127.0.0.1",
+                     spec);
+            fd = -1;
+            break;
+        }
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 4096)) {
+            snprintf(err, errlen, "--listen %s: %s", spec, strerror(errno));
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        break;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) return -1;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (!getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+            port = ntohs(a->sin_port);
+            snprintf(addr_out, addrlen, "%s:%d", ip, port);
+        } else {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+            port = ntohs(a->sin6_port);
+            snprintf(addr_out, addrlen, "[%s]:%d", ip, port);
+        }
+    }
+    return fd;
+}
+
+/* ---- run ------------------------------------------------------------------ */
+
+int server_run(const server_config *cfg)
+{
+    server *s = calloc(1, sizeof *s);
+    if (!s) return 1;
+    s->cfg = *cfg;
+    s->started_ms = evtime_mono_ms();
+    s->lim.max_body = cfg->max_body;
+    s->lim.max_events = cfg->max_events;
+    pthread_key_create(&s->ctx_key, free_ctx);
+    int rc = 1, lfd = -1;
+    char err[1024];
+    char spool[4096];
+
+    /* Signals are taken by sigwait in this thread only. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!(s->auth = auth_new())) goto out;
+    if (cfg->tokens_file && auth_load_file(s->auth, cfg->tokens_file, err, sizeof err)) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        goto out;
+    }
+    if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err)) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        goto out;
+    }
+    if ((lfd = listen_on(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err, sizeof err)) < 0) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        goto out;
+    }
+    if (store_open(cfg->lake, &s->store, err, sizeof err)) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        goto out;
+    }
+    if (cfg->spool) {
+        snprintf(spool, sizeof spool, "%s", cfg->spool);
+    } else if (s->store->ops->root(s->store)) {
+        snprintf(spool, sizeof spool, "%s/.spool", s->store->ops->root(s->store));
+    } else {
+        snprintf(spool, sizeof spool, "./events-spool");
+    }
+    lake_writer_config wc = {spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window};
+    if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        goto out;
+    }
+
+    int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    s->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_END);
+    if (!s->daemon) {
+        log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", NULL);
+        goto out;
+    }
+    {
+        char th[16];
+        snprintf(th, sizeof th, "%d", threads);
+        log_msg(LOG_INFO, "listening", "addr", s->addr, "lake", s->store->url, "spool", spool,
+                "auth", auth_count(s->auth) ? "tokens" : "off (loopback only)", "threads", th,
+                "version", EVENTS_VERSION, NULL);
+    }
+
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    log_msg(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+
+    /* Stop accepting; let in-flight requests finish (suspended ones always do). */
+    MHD_socket q = MHD_quiesce_daemon(s->daemon);
+    if (q != MHD_INVALID_SOCKET) close(q);
+    lfd = -1;
+    int64_t give_up = evtime_mono_ms() + (int64_t)cfg->shutdown_timeout_s * 1000;
+    while (atomic_load(&s->inflight) > 0 &&
+           (evtime_mono_ms() < give_up || atomic_load(&s->waiting) > 0)) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+    lake_writer_close(s->writer);
+    s->writer = NULL;
+    log_msg(LOG_INFO, "stopped", NULL);
+    rc = 0;
+out:
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    if (lfd >= 0 && !s->daemon) close(lfd);
+    lake_writer_close(s->writer);
+    store_close(s->store);
+    auth_free(s->auth);
+    void *c = pthread_getspecific(s->ctx_key);
+    if (c) free_ctx(c);
+    pthread_key_delete(s->ctx_key);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/*
+ * server.h - `events serve`: the HTTP server in front of the lake.
+ *
+ * Endpoints (docs/http.md has the full reference):
+ *   POST /ingest, POST /e   events in, answered once durable   scope ingest
+ *   GET  /health            liveness and spool state           none
+ *   GET  /metrics           Prometheus text                    query or admin
+ *   OPTIONS *               CORS preflight                     none
+ */
+#ifndef EVENTS_SERVER_H
+#define EVENTS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct server_config {
+    const char *listen;      /* "host:port"; port 0 picks a free one. Default 127.0.0.1:8080 */
+    const char *lake;        /* directory or file:// URL. Default ./events-lake */
+    const char *spool;       /* default {lake}/.spool for a directory lake */
+    const char *tokens_file; /* NULL: no tokens file */
+    const char *token;       /* one admin token (EVENTS_TOKEN), or NULL */
+    size_t max_body;         /* default 8 MiB (after decompression) */
+    size_t max_events;       /* default 10,000 */
+    size_t max_event_bytes;  /* default 256 KiB */
+    uint64_t seal_bytes;     /* default 64 MiB */
+    int64_t seal_age_ms;     /* default 30 s */
+    size_t dedup_window;     /* default 1,000,000 ids */
+    int threads;             /* HTTP threads; default: one per CPU */
+    int request_timeout_s;   /* whole request, first byte to last; default 30 */
+    int idle_timeout_s;      /* idle keep-alive connection; default 60 */
+    unsigned max_connections; /* default 4096 */
+    int shutdown_timeout_s;  /* wait for in-flight requests at SIGTERM; default 30 */
+} server_config;
+
+/* Fills cfg with the defaults above. */
+void server_config_defaults(server_config *cfg);
+
+/*
+ * Runs the server until SIGTERM or SIGINT, then stops accepting, finishes
+ * in-flight requests, seals every segment and returns 0. Returns 1 (with a
+ * log line saying why) when it cannot start.
+ */
+int server_run(const server_config *cfg);
+
+#endif
