@@ -188,7 +188,7 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     } else {
         for (;;) {
             if (p >= end || *p != '"') {
-                s->err = "expected a string key in object";
+                s->err = p >= end ? "unexpected end of input" : "expected a string key in object";
                 s->err_at = p;
                 return EVENT_SYNTAX;
             }

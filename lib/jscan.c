@@ -268,7 +268,8 @@ after:
     }
 
 key:
-    if (p >= end || *p != '"') return fail(s, p, "expected a string key in object");
+    if (p >= end) return fail(s, p, "unexpected end of input");
+    if (*p != '"') return fail(s, p, "expected a string key in object");
     if (!(p = jscan_string(s, p, end))) return NULL;
     p = jscan_ws(s, p, end);
     if (p >= end || *p != ':') return fail(s, p, "expected ':' after key");

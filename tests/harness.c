@@ -1,0 +1,274 @@
+/*
+ * harness.c - server processes and HTTP for the integration tests.
+ */
+#include "harness.h"
+#include "test.h"
+
+#include <curl/curl.h>
+#include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#ifndef EVENTS_BIN
+#error "EVENTS_BIN must name the events binary"
+#endif
+
+const char *events_bin(void)
+{
+    const char *e = getenv("EVENTS_BIN");
+    return e && *e ? e : EVENTS_BIN;
+}
+
+typedef struct drain {
+    int fd;
+    FILE *log;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int port; /* 0 until the listening line was seen, -1 at EOF */
+} drain;
+
+static void *drain_main(void *arg)
+{
+    drain *d = arg;
+    char line[8192];
+    size_t n = 0;
+    for (;;) {
+        char c;
+        ssize_t r = read(d->fd, &c, 1);
+        if (r <= 0) break;
+        fputc(c, d->log);
+        if (c != '\n' && n < sizeof line - 1) {
+            line[n++] = c;
+            continue;
+        }
+        line[n] = 0;
+        n = 0;
+        fflush(d->log);
+        const char *a = strstr(line, "msg=\"listening\"");
+        if (!a) a = strstr(line, "\"msg\":\"listening\"");
+        const char *addr = a ? strstr(line, "127.0.0.1:") : NULL;
+        if (addr) {
+            pthread_mutex_lock(&d->mu);
+            d->port = atoi(addr + 10);
+            pthread_cond_broadcast(&d->cv);
+            pthread_mutex_unlock(&d->mu);
+        }
+    }
+    fflush(d->log);
+    pthread_mutex_lock(&d->mu);
+    if (d->port == 0) d->port = -1;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+void srv_dump_log(const srv *s)
+{
+    char *t = test_read_file(s->log, NULL);
+    fprintf(stderr, "---- server log %s ----\n%s---- end ----\n", s->log, t ? t : "(none)\n");
+    free(t);
+}
+
+int srv_start(srv *s, const char *lake, const char *const *args)
+{
+    if (lake != s->lake) snprintf(s->lake, sizeof s->lake, "%s", lake);
+    if (!s->log[0]) snprintf(s->log, sizeof s->log, "%s.log", s->lake);
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC)) return -1;
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+    const char *argv[64] = {events_bin(), "serve", "--listen", listen, "--lake", s->lake};
+    int n = 6;
+    for (int i = 0; args && args[i] && n < 62; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(pfd[1], 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    drain *d = calloc(1, sizeof *d);
+    d->fd = pfd[0];
+    d->log = fopen(s->log, "a");
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, drain_main, d);
+    s->pid = pid;
+    s->drain = d;
+    pthread_mutex_lock(&d->mu);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 30;
+    while (d->port == 0)
+        if (pthread_cond_timedwait(&d->cv, &d->mu, &dl) == ETIMEDOUT) break;
+    int port = d->port;
+    pthread_mutex_unlock(&d->mu);
+    s->drain_thr = t;
+    if (port <= 0) {
+        fprintf(stderr, "server did not start\n");
+        if (port == 0) kill(pid, SIGKILL);
+        srv_stop(s, 0);
+        srv_dump_log(s);
+        return -1;
+    }
+    s->port = port;
+    snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", port);
+    return 0;
+}
+
+int srv_stop(srv *s, int sig)
+{
+    if (!s->pid) return -1;
+    if (sig) kill(s->pid, sig);
+    int st = 0;
+    waitpid(s->pid, &st, 0);
+    s->pid = 0;
+    drain *d = s->drain;
+    if (d) { /* the process is gone, so its stderr is closed: the drain thread ends */
+        pthread_join(s->drain_thr, NULL);
+        close(d->fd);
+        fclose(d->log);
+        pthread_mutex_destroy(&d->mu);
+        pthread_cond_destroy(&d->cv);
+        free(d);
+        s->drain = NULL;
+    }
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    buf_append(ud, p, size * n);
+    return size * n;
+}
+
+int http_do(const char *method, const char *url, const char *const *headers, const void *body,
+            size_t len, long timeout_ms, resp *out)
+{
+    memset(out, 0, sizeof *out);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    for (int i = 0; headers && headers[i]; i++) h = curl_slist_append(h, headers[i]);
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms ? timeout_ms : 10000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out->body);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    if (!strcmp(method, "HEAD")) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    } else {
+        snprintf(out->error, sizeof out->error, "%s", curl_easy_strerror(rc));
+    }
+    buf_cstr(&out->body);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+void resp_free(resp *r)
+{
+    buf_free(&r->body);
+}
+
+int http_ingest(const srv *s, const char *body, resp *out)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/ingest", s->url);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    return http_do("POST", url, h, body, strlen(body), 0, out);
+}
+
+int gzip_bytes(const void *data, size_t n, buf *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+    size_t cap = deflateBound(&z, (uLong)n) + 64;
+    buf_reserve(out, cap);
+    z.next_in = (Bytef *)(uintptr_t)data;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out->p + out->len;
+    z.avail_out = (uInt)cap;
+    int r = deflate(&z, Z_FINISH);
+    out->len += cap - z.avail_out;
+    deflateEnd(&z);
+    return r == Z_STREAM_END ? 0 : -1;
+}
+
+static buf *collect;
+static int collect_files;
+static char **paths;
+static size_t npaths, cappaths;
+
+static int collect_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    if (flag != FTW_F) return 0;
+    if (npaths == cappaths) paths = realloc(paths, (cappaths = cappaths ? cappaths * 2 : 64) * sizeof *paths);
+    paths[npaths++] = strdup(path);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int lake_read_all(const char *lake, buf *out, int *files)
+{
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/events", lake);
+    collect = out;
+    collect_files = 0;
+    npaths = 0;
+    nftw(dir, collect_one, 32, FTW_PHYS);
+    qsort(paths, npaths, sizeof *paths, cmp_str);
+    for (size_t i = 0; i < npaths; i++) {
+        size_t n;
+        char *t = test_read_file(paths[i], &n);
+        if (t) buf_append(out, t, n);
+        free(t);
+        free(paths[i]);
+        collect_files++;
+    }
+    free(paths);
+    paths = NULL;
+    npaths = cappaths = 0;
+    if (files) *files = collect_files;
+    buf_cstr(out);
+    return 0;
+}
+
+int sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

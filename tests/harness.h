@@ -1,0 +1,68 @@
+/*
+ * harness.h - integration tests against a real `events serve` process on a
+ * loopback port, with a temporary lake, driven over HTTP with libcurl.
+ */
+#ifndef EVENTS_HARNESS_H
+#define EVENTS_HARNESS_H
+
+#include "buf.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct srv {
+    pid_t pid;
+    int port;             /* kept across restarts */
+    char url[64];         /* "http://127.0.0.1:PORT" */
+    char lake[1024];
+    char log[1100];       /* the server's stderr, appended across restarts */
+    int errfd;
+    void *drain;          /* state of the thread copying stderr to the log */
+    pthread_t drain_thr;
+} srv;
+
+/*
+ * Starts build/events serve --listen 127.0.0.1:PORT --lake LAKE [args...]
+ * (port 0 the first time: the server picks one, and restarts reuse it) and
+ * waits until it logs "listening". args ends with NULL. Returns 0, or -1 if
+ * the server exited first (its log is printed).
+ */
+int srv_start(srv *s, const char *lake, const char *const *args);
+
+/* Sends sig and waits for the exit. Returns the exit status, 128+signal if killed. */
+int srv_stop(srv *s, int sig);
+
+/* Prints the server's log to stderr (for a failing test). */
+void srv_dump_log(const srv *s);
+
+/* Path of the events binary under test. */
+const char *events_bin(void);
+
+typedef struct resp {
+    long status; /* 0: no answer (connection failed) */
+    buf body;    /* NUL-terminated */
+    char error[256];
+} resp;
+
+/*
+ * One HTTP request. headers: NULL-terminated "Name: value" strings or NULL.
+ * timeout_ms 0: 10 s. Returns 0 if an answer came, -1 otherwise (resp.error).
+ */
+int http_do(const char *method, const char *url, const char *const *headers, const void *body,
+            size_t len, long timeout_ms, resp *out);
+void resp_free(resp *r);
+
+/* POST body to url/ingest with Content-Type: application/json. */
+int http_ingest(const srv *s, const char *body, resp *out);
+
+/* Gzip-compresses data. Caller frees *out. */
+int gzip_bytes(const void *data, size_t n, buf *out);
+
+/* Concatenated content of every file under dir/events (sorted by path). */
+int lake_read_all(const char *lake, buf *out, int *files);
+
+/* Runs a shell command; returns its exit status. */
+int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,548 @@
+/*
+ * test_lake.c - lake layout, the dedup window, the store contract and the
+ * writer (group commit, sealing, spool recovery, dedup across restarts).
+ */
+#include "dedup.h"
+#include "evtime.h"
+#include "layout.h"
+#include "log.h"
+#include "store.h"
+#include "test.h"
+#include "writer.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- layout ---- */
+
+TEST(test_layout_keys_follow_the_hour_of_ts)
+{
+    int64_t ms;
+    REQUIRE(!evtime_parse("2026-11-25T09:59:59.999Z", 24, &ms));
+    int64_t h = lake_hour(ms);
+    char key[LAKE_KEY_MAX];
+    lake_raw_key(h, "01a21378-0562-7df9-8f38-f8abd12e745c", key);
+    CHECK_STR("events/2026/11/25/09/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", key);
+    lake_hour_prefix(h + 15, key);
+    CHECK_STR("events/2026/11/26/00/", key);
+    lake_spool_name(h, "01a21378-0562-7df9-8f38-f8abd12e745c", key);
+    CHECK_STR("2026112509-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", key);
+
+    int64_t h2;
+    char uuid[LAKE_UUID_LEN + 1];
+    CHECK_INT(0, lake_parse_spool_name(key, &h2, uuid));
+    CHECK_INT(h, h2);
+    CHECK_STR("01a21378-0562-7df9-8f38-f8abd12e745c", uuid);
+    CHECK_INT(-1, lake_parse_spool_name("2026112509-not-a-uuid.jsonl", &h2, uuid));
+    CHECK_INT(-1, lake_parse_spool_name("LOCK", &h2, uuid));
+
+    const char *ext;
+    CHECK_INT(0, lake_parse_event_key("events/2026/11/25/09/x.parquet", &h2, &ext));
+    CHECK_INT(h, h2);
+    CHECK_STR("parquet", ext);
+    CHECK_INT(-1, lake_parse_event_key("events/2026/11/25/9/x.jsonl", &h2, &ext));
+    CHECK_INT(-1, lake_parse_event_key("events/2026/11/25/09/x.txt", &h2, &ext));
+    CHECK_INT(-1, lake_parse_event_key("snapshots/a/b.db", &h2, &ext));
+}
+
+/* ---- dedup ---- */
+
+TEST(test_dedup_remembers_the_last_window_ids)
+{
+    dedup *d = dedup_new(1000);
+    char id[32];
+    for (int i = 0; i < 1500; i++) {
+        int n = snprintf(id, sizeof id, "id-%d", i);
+        CHECK_INT(0, dedup_check_add(d, id, (size_t)n));
+    }
+    CHECK_INT(1000, dedup_count(d));
+    int seen = 0;
+    for (int i = 0; i < 1500; i++) {
+        int n = snprintf(id, sizeof id, "id-%d", i);
+        seen += dedup_contains(d, id, (size_t)n);
+        if (i >= 500) CHECK(dedup_contains(d, id, (size_t)n));
+    }
+    CHECK_INT(1000, seen);
+    CHECK_INT(1, dedup_check_add(d, "id-1499", 7));
+    dedup_free(d);
+}
+
+TEST(test_dedup_rollback_forgets_a_failed_group)
+{
+    dedup *d = dedup_new(100);
+    dedup_check_add(d, "a", 1);
+    uint64_t m = dedup_mark(d);
+    dedup_check_add(d, "b", 1);
+    dedup_check_add(d, "c", 1);
+    dedup_rollback(d, m);
+    CHECK(dedup_contains(d, "a", 1));
+    CHECK(!dedup_contains(d, "b", 1));
+    CHECK(!dedup_contains(d, "c", 1));
+    CHECK_INT(1, dedup_count(d));
+    CHECK_INT(0, dedup_check_add(d, "b", 1));
+    dedup_free(d);
+}
+
+TEST(test_dedup_survives_heavy_churn)
+{
+    /* many wraps of a small ring: the index must stay consistent */
+    dedup *d = dedup_new(64);
+    char id[32];
+    for (int i = 0; i < 100000; i++) {
+        int n = snprintf(id, sizeof id, "%d", i);
+        if (dedup_check_add(d, id, (size_t)n)) {
+            test_fail(__FILE__, __LINE__, "fresh id %d reported as seen", i);
+            break;
+        }
+        if (i % 7 == 0) {
+            uint64_t m = dedup_mark(d);
+            dedup_check_add(d, "x", 1);
+            dedup_rollback(d, m);
+        }
+    }
+    for (int i = 100000 - 60; i < 100000; i++) {
+        int n = snprintf(id, sizeof id, "%d", i);
+        CHECK(dedup_contains(d, id, (size_t)n));
+    }
+    dedup_free(d);
+}
+
+TEST(test_dedup_window_zero_disables)
+{
+    dedup *d = dedup_new(0);
+    CHECK_INT(0, dedup_check_add(d, "a", 1));
+    CHECK_INT(0, dedup_check_add(d, "a", 1));
+    dedup_free(d);
+}
+
+/* ---- the store contract (every backend must pass it) ---- */
+
+typedef struct listed {
+    char keys[32][128];
+    uint64_t sizes[32];
+    int n;
+} listed;
+
+static int on_list(const store_entry *e, void *ud)
+{
+    listed *l = ud;
+    if (l->n < 32) {
+        snprintf(l->keys[l->n], 128, "%s", e->key);
+        l->sizes[l->n] = e->size;
+        l->n++;
+    }
+    return 0;
+}
+
+static void store_contract(store *s)
+{
+    buf b = BUF_INIT;
+    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/10/a.jsonl", "hello\n", 6, 0));
+    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/10/b.jsonl", "world!\n", 7, 0));
+    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/11/c.jsonl", "x", 1, 0));
+    CHECK_INT(STORE_OK, store_put(s, "events-other/z", "z", 1, 0));
+    CHECK_INT(STORE_OK, store_put(s, "snapshots/src/1.db", "db", 2, 0));
+
+    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/a.jsonl", 0, 0, &b));
+    CHECK(b.len == 6 && !memcmp(b.p, "hello\n", 6));
+    b.len = 0;
+    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/b.jsonl", 2, 3, &b));
+    CHECK(b.len == 3 && !memcmp(b.p, "rld", 3));
+    b.len = 0;
+    CHECK_INT(STORE_ENOENT, store_get(s, "events/none", 0, 0, &b));
+    CHECK_CONTAINS("events/none", store_errmsg());
+
+    store_entry e;
+    CHECK_INT(STORE_OK, store_head(s, "events/2026/11/25/10/b.jsonl", &e));
+    CHECK_INT(7, e.size);
+    CHECK(e.mtime_ms > 0);
+    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/10/zzz", &e));
+
+    listed l = {0};
+    CHECK_INT(STORE_OK, store_list(s, "events/", on_list, &l));
+    REQUIRE_INT(3, l.n);
+    CHECK_STR("events/2026/11/25/10/a.jsonl", l.keys[0]);
+    CHECK_STR("events/2026/11/25/10/b.jsonl", l.keys[1]);
+    CHECK_STR("events/2026/11/25/11/c.jsonl", l.keys[2]);
+    CHECK_INT(7, l.sizes[1]);
+    memset(&l, 0, sizeof l);
+    CHECK_INT(STORE_OK, store_list(s, "events/2026/11/25/1", on_list, &l));
+    CHECK_INT(3, l.n);
+    memset(&l, 0, sizeof l);
+    CHECK_INT(STORE_OK, store_list(s, "events", on_list, &l)); /* a prefix, not a directory */
+    CHECK_INT(4, l.n);
+    CHECK_STR("events-other/z", l.keys[0]); /* '-' sorts before '/' */
+    memset(&l, 0, sizeof l);
+    CHECK_INT(STORE_OK, store_list(s, "nothing/", on_list, &l));
+    CHECK_INT(0, l.n);
+
+    /* a conditional put: exactly one of two writers wins */
+    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "a", 1, STORE_IF_ABSENT));
+    CHECK_INT(STORE_EEXIST, store_put(s, "leases/compact", "b", 1, STORE_IF_ABSENT));
+    b.len = 0;
+    CHECK_INT(STORE_OK, store_get(s, "leases/compact", 0, 0, &b));
+    CHECK(b.len == 1 && b.p[0] == 'a');
+    /* an unconditional put replaces */
+    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "bb", 2, 0));
+    CHECK_INT(STORE_OK, store_head(s, "leases/compact", &e));
+    CHECK_INT(2, e.size);
+
+    CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl"));
+    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/11/c.jsonl", &e));
+
+    CHECK_INT(STORE_EINVAL, store_put(s, "../escape", "x", 1, 0));
+    CHECK_INT(STORE_EINVAL, store_put(s, "/abs", "x", 1, 0));
+    CHECK_INT(STORE_EINVAL, store_put(s, "a//b", "x", 1, 0));
+    buf_free(&b);
+}
+
+TEST(test_store_fs_contract)
+{
+    char *dir = test_tmpdir("store");
+    store *s;
+    char err[256];
+    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
+    store_contract(s);
+
+    /* put_file with STORE_MOVE takes the file */
+    char src[4200];
+    snprintf(src, sizeof src, "%s/src.tmp", dir);
+    FILE *f = fopen(src, "w");
+    fputs("moved\n", f);
+    fclose(f);
+    CHECK_INT(STORE_OK, store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE));
+    CHECK(access(src, F_OK) != 0);
+    buf b = BUF_INIT;
+    CHECK_INT(STORE_OK, store_get(s, "events/2026/01/01/00/m.jsonl", 0, 0, &b));
+    CHECK(b.len == 6 && !memcmp(b.p, "moved\n", 6));
+    buf_free(&b);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_store_open_rejects_unknown_schemes)
+{
+    store *s;
+    char err[256];
+    CHECK_INT(-1, store_open("gs://bucket", &s, err, sizeof err));
+    CHECK_STR("lake gs://bucket: unknown scheme (use a directory or file:///dir)", err);
+}
+
+/* ---- the writer ---- */
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} waiter;
+
+static void on_done(lake_batch *b, void *ud)
+{
+    (void)b;
+    waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->done++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Builds a batch of lines {"id":"<id>","type":"t","ts":"…"} for the given hours. */
+typedef struct mkbatch {
+    buf lines;
+    lake_event ev[64];
+    lake_batch b;
+} mkbatch;
+
+static void batch_init(mkbatch *m, const char *prefix, int n, int64_t hour, int client_ids)
+{
+    memset(m, 0, sizeof *m);
+    for (int i = 0; i < n; i++) {
+        size_t off = m->lines.len;
+        buf_printf(&m->lines, "{\"id\":\"%s-%d\",\"type\":\"t\"}\n", prefix, i);
+        m->ev[i].off = (uint32_t)off;
+        m->ev[i].len = (uint32_t)(m->lines.len - off);
+        m->ev[i].id_off = (uint32_t)off + 7;
+        m->ev[i].id_len = (uint16_t)(strlen(prefix) + 1 + (size_t)snprintf(NULL, 0, "%d", i));
+        m->ev[i].client_id = (uint8_t)client_ids;
+        m->ev[i].hour = hour;
+    }
+    m->b.lines = m->lines.p;
+    m->b.ev = m->ev;
+    m->b.n = (size_t)n;
+    m->b.done = on_done;
+}
+
+static void submit_wait(lake_writer *w, mkbatch *m)
+{
+    waiter wt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    m->b.ud = &wt;
+    lake_writer_submit(w, &m->b);
+    pthread_mutex_lock(&wt.mu);
+    while (!wt.done) pthread_cond_wait(&wt.cv, &wt.mu);
+    pthread_mutex_unlock(&wt.mu);
+}
+
+static int run(const char *cmd)
+{
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int count_lines(const char *dir, int *files)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "find %s/events -type f -name '*.jsonl' 2>/dev/null | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    *files = 0;
+    if (fscanf(p, "%d", files) != 1) *files = -1;
+    pclose(p);
+    snprintf(cmd, sizeof cmd, "cat $(find %s/events -type f -name '*.jsonl' 2>/dev/null) /dev/null | wc -l", dir);
+    p = popen(cmd, "r");
+    int n = -1;
+    if (fscanf(p, "%d", &n) != 1) n = -1;
+    pclose(p);
+    return n;
+}
+
+static lake_writer *open_writer(const char *dir, store **s, size_t window)
+{
+    char err[512], spool[1100];
+    if (store_open(dir, s, err, sizeof err)) return NULL;
+    snprintf(spool, sizeof spool, "%s/.spool", dir);
+    lake_writer_config c = {spool, *s, 1 << 20, 60000, window};
+    lake_writer *w;
+    if (lake_writer_open(&c, &w, err, sizeof err)) {
+        fprintf(stderr, "writer: %s\n", err);
+        store_close(*s);
+        return NULL;
+    }
+    return w;
+}
+
+TEST(test_writer_commits_partitions_and_seals)
+{
+    log_setup(LOG_LOGFMT, LOG_WARN);
+    char *dir = test_tmpdir("writer");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    mkbatch a, b;
+    batch_init(&a, "a", 10, 493000, 1);
+    batch_init(&b, "b", 5, 493001, 1);
+    submit_wait(w, &a);
+    submit_wait(w, &b);
+    CHECK_INT(0, a.b.status);
+    CHECK_INT(10, a.b.accepted);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(2, st.segments_open);
+    CHECK(st.spool_bytes > 0);
+    lake_writer_flush(w);
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(0, st.segments_open);
+    CHECK_INT(2, st.segments_sealed);
+    CHECK_INT(0, st.spool_bytes);
+    int files;
+    CHECK_INT(15, count_lines(dir, &files));
+    CHECK_INT(2, files);
+    char prefix[LAKE_KEY_MAX], path[2048];
+    lake_hour_prefix(493001, prefix);
+    snprintf(path, sizeof path, "find %s/%s -name '*.jsonl' | grep -q .", dir, prefix);
+    CHECK_INT(0, run(path));
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_writer_answers_retried_ids_as_duplicates)
+{
+    log_setup(LOG_LOGFMT, LOG_WARN);
+    char *dir = test_tmpdir("writer");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    mkbatch a, again, anon;
+    batch_init(&a, "r", 8, 493000, 1);
+    submit_wait(w, &a);
+    CHECK_INT(8, a.b.accepted);
+    batch_init(&again, "r", 12, 493000, 1); /* 8 seen + 4 new */
+    submit_wait(w, &again);
+    CHECK_INT(4, again.b.accepted);
+    CHECK_INT(8, again.b.duplicates);
+    batch_init(&anon, "r", 3, 493000, 0); /* server-assigned ids are never deduplicated */
+    submit_wait(w, &anon);
+    CHECK_INT(3, anon.b.accepted);
+    lake_writer_close(w);
+    int files;
+    CHECK_INT(15, count_lines(dir, &files));
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_writer_seals_by_age)
+{
+    log_setup(LOG_LOGFMT, LOG_WARN);
+    char *dir = test_tmpdir("writer");
+    store *s;
+    char err[512], spool[1100];
+    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
+    snprintf(spool, sizeof spool, "%s/.spool", dir);
+    lake_writer_config c = {spool, s, 1 << 20, 50, 1000};
+    lake_writer *w;
+    REQUIRE_INT(0, lake_writer_open(&c, &w, err, sizeof err));
+    mkbatch a;
+    batch_init(&a, "age", 2, 493000, 1);
+    submit_wait(w, &a);
+    int files = 0;
+    for (int i = 0; i < 200 && count_lines(dir, &files) != 2; i++) usleep(10000);
+    CHECK_INT(2, count_lines(dir, &files));
+    CHECK_INT(1, files);
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_writer_seals_by_size)
+{
+    log_setup(LOG_LOGFMT, LOG_WARN);
+    char *dir = test_tmpdir("writer");
+    store *s;
+    char err[512], spool[1100];
+    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
+    snprintf(spool, sizeof spool, "%s/.spool", dir);
+    lake_writer_config c = {spool, s, 100, 600000, 1000};
+    lake_writer *w;
+    REQUIRE_INT(0, lake_writer_open(&c, &w, err, sizeof err));
+    for (int k = 0; k < 3; k++) {
+        mkbatch a;
+        char p[8];
+        snprintf(p, sizeof p, "s%d", k);
+        batch_init(&a, p, 5, 493000, 1); /* ~130 bytes: over the seal size */
+        submit_wait(w, &a);
+        buf_free(&a.lines);
+    }
+    lake_writer_flush(w);
+    int files;
+    CHECK_INT(15, count_lines(dir, &files));
+    CHECK_INT(3, files);
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_writer_refuses_a_spool_in_use)
+{
+    log_setup(LOG_LOGFMT, LOG_WARN);
+    char *dir = test_tmpdir("writer");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 10);
+    REQUIRE(w);
+    char err[512], spool[1100];
+    snprintf(spool, sizeof spool, "%s/.spool", dir);
+    lake_writer_config c = {spool, s, 1 << 20, 60000, 10};
+    lake_writer *w2;
+    CHECK_INT(-1, lake_writer_open(&c, &w2, err, sizeof err));
+    CHECK_CONTAINS("is in use by another events server (pid ", err);
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void write_bytes(const char *path, const char *content, size_t n)
+{
+    FILE *f = fopen(path, "w");
+    fwrite(content, 1, n, f);
+    fclose(f);
+}
+#define write_file(path, literal) write_bytes(path, literal, sizeof(literal) - 1)
+
+TEST(test_writer_recovers_a_crashed_spool)
+{
+    log_setup(LOG_LOGFMT, LOG_ERROR);
+    char *dir = test_tmpdir("recover");
+    char path[2048];
+    snprintf(path, sizeof path, "%s/.spool", dir);
+    mkdir(path, 0755);
+    /* a segment with a bad line in the middle and a torn last line */
+    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    write_file(path, "{\"id\":\"k-1\",\"type\":\"t\"}\n"
+                     "{\"id\":\"k-2\",\"type\":\"t\"}\n"
+                     "\0\0\0garbage\n"
+                     "{\"id\":\"k-3\",\"type\":\"t\"}\n"
+                     "{\"id\":\"k-4\",\"ty");
+    /* a segment whose only problem is a torn tail */
+    snprintf(path, sizeof path, "%s/.spool/2026112511-01a21378-0562-7df9-8f38-f8abd12e745d.jsonl", dir);
+    write_file(path, "{\"id\":\"k-5\",\"type\":\"t\"}\n{\"id\":\"k-6\",\"type\":\"t\"}\n{\"id\":");
+    /* an empty segment */
+    snprintf(path, sizeof path, "%s/.spool/2026112512-01a21378-0562-7df9-8f38-f8abd12e745e.jsonl", dir);
+    write_file(path, "");
+    /* an interrupted earlier repair */
+    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl.recover", dir);
+    write_file(path, "partial");
+    /* a segment sealed before the crash, listed in sealed.log */
+    snprintf(path, sizeof path, "%s/events/2026/11/25/09", dir);
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", path);
+    run(cmd);
+    snprintf(path, sizeof path, "%s/events/2026/11/25/09/01a21378-0562-7df9-8f38-f8abd12e7400.jsonl", dir);
+    write_file(path, "{\"id\":\"old-1\",\"type\":\"t\"}\n{\"id\":\"old-2\",\"type\":\"t\"}\n");
+    snprintf(path, sizeof path, "%s/.spool/sealed.log", dir);
+    write_file(path, "events/2026/11/25/09/01a21378-0562-7df9-8f38-f8abd12e7400.jsonl 2\n"
+                     "events/2026/11/25/08/gone.jsonl 5\n");
+
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(5, st.recovered_events);
+    lake_writer_flush(w);
+
+    size_t n;
+    snprintf(path, sizeof path, "%s/events/2026/11/25/10/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    char *t = test_read_file(path, &n);
+    CHECK_STR("{\"id\":\"k-1\",\"type\":\"t\"}\n{\"id\":\"k-2\",\"type\":\"t\"}\n{\"id\":\"k-3\",\"type\":\"t\"}\n", t);
+    free(t);
+    snprintf(path, sizeof path, "%s/events/2026/11/25/11/01a21378-0562-7df9-8f38-f8abd12e745d.jsonl", dir);
+    t = test_read_file(path, &n);
+    CHECK_STR("{\"id\":\"k-5\",\"type\":\"t\"}\n{\"id\":\"k-6\",\"type\":\"t\"}\n", t);
+    free(t);
+    snprintf(path, sizeof path, "%s/events/2026/11/25/12", dir);
+    CHECK(access(path, F_OK) != 0); /* the empty segment is dropped, not sealed */
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls %s/.spool | grep -v -e LOCK -e sealed.log)\"", dir);
+    CHECK_INT(0, run(cmd));
+
+    /* every recovered or recently sealed id is a duplicate now */
+    static const char *ids[] = {"k-1", "k-3", "k-5", "k-6", "old-1", "old-2"};
+    char lines[512];
+    lake_event ev[6];
+    size_t off = 0;
+    for (int i = 0; i < 6; i++) {
+        int len = snprintf(lines + off, sizeof lines - off, "{\"id\":\"%s\",\"type\":\"t\"}\n", ids[i]);
+        ev[i] = (lake_event){(uint32_t)off, (uint32_t)len, (uint32_t)off + 7, (uint16_t)strlen(ids[i]), 1, 493000};
+        off += (size_t)len;
+    }
+    mkbatch m;
+    memset(&m, 0, sizeof m);
+    m.b.lines = lines;
+    m.b.ev = ev;
+    m.b.n = 6;
+    m.b.done = on_done;
+    submit_wait(w, &m);
+    CHECK_INT(6, m.b.duplicates);
+    CHECK_INT(0, m.b.accepted);
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
