@@ -74,6 +74,8 @@ typedef struct request {
     lake_batch batch;
     unsigned answer_status; /* set by the writer callback */
     buf answer;
+    unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
+    char discard_error[160];
 } request;
 
 void server_config_defaults(server_config *c)
@@ -137,6 +139,40 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
     if (status >= 500)
         log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg, NULL);
     return ok;
+}
+
+/*
+ * Answers a request whose body is still arriving and closes the connection.
+ * libmicrohttpd 0.9.75 queues a response only before the body is read or
+ * after all of it has arrived, which a client trickling its body (slowloris)
+ * never lets happen. So the answer is written to the socket here, the sending
+ * side is shut down, what the client already sent is drained (so the close
+ * sends FIN, not a reset that could destroy the answer in flight), and MHD is
+ * told to close the connection.
+ */
+static enum MHD_Result abort_mid_body(request *r, unsigned status, const char *reason, const char *msg)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->status = status;
+    r->state = ST_RESPONDED;
+    if (!ci) return MHD_NO;
+    int fd = ci->connect_fd;
+    buf body = BUF_INIT, all = BUF_INIT;
+    ingest_error_json(&body, msg);
+    buf_printf(&all,
+               "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+               "Connection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n",
+               status, reason, body.len);
+    buf_append(&all, body.p, body.len);
+    if (all.p && send(fd, all.p, all.len, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+        shutdown(fd, SHUT_WR);
+        char sink[4096];
+        for (int i = 0; i < 64 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+        }
+    }
+    buf_free(&body);
+    buf_free(&all);
+    return MHD_NO;
 }
 
 /* ---- handlers ------------------------------------------------------------ */
@@ -370,15 +406,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (evtime_mono_ms() > r->deadline_ms)
-            return send_error(r, 408, "request not received within %d s", s->cfg.request_timeout_s);
-        if (r->kind != K_INGEST) return MHD_YES; /* a body on GET is ignored */
+        if (evtime_mono_ms() > r->deadline_ms) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "request not received within %d s", s->cfg.request_timeout_s);
+            return abort_mid_body(r, 408, "Request Timeout", msg);
+        }
+        if (r->kind != K_INGEST || r->discard_status) return MHD_YES; /* dropped */
         atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
-        if (r->body.len + n > s->cfg.max_body)
-            return send_error(r, 413, "body is over the limit of %zu bytes", s->cfg.max_body);
-        if (buf_append(&r->body, upload, n)) return send_error(r, 503, "out of memory");
+        if (r->body.len + n > s->cfg.max_body) {
+            /* MHD cannot answer mid-body: read to the end, then answer 413 */
+            r->discard_status = 413;
+            snprintf(r->discard_error, sizeof r->discard_error, "body is over the limit of %zu bytes",
+                     s->cfg.max_body);
+            buf_free(&r->body);
+        } else if (buf_append(&r->body, upload, n)) {
+            r->discard_status = 503;
+            snprintf(r->discard_error, sizeof r->discard_error, "out of memory");
+            buf_free(&r->body);
+        }
         return MHD_YES;
     }
+    if (r->discard_status) return send_error(r, r->discard_status, "%s", r->discard_error);
     switch (r->kind) {
     case K_INGEST: return handle_ingest(s, r);
     case K_HEALTH: return handle_health(s, r);
