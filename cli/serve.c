@@ -13,7 +13,8 @@ int cmd_serve(int argc, char **argv)
 {
     server_config c;
     server_config_defaults(&c);
-    uint64_t max_body = c.max_body, seal_bytes = c.seal_bytes, max_event_bytes = c.max_event_bytes;
+    uint64_t max_body = c.max_body, seal_bytes = c.seal_bytes, max_event_bytes = c.max_event_bytes,
+             spool_max = c.spool_max;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
@@ -28,6 +29,7 @@ int cmd_serve(int argc, char **argv)
         {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE", "largest request body, after gunzip (default 8MiB)"},
         {"max-events", "EVENTS_MAX_EVENTS", OPT_INT, &max_events, "N", "most events in one request (default 10000)"},
         {"max-event-bytes", "EVENTS_MAX_EVENT_BYTES", OPT_SIZE, &max_event_bytes, "SIZE", "largest event (default 256KiB)"},
+        {"spool-max", "EVENTS_SPOOL_MAX", OPT_SIZE, &spool_max, "SIZE", "answer 503 while this much waits for the lake (default: no limit)"},
         {"seal-bytes", "EVENTS_SEAL_BYTES", OPT_SIZE, &seal_bytes, "SIZE", "seal a segment at this size (default 64MiB)"},
         {"seal-age", "EVENTS_SEAL_AGE", OPT_DURATION, &seal_age, "DURATION", "seal a segment at this age (default 30s)"},
         {"dedup-window", "EVENTS_DEDUP_WINDOW", OPT_INT, &dedup, "N", "recent event ids remembered for dedup (default 1000000)"},
@@ -86,6 +88,7 @@ int cmd_serve(int argc, char **argv)
     c.max_event_bytes = (size_t)max_event_bytes;
     c.max_events = (size_t)max_events;
     c.seal_bytes = seal_bytes;
+    c.spool_max = spool_max;
     c.seal_age_ms = seal_age;
     c.dedup_window = (size_t)dedup;
     c.threads = (int)threads;

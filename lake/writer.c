@@ -87,6 +87,7 @@ struct lake_writer {
     histo fsync_h;
     pthread_mutex_t emu;
     char last_error[256];
+    char seal_error[256]; /* under emu; "" while sealing works */
 };
 
 static void set_error(lake_writer *w, const char *msg)
@@ -274,6 +275,11 @@ static void *sealer_main(void *arg)
                 log_msg(LOG_DEBUG, "sealed", "key", key, "events", ev, NULL);
             }
             free(s);
+            if (failures_in_row) {
+                pthread_mutex_lock(&w->emu);
+                w->seal_error[0] = 0;
+                pthread_mutex_unlock(&w->emu);
+            }
             failures_in_row = 0;
             backoff = 1000;
             w->sbackoff = 0;
@@ -283,6 +289,9 @@ static void *sealer_main(void *arg)
         }
         atomic_fetch_add(&w->seal_failures, 1);
         if (failures_in_row++ % 30 == 0) log_msg(LOG_WARN, "cannot seal segment, will retry", "error", err, NULL);
+        pthread_mutex_lock(&w->emu);
+        snprintf(w->seal_error, sizeof w->seal_error, "%s", err);
+        pthread_mutex_unlock(&w->emu);
         w->sbackoff = 1;
         pthread_cond_broadcast(&w->sdone);
         if (w->sstop) break; /* shutting down: the segment stays in the spool for the next start */
@@ -382,7 +391,17 @@ static void commit_group(lake_writer *w, lake_batch *batches)
     uint64_t mark = dedup_mark(w->dd);
     int failed = 0;
 
-    for (lake_batch *b = batches; b && !failed; b = b->next) {
+    uint64_t pending = atomic_load(&w->spool_bytes);
+    if (w->cfg.spool_max && pending >= w->cfg.spool_max) {
+        pthread_mutex_lock(&w->emu);
+        snprintf(err, sizeof err, "spool is full (%llu bytes wait for the lake, limit %llu)%s%s",
+                 (unsigned long long)pending, (unsigned long long)w->cfg.spool_max,
+                 w->seal_error[0] ? "; the lake fails: " : "", w->seal_error);
+        pthread_mutex_unlock(&w->emu);
+        failed = 1;
+    }
+
+    for (lake_batch *b = failed ? NULL : batches; b && !failed; b = b->next) {
         b->status = 0;
         b->accepted = b->duplicates = 0;
         for (size_t i = 0; i < b->n; i++) {
@@ -828,7 +847,12 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
         snprintf(err, errlen, "spool %s: %s", w->spool, strerror(errno));
         goto fail;
     }
-    w->lock_fd = openat(w->spool_fd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* held open read-only, so that the spool's filesystem can be remounted read-only */
+    {
+        int fd = openat(w->spool_fd, LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) close(fd);
+    }
+    w->lock_fd = openat(w->spool_fd, LOCK_FILE, O_RDONLY | O_CLOEXEC);
     if (w->lock_fd < 0) {
         snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LOCK_FILE, strerror(errno));
         goto fail;
@@ -842,9 +866,14 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
         goto fail;
     }
     {
+        /* the pid is only for the message above, written through a short-lived fd */
         char pid[32];
         int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-        if (ftruncate(w->lock_fd, 0) == 0 && write_all_at(w->lock_fd, pid, (size_t)n, 0)) { /* informational */
+        int fd = openat(w->spool_fd, LOCK_FILE, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd >= 0) {
+            if (write_all_at(fd, pid, (size_t)n, 0)) { /* informational */
+            }
+            close(fd);
         }
     }
     if (!(w->dd = dedup_new(cfg->dedup_window))) {
@@ -933,6 +962,8 @@ void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st)
     st->fsync = &w->fsync_h;
     pthread_mutex_lock(&w->emu);
     memcpy(st->last_error, w->last_error, sizeof st->last_error);
+    memcpy(st->seal_error, w->seal_error, sizeof st->seal_error);
+    st->sealing_failing = w->seal_error[0] != 0;
     pthread_mutex_unlock(&w->emu);
 }
 

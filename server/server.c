@@ -269,7 +269,7 @@ static enum MHD_Result handle_health(server *s, request *r)
     int failing = lake_writer_failing(s->writer);
     buf b = BUF_INIT;
     buf_printf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"uptimeSeconds\":%.3f,\"lake\":",
-               failing ? "failing" : "ok", EVENTS_VERSION,
+               failing ? "failing" : st.sealing_failing ? "degraded" : "ok", EVENTS_VERSION,
                (double)(evtime_mono_ms() - s->started_ms) / 1000.0);
     buf_json_str(&b, s->store->url, strlen(s->store->url));
     buf_printf(&b, ",\"spoolBytesPending\":%llu,\"segmentsOpen\":%llu,\"segmentsSealed\":%llu",
@@ -278,6 +278,10 @@ static enum MHD_Result handle_health(server *s, request *r)
     if (failing) {
         buf_puts(&b, ",\"error\":");
         buf_json_str(&b, st.last_error, strlen(st.last_error));
+    }
+    if (st.sealing_failing) {
+        buf_puts(&b, ",\"sealError\":");
+        buf_json_str(&b, st.seal_error, strlen(st.seal_error));
     }
     buf_putc(&b, '}');
     enum MHD_Result ok = send_json(r, failing ? 503 : 200, &b, NULL, NULL);
@@ -605,7 +609,8 @@ int server_run(const server_config *cfg)
     } else {
         snprintf(spool, sizeof spool, "./events-spool");
     }
-    lake_writer_config wc = {spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window};
+    lake_writer_config wc = {spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window,
+                             cfg->spool_max};
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
         goto out;

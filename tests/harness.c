@@ -79,6 +79,29 @@ void srv_dump_log(const srv *s)
     free(t);
 }
 
+/* Servers still running when the test process exits are killed, whatever failed. */
+static pid_t live[64];
+
+static void kill_live(void)
+{
+    for (int i = 0; i < 64; i++)
+        if (live[i] > 0) kill(live[i], SIGKILL);
+}
+
+static void track(pid_t pid, int add)
+{
+    static int registered;
+    if (!registered) {
+        atexit(kill_live);
+        registered = 1;
+    }
+    for (int i = 0; i < 64; i++)
+        if (add ? live[i] == 0 : live[i] == pid) {
+            live[i] = add ? pid : 0;
+            return;
+        }
+}
+
 int srv_start(srv *s, const char *lake, const char *const *args)
 {
     if (lake != s->lake) snprintf(s->lake, sizeof s->lake, "%s", lake);
@@ -99,6 +122,7 @@ int srv_start(srv *s, const char *lake, const char *const *args)
         _exit(127);
     }
     close(pfd[1]);
+    track(pid, 1);
     drain *d = calloc(1, sizeof *d);
     d->fd = pfd[0];
     d->log = fopen(s->log, "a");
@@ -135,6 +159,7 @@ int srv_stop(srv *s, int sig)
     if (sig) kill(s->pid, sig);
     int st = 0;
     waitpid(s->pid, &st, 0);
+    track(s->pid, 0);
     s->pid = 0;
     drain *d = s->drain;
     if (d) { /* the process is gone, so its stderr is closed: the drain thread ends */

@@ -16,7 +16,7 @@ typedef struct srv {
     int port;             /* kept across restarts */
     char url[64];         /* "http://127.0.0.1:PORT" */
     char lake[1024];
-    char log[1100];       /* the server's stderr, appended across restarts */
+    char log[1100];       /* the server's stderr, appended across restarts; default LAKE.log */
     int errfd;
     void *drain;          /* state of the thread copying stderr to the log */
     pthread_t drain_thr;
@@ -26,7 +26,8 @@ typedef struct srv {
  * Starts build/events serve --listen 127.0.0.1:PORT --lake LAKE [args...]
  * (port 0 the first time: the server picks one, and restarts reuse it) and
  * waits until it logs "listening". args ends with NULL. Returns 0, or -1 if
- * the server exited first (its log is printed).
+ * the server exited first (its log is printed). Servers still running when
+ * the test process exits are killed.
  */
 int srv_start(srv *s, const char *lake, const char *const *args);
 

@@ -314,7 +314,7 @@ static lake_writer *open_writer(const char *dir, store **s, size_t window)
     char err[512], spool[1100];
     if (store_open(dir, s, err, sizeof err)) return NULL;
     snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, *s, 1 << 20, 60000, window};
+    lake_writer_config c = {spool, *s, 1 << 20, 60000, window, 0};
     lake_writer *w;
     if (lake_writer_open(&c, &w, err, sizeof err)) {
         fprintf(stderr, "writer: %s\n", err);
@@ -394,7 +394,7 @@ TEST(test_writer_seals_by_age)
     char err[512], spool[1100];
     REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
     snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, s, 1 << 20, 50, 1000};
+    lake_writer_config c = {spool, s, 1 << 20, 50, 1000, 0};
     lake_writer *w;
     REQUIRE_INT(0, lake_writer_open(&c, &w, err, sizeof err));
     mkbatch a;
@@ -418,7 +418,7 @@ TEST(test_writer_seals_by_size)
     char err[512], spool[1100];
     REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
     snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, s, 100, 600000, 1000};
+    lake_writer_config c = {spool, s, 100, 600000, 1000, 0};
     lake_writer *w;
     REQUIRE_INT(0, lake_writer_open(&c, &w, err, sizeof err));
     for (int k = 0; k < 3; k++) {
@@ -448,7 +448,7 @@ TEST(test_writer_refuses_a_spool_in_use)
     REQUIRE(w);
     char err[512], spool[1100];
     snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, s, 1 << 20, 60000, 10};
+    lake_writer_config c = {spool, s, 1 << 20, 60000, 10, 0};
     lake_writer *w2;
     CHECK_INT(-1, lake_writer_open(&c, &w2, err, sizeof err));
     CHECK_CONTAINS("is in use by another events server (pid ", err);
