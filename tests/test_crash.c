@@ -1,0 +1,172 @@
+/*
+ * test_crash.c - SIGKILL the server mid-ingest, again and again.
+ *
+ * Clients post numbered batches and retry every batch that got no answer,
+ * with the same ids, until it is answered, while the server is killed with
+ * SIGKILL and restarted several times. Afterwards every event of every batch
+ * must be in the lake exactly once and every line must parse: a batch made
+ * durable just before a kill is answered as duplicates after the restart,
+ * because the dedup window is rebuilt from the recovered spool and the
+ * recently sealed segments.
+ */
+#include "harness.h"
+#include "test.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLIENTS 3
+#define PER_BATCH 40
+#define KILLS 6
+
+typedef struct client {
+    srv *s;
+    int id;
+    int batches;   /* batches fully answered */
+    int retries;
+    int answered_dup; /* events answered as duplicates */
+    atomic_int stop;
+    int failed;
+} client;
+
+static void *client_main(void *arg)
+{
+    client *c = arg;
+    char url[128];
+    snprintf(url, sizeof url, "%s/ingest", c->s->url);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    for (int k = 0; k < 100000 && !atomic_load(&c->stop); k++) {
+        buf b = BUF_INIT;
+        buf_putc(&b, '[');
+        for (int i = 0; i < PER_BATCH; i++)
+            buf_printf(&b, "%s{\"type\":\"crash.test\",\"id\":\"c%d-%d-%d\",\"n\":%d}", i ? "," : "", c->id, k, i, i);
+        buf_putc(&b, ']');
+        int done = 0;
+        /* retry this batch until answered: at most 30 s */
+        for (int attempt = 0; attempt < 1500 && !done; attempt++) {
+            resp r;
+            http_do("POST", url, h, b.p, b.len, 2000, &r);
+            if (r.status == 200) {
+                json_t *v = json_loads(r.body.p, 0, NULL);
+                long acc = (long)json_integer_value(json_object_get(v, "accepted"));
+                long dup = (long)json_integer_value(json_object_get(v, "duplicates"));
+                if (acc + dup != PER_BATCH) {
+                    test_fail(__FILE__, __LINE__, "batch c%d-%d: accepted %ld + duplicates %ld != %d", c->id,
+                              k, acc, dup, PER_BATCH);
+                    c->failed = 1;
+                }
+                c->answered_dup += (int)dup;
+                json_decref(v);
+                done = 1;
+            } else {
+                c->retries++;
+                usleep(20000);
+            }
+            resp_free(&r);
+        }
+        buf_free(&b);
+        if (!done) {
+            test_fail(__FILE__, __LINE__, "batch c%d-%d never answered", c->id, k);
+            c->failed = 1;
+            break;
+        }
+        c->batches = k + 1;
+    }
+    return NULL;
+}
+
+static int rand_between(unsigned *seed, int lo, int hi)
+{
+    return lo + (int)(rand_r(seed) % (unsigned)(hi - lo + 1));
+}
+
+TEST(test_crash_sigkill_loses_nothing_and_duplicates_nothing)
+{
+    char *dir = test_tmpdir("crash");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    const char *args[] = {"--seal-age", "200ms", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+
+    client cl[CLIENTS];
+    pthread_t th[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        cl[i].s = &s;
+        cl[i].id = i;
+        pthread_create(&th[i], NULL, client_main, &cl[i]);
+    }
+    unsigned seed = (unsigned)time(NULL);
+    fprintf(stderr, "  seed %u\n", seed);
+    int restarts_ok = 1;
+    for (int k = 0; k < KILLS && restarts_ok; k++) {
+        usleep((useconds_t)rand_between(&seed, 150, 600) * 1000);
+        srv_stop(&s, SIGKILL);
+        usleep((useconds_t)rand_between(&seed, 0, 200) * 1000);
+        if (srv_start(&s, lake, args)) restarts_ok = 0;
+    }
+    CHECK(restarts_ok);
+    usleep(300000);
+    for (int i = 0; i < CLIENTS; i++) atomic_store(&cl[i].stop, 1);
+    for (int i = 0; i < CLIENTS; i++) pthread_join(th[i], NULL);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+
+    int expected = 0, retries = 0, dups = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        expected += cl[i].batches * PER_BATCH;
+        retries += cl[i].retries;
+        dups += cl[i].answered_dup;
+        CHECK(!cl[i].failed);
+    }
+    fprintf(stderr, "  %d events in batches of %d, %d retried posts, %d events answered as duplicates\n",
+            expected, PER_BATCH, retries, dups);
+    CHECK(expected > 0);
+
+    /* every line parses; every id appears exactly once; ids are exactly the batches sent */
+    buf all = BUF_INIT;
+    int files;
+    lake_read_all(lake, &all, &files);
+    int total = 0, bad = 0;
+    unsigned char *seen = calloc((size_t)CLIENTS * 100000 * PER_BATCH / 8 + 1, 1);
+    int twice = 0, unknown = 0;
+    const char *p = all.p, *end = all.p + all.len;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+            bad++;
+            break;
+        }
+        json_t *v = json_loadb(p, (size_t)(nl - p), JSON_REJECT_DUPLICATES, NULL);
+        int c, k, i;
+        const char *id = v ? json_string_value(json_object_get(v, "id")) : NULL;
+        if (!id) {
+            bad++;
+        } else if (sscanf(id, "c%d-%d-%d", &c, &k, &i) != 3 || c < 0 || c >= CLIENTS || k < 0 ||
+                   k >= cl[c].batches || i < 0 || i >= PER_BATCH) {
+            unknown++;
+        } else {
+            size_t bit = ((size_t)c * 100000 + (size_t)k) * PER_BATCH + (size_t)i;
+            if (seen[bit / 8] & (1u << (bit % 8))) twice++;
+            seen[bit / 8] |= (unsigned char)(1u << (bit % 8));
+        }
+        json_decref(v);
+        total++;
+        p = nl + 1;
+    }
+    CHECK_INT(0, bad);
+    CHECK_INT(0, twice);
+    CHECK_INT(0, unknown);
+    CHECK_INT(expected, total);
+    if (test_failed_now()) srv_dump_log(&s);
+    free(seen);
+    buf_free(&all);
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
