@@ -330,7 +330,7 @@ static int walk_dir(walk *w, char *key, size_t klen)
         v[n++].dir = dir;
     }
     closedir(d);
-    if (!r) qsort(v, n, sizeof *v, name_cmp);
+    if (!r && n) qsort(v, n, sizeof *v, name_cmp);
     for (size_t i = 0; i < n && !r && !w->stop; i++) {
         size_t nl = strlen(v[i].s);
         if (klen + nl + 2 >= 1024) continue;

@@ -737,7 +737,7 @@ static int recover(lake_writer *w, char *err, size_t errlen)
         v[n++] = f;
     }
     closedir(d);
-    qsort(v, n, sizeof *v, found_cmp); /* uuid7: creation order */
+    if (n) qsort(v, n, sizeof *v, found_cmp); /* uuid7: creation order */
 
     rebuild_dedup_from_lake(w);
     int rc = 0;

@@ -135,9 +135,13 @@ static int reject(char *why, size_t whylen, const char *fmt, ...)
     return EVENT_REJECTED;
 }
 
-/* Parses an integer count of epoch milliseconds. */
+/* Parses an integer count of epoch milliseconds ("-0" is 0, as JSON readers see it). */
 static int parse_ms_number(const char *p, const char *end, int64_t *ms)
 {
+    if (end - p == 2 && p[0] == '-' && p[1] == '0') {
+        *ms = 0;
+        return 0;
+    }
     if (end - p > 15 || end == p) return -1;
     int64_t v = 0;
     for (; p < end; p++) {
@@ -147,6 +151,26 @@ static int parse_ms_number(const char *p, const char *end, int64_t *ms)
     if (v > EVTIME_MAX_MS) return -1;
     *ms = v;
     return 0;
+}
+
+/*
+ * The content of a short string member, decoded if it has escapes: envelope
+ * fields are compared as a JSON reader sees them ("rpc\u002ecall" is
+ * "rpc.call"). Returns the length, or -1 if it is longer than cap.
+ */
+static long envelope_string(const event_member *m, char *tmp, size_t cap, const char **out)
+{
+    const char *p = m->v + 1, *end = m->vend - 1;
+    if (!memchr(p, '\\', (size_t)(end - p))) {
+        if ((size_t)(end - p) > cap) return -1;
+        *out = p;
+        return end - p;
+    }
+    if ((size_t)(end - p) > cap * 6) return -1; /* cannot decode to within cap */
+    size_t n = jscan_unescape(p, end, tmp, cap);
+    if (n == (size_t)-1) return -1;
+    *out = tmp;
+    return (long)n;
 }
 
 static int grow_members(event_ctx *c)
@@ -195,20 +219,27 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
             if (n == c->memcap && grow_members(c)) return EVENT_NOMEM;
             event_member *m = &c->mem[n++];
             m->m = p;
-            const char *bad_before = s->bad;
+            unsigned defects_before = s->defects;
             const char *kend = jscan_string(s, p, end);
             if (!kend) return EVENT_SYNTAX;
             m->kesc = s->escaped;
             m->koff = 0;
             m->klen = (size_t)(kend - p - 2);
-            if (m->kesc && s->bad == bad_before) {
+            int key_ok = s->defects == defects_before;
+            if (m->kesc && key_ok) {
                 /* decoded is never longer than the escaped text */
                 if (buf_reserve(&c->keys, m->klen)) return EVENT_NOMEM;
-                m->koff = c->keys.len;
-                m->klen = jscan_unescape(p + 1, kend - 1, c->keys.p + c->keys.len, m->klen);
-                c->keys.len += m->klen;
+                size_t kl = jscan_unescape(p + 1, kend - 1, c->keys.p + c->keys.len, m->klen);
+                if (kl == (size_t)-1) {
+                    m->kesc = 0; /* cannot happen for a key without defects; keep it raw */
+                    key_ok = 0;
+                } else {
+                    m->koff = c->keys.len;
+                    m->klen = kl;
+                    c->keys.len += kl;
+                }
             }
-            m->role = s->bad == bad_before ? role_of(key_ptr(c, m), m->klen) : R_REST;
+            m->role = key_ok ? role_of(key_ptr(c, m), m->klen) : R_REST;
             p = jscan_ws(s, kend, end);
             if (p >= end || *p != ':') {
                 s->err = "expected ':' after key";
@@ -276,9 +307,11 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     }
     if (!type) return reject(why, whylen, "\"type\" is required");
     if (type->vt != J_STR) return reject(why, whylen, "\"type\" must be a string");
-    const char *tp = type->v + 1;
-    size_t tn = (size_t)(type->vend - type->v - 2);
-    if (!event_type_valid(tp, tn))
+    char tbuf[EVENT_TYPE_MAX + 1], ibuf[EVENT_ID_MAX + 1], sbuf[64];
+    const char *tp;
+    long tl = envelope_string(type, tbuf, sizeof tbuf, &tp);
+    size_t tn = tl < 0 ? 0 : (size_t)tl;
+    if (tl < 0 || !event_type_valid(tp, tn))
         return reject(why, whylen,
                       "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
                       EVENT_TYPE_MAX);
@@ -287,9 +320,9 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     size_t idn = 0;
     if (id && id->vt != J_NULL) {
         if (id->vt != J_STR) return reject(why, whylen, "\"id\" must be a string");
-        idp = id->v + 1;
-        idn = (size_t)(id->vend - id->v - 2);
-        if (!event_id_valid(idp, idn))
+        long il = envelope_string(id, ibuf, sizeof ibuf, &idp);
+        idn = il < 0 ? 0 : (size_t)il;
+        if (il < 0 || !event_id_valid(idp, idn))
             return reject(why, whylen, "\"id\" must be 1-%d characters of [0-9A-Za-z_.:-]",
                           EVENT_ID_MAX);
     }
@@ -297,8 +330,9 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     int64_t ts_ms = c->now_ms;
     if (ts && ts->vt != J_NULL) {
         if (ts->vt == J_STR) {
-            if (ts->vend - ts->v > 64 ||
-                evtime_parse(ts->v + 1, (size_t)(ts->vend - ts->v - 2), &ts_ms))
+            const char *sp;
+            long sl = envelope_string(ts, sbuf, sizeof sbuf, &sp);
+            if (sl < 0 || evtime_parse(sp, (size_t)sl, &ts_ms))
                 return reject(why, whylen,
                               "\"ts\" must be an RFC 3339 time between 1970 and 9999");
         } else if (ts->vt == J_NUM) {

@@ -39,6 +39,7 @@ const char *jscan_ws(jscan *s, const char *p, const char *end)
 
 static void defect(jscan *s, const char *at, const char *msg)
 {
+    s->defects++;
     if (!s->bad) {
         s->bad = msg;
         s->bad_at = at;
@@ -287,6 +288,7 @@ size_t jscan_unescape(const char *p, const char *end, char *out, size_t cap)
             out[n++] = *p++;
             continue;
         }
+        if (end - p < 2) return (size_t)-1;
         char e = p[1];
         p += 2;
         switch (e) {
@@ -295,15 +297,19 @@ size_t jscan_unescape(const char *p, const char *end, char *out, size_t cap)
         case 'n': v = '\n'; break;
         case 'r': v = '\r'; break;
         case 't': v = '\t'; break;
-        case 'u':
-            v = (unsigned)hex4(p, end);
+        case 'u': {
+            int h = hex4(p, end);
+            if (h < 0) return (size_t)-1;
+            v = (unsigned)h;
             p += 4;
             if (v >= 0xd800 && v <= 0xdbff) {
-                unsigned lo = (unsigned)hex4(p + 2, end);
-                v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
+                int lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2, end) : -1;
+                if (lo < 0xdc00 || lo > 0xdfff) return (size_t)-1;
+                v = 0x10000 + ((v - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
                 p += 6;
             }
             break;
+        }
         default: v = (unsigned char)e;
         }
         char u[4];

@@ -33,6 +33,7 @@ typedef struct jscan {
     const char *err_at; /* where it was found */
     const char *bad;    /* first defect message, or NULL */
     const char *bad_at;
+    unsigned defects; /* every defect counted, so a caller can tell where new ones appear */
     unsigned depth;   /* deepest container nesting of the last jscan_value (scalar: 0) */
     unsigned ws;      /* set when whitespace outside strings was skipped */
     unsigned escaped; /* set by jscan_string when the string had a backslash */
@@ -57,7 +58,8 @@ const char *jscan_value(jscan *s, const char *p, const char *end, enum jtype *ty
 /*
  * Decodes the content of a string token [p, end) (quotes excluded) that
  * jscan_string accepted without a defect, into out (at most cap bytes).
- * Returns the decoded length, or (size_t)-1 if it does not fit.
+ * Returns the decoded length, or (size_t)-1 if it does not fit or an escape
+ * is malformed (it never reads outside [p, end)).
  */
 size_t jscan_unescape(const char *p, const char *end, char *out, size_t cap);
 

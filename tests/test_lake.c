@@ -336,6 +336,7 @@ TEST(test_writer_commits_partitions_and_seals)
     batch_init(&b, "b", 5, 493001, 1);
     submit_wait(w, &a);
     submit_wait(w, &b);
+    buf_free(&b.lines);
     CHECK_INT(0, a.b.status);
     CHECK_INT(10, a.b.accepted);
     lake_writer_stats st;
@@ -354,6 +355,7 @@ TEST(test_writer_commits_partitions_and_seals)
     lake_hour_prefix(493001, prefix);
     snprintf(path, sizeof path, "find %s/%s -name '*.jsonl' | grep -q .", dir, prefix);
     CHECK_INT(0, run(path));
+    buf_free(&a.lines);
     lake_writer_close(w);
     store_close(s);
     test_rmtree(dir);
@@ -378,6 +380,9 @@ TEST(test_writer_answers_retried_ids_as_duplicates)
     batch_init(&anon, "r", 3, 493000, 0); /* server-assigned ids are never deduplicated */
     submit_wait(w, &anon);
     CHECK_INT(3, anon.b.accepted);
+    buf_free(&a.lines);
+    buf_free(&again.lines);
+    buf_free(&anon.lines);
     lake_writer_close(w);
     int files;
     CHECK_INT(15, count_lines(dir, &files));
@@ -404,6 +409,7 @@ TEST(test_writer_seals_by_age)
     for (int i = 0; i < 200 && count_lines(dir, &files) != 2; i++) usleep(10000);
     CHECK_INT(2, count_lines(dir, &files));
     CHECK_INT(1, files);
+    buf_free(&a.lines);
     lake_writer_close(w);
     store_close(s);
     test_rmtree(dir);
