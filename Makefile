@@ -50,7 +50,7 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 lint: build
-	@clang-tidy -p $(BUILD) --quiet $$(git ls-files 'lib/*.c' 'lake/*.c' 'server/*.c' 'cli/*.c') 2>/dev/null
+	@clang-tidy -p $(BUILD) --quiet --warnings-as-errors='*' $$(git ls-files 'lib/*.c' 'lake/*.c' 'server/*.c' 'cli/*.c') 2>/dev/null
 	@cppcheck --quiet --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
 		-I lib -I lake -I server -I include -D_GNU_SOURCE lib lake server cli
 

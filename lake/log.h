@@ -18,9 +18,12 @@ void log_setup(enum log_format fmt, enum log_level min);
 /* 1 if a message at this level would be written. */
 int log_enabled(enum log_level level);
 
+/* Ends log_msg's key/value list (a typed null pointer, as a variadic list needs). */
+#define LOG_END ((const char *)0)
+
 /*
  * Logs msg with key/value pairs given as const char * arguments and ended by
- * NULL: log_msg(LOG_INFO, "sealed", "key", key, "events", "12", NULL).
+ * LOG_END: log_msg(LOG_INFO, "sealed", "key", key, "events", "12", LOG_END).
  * Values that look like JSON numbers are written unquoted in JSON format.
  */
 void log_msg(enum log_level level, const char *msg, ...) __attribute__((sentinel));

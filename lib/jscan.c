@@ -204,10 +204,13 @@ value:
         int obj = *p == '{';
         if (d == 0) top = obj ? J_OBJ : J_ARR;
         if (d == JSCAN_MAX_NEST) return fail(s, p, "nesting deeper than 4096 levels");
-        if (obj)
-            stack[d / 8] |= (unsigned char)(1u << (d % 8));
+        unsigned char bit = (unsigned char)(1u << (d % 8));
+        if (d % 8 == 0) /* first level of this byte: assign, never read uninitialized bits */
+            stack[d / 8] = obj ? bit : 0;
+        else if (obj)
+            stack[d / 8] |= bit;
         else
-            stack[d / 8] &= (unsigned char)~(1u << (d % 8));
+            stack[d / 8] &= (unsigned char)~bit;
         d++;
         if (d > maxd) maxd = d;
         p = jscan_ws(s, p + 1, end);

@@ -137,7 +137,7 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
     enum MHD_Result ok = send_json(r, status, &b, h, v);
     buf_free(&b);
     if (status >= 500)
-        log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg, NULL);
+        log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg, LOG_END);
     return ok;
 }
 
@@ -472,7 +472,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
-    log_msg(LOG_DEBUG, "http", "detail", msg, NULL);
+    log_msg(LOG_DEBUG, "http", "detail", msg, LOG_END);
 }
 
 /* ---- the listening socket ------------------------------------------------ */
@@ -543,6 +543,7 @@ static int listen_on(const char *spec, int require_loopback, char *addr_out, siz
     if (fd < 0) return -1;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     socklen_t sl = sizeof ss;
     char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -587,19 +588,19 @@ int server_run(const server_config *cfg)
 
     if (!(s->auth = auth_new())) goto out;
     if (cfg->tokens_file && auth_load_file(s->auth, cfg->tokens_file, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
     if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
     if ((lfd = listen_on(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err, sizeof err)) < 0) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
     if (store_open(cfg->lake, &s->store, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
     if (cfg->spool) {
@@ -612,7 +613,7 @@ int server_run(const server_config *cfg)
     lake_writer_config wc = {spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window,
                              cfg->spool_max};
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, NULL);
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
 
@@ -629,7 +630,7 @@ int server_run(const server_config *cfg)
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_END);
     if (!s->daemon) {
-        log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", NULL);
+        log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", LOG_END);
         goto out;
     }
     {
@@ -637,13 +638,13 @@ int server_run(const server_config *cfg)
         snprintf(th, sizeof th, "%d", threads);
         log_msg(LOG_INFO, "listening", "addr", s->addr, "lake", s->store->url, "spool", spool,
                 "auth", auth_count(s->auth) ? "tokens" : "off (loopback only)", "threads", th,
-                "version", EVENTS_VERSION, NULL);
+                "version", EVENTS_VERSION, LOG_END);
     }
 
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
     }
-    log_msg(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    log_msg(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", LOG_END);
 
     /* Stop accepting; let in-flight requests finish (suspended ones always do). */
     MHD_socket q = MHD_quiesce_daemon(s->daemon);
@@ -659,7 +660,7 @@ int server_run(const server_config *cfg)
     s->daemon = NULL;
     lake_writer_close(s->writer);
     s->writer = NULL;
-    log_msg(LOG_INFO, "stopped", NULL);
+    log_msg(LOG_INFO, "stopped", LOG_END);
     rc = 0;
 out:
     if (s->daemon) MHD_stop_daemon(s->daemon);
