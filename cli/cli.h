@@ -27,8 +27,8 @@ typedef struct cli_option {
     const char *name; /* without the leading "--" */
     const char *env;  /* NULL: no environment variable */
     enum cli_kind kind;
-    void *target;     /* const char **, uint64_t *, int64_t * (ms), long *, int * */
-    const char *arg;  /* placeholder for help, e.g. "DIR" */
+    void *target;    /* const char **, uint64_t *, int64_t * (ms), long *, int * */
+    const char *arg; /* placeholder for help, e.g. "DIR" */
     const char *help;
 } cli_option;
 

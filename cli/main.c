@@ -12,13 +12,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "events %s - event streaming, CDC and PITR for SQLite services\n\n"
-               "Usage: events COMMAND [OPTIONS]\n\n"
-               "Commands:\n"
-               "  serve     receive events over HTTP and store them in the lake\n"
-               "  version   print the version\n"
-               "  help      this text\n\n"
-               "Run `events COMMAND --help` for a command's options.\n",
+    fprintf(f,
+            "events %s - event streaming, CDC and PITR for SQLite services\n\n"
+            "Usage: events COMMAND [OPTIONS]\n\n"
+            "Commands:\n"
+            "  serve     receive events over HTTP and store them in the lake\n"
+            "  version   print the version\n"
+            "  help      this text\n\n"
+            "Run `events COMMAND --help` for a command's options.\n",
             EVENTS_VERSION);
 }
 

@@ -17,11 +17,16 @@ int cli_parse_size(const char *s, uint64_t *out)
     double v = strtod(s, &end);
     if (end == s || errno || v < 0) return -1;
     uint64_t mul = 1;
-    if (!strcasecmp(end, "") || !strcasecmp(end, "b")) mul = 1;
-    else if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib")) mul = 1ull << 10;
-    else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib")) mul = 1ull << 20;
-    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib")) mul = 1ull << 30;
-    else return -1;
+    if (!strcasecmp(end, "") || !strcasecmp(end, "b"))
+        mul = 1;
+    else if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib"))
+        mul = 1ull << 10;
+    else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
+        mul = 1ull << 20;
+    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
+        mul = 1ull << 30;
+    else
+        return -1;
     double r = v * (double)mul;
     if (r > 9.2e18) return -1;
     *out = (uint64_t)r;
@@ -35,11 +40,16 @@ int cli_parse_duration_ms(const char *s, int64_t *out)
     double v = strtod(s, &end);
     if (end == s || errno || v < 0) return -1;
     double mul;
-    if (!strcmp(end, "") || !strcmp(end, "s")) mul = 1000;
-    else if (!strcmp(end, "ms")) mul = 1;
-    else if (!strcmp(end, "m")) mul = 60000;
-    else if (!strcmp(end, "h")) mul = 3600000;
-    else return -1;
+    if (!strcmp(end, "") || !strcmp(end, "s"))
+        mul = 1000;
+    else if (!strcmp(end, "ms"))
+        mul = 1;
+    else if (!strcmp(end, "m"))
+        mul = 60000;
+    else if (!strcmp(end, "h"))
+        mul = 3600000;
+    else
+        return -1;
     double r = v * mul;
     if (r > 9.2e15) return -1;
     *out = (int64_t)r;
@@ -53,11 +63,13 @@ static int apply(const char *cmd, const cli_option *o, const char *v, const char
     case OPT_FLAG: *(int *)o->target = 1; return 0;
     case OPT_SIZE:
         if (!cli_parse_size(v, o->target)) return 0;
-        fprintf(stderr, "events %s: %s: \"%s\" is not a size (examples: 8MiB, 512k, 1048576)\n", cmd, from, v);
+        fprintf(stderr, "events %s: %s: \"%s\" is not a size (examples: 8MiB, 512k, 1048576)\n",
+                cmd, from, v);
         return -1;
     case OPT_DURATION:
         if (!cli_parse_duration_ms(v, o->target)) return 0;
-        fprintf(stderr, "events %s: %s: \"%s\" is not a duration (examples: 30s, 500ms, 2m)\n", cmd, from, v);
+        fprintf(stderr, "events %s: %s: \"%s\" is not a duration (examples: 30s, 500ms, 2m)\n", cmd,
+                from, v);
         return -1;
     case OPT_INT: {
         char *end;
@@ -100,7 +112,8 @@ int cli_options_parse(const char *cmd, const cli_option *opts, int argc, char **
             break;
         }
         if (c < 1000) {
-            fprintf(stderr, "events %s: unknown or incomplete option \"%s\" (see events %s --help)\n", cmd,
+            fprintf(stderr,
+                    "events %s: unknown or incomplete option \"%s\" (see events %s --help)\n", cmd,
                     argv[optind - 1], cmd);
             rc = -1;
             break;

@@ -22,31 +22,50 @@ int cmd_serve(int argc, char **argv)
          max_events = (long)c.max_events;
     const char *log_format = "logfmt", *log_level = "info";
     const cli_option opts[] = {
-        {"listen", "EVENTS_LISTEN", OPT_STR, &c.listen, "HOST:PORT", "address to listen on (default 127.0.0.1:8080)"},
-        {"lake", "EVENTS_LAKE", OPT_STR, &c.lake, "DIR", "the lake: a directory or file:///dir (default ./events-lake)"},
-        {"spool", "EVENTS_SPOOL", OPT_STR, &c.spool, "DIR", "local spool of open segments (default LAKE/.spool)"},
-        {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH", "bearer tokens: NAME TOKEN SCOPES per line"},
-        {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE", "largest request body, after gunzip (default 8MiB)"},
-        {"max-events", "EVENTS_MAX_EVENTS", OPT_INT, &max_events, "N", "most events in one request (default 10000)"},
-        {"max-event-bytes", "EVENTS_MAX_EVENT_BYTES", OPT_SIZE, &max_event_bytes, "SIZE", "largest event (default 256KiB)"},
-        {"spool-max", "EVENTS_SPOOL_MAX", OPT_SIZE, &spool_max, "SIZE", "answer 503 while this much waits for the lake (default: no limit)"},
-        {"seal-bytes", "EVENTS_SEAL_BYTES", OPT_SIZE, &seal_bytes, "SIZE", "seal a segment at this size (default 64MiB)"},
-        {"seal-age", "EVENTS_SEAL_AGE", OPT_DURATION, &seal_age, "DURATION", "seal a segment at this age (default 30s)"},
-        {"dedup-window", "EVENTS_DEDUP_WINDOW", OPT_INT, &dedup, "N", "recent event ids remembered for dedup (default 1000000)"},
-        {"threads", "EVENTS_THREADS", OPT_INT, &threads, "N", "HTTP threads (default: one per CPU)"},
-        {"max-connections", "EVENTS_MAX_CONNECTIONS", OPT_INT, &max_conn, "N", "open connections at most (default 4096)"},
-        {"request-timeout", "EVENTS_REQUEST_TIMEOUT", OPT_DURATION, &req_timeout, "DURATION", "a request must arrive whole within this (default 30s)"},
-        {"idle-timeout", "EVENTS_IDLE_TIMEOUT", OPT_DURATION, &idle_timeout, "DURATION", "close idle connections after this (default 60s)"},
-        {"shutdown-timeout", "EVENTS_SHUTDOWN_TIMEOUT", OPT_DURATION, &shutdown_timeout, "DURATION", "wait this long for requests at SIGTERM (default 30s)"},
-        {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json", "log line format (default logfmt)"},
-        {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL", "debug, info, warn or error (default info)"},
+        {"listen", "EVENTS_LISTEN", OPT_STR, &c.listen, "HOST:PORT",
+         "address to listen on (default 127.0.0.1:8080)"},
+        {"lake", "EVENTS_LAKE", OPT_STR, &c.lake, "DIR",
+         "the lake: a directory or file:///dir (default ./events-lake)"},
+        {"spool", "EVENTS_SPOOL", OPT_STR, &c.spool, "DIR",
+         "local spool of open segments (default LAKE/.spool)"},
+        {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH",
+         "bearer tokens: NAME TOKEN SCOPES per line"},
+        {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE",
+         "largest request body, after gunzip (default 8MiB)"},
+        {"max-events", "EVENTS_MAX_EVENTS", OPT_INT, &max_events, "N",
+         "most events in one request (default 10000)"},
+        {"max-event-bytes", "EVENTS_MAX_EVENT_BYTES", OPT_SIZE, &max_event_bytes, "SIZE",
+         "largest event (default 256KiB)"},
+        {"spool-max", "EVENTS_SPOOL_MAX", OPT_SIZE, &spool_max, "SIZE",
+         "answer 503 while this much waits for the lake (default: no limit)"},
+        {"seal-bytes", "EVENTS_SEAL_BYTES", OPT_SIZE, &seal_bytes, "SIZE",
+         "seal a segment at this size (default 64MiB)"},
+        {"seal-age", "EVENTS_SEAL_AGE", OPT_DURATION, &seal_age, "DURATION",
+         "seal a segment at this age (default 30s)"},
+        {"dedup-window", "EVENTS_DEDUP_WINDOW", OPT_INT, &dedup, "N",
+         "recent event ids remembered for dedup (default 1000000)"},
+        {"threads", "EVENTS_THREADS", OPT_INT, &threads, "N",
+         "HTTP threads (default: one per CPU)"},
+        {"max-connections", "EVENTS_MAX_CONNECTIONS", OPT_INT, &max_conn, "N",
+         "open connections at most (default 4096)"},
+        {"request-timeout", "EVENTS_REQUEST_TIMEOUT", OPT_DURATION, &req_timeout, "DURATION",
+         "a request must arrive whole within this (default 30s)"},
+        {"idle-timeout", "EVENTS_IDLE_TIMEOUT", OPT_DURATION, &idle_timeout, "DURATION",
+         "close idle connections after this (default 60s)"},
+        {"shutdown-timeout", "EVENTS_SHUTDOWN_TIMEOUT", OPT_DURATION, &shutdown_timeout, "DURATION",
+         "wait this long for requests at SIGTERM (default 30s)"},
+        {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json",
+         "log line format (default logfmt)"},
+        {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL",
+         "debug, info, warn or error (default info)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int i = cli_options_parse("serve", opts, argc, argv);
     if (i == -2) {
-        cli_options_help("Usage: events serve [OPTIONS]\n\nReceive events on POST /ingest and store "
-                         "them durably in the lake.\nEVENTS_TOKEN=TOKEN adds one token with every scope.",
-                         opts);
+        cli_options_help(
+            "Usage: events serve [OPTIONS]\n\nReceive events on POST /ingest and store "
+            "them durably in the lake.\nEVENTS_TOKEN=TOKEN adds one token with every scope.",
+            opts);
         return 0;
     }
     if (i < 0) return 2;
@@ -56,18 +75,27 @@ int cmd_serve(int argc, char **argv)
     }
     enum log_format lf;
     enum log_level ll;
-    if (!strcmp(log_format, "logfmt")) lf = LOG_LOGFMT;
-    else if (!strcmp(log_format, "json")) lf = LOG_JSON;
+    if (!strcmp(log_format, "logfmt"))
+        lf = LOG_LOGFMT;
+    else if (!strcmp(log_format, "json"))
+        lf = LOG_JSON;
     else {
-        fprintf(stderr, "events serve: --log-format must be logfmt or json, not \"%s\"\n", log_format);
+        fprintf(stderr, "events serve: --log-format must be logfmt or json, not \"%s\"\n",
+                log_format);
         return 2;
     }
-    if (!strcmp(log_level, "debug")) ll = LOG_DEBUG;
-    else if (!strcmp(log_level, "info")) ll = LOG_INFO;
-    else if (!strcmp(log_level, "warn")) ll = LOG_WARN;
-    else if (!strcmp(log_level, "error")) ll = LOG_ERROR;
+    if (!strcmp(log_level, "debug"))
+        ll = LOG_DEBUG;
+    else if (!strcmp(log_level, "info"))
+        ll = LOG_INFO;
+    else if (!strcmp(log_level, "warn"))
+        ll = LOG_WARN;
+    else if (!strcmp(log_level, "error"))
+        ll = LOG_ERROR;
     else {
-        fprintf(stderr, "events serve: --log-level must be debug, info, warn or error, not \"%s\"\n", log_level);
+        fprintf(stderr,
+                "events serve: --log-level must be debug, info, warn or error, not \"%s\"\n",
+                log_level);
         return 2;
     }
     if (max_body < 1024 || max_body > (1ull << 30)) {
@@ -75,13 +103,15 @@ int cmd_serve(int argc, char **argv)
         return 2;
     }
     if (max_event_bytes < 64 || max_event_bytes > max_body) {
-        fprintf(stderr, "events serve: --max-event-bytes must be between 64 bytes and --max-body\n");
+        fprintf(stderr,
+                "events serve: --max-event-bytes must be between 64 bytes and --max-body\n");
         return 2;
     }
-    if (seal_bytes < 1024 || seal_age < 10 || max_events < 1 || max_conn < 1 || req_timeout < 1000 ||
-        idle_timeout < 1000) {
-        fprintf(stderr, "events serve: --seal-bytes >= 1KiB, --seal-age >= 10ms, --max-events >= 1, "
-                        "--max-connections >= 1, timeouts >= 1s\n");
+    if (seal_bytes < 1024 || seal_age < 10 || max_events < 1 || max_conn < 1 ||
+        req_timeout < 1000 || idle_timeout < 1000) {
+        fprintf(stderr,
+                "events serve: --seal-bytes >= 1KiB, --seal-age >= 10ms, --max-events >= 1, "
+                "--max-connections >= 1, timeouts >= 1s\n");
         return 2;
     }
     c.max_body = (size_t)max_body;

@@ -21,8 +21,8 @@ struct dedup {
     size_t window, mask;
     h128 *ring;
     uint32_t *index;
-    uint64_t seq;  /* number of ids ever recorded */
-    size_t count;  /* live entries: ring slots seq-count .. seq-1 */
+    uint64_t seq; /* number of ids ever recorded */
+    size_t count; /* live entries: ring slots seq-count .. seq-1 */
     uint8_t key[16];
 };
 

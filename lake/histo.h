@@ -11,9 +11,8 @@
 #define HISTO_BUCKETS 16
 
 /* upper bounds in seconds; the last bucket is +Inf */
-static const double histo_bounds[HISTO_BUCKETS - 1] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                       0.005,  0.01,    0.025,  0.05,  0.1,
-                                                       0.25,   0.5,     1,      2.5,   5};
+static const double histo_bounds[HISTO_BUCKETS - 1] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
 typedef struct histo {
     _Atomic uint64_t bucket[HISTO_BUCKETS];

@@ -15,8 +15,8 @@
 
 #include <stdint.h>
 
-#define LAKE_KEY_MAX 512
-#define LAKE_UUID_LEN 36
+#define LAKE_KEY_MAX       512
+#define LAKE_UUID_LEN      36
 #define LAKE_EVENTS_PREFIX "events/"
 
 /* The partition (hours since the epoch) of a time in ms. */

@@ -79,7 +79,8 @@ static int sync_parent(const char *path)
     size_t n = (size_t)(slash - path);
     memcpy(dir, path, n);
     dir[n] = 0;
-    if (fsync_dir(dir)) return store_fail(STORE_EIO, "store: cannot sync %s: %s", dir, strerror(errno));
+    if (fsync_dir(dir))
+        return store_fail(STORE_EIO, "store: cannot sync %s: %s", dir, strerror(errno));
     return 0;
 }
 
@@ -173,9 +174,11 @@ static int copy_file(const char *from, const char *to)
             break;
         }
     }
-    if (!r && fsync(out)) r = store_fail(STORE_EIO, "store: cannot sync %s: %s", to, strerror(errno));
+    if (!r && fsync(out))
+        r = store_fail(STORE_EIO, "store: cannot sync %s: %s", to, strerror(errno));
     close(in);
-    if (close(out) && !r) r = store_fail(STORE_EIO, "store: cannot write %s: %s", to, strerror(errno));
+    if (close(out) && !r)
+        r = store_fail(STORE_EIO, "store: cannot write %s: %s", to, strerror(errno));
     if (r) unlink(to);
     return r;
 }
@@ -396,7 +399,8 @@ static void fs_close(store *s)
     free(fs);
 }
 
-static const store_ops fs_ops = {fs_put, fs_put_file, fs_get, fs_head, fs_list, fs_del, fs_root, fs_close};
+static const store_ops fs_ops = {fs_put,  fs_put_file, fs_get,  fs_head,
+                                 fs_list, fs_del,      fs_root, fs_close};
 
 int store_fs_open(const char *dir, store **out, char *err, size_t errlen)
 {

@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SEAL_LOG "sealed.log"
+#define SEAL_LOG  "sealed.log"
 #define LOCK_FILE "LOCK"
 
 typedef struct segment {
@@ -128,7 +128,7 @@ static void seallog_append(lake_writer *w, const char *key, uint64_t events)
     char line[LAKE_KEY_MAX + 32];
     int n = snprintf(line, sizeof line, "%s %llu\n", key, (unsigned long long)events);
     int fd = openat(w->spool_fd, SEAL_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) return; /* the log only speeds up dedup after a restart */
+    if (fd < 0) return;                    /* the log only speeds up dedup after a restart */
     if (write(fd, line, (size_t)n) != n) { /* same: best effort */
     }
     close(fd);
@@ -182,7 +182,8 @@ static int seallog_read(lake_writer *w, seallog_entry **out, size_t *n)
 static void seallog_rewrite(lake_writer *w, seallog_entry *e, size_t from, size_t n)
 {
     buf b = BUF_INIT;
-    for (size_t i = from; i < n; i++) buf_printf(&b, "%s %llu\n", e[i].key, (unsigned long long)e[i].events);
+    for (size_t i = from; i < n; i++)
+        buf_printf(&b, "%s %llu\n", e[i].key, (unsigned long long)e[i].events);
     int fd = openat(w->spool_fd, SEAL_LOG ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
         int ok = write_all_at(fd, b.p ? b.p : "", b.len, 0) == 0 && fsync(fd) == 0;
@@ -288,7 +289,8 @@ static void *sealer_main(void *arg)
             continue;
         }
         atomic_fetch_add(&w->seal_failures, 1);
-        if (failures_in_row++ % 30 == 0) log_msg(LOG_WARN, "cannot seal segment, will retry", "error", err, LOG_END);
+        if (failures_in_row++ % 30 == 0)
+            log_msg(LOG_WARN, "cannot seal segment, will retry", "error", err, LOG_END);
         pthread_mutex_lock(&w->emu);
         snprintf(w->seal_error, sizeof w->seal_error, "%s", err);
         pthread_mutex_unlock(&w->emu);
@@ -463,7 +465,8 @@ static void commit_group(lake_writer *w, lake_batch *batches)
             g = next;
         }
         atomic_fetch_add(&w->commit_failures, 1);
-        if (!atomic_exchange(&w->failing, 1)) log_msg(LOG_ERROR, "cannot persist events", "error", err, LOG_END);
+        if (!atomic_exchange(&w->failing, 1))
+            log_msg(LOG_ERROR, "cannot persist events", "error", err, LOG_END);
         set_error(w, err);
         for (lake_batch *b = batches; b; b = b->next) {
             b->status = -1;
@@ -608,7 +611,8 @@ static int recover_segment(lake_writer *w, const char *name, uint64_t *size, uin
         ssize_t r = pread(fd, data.p + got, (size_t)st.st_size - got, (off_t)got);
         if (r <= 0) {
             if (r < 0 && errno == EINTR) continue;
-            snprintf(err, errlen, "spool: cannot read %s: %s", path, r < 0 ? strerror(errno) : "short read");
+            snprintf(err, errlen, "spool: cannot read %s: %s", path,
+                     r < 0 ? strerror(errno) : "short read");
             close(fd);
             buf_free(&data);
             return -1;
@@ -664,8 +668,10 @@ static int recover_segment(lake_writer *w, const char *name, uint64_t *size, uin
     if (dropped || good_end < data.len) {
         char a[24], b[24];
         snprintf(a, sizeof a, "%zu", dropped);
-        snprintf(b, sizeof b, "%llu", (unsigned long long)(data.len - (copying ? kept.len : good_end)));
-        log_msg(LOG_WARN, "spool segment repaired", "segment", name, "bad_lines", a, "bytes_cut", b, LOG_END);
+        snprintf(b, sizeof b, "%llu",
+                 (unsigned long long)(data.len - (copying ? kept.len : good_end)));
+        log_msg(LOG_WARN, "spool segment repaired", "segment", name, "bad_lines", a, "bytes_cut", b,
+                LOG_END);
     }
     *events = n;
     close(fd);
@@ -685,7 +691,8 @@ static void rebuild_dedup_from_lake(lake_writer *w)
     for (size_t i = from; i < n; i++) {
         data.len = 0;
         /* entries below n are set by seallog_read; the analyzer loses track through realloc */
-        if (store_get(w->cfg.store, e[i].key, 0, 0, &data) == STORE_OK) // NOLINT(clang-analyzer-core.CallAndMessage)
+        if (store_get(w->cfg.store, e[i].key, 0, 0, &data) ==
+            STORE_OK) // NOLINT(clang-analyzer-core.CallAndMessage)
             add_ids(w, data.p, data.p + data.len);
     }
     buf_free(&data);
@@ -719,7 +726,8 @@ static int recover(lake_writer *w, char *err, size_t errlen)
         found f;
         size_t len = strlen(de->d_name);
         if (len > 8 && !strcmp(de->d_name + len - 8, ".recover")) {
-            unlinkat(w->spool_fd, de->d_name, 0); /* an interrupted rewrite; the original is intact */
+            unlinkat(w->spool_fd, de->d_name,
+                     0); /* an interrupted rewrite; the original is intact */
             continue;
         }
         if (lake_parse_spool_name(de->d_name, &f.hour, f.uuid)) continue;
@@ -855,7 +863,8 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     }
     w->lock_fd = openat(w->spool_fd, LOCK_FILE, O_RDONLY | O_CLOEXEC);
     if (w->lock_fd < 0) {
-        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LOCK_FILE, strerror(errno));
+        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LOCK_FILE,
+                 strerror(errno));
         goto fail;
     }
     if (flock(w->lock_fd, LOCK_EX | LOCK_NB)) {

@@ -59,25 +59,25 @@ struct lake_batch {
 };
 
 typedef struct lake_writer_config {
-    const char *spool_dir;  /* created if missing; one writer per spool */
-    store *store;           /* not owned */
-    uint64_t seal_bytes;    /* default 64 MiB */
-    int64_t seal_age_ms;    /* default 30 s */
-    size_t dedup_window;    /* ids remembered; default 1,000,000 */
-    uint64_t spool_max;     /* refuse batches while this much waits in the spool; 0: no limit */
+    const char *spool_dir; /* created if missing; one writer per spool */
+    store *store;          /* not owned */
+    uint64_t seal_bytes;   /* default 64 MiB */
+    int64_t seal_age_ms;   /* default 30 s */
+    size_t dedup_window;   /* ids remembered; default 1,000,000 */
+    uint64_t spool_max;    /* refuse batches while this much waits in the spool; 0: no limit */
 } lake_writer_config;
 
 typedef struct lake_writer_stats {
-    uint64_t spool_bytes;     /* in the spool, not yet in the store */
+    uint64_t spool_bytes; /* in the spool, not yet in the store */
     uint64_t segments_open;
     uint64_t segments_sealed; /* moved into the store */
     uint64_t seal_failures;   /* attempts to move that failed (retried) */
     uint64_t commits, commit_failures;
     uint64_t recovered_events;
-    const histo *fsync;       /* fdatasync latency */
-    char last_error[256];     /* last persistence failure, "" if none since start */
-    int sealing_failing;      /* the last attempt to move a segment into the store failed */
-    char seal_error[256];     /* its reason */
+    const histo *fsync;   /* fdatasync latency */
+    char last_error[256]; /* last persistence failure, "" if none since start */
+    int sealing_failing;  /* the last attempt to move a segment into the store failed */
+    char seal_error[256]; /* its reason */
 } lake_writer_stats;
 
 /*

@@ -53,9 +53,7 @@ int buf_json_str(buf *b, const char *s, size_t n)
         case '\n': e[1] = 'n'; break;
         case '\r': e[1] = 'r'; break;
         case '\t': e[1] = 't'; break;
-        default:
-            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[c >> 4], e[5] = hex[c & 15];
-            el = 6;
+        default: e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[c >> 4], e[5] = hex[c & 15]; el = 6;
         }
         if (buf_append(b, e, el)) return -1;
     }

@@ -17,7 +17,10 @@ typedef struct buf {
     size_t len, cap;
 } buf;
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 int buf_grow(buf *b, size_t extra);
 

@@ -21,7 +21,7 @@ typedef struct event_member {
     const char *m, *mend; /* the member: from the key's quote to the value's end */
     const char *v, *vend; /* the value */
     enum jtype vt;
-    size_t koff, klen;   /* decoded key: in keys buf if escaped, else offset from m+1 */
+    size_t koff, klen; /* decoded key: in keys buf if escaped, else offset from m+1 */
     int kesc;
     enum role role;
 } event_member;
@@ -61,7 +61,8 @@ int event_type_valid(const char *t, size_t n)
             first = 0;
             continue;
         }
-        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || (!first && c == '-');
+        int ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || (!first && c == '-');
         if (!ok) return 0;
         seg++;
     }
@@ -125,7 +126,8 @@ static const event_member *find_duplicate(event_ctx *c, size_t n)
     return dup;
 }
 
-static int reject(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reject(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int reject(char *why, size_t whylen, const char *fmt, ...)
 {
     va_list ap;
@@ -271,7 +273,9 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     if (size > c->max_event_bytes)
         return reject(why, whylen, "event is %zu bytes, over the limit of %zu", size,
                       c->max_event_bytes);
-    if (s->bad) return reject(why, whylen, "%s at byte %zu of the event", s->bad, (size_t)(s->bad_at - start));
+    if (s->bad)
+        return reject(why, whylen, "%s at byte %zu of the event", s->bad,
+                      (size_t)(s->bad_at - start));
     if (depth > c->max_depth)
         return reject(why, whylen, "event nests %u levels deep, over the limit of %u", depth,
                       c->max_depth);
@@ -333,8 +337,7 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
             const char *sp;
             long sl = envelope_string(ts, sbuf, sizeof sbuf, &sp);
             if (sl < 0 || evtime_parse(sp, (size_t)sl, &ts_ms))
-                return reject(why, whylen,
-                              "\"ts\" must be an RFC 3339 time between 1970 and 9999");
+                return reject(why, whylen, "\"ts\" must be an RFC 3339 time between 1970 and 9999");
         } else if (ts->vt == J_NUM) {
             if (parse_ms_number(ts->v, ts->vend, &ts_ms))
                 return reject(why, whylen,

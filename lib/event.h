@@ -29,8 +29,8 @@
 
 #define EVENT_MAX_BYTES_DEFAULT (256 * 1024)
 #define EVENT_MAX_DEPTH_DEFAULT 64
-#define EVENT_TYPE_MAX 128
-#define EVENT_ID_MAX 64
+#define EVENT_TYPE_MAX          128
+#define EVENT_ID_MAX            64
 
 enum { EVENT_OK = 0, EVENT_REJECTED = 1, EVENT_SYNTAX = -1, EVENT_NOMEM = -2 };
 
@@ -38,18 +38,18 @@ enum { EVENT_OK = 0, EVENT_REJECTED = 1, EVENT_SYNTAX = -1, EVENT_NOMEM = -2 };
 typedef struct event_ctx {
     size_t max_event_bytes;
     unsigned max_depth;
-    int64_t now_ms;               /* receive time */
-    char now[EVTIME_LEN + 1];     /* the same, formatted */
-    struct event_member *mem;     /* scratch, grown as needed */
+    int64_t now_ms;           /* receive time */
+    char now[EVTIME_LEN + 1]; /* the same, formatted */
+    struct event_member *mem; /* scratch, grown as needed */
     size_t memcap;
-    buf keys;                     /* decoded escaped keys */
+    buf keys; /* decoded escaped keys */
 } event_ctx;
 
 typedef struct event_info {
     size_t line_off, line_len; /* the line appended to out, '\n' included */
     size_t id_off;             /* the id's characters, inside out */
     unsigned id_len;
-    int client_id;             /* 1 if the id came from the client */
+    int client_id; /* 1 if the id came from the client */
     int64_t ts_ms;
 } event_info;
 

@@ -131,8 +131,8 @@ int evtime_parse(const char *s, size_t n, int64_t *out)
         i++;
     } else if (s[i] == '+' || s[i] == '-') {
         int oh, om;
-        if (n - i < 6 || digits(s + i + 1, 2, &oh) || s[i + 3] != ':' || digits(s + i + 4, 2, &om) ||
-            oh > 23 || om > 59)
+        if (n - i < 6 || digits(s + i + 1, 2, &oh) || s[i + 3] != ':' ||
+            digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
             return -1;
         offset_min = (oh * 60 + om) * (s[i] == '-' ? -1 : 1);
         i += 6;

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EVTIME_LEN 24
-#define EVTIME_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
+#define EVTIME_LEN     24
+#define EVTIME_MAX_MS  INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 #define EVTIME_HOUR_MS INT64_C(3600000)
 
 typedef struct evtime_civil {

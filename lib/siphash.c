@@ -67,4 +67,3 @@ void siphash128(const void *in, size_t n, const uint8_t key[16], uint8_t out[16]
         out[8 + i] = (uint8_t)(r1 >> (8 * i));
     }
 }
-

@@ -66,7 +66,8 @@ int auth_parse_scopes(const char *s, unsigned *out)
     return 0;
 }
 
-int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err, size_t errlen)
+int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err,
+             size_t errlen)
 {
     size_t tl = strlen(token);
     if (tl < AUTH_TOKEN_MIN) {
@@ -116,8 +117,9 @@ int auth_load_file(auth *a, const char *path, char *err, size_t errlen)
             snprintf(err, errlen, "tokens file %s:%d: expected NAME TOKEN SCOPES", path, lineno);
             rc = -1;
         } else if (auth_parse_scopes(scopes, &sc)) {
-            snprintf(err, errlen, "tokens file %s:%d: unknown scope in \"%s\" (use ingest, query, admin)",
-                     path, lineno, scopes);
+            snprintf(err, errlen,
+                     "tokens file %s:%d: unknown scope in \"%s\" (use ingest, query, admin)", path,
+                     lineno, scopes);
             rc = -1;
         } else {
             char e2[256];

@@ -25,7 +25,8 @@ void auth_free(auth *a);
 int auth_load_file(auth *a, const char *path, char *err, size_t errlen);
 
 /* Adds one token. Returns 0, or -1 with a message. */
-int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err, size_t errlen);
+int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err,
+             size_t errlen);
 
 /* Parses "ingest,query" into scope bits; -1 on an unknown scope. */
 int auth_parse_scopes(const char *s, unsigned *out);

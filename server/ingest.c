@@ -32,7 +32,8 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
     }
     for (;;) {
         size_t room = n * 4 + 4096;
-        if (room > max - out->len + 1) room = max - out->len + 1; /* one byte more detects overflow */
+        if (room > max - out->len + 1)
+            room = max - out->len + 1; /* one byte more detects overflow */
         if (room > (1u << 24)) room = 1u << 24;
         if (buf_reserve(out, room)) {
             snprintf(err, errlen, "out of memory inflating the body");
@@ -207,7 +208,8 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
                 if (s.bad) goto defect;
                 p = jscan_ws(&s, p, end);
                 if (p >= end || *p != ':') {
-                    fail(r, 400, "malformed JSON at byte %zu: expected ':' after key", (size_t)(p - body));
+                    fail(r, 400, "malformed JSON at byte %zu: expected ':' after key",
+                         (size_t)(p - body));
                     return;
                 }
                 p = jscan_ws(&s, p + 1, end);
@@ -236,13 +238,15 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
                     p++;
                     break;
                 }
-                fail(r, 400, "malformed JSON at byte %zu: expected ',' or '}' in object", (size_t)(p - body));
+                fail(r, 400, "malformed JSON at byte %zu: expected ',' or '}' in object",
+                     (size_t)(p - body));
                 return;
             }
         }
         if (!seen) {
-            fail(r, 400, "body is a JSON object without \"events\": send {\"events\":[...]}, "
-                         "a JSON array of events, or NDJSON");
+            fail(r, 400,
+                 "body is a JSON object without \"events\": send {\"events\":[...]}, "
+                 "a JSON array of events, or NDJSON");
             return;
         }
     } else {
@@ -253,8 +257,10 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
     }
     p = jscan_ws(&s, p, end);
     if (p < end) {
-        fail(r, 400, "unexpected data after the JSON body at byte %zu (for one event per line, "
-                     "send Content-Type: application/x-ndjson)", (size_t)(p - body));
+        fail(r, 400,
+             "unexpected data after the JSON body at byte %zu (for one event per line, "
+             "send Content-Type: application/x-ndjson)",
+             (size_t)(p - body));
     }
     return;
 syntax:
@@ -305,7 +311,8 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
             snprintf(why, sizeof why, "unexpected data after the event on its line");
             rc = EVENT_REJECTED;
         }
-        if ((rc == EVENT_OK && add_event(r, &info)) || (rc == EVENT_REJECTED && add_reject(r, index, why))) {
+        if ((rc == EVENT_OK && add_event(r, &info)) ||
+            (rc == EVENT_REJECTED && add_reject(r, index, why))) {
             fail(r, 413, "out of memory parsing the body");
             return;
         }
@@ -335,7 +342,8 @@ void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format
 
 int ingest_answer(const ingest_result *r, size_t accepted, size_t duplicates, buf *out)
 {
-    buf_printf(out, "{\"ok\":true,\"received\":%zu,\"accepted\":%zu,\"duplicates\":%zu,\"rejected\":[",
+    buf_printf(out,
+               "{\"ok\":true,\"received\":%zu,\"accepted\":%zu,\"duplicates\":%zu,\"rejected\":[",
                r->received, accepted, duplicates);
     if (r->rejects.len) buf_append(out, r->rejects.p, r->rejects.len);
     return buf_puts(out, "]}");

@@ -27,16 +27,16 @@ typedef struct ingest_limits {
     size_t max_events; /* per request; default 10,000 */
 } ingest_limits;
 
-#define INGEST_MAX_BODY_DEFAULT (8u << 20)
+#define INGEST_MAX_BODY_DEFAULT   (8u << 20)
 #define INGEST_MAX_EVENTS_DEFAULT 10000
 
 typedef struct ingest_result {
-    unsigned status;   /* 0: parsed (some events may be rejected); else 400 or 413 */
-    char error[256];   /* why, when status != 0 */
-    size_t received;   /* events in the body */
+    unsigned status; /* 0: parsed (some events may be rejected); else 400 or 413 */
+    char error[256]; /* why, when status != 0 */
+    size_t received; /* events in the body */
     size_t rejected;
-    buf rejects;       /* ',' separated {"index":i,"error":"…"} objects */
-    buf lines;         /* normalised lines of the valid events */
+    buf rejects; /* ',' separated {"index":i,"error":"…"} objects */
+    buf lines;   /* normalised lines of the valid events */
     lake_event *ev;
     size_t n, cap;
 } ingest_result;

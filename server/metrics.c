@@ -55,7 +55,8 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
     metrics *m = &metrics_global;
     counter(b, "events_ingested_total", "Events accepted and made durable.",
             atomic_load(&m->events_accepted));
-    counter(b, "events_rejected_total", "Events rejected by validation.", atomic_load(&m->events_rejected));
+    counter(b, "events_rejected_total", "Events rejected by validation.",
+            atomic_load(&m->events_rejected));
     counter(b, "events_duplicate_total", "Events answered as duplicates of a recent id.",
             atomic_load(&m->events_duplicate));
     counter(b, "events_received_bytes_total", "Request body bytes received on /ingest, as sent.",
@@ -78,8 +79,9 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                 buf_printf(b, "events_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n",
                            route_names[r], codes[i], (unsigned long long)v);
         }
-    buf_puts(b, "# HELP events_http_request_duration_seconds Time from the first byte of a "
-                "request to its completion.\n# TYPE events_http_request_duration_seconds histogram\n");
+    buf_puts(b,
+             "# HELP events_http_request_duration_seconds Time from the first byte of a "
+             "request to its completion.\n# TYPE events_http_request_duration_seconds histogram\n");
     for (int r = 0; r < ROUTE_COUNT; r++) {
         char labels[64];
         snprintf(labels, sizeof labels, "route=\"%s\"", route_names[r]);
@@ -94,10 +96,12 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                 ws->commit_failures);
         counter(b, "events_segments_sealed_total", "Spool segments moved into the lake.",
                 ws->segments_sealed);
-        counter(b, "events_seal_failures_total", "Attempts to move a segment that failed and were retried.",
-                ws->seal_failures);
-        gauge(b, "events_segments_open", "Spool segments being written.", (long long)ws->segments_open);
-        gauge(b, "events_spool_bytes", "Bytes in the spool not yet in the lake.", (long long)ws->spool_bytes);
+        counter(b, "events_seal_failures_total",
+                "Attempts to move a segment that failed and were retried.", ws->seal_failures);
+        gauge(b, "events_segments_open", "Spool segments being written.",
+              (long long)ws->segments_open);
+        gauge(b, "events_spool_bytes", "Bytes in the spool not yet in the lake.",
+              (long long)ws->spool_bytes);
     }
     return b->p ? 0 : -1;
 }

@@ -53,6 +53,7 @@ typedef struct server {
     int64_t started_ms;
     char addr[128];
     _Atomic int inflight, waiting;
+    _Atomic int stopping; /* set at SIGTERM: new requests are answered 503, never suspended */
     pthread_key_t ctx_key;
 } server;
 
@@ -97,8 +98,8 @@ void server_config_defaults(server_config *c)
 
 /* ---- responses ---------------------------------------------------------- */
 
-static enum MHD_Result send_response(request *r, unsigned status, const char *ctype, const char *body,
-                                     size_t len, const char *h1, const char *v1)
+static enum MHD_Result send_response(request *r, unsigned status, const char *ctype,
+                                     const char *body, size_t len, const char *h1, const char *v1)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
@@ -114,7 +115,8 @@ static enum MHD_Result send_response(request *r, unsigned status, const char *ct
     return ok;
 }
 
-static enum MHD_Result send_json(request *r, unsigned status, const buf *b, const char *h1, const char *v1)
+static enum MHD_Result send_json(request *r, unsigned status, const buf *b, const char *h1,
+                                 const char *v1)
 {
     return send_response(r, status, "application/json", b->p ? b->p : "", b->len, h1, v1);
 }
@@ -133,11 +135,14 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
     const char *h = NULL, *v = NULL;
     if (status == 401) h = MHD_HTTP_HEADER_WWW_AUTHENTICATE, v = "Bearer realm=\"events\"";
     if (status == 503) h = MHD_HTTP_HEADER_RETRY_AFTER, v = "1";
-    if (status == 405) h = MHD_HTTP_HEADER_ALLOW, v = r->kind == K_INGEST ? "POST, OPTIONS" : "GET, OPTIONS";
+    if (status == 503 && atomic_load(&r->srv->stopping)) h = MHD_HTTP_HEADER_CONNECTION, v = "close";
+    if (status == 405)
+        h = MHD_HTTP_HEADER_ALLOW, v = r->kind == K_INGEST ? "POST, OPTIONS" : "GET, OPTIONS";
     enum MHD_Result ok = send_json(r, status, &b, h, v);
     buf_free(&b);
     if (status >= 500)
-        log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg, LOG_END);
+        log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg,
+                LOG_END);
     return ok;
 }
 
@@ -150,9 +155,11 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
  * sends FIN, not a reset that could destroy the answer in flight), and MHD is
  * told to close the connection.
  */
-static enum MHD_Result abort_mid_body(request *r, unsigned status, const char *reason, const char *msg)
+static enum MHD_Result abort_mid_body(request *r, unsigned status, const char *reason,
+                                      const char *msg)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     r->status = status;
     r->state = ST_RESPONDED;
     if (!ci) return MHD_NO;
@@ -201,8 +208,10 @@ static void ingest_done(lake_batch *b, void *ud)
     if (b->status == 0) {
         r->answer_status = 200;
         ingest_answer(&r->res, b->accepted, b->duplicates, &r->answer);
-        atomic_fetch_add_explicit(&metrics_global.events_accepted, b->accepted, memory_order_relaxed);
-        atomic_fetch_add_explicit(&metrics_global.events_duplicate, b->duplicates, memory_order_relaxed);
+        atomic_fetch_add_explicit(&metrics_global.events_accepted, b->accepted,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&metrics_global.events_duplicate, b->duplicates,
+                                  memory_order_relaxed);
         uint64_t bytes = 0;
         if (b->duplicates == 0) {
             bytes = r->res.lines.len;
@@ -242,7 +251,8 @@ static enum MHD_Result handle_ingest(server *s, request *r)
     buf_free(&inflated);
     buf_free(&r->body);
     if (r->res.status) return send_error(r, r->res.status, "%s", r->res.error);
-    atomic_fetch_add_explicit(&metrics_global.events_rejected, r->res.rejected, memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics_global.events_rejected, r->res.rejected,
+                              memory_order_relaxed);
     if (r->res.n == 0) {
         buf b = BUF_INIT;
         ingest_answer(&r->res, 0, 0, &b);
@@ -269,8 +279,10 @@ static enum MHD_Result handle_health(server *s, request *r)
     int failing = lake_writer_failing(s->writer);
     buf b = BUF_INIT;
     buf_printf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"uptimeSeconds\":%.3f,\"lake\":",
-               failing ? "failing" : st.sealing_failing ? "degraded" : "ok", EVENTS_VERSION,
-               (double)(evtime_mono_ms() - s->started_ms) / 1000.0);
+               failing              ? "failing"
+               : st.sealing_failing ? "degraded"
+                                    : "ok",
+               EVENTS_VERSION, (double)(evtime_mono_ms() - s->started_ms) / 1000.0);
     buf_json_str(&b, s->store->url, strlen(s->store->url));
     buf_printf(&b, ",\"spoolBytesPending\":%llu,\"segmentsOpen\":%llu,\"segmentsSealed\":%llu",
                (unsigned long long)st.spool_bytes, (unsigned long long)st.segments_open,
@@ -341,11 +353,14 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         return send_error(r, 405, "method %s not allowed on %s", method, url);
 
     if (r->kind != K_HEALTH && auth_count(s->auth)) {
-        const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        const char *h =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         const char *who;
         unsigned scopes = auth_check(s->auth, h, &who);
         if (!scopes)
-            return send_error(r, 401, h ? "invalid bearer token" : "missing bearer token (Authorization: Bearer TOKEN)");
+            return send_error(r, 401,
+                              h ? "invalid bearer token"
+                                : "missing bearer token (Authorization: Bearer TOKEN)");
         unsigned need = r->kind == K_INGEST ? SCOPE_INGEST : (SCOPE_QUERY | SCOPE_ADMIN);
         if (!(scopes & need))
             return send_error(r, 403, "token %s lacks the %s scope", who,
@@ -353,22 +368,30 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     }
 
     if (r->kind == K_INGEST) {
-        const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!ct || media_type_is(ct, "application/json") || media_type_is(ct, "text/plain")) {
             r->fmt = INGEST_JSON;
-        } else if (media_type_is(ct, "application/x-ndjson") || media_type_is(ct, "application/ndjson") ||
-                   media_type_is(ct, "application/jsonl") || media_type_is(ct, "application/x-jsonlines")) {
+        } else if (media_type_is(ct, "application/x-ndjson") ||
+                   media_type_is(ct, "application/ndjson") ||
+                   media_type_is(ct, "application/jsonl") ||
+                   media_type_is(ct, "application/x-jsonlines")) {
             r->fmt = INGEST_NDJSON;
         } else {
-            return send_error(r, 415, "unsupported Content-Type \"%.100s\": use application/json or "
-                                      "application/x-ndjson", ct);
+            return send_error(r, 415,
+                              "unsupported Content-Type \"%.100s\": use application/json or "
+                              "application/x-ndjson",
+                              ct);
         }
-        const char *ce = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+        const char *ce =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
         if (ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip")))
             r->gzip = 1;
         else if (ce && *ce && strcasecmp(ce, "identity"))
-            return send_error(r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none", ce);
-        const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            return send_error(r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none",
+                              ce);
+        const char *cl =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             unsigned long long len = strtoull(cl, NULL, 10);
             if (len > s->cfg.max_body)
@@ -395,7 +418,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->t0_ns = evtime_mono_ns();
         r->deadline_ms = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
         *con_cls = r;
+        /* Counted before looking at stopping; shutdown sets stopping before reading inflight
+         * (both sequentially consistent), so it either waits for this request or this
+         * request sees stopping and is never suspended under MHD_stop_daemon. */
         atomic_fetch_add(&s->inflight, 1);
+        if (atomic_load(&s->stopping)) {
+            r->kind = K_NONE;
+            return send_error(r, 503, "server is shutting down");
+        }
         return start_request(s, r, url, method);
     }
     if (r->state == ST_RESPONDED) {
@@ -420,8 +450,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->body.len + n > s->cfg.max_body) {
             /* MHD cannot answer mid-body: read to the end, then answer 413 */
             r->discard_status = 413;
-            snprintf(r->discard_error, sizeof r->discard_error, "body is over the limit of %zu bytes",
-                     s->cfg.max_body);
+            snprintf(r->discard_error, sizeof r->discard_error,
+                     "body is over the limit of %zu bytes", s->cfg.max_body);
             buf_free(&r->body);
         } else if (buf_append(&r->body, upload, n)) {
             r->discard_status = 503;
@@ -462,7 +492,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     (void)cls;
     (void)conn;
     (void)socket_ctx;
-    atomic_fetch_add(&metrics_global.connections_open, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    atomic_fetch_add(&metrics_global.connections_open,
+                     toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -490,8 +521,8 @@ static int is_loopback(const struct sockaddr *sa)
 }
 
 /* Binds host:port. Returns the socket, or -1 with err set. */
-static int listen_on(const char *spec, int require_loopback, char *addr_out, size_t addrlen, char *err,
-                     size_t errlen)
+static int listen_on(const char *spec, int require_loopback, char *addr_out, size_t addrlen,
+                     char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');
@@ -595,7 +626,8 @@ int server_run(const server_config *cfg)
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
-    if ((lfd = listen_on(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err, sizeof err)) < 0) {
+    if ((lfd = listen_on(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err,
+                         sizeof err)) < 0) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
@@ -610,8 +642,8 @@ int server_run(const server_config *cfg)
     } else {
         snprintf(spool, sizeof spool, "./events-spool");
     }
-    lake_writer_config wc = {spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window,
-                             cfg->spool_max};
+    lake_writer_config wc = {
+        spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window, cfg->spool_max};
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
@@ -620,15 +652,16 @@ int server_run(const server_config *cfg)
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG,
         0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         /* MHD zeroes this pool after every request on a keep-alive connection: at 256 KiB that
          * was a third of the server's CPU with single-event requests (bench/README.md) */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) {
         log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", LOG_END);
         goto out;
@@ -646,13 +679,15 @@ int server_run(const server_config *cfg)
     }
     log_msg(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", LOG_END);
 
-    /* Stop accepting; let in-flight requests finish (suspended ones always do). */
+    /* Stop accepting; let in-flight requests finish (suspended ones always do, and
+     * MHD_stop_daemon must never meet one). */
     MHD_socket q = MHD_quiesce_daemon(s->daemon);
     if (q != MHD_INVALID_SOCKET) close(q);
     lfd = -1;
+    atomic_store(&s->stopping, 1);
     int64_t give_up = evtime_mono_ms() + (int64_t)cfg->shutdown_timeout_s * 1000;
-    while (atomic_load(&s->inflight) > 0 &&
-           (evtime_mono_ms() < give_up || atomic_load(&s->waiting) > 0)) {
+    while (atomic_load(&s->waiting) > 0 ||
+           (atomic_load(&s->inflight) > 0 && evtime_mono_ms() < give_up)) {
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
     }

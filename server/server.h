@@ -25,12 +25,12 @@ typedef struct server_config {
     uint64_t seal_bytes;     /* default 64 MiB */
     int64_t seal_age_ms;     /* default 30 s */
     size_t dedup_window;     /* default 1,000,000 ids */
-    uint64_t spool_max;      /* answer 503 while this much waits in the spool; 0: no limit (default) */
-    int threads;             /* HTTP threads; default: one per CPU */
-    int request_timeout_s;   /* whole request, first byte to last; default 30 */
-    int idle_timeout_s;      /* idle keep-alive connection; default 60 */
+    uint64_t spool_max; /* answer 503 while this much waits in the spool; 0: no limit (default) */
+    int threads;        /* HTTP threads; default: one per CPU */
+    int request_timeout_s;    /* whole request, first byte to last; default 30 */
+    int idle_timeout_s;       /* idle keep-alive connection; default 60 */
     unsigned max_connections; /* default 4096 */
-    int shutdown_timeout_s;  /* wait for in-flight requests at SIGTERM; default 30 */
+    int shutdown_timeout_s;   /* wait for in-flight requests at SIGTERM; default 30 */
 } server_config;
 
 /* Fills cfg with the defaults above. */

@@ -77,7 +77,8 @@ static int ref_valid(const json_t *ev)
     if (!json_is_object(ev)) return 0;
     if (ref_depth(ev) > EVENT_MAX_DEPTH_DEFAULT) return 0;
     const json_t *t = json_object_get(ev, "type");
-    if (!json_is_string(t) || !event_type_valid(json_string_value(t), json_string_length(t))) return 0;
+    if (!json_is_string(t) || !event_type_valid(json_string_value(t), json_string_length(t)))
+        return 0;
     const json_t *id = json_object_get(ev, "id");
     if (id && !json_is_null(id) &&
         (!json_is_string(id) || !event_id_valid(json_string_value(id), json_string_length(id))))
@@ -86,7 +87,8 @@ static int ref_valid(const json_t *ev)
     if (ts && !json_is_null(ts)) {
         int64_t ms;
         if (json_is_string(ts)) {
-            if (json_string_length(ts) > 64 || evtime_parse(json_string_value(ts), json_string_length(ts), &ms))
+            if (json_string_length(ts) > 64 ||
+                evtime_parse(json_string_value(ts), json_string_length(ts), &ms))
                 return 0;
         } else if (json_is_integer(ts)) {
             json_int_t v = json_integer_value(ts);
@@ -119,7 +121,8 @@ static void check_line(const json_t *in, const char *line, size_t n)
     CHECK_FUZZ(id && ts && rt, "envelope missing: %.*s", (int)n, line);
     int64_t ts_ms, rt_ms;
     CHECK_FUZZ(strlen(ts) == EVTIME_LEN && !evtime_parse(ts, EVTIME_LEN, &ts_ms), "ts %s", ts);
-    CHECK_FUZZ(strlen(rt) == EVTIME_LEN && !evtime_parse(rt, EVTIME_LEN, &rt_ms), "receivedAt %s", rt);
+    CHECK_FUZZ(strlen(rt) == EVTIME_LEN && !evtime_parse(rt, EVTIME_LEN, &rt_ms), "receivedAt %s",
+               rt);
     const json_t *iid = json_object_get(in, "id"), *its = json_object_get(in, "ts");
     if (json_is_string(iid))
         CHECK_FUZZ(!strcmp(id, json_string_value(iid)), "id changed: %s", id);
@@ -169,8 +172,8 @@ static json_t *rejected_indices(const ingest_result *r)
 }
 
 /* Walks the input events in order alongside our results. */
-static void compare_event(const json_t *in, size_t index, const json_t *rejected, const ingest_result *r,
-                          size_t *next_ok)
+static void compare_event(const json_t *in, size_t index, const json_t *rejected,
+                          const ingest_result *r, size_t *next_ok)
 {
     char k[32];
     snprintf(k, sizeof k, "%zu", index);
@@ -180,8 +183,8 @@ static void compare_event(const json_t *in, size_t index, const json_t *rejected
         return;
     }
     int ref = ref_valid(in);
-    CHECK_FUZZ(ours == ref, "event %zu: we %s it, the reference %s it", index, ours ? "accepted" : "rejected",
-               ref ? "accepts" : "rejects");
+    CHECK_FUZZ(ours == ref, "event %zu: we %s it, the reference %s it", index,
+               ours ? "accepted" : "rejected", ref ? "accepts" : "rejects");
     if (ours) {
         CHECK_FUZZ(*next_ok < r->n, "more accepted events than lines");
         const lake_event *e = &r->ev[*next_ok];
@@ -243,9 +246,10 @@ static void check_ndjson_body(const char *body, size_t n, const ingest_result *r
         const char *le = nl ? nl : end;
         if (!blank(p, le)) {
             json_error_t e;
-            json_t *v = memchr(p, 0, (size_t)(le - p))
-                            ? NULL
-                            : json_loadb(p, (size_t)(le - p), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+            json_t *v =
+                memchr(p, 0, (size_t)(le - p))
+                    ? NULL
+                    : json_loadb(p, (size_t)(le - p), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
             compare_event(v, index, rej, r, &next_ok);
             json_decref(v);
             index++;
@@ -273,7 +277,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         body = inflated.p ? inflated.p : "";
         n = inflated.len;
     }
-    if (n >= 3 && !memcmp(body, "\xef\xbb\xbf", 3)) body += 3, n -= 3; /* we skip a BOM; jansson does not */
+    if (n >= 3 && !memcmp(body, "\xef\xbb\xbf", 3))
+        body += 3, n -= 3; /* we skip a BOM; jansson does not */
 
     static event_ctx ctx;
     static int init;

@@ -252,7 +252,8 @@ static int collect_one(const char *path, const struct stat *st, int flag, struct
 {
     (void)st, (void)ftw;
     if (flag != FTW_F) return 0;
-    if (npaths == cappaths) paths = realloc(paths, (cappaths = cappaths ? cappaths * 2 : 64) * sizeof *paths);
+    if (npaths == cappaths)
+        paths = realloc(paths, (cappaths = cappaths ? cappaths * 2 : 64) * sizeof *paths);
     paths[npaths++] = strdup(path);
     return 0;
 }

@@ -13,12 +13,12 @@
 
 typedef struct srv {
     pid_t pid;
-    int port;             /* kept across restarts */
-    char url[64];         /* "http://127.0.0.1:PORT" */
+    int port;     /* kept across restarts */
+    char url[64]; /* "http://127.0.0.1:PORT" */
     char lake[1024];
-    char log[1100];       /* the server's stderr, appended across restarts; default LAKE.log */
+    char log[1100]; /* the server's stderr, appended across restarts; default LAKE.log */
     int errfd;
-    void *drain;          /* state of the thread copying stderr to the log */
+    void *drain; /* state of the thread copying stderr to the log */
     pthread_t drain_thr;
 } srv;
 

@@ -13,12 +13,13 @@
 #include <string.h>
 
 void test_register(const char *name, void (*fn)(void));
-void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void test_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int test_failed_now(void);
 
 #define TEST(name)                                                                                 \
     static void name(void);                                                                        \
-    __attribute__((constructor)) static void register_##name(void)                                \
+    __attribute__((constructor)) static void register_##name(void)                                 \
     {                                                                                              \
         test_register(#name, name);                                                                \
     }                                                                                              \
@@ -32,15 +33,14 @@ int test_failed_now(void);
 #define CHECK_INT(exp, act)                                                                        \
     do {                                                                                           \
         long long e_ = (long long)(exp), a_ = (long long)(act);                                    \
-        if (e_ != a_)                                                                              \
-            test_fail(__FILE__, __LINE__, "%s: expected %lld, got %lld", #act, e_, a_);           \
+        if (e_ != a_) test_fail(__FILE__, __LINE__, "%s: expected %lld, got %lld", #act, e_, a_);  \
     } while (0)
 
 #define CHECK_STR(exp, act)                                                                        \
     do {                                                                                           \
         const char *e_ = (exp), *a_ = (act);                                                       \
         if (!a_ || strcmp(e_, a_))                                                                 \
-            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s\n  actual:   %s", #act, e_,        \
+            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s\n  actual:   %s", #act, e_,         \
                       a_ ? a_ : "(null)");                                                         \
     } while (0)
 
@@ -49,7 +49,7 @@ int test_failed_now(void);
     do {                                                                                           \
         const char *e_ = (exp), *a_ = (act);                                                       \
         if (!a_ || !strstr(a_, e_))                                                                \
-            test_fail(__FILE__, __LINE__, "%s:\n  expected to contain: %s\n  actual: %s", #act,   \
+            test_fail(__FILE__, __LINE__, "%s:\n  expected to contain: %s\n  actual: %s", #act,    \
                       e_, a_ ? a_ : "(null)");                                                     \
     } while (0)
 

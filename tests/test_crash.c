@@ -20,14 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CLIENTS 3
+#define CLIENTS   3
 #define PER_BATCH 40
-#define KILLS 6
+#define KILLS     6
 
 typedef struct client {
     srv *s;
     int id;
-    int batches;   /* batches fully answered */
+    int batches; /* batches fully answered */
     int retries;
     int answered_dup; /* events answered as duplicates */
     atomic_int stop;
@@ -44,7 +44,8 @@ static void *client_main(void *arg)
         buf b = BUF_INIT;
         buf_putc(&b, '[');
         for (int i = 0; i < PER_BATCH; i++)
-            buf_printf(&b, "%s{\"type\":\"crash.test\",\"id\":\"c%d-%d-%d\",\"n\":%d}", i ? "," : "", c->id, k, i, i);
+            buf_printf(&b, "%s{\"type\":\"crash.test\",\"id\":\"c%d-%d-%d\",\"n\":%d}",
+                       i ? "," : "", c->id, k, i, i);
         buf_putc(&b, ']');
         int done = 0;
         /* retry this batch until answered: at most 30 s */
@@ -56,8 +57,9 @@ static void *client_main(void *arg)
                 long acc = (long)json_integer_value(json_object_get(v, "accepted"));
                 long dup = (long)json_integer_value(json_object_get(v, "duplicates"));
                 if (acc + dup != PER_BATCH) {
-                    test_fail(__FILE__, __LINE__, "batch c%d-%d: accepted %ld + duplicates %ld != %d", c->id,
-                              k, acc, dup, PER_BATCH);
+                    test_fail(__FILE__, __LINE__,
+                              "batch c%d-%d: accepted %ld + duplicates %ld != %d", c->id, k, acc,
+                              dup, PER_BATCH);
                     c->failed = 1;
                 }
                 c->answered_dup += (int)dup;
@@ -124,7 +126,8 @@ TEST(test_crash_sigkill_loses_nothing_and_duplicates_nothing)
         dups += cl[i].answered_dup;
         CHECK(!cl[i].failed);
     }
-    fprintf(stderr, "  %d events in batches of %d, %d retried posts, %d events answered as duplicates\n",
+    fprintf(stderr,
+            "  %d events in batches of %d, %d retried posts, %d events answered as duplicates\n",
             expected, PER_BATCH, retries, dups);
     CHECK(expected > 0);
 

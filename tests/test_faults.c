@@ -102,8 +102,8 @@ static void check_lake_holds_exactly(const char *lake, ids *acked)
     CHECK_INT(acked->n, got.n);
     for (size_t i = 0; i < got.n && i < acked->n; i++)
         if (strcmp(got.v[i], acked->v[i])) {
-            test_fail(__FILE__, __LINE__, "lake and acknowledged ids differ at %zu: %s vs %s", i, got.v[i],
-                      acked->v[i]);
+            test_fail(__FILE__, __LINE__, "lake and acknowledged ids differ at %zu: %s vs %s", i,
+                      got.v[i], acked->v[i]);
             break;
         }
     ids_free(&got);
@@ -115,7 +115,8 @@ static long post_batch(const srv *s, const char *tag, int k, int n, int pad, ids
     buf b = BUF_INIT;
     buf_putc(&b, '[');
     for (int i = 0; i < n; i++) {
-        buf_printf(&b, "%s{\"type\":\"fault.test\",\"id\":\"%s-%d-%d\",\"pad\":\"", i ? "," : "", tag, k, i);
+        buf_printf(&b, "%s{\"type\":\"fault.test\",\"id\":\"%s-%d-%d\",\"pad\":\"", i ? "," : "",
+                   tag, k, i);
         for (int j = 0; j < pad; j++) buf_putc(&b, 'x');
         buf_puts(&b, "\"}");
     }
@@ -230,7 +231,8 @@ TEST(test_faults_read_only_spool_answers_503_and_recovers)
     }
     REQUIRE_INT(0, remount(dir, 1));
     CHECK_INT(503, post_batch(&s, "ro", 1, 10, 100, &acked, &r));
-    CHECK_CONTAINS("{\"ok\":false,\"error\":\"cannot persist events: spool: cannot create ", r.body.p);
+    CHECK_CONTAINS("{\"ok\":false,\"error\":\"cannot persist events: spool: cannot create ",
+                   r.body.p);
     CHECK_CONTAINS(": Read-only file system\"}", r.body.p);
     resp_free(&r);
     json_t *h = health(&s, &st);

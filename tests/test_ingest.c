@@ -51,11 +51,13 @@ static const char *line(parsed *p, size_t i, char *out, size_t cap)
 
 TEST(test_ingest_accepts_the_seed_body)
 {
-    parsed *p = parse("{\"events\":[{\"type\":\"a\"},{\"type\":\"b\",\"id\":\"x1\"}]}", INGEST_JSON);
+    parsed *p =
+        parse("{\"events\":[{\"type\":\"a\"},{\"type\":\"b\",\"id\":\"x1\"}]}", INGEST_JSON);
     CHECK_INT(0, p->r.status);
     CHECK_INT(2, p->r.received);
     CHECK_INT(2, p->r.n);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}", p->answer);
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+              p->answer);
     char l[512];
     CHECK_CONTAINS("\"type\":\"b\"", line(p, 1, l, sizeof l));
     CHECK_INT(1, p->r.ev[1].client_id);
@@ -81,7 +83,8 @@ TEST(test_ingest_accepts_a_bare_array_and_ignores_other_wrapper_members)
 
 TEST(test_ingest_accepts_ndjson_and_skips_blank_lines)
 {
-    parsed *p = parse("{\"type\":\"a\"}\r\n\n  \n{\"type\":\"b\"}\n{\"type\":\"c\"}", INGEST_NDJSON);
+    parsed *p =
+        parse("{\"type\":\"a\"}\r\n\n  \n{\"type\":\"b\"}\n{\"type\":\"c\"}", INGEST_NDJSON);
     CHECK_INT(0, p->r.status);
     CHECK_INT(3, p->r.received);
     CHECK_INT(3, p->r.n);
@@ -90,7 +93,8 @@ TEST(test_ingest_accepts_ndjson_and_skips_blank_lines)
 
 TEST(test_ingest_rejects_bad_events_one_by_one)
 {
-    parsed *p = parse("{\"events\":[{\"type\":\"ok\"},{\"no\":\"type\"},17,{\"type\":\"ok\",\"id\":\"a b\"},{\"type\":\"fine\"}]}",
+    parsed *p = parse("{\"events\":[{\"type\":\"ok\"},{\"no\":\"type\"},17,{\"type\":\"ok\",\"id\":"
+                      "\"a b\"},{\"type\":\"fine\"}]}",
                       INGEST_JSON);
     CHECK_INT(0, p->r.status);
     CHECK_INT(5, p->r.received);
@@ -106,14 +110,16 @@ TEST(test_ingest_rejects_bad_events_one_by_one)
 
 TEST(test_ingest_rejects_bad_ndjson_lines_one_by_one)
 {
-    parsed *p = parse("{\"type\":\"a\"}\n{\"type\":\n{\"type\":\"b\"} trailing\n{\"type\":\"c\"}\n", INGEST_NDJSON);
+    parsed *p = parse("{\"type\":\"a\"}\n{\"type\":\n{\"type\":\"b\"} trailing\n{\"type\":\"c\"}\n",
+                      INGEST_NDJSON);
     CHECK_INT(0, p->r.status);
     CHECK_INT(4, p->r.received);
     CHECK_INT(2, p->r.n);
-    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":0,\"rejected\":["
-              "{\"index\":1,\"error\":\"malformed JSON at byte 8 of the line: unexpected end of input\"},"
-              "{\"index\":2,\"error\":\"unexpected data after the event on its line\"}]}",
-              p->answer);
+    CHECK_STR(
+        "{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":0,\"rejected\":["
+        "{\"index\":1,\"error\":\"malformed JSON at byte 8 of the line: unexpected end of input\"},"
+        "{\"index\":2,\"error\":\"unexpected data after the event on its line\"}]}",
+        p->answer);
     char l[512];
     CHECK_CONTAINS("\"type\":\"c\"", line(p, 1, l, sizeof l));
     done(p);
@@ -136,14 +142,18 @@ TEST(test_ingest_fails_whole_bodies_that_are_not_json)
         {"not json", INGEST_JSON, 400, "malformed JSON at byte 0: invalid literal"},
         {"@", INGEST_JSON, 400, "malformed JSON at byte 0: unexpected character"},
         {"{\"type\":\"a\"}", INGEST_JSON, 400,
-         "body is a JSON object without \"events\": send {\"events\":[...]}, a JSON array of events, or NDJSON"},
+         "body is a JSON object without \"events\": send {\"events\":[...]}, a JSON array of "
+         "events, or NDJSON"},
         {"{\"events\":{}}", INGEST_JSON, 400, "\"events\" must be an array"},
         {"{\"events\":[],\"events\":[]}", INGEST_JSON, 400, "duplicate key \"events\" in the body"},
-        {"\"events\"", INGEST_JSON, 400, "body must be {\"events\":[...]}, a JSON array of events, or NDJSON"},
+        {"\"events\"", INGEST_JSON, 400,
+         "body must be {\"events\":[...]}, a JSON array of events, or NDJSON"},
         {"[{\"type\":\"a\"}]\n[{\"type\":\"b\"}]", INGEST_JSON, 400,
-         "unexpected data after the JSON body at byte 15 (for one event per line, send Content-Type: "
+         "unexpected data after the JSON body at byte 15 (for one event per line, send "
+         "Content-Type: "
          "application/x-ndjson)"},
-        {"{\"x\":\"\xff\",\"events\":[]}", INGEST_JSON, 400, "invalid UTF-8 in string at byte 6 of the body"},
+        {"{\"x\":\"\xff\",\"events\":[]}", INGEST_JSON, 400,
+         "invalid UTF-8 in string at byte 6 of the body"},
         {"garbage\nmore garbage\n", INGEST_NDJSON, 400,
          "body is not NDJSON: line 1: malformed JSON at byte 0 of the line: unexpected character"},
         {"\n\n", INGEST_NDJSON, 400, "empty body"},
@@ -151,8 +161,8 @@ TEST(test_ingest_fails_whole_bodies_that_are_not_json)
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         parsed *p = parse(t[i].body, t[i].fmt);
         if (p->r.status != t[i].status || strcmp(p->r.error, t[i].error))
-            test_fail(__FILE__, __LINE__, "body #%zu: expected %u \"%s\", got %u \"%s\"", i, t[i].status,
-                      t[i].error, p->r.status, p->r.error);
+            test_fail(__FILE__, __LINE__, "body #%zu: expected %u \"%s\", got %u \"%s\"", i,
+                      t[i].status, t[i].error, p->r.status, p->r.error);
         done(p);
     }
 }

@@ -301,7 +301,8 @@ static int count_lines(const char *dir, int *files)
     *files = 0;
     if (fscanf(p, "%d", files) != 1) *files = -1;
     pclose(p);
-    snprintf(cmd, sizeof cmd, "cat $(find %s/events -type f -name '*.jsonl' 2>/dev/null) /dev/null | wc -l", dir);
+    snprintf(cmd, sizeof cmd,
+             "cat $(find %s/events -type f -name '*.jsonl' 2>/dev/null) /dev/null | wc -l", dir);
     p = popen(cmd, "r");
     int n = -1;
     if (fscanf(p, "%d", &n) != 1) n = -1;
@@ -480,27 +481,32 @@ TEST(test_writer_recovers_a_crashed_spool)
     snprintf(path, sizeof path, "%s/.spool", dir);
     mkdir(path, 0755);
     /* a segment with a bad line in the middle and a torn last line */
-    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl",
+             dir);
     write_file(path, "{\"id\":\"k-1\",\"type\":\"t\"}\n"
                      "{\"id\":\"k-2\",\"type\":\"t\"}\n"
                      "\0\0\0garbage\n"
                      "{\"id\":\"k-3\",\"type\":\"t\"}\n"
                      "{\"id\":\"k-4\",\"ty");
     /* a segment whose only problem is a torn tail */
-    snprintf(path, sizeof path, "%s/.spool/2026112511-01a21378-0562-7df9-8f38-f8abd12e745d.jsonl", dir);
+    snprintf(path, sizeof path, "%s/.spool/2026112511-01a21378-0562-7df9-8f38-f8abd12e745d.jsonl",
+             dir);
     write_file(path, "{\"id\":\"k-5\",\"type\":\"t\"}\n{\"id\":\"k-6\",\"type\":\"t\"}\n{\"id\":");
     /* an empty segment */
-    snprintf(path, sizeof path, "%s/.spool/2026112512-01a21378-0562-7df9-8f38-f8abd12e745e.jsonl", dir);
+    snprintf(path, sizeof path, "%s/.spool/2026112512-01a21378-0562-7df9-8f38-f8abd12e745e.jsonl",
+             dir);
     write_file(path, "");
     /* an interrupted earlier repair */
-    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl.recover", dir);
+    snprintf(path, sizeof path,
+             "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl.recover", dir);
     write_file(path, "partial");
     /* a segment sealed before the crash, listed in sealed.log */
     snprintf(path, sizeof path, "%s/events/2026/11/25/09", dir);
     char cmd[2200];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", path);
     run(cmd);
-    snprintf(path, sizeof path, "%s/events/2026/11/25/09/01a21378-0562-7df9-8f38-f8abd12e7400.jsonl", dir);
+    snprintf(path, sizeof path,
+             "%s/events/2026/11/25/09/01a21378-0562-7df9-8f38-f8abd12e7400.jsonl", dir);
     write_file(path, "{\"id\":\"old-1\",\"type\":\"t\"}\n{\"id\":\"old-2\",\"type\":\"t\"}\n");
     snprintf(path, sizeof path, "%s/.spool/sealed.log", dir);
     write_file(path, "events/2026/11/25/09/01a21378-0562-7df9-8f38-f8abd12e7400.jsonl 2\n"
@@ -515,11 +521,15 @@ TEST(test_writer_recovers_a_crashed_spool)
     lake_writer_flush(w);
 
     size_t n;
-    snprintf(path, sizeof path, "%s/events/2026/11/25/10/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    snprintf(path, sizeof path,
+             "%s/events/2026/11/25/10/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
     char *t = test_read_file(path, &n);
-    CHECK_STR("{\"id\":\"k-1\",\"type\":\"t\"}\n{\"id\":\"k-2\",\"type\":\"t\"}\n{\"id\":\"k-3\",\"type\":\"t\"}\n", t);
+    CHECK_STR("{\"id\":\"k-1\",\"type\":\"t\"}\n{\"id\":\"k-2\",\"type\":\"t\"}\n{\"id\":\"k-3\","
+              "\"type\":\"t\"}\n",
+              t);
     free(t);
-    snprintf(path, sizeof path, "%s/events/2026/11/25/11/01a21378-0562-7df9-8f38-f8abd12e745d.jsonl", dir);
+    snprintf(path, sizeof path,
+             "%s/events/2026/11/25/11/01a21378-0562-7df9-8f38-f8abd12e745d.jsonl", dir);
     t = test_read_file(path, &n);
     CHECK_STR("{\"id\":\"k-5\",\"type\":\"t\"}\n{\"id\":\"k-6\",\"type\":\"t\"}\n", t);
     free(t);
@@ -534,8 +544,10 @@ TEST(test_writer_recovers_a_crashed_spool)
     lake_event ev[6];
     size_t off = 0;
     for (int i = 0; i < 6; i++) {
-        int len = snprintf(lines + off, sizeof lines - off, "{\"id\":\"%s\",\"type\":\"t\"}\n", ids[i]);
-        ev[i] = (lake_event){(uint32_t)off, (uint32_t)len, (uint32_t)off + 7, (uint16_t)strlen(ids[i]), 1, 493000};
+        int len =
+            snprintf(lines + off, sizeof lines - off, "{\"id\":\"%s\",\"type\":\"t\"}\n", ids[i]);
+        ev[i] = (lake_event){
+            (uint32_t)off, (uint32_t)len, (uint32_t)off + 7, (uint16_t)strlen(ids[i]), 1, 493000};
         off += (size_t)len;
     }
     mkbatch m;

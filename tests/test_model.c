@@ -28,19 +28,28 @@ TEST(test_jscan_accepts_every_json_type)
         enum jtype t;
         unsigned depth;
     } ok[] = {
-        {"{}", J_OBJ, 1},         {"[]", J_ARR, 1},          {"\"x\"", J_STR, 0},
-        {"0", J_NUM, 0},          {"-12.5e+3", J_NUM, 0},    {"true", J_TRUE, 0},
-        {"false", J_FALSE, 0},    {"null", J_NULL, 0},       {"[[[1]]]", J_ARR, 3},
-        {"{\"a\":{\"b\":[{}]}}", J_OBJ, 4}, {"[1, 2 ,\n3]", J_ARR, 1},
-        {"\"\\u00e9\\ud83d\\ude00\\n\\/\"", J_STR, 0}, {"\"h\xc3\xa9 \xf0\x9f\x98\x80\"", J_STR, 0},
+        {"{}", J_OBJ, 1},
+        {"[]", J_ARR, 1},
+        {"\"x\"", J_STR, 0},
+        {"0", J_NUM, 0},
+        {"-12.5e+3", J_NUM, 0},
+        {"true", J_TRUE, 0},
+        {"false", J_FALSE, 0},
+        {"null", J_NULL, 0},
+        {"[[[1]]]", J_ARR, 3},
+        {"{\"a\":{\"b\":[{}]}}", J_OBJ, 4},
+        {"[1, 2 ,\n3]", J_ARR, 1},
+        {"\"\\u00e9\\ud83d\\ude00\\n\\/\"", J_STR, 0},
+        {"\"h\xc3\xa9 \xf0\x9f\x98\x80\"", J_STR, 0},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         jscan s;
         enum jtype t;
         const char *end = scan(ok[i].in, &t, &s);
         if (!end || *end || t != ok[i].t || s.depth != ok[i].depth || s.bad)
-            test_fail(__FILE__, __LINE__, "input %s: end=%s type=%d depth=%u bad=%s err=%s", ok[i].in,
-                      end ? end : "NULL", t, s.depth, s.bad ? s.bad : "-", s.err ? s.err : "-");
+            test_fail(__FILE__, __LINE__, "input %s: end=%s type=%d depth=%u bad=%s err=%s",
+                      ok[i].in, end ? end : "NULL", t, s.depth, s.bad ? s.bad : "-",
+                      s.err ? s.err : "-");
     }
 }
 
@@ -87,8 +96,8 @@ TEST(test_jscan_reports_defects_but_finds_the_end)
         const char *bad;
     } d[] = {
         {"[\"a\xff\"]", "invalid UTF-8 in string"},
-        {"[\"\xc0\x80\"]", "invalid UTF-8 in string"},        /* overlong */
-        {"[\"\xed\xa0\x80\"]", "invalid UTF-8 in string"},    /* encoded surrogate */
+        {"[\"\xc0\x80\"]", "invalid UTF-8 in string"},         /* overlong */
+        {"[\"\xed\xa0\x80\"]", "invalid UTF-8 in string"},     /* encoded surrogate */
         {"[\"\xf4\x90\x80\x80\"]", "invalid UTF-8 in string"}, /* above U+10FFFF */
         {"[\"a\tb\"]", "control character in string (must be escaped)"},
         {"[\"\\x\"]", "invalid escape in string"},
@@ -102,8 +111,8 @@ TEST(test_jscan_reports_defects_but_finds_the_end)
         enum jtype t;
         const char *end = scan(d[i].in, &t, &s);
         if (!end || *end || !s.bad || strcmp(s.bad, d[i].bad))
-            test_fail(__FILE__, __LINE__, "input #%zu: expected defect \"%s\", got \"%s\" (end %s)", i,
-                      d[i].bad, s.bad ? s.bad : "none", end ? "ok" : s.err);
+            test_fail(__FILE__, __LINE__, "input #%zu: expected defect \"%s\", got \"%s\" (end %s)",
+                      i, d[i].bad, s.bad ? s.bad : "none", end ? "ok" : s.err);
     }
 }
 
@@ -186,11 +195,15 @@ TEST(test_event_normalise_fills_id_ts_and_received_at)
 
 TEST(test_event_normalise_keeps_client_id_and_converts_ts_to_utc)
 {
-    norm r = normalise("{ \"do\" : {\"id\":\"r1\", \"class\":\"ChatRoom\"},\n \"ts\":\"2026-11-25T12:30:00.5+02:00\","
-                       " \"type\":\"do.alarm\", \"id\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\", \"receivedAt\":\"x\", \"n\":[1, 2]}");
+    norm r = normalise("{ \"do\" : {\"id\":\"r1\", \"class\":\"ChatRoom\"},\n "
+                       "\"ts\":\"2026-11-25T12:30:00.5+02:00\","
+                       " \"type\":\"do.alarm\", \"id\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\", "
+                       "\"receivedAt\":\"x\", \"n\":[1, 2]}");
     REQUIRE_INT(EVENT_OK, r.rc);
-    CHECK_STR("{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\",\"type\":\"do.alarm\",\"ts\":\"2026-11-25T10:30:00.500Z\","
-              "\"receivedAt\":\"2026-11-25T10:00:00.123Z\",\"do\":{\"id\":\"r1\",\"class\":\"ChatRoom\"},\"n\":[1,2]}\n",
+    CHECK_STR("{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\",\"type\":\"do.alarm\",\"ts\":\"2026-11-25T10:"
+              "30:00.500Z\","
+              "\"receivedAt\":\"2026-11-25T10:00:00.123Z\",\"do\":{\"id\":\"r1\",\"class\":"
+              "\"ChatRoom\"},\"n\":[1,2]}\n",
               r.line);
     CHECK_INT(1, r.info.client_id);
     CHECK_INT(7, r.info.id_off);
@@ -221,33 +234,45 @@ TEST(test_event_normalise_rejects_each_bad_envelope)
         {"\"x\"", "event must be a JSON object"},
         {"{}", "\"type\" is required"},
         {"{\"type\":5}", "\"type\" must be a string"},
-        {"{\"type\":\"Rpc.Call\"}", "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
-        {"{\"type\":\"a..b\"}", "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
-        {"{\"type\":\"-a\"}", "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
-        {"{\"type\":\"a.\"}", "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
-        {"{\"type\":\"\"}", "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
+        {"{\"type\":\"Rpc.Call\"}",
+         "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
+        {"{\"type\":\"a..b\"}",
+         "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
+        {"{\"type\":\"-a\"}",
+         "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
+        {"{\"type\":\"a.\"}",
+         "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
+        {"{\"type\":\"\"}",
+         "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes"},
         {"{\"type\":\"a\",\"id\":7}", "\"id\" must be a string"},
         {"{\"type\":\"a\",\"id\":\"\"}", "\"id\" must be 1-64 characters of [0-9A-Za-z_.:-]"},
         {"{\"type\":\"a\",\"id\":\"a b\"}", "\"id\" must be 1-64 characters of [0-9A-Za-z_.:-]"},
-        {"{\"type\":\"a\",\"ts\":\"yesterday\"}", "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
-        {"{\"type\":\"a\",\"ts\":\"1969-12-31T23:59:59Z\"}", "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
-        {"{\"type\":\"a\",\"ts\":\"2026-02-30T00:00:00Z\"}", "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
-        {"{\"type\":\"a\",\"ts\":1.5}", "\"ts\" as a number must be whole epoch milliseconds up to 9999"},
-        {"{\"type\":\"a\",\"ts\":-1}", "\"ts\" as a number must be whole epoch milliseconds up to 9999"},
+        {"{\"type\":\"a\",\"ts\":\"yesterday\"}",
+         "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
+        {"{\"type\":\"a\",\"ts\":\"1969-12-31T23:59:59Z\"}",
+         "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
+        {"{\"type\":\"a\",\"ts\":\"2026-02-30T00:00:00Z\"}",
+         "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
+        {"{\"type\":\"a\",\"ts\":1.5}",
+         "\"ts\" as a number must be whole epoch milliseconds up to 9999"},
+        {"{\"type\":\"a\",\"ts\":-1}",
+         "\"ts\" as a number must be whole epoch milliseconds up to 9999"},
         {"{\"type\":\"a\",\"ts\":true}", "\"ts\" must be an RFC 3339 string or epoch milliseconds"},
         {"{\"type\":\"a\",\"do\":\"r1\"}", "\"do\" must be an object"},
         {"{\"type\":\"a\",\"type\":\"b\"}", "duplicate key \"type\""},
         {"{\"type\":\"a\",\"x\":1,\"x\":2}", "duplicate key \"x\""},
         {"{\"type\":\"a\",\"\\u0074ype\":\"b\"}", "duplicate key \"type\""},
         {"{\"type\":\"a\",\"s\":\"\xff\"}", "invalid UTF-8 in string at byte 17 of the event"},
-        {"{\"type\":\"a\",\"s\":\"\\u0000\"}", "\\u0000 is not allowed in strings at byte 17 of the event"},
+        {"{\"type\":\"a\",\"s\":\"\\u0000\"}",
+         "\\u0000 is not allowed in strings at byte 17 of the event"},
         {"{\"type\":\"a\",\"k\xc3\":1}", "invalid UTF-8 in string at byte 14 of the event"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         norm r = normalise(bad[i].in);
         if (r.rc != EVENT_REJECTED || strcmp(r.why, bad[i].why))
-            test_fail(__FILE__, __LINE__, "event #%zu %s:\n  expected rejection: %s\n  got rc=%d: %s", i,
-                      bad[i].in, bad[i].why, r.rc, r.rc == EVENT_OK ? r.line : r.why);
+            test_fail(__FILE__, __LINE__,
+                      "event #%zu %s:\n  expected rejection: %s\n  got rc=%d: %s", i, bad[i].in,
+                      bad[i].why, r.rc, r.rc == EVENT_OK ? r.line : r.why);
     }
 }
 
@@ -330,13 +355,21 @@ TEST(test_evtime_round_trips_and_normalises_offsets)
         evtime_format(ms, out);
         CHECK_STR(t[i].out, out);
     }
-    static const char *bad[] = {"2026-11-25", "2026-11-25T10:00:00", "2026-13-01T00:00:00Z",
-                                "2023-02-29T00:00:00Z", "2026-11-25T24:00:00Z", "2026-11-25T10:00:00.Z",
-                                "2026-11-25T10:00:00+1:00", "2026-11-25T10:00:00Zx", "10000-01-01T00:00:00Z",
-                                "1969-12-31T23:59:59.999Z", "2026-11-25T10:60:00Z"};
+    static const char *bad[] = {"2026-11-25",
+                                "2026-11-25T10:00:00",
+                                "2026-13-01T00:00:00Z",
+                                "2023-02-29T00:00:00Z",
+                                "2026-11-25T24:00:00Z",
+                                "2026-11-25T10:00:00.Z",
+                                "2026-11-25T10:00:00+1:00",
+                                "2026-11-25T10:00:00Zx",
+                                "10000-01-01T00:00:00Z",
+                                "1969-12-31T23:59:59.999Z",
+                                "2026-11-25T10:60:00Z"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms;
-        if (!evtime_parse(bad[i], strlen(bad[i]), &ms)) test_fail(__FILE__, __LINE__, "accepted %s", bad[i]);
+        if (!evtime_parse(bad[i], strlen(bad[i]), &ms))
+            test_fail(__FILE__, __LINE__, "accepted %s", bad[i]);
     }
 }
 
@@ -388,7 +421,8 @@ TEST(test_siphash128_matches_reference_vectors)
 {
     uint8_t key[16], in[16], out[16];
     for (int i = 0; i < 16; i++) key[i] = (uint8_t)i, in[i] = (uint8_t)i;
-    static const char *expect[] = {"a3817f04ba25a8e66df67214c7550293", "da87c1d86b99af44347659119b22fc45",
+    static const char *expect[] = {"a3817f04ba25a8e66df67214c7550293",
+                                   "da87c1d86b99af44347659119b22fc45",
                                    "8177228da4a45dc7fca38bdef60affe4"};
     for (int n = 0; n < 3; n++) {
         siphash128(in, (size_t)n, key, out);

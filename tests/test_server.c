@@ -28,14 +28,15 @@ static char *lake_dir(void)
 static void cleanup(srv *s, char *lake)
 {
     if (s->pid) srv_stop(s, SIGKILL);
+    if (test_failed_now()) srv_dump_log(s);
     char *slash = strrchr(lake, '/');
     *slash = 0;
     test_rmtree(lake);
     free(lake);
 }
 
-static int post(const srv *s, const char *path, const char *ctype, const char *extra, const void *body,
-                size_t n, resp *r)
+static int post(const srv *s, const char *path, const char *ctype, const char *extra,
+                const void *body, size_t n, resp *r)
 {
     char url[128], ct[128];
     snprintf(url, sizeof url, "%s%s", s->url, path);
@@ -77,7 +78,8 @@ static json_t *lake_events(const char *lake, int *files)
         json_error_t e;
         json_t *v = json_loadb(p, (size_t)(nl - p), JSON_REJECT_DUPLICATES, &e);
         if (!v) {
-            test_fail(__FILE__, __LINE__, "lake line does not parse: %s: %.*s", e.text, (int)(nl - p), p);
+            test_fail(__FILE__, __LINE__, "lake line does not parse: %s: %.*s", e.text,
+                      (int)(nl - p), p);
         } else {
             json_array_append_new(arr, v);
         }
@@ -107,37 +109,45 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
     REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
 
-    const char *wrapped = "{\"events\":[{\"type\":\"rpc.call\",\"id\":\"w1\",\"method\":\"send\",\"durationMs\":12.5,"
-                          "\"success\":true,\"do\":{\"id\":\"r1\",\"class\":\"ChatRoom\",\"colo\":\"FRA\"},"
-                          "\"ts\":\"2026-11-25T10:00:00.123Z\"}]}";
+    const char *wrapped =
+        "{\"events\":[{\"type\":\"rpc.call\",\"id\":\"w1\",\"method\":\"send\",\"durationMs\":12.5,"
+        "\"success\":true,\"do\":{\"id\":\"r1\",\"class\":\"ChatRoom\",\"colo\":\"FRA\"},"
+        "\"ts\":\"2026-11-25T10:00:00.123Z\"}]}";
     post(&s, "/ingest", "application/json", NULL, wrapped, strlen(wrapped), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
 
-    const char *array = "[{\"type\":\"do.alarm\",\"id\":\"a1\",\"ts\":\"2026-11-25T11:59:59.999+00:00\"},"
-                        "{\"type\":\"ws.connect\",\"id\":\"a2\",\"ts\":1795600800000}]";
+    const char *array =
+        "[{\"type\":\"do.alarm\",\"id\":\"a1\",\"ts\":\"2026-11-25T11:59:59.999+00:00\"},"
+        "{\"type\":\"ws.connect\",\"id\":\"a2\",\"ts\":1795600800000}]";
     post(&s, "/e", "application/json; charset=utf-8", NULL, array, strlen(array), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
 
-    const char *nd = "{\"type\":\"collection.insert\",\"id\":\"n1\",\"collection\":\"users\",\"docId\":\"u1\","
-                     "\"doc\":{\"name\":\"Ann\"},\"prev\":null,\"bookmark\":\"0000000000000001\","
-                     "\"ts\":\"2026-11-25T10:05:00Z\"}\n"
-                     "{ \"type\" : \"custom.thing\", \"id\" : \"n2\", \"nested\" : { \"a\" : [ 1, \"x y\" ] },"
-                     " \"ts\" : \"2026-11-25T10:06:00Z\" }\n";
+    const char *nd =
+        "{\"type\":\"collection.insert\",\"id\":\"n1\",\"collection\":\"users\",\"docId\":\"u1\","
+        "\"doc\":{\"name\":\"Ann\"},\"prev\":null,\"bookmark\":\"0000000000000001\","
+        "\"ts\":\"2026-11-25T10:05:00Z\"}\n"
+        "{ \"type\" : \"custom.thing\", \"id\" : \"n2\", \"nested\" : { \"a\" : [ 1, \"x y\" ] },"
+        " \"ts\" : \"2026-11-25T10:06:00Z\" }\n";
     post(&s, "/ingest", "application/x-ndjson", NULL, nd, strlen(nd), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
 
-    const char *plain = "{\"type\":\"ws.close\",\"id\":\"g1\",\"code\":1000,\"ts\":\"2026-11-25T10:07:00Z\"}\n";
+    const char *plain =
+        "{\"type\":\"ws.close\",\"id\":\"g1\",\"code\":1000,\"ts\":\"2026-11-25T10:07:00Z\"}\n";
     buf gz = BUF_INIT;
     gzip_bytes(plain, strlen(plain), &gz);
     post(&s, "/ingest", "application/x-ndjson", "Content-Encoding: gzip", gz.p, gz.len, &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
     buf_free(&gz);
 
@@ -156,12 +166,16 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
     CHECK(json_is_true(json_object_get(w1, "success")));
     CHECK_STR("FRA", json_string_value(json_object_get(json_object_get(w1, "do"), "colo")));
     CHECK_INT(24, strlen(json_string_value(json_object_get(w1, "receivedAt"))));
-    CHECK_STR("2026-11-25T11:59:59.999Z", json_string_value(json_object_get(find_by(ev, "id", "a1"), "ts")));
-    CHECK_STR("2026-11-25T10:00:00.000Z", json_string_value(json_object_get(find_by(ev, "id", "a2"), "ts")));
+    CHECK_STR("2026-11-25T11:59:59.999Z",
+              json_string_value(json_object_get(find_by(ev, "id", "a1"), "ts")));
+    CHECK_STR("2026-11-25T10:00:00.000Z",
+              json_string_value(json_object_get(find_by(ev, "id", "a2"), "ts")));
     json_t *n1 = find_by(ev, "id", "n1");
     CHECK_STR("Ann", json_string_value(json_object_get(json_object_get(n1, "doc"), "name")));
     CHECK(json_is_null(json_object_get(n1, "prev")));
-    CHECK_STR("x y", json_string_value(json_array_get(json_object_get(json_object_get(find_by(ev, "id", "n2"), "nested"), "a"), 1)));
+    CHECK_STR("x y",
+              json_string_value(json_array_get(
+                  json_object_get(json_object_get(find_by(ev, "id", "n2"), "nested"), "a"), 1)));
     CHECK_INT(1000, json_integer_value(json_object_get(find_by(ev, "id", "g1"), "code")));
 
     /* each event sits in the file of its ts hour */
@@ -181,15 +195,19 @@ TEST(test_server_answers_retries_as_duplicates_and_stores_once)
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     resp r;
     const char *b1 = "[{\"type\":\"a\",\"id\":\"d1\"},{\"type\":\"a\",\"id\":\"d2\"}]";
-    const char *b2 = "[{\"type\":\"a\",\"id\":\"d2\"},{\"type\":\"a\",\"id\":\"d3\"},{\"type\":\"a\",\"id\":\"d3\"},{\"type\":\"a\"}]";
+    const char *b2 = "[{\"type\":\"a\",\"id\":\"d2\"},{\"type\":\"a\",\"id\":\"d3\"},{\"type\":"
+                     "\"a\",\"id\":\"d3\"},{\"type\":\"a\"}]";
     http_ingest(&s, b1, &r);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
     http_ingest(&s, b2, &r);
-    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":2,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":2,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
     http_ingest(&s, b1, &r);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":0,\"duplicates\":2,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":0,\"duplicates\":2,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     int files;
@@ -200,7 +218,8 @@ TEST(test_server_answers_retries_as_duplicates_and_stores_once)
     /* the window survives a restart: it is rebuilt from what was sealed */
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     http_ingest(&s, b2, &r);
-    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":1,\"duplicates\":3,\"rejected\":[]}", r.body.p);
+    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":1,\"duplicates\":3,\"rejected\":[]}",
+              r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     ev = lake_events(lake, &files);
@@ -215,7 +234,10 @@ TEST(test_server_health_and_metrics)
     char *lake = lake_dir();
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     resp r;
-    http_ingest(&s, "[{\"type\":\"a\"},{\"type\":\"B\"},{\"type\":\"c\",\"id\":\"m1\"},{\"type\":\"c\",\"id\":\"m1\"}]", &r);
+    http_ingest(&s,
+                "[{\"type\":\"a\"},{\"type\":\"B\"},{\"type\":\"c\",\"id\":\"m1\"},{\"type\":\"c\","
+                "\"id\":\"m1\"}]",
+                &r);
     resp_free(&r);
     CHECK_INT(200, get(&s, "/health", NULL, &r));
     json_t *h = json_loads(r.body.p, 0, NULL);
@@ -263,23 +285,29 @@ TEST(test_server_requires_tokens_with_scopes)
 
     post(&s, "/ingest", "application/json", NULL, body, strlen(body), &r);
     CHECK_INT(401, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"missing bearer token (Authorization: Bearer TOKEN)\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"missing bearer token (Authorization: Bearer TOKEN)\"}",
+              r.body.p);
     resp_free(&r);
-    post(&s, "/ingest", "application/json", "Authorization: Bearer wrong-token-0123456789", body, strlen(body), &r);
+    post(&s, "/ingest", "application/json", "Authorization: Bearer wrong-token-0123456789", body,
+         strlen(body), &r);
     CHECK_INT(401, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"invalid bearer token\"}", r.body.p);
     resp_free(&r);
-    post(&s, "/ingest", "application/json", "Authorization: Basic dXNlcjpwYXNz", body, strlen(body), &r);
+    post(&s, "/ingest", "application/json", "Authorization: Basic dXNlcjpwYXNz", body, strlen(body),
+         &r);
     CHECK_INT(401, r.status);
     resp_free(&r);
-    post(&s, "/ingest", "application/json", "Authorization: Bearer query-token-01234567890", body, strlen(body), &r);
+    post(&s, "/ingest", "application/json", "Authorization: Bearer query-token-01234567890", body,
+         strlen(body), &r);
     CHECK_INT(403, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"token analyst lacks the ingest scope\"}", r.body.p);
     resp_free(&r);
-    post(&s, "/ingest", "application/json", "Authorization: Bearer ingest-token-0123456789", body, strlen(body), &r);
+    post(&s, "/ingest", "application/json", "Authorization: Bearer ingest-token-0123456789", body,
+         strlen(body), &r);
     CHECK_INT(200, r.status);
     resp_free(&r);
-    post(&s, "/ingest", "application/json", "Authorization: bearer admin-token-012345678901", body, strlen(body), &r);
+    post(&s, "/ingest", "application/json", "Authorization: bearer admin-token-012345678901", body,
+         strlen(body), &r);
     CHECK_INT(200, r.status);
     resp_free(&r);
 
@@ -302,7 +330,8 @@ static char *refused(const char *args, int *status)
     char cmd[2048], out[1100];
     char *dir = test_tmpdir("refuse");
     snprintf(out, sizeof out, "%s/err", dir);
-    snprintf(cmd, sizeof cmd, "timeout 10 %s serve --lake %s/lake %s 2>%s", events_bin(), dir, args, out);
+    snprintf(cmd, sizeof cmd, "timeout 10 %s serve --lake %s/lake %s 2>%s", events_bin(), dir, args,
+             out);
     *status = sh("%s", cmd);
     char *t = test_read_file(out, NULL);
     test_rmtree(dir);
@@ -366,7 +395,8 @@ TEST(test_server_answers_cors_preflight)
     CHECK_CONTAINS("HTTP/1.1 204", hdr);
     CHECK_CONTAINS("Access-Control-Allow-Origin: *", hdr);
     CHECK_CONTAINS("Access-Control-Allow-Methods: GET, POST, PUT, OPTIONS", hdr);
-    CHECK_CONTAINS("Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding", hdr);
+    CHECK_CONTAINS("Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding",
+                   hdr);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, lake);
 }
@@ -383,20 +413,26 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
         long status;
         const char *answer;
     } t[] = {
-        {"malformed JSON", "POST", "/ingest", "application/json", NULL, "{\"events\":[{\"type\":", 400,
-         "{\"ok\":false,\"error\":\"malformed JSON at byte 19: unexpected end of input\"}"},
-        {"object without events", "POST", "/ingest", "application/json", NULL, "{\"type\":\"a\"}", 400,
-         "{\"ok\":false,\"error\":\"body is a JSON object without \\\"events\\\": send {\\\"events\\\":[...]}, a "
+        {"malformed JSON", "POST", "/ingest", "application/json", NULL, "{\"events\":[{\"type\":",
+         400, "{\"ok\":false,\"error\":\"malformed JSON at byte 19: unexpected end of input\"}"},
+        {"object without events", "POST", "/ingest", "application/json", NULL, "{\"type\":\"a\"}",
+         400,
+         "{\"ok\":false,\"error\":\"body is a JSON object without \\\"events\\\": send "
+         "{\\\"events\\\":[...]}, a "
          "JSON array of events, or NDJSON\"}"},
-        {"events of the wrong type", "POST", "/ingest", "application/json", NULL, "{\"events\":\"a\"}", 400,
-         "{\"ok\":false,\"error\":\"\\\"events\\\" must be an array\"}"},
+        {"events of the wrong type", "POST", "/ingest", "application/json", NULL,
+         "{\"events\":\"a\"}", 400, "{\"ok\":false,\"error\":\"\\\"events\\\" must be an array\"}"},
         {"wrong field types", "POST", "/ingest", "application/json", NULL,
          "[{\"type\":1},{\"type\":\"a\",\"ts\":[]},{\"type\":\"a\",\"do\":3}]", 200,
-         "{\"ok\":true,\"received\":3,\"accepted\":0,\"duplicates\":0,\"rejected\":[{\"index\":0,\"error\":"
-         "\"\\\"type\\\" must be a string\"},{\"index\":1,\"error\":\"\\\"ts\\\" must be an RFC 3339 string or "
+         "{\"ok\":true,\"received\":3,\"accepted\":0,\"duplicates\":0,\"rejected\":[{\"index\":0,"
+         "\"error\":"
+         "\"\\\"type\\\" must be a string\"},{\"index\":1,\"error\":\"\\\"ts\\\" must be an RFC "
+         "3339 string or "
          "epoch milliseconds\"},{\"index\":2,\"error\":\"\\\"do\\\" must be an object\"}]}"},
-        {"invalid UTF-8", "POST", "/ingest", "application/json", NULL, "[{\"type\":\"a\",\"s\":\"\xc3\x28\"}]", 200,
-         "{\"ok\":true,\"received\":1,\"accepted\":0,\"duplicates\":0,\"rejected\":[{\"index\":0,\"error\":"
+        {"invalid UTF-8", "POST", "/ingest", "application/json", NULL,
+         "[{\"type\":\"a\",\"s\":\"\xc3\x28\"}]", 200,
+         "{\"ok\":true,\"received\":1,\"accepted\":0,\"duplicates\":0,\"rejected\":[{\"index\":0,"
+         "\"error\":"
          "\"invalid UTF-8 in string at byte 17 of the event\"}]}"},
         {"wrong method", "GET", "/ingest", NULL, NULL, NULL, 405,
          "{\"ok\":false,\"error\":\"method GET not allowed on /ingest\"}"},
@@ -404,10 +440,13 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
          "{\"ok\":false,\"error\":\"method POST not allowed on /health\"}"},
         {"unknown path", "GET", "/nope", NULL, NULL, NULL, 404,
          "{\"ok\":false,\"error\":\"no such endpoint: GET /nope\"}"},
-        {"wrong content type", "POST", "/ingest", "application/x-www-form-urlencoded", NULL, "a=b", 415,
-         "{\"ok\":false,\"error\":\"unsupported Content-Type \\\"application/x-www-form-urlencoded\\\": use "
+        {"wrong content type", "POST", "/ingest", "application/x-www-form-urlencoded", NULL, "a=b",
+         415,
+         "{\"ok\":false,\"error\":\"unsupported Content-Type "
+         "\\\"application/x-www-form-urlencoded\\\": use "
          "application/json or application/x-ndjson\"}"},
-        {"wrong content encoding", "POST", "/ingest", "application/json", "Content-Encoding: br", "[]", 415,
+        {"wrong content encoding", "POST", "/ingest", "application/json", "Content-Encoding: br",
+         "[]", 415,
          "{\"ok\":false,\"error\":\"unsupported Content-Encoding \\\"br\\\": use gzip or none\"}"},
         {"not gzip", "POST", "/ingest", "application/json", "Content-Encoding: gzip", "[]", 400,
          "{\"ok\":false,\"error\":\"invalid gzip body: incorrect header check\"}"},
@@ -419,8 +458,8 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
         const char *h[] = {t[i].ctype ? ct : t[i].extra, t[i].ctype ? t[i].extra : NULL, NULL};
         http_do(t[i].method, url, h, t[i].body, t[i].body ? strlen(t[i].body) : 0, 0, &r);
         if (r.status != t[i].status || strcmp(r.body.p, t[i].answer))
-            test_fail(__FILE__, __LINE__, "%s:\n  expected %ld %s\n  actual   %ld %s", t[i].name, t[i].status,
-                      t[i].answer, r.status, r.body.p);
+            test_fail(__FILE__, __LINE__, "%s:\n  expected %ld %s\n  actual   %ld %s", t[i].name,
+                      t[i].status, t[i].answer, r.status, r.body.p);
         resp_free(&r);
         check_alive(&s);
     }
@@ -432,7 +471,8 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
     buf_puts(&big, "\"}]");
     post(&s, "/ingest", "application/json", NULL, big.p, big.len, &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":1,\"duplicates\":0,\"rejected\":[{\"index\":1,\"error\":"
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":1,\"duplicates\":0,\"rejected\":[{"
+              "\"index\":1,\"error\":"
               "\"event is 1121 bytes, over the limit of 1024\"}]}",
               r.body.p);
     resp_free(&r);
@@ -444,7 +484,8 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
     for (int i = 0; i < 70; i++) buf_putc(&deep, ']');
     buf_puts(&deep, "}]");
     post(&s, "/ingest", "application/json", NULL, deep.p, deep.len, &r);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":0,\"duplicates\":0,\"rejected\":[{\"index\":0,\"error\":"
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":0,\"duplicates\":0,\"rejected\":[{"
+              "\"index\":0,\"error\":"
               "\"event nests 71 levels deep, over the limit of 64\"}]}",
               r.body.p);
     resp_free(&r);
@@ -459,7 +500,8 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
     CHECK_INT(413, r.status);
     char expect[200];
     snprintf(expect, sizeof expect,
-             "{\"ok\":false,\"error\":\"body of %zu bytes is over the limit of 65536 bytes\"}", huge.len);
+             "{\"ok\":false,\"error\":\"body of %zu bytes is over the limit of 65536 bytes\"}",
+             huge.len);
     CHECK_STR(expect, r.body.p);
     resp_free(&r);
     check_alive(&s);
@@ -557,7 +599,8 @@ TEST(test_server_closes_idle_connections)
     REQUIRE_INT(0, srv_start(&s, lake, args));
     int fd = connect_to(&s);
     REQUIRE(fd >= 0);
-    const char *head = "POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"; /* headers never end */
+    const char *head =
+        "POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"; /* headers never end */
     CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
     double t0 = now_s();
     char b[256];
@@ -582,8 +625,9 @@ static void *post_loop(void *arg)
     poster *p = arg;
     for (int i = 0; i < 2000 && !p->stop; i++) {
         char body[256];
-        snprintf(body, sizeof body, "[{\"type\":\"t\",\"id\":\"p%d-%d\"},{\"type\":\"t\",\"id\":\"p%d-%db\"}]", p->id, i,
-                 p->id, i);
+        snprintf(body, sizeof body,
+                 "[{\"type\":\"t\",\"id\":\"p%d-%d\"},{\"type\":\"t\",\"id\":\"p%d-%db\"}]", p->id,
+                 i, p->id, i);
         resp r;
         p->sent++;
         http_ingest(p->s, body, &r);
