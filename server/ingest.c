@@ -24,7 +24,6 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
     z.next_in = (Bytef *)(uintptr_t)in;
     z.avail_in = (uInt)n;
     unsigned rc = 0;
-    int ended = 0;
     if (n > UINT32_MAX) {
         snprintf(err, errlen, "gzip body too large");
         inflateEnd(&z);
@@ -37,7 +36,7 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         if (room > (1u << 24)) room = 1u << 24;
         if (buf_reserve(out, room)) {
             snprintf(err, errlen, "out of memory inflating the body");
-            rc = 413;
+            rc = 503;
             break;
         }
         z.next_out = (Bytef *)(out->p + out->len);
@@ -50,7 +49,6 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
             break;
         }
         if (r == Z_STREAM_END) {
-            ended = 1;
             if (z.avail_in == 0) break;
             /* another gzip member follows (concatenated gzip files are one stream) */
             if (inflateReset(&z) != Z_OK) {
@@ -58,7 +56,6 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
                 rc = 400;
                 break;
             }
-            ended = 0;
             continue;
         }
         if (r == Z_OK) continue;
@@ -72,7 +69,6 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         rc = 400;
         break;
     }
-    (void)ended;
     inflateEnd(&z);
     return rc;
 }
@@ -151,7 +147,7 @@ static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, 
     }
     if (rc == EVENT_NOMEM || (rc == EVENT_OK && add_event(r, &info)) ||
         (rc == EVENT_REJECTED && add_reject(r, index, why))) {
-        fail(r, 413, "out of memory parsing the body");
+        fail(r, 503, "out of memory parsing the body");
         return -1;
     }
     return 0;
@@ -297,7 +293,7 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
         const char *after = NULL;
         int rc = event_normalise(ctx, &s, q, le, &after, &r->lines, &info, why, sizeof why);
         if (rc == EVENT_NOMEM) {
-            fail(r, 413, "out of memory parsing the body");
+            fail(r, 503, "out of memory parsing the body");
             return;
         }
         if (rc == EVENT_SYNTAX) {
@@ -313,7 +309,7 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
         }
         if ((rc == EVENT_OK && add_event(r, &info)) ||
             (rc == EVENT_REJECTED && add_reject(r, index, why))) {
-            fail(r, 413, "out of memory parsing the body");
+            fail(r, 503, "out of memory parsing the body");
             return;
         }
         p = next_line;
@@ -331,7 +327,7 @@ void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format
     const char *p = body, *end = body + n;
     if (n >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3; /* a UTF-8 byte order mark */
     if (buf_reserve(&r->lines, n + n / 2 + 1024)) {
-        fail(r, 413, "out of memory parsing the body");
+        fail(r, 503, "out of memory parsing the body");
         return;
     }
     if (fmt == INGEST_NDJSON)

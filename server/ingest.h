@@ -43,7 +43,8 @@ typedef struct ingest_result {
 
 /*
  * Inflates a gzip body into out, refusing to produce more than max bytes.
- * Returns 0, 400 (not gzip, corrupt or truncated) or 413, with err set.
+ * Returns 0, 400 (not gzip, corrupt or truncated), 413 (inflates past max)
+ * or 503 (out of memory), with err set.
  */
 unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen);
 
