@@ -477,6 +477,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     server *s = cls;
     request *r = *con_cls;
     if (!r) return;
+    /* A client that closed its connection while its request waited for the group
+     * commit is noticed only after the resume, here, without another handler call. */
+    if (r->state == ST_WAITING) atomic_fetch_sub(&s->waiting, 1);
     metrics_request(r->route, r->status ? r->status : 499, evtime_mono_ns() - r->t0_ns);
     buf_free(&r->body);
     buf_free(&r->answer);

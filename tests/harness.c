@@ -153,12 +153,9 @@ int srv_start(srv *s, const char *lake, const char *const *args)
     return 0;
 }
 
-int srv_stop(srv *s, int sig)
+/* After the server exited with wait status st: forget it, join its log drain. */
+static int reap(srv *s, int st)
 {
-    if (!s->pid) return -1;
-    if (sig) kill(s->pid, sig);
-    int st = 0;
-    waitpid(s->pid, &st, 0);
     track(s->pid, 0);
     s->pid = 0;
     drain *d = s->drain;
@@ -173,6 +170,28 @@ int srv_stop(srv *s, int sig)
     }
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return WEXITSTATUS(st);
+}
+
+int srv_stop(srv *s, int sig)
+{
+    if (!s->pid) return -1;
+    if (sig) kill(s->pid, sig);
+    int st = 0;
+    waitpid(s->pid, &st, 0);
+    return reap(s, st);
+}
+
+int srv_stop_within(srv *s, int sig, int timeout_ms)
+{
+    if (!s->pid) return -1;
+    kill(s->pid, sig);
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) return reap(s, st);
+        usleep(10000);
+    }
+    srv_stop(s, SIGKILL);
+    return -2;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)

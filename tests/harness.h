@@ -34,6 +34,9 @@ int srv_start(srv *s, const char *lake, const char *const *args);
 /* Sends sig and waits for the exit. Returns the exit status, 128+signal if killed. */
 int srv_stop(srv *s, int sig);
 
+/* Like srv_stop, but SIGKILLs the server after timeout_ms and returns -2 then. */
+int srv_stop_within(srv *s, int sig, int timeout_ms);
+
 /* Prints the server's log to stderr (for a failing test). */
 void srv_dump_log(const srv *s);
 

@@ -668,3 +668,35 @@ TEST(test_server_finishes_requests_and_seals_at_sigterm)
     CHECK_INT(0, sh("%s", cmd)); /* the spool is empty: everything sealed */
     cleanup(&s, lake);
 }
+
+static void *vanish_loop(void *arg)
+{
+    const srv *s = arg;
+    char url[128];
+    snprintf(url, sizeof url, "%s/ingest", s->url);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    for (int i = 0; i < 300; i++) {
+        resp r;
+        char body[128];
+        snprintf(body, sizeof body, "[{\"type\":\"t\",\"n\":%d}]", i);
+        http_do("POST", url, h, body, strlen(body), 1 + i % 3, &r); /* gives up after 1-3 ms */
+        resp_free(&r);
+    }
+    return NULL;
+}
+
+TEST(test_server_stops_after_clients_vanish_while_waiting_for_their_commit)
+{
+    srv s = {0};
+    char *lake = lake_dir();
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) pthread_create(&th[i], NULL, vanish_loop, &s);
+    for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+    resp r;
+    CHECK_INT(200, get(&s, "/metrics", NULL, &r));
+    CHECK_CONTAINS("code=\"other\"", r.body.p); /* requests whose client left (recorded as 499) */
+    resp_free(&r);
+    CHECK_INT(0, srv_stop_within(&s, SIGTERM, 10000));
+    cleanup(&s, lake);
+}
