@@ -98,6 +98,15 @@ void server_config_defaults(server_config *c)
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* Records the request as answered. Counted when the answer is queued, not when MHD
+ * completes the request, so a client that has its answer finds it in /metrics. */
+static void answered(request *r, unsigned status)
+{
+    r->status = status;
+    r->state = ST_RESPONDED;
+    metrics_request(r->route, status, evtime_mono_ns() - r->t0_ns);
+}
+
 static enum MHD_Result send_response(request *r, unsigned status, const char *ctype,
                                      const char *body, size_t len, const char *h1, const char *v1)
 {
@@ -110,8 +119,7 @@ static enum MHD_Result send_response(request *r, unsigned status, const char *ct
     if (h1) MHD_add_response_header(resp, h1, v1);
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
-    r->status = status;
-    r->state = ST_RESPONDED;
+    answered(r, status);
     return ok;
 }
 
@@ -160,8 +168,7 @@ static enum MHD_Result abort_mid_body(request *r, unsigned status, const char *r
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    r->status = status;
-    r->state = ST_RESPONDED;
+    answered(r, status);
     if (!ci) return MHD_NO;
     int fd = ci->connect_fd;
     buf body = BUF_INIT, all = BUF_INIT;
@@ -344,8 +351,7 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
         enum MHD_Result ok = MHD_queue_response(r->conn, 204, resp);
         MHD_destroy_response(resp);
-        r->status = 204;
-        r->state = ST_RESPONDED;
+        answered(r, 204);
         return ok;
     }
     if (r->kind == K_NONE) return send_error(r, 404, "no such endpoint: %s %s", method, url);
@@ -480,7 +486,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     /* A client that closed its connection while its request waited for the group
      * commit is noticed only after the resume, here, without another handler call. */
     if (r->state == ST_WAITING) atomic_fetch_sub(&s->waiting, 1);
-    metrics_request(r->route, r->status ? r->status : 499, evtime_mono_ns() - r->t0_ns);
+    if (!r->status) metrics_request(r->route, 499, evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
     buf_free(&r->body);
     buf_free(&r->answer);
     ingest_result_free(&r->res);
