@@ -153,6 +153,10 @@ static int seallog_read(lake_writer *w, seallog_entry **out, size_t *n)
     while ((r = read(fd, tmp, sizeof tmp)) > 0)
         if (buf_append(&b, tmp, (size_t)r)) break;
     close(fd);
+    if (!b.len) { /* created, then a crash before the first line */
+        buf_free(&b);
+        return 0;
+    }
     size_t cap = 0;
     seallog_entry *v = NULL;
     const char *p = b.p, *end = b.p + b.len;
@@ -562,9 +566,11 @@ static void *writer_main(void *arg)
 
 /* ---- recovery ---------------------------------------------------------- */
 
-/* Adds the ids of the lines in [p, end) to the dedup window. */
-static void add_ids(lake_writer *w, const char *p, const char *end)
+/* Adds the ids of the n bytes of lines at p to the dedup window. */
+static void add_ids(lake_writer *w, const char *p, size_t n)
 {
+    if (!n) return; /* p may be NULL then */
+    const char *end = p + n;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) break;
@@ -656,14 +662,14 @@ static int recover_segment(lake_writer *w, const char *name, uint64_t *size, uin
         }
         if (tf >= 0) close(tf);
         *size = kept.len;
-        add_ids(w, kept.p, kept.p + kept.len);
+        add_ids(w, kept.p, kept.len);
     } else {
         if (good_end < data.len && (ftruncate(fd, (off_t)good_end) || fsync(fd))) {
             snprintf(err, errlen, "spool: cannot cut %s: %s", path, strerror(errno));
             rc = -1;
         }
         *size = good_end;
-        add_ids(w, data.p, data.p + good_end);
+        add_ids(w, data.p, good_end);
     }
     if (dropped || good_end < data.len) {
         char a[24], b[24];
@@ -693,7 +699,7 @@ static void rebuild_dedup_from_lake(lake_writer *w)
         /* entries below n are set by seallog_read; the analyzer loses track through realloc */
         if (store_get(w->cfg.store, e[i].key, 0, 0, &data) ==
             STORE_OK) // NOLINT(clang-analyzer-core.CallAndMessage)
-            add_ids(w, data.p, data.p + data.len);
+            add_ids(w, data.p, data.len);
     }
     buf_free(&data);
     seallog_rewrite(w, e, from, n);

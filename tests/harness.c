@@ -290,7 +290,7 @@ int lake_read_all(const char *lake, buf *out, int *files)
     collect_files = 0;
     npaths = 0;
     nftw(dir, collect_one, 32, FTW_PHYS);
-    qsort(paths, npaths, sizeof *paths, cmp_str);
+    if (npaths) qsort(paths, npaths, sizeof *paths, cmp_str);
     for (size_t i = 0; i < npaths; i++) {
         size_t n;
         char *t = test_read_file(paths[i], &n);

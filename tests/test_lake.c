@@ -564,3 +564,27 @@ TEST(test_writer_recovers_a_crashed_spool)
     test_rmtree(dir);
     free(dir);
 }
+
+TEST(test_writer_opens_with_an_empty_seal_log_and_an_empty_segment)
+{
+    /* a crash right after creating either file leaves it empty */
+    log_setup(LOG_LOGFMT, LOG_ERROR);
+    char *dir = test_tmpdir("recover");
+    char path[2048];
+    snprintf(path, sizeof path, "%s/.spool", dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/.spool/sealed.log", dir);
+    write_file(path, "");
+    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    write_file(path, "");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(0, st.recovered_events);
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
