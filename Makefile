@@ -18,13 +18,13 @@ $(BUILD)/CMakeCache.txt:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 build: $(BUILD)/CMakeCache.txt
-	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
 $(BUILD_ASAN)/CMakeCache.txt:
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DEVENTS_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
 
 build-asan: $(BUILD_ASAN)/CMakeCache.txt
-	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	@cmake --build $(BUILD_ASAN) -j $(JOBS) -- --no-print-directory
 
 # Everything: the suite on the normal build, then again under ASan+UBSan.
 test: bootstrap build build-asan
