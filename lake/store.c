@@ -2,6 +2,7 @@
  * store.c - opening a store by URL, and what every backend shares.
  */
 #include "store.h"
+#include "files.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -44,22 +45,6 @@ int store_key_valid(const char *key)
     return 1;
 }
 
-static int mkdir_p(const char *path)
-{
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof tmp) return -1;
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-    return 0;
-}
-
 int store_open(const char *url, store **out, char *err, size_t errlen)
 {
     const char *path = url;
@@ -73,7 +58,7 @@ int store_open(const char *url, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "lake: empty path");
         return -1;
     }
-    if (mkdir_p(path)) {
+    if (files_mkdirs(path)) {
         snprintf(err, errlen, "lake %s: cannot create: %s", path, strerror(errno));
         return -1;
     }

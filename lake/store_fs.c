@@ -10,6 +10,7 @@
  */
 #include "store.h"
 #include "evrand.h"
+#include "files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,25 +34,13 @@ static int path_of(fs_store *fs, const char *key, char *out, size_t n)
     return STORE_OK;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return r;
-}
-
 /* Creates the directories of path's parent that are missing, each made durable. */
 static int make_parents(const char *path)
 {
     char dir[4096];
-    const char *slash = strrchr(path, '/');
-    size_t n = (size_t)(slash - path);
-    memcpy(dir, path, n);
-    dir[n] = 0;
+    if (files_parent(path, dir, sizeof dir))
+        return store_fail(STORE_EINVAL, "store: path too long: %s", path);
+    size_t n = strlen(dir);
     struct stat st;
     if (!stat(dir, &st)) return 0;
     for (size_t i = 1; i <= n; i++) {
@@ -61,7 +50,7 @@ static int make_parents(const char *path)
         if (!mkdir(dir, 0755)) {
             char *up = strrchr(dir, '/');
             *up = 0;
-            int r = fsync_dir(up == dir ? "/" : dir);
+            int r = files_sync_dir(up == dir ? "/" : dir);
             *up = '/';
             if (r) return store_fail(STORE_EIO, "store: cannot sync %s: %s", dir, strerror(errno));
         } else if (errno != EEXIST) {
@@ -74,28 +63,9 @@ static int make_parents(const char *path)
 
 static int sync_parent(const char *path)
 {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    size_t n = (size_t)(slash - path);
-    memcpy(dir, path, n);
-    dir[n] = 0;
-    if (fsync_dir(dir))
+    char dir[4096] = "";
+    if (files_parent(path, dir, sizeof dir) || files_sync_dir(dir))
         return store_fail(STORE_EIO, "store: cannot sync %s: %s", dir, strerror(errno));
-    return 0;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
     return 0;
 }
 
@@ -135,7 +105,7 @@ static int fs_put(store *s, const char *key, const void *data, size_t len, int f
     tmp_path(path, tmp, sizeof tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return store_fail(STORE_EIO, "store: cannot create %s: %s", tmp, strerror(errno));
-    if (write_all(fd, data, len) || fsync(fd)) {
+    if (files_write_all(fd, data, len, FILES_AT_POSITION) || fsync(fd)) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -169,7 +139,7 @@ static int copy_file(const char *from, const char *to)
             break;
         }
         if (n == 0) break;
-        if (write_all(out, b, (size_t)n)) {
+        if (files_write_all(out, b, (size_t)n, FILES_AT_POSITION)) {
             r = store_fail(STORE_EIO, "store: cannot write %s: %s", to, strerror(errno));
             break;
         }

@@ -17,6 +17,7 @@
 #include "dedup.h"
 #include "evrand.h"
 #include "evtime.h"
+#include "files.h"
 #include "jscan.h"
 #include "layout.h"
 #include "log.h"
@@ -97,25 +98,6 @@ static void set_error(lake_writer *w, const char *msg)
     pthread_mutex_unlock(&w->emu);
 }
 
-static int write_all_at(int fd, const char *p, size_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t r = pwrite(fd, p, n, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (r == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 static int64_t mono_ms(void)
 {
     return evtime_mono_ms();
@@ -190,7 +172,7 @@ static void seallog_rewrite(lake_writer *w, seallog_entry *e, size_t from, size_
         buf_printf(&b, "%s %llu\n", e[i].key, (unsigned long long)e[i].events);
     int fd = openat(w->spool_fd, SEAL_LOG ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
-        int ok = write_all_at(fd, b.p ? b.p : "", b.len, 0) == 0 && fsync(fd) == 0;
+        int ok = files_write_all(fd, b.p ? b.p : "", b.len, 0) == 0 && fsync(fd) == 0;
         close(fd);
         if (ok) renameat(w->spool_fd, SEAL_LOG ".tmp", w->spool_fd, SEAL_LOG);
     }
@@ -433,7 +415,7 @@ static void commit_group(lake_writer *w, lake_batch *batches)
     }
     for (segment *g = w->open; g && !failed; g = g->next) {
         if (!g->touched || !g->pending.len) continue;
-        if (write_all_at(g->fd, g->pending.p, g->pending.len, g->size)) {
+        if (files_write_all(g->fd, g->pending.p, g->pending.len, (int64_t)g->size)) {
             snprintf(err, sizeof err, "spool: cannot write %s/%s: %s", w->spool, g->name,
                      strerror(errno));
             failed = 1;
@@ -655,7 +637,7 @@ static int recover_segment(lake_writer *w, const char *name, uint64_t *size, uin
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.recover", path);
         int tf = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (tf < 0 || write_all_at(tf, kept.p ? kept.p : "", kept.len, 0) || fsync(tf) ||
+        if (tf < 0 || files_write_all(tf, kept.p ? kept.p : "", kept.len, 0) || fsync(tf) ||
             rename(tmp, path) || fsync(w->spool_fd)) {
             snprintf(err, errlen, "spool: cannot rewrite %s: %s", path, strerror(errno));
             rc = -1;
@@ -790,24 +772,6 @@ static int recover(lake_writer *w, char *err, size_t errlen)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
-static int mkdirs(const char *path)
-{
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 static void writer_free(lake_writer *w)
 {
     if (!w) return;
@@ -853,7 +817,7 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     pthread_cond_init(&w->sdone, NULL);
     pthread_condattr_destroy(&ca);
 
-    if (mkdirs(cfg->spool_dir) || !(w->spool = realpath(cfg->spool_dir, NULL))) {
+    if (files_mkdirs(cfg->spool_dir) || !(w->spool = realpath(cfg->spool_dir, NULL))) {
         snprintf(err, errlen, "spool %s: cannot create: %s", cfg->spool_dir, strerror(errno));
         goto fail;
     }
@@ -887,7 +851,7 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
         int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
         int fd = openat(w->spool_fd, LOCK_FILE, O_WRONLY | O_TRUNC | O_CLOEXEC);
         if (fd >= 0) {
-            if (write_all_at(fd, pid, (size_t)n, 0)) { /* informational */
+            if (files_write_all(fd, pid, (size_t)n, 0)) { /* informational */
             }
             close(fd);
         }

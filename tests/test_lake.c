@@ -310,12 +310,15 @@ static int count_lines(const char *dir, int *files)
     return n;
 }
 
-static lake_writer *open_writer(const char *dir, store **s, size_t window)
+/* A writer on dir/.spool into the store at dir; seal_bytes 0 and seal_age 0 mean 1 MiB and 60 s. */
+static lake_writer *open_writer_with(const char *dir, store **s, uint64_t seal_bytes,
+                                     int64_t seal_age_ms, size_t window)
 {
     char err[512], spool[1100];
     if (store_open(dir, s, err, sizeof err)) return NULL;
     snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, *s, 1 << 20, 60000, window, 0};
+    lake_writer_config c = {
+        spool, *s, seal_bytes ? seal_bytes : 1 << 20, seal_age_ms ? seal_age_ms : 60000, window, 0};
     lake_writer *w;
     if (lake_writer_open(&c, &w, err, sizeof err)) {
         fprintf(stderr, "writer: %s\n", err);
@@ -323,6 +326,11 @@ static lake_writer *open_writer(const char *dir, store **s, size_t window)
         return NULL;
     }
     return w;
+}
+
+static lake_writer *open_writer(const char *dir, store **s, size_t window)
+{
+    return open_writer_with(dir, s, 0, 0, window);
 }
 
 TEST(test_writer_commits_partitions_and_seals)
@@ -397,12 +405,8 @@ TEST(test_writer_seals_by_age)
     log_setup(LOG_LOGFMT, LOG_WARN);
     char *dir = test_tmpdir("writer");
     store *s;
-    char err[512], spool[1100];
-    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
-    snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, s, 1 << 20, 50, 1000, 0};
-    lake_writer *w;
-    REQUIRE_INT(0, lake_writer_open(&c, &w, err, sizeof err));
+    lake_writer *w = open_writer_with(dir, &s, 0, 50, 1000);
+    REQUIRE(w);
     mkbatch a;
     batch_init(&a, "age", 2, 493000, 1);
     submit_wait(w, &a);
@@ -422,12 +426,8 @@ TEST(test_writer_seals_by_size)
     log_setup(LOG_LOGFMT, LOG_WARN);
     char *dir = test_tmpdir("writer");
     store *s;
-    char err[512], spool[1100];
-    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
-    snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, s, 100, 600000, 1000, 0};
-    lake_writer *w;
-    REQUIRE_INT(0, lake_writer_open(&c, &w, err, sizeof err));
+    lake_writer *w = open_writer_with(dir, &s, 100, 600000, 1000);
+    REQUIRE(w);
     for (int k = 0; k < 3; k++) {
         mkbatch a;
         char p[8];
@@ -575,7 +575,8 @@ TEST(test_writer_opens_with_an_empty_seal_log_and_an_empty_segment)
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/.spool/sealed.log", dir);
     write_file(path, "");
-    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    snprintf(path, sizeof path, "%s/.spool/2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl",
+             dir);
     write_file(path, "");
     store *s;
     lake_writer *w = open_writer(dir, &s, 1000);

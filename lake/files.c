@@ -1,0 +1,77 @@
+/*
+ * files.c - directories, whole writes, directory fsync.
+ */
+#include "files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int files_mkdirs(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+int files_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+int files_write_all(int fd, const void *data, size_t n, int64_t off)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t r = off == FILES_AT_POSITION ? write(fd, p, n) : pwrite(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+        if (off != FILES_AT_POSITION) off += r;
+    }
+    return 0;
+}
+
+int files_parent(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n == 0 && slash) n = 1; /* "/x": the root */
+    if (n >= cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (!slash) {
+        dir[0] = '.', dir[1] = 0;
+        return 0;
+    }
+    memcpy(dir, path, n);
+    dir[n] = 0;
+    return 0;
+}
