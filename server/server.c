@@ -143,7 +143,8 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
     const char *h = NULL, *v = NULL;
     if (status == 401) h = MHD_HTTP_HEADER_WWW_AUTHENTICATE, v = "Bearer realm=\"events\"";
     if (status == 503) h = MHD_HTTP_HEADER_RETRY_AFTER, v = "1";
-    if (status == 503 && atomic_load(&r->srv->stopping)) h = MHD_HTTP_HEADER_CONNECTION, v = "close";
+    if (status == 503 && atomic_load(&r->srv->stopping))
+        h = MHD_HTTP_HEADER_CONNECTION, v = "close";
     if (status == 405)
         h = MHD_HTTP_HEADER_ALLOW, v = r->kind == K_INGEST ? "POST, OPTIONS" : "GET, OPTIONS";
     enum MHD_Result ok = send_json(r, status, &b, h, v);
@@ -403,7 +404,10 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
             if (len > s->cfg.max_body)
                 return send_error(r, 413, "body of %llu bytes is over the limit of %zu bytes", len,
                                   s->cfg.max_body);
-            if (buf_reserve(&r->body, (size_t)len)) return send_error(r, 503, "out of memory");
+            /* reserve what was announced, but no more than 1 MiB before data arrives:
+             * clients that announce big bodies and send nothing cost little */
+            if (buf_reserve(&r->body, (size_t)(len < (1u << 20) ? len : (1u << 20))))
+                return send_error(r, 503, "out of memory");
         }
     }
     return MHD_YES;
@@ -486,7 +490,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     /* A client that closed its connection while its request waited for the group
      * commit is noticed only after the resume, here, without another handler call. */
     if (r->state == ST_WAITING) atomic_fetch_sub(&s->waiting, 1);
-    if (!r->status) metrics_request(r->route, 499, evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
+    if (!r->status)
+        metrics_request(r->route, 499,
+                        evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
     buf_free(&r->body);
     buf_free(&r->answer);
     ingest_result_free(&r->res);
