@@ -14,13 +14,16 @@ all: build
 bootstrap:
 	@scripts/bootstrap
 
-$(BUILD)/CMakeCache.txt:
+third_party/duckdb/VERSION:
+	@scripts/fetch-duckdb
+
+$(BUILD)/CMakeCache.txt: third_party/duckdb/VERSION
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 build: $(BUILD)/CMakeCache.txt
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
-$(BUILD_ASAN)/CMakeCache.txt:
+$(BUILD_ASAN)/CMakeCache.txt: third_party/duckdb/VERSION
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DEVENTS_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
 
 build-asan: $(BUILD_ASAN)/CMakeCache.txt

@@ -6,7 +6,14 @@
 
 #include <stdint.h>
 
+#include <stdio.h>
+
 int cmd_serve(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_history(int argc, char **argv);
+
+/* Prints a POST /query JSON answer as a boxed table. Returns 0, or -1 if it is not one. */
+int cli_print_table(FILE *f, const char *answer, size_t len);
 
 /* "8MiB", "64M", "512k", "1g", "1000" (bytes). Returns 0, or -1. */
 int cli_parse_size(const char *s, uint64_t *out);
@@ -21,7 +28,13 @@ int cli_parse_duration_ms(const char *s, int64_t *out);
  * value or an unknown flag, and returns the index of the first positional
  * argument otherwise.
  */
-enum cli_kind { OPT_STR, OPT_SIZE, OPT_DURATION, OPT_INT, OPT_FLAG };
+enum cli_kind { OPT_STR, OPT_SIZE, OPT_DURATION, OPT_INT, OPT_FLAG, OPT_STRINGS };
+
+/* The target of an OPT_STRINGS option: every value given, in order. */
+typedef struct cli_strings {
+    const char *v[64];
+    int n;
+} cli_strings;
 
 typedef struct cli_option {
     const char *name; /* without the leading "--" */

@@ -61,6 +61,15 @@ static int apply(const char *cmd, const cli_option *o, const char *v, const char
     switch (o->kind) {
     case OPT_STR: *(const char **)o->target = v; return 0;
     case OPT_FLAG: *(int *)o->target = 1; return 0;
+    case OPT_STRINGS: {
+        cli_strings *l = o->target;
+        if (l->n == 64) {
+            fprintf(stderr, "events %s: %s given more than 64 times\n", cmd, from);
+            return -1;
+        }
+        l->v[l->n++] = v;
+        return 0;
+    }
     case OPT_SIZE:
         if (!cli_parse_size(v, o->target)) return 0;
         fprintf(stderr, "events %s: %s: \"%s\" is not a size (examples: 8MiB, 512k, 1048576)\n",
@@ -106,7 +115,7 @@ int cli_options_parse(const char *cmd, const cli_option *opts, int argc, char **
     optind = 1;
     opterr = 0;
     int c, rc = 0;
-    while ((c = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         if (c == 'h') {
             rc = -2;
             break;

@@ -14,10 +14,12 @@ int cmd_serve(int argc, char **argv)
     server_config c;
     server_config_defaults(&c);
     uint64_t max_body = c.max_body, seal_bytes = c.seal_bytes, max_event_bytes = c.max_event_bytes,
-             spool_max = c.spool_max;
+             spool_max = c.spool_max, query_memory = c.query_memory, query_max_rows = c.query_max_rows;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
+    int64_t query_timeout = c.query_timeout_ms;
+    long query_threads = c.query_threads;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
          max_events = (long)c.max_events;
     const char *log_format = "logfmt", *log_level = "info";
@@ -54,6 +56,10 @@ int cmd_serve(int argc, char **argv)
          "close idle connections after this (default 60s)"},
         {"shutdown-timeout", "EVENTS_SHUTDOWN_TIMEOUT", OPT_DURATION, &shutdown_timeout, "DURATION",
          "wait this long for requests at SIGTERM (default 30s)"},
+        {"query-threads", "EVENTS_QUERY_THREADS", OPT_INT, &query_threads, "N", "queries run at once (default 2)"},
+        {"query-timeout", "EVENTS_QUERY_TIMEOUT", OPT_DURATION, &query_timeout, "DURATION", "stop a query after this, answering 504 (default 30s)"},
+        {"query-max-rows", "EVENTS_QUERY_MAX_ROWS", OPT_SIZE, &query_max_rows, "N", "rows in one answer at most (default 100000)"},
+        {"query-memory", "EVENTS_QUERY_MEMORY", OPT_SIZE, &query_memory, "SIZE", "DuckDB's memory limit (default 1GiB)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL",
@@ -119,6 +125,10 @@ int cmd_serve(int argc, char **argv)
     c.max_events = (size_t)max_events;
     c.seal_bytes = seal_bytes;
     c.spool_max = spool_max;
+    c.query_threads = (int)(query_threads ? query_threads : 1);
+    c.query_timeout_ms = query_timeout ? query_timeout : 1;
+    c.query_max_rows = query_max_rows ? query_max_rows : 1;
+    c.query_memory = query_memory;
     c.seal_age_ms = seal_age;
     c.dedup_window = (size_t)dedup;
     c.threads = (int)threads;

@@ -59,6 +59,20 @@ typedef struct sealed {
     struct sealed *next;
 } sealed;
 
+/* Every segment in the spool (open or waiting to be sealed), for readers. */
+typedef struct spooled {
+    int64_t hour;
+    char uuid[LAKE_UUID_LEN + 1];
+    int pins;   /* readers that may open it: the sealer waits for 0 */
+    int moving; /* the sealer is moving it into the store */
+    struct spooled *next;
+} spooled;
+
+struct lake_spool_pins {
+    size_t n;
+    spooled **seg;
+};
+
 struct lake_writer {
     lake_writer_config cfg;
     char *spool;
@@ -89,7 +103,119 @@ struct lake_writer {
     pthread_mutex_t emu;
     char last_error[256];
     char seal_error[256]; /* under emu; "" while sealing works */
+
+    pthread_mutex_t rmu; /* the registry of spooled segments and their pins */
+    pthread_cond_t rcv;
+    spooled *reg;
 };
+
+/* ---- the registry of spool segments, for readers ------------------------ */
+
+static void registry_add(lake_writer *w, int64_t hour, const char *uuid)
+{
+    spooled *e = calloc(1, sizeof *e);
+    if (!e) return; /* readers then miss it until it is sealed; logged by the caller's failure path */
+    e->hour = hour;
+    memcpy(e->uuid, uuid, sizeof e->uuid);
+    pthread_mutex_lock(&w->rmu);
+    e->next = w->reg;
+    w->reg = e;
+    pthread_mutex_unlock(&w->rmu);
+}
+
+static spooled *registry_find(lake_writer *w, const char *uuid)
+{
+    for (spooled *e = w->reg; e; e = e->next)
+        if (!strcmp(e->uuid, uuid)) return e;
+    return NULL;
+}
+
+/* Sealer: waits until no reader holds the segment, then marks it moving. */
+static void registry_begin_move(lake_writer *w, const char *uuid)
+{
+    pthread_mutex_lock(&w->rmu);
+    spooled *e = registry_find(w, uuid);
+    while (e && e->pins > 0) pthread_cond_wait(&w->rcv, &w->rmu);
+    if (e) e->moving = 1;
+    pthread_mutex_unlock(&w->rmu);
+}
+
+/* Sealer: the move ended; a moved segment leaves the registry. */
+static void registry_end_move(lake_writer *w, const char *uuid, int moved)
+{
+    pthread_mutex_lock(&w->rmu);
+    for (spooled **pp = &w->reg; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->uuid, uuid)) continue;
+        spooled *e = *pp;
+        if (moved) {
+            *pp = e->next;
+            free(e);
+        } else {
+            e->moving = 0;
+        }
+        break;
+    }
+    pthread_cond_broadcast(&w->rcv);
+    pthread_mutex_unlock(&w->rmu);
+}
+
+int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out)
+{
+    lake_spool_pins *p = calloc(1, sizeof *p);
+    if (!p) return -1;
+    pthread_mutex_lock(&w->rmu);
+    for (;;) { /* a segment half-way into the store would be in neither place */
+        int moving = 0;
+        for (spooled *e = w->reg; e; e = e->next) moving |= e->moving;
+        if (!moving) break;
+        pthread_cond_wait(&w->rcv, &w->rmu);
+    }
+    size_t n = 0;
+    for (spooled *e = w->reg; e; e = e->next) n++;
+    p->seg = n ? calloc(n, sizeof *p->seg) : NULL;
+    if (n && !p->seg) {
+        pthread_mutex_unlock(&w->rmu);
+        free(p);
+        return -1;
+    }
+    for (spooled *e = w->reg; e; e = e->next) {
+        e->pins++;
+        p->seg[p->n++] = e;
+    }
+    pthread_mutex_unlock(&w->rmu);
+    *out = p;
+    return 0;
+}
+
+size_t lake_spool_pins_count(const lake_spool_pins *p)
+{
+    return p ? p->n : 0;
+}
+
+void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int64_t *hour,
+                         char *path, size_t cap)
+{
+    char name[LAKE_KEY_MAX];
+    lake_spool_name(p->seg[i]->hour, p->seg[i]->uuid, name);
+    snprintf(path, cap, "%s/%s", w->spool, name);
+    *hour = p->seg[i]->hour;
+}
+
+void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&w->rmu);
+    for (size_t i = 0; i < p->n; i++) p->seg[i]->pins--;
+    pthread_cond_broadcast(&w->rcv);
+    pthread_mutex_unlock(&w->rmu);
+    free(p->seg);
+    free(p);
+}
+
+const char *lake_writer_spool_dir(const lake_writer *w)
+{
+    return w->spool;
+}
 
 static void set_error(lake_writer *w, const char *msg)
 {
@@ -242,7 +368,9 @@ static void *sealer_main(void *arg)
         pthread_mutex_unlock(&w->smu);
 
         char err[512] = "";
+        registry_begin_move(w, s->uuid);
         int r = seal_one(w, s, err, sizeof err);
+        registry_end_move(w, s->uuid, r == 0);
 
         pthread_mutex_lock(&w->smu);
         if (r == 0) {
@@ -361,6 +489,7 @@ static segment *segment_get(lake_writer *w, int64_t hour, char *err, size_t errl
     g->next = w->open;
     w->open = g;
     atomic_fetch_add(&w->segments_open, 1);
+    registry_add(w, hour, g->uuid);
     return g;
 }
 
@@ -757,6 +886,7 @@ static int recover(lake_writer *w, char *err, size_t errlen)
         s->events = events;
         atomic_fetch_add(&w->spool_bytes, size);
         total += events;
+        registry_add(w, s->hour, s->uuid);
         sealer_push(w, s);
     }
     atomic_store(&w->recovered, total);
@@ -780,6 +910,11 @@ static void writer_free(lake_writer *w)
         w->shead = s->next;
         free(s);
     }
+    while (w->reg) {
+        spooled *e = w->reg;
+        w->reg = e->next;
+        free(e);
+    }
     dedup_free(w->dd);
     if (w->spool_fd >= 0) close(w->spool_fd);
     if (w->lock_fd >= 0) close(w->lock_fd); /* releases the flock */
@@ -787,6 +922,8 @@ static void writer_free(lake_writer *w)
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->smu);
     pthread_mutex_destroy(&w->emu);
+    pthread_mutex_destroy(&w->rmu);
+    pthread_cond_destroy(&w->rcv);
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->flushed);
     pthread_cond_destroy(&w->scv);
@@ -808,6 +945,8 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     pthread_mutex_init(&w->mu, NULL);
     pthread_mutex_init(&w->smu, NULL);
     pthread_mutex_init(&w->emu, NULL);
+    pthread_mutex_init(&w->rmu, NULL);
+    pthread_cond_init(&w->rcv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -104,4 +104,24 @@ void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st);
 /* 1 if the last group commit failed (the spool cannot take writes now). */
 int lake_writer_failing(lake_writer *w);
 
+/* The spool directory (absolute). */
+const char *lake_writer_spool_dir(const lake_writer *w);
+
+/*
+ * Readers of the spool (queries). lake_writer_pin_spool pins every segment
+ * now in the spool, open or waiting to be sealed: the sealer does not move a
+ * pinned segment into the store until it is unpinned. A segment being moved
+ * when it is called is waited for, so that a listing of the store taken after
+ * pinning and the pinned segments hold every event exactly once. An open
+ * segment keeps growing while pinned; its last line may be torn. Returns 0,
+ * or -1 (out of memory). Any thread.
+ */
+typedef struct lake_spool_pins lake_spool_pins;
+int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out);
+size_t lake_spool_pins_count(const lake_spool_pins *p);
+/* The i-th pinned segment: its hour and its path. */
+void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int64_t *hour,
+                         char *path, size_t cap);
+void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p); /* NULL is ignored */
+
 #endif

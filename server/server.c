@@ -18,6 +18,8 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "query.h"
+#include "query_http.h"
 #include "store.h"
 #include "writer.h"
 
@@ -48,6 +50,8 @@ typedef struct server {
     struct MHD_Daemon *daemon;
     store *store;
     lake_writer *writer;
+    query_engine *engine;
+    query_pool *queries;
     auth *auth;
     ingest_limits lim;
     int64_t started_ms;
@@ -57,7 +61,9 @@ typedef struct server {
     pthread_key_t ctx_key;
 } server;
 
-enum kind { K_NONE, K_INGEST, K_HEALTH, K_METRICS };
+enum kind { K_NONE, K_INGEST, K_QUERY, K_HEALTH, K_METRICS };
+
+#define QUERY_MAX_BODY (1u << 20)
 enum state { ST_READING, ST_WAITING, ST_RESPONDED };
 
 typedef struct request {
@@ -75,6 +81,7 @@ typedef struct request {
     lake_batch batch;
     unsigned answer_status; /* set by the writer callback */
     buf answer;
+    qjob *job;               /* K_QUERY: the query, once submitted */
     unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
     char discard_error[160];
 } request;
@@ -94,6 +101,10 @@ void server_config_defaults(server_config *c)
     c->idle_timeout_s = 60;
     c->max_connections = 4096;
     c->shutdown_timeout_s = 30;
+    c->query_threads = 2;
+    c->query_timeout_ms = 30000;
+    c->query_max_rows = 100000;
+    c->query_memory = 1ull << 30;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -146,7 +157,8 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
     if (status == 503 && atomic_load(&r->srv->stopping))
         h = MHD_HTTP_HEADER_CONNECTION, v = "close";
     if (status == 405)
-        h = MHD_HTTP_HEADER_ALLOW, v = r->kind == K_INGEST ? "POST, OPTIONS" : "GET, OPTIONS";
+        h = MHD_HTTP_HEADER_ALLOW,
+        v = r->kind == K_INGEST || r->kind == K_QUERY ? "POST, OPTIONS" : "GET, OPTIONS";
     enum MHD_Result ok = send_json(r, status, &b, h, v);
     buf_free(&b);
     if (status >= 500)
@@ -280,6 +292,21 @@ static enum MHD_Result handle_ingest(server *s, request *r)
     return MHD_YES;
 }
 
+static enum MHD_Result handle_query(server *s, request *r)
+{
+    const char *format = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
+    unsigned status = 0;
+    char err[256];
+    r->job = qjob_submit(s->queries, r->conn, r->body.p ? r->body.p : "", r->body.len, format, &status, err,
+                         sizeof err);
+    buf_free(&r->body);
+    if (!r->job) return send_error(r, status, "%s", err);
+    r->state = ST_WAITING;
+    atomic_fetch_add(&s->waiting, 1);
+    MHD_suspend_connection(r->conn);
+    return MHD_YES;
+}
+
 static enum MHD_Result handle_health(server *s, request *r)
 {
     lake_writer_stats st;
@@ -330,12 +357,20 @@ static int media_type_is(const char *v, const char *want)
     return !strncasecmp(v, want, n) && (v[n] == 0 || v[n] == ';' || v[n] == ' ');
 }
 
+/* The largest body a request of this kind may have. */
+static size_t body_limit(const server *s, const request *r)
+{
+    return r->kind == K_QUERY ? QUERY_MAX_BODY : s->cfg.max_body;
+}
+
 static enum MHD_Result start_request(server *s, request *r, const char *url, const char *method)
 {
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int is_post = !strcmp(method, "POST");
     if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
         r->kind = K_INGEST, r->route = ROUTE_INGEST;
+    } else if (!strcmp(url, "/query")) {
+        r->kind = K_QUERY, r->route = ROUTE_QUERY;
     } else if (!strcmp(url, "/health")) {
         r->kind = K_HEALTH, r->route = ROUTE_HEALTH;
     } else if (!strcmp(url, "/metrics")) {
@@ -356,7 +391,8 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         return ok;
     }
     if (r->kind == K_NONE) return send_error(r, 404, "no such endpoint: %s %s", method, url);
-    if ((r->kind == K_INGEST && !is_post) || (r->kind != K_INGEST && !is_get))
+    int wants_post = r->kind == K_INGEST || r->kind == K_QUERY;
+    if ((wants_post && !is_post) || (!wants_post && !is_get))
         return send_error(r, 405, "method %s not allowed on %s", method, url);
 
     if (r->kind != K_HEALTH && auth_count(s->auth)) {
@@ -368,12 +404,36 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
             return send_error(r, 401,
                               h ? "invalid bearer token"
                                 : "missing bearer token (Authorization: Bearer TOKEN)");
-        unsigned need = r->kind == K_INGEST ? SCOPE_INGEST : (SCOPE_QUERY | SCOPE_ADMIN);
+        unsigned need = r->kind == K_INGEST  ? SCOPE_INGEST
+                        : r->kind == K_QUERY ? SCOPE_QUERY
+                                             : (SCOPE_QUERY | SCOPE_ADMIN);
         if (!(scopes & need))
             return send_error(r, 403, "token %s lacks the %s scope", who,
-                              r->kind == K_INGEST ? "ingest" : "query or admin");
+                              r->kind == K_INGEST  ? "ingest"
+                              : r->kind == K_QUERY ? "query"
+                                                   : "query or admin");
     }
 
+    if (r->kind == K_QUERY) {
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (ct && !media_type_is(ct, "application/json") && !media_type_is(ct, "text/plain"))
+            return send_error(r, 415, "unsupported Content-Type \"%.100s\": use application/json", ct);
+    }
+    if (r->kind == K_INGEST || r->kind == K_QUERY) {
+        const char *cl =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            unsigned long long len = strtoull(cl, NULL, 10);
+            if (len > body_limit(s, r))
+                return send_error(r, 413, "body of %llu bytes is over the limit of %zu bytes", len,
+                                  body_limit(s, r));
+            /* reserve what was announced, but no more than 1 MiB before data arrives:
+             * clients that announce big bodies and send nothing cost little */
+            if (buf_reserve(&r->body, (size_t)(len < (1u << 20) ? len : (1u << 20))))
+                return send_error(r, 503, "out of memory");
+        }
+    }
     if (r->kind == K_INGEST) {
         const char *ct =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -397,18 +457,6 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         else if (ce && *ce && strcasecmp(ce, "identity"))
             return send_error(r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none",
                               ce);
-        const char *cl =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            unsigned long long len = strtoull(cl, NULL, 10);
-            if (len > s->cfg.max_body)
-                return send_error(r, 413, "body of %llu bytes is over the limit of %zu bytes", len,
-                                  s->cfg.max_body);
-            /* reserve what was announced, but no more than 1 MiB before data arrives:
-             * clients that announce big bodies and send nothing cost little */
-            if (buf_reserve(&r->body, (size_t)(len < (1u << 20) ? len : (1u << 20))))
-                return send_error(r, 503, "out of memory");
-        }
     }
     return MHD_YES;
 }
@@ -442,8 +490,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0; /* the rest of an upload we already answered */
         return MHD_YES;
     }
-    if (r->state == ST_WAITING) { /* resumed by the writer */
+    if (r->state == ST_WAITING) { /* resumed by the writer or a query worker */
         atomic_fetch_sub(&s->waiting, 1);
+        if (r->kind == K_QUERY) {
+            unsigned st = 0;
+            enum MHD_Result ok = qjob_respond(r->job, conn, &st);
+            answered(r, st ? st : 500);
+            return ok;
+        }
         return send_json(r, r->answer_status, &r->answer,
                          r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
     }
@@ -455,13 +509,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             snprintf(msg, sizeof msg, "request not received within %d s", s->cfg.request_timeout_s);
             return abort_mid_body(r, 408, "Request Timeout", msg);
         }
-        if (r->kind != K_INGEST || r->discard_status) return MHD_YES; /* dropped */
-        atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
-        if (r->body.len + n > s->cfg.max_body) {
+        if ((r->kind != K_INGEST && r->kind != K_QUERY) || r->discard_status) return MHD_YES; /* dropped */
+        if (r->kind == K_INGEST)
+            atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
+        if (r->body.len + n > body_limit(s, r)) {
             /* MHD cannot answer mid-body: read to the end, then answer 413 */
             r->discard_status = 413;
             snprintf(r->discard_error, sizeof r->discard_error,
-                     "body is over the limit of %zu bytes", s->cfg.max_body);
+                     "body is over the limit of %zu bytes", body_limit(s, r));
             buf_free(&r->body);
         } else if (buf_append(&r->body, upload, n)) {
             r->discard_status = 503;
@@ -473,6 +528,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->discard_status) return send_error(r, r->discard_status, "%s", r->discard_error);
     switch (r->kind) {
     case K_INGEST: return handle_ingest(s, r);
+    case K_QUERY: return handle_query(s, r);
     case K_HEALTH: return handle_health(s, r);
     case K_METRICS: return handle_metrics(s, r);
     default: return send_error(r, 404, "no such endpoint");
@@ -496,6 +552,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     buf_free(&r->body);
     buf_free(&r->answer);
     ingest_result_free(&r->res);
+    qjob_release(r->job);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);
@@ -664,6 +721,18 @@ int server_run(const server_config *cfg)
         goto out;
     }
 
+    query_config qc = {s->store, s->writer, cfg->query_memory, 0};
+    if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+        goto out;
+    }
+    query_pool_config pc = {s->engine, cfg->query_threads, 0, cfg->query_max_rows, cfg->query_timeout_ms,
+                            &s->waiting};
+    if (query_pool_start(&pc, &s->queries, err, sizeof err)) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+        goto out;
+    }
+
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     s->daemon = MHD_start_daemon(
@@ -700,6 +769,7 @@ int server_run(const server_config *cfg)
     if (q != MHD_INVALID_SOCKET) close(q);
     lfd = -1;
     atomic_store(&s->stopping, 1);
+    query_pool_interrupt(s->queries); /* running queries end now, with 504 */
     int64_t give_up = evtime_mono_ms() + (int64_t)cfg->shutdown_timeout_s * 1000;
     while (atomic_load(&s->waiting) > 0 ||
            (atomic_load(&s->inflight) > 0 && evtime_mono_ms() < give_up)) {
@@ -708,6 +778,10 @@ int server_run(const server_config *cfg)
     }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    query_pool_stop(s->queries);
+    s->queries = NULL;
+    query_engine_close(s->engine);
+    s->engine = NULL;
     lake_writer_close(s->writer);
     s->writer = NULL;
     log_msg(LOG_INFO, "stopped", LOG_END);
@@ -715,6 +789,8 @@ int server_run(const server_config *cfg)
 out:
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
+    query_pool_stop(s->queries);
+    query_engine_close(s->engine);
     lake_writer_close(s->writer);
     store_close(s->store);
     auth_free(s->auth);

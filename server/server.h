@@ -3,6 +3,7 @@
  *
  * Endpoints (docs/http.md has the full reference):
  *   POST /ingest, POST /e   events in, answered once durable   scope ingest
+ *   POST /query             SQL over the lake (DuckDB)         scope query
  *   GET  /health            liveness and spool state           none
  *   GET  /metrics           Prometheus text                    query or admin
  *   OPTIONS *               CORS preflight                     none
@@ -31,6 +32,10 @@ typedef struct server_config {
     int idle_timeout_s;       /* idle keep-alive connection; default 60 */
     unsigned max_connections; /* default 4096 */
     int shutdown_timeout_s;   /* wait for in-flight requests at SIGTERM; default 30 */
+    int query_threads;        /* queries run at once; default 2 */
+    int64_t query_timeout_ms; /* default 30 s */
+    uint64_t query_max_rows;  /* rows in one answer; default 100,000 */
+    uint64_t query_memory;    /* DuckDB's memory limit; default 1 GiB */
 } server_config;
 
 /* Fills cfg with the defaults above. */

@@ -1,0 +1,298 @@
+/*
+ * query.c - `events query` and `events history`: SQL over the lake, from the
+ * command line.
+ *
+ * Two ways to reach the lake: --lake DIR runs the embedded engine on the
+ * directory (sealed files only: a running server's spool is its own), and
+ * --server URL asks a server (POST /query), which also sees events not yet
+ * sealed. Either way the answer is the server's JSON, printed as a table on a
+ * terminal, or passed through as JSON, NDJSON or CSV.
+ */
+#include "cli.h"
+#include "buf.h"
+#include "query.h"
+#include "store.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct qopts {
+    const char *lake, *server, *token, *format, *file;
+    cli_strings params;
+    uint64_t max_rows;
+    int64_t timeout_ms;
+} qopts;
+
+static enum query_format engine_format(const char *f)
+{
+    return !strcmp(f, "csv") ? QUERY_CSV : !strcmp(f, "ndjson") ? QUERY_NDJSON : QUERY_JSON;
+}
+
+/* ---- the embedded engine --------------------------------------------------- */
+
+static int sink_begin(void *ud, const char *ct)
+{
+    (void)ud, (void)ct;
+    return 0;
+}
+
+static int sink_stdout(void *ud, const char *p, size_t n)
+{
+    (void)ud;
+    return fwrite(p, 1, n, stdout) == n ? 0 : -1;
+}
+
+static int sink_buf(void *ud, const char *p, size_t n)
+{
+    return buf_append(ud, p, n);
+}
+
+static int run_local(const qopts *o, const char *sql, json_t *params, buf *answer, int stream)
+{
+    store *st;
+    char err[1024];
+    if (store_open(o->lake, &st, err, sizeof err)) {
+        fprintf(stderr, "events query: %s\n", err);
+        return 1;
+    }
+    query_config qc = {st, NULL, 0, 0};
+    query_engine *e;
+    query_conn *c = NULL;
+    int rc = 1;
+    if (query_engine_open(&qc, &e, err, sizeof err)) {
+        fprintf(stderr, "events query: %s\n", err);
+        store_close(st);
+        return 1;
+    }
+    if (!(c = query_conn_new(e, err, sizeof err))) {
+        fprintf(stderr, "events query: %s\n", err);
+    } else {
+        query_request req = {sql, params, stream ? engine_format(o->format) : QUERY_JSON, o->max_rows,
+                             o->timeout_ms};
+        query_sink s = {sink_begin, stream ? sink_stdout : sink_buf, answer};
+        query_outcome out;
+        query_run(c, &req, &s, &out);
+        if (out.status != 200) {
+            fprintf(stderr, "events query: %s\n", out.error);
+        } else {
+            rc = 0;
+            if (out.truncated)
+                fprintf(stderr, "events query: stopped at %llu rows (--max-rows)\n", (unsigned long long)out.rows);
+        }
+    }
+    query_conn_free(c);
+    query_engine_close(e);
+    store_close(st);
+    return rc;
+}
+
+/* ---- a server ---------------------------------------------------------------- */
+
+typedef struct http {
+    buf body;
+    long status;
+    int stream; /* write 200 bodies to stdout as they come */
+} http;
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud)
+{
+    http *h = ud;
+    size_t len = size * n;
+    if (h->stream && h->status == 200) return fwrite(p, 1, len, stdout) == len ? len : 0;
+    return buf_append(&h->body, p, len) ? 0 : len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    http *h = ud;
+    if (size * n > 9 && !strncmp(p, "HTTP/", 5)) {
+        const char *sp = memchr(p, ' ', size * n);
+        if (sp) h->status = strtol(sp + 1, NULL, 10);
+    }
+    return size * n;
+}
+
+static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answer, int stream)
+{
+    json_t *req = json_pack("{s:s,s:O}", "sql", sql, "params", params ? params : json_array());
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    char url[2048];
+    snprintf(url, sizeof url, "%s/query?format=%s", o->server, stream ? o->format : "json");
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    char auth[1200];
+    if (o->token && *o->token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->token);
+        h = curl_slist_append(h, auth);
+    }
+    http r = {BUF_INIT, 0, stream};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (o->timeout_ms) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(o->timeout_ms + 5000));
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    free(body);
+    int rc = 0;
+    if (cc != CURLE_OK && status != 200) {
+        fprintf(stderr, "events query: %s: %s\n", o->server, curl_easy_strerror(cc));
+        rc = 1;
+    } else if (cc != CURLE_OK) {
+        fprintf(stderr, "events query: the answer was cut short: %s\n", curl_easy_strerror(cc));
+        rc = 1;
+    } else if (status != 200) {
+        json_t *e = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, NULL);
+        const char *msg = json_string_value(json_object_get(e, "error"));
+        fprintf(stderr, "events query: %s (HTTP %ld)\n", msg ? msg : "the server refused the query", status);
+        json_decref(e);
+        rc = 1;
+    } else if (!stream) {
+        buf_append(answer, r.body.p ? r.body.p : "", r.body.len);
+    }
+    buf_free(&r.body);
+    return rc;
+}
+
+/* ---- shared ------------------------------------------------------------------- */
+
+static char *read_all(FILE *f)
+{
+    buf b = BUF_INIT;
+    char tmp[65536];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) buf_append(&b, tmp, n);
+    return b.p ? (buf_cstr(&b), b.p) : strdup("");
+}
+
+static int run(const qopts *o, const char *sql, json_t *params)
+{
+    int table = !strcmp(o->format, "table");
+    int stream = !table && strcmp(o->format, "json");
+    buf answer = BUF_INIT;
+    int rc = o->server ? run_remote(o, sql, params, &answer, stream) : run_local(o, sql, params, &answer, stream);
+    if (!rc && !stream) {
+        if (table) {
+            if (cli_print_table(stdout, answer.p ? answer.p : "", answer.len)) {
+                fprintf(stderr, "events query: the answer is not a query result\n");
+                rc = 1;
+            }
+        } else {
+            fwrite(answer.p ? answer.p : "", 1, answer.len, stdout);
+            fputc('\n', stdout);
+        }
+    }
+    buf_free(&answer);
+    fflush(stdout);
+    return rc;
+}
+
+static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const char *usage)
+{
+    memset(o, 0, sizeof *o);
+    o->lake = "./events-lake";
+    o->format = isatty(1) ? "table" : "ndjson";
+    o->max_rows = 100000;
+    o->timeout_ms = 30000;
+    const cli_option opts[] = {
+        {"lake", "EVENTS_LAKE", OPT_STR, &o->lake, "DIR", "query this lake directly (default ./events-lake)"},
+        {"server", "EVENTS_SERVER", OPT_STR, &o->server, "URL", "query through this server instead (sees unsealed events)"},
+        {"token", "EVENTS_TOKEN", OPT_STR, &o->token, "TOKEN", "bearer token for --server"},
+        {"format", "EVENTS_FORMAT", OPT_STR, &o->format, "FORMAT", "table, csv, json or ndjson (default: table on a terminal, else ndjson)"},
+        {"file", NULL, OPT_STR, &o->file, "PATH", "read the SQL from a file"},
+        {"param", NULL, OPT_STRINGS, &o->params, "VALUE", "a value for $1, $2, ... (repeat; sent as strings)"},
+        {"max-rows", "EVENTS_MAX_ROWS", OPT_SIZE, &o->max_rows, "N", "stop after N rows (default 100000)"},
+        {"timeout", "EVENTS_QUERY_TIMEOUT", OPT_DURATION, &o->timeout_ms, "DURATION", "stop the query after this (default 30s)"},
+        {NULL, NULL, 0, NULL, NULL, NULL},
+    };
+    int i = cli_options_parse(cmd, opts, argc, argv);
+    if (i == -2) {
+        cli_options_help(usage, opts);
+        return -2;
+    }
+    if (i < 0) return -1;
+    if (strcmp(o->format, "table") && strcmp(o->format, "csv") && strcmp(o->format, "json") &&
+        strcmp(o->format, "ndjson")) {
+        fprintf(stderr, "events %s: --format must be table, csv, json or ndjson, not \"%s\"\n", cmd, o->format);
+        return -1;
+    }
+    if (o->server && !*o->server) o->server = NULL;
+    return i;
+}
+
+static json_t *params_json(const qopts *o)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < o->params.n; k++) json_array_append_new(a, json_string(o->params.v[k]));
+    return a;
+}
+
+int cmd_query(int argc, char **argv)
+{
+    qopts o;
+    int i = parse_common("query", &o, argc, argv,
+                         "Usage: events query [OPTIONS] SQL\n"
+                         "       events query [OPTIONS] -            (SQL from standard input)\n"
+                         "       events query [OPTIONS] --file PATH\n\n"
+                         "Runs one read-only SQL statement over the events view of the lake.");
+    if (i == -2) return 0;
+    if (i < 0) return 2;
+    char *sql = NULL;
+    if (o.file) {
+        FILE *f = fopen(o.file, "r");
+        if (!f) {
+            fprintf(stderr, "events query: cannot read %s: %s\n", o.file, strerror(errno));
+            return 2;
+        }
+        sql = read_all(f);
+        fclose(f);
+        if (i < argc) {
+            fprintf(stderr, "events query: give the SQL either with --file or as an argument\n");
+            free(sql);
+            return 2;
+        }
+    } else if (i == argc - 1) {
+        sql = !strcmp(argv[i], "-") ? read_all(stdin) : strdup(argv[i]);
+    } else {
+        fprintf(stderr, "events query: expected one SQL argument (or - for standard input, or --file)\n");
+        return 2;
+    }
+    json_t *params = params_json(&o);
+    int rc = run(&o, sql, params);
+    json_decref(params);
+    free(sql);
+    return rc;
+}
+
+int cmd_history(int argc, char **argv)
+{
+    qopts o;
+    int i = parse_common("history", &o, argc, argv,
+                         "Usage: events history [OPTIONS] COLLECTION DOC_ID\n\n"
+                         "Prints every change of one document: time, change, bookmark, the document\n"
+                         "after the change and before it.");
+    if (i == -2) return 0;
+    if (i < 0) return 2;
+    if (argc - i != 2) {
+        fprintf(stderr, "events history: expected COLLECTION DOC_ID\n");
+        return 2;
+    }
+    json_t *params = json_pack("[s,s]", argv[i], argv[i + 1]);
+    int rc = run(&o, "SELECT * FROM doc_history($1, $2)", params);
+    json_decref(params);
+    return rc;
+}

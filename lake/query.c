@@ -1,0 +1,895 @@
+/*
+ * query.c - the DuckDB query engine: sandbox, per-query views, answers.
+ *
+ * A query goes: extract its statements (exactly one) -> ask DuckDB to
+ * serialize its parse tree and find the hours it can touch (prune.c) ->
+ * pin the spool and list the lake for those hours -> replace this
+ * connection's temporary view `events` -> prepare the statement and refuse
+ * anything but SELECT/EXPLAIN-of-SELECT -> bind parameters -> run it
+ * streaming with a deadline -> render chunks (result.c).
+ */
+#include "query.h"
+#include "evtime.h"
+#include "layout.h"
+#include "prune.h"
+#include "result.h"
+
+#include <duckdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct query_engine {
+    duckdb_database db;
+    store *store;
+    lake_writer *writer;
+    char *root;
+    pthread_mutex_t mu; /* conns */
+    query_conn *conns;
+    pthread_t watchdog;
+    pthread_cond_t cv;
+    int stop;
+};
+
+struct query_conn {
+    query_engine *e;
+    duckdb_connection c;
+    duckdb_prepared_statement serialize; /* SELECT json_serialize_sql($1) */
+    duckdb_prepared_statement deserialize; /* SELECT json_deserialize_sql($1::JSON) */
+    json_t *eval_template;                  /* parse tree of SELECT CAST(NULL AS TIMESTAMP) */
+    _Atomic int64_t deadline_ms;            /* monotonic; 0 when idle */
+    _Atomic int timed_out;
+    query_conn *next;
+};
+
+/* The view's columns, extracted from each event's JSON. */
+static const char VIEW_COLUMNS[] =
+    "json->>'id' AS id, json->>'type' AS type, TRY_CAST(json->>'ts' AS TIMESTAMP) AS ts, "
+    "TRY_CAST(json->>'receivedAt' AS TIMESTAMP) AS receivedAt, "
+    "json_transform(json->'do', '{\"id\":\"VARCHAR\",\"name\":\"VARCHAR\",\"class\":\"VARCHAR\","
+    "\"colo\":\"VARCHAR\"}') AS \"do\", "
+    "json->>'$.do.id' AS do_id, json->>'$.do.name' AS do_name, json->>'$.do.class' AS do_class, "
+    "json->>'$.do.colo' AS do_colo, "
+    "json->>'method' AS method, TRY_CAST(json->>'durationMs' AS DOUBLE) AS durationMs, "
+    "TRY_CAST(json->>'success' AS BOOLEAN) AS success, json->>'error' AS error, "
+    "json->>'collection' AS collection, json->>'docId' AS docId, "
+    "nullif(json->'doc', 'null'::JSON) AS doc, nullif(json->'prev', 'null'::JSON) AS prev, "
+    "json->>'bookmark' AS bookmark, json AS event";
+
+static const char *const MACROS[] = {
+    "CREATE MACRO events_between(lo, hi) AS TABLE SELECT * FROM events WHERE ts >= lo AND ts < hi",
+    "CREATE MACRO doc_history(coll, doc_id) AS TABLE "
+    "SELECT ts, replace(type, 'collection.', '') AS change, bookmark, doc, prev, id, receivedAt "
+    "FROM events WHERE collection = coll AND docId = doc_id "
+    "AND type IN ('collection.insert', 'collection.update', 'collection.delete') "
+    "ORDER BY bookmark NULLS LAST, ts, id",
+    "CREATE MACRO collection_at(coll, at_ts) AS TABLE "
+    "SELECT docId, doc, bookmark, ts FROM (SELECT docId, doc, bookmark, ts, type, "
+    "row_number() OVER (PARTITION BY docId ORDER BY bookmark DESC NULLS LAST, ts DESC, id DESC) AS rn "
+    "FROM events WHERE collection = coll AND ts <= at_ts "
+    "AND type IN ('collection.insert', 'collection.update', 'collection.delete')) "
+    "WHERE rn = 1 AND type <> 'collection.delete' ORDER BY docId",
+    "CREATE MACRO rpc_latency(since) AS TABLE "
+    "SELECT do_class AS class, method, count(*) AS calls, "
+    "quantile_cont(durationMs, 0.5) AS p50, quantile_cont(durationMs, 0.95) AS p95, "
+    "quantile_cont(durationMs, 0.99) AS p99, "
+    "avg(CASE WHEN success IS FALSE OR error IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate "
+    "FROM events WHERE type = 'rpc.call' AND ts >= since "
+    "GROUP BY ALL ORDER BY class NULLS LAST, method NULLS LAST",
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int exec(duckdb_connection c, const char *sql, char *err, size_t errlen)
+{
+    duckdb_result r;
+    int rc = duckdb_query(c, sql, &r) == DuckDBSuccess ? 0 : -1;
+    if (rc) snprintf(err, errlen, "%s", duckdb_result_error(&r));
+    duckdb_destroy_result(&r);
+    return rc;
+}
+
+static void sql_quote(buf *b, const char *s)
+{
+    buf_putc(b, '\'');
+    for (; *s; s++) {
+        if (*s == '\'') buf_putc(b, '\'');
+        buf_putc(b, *s);
+    }
+    buf_putc(b, '\'');
+}
+
+static void *watchdog_main(void *arg)
+{
+    query_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop) {
+        int64_t now = evtime_mono_ms();
+        for (query_conn *c = e->conns; c; c = c->next) {
+            int64_t d = atomic_load(&c->deadline_ms);
+            if (d && now >= d && !atomic_exchange(&c->timed_out, 1)) duckdb_interrupt(c->c);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/*
+ * Parses a parse tree from json_serialize_sql. DuckDB marks "no location" with
+ * the largest idx_t, which jansson cannot hold; the marker (the exact member,
+ * never found inside a string, where the quotes would be escaped) becomes 0.
+ */
+static json_t *load_tree(const char *txt)
+{
+    static const char marker[] = "\"query_location\":18446744073709551615";
+    buf b = BUF_INIT;
+    const char *p = txt, *m;
+    while ((m = strstr(p, marker))) {
+        buf_append(&b, p, (size_t)(m - p));
+        buf_puts(&b, "\"query_location\":0");
+        p = m + sizeof marker - 1;
+    }
+    buf_puts(&b, p);
+    json_t *t = buf_cstr(&b) ? json_loads(b.p, 0, NULL) : NULL;
+    buf_free(&b);
+    return t;
+}
+
+/* ---- the engine ---------------------------------------------------------- */
+
+int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen)
+{
+    const char *root = cfg->store->ops->root(cfg->store);
+    if (!root) {
+        snprintf(err, errlen, "query: the lake %s is not a local directory", cfg->store->url);
+        return -1;
+    }
+    query_engine *e = calloc(1, sizeof *e);
+    if (!e || !(e->root = strdup(root))) {
+        free(e);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    e->store = cfg->store;
+    e->writer = cfg->writer;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+
+    duckdb_config dc;
+    char mem[32], threads[16], *open_err = NULL;
+    snprintf(mem, sizeof mem, "%lluB",
+             (unsigned long long)(cfg->memory_limit ? cfg->memory_limit : (1ull << 30)));
+    if (duckdb_create_config(&dc) == DuckDBError) {
+        snprintf(err, errlen, "query: cannot configure DuckDB");
+        goto fail;
+    }
+    duckdb_set_config(dc, "memory_limit", mem);
+    duckdb_set_config(dc, "autoinstall_known_extensions", "false");
+    duckdb_set_config(dc, "autoload_known_extensions", "false");
+    duckdb_set_config(dc, "temp_directory", ""); /* no spilling: the memory limit is the limit */
+    if (cfg->threads > 0) {
+        snprintf(threads, sizeof threads, "%d", cfg->threads);
+        duckdb_set_config(dc, "threads", threads);
+    }
+    int rc = duckdb_open_ext(NULL, &e->db, dc, &open_err);
+    duckdb_destroy_config(&dc);
+    if (rc == DuckDBError) {
+        snprintf(err, errlen, "query: cannot open DuckDB: %s", open_err ? open_err : "unknown error");
+        duckdb_free(open_err);
+        goto fail;
+    }
+
+    /* The sandbox, then the macros, then lock it all. */
+    duckdb_connection c;
+    if (duckdb_connect(e->db, &c) == DuckDBError) {
+        snprintf(err, errlen, "query: cannot connect to DuckDB");
+        goto fail_db;
+    }
+    buf sql = BUF_INIT;
+    buf_puts(&sql, "SET allowed_directories = [");
+    buf b = BUF_INIT;
+    buf_printf(&b, "%s/", e->root);
+    sql_quote(&sql, buf_cstr(&b));
+    if (e->writer) {
+        b.len = 0;
+        buf_printf(&b, "%s/", lake_writer_spool_dir(e->writer));
+        buf_putc(&sql, ',');
+        sql_quote(&sql, buf_cstr(&b));
+    }
+    buf_putc(&sql, ']');
+    buf_free(&b);
+    char e2[512] = "";
+    rc = exec(c, buf_cstr(&sql), e2, sizeof e2);
+    buf_free(&sql);
+    static const char *const setup[] = {"SET enable_external_access = false", "SET GLOBAL TimeZone = 'UTC'"};
+    for (size_t i = 0; !rc && i < sizeof setup / sizeof *setup; i++) rc = exec(c, setup[i], e2, sizeof e2);
+    /* DuckDB binds a macro's body when it is created: an empty main.events lets it; each
+     * connection's temporary events view shadows it when a query runs */
+    if (!rc) {
+        buf v = BUF_INIT;
+        buf_printf(&v, "CREATE VIEW main.events AS SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
+                   VIEW_COLUMNS);
+        rc = buf_cstr(&v) ? exec(c, v.p, e2, sizeof e2) : -1;
+        buf_free(&v);
+    }
+    for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++) rc = exec(c, MACROS[i], e2, sizeof e2);
+    if (!rc) rc = exec(c, "SET lock_configuration = true", e2, sizeof e2);
+    duckdb_disconnect(&c);
+    if (rc) {
+        snprintf(err, errlen, "query: cannot set DuckDB up: %s", e2);
+        goto fail_db;
+    }
+    if (pthread_create(&e->watchdog, NULL, watchdog_main, e)) {
+        snprintf(err, errlen, "query: cannot start the timeout thread");
+        goto fail_db;
+    }
+    *out = e;
+    return 0;
+fail_db:
+    duckdb_close(&e->db);
+fail:
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->root);
+    free(e);
+    return -1;
+}
+
+void query_engine_close(query_engine *e)
+{
+    if (!e) return;
+    pthread_mutex_lock(&e->mu);
+    e->stop = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->watchdog, NULL);
+    duckdb_close(&e->db);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->root);
+    free(e);
+}
+
+query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
+{
+    query_conn *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->e = e;
+    if (duckdb_connect(e->db, &q->c) == DuckDBError) {
+        snprintf(err, errlen, "query: cannot connect to DuckDB");
+        free(q);
+        return NULL;
+    }
+    duckdb_result r;
+    if (duckdb_prepare(q->c, "SELECT json_serialize_sql($1::VARCHAR)", &q->serialize) == DuckDBError ||
+        duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) == DuckDBError ||
+        duckdb_query(q->c, "SELECT json_serialize_sql('SELECT CAST(NULL AS TIMESTAMP)')", &r) == DuckDBError) {
+        snprintf(err, errlen, "query: cannot prepare the parse-tree statements");
+        query_conn_free(q);
+        return NULL;
+    }
+    char *t = duckdb_value_varchar(&r, 0, 0);
+    q->eval_template = t ? load_tree(t) : NULL;
+    duckdb_free(t);
+    duckdb_destroy_result(&r);
+    pthread_mutex_lock(&e->mu);
+    q->next = e->conns;
+    e->conns = q;
+    pthread_mutex_unlock(&e->mu);
+    return q;
+}
+
+void query_conn_free(query_conn *q)
+{
+    if (!q) return;
+    query_engine *e = q->e;
+    pthread_mutex_lock(&e->mu);
+    for (query_conn **pp = &e->conns; *pp; pp = &(*pp)->next)
+        if (*pp == q) {
+            *pp = q->next;
+            break;
+        }
+    pthread_mutex_unlock(&e->mu);
+    duckdb_destroy_prepare(&q->serialize);
+    duckdb_destroy_prepare(&q->deserialize);
+    json_decref(q->eval_template);
+    duckdb_disconnect(&q->c);
+    free(q);
+}
+
+void query_conn_interrupt(query_conn *q)
+{
+    duckdb_interrupt(q->c);
+}
+
+/* ---- parameters ------------------------------------------------------------ */
+
+static int bind_params(duckdb_prepared_statement p, json_t *params, char *err, size_t errlen)
+{
+    idx_t want = duckdb_nparams(p);
+    size_t have = json_array_size(params);
+    if (want != have) {
+        snprintf(err, errlen, "the query has %llu parameter%s but %zu %s given", (unsigned long long)want,
+                 want == 1 ? "" : "s", have, have == 1 ? "was" : "were");
+        return -1;
+    }
+    for (size_t i = 0; i < have; i++) {
+        json_t *v = json_array_get(params, i);
+        idx_t k = i + 1;
+        duckdb_state st;
+        if (json_is_string(v))
+            st = duckdb_bind_varchar_length(p, k, json_string_value(v), json_string_length(v));
+        else if (json_is_integer(v))
+            st = duckdb_bind_int64(p, k, json_integer_value(v));
+        else if (json_is_real(v))
+            st = duckdb_bind_double(p, k, json_real_value(v));
+        else if (json_is_boolean(v))
+            st = duckdb_bind_boolean(p, k, json_is_true(v));
+        else if (json_is_null(v))
+            st = duckdb_bind_null(p, k);
+        else {
+            snprintf(err, errlen, "parameter %zu is an array or object: params must be strings, numbers, "
+                                  "booleans or null", k);
+            return -1;
+        }
+        if (st == DuckDBError) {
+            snprintf(err, errlen, "cannot bind parameter %zu", k);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- which files ----------------------------------------------------------- */
+
+#define HOUR_US INT64_C(3600000000)
+
+/* Evaluates a bound expression of the parse tree to microseconds since the epoch. */
+static int eval_bound(query_conn *q, json_t *expr, json_t *params, int64_t *us)
+{
+    if (!q->eval_template) return -1;
+    json_t *stmt = json_deep_copy(q->eval_template);
+    json_t *sel = json_array_get(
+        json_object_get(json_object_get(json_array_get(json_object_get(stmt, "statements"), 0), "node"),
+                        "select_list"),
+        0);
+    int rc = -1;
+    if (!sel || json_object_set(sel, "child", expr)) goto out;
+    char *txt = json_dumps(stmt, JSON_COMPACT);
+    duckdb_result r;
+    if (!txt || duckdb_bind_varchar(q->deserialize, 1, txt) == DuckDBError ||
+        duckdb_execute_prepared(q->deserialize, &r) == DuckDBError) {
+        free(txt);
+        goto out;
+    }
+    free(txt);
+    char *sql = duckdb_value_varchar(&r, 0, 0);
+    duckdb_destroy_result(&r);
+    duckdb_prepared_statement p;
+    if (!sql) goto out;
+    if (duckdb_prepare(q->c, sql, &p) == DuckDBSuccess) {
+        /* bind what the bound uses of the query's parameters */
+        idx_t n = duckdb_nparams(p);
+        int ok = 1;
+        for (idx_t i = 1; i <= n && ok; i++) {
+            json_t *v = json_array_get(params, i - 1);
+            if (json_is_string(v))
+                ok = duckdb_bind_varchar(p, i, json_string_value(v)) == DuckDBSuccess;
+            else if (json_is_integer(v))
+                ok = duckdb_bind_int64(p, i, json_integer_value(v)) == DuckDBSuccess;
+            else
+                ok = 0;
+        }
+        if (ok && duckdb_execute_prepared(p, &r) == DuckDBSuccess) {
+            if (duckdb_row_count(&r) == 1 && !duckdb_value_is_null(&r, 0, 0)) {
+                *us = duckdb_value_timestamp(&r, 0, 0).micros;
+                rc = 0;
+            }
+            duckdb_destroy_result(&r);
+        } else if (ok) {
+            duckdb_destroy_result(&r);
+        }
+    }
+    duckdb_destroy_prepare(&p);
+    duckdb_free(sql);
+out:
+    json_decref(stmt);
+    return rc;
+}
+
+typedef struct hours {
+    int all;      /* every hour */
+    int none;     /* the query cannot reach events */
+    int64_t lo, hi; /* inclusive hour numbers */
+} hours;
+
+static hours query_hours(query_conn *q, const char *sql, json_t *params)
+{
+    hours h = {1, 0, 0, 0};
+    duckdb_result r;
+    if (duckdb_bind_varchar(q->serialize, 1, sql) == DuckDBError ||
+        duckdb_execute_prepared(q->serialize, &r) == DuckDBError) {
+        duckdb_destroy_result(&r);
+        return h;
+    }
+    char *txt = duckdb_value_varchar(&r, 0, 0);
+    duckdb_destroy_result(&r);
+    json_t *ast = txt ? load_tree(txt) : NULL;
+    duckdb_free(txt);
+    prune_result pr;
+    prune_analyse(ast, &pr);
+    if (pr.no_events) {
+        h.all = 0;
+        h.none = 1;
+    } else if (!pr.unbounded && pr.nrefs > 0) {
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+        int lo_open = 0, hi_open = 0; /* some reference has no bound on that side */
+        for (int i = 0; i < pr.nrefs; i++) {
+            prune_ref *ref = &pr.refs[i];
+            int64_t rlo = INT64_MIN, rhi = INT64_MAX;
+            int have_lo = 0, have_hi = 0;
+            for (int k = 0; k < ref->nlo; k++) {
+                int64_t us;
+                if (eval_bound(q, ref->lo[k].expr, params, &us)) continue;
+                if (us > rlo || !have_lo) rlo = us;
+                have_lo = 1;
+            }
+            for (int k = 0; k < ref->nhi; k++) {
+                int64_t us;
+                if (eval_bound(q, ref->hi[k].expr, params, &us)) continue;
+                if (ref->hi[k].strict) us -= 1; /* ts < x: the last microsecond before x */
+                if (us < rhi || !have_hi) rhi = us;
+                have_hi = 1;
+            }
+            if (!have_lo) lo_open = 1;
+            if (!have_hi) hi_open = 1;
+            if (have_lo && rlo < lo) lo = rlo;
+            if (have_hi && rhi > hi) hi = rhi;
+        }
+        if (!lo_open || !hi_open) {
+            h.all = 0;
+            h.lo = lo_open ? INT64_MIN : (lo < 0 ? (lo - HOUR_US + 1) / HOUR_US : lo / HOUR_US);
+            h.hi = hi_open ? INT64_MAX : (hi < 0 ? (hi - HOUR_US + 1) / HOUR_US : hi / HOUR_US);
+        }
+    }
+    prune_free(&pr);
+    json_decref(ast);
+    return h;
+}
+
+typedef struct files {
+    buf list; /* 'path','path',... */
+    uint64_t n;
+    const hours *h;
+    const char *root;
+} files;
+
+static void add_file(files *f, const char *path)
+{
+    if (f->n++) buf_putc(&f->list, ',');
+    sql_quote(&f->list, path);
+}
+
+static int on_key(const store_entry *e, void *ud)
+{
+    files *f = ud;
+    int64_t hour;
+    const char *ext;
+    if (lake_parse_event_key(e->key, &hour, &ext) || strcmp(ext, "jsonl")) return 0;
+    if (!f->h->all && (hour < f->h->lo || hour > f->h->hi)) return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", f->root, e->key);
+    add_file(f, path);
+    return 0;
+}
+
+/* Lists the lake's files for the hours; per hour directory when there are few. */
+static int list_lake(query_engine *e, files *f, char *err, size_t errlen)
+{
+    const hours *h = f->h;
+    int rc = 0;
+    if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 14) {
+        for (int64_t hr = h->lo; hr <= h->hi && !rc; hr++) {
+            char prefix[LAKE_KEY_MAX];
+            lake_hour_prefix(hr, prefix);
+            rc = store_list(e->store, prefix, on_key, f);
+        }
+    } else {
+        rc = store_list(e->store, LAKE_EVENTS_PREFIX, on_key, f);
+    }
+    if (rc) snprintf(err, errlen, "query: cannot list the lake: %s", store_errmsg());
+    return rc;
+}
+
+/* Replaces this connection's events view with one over the files the query needs. */
+static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint64_t *nfiles, char *err,
+                     size_t errlen)
+{
+    query_engine *e = q->e;
+    files f = {BUF_INIT, 0, h, e->root};
+    int rc = 0;
+    if (!h->none) {
+        if (e->writer && lake_writer_pin_spool(e->writer, pins)) {
+            snprintf(err, errlen, "query: out of memory");
+            return -1;
+        }
+        /* pinned first, listed second: every event is in exactly one of the two */
+        rc = list_lake(e, &f, err, errlen);
+        for (size_t i = 0; !rc && i < lake_spool_pins_count(*pins); i++) {
+            int64_t hour;
+            char path[4096];
+            lake_spool_pins_get(e->writer, *pins, i, &hour, path, sizeof path);
+            if (h->all || (hour >= h->lo && hour <= h->hi)) add_file(&f, path);
+        }
+    }
+    if (!rc) {
+        buf sql = BUF_INIT;
+        buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW events AS SELECT ");
+        buf_puts(&sql, VIEW_COLUMNS);
+        if (f.n) {
+            buf_puts(&sql, " FROM read_ndjson_objects([");
+            buf_append(&sql, f.list.p, f.list.len);
+            /* a segment being written may end in a torn line: it reads as NULL, dropped here */
+            buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL");
+        } else {
+            buf_puts(&sql, " FROM (SELECT NULL::JSON AS json WHERE false)");
+        }
+        rc = buf_cstr(&sql) ? exec(q->c, sql.p, err, errlen) : -1;
+        buf_free(&sql);
+    }
+    buf_free(&f.list);
+    *nfiles = f.n;
+    return rc;
+}
+
+/* ---- statement checks --------------------------------------------------------- */
+
+static const char *statement_name(duckdb_statement_type t)
+{
+    static const char *names[] = {"INVALID", "SELECT", "INSERT", "UPDATE", "EXPLAIN", "DELETE", "PREPARE",
+                                  "CREATE", "EXECUTE", "ALTER", "TRANSACTION", "COPY", "ANALYZE",
+                                  "SET VARIABLE", "CREATE FUNCTION", "DROP", "EXPORT", "PRAGMA", "VACUUM",
+                                  "CALL", "SET", "LOAD", "RELATION", "EXTENSION", "LOGICAL PLAN", "ATTACH",
+                                  "DETACH", "MULTI"};
+    return (unsigned)t < sizeof names / sizeof *names ? names[t] : "unknown";
+}
+
+static const char *skip_space(const char *p)
+{
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n') p++;
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            p = end ? end + 2 : p + strlen(p);
+        } else {
+            return p;
+        }
+    }
+}
+
+static int keyword(const char **p, const char *kw)
+{
+    size_t n = strlen(kw);
+    if (strncasecmp(*p, kw, n)) return 0;
+    char c = (*p)[n];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_') return 0;
+    *p = skip_space(*p + n);
+    return 1;
+}
+
+/* The statement an EXPLAIN explains: after EXPLAIN [ANALYZE] [(options)]. */
+static const char *explained(const char *sql)
+{
+    const char *p = skip_space(sql);
+    if (!keyword(&p, "EXPLAIN")) return NULL;
+    if (*p == '(') {
+        int depth = 0;
+        for (; *p; p++) {
+            if (*p == '(') depth++;
+            if (*p == ')' && --depth == 0) {
+                p++;
+                break;
+            }
+        }
+        p = skip_space(p);
+    }
+    if (!keyword(&p, "ANALYZE")) keyword(&p, "ANALYSE");
+    return p;
+}
+
+/* 0 if the prepared statement only reads; else -1 with the reason. */
+static int check_read_only(query_conn *q, duckdb_prepared_statement p, const char *sql, char *err, size_t errlen)
+{
+    duckdb_statement_type t = duckdb_prepared_statement_type(p);
+    if (t == DUCKDB_STATEMENT_TYPE_SELECT) return 0;
+    if (t == DUCKDB_STATEMENT_TYPE_EXPLAIN) {
+        /* EXPLAIN ANALYZE runs what it explains: that must be a SELECT too */
+        const char *inner = explained(sql);
+        duckdb_prepared_statement ip;
+        duckdb_statement_type it = DUCKDB_STATEMENT_TYPE_INVALID;
+        if (inner && duckdb_prepare(q->c, inner, &ip) == DuckDBSuccess) it = duckdb_prepared_statement_type(ip);
+        if (inner) duckdb_destroy_prepare(&ip);
+        if (it == DUCKDB_STATEMENT_TYPE_SELECT) return 0;
+        snprintf(err, errlen, "only read statements run here (SELECT, or EXPLAIN of a SELECT); this EXPLAINs a %s statement",
+                 statement_name(it));
+        return -1;
+    }
+    snprintf(err, errlen, "only read statements run here (SELECT, or EXPLAIN of a SELECT); this is a %s statement",
+             statement_name(t));
+    return -1;
+}
+
+/* ---- running ------------------------------------------------------------------- */
+
+static void fail(query_outcome *o, unsigned status, const char *msg)
+{
+    o->status = status;
+    snprintf(o->error, sizeof o->error, "%s", msg);
+}
+
+static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const query_request *req)
+{
+    duckdb_error_type t = duckdb_result_error_type(r);
+    const char *msg = duckdb_result_error(r);
+    if (t == DUCKDB_ERROR_INTERRUPT && atomic_load(&q->timed_out)) {
+        char m[128];
+        snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
+                 (long long)(req->timeout_ms ? req->timeout_ms : 30000));
+        fail(o, 504, m);
+    } else if (t == DUCKDB_ERROR_OUT_OF_MEMORY) {
+        char m[1024];
+        snprintf(m, sizeof m, "query exceeded the memory limit: %s", msg ? msg : "out of memory");
+        fail(o, 400, m);
+    } else {
+        fail(o, 400, msg ? msg : "query failed");
+    }
+}
+
+typedef struct render {
+    const query_request *req;
+    const query_sink *sink;
+    query_outcome *o;
+    result_type **types;
+    idx_t ncols;
+    char **names;
+    buf out;
+} render;
+
+static void header(render *rd)
+{
+    buf *b = &rd->out;
+    if (rd->req->format == QUERY_JSON) {
+        buf_puts(b, "{\"columns\":[");
+        for (idx_t i = 0; i < rd->ncols; i++) {
+            buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+            buf_json_str(b, rd->names[i], strlen(rd->names[i]));
+            buf_puts(b, ",\"type\":");
+            const char *tn = result_type_name(rd->types[i]);
+            buf_json_str(b, tn, strlen(tn));
+            buf_putc(b, '}');
+        }
+        buf_puts(b, "],\"rows\":[");
+    } else if (rd->req->format == QUERY_CSV) {
+        for (idx_t i = 0; i < rd->ncols; i++) {
+            if (i) buf_putc(b, ',');
+            const char *n = rd->names[i];
+            if (strpbrk(n, ",\"\n\r")) {
+                buf_putc(b, '"');
+                for (const char *p = n; *p; p++) {
+                    if (*p == '"') buf_putc(b, '"');
+                    buf_putc(b, *p);
+                }
+                buf_putc(b, '"');
+            } else {
+                buf_puts(b, n);
+            }
+        }
+        buf_putc(b, '\n');
+    }
+}
+
+static int row(render *rd, duckdb_data_chunk ch, idx_t r)
+{
+    buf *b = &rd->out;
+    enum query_format f = rd->req->format;
+    if (f == QUERY_JSON) buf_puts(b, rd->o->rows ? ",[" : "[");
+    if (f == QUERY_NDJSON) buf_putc(b, '{');
+    for (idx_t i = 0; i < rd->ncols; i++) {
+        duckdb_vector v = duckdb_data_chunk_get_vector(ch, i);
+        if (i) buf_putc(b, ',');
+        if (f == QUERY_NDJSON) {
+            buf_json_str(b, rd->names[i], strlen(rd->names[i]));
+            buf_putc(b, ':');
+        }
+        if ((f == QUERY_CSV ? result_csv(b, rd->types[i], v, r) : result_json(b, rd->types[i], v, r))) return -1;
+    }
+    buf_puts(b, f == QUERY_JSON ? "]" : f == QUERY_NDJSON ? "}\n" : "\n");
+    rd->o->rows++;
+    return b->p ? 0 : -1;
+}
+
+static const char *content_type(enum query_format f)
+{
+    return f == QUERY_CSV ? "text/csv; charset=utf-8" : f == QUERY_NDJSON ? "application/x-ndjson" : "application/json";
+}
+
+/* Hands the rendered bytes to the sink (streaming formats); nonzero: the client left. */
+static int flush(render *rd, int force)
+{
+    if (rd->req->format == QUERY_JSON) return 0;
+    if (!force && rd->out.len < 65536) return 0;
+    if (!rd->o->streamed) {
+        if (rd->sink->begin(rd->sink->ud, content_type(rd->req->format))) return -1;
+        rd->o->streamed = 1;
+    }
+    int r = rd->out.len ? rd->sink->write(rd->sink->ud, rd->out.p, rd->out.len) : 0;
+    rd->out.len = 0;
+    return r;
+}
+
+void query_run(query_conn *q, const query_request *req, const query_sink *sink, query_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    o->status = 200;
+    int64_t t0 = evtime_mono_ns();
+    uint64_t max_rows = req->max_rows ? req->max_rows : 100000;
+    char err[1024] = "";
+    duckdb_extracted_statements st = NULL;
+    duckdb_prepared_statement p = NULL;
+    duckdb_result res;
+    int have_res = 0;
+    lake_spool_pins *pins = NULL;
+    render rd = {req, sink, o, NULL, 0, NULL, BUF_INIT};
+    atomic_store(&q->timed_out, 0);
+
+    if (!req->sql || !*req->sql) {
+        fail(o, 400, "empty query");
+        goto done;
+    }
+    if (req->params && !json_is_array(req->params)) {
+        fail(o, 400, "params must be an array");
+        goto done;
+    }
+    idx_t n = duckdb_extract_statements(q->c, req->sql, &st);
+    if (n == 0) {
+        const char *m = duckdb_extract_statements_error(st);
+        fail(o, 400, m && *m ? m : "empty query");
+        goto done;
+    }
+    if (n > 1) {
+        snprintf(err, sizeof err, "one statement per query: this text has %llu", (unsigned long long)n);
+        fail(o, 400, err);
+        goto done;
+    }
+
+    hours h = query_hours(q, req->sql, req->params);
+    if (make_view(q, &h, &pins, &o->files, err, sizeof err)) {
+        fail(o, 503, err);
+        goto done;
+    }
+    if (duckdb_prepare_extracted_statement(q->c, st, 0, &p) == DuckDBError) {
+        fail(o, 400, duckdb_prepare_error(p));
+        goto done;
+    }
+    if (check_read_only(q, p, req->sql, err, sizeof err) || bind_params(p, req->params, err, sizeof err)) {
+        fail(o, 400, err);
+        goto done;
+    }
+
+    atomic_store(&q->deadline_ms, evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000));
+    have_res = 1;
+    if (duckdb_execute_prepared_streaming(p, &res) == DuckDBError) {
+        duck_error(q, o, &res, req);
+        goto done;
+    }
+    rd.ncols = duckdb_column_count(&res);
+    rd.types = calloc(rd.ncols ? rd.ncols : 1, sizeof *rd.types);
+    rd.names = calloc(rd.ncols ? rd.ncols : 1, sizeof *rd.names);
+    if (!rd.types || !rd.names) {
+        fail(o, 503, "out of memory");
+        goto done;
+    }
+    for (idx_t i = 0; i < rd.ncols; i++) {
+        duckdb_logical_type t = duckdb_column_logical_type(&res, i);
+        rd.types[i] = result_type_new(t, err, sizeof err);
+        duckdb_destroy_logical_type(&t);
+        rd.names[i] = (char *)duckdb_column_name(&res, i);
+        if (!rd.types[i]) {
+            fail(o, 400, err);
+            goto done;
+        }
+    }
+    header(&rd);
+    for (;;) {
+        duckdb_data_chunk ch = duckdb_fetch_chunk(res);
+        if (!ch) {
+            if (duckdb_result_error(&res)) duck_error(q, o, &res, req);
+            break;
+        }
+        idx_t size = duckdb_data_chunk_get_size(ch);
+        int stop = 0;
+        for (idx_t r = 0; r < size && !stop; r++) {
+            if (o->rows == max_rows) {
+                o->truncated = 1;
+                stop = 1;
+            } else if (row(&rd, ch, r)) {
+                fail(o, 503, "out of memory rendering the answer");
+                stop = 1;
+            }
+        }
+        duckdb_destroy_data_chunk(&ch);
+        if (stop) break;
+        if (flush(&rd, 0)) {
+            fail(o, 499, "the client went away");
+            break;
+        }
+    }
+    atomic_store(&q->deadline_ms, 0);
+    o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
+    if (o->status == 200) {
+        if (req->format == QUERY_JSON) {
+            buf_printf(&rd.out, "],\"rowCount\":%llu,\"truncated\":%s,\"files\":%llu,\"elapsedMs\":%.3f}",
+                       (unsigned long long)o->rows, o->truncated ? "true" : "false",
+                       (unsigned long long)o->files, o->elapsed_ms);
+            if (!rd.out.p || sink->begin(sink->ud, content_type(req->format)) ||
+                sink->write(sink->ud, rd.out.p, rd.out.len))
+                fail(o, rd.out.p ? 499 : 503, rd.out.p ? "the client went away" : "out of memory");
+            else
+                o->streamed = 1;
+        } else if (flush(&rd, 1)) {
+            fail(o, 499, "the client went away");
+        }
+    } else if (o->streamed && req->format == QUERY_NDJSON) {
+        /* the stream had begun: say why it ends early, on a line of its own */
+        buf e = BUF_INIT;
+        buf_puts(&e, "{\"error\":");
+        buf_json_str(&e, o->error, strlen(o->error));
+        buf_puts(&e, "}\n");
+        if (e.p) sink->write(sink->ud, e.p, e.len);
+        buf_free(&e);
+    }
+done:
+    atomic_store(&q->deadline_ms, 0);
+    if (!o->elapsed_ms) o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
+    for (idx_t i = 0; rd.types && i < rd.ncols; i++) result_type_free(rd.types[i]);
+    free(rd.types);
+    free(rd.names);
+    buf_free(&rd.out);
+    if (have_res) duckdb_destroy_result(&res);
+    duckdb_destroy_prepare(&p);
+    duckdb_destroy_extracted(&st);
+    if (q->e->writer) lake_writer_unpin_spool(q->e->writer, pins);
+}
+
+/* ---- the whole answer into a buf --------------------------------------------- */
+
+static int to_buf_begin(void *ud, const char *ct)
+{
+    (void)ud, (void)ct;
+    return 0;
+}
+
+static int to_buf_write(void *ud, const char *p, size_t n)
+{
+    return buf_append(ud, p, n);
+}
+
+void query_run_to_buf(query_conn *q, const query_request *req, buf *answer, query_outcome *o)
+{
+    query_sink s = {to_buf_begin, to_buf_write, answer};
+    query_run(q, req, &s, o);
+}

@@ -1,0 +1,89 @@
+/*
+ * query.h - SQL over the lake with embedded DuckDB, sandboxed.
+ *
+ * One engine per process owns one in-memory DuckDB database. Before a query
+ * runs, its connection gets a temporary view `events` over the lake files it
+ * can need (prune.h: only the hour partitions its `ts` bounds allow) and,
+ * when a writer is attached, over the spool segments not yet sealed, so that
+ * an acknowledged event is visible at once. The macros doc_history,
+ * collection_at, rpc_latency and events_between are defined over that view.
+ *
+ * The sandbox: only SELECT and EXPLAIN statements run (checked on the
+ * prepared statement's type), one statement per query; DuckDB may read only
+ * the lake and the spool (allowed_directories, enable_external_access=false,
+ * no extension loading), its configuration is locked, memory is limited, a
+ * query is interrupted at its deadline, and a result stops at max_rows.
+ *
+ * Threads: a query_conn runs one query at a time on the calling thread;
+ * several conns run queries in parallel. query_conn_interrupt may be called
+ * from any thread.
+ */
+#ifndef EVENTS_QUERY_H
+#define EVENTS_QUERY_H
+
+#include "buf.h"
+#include "store.h"
+#include "writer.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+typedef struct query_engine query_engine;
+typedef struct query_conn query_conn;
+
+typedef struct query_config {
+    store *store;           /* the lake; must be a local directory (store->ops->root) */
+    lake_writer *writer;    /* its unsealed segments are read too; NULL: sealed files only */
+    uint64_t memory_limit;  /* DuckDB memory_limit in bytes; 0: 1 GiB */
+    int threads;            /* DuckDB threads; 0: DuckDB's default (one per CPU) */
+} query_config;
+
+int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen);
+void query_engine_close(query_engine *e); /* NULL is ignored; no conn may be running */
+
+/* A connection for one query at a time. NULL with a message on failure. */
+query_conn *query_conn_new(query_engine *e, char *err, size_t errlen);
+void query_conn_free(query_conn *c);
+
+/* Stops the query running on c (from any thread); it ends with status 504. */
+void query_conn_interrupt(query_conn *c);
+
+enum query_format { QUERY_JSON, QUERY_CSV, QUERY_NDJSON };
+
+typedef struct query_request {
+    const char *sql;
+    json_t *params;           /* JSON array of strings, numbers, booleans, null; or NULL */
+    enum query_format format;
+    uint64_t max_rows;        /* 0: 100,000 */
+    int64_t timeout_ms;       /* 0: 30 s */
+} query_request;
+
+/*
+ * Where the answer goes. begin is called once, before any write, when the
+ * answer is known to succeed at least in part (status 200); write may be
+ * called many times. Either returns nonzero to stop the query (the client
+ * left). JSON answers are written whole at the end; CSV and NDJSON stream.
+ */
+typedef struct query_sink {
+    int (*begin)(void *ud, const char *content_type);
+    int (*write)(void *ud, const char *p, size_t n);
+    void *ud;
+} query_sink;
+
+typedef struct query_outcome {
+    unsigned status;   /* 200; 400 refused or failed; 504 timed out; 503 internal */
+    char error[1024];  /* when status != 200 */
+    int streamed;      /* begin was called: an error after it ended the stream early */
+    uint64_t rows;
+    int truncated;     /* max_rows reached: more rows were not sent */
+    uint64_t files;    /* lake files and spool segments the events view read from */
+    double elapsed_ms;
+} query_outcome;
+
+/* Runs one query. The outcome says how it ended. */
+void query_run(query_conn *c, const query_request *req, const query_sink *sink, query_outcome *out);
+
+/* Convenience for the command line and tests: the whole answer into a buf. */
+void query_run_to_buf(query_conn *c, const query_request *req, buf *answer, query_outcome *out);
+
+#endif

@@ -1,0 +1,366 @@
+/*
+ * query_http.c - the query worker pool and the streaming of answers.
+ *
+ * Flow: the HTTP thread parses the request and queues a job, then suspends
+ * the connection. A worker runs the query (lake/query.c) with a sink that
+ * fills the job's pipe. The first output (or the end, or an error) resumes
+ * the connection; the HTTP thread then answers: an error with its status, or
+ * a chunked response whose content reader drains the pipe, suspending the
+ * connection whenever the pipe is empty until the worker resumes it again.
+ * The worker waits while the pipe is full, so a slow client slows its own
+ * query, nothing else.
+ */
+#include "query_http.h"
+#include "ingest.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PIPE_MAX (1u << 20) /* bytes a query may run ahead of its client */
+
+struct query_pool {
+    query_pool_config cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    qjob *head, *tail;
+    int queued, stop, nthreads;
+    pthread_t *threads;
+    query_conn **conns;
+};
+
+struct qjob {
+    query_pool *pool;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    struct MHD_Connection *conn;
+    char *sql;
+    json_t *params;
+    enum query_format format;
+    /* state, under mu */
+    int signalled;  /* the connection was resumed for the answer's start */
+    int began;      /* the sink's begin ran: the answer is 200 and streams */
+    const char *content_type;
+    int done;
+    query_outcome out;
+    buf pipe;
+    size_t pipe_off;
+    int reader_waits;   /* the content reader suspended the connection */
+    int counted;        /* that suspension is in pool->cfg.waiting */
+    int cancelled;      /* the response is gone */
+    qjob *next;
+};
+
+static void job_unref(qjob *j)
+{
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left) return;
+    free(j->sql);
+    json_decref(j->params);
+    buf_free(&j->pipe);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+void qjob_release(qjob *j)
+{
+    if (j) job_unref(j);
+}
+
+/* ---- the worker's side: the sink ---------------------------------------------- */
+
+static int sink_begin(void *ud, const char *ct)
+{
+    qjob *j = ud;
+    pthread_mutex_lock(&j->mu);
+    j->began = 1;
+    j->content_type = ct;
+    j->signalled = 1;
+    int cancelled = j->cancelled;
+    MHD_resume_connection(j->conn);
+    pthread_mutex_unlock(&j->mu);
+    return cancelled;
+}
+
+static int sink_write(void *ud, const char *p, size_t n)
+{
+    qjob *j = ud;
+    pthread_mutex_lock(&j->mu);
+    while (!j->cancelled && j->pipe.len - j->pipe_off > PIPE_MAX) pthread_cond_wait(&j->cv, &j->mu);
+    int rc = -1;
+    if (!j->cancelled && !buf_append(&j->pipe, p, n)) {
+        rc = 0;
+        if (j->reader_waits) {
+            j->reader_waits = 0;
+            MHD_resume_connection(j->conn);
+        }
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    query_pool *p = ((void **)arg)[0];
+    query_conn *qc = ((void **)arg)[1];
+    free(arg);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->head && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
+        qjob *j = p->head;
+        if (!j) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        p->head = j->next;
+        if (!p->head) p->tail = NULL;
+        p->queued--;
+        pthread_mutex_unlock(&p->mu);
+
+        query_request req = {j->sql, j->params, j->format, p->cfg.max_rows, p->cfg.timeout_ms};
+        query_sink sink = {sink_begin, sink_write, j};
+        query_outcome out;
+        query_run(qc, &req, &sink, &out);
+        if (out.status != 200 && out.status != 499 && log_enabled(LOG_DEBUG))
+            log_msg(LOG_DEBUG, "query failed", "error", out.error, LOG_END);
+
+        pthread_mutex_lock(&j->mu);
+        j->out = out;
+        j->done = 1;
+        if (!j->signalled) { /* an error, or a JSON answer: first resume */
+            j->signalled = 1;
+            MHD_resume_connection(j->conn);
+        } else if (j->reader_waits) {
+            j->reader_waits = 0;
+            MHD_resume_connection(j->conn);
+        }
+        pthread_mutex_unlock(&j->mu);
+        job_unref(j);
+    }
+    return NULL;
+}
+
+int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, size_t errlen)
+{
+    query_pool *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->cfg = *cfg;
+    if (p->cfg.threads <= 0) p->cfg.threads = 2;
+    if (p->cfg.queue <= 0) p->cfg.queue = 4 * p->cfg.threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = calloc((size_t)p->cfg.threads, sizeof *p->threads);
+    p->conns = calloc((size_t)p->cfg.threads, sizeof *p->conns);
+    if (!p->threads || !p->conns) {
+        snprintf(err, errlen, "out of memory");
+        query_pool_stop(p);
+        return -1;
+    }
+    for (int i = 0; i < p->cfg.threads; i++) {
+        if (!(p->conns[i] = query_conn_new(cfg->engine, err, errlen))) {
+            query_pool_stop(p);
+            return -1;
+        }
+        void **arg = malloc(2 * sizeof *arg);
+        if (!arg) {
+            snprintf(err, errlen, "out of memory");
+            query_pool_stop(p);
+            return -1;
+        }
+        arg[0] = p, arg[1] = p->conns[i];
+        if (pthread_create(&p->threads[i], NULL, worker_main, arg)) {
+            free(arg);
+            snprintf(err, errlen, "cannot start a query thread");
+            query_pool_stop(p);
+            return -1;
+        }
+        p->nthreads++;
+    }
+    *out = p;
+    return 0;
+}
+
+void query_pool_interrupt(query_pool *p)
+{
+    for (int i = 0; p && i < p->nthreads; i++) query_conn_interrupt(p->conns[i]);
+}
+
+void query_pool_stop(query_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        if (p->conns[i]) query_conn_interrupt(p->conns[i]);
+    for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    for (int i = 0; p->conns && i < p->cfg.threads; i++) query_conn_free(p->conns[i]);
+    free(p->threads);
+    free(p->conns);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+/* ---- the HTTP side ------------------------------------------------------------ */
+
+qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len, const char *format,
+                  unsigned *status, char *err, size_t errlen)
+{
+    enum query_format f = QUERY_JSON;
+    if (format && !strcmp(format, "csv"))
+        f = QUERY_CSV;
+    else if (format && !strcmp(format, "ndjson"))
+        f = QUERY_NDJSON;
+    else if (format && strcmp(format, "json")) {
+        *status = 400;
+        snprintf(err, errlen, "format must be json, csv or ndjson, not \"%.40s\"", format);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *sql = json_object_get(req, "sql"), *params = json_object_get(req, "params");
+    if (!json_is_object(req) || !json_is_string(sql) || (params && !json_is_array(params) && !json_is_null(params))) {
+        *status = 400;
+        if (!req)
+            snprintf(err, errlen, "body is not JSON: %s", je.text);
+        else
+            snprintf(err, errlen, "body must be {\"sql\":\"...\",\"params\":[...]}");
+        json_decref(req);
+        return NULL;
+    }
+    qjob *j = calloc(1, sizeof *j);
+    if (!j || !(j->sql = strdup(json_string_value(sql)))) {
+        free(j);
+        json_decref(req);
+        *status = 503;
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    j->params = json_is_array(params) ? json_incref(params) : NULL;
+    json_decref(req);
+    j->pool = p;
+    j->conn = conn;
+    j->format = f;
+    j->refs = 2; /* the request and the worker */
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    pthread_mutex_lock(&p->mu);
+    if (p->queued >= p->cfg.queue) {
+        pthread_mutex_unlock(&p->mu);
+        j->refs = 1;
+        job_unref(j);
+        *status = 429;
+        snprintf(err, errlen, "too many queries waiting (%d); try again later", p->cfg.queue);
+        return NULL;
+    }
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    p->queued++;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return j;
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    qjob *j = cls;
+    pthread_mutex_lock(&j->mu);
+    if (j->counted) { /* back from a suspension of ours */
+        j->counted = 0;
+        atomic_fetch_sub(j->pool->cfg.waiting, 1);
+    }
+    size_t avail = j->pipe.len - j->pipe_off;
+    if (avail) {
+        size_t n = avail < max ? avail : max;
+        memcpy(out, j->pipe.p + j->pipe_off, n);
+        j->pipe_off += n;
+        if (j->pipe_off == j->pipe.len) j->pipe_off = j->pipe.len = 0;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        return (ssize_t)n;
+    }
+    if (j->done) {
+        int ok = j->out.status == 200;
+        pthread_mutex_unlock(&j->mu);
+        /* a stream that failed half-way ends without its last chunk: the client sees it */
+        return ok ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    j->reader_waits = 1;
+    j->counted = 1;
+    atomic_fetch_add(j->pool->cfg.waiting, 1);
+    MHD_suspend_connection(j->conn);
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+}
+
+static void response_gone(void *cls)
+{
+    qjob *j = cls;
+    pthread_mutex_lock(&j->mu);
+    j->cancelled = 1;
+    if (j->counted) {
+        j->counted = 0;
+        atomic_fetch_sub(j->pool->cfg.waiting, 1);
+    }
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    job_unref(j);
+}
+
+static enum MHD_Result queue(struct MHD_Connection *conn, struct MHD_Response *r, unsigned status, const char *ct)
+{
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ok = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, unsigned *status)
+{
+    pthread_mutex_lock(&j->mu);
+    int began = j->began;
+    unsigned st = j->done ? j->out.status : 200;
+    char msg[sizeof j->out.error];
+    snprintf(msg, sizeof msg, "%s", j->out.error);
+    const char *ct = j->content_type;
+    pthread_mutex_unlock(&j->mu);
+
+    if (!began) { /* the query failed before any answer */
+        if (st == 200 || st == 499) st = 503;
+        buf b = BUF_INIT;
+        ingest_error_json(&b, msg);
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(b.len, b.p ? b.p : (char *)"", MHD_RESPMEM_MUST_COPY);
+        buf_free(&b);
+        if (!r) return MHD_NO;
+        *status = st;
+        return queue(conn, r, st, "application/json");
+    }
+    pthread_mutex_lock(&j->mu);
+    j->refs++; /* the response's */
+    pthread_mutex_unlock(&j->mu);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, reader, j, response_gone);
+    if (!r) {
+        response_gone(j);
+        return MHD_NO;
+    }
+    *status = 200;
+    return queue(conn, r, 200, ct);
+}

@@ -1,0 +1,57 @@
+/*
+ * query_http.h - POST /query: queries run on a pool of worker threads, never
+ * on an HTTP thread, and their answers stream back through a bounded pipe.
+ *
+ * A job is shared by three owners: the HTTP request, the worker running it,
+ * and the HTTP response that streams it. It is freed when the last lets go.
+ * The connection is suspended while the query has nothing to send; the worker
+ * resumes it when the answer (or its first part, or an error) is ready.
+ */
+#ifndef EVENTS_QUERY_HTTP_H
+#define EVENTS_QUERY_HTTP_H
+
+#include "query.h"
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+
+typedef struct query_pool query_pool;
+typedef struct qjob qjob;
+
+typedef struct query_pool_config {
+    query_engine *engine;
+    int threads;          /* concurrent queries; default 2 */
+    int queue;            /* waiting queries before 429; default 4 per thread */
+    uint64_t max_rows;    /* per answer; default 100,000 */
+    int64_t timeout_ms;   /* per query; default 30 s */
+    _Atomic int *waiting; /* the server's count of suspended connections */
+} query_pool_config;
+
+int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, size_t errlen);
+
+/* Interrupts the queries running now (they end with 504); the pool goes on. */
+void query_pool_interrupt(query_pool *p);
+
+/* Interrupts every running query, waits for the workers to end. NULL is ignored. */
+void query_pool_stop(query_pool *p);
+
+/*
+ * Parses a request body ({"sql":"…","params":[…]}) and the format, and queues
+ * the query. Returns the job (the caller suspends the connection, counted in
+ * *waiting), or NULL with an HTTP status and message: 400 for a bad body or
+ * format, 429 when the queue is full.
+ */
+qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len, const char *format,
+                  unsigned *status, char *err, size_t errlen);
+
+/*
+ * Called when the connection is resumed after submission: queues the answer
+ * (an error, or a response that streams the rows). Returns MHD's result and
+ * sets *status to the status sent.
+ */
+enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, unsigned *status);
+
+/* The request is done with the job (its completion callback). NULL is ignored. */
+void qjob_release(qjob *j);
+
+#endif
