@@ -120,6 +120,11 @@ int cmd_serve(int argc, char **argv)
                 "--max-connections >= 1, timeouts >= 1s\n");
         return 2;
     }
+    if (query_memory < (128u << 20)) {
+        fprintf(stderr, "events serve: --query-memory must be at least 128MiB (DuckDB's JSON reader needs "
+                        "about 32 MiB per scan)\n");
+        return 2;
+    }
     c.max_body = (size_t)max_body;
     c.max_event_bytes = (size_t)max_event_bytes;
     c.max_events = (size_t)max_events;

@@ -415,19 +415,38 @@ typedef struct hours {
     int64_t lo, hi; /* inclusive hour numbers */
 } hours;
 
-static hours query_hours(query_conn *q, const char *sql, json_t *params)
+/*
+ * 1 if sql is one plain SELECT (what json_serialize_sql accepts); then *ast is
+ * its parse tree, or NULL when jansson cannot hold it (an integer literal
+ * beyond 64 bits): the query then reads every file. Parses only: nothing is
+ * bound or run.
+ */
+static int select_tree(query_conn *q, const char *sql, json_t **ast)
 {
-    hours h = {1, 0, 0, 0};
+    *ast = NULL;
     duckdb_result r;
     if (duckdb_bind_varchar(q->serialize, 1, sql) == DuckDBError ||
         duckdb_execute_prepared(q->serialize, &r) == DuckDBError) {
         duckdb_destroy_result(&r);
-        return h;
+        return 0;
     }
     char *txt = duckdb_value_varchar(&r, 0, 0);
     duckdb_destroy_result(&r);
-    json_t *ast = txt ? load_tree(txt) : NULL;
+    if (!txt) return 0;
+    json_t *loose = json_loads(txt, JSON_DECODE_INT_AS_REAL, NULL);
+    int ok = loose && json_is_false(json_object_get(loose, "error")) &&
+             json_array_size(json_object_get(loose, "statements")) == 1;
+    json_decref(loose);
+    if (ok) *ast = load_tree(txt);
     duckdb_free(txt);
+    return ok;
+}
+
+/* The hours the query can touch; ast NULL: every hour. */
+static hours query_hours(query_conn *q, json_t *ast, json_t *params)
+{
+    hours h = {1, 0, 0, 0};
+    if (!ast) return h;
     prune_result pr;
     prune_analyse(ast, &pr);
     if (pr.no_events) {
@@ -465,7 +484,6 @@ static hours query_hours(query_conn *q, const char *sql, json_t *params)
         }
     }
     prune_free(&pr);
-    json_decref(ast);
     return h;
 }
 
@@ -611,25 +629,76 @@ static const char *explained(const char *sql)
     return p;
 }
 
-/* 0 if the prepared statement only reads; else -1 with the reason. */
+/* The first word of a statement, upper-cased, for messages. */
+static void first_word(const char *sql, char *out, size_t cap)
+{
+    const char *p = skip_space(sql);
+    size_t n = 0;
+    while (n + 1 < cap && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_')) {
+        out[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+        p++;
+    }
+    out[n] = 0;
+    if (!n) snprintf(out, cap, "an unknown");
+}
+
+/* 1 if s (after a keyword) is only a name: letters, digits, _, ., quotes, spaces, a ';'. */
+static int only_a_name(const char *s)
+{
+    s = skip_space(s);
+    if (!*s) return 1; /* SHOW with nothing after it: SHOW TABLES without TABLES */
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '.' || *s == '"' || *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == ';'))
+            return 0;
+    return 1;
+}
+
+/*
+ * Decides from the parse alone, before anything is bound, whether a statement
+ * may run: binding can have effects (EXPORT DATABASE creates its directory
+ * when it is prepared). Allowed: a plain SELECT; EXPLAIN of one; DESCRIBE,
+ * SHOW or SUMMARIZE of a name or of a plain SELECT. Returns the parse tree of
+ * the SELECT that will run (for pruning; NULL for DESCRIBE and SHOW of a
+ * name), *ok 1 if allowed, or *ok 0 with the reason in err.
+ */
+static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t errlen)
+{
+    *ok = 1;
+    json_t *ast;
+    if (select_tree(q, sql, &ast)) return ast;
+    const char *inner = explained(sql);
+    if (inner) {
+        if (select_tree(q, inner, &ast)) return ast;
+        char w[24];
+        first_word(inner, w, sizeof w);
+        snprintf(err, errlen, "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
+                              "SUMMARIZE), not an EXPLAIN of a statement beginning with %s", w);
+        *ok = 0;
+        return NULL;
+    }
+    const char *p = skip_space(sql);
+    if (keyword(&p, "DESCRIBE") || keyword(&p, "SHOW") || keyword(&p, "SUMMARIZE")) {
+        if (only_a_name(p)) return NULL;
+        if (select_tree(q, p, &ast)) return ast;
+    }
+    char w[24];
+    first_word(sql, w, sizeof w);
+    snprintf(err, errlen, "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
+                          "SUMMARIZE), not a statement beginning with %s", w);
+    *ok = 0;
+    return NULL;
+}
+
+/* 0 if the prepared statement only reads (a second look, after admit); else -1 with the reason. */
 static int check_read_only(query_conn *q, duckdb_prepared_statement p, const char *sql, char *err, size_t errlen)
 {
     duckdb_statement_type t = duckdb_prepared_statement_type(p);
-    if (t == DUCKDB_STATEMENT_TYPE_SELECT) return 0;
-    if (t == DUCKDB_STATEMENT_TYPE_EXPLAIN) {
-        /* EXPLAIN ANALYZE runs what it explains: that must be a SELECT too */
-        const char *inner = explained(sql);
-        duckdb_prepared_statement ip;
-        duckdb_statement_type it = DUCKDB_STATEMENT_TYPE_INVALID;
-        if (inner && duckdb_prepare(q->c, inner, &ip) == DuckDBSuccess) it = duckdb_prepared_statement_type(ip);
-        if (inner) duckdb_destroy_prepare(&ip);
-        if (it == DUCKDB_STATEMENT_TYPE_SELECT) return 0;
-        snprintf(err, errlen, "only read statements run here (SELECT, or EXPLAIN of a SELECT); this EXPLAINs a %s statement",
-                 statement_name(it));
-        return -1;
-    }
-    snprintf(err, errlen, "only read statements run here (SELECT, or EXPLAIN of a SELECT); this is a %s statement",
-             statement_name(t));
+    (void)q;
+    /* EXPLAIN got here only over a SELECT (admit parsed what it explains) */
+    if (t == DUCKDB_STATEMENT_TYPE_SELECT || (t == DUCKDB_STATEMENT_TYPE_EXPLAIN && explained(sql))) return 0;
+    snprintf(err, errlen, "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
+                          "SUMMARIZE), not a %s statement", statement_name(t));
     return -1;
 }
 
@@ -776,7 +845,14 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
         goto done;
     }
 
-    hours h = query_hours(q, req->sql, req->params);
+    int admitted;
+    json_t *ast = admit(q, req->sql, &admitted, err, sizeof err);
+    if (!admitted) {
+        fail(o, 400, err);
+        goto done;
+    }
+    hours h = query_hours(q, ast, req->params);
+    json_decref(ast);
     if (make_view(q, &h, &pins, &o->files, err, sizeof err)) {
         fail(o, 503, err);
         goto done;

@@ -1,0 +1,425 @@
+/*
+ * test_engine.c - the query engine without a server: rendering of every type,
+ * partition pruning (which files a query reads), the sandbox, the limits, and
+ * the three answer formats.
+ */
+#include "evtime.h"
+#include "layout.h"
+#include "log.h"
+#include "query.h"
+#include "store.h"
+#include "test.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+/* 2026-11-20T00:00:00Z, hour 0 of the test lake */
+#define T0_MS INT64_C(1795132800000)
+
+typedef struct lake {
+    char *dir;
+    store *st;
+    query_engine *e;
+    query_conn *c;
+} lake;
+
+/* A lake with `hours` hour partitions from T0, one file each, events_per_hour events each. */
+static int lake_open(lake *l, int hours, int events_per_hour, uint64_t memory)
+{
+    memset(l, 0, sizeof *l);
+    l->dir = test_tmpdir("engine");
+    char err[512];
+    if (store_open(l->dir, &l->st, err, sizeof err)) return -1;
+    for (int h = 0; h < hours; h++) {
+        buf b = BUF_INIT;
+        for (int i = 0; i < events_per_hour; i++) {
+            char ts[EVTIME_LEN + 1];
+            evtime_format(T0_MS + (int64_t)h * 3600000 + (int64_t)i * 1000, ts);
+            buf_printf(&b,
+                       "{\"id\":\"h%d-%d\",\"type\":\"t.x\",\"ts\":\"%s\",\"receivedAt\":\"%s\","
+                       "\"do\":{\"id\":\"o%d\",\"class\":\"C\"},\"n\":%d}\n",
+                       h, i, ts, ts, i % 3, i);
+        }
+        char key[LAKE_KEY_MAX], uuid[40];
+        snprintf(uuid, sizeof uuid, "00000000-0000-7000-8000-%012d", h);
+        lake_raw_key(T0_MS / 3600000 + h, uuid, key);
+        if (store_put(l->st, key, b.p, b.len, 0)) return -1;
+        buf_free(&b);
+    }
+    query_config qc = {l->st, NULL, memory, 2};
+    if (query_engine_open(&qc, &l->e, err, sizeof err)) {
+        fprintf(stderr, "engine: %s\n", err);
+        return -1;
+    }
+    if (!(l->c = query_conn_new(l->e, err, sizeof err))) return -1;
+    return 0;
+}
+
+static void lake_close(lake *l)
+{
+    query_conn_free(l->c);
+    query_engine_close(l->e);
+    store_close(l->st);
+    test_rmtree(l->dir);
+    free(l->dir);
+}
+
+typedef struct answer {
+    buf text;
+    query_outcome o;
+    json_t *json;
+} answer;
+
+static answer *ask(lake *l, const char *sql, json_t *params, enum query_format f, uint64_t max_rows,
+                   int64_t timeout_ms)
+{
+    answer *a = calloc(1, sizeof *a);
+    query_request r = {sql, params, f, max_rows, timeout_ms};
+    query_run_to_buf(l->c, &r, &a->text, &a->o);
+    buf_cstr(&a->text);
+    if (f == QUERY_JSON && a->o.status == 200) a->json = json_loads(a->text.p, 0, NULL);
+    return a;
+}
+
+static answer *q(lake *l, const char *sql)
+{
+    return ask(l, sql, NULL, QUERY_JSON, 0, 0);
+}
+
+static void done(answer *a)
+{
+    json_decref(a->json);
+    buf_free(&a->text);
+    free(a);
+}
+
+/* The rows of a JSON answer, as compact JSON text. */
+static char *rows(answer *a)
+{
+    return json_dumps(json_object_get(a->json, "rows"), JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+TEST(test_engine_renders_every_type_exactly)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 0, 0, 0));
+    static const struct {
+        const char *expr, *json, *type;
+    } t[] = {
+        {"true", "true", "BOOLEAN"},
+        {"-5::TINYINT", "-5", "TINYINT"},
+        {"255::UTINYINT", "255", "UTINYINT"},
+        {"(-32768)::SMALLINT", "-32768", "SMALLINT"},
+        {"2147483647", "2147483647", "INTEGER"},
+        {"(-9223372036854775808)::BIGINT", "-9223372036854775808", "BIGINT"},
+        {"18446744073709551615::UBIGINT", "18446744073709551615", "UBIGINT"},
+        {"-170141183460469231731687303715884105727::HUGEINT", "-170141183460469231731687303715884105727",
+         "HUGEINT"},
+        {"12.5::DOUBLE", "12.5", "DOUBLE"},
+        {"0.1::DOUBLE", "0.1", "DOUBLE"},
+        {"1e300::DOUBLE", "1e+300", "DOUBLE"},
+        {"'nan'::DOUBLE", "null", "DOUBLE"},
+        {"1.25::FLOAT", "1.25", "FLOAT"},
+        {"-123.450::DECIMAL(10,3)", "-123.450", "DECIMAL(10,3)"},
+        {"0.05::DECIMAL(4,2)", "0.05", "DECIMAL(4,2)"},
+        {"12345678901234567890.12::DECIMAL(38,2)", "12345678901234567890.12", "DECIMAL(38,2)"},
+        {"'a \"q\" \\ é\n'", "\"a \\\"q\\\" \\\\ é\\n\"", "VARCHAR"},
+        {"'{\"a\":[1,2]}'::JSON", "{\"a\":[1,2]}", "JSON"},
+        {"TIMESTAMP '2026-11-25 10:00:00.123'", "\"2026-11-25T10:00:00.123Z\"", "TIMESTAMP"},
+        {"TIMESTAMP '2026-11-25 10:00:00.123456'", "\"2026-11-25T10:00:00.123456Z\"", "TIMESTAMP"},
+        {"TIMESTAMPTZ '2026-11-25 12:00:00+02'", "\"2026-11-25T10:00:00.000Z\"", "TIMESTAMP WITH TIME ZONE"},
+        {"'infinity'::TIMESTAMP", "\"infinity\"", "TIMESTAMP"},
+        {"DATE '2026-11-25'", "\"2026-11-25\"", "DATE"},
+        {"TIME '10:11:12.5'", "\"10:11:12.500\"", "TIME"},
+        {"INTERVAL '1 month 2 days 3.5 seconds'", "\"P1M2DT3.5S\"", "INTERVAL"},
+        {"'6ecba6b6-5a3b-4cb0-9d28-8ad1ff8c3b5b'::UUID", "\"6ecba6b6-5a3b-4cb0-9d28-8ad1ff8c3b5b\"", "UUID"},
+        {"'\\x00AB'::BLOB", "\"\\\\x00AB\"", "BLOB"},
+        {"[1, NULL, 3]", "[1,null,3]", "INTEGER[]"},
+        {"[[1], []]", "[[1],[]]", "INTEGER[][]"},
+        {"{'id': 'r1', 'n': 2}", "{\"id\":\"r1\",\"n\":2}", "STRUCT(id VARCHAR, n INTEGER)"},
+        {"MAP {'a': 1, 'b': 2}", "{\"a\":1,\"b\":2}", "MAP(VARCHAR, INTEGER)"},
+        {"MAP {1: 'x'}", "{\"1\":\"x\"}", "MAP(INTEGER, VARCHAR)"},
+        {"[1, 2]::INTEGER[2]", "[1,2]", "INTEGER[2]"},
+        {"NULL::VARCHAR", "null", "VARCHAR"},
+        {"'b'::ENUM('a', 'b')", "\"b\"", "ENUM"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        char sql[512];
+        snprintf(sql, sizeof sql, "SELECT %s AS v", t[i].expr);
+        answer *a = q(&l, sql);
+        if (a->o.status != 200) {
+            test_fail(__FILE__, __LINE__, "%s: %s", t[i].expr, a->o.error);
+            done(a);
+            continue;
+        }
+        char expect[1024];
+        snprintf(expect, sizeof expect,
+                 "{\"columns\":[{\"name\":\"v\",\"type\":\"%s\"}],\"rows\":[[%s]],\"rowCount\":1,\"truncated\":"
+                 "false,\"files\":0,",
+                 t[i].type, t[i].json);
+        if (strncmp(a->text.p, expect, strlen(expect)))
+            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s...\n  actual:   %s", t[i].expr, expect, a->text.p);
+        done(a);
+    }
+    answer *a = q(&l, "SELECT 1::BIT AS v");
+    CHECK_INT(400, a->o.status);
+    CHECK_CONTAINS("cannot be sent; CAST it to VARCHAR", a->o.error);
+    done(a);
+    lake_close(&l);
+}
+
+TEST(test_engine_writes_csv_and_ndjson)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 0, 0, 0));
+    const char *sql = "SELECT * FROM (VALUES (1, 'plain', NULL), (2, 'has, comma', [1,2]), "
+                      "(3, 'has \"quote\"', []), (4, 'two\nlines', [3])) t(\"n\", \"text,name\", \"list\")";
+    answer *a = ask(&l, sql, NULL, QUERY_CSV, 0, 0);
+    CHECK_INT(200, a->o.status);
+    CHECK_STR("n,\"text,name\",list\n1,plain,\n2,\"has, comma\",\"[1,2]\"\n3,\"has \"\"quote\"\"\",[]\n"
+              "4,\"two\nlines\",[3]\n",
+              a->text.p);
+    done(a);
+    a = ask(&l, sql, NULL, QUERY_NDJSON, 0, 0);
+    CHECK_STR("{\"n\":1,\"text,name\":\"plain\",\"list\":null}\n{\"n\":2,\"text,name\":\"has, comma\",\"list\":[1,2]}\n"
+              "{\"n\":3,\"text,name\":\"has \\\"quote\\\"\",\"list\":[]}\n{\"n\":4,\"text,name\":\"two\\nlines\","
+              "\"list\":[3]}\n",
+              a->text.p);
+    done(a);
+    lake_close(&l);
+}
+
+TEST(test_engine_reads_the_events_view_with_its_columns)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 2, 3, 0));
+    answer *a = q(&l, "SELECT id, type, ts, receivedAt, \"do\", do_id, do_class, n FROM events, "
+                      "LATERAL (SELECT (event->>'n')::INT AS n) ORDER BY ts LIMIT 2");
+    REQUIRE_INT(200, a->o.status);
+    char *r = rows(a);
+    CHECK_STR("[[\"h0-0\",\"t.x\",\"2026-11-20T00:00:00.000Z\",\"2026-11-20T00:00:00.000Z\",{\"id\":\"o0\","
+              "\"name\":null,\"class\":\"C\",\"colo\":null},\"o0\",\"C\",0],[\"h0-1\",\"t.x\","
+              "\"2026-11-20T00:00:01.000Z\",\"2026-11-20T00:00:01.000Z\",{\"id\":\"o1\",\"name\":null,"
+              "\"class\":\"C\",\"colo\":null},\"o1\",\"C\",1]]",
+              r);
+    free(r);
+    done(a);
+    a = q(&l, "SELECT column_name, column_type FROM (DESCRIBE events)");
+    REQUIRE_INT(200, a->o.status);
+    r = rows(a);
+    CHECK_STR("[[\"id\",\"VARCHAR\"],[\"type\",\"VARCHAR\"],[\"ts\",\"TIMESTAMP\"],[\"receivedAt\",\"TIMESTAMP\"],"
+              "[\"do\",\"STRUCT(id VARCHAR, \\\"name\\\" VARCHAR, \\\"class\\\" VARCHAR, colo VARCHAR)\"],"
+              "[\"do_id\",\"VARCHAR\"],[\"do_name\",\"VARCHAR\"],[\"do_class\",\"VARCHAR\"],[\"do_colo\",\"VARCHAR\"],"
+              "[\"method\",\"VARCHAR\"],[\"durationMs\",\"DOUBLE\"],[\"success\",\"BOOLEAN\"],[\"error\",\"VARCHAR\"],"
+              "[\"collection\",\"VARCHAR\"],[\"docId\",\"VARCHAR\"],[\"doc\",\"JSON\"],[\"prev\",\"JSON\"],"
+              "[\"bookmark\",\"VARCHAR\"],[\"event\",\"JSON\"]]",
+              r);
+    free(r);
+    done(a);
+    lake_close(&l);
+}
+
+/* The number of files a query read, and its first value. */
+static void check_files(lake *l, const char *sql, json_t *params, uint64_t files, long long first)
+{
+    answer *a = ask(l, sql, params, QUERY_JSON, 0, 0);
+    if (a->o.status != 200) {
+        test_fail(__FILE__, __LINE__, "%s: %s", sql, a->o.error);
+    } else {
+        long long got = json_integer_value(json_array_get(json_array_get(json_object_get(a->json, "rows"), 0), 0));
+        if (a->o.files != files || got != first)
+            test_fail(__FILE__, __LINE__, "%s:\n  expected %llu files and %lld, got %llu files and %lld", sql,
+                      (unsigned long long)files, first, (unsigned long long)a->o.files, got);
+    }
+    done(a);
+}
+
+TEST(test_engine_prunes_hours_by_ts)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 24, 10, 0)); /* 2026-11-20 00:00 .. 23:59, 10 events an hour */
+    check_files(&l, "SELECT count(*) FROM events", NULL, 24, 240);
+    check_files(&l, "SELECT count(*) FROM events WHERE ts >= '2026-11-20 05:00' AND ts < '2026-11-20 07:00'", NULL,
+                2, 20);
+    check_files(&l, "SELECT count(*) FROM events WHERE ts > '2026-11-20 05:00' AND ts <= '2026-11-20 07:00'", NULL,
+                3, 20);
+    check_files(&l, "SELECT count(*) FROM events WHERE ts BETWEEN '2026-11-20 05:00:03' AND '2026-11-20 05:59'",
+                NULL, 1, 7);
+    check_files(&l, "SELECT count(*) FROM events e WHERE '2026-11-20 22:00' <= e.ts", NULL, 2, 20);
+    check_files(&l, "SELECT count(*) FROM events WHERE ts = TIMESTAMP '2026-11-20 03:00:02'", NULL, 1, 1);
+    check_files(&l, "SELECT count(*) FROM events WHERE ts < DATE '2026-11-20' + INTERVAL 2 HOUR", NULL, 2, 20);
+    check_files(&l, "SELECT count(*) FROM events WHERE type = 't.x' AND ts >= $1 AND (event->>'n')::INT < 5",
+                json_pack("[s]", "2026-11-20 20:00"), 4, 20);
+    check_files(&l, "SELECT count(*) FROM events_between('2026-11-20 01:00', '2026-11-20 04:00')", NULL, 3, 30);
+    check_files(&l, "SELECT count(*) FROM (SELECT * FROM events WHERE ts >= '2026-11-20 23:00')", NULL, 1, 10);
+    check_files(&l, "WITH x AS (SELECT * FROM events WHERE ts < '2026-11-20 01:00') SELECT count(*) FROM x", NULL,
+                1, 10);
+    check_files(&l,
+                "SELECT count(*) FROM (SELECT id FROM events WHERE ts < '2026-11-20 01:00' UNION ALL "
+                "SELECT id FROM events WHERE ts >= '2026-11-20 23:00')",
+                NULL, 24, 20); /* two references, each open on one side: every hour */
+    check_files(&l,
+                "SELECT count(*) FROM events a JOIN events b USING (id) WHERE a.ts >= '2026-11-20 10:00' "
+                "AND a.ts < '2026-11-20 11:00' AND b.ts >= '2026-11-20 10:00' AND b.ts < '2026-11-20 11:00'",
+                NULL, 1, 10);
+    /* what cannot be bounded reads everything, and still answers right */
+    check_files(&l, "SELECT count(*) FROM events WHERE ts >= '2026-11-20 23:00' OR (event->>'n') = '0'", NULL, 24, 33);
+    /* DuckDB's parser turns NOT ts < x into ts >= x: bounded */
+    check_files(&l, "SELECT count(*) FROM events WHERE NOT ts < '2026-11-20 23:00'", NULL, 1, 10);
+    check_files(&l, "SELECT count(*) FROM events WHERE ts >= (SELECT max(ts) FROM events) - INTERVAL 1 HOUR", NULL,
+                24, 11);
+    check_files(&l, "SELECT count(*) FROM query('SELECT * FROM events WHERE ts < ''2026-11-20 01:00''')", NULL, 24,
+                10);
+    check_files(&l, "WITH events AS (SELECT 1 AS ts) SELECT count(*) FROM events", NULL, 24, 1);
+    check_files(&l, "SELECT count(*) FROM range(7)", NULL, 24, 7);
+    check_files(&l, "SELECT 42", NULL, 0, 42);
+    /* relative times are evaluated the moment the query runs */
+    check_files(&l, "SELECT count(*) FROM events WHERE ts > now() - INTERVAL 1 HOUR", NULL, 0, 0);
+    lake_close(&l);
+}
+
+TEST(test_engine_refuses_what_is_not_a_read)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 1, 1, 0));
+    char outside[1200], inside[1200];
+    snprintf(outside, sizeof outside, "%s/../outside.csv", l.dir);
+    snprintf(inside, sizeof inside, "%s/inside.csv", l.dir);
+    static const struct {
+        const char *sql, *error;
+    } t[] = {
+        {"SELECT * FROM read_text('/etc/passwd')", "Permission Error: Cannot access file \"/etc/passwd\""},
+        {"SELECT * FROM read_text('%s')", "Permission Error"},
+        {"SELECT * FROM read_csv('/etc/hostname')", "Permission Error"},
+        {"SELECT * FROM glob('/*')", "Permission Error"},
+        {"COPY (SELECT 1) TO '%s'", "not a statement beginning with COPY"},
+        {"COPY (SELECT 1) TO '%i'", "not a statement beginning with COPY"},
+        {"EXPLAIN ANALYZE COPY (SELECT 1) TO '%i'", "not an EXPLAIN of a statement beginning with COPY"},
+        {"EXPLAIN (FORMAT json) COPY (SELECT 1) TO '%i'", "not an EXPLAIN of a statement beginning with COPY"},
+        {"ATTACH '/tmp/x.db'", "not a statement beginning with ATTACH"},
+        {"INSTALL httpfs", "not a statement beginning with INSTALL"},
+        {"LOAD httpfs", "not a statement beginning with LOAD"},
+        {"SET memory_limit = '100GB'", "not a statement beginning with SET"},
+        {"SET enable_external_access = true", "not a statement beginning with SET"},
+        {"RESET lock_configuration", "not a statement beginning with RESET"},
+        {"PRAGMA enable_profiling", "not a statement beginning with PRAGMA"},
+        {"CALL pragma_table_info('events')", "not a statement beginning with CALL"},
+        {"CREATE TABLE t AS SELECT 1", "not a statement beginning with CREATE"},
+        {"DROP VIEW events", "not a statement beginning with DROP"},
+        {"CREATE MACRO evil() AS 1", "not a statement beginning with CREATE"},
+        {"SELECT 1; COPY (SELECT 1) TO '%i'", "one statement per query: this text has 2"},
+        {"SELECT 1;SELECT 2", "one statement per query: this text has 2"},
+        {"/* */ ; SELECT 1 ; ; DROP VIEW events", "one statement per query: this text has 2"},
+        {"VACUUM", "not a statement beginning with VACUUM"},
+        {"CHECKPOINT", "not a statement beginning with CHECKPOINT"},
+        {"EXPORT DATABASE '%i'", "not a statement beginning with EXPORT"},
+        {"DESCRIBE COPY (SELECT 1) TO '%i'", "Parser Error"},
+        {"SUMMARIZE (SELECT 1); DROP VIEW events", "one statement per query: this text has 2"},
+        {"SELECT * FROM query('COPY (SELECT 1) TO ''x.csv''')", "Parser Error"},
+        {"", "empty query"},
+        {"   ;  ", "empty query"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        char sql[2600];
+        const char *at = strstr(t[i].sql, "%s"), *ai = strstr(t[i].sql, "%i");
+        if (at || ai)
+            snprintf(sql, sizeof sql, "%.*s%s%s", (int)((at ? at : ai) - t[i].sql), t[i].sql, at ? outside : inside,
+                     (at ? at : ai) + 2);
+        else
+            snprintf(sql, sizeof sql, "%s", t[i].sql);
+        answer *a = q(&l, sql);
+        if (a->o.status != 400 || !strstr(a->o.error, t[i].error))
+            test_fail(__FILE__, __LINE__, "%s:\n  expected 400 with \"%s\"\n  got %u: %s", sql, t[i].error,
+                      a->o.status, a->o.error);
+        done(a);
+    }
+    struct stat st;
+    CHECK(stat(inside, &st) != 0);
+    CHECK(stat(outside, &st) != 0);
+    /* reads that are fine */
+    static const char *const fine[] = {"EXPLAIN ANALYZE SELECT count(*) FROM events", "EXPLAIN SELECT 1",
+                                       "DESCRIBE events", "DESCRIBE SELECT 1 AS x", "SHOW TABLES",
+                                       "SUMMARIZE events", "FROM events LIMIT 1", "WITH x AS (SELECT 1) SELECT * FROM x",
+                                       "VALUES (1), (2)", "(SELECT 1) UNION ALL (SELECT 2)"};
+    answer *a;
+    for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+        a = q(&l, fine[i]);
+        if (a->o.status != 200) test_fail(__FILE__, __LINE__, "%s: %s", fine[i], a->o.error);
+        done(a);
+    }
+    a = q(&l, "SELECT value FROM duckdb_settings() WHERE name = 'lock_configuration'");
+    CHECK_INT(200, a->o.status);
+    char *r = rows(a);
+    CHECK_STR("[[\"true\"]]", r);
+    free(r);
+    done(a);
+    lake_close(&l);
+}
+
+TEST(test_engine_enforces_time_memory_and_row_limits)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 1, 1, 256u << 20));
+    int64_t t0 = evtime_mono_ms();
+    answer *a = ask(&l, "SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)", NULL, QUERY_JSON, 0,
+                    500);
+    int64_t took = evtime_mono_ms() - t0;
+    CHECK_INT(504, a->o.status);
+    CHECK_STR("query stopped after 500 ms: the query time limit", a->o.error);
+    CHECK(took < 5000);
+    done(a);
+
+    a = q(&l, "SELECT list(x) FROM range(100000000) t(x)");
+    CHECK_INT(400, a->o.status);
+    CHECK_CONTAINS("query exceeded the memory limit: Out of Memory Error", a->o.error);
+    done(a);
+
+    a = ask(&l, "SELECT * FROM range(100)", NULL, QUERY_JSON, 10, 0);
+    CHECK_INT(200, a->o.status);
+    CHECK_INT(10, json_integer_value(json_object_get(a->json, "rowCount")));
+    CHECK(json_is_true(json_object_get(a->json, "truncated")));
+    CHECK_INT(10, json_array_size(json_object_get(a->json, "rows")));
+    done(a);
+    a = ask(&l, "SELECT * FROM range(100)", NULL, QUERY_CSV, 10, 0);
+    CHECK_STR("range\n0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n", a->text.p);
+    CHECK(a->o.truncated);
+    done(a);
+
+    /* the connection is usable after each of those */
+    a = q(&l, "SELECT count(*) FROM events");
+    CHECK_INT(200, a->o.status);
+    if (a->o.status != 200) fprintf(stderr, "  %s\n", a->o.error);
+    done(a);
+    lake_close(&l);
+}
+
+TEST(test_engine_binds_parameters_and_reports_sql_errors)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 1, 5, 0));
+    answer *a = ask(&l, "SELECT $1 || '!', $2 + 1, $3, $4 IS NULL", json_pack("[s,i,b,n]", "hi", 41, 1), QUERY_JSON,
+                    0, 0);
+    REQUIRE_INT(200, a->o.status);
+    char *r = rows(a);
+    CHECK_STR("[[\"hi!\",42,true,true]]", r);
+    free(r);
+    done(a);
+    a = ask(&l, "SELECT $1, $2", json_pack("[s]", "x"), QUERY_JSON, 0, 0);
+    CHECK_INT(400, a->o.status);
+    CHECK_STR("the query has 2 parameters but 1 was given", a->o.error);
+    done(a);
+    a = ask(&l, "SELECT $1", json_pack("[[i]]", 1), QUERY_JSON, 0, 0);
+    CHECK_INT(400, a->o.status);
+    CHECK_STR("parameter 1 is an array or object: params must be strings, numbers, booleans or null", a->o.error);
+    done(a);
+    a = q(&l, "SELECT nope FROM events");
+    CHECK_INT(400, a->o.status);
+    CHECK_CONTAINS("Binder Error: Referenced column \"nope\" not found", a->o.error);
+    done(a);
+    a = q(&l, "SELEC 1");
+    CHECK_INT(400, a->o.status);
+    CHECK_CONTAINS("Parser Error: syntax error at or near \"SELEC\"", a->o.error);
+    done(a);
+    lake_close(&l);
+}
