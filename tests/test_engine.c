@@ -71,12 +71,14 @@ typedef struct answer {
     json_t *json;
 } answer;
 
+/* Runs sql; takes params (may be NULL). */
 static answer *ask(lake *l, const char *sql, json_t *params, enum query_format f, uint64_t max_rows,
                    int64_t timeout_ms)
 {
     answer *a = calloc(1, sizeof *a);
     query_request r = {sql, params, f, max_rows, timeout_ms};
     query_run_to_buf(l->c, &r, &a->text, &a->o);
+    json_decref(params);
     buf_cstr(&a->text);
     if (f == QUERY_JSON && a->o.status == 200) a->json = json_loads(a->text.p, 0, NULL);
     return a;
