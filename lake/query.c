@@ -87,6 +87,7 @@ static const char *const MACROS[] = {
 static int exec(duckdb_connection c, const char *sql, char *err, size_t errlen)
 {
     duckdb_result r;
+    memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
     int rc = duckdb_query(c, sql, &r) == DuckDBSuccess ? 0 : -1;
     if (rc) snprintf(err, errlen, "%s", duckdb_result_error(&r));
     duckdb_destroy_result(&r);
@@ -273,6 +274,7 @@ query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
         return NULL;
     }
     duckdb_result r;
+    memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
     if (duckdb_prepare(q->c, "SELECT json_serialize_sql($1::VARCHAR)", &q->serialize) == DuckDBError ||
         duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) == DuckDBError ||
         duckdb_query(q->c, "SELECT json_serialize_sql('SELECT CAST(NULL AS TIMESTAMP)')", &r) == DuckDBError) {
@@ -369,9 +371,11 @@ static int eval_bound(query_conn *q, json_t *expr, json_t *params, int64_t *us)
     if (!sel || json_object_set(sel, "child", expr)) goto out;
     char *txt = json_dumps(stmt, JSON_COMPACT);
     duckdb_result r;
+    memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
     if (!txt || duckdb_bind_varchar(q->deserialize, 1, txt) == DuckDBError ||
         duckdb_execute_prepared(q->deserialize, &r) == DuckDBError) {
         free(txt);
+        duckdb_destroy_result(&r);
         goto out;
     }
     free(txt);
@@ -425,6 +429,7 @@ static int select_tree(query_conn *q, const char *sql, json_t **ast)
 {
     *ast = NULL;
     duckdb_result r;
+    memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
     if (duckdb_bind_varchar(q->serialize, 1, sql) == DuckDBError ||
         duckdb_execute_prepared(q->serialize, &r) == DuckDBError) {
         duckdb_destroy_result(&r);

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# bench/query.sh - the query benchmark: how long the four standard queries
+# take on a lake of raw JSONL, through the server and through the CLI, and
+# whether both give the same, right answer.
+#
+# For each size in SIZES, writes a deterministic lake with
+# build/bench/query_gen (48 hours, 4 files per hour), starts build/events
+# serve on it on a free loopback port, and times each query RUNS times after
+# one warm-up run: through POST /query (curl's time_total, and the elapsedMs
+# the server reports) and through `events query --lake` (the wall time of the
+# whole process, DuckDB's start-up included). Every answer is checked: the
+# server and the CLI must agree byte for byte (CSV, and JSON but for
+# elapsedMs), each run must give the same answer, and the answer and the
+# number of files read must match what the generator wrote. Builds nothing:
+# run `make build` first.
+#
+# Environment: SIZES (events per lake, default "1000000 5000000"), RUNS (timed
+# runs per query, default 5), HOURS (default 48), TIMEOUT (query time limit
+# for the server and the CLI, default 300s), BUILD (default build),
+# KEEP_LAKE=1 keeps the temporary lakes for inspection.
+#
+# Exit: 0 when every answer checked out and every server stopped cleanly, 1 otherwise.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+SIZES=${SIZES:-1000000 5000000}
+SIZES=${SIZES//,/ }
+RUNS=${RUNS:-5}
+HOURS=${HOURS:-48}
+TIMEOUT=${TIMEOUT:-300s}
+EVENTS=$BUILD/events
+GEN=$BUILD/bench/query_gen
+export LC_ALL=C
+
+for f in "$EVENTS" "$GEN"; do
+    [[ -x $f ]] || { echo "query.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
+done
+command -v curl >/dev/null || { echo "query.sh: curl is missing" >&2; exit 1; }
+[[ $RUNS =~ ^[0-9]+$ && $RUNS -ge 1 ]] || { echo "query.sh: RUNS must be a whole number >= 1" >&2; exit 1; }
+[[ $HOURS =~ ^[0-9]+$ && $HOURS -ge 2 ]] || { echo "query.sh: HOURS must be a whole number >= 2" >&2; exit 1; }
+for n in $SIZES; do
+    [[ $n =~ ^[0-9]+$ && $n -ge $HOURS ]] || { echo "query.sh: each size must be a whole number >= HOURS, not $n" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-qbench.XXXXXX")
+SERVER_PID=
+stop_server() { # kills a server left running; the clean stop is below, in stop_clean
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=
+}
+cleanup() {
+    stop_server
+    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A port that nothing listens on: connecting to it must fail.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=
+for i in $(seq 0 49); do
+    p=$((18700 + ($$ + i * 7) % 1000))
+    if port_free "$p"; then PORT=$p; break; fi
+done
+[[ -n $PORT ]] || { echo "query.sh: no free port in 18700-19699" >&2; exit 1; }
+BASE=http://127.0.0.1:$PORT
+
+TCK=$(getconf CLK_TCK)
+server_ticks() { local s; s=$(<"/proc/$SERVER_PID/stat"); s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
+server_mem_mb() { awk -v k="$1:" '$1 == k { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
+# a number from the JSON answer's trailer: "rowCount":R,"truncated":B,"files":F,"elapsedMs":T}
+# (inside a string in the rows, the quotes around a name would be escaped)
+answer_field() { sed -n "s/.*\"$2\":\\([0-9.eE+-]*\\).*/\\1/p" "$1" | tail -1; }
+# the answer without its timing and with one final newline (the server sends none, the CLI one)
+answer_norm() { printf '%s\n' "$(sed 's/,"elapsedMs":[0-9.eE+-]*}$/}/' "$1")"; }
+json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
+# median and minimum of numbers on stdin, formatted with one decimal
+med_min() { sort -g | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f %.1f\n", m, v[1] }'; }
+ms_of() { awk -v s="$1" 'BEGIN { printf "%.3f", s * 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+
+FAILS=0
+fail() { echo "  CHECK FAILED: $*"; FAILS=$((FAILS + 1)); }
+
+start_server() { # lake log
+    "$EVENTS" serve --listen "127.0.0.1:$PORT" --lake "$1" --query-timeout "$TIMEOUT" >"$2" 2>&1 &
+    SERVER_PID=$!
+    local up=0
+    for _ in $(seq 1 100); do
+        if curl -fsS -o /dev/null --max-time 1 "$BASE/health" 2>/dev/null; then up=1; break; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ $up != 1 ]]; then
+        echo "query.sh: the server did not answer /health within 10 s; its log:" >&2
+        cat "$2" >&2
+        exit 1
+    fi
+}
+
+stop_clean() { # log; SIGTERM, then the exit status must be 0
+    local rc=
+    kill -TERM "$SERVER_PID"
+    for _ in $(seq 1 600); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID" && rc=0 || rc=$?; break; fi
+        sleep 0.1
+    done
+    SERVER_PID=
+    if [[ -z $rc ]]; then
+        fail "the server did not exit within 60 s of SIGTERM"
+        tail -20 "$1" | sed 's/^/    /'
+    elif [[ $rc -ne 0 ]]; then
+        fail "the server exited $rc after SIGTERM"
+        tail -20 "$1" | sed 's/^/    /'
+    fi
+}
+
+# Runs query $2 (SQL $3) on the server: one warm-up as CSV (kept to compare with
+# the CLI), then RUNS timed as JSON. Leaves $D/$1.srv.* behind.
+server_runs() { # size name sql
+    local n=$1 name=$2 sql=$3 body code t k t0 t1
+    local D=$TMP/$n/$name
+    body="{\"sql\":$(json_str "$sql"),\"params\":[]}"
+    code=$(curl -sS --json "$body" -o "$D.srv.csv" -w '%{http_code}' "$BASE/query?format=csv") || code=000
+    [[ $code == 200 ]] || { fail "$name: server (CSV) answered $code: $(head -c 300 "$D.srv.csv")"; return 1; }
+    : >"$D.srv.wall"
+    : >"$D.srv.elapsed"
+    t0=$(server_ticks)
+    for k in $(seq 1 "$RUNS"); do
+        read -r code t < <(curl -sS --json "$body" -o "$D.srv.json.$k" -w '%{http_code} %{time_total}\n' "$BASE/query" || echo "000 0")
+        [[ $code == 200 ]] || { fail "$name: server answered $code: $(head -c 300 "$D.srv.json.$k")"; return 1; }
+        ms_of "$t" >>"$D.srv.wall"
+        echo >>"$D.srv.wall"
+        answer_field "$D.srv.json.$k" elapsedMs >>"$D.srv.elapsed"
+        # the answer without its timing, to compare runs with each other and with the CLI
+        answer_norm "$D.srv.json.$k" >"$D.srv.norm.$k"
+        if [[ $k -gt 1 ]] && ! cmp -s "$D.srv.norm.1" "$D.srv.norm.$k"; then fail "$name: server run $k answered differently from run 1"; fi
+    done
+    t1=$(server_ticks)
+    awk -v d=$((t1 - t0)) -v t="$TCK" -v r="$RUNS" 'BEGIN { printf "%.0f\n", d / t * 1000 / r }' >"$D.srv.cpu"
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "query.sh: the server died during $name; its log:" >&2; tail -50 "$LOG" >&2; exit 1; }
+}
+
+# The same query through `events query --lake`: one warm-up as JSON (to compare
+# with the server's JSON, files included), then RUNS timed as CSV.
+cli_runs() { # size name sql
+    local n=$1 name=$2 sql=$3 k rc
+    local D=$TMP/$n/$name
+    rc=0
+    "$EVENTS" query --lake "$LAKE" --timeout "$TIMEOUT" --format json "$sql" >"$D.cli.json" 2>"$D.cli.err" || rc=$?
+    [[ $rc -eq 0 ]] || { fail "$name: events query (JSON) exited $rc: $(head -c 300 "$D.cli.err")"; return 1; }
+    : >"$D.cli.wall"
+    : >"$D.cli.cpu"
+    local TIMEFORMAT='%3R %3U %3S'
+    for k in $(seq 1 "$RUNS"); do
+        rc=0
+        { time "$EVENTS" query --lake "$LAKE" --timeout "$TIMEOUT" --format csv "$sql" >"$D.cli.csv.$k" 2>"$D.cli.err" || rc=$?; } 2>"$D.cli.time"
+        [[ $rc -eq 0 ]] || { fail "$name: events query exited $rc: $(head -c 300 "$D.cli.err")"; return 1; }
+        read -r real user sys <"$D.cli.time"
+        ms_of "$real" >>"$D.cli.wall"
+        echo >>"$D.cli.wall"
+        awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.0f\n", (u + s) * 1000 }' >>"$D.cli.cpu"
+        if [[ $k -gt 1 ]] && ! cmp -s "$D.cli.csv.1" "$D.cli.csv.$k"; then fail "$name: CLI run $k answered differently from run 1"; fi
+    done
+}
+
+declare -A R # results: R[size.query.what]
+QUERIES="a b c d"
+declare -A TITLE=([a]="(a) count by type, all" [b]="(b) rpc_latency, all" [c]="(c) doc_history" [d]="(d) count of one hour")
+
+echo "query benchmark: $(nproc) CPUs, sizes: $SIZES, $HOURS hours, $RUNS timed runs after 1 warm-up, server on $BASE"
+echo "lakes under $TMP (page cache warm: each lake is read right after it is written)"
+for n in $SIZES; do
+    mkdir -p "$TMP/$n"
+    LAKE=$TMP/$n/lake
+    LOG=$TMP/$n/server.log
+    echo
+    echo "== $n events =="
+    G=$("$GEN" --events "$n" --hours "$HOURS" --out "$LAKE") || { echo "query.sh: query_gen failed" >&2; exit 1; }
+    files=$(field "$G" files)
+    bytes=$(field "$G" bytes)
+    R[$n.files]=$files
+    R[$n.bytes]=$bytes
+    printf 'generated %s events in %s s (%s events/s): %s files, %.1f MB (%s bytes per event), %s on disk\n' \
+        "$n" "$(field "$G" seconds)" "$(field "$G" events_per_s)" "$files" \
+        "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$(field "$G" mean_event_bytes)" "$(du -sh "$LAKE" | cut -f1)"
+
+    start=$(field "$G" start)
+    mid=$(field "$G" mid_hour)
+    mid_end=$(field "$G" mid_hour_end)
+    doc=$(field "$G" doc_id)
+    declare -A SQL=(
+        [a]="SELECT type, count(*) FROM events GROUP BY type ORDER BY type"
+        [b]="SELECT * FROM rpc_latency('$start')"
+        [c]="SELECT * FROM doc_history('$(field "$G" doc_collection)', '$doc')"
+        [d]="SELECT count(*) FROM events WHERE ts >= '$mid' AND ts < '$mid_end'"
+    )
+
+    start_server "$LAKE" "$LOG"
+    rss0=$(server_mem_mb VmRSS)
+    for q in $QUERIES; do
+        server_runs "$n" "$q" "${SQL[$q]}" || continue
+        cli_runs "$n" "$q" "${SQL[$q]}" || continue
+        D=$TMP/$n/$q
+        # server and CLI: the same CSV, the same JSON but for elapsedMs
+        cmp -s "$D.srv.csv" "$D.cli.csv.1" || fail "$q: the server's CSV and the CLI's differ (see $D.srv.csv, $D.cli.csv.1)"
+        answer_norm "$D.cli.json" >"$D.cli.norm"
+        cmp -s "$D.srv.norm.1" "$D.cli.norm" || fail "$q: the server's JSON and the CLI's differ (see $D.srv.norm.1, $D.cli.norm)"
+        R[$n.$q.files]=$(answer_field "$D.srv.json.1" files)
+        R[$n.$q.rows]=$(answer_field "$D.srv.json.1" rowCount)
+        read -r R[$n.$q.srv] R[$n.$q.srvmin] < <(med_min <"$D.srv.wall")
+        read -r R[$n.$q.el] _ < <(med_min <"$D.srv.elapsed")
+        read -r R[$n.$q.cli] R[$n.$q.climin] < <(med_min <"$D.cli.wall")
+        read -r R[$n.$q.clicpu] _ < <(med_min <"$D.cli.cpu")
+        R[$n.$q.srvcpu]=$(<"$D.srv.cpu")
+    done
+    R[$n.hwm]=$(server_mem_mb VmHWM)
+    R[$n.rss]=$(server_mem_mb VmRSS)
+    R[$n.rss0]=$rss0
+
+    # CLI start-up: a query that reads no file
+    : >"$TMP/$n/startup.wall"
+    TIMEFORMAT='%3R'
+    for _ in $(seq 0 "$RUNS"); do
+        { time "$EVENTS" query --lake "$LAKE" --format csv "SELECT 42" >/dev/null; } 2>>"$TMP/$n/startup.raw"
+    done
+    tail -n "$RUNS" "$TMP/$n/startup.raw" | while read -r s; do ms_of "$s"; echo; done >"$TMP/$n/startup.wall"
+    read -r R[$n.startup] _ < <(med_min <"$TMP/$n/startup.wall")
+
+    # the answers against what the generator wrote
+    D=$TMP/$n
+    want_types=$(field "$G" types | tr ',' '\n' | tr ':' ',')
+    [[ $(tail -n +2 "$D/a.srv.csv" 2>/dev/null) == "$want_types" ]] || fail "(a): counts by type differ from the generator's: $(tr '\n' ' ' <"$D/a.srv.csv" 2>/dev/null)"
+    [[ ${R[$n.a.files]:-} == "$files" ]] || fail "(a): read ${R[$n.a.files]:-?} files, want all $files"
+    rpc=$(field "$G" types | tr ',' '\n' | sed -n 's/^rpc\.call://p')
+    calls=$(awk -F, 'NR > 1 { s += $3 } END { print s + 0 }' "$D/b.srv.csv" 2>/dev/null || echo 0)
+    [[ $calls == "$rpc" && ${R[$n.b.rows]:-} == 8 ]] || fail "(b): ${R[$n.b.rows]:-?} rows with $calls calls, want 8 rows (class, method) with $rpc calls"
+    [[ ${R[$n.b.files]:-} == "$files" ]] || fail "(b): read ${R[$n.b.files]:-?} files, want all $files (bounded below by the lake's start)"
+    [[ ${R[$n.c.rows]:-} == "$(field "$G" doc_changes)" ]] || fail "(c): ${R[$n.c.rows]:-?} changes of $doc, want $(field "$G" doc_changes)"
+    [[ $(tail -n +2 "$D/d.srv.csv" 2>/dev/null) == "$(field "$G" mid_hour_events)" ]] || fail "(d): counted $(tail -n +2 "$D/d.srv.csv" 2>/dev/null), want $(field "$G" mid_hour_events)"
+    [[ ${R[$n.d.files]:-} == "$(field "$G" mid_hour_files)" ]] || fail "(d): read ${R[$n.d.files]:-?} files, want the hour's $(field "$G" mid_hour_files)"
+
+    printf '\n%-24s %6s %5s | %10s %10s %10s %8s | %10s %10s %8s\n' query files rows srv_med_ms srv_min_ms srv_el_ms srv_cpu \
+        cli_med_ms cli_min_ms cli_cpu
+    for q in $QUERIES; do
+        printf '%-24s %6s %5s | %10s %10s %10s %8s | %10s %10s %8s\n' "${TITLE[$q]}" "${R[$n.$q.files]:--}" "${R[$n.$q.rows]:--}" \
+            "${R[$n.$q.srv]:--}" "${R[$n.$q.srvmin]:--}" "${R[$n.$q.el]:--}" "${R[$n.$q.srvcpu]:--}" \
+            "${R[$n.$q.cli]:--}" "${R[$n.$q.climin]:--}" "${R[$n.$q.clicpu]:--}"
+    done
+    echo "CLI start-up (SELECT 42, no file read): ${R[$n.startup]} ms median"
+    echo "server memory: ${R[$n.rss0]} MB resident before the queries, ${R[$n.rss]} MB after, peak (VmHWM) ${R[$n.hwm]} MB"
+    if grep -qE 'level=(warn|error)' "$LOG"; then
+        echo "server warnings and errors:"
+        grep -E 'level=(warn|error)' "$LOG" | head -10 | sed 's/^/  /'
+    fi
+    stop_clean "$LOG"
+    [[ ${KEEP_LAKE:-0} == 1 ]] || rm -rf "$LAKE"
+done
+
+# ---- ratios ---------------------------------------------------------------------
+set -- $SIZES
+first=$1
+last=${!#}
+echo
+if [[ $first != "$last" ]]; then
+    echo "scaling, $last / $first events ($(ratio "$last" "$first")x the events, $(ratio "${R[$last.bytes]}" "${R[$first.bytes]}")x the bytes): time ratio, median"
+    for q in $QUERIES; do
+        printf '  %-24s server %6s   CLI %6s\n' "${TITLE[$q]}" "$(ratio "${R[$last.$q.srv]:-0}" "${R[$first.$q.srv]:-0}")" \
+            "$(ratio "${R[$last.$q.cli]:-0}" "${R[$first.$q.cli]:-0}")"
+    done
+fi
+echo "pruning, (d) one hour / (a) everything: time ratio, median (files: 1/$HOURS of the lake = $(ratio 1 "$HOURS"))"
+for n in $SIZES; do
+    printf '  %-24s server %6s   CLI %6s   server elapsedMs %6s\n' "$n events" "$(ratio "${R[$n.d.srv]:-0}" "${R[$n.a.srv]:-0}")" \
+        "$(ratio "${R[$n.d.cli]:-0}" "${R[$n.a.cli]:-0}")" "$(ratio "${R[$n.d.el]:-0}" "${R[$n.a.el]:-0}")"
+done
+
+echo
+if [[ $FAILS -eq 0 ]]; then
+    echo "answers: PASS (server and CLI agree, every run the same, counts and files as generated)"
+else
+    echo "answers: FAIL ($FAILS checks failed)"
+fi
+[[ $FAILS -eq 0 ]]

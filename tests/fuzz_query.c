@@ -1,0 +1,157 @@
+/*
+ * fuzz_query.c - libFuzzer target for query admission, pruning and the
+ * sandbox: arbitrary SQL text through the whole query engine.
+ *
+ * The input is SQL (the first byte picks the answer format). Whatever it
+ * is, the engine must answer 200, 400 or 504 (never crash, hang or 5xx), and
+ * nothing may appear in the lake: after each input the lake's directory tree
+ * must hold exactly the files it was created with. A statement that writes
+ * (COPY, EXPORT, ATTACH, a CREATE that persists, ...) and got past admission
+ * would show up here.
+ *
+ * Built with -fsanitize=fuzzer by clang (the sanitizer build) and as a replay
+ * program in every build.
+ */
+#include "evtime.h"
+#include "layout.h"
+#include "log.h"
+#include "query.h"
+#include "store.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char lake_dir[256];
+static store *st;
+static query_engine *engine;
+static query_conn *conn;
+static size_t files_at_start;
+
+static size_t count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        struct stat sb;
+        if (lstat(p, &sb)) continue;
+        n += 1 + (S_ISDIR(sb.st_mode) ? count_files(p) : 0);
+    }
+    closedir(d);
+    return n;
+}
+
+static void cleanup(void)
+{
+    query_conn_free(conn);
+    query_engine_close(engine);
+    store_close(st);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", lake_dir);
+    if (system(cmd)) { /* best effort */
+    }
+}
+
+static void setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(lake_dir, sizeof lake_dir, "%s/events-fuzzq-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(lake_dir)) abort();
+    char err[512];
+    if (store_open(lake_dir, &st, err, sizeof err)) abort();
+    /* two hours of events */
+    for (int h = 0; h < 2; h++) {
+        char key[LAKE_KEY_MAX];
+        const char *uuid = h ? "00000000-0000-7000-8000-000000000001" : "00000000-0000-7000-8000-000000000000";
+        lake_raw_key(493000 + h, uuid, key);
+        char line[256];
+        char ts[EVTIME_LEN + 1];
+        evtime_format((int64_t)(493000 + h) * 3600000 + 5, ts);
+        int n = snprintf(line, sizeof line,
+                         "{\"id\":\"e%d\",\"type\":\"rpc.call\",\"ts\":\"%s\",\"receivedAt\":\"%s\",\"method\":\"m\","
+                         "\"durationMs\":1.5,\"collection\":\"c\",\"docId\":\"d\",\"bookmark\":\"%016d\"}\n",
+                         h, ts, ts, h);
+        if (store_put(st, key, line, (size_t)n, 0)) abort();
+    }
+    query_config qc = {st, NULL, 256u << 20, 1};
+    if (query_engine_open(&qc, &engine, err, sizeof err)) {
+        fprintf(stderr, "fuzz_query: %s\n", err);
+        abort();
+    }
+    if (!(conn = query_conn_new(engine, err, sizeof err))) abort();
+    files_at_start = count_files(lake_dir);
+    atexit(cleanup);
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    if (!conn) setup();
+    if (size < 1 || size > 4096) return 0;
+    char *sql = malloc(size);
+    memcpy(sql, data + 1, size - 1);
+    sql[size - 1] = 0; /* SQL is a C string: an embedded NUL ends it */
+    query_request req = {sql, NULL, (enum query_format)(data[0] % 3), 50, 300};
+    buf out = BUF_INIT;
+    query_outcome o;
+    query_run_to_buf(conn, &req, &out, &o);
+    if (o.status != 200 && o.status != 400 && o.status != 504) {
+        fprintf(stderr, "fuzz_query: status %u for %s: %s\n", o.status, sql, o.error);
+        abort();
+    }
+    size_t now = count_files(lake_dir);
+    if (now != files_at_start) {
+        fprintf(stderr, "fuzz_query: the lake changed (%zu entries, was %zu) after: %s\n", now, files_at_start, sql);
+        abort();
+    }
+    buf_free(&out);
+    free(sql);
+    return 0;
+}
+
+#ifdef FUZZ_REPLAY
+static int replay(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb)) {
+        perror(path);
+        return 1;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        int rc = 0;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.') continue;
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+            rc |= replay(p);
+        }
+        closedir(d);
+        return rc;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return 1;
+    unsigned char *b = malloc((size_t)sb.st_size + 1);
+    size_t n = fread(b, 1, (size_t)sb.st_size, f);
+    fclose(f);
+    LLVMFuzzerTestOneInput(b, n);
+    free(b);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = 0;
+    for (int i = 1; i < argc; i++) rc |= replay(argv[i]);
+    fprintf(stderr, "fuzz_query: replayed %d paths\n", argc - 1);
+    return rc;
+}
+#endif
