@@ -117,8 +117,9 @@ static const char *const DOC_PREFIX[] = {"usr_", "ord_", "crt_", "ses_"};
 
 /* Output order of the types is SQL's ORDER BY type, so the script can compare. */
 enum { T_DELETE, T_INSERT, T_UPDATE, T_ALARM, T_RPC, T_CONNECT, T_MESSAGE, NTYPES };
-static const char *const TYPES[NTYPES] = {"collection.delete", "collection.insert", "collection.update", "do.alarm",
-                                          "rpc.call",          "ws.connect",        "ws.message"};
+static const char *const TYPES[NTYPES] = {
+    "collection.delete", "collection.insert", "collection.update", "do.alarm",
+    "rpc.call",          "ws.connect",        "ws.message"};
 
 typedef struct object {
     char id[33];
@@ -224,7 +225,8 @@ static char *put_ulid(char *p, int64_t ms)
 /* One document version of a collection: a small object, the same for the same (c, d, v). */
 static char *put_doc(char *p, int c, uint32_t d, uint32_t v)
 {
-    uint64_t h = (uint64_t)d * 0x9E3779B97F4A7C15ull ^ (uint64_t)v * 0xC2B2AE3D27D4EB4Full ^ (uint64_t)c;
+    uint64_t h =
+        (uint64_t)d * 0x9E3779B97F4A7C15ull ^ (uint64_t)v * 0xC2B2AE3D27D4EB4Full ^ (uint64_t)c;
     h ^= h >> 29;
     static const char *const plans[] = {"free", "pro", "team", "ent"};
     static const char *const status[] = {"pending", "paid", "shipped", "delivered"};
@@ -287,7 +289,8 @@ static int flush_out(out *o)
         ssize_t w = write(o->fd, p, n);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            fprintf(stderr, "query_gen: cannot write %s: %s\n", o->path, w < 0 ? strerror(errno) : "short write");
+            fprintf(stderr, "query_gen: cannot write %s: %s\n", o->path,
+                    w < 0 ? strerror(errno) : "short write");
             return -1;
         }
         p += w;
@@ -345,7 +348,9 @@ static char *put_event(char *p, int64_t ts, totals *t)
         p = put_do(p, &objects[class_objects[m->cls][below((uint32_t)nclass_objects[m->cls])]]);
         /* body 0.5-1.5x the median; 8% slow (1.5-4x), 2% very slow (4-20x) */
         uint32_t tail = below(100);
-        uint64_t permille = tail >= 98 ? 4000 + below(16000) : tail >= 90 ? 1500 + below(2500) : 500 + below(1000);
+        uint64_t permille = tail >= 98   ? 4000 + below(16000)
+                            : tail >= 90 ? 1500 + below(2500)
+                                         : 500 + below(1000);
         PUT(p, ",\"method\":\"");
         p = put_str(p, m->name);
         PUT(p, "\",\"durationMs\":");
@@ -438,7 +443,11 @@ static void setup_vocabulary(void)
         char *p = o->id;
         for (int i = 0; i < 2; i++) p = put_hex(p, rnd(), 16);
         *p = 0;
-        snprintf(o->name, sizeof o->name, "%s-%d", o->cls == 0 ? "room" : o->cls == 1 ? "session" : "cart", k);
+        snprintf(o->name, sizeof o->name, "%s-%d",
+                 o->cls == 0   ? "room"
+                 : o->cls == 1 ? "session"
+                               : "cart",
+                 k);
         class_objects[o->cls][nclass_objects[o->cls]++] = k;
     }
     int n = 0;
@@ -509,14 +518,18 @@ int main(int argc, char **argv)
         i++;
     }
     int64_t start;
-    if (!dir || n == 0 || hours == 0 || hours > MAX_HOURS || per_hour == 0 || per_hour > MAX_FILES_PER_HOUR) {
-        fprintf(stderr, "query_gen: need --events N > 0, --out DIR, 1 <= --hours <= %d, 1 <= --files-per-hour <= %d\n",
+    if (!dir || n == 0 || hours == 0 || hours > MAX_HOURS || per_hour == 0 ||
+        per_hour > MAX_FILES_PER_HOUR) {
+        fprintf(stderr,
+                "query_gen: need --events N > 0, --out DIR, 1 <= --hours <= %d, 1 <= "
+                "--files-per-hour <= %d\n",
                 MAX_HOURS, MAX_FILES_PER_HOUR);
         return 2;
     }
     if (evtime_parse(start_s, strlen(start_s), &start) || start % EVTIME_HOUR_MS ||
         start + (int64_t)hours * EVTIME_HOUR_MS > EVTIME_MAX_MS) {
-        fprintf(stderr, "query_gen: --start must be an RFC 3339 time on the hour, not %s\n", start_s);
+        fprintf(stderr, "query_gen: --start must be an RFC 3339 time on the hour, not %s\n",
+                start_s);
         return 2;
     }
     char path[4096];
@@ -551,7 +564,8 @@ int main(int argc, char **argv)
         char ts[EVTIME_LEN + 1];
         evtime_format(hour_ms, ts);
         /* events/yyyy/mm/dd/hh/ from "yyyy-mm-ddThh" */
-        int dn = snprintf(path, sizeof path, "%s/events/%.4s/%.2s/%.2s/%.2s", dir, ts, ts + 5, ts + 8, ts + 11);
+        int dn = snprintf(path, sizeof path, "%s/events/%.4s/%.2s/%.2s/%.2s", dir, ts, ts + 5,
+                          ts + 8, ts + 11);
         for (int k = 1; k <= dn; k++) {
             if (path[k] != '/' && path[k]) continue;
             char c = path[k];
@@ -565,7 +579,7 @@ int main(int argc, char **argv)
         uint64_t fh = nh < per_hour ? nh : per_hour;
         for (uint64_t f = 0; f < fh; f++) {
             uint64_t a = rnd(), b = rnd();
-            a = (a & ~0xF000ull) | 0x4000ull;                       /* version 4 */
+            a = (a & ~0xF000ull) | 0x4000ull;                        /* version 4 */
             b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull; /* variant 10 */
             char *p = outs[f].path + snprintf(outs[f].path, sizeof outs[f].path, "%s/", path);
             p = put_hex(p, a >> 32, 8), *p++ = '-';
@@ -602,18 +616,22 @@ int main(int argc, char **argv)
     /* a users document with a typical history: the first at or after 4242 that has changes */
     uint32_t doc = 4242;
     while (!docs[0][doc].changes && doc + 1 < DOCS) doc++;
-    char first[EVTIME_LEN + 1], last[EVTIME_LEN + 1], mid_ts[EVTIME_LEN + 1], mid_end[EVTIME_LEN + 1];
+    char first[EVTIME_LEN + 1], last[EVTIME_LEN + 1], mid_ts[EVTIME_LEN + 1],
+        mid_end[EVTIME_LEN + 1];
     evtime_format(start, first);
     evtime_format(start + (int64_t)hours * EVTIME_HOUR_MS, last);
     evtime_format(start + (int64_t)mid * EVTIME_HOUR_MS, mid_ts);
     evtime_format(start + (int64_t)(mid + 1) * EVTIME_HOUR_MS, mid_end);
-    printf("events=%" PRIu64 " hours=%" PRIu64 " files=%" PRIu64 " files_per_hour=%" PRIu64 " bytes=%" PRIu64
-           " mean_event_bytes=%.0f seconds=%.3f events_per_s=%.0f mb_per_s=%.1f start=%s end=%s mid_hour=%s mid_hour_end=%s"
-           " mid_hour_events=%" PRIu64 " mid_hour_files=%" PRIu64 " doc_collection=%s doc_id=%s%06u doc_changes=%u"
+    printf("events=%" PRIu64 " hours=%" PRIu64 " files=%" PRIu64 " files_per_hour=%" PRIu64
+           " bytes=%" PRIu64 " mean_event_bytes=%.0f seconds=%.3f events_per_s=%.0f mb_per_s=%.1f "
+           "start=%s end=%s mid_hour=%s mid_hour_end=%s"
+           " mid_hour_events=%" PRIu64 " mid_hour_files=%" PRIu64
+           " doc_collection=%s doc_id=%s%06u doc_changes=%u"
            " types=",
            n, hours, files, per_hour, t.bytes, (double)t.bytes / (double)n, secs, (double)n / secs,
-           (double)t.bytes / 1e6 / secs, first, last, mid_ts, mid_end, mid_events, mid_events < per_hour ? mid_events : per_hour,
-           COLLECTIONS[0], DOC_PREFIX[0], doc, docs[0][doc].changes);
+           (double)t.bytes / 1e6 / secs, first, last, mid_ts, mid_end, mid_events,
+           mid_events < per_hour ? mid_events : per_hour, COLLECTIONS[0], DOC_PREFIX[0], doc,
+           docs[0][doc].changes);
     for (int k = 0, any = 0; k < NTYPES; k++)
         if (t.types[k]) printf("%s%s:%" PRIu64, any++ ? "," : "", TYPES[k], t.types[k]);
     putchar('\n');
