@@ -16,11 +16,17 @@
 #include <string.h>
 #include <strings.h>
 
+#define MAX_NAMES 64
+
 typedef struct walk {
     prune_result *r;
     int seen;      /* BASE_TABLE events nodes anywhere */
     int accounted; /* those found through a SELECT's FROM */
     int functions; /* table functions anywhere */
+    const char *aliases[MAX_NAMES]; /* of the events references */
+    int naliases;
+    const char *names[MAX_NAMES]; /* one-part column references, to compare with the aliases */
+    int nnames;
 } walk;
 
 static const char *str(json_t *o, const char *k)
@@ -172,26 +178,59 @@ static void from_clause(walk *w, json_t *t, json_t *where)
         w->accounted++;
         prune_ref *ref = new_ref(w);
         const char *alias = str(t, "alias");
+        if (w->naliases < MAX_NAMES) w->aliases[w->naliases++] = alias && *alias ? alias : "events";
+        else w->r->raw = 1;
         if (ref && where) conjuncts(where, alias && *alias ? alias : "events", ref);
     } else if (!strcmp(type, "TABLE_FUNCTION")) {
         table_function(w, t);
     }
 }
 
-static void visit(walk *w, json_t *node)
+/*
+ * 1 if a FROM clause reads only macros whose rows hold no whole event
+ * (rpc_latency, doc_history, collection_at): a star over it cannot reach one.
+ */
+static int from_without_events(json_t *t)
+{
+    const char *type = str(t, "type");
+    if (!type) return 0;
+    if (!strcmp(type, "JOIN"))
+        return from_without_events(json_object_get(t, "left")) && from_without_events(json_object_get(t, "right"));
+    if (strcmp(type, "TABLE_FUNCTION")) return 0;
+    const char *name = str(json_object_get(t, "function"), "function_name");
+    return name && (!strcasecmp(name, "rpc_latency") || !strcasecmp(name, "doc_history") ||
+                    !strcasecmp(name, "collection_at"));
+}
+
+/* star_ok: the innermost SELECT around node reads no whole event through a star. */
+static void visit(walk *w, json_t *node, int star_ok)
 {
     if (json_is_array(node)) {
         size_t i;
         json_t *c;
-        json_array_foreach(node, i, c) visit(w, c);
+        json_array_foreach(node, i, c) visit(w, c, star_ok);
         return;
     }
     if (!json_is_object(node)) return;
     const char *type = str(node, "type");
-    if (type && !strcmp(type, "SELECT_NODE"))
+    if (type && !strcmp(type, "SELECT_NODE")) {
         from_clause(w, json_object_get(node, "from_table"), json_object_get(node, "where_clause"));
+        star_ok = from_without_events(json_object_get(node, "from_table"));
+    }
     if (is_events_table(node)) w->seen++;
     if (type && !strcmp(type, "TABLE_FUNCTION")) w->functions++;
+    const char *cls = str(node, "class");
+    if (cls && !strcmp(cls, "STAR") && !star_ok) w->r->raw = 1;
+    if (cls && !strcmp(cls, "COLUMN_REF")) {
+        json_t *names = json_object_get(node, "column_names");
+        size_t n = json_array_size(names);
+        const char *last = n ? json_string_value(json_array_get(names, n - 1)) : NULL;
+        if (last && !strcasecmp(last, "event")) w->r->raw = 1;
+        if (last && n == 1) {
+            if (w->nnames < MAX_NAMES) w->names[w->nnames++] = last;
+            else w->r->raw = 1;
+        }
+    }
     json_t *ctes = json_object_get(json_object_get(node, "cte_map"), "map");
     size_t i;
     json_t *c;
@@ -204,7 +243,7 @@ static void visit(walk *w, json_t *node)
         }
     }
     const char *k;
-    json_object_foreach(node, k, c) visit(w, c);
+    json_object_foreach(node, k, c) visit(w, c, star_ok);
 }
 
 void prune_analyse(json_t *ast, prune_result *r)
@@ -213,14 +252,25 @@ void prune_analyse(json_t *ast, prune_result *r)
     json_t *stmts = json_object_get(ast, "statements");
     if (!ast || json_is_true(json_object_get(ast, "error")) || json_array_size(stmts) != 1) {
         r->unbounded = 1;
+        r->raw = 1;
         r->why = "not a single SELECT that DuckDB can serialize";
         return;
     }
-    walk w = {r, 0, 0, 0};
-    visit(&w, json_array_get(stmts, 0));
-    if (r->unbounded) return;
+    walk w;
+    memset(&w, 0, sizeof w);
+    w.r = r;
+    visit(&w, json_array_get(stmts, 0), 0);
+    /* a column reference that names an events reference is the whole row */
+    for (int i = 0; i < w.nnames; i++)
+        for (int k = 0; k < w.naliases; k++)
+            if (!strcasecmp(w.names[i], w.aliases[k])) r->raw = 1;
+    if (r->unbounded) {
+        r->raw = 1;
+        return;
+    }
     if (w.seen != w.accounted) {
         r->unbounded = 1;
+        r->raw = 1;
         r->why = "events is used outside a SELECT's FROM clause (PIVOT, ...)";
         return;
     }

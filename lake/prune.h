@@ -13,6 +13,10 @@
  * The answer is always a superset: a reference it cannot bound (a `ts` test
  * under OR, a view hidden in a string passed to query(), a CTE named events)
  * makes the query unbounded, and then every file is read.
+ *
+ * It also tells whether the query can reach the whole event (`raw`): a column
+ * named `event`, a star, or the table itself used as a value (`SELECT e FROM
+ * events e`). Queries that cannot are given a faster view without it.
  */
 #ifndef EVENTS_PRUNE_H
 #define EVENTS_PRUNE_H
@@ -34,6 +38,7 @@ typedef struct prune_ref {
 } prune_ref;
 
 typedef struct prune_result {
+    int raw;           /* the query can reach the whole event (the view's event column) */
     int unbounded;     /* some reference has no usable bound on one side: read everything */
     int no_events;     /* the query cannot reach events at all */
     prune_ref *refs;   /* one per reference to events */
