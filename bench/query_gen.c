@@ -487,7 +487,7 @@ int main(int argc, char **argv)
 {
     uint64_t n = 0, hours = 48, per_hour = 4, seed = 1;
     const char *dir = NULL, *start_s = "2026-11-23T00:00:00Z";
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -515,7 +515,6 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        i++;
     }
     int64_t start;
     if (!dir || n == 0 || hours == 0 || hours > MAX_HOURS || per_hour == 0 ||

@@ -296,15 +296,18 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     }
 
     const event_member *type = NULL, *id = NULL, *ts = NULL;
+    info->has_do = info->has_received = 0;
     for (size_t i = 0; i < n; i++) {
         event_member *m = &c->mem[i];
         switch (m->role) {
         case R_TYPE: type = m; break;
         case R_ID: id = m; break;
         case R_TS: ts = m; break;
+        case R_RECEIVED: info->has_received = 1; break;
         case R_DO:
             if (m->vt != J_OBJ && m->vt != J_NULL)
                 return reject(why, whylen, "\"do\" must be an object");
+            info->has_do = 1;
             break;
         default: break;
         }
@@ -347,8 +350,10 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
         }
     }
 
+    info->has_ts = ts != NULL;
+
     /* Assemble the line. It is never longer than the event plus the envelope. */
-    if (buf_reserve(out, size + 160)) return EVENT_NOMEM;
+    if (buf_reserve(out, size + 160 + c->do_member_len)) return EVENT_NOMEM;
     char *o0 = out->p + out->len, *o = o0;
     memcpy(o, "{\"id\":\"", 7);
     o += 7;
@@ -374,11 +379,18 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     o += 8;
     evtime_format(ts_ms, o);
     o += EVTIME_LEN;
-    memcpy(o, "\",\"receivedAt\":\"", 16);
-    o += 16;
-    memcpy(o, c->now, EVTIME_LEN);
-    o += EVTIME_LEN;
     *o++ = '"';
+    if (!c->client) {
+        memcpy(o, ",\"receivedAt\":\"", 15);
+        o += 15;
+        memcpy(o, c->now, EVTIME_LEN);
+        o += EVTIME_LEN;
+        *o++ = '"';
+    } else if (c->do_member_len && !info->has_do) {
+        *o++ = ',';
+        memcpy(o, c->do_member, c->do_member_len);
+        o += c->do_member_len;
+    }
     for (size_t i = 0; i < n; i++) {
         const event_member *m = &c->mem[i];
         if (m->role == R_ID || m->role == R_TYPE || m->role == R_TS || m->role == R_RECEIVED)
@@ -392,7 +404,7 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
         }
     }
     *o++ = '}';
-    *o++ = '\n';
+    if (!c->client) *o++ = '\n';
     info->line_off = out->len;
     info->line_len = (size_t)(o - o0);
     info->ts_ms = ts_ms;

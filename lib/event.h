@@ -40,6 +40,14 @@ typedef struct event_ctx {
     unsigned max_depth;
     int64_t now_ms;           /* receive time */
     char now[EVTIME_LEN + 1]; /* the same, formatted */
+    /*
+     * libevents builds events with the same code: client set, the line gets no
+     * receivedAt and no newline, and do_member ("\"do\":{…}") is written
+     * after ts when the event has no "do" of its own.
+     */
+    int client;
+    const char *do_member;
+    size_t do_member_len;
     struct event_member *mem; /* scratch, grown as needed */
     size_t memcap;
     buf keys; /* decoded escaped keys */
@@ -50,6 +58,7 @@ typedef struct event_info {
     size_t id_off;             /* the id's characters, inside out */
     unsigned id_len;
     int client_id; /* 1 if the id came from the client */
+    int has_ts, has_do, has_received; /* the event carried these members */
     int64_t ts_ms;
 } event_info;
 

@@ -1,0 +1,225 @@
+/*
+ * events.h - libevents: emit events from a C service, reliably.
+ *
+ * A service creates one emitter and calls events_emit (or a typed helper) as
+ * things happen. Events go into an outbox; a sender thread posts them in
+ * batches to an events server (POST /ingest) and retries what fails, with
+ * backoff, until the server has them.
+ *
+ * The outbox lives in SQLite (the table _events_outbox), in the service's own
+ * database or a file of its own: what was emitted survives a crash of the
+ * process and an outage of the server, and is sent first when the emitter is
+ * opened again. An emit made while a transaction is open on that database
+ * joins it, so the event exists if and only if the transaction commits.
+ * Nothing is dropped silently: every event is delivered, moved to
+ * _events_dead with the server's reason, or refused at emit time with an
+ * error code. A memory-only mode exists for events that may be lost; it
+ * counts what it drops.
+ *
+ * Errors: every function returns EVENTS_OK (0) or a negative EVENTS_E* code;
+ * events_strerror names the code and events_errmsg gives the calling thread's
+ * message for its last failed call, naming the thing and the reason.
+ *
+ * Threads: an emitter may be used from any number of threads at once; its
+ * sender runs on a thread of its own. No callback is ever made from the
+ * sender thread into the application.
+ *
+ * Link with -levents (pkg-config events): it needs SQLite and libcurl.
+ */
+#ifndef EVENTS_H
+#define EVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define EVENTS_API __attribute__((visibility("default")))
+#else
+#define EVENTS_API
+#endif
+
+#define EVENTS_VERSION_STRING "0.1.0"
+
+/* Result codes. */
+enum {
+    EVENTS_OK = 0,
+    EVENTS_EINVAL = -1,    /* a bad argument: a type name, fields that are not a JSON object, ... */
+    EVENTS_ENOMEM = -2,    /* out of memory */
+    EVENTS_EFULL = -3,     /* the outbox holds `capacity` events: the event was not taken */
+    EVENTS_ETOOBIG = -4,   /* the event is larger than `max_event_bytes` */
+    EVENTS_ETIMEDOUT = -5, /* events_flush or events_emitter_close ran out of time */
+    EVENTS_EDB = -6,       /* SQLite failed (the message says how) */
+    EVENTS_ESTATE = -7,    /* not now: events_commit without events_begin, emit after close, ... */
+    EVENTS_EHTTP = -8      /* the HTTP client could not be set up */
+};
+
+/* The name of a result code ("EVENTS_EFULL: the outbox is full"). Never NULL. */
+EVENTS_API const char *events_strerror(int code);
+
+/*
+ * The calling thread's message for its last failed events_* call ("outbox
+ * /srv/app.db: database is locked"). Valid until that thread's next failing
+ * call. Never NULL.
+ */
+EVENTS_API const char *events_errmsg(void);
+
+/* The emitter's identity: the "do" object of every event it emits. Members left NULL are left out. */
+typedef struct events_identity {
+    const char *id;    /* e.g. "room-17" */
+    const char *name;  /* e.g. "lobby" */
+    const char *cls;   /* written as "class", e.g. "ChatRoom" */
+    const char *colo;  /* where it runs, e.g. "FRA" */
+} events_identity;
+
+typedef struct sqlite3 sqlite3;
+
+/*
+ * How an emitter is set up. Zero every member you do not set: each has a
+ * default. The strings are copied; the sqlite3 handle is borrowed (it must
+ * outlive the emitter).
+ */
+typedef struct events_config {
+    const char *endpoint;     /* the server: "http://127.0.0.1:8080" (/ingest is added) or a URL ending in /ingest or /e */
+    const char *token;        /* bearer token, or NULL */
+    events_identity identity; /* the "do" object of every event */
+
+    /* The outbox: exactly one of db_path, db, memory_only. */
+    const char *db_path;      /* a SQLite file the emitter opens (created if missing) */
+    sqlite3 *db;              /* or the service's own open database: emits join its transactions */
+    int memory_only;          /* or no outbox: events may be lost (close, crash, full); drops are counted */
+
+    size_t capacity;          /* events waiting at most; emit returns EVENTS_EFULL beyond. Default 1,000,000 (memory: 100,000) */
+    size_t max_event_bytes;   /* larger events are refused with EVENTS_ETOOBIG. Default 256 KiB, the server's limit */
+    size_t batch_size;        /* events per request. Default 100; the server takes at most 10,000 */
+    size_t batch_bytes;       /* bytes of events per request. Default 1 MiB; the server takes at most 8 MiB */
+    int64_t flush_interval_ms;/* send at least this often while events wait. Default 1,000 */
+    int64_t backoff_min_ms;   /* first retry delay. Default 1,000 */
+    int64_t backoff_max_ms;   /* the delay doubles up to this. Default 300,000 (5 min) */
+    int64_t timeout_ms;       /* one HTTP request, connection included. Default 30,000 */
+    size_t gzip_above;        /* bodies larger than this are gzip-compressed. Default 4,096; SIZE_MAX: never */
+
+    /*
+     * For tests: a clock (milliseconds, monotonic) and a wait. The sender calls
+     * wait(ud, ms) instead of sleeping when it backs off, and its return means
+     * the time has passed. Both NULL: the real clock and a real wait.
+     */
+    int64_t (*clock_ms)(void *ud);
+    void (*wait_ms)(void *ud, int64_t ms);
+    void *clock_ud;
+} events_config;
+
+typedef struct events_emitter events_emitter;
+
+/*
+ * Opens an emitter and starts its sender. With a database (db_path or db) the
+ * tables _events_outbox and _events_dead are created if missing, the database
+ * is switched to WAL mode, and events left from an earlier run are sent
+ * first. With db, the database must be a file (the sender opens its own
+ * connection to it) and the service should set a busy timeout on its handle
+ * (sqlite3_busy_timeout): the sender writes the outbox in short transactions.
+ * Returns EVENTS_OK and *out, or a code (*out NULL) and events_errmsg().
+ */
+EVENTS_API int events_emitter_open(const events_config *cfg, events_emitter **out);
+
+/*
+ * Sends what it can for up to timeout_ms (events_flush), stops the sender and
+ * frees the emitter. Events not delivered stay in the outbox for the next
+ * open; in memory-only mode they are counted as dropped and lost. Returns
+ * EVENTS_OK, or EVENTS_ETIMEDOUT if events were left. NULL is ignored.
+ */
+EVENTS_API int events_emitter_close(events_emitter *em, int64_t timeout_ms);
+
+/*
+ * Emits an event of the given type: type is lowercase and dotted
+ * ([a-z0-9_]+(.[a-z0-9_-]+)*, at most 128 bytes); fields is NULL or a JSON
+ * object whose members are added to the event ("{\"method\":\"send\"}").
+ * The emitter sets id (a ULID), ts (now) and do; fields may not contain
+ * those keys. Returns EVENTS_OK once the event is in the outbox (committed,
+ * or part of the open transaction), else EVENTS_EINVAL, EVENTS_ETOOBIG,
+ * EVENTS_EFULL, EVENTS_EDB, EVENTS_ESTATE. Any thread.
+ */
+EVENTS_API int events_emit(events_emitter *em, const char *type, const char *fields);
+
+/*
+ * Emits a whole event given as a JSON object ({"type":…, …}): an id, ts or do
+ * it carries are kept (a retry with the same id is stored once), the others are
+ * set. For forwarding events made elsewhere (events send). Same results as
+ * events_emit.
+ */
+EVENTS_API int events_emit_json(events_emitter *em, const char *event);
+
+/*
+ * rpc.call: a call that took duration_ms. ns (the namespace) and error may
+ * be NULL; success is 0 or 1.
+ */
+EVENTS_API int events_emit_rpc(events_emitter *em, const char *ns, const char *method, double duration_ms,
+                               int success, const char *error);
+
+/* do.create, do.alarm, do.hibernate, do.evict: the life of the emitting object. */
+typedef enum events_lifecycle {
+    EVENTS_DO_CREATE,
+    EVENTS_DO_ALARM,
+    EVENTS_DO_HIBERNATE,
+    EVENTS_DO_EVICT
+} events_lifecycle;
+
+/* A lifecycle event; reason may be NULL. */
+EVENTS_API int events_emit_lifecycle(events_emitter *em, events_lifecycle what, const char *reason);
+
+/* ws.connect, ws.message, ws.close, ws.error: WebSocket activity. */
+typedef enum events_ws {
+    EVENTS_WS_CONNECT,
+    EVENTS_WS_MESSAGE,
+    EVENTS_WS_CLOSE,
+    EVENTS_WS_ERROR
+} events_ws;
+
+/*
+ * A WebSocket event. Give -1 for connection_count, code or size, and NULL
+ * for reason, to leave them out.
+ */
+EVENTS_API int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int code,
+                              const char *reason, long long size);
+
+/*
+ * Groups the emits that follow, from any thread, in one transaction of the
+ * outbox database until events_commit (or events_rollback, which takes them
+ * back). On the service's own handle (config.db) this is its BEGIN; a
+ * transaction the service opened itself is joined by emits just the same.
+ * Returns EVENTS_ESTATE when one is already open, or in memory-only mode.
+ */
+EVENTS_API int events_begin(events_emitter *em);
+EVENTS_API int events_commit(events_emitter *em);
+EVENTS_API int events_rollback(events_emitter *em);
+
+/*
+ * Waits until every event emitted before the call is delivered or
+ * dead-lettered, or timeout_ms passed. EVENTS_OK or EVENTS_ETIMEDOUT. Events
+ * in a transaction not yet committed are not waited for.
+ */
+EVENTS_API int events_flush(events_emitter *em, int64_t timeout_ms);
+
+/* What an emitter has done since it was opened (queued: now). */
+typedef struct events_stats {
+    uint64_t queued;     /* in the outbox, not yet acknowledged (also those of earlier runs) */
+    uint64_t in_flight;  /* in the request being sent now */
+    uint64_t delivered;  /* acknowledged by the server: stored */
+    uint64_t duplicates; /* acknowledged as already stored (a retry the server had); included in delivered */
+    uint64_t retried;    /* requests that failed and were tried again */
+    uint64_t dead;       /* moved to _events_dead (or, in memory-only mode, given up) */
+    uint64_t dropped;    /* memory-only mode: not taken (full) or left at close */
+    int last_status;     /* HTTP status of the last request, 0 if it got none */
+    char last_error[256];/* why the last request failed, "" when it succeeded */
+} events_stats;
+
+EVENTS_API void events_emitter_stats(events_emitter *em, events_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

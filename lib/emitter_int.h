@@ -1,0 +1,125 @@
+/*
+ * emitter_int.h - the inside of libevents' emitter, shared by its files:
+ * emitter.c (the API: building and checking events), outbox.c (where events
+ * wait: SQLite or memory), sender.c (the thread that posts them).
+ *
+ * Ownership: the emitter owns the outbox and the sender thread. The outbox's
+ * emit side is used under the emitter's mutex; its send side only by the
+ * sender thread; counters are atomics readable from anywhere.
+ */
+#ifndef EVENTS_EMITTER_INT_H
+#define EVENTS_EMITTER_INT_H
+
+#include "buf.h"
+#include "events.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* ---- errors (errors.c) ---- */
+
+/* Sets the calling thread's message and returns code. */
+int ev_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- the outbox (outbox.c) ---- */
+
+typedef struct outbox outbox;
+
+/* One event of a batch being sent. */
+typedef struct ob_item {
+    uint64_t seq;
+    const char *event; /* owned by the batch */
+    size_t len;
+} ob_item;
+
+typedef struct ob_batch {
+    ob_item *items;
+    size_t n, cap;
+    buf text; /* the events' bytes, items point into it */
+} ob_batch;
+
+/* A database outbox on the service's handle (db) or a file (path); or memory. */
+int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out);
+int outbox_open_memory(size_t capacity, outbox **out);
+void outbox_close(outbox *o);
+
+/* Emit side, under the emitter's mutex. committed: set to 1 if the event committed on its own. */
+int outbox_put(outbox *o, const char *event, size_t len, int *committed);
+int outbox_begin(outbox *o);
+int outbox_commit(outbox *o);
+int outbox_rollback(outbox *o);
+
+/* Sender side: the oldest events, at most n and bytes (at least one event if any wait). */
+int outbox_peek(outbox *o, size_t n, size_t bytes, ob_batch *b);
+
+/*
+ * The batch's first `done` events were answered: rejected[i] (index into the
+ * batch) with reason[i] go to the dead letters, the rest are delivered. All
+ * leave the outbox.
+ */
+int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected, char *const *reason,
+                size_t nrejected);
+
+/* Every event of the batch goes to the dead letters with one reason. */
+int outbox_dead(outbox *o, const ob_batch *b, const char *reason);
+
+void ob_batch_free(ob_batch *b);
+
+/* Events waiting (committed and not yet acknowledged). */
+uint64_t outbox_pending(outbox *o);
+
+/*
+ * After the sender found nothing to send: lowers the emitter's count of
+ * waiting events to what is committed (a service's own ROLLBACK takes events
+ * back without the emitter knowing).
+ */
+void outbox_resync(outbox *o);
+
+/* The sequence number of the last committed event (0 if none); the sender's view. */
+uint64_t outbox_last_committed(outbox *o);
+
+/* The lowest sequence number still waiting, or last_committed + 1 when none wait. */
+uint64_t outbox_head(outbox *o);
+
+/* Memory mode: events dropped (refused when full, or left at close). */
+uint64_t outbox_dropped(outbox *o);
+void outbox_drop_all(outbox *o);
+int outbox_is_memory(const outbox *o);
+
+/* ---- the emitter ---- */
+
+struct events_emitter {
+    events_config cfg;
+    char *endpoint, *token, *auth_header;
+    buf identity; /* ,"do":{...} or empty */
+    outbox *ob;
+
+    pthread_mutex_t mu; /* the emit side of the outbox, in_tx */
+    int in_tx;          /* events_begin is open */
+
+    /* the sender */
+    pthread_t thread;
+    void *curl; /* the sender's CURL handle, kept for keep-alive */
+    pthread_mutex_t smu;
+    pthread_cond_t scv;   /* wakes the sender */
+    pthread_cond_t done;  /* progress, for events_flush */
+    int stop, wake;
+    int64_t abort_at;     /* close: stop a transfer past this (monotonic ms); 0: never */
+
+    _Atomic uint64_t in_flight, delivered, duplicates, retried, dead;
+    pthread_mutex_t emu; /* last_error, last_status */
+    int last_status;
+    char last_error[256];
+    _Atomic uint64_t since_wake; /* events emitted since the sender was last woken for a full batch */
+};
+
+int64_t ev_clock(const events_emitter *em);
+
+/* Starts / stops the sender thread (sender.c). */
+int sender_start(events_emitter *em);
+void sender_stop(events_emitter *em);
+void sender_wake(events_emitter *em);
+
+#endif

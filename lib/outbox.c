@@ -1,0 +1,433 @@
+/*
+ * outbox.c - where emitted events wait: a SQLite table, or a ring in memory.
+ *
+ * The SQLite outbox is the table _events_outbox(seq, event), seq from
+ * AUTOINCREMENT so that it is never reused: it orders events and lets
+ * events_flush wait for "everything up to seq". Inserts go through the emit
+ * connection (the service's own handle, so that an insert joins the
+ * transaction open on it, or a connection of the emitter's); the sender reads
+ * and deletes through a connection of its own, so that its work never lands
+ * in a service's transaction. SQLite serializes writers, so seq order is
+ * commit order, and the sender always deletes from the head: the events
+ * waiting are exactly seq head..last.
+ *
+ * A delivered batch is deleted, and rejected events are copied to
+ * _events_dead(seq, event, reason, failed_at), in one transaction. If that
+ * transaction fails after the server stored the batch, the batch is sent
+ * again and the server answers it as duplicates: nothing is lost or doubled.
+ */
+#include "emitter_int.h"
+#include "evtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct outbox {
+    int memory;
+    size_t capacity;
+    _Atomic uint64_t head; /* lowest seq waiting */
+    _Atomic uint64_t last; /* highest seq inserted (committed or not) */
+    _Atomic uint64_t dropped;
+
+    /* SQLite */
+    sqlite3 *edb, *sdb;
+    int own_edb;
+    sqlite3_stmt *ins, *peek, *del, *dead;
+    char *path;
+
+    /* memory */
+    pthread_mutex_t mmu;
+    char **ring;
+    size_t *lens;
+};
+
+static int db_fail(sqlite3 *db, const char *what, const char *path)
+{
+    return ev_fail(EVENTS_EDB, "outbox %s: %s: %s", path ? path : "", what, db ? sqlite3_errmsg(db) : "cannot open");
+}
+
+static int exec(sqlite3 *db, const char *sql, const char *path)
+{
+    char *e = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
+        int rc = ev_fail(EVENTS_EDB, "outbox %s: %s: %s", path, sql, e ? e : sqlite3_errmsg(db));
+        sqlite3_free(e);
+        return rc;
+    }
+    return EVENTS_OK;
+}
+
+static int64_t scalar(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static const char LAST_SEQ[] = "SELECT coalesce((SELECT max(seq) FROM _events_outbox), "
+                               "(SELECT seq FROM sqlite_sequence WHERE name = '_events_outbox'), 0)";
+
+int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
+{
+    outbox *o = calloc(1, sizeof *o);
+    if (!o) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    o->capacity = capacity;
+    int rc;
+    if (db) {
+        const char *f = sqlite3_db_filename(db, "main");
+        if (!f || !*f) {
+            free(o);
+            return ev_fail(EVENTS_EINVAL, "a durable outbox needs a database file, not an in-memory or temporary "
+                                          "database (use memory_only for events that may be lost)");
+        }
+        if (!sqlite3_get_autocommit(db)) {
+            free(o);
+            return ev_fail(EVENTS_ESTATE, "outbox %s: open the emitter outside a transaction", f);
+        }
+        o->edb = db;
+        o->path = strdup(f);
+    } else {
+        o->path = strdup(path);
+        o->own_edb = 1; /* closed on failure too: a failed open still allocates the handle */
+        if (sqlite3_open_v2(path, &o->edb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                            NULL) != SQLITE_OK) {
+            rc = db_fail(o->edb, "cannot open", path);
+            goto fail;
+        }
+        sqlite3_busy_timeout(o->edb, 10000);
+        /* WAL with NORMAL: a commit survives the process dying; after a power cut the last
+         * commits may be gone, as for any WAL database at that setting */
+        if ((rc = exec(o->edb, "PRAGMA synchronous = NORMAL", o->path))) goto fail;
+    }
+    if (!o->path) {
+        rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = exec(o->edb, "PRAGMA journal_mode = WAL", o->path)) ||
+        (rc = exec(o->edb,
+                   "CREATE TABLE IF NOT EXISTS _events_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                   "event TEXT NOT NULL);"
+                   "CREATE TABLE IF NOT EXISTS _events_dead (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, "
+                   "reason TEXT NOT NULL, failed_at TEXT NOT NULL);",
+                   o->path)))
+        goto fail;
+    if (sqlite3_prepare_v3(o->edb, "INSERT INTO _events_outbox(event) VALUES (?) RETURNING seq", -1,
+                           SQLITE_PREPARE_PERSISTENT, &o->ins, NULL) != SQLITE_OK) {
+        rc = db_fail(o->edb, "cannot prepare the insert", o->path);
+        goto fail;
+    }
+    if (sqlite3_open_v2(o->path, &o->sdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        rc = db_fail(o->sdb, "cannot open a second connection", o->path);
+        goto fail;
+    }
+    sqlite3_busy_timeout(o->sdb, 10000);
+    if ((rc = exec(o->sdb, "PRAGMA synchronous = NORMAL", o->path))) goto fail;
+    if (sqlite3_prepare_v3(o->sdb, "SELECT seq, event FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?", -1,
+                           SQLITE_PREPARE_PERSISTENT, &o->peek, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(o->sdb, "DELETE FROM _events_outbox WHERE seq >= ? AND seq <= ?", -1,
+                           SQLITE_PREPARE_PERSISTENT, &o->del, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(o->sdb,
+                           "INSERT OR REPLACE INTO _events_dead(seq, event, reason, failed_at) VALUES (?, ?, ?, ?)",
+                           -1, SQLITE_PREPARE_PERSISTENT, &o->dead, NULL) != SQLITE_OK) {
+        rc = db_fail(o->sdb, "cannot prepare the sender's statements", o->path);
+        goto fail;
+    }
+    int64_t last = scalar(o->sdb, LAST_SEQ);
+    int64_t head = scalar(o->sdb, "SELECT min(seq) FROM _events_outbox");
+    if (last < 0 || head < 0) {
+        rc = db_fail(o->sdb, "cannot read the outbox", o->path);
+        goto fail;
+    }
+    atomic_store(&o->last, (uint64_t)last);
+    atomic_store(&o->head, head ? (uint64_t)head : (uint64_t)last + 1);
+    *out = o;
+    return EVENTS_OK;
+fail:
+    outbox_close(o);
+    return rc;
+}
+
+int outbox_open_memory(size_t capacity, outbox **out)
+{
+    outbox *o = calloc(1, sizeof *o);
+    if (!o) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    o->memory = 1;
+    o->capacity = capacity;
+    o->ring = calloc(capacity, sizeof *o->ring);
+    o->lens = calloc(capacity, sizeof *o->lens);
+    if (!o->ring || !o->lens) {
+        free(o->ring);
+        free(o->lens);
+        free(o);
+        return ev_fail(EVENTS_ENOMEM, "out of memory for %zu events", capacity);
+    }
+    pthread_mutex_init(&o->mmu, NULL);
+    atomic_store(&o->head, 1);
+    *out = o;
+    return EVENTS_OK;
+}
+
+void outbox_close(outbox *o)
+{
+    if (!o) return;
+    if (o->memory) {
+        outbox_drop_all(o);
+        pthread_mutex_destroy(&o->mmu);
+        free(o->ring);
+        free(o->lens);
+    } else {
+        sqlite3_finalize(o->ins);
+        sqlite3_finalize(o->peek);
+        sqlite3_finalize(o->del);
+        sqlite3_finalize(o->dead);
+        sqlite3_close(o->sdb);
+        if (o->own_edb) sqlite3_close(o->edb);
+        free(o->path);
+    }
+    free(o);
+}
+
+int outbox_is_memory(const outbox *o)
+{
+    return o->memory;
+}
+
+uint64_t outbox_pending(outbox *o)
+{
+    uint64_t head = atomic_load(&o->head), last = atomic_load(&o->last);
+    return last >= head ? last - head + 1 : 0;
+}
+
+uint64_t outbox_head(outbox *o)
+{
+    return atomic_load(&o->head);
+}
+
+uint64_t outbox_dropped(outbox *o)
+{
+    return atomic_load(&o->dropped);
+}
+
+uint64_t outbox_last_committed(outbox *o)
+{
+    if (o->memory) return atomic_load(&o->last);
+    /* the sender's connection sees committed rows only; a statement of our own: any thread */
+    int64_t v = scalar(o->sdb, LAST_SEQ);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+void outbox_resync(outbox *o)
+{
+    if (o->memory) return;
+    uint64_t seen = atomic_load(&o->last), committed = outbox_last_committed(o);
+    /* an emit since the read wins: the CAS fails and the count stays */
+    if (committed < seen) atomic_compare_exchange_strong(&o->last, &seen, committed);
+}
+
+/* ---- the emit side -------------------------------------------------------- */
+
+int outbox_put(outbox *o, const char *event, size_t len, int *committed)
+{
+    if (outbox_pending(o) >= o->capacity) {
+        if (o->memory) atomic_fetch_add(&o->dropped, 1);
+        return ev_fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity", o->capacity);
+    }
+    if (o->memory) {
+        char *copy = malloc(len);
+        if (!copy) return ev_fail(EVENTS_ENOMEM, "out of memory");
+        memcpy(copy, event, len);
+        pthread_mutex_lock(&o->mmu);
+        uint64_t seq = atomic_load(&o->last) + 1;
+        o->ring[seq % o->capacity] = copy;
+        o->lens[seq % o->capacity] = len;
+        atomic_store(&o->last, seq);
+        pthread_mutex_unlock(&o->mmu);
+        *committed = 1;
+        return EVENTS_OK;
+    }
+    int rc = EVENTS_OK;
+    sqlite3_bind_text(o->ins, 1, event, (int)len, SQLITE_STATIC);
+    int s = sqlite3_step(o->ins);
+    if (s == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(o->ins, 0);
+        s = sqlite3_step(o->ins);
+        if (s == SQLITE_DONE) {
+            uint64_t cur = atomic_load(&o->last);
+            while (seq > cur && !atomic_compare_exchange_weak(&o->last, &cur, seq)) {
+            }
+        }
+    }
+    if (s != SQLITE_DONE) rc = db_fail(o->edb, "cannot insert an event", o->path);
+    sqlite3_reset(o->ins); /* an autocommit insert commits here */
+    sqlite3_clear_bindings(o->ins);
+    *committed = sqlite3_get_autocommit(o->edb);
+    return rc;
+}
+
+int outbox_begin(outbox *o)
+{
+    return exec(o->edb, "BEGIN", o->path);
+}
+
+int outbox_commit(outbox *o)
+{
+    return exec(o->edb, "COMMIT", o->path);
+}
+
+int outbox_rollback(outbox *o)
+{
+    int rc = exec(o->edb, "ROLLBACK", o->path);
+    /* the rolled-back inserts took their seqs back */
+    int64_t last = scalar(o->edb, LAST_SEQ);
+    if (last >= 0) atomic_store(&o->last, (uint64_t)last);
+    return rc;
+}
+
+/* ---- the sender side -------------------------------------------------------- */
+
+static int batch_add(ob_batch *b, uint64_t seq, const char *event, size_t len)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 128;
+        ob_item *v = realloc(b->items, cap * sizeof *v);
+        if (!v) return -1;
+        b->items = v;
+        b->cap = cap;
+    }
+    /* items keep offsets until the text stops moving: fixed in outbox_peek */
+    b->items[b->n++] = (ob_item){seq, (const char *)(uintptr_t)b->text.len, len};
+    return buf_append(&b->text, event, len);
+}
+
+int outbox_peek(outbox *o, size_t n, size_t bytes, ob_batch *b)
+{
+    b->n = 0;
+    b->text.len = 0;
+    uint64_t head = atomic_load(&o->head);
+    size_t total = 0;
+    int rc = EVENTS_OK;
+    if (o->memory) {
+        pthread_mutex_lock(&o->mmu);
+        uint64_t last = atomic_load(&o->last);
+        for (uint64_t s = head; s <= last && b->n < n; s++) {
+            size_t len = o->lens[s % o->capacity];
+            if (b->n && total + len > bytes) break;
+            if (batch_add(b, s, o->ring[s % o->capacity], len)) {
+                rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                break;
+            }
+            total += len;
+        }
+        pthread_mutex_unlock(&o->mmu);
+    } else {
+        sqlite3_bind_int64(o->peek, 1, (sqlite3_int64)head);
+        sqlite3_bind_int64(o->peek, 2, (sqlite3_int64)n);
+        int s;
+        while ((s = sqlite3_step(o->peek)) == SQLITE_ROW) {
+            size_t len = (size_t)sqlite3_column_bytes(o->peek, 1);
+            if (b->n && total + len > bytes) break;
+            if (batch_add(b, (uint64_t)sqlite3_column_int64(o->peek, 0), (const char *)sqlite3_column_text(o->peek, 1),
+                          len)) {
+                rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                break;
+            }
+            total += len;
+        }
+        if (!rc && s != SQLITE_ROW && s != SQLITE_DONE) rc = db_fail(o->sdb, "cannot read the outbox", o->path);
+        sqlite3_reset(o->peek);
+    }
+    for (size_t i = 0; i < b->n; i++) b->items[i].event = b->text.p + (uintptr_t)b->items[i].event;
+    return rc;
+}
+
+void ob_batch_free(ob_batch *b)
+{
+    free(b->items);
+    buf_free(&b->text);
+    memset(b, 0, sizeof *b);
+}
+
+/* Moves the head past seq `upto` (memory: frees the slots). */
+static void advance(outbox *o, uint64_t upto)
+{
+    if (o->memory) {
+        pthread_mutex_lock(&o->mmu);
+        for (uint64_t s = atomic_load(&o->head); s <= upto; s++) {
+            free(o->ring[s % o->capacity]);
+            o->ring[s % o->capacity] = NULL;
+        }
+        pthread_mutex_unlock(&o->mmu);
+    }
+    atomic_store(&o->head, upto + 1);
+}
+
+int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected, char *const *reason,
+                size_t nrejected)
+{
+    if (!done) return EVENTS_OK;
+    if (o->memory) {
+        advance(o, b->items[done - 1].seq);
+        return EVENTS_OK;
+    }
+    char now[EVTIME_LEN + 1];
+    evtime_format(evtime_now_ms(), now);
+    int rc = exec(o->sdb, "BEGIN IMMEDIATE", o->path);
+    for (size_t i = 0; !rc && i < nrejected; i++) {
+        const ob_item *it = &b->items[rejected[i]];
+        sqlite3_bind_int64(o->dead, 1, (sqlite3_int64)it->seq);
+        sqlite3_bind_text(o->dead, 2, it->event, (int)it->len, SQLITE_STATIC);
+        sqlite3_bind_text(o->dead, 3, reason[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(o->dead, 4, now, -1, SQLITE_STATIC);
+        if (sqlite3_step(o->dead) != SQLITE_DONE) rc = db_fail(o->sdb, "cannot dead-letter an event", o->path);
+        sqlite3_reset(o->dead);
+    }
+    if (!rc) {
+        sqlite3_bind_int64(o->del, 1, (sqlite3_int64)b->items[0].seq);
+        sqlite3_bind_int64(o->del, 2, (sqlite3_int64)b->items[done - 1].seq);
+        if (sqlite3_step(o->del) != SQLITE_DONE) rc = db_fail(o->sdb, "cannot delete sent events", o->path);
+        sqlite3_reset(o->del);
+    }
+    if (!rc) rc = exec(o->sdb, "COMMIT", o->path);
+    if (rc) {
+        exec(o->sdb, "ROLLBACK", o->path);
+        return rc;
+    }
+    advance(o, b->items[done - 1].seq);
+    return EVENTS_OK;
+}
+
+int outbox_dead(outbox *o, const ob_batch *b, const char *reason)
+{
+    size_t *idx = malloc(b->n * sizeof *idx);
+    char **why = malloc(b->n * sizeof *why);
+    if (!idx || !why) {
+        free(idx);
+        free(why);
+        return ev_fail(EVENTS_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        idx[i] = i;
+        why[i] = (char *)(uintptr_t)reason;
+    }
+    int rc = outbox_done(o, b, b->n, idx, why, b->n);
+    free(idx);
+    free(why);
+    return rc;
+}
+
+void outbox_drop_all(outbox *o)
+{
+    if (!o->memory) return;
+    pthread_mutex_lock(&o->mmu);
+    uint64_t head = atomic_load(&o->head), last = atomic_load(&o->last);
+    for (uint64_t s = head; s <= last; s++) {
+        free(o->ring[s % o->capacity]);
+        o->ring[s % o->capacity] = NULL;
+    }
+    if (last >= head) atomic_fetch_add(&o->dropped, last - head + 1);
+    atomic_store(&o->head, last + 1);
+    pthread_mutex_unlock(&o->mmu);
+}
