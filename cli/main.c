@@ -17,6 +17,9 @@ static void usage(FILE *f)
             "Usage: events COMMAND [OPTIONS]\n\n"
             "Commands:\n"
             "  serve     receive events over HTTP and store them in the lake\n"
+            "  query     run SQL over the lake (directly, or through a server)\n"
+            "  history   the changes of one document, from the lake\n"
+            "  send      deliver NDJSON events to a server through a durable outbox\n"
             "  version   print the version\n"
             "  help      this text\n\n"
             "Run `events COMMAND --help` for a command's options.\n",
@@ -33,6 +36,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "query")) return cmd_query(argc - 1, argv + 1);
     if (!strcmp(cmd, "history")) return cmd_history(argc - 1, argv + 1);
+    if (!strcmp(cmd, "send")) return cmd_send(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("events %s\n", EVENTS_VERSION);
         return 0;

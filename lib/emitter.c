@@ -246,7 +246,7 @@ static int emit_text(events_emitter *em, scratch *sc, int from_fields, size_t sk
     if (r == EVENT_NOMEM) return ev_fail(EVENTS_ENOMEM, "out of memory");
     if (r == EVENT_SYNTAX) {
         size_t at = (size_t)(s.err_at - p);
-        return ev_fail(EVENTS_EINVAL, "%s are not JSON: %s at byte %zu", from_fields ? "fields" : "the event", s.err,
+        return ev_fail(EVENTS_EINVAL, "%s not JSON: %s at byte %zu", from_fields ? "fields are" : "the event is", s.err,
                        at >= skip ? at - skip + 1 : 0);
     }
     if (r == EVENT_REJECTED) {
@@ -257,8 +257,8 @@ static int emit_text(events_emitter *em, scratch *sc, int from_fields, size_t sk
     }
     next = jscan_ws(&s, next, end);
     if (next != end)
-        return ev_fail(EVENTS_EINVAL, "%s have text after the object, at byte %zu",
-                       from_fields ? "fields" : "the event", (size_t)(next - p) - skip + 1);
+        return ev_fail(EVENTS_EINVAL, "%s text after the object, at byte %zu",
+                       from_fields ? "fields have" : "the event has", (size_t)(next - p) - skip + 1);
     if (from_fields && (info.client_id || info.has_ts || info.has_do || info.has_received))
         return ev_fail(EVENTS_EINVAL, "fields may not set \"%s\": the emitter sets it",
                        info.client_id ? "id" : info.has_ts ? "ts" : info.has_do ? "do" : "receivedAt");
