@@ -46,8 +46,10 @@ run: bootstrap build
 bench: build
 	@bench/run-all
 
+# The events binary, libevents (static and shared), events.h and events.pc.
+PREFIX ?= /usr/local
 install: build
-	@cmake --install $(BUILD)
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

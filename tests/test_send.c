@@ -203,3 +203,29 @@ TEST(send_progress_on_terminal)
     free(t);
     ctx_free(&c);
 }
+
+/* examples/chatroom.c, as built, against a real server. */
+TEST(example_chatroom_delivers)
+{
+    ctx c;
+    ctx_make(&c, "chatroom");
+    REQUIRE_INT(0, srv_start(&c.s, c.lake, SEAL_FAST));
+    char db[1100];
+    snprintf(db, sizeof db, "%s/chatroom.db", c.dir);
+    CHECK_INT(0, sh("'%s' %s '%s' > '%s' 2>&1", CHATROOM_BIN, c.s.url, db, c.err));
+    char *e = err_text(&c);
+    CHECK_CONTAINS("chatroom: 69 delivered, 0 queued, 0 dead", e);
+    free(e);
+    srv_stop(&c.s, SIGTERM);
+    buf all = BUF_INIT;
+    lake_read_all(c.lake, &all, NULL);
+    int rpc = 0, ws = 0;
+    for (const char *p = all.p; p && (p = strstr(p, "\"type\":\"rpc.call\"")); p++) rpc++;
+    for (const char *p = all.p; p && (p = strstr(p, "\"type\":\"ws.")); p++) ws++;
+    CHECK_INT(30, rpc);
+    CHECK_INT(36, ws);
+    CHECK_CONTAINS("\"do\":{\"id\":\"room-17\",\"name\":\"lobby\",\"class\":\"ChatRoom\",\"colo\":\"local\"}", all.p);
+    CHECK_CONTAINS("\"type\":\"chat.topic_changed\"", all.p);
+    buf_free(&all);
+    ctx_free(&c);
+}
