@@ -212,10 +212,14 @@ fail:
 
 static int put(events_emitter *em, const char *ev, size_t len)
 {
-    int committed = 0;
-    pthread_mutex_lock(&em->mu);
-    int rc = outbox_put(em->ob, ev, len, &committed);
-    pthread_mutex_unlock(&em->mu);
+    int committed = 0, rc;
+    if (outbox_is_memory(em->ob)) {
+        rc = outbox_put(em->ob, ev, len, &committed);
+    } else {
+        pthread_mutex_lock(&em->mu);
+        rc = outbox_put(em->ob, ev, len, &committed);
+        pthread_mutex_unlock(&em->mu);
+    }
     if (rc) return rc;
     if (committed && atomic_fetch_add(&em->since_wake, 1) + 1 >= em->cfg.batch_size) {
         atomic_store(&em->since_wake, 0);

@@ -45,14 +45,20 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
 int outbox_open_memory(size_t capacity, outbox **out);
 void outbox_close(outbox *o);
 
-/* Emit side, under the emitter's mutex. committed: set to 1 if the event committed on its own. */
+/*
+ * Emit side, under the emitter's mutex (memory: any thread, no lock needed).
+ * committed: set to 1 if the event committed on its own.
+ */
 int outbox_put(outbox *o, const char *event, size_t len, int *committed);
 int outbox_begin(outbox *o);
 int outbox_commit(outbox *o);
 int outbox_rollback(outbox *o);
 
-/* Sender side: the oldest events, at most n and bytes (at least one event if any wait). */
-int outbox_peek(outbox *o, size_t n, size_t bytes, ob_batch *b);
+/*
+ * Sender side: the oldest events from seq `from` on (0: the head), at most n
+ * and bytes (at least one event if any wait).
+ */
+int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b);
 
 /*
  * The batch's first `done` events were answered: rejected[i] (index into the
@@ -61,6 +67,15 @@ int outbox_peek(outbox *o, size_t n, size_t bytes, ob_batch *b);
  */
 int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected, char *const *reason,
                 size_t nrejected);
+
+/*
+ * Delivered rows leave the table in bulk: outbox_done only moves the head,
+ * and outbox_trim deletes the rows delivered so far. wait 0: only if the
+ * database is free right now, and only once a thousand or so have gathered
+ * (the sender, between requests); wait 1: all of them, waiting for the lock
+ * (when it has caught up, and before it stops).
+ */
+int outbox_trim(outbox *o, int wait);
 
 /* Every event of the batch goes to the dead letters with one reason. */
 int outbox_dead(outbox *o, const ob_batch *b, const char *reason);
@@ -101,11 +116,12 @@ struct events_emitter {
 
     /* the sender */
     pthread_t thread;
-    void *curl; /* the sender's CURL handle, kept for keep-alive */
+    void *curl, *multi; /* the sender's CURL and CURLM handles, kept for keep-alive */
     pthread_mutex_t smu;
     pthread_cond_t scv;   /* wakes the sender */
     pthread_cond_t done;  /* progress, for events_flush */
     int stop, wake;
+    int idle;             /* the sender waits for work (not for a retry): a wake must signal it */
     int64_t abort_at;     /* close: stop a transfer past this (monotonic ms); 0: never */
 
     _Atomic uint64_t in_flight, delivered, duplicates, retried, dead;

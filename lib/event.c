@@ -36,6 +36,7 @@ void event_ctx_init(event_ctx *c)
 
 void event_ctx_set_now(event_ctx *c, int64_t now_ms)
 {
+    if (now_ms == c->now_ms && c->now[0]) return; /* formatted already: many events share a millisecond */
     c->now_ms = now_ms;
     evtime_format(now_ms, c->now);
 }
@@ -377,7 +378,10 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     o += tn;
     memcpy(o, "\",\"ts\":\"", 8);
     o += 8;
-    evtime_format(ts_ms, o);
+    if (ts_ms == c->now_ms)
+        memcpy(o, c->now, EVTIME_LEN);
+    else
+        evtime_format(ts_ms, o);
     o += EVTIME_LEN;
     *o++ = '"';
     if (!c->client) {

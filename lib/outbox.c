@@ -11,10 +11,12 @@
  * commit order, and the sender always deletes from the head: the events
  * waiting are exactly seq head..last.
  *
- * A delivered batch is deleted, and rejected events are copied to
- * _events_dead(seq, event, reason, failed_at), in one transaction. If that
- * transaction fails after the server stored the batch, the batch is sent
- * again and the server answers it as duplicates: nothing is lost or doubled.
+ * Delivered rows are deleted in bulk, a thousand or so at a time and
+ * whenever the sender catches up; rejected events are copied to
+ * _events_dead(seq, event, reason, failed_at) and the batch deleted in one
+ * transaction. Rows delivered but not yet deleted when the process dies,
+ * or whose delete fails, are sent again after a restart and the server
+ * answers them as duplicates: nothing is lost or doubled in the lake.
  */
 #include "emitter_int.h"
 #include "evtime.h"
@@ -31,9 +33,15 @@ struct outbox {
 
     /* SQLite */
     sqlite3 *edb, *sdb;
+    sqlite3 *qdb; /* a third connection for "what is committed" from any thread: on sdb, such a
+                   * read could land inside the sender's open read and see an old snapshot */
+    pthread_mutex_t qmu;
+    sqlite3_stmt *qlast;
     int own_edb;
     sqlite3_stmt *ins, *peek, *del, *dead;
     char *path;
+    uint64_t acked, deleted; /* sender side: rows up to acked are delivered, up to deleted gone */
+    uint64_t trim_every;
 
     /* memory */
     pthread_mutex_t mmu;
@@ -75,6 +83,7 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
     outbox *o = calloc(1, sizeof *o);
     if (!o) return ev_fail(EVENTS_ENOMEM, "out of memory");
     o->capacity = capacity;
+    pthread_mutex_init(&o->qmu, NULL);
     int rc;
     if (db) {
         const char *f = sqlite3_db_filename(db, "main");
@@ -114,7 +123,7 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
                    "reason TEXT NOT NULL, failed_at TEXT NOT NULL);",
                    o->path)))
         goto fail;
-    if (sqlite3_prepare_v3(o->edb, "INSERT INTO _events_outbox(event) VALUES (?) RETURNING seq", -1,
+    if (sqlite3_prepare_v3(o->edb, "INSERT INTO _events_outbox(event) VALUES (?)", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->ins, NULL) != SQLITE_OK) {
         rc = db_fail(o->edb, "cannot prepare the insert", o->path);
         goto fail;
@@ -124,10 +133,12 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         goto fail;
     }
     sqlite3_busy_timeout(o->sdb, 10000);
-    if ((rc = exec(o->sdb, "PRAGMA synchronous = NORMAL", o->path))) goto fail;
+    /* secure_delete (Debian's SQLite has it on) zeroes every freed page: for rows
+     * deleted in bulk, most of the sender's I/O; FAST zeroes what costs no write */
+    if ((rc = exec(o->sdb, "PRAGMA synchronous = NORMAL; PRAGMA secure_delete = FAST", o->path))) goto fail;
     if (sqlite3_prepare_v3(o->sdb, "SELECT seq, event FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->peek, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(o->sdb, "DELETE FROM _events_outbox WHERE seq >= ? AND seq <= ?", -1,
+        sqlite3_prepare_v3(o->sdb, "DELETE FROM _events_outbox WHERE seq <= ?", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->del, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(o->sdb,
                            "INSERT OR REPLACE INTO _events_dead(seq, event, reason, failed_at) VALUES (?, ?, ?, ?)",
@@ -135,6 +146,12 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         rc = db_fail(o->sdb, "cannot prepare the sender's statements", o->path);
         goto fail;
     }
+    if (sqlite3_open_v2(o->path, &o->qdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(o->qdb, LAST_SEQ, -1, SQLITE_PREPARE_PERSISTENT, &o->qlast, NULL) != SQLITE_OK) {
+        rc = db_fail(o->qdb, "cannot open a third connection", o->path);
+        goto fail;
+    }
+    sqlite3_busy_timeout(o->qdb, 10000);
     int64_t last = scalar(o->sdb, LAST_SEQ);
     int64_t head = scalar(o->sdb, "SELECT min(seq) FROM _events_outbox");
     if (last < 0 || head < 0) {
@@ -143,6 +160,8 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
     }
     atomic_store(&o->last, (uint64_t)last);
     atomic_store(&o->head, head ? (uint64_t)head : (uint64_t)last + 1);
+    o->acked = o->deleted = atomic_load(&o->head) - 1;
+    o->trim_every = 1000;
     *out = o;
     return EVENTS_OK;
 fail:
@@ -183,6 +202,9 @@ void outbox_close(outbox *o)
         sqlite3_finalize(o->peek);
         sqlite3_finalize(o->del);
         sqlite3_finalize(o->dead);
+        sqlite3_finalize(o->qlast);
+        sqlite3_close(o->qdb);
+        pthread_mutex_destroy(&o->qmu);
         sqlite3_close(o->sdb);
         if (o->own_edb) sqlite3_close(o->edb);
         free(o->path);
@@ -214,8 +236,11 @@ uint64_t outbox_dropped(outbox *o)
 uint64_t outbox_last_committed(outbox *o)
 {
     if (o->memory) return atomic_load(&o->last);
-    /* the sender's connection sees committed rows only; a statement of our own: any thread */
-    int64_t v = scalar(o->sdb, LAST_SEQ);
+    int64_t v = 0;
+    pthread_mutex_lock(&o->qmu);
+    if (sqlite3_step(o->qlast) == SQLITE_ROW) v = sqlite3_column_int64(o->qlast, 0);
+    sqlite3_reset(o->qlast);
+    pthread_mutex_unlock(&o->qmu);
     return v > 0 ? (uint64_t)v : 0;
 }
 
@@ -231,15 +256,17 @@ void outbox_resync(outbox *o)
 
 int outbox_put(outbox *o, const char *event, size_t len, int *committed)
 {
-    if (outbox_pending(o) >= o->capacity) {
-        if (o->memory) atomic_fetch_add(&o->dropped, 1);
-        return ev_fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity", o->capacity);
-    }
-    if (o->memory) {
+    if (o->memory) { /* any thread: the ring's own mutex is enough */
         char *copy = malloc(len);
         if (!copy) return ev_fail(EVENTS_ENOMEM, "out of memory");
         memcpy(copy, event, len);
         pthread_mutex_lock(&o->mmu);
+        if (outbox_pending(o) >= o->capacity) {
+            pthread_mutex_unlock(&o->mmu);
+            free(copy);
+            atomic_fetch_add(&o->dropped, 1);
+            return ev_fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity", o->capacity);
+        }
         uint64_t seq = atomic_load(&o->last) + 1;
         o->ring[seq % o->capacity] = copy;
         o->lens[seq % o->capacity] = len;
@@ -248,22 +275,28 @@ int outbox_put(outbox *o, const char *event, size_t len, int *committed)
         *committed = 1;
         return EVENTS_OK;
     }
+    if (outbox_pending(o) >= o->capacity)
+        return ev_fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity", o->capacity);
     int rc = EVENTS_OK;
+    /*
+     * The connection's mutex, held from the insert to reading its rowid, so that
+     * no other thread's insert on a shared handle comes between (RETURNING would
+     * do it too, at twice the cost of the insert: it builds a temporary table).
+     */
+    sqlite3_mutex *m = sqlite3_db_mutex(o->edb);
+    sqlite3_mutex_enter(m);
     sqlite3_bind_text(o->ins, 1, event, (int)len, SQLITE_STATIC);
-    int s = sqlite3_step(o->ins);
-    if (s == SQLITE_ROW) {
-        uint64_t seq = (uint64_t)sqlite3_column_int64(o->ins, 0);
-        s = sqlite3_step(o->ins);
-        if (s == SQLITE_DONE) {
-            uint64_t cur = atomic_load(&o->last);
-            while (seq > cur && !atomic_compare_exchange_weak(&o->last, &cur, seq)) {
-            }
+    if (sqlite3_step(o->ins) == SQLITE_DONE) {
+        uint64_t seq = (uint64_t)sqlite3_last_insert_rowid(o->edb);
+        uint64_t cur = atomic_load(&o->last);
+        while (seq > cur && !atomic_compare_exchange_weak(&o->last, &cur, seq)) {
         }
+    } else {
+        rc = db_fail(o->edb, "cannot insert an event", o->path);
     }
-    if (s != SQLITE_DONE) rc = db_fail(o->edb, "cannot insert an event", o->path);
     sqlite3_reset(o->ins); /* an autocommit insert commits here */
-    sqlite3_clear_bindings(o->ins);
     *committed = sqlite3_get_autocommit(o->edb);
+    sqlite3_mutex_leave(m);
     return rc;
 }
 
@@ -302,11 +335,11 @@ static int batch_add(ob_batch *b, uint64_t seq, const char *event, size_t len)
     return buf_append(&b->text, event, len);
 }
 
-int outbox_peek(outbox *o, size_t n, size_t bytes, ob_batch *b)
+int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b)
 {
     b->n = 0;
     b->text.len = 0;
-    uint64_t head = atomic_load(&o->head);
+    uint64_t head = from ? from : atomic_load(&o->head);
     size_t total = 0;
     int rc = EVENTS_OK;
     if (o->memory) {
@@ -364,12 +397,47 @@ static void advance(outbox *o, uint64_t upto)
     atomic_store(&o->head, upto + 1);
 }
 
+/* Deletes the acknowledged rows up to `upto` (the sender's connection, its own transaction or the caller's). */
+static int delete_upto(outbox *o, uint64_t upto)
+{
+    sqlite3_bind_int64(o->del, 1, (sqlite3_int64)upto);
+    int rc = sqlite3_step(o->del) == SQLITE_DONE ? EVENTS_OK : db_fail(o->sdb, "cannot delete sent events", o->path);
+    sqlite3_reset(o->del);
+    if (!rc) o->deleted = upto;
+    return rc;
+}
+
+int outbox_trim(outbox *o, int wait)
+{
+    if (o->memory || o->acked <= o->deleted) return EVENTS_OK;
+    if (wait) return delete_upto(o, o->acked);
+    if (o->acked - o->deleted < o->trim_every) return EVENTS_OK;
+    /* a service writing (emits in a long transaction) holds the write lock: try again later */
+    sqlite3_busy_timeout(o->sdb, 0);
+    sqlite3_bind_int64(o->del, 1, (sqlite3_int64)o->acked);
+    if (sqlite3_step(o->del) == SQLITE_DONE) o->deleted = o->acked;
+    sqlite3_reset(o->del);
+    sqlite3_busy_timeout(o->sdb, 10000);
+    return EVENTS_OK;
+}
+
 int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected, char *const *reason,
                 size_t nrejected)
 {
     if (!done) return EVENTS_OK;
+    uint64_t upto = b->items[done - 1].seq;
     if (o->memory) {
-        advance(o, b->items[done - 1].seq);
+        advance(o, upto);
+        return EVENTS_OK;
+    }
+    if (!nrejected) {
+        /*
+         * Delivered: the head moves now, the rows go later, many batches in one
+         * DELETE (see outbox_trim). A crash in between sends them again, and the
+         * server answers them as duplicates.
+         */
+        advance(o, upto);
+        o->acked = upto;
         return EVENTS_OK;
     }
     char now[EVTIME_LEN + 1];
@@ -384,18 +452,14 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
         if (sqlite3_step(o->dead) != SQLITE_DONE) rc = db_fail(o->sdb, "cannot dead-letter an event", o->path);
         sqlite3_reset(o->dead);
     }
-    if (!rc) {
-        sqlite3_bind_int64(o->del, 1, (sqlite3_int64)b->items[0].seq);
-        sqlite3_bind_int64(o->del, 2, (sqlite3_int64)b->items[done - 1].seq);
-        if (sqlite3_step(o->del) != SQLITE_DONE) rc = db_fail(o->sdb, "cannot delete sent events", o->path);
-        sqlite3_reset(o->del);
-    }
+    if (!rc) rc = delete_upto(o, upto);
     if (!rc) rc = exec(o->sdb, "COMMIT", o->path);
     if (rc) {
         exec(o->sdb, "ROLLBACK", o->path);
         return rc;
     }
-    advance(o, b->items[done - 1].seq);
+    advance(o, upto);
+    o->acked = upto;
     return EVENTS_OK;
 }
 

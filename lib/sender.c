@@ -49,8 +49,9 @@ int64_t ev_clock(const events_emitter *em)
 void sender_wake(events_emitter *em)
 {
     pthread_mutex_lock(&em->smu);
+    /* a sender that is sending or backing off sees wake when it looks: no signal, no context switch */
+    if (!em->wake && em->idle) pthread_cond_signal(&em->scv);
     em->wake = 1;
-    pthread_cond_signal(&em->scv);
     pthread_mutex_unlock(&em->smu);
 }
 
@@ -112,7 +113,7 @@ static int gzip_body(const buf *in, buf *out)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+    if (deflateInit2(&z, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
     size_t cap = deflateBound(&z, (uLong)in->len) + 32;
     out->len = 0;
     if (buf_reserve(out, cap)) {
@@ -129,8 +130,16 @@ static int gzip_body(const buf *in, buf *out)
     return r == Z_STREAM_END ? 0 : -1;
 }
 
-static void post(events_emitter *em, CURL *c, const ob_batch *b, buf *body, buf *gz, answer *a)
+/*
+ * Posts the batch and waits for the answer. While the request is in flight
+ * (the server parsing and storing it), meanwhile(ud) runs once: the sender
+ * reads its next batch then, so that its own work overlaps the server's.
+ */
+static void post(events_emitter *em, const ob_batch *b, buf *body, buf *gz, answer *a, void (*meanwhile)(void *),
+                 void *ud)
 {
+    CURL *c = em->curl;
+    CURLM *m = em->multi;
     body->len = 0;
     buf_puts(body, "{\"events\":[");
     for (size_t i = 0; i < b->n; i++) {
@@ -165,7 +174,31 @@ static void post(events_emitter *em, CURL *c, const ob_batch *b, buf *body, buf 
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, em);
-    CURLcode rc = curl_easy_perform(c);
+
+    CURLcode rc = CURLE_OK;
+    int running = 1;
+    if (curl_multi_add_handle(m, c) != CURLM_OK) {
+        rc = CURLE_FAILED_INIT;
+        running = 0;
+    }
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            rc = CURLE_FAILED_INIT;
+            break;
+        }
+        if (!running) break;
+        if (meanwhile) {
+            meanwhile(ud);
+            meanwhile = NULL;
+            continue;
+        }
+        curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    int queued;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(m, &queued)))
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == c) rc = msg->data.result;
+    curl_multi_remove_handle(m, c);
     if (rc == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
     } else if (!a->error[0]) {
@@ -358,7 +391,9 @@ static int wait_for_work(events_emitter *em, int64_t retry_at, int64_t *next_flu
         ts.tv_sec += real / 1000;
         ts.tv_nsec += (real % 1000) * 1000000;
         if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        em->idle = now >= retry_at;
         pthread_cond_timedwait(&em->scv, &em->smu, &ts);
+        em->idle = 0;
     }
 }
 
@@ -369,11 +404,30 @@ static void progress(events_emitter *em)
     pthread_mutex_unlock(&em->smu);
 }
 
+/* What the sender does while a request is in flight: read the next batch, delete delivered rows. */
+typedef struct prefetch {
+    events_emitter *em;
+    ob_batch *next;
+    uint64_t from;
+    size_t n;
+    int ok;
+} prefetch;
+
+static void meanwhile(void *ud)
+{
+    prefetch *p = ud;
+    outbox_trim(p->em->ob, 0);
+    p->ok = !outbox_peek(p->em->ob, p->from, p->n, p->em->cfg.batch_bytes, p->next) && p->next->n;
+}
+
 static void *sender_main(void *arg)
 {
     events_emitter *em = arg;
-    CURL *c = em->curl;
-    ob_batch b = {0};
+    pthread_setname_np(pthread_self(), "events-sender"); /* as top -H and perf show it */
+    ob_batch bufs[2];
+    memset(bufs, 0, sizeof bufs);
+    ob_batch *b = &bufs[0], *next = &bufs[1];
+    int have_next = 0; /* next holds the batch after b, read while b was in flight */
     buf body = BUF_INIT, gz = BUF_INIT;
     answer a;
     memset(&a, 0, sizeof a);
@@ -386,22 +440,31 @@ static void *sender_main(void *arg)
         pthread_mutex_unlock(&em->smu);
         int again = 0; /* go on at once: more is waiting, or a split batch */
         next_flush = ev_clock(em) + em->cfg.flush_interval_ms;
-        if (outbox_peek(em->ob, split ? split : em->cfg.batch_size, em->cfg.batch_bytes, &b) || !b.n) {
-            if (!b.n) outbox_resync(em->ob);
+        if (have_next) {
+            ob_batch *t = b;
+            b = next;
+            next = t;
+            have_next = 0;
+        } else if (outbox_peek(em->ob, 0, split ? split : em->cfg.batch_size, em->cfg.batch_bytes, b) || !b->n) {
+            if (!b->n) {
+                outbox_trim(em->ob, 1);
+                outbox_resync(em->ob);
+            }
             progress(em);
             pthread_mutex_lock(&em->smu);
             continue;
         }
-        atomic_store(&em->in_flight, b.n);
-        post(em, c, &b, &body, &gz, &a);
+        prefetch pf = {em, next, b->items[b->n - 1].seq + 1, em->cfg.batch_size, 0};
+        atomic_store(&em->in_flight, b->n);
+        post(em, b, &body, &gz, &a, split ? NULL : meanwhile, &pf);
         atomic_store(&em->in_flight, 0);
         int retry = 0;
         if (a.status == 200) {
             tally t;
-            if (read_answer(&a, b.n, &t)) {
-                set_error(em, 200, "the server's answer does not account for the %zu events sent", b.n);
+            if (read_answer(&a, b->n, &t)) {
+                set_error(em, 200, "the server's answer does not account for the %zu events sent", b->n);
                 retry = 1;
-            } else if (outbox_done(em->ob, &b, b.n, t.rejected, t.reason, t.nrejected)) {
+            } else if (outbox_done(em->ob, b, b->n, t.rejected, t.reason, t.nrejected)) {
                 set_error(em, 200, "%s", events_errmsg()); /* sent again; the server answers duplicates */
                 retry = 1;
             } else {
@@ -412,20 +475,22 @@ static void *sender_main(void *arg)
                 failures = 0;
                 if (split && (split *= 2) >= em->cfg.batch_size) split = 0; /* grow back after a 413 */
                 again = 1;
+                have_next = pf.ok;
+                if (!have_next && !outbox_pending(em->ob)) outbox_trim(em->ob, 1); /* caught up: tidy now */
             }
             tally_free(&t);
-        } else if (a.status == 413 && b.n > 1) {
-            split = b.n / 2; /* the server's limits are lower than ours: halve until they fit */
-            set_error(em, 413, "the server refused a batch of %zu events as too large; sending halves", b.n);
+        } else if (a.status == 413 && b->n > 1) {
+            split = b->n / 2; /* the server's limits are lower than ours: halve until they fit */
+            set_error(em, 413, "the server refused a batch of %zu events as too large; sending halves", b->n);
             again = 1;
         } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 && a.status != 404 &&
                    a.status != 405 && a.status != 408 && a.status != 429) {
             char reason[512];
             server_reason(&a, reason, sizeof reason);
-            if (outbox_dead(em->ob, &b, reason)) {
+            if (outbox_dead(em->ob, b, reason)) {
                 retry = 1;
             } else {
-                atomic_fetch_add(&em->dead, b.n);
+                atomic_fetch_add(&em->dead, b->n);
                 split = 0;
                 again = 1;
             }
@@ -448,10 +513,12 @@ static void *sender_main(void *arg)
         }
         progress(em);
         pthread_mutex_lock(&em->smu);
-        if (again && outbox_pending(em->ob)) em->wake = 1;
+        if (again && (have_next || outbox_pending(em->ob))) em->wake = 1;
     }
     pthread_mutex_unlock(&em->smu);
-    ob_batch_free(&b);
+    outbox_trim(em->ob, 1);
+    ob_batch_free(&bufs[0]);
+    ob_batch_free(&bufs[1]);
     buf_free(&body);
     buf_free(&gz);
     buf_free(&a.body);
@@ -460,10 +527,15 @@ static void *sender_main(void *arg)
 
 int sender_start(events_emitter *em)
 {
-    if (!(em->curl = curl_easy_init())) return ev_fail(EVENTS_EHTTP, "cannot create a libcurl handle");
-    if (pthread_create(&em->thread, NULL, sender_main, em)) {
+    if (!(em->curl = curl_easy_init()) || !(em->multi = curl_multi_init())) {
         curl_easy_cleanup(em->curl);
         em->curl = NULL;
+        return ev_fail(EVENTS_EHTTP, "cannot create a libcurl handle");
+    }
+    if (pthread_create(&em->thread, NULL, sender_main, em)) {
+        curl_multi_cleanup(em->multi);
+        curl_easy_cleanup(em->curl);
+        em->curl = em->multi = NULL;
         return ev_fail(EVENTS_ENOMEM, "cannot start the sender thread");
     }
     return EVENTS_OK;
@@ -476,6 +548,7 @@ void sender_stop(events_emitter *em)
     pthread_cond_signal(&em->scv);
     pthread_mutex_unlock(&em->smu);
     pthread_join(em->thread, NULL);
+    curl_multi_cleanup(em->multi);
     curl_easy_cleanup(em->curl);
-    em->curl = NULL;
+    em->curl = em->multi = NULL;
 }

@@ -838,7 +838,9 @@ TEST(rejected_batch_dead_letters)
     events_config c = quick(faultsrv_url(f), t.outbox);
     events_emitter *em = open_or_fail(&c);
     REQUIRE(em);
+    CHECK_INT(0, events_begin(em)); /* one batch */
     for (int i = 0; i < 3; i++) CHECK_INT(0, emit_n(em, "batch.test", i));
+    CHECK_INT(0, events_commit(em));
     CHECK_INT(0, events_flush(em, 10000));
     events_stats st;
     events_emitter_stats(em, &st);
@@ -985,7 +987,8 @@ TEST(slow_server_duplicates)
     events_stats st;
     events_emitter_stats(em, &st);
     CHECK_INT(20, st.delivered);
-    CHECK_INT(20, st.duplicates);
+    /* the first request's events (all 20, unless the sender's first look came mid-way) */
+    CHECK(st.duplicates >= 1 && st.duplicates <= 20);
     CHECK(st.retried >= 1);
     events_emitter_close(em, 1000);
     faultsrv_stop(f);
@@ -1118,5 +1121,37 @@ TEST(gzip_bodies_delivered)
     int bad;
     CHECK_INT(500, lake_count(&s, "gzip.test", counts, 512, &bad));
     check_exactly_once(counts, 500, 512);
+    tmp_free(&t, &s);
+}
+
+/* events_flush returns only when everything committed before it is acknowledged,
+ * however the sender's reads interleave with it (a flush once read an old snapshot). */
+TEST(flush_waits_for_everything_committed)
+{
+    tmp t;
+    tmp_make(&t, "emit-flush");
+    srv s = {0};
+    REQUIRE_INT(0, srv_start(&s, t.lake, SEAL_FAST));
+    events_config c = quick(s.url, t.outbox);
+    events_emitter *em = open_or_fail(&c);
+    REQUIRE(em);
+    int n = 0, early = 0;
+    for (int round = 0; round < 500; round++) {
+        CHECK_INT(0, events_begin(em));
+        for (int i = 0; i < 150; i++) CHECK_INT(0, emit_n(em, "flush.test", n++));
+        CHECK_INT(0, events_commit(em));
+        if (round % 3 == 0) continue; /* let batches pile up and be in flight at the next flush */
+        CHECK_INT(0, events_flush(em, 20000));
+        events_stats st;
+        events_emitter_stats(em, &st);
+        if (st.delivered != (uint64_t)n) early++;
+    }
+    CHECK_INT(0, early);
+    CHECK_INT(0, events_emitter_close(em, 5000));
+    unsigned char *counts = calloc((size_t)n, 1);
+    int bad;
+    CHECK_INT(n, lake_count(&s, "flush.test", counts, n, &bad));
+    check_exactly_once(counts, n, n);
+    free(counts);
     tmp_free(&t, &s);
 }
