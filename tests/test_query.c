@@ -680,9 +680,13 @@ TEST(test_query_queue_is_bounded)
         refused += sq[i].status == 429;
         timed_out += sq[i].status == 504;
     }
-    /* one runs, four wait, the rest are refused at once; the server stays fine */
-    CHECK_INT(3, refused);
-    CHECK_INT(5, timed_out);
+    /*
+     * One runs, four wait, the rest are refused at once; the server stays fine.
+     * On a loaded machine all eight may arrive before the worker takes the
+     * first: then four wait and four are refused.
+     */
+    CHECK(refused == 3 || refused == 4);
+    CHECK_INT(8, refused + timed_out);
     resp r;
     const char *h[] = {"Content-Type: application/json", NULL};
     const char *one = "{\"sql\":\"SELECT 1\"}";
