@@ -7,9 +7,10 @@
  * Cost: every scenario runs here, next to a baseline doing the least the same
  * job could take, in the same process on the same data:
  *
- *   memory       memory-only emitter        vs  building the fields and keeping a malloc'd copy of the event
- *   durable      one transaction per emit   vs  a plain autocommit INSERT of the same text (WAL, synchronous=NORMAL)
- *   durable_tx   every emit in one events_begin/events_commit  vs  plain INSERTs in one transaction
+ *   memory       memory-only emitter        vs  building the fields and keeping a malloc'd copy of
+ * the event durable      one transaction per emit   vs  a plain autocommit INSERT of the same text
+ * (WAL, synchronous=NORMAL) durable_tx   every emit in one events_begin/events_commit  vs  plain
+ * INSERTs in one transaction
  *
  * on one thread and on T (default 4). The emitter's endpoint is a loopback
  * port nobody listens on, with a backoff of an hour: its sender stays out of
@@ -69,7 +70,8 @@ static void find_dead_endpoint(void)
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || getsockname(fd, (struct sockaddr *)&sa, &len)) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) ||
+        getsockname(fd, (struct sockaddr *)&sa, &len)) {
         perror("emit_bench: bind");
         exit(1);
     }
@@ -87,7 +89,8 @@ typedef struct job {
     long from, n;
     events_emitter *em;
     sqlite3 *db;           /* baseline: its own connection */
-    pthread_mutex_t *dbmu; /* baseline of the threaded durable runs: one connection, serialized as the emitter's is */
+    pthread_mutex_t *dbmu; /* baseline of the threaded durable runs: one connection, serialized as
+                              the emitter's is */
     char **keep;           /* baseline MEMORY: where the copies go */
 } job;
 
@@ -106,7 +109,8 @@ static void *run_job(void *arg)
         }
         /* the event as the emitter would write it, give or take the id and time */
         int len = snprintf(ev, sizeof ev,
-                           "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\",\"type\":\"bench.emit\",\"ts\":\"2026-11-25T10:00:"
+                           "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\",\"type\":\"bench.emit\",\"ts\":"
+                           "\"2026-11-25T10:00:"
                            "00.123Z\",%s",
                            f + 1);
         if (j->kind == MEMORY) {
@@ -179,8 +183,14 @@ static double run(const char *dir, enum kind kind, int baseline, long n, int t)
             die("events_begin");
     }
     for (int k = 0; k < t; k++) {
-        jobs[k] = (job){kind, baseline, n / t * k, k == t - 1 ? n - n / t * k : n / t, em, db,
-                        t > 1 ? &dbmu : NULL, keep};
+        jobs[k] = (job){kind,
+                        baseline,
+                        n / t * k,
+                        k == t - 1 ? n - n / t * k : n / t,
+                        em,
+                        db,
+                        t > 1 ? &dbmu : NULL,
+                        keep};
         pthread_create(&th[k], NULL, run_job, &jobs[k]);
     }
     for (int k = 0; k < t; k++) pthread_join(th[k], NULL);
@@ -223,7 +233,8 @@ static void report(const char *dir, const char *name, enum kind kind, long n, in
     if (only && strcmp(only, name)) return;
     double base = run(dir, kind, 1, n, t);
     double lib = run(dir, kind, 0, n, t);
-    printf("scenario=%s threads=%d events=%ld ns_per_event=%.0f events_per_s=%.0f baseline_ns_per_event=%.0f "
+    printf("scenario=%s threads=%d events=%ld ns_per_event=%.0f events_per_s=%.0f "
+           "baseline_ns_per_event=%.0f "
            "ratio=%.2f\n",
            name, t, n, lib * 1e9 / (double)n, (double)n / lib, base * 1e9 / (double)n, lib / base);
     fflush(stdout);
@@ -296,13 +307,13 @@ static int post_direct(const char *endpoint, long n, size_t batch, size_t gzip_a
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, send);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)send_len);
         long status = 0;
-        if (curl_easy_perform(c) != CURLE_OK || curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) ||
-            status != 200)
+        if (curl_easy_perform(c) != CURLE_OK ||
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) || status != 200)
             failed = 1;
     }
     double secs = now_s() - t0;
-    printf("scenario=direct batch=%zu events=%ld total_s=%.3f events_per_s=%.0f failed=%d\n", batch, n, secs,
-           (double)n / secs, failed);
+    printf("scenario=direct batch=%zu events=%ld total_s=%.3f events_per_s=%.0f failed=%d\n", batch,
+           n, secs, (double)n / secs, failed);
     fflush(stdout);
     free(body);
     free(zbody);
@@ -320,7 +331,8 @@ static int end_to_end(const char *dir, const char *endpoint, long n, size_t batc
     snprintf(path, sizeof path, "%s/e2e-%zu-%d.db", dir, batch, drain);
     events_config c;
     memset(&c, 0, sizeof c);
-    c.endpoint = drain ? dead_endpoint : endpoint; /* drain: the outbox fills while the server is away */
+    c.endpoint =
+        drain ? dead_endpoint : endpoint; /* drain: the outbox fills while the server is away */
     c.db_path = path;
     c.batch_size = batch;
     c.batch_bytes = 8u << 20;
@@ -350,10 +362,12 @@ static int end_to_end(const char *dir, const char *endpoint, long n, size_t batc
     double secs = now_s() - t0;
     events_stats st;
     events_emitter_stats(em, &st);
-    printf("scenario=%s batch=%zu events=%ld emit_s=%.3f total_s=%.3f delivered=%llu events_per_s=%.0f "
+    printf("scenario=%s batch=%zu events=%ld emit_s=%.3f total_s=%.3f delivered=%llu "
+           "events_per_s=%.0f "
            "retried=%llu dead=%llu\n",
-           drain ? "drain" : "e2e", batch, n, emitted, secs, (unsigned long long)st.delivered, (double)st.delivered / secs,
-           (unsigned long long)st.retried, (unsigned long long)st.dead);
+           drain ? "drain" : "e2e", batch, n, emitted, secs, (unsigned long long)st.delivered,
+           (double)st.delivered / secs, (unsigned long long)st.retried,
+           (unsigned long long)st.dead);
     events_emitter_close(em, 1000);
     return rc || st.delivered != (uint64_t)n;
 }
@@ -365,18 +379,28 @@ int main(int argc, char **argv)
     int threads = 4;
     size_t batch = 100;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--endpoint")) endpoint = argv[i + 1];
-        else if (!strcmp(argv[i], "--events")) n = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) batch = (size_t)atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
-        else if (!strcmp(argv[i], "--gzip-above")) gzip_above = (size_t)atoll(argv[i + 1]);
-        else dir = NULL, i = argc;
+        if (!strcmp(argv[i], "--dir"))
+            dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--endpoint"))
+            endpoint = argv[i + 1];
+        else if (!strcmp(argv[i], "--events"))
+            n = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch"))
+            batch = (size_t)atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--only"))
+            only = argv[i + 1];
+        else if (!strcmp(argv[i], "--gzip-above"))
+            gzip_above = (size_t)atoll(argv[i + 1]);
+        else
+            dir = NULL, i = argc;
     }
     if (!dir || threads < 1 || threads > 64 || (argc - 1) % 2) {
-        fprintf(stderr, "Usage: emit_bench --dir DIR [--events N] [--threads T] [--only memory|durable|durable_tx]\n"
-                        "       emit_bench --dir DIR --endpoint URL [--events N] [--batch B] [--gzip-above BYTES]\n");
+        fprintf(stderr, "Usage: emit_bench --dir DIR [--events N] [--threads T] [--only "
+                        "memory|durable|durable_tx]\n"
+                        "       emit_bench --dir DIR --endpoint URL [--events N] [--batch B] "
+                        "[--gzip-above BYTES]\n");
         return 2;
     }
     find_dead_endpoint();

@@ -24,15 +24,21 @@ int main(int argc, char **argv)
     if (n < 1000) n = 1000;
     /* a realistic mix, as bench/ingest_load.c sends */
     static const char *tmpl[] = {
-        "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1C%04d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-25T10:00:00.123Z\","
+        "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1C%04d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-25T10:00:00."
+        "123Z\","
         "\"do\":{\"id\":\"room-17\",\"name\":\"lobby\",\"class\":\"ChatRoom\",\"colo\":\"FRA\"},"
         "\"method\":\"sendMessage\",\"namespace\":\"chat\",\"durationMs\":12.5,\"success\":true}",
-        "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1D%04d\",\"type\":\"collection.update\",\"ts\":\"2026-11-25T10:00:01.000Z\","
-        "\"do\":{\"id\":\"room-17\",\"class\":\"ChatRoom\"},\"collection\":\"users\",\"docId\":\"u-42\","
-        "\"doc\":{\"name\":\"Ann\",\"status\":\"away\",\"rooms\":[1,2,3]},\"prev\":{\"name\":\"Ann\","
+        "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1D%04d\",\"type\":\"collection.update\",\"ts\":\"2026-11-"
+        "25T10:00:01.000Z\","
+        "\"do\":{\"id\":\"room-17\",\"class\":\"ChatRoom\"},\"collection\":\"users\",\"docId\":\"u-"
+        "42\","
+        "\"doc\":{\"name\":\"Ann\",\"status\":\"away\",\"rooms\":[1,2,3]},\"prev\":{\"name\":"
+        "\"Ann\","
         "\"status\":\"online\",\"rooms\":[1,2]},\"bookmark\":\"00000000000004d2\"}",
-        "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1E%04d\",\"type\":\"ws.message\",\"ts\":\"2026-11-25T10:00:02.500Z\","
-        "\"do\":{\"id\":\"room-17\",\"class\":\"ChatRoom\",\"colo\":\"FRA\"},\"connectionCount\":17,"
+        "{\"id\":\"01JDX3K8Q2ZP4W6V7N9B1E%04d\",\"type\":\"ws.message\",\"ts\":\"2026-11-25T10:00:"
+        "02.500Z\","
+        "\"do\":{\"id\":\"room-17\",\"class\":\"ChatRoom\",\"colo\":\"FRA\"},\"connectionCount\":"
+        "17,"
         "\"size\":512,\"text\":\"h\\u00e9llo \\\"world\\\"\"}",
     };
     char **ev = malloc((size_t)n * sizeof *ev);
@@ -76,11 +82,12 @@ int main(int argc, char **argv)
     double jansson_s = now_s() - t0;
 
     printf("events: %d, %.0f bytes each on average\n", n, (double)bytes / n);
-    printf("scanner  (lib/event.c):         %9.0f events/s  %7.1f MB/s  %6.0f ns/event\n", n / scan_s,
-           bytes / scan_s / 1e6, scan_s / n * 1e9);
-    printf("jansson  (parse, set, dump):    %9.0f events/s  %7.1f MB/s  %6.0f ns/event\n", n / jansson_s,
-           bytes / jansson_s / 1e6, jansson_s / n * 1e9);
-    printf("ratio: the scanner is %.1fx faster than the jansson round trip (same process, same events)\n",
+    printf("scanner  (lib/event.c):         %9.0f events/s  %7.1f MB/s  %6.0f ns/event\n",
+           n / scan_s, bytes / scan_s / 1e6, scan_s / n * 1e9);
+    printf("jansson  (parse, set, dump):    %9.0f events/s  %7.1f MB/s  %6.0f ns/event\n",
+           n / jansson_s, bytes / jansson_s / 1e6, jansson_s / n * 1e9);
+    printf("ratio: the scanner is %.1fx faster than the jansson round trip (same process, same "
+           "events)\n",
            jansson_s / scan_s);
     (void)sink;
     buf_free(&out);

@@ -72,8 +72,8 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
     if (!(c = query_conn_new(e, err, sizeof err))) {
         fprintf(stderr, "events query: %s\n", err);
     } else {
-        query_request req = {sql, params, stream ? engine_format(o->format) : QUERY_JSON, o->max_rows,
-                             o->timeout_ms};
+        query_request req = {sql, params, stream ? engine_format(o->format) : QUERY_JSON,
+                             o->max_rows, o->timeout_ms};
         query_sink s = {sink_begin, stream ? sink_stdout : sink_buf, answer};
         query_outcome out;
         query_run(c, &req, &s, &out);
@@ -82,7 +82,8 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
         } else {
             rc = 0;
             if (out.truncated)
-                fprintf(stderr, "events query: stopped at %llu rows (--max-rows)\n", (unsigned long long)out.rows);
+                fprintf(stderr, "events query: stopped at %llu rows (--max-rows)\n",
+                        (unsigned long long)out.rows);
         }
     }
     query_conn_free(c);
@@ -158,7 +159,8 @@ static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answ
     } else if (status != 200) {
         json_t *e = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(e, "error"));
-        fprintf(stderr, "events query: %s (HTTP %ld)\n", msg ? msg : "the server refused the query", status);
+        fprintf(stderr, "events query: %s (HTTP %ld)\n", msg ? msg : "the server refused the query",
+                status);
         json_decref(e);
         rc = 1;
     } else if (!stream) {
@@ -184,7 +186,8 @@ static int run(const qopts *o, const char *sql, json_t *params)
     int table = !strcmp(o->format, "table");
     int stream = !table && strcmp(o->format, "json");
     buf answer = BUF_INIT;
-    int rc = o->server ? run_remote(o, sql, params, &answer, stream) : run_local(o, sql, params, &answer, stream);
+    int rc = o->server ? run_remote(o, sql, params, &answer, stream)
+                       : run_local(o, sql, params, &answer, stream);
     if (!rc && !stream) {
         if (table) {
             if (cli_print_table(stdout, answer.p ? answer.p : "", answer.len)) {
@@ -209,14 +212,20 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
     o->max_rows = 100000;
     o->timeout_ms = 30000;
     const cli_option opts[] = {
-        {"lake", "EVENTS_LAKE", OPT_STR, &o->lake, "DIR", "query this lake directly (default ./events-lake)"},
-        {"server", "EVENTS_SERVER", OPT_STR, &o->server, "URL", "query through this server instead (sees unsealed events)"},
+        {"lake", "EVENTS_LAKE", OPT_STR, &o->lake, "DIR",
+         "query this lake directly (default ./events-lake)"},
+        {"server", "EVENTS_SERVER", OPT_STR, &o->server, "URL",
+         "query through this server instead (sees unsealed events)"},
         {"token", "EVENTS_TOKEN", OPT_STR, &o->token, "TOKEN", "bearer token for --server"},
-        {"format", "EVENTS_FORMAT", OPT_STR, &o->format, "FORMAT", "table, csv, json or ndjson (default: table on a terminal, else ndjson)"},
+        {"format", "EVENTS_FORMAT", OPT_STR, &o->format, "FORMAT",
+         "table, csv, json or ndjson (default: table on a terminal, else ndjson)"},
         {"file", NULL, OPT_STR, &o->file, "PATH", "read the SQL from a file"},
-        {"param", NULL, OPT_STRINGS, &o->params, "VALUE", "a value for $1, $2, ... (repeat; sent as strings)"},
-        {"max-rows", "EVENTS_MAX_ROWS", OPT_SIZE, &o->max_rows, "N", "stop after N rows (default 100000)"},
-        {"timeout", "EVENTS_QUERY_TIMEOUT", OPT_DURATION, &o->timeout_ms, "DURATION", "stop the query after this (default 30s)"},
+        {"param", NULL, OPT_STRINGS, &o->params, "VALUE",
+         "a value for $1, $2, ... (repeat; sent as strings)"},
+        {"max-rows", "EVENTS_MAX_ROWS", OPT_SIZE, &o->max_rows, "N",
+         "stop after N rows (default 100000)"},
+        {"timeout", "EVENTS_QUERY_TIMEOUT", OPT_DURATION, &o->timeout_ms, "DURATION",
+         "stop the query after this (default 30s)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int i = cli_options_parse(cmd, opts, argc, argv);
@@ -227,7 +236,8 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
     if (i < 0) return -1;
     if (strcmp(o->format, "table") && strcmp(o->format, "csv") && strcmp(o->format, "json") &&
         strcmp(o->format, "ndjson")) {
-        fprintf(stderr, "events %s: --format must be table, csv, json or ndjson, not \"%s\"\n", cmd, o->format);
+        fprintf(stderr, "events %s: --format must be table, csv, json or ndjson, not \"%s\"\n", cmd,
+                o->format);
         return -1;
     }
     if (o->server && !*o->server) o->server = NULL;
@@ -268,7 +278,8 @@ int cmd_query(int argc, char **argv)
     } else if (i == argc - 1) {
         sql = !strcmp(argv[i], "-") ? read_all(stdin) : strdup(argv[i]);
     } else {
-        fprintf(stderr, "events query: expected one SQL argument (or - for standard input, or --file)\n");
+        fprintf(stderr,
+                "events query: expected one SQL argument (or - for standard input, or --file)\n");
         return 2;
     }
     json_t *params = params_json(&o);
@@ -281,10 +292,11 @@ int cmd_query(int argc, char **argv)
 int cmd_history(int argc, char **argv)
 {
     qopts o;
-    int i = parse_common("history", &o, argc, argv,
-                         "Usage: events history [OPTIONS] COLLECTION DOC_ID\n\n"
-                         "Prints every change of one document: time, change, bookmark, the document\n"
-                         "after the change and before it.");
+    int i =
+        parse_common("history", &o, argc, argv,
+                     "Usage: events history [OPTIONS] COLLECTION DOC_ID\n\n"
+                     "Prints every change of one document: time, change, bookmark, the document\n"
+                     "after the change and before it.");
     if (i == -2) return 0;
     if (i < 0) return 2;
     if (argc - i != 2) {

@@ -66,7 +66,8 @@ static void progress_draw(progress *p, events_emitter *em, const char *phase, in
     fprintf(stderr, "\r\033[K%s [%s] %llu/%llu delivered, %llu queued, %.0f ev/s", phase, bar,
             (unsigned long long)done, (unsigned long long)total, (unsigned long long)st.queued,
             secs > 0 ? (double)done / secs : 0.0);
-    if (st.last_error[0] && st.last_status != 200) fprintf(stderr, " (retrying: %.60s)", st.last_error);
+    if (st.last_error[0] && st.last_status != 200)
+        fprintf(stderr, " (retrying: %.60s)", st.last_error);
     fflush(stderr);
 }
 
@@ -83,7 +84,8 @@ static long long dead_mark(const char *outbox)
     long long v = 0;
     if (sqlite3_open_v2(outbox, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM _events_dead", -1, &st, NULL) == SQLITE_OK &&
+        if (sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM _events_dead", -1, &st,
+                               NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             v = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
@@ -100,10 +102,11 @@ static void print_dead(const char *outbox, long long mark)
         return;
     }
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*), reason FROM _events_dead WHERE seq > ? GROUP BY reason "
-                           "ORDER BY count(*) DESC, reason LIMIT 20",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT count(*), reason FROM _events_dead WHERE seq > ? GROUP BY reason "
+            "ORDER BY count(*) DESC, reason LIMIT 20",
+            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, mark);
         while (sqlite3_step(st) == SQLITE_ROW)
             fprintf(stderr, "  dead-lettered: %lld x %s\n", (long long)sqlite3_column_int64(st, 0),
@@ -140,7 +143,8 @@ static int send_line(events_emitter *em, const char *line, int64_t deadline, int
     }
 }
 
-static int read_input(events_emitter *em, FILE *in, const char *name, counts *c, progress *p, int64_t deadline)
+static int read_input(events_emitter *em, FILE *in, const char *name, counts *c, progress *p,
+                      int64_t deadline)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -153,8 +157,9 @@ static int read_input(events_emitter *em, FILE *in, const char *name, counts *c,
         size_t k = strspn(line, " \t");
         if (line[k] == 0) continue; /* blank lines are allowed */
         if ((size_t)n != strlen(line)) {
-            if (++c->refused <= SHOW_REFUSED) fprintf(stderr, "events send: %s:%llu: a NUL byte in the line\n", name,
-                                                      (unsigned long long)lineno);
+            if (++c->refused <= SHOW_REFUSED)
+                fprintf(stderr, "events send: %s:%llu: a NUL byte in the line\n", name,
+                        (unsigned long long)lineno);
             continue;
         }
         if (!in_tx) {
@@ -197,7 +202,8 @@ static int read_input(events_emitter *em, FILE *in, const char *name, counts *c,
     }
     free(line);
     if (c->refused > SHOW_REFUSED)
-        fprintf(stderr, "events send: %llu more lines refused\n", (unsigned long long)(c->refused - SHOW_REFUSED));
+        fprintf(stderr, "events send: %llu more lines refused\n",
+                (unsigned long long)(c->refused - SHOW_REFUSED));
     return rc;
 }
 
@@ -205,27 +211,32 @@ int cmd_send(int argc, char **argv)
 {
     send_opts o = {NULL, NULL, "./events-outbox.db", 60000, 500};
     const cli_option opts[] = {
-        {"endpoint", "EVENTS_ENDPOINT", OPT_STR, &o.endpoint, "URL", "the server, e.g. http://127.0.0.1:8080 (required)"},
+        {"endpoint", "EVENTS_ENDPOINT", OPT_STR, &o.endpoint, "URL",
+         "the server, e.g. http://127.0.0.1:8080 (required)"},
         {"token", "EVENTS_TOKEN", OPT_STR, &o.token, "TOKEN", "bearer token with the ingest scope"},
-        {"outbox", "EVENTS_OUTBOX", OPT_STR, &o.outbox, "PATH", "the outbox database (default ./events-outbox.db)"},
+        {"outbox", "EVENTS_OUTBOX", OPT_STR, &o.outbox, "PATH",
+         "the outbox database (default ./events-outbox.db)"},
         {"timeout", "EVENTS_SEND_TIMEOUT", OPT_DURATION, &o.timeout_ms, "DURATION",
          "give up waiting after this; what is left stays queued (default 60s)"},
-        {"batch-size", "EVENTS_BATCH_SIZE", OPT_SIZE, &o.batch_size, "N", "events per request (default 500)"},
+        {"batch-size", "EVENTS_BATCH_SIZE", OPT_SIZE, &o.batch_size, "N",
+         "events per request (default 500)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int i = cli_options_parse("send", opts, argc, argv);
     if (i == -2) {
-        cli_options_help("Usage: events send [OPTIONS] [FILE|-]\n\n"
-                         "Delivers events, one JSON object per line (NDJSON), from FILE or standard input,\n"
-                         "through a durable outbox. With no input (no FILE and a terminal on standard\n"
-                         "input) it delivers what an earlier run left in the outbox. Exit status: 0 all\n"
-                         "delivered or dead-lettered, 1 lines refused, 2 usage, 3 still queued.",
-                         opts);
+        cli_options_help(
+            "Usage: events send [OPTIONS] [FILE|-]\n\n"
+            "Delivers events, one JSON object per line (NDJSON), from FILE or standard input,\n"
+            "through a durable outbox. With no input (no FILE and a terminal on standard\n"
+            "input) it delivers what an earlier run left in the outbox. Exit status: 0 all\n"
+            "delivered or dead-lettered, 1 lines refused, 2 usage, 3 still queued.",
+            opts);
         return 0;
     }
     if (i < 0) return 2;
     if (i < argc - 1) {
-        fprintf(stderr, "events send: expected at most one FILE (or -), got %d arguments\n", argc - i);
+        fprintf(stderr, "events send: expected at most one FILE (or -), got %d arguments\n",
+                argc - i);
         return 2;
     }
     if (!o.endpoint || !*o.endpoint) {
@@ -294,17 +305,19 @@ int cmd_send(int argc, char **argv)
     fprintf(stderr,
             "events send: %llu read, %llu from earlier runs; %llu delivered (%llu duplicates), "
             "%llu dead-lettered, %llu refused, %llu still queued\n",
-            (unsigned long long)c.read, (unsigned long long)earlier, (unsigned long long)st.delivered,
-            (unsigned long long)st.duplicates, (unsigned long long)st.dead, (unsigned long long)c.refused,
+            (unsigned long long)c.read, (unsigned long long)earlier,
+            (unsigned long long)st.delivered, (unsigned long long)st.duplicates,
+            (unsigned long long)st.dead, (unsigned long long)c.refused,
             (unsigned long long)st.queued);
     if (st.dead) print_dead(o.outbox, mark);
     if (fatal) return 2;
     if (st.queued) {
         fprintf(stderr,
-                "events send: %llu events are still queued in %s after %.1fs%s%s; run events send again to "
+                "events send: %llu events are still queued in %s after %.1fs%s%s; run events send "
+                "again to "
                 "deliver them\n",
-                (unsigned long long)st.queued, o.outbox, (double)o.timeout_ms / 1000.0, last_error[0] ? ": " : "",
-                last_error);
+                (unsigned long long)st.queued, o.outbox, (double)o.timeout_ms / 1000.0,
+                last_error[0] ? ": " : "", last_error);
         return 3;
     }
     return c.refused ? 1 : 0;

@@ -14,7 +14,8 @@ int cmd_serve(int argc, char **argv)
     server_config c;
     server_config_defaults(&c);
     uint64_t max_body = c.max_body, seal_bytes = c.seal_bytes, max_event_bytes = c.max_event_bytes,
-             spool_max = c.spool_max, query_memory = c.query_memory, query_max_rows = c.query_max_rows;
+             spool_max = c.spool_max, query_memory = c.query_memory,
+             query_max_rows = c.query_max_rows;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
@@ -56,10 +57,14 @@ int cmd_serve(int argc, char **argv)
          "close idle connections after this (default 60s)"},
         {"shutdown-timeout", "EVENTS_SHUTDOWN_TIMEOUT", OPT_DURATION, &shutdown_timeout, "DURATION",
          "wait this long for requests at SIGTERM (default 30s)"},
-        {"query-threads", "EVENTS_QUERY_THREADS", OPT_INT, &query_threads, "N", "queries run at once (default 2)"},
-        {"query-timeout", "EVENTS_QUERY_TIMEOUT", OPT_DURATION, &query_timeout, "DURATION", "stop a query after this, answering 504 (default 30s)"},
-        {"query-max-rows", "EVENTS_QUERY_MAX_ROWS", OPT_SIZE, &query_max_rows, "N", "rows in one answer at most (default 100000)"},
-        {"query-memory", "EVENTS_QUERY_MEMORY", OPT_SIZE, &query_memory, "SIZE", "DuckDB's memory limit (default 1GiB)"},
+        {"query-threads", "EVENTS_QUERY_THREADS", OPT_INT, &query_threads, "N",
+         "queries run at once (default 2)"},
+        {"query-timeout", "EVENTS_QUERY_TIMEOUT", OPT_DURATION, &query_timeout, "DURATION",
+         "stop a query after this, answering 504 (default 30s)"},
+        {"query-max-rows", "EVENTS_QUERY_MAX_ROWS", OPT_SIZE, &query_max_rows, "N",
+         "rows in one answer at most (default 100000)"},
+        {"query-memory", "EVENTS_QUERY_MEMORY", OPT_SIZE, &query_memory, "SIZE",
+         "DuckDB's memory limit (default 1GiB)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL",
@@ -121,8 +126,9 @@ int cmd_serve(int argc, char **argv)
         return 2;
     }
     if (query_memory < (128u << 20)) {
-        fprintf(stderr, "events serve: --query-memory must be at least 128MiB (DuckDB's JSON reader needs "
-                        "about 32 MiB per scan)\n");
+        fprintf(stderr,
+                "events serve: --query-memory must be at least 128MiB (DuckDB's JSON reader needs "
+                "about 32 MiB per scan)\n");
         return 2;
     }
     c.max_body = (size_t)max_body;

@@ -42,8 +42,9 @@ static size_t cut(const char *s, size_t n, size_t w)
 
 static int numeric(const char *type)
 {
-    static const char *const num[] = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
-                                       "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"};
+    static const char *const num[] = {"TINYINT", "SMALLINT", "INTEGER",   "BIGINT",
+                                      "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                                      "UBIGINT", "UHUGEINT", "FLOAT",     "DOUBLE"};
     for (size_t i = 0; i < sizeof num / sizeof *num; i++)
         if (!strcmp(type, num[i])) return 1;
     return !strncmp(type, "DECIMAL", 7);
@@ -180,7 +181,8 @@ int cli_print_table(FILE *f, const char *answer, size_t len)
     }
     rule(f, w, nc, "└", "┴", "┘");
     json_t *rc = json_object_get(a, "rowCount"), *el = json_object_get(a, "elapsedMs");
-    fprintf(f, "%lld row%s%s (%.3f s)\n", (long long)json_integer_value(rc), json_integer_value(rc) == 1 ? "" : "s",
+    fprintf(f, "%lld row%s%s (%.3f s)\n", (long long)json_integer_value(rc),
+            json_integer_value(rc) == 1 ? "" : "s",
             json_is_true(json_object_get(a, "truncated")) ? ", truncated at the row limit" : "",
             json_number_value(el) / 1000.0);
     for (size_t i = 0; i < nc * nr; i++) free(cells[i]);

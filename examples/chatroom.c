@@ -32,7 +32,8 @@ static int send_message(sqlite3 *db, events_emitter *em, const char *user, const
     double start = now_ms();
     sqlite3_stmt *st;
     int ok = events_begin(em) == EVENTS_OK; /* BEGIN on the room's own database */
-    ok = ok && sqlite3_prepare_v2(db, "INSERT INTO messages(user, text) VALUES (?, ?)", -1, &st, NULL) == SQLITE_OK;
+    ok = ok && sqlite3_prepare_v2(db, "INSERT INTO messages(user, text) VALUES (?, ?)", -1, &st,
+                                  NULL) == SQLITE_OK;
     if (ok) {
         sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
@@ -64,13 +65,16 @@ int main(int argc, char **argv)
         return 1;
     }
     sqlite3_busy_timeout(db, 5000); /* the emitter's sender writes the outbox too */
-    sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS messages(id INTEGER PRIMARY KEY, user TEXT, text TEXT)", 0, 0, 0);
+    sqlite3_exec(
+        db, "CREATE TABLE IF NOT EXISTS messages(id INTEGER PRIMARY KEY, user TEXT, text TEXT)", 0,
+        0, 0);
 
     /* One emitter for the room; its outbox is a table in the room's database. */
     events_config cfg = {0};
     cfg.endpoint = endpoint;
     cfg.db = db;
-    cfg.identity = (events_identity){.id = "room-17", .name = "lobby", .cls = "ChatRoom", .colo = "local"};
+    cfg.identity =
+        (events_identity){.id = "room-17", .name = "lobby", .cls = "ChatRoom", .colo = "local"};
     events_emitter *em;
     if (events_emitter_open(&cfg, &em) != EVENTS_OK) {
         fprintf(stderr, "chatroom: %s\n", events_errmsg());
@@ -97,8 +101,9 @@ int main(int argc, char **argv)
     int rc = events_flush(em, 10000);
     events_stats st;
     events_emitter_stats(em, &st);
-    printf("chatroom: %llu delivered, %llu queued, %llu dead%s%s\n", (unsigned long long)st.delivered,
-           (unsigned long long)st.queued, (unsigned long long)st.dead, rc ? ": " : "", rc ? events_errmsg() : "");
+    printf("chatroom: %llu delivered, %llu queued, %llu dead%s%s\n",
+           (unsigned long long)st.delivered, (unsigned long long)st.queued,
+           (unsigned long long)st.dead, rc ? ": " : "", rc ? events_errmsg() : "");
     events_emitter_close(em, 1000);
     sqlite3_close(db);
     return rc == EVENTS_OK ? 0 : 2;

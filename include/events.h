@@ -67,12 +67,13 @@ EVENTS_API const char *events_strerror(int code);
  */
 EVENTS_API const char *events_errmsg(void);
 
-/* The emitter's identity: the "do" object of every event it emits. Members left NULL are left out. */
+/* The emitter's identity: the "do" object of every event it emits. Members left NULL are left out.
+ */
 typedef struct events_identity {
-    const char *id;    /* e.g. "room-17" */
-    const char *name;  /* e.g. "lobby" */
-    const char *cls;   /* written as "class", e.g. "ChatRoom" */
-    const char *colo;  /* where it runs, e.g. "FRA" */
+    const char *id;   /* e.g. "room-17" */
+    const char *name; /* e.g. "lobby" */
+    const char *cls;  /* written as "class", e.g. "ChatRoom" */
+    const char *colo; /* where it runs, e.g. "FRA" */
 } events_identity;
 
 typedef struct sqlite3 sqlite3;
@@ -83,24 +84,29 @@ typedef struct sqlite3 sqlite3;
  * outlive the emitter).
  */
 typedef struct events_config {
-    const char *endpoint;     /* the server: "http://127.0.0.1:8080" (/ingest is added) or a URL ending in /ingest or /e */
-    const char *token;        /* bearer token, or NULL */
+    const char *endpoint; /* the server: "http://127.0.0.1:8080" (/ingest is added) or a URL ending
+                             in /ingest or /e */
+    const char *token;    /* bearer token, or NULL */
     events_identity identity; /* the "do" object of every event */
 
     /* The outbox: exactly one of db_path, db, memory_only. */
-    const char *db_path;      /* a SQLite file the emitter opens (created if missing) */
-    sqlite3 *db;              /* or the service's own open database: emits join its transactions */
-    int memory_only;          /* or no outbox: events may be lost (close, crash, full); drops are counted */
+    const char *db_path; /* a SQLite file the emitter opens (created if missing) */
+    sqlite3 *db;         /* or the service's own open database: emits join its transactions */
+    int memory_only; /* or no outbox: events may be lost (close, crash, full); drops are counted */
 
-    size_t capacity;          /* events waiting at most; emit returns EVENTS_EFULL beyond. Default 1,000,000 (memory: 100,000) */
-    size_t max_event_bytes;   /* larger events are refused with EVENTS_ETOOBIG. Default 256 KiB, the server's limit */
-    size_t batch_size;        /* events per request. Default 100; the server takes at most 10,000 */
-    size_t batch_bytes;       /* bytes of events per request. Default 1 MiB; the server takes at most 8 MiB */
-    int64_t flush_interval_ms;/* send at least this often while events wait. Default 1,000 */
-    int64_t backoff_min_ms;   /* first retry delay. Default 1,000 */
-    int64_t backoff_max_ms;   /* the delay doubles up to this. Default 300,000 (5 min) */
-    int64_t timeout_ms;       /* one HTTP request, connection included. Default 30,000 */
-    size_t gzip_above;        /* bodies larger than this are gzip-compressed. Default 4,096; SIZE_MAX: never */
+    size_t capacity; /* events waiting at most; emit returns EVENTS_EFULL beyond. Default 1,000,000
+                        (memory: 100,000) */
+    size_t max_event_bytes; /* larger events are refused with EVENTS_ETOOBIG. Default 256 KiB, the
+                               server's limit */
+    size_t batch_size;      /* events per request. Default 100; the server takes at most 10,000 */
+    size_t batch_bytes; /* bytes of events per request. Default 1 MiB; the server takes at most 8
+                           MiB */
+    int64_t flush_interval_ms; /* send at least this often while events wait. Default 1,000 */
+    int64_t backoff_min_ms;    /* first retry delay. Default 1,000 */
+    int64_t backoff_max_ms;    /* the delay doubles up to this. Default 300,000 (5 min) */
+    int64_t timeout_ms;        /* one HTTP request, connection included. Default 30,000 */
+    size_t gzip_above; /* bodies larger than this are gzip-compressed. Default 4,096; SIZE_MAX:
+                          never */
 
     /*
      * For tests: a clock (milliseconds, monotonic) and a wait. The sender calls
@@ -156,8 +162,8 @@ EVENTS_API int events_emit_json(events_emitter *em, const char *event);
  * rpc.call: a call that took duration_ms. ns (the namespace) and error may
  * be NULL; success is 0 or 1.
  */
-EVENTS_API int events_emit_rpc(events_emitter *em, const char *ns, const char *method, double duration_ms,
-                               int success, const char *error);
+EVENTS_API int events_emit_rpc(events_emitter *em, const char *ns, const char *method,
+                               double duration_ms, int success, const char *error);
 
 /* do.create, do.alarm, do.hibernate, do.evict: the life of the emitting object. */
 typedef enum events_lifecycle {
@@ -205,15 +211,16 @@ EVENTS_API int events_flush(events_emitter *em, int64_t timeout_ms);
 
 /* What an emitter has done since it was opened (queued: now). */
 typedef struct events_stats {
-    uint64_t queued;     /* in the outbox, not yet acknowledged (also those of earlier runs) */
-    uint64_t in_flight;  /* in the request being sent now */
-    uint64_t delivered;  /* acknowledged by the server: stored */
-    uint64_t duplicates; /* acknowledged as already stored (a retry the server had); included in delivered */
-    uint64_t retried;    /* requests that failed and were tried again */
-    uint64_t dead;       /* moved to _events_dead (or, in memory-only mode, given up) */
-    uint64_t dropped;    /* memory-only mode: not taken (full) or left at close */
-    int last_status;     /* HTTP status of the last request, 0 if it got none */
-    char last_error[256];/* why the last request failed, "" when it succeeded */
+    uint64_t queued;      /* in the outbox, not yet acknowledged (also those of earlier runs) */
+    uint64_t in_flight;   /* in the request being sent now */
+    uint64_t delivered;   /* acknowledged by the server: stored */
+    uint64_t duplicates;  /* acknowledged as already stored (a retry the server had); included in
+                             delivered */
+    uint64_t retried;     /* requests that failed and were tried again */
+    uint64_t dead;        /* moved to _events_dead (or, in memory-only mode, given up) */
+    uint64_t dropped;     /* memory-only mode: not taken (full) or left at close */
+    int last_status;      /* HTTP status of the last request, 0 if it got none */
+    char last_error[256]; /* why the last request failed, "" when it succeeded */
 } events_stats;
 
 EVENTS_API void events_emitter_stats(events_emitter *em, events_stats *out);

@@ -20,9 +20,9 @@
 
 typedef struct walk {
     prune_result *r;
-    int seen;      /* BASE_TABLE events nodes anywhere */
-    int accounted; /* those found through a SELECT's FROM */
-    int functions; /* table functions anywhere */
+    int seen;                       /* BASE_TABLE events nodes anywhere */
+    int accounted;                  /* those found through a SELECT's FROM */
+    int functions;                  /* table functions anywhere */
     const char *aliases[MAX_NAMES]; /* of the events references */
     int naliases;
     const char *names[MAX_NAMES]; /* one-part column references, to compare with the aliases */
@@ -80,10 +80,14 @@ static void add(prune_bound *v, int *n, json_t *expr, int strict)
 
 static void compare(prune_ref *ref, const char *type, json_t *bound)
 {
-    if (!strcmp(type, "COMPARE_GREATERTHAN")) add(ref->lo, &ref->nlo, bound, 1);
-    else if (!strcmp(type, "COMPARE_GREATERTHANOREQUALTO")) add(ref->lo, &ref->nlo, bound, 0);
-    else if (!strcmp(type, "COMPARE_LESSTHAN")) add(ref->hi, &ref->nhi, bound, 1);
-    else if (!strcmp(type, "COMPARE_LESSTHANOREQUALTO")) add(ref->hi, &ref->nhi, bound, 0);
+    if (!strcmp(type, "COMPARE_GREATERTHAN"))
+        add(ref->lo, &ref->nlo, bound, 1);
+    else if (!strcmp(type, "COMPARE_GREATERTHANOREQUALTO"))
+        add(ref->lo, &ref->nlo, bound, 0);
+    else if (!strcmp(type, "COMPARE_LESSTHAN"))
+        add(ref->hi, &ref->nhi, bound, 1);
+    else if (!strcmp(type, "COMPARE_LESSTHANOREQUALTO"))
+        add(ref->hi, &ref->nhi, bound, 0);
     else if (!strcmp(type, "COMPARE_EQUAL")) {
         add(ref->lo, &ref->nlo, bound, 0);
         add(ref->hi, &ref->nhi, bound, 0);
@@ -178,8 +182,10 @@ static void from_clause(walk *w, json_t *t, json_t *where)
         w->accounted++;
         prune_ref *ref = new_ref(w);
         const char *alias = str(t, "alias");
-        if (w->naliases < MAX_NAMES) w->aliases[w->naliases++] = alias && *alias ? alias : "events";
-        else w->r->raw = 1;
+        if (w->naliases < MAX_NAMES)
+            w->aliases[w->naliases++] = alias && *alias ? alias : "events";
+        else
+            w->r->raw = 1;
         if (ref && where) conjuncts(where, alias && *alias ? alias : "events", ref);
     } else if (!strcmp(type, "TABLE_FUNCTION")) {
         table_function(w, t);
@@ -195,7 +201,8 @@ static int from_without_events(json_t *t)
     const char *type = str(t, "type");
     if (!type) return 0;
     if (!strcmp(type, "JOIN"))
-        return from_without_events(json_object_get(t, "left")) && from_without_events(json_object_get(t, "right"));
+        return from_without_events(json_object_get(t, "left")) &&
+               from_without_events(json_object_get(t, "right"));
     if (strcmp(type, "TABLE_FUNCTION")) return 0;
     const char *name = str(json_object_get(t, "function"), "function_name");
     return name && (!strcasecmp(name, "rpc_latency") || !strcasecmp(name, "doc_history") ||
@@ -227,8 +234,10 @@ static void visit(walk *w, json_t *node, int star_ok)
         const char *last = n ? json_string_value(json_array_get(names, n - 1)) : NULL;
         if (last && !strcasecmp(last, "event")) w->r->raw = 1;
         if (last && n == 1) {
-            if (w->nnames < MAX_NAMES) w->names[w->nnames++] = last;
-            else w->r->raw = 1;
+            if (w->nnames < MAX_NAMES)
+                w->names[w->nnames++] = last;
+            else
+                w->r->raw = 1;
         }
     }
     json_t *ctes = json_object_get(json_object_get(node, "cte_map"), "map");

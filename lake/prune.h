@@ -38,12 +38,12 @@ typedef struct prune_ref {
 } prune_ref;
 
 typedef struct prune_result {
-    int raw;           /* the query can reach the whole event (the view's event column) */
-    int unbounded;     /* some reference has no usable bound on one side: read everything */
-    int no_events;     /* the query cannot reach events at all */
-    prune_ref *refs;   /* one per reference to events */
+    int raw;         /* the query can reach the whole event (the view's event column) */
+    int unbounded;   /* some reference has no usable bound on one side: read everything */
+    int no_events;   /* the query cannot reach events at all */
+    prune_ref *refs; /* one per reference to events */
     int nrefs;
-    const char *why;   /* when unbounded: the reason, for logs and tests */
+    const char *why; /* when unbounded: the reason, for logs and tests */
 } prune_result;
 
 /*

@@ -38,10 +38,10 @@ struct query_engine {
 struct query_conn {
     query_engine *e;
     duckdb_connection c;
-    duckdb_prepared_statement serialize; /* SELECT json_serialize_sql($1) */
+    duckdb_prepared_statement serialize;   /* SELECT json_serialize_sql($1) */
     duckdb_prepared_statement deserialize; /* SELECT json_deserialize_sql($1::JSON) */
-    json_t *eval_template;                  /* parse tree of SELECT CAST(NULL AS TIMESTAMP) */
-    _Atomic int64_t deadline_ms;            /* monotonic; 0 when idle */
+    json_t *eval_template;                 /* parse tree of SELECT CAST(NULL AS TIMESTAMP) */
+    _Atomic int64_t deadline_ms;           /* monotonic; 0 when idle */
     _Atomic int timed_out;
     query_conn *next;
 };
@@ -71,11 +71,14 @@ static const char VIEW_COLUMNS[] =
 static const char TYPED_COLUMNS[] =
     "id, type, ts, receivedAt, \"do\", \"do\".id AS do_id, \"do\".\"name\" AS do_name, "
     "\"do\".\"class\" AS do_class, \"do\".colo AS do_colo, method, durationMs, success, error, "
-    "collection, docId, nullif(doc, 'null'::JSON) AS doc, nullif(prev, 'null'::JSON) AS prev, bookmark";
+    "collection, docId, nullif(doc, 'null'::JSON) AS doc, nullif(prev, 'null'::JSON) AS prev, "
+    "bookmark";
 static const char TYPED_SCHEMA[] =
-    "format = 'newline_delimited', ignore_errors = true, columns = {id: 'VARCHAR', type: 'VARCHAR', "
+    "format = 'newline_delimited', ignore_errors = true, columns = {id: 'VARCHAR', type: "
+    "'VARCHAR', "
     "ts: 'TIMESTAMP', receivedAt: 'TIMESTAMP', \"do\": 'STRUCT(id VARCHAR, \"name\" VARCHAR, "
-    "\"class\" VARCHAR, colo VARCHAR)', method: 'VARCHAR', durationMs: 'DOUBLE', success: 'BOOLEAN', "
+    "\"class\" VARCHAR, colo VARCHAR)', method: 'VARCHAR', durationMs: 'DOUBLE', success: "
+    "'BOOLEAN', "
     "error: 'VARCHAR', collection: 'VARCHAR', docId: 'VARCHAR', doc: 'JSON', prev: 'JSON', "
     "bookmark: 'VARCHAR'}";
 
@@ -88,7 +91,8 @@ static const char *const MACROS[] = {
     "ORDER BY bookmark NULLS LAST, ts, id",
     "CREATE MACRO collection_at(coll, at_ts) AS TABLE "
     "SELECT docId, doc, bookmark, ts FROM (SELECT docId, doc, bookmark, ts, type, "
-    "row_number() OVER (PARTITION BY docId ORDER BY bookmark DESC NULLS LAST, ts DESC, id DESC) AS rn "
+    "row_number() OVER (PARTITION BY docId ORDER BY bookmark DESC NULLS LAST, ts DESC, id DESC) AS "
+    "rn "
     "FROM events WHERE collection = coll AND ts <= at_ts "
     "AND type IN ('collection.insert', 'collection.update', 'collection.delete')) "
     "WHERE rn = 1 AND type <> 'collection.delete' ORDER BY docId",
@@ -203,7 +207,8 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     int rc = duckdb_open_ext(NULL, &e->db, dc, &open_err);
     duckdb_destroy_config(&dc);
     if (rc == DuckDBError) {
-        snprintf(err, errlen, "query: cannot open DuckDB: %s", open_err ? open_err : "unknown error");
+        snprintf(err, errlen, "query: cannot open DuckDB: %s",
+                 open_err ? open_err : "unknown error");
         duckdb_free(open_err);
         goto fail;
     }
@@ -230,18 +235,22 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     char e2[512] = "";
     rc = exec(c, buf_cstr(&sql), e2, sizeof e2);
     buf_free(&sql);
-    static const char *const setup[] = {"SET enable_external_access = false", "SET GLOBAL TimeZone = 'UTC'"};
-    for (size_t i = 0; !rc && i < sizeof setup / sizeof *setup; i++) rc = exec(c, setup[i], e2, sizeof e2);
+    static const char *const setup[] = {"SET enable_external_access = false",
+                                        "SET GLOBAL TimeZone = 'UTC'"};
+    for (size_t i = 0; !rc && i < sizeof setup / sizeof *setup; i++)
+        rc = exec(c, setup[i], e2, sizeof e2);
     /* DuckDB binds a macro's body when it is created: an empty main.events lets it; each
      * connection's temporary events view shadows it when a query runs */
     if (!rc) {
         buf v = BUF_INIT;
-        buf_printf(&v, "CREATE VIEW main.events AS SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
-                   VIEW_COLUMNS);
+        buf_printf(
+            &v, "CREATE VIEW main.events AS SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
+            VIEW_COLUMNS);
         rc = buf_cstr(&v) ? exec(c, v.p, e2, sizeof e2) : -1;
         buf_free(&v);
     }
-    for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++) rc = exec(c, MACROS[i], e2, sizeof e2);
+    for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
+        rc = exec(c, MACROS[i], e2, sizeof e2);
     if (!rc) rc = exec(c, "SET lock_configuration = true", e2, sizeof e2);
     duckdb_disconnect(&c);
     if (rc) {
@@ -294,9 +303,12 @@ query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
     }
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
-    if (duckdb_prepare(q->c, "SELECT json_serialize_sql($1::VARCHAR)", &q->serialize) == DuckDBError ||
-        duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) == DuckDBError ||
-        duckdb_query(q->c, "SELECT json_serialize_sql('SELECT CAST(NULL AS TIMESTAMP)')", &r) == DuckDBError) {
+    if (duckdb_prepare(q->c, "SELECT json_serialize_sql($1::VARCHAR)", &q->serialize) ==
+            DuckDBError ||
+        duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) ==
+            DuckDBError ||
+        duckdb_query(q->c, "SELECT json_serialize_sql('SELECT CAST(NULL AS TIMESTAMP)')", &r) ==
+            DuckDBError) {
         snprintf(err, errlen, "query: cannot prepare the parse-tree statements");
         query_conn_free(q);
         return NULL;
@@ -342,8 +354,8 @@ static int bind_params(duckdb_prepared_statement p, json_t *params, char *err, s
     idx_t want = duckdb_nparams(p);
     size_t have = json_array_size(params);
     if (want != have) {
-        snprintf(err, errlen, "the query has %llu parameter%s but %zu %s given", (unsigned long long)want,
-                 want == 1 ? "" : "s", have, have == 1 ? "was" : "were");
+        snprintf(err, errlen, "the query has %llu parameter%s but %zu %s given",
+                 (unsigned long long)want, want == 1 ? "" : "s", have, have == 1 ? "was" : "were");
         return -1;
     }
     for (size_t i = 0; i < have; i++) {
@@ -361,8 +373,10 @@ static int bind_params(duckdb_prepared_statement p, json_t *params, char *err, s
         else if (json_is_null(v))
             st = duckdb_bind_null(p, k);
         else {
-            snprintf(err, errlen, "parameter %zu is an array or object: params must be strings, numbers, "
-                                  "booleans or null", k);
+            snprintf(err, errlen,
+                     "parameter %zu is an array or object: params must be strings, numbers, "
+                     "booleans or null",
+                     k);
             return -1;
         }
         if (st == DuckDBError) {
@@ -383,8 +397,9 @@ static int eval_bound(query_conn *q, json_t *expr, json_t *params, int64_t *us)
     if (!q->eval_template) return -1;
     json_t *stmt = json_deep_copy(q->eval_template);
     json_t *sel = json_array_get(
-        json_object_get(json_object_get(json_array_get(json_object_get(stmt, "statements"), 0), "node"),
-                        "select_list"),
+        json_object_get(
+            json_object_get(json_array_get(json_object_get(stmt, "statements"), 0), "node"),
+            "select_list"),
         0);
     int rc = -1;
     if (!sel || json_object_set(sel, "child", expr)) goto out;
@@ -433,9 +448,9 @@ out:
 }
 
 typedef struct hours {
-    int all;      /* every hour */
-    int none;     /* the query cannot reach events */
-    int raw;      /* the query can reach the whole event: the extracting view */
+    int all;        /* every hour */
+    int none;       /* the query cannot reach events */
+    int raw;        /* the query can reach the whole event: the extracting view */
     int64_t lo, hi; /* inclusive hour numbers */
 } hours;
 
@@ -558,8 +573,8 @@ static int list_lake(query_engine *e, files *f, char *err, size_t errlen)
 }
 
 /* Replaces this connection's events view with one over the files the query needs. */
-static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint64_t *nfiles, char *err,
-                     size_t errlen)
+static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint64_t *nfiles,
+                     char *err, size_t errlen)
 {
     query_engine *e = q->e;
     files f = {BUF_INIT, 0, h, e->root};
@@ -612,11 +627,13 @@ static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint
 
 static const char *statement_name(duckdb_statement_type t)
 {
-    static const char *names[] = {"INVALID", "SELECT", "INSERT", "UPDATE", "EXPLAIN", "DELETE", "PREPARE",
-                                  "CREATE", "EXECUTE", "ALTER", "TRANSACTION", "COPY", "ANALYZE",
-                                  "SET VARIABLE", "CREATE FUNCTION", "DROP", "EXPORT", "PRAGMA", "VACUUM",
-                                  "CALL", "SET", "LOAD", "RELATION", "EXTENSION", "LOGICAL PLAN", "ATTACH",
-                                  "DETACH", "MULTI"};
+    static const char *names[] = {"INVALID",      "SELECT",       "INSERT",          "UPDATE",
+                                  "EXPLAIN",      "DELETE",       "PREPARE",         "CREATE",
+                                  "EXECUTE",      "ALTER",        "TRANSACTION",     "COPY",
+                                  "ANALYZE",      "SET VARIABLE", "CREATE FUNCTION", "DROP",
+                                  "EXPORT",       "PRAGMA",       "VACUUM",          "CALL",
+                                  "SET",          "LOAD",         "RELATION",        "EXTENSION",
+                                  "LOGICAL PLAN", "ATTACH",       "DETACH",          "MULTI"};
     return (unsigned)t < sizeof names / sizeof *names ? names[t] : "unknown";
 }
 
@@ -640,7 +657,8 @@ static int keyword(const char **p, const char *kw)
     size_t n = strlen(kw);
     if (strncasecmp(*p, kw, n)) return 0;
     char c = (*p)[n];
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_') return 0;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')
+        return 0;
     *p = skip_space(*p + n);
     return 1;
 }
@@ -684,8 +702,9 @@ static int only_a_name(const char *s)
     s = skip_space(s);
     if (!*s) return 1; /* SHOW with nothing after it: SHOW TABLES without TABLES */
     for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
-              *s == '.' || *s == '"' || *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == ';'))
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.' || *s == '"' || *s == ' ' || *s == '\t' || *s == '\n' ||
+              *s == '\r' || *s == ';'))
             return 0;
     return 1;
 }
@@ -708,8 +727,10 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
         if (select_tree(q, inner, &ast)) return ast;
         char w[24];
         first_word(inner, w, sizeof w);
-        snprintf(err, errlen, "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
-                              "SUMMARIZE), not an EXPLAIN of a statement beginning with %s", w);
+        snprintf(err, errlen,
+                 "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
+                 "SUMMARIZE), not an EXPLAIN of a statement beginning with %s",
+                 w);
         *ok = 0;
         return NULL;
     }
@@ -720,21 +741,27 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
     }
     char w[24];
     first_word(sql, w, sizeof w);
-    snprintf(err, errlen, "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
-                          "SUMMARIZE), not a statement beginning with %s", w);
+    snprintf(err, errlen,
+             "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
+             "SUMMARIZE), not a statement beginning with %s",
+             w);
     *ok = 0;
     return NULL;
 }
 
 /* 0 if the prepared statement only reads (a second look, after admit); else -1 with the reason. */
-static int check_read_only(query_conn *q, duckdb_prepared_statement p, const char *sql, char *err, size_t errlen)
+static int check_read_only(query_conn *q, duckdb_prepared_statement p, const char *sql, char *err,
+                           size_t errlen)
 {
     duckdb_statement_type t = duckdb_prepared_statement_type(p);
     (void)q;
     /* EXPLAIN got here only over a SELECT (admit parsed what it explains) */
-    if (t == DUCKDB_STATEMENT_TYPE_SELECT || (t == DUCKDB_STATEMENT_TYPE_EXPLAIN && explained(sql))) return 0;
-    snprintf(err, errlen, "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
-                          "SUMMARIZE), not a %s statement", statement_name(t));
+    if (t == DUCKDB_STATEMENT_TYPE_SELECT || (t == DUCKDB_STATEMENT_TYPE_EXPLAIN && explained(sql)))
+        return 0;
+    snprintf(err, errlen,
+             "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
+             "SUMMARIZE), not a %s statement",
+             statement_name(t));
     return -1;
 }
 
@@ -820,7 +847,9 @@ static int row(render *rd, duckdb_data_chunk ch, idx_t r)
             buf_json_str(b, rd->names[i], strlen(rd->names[i]));
             buf_putc(b, ':');
         }
-        if ((f == QUERY_CSV ? result_csv(b, rd->types[i], v, r) : result_json(b, rd->types[i], v, r))) return -1;
+        if ((f == QUERY_CSV ? result_csv(b, rd->types[i], v, r)
+                            : result_json(b, rd->types[i], v, r)))
+            return -1;
     }
     buf_puts(b, f == QUERY_JSON ? "]" : f == QUERY_NDJSON ? "}\n" : "\n");
     rd->o->rows++;
@@ -829,7 +858,9 @@ static int row(render *rd, duckdb_data_chunk ch, idx_t r)
 
 static const char *content_type(enum query_format f)
 {
-    return f == QUERY_CSV ? "text/csv; charset=utf-8" : f == QUERY_NDJSON ? "application/x-ndjson" : "application/json";
+    return f == QUERY_CSV      ? "text/csv; charset=utf-8"
+           : f == QUERY_NDJSON ? "application/x-ndjson"
+                               : "application/json";
 }
 
 /* Hands the rendered bytes to the sink (streaming formats); nonzero: the client left. */
@@ -876,7 +907,8 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
         goto done;
     }
     if (n > 1) {
-        snprintf(err, sizeof err, "one statement per query: this text has %llu", (unsigned long long)n);
+        snprintf(err, sizeof err, "one statement per query: this text has %llu",
+                 (unsigned long long)n);
         fail(o, 400, err);
         goto done;
     }
@@ -897,7 +929,8 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
         fail(o, 400, duckdb_prepare_error(p));
         goto done;
     }
-    if (check_read_only(q, p, req->sql, err, sizeof err) || bind_params(p, req->params, err, sizeof err)) {
+    if (check_read_only(q, p, req->sql, err, sizeof err) ||
+        bind_params(p, req->params, err, sizeof err)) {
         fail(o, 400, err);
         goto done;
     }
@@ -954,7 +987,8 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
     o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
     if (o->status == 200) {
         if (req->format == QUERY_JSON) {
-            buf_printf(&rd.out, "],\"rowCount\":%llu,\"truncated\":%s,\"files\":%llu,\"elapsedMs\":%.3f}",
+            buf_printf(&rd.out,
+                       "],\"rowCount\":%llu,\"truncated\":%s,\"files\":%llu,\"elapsedMs\":%.3f}",
                        (unsigned long long)o->rows, o->truncated ? "true" : "false",
                        (unsigned long long)o->files, o->elapsed_ms);
             if (!rd.out.p || sink->begin(sink->ud, content_type(req->format)) ||

@@ -32,10 +32,10 @@ typedef struct query_engine query_engine;
 typedef struct query_conn query_conn;
 
 typedef struct query_config {
-    store *store;           /* the lake; must be a local directory (store->ops->root) */
-    lake_writer *writer;    /* its unsealed segments are read too; NULL: sealed files only */
-    uint64_t memory_limit;  /* DuckDB memory_limit in bytes; 0: 1 GiB */
-    int threads;            /* DuckDB threads; 0: DuckDB's default (one per CPU) */
+    store *store;          /* the lake; must be a local directory (store->ops->root) */
+    lake_writer *writer;   /* its unsealed segments are read too; NULL: sealed files only */
+    uint64_t memory_limit; /* DuckDB memory_limit in bytes; 0: 1 GiB */
+    int threads;           /* DuckDB threads; 0: DuckDB's default (one per CPU) */
 } query_config;
 
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen);
@@ -52,10 +52,10 @@ enum query_format { QUERY_JSON, QUERY_CSV, QUERY_NDJSON };
 
 typedef struct query_request {
     const char *sql;
-    json_t *params;           /* JSON array of strings, numbers, booleans, null; or NULL */
+    json_t *params; /* JSON array of strings, numbers, booleans, null; or NULL */
     enum query_format format;
-    uint64_t max_rows;        /* 0: 100,000 */
-    int64_t timeout_ms;       /* 0: 30 s */
+    uint64_t max_rows;  /* 0: 100,000 */
+    int64_t timeout_ms; /* 0: 30 s */
 } query_request;
 
 /*
@@ -71,12 +71,12 @@ typedef struct query_sink {
 } query_sink;
 
 typedef struct query_outcome {
-    unsigned status;   /* 200; 400 refused or failed; 504 timed out; 503 internal */
-    char error[1024];  /* when status != 200 */
-    int streamed;      /* begin was called: an error after it ended the stream early */
+    unsigned status;  /* 200; 400 refused or failed; 504 timed out; 503 internal */
+    char error[1024]; /* when status != 200 */
+    int streamed;     /* begin was called: an error after it ended the stream early */
     uint64_t rows;
-    int truncated;     /* max_rows reached: more rows were not sent */
-    uint64_t files;    /* lake files and spool segments the events view read from */
+    int truncated;  /* max_rows reached: more rows were not sent */
+    uint64_t files; /* lake files and spool segments the events view read from */
     double elapsed_ms;
 } query_outcome;
 

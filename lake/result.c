@@ -18,15 +18,15 @@
 
 struct result_type {
     duckdb_type id;
-    int json;                /* VARCHAR aliased JSON: embedded as it is */
-    uint8_t width, scale;    /* DECIMAL */
-    duckdb_type internal;    /* DECIMAL and ENUM storage */
+    int json;             /* VARCHAR aliased JSON: embedded as it is */
+    uint8_t width, scale; /* DECIMAL */
+    duckdb_type internal; /* DECIMAL and ENUM storage */
     char **enum_values;
     idx_t n_enum;
-    idx_t array_size;        /* ARRAY */
-    idx_t n;                 /* children: STRUCT fields; LIST/ARRAY element; MAP key, value */
+    idx_t array_size; /* ARRAY */
+    idx_t n;          /* children: STRUCT fields; LIST/ARRAY element; MAP key, value */
     result_type **child;
-    char **names;            /* STRUCT field names */
+    char **names; /* STRUCT field names */
     char *name;
 };
 
@@ -112,7 +112,8 @@ result_type *result_type_new(duckdb_logical_type t, char *err, size_t errlen)
         rt->n_enum = duckdb_enum_dictionary_size(t);
         rt->enum_values = calloc(rt->n_enum ? rt->n_enum : 1, sizeof *rt->enum_values);
         if (!rt->enum_values) goto oom;
-        for (idx_t i = 0; i < rt->n_enum; i++) rt->enum_values[i] = duckdb_enum_dictionary_value(t, i);
+        for (idx_t i = 0; i < rt->n_enum; i++)
+            rt->enum_values[i] = duckdb_enum_dictionary_value(t, i);
         buf_puts(&name, "ENUM");
         break;
     }
@@ -121,7 +122,7 @@ result_type *result_type_new(duckdb_logical_type t, char *err, size_t errlen)
         rt->child = calloc(1, sizeof *rt->child);
         if (!rt->child) goto oom;
         duckdb_logical_type ct = rt->id == DUCKDB_TYPE_LIST ? duckdb_list_type_child_type(t)
-                                                              : duckdb_array_type_child_type(t);
+                                                            : duckdb_array_type_child_type(t);
         int r = add_child(rt, ct, err, errlen);
         duckdb_destroy_logical_type(&ct);
         if (r) goto fail;
@@ -316,8 +317,9 @@ static void put_interval(buf *out, duckdb_interval iv)
 static void put_uuid(buf *out, duckdb_hugeint h)
 {
     uint64_t hi = (uint64_t)h.upper ^ (UINT64_C(1) << 63), lo = h.lower;
-    buf_printf(out, "%08x-%04x-%04x-%04x-%012" PRIx64, (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xffff,
-               (unsigned)hi & 0xffff, (unsigned)(lo >> 48), lo & UINT64_C(0xffffffffffff));
+    buf_printf(out, "%08x-%04x-%04x-%04x-%012" PRIx64, (unsigned)(hi >> 32),
+               (unsigned)(hi >> 16) & 0xffff, (unsigned)hi & 0xffff, (unsigned)(lo >> 48),
+               lo & UINT64_C(0xffffffffffff));
 }
 
 static void put_blob_text(buf *out, const char *p, uint32_t n)
@@ -385,7 +387,7 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
     case DUCKDB_TYPE_DOUBLE: put_double(out, ((double *)d)[row], 0); break;
     case DUCKDB_TYPE_DECIMAL: {
         __int128 x = rt->internal == DUCKDB_TYPE_HUGEINT ? hugeint(((duckdb_hugeint *)d)[row])
-                                                          : fixed_int(v, rt->internal, row);
+                                                         : fixed_int(v, rt->internal, row);
         put_decimal(out, x, rt->scale);
         break;
     }
@@ -504,7 +506,8 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
             if (i) buf_putc(out, ',');
             buf_json_str(out, rt->names[i], strlen(rt->names[i]));
             buf_putc(out, ':');
-            if (result_json(out, rt->child[i], duckdb_struct_vector_get_child(v, i), row)) return -1;
+            if (result_json(out, rt->child[i], duckdb_struct_vector_get_child(v, i), row))
+                return -1;
         }
         buf_putc(out, '}');
         break;

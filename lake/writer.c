@@ -114,7 +114,8 @@ struct lake_writer {
 static void registry_add(lake_writer *w, int64_t hour, const char *uuid)
 {
     spooled *e = calloc(1, sizeof *e);
-    if (!e) return; /* readers then miss it until it is sealed; logged by the caller's failure path */
+    if (!e)
+        return; /* readers then miss it until it is sealed; logged by the caller's failure path */
     e->hour = hour;
     memcpy(e->uuid, uuid, sizeof e->uuid);
     pthread_mutex_lock(&w->rmu);

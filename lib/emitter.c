@@ -45,7 +45,8 @@ static void scratch_free(void *p)
 
 static void global_init(void)
 {
-    if (pthread_key_create(&scratch_key, scratch_free) || curl_global_init(CURL_GLOBAL_DEFAULT)) global_rc = -1;
+    if (pthread_key_create(&scratch_key, scratch_free) || curl_global_init(CURL_GLOBAL_DEFAULT))
+        global_rc = -1;
 }
 
 static scratch *get_scratch(void)
@@ -88,7 +89,8 @@ static int add_member(buf *b, const char *key, const char *value)
 {
     if (!value) return 0;
     if (b->len > 6) buf_putc(b, ',');
-    return buf_json_str(b, key, strlen(key)) || buf_putc(b, ':') || buf_json_str(b, value, strlen(value));
+    return buf_json_str(b, key, strlen(key)) || buf_putc(b, ':') ||
+           buf_json_str(b, value, strlen(value));
 }
 
 /* The "do" member from the identity, checked as the server will check it. */
@@ -111,9 +113,11 @@ static int check_config(events_config *c)
 {
     int modes = !!c->db_path + !!c->db + !!c->memory_only;
     if (modes != 1)
-        return ev_fail(EVENTS_EINVAL, "config: give exactly one of db_path, db and memory_only (%d given)", modes);
+        return ev_fail(EVENTS_EINVAL,
+                       "config: give exactly one of db_path, db and memory_only (%d given)", modes);
     if (!c->endpoint || (strncmp(c->endpoint, "http://", 7) && strncmp(c->endpoint, "https://", 8)))
-        return ev_fail(EVENTS_EINVAL, "config: endpoint must be an http:// or https:// URL, not \"%s\"",
+        return ev_fail(EVENTS_EINVAL,
+                       "config: endpoint must be an http:// or https:// URL, not \"%s\"",
                        c->endpoint ? c->endpoint : "(null)");
     if (c->token && strpbrk(c->token, "\r\n"))
         return ev_fail(EVENTS_EINVAL, "config: the token contains a line break");
@@ -127,17 +131,21 @@ static int check_config(events_config *c)
     if (!c->timeout_ms) c->timeout_ms = 30000;
     if (!c->gzip_above) c->gzip_above = 4096;
     if (c->batch_size > SERVER_MAX_BATCH_EVENTS)
-        return ev_fail(EVENTS_EINVAL, "config: batch_size %zu is over the server's limit of %d events",
+        return ev_fail(EVENTS_EINVAL,
+                       "config: batch_size %zu is over the server's limit of %d events",
                        c->batch_size, SERVER_MAX_BATCH_EVENTS);
     if (c->batch_bytes > SERVER_MAX_BATCH_BYTES)
-        return ev_fail(EVENTS_EINVAL, "config: batch_bytes %zu is over the server's limit of %u bytes",
+        return ev_fail(EVENTS_EINVAL,
+                       "config: batch_bytes %zu is over the server's limit of %u bytes",
                        c->batch_bytes, SERVER_MAX_BATCH_BYTES);
     if (c->max_event_bytes > SERVER_MAX_BATCH_BYTES)
-        return ev_fail(EVENTS_EINVAL, "config: max_event_bytes %zu is over the largest request, %u bytes",
+        return ev_fail(EVENTS_EINVAL,
+                       "config: max_event_bytes %zu is over the largest request, %u bytes",
                        c->max_event_bytes, SERVER_MAX_BATCH_BYTES);
     if (c->flush_interval_ms < 0 || c->backoff_min_ms < 0 || c->timeout_ms < 0 ||
         c->backoff_max_ms < c->backoff_min_ms)
-        return ev_fail(EVENTS_EINVAL, "config: intervals must be positive and backoff_max_ms >= backoff_min_ms");
+        return ev_fail(EVENTS_EINVAL,
+                       "config: intervals must be positive and backoff_max_ms >= backoff_min_ms");
     if ((c->clock_ms == NULL) != (c->wait_ms == NULL))
         return ev_fail(EVENTS_EINVAL, "config: clock_ms and wait_ms go together");
     return EVENTS_OK;
@@ -169,7 +177,8 @@ static void emitter_free(events_emitter *em)
 int events_emitter_open(const events_config *cfg, events_emitter **out)
 {
     if (out) *out = NULL;
-    if (!cfg || !out) return ev_fail(EVENTS_EINVAL, "events_emitter_open: config and out are required");
+    if (!cfg || !out)
+        return ev_fail(EVENTS_EINVAL, "events_emitter_open: config and out are required");
     pthread_once(&once, global_init);
     if (global_rc) return ev_fail(EVENTS_EHTTP, "cannot initialise libcurl");
     events_config c = *cfg;
@@ -187,7 +196,8 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
     em->endpoint = ingest_url(c.endpoint);
     if (c.token) {
         size_t n = strlen(c.token) + sizeof "Authorization: Bearer ";
-        if ((em->auth_header = malloc(n))) snprintf(em->auth_header, n, "Authorization: Bearer %s", c.token);
+        if ((em->auth_header = malloc(n)))
+            snprintf(em->auth_header, n, "Authorization: Bearer %s", c.token);
     }
     if (!em->endpoint || (c.token && !em->auth_header)) {
         rc = ev_fail(EVENTS_ENOMEM, "out of memory");
@@ -198,7 +208,8 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
     em->cfg.endpoint = em->cfg.token = em->cfg.db_path = NULL;
     memset(&em->cfg.identity, 0, sizeof em->cfg.identity);
 
-    rc = c.memory_only ? outbox_open_memory(c.capacity, &em->ob) : outbox_open_db(c.db, c.db_path, c.capacity, &em->ob);
+    rc = c.memory_only ? outbox_open_memory(c.capacity, &em->ob)
+                       : outbox_open_db(c.db, c.db_path, c.capacity, &em->ob);
     if (rc) goto fail;
     if ((rc = sender_start(em))) goto fail;
     *out = em;
@@ -250,24 +261,30 @@ static int emit_text(events_emitter *em, scratch *sc, int from_fields, size_t sk
     if (r == EVENT_NOMEM) return ev_fail(EVENTS_ENOMEM, "out of memory");
     if (r == EVENT_SYNTAX) {
         size_t at = (size_t)(s.err_at - p);
-        return ev_fail(EVENTS_EINVAL, "%s not JSON: %s at byte %zu", from_fields ? "fields are" : "the event is", s.err,
+        return ev_fail(EVENTS_EINVAL, "%s not JSON: %s at byte %zu",
+                       from_fields ? "fields are" : "the event is", s.err,
                        at >= skip ? at - skip + 1 : 0);
     }
     if (r == EVENT_REJECTED) {
         if ((size_t)(next - p) > c->max_event_bytes)
-            return ev_fail(EVENTS_ETOOBIG, "the event is %zu bytes, over max_event_bytes (%zu)", (size_t)(next - p),
-                           c->max_event_bytes);
+            return ev_fail(EVENTS_ETOOBIG, "the event is %zu bytes, over max_event_bytes (%zu)",
+                           (size_t)(next - p), c->max_event_bytes);
         return ev_fail(EVENTS_EINVAL, "%s", why);
     }
     next = jscan_ws(&s, next, end);
     if (next != end)
         return ev_fail(EVENTS_EINVAL, "%s text after the object, at byte %zu",
-                       from_fields ? "fields have" : "the event has", (size_t)(next - p) - skip + 1);
+                       from_fields ? "fields have" : "the event has",
+                       (size_t)(next - p) - skip + 1);
     if (from_fields && (info.client_id || info.has_ts || info.has_do || info.has_received))
         return ev_fail(EVENTS_EINVAL, "fields may not set \"%s\": the emitter sets it",
-                       info.client_id ? "id" : info.has_ts ? "ts" : info.has_do ? "do" : "receivedAt");
+                       info.client_id ? "id"
+                       : info.has_ts  ? "ts"
+                       : info.has_do  ? "do"
+                                      : "receivedAt");
     if (sc->out.len > em->cfg.max_event_bytes)
-        return ev_fail(EVENTS_ETOOBIG, "the event is %zu bytes with its envelope, over max_event_bytes (%zu)",
+        return ev_fail(EVENTS_ETOOBIG,
+                       "the event is %zu bytes with its envelope, over max_event_bytes (%zu)",
                        sc->out.len, em->cfg.max_event_bytes);
     return put(em, sc->out.p, sc->out.len);
 }
@@ -277,7 +294,8 @@ static int start_event(scratch *sc, const char *type)
 {
     size_t n = strlen(type);
     if (!event_type_valid(type, n))
-        return ev_fail(EVENTS_EINVAL, "type \"%.*s\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
+        return ev_fail(EVENTS_EINVAL,
+                       "type \"%.*s\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
                        n > 140 ? 140 : (int)n, type, EVENT_TYPE_MAX);
     sc->in.len = 0;
     if (buf_puts(&sc->in, "{\"type\":\"") || buf_append(&sc->in, type, n) || buf_putc(&sc->in, '"'))
@@ -350,8 +368,8 @@ static int finish(events_emitter *em, scratch *sc, int failed)
     return emit_text(em, sc, 0, 0);
 }
 
-int events_emit_rpc(events_emitter *em, const char *ns, const char *method, double duration_ms, int success,
-                    const char *error)
+int events_emit_rpc(events_emitter *em, const char *ns, const char *method, double duration_ms,
+                    int success, const char *error)
 {
     int rc;
     scratch *sc = begin_emit(em, &rc);
@@ -362,7 +380,8 @@ int events_emit_rpc(events_emitter *em, const char *ns, const char *method, doub
     if ((rc = start_event(sc, "rpc.call"))) return rc;
     buf *b = &sc->in;
     int f = put_str(b, "method", method) || put_str(b, "namespace", ns) ||
-            buf_printf(b, ",\"durationMs\":%.15g,\"success\":%s", duration_ms, success ? "true" : "false") ||
+            buf_printf(b, ",\"durationMs\":%.15g,\"success\":%s", duration_ms,
+                       success ? "true" : "false") ||
             put_str(b, "error", error);
     return finish(em, sc, f);
 }
@@ -379,14 +398,15 @@ int events_emit_lifecycle(events_emitter *em, events_lifecycle what, const char 
     return finish(em, sc, put_str(&sc->in, "reason", reason));
 }
 
-int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int code, const char *reason,
-                   long long size)
+int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int code,
+                   const char *reason, long long size)
 {
     static const char *const types[] = {"ws.connect", "ws.message", "ws.close", "ws.error"};
     int rc;
     scratch *sc = begin_emit(em, &rc);
     if (!sc) return rc;
-    if ((unsigned)what >= sizeof types / sizeof *types) return ev_fail(EVENTS_EINVAL, "ws: unknown kind %d", (int)what);
+    if ((unsigned)what >= sizeof types / sizeof *types)
+        return ev_fail(EVENTS_EINVAL, "ws: unknown kind %d", (int)what);
     if ((rc = start_event(sc, types[what]))) return rc;
     buf *b = &sc->in;
     int f = put_int(b, "connectionCount", connection_count) || put_int(b, "code", code) ||
@@ -399,9 +419,11 @@ int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int
 int events_begin(events_emitter *em)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
-    if (outbox_is_memory(em->ob)) return ev_fail(EVENTS_ESTATE, "events_begin: a memory-only emitter has no transactions");
+    if (outbox_is_memory(em->ob))
+        return ev_fail(EVENTS_ESTATE, "events_begin: a memory-only emitter has no transactions");
     pthread_mutex_lock(&em->mu);
-    int rc = em->in_tx ? ev_fail(EVENTS_ESTATE, "events_begin: a transaction is already open") : outbox_begin(em->ob);
+    int rc = em->in_tx ? ev_fail(EVENTS_ESTATE, "events_begin: a transaction is already open")
+                       : outbox_begin(em->ob);
     if (!rc) em->in_tx = 1;
     pthread_mutex_unlock(&em->mu);
     return rc;
@@ -413,7 +435,8 @@ static int end_tx(events_emitter *em, int commit)
     pthread_mutex_lock(&em->mu);
     int rc;
     if (!em->in_tx)
-        rc = ev_fail(EVENTS_ESTATE, "%s without events_begin", commit ? "events_commit" : "events_rollback");
+        rc = ev_fail(EVENTS_ESTATE, "%s without events_begin",
+                     commit ? "events_commit" : "events_rollback");
     else
         rc = commit ? outbox_commit(em->ob) : outbox_rollback(em->ob);
     /* a failed COMMIT leaves the transaction open: the caller may try again or roll back */
@@ -467,8 +490,8 @@ int events_flush(events_emitter *em, int64_t timeout_ms)
     if (rc) {
         uint64_t head = outbox_head(em->ob), left = target >= head ? target - head + 1 : 0;
         pthread_mutex_lock(&em->emu);
-        ev_fail(rc, "%llu events not yet delivered%s%s", (unsigned long long)left, em->last_error[0] ? ": " : "",
-                em->last_error);
+        ev_fail(rc, "%llu events not yet delivered%s%s", (unsigned long long)left,
+                em->last_error[0] ? ": " : "", em->last_error);
         pthread_mutex_unlock(&em->emu);
     }
     return rc;
@@ -500,8 +523,10 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
         em->in_tx = 0;
         rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
     }
-    int frc = timeout_ms > 0 ? events_flush(em, timeout_ms) : (queued(em) ? EVENTS_ETIMEDOUT : EVENTS_OK);
-    __atomic_store_n(&em->abort_at, evtime_mono_ms(), __ATOMIC_RELAXED); /* give up a transfer under way */
+    int frc =
+        timeout_ms > 0 ? events_flush(em, timeout_ms) : (queued(em) ? EVENTS_ETIMEDOUT : EVENTS_OK);
+    __atomic_store_n(&em->abort_at, evtime_mono_ms(),
+                     __ATOMIC_RELAXED); /* give up a transfer under way */
     sender_stop(em);
     uint64_t left = queued(em);
     if (outbox_is_memory(em->ob)) outbox_drop_all(em->ob);

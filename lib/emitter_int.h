@@ -65,8 +65,8 @@ int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b);
  * batch) with reason[i] go to the dead letters, the rest are delivered. All
  * leave the outbox.
  */
-int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected, char *const *reason,
-                size_t nrejected);
+int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected,
+                char *const *reason, size_t nrejected);
 
 /*
  * Delivered rows leave the table in bulk: outbox_done only moves the head,
@@ -118,17 +118,18 @@ struct events_emitter {
     pthread_t thread;
     void *curl, *multi; /* the sender's CURL and CURLM handles, kept for keep-alive */
     pthread_mutex_t smu;
-    pthread_cond_t scv;   /* wakes the sender */
-    pthread_cond_t done;  /* progress, for events_flush */
+    pthread_cond_t scv;  /* wakes the sender */
+    pthread_cond_t done; /* progress, for events_flush */
     int stop, wake;
-    int idle;             /* the sender waits for work (not for a retry): a wake must signal it */
-    int64_t abort_at;     /* close: stop a transfer past this (monotonic ms); 0: never */
+    int idle;         /* the sender waits for work (not for a retry): a wake must signal it */
+    int64_t abort_at; /* close: stop a transfer past this (monotonic ms); 0: never */
 
     _Atomic uint64_t in_flight, delivered, duplicates, retried, dead;
     pthread_mutex_t emu; /* last_error, last_status */
     int last_status;
     char last_error[256];
-    _Atomic uint64_t since_wake; /* events emitted since the sender was last woken for a full batch */
+    _Atomic uint64_t
+        since_wake; /* events emitted since the sender was last woken for a full batch */
 };
 
 int64_t ev_clock(const events_emitter *em);

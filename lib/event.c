@@ -36,7 +36,8 @@ void event_ctx_init(event_ctx *c)
 
 void event_ctx_set_now(event_ctx *c, int64_t now_ms)
 {
-    if (now_ms == c->now_ms && c->now[0]) return; /* formatted already: many events share a millisecond */
+    if (now_ms == c->now_ms && c->now[0])
+        return; /* formatted already: many events share a millisecond */
     c->now_ms = now_ms;
     evtime_format(now_ms, c->now);
 }

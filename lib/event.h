@@ -57,7 +57,7 @@ typedef struct event_info {
     size_t line_off, line_len; /* the line appended to out, '\n' included */
     size_t id_off;             /* the id's characters, inside out */
     unsigned id_len;
-    int client_id; /* 1 if the id came from the client */
+    int client_id;                    /* 1 if the id came from the client */
     int has_ts, has_do, has_received; /* the event carried these members */
     int64_t ts_ms;
 } event_info;

@@ -51,7 +51,8 @@ struct outbox {
 
 static int db_fail(sqlite3 *db, const char *what, const char *path)
 {
-    return ev_fail(EVENTS_EDB, "outbox %s: %s: %s", path ? path : "", what, db ? sqlite3_errmsg(db) : "cannot open");
+    return ev_fail(EVENTS_EDB, "outbox %s: %s: %s", path ? path : "", what,
+                   db ? sqlite3_errmsg(db) : "cannot open");
 }
 
 static int exec(sqlite3 *db, const char *sql, const char *path)
@@ -70,13 +71,15 @@ static int64_t scalar(sqlite3 *db, const char *sql)
     sqlite3_stmt *st;
     int64_t v = -1;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
 }
 
-static const char LAST_SEQ[] = "SELECT coalesce((SELECT max(seq) FROM _events_outbox), "
-                               "(SELECT seq FROM sqlite_sequence WHERE name = '_events_outbox'), 0)";
+static const char LAST_SEQ[] =
+    "SELECT coalesce((SELECT max(seq) FROM _events_outbox), "
+    "(SELECT seq FROM sqlite_sequence WHERE name = '_events_outbox'), 0)";
 
 int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
 {
@@ -89,8 +92,9 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         const char *f = sqlite3_db_filename(db, "main");
         if (!f || !*f) {
             free(o);
-            return ev_fail(EVENTS_EINVAL, "a durable outbox needs a database file, not an in-memory or temporary "
-                                          "database (use memory_only for events that may be lost)");
+            return ev_fail(EVENTS_EINVAL,
+                           "a durable outbox needs a database file, not an in-memory or temporary "
+                           "database (use memory_only for events that may be lost)");
         }
         if (!sqlite3_get_autocommit(db)) {
             free(o);
@@ -101,7 +105,8 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
     } else {
         o->path = strdup(path);
         o->own_edb = 1; /* closed on failure too: a failed open still allocates the handle */
-        if (sqlite3_open_v2(path, &o->edb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+        if (sqlite3_open_v2(path, &o->edb,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                             NULL) != SQLITE_OK) {
             rc = db_fail(o->edb, "cannot open", path);
             goto fail;
@@ -116,38 +121,46 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         goto fail;
     }
     if ((rc = exec(o->edb, "PRAGMA journal_mode = WAL", o->path)) ||
-        (rc = exec(o->edb,
-                   "CREATE TABLE IF NOT EXISTS _events_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                   "event TEXT NOT NULL);"
-                   "CREATE TABLE IF NOT EXISTS _events_dead (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, "
-                   "reason TEXT NOT NULL, failed_at TEXT NOT NULL);",
-                   o->path)))
+        (rc = exec(
+             o->edb,
+             "CREATE TABLE IF NOT EXISTS _events_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+             "event TEXT NOT NULL);"
+             "CREATE TABLE IF NOT EXISTS _events_dead (seq INTEGER PRIMARY KEY, event TEXT NOT "
+             "NULL, "
+             "reason TEXT NOT NULL, failed_at TEXT NOT NULL);",
+             o->path)))
         goto fail;
     if (sqlite3_prepare_v3(o->edb, "INSERT INTO _events_outbox(event) VALUES (?)", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->ins, NULL) != SQLITE_OK) {
         rc = db_fail(o->edb, "cannot prepare the insert", o->path);
         goto fail;
     }
-    if (sqlite3_open_v2(o->path, &o->sdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(o->path, &o->sdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
+        SQLITE_OK) {
         rc = db_fail(o->sdb, "cannot open a second connection", o->path);
         goto fail;
     }
     sqlite3_busy_timeout(o->sdb, 10000);
     /* secure_delete (Debian's SQLite has it on) zeroes every freed page: for rows
      * deleted in bulk, most of the sender's I/O; FAST zeroes what costs no write */
-    if ((rc = exec(o->sdb, "PRAGMA synchronous = NORMAL; PRAGMA secure_delete = FAST", o->path))) goto fail;
-    if (sqlite3_prepare_v3(o->sdb, "SELECT seq, event FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?", -1,
-                           SQLITE_PREPARE_PERSISTENT, &o->peek, NULL) != SQLITE_OK ||
+    if ((rc = exec(o->sdb, "PRAGMA synchronous = NORMAL; PRAGMA secure_delete = FAST", o->path)))
+        goto fail;
+    if (sqlite3_prepare_v3(
+            o->sdb, "SELECT seq, event FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?", -1,
+            SQLITE_PREPARE_PERSISTENT, &o->peek, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(o->sdb, "DELETE FROM _events_outbox WHERE seq <= ?", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->del, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(o->sdb,
-                           "INSERT OR REPLACE INTO _events_dead(seq, event, reason, failed_at) VALUES (?, ?, ?, ?)",
+                           "INSERT OR REPLACE INTO _events_dead(seq, event, reason, failed_at) "
+                           "VALUES (?, ?, ?, ?)",
                            -1, SQLITE_PREPARE_PERSISTENT, &o->dead, NULL) != SQLITE_OK) {
         rc = db_fail(o->sdb, "cannot prepare the sender's statements", o->path);
         goto fail;
     }
-    if (sqlite3_open_v2(o->path, &o->qdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(o->qdb, LAST_SEQ, -1, SQLITE_PREPARE_PERSISTENT, &o->qlast, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(o->path, &o->qdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v3(o->qdb, LAST_SEQ, -1, SQLITE_PREPARE_PERSISTENT, &o->qlast, NULL) !=
+            SQLITE_OK) {
         rc = db_fail(o->qdb, "cannot open a third connection", o->path);
         goto fail;
     }
@@ -362,14 +375,15 @@ int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b)
         while ((s = sqlite3_step(o->peek)) == SQLITE_ROW) {
             size_t len = (size_t)sqlite3_column_bytes(o->peek, 1);
             if (b->n && total + len > bytes) break;
-            if (batch_add(b, (uint64_t)sqlite3_column_int64(o->peek, 0), (const char *)sqlite3_column_text(o->peek, 1),
-                          len)) {
+            if (batch_add(b, (uint64_t)sqlite3_column_int64(o->peek, 0),
+                          (const char *)sqlite3_column_text(o->peek, 1), len)) {
                 rc = ev_fail(EVENTS_ENOMEM, "out of memory");
                 break;
             }
             total += len;
         }
-        if (!rc && s != SQLITE_ROW && s != SQLITE_DONE) rc = db_fail(o->sdb, "cannot read the outbox", o->path);
+        if (!rc && s != SQLITE_ROW && s != SQLITE_DONE)
+            rc = db_fail(o->sdb, "cannot read the outbox", o->path);
         sqlite3_reset(o->peek);
     }
     for (size_t i = 0; i < b->n; i++) b->items[i].event = b->text.p + (uintptr_t)b->items[i].event;
@@ -397,11 +411,14 @@ static void advance(outbox *o, uint64_t upto)
     atomic_store(&o->head, upto + 1);
 }
 
-/* Deletes the acknowledged rows up to `upto` (the sender's connection, its own transaction or the caller's). */
+/* Deletes the acknowledged rows up to `upto` (the sender's connection, its own transaction or the
+ * caller's). */
 static int delete_upto(outbox *o, uint64_t upto)
 {
     sqlite3_bind_int64(o->del, 1, (sqlite3_int64)upto);
-    int rc = sqlite3_step(o->del) == SQLITE_DONE ? EVENTS_OK : db_fail(o->sdb, "cannot delete sent events", o->path);
+    int rc = sqlite3_step(o->del) == SQLITE_DONE
+                 ? EVENTS_OK
+                 : db_fail(o->sdb, "cannot delete sent events", o->path);
     sqlite3_reset(o->del);
     if (!rc) o->deleted = upto;
     return rc;
@@ -421,8 +438,8 @@ int outbox_trim(outbox *o, int wait)
     return EVENTS_OK;
 }
 
-int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected, char *const *reason,
-                size_t nrejected)
+int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected,
+                char *const *reason, size_t nrejected)
 {
     if (!done) return EVENTS_OK;
     uint64_t upto = b->items[done - 1].seq;
@@ -449,7 +466,8 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
         sqlite3_bind_text(o->dead, 2, it->event, (int)it->len, SQLITE_STATIC);
         sqlite3_bind_text(o->dead, 3, reason[i], -1, SQLITE_STATIC);
         sqlite3_bind_text(o->dead, 4, now, -1, SQLITE_STATIC);
-        if (sqlite3_step(o->dead) != SQLITE_DONE) rc = db_fail(o->sdb, "cannot dead-letter an event", o->path);
+        if (sqlite3_step(o->dead) != SQLITE_DONE)
+            rc = db_fail(o->sdb, "cannot dead-letter an event", o->path);
         sqlite3_reset(o->dead);
     }
     if (!rc) rc = delete_upto(o, upto);

@@ -49,13 +49,15 @@ int64_t ev_clock(const events_emitter *em)
 void sender_wake(events_emitter *em)
 {
     pthread_mutex_lock(&em->smu);
-    /* a sender that is sending or backing off sees wake when it looks: no signal, no context switch */
+    /* a sender that is sending or backing off sees wake when it looks: no signal, no context switch
+     */
     if (!em->wake && em->idle) pthread_cond_signal(&em->scv);
     em->wake = 1;
     pthread_mutex_unlock(&em->smu);
 }
 
-static void set_error(events_emitter *em, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_error(events_emitter *em, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void set_error(events_emitter *em, int status, const char *fmt, ...)
 {
     pthread_mutex_lock(&em->emu);
@@ -135,8 +137,8 @@ static int gzip_body(const buf *in, buf *out)
  * (the server parsing and storing it), meanwhile(ud) runs once: the sender
  * reads its next batch then, so that its own work overlaps the server's.
  */
-static void post(events_emitter *em, const ob_batch *b, buf *body, buf *gz, answer *a, void (*meanwhile)(void *),
-                 void *ud)
+static void post(events_emitter *em, const ob_batch *b, buf *body, buf *gz, answer *a,
+                 void (*meanwhile)(void *), void *ud)
 {
     CURL *c = em->curl;
     CURLM *m = em->multi;
@@ -169,7 +171,8 @@ static void post(events_emitter *em, const ob_batch *b, buf *body, buf *gz, answ
     curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, a->error);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)em->cfg.timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(em->cfg.timeout_ms < 10000 ? em->cfg.timeout_ms : 10000));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(em->cfg.timeout_ms < 10000 ? em->cfg.timeout_ms : 10000));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
@@ -236,7 +239,8 @@ static char *string_value(const char *p, const char *end)
 }
 
 /* Walks an object's members: calls fn(key, key_len, value, value_end) for each. */
-typedef int (*member_fn)(void *ud, const char *k, size_t kn, const char *v, const char *ve, enum jtype t);
+typedef int (*member_fn)(void *ud, const char *k, size_t kn, const char *v, const char *ve,
+                         enum jtype t);
 
 static const char *walk_object(const char *p, const char *end, member_fn fn, void *ud)
 {
@@ -271,20 +275,24 @@ typedef struct rejection {
     char *error;
 } rejection;
 
-static int rejection_member(void *ud, const char *k, size_t kn, const char *v, const char *ve, enum jtype t)
+static int rejection_member(void *ud, const char *k, size_t kn, const char *v, const char *ve,
+                            enum jtype t)
 {
     rejection *r = ud;
     if (kn == 5 && !memcmp(k, "index", 5) && t == J_NUM) r->index = strtoll(v, NULL, 10);
-    if (kn == 5 && !memcmp(k, "error", 5) && t == J_STR && !r->error) r->error = string_value(v, ve);
+    if (kn == 5 && !memcmp(k, "error", 5) && t == J_STR && !r->error)
+        r->error = string_value(v, ve);
     return 0;
 }
 
-static int answer_member(void *ud, const char *k, size_t kn, const char *v, const char *ve, enum jtype t)
+static int answer_member(void *ud, const char *k, size_t kn, const char *v, const char *ve,
+                         enum jtype t)
 {
     tally *a = ud;
     if (t == J_NUM && kn == 8 && !memcmp(k, "received", 8)) a->received = strtoll(v, NULL, 10);
     if (t == J_NUM && kn == 8 && !memcmp(k, "accepted", 8)) a->accepted = strtoll(v, NULL, 10);
-    if (t == J_NUM && kn == 10 && !memcmp(k, "duplicates", 10)) a->duplicates = strtoll(v, NULL, 10);
+    if (t == J_NUM && kn == 10 && !memcmp(k, "duplicates", 10))
+        a->duplicates = strtoll(v, NULL, 10);
     if (t == J_ARR && kn == 8 && !memcmp(k, "rejected", 8)) {
         jscan s = {0};
         const char *p = jscan_ws(&s, v + 1, ve);
@@ -318,14 +326,16 @@ static int read_answer(const answer *a, size_t n, tally *t)
     memset(t, 0, sizeof *t);
     t->received = -1;
     if (!a->body.p || !walk_object(a->body.p, a->body.p + a->body.len, answer_member, t)) return -1;
-    if (t->received != (long long)n || t->accepted + t->duplicates + (long long)t->nrejected != (long long)n)
+    if (t->received != (long long)n ||
+        t->accepted + t->duplicates + (long long)t->nrejected != (long long)n)
         return -1;
     for (size_t i = 0; i < t->nrejected; i++)
         if (t->rejected[i] >= n) return -1;
     return 0;
 }
 
-static int error_member(void *ud, const char *k, size_t kn, const char *v, const char *ve, enum jtype t)
+static int error_member(void *ud, const char *k, size_t kn, const char *v, const char *ve,
+                        enum jtype t)
 {
     char **e = ud;
     if (kn == 5 && !memcmp(k, "error", 5) && t == J_STR && !*e) *e = string_value(v, ve);
@@ -445,7 +455,9 @@ static void *sender_main(void *arg)
             b = next;
             next = t;
             have_next = 0;
-        } else if (outbox_peek(em->ob, 0, split ? split : em->cfg.batch_size, em->cfg.batch_bytes, b) || !b->n) {
+        } else if (outbox_peek(em->ob, 0, split ? split : em->cfg.batch_size, em->cfg.batch_bytes,
+                               b) ||
+                   !b->n) {
             if (!b->n) {
                 outbox_trim(em->ob, 1);
                 outbox_resync(em->ob);
@@ -462,10 +474,12 @@ static void *sender_main(void *arg)
         if (a.status == 200) {
             tally t;
             if (read_answer(&a, b->n, &t)) {
-                set_error(em, 200, "the server's answer does not account for the %zu events sent", b->n);
+                set_error(em, 200, "the server's answer does not account for the %zu events sent",
+                          b->n);
                 retry = 1;
             } else if (outbox_done(em->ob, b, b->n, t.rejected, t.reason, t.nrejected)) {
-                set_error(em, 200, "%s", events_errmsg()); /* sent again; the server answers duplicates */
+                set_error(em, 200, "%s",
+                          events_errmsg()); /* sent again; the server answers duplicates */
                 retry = 1;
             } else {
                 atomic_fetch_add(&em->delivered, (uint64_t)(t.accepted + t.duplicates));
@@ -473,18 +487,22 @@ static void *sender_main(void *arg)
                 atomic_fetch_add(&em->dead, t.nrejected);
                 set_error(em, 200, "%s", "");
                 failures = 0;
-                if (split && (split *= 2) >= em->cfg.batch_size) split = 0; /* grow back after a 413 */
+                if (split && (split *= 2) >= em->cfg.batch_size)
+                    split = 0; /* grow back after a 413 */
                 again = 1;
                 have_next = pf.ok;
-                if (!have_next && !outbox_pending(em->ob)) outbox_trim(em->ob, 1); /* caught up: tidy now */
+                if (!have_next && !outbox_pending(em->ob))
+                    outbox_trim(em->ob, 1); /* caught up: tidy now */
             }
             tally_free(&t);
         } else if (a.status == 413 && b->n > 1) {
             split = b->n / 2; /* the server's limits are lower than ours: halve until they fit */
-            set_error(em, 413, "the server refused a batch of %zu events as too large; sending halves", b->n);
+            set_error(em, 413,
+                      "the server refused a batch of %zu events as too large; sending halves",
+                      b->n);
             again = 1;
-        } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 && a.status != 404 &&
-                   a.status != 405 && a.status != 408 && a.status != 429) {
+        } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 &&
+                   a.status != 404 && a.status != 405 && a.status != 408 && a.status != 429) {
             char reason[512];
             server_reason(&a, reason, sizeof reason);
             if (outbox_dead(em->ob, b, reason)) {
@@ -507,8 +525,9 @@ static void *sender_main(void *arg)
         if (retry) {
             failures++;
             atomic_fetch_add(&em->retried, 1);
-            int64_t d = a.retry_after_ms >= 0 && (a.status == 429 || a.status == 503) ? a.retry_after_ms
-                                                                                      : backoff(em, failures);
+            int64_t d = a.retry_after_ms >= 0 && (a.status == 429 || a.status == 503)
+                            ? a.retry_after_ms
+                            : backoff(em, failures);
             retry_at = ev_clock(em) + d;
         }
         progress(em);

@@ -79,9 +79,8 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                 buf_printf(b, "events_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n",
                            route_names[r], codes[i], (unsigned long long)v);
         }
-    buf_puts(b,
-             "# HELP events_http_request_duration_seconds Time from the first byte of a "
-             "request to its answer.\n# TYPE events_http_request_duration_seconds histogram\n");
+    buf_puts(b, "# HELP events_http_request_duration_seconds Time from the first byte of a "
+                "request to its answer.\n# TYPE events_http_request_duration_seconds histogram\n");
     for (int r = 0; r < ROUTE_COUNT; r++) {
         char labels[64];
         snprintf(labels, sizeof labels, "route=\"%s\"", route_names[r]);

@@ -15,7 +15,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-enum metrics_route { ROUTE_INGEST, ROUTE_QUERY, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_OTHER, ROUTE_COUNT };
+enum metrics_route {
+    ROUTE_INGEST,
+    ROUTE_QUERY,
+    ROUTE_HEALTH,
+    ROUTE_METRICS,
+    ROUTE_OTHER,
+    ROUTE_COUNT
+};
 
 #define METRICS_CODES 16
 

@@ -41,16 +41,16 @@ struct qjob {
     json_t *params;
     enum query_format format;
     /* state, under mu */
-    int signalled;  /* the connection was resumed for the answer's start */
-    int began;      /* the sink's begin ran: the answer is 200 and streams */
+    int signalled; /* the connection was resumed for the answer's start */
+    int began;     /* the sink's begin ran: the answer is 200 and streams */
     const char *content_type;
     int done;
     query_outcome out;
     buf pipe;
     size_t pipe_off;
-    int reader_waits;   /* the content reader suspended the connection */
-    int counted;        /* that suspension is in pool->cfg.waiting */
-    int cancelled;      /* the response is gone */
+    int reader_waits; /* the content reader suspended the connection */
+    int counted;      /* that suspension is in pool->cfg.waiting */
+    int cancelled;    /* the response is gone */
     qjob *next;
 };
 
@@ -214,8 +214,8 @@ void query_pool_stop(query_pool *p)
 
 /* ---- the HTTP side ------------------------------------------------------------ */
 
-qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len, const char *format,
-                  unsigned *status, char *err, size_t errlen)
+qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
+                  const char *format, unsigned *status, char *err, size_t errlen)
 {
     enum query_format f = QUERY_JSON;
     if (format && !strcmp(format, "csv"))
@@ -230,7 +230,8 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
     json_error_t je;
     json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     json_t *sql = json_object_get(req, "sql"), *params = json_object_get(req, "params");
-    if (!json_is_object(req) || !json_is_string(sql) || (params && !json_is_array(params) && !json_is_null(params))) {
+    if (!json_is_object(req) || !json_is_string(sql) ||
+        (params && !json_is_array(params) && !json_is_null(params))) {
         *status = 400;
         if (!req)
             snprintf(err, errlen, "body is not JSON: %s", je.text);
@@ -322,7 +323,8 @@ static void response_gone(void *cls)
     job_unref(j);
 }
 
-static enum MHD_Result queue(struct MHD_Connection *conn, struct MHD_Response *r, unsigned status, const char *ct)
+static enum MHD_Result queue(struct MHD_Connection *conn, struct MHD_Response *r, unsigned status,
+                             const char *ct)
 {
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
     MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
@@ -356,7 +358,8 @@ enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, unsigned *sta
     pthread_mutex_lock(&j->mu);
     j->refs++; /* the response's */
     pthread_mutex_unlock(&j->mu);
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, reader, j, response_gone);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, reader, j, response_gone);
     if (!r) {
         response_gone(j);
         return MHD_NO;

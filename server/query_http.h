@@ -41,8 +41,8 @@ void query_pool_stop(query_pool *p);
  * *waiting), or NULL with an HTTP status and message: 400 for a bad body or
  * format, 429 when the queue is full.
  */
-qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len, const char *format,
-                  unsigned *status, char *err, size_t errlen);
+qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
+                  const char *format, unsigned *status, char *err, size_t errlen);
 
 /*
  * Called when the connection is resumed after submission: queues the answer

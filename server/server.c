@@ -297,8 +297,8 @@ static enum MHD_Result handle_query(server *s, request *r)
     const char *format = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
     unsigned status = 0;
     char err[256];
-    r->job = qjob_submit(s->queries, r->conn, r->body.p ? r->body.p : "", r->body.len, format, &status, err,
-                         sizeof err);
+    r->job = qjob_submit(s->queries, r->conn, r->body.p ? r->body.p : "", r->body.len, format,
+                         &status, err, sizeof err);
     buf_free(&r->body);
     if (!r->job) return send_error(r, status, "%s", err);
     r->state = ST_WAITING;
@@ -418,7 +418,8 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         const char *ct =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (ct && !media_type_is(ct, "application/json") && !media_type_is(ct, "text/plain"))
-            return send_error(r, 415, "unsupported Content-Type \"%.100s\": use application/json", ct);
+            return send_error(r, 415, "unsupported Content-Type \"%.100s\": use application/json",
+                              ct);
     }
     if (r->kind == K_INGEST || r->kind == K_QUERY) {
         const char *cl =
@@ -509,7 +510,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             snprintf(msg, sizeof msg, "request not received within %d s", s->cfg.request_timeout_s);
             return abort_mid_body(r, 408, "Request Timeout", msg);
         }
-        if ((r->kind != K_INGEST && r->kind != K_QUERY) || r->discard_status) return MHD_YES; /* dropped */
+        if ((r->kind != K_INGEST && r->kind != K_QUERY) || r->discard_status)
+            return MHD_YES; /* dropped */
         if (r->kind == K_INGEST)
             atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
         if (r->body.len + n > body_limit(s, r)) {
@@ -726,8 +728,8 @@ int server_run(const server_config *cfg)
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
-    query_pool_config pc = {s->engine, cfg->query_threads, 0, cfg->query_max_rows, cfg->query_timeout_ms,
-                            &s->waiting};
+    query_pool_config pc = {s->engine,           cfg->query_threads,    0,
+                            cfg->query_max_rows, cfg->query_timeout_ms, &s->waiting};
     if (query_pool_start(&pc, &s->queries, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;

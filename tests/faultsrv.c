@@ -24,30 +24,38 @@ struct faultsrv {
     pthread_mutex_t mu;
 };
 
-/* Events in a {"events":[...]} body: top-level commas of the array, roughly (tests send small objects). */
+/* Events in a {"events":[...]} body: top-level commas of the array, roughly (tests send small
+ * objects). */
 static int count_events(const char *p, size_t n)
 {
     int depth = 0, in_str = 0, count = 0, any = 0;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
             continue;
         }
-        if (c == '"') in_str = 1;
+        if (c == '"')
+            in_str = 1;
         else if (c == '{' || c == '[') {
             depth++;
             if (depth == 3 && c == '{') any = 1;
-        } else if (c == '}' || c == ']') depth--;
-        else if (c == ',' && depth == 2) count++;
+        } else if (c == '}' || c == ']')
+            depth--;
+        else if (c == ',' && depth == 2)
+            count++;
     }
     return any ? count + 1 : 0;
 }
 
-static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *body, int retry_after)
+static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *body,
+                              int retry_after)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(r, "Content-Type", "application/json");
     if (retry_after) {
         char v[16];
@@ -59,8 +67,9 @@ static enum MHD_Result answer(struct MHD_Connection *c, int status, const char *
     return ret;
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                               const char *version, const char *upload, size_t *upload_size, void **state)
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **state)
 {
     faultsrv *f = cls;
     buf *body = *state;
@@ -109,12 +118,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     f->forwarded++;
     pthread_mutex_unlock(&f->mu);
     if (step.delay_ms) usleep((useconds_t)step.delay_ms * 1000);
-    enum MHD_Result ret = answer(c, r.status ? (int)r.status : 502, r.status ? buf_cstr(&r.body) : "{}", 0);
+    enum MHD_Result ret =
+        answer(c, r.status ? (int)r.status : 502, r.status ? buf_cstr(&r.body) : "{}", 0);
     resp_free(&r);
     return ret;
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode toe)
+static void completed(void *cls, struct MHD_Connection *c, void **state,
+                      enum MHD_RequestTerminationCode toe)
 {
     buf *body = *state;
     if (body) {
@@ -135,9 +146,9 @@ faultsrv *faultsrv_start(const char *upstream, const fault_step *script, size_t 
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
-                            handler, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
-                            completed, NULL, MHD_OPTION_END);
+    f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+                            NULL, NULL, handler, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (!f->d) {
         faultsrv_stop(f);
         return NULL;

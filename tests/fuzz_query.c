@@ -70,15 +70,18 @@ static void setup(void)
     /* two hours of events */
     for (int h = 0; h < 2; h++) {
         char key[LAKE_KEY_MAX];
-        const char *uuid = h ? "00000000-0000-7000-8000-000000000001" : "00000000-0000-7000-8000-000000000000";
+        const char *uuid =
+            h ? "00000000-0000-7000-8000-000000000001" : "00000000-0000-7000-8000-000000000000";
         lake_raw_key(493000 + h, uuid, key);
         char line[256];
         char ts[EVTIME_LEN + 1];
         evtime_format((int64_t)(493000 + h) * 3600000 + 5, ts);
-        int n = snprintf(line, sizeof line,
-                         "{\"id\":\"e%d\",\"type\":\"rpc.call\",\"ts\":\"%s\",\"receivedAt\":\"%s\",\"method\":\"m\","
-                         "\"durationMs\":1.5,\"collection\":\"c\",\"docId\":\"d\",\"bookmark\":\"%016d\"}\n",
-                         h, ts, ts, h);
+        int n = snprintf(
+            line, sizeof line,
+            "{\"id\":\"e%d\",\"type\":\"rpc.call\",\"ts\":\"%s\",\"receivedAt\":\"%s\",\"method\":"
+            "\"m\","
+            "\"durationMs\":1.5,\"collection\":\"c\",\"docId\":\"d\",\"bookmark\":\"%016d\"}\n",
+            h, ts, ts, h);
         if (store_put(st, key, line, (size_t)n, 0)) abort();
     }
     query_config qc = {st, NULL, 256u << 20, 1};
@@ -108,7 +111,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     }
     size_t now = count_files(lake_dir);
     if (now != files_at_start) {
-        fprintf(stderr, "fuzz_query: the lake changed (%zu entries, was %zu) after: %s\n", now, files_at_start, sql);
+        fprintf(stderr, "fuzz_query: the lake changed (%zu entries, was %zu) after: %s\n", now,
+                files_at_start, sql);
         abort();
     }
     buf_free(&out);

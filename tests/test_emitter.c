@@ -68,7 +68,9 @@ static events_emitter *open_or_fail(const events_config *c)
 {
     events_emitter *em = NULL;
     int rc = events_emitter_open(c, &em);
-    if (rc) test_fail(__FILE__, __LINE__, "events_emitter_open: %s: %s", events_strerror(rc), events_errmsg());
+    if (rc)
+        test_fail(__FILE__, __LINE__, "events_emitter_open: %s: %s", events_strerror(rc),
+                  events_errmsg());
     return em;
 }
 
@@ -78,7 +80,8 @@ static long long sql_int(const char *path, const char *sql)
     long long v = -1;
     if (sqlite3_open(path, &db) == SQLITE_OK) {
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
             v = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
     }
@@ -93,8 +96,8 @@ static char *sql_text(const char *path, const char *sql)
     char *v = NULL;
     if (sqlite3_open(path, &db) == SQLITE_OK) {
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-            sqlite3_column_text(st, 0))
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
             v = strdup((const char *)sqlite3_column_text(st, 0));
         sqlite3_finalize(st);
     }
@@ -156,6 +159,17 @@ static void check_exactly_once(const unsigned char *counts, int count, int max)
     CHECK_INT(0, extra);
 }
 
+/* Stops the server; its lake must hold the events of the type numbered 0..count-1, each once. */
+static void expect_in_lake(srv *s, const char *type, int count)
+{
+    int max = count + 16, bad;
+    unsigned char *counts = calloc((size_t)max, 1);
+    CHECK_INT(count, lake_count(s, type, counts, max, &bad));
+    CHECK_INT(0, bad);
+    check_exactly_once(counts, count, max);
+    free(counts);
+}
+
 static int emit_n(events_emitter *em, const char *type, int n)
 {
     char f[64];
@@ -185,6 +199,14 @@ static void tmp_free(tmp *t, srv *s)
 }
 
 static const char *const SEAL_FAST[] = {"--seal-age", "200ms", NULL};
+
+/* A scripted server in front of the real one (faultsrv.h). */
+static faultsrv *faultsrv_before(const srv *s, const fault_step *script, size_t n)
+{
+    char up[128];
+    snprintf(up, sizeof up, "%s/ingest", s->url);
+    return faultsrv_start(up, script, n);
+}
 
 /* ---- configuration and bad input ------------------------------------------------- */
 
@@ -354,8 +376,9 @@ TEST(event_shape)
     CHECK_INT(0, events_emit_lifecycle(em, EVENTS_DO_CREATE, NULL));
     CHECK_INT(0, events_emit_ws(em, EVENTS_WS_CLOSE, 3, 1000, "bye", -1));
     CHECK_INT(0, events_emit_ws(em, EVENTS_WS_MESSAGE, -1, -1, NULL, 512));
-    CHECK_INT(0, events_emit_json(em, "{\"type\":\"fwd\",\"id\":\"keep-1\",\"ts\":\"2026-01-02T03:04:05+01:00\","
-                                      "\"receivedAt\":\"x\",\"do\":{\"id\":\"other\"},\"k\":1}"));
+    CHECK_INT(0, events_emit_json(
+                     em, "{\"type\":\"fwd\",\"id\":\"keep-1\",\"ts\":\"2026-01-02T03:04:05+01:00\","
+                         "\"receivedAt\":\"x\",\"do\":{\"id\":\"other\"},\"k\":1}"));
     CHECK_INT(0, events_emit_json(em, "{\"type\":\"fwd.bare\"}"));
     events_stats st;
     events_emitter_stats(em, &st);
@@ -363,17 +386,20 @@ TEST(event_shape)
     events_emitter_close(em, 0);
 
     const char *want[] = {
-        "\"type\":\"chat.message\",\"ts\":\"*\",\"do\":{\"id\":\"room-1\",\"name\":\"lobby\",\"class\":\"TestRoom\","
+        "\"type\":\"chat.message\",\"ts\":\"*\",\"do\":{\"id\":\"room-1\",\"name\":\"lobby\","
+        "\"class\":\"TestRoom\","
         "\"colo\":\"FRA\"},\"room\":\"a\\u00e9\",\"n\":[1,2]}",
         "\"type\":\"plain\",\"ts\":\"*\",\"do\":{*}}",
         "\"type\":\"empty\",\"ts\":\"*\",\"do\":{*}}",
         "\"type\":\"rpc.call\",\"ts\":\"*\",\"do\":{*},\"method\":\"send\",\"namespace\":\"chat\","
         "\"durationMs\":12.5,\"success\":true}",
-        "\"type\":\"rpc.call\",\"ts\":\"*\",\"do\":{*},\"method\":\"join\",\"durationMs\":3,\"success\":false,"
+        "\"type\":\"rpc.call\",\"ts\":\"*\",\"do\":{*},\"method\":\"join\",\"durationMs\":3,"
+        "\"success\":false,"
         "\"error\":\"room \\\"full\\\"\"}",
         "\"type\":\"do.hibernate\",\"ts\":\"*\",\"do\":{*},\"reason\":\"idle\"}",
         "\"type\":\"do.create\",\"ts\":\"*\",\"do\":{*}}",
-        "\"type\":\"ws.close\",\"ts\":\"*\",\"do\":{*},\"connectionCount\":3,\"code\":1000,\"reason\":\"bye\"}",
+        "\"type\":\"ws.close\",\"ts\":\"*\",\"do\":{*},\"connectionCount\":3,\"code\":1000,"
+        "\"reason\":\"bye\"}",
         "\"type\":\"ws.message\",\"ts\":\"*\",\"do\":{*},\"size\":512}",
     };
     sqlite3 *db;
@@ -384,7 +410,8 @@ TEST(event_shape)
         REQUIRE(sqlite3_step(st2) == SQLITE_ROW);
         const char *ev = (const char *)sqlite3_column_text(st2, 0);
         if (i == 9) {
-            CHECK_STR("{\"id\":\"keep-1\",\"type\":\"fwd\",\"ts\":\"2026-01-02T02:04:05.000Z\",\"do\":{\"id\":\"other\"},"
+            CHECK_STR("{\"id\":\"keep-1\",\"type\":\"fwd\",\"ts\":\"2026-01-02T02:04:05.000Z\","
+                      "\"do\":{\"id\":\"other\"},"
                       "\"k\":1}",
                       ev);
             continue;
@@ -402,13 +429,16 @@ TEST(event_shape)
             if (*w == '*') {
                 w++;
                 const char *next = strchr(e, *w);
-                if (!next) ok = 0;
-                else e = next;
+                if (!next)
+                    ok = 0;
+                else
+                    e = next;
             } else if (*w++ != *e++) {
                 ok = 0;
             }
         }
-        if (!ok || *e) test_fail(__FILE__, __LINE__, "event %zu:\n  want %s\n  got  %s", i, want[i], ev);
+        if (!ok || *e)
+            test_fail(__FILE__, __LINE__, "event %zu:\n  want %s\n  got  %s", i, want[i], ev);
         CHECK(!strstr(ev, "receivedAt"));
     }
     sqlite3_finalize(st2);
@@ -480,7 +510,8 @@ TEST(transactions)
     CHECK_INT(0, st.queued);
     CHECK_INT(0, events_begin(em));
     for (int i = 0; i < 4; i++) CHECK_INT(0, emit_n(em, "tx.test", i));
-    CHECK_INT(0, sql_int(t.outbox, "SELECT count(*) FROM _events_outbox")); /* not visible before commit */
+    CHECK_INT(0, sql_int(t.outbox,
+                         "SELECT count(*) FROM _events_outbox")); /* not visible before commit */
     CHECK_INT(0, events_commit(em));
     events_emitter_stats(em, &st);
     CHECK_INT(4, st.queued);
@@ -591,12 +622,7 @@ TEST(server_down_then_up)
     CHECK_INT(0, events_emitter_close(em, 1000));
     CHECK_INT(0, sql_int(t.outbox, "SELECT count(*) FROM _events_outbox"));
 
-    unsigned char *counts = calloc(DOWN_N + 1, 1);
-    int bad;
-    CHECK_INT(DOWN_N, lake_count(&s, "down.test", counts, DOWN_N + 1, &bad));
-    CHECK_INT(0, bad);
-    check_exactly_once(counts, DOWN_N, DOWN_N + 1);
-    free(counts);
+    expect_in_lake(&s, "down.test", DOWN_N);
     tmp_free(&t, &s);
 }
 
@@ -694,7 +720,8 @@ TEST(sigkill_mid_stream)
         if (counts[i] > 1) twice++;
         if (counts[i] && !ok[i]) unreported++; /* committed, killed before it could say so */
     }
-    fprintf(stderr, "  %d events in the lake, %d committed but not reported before the kill\n", total, unreported);
+    fprintf(stderr, "  %d events in the lake, %d committed but not reported before the kill\n",
+            total, unreported);
     CHECK_INT(0, missing);
     CHECK_INT(0, twice);
     CHECK(unreported <= KILL_ROUNDS);
@@ -754,12 +781,7 @@ static void threads_run(int memory, int per)
     CHECK_INT(0, st.queued);
     CHECK_INT(0, st.dropped);
     CHECK_INT(0, events_emitter_close(em, 1000));
-    unsigned char *counts = calloc((size_t)n, 1);
-    int bad;
-    CHECK_INT(n, lake_count(&s, "threads.test", counts, n, &bad));
-    CHECK_INT(0, bad);
-    check_exactly_once(counts, n, n);
-    free(counts);
+    expect_in_lake(&s, "threads.test", n);
     tmp_free(&t, &s);
 }
 
@@ -779,7 +801,8 @@ TEST(permanent_rejection_dead_letters)
     tmp t;
     tmp_make(&t, "emit-dead");
     srv s = {0};
-    const char *args[] = {"--seal-age", "200ms", "--max-event-bytes", "1KiB", "--max-body", "4KiB", NULL};
+    const char *args[] = {"--seal-age", "200ms", "--max-event-bytes", "1KiB", "--max-body",
+                          "4KiB",       NULL};
     REQUIRE_INT(0, srv_start(&s, t.lake, args));
     events_config c = quick(s.url, t.outbox);
     c.gzip_above = SIZE_MAX; /* --max-body counts bytes after gunzip anyway; keep bodies plain */
@@ -797,9 +820,12 @@ TEST(permanent_rejection_dead_letters)
     strcat(huge, "\"}");
     CHECK_INT(0, events_begin(em));
     for (int i = 0; i < 10; i++) {
-        if (i == 5) CHECK_INT(0, events_emit(em, "dead.test", big));        /* over --max-event-bytes */
-        else if (i == 7) CHECK_INT(0, events_emit(em, "dead.test", huge));  /* over --max-body alone */
-        else CHECK_INT(0, emit_n(em, "dead.test", i));
+        if (i == 5)
+            CHECK_INT(0, events_emit(em, "dead.test", big)); /* over --max-event-bytes */
+        else if (i == 7)
+            CHECK_INT(0, events_emit(em, "dead.test", huge)); /* over --max-body alone */
+        else
+            CHECK_INT(0, emit_n(em, "dead.test", i));
     }
     CHECK_INT(0, events_commit(em));
     CHECK_INT(0, events_flush(em, 30000));
@@ -847,7 +873,9 @@ TEST(rejected_batch_dead_letters)
     CHECK_INT(3, st.dead);
     CHECK_INT(422, st.last_status);
     events_emitter_close(em, 0);
-    CHECK_INT(3, sql_int(t.outbox, "SELECT count(*) FROM _events_dead WHERE reason = 'HTTP 422: injected fault'"));
+    CHECK_INT(
+        3, sql_int(t.outbox,
+                   "SELECT count(*) FROM _events_dead WHERE reason = 'HTTP 422: injected fault'"));
     faultsrv_stop(f);
     tmp_free(&t, NULL);
 }
@@ -905,8 +933,9 @@ TEST(backoff_timing)
     int ncapped = 0;
     for (int k = 0; k < 12; k++) {
         int64_t w = fc.waits[k];
-        if (w < d / 2 || w > d) test_fail(__FILE__, __LINE__, "wait %d: %lld ms, not within [%lld, %lld]", k + 1,
-                                          (long long)w, (long long)d / 2, (long long)d);
+        if (w < d / 2 || w > d)
+            test_fail(__FILE__, __LINE__, "wait %d: %lld ms, not within [%lld, %lld]", k + 1,
+                      (long long)w, (long long)d / 2, (long long)d);
         if (d == 16000) capped[ncapped++] = w;
         if (d < 16000) d *= 2;
     }
@@ -928,10 +957,8 @@ TEST(retry_after_honoured)
     tmp_make(&t, "emit-429");
     srv s = {0};
     REQUIRE_INT(0, srv_start(&s, t.lake, SEAL_FAST));
-    char up[128];
-    snprintf(up, sizeof up, "%s/ingest", s.url);
     fault_step script[] = {{429, 0, 7, 0}, {503, 0, 2, 0}, {500, 0, 0, 0}, {408, 0, 0, 0}};
-    faultsrv *f = faultsrv_start(up, script, 4);
+    faultsrv *f = faultsrv_before(&s, script, 4);
     REQUIRE(f);
     fake_clock fc = {0};
     events_config c = quick(faultsrv_url(f), t.outbox);
@@ -958,10 +985,7 @@ TEST(retry_after_honoured)
     CHECK_INT(5, faultsrv_requests(f));
     events_emitter_close(em, 1000);
     faultsrv_stop(f);
-    unsigned char counts[8] = {0};
-    int bad;
-    CHECK_INT(5, lake_count(&s, "retry.test", counts, 8, &bad));
-    check_exactly_once(counts, 5, 8);
+    expect_in_lake(&s, "retry.test", 5);
     tmp_free(&t, &s);
 }
 
@@ -973,10 +997,8 @@ TEST(slow_server_duplicates)
     tmp_make(&t, "emit-slow");
     srv s = {0};
     REQUIRE_INT(0, srv_start(&s, t.lake, SEAL_FAST));
-    char up[128];
-    snprintf(up, sizeof up, "%s/ingest", s.url);
     fault_step script[] = {{0, 1500, 0, 0}};
-    faultsrv *f = faultsrv_start(up, script, 1);
+    faultsrv *f = faultsrv_before(&s, script, 1);
     REQUIRE(f);
     events_config c = quick(faultsrv_url(f), t.outbox);
     c.timeout_ms = 400;
@@ -992,10 +1014,7 @@ TEST(slow_server_duplicates)
     CHECK(st.retried >= 1);
     events_emitter_close(em, 1000);
     faultsrv_stop(f);
-    unsigned char counts[32] = {0};
-    int bad;
-    CHECK_INT(20, lake_count(&s, "slow.test", counts, 32, &bad));
-    check_exactly_once(counts, 20, 32);
+    expect_in_lake(&s, "slow.test", 20);
     tmp_free(&t, &s);
 }
 
@@ -1006,11 +1025,9 @@ TEST(too_large_batches_split)
     tmp_make(&t, "emit-413");
     srv s = {0};
     REQUIRE_INT(0, srv_start(&s, t.lake, SEAL_FAST));
-    char up[128];
-    snprintf(up, sizeof up, "%s/ingest", s.url);
     fault_step script[40];
     for (int i = 0; i < 40; i++) script[i] = (fault_step){0, 0, 0, 10};
-    faultsrv *f = faultsrv_start(up, script, 40);
+    faultsrv *f = faultsrv_before(&s, script, 40);
     REQUIRE(f);
     events_config c = quick(faultsrv_url(f), t.outbox);
     c.gzip_above = SIZE_MAX;
@@ -1026,10 +1043,7 @@ TEST(too_large_batches_split)
     CHECK_INT(0, st.dead);
     events_emitter_close(em, 1000);
     faultsrv_stop(f);
-    unsigned char counts[128] = {0};
-    int bad;
-    CHECK_INT(100, lake_count(&s, "split.test", counts, 128, &bad));
-    check_exactly_once(counts, 100, 128);
+    expect_in_lake(&s, "split.test", 100);
     tmp_free(&t, &s);
 }
 
@@ -1096,10 +1110,7 @@ TEST(rejected_token_retried)
     events_emitter_stats(em, &st);
     CHECK_INT(4, st.delivered);
     events_emitter_close(em, 1000);
-    unsigned char counts[8] = {0};
-    int bad;
-    CHECK_INT(4, lake_count(&s, "token.test", counts, 8, &bad));
-    check_exactly_once(counts, 4, 8);
+    expect_in_lake(&s, "token.test", 4);
     tmp_free(&t, &s);
 }
 
@@ -1117,10 +1128,7 @@ TEST(gzip_bodies_delivered)
     for (int i = 0; i < 500; i++) CHECK_INT(0, emit_n(em, "gzip.test", i));
     CHECK_INT(0, events_flush(em, 20000));
     CHECK_INT(0, events_emitter_close(em, 1000));
-    unsigned char counts[512] = {0};
-    int bad;
-    CHECK_INT(500, lake_count(&s, "gzip.test", counts, 512, &bad));
-    check_exactly_once(counts, 500, 512);
+    expect_in_lake(&s, "gzip.test", 500);
     tmp_free(&t, &s);
 }
 
@@ -1148,10 +1156,6 @@ TEST(flush_waits_for_everything_committed)
     }
     CHECK_INT(0, early);
     CHECK_INT(0, events_emitter_close(em, 5000));
-    unsigned char *counts = calloc((size_t)n, 1);
-    int bad;
-    CHECK_INT(n, lake_count(&s, "flush.test", counts, n, &bad));
-    check_exactly_once(counts, n, n);
-    free(counts);
+    expect_in_lake(&s, "flush.test", n);
     tmp_free(&t, &s);
 }

@@ -116,8 +116,8 @@ TEST(test_engine_renders_every_type_exactly)
         {"2147483647", "2147483647", "INTEGER"},
         {"(-9223372036854775808)::BIGINT", "-9223372036854775808", "BIGINT"},
         {"18446744073709551615::UBIGINT", "18446744073709551615", "UBIGINT"},
-        {"-170141183460469231731687303715884105727::HUGEINT", "-170141183460469231731687303715884105727",
-         "HUGEINT"},
+        {"-170141183460469231731687303715884105727::HUGEINT",
+         "-170141183460469231731687303715884105727", "HUGEINT"},
         {"12.5::DOUBLE", "12.5", "DOUBLE"},
         {"0.1::DOUBLE", "0.1", "DOUBLE"},
         {"1e300::DOUBLE", "1e+300", "DOUBLE"},
@@ -130,12 +130,14 @@ TEST(test_engine_renders_every_type_exactly)
         {"'{\"a\":[1,2]}'::JSON", "{\"a\":[1,2]}", "JSON"},
         {"TIMESTAMP '2026-11-25 10:00:00.123'", "\"2026-11-25T10:00:00.123Z\"", "TIMESTAMP"},
         {"TIMESTAMP '2026-11-25 10:00:00.123456'", "\"2026-11-25T10:00:00.123456Z\"", "TIMESTAMP"},
-        {"TIMESTAMPTZ '2026-11-25 12:00:00+02'", "\"2026-11-25T10:00:00.000Z\"", "TIMESTAMP WITH TIME ZONE"},
+        {"TIMESTAMPTZ '2026-11-25 12:00:00+02'", "\"2026-11-25T10:00:00.000Z\"",
+         "TIMESTAMP WITH TIME ZONE"},
         {"'infinity'::TIMESTAMP", "\"infinity\"", "TIMESTAMP"},
         {"DATE '2026-11-25'", "\"2026-11-25\"", "DATE"},
         {"TIME '10:11:12.5'", "\"10:11:12.500\"", "TIME"},
         {"INTERVAL '1 month 2 days 3.5 seconds'", "\"P1M2DT3.5S\"", "INTERVAL"},
-        {"'6ecba6b6-5a3b-4cb0-9d28-8ad1ff8c3b5b'::UUID", "\"6ecba6b6-5a3b-4cb0-9d28-8ad1ff8c3b5b\"", "UUID"},
+        {"'6ecba6b6-5a3b-4cb0-9d28-8ad1ff8c3b5b'::UUID", "\"6ecba6b6-5a3b-4cb0-9d28-8ad1ff8c3b5b\"",
+         "UUID"},
         {"'\\x00AB'::BLOB", "\"\\\\x00AB\"", "BLOB"},
         {"[1, NULL, 3]", "[1,null,3]", "INTEGER[]"},
         {"[[1], []]", "[[1],[]]", "INTEGER[][]"},
@@ -157,11 +159,13 @@ TEST(test_engine_renders_every_type_exactly)
         }
         char expect[1024];
         snprintf(expect, sizeof expect,
-                 "{\"columns\":[{\"name\":\"v\",\"type\":\"%s\"}],\"rows\":[[%s]],\"rowCount\":1,\"truncated\":"
+                 "{\"columns\":[{\"name\":\"v\",\"type\":\"%s\"}],\"rows\":[[%s]],\"rowCount\":1,"
+                 "\"truncated\":"
                  "false,\"files\":0,",
                  t[i].type, t[i].json);
         if (strncmp(a->text.p, expect, strlen(expect)))
-            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s...\n  actual:   %s", t[i].expr, expect, a->text.p);
+            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s...\n  actual:   %s", t[i].expr,
+                      expect, a->text.p);
         done(a);
     }
     answer *a = q(&l, "SELECT 1::BIT AS v");
@@ -175,17 +179,21 @@ TEST(test_engine_writes_csv_and_ndjson)
 {
     lake l;
     REQUIRE_INT(0, lake_open(&l, 0, 0, 0));
-    const char *sql = "SELECT * FROM (VALUES (1, 'plain', NULL), (2, 'has, comma', [1,2]), "
-                      "(3, 'has \"quote\"', []), (4, 'two\nlines', [3])) t(\"n\", \"text,name\", \"list\")";
+    const char *sql =
+        "SELECT * FROM (VALUES (1, 'plain', NULL), (2, 'has, comma', [1,2]), "
+        "(3, 'has \"quote\"', []), (4, 'two\nlines', [3])) t(\"n\", \"text,name\", \"list\")";
     answer *a = ask(&l, sql, NULL, QUERY_CSV, 0, 0);
     CHECK_INT(200, a->o.status);
-    CHECK_STR("n,\"text,name\",list\n1,plain,\n2,\"has, comma\",\"[1,2]\"\n3,\"has \"\"quote\"\"\",[]\n"
-              "4,\"two\nlines\",[3]\n",
-              a->text.p);
+    CHECK_STR(
+        "n,\"text,name\",list\n1,plain,\n2,\"has, comma\",\"[1,2]\"\n3,\"has \"\"quote\"\"\",[]\n"
+        "4,\"two\nlines\",[3]\n",
+        a->text.p);
     done(a);
     a = ask(&l, sql, NULL, QUERY_NDJSON, 0, 0);
-    CHECK_STR("{\"n\":1,\"text,name\":\"plain\",\"list\":null}\n{\"n\":2,\"text,name\":\"has, comma\",\"list\":[1,2]}\n"
-              "{\"n\":3,\"text,name\":\"has \\\"quote\\\"\",\"list\":[]}\n{\"n\":4,\"text,name\":\"two\\nlines\","
+    CHECK_STR("{\"n\":1,\"text,name\":\"plain\",\"list\":null}\n{\"n\":2,\"text,name\":\"has, "
+              "comma\",\"list\":[1,2]}\n"
+              "{\"n\":3,\"text,name\":\"has "
+              "\\\"quote\\\"\",\"list\":[]}\n{\"n\":4,\"text,name\":\"two\\nlines\","
               "\"list\":[3]}\n",
               a->text.p);
     done(a);
@@ -200,21 +208,28 @@ TEST(test_engine_reads_the_events_view_with_its_columns)
                       "LATERAL (SELECT (event->>'n')::INT AS n) ORDER BY ts LIMIT 2");
     REQUIRE_INT(200, a->o.status);
     char *r = rows(a);
-    CHECK_STR("[[\"h0-0\",\"t.x\",\"2026-11-20T00:00:00.000Z\",\"2026-11-20T00:00:00.000Z\",{\"id\":\"o0\","
-              "\"name\":null,\"class\":\"C\",\"colo\":null},\"o0\",\"C\",0],[\"h0-1\",\"t.x\","
-              "\"2026-11-20T00:00:01.000Z\",\"2026-11-20T00:00:01.000Z\",{\"id\":\"o1\",\"name\":null,"
-              "\"class\":\"C\",\"colo\":null},\"o1\",\"C\",1]]",
-              r);
+    CHECK_STR(
+        "[[\"h0-0\",\"t.x\",\"2026-11-20T00:00:00.000Z\",\"2026-11-20T00:00:00.000Z\",{\"id\":"
+        "\"o0\","
+        "\"name\":null,\"class\":\"C\",\"colo\":null},\"o0\",\"C\",0],[\"h0-1\",\"t.x\","
+        "\"2026-11-20T00:00:01.000Z\",\"2026-11-20T00:00:01.000Z\",{\"id\":\"o1\",\"name\":null,"
+        "\"class\":\"C\",\"colo\":null},\"o1\",\"C\",1]]",
+        r);
     free(r);
     done(a);
     a = q(&l, "SELECT column_name, column_type FROM (DESCRIBE events)");
     REQUIRE_INT(200, a->o.status);
     r = rows(a);
-    CHECK_STR("[[\"id\",\"VARCHAR\"],[\"type\",\"VARCHAR\"],[\"ts\",\"TIMESTAMP\"],[\"receivedAt\",\"TIMESTAMP\"],"
-              "[\"do\",\"STRUCT(id VARCHAR, \\\"name\\\" VARCHAR, \\\"class\\\" VARCHAR, colo VARCHAR)\"],"
-              "[\"do_id\",\"VARCHAR\"],[\"do_name\",\"VARCHAR\"],[\"do_class\",\"VARCHAR\"],[\"do_colo\",\"VARCHAR\"],"
-              "[\"method\",\"VARCHAR\"],[\"durationMs\",\"DOUBLE\"],[\"success\",\"BOOLEAN\"],[\"error\",\"VARCHAR\"],"
-              "[\"collection\",\"VARCHAR\"],[\"docId\",\"VARCHAR\"],[\"doc\",\"JSON\"],[\"prev\",\"JSON\"],"
+    CHECK_STR("[[\"id\",\"VARCHAR\"],[\"type\",\"VARCHAR\"],[\"ts\",\"TIMESTAMP\"],[\"receivedAt\","
+              "\"TIMESTAMP\"],"
+              "[\"do\",\"STRUCT(id VARCHAR, \\\"name\\\" VARCHAR, \\\"class\\\" VARCHAR, colo "
+              "VARCHAR)\"],"
+              "[\"do_id\",\"VARCHAR\"],[\"do_name\",\"VARCHAR\"],[\"do_class\",\"VARCHAR\"],[\"do_"
+              "colo\",\"VARCHAR\"],"
+              "[\"method\",\"VARCHAR\"],[\"durationMs\",\"DOUBLE\"],[\"success\",\"BOOLEAN\"],["
+              "\"error\",\"VARCHAR\"],"
+              "[\"collection\",\"VARCHAR\"],[\"docId\",\"VARCHAR\"],[\"doc\",\"JSON\"],[\"prev\","
+              "\"JSON\"],"
               "[\"bookmark\",\"VARCHAR\"],[\"event\",\"JSON\"]]",
               r);
     free(r);
@@ -229,9 +244,11 @@ static void check_files(lake *l, const char *sql, json_t *params, uint64_t files
     if (a->o.status != 200) {
         test_fail(__FILE__, __LINE__, "%s: %s", sql, a->o.error);
     } else {
-        long long got = json_integer_value(json_array_get(json_array_get(json_object_get(a->json, "rows"), 0), 0));
+        long long got = json_integer_value(
+            json_array_get(json_array_get(json_object_get(a->json, "rows"), 0), 0));
         if (a->o.files != files || got != first)
-            test_fail(__FILE__, __LINE__, "%s:\n  expected %llu files and %lld, got %llu files and %lld", sql,
+            test_fail(__FILE__, __LINE__,
+                      "%s:\n  expected %llu files and %lld, got %llu files and %lld", sql,
                       (unsigned long long)files, first, (unsigned long long)a->o.files, got);
     }
     done(a);
@@ -242,37 +259,58 @@ TEST(test_engine_prunes_hours_by_ts)
     lake l;
     REQUIRE_INT(0, lake_open(&l, 24, 10, 0)); /* 2026-11-20 00:00 .. 23:59, 10 events an hour */
     check_files(&l, "SELECT count(*) FROM events", NULL, 24, 240);
-    check_files(&l, "SELECT count(*) FROM events WHERE ts >= '2026-11-20 05:00' AND ts < '2026-11-20 07:00'", NULL,
-                2, 20);
-    check_files(&l, "SELECT count(*) FROM events WHERE ts > '2026-11-20 05:00' AND ts <= '2026-11-20 07:00'", NULL,
-                3, 20);
-    check_files(&l, "SELECT count(*) FROM events WHERE ts BETWEEN '2026-11-20 05:00:03' AND '2026-11-20 05:59'",
-                NULL, 1, 7);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE ts >= '2026-11-20 05:00' AND ts < '2026-11-20 07:00'",
+        NULL, 2, 20);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE ts > '2026-11-20 05:00' AND ts <= '2026-11-20 07:00'",
+        NULL, 3, 20);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE ts BETWEEN '2026-11-20 05:00:03' AND '2026-11-20 05:59'",
+        NULL, 1, 7);
     check_files(&l, "SELECT count(*) FROM events e WHERE '2026-11-20 22:00' <= e.ts", NULL, 2, 20);
-    check_files(&l, "SELECT count(*) FROM events WHERE ts = TIMESTAMP '2026-11-20 03:00:02'", NULL, 1, 1);
-    check_files(&l, "SELECT count(*) FROM events WHERE ts < DATE '2026-11-20' + INTERVAL 2 HOUR", NULL, 2, 20);
-    check_files(&l, "SELECT count(*) FROM events WHERE type = 't.x' AND ts >= $1 AND (event->>'n')::INT < 5",
-                json_pack("[s]", "2026-11-20 20:00"), 4, 20);
-    check_files(&l, "SELECT count(*) FROM events_between('2026-11-20 01:00', '2026-11-20 04:00')", NULL, 3, 30);
-    check_files(&l, "SELECT count(*) FROM (SELECT * FROM events WHERE ts >= '2026-11-20 23:00')", NULL, 1, 10);
-    check_files(&l, "WITH x AS (SELECT * FROM events WHERE ts < '2026-11-20 01:00') SELECT count(*) FROM x", NULL,
-                1, 10);
-    check_files(&l,
-                "SELECT count(*) FROM (SELECT id FROM events WHERE ts < '2026-11-20 01:00' UNION ALL "
-                "SELECT id FROM events WHERE ts >= '2026-11-20 23:00')",
-                NULL, 24, 20); /* two references, each open on one side: every hour */
-    check_files(&l,
-                "SELECT count(*) FROM events a JOIN events b USING (id) WHERE a.ts >= '2026-11-20 10:00' "
-                "AND a.ts < '2026-11-20 11:00' AND b.ts >= '2026-11-20 10:00' AND b.ts < '2026-11-20 11:00'",
+    check_files(&l, "SELECT count(*) FROM events WHERE ts = TIMESTAMP '2026-11-20 03:00:02'", NULL,
+                1, 1);
+    check_files(&l, "SELECT count(*) FROM events WHERE ts < DATE '2026-11-20' + INTERVAL 2 HOUR",
+                NULL, 2, 20);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE type = 't.x' AND ts >= $1 AND (event->>'n')::INT < 5",
+        json_pack("[s]", "2026-11-20 20:00"), 4, 20);
+    check_files(&l, "SELECT count(*) FROM events_between('2026-11-20 01:00', '2026-11-20 04:00')",
+                NULL, 3, 30);
+    check_files(&l, "SELECT count(*) FROM (SELECT * FROM events WHERE ts >= '2026-11-20 23:00')",
                 NULL, 1, 10);
+    check_files(
+        &l, "WITH x AS (SELECT * FROM events WHERE ts < '2026-11-20 01:00') SELECT count(*) FROM x",
+        NULL, 1, 10);
+    check_files(
+        &l,
+        "SELECT count(*) FROM (SELECT id FROM events WHERE ts < '2026-11-20 01:00' UNION ALL "
+        "SELECT id FROM events WHERE ts >= '2026-11-20 23:00')",
+        NULL, 24, 20); /* two references, each open on one side: every hour */
+    check_files(
+        &l,
+        "SELECT count(*) FROM events a JOIN events b USING (id) WHERE a.ts >= '2026-11-20 10:00' "
+        "AND a.ts < '2026-11-20 11:00' AND b.ts >= '2026-11-20 10:00' AND b.ts < '2026-11-20 "
+        "11:00'",
+        NULL, 1, 10);
     /* what cannot be bounded reads everything, and still answers right */
-    check_files(&l, "SELECT count(*) FROM events WHERE ts >= '2026-11-20 23:00' OR (event->>'n') = '0'", NULL, 24, 33);
+    check_files(&l,
+                "SELECT count(*) FROM events WHERE ts >= '2026-11-20 23:00' OR (event->>'n') = '0'",
+                NULL, 24, 33);
     /* DuckDB's parser turns NOT ts < x into ts >= x: bounded */
     check_files(&l, "SELECT count(*) FROM events WHERE NOT ts < '2026-11-20 23:00'", NULL, 1, 10);
-    check_files(&l, "SELECT count(*) FROM events WHERE ts >= (SELECT max(ts) FROM events) - INTERVAL 1 HOUR", NULL,
-                24, 11);
-    check_files(&l, "SELECT count(*) FROM query('SELECT * FROM events WHERE ts < ''2026-11-20 01:00''')", NULL, 24,
-                10);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE ts >= (SELECT max(ts) FROM events) - INTERVAL 1 HOUR",
+        NULL, 24, 11);
+    check_files(
+        &l, "SELECT count(*) FROM query('SELECT * FROM events WHERE ts < ''2026-11-20 01:00''')",
+        NULL, 24, 10);
     check_files(&l, "WITH events AS (SELECT 1 AS ts) SELECT count(*) FROM events", NULL, 24, 1);
     check_files(&l, "SELECT count(*) FROM range(7)", NULL, 24, 7);
     check_files(&l, "SELECT 42", NULL, 0, 42);
@@ -291,14 +329,17 @@ TEST(test_engine_refuses_what_is_not_a_read)
     static const struct {
         const char *sql, *error;
     } t[] = {
-        {"SELECT * FROM read_text('/etc/passwd')", "Permission Error: Cannot access file \"/etc/passwd\""},
+        {"SELECT * FROM read_text('/etc/passwd')",
+         "Permission Error: Cannot access file \"/etc/passwd\""},
         {"SELECT * FROM read_text('%s')", "Permission Error"},
         {"SELECT * FROM read_csv('/etc/hostname')", "Permission Error"},
         {"SELECT * FROM glob('/*')", "Permission Error"},
         {"COPY (SELECT 1) TO '%s'", "not a statement beginning with COPY"},
         {"COPY (SELECT 1) TO '%i'", "not a statement beginning with COPY"},
-        {"EXPLAIN ANALYZE COPY (SELECT 1) TO '%i'", "not an EXPLAIN of a statement beginning with COPY"},
-        {"EXPLAIN (FORMAT json) COPY (SELECT 1) TO '%i'", "not an EXPLAIN of a statement beginning with COPY"},
+        {"EXPLAIN ANALYZE COPY (SELECT 1) TO '%i'",
+         "not an EXPLAIN of a statement beginning with COPY"},
+        {"EXPLAIN (FORMAT json) COPY (SELECT 1) TO '%i'",
+         "not an EXPLAIN of a statement beginning with COPY"},
         {"ATTACH '/tmp/x.db'", "not a statement beginning with ATTACH"},
         {"INSTALL httpfs", "not a statement beginning with INSTALL"},
         {"LOAD httpfs", "not a statement beginning with LOAD"},
@@ -326,24 +367,30 @@ TEST(test_engine_refuses_what_is_not_a_read)
         char sql[2600];
         const char *at = strstr(t[i].sql, "%s"), *ai = strstr(t[i].sql, "%i");
         if (at || ai)
-            snprintf(sql, sizeof sql, "%.*s%s%s", (int)((at ? at : ai) - t[i].sql), t[i].sql, at ? outside : inside,
-                     (at ? at : ai) + 2);
+            snprintf(sql, sizeof sql, "%.*s%s%s", (int)((at ? at : ai) - t[i].sql), t[i].sql,
+                     at ? outside : inside, (at ? at : ai) + 2);
         else
             snprintf(sql, sizeof sql, "%s", t[i].sql);
         answer *a = q(&l, sql);
         if (a->o.status != 400 || !strstr(a->o.error, t[i].error))
-            test_fail(__FILE__, __LINE__, "%s:\n  expected 400 with \"%s\"\n  got %u: %s", sql, t[i].error,
-                      a->o.status, a->o.error);
+            test_fail(__FILE__, __LINE__, "%s:\n  expected 400 with \"%s\"\n  got %u: %s", sql,
+                      t[i].error, a->o.status, a->o.error);
         done(a);
     }
     struct stat st;
     CHECK(stat(inside, &st) != 0);
     CHECK(stat(outside, &st) != 0);
     /* reads that are fine */
-    static const char *const fine[] = {"EXPLAIN ANALYZE SELECT count(*) FROM events", "EXPLAIN SELECT 1",
-                                       "DESCRIBE events", "DESCRIBE SELECT 1 AS x", "SHOW TABLES",
-                                       "SUMMARIZE events", "FROM events LIMIT 1", "WITH x AS (SELECT 1) SELECT * FROM x",
-                                       "VALUES (1), (2)", "(SELECT 1) UNION ALL (SELECT 2)"};
+    static const char *const fine[] = {"EXPLAIN ANALYZE SELECT count(*) FROM events",
+                                       "EXPLAIN SELECT 1",
+                                       "DESCRIBE events",
+                                       "DESCRIBE SELECT 1 AS x",
+                                       "SHOW TABLES",
+                                       "SUMMARIZE events",
+                                       "FROM events LIMIT 1",
+                                       "WITH x AS (SELECT 1) SELECT * FROM x",
+                                       "VALUES (1), (2)",
+                                       "(SELECT 1) UNION ALL (SELECT 2)"};
     answer *a;
     for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
         a = q(&l, fine[i]);
@@ -364,8 +411,8 @@ TEST(test_engine_enforces_time_memory_and_row_limits)
     lake l;
     REQUIRE_INT(0, lake_open(&l, 1, 1, 256u << 20));
     int64_t t0 = evtime_mono_ms();
-    answer *a = ask(&l, "SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)", NULL, QUERY_JSON, 0,
-                    500);
+    answer *a = ask(&l, "SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)", NULL,
+                    QUERY_JSON, 0, 500);
     int64_t took = evtime_mono_ms() - t0;
     CHECK_INT(504, a->o.status);
     CHECK_STR("query stopped after 500 ms: the query time limit", a->o.error);
@@ -400,8 +447,8 @@ TEST(test_engine_binds_parameters_and_reports_sql_errors)
 {
     lake l;
     REQUIRE_INT(0, lake_open(&l, 1, 5, 0));
-    answer *a = ask(&l, "SELECT $1 || '!', $2 + 1, $3, $4 IS NULL", json_pack("[s,i,b,n]", "hi", 41, 1), QUERY_JSON,
-                    0, 0);
+    answer *a = ask(&l, "SELECT $1 || '!', $2 + 1, $3, $4 IS NULL",
+                    json_pack("[s,i,b,n]", "hi", 41, 1), QUERY_JSON, 0, 0);
     REQUIRE_INT(200, a->o.status);
     char *r = rows(a);
     CHECK_STR("[[\"hi!\",42,true,true]]", r);
@@ -413,7 +460,9 @@ TEST(test_engine_binds_parameters_and_reports_sql_errors)
     done(a);
     a = ask(&l, "SELECT $1", json_pack("[[i]]", 1), QUERY_JSON, 0, 0);
     CHECK_INT(400, a->o.status);
-    CHECK_STR("parameter 1 is an array or object: params must be strings, numbers, booleans or null", a->o.error);
+    CHECK_STR(
+        "parameter 1 is an array or object: params must be strings, numbers, booleans or null",
+        a->o.error);
     done(a);
     a = q(&l, "SELECT nope FROM events");
     CHECK_INT(400, a->o.status);
@@ -441,25 +490,33 @@ TEST(test_engine_typed_and_whole_event_views_agree)
     REQUIRE_INT(0, lake_open(&l, 1, 3, 0));
     /* odd values in every typed field, as a lake written by another tool could hold */
     put_lines(&l, 1, "0000000000a1",
-              "{\"id\":\"o1\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T01:00:00.000Z\",\"durationMs\":\"fast\","
+              "{\"id\":\"o1\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T01:00:00.000Z\","
+              "\"durationMs\":\"fast\","
               "\"success\":\"maybe\",\"do\":\"not an object\",\"error\":{\"code\":7}}\n"
-              "{\"id\":\"o2\",\"type\":\"rpc.call\",\"ts\":\"not a time\",\"durationMs\":\"12.5\",\"success\":\"true\","
+              "{\"id\":\"o2\",\"type\":\"rpc.call\",\"ts\":\"not a "
+              "time\",\"durationMs\":\"12.5\",\"success\":\"true\","
               "\"do\":{\"id\":\"x\",\"class\":7,\"extra\":[1]},\"error\":\"boom\"}\n"
-              "{\"id\":\"o3\",\"type\":[\"x\"],\"ts\":1795136400000,\"durationMs\":[1],\"success\":1,\"do\":null,"
+              "{\"id\":\"o3\",\"type\":[\"x\"],\"ts\":1795136400000,\"durationMs\":[1],\"success\":"
+              "1,\"do\":null,"
               "\"doc\":[1,2],\"prev\":\"text\",\"bookmark\":12}\n"
-              "{\"id\":\"o4\",\"type\":\"collection.update\",\"ts\":\"2026-11-20T01:00:01.000Z\",\"collection\":\"c\","
-              "\"docId\":\"d\",\"doc\":{\"a\":{\"b\":null}},\"prev\":null,\"bookmark\":\"0000000000000001\","
+              "{\"id\":\"o4\",\"type\":\"collection.update\",\"ts\":\"2026-11-20T01:00:01.000Z\","
+              "\"collection\":\"c\","
+              "\"docId\":\"d\",\"doc\":{\"a\":{\"b\":null}},\"prev\":null,\"bookmark\":"
+              "\"0000000000000001\","
               "\"receivedAt\":\"2026-11-20T01:00:01.500Z\"}\n"
-              "{\"id\":\"o5\",\"type\":\"x\",\"durationMs\":1e999,\"success\":false,\"doc\":5,\"prev\":{}}\n"
-              "{\"id\":\"o6\",\"type\":\"x\",\"durationMs\":null,\"success\":null,\"error\":null,\"collection\":3}\n"
+              "{\"id\":\"o5\",\"type\":\"x\",\"durationMs\":1e999,\"success\":false,\"doc\":5,"
+              "\"prev\":{}}\n"
+              "{\"id\":\"o6\",\"type\":\"x\",\"durationMs\":null,\"success\":null,\"error\":null,"
+              "\"collection\":3}\n"
               "{}\n"
               "{\"id\":\"o7\",\"type\":\"cut\",\"dur");
-    const char *cols = "id, type, ts, receivedAt, \"do\", do_id, do_name, do_class, do_colo, method, durationMs, "
-                       "success, error, collection, docId, doc, prev, bookmark";
+    const char *cols =
+        "id, type, ts, receivedAt, \"do\", do_id, do_name, do_class, do_colo, method, durationMs, "
+        "success, error, collection, docId, doc, prev, bookmark";
     char typed[1024], whole[1024];
     snprintf(typed, sizeof typed, "SELECT %s FROM events ORDER BY id NULLS FIRST, type", cols);
-    snprintf(whole, sizeof whole, "SELECT %s FROM events WHERE event IS NOT NULL ORDER BY id NULLS FIRST, type",
-             cols);
+    snprintf(whole, sizeof whole,
+             "SELECT %s FROM events WHERE event IS NOT NULL ORDER BY id NULLS FIRST, type", cols);
     answer *a = q(&l, typed), *b = q(&l, whole);
     REQUIRE_INT(200, a->o.status);
     REQUIRE_INT(200, b->o.status);
@@ -473,14 +530,15 @@ TEST(test_engine_typed_and_whole_event_views_agree)
     a = q(&l, "SELECT count(*) FROM events e");
     CHECK_INT(200, a->o.status);
     done(a);
-    static const char *const raw_forms[] = {"SELECT event->>'durationMs' FROM events WHERE id = 'o1'",
-                                            "SELECT e FROM events e WHERE e.id = 'o1'",
-                                            "SELECT * FROM events WHERE id = 'o1'",
-                                            "SELECT to_json(events) FROM events WHERE id = 'o1'"};
+    static const char *const raw_forms[] = {
+        "SELECT event->>'durationMs' FROM events WHERE id = 'o1'",
+        "SELECT e FROM events e WHERE e.id = 'o1'", "SELECT * FROM events WHERE id = 'o1'",
+        "SELECT to_json(events) FROM events WHERE id = 'o1'"};
     for (size_t i = 0; i < sizeof raw_forms / sizeof *raw_forms; i++) {
         a = q(&l, raw_forms[i]);
         if (a->o.status != 200 || !strstr(a->text.p, "fast"))
-            test_fail(__FILE__, __LINE__, "%s: %u %s %s", raw_forms[i], a->o.status, a->o.error, a->text.p);
+            test_fail(__FILE__, __LINE__, "%s: %u %s %s", raw_forms[i], a->o.status, a->o.error,
+                      a->text.p);
         done(a);
     }
     lake_close(&l);

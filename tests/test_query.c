@@ -42,8 +42,9 @@ typedef struct change {
 
 static const char *CLASSES[] = {"ChatRoom", "Lobby"};
 static const char *METHODS[] = {"join", "leave", "send"};
-static const char *TYPES[] = {"collection.delete", "collection.insert", "collection.update", "custom.thing",
-                              "do.alarm",          "rpc.call",          "ws.message"};
+static const char *TYPES[] = {"collection.delete", "collection.insert", "collection.update",
+                              "custom.thing",      "do.alarm",          "rpc.call",
+                              "ws.message"};
 
 typedef struct workload {
     rpc rpcs[600];
@@ -74,8 +75,8 @@ static void ts_text(int64_t ms, char out[32])
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 static void emit(workload *w, const char *type, int64_t ts, const char *rest)
@@ -83,8 +84,8 @@ static void emit(workload *w, const char *type, int64_t ts, const char *rest)
     char t[32];
     ts_text(ts, t);
     static int n;
-    buf_printf(&w->ndjson, "{\"id\":\"w-%d\",\"type\":\"%s\",\"ts\":\"%s\"%s%s}\n", n++, type, t, *rest ? "," : "",
-               rest);
+    buf_printf(&w->ndjson, "{\"id\":\"w-%d\",\"type\":\"%s\",\"ts\":\"%s\"%s%s}\n", n++, type, t,
+               *rest ? "," : "", rest);
     w->per_type[type_index(type)]++;
     w->per_hour[(ts - T0_MS) / 3600000]++;
 }
@@ -108,7 +109,8 @@ static void make_workload(workload *w)
             r->ok = next_rand() % 20 != 0;
             r->ts = ts;
             snprintf(rest, sizeof rest,
-                     "\"do\":{\"id\":\"o%d\",\"class\":\"%s\",\"colo\":\"FRA\"},\"method\":\"%s\",\"durationMs\":%.2f,"
+                     "\"do\":{\"id\":\"o%d\",\"class\":\"%s\",\"colo\":\"FRA\"},\"method\":\"%s\","
+                     "\"durationMs\":%.2f,"
                      "\"success\":%s%s",
                      r->cls, CLASSES[r->cls], METHODS[r->method], r->ms, r->ok ? "true" : "false",
                      r->ok ? "" : ",\"error\":\"boom\"");
@@ -124,16 +126,22 @@ static void make_workload(workload *w)
             c->v = c->kind == 2 ? -1 : (int)(next_rand() % 1000);
             char doc[64] = "null", prev[64] = "null";
             if (c->v >= 0) snprintf(doc, sizeof doc, "{\"name\":\"u%d\",\"v\":%d}", d, c->v);
-            if (c->prev_v >= 0) snprintf(prev, sizeof prev, "{\"name\":\"u%d\",\"v\":%d}", d, c->prev_v);
+            if (c->prev_v >= 0)
+                snprintf(prev, sizeof prev, "{\"name\":\"u%d\",\"v\":%d}", d, c->prev_v);
             snprintf(rest, sizeof rest,
-                     "\"collection\":\"users\",\"docId\":\"u%d\",\"doc\":%s,\"prev\":%s,\"bookmark\":\"%016llx\"", d,
-                     doc, prev, (unsigned long long)c->bookmark);
-            emit(w, c->kind == 0 ? "collection.insert" : c->kind == 1 ? "collection.update" : "collection.delete",
+                     "\"collection\":\"users\",\"docId\":\"u%d\",\"doc\":%s,\"prev\":%s,"
+                     "\"bookmark\":\"%016llx\"",
+                     d, doc, prev, (unsigned long long)c->bookmark);
+            emit(w,
+                 c->kind == 0   ? "collection.insert"
+                 : c->kind == 1 ? "collection.update"
+                                : "collection.delete",
                  ts, rest);
             live[d] = c->kind != 2;
             value[d] = c->v;
         } else if (pick < 92) {
-            emit(w, "do.alarm", ts, "\"do\":{\"id\":\"o1\",\"class\":\"ChatRoom\"},\"reason\":\"tick\"");
+            emit(w, "do.alarm", ts,
+                 "\"do\":{\"id\":\"o1\",\"class\":\"ChatRoom\"},\"reason\":\"tick\"");
         } else if (pick < 97) {
             emit(w, "ws.message", ts, "\"size\":512,\"connectionCount\":3");
         } else {
@@ -226,7 +234,8 @@ TEST(test_query_counts_every_type)
 {
     REQUIRE_INT(0, seed());
     long st;
-    json_t *a = query(&S, "SELECT type, count(*) FROM events GROUP BY type ORDER BY type", NULL, &st);
+    json_t *a =
+        query(&S, "SELECT type, count(*) FROM events GROUP BY type ORDER BY type", NULL, &st);
     REQUIRE_INT(200, st);
     json_t *rows = rows_of(a);
     int n = 0;
@@ -268,8 +277,12 @@ TEST(test_query_rpc_latency_matches_independent_percentiles)
             for (int q = 0; q < 3; q++) {
                 double got = json_number_value(json_array_get(row, (size_t)(3 + q)));
                 if (fabs(got - want[q]) > 1e-9 * fmax(1, fabs(want[q])))
-                    test_fail(__FILE__, __LINE__, "%s.%s p%d: expected %.6f, got %.6f", CLASSES[c], METHODS[m],
-                              q == 0 ? 50 : q == 1 ? 95 : 99, want[q], got);
+                    test_fail(__FILE__, __LINE__, "%s.%s p%d: expected %.6f, got %.6f", CLASSES[c],
+                              METHODS[m],
+                              q == 0   ? 50
+                              : q == 1 ? 95
+                                       : 99,
+                              want[q], got);
             }
             double rate = json_number_value(json_array_get(row, 6));
             CHECK(fabs(rate - (double)errors / n) < 1e-12);
@@ -282,8 +295,8 @@ TEST(test_query_doc_history_is_in_change_order)
 {
     REQUIRE_INT(0, seed());
     long st;
-    json_t *a = query(&S, "SELECT change, bookmark, doc, prev FROM doc_history($1, $2)", json_pack("[s,s]", "users", "u3"),
-                      &st);
+    json_t *a = query(&S, "SELECT change, bookmark, doc, prev FROM doc_history($1, $2)",
+                      json_pack("[s,s]", "users", "u3"), &st);
     REQUIRE_INT(200, st);
     json_t *rows = rows_of(a);
     size_t k = 0;
@@ -293,12 +306,15 @@ TEST(test_query_doc_history_is_in_change_order)
         json_t *row = json_array_get(rows, k++);
         char bm[20];
         snprintf(bm, sizeof bm, "%016llx", (unsigned long long)c->bookmark);
-        CHECK_STR(c->kind == 0 ? "insert" : c->kind == 1 ? "update" : "delete",
+        CHECK_STR(c->kind == 0   ? "insert"
+                  : c->kind == 1 ? "update"
+                                 : "delete",
                   json_string_value(json_array_get(row, 0)));
         CHECK_STR(bm, json_string_value(json_array_get(row, 1)));
         json_t *doc = json_array_get(row, 2), *prev = json_array_get(row, 3);
         CHECK(c->v < 0 ? json_is_null(doc) : json_integer_value(json_object_get(doc, "v")) == c->v);
-        CHECK(c->prev_v < 0 ? json_is_null(prev) : json_integer_value(json_object_get(prev, "v")) == c->prev_v);
+        CHECK(c->prev_v < 0 ? json_is_null(prev)
+                            : json_integer_value(json_object_get(prev, "v")) == c->prev_v);
     }
     CHECK(k > 2);
     CHECK_INT(k, json_array_size(rows));
@@ -319,8 +335,8 @@ TEST(test_query_collection_at_equals_a_replay)
         char t[32];
         ts_text(at, t);
         long st;
-        json_t *a = query(&S, "SELECT docId, doc->>'v' FROM collection_at('users', $1::TIMESTAMP)", json_pack("[s]", t),
-                          &st);
+        json_t *a = query(&S, "SELECT docId, doc->>'v' FROM collection_at('users', $1::TIMESTAMP)",
+                          json_pack("[s]", t), &st);
         REQUIRE_INT(200, st);
         json_t *rows = rows_of(a);
         size_t k = 0;
@@ -344,14 +360,16 @@ TEST(test_query_reads_only_the_hours_of_a_time_filter)
     for (int h = 0; h < HOURS; h++) {
         char sql[256];
         snprintf(sql, sizeof sql,
-                 "SELECT count(*) FROM events WHERE ts >= TIMESTAMP '2026-11-20 00:00' + INTERVAL %d HOUR "
+                 "SELECT count(*) FROM events WHERE ts >= TIMESTAMP '2026-11-20 00:00' + INTERVAL "
+                 "%d HOUR "
                  "AND ts < TIMESTAMP '2026-11-20 00:00' + INTERVAL %d HOUR",
                  h, h + 1);
         long st;
         json_t *a = query(&S, sql, NULL, &st);
         CHECK_INT(200, st);
         CHECK_INT(1, json_integer_value(json_object_get(a, "files")));
-        CHECK_INT(W.per_hour[h], json_integer_value(json_array_get(json_array_get(rows_of(a), 0), 0)));
+        CHECK_INT(W.per_hour[h],
+                  json_integer_value(json_array_get(json_array_get(rows_of(a), 0), 0)));
         json_decref(a);
     }
 }
@@ -359,7 +377,8 @@ TEST(test_query_reads_only_the_hours_of_a_time_filter)
 TEST(test_query_sees_acknowledged_events_at_once)
 {
     REQUIRE_INT(0, seed());
-    const char *fresh = "{\"type\":\"fresh.one\",\"id\":\"fresh-1\"}\n{\"type\":\"fresh.one\",\"id\":\"fresh-2\"}\n";
+    const char *fresh = "{\"type\":\"fresh.one\",\"id\":\"fresh-1\"}\n{\"type\":\"fresh.one\","
+                        "\"id\":\"fresh-2\"}\n";
     post_ndjson(&S, fresh, strlen(fresh));
     long st;
     json_t *a = query(&S, "SELECT id FROM events WHERE type = 'fresh.one' ORDER BY id", NULL, &st);
@@ -367,7 +386,8 @@ TEST(test_query_sees_acknowledged_events_at_once)
     char *r = json_dumps(rows_of(a), JSON_COMPACT);
     CHECK_STR("[[\"fresh-1\"],[\"fresh-2\"]]", r);
     free(r);
-    CHECK_INT(HOURS + 1, json_integer_value(json_object_get(a, "files"))); /* the lake and the open segment */
+    CHECK_INT(HOURS + 1,
+              json_integer_value(json_object_get(a, "files"))); /* the lake and the open segment */
     json_decref(a);
 }
 
@@ -388,12 +408,14 @@ TEST(test_query_http_errors)
          "body must be {\"sql\":\"...\",\"params\":[...]}"},
         {"POST", "/query?format=xml", "application/json", "{\"sql\":\"SELECT 1\"}", 400,
          "format must be json, csv or ndjson, not \"xml\""},
-        {"POST", "/query", "text/csv", "SELECT 1", 415, "unsupported Content-Type \"text/csv\": use application/json"},
-        {"POST", "/query", "application/json", "{\"sql\":\"SELEC 1\"}", 400, "Parser Error: syntax error at or near"},
+        {"POST", "/query", "text/csv", "SELECT 1", 415,
+         "unsupported Content-Type \"text/csv\": use application/json"},
+        {"POST", "/query", "application/json", "{\"sql\":\"SELEC 1\"}", 400,
+         "Parser Error: syntax error at or near"},
         {"POST", "/query", "application/json", "{\"sql\":\"DROP VIEW events\"}", 400,
          "not a statement beginning with DROP"},
-        {"POST", "/query", "application/json", "{\"sql\":\"SELECT * FROM read_text('/etc/passwd')\"}", 400,
-         "Permission Error"},
+        {"POST", "/query", "application/json",
+         "{\"sql\":\"SELECT * FROM read_text('/etc/passwd')\"}", 400, "Permission Error"},
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         snprintf(url, sizeof url, "%s%s", S.url, t[i].path);
@@ -405,8 +427,9 @@ TEST(test_query_http_errors)
         json_t *e = json_loads(r.body.p ? r.body.p : "", 0, NULL);
         const char *msg = json_string_value(json_object_get(e, "error"));
         if (r.status != t[i].status || !msg || !strstr(msg, t[i].error))
-            test_fail(__FILE__, __LINE__, "%s %s %s:\n  expected %ld %s\n  got %ld %s", t[i].method, t[i].path,
-                      t[i].body ? t[i].body : "", t[i].status, t[i].error, r.status, r.body.p);
+            test_fail(__FILE__, __LINE__, "%s %s %s:\n  expected %ld %s\n  got %ld %s", t[i].method,
+                      t[i].path, t[i].body ? t[i].body : "", t[i].status, t[i].error, r.status,
+                      r.body.p);
         json_decref(e);
         resp_free(&r);
     }
@@ -465,25 +488,31 @@ TEST(test_query_cli_formats_through_a_server_and_on_the_lake)
     const char *modes[2] = {"--server", "--lake"};
     const char *targets[2] = {S.url, LAKE};
     for (int m = 0; m < 2; m++) {
-        snprintf(args, sizeof args, "query %s %s --format csv \"SELECT type, count(*) AS n FROM events WHERE type "
-                                    "LIKE 'collection.%%' GROUP BY 1 ORDER BY 1\"",
+        snprintf(args, sizeof args,
+                 "query %s %s --format csv \"SELECT type, count(*) AS n FROM events WHERE type "
+                 "LIKE 'collection.%%' GROUP BY 1 ORDER BY 1\"",
                  modes[m], targets[m]);
         char *out = run_cli(args, NULL, &st);
         char want[512];
-        snprintf(want, sizeof want, "type,n\ncollection.delete,%d\ncollection.insert,%d\ncollection.update,%d\n",
+        snprintf(want, sizeof want,
+                 "type,n\ncollection.delete,%d\ncollection.insert,%d\ncollection.update,%d\n",
                  W.per_type[0], W.per_type[1], W.per_type[2]);
         CHECK_INT(0, st);
         CHECK_STR(want, out);
         free(out);
 
-        snprintf(args, sizeof args, "query %s %s --format ndjson \"SELECT 1 AS a, 'x' AS b\"", modes[m], targets[m]);
+        snprintf(args, sizeof args, "query %s %s --format ndjson \"SELECT 1 AS a, 'x' AS b\"",
+                 modes[m], targets[m]);
         out = run_cli(args, NULL, &st);
         CHECK_STR("{\"a\":1,\"b\":\"x\"}\n", out);
         free(out);
 
-        snprintf(args, sizeof args, "query %s %s --format json \"SELECT 1 AS a\"", modes[m], targets[m]);
+        snprintf(args, sizeof args, "query %s %s --format json \"SELECT 1 AS a\"", modes[m],
+                 targets[m]);
         out = run_cli(args, NULL, &st);
-        CHECK_CONTAINS("{\"columns\":[{\"name\":\"a\",\"type\":\"INTEGER\"}],\"rows\":[[1]],\"rowCount\":1,", out);
+        CHECK_CONTAINS(
+            "{\"columns\":[{\"name\":\"a\",\"type\":\"INTEGER\"}],\"rows\":[[1]],\"rowCount\":1,",
+            out);
         free(out);
 
         snprintf(args, sizeof args, "query %s %s --format table -", modes[m], targets[m]);
@@ -492,11 +521,13 @@ TEST(test_query_cli_formats_through_a_server_and_on_the_lake)
         CHECK_CONTAINS("│    n    │ nothing │", out);
         CHECK_CONTAINS("│ integer │ integer │", out);
         CHECK_CONTAINS("│       7 │ NULL    │ xxxx", out); /* numbers right-aligned */
-        CHECK_CONTAINS("…", out);                         /* the wide value is cut */
+        CHECK_CONTAINS("…", out);                          /* the wide value is cut */
         CHECK_CONTAINS("1 row (", out);
         free(out);
 
-        snprintf(args, sizeof args, "query %s %s --format csv --param 3 --param u3 \"SELECT \\$1::INT + 1 AS x, \\$2 AS y\"",
+        snprintf(args, sizeof args,
+                 "query %s %s --format csv --param 3 --param u3 \"SELECT \\$1::INT + 1 AS x, \\$2 "
+                 "AS y\"",
                  modes[m], targets[m]);
         out = run_cli(args, NULL, &st);
         CHECK_STR("x,y\n4,u3\n", out);
@@ -549,7 +580,8 @@ static void *feed(void *arg)
     const char *h[] = {"Content-Type: application/x-ndjson", NULL};
     for (int k = 0; k < 100000 && !atomic_load(&f->stop); k++) {
         buf b = BUF_INIT;
-        for (int i = 0; i < 20; i++) buf_printf(&b, "{\"type\":\"race.test\",\"id\":\"r-%d-%d\"}\n", k, i);
+        for (int i = 0; i < 20; i++)
+            buf_printf(&b, "{\"type\":\"race.test\",\"id\":\"r-%d-%d\"}\n", k, i);
         atomic_fetch_add(&f->sent, 20);
         resp r;
         http_do("POST", url, h, b.p, b.len, 0, &r);
@@ -575,14 +607,18 @@ TEST(test_query_counts_each_event_once_while_segments_are_sealed)
     for (int i = 0; i < 80; i++) {
         int before = atomic_load(&f.acked);
         long st;
-        json_t *a = query(&s, "SELECT count(*), count(DISTINCT id) FROM events WHERE type = 'race.test'", NULL, &st);
+        json_t *a =
+            query(&s, "SELECT count(*), count(DISTINCT id) FROM events WHERE type = 'race.test'",
+                  NULL, &st);
         int after = atomic_load(&f.sent);
         json_t *row = json_array_get(rows_of(a), 0);
-        long long n = json_integer_value(json_array_get(row, 0)), d = json_integer_value(json_array_get(row, 1));
+        long long n = json_integer_value(json_array_get(row, 0)),
+                  d = json_integer_value(json_array_get(row, 1));
         queries++;
         if (st != 200 || n != d || n < before || n > after) {
             if (bad++ < 5)
-                test_fail(__FILE__, __LINE__, "status %ld: count %lld, distinct %lld, acked before %d, sent after %d",
+                test_fail(__FILE__, __LINE__,
+                          "status %ld: count %lld, distinct %lld, acked before %d, sent after %d",
                           st, n, d, before, after);
         }
         json_decref(a);
@@ -595,7 +631,8 @@ TEST(test_query_counts_each_event_once_while_segments_are_sealed)
     char url[128];
     snprintf(url, sizeof url, "%s/metrics", s.url);
     http_do("GET", url, NULL, NULL, 0, 0, &r);
-    CHECK(!strstr(r.body.p, "\nevents_segments_sealed_total 0\n")); /* sealing did happen meanwhile */
+    CHECK(
+        !strstr(r.body.p, "\nevents_segments_sealed_total 0\n")); /* sealing did happen meanwhile */
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     test_rmtree(dir);
@@ -613,27 +650,38 @@ TEST(test_query_scopes_timeouts_and_the_queue)
     fputs("svc ingest-token-0123456789 ingest\nanalyst query-token-01234567890 query\n", f);
     fclose(f);
     srv s = {0};
-    const char *args[] = {"--tokens-file", tokens, "--query-threads", "1", "--query-timeout", "1s",
-                          "--query-max-rows", "5", NULL};
+    const char *args[] = {"--tokens-file",
+                          tokens,
+                          "--query-threads",
+                          "1",
+                          "--query-timeout",
+                          "1s",
+                          "--query-max-rows",
+                          "5",
+                          NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     char url[160];
     snprintf(url, sizeof url, "%s/query", s.url);
     const char *q = "{\"sql\":\"SELECT * FROM range(10)\"}";
     resp r;
-    const char *ingest_tok[] = {"Content-Type: application/json", "Authorization: Bearer ingest-token-0123456789", NULL};
+    const char *ingest_tok[] = {"Content-Type: application/json",
+                                "Authorization: Bearer ingest-token-0123456789", NULL};
     http_do("POST", url, ingest_tok, q, strlen(q), 0, &r);
     CHECK_INT(403, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"token svc lacks the query scope\"}", r.body.p);
     resp_free(&r);
-    const char *query_tok[] = {"Content-Type: application/json", "Authorization: Bearer query-token-01234567890", NULL};
+    const char *query_tok[] = {"Content-Type: application/json",
+                               "Authorization: Bearer query-token-01234567890", NULL};
     http_do("POST", url, query_tok, q, strlen(q), 0, &r);
     CHECK_INT(200, r.status);
     CHECK_CONTAINS("\"rowCount\":5,\"truncated\":true,", r.body.p);
     resp_free(&r);
-    const char *slow = "{\"sql\":\"SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)\"}";
+    const char *slow =
+        "{\"sql\":\"SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)\"}";
     http_do("POST", url, query_tok, slow, strlen(slow), 10000, &r);
     CHECK_INT(504, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"query stopped after 1000 ms: the query time limit\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"query stopped after 1000 ms: the query time limit\"}",
+              r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     test_rmtree(dir);
@@ -650,7 +698,8 @@ static void *slow_query(void *arg)
 {
     slowq *sq = arg;
     const char *h[] = {"Content-Type: application/json", NULL};
-    const char *slow = "{\"sql\":\"SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)\"}";
+    const char *slow =
+        "{\"sql\":\"SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)\"}";
     resp r;
     http_do("POST", sq->url, h, slow, strlen(slow), 20000, &r);
     sq->status = r.status;

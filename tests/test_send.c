@@ -42,7 +42,8 @@ static void ctx_free(ctx *c)
 static void write_input(ctx *c, int n, const char *extra)
 {
     FILE *f = fopen(c->input, "w");
-    for (int i = 0; i < n; i++) fprintf(f, "{\"type\":\"send.test\",\"id\":\"send-%d\",\"n\":%d}\n", i, i);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "{\"type\":\"send.test\",\"id\":\"send-%d\",\"n\":%d}\n", i, i);
     if (extra) fputs(extra, f);
     fclose(f);
 }
@@ -55,6 +56,22 @@ static char *err_text(ctx *c)
     char *e = test_read_file(c->err, NULL);
     return e ? e : strdup("");
 }
+
+/* What the last command wrote to stderr contains s. */
+#define CHECK_ERR(c, s)                                                                            \
+    do {                                                                                           \
+        char *err_ = err_text(c);                                                                  \
+        CHECK_CONTAINS(s, err_);                                                                   \
+        free(err_);                                                                                \
+    } while (0)
+
+/* Events of type send.test in the lake (stops the server): n of them, all distinct. */
+#define CHECK_LAKE(c, n)                                                                           \
+    do {                                                                                           \
+        int distinct_;                                                                             \
+        CHECK_INT(n, lake_events(c, &distinct_));                                                  \
+        CHECK_INT(n, distinct_);                                                                   \
+    } while (0)
 
 /* Events of type send.test in the lake (stops the server). */
 static int lake_events(ctx *c, int *distinct)
@@ -85,20 +102,14 @@ TEST(send_file_delivers_everything)
     REQUIRE_INT(0, srv_start(&c.s, c.lake, SEAL_FAST));
     write_input(&c, 5000, "\n   \n");
     CHECK_INT(0, SEND(&c, "--endpoint %s --outbox '%s' '%s'", c.s.url, c.outbox, c.input));
-    char *e = err_text(&c);
-    CHECK_CONTAINS("5000 read, 0 from earlier runs; 5000 delivered (0 duplicates), 0 dead-lettered, 0 refused, "
-                   "0 still queued",
-                   e);
-    free(e);
+    CHECK_ERR(&c, "5000 read, 0 from earlier runs; 5000 delivered (0 duplicates), 0 dead-lettered, "
+                  "0 refused, "
+                  "0 still queued");
     /* the same file again, from standard input: the ids make it a no-op */
-    CHECK_INT(0, sh("'%s' send --endpoint %s --outbox '%s' - < '%s' 2>'%s'", events_bin(), c.s.url, c.outbox,
-                    c.input, c.err));
-    e = err_text(&c);
-    CHECK_CONTAINS("5000 delivered (5000 duplicates)", e);
-    free(e);
-    int distinct;
-    CHECK_INT(5000, lake_events(&c, &distinct));
-    CHECK_INT(5000, distinct);
+    CHECK_INT(0, sh("'%s' send --endpoint %s --outbox '%s' - < '%s' 2>'%s'", events_bin(), c.s.url,
+                    c.outbox, c.input, c.err));
+    CHECK_ERR(&c, "5000 delivered (5000 duplicates)");
+    CHECK_LAKE(&c, 5000);
     ctx_free(&c);
 }
 
@@ -109,23 +120,25 @@ TEST(send_refuses_bad_lines_and_reports_dead_letters)
     const char *args[] = {"--seal-age", "200ms", "--max-event-bytes", "1KiB", NULL};
     REQUIRE_INT(0, srv_start(&c.s, c.lake, args));
     buf extra = BUF_INIT;
-    buf_puts(&extra, "not json\n{\"type\":\"Bad Type\"}\n[1,2]\n{\"type\":\"send.test\",\"n\":1} trailing\n");
+    buf_puts(
+        &extra,
+        "not json\n{\"type\":\"Bad Type\"}\n[1,2]\n{\"type\":\"send.test\",\"n\":1} trailing\n");
     buf_puts(&extra, "{\"type\":\"send.test\",\"n\":99,\"pad\":\"");
     for (int i = 0; i < 2000; i++) buf_putc(&extra, 'x');
     buf_puts(&extra, "\"}\n");
     write_input(&c, 10, buf_cstr(&extra));
     buf_free(&extra);
     CHECK_INT(1, SEND(&c, "--endpoint %s --outbox '%s' '%s'", c.s.url, c.outbox, c.input));
-    char *e = err_text(&c);
-    CHECK_CONTAINS("in.ndjson:11: the event is not JSON", e);
-    CHECK_CONTAINS("in.ndjson:12: \"type\" must match", e);
-    CHECK_CONTAINS("in.ndjson:13: event must be a JSON object", e);
-    CHECK_CONTAINS("in.ndjson:14: the event has text after the object", e);
-    CHECK_CONTAINS("11 read, 0 from earlier runs; 10 delivered (0 duplicates), 1 dead-lettered, 4 refused", e);
-    CHECK_CONTAINS("dead-lettered: 1 x event is", e);
-    CHECK_CONTAINS("over the limit of 1024", e);
-    CHECK_CONTAINS("_events_dead", e);
-    free(e);
+    CHECK_ERR(&c, "in.ndjson:11: the event is not JSON");
+    CHECK_ERR(&c, "in.ndjson:12: \"type\" must match");
+    CHECK_ERR(&c, "in.ndjson:13: event must be a JSON object");
+    CHECK_ERR(&c, "in.ndjson:14: the event has text after the object");
+    CHECK_ERR(
+        &c,
+        "11 read, 0 from earlier runs; 10 delivered (0 duplicates), 1 dead-lettered, 4 refused");
+    CHECK_ERR(&c, "dead-lettered: 1 x event is");
+    CHECK_ERR(&c, "over the limit of 1024");
+    CHECK_ERR(&c, "_events_dead");
     ctx_free(&c);
 }
 
@@ -136,24 +149,19 @@ TEST(send_timeout_keeps_events_queued_then_drains)
     REQUIRE_INT(0, srv_start(&c.s, c.lake, SEAL_FAST));
     REQUIRE_INT(0, srv_stop(&c.s, SIGTERM)); /* down; the port is kept */
     write_input(&c, 300, NULL);
-    CHECK_INT(3, SEND(&c, "--endpoint %s --outbox '%s' --timeout 500ms '%s'", c.s.url, c.outbox, c.input));
-    char *e = err_text(&c);
-    CHECK_CONTAINS("300 read, 0 from earlier runs; 0 delivered", e);
-    CHECK_CONTAINS("300 still queued", e);
-    CHECK_CONTAINS("300 events are still queued in", e);
-    CHECK_CONTAINS("run events send again", e);
-    CHECK_CONTAINS("Couldn't connect", e);
-    free(e);
+    CHECK_INT(3, SEND(&c, "--endpoint %s --outbox '%s' --timeout 500ms '%s'", c.s.url, c.outbox,
+                      c.input));
+    CHECK_ERR(&c, "300 read, 0 from earlier runs; 0 delivered");
+    CHECK_ERR(&c, "300 still queued");
+    CHECK_ERR(&c, "300 events are still queued in");
+    CHECK_ERR(&c, "run events send again");
+    CHECK_ERR(&c, "Couldn't connect");
     REQUIRE_INT(0, srv_start(&c.s, c.lake, SEAL_FAST));
     /* no input: drains what the first run left */
-    CHECK_INT(0, sh("'%s' send --endpoint %s --outbox '%s' < /dev/null 2>'%s'", events_bin(), c.s.url, c.outbox,
-                    c.err));
-    e = err_text(&c);
-    CHECK_CONTAINS("0 read, 300 from earlier runs; 300 delivered", e);
-    free(e);
-    int distinct;
-    CHECK_INT(300, lake_events(&c, &distinct));
-    CHECK_INT(300, distinct);
+    CHECK_INT(0, sh("'%s' send --endpoint %s --outbox '%s' < /dev/null 2>'%s'", events_bin(),
+                    c.s.url, c.outbox, c.err));
+    CHECK_ERR(&c, "0 read, 300 from earlier runs; 300 delivered");
+    CHECK_LAKE(&c, 300);
     ctx_free(&c);
 }
 
@@ -163,23 +171,17 @@ TEST(send_usage_errors)
     ctx_make(&c, "send-usage");
     write_input(&c, 1, NULL);
     CHECK_INT(2, SEND(&c, "--outbox '%s' '%s'", c.outbox, c.input));
-    char *e = err_text(&c);
-    CHECK_CONTAINS("--endpoint URL is required", e);
-    free(e);
-    CHECK_INT(2, SEND(&c, "--endpoint http://127.0.0.1:1 --outbox '%s' '%s/missing.ndjson'", c.outbox, c.dir));
-    e = err_text(&c);
-    CHECK_CONTAINS("cannot open", e);
-    free(e);
+    CHECK_ERR(&c, "--endpoint URL is required");
+    CHECK_INT(2, SEND(&c, "--endpoint http://127.0.0.1:1 --outbox '%s' '%s/missing.ndjson'",
+                      c.outbox, c.dir));
+    CHECK_ERR(&c, "cannot open");
     CHECK_INT(2, SEND(&c, "--endpoint http://127.0.0.1:1 --outbox '%s' a b", c.outbox));
     CHECK_INT(2, SEND(&c, "--endpoint http://127.0.0.1:1 --batch-size 0 '%s'", c.input));
     CHECK_INT(2, SEND(&c, "--endpoint ftp://x --outbox '%s' '%s'", c.outbox, c.input));
-    e = err_text(&c);
-    CHECK_CONTAINS("http:// or https://", e);
-    free(e);
-    CHECK_INT(2, SEND(&c, "--endpoint http://127.0.0.1:1 --outbox '%s/no/such/dir/o.db' '%s'", c.dir, c.input));
-    e = err_text(&c);
-    CHECK_CONTAINS("cannot open", e);
-    free(e);
+    CHECK_ERR(&c, "http:// or https://");
+    CHECK_INT(2, SEND(&c, "--endpoint http://127.0.0.1:1 --outbox '%s/no/such/dir/o.db' '%s'",
+                      c.dir, c.input));
+    CHECK_ERR(&c, "cannot open");
     CHECK_INT(2, SEND(&c, "--endpoint http://127.0.0.1:1 --timeout forever '%s'", c.input));
     CHECK_INT(0, sh("'%s' send --help >/dev/null", events_bin()));
     ctx_free(&c);
@@ -194,8 +196,8 @@ TEST(send_progress_on_terminal)
     write_input(&c, 2000, NULL);
     char out[1100];
     snprintf(out, sizeof out, "%s/tty.txt", c.dir);
-    int rc = sh("script -qec \"'%s' send --endpoint %s --outbox '%s' '%s'\" /dev/null > '%s' 2>&1", events_bin(),
-                c.s.url, c.outbox, c.input, out);
+    int rc = sh("script -qec \"'%s' send --endpoint %s --outbox '%s' '%s'\" /dev/null > '%s' 2>&1",
+                events_bin(), c.s.url, c.outbox, c.input, out);
     CHECK_INT(0, rc);
     char *t = test_read_file(out, NULL);
     CHECK_CONTAINS("sending [##############################] 2000/2000 delivered", t);
@@ -213,9 +215,7 @@ TEST(example_chatroom_delivers)
     char db[1100];
     snprintf(db, sizeof db, "%s/chatroom.db", c.dir);
     CHECK_INT(0, sh("'%s' %s '%s' > '%s' 2>&1", CHATROOM_BIN, c.s.url, db, c.err));
-    char *e = err_text(&c);
-    CHECK_CONTAINS("chatroom: 69 delivered, 0 queued, 0 dead", e);
-    free(e);
+    CHECK_ERR(&c, "chatroom: 69 delivered, 0 queued, 0 dead");
     srv_stop(&c.s, SIGTERM);
     buf all = BUF_INIT;
     lake_read_all(c.lake, &all, NULL);
@@ -224,7 +224,9 @@ TEST(example_chatroom_delivers)
     for (const char *p = all.p; p && (p = strstr(p, "\"type\":\"ws.")); p++) ws++;
     CHECK_INT(30, rpc);
     CHECK_INT(36, ws);
-    CHECK_CONTAINS("\"do\":{\"id\":\"room-17\",\"name\":\"lobby\",\"class\":\"ChatRoom\",\"colo\":\"local\"}", all.p);
+    CHECK_CONTAINS(
+        "\"do\":{\"id\":\"room-17\",\"name\":\"lobby\",\"class\":\"ChatRoom\",\"colo\":\"local\"}",
+        all.p);
     CHECK_CONTAINS("\"type\":\"chat.topic_changed\"", all.p);
     buf_free(&all);
     ctx_free(&c);
