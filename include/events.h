@@ -54,7 +54,8 @@ enum {
     EVENTS_ETIMEDOUT = -5, /* events_flush or events_emitter_close ran out of time */
     EVENTS_EDB = -6,       /* SQLite failed (the message says how) */
     EVENTS_ESTATE = -7,    /* not now: events_commit without events_begin, emit after close, ... */
-    EVENTS_EHTTP = -8      /* the HTTP client could not be set up */
+    EVENTS_EHTTP = -8,     /* the HTTP client could not be set up, or an upload failed */
+    EVENTS_ENOTFOUND = -9  /* no such document */
 };
 
 /* The name of a result code ("EVENTS_EFULL: the outbox is full"). Never NULL. */
@@ -224,6 +225,161 @@ typedef struct events_stats {
 } events_stats;
 
 EVENTS_API void events_emitter_stats(events_emitter *em, events_stats *out);
+
+/* ---- The change log: tracking, bookmarks, restore, snapshots ---------------
+ *
+ * A tracked database records every write transaction made through libevents
+ * as a changeset (SQLite's session format) in the table _events_changes, under
+ * a bookmark, and ships it as a sqlite.changeset event. That is what lets
+ * events_restore bring the whole database back to any bookmark, and `events
+ * restore --lake` rebuild it from the lake alone.
+ *
+ * Tracked: every table with a PRIMARY KEY written on the connection (the
+ * tables whose names start with _events_ and sqlite_ excepted). A write made
+ * through libevents to a table without one fails with EVENTS_EINVAL naming
+ * the table. Schema changes are not recorded: a restore does not cross one
+ * (EVENTS_ESTATE says where it is); take a snapshot after changing the schema.
+ *
+ * A transaction is recorded when libevents commits it: events_exec outside a
+ * transaction, collection calls outside a transaction, events_tx_commit (and
+ * events_commit on an emitter). Writes the service makes on the connection
+ * with plain SQLite calls are not lost: they are recorded with the next
+ * transaction libevents records. Inside a transaction the service opened
+ * itself, each libevents call records at once (one bookmark per call).
+ *
+ * Threads: the calls lock the connection for their duration. The connection
+ * must stay open while it is tracked; events_untrack (or closing the last
+ * collection and emitter on it) before sqlite3_close.
+ */
+
+#define EVENTS_BOOKMARK_LEN 16 /* a bookmark: 16 lowercase hex digits, string order = change order */
+
+typedef struct events_track_config {
+    const char *source;    /* names the database in the lake: [0-9A-Za-z_.-], at most 32; default: the one
+                              it had, else a generated one (kept in _events_meta) */
+    int prune_on_snapshot; /* after a snapshot, drop the delivered change log up to it */
+} events_track_config;
+
+/*
+ * Starts tracking a connection to a database file (creates _events_changes,
+ * _events_meta, _events_outbox, _events_dead if missing). cfg may be NULL.
+ * Tracking an already tracked connection is counted and needs as many
+ * events_untrack. Installs SQLite's preupdate, commit and rollback hooks on
+ * the connection: EVENTS_ESTATE if it has hooks of its own.
+ */
+EVENTS_API int events_track(sqlite3 *db, const events_track_config *cfg);
+EVENTS_API int events_untrack(sqlite3 *db);
+
+/* Runs SQL (one or more statements) on a tracked connection as a recorded write. */
+EVENTS_API int events_exec(sqlite3 *db, const char *sql);
+
+/*
+ * A recorded transaction on a tracked connection without an emitter (with
+ * one, events_begin/events_commit do the same): everything written between
+ * them becomes one changeset, one bookmark.
+ */
+EVENTS_API int events_tx_begin(sqlite3 *db);
+EVENTS_API int events_tx_commit(sqlite3 *db);
+EVENTS_API int events_tx_rollback(sqlite3 *db);
+
+/* The bookmark of the last recorded transaction ("0000000000000000" before any). */
+EVENTS_API int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1]);
+
+typedef struct events_restore_report {
+    uint64_t transactions;                  /* recorded transactions undone */
+    uint64_t inserted, updated, deleted;    /* rows the restore wrote, all tables */
+    char bookmark[EVENTS_BOOKMARK_LEN + 1]; /* the restore's own bookmark ("" for a dry run or no change) */
+} events_restore_report;
+
+/*
+ * Brings every tracked table back to its state right after the transaction
+ * with the given bookmark, atomically, and records that as a transaction of
+ * its own (so a restore can be undone by restoring to the bookmark before it).
+ * dry_run: only fill the report. report may be NULL. Errors: EVENTS_EINVAL
+ * (not a bookmark, or in the future), EVENTS_ESTATE (pruned from the change
+ * log, across a schema change, inside a transaction, or a row that changed
+ * outside libevents' record), EVENTS_EDB.
+ */
+EVENTS_API int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restore_report *report);
+
+/*
+ * Writes a consistent copy of the database (SQLite's online backup) to path,
+ * which must not exist, as of the last recorded transaction, whose bookmark
+ * goes to bookmark (may be NULL). The copy keeps the tracked tables,
+ * _events_meta and the collection registry; the change log and the outbox
+ * are left out.
+ */
+EVENTS_API int events_snapshot_file(sqlite3 *db, const char *path, char bookmark[EVENTS_BOOKMARK_LEN + 1]);
+
+/*
+ * Takes a snapshot of the emitter's tracked database and uploads it to the
+ * server (PUT /snapshots/{source}/{bookmark}), which keeps it in the lake for
+ * `events restore --lake`. Blocks for the copy and the upload.
+ */
+EVENTS_API int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1]);
+
+/* Drops the change log up to and including bookmark, keeping what the outbox has not delivered yet. */
+EVENTS_API int events_changes_prune(sqlite3 *db, const char *bookmark);
+
+/* ---- Collections ------------------------------------------------------------
+ *
+ * A collection is a table of JSON documents by id in a tracked database:
+ * CREATE TABLE name(id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID.
+ * Each change is recorded (see above) and becomes a collection.insert,
+ * collection.update or collection.delete event with the collection, the
+ * docId, the doc (null on delete), the previous document prev (null on
+ * insert; left out when the collection does not track it) and the bookmark.
+ * A put that changes nothing records nothing.
+ *
+ * Documents are JSON objects (valid UTF-8, nesting at most 63, unique keys at
+ * the top, at most max_doc_bytes); they are stored without insignificant
+ * whitespace. Ids are 1-255 bytes of UTF-8.
+ */
+
+typedef struct events_collection events_collection;
+
+typedef struct events_collection_config {
+    int no_prev;          /* leave prev out of the events (the change log still has it) */
+    size_t max_doc_bytes; /* default 128 KiB, so that doc and prev fit the server's event limit */
+} events_collection_config;
+
+/*
+ * Opens (creating if missing) the collection name ([a-z0-9_]+, at most 64,
+ * not starting with _events_ or sqlite_) on the emitter's database, or on a
+ * database without an emitter (its events wait in the outbox until an emitter
+ * opens on it). Tracks the connection if it is not yet. cfg may be NULL.
+ */
+EVENTS_API int events_collection_open(events_emitter *em, const char *name, const events_collection_config *cfg,
+                                      events_collection **out);
+EVENTS_API int events_collection_open_db(sqlite3 *db, const char *name, const events_collection_config *cfg,
+                                         events_collection **out);
+EVENTS_API void events_collection_close(events_collection *c);
+
+EVENTS_API int events_collection_put(events_collection *c, const char *id, const char *json);
+/* *json: the document (free with events_free), or EVENTS_ENOTFOUND. */
+EVENTS_API int events_collection_get(events_collection *c, const char *id, char **json);
+/* EVENTS_OK, or EVENTS_ENOTFOUND when there was no such document. */
+EVENTS_API int events_collection_delete(events_collection *c, const char *id);
+/* 1, 0, or a negative code. */
+EVENTS_API int events_collection_has(events_collection *c, const char *id);
+EVENTS_API int events_collection_count(events_collection *c, uint64_t *count);
+/*
+ * Calls fn(ud, id, json) for at most limit documents (0: no limit) in id
+ * order, starting after the id `after` (NULL: from the first). fn returns
+ * nonzero to stop. To page, pass the last id seen as the next `after`.
+ */
+typedef int (*events_doc_fn)(void *ud, const char *id, const char *json);
+EVENTS_API int events_collection_list(events_collection *c, const char *after, size_t limit, events_doc_fn fn,
+                                      void *ud);
+/* Deletes every document, as one recorded transaction. */
+EVENTS_API int events_collection_clear(events_collection *c);
+/* Puts or deletes n documents in one recorded transaction: all or none. */
+EVENTS_API int events_collection_put_many(events_collection *c, size_t n, const char *const *ids,
+                                          const char *const *jsons);
+EVENTS_API int events_collection_delete_many(events_collection *c, size_t n, const char *const *ids);
+
+/* Frees memory libevents returned. */
+EVENTS_API void events_free(void *p);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
  * runs with lower limits. Each thread keeps its scratch buffers, so emits
  * from many threads only meet at the outbox.
  */
+#include "cdc.h"
 #include "emitter_int.h"
 #include "event.h"
 #include "evtime.h"
@@ -211,7 +212,9 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
     rc = c.memory_only ? outbox_open_memory(c.capacity, &em->ob)
                        : outbox_open_db(c.db, c.db_path, c.capacity, &em->ob);
     if (rc) goto fail;
+    outbox_set_identity(em->ob, em->identity.p, em->identity.len);
     if ((rc = sender_start(em))) goto fail;
+    if (outbox_edb(em->ob)) tracker_attach_emitter(outbox_edb(em->ob), em);
     *out = em;
     return EVENTS_OK;
 fail:
@@ -416,9 +419,20 @@ int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int
 
 /* ---- transactions ----------------------------------------------------------------- */
 
+void emitter_note_outbox(events_emitter *em, int64_t seq)
+{
+    if (seq > 0) {
+        outbox_note(em->ob, (uint64_t)seq);
+    } else {
+        atomic_store(&em->since_wake, 0);
+        sender_wake(em);
+    }
+}
+
 int events_begin(events_emitter *em)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
+    if (outbox_edb(em->ob) && tracker_of(outbox_edb(em->ob))) return events_tx_begin(outbox_edb(em->ob));
     if (outbox_is_memory(em->ob))
         return ev_fail(EVENTS_ESTATE, "events_begin: a memory-only emitter has no transactions");
     pthread_mutex_lock(&em->mu);
@@ -432,6 +446,9 @@ int events_begin(events_emitter *em)
 static int end_tx(events_emitter *em, int commit)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
+    sqlite3 *edb = outbox_edb(em->ob);
+    if (edb && tracker_of(edb) && tracker_in_own_tx(tracker_of(edb)))
+        return commit ? events_tx_commit(edb) : events_tx_rollback(edb);
     pthread_mutex_lock(&em->mu);
     int rc;
     if (!em->in_tx)
@@ -506,7 +523,7 @@ void events_emitter_stats(events_emitter *em, events_stats *out)
     out->delivered = atomic_load(&em->delivered);
     out->duplicates = atomic_load(&em->duplicates);
     out->retried = atomic_load(&em->retried);
-    out->dead = atomic_load(&em->dead);
+    out->dead = atomic_load(&em->dead) + outbox_lost(em->ob);
     out->dropped = outbox_dropped(em->ob);
     pthread_mutex_lock(&em->emu);
     out->last_status = em->last_status;
@@ -518,6 +535,11 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
 {
     if (!em) return EVENTS_OK;
     int rc = EVENTS_OK;
+    sqlite3 *edb = outbox_edb(em->ob);
+    if (edb && tracker_of(edb) && tracker_in_own_tx(tracker_of(edb))) {
+        events_tx_rollback(edb);
+        rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
+    }
     if (em->in_tx) {
         outbox_rollback(em->ob);
         em->in_tx = 0;

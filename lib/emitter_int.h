@@ -30,9 +30,22 @@ typedef struct outbox outbox;
 /* One event of a batch being sent. */
 typedef struct ob_item {
     uint64_t seq;
+    uint32_t part; /* which of the row's events (a recorded transaction's row has many) */
+    int last;      /* the row's last event */
     const char *event; /* owned by the batch */
     size_t len;
 } ob_item;
+
+/* The events of one recorded transaction (expand.c): event i is text[off[i] .. off[i]+len[i]). */
+typedef struct expansion {
+    buf text;
+    size_t *off, *len;
+    size_t n, cap;
+} expansion;
+
+/* Builds the events of recorded transaction bookmark from the change log on db (any connection). */
+int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_len, expansion *x);
+void expansion_free(expansion *x);
 
 typedef struct ob_batch {
     ob_item *items;
@@ -55,10 +68,17 @@ int outbox_commit(outbox *o);
 int outbox_rollback(outbox *o);
 
 /*
- * Sender side: the oldest events from seq `from` on (0: the head), at most n
- * and bytes (at least one event if any wait).
+ * Sender side: the oldest events from row `from`, event from_part on (from 0:
+ * the head), at most n and bytes (at least one event if any wait). A row that
+ * points at a recorded transaction gives that transaction's events.
  */
-int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b);
+int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t bytes, ob_batch *b);
+/* Where the events after the batch start. */
+void outbox_after(const ob_batch *b, uint64_t *seq, uint32_t *part);
+/* The "do" member of the emitter, for the events of recorded transactions. */
+void outbox_set_identity(outbox *o, const char *do_member, size_t len);
+/* The connection emits write on (the service's, or the emitter's own). */
+sqlite3 *outbox_edb(outbox *o);
 
 /*
  * The batch's first `done` events were answered: rejected[i] (index into the
@@ -82,6 +102,9 @@ int outbox_dead(outbox *o, const ob_batch *b, const char *reason);
 
 void ob_batch_free(ob_batch *b);
 
+/* A row was added by other code (the change log): counts it as waiting. */
+void outbox_note(outbox *o, uint64_t seq);
+
 /* Events waiting (committed and not yet acknowledged). */
 uint64_t outbox_pending(outbox *o);
 
@@ -97,6 +120,9 @@ uint64_t outbox_last_committed(outbox *o);
 
 /* The lowest sequence number still waiting, or last_committed + 1 when none wait. */
 uint64_t outbox_head(outbox *o);
+
+/* Rows dead-lettered because their transaction was gone from the change log. */
+uint64_t outbox_lost(outbox *o);
 
 /* Memory mode: events dropped (refused when full, or left at close). */
 uint64_t outbox_dropped(outbox *o);

@@ -19,7 +19,8 @@ const char *events_strerror(int code)
     case EVENTS_ETIMEDOUT: return "EVENTS_ETIMEDOUT: timed out";
     case EVENTS_EDB: return "EVENTS_EDB: database error";
     case EVENTS_ESTATE: return "EVENTS_ESTATE: not allowed now";
-    case EVENTS_EHTTP: return "EVENTS_EHTTP: HTTP client error";
+    case EVENTS_EHTTP: return "EVENTS_EHTTP: HTTP error";
+    case EVENTS_ENOTFOUND: return "EVENTS_ENOTFOUND: no such document";
     default: return "unknown events result code";
     }
 }

@@ -18,9 +18,11 @@
  * or whose delete fails, are sent again after a restart and the server
  * answers them as duplicates: nothing is lost or doubled in the lake.
  */
+#include "cdc.h"
 #include "emitter_int.h"
 #include "evtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,7 @@ struct outbox {
     _Atomic uint64_t head; /* lowest seq waiting */
     _Atomic uint64_t last; /* highest seq inserted (committed or not) */
     _Atomic uint64_t dropped;
+    _Atomic uint64_t lost; /* rows whose transaction the change log no longer had: dead letters */
 
     /* SQLite */
     sqlite3 *edb, *sdb;
@@ -41,6 +44,11 @@ struct outbox {
     sqlite3_stmt *ins, *peek, *del, *dead;
     char *path;
     uint64_t acked, deleted; /* sender side: rows up to acked are delivered, up to deleted gone */
+    uint32_t head_part;      /* sender side: the next event of the head row, when it expands to many */
+    uint64_t xseq;           /* the row expanded in x (0: none) */
+    expansion x;
+    char *identity;          /* the "do" member for expanded events */
+    size_t identity_len;
     uint64_t trim_every;
 
     /* memory */
@@ -75,6 +83,36 @@ static int64_t scalar(sqlite3 *db, const char *sql)
         v = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
+}
+
+/*
+ * Outboxes written before the change log existed: _events_outbox had no
+ * changes column and _events_dead no part. Adds the one; moves the other's
+ * rows to the new shape.
+ */
+static int upgrade(outbox *o)
+{
+    int has_changes = 0, has_part = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(o->edb, "SELECT name FROM pragma_table_info('_events_outbox') WHERE name = 'changes'",
+                           -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        has_changes = 1;
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(o->edb, "SELECT name FROM pragma_table_info('_events_dead') WHERE name = 'part'", -1, &st,
+                           NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        has_part = 1;
+    sqlite3_finalize(st);
+    int rc = EVENTS_OK;
+    if (!has_changes) rc = exec(o->edb, "ALTER TABLE _events_outbox ADD COLUMN changes INTEGER", o->path);
+    if (!rc && !has_part)
+        rc = exec(o->edb,
+                  "BEGIN; ALTER TABLE _events_dead RENAME TO _events_dead_old;"
+                  "CREATE TABLE _events_dead (seq INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT 0, event TEXT NOT "
+                  "NULL, reason TEXT NOT NULL, failed_at TEXT NOT NULL, PRIMARY KEY (seq, part));"
+                  "INSERT INTO _events_dead(seq, event, reason, failed_at) SELECT seq, event, reason, failed_at "
+                  "FROM _events_dead_old; DROP TABLE _events_dead_old; COMMIT",
+                  o->path);
+    return rc;
 }
 
 static const char LAST_SEQ[] =
@@ -121,14 +159,7 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         goto fail;
     }
     if ((rc = exec(o->edb, "PRAGMA journal_mode = WAL", o->path)) ||
-        (rc = exec(
-             o->edb,
-             "CREATE TABLE IF NOT EXISTS _events_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-             "event TEXT NOT NULL);"
-             "CREATE TABLE IF NOT EXISTS _events_dead (seq INTEGER PRIMARY KEY, event TEXT NOT "
-             "NULL, "
-             "reason TEXT NOT NULL, failed_at TEXT NOT NULL);",
-             o->path)))
+        (rc = exec(o->edb, CDC_SCHEMA_SQL, o->path)) || (rc = upgrade(o)))
         goto fail;
     if (sqlite3_prepare_v3(o->edb, "INSERT INTO _events_outbox(event) VALUES (?)", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->ins, NULL) != SQLITE_OK) {
@@ -146,13 +177,14 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
     if ((rc = exec(o->sdb, "PRAGMA synchronous = NORMAL; PRAGMA secure_delete = FAST", o->path)))
         goto fail;
     if (sqlite3_prepare_v3(
-            o->sdb, "SELECT seq, event FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?", -1,
+            o->sdb, "SELECT seq, event, changes FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
+            -1,
             SQLITE_PREPARE_PERSISTENT, &o->peek, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(o->sdb, "DELETE FROM _events_outbox WHERE seq <= ?", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->del, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(o->sdb,
-                           "INSERT OR REPLACE INTO _events_dead(seq, event, reason, failed_at) "
-                           "VALUES (?, ?, ?, ?)",
+                           "INSERT OR REPLACE INTO _events_dead(seq, part, event, reason, failed_at) "
+                           "VALUES (?, ?, ?, ?, ?)",
                            -1, SQLITE_PREPARE_PERSISTENT, &o->dead, NULL) != SQLITE_OK) {
         rc = db_fail(o->sdb, "cannot prepare the sender's statements", o->path);
         goto fail;
@@ -216,6 +248,8 @@ void outbox_close(outbox *o)
         sqlite3_finalize(o->del);
         sqlite3_finalize(o->dead);
         sqlite3_finalize(o->qlast);
+        expansion_free(&o->x);
+        free(o->identity);
         sqlite3_close(o->qdb);
         pthread_mutex_destroy(&o->qmu);
         sqlite3_close(o->sdb);
@@ -223,6 +257,11 @@ void outbox_close(outbox *o)
         free(o->path);
     }
     free(o);
+}
+
+sqlite3 *outbox_edb(outbox *o)
+{
+    return o->memory ? NULL : o->edb;
 }
 
 int outbox_is_memory(const outbox *o)
@@ -241,6 +280,11 @@ uint64_t outbox_head(outbox *o)
     return atomic_load(&o->head);
 }
 
+uint64_t outbox_lost(outbox *o)
+{
+    return atomic_load(&o->lost);
+}
+
 uint64_t outbox_dropped(outbox *o)
 {
     return atomic_load(&o->dropped);
@@ -255,6 +299,13 @@ uint64_t outbox_last_committed(outbox *o)
     sqlite3_reset(o->qlast);
     pthread_mutex_unlock(&o->qmu);
     return v > 0 ? (uint64_t)v : 0;
+}
+
+void outbox_note(outbox *o, uint64_t seq)
+{
+    uint64_t cur = atomic_load(&o->last);
+    while (seq > cur && !atomic_compare_exchange_weak(&o->last, &cur, seq)) {
+    }
 }
 
 void outbox_resync(outbox *o)
@@ -334,7 +385,7 @@ int outbox_rollback(outbox *o)
 
 /* ---- the sender side -------------------------------------------------------- */
 
-static int batch_add(ob_batch *b, uint64_t seq, const char *event, size_t len)
+static int batch_add(ob_batch *b, uint64_t seq, uint32_t part, int last, const char *event, size_t len)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 128;
@@ -344,15 +395,57 @@ static int batch_add(ob_batch *b, uint64_t seq, const char *event, size_t len)
         b->cap = cap;
     }
     /* items keep offsets until the text stops moving: fixed in outbox_peek */
-    b->items[b->n++] = (ob_item){seq, (const char *)(uintptr_t)b->text.len, len};
+    b->items[b->n++] = (ob_item){seq, part, last, (const char *)(uintptr_t)b->text.len, len};
     return buf_append(&b->text, event, len);
 }
 
-int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b)
+void outbox_set_identity(outbox *o, const char *do_member, size_t len)
+{
+    free(o->identity);
+    o->identity = len ? malloc(len) : NULL;
+    if (o->identity) memcpy(o->identity, do_member, len);
+    o->identity_len = o->identity ? len : 0;
+}
+
+/* The events of the row seq that points at recorded transaction bookmark, in o->x (kept while the sender works through them). */
+static int expanded(outbox *o, uint64_t seq, uint64_t bookmark)
+{
+    if (o->xseq == seq) return EVENTS_OK;
+    o->xseq = 0;
+    int rc = cdc_expand(o->sdb, bookmark, o->identity, o->identity_len, &o->x);
+    if (!rc) o->xseq = seq;
+    return rc;
+}
+
+/* A row whose transaction the change log no longer has: a dead letter saying so, and the row goes. */
+static void dead_row(outbox *o, uint64_t seq, uint64_t bookmark, const char *why)
+{
+    char now[EVTIME_LEN + 1], ev[80];
+    evtime_format(evtime_now_ms(), now);
+    snprintf(ev, sizeof ev, "{\"changes\":%llu}", (unsigned long long)bookmark);
+    sqlite3_bind_int64(o->dead, 1, (sqlite3_int64)seq);
+    sqlite3_bind_int64(o->dead, 2, 0);
+    sqlite3_bind_text(o->dead, 3, ev, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(o->dead, 4, why, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(o->dead, 5, now, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(o->dead) == SQLITE_DONE) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(o->sdb, "DELETE FROM _events_outbox WHERE seq = ?", -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        atomic_fetch_add(&o->lost, 1);
+    }
+    sqlite3_reset(o->dead);
+}
+
+int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t bytes, ob_batch *b)
 {
     b->n = 0;
     b->text.len = 0;
     uint64_t head = from ? from : atomic_load(&o->head);
+    uint32_t part = from ? from_part : o->head_part;
     size_t total = 0;
     int rc = EVENTS_OK;
     if (o->memory) {
@@ -361,7 +454,7 @@ int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b)
         for (uint64_t s = head; s <= last && b->n < n; s++) {
             size_t len = o->lens[s % o->capacity];
             if (b->n && total + len > bytes) break;
-            if (batch_add(b, s, o->ring[s % o->capacity], len)) {
+            if (batch_add(b, s, 0, 1, o->ring[s % o->capacity], len)) {
                 rc = ev_fail(EVENTS_ENOMEM, "out of memory");
                 break;
             }
@@ -371,23 +464,62 @@ int outbox_peek(outbox *o, uint64_t from, size_t n, size_t bytes, ob_batch *b)
     } else {
         sqlite3_bind_int64(o->peek, 1, (sqlite3_int64)head);
         sqlite3_bind_int64(o->peek, 2, (sqlite3_int64)n);
-        int s;
-        while ((s = sqlite3_step(o->peek)) == SQLITE_ROW) {
-            size_t len = (size_t)sqlite3_column_bytes(o->peek, 1);
-            if (b->n && total + len > bytes) break;
-            if (batch_add(b, (uint64_t)sqlite3_column_int64(o->peek, 0),
-                          (const char *)sqlite3_column_text(o->peek, 1), len)) {
-                rc = ev_fail(EVENTS_ENOMEM, "out of memory");
-                break;
+        int s = SQLITE_DONE, full = 0;
+        uint64_t missing[16][2];
+        size_t nmissing = 0;
+        while (!full && (s = sqlite3_step(o->peek)) == SQLITE_ROW) {
+            uint64_t seq = (uint64_t)sqlite3_column_int64(o->peek, 0);
+            uint32_t p0 = seq == head ? part : 0;
+            if (sqlite3_column_type(o->peek, 2) == SQLITE_NULL) {
+                size_t len = (size_t)sqlite3_column_bytes(o->peek, 1);
+                if (b->n && total + len > bytes) break;
+                if (batch_add(b, seq, 0, 1, (const char *)sqlite3_column_text(o->peek, 1), len)) {
+                    rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                    break;
+                }
+                total += len;
+                continue;
             }
-            total += len;
+            uint64_t bm = (uint64_t)sqlite3_column_int64(o->peek, 2);
+            if ((rc = expanded(o, seq, bm))) {
+                if (rc != EVENTS_ENOTFOUND) break;
+                if (nmissing < sizeof missing / sizeof *missing) missing[nmissing][0] = seq, missing[nmissing++][1] = bm;
+                rc = EVENTS_OK;
+                continue;
+            }
+            for (uint32_t k = p0; k < o->x.n; k++) {
+                size_t len = o->x.len[k];
+                if (b->n >= n || (b->n && total + len > bytes)) {
+                    full = 1;
+                    break;
+                }
+                if (batch_add(b, seq, k, k + 1 == o->x.n, o->x.text.p + o->x.off[k], len)) {
+                    rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                    full = 1;
+                    break;
+                }
+                total += len;
+            }
         }
-        if (!rc && s != SQLITE_ROW && s != SQLITE_DONE)
+        if (!rc && !full && s != SQLITE_ROW && s != SQLITE_DONE)
             rc = db_fail(o->sdb, "cannot read the outbox", o->path);
         sqlite3_reset(o->peek);
+        for (size_t i = 0; i < nmissing; i++) {
+            char why[120];
+            snprintf(why, sizeof why, "the change log no longer has transaction %016llx (pruned?)",
+                     (unsigned long long)missing[i][1]);
+            dead_row(o, missing[i][0], missing[i][1], why);
+        }
     }
     for (size_t i = 0; i < b->n; i++) b->items[i].event = b->text.p + (uintptr_t)b->items[i].event;
     return rc;
+}
+
+void outbox_after(const ob_batch *b, uint64_t *seq, uint32_t *part)
+{
+    const ob_item *it = &b->items[b->n - 1];
+    *seq = it->last ? it->seq + 1 : it->seq;
+    *part = it->last ? 0 : it->part + 1;
 }
 
 void ob_batch_free(ob_batch *b)
@@ -397,9 +529,10 @@ void ob_batch_free(ob_batch *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Moves the head past seq `upto` (memory: frees the slots). */
-static void advance(outbox *o, uint64_t upto)
+/* Moves the head past the item it (memory: frees the slots). */
+static void advance(outbox *o, const ob_item *it)
 {
+    uint64_t upto = it->last ? it->seq : it->seq - 1; /* the last row done whole */
     if (o->memory) {
         pthread_mutex_lock(&o->mmu);
         for (uint64_t s = atomic_load(&o->head); s <= upto; s++) {
@@ -408,7 +541,9 @@ static void advance(outbox *o, uint64_t upto)
         }
         pthread_mutex_unlock(&o->mmu);
     }
+    o->head_part = it->last ? 0 : it->part + 1;
     atomic_store(&o->head, upto + 1);
+    if (it->last && o->xseq == it->seq) o->xseq = 0; /* done with that expansion */
 }
 
 /* Deletes the acknowledged rows up to `upto` (the sender's connection, its own transaction or the
@@ -442,9 +577,10 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
                 char *const *reason, size_t nrejected)
 {
     if (!done) return EVENTS_OK;
-    uint64_t upto = b->items[done - 1].seq;
+    const ob_item *lastit = &b->items[done - 1];
+    uint64_t upto = lastit->last ? lastit->seq : lastit->seq - 1; /* rows done whole */
     if (o->memory) {
-        advance(o, upto);
+        advance(o, lastit);
         return EVENTS_OK;
     }
     if (!nrejected) {
@@ -453,7 +589,7 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
          * DELETE (see outbox_trim). A crash in between sends them again, and the
          * server answers them as duplicates.
          */
-        advance(o, upto);
+        advance(o, lastit);
         o->acked = upto;
         return EVENTS_OK;
     }
@@ -463,21 +599,22 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
     for (size_t i = 0; !rc && i < nrejected; i++) {
         const ob_item *it = &b->items[rejected[i]];
         sqlite3_bind_int64(o->dead, 1, (sqlite3_int64)it->seq);
-        sqlite3_bind_text(o->dead, 2, it->event, (int)it->len, SQLITE_STATIC);
-        sqlite3_bind_text(o->dead, 3, reason[i], -1, SQLITE_STATIC);
-        sqlite3_bind_text(o->dead, 4, now, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(o->dead, 2, (sqlite3_int64)it->part);
+        sqlite3_bind_text(o->dead, 3, it->event, (int)it->len, SQLITE_STATIC);
+        sqlite3_bind_text(o->dead, 4, reason[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(o->dead, 5, now, -1, SQLITE_STATIC);
         if (sqlite3_step(o->dead) != SQLITE_DONE)
             rc = db_fail(o->sdb, "cannot dead-letter an event", o->path);
         sqlite3_reset(o->dead);
     }
-    if (!rc) rc = delete_upto(o, upto);
+    if (!rc && upto > o->deleted) rc = delete_upto(o, upto);
     if (!rc) rc = exec(o->sdb, "COMMIT", o->path);
     if (rc) {
         exec(o->sdb, "ROLLBACK", o->path);
         return rc;
     }
-    advance(o, upto);
-    o->acked = upto;
+    advance(o, lastit);
+    if (upto > o->acked) o->acked = upto;
     return EVENTS_OK;
 }
 

@@ -419,6 +419,7 @@ typedef struct prefetch {
     events_emitter *em;
     ob_batch *next;
     uint64_t from;
+    uint32_t from_part;
     size_t n;
     int ok;
 } prefetch;
@@ -427,7 +428,8 @@ static void meanwhile(void *ud)
 {
     prefetch *p = ud;
     outbox_trim(p->em->ob, 0);
-    p->ok = !outbox_peek(p->em->ob, p->from, p->n, p->em->cfg.batch_bytes, p->next) && p->next->n;
+    p->ok = !outbox_peek(p->em->ob, p->from, p->from_part, p->n, p->em->cfg.batch_bytes, p->next) &&
+            p->next->n;
 }
 
 static void *sender_main(void *arg)
@@ -455,7 +457,7 @@ static void *sender_main(void *arg)
             b = next;
             next = t;
             have_next = 0;
-        } else if (outbox_peek(em->ob, 0, split ? split : em->cfg.batch_size, em->cfg.batch_bytes,
+        } else if (outbox_peek(em->ob, 0, 0, split ? split : em->cfg.batch_size, em->cfg.batch_bytes,
                                b) ||
                    !b->n) {
             if (!b->n) {
@@ -466,7 +468,8 @@ static void *sender_main(void *arg)
             pthread_mutex_lock(&em->smu);
             continue;
         }
-        prefetch pf = {em, next, b->items[b->n - 1].seq + 1, em->cfg.batch_size, 0};
+        prefetch pf = {em, next, 0, 0, em->cfg.batch_size, 0};
+        outbox_after(b, &pf.from, &pf.from_part);
         atomic_store(&em->in_flight, b->n);
         post(em, b, &body, &gz, &a, split ? NULL : meanwhile, &pf);
         atomic_store(&em->in_flight, 0);

@@ -1,0 +1,79 @@
+/*
+ * cdc.h - the change log of a tracked database, inside libevents.
+ *
+ * A tracker hangs on one SQLite connection. Its preupdate hook notes, for
+ * every row of a table with a PRIMARY KEY that a write touches, the row as it
+ * was before the first touch; when a transaction made through libevents is
+ * about to commit, tracker_record reads those rows as they are now and writes
+ * the difference as one changeset (SQLite's session format) in
+ * _events_changes, under the next bookmark, together with one outbox row
+ * that the sender expands into the sqlite.changeset and collection.* events.
+ * Reading the rows at commit, rather than trusting what the hook saw, is what
+ * makes statement rollbacks, ROLLBACK TO and no-op updates come out right.
+ *
+ * Every function here is called with the connection's mutex held
+ * (tracker_enter), which also orders them with the hooks.
+ */
+#ifndef EVENTS_CDC_H
+#define EVENTS_CDC_H
+
+#include "events.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+typedef struct tracker tracker;
+
+/* The internal tables, created by both the outbox and the tracker. */
+extern const char CDC_SCHEMA_SQL[];
+
+/* The tracker of a connection, or NULL. */
+tracker *tracker_of(sqlite3 *db);
+
+/* Locks the connection and marks a libevents call (writes to tables without a key fail). */
+void tracker_enter(tracker *t);
+void tracker_leave(tracker *t);
+
+/*
+ * Runs fn(ud) as a recorded write: in a transaction of its own (BEGIN
+ * IMMEDIATE, fn, record, COMMIT) when none is open; inside events_tx_begin's
+ * transaction as part of it (recorded at its commit); inside a transaction the
+ * service opened itself, followed at once by a record (the service's COMMIT
+ * is not ours to see). Called between tracker_enter and tracker_leave.
+ */
+int tracker_write(tracker *t, int (*fn)(void *ud), void *ud);
+
+/*
+ * Records what is pending as one transaction of the change log (inside the
+ * open transaction). restore_of: the bookmark a restore went back to, or -1.
+ * Sets *bookmark to the new bookmark, or 0 when nothing had changed.
+ */
+int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark);
+
+sqlite3 *tracker_db(tracker *t);
+uint64_t tracker_last(tracker *t); /* the last committed bookmark */
+const char *tracker_source(tracker *t);
+int tracker_prune_on_snapshot(tracker *t);
+/* The schema hash of the tracked tables as they are now (16 hex digits). */
+int tracker_schema(tracker *t, char out[17]);
+/* 1 inside events_tx_begin's transaction. */
+int tracker_in_own_tx(tracker *t);
+
+/* The emitter whose outbox this connection feeds, told when a record adds an outbox row. */
+void tracker_attach_emitter(sqlite3 *db, events_emitter *em);
+void tracker_detach_emitter(sqlite3 *db, events_emitter *em);
+
+/* Bookmarks: 16 lowercase hex digits. */
+void bookmark_format(uint64_t b, char out[EVENTS_BOOKMARK_LEN + 1]);
+int bookmark_parse(const char *s, uint64_t *out);
+
+/* The schema hash of the tracked tables of any connection (16 hex digits). */
+int cdc_schema_hash(sqlite3 *db, char out[17]);
+
+/* A SELECT on the tracked tables of db, in name order, for hashing them (tests, restore checks). */
+int cdc_tables(sqlite3 *db, char ***names, int *n);
+
+/* From emitter.c: the emitter was told of an outbox row written by a record. */
+void emitter_note_outbox(events_emitter *em, int64_t seq);
+
+#endif

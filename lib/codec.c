@@ -1,0 +1,140 @@
+/*
+ * codec.c - SHA-256 (FIPS 180-4) and base64 (RFC 4648).
+ */
+#include "codec.h"
+
+#include <string.h>
+
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void block(sha256 *s, const unsigned char *p)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
+               p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5],
+             g = s->h[6], h = s->h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    }
+    s->h[0] += a, s->h[1] += b, s->h[2] += c, s->h[3] += d;
+    s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
+}
+
+void sha256_init(sha256 *s)
+{
+    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, H0, sizeof H0);
+    s->len = 0;
+    s->n = 0;
+}
+
+void sha256_update(sha256 *s, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    s->len += n;
+    if (s->n) {
+        size_t k = 64 - s->n < n ? 64 - s->n : n;
+        memcpy(s->blk + s->n, p, k);
+        s->n += k, p += k, n -= k;
+        if (s->n < 64) return;
+        block(s, s->blk);
+        s->n = 0;
+    }
+    for (; n >= 64; p += 64, n -= 64) block(s, p);
+    memcpy(s->blk, p, n);
+    s->n = n;
+}
+
+void sha256_final(sha256 *s, unsigned char out[32])
+{
+    uint64_t bits = s->len * 8;
+    unsigned char pad[72] = {0x80};
+    size_t padn = (s->n < 56 ? 56 : 120) - s->n;
+    for (int i = 0; i < 8; i++) pad[padn + i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(s, pad, padn + 8);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (unsigned char)(s->h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)s->h[i];
+    }
+}
+
+void sha256_hex(const unsigned char d[32], char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) out[2 * i] = hex[d[i] >> 4], out[2 * i + 1] = hex[d[i] & 15];
+    out[64] = 0;
+}
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int base64_encode(buf *out, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    if (buf_reserve(out, (n + 2) / 3 * 4)) return -1;
+    char *o = out->p + out->len;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        *o++ = B64[v >> 18], *o++ = B64[(v >> 12) & 63], *o++ = B64[(v >> 6) & 63], *o++ = B64[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+        *o++ = B64[v >> 18], *o++ = B64[(v >> 12) & 63];
+        *o++ = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    out->len = (size_t)(o - out->p);
+    return 0;
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int base64_decode(buf *out, const char *s, size_t n)
+{
+    if (n % 4) return -1;
+    if (buf_reserve(out, n / 4 * 3)) return -1;
+    unsigned char *o = (unsigned char *)out->p + out->len;
+    for (size_t i = 0; i < n; i += 4) {
+        int pad = (s[i + 3] == '=') + (s[i + 2] == '=');
+        if (pad && i + 4 != n) return -1;
+        if (pad == 1 && s[i + 2] == '=') return -1; /* "x=y=" */
+        int a = b64val((unsigned char)s[i]), b = b64val((unsigned char)s[i + 1]);
+        int c = pad == 2 ? 0 : b64val((unsigned char)s[i + 2]);
+        int d = pad ? 0 : b64val((unsigned char)s[i + 3]);
+        if (a < 0 || b < 0 || c < 0 || d < 0) return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        *o++ = (unsigned char)(v >> 16);
+        if (pad < 2) *o++ = (unsigned char)(v >> 8);
+        if (!pad) *o++ = (unsigned char)v;
+    }
+    out->len = (size_t)((char *)o - out->p);
+    return 0;
+}

@@ -1,0 +1,226 @@
+/*
+ * expand.c - the events of one recorded transaction.
+ *
+ * The change log keeps one changeset per transaction; the outbox keeps one
+ * row pointing at it. When the sender reaches that row it asks for the
+ * events, built here from the changeset:
+ *
+ *   sqlite.changeset    the changeset, base64, cut into parts of at most
+ *                       CHANGESET_PART bytes so that every event stays far
+ *                       below the server's 256 KiB; `events restore --lake`
+ *                       joins the parts again
+ *   collection.insert   one per document changed in a collection, with
+ *   collection.update   the document, the previous one and the bookmark
+ *   collection.delete
+ *
+ * Event ids are SOURCE:BOOKMARK:cs<part> and SOURCE:BOOKMARK:<n>, the same
+ * every time the row is expanded, so a batch sent again after a crash is
+ * answered as duplicates.
+ */
+#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
+#include "cdc.h"
+#include "codec.h"
+#include "emitter_int.h"
+#include "jscan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHANGESET_PART (96 * 1024)
+
+typedef struct coll {
+    char *name;
+    int prev;
+} coll;
+
+static int add_event(expansion *x, size_t start)
+{
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 16;
+        size_t *o = realloc(x->off, cap * sizeof *o), *l;
+        if (!o) return -1;
+        x->off = o;
+        if (!(l = realloc(x->len, cap * sizeof *l))) return -1;
+        x->len = l;
+        x->cap = cap;
+    }
+    x->off[x->n] = start;
+    x->len[x->n] = x->text.len - start;
+    x->n++;
+    return 0;
+}
+
+void expansion_free(expansion *x)
+{
+    buf_free(&x->text);
+    free(x->off);
+    free(x->len);
+    memset(x, 0, sizeof *x);
+}
+
+/* The envelope of an event: {"id":"SRC:BM:suffix","type":"T","ts":"TS"[,do] */
+static int envelope(buf *b, const char *src, const char *bm, const char *suffix, const char *type, const char *ts,
+                    const char *do_member, size_t do_len)
+{
+    if (buf_printf(b, "{\"id\":\"%s:%s:%s\",\"type\":\"%s\",\"ts\":\"%s\"", src, bm, suffix, type, ts)) return -1;
+    if (do_len && (buf_putc(b, ',') || buf_append(b, do_member, do_len))) return -1;
+    return 0;
+}
+
+/* A document as JSON: the text if it is a JSON object (what puts store), else a string holding it. */
+static int put_doc(buf *b, sqlite3_value *v)
+{
+    if (!v || sqlite3_value_type(v) == SQLITE_NULL) return buf_puts(b, "null");
+    const char *p = (const char *)sqlite3_value_text(v);
+    size_t n = (size_t)sqlite3_value_bytes(v);
+    if (!p) return -1;
+    jscan s = {0};
+    enum jtype t;
+    const char *end = n ? jscan_value(&s, p, p + n, &t) : NULL;
+    if (end == p + n && t == J_OBJ && !s.defects && !s.ws) return buf_append(b, p, n);
+    return buf_json_str(b, p, n); /* written by plain SQL, not a document: kept as text */
+}
+
+int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_len, expansion *x)
+{
+    x->text.len = 0;
+    x->n = 0;
+    char bm[EVENTS_BOOKMARK_LEN + 1], src[64] = "unknown", ts[40] = "", schema[40] = "", rbm[EVENTS_BOOKMARK_LEN + 1];
+    bookmark_format(bookmark, bm);
+    sqlite3_stmt *st = NULL;
+    int rc = EVENTS_OK, found = 0;
+    int64_t restore_of = -1;
+    buf cs = BUF_INIT;
+    coll *colls = NULL;
+    size_t ncolls = 0;
+
+    if (sqlite3_prepare_v2(db, "SELECT value FROM _events_meta WHERE key = 'source'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(src, sizeof src, "%s", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db, "SELECT ts, schema, changeset, restore_of FROM _events_changes WHERE bookmark = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)bookmark);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        found = 1;
+        snprintf(ts, sizeof ts, "%s", sqlite3_column_text(st, 0));
+        snprintf(schema, sizeof schema, "%s", sqlite3_column_text(st, 1));
+        if (buf_append(&cs, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2))) rc = EVENTS_ENOMEM;
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL) restore_of = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_finalize(st);
+    if (rc) return ev_fail(rc, "out of memory");
+    if (!found) return ev_fail(EVENTS_ENOTFOUND, "the change log has no transaction %s (pruned?)", bm);
+
+    if (sqlite3_prepare_v2(db, "SELECT name, prev FROM _events_collections", -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            coll *c = realloc(colls, (ncolls + 1) * sizeof *c);
+            if (!c) break;
+            colls = c;
+            colls[ncolls].name = strdup((const char *)sqlite3_column_text(st, 0));
+            colls[ncolls].prev = sqlite3_column_int(st, 1);
+            if (colls[ncolls].name) ncolls++;
+        }
+    sqlite3_finalize(st);
+
+    /* the changeset's parts, with a summary of what it changes in the first */
+    buf summary = BUF_INIT;
+    uint64_t nchanges = 0;
+    sqlite3_changeset_iter *it = NULL;
+    if (sqlite3changeset_start(&it, (int)cs.len, cs.p) == SQLITE_OK) {
+        const char *last_tab = NULL;
+        uint64_t cnt[3] = {0, 0, 0};
+        int any = 0;
+        buf_putc(&summary, '{');
+        while (sqlite3changeset_next(it) == SQLITE_ROW) {
+            const char *tab;
+            int ncol, op, ind;
+            sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
+            if (last_tab && strcmp(last_tab, tab)) {
+                buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}", (unsigned long long)cnt[0],
+                           (unsigned long long)cnt[1], (unsigned long long)cnt[2]);
+                memset(cnt, 0, sizeof cnt);
+            }
+            if (!last_tab || strcmp(last_tab, tab)) {
+                if (any) buf_putc(&summary, ',');
+                buf_json_str(&summary, tab, strlen(tab));
+                any = 1;
+            }
+            last_tab = tab;
+            cnt[op == SQLITE_INSERT ? 0 : op == SQLITE_UPDATE ? 1 : 2]++;
+            nchanges++;
+        }
+        if (any)
+            buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}", (unsigned long long)cnt[0],
+                       (unsigned long long)cnt[1], (unsigned long long)cnt[2]);
+        buf_putc(&summary, '}');
+        if (sqlite3changeset_finalize(it) != SQLITE_OK) rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", bm);
+        it = NULL;
+    } else {
+        rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", bm);
+    }
+    size_t parts = cs.len ? (cs.len + CHANGESET_PART - 1) / CHANGESET_PART : 1;
+    if (restore_of >= 0) bookmark_format((uint64_t)restore_of, rbm);
+    for (size_t i = 0; !rc && i < parts; i++) {
+        size_t start = x->text.len, from = i * CHANGESET_PART;
+        size_t len = cs.len - from < CHANGESET_PART ? cs.len - from : CHANGESET_PART;
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, "cs%zu", i);
+        if (envelope(&x->text, src, bm, suffix, "sqlite.changeset", ts, do_member, do_len) ||
+            buf_printf(&x->text, ",\"source\":\"%s\",\"bookmark\":\"%s\",\"schema\":\"%s\",\"part\":%zu,\"parts\":%zu",
+                       src, bm, schema, i, parts) ||
+            (i == 0 && (buf_printf(&x->text, ",\"changes\":%llu,\"tables\":", (unsigned long long)nchanges) ||
+                        buf_append(&x->text, summary.p, summary.len))) ||
+            (restore_of >= 0 && buf_printf(&x->text, ",\"restoreOf\":\"%s\"", rbm)) ||
+            buf_puts(&x->text, ",\"changeset\":\"") || base64_encode(&x->text, cs.p + from, len) ||
+            buf_puts(&x->text, "\"}") || add_event(x, start))
+            rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+    }
+    buf_free(&summary);
+
+    /* the documents */
+    size_t n = 0;
+    if (!rc && ncolls && sqlite3changeset_start(&it, (int)cs.len, cs.p) == SQLITE_OK) {
+        while (!rc && sqlite3changeset_next(it) == SQLITE_ROW) {
+            const char *tab;
+            int ncol, op, ind;
+            sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
+            const coll *c = NULL;
+            for (size_t k = 0; k < ncolls && !c; k++)
+                if (!strcmp(colls[k].name, tab)) c = &colls[k];
+            if (!c || ncol != 2) continue;
+            sqlite3_value *id = NULL, *doc = NULL, *prev = NULL;
+            if (op == SQLITE_INSERT) {
+                sqlite3changeset_new(it, 0, &id);
+                sqlite3changeset_new(it, 1, &doc);
+            } else {
+                sqlite3changeset_old(it, 0, &id);
+                sqlite3changeset_old(it, 1, &prev);
+                if (op == SQLITE_UPDATE) sqlite3changeset_new(it, 1, &doc);
+            }
+            const char *type = op == SQLITE_INSERT   ? "collection.insert"
+                               : op == SQLITE_UPDATE ? "collection.update"
+                                                     : "collection.delete";
+            size_t start = x->text.len;
+            char suffix[32];
+            snprintf(suffix, sizeof suffix, "%zu", n++);
+            const char *idp = id ? (const char *)sqlite3_value_text(id) : "";
+            size_t idn = id ? (size_t)sqlite3_value_bytes(id) : 0;
+            if (envelope(&x->text, src, bm, suffix, type, ts, do_member, do_len) ||
+                buf_puts(&x->text, ",\"collection\":") || buf_json_str(&x->text, tab, strlen(tab)) ||
+                buf_puts(&x->text, ",\"docId\":") || buf_json_str(&x->text, idp ? idp : "", idp ? idn : 0) ||
+                buf_puts(&x->text, ",\"doc\":") || put_doc(&x->text, op == SQLITE_DELETE ? NULL : doc) ||
+                (c->prev && (buf_puts(&x->text, ",\"prev\":") || put_doc(&x->text, op == SQLITE_INSERT ? NULL : prev))) ||
+                buf_printf(&x->text, ",\"bookmark\":\"%s\"}", bm) || add_event(x, start))
+                rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+        }
+        sqlite3changeset_finalize(it);
+    }
+    for (size_t k = 0; k < ncolls; k++) free(colls[k].name);
+    free(colls);
+    buf_free(&cs);
+    return rc;
+}

@@ -1,0 +1,585 @@
+/*
+ * test_cdc.c - the change log: changesets against SQLite's session extension,
+ * bookmarks, restore, rollbacks, collections, snapshots. Real SQLite files,
+ * no server (test_pitr.c does the lake).
+ */
+#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
+#include "cdc_util.h"
+#include "codec.h"
+#include "events.h"
+#include "test.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- changesets byte for byte ------------------------------------------------------- */
+
+/* A changeset as table headers, each with its change records sorted (the order inside a table is free). */
+typedef struct cs_table {
+    buf header;
+    buf *changes;
+    size_t n;
+} cs_table;
+
+static size_t varint(const unsigned char *p, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (size_t i = 0; i < 9; i++) {
+        if (i == 8) {
+            *v = x << 8 | p[i];
+            return 9;
+        }
+        x = x << 7 | (p[i] & 0x7f);
+        if (!(p[i] & 0x80)) {
+            *v = x;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+static size_t field(const unsigned char *p)
+{
+    uint64_t n;
+    switch (*p) {
+    case 1:
+    case 2: return 9;
+    case 3:
+    case 4: {
+        size_t k = varint(p + 1, &n);
+        return 1 + k + (size_t)n;
+    }
+    default: return 1;
+    }
+}
+
+static int cmp_buf(const void *a, const void *b)
+{
+    const buf *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return memcmp(x->p, y->p, x->len);
+}
+
+static int cmp_table(const void *a, const void *b)
+{
+    return cmp_buf(&((const cs_table *)a)->header, &((const cs_table *)b)->header);
+}
+
+/* Splits a changeset; returns the number of tables, -1 if malformed. */
+static int cs_split(const void *data, size_t len, cs_table **out)
+{
+    const unsigned char *p = data, *end = p + len;
+    cs_table *t = NULL;
+    int nt = 0, ncol = 0;
+    while (p < end) {
+        if (*p == 'T') {
+            const unsigned char *h = p;
+            uint64_t nc;
+            p += 1 + varint(p + 1, &nc);
+            ncol = (int)nc;
+            p += ncol;
+            p += strlen((const char *)p) + 1;
+            t = realloc(t, (size_t)(nt + 1) * sizeof *t);
+            memset(&t[nt], 0, sizeof t[nt]);
+            buf_append(&t[nt].header, h, (size_t)(p - h));
+            nt++;
+            continue;
+        }
+        if (!nt) return -1;
+        const unsigned char *c = p;
+        int op = *p;
+        p += 2;
+        int records = op == 0x17 ? 2 : 1;
+        for (int r = 0; r < records; r++)
+            for (int i = 0; i < ncol; i++) p += field(p);
+        cs_table *cur = &t[nt - 1];
+        cur->changes = realloc(cur->changes, (cur->n + 1) * sizeof *cur->changes);
+        memset(&cur->changes[cur->n], 0, sizeof(buf));
+        buf_append(&cur->changes[cur->n++], c, (size_t)(p - c));
+    }
+    for (int i = 0; i < nt; i++) qsort(t[i].changes, t[i].n, sizeof(buf), cmp_buf);
+    qsort(t, (size_t)nt, sizeof *t, cmp_table);
+    *out = t;
+    return nt;
+}
+
+static void cs_free(cs_table *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        buf_free(&t[i].header);
+        for (size_t k = 0; k < t[i].n; k++) buf_free(&t[i].changes[k]);
+        free(t[i].changes);
+    }
+    free(t);
+}
+
+static int cs_equal(const void *a, size_t an, const void *b, size_t bn)
+{
+    cs_table *x, *y;
+    int nx = cs_split(a, an, &x), ny = cs_split(b, bn, &y), eq = nx == ny && nx >= 0;
+    for (int i = 0; eq && i < nx; i++) {
+        eq = !cmp_buf(&x[i].header, &y[i].header) && x[i].n == y[i].n;
+        for (size_t k = 0; eq && k < x[i].n; k++) eq = !cmp_buf(&x[i].changes[k], &y[i].changes[k]);
+    }
+    if (nx > 0) cs_free(x, nx);
+    if (ny > 0) cs_free(y, ny);
+    return eq;
+}
+
+static int table_filter(void *ud, const char *tab)
+{
+    (void)ud;
+    return strncmp(tab, "_events_", 8) != 0;
+}
+
+static const char *const SCHEMA =
+    "CREATE TABLE ints(id INTEGER PRIMARY KEY, a, b TEXT);"
+    "CREATE TABLE words(w TEXT PRIMARY KEY, n INTEGER, r REAL, x BLOB) WITHOUT ROWID;"
+    "CREATE TABLE pairs(a TEXT, b INTEGER, v, PRIMARY KEY (b, a));"
+    "CREATE TABLE uniq(id INTEGER PRIMARY KEY, k TEXT UNIQUE);"
+    "CREATE TABLE log(id INTEGER PRIMARY KEY, what TEXT);"
+    "CREATE TRIGGER ints_log AFTER UPDATE ON ints BEGIN INSERT INTO log(what) VALUES ('ints ' || new.id); END;";
+
+/* Transactions, each run on a tracked database and on one with a session. */
+static const char *const TXS[] = {
+    "INSERT INTO ints VALUES (1, 10, 'one'), (2, 2.5, NULL), (3, x'00ff', 'three')",
+    "UPDATE ints SET a = 11 WHERE id = 1",
+    "UPDATE ints SET a = 11 WHERE id = 1",                       /* no change at all */
+    "UPDATE ints SET b = 'x' WHERE id = 2; UPDATE ints SET b = 'y' WHERE id = 2",
+    "DELETE FROM ints WHERE id = 3",
+    "INSERT INTO ints VALUES (4, 4, 'four'); DELETE FROM ints WHERE id = 4", /* nothing */
+    "INSERT INTO words VALUES ('alpha', 1, 1.5, x'01'), ('beta', NULL, -0.0, NULL), ('gamma', 9223372036854775807, "
+    "1e300, x'')",
+    "UPDATE words SET w = 'delta' WHERE w = 'alpha'",                  /* a new key: DELETE + INSERT */
+    "INSERT INTO pairs VALUES ('a', 1, 'v1'), ('b', 1, 'v2'), ('a', 2, NULL)",
+    "UPDATE pairs SET v = 'v3' WHERE a = 'a' AND b = 1; DELETE FROM pairs WHERE b = 2",
+    "INSERT INTO uniq VALUES (1, 'k1'), (2, 'k2')",
+    "INSERT OR REPLACE INTO uniq VALUES (3, 'k1')",                   /* REPLACE deletes row 1 */
+    "SAVEPOINT s; INSERT INTO ints VALUES (5, 5, 'five'); ROLLBACK TO s; RELEASE s; INSERT INTO ints VALUES (6, 6, 'six')",
+    "INSERT INTO ints VALUES (7, 7, 'seven'); UPDATE ints SET a = a + 1 WHERE id = 7",
+    "DELETE FROM words",
+    "UPDATE ints SET a = 100 WHERE id = 1",                           /* the trigger writes log */
+};
+
+TEST(changesets_match_the_session_extension)
+{
+    char *dir = test_tmpdir("cdc-bytes");
+    char pa[1200], pb[1200];
+    snprintf(pa, sizeof pa, "%s/a.db", dir);
+    snprintf(pb, sizeof pb, "%s/b.db", dir);
+    sqlite3 *a, *b;
+    REQUIRE(sqlite3_open(pa, &a) == SQLITE_OK && sqlite3_open(pb, &b) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(a, SCHEMA, NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(b, SCHEMA, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_exec(b, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+    REQUIRE_INT(0, events_track(a, NULL));
+    for (size_t i = 0; i < sizeof TXS / sizeof *TXS; i++) {
+        char before[17], after[17];
+        events_bookmark(a, before);
+        CHECK_INT(0, events_tx_begin(a));
+        int ea = sqlite3_exec(a, TXS[i], NULL, NULL, NULL);
+        CHECK_INT(0, events_tx_commit(a));
+        events_bookmark(a, after);
+
+        sqlite3_session *s;
+        REQUIRE(sqlite3session_create(b, "main", &s) == SQLITE_OK);
+        sqlite3session_table_filter(s, table_filter, NULL);
+        sqlite3session_attach(s, NULL);
+        sqlite3_exec(b, "BEGIN", NULL, NULL, NULL);
+        int eb = sqlite3_exec(b, TXS[i], NULL, NULL, NULL);
+        sqlite3_exec(b, "COMMIT", NULL, NULL, NULL);
+        int n = 0;
+        void *p = NULL;
+        sqlite3session_changeset(s, &n, &p);
+        sqlite3session_delete(s);
+        CHECK_INT(eb, ea);
+
+        /* ours: the last row of the change log, if the transaction changed anything */
+        sqlite3_stmt *st;
+        sqlite3_prepare_v2(a, "SELECT changeset FROM _events_changes WHERE bookmark = ?", -1, &st, NULL);
+        uint64_t bm = strtoull(after, NULL, 16);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)bm);
+        int have = strcmp(before, after) != 0 && sqlite3_step(st) == SQLITE_ROW;
+        if (!have && n) test_fail(__FILE__, __LINE__, "tx %zu: the extension recorded %d bytes, we nothing", i, n);
+        if (have && !n) test_fail(__FILE__, __LINE__, "tx %zu: we recorded, the extension nothing", i);
+        if (have && n &&
+            !cs_equal(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), p, (size_t)n))
+            test_fail(__FILE__, __LINE__, "tx %zu (%s): the changesets differ", i, TXS[i]);
+        sqlite3_finalize(st);
+        sqlite3_free(p);
+    }
+    CHECK_STR(db_hash(b), db_hash(a));
+    CHECK_INT(0, events_untrack(a));
+    sqlite3_close(a);
+    sqlite3_close(b);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- bookmarks and restore ---------------------------------------------------------------- */
+
+TEST(restore_to_every_bookmark_and_back)
+{
+    char *dir = test_tmpdir("cdc-restore");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+    REQUIRE_INT(0, events_track(db, NULL));
+    char bms[32][17], hashes[32][65];
+    int n = 0;
+    events_bookmark(db, bms[n]);
+    CHECK_STR("0000000000000000", bms[n]);
+    strcpy(hashes[n++], db_hash(db));
+    for (size_t i = 0; i < sizeof TXS / sizeof *TXS; i++) {
+        CHECK_INT(0, events_tx_begin(db));
+        sqlite3_exec(db, TXS[i], NULL, NULL, NULL);
+        CHECK_INT(0, events_tx_commit(db));
+        events_bookmark(db, bms[n]);
+        if (strcmp(bms[n], bms[n - 1])) strcpy(hashes[n], db_hash(db)), n++;
+    }
+    CHECK(n >= 12);
+    /* bookmarks are consecutive and sort as they were made */
+    for (int i = 1; i < n; i++) CHECK(strcmp(bms[i - 1], bms[i]) < 0);
+    for (int k = n - 1; k >= 0; k -= 3) {
+        events_restore_report r;
+        CHECK_INT(0, events_restore(db, bms[k], 0, &r));
+        CHECK_STR(hashes[k], db_hash(db));
+    }
+    /* the restores are history too: undo the last one */
+    char now[17];
+    events_bookmark(db, now);
+    char before_last[17];
+    snprintf(before_last, sizeof before_last, "%016llx", (unsigned long long)strtoull(now, NULL, 16) - 1);
+    CHECK_INT(0, events_restore(db, before_last, 0, NULL));
+    CHECK_STR(hashes[3], db_hash(db)); /* the state before restoring to bms[0]: after the restore to bms[3] */
+    /* a dry run changes nothing and says what it would do */
+    events_restore_report r;
+    char h[65];
+    strcpy(h, db_hash(db));
+    CHECK_INT(0, events_restore(db, bms[1], 1, &r));
+    CHECK_STR(h, db_hash(db));
+    CHECK(r.inserted + r.updated + r.deleted > 0);
+    CHECK_STR("", r.bookmark);
+
+    /* errors */
+    CHECK_INT(EVENTS_EINVAL, events_restore(db, "xyz", 0, NULL));
+    CHECK_CONTAINS("not a bookmark", events_errmsg());
+    CHECK_INT(EVENTS_EINVAL, events_restore(db, "00000000000fffff", 0, NULL));
+    CHECK_CONTAINS("after the last one", events_errmsg());
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[1], 0, NULL));
+    CHECK_CONTAINS("outside a transaction", events_errmsg());
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+
+    /* a row changed on another connection: refused, nothing changed */
+    sqlite3 *other;
+    sqlite3_open(path, &other);
+    sqlite3_busy_timeout(other, 5000);
+    /* (a changeset checks the columns it changes: a row gone is always seen) */
+    sqlite3_exec(other, "DELETE FROM ints WHERE id = 1", NULL, NULL, NULL);
+    sqlite3_close(other);
+    strcpy(h, db_hash(db));
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[1], 0, NULL));
+    CHECK_CONTAINS("not what the change log says", events_errmsg());
+    CHECK_STR(h, db_hash(db));
+
+    sqlite3_exec(db, "INSERT INTO ints(id, a, b) VALUES (1, 100, 'one')", NULL, NULL, NULL); /* put it back */
+
+    /* pruned: only what the outbox has delivered goes (here: as if everything had been) */
+    CHECK_INT(0, events_changes_prune(db, bms[4]));
+    CHECK(sql_int(db, "SELECT count(*) FROM _events_changes WHERE bookmark <= 4") > 0); /* not delivered: kept */
+    sqlite3_exec(db, "DELETE FROM _events_outbox", NULL, NULL, NULL);
+    CHECK_INT(0, events_changes_prune(db, bms[4]));
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[2], 0, NULL));
+    CHECK_CONTAINS("pruned", events_errmsg());
+
+    /* a schema change is a wall */
+    events_bookmark(db, now);
+    CHECK_INT(0, events_exec(db, "CREATE TABLE later(id INTEGER PRIMARY KEY, v)"));
+    CHECK_INT(0, events_exec(db, "INSERT INTO later VALUES (1, 'x')"));
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, now, 0, NULL));
+    CHECK_CONTAINS("schema", events_errmsg());
+
+    CHECK_INT(0, events_untrack(db));
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(rollbacks_leave_no_trace_and_plain_writes_are_kept)
+{
+    char *dir = test_tmpdir("cdc-rollback");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+    REQUIRE_INT(0, events_track(db, NULL));
+    /* rolled back: no change record, no outbox row, no bookmark */
+    CHECK_INT(0, events_tx_begin(db));
+    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'a')", NULL, NULL, NULL);
+    CHECK_INT(0, events_tx_rollback(db));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_outbox"));
+    char bm[17];
+    events_bookmark(db, bm);
+    CHECK_STR("0000000000000000", bm);
+    /* a plain write, committed by itself: recorded with the next libevents transaction */
+    sqlite3_exec(db, "INSERT INTO ints VALUES (2, 2, 'plain')", NULL, NULL, NULL);
+    /* then a service transaction with a libevents write inside, rolled back */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (3, 3, 'inside')"));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (4, 4, 'after')"));
+    CHECK_INT(1, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    /* the plain write is in that record: restoring to before it removes it */
+    CHECK_INT(0, events_restore(db, "0000000000000000", 0, NULL));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM ints"));
+    /* a table without a key, written through libevents: refused with its name */
+    sqlite3_exec(db, "CREATE TABLE nokey(a, b)", NULL, NULL, NULL);
+    CHECK_INT(EVENTS_EINVAL, events_exec(db, "INSERT INTO nokey VALUES (1, 2)"));
+    CHECK_CONTAINS("table nokey has no PRIMARY KEY", events_errmsg());
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM nokey"));
+    /* written plainly: not tracked, not an error */
+    CHECK(sqlite3_exec(db, "INSERT INTO nokey VALUES (1, 2)", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (5, 5, 'fine')"));
+    /* events_exec errors */
+    CHECK_INT(EVENTS_EDB, events_exec(db, "INSERT INTO nosuchtable VALUES (1)"));
+    CHECK_CONTAINS("no such table", events_errmsg());
+    CHECK_INT(EVENTS_ESTATE, events_tx_commit(db));
+    CHECK_INT(EVENTS_ESTATE, events_tx_rollback(db));
+    CHECK_INT(0, events_untrack(db));
+    CHECK_INT(EVENTS_ESTATE, events_untrack(db));
+    CHECK_INT(EVENTS_ESTATE, events_exec(db, "SELECT 1"));
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- collections ---------------------------------------------------------------------- */
+
+static int collect(void *ud, const char *id, const char *json)
+{
+    buf *b = ud;
+    buf_printf(b, "%s=%s;", id, json);
+    return 0;
+}
+
+TEST(collections_api_and_bad_input)
+{
+    char *dir = test_tmpdir("cdc-coll");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/c.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &c));
+    CHECK_INT(0, events_collection_put(c, "u1", " { \"name\" : \"Ada\", \"n\": [1, 2] } "));
+    CHECK_INT(0, events_collection_put(c, "u2", "{\"name\":\"Grace\"}"));
+    char *doc;
+    CHECK_INT(0, events_collection_get(c, "u1", &doc));
+    CHECK_STR("{\"name\":\"Ada\",\"n\":[1,2]}", doc);
+    events_free(doc);
+    CHECK_INT(EVENTS_ENOTFOUND, events_collection_get(c, "nobody", &doc));
+    CHECK(doc == NULL);
+    CHECK_INT(1, events_collection_has(c, "u2"));
+    CHECK_INT(0, events_collection_has(c, "u3"));
+    uint64_t n;
+    CHECK_INT(0, events_collection_count(c, &n));
+    CHECK_INT(2, n);
+    /* an identical put records nothing */
+    char b1[17], b2[17];
+    events_bookmark(db, b1);
+    CHECK_INT(0, events_collection_put(c, "u2", "{ \"name\": \"Grace\" }"));
+    events_bookmark(db, b2);
+    CHECK_STR(b1, b2);
+    const char *ids[] = {"u3", "u4", "u5"};
+    const char *docs[] = {"{\"n\":3}", "{\"n\":4}", "{\"n\":5}"};
+    CHECK_INT(0, events_collection_put_many(c, 3, ids, docs));
+    events_bookmark(db, b2);
+    CHECK_INT(strtoull(b1, NULL, 16) + 1, strtoull(b2, NULL, 16)); /* one transaction */
+    buf l = BUF_INIT;
+    CHECK_INT(0, events_collection_list(c, NULL, 2, collect, &l));
+    CHECK_STR("u1={\"name\":\"Ada\",\"n\":[1,2]};u2={\"name\":\"Grace\"};", buf_cstr(&l));
+    l.len = 0;
+    CHECK_INT(0, events_collection_list(c, "u2", 0, collect, &l));
+    CHECK_STR("u3={\"n\":3};u4={\"n\":4};u5={\"n\":5};", buf_cstr(&l));
+    buf_free(&l);
+    /* all or none: one bad document, nothing written */
+    const char *bad_docs[] = {"{\"n\":6}", "[1]"};
+    const char *more[] = {"u6", "u7"};
+    CHECK_INT(EVENTS_EINVAL, events_collection_put_many(c, 2, more, bad_docs));
+    CHECK_INT(0, events_collection_has(c, "u6"));
+    CHECK_INT(0, events_collection_delete(c, "u5"));
+    CHECK_INT(EVENTS_ENOTFOUND, events_collection_delete(c, "u5"));
+    CHECK_INT(0, events_collection_delete_many(c, 2, ids));
+    CHECK_INT(0, events_collection_count(c, &n));
+    CHECK_INT(2, n);
+
+    struct {
+        const char *id, *json, *msg;
+        int rc;
+    } bad[] = {
+        {"x", "[1,2]", "must be a JSON object", EVENTS_EINVAL},
+        {"x", "{\"a\":", "is not JSON", EVENTS_EINVAL},
+        {"x", "{} extra", "text after the object", EVENTS_EINVAL},
+        {"x", "{\"a\":1,\"a\":2}", "the key \"a\" twice", EVENTS_EINVAL},
+        {"x", "{\"s\":\"\xff\"}", "UTF-8", EVENTS_EINVAL},
+        {"x", NULL, "no JSON", EVENTS_EINVAL},
+        {"", "{}", "1-255 bytes", EVENTS_EINVAL},
+        {"bad\xc3", "{}", "not valid UTF-8", EVENTS_EINVAL},
+        {NULL, "{}", "id is required", EVENTS_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = events_collection_put(c, bad[i].id, bad[i].json);
+        if (rc != bad[i].rc) test_fail(__FILE__, __LINE__, "bad %zu: got %d (%s)", i, rc, events_errmsg());
+        CHECK_CONTAINS(bad[i].msg, events_errmsg());
+    }
+    buf deep = BUF_INIT;
+    for (int i = 0; i < 70; i++) buf_puts(&deep, "{\"a\":");
+    buf_puts(&deep, "1");
+    for (int i = 0; i < 70; i++) buf_putc(&deep, '}');
+    CHECK_INT(EVENTS_EINVAL, events_collection_put(c, "deep", buf_cstr(&deep)));
+    CHECK_CONTAINS("levels deep", events_errmsg());
+    buf_free(&deep);
+    buf big = BUF_INIT;
+    buf_puts(&big, "{\"s\":\"");
+    for (int i = 0; i < 130000; i++) buf_putc(&big, 'x');
+    buf_puts(&big, "\"}");
+    CHECK_INT(EVENTS_ETOOBIG, events_collection_put(c, "big", buf_cstr(&big)));
+    buf_free(&big);
+    char longid[300];
+    memset(longid, 'i', 299);
+    longid[299] = 0;
+    CHECK_INT(EVENTS_EINVAL, events_collection_put(c, longid, "{}"));
+
+    /* names */
+    events_collection *d;
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "Users", NULL, &d));
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "_events_x", NULL, &d));
+    sqlite3_exec(db, "CREATE TABLE other(id INTEGER PRIMARY KEY, v)", NULL, NULL, NULL);
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "other", NULL, &d));
+    CHECK_CONTAINS("not a collection", events_errmsg());
+    /* a second handle on the same collection works */
+    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &d));
+    CHECK_INT(1, events_collection_has(d, "u1"));
+    events_collection_close(d);
+    CHECK_INT(0, events_collection_clear(c));
+    CHECK_INT(0, events_collection_count(c, &n));
+    CHECK_INT(0, n);
+    events_collection_close(c);
+    CHECK(tracked_by_nobody(db));
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- snapshots ---------------------------------------------------------------------------- */
+
+TEST(snapshot_file_is_the_data_at_its_bookmark)
+{
+    char *dir = test_tmpdir("cdc-snap");
+    char path[1200], snap[1200];
+    snprintf(path, sizeof path, "%s/s.db", dir);
+    snprintf(snap, sizeof snap, "%s/snap.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open_db(db, "docs", NULL, &c));
+    for (int i = 0; i < 50; i++) {
+        char id[16], doc[64];
+        snprintf(id, sizeof id, "d%02d", i);
+        snprintf(doc, sizeof doc, "{\"i\":%d}", i);
+        CHECK_INT(0, events_collection_put(c, id, doc));
+    }
+    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'plain')", NULL, NULL, NULL); /* not yet recorded */
+    char bm[17];
+    CHECK_INT(0, events_snapshot_file(db, snap, bm));
+    CHECK_STR("0000000000000033", bm); /* 50 puts and the plain write */
+    CHECK_INT(EVENTS_EINVAL, events_snapshot_file(db, snap, bm));
+    CHECK_CONTAINS("exists", events_errmsg());
+    sqlite3 *s;
+    REQUIRE(sqlite3_open(snap, &s) == SQLITE_OK);
+    CHECK_STR(db_hash(db), db_hash(s));
+    CHECK_INT(0, sql_int(s, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, sql_int(s, "SELECT count(*) FROM _events_outbox"));
+    CHECK_INT(51, sql_int(s, "SELECT value FROM _events_meta WHERE key = 'bookmark'"));
+    CHECK_INT(1, sql_int(s, "SELECT count(*) FROM _events_collections WHERE name = 'docs'"));
+    sqlite3_close(s);
+    events_collection_close(c);
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- a crash between the write and its commit --------------------------------------------- */
+
+TEST(sigkill_between_write_and_commit)
+{
+    char *dir = test_tmpdir("cdc-kill");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/k.db", dir);
+    for (int round = 0; round < 3; round++) {
+        int to_child[2], to_parent[2];
+        REQUIRE(pipe(to_child) == 0 && pipe(to_parent) == 0);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            sqlite3 *db;
+            if (sqlite3_open(path, &db) != SQLITE_OK) _exit(3);
+            events_collection *c;
+            if (events_collection_open_db(db, "docs", NULL, &c)) _exit(4);
+            for (int i = 0;; i++) {
+                char id[32], doc[64], go;
+                snprintf(id, sizeof id, "r%d-%d", round, i);
+                snprintf(doc, sizeof doc, "{\"round\":%d,\"i\":%d}", round, i);
+                if (events_tx_begin(db) || events_collection_put(c, id, doc)) _exit(5);
+                if (write(to_parent[1], "w", 1) != 1 || read(to_child[0], &go, 1) != 1) _exit(6);
+                if (events_tx_commit(db)) _exit(7);
+                if (write(to_parent[1], "c", 1) != 1 || read(to_child[0], &go, 1) != 1) _exit(6);
+            }
+        }
+        close(to_child[0]);
+        close(to_parent[1]);
+        char m;
+        int committed = 0;
+        for (int i = 0; i < 5 + round; i++) { /* let some commit */
+            CHECK(read(to_parent[0], &m, 1) == 1 && m == 'w');
+            CHECK(write(to_child[1], "g", 1) == 1);
+            CHECK(read(to_parent[0], &m, 1) == 1 && m == 'c');
+            committed++;
+            if (i + 1 < 5 + round) CHECK(write(to_child[1], "g", 1) == 1);
+        }
+        CHECK(write(to_child[1], "g", 1) == 1);
+        CHECK(read(to_parent[0], &m, 1) == 1 && m == 'w'); /* written, not committed */
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        CHECK(WIFSIGNALED(st));
+        close(to_child[1]);
+        close(to_parent[0]);
+        sqlite3 *db;
+        REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+        char q[200];
+        snprintf(q, sizeof q, "SELECT count(*) FROM docs WHERE id LIKE 'r%d-%%'", round);
+        CHECK_INT(committed, sql_int(db, q));
+        /* every committed document has its change record and its outbox row; the killed one has neither */
+        CHECK_INT(sql_int(db, "SELECT count(*) FROM docs"), sql_int(db, "SELECT count(*) FROM _events_changes"));
+        CHECK_INT(sql_int(db, "SELECT count(*) FROM _events_changes"),
+                  sql_int(db, "SELECT count(*) FROM _events_outbox WHERE changes IS NOT NULL"));
+        CHECK_INT(sql_int(db, "SELECT max(bookmark) FROM _events_changes"),
+                  sql_int(db, "SELECT value FROM _events_meta WHERE key = 'bookmark'"));
+        sqlite3_close(db);
+    }
+    test_rmtree(dir);
+    free(dir);
+}
