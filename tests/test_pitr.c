@@ -1,0 +1,232 @@
+/*
+ * test_pitr.c - the change log through a real server: CDC events in the lake,
+ * snapshots uploaded and listed, and restores from the lake alone that give
+ * the same database as a local restore (the property test).
+ */
+#include "cdc_util.h"
+#include "events.h"
+#include "harness.h"
+#include "test.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *const SEAL_FAST[] = {"--seal-age", "200ms", NULL};
+
+typedef struct env {
+    char *dir;
+    char lake[1024], dbpath[1024];
+    srv s;
+    sqlite3 *db;
+    events_emitter *em;
+} env;
+
+static int env_open(env *e, const char *tag)
+{
+    memset(e, 0, sizeof *e);
+    e->dir = test_tmpdir(tag);
+    snprintf(e->lake, sizeof e->lake, "%s/lake", e->dir);
+    snprintf(e->dbpath, sizeof e->dbpath, "%s/app.db", e->dir);
+    if (srv_start(&e->s, e->lake, SEAL_FAST)) return -1;
+    if (sqlite3_open(e->dbpath, &e->db) != SQLITE_OK) return -1;
+    sqlite3_busy_timeout(e->db, 5000);
+    events_config c;
+    memset(&c, 0, sizeof c);
+    c.endpoint = e->s.url;
+    c.db = e->db;
+    c.flush_interval_ms = 50;
+    c.backoff_min_ms = 20;
+    c.backoff_max_ms = 200;
+    c.identity.id = "app-1";
+    if (events_emitter_open(&c, &e->em)) {
+        fprintf(stderr, "emitter: %s\n", events_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
+static void env_close(env *e)
+{
+    if (e->em) events_emitter_close(e->em, 5000);
+    if (e->db) sqlite3_close(e->db);
+    if (test_failed_now() && e->s.log[0]) srv_dump_log(&e->s);
+    if (e->s.pid) srv_stop(&e->s, SIGKILL);
+    if (e->s.log[0]) unlink(e->s.log);
+    test_rmtree(e->dir);
+    free(e->dir);
+}
+
+/* Stops the server and returns every event of the lake whose type starts with prefix, in file order. */
+static json_t *lake_events(env *e, const char *prefix)
+{
+    srv_stop(&e->s, SIGTERM);
+    buf all = BUF_INIT;
+    lake_read_all(e->lake, &all, NULL);
+    json_t *out = json_array();
+    for (const char *p = all.p, *end = all.p + all.len; p && p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break;
+        json_t *v = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        const char *t = json_string_value(json_object_get(v, "type"));
+        if (t && !strncmp(t, prefix, strlen(prefix))) json_array_append(out, v);
+        json_decref(v);
+        p = nl + 1;
+    }
+    buf_free(&all);
+    return out;
+}
+
+static json_t *find_event(json_t *all, const char *type, const char *doc_id, const char *bookmark)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(all, i, v)
+    {
+        if (strcmp(json_string_value(json_object_get(v, "type")), type)) continue;
+        if (doc_id && strcmp(json_string_value(json_object_get(v, "docId")), doc_id)) continue;
+        if (bookmark && strcmp(json_string_value(json_object_get(v, "bookmark")), bookmark)) continue;
+        return v;
+    }
+    return NULL;
+}
+
+static char *dump(json_t *v)
+{
+    return v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : strdup("(none)");
+}
+
+#define CHECK_JSON(want, v)                                                                        \
+    do {                                                                                           \
+        json_t *w_ = json_loads(want, JSON_DECODE_ANY, NULL);                                                  \
+        if (!w_ || !(v) || !json_equal(w_, (v))) {                                                 \
+            char *a_ = dump(v), *b_ = dump(w_);                                                    \
+            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s\n  actual:   %s", #v, b_, a_);        \
+            free(a_);                                                                              \
+            free(b_);                                                                              \
+        }                                                                                          \
+        json_decref(w_);                                                                           \
+    } while (0)
+
+TEST(cdc_events_in_the_lake_carry_the_documents)
+{
+    env e;
+    REQUIRE_INT(0, env_open(&e, "pitr-cdc"));
+    events_collection *users, *quiet;
+    REQUIRE_INT(0, events_collection_open(e.em, "users", NULL, &users));
+    events_collection_config nc = {.no_prev = 1};
+    REQUIRE_INT(0, events_collection_open(e.em, "quiet", &nc, &quiet));
+    char b[8][17];
+    CHECK_INT(0, events_collection_put(users, "u1", "{\"name\":\"Ada\"}"));
+    events_bookmark(e.db, b[0]);
+    CHECK_INT(0, events_collection_put(users, "u1", "{\"name\":\"Ada L.\",\"born\":1815}"));
+    events_bookmark(e.db, b[1]);
+    CHECK_INT(0, events_begin(e.em)); /* two documents, one rpc event, one transaction */
+    CHECK_INT(0, events_collection_put(users, "u2", "{\"name\":\"Grace\"}"));
+    CHECK_INT(0, events_collection_put(quiet, "q1", "{\"v\":1}"));
+    CHECK_INT(0, events_emit_rpc(e.em, "users", "create", 1.5, 1, NULL));
+    CHECK_INT(0, events_commit(e.em));
+    events_bookmark(e.db, b[2]);
+    CHECK_INT(0, events_collection_put(quiet, "q1", "{\"v\":2}"));
+    events_bookmark(e.db, b[3]);
+    CHECK_INT(0, events_collection_delete(users, "u1"));
+    events_bookmark(e.db, b[4]);
+    /* a plain table written through libevents: a changeset, no collection event */
+    CHECK_INT(0, events_exec(e.db, "CREATE TABLE plain(id INTEGER PRIMARY KEY, v TEXT)"));
+    CHECK_INT(0, events_exec(e.db, "INSERT INTO plain VALUES (1, 'x')"));
+    events_bookmark(e.db, b[5]);
+    CHECK_INT(0, events_flush(e.em, 20000));
+    events_stats st;
+    events_emitter_stats(e.em, &st);
+    CHECK_INT(0, st.dead);
+    CHECK_INT(0, st.queued);
+
+    json_t *all = lake_events(&e, "");
+    json_t *coll = json_array(), *cs = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(all, i, v)
+    {
+        const char *t = json_string_value(json_object_get(v, "type"));
+        if (!strncmp(t, "collection.", 11)) json_array_append(coll, v);
+        if (!strcmp(t, "sqlite.changeset")) json_array_append(cs, v);
+    }
+    CHECK_INT(6, json_array_size(coll));
+    CHECK_INT(6, json_array_size(cs)); /* one per transaction, each small enough for one part */
+    json_t *x = find_event(all, "collection.insert", "u1", b[0]);
+    CHECK_JSON("\"Ada\"", json_object_get(json_object_get(x, "doc"), "name"));
+    CHECK(json_is_null(json_object_get(x, "prev")));
+    CHECK_JSON("{\"id\":\"app-1\"}", json_object_get(x, "do"));
+    CHECK_JSON("\"users\"", json_object_get(x, "collection"));
+    x = find_event(all, "collection.update", "u1", b[1]);
+    CHECK_JSON("{\"name\":\"Ada L.\",\"born\":1815}", json_object_get(x, "doc"));
+    CHECK_JSON("{\"name\":\"Ada\"}", json_object_get(x, "prev"));
+    x = find_event(all, "collection.insert", "u2", b[2]);
+    CHECK_JSON("{\"name\":\"Grace\"}", json_object_get(x, "doc"));
+    x = find_event(all, "collection.insert", "q1", b[2]);
+    CHECK(x && !json_object_get(x, "prev")); /* not tracked for this collection */
+    x = find_event(all, "collection.update", "q1", b[3]);
+    CHECK_JSON("{\"v\":2}", json_object_get(x, "doc"));
+    CHECK(x && !json_object_get(x, "prev"));
+    x = find_event(all, "collection.delete", "u1", b[4]);
+    CHECK(x && json_is_null(json_object_get(x, "doc")));
+    CHECK_JSON("{\"name\":\"Ada L.\",\"born\":1815}", json_object_get(x, "prev"));
+    x = find_event(all, "sqlite.changeset", NULL, b[5]);
+    CHECK_JSON("{\"plain\":{\"insert\":1,\"update\":0,\"delete\":0}}", json_object_get(x, "tables"));
+    CHECK_JSON("1", json_object_get(x, "parts"));
+    CHECK(json_string_length(json_object_get(x, "changeset")) > 10);
+    CHECK(find_event(all, "rpc.call", NULL, NULL) != NULL);
+    /* ids: source:bookmark:n, the same however often the row is sent */
+    x = find_event(all, "sqlite.changeset", NULL, b[0]);
+    const char *src = json_string_value(json_object_get(x, "source"));
+    char want[200];
+    snprintf(want, sizeof want, "%s:%s:cs0", src ? src : "", b[0]);
+    CHECK_STR(want, json_string_value(json_object_get(x, "id")));
+    json_decref(coll);
+    json_decref(cs);
+    json_decref(all);
+    events_collection_close(users);
+    events_collection_close(quiet);
+    env_close(&e);
+}
+
+/* A transaction larger than one event: its changeset travels in parts, every document too. */
+TEST(large_transaction_in_parts)
+{
+    env e;
+    REQUIRE_INT(0, env_open(&e, "pitr-large"));
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open(e.em, "big", NULL, &c));
+    enum { N = 600 };
+    char *ids[N], *docs[N];
+    for (int i = 0; i < N; i++) {
+        ids[i] = malloc(16);
+        docs[i] = malloc(1100);
+        snprintf(ids[i], 16, "d%04d", i);
+        int k = snprintf(docs[i], 1100, "{\"i\":%d,\"pad\":\"", i);
+        memset(docs[i] + k, 'a' + i % 26, 1000);
+        strcpy(docs[i] + k + 1000, "\"}");
+    }
+    CHECK_INT(0, events_collection_put_many(c, N, (const char *const *)ids, (const char *const *)docs));
+    CHECK_INT(0, events_flush(e.em, 30000));
+    json_t *all = lake_events(&e, "");
+    int parts = 0, inserts = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(all, i, v)
+    {
+        const char *t = json_string_value(json_object_get(v, "type"));
+        if (!strcmp(t, "sqlite.changeset")) {
+            parts++;
+            CHECK_INT(7, json_integer_value(json_object_get(v, "parts")));
+        }
+        if (!strcmp(t, "collection.insert")) inserts++;
+    }
+    CHECK_INT(7, parts); /* 600 KB of changeset in 96 KiB parts */
+    CHECK_INT(N, inserts);
+    json_decref(all);
+    for (int k = 0; k < N; k++) free(ids[k]), free(docs[k]);
+    events_collection_close(c);
+    env_close(&e);
+}
