@@ -15,7 +15,7 @@ int cmd_serve(int argc, char **argv)
     server_config_defaults(&c);
     uint64_t max_body = c.max_body, seal_bytes = c.seal_bytes, max_event_bytes = c.max_event_bytes,
              spool_max = c.spool_max, query_memory = c.query_memory,
-             query_max_rows = c.query_max_rows;
+             query_max_rows = c.query_max_rows, max_snapshot = c.max_snapshot;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
@@ -65,6 +65,8 @@ int cmd_serve(int argc, char **argv)
          "rows in one answer at most (default 100000)"},
         {"query-memory", "EVENTS_QUERY_MEMORY", OPT_SIZE, &query_memory, "SIZE",
          "DuckDB's memory limit (default 1GiB)"},
+        {"max-snapshot", "EVENTS_MAX_SNAPSHOT", OPT_SIZE, &max_snapshot, "SIZE",
+         "largest database snapshot PUT /snapshots takes (default 1GiB)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL",
@@ -131,6 +133,11 @@ int cmd_serve(int argc, char **argv)
                 "about 32 MiB per scan)\n");
         return 2;
     }
+    if (max_snapshot < 4096) {
+        fprintf(stderr, "events serve: --max-snapshot must be at least 4KiB\n");
+        return 2;
+    }
+    c.max_snapshot = max_snapshot;
     c.max_body = (size_t)max_body;
     c.max_event_bytes = (size_t)max_event_bytes;
     c.max_events = (size_t)max_events;

@@ -93,3 +93,38 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
     *ext = dot + 1;
     return 0;
 }
+
+int lake_source_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (!n || n > 32 || !strcmp(s, ".") || !strcmp(s, "..")) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              s[i] == '_' || s[i] == '.' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+void lake_snapshot_key(const char *source, const char *bookmark, const char *ext, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_SNAPSHOTS_PREFIX "%s/%s.%s", source, bookmark, ext);
+}
+
+int lake_parse_snapshot_key(const char *key, char source[64], char bookmark[17], const char **ext)
+{
+    size_t pl = strlen(LAKE_SNAPSHOTS_PREFIX);
+    if (strncmp(key, LAKE_SNAPSHOTS_PREFIX, pl)) return -1;
+    const char *s = key + pl, *slash = strchr(s, '/');
+    if (!slash || (size_t)(slash - s) >= 64) return -1;
+    memcpy(source, s, (size_t)(slash - s));
+    source[slash - s] = 0;
+    if (!lake_source_valid(source)) return -1;
+    const char *b = slash + 1;
+    for (int i = 0; i < 16; i++)
+        if (!((b[i] >= '0' && b[i] <= '9') || (b[i] >= 'a' && b[i] <= 'f'))) return -1;
+    if (b[16] != '.') return -1;
+    memcpy(bookmark, b, 16);
+    bookmark[16] = 0;
+    *ext = b + 17;
+    return strchr(*ext, '/') ? -1 : 0;
+}

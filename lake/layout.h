@@ -18,6 +18,7 @@
 #define LAKE_KEY_MAX       512
 #define LAKE_UUID_LEN      36
 #define LAKE_EVENTS_PREFIX "events/"
+#define LAKE_SNAPSHOTS_PREFIX "snapshots/"
 
 /* The partition (hours since the epoch) of a time in ms. */
 static inline int64_t lake_hour(int64_t ms)
@@ -42,5 +43,17 @@ int lake_parse_spool_name(const char *name, int64_t *hour, char uuid[LAKE_UUID_L
  * *ext (pointing into key: "jsonl" or "parquet"), or -1.
  */
 int lake_parse_event_key(const char *key, int64_t *hour, const char **ext);
+
+/* 1 if s can name a snapshot source: 1-32 of [0-9A-Za-z_.-], not "." or "..". */
+int lake_source_valid(const char *s);
+
+/* "snapshots/{source}/{bookmark}.{ext}" (ext "db" or "json"). */
+void lake_snapshot_key(const char *source, const char *bookmark, const char *ext, char out[LAKE_KEY_MAX]);
+
+/*
+ * Parses "snapshots/{source}/{bookmark}.{ext}". Returns 0 and fills source,
+ * bookmark (16 hex digits) and *ext (pointing into key), or -1.
+ */
+int lake_parse_snapshot_key(const char *key, char source[64], char bookmark[17], const char **ext);
 
 #endif

@@ -20,6 +20,7 @@ enum metrics_route {
     ROUTE_QUERY,
     ROUTE_HEALTH,
     ROUTE_METRICS,
+    ROUTE_SNAPSHOTS,
     ROUTE_OTHER,
     ROUTE_COUNT
 };

@@ -13,6 +13,7 @@
  * writer seals every segment into the lake.
  */
 #include "server.h"
+#include "snapshots.h"
 #include "auth.h"
 #include "evtime.h"
 #include "ingest.h"
@@ -59,9 +60,10 @@ typedef struct server {
     _Atomic int inflight, waiting;
     _Atomic int stopping; /* set at SIGTERM: new requests are answered 503, never suspended */
     pthread_key_t ctx_key;
+    char spool[4096]; /* also where snapshot uploads are written before they go to the lake */
 } server;
 
-enum kind { K_NONE, K_INGEST, K_QUERY, K_HEALTH, K_METRICS };
+enum kind { K_NONE, K_INGEST, K_QUERY, K_HEALTH, K_METRICS, K_SNAP_PUT, K_SNAP_LIST, K_SNAP_GET };
 
 #define QUERY_MAX_BODY (1u << 20)
 enum state { ST_READING, ST_WAITING, ST_RESPONDED };
@@ -84,6 +86,8 @@ typedef struct request {
     qjob *job;               /* K_QUERY: the query, once submitted */
     unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
     char discard_error[160];
+    snap_upload *snap;       /* K_SNAP_PUT: the upload so far */
+    char snap_source[64], snap_bookmark[17];
 } request;
 
 void server_config_defaults(server_config *c)
@@ -105,6 +109,7 @@ void server_config_defaults(server_config *c)
     c->query_timeout_ms = 30000;
     c->query_max_rows = 100000;
     c->query_memory = 1ull << 30;
+    c->max_snapshot = 1ull << 30;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -307,6 +312,33 @@ static enum MHD_Result handle_query(server *s, request *r)
     return MHD_YES;
 }
 
+static enum MHD_Result handle_snapshots(server *s, request *r)
+{
+    buf b = BUF_INIT;
+    unsigned st;
+    enum MHD_Result ok;
+    if (r->kind == K_SNAP_PUT) {
+        st = snap_finish(r->snap, s->store, &b);
+        r->snap = NULL;
+        if (st == 201)
+            log_msg(LOG_INFO, "snapshot stored", "source", r->snap_source, "bookmark",
+                    r->snap_bookmark, LOG_END);
+    } else if (r->kind == K_SNAP_LIST) {
+        const char *src = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
+        st = snap_list(s->store, src && *src ? src : NULL, &b);
+    } else {
+        st = snap_get(s->store, r->snap_source, r->snap_bookmark, &b);
+        if (st == 200) {
+            ok = send_response(r, 200, "application/vnd.sqlite3", b.p, b.len, NULL, NULL);
+            buf_free(&b);
+            return ok;
+        }
+    }
+    ok = send_json(r, st, &b, NULL, NULL);
+    buf_free(&b);
+    return ok;
+}
+
 static enum MHD_Result handle_health(server *s, request *r)
 {
     lake_writer_stats st;
@@ -375,6 +407,17 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         r->kind = K_HEALTH, r->route = ROUTE_HEALTH;
     } else if (!strcmp(url, "/metrics")) {
         r->kind = K_METRICS, r->route = ROUTE_METRICS;
+    } else {
+        char err[160];
+        int sp = snap_parse_url(url, r->snap_source, r->snap_bookmark, err, sizeof err);
+        if (sp == -1) {
+            r->route = ROUTE_SNAPSHOTS;
+            return send_error(r, 400, "%s", err);
+        }
+        if (sp >= 0) {
+            r->route = ROUTE_SNAPSHOTS;
+            r->kind = sp == 1 ? K_SNAP_LIST : !strcmp(method, "PUT") ? K_SNAP_PUT : K_SNAP_GET;
+        }
     }
 
     if (!strcmp(method, "OPTIONS")) {
@@ -392,8 +435,11 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     }
     if (r->kind == K_NONE) return send_error(r, 404, "no such endpoint: %s %s", method, url);
     int wants_post = r->kind == K_INGEST || r->kind == K_QUERY;
-    if ((wants_post && !is_post) || (!wants_post && !is_get))
+    if (r->kind == K_SNAP_PUT) {
+        /* PUT is the only method besides GET here */
+    } else if ((wants_post && !is_post) || (!wants_post && !is_get)) {
         return send_error(r, 405, "method %s not allowed on %s", method, url);
+    }
 
     if (r->kind != K_HEALTH && auth_count(s->auth)) {
         const char *h =
@@ -404,14 +450,16 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
             return send_error(r, 401,
                               h ? "invalid bearer token"
                                 : "missing bearer token (Authorization: Bearer TOKEN)");
-        unsigned need = r->kind == K_INGEST  ? SCOPE_INGEST
-                        : r->kind == K_QUERY ? SCOPE_QUERY
-                                             : (SCOPE_QUERY | SCOPE_ADMIN);
+        unsigned need = r->kind == K_INGEST     ? SCOPE_INGEST
+                        : r->kind == K_QUERY    ? SCOPE_QUERY
+                        : r->kind == K_SNAP_PUT ? (SCOPE_INGEST | SCOPE_ADMIN)
+                                                : (SCOPE_QUERY | SCOPE_ADMIN);
         if (!(scopes & need))
             return send_error(r, 403, "token %s lacks the %s scope", who,
-                              r->kind == K_INGEST  ? "ingest"
-                              : r->kind == K_QUERY ? "query"
-                                                   : "query or admin");
+                              r->kind == K_INGEST     ? "ingest"
+                              : r->kind == K_QUERY    ? "query"
+                              : r->kind == K_SNAP_PUT ? "ingest or admin"
+                                                      : "query or admin");
     }
 
     if (r->kind == K_QUERY) {
@@ -433,6 +481,18 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
              * clients that announce big bodies and send nothing cost little */
             if (buf_reserve(&r->body, (size_t)(len < (1u << 20) ? len : (1u << 20))))
                 return send_error(r, 503, "out of memory");
+        }
+    }
+    if (r->kind == K_SNAP_PUT) {
+        const char *cl =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_snapshot)
+            return send_error(r, 413, "snapshot of %s bytes is over the limit of %llu bytes", cl,
+                              (unsigned long long)s->cfg.max_snapshot);
+        char err[300];
+        if (!(r->snap = snap_begin(s->spool, r->snap_source, r->snap_bookmark, err, sizeof err))) {
+            log_msg(LOG_ERROR, "snapshot upload", "error", err, LOG_END);
+            return send_error(r, 503, "cannot store the upload: %s", err);
         }
     }
     if (r->kind == K_INGEST) {
@@ -510,6 +570,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             snprintf(msg, sizeof msg, "request not received within %d s", s->cfg.request_timeout_s);
             return abort_mid_body(r, 408, "Request Timeout", msg);
         }
+        if (r->kind == K_SNAP_PUT && !r->discard_status) {
+            char err[300];
+            if (snap_size(r->snap) + n > s->cfg.max_snapshot) {
+                r->discard_status = 413;
+                snprintf(r->discard_error, sizeof r->discard_error,
+                         "snapshot is over the limit of %llu bytes",
+                         (unsigned long long)s->cfg.max_snapshot);
+            } else if (snap_write(r->snap, upload, n, err, sizeof err)) {
+                r->discard_status = 503;
+                snprintf(r->discard_error, sizeof r->discard_error, "%s", err);
+            }
+            return MHD_YES;
+        }
         if ((r->kind != K_INGEST && r->kind != K_QUERY) || r->discard_status)
             return MHD_YES; /* dropped */
         if (r->kind == K_INGEST)
@@ -533,6 +606,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case K_QUERY: return handle_query(s, r);
     case K_HEALTH: return handle_health(s, r);
     case K_METRICS: return handle_metrics(s, r);
+    case K_SNAP_PUT:
+    case K_SNAP_LIST:
+    case K_SNAP_GET: return handle_snapshots(s, r);
     default: return send_error(r, 404, "no such endpoint");
     }
 }
@@ -551,6 +627,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r->status)
         metrics_request(r->route, 499,
                         evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
+    snap_abort(r->snap);
     buf_free(&r->body);
     buf_free(&r->answer);
     ingest_result_free(&r->res);
@@ -681,7 +758,7 @@ int server_run(const server_config *cfg)
     pthread_key_create(&s->ctx_key, free_ctx);
     int rc = 1, lfd = -1;
     char err[1024];
-    char spool[4096];
+    char *spool = s->spool;
 
     /* Signals are taken by sigwait in this thread only. */
     sigset_t set;
@@ -710,11 +787,11 @@ int server_run(const server_config *cfg)
         goto out;
     }
     if (cfg->spool) {
-        snprintf(spool, sizeof spool, "%s", cfg->spool);
+        snprintf(spool, sizeof s->spool, "%s", cfg->spool);
     } else if (s->store->ops->root(s->store)) {
-        snprintf(spool, sizeof spool, "%s/.spool", s->store->ops->root(s->store));
+        snprintf(spool, sizeof s->spool, "%s/.spool", s->store->ops->root(s->store));
     } else {
-        snprintf(spool, sizeof spool, "./events-spool");
+        snprintf(spool, sizeof s->spool, "./events-spool");
     }
     lake_writer_config wc = {
         spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window, cfg->spool_max};

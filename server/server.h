@@ -6,6 +6,8 @@
  *   POST /query             SQL over the lake (DuckDB)         scope query
  *   GET  /health            liveness and spool state           none
  *   GET  /metrics           Prometheus text                    query or admin
+ *   PUT  /snapshots/S/B     a database snapshot into the lake  ingest or admin
+ *   GET  /snapshots[/S/B]   the snapshots' manifests, a file   query or admin
  *   OPTIONS *               CORS preflight                     none
  */
 #ifndef EVENTS_SERVER_H
@@ -36,6 +38,7 @@ typedef struct server_config {
     int64_t query_timeout_ms; /* default 30 s */
     uint64_t query_max_rows;  /* rows in one answer; default 100,000 */
     uint64_t query_memory;    /* DuckDB's memory limit; default 1 GiB */
+    uint64_t max_snapshot;    /* largest snapshot upload; default 1 GiB */
 } server_config;
 
 /* Fills cfg with the defaults above. */

@@ -230,3 +230,143 @@ TEST(large_transaction_in_parts)
     events_collection_close(c);
     env_close(&e);
 }
+
+/* ---- snapshots on the server -------------------------------------------------------------- */
+
+TEST(snapshots_uploaded_listed_and_fetched)
+{
+    env e;
+    REQUIRE_INT(0, env_open(&e, "pitr-snap"));
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open(e.em, "users", NULL, &c));
+    for (int i = 0; i < 20; i++) {
+        char id[16], doc[40];
+        snprintf(id, sizeof id, "u%02d", i);
+        snprintf(doc, sizeof doc, "{\"i\":%d}", i);
+        CHECK_INT(0, events_collection_put(c, id, doc));
+    }
+    char bm[17];
+    CHECK_INT(0, events_snapshot(e.em, bm));
+    CHECK_STR("0000000000000014", bm);
+    const char *src = NULL;
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(e.db, "SELECT value FROM _events_meta WHERE key = 'source'", -1, &st, NULL);
+    sqlite3_step(st);
+    char source[64];
+    snprintf(source, sizeof source, "%s", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    src = source;
+
+    char url[300];
+    resp r;
+    snprintf(url, sizeof url, "%s/snapshots?source=%s", e.s.url, src);
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
+    CHECK_INT(200, r.status);
+    json_t *list = json_loads(r.body.p, 0, NULL);
+    json_t *m = json_array_get(json_object_get(list, "snapshots"), 0);
+    CHECK_STR(bm, json_string_value(json_object_get(m, "bookmark")));
+    CHECK_STR(src, json_string_value(json_object_get(m, "source")));
+    CHECK_INT(64, json_string_length(json_object_get(m, "sha256")));
+    CHECK_JSON("[{\"name\":\"users\",\"rows\":20}]", json_object_get(m, "tables"));
+    json_decref(list);
+    resp_free(&r);
+
+    /* the file, as the server keeps it, is the database at that bookmark */
+    snprintf(url, sizeof url, "%s/snapshots/%s/%s", e.s.url, src, bm);
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
+    CHECK_INT(200, r.status);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fetched.db", e.dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(r.body.p, 1, r.body.len, f);
+    fclose(f);
+    sqlite3 *s2;
+    REQUIRE(sqlite3_open(path, &s2) == SQLITE_OK);
+    CHECK_STR(db_hash(e.db), db_hash(s2));
+    sqlite3_close(s2);
+
+    /* the same upload again: its manifest; other content under the name: 409 */
+    const char *h[] = {"Content-Type: application/vnd.sqlite3", NULL};
+    resp r2;
+    CHECK_INT(0, http_do("PUT", url, h, r.body.p, r.body.len, 0, &r2));
+    CHECK_INT(200, r2.status);
+    CHECK_CONTAINS(bm, r2.body.p);
+    resp_free(&r2);
+    r.body.p[r.body.len - 1] ^= 1; /* the last page: still a database, another checksum */
+    CHECK_INT(0, http_do("PUT", url, h, r.body.p, r.body.len, 0, &r2));
+    CHECK_INT(409, r2.status);
+    CHECK_CONTAINS("exists with other content", r2.body.p);
+    resp_free(&r2);
+    resp_free(&r);
+
+    /* bad requests */
+    struct {
+        const char *method, *path, *body;
+        long status;
+        const char *msg;
+    } bad[] = {
+        {"PUT", "/snapshots/a/0000000000000001", "not a database at all, but long enough", 422, "not a SQLite database"},
+        {"PUT", "/snapshots/a/xyz", "x", 400, "16 lowercase hex digits"},
+        {"PUT", "/snapshots/bad%20name/0000000000000001", "x", 400, "must be 1-32 characters"},
+        {"PUT", "/snapshots/a", "x", 400, "expected /snapshots/{source}/{bookmark}"},
+        {"GET", "/snapshots/a/00000000000000ff", NULL, 404, "no snapshot a/00000000000000ff"},
+        {"POST", "/snapshots/a/0000000000000001", "x", 405, "not allowed"},
+        {"GET", "/snapshots?source=..", NULL, 400, "must be 1-32 characters"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(url, sizeof url, "%s%s", e.s.url, bad[i].path);
+        CHECK_INT(0, http_do(bad[i].method, url, h, bad[i].body, bad[i].body ? strlen(bad[i].body) : 0, 0, &r));
+        if (r.status != bad[i].status)
+            test_fail(__FILE__, __LINE__, "%s %s: %ld, not %ld: %s", bad[i].method, bad[i].path, r.status,
+                      bad[i].status, r.body.p);
+        CHECK_CONTAINS(bad[i].msg, r.body.p);
+        resp_free(&r);
+    }
+    events_collection_close(c);
+    env_close(&e);
+}
+
+TEST(snapshot_limits_and_scopes)
+{
+    char *dir = test_tmpdir("pitr-snaplim");
+    char lake[1100];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    char tokens[1100];
+    snprintf(tokens, sizeof tokens, "%s/tokens", dir);
+    FILE *f = fopen(tokens, "w");
+    fprintf(f, "reader reader-token-0123456789 query\nwriter writer-token-0123456789 ingest\n");
+    fclose(f);
+    srv s = {0};
+    const char *args[] = {"--tokens-file", tokens, "--max-snapshot", "8KiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    char url[300];
+    snprintf(url, sizeof url, "%s/snapshots/a/0000000000000001", s.url);
+    char body[10000];
+    memset(body, 'x', sizeof body);
+    const char *rd[] = {"Authorization: Bearer reader-token-0123456789", NULL};
+    const char *wr[] = {"Authorization: Bearer writer-token-0123456789", NULL};
+    resp r;
+    CHECK_INT(0, http_do("PUT", url, rd, body, 100, 0, &r));
+    CHECK_INT(403, r.status);
+    CHECK_CONTAINS("lacks the ingest or admin scope", r.body.p);
+    resp_free(&r);
+    CHECK_INT(0, http_do("PUT", url, NULL, body, 100, 0, &r));
+    CHECK_INT(401, r.status);
+    resp_free(&r);
+    CHECK_INT(0, http_do("PUT", url, wr, body, sizeof body, 0, &r));
+    CHECK_INT(413, r.status);
+    CHECK_CONTAINS("over the limit of 8192 bytes", r.body.p);
+    resp_free(&r);
+    snprintf(url, sizeof url, "%s/snapshots", s.url);
+    CHECK_INT(0, http_do("GET", url, wr, NULL, 0, 0, &r));
+    CHECK_INT(403, r.status);
+    resp_free(&r);
+    CHECK_INT(0, http_do("GET", url, rd, NULL, 0, 0, &r));
+    CHECK_INT(200, r.status);
+    CHECK_STR("{\"snapshots\":[]}", r.body.p);
+    resp_free(&r);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    unlink(s.log);
+    test_rmtree(dir);
+    free(dir);
+}

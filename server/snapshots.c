@@ -1,0 +1,284 @@
+/*
+ * snapshots.c - see snapshots.h.
+ */
+#include "snapshots.h"
+#include "codec.h"
+#include "evrand.h"
+#include "evtime.h"
+#include "layout.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct snap_upload {
+    int fd;
+    char path[4200];
+    char source[64], bookmark[17];
+    sha256 sha;
+    uint64_t size;
+    unsigned char head[16];
+};
+
+static int bookmark_valid(const char *s)
+{
+    if (strlen(s) != 16) return 0;
+    for (int i = 0; i < 16; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+int snap_parse_url(const char *url, char source[64], char bookmark[17], char *err, size_t errlen)
+{
+    if (!strcmp(url, "/snapshots") || !strcmp(url, "/snapshots/")) return 1;
+    if (strncmp(url, "/snapshots/", 11)) return -2;
+    const char *s = url + 11, *slash = strchr(s, '/');
+    if (!slash || (size_t)(slash - s) >= 64) {
+        snprintf(err, errlen, "expected /snapshots/{source}/{bookmark}");
+        return -1;
+    }
+    memcpy(source, s, (size_t)(slash - s));
+    source[slash - s] = 0;
+    if (!lake_source_valid(source)) {
+        snprintf(err, errlen, "source \"%.64s\" must be 1-32 characters of [0-9A-Za-z_.-]", source);
+        return -1;
+    }
+    if (strlen(slash + 1) != 16 || !bookmark_valid(slash + 1)) {
+        snprintf(err, errlen, "bookmark \"%.40s\" must be 16 lowercase hex digits", slash + 1);
+        return -1;
+    }
+    memcpy(bookmark, slash + 1, 17);
+    return 0;
+}
+
+snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err, size_t errlen)
+{
+    snap_upload *u = calloc(1, sizeof *u);
+    if (!u) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(u->path, sizeof u->path, "%s/snapshot-%016llx.tmp", dir, (unsigned long long)evrand_u64());
+    u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (u->fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", u->path, strerror(errno));
+        free(u);
+        return NULL;
+    }
+    snprintf(u->source, sizeof u->source, "%s", source);
+    snprintf(u->bookmark, sizeof u->bookmark, "%s", bookmark);
+    sha256_init(&u->sha);
+    return u;
+}
+
+int snap_write(snap_upload *u, const void *p, size_t n, char *err, size_t errlen)
+{
+    if (u->size < 16) {
+        size_t k = 16 - u->size < n ? 16 - (size_t)u->size : n;
+        memcpy(u->head + u->size, p, k);
+    }
+    sha256_update(&u->sha, p, n);
+    for (const char *q = p; n;) {
+        ssize_t w = write(u->fd, q, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            snprintf(err, errlen, "cannot write the upload: %s", strerror(errno));
+            return -1;
+        }
+        q += w, n -= (size_t)w, u->size += (uint64_t)w;
+    }
+    return 0;
+}
+
+uint64_t snap_size(const snap_upload *u)
+{
+    return u->size;
+}
+
+void snap_abort(snap_upload *u)
+{
+    if (!u) return;
+    if (u->fd >= 0) close(u->fd);
+    unlink(u->path);
+    free(u);
+}
+
+static unsigned fail(buf *answer, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    answer->len = 0;
+    buf_puts(answer, "{\"ok\":false,\"error\":");
+    buf_json_str(answer, msg, strlen(msg));
+    buf_putc(answer, '}');
+    return status;
+}
+
+/* The tables of the snapshot (not libevents' own) with their row counts; NULL if it is not a sound database. */
+static json_t *describe(const char *path, char *err, size_t errlen)
+{
+    sqlite3 *db;
+    json_t *tables = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "not a SQLite database: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(st, 0), "ok")) {
+        snprintf(err, errlen, "the database is damaged: %s",
+                 sqlite3_errcode(db) == SQLITE_ROW || sqlite3_errcode(db) == SQLITE_OK
+                     ? (const char *)sqlite3_column_text(st, 0)
+                     : sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        goto out;
+    }
+    sqlite3_finalize(st);
+    tables = json_array();
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_events\\_%' "
+                           "ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                           -1, &st, NULL) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            char q[600];
+            snprintf(q, sizeof q, "SELECT count(*) FROM \"%s\"", name);
+            sqlite3_stmt *c;
+            long long rows = -1;
+            if (!strchr(name, '"') && sqlite3_prepare_v2(db, q, -1, &c, NULL) == SQLITE_OK &&
+                sqlite3_step(c) == SQLITE_ROW)
+                rows = sqlite3_column_int64(c, 0);
+            if (!strchr(name, '"')) sqlite3_finalize(c);
+            json_array_append_new(tables, json_pack("{s:s,s:I}", "name", name, "rows", (json_int_t)rows));
+        }
+    sqlite3_finalize(st);
+out:
+    sqlite3_close(db);
+    return tables;
+}
+
+unsigned snap_finish(snap_upload *u, store *st, buf *answer)
+{
+    unsigned status = 500;
+    char err[600] = "", key[LAKE_KEY_MAX], mkey[LAKE_KEY_MAX], hex[65];
+    unsigned char d[32];
+    sha256_final(&u->sha, d);
+    sha256_hex(d, hex);
+    if (fsync(u->fd) || close(u->fd)) {
+        u->fd = -1;
+        status = fail(answer, 503, "cannot store the upload: %s", strerror(errno));
+        goto out;
+    }
+    u->fd = -1;
+    if (u->size < 512 || memcmp(u->head, "SQLite format 3", 16)) {
+        status = fail(answer, 422, "the body is not a SQLite database (%llu bytes)", (unsigned long long)u->size);
+        goto out;
+    }
+    json_t *tables = describe(u->path, err, sizeof err);
+    if (!tables) {
+        status = fail(answer, 422, "%s", err);
+        goto out;
+    }
+    lake_snapshot_key(u->source, u->bookmark, "db", key);
+    lake_snapshot_key(u->source, u->bookmark, "json", mkey);
+    char now[EVTIME_LEN + 1];
+    evtime_format(evtime_now_ms(), now);
+    json_t *m = json_pack("{s:s,s:s,s:s,s:I,s:s,s:o}", "source", u->source, "bookmark", u->bookmark, "createdAt", now,
+                          "size", (json_int_t)u->size, "sha256", hex, "tables", tables);
+    char *text = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(m);
+    int rc = store_put_file(st, key, u->path, STORE_IF_ABSENT | STORE_MOVE);
+    if (rc == STORE_EEXIST) { /* the same file again is fine; another one is not */
+        buf old = BUF_INIT;
+        json_t *om = NULL;
+        if (store_get(st, mkey, 0, 0, &old) == STORE_OK)
+            om = json_loadb(old.p, old.len, 0, NULL);
+        const char *osha = json_string_value(json_object_get(om, "sha256"));
+        if (osha && !strcmp(osha, hex)) {
+            answer->len = 0;
+            buf_append(answer, old.p, old.len);
+            status = 200;
+        } else {
+            status = fail(answer, 409, "snapshot %s/%s exists with other content (sha256 %s)", u->source, u->bookmark,
+                          osha ? osha : "unknown");
+        }
+        json_decref(om);
+        buf_free(&old);
+    } else if (rc || store_put(st, mkey, text, strlen(text), 0)) {
+        status = fail(answer, 503, "cannot store the snapshot: %s", store_errmsg());
+    } else {
+        answer->len = 0;
+        buf_puts(answer, text);
+        status = 201;
+    }
+    free(text);
+out:
+    snap_abort(u);
+    return status;
+}
+
+typedef struct lister {
+    store *st;
+    const char *source;
+    json_t *list;
+} lister;
+
+static int list_one(const store_entry *e, void *ud)
+{
+    lister *l = ud;
+    char source[64], bm[17];
+    const char *ext;
+    if (lake_parse_snapshot_key(e->key, source, bm, &ext) || strcmp(ext, "json")) return 0;
+    if (l->source && strcmp(l->source, source)) return 0;
+    buf b = BUF_INIT;
+    if (store_get(l->st, e->key, 0, 0, &b) == STORE_OK) {
+        json_t *m = json_loadb(b.p, b.len, 0, NULL);
+        if (m) json_array_append_new(l->list, m);
+    }
+    buf_free(&b);
+    return 0;
+}
+
+unsigned snap_list(store *st, const char *source, buf *answer)
+{
+    if (source && !lake_source_valid(source))
+        return fail(answer, 400, "source \"%.64s\" must be 1-32 characters of [0-9A-Za-z_.-]", source);
+    char prefix[LAKE_KEY_MAX];
+    if (source)
+        snprintf(prefix, sizeof prefix, LAKE_SNAPSHOTS_PREFIX "%s/", source);
+    else
+        snprintf(prefix, sizeof prefix, LAKE_SNAPSHOTS_PREFIX);
+    lister l = {st, source, json_array()};
+    int rc = store_list(st, prefix, list_one, &l);
+    if (rc && rc != STORE_ENOENT) {
+        json_decref(l.list);
+        return fail(answer, 503, "cannot list the snapshots: %s", store_errmsg());
+    }
+    json_t *out = json_pack("{s:o}", "snapshots", l.list);
+    char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(out);
+    answer->len = 0;
+    buf_puts(answer, text);
+    free(text);
+    return 200;
+}
+
+unsigned snap_get(store *st, const char *source, const char *bookmark, buf *out)
+{
+    char key[LAKE_KEY_MAX];
+    lake_snapshot_key(source, bookmark, "db", key);
+    out->len = 0;
+    int rc = store_get(st, key, 0, 0, out);
+    if (rc == STORE_ENOENT) return fail(out, 404, "no snapshot %s/%s", source, bookmark);
+    if (rc) return fail(out, 503, "cannot read the snapshot: %s", store_errmsg());
+    return 200;
+}

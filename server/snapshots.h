@@ -1,0 +1,47 @@
+/*
+ * snapshots.h - database snapshots in the lake.
+ *
+ *   PUT /snapshots/{source}/{bookmark}   a SQLite database file as the body
+ *   GET /snapshots[?source=S]            the manifests, oldest first
+ *   GET /snapshots/{source}/{bookmark}   the file
+ *
+ * An upload is written to a temporary file in the spool while its SHA-256 is
+ * computed, checked (a SQLite database that passes quick_check), then moved
+ * into the lake as snapshots/{source}/{bookmark}.db with its manifest
+ * snapshots/{source}/{bookmark}.json: source, bookmark, createdAt, size,
+ * sha256, tables (name and row count). The same upload again is answered
+ * with the existing manifest; a different file under the same name is 409.
+ */
+#ifndef EVENTS_SNAPSHOTS_H
+#define EVENTS_SNAPSHOTS_H
+
+#include "buf.h"
+#include "store.h"
+
+#include <stdint.h>
+
+typedef struct snap_upload snap_upload;
+
+/*
+ * Parses "/snapshots/{source}/{bookmark}". Returns 0 and fills source and
+ * bookmark, 1 if url is "/snapshots", -1 if it is another path under
+ * /snapshots (err says what is wrong), -2 if it is not under /snapshots.
+ */
+int snap_parse_url(const char *url, char source[64], char bookmark[17], char *err, size_t errlen);
+
+/* Starts an upload into a temporary file in dir. NULL and err on failure. */
+snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err, size_t errlen);
+/* Returns 0, or -1 (err set) when the file cannot be written. */
+int snap_write(snap_upload *u, const void *p, size_t n, char *err, size_t errlen);
+uint64_t snap_size(const snap_upload *u);
+/* Checks and stores the upload; returns the HTTP status and the JSON answer. Frees u. */
+unsigned snap_finish(snap_upload *u, store *st, buf *answer);
+void snap_abort(snap_upload *u);
+
+/* The manifests (of one source, or all): {"snapshots":[…]}. Returns the HTTP status. */
+unsigned snap_list(store *st, const char *source, buf *answer);
+
+/* The file of a snapshot into out (whole). Returns the HTTP status; on an error, out holds the JSON answer. */
+unsigned snap_get(store *st, const char *source, const char *bookmark, buf *out);
+
+#endif
