@@ -12,6 +12,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_send(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 /* Prints a POST /query JSON answer as a boxed table. Returns 0, or -1 if it is not one. */
 int cli_print_table(FILE *f, const char *answer, size_t len);

@@ -20,6 +20,8 @@ static void usage(FILE *f)
             "  query     run SQL over the lake (directly, or through a server)\n"
             "  history   the changes of one document, from the lake\n"
             "  send      deliver NDJSON events to a server through a durable outbox\n"
+            "  snapshot  copy a tracked database into a file or to the server's lake\n"
+            "  restore   bring a database back to a bookmark, in place or from the lake alone\n"
             "  version   print the version\n"
             "  help      this text\n\n"
             "Run `events COMMAND --help` for a command's options.\n",
@@ -37,6 +39,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "query")) return cmd_query(argc - 1, argv + 1);
     if (!strcmp(cmd, "history")) return cmd_history(argc - 1, argv + 1);
     if (!strcmp(cmd, "send")) return cmd_send(argc - 1, argv + 1);
+    if (!strcmp(cmd, "snapshot")) return cmd_snapshot(argc - 1, argv + 1);
+    if (!strcmp(cmd, "restore")) return cmd_restore(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("events %s\n", EVENTS_VERSION);
         return 0;

@@ -367,50 +367,36 @@ int events_snapshot_file(sqlite3 *db, const char *path, char bookmark[EVENTS_BOO
     return rc;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *ud)
+static size_t keep_some(char *p, size_t size, size_t n, void *ud)
 {
     buf *b = ud;
     buf_append(b, p, size * n < 512 ? size * n : 512);
     return size * n;
 }
 
-int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
+int snapshot_upload(const char *file, const char *base_url, const char *auth_header, const char *source,
+                    const char *bookmark)
 {
-    if (!em) return ev_fail(EVENTS_EINVAL, "events_snapshot: no emitter");
-    sqlite3 *db = outbox_edb(em->ob);
-    tracker *t = db ? tracker_of(db) : NULL;
-    if (!t) return ev_fail(EVENTS_ESTATE, "events_snapshot: the emitter's database is not tracked");
-    const char *tmpdir = getenv("TMPDIR");
-    char path[4200];
-    snprintf(path, sizeof path, "%s/events-snapshot-%016llx.db", tmpdir && *tmpdir ? tmpdir : "/tmp",
-             (unsigned long long)evrand_u64());
-    uint64_t bm = 0;
-    int rc = snapshot_to(db, path, &bm);
-    if (rc) return rc;
-    char bs[EVENTS_BOOKMARK_LEN + 1], url[1200];
-    bookmark_format(bm, bs);
-    /* the server's base URL: the endpoint without its /ingest or /e */
-    size_t n = strlen(em->endpoint);
-    if (n >= 7 && !strcmp(em->endpoint + n - 7, "/ingest")) n -= 7;
-    else if (n >= 2 && !strcmp(em->endpoint + n - 2, "/e")) n -= 2;
-    snprintf(url, sizeof url, "%.*s/snapshots/%s/%s", (int)n, em->endpoint, tracker_source(t), bs);
-    FILE *f = fopen(path, "rb");
+    char url[1200];
+    snprintf(url, sizeof url, "%s/snapshots/%s/%s", base_url, source, bookmark);
+    FILE *f = fopen(file, "rb");
     struct stat sb;
     CURL *c = curl_easy_init();
     buf answer = BUF_INIT;
+    int rc = EVENTS_OK;
     if (!f || fstat(fileno(f), &sb) || !c) {
-        rc = ev_fail(EVENTS_EHTTP, "snapshot: cannot upload %s", path);
+        rc = ev_fail(EVENTS_EHTTP, "snapshot: cannot upload %s", file);
     } else {
         struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/vnd.sqlite3");
         h = curl_slist_append(h, "Expect:");
-        if (em->auth_header) h = curl_slist_append(h, em->auth_header);
+        if (auth_header) h = curl_slist_append(h, auth_header);
         char err[CURL_ERROR_SIZE] = "";
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(c, CURLOPT_READDATA, f);
         curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)sb.st_size);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_some);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -428,6 +414,35 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
     if (c) curl_easy_cleanup(c);
     if (f) fclose(f);
     buf_free(&answer);
+    return rc;
+}
+
+int snapshot_take(sqlite3 *db, const char *path, uint64_t *bookmark)
+{
+    return snapshot_to(db, path, bookmark);
+}
+
+int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
+{
+    if (!em) return ev_fail(EVENTS_EINVAL, "events_snapshot: no emitter");
+    sqlite3 *db = outbox_edb(em->ob);
+    tracker *t = db ? tracker_of(db) : NULL;
+    if (!t) return ev_fail(EVENTS_ESTATE, "events_snapshot: the emitter's database is not tracked");
+    const char *tmpdir = getenv("TMPDIR");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/events-snapshot-%016llx.db", tmpdir && *tmpdir ? tmpdir : "/tmp",
+             (unsigned long long)evrand_u64());
+    uint64_t bm = 0;
+    int rc = snapshot_to(db, path, &bm);
+    if (rc) return rc;
+    char bs[EVENTS_BOOKMARK_LEN + 1], base[1200];
+    bookmark_format(bm, bs);
+    /* the server's base URL: the endpoint without its /ingest or /e */
+    size_t n = strlen(em->endpoint);
+    if (n >= 7 && !strcmp(em->endpoint + n - 7, "/ingest")) n -= 7;
+    else if (n >= 2 && !strcmp(em->endpoint + n - 2, "/e")) n -= 2;
+    snprintf(base, sizeof base, "%.*s", (int)n, em->endpoint);
+    rc = snapshot_upload(path, base, em->auth_header, tracker_source(t), bs);
     unlink(path);
     if (!rc) rc = prune_to(db, bm);
     if (!rc && bookmark) memcpy(bookmark, bs, sizeof bs);

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const SEAL_FAST[] = {"--seal-age", "200ms", NULL};
@@ -369,4 +370,207 @@ TEST(snapshot_limits_and_scopes)
     unlink(s.log);
     test_rmtree(dir);
     free(dir);
+}
+
+/* ---- the property test: any bookmark, locally and from the lake alone ---------------------- */
+
+#include "pitr.h"
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t next(rng *r)
+{
+    r->s ^= r->s << 13, r->s ^= r->s >> 7, r->s ^= r->s << 17;
+    return r->s;
+}
+
+static int below(rng *r, int n)
+{
+    return (int)(next(r) % (uint64_t)n);
+}
+
+typedef struct mark {
+    char bm[17];
+    char hash[65];
+} mark;
+
+/* One random operation inside the open transaction. */
+static void random_op(rng *r, sqlite3 *db, events_collection *c, int *ops)
+{
+    char sql[300], id[32], doc[160];
+    int k = below(r, 300);
+    switch (below(r, 7)) {
+    case 0:
+    case 1:
+        snprintf(id, sizeof id, "doc-%d", k);
+        snprintf(doc, sizeof doc, "{\"k\":%d,\"v\":%llu,\"tags\":[\"t%d\"],\"nested\":{\"x\":%d}}", k,
+                 (unsigned long long)(next(r) % 1000000), below(r, 9), below(r, 100));
+        CHECK_INT(0, events_collection_put(c, id, doc));
+        break;
+    case 2:
+        snprintf(id, sizeof id, "doc-%d", k);
+        events_collection_delete(c, id); /* ENOTFOUND is fine */
+        break;
+    case 3:
+        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO accounts(id, owner, balance) VALUES (%d, 'o%d', %d)", k,
+                 below(r, 50), below(r, 10000));
+        CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        break;
+    case 4:
+        snprintf(sql, sizeof sql, "UPDATE accounts SET balance = balance + %d WHERE id %% 7 = %d", below(r, 100) - 50,
+                 below(r, 7));
+        CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        break;
+    case 5:
+        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO tags(name, owner, weight) VALUES ('tag%d', 'o%d', %f)",
+                 below(r, 100), below(r, 50), (double)below(r, 1000) / 7.0);
+        CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        break;
+    default:
+        if (below(r, 2))
+            snprintf(sql, sizeof sql, "DELETE FROM accounts WHERE id %% 13 = %d", below(r, 13));
+        else
+            snprintf(sql, sizeof sql, "DELETE FROM tags WHERE length(name) + weight %% 13 = %d", below(r, 13));
+        CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        break;
+    }
+    (*ops)++;
+}
+
+#define PROPERTY_OPS      10000
+#define PROPERTY_RESTORES 200
+
+TEST(property_any_bookmark_locally_and_from_the_lake)
+{
+    env e;
+    REQUIRE_INT(0, env_open(&e, "pitr-prop"));
+    uint64_t seed = (uint64_t)time(NULL) | 1;
+    if (getenv("PITR_SEED")) seed = strtoull(getenv("PITR_SEED"), NULL, 10);
+    fprintf(stderr, "  seed %llu (PITR_SEED=%llu to repeat)\n", (unsigned long long)seed, (unsigned long long)seed);
+    rng r = {seed};
+    events_track_config tc = {.source = "prop-db"};
+    REQUIRE_INT(0, events_track(e.db, &tc));
+    REQUIRE(sqlite3_exec(e.db,
+                         "CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER);"
+                         "CREATE TABLE tags(name TEXT, owner TEXT, weight REAL, PRIMARY KEY (owner, name)) "
+                         "WITHOUT ROWID;",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open(e.em, "docs", NULL, &c));
+    char snap0[17];
+    CHECK_INT(0, events_snapshot(e.em, snap0)); /* the base the lake starts from */
+
+    mark *marks = calloc(PROPERTY_OPS + 2, sizeof *marks);
+    int nmarks = 0, ops = 0, rolled_back = 0, txs = 0;
+    events_bookmark(e.db, marks[nmarks].bm);
+    strcpy(marks[nmarks++].hash, db_hash(e.db));
+    int mid_snapshot_done = 0;
+    while (ops < PROPERTY_OPS) {
+        int size = 1 + below(&r, below(&r, 4) ? 8 : 60);
+        int rollback = below(&r, 10) == 0;
+        CHECK_INT(0, events_begin(e.em));
+        for (int i = 0; i < size && ops < PROPERTY_OPS; i++) random_op(&r, e.db, c, &ops);
+        if (rollback) {
+            CHECK_INT(0, events_rollback(e.em));
+            rolled_back++;
+        } else {
+            CHECK_INT(0, events_commit(e.em));
+            txs++;
+        }
+        char bm[17];
+        events_bookmark(e.db, bm);
+        if (strcmp(bm, marks[nmarks - 1].bm)) {
+            strcpy(marks[nmarks].bm, bm);
+            strcpy(marks[nmarks++].hash, db_hash(e.db));
+        } else {
+            CHECK_STR(marks[nmarks - 1].hash, db_hash(e.db)); /* rolled back (or nothing changed): as before */
+        }
+        if (!mid_snapshot_done && ops >= PROPERTY_OPS / 2) {
+            char s2[17];
+            CHECK_INT(0, events_snapshot(e.em, s2));
+            CHECK_STR(marks[nmarks - 1].bm, s2);
+            mid_snapshot_done = 1;
+        }
+    }
+    fprintf(stderr, "  %d operations in %d transactions (%d rolled back), %d bookmarks\n", ops, txs + rolled_back,
+            rolled_back, nmarks);
+    CHECK(nmarks > 500);
+    CHECK_INT(0, events_flush(e.em, 120000));
+    events_stats st;
+    events_emitter_stats(e.em, &st);
+    CHECK_INT(0, st.dead);
+
+    /* the lake alone: every changeset once, then each bookmark from the snapshots */
+    int pick[PROPERTY_RESTORES];
+    for (int i = 0; i < PROPERTY_RESTORES; i++) pick[i] = below(&r, nmarks);
+    srv_stop(&e.s, SIGTERM); /* seals everything into the lake */
+    store *lst;
+    char err[1024];
+    REQUIRE(store_open(e.lake, &lst, err, sizeof err) == 0);
+    query_config qcfg = {lst, NULL, 0, 0};
+    query_engine *qe;
+    REQUIRE(query_engine_open(&qcfg, &qe, err, sizeof err) == 0);
+    query_conn *qc = query_conn_new(qe, err, sizeof err);
+    REQUIRE(qc);
+    uint64_t *snaps;
+    size_t nsnaps;
+    REQUIRE(pitr_snapshots(lst, "prop-db", &snaps, &nsnaps, err, sizeof err) == 0);
+    CHECK_INT(2, nsnaps);
+    pitr_changes ch;
+    if (pitr_load_changes(qc, "prop-db", snaps[0], UINT64_MAX, &ch, err, sizeof err))
+        test_fail(__FILE__, __LINE__, "load: %s", err);
+    CHECK_INT(strtoull(marks[nmarks - 1].bm, NULL, 16) - snaps[0], ch.n);
+    int lake_ok = 0;
+    for (int i = 0; i < PROPERTY_RESTORES && !test_failed_now(); i++) {
+        mark *m = &marks[pick[i]];
+        uint64_t b = strtoull(m->bm, NULL, 16), snap = snaps[0];
+        for (size_t k = 0; k < nsnaps; k++)
+            if (snaps[k] <= b) snap = snaps[k];
+        char out[1200];
+        snprintf(out, sizeof out, "%s/dr-%d.db", e.dir, i);
+        pitr_report rep;
+        if (pitr_apply(lst, "prop-db", snap, &ch, b, out, 0, 0, NULL, NULL, &rep, err, sizeof err)) {
+            test_fail(__FILE__, __LINE__, "from the lake to %s: %s", m->bm, err);
+            break;
+        }
+        sqlite3 *d;
+        REQUIRE(sqlite3_open(out, &d) == SQLITE_OK);
+        if (strcmp(m->hash, db_hash(d)))
+            test_fail(__FILE__, __LINE__, "from the lake to %s (snapshot %016llx): the database differs", m->bm,
+                      (unsigned long long)snap);
+        else
+            lake_ok++;
+        CHECK_INT(b, sql_int(d, "SELECT value FROM _events_meta WHERE key = 'bookmark'"));
+        sqlite3_close(d);
+        unlink(out);
+    }
+    fprintf(stderr, "  %d restores from the lake alone gave the recorded database\n", lake_ok);
+    pitr_changes_free(&ch);
+    free(snaps);
+    query_conn_free(qc);
+    query_engine_close(qe);
+    store_close(lst);
+
+    /* locally, in the order picked (random), each restore recorded in its turn */
+    int local_ok = 0;
+    for (int i = 0; i < PROPERTY_RESTORES && !test_failed_now(); i++) {
+        mark *m = &marks[pick[i]];
+        events_restore_report rep;
+        int rc = events_restore(e.db, m->bm, 0, &rep);
+        if (rc) {
+            test_fail(__FILE__, __LINE__, "restore to %s: %s", m->bm, events_errmsg());
+            break;
+        }
+        if (strcmp(m->hash, db_hash(e.db)))
+            test_fail(__FILE__, __LINE__, "restore to %s: the database differs", m->bm);
+        else
+            local_ok++;
+    }
+    fprintf(stderr, "  %d local restores gave the recorded database\n", local_ok);
+    free(marks);
+    events_collection_close(c);
+    events_untrack(e.db);
+    env_close(&e);
 }

@@ -1,0 +1,390 @@
+/*
+ * pitr.c - `events snapshot` and `events restore`.
+ *
+ *   events snapshot --db PATH --out FILE
+ *   events snapshot --db PATH --server URL [--token T]
+ *   events snapshot --server URL --list [--source S]
+ *   events restore --db PATH --bookmark B [--dry-run]
+ *   events restore --lake DIR --source S (--bookmark B | --time T) --out FILE [--force] [--dry-run]
+ *
+ * A local restore works on the database in place (events_restore: the change
+ * log inside it). A restore from the lake builds a new file from the newest
+ * snapshot at or before the bookmark and the sqlite.changeset events after
+ * it (lake/pitr.c), without the original database.
+ */
+#include "cdc.h"
+#include "cli.h"
+#include "evtime.h"
+#include "pitr.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void strip_slash(char *s)
+{
+    size_t n = strlen(s);
+    while (n && s[n - 1] == '/') s[--n] = 0;
+}
+
+/* ---- events snapshot ---------------------------------------------------------------- */
+
+static size_t to_buf(char *p, size_t size, size_t n, void *ud)
+{
+    return buf_append(ud, p, size * n) ? 0 : size * n;
+}
+
+static int list_snapshots(const char *server, const char *token, const char *source)
+{
+    char url[1400], auth[600];
+    snprintf(url, sizeof url, "%s/snapshots%s%s", server, source ? "?source=" : "", source ? source : "");
+    CURL *c = curl_easy_init();
+    buf b = BUF_INIT;
+    struct curl_slist *h = NULL;
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    char err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_buf);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    int out = 1;
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "events snapshot: %s: %s\n", url, err[0] ? err : curl_easy_strerror(rc));
+    } else if (status != 200) {
+        fprintf(stderr, "events snapshot: %s answered %ld: %.*s\n", url, status, (int)b.len, b.p ? b.p : "");
+    } else {
+        json_t *v = json_loadb(b.p, b.len, 0, NULL);
+        json_t *list = json_object_get(v, "snapshots");
+        size_t i;
+        json_t *m;
+        if (isatty(1)) {
+            printf("%-20s %-16s %-24s %12s  %s\n", "source", "bookmark", "createdAt", "bytes", "tables");
+            json_array_foreach(list, i, m)
+            {
+                printf("%-20s %-16s %-24s %12lld ", json_string_value(json_object_get(m, "source")),
+                       json_string_value(json_object_get(m, "bookmark")),
+                       json_string_value(json_object_get(m, "createdAt")),
+                       (long long)json_integer_value(json_object_get(m, "size")));
+                size_t k;
+                json_t *t;
+                json_array_foreach(json_object_get(m, "tables"), k, t)
+                printf(" %s(%lld)", json_string_value(json_object_get(t, "name")),
+                       (long long)json_integer_value(json_object_get(t, "rows")));
+                printf("\n");
+            }
+        } else {
+            json_array_foreach(list, i, m)
+            {
+                char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                printf("%s\n", line);
+                free(line);
+            }
+        }
+        json_decref(v);
+        out = 0;
+    }
+    buf_free(&b);
+    return out;
+}
+
+int cmd_snapshot(int argc, char **argv)
+{
+    const char *db_path = NULL, *out = NULL, *server = NULL, *token = NULL, *source = NULL;
+    int list = 0;
+    const cli_option opts[] = {
+        {"db", NULL, OPT_STR, &db_path, "PATH", "the tracked database to copy"},
+        {"out", NULL, OPT_STR, &out, "FILE", "write the snapshot to this file (must not exist)"},
+        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL", "upload it to this server (PUT /snapshots/...)"},
+        {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the ingest or admin scope"},
+        {"list", NULL, OPT_FLAG, &list, NULL, "list the snapshots the server has"},
+        {"source", NULL, OPT_STR, &source, "ID", "with --list: only this source"},
+        {NULL, NULL, 0, NULL, NULL, NULL},
+    };
+    int i = cli_options_parse("snapshot", opts, argc, argv);
+    if (i == -2) {
+        cli_options_help("Usage: events snapshot --db PATH --out FILE\n"
+                         "       events snapshot --db PATH --server URL [--token T]\n"
+                         "       events snapshot --server URL --list [--source ID]\n\n"
+                         "Copies a tracked database as of its last recorded transaction (SQLite's online\n"
+                         "backup), into a file or to the server, which keeps it in the lake for\n"
+                         "`events restore --lake`.",
+                         opts);
+        return 0;
+    }
+    if (i < 0) return 2;
+    if (i < argc) {
+        fprintf(stderr, "events snapshot: unexpected argument \"%s\"\n", argv[i]);
+        return 2;
+    }
+    char base[1200] = "";
+    if (server && *server) {
+        snprintf(base, sizeof base, "%s", server);
+        strip_slash(base);
+    }
+    if (token && !*token) token = NULL;
+    if (list) {
+        if (!base[0]) {
+            fprintf(stderr, "events snapshot: --list needs --server URL\n");
+            return 2;
+        }
+        return list_snapshots(base, token, source);
+    }
+    if (!db_path || (!out && !base[0]) || (out && base[0])) {
+        fprintf(stderr, "events snapshot: give --db PATH and one of --out FILE and --server URL\n");
+        return 2;
+    }
+    struct stat sb;
+    if (stat(db_path, &sb)) {
+        fprintf(stderr, "events snapshot: %s: %s\n", db_path, strerror(errno));
+        return 2;
+    }
+    sqlite3 *db;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        fprintf(stderr, "events snapshot: %s: %s\n", db_path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return 2;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    int rc = events_track(db, NULL);
+    char bm[EVENTS_BOOKMARK_LEN + 1] = "";
+    if (!rc && out) {
+        rc = events_snapshot_file(db, out, bm);
+        if (!rc) fprintf(stderr, "events snapshot: wrote %s at bookmark %s\n", out, bm);
+    } else if (!rc) {
+        char tmp[4200];
+        const char *td = getenv("TMPDIR");
+        snprintf(tmp, sizeof tmp, "%s/events-snapshot-%d.db", td && *td ? td : "/tmp", (int)getpid());
+        unlink(tmp);
+        uint64_t b;
+        rc = snapshot_take(db, tmp, &b);
+        if (!rc) {
+            bookmark_format(b, bm);
+            char auth[600];
+            if (token) snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+            rc = snapshot_upload(tmp, base, token ? auth : NULL, tracker_source(tracker_of(db)), bm);
+            if (!rc)
+                fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n", tracker_source(tracker_of(db)), bm, base);
+        }
+        unlink(tmp);
+    }
+    if (rc) fprintf(stderr, "events snapshot: %s\n", events_errmsg());
+    events_untrack(db);
+    sqlite3_close(db);
+    return rc ? 1 : 0;
+}
+
+/* ---- events restore ------------------------------------------------------------------ */
+
+static void progress(void *ud, uint64_t done, uint64_t total)
+{
+    int *on = ud;
+    if (!*on) return;
+    int width = 30, fill = total ? (int)(done * (uint64_t)width / total) : width;
+    char bar[64];
+    for (int k = 0; k < width; k++) bar[k] = k < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r\033[Kapplying [%s] %llu/%llu transactions", bar, (unsigned long long)done,
+            (unsigned long long)total);
+    if (done == total) fputs("\r\033[K", stderr);
+}
+
+static int restore_local(const char *path, const char *bookmark, int dry_run)
+{
+    sqlite3 *db;
+    struct stat sb;
+    if (stat(path, &sb)) {
+        fprintf(stderr, "events restore: %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        fprintf(stderr, "events restore: %s: %s\n", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return 2;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    events_restore_report r;
+    char before[EVENTS_BOOKMARK_LEN + 1] = "";
+    int rc = events_track(db, NULL);
+    if (!rc) events_bookmark(db, before);
+    if (!rc) rc = events_restore(db, bookmark, dry_run, &r);
+    if (rc) {
+        fprintf(stderr, "events restore: %s\n", events_errmsg());
+    } else if (dry_run) {
+        printf("would restore %s from bookmark %s to %s: undo %llu transactions (%llu rows inserted, %llu "
+               "updated, %llu deleted)\n",
+               path, before, bookmark, (unsigned long long)r.transactions, (unsigned long long)r.inserted,
+               (unsigned long long)r.updated, (unsigned long long)r.deleted);
+    } else if (!r.bookmark[0]) {
+        printf("%s is at bookmark %s already\n", path, bookmark);
+    } else {
+        printf("restored %s to bookmark %s: undid %llu transactions (%llu rows inserted, %llu updated, %llu "
+               "deleted); the restore is bookmark %s\n",
+               path, bookmark, (unsigned long long)r.transactions, (unsigned long long)r.inserted,
+               (unsigned long long)r.updated, (unsigned long long)r.deleted, r.bookmark);
+    }
+    events_untrack(db);
+    sqlite3_close(db);
+    return rc ? 1 : 0;
+}
+
+static int restore_lake(const char *lake, const char *source, const char *bookmark, const char *at,
+                        const char *out, int force, int dry_run)
+{
+    char err[1024];
+    store *st = NULL;
+    query_engine *qe = NULL;
+    query_conn *qc = NULL;
+    pitr_changes ch = {0};
+    uint64_t *snaps = NULL;
+    size_t nsnaps = 0;
+    int rc = 1;
+    struct stat sb;
+    if (!dry_run && !force && !stat(out, &sb)) {
+        fprintf(stderr, "events restore: %s exists (--force replaces it)\n", out);
+        return 2;
+    }
+    if (store_open(lake, &st, err, sizeof err)) {
+        fprintf(stderr, "events restore: %s\n", err);
+        return 2;
+    }
+    query_config qcfg = {st, NULL, 0, 0};
+    if (query_engine_open(&qcfg, &qe, err, sizeof err) || !(qc = query_conn_new(qe, err, sizeof err))) {
+        fprintf(stderr, "events restore: %s\n", err);
+        goto out;
+    }
+    uint64_t target;
+    if (bookmark) {
+        if (bookmark_parse(bookmark, &target)) {
+            fprintf(stderr, "events restore: \"%s\" is not a bookmark (16 lowercase hex digits)\n", bookmark);
+            rc = 2;
+            goto out;
+        }
+    } else {
+        int64_t ms;
+        char *end;
+        long long n = strtoll(at, &end, 10);
+        if (*at && !*end) ms = n;
+        else if (evtime_parse(at, strlen(at), &ms)) {
+            fprintf(stderr, "events restore: --time \"%s\" is not RFC 3339 or epoch milliseconds\n", at);
+            rc = 2;
+            goto out;
+        }
+        if (pitr_bookmark_at(qc, source, ms, &target, err, sizeof err)) {
+            fprintf(stderr, "events restore: %s\n", err);
+            goto out;
+        }
+        if (!target) {
+            fprintf(stderr, "events restore: the lake has no transaction of %s at or before %s\n", source, at);
+            goto out;
+        }
+    }
+    if (pitr_snapshots(st, source, &snaps, &nsnaps, err, sizeof err)) {
+        fprintf(stderr, "events restore: %s\n", err);
+        goto out;
+    }
+    uint64_t snap = 0;
+    int found = 0;
+    for (size_t k = 0; k < nsnaps; k++)
+        if (snaps[k] <= target) snap = snaps[k], found = 1;
+    char tb[17];
+    bookmark_format(target, tb);
+    if (!found) {
+        fprintf(stderr, "events restore: the lake has no snapshot of %s at or before %s", source, tb);
+        if (nsnaps) {
+            char f[17];
+            bookmark_format(snaps[0], f);
+            fprintf(stderr, " (the oldest is %s)", f);
+        } else {
+            fprintf(stderr, " (none at all: take one with events_snapshot or `events snapshot`)");
+        }
+        fprintf(stderr, "\n");
+        goto out;
+    }
+    if (target > snap && pitr_load_changes(qc, source, snap, target, &ch, err, sizeof err)) {
+        fprintf(stderr, "events restore: %s\n", err);
+        goto out;
+    }
+    pitr_report r;
+    int tty = isatty(2);
+    if (pitr_apply(st, source, snap, &ch, target, out, force, dry_run, progress, &tty, &r, err, sizeof err)) {
+        if (tty) fputs("\r\033[K", stderr);
+        fprintf(stderr, "events restore: %s\n", err);
+        goto out;
+    }
+    char sb16[17];
+    bookmark_format(snap, sb16);
+    printf("%s %s: snapshot %s of %s, then %llu transactions (%llu rows inserted, %llu updated, %llu deleted), "
+           "at bookmark %s\n",
+           dry_run ? "would write" : "wrote", dry_run ? (out ? out : "nothing") : out, sb16, source,
+           (unsigned long long)r.transactions, (unsigned long long)r.inserted, (unsigned long long)r.updated,
+           (unsigned long long)r.deleted, tb);
+    rc = 0;
+out:
+    pitr_changes_free(&ch);
+    free(snaps);
+    query_conn_free(qc);
+    query_engine_close(qe);
+    store_close(st);
+    return rc;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+    const char *db = NULL, *lake = NULL, *source = NULL, *bookmark = NULL, *at = NULL, *out = NULL;
+    int force = 0, dry_run = 0;
+    const cli_option opts[] = {
+        {"db", NULL, OPT_STR, &db, "PATH", "restore this tracked database in place"},
+        {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR", "or rebuild from this lake alone (with --source, --out)"},
+        {"source", NULL, OPT_STR, &source, "ID", "the database's source name in the lake"},
+        {"bookmark", NULL, OPT_STR, &bookmark, "B", "the state right after transaction B (16 hex digits)"},
+        {"time", NULL, OPT_STR, &at, "T", "with --lake: the state as of time T (RFC 3339 or epoch ms)"},
+        {"out", NULL, OPT_STR, &out, "FILE", "with --lake: the file to write"},
+        {"force", NULL, OPT_FLAG, &force, NULL, "replace --out if it exists"},
+        {"dry-run", NULL, OPT_FLAG, &dry_run, NULL, "say what would change, change nothing"},
+        {NULL, NULL, 0, NULL, NULL, NULL},
+    };
+    int i = cli_options_parse("restore", opts, argc, argv);
+    if (i == -2) {
+        cli_options_help("Usage: events restore --db PATH --bookmark B [--dry-run]\n"
+                         "       events restore --lake DIR --source ID (--bookmark B | --time T) --out FILE "
+                         "[--force] [--dry-run]\n\n"
+                         "Brings a database back to its state at a bookmark: in place, from the change log\n"
+                         "it keeps, or as a new file from the lake alone (the newest snapshot at or before\n"
+                         "the bookmark, then the sqlite.changeset events after it).",
+                         opts);
+        return 0;
+    }
+    if (i < 0) return 2;
+    if (i < argc) {
+        fprintf(stderr, "events restore: unexpected argument \"%s\"\n", argv[i]);
+        return 2;
+    }
+    if (db) {
+        if (!bookmark || at || out || source) {
+            fprintf(stderr, "events restore: with --db, give --bookmark B (and --dry-run at most)\n");
+            return 2;
+        }
+        return restore_local(db, bookmark, dry_run);
+    }
+    if (!lake || !source || (!bookmark == !at) || (!out && !dry_run)) {
+        fprintf(stderr, "events restore: give --db PATH --bookmark B, or --lake DIR --source ID with one of "
+                        "--bookmark and --time, and --out FILE\n");
+        return 2;
+    }
+    return restore_lake(lake, source, bookmark, at, out, force, dry_run);
+}
