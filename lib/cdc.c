@@ -596,6 +596,8 @@ int cdc_tables(sqlite3 *db, char ***names, int *n)
 
 /* ---- recording ------------------------------------------------------------------ */
 
+static int meta_get(sqlite3 *db, const char *key, sqlite3_int64 *iv, char *sv, size_t svlen);
+
 /* Field offsets of a record of n fields at p; 0 if malformed. */
 static int split_fields(const unsigned char *p, size_t len, int n, size_t *off, size_t *flen)
 {
@@ -712,6 +714,10 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
     }
     free(off), free(flen), free(coff), free(clen);
     buf_free(&cur);
+    if (!t->pending_bm) { /* another connection (events snapshot, a second tracker) may have recorded */
+        sqlite3_int64 v = 0;
+        if (meta_get(t->db, "bookmark", &v, NULL, 0) > 0 && (uint64_t)v > t->last) t->last = (uint64_t)v;
+    }
     uint64_t bm = (t->pending_bm ? t->pending_bm : t->last) + 1;
     if (!err && nchanges) {
         char schema[17], now[EVTIME_LEN + 1], bmv[32];

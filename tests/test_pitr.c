@@ -574,3 +574,144 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
     events_untrack(e.db);
     env_close(&e);
 }
+
+/* ---- the command line: events snapshot, events history, events restore -------------------------- */
+
+#define EVENTS_CLI(out, fmt, ...) sh("'%s' " fmt " > '%s' 2>&1", events_bin(), __VA_ARGS__, out)
+
+static char *slurp(const char *path)
+{
+    char *t = test_read_file(path, NULL);
+    return t ? t : strdup("");
+}
+
+TEST(cli_snapshot_history_restore)
+{
+    env e;
+    REQUIRE_INT(0, env_open(&e, "pitr-cli"));
+    events_track_config tc = {.source = "cli-db"};
+    REQUIRE_INT(0, events_track(e.db, &tc));
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open(e.em, "users", NULL, &c));
+    char out[1200], snapfile[1200], dr[1200];
+    snprintf(out, sizeof out, "%s/out.txt", e.dir);
+    snprintf(snapfile, sizeof snapfile, "%s/snap.db", e.dir);
+    snprintf(dr, sizeof dr, "%s/dr.db", e.dir);
+    CHECK_INT(0, events_collection_put(c, "u0", "{\"n\":0}"));
+    /* a snapshot taken from the command line, uploaded, and one into a file */
+    CHECK_INT(0, EVENTS_CLI(out, "snapshot --db '%s' --server %s", e.dbpath, e.s.url));
+    char *t = slurp(out);
+    CHECK_CONTAINS("uploaded cli-db/0000000000000001", t);
+    free(t);
+    CHECK_INT(0, EVENTS_CLI(out, "snapshot --db '%s' --out '%s'", e.dbpath, snapfile));
+    CHECK_INT(1, EVENTS_CLI(out, "snapshot --db '%s' --out '%s'", e.dbpath, snapfile));
+    t = slurp(out);
+    CHECK_CONTAINS("exists", t);
+    free(t);
+    CHECK_INT(0, EVENTS_CLI(out, "snapshot --server %s --list --source cli-db", e.s.url));
+    t = slurp(out);
+    CHECK_CONTAINS("\"bookmark\":\"0000000000000001\"", t);
+    free(t);
+    CHECK_INT(2, EVENTS_CLI(out, "snapshot --db '%s'", e.dbpath));
+    mark m[8];
+    for (int i = 0; i < 6; i++) {
+        char doc[40];
+        snprintf(doc, sizeof doc, "{\"n\":%d}", i + 1);
+        if (i == 4)
+            CHECK_INT(0, events_collection_delete(c, "u1"));
+        else
+            CHECK_INT(0, events_collection_put(c, i % 2 ? "u2" : "u1", doc));
+        events_bookmark(e.db, m[i].bm);
+        strcpy(m[i].hash, db_hash(e.db));
+        usleep(5000); /* distinct times for --time */
+    }
+    CHECK_INT(0, events_flush(e.em, 20000));
+    srv_stop(&e.s, SIGTERM);
+
+    /* history: every version, in order, with change and bookmark */
+    CHECK_INT(0, EVENTS_CLI(out, "history users u1 --lake '%s' --format csv", e.lake));
+    t = slurp(out);
+    CHECK_CONTAINS("ts,change,bookmark,doc,prev", t);
+    const char *p1 = strstr(t, ",insert,0000000000000002,"), *p2 = strstr(t, ",update,0000000000000004,"),
+               *p3 = strstr(t, ",delete,0000000000000006,");
+    CHECK(p1 && p2 && p3 && p1 < p2 && p2 < p3);
+    free(t);
+
+    /* from the lake alone */
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'", e.lake, m[2].bm, dr));
+    t = slurp(out);
+    CHECK_CONTAINS("wrote", t);
+    CHECK_CONTAINS("snapshot 0000000000000001 of cli-db, then 3 transactions", t);
+    free(t);
+    sqlite3 *d;
+    REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
+    CHECK_STR(m[2].hash, db_hash(d));
+    sqlite3_close(d);
+    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'", e.lake, m[3].bm, dr));
+    t = slurp(out);
+    CHECK_CONTAINS("exists (--force replaces it)", t);
+    free(t);
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s' --force", e.lake,
+                            m[5].bm, dr));
+    REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
+    CHECK_STR(m[5].hash, db_hash(d));
+    sqlite3_close(d);
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --dry-run", e.lake, m[4].bm));
+    t = slurp(out);
+    CHECK_CONTAINS("would write nothing: snapshot 0000000000000001 of cli-db, then 5 transactions", t);
+    free(t);
+    /* --time: the state as of the time of a bookmark's transaction */
+    CHECK_INT(0, EVENTS_CLI(out,
+                            "query --lake '%s' --format csv \"SELECT strftime(ts, '%%Y-%%m-%%dT%%H:%%M:%%S.%%gZ') "
+                            "FROM events WHERE type = 'sqlite.changeset' AND bookmark = '%s'\"",
+                            e.lake, m[3].bm));
+    t = slurp(out);
+    char *nl = strchr(t, '\n'), when[64] = "";
+    if (nl) snprintf(when, sizeof when, "%.*s", (int)strcspn(nl + 1, "\n"), nl + 1);
+    free(t);
+    CHECK(strlen(when) == 24);
+    unlink(dr);
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --time %s --out '%s'", e.lake, when, dr));
+    REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
+    CHECK_STR(m[3].hash, db_hash(d));
+    sqlite3_close(d);
+    /* refusals */
+    CHECK_INT(1, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 0000000000000000 --dry-run", e.lake));
+    t = slurp(out);
+    CHECK_CONTAINS("no snapshot of cli-db at or before 0000000000000000 (the oldest is 0000000000000001)", t);
+    free(t);
+    CHECK_INT(1, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 00000000000000ff --dry-run", e.lake));
+    t = slurp(out);
+    CHECK_CONTAINS("the lake has no changes for transactions 0000000000000008..00000000000000ff", t);
+    free(t);
+    CHECK_INT(1, EVENTS_CLI(out, "restore --lake '%s' --source nobody --bookmark 0000000000000001 --dry-run", e.lake));
+    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark nope --out x.db", e.lake));
+    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --out x.db", e.lake));
+    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s", e.lake, m[1].bm));
+
+    /* in place, with the service stopped */
+    events_collection_close(c);
+    events_emitter_close(e.em, 0);
+    e.em = NULL;
+    events_untrack(e.db);
+    sqlite3_close(e.db);
+    e.db = NULL;
+    CHECK_INT(0, EVENTS_CLI(out, "restore --db '%s' --bookmark %s --dry-run", e.dbpath, m[1].bm));
+    t = slurp(out);
+    CHECK_CONTAINS("would restore", t);
+    free(t);
+    CHECK_INT(0, EVENTS_CLI(out, "restore --db '%s' --bookmark %s", e.dbpath, m[1].bm));
+    t = slurp(out);
+    CHECK_CONTAINS("restored", t);
+    CHECK_CONTAINS("the restore is bookmark 0000000000000008", t);
+    free(t);
+    REQUIRE(sqlite3_open(e.dbpath, &d) == SQLITE_OK);
+    CHECK_STR(m[1].hash, db_hash(d));
+    sqlite3_close(d);
+    CHECK_INT(1, EVENTS_CLI(out, "restore --db '%s' --bookmark 00000000000000ff", e.dbpath));
+    t = slurp(out);
+    CHECK_CONTAINS("after the last one", t);
+    free(t);
+    CHECK_INT(2, EVENTS_CLI(out, "restore --db '%s/none.db' --bookmark %s", e.dir, m[1].bm));
+    env_close(&e);
+}
