@@ -153,8 +153,8 @@ static const char *const TXS[] = {
     "UPDATE ints SET b = 'x' WHERE id = 2; UPDATE ints SET b = 'y' WHERE id = 2",
     "DELETE FROM ints WHERE id = 3",
     "INSERT INTO ints VALUES (4, 4, 'four'); DELETE FROM ints WHERE id = 4", /* nothing */
-    "INSERT INTO words VALUES ('alpha', 1, 1.5, x'01'), ('beta', NULL, -0.0, NULL), ('gamma', 9223372036854775807, "
-    "1e300, x'')",
+    ("INSERT INTO words VALUES ('alpha', 1, 1.5, x'01'), ('beta', NULL, -0.0, NULL), ('gamma', 9223372036854775807, "
+     "1e300, x'')"),
     "UPDATE words SET w = 'delta' WHERE w = 'alpha'",                  /* a new key: DELETE + INSERT */
     "INSERT INTO pairs VALUES ('a', 1, 'v1'), ('b', 1, 'v2'), ('a', 2, NULL)",
     "UPDATE pairs SET v = 'v3' WHERE a = 'a' AND b = 1; DELETE FROM pairs WHERE b = 2",

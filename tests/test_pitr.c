@@ -439,6 +439,13 @@ static void random_op(rng *r, sqlite3 *db, events_collection *c, int *ops)
     (*ops)++;
 }
 
+static double secs_since(struct timespec t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
 #define PROPERTY_OPS      10000
 #define PROPERTY_RESTORES 200
 
@@ -523,6 +530,8 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
         test_fail(__FILE__, __LINE__, "load: %s", err);
     CHECK_INT(strtoull(marks[nmarks - 1].bm, NULL, 16) - snaps[0], ch.n);
     int lake_ok = 0;
+    struct timespec t_lake;
+    clock_gettime(CLOCK_MONOTONIC, &t_lake);
     for (int i = 0; i < PROPERTY_RESTORES && !test_failed_now(); i++) {
         mark *m = &marks[pick[i]];
         uint64_t b = strtoull(m->bm, NULL, 16), snap = snaps[0];
@@ -546,7 +555,7 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
         sqlite3_close(d);
         unlink(out);
     }
-    fprintf(stderr, "  %d restores from the lake alone gave the recorded database\n", lake_ok);
+    fprintf(stderr, "  %d restores from the lake alone gave the recorded database (%.1f s)\n", lake_ok, secs_since(t_lake));
     pitr_changes_free(&ch);
     free(snaps);
     query_conn_free(qc);
@@ -554,6 +563,8 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
     store_close(lst);
 
     /* locally, in the order picked (random), each restore recorded in its turn */
+    struct timespec t_local;
+    clock_gettime(CLOCK_MONOTONIC, &t_local);
     int local_ok = 0;
     for (int i = 0; i < PROPERTY_RESTORES && !test_failed_now(); i++) {
         mark *m = &marks[pick[i]];
@@ -568,7 +579,7 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
         else
             local_ok++;
     }
-    fprintf(stderr, "  %d local restores gave the recorded database\n", local_ok);
+    fprintf(stderr, "  %d local restores gave the recorded database (%.1f s)\n", local_ok, secs_since(t_local));
     free(marks);
     events_collection_close(c);
     events_untrack(e.db);
