@@ -86,13 +86,12 @@ static int on_conflict(void *ud, int kind, sqlite3_changeset_iter *it)
     int ncol, op, ind;
     sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
     if (!c->what[0])
-        snprintf(c->what, sizeof c->what, "%s of a row in table %s",
-                 kind == SQLITE_CHANGESET_DATA       ? "different values"
-                 : kind == SQLITE_CHANGESET_NOTFOUND ? "a missing row"
-                 : kind == SQLITE_CHANGESET_CONFLICT ? "an unexpected row"
-                 : kind == SQLITE_CHANGESET_FOREIGN_KEY ? "a broken foreign key"
-                                                      : "a constraint",
-                 tab);
+        snprintf(c->what, sizeof c->what, "in table %s, %s", tab,
+                 kind == SQLITE_CHANGESET_DATA          ? "a row has other values"
+                 : kind == SQLITE_CHANGESET_NOTFOUND    ? "a row is missing"
+                 : kind == SQLITE_CHANGESET_CONFLICT    ? "a row exists that should not"
+                 : kind == SQLITE_CHANGESET_FOREIGN_KEY ? "a foreign key breaks"
+                                                        : "a constraint fails");
     return SQLITE_CHANGESET_ABORT;
 }
 
