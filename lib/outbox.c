@@ -249,13 +249,13 @@ void outbox_close(outbox *o)
         sqlite3_finalize(o->dead);
         sqlite3_finalize(o->qlast);
         expansion_free(&o->x);
-        free(o->identity);
         sqlite3_close(o->qdb);
         pthread_mutex_destroy(&o->qmu);
         sqlite3_close(o->sdb);
         if (o->own_edb) sqlite3_close(o->edb);
         free(o->path);
     }
+    free(o->identity);
     free(o);
 }
 
