@@ -48,10 +48,11 @@ int store_key_valid(const char *key)
 int store_open(const char *url, store **out, char *err, size_t errlen)
 {
     const char *path = url;
+    if (!strncmp(url, "s3://", 5)) return store_s3_open(url, out, err, errlen);
     if (!strncmp(url, "file://", 7)) {
         path = url + 7;
     } else if (strstr(url, "://")) {
-        snprintf(err, errlen, "lake %s: unknown scheme (use a directory or file:///dir)", url);
+        snprintf(err, errlen, "lake %s: unknown scheme (use a directory, file:///dir or s3://bucket/prefix)", url);
         return -1;
     }
     if (!*path) {

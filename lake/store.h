@@ -49,7 +49,7 @@ typedef struct store_ops {
     int (*get)(store *s, const char *key, uint64_t off, uint64_t len, buf *out);
     int (*head)(store *s, const char *key, store_entry *out);
     int (*list)(store *s, const char *prefix, store_list_fn fn, void *ud);
-    int (*del)(store *s, const char *key);
+    int (*del)(store *s, const char *key); /* an object that is not there: STORE_OK */
     /* Local path of the object if the store is a filesystem, else NULL. */
     const char *(*root)(store *s);
     void (*close)(store *s);
@@ -61,8 +61,9 @@ struct store {
 };
 
 /*
- * Opens the store named by url: "file:///abs/dir", or a plain directory path
- * (created if missing). Returns 0 and *out, or -1 with a message in err.
+ * Opens the store named by url: "file:///abs/dir", a plain directory path
+ * (created if missing), or "s3://bucket/prefix". Returns 0 and *out, or -1
+ * with a message in err.
  */
 int store_open(const char *url, store **out, char *err, size_t errlen);
 
@@ -103,5 +104,13 @@ int store_key_valid(const char *key);
 
 /* The filesystem backend; dir must exist. */
 int store_fs_open(const char *dir, store **out, char *err, size_t errlen);
+
+/*
+ * The S3 backend: "s3://bucket[/prefix]", credentials and endpoint from the
+ * environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+ * AWS_REGION, AWS_ENDPOINT_URL). Checks them with one request before it
+ * returns (a clear error for refused credentials or a missing bucket).
+ */
+int store_s3_open(const char *url, store **out, char *err, size_t errlen);
 
 #endif

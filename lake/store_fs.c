@@ -349,10 +349,8 @@ static int fs_del(store *s, const char *key)
     char path[4096];
     int r = path_of(fs, key, path, sizeof path);
     if (r) return r;
-    if (unlink(path)) {
-        if (errno == ENOENT) return store_fail(STORE_ENOENT, "store: %s: no such object", key);
+    if (unlink(path) && errno != ENOENT) /* deleting what is not there is done, as on S3 */
         return store_fail(STORE_EIO, "store: cannot delete %s: %s", path, strerror(errno));
-    }
     return STORE_OK;
 }
 

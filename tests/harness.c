@@ -317,3 +317,46 @@ int sh(const char *fmt, ...)
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* ---- the S3 test server ------------------------------------------------------ */
+
+static char s3_root[1024]; /* the test directory; the cluster lives in s3_root/rgw */
+
+static void s3_stop(void)
+{
+    if (s3_root[0]) {
+        sh("'%s/scripts/s3-test-server' stop '%s/rgw' >/dev/null 2>&1", EVENTS_SOURCE_DIR, s3_root);
+        sh("rm -rf '%s'", s3_root);
+        s3_root[0] = 0;
+    }
+}
+
+int s3_start(void)
+{
+    if (s3_root[0]) return 0;
+    char *d = test_tmpdir("s3");
+    snprintf(s3_root, sizeof s3_root, "%s", d);
+    free(d);
+    atexit(s3_stop);
+    char out[1200], envp[1200];
+    snprintf(out, sizeof out, "%s/start.out", s3_root);
+    snprintf(envp, sizeof envp, "%s/rgw/env", s3_root);
+    int rc = sh("'%s/scripts/s3-test-server' start '%s/rgw' > '%s' 2>&1", EVENTS_SOURCE_DIR, s3_root, out);
+    FILE *f = rc ? NULL : fopen(envp, "r");
+    if (!f) {
+        char *t = test_read_file(out, NULL);
+        fprintf(stderr, "the S3 test server did not start:\n%s\n", t ? t : "");
+        free(t);
+        return -1;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *eq = strchr(line, '=');
+        if (!eq) continue;
+        *eq = 0;
+        setenv(line, eq + 1, 1);
+    }
+    fclose(f);
+    return 0;
+}

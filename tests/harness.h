@@ -66,6 +66,14 @@ int gzip_bytes(const void *data, size_t n, buf *out);
 /* Concatenated content of every file under dir/events (sorted by path). */
 int lake_read_all(const char *lake, buf *out, int *files);
 
+/*
+ * Starts the project's S3 test server (scripts/s3-test-server: radosgw on
+ * loopback) once per process and exports its AWS_* variables and
+ * EVENTS_S3_BUCKET; it is stopped when the process exits. Returns 0, or -1
+ * with the script's output printed.
+ */
+int s3_start(void);
+
 /* Runs a shell command; returns its exit status. */
 int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

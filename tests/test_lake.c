@@ -119,118 +119,14 @@ TEST(test_dedup_window_zero_disables)
     dedup_free(d);
 }
 
-/* ---- the store contract (every backend must pass it) ---- */
-
-typedef struct listed {
-    char keys[32][128];
-    uint64_t sizes[32];
-    int n;
-} listed;
-
-static int on_list(const store_entry *e, void *ud)
-{
-    listed *l = ud;
-    if (l->n < 32) {
-        snprintf(l->keys[l->n], 128, "%s", e->key);
-        l->sizes[l->n] = e->size;
-        l->n++;
-    }
-    return 0;
-}
-
-static void store_contract(store *s)
-{
-    buf b = BUF_INIT;
-    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/10/a.jsonl", "hello\n", 6, 0));
-    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/10/b.jsonl", "world!\n", 7, 0));
-    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/11/c.jsonl", "x", 1, 0));
-    CHECK_INT(STORE_OK, store_put(s, "events-other/z", "z", 1, 0));
-    CHECK_INT(STORE_OK, store_put(s, "snapshots/src/1.db", "db", 2, 0));
-
-    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/a.jsonl", 0, 0, &b));
-    CHECK(b.len == 6 && !memcmp(b.p, "hello\n", 6));
-    b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/b.jsonl", 2, 3, &b));
-    CHECK(b.len == 3 && !memcmp(b.p, "rld", 3));
-    b.len = 0;
-    CHECK_INT(STORE_ENOENT, store_get(s, "events/none", 0, 0, &b));
-    CHECK_CONTAINS("events/none", store_errmsg());
-
-    store_entry e;
-    CHECK_INT(STORE_OK, store_head(s, "events/2026/11/25/10/b.jsonl", &e));
-    CHECK_INT(7, e.size);
-    CHECK(e.mtime_ms > 0);
-    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/10/zzz", &e));
-
-    listed l = {0};
-    CHECK_INT(STORE_OK, store_list(s, "events/", on_list, &l));
-    REQUIRE_INT(3, l.n);
-    CHECK_STR("events/2026/11/25/10/a.jsonl", l.keys[0]);
-    CHECK_STR("events/2026/11/25/10/b.jsonl", l.keys[1]);
-    CHECK_STR("events/2026/11/25/11/c.jsonl", l.keys[2]);
-    CHECK_INT(7, l.sizes[1]);
-    memset(&l, 0, sizeof l);
-    CHECK_INT(STORE_OK, store_list(s, "events/2026/11/25/1", on_list, &l));
-    CHECK_INT(3, l.n);
-    memset(&l, 0, sizeof l);
-    CHECK_INT(STORE_OK, store_list(s, "events", on_list, &l)); /* a prefix, not a directory */
-    CHECK_INT(4, l.n);
-    CHECK_STR("events-other/z", l.keys[0]); /* '-' sorts before '/' */
-    memset(&l, 0, sizeof l);
-    CHECK_INT(STORE_OK, store_list(s, "nothing/", on_list, &l));
-    CHECK_INT(0, l.n);
-
-    /* a conditional put: exactly one of two writers wins */
-    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "a", 1, STORE_IF_ABSENT));
-    CHECK_INT(STORE_EEXIST, store_put(s, "leases/compact", "b", 1, STORE_IF_ABSENT));
-    b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "leases/compact", 0, 0, &b));
-    CHECK(b.len == 1 && b.p[0] == 'a');
-    /* an unconditional put replaces */
-    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "bb", 2, 0));
-    CHECK_INT(STORE_OK, store_head(s, "leases/compact", &e));
-    CHECK_INT(2, e.size);
-
-    CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl"));
-    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/11/c.jsonl", &e));
-
-    CHECK_INT(STORE_EINVAL, store_put(s, "../escape", "x", 1, 0));
-    CHECK_INT(STORE_EINVAL, store_put(s, "/abs", "x", 1, 0));
-    CHECK_INT(STORE_EINVAL, store_put(s, "a//b", "x", 1, 0));
-    buf_free(&b);
-}
-
-TEST(test_store_fs_contract)
-{
-    char *dir = test_tmpdir("store");
-    store *s;
-    char err[256];
-    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
-    store_contract(s);
-
-    /* put_file with STORE_MOVE takes the file */
-    char src[4200];
-    snprintf(src, sizeof src, "%s/src.tmp", dir);
-    FILE *f = fopen(src, "w");
-    fputs("moved\n", f);
-    fclose(f);
-    CHECK_INT(STORE_OK, store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE));
-    CHECK(access(src, F_OK) != 0);
-    buf b = BUF_INIT;
-    CHECK_INT(STORE_OK, store_get(s, "events/2026/01/01/00/m.jsonl", 0, 0, &b));
-    CHECK(b.len == 6 && !memcmp(b.p, "moved\n", 6));
-    buf_free(&b);
-    store_close(s);
-    test_rmtree(dir);
-    free(dir);
-}
+/* The store contract runs on both backends in test_s3.c. */
 
 TEST(test_store_open_rejects_unknown_schemes)
 {
     store *s;
     char err[256];
     CHECK_INT(-1, store_open("gs://bucket", &s, err, sizeof err));
-    CHECK_STR("lake gs://bucket: unknown scheme (use a directory or file:///dir)", err);
+    CHECK_STR("lake gs://bucket: unknown scheme (use a directory, file:///dir or s3://bucket/prefix)", err);
 }
 
 /* ---- the writer ---- */
