@@ -7,12 +7,15 @@ JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:8080
 LAKE       ?= ./events-lake
 
-.PHONY: all bootstrap build build-asan test test-fast run format lint bench clean install
+.PHONY: all bootstrap bootstrap-test build build-asan test test-fast run format lint bench clean install
 
 all: build
 
 bootstrap:
 	@scripts/bootstrap
+
+bootstrap-test:
+	@scripts/bootstrap --test
 
 third_party/duckdb/VERSION:
 	@scripts/fetch-duckdb
@@ -30,7 +33,7 @@ build-asan: $(BUILD_ASAN)/CMakeCache.txt
 	@cmake --build $(BUILD_ASAN) -j $(JOBS) -- --no-print-directory
 
 # Everything: the suite on the normal build, then again under ASan+UBSan.
-test: bootstrap build build-asan
+test: bootstrap-test build build-asan
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j $(JOBS) -LE nosan
