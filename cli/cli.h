@@ -4,8 +4,10 @@
 #ifndef EVENTS_CLI_H
 #define EVENTS_CLI_H
 
-#include <stdint.h>
+#include "cache.h"
+#include "store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 int cmd_serve(int argc, char **argv);
@@ -14,6 +16,7 @@ int cmd_history(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_compact(int argc, char **argv);
 
 /* Prints a POST /query JSON answer as a boxed table. Returns 0, or -1 if it is not one. */
 int cli_print_table(FILE *f, const char *answer, size_t len);
@@ -47,6 +50,26 @@ typedef struct cli_option {
     const char *arg; /* placeholder for help, e.g. "DIR" */
     const char *help;
 } cli_option;
+
+/* --cache and --cache-max, for the commands that read a lake. */
+#define CLI_CACHE_OPTIONS(dir, max)                                                              \
+    {"cache", "EVENTS_CACHE", OPT_STR, dir, "DIR",                                               \
+     "local cache of an s3 lake's files (default ~/.cache/events)"},                             \
+    {                                                                                            \
+        "cache-max", "EVENTS_CACHE_MAX", OPT_SIZE, max, "SIZE",                                  \
+            "the cache's size at most (default 1GiB)"                                            \
+    }
+
+/*
+ * Opens the lake (a directory, file:// or s3:// URL) and, when it is an object
+ * store, its cache: a directory per lake under cache_dir (NULL: the default).
+ * Prints "events CMD: reason" and returns -1 on failure.
+ */
+int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint64_t cache_max,
+                  store **st, lake_cache **cache);
+
+/* The cache directory of the lake url under base (NULL: ~/.cache/events). */
+void cli_cache_dir(const char *base, const char *url, char *out, size_t cap);
 
 int cli_options_parse(const char *cmd, const cli_option *opts, int argc, char **argv);
 void cli_options_help(const char *usage, const cli_option *opts);

@@ -22,6 +22,7 @@ static void usage(FILE *f)
             "  send      deliver NDJSON events to a server through a durable outbox\n"
             "  snapshot  copy a tracked database into a file or to the server's lake\n"
             "  restore   bring a database back to a bookmark, in place or from the lake alone\n"
+            "  compact   fold closed hours of the lake into Parquet files\n"
             "  version   print the version\n"
             "  help      this text\n\n"
             "Run `events COMMAND --help` for a command's options.\n",
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "send")) return cmd_send(argc - 1, argv + 1);
     if (!strcmp(cmd, "snapshot")) return cmd_snapshot(argc - 1, argv + 1);
     if (!strcmp(cmd, "restore")) return cmd_restore(argc - 1, argv + 1);
+    if (!strcmp(cmd, "compact")) return cmd_compact(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("events %s\n", EVENTS_VERSION);
         return 0;

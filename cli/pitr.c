@@ -242,9 +242,11 @@ static int restore_local(const char *path, const char *bookmark, int dry_run)
     return rc ? 1 : 0;
 }
 
-static int restore_lake(const char *lake, const char *source, const char *bookmark, const char *at,
-                        const char *out, int force, int dry_run)
+static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_max,
+                        const char *source, const char *bookmark, const char *at, const char *out,
+                        int force, int dry_run)
 {
+    lake_cache *cache = NULL;
     char err[1024];
     store *st = NULL;
     query_engine *qe = NULL;
@@ -258,11 +260,8 @@ static int restore_lake(const char *lake, const char *source, const char *bookma
         fprintf(stderr, "events restore: %s exists (--force replaces it)\n", out);
         return 2;
     }
-    if (store_open(lake, &st, err, sizeof err)) {
-        fprintf(stderr, "events restore: %s\n", err);
-        return 2;
-    }
-    query_config qcfg = {st, NULL, 0, 0};
+    if (cli_lake_open("restore", lake, cache_dir, cache_max, &st, &cache)) return 2;
+    query_config qcfg = {.store = st, .cache = cache};
     if (query_engine_open(&qcfg, &qe, err, sizeof err) || !(qc = query_conn_new(qe, err, sizeof err))) {
         fprintf(stderr, "events restore: %s\n", err);
         goto out;
@@ -339,6 +338,7 @@ out:
     free(snaps);
     query_conn_free(qc);
     query_engine_close(qe);
+    lake_cache_close(cache);
     store_close(st);
     return rc;
 }
@@ -346,16 +346,20 @@ out:
 int cmd_restore(int argc, char **argv)
 {
     const char *db = NULL, *lake = NULL, *source = NULL, *bookmark = NULL, *at = NULL, *out = NULL;
+    const char *cache_dir = NULL;
+    uint64_t cache_max = 0;
     int force = 0, dry_run = 0;
     const cli_option opts[] = {
         {"db", NULL, OPT_STR, &db, "PATH", "restore this tracked database in place"},
-        {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR", "or rebuild from this lake alone (with --source, --out)"},
+        {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR|URL",
+         "or rebuild from this lake alone (with --source, --out): a directory or s3://bucket/prefix"},
         {"source", NULL, OPT_STR, &source, "ID", "the database's source name in the lake"},
         {"bookmark", NULL, OPT_STR, &bookmark, "B", "the state right after transaction B (16 hex digits)"},
         {"time", NULL, OPT_STR, &at, "T", "with --lake: the state as of time T (RFC 3339 or epoch ms)"},
         {"out", NULL, OPT_STR, &out, "FILE", "with --lake: the file to write"},
         {"force", NULL, OPT_FLAG, &force, NULL, "replace --out if it exists"},
         {"dry-run", NULL, OPT_FLAG, &dry_run, NULL, "say what would change, change nothing"},
+        CLI_CACHE_OPTIONS(&cache_dir, &cache_max),
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int i = cli_options_parse("restore", opts, argc, argv);
@@ -386,5 +390,5 @@ int cmd_restore(int argc, char **argv)
                         "--bookmark and --time, and --out FILE\n");
         return 2;
     }
-    return restore_lake(lake, source, bookmark, at, out, force, dry_run);
+    return restore_lake(lake, cache_dir, cache_max, source, bookmark, at, out, force, dry_run);
 }

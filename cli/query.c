@@ -22,7 +22,8 @@
 #include <unistd.h>
 
 typedef struct qopts {
-    const char *lake, *server, *token, *format, *file;
+    const char *lake, *server, *token, *format, *file, *cache;
+    uint64_t cache_max;
     cli_strings params;
     uint64_t max_rows;
     int64_t timeout_ms;
@@ -55,17 +56,16 @@ static int sink_buf(void *ud, const char *p, size_t n)
 static int run_local(const qopts *o, const char *sql, json_t *params, buf *answer, int stream)
 {
     store *st;
+    lake_cache *cache;
     char err[1024];
-    if (store_open(o->lake, &st, err, sizeof err)) {
-        fprintf(stderr, "events query: %s\n", err);
-        return 1;
-    }
-    query_config qc = {st, NULL, 0, 0};
+    if (cli_lake_open("query", o->lake, o->cache, o->cache_max, &st, &cache)) return 1;
+    query_config qc = {.store = st, .cache = cache};
     query_engine *e;
     query_conn *c = NULL;
     int rc = 1;
     if (query_engine_open(&qc, &e, err, sizeof err)) {
         fprintf(stderr, "events query: %s\n", err);
+        lake_cache_close(cache);
         store_close(st);
         return 1;
     }
@@ -88,6 +88,7 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
     }
     query_conn_free(c);
     query_engine_close(e);
+    lake_cache_close(cache);
     store_close(st);
     return rc;
 }
@@ -212,8 +213,9 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
     o->max_rows = 100000;
     o->timeout_ms = 30000;
     const cli_option opts[] = {
-        {"lake", "EVENTS_LAKE", OPT_STR, &o->lake, "DIR",
-         "query this lake directly (default ./events-lake)"},
+        {"lake", "EVENTS_LAKE", OPT_STR, &o->lake, "DIR|URL",
+         "query this lake directly: a directory or s3://bucket/prefix (default ./events-lake)"},
+        CLI_CACHE_OPTIONS(&o->cache, &o->cache_max),
         {"server", "EVENTS_SERVER", OPT_STR, &o->server, "URL",
          "query through this server instead (sees unsealed events)"},
         {"token", "EVENTS_TOKEN", OPT_STR, &o->token, "TOKEN", "bearer token for --server"},

@@ -20,6 +20,7 @@ int cmd_serve(int argc, char **argv)
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
     int64_t query_timeout = c.query_timeout_ms;
+    uint64_t cache_max = c.cache_max;
     long query_threads = c.query_threads;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
          max_events = (long)c.max_events;
@@ -27,10 +28,20 @@ int cmd_serve(int argc, char **argv)
     const cli_option opts[] = {
         {"listen", "EVENTS_LISTEN", OPT_STR, &c.listen, "HOST:PORT",
          "address to listen on (default 127.0.0.1:8080)"},
-        {"lake", "EVENTS_LAKE", OPT_STR, &c.lake, "DIR",
-         "the lake: a directory or file:///dir (default ./events-lake)"},
+        {"lake", "EVENTS_LAKE", OPT_STR, &c.lake, "DIR|URL",
+         "the lake: a directory, file:///dir or s3://bucket/prefix (default ./events-lake)"},
         {"spool", "EVENTS_SPOOL", OPT_STR, &c.spool, "DIR",
-         "local spool of open segments (default LAKE/.spool)"},
+         "local spool of open segments (default LAKE/.spool, or ./events-spool for s3)"},
+        {"cache", "EVENTS_CACHE", OPT_STR, &c.cache, "DIR",
+         "local cache of an s3 lake's files for queries (default ./events-cache)"},
+        {"cache-max", "EVENTS_CACHE_MAX", OPT_SIZE, &cache_max, "SIZE",
+         "the cache's size at most (default 1GiB)"},
+        {"compact-every", "EVENTS_COMPACT_EVERY", OPT_DURATION, &c.compact_every_ms, "DURATION",
+         "run compaction this often; 0: never (default 5m)"},
+        {"compact-after", "EVENTS_COMPACT_AFTER", OPT_DURATION, &c.compact_after_ms, "DURATION",
+         "compact an hour this long after it ends (default 10m)"},
+        {"compact-retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &c.compact_retain_ms,
+         "DURATION", "keep compacted-away files this long for running queries (default 10m)"},
         {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH",
          "bearer tokens: NAME TOKEN SCOPES per line"},
         {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE",
@@ -137,6 +148,16 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "events serve: --max-snapshot must be at least 4KiB\n");
         return 2;
     }
+    if (c.compact_retain_ms < query_timeout) {
+        fprintf(stderr, "events serve: --compact-retain must be at least --query-timeout (a "
+                        "running query may still read what compaction replaced)\n");
+        return 2;
+    }
+    if (c.compact_after_ms < 0 || c.compact_every_ms < 0) {
+        fprintf(stderr, "events serve: --compact-after and --compact-every must not be negative\n");
+        return 2;
+    }
+    c.cache_max = cache_max;
     c.max_snapshot = max_snapshot;
     c.max_body = (size_t)max_body;
     c.max_event_bytes = (size_t)max_event_bytes;

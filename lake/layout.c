@@ -94,6 +94,57 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
     return 0;
 }
 
+void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
+{
+    char prefix[LAKE_KEY_MAX];
+    lake_hour_prefix(hour, prefix);
+    snprintf(out, LAKE_KEY_MAX, "%s%s.parquet", prefix, uuid);
+}
+
+void lake_manifest_key(int64_t hour, uint64_t seq, char out[LAKE_KEY_MAX])
+{
+    char prefix[LAKE_KEY_MAX];
+    lake_hour_prefix(hour, prefix);
+    snprintf(out, LAKE_KEY_MAX, "%s_manifest-%010llu.json", prefix, (unsigned long long)seq);
+}
+
+static int seq_of(const char *p, const char *suffix, uint64_t *seq)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (strcmp(p + 10, suffix)) return -1;
+    *seq = v;
+    return 0;
+}
+
+int lake_parse_manifest_key(const char *key, int64_t *hour, uint64_t *seq)
+{
+    int y, m, d, h;
+    if (strncmp(key, "events/", 7)) return -1;
+    const char *p = key + 7;
+    if (num(p, 4, &y) || p[4] != '/' || num(p + 5, 2, &m) || p[7] != '/' || num(p + 8, 2, &d) ||
+        p[10] != '/' || num(p + 11, 2, &h) || p[13] != '/' || strncmp(p + 14, "_manifest-", 10))
+        return -1;
+    if (seq_of(p + 24, ".json", seq) || hour_of(y, m, d, h, hour)) return -1;
+    return 0;
+}
+
+void lake_lease_key(const char *name, uint64_t seq, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_LEASES_PREFIX "%s/%010llu.json", name, (unsigned long long)seq);
+}
+
+int lake_parse_lease_key(const char *key, const char *name, uint64_t *seq)
+{
+    size_t pl = strlen(LAKE_LEASES_PREFIX), nl = strlen(name);
+    if (strncmp(key, LAKE_LEASES_PREFIX, pl) || strncmp(key + pl, name, nl) || key[pl + nl] != '/')
+        return -1;
+    return seq_of(key + pl + nl + 1, ".json", seq);
+}
+
 int lake_source_valid(const char *s)
 {
     size_t n = strlen(s);

@@ -5,7 +5,10 @@
  *
  *   events/{yyyy}/{mm}/{dd}/{hh}/{uuid}.jsonl    raw events of one ts hour (UTC)
  *   events/{yyyy}/{mm}/{dd}/{hh}/{uuid}.parquet  compacted hour
+ *   events/{yyyy}/{mm}/{dd}/{hh}/_manifest-{seq}.json  which files of the hour are live
+ *                                                      (compaction.h), seq 10 digits
  *   snapshots/{source}/{bookmark}.db             database snapshots
+ *   leases/{name}/{seq}.json                     a lease (compaction: one compactor)
  *
  * A spool segment (local, not yet in the lake) is named
  * {yyyymmddhh}-{uuid}.jsonl: its hour and the uuid of its final key.
@@ -31,6 +34,23 @@ void lake_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
 
 /* "events/yyyy/mm/dd/hh/{uuid}.jsonl" */
 void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
+
+/* "events/yyyy/mm/dd/hh/{uuid}.parquet" */
+void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
+
+/* "events/yyyy/mm/dd/hh/_manifest-{seq:010}.json" */
+void lake_manifest_key(int64_t hour, uint64_t seq, char out[LAKE_KEY_MAX]);
+
+/* Parses a manifest key. Returns 0 and sets *hour and *seq, or -1. */
+int lake_parse_manifest_key(const char *key, int64_t *hour, uint64_t *seq);
+
+#define LAKE_LEASES_PREFIX "leases/"
+
+/* "leases/{name}/{seq:010}.json" */
+void lake_lease_key(const char *name, uint64_t seq, char out[LAKE_KEY_MAX]);
+
+/* Parses a lease key of the lease name. Returns 0 and *seq, or -1. */
+int lake_parse_lease_key(const char *key, const char *name, uint64_t *seq);
 
 /* "{yyyymmddhh}-{uuid}.jsonl" */
 void lake_spool_name(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);

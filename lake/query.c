@@ -11,6 +11,7 @@
 #include "query.h"
 #include "evtime.h"
 #include "layout.h"
+#include "partition.h"
 #include "prune.h"
 #include "result.h"
 
@@ -27,13 +28,21 @@ struct query_engine {
     duckdb_database db;
     store *store;
     lake_writer *writer;
-    char *root;
+    lake_cache *cache;
+    char *root; /* the lake's directory, or NULL: an object store read through cache */
     pthread_mutex_t mu; /* conns */
     query_conn *conns;
     pthread_t watchdog;
     pthread_cond_t cv;
     int stop;
 };
+
+typedef struct live {
+    const struct hours *h;
+    lake_cache_item *it; /* key and size of each live file the query needs */
+    unsigned char *parquet;
+    size_t n, cap;
+} live;
 
 struct query_conn {
     query_engine *e;
@@ -43,11 +52,12 @@ struct query_conn {
     json_t *eval_template;                 /* parse tree of SELECT CAST(NULL AS TIMESTAMP) */
     _Atomic int64_t deadline_ms;           /* monotonic; 0 when idle */
     _Atomic int timed_out;
+    struct live fetched; /* the lake files of the running query */
     query_conn *next;
 };
 
 /* The view's columns, extracted from each event's JSON. */
-static const char VIEW_COLUMNS[] =
+const char QUERY_VIEW_COLUMNS[] =
     "json->>'id' AS id, json->>'type' AS type, TRY_CAST(json->>'ts' AS TIMESTAMP) AS ts, "
     "TRY_CAST(json->>'receivedAt' AS TIMESTAMP) AS receivedAt, "
     "json_transform(json->'do', '{\"id\":\"VARCHAR\",\"name\":\"VARCHAR\",\"class\":\"VARCHAR\","
@@ -173,18 +183,20 @@ static json_t *load_tree(const char *txt)
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen)
 {
     const char *root = cfg->store->ops->root(cfg->store);
-    if (!root) {
-        snprintf(err, errlen, "query: the lake %s is not a local directory", cfg->store->url);
+    if (!root && !cfg->cache) {
+        snprintf(err, errlen, "query: the lake %s is not a local directory, and no cache is given",
+                 cfg->store->url);
         return -1;
     }
     query_engine *e = calloc(1, sizeof *e);
-    if (!e || !(e->root = strdup(root))) {
+    if (!e || (root && !(e->root = strdup(root)))) {
         free(e);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     e->store = cfg->store;
     e->writer = cfg->writer;
+    e->cache = root ? NULL : cfg->cache;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
 
@@ -222,7 +234,7 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     buf sql = BUF_INIT;
     buf_puts(&sql, "SET allowed_directories = [");
     buf b = BUF_INIT;
-    buf_printf(&b, "%s/", e->root);
+    buf_printf(&b, "%s/", e->root ? e->root : lake_cache_dir(e->cache));
     sql_quote(&sql, buf_cstr(&b));
     if (e->writer) {
         b.len = 0;
@@ -245,7 +257,7 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
         buf v = BUF_INIT;
         buf_printf(
             &v, "CREATE VIEW main.events AS SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
-            VIEW_COLUMNS);
+            QUERY_VIEW_COLUMNS);
         rc = buf_cstr(&v) ? exec(c, v.p, e2, sizeof e2) : -1;
         buf_free(&v);
     }
@@ -528,56 +540,90 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params)
     return h;
 }
 
-typedef struct files {
-    buf list; /* 'path','path',... */
-    uint64_t n;
-    const hours *h;
-    const char *root;
-} files;
+/* The columns of a compacted file (compact.c writes them): the view's, by name. */
+static const char PARQUET_COLUMNS[] =
+    "id, type, ts, receivedAt, \"do\", do_id, do_name, do_class, do_colo, method, durationMs, "
+    "success, error, collection, docId, doc, prev, bookmark";
 
-static void add_file(files *f, const char *path)
+static int on_partition(lake_partition *p, void *ud)
 {
-    if (f->n++) buf_putc(&f->list, ',');
-    sql_quote(&f->list, path);
-}
-
-static int on_key(const store_entry *e, void *ud)
-{
-    files *f = ud;
-    int64_t hour;
-    const char *ext;
-    if (lake_parse_event_key(e->key, &hour, &ext) || strcmp(ext, "jsonl")) return 0;
-    if (!f->h->all && (hour < f->h->lo || hour > f->h->hi)) return 0;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", f->root, e->key);
-    add_file(f, path);
+    live *l = ud;
+    if (!l->h->all && (p->hour < l->h->lo || p->hour > l->h->hi)) return 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!p->f[i].live) continue;
+        if (l->n == l->cap) {
+            size_t nc = l->cap ? l->cap * 2 : 64;
+            lake_cache_item *ni = realloc(l->it, nc * sizeof *ni);
+            if (ni) l->it = ni;
+            unsigned char *np = ni ? realloc(l->parquet, nc) : NULL;
+            if (np) l->parquet = np;
+            if (!ni || !np) return -2;
+            l->cap = nc;
+        }
+        lake_cache_item *it = &l->it[l->n];
+        if (!(it->key = strdup(p->f[i].key))) return -2;
+        it->size = p->f[i].size;
+        it->path = NULL;
+        l->parquet[l->n++] = (unsigned char)p->f[i].parquet;
+    }
     return 0;
 }
 
-/* Lists the lake's files for the hours; per hour directory when there are few. */
-static int list_lake(query_engine *e, files *f, char *err, size_t errlen)
+/* Lists the lake's live files for the hours; per hour directory when there are few. */
+static int list_lake(query_engine *e, live *l, char *err, size_t errlen)
 {
-    const hours *h = f->h;
+    const hours *h = l->h;
     int rc = 0;
     if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 14) {
         for (int64_t hr = h->lo; hr <= h->hi && !rc; hr++) {
             char prefix[LAKE_KEY_MAX];
             lake_hour_prefix(hr, prefix);
-            rc = store_list(e->store, prefix, on_key, f);
+            rc = lake_partitions_list(e->store, prefix, on_partition, l, err, errlen);
         }
     } else {
-        rc = store_list(e->store, LAKE_EVENTS_PREFIX, on_key, f);
+        rc = lake_partitions_list(e->store, LAKE_EVENTS_PREFIX, on_partition, l, err, errlen);
     }
-    if (rc) snprintf(err, errlen, "query: cannot list the lake: %s", store_errmsg());
+    if (rc == -2) snprintf(err, errlen, "out of memory");
+    else if (rc) {
+        char m[1024];
+        snprintf(m, sizeof m, "query: %s", err);
+        snprintf(err, errlen, "%s", m);
+    }
     return rc;
 }
 
-/* Replaces this connection's events view with one over the files the query needs. */
+static void live_free(query_conn *q, live *l)
+{
+    if (q->e->cache && l == &q->fetched) {
+        lake_cache_unpin(q->e->cache, l->it, l->n);
+    } else {
+        for (size_t i = 0; i < l->n; i++) free(l->it[i].path);
+    }
+    for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
+    free(l->it);
+    free(l->parquet);
+    memset(l, 0, sizeof *l);
+}
+
+static void add_file(buf *list, uint64_t *n, const char *path)
+{
+    if ((*n)++) buf_putc(list, ',');
+    sql_quote(list, path);
+}
+
+/*
+ * Replaces this connection's events view with one over the files the query
+ * needs: the live files of its hours (from the cache for an s3 lake, pinned
+ * in q->fetched until the query ends) and the spool's unsealed segments.
+ */
 static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint64_t *nfiles,
                      char *err, size_t errlen)
 {
     query_engine *e = q->e;
-    files f = {BUF_INIT, 0, h, e->root};
+    live *l = &q->fetched;
+    l->h = h;
+    buf jl = BUF_INIT, pl = BUF_INIT;
+    uint64_t nj = 0, np = 0;
     int rc = 0;
     if (!h->none) {
         if (e->writer && lake_writer_pin_spool(e->writer, pins)) {
@@ -585,41 +631,65 @@ static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint
             return -1;
         }
         /* pinned first, listed second: every event is in exactly one of the two */
-        rc = list_lake(e, &f, err, errlen);
+        rc = list_lake(e, l, err, errlen);
+        if (!rc && e->cache) {
+            char m[1024];
+            if (lake_cache_fetch(e->cache, e->store, l->it, l->n, 8, m, sizeof m)) {
+                snprintf(err, errlen, "query: cannot fetch the lake's files: %s", m);
+                for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
+                l->n = 0;
+                rc = -1;
+            }
+        }
+        for (size_t i = 0; !rc && i < l->n; i++) {
+            char path[4096];
+            const char *pa = l->it[i].path;
+            if (!pa) {
+                snprintf(path, sizeof path, "%s/%s", e->root, l->it[i].key);
+                if (!(l->it[i].path = strdup(path))) rc = -1;
+                pa = path;
+            }
+            if (l->parquet[i]) add_file(&pl, &np, pa);
+            else add_file(&jl, &nj, pa);
+        }
         for (size_t i = 0; !rc && i < lake_spool_pins_count(*pins); i++) {
             int64_t hour;
             char path[4096];
             lake_spool_pins_get(e->writer, *pins, i, &hour, path, sizeof path);
-            if (h->all || (hour >= h->lo && hour <= h->hi)) add_file(&f, path);
+            if (h->all || (hour >= h->lo && hour <= h->hi)) add_file(&jl, &nj, path);
         }
     }
     if (!rc) {
         buf sql = BUF_INIT;
-        buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW events AS SELECT ");
-        if (!h->raw && f.n) {
-            buf_puts(&sql, TYPED_COLUMNS);
-            buf_puts(&sql, " FROM read_json([");
-            buf_append(&sql, f.list.p, f.list.len);
-            buf_puts(&sql, "], ");
-            buf_puts(&sql, TYPED_SCHEMA);
-            buf_puts(&sql, ") WHERE id IS NOT NULL OR type IS NOT NULL");
-        } else if (f.n) {
-            buf_puts(&sql, VIEW_COLUMNS);
-            buf_puts(&sql, " FROM read_ndjson_objects([");
-            buf_append(&sql, f.list.p, f.list.len);
+        buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW events AS ");
+        if (!h->raw && nj) {
+            buf_printf(&sql, "SELECT %s FROM read_json([", TYPED_COLUMNS);
+            buf_append(&sql, jl.p, jl.len);
+            buf_printf(&sql, "], %s) WHERE id IS NOT NULL OR type IS NOT NULL", TYPED_SCHEMA);
+        } else if (nj) {
+            buf_printf(&sql, "SELECT %s FROM read_ndjson_objects([", QUERY_VIEW_COLUMNS);
+            buf_append(&sql, jl.p, jl.len);
             /* a segment being written may end in a torn line: it reads as NULL, dropped here;
              * a line with neither id nor type is no event (as in the typed view) */
             buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL AND "
                            "((json->>'id') IS NOT NULL OR (json->>'type') IS NOT NULL)");
-        } else {
-            buf_puts(&sql, VIEW_COLUMNS);
-            buf_puts(&sql, " FROM (SELECT NULL::JSON AS json WHERE false)");
         }
+        if (np) {
+            if (nj) buf_puts(&sql, " UNION ALL ");
+            buf_printf(&sql, "SELECT %s%s FROM read_parquet([", PARQUET_COLUMNS,
+                       h->raw ? ", event" : "");
+            buf_append(&sql, pl.p, pl.len);
+            buf_puts(&sql, "])");
+        }
+        if (!nj && !np)
+            buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
+                       QUERY_VIEW_COLUMNS);
         rc = buf_cstr(&sql) ? exec(q->c, sql.p, err, errlen) : -1;
         buf_free(&sql);
     }
-    buf_free(&f.list);
-    *nfiles = f.n;
+    buf_free(&jl);
+    buf_free(&pl);
+    *nfiles = nj + np;
     return rc;
 }
 
@@ -1019,6 +1089,7 @@ done:
     duckdb_destroy_prepare(&p);
     duckdb_destroy_extracted(&st);
     if (q->e->writer) lake_writer_unpin_spool(q->e->writer, pins);
+    live_free(q, &q->fetched);
 }
 
 /* ---- the whole answer into a buf --------------------------------------------- */

@@ -22,20 +22,26 @@
 #define EVENTS_QUERY_H
 
 #include "buf.h"
+#include "cache.h"
 #include "store.h"
 #include "writer.h"
 
 #include <jansson.h>
 #include <stdint.h>
 
+/* The events view's columns as a select list over one JSON column `json` (compaction writes
+ * them to Parquet). */
+extern const char QUERY_VIEW_COLUMNS[];
+
 typedef struct query_engine query_engine;
 typedef struct query_conn query_conn;
 
 typedef struct query_config {
-    store *store;          /* the lake; must be a local directory (store->ops->root) */
+    store *store;          /* the lake */
     lake_writer *writer;   /* its unsealed segments are read too; NULL: sealed files only */
     uint64_t memory_limit; /* DuckDB memory_limit in bytes; 0: 1 GiB */
     int threads;           /* DuckDB threads; 0: DuckDB's default (one per CPU) */
+    lake_cache *cache;     /* where an object store's files are read from; NULL for a directory */
 } query_config;
 
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen);

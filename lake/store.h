@@ -47,6 +47,9 @@ typedef struct store_ops {
     int (*put_file)(store *s, const char *key, const char *path, int flags);
     /* Reads len bytes at off (len 0: to the end) and appends them to out. */
     int (*get)(store *s, const char *key, uint64_t off, uint64_t len, buf *out);
+    /* Writes the whole object to a new file at path (streamed, not held in memory);
+     * on failure no file is left at path. */
+    int (*get_file)(store *s, const char *key, const char *path);
     int (*head)(store *s, const char *key, store_entry *out);
     int (*list)(store *s, const char *prefix, store_list_fn fn, void *ud);
     int (*del)(store *s, const char *key); /* an object that is not there: STORE_OK */
@@ -78,6 +81,10 @@ static inline int store_put_file(store *s, const char *key, const char *path, in
 static inline int store_get(store *s, const char *key, uint64_t off, uint64_t len, buf *out)
 {
     return s->ops->get(s, key, off, len, out);
+}
+static inline int store_get_file(store *s, const char *key, const char *path)
+{
+    return s->ops->get_file(s, key, path);
 }
 static inline int store_head(store *s, const char *key, store_entry *e)
 {

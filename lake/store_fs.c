@@ -367,7 +367,17 @@ static void fs_close(store *s)
     free(fs);
 }
 
-static const store_ops fs_ops = {fs_put,  fs_put_file, fs_get,  fs_head,
+static int fs_get_file(store *s, const char *key, const char *to)
+{
+    fs_store *fs = (fs_store *)s;
+    char path[4096];
+    int r = path_of(fs, key, path, sizeof path);
+    if (r) return r;
+    if (access(path, F_OK)) return store_fail(STORE_ENOENT, "store: %s: no such object", key);
+    return copy_file(path, to);
+}
+
+static const store_ops fs_ops = {fs_put,  fs_put_file, fs_get,  fs_get_file, fs_head,
                                  fs_list, fs_del,      fs_root, fs_close};
 
 int store_fs_open(const char *dir, store **out, char *err, size_t errlen)

@@ -174,6 +174,10 @@ typedef struct response {
     char error[CURL_ERROR_SIZE];
     CURLcode cc;
     int attempts;
+    int to_file;   /* a 2xx answer's body goes to fd, not to body */
+    int fd;
+    int streaming; /* this attempt's answer is a 2xx going to fd */
+    uint64_t written;
 } response;
 
 typedef struct body {
@@ -210,6 +214,12 @@ static int seek_body(void *ud, curl_off_t off, int origin)
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
     response *r = ud;
+    if (r->streaming) {
+        ssize_t w = pwrite(r->fd, p, size * n, (off_t)r->written);
+        if (w < 0 || (size_t)w != size * n) return 0;
+        r->written += size * n;
+        return size * n;
+    }
     return buf_append(&r->body, p, size * n) ? 0 : size * n;
 }
 
@@ -217,7 +227,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     response *r = ud;
     size_t len = size * n;
-    if (len > 5 && !strncasecmp(p, "ETag:", 5)) {
+    if (len > 9 && !strncmp(p, "HTTP/", 5)) {
+        const char *sp = memchr(p, ' ', len);
+        long code = sp ? strtol(sp + 1, NULL, 10) : 0;
+        r->streaming = r->to_file && code >= 200 && code < 300;
+    } else if (len > 5 && !strncasecmp(p, "ETag:", 5)) {
         const char *v = p + 5;
         while (*v == ' ') v++;
         size_t k = len - (size_t)(v - p);
@@ -275,6 +289,14 @@ static void request(s3_store *s, const char *method, const char *url, body *b, c
         r->mtime_ms = 0;
         r->etag[0] = 0;
         r->error[0] = 0;
+        r->streaming = 0;
+        r->written = 0;
+        if (r->to_file && ftruncate(r->fd, 0)) {
+            r->cc = CURLE_WRITE_ERROR;
+            snprintf(r->error, sizeof r->error, "cannot truncate the download: %s", strerror(errno));
+            if (c) handle_put(s, c);
+            return;
+        }
         if (!c) {
             r->cc = CURLE_OUT_OF_MEMORY;
             snprintf(r->error, sizeof r->error, "out of memory");
@@ -586,6 +608,38 @@ static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, buf *o
     return rc;
 }
 
+static int s3_get_file(store *st, const char *key, const char *path)
+{
+    s3_store *s = (s3_store *)st;
+    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return store_fail(STORE_EIO, "store: cannot create %s: %s", path, strerror(errno));
+    buf object = BUF_INIT, url = BUF_INIT;
+    object_name(s, key, &object);
+    url_of(s, object.p, NULL, &url);
+    response r;
+    memset(&r, 0, sizeof r);
+    r.to_file = 1;
+    r.fd = fd;
+    request(s, "GET", url.p, NULL, NULL, NULL, &r);
+    int rc = STORE_OK;
+    if (r.cc == CURLE_OK && r.status == 200) {
+        if (r.content_length && r.written != r.content_length)
+            rc = store_fail(STORE_EIO, "store: GET %s: %llu of %llu bytes", key,
+                            (unsigned long long)r.written, (unsigned long long)r.content_length);
+    } else if (r.cc == CURLE_OK && r.status == 404) {
+        rc = store_fail(STORE_ENOENT, "store: %s: no such object", key);
+    } else {
+        rc = fail(s, STORE_EIO, "GET", object.p, &r);
+    }
+    if (close(fd) && !rc) rc = store_fail(STORE_EIO, "store: cannot write %s: %s", path, strerror(errno));
+    if (rc) unlink(path);
+    buf_free(&r.body);
+    buf_free(&object);
+    buf_free(&url);
+    return rc;
+}
+
 static int s3_head(store *st, const char *key, store_entry *out)
 {
     s3_store *s = (s3_store *)st;
@@ -706,7 +760,8 @@ static void s3_close(store *st)
     free(s);
 }
 
-static const store_ops S3_OPS = {s3_put, s3_put_file, s3_get, s3_head, s3_list, s3_del, s3_root, s3_close};
+static const store_ops S3_OPS = {s3_put,  s3_put_file, s3_get,  s3_get_file,
+                                  s3_head, s3_list,     s3_del,  s3_root, s3_close};
 
 static const char *env(const char *name)
 {

@@ -14,6 +14,7 @@
  */
 #include "server.h"
 #include "snapshots.h"
+#include "compact.h"
 #include "auth.h"
 #include "evtime.h"
 #include "ingest.h"
@@ -39,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +52,7 @@ typedef struct server {
     server_config cfg;
     struct MHD_Daemon *daemon;
     store *store;
+    lake_cache *cache; /* NULL for a directory lake */
     lake_writer *writer;
     query_engine *engine;
     query_pool *queries;
@@ -61,7 +64,70 @@ typedef struct server {
     _Atomic int stopping; /* set at SIGTERM: new requests are answered 503, never suspended */
     pthread_key_t ctx_key;
     char spool[4096]; /* also where snapshot uploads are written before they go to the lake */
+    char work[4096];  /* compaction's scratch directory */
+    pthread_t compactor;
+    int compactor_started;
+    pthread_mutex_t compact_mu;
+    pthread_cond_t compact_cv;
+    int compact_stop;
 } server;
+
+/* ---- background compaction ------------------------------------------------- */
+
+static void *compactor_main(void *arg)
+{
+    server *s = arg;
+    pthread_mutex_lock(&s->compact_mu);
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + (s->cfg.compact_every_ms % 1000) * 1000000;
+        ts.tv_sec += (time_t)(s->cfg.compact_every_ms / 1000 + ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        while (!s->compact_stop && pthread_cond_timedwait(&s->compact_cv, &s->compact_mu, &ts) == 0) {
+        }
+        if (s->compact_stop) break;
+        pthread_mutex_unlock(&s->compact_mu);
+        compact_config cc = {.store = s->store,
+                             .cache = s->cache,
+                             .work_dir = s->work,
+                             .after_ms = s->cfg.compact_after_ms,
+                             .retain_ms = s->cfg.compact_retain_ms,
+                             .memory_limit = s->cfg.query_memory,
+                             .threads = 1};
+        compact_stats st;
+        char err[1024];
+        int64_t t0 = evtime_mono_ms();
+        int r = lake_compact(&cc, &st, err, sizeof err);
+        char ms[24], parts[24], files[24], rows[24], del[24];
+        snprintf(ms, sizeof ms, "%lld", (long long)(evtime_mono_ms() - t0));
+        snprintf(parts, sizeof parts, "%llu", (unsigned long long)st.compacted);
+        snprintf(files, sizeof files, "%llu", (unsigned long long)st.files_in);
+        snprintf(rows, sizeof rows, "%llu", (unsigned long long)st.rows);
+        snprintf(del, sizeof del, "%llu", (unsigned long long)st.deleted);
+        if (r < 0)
+            log_msg(LOG_WARN, "compaction failed", "error", err, LOG_END);
+        else if (r > 0)
+            log_msg(LOG_DEBUG, "compaction skipped", "holder", st.holder, LOG_END);
+        else if (st.compacted || st.deleted)
+            log_msg(LOG_INFO, "compacted", "partitions", parts, "files", files, "rows", rows,
+                    "deleted", del, "ms", ms, LOG_END);
+        pthread_mutex_lock(&s->compact_mu);
+    }
+    pthread_mutex_unlock(&s->compact_mu);
+    return NULL;
+}
+
+static void compactor_stop(server *s)
+{
+    if (!s->compactor_started) return;
+    pthread_mutex_lock(&s->compact_mu);
+    s->compact_stop = 1;
+    pthread_cond_signal(&s->compact_cv);
+    pthread_mutex_unlock(&s->compact_mu);
+    pthread_join(s->compactor, NULL);
+    s->compactor_started = 0;
+}
 
 enum kind { K_NONE, K_INGEST, K_QUERY, K_HEALTH, K_METRICS, K_SNAP_PUT, K_SNAP_LIST, K_SNAP_GET };
 
@@ -110,6 +176,10 @@ void server_config_defaults(server_config *c)
     c->query_max_rows = 100000;
     c->query_memory = 1ull << 30;
     c->max_snapshot = 1ull << 30;
+    c->cache_max = 1ull << 30;
+    c->compact_every_ms = 300000;
+    c->compact_after_ms = 600000;
+    c->compact_retain_ms = 600000;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -793,6 +863,21 @@ int server_run(const server_config *cfg)
     } else {
         snprintf(spool, sizeof s->spool, "./events-spool");
     }
+    if (!s->store->ops->root(s->store)) {
+        const char *cdir = cfg->cache ? cfg->cache : "./events-cache";
+        if (lake_cache_open(cdir, cfg->cache_max, &s->cache, err, sizeof err)) {
+            log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+            goto out;
+        }
+        snprintf(s->work, sizeof s->work, "%s/.compact", lake_cache_dir(s->cache));
+    } else {
+        snprintf(s->work, sizeof s->work, "%s/.compact", s->store->ops->root(s->store));
+    }
+    if (mkdir(s->work, 0755) && errno != EEXIST) {
+        log_msg(LOG_ERROR, "cannot start", "error", "cannot create the compaction directory",
+                "path", s->work, LOG_END);
+        goto out;
+    }
     lake_writer_config wc = {
         spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window, cfg->spool_max};
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
@@ -800,7 +885,8 @@ int server_run(const server_config *cfg)
         goto out;
     }
 
-    query_config qc = {s->store, s->writer, cfg->query_memory, 0};
+    query_config qc = {
+        .store = s->store, .writer = s->writer, .memory_limit = cfg->query_memory, .cache = s->cache};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
@@ -837,6 +923,12 @@ int server_run(const server_config *cfg)
                 "version", EVENTS_VERSION, LOG_END);
     }
 
+    if (cfg->compact_every_ms > 0) {
+        pthread_mutex_init(&s->compact_mu, NULL);
+        pthread_cond_init(&s->compact_cv, NULL);
+        if (!pthread_create(&s->compactor, NULL, compactor_main, s)) s->compactor_started = 1;
+    }
+
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
     }
@@ -849,6 +941,7 @@ int server_run(const server_config *cfg)
     lfd = -1;
     atomic_store(&s->stopping, 1);
     query_pool_interrupt(s->queries); /* running queries end now, with 504 */
+    compactor_stop(s);
     int64_t give_up = evtime_mono_ms() + (int64_t)cfg->shutdown_timeout_s * 1000;
     while (atomic_load(&s->waiting) > 0 ||
            (atomic_load(&s->inflight) > 0 && evtime_mono_ms() < give_up)) {
@@ -871,6 +964,7 @@ out:
     query_pool_stop(s->queries);
     query_engine_close(s->engine);
     lake_writer_close(s->writer);
+    lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);
     void *c = pthread_getspecific(s->ctx_key);

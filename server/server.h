@@ -18,8 +18,13 @@
 
 typedef struct server_config {
     const char *listen;      /* "host:port"; port 0 picks a free one. Default 127.0.0.1:8080 */
-    const char *lake;        /* directory or file:// URL. Default ./events-lake */
-    const char *spool;       /* default {lake}/.spool for a directory lake */
+    const char *lake;        /* directory, file:// or s3:// URL. Default ./events-lake */
+    const char *spool;       /* default {lake}/.spool for a directory lake, else ./events-spool */
+    const char *cache;       /* an s3 lake's local file cache; default ./events-cache */
+    uint64_t cache_max;      /* default 1 GiB */
+    int64_t compact_every_ms;  /* run compaction this often; 0: never. Default 5 min */
+    int64_t compact_after_ms;  /* compact an hour this long after it ends; default 10 min */
+    int64_t compact_retain_ms; /* keep replaced files this long; default 10 min */
     const char *tokens_file; /* NULL: no tokens file */
     const char *token;       /* one admin token (EVENTS_TOKEN), or NULL */
     size_t max_body;         /* default 8 MiB (after decompression) */

@@ -84,7 +84,7 @@ static void setup(void)
             h, ts, ts, h);
         if (store_put(st, key, line, (size_t)n, 0)) abort();
     }
-    query_config qc = {st, NULL, 256u << 20, 1};
+    query_config qc = {.store = st, .memory_limit = 256u << 20, .threads = 1};
     if (query_engine_open(&qc, &engine, err, sizeof err)) {
         fprintf(stderr, "fuzz_query: %s\n", err);
         abort();

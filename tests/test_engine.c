@@ -47,7 +47,7 @@ static int lake_open(lake *l, int hours, int events_per_hour, uint64_t memory)
         if (store_put(l->st, key, b.p, b.len, 0)) return -1;
         buf_free(&b);
     }
-    query_config qc = {l->st, NULL, memory, 2};
+    query_config qc = {.store = l->st, .memory_limit = memory, .threads = 2};
     if (query_engine_open(&qc, &l->e, err, sizeof err)) {
         fprintf(stderr, "engine: %s\n", err);
         return -1;

@@ -516,7 +516,7 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
     store *lst;
     char err[1024];
     REQUIRE(store_open(e.lake, &lst, err, sizeof err) == 0);
-    query_config qcfg = {lst, NULL, 0, 0};
+    query_config qcfg = {.store = lst};
     query_engine *qe;
     REQUIRE(query_engine_open(&qcfg, &qe, err, sizeof err) == 0);
     query_conn *qc = query_conn_new(qe, err, sizeof err);

@@ -1,0 +1,91 @@
+/*
+ * compact.c - `events compact`: one compaction run over a lake, as the server
+ * runs it in the background (lake/compact.h).
+ */
+#include "cli.h"
+#include "compact.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int cmd_compact(int argc, char **argv)
+{
+    const char *lake = "./events-lake", *cache_dir = NULL;
+    uint64_t cache_max = 0, memory = 1ull << 30;
+    int64_t after = 600000, retain = 600000, lease = 120000;
+    const cli_option opts[] = {
+        {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR|URL",
+         "the lake: a directory or s3://bucket/prefix (default ./events-lake)"},
+        {"after", "EVENTS_COMPACT_AFTER", OPT_DURATION, &after, "DURATION",
+         "compact an hour this long after it ends (default 10m)"},
+        {"retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &retain, "DURATION",
+         "keep compacted-away files this long for running queries (default 10m)"},
+        {"lease", NULL, OPT_DURATION, &lease, "DURATION", "the compaction lease's term (default 2m)"},
+        {"memory", NULL, OPT_SIZE, &memory, "SIZE", "DuckDB's memory limit (default 1GiB)"},
+        CLI_CACHE_OPTIONS(&cache_dir, &cache_max),
+        {NULL, NULL, 0, NULL, NULL, NULL},
+    };
+    int i = cli_options_parse("compact", opts, argc, argv);
+    if (i == -2) {
+        cli_options_help(
+            "Usage: events compact [--lake DIR|URL] [OPTIONS]\n\n"
+            "Compacts every closed hour of the lake into one Parquet file (deduplicated by id,\n"
+            "sorted by ts) and deletes what earlier runs replaced once --retain has passed.\n"
+            "One compactor runs at a time per lake: if another holds the lease, says who and\n"
+            "exits with status 75.",
+            opts);
+        return 0;
+    }
+    if (i < 0) return 2;
+    if (i < argc) {
+        fprintf(stderr, "events compact: unexpected argument \"%s\"\n", argv[i]);
+        return 2;
+    }
+    if (after < 0 || retain < 0 || lease < 1000) {
+        fprintf(stderr, "events compact: --after and --retain must not be negative, --lease at "
+                        "least 1s\n");
+        return 2;
+    }
+    store *st;
+    lake_cache *cache;
+    if (cli_lake_open("compact", lake, cache_dir, cache_max, &st, &cache)) return 1;
+    char work[4096];
+    snprintf(work, sizeof work, "%s/.compact", cache ? lake_cache_dir(cache) : st->ops->root(st));
+    if (mkdir(work, 0755) && errno != EEXIST) {
+        fprintf(stderr, "events compact: cannot create %s: %s\n", work, strerror(errno));
+        lake_cache_close(cache);
+        store_close(st);
+        return 1;
+    }
+    compact_config cc = {.store = st,
+                         .cache = cache,
+                         .work_dir = work,
+                         .after_ms = after,
+                         .retain_ms = retain,
+                         .lease_ms = lease,
+                         .memory_limit = memory};
+    compact_stats s;
+    char err[1024];
+    int r = lake_compact(&cc, &s, err, sizeof err);
+    int rc = 0;
+    if (r < 0) {
+        fprintf(stderr, "events compact: %s\n", err);
+        rc = 1;
+    } else if (r > 0) {
+        fprintf(stderr, "events compact: another compactor holds the lease: %s\n", s.holder);
+        rc = 75;
+    }
+    if (r <= 0)
+        printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows (%llu "
+               "bytes); deleted %llu replaced files%s\n",
+               (unsigned long long)s.compacted, (unsigned long long)s.partitions,
+               (unsigned long long)s.files_in, (unsigned long long)s.bytes_in,
+               (unsigned long long)s.rows, (unsigned long long)s.bytes_out,
+               (unsigned long long)s.deleted,
+               s.conflicts ? "; some partitions were compacted by another compactor" : "");
+    lake_cache_close(cache);
+    store_close(st);
+    return rc;
+}

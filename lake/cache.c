@@ -1,0 +1,450 @@
+/*
+ * cache.c - the local object cache (cache.h).
+ *
+ * An index of entries in a hash table and a doubly linked LRU list (head:
+ * used last), under one mutex. A fetch first claims what is missing (an entry
+ * in state LOADING), downloads outside the lock into DIR/KEY.part-RANDOM and
+ * renames it into place, then marks it READY and wakes the fetches waiting
+ * for it.
+ */
+#include "cache.h"
+
+#include "evrand.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { READY, LOADING };
+
+typedef struct ent {
+    char *key;
+    uint64_t size;
+    int pins, state;
+    int64_t used; /* for the order at open only */
+    struct ent *hnext, *prev, *next;
+} ent;
+
+struct lake_cache {
+    char *dir;
+    uint64_t max;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ent **tab;
+    size_t nbuckets;
+    ent *head, *tail;
+    lake_cache_stats st;
+};
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static ent **slot(lake_cache *c, const char *key)
+{
+    ent **p = &c->tab[hash(key) & (c->nbuckets - 1)];
+    while (*p && strcmp((*p)->key, key)) p = &(*p)->hnext;
+    return p;
+}
+
+static void lru_unlink(lake_cache *c, ent *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else c->head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_front(lake_cache *c, ent *e)
+{
+    e->next = c->head;
+    e->prev = NULL;
+    if (c->head) c->head->prev = e;
+    c->head = e;
+    if (!c->tail) c->tail = e;
+}
+
+static void path_of(const lake_cache *c, const char *key, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", c->dir, key);
+}
+
+/* Removes e from the index (and its file, if unlink_file); frees it. */
+static void drop(lake_cache *c, ent *e, int unlink_file)
+{
+    ent **p = slot(c, e->key);
+    if (*p == e) *p = e->hnext;
+    lru_unlink(c, e);
+    if (e->state == READY) {
+        c->st.bytes -= e->size;
+        c->st.objects--;
+    }
+    if (unlink_file) {
+        char path[PATH_MAX];
+        path_of(c, e->key, path, sizeof path);
+        unlink(path);
+    }
+    free(e->key);
+    free(e);
+}
+
+static void evict(lake_cache *c)
+{
+    ent *e = c->tail;
+    while (c->st.bytes > c->max && e) {
+        ent *prev = e->prev;
+        if (!e->pins && e->state == READY) {
+            drop(c, e, 1);
+            c->st.evicted++;
+        }
+        e = prev;
+    }
+}
+
+static ent *add(lake_cache *c, const char *key, uint64_t size, int state)
+{
+    ent *e = calloc(1, sizeof *e);
+    if (!e || !(e->key = strdup(key))) {
+        free(e);
+        return NULL;
+    }
+    e->size = size;
+    e->state = state;
+    ent **p = slot(c, key);
+    e->hnext = *p;
+    *p = e;
+    lru_front(c, e);
+    if (state == READY) {
+        c->st.bytes += size;
+        c->st.objects++;
+    }
+    return e;
+}
+
+/* ---- open: the index from the directory ---------------------------------- */
+
+static lake_cache *opening;
+static ent **found;
+static size_t nfound, capfound;
+
+static int on_file(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)ftw;
+    if (type != FTW_F) return 0;
+    if (strstr(path, ".part-")) {
+        unlink(path); /* a download cut short */
+        return 0;
+    }
+    size_t dl = strlen(opening->dir);
+    if (strncmp(path, opening->dir, dl) || path[dl] != '/') return 0;
+    if (path[dl + 1] == '.' || !store_key_valid(path + dl + 1)) return 0; /* .compact/ and the like */
+    if (nfound == capfound) {
+        size_t nc = capfound ? capfound * 2 : 256;
+        ent **nf = realloc(found, nc * sizeof *nf);
+        if (!nf) return -1;
+        found = nf, capfound = nc;
+    }
+    ent *e = calloc(1, sizeof *e);
+    if (!e || !(e->key = strdup(path + dl + 1))) {
+        free(e);
+        return -1;
+    }
+    e->size = (uint64_t)sb->st_size;
+    e->used = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+    found[nfound++] = e;
+    return 0;
+}
+
+static int by_use(const void *a, const void *b)
+{
+    const ent *x = *(ent *const *)a, *y = *(ent *const *)b;
+    return x->used < y->used ? -1 : x->used > y->used;
+}
+
+static int mkdirs(char *path) /* the parents of path */
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        int r = mkdir(path, 0755);
+        *p = '/';
+        if (r && errno != EEXIST) return -1;
+    }
+    return 0;
+}
+
+int lake_cache_open(const char *dir, uint64_t max_bytes, lake_cache **out, char *err, size_t errlen)
+{
+    static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/", dir);
+    if (mkdirs(tmp)) {
+        snprintf(err, errlen, "cache %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    lake_cache *c = calloc(1, sizeof *c);
+    if (!c || !(c->dir = realpath(dir, NULL))) {
+        snprintf(err, errlen, "cache %s: %s", dir, c ? strerror(errno) : "out of memory");
+        free(c);
+        return -1;
+    }
+    c->max = max_bytes ? max_bytes : (1ull << 30);
+    c->st.max_bytes = c->max;
+    c->nbuckets = 4096;
+    if (!(c->tab = calloc(c->nbuckets, sizeof *c->tab))) {
+        free(c->dir);
+        free(c);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+
+    pthread_mutex_lock(&open_mu);
+    opening = c;
+    found = NULL, nfound = capfound = 0;
+    int r = nftw(c->dir, on_file, 32, FTW_PHYS);
+    qsort(found, nfound, sizeof *found, by_use);
+    for (size_t i = 0; i < nfound; i++) {
+        ent *e = found[i];
+        if (!r && nfound > c->nbuckets * 2) {
+            /* many files: grow the table first (only at open) */
+            size_t nb = c->nbuckets;
+            while (nb < nfound) nb *= 2;
+            ent **t = calloc(nb, sizeof *t);
+            if (t) free(c->tab), c->tab = t, c->nbuckets = nb;
+        }
+        ent **p = slot(c, e->key);
+        e->hnext = *p;
+        *p = e;
+        lru_front(c, e);
+        c->st.bytes += e->size;
+        c->st.objects++;
+    }
+    free(found);
+    found = NULL;
+    opening = NULL;
+    pthread_mutex_unlock(&open_mu);
+    if (r) {
+        snprintf(err, errlen, "cache %s: cannot read it: %s", c->dir, strerror(errno));
+        lake_cache_close(c);
+        return -1;
+    }
+    evict(c);
+    *out = c;
+    return 0;
+}
+
+void lake_cache_close(lake_cache *c)
+{
+    if (!c) return;
+    for (ent *e = c->head, *n; e; e = n) {
+        n = e->next;
+        free(e->key);
+        free(e);
+    }
+    free(c->tab);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c->dir);
+    free(c);
+}
+
+const char *lake_cache_dir(const lake_cache *c)
+{
+    return c->dir;
+}
+
+void lake_cache_stats_get(lake_cache *c, lake_cache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- fetch ----------------------------------------------------------------- */
+
+typedef struct job {
+    lake_cache *c;
+    store *s;
+    lake_cache_item *items;
+    unsigned char *mine; /* 1: this call downloads the item; 2: done; 3: failed */
+    size_t n;
+    _Atomic size_t next;
+    pthread_mutex_t mu; /* err */
+    char *err;
+    size_t errlen;
+    int failed;
+} job;
+
+static void job_fail(job *j, const char *msg)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->failed) snprintf(j->err, j->errlen, "%s", msg);
+    j->failed = 1;
+    pthread_mutex_unlock(&j->mu);
+}
+
+static int download(job *j, size_t i)
+{
+    lake_cache *c = j->c;
+    const char *key = j->items[i].key;
+    char path[PATH_MAX], part[PATH_MAX + 40];
+    path_of(c, key, path, sizeof path);
+    snprintf(part, sizeof part, "%s.part-%016llx", path, (unsigned long long)evrand_u64());
+    if (mkdirs(part)) {
+        char m[PATH_MAX + 100];
+        snprintf(m, sizeof m, "cache: cannot create a directory for %s: %s", path, strerror(errno));
+        job_fail(j, m);
+        return -1;
+    }
+    if (store_get_file(j->s, key, part)) {
+        job_fail(j, store_errmsg());
+        return -1;
+    }
+    struct stat sb;
+    if (stat(part, &sb) || rename(part, path)) {
+        char m[PATH_MAX + 100];
+        snprintf(m, sizeof m, "cache: cannot keep %s: %s", path, strerror(errno));
+        unlink(part);
+        job_fail(j, m);
+        return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    ent *e = *slot(c, key);
+    if (e) {
+        e->state = READY;
+        e->size = (uint64_t)sb.st_size;
+        c->st.bytes += e->size;
+        c->st.objects++;
+        c->st.fetched_bytes += e->size;
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+static void *worker(void *arg)
+{
+    job *j = arg;
+    for (;;) {
+        size_t i = j->next++;
+        if (i >= j->n) break;
+        if (j->mine[i] != 1) continue;
+        j->mine[i] = download(j, i) ? 3 : 2;
+    }
+    return NULL;
+}
+
+int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, int parallel,
+                     char *err, size_t errlen)
+{
+    if (!n) return 0;
+    unsigned char *mine = calloc(n, 2), *pinned = mine + n;
+    if (!mine) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t todo = 0;
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        items[i].path = NULL;
+        ent *e = *slot(c, items[i].key);
+        if (e && e->state == READY && e->size != items[i].size && !e->pins) {
+            drop(c, e, 1); /* not the object listed: fetch it again */
+            e = NULL;
+        }
+        if (!e) {
+            if (!(e = add(c, items[i].key, items[i].size, LOADING))) {
+                snprintf(err, errlen, "out of memory");
+                rc = -1;
+                break;
+            }
+            mine[i] = 1;
+            todo++;
+            c->st.misses++;
+        } else {
+            c->st.hits += e->state == READY;
+        }
+        e->pins++;
+        pinned[i] = 1;
+        lru_unlink(c, e);
+        lru_front(c, e);
+    }
+    pthread_mutex_unlock(&c->mu);
+
+    job j = {.c = c, .s = s, .items = items, .mine = mine, .n = n, .err = err, .errlen = errlen};
+    pthread_mutex_init(&j.mu, NULL);
+    if (!rc && todo) {
+        int nt = parallel < 1 ? 1 : parallel > 16 ? 16 : parallel;
+        if ((size_t)nt > todo) nt = (int)todo;
+        pthread_t th[16];
+        int started = 0;
+        for (int t = 1; t < nt; t++)
+            if (!pthread_create(&th[started], NULL, worker, &j)) started++;
+        worker(&j);
+        for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+        if (j.failed) rc = -1;
+    }
+    pthread_mutex_destroy(&j.mu);
+
+    pthread_mutex_lock(&c->mu);
+    /* wait for the objects other fetches are downloading */
+    for (size_t i = 0; !rc && i < n && pinned[i]; i++) {
+        ent *e;
+        while ((e = *slot(c, items[i].key)) && e->state == LOADING && !mine[i])
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (!e) {
+            snprintf(err, errlen, "cache: the fetch of %s failed", items[i].key);
+            rc = -1;
+        }
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        char path[PATH_MAX];
+        path_of(c, items[i].key, path, sizeof path);
+        if (!(items[i].path = strdup(path))) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        }
+    }
+    if (rc) {
+        for (size_t i = 0; i < n; i++) {
+            free(items[i].path);
+            items[i].path = NULL;
+            ent *e = pinned[i] ? *slot(c, items[i].key) : NULL;
+            if (!e) continue;
+            e->pins--;
+            if (mine[i] && e->state == LOADING) drop(c, e, 0); /* failed or never started */
+        }
+    }
+    pthread_cond_broadcast(&c->cv);
+    evict(c);
+    pthread_mutex_unlock(&c->mu);
+    free(mine);
+    return rc;
+}
+
+void lake_cache_unpin(lake_cache *c, lake_cache_item *items, size_t n)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        ent *e = *slot(c, items[i].key);
+        if (e && e->pins) e->pins--;
+        free(items[i].path);
+        items[i].path = NULL;
+    }
+    evict(c);
+    pthread_mutex_unlock(&c->mu);
+}

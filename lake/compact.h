@@ -1,0 +1,62 @@
+/*
+ * compact.h - compaction: each closed hour's raw segments into one Parquet file.
+ *
+ * For every hour partition whose hour ended more than after_ms ago and that
+ * has live raw segments (partition.h), one run writes a new Parquet file of
+ * the partition's live rows (its live Parquet file, if any, and the live
+ * segments), deduplicated by id, sorted by ts, zstd-compressed, with the
+ * query view's typed columns plus the whole event as JSON; uploads it; and
+ * writes the partition's next manifest, which makes it live and the files it
+ * folded in dead. Dead files and old manifests are deleted retain_ms after
+ * they died, so that a query that listed the partition before still finds
+ * its files; a Parquet file no manifest names (a run that stopped before its
+ * manifest) is deleted after retain_ms too.
+ *
+ * One compactor at a time per lake: a run first takes the lease
+ * leases/compaction/{seq}.json, a conditional put of the next seq that only
+ * one contender can win, holding {owner, expiresAt}; it renews the lease (the
+ * next seq again) as it goes, and gives it up at the end. An expired lease
+ * (its holder died) is taken over the same way. The manifest's own
+ * conditional put keeps two compactors from both winning a partition even if
+ * their clocks disagree about the lease.
+ */
+#ifndef EVENTS_COMPACT_H
+#define EVENTS_COMPACT_H
+
+#include "cache.h"
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct compact_config {
+    store *store;
+    lake_cache *cache;     /* for an object store: where inputs are read from */
+    const char *work_dir;  /* where the new file is written before it is put; must exist */
+    int64_t after_ms;      /* compact an hour this long after it ends (the CLI's default: 10 min) */
+    int64_t retain_ms;     /* keep dead files this long (> any query's time; CLI: 10 min) */
+    int64_t lease_ms;      /* the lease's term (default 2 min) */
+    const char *owner;     /* who holds the lease (default host:pid) */
+    uint64_t memory_limit; /* DuckDB's (default 1 GiB) */
+    int threads;           /* DuckDB's (0: its default) */
+} compact_config;
+
+typedef struct compact_stats {
+    uint64_t partitions; /* listed */
+    uint64_t compacted;  /* given a new Parquet file */
+    uint64_t files_in;   /* files folded in */
+    uint64_t bytes_in, bytes_out;
+    uint64_t rows;      /* in the new files */
+    uint64_t deleted;   /* dead files, old manifests and leftovers removed */
+    uint64_t conflicts; /* partitions another compactor won first */
+    char holder[256];   /* when the lease is held elsewhere: by whom, until when */
+} compact_stats;
+
+/*
+ * One compaction run over the whole lake. 0 when done, 1 when another
+ * compactor holds the lease (st->holder says who), -1 with a message in err
+ * (the partitions done before the error stay done; nothing is lost).
+ */
+int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t errlen);
+
+#endif

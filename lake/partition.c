@@ -1,0 +1,230 @@
+/*
+ * partition.c - listing the hour partitions and their live files
+ * (partition.h).
+ */
+#include "partition.h"
+
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int lake_manifest_parse(const char *text, size_t len, uint64_t seq, lake_manifest *m, char *err,
+                        size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    json_error_t je;
+    json_t *doc = json_loadb(text, len, 0, &je);
+    json_t *pq = doc ? json_object_get(doc, "parquet") : NULL;
+    json_t *rp = doc ? json_object_get(doc, "replaced") : NULL;
+    if (!json_is_array(pq) || !json_is_object(rp)) {
+        snprintf(err, errlen, "manifest %010llu: %s", (unsigned long long)seq,
+                 doc ? "no parquet array or replaced object" : je.text);
+        json_decref(doc);
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(pq, i, v) if (!json_is_string(v) || strchr(json_string_value(v), '/') ||
+                                     !json_string_length(v))
+    {
+        snprintf(err, errlen, "manifest %010llu: a parquet entry is not a file name",
+                 (unsigned long long)seq);
+        json_decref(doc);
+        return -1;
+    }
+    m->doc = doc;
+    m->parquet = pq;
+    m->replaced = rp;
+    m->seq = seq;
+    m->created_ms = json_integer_value(json_object_get(doc, "createdAt"));
+    m->rows = (uint64_t)json_integer_value(json_object_get(doc, "rows"));
+    return 0;
+}
+
+void lake_manifest_free(lake_manifest *m)
+{
+    json_decref(m->doc);
+    memset(m, 0, sizeof *m);
+}
+
+int64_t lake_manifest_replaced_at(const lake_manifest *m, const char *name)
+{
+    json_t *v = m->replaced ? json_object_get(m->replaced, name) : NULL;
+    return v ? json_integer_value(v) : -1;
+}
+
+static int names_parquet(const lake_manifest *m, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(m->parquet, i, v) if (!strcmp(json_string_value(v), name)) return 1;
+    return 0;
+}
+
+/* ---- listing ----------------------------------------------------------------- */
+
+typedef struct lister {
+    store *s;
+    lake_partition p;
+    int open; /* p holds a partition */
+    char manifest_key[LAKE_KEY_MAX];
+    lake_partition_fn fn;
+    void *ud;
+    int rc;
+    char *err;
+    size_t errlen;
+} lister;
+
+static void reset(lake_partition *p)
+{
+    for (size_t i = 0; i < p->n; i++) free(p->f[i].key);
+    for (size_t i = 0; i < p->nold; i++) free(p->old_manifests[i]);
+    free(p->old_manifests);
+    p->old_manifests = NULL;
+    p->n = p->nold = 0;
+    p->nmanifests = 0;
+    p->has_manifest = 0;
+    lake_manifest_free(&p->m);
+}
+
+static int add_file(struct lister *l, const store_entry *e, int parquet);
+
+/* Reads the latest manifest, sets the live flags, calls fn. */
+static int flush(lister *l)
+{
+    lake_partition *p = &l->p;
+    if (!l->open) return 0;
+    l->open = 0;
+    if (p->nmanifests) {
+        buf text = BUF_INIT;
+        int64_t h;
+        uint64_t seq = 0;
+        lake_parse_manifest_key(l->manifest_key, &h, &seq);
+        if (store_get(l->s, l->manifest_key, 0, 0, &text)) {
+            snprintf(l->err, l->errlen, "cannot read %s: %s", l->manifest_key, store_errmsg());
+            buf_free(&text);
+            return -1;
+        }
+        int r = lake_manifest_parse(text.p ? text.p : "", text.len, seq, &p->m, l->err, l->errlen);
+        buf_free(&text);
+        if (r) return -1;
+        p->has_manifest = 1;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        lake_part_file *f = &p->f[i];
+        if (!p->has_manifest) f->live = !f->parquet;
+        else if (f->parquet) f->live = names_parquet(&p->m, f->name);
+        else f->live = lake_manifest_replaced_at(&p->m, f->name) < 0;
+    }
+    if (p->has_manifest) {
+        /* a named parquet file that is not there: the lake lost data */
+        size_t i;
+        json_t *v;
+        json_array_foreach(p->m.parquet, i, v)
+        {
+            size_t k = 0;
+            while (k < p->n && strcmp(p->f[k].name, json_string_value(v))) k++;
+            if (k < p->n) continue;
+            /* written after the listing passed its name (a listing is not atomic)? */
+            char key[LAKE_KEY_MAX];
+            store_entry se;
+            lake_hour_prefix(p->hour, key);
+            snprintf(key + strlen(key), sizeof key - strlen(key), "%s", json_string_value(v));
+            if (store_head(l->s, key, &se)) {
+                snprintf(l->err, l->errlen, "%s names %s, which is not in the lake: %s",
+                         l->manifest_key, key, store_errmsg());
+                return -1;
+            }
+            store_entry add = {key, se.size, se.mtime_ms};
+            if (add_file(l, &add, 1)) return -1;
+            p->f[p->n - 1].live = 1;
+        }
+    }
+    return l->fn(p, l->ud);
+}
+
+static int add_file(struct lister *l, const store_entry *e, int parquet)
+{
+    lake_partition *p = &l->p;
+    if (p->n == p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 16;
+        lake_part_file *nf = realloc(p->f, nc * sizeof *nf);
+        if (!nf) {
+            snprintf(l->err, l->errlen, "out of memory");
+            return -1;
+        }
+        p->f = nf, p->cap = nc;
+    }
+    lake_part_file *f = &p->f[p->n];
+    if (!(f->key = strdup(e->key))) {
+        snprintf(l->err, l->errlen, "out of memory");
+        return -1;
+    }
+    f->name = strrchr(f->key, '/') + 1;
+    f->size = e->size;
+    f->mtime_ms = e->mtime_ms;
+    f->parquet = parquet;
+    f->live = 0;
+    p->n++;
+    return 0;
+}
+
+static int on_entry(const store_entry *e, void *ud)
+{
+    lister *l = ud;
+    lake_partition *p = &l->p;
+    int64_t hour;
+    uint64_t seq;
+    const char *ext;
+    int is_manifest = 0, parquet = 0;
+    if (!lake_parse_manifest_key(e->key, &hour, &seq)) is_manifest = 1;
+    else if (!lake_parse_event_key(e->key, &hour, &ext)) parquet = !strcmp(ext, "parquet");
+    else return 0; /* not ours */
+    if (l->open && hour != p->hour) {
+        int r = flush(l);
+        reset(p);
+        if (r) return l->rc = r;
+    }
+    if (!l->open) {
+        l->open = 1;
+        p->hour = hour;
+    }
+    if (is_manifest) {
+        if (p->nmanifests++) {
+            /* keys come in order: the one before is older */
+            char **no = realloc(p->old_manifests, (p->nold + 1) * sizeof *no);
+            if (!no || !(no[p->nold] = strdup(l->manifest_key))) {
+                if (no) p->old_manifests = no;
+                snprintf(l->err, l->errlen, "out of memory");
+                return l->rc = -1;
+            }
+            p->old_manifests = no;
+            p->nold++;
+        }
+        snprintf(l->manifest_key, sizeof l->manifest_key, "%s", e->key);
+        return 0;
+    }
+    return add_file(l, e, parquet) ? (l->rc = -1) : 0;
+}
+
+int lake_partitions_list(store *s, const char *prefix, lake_partition_fn fn, void *ud, char *err,
+                         size_t errlen)
+{
+    lister l;
+    memset(&l, 0, sizeof l);
+    l.s = s, l.fn = fn, l.ud = ud, l.err = err, l.errlen = errlen;
+    int r = store_list(s, prefix, on_entry, &l);
+    if (r && !l.rc) {
+        snprintf(err, errlen, "cannot list the lake: %s", store_errmsg());
+        r = -1;
+    } else if (l.rc) {
+        r = l.rc;
+    } else {
+        r = flush(&l);
+    }
+    reset(&l.p);
+    free(l.p.f);
+    return r;
+}

@@ -1,0 +1,80 @@
+/*
+ * partition.h - the live files of the lake's hour partitions.
+ *
+ * An hour partition holds raw segments ({uuid}.jsonl, written by the servers),
+ * compacted files ({uuid}.parquet) and manifests (_manifest-{seq}.json,
+ * written by compaction). The manifest with the highest seq decides:
+ *
+ *   live = the parquet files it names
+ *        + every jsonl file it does not name as replaced
+ *
+ * A partition without a manifest has only its jsonl files live (a parquet
+ * file there is the leftover of a compaction that stopped before its
+ * manifest). Compaction writes a new parquet file, then the next manifest
+ * (a conditional put: two compactors cannot both win a seq), and deletes the
+ * files it replaced only once they have been dead longer than any query can
+ * run, so a reader that listed the partition under an older manifest still
+ * finds every file it was told about. Every event is thus in exactly one live
+ * file at every instant, also when compaction stops midway.
+ */
+#ifndef EVENTS_PARTITION_H
+#define EVENTS_PARTITION_H
+
+#include "layout.h"
+#include "store.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+typedef struct lake_manifest {
+    uint64_t seq;
+    int64_t created_ms;
+    uint64_t rows;
+    json_t *doc;      /* the whole manifest */
+    json_t *parquet;  /* array of file names (in doc) */
+    json_t *replaced; /* object: file name -> ms when it stopped being live (in doc) */
+} lake_manifest;
+
+typedef struct lake_part_file {
+    char *key;
+    const char *name; /* in key, after the hour prefix */
+    uint64_t size;
+    int64_t mtime_ms;
+    int parquet; /* else jsonl */
+    int live;
+} lake_part_file;
+
+typedef struct lake_partition {
+    int64_t hour;
+    lake_part_file *f;
+    size_t n, cap;
+    uint64_t nmanifests; /* manifests listed (the latest is in m) */
+    char **old_manifests; /* keys of the manifests before the latest */
+    size_t nold;
+    int has_manifest;
+    lake_manifest m;
+} lake_partition;
+
+/*
+ * Called for each partition, in hour order, with the live flags set. Return
+ * nonzero to stop (lake_partitions_list then returns that value).
+ */
+typedef int (*lake_partition_fn)(lake_partition *p, void *ud);
+
+/*
+ * Lists the partitions under prefix (LAKE_EVENTS_PREFIX or one hour's prefix),
+ * reading each one's latest manifest. 0, the callback's nonzero value, or -1
+ * with a message in err.
+ */
+int lake_partitions_list(store *s, const char *prefix, lake_partition_fn fn, void *ud, char *err,
+                         size_t errlen);
+
+/* Parses a manifest's text. 0, or -1 with a message in err. */
+int lake_manifest_parse(const char *text, size_t len, uint64_t seq, lake_manifest *m, char *err,
+                        size_t errlen);
+void lake_manifest_free(lake_manifest *m);
+
+/* When the file stopped being live under m, or -1 if m does not replace it. */
+int64_t lake_manifest_replaced_at(const lake_manifest *m, const char *name);
+
+#endif
