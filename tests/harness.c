@@ -360,3 +360,10 @@ int s3_start(void)
     fclose(f);
     return 0;
 }
+
+int s3_rgw(int up)
+{
+    if (!s3_root[0]) return -1;
+    return sh("'%s/scripts/s3-test-server' %s '%s/rgw' >> '%s/start.out' 2>&1", EVENTS_SOURCE_DIR,
+              up ? "start-rgw" : "stop-rgw", s3_root, s3_root);
+}

@@ -74,6 +74,9 @@ int lake_read_all(const char *lake, buf *out, int *files);
  */
 int s3_start(void);
 
+/* Starts (up 1) or stops (up 0) the S3 test server's radosgw alone: an outage. 0 or -1. */
+int s3_rgw(int up);
+
 /* Runs a shell command; returns its exit status. */
 int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

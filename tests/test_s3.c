@@ -7,10 +7,16 @@
  * (multipart, pagination, conditional races, refused credentials), and the
  * server on an s3 lake end to end, with faults and two servers on a bucket.
  */
+#include "cache.h"
+#include "evtime.h"
+#include "compact.h"
 #include "harness.h"
+#include "partition.h"
+#include "query.h"
 #include "store.h"
 #include "test.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -323,3 +329,306 @@ TEST(s3_multipart_and_pagination)
     store_close(s);
 }
 
+
+/* ---- the cache ------------------------------------------------------------------------------ */
+
+TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
+{
+    char *dir = test_tmpdir("cache");
+    char lake[1200], cdir[1200], err[512];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(cdir, sizeof cdir, "%s/cache", dir);
+    REQUIRE_INT(0, sh("mkdir -p '%s'", lake));
+    store *s;
+    REQUIRE_INT(0, store_open(lake, &s, err, sizeof err));
+    char data[100];
+    memset(data, 'x', sizeof data);
+    const char *keys[] = {"o/a", "o/b", "o/c", "o/d"};
+    for (int i = 0; i < 4; i++) CHECK_INT(STORE_OK, store_put(s, keys[i], data, sizeof data, 0));
+    lake_cache *c;
+    REQUIRE_INT(0, lake_cache_open(cdir, 250, &c, err, sizeof err));
+    lake_cache_item it[3] = {{"o/a", 100, NULL}, {"o/b", 100, NULL}};
+    REQUIRE_INT(0, lake_cache_fetch(c, s, it, 2, 2, err, sizeof err));
+    CHECK(it[0].path && strstr(it[0].path, "/cache/o/a"));
+    char *t = test_read_file(it[1].path, NULL);
+    CHECK(t && strlen(t) == 100);
+    free(t);
+    lake_cache_unpin(c, it, 2);
+    /* a is used again: b is now the least recently used */
+    lake_cache_item a = {"o/a", 100, NULL};
+    REQUIRE_INT(0, lake_cache_fetch(c, s, &a, 1, 1, err, sizeof err));
+    lake_cache_unpin(c, &a, 1);
+    lake_cache_item cc = {"o/c", 100, NULL};
+    REQUIRE_INT(0, lake_cache_fetch(c, s, &cc, 1, 1, err, sizeof err));
+    lake_cache_stats st;
+    lake_cache_stats_get(c, &st);
+    CHECK_INT(200, st.bytes);
+    CHECK_INT(1, st.evicted);
+    char p[1300];
+    snprintf(p, sizeof p, "%s/o/b", cdir);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/o/a", cdir);
+    CHECK(access(p, F_OK) == 0);
+    /* pinned objects stay even over the limit, until unpinned */
+    lake_cache_item two[2] = {{"o/d", 100, NULL}, {"o/b", 100, NULL}};
+    REQUIRE_INT(0, lake_cache_fetch(c, s, two, 2, 2, err, sizeof err));
+    lake_cache_stats_get(c, &st);
+    CHECK_INT(300, st.bytes); /* c and these two are pinned; a went */
+    lake_cache_unpin(c, two, 2);
+    lake_cache_unpin(c, &cc, 1);
+    lake_cache_stats_get(c, &st);
+    CHECK(st.bytes <= 250);
+    /* a missing object: an error, nothing left behind or pinned */
+    lake_cache_item miss[2] = {{"o/a", 100, NULL}, {"o/none", 5, NULL}};
+    CHECK_INT(-1, lake_cache_fetch(c, s, miss, 2, 2, err, sizeof err));
+    CHECK_CONTAINS("no such object", err);
+    CHECK(!miss[0].path && !miss[1].path);
+    lake_cache_close(c);
+    /* reopened: the index comes back from the directory, leftovers of a cut download go */
+    snprintf(p, sizeof p, "%s/o/x.part-0123", cdir);
+    REQUIRE_INT(0, sh("echo torn > '%s'", p));
+    REQUIRE_INT(0, lake_cache_open(cdir, 250, &c, err, sizeof err));
+    lake_cache_stats_get(c, &st);
+    CHECK(st.objects >= 1 && st.bytes <= 250);
+    CHECK(access(p, F_OK) != 0);
+    lake_cache_close(c);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- compaction: both backends ---------------------------------------------------------------- */
+
+#define OLD_HOUR "events/2026/11/20/10/"
+
+static void put_events(store *s, const char *name, int from, int to)
+{
+    buf b = BUF_INIT;
+    for (int i = from; i < to; i++)
+        buf_printf(&b,
+                   "{\"id\":\"e%04d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:%02d:00.000Z\","
+                   "\"receivedAt\":\"2026-11-20T10:59:00.000Z\",\"method\":\"m%d\",\"durationMs\":%d,"
+                   "\"do\":{\"id\":\"d\",\"class\":\"C\"},\"doc\":{\"n\":%d}}\n",
+                   i, i % 60, i % 3, i, i);
+    char key[256];
+    snprintf(key, sizeof key, OLD_HOUR "%s", name);
+    CHECK_INT(STORE_OK, store_put(s, key, b.p, b.len, 0));
+    buf_free(&b);
+}
+
+/* "count(*),count(DISTINCT id)" of the lake through an engine. */
+static void counts(query_conn *qc, long long *all, long long *distinct)
+{
+    query_request rq = {"SELECT count(*), count(DISTINCT id), sum(durationMs) FROM events", NULL,
+                        QUERY_CSV, 0, 0};
+    buf out = BUF_INIT;
+    query_outcome o;
+    query_run_to_buf(qc, &rq, &out, &o);
+    *all = *distinct = -1;
+    if (o.status != 200) {
+        test_fail(__FILE__, __LINE__, "query: %s", o.error);
+    } else {
+        const char *nl = strchr(buf_cstr(&out), '\n');
+        if (nl) sscanf(nl + 1, "%lld,%lld", all, distinct);
+    }
+    buf_free(&out);
+}
+
+typedef struct watcher {
+    query_engine *e;
+    _Atomic int stop;
+    int runs, bad;
+    long long seen_all[2];
+} watcher;
+
+/* Queries while compaction runs: every answer has every event, before or after. */
+static void *watch(void *arg)
+{
+    watcher *w = arg;
+    char err[256];
+    query_conn *qc = query_conn_new(w->e, err, sizeof err);
+    for (int i = 0; i < 400 && !w->stop; i++) {
+        long long all, distinct;
+        counts(qc, &all, &distinct);
+        w->runs++;
+        if (distinct != 200 || (all != 300 && all != 200)) w->bad++;
+        usleep(2000);
+    }
+    query_conn_free(qc);
+    return NULL;
+}
+
+static int on_key_count(const store_entry *e, void *ud)
+{
+    (void)e;
+    ++*(int *)ud;
+    return 0;
+}
+
+static uint64_t lease_seq(store *s)
+{
+    uint64_t max = 0;
+    char key[LAKE_KEY_MAX];
+    for (uint64_t q = 1; q < 1000; q++) {
+        store_entry e;
+        lake_lease_key("compaction", q, key);
+        if (store_head(s, key, &e) == STORE_OK) max = q;
+        else if (q > max + 8) break;
+    }
+    return max;
+}
+
+static void compaction_contract(store *s, lake_cache *cache, const char *work)
+{
+    put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
+    put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
+    put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
+    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
+    query_engine *e;
+    char err[1024];
+    REQUIRE_INT(0, query_engine_open(&qcfg, &e, err, sizeof err));
+    query_conn *qc = query_conn_new(e, err, sizeof err);
+    long long all, distinct;
+    counts(qc, &all, &distinct);
+    CHECK_INT(300, all);
+    CHECK_INT(200, distinct);
+
+    /* compaction while queries run: each sees every event exactly once or the raw files */
+    watcher w = {.e = e};
+    pthread_t t;
+    pthread_create(&t, NULL, watch, &w);
+    usleep(20000);
+    compact_config cc = {.store = s, .cache = cache, .work_dir = work, .after_ms = 0,
+                         .retain_ms = 3600000, .threads = 1, .owner = "test"};
+    compact_stats st;
+    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    usleep(20000);
+    w.stop = 1;
+    pthread_join(t, NULL);
+    CHECK(w.runs > 1);
+    CHECK_INT(0, w.bad);
+    CHECK_INT(1, st.compacted);
+    CHECK_INT(3, st.files_in);
+    CHECK_INT(200, st.rows);
+    counts(qc, &all, &distinct);
+    CHECK_INT(200, all);
+    CHECK_INT(200, distinct);
+
+    /* a compaction that stopped before its manifest leaves a file no manifest names: not read */
+    int n = 0;
+    store_list(s, OLD_HOUR, on_key_count, &n);
+    CHECK_INT(5, n); /* three raw files, the parquet file, the manifest */
+    buf copy = BUF_INIT;
+    char live[LAKE_KEY_MAX] = "";
+    /* the live parquet file's key, from the manifest */
+    buf m = BUF_INIT;
+    CHECK_INT(STORE_OK, store_get(s, OLD_HOUR "_manifest-0000000001.json", 0, 0, &m));
+    json_t *doc = json_loadb(m.p, m.len, 0, NULL);
+    snprintf(live, sizeof live, OLD_HOUR "%s",
+             json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
+    CHECK_INT(4, json_object_size(json_object_get(doc, "replaced")) + 1);
+    json_decref(doc);
+    buf_free(&m);
+    CHECK_INT(STORE_OK, store_get(s, live, 0, 0, &copy));
+    CHECK_INT(STORE_OK, store_put(s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet", copy.p,
+                                  copy.len, 0));
+    buf_free(&copy);
+    counts(qc, &all, &distinct);
+    CHECK_INT(200, all);
+
+    /* a late event: live at once, folded in by the next run */
+    put_events(s, "01a00000-0000-7000-8000-000000000004.jsonl", 300, 301);
+    counts(qc, &all, &distinct);
+    CHECK_INT(201, all);
+    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(1, st.compacted);
+    CHECK_INT(2, st.files_in);
+    CHECK_INT(201, st.rows);
+    CHECK_INT(0, st.deleted); /* all still within retain */
+    counts(qc, &all, &distinct);
+    CHECK_INT(201, all);
+    CHECK_INT(201, distinct);
+
+    /* past retain: the replaced files, the leftover and the old manifest go */
+    cc.retain_ms = 0;
+    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, st.compacted);
+    CHECK_INT(7, st.deleted); /* 4 raw files, 2 parquet files, 1 manifest */
+    n = 0;
+    store_list(s, OLD_HOUR, on_key_count, &n);
+    CHECK_INT(2, n);
+    counts(qc, &all, &distinct);
+    CHECK_INT(201, all);
+
+    /* one compactor at a time: a live lease elsewhere is respected, an expired one taken over */
+    uint64_t q = lease_seq(s);
+    CHECK(q >= 1);
+    char key[LAKE_KEY_MAX], text[200];
+    snprintf(text, sizeof text, "{\"owner\":\"elsewhere\",\"expiresAt\":%lld}",
+             (long long)(evtime_now_ms() + 60000));
+    lake_lease_key("compaction", q + 1, key);
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT));
+    CHECK_INT(1, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_CONTAINS("elsewhere until", st.holder);
+    snprintf(text, sizeof text, "{\"owner\":\"elsewhere\",\"expiresAt\":%lld}",
+             (long long)(evtime_now_ms() - 1));
+    lake_lease_key("compaction", q + 2, key);
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT));
+    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+
+    /* a manifest naming a file the lake lost: queries fail, saying so */
+    n = 0;
+    store_list(s, OLD_HOUR, on_key_count, &n);
+    CHECK_INT(2, n);
+    buf m2 = BUF_INIT;
+    CHECK_INT(STORE_OK, store_get(s, OLD_HOUR "_manifest-0000000002.json", 0, 0, &m2));
+    doc = json_loadb(m2.p, m2.len, 0, NULL);
+    snprintf(live, sizeof live, OLD_HOUR "%s",
+             json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
+    json_decref(doc);
+    buf_free(&m2);
+    CHECK_INT(STORE_OK, store_del(s, live));
+    query_request rq = {"SELECT count(*) FROM events", NULL, QUERY_JSON, 0, 0};
+    buf out = BUF_INIT;
+    query_outcome o;
+    query_run_to_buf(qc, &rq, &out, &o);
+    CHECK_INT(503, o.status);
+    CHECK_CONTAINS("which is not in the lake", o.error);
+    buf_free(&out);
+    query_conn_free(qc);
+    query_engine_close(e);
+}
+
+TEST(compaction_contract_fs)
+{
+    char *dir = test_tmpdir("compact-fs");
+    char lake[1200], work[1200], err[256];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(work, sizeof work, "%s/work", dir);
+    REQUIRE_INT(0, sh("mkdir -p '%s' '%s'", lake, work));
+    store *s;
+    REQUIRE_INT(0, store_open(lake, &s, err, sizeof err));
+    compaction_contract(s, NULL, work);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(compaction_contract_s3)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("compact-s3");
+    char cdir[1200], work[1200], err[256];
+    snprintf(cdir, sizeof cdir, "%s/cache", dir);
+    snprintf(work, sizeof work, "%s/work", dir);
+    REQUIRE_INT(0, sh("mkdir -p '%s'", work));
+    store *s = s3_store_open("compact");
+    REQUIRE(s);
+    lake_cache *c;
+    REQUIRE_INT(0, lake_cache_open(cdir, 64 << 20, &c, err, sizeof err));
+    compaction_contract(s, c, work);
+    lake_cache_close(c);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
