@@ -8,6 +8,8 @@
  * server on an s3 lake end to end, with faults and two servers on a bucket.
  */
 #include "cache.h"
+#include "cdc_util.h"
+#include "events.h"
 #include "evtime.h"
 #include "compact.h"
 #include "harness.h"
@@ -17,7 +19,12 @@
 #include "test.h"
 
 #include <jansson.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -629,6 +636,470 @@ TEST(compaction_contract_s3)
     compaction_contract(s, c, work);
     lake_cache_close(c);
     store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- the server on an s3 lake ---------------------------------------------------------------- */
+
+typedef struct node {
+    srv s;
+    char spool[1200], cache[1200];
+} node;
+
+/* A lake URL on a fresh prefix of the test bucket. */
+static void lake_url(const char *tag, char *out, size_t cap)
+{
+    static int n;
+    snprintf(out, cap, "s3://%s/%s-%d-%d", getenv("EVENTS_S3_BUCKET"), tag, (int)getpid(), n++);
+}
+
+/* Starts a server named name on the s3 lake url, its spool and cache under dir. */
+static int node_start(node *nd, const char *dir, const char *name, const char *url,
+                      const char *const *extra)
+{
+    if (!nd->spool[0]) {
+        snprintf(nd->spool, sizeof nd->spool, "%s/%s-spool", dir, name);
+        snprintf(nd->cache, sizeof nd->cache, "%s/%s-cache", dir, name);
+        snprintf(nd->s.log, sizeof nd->s.log, "%s/%s.log", dir, name);
+    }
+    const char *args[32] = {"--spool",     nd->spool, "--cache", nd->cache, "--seal-age",
+                            "200ms",       "--compact-every", "0"};
+    int n = 8;
+    for (int i = 0; extra && extra[i] && n < 30; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    return srv_start(&nd->s, url, args);
+}
+
+/* A batch of n events e{prefix}-{i}, in the hour 2026-11-24T08 (closed: compaction takes it). */
+static char *batch(const char *prefix, int from, int n)
+{
+    buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    for (int i = from; i < from + n; i++)
+        buf_printf(&b,
+                   "%s{\"id\":\"%s-%06d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-24T08:%02d:%02d.%03dZ\","
+                   "\"method\":\"send\",\"durationMs\":%d,\"do\":{\"id\":\"room-%d\",\"class\":\"Room\"},"
+                   "\"pad\":\"%060d\"}",
+                   i > from ? "," : "", prefix, i, (i / 60) % 60, i % 60, i % 1000, i % 97, i % 7, i);
+    buf_putc(&b, ']');
+    return strdup(buf_cstr(&b));
+}
+
+/* POSTs a batch; returns the status (0: no answer) and keeps the body in last_body. */
+static char last_body[4096];
+static long post(const srv *s, const char *prefix, int from, int n)
+{
+    char *body = batch(prefix, from, n);
+    resp r;
+    http_ingest(s, body, &r);
+    snprintf(last_body, sizeof last_body, "%s", r.body.p ? r.body.p : r.error);
+    long st = r.status;
+    resp_free(&r);
+    free(body);
+    return st;
+}
+
+static long long health_num(const srv *s, const char *field)
+{
+    char url[128], pat[64];
+    snprintf(url, sizeof url, "%s/health", s->url);
+    snprintf(pat, sizeof pat, "\"%s\":", field);
+    resp r;
+    long long v = -1;
+    if (!http_do("GET", url, NULL, NULL, 0, 5000, &r) && r.body.p) { /* 503 while the lake fails */
+        const char *p = strstr(r.body.p, pat);
+        if (p) v = atoll(p + strlen(pat));
+    }
+    resp_free(&r);
+    return v;
+}
+
+/* Waits until nothing waits in the spool (sealed and uploaded). 0, or -1 after timeout_ms. */
+static int drained(const srv *s, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        if (health_num(s, "spoolBytesPending") == 0 && health_num(s, "segmentsOpen") == 0) return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+/* count(*) and count(DISTINCT id) of the lake, through `events query --lake URL`. */
+static int lake_counts(const char *url, const char *cache, long long *all, long long *distinct)
+{
+    char out[1300];
+    snprintf(out, sizeof out, "%s/counts.out", cache);
+    *all = *distinct = -1;
+    sh("mkdir -p '%s'", cache);
+    int rc = sh("'%s' query --lake '%s' --cache '%s' --format csv "
+                "'SELECT count(*), count(DISTINCT id) FROM events' > '%s' 2>&1",
+                events_bin(), url, cache, out);
+    char *t = test_read_file(out, NULL);
+    const char *nl = t ? strchr(t, '\n') : NULL;
+    if (!rc && nl) sscanf(nl + 1, "%lld,%lld", all, distinct);
+    else fprintf(stderr, "events query: %s\n", t ? t : "(no output)");
+    free(t);
+    return rc;
+}
+
+TEST(s3_server_wrong_credentials_refused_at_start)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("s3-creds");
+    char url[300], out[1200];
+    lake_url("creds", url, sizeof url);
+    snprintf(out, sizeof out, "%s/out", dir);
+    int rc = sh("AWS_SECRET_ACCESS_KEY=wrong '%s' serve --listen 127.0.0.1:0 --lake '%s' --spool '%s/sp' "
+                "--cache '%s/c' > '%s' 2>&1",
+                events_bin(), url, dir, dir, out);
+    CHECK_INT(1, rc);
+    char *t = test_read_file(out, NULL);
+    CHECK_CONTAINS("cannot start", t);
+    CHECK_CONTAINS("SignatureDoesNotMatch", t);
+    free(t);
+    rc = sh("'%s' query --lake 's3://no-such-bucket-here/x' --cache '%s/c' 'SELECT 1' > '%s' 2>&1",
+            events_bin(), dir, out);
+    CHECK_INT(1, rc);
+    t = test_read_file(out, NULL);
+    CHECK_CONTAINS("NoSuchBucket", t);
+    free(t);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(s3_outage_spool_keeps_accepting_then_503_and_survives_sigkill)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("s3-outage");
+    char url[300], cache[1200];
+    lake_url("outage", url, sizeof url);
+    snprintf(cache, sizeof cache, "%s/reader-cache", dir);
+    node a;
+    memset(&a, 0, sizeof a);
+    const char *const limit[] = {"--spool-max", "96KiB", NULL};
+    REQUIRE_INT(0, node_start(&a, dir, "a", url, limit));
+    int acked = 0, next = 0;
+    for (int i = 0; i < 3; i++, next += 100)
+        if (post(&a.s, "out", next, 100) == 200) acked += 100;
+    CHECK_INT(300, acked);
+    CHECK_INT(0, drained(&a.s, 20000));
+
+    /* the store goes away: ingest goes on into the spool, up to --spool-max, then 503 */
+    REQUIRE_INT(0, s3_rgw(0));
+    long st = 200;
+    int during = 0;
+    for (int i = 0; i < 60 && st == 200; i++, next += 100) {
+        st = post(&a.s, "out", next, 100);
+        if (st == 200) acked += 100, during += 100;
+        usleep(50000);
+    }
+    CHECK(during >= 200);
+    CHECK_INT(503, st);
+    CHECK_CONTAINS("spool is full", last_body);
+    CHECK(health_num(&a.s, "spoolBytesPending") > 0);
+
+    /* killed with segments not uploaded; the store comes back; so does the server */
+    CHECK_INT(128 + SIGKILL, srv_stop(&a.s, SIGKILL));
+    REQUIRE_INT(0, s3_rgw(1));
+    REQUIRE_INT(0, node_start(&a, dir, "a", url, limit));
+    CHECK_INT(0, drained(&a.s, 60000));
+    CHECK_INT(200, post(&a.s, "out", next, 100));
+    acked += 100;
+    CHECK_INT(0, srv_stop(&a.s, SIGTERM));
+
+    long long all, distinct;
+    CHECK_INT(0, lake_counts(url, cache, &all, &distinct));
+    CHECK_INT(acked, all);
+    CHECK_INT(acked, distinct);
+    if (test_failed_now()) srv_dump_log(&a.s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/*
+ * A TCP proxy in front of radosgw that misbehaves on demand: it passes bytes
+ * through (the client signs the proxy's Host, which is what radosgw sees), or
+ * answers each new connection's first request with a 500 or 503 itself, or
+ * waits before it passes. A mode change cuts the connections in progress,
+ * so that the next request meets the new mode.
+ */
+enum { PX_PASS, PX_500, PX_503, PX_SLOW };
+
+typedef struct proxy {
+    int lfd, port, upstream;
+    _Atomic int mode, stop, faults, conns;
+    pthread_mutex_t mu;
+    int live[256];
+    int nlive;
+    pthread_t thr;
+} proxy;
+
+typedef struct pconn {
+    proxy *p;
+    int fd;
+} pconn;
+
+static void px_track(proxy *p, int fd, int add)
+{
+    pthread_mutex_lock(&p->mu);
+    if (add && p->nlive < 256) p->live[p->nlive++] = fd;
+    for (int i = 0; !add && i < p->nlive; i++)
+        if (p->live[i] == fd) p->live[i] = p->live[--p->nlive];
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *px_conn(void *arg)
+{
+    pconn *c = arg;
+    proxy *p = c->p;
+    int fd = c->fd, mode = p->mode;
+    free(c);
+    if (mode == PX_500 || mode == PX_503) {
+        char b[8192];
+        size_t got = 0;
+        while (got < sizeof b - 1) { /* the request's head */
+            ssize_t n = read(fd, b + got, sizeof b - 1 - got);
+            if (n <= 0) break;
+            got += (size_t)n;
+            b[got] = 0;
+            if (strstr(b, "\r\n\r\n")) break;
+        }
+        const char *a = mode == PX_500 ? "HTTP/1.1 500 Internal Server Error\r\n"
+                                       : "HTTP/1.1 503 Slow Down\r\n";
+        char out[256];
+        snprintf(out, sizeof out, "%sContent-Length: 0\r\nConnection: close\r\n\r\n", a);
+        if (write(fd, out, strlen(out)) < 0) {
+        }
+        p->faults++;
+        close(fd);
+        return NULL;
+    }
+    if (mode == PX_SLOW) {
+        usleep(1500000);
+        p->faults++;
+    }
+    int up = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->upstream)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(up, (struct sockaddr *)&sa, sizeof sa)) {
+        close(up);
+        close(fd);
+        return NULL;
+    }
+    px_track(p, fd, 1);
+    struct pollfd pf[2] = {{fd, POLLIN, 0}, {up, POLLIN, 0}};
+    char b[65536];
+    for (;;) {
+        if (poll(pf, 2, 200) < 0) break;
+        if (p->stop) break;
+        int done = 0;
+        for (int i = 0; i < 2 && !done; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t n = read(pf[i].fd, b, sizeof b);
+            if (n <= 0 || write(pf[1 - i].fd, b, (size_t)n) != n) done = 1;
+        }
+        if (done) break;
+    }
+    px_track(p, fd, 0);
+    close(up);
+    close(fd);
+    return NULL;
+}
+
+static void *px_main(void *arg)
+{
+    proxy *p = arg;
+    while (!p->stop) {
+        struct pollfd pf = {p->lfd, POLLIN, 0};
+        if (poll(&pf, 1, 100) <= 0) continue;
+        int fd = accept(p->lfd, NULL, NULL);
+        if (fd < 0) continue;
+        p->conns++;
+        pconn *c = malloc(sizeof *c);
+        c->p = p, c->fd = fd;
+        pthread_t t;
+        pthread_create(&t, NULL, px_conn, c);
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static int px_start(proxy *p, int upstream)
+{
+    memset(p, 0, sizeof *p);
+    p->upstream = upstream;
+    pthread_mutex_init(&p->mu, NULL);
+    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    if (bind(p->lfd, (struct sockaddr *)&sa, sizeof sa) || listen(p->lfd, 64) ||
+        getsockname(p->lfd, (struct sockaddr *)&sa, &sl))
+        return -1;
+    p->port = ntohs(sa.sin_port);
+    return pthread_create(&p->thr, NULL, px_main, p);
+}
+
+static void px_mode(proxy *p, int mode)
+{
+    p->mode = mode;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->nlive; i++) shutdown(p->live[i], SHUT_RDWR);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void px_stop(proxy *p)
+{
+    p->stop = 1;
+    pthread_join(p->thr, NULL);
+    close(p->lfd);
+    usleep(300000); /* the connection threads see stop */
+}
+
+TEST(s3_store_failing_500_503_and_slow)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("s3-faults");
+    char url[300], cache[1200], endpoint[128], saved[256];
+    lake_url("faults", url, sizeof url);
+    snprintf(cache, sizeof cache, "%s/reader-cache", dir);
+    snprintf(saved, sizeof saved, "%s", getenv("AWS_ENDPOINT_URL"));
+    const char *colon = strrchr(saved, ':');
+    proxy px;
+    REQUIRE_INT(0, px_start(&px, colon ? atoi(colon + 1) : 0));
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", px.port);
+    setenv("AWS_ENDPOINT_URL", endpoint, 1);
+    setenv("EVENTS_S3_RETRIES", "1", 1); /* let the writer's own retries show */
+    node a;
+    memset(&a, 0, sizeof a);
+    int started = node_start(&a, dir, "a", url, NULL);
+    setenv("AWS_ENDPOINT_URL", saved, 1);
+    unsetenv("EVENTS_S3_RETRIES");
+    REQUIRE_INT(0, started);
+    int acked = 0, next = 0;
+    static const int modes[] = {PX_500, PX_503, PX_SLOW};
+    for (int m = 0; m < 3; m++) {
+        px_mode(&px, modes[m]);
+        int before = px.faults;
+        for (int i = 0; i < 3; i++, next += 50)
+            if (post(&a.s, "flt", next, 50) == 200) acked += 50;
+        for (int w = 0; w < 60 && px.faults == before; w++) usleep(100000);
+        CHECK(px.faults > before); /* the server met the fault */
+    }
+    CHECK_INT(450, acked);
+    px_mode(&px, PX_PASS);
+    CHECK_INT(0, drained(&a.s, 60000));
+    CHECK_INT(0, srv_stop(&a.s, SIGTERM));
+    px_stop(&px);
+    long long all, distinct;
+    CHECK_INT(0, lake_counts(url, cache, &all, &distinct));
+    CHECK_INT(450, all);
+    CHECK_INT(450, distinct);
+    if (test_failed_now()) srv_dump_log(&a.s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(s3_end_to_end_ingest_query_compact_restore)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("s3-e2e");
+    char url[300], cache[1200], dbpath[1200], dr[1200], out[1200];
+    lake_url("e2e", url, sizeof url);
+    snprintf(cache, sizeof cache, "%s/reader-cache", dir);
+    snprintf(dbpath, sizeof dbpath, "%s/app.db", dir);
+    snprintf(dr, sizeof dr, "%s/dr.db", dir);
+    snprintf(out, sizeof out, "%s/cli.out", dir);
+    node a;
+    memset(&a, 0, sizeof a);
+    REQUIRE_INT(0, node_start(&a, dir, "a", url, NULL));
+
+    /* a service's database, tracked, with a snapshot in the lake */
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    events_config c;
+    memset(&c, 0, sizeof c);
+    c.endpoint = a.s.url;
+    c.db = db;
+    c.flush_interval_ms = 50;
+    c.backoff_min_ms = 20;
+    c.backoff_max_ms = 200;
+    c.identity.id = "app-1";
+    events_emitter *em;
+    REQUIRE_INT(0, events_emitter_open(&c, &em));
+    events_track_config tc = {.source = "s3-db"};
+    REQUIRE_INT(0, events_track(db, &tc));
+    events_collection *users;
+    REQUIRE_INT(0, events_collection_open(em, "users", NULL, &users));
+    CHECK_INT(0, events_collection_put(users, "u0", "{\"n\":0}"));
+    char snap[EVENTS_BOOKMARK_LEN + 1];
+    CHECK_INT(0, events_snapshot(em, snap));
+    char bm[4][EVENTS_BOOKMARK_LEN + 1], hash[4][65];
+    for (int i = 0; i < 4; i++) {
+        char doc[32];
+        snprintf(doc, sizeof doc, "{\"n\":%d}", i + 1);
+        CHECK_INT(0, i == 2 ? events_collection_delete(users, "u0")
+                            : events_collection_put(users, i % 2 ? "u1" : "u0", doc));
+        events_bookmark(db, bm[i]);
+        snprintf(hash[i], sizeof hash[i], "%s", db_hash(db));
+    }
+    CHECK_INT(0, events_flush(em, 20000));
+    /* and a thousand events of a closed hour */
+    for (int i = 0; i < 10; i++) CHECK_INT(200, post(&a.s, "e2e", i * 100, 100));
+    CHECK_INT(0, drained(&a.s, 20000));
+
+    /* queries through the server read the bucket through its cache */
+    char qurl[128];
+    snprintf(qurl, sizeof qurl, "%s/query", a.s.url);
+    const char *q = "{\"sql\":\"SELECT count(*) FILTER (type = 'rpc.call'), count(*) FILTER (type LIKE "
+                    "'collection.%') FROM events\"}";
+    const char *const hdr[] = {"Content-Type: application/json", NULL};
+    resp r;
+    CHECK_INT(0, http_do("POST", qurl, hdr, q, strlen(q), 30000, &r));
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"rows\":[[1000,5]]", r.body.p);
+    resp_free(&r);
+    CHECK_INT(0, srv_stop(&a.s, SIGTERM));
+    char p[1400];
+    snprintf(p, sizeof p, "%s/events/2026/11/24/08", a.cache);
+    CHECK(access(p, F_OK) == 0);
+
+    /* the command line, on a cold cache and then a warm one */
+    long long all, distinct, all2, distinct2;
+    CHECK_INT(0, lake_counts(url, cache, &all, &distinct));
+    CHECK(all >= 1005);
+    CHECK_INT(all, distinct);
+    CHECK_INT(0, lake_counts(url, cache, &all2, &distinct2));
+    CHECK_INT(all, all2);
+
+    /* compaction of the closed hour, from the command line; the same answers after */
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --cache '%s' --after 0 > '%s' 2>&1", events_bin(), url,
+                    cache, out));
+    char *t = test_read_file(out, NULL);
+    CHECK_CONTAINS("compacted 1 of 2 partitions", t);
+    CHECK_CONTAINS("into 1000 rows", t);
+    free(t);
+    CHECK_INT(0, lake_counts(url, cache, &all2, &distinct2));
+    CHECK_INT(all, all2);
+    CHECK_INT(all, distinct2);
+
+    /* the database, from the lake alone */
+    for (int i = 0; i < 4; i += 3) {
+        unlink(dr);
+        CHECK_INT(0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' > "
+                        "'%s' 2>&1",
+                        events_bin(), url, cache, bm[i], dr, out));
+        sqlite3 *d;
+        REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
+        CHECK_STR(hash[i], db_hash(d));
+        sqlite3_close(d);
+    }
+    events_collection_close(users);
+    events_emitter_close(em, 1000);
+    events_untrack(db);
+    sqlite3_close(db);
+    if (test_failed_now()) srv_dump_log(&a.s);
     test_rmtree(dir);
     free(dir);
 }
