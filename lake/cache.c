@@ -215,16 +215,16 @@ int lake_cache_open(const char *dir, uint64_t max_bytes, lake_cache **out, char 
     opening = c;
     found = NULL, nfound = capfound = 0;
     int r = nftw(c->dir, on_file, 32, FTW_PHYS);
-    qsort(found, nfound, sizeof *found, by_use);
+    if (nfound) qsort(found, nfound, sizeof *found, by_use);
+    if (!r && nfound > c->nbuckets * 2) {
+        /* many files: a bigger table (only at open; afterwards chains grow) */
+        size_t nb = c->nbuckets;
+        while (nb < nfound) nb *= 2;
+        ent **t = calloc(nb, sizeof *t);
+        if (t) free(c->tab), c->tab = t, c->nbuckets = nb;
+    }
     for (size_t i = 0; i < nfound; i++) {
         ent *e = found[i];
-        if (!r && nfound > c->nbuckets * 2) {
-            /* many files: grow the table first (only at open) */
-            size_t nb = c->nbuckets;
-            while (nb < nfound) nb *= 2;
-            ent **t = calloc(nb, sizeof *t);
-            if (t) free(c->tab), c->tab = t, c->nbuckets = nb;
-        }
         ent **p = slot(c, e->key);
         e->hnext = *p;
         *p = e;

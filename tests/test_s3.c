@@ -694,7 +694,9 @@ static char *batch(const char *prefix, int from, int n)
                    "\"pad\":\"%060d\"}",
                    i > from ? "," : "", prefix, i, (i / 60) % 60, i % 60, i % 1000, i % 97, i % 7, i);
     buf_putc(&b, ']');
-    return strdup(buf_cstr(&b));
+    char *out = strdup(buf_cstr(&b));
+    buf_free(&b);
+    return out;
 }
 
 /* POSTs a batch; returns the status (0: no answer) and keeps the body in last_body. */
