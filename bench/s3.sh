@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# bench/s3.sh - the lake on S3-compatible storage against the lake on a directory,
+# in the same run: ingest throughput (ratio s3/fs), upload and download throughput
+# of the store (MB/s), and one query through a cold and a warm local cache.
+#
+# Starts the project's S3 test server (scripts/s3-test-server: Ceph's radosgw on
+# loopback, about 15 s), then for each lake starts build/events serve with
+# --seal-age 2s --seal-bytes 4MiB (so that segments are uploaded while the load
+# runs), drives it with build/bench/ingest_load (8 connections x 100 events,
+# DURATION seconds, default 10), waits until the spool is empty (everything
+# uploaded), stops the server, and checks that the lake holds every acknowledged
+# event once. Builds nothing: run `make build` first.
+#
+# Environment: DURATION (seconds, default 10), BUILD (default build).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+DURATION=${DURATION:-10}
+EVENTS=$BUILD/events
+export LC_ALL=C
+for f in "$EVENTS" "$BUILD/bench/ingest_load" "$BUILD/bench/s3_bench"; do
+    [[ -x $f ]] || { echo "s3.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
+done
+command -v radosgw >/dev/null || { echo "s3.sh: radosgw is missing: scripts/bootstrap --test installs it" >&2; exit 1; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-s3bench.XXXXXX")
+SERVER_PID=
+cleanup() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
+    scripts/s3-test-server stop "$TMP/rgw" >/dev/null 2>&1 || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    for i in $(seq 0 49); do
+        local p=$((18700 + ($$ + i * 7) % 1000))
+        if port_free "$p"; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
+now_ms() { date +%s%3N; }
+
+echo "s3 benchmark: $(nproc) CPUs; starting the S3 test server (radosgw on loopback)"
+scripts/s3-test-server start "$TMP/rgw" >"$TMP/rgw.out" 2>&1 || { cat "$TMP/rgw.out" >&2; exit 1; }
+while IFS='=' read -r k v; do export "$k=$v"; done <"$TMP/rgw/env"
+S3LAKE=s3://$EVENTS_S3_BUCKET/bench-$$
+FSLAKE=$TMP/fslake
+
+declare -A OUT
+ingest() { # name lake
+    local name=$1 lake=$2 port base t0 t1 pending
+    port=$(free_port)
+    base=http://127.0.0.1:$port
+    "$EVENTS" serve --listen "127.0.0.1:$port" --lake "$lake" --spool "$TMP/$name-spool" \
+        --cache "$TMP/$name-cache" --seal-age 2s --seal-bytes 4MiB --compact-every 0 \
+        >"$TMP/$name.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do curl -fsS -o /dev/null --max-time 1 "$base/health" 2>/dev/null && break; sleep 0.1; done
+    local line
+    line=$("$BUILD/bench/ingest_load" --url "$base/ingest" --connections 8 --batch 100 --duration "$DURATION" \
+        --id-prefix "$name" --ids-out "$TMP/$name.ids" --unacked-out "$TMP/$name.unacked" 2>"$TMP/$name.err") || true
+    [[ -n $line ]] || { echo "s3.sh: ingest_load failed:" >&2; cat "$TMP/$name.err" >&2; exit 1; }
+    # until everything is sealed and in the lake
+    t0=$(now_ms)
+    for _ in $(seq 1 1200); do
+        pending=$(curl -fsS --max-time 2 "$base/health" 2>/dev/null | sed -n 's/.*"spoolBytesPending":\([0-9]*\).*/\1/p') || true
+        open=$(curl -fsS --max-time 2 "$base/health" 2>/dev/null | sed -n 's/.*"segmentsOpen":\([0-9]*\).*/\1/p') || true
+        [[ $pending == 0 && $open == 0 ]] && break
+        sleep 0.1
+    done
+    t1=$(now_ms)
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || { echo "s3.sh: the $name server did not stop cleanly:" >&2; tail -20 "$TMP/$name.log" >&2; exit 1; }
+    SERVER_PID=
+    OUT[$name]=$line
+    OUT[$name.drain]=$((t1 - t0))
+    OUT[$name.acked]=$(wc -l <"$TMP/$name.ids")
+    local counts
+    counts=$("$EVENTS" query --lake "$lake" --cache "$TMP/check-cache" --format csv \
+        "SELECT count(*), count(DISTINCT id) FROM events" | tail -1)
+    OUT[$name.lake]=$counts
+    printf '%-10s %10s events/s %7s MB/s  p99 %6s ms  acked %8s  lake (rows,distinct) %s  drained %s ms after the load\n' \
+        "$name" "$(field "$line" events_per_s)" "$(field "$line" mb_per_s)" "$(field "$line" p99_ms)" \
+        "${OUT[$name.acked]}" "$counts" "${OUT[$name.drain]}"
+}
+
+echo
+echo "ingest (8 connections x 100 events, ${DURATION}s each, same run)"
+ingest fs "$FSLAKE"
+ingest s3 "$S3LAKE"
+RATIO=$(awk -v a="$(field "${OUT[s3]}" events_per_s)" -v b="$(field "${OUT[fs]}" events_per_s)" 'BEGIN { printf "%.2f", a / b }')
+echo "ratio s3/fs: $RATIO (target >= 0.8)"
+STATUS=0
+for n in fs s3; do
+    want="${OUT[$n.acked]},${OUT[$n.acked]}"
+    # requests in flight when the load stopped may be stored without an acknowledgement
+    got=${OUT[$n.lake]}
+    rows=${got%,*} distinct=${got#*,}
+    if [[ $rows != "$distinct" || $rows -lt ${OUT[$n.acked]} ]]; then
+        echo "s3.sh: the $n lake holds $got (rows,distinct) for ${OUT[$n.acked]} acknowledged" >&2
+        STATUS=1
+    fi
+done
+
+echo
+echo "store throughput (put_file then get_file, 4 files of 64 MiB; multipart above 32 MiB)"
+mkdir -p "$TMP/fsstore" "$TMP/scratch"
+FSLINE=$("$BUILD/bench/s3_bench" "$TMP/fsstore" "$TMP/scratch" 64 4)
+S3LINE=$("$BUILD/bench/s3_bench" "s3://$EVENTS_S3_BUCKET/bench-store-$$" "$TMP/scratch" 64 4)
+echo "fs  $FSLINE"
+echo "s3  $S3LINE"
+
+echo
+echo "query through the cache (the s3 lake above; the fs lake as the baseline)"
+SQL="SELECT type, count(*), avg(durationMs) FROM events GROUP BY ALL"
+q() { # lake cache -> ms
+    local t0 t1
+    t0=$(now_ms)
+    "$EVENTS" query --lake "$1" --cache "$2" --format csv "$SQL" >/dev/null
+    t1=$(now_ms)
+    echo $((t1 - t0))
+}
+FSQ=$(q "$FSLAKE" "$TMP/unused")
+rm -rf "$TMP/qcache"
+COLD=$(q "$S3LAKE" "$TMP/qcache")
+WARM=$(q "$S3LAKE" "$TMP/qcache")
+BYTES=$(du -sb "$TMP/qcache" | cut -f1)
+echo "fs lake          ${FSQ} ms"
+echo "s3, cold cache   ${COLD} ms (fetched $((BYTES / 1048576)) MiB)"
+echo "s3, warm cache   ${WARM} ms"
+awk -v c="$COLD" -v w="$WARM" -v f="$FSQ" 'BEGIN { printf "ratios: cold/warm %.1f, warm/fs %.2f\n", c / w, w / f }'
+exit $STATUS
