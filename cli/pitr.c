@@ -14,6 +14,7 @@
  */
 #include "cdc.h"
 #include "cli.h"
+#include "snapshots.h"
 #include "evtime.h"
 #include "pitr.h"
 
@@ -37,6 +38,39 @@ static void strip_slash(char *s)
 static size_t to_buf(char *p, size_t size, size_t n, void *ud)
 {
     return buf_append(ud, p, size * n) ? 0 : size * n;
+}
+
+static int print_snapshots(const char *text, size_t len)
+{
+    json_t *v = json_loadb(text, len, 0, NULL);
+    json_t *list = json_object_get(v, "snapshots");
+    size_t i;
+    json_t *m;
+    if (isatty(1)) {
+        printf("%-20s %-16s %-24s %12s  %s\n", "source", "bookmark", "createdAt", "bytes", "tables");
+        json_array_foreach(list, i, m)
+        {
+            printf("%-20s %-16s %-24s %12lld ", json_string_value(json_object_get(m, "source")),
+                   json_string_value(json_object_get(m, "bookmark")),
+                   json_string_value(json_object_get(m, "createdAt")),
+                   (long long)json_integer_value(json_object_get(m, "size")));
+            size_t k;
+            json_t *t;
+            json_array_foreach(json_object_get(m, "tables"), k, t)
+            printf(" %s(%lld)", json_string_value(json_object_get(t, "name")),
+                   (long long)json_integer_value(json_object_get(t, "rows")));
+            printf("\n");
+        }
+    } else {
+        json_array_foreach(list, i, m)
+        {
+            char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            printf("%s\n", line);
+            free(line);
+        }
+    }
+    json_decref(v);
+    return 0;
 }
 
 static int list_snapshots(const char *server, const char *token, const char *source)
@@ -68,50 +102,69 @@ static int list_snapshots(const char *server, const char *token, const char *sou
     } else if (status != 200) {
         fprintf(stderr, "events snapshot: %s answered %ld: %.*s\n", url, status, (int)b.len, b.p ? b.p : "");
     } else {
-        json_t *v = json_loadb(b.p, b.len, 0, NULL);
-        json_t *list = json_object_get(v, "snapshots");
-        size_t i;
-        json_t *m;
-        if (isatty(1)) {
-            printf("%-20s %-16s %-24s %12s  %s\n", "source", "bookmark", "createdAt", "bytes", "tables");
-            json_array_foreach(list, i, m)
-            {
-                printf("%-20s %-16s %-24s %12lld ", json_string_value(json_object_get(m, "source")),
-                       json_string_value(json_object_get(m, "bookmark")),
-                       json_string_value(json_object_get(m, "createdAt")),
-                       (long long)json_integer_value(json_object_get(m, "size")));
-                size_t k;
-                json_t *t;
-                json_array_foreach(json_object_get(m, "tables"), k, t)
-                printf(" %s(%lld)", json_string_value(json_object_get(t, "name")),
-                       (long long)json_integer_value(json_object_get(t, "rows")));
-                printf("\n");
-            }
-        } else {
-            json_array_foreach(list, i, m)
-            {
-                char *line = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                printf("%s\n", line);
-                free(line);
-            }
-        }
-        json_decref(v);
-        out = 0;
+        out = print_snapshots(b.p, b.len);
     }
     buf_free(&b);
     return out;
 }
 
+/* Puts a snapshot file into the lake as the server's PUT /snapshots does. 0, or 1 with a message. */
+static int snapshot_to_lake(const char *lake, const char *path, const char *source, const char *bm)
+{
+    store *st;
+    lake_cache *cache;
+    if (cli_lake_open("snapshot", lake, NULL, 0, &st, &cache)) return 1;
+    lake_cache_close(cache); /* only puts: no cache needed */
+    char err[600], dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    int rc = 1;
+    snap_upload *u = snap_begin(dir, source, bm, err, sizeof err);
+    FILE *f = u ? fopen(path, "rb") : NULL;
+    if (!u) {
+        fprintf(stderr, "events snapshot: %s\n", err);
+    } else if (!f) {
+        fprintf(stderr, "events snapshot: %s: %s\n", path, strerror(errno));
+        snap_abort(u);
+    } else {
+        char b[65536];
+        size_t n;
+        int ok = 1;
+        while (ok && (n = fread(b, 1, sizeof b, f)) > 0) ok = !snap_write(u, b, n, err, sizeof err);
+        fclose(f);
+        if (!ok) {
+            fprintf(stderr, "events snapshot: %s\n", err);
+            snap_abort(u);
+        } else {
+            buf answer = BUF_INIT;
+            unsigned status = snap_finish(u, st, &answer);
+            if (status == 200 || status == 201) {
+                fprintf(stderr, "events snapshot: %s %s/%s in %s\n", status == 201 ? "stored" : "already had",
+                        source, bm, st->url);
+                rc = 0;
+            } else {
+                fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
+            }
+            buf_free(&answer);
+        }
+    }
+    store_close(st);
+    return rc;
+}
+
 int cmd_snapshot(int argc, char **argv)
 {
-    const char *db_path = NULL, *out = NULL, *server = NULL, *token = NULL, *source = NULL;
+    const char *db_path = NULL, *out = NULL, *server = NULL, *token = NULL, *source = NULL, *lake = NULL;
     int list = 0;
     const cli_option opts[] = {
         {"db", NULL, OPT_STR, &db_path, "PATH", "the tracked database to copy"},
         {"out", NULL, OPT_STR, &out, "FILE", "write the snapshot to this file (must not exist)"},
         {"server", "EVENTS_SERVER", OPT_STR, &server, "URL", "upload it to this server (PUT /snapshots/...)"},
         {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the ingest or admin scope"},
-        {"list", NULL, OPT_FLAG, &list, NULL, "list the snapshots the server has"},
+        {"lake", NULL, OPT_STR, &lake, "DIR|URL", "or put it straight into this lake (a directory or s3://bucket/prefix)"},
+        {"list", NULL, OPT_FLAG, &list, NULL, "list the snapshots the server (or --lake) has"},
         {"source", NULL, OPT_STR, &source, "ID", "with --list: only this source"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
@@ -119,7 +172,8 @@ int cmd_snapshot(int argc, char **argv)
     if (i == -2) {
         cli_options_help("Usage: events snapshot --db PATH --out FILE\n"
                          "       events snapshot --db PATH --server URL [--token T]\n"
-                         "       events snapshot --server URL --list [--source ID]\n\n"
+                         "       events snapshot --db PATH --lake DIR|URL\n"
+                         "       events snapshot (--server URL | --lake DIR|URL) --list [--source ID]\n\n"
                          "Copies a tracked database as of its last recorded transaction (SQLite's online\n"
                          "backup), into a file or to the server, which keeps it in the lake for\n"
                          "`events restore --lake`.",
@@ -137,15 +191,27 @@ int cmd_snapshot(int argc, char **argv)
         strip_slash(base);
     }
     if (token && !*token) token = NULL;
+    if (lake && !*lake) lake = NULL;
     if (list) {
-        if (!base[0]) {
-            fprintf(stderr, "events snapshot: --list needs --server URL\n");
+        if (!base[0] == !lake) {
+            fprintf(stderr, "events snapshot: --list needs one of --server URL and --lake DIR|URL\n");
             return 2;
         }
-        return list_snapshots(base, token, source);
+        if (base[0]) return list_snapshots(base, token, source);
+        store *st;
+        lake_cache *cache;
+        if (cli_lake_open("snapshot", lake, NULL, 0, &st, &cache)) return 1;
+        lake_cache_close(cache);
+        buf answer = BUF_INIT;
+        unsigned status = snap_list(st, source, &answer);
+        int r = status == 200 ? print_snapshots(answer.p, answer.len) : 1;
+        if (status != 200) fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
+        buf_free(&answer);
+        store_close(st);
+        return r;
     }
-    if (!db_path || (!out && !base[0]) || (out && base[0])) {
-        fprintf(stderr, "events snapshot: give --db PATH and one of --out FILE and --server URL\n");
+    if (!db_path || (!!out + !!base[0] + !!lake) != 1) {
+        fprintf(stderr, "events snapshot: give --db PATH and one of --out FILE, --server URL and --lake DIR|URL\n");
         return 2;
     }
     struct stat sb;
@@ -176,9 +242,19 @@ int cmd_snapshot(int argc, char **argv)
             bookmark_format(b, bm);
             char auth[600];
             if (token) snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-            rc = snapshot_upload(tmp, base, token ? auth : NULL, tracker_source(tracker_of(db)), bm);
-            if (!rc)
-                fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n", tracker_source(tracker_of(db)), bm, base);
+            if (lake) {
+                if (snapshot_to_lake(lake, tmp, tracker_source(tracker_of(db)), bm)) {
+                    unlink(tmp);
+                    events_untrack(db);
+                    sqlite3_close(db);
+                    return 1;
+                }
+            } else {
+                rc = snapshot_upload(tmp, base, token ? auth : NULL, tracker_source(tracker_of(db)), bm);
+                if (!rc)
+                    fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n", tracker_source(tracker_of(db)), bm,
+                            base);
+            }
         }
         unlink(tmp);
     }

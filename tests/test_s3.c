@@ -1108,6 +1108,30 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
         CHECK_STR(hash[i], db_hash(d));
         sqlite3_close(d);
     }
+    /* a snapshot straight into the bucket from the command line, listed, and used */
+    CHECK_INT(0, sh("'%s' snapshot --db '%s' --lake '%s' > '%s' 2>&1", events_bin(), dbpath, url, out));
+    t = test_read_file(out, NULL);
+    CHECK_CONTAINS("stored s3-db/", t);
+    free(t);
+    CHECK_INT(0, sh("'%s' snapshot --lake '%s' --list --source s3-db > '%s' 2>&1", events_bin(), url, out));
+    t = test_read_file(out, NULL);
+    CHECK_CONTAINS(snap, t);
+    CHECK_CONTAINS(bm[3], t);
+    free(t);
+    unlink(dr);
+    CHECK_INT(0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' > '%s' 2>&1",
+                    events_bin(), url, cache, bm[3], dr, out));
+    t = test_read_file(out, NULL);
+    char want[80];
+    snprintf(want, sizeof want, "snapshot %s of s3-db, then 0 transactions", bm[3]);
+    CHECK_CONTAINS(want, t);
+    free(t);
+    sqlite3 *d2;
+    REQUIRE(sqlite3_open(dr, &d2) == SQLITE_OK);
+    CHECK_STR(hash[3], db_hash(d2));
+    sqlite3_close(d2);
+    CHECK_INT(2, sh("'%s' snapshot --db '%s' --lake '%s' --out x.db > '%s' 2>&1", events_bin(), dbpath, url, out));
+
     events_collection_close(users);
     events_emitter_close(em, 1000);
     events_untrack(db);
