@@ -28,7 +28,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-s3bench.XXXXXX")
 SERVER_PID=
 cleanup() {
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
-    scripts/s3-test-server stop "$TMP/rgw" >/dev/null 2>&1 || true
+    scripts/s3-test-server stop "${RGW:-$TMP/rgw}" >/dev/null 2>&1 || true
+    [[ -n ${S3_DIR:-} ]] && rm -rf "$S3_DIR"
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -46,10 +47,21 @@ field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
 now_ms() { date +%s%3N; }
 
 echo "s3 benchmark: $(nproc) CPUs; starting the S3 test server (radosgw on loopback)"
-scripts/s3-test-server start "$TMP/rgw" >"$TMP/rgw.out" 2>&1 || { cat "$TMP/rgw.out" >&2; exit 1; }
-while IFS='=' read -r k v; do export "$k=$v"; done <"$TMP/rgw/env"
+RGW=${S3_DIR:-$TMP/rgw}
+scripts/s3-test-server start "$RGW" >"$TMP/rgw.out" 2>&1 || { cat "$TMP/rgw.out" >&2; exit 1; }
+while IFS='=' read -r k v; do export "$k=$v"; done <"$RGW/env"
 S3LAKE=s3://$EVENTS_S3_BUCKET/bench-$$
 FSLAKE=$TMP/fslake
+
+# CPU seconds (user+system) of a process, and of the S3 test server's processes together
+ticks_of() { local s; s=$(<"/proc/$1/stat") || { echo 0; return; }; s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
+TCK=$(getconf CLK_TCK)
+s3_ticks() {
+    local t=0 p
+    for p in $(cat "$RGW"/run/*.pid 2>/dev/null); do t=$((t + $(ticks_of "$p"))); done
+    echo $t
+}
+cpu_s() { awk -v d="$1" -v t="$TCK" 'BEGIN { printf "%.1f", d / t }'; }
 
 declare -A OUT
 ingest() { # name lake
@@ -61,7 +73,9 @@ ingest() { # name lake
         >"$TMP/$name.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 100); do curl -fsS -o /dev/null --max-time 1 "$base/health" 2>/dev/null && break; sleep 0.1; done
-    local line
+    local line c0 c1 r0 r1
+    c0=$(ticks_of "$SERVER_PID")
+    r0=$(s3_ticks)
     line=$("$BUILD/bench/ingest_load" --url "$base/ingest" --connections 8 --batch 100 --duration "$DURATION" \
         --id-prefix "$name" --ids-out "$TMP/$name.ids" --unacked-out "$TMP/$name.unacked" 2>"$TMP/$name.err") || true
     [[ -n $line ]] || { echo "s3.sh: ingest_load failed:" >&2; cat "$TMP/$name.err" >&2; exit 1; }
@@ -74,6 +88,10 @@ ingest() { # name lake
         sleep 0.1
     done
     t1=$(now_ms)
+    c1=$(ticks_of "$SERVER_PID")
+    r1=$(s3_ticks)
+    OUT[$name.cpu]=$(cpu_s $((c1 - c0)))
+    OUT[$name.s3cpu]=$(cpu_s $((r1 - r0)))
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || { echo "s3.sh: the $name server did not stop cleanly:" >&2; tail -20 "$TMP/$name.log" >&2; exit 1; }
     SERVER_PID=
@@ -84,9 +102,9 @@ ingest() { # name lake
     counts=$("$EVENTS" query --lake "$lake" --cache "$TMP/check-cache" --format csv \
         "SELECT count(*), count(DISTINCT id) FROM events" | tail -1)
     OUT[$name.lake]=$counts
-    printf '%-10s %10s events/s %7s MB/s  p99 %6s ms  acked %8s  lake (rows,distinct) %s  drained %s ms after the load\n' \
+    printf '%-4s %8s events/s %7s MB/s  p99 %6s ms  server %5s cpu-s  S3 server %5s cpu-s  lake %s for %s acked  drained in %s ms\n' \
         "$name" "$(field "$line" events_per_s)" "$(field "$line" mb_per_s)" "$(field "$line" p99_ms)" \
-        "${OUT[$name.acked]}" "$counts" "${OUT[$name.drain]}"
+        "${OUT[$name.cpu]}" "${OUT[$name.s3cpu]}" "$counts" "${OUT[$name.acked]}" "${OUT[$name.drain]}"
 }
 
 echo
@@ -95,6 +113,12 @@ ingest fs "$FSLAKE"
 ingest s3 "$S3LAKE"
 RATIO=$(awk -v a="$(field "${OUT[s3]}" events_per_s)" -v b="$(field "${OUT[fs]}" events_per_s)" 'BEGIN { printf "%.2f", a / b }')
 echo "ratio s3/fs: $RATIO (target >= 0.8)"
+# the S3 server shares this machine's CPUs: the events each CPU-second of events serve
+# itself took are the comparison that does not depend on where the store runs
+EFF=$(awk -v a="${OUT[s3.acked]}" -v ac="${OUT[s3.cpu]}" -v b="${OUT[fs.acked]}" -v bc="${OUT[fs.cpu]}" \
+    'BEGIN { printf "%.0f %.0f %.2f", b / bc, a / ac, (a / ac) / (b / bc) }')
+read -r EFF_FS EFF_S3 EFF_RATIO <<<"$EFF"
+echo "events per server CPU-second: fs $EFF_FS, s3 $EFF_S3, ratio s3/fs $EFF_RATIO"
 STATUS=0
 for n in fs s3; do
     want="${OUT[$n.acked]},${OUT[$n.acked]}"

@@ -32,6 +32,7 @@
 #include "store.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -382,32 +383,38 @@ static int fail(s3_store *s, int code, const char *method, const char *object, c
     return rc;
 }
 
+/*
+ * Payload hashes through OpenSSL's libcrypto: with the CPU's SHA extensions it
+ * hashes about 7x faster than lib/codec.c (1.5 GB/s against 0.2 GB/s here),
+ * and every byte uploaded is hashed once (bench/README.md, the s3 benchmark).
+ */
 static void sha_hex(const void *p, size_t n, char out[65])
 {
-    sha256 h;
     unsigned char d[32];
-    sha256_init(&h);
-    sha256_update(&h, p, n);
-    sha256_final(&h, d);
+    unsigned int dl = 0;
+    EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL);
     sha256_hex(d, out);
 }
 
 static int sha_file(int fd, uint64_t off, uint64_t len, char out[65])
 {
-    sha256 h;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
     unsigned char d[32];
-    char chunk[65536];
-    sha256_init(&h);
-    for (uint64_t done = 0; done < len;) {
-        size_t want = len - done < sizeof chunk ? (size_t)(len - done) : sizeof chunk;
+    unsigned int dl = 0;
+    enum { CHUNK = 1 << 18 };
+    char *chunk = malloc(CHUNK);
+    int rc = h && chunk && EVP_DigestInit_ex(h, EVP_sha256(), NULL) ? 0 : -1;
+    for (uint64_t done = 0; !rc && done < len;) {
+        size_t want = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
         ssize_t r = pread(fd, chunk, want, (off_t)(off + done));
-        if (r <= 0) return -1;
-        sha256_update(&h, chunk, (size_t)r);
-        done += (uint64_t)r;
+        if (r <= 0 || !EVP_DigestUpdate(h, chunk, (size_t)r)) rc = -1;
+        else done += (uint64_t)r;
     }
-    sha256_final(&h, d);
-    sha256_hex(d, out);
-    return 0;
+    if (!rc && !EVP_DigestFinal_ex(h, d, &dl)) rc = -1;
+    EVP_MD_CTX_free(h);
+    free(chunk);
+    if (!rc) sha256_hex(d, out);
+    return rc;
 }
 
 /* ---- the operations ------------------------------------------------------------------ */
