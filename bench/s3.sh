@@ -7,16 +7,18 @@
 # loopback, about 15 s), then for each lake starts build/events serve with
 # --seal-age 2s --seal-bytes 4MiB (so that segments are uploaded while the load
 # runs), drives it with build/bench/ingest_load (8 connections x 100 events,
-# DURATION seconds, default 10), waits until the spool is empty (everything
-# uploaded), stops the server, and checks that the lake holds every acknowledged
-# event once. Builds nothing: run `make build` first.
+# REQUESTS requests, default 20000: the same 2,000,000 events for both lakes, so
+# that the queries after compare like with like), waits until the spool is empty
+# (everything uploaded), stops the server, and checks that the lake holds every
+# acknowledged event once. Builds nothing: run `make build` first.
 #
-# Environment: DURATION (seconds, default 10), BUILD (default build).
+# Environment: REQUESTS (default 20000), BUILD (default build), S3_DIR (where the
+# S3 test server keeps its data; default a temporary directory).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-DURATION=${DURATION:-10}
+REQUESTS=${REQUESTS:-20000}
 EVENTS=$BUILD/events
 export LC_ALL=C
 for f in "$EVENTS" "$BUILD/bench/ingest_load" "$BUILD/bench/s3_bench"; do
@@ -76,7 +78,7 @@ ingest() { # name lake
     local line c0 c1 r0 r1
     c0=$(ticks_of "$SERVER_PID")
     r0=$(s3_ticks)
-    line=$("$BUILD/bench/ingest_load" --url "$base/ingest" --connections 8 --batch 100 --duration "$DURATION" \
+    line=$("$BUILD/bench/ingest_load" --url "$base/ingest" --connections 8 --batch 100 --max-requests "$REQUESTS" --duration 300 \
         --id-prefix "$name" --ids-out "$TMP/$name.ids" --unacked-out "$TMP/$name.unacked" 2>"$TMP/$name.err") || true
     [[ -n $line ]] || { echo "s3.sh: ingest_load failed:" >&2; cat "$TMP/$name.err" >&2; exit 1; }
     # until everything is sealed and in the lake
@@ -108,7 +110,7 @@ ingest() { # name lake
 }
 
 echo
-echo "ingest (8 connections x 100 events, ${DURATION}s each, same run)"
+echo "ingest ($REQUESTS requests of 100 events on 8 connections into each lake, same run)"
 ingest fs "$FSLAKE"
 ingest s3 "$S3LAKE"
 RATIO=$(awk -v a="$(field "${OUT[s3]}" events_per_s)" -v b="$(field "${OUT[fs]}" events_per_s)" 'BEGIN { printf "%.2f", a / b }')

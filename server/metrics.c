@@ -39,13 +39,13 @@ static void render_histo(buf *b, const char *name, const char *labels, const his
                (unsigned long long)atomic_load(&h->count));
 }
 
-static void counter(buf *b, const char *name, const char *help, uint64_t v)
+void metrics_counter(buf *b, const char *name, const char *help, uint64_t v)
 {
     buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
                (unsigned long long)v);
 }
 
-static void gauge(buf *b, const char *name, const char *help, long long v)
+void metrics_gauge(buf *b, const char *name, const char *help, long long v)
 {
     buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
 }
@@ -53,17 +53,17 @@ static void gauge(buf *b, const char *name, const char *help, long long v)
 int metrics_render(buf *b, const lake_writer_stats *ws)
 {
     metrics *m = &metrics_global;
-    counter(b, "events_ingested_total", "Events accepted and made durable.",
+    metrics_counter(b, "events_ingested_total", "Events accepted and made durable.",
             atomic_load(&m->events_accepted));
-    counter(b, "events_rejected_total", "Events rejected by validation.",
+    metrics_counter(b, "events_rejected_total", "Events rejected by validation.",
             atomic_load(&m->events_rejected));
-    counter(b, "events_duplicate_total", "Events answered as duplicates of a recent id.",
+    metrics_counter(b, "events_duplicate_total", "Events answered as duplicates of a recent id.",
             atomic_load(&m->events_duplicate));
-    counter(b, "events_received_bytes_total", "Request body bytes received on /ingest, as sent.",
+    metrics_counter(b, "events_received_bytes_total", "Request body bytes received on /ingest, as sent.",
             atomic_load(&m->bytes_received));
-    counter(b, "events_stored_bytes_total", "Bytes of event lines written to the spool.",
+    metrics_counter(b, "events_stored_bytes_total", "Bytes of event lines written to the spool.",
             atomic_load(&m->bytes_stored));
-    gauge(b, "events_http_connections_open", "Open HTTP connections.",
+    metrics_gauge(b, "events_http_connections_open", "Open HTTP connections.",
           (long long)atomic_load(&m->connections_open));
 
     buf_puts(b, "# HELP events_http_requests_total HTTP requests by route and status code.\n"
@@ -90,16 +90,16 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
         buf_puts(b, "# HELP events_fsync_duration_seconds Latency of the group commit's "
                     "fdatasync.\n# TYPE events_fsync_duration_seconds histogram\n");
         render_histo(b, "events_fsync_duration_seconds", "", ws->fsync);
-        counter(b, "events_commits_total", "Group commits made durable.", ws->commits);
-        counter(b, "events_commit_failures_total", "Group commits that failed (answered 503).",
+        metrics_counter(b, "events_commits_total", "Group commits made durable.", ws->commits);
+        metrics_counter(b, "events_commit_failures_total", "Group commits that failed (answered 503).",
                 ws->commit_failures);
-        counter(b, "events_segments_sealed_total", "Spool segments moved into the lake.",
+        metrics_counter(b, "events_segments_sealed_total", "Spool segments moved into the lake.",
                 ws->segments_sealed);
-        counter(b, "events_seal_failures_total",
+        metrics_counter(b, "events_seal_failures_total",
                 "Attempts to move a segment that failed and were retried.", ws->seal_failures);
-        gauge(b, "events_segments_open", "Spool segments being written.",
+        metrics_gauge(b, "events_segments_open", "Spool segments being written.",
               (long long)ws->segments_open);
-        gauge(b, "events_spool_bytes", "Bytes in the spool not yet in the lake.",
+        metrics_gauge(b, "events_spool_bytes", "Bytes in the spool not yet in the lake.",
               (long long)ws->spool_bytes);
     }
     return b->p ? 0 : -1;

@@ -44,4 +44,8 @@ void metrics_request(enum metrics_route route, unsigned status, int64_t ns);
 /* Appends the Prometheus text exposition. */
 int metrics_render(buf *out, const lake_writer_stats *ws);
 
+/* One counter or gauge with its HELP and TYPE lines. */
+void metrics_counter(buf *b, const char *name, const char *help, uint64_t v);
+void metrics_gauge(buf *b, const char *name, const char *help, long long v);
+
 #endif

@@ -70,6 +70,7 @@ typedef struct server {
     pthread_mutex_t compact_mu;
     pthread_cond_t compact_cv;
     int compact_stop;
+    _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows, compact_deleted;
 } server;
 
 /* ---- background compaction ------------------------------------------------- */
@@ -105,6 +106,13 @@ static void *compactor_main(void *arg)
         snprintf(files, sizeof files, "%llu", (unsigned long long)st.files_in);
         snprintf(rows, sizeof rows, "%llu", (unsigned long long)st.rows);
         snprintf(del, sizeof del, "%llu", (unsigned long long)st.deleted);
+        if (r == 0) {
+            s->compact_runs++;
+            s->compact_partitions += st.compacted;
+            s->compact_rows += st.rows;
+        }
+        s->compact_deleted += st.deleted;
+        if (r < 0) s->compact_failures++;
         if (r < 0)
             log_msg(LOG_WARN, "compaction failed", "error", err, LOG_END);
         else if (r > 0)
@@ -444,6 +452,32 @@ static enum MHD_Result handle_metrics(server *s, request *r)
     lake_writer_stats_get(s->writer, &st);
     buf b = BUF_INIT;
     metrics_render(&b, &st);
+    metrics_counter(&b, "events_compaction_runs_total", "Compaction runs done by this server.",
+                    s->compact_runs);
+    metrics_counter(&b, "events_compaction_failures_total", "Compaction runs that failed.",
+                    s->compact_failures);
+    metrics_counter(&b, "events_compaction_partitions_total",
+                    "Hour partitions given a new Parquet file.", s->compact_partitions);
+    metrics_counter(&b, "events_compaction_rows_total", "Rows written to Parquet by compaction.",
+                    s->compact_rows);
+    metrics_counter(&b, "events_compaction_deleted_total",
+                    "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
+    if (s->cache) {
+        lake_cache_stats cs;
+        lake_cache_stats_get(s->cache, &cs);
+        metrics_gauge(&b, "events_cache_bytes", "Bytes of lake files in the local cache.",
+                      (long long)cs.bytes);
+        metrics_gauge(&b, "events_cache_max_bytes", "The cache's limit (--cache-max).",
+                      (long long)cs.max_bytes);
+        metrics_counter(&b, "events_cache_hits_total", "Lake files a query found in the cache.",
+                        cs.hits);
+        metrics_counter(&b, "events_cache_misses_total", "Lake files fetched from the store.",
+                        cs.misses);
+        metrics_counter(&b, "events_cache_fetched_bytes_total", "Bytes fetched from the store.",
+                        cs.fetched_bytes);
+        metrics_counter(&b, "events_cache_evicted_total", "Files evicted from the cache.",
+                        cs.evicted);
+    }
     enum MHD_Result ok =
         send_response(r, 200, "text/plain; version=0.0.4", b.p ? b.p : "", b.len, NULL, NULL);
     buf_free(&b);
