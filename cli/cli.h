@@ -17,6 +17,8 @@ int cmd_send(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_compact(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* Prints a POST /query JSON answer as a boxed table. Returns 0, or -1 if it is not one. */
 int cli_print_table(FILE *f, const char *answer, size_t len);

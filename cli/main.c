@@ -23,6 +23,8 @@ static void usage(FILE *f)
             "  snapshot  copy a tracked database into a file or to the server's lake\n"
             "  restore   bring a database back to a bookmark, in place or from the lake alone\n"
             "  compact   fold closed hours of the lake into Parquet files\n"
+            "  tail      print events as the server accepts them\n"
+            "  demo      a chat service sending a realistic workload to a server\n"
             "  version   print the version\n"
             "  help      this text\n\n"
             "Run `events COMMAND --help` for a command's options.\n",
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "snapshot")) return cmd_snapshot(argc - 1, argv + 1);
     if (!strcmp(cmd, "restore")) return cmd_restore(argc - 1, argv + 1);
     if (!strcmp(cmd, "compact")) return cmd_compact(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tail")) return cmd_tail(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("events %s\n", EVENTS_VERSION);
         return 0;

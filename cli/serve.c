@@ -20,7 +20,7 @@ int cmd_serve(int argc, char **argv)
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
     int64_t query_timeout = c.query_timeout_ms;
-    uint64_t cache_max = c.cache_max;
+    uint64_t cache_max = c.cache_max, tail_buffer = c.tail_buffer;
     long query_threads = c.query_threads;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
          max_events = (long)c.max_events;
@@ -78,6 +78,10 @@ int cmd_serve(int argc, char **argv)
          "DuckDB's memory limit (default 1GiB)"},
         {"max-snapshot", "EVENTS_MAX_SNAPSHOT", OPT_SIZE, &max_snapshot, "SIZE",
          "largest database snapshot PUT /snapshots takes (default 1GiB)"},
+        {"tail-buffer", "EVENTS_TAIL_BUFFER", OPT_SIZE, &tail_buffer, "SIZE",
+         "bytes a /tail client may fall behind before it is dropped (default 1MiB)"},
+        {"tail-heartbeat", "EVENTS_TAIL_HEARTBEAT", OPT_DURATION, &c.tail_heartbeat_ms, "DURATION",
+         "a heartbeat on every /tail stream this often (default 15s)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL",
@@ -157,6 +161,11 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "events serve: --compact-after and --compact-every must not be negative\n");
         return 2;
     }
+    if (tail_buffer < 4096 || c.tail_heartbeat_ms < 100) {
+        fprintf(stderr, "events serve: --tail-buffer must be at least 4KiB, --tail-heartbeat at least 100ms\n");
+        return 2;
+    }
+    c.tail_buffer = (size_t)tail_buffer;
     c.cache_max = cache_max;
     c.max_snapshot = max_snapshot;
     c.max_body = (size_t)max_body;

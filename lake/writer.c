@@ -523,7 +523,8 @@ static void commit_group(lake_writer *w, lake_batch *batches)
         b->status = 0;
         b->accepted = b->duplicates = 0;
         for (size_t i = 0; i < b->n; i++) {
-            const lake_event *e = &b->ev[i];
+            lake_event *e = &b->ev[i];
+            e->stored = 0;
             if (e->client_id && dedup_check_add(w->dd, b->lines + e->id_off, e->id_len)) {
                 b->duplicates++;
                 continue;
@@ -540,6 +541,7 @@ static void commit_group(lake_writer *w, lake_batch *batches)
             }
             g->pending_events++;
             g->touched = 1;
+            e->stored = 1;
             b->accepted++;
         }
     }

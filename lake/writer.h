@@ -39,6 +39,7 @@ typedef struct lake_event {
     uint32_t id_off; /* id characters, inside lines */
     uint16_t id_len;
     uint8_t client_id; /* only client-chosen ids can be retried, so only they are deduplicated */
+    uint8_t stored;    /* set by the writer: 1 written, 0 a duplicate (when the batch succeeded) */
     int64_t hour;
 } lake_event;
 
@@ -47,7 +48,7 @@ typedef void (*lake_done_fn)(lake_batch *b, void *ud);
 
 struct lake_batch {
     const char *lines;
-    const lake_event *ev;
+    lake_event *ev; /* the writer sets each one's stored */
     size_t n;
     /* results, set before done is called */
     int status; /* 0: persisted; -1: nothing of this batch was persisted, see error */

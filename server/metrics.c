@@ -9,7 +9,7 @@ metrics metrics_global;
 
 static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
                                               413, 415, 429, 500, 503, 504, 0,   0};
-static const char *route_names[ROUTE_COUNT] = {"ingest", "query", "health", "metrics", "snapshots", "other"};
+static const char *route_names[ROUTE_COUNT] = {"ingest", "query", "health", "metrics", "snapshots", "tail", "dashboard", "other"};
 
 void metrics_request(enum metrics_route route, unsigned status, int64_t ns)
 {

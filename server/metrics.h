@@ -21,6 +21,8 @@ enum metrics_route {
     ROUTE_HEALTH,
     ROUTE_METRICS,
     ROUTE_SNAPSHOTS,
+    ROUTE_TAIL,
+    ROUTE_DASHBOARD,
     ROUTE_OTHER,
     ROUTE_COUNT
 };

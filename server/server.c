@@ -14,6 +14,7 @@
  */
 #include "server.h"
 #include "snapshots.h"
+#include "tail.h"
 #include "compact.h"
 #include "auth.h"
 #include "evtime.h"
@@ -53,6 +54,7 @@ typedef struct server {
     struct MHD_Daemon *daemon;
     store *store;
     lake_cache *cache; /* NULL for a directory lake */
+    tail_hub *tail;
     lake_writer *writer;
     query_engine *engine;
     query_pool *queries;
@@ -137,7 +139,10 @@ static void compactor_stop(server *s)
     s->compactor_started = 0;
 }
 
-enum kind { K_NONE, K_INGEST, K_QUERY, K_HEALTH, K_METRICS, K_SNAP_PUT, K_SNAP_LIST, K_SNAP_GET };
+enum kind {
+    K_NONE, K_INGEST, K_QUERY, K_HEALTH, K_METRICS, K_SNAP_PUT, K_SNAP_LIST, K_SNAP_GET, K_TAIL,
+    K_WEB
+};
 
 #define QUERY_MAX_BODY (1u << 20)
 enum state { ST_READING, ST_WAITING, ST_RESPONDED };
@@ -185,6 +190,8 @@ void server_config_defaults(server_config *c)
     c->query_memory = 1ull << 30;
     c->max_snapshot = 1ull << 30;
     c->cache_max = 1ull << 30;
+    c->tail_buffer = 1u << 20;
+    c->tail_heartbeat_ms = 15000;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
@@ -446,6 +453,39 @@ static enum MHD_Result handle_health(server *s, request *r)
     return ok;
 }
 
+static enum MHD_Result handle_tail(server *s, request *r)
+{
+    const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
+    if (type && strlen(type) > 1000) return send_error(r, 400, "type: at most 1000 characters");
+    struct MHD_Response *resp = atomic_load(&s->stopping) ? NULL : tail_response(s->tail, r->conn, type);
+    if (!resp) return send_error(r, 503, "the server is stopping");
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    answered(r, 200);
+    return ok;
+}
+
+/* After an answered ingest: its stored events to the live tail. */
+static void publish(server *s, request *r)
+{
+    const char *lines = r->batch.lines;
+    for (size_t i = 0; i < r->batch.n; i++) {
+        const lake_event *e = &r->batch.ev[i];
+        if (!e->stored) continue;
+        const char *p = lines + e->off;
+        size_t len = e->len;
+        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r')) len--;
+        /* a normalised line: {"id":…,"type":"…",… */
+        const char *t = memmem(p, len < 1024 ? len : 1024, "\"type\":\"", 8);
+        if (!t) continue;
+        t += 8;
+        const char *q = memchr(t, '"', len - (size_t)(t - p));
+        if (!q) continue;
+        tail_publish(s->tail, t, (size_t)(q - t), p, len);
+    }
+}
+
 static enum MHD_Result handle_metrics(server *s, request *r)
 {
     lake_writer_stats st;
@@ -462,6 +502,11 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     s->compact_rows);
     metrics_counter(&b, "events_compaction_deleted_total",
                     "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
+    uint64_t tc, td;
+    tail_hub_counts(s->tail, &tc, &td);
+    metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)tc);
+    metrics_counter(&b, "events_tail_dropped_total", "Clients of GET /tail dropped for falling behind.",
+                    td);
     if (s->cache) {
         lake_cache_stats cs;
         lake_cache_stats_get(s->cache, &cs);
@@ -511,6 +556,8 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         r->kind = K_HEALTH, r->route = ROUTE_HEALTH;
     } else if (!strcmp(url, "/metrics")) {
         r->kind = K_METRICS, r->route = ROUTE_METRICS;
+    } else if (!strcmp(url, "/tail")) {
+        r->kind = K_TAIL, r->route = ROUTE_TAIL;
     } else {
         char err[160];
         int sp = snap_parse_url(url, r->snap_source, r->snap_bookmark, err, sizeof err);
@@ -548,6 +595,14 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     if (r->kind != K_HEALTH && auth_count(s->auth)) {
         const char *h =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        char bearer[600];
+        const char *qt = r->kind == K_TAIL ? MHD_lookup_connection_value(
+                                                 r->conn, MHD_GET_ARGUMENT_KIND, "token")
+                                           : NULL;
+        if (!h && qt) { /* EventSource cannot set headers: ?token= on /tail */
+            snprintf(bearer, sizeof bearer, "Bearer %s", qt);
+            h = bearer;
+        }
         const char *who;
         unsigned scopes = auth_check(s->auth, h, &who);
         if (!scopes)
@@ -663,6 +718,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             answered(r, st ? st : 500);
             return ok;
         }
+        if (r->answer_status == 200 && tail_hub_active(s->tail)) publish(s, r);
         return send_json(r, r->answer_status, &r->answer,
                          r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
     }
@@ -710,6 +766,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case K_QUERY: return handle_query(s, r);
     case K_HEALTH: return handle_health(s, r);
     case K_METRICS: return handle_metrics(s, r);
+    case K_TAIL: return handle_tail(s, r);
     case K_SNAP_PUT:
     case K_SNAP_LIST:
     case K_SNAP_GET: return handle_snapshots(s, r);
@@ -919,6 +976,10 @@ int server_run(const server_config *cfg)
         goto out;
     }
 
+    if (!(s->tail = tail_hub_new(cfg->tail_buffer, cfg->tail_heartbeat_ms))) {
+        log_msg(LOG_ERROR, "cannot start", "error", "cannot start the live tail", LOG_END);
+        goto out;
+    }
     query_config qc = {
         .store = s->store, .writer = s->writer, .memory_limit = cfg->query_memory, .cache = s->cache};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
@@ -975,6 +1036,7 @@ int server_run(const server_config *cfg)
     lfd = -1;
     atomic_store(&s->stopping, 1);
     query_pool_interrupt(s->queries); /* running queries end now, with 504 */
+    tail_hub_close(s->tail);          /* live tails end now */
     compactor_stop(s);
     int64_t give_up = evtime_mono_ms() + (int64_t)cfg->shutdown_timeout_s * 1000;
     while (atomic_load(&s->waiting) > 0 ||
@@ -998,6 +1060,7 @@ out:
     query_pool_stop(s->queries);
     query_engine_close(s->engine);
     lake_writer_close(s->writer);
+    tail_hub_free(s->tail);
     lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);

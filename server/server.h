@@ -8,6 +8,7 @@
  *   GET  /metrics           Prometheus text                    query or admin
  *   PUT  /snapshots/S/B     a database snapshot into the lake  ingest or admin
  *   GET  /snapshots[/S/B]   the snapshots' manifests, a file   query or admin
+ *   GET  /tail?type=P       accepted events as SSE             query or admin
  *   OPTIONS *               CORS preflight                     none
  */
 #ifndef EVENTS_SERVER_H
@@ -44,6 +45,8 @@ typedef struct server_config {
     uint64_t query_max_rows;  /* rows in one answer; default 100,000 */
     uint64_t query_memory;    /* DuckDB's memory limit; default 1 GiB */
     uint64_t max_snapshot;    /* largest snapshot upload; default 1 GiB */
+    size_t tail_buffer;       /* bytes a /tail client may fall behind; default 1 MiB */
+    int64_t tail_heartbeat_ms; /* a comment on every /tail stream this often; default 15 s */
 } server_config;
 
 /* Fills cfg with the defaults above. */

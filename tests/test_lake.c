@@ -442,8 +442,12 @@ TEST(test_writer_recovers_a_crashed_spool)
     for (int i = 0; i < 6; i++) {
         int len =
             snprintf(lines + off, sizeof lines - off, "{\"id\":\"%s\",\"type\":\"t\"}\n", ids[i]);
-        ev[i] = (lake_event){
-            (uint32_t)off, (uint32_t)len, (uint32_t)off + 7, (uint16_t)strlen(ids[i]), 1, 493000};
+        ev[i] = (lake_event){.off = (uint32_t)off,
+                             .len = (uint32_t)len,
+                             .id_off = (uint32_t)off + 7,
+                             .id_len = (uint16_t)strlen(ids[i]),
+                             .client_id = 1,
+                             .hour = 493000};
         off += (size_t)len;
     }
     mkbatch m;

@@ -1,0 +1,243 @@
+/*
+ * demo.c - `events demo`: a small chat service run through libevents against
+ * a server, so that the dashboard has something to show.
+ *
+ * Each chat room is an object with its own SQLite database, emitter and
+ * identity (do.id, do.name, do.class "ChatRoom", do.colo). Users join and
+ * leave (ws.connect, ws.close, RPC join/leave, the users and rooms
+ * collections change), send, edit and delete messages (RPC calls with
+ * latencies drawn from a long-tailed distribution and a few errors, the
+ * messages collection changes), read history (a slower RPC), and now and
+ * then a room's alarm fires or it hibernates (do.* lifecycle events).
+ */
+#include "cli.h"
+#include "events.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+typedef struct room {
+    char id[32], name[32], colo[8], path[4200];
+    sqlite3 *db;
+    events_emitter *em;
+    events_collection *users, *rooms, *messages;
+    int members;
+    long next_msg;
+} room;
+
+static const char *const NAMES[] = {"lobby", "general", "random", "support", "dev", "ops", "music", "games"};
+static const char *const COLOS[] = {"FRA", "IAD", "SIN", "GRU", "LHR", "NRT", "SYD", "ORD"};
+static const char *const USERS[] = {"ada", "bob", "cyd", "dee", "eve", "fay", "gus", "hal",
+                                    "ivy", "jon", "kim", "lea", "max", "ned", "ora", "pat"};
+static const char *const WORDS[] = {"hello", "deploy", "lunch", "bug", "ship", "coffee", "review", "merge",
+                                    "tests", "green", "prod", "rollback", "standup", "latency", "cache"};
+
+static double uniform(void)
+{
+    return (rand() + 1.0) / ((double)RAND_MAX + 2.0);
+}
+
+/* A long-tailed latency: log-normal around median_ms. */
+static double latency(double median_ms)
+{
+    double z = sqrt(-2 * log(uniform())) * cos(2 * M_PI * uniform());
+    return median_ms * exp(0.6 * z);
+}
+
+static int room_open(room *r, int i, const char *dir, const char *server, const char *token)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->id, sizeof r->id, "room-%d", i + 1);
+    snprintf(r->name, sizeof r->name, "%s", NAMES[i % 8]);
+    snprintf(r->colo, sizeof r->colo, "%s", COLOS[i % 8]);
+    snprintf(r->path, sizeof r->path, "%s/%s.db", dir, r->id);
+    if (sqlite3_open(r->path, &r->db) != SQLITE_OK) {
+        fprintf(stderr, "events demo: %s: %s\n", r->path, sqlite3_errmsg(r->db));
+        return -1;
+    }
+    sqlite3_busy_timeout(r->db, 5000);
+    events_config c;
+    memset(&c, 0, sizeof c);
+    c.endpoint = server;
+    c.token = token;
+    c.db = r->db;
+    c.flush_interval_ms = 250;
+    c.backoff_min_ms = 250;
+    c.backoff_max_ms = 5000;
+    c.identity.id = r->id;
+    c.identity.name = r->name;
+    c.identity.cls = "ChatRoom";
+    c.identity.colo = r->colo;
+    events_track_config tc = {.source = r->id};
+    if (events_emitter_open(&c, &r->em) || events_track(r->db, &tc) ||
+        events_collection_open(r->em, "users", NULL, &r->users) ||
+        events_collection_open(r->em, "rooms", NULL, &r->rooms) ||
+        events_collection_open(r->em, "messages", NULL, &r->messages)) {
+        fprintf(stderr, "events demo: %s: %s\n", r->id, events_errmsg());
+        return -1;
+    }
+    events_emit_lifecycle(r->em, EVENTS_DO_CREATE, "demo started");
+    char doc[256];
+    snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"colo\":\"%s\",\"members\":0}", r->name, r->colo);
+    events_collection_put(r->rooms, r->id, doc);
+    return 0;
+}
+
+static void room_close(room *r)
+{
+    if (r->em) {
+        events_emit_lifecycle(r->em, EVENTS_DO_EVICT, "demo stopped");
+        events_collection_close(r->users);
+        events_collection_close(r->rooms);
+        events_collection_close(r->messages);
+        events_emitter_close(r->em, 5000);
+    }
+    if (r->db) {
+        events_untrack(r->db);
+        sqlite3_close(r->db);
+    }
+}
+
+/* One step of the workload in room r. */
+static void step(room *r)
+{
+    double p = uniform();
+    const char *user = USERS[rand() % 16];
+    char doc[512], id[64];
+    if (p < 0.45) { /* send */
+        double ms = latency(8);
+        int ok = uniform() > 0.02;
+        snprintf(id, sizeof id, "%s-m%ld", r->id, ++r->next_msg);
+        snprintf(doc, sizeof doc, "{\"room\":\"%s\",\"user\":\"%s\",\"text\":\"%s %s\",\"edited\":false}",
+                 r->id, user, WORDS[rand() % 15], WORDS[rand() % 15]);
+        if (ok) events_collection_put(r->messages, id, doc);
+        events_emit_rpc(r->em, "chat", "sendMessage", ms, ok, ok ? NULL : "rate limited");
+        events_emit_ws(r->em, EVENTS_WS_MESSAGE, r->members, -1, NULL, 40 + rand() % 400);
+    } else if (p < 0.60) { /* history */
+        double ms = latency(35);
+        int ok = uniform() > 0.01;
+        events_emit_rpc(r->em, "chat", "getHistory", ms, ok, ok ? NULL : "timeout");
+    } else if (p < 0.72 && r->next_msg) { /* edit */
+        snprintf(id, sizeof id, "%s-m%ld", r->id, 1 + rand() % r->next_msg);
+        if (events_collection_has(r->messages, id) == 1) {
+            snprintf(doc, sizeof doc, "{\"room\":\"%s\",\"user\":\"%s\",\"text\":\"%s (edited)\",\"edited\":true}",
+                     r->id, user, WORDS[rand() % 15]);
+            events_collection_put(r->messages, id, doc);
+            events_emit_rpc(r->em, "chat", "editMessage", latency(6), 1, NULL);
+        }
+    } else if (p < 0.78 && r->next_msg) { /* delete */
+        snprintf(id, sizeof id, "%s-m%ld", r->id, 1 + rand() % r->next_msg);
+        if (events_collection_has(r->messages, id) == 1) {
+            events_collection_delete(r->messages, id);
+            events_emit_rpc(r->em, "chat", "deleteMessage", latency(5), 1, NULL);
+        }
+    } else if (p < 0.90) { /* join */
+        r->members++;
+        events_emit_ws(r->em, EVENTS_WS_CONNECT, r->members, -1, NULL, -1);
+        events_emit_rpc(r->em, "chat", "join", latency(3), 1, NULL);
+        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"room\":\"%s\",\"online\":true}", user, r->id);
+        events_collection_put(r->users, user, doc);
+        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"colo\":\"%s\",\"members\":%d}", r->name, r->colo, r->members);
+        events_collection_put(r->rooms, r->id, doc);
+    } else if (p < 0.98 && r->members > 0) { /* leave */
+        r->members--;
+        int err = uniform() < 0.1;
+        events_emit_ws(r->em, err ? EVENTS_WS_ERROR : EVENTS_WS_CLOSE, r->members, err ? 1006 : 1000,
+                       err ? "connection lost" : "bye", -1);
+        events_emit_rpc(r->em, "chat", "leave", latency(2), 1, NULL);
+        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"room\":\"%s\",\"online\":false}", user, r->id);
+        events_collection_put(r->users, user, doc);
+        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"colo\":\"%s\",\"members\":%d}", r->name, r->colo, r->members);
+        events_collection_put(r->rooms, r->id, doc);
+    } else {
+        events_emit_lifecycle(r->em, uniform() < 0.7 ? EVENTS_DO_ALARM : EVENTS_DO_HIBERNATE,
+                              uniform() < 0.5 ? "cleanup" : "idle");
+    }
+}
+
+int cmd_demo(int argc, char **argv)
+{
+    const char *server = "http://127.0.0.1:8080", *token = NULL, *dir = NULL;
+    long rooms = 4;
+    int64_t duration = 0;
+    uint64_t rate = 20;
+    const cli_option opts[] = {
+        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL", "the server (default http://127.0.0.1:8080)"},
+        {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the ingest scope"},
+        {"rooms", NULL, OPT_INT, &rooms, "N", "chat rooms, each an object with its own database (default 4)"},
+        {"rate", NULL, OPT_SIZE, &rate, "N", "workload steps per second, all rooms together (default 20)"},
+        {"duration", NULL, OPT_DURATION, &duration, "DURATION", "stop after this (default: at Ctrl+C)"},
+        {"dir", NULL, OPT_STR, &dir, "DIR", "where the rooms' databases live (default ./events-demo)"},
+        {NULL, NULL, 0, NULL, NULL, NULL},
+    };
+    int i = cli_options_parse("demo", opts, argc, argv);
+    if (i == -2) {
+        cli_options_help("Usage: events demo [OPTIONS]\n\n"
+                         "Runs a small chat service through libevents against a server: RPC calls with\n"
+                         "varying latency and some errors, WebSocket and lifecycle events, and changes to\n"
+                         "the users, rooms and messages collections, until interrupted.",
+                         opts);
+        return 0;
+    }
+    if (i < 0) return 2;
+    if (i < argc) {
+        fprintf(stderr, "events demo: unexpected argument \"%s\"\n", argv[i]);
+        return 2;
+    }
+    if (rooms < 1 || rooms > 64 || rate < 1 || rate > 100000) {
+        fprintf(stderr, "events demo: --rooms 1 to 64, --rate 1 to 100000\n");
+        return 2;
+    }
+    if (!dir) dir = "./events-demo";
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        fprintf(stderr, "events demo: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    room *r = calloc((size_t)rooms, sizeof *r);
+    int rc = 0;
+    for (long k = 0; k < rooms && !rc; k++) rc = room_open(&r[k], (int)k, dir, server, token);
+    if (!rc)
+        fprintf(stderr, "events demo: %ld rooms sending to %s, %llu steps/s%s\n", rooms, server,
+                (unsigned long long)rate, duration ? "" : " (Ctrl+C stops)");
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    unsigned long long steps = 0;
+    while (!rc && !stop) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (duration && el * 1000 >= (double)duration) break;
+        unsigned long long due = (unsigned long long)(el * (double)rate) + 1;
+        while (steps < due && !stop) {
+            step(&r[rand() % rooms]);
+            steps++;
+        }
+        struct timespec nap = {0, 1000000000L / (long)(rate < 1000 ? rate : 1000)};
+        nanosleep(&nap, NULL);
+    }
+    for (long k = 0; k < rooms; k++) room_close(&r[k]);
+    free(r);
+    if (!rc) fprintf(stderr, "events demo: %llu steps done\n", steps);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,207 @@
+/*
+ * tail.c - `events tail [PATTERN]`: the server's live tail (GET /tail), one
+ * line per event: coloured and summarised on a terminal, NDJSON (the events
+ * as stored) when the output is a pipe or a file.
+ */
+#include "buf.h"
+#include "cli.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct tailer {
+    buf line; /* the SSE line being read */
+    char event[32];
+    int pretty, color;
+    int ended; /* 1 server stopping, 2 dropped */
+    char why[512];
+} tailer;
+
+static const char *color_of(const char *type)
+{
+    if (!strncmp(type, "rpc.", 4)) return "\033[36m";
+    if (!strcmp(type, "collection.insert")) return "\033[32m";
+    if (!strcmp(type, "collection.update")) return "\033[33m";
+    if (!strcmp(type, "collection.delete")) return "\033[31m";
+    if (!strncmp(type, "lifecycle.", 10)) return "\033[35m";
+    if (!strncmp(type, "ws.", 3)) return "\033[34m";
+    return "\033[37m";
+}
+
+static const char *str(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+static void print_pretty(tailer *t, json_t *ev)
+{
+    const char *type = str(ev, "type"), *ts = str(ev, "ts");
+    const char *time = strlen(ts) >= 23 ? ts + 11 : ts;
+    char rest[600] = "";
+    json_t *d = json_object_get(ev, "do");
+    const char *cls = str(d, "class"), *id = *str(d, "id") ? str(d, "id") : "-";
+    if (!strcmp(type, "rpc.call")) {
+        json_t *ok = json_object_get(ev, "success");
+        snprintf(rest, sizeof rest, "%s %s.%s %.1f ms%s%s", id, cls, str(ev, "method"),
+                 json_number_value(json_object_get(ev, "durationMs")),
+                 json_is_false(ok) ? " FAILED " : "", json_is_false(ok) ? str(ev, "error") : "");
+    } else if (!strncmp(type, "collection.", 11)) {
+        snprintf(rest, sizeof rest, "%s %s/%s @%s", id, str(ev, "collection"), str(ev, "docId"),
+                 str(ev, "bookmark"));
+    } else if (!strcmp(type, "sqlite.changeset")) {
+        snprintf(rest, sizeof rest, "%s @%s %lld changes, part %lld of %lld", str(ev, "source"),
+                 str(ev, "bookmark"), (long long)json_integer_value(json_object_get(ev, "changes")),
+                 (long long)json_integer_value(json_object_get(ev, "part")) + 1,
+                 (long long)json_integer_value(json_object_get(ev, "parts")));
+    } else {
+        /* the other members, compact, after the emitting object's id */
+        json_t *copy = json_deep_copy(ev);
+        static const char *const known[] = {"id", "type", "ts", "receivedAt", "do"};
+        for (size_t k = 0; k < 5; k++) json_object_del(copy, known[k]);
+        char *j = json_dumps(copy, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        snprintf(rest, sizeof rest, "%s %s", id, j ? j : "");
+        free(j);
+        json_decref(copy);
+    }
+    if (t->color)
+        printf("\033[2m%.12s\033[0m %s%-20s\033[0m %s\n", time, color_of(type), type, rest);
+    else
+        printf("%.12s %-20s %s\n", time, type, rest);
+}
+
+/* One complete SSE line. */
+static void on_line(tailer *t, const char *l, size_t n)
+{
+    if (!n) { /* the end of one message */
+        t->event[0] = 0;
+        return;
+    }
+    if (l[0] == ':') return; /* a comment: heartbeat */
+    if (n > 7 && !strncmp(l, "event: ", 7)) {
+        snprintf(t->event, sizeof t->event, "%.*s", (int)(n - 7), l + 7);
+        return;
+    }
+    if (n < 6 || strncmp(l, "data: ", 6)) return;
+    const char *d = l + 6;
+    size_t dn = n - 6;
+    if (!strcmp(t->event, "dropped") || !strcmp(t->event, "end")) {
+        json_t *v = json_loadb(d, dn, 0, NULL);
+        const char *why = json_string_value(json_object_get(v, "error"));
+        if (!why) why = json_string_value(json_object_get(v, "reason"));
+        snprintf(t->why, sizeof t->why, "%s", why ? why : "the stream ended");
+        t->ended = !strcmp(t->event, "dropped") ? 2 : 1;
+        json_decref(v);
+        return;
+    }
+    if (!t->pretty) {
+        fwrite(d, 1, dn, stdout);
+        fputc('\n', stdout);
+    } else {
+        json_t *v = json_loadb(d, dn, 0, NULL);
+        if (v) print_pretty(t, v);
+        json_decref(v);
+    }
+    fflush(stdout);
+}
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud)
+{
+    tailer *t = ud;
+    size_t len = size * n;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n') {
+            size_t ln = t->line.len;
+            if (ln && t->line.p[ln - 1] == '\r') ln--;
+            on_line(t, t->line.p ? t->line.p : "", ln);
+            t->line.len = 0;
+        } else if (t->line.len < (8u << 20) && buf_putc(&t->line, p[i])) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+int cmd_tail(int argc, char **argv)
+{
+    const char *server = "http://127.0.0.1:8080", *token = NULL, *format = NULL;
+    const cli_option opts[] = {
+        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL", "the server (default http://127.0.0.1:8080)"},
+        {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the query scope"},
+        {"format", NULL, OPT_STR, &format, "FORMAT",
+         "pretty or ndjson (default: pretty on a terminal, else ndjson)"},
+        {NULL, NULL, 0, NULL, NULL, NULL},
+    };
+    int i = cli_options_parse("tail", opts, argc, argv);
+    if (i == -2) {
+        cli_options_help("Usage: events tail [OPTIONS] [PATTERN]\n\n"
+                         "Prints events as the server accepts them, until interrupted. PATTERN\n"
+                         "filters by type: shell globs, comma-separated (\"collection.*\", "
+                         "\"rpc.call,ws.*\").",
+                         opts);
+        return 0;
+    }
+    if (i < 0) return 2;
+    if (argc - i > 1) {
+        fprintf(stderr, "events tail: one PATTERN at most (comma-separate several)\n");
+        return 2;
+    }
+    if (format && strcmp(format, "pretty") && strcmp(format, "ndjson")) {
+        fprintf(stderr, "events tail: --format must be pretty or ndjson, not \"%s\"\n", format);
+        return 2;
+    }
+    tailer t;
+    memset(&t, 0, sizeof t);
+    t.pretty = format ? !strcmp(format, "pretty") : isatty(1);
+    t.color = t.pretty && isatty(1) && !getenv("NO_COLOR");
+    CURL *c = curl_easy_init();
+    if (!c) return 1;
+    buf url = BUF_INIT;
+    buf_puts(&url, server);
+    while (url.len && url.p[url.len - 1] == '/') url.len--;
+    buf_puts(&url, "/tail");
+    if (i < argc && *argv[i]) {
+        char *e = curl_easy_escape(c, argv[i], 0);
+        buf_printf(&url, "?type=%s", e ? e : "");
+        curl_free(e);
+    }
+    struct curl_slist *h = NULL;
+    char auth[600];
+    if (token && *token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    char err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, buf_cstr(&url));
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    int out = 0;
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "events tail: %s: %s\n", buf_cstr(&url), err[0] ? err : curl_easy_strerror(rc));
+        out = 1;
+    } else if (status != 200) {
+        fprintf(stderr, "events tail: %s answered %ld: %.*s\n", buf_cstr(&url), status, (int)t.line.len,
+                t.line.p ? t.line.p : "");
+        out = 1;
+    } else if (t.ended) {
+        fprintf(stderr, "events tail: %s\n", t.why);
+        out = t.ended == 2 ? 1 : 0;
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    buf_free(&url);
+    buf_free(&t.line);
+    return out;
+}

@@ -1,0 +1,259 @@
+/*
+ * test_tail.c - GET /tail (Server-Sent Events) and `events tail` against a
+ * real server: patterns, heartbeats, a slow client dropped without holding
+ * ingest up, tokens, and the end of the streams at shutdown.
+ */
+#include "harness.h"
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A raw HTTP/1.0 client of /tail (no chunked encoding: the body is the stream). */
+typedef struct sse {
+    int fd;
+    buf in;
+} sse;
+
+static int sse_open(sse *c, const srv *s, const char *query, const char *auth, int rcvbuf)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa)) return -1;
+    char req[1024];
+    int n = snprintf(req, sizeof req, "GET /tail%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", query ? query : "",
+                     auth ? "Authorization: Bearer " : "", auth ? auth : "", auth ? "\r\n" : "");
+    return write(c->fd, req, (size_t)n) == n ? 0 : -1;
+}
+
+/* Reads for up to ms, or until want appears (count times). Returns 1 if it did. */
+static int sse_wait(sse *c, const char *want, int count, int ms)
+{
+    for (int waited = 0;; waited += 20) {
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        while (poll(&pf, 1, 0) > 0) { /* whatever has arrived */
+            char b[65536];
+            ssize_t r = read(c->fd, b, sizeof b);
+            if (r <= 0) break;
+            buf_append(&c->in, b, (size_t)r);
+        }
+        int seen = 0;
+        for (const char *p = buf_cstr(&c->in); p && (p = strstr(p, want)); p += strlen(want)) seen++;
+        if (seen >= count) return 1;
+        if (waited >= ms) return 0;
+        poll(&pf, 1, 20);
+    }
+}
+
+/* Reads until the server closes (or ms). 1 if it closed. */
+static int sse_until_closed(sse *c, int ms)
+{
+    time_t end = time(NULL) + (ms + 999) / 1000;
+    while (time(NULL) <= end) {
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        if (poll(&pf, 1, 20) > 0) {
+            char b[65536];
+            ssize_t r = read(c->fd, b, sizeof b);
+            if (r <= 0) return 1;
+            buf_append(&c->in, b, (size_t)r);
+        }
+    }
+    return 0;
+}
+
+static void sse_close(sse *c)
+{
+    close(c->fd);
+    buf_free(&c->in);
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+static const char *const FAST_HEARTBEAT[] = {"--tail-heartbeat", "300ms", "--tail-buffer", "64KiB", NULL};
+
+TEST(tail_filters_by_pattern_and_sends_heartbeats)
+{
+    char *dir = test_tmpdir("tail");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s;
+    memset(&s, 0, sizeof s);
+    REQUIRE_INT(0, srv_start(&s, lake, FAST_HEARTBEAT));
+    sse some, all;
+    REQUIRE_INT(0, sse_open(&some, &s, "?type=collection.*,rpc.call", NULL, 0));
+    REQUIRE_INT(0, sse_open(&all, &s, NULL, NULL, 0));
+    CHECK(sse_wait(&some, ": tail collection.*,rpc.call", 1, 5000));
+    CHECK(sse_wait(&all, ": tail *", 1, 5000));
+    CHECK_CONTAINS("Content-Type: text/event-stream", some.in.p);
+    resp r;
+    CHECK_INT(0, http_ingest(&s,
+                             "[{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"},"
+                             "{\"id\":\"t2\",\"type\":\"ws.connect\"},"
+                             "{\"id\":\"t3\",\"type\":\"collection.insert\",\"collection\":\"c\",\"docId\":\"d\"},"
+                             "{\"id\":\"t4\",\"type\":\"rpc.callback\"},"
+                             "{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"}]",
+                             &r));
+    CHECK_INT(200, r.status);
+    resp_free(&r);
+    CHECK(sse_wait(&some, "data: ", 2, 3000));
+    CHECK(sse_wait(&all, "data: ", 4, 3000));
+    /* rpc.call and collection.insert, once each (the duplicate t1 was not stored) */
+    CHECK_INT(2, count(some.in.p, "data: "));
+    CHECK_INT(1, count(some.in.p, "\"id\":\"t1\""));
+    CHECK_INT(1, count(some.in.p, "\"id\":\"t3\""));
+    CHECK_INT(0, count(some.in.p, "\"id\":\"t2\""));
+    CHECK_INT(0, count(some.in.p, "\"id\":\"t4\""));
+    CHECK(strstr(some.in.p, "\"id\":\"t1\"") < strstr(some.in.p, "\"id\":\"t3\""));
+    CHECK_INT(4, count(all.in.p, "data: "));
+    CHECK_CONTAINS("data: {\"id\":\"t2\",\"type\":\"ws.connect\",\"ts\":", all.in.p);
+    /* heartbeats, every 300 ms here */
+    CHECK(sse_wait(&some, ": heartbeat ", 3, 3000));
+    /* a bad request for a stream */
+    CHECK_INT(0, http_do("POST", "http://127.0.0.1:1/", NULL, NULL, 0, 1, &r) == 0 ? 1 : 0);
+    resp_free(&r);
+    char url[128];
+    snprintf(url, sizeof url, "%s/tail", s.url);
+    CHECK_INT(0, http_do("POST", url, NULL, "x", 1, 5000, &r));
+    CHECK_INT(405, r.status);
+    resp_free(&r);
+
+    /* the command line: NDJSON when piped */
+    char out[1300];
+    snprintf(out, sizeof out, "%s/tail.out", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(events_bin(), "events", "tail", "--server", s.url, "ws.*", (char *)NULL);
+        _exit(127);
+    }
+    usleep(500000);
+    CHECK_INT(0, http_ingest(&s, "[{\"id\":\"c1\",\"type\":\"ws.close\"},{\"id\":\"c2\",\"type\":\"rpc.call\"}]", &r));
+    resp_free(&r);
+    usleep(500000);
+
+    /* at shutdown every stream ends, saying why, and the server exits at once */
+    int64_t t0 = time(NULL);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    CHECK(time(NULL) - t0 < 10);
+    CHECK(sse_until_closed(&some, 3000));
+    CHECK_CONTAINS("event: end\ndata: {\"reason\":\"the server is stopping\"}", some.in.p);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *t = test_read_file(out, NULL);
+    CHECK_CONTAINS("{\"id\":\"c1\",\"type\":\"ws.close\"", t);
+    CHECK(!strstr(t, "\"c2\""));
+    CHECK_CONTAINS("events tail: the server is stopping", t);
+    free(t);
+    sse_close(&some);
+    sse_close(&all);
+    if (test_failed_now()) srv_dump_log(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(tail_drops_a_slow_client_and_ingest_goes_on)
+{
+    char *dir = test_tmpdir("tail-slow");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s;
+    memset(&s, 0, sizeof s);
+    const char *const args[] = {"--tail-buffer", "1MiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    sse slow, fast;
+    REQUIRE_INT(0, sse_open(&slow, &s, NULL, NULL, 4096));
+    REQUIRE_INT(0, sse_open(&fast, &s, NULL, NULL, 0));
+    CHECK(sse_wait(&fast, ": tail *", 1, 5000));
+    /* the slow client reads nothing while 6,000 events (~13 MB, more than the kernel buffers
+     * between it and the server hold) are ingested */
+    buf body = BUF_INIT;
+    int ok = 0;
+    for (int b = 0; b < 60; b++) {
+        body.len = 0;
+        buf_putc(&body, '[');
+        for (int i = 0; i < 100; i++)
+            buf_printf(&body, "%s{\"id\":\"s%d-%d\",\"type\":\"custom.load\",\"pad\":\"%02000d\"}", i ? "," : "", b, i,
+                       i);
+        buf_putc(&body, ']');
+        resp r;
+        if (!http_ingest(&s, buf_cstr(&body), &r) && r.status == 200) ok++;
+        resp_free(&r);
+        sse_wait(&fast, "\"id\":\"never\"", 1, 0); /* the fast client keeps up */
+    }
+    buf_free(&body);
+    CHECK_INT(60, ok);
+    CHECK(sse_wait(&fast, "data: ", 6000, 10000));
+    /* the slow one was dropped: when it reads at last, its stream says so and ends */
+    CHECK(sse_until_closed(&slow, 10000));
+    CHECK_CONTAINS("event: dropped\ndata: {\"error\":\"this client fell more than 1048576 bytes behind", slow.in.p);
+    CHECK(count(slow.in.p, "data: {\"id\"") < 6000);
+    char url[128];
+    snprintf(url, sizeof url, "%s/metrics", s.url);
+    resp r;
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 5000, &r));
+    CHECK_CONTAINS("events_tail_dropped_total 1\n", r.body.p);
+    CHECK_CONTAINS("events_tail_clients 1\n", r.body.p);
+    resp_free(&r);
+    sse_close(&slow);
+    sse_close(&fast);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(tail_needs_a_query_token)
+{
+    char *dir = test_tmpdir("tail-auth");
+    char lake[1200], tokens[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(tokens, sizeof tokens, "%s/tokens", dir);
+    FILE *f = fopen(tokens, "w");
+    fputs("reader rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr query\nwriter wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww ingest\n", f);
+    fclose(f);
+    const char *const args[] = {"--tokens-file", tokens, NULL};
+    srv s;
+    memset(&s, 0, sizeof s);
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    sse c;
+    REQUIRE_INT(0, sse_open(&c, &s, NULL, NULL, 0));
+    CHECK(sse_until_closed(&c, 5000));
+    CHECK_CONTAINS("401", c.in.p);
+    CHECK_CONTAINS("missing bearer token", c.in.p);
+    sse_close(&c);
+    REQUIRE_INT(0, sse_open(&c, &s, NULL, "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww", 0));
+    CHECK(sse_until_closed(&c, 5000));
+    CHECK_CONTAINS("403", c.in.p);
+    sse_close(&c);
+    REQUIRE_INT(0, sse_open(&c, &s, "?token=rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr", NULL, 0));
+    CHECK(sse_wait(&c, ": tail *", 1, 5000));
+    CHECK_CONTAINS("200 OK", c.in.p);
+    sse_close(&c);
+    REQUIRE_INT(0, sse_open(&c, &s, "?token=wrong", NULL, 0));
+    CHECK(sse_until_closed(&c, 5000));
+    CHECK_CONTAINS("invalid bearer token", c.in.p);
+    sse_close(&c);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    test_rmtree(dir);
+    free(dir);
+}
