@@ -20,13 +20,16 @@ bootstrap-test:
 third_party/duckdb/VERSION:
 	@scripts/fetch-duckdb
 
-$(BUILD)/CMakeCache.txt: third_party/duckdb/VERSION
+third_party/web/VERSION:
+	@scripts/fetch-web
+
+$(BUILD)/CMakeCache.txt: third_party/duckdb/VERSION third_party/web/VERSION
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 build: $(BUILD)/CMakeCache.txt
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
-$(BUILD_ASAN)/CMakeCache.txt: third_party/duckdb/VERSION
+$(BUILD_ASAN)/CMakeCache.txt: third_party/duckdb/VERSION third_party/web/VERSION
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DEVENTS_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
 
 build-asan: $(BUILD_ASAN)/CMakeCache.txt

@@ -15,6 +15,7 @@
 #include "server.h"
 #include "snapshots.h"
 #include "tail.h"
+#include "web.h"
 #include "compact.h"
 #include "auth.h"
 #include "evtime.h"
@@ -453,6 +454,27 @@ static enum MHD_Result handle_health(server *s, request *r)
     return ok;
 }
 
+static enum MHD_Result handle_web(request *r, const char *url)
+{
+    const web_asset *a = web_find(url);
+    if (!a) return send_error(r, 404, "no such file: %s", url);
+    const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    int same = inm && !strcmp(inm, a->etag);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(same ? 0 : a->len, (void *)a->data,
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", a->type);
+    MHD_add_response_header(resp, "ETag", a->etag);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:");
+    enum MHD_Result ok = MHD_queue_response(r->conn, same ? 304 : 200, resp);
+    MHD_destroy_response(resp);
+    answered(r, same ? 304 : 200);
+    return ok;
+}
+
 static enum MHD_Result handle_tail(server *s, request *r)
 {
     const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
@@ -558,6 +580,8 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         r->kind = K_METRICS, r->route = ROUTE_METRICS;
     } else if (!strcmp(url, "/tail")) {
         r->kind = K_TAIL, r->route = ROUTE_TAIL;
+    } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
+        r->kind = K_WEB, r->route = ROUTE_DASHBOARD;
     } else {
         char err[160];
         int sp = snap_parse_url(url, r->snap_source, r->snap_bookmark, err, sizeof err);
@@ -592,7 +616,7 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         return send_error(r, 405, "method %s not allowed on %s", method, url);
     }
 
-    if (r->kind != K_HEALTH && auth_count(s->auth)) {
+    if (r->kind != K_HEALTH && r->kind != K_WEB && auth_count(s->auth)) {
         const char *h =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         char bearer[600];
@@ -767,6 +791,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case K_HEALTH: return handle_health(s, r);
     case K_METRICS: return handle_metrics(s, r);
     case K_TAIL: return handle_tail(s, r);
+    case K_WEB: return handle_web(r, url);
     case K_SNAP_PUT:
     case K_SNAP_LIST:
     case K_SNAP_GET: return handle_snapshots(s, r);

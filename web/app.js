@@ -1,0 +1,435 @@
+/*
+ * app.js - the events dashboard: every view is SQL through POST /query, the
+ * live tail is GET /tail (Server-Sent Events). No framework; uPlot draws.
+ */
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const state = { view: 'overview', token: sessionStorage.getItem('events-token') || '', charts: {},
+  rpcFilter: null, tail: null, tailBuf: [], tailPaused: false, loaded: {} };
+const TAIL_MAX = 500;
+const COLORS = ['#4fb3ff', '#4cd98c', '#ffc857', '#ff6b6b', '#c792ea', '#7fdbca', '#f78c6c', '#82aaff',
+  '#c3e88d', '#ffcb6b', '#89ddff', '#f07178'];
+
+/* ---- talking to the server ------------------------------------------------- */
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if (state.token) h.Authorization = 'Bearer ' + state.token;
+  return h;
+}
+
+class AuthError extends Error {}
+
+function askToken(message) {
+  $('auth').hidden = false;
+  $('auth-msg').textContent = message;
+  $('auth-token').focus();
+}
+
+async function query(sql, format) {
+  const r = await fetch('/query' + (format ? '?format=' + format : ''), {
+    method: 'POST', headers: headers({ 'Content-Type': 'application/json' }),
+    body: JSON.stringify({ sql }) });
+  if (r.status === 401 || r.status === 403) {
+    const j = await r.json().catch(() => ({}));
+    askToken(state.token ? 'The server refused this token: ' + (j.error || r.status) : 'This server needs a token.');
+    throw new AuthError(j.error || 'unauthorized');
+  }
+  if (format) {
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || 'HTTP ' + r.status);
+    return r.blob();
+  }
+  const j = await r.json();
+  if (!r.ok) throw new Error(j.error || 'HTTP ' + r.status);
+  return j;
+}
+
+async function metrics() {
+  const r = await fetch('/metrics', { headers: headers() });
+  if (!r.ok) return {};
+  const out = {};
+  for (const line of (await r.text()).split('\n')) {
+    const m = /^(events_[a-z_]+) ([0-9.e+]+)$/.exec(line);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+/* ---- time range ------------------------------------------------------------ */
+
+const RANGES = { '15m': 15 * 60e3, '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
+
+function range() {
+  const sel = $('range-sel').value;
+  if (sel === 'custom') {
+    const f = Date.parse($('from').value + 'Z'), t = Date.parse($('to').value + 'Z');
+    if (!isNaN(f) && !isNaN(t) && t > f) return { lo: f, hi: t };
+  }
+  const hi = Date.now() + 60e3;
+  return { lo: hi - 60e3 - (RANGES[sel] || 3600e3), hi };
+}
+
+function ts(ms) { return "TIMESTAMP '" + new Date(ms).toISOString().replace('T', ' ').replace('Z', '') + "'"; }
+function between() { const r = range(); return 'events_between(' + ts(r.lo) + ', ' + ts(r.hi) + ')'; }
+function bucket() {
+  const r = range(), span = r.hi - r.lo;
+  if (span <= 26 * 3600e3) return { sql: "INTERVAL '1 minute'", name: 'minute', ms: 60e3 };
+  return { sql: "INTERVAL '1 hour'", name: 'hour', ms: 3600e3 };
+}
+function str(s) { return "'" + String(s).replace(/'/g, "''") + "'"; }
+
+/* ---- rendering helpers ----------------------------------------------------- */
+
+function esc(s) {
+  return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+}
+const fmt = {
+  int: (v) => v == null ? '' : Number(v).toLocaleString('en-US'),
+  ms: (v) => v == null ? '' : Number(v).toFixed(2),
+  pct: (v) => v == null ? '' : (100 * v).toFixed(1) + '%',
+  time: (v) => v == null ? '' : String(v).replace('T', ' ').replace('Z', ''),
+  json: (v) => v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v),
+};
+
+/* A table from column specs {title, key (row index), fmt, cls}. */
+function table(el, cols, rows, opts) {
+  opts = opts || {};
+  if (!rows.length) { el.innerHTML = '<tr><td class="empty">nothing in this range</td></tr>'; return; }
+  let h = '<thead><tr>' + cols.map((c) => '<th>' + esc(c.title) + '</th>').join('') + '</tr></thead><tbody>';
+  rows.forEach((r, i) => {
+    h += '<tr data-i="' + i + '"' + (opts.click ? ' class="click"' : '') + '>' + cols.map((c) => {
+      const v = r[c.key];
+      const s = c.html ? c.html(v, r) : esc((c.fmt || fmt.json)(v));
+      return '<td' + (c.cls ? ' class="' + c.cls + '"' : '') + '>' + s + '</td>';
+    }).join('') + '</tr>';
+  });
+  el.innerHTML = h + '</tbody>';
+  if (opts.click) el.querySelectorAll('tbody tr').forEach((tr) => {
+    tr.onclick = () => opts.click(rows[Number(tr.dataset.i)], tr);
+  });
+}
+
+/* A time chart: x in ms, series {label, values}; stacked adds them up (areas). */
+function chart(key, el, xs, series, opts) {
+  opts = opts || {};
+  if (state.charts[key]) { state.charts[key].destroy(); delete state.charts[key]; }
+  el.innerHTML = '';
+  if (!xs.length) { el.innerHTML = '<div class="empty">nothing in this range</div>'; return; }
+  let data = series.map((s) => s.values);
+  if (opts.stacked) {
+    const acc = xs.map(() => 0);
+    data = data.map((vals) => vals.map((v, i) => (acc[i] += v || 0)));
+    data.reverse(); /* the tallest first, so that each lower area is drawn over it */
+    series = series.slice().reverse();
+  }
+  const width = Math.max(300, el.clientWidth - 12);
+  state.charts[key] = new uPlot({
+    width, height: 260,
+    series: [{}].concat(series.map((s, i) => {
+      const c = COLORS[(opts.stacked ? series.length - 1 - i : i) % COLORS.length];
+      return { label: s.label, stroke: c, width: 1.5, fill: opts.stacked ? c + '99' : undefined,
+        value: (u, v) => v == null ? '-' : (opts.unit === 'ms' ? v.toFixed(2) + ' ms' : v) };
+    })),
+    axes: [{ stroke: '#8592a3', grid: { stroke: '#263040' } },
+      { stroke: '#8592a3', grid: { stroke: '#263040' }, size: 60 }],
+    scales: { x: { time: true } },
+    legend: { live: true },
+  }, [xs.map((x) => x / 1000)].concat(data), el);
+}
+
+/* Rows (t, key, n) into one x axis (every bucket of the range) and a series per key, 0 where none. */
+function pivot(rows) {
+  const r = range(), ms = bucket().ms, xs = [];
+  if (rows.length) for (let t = Math.floor(r.lo / ms) * ms; t < r.hi; t += ms) xs.push(t);
+  for (const row of rows) if (xs.length && (row[0] < xs[0] || row[0] > xs[xs.length - 1])) xs.push(row[0]);
+  xs.sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
+  const keys = [...new Set(rows.map((r) => r[1] == null ? '(none)' : r[1]))];
+  const totals = new Map(keys.map((k) => [k, 0]));
+  const series = new Map(keys.map((k) => [k, xs.map(() => 0)]));
+  for (const r of rows) {
+    const k = r[1] == null ? '(none)' : r[1];
+    series.get(k)[at.get(r[0])] = Number(r[2]);
+    totals.set(k, totals.get(k) + Number(r[2]));
+  }
+  keys.sort((a, b) => totals.get(b) - totals.get(a));
+  return { xs, series: keys.map((k) => ({ label: k, values: series.get(k) })) };
+}
+
+/* ---- views ------------------------------------------------------------------ */
+
+const views = {
+  async overview() {
+    const b = bucket();
+    $('ov-bucket').textContent = b.name;
+    const [per, types, m] = await Promise.all([
+      query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, type, count(*) AS n FROM ' + between() +
+        ' GROUP BY ALL ORDER BY t'),
+      query('SELECT type, count(*) AS n, max(ts) AS last FROM ' + between() + ' GROUP BY type ORDER BY n DESC'),
+      metrics()]);
+    const total = types.rows.reduce((a, r) => a + Number(r[1]), 0);
+    const cards = [['events in range', total], ['types', types.rows.length],
+      ['accepted since start', m.events_ingested_total], ['rejected since start', m.events_rejected_total],
+      ['duplicates since start', m.events_duplicate_total]];
+    $('ov-cards').innerHTML = cards.map(([k, v]) =>
+      '<div class="card" data-card="' + esc(k) + '"><b>' + (v == null ? '–' : fmt.int(v)) + '</b><span>' +
+      esc(k) + '</span></div>').join('');
+    const p = pivot(per.rows);
+    chart('ov', $('ov-chart'), p.xs, p.series, { stacked: true });
+    table($('ov-types'), [{ title: 'type', key: 0 }, { title: 'events', key: 1, fmt: fmt.int, cls: 'num' },
+      { title: 'last', key: 2, fmt: fmt.time }], types.rows);
+  },
+
+  async rpc() {
+    const t = await query('SELECT do_class AS class, method, count(*) AS calls, ' +
+      'avg(CASE WHEN success IS FALSE OR error IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate, ' +
+      'quantile_cont(durationMs, 0.5) AS p50, quantile_cont(durationMs, 0.95) AS p95, ' +
+      'quantile_cont(durationMs, 0.99) AS p99 FROM ' + between() +
+      " WHERE type = 'rpc.call' GROUP BY ALL ORDER BY calls DESC, class, method");
+    table($('rpc-table'), [{ title: 'class', key: 0 }, { title: 'method', key: 1 },
+      { title: 'calls', key: 2, fmt: fmt.int, cls: 'num' },
+      { title: 'errors', key: 3, cls: 'num', html: (v) => '<span class="' + (v > 0.05 ? 'bad' : '') + '">' + fmt.pct(v) + '</span>' },
+      { title: 'p50 ms', key: 4, fmt: fmt.ms, cls: 'num' }, { title: 'p95 ms', key: 5, fmt: fmt.ms, cls: 'num' },
+      { title: 'p99 ms', key: 6, fmt: fmt.ms, cls: 'num' }], t.rows, {
+      click: (r) => { state.rpcFilter = { cls: r[0], method: r[1] }; views.rpcChart(); } });
+    await views.rpcChart();
+  },
+
+  async rpcChart() {
+    const f = state.rpcFilter, b = bucket();
+    $('rpc-which').textContent = f ? 'of ' + (f.cls || '') + '.' + f.method : 'of every method';
+    $('rpc-all').hidden = !f;
+    document.querySelectorAll('#rpc-table tbody tr').forEach((tr) => {
+      const cells = tr.children;
+      tr.classList.toggle('sel', !!f && cells[1] && cells[1].textContent === f.method &&
+        cells[0].textContent === (f.cls || ''));
+    });
+    let where = "type = 'rpc.call'";
+    if (f) where += ' AND method = ' + str(f.method) + (f.cls == null ? ' AND do_class IS NULL' : ' AND do_class = ' + str(f.cls));
+    const r = await query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, quantile_cont(durationMs, 0.5), ' +
+      'quantile_cont(durationMs, 0.95), quantile_cont(durationMs, 0.99) FROM ' + between() + ' WHERE ' + where +
+      ' GROUP BY 1 ORDER BY 1');
+    chart('rpc', $('rpc-chart'), r.rows.map((x) => x[0]), ['p50', 'p95', 'p99'].map((l, i) =>
+      ({ label: l, values: r.rows.map((x) => x[i + 1]) })), { unit: 'ms' });
+  },
+
+  async cdc() {
+    const b = bucket();
+    const [per, latest] = await Promise.all([
+      query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, collection, count(*) FROM ' + between() +
+        " WHERE type IN ('collection.insert', 'collection.update', 'collection.delete') GROUP BY ALL ORDER BY t"),
+      query('SELECT ts, replace(type, \'collection.\', \'\') AS change, collection, docId, bookmark, prev, doc FROM ' +
+        between() + " WHERE type IN ('collection.insert', 'collection.update', 'collection.delete') " +
+        'ORDER BY ts DESC, bookmark DESC LIMIT 50')]);
+    const p = pivot(per.rows);
+    chart('cdc', $('cdc-chart'), p.xs, p.series, { stacked: true });
+    table($('cdc-latest'), [{ title: 'time', key: 0, fmt: fmt.time }, { title: 'change', key: 1 },
+      { title: 'collection', key: 2 }, { title: 'document', key: 3 }, { title: 'bookmark', key: 4, cls: 'mono' },
+      { title: 'prev → doc', key: 6, html: (v, r) => diff(r[5], r[6]) }], latest.rows, {
+      click: (r) => { $('cdc-coll').value = r[2]; $('cdc-doc').value = r[3]; history(); } });
+  },
+
+  async objects() {
+    const r = await query('SELECT do_class AS class, do_id AS id, any_value(do_name) AS name, any_value(do_colo) AS colo, ' +
+      'max(ts) AS last_seen, arg_max(type, ts) FILTER (type LIKE \'do.%\') AS lifecycle, ' +
+      'max(ts) FILTER (type LIKE \'do.%\') AS lifecycle_at, ' +
+      "count(*) FILTER (type = 'ws.connect') AS connects, count(*) FILTER (type = 'ws.message') AS messages, " +
+      "count(*) FILTER (type IN ('ws.close', 'ws.error')) AS closes, " +
+      "arg_max(TRY_CAST(event->>'connectionCount' AS INTEGER), ts) FILTER (type LIKE 'ws.%') AS connections, " +
+      'count(*) AS events FROM ' + between() + ' WHERE do_id IS NOT NULL GROUP BY ALL ORDER BY last_seen DESC LIMIT 500');
+    table($('obj-table'), [{ title: 'class', key: 0 }, { title: 'id', key: 1 }, { title: 'name', key: 2 },
+      { title: 'colo', key: 3 }, { title: 'last seen', key: 4, fmt: fmt.time },
+      { title: 'lifecycle', key: 5, html: (v, row) => v ? esc(v) + ' <span class="muted">' + esc(fmt.time(row[6])) + '</span>' : '' },
+      { title: 'ws connects', key: 7, fmt: fmt.int, cls: 'num' }, { title: 'ws messages', key: 8, fmt: fmt.int, cls: 'num' },
+      { title: 'ws closes', key: 9, fmt: fmt.int, cls: 'num' }, { title: 'connections now', key: 10, fmt: fmt.int, cls: 'num' },
+      { title: 'events', key: 11, fmt: fmt.int, cls: 'num' }], r.rows);
+  },
+
+  async tail() { if (!state.tail) follow(); },
+
+  async sql() {
+    if (state.loaded.sqlCols) return;
+    const r = await query('DESCRIBE events');
+    $('sql-cols').innerHTML = r.rows.map((x) => '<li>' + esc(x[0]) + ' <span>' + esc(x[1]) + '</span></li>').join('');
+    state.loaded.sqlCols = true;
+  },
+};
+
+/* prev → doc, member by member. */
+function diff(prev, doc) {
+  const parse = (v) => { if (v == null) return null; try { return typeof v === 'string' ? JSON.parse(v) : v; } catch (e) { return v; } };
+  const a = parse(prev), b = parse(doc);
+  if (a == null && b == null) return '';
+  if (a == null || typeof a !== 'object' || b == null || typeof b !== 'object') {
+    return '<div class="diff">' + (a != null ? '<span class="del">− ' + esc(JSON.stringify(a)) + '</span><br>' : '') +
+      (b != null ? '<span class="add">+ ' + esc(JSON.stringify(b)) + '</span>' : '') + '</div>';
+  }
+  const keys = [...new Set(Object.keys(a).concat(Object.keys(b)))];
+  const parts = [];
+  for (const k of keys) {
+    const x = JSON.stringify(a[k]), y = JSON.stringify(b[k]);
+    if (!(k in a)) parts.push('<span class="add">+ ' + esc(k) + ': ' + esc(y) + '</span>');
+    else if (!(k in b)) parts.push('<span class="del">− ' + esc(k) + ': ' + esc(x) + '</span>');
+    else if (x !== y) parts.push('<span class="chg">~ ' + esc(k) + ': ' + esc(x) + ' → ' + esc(y) + '</span>');
+  }
+  return '<div class="diff">' + (parts.join('<br>') || '<span class="muted">no change</span>') + '</div>';
+}
+
+async function history() {
+  const c = $('cdc-coll').value.trim(), d = $('cdc-doc').value.trim();
+  if (!c || !d) return;
+  try {
+    const r = await query('SELECT ts, change, bookmark, prev, doc FROM doc_history(' + str(c) + ', ' + str(d) + ')');
+    table($('cdc-history'), [{ title: 'time', key: 0, fmt: fmt.time }, { title: 'change', key: 1 },
+      { title: 'bookmark', key: 2, cls: 'mono' }, { title: 'document', key: 4, cls: 'mono' },
+      { title: 'prev → doc', key: 4, html: (v, row) => diff(row[3], row[4]) }], r.rows);
+  } catch (e) { showError(e); }
+}
+
+/* ---- live tail -------------------------------------------------------------- */
+
+function follow() {
+  if (state.tail) state.tail.close();
+  const type = $('tail-type').value.trim();
+  const qs = new URLSearchParams();
+  if (type) qs.set('type', type);
+  if (state.token) qs.set('token', state.token);
+  const es = new EventSource('/tail' + (qs.toString() ? '?' + qs : ''));
+  state.tail = es;
+  state.tailBuf = [];
+  renderTail();
+  $('tail-status').textContent = 'connecting…';
+  es.onopen = () => { $('tail-status').textContent = 'following ' + (type || 'every event'); };
+  es.onmessage = (m) => {
+    let ev;
+    try { ev = JSON.parse(m.data); } catch (e) { return; }
+    state.tailBuf.unshift(ev);
+    if (state.tailBuf.length > TAIL_MAX) state.tailBuf.length = TAIL_MAX;
+    if (!state.tailPaused) renderTail();
+    else $('tail-status').textContent = 'paused, ' + state.tailBuf.length + ' kept (at most ' + TAIL_MAX + ')';
+  };
+  es.addEventListener('dropped', (m) => { $('tail-status').textContent = 'dropped by the server: ' + m.data; es.close(); });
+  es.addEventListener('end', () => { $('tail-status').textContent = 'the server is stopping'; es.close(); });
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED) {
+      $('tail-status').textContent = 'disconnected';
+      if (state.token || true) fetch('/tail', { headers: headers() }).then((r) => {
+        if (r.status === 401 || r.status === 403) askToken(state.token ? 'The server refused this token.' : 'This server needs a token.');
+        if (r.body) r.body.cancel();
+      }).catch(() => {});
+    } else $('tail-status').textContent = 'reconnecting…';
+  };
+}
+
+function renderTail() {
+  const rows = state.tailBuf.map((ev) => {
+    const rest = Object.assign({}, ev);
+    for (const k of ['id', 'type', 'ts', 'receivedAt', 'do']) delete rest[k];
+    return '<tr><td>' + esc(fmt.time(ev.ts)) + '</td><td>' + esc(ev.type) + '</td><td>' + esc((ev.do && ev.do.id) || '') +
+      '</td><td class="mono">' + esc(JSON.stringify(rest)) + '</td></tr>';
+  });
+  document.querySelector('#tail-table tbody').innerHTML = rows.join('');
+}
+
+/* ---- SQL console ------------------------------------------------------------ */
+
+async function runSql() {
+  const sql = $('sql-text').value;
+  $('sql-error').hidden = true;
+  $('sql-status').textContent = 'running…';
+  try {
+    const r = await query(sql);
+    table($('sql-result'), r.columns.map((c, i) => ({ title: c.name, key: i,
+      cls: /INT|DOUBLE|DECIMAL|FLOAT|HUGEINT/.test(c.type) ? 'num' : undefined })), r.rows);
+    $('sql-status').textContent = r.rowCount + ' rows' + (r.truncated ? ' (truncated)' : '') + ' in ' +
+      r.elapsedMs.toFixed(1) + ' ms';
+  } catch (e) {
+    if (e instanceof AuthError) return;
+    $('sql-status').textContent = '';
+    $('sql-error').textContent = e.message;
+    $('sql-error').hidden = false;
+    $('sql-result').innerHTML = '';
+  }
+}
+
+async function downloadCsv() {
+  try {
+    const blob = await query($('sql-text').value, 'csv');
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = 'events-query.csv';
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  } catch (e) {
+    if (!(e instanceof AuthError)) { $('sql-error').textContent = e.message; $('sql-error').hidden = false; }
+  }
+}
+
+/* ---- wiring ------------------------------------------------------------------- */
+
+function showError(e) {
+  if (e instanceof AuthError) return;
+  $('error').textContent = e.message;
+  $('error').hidden = false;
+}
+
+async function load() {
+  $('error').hidden = true;
+  const view = state.view, t0 = performance.now();
+  document.body.dataset.loading = view;
+  try {
+    await views[view]();
+    $('auth').hidden = true;
+  } catch (e) { showError(e); }
+  if (document.body.dataset.loading === view) delete document.body.dataset.loading;
+  document.body.dataset.loaded = view;
+  document.body.dataset.loadMs = String(Math.round(performance.now() - t0));
+}
+
+function show(view) {
+  state.view = view;
+  document.querySelectorAll('#tabs button').forEach((b) => b.classList.toggle('on', b.dataset.view === view));
+  document.querySelectorAll('.view').forEach((v) => { v.hidden = v.id !== 'view-' + view; });
+  if (location.hash !== '#' + view) history_replace(view);
+  load();
+}
+function history_replace(view) { window.history.replaceState(null, '', '#' + view); }
+
+document.querySelectorAll('#tabs button').forEach((b) => { b.onclick = () => show(b.dataset.view); });
+$('range-sel').onchange = () => {
+  $('custom').hidden = $('range-sel').value !== 'custom';
+  if ($('range-sel').value === 'custom') {
+    const r = range();
+    $('from').value = new Date(r.lo).toISOString().slice(0, 19);
+    $('to').value = new Date(r.hi).toISOString().slice(0, 19);
+  } else load();
+};
+$('apply').onclick = () => load();
+$('refresh').onclick = () => load();
+$('auth-form').onsubmit = (e) => {
+  e.preventDefault();
+  state.token = $('auth-token').value.trim();
+  sessionStorage.setItem('events-token', state.token);
+  $('auth').hidden = true;
+  if (state.tail) { state.tail.close(); state.tail = null; }
+  state.loaded = {};
+  load();
+};
+$('rpc-all').onclick = () => { state.rpcFilter = null; views.rpcChart(); };
+$('cdc-form').onsubmit = (e) => { e.preventDefault(); history(); };
+$('tail-form').onsubmit = (e) => { e.preventDefault(); follow(); };
+$('tail-pause').onclick = () => {
+  state.tailPaused = !state.tailPaused;
+  $('tail-pause').textContent = state.tailPaused ? 'resume' : 'pause';
+  if (!state.tailPaused) renderTail();
+};
+$('sql-run').onclick = runSql;
+$('sql-csv').onclick = downloadCsv;
+$('sql-text').addEventListener('keydown', (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') { e.preventDefault(); runSql(); }
+});
+window.addEventListener('resize', () => { clearTimeout(state.resize); state.resize = setTimeout(load, 300); });
+const fromHash = () => { const v = location.hash.slice(1); return v in views && v !== 'rpcChart' ? v : 'overview'; };
+window.addEventListener('hashchange', () => { if (fromHash() !== state.view) show(fromHash()); });
+show(fromHash());
