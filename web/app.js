@@ -227,7 +227,7 @@ const views = {
     table($('cdc-latest'), [{ title: 'time', key: 0, fmt: fmt.time }, { title: 'change', key: 1 },
       { title: 'collection', key: 2 }, { title: 'document', key: 3 }, { title: 'bookmark', key: 4, cls: 'mono' },
       { title: 'prev → doc', key: 6, html: (v, r) => diff(r[5], r[6]) }], latest.rows, {
-      click: (r) => { $('cdc-coll').value = r[2]; $('cdc-doc').value = r[3]; history(); } });
+      click: (r) => { $('cdc-coll').value = r[2]; $('cdc-doc').value = r[3]; docHistory(); } });
   },
 
   async objects() {
@@ -276,7 +276,7 @@ function diff(prev, doc) {
   return '<div class="diff">' + (parts.join('<br>') || '<span class="muted">no change</span>') + '</div>';
 }
 
-async function history() {
+async function docHistory() {
   const c = $('cdc-coll').value.trim(), d = $('cdc-doc').value.trim();
   if (!c || !d) return;
   try {
@@ -417,7 +417,7 @@ $('auth-form').onsubmit = (e) => {
   load();
 };
 $('rpc-all').onclick = () => { state.rpcFilter = null; views.rpcChart(); };
-$('cdc-form').onsubmit = (e) => { e.preventDefault(); history(); };
+$('cdc-form').onsubmit = (e) => { e.preventDefault(); docHistory(); };
 $('tail-form').onsubmit = (e) => { e.preventDefault(); follow(); };
 $('tail-pause').onclick = () => {
   state.tailPaused = !state.tailPaused;
