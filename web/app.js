@@ -163,13 +163,16 @@ const views = {
   async overview() {
     const b = bucket();
     $('ov-bucket').textContent = b.name;
-    const [per, types, m] = await Promise.all([
+    const [per, m] = await Promise.all([
       query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, type, count(*) AS n FROM ' + between() +
         ' GROUP BY ALL ORDER BY t'),
-      query('SELECT type, count(*) AS n, max(ts) AS last FROM ' + between() + ' GROUP BY type ORDER BY n DESC'),
       metrics()]);
-    const total = types.rows.reduce((a, r) => a + Number(r[1]), 0);
-    const cards = [['events in range', total], ['types', types.rows.length],
+    /* the totals by type come from the same rows: one scan of the range */
+    const byType = new Map();
+    for (const r of per.rows) byType.set(r[1], (byType.get(r[1]) || 0) + Number(r[2]));
+    const total = [...byType.values()].reduce((a, n) => a + n, 0);
+    const types = [...byType.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, n, total ? n / total : 0]);
+    const cards = [['events in range', total], ['types', types.length],
       ['accepted since start', m.events_ingested_total], ['rejected since start', m.events_rejected_total],
       ['duplicates since start', m.events_duplicate_total]];
     $('ov-cards').innerHTML = cards.map(([k, v]) =>
@@ -178,10 +181,11 @@ const views = {
     const p = pivot(per.rows);
     chart('ov', $('ov-chart'), p.xs, p.series, { stacked: true });
     table($('ov-types'), [{ title: 'type', key: 0 }, { title: 'events', key: 1, fmt: fmt.int, cls: 'num' },
-      { title: 'last', key: 2, fmt: fmt.time }], types.rows);
+      { title: 'share', key: 2, fmt: fmt.pct, cls: 'num' }], types);
   },
 
   async rpc() {
+    const chartDone = views.rpcChart(); /* in parallel with the table */
     const t = await query('SELECT do_class AS class, method, count(*) AS calls, ' +
       'avg(CASE WHEN success IS FALSE OR error IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate, ' +
       'quantile_cont(durationMs, 0.5) AS p50, quantile_cont(durationMs, 0.95) AS p95, ' +
@@ -193,35 +197,39 @@ const views = {
       { title: 'p50 ms', key: 4, fmt: fmt.ms, cls: 'num' }, { title: 'p95 ms', key: 5, fmt: fmt.ms, cls: 'num' },
       { title: 'p99 ms', key: 6, fmt: fmt.ms, cls: 'num' }], t.rows, {
       click: (r) => { state.rpcFilter = { cls: r[0], method: r[1] }; views.rpcChart(); } });
-    await views.rpcChart();
+    await chartDone;
+    markRpc();
   },
 
   async rpcChart() {
     const f = state.rpcFilter, b = bucket();
     $('rpc-which').textContent = f ? 'of ' + (f.cls || '') + '.' + f.method : 'of every method';
     $('rpc-all').hidden = !f;
-    document.querySelectorAll('#rpc-table tbody tr').forEach((tr) => {
-      const cells = tr.children;
-      tr.classList.toggle('sel', !!f && cells[1] && cells[1].textContent === f.method &&
-        cells[0].textContent === (f.cls || ''));
-    });
+    markRpc();
     let where = "type = 'rpc.call'";
     if (f) where += ' AND method = ' + str(f.method) + (f.cls == null ? ' AND do_class IS NULL' : ' AND do_class = ' + str(f.cls));
-    const r = await query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, quantile_cont(durationMs, 0.5), ' +
-      'quantile_cont(durationMs, 0.95), quantile_cont(durationMs, 0.99) FROM ' + between() + ' WHERE ' + where +
+    /* the chart's percentiles are approximate (t-digest), the table's exact */
+    const r = await query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, approx_quantile(durationMs, 0.5), ' +
+      'approx_quantile(durationMs, 0.95), approx_quantile(durationMs, 0.99) FROM ' + between() + ' WHERE ' + where +
       ' GROUP BY 1 ORDER BY 1');
     chart('rpc', $('rpc-chart'), r.rows.map((x) => x[0]), ['p50', 'p95', 'p99'].map((l, i) =>
       ({ label: l, values: r.rows.map((x) => x[i + 1]) })), { unit: 'ms' });
   },
 
   async cdc() {
-    const b = bucket();
+    const b = bucket(), r = range();
+    const latestSql = (from) => 'SELECT ts, replace(type, \'collection.\', \'\') AS change, collection, docId, bookmark, prev, doc ' +
+      'FROM events_between(' + ts(from) + ', ' + ts(r.hi) + ") WHERE type IN ('collection.insert', 'collection.update', " +
+      "'collection.delete') ORDER BY ts DESC, bookmark DESC LIMIT 50";
+    /* the latest changes from the last hour of the range, the whole range only if that has too few */
+    const recent = async () => {
+      const last = await query(latestSql(Math.max(r.lo, r.hi - 3600e3)));
+      return last.rows.length >= 50 || r.hi - r.lo <= 3600e3 ? last : query(latestSql(r.lo));
+    };
     const [per, latest] = await Promise.all([
       query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, collection, count(*) FROM ' + between() +
         " WHERE type IN ('collection.insert', 'collection.update', 'collection.delete') GROUP BY ALL ORDER BY t"),
-      query('SELECT ts, replace(type, \'collection.\', \'\') AS change, collection, docId, bookmark, prev, doc FROM ' +
-        between() + " WHERE type IN ('collection.insert', 'collection.update', 'collection.delete') " +
-        'ORDER BY ts DESC, bookmark DESC LIMIT 50')]);
+      recent()]);
     const p = pivot(per.rows);
     chart('cdc', $('cdc-chart'), p.xs, p.series, { stacked: true });
     table($('cdc-latest'), [{ title: 'time', key: 0, fmt: fmt.time }, { title: 'change', key: 1 },
@@ -231,19 +239,27 @@ const views = {
   },
 
   async objects() {
-    const r = await query('SELECT do_class AS class, do_id AS id, any_value(do_name) AS name, any_value(do_colo) AS colo, ' +
-      'max(ts) AS last_seen, arg_max(type, ts) FILTER (type LIKE \'do.%\') AS lifecycle, ' +
-      'max(ts) FILTER (type LIKE \'do.%\') AS lifecycle_at, ' +
-      "count(*) FILTER (type = 'ws.connect') AS connects, count(*) FILTER (type = 'ws.message') AS messages, " +
-      "count(*) FILTER (type IN ('ws.close', 'ws.error')) AS closes, " +
-      "arg_max(TRY_CAST(event->>'connectionCount' AS INTEGER), ts) FILTER (type LIKE 'ws.%') AS connections, " +
-      'count(*) AS events FROM ' + between() + ' WHERE do_id IS NOT NULL GROUP BY ALL ORDER BY last_seen DESC LIMIT 500');
+    /* the typed columns for the whole range; the connection count (a member only the raw
+     * event has, slower to read) from the last hour of the range */
+    const r = range();
+    const [main, conns] = await Promise.all([
+      query('SELECT do_class AS class, do_id AS id, any_value(do_name) AS name, any_value(do_colo) AS colo, ' +
+        'max(ts) AS last_seen, arg_max(type, ts) FILTER (type LIKE \'do.%\') AS lifecycle, ' +
+        'max(ts) FILTER (type LIKE \'do.%\') AS lifecycle_at, ' +
+        "count(*) FILTER (type = 'ws.connect') AS connects, count(*) FILTER (type = 'ws.message') AS messages, " +
+        "count(*) FILTER (type IN ('ws.close', 'ws.error')) AS closes, NULL AS connections, " +
+        'count(*) AS events FROM ' + between() + ' WHERE do_id IS NOT NULL GROUP BY do_class, do_id ' +
+        'ORDER BY last_seen DESC LIMIT 500'),
+      query("SELECT do_class, do_id, arg_max(TRY_CAST(event->>'connectionCount' AS INTEGER), ts) FROM events_between(" +
+        ts(Math.max(r.lo, r.hi - 3600e3)) + ', ' + ts(r.hi) + ") WHERE type LIKE 'ws.%' GROUP BY ALL")]);
+    const now = new Map(conns.rows.map((x) => [x[0] + '\u0000' + x[1], x[2]]));
+    for (const row of main.rows) { const k = row[0] + '\u0000' + row[1]; if (now.has(k)) row[10] = now.get(k); }
     table($('obj-table'), [{ title: 'class', key: 0 }, { title: 'id', key: 1 }, { title: 'name', key: 2 },
       { title: 'colo', key: 3 }, { title: 'last seen', key: 4, fmt: fmt.time },
       { title: 'lifecycle', key: 5, html: (v, row) => v ? esc(v) + ' <span class="muted">' + esc(fmt.time(row[6])) + '</span>' : '' },
       { title: 'ws connects', key: 7, fmt: fmt.int, cls: 'num' }, { title: 'ws messages', key: 8, fmt: fmt.int, cls: 'num' },
-      { title: 'ws closes', key: 9, fmt: fmt.int, cls: 'num' }, { title: 'connections now', key: 10, fmt: fmt.int, cls: 'num' },
-      { title: 'events', key: 11, fmt: fmt.int, cls: 'num' }], r.rows);
+      { title: 'ws closes', key: 9, fmt: fmt.int, cls: 'num' }, { title: 'connections (last hour)', key: 10, fmt: fmt.int, cls: 'num' },
+      { title: 'events', key: 11, fmt: fmt.int, cls: 'num' }], main.rows);
   },
 
   async tail() { if (!state.tail) follow(); },
@@ -255,6 +271,16 @@ const views = {
     state.loaded.sqlCols = true;
   },
 };
+
+/* Highlights the row of the method the latency chart shows. */
+function markRpc() {
+  const f = state.rpcFilter;
+  document.querySelectorAll('#rpc-table tbody tr').forEach((tr) => {
+    const cells = tr.children;
+    tr.classList.toggle('sel', !!f && cells[1] && cells[1].textContent === f.method &&
+      cells[0].textContent === (f.cls || ''));
+  });
+}
 
 /* prev → doc, member by member. */
 function diff(prev, doc) {

@@ -116,14 +116,18 @@ try {
     await page.fill('#auth-token', TOKEN);
     await page.click('#auth-form button');
     await page.waitForFunction(() => document.body.dataset.loaded === 'overview', null, { timeout: 60000 });
-    for (const v of ['overview', 'rpc', 'cdc', 'objects', 'sql']) {
-      await view('rpc'); await view(v); /* each timed from another view */
+    await page.evaluate(() => { delete document.body.dataset.loaded; });
+    await page.selectOption('#range-sel', '24h');
+    await page.waitForFunction(() => document.body.dataset.loaded === 'overview', null, { timeout: 60000 });
+    for (const round of [1, 2, 3]) {
+      for (const v of ['overview', 'rpc', 'cdc', 'objects', 'sql']) {
+        if (v === 'sql') await view('overview');
+        await view(v);
+        timings[v + '_' + round] = timings[v];
+        delete timings[v];
+      }
     }
-    for (const v of ['overview', 'rpc', 'cdc', 'objects', 'sql']) {
-      if (v !== 'rpc') { await view('sql'); } else { await view('overview'); }
-      await view(v);
-    }
-  } else {
+    } else {
     /* a token is asked for; a wrong one is refused, visibly */
     await page.waitForSelector('#auth:not([hidden])', { timeout: 10000 });
     check((await text('#auth-msg')).includes('needs a token'), 'the dashboard asks for a token');
@@ -143,7 +147,7 @@ try {
     const cards = await text('#ov-cards');
     check(cards.includes(String(seed.length)) && cards.includes('events in range'), 'overview: ' + seed.length + ' events in range');
     const types = await text('#ov-types');
-    check(/rpc\.call\s+250/.test(types), 'overview: 250 rpc.call');
+    check(/rpc\.call\s+250\s/.test(types), 'overview: 250 rpc.call');
     check(await page.locator('#ov-chart canvas').count() === 1, 'overview: the chart is drawn');
 
     /* RPC: the exact p95 */
