@@ -45,9 +45,10 @@ test: bootstrap-test build build-asan
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The server on a local lake with the demo workload; the dashboard at http://$(LISTEN)/.
+# DEMO=0 make run: the server alone.
 run: bootstrap build
-	@echo "events: serving on http://$(LISTEN) with the lake in $(LAKE)"
-	@exec $(BUILD)/events serve --listen $(LISTEN) --lake $(LAKE)
+	@exec scripts/run $(BUILD) $(LISTEN) $(LAKE)
 
 bench: build
 	@bench/run-all
