@@ -163,16 +163,6 @@ typedef struct run {
     int64_t now;
 } run;
 
-static void sql_quote(buf *b, const char *s)
-{
-    buf_putc(b, '\'');
-    for (; *s; s++) {
-        if (*s == '\'') buf_putc(b, '\'');
-        buf_putc(b, *s);
-    }
-    buf_putc(b, '\'');
-}
-
 static int duck_open(run *r)
 {
     duckdb_config dc;
@@ -279,7 +269,7 @@ static int compact_one(run *r, lake_partition *p)
     for (size_t i = 0; i < nin; i++) {
         buf *l = pq[i] ? &pl : &jl;
         if (pq[i] ? np++ : nj++) buf_putc(l, ',');
-        sql_quote(l, in[i].path ? in[i].path : "");
+        query_sql_quote(l, in[i].path ? in[i].path : "");
     }
     buf_puts(&sql, "COPY (SELECT * FROM (");
     buf_printf(&sql, "SELECT %s FROM read_ndjson_objects([", QUERY_VIEW_COLUMNS);
@@ -293,7 +283,7 @@ static int compact_one(run *r, lake_partition *p)
     }
     buf_puts(&sql, ") QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY "
                    "receivedAt NULLS LAST) = 1 ORDER BY ts NULLS LAST, id) TO ");
-    sql_quote(&sql, out);
+    query_sql_quote(&sql, out);
     buf_puts(&sql, " (FORMAT parquet, COMPRESSION zstd)");
     duckdb_result res;
     if (!buf_cstr(&sql)) {

@@ -127,7 +127,7 @@ static int exec(duckdb_connection c, const char *sql, char *err, size_t errlen)
     return rc;
 }
 
-static void sql_quote(buf *b, const char *s)
+void query_sql_quote(buf *b, const char *s)
 {
     buf_putc(b, '\'');
     for (; *s; s++) {
@@ -235,12 +235,12 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     buf_puts(&sql, "SET allowed_directories = [");
     buf b = BUF_INIT;
     buf_printf(&b, "%s/", e->root ? e->root : lake_cache_dir(e->cache));
-    sql_quote(&sql, buf_cstr(&b));
+    query_sql_quote(&sql, buf_cstr(&b));
     if (e->writer) {
         b.len = 0;
         buf_printf(&b, "%s/", lake_writer_spool_dir(e->writer));
         buf_putc(&sql, ',');
-        sql_quote(&sql, buf_cstr(&b));
+        query_sql_quote(&sql, buf_cstr(&b));
     }
     buf_putc(&sql, ']');
     buf_free(&b);
@@ -608,7 +608,7 @@ static void live_free(query_conn *q, live *l)
 static void add_file(buf *list, uint64_t *n, const char *path)
 {
     if ((*n)++) buf_putc(list, ',');
-    sql_quote(list, path);
+    query_sql_quote(list, path);
 }
 
 /*

@@ -33,6 +33,9 @@
  * them to Parquet). */
 extern const char QUERY_VIEW_COLUMNS[];
 
+/* Appends s as a SQL string literal ('…', quotes doubled). */
+void query_sql_quote(buf *b, const char *s);
+
 typedef struct query_engine query_engine;
 typedef struct query_conn query_conn;
 
