@@ -145,8 +145,21 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
         execl(events_bin(), "events", "tail", "--server", s.url, "ws.*", (char *)NULL);
         _exit(127);
     }
+    char pout[1300];
+    snprintf(pout, sizeof pout, "%s/pretty.out", dir);
+    pid_t ppid = fork();
+    if (ppid == 0) {
+        int fd = open(pout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(events_bin(), "events", "tail", "--server", s.url, "--format", "pretty", (char *)NULL);
+        _exit(127);
+    }
     usleep(500000);
-    CHECK_INT(0, http_ingest(&s, "[{\"id\":\"c1\",\"type\":\"ws.close\"},{\"id\":\"c2\",\"type\":\"rpc.call\"}]", &r));
+    CHECK_INT(0, http_ingest(&s,
+                             "[{\"id\":\"c1\",\"type\":\"ws.close\",\"code\":1000},{\"id\":\"c2\",\"type\":\"rpc.call\","
+                             "\"method\":\"send\",\"durationMs\":12.5,\"do\":{\"id\":\"r1\",\"class\":\"Room\"}}]",
+                             &r));
     resp_free(&r);
     usleep(500000);
 
@@ -163,6 +176,14 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
     CHECK_CONTAINS("{\"id\":\"c1\",\"type\":\"ws.close\"", t);
     CHECK(!strstr(t, "\"c2\""));
     CHECK_CONTAINS("events tail: the server is stopping", t);
+    free(t);
+    waitpid(ppid, &st, 0);
+    t = test_read_file(pout, NULL);
+    CHECK_CONTAINS(" ws.close ", t);
+    CHECK_CONTAINS("- {\"code\":1000}", t);
+    CHECK_CONTAINS(" rpc.call ", t);
+    CHECK_CONTAINS("r1 Room.send 12.5 ms", t);
+    CHECK(!strstr(t, "\033[")); /* no colours into a file */
     free(t);
     sse_close(&some);
     sse_close(&all);
