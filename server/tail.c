@@ -13,7 +13,6 @@
 #include "buf.h"
 #include "evtime.h"
 
-#include <fnmatch.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,11 +71,37 @@ static void queue(client *c, const char *p, size_t n, const char *p2, size_t n2,
     }
 }
 
+/*
+ * A glob of '*' (any run) and '?' (any one character) over s, in O(len(p) *
+ * len(s)) at worst: on a mismatch only the last '*' is retried. (fnmatch(3)
+ * backtracks over every '*', which a pattern like "*a*a*a*a*b" turns into a
+ * cost that grows as a power of the type's length, paid on the ingest path.)
+ */
+static int glob(const char *p, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*p == '*') {
+            star = ++p;
+            resume = s;
+        } else if (*p && (*p == '?' || *p == *s)) {
+            p++, s++;
+        } else if (star) {
+            p = star;
+            s = ++resume;
+        } else {
+            return 0;
+        }
+    }
+    while (*p == '*') p++;
+    return !*p;
+}
+
 static int matches(const client *c, const char *type)
 {
     if (!c->npats) return 1;
     for (size_t i = 0; i < c->npats; i++)
-        if (!fnmatch(c->pats[i], type, 0)) return 1;
+        if (glob(c->pats[i], type)) return 1;
     return 0;
 }
 

@@ -11,7 +11,8 @@
  * and resumed by the next event or heartbeat (a comment line, every
  * heartbeat_ms), which also finds clients that went away.
  *
- * Patterns: comma-separated shell globs over the event type ("rpc.call",
+ * Patterns: comma-separated globs, '*' any run of characters and '?' any one
+ * character, over the event type ("rpc.call",
  * "collection.*", "ws.*,lifecycle.*"); empty or absent: every event.
  */
 #ifndef EVENTS_TAIL_H

@@ -96,9 +96,13 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
     srv s;
     memset(&s, 0, sizeof s);
     REQUIRE_INT(0, srv_start(&s, lake, FAST_HEARTBEAT));
-    sse some, all;
+    sse some, all, q, hard;
     REQUIRE_INT(0, sse_open(&some, &s, "?type=collection.*,rpc.call", NULL, 0));
     REQUIRE_INT(0, sse_open(&all, &s, NULL, NULL, 0));
+    REQUIRE_INT(0, sse_open(&q, &s, "?type=%3Fpc.c*l", NULL, 0)); /* ?pc.c*l */
+    /* a pattern that makes a backtracking matcher take ages on a long type */
+    REQUIRE_INT(0, sse_open(&hard, &s, "?type=*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", NULL, 0));
+    CHECK(sse_wait(&hard, ": tail ", 1, 5000));
     CHECK(sse_wait(&some, ": tail collection.*,rpc.call", 1, 5000));
     CHECK(sse_wait(&all, ": tail *", 1, 5000));
     CHECK_CONTAINS("Content-Type: text/event-stream", some.in.p);
@@ -122,6 +126,21 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
     CHECK_INT(0, count(some.in.p, "\"id\":\"t4\""));
     CHECK(strstr(some.in.p, "\"id\":\"t1\"") < strstr(some.in.p, "\"id\":\"t3\""));
     CHECK_INT(4, count(all.in.p, "data: "));
+    CHECK(sse_wait(&q, "data: ", 1, 3000));
+    CHECK_INT(1, count(q.in.p, "data: "));
+    CHECK_INT(1, count(q.in.p, "\"id\":\"t1\""));
+    {
+        char body[512], type[129];
+        memset(type, 'a', 128);
+        type[128] = 0;
+        snprintf(body, sizeof body, "[{\"id\":\"long\",\"type\":\"%s\"}]", type);
+        CHECK_INT(0, http_ingest(&s, body, &r)); /* answered: matching did not hold it up */
+        CHECK_INT(200, r.status);
+        resp_free(&r);
+        CHECK(!sse_wait(&hard, "data: ", 1, 300));
+    }
+    sse_close(&q);
+    sse_close(&hard);
     CHECK_CONTAINS("data: {\"id\":\"t2\",\"type\":\"ws.connect\",\"ts\":", all.in.p);
     /* heartbeats, every 300 ms here */
     CHECK(sse_wait(&some, ": heartbeat ", 3, 3000));
