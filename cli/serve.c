@@ -22,6 +22,7 @@ int cmd_serve(int argc, char **argv)
     int64_t query_timeout = c.query_timeout_ms;
     uint64_t cache_max = c.cache_max, tail_buffer = c.tail_buffer;
     long query_threads = c.query_threads;
+    long tail_clients = c.tail_max_clients;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
          max_events = (long)c.max_events;
     const char *log_format = "logfmt", *log_level = "info";
@@ -82,6 +83,8 @@ int cmd_serve(int argc, char **argv)
          "bytes a /tail client may fall behind before it is dropped (default 1MiB)"},
         {"tail-heartbeat", "EVENTS_TAIL_HEARTBEAT", OPT_DURATION, &c.tail_heartbeat_ms, "DURATION",
          "a heartbeat on every /tail stream this often (default 15s)"},
+        {"tail-max-clients", "EVENTS_TAIL_MAX_CLIENTS", OPT_INT, &tail_clients, "N",
+         "GET /tail streams at once; 503 beyond (default 100)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL",
@@ -165,6 +168,11 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "events serve: --tail-buffer must be at least 4KiB, --tail-heartbeat at least 100ms\n");
         return 2;
     }
+    if (tail_clients < 1 || tail_clients > 100000) {
+        fprintf(stderr, "events serve: --tail-max-clients must be between 1 and 100000\n");
+        return 2;
+    }
+    c.tail_max_clients = (int)tail_clients;
     c.tail_buffer = (size_t)tail_buffer;
     c.cache_max = cache_max;
     c.max_snapshot = max_snapshot;

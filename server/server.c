@@ -193,6 +193,7 @@ void server_config_defaults(server_config *c)
     c->cache_max = 1ull << 30;
     c->tail_buffer = 1u << 20;
     c->tail_heartbeat_ms = 15000;
+    c->tail_max_clients = 100;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
@@ -479,6 +480,11 @@ static enum MHD_Result handle_tail(server *s, request *r)
 {
     const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
     if (type && strlen(type) > 1000) return send_error(r, 400, "type: at most 1000 characters");
+    uint64_t clients, dropped;
+    tail_hub_counts(s->tail, &clients, &dropped);
+    if (clients >= (uint64_t)s->cfg.tail_max_clients)
+        return send_error(r, 503, "%d live tails are open, the most this server takes (--tail-max-clients)",
+                          s->cfg.tail_max_clients);
     struct MHD_Response *resp = atomic_load(&s->stopping) ? NULL : tail_response(s->tail, r->conn, type);
     if (!resp) return send_error(r, 503, "the server is stopping");
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");

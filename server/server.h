@@ -47,6 +47,7 @@ typedef struct server_config {
     uint64_t max_snapshot;    /* largest snapshot upload; default 1 GiB */
     size_t tail_buffer;       /* bytes a /tail client may fall behind; default 1 MiB */
     int64_t tail_heartbeat_ms; /* a comment on every /tail stream this often; default 15 s */
+    int tail_max_clients;      /* /tail streams at once, 503 beyond; default 100 */
 } server_config;
 
 /* Fills cfg with the defaults above. */

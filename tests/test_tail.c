@@ -271,7 +271,7 @@ TEST(tail_needs_a_query_token)
     FILE *f = fopen(tokens, "w");
     fputs("reader rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr query\nwriter wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww ingest\n", f);
     fclose(f);
-    const char *const args[] = {"--tokens-file", tokens, NULL};
+    const char *const args[] = {"--tokens-file", tokens, "--tail-max-clients", "1", NULL};
     srv s;
     memset(&s, 0, sizeof s);
     REQUIRE_INT(0, srv_start(&s, lake, args));
@@ -288,6 +288,13 @@ TEST(tail_needs_a_query_token)
     REQUIRE_INT(0, sse_open(&c, &s, "?token=rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr", NULL, 0));
     CHECK(sse_wait(&c, ": tail *", 1, 5000));
     CHECK_CONTAINS("200 OK", c.in.p);
+    /* one stream at most here: a second is refused while the first is open */
+    sse second;
+    REQUIRE_INT(0, sse_open(&second, &s, "?token=rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr", NULL, 0));
+    CHECK(sse_until_closed(&second, 5000));
+    CHECK_CONTAINS("503", second.in.p);
+    CHECK_CONTAINS("1 live tails are open", second.in.p);
+    sse_close(&second);
     sse_close(&c);
     REQUIRE_INT(0, sse_open(&c, &s, "?token=wrong", NULL, 0));
     CHECK(sse_until_closed(&c, 5000));
