@@ -20,7 +20,7 @@ static void usage(FILE *f)
             "  query     run SQL over the lake (directly, or through a server)\n"
             "  history   the changes of one document, from the lake\n"
             "  send      deliver NDJSON events to a server through a durable outbox\n"
-            "  snapshot  copy a tracked database into a file or to the server's lake\n"
+            "  snapshot  copy a tracked database into a file, to a server, or into a lake\n"
             "  restore   bring a database back to a bookmark, in place or from the lake alone\n"
             "  compact   fold closed hours of the lake into Parquet files\n"
             "  tail      print events as the server accepts them\n"

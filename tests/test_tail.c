@@ -304,3 +304,55 @@ TEST(tail_needs_a_query_token)
     test_rmtree(dir);
     free(dir);
 }
+
+/* Runs `events ARGS` (a shell fragment); returns its exit status and its output in *out. */
+static int ev(char **out, const char *dir, const char *args)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/cli.out", dir);
+    int rc = sh("'%s' %s > '%s' 2>&1", events_bin(), args, path);
+    *out = test_read_file(path, NULL);
+    return rc;
+}
+
+TEST(tail_demo_compact_serve_refuse_bad_input)
+{
+    char *dir = test_tmpdir("cli-bad");
+    char *o = NULL, args[1400];
+    CHECK_INT(2, ev(&o, dir, "tail --format fancy"));
+    CHECK_CONTAINS("--format must be pretty or ndjson, not \"fancy\"", o);
+    free(o);
+    CHECK_INT(2, ev(&o, dir, "tail 'rpc.*' 'ws.*'"));
+    CHECK_CONTAINS("one PATTERN at most", o);
+    free(o);
+    CHECK_INT(1, ev(&o, dir, "tail --server http://127.0.0.1:1"));
+    CHECK_CONTAINS("events tail: http://127.0.0.1:1/tail:", o);
+    free(o);
+    CHECK_INT(2, ev(&o, dir, "demo --rooms 0"));
+    CHECK_CONTAINS("--rooms 1 to 64", o);
+    free(o);
+    CHECK_INT(2, ev(&o, dir, "demo extra"));
+    CHECK_CONTAINS("unexpected argument \"extra\"", o);
+    free(o);
+    snprintf(args, sizeof args, "compact --lake '%s/lake' --lease 10ms", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--lease at least 1s", o);
+    free(o);
+    CHECK_INT(1, ev(&o, dir, "compact --lake 's3://'"));
+    CHECK_CONTAINS("expected s3://bucket", o);
+    free(o);
+    snprintf(args, sizeof args, "serve --lake '%s/lake' --tail-buffer 1k", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--tail-buffer must be at least 4KiB", o);
+    free(o);
+    snprintf(args, sizeof args, "serve --lake '%s/lake' --tail-max-clients 0", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--tail-max-clients must be between 1 and 100000", o);
+    free(o);
+    snprintf(args, sizeof args, "serve --lake '%s/lake' --compact-retain 5s", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--compact-retain must be at least --query-timeout", o);
+    free(o);
+    test_rmtree(dir);
+    free(dir);
+}
