@@ -1241,3 +1241,43 @@ TEST(s3_two_servers_on_one_bucket)
     test_rmtree(dir);
     free(dir);
 }
+
+TEST(server_compacts_in_the_background)
+{
+    char *dir = test_tmpdir("bg-compact");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s;
+    memset(&s, 0, sizeof s);
+    const char *const args[] = {"--seal-age", "200ms", "--compact-every", "1s", "--compact-after", "0",
+                                "--compact-retain", "5s", "--query-timeout", "5s", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    for (int i = 0; i < 3; i++) CHECK_INT(200, post(&s, "bg", i * 100, 100));
+    /* sealed, then compacted by the server's own compactor within a few runs */
+    long long parts = 0;
+    for (int i = 0; i < 150 && parts < 1; i++) {
+        usleep(100000);
+        char url[128];
+        snprintf(url, sizeof url, "%s/metrics", s.url);
+        resp r;
+        if (!http_do("GET", url, NULL, NULL, 0, 5000, &r) && r.body.p) {
+            const char *p = strstr(r.body.p, "\nevents_compaction_partitions_total ");
+            if (p) parts = atoll(p + strlen("\nevents_compaction_partitions_total "));
+        }
+        resp_free(&r);
+    }
+    CHECK_INT(1, parts);
+    char *ans = ask(&s, "SELECT count(*), count(DISTINCT id) FROM events");
+    CHECK_CONTAINS("\"rows\":[[300,300]]", ans);
+    free(ans);
+    CHECK_INT(0, sh("ls '%s'/events/2026/11/24/08/*.parquet '%s'/events/2026/11/24/08/_manifest-0000000001.json "
+                    ">/dev/null 2>&1",
+                    lake, lake));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    char *log = test_read_file(s.log, NULL);
+    CHECK_CONTAINS("msg=\"compacted\" partitions=1 files=", log);
+    free(log);
+    if (test_failed_now()) srv_dump_log(&s);
+    test_rmtree(dir);
+    free(dir);
+}
