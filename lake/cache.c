@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { READY, LOADING };
+enum { READY, LOADING, FAILED }; /* FAILED: a download failed; kept while pinned */
 
 typedef struct ent {
     char *key;
@@ -279,6 +279,7 @@ typedef struct job {
     lake_cache *c;
     store *s;
     lake_cache_item *items;
+    ent **ents;          /* the entry each item pinned */
     unsigned char *mine; /* 1: this call downloads the item; 2: done; 3: failed */
     size_t n;
     _Atomic size_t next;
@@ -294,6 +295,14 @@ static void job_fail(job *j, const char *msg)
     if (!j->failed) snprintf(j->err, j->errlen, "%s", msg);
     j->failed = 1;
     pthread_mutex_unlock(&j->mu);
+}
+
+static void failed(job *j, size_t i)
+{
+    pthread_mutex_lock(&j->c->mu);
+    j->ents[i]->state = FAILED; /* the waiting fetches see it; the last pin drops it */
+    pthread_cond_broadcast(&j->c->cv);
+    pthread_mutex_unlock(&j->c->mu);
 }
 
 static int download(job *j, size_t i)
@@ -322,14 +331,12 @@ static int download(job *j, size_t i)
         return -1;
     }
     pthread_mutex_lock(&c->mu);
-    ent *e = *slot(c, key);
-    if (e) {
-        e->state = READY;
-        e->size = (uint64_t)sb.st_size;
-        c->st.bytes += e->size;
-        c->st.objects++;
-        c->st.fetched_bytes += e->size;
-    }
+    ent *e = j->ents[i];
+    e->state = READY;
+    e->size = (uint64_t)sb.st_size;
+    c->st.bytes += e->size;
+    c->st.objects++;
+    c->st.fetched_bytes += e->size;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -342,7 +349,12 @@ static void *worker(void *arg)
         size_t i = j->next++;
         if (i >= j->n) break;
         if (j->mine[i] != 1) continue;
-        j->mine[i] = download(j, i) ? 3 : 2;
+        if (download(j, i)) {
+            failed(j, i);
+            j->mine[i] = 3;
+        } else {
+            j->mine[i] = 2;
+        }
     }
     return NULL;
 }
@@ -351,8 +363,11 @@ int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, 
                      char *err, size_t errlen)
 {
     if (!n) return 0;
-    unsigned char *mine = calloc(n, 2), *pinned = mine + n;
-    if (!mine) {
+    unsigned char *mine = calloc(n, 2), *pinned = mine ? mine + n : NULL;
+    ent **ents = calloc(n, sizeof *ents);
+    if (!mine || !ents) {
+        free(mine);
+        free(ents);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -373,19 +388,26 @@ int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, 
                 break;
             }
             mine[i] = 1;
+        } else if (e->state == FAILED) { /* an earlier fetch failed: try again */
+            e->state = LOADING;
+            mine[i] = 1;
+        }
+        if (mine[i]) {
             todo++;
             c->st.misses++;
         } else {
             c->st.hits += e->state == READY;
         }
         e->pins++;
+        ents[i] = e;
         pinned[i] = 1;
         lru_unlink(c, e);
         lru_front(c, e);
     }
     pthread_mutex_unlock(&c->mu);
 
-    job j = {.c = c, .s = s, .items = items, .mine = mine, .n = n, .err = err, .errlen = errlen};
+    job j = {.c = c, .s = s, .items = items, .ents = ents, .mine = mine, .n = n, .err = err,
+             .errlen = errlen};
     pthread_mutex_init(&j.mu, NULL);
     if (!rc && todo) {
         int nt = parallel < 1 ? 1 : parallel > 16 ? 16 : parallel;
@@ -401,12 +423,10 @@ int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, 
     pthread_mutex_destroy(&j.mu);
 
     pthread_mutex_lock(&c->mu);
-    /* wait for the objects other fetches are downloading */
-    for (size_t i = 0; !rc && i < n && pinned[i]; i++) {
-        ent *e;
-        while ((e = *slot(c, items[i].key)) && e->state == LOADING && !mine[i])
-            pthread_cond_wait(&c->cv, &c->mu);
-        if (!e) {
+    /* wait for the objects other fetches are downloading (a pinned entry stays in the table) */
+    for (size_t i = 0; !rc && i < n; i++) {
+        while (ents[i]->state == LOADING) pthread_cond_wait(&c->cv, &c->mu);
+        if (ents[i]->state == FAILED) {
             snprintf(err, errlen, "cache: the fetch of %s failed", items[i].key);
             rc = -1;
         }
@@ -423,16 +443,17 @@ int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, 
         for (size_t i = 0; i < n; i++) {
             free(items[i].path);
             items[i].path = NULL;
-            ent *e = pinned[i] ? *slot(c, items[i].key) : NULL;
-            if (!e) continue;
-            e->pins--;
-            if (mine[i] && e->state == LOADING) drop(c, e, 0); /* failed or never started */
+            if (!pinned[i]) continue;
+            ent *e = ents[i];
+            if (mine[i] && e->state == LOADING) e->state = FAILED; /* never started */
+            if (!--e->pins && e->state == FAILED) drop(c, e, 0);
         }
     }
     pthread_cond_broadcast(&c->cv);
     evict(c);
     pthread_mutex_unlock(&c->mu);
     free(mine);
+    free(ents);
     return rc;
 }
 
@@ -440,7 +461,7 @@ void lake_cache_unpin(lake_cache *c, lake_cache_item *items, size_t n)
 {
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < n; i++) {
-        ent *e = *slot(c, items[i].key);
+        ent *e = *slot(c, items[i].key); /* the entry pinned: a pinned one is never replaced */
         if (e && e->pins) e->pins--;
         free(items[i].path);
         items[i].path = NULL;

@@ -248,7 +248,8 @@ static int compact_one(run *r, lake_partition *p)
     const char *root = cfg->store->ops->root(cfg->store);
     if (!root) {
         if (lake_cache_fetch(cfg->cache, cfg->store, in, nin, 8, m, sizeof m)) {
-            snprintf(r->err, r->errlen, "compaction: cannot fetch %s: %s", p->f[0].key, m);
+            snprintf(r->err, r->errlen, "compaction: cannot fetch the files of %.*s: %s",
+                     (int)(strrchr(p->f[0].key, '/') - p->f[0].key), p->f[0].key, m);
             free(in), free(pq);
             return -1;
         }
@@ -256,7 +257,12 @@ static int compact_one(run *r, lake_partition *p)
         for (size_t i = 0; i < nin; i++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", root, in[i].key);
-            in[i].path = strdup(path);
+            if (!(in[i].path = strdup(path))) {
+                snprintf(r->err, r->errlen, "out of memory");
+                for (size_t k = 0; k < i; k++) free(in[k].path);
+                free(in), free(pq);
+                return -1;
+            }
         }
     }
 
@@ -307,33 +313,48 @@ static int compact_one(run *r, lake_partition *p)
         unlink(out);
         goto done;
     }
+    /* renewed first, so that the times below are when the manifest goes in (the work above may
+     * have taken minutes): a reader of the old manifest keeps its files retain_ms from now */
+    if (lease_keep(&r->lease, r->err, r->errlen)) {
+        store_del(cfg->store, key); /* never named: no reader can have it */
+        goto done;
+    }
+    int64_t now = evtime_now_ms();
     json_t *replaced = json_object(), *names = json_array();
     for (size_t i = 0; i < p->n; i++) {
         lake_part_file *f = &p->f[i];
-        int64_t at = f->live ? r->now : lake_manifest_replaced_at(&p->m, f->name);
+        int64_t at = f->live ? now : lake_manifest_replaced_at(&p->m, f->name);
         if (at >= 0) json_object_set_new(replaced, f->name, json_integer(at));
     }
     json_array_append_new(names, json_string(strrchr(key, '/') + 1));
     uint64_t seq = p->has_manifest ? p->m.seq + 1 : 1;
     char created[EVTIME_LEN + 1];
-    evtime_format(r->now, created);
+    evtime_format(now, created);
     json_t *doc = json_pack("{s:i, s:I, s:o, s:o, s:I, s:I, s:s, s:s}", "version", 1, "seq",
                             (json_int_t)seq, "parquet", names, "replaced", replaced, "rows",
-                            (json_int_t)rows, "createdAt", (json_int_t)r->now, "created", created,
+                            (json_int_t)rows, "createdAt", (json_int_t)now, "created", created,
                             "compactor", r->lease.owner);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     lake_manifest_key(p->hour, seq, mkey);
-    int put = text && !lease_keep(&r->lease, r->err, r->errlen)
-                  ? store_put(cfg->store, mkey, text, strlen(text), STORE_IF_ABSENT)
-                  : STORE_EIO;
+    if (!text) {
+        snprintf(r->err, r->errlen, "out of memory");
+        store_del(cfg->store, key);
+        goto done;
+    }
+    int put = store_put(cfg->store, mkey, text, strlen(text), STORE_IF_ABSENT);
     free(text);
+    if (put == STORE_EEXIST) {
+        /* another compactor won this seq: our file is named by no manifest */
+        r->st->conflicts++;
+        store_del(cfg->store, key);
+        rc = 0;
+        goto done;
+    }
     if (put) {
-        if (put == STORE_EEXIST) r->st->conflicts++;
-        else if (!r->err[0])
-            snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", mkey, store_errmsg());
-        store_del(cfg->store, key); /* never live: no reader can have it */
-        rc = put == STORE_EEXIST ? 0 : -1;
+        /* the put may have landed all the same (an answer lost after the write): the file
+         * stays, and a later run deletes it after retain_ms if no manifest names it */
+        snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", mkey, store_errmsg());
         goto done;
     }
     r->st->compacted++;

@@ -632,6 +632,10 @@ static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint
         }
         /* pinned first, listed second: every event is in exactly one of the two */
         rc = list_lake(e, l, err, errlen);
+        if (rc) { /* nothing was fetched or pinned: live_free must not unpin */
+            for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
+            l->n = 0;
+        }
         if (!rc && e->cache) {
             char m[1024];
             if (lake_cache_fetch(e->cache, e->store, l->it, l->n, 8, m, sizeof m)) {

@@ -338,6 +338,11 @@ static void request(s3_store *s, const char *method, const char *url, body *b, c
             /* a stalled transfer is dropped; a slow one may take its time */
             curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
             curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(s->timeout_ms / 1000 ? s->timeout_ms / 1000 : 1));
+        } else if (!strcmp(method, "GET")) {
+            /* a download may be large (a compacted hour): dropped when it stalls, not when it
+             * takes long */
+            curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+            curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(s->timeout_ms / 1000 ? s->timeout_ms / 1000 : 1));
         } else {
             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
             if (!strcmp(method, "HEAD")) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);

@@ -53,7 +53,16 @@ static void queue(client *c, const char *p, size_t n, const char *p2, size_t n2,
 {
     if (c->state != OPEN) return;
     if (c->out.len - c->sent + n + n2 + n3 > c->h->max) {
-        c->out.len = c->sent = 0;
+        /* what is queued goes, except the rest of a message already partly sent: the
+         * client must see whole messages, then the last one */
+        size_t to = c->sent;
+        if (c->sent && !(c->sent >= 2 && c->out.p[c->sent - 2] == '\n' && c->out.p[c->sent - 1] == '\n')) {
+            const char *end = memmem(c->out.p + c->sent - 1, c->out.len - (c->sent - 1), "\n\n", 2);
+            to = end ? (size_t)(end - c->out.p) + 2 : c->out.len;
+        }
+        memmove(c->out.p, c->out.p + c->sent, to - c->sent);
+        c->out.len = to - c->sent;
+        c->sent = 0;
         buf_printf(&c->out,
                    "event: dropped\ndata: {\"error\":\"this client fell more than %zu bytes behind "
                    "the events; reconnect to go on\"}\n\n",
@@ -216,7 +225,14 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
         size_t n = pending < max ? pending : max;
         memcpy(out, c->out.p + c->sent, n);
         c->sent += n;
-        if (c->sent == c->out.len) c->out.len = c->sent = 0;
+        if (c->sent == c->out.len) {
+            c->out.len = c->sent = 0;
+        } else if (c->sent >= 65536 && c->sent * 2 >= c->out.len) {
+            /* a client that keeps up only partly: what it has read is given back */
+            memmove(c->out.p, c->out.p + c->sent, c->out.len - c->sent);
+            c->out.len -= c->sent;
+            c->sent = 0;
+        }
         pthread_mutex_unlock(&c->mu);
         return (ssize_t)n;
     }

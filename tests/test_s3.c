@@ -350,6 +350,22 @@ TEST(s3_multipart_and_pagination)
 
 /* ---- the cache ------------------------------------------------------------------------------ */
 
+typedef struct fetcher {
+    lake_cache *c;
+    store *s;
+    int rc;
+} fetcher;
+
+static void *fetch_missing(void *arg)
+{
+    fetcher *f = arg;
+    char err[256];
+    lake_cache_item it[2] = {{"o/late", 10, NULL}, {"o/late", 10, NULL}};
+    f->rc = lake_cache_fetch(f->c, f->s, it, 2, 2, err, sizeof err);
+    if (!f->rc) lake_cache_unpin(f->c, it, 2);
+    return NULL;
+}
+
 TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
 {
     char *dir = test_tmpdir("cache");
@@ -401,6 +417,17 @@ TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
     CHECK_INT(-1, lake_cache_fetch(c, s, miss, 2, 2, err, sizeof err));
     CHECK_CONTAINS("no such object", err);
     CHECK(!miss[0].path && !miss[1].path);
+    /* two fetches of a missing object at once both fail; once it exists, it is fetched */
+    pthread_t th[2];
+    fetcher f2[2] = {{c, s, -2}, {c, s, -2}};
+    for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, fetch_missing, &f2[k]);
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    CHECK_INT(-1, f2[0].rc);
+    CHECK_INT(-1, f2[1].rc);
+    CHECK_INT(STORE_OK, store_put(s, "o/late", data, 10, 0));
+    lake_cache_item late = {"o/late", 10, NULL};
+    CHECK_INT(0, lake_cache_fetch(c, s, &late, 1, 1, err, sizeof err));
+    lake_cache_unpin(c, &late, 1);
     lake_cache_close(c);
     /* reopened: the index comes back from the directory, leftovers of a cut download go */
     snprintf(p, sizeof p, "%s/o/x.part-0123", cdir);

@@ -247,6 +247,15 @@ TEST(tail_drops_a_slow_client_and_ingest_goes_on)
     CHECK(sse_until_closed(&slow, 10000));
     CHECK_CONTAINS("event: dropped\ndata: {\"error\":\"this client fell more than 1048576 bytes behind", slow.in.p);
     CHECK(count(slow.in.p, "data: {\"id\"") < 6000);
+    /* every message it got is whole: the drop never cuts one */
+    int torn = 0;
+    for (const char *l = strstr(slow.in.p, "\r\n\r\n"); l && *l;) {
+        const char *nl = strchr(l, '\n');
+        if (!nl) break;
+        if (!strncmp(l, "data: {", 7) && nl[-1] != '}') torn++;
+        l = nl + 1;
+    }
+    CHECK_INT(0, torn);
     char url[128];
     snprintf(url, sizeof url, "%s/metrics", s.url);
     resp r;
