@@ -19,6 +19,13 @@ void lake_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX])
     snprintf(out, LAKE_KEY_MAX, "events/%04d/%02d/%02d/%02d/", c.year, c.month, c.day, c.hour);
 }
 
+void lake_day_prefix(int64_t hour, char out[LAKE_KEY_MAX])
+{
+    evtime_civil c;
+    civil_of_hour(hour, &c);
+    snprintf(out, LAKE_KEY_MAX, "events/%04d/%02d/%02d/", c.year, c.month, c.day);
+}
+
 void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
 {
     evtime_civil c;

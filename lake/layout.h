@@ -32,6 +32,9 @@ static inline int64_t lake_hour(int64_t ms)
 /* "events/yyyy/mm/dd/hh/" */
 void lake_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
 
+/* "events/yyyy/mm/dd/": the day (UTC) of an hour */
+void lake_day_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
+
 /* "events/yyyy/mm/dd/hh/{uuid}.jsonl" */
 void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
 

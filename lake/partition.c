@@ -6,6 +6,8 @@
 
 #include "buf.h"
 
+#include <pthread.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,62 @@ static int names_parquet(const lake_manifest *m, const char *name)
     return 0;
 }
 
+/* ---- manifests read before ------------------------------------------------------ */
+
+/*
+ * A manifest is never rewritten (each one has a new seq, put only if absent),
+ * so a copy read once stays right: a query over many compacted hours of an
+ * object store then reads each manifest once per process, not once per query.
+ * Direct-mapped by the hash of lake URL and key.
+ */
+#define MCACHE_SLOTS 1024
+
+static struct {
+    char *id; /* "url\nkey" */
+    char *text;
+    size_t len;
+} mcache[MCACHE_SLOTS];
+static pthread_mutex_t mcache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t mcache_slot(const char *id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *id; id++) h = (h ^ (unsigned char)*id) * 1099511628211ull;
+    return (size_t)(h % MCACHE_SLOTS);
+}
+
+/* The manifest's text into out, from the copy or the store. STORE_OK or the store's code. */
+static int manifest_get(store *s, const char *key, buf *out)
+{
+    buf id = BUF_INIT;
+    buf_printf(&id, "%s\n%s", s->url, key);
+    if (!buf_cstr(&id)) return store_fail(STORE_EIO, "out of memory");
+    size_t k = mcache_slot(id.p);
+    pthread_mutex_lock(&mcache_mu);
+    int hit = mcache[k].id && !strcmp(mcache[k].id, id.p);
+    if (hit) buf_append(out, mcache[k].text, mcache[k].len);
+    pthread_mutex_unlock(&mcache_mu);
+    if (hit) {
+        buf_free(&id);
+        return STORE_OK;
+    }
+    int r = store_get(s, key, 0, 0, out);
+    char *text = r ? NULL : malloc(out->len + 1);
+    if (text) {
+        memcpy(text, out->p ? out->p : "", out->len);
+        pthread_mutex_lock(&mcache_mu);
+        free(mcache[k].id);
+        free(mcache[k].text);
+        mcache[k].id = id.p; /* taken */
+        mcache[k].text = text;
+        mcache[k].len = out->len;
+        id.p = NULL;
+        pthread_mutex_unlock(&mcache_mu);
+    }
+    buf_free(&id);
+    return r;
+}
+
 /* ---- listing ----------------------------------------------------------------- */
 
 typedef struct lister {
@@ -102,7 +160,7 @@ static int flush(lister *l)
         int64_t h;
         uint64_t seq = 0;
         lake_parse_manifest_key(l->manifest_key, &h, &seq);
-        if (store_get(l->s, l->manifest_key, 0, 0, &text)) {
+        if (manifest_get(l->s, l->manifest_key, &text)) {
             snprintf(l->err, l->errlen, "cannot read %s: %s", l->manifest_key, store_errmsg());
             buf_free(&text);
             return -1;

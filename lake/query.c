@@ -574,10 +574,21 @@ static int list_lake(query_engine *e, live *l, char *err, size_t errlen)
 {
     const hours *h = l->h;
     int rc = 0;
-    if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 14) {
+    if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 2) {
         for (int64_t hr = h->lo; hr <= h->hi && !rc; hr++) {
             char prefix[LAKE_KEY_MAX];
             lake_hour_prefix(hr, prefix);
+            rc = lake_partitions_list(e->store, prefix, on_partition, l, err, errlen);
+        }
+    } else if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 62) {
+        /* a day at a time (on an object store, a request per day rather than per hour);
+         * on_partition drops the hours out of range */
+        char last[LAKE_KEY_MAX] = "";
+        for (int64_t hr = h->lo; hr <= h->hi && !rc; hr++) {
+            char prefix[LAKE_KEY_MAX];
+            lake_day_prefix(hr, prefix);
+            if (!strcmp(prefix, last)) continue;
+            memcpy(last, prefix, sizeof last);
             rc = lake_partitions_list(e->store, prefix, on_partition, l, err, errlen);
         }
     } else {
