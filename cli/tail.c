@@ -109,20 +109,29 @@ static void on_line(tailer *t, const char *l, size_t n)
     fflush(stdout);
 }
 
+static void line_done(tailer *t, const char *l, size_t n)
+{
+    if (n && l[n - 1] == '\r') n--;
+    on_line(t, l, n);
+}
+
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
     tailer *t = ud;
-    size_t len = size * n;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '\n') {
-            size_t ln = t->line.len;
-            if (ln && t->line.p[ln - 1] == '\r') ln--;
-            on_line(t, t->line.p ? t->line.p : "", ln);
+    size_t len = size * n, start = 0;
+    for (const char *nl; start < len && (nl = memchr(p + start, '\n', len - start));) {
+        size_t end = (size_t)(nl - p);
+        if (t->line.len) { /* the line began in an earlier piece */
+            if (buf_append(&t->line, p + start, end - start)) return 0;
+            line_done(t, t->line.p, t->line.len);
             t->line.len = 0;
-        } else if (t->line.len < (8u << 20) && buf_putc(&t->line, p[i])) {
-            return 0;
+        } else {
+            line_done(t, p + start, end - start);
         }
+        start = end + 1;
     }
+    if (start < len && t->line.len < (8u << 20) && buf_append(&t->line, p + start, len - start))
+        return 0;
     return len;
 }
 

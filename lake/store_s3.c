@@ -496,7 +496,7 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
             break;
         }
         q.len = 0;
-        buf_printf(&q, "partNumber=%llu&uploadId=", (unsigned long long)(i + 1));
+        buf_printf(&q, "partNumber=%llu&uploadId=", (unsigned long long)i + 1);
         encode(&q, id.p, 0);
         buf_cstr(&q);
         url_of(s, object, q.p, &url);
@@ -505,7 +505,7 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
             rc = fail(s, STORE_EIO, "PUT (part)", object, &r);
             break;
         }
-        buf_printf(&xml, "<Part><PartNumber>%llu</PartNumber><ETag>%s</ETag></Part>", (unsigned long long)(i + 1),
+        buf_printf(&xml, "<Part><PartNumber>%llu</PartNumber><ETag>%s</ETag></Part>", (unsigned long long)i + 1,
                    r.etag);
     }
     q.len = 0;
@@ -775,6 +775,24 @@ static void s3_close(store *st)
 static const store_ops S3_OPS = {s3_put,  s3_put_file, s3_get,  s3_get_file,
                                   s3_head, s3_list,     s3_del,  s3_root, s3_close};
 
+static const char *env(const char *name);
+
+/* A whole number from the environment, or def when unset. 0, or -1 if it is not one in [lo, hi]. */
+static int env_num(const char *name, long long def, long long lo, long long hi, long long *out)
+{
+    const char *v = env(name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) return -1;
+    *out = n;
+    return 0;
+}
+
 static const char *env(const char *name)
 {
     const char *v = getenv(name);
@@ -833,13 +851,25 @@ int store_s3_open(const char *url, store **out, char *err, size_t errlen)
         size_t n = strlen(s->endpoint);
         while (n && s->endpoint[n - 1] == '/') s->endpoint[--n] = 0;
     }
-    s->multipart_above = env("EVENTS_S3_MULTIPART_ABOVE") ? strtoull(env("EVENTS_S3_MULTIPART_ABOVE"), NULL, 10)
-                                                          : (uint64_t)32 << 20;
-    s->part_size = env("EVENTS_S3_PART_SIZE") ? strtoull(env("EVENTS_S3_PART_SIZE"), NULL, 10) : (uint64_t)8 << 20;
-    if (s->part_size < (5u << 20)) s->part_size = 5u << 20; /* S3's minimum part */
-    s->retries = env("EVENTS_S3_RETRIES") ? atoi(env("EVENTS_S3_RETRIES")) : 4;
-    s->list_page = env("EVENTS_S3_LIST_PAGE") ? atoi(env("EVENTS_S3_LIST_PAGE")) : 0;
-    s->timeout_ms = env("EVENTS_S3_TIMEOUT_MS") ? atol(env("EVENTS_S3_TIMEOUT_MS")) : 30000;
+    long long mp, ps, re, lp, to;
+    const char *bad = env_num("EVENTS_S3_MULTIPART_ABOVE", 32ll << 20, 1, 1ll << 40, &mp)
+                          ? "EVENTS_S3_MULTIPART_ABOVE"
+                      : env_num("EVENTS_S3_PART_SIZE", 8ll << 20, 5ll << 20, 5ll << 30, &ps) ? "EVENTS_S3_PART_SIZE"
+                      : env_num("EVENTS_S3_RETRIES", 4, 0, 100, &re)                          ? "EVENTS_S3_RETRIES"
+                      : env_num("EVENTS_S3_LIST_PAGE", 0, 0, 1000, &lp)                       ? "EVENTS_S3_LIST_PAGE"
+                      : env_num("EVENTS_S3_TIMEOUT_MS", 30000, 100, 3600000, &to)             ? "EVENTS_S3_TIMEOUT_MS"
+                                                                                                 : NULL;
+    if (bad) {
+        snprintf(err, errlen, "lake %s: %s must be a whole number in range (%s given); see docs/s3.md", url, bad,
+                 env(bad));
+        s3_close(&s->base);
+        return -1;
+    }
+    s->multipart_above = (uint64_t)mp;
+    s->part_size = (uint64_t)ps; /* at least S3's minimum part, 5 MiB */
+    s->retries = (int)re;
+    s->list_page = (int)lp;
+    s->timeout_ms = (long)to;
     size_t n = strlen(s->bucket) + strlen(s->prefix) + 8;
     if ((s->base.url = malloc(n))) snprintf(s->base.url, n, "s3://%s%s%s", s->bucket, *s->prefix ? "/" : "", s->prefix);
     if (!s->bucket || !s->prefix || !s->region || !s->access || !s->secret || !s->endpoint || !s->base.url ||

@@ -804,6 +804,12 @@ TEST(s3_server_wrong_credentials_refused_at_start)
     t = test_read_file(out, NULL);
     CHECK_CONTAINS("NoSuchBucket", t);
     free(t);
+    rc = sh("EVENTS_S3_PART_SIZE=1000 '%s' query --lake '%s' --cache '%s/c' 'SELECT 1' > '%s' 2>&1", events_bin(),
+            url, dir, out);
+    CHECK_INT(1, rc);
+    t = test_read_file(out, NULL);
+    CHECK_CONTAINS("EVENTS_S3_PART_SIZE must be a whole number in range (1000 given)", t);
+    free(t);
     test_rmtree(dir);
     free(dir);
 }
