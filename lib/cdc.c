@@ -282,10 +282,13 @@ static tinfo *tinfo_load(sqlite3 *db, const char *name)
     while (sqlite3_step(st) == SQLITE_ROW) {
         char *c = quote_ident((const char *)sqlite3_column_text(st, 1));
         int k = sqlite3_column_int(st, 5);
-        if (!c || buf_append(&cols, &c, sizeof c) || buf_putc(&pk, (char)k)) {
+        if (!c) break;
+        if (buf_append(&cols, &c, sizeof c)) {
             free(c);
             break;
         }
+        /* c is cols' now (the analyzer does not follow it into the buffer) */
+        if (buf_putc(&pk, (char)k)) break; // NOLINT(clang-analyzer-unix.Malloc)
         if (k > ti->npk) ti->npk = k;
         ti->ncol++;
     }
@@ -310,13 +313,14 @@ static tinfo *tinfo_load(sqlite3 *db, const char *name)
     for (size_t i = 0; i < cols.len / sizeof(char *); i++) free(((char **)cols.p)[i]);
     buf_free(&cols);
     free(q);
+    q = NULL;
     if (ok) return ti;
     ti->pk = NULL;
     buf_free(&pk);
 fail:
     sqlite3_finalize(st);
     if (ti) tinfo_free(ti);
-    else free(q);
+    free(q);
     return NULL;
 }
 
@@ -449,7 +453,7 @@ static void touch(tracker *t, tinfo *ti, value_fn side, int with_old, buf *key)
     e->indirect = indirect;
     e->pklen = pklen;
     e->oldlen = key->len - pklen;
-    memcpy(e->data, key->p, key->len);
+    if (key->len) memcpy(e->data, key->p, key->len);
     link_entry(t, e);
     return;
 oom:
@@ -704,6 +708,7 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
     size_t cap = 0, *off = NULL, *flen = NULL, *coff = NULL, *clen = NULL;
     for (tinfo *ti = t->tables; ti; ti = ti->next)
         if ((size_t)ti->ncol > cap) cap = (size_t)ti->ncol;
+    if (!cap) cap = 1;
     off = malloc(cap * sizeof *off), flen = malloc(cap * sizeof *flen);
     coff = malloc(cap * sizeof *coff), clen = malloc(cap * sizeof *clen);
     if (!off || !flen || !coff || !clen) err = ev_fail(EVENTS_ENOMEM, "out of memory");

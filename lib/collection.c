@@ -165,6 +165,8 @@ static int prepare(events_collection *c, sqlite3_stmt **st, const char *fmt)
 {
     char *q = quote(c->name), sql[400];
     if (!q) return -1;
+    /* fmt names the table once or twice */
+    // cppcheck-suppress wrongPrintfScanfArgNum
     snprintf(sql, sizeof sql, fmt, q, q);
     free(q);
     return sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK ? 0 : -1;

@@ -150,9 +150,10 @@ static json_t *describe(const char *path, char *err, size_t errlen)
                            -1, &st, NULL) == SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *name = (const char *)sqlite3_column_text(st, 0);
+            if (!name) continue;
             char q[600];
             snprintf(q, sizeof q, "SELECT count(*) FROM \"%s\"", name);
-            sqlite3_stmt *c;
+            sqlite3_stmt *c = NULL;
             long long rows = -1;
             if (!strchr(name, '"') && sqlite3_prepare_v2(db, q, -1, &c, NULL) == SQLITE_OK &&
                 sqlite3_step(c) == SQLITE_ROW)
