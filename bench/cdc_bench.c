@@ -49,7 +49,8 @@ static int doc_of(char *doc, size_t cap, char *id, size_t idcap, long i, unsigne
 {
     long k = (long)(rand_r(seed) % (unsigned)keys);
     snprintf(id, idcap, "user-%06ld", k);
-    return snprintf(doc, cap, "{\"name\":\"user %ld\",\"email\":\"u%ld@example.com\",\"n\":%ld}", k, k, i);
+    return snprintf(doc, cap, "{\"name\":\"user %ld\",\"email\":\"u%ld@example.com\",\"n\":%ld}", k,
+                    k, i);
 }
 
 static sqlite3 *open_db(const char *path)
@@ -63,7 +64,8 @@ static sqlite3 *open_db(const char *path)
     unlink(p2);
     if (sqlite3_open(path, &db) != SQLITE_OK) die("open", db);
     sqlite3_busy_timeout(db, 10000); /* the sender writes the outbox too */
-    if (sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", NULL, NULL,
+                     NULL) != SQLITE_OK)
         die("pragma", db);
     return db;
 }
@@ -73,14 +75,16 @@ static double run_plain(const char *dir)
     char path[1100];
     snprintf(path, sizeof path, "%s/plain.db", dir);
     sqlite3 *db = open_db(path);
-    if (sqlite3_exec(db, "CREATE TABLE docs (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID", NULL,
-                     NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(
+            db, "CREATE TABLE docs (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID",
+            NULL, NULL, NULL) != SQLITE_OK)
         die("create", db);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO docs(id, doc) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET doc = "
-                           "excluded.doc WHERE doc IS NOT excluded.doc",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db,
+            "INSERT INTO docs(id, doc) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET doc = "
+            "excluded.doc WHERE doc IS NOT excluded.doc",
+            -1, &st, NULL) != SQLITE_OK)
         die("prepare", db);
     unsigned seed = 1;
     char id[32], doc[128];
@@ -100,8 +104,10 @@ static double run_plain(const char *dir)
     return s;
 }
 
-/* The cdc run; with an emitter when endpoint is set. Returns seconds; *mid gets the bookmark halfway. */
-static double run_cdc(const char *dir, const char *endpoint, char mid[17], sqlite3 **keep, events_emitter **em_out)
+/* The cdc run; with an emitter when endpoint is set. Returns seconds; *mid gets the bookmark
+ * halfway. */
+static double run_cdc(const char *dir, const char *endpoint, char mid[17], sqlite3 **keep,
+                      events_emitter **em_out)
 {
     char path[1100];
     snprintf(path, sizeof path, "%s/cdc.db", dir);
@@ -147,15 +153,22 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL, *endpoint = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--puts")) puts_n = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--keys")) keys = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--tx")) tx = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--endpoint")) endpoint = argv[i + 1];
-        else dir = NULL, i = argc;
+        if (!strcmp(argv[i], "--dir"))
+            dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--puts"))
+            puts_n = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--keys"))
+            keys = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tx"))
+            tx = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--endpoint"))
+            endpoint = argv[i + 1];
+        else
+            dir = NULL, i = argc;
     }
     if (!dir || puts_n < 2 || keys < 1 || tx < 1 || (argc - 1) % 2) {
-        fprintf(stderr, "Usage: cdc_bench --dir DIR [--puts N] [--keys K] [--tx T] [--endpoint URL]\n");
+        fprintf(stderr,
+                "Usage: cdc_bench --dir DIR [--puts N] [--keys K] [--tx T] [--endpoint URL]\n");
         return 2;
     }
     /* puts: plain, cdc, plain, cdc; the best of each */
@@ -174,14 +187,15 @@ int main(int argc, char **argv)
         double c = run_cdc(dir, round == 1 ? endpoint : NULL, mid, &db, &em);
         if (c < cdc) cdc = c;
     }
-    printf("scenario=puts puts=%ld keys=%ld tx=%ld plain_ns_per_put=%.0f cdc_ns_per_put=%.0f ratio=%.2f\n", puts_n,
-           keys, tx, plain * 1e9 / (double)puts_n, cdc * 1e9 / (double)puts_n, cdc / plain);
+    printf("scenario=puts puts=%ld keys=%ld tx=%ld plain_ns_per_put=%.0f cdc_ns_per_put=%.0f "
+           "ratio=%.2f\n",
+           puts_n, keys, tx, plain * 1e9 / (double)puts_n, cdc * 1e9 / (double)puts_n, cdc / plain);
     fflush(stdout);
     if (em) {
         double t0 = now_s();
         if (events_flush(em, 600000)) die("flush", NULL);
-        printf("scenario=deliver events_per_s=%.0f seconds=%.2f\n", (double)puts_n / (now_s() - t0 + cdc),
-               now_s() - t0);
+        printf("scenario=deliver events_per_s=%.0f seconds=%.2f\n",
+               (double)puts_n / (now_s() - t0 + cdc), now_s() - t0);
         fflush(stdout);
     }
     /* restore to the middle: the changes of the second half undone */
@@ -194,7 +208,8 @@ int main(int argc, char **argv)
     t0 = now_s();
     if (events_restore(db, mid, 0, &r)) die("restore", NULL);
     double secs = now_s() - t0;
-    printf("scenario=restore from=%s to=%s transactions=%llu changes_undone=%ld rows_written=%llu dry_run_s=%.3f "
+    printf("scenario=restore from=%s to=%s transactions=%llu changes_undone=%ld rows_written=%llu "
+           "dry_run_s=%.3f "
            "restore_s=%.3f\n",
            last, mid, (unsigned long long)r.transactions, puts_n - puts_n / 2,
            (unsigned long long)(r.inserted + r.updated + r.deleted), dry, secs);

@@ -54,12 +54,12 @@ typedef struct cli_option {
 } cli_option;
 
 /* --cache and --cache-max, for the commands that read a lake. */
-#define CLI_CACHE_OPTIONS(dir, max)                                                              \
-    {"cache", "EVENTS_CACHE", OPT_STR, dir, "DIR",                                               \
-     "local cache of an s3 lake's files (default ~/.cache/events)"},                             \
-    {                                                                                            \
-        "cache-max", "EVENTS_CACHE_MAX", OPT_SIZE, max, "SIZE",                                  \
-            "the cache's size at most (default 1GiB)"                                            \
+#define CLI_CACHE_OPTIONS(dir, max)                                                                \
+    {"cache", "EVENTS_CACHE", OPT_STR,                                                             \
+     dir,     "DIR",          "local cache of an s3 lake's files (default ~/.cache/events)"},      \
+    {                                                                                              \
+        "cache-max", "EVENTS_CACHE_MAX", OPT_SIZE, max, "SIZE",                                    \
+            "the cache's size at most (default 1GiB)"                                              \
     }
 
 /*

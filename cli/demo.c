@@ -40,12 +40,14 @@ typedef struct room {
     long next_msg;
 } room;
 
-static const char *const NAMES[] = {"lobby", "general", "random", "support", "dev", "ops", "music", "games"};
+static const char *const NAMES[] = {"lobby", "general", "random", "support",
+                                    "dev",   "ops",     "music",  "games"};
 static const char *const COLOS[] = {"FRA", "IAD", "SIN", "GRU", "LHR", "NRT", "SYD", "ORD"};
 static const char *const USERS[] = {"ada", "bob", "cyd", "dee", "eve", "fay", "gus", "hal",
                                     "ivy", "jon", "kim", "lea", "max", "ned", "ora", "pat"};
-static const char *const WORDS[] = {"hello", "deploy", "lunch", "bug", "ship", "coffee", "review", "merge",
-                                    "tests", "green", "prod", "rollback", "standup", "latency", "cache"};
+static const char *const WORDS[] = {"hello",  "deploy",   "lunch",   "bug",     "ship",
+                                    "coffee", "review",   "merge",   "tests",   "green",
+                                    "prod",   "rollback", "standup", "latency", "cache"};
 
 static double uniform(void)
 {
@@ -123,8 +125,9 @@ static void step(room *r)
         double ms = latency(8);
         int ok = uniform() > 0.02;
         snprintf(id, sizeof id, "%s-m%ld", r->id, ++r->next_msg);
-        snprintf(doc, sizeof doc, "{\"room\":\"%s\",\"user\":\"%s\",\"text\":\"%s %s\",\"edited\":false}",
-                 r->id, user, WORDS[rand() % 15], WORDS[rand() % 15]);
+        snprintf(doc, sizeof doc,
+                 "{\"room\":\"%s\",\"user\":\"%s\",\"text\":\"%s %s\",\"edited\":false}", r->id,
+                 user, WORDS[rand() % 15], WORDS[rand() % 15]);
         if (ok) events_collection_put(r->messages, id, doc);
         events_emit_rpc(r->em, "chat", "sendMessage", ms, ok, ok ? NULL : "rate limited");
         events_emit_ws(r->em, EVENTS_WS_MESSAGE, r->members, -1, NULL, 40 + rand() % 400);
@@ -135,7 +138,8 @@ static void step(room *r)
     } else if (p < 0.72 && r->next_msg) { /* edit */
         snprintf(id, sizeof id, "%s-m%ld", r->id, 1 + rand() % r->next_msg);
         if (events_collection_has(r->messages, id) == 1) {
-            snprintf(doc, sizeof doc, "{\"room\":\"%s\",\"user\":\"%s\",\"text\":\"%s (edited)\",\"edited\":true}",
+            snprintf(doc, sizeof doc,
+                     "{\"room\":\"%s\",\"user\":\"%s\",\"text\":\"%s (edited)\",\"edited\":true}",
                      r->id, user, WORDS[rand() % 15]);
             events_collection_put(r->messages, id, doc);
             events_emit_rpc(r->em, "chat", "editMessage", latency(6), 1, NULL);
@@ -152,17 +156,20 @@ static void step(room *r)
         events_emit_rpc(r->em, "chat", "join", latency(3), 1, NULL);
         snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"room\":\"%s\",\"online\":true}", user, r->id);
         events_collection_put(r->users, user, doc);
-        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"colo\":\"%s\",\"members\":%d}", r->name, r->colo, r->members);
+        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"colo\":\"%s\",\"members\":%d}", r->name,
+                 r->colo, r->members);
         events_collection_put(r->rooms, r->id, doc);
     } else if (p < 0.98 && r->members > 0) { /* leave */
         r->members--;
         int err = uniform() < 0.1;
-        events_emit_ws(r->em, err ? EVENTS_WS_ERROR : EVENTS_WS_CLOSE, r->members, err ? 1006 : 1000,
-                       err ? "connection lost" : "bye", -1);
+        events_emit_ws(r->em, err ? EVENTS_WS_ERROR : EVENTS_WS_CLOSE, r->members,
+                       err ? 1006 : 1000, err ? "connection lost" : "bye", -1);
         events_emit_rpc(r->em, "chat", "leave", latency(2), 1, NULL);
-        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"room\":\"%s\",\"online\":false}", user, r->id);
+        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"room\":\"%s\",\"online\":false}", user,
+                 r->id);
         events_collection_put(r->users, user, doc);
-        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"colo\":\"%s\",\"members\":%d}", r->name, r->colo, r->members);
+        snprintf(doc, sizeof doc, "{\"name\":\"%s\",\"colo\":\"%s\",\"members\":%d}", r->name,
+                 r->colo, r->members);
         events_collection_put(r->rooms, r->id, doc);
     } else {
         events_emit_lifecycle(r->em, uniform() < 0.7 ? EVENTS_DO_ALARM : EVENTS_DO_HIBERNATE,
@@ -177,21 +184,27 @@ int cmd_demo(int argc, char **argv)
     int64_t duration = 0;
     uint64_t rate = 20;
     const cli_option opts[] = {
-        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL", "the server (default http://127.0.0.1:8080)"},
+        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL",
+         "the server (default http://127.0.0.1:8080)"},
         {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the ingest scope"},
-        {"rooms", NULL, OPT_INT, &rooms, "N", "chat rooms, each an object with its own database (default 4)"},
-        {"rate", NULL, OPT_SIZE, &rate, "N", "workload steps per second, all rooms together (default 20)"},
-        {"duration", NULL, OPT_DURATION, &duration, "DURATION", "stop after this (default: at Ctrl+C)"},
-        {"dir", NULL, OPT_STR, &dir, "DIR", "where the rooms' databases live (default ./events-demo)"},
+        {"rooms", NULL, OPT_INT, &rooms, "N",
+         "chat rooms, each an object with its own database (default 4)"},
+        {"rate", NULL, OPT_SIZE, &rate, "N",
+         "workload steps per second, all rooms together (default 20)"},
+        {"duration", NULL, OPT_DURATION, &duration, "DURATION",
+         "stop after this (default: at Ctrl+C)"},
+        {"dir", NULL, OPT_STR, &dir, "DIR",
+         "where the rooms' databases live (default ./events-demo)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int i = cli_options_parse("demo", opts, argc, argv);
     if (i == -2) {
-        cli_options_help("Usage: events demo [OPTIONS]\n\n"
-                         "Runs a small chat service through libevents against a server: RPC calls with\n"
-                         "varying latency and some errors, WebSocket and lifecycle events, and changes to\n"
-                         "the users, rooms and messages collections, until interrupted.",
-                         opts);
+        cli_options_help(
+            "Usage: events demo [OPTIONS]\n\n"
+            "Runs a small chat service through libevents against a server: RPC calls with\n"
+            "varying latency and some errors, WebSocket and lifecycle events, and changes to\n"
+            "the users, rooms and messages collections, until interrupted.",
+            opts);
         return 0;
     }
     if (i < 0) return 2;

@@ -12,9 +12,12 @@ void cli_cache_dir(const char *base, const char *url, char *out, size_t cap)
     char def[2048];
     if (!base || !*base) {
         const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-        if (xdg && *xdg) snprintf(def, sizeof def, "%s/events", xdg);
-        else if (home && *home) snprintf(def, sizeof def, "%s/.cache/events", home);
-        else snprintf(def, sizeof def, "./events-cache");
+        if (xdg && *xdg)
+            snprintf(def, sizeof def, "%s/events", xdg);
+        else if (home && *home)
+            snprintf(def, sizeof def, "%s/.cache/events", home);
+        else
+            snprintf(def, sizeof def, "./events-cache");
         base = def;
     }
     /* one directory per lake: "s3://bucket/prefix" -> BASE/s3/bucket/prefix */

@@ -47,7 +47,8 @@ static int print_snapshots(const char *text, size_t len)
     size_t i;
     json_t *m;
     if (isatty(1)) {
-        printf("%-20s %-16s %-24s %12s  %s\n", "source", "bookmark", "createdAt", "bytes", "tables");
+        printf("%-20s %-16s %-24s %12s  %s\n", "source", "bookmark", "createdAt", "bytes",
+               "tables");
         json_array_foreach(list, i, m)
         {
             printf("%-20s %-16s %-24s %12lld ", json_string_value(json_object_get(m, "source")),
@@ -57,8 +58,8 @@ static int print_snapshots(const char *text, size_t len)
             size_t k;
             json_t *t;
             json_array_foreach(json_object_get(m, "tables"), k, t)
-            printf(" %s(%lld)", json_string_value(json_object_get(t, "name")),
-                   (long long)json_integer_value(json_object_get(t, "rows")));
+                printf(" %s(%lld)", json_string_value(json_object_get(t, "name")),
+                       (long long)json_integer_value(json_object_get(t, "rows")));
             printf("\n");
         }
     } else {
@@ -76,7 +77,8 @@ static int print_snapshots(const char *text, size_t len)
 static int list_snapshots(const char *server, const char *token, const char *source)
 {
     char url[1400], auth[600];
-    snprintf(url, sizeof url, "%s/snapshots%s%s", server, source ? "?source=" : "", source ? source : "");
+    snprintf(url, sizeof url, "%s/snapshots%s%s", server, source ? "?source=" : "",
+             source ? source : "");
     CURL *c = curl_easy_init();
     buf b = BUF_INIT;
     struct curl_slist *h = NULL;
@@ -100,7 +102,8 @@ static int list_snapshots(const char *server, const char *token, const char *sou
     if (rc != CURLE_OK) {
         fprintf(stderr, "events snapshot: %s: %s\n", url, err[0] ? err : curl_easy_strerror(rc));
     } else if (status != 200) {
-        fprintf(stderr, "events snapshot: %s answered %ld: %.*s\n", url, status, (int)b.len, b.p ? b.p : "");
+        fprintf(stderr, "events snapshot: %s answered %ld: %.*s\n", url, status, (int)b.len,
+                b.p ? b.p : "");
     } else {
         out = print_snapshots(b.p, b.len);
     }
@@ -108,7 +111,8 @@ static int list_snapshots(const char *server, const char *token, const char *sou
     return out;
 }
 
-/* Puts a snapshot file into the lake as the server's PUT /snapshots does. 0, or 1 with a message. */
+/* Puts a snapshot file into the lake as the server's PUT /snapshots does. 0, or 1 with a message.
+ */
 static int snapshot_to_lake(const char *lake, const char *path, const char *source, const char *bm)
 {
     store *st;
@@ -118,8 +122,10 @@ static int snapshot_to_lake(const char *lake, const char *path, const char *sour
     char err[600], dir[4200];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
     int rc = 1;
     snap_upload *u = snap_begin(dir, source, bm, err, sizeof err);
     FILE *f = u ? fopen(path, "rb") : NULL;
@@ -141,11 +147,12 @@ static int snapshot_to_lake(const char *lake, const char *path, const char *sour
             buf answer = BUF_INIT;
             unsigned status = snap_finish(u, st, &answer);
             if (status == 200 || status == 201) {
-                fprintf(stderr, "events snapshot: %s %s/%s in %s\n", status == 201 ? "stored" : "already had",
-                        source, bm, st->url);
+                fprintf(stderr, "events snapshot: %s %s/%s in %s\n",
+                        status == 201 ? "stored" : "already had", source, bm, st->url);
                 rc = 0;
             } else {
-                fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
+                fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len,
+                        answer.p ? answer.p : "");
             }
             buf_free(&answer);
         }
@@ -156,28 +163,33 @@ static int snapshot_to_lake(const char *lake, const char *path, const char *sour
 
 int cmd_snapshot(int argc, char **argv)
 {
-    const char *db_path = NULL, *out = NULL, *server = NULL, *token = NULL, *source = NULL, *lake = NULL;
+    const char *db_path = NULL, *out = NULL, *server = NULL, *token = NULL, *source = NULL,
+               *lake = NULL;
     int list = 0;
     const cli_option opts[] = {
         {"db", NULL, OPT_STR, &db_path, "PATH", "the tracked database to copy"},
         {"out", NULL, OPT_STR, &out, "FILE", "write the snapshot to this file (must not exist)"},
-        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL", "upload it to this server (PUT /snapshots/...)"},
-        {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the ingest or admin scope"},
-        {"lake", NULL, OPT_STR, &lake, "DIR|URL", "or put it straight into this lake (a directory or s3://bucket/prefix)"},
+        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL",
+         "upload it to this server (PUT /snapshots/...)"},
+        {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN",
+         "bearer token with the ingest or admin scope"},
+        {"lake", NULL, OPT_STR, &lake, "DIR|URL",
+         "or put it straight into this lake (a directory or s3://bucket/prefix)"},
         {"list", NULL, OPT_FLAG, &list, NULL, "list the snapshots the server (or --lake) has"},
         {"source", NULL, OPT_STR, &source, "ID", "with --list: only this source"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int i = cli_options_parse("snapshot", opts, argc, argv);
     if (i == -2) {
-        cli_options_help("Usage: events snapshot --db PATH --out FILE\n"
-                         "       events snapshot --db PATH --server URL [--token T]\n"
-                         "       events snapshot --db PATH --lake DIR|URL\n"
-                         "       events snapshot (--server URL | --lake DIR|URL) --list [--source ID]\n\n"
-                         "Copies a tracked database as of its last recorded transaction (SQLite's online\n"
-                         "backup), into a file or to the server, which keeps it in the lake for\n"
-                         "`events restore --lake`.",
-                         opts);
+        cli_options_help(
+            "Usage: events snapshot --db PATH --out FILE\n"
+            "       events snapshot --db PATH --server URL [--token T]\n"
+            "       events snapshot --db PATH --lake DIR|URL\n"
+            "       events snapshot (--server URL | --lake DIR|URL) --list [--source ID]\n\n"
+            "Copies a tracked database as of its last recorded transaction (SQLite's online\n"
+            "backup), into a file or to the server, which keeps it in the lake for\n"
+            "`events restore --lake`.",
+            opts);
         return 0;
     }
     if (i < 0) return 2;
@@ -194,7 +206,8 @@ int cmd_snapshot(int argc, char **argv)
     if (lake && !*lake) lake = NULL;
     if (list) {
         if (!base[0] == !lake) {
-            fprintf(stderr, "events snapshot: --list needs one of --server URL and --lake DIR|URL\n");
+            fprintf(stderr,
+                    "events snapshot: --list needs one of --server URL and --lake DIR|URL\n");
             return 2;
         }
         if (base[0]) return list_snapshots(base, token, source);
@@ -205,13 +218,15 @@ int cmd_snapshot(int argc, char **argv)
         buf answer = BUF_INIT;
         unsigned status = snap_list(st, source, &answer);
         int r = status == 200 ? print_snapshots(answer.p, answer.len) : 1;
-        if (status != 200) fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
+        if (status != 200)
+            fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
         buf_free(&answer);
         store_close(st);
         return r;
     }
     if (!db_path || (!!out + !!base[0] + !!lake) != 1) {
-        fprintf(stderr, "events snapshot: give --db PATH and one of --out FILE, --server URL and --lake DIR|URL\n");
+        fprintf(stderr, "events snapshot: give --db PATH and one of --out FILE, --server URL and "
+                        "--lake DIR|URL\n");
         return 2;
     }
     struct stat sb;
@@ -234,7 +249,8 @@ int cmd_snapshot(int argc, char **argv)
     } else if (!rc) {
         char tmp[4200];
         const char *td = getenv("TMPDIR");
-        snprintf(tmp, sizeof tmp, "%s/events-snapshot-%d.db", td && *td ? td : "/tmp", (int)getpid());
+        snprintf(tmp, sizeof tmp, "%s/events-snapshot-%d.db", td && *td ? td : "/tmp",
+                 (int)getpid());
         unlink(tmp);
         uint64_t b;
         rc = snapshot_take(db, tmp, &b);
@@ -250,10 +266,11 @@ int cmd_snapshot(int argc, char **argv)
                     return 1;
                 }
             } else {
-                rc = snapshot_upload(tmp, base, token ? auth : NULL, tracker_source(tracker_of(db)), bm);
+                rc = snapshot_upload(tmp, base, token ? auth : NULL, tracker_source(tracker_of(db)),
+                                     bm);
                 if (!rc)
-                    fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n", tracker_source(tracker_of(db)), bm,
-                            base);
+                    fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n",
+                            tracker_source(tracker_of(db)), bm, base);
             }
         }
         unlink(tmp);
@@ -301,14 +318,17 @@ static int restore_local(const char *path, const char *bookmark, int dry_run)
     if (rc) {
         fprintf(stderr, "events restore: %s\n", events_errmsg());
     } else if (dry_run) {
-        printf("would restore %s from bookmark %s to %s: undo %llu transactions (%llu rows inserted, %llu "
+        printf("would restore %s from bookmark %s to %s: undo %llu transactions (%llu rows "
+               "inserted, %llu "
                "updated, %llu deleted)\n",
-               path, before, bookmark, (unsigned long long)r.transactions, (unsigned long long)r.inserted,
-               (unsigned long long)r.updated, (unsigned long long)r.deleted);
+               path, before, bookmark, (unsigned long long)r.transactions,
+               (unsigned long long)r.inserted, (unsigned long long)r.updated,
+               (unsigned long long)r.deleted);
     } else if (!r.bookmark[0]) {
         printf("%s is at bookmark %s already\n", path, bookmark);
     } else {
-        printf("restored %s to bookmark %s: undid %llu transactions (%llu rows inserted, %llu updated, %llu "
+        printf("restored %s to bookmark %s: undid %llu transactions (%llu rows inserted, %llu "
+               "updated, %llu "
                "deleted); the restore is bookmark %s\n",
                path, bookmark, (unsigned long long)r.transactions, (unsigned long long)r.inserted,
                (unsigned long long)r.updated, (unsigned long long)r.deleted, r.bookmark);
@@ -338,14 +358,16 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
     }
     if (cli_lake_open("restore", lake, cache_dir, cache_max, &st, &cache)) return 2;
     query_config qcfg = {.store = st, .cache = cache};
-    if (query_engine_open(&qcfg, &qe, err, sizeof err) || !(qc = query_conn_new(qe, err, sizeof err))) {
+    if (query_engine_open(&qcfg, &qe, err, sizeof err) ||
+        !(qc = query_conn_new(qe, err, sizeof err))) {
         fprintf(stderr, "events restore: %s\n", err);
         goto out;
     }
     uint64_t target;
     if (bookmark) {
         if (bookmark_parse(bookmark, &target)) {
-            fprintf(stderr, "events restore: \"%s\" is not a bookmark (16 lowercase hex digits)\n", bookmark);
+            fprintf(stderr, "events restore: \"%s\" is not a bookmark (16 lowercase hex digits)\n",
+                    bookmark);
             rc = 2;
             goto out;
         }
@@ -353,9 +375,11 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
         int64_t ms;
         char *end;
         long long n = strtoll(at, &end, 10);
-        if (*at && !*end) ms = n;
+        if (*at && !*end)
+            ms = n;
         else if (evtime_parse(at, strlen(at), &ms)) {
-            fprintf(stderr, "events restore: --time \"%s\" is not RFC 3339 or epoch milliseconds\n", at);
+            fprintf(stderr, "events restore: --time \"%s\" is not RFC 3339 or epoch milliseconds\n",
+                    at);
             rc = 2;
             goto out;
         }
@@ -364,7 +388,8 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
             goto out;
         }
         if (!target) {
-            fprintf(stderr, "events restore: the lake has no transaction of %s at or before %s\n", source, at);
+            fprintf(stderr, "events restore: the lake has no transaction of %s at or before %s\n",
+                    source, at);
             goto out;
         }
     }
@@ -379,7 +404,8 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
     char tb[17];
     bookmark_format(target, tb);
     if (!found) {
-        fprintf(stderr, "events restore: the lake has no snapshot of %s at or before %s", source, tb);
+        fprintf(stderr, "events restore: the lake has no snapshot of %s at or before %s", source,
+                tb);
         if (nsnaps) {
             char f[17];
             bookmark_format(snaps[0], f);
@@ -396,18 +422,20 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
     }
     pitr_report r;
     int tty = isatty(2);
-    if (pitr_apply(st, source, snap, &ch, target, out, force, dry_run, progress, &tty, &r, err, sizeof err)) {
+    if (pitr_apply(st, source, snap, &ch, target, out, force, dry_run, progress, &tty, &r, err,
+                   sizeof err)) {
         if (tty) fputs("\r\033[K", stderr);
         fprintf(stderr, "events restore: %s\n", err);
         goto out;
     }
     char sb16[17];
     bookmark_format(snap, sb16);
-    printf("%s %s: snapshot %s of %s, then %llu transactions (%llu rows inserted, %llu updated, %llu deleted), "
+    printf("%s %s: snapshot %s of %s, then %llu transactions (%llu rows inserted, %llu updated, "
+           "%llu deleted), "
            "at bookmark %s\n",
            dry_run ? "would write" : "wrote", dry_run ? (out ? out : "nothing") : out, sb16, source,
-           (unsigned long long)r.transactions, (unsigned long long)r.inserted, (unsigned long long)r.updated,
-           (unsigned long long)r.deleted, tb);
+           (unsigned long long)r.transactions, (unsigned long long)r.inserted,
+           (unsigned long long)r.updated, (unsigned long long)r.deleted, tb);
     rc = 0;
 out:
     pitr_changes_free(&ch);
@@ -428,10 +456,13 @@ int cmd_restore(int argc, char **argv)
     const cli_option opts[] = {
         {"db", NULL, OPT_STR, &db, "PATH", "restore this tracked database in place"},
         {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR|URL",
-         "or rebuild from this lake alone (with --source, --out): a directory or s3://bucket/prefix"},
+         "or rebuild from this lake alone (with --source, --out): a directory or "
+         "s3://bucket/prefix"},
         {"source", NULL, OPT_STR, &source, "ID", "the database's source name in the lake"},
-        {"bookmark", NULL, OPT_STR, &bookmark, "B", "the state right after transaction B (16 hex digits)"},
-        {"time", NULL, OPT_STR, &at, "T", "with --lake: the state as of time T (RFC 3339 or epoch ms)"},
+        {"bookmark", NULL, OPT_STR, &bookmark, "B",
+         "the state right after transaction B (16 hex digits)"},
+        {"time", NULL, OPT_STR, &at, "T",
+         "with --lake: the state as of time T (RFC 3339 or epoch ms)"},
         {"out", NULL, OPT_STR, &out, "FILE", "with --lake: the file to write"},
         {"force", NULL, OPT_FLAG, &force, NULL, "replace --out if it exists"},
         {"dry-run", NULL, OPT_FLAG, &dry_run, NULL, "say what would change, change nothing"},
@@ -440,13 +471,14 @@ int cmd_restore(int argc, char **argv)
     };
     int i = cli_options_parse("restore", opts, argc, argv);
     if (i == -2) {
-        cli_options_help("Usage: events restore --db PATH --bookmark B [--dry-run]\n"
-                         "       events restore --lake DIR --source ID (--bookmark B | --time T) --out FILE "
-                         "[--force] [--dry-run]\n\n"
-                         "Brings a database back to its state at a bookmark: in place, from the change log\n"
-                         "it keeps, or as a new file from the lake alone (the newest snapshot at or before\n"
-                         "the bookmark, then the sqlite.changeset events after it).",
-                         opts);
+        cli_options_help(
+            "Usage: events restore --db PATH --bookmark B [--dry-run]\n"
+            "       events restore --lake DIR --source ID (--bookmark B | --time T) --out FILE "
+            "[--force] [--dry-run]\n\n"
+            "Brings a database back to its state at a bookmark: in place, from the change log\n"
+            "it keeps, or as a new file from the lake alone (the newest snapshot at or before\n"
+            "the bookmark, then the sqlite.changeset events after it).",
+            opts);
         return 0;
     }
     if (i < 0) return 2;
@@ -456,14 +488,17 @@ int cmd_restore(int argc, char **argv)
     }
     if (db) {
         if (!bookmark || at || out || source) {
-            fprintf(stderr, "events restore: with --db, give --bookmark B (and --dry-run at most)\n");
+            fprintf(stderr,
+                    "events restore: with --db, give --bookmark B (and --dry-run at most)\n");
             return 2;
         }
         return restore_local(db, bookmark, dry_run);
     }
     if (!lake || !source || (!bookmark == !at) || (!out && !dry_run)) {
-        fprintf(stderr, "events restore: give --db PATH --bookmark B, or --lake DIR --source ID with one of "
-                        "--bookmark and --time, and --out FILE\n");
+        fprintf(
+            stderr,
+            "events restore: give --db PATH --bookmark B, or --lake DIR --source ID with one of "
+            "--bookmark and --time, and --out FILE\n");
         return 2;
     }
     return restore_lake(lake, cache_dir, cache_max, source, bookmark, at, out, force, dry_run);

@@ -41,8 +41,8 @@ int cmd_serve(int argc, char **argv)
          "run compaction this often; 0: never (default 5m)"},
         {"compact-after", "EVENTS_COMPACT_AFTER", OPT_DURATION, &c.compact_after_ms, "DURATION",
          "compact an hour this long after it ends (default 10m)"},
-        {"compact-retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &c.compact_retain_ms,
-         "DURATION", "keep compacted-away files this long for running queries (default 10m)"},
+        {"compact-retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &c.compact_retain_ms, "DURATION",
+         "keep compacted-away files this long for running queries (default 10m)"},
         {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH",
          "bearer tokens: NAME TOKEN SCOPES per line"},
         {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE",
@@ -165,7 +165,9 @@ int cmd_serve(int argc, char **argv)
         return 2;
     }
     if (tail_buffer < 4096 || c.tail_heartbeat_ms < 100) {
-        fprintf(stderr, "events serve: --tail-buffer must be at least 4KiB, --tail-heartbeat at least 100ms\n");
+        fprintf(
+            stderr,
+            "events serve: --tail-buffer must be at least 4KiB, --tail-heartbeat at least 100ms\n");
         return 2;
     }
     if (tail_clients < 1 || tail_clients > 100000) {

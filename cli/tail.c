@@ -139,7 +139,8 @@ int cmd_tail(int argc, char **argv)
 {
     const char *server = "http://127.0.0.1:8080", *token = NULL, *format = NULL;
     const cli_option opts[] = {
-        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL", "the server (default http://127.0.0.1:8080)"},
+        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL",
+         "the server (default http://127.0.0.1:8080)"},
         {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the query scope"},
         {"format", NULL, OPT_STR, &format, "FORMAT",
          "pretty or ndjson (default: pretty on a terminal, else ndjson)"},
@@ -198,11 +199,12 @@ int cmd_tail(int argc, char **argv)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     int out = 0;
     if (rc != CURLE_OK) {
-        fprintf(stderr, "events tail: %s: %s\n", buf_cstr(&url), err[0] ? err : curl_easy_strerror(rc));
+        fprintf(stderr, "events tail: %s: %s\n", buf_cstr(&url),
+                err[0] ? err : curl_easy_strerror(rc));
         out = 1;
     } else if (status != 200) {
-        fprintf(stderr, "events tail: %s answered %ld: %.*s\n", buf_cstr(&url), status, (int)t.line.len,
-                t.line.p ? t.line.p : "");
+        fprintf(stderr, "events tail: %s answered %ld: %.*s\n", buf_cstr(&url), status,
+                (int)t.line.len, t.line.p ? t.line.p : "");
         out = 1;
     } else if (t.ended) {
         fprintf(stderr, "events tail: %s\n", t.why);

@@ -252,11 +252,12 @@ EVENTS_API void events_emitter_stats(events_emitter *em, events_stats *out);
  * collection and emitter on it) before sqlite3_close.
  */
 
-#define EVENTS_BOOKMARK_LEN 16 /* a bookmark: 16 lowercase hex digits, string order = change order */
+#define EVENTS_BOOKMARK_LEN                                                                        \
+    16 /* a bookmark: 16 lowercase hex digits, string order = change order */
 
 typedef struct events_track_config {
-    const char *source;    /* names the database in the lake: [0-9A-Za-z_.-], at most 32; default: the one
-                              it had, else a generated one (kept in _events_meta) */
+    const char *source; /* names the database in the lake: [0-9A-Za-z_.-], at most 32; default: the
+                           one it had, else a generated one (kept in _events_meta) */
     int prune_on_snapshot; /* after a snapshot, drop the delivered change log up to it */
 } events_track_config;
 
@@ -286,9 +287,10 @@ EVENTS_API int events_tx_rollback(sqlite3 *db);
 EVENTS_API int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1]);
 
 typedef struct events_restore_report {
-    uint64_t transactions;                  /* recorded transactions undone */
-    uint64_t inserted, updated, deleted;    /* rows the restore wrote, all tables */
-    char bookmark[EVENTS_BOOKMARK_LEN + 1]; /* the restore's own bookmark ("" for a dry run or no change) */
+    uint64_t transactions;               /* recorded transactions undone */
+    uint64_t inserted, updated, deleted; /* rows the restore wrote, all tables */
+    char bookmark[EVENTS_BOOKMARK_LEN +
+                  1]; /* the restore's own bookmark ("" for a dry run or no change) */
 } events_restore_report;
 
 /*
@@ -300,7 +302,8 @@ typedef struct events_restore_report {
  * log, across a schema change, inside a transaction, or a row that changed
  * outside libevents' record), EVENTS_EDB.
  */
-EVENTS_API int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restore_report *report);
+EVENTS_API int events_restore(sqlite3 *db, const char *bookmark, int dry_run,
+                              events_restore_report *report);
 
 /*
  * Writes a consistent copy of the database (SQLite's online backup) to path,
@@ -309,7 +312,8 @@ EVENTS_API int events_restore(sqlite3 *db, const char *bookmark, int dry_run, ev
  * _events_meta and the collection registry; the change log and the outbox
  * are left out.
  */
-EVENTS_API int events_snapshot_file(sqlite3 *db, const char *path, char bookmark[EVENTS_BOOKMARK_LEN + 1]);
+EVENTS_API int events_snapshot_file(sqlite3 *db, const char *path,
+                                    char bookmark[EVENTS_BOOKMARK_LEN + 1]);
 
 /*
  * Takes a snapshot of the emitter's tracked database and uploads it to the
@@ -318,7 +322,8 @@ EVENTS_API int events_snapshot_file(sqlite3 *db, const char *path, char bookmark
  */
 EVENTS_API int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1]);
 
-/* Drops the change log up to and including bookmark, keeping what the outbox has not delivered yet. */
+/* Drops the change log up to and including bookmark, keeping what the outbox has not delivered yet.
+ */
 EVENTS_API int events_changes_prune(sqlite3 *db, const char *bookmark);
 
 /* ---- Collections ------------------------------------------------------------
@@ -349,9 +354,10 @@ typedef struct events_collection_config {
  * database without an emitter (its events wait in the outbox until an emitter
  * opens on it). Tracks the connection if it is not yet. cfg may be NULL.
  */
-EVENTS_API int events_collection_open(events_emitter *em, const char *name, const events_collection_config *cfg,
-                                      events_collection **out);
-EVENTS_API int events_collection_open_db(sqlite3 *db, const char *name, const events_collection_config *cfg,
+EVENTS_API int events_collection_open(events_emitter *em, const char *name,
+                                      const events_collection_config *cfg, events_collection **out);
+EVENTS_API int events_collection_open_db(sqlite3 *db, const char *name,
+                                         const events_collection_config *cfg,
                                          events_collection **out);
 EVENTS_API void events_collection_close(events_collection *c);
 
@@ -369,14 +375,15 @@ EVENTS_API int events_collection_count(events_collection *c, uint64_t *count);
  * nonzero to stop. To page, pass the last id seen as the next `after`.
  */
 typedef int (*events_doc_fn)(void *ud, const char *id, const char *json);
-EVENTS_API int events_collection_list(events_collection *c, const char *after, size_t limit, events_doc_fn fn,
-                                      void *ud);
+EVENTS_API int events_collection_list(events_collection *c, const char *after, size_t limit,
+                                      events_doc_fn fn, void *ud);
 /* Deletes every document, as one recorded transaction. */
 EVENTS_API int events_collection_clear(events_collection *c);
 /* Puts or deletes n documents in one recorded transaction: all or none. */
 EVENTS_API int events_collection_put_many(events_collection *c, size_t n, const char *const *ids,
                                           const char *const *jsons);
-EVENTS_API int events_collection_delete_many(events_collection *c, size_t n, const char *const *ids);
+EVENTS_API int events_collection_delete_many(events_collection *c, size_t n,
+                                             const char *const *ids);
 
 /* Frees memory libevents returned. */
 EVENTS_API void events_free(void *p);

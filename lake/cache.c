@@ -59,10 +59,14 @@ static ent **slot(lake_cache *c, const char *key)
 
 static void lru_unlink(lake_cache *c, ent *e)
 {
-    if (e->prev) e->prev->next = e->next;
-    else c->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else c->tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
     e->prev = e->next = NULL;
 }
 
@@ -148,7 +152,8 @@ static int on_file(const char *path, const struct stat *sb, int type, struct FTW
     }
     size_t dl = strlen(opening->dir);
     if (strncmp(path, opening->dir, dl) || path[dl] != '/') return 0;
-    if (path[dl + 1] == '.' || !store_key_valid(path + dl + 1)) return 0; /* .compact/ and the like */
+    if (path[dl + 1] == '.' || !store_key_valid(path + dl + 1))
+        return 0; /* .compact/ and the like */
     if (nfound == capfound) {
         size_t nc = capfound ? capfound * 2 : 256;
         ent **nf = realloc(found, nc * sizeof *nf);
@@ -406,7 +411,13 @@ int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, 
     }
     pthread_mutex_unlock(&c->mu);
 
-    job j = {.c = c, .s = s, .items = items, .ents = ents, .mine = mine, .n = n, .err = err,
+    job j = {.c = c,
+             .s = s,
+             .items = items,
+             .ents = ents,
+             .mine = mine,
+             .n = n,
+             .err = err,
              .errlen = errlen};
     pthread_mutex_init(&j.mu, NULL);
     if (!rc && todo) {

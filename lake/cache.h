@@ -24,7 +24,8 @@
 typedef struct lake_cache lake_cache;
 
 /* Opens (creating it) the cache in dir, bounded by max_bytes (0: 1 GiB). */
-int lake_cache_open(const char *dir, uint64_t max_bytes, lake_cache **out, char *err, size_t errlen);
+int lake_cache_open(const char *dir, uint64_t max_bytes, lake_cache **out, char *err,
+                    size_t errlen);
 void lake_cache_close(lake_cache *c); /* NULL is ignored */
 
 /* The cache's directory, absolute, without a trailing slash. */

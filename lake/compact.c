@@ -184,7 +184,8 @@ static int duck_open(run *r)
     int rc = duckdb_open_ext(NULL, &r->db, dc, &open_err);
     duckdb_destroy_config(&dc);
     if (rc == DuckDBError) {
-        snprintf(r->err, r->errlen, "compaction: cannot open DuckDB: %s", open_err ? open_err : "?");
+        snprintf(r->err, r->errlen, "compaction: cannot open DuckDB: %s",
+                 open_err ? open_err : "?");
         duckdb_free(open_err);
         return -1;
     }
@@ -330,10 +331,10 @@ static int compact_one(run *r, lake_partition *p)
     uint64_t seq = p->has_manifest ? p->m.seq + 1 : 1;
     char created[EVTIME_LEN + 1];
     evtime_format(now, created);
-    json_t *doc = json_pack("{s:i, s:I, s:o, s:o, s:I, s:I, s:s, s:s}", "version", 1, "seq",
-                            (json_int_t)seq, "parquet", names, "replaced", replaced, "rows",
-                            (json_int_t)rows, "createdAt", (json_int_t)now, "created", created,
-                            "compactor", r->lease.owner);
+    json_t *doc =
+        json_pack("{s:i, s:I, s:o, s:o, s:I, s:I, s:s, s:s}", "version", 1, "seq", (json_int_t)seq,
+                  "parquet", names, "replaced", replaced, "rows", (json_int_t)rows, "createdAt",
+                  (json_int_t)now, "created", created, "compactor", r->lease.owner);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     lake_manifest_key(p->hour, seq, mkey);
@@ -363,7 +364,8 @@ static int compact_one(run *r, lake_partition *p)
     r->st->bytes_out += size;
     rc = 0;
 done:
-    if (!root) lake_cache_unpin(cfg->cache, in, nin);
+    if (!root)
+        lake_cache_unpin(cfg->cache, in, nin);
     else
         for (size_t i = 0; i < nin; i++) free(in[i].path);
     free(in);

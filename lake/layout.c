@@ -141,7 +141,8 @@ int lake_parse_manifest_key(const char *key, int64_t *hour, uint64_t *seq)
 
 void lake_lease_key(const char *name, uint64_t seq, char out[LAKE_KEY_MAX])
 {
-    snprintf(out, LAKE_KEY_MAX, LAKE_LEASES_PREFIX "%s/%010llu.json", name, (unsigned long long)seq);
+    snprintf(out, LAKE_KEY_MAX, LAKE_LEASES_PREFIX "%s/%010llu.json", name,
+             (unsigned long long)seq);
 }
 
 int lake_parse_lease_key(const char *key, const char *name, uint64_t *seq)
@@ -157,13 +158,14 @@ int lake_source_valid(const char *s)
     size_t n = strlen(s);
     if (!n || n > 32 || !strcmp(s, ".") || !strcmp(s, "..")) return 0;
     for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              s[i] == '_' || s[i] == '.' || s[i] == '-'))
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
             return 0;
     return 1;
 }
 
-void lake_snapshot_key(const char *source, const char *bookmark, const char *ext, char out[LAKE_KEY_MAX])
+void lake_snapshot_key(const char *source, const char *bookmark, const char *ext,
+                       char out[LAKE_KEY_MAX])
 {
     snprintf(out, LAKE_KEY_MAX, LAKE_SNAPSHOTS_PREFIX "%s/%s.%s", source, bookmark, ext);
 }

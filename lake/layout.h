@@ -18,9 +18,9 @@
 
 #include <stdint.h>
 
-#define LAKE_KEY_MAX       512
-#define LAKE_UUID_LEN      36
-#define LAKE_EVENTS_PREFIX "events/"
+#define LAKE_KEY_MAX          512
+#define LAKE_UUID_LEN         36
+#define LAKE_EVENTS_PREFIX    "events/"
 #define LAKE_SNAPSHOTS_PREFIX "snapshots/"
 
 /* The partition (hours since the epoch) of a time in ms. */
@@ -71,7 +71,8 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext);
 int lake_source_valid(const char *s);
 
 /* "snapshots/{source}/{bookmark}.{ext}" (ext "db" or "json"). */
-void lake_snapshot_key(const char *source, const char *bookmark, const char *ext, char out[LAKE_KEY_MAX]);
+void lake_snapshot_key(const char *source, const char *bookmark, const char *ext,
+                       char out[LAKE_KEY_MAX]);
 
 /*
  * Parses "snapshots/{source}/{bookmark}.{ext}". Returns 0 and fills source,

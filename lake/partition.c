@@ -172,9 +172,12 @@ static int flush(lister *l)
     }
     for (size_t i = 0; i < p->n; i++) {
         lake_part_file *f = &p->f[i];
-        if (!p->has_manifest) f->live = !f->parquet;
-        else if (f->parquet) f->live = names_parquet(&p->m, f->name);
-        else f->live = lake_manifest_replaced_at(&p->m, f->name) < 0;
+        if (!p->has_manifest)
+            f->live = !f->parquet;
+        else if (f->parquet)
+            f->live = names_parquet(&p->m, f->name);
+        else
+            f->live = lake_manifest_replaced_at(&p->m, f->name) < 0;
     }
     if (p->has_manifest) {
         /* a named parquet file that is not there: the lake lost data */
@@ -237,9 +240,12 @@ static int on_entry(const store_entry *e, void *ud)
     uint64_t seq;
     const char *ext;
     int is_manifest = 0, parquet = 0;
-    if (!lake_parse_manifest_key(e->key, &hour, &seq)) is_manifest = 1;
-    else if (!lake_parse_event_key(e->key, &hour, &ext)) parquet = !strcmp(ext, "parquet");
-    else return 0; /* not ours */
+    if (!lake_parse_manifest_key(e->key, &hour, &seq))
+        is_manifest = 1;
+    else if (!lake_parse_event_key(e->key, &hour, &ext))
+        parquet = !strcmp(ext, "parquet");
+    else
+        return 0; /* not ours */
     if (l->open && hour != p->hour) {
         int r = flush(l);
         reset(p);

@@ -48,7 +48,7 @@ typedef struct lake_partition {
     int64_t hour;
     lake_part_file *f;
     size_t n, cap;
-    uint64_t nmanifests; /* manifests listed (the latest is in m) */
+    uint64_t nmanifests;  /* manifests listed (the latest is in m) */
     char **old_manifests; /* keys of the manifests before the latest */
     size_t nold;
     int has_manifest;

@@ -1,7 +1,7 @@
 /*
  * pitr.c - see pitr.h.
  */
-#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "pitr.h"
 #include "cdc.h"
@@ -27,7 +27,8 @@ void pitr_changes_free(pitr_changes *c)
     memset(c, 0, sizeof *c);
 }
 
-static int run(query_conn *qc, const char *sql, json_t *params, buf *answer, char *err, size_t errlen)
+static int run(query_conn *qc, const char *sql, json_t *params, buf *answer, char *err,
+               size_t errlen)
 {
     query_request rq = {sql, params, QUERY_NDJSON, UINT64_C(1) << 40, 3600 * 1000};
     query_outcome o;
@@ -41,8 +42,8 @@ static int run(query_conn *qc, const char *sql, json_t *params, buf *answer, cha
     return 0;
 }
 
-int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64_t upto, pitr_changes *out,
-                      char *err, size_t errlen)
+int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64_t upto,
+                      pitr_changes *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     char a[17], b[17];
@@ -50,13 +51,15 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
     bookmark_format(upto == UINT64_MAX ? UINT64_MAX : upto, b);
     json_t *params = json_pack("[sss]", source, a, b);
     buf ans = BUF_INIT;
-    int rc = run(qc,
-                 "SELECT DISTINCT event->>'bookmark' AS bookmark, CAST(event->>'part' AS BIGINT) AS part, "
-                 "CAST(event->>'parts' AS BIGINT) AS parts, event->>'schema' AS schema, epoch_ms(ts) AS ts_ms, "
-                 "event->>'changeset' AS changeset FROM events WHERE type = 'sqlite.changeset' AND "
-                 "(event->>'source') = $1 AND (event->>'bookmark') > $2 AND (event->>'bookmark') <= $3 "
-                 "ORDER BY bookmark, part",
-                 params, &ans, err, errlen);
+    int rc = run(
+        qc,
+        "SELECT DISTINCT event->>'bookmark' AS bookmark, CAST(event->>'part' AS BIGINT) AS part, "
+        "CAST(event->>'parts' AS BIGINT) AS parts, event->>'schema' AS schema, epoch_ms(ts) AS "
+        "ts_ms, "
+        "event->>'changeset' AS changeset FROM events WHERE type = 'sqlite.changeset' AND "
+        "(event->>'source') = $1 AND (event->>'bookmark') > $2 AND (event->>'bookmark') <= $3 "
+        "ORDER BY bookmark, part",
+        params, &ans, err, errlen);
     json_decref(params);
     if (rc) {
         buf_free(&ans);
@@ -82,12 +85,13 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
             rc = -1;
         } else if (pt == 0) { /* a new transaction: the previous one must be whole */
             if (out->n && part != parts) {
-                snprintf(err, errlen, "the lake has %lld of the %lld parts of transaction %016llx", part, parts,
-                         (unsigned long long)out->bookmark[out->n - 1]);
+                snprintf(err, errlen, "the lake has %lld of the %lld parts of transaction %016llx",
+                         part, parts, (unsigned long long)out->bookmark[out->n - 1]);
                 rc = -1;
             } else if (v != expect) {
                 snprintf(err, errlen,
-                         "the lake has no changes for transactions %016llx..%016llx of %s (not delivered yet?)",
+                         "the lake has no changes for transactions %016llx..%016llx of %s (not "
+                         "delivered yet?)",
                          (unsigned long long)expect, (unsigned long long)v - 1, source);
                 rc = -1;
             } else {
@@ -108,13 +112,14 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
                 expect = v + 1;
             }
         } else if (!out->n || out->bookmark[out->n - 1] != v || pt != part) {
-            snprintf(err, errlen, "transaction %016llx of %s lacks part %lld in the lake", (unsigned long long)v, source,
-                     part);
+            snprintf(err, errlen, "transaction %016llx of %s lacks part %lld in the lake",
+                     (unsigned long long)v, source, part);
             rc = -1;
         }
         if (!rc) {
             if (base64_decode(&out->changeset[out->n - 1], cs, strlen(cs))) {
-                snprintf(err, errlen, "transaction %016llx: the changeset is not base64", (unsigned long long)v);
+                snprintf(err, errlen, "transaction %016llx: the changeset is not base64",
+                         (unsigned long long)v);
                 rc = -1;
             }
             part++;
@@ -122,13 +127,15 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
         json_decref(row);
     }
     if (!rc && out->n && part != parts) {
-        snprintf(err, errlen, "the lake has %lld of the %lld parts of transaction %016llx", part, parts,
-                 (unsigned long long)out->bookmark[out->n - 1]);
+        snprintf(err, errlen, "the lake has %lld of the %lld parts of transaction %016llx", part,
+                 parts, (unsigned long long)out->bookmark[out->n - 1]);
         rc = -1;
     }
     if (!rc && upto != UINT64_MAX && expect != upto + 1) {
-        snprintf(err, errlen, "the lake has no changes for transactions %016llx..%016llx of %s (not delivered yet?)",
-                 (unsigned long long)expect, (unsigned long long)upto, source);
+        snprintf(
+            err, errlen,
+            "the lake has no changes for transactions %016llx..%016llx of %s (not delivered yet?)",
+            (unsigned long long)expect, (unsigned long long)upto, source);
         rc = -1;
     }
     buf_free(&ans);
@@ -136,15 +143,16 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
     return rc;
 }
 
-int pitr_bookmark_at(query_conn *qc, const char *source, int64_t at_ms, uint64_t *bookmark, char *err,
-                     size_t errlen)
+int pitr_bookmark_at(query_conn *qc, const char *source, int64_t at_ms, uint64_t *bookmark,
+                     char *err, size_t errlen)
 {
     char t[32];
     snprintf(t, sizeof t, "%lld", (long long)at_ms);
     json_t *params = json_pack("[ss]", source, t);
     buf ans = BUF_INIT;
     int rc = run(qc,
-                 "SELECT max(event->>'bookmark') AS bookmark FROM events WHERE type = 'sqlite.changeset' AND "
+                 "SELECT max(event->>'bookmark') AS bookmark FROM events WHERE type = "
+                 "'sqlite.changeset' AND "
                  "(event->>'source') = $1 AND epoch_ms(ts) <= CAST($2 AS BIGINT)",
                  params, &ans, err, errlen);
     json_decref(params);
@@ -174,8 +182,8 @@ static int one_snapshot(const store_entry *e, void *ud)
     char source[64], bm[17];
     const char *ext;
     uint64_t v;
-    if (lake_parse_snapshot_key(e->key, source, bm, &ext) || strcmp(ext, "db") || strcmp(source, s->source) ||
-        bookmark_parse(bm, &v))
+    if (lake_parse_snapshot_key(e->key, source, bm, &ext) || strcmp(ext, "db") ||
+        strcmp(source, s->source) || bookmark_parse(bm, &v))
         return 0;
     if (s->n == s->cap) {
         uint64_t *nv = realloc(s->v, (s->cap = s->cap ? s->cap * 2 : 16) * sizeof *nv);
@@ -192,7 +200,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int pitr_snapshots(store *st, const char *source, uint64_t **bookmarks, size_t *n, char *err, size_t errlen)
+int pitr_snapshots(store *st, const char *source, uint64_t **bookmarks, size_t *n, char *err,
+                   size_t errlen)
 {
     char prefix[LAKE_KEY_MAX];
     snprintf(prefix, sizeof prefix, LAKE_SNAPSHOTS_PREFIX "%s/", source);
@@ -210,7 +219,8 @@ int pitr_snapshots(store *st, const char *source, uint64_t **bookmarks, size_t *
 }
 
 /* Copies a snapshot out of the store into a new file, 8 MiB at a time. */
-static int fetch_snapshot(store *st, const char *source, uint64_t snap, const char *path, char *err, size_t errlen)
+static int fetch_snapshot(store *st, const char *source, uint64_t snap, const char *path, char *err,
+                          size_t errlen)
 {
     char key[LAKE_KEY_MAX], bm[17];
     bookmark_format(snap, bm);
@@ -255,9 +265,12 @@ static void count(const buf *cs, pitr_report *r)
         const char *tab;
         int ncol, op, ind;
         sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
-        if (op == SQLITE_INSERT) r->inserted++;
-        else if (op == SQLITE_UPDATE) r->updated++;
-        else r->deleted++;
+        if (op == SQLITE_INSERT)
+            r->inserted++;
+        else if (op == SQLITE_UPDATE)
+            r->updated++;
+        else
+            r->deleted++;
     }
     sqlite3changeset_finalize(it);
 }
@@ -293,26 +306,29 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
-int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes *changes, uint64_t upto,
-               const char *path, int force, int dry_run,
-               void (*progress)(void *ud, uint64_t done, uint64_t total), void *ud, pitr_report *rep,
-               char *err, size_t errlen)
+int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes *changes,
+               uint64_t upto, const char *path, int force, int dry_run,
+               void (*progress)(void *ud, uint64_t done, uint64_t total), void *ud,
+               pitr_report *rep, char *err, size_t errlen)
 {
     memset(rep, 0, sizeof *rep);
     rep->snapshot = snap;
     rep->bookmark = snap;
     size_t k = 0, first = 0;
     while (first < changes->n && changes->bookmark[first] <= snap) first++;
-    for (k = first; k < changes->n && changes->bookmark[k] <= upto; k++) count(&changes->changeset[k], rep);
+    for (k = first; k < changes->n && changes->bookmark[k] <= upto; k++)
+        count(&changes->changeset[k], rep);
     if (k > first) rep->bookmark = changes->bookmark[k - 1];
     rep->transactions = k - first;
     if (upto != snap && rep->bookmark != upto) {
-        snprintf(err, errlen, "the lake has no changes up to %016llx of %s", (unsigned long long)upto, source);
+        snprintf(err, errlen, "the lake has no changes up to %016llx of %s",
+                 (unsigned long long)upto, source);
         return -1;
     }
     if (dry_run) return 0;
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%08llx", path, (unsigned long long)(evrand_u64() & 0xffffffffu));
+    snprintf(tmp, sizeof tmp, "%s.tmp-%08llx", path,
+             (unsigned long long)(evrand_u64() & 0xffffffffu));
     if (fetch_snapshot(st, source, snap, tmp, err, errlen)) {
         unlink(tmp);
         return -1;
@@ -333,7 +349,8 @@ int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes 
     for (size_t i = first; i < k && !rc; i++)
         if (strcmp(changes->schema[i], schema)) {
             snprintf(err, errlen,
-                     "transaction %016llx was recorded under another schema than snapshot %016llx's: restore "
+                     "transaction %016llx was recorded under another schema than snapshot "
+                     "%016llx's: restore "
                      "from a snapshot taken after the schema changed",
                      (unsigned long long)changes->bookmark[i], (unsigned long long)snap);
             rc = -1;
@@ -345,10 +362,12 @@ int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes 
     }
     for (size_t i = first; i < k && !rc; i++) {
         conflict c = {""};
-        int a = sqlite3changeset_apply_v2(db, (int)changes->changeset[i].len, changes->changeset[i].p, NULL,
-                                          on_conflict, &c, NULL, NULL, SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
+        int a = sqlite3changeset_apply_v2(db, (int)changes->changeset[i].len,
+                                          changes->changeset[i].p, NULL, on_conflict, &c, NULL,
+                                          NULL, SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
         if (a != SQLITE_OK) {
-            snprintf(err, errlen, "transaction %016llx does not fit: %s", (unsigned long long)changes->bookmark[i],
+            snprintf(err, errlen, "transaction %016llx does not fit: %s",
+                     (unsigned long long)changes->bookmark[i],
                      c.what[0] ? c.what : sqlite3_errmsg(db));
             rc = -1;
         } else if (progress) {
@@ -357,9 +376,10 @@ int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes 
     }
     if (!rc) {
         char sql[200];
-        snprintf(sql, sizeof sql,
-                 "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('bookmark', %llu); COMMIT",
-                 (unsigned long long)rep->bookmark);
+        snprintf(
+            sql, sizeof sql,
+            "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('bookmark', %llu); COMMIT",
+            (unsigned long long)rep->bookmark);
         rc = exec(db, sql, err, errlen);
     }
     if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -368,8 +388,10 @@ out:
         snprintf(err, errlen, "cannot close %s", tmp);
         rc = -1;
     }
-    if (!rc && (force ? rename(tmp, path) : link(tmp, path))) { /* link: never over an existing file */
-        snprintf(err, errlen, "%s: %s%s", path, strerror(errno), errno == EEXIST ? " (--force replaces it)" : "");
+    if (!rc &&
+        (force ? rename(tmp, path) : link(tmp, path))) { /* link: never over an existing file */
+        snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
+                 errno == EEXIST ? " (--force replaces it)" : "");
         rc = -1;
     }
     unlink(tmp);

@@ -38,15 +38,16 @@ void pitr_changes_free(pitr_changes *c);
  * bookmarks in (after, upto]; upto UINT64_MAX: all. Checks that every
  * bookmark is there with all its parts. Returns 0, or -1 with err.
  */
-int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64_t upto, pitr_changes *out,
-                      char *err, size_t errlen);
+int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64_t upto,
+                      pitr_changes *out, char *err, size_t errlen);
 
 /* The bookmark of the last transaction recorded at or before at_ms; 0 if none. -1 on error. */
-int pitr_bookmark_at(query_conn *qc, const char *source, int64_t at_ms, uint64_t *bookmark, char *err,
-                     size_t errlen);
+int pitr_bookmark_at(query_conn *qc, const char *source, int64_t at_ms, uint64_t *bookmark,
+                     char *err, size_t errlen);
 
 /* The snapshots of a source in the store, oldest first (bookmarks). */
-int pitr_snapshots(store *st, const char *source, uint64_t **bookmarks, size_t *n, char *err, size_t errlen);
+int pitr_snapshots(store *st, const char *source, uint64_t **bookmarks, size_t *n, char *err,
+                   size_t errlen);
 
 typedef struct pitr_report {
     uint64_t snapshot;     /* the snapshot started from */
@@ -62,9 +63,9 @@ typedef struct pitr_report {
  * replaced (atomically, once the result is whole). dry_run: counts only,
  * writes nothing. Returns 0, or -1 with err.
  */
-int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes *changes, uint64_t upto,
-               const char *path, int force, int dry_run,
-               void (*progress)(void *ud, uint64_t done, uint64_t total), void *ud, pitr_report *rep,
-               char *err, size_t errlen);
+int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes *changes,
+               uint64_t upto, const char *path, int force, int dry_run,
+               void (*progress)(void *ud, uint64_t done, uint64_t total), void *ud,
+               pitr_report *rep, char *err, size_t errlen);
 
 #endif

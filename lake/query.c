@@ -29,7 +29,7 @@ struct query_engine {
     store *store;
     lake_writer *writer;
     lake_cache *cache;
-    char *root; /* the lake's directory, or NULL: an object store read through cache */
+    char *root;         /* the lake's directory, or NULL: an object store read through cache */
     pthread_mutex_t mu; /* conns */
     query_conn *conns;
     pthread_t watchdog;
@@ -594,7 +594,8 @@ static int list_lake(query_engine *e, live *l, char *err, size_t errlen)
     } else {
         rc = lake_partitions_list(e->store, LAKE_EVENTS_PREFIX, on_partition, l, err, errlen);
     }
-    if (rc == -2) snprintf(err, errlen, "out of memory");
+    if (rc == -2)
+        snprintf(err, errlen, "out of memory");
     else if (rc) {
         char m[1024];
         snprintf(m, sizeof m, "query: %s", err);
@@ -664,8 +665,10 @@ static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint
                 if (!(l->it[i].path = strdup(path))) rc = -1;
                 pa = path;
             }
-            if (l->parquet[i]) add_file(&pl, &np, pa);
-            else add_file(&jl, &nj, pa);
+            if (l->parquet[i])
+                add_file(&pl, &np, pa);
+            else
+                add_file(&jl, &nj, pa);
         }
         for (size_t i = 0; !rc && i < lake_spool_pins_count(*pins); i++) {
             int64_t hour;

@@ -52,7 +52,9 @@ int store_open(const char *url, store **out, char *err, size_t errlen)
     if (!strncmp(url, "file://", 7)) {
         path = url + 7;
     } else if (strstr(url, "://")) {
-        snprintf(err, errlen, "lake %s: unknown scheme (use a directory, file:///dir or s3://bucket/prefix)", url);
+        snprintf(err, errlen,
+                 "lake %s: unknown scheme (use a directory, file:///dir or s3://bucket/prefix)",
+                 url);
         return -1;
     }
     if (!*path) {

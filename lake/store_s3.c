@@ -66,8 +66,8 @@ typedef struct s3_store {
 
 static int unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-           c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 /* Percent-encodes s; '/' kept when keep_slash. */
@@ -96,7 +96,8 @@ static void object_name(const s3_store *s, const char *key, buf *out)
     buf_cstr(out);
 }
 
-/* URL of an object (key may be NULL: the bucket) with a query string (already sorted and encoded). */
+/* URL of an object (key may be NULL: the bucket) with a query string (already sorted and encoded).
+ */
 static void url_of(const s3_store *s, const char *object, const char *query, buf *out)
 {
     out->len = 0;
@@ -140,7 +141,8 @@ static int xml_get(const char *xml, size_t n, const char *tag, buf *out, const c
         static const struct {
             const char *ent;
             char c;
-        } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+        } ents[] = {
+            {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
         int done = 0;
         for (size_t k = 0; k < sizeof ents / sizeof *ents && !done; k++) {
             size_t l = strlen(ents[k].ent);
@@ -175,7 +177,7 @@ typedef struct response {
     char error[CURL_ERROR_SIZE];
     CURLcode cc;
     int attempts;
-    int to_file;   /* a 2xx answer's body goes to fd, not to body */
+    int to_file; /* a 2xx answer's body goes to fd, not to body */
     int fd;
     int streaming; /* this attempt's answer is a 2xx going to fd */
     uint64_t written;
@@ -266,7 +268,8 @@ static void handle_put(s3_store *s, CURL *c)
 static int retryable(const response *r)
 {
     if (r->cc != CURLE_OK) return r->cc != CURLE_ABORTED_BY_CALLBACK && r->cc != CURLE_READ_ERROR;
-    return r->status == 500 || r->status == 502 || r->status == 503 || r->status == 504 || r->status == 429;
+    return r->status == 500 || r->status == 502 || r->status == 503 || r->status == 504 ||
+           r->status == 429;
 }
 
 /*
@@ -294,7 +297,8 @@ static void request(s3_store *s, const char *method, const char *url, body *b, c
         r->written = 0;
         if (r->to_file && ftruncate(r->fd, 0)) {
             r->cc = CURLE_WRITE_ERROR;
-            snprintf(r->error, sizeof r->error, "cannot truncate the download: %s", strerror(errno));
+            snprintf(r->error, sizeof r->error, "cannot truncate the download: %s",
+                     strerror(errno));
             if (c) handle_put(s, c);
             return;
         }
@@ -337,16 +341,20 @@ static void request(s3_store *s, const char *method, const char *url, body *b, c
             curl_easy_setopt(c, CURLOPT_SEEKDATA, b);
             /* a stalled transfer is dropped; a slow one may take its time */
             curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-            curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(s->timeout_ms / 1000 ? s->timeout_ms / 1000 : 1));
+            curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+                             (long)(s->timeout_ms / 1000 ? s->timeout_ms / 1000 : 1));
         } else if (!strcmp(method, "GET")) {
             /* a download may be large (a compacted hour): dropped when it stalls, not when it
              * takes long */
             curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-            curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(s->timeout_ms / 1000 ? s->timeout_ms / 1000 : 1));
+            curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+                             (long)(s->timeout_ms / 1000 ? s->timeout_ms / 1000 : 1));
         } else {
             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
-            if (!strcmp(method, "HEAD")) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-            else if (!strcmp(method, "DELETE")) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
+            if (!strcmp(method, "HEAD"))
+                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+            else if (!strcmp(method, "DELETE"))
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
             else if (!strcmp(method, "POST")) {
                 curl_easy_setopt(c, CURLOPT_POST, 1L);
                 curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
@@ -363,8 +371,10 @@ static void request(s3_store *s, const char *method, const char *url, body *b, c
             snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(r->cc));
         }
         curl_slist_free_all(h);
-        if (r->cc == CURLE_OK) handle_put(s, c);
-        else curl_easy_cleanup(c); /* a broken connection is not reused */
+        if (r->cc == CURLE_OK)
+            handle_put(s, c);
+        else
+            curl_easy_cleanup(c); /* a broken connection is not reused */
         if (attempt >= s->retries || !retryable(r)) return;
         int64_t d = backoff / 2 + (int64_t)(evrand_u64() % (uint64_t)(backoff / 2 + 1));
         struct timespec ts = {(time_t)(d / 1000), (long)(d % 1000) * 1000000};
@@ -381,8 +391,9 @@ static int fail(s3_store *s, int code, const char *method, const char *object, c
     buf c = BUF_INIT, m = BUF_INIT;
     int has_c = r->body.p && xml_get(r->body.p, r->body.len, "Code", &c, NULL);
     int has_m = r->body.p && xml_get(r->body.p, r->body.len, "Message", &m, NULL);
-    int rc = store_fail(code, "s3 %s %s/%s: HTTP %ld%s%s%s%s", method, s->bucket, object, r->status, has_c ? " " : "",
-                        has_c ? c.p : "", has_m && m.len ? ": " : "", has_m && m.len ? m.p : "");
+    int rc = store_fail(code, "s3 %s %s/%s: HTTP %ld%s%s%s%s", method, s->bucket, object, r->status,
+                        has_c ? " " : "", has_c ? c.p : "", has_m && m.len ? ": " : "",
+                        has_m && m.len ? m.p : "");
     buf_free(&c);
     buf_free(&m);
     return rc;
@@ -412,8 +423,10 @@ static int sha_file(int fd, uint64_t off, uint64_t len, char out[65])
     for (uint64_t done = 0; !rc && done < len;) {
         size_t want = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
         ssize_t r = pread(fd, chunk, want, (off_t)(off + done));
-        if (r <= 0 || !EVP_DigestUpdate(h, chunk, (size_t)r)) rc = -1;
-        else done += (uint64_t)r;
+        if (r <= 0 || !EVP_DigestUpdate(h, chunk, (size_t)r))
+            rc = -1;
+        else
+            done += (uint64_t)r;
     }
     if (!rc && !EVP_DigestFinal_ex(h, d, &dl)) rc = -1;
     EVP_MD_CTX_free(h);
@@ -425,7 +438,8 @@ static int sha_file(int fd, uint64_t off, uint64_t len, char out[65])
 /* ---- the operations ------------------------------------------------------------------ */
 
 /* A single PUT of b. */
-static int put_one(s3_store *s, const char *object, body *b, const char *sha, int flags, const char *key)
+static int put_one(s3_store *s, const char *object, body *b, const char *sha, int flags,
+                   const char *key)
 {
     buf url = BUF_INIT;
     url_of(s, object, NULL, &url);
@@ -462,7 +476,8 @@ static int put_one(s3_store *s, const char *object, body *b, const char *sha, in
 /* A multipart upload of b (parts of part_size). */
 static int put_multipart(s3_store *s, const char *object, body *whole, int flags, const char *key)
 {
-    if (flags & STORE_IF_ABSENT) { /* no conditional completion everywhere: check first (racy, documented) */
+    if (flags & STORE_IF_ABSENT) { /* no conditional completion everywhere: check first (racy,
+                                      documented) */
         buf u = BUF_INIT;
         url_of(s, object, NULL, &u);
         response hr;
@@ -470,7 +485,8 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
         request(s, "HEAD", u.p, NULL, NULL, NULL, &hr);
         buf_free(&u);
         buf_free(&hr.body);
-        if (hr.cc == CURLE_OK && hr.status == 200) return store_fail(STORE_EEXIST, "store: %s exists", key);
+        if (hr.cc == CURLE_OK && hr.status == 200)
+            return store_fail(STORE_EEXIST, "store: %s exists", key);
     }
     buf url = BUF_INIT, xml = BUF_INIT, id = BUF_INIT, q = BUF_INIT;
     response r;
@@ -478,7 +494,8 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
     int rc = STORE_OK;
     url_of(s, object, "uploads=", &url);
     request(s, "POST", url.p, NULL, NULL, NULL, &r);
-    if (r.cc != CURLE_OK || r.status != 200 || !xml_get(r.body.p, r.body.len, "UploadId", &id, NULL)) {
+    if (r.cc != CURLE_OK || r.status != 200 ||
+        !xml_get(r.body.p, r.body.len, "UploadId", &id, NULL)) {
         rc = fail(s, STORE_EIO, "POST (create multipart upload)", object, &r);
         goto out;
     }
@@ -487,12 +504,14 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
     for (uint64_t i = 0; i < nparts && !rc; i++) {
         body part = {whole->mem ? whole->mem + whole->off + i * s->part_size : NULL, whole->fd,
                      whole->mem ? 0 : whole->off + i * s->part_size, 0, 0};
-        part.len = whole->len - i * s->part_size < s->part_size ? whole->len - i * s->part_size : s->part_size;
+        part.len = whole->len - i * s->part_size < s->part_size ? whole->len - i * s->part_size
+                                                                : s->part_size;
         char sha[65];
         if (part.mem)
             sha_hex(part.mem, (size_t)part.len, sha);
         else if (sha_file(part.fd, part.off, part.len, sha)) {
-            rc = store_fail(STORE_EIO, "store: cannot read the file for %s: %s", key, strerror(errno));
+            rc = store_fail(STORE_EIO, "store: cannot read the file for %s: %s", key,
+                            strerror(errno));
             break;
         }
         q.len = 0;
@@ -505,8 +524,8 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
             rc = fail(s, STORE_EIO, "PUT (part)", object, &r);
             break;
         }
-        buf_printf(&xml, "<Part><PartNumber>%llu</PartNumber><ETag>%s</ETag></Part>", (unsigned long long)i + 1,
-                   r.etag);
+        buf_printf(&xml, "<Part><PartNumber>%llu</PartNumber><ETag>%s</ETag></Part>",
+                   (unsigned long long)i + 1, r.etag);
     }
     q.len = 0;
     buf_puts(&q, "uploadId=");
@@ -521,7 +540,8 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
         request(s, "POST", url.p, &b, sha, NULL, &r);
         /* an error can come inside a 200 answer */
         buf code = BUF_INIT;
-        if (r.cc != CURLE_OK || r.status != 200 || (r.body.p && xml_get(r.body.p, r.body.len, "Code", &code, NULL)))
+        if (r.cc != CURLE_OK || r.status != 200 ||
+            (r.body.p && xml_get(r.body.p, r.body.len, "Code", &code, NULL)))
             rc = fail(s, STORE_EIO, "POST (complete multipart upload)", object, &r);
         buf_free(&code);
     }
@@ -578,8 +598,9 @@ static int s3_put_file(store *st, const char *key, const char *path, int flags)
         rc = put_multipart(s, object.p, &b, flags, key);
     } else {
         char sha[65];
-        rc = sha_file(fd, 0, b.len, sha) ? store_fail(STORE_EIO, "store: cannot read %s: %s", path, strerror(errno))
-                                         : put_one(s, object.p, &b, sha, flags, key);
+        rc = sha_file(fd, 0, b.len, sha)
+                 ? store_fail(STORE_EIO, "store: cannot read %s: %s", path, strerror(errno))
+                 : put_one(s, object.p, &b, sha, flags, key);
     }
     close(fd);
     buf_free(&object);
@@ -606,7 +627,8 @@ static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, buf *o
     request(s, "GET", url.p, NULL, NULL, extra, &r);
     int rc = STORE_OK;
     if (r.cc == CURLE_OK && (r.status == 200 || r.status == 206)) {
-        if (buf_append(out, r.body.p, r.body.len)) rc = store_fail(STORE_EIO, "store: out of memory reading %s", key);
+        if (buf_append(out, r.body.p, r.body.len))
+            rc = store_fail(STORE_EIO, "store: out of memory reading %s", key);
     } else if (r.cc == CURLE_OK && r.status == 416) {
         /* a range past the end: nothing */
     } else if (r.cc == CURLE_OK && r.status == 404) {
@@ -644,7 +666,8 @@ static int s3_get_file(store *st, const char *key, const char *path)
     } else {
         rc = fail(s, STORE_EIO, "GET", object.p, &r);
     }
-    if (close(fd) && !rc) rc = store_fail(STORE_EIO, "store: cannot write %s: %s", path, strerror(errno));
+    if (close(fd) && !rc)
+        rc = store_fail(STORE_EIO, "store: cannot write %s: %s", path, strerror(errno));
     if (rc) unlink(path);
     buf_free(&r.body);
     buf_free(&object);
@@ -702,8 +725,9 @@ static int s3_list(store *st, const char *prefix, store_list_fn fn, void *ud)
         url_of(s, NULL, q.p, &url);
         request(s, "GET", url.p, NULL, NULL, NULL, &r);
         if (r.cc != CURLE_OK || r.status != 200) {
-            rc = r.cc == CURLE_OK && r.status == 404 ? fail(s, STORE_ENOENT, "GET (list)", full.p, &r)
-                                                     : fail(s, STORE_EIO, "GET (list)", full.p, &r);
+            rc = r.cc == CURLE_OK && r.status == 404
+                     ? fail(s, STORE_ENOENT, "GET (list)", full.p, &r)
+                     : fail(s, STORE_EIO, "GET (list)", full.p, &r);
             break;
         }
         const char *p = r.body.p, *end = r.body.p + r.body.len;
@@ -711,9 +735,11 @@ static int s3_list(store *st, const char *prefix, store_list_fn fn, void *ud)
         while (!stop && p < end && xml_get(p, (size_t)(end - p), "Contents", &contents, &p)) {
             if (!xml_get(contents.p, contents.len, "Key", &k, NULL) || k.len < strip) continue;
             store_entry e = {k.p + strip, 0, 0};
-            if (xml_get(contents.p, contents.len, "Size", &v, NULL)) e.size = strtoull(v.p, NULL, 10);
+            if (xml_get(contents.p, contents.len, "Size", &v, NULL))
+                e.size = strtoull(v.p, NULL, 10);
             int64_t ms;
-            if (xml_get(contents.p, contents.len, "LastModified", &v, NULL) && !evtime_parse(v.p, v.len, &ms))
+            if (xml_get(contents.p, contents.len, "LastModified", &v, NULL) &&
+                !evtime_parse(v.p, v.len, &ms))
                 e.mtime_ms = ms;
             if (fn(&e, ud)) stop = 1;
         }
@@ -772,8 +798,8 @@ static void s3_close(store *st)
     free(s);
 }
 
-static const store_ops S3_OPS = {s3_put,  s3_put_file, s3_get,  s3_get_file,
-                                  s3_head, s3_list,     s3_del,  s3_root, s3_close};
+static const store_ops S3_OPS = {s3_put,  s3_put_file, s3_get,  s3_get_file, s3_head,
+                                 s3_list, s3_del,      s3_root, s3_close};
 
 static const char *env(const char *name);
 
@@ -816,7 +842,8 @@ int store_s3_open(const char *url, store **out, char *err, size_t errlen)
     }
     const char *access = env("AWS_ACCESS_KEY_ID"), *secret = env("AWS_SECRET_ACCESS_KEY");
     if (!access || !secret) {
-        snprintf(err, errlen, "lake %s: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required", url);
+        snprintf(err, errlen, "lake %s: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required",
+                 url);
         return -1;
     }
     s3_store *s = calloc(1, sizeof *s);
@@ -832,18 +859,21 @@ int store_s3_open(const char *url, store **out, char *err, size_t errlen)
     s->prefix = strdup(pre);
     size_t pl = strlen(s->prefix);
     while (pl && s->prefix[pl - 1] == '/') s->prefix[--pl] = 0;
-    s->region = strdup(env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
-                                                                                          : "us-east-1");
+    s->region = strdup(env("AWS_REGION")           ? env("AWS_REGION")
+                       : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
+                                                   : "us-east-1");
     s->access = strdup(access);
     s->secret = strdup(secret);
     s->token = env("AWS_SESSION_TOKEN") ? strdup(env("AWS_SESSION_TOKEN")) : NULL;
-    const char *ep = env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3") : env("AWS_ENDPOINT_URL");
+    const char *ep =
+        env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3") : env("AWS_ENDPOINT_URL");
     if (ep) {
         s->endpoint = strdup(ep);
         s->path_style = 1;
     } else {
         size_t n = strlen(s->region) + 40;
-        if ((s->endpoint = malloc(n))) snprintf(s->endpoint, n, "https://s3.%s.amazonaws.com", s->region);
+        if ((s->endpoint = malloc(n)))
+            snprintf(s->endpoint, n, "https://s3.%s.amazonaws.com", s->region);
         s->path_style = 0;
     }
     if (env("EVENTS_S3_PATH_STYLE")) s->path_style = strcmp(env("EVENTS_S3_PATH_STYLE"), "0") != 0;
@@ -854,13 +884,16 @@ int store_s3_open(const char *url, store **out, char *err, size_t errlen)
     long long mp, ps, re, lp, to;
     const char *bad = env_num("EVENTS_S3_MULTIPART_ABOVE", 32ll << 20, 1, 1ll << 40, &mp)
                           ? "EVENTS_S3_MULTIPART_ABOVE"
-                      : env_num("EVENTS_S3_PART_SIZE", 8ll << 20, 5ll << 20, 5ll << 30, &ps) ? "EVENTS_S3_PART_SIZE"
-                      : env_num("EVENTS_S3_RETRIES", 4, 0, 100, &re)                          ? "EVENTS_S3_RETRIES"
-                      : env_num("EVENTS_S3_LIST_PAGE", 0, 0, 1000, &lp)                       ? "EVENTS_S3_LIST_PAGE"
-                      : env_num("EVENTS_S3_TIMEOUT_MS", 30000, 100, 3600000, &to)             ? "EVENTS_S3_TIMEOUT_MS"
-                                                                                                 : NULL;
+                      : env_num("EVENTS_S3_PART_SIZE", 8ll << 20, 5ll << 20, 5ll << 30, &ps)
+                          ? "EVENTS_S3_PART_SIZE"
+                      : env_num("EVENTS_S3_RETRIES", 4, 0, 100, &re)    ? "EVENTS_S3_RETRIES"
+                      : env_num("EVENTS_S3_LIST_PAGE", 0, 0, 1000, &lp) ? "EVENTS_S3_LIST_PAGE"
+                      : env_num("EVENTS_S3_TIMEOUT_MS", 30000, 100, 3600000, &to)
+                          ? "EVENTS_S3_TIMEOUT_MS"
+                          : NULL;
     if (bad) {
-        snprintf(err, errlen, "lake %s: %s must be a whole number in range (%s given); see docs/s3.md", url, bad,
+        snprintf(err, errlen,
+                 "lake %s: %s must be a whole number in range (%s given); see docs/s3.md", url, bad,
                  env(bad));
         s3_close(&s->base);
         return -1;
@@ -871,10 +904,13 @@ int store_s3_open(const char *url, store **out, char *err, size_t errlen)
     s->list_page = (int)lp;
     s->timeout_ms = (long)to;
     size_t n = strlen(s->bucket) + strlen(s->prefix) + 8;
-    if ((s->base.url = malloc(n))) snprintf(s->base.url, n, "s3://%s%s%s", s->bucket, *s->prefix ? "/" : "", s->prefix);
-    if (!s->bucket || !s->prefix || !s->region || !s->access || !s->secret || !s->endpoint || !s->base.url ||
+    if ((s->base.url = malloc(n)))
+        snprintf(s->base.url, n, "s3://%s%s%s", s->bucket, *s->prefix ? "/" : "", s->prefix);
+    if (!s->bucket || !s->prefix || !s->region || !s->access || !s->secret || !s->endpoint ||
+        !s->base.url ||
         (strncmp(s->endpoint, "http://", 7) && strncmp(s->endpoint, "https://", 8))) {
-        snprintf(err, errlen, "lake %s: bad endpoint %s (AWS_ENDPOINT_URL: http://host:port or https://…)", url,
+        snprintf(err, errlen,
+                 "lake %s: bad endpoint %s (AWS_ENDPOINT_URL: http://host:port or https://…)", url,
                  s->endpoint ? s->endpoint : "");
         s3_close(&s->base);
         return -1;
@@ -893,16 +929,20 @@ int store_s3_open(const char *url, store **out, char *err, size_t errlen)
         buf c = BUF_INIT;
         int has = r.body.p && xml_get(r.body.p, r.body.len, "Code", &c, NULL);
         if (r.cc != CURLE_OK)
-            snprintf(err, errlen, "lake %s: cannot reach %s: %s", s->base.url, s->endpoint, r.error);
+            snprintf(err, errlen, "lake %s: cannot reach %s: %s", s->base.url, s->endpoint,
+                     r.error);
         else if (r.status == 403)
-            snprintf(err, errlen, "lake %s: the credentials are refused (HTTP 403%s%s): check AWS_ACCESS_KEY_ID, "
-                     "AWS_SECRET_ACCESS_KEY and AWS_REGION",
-                     s->base.url, has ? " " : "", has ? c.p : "");
+            snprintf(
+                err, errlen,
+                "lake %s: the credentials are refused (HTTP 403%s%s): check AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY and AWS_REGION",
+                s->base.url, has ? " " : "", has ? c.p : "");
         else if (r.status == 404)
-            snprintf(err, errlen, "lake %s: no such bucket (HTTP 404%s%s)", s->base.url, has ? " " : "", has ? c.p : "");
+            snprintf(err, errlen, "lake %s: no such bucket (HTTP 404%s%s)", s->base.url,
+                     has ? " " : "", has ? c.p : "");
         else
-            snprintf(err, errlen, "lake %s: HTTP %ld%s%s from %s", s->base.url, r.status, has ? " " : "", has ? c.p : "",
-                     s->endpoint);
+            snprintf(err, errlen, "lake %s: HTTP %ld%s%s from %s", s->base.url, r.status,
+                     has ? " " : "", has ? c.p : "", s->endpoint);
         buf_free(&c);
     }
     buf_free(&r.body);

@@ -32,7 +32,8 @@ static inline int buf_reserve(buf *b, size_t extra)
 static inline int buf_append(buf *b, const void *p, size_t n)
 {
     if (buf_reserve(b, n)) return -1;
-    if (n && b->p) memcpy(b->p + b->len, p, n); /* b->p is set once reserved; said for the analyzer */
+    if (n && b->p)
+        memcpy(b->p + b->len, p, n); /* b->p is set once reserved; said for the analyzer */
     b->len += n;
     return 0;
 }

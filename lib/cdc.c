@@ -26,7 +26,7 @@
  * the entries they recorded go back to pending (the rollback hook), so that
  * a write the service committed by itself earlier is not lost from history.
  */
-#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc.h"
 #include "codec.h"
@@ -39,14 +39,17 @@
 #include <string.h>
 
 const char CDC_SCHEMA_SQL[] =
-    "CREATE TABLE IF NOT EXISTS _events_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS _events_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT "
+    "NOT NULL, "
     "changes INTEGER);"
-    "CREATE TABLE IF NOT EXISTS _events_dead (seq INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT 0, "
+    "CREATE TABLE IF NOT EXISTS _events_dead (seq INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT "
+    "0, "
     "event TEXT NOT NULL, reason TEXT NOT NULL, failed_at TEXT NOT NULL, PRIMARY KEY (seq, part));"
     "CREATE TABLE IF NOT EXISTS _events_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS _events_changes (bookmark INTEGER PRIMARY KEY, ts TEXT NOT NULL, "
     "schema TEXT NOT NULL, changeset BLOB NOT NULL, restore_of INTEGER);"
-    "CREATE TABLE IF NOT EXISTS _events_collections (name TEXT PRIMARY KEY, prev INTEGER NOT NULL DEFAULT 1) "
+    "CREATE TABLE IF NOT EXISTS _events_collections (name TEXT PRIMARY KEY, prev INTEGER NOT NULL "
+    "DEFAULT 1) "
     "WITHOUT ROWID;";
 
 /* ---- bookmarks ----------------------------------------------------------------- */
@@ -129,7 +132,8 @@ static int put_value(buf *b, sqlite3_value *v)
     }
     case SQLITE_TEXT:
     case SQLITE_BLOB: {
-        const void *p = t == SQLITE_TEXT ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
+        const void *p =
+            t == SQLITE_TEXT ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
         size_t n = (size_t)sqlite3_value_bytes(v);
         return buf_putc(b, (char)t) || put_varint(b, n) || buf_append(b, p, n);
     }
@@ -184,42 +188,42 @@ static int bind_field(sqlite3_stmt *st, int i, const unsigned char *p, const uns
 
 typedef struct entry entry;
 struct entry {
-    entry *hnext;           /* hash chain */
-    entry *tnext;           /* the table's list, in touch order */
+    entry *hnext; /* hash chain */
+    entry *tnext; /* the table's list, in touch order */
     struct tinfo *t;
     uint64_t hash;
-    size_t pklen, oldlen;   /* oldlen 0: the row did not exist */
-    int indirect;           /* every write to the row came from a trigger (the session extension's flag) */
-    unsigned char data[];   /* pk fields (key columns in key order), then old fields (all columns) */
+    size_t pklen, oldlen; /* oldlen 0: the row did not exist */
+    int indirect; /* every write to the row came from a trigger (the session extension's flag) */
+    unsigned char data[]; /* pk fields (key columns in key order), then old fields (all columns) */
 };
 
 typedef struct tinfo {
     struct tinfo *next;
     char *name;
     int ncol, npk;
-    int nopk;              /* no PRIMARY KEY: not tracked */
-    unsigned char *pk;     /* per column: its position in the key (1-based), 0 if none */
-    int *pkcol;            /* the key's columns, in key order */
-    sqlite3_stmt *sel;     /* the row by key, all columns */
-    entry *head, *tail;    /* pending entries */
+    int nopk;           /* no PRIMARY KEY: not tracked */
+    unsigned char *pk;  /* per column: its position in the key (1-based), 0 if none */
+    int *pkcol;         /* the key's columns, in key order */
+    sqlite3_stmt *sel;  /* the row by key, all columns */
+    entry *head, *tail; /* pending entries */
 } tinfo;
 
 struct tracker {
     sqlite3 *db;
     int refs;
     tinfo *tables;
-    tinfo *last_t;        /* the hook's one-entry cache */
+    tinfo *last_t; /* the hook's one-entry cache */
     entry **hash;
     size_t nbucket, nentry;
-    entry *recorded;      /* recorded in the open transaction: back to pending if it rolls back */
-    uint64_t last;        /* last committed bookmark */
-    uint64_t pending_bm;  /* the open transaction's last recorded bookmark (0: none) */
-    int strict;           /* inside a libevents call: writes to tables without a key fail */
-    int own_tx;           /* events_tx_begin is open (and so, libevents' as well); the hooks clear it */
-    char err[300];        /* what the hook could not capture ("" if all well) */
+    entry *recorded;     /* recorded in the open transaction: back to pending if it rolls back */
+    uint64_t last;       /* last committed bookmark */
+    uint64_t pending_bm; /* the open transaction's last recorded bookmark (0: none) */
+    int strict;          /* inside a libevents call: writes to tables without a key fail */
+    int own_tx;    /* events_tx_begin is open (and so, libevents' as well); the hooks clear it */
+    char err[300]; /* what the hook could not capture ("" if all well) */
     char source[64];
     int prune_on_snapshot;
-    int schema_cookie;    /* schema_version the cached hash and table info belong to */
+    int schema_cookie; /* schema_version the cached hash and table info belong to */
     char schema[17];
     sqlite3_stmt *ins_change, *set_meta, *ins_outbox;
     events_emitter *em;
@@ -306,8 +310,9 @@ static tinfo *tinfo_load(sqlite3 *db, const char *name)
             if (ti->pk[i]) ti->pkcol[ti->pk[i] - 1] = i;
         for (int k = 0; ti->pkcol && k < ti->npk; k++)
             buf_printf(&s, "%s%s = ?%d", k ? " AND " : "", ((char **)cols.p)[ti->pkcol[k]], k + 1);
-        ok = ti->pkcol && buf_cstr(&s) &&
-             sqlite3_prepare_v3(db, s.p, -1, SQLITE_PREPARE_PERSISTENT, &ti->sel, NULL) == SQLITE_OK;
+        ok =
+            ti->pkcol && buf_cstr(&s) &&
+            sqlite3_prepare_v3(db, s.p, -1, SQLITE_PREPARE_PERSISTENT, &ti->sel, NULL) == SQLITE_OK;
         buf_free(&s);
     }
     for (size_t i = 0; i < cols.len / sizeof(char *); i++) free(((char **)cols.p)[i]);
@@ -396,8 +401,10 @@ static void link_entry(tracker *t, entry *e)
     e->hnext = t->hash[i];
     t->hash[i] = e;
     e->tnext = NULL;
-    if (e->t->tail) e->t->tail->tnext = e;
-    else e->t->head = e;
+    if (e->t->tail)
+        e->t->tail->tnext = e;
+    else
+        e->t->head = e;
     e->t->tail = e;
     t->nentry++;
 }
@@ -424,7 +431,8 @@ static void touch(tracker *t, tinfo *ti, value_fn side, int with_old, buf *key)
         if (side(t->db, ti->pkcol[k], &v) != SQLITE_OK) goto oom;
         if (sqlite3_value_type(v) == SQLITE_NULL) {
             if (t->strict || t->own_tx)
-                snprintf(t->err, sizeof t->err, "a row of table %s has NULL in its PRIMARY KEY: it cannot be recorded",
+                snprintf(t->err, sizeof t->err,
+                         "a row of table %s has NULL in its PRIMARY KEY: it cannot be recorded",
                          ti->name);
             return;
         }
@@ -460,8 +468,8 @@ oom:
     snprintf(t->err, sizeof t->err, "out of memory while recording a change to %s", ti->name);
 }
 
-static void on_preupdate(void *ud, sqlite3 *db, int op, const char *zdb, const char *ztab, sqlite3_int64 k1,
-                         sqlite3_int64 k2)
+static void on_preupdate(void *ud, sqlite3 *db, int op, const char *zdb, const char *ztab,
+                         sqlite3_int64 k1, sqlite3_int64 k2)
 {
     (void)k1, (void)k2;
     tracker *t = ud;
@@ -470,8 +478,10 @@ static void on_preupdate(void *ud, sqlite3 *db, int op, const char *zdb, const c
     if (!ti) return;
     if (ti->nopk) {
         if ((t->strict || t->own_tx) && !t->err[0])
-            snprintf(t->err, sizeof t->err,
-                     "table %s has no PRIMARY KEY: libevents records changes only of tables with one", ztab);
+            snprintf(
+                t->err, sizeof t->err,
+                "table %s has no PRIMARY KEY: libevents records changes only of tables with one",
+                ztab);
         return;
     }
     buf key = BUF_INIT;
@@ -530,16 +540,18 @@ static int on_commit(void *ud)
 int cdc_schema_hash(sqlite3 *db, char out[17])
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT type, name, coalesce(sql, '') FROM main.sqlite_schema WHERE type IN ('table', "
-                           "'index') AND name NOT LIKE '\\_events\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' "
-                           "ESCAPE '\\' ORDER BY type, name",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT type, name, coalesce(sql, '') FROM main.sqlite_schema WHERE type IN ('table', "
+            "'index') AND name NOT LIKE '\\_events\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' "
+            "ESCAPE '\\' ORDER BY type, name",
+            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sha256 h;
     sha256_init(&h);
     while (sqlite3_step(st) == SQLITE_ROW)
-        for (int i = 0; i < 3; i++) sha256_update(&h, sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i) + 1);
+        for (int i = 0; i < 3; i++)
+            sha256_update(&h, sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i) + 1);
     int rc = sqlite3_finalize(st) == SQLITE_OK ? 0 : -1;
     unsigned char d[32];
     char hex[65];
@@ -554,7 +566,8 @@ static int schema_cookie(sqlite3 *db)
 {
     sqlite3_stmt *st;
     int v = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA main.schema_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(db, "PRAGMA main.schema_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return v;
@@ -563,7 +576,8 @@ static int schema_cookie(sqlite3 *db)
 int tracker_schema(tracker *t, char out[17])
 {
     int c = schema_cookie(t->db);
-    if (c < 0) return ev_fail(EVENTS_EDB, "cannot read the schema version: %s", sqlite3_errmsg(t->db));
+    if (c < 0)
+        return ev_fail(EVENTS_EDB, "cannot read the schema version: %s", sqlite3_errmsg(t->db));
     if (c != t->schema_cookie || !t->schema[0]) {
         if (cdc_schema_hash(t->db, t->schema))
             return ev_fail(EVENTS_EDB, "cannot read the schema: %s", sqlite3_errmsg(t->db));
@@ -578,10 +592,11 @@ int cdc_tables(sqlite3 *db, char ***names, int *n)
     sqlite3_stmt *st;
     *names = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE "
-                           "'\\_events\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE "
+            "'\\_events\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+            -1, &st, NULL) != SQLITE_OK)
         return -1;
     int rc = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -616,9 +631,10 @@ static int split_fields(const unsigned char *p, size_t len, int n, size_t *off, 
     return o == len;
 }
 
-/* Appends the change of one pending row to cs (the table header first, once). Returns 1 if a change was written. */
-static int write_change(tracker *t, entry *e, buf *cs, int *header, buf *cur, size_t *off, size_t *flen,
-                        size_t *coff, size_t *clen, int *err)
+/* Appends the change of one pending row to cs (the table header first, once). Returns 1 if a change
+ * was written. */
+static int write_change(tracker *t, entry *e, buf *cs, int *header, buf *cur, size_t *off,
+                        size_t *flen, size_t *coff, size_t *clen, int *err)
 {
     tinfo *ti = e->t;
     const unsigned char *pk = e->data, *old = e->data + e->pklen;
@@ -633,7 +649,8 @@ static int write_change(tracker *t, entry *e, buf *cs, int *header, buf *cur, si
     int exists = s == SQLITE_ROW;
     if (exists)
         for (int i = 0; i < ti->ncol; i++)
-            if (put_value(cur, sqlite3_column_value(sel, i))) *err = ev_fail(EVENTS_ENOMEM, "out of memory");
+            if (put_value(cur, sqlite3_column_value(sel, i)))
+                *err = ev_fail(EVENTS_ENOMEM, "out of memory");
     if (s != SQLITE_ROW && s != SQLITE_DONE)
         *err = ev_fail(EVENTS_EDB, "cannot read table %s: %s", ti->name, sqlite3_errmsg(t->db));
     sqlite3_reset(sel);
@@ -657,7 +674,8 @@ static int write_change(tracker *t, entry *e, buf *cs, int *header, buf *cur, si
         op = SQLITE_UPDATE;
     }
     if (!*header) {
-        if (buf_putc(cs, 'T') || put_varint(cs, (uint64_t)ti->ncol) || buf_append(cs, ti->pk, (size_t)ti->ncol) ||
+        if (buf_putc(cs, 'T') || put_varint(cs, (uint64_t)ti->ncol) ||
+            buf_append(cs, ti->pk, (size_t)ti->ncol) ||
             buf_append(cs, ti->name, strlen(ti->name) + 1))
             goto oom;
         *header = 1;
@@ -670,10 +688,12 @@ static int write_change(tracker *t, entry *e, buf *cs, int *header, buf *cur, si
     } else {
         for (int i = 0; i < ti->ncol; i++) { /* old: key and changed columns */
             int changed = flen[i] != clen[i] || memcmp(old + off[i], cur->p + coff[i], flen[i]);
-            if (ti->pk[i] || changed ? buf_append(cs, old + off[i], flen[i]) : buf_putc(cs, 0)) goto oom;
+            if (ti->pk[i] || changed ? buf_append(cs, old + off[i], flen[i]) : buf_putc(cs, 0))
+                goto oom;
         }
         for (int i = 0; i < ti->ncol; i++) { /* new: changed columns */
-            int changed = !ti->pk[i] && (flen[i] != clen[i] || memcmp(old + off[i], cur->p + coff[i], flen[i]));
+            int changed = !ti->pk[i] &&
+                          (flen[i] != clen[i] || memcmp(old + off[i], cur->p + coff[i], flen[i]));
             if (changed ? buf_append(cs, cur->p + coff[i], clen[i]) : buf_putc(cs, 0)) goto oom;
         }
     }
@@ -719,9 +739,11 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
     }
     free(off), free(flen), free(coff), free(clen);
     buf_free(&cur);
-    if (!t->pending_bm) { /* another connection (events snapshot, a second tracker) may have recorded */
+    if (!t->pending_bm) { /* another connection (events snapshot, a second tracker) may have
+                             recorded */
         sqlite3_int64 v = 0;
-        if (meta_get(t->db, "bookmark", &v, NULL, 0) > 0 && (uint64_t)v > t->last) t->last = (uint64_t)v;
+        if (meta_get(t->db, "bookmark", &v, NULL, 0) > 0 && (uint64_t)v > t->last)
+            t->last = (uint64_t)v;
     }
     uint64_t bm = (t->pending_bm ? t->pending_bm : t->last) + 1;
     if (!err && nchanges) {
@@ -732,12 +754,15 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
             sqlite3_bind_text(t->ins_change, 2, now, -1, SQLITE_STATIC);
             sqlite3_bind_text(t->ins_change, 3, schema, -1, SQLITE_STATIC);
             sqlite3_bind_blob(t->ins_change, 4, cs.p, (int)cs.len, SQLITE_STATIC);
-            if (restore_of >= 0) sqlite3_bind_int64(t->ins_change, 5, restore_of);
-            else sqlite3_bind_null(t->ins_change, 5);
+            if (restore_of >= 0)
+                sqlite3_bind_int64(t->ins_change, 5, restore_of);
+            else
+                sqlite3_bind_null(t->ins_change, 5);
             snprintf(bmv, sizeof bmv, "%llu", (unsigned long long)bm);
             sqlite3_bind_int64(t->set_meta, 1, (sqlite3_int64)bm);
             sqlite3_bind_int64(t->ins_outbox, 1, (sqlite3_int64)bm);
-            if (sqlite3_step(t->ins_change) != SQLITE_DONE || sqlite3_step(t->set_meta) != SQLITE_DONE ||
+            if (sqlite3_step(t->ins_change) != SQLITE_DONE ||
+                sqlite3_step(t->set_meta) != SQLITE_DONE ||
                 sqlite3_step(t->ins_outbox) != SQLITE_DONE)
                 err = ev_fail(EVENTS_EDB, "cannot write the change log: %s", sqlite3_errmsg(t->db));
             sqlite3_reset(t->ins_change);
@@ -772,12 +797,16 @@ static int meta_get(sqlite3 *db, const char *key, sqlite3_int64 *iv, char *sv, s
 {
     sqlite3_stmt *st;
     int found = 0;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM _events_meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK) return -1;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM _events_meta WHERE key = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         found = 1;
         if (iv) *iv = sqlite3_column_int64(st, 0);
-        if (sv) snprintf(sv, svlen, "%s", sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
+        if (sv)
+            snprintf(sv, svlen, "%s",
+                     sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
     }
     sqlite3_finalize(st);
     return found;
@@ -788,8 +817,8 @@ static int source_valid(const char *s)
     size_t n = strlen(s);
     if (!n || n > 32) return 0;
     for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              s[i] == '_' || s[i] == '.' || s[i] == '-'))
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
             return 0;
     return 1;
 }
@@ -814,7 +843,8 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
 {
     if (!db) return ev_fail(EVENTS_EINVAL, "events_track: no database");
     if (cfg && cfg->source && !source_valid(cfg->source))
-        return ev_fail(EVENTS_EINVAL, "source \"%s\" must be 1-32 characters of [0-9A-Za-z_.-]", cfg->source);
+        return ev_fail(EVENTS_EINVAL, "source \"%s\" must be 1-32 characters of [0-9A-Za-z_.-]",
+                       cfg->source);
     sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = tracker_of(db);
     int rc = EVENTS_OK;
@@ -829,11 +859,13 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
     }
     const char *f = sqlite3_db_filename(db, "main");
     if (!f || !*f) {
-        rc = ev_fail(EVENTS_EINVAL, "events_track: the database must be a file (the sender reads it on a "
-                                    "connection of its own)");
+        rc = ev_fail(EVENTS_EINVAL,
+                     "events_track: the database must be a file (the sender reads it on a "
+                     "connection of its own)");
         goto out;
     }
-    if ((rc = exec_sql(db, "PRAGMA journal_mode = WAL")) || (rc = exec_sql(db, CDC_SCHEMA_SQL))) goto out;
+    if ((rc = exec_sql(db, "PRAGMA journal_mode = WAL")) || (rc = exec_sql(db, CDC_SCHEMA_SQL)))
+        goto out;
     t = calloc(1, sizeof *t);
     if (!t) {
         rc = ev_fail(EVENTS_ENOMEM, "out of memory");
@@ -844,7 +876,8 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
     t->prune_on_snapshot = cfg && cfg->prune_on_snapshot;
     sqlite3_int64 last = 0;
     char src[64] = "";
-    if (meta_get(db, "bookmark", &last, NULL, 0) < 0 || meta_get(db, "source", NULL, src, sizeof src) < 0) {
+    if (meta_get(db, "bookmark", &last, NULL, 0) < 0 ||
+        meta_get(db, "source", NULL, src, sizeof src) < 0) {
         rc = ev_fail(EVENTS_EDB, "cannot read _events_meta: %s", sqlite3_errmsg(db));
         goto fail;
     }
@@ -854,13 +887,17 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
     } else if (src[0]) {
         snprintf(t->source, sizeof t->source, "%s", src);
     } else {
-        snprintf(t->source, sizeof t->source, "db-%012llx", (unsigned long long)(evrand_u64() & 0xffffffffffffull));
+        snprintf(t->source, sizeof t->source, "db-%012llx",
+                 (unsigned long long)(evrand_u64() & 0xffffffffffffull));
     }
     if (strcmp(src, t->source)) {
         sqlite3_stmt *st;
-        int ok = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('source', ?)", -1,
-                                    &st, NULL) == SQLITE_OK;
-        if (ok) sqlite3_bind_text(st, 1, t->source, -1, SQLITE_STATIC), ok = sqlite3_step(st) == SQLITE_DONE;
+        int ok = sqlite3_prepare_v2(
+                     db, "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('source', ?)", -1,
+                     &st, NULL) == SQLITE_OK;
+        if (ok)
+            sqlite3_bind_text(st, 1, t->source, -1, SQLITE_STATIC),
+                ok = sqlite3_step(st) == SQLITE_DONE;
         sqlite3_finalize(st);
         if (!ok) {
             rc = ev_fail(EVENTS_EDB, "cannot write _events_meta: %s", sqlite3_errmsg(db));
@@ -868,14 +905,17 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
         }
     }
     if (sqlite3_prepare_v3(db,
-                           "INSERT INTO _events_changes(bookmark, ts, schema, changeset, restore_of) VALUES (?, ?, "
+                           "INSERT INTO _events_changes(bookmark, ts, schema, changeset, "
+                           "restore_of) VALUES (?, ?, "
                            "?, ?, ?)",
                            -1, SQLITE_PREPARE_PERSISTENT, &t->ins_change, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(db, "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('bookmark', ?)", -1,
-                           SQLITE_PREPARE_PERSISTENT, &t->set_meta, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(db,
+                           "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('bookmark', ?)",
+                           -1, SQLITE_PREPARE_PERSISTENT, &t->set_meta, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(db, "INSERT INTO _events_outbox(event, changes) VALUES ('', ?)", -1,
                            SQLITE_PREPARE_PERSISTENT, &t->ins_outbox, NULL) != SQLITE_OK) {
-        rc = ev_fail(EVENTS_EDB, "cannot prepare the change log's statements: %s", sqlite3_errmsg(db));
+        rc = ev_fail(EVENTS_EDB, "cannot prepare the change log's statements: %s",
+                     sqlite3_errmsg(db));
         goto fail;
     }
     void *prev_c = sqlite3_commit_hook(db, on_commit, t);
@@ -885,8 +925,9 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
         sqlite3_commit_hook(db, NULL, prev_c);
         sqlite3_rollback_hook(db, NULL, prev_r);
         sqlite3_preupdate_hook(db, NULL, prev_p);
-        rc = ev_fail(EVENTS_ESTATE, "events_track: the connection has a commit, rollback or preupdate hook of its "
-                                    "own; libevents needs them");
+        rc = ev_fail(EVENTS_ESTATE,
+                     "events_track: the connection has a commit, rollback or preupdate hook of its "
+                     "own; libevents needs them");
         goto fail;
     }
     pthread_mutex_lock(&reg_mu);
@@ -915,8 +956,9 @@ int events_untrack(sqlite3 *db)
             if (sqlite3_get_autocommit(db) && !exec_sql(db, "BEGIN IMMEDIATE")) {
                 t->strict = 1;
                 if (tracker_record(t, -1, &bm) || exec_sql(db, "COMMIT")) {
-                    rc = ev_fail(EVENTS_EDB, "events_untrack: writes made since the last record are lost from "
-                                             "the change log: %s",
+                    rc = ev_fail(EVENTS_EDB,
+                                 "events_untrack: writes made since the last record are lost from "
+                                 "the change log: %s",
                                  events_errmsg());
                     exec_sql(db, "ROLLBACK");
                 }
@@ -990,8 +1032,10 @@ int tracker_write(tracker *t, int (*fn)(void *ud), void *ud)
         rc = fn(ud);
         if (!rc) rc = tracker_record(t, -1, &bm);
         if (!rc) rc = exec_sql(t->db, "COMMIT");
-        if (rc) exec_sql(t->db, "ROLLBACK");
-        else if (bm && t->em) emitter_note_outbox(t->em, -1);
+        if (rc)
+            exec_sql(t->db, "ROLLBACK");
+        else if (bm && t->em)
+            emitter_note_outbox(t->em, -1);
         return rc;
     }
     if ((rc = fn(ud))) return rc;
@@ -1036,8 +1080,9 @@ int events_tx_begin(sqlite3 *db)
     tracker *t = tracked(db, "events_tx_begin");
     if (!t) return EVENTS_ESTATE;
     tracker_enter(t);
-    int rc = !sqlite3_get_autocommit(db) ? ev_fail(EVENTS_ESTATE, "events_tx_begin: a transaction is already open")
-                                         : exec_sql(db, "BEGIN IMMEDIATE");
+    int rc = !sqlite3_get_autocommit(db)
+                 ? ev_fail(EVENTS_ESTATE, "events_tx_begin: a transaction is already open")
+                 : exec_sql(db, "BEGIN IMMEDIATE");
     if (!rc) t->own_tx = 1; /* writes until the commit are libevents' */
     tracker_leave(t);
     return rc;

@@ -76,8 +76,8 @@ int cdc_tables(sqlite3 *db, char ***names, int *n);
 /* A snapshot of db into path (restore.c), as events_snapshot_file without pruning. */
 int snapshot_take(sqlite3 *db, const char *path, uint64_t *bookmark);
 /* PUT file to base_url/snapshots/source/bookmark; auth_header may be NULL. */
-int snapshot_upload(const char *file, const char *base_url, const char *auth_header, const char *source,
-                    const char *bookmark);
+int snapshot_upload(const char *file, const char *base_url, const char *auth_header,
+                    const char *source, const char *bookmark);
 
 /* From emitter.c: the emitter was told of an outbox row written by a record. */
 void emitter_note_outbox(events_emitter *em, int64_t seq);

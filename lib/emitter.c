@@ -432,7 +432,8 @@ void emitter_note_outbox(events_emitter *em, int64_t seq)
 int events_begin(events_emitter *em)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
-    if (outbox_edb(em->ob) && tracker_of(outbox_edb(em->ob))) return events_tx_begin(outbox_edb(em->ob));
+    if (outbox_edb(em->ob) && tracker_of(outbox_edb(em->ob)))
+        return events_tx_begin(outbox_edb(em->ob));
     if (outbox_is_memory(em->ob))
         return ev_fail(EVENTS_ESTATE, "events_begin: a memory-only emitter has no transactions");
     pthread_mutex_lock(&em->mu);

@@ -30,8 +30,8 @@ typedef struct outbox outbox;
 /* One event of a batch being sent. */
 typedef struct ob_item {
     uint64_t seq;
-    uint32_t part; /* which of the row's events (a recorded transaction's row has many) */
-    int last;      /* the row's last event */
+    uint32_t part;     /* which of the row's events (a recorded transaction's row has many) */
+    int last;          /* the row's last event */
     const char *event; /* owned by the batch */
     size_t len;
 } ob_item;

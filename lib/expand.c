@@ -17,7 +17,7 @@
  * every time the row is expanded, so a batch sent again after a crash is
  * answered as duplicates.
  */
-#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc.h"
 #include "codec.h"
@@ -61,15 +61,18 @@ void expansion_free(expansion *x)
 }
 
 /* The envelope of an event: {"id":"SRC:BM:suffix","type":"T","ts":"TS"[,do] */
-static int envelope(buf *b, const char *src, const char *bm, const char *suffix, const char *type, const char *ts,
-                    const char *do_member, size_t do_len)
+static int envelope(buf *b, const char *src, const char *bm, const char *suffix, const char *type,
+                    const char *ts, const char *do_member, size_t do_len)
 {
-    if (buf_printf(b, "{\"id\":\"%s:%s:%s\",\"type\":\"%s\",\"ts\":\"%s\"", src, bm, suffix, type, ts)) return -1;
+    if (buf_printf(b, "{\"id\":\"%s:%s:%s\",\"type\":\"%s\",\"ts\":\"%s\"", src, bm, suffix, type,
+                   ts))
+        return -1;
     if (do_len && (buf_putc(b, ',') || buf_append(b, do_member, do_len))) return -1;
     return 0;
 }
 
-/* A document as JSON: the text if it is a JSON object (what puts store), else a string holding it. */
+/* A document as JSON: the text if it is a JSON object (what puts store), else a string holding it.
+ */
 static int put_doc(buf *b, sqlite3_value *v)
 {
     if (!v || sqlite3_value_type(v) == SQLITE_NULL) return buf_puts(b, "null");
@@ -87,7 +90,8 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
 {
     x->text.len = 0;
     x->n = 0;
-    char bm[EVENTS_BOOKMARK_LEN + 1], src[64] = "unknown", ts[40] = "", schema[40] = "", rbm[EVENTS_BOOKMARK_LEN + 1];
+    char bm[EVENTS_BOOKMARK_LEN + 1], src[64] = "unknown", ts[40] = "", schema[40] = "",
+                                      rbm[EVENTS_BOOKMARK_LEN + 1];
     bookmark_format(bookmark, bm);
     sqlite3_stmt *st = NULL;
     int rc = EVENTS_OK, found = 0;
@@ -96,26 +100,31 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
     coll *colls = NULL;
     size_t ncolls = 0;
 
-    if (sqlite3_prepare_v2(db, "SELECT value FROM _events_meta WHERE key = 'source'", -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(db, "SELECT value FROM _events_meta WHERE key = 'source'", -1, &st,
+                           NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
         snprintf(src, sizeof src, "%s", sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(db, "SELECT ts, schema, changeset, restore_of FROM _events_changes WHERE bookmark = ?", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db, "SELECT ts, schema, changeset, restore_of FROM _events_changes WHERE bookmark = ?",
+            -1, &st, NULL) != SQLITE_OK)
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)bookmark);
     if (sqlite3_step(st) == SQLITE_ROW) {
         found = 1;
         snprintf(ts, sizeof ts, "%s", sqlite3_column_text(st, 0));
         snprintf(schema, sizeof schema, "%s", sqlite3_column_text(st, 1));
-        if (buf_append(&cs, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2))) rc = EVENTS_ENOMEM;
+        if (buf_append(&cs, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2)))
+            rc = EVENTS_ENOMEM;
         if (sqlite3_column_type(st, 3) != SQLITE_NULL) restore_of = sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
     if (rc) return ev_fail(rc, "out of memory");
-    if (!found) return ev_fail(EVENTS_ENOTFOUND, "the change log has no transaction %s (pruned?)", bm);
+    if (!found)
+        return ev_fail(EVENTS_ENOTFOUND, "the change log has no transaction %s (pruned?)", bm);
 
-    if (sqlite3_prepare_v2(db, "SELECT name, prev FROM _events_collections", -1, &st, NULL) == SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT name, prev FROM _events_collections", -1, &st, NULL) ==
+        SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW) {
             coll *c = realloc(colls, (ncolls + 1) * sizeof *c);
             if (!c) break;
@@ -140,8 +149,9 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
             int ncol, op, ind;
             sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
             if (last_tab && strcmp(last_tab, tab)) {
-                buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}", (unsigned long long)cnt[0],
-                           (unsigned long long)cnt[1], (unsigned long long)cnt[2]);
+                buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}",
+                           (unsigned long long)cnt[0], (unsigned long long)cnt[1],
+                           (unsigned long long)cnt[2]);
                 memset(cnt, 0, sizeof cnt);
             }
             if (!last_tab || strcmp(last_tab, tab)) {
@@ -154,10 +164,12 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
             nchanges++;
         }
         if (any)
-            buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}", (unsigned long long)cnt[0],
-                       (unsigned long long)cnt[1], (unsigned long long)cnt[2]);
+            buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}",
+                       (unsigned long long)cnt[0], (unsigned long long)cnt[1],
+                       (unsigned long long)cnt[2]);
         buf_putc(&summary, '}');
-        if (sqlite3changeset_finalize(it) != SQLITE_OK) rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", bm);
+        if (sqlite3changeset_finalize(it) != SQLITE_OK)
+            rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", bm);
         it = NULL;
     } else {
         rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", bm);
@@ -170,10 +182,13 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
         char suffix[32];
         snprintf(suffix, sizeof suffix, "cs%zu", i);
         if (envelope(&x->text, src, bm, suffix, "sqlite.changeset", ts, do_member, do_len) ||
-            buf_printf(&x->text, ",\"source\":\"%s\",\"bookmark\":\"%s\",\"schema\":\"%s\",\"part\":%zu,\"parts\":%zu",
+            buf_printf(&x->text,
+                       ",\"source\":\"%s\",\"bookmark\":\"%s\",\"schema\":\"%s\",\"part\":%zu,"
+                       "\"parts\":%zu",
                        src, bm, schema, i, parts) ||
-            (i == 0 && (buf_printf(&x->text, ",\"changes\":%llu,\"tables\":", (unsigned long long)nchanges) ||
-                        buf_append(&x->text, summary.p, summary.len))) ||
+            (i == 0 &&
+             (buf_printf(&x->text, ",\"changes\":%llu,\"tables\":", (unsigned long long)nchanges) ||
+              buf_append(&x->text, summary.p, summary.len))) ||
             (restore_of >= 0 && buf_printf(&x->text, ",\"restoreOf\":\"%s\"", rbm)) ||
             buf_puts(&x->text, ",\"changeset\":\"") || base64_encode(&x->text, cs.p + from, len) ||
             buf_puts(&x->text, "\"}") || add_event(x, start))
@@ -210,10 +225,13 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
             const char *idp = id ? (const char *)sqlite3_value_text(id) : "";
             size_t idn = id ? (size_t)sqlite3_value_bytes(id) : 0;
             if (envelope(&x->text, src, bm, suffix, type, ts, do_member, do_len) ||
-                buf_puts(&x->text, ",\"collection\":") || buf_json_str(&x->text, tab, strlen(tab)) ||
-                buf_puts(&x->text, ",\"docId\":") || buf_json_str(&x->text, idp ? idp : "", idp ? idn : 0) ||
-                buf_puts(&x->text, ",\"doc\":") || put_doc(&x->text, op == SQLITE_DELETE ? NULL : doc) ||
-                (c->prev && (buf_puts(&x->text, ",\"prev\":") || put_doc(&x->text, op == SQLITE_INSERT ? NULL : prev))) ||
+                buf_puts(&x->text, ",\"collection\":") ||
+                buf_json_str(&x->text, tab, strlen(tab)) || buf_puts(&x->text, ",\"docId\":") ||
+                buf_json_str(&x->text, idp ? idp : "", idp ? idn : 0) ||
+                buf_puts(&x->text, ",\"doc\":") ||
+                put_doc(&x->text, op == SQLITE_DELETE ? NULL : doc) ||
+                (c->prev && (buf_puts(&x->text, ",\"prev\":") ||
+                             put_doc(&x->text, op == SQLITE_INSERT ? NULL : prev))) ||
                 buf_printf(&x->text, ",\"bookmark\":\"%s\"}", bm) || add_event(x, start))
                 rc = ev_fail(EVENTS_ENOMEM, "out of memory");
         }

@@ -44,10 +44,10 @@ struct outbox {
     sqlite3_stmt *ins, *peek, *del, *dead;
     char *path;
     uint64_t acked, deleted; /* sender side: rows up to acked are delivered, up to deleted gone */
-    uint32_t head_part;      /* sender side: the next event of the head row, when it expands to many */
-    uint64_t xseq;           /* the row expanded in x (0: none) */
+    uint32_t head_part; /* sender side: the next event of the head row, when it expands to many */
+    uint64_t xseq;      /* the row expanded in x (0: none) */
     expansion x;
-    char *identity;          /* the "do" member for expanded events */
+    char *identity; /* the "do" member for expanded events */
     size_t identity_len;
     uint64_t trim_every;
 
@@ -94,22 +94,29 @@ static int upgrade(outbox *o)
 {
     int has_changes = 0, has_part = 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(o->edb, "SELECT name FROM pragma_table_info('_events_outbox') WHERE name = 'changes'",
-                           -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(
+            o->edb, "SELECT name FROM pragma_table_info('_events_outbox') WHERE name = 'changes'",
+            -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
         has_changes = 1;
     sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(o->edb, "SELECT name FROM pragma_table_info('_events_dead') WHERE name = 'part'", -1, &st,
-                           NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(o->edb,
+                           "SELECT name FROM pragma_table_info('_events_dead') WHERE name = 'part'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
         has_part = 1;
     sqlite3_finalize(st);
     int rc = EVENTS_OK;
-    if (!has_changes) rc = exec(o->edb, "ALTER TABLE _events_outbox ADD COLUMN changes INTEGER", o->path);
+    if (!has_changes)
+        rc = exec(o->edb, "ALTER TABLE _events_outbox ADD COLUMN changes INTEGER", o->path);
     if (!rc && !has_part)
         rc = exec(o->edb,
                   "BEGIN; ALTER TABLE _events_dead RENAME TO _events_dead_old;"
-                  "CREATE TABLE _events_dead (seq INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT 0, event TEXT NOT "
+                  "CREATE TABLE _events_dead (seq INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT "
+                  "0, event TEXT NOT "
                   "NULL, reason TEXT NOT NULL, failed_at TEXT NOT NULL, PRIMARY KEY (seq, part));"
-                  "INSERT INTO _events_dead(seq, event, reason, failed_at) SELECT seq, event, reason, failed_at "
+                  "INSERT INTO _events_dead(seq, event, reason, failed_at) SELECT seq, event, "
+                  "reason, failed_at "
                   "FROM _events_dead_old; DROP TABLE _events_dead_old; COMMIT",
                   o->path);
     return rc;
@@ -177,15 +184,16 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
     if ((rc = exec(o->sdb, "PRAGMA synchronous = NORMAL; PRAGMA secure_delete = FAST", o->path)))
         goto fail;
     if (sqlite3_prepare_v3(
-            o->sdb, "SELECT seq, event, changes FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
-            -1,
-            SQLITE_PREPARE_PERSISTENT, &o->peek, NULL) != SQLITE_OK ||
+            o->sdb,
+            "SELECT seq, event, changes FROM _events_outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
+            -1, SQLITE_PREPARE_PERSISTENT, &o->peek, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(o->sdb, "DELETE FROM _events_outbox WHERE seq <= ?", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->del, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(o->sdb,
-                           "INSERT OR REPLACE INTO _events_dead(seq, part, event, reason, failed_at) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           -1, SQLITE_PREPARE_PERSISTENT, &o->dead, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v3(
+            o->sdb,
+            "INSERT OR REPLACE INTO _events_dead(seq, part, event, reason, failed_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            -1, SQLITE_PREPARE_PERSISTENT, &o->dead, NULL) != SQLITE_OK) {
         rc = db_fail(o->sdb, "cannot prepare the sender's statements", o->path);
         goto fail;
     }
@@ -385,7 +393,8 @@ int outbox_rollback(outbox *o)
 
 /* ---- the sender side -------------------------------------------------------- */
 
-static int batch_add(ob_batch *b, uint64_t seq, uint32_t part, int last, const char *event, size_t len)
+static int batch_add(ob_batch *b, uint64_t seq, uint32_t part, int last, const char *event,
+                     size_t len)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 128;
@@ -407,7 +416,8 @@ void outbox_set_identity(outbox *o, const char *do_member, size_t len)
     o->identity_len = o->identity ? len : 0;
 }
 
-/* The events of the row seq that points at recorded transaction bookmark, in o->x (kept while the sender works through them). */
+/* The events of the row seq that points at recorded transaction bookmark, in o->x (kept while the
+ * sender works through them). */
 static int expanded(outbox *o, uint64_t seq, uint64_t bookmark)
 {
     if (o->xseq == seq) return EVENTS_OK;
@@ -417,7 +427,8 @@ static int expanded(outbox *o, uint64_t seq, uint64_t bookmark)
     return rc;
 }
 
-/* A row whose transaction the change log no longer has: a dead letter saying so, and the row goes. */
+/* A row whose transaction the change log no longer has: a dead letter saying so, and the row goes.
+ */
 static void dead_row(outbox *o, uint64_t seq, uint64_t bookmark, const char *why)
 {
     char now[EVTIME_LEN + 1], ev[80];
@@ -430,7 +441,8 @@ static void dead_row(outbox *o, uint64_t seq, uint64_t bookmark, const char *why
     sqlite3_bind_text(o->dead, 5, now, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(o->dead) == SQLITE_DONE) {
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(o->sdb, "DELETE FROM _events_outbox WHERE seq = ?", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_prepare_v2(o->sdb, "DELETE FROM _events_outbox WHERE seq = ?", -1, &st, NULL) ==
+            SQLITE_OK) {
             sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
             sqlite3_step(st);
         }
@@ -483,7 +495,8 @@ int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t b
             uint64_t bm = (uint64_t)sqlite3_column_int64(o->peek, 2);
             if ((rc = expanded(o, seq, bm))) {
                 if (rc != EVENTS_ENOTFOUND) break;
-                if (nmissing < sizeof missing / sizeof *missing) missing[nmissing][0] = seq, missing[nmissing++][1] = bm;
+                if (nmissing < sizeof missing / sizeof *missing)
+                    missing[nmissing][0] = seq, missing[nmissing++][1] = bm;
                 rc = EVENTS_OK;
                 continue;
             }

@@ -11,7 +11,7 @@
  * The restore's own writes are recorded like any others, with restore_of =
  * B, so that history stays one line and a restore can be undone.
  */
-#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc.h"
 #include "emitter_int.h"
@@ -42,7 +42,8 @@ static int noop(void *ud)
     return EVENTS_OK;
 }
 
-/* Records writes made with plain SQLite calls since the last record, so that they have a bookmark too. */
+/* Records writes made with plain SQLite calls since the last record, so that they have a bookmark
+ * too. */
 static int record_pending(tracker *t)
 {
     return tracker_write(t, noop, NULL);
@@ -54,7 +55,8 @@ static int64_t scalar(sqlite3 *db, const char *sql, int64_t arg)
     int64_t v = -1;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
     sqlite3_bind_int64(st, 1, arg);
-    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
 }
@@ -68,9 +70,12 @@ static void count_changes(int n, void *p, events_restore_report *r)
         const char *tab;
         int ncol, op, ind;
         sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
-        if (op == SQLITE_INSERT) r->inserted++;
-        else if (op == SQLITE_UPDATE) r->updated++;
-        else r->deleted++;
+        if (op == SQLITE_INSERT)
+            r->inserted++;
+        else if (op == SQLITE_UPDATE)
+            r->updated++;
+        else
+            r->deleted++;
     }
     sqlite3changeset_finalize(it);
 }
@@ -108,7 +113,9 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
     *count = 0;
     if (sqlite3changegroup_new(&g) != SQLITE_OK) return ev_fail(EVENTS_ENOMEM, "out of memory");
     int rc = EVENTS_OK;
-    if (sqlite3_prepare_v2(db, "SELECT bookmark, changeset FROM _events_changes WHERE bookmark > ? ORDER BY bookmark DESC",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT bookmark, changeset FROM _events_changes WHERE bookmark > ? "
+                           "ORDER BY bookmark DESC",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite3changegroup_delete(g);
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
@@ -117,7 +124,8 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
         int in = sqlite3_column_bytes(st, 1), inv_n;
         void *inv;
-        if (sqlite3changeset_invert(in, (void *)sqlite3_column_blob(st, 1), &inv_n, &inv) != SQLITE_OK) {
+        if (sqlite3changeset_invert(in, (void *)sqlite3_column_blob(st, 1), &inv_n, &inv) !=
+            SQLITE_OK) {
             rc = ev_fail(EVENTS_EDB, "the changeset of transaction %016llx is damaged",
                          (unsigned long long)sqlite3_column_int64(st, 0));
             break;
@@ -129,7 +137,8 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
         (*count)++;
     }
     sqlite3_finalize(st);
-    if (!rc && sqlite3changegroup_output(g, n, p) != SQLITE_OK) rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (!rc && sqlite3changegroup_output(g, n, p) != SQLITE_OK)
+        rc = ev_fail(EVENTS_ENOMEM, "out of memory");
     sqlite3changegroup_delete(g);
     return rc;
 }
@@ -143,19 +152,24 @@ static int check_restorable(tracker *t, uint64_t b)
     if (b > tracker_last(t))
         return ev_fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
     int64_t oldest = scalar(db, "SELECT min(bookmark) FROM _events_changes WHERE ?1 = ?1", 0);
-    int64_t have = scalar(db, "SELECT count(*) FROM _events_changes WHERE bookmark > ?", (int64_t)b);
-    if (oldest < 0 || have < 0) return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
+    int64_t have =
+        scalar(db, "SELECT count(*) FROM _events_changes WHERE bookmark > ?", (int64_t)b);
+    if (oldest < 0 || have < 0)
+        return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     if ((uint64_t)have != tracker_last(t) - b) {
         char o[EVENTS_BOOKMARK_LEN + 1];
         bookmark_format(oldest > 0 ? (uint64_t)oldest - 1 : 0, o);
         return ev_fail(EVENTS_ESTATE,
-                       "bookmark %s has been pruned: the change log goes back to %s; restore an older state from a "
+                       "bookmark %s has been pruned: the change log goes back to %s; restore an "
+                       "older state from a "
                        "snapshot (events restore --lake)",
                        bs, o);
     }
     if (tracker_schema(t, want)) return EVENTS_EDB;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT bookmark FROM _events_changes WHERE bookmark >= ? AND schema <> ? ORDER BY bookmark DESC LIMIT 1",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT bookmark FROM _events_changes WHERE bookmark >= ? AND schema <> "
+                           "? ORDER BY bookmark DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK)
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)b);
@@ -165,7 +179,8 @@ static int check_restorable(tracker *t, uint64_t b)
         char at[EVENTS_BOOKMARK_LEN + 1];
         bookmark_format((uint64_t)sqlite3_column_int64(st, 0), at);
         rc = ev_fail(EVENTS_ESTATE,
-                     "the schema of the tracked tables changed after bookmark %s: a restore to %s would cross it "
+                     "the schema of the tracked tables changed after bookmark %s: a restore to %s "
+                     "would cross it "
                      "(restore from a snapshot taken after the change)",
                      at, bs);
     }
@@ -183,7 +198,8 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
     uint64_t b;
     if (!db) return ev_fail(EVENTS_EINVAL, "events_restore: no database");
     if (bookmark_parse(bookmark, &b))
-        return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)", bookmark ? bookmark : "");
+        return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
+                       bookmark ? bookmark : "");
     int own = !tracker_of(db);
     int rc = own ? events_track(db, NULL) : EVENTS_OK;
     if (rc) return rc;
@@ -200,7 +216,8 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
      * and foreign-key actions changed included: while they are applied,
      * neither may act again (foreign_keys can only change outside a transaction).
      */
-    int fk = (int)scalar(db, "SELECT foreign_keys FROM pragma_foreign_keys WHERE ?1 = ?1", 0), trig = 1;
+    int fk = (int)scalar(db, "SELECT foreign_keys FROM pragma_foreign_keys WHERE ?1 = ?1", 0),
+        trig = 1;
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &trig);
     if (fk == 1) exec_sql(db, "PRAGMA foreign_keys = OFF");
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
@@ -214,7 +231,8 @@ out:
     return rc;
 }
 
-/* Inside events_restore: the inverse of everything after b, applied and recorded in one transaction. */
+/* Inside events_restore: the inverse of everything after b, applied and recorded in one
+ * transaction. */
 static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_report *rp)
 {
     sqlite3 *db = tracker_db(t);
@@ -235,22 +253,28 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
         return EVENTS_OK;
     }
     conflict c = {""};
-    int arc = sqlite3changeset_apply_v2(db, n, p, NULL, on_conflict, &c, NULL, NULL, SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
+    int arc = sqlite3changeset_apply_v2(db, n, p, NULL, on_conflict, &c, NULL, NULL,
+                                        SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
     sqlite3_free(p);
     uint64_t rb = 0;
     if (arc != SQLITE_OK) {
         char bs[EVENTS_BOOKMARK_LEN + 1];
         bookmark_format(b, bs);
-        rc = c.what[0] ? ev_fail(EVENTS_ESTATE,
-                                 "restore to %s refused: %s, not what the change log says (written on another "
-                                 "connection?); nothing was changed",
-                                 bs, c.what)
-                       : ev_fail(EVENTS_EDB, "restore to %s: %s", bs, sqlite3_errmsg(db));
+        rc =
+            c.what[0]
+                ? ev_fail(
+                      EVENTS_ESTATE,
+                      "restore to %s refused: %s, not what the change log says (written on another "
+                      "connection?); nothing was changed",
+                      bs, c.what)
+                : ev_fail(EVENTS_EDB, "restore to %s: %s", bs, sqlite3_errmsg(db));
     } else if (!(rc = tracker_record(t, (int64_t)b, &rb))) {
         rc = exec_sql(db, "COMMIT");
     }
-    if (rc) exec_sql(db, "ROLLBACK");
-    else if (rb) bookmark_format(rb, r.bookmark);
+    if (rc)
+        exec_sql(db, "ROLLBACK");
+    else if (rb)
+        bookmark_format(rb, r.bookmark);
     *rp = r;
     return rc;
 }
@@ -260,17 +284,20 @@ int events_changes_prune(sqlite3 *db, const char *bookmark)
     uint64_t b;
     if (!db) return ev_fail(EVENTS_EINVAL, "events_changes_prune: no database");
     if (bookmark_parse(bookmark, &b))
-        return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)", bookmark ? bookmark : "");
+        return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
+                       bookmark ? bookmark : "");
     sqlite3_stmt *st;
     int rc = EVENTS_OK;
     /* what the outbox still has to send stays: the sender builds its events from it */
-    if (sqlite3_prepare_v2(db,
-                           "DELETE FROM _events_changes WHERE bookmark <= ?1 AND bookmark < coalesce((SELECT "
-                           "min(changes) FROM _events_outbox WHERE changes IS NOT NULL), ?1 + 1)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db,
+            "DELETE FROM _events_changes WHERE bookmark <= ?1 AND bookmark < coalesce((SELECT "
+            "min(changes) FROM _events_outbox WHERE changes IS NOT NULL), ?1 + 1)",
+            -1, &st, NULL) != SQLITE_OK)
         return ev_fail(EVENTS_EDB, "cannot prune the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)b);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = ev_fail(EVENTS_EDB, "cannot prune the change log: %s", sqlite3_errmsg(db));
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = ev_fail(EVENTS_EDB, "cannot prune the change log: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return rc;
 }
@@ -290,10 +317,14 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
     }
     sqlite3_busy_timeout(src, 10000);
     if ((rc = exec_sql(src, "BEGIN"))) goto out;
-    int64_t bm = scalar(src, "SELECT coalesce((SELECT value FROM _events_meta WHERE key = 'bookmark' AND ?1 = ?1), 0)", 0);
+    int64_t bm = scalar(
+        src,
+        "SELECT coalesce((SELECT value FROM _events_meta WHERE key = 'bookmark' AND ?1 = ?1), 0)",
+        0);
     if (bm < 0) bm = 0; /* never tracked: no _events_meta */
     *bookmark = (uint64_t)bm;
-    if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
         rc = ev_fail(EVENTS_EDB, "snapshot: cannot create %s: %s", path, sqlite3_errmsg(dst));
         goto out;
     }
@@ -310,13 +341,16 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
         goto out;
     }
     /* the copy is one file with the service's tables, the registry and the bookmark it is at */
-    rc = exec_sql(dst, "PRAGMA journal_mode = DELETE;"
-                       "DELETE FROM _events_outbox; DELETE FROM _events_dead; DELETE FROM _events_changes;"
-                       "DELETE FROM sqlite_sequence WHERE name = '_events_outbox'; VACUUM;");
-    if (rc == EVENTS_EDB && strstr(events_errmsg(), "no such table")) rc = EVENTS_OK; /* an untracked database */
+    rc = exec_sql(
+        dst, "PRAGMA journal_mode = DELETE;"
+             "DELETE FROM _events_outbox; DELETE FROM _events_dead; DELETE FROM _events_changes;"
+             "DELETE FROM sqlite_sequence WHERE name = '_events_outbox'; VACUUM;");
+    if (rc == EVENTS_EDB && strstr(events_errmsg(), "no such table"))
+        rc = EVENTS_OK; /* an untracked database */
 out:
     sqlite3_close(src);
-    if (dst && sqlite3_close(dst) != SQLITE_OK && !rc) rc = ev_fail(EVENTS_EDB, "snapshot: cannot close %s", path);
+    if (dst && sqlite3_close(dst) != SQLITE_OK && !rc)
+        rc = ev_fail(EVENTS_EDB, "snapshot: cannot close %s", path);
     return rc;
 }
 
@@ -340,7 +374,8 @@ static int snapshot_to(sqlite3 *db, const char *path, uint64_t *bm)
         if (rc) return rc;
     }
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%08llx", path, (unsigned long long)(evrand_u64() & 0xffffffffu));
+    snprintf(tmp, sizeof tmp, "%s.tmp-%08llx", path,
+             (unsigned long long)(evrand_u64() & 0xffffffffu));
     if ((rc = snapshot_copy(db, tmp, bm))) {
         unlink(tmp);
         return rc;
@@ -355,7 +390,8 @@ static int snapshot_to(sqlite3 *db, const char *path, uint64_t *bm)
 
 int events_snapshot_file(sqlite3 *db, const char *path, char bookmark[EVENTS_BOOKMARK_LEN + 1])
 {
-    if (!db || !path) return ev_fail(EVENTS_EINVAL, "events_snapshot_file: database and path are required");
+    if (!db || !path)
+        return ev_fail(EVENTS_EINVAL, "events_snapshot_file: database and path are required");
     if (strlen(path) > 4000) return ev_fail(EVENTS_EINVAL, "snapshot: the path is too long");
     struct stat sb;
     if (!stat(path, &sb)) return ev_fail(EVENTS_EINVAL, "snapshot: %s: the file exists", path);
@@ -373,8 +409,8 @@ static size_t keep_some(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-int snapshot_upload(const char *file, const char *base_url, const char *auth_header, const char *source,
-                    const char *bookmark)
+int snapshot_upload(const char *file, const char *base_url, const char *auth_header,
+                    const char *source, const char *bookmark)
 {
     char url[1200];
     snprintf(url, sizeof url, "%s/snapshots/%s/%s", base_url, source, bookmark);
@@ -404,10 +440,11 @@ int snapshot_upload(const char *file, const char *base_url, const char *auth_hea
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         if (cr != CURLE_OK)
-            rc = ev_fail(EVENTS_EHTTP, "snapshot: %s: %s", url, err[0] ? err : curl_easy_strerror(cr));
+            rc = ev_fail(EVENTS_EHTTP, "snapshot: %s: %s", url,
+                         err[0] ? err : curl_easy_strerror(cr));
         else if (status != 200 && status != 201)
-            rc = ev_fail(EVENTS_EHTTP, "snapshot: %s answered %ld: %.*s", url, status, (int)answer.len,
-                         answer.p ? answer.p : "");
+            rc = ev_fail(EVENTS_EHTTP, "snapshot: %s answered %ld: %.*s", url, status,
+                         (int)answer.len, answer.p ? answer.p : "");
         curl_slist_free_all(h);
     }
     if (c) curl_easy_cleanup(c);
@@ -429,8 +466,8 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
     if (!t) return ev_fail(EVENTS_ESTATE, "events_snapshot: the emitter's database is not tracked");
     const char *tmpdir = getenv("TMPDIR");
     char path[4200];
-    snprintf(path, sizeof path, "%s/events-snapshot-%016llx.db", tmpdir && *tmpdir ? tmpdir : "/tmp",
-             (unsigned long long)evrand_u64());
+    snprintf(path, sizeof path, "%s/events-snapshot-%016llx.db",
+             tmpdir && *tmpdir ? tmpdir : "/tmp", (unsigned long long)evrand_u64());
     uint64_t bm = 0;
     int rc = snapshot_to(db, path, &bm);
     if (rc) return rc;
@@ -438,8 +475,10 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
     bookmark_format(bm, bs);
     /* the server's base URL: the endpoint without its /ingest or /e */
     size_t n = strlen(em->endpoint);
-    if (n >= 7 && !strcmp(em->endpoint + n - 7, "/ingest")) n -= 7;
-    else if (n >= 2 && !strcmp(em->endpoint + n - 2, "/e")) n -= 2;
+    if (n >= 7 && !strcmp(em->endpoint + n - 7, "/ingest"))
+        n -= 7;
+    else if (n >= 2 && !strcmp(em->endpoint + n - 2, "/e"))
+        n -= 2;
     snprintf(base, sizeof base, "%.*s", (int)n, em->endpoint);
     rc = snapshot_upload(path, base, em->auth_header, tracker_source(t), bs);
     unlink(path);

@@ -457,8 +457,8 @@ static void *sender_main(void *arg)
             b = next;
             next = t;
             have_next = 0;
-        } else if (outbox_peek(em->ob, 0, 0, split ? split : em->cfg.batch_size, em->cfg.batch_bytes,
-                               b) ||
+        } else if (outbox_peek(em->ob, 0, 0, split ? split : em->cfg.batch_size,
+                               em->cfg.batch_bytes, b) ||
                    !b->n) {
             if (!b->n) {
                 outbox_trim(em->ob, 1);

@@ -9,7 +9,8 @@ metrics metrics_global;
 
 static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
                                               413, 415, 429, 500, 503, 504, 0,   0};
-static const char *route_names[ROUTE_COUNT] = {"ingest", "query", "health", "metrics", "snapshots", "tail", "dashboard", "other"};
+static const char *route_names[ROUTE_COUNT] = {"ingest",    "query", "health",    "metrics",
+                                               "snapshots", "tail",  "dashboard", "other"};
 
 void metrics_request(enum metrics_route route, unsigned status, int64_t ns)
 {
@@ -54,17 +55,18 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
 {
     metrics *m = &metrics_global;
     metrics_counter(b, "events_ingested_total", "Events accepted and made durable.",
-            atomic_load(&m->events_accepted));
+                    atomic_load(&m->events_accepted));
     metrics_counter(b, "events_rejected_total", "Events rejected by validation.",
-            atomic_load(&m->events_rejected));
+                    atomic_load(&m->events_rejected));
     metrics_counter(b, "events_duplicate_total", "Events answered as duplicates of a recent id.",
-            atomic_load(&m->events_duplicate));
-    metrics_counter(b, "events_received_bytes_total", "Request body bytes received on /ingest, as sent.",
-            atomic_load(&m->bytes_received));
+                    atomic_load(&m->events_duplicate));
+    metrics_counter(b, "events_received_bytes_total",
+                    "Request body bytes received on /ingest, as sent.",
+                    atomic_load(&m->bytes_received));
     metrics_counter(b, "events_stored_bytes_total", "Bytes of event lines written to the spool.",
-            atomic_load(&m->bytes_stored));
+                    atomic_load(&m->bytes_stored));
     metrics_gauge(b, "events_http_connections_open", "Open HTTP connections.",
-          (long long)atomic_load(&m->connections_open));
+                  (long long)atomic_load(&m->connections_open));
 
     buf_puts(b, "# HELP events_http_requests_total HTTP requests by route and status code.\n"
                 "# TYPE events_http_requests_total counter\n");
@@ -91,16 +93,17 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                     "fdatasync.\n# TYPE events_fsync_duration_seconds histogram\n");
         render_histo(b, "events_fsync_duration_seconds", "", ws->fsync);
         metrics_counter(b, "events_commits_total", "Group commits made durable.", ws->commits);
-        metrics_counter(b, "events_commit_failures_total", "Group commits that failed (answered 503).",
-                ws->commit_failures);
+        metrics_counter(b, "events_commit_failures_total",
+                        "Group commits that failed (answered 503).", ws->commit_failures);
         metrics_counter(b, "events_segments_sealed_total", "Spool segments moved into the lake.",
-                ws->segments_sealed);
+                        ws->segments_sealed);
         metrics_counter(b, "events_seal_failures_total",
-                "Attempts to move a segment that failed and were retried.", ws->seal_failures);
+                        "Attempts to move a segment that failed and were retried.",
+                        ws->seal_failures);
         metrics_gauge(b, "events_segments_open", "Spool segments being written.",
-              (long long)ws->segments_open);
+                      (long long)ws->segments_open);
         metrics_gauge(b, "events_spool_bytes", "Bytes in the spool not yet in the lake.",
-              (long long)ws->spool_bytes);
+                      (long long)ws->spool_bytes);
     }
     return b->p ? 0 : -1;
 }

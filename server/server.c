@@ -73,7 +73,8 @@ typedef struct server {
     pthread_mutex_t compact_mu;
     pthread_cond_t compact_cv;
     int compact_stop;
-    _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows, compact_deleted;
+    _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
+        compact_deleted;
 } server;
 
 /* ---- background compaction ------------------------------------------------- */
@@ -88,7 +89,8 @@ static void *compactor_main(void *arg)
         int64_t ns = (int64_t)ts.tv_nsec + (s->cfg.compact_every_ms % 1000) * 1000000;
         ts.tv_sec += (time_t)(s->cfg.compact_every_ms / 1000 + ns / 1000000000);
         ts.tv_nsec = (long)(ns % 1000000000);
-        while (!s->compact_stop && pthread_cond_timedwait(&s->compact_cv, &s->compact_mu, &ts) == 0) {
+        while (!s->compact_stop &&
+               pthread_cond_timedwait(&s->compact_cv, &s->compact_mu, &ts) == 0) {
         }
         if (s->compact_stop) break;
         pthread_mutex_unlock(&s->compact_mu);
@@ -141,7 +143,15 @@ static void compactor_stop(server *s)
 }
 
 enum kind {
-    K_NONE, K_INGEST, K_QUERY, K_HEALTH, K_METRICS, K_SNAP_PUT, K_SNAP_LIST, K_SNAP_GET, K_TAIL,
+    K_NONE,
+    K_INGEST,
+    K_QUERY,
+    K_HEALTH,
+    K_METRICS,
+    K_SNAP_PUT,
+    K_SNAP_LIST,
+    K_SNAP_GET,
+    K_TAIL,
     K_WEB
 };
 
@@ -166,7 +176,7 @@ typedef struct request {
     qjob *job;               /* K_QUERY: the query, once submitted */
     unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
     char discard_error[160];
-    snap_upload *snap;       /* K_SNAP_PUT: the upload so far */
+    snap_upload *snap; /* K_SNAP_PUT: the upload so far */
     char snap_source[64], snap_bookmark[17];
 } request;
 
@@ -459,17 +469,19 @@ static enum MHD_Result handle_web(request *r, const char *url)
 {
     const web_asset *a = web_find(url);
     if (!a) return send_error(r, 404, "no such file: %s", url);
-    const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    const char *inm =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     int same = inm && !strcmp(inm, a->etag);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(same ? 0 : a->len, (void *)a->data,
-                                                                MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(same ? 0 : a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", a->type);
     MHD_add_response_header(resp, "ETag", a->etag);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:");
+    MHD_add_response_header(
+        resp, "Content-Security-Policy",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:");
     enum MHD_Result ok = MHD_queue_response(r->conn, same ? 304 : 200, resp);
     MHD_destroy_response(resp);
     answered(r, same ? 304 : 200);
@@ -483,9 +495,11 @@ static enum MHD_Result handle_tail(server *s, request *r)
     uint64_t clients, dropped;
     tail_hub_counts(s->tail, &clients, &dropped);
     if (clients >= (uint64_t)s->cfg.tail_max_clients)
-        return send_error(r, 503, "%d live tails are open, the most this server takes (--tail-max-clients)",
+        return send_error(r, 503,
+                          "%d live tails are open, the most this server takes (--tail-max-clients)",
                           s->cfg.tail_max_clients);
-    struct MHD_Response *resp = atomic_load(&s->stopping) ? NULL : tail_response(s->tail, r->conn, type);
+    struct MHD_Response *resp =
+        atomic_load(&s->stopping) ? NULL : tail_response(s->tail, r->conn, type);
     if (!resp) return send_error(r, 503, "the server is stopping");
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
     enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
@@ -533,8 +547,8 @@ static enum MHD_Result handle_metrics(server *s, request *r)
     uint64_t tc, td;
     tail_hub_counts(s->tail, &tc, &td);
     metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)tc);
-    metrics_counter(&b, "events_tail_dropped_total", "Clients of GET /tail dropped for falling behind.",
-                    td);
+    metrics_counter(&b, "events_tail_dropped_total",
+                    "Clients of GET /tail dropped for falling behind.", td);
     if (s->cache) {
         lake_cache_stats cs;
         lake_cache_stats_get(s->cache, &cs);
@@ -626,9 +640,9 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         const char *h =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         char bearer[600];
-        const char *qt = r->kind == K_TAIL ? MHD_lookup_connection_value(
-                                                 r->conn, MHD_GET_ARGUMENT_KIND, "token")
-                                           : NULL;
+        const char *qt = r->kind == K_TAIL
+                             ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token")
+                             : NULL;
         if (!h && qt) { /* EventSource cannot set headers: ?token= on /tail */
             snprintf(bearer, sizeof bearer, "Bearer %s", qt);
             h = bearer;
@@ -1011,8 +1025,10 @@ int server_run(const server_config *cfg)
         log_msg(LOG_ERROR, "cannot start", "error", "cannot start the live tail", LOG_END);
         goto out;
     }
-    query_config qc = {
-        .store = s->store, .writer = s->writer, .memory_limit = cfg->query_memory, .cache = s->cache};
+    query_config qc = {.store = s->store,
+                       .writer = s->writer,
+                       .memory_limit = cfg->query_memory,
+                       .cache = s->cache};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;

@@ -18,34 +18,34 @@
 #include <stdint.h>
 
 typedef struct server_config {
-    const char *listen;      /* "host:port"; port 0 picks a free one. Default 127.0.0.1:8080 */
-    const char *lake;        /* directory, file:// or s3:// URL. Default ./events-lake */
-    const char *spool;       /* default {lake}/.spool for a directory lake, else ./events-spool */
-    const char *cache;       /* an s3 lake's local file cache; default ./events-cache */
-    uint64_t cache_max;      /* default 1 GiB */
+    const char *listen;        /* "host:port"; port 0 picks a free one. Default 127.0.0.1:8080 */
+    const char *lake;          /* directory, file:// or s3:// URL. Default ./events-lake */
+    const char *spool;         /* default {lake}/.spool for a directory lake, else ./events-spool */
+    const char *cache;         /* an s3 lake's local file cache; default ./events-cache */
+    uint64_t cache_max;        /* default 1 GiB */
     int64_t compact_every_ms;  /* run compaction this often; 0: never. Default 5 min */
     int64_t compact_after_ms;  /* compact an hour this long after it ends; default 10 min */
     int64_t compact_retain_ms; /* keep replaced files this long; default 10 min */
-    const char *tokens_file; /* NULL: no tokens file */
-    const char *token;       /* one admin token (EVENTS_TOKEN), or NULL */
-    size_t max_body;         /* default 8 MiB (after decompression) */
-    size_t max_events;       /* default 10,000 */
-    size_t max_event_bytes;  /* default 256 KiB */
-    uint64_t seal_bytes;     /* default 64 MiB */
-    int64_t seal_age_ms;     /* default 30 s */
-    size_t dedup_window;     /* default 1,000,000 ids */
+    const char *tokens_file;   /* NULL: no tokens file */
+    const char *token;         /* one admin token (EVENTS_TOKEN), or NULL */
+    size_t max_body;           /* default 8 MiB (after decompression) */
+    size_t max_events;         /* default 10,000 */
+    size_t max_event_bytes;    /* default 256 KiB */
+    uint64_t seal_bytes;       /* default 64 MiB */
+    int64_t seal_age_ms;       /* default 30 s */
+    size_t dedup_window;       /* default 1,000,000 ids */
     uint64_t spool_max; /* answer 503 while this much waits in the spool; 0: no limit (default) */
     int threads;        /* HTTP threads; default: one per CPU */
-    int request_timeout_s;    /* whole request, first byte to last; default 30 */
-    int idle_timeout_s;       /* idle keep-alive connection; default 60 */
-    unsigned max_connections; /* default 4096 */
-    int shutdown_timeout_s;   /* wait for in-flight requests at SIGTERM; default 30 */
-    int query_threads;        /* queries run at once; default 2 */
-    int64_t query_timeout_ms; /* default 30 s */
-    uint64_t query_max_rows;  /* rows in one answer; default 100,000 */
-    uint64_t query_memory;    /* DuckDB's memory limit; default 1 GiB */
-    uint64_t max_snapshot;    /* largest snapshot upload; default 1 GiB */
-    size_t tail_buffer;       /* bytes a /tail client may fall behind; default 1 MiB */
+    int request_timeout_s;     /* whole request, first byte to last; default 30 */
+    int idle_timeout_s;        /* idle keep-alive connection; default 60 */
+    unsigned max_connections;  /* default 4096 */
+    int shutdown_timeout_s;    /* wait for in-flight requests at SIGTERM; default 30 */
+    int query_threads;         /* queries run at once; default 2 */
+    int64_t query_timeout_ms;  /* default 30 s */
+    uint64_t query_max_rows;   /* rows in one answer; default 100,000 */
+    uint64_t query_memory;     /* DuckDB's memory limit; default 1 GiB */
+    uint64_t max_snapshot;     /* largest snapshot upload; default 1 GiB */
+    size_t tail_buffer;        /* bytes a /tail client may fall behind; default 1 MiB */
     int64_t tail_heartbeat_ms; /* a comment on every /tail stream this often; default 15 s */
     int tail_max_clients;      /* /tail streams at once, 503 beyond; default 100 */
 } server_config;

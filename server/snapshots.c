@@ -56,14 +56,16 @@ int snap_parse_url(const char *url, char source[64], char bookmark[17], char *er
     return 0;
 }
 
-snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err, size_t errlen)
+snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err,
+                        size_t errlen)
 {
     snap_upload *u = calloc(1, sizeof *u);
     if (!u) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    snprintf(u->path, sizeof u->path, "%s/snapshot-%016llx.tmp", dir, (unsigned long long)evrand_u64());
+    snprintf(u->path, sizeof u->path, "%s/snapshot-%016llx.tmp", dir,
+             (unsigned long long)evrand_u64());
     u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (u->fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", u->path, strerror(errno));
@@ -108,7 +110,8 @@ void snap_abort(snap_upload *u)
     free(u);
 }
 
-static unsigned fail(buf *answer, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
 {
     char msg[600];
@@ -123,7 +126,8 @@ static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
     return status;
 }
 
-/* The tables of the snapshot (not libevents' own) with their row counts; NULL if it is not a sound database. */
+/* The tables of the snapshot (not libevents' own) with their row counts; NULL if it is not a sound
+ * database. */
 static json_t *describe(const char *path, char *err, size_t errlen)
 {
     sqlite3 *db;
@@ -133,8 +137,8 @@ static json_t *describe(const char *path, char *err, size_t errlen)
         goto out;
     }
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
-        strcmp((const char *)sqlite3_column_text(st, 0), "ok")) {
+    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(st, 0), "ok")) {
         snprintf(err, errlen, "the database is damaged: %s",
                  sqlite3_errcode(db) == SQLITE_ROW || sqlite3_errcode(db) == SQLITE_OK
                      ? (const char *)sqlite3_column_text(st, 0)
@@ -144,10 +148,11 @@ static json_t *describe(const char *path, char *err, size_t errlen)
     }
     sqlite3_finalize(st);
     tables = json_array();
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_events\\_%' "
-                           "ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
-                           -1, &st, NULL) == SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_events\\_%' "
+            "ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+            -1, &st, NULL) == SQLITE_OK)
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *name = (const char *)sqlite3_column_text(st, 0);
             if (!name) continue;
@@ -159,7 +164,8 @@ static json_t *describe(const char *path, char *err, size_t errlen)
                 sqlite3_step(c) == SQLITE_ROW)
                 rows = sqlite3_column_int64(c, 0);
             if (!strchr(name, '"')) sqlite3_finalize(c);
-            json_array_append_new(tables, json_pack("{s:s,s:I}", "name", name, "rows", (json_int_t)rows));
+            json_array_append_new(tables,
+                                  json_pack("{s:s,s:I}", "name", name, "rows", (json_int_t)rows));
         }
     sqlite3_finalize(st);
 out:
@@ -181,7 +187,8 @@ unsigned snap_finish(snap_upload *u, store *st, buf *answer)
     }
     u->fd = -1;
     if (u->size < 512 || memcmp(u->head, "SQLite format 3", 16)) {
-        status = fail(answer, 422, "the body is not a SQLite database (%llu bytes)", (unsigned long long)u->size);
+        status = fail(answer, 422, "the body is not a SQLite database (%llu bytes)",
+                      (unsigned long long)u->size);
         goto out;
     }
     json_t *tables = describe(u->path, err, sizeof err);
@@ -193,24 +200,24 @@ unsigned snap_finish(snap_upload *u, store *st, buf *answer)
     lake_snapshot_key(u->source, u->bookmark, "json", mkey);
     char now[EVTIME_LEN + 1];
     evtime_format(evtime_now_ms(), now);
-    json_t *m = json_pack("{s:s,s:s,s:s,s:I,s:s,s:o}", "source", u->source, "bookmark", u->bookmark, "createdAt", now,
-                          "size", (json_int_t)u->size, "sha256", hex, "tables", tables);
+    json_t *m =
+        json_pack("{s:s,s:s,s:s,s:I,s:s,s:o}", "source", u->source, "bookmark", u->bookmark,
+                  "createdAt", now, "size", (json_int_t)u->size, "sha256", hex, "tables", tables);
     char *text = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(m);
     int rc = store_put_file(st, key, u->path, STORE_IF_ABSENT | STORE_MOVE);
     if (rc == STORE_EEXIST) { /* the same file again is fine; another one is not */
         buf old = BUF_INIT;
         json_t *om = NULL;
-        if (store_get(st, mkey, 0, 0, &old) == STORE_OK)
-            om = json_loadb(old.p, old.len, 0, NULL);
+        if (store_get(st, mkey, 0, 0, &old) == STORE_OK) om = json_loadb(old.p, old.len, 0, NULL);
         const char *osha = json_string_value(json_object_get(om, "sha256"));
         if (osha && !strcmp(osha, hex)) {
             answer->len = 0;
             buf_append(answer, old.p, old.len);
             status = 200;
         } else {
-            status = fail(answer, 409, "snapshot %s/%s exists with other content (sha256 %s)", u->source, u->bookmark,
-                          osha ? osha : "unknown");
+            status = fail(answer, 409, "snapshot %s/%s exists with other content (sha256 %s)",
+                          u->source, u->bookmark, osha ? osha : "unknown");
         }
         json_decref(om);
         buf_free(&old);
@@ -252,7 +259,8 @@ static int list_one(const store_entry *e, void *ud)
 unsigned snap_list(store *st, const char *source, buf *answer)
 {
     if (source && !lake_source_valid(source))
-        return fail(answer, 400, "source \"%.64s\" must be 1-32 characters of [0-9A-Za-z_.-]", source);
+        return fail(answer, 400, "source \"%.64s\" must be 1-32 characters of [0-9A-Za-z_.-]",
+                    source);
     char prefix[LAKE_KEY_MAX];
     if (source)
         snprintf(prefix, sizeof prefix, LAKE_SNAPSHOTS_PREFIX "%s/", source);

@@ -30,7 +30,8 @@ typedef struct snap_upload snap_upload;
 int snap_parse_url(const char *url, char source[64], char bookmark[17], char *err, size_t errlen);
 
 /* Starts an upload into a temporary file in dir. NULL and err on failure. */
-snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err, size_t errlen);
+snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err,
+                        size_t errlen);
 /* Returns 0, or -1 (err set) when the file cannot be written. */
 int snap_write(snap_upload *u, const void *p, size_t n, char *err, size_t errlen);
 uint64_t snap_size(const snap_upload *u);
@@ -41,7 +42,8 @@ void snap_abort(snap_upload *u);
 /* The manifests (of one source, or all): {"snapshots":[…]}. Returns the HTTP status. */
 unsigned snap_list(store *st, const char *source, buf *answer);
 
-/* The file of a snapshot into out (whole). Returns the HTTP status; on an error, out holds the JSON answer. */
+/* The file of a snapshot into out (whole). Returns the HTTP status; on an error, out holds the JSON
+ * answer. */
 unsigned snap_get(store *st, const char *source, const char *bookmark, buf *out);
 
 #endif

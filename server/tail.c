@@ -56,7 +56,8 @@ static void queue(client *c, const char *p, size_t n, const char *p2, size_t n2,
         /* what is queued goes, except the rest of a message already partly sent: the
          * client must see whole messages, then the last one */
         size_t to = c->sent;
-        if (c->sent && !(c->sent >= 2 && c->out.p[c->sent - 2] == '\n' && c->out.p[c->sent - 1] == '\n')) {
+        if (c->sent &&
+            !(c->sent >= 2 && c->out.p[c->sent - 2] == '\n' && c->out.p[c->sent - 1] == '\n')) {
             const char *end = memmem(c->out.p + c->sent - 1, c->out.len - (c->sent - 1), "\n\n", 2);
             to = end ? (size_t)(end - c->out.p) + 2 : c->out.len;
         }
@@ -251,8 +252,10 @@ static void client_free(void *cls)
     client *c = cls;
     tail_hub *h = c->h;
     pthread_mutex_lock(&h->mu);
-    if (c->prev) c->prev->next = c->next;
-    else if (h->head == c) h->head = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (h->head == c)
+        h->head = c->next;
     if (c->next) c->next->prev = c->prev;
     h->active--;
     pthread_mutex_unlock(&h->mu);
@@ -282,7 +285,8 @@ struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, con
             free(c);
             return NULL;
         }
-        for (char *save = NULL, *t = strtok_r(c->patbuf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        for (char *save = NULL, *t = strtok_r(c->patbuf, ",", &save); t;
+             t = strtok_r(NULL, ",", &save))
             if (*t) c->pats[c->npats++] = t;
     }
     buf_printf(&c->out, "retry: 2000\n: tail %s\n\n", patterns && *patterns ? patterns : "*");
@@ -302,8 +306,8 @@ struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, con
     h->head = c;
     h->active++;
     pthread_mutex_unlock(&h->mu);
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, c,
-                                                               client_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, c, client_free);
     if (!r) {
         client_free(c);
         return NULL;

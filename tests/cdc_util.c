@@ -45,8 +45,9 @@ const char *db_hash(sqlite3 *db)
                             double v = sqlite3_column_double(st, c);
                             sha256_update(&h, &v, sizeof v);
                         } else if (t != SQLITE_NULL) {
-                            const void *p = t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, c)
-                                                             : sqlite3_column_blob(st, c);
+                            const void *p = t == SQLITE_TEXT
+                                                ? (const void *)sqlite3_column_text(st, c)
+                                                : sqlite3_column_blob(st, c);
                             int len = sqlite3_column_bytes(st, c);
                             sha256_update(&h, &len, sizeof len);
                             if (len) sha256_update(&h, p, (size_t)len);

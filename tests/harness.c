@@ -341,7 +341,8 @@ int s3_start(void)
     char out[1200], envp[1200];
     snprintf(out, sizeof out, "%s/start.out", s3_root);
     snprintf(envp, sizeof envp, "%s/rgw/env", s3_root);
-    int rc = sh("'%s/scripts/s3-test-server' start '%s/rgw' > '%s' 2>&1", EVENTS_SOURCE_DIR, s3_root, out);
+    int rc = sh("'%s/scripts/s3-test-server' start '%s/rgw' > '%s' 2>&1", EVENTS_SOURCE_DIR,
+                s3_root, out);
     FILE *f = rc ? NULL : fopen(envp, "r");
     if (!f) {
         char *t = test_read_file(out, NULL);

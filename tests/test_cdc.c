@@ -3,7 +3,7 @@
  * bookmarks, restore, rollbacks, collections, snapshots. Real SQLite files,
  * no server (test_pitr.c does the lake).
  */
-#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc_util.h"
 #include "codec.h"
@@ -19,7 +19,8 @@
 
 /* ---- changesets byte for byte ------------------------------------------------------- */
 
-/* A changeset as table headers, each with its change records sorted (the order inside a table is free). */
+/* A changeset as table headers, each with its change records sorted (the order inside a table is
+ * free). */
 typedef struct cs_table {
     buf header;
     buf *changes;
@@ -143,27 +144,30 @@ static const char *const SCHEMA =
     "CREATE TABLE pairs(a TEXT, b INTEGER, v, PRIMARY KEY (b, a));"
     "CREATE TABLE uniq(id INTEGER PRIMARY KEY, k TEXT UNIQUE);"
     "CREATE TABLE log(id INTEGER PRIMARY KEY, what TEXT);"
-    "CREATE TRIGGER ints_log AFTER UPDATE ON ints BEGIN INSERT INTO log(what) VALUES ('ints ' || new.id); END;";
+    "CREATE TRIGGER ints_log AFTER UPDATE ON ints BEGIN INSERT INTO log(what) VALUES ('ints ' || "
+    "new.id); END;";
 
 /* Transactions, each run on a tracked database and on one with a session. */
 static const char *const TXS[] = {
     "INSERT INTO ints VALUES (1, 10, 'one'), (2, 2.5, NULL), (3, x'00ff', 'three')",
     "UPDATE ints SET a = 11 WHERE id = 1",
-    "UPDATE ints SET a = 11 WHERE id = 1",                       /* no change at all */
+    "UPDATE ints SET a = 11 WHERE id = 1", /* no change at all */
     "UPDATE ints SET b = 'x' WHERE id = 2; UPDATE ints SET b = 'y' WHERE id = 2",
     "DELETE FROM ints WHERE id = 3",
     "INSERT INTO ints VALUES (4, 4, 'four'); DELETE FROM ints WHERE id = 4", /* nothing */
-    ("INSERT INTO words VALUES ('alpha', 1, 1.5, x'01'), ('beta', NULL, -0.0, NULL), ('gamma', 9223372036854775807, "
+    ("INSERT INTO words VALUES ('alpha', 1, 1.5, x'01'), ('beta', NULL, -0.0, NULL), ('gamma', "
+     "9223372036854775807, "
      "1e300, x'')"),
-    "UPDATE words SET w = 'delta' WHERE w = 'alpha'",                  /* a new key: DELETE + INSERT */
+    "UPDATE words SET w = 'delta' WHERE w = 'alpha'", /* a new key: DELETE + INSERT */
     "INSERT INTO pairs VALUES ('a', 1, 'v1'), ('b', 1, 'v2'), ('a', 2, NULL)",
     "UPDATE pairs SET v = 'v3' WHERE a = 'a' AND b = 1; DELETE FROM pairs WHERE b = 2",
     "INSERT INTO uniq VALUES (1, 'k1'), (2, 'k2')",
-    "INSERT OR REPLACE INTO uniq VALUES (3, 'k1')",                   /* REPLACE deletes row 1 */
-    "SAVEPOINT s; INSERT INTO ints VALUES (5, 5, 'five'); ROLLBACK TO s; RELEASE s; INSERT INTO ints VALUES (6, 6, 'six')",
+    "INSERT OR REPLACE INTO uniq VALUES (3, 'k1')", /* REPLACE deletes row 1 */
+    "SAVEPOINT s; INSERT INTO ints VALUES (5, 5, 'five'); ROLLBACK TO s; RELEASE s; INSERT INTO "
+    "ints VALUES (6, 6, 'six')",
     "INSERT INTO ints VALUES (7, 7, 'seven'); UPDATE ints SET a = a + 1 WHERE id = 7",
     "DELETE FROM words",
-    "UPDATE ints SET a = 100 WHERE id = 1",                           /* the trigger writes log */
+    "UPDATE ints SET a = 100 WHERE id = 1", /* the trigger writes log */
 };
 
 TEST(changesets_match_the_session_extension)
@@ -201,14 +205,19 @@ TEST(changesets_match_the_session_extension)
 
         /* ours: the last row of the change log, if the transaction changed anything */
         sqlite3_stmt *st;
-        sqlite3_prepare_v2(a, "SELECT changeset FROM _events_changes WHERE bookmark = ?", -1, &st, NULL);
+        sqlite3_prepare_v2(a, "SELECT changeset FROM _events_changes WHERE bookmark = ?", -1, &st,
+                           NULL);
         uint64_t bm = strtoull(after, NULL, 16);
         sqlite3_bind_int64(st, 1, (sqlite3_int64)bm);
         int have = strcmp(before, after) != 0 && sqlite3_step(st) == SQLITE_ROW;
-        if (!have && n) test_fail(__FILE__, __LINE__, "tx %zu: the extension recorded %d bytes, we nothing", i, n);
-        if (have && !n) test_fail(__FILE__, __LINE__, "tx %zu: we recorded, the extension nothing", i);
+        if (!have && n)
+            test_fail(__FILE__, __LINE__, "tx %zu: the extension recorded %d bytes, we nothing", i,
+                      n);
+        if (have && !n)
+            test_fail(__FILE__, __LINE__, "tx %zu: we recorded, the extension nothing", i);
         if (have && n &&
-            !cs_equal(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), p, (size_t)n))
+            !cs_equal(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), p,
+                      (size_t)n))
             test_fail(__FILE__, __LINE__, "tx %zu (%s): the changesets differ", i, TXS[i]);
         sqlite3_finalize(st);
         sqlite3_free(p);
@@ -256,9 +265,11 @@ TEST(restore_to_every_bookmark_and_back)
     char now[17];
     events_bookmark(db, now);
     char before_last[17];
-    snprintf(before_last, sizeof before_last, "%016llx", (unsigned long long)strtoull(now, NULL, 16) - 1);
+    snprintf(before_last, sizeof before_last, "%016llx",
+             (unsigned long long)strtoull(now, NULL, 16) - 1);
     CHECK_INT(0, events_restore(db, before_last, 0, NULL));
-    CHECK_STR(hashes[3], db_hash(db)); /* the state before restoring to bms[0]: after the restore to bms[3] */
+    CHECK_STR(hashes[3],
+              db_hash(db)); /* the state before restoring to bms[0]: after the restore to bms[3] */
     /* a dry run changes nothing and says what it would do */
     events_restore_report r;
     char h[65];
@@ -290,11 +301,13 @@ TEST(restore_to_every_bookmark_and_back)
     CHECK_CONTAINS("not what the change log says", events_errmsg());
     CHECK_STR(h, db_hash(db));
 
-    sqlite3_exec(db, "INSERT INTO ints(id, a, b) VALUES (1, 100, 'one')", NULL, NULL, NULL); /* put it back */
+    sqlite3_exec(db, "INSERT INTO ints(id, a, b) VALUES (1, 100, 'one')", NULL, NULL,
+                 NULL); /* put it back */
 
     /* pruned: only what the outbox has delivered goes (here: as if everything had been) */
     CHECK_INT(0, events_changes_prune(db, bms[4]));
-    CHECK(sql_int(db, "SELECT count(*) FROM _events_changes WHERE bookmark <= 4") > 0); /* not delivered: kept */
+    CHECK(sql_int(db, "SELECT count(*) FROM _events_changes WHERE bookmark <= 4") >
+          0); /* not delivered: kept */
     sqlite3_exec(db, "DELETE FROM _events_outbox", NULL, NULL, NULL);
     CHECK_INT(0, events_changes_prune(db, bms[4]));
     CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[2], 0, NULL));
@@ -440,7 +453,8 @@ TEST(collections_api_and_bad_input)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = events_collection_put(c, bad[i].id, bad[i].json);
-        if (rc != bad[i].rc) test_fail(__FILE__, __LINE__, "bad %zu: got %d (%s)", i, rc, events_errmsg());
+        if (rc != bad[i].rc)
+            test_fail(__FILE__, __LINE__, "bad %zu: got %d (%s)", i, rc, events_errmsg());
         CHECK_CONTAINS(bad[i].msg, events_errmsg());
     }
     buf deep = BUF_INIT;
@@ -501,7 +515,8 @@ TEST(snapshot_file_is_the_data_at_its_bookmark)
         snprintf(doc, sizeof doc, "{\"i\":%d}", i);
         CHECK_INT(0, events_collection_put(c, id, doc));
     }
-    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'plain')", NULL, NULL, NULL); /* not yet recorded */
+    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'plain')", NULL, NULL,
+                 NULL); /* not yet recorded */
     char bm[17];
     CHECK_INT(0, events_snapshot_file(db, snap, bm));
     CHECK_STR("0000000000000033", bm); /* 50 puts and the plain write */
@@ -572,8 +587,10 @@ TEST(sigkill_between_write_and_commit)
         char q[200];
         snprintf(q, sizeof q, "SELECT count(*) FROM docs WHERE id LIKE 'r%d-%%'", round);
         CHECK_INT(committed, sql_int(db, q));
-        /* every committed document has its change record and its outbox row; the killed one has neither */
-        CHECK_INT(sql_int(db, "SELECT count(*) FROM docs"), sql_int(db, "SELECT count(*) FROM _events_changes"));
+        /* every committed document has its change record and its outbox row; the killed one has
+         * neither */
+        CHECK_INT(sql_int(db, "SELECT count(*) FROM docs"),
+                  sql_int(db, "SELECT count(*) FROM _events_changes"));
         CHECK_INT(sql_int(db, "SELECT count(*) FROM _events_changes"),
                   sql_int(db, "SELECT count(*) FROM _events_outbox WHERE changes IS NOT NULL"));
         CHECK_INT(sql_int(db, "SELECT max(bookmark) FROM _events_changes"),

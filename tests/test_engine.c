@@ -324,14 +324,16 @@ TEST(test_engine_prunes_over_days)
     lake l;
     REQUIRE_INT(0, lake_open(&l, 24 * 4, 2, 0)); /* 2026-11-20 .. 2026-11-23, 2 events an hour */
     /* beyond two days the lake is listed a day at a time: still exactly the hours in range */
-    check_files(&l,
-                "SELECT count(*) FROM events WHERE ts >= '2026-11-20 05:00' AND ts < '2026-11-23 05:00'",
-                NULL, 72, 144);
-    check_files(&l,
-                "SELECT count(*) FROM events WHERE ts >= '2026-11-20 23:00' AND ts < '2026-11-23 01:00'",
-                NULL, 50, 100);
-    check_files(&l, "SELECT count(*) FROM events_between('2026-11-21 00:00', '2026-11-23 00:00')", NULL,
-                48, 96);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE ts >= '2026-11-20 05:00' AND ts < '2026-11-23 05:00'",
+        NULL, 72, 144);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE ts >= '2026-11-20 23:00' AND ts < '2026-11-23 01:00'",
+        NULL, 50, 100);
+    check_files(&l, "SELECT count(*) FROM events_between('2026-11-21 00:00', '2026-11-23 00:00')",
+                NULL, 48, 96);
     check_files(&l, "SELECT count(*) FROM events", NULL, 96, 192);
     lake_close(&l);
 }

@@ -126,7 +126,9 @@ TEST(test_store_open_rejects_unknown_schemes)
     store *s;
     char err[256];
     CHECK_INT(-1, store_open("gs://bucket", &s, err, sizeof err));
-    CHECK_STR("lake gs://bucket: unknown scheme (use a directory, file:///dir or s3://bucket/prefix)", err);
+    CHECK_STR(
+        "lake gs://bucket: unknown scheme (use a directory, file:///dir or s3://bucket/prefix)",
+        err);
 }
 
 /* ---- the writer ---- */

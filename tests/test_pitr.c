@@ -59,7 +59,8 @@ static void env_close(env *e)
     free(e->dir);
 }
 
-/* Stops the server and returns every event of the lake whose type starts with prefix, in file order. */
+/* Stops the server and returns every event of the lake whose type starts with prefix, in file
+ * order. */
 static json_t *lake_events(env *e, const char *prefix)
 {
     srv_stop(&e->s, SIGTERM);
@@ -87,7 +88,8 @@ static json_t *find_event(json_t *all, const char *type, const char *doc_id, con
     {
         if (strcmp(json_string_value(json_object_get(v, "type")), type)) continue;
         if (doc_id && strcmp(json_string_value(json_object_get(v, "docId")), doc_id)) continue;
-        if (bookmark && strcmp(json_string_value(json_object_get(v, "bookmark")), bookmark)) continue;
+        if (bookmark && strcmp(json_string_value(json_object_get(v, "bookmark")), bookmark))
+            continue;
         return v;
     }
     return NULL;
@@ -100,10 +102,10 @@ static char *dump(json_t *v)
 
 #define CHECK_JSON(want, v)                                                                        \
     do {                                                                                           \
-        json_t *w_ = json_loads(want, JSON_DECODE_ANY, NULL);                                                  \
+        json_t *w_ = json_loads(want, JSON_DECODE_ANY, NULL);                                      \
         if (!w_ || !(v) || !json_equal(w_, (v))) {                                                 \
             char *a_ = dump(v), *b_ = dump(w_);                                                    \
-            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s\n  actual:   %s", #v, b_, a_);        \
+            test_fail(__FILE__, __LINE__, "%s:\n  expected: %s\n  actual:   %s", #v, b_, a_);      \
             free(a_);                                                                              \
             free(b_);                                                                              \
         }                                                                                          \
@@ -174,7 +176,8 @@ TEST(cdc_events_in_the_lake_carry_the_documents)
     CHECK(x && json_is_null(json_object_get(x, "doc")));
     CHECK_JSON("{\"name\":\"Ada L.\",\"born\":1815}", json_object_get(x, "prev"));
     x = find_event(all, "sqlite.changeset", NULL, b[5]);
-    CHECK_JSON("{\"plain\":{\"insert\":1,\"update\":0,\"delete\":0}}", json_object_get(x, "tables"));
+    CHECK_JSON("{\"plain\":{\"insert\":1,\"update\":0,\"delete\":0}}",
+               json_object_get(x, "tables"));
     CHECK_JSON("1", json_object_get(x, "parts"));
     CHECK(json_string_length(json_object_get(x, "changeset")) > 10);
     CHECK(find_event(all, "rpc.call", NULL, NULL) != NULL);
@@ -209,7 +212,8 @@ TEST(large_transaction_in_parts)
         memset(docs[i] + k, 'a' + i % 26, 1000);
         strcpy(docs[i] + k + 1000, "\"}");
     }
-    CHECK_INT(0, events_collection_put_many(c, N, (const char *const *)ids, (const char *const *)docs));
+    CHECK_INT(
+        0, events_collection_put_many(c, N, (const char *const *)ids, (const char *const *)docs));
     CHECK_INT(0, events_flush(e.em, 30000));
     json_t *all = lake_events(&e, "");
     int parts = 0, inserts = 0;
@@ -306,7 +310,8 @@ TEST(snapshots_uploaded_listed_and_fetched)
         long status;
         const char *msg;
     } bad[] = {
-        {"PUT", "/snapshots/a/0000000000000001", "not a database at all, but long enough", 422, "not a SQLite database"},
+        {"PUT", "/snapshots/a/0000000000000001", "not a database at all, but long enough", 422,
+         "not a SQLite database"},
         {"PUT", "/snapshots/a/xyz", "x", 400, "16 lowercase hex digits"},
         {"PUT", "/snapshots/bad%20name/0000000000000001", "x", 400, "must be 1-32 characters"},
         {"PUT", "/snapshots/a", "x", 400, "expected /snapshots/{source}/{bookmark}"},
@@ -316,10 +321,11 @@ TEST(snapshots_uploaded_listed_and_fetched)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(url, sizeof url, "%s%s", e.s.url, bad[i].path);
-        CHECK_INT(0, http_do(bad[i].method, url, h, bad[i].body, bad[i].body ? strlen(bad[i].body) : 0, 0, &r));
+        CHECK_INT(0, http_do(bad[i].method, url, h, bad[i].body,
+                             bad[i].body ? strlen(bad[i].body) : 0, 0, &r));
         if (r.status != bad[i].status)
-            test_fail(__FILE__, __LINE__, "%s %s: %ld, not %ld: %s", bad[i].method, bad[i].path, r.status,
-                      bad[i].status, r.body.p);
+            test_fail(__FILE__, __LINE__, "%s %s: %ld, not %ld: %s", bad[i].method, bad[i].path,
+                      r.status, bad[i].status, r.body.p);
         CHECK_CONTAINS(bad[i].msg, r.body.p);
         resp_free(&r);
     }
@@ -405,8 +411,8 @@ static void random_op(rng *r, sqlite3 *db, events_collection *c, int *ops)
     case 0:
     case 1:
         snprintf(id, sizeof id, "doc-%d", k);
-        snprintf(doc, sizeof doc, "{\"k\":%d,\"v\":%llu,\"tags\":[\"t%d\"],\"nested\":{\"x\":%d}}", k,
-                 (unsigned long long)(next(r) % 1000000), below(r, 9), below(r, 100));
+        snprintf(doc, sizeof doc, "{\"k\":%d,\"v\":%llu,\"tags\":[\"t%d\"],\"nested\":{\"x\":%d}}",
+                 k, (unsigned long long)(next(r) % 1000000), below(r, 9), below(r, 100));
         CHECK_INT(0, events_collection_put(c, id, doc));
         break;
     case 2:
@@ -414,17 +420,19 @@ static void random_op(rng *r, sqlite3 *db, events_collection *c, int *ops)
         events_collection_delete(c, id); /* ENOTFOUND is fine */
         break;
     case 3:
-        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO accounts(id, owner, balance) VALUES (%d, 'o%d', %d)", k,
+        snprintf(sql, sizeof sql,
+                 "INSERT OR REPLACE INTO accounts(id, owner, balance) VALUES (%d, 'o%d', %d)", k,
                  below(r, 50), below(r, 10000));
         CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
         break;
     case 4:
-        snprintf(sql, sizeof sql, "UPDATE accounts SET balance = balance + %d WHERE id %% 7 = %d", below(r, 100) - 50,
-                 below(r, 7));
+        snprintf(sql, sizeof sql, "UPDATE accounts SET balance = balance + %d WHERE id %% 7 = %d",
+                 below(r, 100) - 50, below(r, 7));
         CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
         break;
     case 5:
-        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO tags(name, owner, weight) VALUES ('tag%d', 'o%d', %f)",
+        snprintf(sql, sizeof sql,
+                 "INSERT OR REPLACE INTO tags(name, owner, weight) VALUES ('tag%d', 'o%d', %f)",
                  below(r, 100), below(r, 50), (double)below(r, 1000) / 7.0);
         CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
         break;
@@ -432,7 +440,8 @@ static void random_op(rng *r, sqlite3 *db, events_collection *c, int *ops)
         if (below(r, 2))
             snprintf(sql, sizeof sql, "DELETE FROM accounts WHERE id %% 13 = %d", below(r, 13));
         else
-            snprintf(sql, sizeof sql, "DELETE FROM tags WHERE length(name) + weight %% 13 = %d", below(r, 13));
+            snprintf(sql, sizeof sql, "DELETE FROM tags WHERE length(name) + weight %% 13 = %d",
+                     below(r, 13));
         CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
         break;
     }
@@ -455,15 +464,18 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
     REQUIRE_INT(0, env_open(&e, "pitr-prop"));
     uint64_t seed = (uint64_t)time(NULL) | 1;
     if (getenv("PITR_SEED")) seed = strtoull(getenv("PITR_SEED"), NULL, 10);
-    fprintf(stderr, "  seed %llu (PITR_SEED=%llu to repeat)\n", (unsigned long long)seed, (unsigned long long)seed);
+    fprintf(stderr, "  seed %llu (PITR_SEED=%llu to repeat)\n", (unsigned long long)seed,
+            (unsigned long long)seed);
     rng r = {seed};
     events_track_config tc = {.source = "prop-db"};
     REQUIRE_INT(0, events_track(e.db, &tc));
-    REQUIRE(sqlite3_exec(e.db,
-                         "CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER);"
-                         "CREATE TABLE tags(name TEXT, owner TEXT, weight REAL, PRIMARY KEY (owner, name)) "
-                         "WITHOUT ROWID;",
-                         NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(
+        sqlite3_exec(
+            e.db,
+            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER);"
+            "CREATE TABLE tags(name TEXT, owner TEXT, weight REAL, PRIMARY KEY (owner, name)) "
+            "WITHOUT ROWID;",
+            NULL, NULL, NULL) == SQLITE_OK);
     events_collection *c;
     REQUIRE_INT(0, events_collection_open(e.em, "docs", NULL, &c));
     char snap0[17];
@@ -492,7 +504,8 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
             strcpy(marks[nmarks].bm, bm);
             strcpy(marks[nmarks++].hash, db_hash(e.db));
         } else {
-            CHECK_STR(marks[nmarks - 1].hash, db_hash(e.db)); /* rolled back (or nothing changed): as before */
+            CHECK_STR(marks[nmarks - 1].hash,
+                      db_hash(e.db)); /* rolled back (or nothing changed): as before */
         }
         if (!mid_snapshot_done && ops >= PROPERTY_OPS / 2) {
             char s2[17];
@@ -501,8 +514,8 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
             mid_snapshot_done = 1;
         }
     }
-    fprintf(stderr, "  %d operations in %d transactions (%d rolled back), %d bookmarks\n", ops, txs + rolled_back,
-            rolled_back, nmarks);
+    fprintf(stderr, "  %d operations in %d transactions (%d rolled back), %d bookmarks\n", ops,
+            txs + rolled_back, rolled_back, nmarks);
     CHECK(nmarks > 500);
     CHECK_INT(0, events_flush(e.em, 120000));
     events_stats st;
@@ -540,14 +553,16 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
         char out[1200];
         snprintf(out, sizeof out, "%s/dr-%d.db", e.dir, i);
         pitr_report rep;
-        if (pitr_apply(lst, "prop-db", snap, &ch, b, out, 0, 0, NULL, NULL, &rep, err, sizeof err)) {
+        if (pitr_apply(lst, "prop-db", snap, &ch, b, out, 0, 0, NULL, NULL, &rep, err,
+                       sizeof err)) {
             test_fail(__FILE__, __LINE__, "from the lake to %s: %s", m->bm, err);
             break;
         }
         sqlite3 *d;
         REQUIRE(sqlite3_open(out, &d) == SQLITE_OK);
         if (strcmp(m->hash, db_hash(d)))
-            test_fail(__FILE__, __LINE__, "from the lake to %s (snapshot %016llx): the database differs", m->bm,
+            test_fail(__FILE__, __LINE__,
+                      "from the lake to %s (snapshot %016llx): the database differs", m->bm,
                       (unsigned long long)snap);
         else
             lake_ok++;
@@ -555,7 +570,8 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
         sqlite3_close(d);
         unlink(out);
     }
-    fprintf(stderr, "  %d restores from the lake alone gave the recorded database (%.1f s)\n", lake_ok, secs_since(t_lake));
+    fprintf(stderr, "  %d restores from the lake alone gave the recorded database (%.1f s)\n",
+            lake_ok, secs_since(t_lake));
     pitr_changes_free(&ch);
     free(snaps);
     query_conn_free(qc);
@@ -579,14 +595,16 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
         else
             local_ok++;
     }
-    fprintf(stderr, "  %d local restores gave the recorded database (%.1f s)\n", local_ok, secs_since(t_local));
+    fprintf(stderr, "  %d local restores gave the recorded database (%.1f s)\n", local_ok,
+            secs_since(t_local));
     free(marks);
     events_collection_close(c);
     events_untrack(e.db);
     env_close(&e);
 }
 
-/* ---- the command line: events snapshot, events history, events restore -------------------------- */
+/* ---- the command line: events snapshot, events history, events restore --------------------------
+ */
 
 #define EVENTS_CLI(out, fmt, ...) sh("'%s' " fmt " > '%s' 2>&1", events_bin(), __VA_ARGS__, out)
 
@@ -643,13 +661,15 @@ TEST(cli_snapshot_history_restore)
     CHECK_INT(0, EVENTS_CLI(out, "history users u1 --lake '%s' --format csv", e.lake));
     t = slurp(out);
     CHECK_CONTAINS("ts,change,bookmark,doc,prev", t);
-    const char *p1 = strstr(t, ",insert,0000000000000002,"), *p2 = strstr(t, ",update,0000000000000004,"),
+    const char *p1 = strstr(t, ",insert,0000000000000002,"),
+               *p2 = strstr(t, ",update,0000000000000004,"),
                *p3 = strstr(t, ",delete,0000000000000006,");
     CHECK(p1 && p2 && p3 && p1 < p2 && p2 < p3);
     free(t);
 
     /* from the lake alone */
-    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'", e.lake, m[2].bm, dr));
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'",
+                            e.lake, m[2].bm, dr));
     t = slurp(out);
     CHECK_CONTAINS("wrote", t);
     CHECK_CONTAINS("snapshot 0000000000000001 of cli-db, then 3 transactions", t);
@@ -658,47 +678,68 @@ TEST(cli_snapshot_history_restore)
     REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
     CHECK_STR(m[2].hash, db_hash(d));
     sqlite3_close(d);
-    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'", e.lake, m[3].bm, dr));
+    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'",
+                            e.lake, m[3].bm, dr));
     t = slurp(out);
     CHECK_CONTAINS("exists (--force replaces it)", t);
     free(t);
-    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s' --force", e.lake,
-                            m[5].bm, dr));
+    CHECK_INT(0, EVENTS_CLI(out,
+                            "restore --lake '%s' --source cli-db --bookmark %s --out '%s' --force",
+                            e.lake, m[5].bm, dr));
     REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
     CHECK_STR(m[5].hash, db_hash(d));
     sqlite3_close(d);
-    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --dry-run", e.lake, m[4].bm));
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --dry-run",
+                            e.lake, m[4].bm));
     t = slurp(out);
-    CHECK_CONTAINS("would write nothing: snapshot 0000000000000001 of cli-db, then 5 transactions", t);
+    CHECK_CONTAINS("would write nothing: snapshot 0000000000000001 of cli-db, then 5 transactions",
+                   t);
     free(t);
     /* --time: the state as of the time of a bookmark's transaction */
-    CHECK_INT(0, EVENTS_CLI(out,
-                            "query --lake '%s' --format csv \"SELECT strftime(ts, '%%Y-%%m-%%dT%%H:%%M:%%S.%%gZ') "
-                            "FROM events WHERE type = 'sqlite.changeset' AND bookmark = '%s'\"",
-                            e.lake, m[3].bm));
+    CHECK_INT(
+        0,
+        EVENTS_CLI(
+            out,
+            "query --lake '%s' --format csv \"SELECT strftime(ts, '%%Y-%%m-%%dT%%H:%%M:%%S.%%gZ') "
+            "FROM events WHERE type = 'sqlite.changeset' AND bookmark = '%s'\"",
+            e.lake, m[3].bm));
     t = slurp(out);
     char *nl = strchr(t, '\n'), when[64] = "";
     if (nl) snprintf(when, sizeof when, "%.*s", (int)strcspn(nl + 1, "\n"), nl + 1);
     free(t);
     CHECK(strlen(when) == 24);
     unlink(dr);
-    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --time %s --out '%s'", e.lake, when, dr));
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --time %s --out '%s'", e.lake,
+                            when, dr));
     REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
     CHECK_STR(m[3].hash, db_hash(d));
     sqlite3_close(d);
     /* refusals */
-    CHECK_INT(1, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 0000000000000000 --dry-run", e.lake));
+    CHECK_INT(
+        1,
+        EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 0000000000000000 --dry-run",
+                   e.lake));
     t = slurp(out);
-    CHECK_CONTAINS("no snapshot of cli-db at or before 0000000000000000 (the oldest is 0000000000000001)", t);
+    CHECK_CONTAINS(
+        "no snapshot of cli-db at or before 0000000000000000 (the oldest is 0000000000000001)", t);
     free(t);
-    CHECK_INT(1, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 00000000000000ff --dry-run", e.lake));
+    CHECK_INT(
+        1,
+        EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 00000000000000ff --dry-run",
+                   e.lake));
     t = slurp(out);
-    CHECK_CONTAINS("the lake has no changes for transactions 0000000000000008..00000000000000ff", t);
+    CHECK_CONTAINS("the lake has no changes for transactions 0000000000000008..00000000000000ff",
+                   t);
     free(t);
-    CHECK_INT(1, EVENTS_CLI(out, "restore --lake '%s' --source nobody --bookmark 0000000000000001 --dry-run", e.lake));
-    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark nope --out x.db", e.lake));
+    CHECK_INT(
+        1,
+        EVENTS_CLI(out, "restore --lake '%s' --source nobody --bookmark 0000000000000001 --dry-run",
+                   e.lake));
+    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark nope --out x.db",
+                            e.lake));
     CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --out x.db", e.lake));
-    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s", e.lake, m[1].bm));
+    CHECK_INT(
+        2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s", e.lake, m[1].bm));
 
     /* in place, with the service stopped */
     events_collection_close(c);

@@ -40,7 +40,8 @@ static store *s3_store_open(const char *tag)
 {
     static int n;
     char url[300], err[512];
-    snprintf(url, sizeof url, "s3://%s/%s-%d-%d", getenv("EVENTS_S3_BUCKET"), tag, (int)getpid(), n++);
+    snprintf(url, sizeof url, "s3://%s/%s-%d-%d", getenv("EVENTS_S3_BUCKET"), tag, (int)getpid(),
+             n++);
     store *s = NULL;
     if (store_open(url, &s, err, sizeof err)) test_fail(__FILE__, __LINE__, "%s", err);
     return s;
@@ -73,7 +74,8 @@ static void store_contract(store *s)
     CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/11/c.jsonl", "x", 1, 0));
     CHECK_INT(STORE_OK, store_put(s, "events-other/z", "z", 1, 0));
     CHECK_INT(STORE_OK, store_put(s, "snapshots/src/1.db", "db", 2, 0));
-    CHECK_INT(STORE_OK, store_put(s, "odd/a b+c%=ü&.jsonl", "odd", 3, 0)); /* signed paths, encoded */
+    CHECK_INT(STORE_OK,
+              store_put(s, "odd/a b+c%=ü&.jsonl", "odd", 3, 0)); /* signed paths, encoded */
     CHECK_INT(STORE_OK, store_put(s, "empty/nothing", "", 0, 0));
 
     CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/a.jsonl", 0, 0, &b));
@@ -156,7 +158,8 @@ static void store_contract(store *s)
     f = fopen(src, "w");
     fputs("other\n", f);
     fclose(f);
-    CHECK_INT(STORE_EEXIST, store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE | STORE_IF_ABSENT));
+    CHECK_INT(STORE_EEXIST,
+              store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE | STORE_IF_ABSENT));
     CHECK(access(src, F_OK) == 0);
     /* get_file: the whole object into a new file; nothing left behind when it fails */
     char got[4200];
@@ -233,11 +236,13 @@ TEST(s3_server_checks_the_payload_hash)
 {
     REQUIRE(s3_ready());
     char url[400];
-    snprintf(url, sizeof url, "%s/%s/hash-check", getenv("AWS_ENDPOINT_URL"), getenv("EVENTS_S3_BUCKET"));
-    int rc = sh("test \"$(curl -s -o /dev/null -w '%%{http_code}' --aws-sigv4 aws:amz:%s:s3 --user '%s:%s' "
-                "-H 'x-amz-content-sha256: %s' -X PUT --data-binary hello '%s')\" -ge 400",
-                getenv("AWS_REGION"), getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"),
-                "0000000000000000000000000000000000000000000000000000000000000000", url);
+    snprintf(url, sizeof url, "%s/%s/hash-check", getenv("AWS_ENDPOINT_URL"),
+             getenv("EVENTS_S3_BUCKET"));
+    int rc = sh(
+        "test \"$(curl -s -o /dev/null -w '%%{http_code}' --aws-sigv4 aws:amz:%s:s3 --user '%s:%s' "
+        "-H 'x-amz-content-sha256: %s' -X PUT --data-binary hello '%s')\" -ge 400",
+        getenv("AWS_REGION"), getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"),
+        "0000000000000000000000000000000000000000000000000000000000000000", url);
     CHECK_INT(0, rc);
 }
 
@@ -264,7 +269,8 @@ TEST(s3_conditional_puts_have_one_winner)
         store_del(s, "leases/race");
         racer r[8];
         pthread_t t[8];
-        for (int i = 0; i < 8; i++) r[i] = (racer){s, i, 99}, pthread_create(&t[i], NULL, race, &r[i]);
+        for (int i = 0; i < 8; i++)
+            r[i] = (racer){s, i, 99}, pthread_create(&t[i], NULL, race, &r[i]);
         int won = -1, wins = 0, lost = 0;
         for (int i = 0; i < 8; i++) {
             pthread_join(t[i], NULL);
@@ -326,7 +332,8 @@ TEST(s3_multipart_and_pagination)
     CHECK_INT(STORE_OK, store_get(s, "big/one.bin", 0, 0, &b));
     CHECK(b.len == n && !memcmp(b.p, data, n));
     b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "big/two.bin", (5u << 20) - 10, 20, &b)); /* across a part boundary */
+    CHECK_INT(STORE_OK,
+              store_get(s, "big/two.bin", (5u << 20) - 10, 20, &b)); /* across a part boundary */
     CHECK(b.len == 20 && !memcmp(b.p, data + (5u << 20) - 10, 20));
     b.len = 0;
     CHECK_INT(STORE_EEXIST, store_put(s, "big/one.bin", data, n, STORE_IF_ABSENT));
@@ -346,7 +353,6 @@ TEST(s3_multipart_and_pagination)
     free(dir);
     store_close(s);
 }
-
 
 /* ---- the cache ------------------------------------------------------------------------------ */
 
@@ -442,7 +448,8 @@ TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
     free(dir);
 }
 
-/* ---- compaction: both backends ---------------------------------------------------------------- */
+/* ---- compaction: both backends ----------------------------------------------------------------
+ */
 
 #define OLD_HOUR "events/2026/11/20/10/"
 
@@ -450,11 +457,12 @@ static void put_events(store *s, const char *name, int from, int to)
 {
     buf b = BUF_INIT;
     for (int i = from; i < to; i++)
-        buf_printf(&b,
-                   "{\"id\":\"e%04d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:%02d:00.000Z\","
-                   "\"receivedAt\":\"2026-11-20T10:59:00.000Z\",\"method\":\"m%d\",\"durationMs\":%d,"
-                   "\"do\":{\"id\":\"d\",\"class\":\"C\"},\"doc\":{\"n\":%d}}\n",
-                   i, i % 60, i % 3, i, i);
+        buf_printf(
+            &b,
+            "{\"id\":\"e%04d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:%02d:00.000Z\","
+            "\"receivedAt\":\"2026-11-20T10:59:00.000Z\",\"method\":\"m%d\",\"durationMs\":%d,"
+            "\"do\":{\"id\":\"d\",\"class\":\"C\"},\"doc\":{\"n\":%d}}\n",
+            i, i % 60, i % 3, i, i);
     char key[256];
     snprintf(key, sizeof key, OLD_HOUR "%s", name);
     CHECK_INT(STORE_OK, store_put(s, key, b.p, b.len, 0));
@@ -517,8 +525,10 @@ static uint64_t lease_seq(store *s)
     for (uint64_t q = 1; q < 1000; q++) {
         store_entry e;
         lake_lease_key("compaction", q, key);
-        if (store_head(s, key, &e) == STORE_OK) max = q;
-        else if (q > max + 8) break;
+        if (store_head(s, key, &e) == STORE_OK)
+            max = q;
+        else if (q > max + 8)
+            break;
     }
     return max;
 }
@@ -543,8 +553,13 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     pthread_t t;
     pthread_create(&t, NULL, watch, &w);
     usleep(20000);
-    compact_config cc = {.store = s, .cache = cache, .work_dir = work, .after_ms = 0,
-                         .retain_ms = 3600000, .threads = 1, .owner = "test"};
+    compact_config cc = {.store = s,
+                         .cache = cache,
+                         .work_dir = work,
+                         .after_ms = 0,
+                         .retain_ms = 3600000,
+                         .threads = 1,
+                         .owner = "test"};
     compact_stats st;
     CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
     usleep(20000);
@@ -575,8 +590,8 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     json_decref(doc);
     buf_free(&m);
     CHECK_INT(STORE_OK, store_get(s, live, 0, 0, &copy));
-    CHECK_INT(STORE_OK, store_put(s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet", copy.p,
-                                  copy.len, 0));
+    CHECK_INT(STORE_OK, store_put(s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet",
+                                  copy.p, copy.len, 0));
     buf_free(&copy);
     counts(qc, &all, &distinct);
     CHECK_INT(200, all);
@@ -701,8 +716,8 @@ static int node_start(node *nd, const char *dir, const char *name, const char *u
         snprintf(nd->cache, sizeof nd->cache, "%s/%s-cache", dir, name);
         snprintf(nd->s.log, sizeof nd->s.log, "%s/%s.log", dir, name);
     }
-    const char *args[32] = {"--spool",     nd->spool, "--cache", nd->cache, "--seal-age",
-                            "200ms",       "--compact-every", "0"};
+    const char *args[32] = {"--spool",    nd->spool, "--cache",         nd->cache,
+                            "--seal-age", "200ms",   "--compact-every", "0"};
     int n = 8;
     for (int i = 0; extra && extra[i] && n < 30; i++) args[n++] = extra[i];
     args[n] = NULL;
@@ -715,11 +730,12 @@ static char *batch(const char *prefix, int from, int n)
     buf b = BUF_INIT;
     buf_putc(&b, '[');
     for (int i = from; i < from + n; i++)
-        buf_printf(&b,
-                   "%s{\"id\":\"%s-%06d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-24T08:%02d:%02d.%03dZ\","
-                   "\"method\":\"send\",\"durationMs\":%d,\"do\":{\"id\":\"room-%d\",\"class\":\"Room\"},"
-                   "\"pad\":\"%060d\"}",
-                   i > from ? "," : "", prefix, i, (i / 60) % 60, i % 60, i % 1000, i % 97, i % 7, i);
+        buf_printf(
+            &b,
+            "%s{\"id\":\"%s-%06d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-24T08:%02d:%02d.%03dZ\","
+            "\"method\":\"send\",\"durationMs\":%d,\"do\":{\"id\":\"room-%d\",\"class\":\"Room\"},"
+            "\"pad\":\"%060d\"}",
+            i > from ? "," : "", prefix, i, (i / 60) % 60, i % 60, i % 1000, i % 97, i % 7, i);
     buf_putc(&b, ']');
     char *out = strdup(buf_cstr(&b));
     buf_free(&b);
@@ -777,8 +793,10 @@ static int lake_counts(const char *url, const char *cache, long long *all, long 
                 events_bin(), url, cache, out);
     char *t = test_read_file(out, NULL);
     const char *nl = t ? strchr(t, '\n') : NULL;
-    if (!rc && nl) sscanf(nl + 1, "%lld,%lld", all, distinct);
-    else fprintf(stderr, "events query: %s\n", t ? t : "(no output)");
+    if (!rc && nl)
+        sscanf(nl + 1, "%lld,%lld", all, distinct);
+    else
+        fprintf(stderr, "events query: %s\n", t ? t : "(no output)");
     free(t);
     return rc;
 }
@@ -790,9 +808,10 @@ TEST(s3_server_wrong_credentials_refused_at_start)
     char url[300], out[1200];
     lake_url("creds", url, sizeof url);
     snprintf(out, sizeof out, "%s/out", dir);
-    int rc = sh("AWS_SECRET_ACCESS_KEY=wrong '%s' serve --listen 127.0.0.1:0 --lake '%s' --spool '%s/sp' "
-                "--cache '%s/c' > '%s' 2>&1",
-                events_bin(), url, dir, dir, out);
+    int rc = sh(
+        "AWS_SECRET_ACCESS_KEY=wrong '%s' serve --listen 127.0.0.1:0 --lake '%s' --spool '%s/sp' "
+        "--cache '%s/c' > '%s' 2>&1",
+        events_bin(), url, dir, dir, out);
     CHECK_INT(1, rc);
     char *t = test_read_file(out, NULL);
     CHECK_CONTAINS("cannot start", t);
@@ -804,8 +823,8 @@ TEST(s3_server_wrong_credentials_refused_at_start)
     t = test_read_file(out, NULL);
     CHECK_CONTAINS("NoSuchBucket", t);
     free(t);
-    rc = sh("EVENTS_S3_PART_SIZE=1000 '%s' query --lake '%s' --cache '%s/c' 'SELECT 1' > '%s' 2>&1", events_bin(),
-            url, dir, out);
+    rc = sh("EVENTS_S3_PART_SIZE=1000 '%s' query --lake '%s' --cache '%s/c' 'SELECT 1' > '%s' 2>&1",
+            events_bin(), url, dir, out);
     CHECK_INT(1, rc);
     t = test_read_file(out, NULL);
     CHECK_CONTAINS("EVENTS_S3_PART_SIZE must be a whole number in range (1000 given)", t);
@@ -1098,8 +1117,9 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
     /* queries through the server read the bucket through its cache */
     char qurl[128];
     snprintf(qurl, sizeof qurl, "%s/query", a.s.url);
-    const char *q = "{\"sql\":\"SELECT count(*) FILTER (type = 'rpc.call'), count(*) FILTER (type LIKE "
-                    "'collection.%') FROM events\"}";
+    const char *q =
+        "{\"sql\":\"SELECT count(*) FILTER (type = 'rpc.call'), count(*) FILTER (type LIKE "
+        "'collection.%') FROM events\"}";
     const char *const hdr[] = {"Content-Type: application/json", NULL};
     resp r;
     CHECK_INT(0, http_do("POST", qurl, hdr, q, strlen(q), 30000, &r));
@@ -1120,8 +1140,8 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
     CHECK_INT(all, all2);
 
     /* compaction of the closed hour, from the command line; the same answers after */
-    CHECK_INT(0, sh("'%s' compact --lake '%s' --cache '%s' --after 0 > '%s' 2>&1", events_bin(), url,
-                    cache, out));
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --cache '%s' --after 0 > '%s' 2>&1", events_bin(),
+                    url, cache, out));
     char *t = test_read_file(out, NULL);
     CHECK_CONTAINS("compacted 1 of 2 partitions", t);
     CHECK_CONTAINS("into 1000 rows", t);
@@ -1133,26 +1153,30 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
     /* the database, from the lake alone */
     for (int i = 0; i < 4; i += 3) {
         unlink(dr);
-        CHECK_INT(0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' > "
-                        "'%s' 2>&1",
-                        events_bin(), url, cache, bm[i], dr, out));
+        CHECK_INT(
+            0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' > "
+                  "'%s' 2>&1",
+                  events_bin(), url, cache, bm[i], dr, out));
         sqlite3 *d;
         REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
         CHECK_STR(hash[i], db_hash(d));
         sqlite3_close(d);
     }
     /* a snapshot straight into the bucket from the command line, listed, and used */
-    CHECK_INT(0, sh("'%s' snapshot --db '%s' --lake '%s' > '%s' 2>&1", events_bin(), dbpath, url, out));
+    CHECK_INT(
+        0, sh("'%s' snapshot --db '%s' --lake '%s' > '%s' 2>&1", events_bin(), dbpath, url, out));
     t = test_read_file(out, NULL);
     CHECK_CONTAINS("stored s3-db/", t);
     free(t);
-    CHECK_INT(0, sh("'%s' snapshot --lake '%s' --list --source s3-db > '%s' 2>&1", events_bin(), url, out));
+    CHECK_INT(0, sh("'%s' snapshot --lake '%s' --list --source s3-db > '%s' 2>&1", events_bin(),
+                    url, out));
     t = test_read_file(out, NULL);
     CHECK_CONTAINS(snap, t);
     CHECK_CONTAINS(bm[3], t);
     free(t);
     unlink(dr);
-    CHECK_INT(0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' > '%s' 2>&1",
+    CHECK_INT(0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' "
+                    "> '%s' 2>&1",
                     events_bin(), url, cache, bm[3], dr, out));
     t = test_read_file(out, NULL);
     char want[80];
@@ -1163,7 +1187,8 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
     REQUIRE(sqlite3_open(dr, &d2) == SQLITE_OK);
     CHECK_STR(hash[3], db_hash(d2));
     sqlite3_close(d2);
-    CHECK_INT(2, sh("'%s' snapshot --db '%s' --lake '%s' --out x.db > '%s' 2>&1", events_bin(), dbpath, url, out));
+    CHECK_INT(2, sh("'%s' snapshot --db '%s' --lake '%s' --out x.db > '%s' 2>&1", events_bin(),
+                    dbpath, url, out));
 
     events_collection_close(users);
     events_emitter_close(em, 1000);
@@ -1246,8 +1271,10 @@ TEST(s3_two_servers_on_one_bucket)
     char o1[1300], o2[1300];
     snprintf(o1, sizeof o1, "%s/c1.out", dir);
     snprintf(o2, sizeof o2, "%s/c2.out", dir);
-    sh("( '%s' compact --lake '%s' --cache '%s/c1' --after 0 > '%s' 2>&1; echo \"rc=$?\" >> '%s' ) & "
-       "( '%s' compact --lake '%s' --cache '%s/c2' --after 0 > '%s' 2>&1; echo \"rc=$?\" >> '%s' ) & wait",
+    sh("( '%s' compact --lake '%s' --cache '%s/c1' --after 0 > '%s' 2>&1; echo \"rc=$?\" >> '%s' ) "
+       "& "
+       "( '%s' compact --lake '%s' --cache '%s/c2' --after 0 > '%s' 2>&1; echo \"rc=$?\" >> '%s' ) "
+       "& wait",
        events_bin(), url, dir, o1, o1, events_bin(), url, dir, o2, o2);
     char *t1 = test_read_file(o1, NULL), *t2 = test_read_file(o2, NULL);
     int ok1 = t1 && strstr(t1, "rc=0"), ok2 = t2 && strstr(t2, "rc=0");
@@ -1282,8 +1309,17 @@ TEST(server_compacts_in_the_background)
     snprintf(lake, sizeof lake, "%s/lake", dir);
     srv s;
     memset(&s, 0, sizeof s);
-    const char *const args[] = {"--seal-age", "200ms", "--compact-every", "1s", "--compact-after", "0",
-                                "--compact-retain", "5s", "--query-timeout", "5s", NULL};
+    const char *const args[] = {"--seal-age",
+                                "200ms",
+                                "--compact-every",
+                                "1s",
+                                "--compact-after",
+                                "0",
+                                "--compact-retain",
+                                "5s",
+                                "--query-timeout",
+                                "5s",
+                                NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     for (int i = 0; i < 3; i++) CHECK_INT(200, post(&s, "bg", i * 100, 100));
     /* sealed, then compacted by the server's own compactor within a few runs */
@@ -1303,7 +1339,8 @@ TEST(server_compacts_in_the_background)
     char *ans = ask(&s, "SELECT count(*), count(DISTINCT id) FROM events");
     CHECK_CONTAINS("\"rows\":[[300,300]]", ans);
     free(ans);
-    CHECK_INT(0, sh("ls '%s'/events/2026/11/24/08/*.parquet '%s'/events/2026/11/24/08/_manifest-0000000001.json "
+    CHECK_INT(0, sh("ls '%s'/events/2026/11/24/08/*.parquet "
+                    "'%s'/events/2026/11/24/08/_manifest-0000000001.json "
                     ">/dev/null 2>&1",
                     lake, lake));
     CHECK_INT(0, srv_stop(&s, SIGTERM));

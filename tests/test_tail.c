@@ -33,8 +33,9 @@ static int sse_open(sse *c, const srv *s, const char *query, const char *auth, i
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa)) return -1;
     char req[1024];
-    int n = snprintf(req, sizeof req, "GET /tail%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", query ? query : "",
-                     auth ? "Authorization: Bearer " : "", auth ? auth : "", auth ? "\r\n" : "");
+    int n = snprintf(req, sizeof req, "GET /tail%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
+                     query ? query : "", auth ? "Authorization: Bearer " : "", auth ? auth : "",
+                     auth ? "\r\n" : "");
     return write(c->fd, req, (size_t)n) == n ? 0 : -1;
 }
 
@@ -50,7 +51,8 @@ static int sse_wait(sse *c, const char *want, int count, int ms)
             buf_append(&c->in, b, (size_t)r);
         }
         int seen = 0;
-        for (const char *p = buf_cstr(&c->in); p && (p = strstr(p, want)); p += strlen(want)) seen++;
+        for (const char *p = buf_cstr(&c->in); p && (p = strstr(p, want)); p += strlen(want))
+            seen++;
         if (seen >= count) return 1;
         if (waited >= ms) return 0;
         poll(&pf, 1, 20);
@@ -86,7 +88,8 @@ static int count(const char *hay, const char *needle)
     return n;
 }
 
-static const char *const FAST_HEARTBEAT[] = {"--tail-heartbeat", "300ms", "--tail-buffer", "64KiB", NULL};
+static const char *const FAST_HEARTBEAT[] = {"--tail-heartbeat", "300ms", "--tail-buffer", "64KiB",
+                                             NULL};
 
 TEST(tail_filters_by_pattern_and_sends_heartbeats)
 {
@@ -107,13 +110,16 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
     CHECK(sse_wait(&all, ": tail *", 1, 5000));
     CHECK_CONTAINS("Content-Type: text/event-stream", some.in.p);
     resp r;
-    CHECK_INT(0, http_ingest(&s,
-                             "[{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"},"
-                             "{\"id\":\"t2\",\"type\":\"ws.connect\"},"
-                             "{\"id\":\"t3\",\"type\":\"collection.insert\",\"collection\":\"c\",\"docId\":\"d\"},"
-                             "{\"id\":\"t4\",\"type\":\"rpc.callback\"},"
-                             "{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"}]",
-                             &r));
+    CHECK_INT(
+        0,
+        http_ingest(
+            &s,
+            "[{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"},"
+            "{\"id\":\"t2\",\"type\":\"ws.connect\"},"
+            "{\"id\":\"t3\",\"type\":\"collection.insert\",\"collection\":\"c\",\"docId\":\"d\"},"
+            "{\"id\":\"t4\",\"type\":\"rpc.callback\"},"
+            "{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"}]",
+            &r));
     CHECK_INT(200, r.status);
     resp_free(&r);
     CHECK(sse_wait(&some, "data: ", 2, 3000));
@@ -171,14 +177,19 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
         int fd = open(pout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(events_bin(), "events", "tail", "--server", s.url, "--format", "pretty", (char *)NULL);
+        execl(events_bin(), "events", "tail", "--server", s.url, "--format", "pretty",
+              (char *)NULL);
         _exit(127);
     }
     usleep(500000);
-    CHECK_INT(0, http_ingest(&s,
-                             "[{\"id\":\"c1\",\"type\":\"ws.close\",\"code\":1000},{\"id\":\"c2\",\"type\":\"rpc.call\","
-                             "\"method\":\"send\",\"durationMs\":12.5,\"do\":{\"id\":\"r1\",\"class\":\"Room\"}}]",
-                             &r));
+    CHECK_INT(
+        0,
+        http_ingest(
+            &s,
+            "[{\"id\":\"c1\",\"type\":\"ws.close\",\"code\":1000},{\"id\":\"c2\",\"type\":\"rpc."
+            "call\","
+            "\"method\":\"send\",\"durationMs\":12.5,\"do\":{\"id\":\"r1\",\"class\":\"Room\"}}]",
+            &r));
     resp_free(&r);
     usleep(500000);
 
@@ -232,8 +243,8 @@ TEST(tail_drops_a_slow_client_and_ingest_goes_on)
         body.len = 0;
         buf_putc(&body, '[');
         for (int i = 0; i < 100; i++)
-            buf_printf(&body, "%s{\"id\":\"s%d-%d\",\"type\":\"custom.load\",\"pad\":\"%02000d\"}", i ? "," : "", b, i,
-                       i);
+            buf_printf(&body, "%s{\"id\":\"s%d-%d\",\"type\":\"custom.load\",\"pad\":\"%02000d\"}",
+                       i ? "," : "", b, i, i);
         buf_putc(&body, ']');
         resp r;
         if (!http_ingest(&s, buf_cstr(&body), &r) && r.status == 200) ok++;
@@ -245,7 +256,9 @@ TEST(tail_drops_a_slow_client_and_ingest_goes_on)
     CHECK(sse_wait(&fast, "data: ", 6000, 10000));
     /* the slow one was dropped: when it reads at last, its stream says so and ends */
     CHECK(sse_until_closed(&slow, 10000));
-    CHECK_CONTAINS("event: dropped\ndata: {\"error\":\"this client fell more than 1048576 bytes behind", slow.in.p);
+    CHECK_CONTAINS(
+        "event: dropped\ndata: {\"error\":\"this client fell more than 1048576 bytes behind",
+        slow.in.p);
     CHECK(count(slow.in.p, "data: {\"id\"") < 6000);
     /* every message it got is whole: the drop never cuts one */
     int torn = 0;
@@ -278,7 +291,9 @@ TEST(tail_needs_a_query_token)
     snprintf(lake, sizeof lake, "%s/lake", dir);
     snprintf(tokens, sizeof tokens, "%s/tokens", dir);
     FILE *f = fopen(tokens, "w");
-    fputs("reader rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr query\nwriter wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww ingest\n", f);
+    fputs("reader rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr query\nwriter wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww "
+          "ingest\n",
+          f);
     fclose(f);
     const char *const args[] = {"--tokens-file", tokens, "--tail-max-clients", "1", NULL};
     srv s;

@@ -69,8 +69,9 @@ int main(int argc, char **argv)
     fprintf(out, "\nconst web_asset WEB_ASSETS[] = {\n");
     for (int i = 0; i < n; i++) {
         char *eq = strchr(argv[i + 2], '=');
-        fprintf(out, "    {\"%.*s\", \"%s\", a%d, %zu, \"\\\"%016llx\\\"\"},\n", (int)(eq - argv[i + 2]),
-                argv[i + 2], type_of(eq + 1), i, sizes[i], (unsigned long long)hashes[i]);
+        fprintf(out, "    {\"%.*s\", \"%s\", a%d, %zu, \"\\\"%016llx\\\"\"},\n",
+                (int)(eq - argv[i + 2]), argv[i + 2], type_of(eq + 1), i, sizes[i],
+                (unsigned long long)hashes[i]);
     }
     fprintf(out, "};\nconst size_t WEB_ASSETS_COUNT = %d;\n", n);
     return fclose(out) ? 1 : 0;
