@@ -448,7 +448,13 @@ $('tail-form').onsubmit = (e) => { e.preventDefault(); follow(); };
 $('tail-pause').onclick = () => {
   state.tailPaused = !state.tailPaused;
   $('tail-pause').textContent = state.tailPaused ? 'resume' : 'pause';
-  if (!state.tailPaused) renderTail();
+  if (!state.tailPaused) {
+    renderTail();
+    if (state.tail && state.tail.readyState === EventSource.OPEN)
+      $('tail-status').textContent = 'following ' + ($('tail-type').value.trim() || 'every event');
+  } else {
+    $('tail-status').textContent = 'paused, ' + state.tailBuf.length + ' kept (at most ' + TAIL_MAX + ')';
+  }
 };
 $('sql-run').onclick = runSql;
 $('sql-csv').onclick = downloadCsv;

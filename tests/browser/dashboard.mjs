@@ -227,6 +227,7 @@ try {
     check(!(await text('#tail-table')).includes('u-paused'), 'tail: paused, the table stays');
     await page.click('#tail-pause');
     check((await text('#tail-table')).includes('u-paused'), 'tail: resumed, the kept event is shown');
+    check((await text('#tail-status')).startsWith('following collection.*'), 'tail: resumed, following again');
     await page.screenshot({ path: join(artifacts, 'tail.png') });
     check(pageErrors.length === 0, 'no script errors in the page' + (pageErrors.length ? ': ' + pageErrors.join('; ') : ''));
   }
