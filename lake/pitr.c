@@ -257,24 +257,6 @@ static int fetch_snapshot(store *st, const char *source, uint64_t snap, const ch
     return rc;
 }
 
-static void count(const buf *cs, pitr_report *r)
-{
-    sqlite3_changeset_iter *it;
-    if (sqlite3changeset_start(&it, (int)cs->len, cs->p) != SQLITE_OK) return;
-    while (sqlite3changeset_next(it) == SQLITE_ROW) {
-        const char *tab;
-        int ncol, op, ind;
-        sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
-        if (op == SQLITE_INSERT)
-            r->inserted++;
-        else if (op == SQLITE_UPDATE)
-            r->updated++;
-        else
-            r->deleted++;
-    }
-    sqlite3changeset_finalize(it);
-}
-
 typedef struct conflict {
     char what[200];
 } conflict;
@@ -317,7 +299,8 @@ int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes 
     size_t k = 0, first = 0;
     while (first < changes->n && changes->bookmark[first] <= snap) first++;
     for (k = first; k < changes->n && changes->bookmark[k] <= upto; k++)
-        count(&changes->changeset[k], rep);
+        cdc_changeset_count(changes->changeset[k].p, (int)changes->changeset[k].len, &rep->inserted,
+                            &rep->updated, &rep->deleted);
     if (k > first) rep->bookmark = changes->bookmark[k - 1];
     rep->transactions = k - first;
     if (upto != snap && rep->bookmark != upto) {

@@ -703,7 +703,7 @@ oom:
     return 0;
 }
 
-static int exec_sql(sqlite3 *db, const char *sql)
+int cdc_exec(sqlite3 *db, const char *sql)
 {
     char *e = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
@@ -712,6 +712,25 @@ static int exec_sql(sqlite3 *db, const char *sql)
         return rc;
     }
     return EVENTS_OK;
+}
+
+void cdc_changeset_count(const void *p, int n, uint64_t *inserted, uint64_t *updated,
+                         uint64_t *deleted)
+{
+    sqlite3_changeset_iter *it;
+    if (sqlite3changeset_start(&it, n, (void *)p) != SQLITE_OK) return;
+    while (sqlite3changeset_next(it) == SQLITE_ROW) {
+        const char *tab;
+        int ncol, op, ind;
+        sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
+        if (op == SQLITE_INSERT)
+            ++*inserted;
+        else if (op == SQLITE_UPDATE)
+            ++*updated;
+        else
+            ++*deleted;
+    }
+    sqlite3changeset_finalize(it);
 }
 
 int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
@@ -864,7 +883,7 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
                      "connection of its own)");
         goto out;
     }
-    if ((rc = exec_sql(db, "PRAGMA journal_mode = WAL")) || (rc = exec_sql(db, CDC_SCHEMA_SQL)))
+    if ((rc = cdc_exec(db, "PRAGMA journal_mode = WAL")) || (rc = cdc_exec(db, CDC_SCHEMA_SQL)))
         goto out;
     t = calloc(1, sizeof *t);
     if (!t) {
@@ -953,14 +972,14 @@ int events_untrack(sqlite3 *db)
     } else if (--t->refs == 0) {
         if (t->nentry) { /* writes not yet recorded: record them while we can */
             uint64_t bm;
-            if (sqlite3_get_autocommit(db) && !exec_sql(db, "BEGIN IMMEDIATE")) {
+            if (sqlite3_get_autocommit(db) && !cdc_exec(db, "BEGIN IMMEDIATE")) {
                 t->strict = 1;
-                if (tracker_record(t, -1, &bm) || exec_sql(db, "COMMIT")) {
+                if (tracker_record(t, -1, &bm) || cdc_exec(db, "COMMIT")) {
                     rc = ev_fail(EVENTS_EDB,
                                  "events_untrack: writes made since the last record are lost from "
                                  "the change log: %s",
                                  events_errmsg());
-                    exec_sql(db, "ROLLBACK");
+                    cdc_exec(db, "ROLLBACK");
                 }
             }
         }
@@ -1028,12 +1047,12 @@ int tracker_write(tracker *t, int (*fn)(void *ud), void *ud)
     uint64_t bm;
     int rc;
     if (sqlite3_get_autocommit(t->db)) {
-        if ((rc = exec_sql(t->db, "BEGIN IMMEDIATE"))) return rc;
+        if ((rc = cdc_exec(t->db, "BEGIN IMMEDIATE"))) return rc;
         rc = fn(ud);
         if (!rc) rc = tracker_record(t, -1, &bm);
-        if (!rc) rc = exec_sql(t->db, "COMMIT");
+        if (!rc) rc = cdc_exec(t->db, "COMMIT");
         if (rc)
-            exec_sql(t->db, "ROLLBACK");
+            cdc_exec(t->db, "ROLLBACK");
         else if (bm && t->em)
             emitter_note_outbox(t->em, -1);
         return rc;
@@ -1060,7 +1079,7 @@ typedef struct exec_arg {
 static int run_exec(void *ud)
 {
     exec_arg *a = ud;
-    return exec_sql(a->db, a->sql);
+    return cdc_exec(a->db, a->sql);
 }
 
 int events_exec(sqlite3 *db, const char *sql)
@@ -1082,7 +1101,7 @@ int events_tx_begin(sqlite3 *db)
     tracker_enter(t);
     int rc = !sqlite3_get_autocommit(db)
                  ? ev_fail(EVENTS_ESTATE, "events_tx_begin: a transaction is already open")
-                 : exec_sql(db, "BEGIN IMMEDIATE");
+                 : cdc_exec(db, "BEGIN IMMEDIATE");
     if (!rc) t->own_tx = 1; /* writes until the commit are libevents' */
     tracker_leave(t);
     return rc;
@@ -1098,7 +1117,7 @@ int events_tx_commit(sqlite3 *db)
     if (!tracker_in_own_tx(t)) {
         rc = ev_fail(EVENTS_ESTATE, "events_tx_commit without events_tx_begin");
     } else if (!(rc = tracker_record(t, -1, &bm))) {
-        rc = exec_sql(db, "COMMIT"); /* the commit hook ends own_tx */
+        rc = cdc_exec(db, "COMMIT"); /* the commit hook ends own_tx */
     }
     tracker_leave(t);
     if (!rc && t->em) emitter_note_outbox(t->em, -1);
@@ -1114,7 +1133,7 @@ int events_tx_rollback(sqlite3 *db)
     if (!tracker_in_own_tx(t)) {
         rc = ev_fail(EVENTS_ESTATE, "events_tx_rollback without events_tx_begin");
     } else {
-        rc = exec_sql(db, "ROLLBACK"); /* the rollback hook ends own_tx */
+        rc = cdc_exec(db, "ROLLBACK"); /* the rollback hook ends own_tx */
     }
     tracker_leave(t);
     return rc;

@@ -73,6 +73,13 @@ int cdc_schema_hash(sqlite3 *db, char out[17]);
 /* A SELECT on the tracked tables of db, in name order, for hashing them (tests, restore checks). */
 int cdc_tables(sqlite3 *db, char ***names, int *n);
 
+/* Adds the rows a changeset inserts, updates and deletes to the three counts. */
+void cdc_changeset_count(const void *p, int n, uint64_t *inserted, uint64_t *updated,
+                         uint64_t *deleted);
+
+/* sqlite3_exec, its error as libevents' (EVENTS_EDB naming the SQL). */
+int cdc_exec(sqlite3 *db, const char *sql);
+
 /* A snapshot of db into path (restore.c), as events_snapshot_file without pruning. */
 int snapshot_take(sqlite3 *db, const char *path, uint64_t *bookmark);
 /* PUT file to base_url/snapshots/source/bookmark; auth_header may be NULL. */

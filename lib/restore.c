@@ -25,17 +25,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-    char *e = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
-        int rc = ev_fail(EVENTS_EDB, "%s: %s", sql, e ? e : sqlite3_errmsg(db));
-        sqlite3_free(e);
-        return rc;
-    }
-    return EVENTS_OK;
-}
-
 static int noop(void *ud)
 {
     (void)ud;
@@ -62,24 +51,6 @@ static int64_t scalar(sqlite3 *db, const char *sql, int64_t arg)
 }
 
 /* Counts the changes of a changeset by kind. */
-static void count_changes(int n, void *p, events_restore_report *r)
-{
-    sqlite3_changeset_iter *it;
-    if (sqlite3changeset_start(&it, n, p) != SQLITE_OK) return;
-    while (sqlite3changeset_next(it) == SQLITE_ROW) {
-        const char *tab;
-        int ncol, op, ind;
-        sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
-        if (op == SQLITE_INSERT)
-            r->inserted++;
-        else if (op == SQLITE_UPDATE)
-            r->updated++;
-        else
-            r->deleted++;
-    }
-    sqlite3changeset_finalize(it);
-}
-
 typedef struct conflict {
     char what[300];
 } conflict;
@@ -219,11 +190,11 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
     int fk = (int)scalar(db, "SELECT foreign_keys FROM pragma_foreign_keys WHERE ?1 = ?1", 0),
         trig = 1;
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &trig);
-    if (fk == 1) exec_sql(db, "PRAGMA foreign_keys = OFF");
+    if (fk == 1) cdc_exec(db, "PRAGMA foreign_keys = OFF");
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
     rc = apply_inverse(t, b, dry_run, &r);
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, trig, NULL);
-    if (fk == 1) exec_sql(db, "PRAGMA foreign_keys = ON");
+    if (fk == 1) cdc_exec(db, "PRAGMA foreign_keys = ON");
 out:
     tracker_leave(t);
     if (own) events_untrack(db);
@@ -238,16 +209,16 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
     sqlite3 *db = tracker_db(t);
     events_restore_report r = *rp;
     int rc;
-    if ((rc = exec_sql(db, "BEGIN IMMEDIATE"))) return rc;
+    if ((rc = cdc_exec(db, "BEGIN IMMEDIATE"))) return rc;
     int n;
     void *p;
     if ((rc = inverse_after(db, b, &n, &p, &r.transactions))) {
-        exec_sql(db, "ROLLBACK");
+        cdc_exec(db, "ROLLBACK");
         return rc;
     }
-    count_changes(n, p, &r);
+    cdc_changeset_count(p, n, &r.inserted, &r.updated, &r.deleted);
     if (dry_run) {
-        exec_sql(db, "ROLLBACK");
+        cdc_exec(db, "ROLLBACK");
         sqlite3_free(p);
         *rp = r;
         return EVENTS_OK;
@@ -269,10 +240,10 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
                       bs, c.what)
                 : ev_fail(EVENTS_EDB, "restore to %s: %s", bs, sqlite3_errmsg(db));
     } else if (!(rc = tracker_record(t, (int64_t)b, &rb))) {
-        rc = exec_sql(db, "COMMIT");
+        rc = cdc_exec(db, "COMMIT");
     }
     if (rc)
-        exec_sql(db, "ROLLBACK");
+        cdc_exec(db, "ROLLBACK");
     else if (rb)
         bookmark_format(rb, r.bookmark);
     *rp = r;
@@ -316,7 +287,7 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
         goto out;
     }
     sqlite3_busy_timeout(src, 10000);
-    if ((rc = exec_sql(src, "BEGIN"))) goto out;
+    if ((rc = cdc_exec(src, "BEGIN"))) goto out;
     int64_t bm = scalar(
         src,
         "SELECT coalesce((SELECT value FROM _events_meta WHERE key = 'bookmark' AND ?1 = ?1), 0)",
@@ -335,13 +306,13 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
     }
     int s = sqlite3_backup_step(bk, -1);
     sqlite3_backup_finish(bk);
-    exec_sql(src, "COMMIT");
+    cdc_exec(src, "COMMIT");
     if (s != SQLITE_DONE) {
         rc = ev_fail(EVENTS_EDB, "snapshot: the copy failed: %s", sqlite3_errstr(s));
         goto out;
     }
     /* the copy is one file with the service's tables, the registry and the bookmark it is at */
-    rc = exec_sql(
+    rc = cdc_exec(
         dst, "PRAGMA journal_mode = DELETE;"
              "DELETE FROM _events_outbox; DELETE FROM _events_dead; DELETE FROM _events_changes;"
              "DELETE FROM sqlite_sequence WHERE name = '_events_outbox'; VACUUM;");
