@@ -24,7 +24,7 @@ int cmd_serve(int argc, char **argv)
     long query_threads = c.query_threads;
     long tail_clients = c.tail_max_clients;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
-         max_events = (long)c.max_events;
+         max_events = (long)c.max_events, max_open = (long)c.max_open_segments;
     const char *log_format = "logfmt", *log_level = "info";
     const cli_option opts[] = {
         {"listen", "EVENTS_LISTEN", OPT_STR, &c.listen, "HOST:PORT",
@@ -57,6 +57,9 @@ int cmd_serve(int argc, char **argv)
          "seal a segment at this size (default 64MiB)"},
         {"seal-age", "EVENTS_SEAL_AGE", OPT_DURATION, &seal_age, "DURATION",
          "seal a segment at this age (default 30s)"},
+        {"max-open-segments", "EVENTS_MAX_OPEN_SEGMENTS", OPT_INT, &max_open, "N",
+         "spool segments open at once, one per hour written; the least recently used closes "
+         "first (default 64)"},
         {"dedup-window", "EVENTS_DEDUP_WINDOW", OPT_INT, &dedup, "N",
          "recent event ids remembered for dedup (default 1000000)"},
         {"threads", "EVENTS_THREADS", OPT_INT, &threads, "N",
@@ -170,6 +173,10 @@ int cmd_serve(int argc, char **argv)
             "events serve: --tail-buffer must be at least 4KiB, --tail-heartbeat at least 100ms\n");
         return 2;
     }
+    if (max_open < 1 || max_open > 100000) {
+        fprintf(stderr, "events serve: --max-open-segments must be between 1 and 100000\n");
+        return 2;
+    }
     if (tail_clients < 1 || tail_clients > 100000) {
         fprintf(stderr, "events serve: --tail-max-clients must be between 1 and 100000\n");
         return 2;
@@ -189,6 +196,7 @@ int cmd_serve(int argc, char **argv)
     c.query_memory = query_memory;
     c.seal_age_ms = seal_age;
     c.dedup_window = (size_t)dedup;
+    c.max_open_segments = (size_t)max_open;
     c.threads = (int)threads;
     c.max_connections = (unsigned)max_conn;
     c.request_timeout_s = (int)(req_timeout / 1000);

@@ -8,10 +8,18 @@
  * (durable, and found again by recovery) until it has been moved.
  *
  * Invariant: a batch's done callback reports status 0 only after every line
- * of it is in a segment on disk and fdatasync'ed, and the segment's name is
- * in its fsync'ed directory. Anything written by a failed group is cut off
+ * of it is in a segment on disk and fdatasync'ed, the segment's name is in
+ * its fsync'ed directory, and that name still refers to the file written (a
+ * few stat calls per group). Anything written by a failed group is cut off
  * again (ftruncate) or lies beyond the segment's recorded good length, which
  * the sealer enforces before the move.
+ *
+ * Segment descriptors are opened read-write and kept until the segment is in
+ * the store (the sealer holds the newest max_open_segments of the closed
+ * ones): if the spool loses a segment's name, what was acknowledged is still
+ * reachable through the descriptor and is written back under the name
+ * (segment_copy_out). The sealer never uses the writer's spool_fd, which the
+ * writer thread replaces when it makes a removed spool directory again.
  */
 #include "writer.h"
 #include "dedup.h"
@@ -42,20 +50,28 @@ typedef struct segment {
     int64_t hour;
     char uuid[LAKE_UUID_LEN + 1];
     char name[LAKE_KEY_MAX];
-    int fd;
-    uint64_t size;   /* durable length */
+    int fd;    /* read-write: what it holds can be copied out if its name is deleted */
+    dev_t dev; /* the file fd is open on: the spool must still name it at every commit */
+    ino_t ino;
+    uint64_t size;   /* durable, acknowledged length */
     uint64_t events; /* durable events */
     int64_t opened_ms;
-    buf pending; /* lines of the group being committed */
+    uint64_t used; /* the last group that wrote to it: the least recently used closes first */
+    int in_open;   /* in w->open; 0 once retired half-way through a group */
+    buf pending;   /* lines of the group being committed */
     uint64_t pending_events;
-    int touched;
-    struct segment *next;
+    size_t written, synced; /* bytes of pending already written, already fdatasync'ed */
+    int grouped;            /* in the group list (gnext) of the commit under way */
+    struct segment *next, *gnext;
 } segment;
 
 typedef struct sealed {
     int64_t hour;
     char uuid[LAKE_UUID_LEN + 1];
     uint64_t size, events;
+    int fd; /* the segment's descriptor while the sealer may still need it, else -1 */
+    dev_t dev;
+    ino_t ino;
     struct sealed *next;
 } sealed;
 
@@ -88,21 +104,29 @@ struct lake_writer {
     int stop;
     uint64_t flush_req, flush_done;
 
-    segment *open; /* writer thread only */
+    segment *open;   /* writer thread only, like the three below */
+    size_t n_open;   /* segments in open */
+    uint64_t groups; /* group commits begun; segment.used counts in it */
 
     pthread_mutex_t smu; /* sealer queue */
     pthread_cond_t scv, sdone;
     sealed *shead, *stail;
+    sealed *sbusy; /* the entry the sealer works on, unlocked: its fd is not taken away */
+    size_t sfds;   /* descriptors held by queued entries; at most cfg.max_open_segments */
     int sstop, sbackoff;
     uint64_t seallog_lines;
 
     _Atomic uint64_t spool_bytes, segments_open, segments_sealed, seal_failures;
     _Atomic uint64_t commits, commit_failures, recovered;
+    _Atomic uint64_t segments_evicted, segments_rescued, spool_recreated;
+    _Atomic uint64_t segments_lost, events_lost;
     _Atomic int failing;
     histo fsync_h;
     pthread_mutex_t emu;
     char last_error[256];
     char seal_error[256]; /* under emu; "" while sealing works */
+    char incident[256];   /* under emu: the last spool segment or directory found missing */
+    char lost[256];       /* under emu: the last acknowledged events that could not be saved */
 
     pthread_mutex_t rmu; /* the registry of spooled segments and their pins */
     pthread_cond_t rcv;
@@ -232,11 +256,19 @@ static int64_t mono_ms(void)
 
 /* ---- the sealer ------------------------------------------------------- */
 
+/* The path of a file in the spool. The sealer uses paths, never the writer's spool_fd, which
+ * the writer thread replaces when the spool directory has to be made again. */
+static void spool_path(const lake_writer *w, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", w->spool, name);
+}
+
 static void seallog_append(lake_writer *w, const char *key, uint64_t events)
 {
-    char line[LAKE_KEY_MAX + 32];
+    char line[LAKE_KEY_MAX + 32], path[4200];
     int n = snprintf(line, sizeof line, "%s %llu\n", key, (unsigned long long)events);
-    int fd = openat(w->spool_fd, SEAL_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    spool_path(w, SEAL_LOG, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) return;                    /* the log only speeds up dedup after a restart */
     if (write(fd, line, (size_t)n) != n) { /* same: best effort */
     }
@@ -254,7 +286,9 @@ static int seallog_read(lake_writer *w, seallog_entry **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
-    int fd = openat(w->spool_fd, SEAL_LOG, O_RDONLY | O_CLOEXEC);
+    char path[4200];
+    spool_path(w, SEAL_LOG, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? 0 : -1;
     buf b = BUF_INIT;
     char tmp[65536];
@@ -297,11 +331,14 @@ static void seallog_rewrite(lake_writer *w, seallog_entry *e, size_t from, size_
     buf b = BUF_INIT;
     for (size_t i = from; i < n; i++)
         buf_printf(&b, "%s %llu\n", e[i].key, (unsigned long long)e[i].events);
-    int fd = openat(w->spool_fd, SEAL_LOG ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char path[4200], tmp[4200];
+    spool_path(w, SEAL_LOG, path, sizeof path);
+    spool_path(w, SEAL_LOG ".tmp", tmp, sizeof tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
         int ok = files_write_all(fd, b.p ? b.p : "", b.len, 0) == 0 && fsync(fd) == 0;
         close(fd);
-        if (ok) renameat(w->spool_fd, SEAL_LOG ".tmp", w->spool_fd, SEAL_LOG);
+        if (ok) rename(tmp, path);
     }
     w->seallog_lines = n - from;
     buf_free(&b);
@@ -326,34 +363,183 @@ static void seallog_trim(lake_writer *w)
     free(e);
 }
 
-static int seal_one(lake_writer *w, const sealed *s, char *err, size_t errlen)
+/* ---- lost segments and their rescue ------------------------------------ */
+
+static void note_incident(lake_writer *w, const char *msg)
 {
-    char name[LAKE_KEY_MAX], key[LAKE_KEY_MAX], path[4096];
+    pthread_mutex_lock(&w->emu);
+    snprintf(w->incident, sizeof w->incident, "%s", msg);
+    pthread_mutex_unlock(&w->emu);
+    log_msg(LOG_ERROR, "spool damaged under the server", "error", msg, LOG_END);
+}
+
+/*
+ * Writes the first size bytes of the file open at fd to a new file named
+ * name in the spool (made again if the spool directory is gone), durably,
+ * replacing whatever has that name now. Returns a read-write descriptor of
+ * the new file, or -1 with err set. This is how acknowledged lines whose
+ * file was deleted under the server (unlinked, the spool removed, the name
+ * replaced) are saved: the open descriptor still reaches them.
+ */
+static int segment_copy_out(const lake_writer *w, const char *name, int fd, uint64_t size,
+                            char *err, size_t errlen)
+{
+    char path[4200], tmp[4300];
+    spool_path(w, name, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.rescue", path);
+    if (files_mkdirs(w->spool)) {
+        snprintf(err, errlen, "spool: cannot make %s again: %s", w->spool, strerror(errno));
+        return -1;
+    }
+    int out = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        snprintf(err, errlen, "spool: cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    char chunk[65536];
+    uint64_t off = 0;
+    while (off < size) {
+        size_t want = size - off < sizeof chunk ? (size_t)(size - off) : sizeof chunk;
+        ssize_t r = pread(fd, chunk, want, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0 || files_write_all(out, chunk, (size_t)r, (int64_t)off)) {
+            snprintf(err, errlen, "spool: cannot copy %s out of its open descriptor: %s", name,
+                     r < 0 || r > 0 ? strerror(errno) : "the file is shorter than was written");
+            goto fail;
+        }
+        off += (uint64_t)r;
+    }
+    if (fdatasync(out) || rename(tmp, path) || files_sync_dir(w->spool)) {
+        snprintf(err, errlen, "spool: cannot make %s durable: %s", path, strerror(errno));
+        goto fail;
+    }
+    return out;
+fail:
+    close(out);
+    unlink(tmp);
+    return -1;
+}
+
+/* The events counted as lost, loudly: the log, /health and /metrics say so. */
+static void note_lost(lake_writer *w, const char *name, uint64_t events, const char *why)
+{
+    char msg[256], ev[24];
+    snprintf(msg, sizeof msg, "%llu acknowledged events lost: spool segment %s %s",
+             (unsigned long long)events, name, why);
+    snprintf(ev, sizeof ev, "%llu", (unsigned long long)events);
+    atomic_fetch_add(&w->segments_lost, 1);
+    atomic_fetch_add(&w->events_lost, events);
+    pthread_mutex_lock(&w->emu);
+    snprintf(w->lost, sizeof w->lost, "%s", msg);
+    pthread_mutex_unlock(&w->emu);
+    log_msg(LOG_ERROR, "acknowledged events lost", "segment", name, "events", ev, "error", msg,
+            LOG_END);
+}
+
+/* ---- the sealer ------------------------------------------------------- */
+
+enum seal_result { SEAL_RETRY = -1, SEAL_MOVED = 0, SEAL_GONE = 1 };
+
+/*
+ * Checks that the spool still holds the segment as the writer left it, and
+ * saves it through its descriptor where it does not. SEAL_MOVED: go on and
+ * move it (or an earlier attempt already did: *done). SEAL_GONE: nothing is
+ * left to move, the loss has been reported.
+ */
+static int seal_check(lake_writer *w, sealed *s, const char *name, const char *key, int *done,
+                      char *err, size_t errlen)
+{
+    char path[4200];
+    spool_path(w, name, path, sizeof path);
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    if (!exists && errno != ENOENT) {
+        snprintf(err, errlen, "spool: cannot stat %s: %s", path, strerror(errno));
+        return SEAL_RETRY;
+    }
+    if (exists && (s->fd < 0 || (st.st_dev == s->dev && st.st_ino == s->ino))) {
+        if (s->fd < 0 && (uint64_t)st.st_size < s->size) {
+            char why[160];
+            snprintf(why, sizeof why, "is %llu bytes shorter than was written",
+                     (unsigned long long)(s->size - (uint64_t)st.st_size));
+            note_lost(w, name, 0, why); /* how many events is unknown: the lines are gone */
+            s->size = (uint64_t)st.st_size;
+        }
+        return SEAL_MOVED;
+    }
+    if (!exists) { /* an earlier attempt may have moved it and failed after */
+        store_entry e;
+        int h = store_head(w->cfg.store, key, &e);
+        if (h == STORE_OK) {
+            *done = 1;
+            return SEAL_MOVED;
+        }
+        if (h != STORE_ENOENT) {
+            snprintf(err, errlen, "%s", store_errmsg());
+            return SEAL_RETRY;
+        }
+    }
+    if (s->fd < 0) {
+        note_lost(w, name, s->events, "was deleted from the spool before it reached the lake");
+        return SEAL_GONE;
+    }
+    int nfd = segment_copy_out(w, name, s->fd, s->size, err, errlen);
+    if (nfd < 0) return SEAL_RETRY; /* the descriptor is kept: the next attempt tries again */
+    struct stat nst;
+    fstat(nfd, &nst);
+    close(s->fd);
+    s->fd = nfd;
+    s->dev = nst.st_dev;
+    s->ino = nst.st_ino;
+    atomic_fetch_add(&w->segments_rescued, 1);
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "spool segment %s was %s while it waited for the lake; its %llu events were "
+             "written again from the server's open descriptor",
+             name, exists ? "replaced" : "deleted", (unsigned long long)s->events);
+    note_incident(w, msg);
+    return SEAL_MOVED;
+}
+
+static int seal_one(lake_writer *w, sealed *s, char *err, size_t errlen)
+{
+    char name[LAKE_KEY_MAX], key[LAKE_KEY_MAX], path[4200];
     lake_spool_name(s->hour, s->uuid, name);
     lake_raw_key(s->hour, s->uuid, key);
-    snprintf(path, sizeof path, "%s/%s", w->spool, name);
+    spool_path(w, name, path, sizeof path);
+    int done = 0;
+    int r = seal_check(w, s, name, key, &done, err, errlen);
+    if (r != SEAL_MOVED || done) return r;
     struct stat st;
     if (stat(path, &st)) {
-        if (errno == ENOENT) return 0; /* moved by an earlier attempt */
         snprintf(err, errlen, "spool: cannot stat %s: %s", path, strerror(errno));
-        return -1;
+        return SEAL_RETRY;
     }
     if ((uint64_t)st.st_size > s->size && truncate(path, (off_t)s->size)) {
         snprintf(err, errlen, "spool: cannot cut %s to %llu bytes: %s", path,
                  (unsigned long long)s->size, strerror(errno));
-        return -1;
+        return SEAL_RETRY;
     }
     if (s->size == 0) {
         unlink(path);
-        fsync(w->spool_fd);
-        return 0;
+        files_sync_dir(w->spool);
+        return SEAL_MOVED;
     }
     seallog_append(w, key, s->events);
     if (store_put_file(w->cfg.store, key, path, STORE_MOVE)) {
         snprintf(err, errlen, "%s", store_errmsg());
-        return -1;
+        return SEAL_RETRY;
     }
-    return 0;
+    return SEAL_MOVED;
+}
+
+static void sealed_free(lake_writer *w, sealed *s)
+{
+    if (s->fd >= 0) {
+        close(s->fd);
+        w->sfds--;
+    }
+    free(s);
 }
 
 static void *sealer_main(void *arg)
@@ -366,31 +552,33 @@ static void *sealer_main(void *arg)
         while (!w->shead && !w->sstop) pthread_cond_wait(&w->scv, &w->smu);
         if (!w->shead) break;
         sealed *s = w->shead;
+        w->sbusy = s;
         pthread_mutex_unlock(&w->smu);
 
         char err[512] = "";
         registry_begin_move(w, s->uuid);
         int r = seal_one(w, s, err, sizeof err);
-        registry_end_move(w, s->uuid, r == 0);
+        registry_end_move(w, s->uuid, r != SEAL_RETRY);
 
         pthread_mutex_lock(&w->smu);
-        if (r == 0) {
+        w->sbusy = NULL;
+        if (r != SEAL_RETRY) {
             w->shead = s->next;
             if (!w->shead) w->stail = NULL;
             atomic_fetch_sub(&w->spool_bytes, s->size);
-            if (s->size) atomic_fetch_add(&w->segments_sealed, 1);
+            if (s->size && r == SEAL_MOVED) atomic_fetch_add(&w->segments_sealed, 1);
             if (failures_in_row) {
                 char f[24];
                 snprintf(f, sizeof f, "%llu", (unsigned long long)failures_in_row);
                 log_msg(LOG_INFO, "store recovered, sealing again", "failed_attempts", f, LOG_END);
             }
-            if (log_enabled(LOG_DEBUG)) {
+            if (log_enabled(LOG_DEBUG) && r == SEAL_MOVED) {
                 char key[LAKE_KEY_MAX], ev[24];
                 lake_raw_key(s->hour, s->uuid, key);
                 snprintf(ev, sizeof ev, "%llu", (unsigned long long)s->events);
                 log_msg(LOG_DEBUG, "sealed", "key", key, "events", ev, LOG_END);
             }
-            free(s);
+            sealed_free(w, s);
             if (failures_in_row) {
                 pthread_mutex_lock(&w->emu);
                 w->seal_error[0] = 0;
@@ -424,6 +612,12 @@ static void *sealer_main(void *arg)
     return NULL;
 }
 
+/*
+ * Queues a closed segment for the sealer. Its descriptor rides along so that
+ * the segment can still be saved if its file is deleted before it is moved;
+ * the queue keeps at most max_open_segments of them (the newest), so that a
+ * store outage cannot make the descriptors grow without bound.
+ */
 static void sealer_push(lake_writer *w, sealed *s)
 {
     pthread_mutex_lock(&w->smu);
@@ -433,27 +627,176 @@ static void sealer_push(lake_writer *w, sealed *s)
     else
         w->shead = s;
     w->stail = s;
+    if (s->fd >= 0) w->sfds++;
+    for (sealed *o = w->shead; o && w->sfds > w->cfg.max_open_segments; o = o->next) {
+        if (o == w->sbusy || o->fd < 0) continue;
+        close(o->fd);
+        o->fd = -1;
+        w->sfds--;
+    }
     pthread_cond_signal(&w->scv);
     pthread_mutex_unlock(&w->smu);
 }
 
+/* ---- the spool directory (writer thread) ----------------------------------- */
+
+/* Opens the spool directory and takes its lock. 0, or -1 with err set. */
+static int spool_lock(lake_writer *w, int *dir_fd, int *lock_fd, char *err, size_t errlen)
+{
+    *dir_fd = *lock_fd = -1;
+    int d = open(w->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) {
+        snprintf(err, errlen, "spool %s: %s", w->spool, strerror(errno));
+        return -1;
+    }
+    /* held open read-only, so that the spool's filesystem can be remounted read-only */
+    int fd = openat(d, LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    int l = openat(d, LOCK_FILE, O_RDONLY | O_CLOEXEC);
+    if (l < 0) {
+        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LOCK_FILE,
+                 strerror(errno));
+        close(d);
+        return -1;
+    }
+    if (flock(l, LOCK_EX | LOCK_NB)) {
+        char pid[32] = "";
+        ssize_t r = pread(l, pid, sizeof pid - 1, 0);
+        pid[r > 0 ? r : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        snprintf(err, errlen, "spool %s is in use by another events server (pid %s)", w->spool,
+                 pid[0] ? pid : "unknown");
+        close(l);
+        close(d);
+        return -1;
+    }
+    /* the pid is only for the message above, written through a short-lived fd */
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    fd = openat(d, LOCK_FILE, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd >= 0) {
+        if (files_write_all(fd, pid, (size_t)n, 0)) { /* informational */
+        }
+        close(fd);
+    }
+    *dir_fd = d;
+    *lock_fd = l;
+    return 0;
+}
+
+/* 1 if the spool's path no longer names the directory spool_fd is open on. */
+static int spool_moved(lake_writer *w)
+{
+    struct stat a, b;
+    if (fstat(w->spool_fd, &b) || b.st_nlink == 0) return 1;
+    if (stat(w->spool, &a)) return 1;
+    return a.st_dev != b.st_dev || a.st_ino != b.st_ino;
+}
+
+/* 1 if the spool no longer names g's file: unlinked, or replaced by another file. */
+static int segment_gone(lake_writer *w, const segment *g)
+{
+    struct stat st;
+    if (fstat(g->fd, &st) || st.st_nlink == 0) return 1;
+    if (fstatat(w->spool_fd, g->name, &st, AT_SYMLINK_NOFOLLOW)) return 1;
+    return st.st_dev != g->dev || st.st_ino != g->ino;
+}
+
+/*
+ * Writes the acknowledged part of every open segment the spool no longer
+ * names to a new file under its name, from the descriptor that still
+ * reaches it. A segment that cannot be saved now is handed to the sealer with
+ * its descriptor, which tries again.
+ */
+static void segment_close(lake_writer *w, segment *g);
+
+static void segments_rescue(lake_writer *w)
+{
+    segment *g = w->open;
+    while (g) {
+        segment *next = g->next;
+        if (segment_gone(w, g)) {
+            char err[512], msg[256];
+            int nfd = segment_copy_out(w, g->name, g->fd, g->size, err, sizeof err);
+            if (nfd >= 0) {
+                struct stat st;
+                fstat(nfd, &st);
+                close(g->fd);
+                g->fd = nfd;
+                g->dev = st.st_dev;
+                g->ino = st.st_ino;
+                atomic_fetch_add(&w->segments_rescued, 1);
+                snprintf(msg, sizeof msg,
+                         "spool segment %s was deleted or replaced while the server wrote it; its "
+                         "%llu acknowledged events were written again from its open descriptor",
+                         g->name, (unsigned long long)g->events);
+                note_incident(w, msg);
+            } else {
+                note_incident(w, err);
+                segment_close(w, g);
+            }
+        }
+        g = next;
+    }
+}
+
+/*
+ * The spool directory must be the one the server opened. When it has been
+ * removed or moved away, it is made again (and locked again), and the open
+ * segments are saved into it. 0: as it was; 1: made again, err says so;
+ * -1 with err set: nothing can be written.
+ */
+static int spool_check(lake_writer *w, char *err, size_t errlen)
+{
+    if (!spool_moved(w)) return 0;
+    int d, l;
+    if (files_mkdirs(w->spool)) {
+        snprintf(err, errlen, "spool %s was removed and cannot be made again: %s", w->spool,
+                 strerror(errno));
+        return -1;
+    }
+    if (spool_lock(w, &d, &l, err, errlen)) return -1;
+    close(w->spool_fd);
+    close(w->lock_fd);
+    w->spool_fd = d;
+    w->lock_fd = l;
+    atomic_fetch_add(&w->spool_recreated, 1);
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "spool directory %s was removed or moved under the server; made again", w->spool);
+    note_incident(w, msg);
+    segments_rescue(w);
+    snprintf(err, errlen,
+             "spool: the directory %s was removed or moved under the server and has been made "
+             "again; this request was not stored (retry it)",
+             w->spool);
+    return 1;
+}
+
 /* ---- segments (writer thread) ----------------------------------------- */
 
+/* Hands g to the sealer with its descriptor; g is freed. */
 static void segment_close(lake_writer *w, segment *g)
 {
-    segment **pp = &w->open;
-    while (*pp != g) pp = &(*pp)->next;
-    *pp = g->next;
-    close(g->fd);
-    atomic_fetch_sub(&w->segments_open, 1);
+    if (g->in_open) {
+        segment **pp = &w->open;
+        while (*pp != g) pp = &(*pp)->next;
+        *pp = g->next;
+        w->n_open--;
+        atomic_fetch_sub(&w->segments_open, 1);
+    }
     sealed *s = calloc(1, sizeof *s);
     if (s) {
         s->hour = g->hour;
         memcpy(s->uuid, g->uuid, sizeof s->uuid);
         s->size = g->size;
         s->events = g->events;
+        s->fd = g->fd;
+        s->dev = g->dev;
+        s->ino = g->ino;
         sealer_push(w, s);
     } else {
+        close(g->fd);
         log_msg(LOG_ERROR, "out of memory sealing a segment; it stays in the spool", "segment",
                 g->name, LOG_END);
     }
@@ -461,10 +804,8 @@ static void segment_close(lake_writer *w, segment *g)
     free(g);
 }
 
-static segment *segment_get(lake_writer *w, int64_t hour, char *err, size_t errlen)
+static segment *segment_new(lake_writer *w, int64_t hour, char *err, size_t errlen)
 {
-    for (segment *g = w->open; g; g = g->next)
-        if (g->hour == hour) return g;
     segment *g = calloc(1, sizeof *g);
     if (!g) {
         snprintf(err, errlen, "spool: out of memory");
@@ -473,24 +814,142 @@ static segment *segment_get(lake_writer *w, int64_t hour, char *err, size_t errl
     g->hour = hour;
     evrand_uuid7(g->uuid);
     lake_spool_name(hour, g->uuid, g->name);
-    g->fd = openat(w->spool_fd, g->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    g->fd = openat(w->spool_fd, g->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (g->fd < 0) {
         snprintf(err, errlen, "spool: cannot create %s/%s: %s", w->spool, g->name, strerror(errno));
         free(g);
         return NULL;
     }
-    if (fsync(w->spool_fd)) {
+    struct stat st;
+    if (fstat(g->fd, &st) || fsync(w->spool_fd)) {
         snprintf(err, errlen, "spool: cannot sync %s: %s", w->spool, strerror(errno));
         close(g->fd);
         unlinkat(w->spool_fd, g->name, 0);
         free(g);
         return NULL;
     }
+    g->dev = st.st_dev;
+    g->ino = st.st_ino;
     g->opened_ms = mono_ms();
+    g->in_open = 1;
     g->next = w->open;
     w->open = g;
+    w->n_open++;
     atomic_fetch_add(&w->segments_open, 1);
     registry_add(w, hour, g->uuid);
+    return g;
+}
+
+static int truncate_in_spool(const lake_writer *w, const segment *g)
+{
+    char path[4200];
+    spool_path(w, g->name, path, sizeof path);
+    return truncate(path, (off_t)g->size);
+}
+
+/* Writes the group's lines not yet written to g. */
+static int segment_write(lake_writer *w, segment *g, char *err, size_t errlen)
+{
+    if (g->fd >= 0 && g->written < g->pending.len) {
+        if (files_write_all(g->fd, g->pending.p + g->written, g->pending.len - g->written,
+                            (int64_t)(g->size + g->written))) {
+            snprintf(err, errlen, "spool: cannot write %s/%s: %s", w->spool, g->name,
+                     strerror(errno));
+            return -1;
+        }
+        g->written = g->pending.len;
+    }
+    return 0;
+}
+
+static int segment_sync(lake_writer *w, segment *g, char *err, size_t errlen)
+{
+    if (g->synced == g->written) return 0;
+    int64_t t0 = evtime_mono_ns();
+    int r = fdatasync(g->fd);
+    histo_add(&w->fsync_h, evtime_mono_ns() - t0);
+    if (r) {
+        snprintf(err, errlen, "spool: cannot sync %s/%s: %s", w->spool, g->name, strerror(errno));
+        return -1;
+    }
+    g->synced = g->written;
+    return 0;
+}
+
+/* The spool directory is still where the server opened it (checked once per group). */
+static int spool_verify(lake_writer *w, char *err, size_t errlen)
+{
+    if (!spool_moved(w)) return 0;
+    snprintf(err, errlen,
+             "spool: the directory %s was removed or moved under the server; this request was "
+             "not stored (retry it)",
+             w->spool);
+    return -1;
+}
+
+/* The check before an answer: the lines just made durable are in the file the spool names. */
+static int segment_verify(lake_writer *w, segment *g, char *err, size_t errlen)
+{
+    if (g->fd < 0 || !segment_gone(w, g)) return 0; /* a retired segment was checked then */
+    snprintf(err, errlen,
+             "spool: segment %s/%s was deleted or replaced while the server wrote it; this "
+             "request was not stored (retry it)",
+             w->spool, g->name);
+    return -1;
+}
+
+static void group_add(segment **group, segment *g, uint64_t seq)
+{
+    g->used = seq;
+    if (g->grouped) return;
+    g->grouped = 1;
+    g->gnext = *group;
+    *group = g;
+}
+
+/*
+ * Makes room for one more open segment when max_open_segments are open: the
+ * least recently used one the group has not written to is closed; if the
+ * group has written to all of them, the least recently used is written and
+ * made durable now and retired from the open set (it is sealed when the group
+ * ends, cut back if the group fails).
+ */
+static int make_room(lake_writer *w, char *err, size_t errlen)
+{
+    segment *idle = NULL, *busy = NULL;
+    for (segment *g = w->open; g; g = g->next) {
+        segment **best = g->grouped ? &busy : &idle;
+        if (!*best || g->used < (*best)->used) *best = g;
+    }
+    atomic_fetch_add(&w->segments_evicted, 1);
+    if (idle) {
+        segment_close(w, idle);
+        return 0;
+    }
+    if (segment_write(w, busy, err, errlen) || segment_sync(w, busy, err, errlen) ||
+        segment_verify(w, busy, err, errlen) || spool_verify(w, err, errlen))
+        return -1;
+    segment **pp = &w->open;
+    while (*pp != busy) pp = &(*pp)->next;
+    *pp = busy->next;
+    busy->in_open = 0;
+    w->n_open--;
+    atomic_fetch_sub(&w->segments_open, 1);
+    close(busy->fd); /* its lines are durable; a failed group cuts them back by path */
+    busy->fd = -1;
+    return 0;
+}
+
+static segment *segment_for(lake_writer *w, int64_t hour, segment **group, char *err, size_t errlen)
+{
+    for (segment *g = w->open; g; g = g->next)
+        if (g->hour == hour) {
+            group_add(group, g, w->groups);
+            return g;
+        }
+    if (w->n_open >= w->cfg.max_open_segments && make_room(w, err, errlen)) return NULL;
+    segment *g = segment_new(w, hour, err, errlen);
+    if (g) group_add(group, g, w->groups);
     return g;
 }
 
@@ -503,23 +962,11 @@ static void complete(lake_batch *b)
     }
 }
 
-static void commit_group(lake_writer *w, lake_batch *batches)
+/* Takes each batch's events into the group's segments, dropping duplicates. */
+static int group_assign(lake_writer *w, lake_batch *batches, segment **group, char *err,
+                        size_t errlen)
 {
-    char err[512] = "";
-    uint64_t mark = dedup_mark(w->dd);
-    int failed = 0;
-
-    uint64_t pending = atomic_load(&w->spool_bytes);
-    if (w->cfg.spool_max && pending >= w->cfg.spool_max) {
-        pthread_mutex_lock(&w->emu);
-        snprintf(err, sizeof err, "spool is full (%llu bytes wait for the lake, limit %llu)%s%s",
-                 (unsigned long long)pending, (unsigned long long)w->cfg.spool_max,
-                 w->seal_error[0] ? "; the lake fails: " : "", w->seal_error);
-        pthread_mutex_unlock(&w->emu);
-        failed = 1;
-    }
-
-    for (lake_batch *b = failed ? NULL : batches; b && !failed; b = b->next) {
+    for (lake_batch *b = batches; b; b = b->next) {
         b->status = 0;
         b->accepted = b->duplicates = 0;
         for (size_t i = 0; i < b->n; i++) {
@@ -529,92 +976,118 @@ static void commit_group(lake_writer *w, lake_batch *batches)
                 b->duplicates++;
                 continue;
             }
-            segment *g = segment_get(w, e->hour, err, sizeof err);
-            if (!g) {
-                failed = 1;
-                break;
-            }
+            segment *g = segment_for(w, e->hour, group, err, errlen);
+            if (!g) return -1;
             if (buf_append(&g->pending, b->lines + e->off, e->len)) {
-                snprintf(err, sizeof err, "spool: out of memory");
-                failed = 1;
-                break;
+                snprintf(err, errlen, "spool: out of memory");
+                return -1;
             }
             g->pending_events++;
-            g->touched = 1;
             e->stored = 1;
             b->accepted++;
         }
     }
-    for (segment *g = w->open; g && !failed; g = g->next) {
-        if (!g->touched || !g->pending.len) continue;
-        if (files_write_all(g->fd, g->pending.p, g->pending.len, (int64_t)g->size)) {
-            snprintf(err, sizeof err, "spool: cannot write %s/%s: %s", w->spool, g->name,
-                     strerror(errno));
-            failed = 1;
-        }
-    }
-    for (segment *g = w->open; g && !failed; g = g->next) {
-        if (!g->touched || !g->pending.len) continue;
-        int64_t t0 = evtime_mono_ns();
-        if (fdatasync(g->fd)) {
-            snprintf(err, sizeof err, "spool: cannot sync %s/%s: %s", w->spool, g->name,
-                     strerror(errno));
-            failed = 1;
-        }
-        histo_add(&w->fsync_h, evtime_mono_ns() - t0);
-    }
+    return 0;
+}
 
-    if (failed) {
-        /* Nothing of this group counts: forget its ids, cut what it wrote,
-         * and retire the touched segments (a failed fdatasync leaves a file
-         * whose unsynced pages are unknown; never write to it again). */
-        dedup_rollback(w->dd, mark);
-        segment *g = w->open;
-        while (g) {
-            segment *next = g->next;
-            if (g->touched) {
-                if (ftruncate(g->fd, (off_t)g->size)) { /* the sealer cuts it later */
-                }
-                g->pending.len = 0;
-                g->pending_events = 0;
-                g->touched = 0;
-                segment_close(w, g);
-            }
-            g = next;
-        }
-        atomic_fetch_add(&w->commit_failures, 1);
-        if (!atomic_exchange(&w->failing, 1))
-            log_msg(LOG_ERROR, "cannot persist events", "error", err, LOG_END);
-        set_error(w, err);
-        for (lake_batch *b = batches; b; b = b->next) {
-            b->status = -1;
-            b->accepted = b->duplicates = 0;
-            snprintf(b->error, sizeof b->error, "cannot persist events: %s", err);
-        }
-        complete(batches);
-        return;
-    }
+/* Writes every segment of the group, then syncs each, then checks each is still in the spool. */
+static int group_write(lake_writer *w, segment *group, char *err, size_t errlen)
+{
+    for (segment *g = group; g; g = g->gnext)
+        if (segment_write(w, g, err, errlen)) return -1;
+    for (segment *g = group; g; g = g->gnext)
+        if (segment_sync(w, g, err, errlen)) return -1;
+    for (segment *g = group; g; g = g->gnext)
+        if (segment_verify(w, g, err, errlen)) return -1;
+    return spool_verify(w, err, errlen);
+}
 
-    for (segment *g = w->open; g; g = g->next) {
-        if (!g->touched) continue;
+static int spool_full(lake_writer *w, char *err, size_t errlen)
+{
+    uint64_t pending = atomic_load(&w->spool_bytes);
+    if (!w->cfg.spool_max || pending < w->cfg.spool_max) return 0;
+    pthread_mutex_lock(&w->emu);
+    snprintf(err, errlen, "spool is full (%llu bytes wait for the lake, limit %llu)%s%s",
+             (unsigned long long)pending, (unsigned long long)w->cfg.spool_max,
+             w->seal_error[0] ? "; the lake fails: " : "", w->seal_error);
+    pthread_mutex_unlock(&w->emu);
+    return -1;
+}
+
+/*
+ * Nothing of a failed group counts: its ids are forgotten, what it wrote is
+ * cut off, and the segments it touched are retired (a failed fdatasync leaves
+ * a file whose unsynced pages are unknown; never write to it again). Segments
+ * whose files vanished are saved first from their descriptors.
+ */
+static void group_fail(lake_writer *w, segment *group, lake_batch *batches, uint64_t mark,
+                       const char *err)
+{
+    dedup_rollback(w->dd, mark);
+    char e2[512];
+    int sc = spool_check(w, e2, sizeof e2);
+    if (sc < 0) log_msg(LOG_ERROR, "spool unusable", "error", e2, LOG_END);
+    if (sc > 0) err = e2; /* the spool was removed: say that, not what it made fail */
+    segments_rescue(w);   /* a retired segment is saved by the sealer, which has its descriptor */
+    while (group) {
+        segment *g = group, *next = g->gnext;
+        if (g->fd >= 0 ? ftruncate(g->fd, (off_t)g->size) : truncate_in_spool(w, g)) {
+            /* the sealer cuts it later */
+        }
+        g->pending.len = 0;
+        g->pending_events = 0;
+        g->written = g->synced = 0;
+        g->grouped = 0;
+        segment_close(w, g);
+        group = next;
+    }
+    atomic_fetch_add(&w->commit_failures, 1);
+    if (!atomic_exchange(&w->failing, 1))
+        log_msg(LOG_ERROR, "cannot persist events", "error", err, LOG_END);
+    set_error(w, err);
+    for (lake_batch *b = batches; b; b = b->next) {
+        b->status = -1;
+        b->accepted = b->duplicates = 0;
+        snprintf(b->error, sizeof b->error, "cannot persist events: %s", err);
+    }
+    complete(batches);
+}
+
+static void group_done(lake_writer *w, segment *group, lake_batch *batches)
+{
+    for (segment *g = group; g; g = g->gnext) {
         g->size += g->pending.len;
         g->events += g->pending_events;
         atomic_fetch_add(&w->spool_bytes, g->pending.len);
-        g->pending.len = 0;
-        g->pending_events = 0;
-        g->touched = 0;
-        if (g->pending.cap > (1u << 22)) buf_free(&g->pending);
     }
     atomic_fetch_add(&w->commits, 1);
     if (atomic_exchange(&w->failing, 0)) log_msg(LOG_INFO, "persisting events again", LOG_END);
     complete(batches);
-
-    segment *g = w->open;
-    while (g) {
-        segment *next = g->next;
-        if (g->size >= w->cfg.seal_bytes) segment_close(w, g);
-        g = next;
+    while (group) {
+        segment *g = group, *next = g->gnext;
+        g->pending.len = 0;
+        g->pending_events = 0;
+        g->written = g->synced = 0;
+        g->grouped = 0;
+        if (g->pending.cap > (1u << 22)) buf_free(&g->pending);
+        if (!g->in_open || g->size >= w->cfg.seal_bytes) segment_close(w, g);
+        group = next;
     }
+}
+
+static void commit_group(lake_writer *w, lake_batch *batches)
+{
+    char err[512] = "";
+    uint64_t mark = dedup_mark(w->dd);
+    segment *group = NULL;
+    w->groups++;
+    int failed = spool_full(w, err, sizeof err) ||
+                 group_assign(w, batches, &group, err, sizeof err) ||
+                 group_write(w, group, err, sizeof err);
+    if (failed)
+        group_fail(w, group, batches, mark, err);
+    else
+        group_done(w, group, batches);
 }
 
 static void seal_due(lake_writer *w, int all)
@@ -661,6 +1134,12 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->mu);
 
         if (b) commit_group(w, b);
+        if (!b && w->open) { /* sealing: what is sealed must be what was acknowledged */
+            char err[512];
+            if (spool_check(w, err, sizeof err) < 0)
+                log_msg(LOG_ERROR, "spool unusable", "error", err, LOG_END);
+            segments_rescue(w);
+        }
         seal_due(w, stop || flush != flush_seen);
         if (flush != flush_seen) {
             pthread_mutex_lock(&w->mu);
@@ -850,6 +1329,19 @@ static int recover(lake_writer *w, char *err, size_t errlen)
                      0); /* an interrupted rewrite; the original is intact */
             continue;
         }
+        if (len > 7 && !strcmp(de->d_name + len - 7, ".rescue")) {
+            /* a segment being saved from its descriptor: when its own name is gone, this copy is
+             * all that is left of it (recovery cuts a torn end) */
+            char orig[LAKE_KEY_MAX];
+            snprintf(orig, sizeof orig, "%.*s", (int)(len - 7), de->d_name);
+            struct stat st;
+            if (fstatat(w->spool_fd, orig, &st, 0) == 0 || errno != ENOENT ||
+                renameat(w->spool_fd, de->d_name, w->spool_fd, orig))
+                unlinkat(w->spool_fd, de->d_name, 0);
+            else
+                snprintf(de->d_name, sizeof de->d_name, "%s", orig);
+            len = strlen(de->d_name);
+        }
         if (lake_parse_spool_name(de->d_name, &f.hour, f.uuid)) continue;
         snprintf(f.name, sizeof f.name, "%s", de->d_name);
         if (n == cap) {
@@ -887,6 +1379,7 @@ static int recover(lake_writer *w, char *err, size_t errlen)
         memcpy(s->uuid, v[i].uuid, sizeof s->uuid);
         s->size = size;
         s->events = events;
+        s->fd = -1; /* not held: a recovered segment deleted before it is moved is reported lost */
         atomic_fetch_add(&w->spool_bytes, size);
         total += events;
         registry_add(w, s->hour, s->uuid);
@@ -911,7 +1404,7 @@ static void writer_free(lake_writer *w)
     while (w->shead) {
         sealed *s = w->shead;
         w->shead = s->next;
-        free(s);
+        sealed_free(w, s);
     }
     while (w->reg) {
         spooled *e = w->reg;
@@ -944,6 +1437,7 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     w->cfg = *cfg;
     if (!w->cfg.seal_bytes) w->cfg.seal_bytes = 64ull << 20;
     if (w->cfg.seal_age_ms <= 0) w->cfg.seal_age_ms = 30000;
+    if (!w->cfg.max_open_segments) w->cfg.max_open_segments = 64;
     w->spool_fd = w->lock_fd = -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_mutex_init(&w->smu, NULL);
@@ -963,41 +1457,7 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
         snprintf(err, errlen, "spool %s: cannot create: %s", cfg->spool_dir, strerror(errno));
         goto fail;
     }
-    w->spool_fd = open(w->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (w->spool_fd < 0) {
-        snprintf(err, errlen, "spool %s: %s", w->spool, strerror(errno));
-        goto fail;
-    }
-    /* held open read-only, so that the spool's filesystem can be remounted read-only */
-    {
-        int fd = openat(w->spool_fd, LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-        if (fd >= 0) close(fd);
-    }
-    w->lock_fd = openat(w->spool_fd, LOCK_FILE, O_RDONLY | O_CLOEXEC);
-    if (w->lock_fd < 0) {
-        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LOCK_FILE,
-                 strerror(errno));
-        goto fail;
-    }
-    if (flock(w->lock_fd, LOCK_EX | LOCK_NB)) {
-        char pid[32] = "";
-        ssize_t r = pread(w->lock_fd, pid, sizeof pid - 1, 0);
-        if (r > 0) pid[r] = 0;
-        snprintf(err, errlen, "spool %s is in use by another events server (pid %s)", w->spool,
-                 r > 0 ? pid : "unknown");
-        goto fail;
-    }
-    {
-        /* the pid is only for the message above, written through a short-lived fd */
-        char pid[32];
-        int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-        int fd = openat(w->spool_fd, LOCK_FILE, O_WRONLY | O_TRUNC | O_CLOEXEC);
-        if (fd >= 0) {
-            if (files_write_all(fd, pid, (size_t)n, 0)) { /* informational */
-            }
-            close(fd);
-        }
-    }
+    if (spool_lock(w, &w->spool_fd, &w->lock_fd, err, errlen)) goto fail;
     if (!(w->dd = dedup_new(cfg->dedup_window))) {
         snprintf(err, errlen, "out of memory for a dedup window of %zu ids", cfg->dedup_window);
         goto fail;
@@ -1081,11 +1541,18 @@ void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st)
     st->commits = atomic_load(&w->commits);
     st->commit_failures = atomic_load(&w->commit_failures);
     st->recovered_events = atomic_load(&w->recovered);
+    st->segments_evicted = atomic_load(&w->segments_evicted);
+    st->segments_rescued = atomic_load(&w->segments_rescued);
+    st->spool_recreated = atomic_load(&w->spool_recreated);
+    st->segments_lost = atomic_load(&w->segments_lost);
+    st->events_lost = atomic_load(&w->events_lost);
     st->fsync = &w->fsync_h;
     pthread_mutex_lock(&w->emu);
     memcpy(st->last_error, w->last_error, sizeof st->last_error);
     memcpy(st->seal_error, w->seal_error, sizeof st->seal_error);
     st->sealing_failing = w->seal_error[0] != 0;
+    memcpy(st->incident, w->incident, sizeof st->incident);
+    memcpy(st->lost, w->lost, sizeof st->lost);
     pthread_mutex_unlock(&w->emu);
 }
 

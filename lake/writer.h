@@ -19,6 +19,14 @@
  * segments (listed in spool/sealed.log), so a client retrying across a
  * restart is still answered with duplicates.
  *
+ * The spool may change under the writer (a segment deleted or replaced, the
+ * directory removed): before a group is acknowledged each segment it wrote
+ * must still be the file the spool names, or the group fails and the writer
+ * writes what it acknowledged earlier back from its open descriptors. What no
+ * descriptor reaches any more is reported lost (stats), never counted sealed.
+ * At most max_open_segments segments are open at once, whatever the spread
+ * of the events' hours.
+ *
  * Threads: lake_writer_submit may be called from any thread; a batch's done
  * callback runs on the writer thread and must not block.
  */
@@ -60,12 +68,13 @@ struct lake_batch {
 };
 
 typedef struct lake_writer_config {
-    const char *spool_dir; /* created if missing; one writer per spool */
-    store *store;          /* not owned */
-    uint64_t seal_bytes;   /* default 64 MiB */
-    int64_t seal_age_ms;   /* default 30 s */
-    size_t dedup_window;   /* ids remembered; default 1,000,000 */
-    uint64_t spool_max;    /* refuse batches while this much waits in the spool; 0: no limit */
+    const char *spool_dir;    /* created if missing; one writer per spool */
+    store *store;             /* not owned */
+    uint64_t seal_bytes;      /* default 64 MiB */
+    int64_t seal_age_ms;      /* default 30 s */
+    size_t dedup_window;      /* ids remembered; default 1,000,000 */
+    uint64_t spool_max;       /* refuse batches while this much waits in the spool; 0: no limit */
+    size_t max_open_segments; /* open segments (one per hour written) at most; default 64 */
 } lake_writer_config;
 
 typedef struct lake_writer_stats {
@@ -75,10 +84,16 @@ typedef struct lake_writer_stats {
     uint64_t seal_failures;   /* attempts to move that failed (retried) */
     uint64_t commits, commit_failures;
     uint64_t recovered_events;
-    const histo *fsync;   /* fdatasync latency */
-    char last_error[256]; /* last persistence failure, "" if none since start */
-    int sealing_failing;  /* the last attempt to move a segment into the store failed */
-    char seal_error[256]; /* its reason */
+    const histo *fsync;        /* fdatasync latency */
+    char last_error[256];      /* last persistence failure, "" if none since start */
+    int sealing_failing;       /* the last attempt to move a segment into the store failed */
+    char seal_error[256];      /* its reason */
+    uint64_t segments_evicted; /* closed early to stay within max_open_segments */
+    uint64_t segments_rescued; /* found deleted or replaced, written again from the descriptor */
+    uint64_t spool_recreated;  /* the spool directory found removed or moved, made again */
+    uint64_t segments_lost, events_lost; /* acknowledged, then deleted beyond saving */
+    char incident[256]; /* the last rescue or re-creation, "" if none since start */
+    char lost[256];     /* the last loss, "" if none since start */
 } lake_writer_stats;
 
 /*

@@ -104,6 +104,22 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                       (long long)ws->segments_open);
         metrics_gauge(b, "events_spool_bytes", "Bytes in the spool not yet in the lake.",
                       (long long)ws->spool_bytes);
+        metrics_counter(b, "events_segments_evicted_total",
+                        "Segments closed early to stay within --max-open-segments.",
+                        ws->segments_evicted);
+        metrics_counter(b, "events_spool_segments_rescued_total",
+                        "Spool segments found deleted or replaced under the server and written "
+                        "again from its open descriptor.",
+                        ws->segments_rescued);
+        metrics_counter(b, "events_spool_recreated_total",
+                        "Times the spool directory was found removed or moved and made again.",
+                        ws->spool_recreated);
+        metrics_counter(b, "events_spool_segments_lost_total",
+                        "Spool segments of acknowledged events deleted beyond saving.",
+                        ws->segments_lost);
+        metrics_counter(b, "events_lost_total",
+                        "Acknowledged events deleted from the spool beyond saving.",
+                        ws->events_lost);
     }
     return b->p ? 0 : -1;
 }

@@ -190,6 +190,7 @@ void server_config_defaults(server_config *c)
     c->max_event_bytes = EVENT_MAX_BYTES_DEFAULT;
     c->seal_bytes = 64ull << 20;
     c->seal_age_ms = 30000;
+    c->max_open_segments = 64;
     c->dedup_window = 1000000;
     c->request_timeout_s = 30;
     c->idle_timeout_s = 60;
@@ -440,20 +441,29 @@ static enum MHD_Result handle_health(server *s, request *r)
 {
     lake_writer_stats st;
     lake_writer_stats_get(s->writer, &st);
-    int failing = lake_writer_failing(s->writer);
+    int failing = lake_writer_failing(s->writer) || st.lost[0];
     buf b = BUF_INIT;
     buf_printf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"uptimeSeconds\":%.3f,\"lake\":",
-               failing              ? "failing"
-               : st.sealing_failing ? "degraded"
-                                    : "ok",
+               failing                                ? "failing"
+               : st.sealing_failing || st.incident[0] ? "degraded"
+                                                      : "ok",
                EVENTS_VERSION, (double)(evtime_mono_ms() - s->started_ms) / 1000.0);
     buf_json_str(&b, s->store->url, strlen(s->store->url));
     buf_printf(&b, ",\"spoolBytesPending\":%llu,\"segmentsOpen\":%llu,\"segmentsSealed\":%llu",
                (unsigned long long)st.spool_bytes, (unsigned long long)st.segments_open,
                (unsigned long long)st.segments_sealed);
     if (failing) {
+        const char *e = lake_writer_failing(s->writer) ? st.last_error : st.lost;
         buf_puts(&b, ",\"error\":");
-        buf_json_str(&b, st.last_error, strlen(st.last_error));
+        buf_json_str(&b, e, strlen(e));
+    }
+    if (st.lost[0]) {
+        buf_printf(&b, ",\"eventsLost\":%llu,\"lostError\":", (unsigned long long)st.events_lost);
+        buf_json_str(&b, st.lost, strlen(st.lost));
+    }
+    if (st.incident[0]) {
+        buf_puts(&b, ",\"spoolIncident\":");
+        buf_json_str(&b, st.incident, strlen(st.incident));
     }
     if (st.sealing_failing) {
         buf_puts(&b, ",\"sealError\":");
@@ -1014,8 +1024,13 @@ int server_run(const server_config *cfg)
                 "path", s->work, LOG_END);
         goto out;
     }
-    lake_writer_config wc = {
-        spool, s->store, cfg->seal_bytes, cfg->seal_age_ms, cfg->dedup_window, cfg->spool_max};
+    lake_writer_config wc = {.spool_dir = spool,
+                             .store = s->store,
+                             .seal_bytes = cfg->seal_bytes,
+                             .seal_age_ms = cfg->seal_age_ms,
+                             .dedup_window = cfg->dedup_window,
+                             .spool_max = cfg->spool_max,
+                             .max_open_segments = cfg->max_open_segments};
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;

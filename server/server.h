@@ -35,7 +35,8 @@ typedef struct server_config {
     int64_t seal_age_ms;       /* default 30 s */
     size_t dedup_window;       /* default 1,000,000 ids */
     uint64_t spool_max; /* answer 503 while this much waits in the spool; 0: no limit (default) */
-    int threads;        /* HTTP threads; default: one per CPU */
+    size_t max_open_segments;  /* spool segments open at once (one per hour written); default 64 */
+    int threads;               /* HTTP threads; default: one per CPU */
     int request_timeout_s;     /* whole request, first byte to last; default 30 */
     int idle_timeout_s;        /* idle keep-alive connection; default 60 */
     unsigned max_connections;  /* default 4096 */

@@ -10,12 +10,15 @@
 #include "harness.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 static int private_mounts(void)
@@ -97,8 +100,8 @@ static void check_lake_holds_exactly(const char *lake, ids *acked)
         p = nl + 1;
     }
     buf_free(&all);
-    qsort(got.v, got.n, sizeof *got.v, cmp);
-    qsort(acked->v, acked->n, sizeof *acked->v, cmp);
+    if (got.n) qsort(got.v, got.n, sizeof *got.v, cmp);
+    if (acked->n) qsort(acked->v, acked->n, sizeof *acked->v, cmp);
     CHECK_INT(acked->n, got.n);
     for (size_t i = 0; i < got.n && i < acked->n; i++)
         if (strcmp(got.v[i], acked->v[i])) {
@@ -310,5 +313,251 @@ TEST(test_faults_read_only_lake_fills_the_spool_then_answers_503)
     umount2(spool, MNT_DETACH);
     test_rmtree(dir);
     unlink(s.log);
+    free(dir);
+}
+
+/* ---- the spool changed under the server ---- */
+
+/* The value of a /metrics line "NAME VALUE", or -1. */
+static long long metric(const srv *s, const char *name)
+{
+    char url[128], key[160];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    snprintf(key, sizeof key, "\n%s ", name);
+    resp r;
+    http_do("GET", url, NULL, NULL, 0, 0, &r);
+    const char *p = r.body.p ? strstr(r.body.p, key) : NULL;
+    long long v = p ? strtoll(p + strlen(key), NULL, 10) : -1;
+    resp_free(&r);
+    return v;
+}
+
+static int log_contains(const srv *s, const char *text)
+{
+    char *log = test_read_file(s->log, NULL);
+    int found = log && strstr(log, text);
+    free(log);
+    return found;
+}
+
+TEST(test_faults_removed_spool_answers_503_then_loses_no_acknowledged_event)
+{
+    char *dir = test_tmpdir("rmspool");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    const char *args[] = {"--seal-age", "1h", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    ids acked = {0};
+    resp r;
+    CHECK_INT(200, post_batch(&s, "rm", 0, 10, 10, &acked, &r));
+    resp_free(&r);
+    CHECK_INT(0, sh("rm -rf %s/.spool", lake));
+
+    /* the group that finds the spool gone is not acknowledged, and the server says why */
+    CHECK_INT(503, post_batch(&s, "rm", 1, 10, 10, &acked, &r));
+    CHECK_CONTAINS("was removed or moved under the server and has been made again", r.body.p);
+    resp_free(&r);
+    long st;
+    json_t *h = health(&s, &st);
+    CHECK_INT(503, st);
+    CHECK_STR("failing", json_string_value(json_object_get(h, "status")));
+    CHECK_CONTAINS("removed or moved under the server",
+                   json_string_value(json_object_get(h, "error")));
+    json_decref(h);
+    CHECK_INT(1, metric(&s, "events_spool_recreated_total"));
+    CHECK_INT(1, metric(&s, "events_spool_segments_rescued_total"));
+    CHECK_INT(0, metric(&s, "events_lost_total"));
+
+    /* the client's retry is stored; health stays degraded with the reason */
+    CHECK_INT(200, post_batch(&s, "rm", 1, 10, 10, &acked, &r));
+    resp_free(&r);
+    h = health(&s, &st);
+    CHECK_INT(200, st);
+    CHECK_STR("degraded", json_string_value(json_object_get(h, "status")));
+    CHECK_CONTAINS("written again from its open descriptor",
+                   json_string_value(json_object_get(h, "spoolIncident")));
+    json_decref(h);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    CHECK(log_contains(&s, "spool damaged under the server"));
+    check_lake_holds_exactly(lake, &acked);
+    ids_free(&acked);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* Waits until /health has a member NAME (present 1) or has none (present 0); 0 if it did. */
+static int wait_health(const srv *s, const char *name, int present)
+{
+    for (int i = 0; i < 300; i++) {
+        long st;
+        json_t *h = health(s, &st);
+        int has = json_object_get(h, name) != NULL;
+        json_decref(h);
+        if (has == present) return 0;
+        usleep(50000);
+    }
+    return -1;
+}
+
+static int wait_drained(const srv *s)
+{
+    for (int i = 0; i < 400; i++) {
+        long st;
+        json_t *h = health(s, &st);
+        int pending = (int)json_integer_value(json_object_get(h, "spoolBytesPending"));
+        json_decref(h);
+        if (!pending) return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+TEST(test_faults_segment_deleted_while_the_lake_fails_is_saved_from_its_descriptor)
+{
+    REQUIRE_INT(0, private_mounts());
+    char *dir = test_tmpdir("rmseal");
+    char lake[1200], spool[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(spool, sizeof spool, "%s/spool", dir);
+    CHECK_INT(0, sh("mkdir -p %s %s", lake, spool));
+    REQUIRE_INT(0, mount_tmpfs(lake, "16m"));
+    srv s = {0};
+    snprintf(s.log, sizeof s.log, "%s.log", dir);
+    const char *args[] = {"--spool", spool, "--seal-age", "100ms", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    REQUIRE_INT(0, remount(lake, 1));
+    ids acked = {0};
+    resp r;
+    CHECK_INT(200, post_batch(&s, "sd", 0, 6, 10, &acked, &r));
+    resp_free(&r);
+    REQUIRE_INT(0, wait_health(&s, "sealError", 1)); /* sealing fails and is retried */
+    CHECK_INT(0, sh("rm %s/*.jsonl", spool));
+    REQUIRE_INT(0, remount(lake, 0));
+    REQUIRE_INT(0, wait_drained(&s));
+    CHECK_INT(1, metric(&s, "events_spool_segments_rescued_total"));
+    CHECK_INT(0, metric(&s, "events_lost_total"));
+    CHECK_INT(1, metric(&s, "events_segments_sealed_total"));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    CHECK(log_contains(&s, "written again from the server's open descriptor"));
+    check_lake_holds_exactly(lake, &acked);
+    ids_free(&acked);
+    umount2(lake, MNT_DETACH);
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
+
+TEST(test_faults_segment_deleted_beyond_saving_is_reported_lost_never_sealed)
+{
+    REQUIRE_INT(0, private_mounts());
+    char *dir = test_tmpdir("rmlost");
+    char lake[1200], spool[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(spool, sizeof spool, "%s/spool", dir);
+    CHECK_INT(0, sh("mkdir -p %s %s", lake, spool));
+    REQUIRE_INT(0, mount_tmpfs(lake, "16m"));
+    srv s = {0};
+    snprintf(s.log, sizeof s.log, "%s.log", dir);
+    const char *args[] = {"--spool", spool, "--seal-age", "100ms", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    REQUIRE_INT(0, remount(lake, 1));
+    ids acked = {0};
+    resp r;
+    CHECK_INT(200, post_batch(&s, "lost", 0, 7, 10, &acked, &r));
+    resp_free(&r);
+    /* a restart recovers the segment from the spool: no descriptor holds it any more */
+    CHECK_INT(128 + SIGKILL, srv_stop(&s, SIGKILL));
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    REQUIRE_INT(0, wait_health(&s, "sealError", 1));
+    CHECK_INT(0, sh("rm %s/*.jsonl", spool));
+    REQUIRE_INT(0, remount(lake, 0));
+    REQUIRE_INT(0, wait_drained(&s));
+    long st;
+    json_t *h = health(&s, &st);
+    CHECK_INT(503, st);
+    CHECK_STR("failing", json_string_value(json_object_get(h, "status")));
+    CHECK_INT(7, json_integer_value(json_object_get(h, "eventsLost")));
+    CHECK_CONTAINS("7 acknowledged events lost: spool segment ",
+                   json_string_value(json_object_get(h, "lostError")));
+    CHECK_CONTAINS("was deleted from the spool before it reached the lake",
+                   json_string_value(json_object_get(h, "error")));
+    json_decref(h);
+    CHECK_INT(7, metric(&s, "events_lost_total"));
+    CHECK_INT(1, metric(&s, "events_spool_segments_lost_total"));
+    CHECK_INT(0, metric(&s, "events_segments_sealed_total"));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    CHECK(log_contains(&s, "acknowledged events lost"));
+    ids none = {0};
+    check_lake_holds_exactly(lake, &none);
+    ids_free(&acked);
+    umount2(lake, MNT_DETACH);
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
+
+static int count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    while (d && readdir(d)) n++;
+    if (d) closedir(d);
+    return n - 2;
+}
+
+TEST(test_faults_one_request_over_many_hours_is_stored_under_ulimit_256)
+{
+    char *dir = test_tmpdir("hours");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    struct rlimit old, low;
+    REQUIRE_INT(0, getrlimit(RLIMIT_NOFILE, &old));
+    low = old;
+    low.rlim_cur = 256;
+    REQUIRE_INT(0, setrlimit(RLIMIT_NOFILE, &low));
+    srv s = {0};
+    const char *args[] = {"--seal-age", "1h", NULL};
+    int started = srv_start(&s, lake, args);
+    setrlimit(RLIMIT_NOFILE, &old);
+    REQUIRE_INT(0, started);
+    enum { HOURS = 1100 };
+    ids acked = {0};
+    buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    for (int i = 0; i < HOURS; i++) {
+        time_t t = 1577836800 + (time_t)i * 3600; /* 2020-01-01T00Z, an hour apart */
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char ts[32], id[32];
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(id, sizeof id, "hour-%04d", i);
+        buf_printf(&b, "%s{\"type\":\"fault.hours\",\"id\":\"%s\",\"ts\":\"%s\"}", i ? "," : "", id,
+                   ts);
+        ids_add(&acked, id);
+    }
+    buf_putc(&b, ']');
+    buf_cstr(&b);
+    resp r;
+    http_ingest(&s, b.p, &r);
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"accepted\":1100,", r.body.p);
+    resp_free(&r);
+    int fds = count_fds(s.pid);
+    if (fds > 200) test_fail(__FILE__, __LINE__, "the server holds %d descriptors", fds);
+    CHECK(metric(&s, "events_segments_evicted_total") >= HOURS - 64);
+    CHECK(metric(&s, "events_segments_open") <= 64);
+    /* the same request again: every event a duplicate, nothing opened beyond the limit */
+    http_ingest(&s, b.p, &r);
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"duplicates\":1100,", r.body.p);
+    resp_free(&r);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    check_lake_holds_exactly(lake, &acked);
+    ids_free(&acked);
+    buf_free(&b);
+    test_rmtree(dir);
     free(dir);
 }

@@ -4,12 +4,14 @@
  */
 #include "dedup.h"
 #include "evtime.h"
+#include "harness.h"
 #include "layout.h"
 #include "log.h"
 #include "store.h"
 #include "test.h"
 #include "writer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -208,15 +210,22 @@ static int count_lines(const char *dir, int *files)
     return n;
 }
 
-/* A writer on dir/.spool into the store at dir; seal_bytes 0 and seal_age 0 mean 1 MiB and 60 s. */
-static lake_writer *open_writer_with(const char *dir, store **s, uint64_t seal_bytes,
-                                     int64_t seal_age_ms, size_t window)
+/*
+ * A writer on dir/.spool into the store at dir; seal_bytes 0 and seal_age 0 mean 1 MiB and 60 s,
+ * max_open 0 the writer's default.
+ */
+static lake_writer *open_writer_open_max(const char *dir, store **s, uint64_t seal_bytes,
+                                         int64_t seal_age_ms, size_t window, size_t max_open)
 {
     char err[512], spool[1100];
     if (store_open(dir, s, err, sizeof err)) return NULL;
     snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {
-        spool, *s, seal_bytes ? seal_bytes : 1 << 20, seal_age_ms ? seal_age_ms : 60000, window, 0};
+    lake_writer_config c = {.spool_dir = spool,
+                            .store = *s,
+                            .seal_bytes = seal_bytes ? seal_bytes : 1 << 20,
+                            .seal_age_ms = seal_age_ms ? seal_age_ms : 60000,
+                            .dedup_window = window,
+                            .max_open_segments = max_open};
     lake_writer *w;
     if (lake_writer_open(&c, &w, err, sizeof err)) {
         fprintf(stderr, "writer: %s\n", err);
@@ -224,6 +233,12 @@ static lake_writer *open_writer_with(const char *dir, store **s, uint64_t seal_b
         return NULL;
     }
     return w;
+}
+
+static lake_writer *open_writer_with(const char *dir, store **s, uint64_t seal_bytes,
+                                     int64_t seal_age_ms, size_t window)
+{
+    return open_writer_open_max(dir, s, seal_bytes, seal_age_ms, window, 0);
 }
 
 static lake_writer *open_writer(const char *dir, store **s, size_t window)
@@ -353,7 +368,11 @@ TEST(test_writer_refuses_a_spool_in_use)
     REQUIRE(w);
     char err[512], spool[1100];
     snprintf(spool, sizeof spool, "%s/.spool", dir);
-    lake_writer_config c = {spool, s, 1 << 20, 60000, 10, 0};
+    lake_writer_config c = {.spool_dir = spool,
+                            .store = s,
+                            .seal_bytes = 1 << 20,
+                            .seal_age_ms = 60000,
+                            .dedup_window = 10};
     lake_writer *w2;
     CHECK_INT(-1, lake_writer_open(&c, &w2, err, sizeof err));
     CHECK_CONTAINS("is in use by another events server (pid ", err);
@@ -487,6 +506,252 @@ TEST(test_writer_opens_with_an_empty_seal_log_and_an_empty_segment)
     lake_writer_stats_get(w, &st);
     CHECK_INT(0, st.recovered_events);
     lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- the spool changed under the writer ---- */
+
+static int strcmp_ptr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The ids in the lake's raw files, sorted and joined with spaces. */
+static char *lake_ids(const char *dir)
+{
+    buf all = BUF_INIT, out = BUF_INIT;
+    int files;
+    lake_read_all(dir, &all, &files);
+    size_t n = 0, cap = 0;
+    char **v = NULL;
+    for (const char *p = all.p, *end = all.p + all.len; p && p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break;
+        const char *q = strstr(p, "\"id\":\"");
+        if (q && q < nl) {
+            q += 6;
+            if (n == cap) v = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof *v);
+            v[n++] = strndup(q, strcspn(q, "\""));
+        }
+        p = nl + 1;
+    }
+    if (n) qsort(v, n, sizeof *v, strcmp_ptr);
+    for (size_t i = 0; i < n; i++) {
+        buf_printf(&out, "%s%s", i ? " " : "", v[i]);
+        free(v[i]);
+    }
+    free(v);
+    buf_free(&all);
+    buf_cstr(&out);
+    return out.p ? out.p : strdup("");
+}
+
+/* The spool path of the only segment of the spool. */
+static int only_segment(const char *dir, char *path, size_t cap)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/.spool/*.jsonl", dir);
+    FILE *p = popen(cmd, "r");
+    int ok = p && fgets(path, (int)cap, p) != NULL;
+    if (p) pclose(p);
+    if (ok) path[strcspn(path, "\n")] = 0;
+    return ok ? 0 : -1;
+}
+
+TEST(test_writer_refuses_a_group_and_rescues_a_segment_deleted_under_it)
+{
+    log_setup(LOG_LOGFMT, LOG_ERROR + 1);
+    char *dir = test_tmpdir("rescue");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    mkbatch a, b, b2;
+    batch_init(&a, "a", 3, 493000, 1);
+    submit_wait(w, &a);
+    REQUIRE_INT(0, a.b.status);
+    char seg[2048];
+    REQUIRE_INT(0, only_segment(dir, seg, sizeof seg));
+    REQUIRE_INT(0, unlink(seg));
+
+    batch_init(&b, "b", 2, 493000, 1);
+    submit_wait(w, &b);
+    CHECK_INT(-1, b.b.status);
+    CHECK_CONTAINS("was deleted or replaced while the server wrote it", b.b.error);
+    CHECK(access(seg, F_OK) == 0); /* the acknowledged lines are back under their name */
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(1, st.segments_rescued);
+    CHECK_CONTAINS("written again from its open descriptor", st.incident);
+    CHECK_INT(0, st.events_lost);
+
+    batch_init(&b2, "b", 2, 493000, 1); /* the client's retry is stored, not a duplicate */
+    submit_wait(w, &b2);
+    CHECK_INT(0, b2.b.status);
+    CHECK_INT(2, b2.b.accepted);
+    lake_writer_close(w);
+    char *ids = lake_ids(dir);
+    CHECK_STR("a-0 a-1 a-2 b-0 b-1", ids);
+    free(ids);
+    buf_free(&a.lines);
+    buf_free(&b.lines);
+    buf_free(&b2.lines);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_writer_makes_a_removed_spool_again_and_loses_nothing)
+{
+    log_setup(LOG_LOGFMT, LOG_ERROR + 1);
+    char *dir = test_tmpdir("rescue");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    mkbatch a, a2, b, b2;
+    batch_init(&a, "a", 3, 493000, 1);
+    batch_init(&a2, "c", 2, 493001, 1);
+    submit_wait(w, &a);
+    submit_wait(w, &a2);
+    REQUIRE_INT(0, a.b.status);
+    REQUIRE_INT(0, a2.b.status);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/.spool", dir);
+    REQUIRE_INT(0, run(cmd));
+
+    batch_init(&b, "b", 2, 493000, 1);
+    submit_wait(w, &b);
+    CHECK_INT(-1, b.b.status);
+    CHECK_CONTAINS("was removed or moved under the server and has been made again", b.b.error);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(1, st.spool_recreated);
+    CHECK_INT(2, st.segments_rescued);
+    snprintf(cmd, sizeof cmd, "test -f %s/.spool/LOCK", dir);
+    CHECK_INT(0, run(cmd));
+
+    batch_init(&b2, "b", 2, 493000, 1);
+    submit_wait(w, &b2);
+    CHECK_INT(0, b2.b.status);
+    CHECK_INT(2, b2.b.accepted);
+    lake_writer_close(w);
+    char *ids = lake_ids(dir);
+    CHECK_STR("a-0 a-1 a-2 b-0 b-1 c-0 c-1", ids);
+    free(ids);
+    buf_free(&a.lines);
+    buf_free(&a2.lines);
+    buf_free(&b.lines);
+    buf_free(&b2.lines);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_writer_rescues_a_segment_replaced_by_an_older_copy)
+{
+    log_setup(LOG_LOGFMT, LOG_ERROR + 1);
+    char *dir = test_tmpdir("rescue");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    mkbatch a, b, c, c2;
+    batch_init(&a, "a", 2, 493000, 1);
+    submit_wait(w, &a);
+    char seg[2048], cmd[4300];
+    REQUIRE_INT(0, only_segment(dir, seg, sizeof seg));
+    snprintf(cmd, sizeof cmd, "cp %s %s.old", seg, seg);
+    REQUIRE_INT(0, run(cmd));
+    batch_init(&b, "b", 2, 493000, 1);
+    submit_wait(w, &b);
+    REQUIRE_INT(0, b.b.status);
+    snprintf(cmd, sizeof cmd, "mv %s.old %s", seg, seg); /* a restored backup, say */
+    REQUIRE_INT(0, run(cmd));
+
+    batch_init(&c, "c", 1, 493000, 1);
+    submit_wait(w, &c);
+    CHECK_INT(-1, c.b.status);
+    batch_init(&c2, "c", 1, 493000, 1);
+    submit_wait(w, &c2);
+    CHECK_INT(0, c2.b.status);
+    lake_writer_close(w);
+    char *ids = lake_ids(dir);
+    CHECK_STR("a-0 a-1 b-0 b-1 c-0", ids);
+    free(ids);
+    buf_free(&a.lines);
+    buf_free(&b.lines);
+    buf_free(&c.lines);
+    buf_free(&c2.lines);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+/* One batch of n events, each in an hour of its own. */
+static void batch_hours(mkbatch *m, lake_event **ev, int n, int64_t hour0)
+{
+    memset(m, 0, sizeof *m);
+    *ev = calloc((size_t)n, sizeof **ev);
+    for (int i = 0; i < n; i++) {
+        size_t off = m->lines.len;
+        buf_printf(&m->lines, "{\"id\":\"h-%05d\",\"type\":\"t\"}\n", i);
+        (*ev)[i] = (lake_event){.off = (uint32_t)off,
+                                .len = (uint32_t)(m->lines.len - off),
+                                .id_off = (uint32_t)off + 7,
+                                .id_len = 7,
+                                .client_id = 1,
+                                .hour = hour0 + i};
+    }
+    m->b.lines = m->lines.p;
+    m->b.ev = *ev;
+    m->b.n = (size_t)n;
+    m->b.done = on_done;
+}
+
+TEST(test_writer_keeps_open_segments_within_the_limit_for_a_batch_over_many_hours)
+{
+    log_setup(LOG_LOGFMT, LOG_WARN);
+    char *dir = test_tmpdir("hours");
+    store *s;
+    lake_writer *w = open_writer_open_max(dir, &s, 0, 0, 10000, 8);
+    REQUIRE(w);
+    int before = open_fds();
+    mkbatch m;
+    lake_event *ev;
+    batch_hours(&m, &ev, 300, 490000);
+    submit_wait(w, &m);
+    CHECK_INT(0, m.b.status);
+    CHECK_INT(300, m.b.accepted);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK(st.segments_open <= 8);
+    CHECK(st.segments_evicted >= 292);
+    int during = open_fds();
+    if (during > before + 2 * 8 + 4)
+        test_fail(__FILE__, __LINE__, "descriptors: %d before, %d after 300 hours", before, during);
+    /* retried, every event is a duplicate: the retired segments' ids were kept */
+    mkbatch again;
+    lake_event *ev2;
+    batch_hours(&again, &ev2, 300, 490000);
+    submit_wait(w, &again);
+    CHECK_INT(300, again.b.duplicates);
+    lake_writer_close(w);
+    int files;
+    CHECK_INT(300, count_lines(dir, &files));
+    CHECK_INT(300, files);
+    free(ev);
+    free(ev2);
+    buf_free(&m.lines);
+    buf_free(&again.lines);
     store_close(s);
     test_rmtree(dir);
     free(dir);
