@@ -975,7 +975,15 @@ int server_run(const server_config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     if (!(s->auth = auth_new())) goto out;
-    if (cfg->tokens_file && auth_load_file(s->auth, cfg->tokens_file, err, sizeof err)) {
+    if (cfg->tokens_file) {
+        char warn[512];
+        if (auth_load_file(s->auth, cfg->tokens_file, warn, sizeof warn, err, sizeof err)) {
+            log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+            goto out;
+        }
+        if (warn[0]) log_msg(LOG_WARN, "tokens file readable by anyone", "warning", warn, LOG_END);
+    }
+    if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }

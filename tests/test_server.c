@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -374,6 +375,108 @@ TEST(test_server_refuses_to_start_when_misconfigured)
     CHECK_INT(2, st);
     CHECK_CONTAINS("EVENTS_MAX_BODY: \"lots\" is not a size", err);
     free(err);
+}
+
+TEST(test_server_refuses_tokens_files_that_would_turn_auth_off)
+{
+    char *dir = test_tmpdir("tokens");
+    char path[1200], args[1400];
+    int st;
+    /* a directory */
+    snprintf(args, sizeof args, "--listen 127.0.0.1:0 --tokens-file %s", dir);
+    char *err = refused(args, &st);
+    CHECK_INT(1, st);
+    char want[1400];
+    snprintf(want, sizeof want, "tokens file %s: it is a directory", dir);
+    CHECK_CONTAINS(want, err);
+    free(err);
+    /* empty, or only comments */
+    snprintf(path, sizeof path, "%s/empty", dir);
+    FILE *f = fopen(path, "w");
+    fputs("# no tokens yet\n\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "--listen 127.0.0.1:0 --tokens-file %s", path);
+    err = refused(args, &st);
+    CHECK_INT(1, st);
+    snprintf(want, sizeof want,
+             "tokens file %s has no tokens (lines of NAME TOKEN SCOPES): refusing to start "
+             "without them",
+             path);
+    CHECK_CONTAINS(want, err);
+    free(err);
+    /* not a regular file */
+    snprintf(args, sizeof args, "--listen 127.0.0.1:0 --tokens-file /dev/null");
+    err = refused(args, &st);
+    CHECK_INT(1, st);
+    CHECK_CONTAINS("tokens file /dev/null: it is not a regular file", err);
+    free(err);
+    /* unreadable (root reads anything: only checked for other users) */
+    snprintf(path, sizeof path, "%s/unreadable", dir);
+    f = fopen(path, "w");
+    fputs("ops admin-token-012345678901 admin\n", f);
+    fclose(f);
+    chmod(path, 0);
+    if (geteuid() != 0) {
+        snprintf(args, sizeof args, "--listen 127.0.0.1:0 --tokens-file %s", path);
+        err = refused(args, &st);
+        CHECK_INT(1, st);
+        snprintf(want, sizeof want, "tokens file %s: Permission denied", path);
+        CHECK_CONTAINS(want, err);
+        free(err);
+    }
+    /* the same token twice, in the file or in the file and EVENTS_TOKEN */
+    snprintf(path, sizeof path, "%s/dup", dir);
+    f = fopen(path, "w");
+    fputs("svc  same-token-0123456789 ingest\nops  other-token-012345678 admin\n"
+          "oops same-token-0123456789 query\n",
+          f);
+    fclose(f);
+    chmod(path, 0600);
+    snprintf(args, sizeof args, "--listen 127.0.0.1:0 --tokens-file %s", path);
+    err = refused(args, &st);
+    CHECK_INT(1, st);
+    snprintf(want, sizeof want,
+             "tokens file %s:3: token oops is the same as token svc: each token must be different",
+             path);
+    CHECK_CONTAINS(want, err);
+    free(err);
+    f = fopen(path, "w");
+    fputs("svc  same-token-0123456789 ingest\n", f);
+    fclose(f);
+    setenv("EVENTS_TOKEN", "same-token-0123456789", 1);
+    err = refused(args, &st);
+    unsetenv("EVENTS_TOKEN");
+    CHECK_INT(1, st);
+    CHECK_CONTAINS("token EVENTS_TOKEN is the same as token svc: each token must be different",
+                   err);
+    free(err);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_server_warns_of_a_tokens_file_every_user_can_read)
+{
+    srv s = {0};
+    char *lake = lake_dir();
+    char tokens[1200];
+    snprintf(tokens, sizeof tokens, "%s.tokens", lake);
+    FILE *f = fopen(tokens, "w");
+    fputs("ops admin-token-012345678901 admin\n", f);
+    fclose(f);
+    chmod(tokens, 0644);
+    const char *args[] = {"--tokens-file", tokens, NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    char *log = test_read_file(s.log, NULL);
+    char want[1400];
+    snprintf(want, sizeof want,
+             "level=warn msg=\"tokens file readable by anyone\" warning=\"tokens file %s can be "
+             "read by every user (mode 0644): chmod 600 it\"",
+             tokens);
+    CHECK_CONTAINS(want, log);
+    free(log);
+    unlink(tokens);
+    cleanup(&s, lake);
 }
 
 TEST(test_server_answers_cors_preflight)
