@@ -129,6 +129,13 @@ int cmd_serve(int argc, char **argv)
                 log_level);
         return 2;
     }
+    const char *port = strrchr(c.listen, ':');
+    if (port && (!port[1] || strspn(port + 1, "0123456789") != strlen(port + 1) ||
+                 strlen(port + 1) > 5 || atoi(port + 1) > 65535)) {
+        fprintf(stderr, "events serve: --listen %s: the port must be a number from 0 to 65535\n",
+                c.listen);
+        return 2;
+    }
     if (max_body < 1024 || max_body > (1ull << 30)) {
         fprintf(stderr, "events serve: --max-body must be between 1KiB and 1GiB\n");
         return 2;

@@ -375,6 +375,22 @@ TEST(test_server_refuses_to_start_when_misconfigured)
     CHECK_INT(2, st);
     CHECK_CONTAINS("EVENTS_MAX_BODY: \"lots\" is not a size", err);
     free(err);
+    struct {
+        const char *args, *message;
+    } bad[] = {
+        {"--listen 127.0.0.1:99999",
+         "--listen 127.0.0.1:99999: the port must be a number from 0 to 65535"},
+        {"--listen 127.0.0.1:-1",
+         "--listen 127.0.0.1:-1: the port must be a number from 0 to 65535"},
+        {"--listen [::1]:65536", "--listen [::1]:65536: the port must be a number from 0 to 65535"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = refused(bad[i].args, &st);
+        if (st != 2 || !err || !strstr(err, bad[i].message))
+            test_fail(__FILE__, __LINE__, "%s:\n  expected exit 2 and %s\n  got %d and %s",
+                      bad[i].args, bad[i].message, st, err ? err : "");
+        free(err);
+    }
 }
 
 TEST(test_server_refuses_tokens_files_that_would_turn_auth_off)
