@@ -3,13 +3,14 @@
 # serve, and how long a normal request waits while it runs.
 #
 # Starts $EVENTS serve --max-connections $CONNS on a free loopback port with a
-# throw-away lake, runs build/bench/slowloris with $CONNS connections that each
+# throw-away lake, runs build/bench/slowloris with $ATTACK connections that each
 # send one header line every $INTERVAL seconds (never ending their headers) for
 # $DURATION seconds, while a probe sends GET /health once a second and waits up
 # to 10 s for its answer. Prints the slowloris line, the server's refusal
 # counters from /metrics, and stops the server. Builds nothing: `make build`.
 #
-# Environment: CONNS (default 300), INTERVAL (default 5), DURATION (default 30),
+# Environment: CONNS (default 300), ATTACK (attack connections, default
+# $CONNS), INTERVAL (default 5), DURATION (default 30),
 # BUILD (default build), EVENTS (the server binary, default $BUILD/events: point
 # it at an older binary to compare), SERVE_ARGS (more flags for events serve).
 set -euo pipefail
@@ -19,6 +20,7 @@ BUILD=${BUILD:-build}
 EVENTS=${EVENTS:-$BUILD/events}
 LOAD=$BUILD/bench/slowloris
 CONNS=${CONNS:-300}
+ATTACK=${ATTACK:-$CONNS}
 INTERVAL=${INTERVAL:-5}
 DURATION=${DURATION:-30}
 for f in "$EVENTS" "$LOAD"; do
@@ -59,6 +61,6 @@ done
 [[ $up == 1 ]] || { echo "slowloris.sh: the server did not start; its log:" >&2; cat "$TMP/server.log" >&2; exit 1; }
 
 echo "server: $EVENTS serve --max-connections $CONNS ${SERVE_ARGS:-}"
-"$LOAD" --port "$PORT" --conns "$CONNS" --interval "$INTERVAL" --duration "$DURATION"
+"$LOAD" --port "$PORT" --conns "$ATTACK" --interval "$INTERVAL" --duration "$DURATION"
 # The attack has stopped: the counters of what the server refused or closed.
 curl -s --max-time 10 "http://127.0.0.1:$PORT/metrics" | grep '^events_http_refused_total' || true

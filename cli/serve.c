@@ -18,7 +18,8 @@ int cmd_serve(int argc, char **argv)
              query_max_rows = c.query_max_rows, max_snapshot = c.max_snapshot;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
-            shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
+            shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000,
+            header_timeout = c.header_timeout_ms;
     int64_t query_timeout = c.query_timeout_ms;
     uint64_t cache_max = c.cache_max, tail_buffer = c.tail_buffer;
     long query_threads = c.query_threads;
@@ -65,6 +66,8 @@ int cmd_serve(int argc, char **argv)
          "open connections at most (default 4096)"},
         {"request-timeout", "EVENTS_REQUEST_TIMEOUT", OPT_DURATION, &req_timeout, "DURATION",
          "a request must arrive whole within this (default 30s)"},
+        {"header-timeout", "EVENTS_HEADER_TIMEOUT", OPT_DURATION, &header_timeout, "DURATION",
+         "a new connection must send its request headers whole within this (default 10s)"},
         {"idle-timeout", "EVENTS_IDLE_TIMEOUT", OPT_DURATION, &idle_timeout, "DURATION",
          "close idle connections after this (default 60s)"},
         {"shutdown-timeout", "EVENTS_SHUTDOWN_TIMEOUT", OPT_DURATION, &shutdown_timeout, "DURATION",
@@ -152,6 +155,10 @@ int cmd_serve(int argc, char **argv)
                 "--max-connections >= 1, timeouts >= 1s\n");
         return 2;
     }
+    if (header_timeout < 100 || header_timeout > 3600000) {
+        fprintf(stderr, "events serve: --header-timeout must be between 100ms and 1h\n");
+        return 2;
+    }
     if (query_memory < (128u << 20)) {
         fprintf(stderr,
                 "events serve: --query-memory must be at least 128MiB (DuckDB's JSON reader needs "
@@ -200,6 +207,7 @@ int cmd_serve(int argc, char **argv)
     c.max_connections = (unsigned)max_conn;
     c.request_timeout_s = (int)(req_timeout / 1000);
     c.idle_timeout_s = (int)(idle_timeout / 1000);
+    c.header_timeout_ms = header_timeout;
     c.shutdown_timeout_s = (int)(shutdown_timeout / 1000);
     const char *tok = getenv("EVENTS_TOKEN");
     c.token = tok && *tok ? tok : NULL;

@@ -13,6 +13,7 @@
  * writer seals every segment into the lake.
  */
 #include "server.h"
+#include "conns.h"
 #include "snapshots.h"
 #include "tail.h"
 #include "web.h"
@@ -60,6 +61,7 @@ typedef struct server {
     query_engine *engine;
     query_pool *queries;
     auth *auth;
+    conn_table *conns;
     ingest_limits lim;
     int64_t started_ms;
     char addr[128];
@@ -193,6 +195,7 @@ void server_config_defaults(server_config *c)
     c->dedup_window = 1000000;
     c->request_timeout_s = 30;
     c->idle_timeout_s = 60;
+    c->header_timeout_ms = 10000;
     c->max_connections = 4096;
     c->shutdown_timeout_s = 30;
     c->query_threads = 2;
@@ -725,6 +728,14 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     return MHD_YES;
 }
 
+/* The connection's entry in the connection table (its socket context). */
+static conn_slot *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -733,6 +744,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     server *s = cls;
     request *r = *con_cls;
     if (!r) {
+        /* the headers are whole: the connection is no longer waiting for them */
+        if (conn_request_began(s->conns, conn_of(conn))) return MHD_NO;
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
         r->srv = s;
         r->conn = conn;
@@ -822,10 +835,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     server *s = cls;
     request *r = *con_cls;
+    conn_request_ended(s->conns, conn_of(conn));
     if (!r) return;
     /* A client that closed its connection while its request waited for the group
      * commit is noticed only after the resume, here, without another handler call. */
@@ -846,11 +859,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
-    (void)conn;
-    (void)socket_ctx;
-    atomic_fetch_add(&metrics_global.connections_open,
-                     toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_ctx = ci ? conn_opened(s->conns, ci->connect_fd) : NULL;
+        atomic_fetch_add(&metrics_global.connections_open, 1);
+    } else {
+        conn_closed(s->conns, *socket_ctx);
+        *socket_ctx = NULL;
+        atomic_fetch_add(&metrics_global.connections_open, -1);
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1050,12 +1069,26 @@ int server_run(const server_config *cfg)
 
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
+    conn_table_config cc = {cfg->max_connections, cfg->header_timeout_ms,
+                            (int64_t)cfg->idle_timeout_s * 1000};
+    if (!(s->conns = conn_table_new(&cc, err, sizeof err))) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+        goto out;
+    }
+    /* --max-connections is enforced by the connection table, which makes room by closing a
+     * connection still waiting for its headers. libmicrohttpd must not refuse first: it
+     * splits its limit between the threads (a thread at its share stops accepting, however
+     * few the others hold) and counts connections already shut down until it has closed
+     * them. So its limit lets every thread hold them all, and more. */
+    unsigned mhd_limit = cfg->max_connections < (1u << 20) / (unsigned)threads - 64
+                             ? (cfg->max_connections + 64) * (unsigned)threads
+                             : 1u << 20;
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG,
         0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         /* MHD zeroes this pool after every request on a keep-alive connection: at 256 KiB that
          * was a third of the server's CPU with single-event requests (bench/README.md) */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
@@ -1101,6 +1134,8 @@ int server_run(const server_config *cfg)
     }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    conn_table_free(s->conns);
+    s->conns = NULL;
     query_pool_stop(s->queries);
     s->queries = NULL;
     query_engine_close(s->engine);
@@ -1112,6 +1147,7 @@ int server_run(const server_config *cfg)
 out:
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
+    conn_table_free(s->conns);
     query_pool_stop(s->queries);
     query_engine_close(s->engine);
     lake_writer_close(s->writer);

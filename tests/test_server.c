@@ -7,8 +7,10 @@
 #include "test.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -61,6 +63,21 @@ static void check_alive(const srv *s)
     resp r;
     CHECK_INT(200, get(s, "/health", NULL, &r));
     resp_free(&r);
+}
+
+/* The value of the /metrics line that starts with name (labels included); -1 if absent. */
+static long long metric(const srv *s, const char *name)
+{
+    resp r;
+    long long v = -1;
+    if (get(s, "/metrics", NULL, &r) == 200) {
+        char key[256];
+        snprintf(key, sizeof key, "\n%s ", name);
+        const char *p = strstr(r.body.p, key);
+        if (p) v = atoll(p + strlen(key));
+    }
+    resp_free(&r);
+    return v;
 }
 
 /* All lines of the lake, parsed; caller decrefs. */
@@ -729,6 +746,199 @@ TEST(test_server_closes_idle_connections)
     CHECK(took < 5.0);
     close(fd);
     check_alive(&s);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, lake);
+}
+
+/*
+ * Reads from fd, appending to the string in out, until the peer closes or
+ * timeout_s passes. Returns 1 if the connection was closed (EOF or reset), 0
+ * on timeout.
+ */
+static int read_until_closed(int fd, char *out, size_t cap, double timeout_s)
+{
+    size_t got = strlen(out);
+    double end = now_s() + timeout_s;
+    int closed = 0;
+    for (double left; !closed && (left = end - now_s()) > 0;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, left < 0.1 ? (int)(left * 1000) + 1 : 100) <= 0) continue;
+        char b[4096];
+        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        if (n > 0) {
+            size_t k = (size_t)n < cap - 1 - got ? (size_t)n : cap - 1 - got;
+            memcpy(out + got, b, k);
+            got += k;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            closed = 1;
+        }
+    }
+    out[got] = 0;
+    return closed;
+}
+
+/* The body of an HTTP answer in raw (after the blank line), or "" */
+static const char *body_of(const char *raw)
+{
+    const char *p = strstr(raw, "\r\n\r\n");
+    return p ? p + 4 : "";
+}
+
+TEST(test_server_answers_408_to_a_connection_that_trickles_its_headers)
+{
+    srv s = {0};
+    char *lake = lake_dir();
+    const char *args[] = {"--header-timeout", "1s", "--idle-timeout", "2s", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+
+    /* a new connection: a request line, then a header line every 200 ms, never the end */
+    int fd = connect_to(&s);
+    REQUIRE(fd >= 0);
+    const char *line = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    CHECK(send(fd, line, strlen(line), MSG_NOSIGNAL) == (ssize_t)strlen(line));
+    double t0 = now_s();
+    char answer[4096] = "";
+    int closed = 0;
+    for (int i = 0; i < 25 && !closed; i++) { /* at most 5 s */
+        if (send(fd, "X-Slow: 1\r\n", 11, MSG_NOSIGNAL) != 11) break;
+        closed = read_until_closed(fd, answer, sizeof answer, 0.2);
+    }
+    if (!closed) closed = read_until_closed(fd, answer, sizeof answer, 0.5);
+    double took = now_s() - t0;
+    CHECK(closed);
+    CHECK_CONTAINS("HTTP/1.1 408 Request Timeout\r\n", answer);
+    CHECK_STR("{\"ok\":false,\"error\":\"request headers not received within 1 s\"}",
+              body_of(answer));
+    CHECK(took >= 0.9 && took < 4.0);
+    fprintf(stderr, "  trickled headers answered 408 after %.2f s\n", took);
+    close(fd);
+
+    /* a kept-alive connection: one request, then the next one's headers trickled: closed
+     * within --idle-timeout (plus the watcher's second) of the first answer, without an answer */
+    fd = connect_to(&s);
+    REQUIRE(fd >= 0);
+    const char *req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    CHECK(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
+    char first[4096];
+    ssize_t n = recv(fd, first, sizeof first - 1, 0);
+    CHECK(n > 12 && !memcmp(first, "HTTP/1.1 200", 12));
+    t0 = now_s();
+    CHECK(send(fd, line, strlen(line), MSG_NOSIGNAL) == (ssize_t)strlen(line));
+    closed = 0;
+    answer[0] = 0;
+    for (int i = 0; i < 40 && !closed; i++) { /* at most 8 s */
+        if (send(fd, "X-Slow: 1\r\n", 11, MSG_NOSIGNAL) != 11) break;
+        closed = read_until_closed(fd, answer, sizeof answer, 0.2);
+    }
+    if (!closed) closed = read_until_closed(fd, answer, sizeof answer, 0.5);
+    took = now_s() - t0;
+    CHECK(closed);
+    CHECK_STR("", answer);
+    CHECK(took >= 1.9 && took < 6.0);
+    fprintf(stderr, "  trickled follow-up headers closed after %.2f s\n", took);
+    close(fd);
+
+    CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"header_timeout\"}"));
+    check_alive(&s);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, lake);
+}
+
+TEST(test_server_answers_a_client_while_slow_headers_hold_every_connection)
+{
+    srv s = {0};
+    char *lake = lake_dir();
+    /* the header deadline out of the way: room is made by closing the oldest waiting one */
+    const char *args[] = {"--max-connections", "300", "--header-timeout", "1h", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    enum { N = 300 };
+    int fds[N];
+    const char *line = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n";
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_to(&s);
+        REQUIRE(fds[i] >= 0);
+        CHECK(send(fds[i], line, strlen(line), MSG_NOSIGNAL) == (ssize_t)strlen(line));
+    }
+    usleep(500000);
+    for (int i = 0; i < N; i++) /* a header line more, as the attack goes on */
+        send(fds[i], "X-Slow: 2\r\n", 11, MSG_NOSIGNAL);
+
+    /* a normal client is answered while all 300 are held (generous bound: loaded machines) */
+    double t0 = now_s();
+    resp r;
+    char url[128];
+    snprintf(url, sizeof url, "%s/health", s.url);
+    http_do("GET", url, NULL, NULL, 0, 10000, &r);
+    double took = now_s() - t0;
+    CHECK_INT(200, r.status);
+    resp_free(&r);
+    fprintf(stderr, "  a normal request under %d slow-header connections: %.1f ms\n", N,
+            took * 1000);
+
+    /* exactly one attacker made room, answered 503; the others are still held */
+    int answered = 0, closed_plain = 0;
+    char got[4096];
+    for (int i = 0; i < N; i++) {
+        got[0] = 0;
+        if (!read_until_closed(fds[i], got, sizeof got, 0.001)) continue;
+        if (strstr(got, "HTTP/1.1 503 Service Unavailable\r\n") &&
+            !strcmp(body_of(got),
+                    "{\"ok\":false,\"error\":\"connection closed to make room: the server is at "
+                    "its connection limit (--max-connections 300) and this connection had not "
+                    "sent its request headers\"}"))
+            answered++;
+        else
+            closed_plain++;
+    }
+    CHECK_INT(1, answered);
+    CHECK_INT(0, closed_plain);
+    for (int i = 0; i < N; i++) close(fds[i]);
+    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"evicted\"}"));
+    CHECK_INT(0, metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, lake);
+}
+
+TEST(test_server_refuses_a_connection_when_every_connection_is_busy)
+{
+    srv s = {0};
+    char *lake = lake_dir();
+    const char *args[] = {"--max-connections", "2", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    int fds[2];
+    const char *req = "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                      "application/json\r\nContent-Length: 100\r\n\r\n[";
+    for (int i = 0; i < 2; i++) { /* two requests whose bodies are arriving: both busy */
+        fds[i] = connect_to(&s);
+        REQUIRE(fds[i] >= 0);
+        CHECK(send(fds[i], req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
+    }
+    usleep(300000);
+    int fd = connect_to(&s);
+    REQUIRE(fd >= 0);
+    char answer[4096] = "";
+    CHECK(read_until_closed(fd, answer, sizeof answer, 5.0));
+    CHECK_CONTAINS("HTTP/1.1 503 Service Unavailable\r\n", answer);
+    CHECK_CONTAINS("\r\nRetry-After: 1\r\n", answer);
+    CHECK_STR("{\"ok\":false,\"error\":\"the server is at its connection limit (--max-connections "
+              "2) and every connection is busy\"}",
+              body_of(answer));
+    close(fd);
+    close(fds[0]); /* a client goes: its slot is free for the next one */
+    resp r;
+    long st = 0;
+    int refused = 1; /* until the server has seen the client go, it is still full */
+    for (int i = 0; i < 50 && st != 200; i++) { /* at most 5 s */
+        char url[128];
+        snprintf(url, sizeof url, "%s/health", s.url);
+        http_do("GET", url, NULL, NULL, 0, 2000, &r);
+        st = r.status;
+        resp_free(&r);
+        if (st != 200) refused++, usleep(100000);
+    }
+    CHECK_INT(200, st);
+    CHECK_INT(refused, metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
+    close(fds[1]);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, lake);
 }
