@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 #include "log.h"
+#include "origins.h"
 #include "server.h"
 
 #include <stdio.h>
@@ -46,12 +47,15 @@ int cmd_serve(int argc, char **argv)
          "keep compacted-away files this long for running queries (default 10m)"},
         {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH",
          "bearer tokens: NAME TOKEN SCOPES per line"},
+        {"allowed-hosts", "EVENTS_ALLOWED_HOSTS", OPT_STR, &c.allowed_hosts, "HOST,...",
+         "Host names answered besides loopback ones (checked without tokens, or when given)"},
+        {"cors-origins", "EVENTS_CORS_ORIGINS", OPT_STR, &c.cors_origins, "ORIGIN,...",
+         "web page origins (http://host:port) that may call the server; * for any "
+         "(default: none without tokens, any with tokens)"},
         {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE",
          "largest request body, after gunzip (default 8MiB)"},
         {"max-events", "EVENTS_MAX_EVENTS", OPT_INT, &max_events, "N",
          "most events in one request (default 10000)"},
-        {"max-event-bytes", "EVENTS_MAX_EVENT_BYTES", OPT_SIZE, &max_event_bytes, "SIZE",
-         "largest event (default 256KiB)"},
         {"spool-max", "EVENTS_SPOOL_MAX", OPT_SIZE, &spool_max, "SIZE",
          "answer 503 while this much waits for the lake (default: no limit)"},
         {"seal-bytes", "EVENTS_SEAL_BYTES", OPT_SIZE, &seal_bytes, "SIZE",
@@ -132,13 +136,6 @@ int cmd_serve(int argc, char **argv)
                 log_level);
         return 2;
     }
-    const char *port = strrchr(c.listen, ':');
-    if (port && (!port[1] || strspn(port + 1, "0123456789") != strlen(port + 1) ||
-                 strlen(port + 1) > 5 || atoi(port + 1) > 65535)) {
-        fprintf(stderr, "events serve: --listen %s: the port must be a number from 0 to 65535\n",
-                c.listen);
-        return 2;
-    }
     if (max_body < 1024 || max_body > (1ull << 30)) {
         fprintf(stderr, "events serve: --max-body must be between 1KiB and 1GiB\n");
         return 2;
@@ -154,6 +151,22 @@ int cmd_serve(int argc, char **argv)
                 "events serve: --seal-bytes >= 1KiB, --seal-age >= 10ms, --max-events >= 1, "
                 "--max-connections >= 1, timeouts >= 1s\n");
         return 2;
+    }
+    const char *port = strrchr(c.listen, ':');
+    if (port && (!port[1] || strspn(port + 1, "0123456789") != strlen(port + 1) ||
+                 strlen(port + 1) > 5 || atoi(port + 1) > 65535)) {
+        fprintf(stderr, "events serve: --listen %s: the port must be a number from 0 to 65535\n",
+                c.listen);
+        return 2;
+    }
+    {
+        char err[512];
+        origins *o = origins_new(c.allowed_hosts, c.cors_origins, 0, err, sizeof err);
+        if (!o) {
+            fprintf(stderr, "events serve: %s\n", err);
+            return 2;
+        }
+        origins_free(o);
     }
     if (header_timeout < 100 || header_timeout > 3600000) {
         fprintf(stderr, "events serve: --header-timeout must be between 100ms and 1h\n");

@@ -14,6 +14,7 @@
  */
 #include "server.h"
 #include "conns.h"
+#include "origins.h"
 #include "snapshots.h"
 #include "tail.h"
 #include "web.h"
@@ -62,6 +63,7 @@ typedef struct server {
     query_pool *queries;
     auth *auth;
     conn_table *conns;
+    origins *origins;
     ingest_limits lim;
     int64_t started_ms;
     char addr[128];
@@ -180,6 +182,7 @@ typedef struct request {
     char discard_error[160];
     snap_upload *snap; /* K_SNAP_PUT: the upload so far */
     char snap_source[64], snap_bookmark[17];
+    const char *cors; /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
 } request;
 
 void server_config_defaults(server_config *c)
@@ -223,6 +226,14 @@ static void answered(request *r, unsigned status)
     metrics_request(r->route, status, evtime_mono_ns() - r->t0_ns);
 }
 
+/* The CORS headers of an answer to r (origins.h). */
+static void add_cors(struct MHD_Response *resp, const request *r)
+{
+    if (!r->cors) return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors);
+    if (strcmp(r->cors, "*")) MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+}
+
 static enum MHD_Result send_response(request *r, unsigned status, const char *ctype,
                                      const char *body, size_t len, const char *h1, const char *v1)
 {
@@ -230,7 +241,7 @@ static enum MHD_Result send_response(request *r, unsigned status, const char *ct
         MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
     if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    add_cors(resp, r);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (h1) MHD_add_response_header(resp, h1, v1);
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
@@ -289,21 +300,16 @@ static enum MHD_Result abort_mid_body(request *r, unsigned status, const char *r
     answered(r, status);
     if (!ci) return MHD_NO;
     int fd = ci->connect_fd;
-    buf body = BUF_INIT, all = BUF_INIT;
-    ingest_error_json(&body, msg);
-    buf_printf(&all,
-               "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-               "Connection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n",
-               status, reason, body.len);
-    buf_append(&all, body.p, body.len);
-    if (all.p && send(fd, all.p, all.len, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+    char cors[400] = "";
+    if (r->cors)
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\n%s", r->cors,
+                 strcmp(r->cors, "*") ? "Vary: Origin\r\n" : "");
+    if (conn_write_error(fd, status, reason, cors, msg) == 0) {
         shutdown(fd, SHUT_WR);
         char sink[4096];
         for (int i = 0; i < 64 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
         }
     }
-    buf_free(&body);
-    buf_free(&all);
     return MHD_NO;
 }
 
@@ -504,7 +510,7 @@ static enum MHD_Result handle_tail(server *s, request *r)
     struct MHD_Response *resp =
         atomic_load(&s->stopping) ? NULL : tail_response(s->tail, r->conn, type);
     if (!resp) return send_error(r, 503, "the server is stopping");
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    add_cors(resp, r);
     enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     answered(r, 200);
@@ -589,8 +595,35 @@ static size_t body_limit(const server *s, const request *r)
     return r->kind == K_QUERY ? QUERY_MAX_BODY : s->cfg.max_body;
 }
 
+/* What is refused before routing: a Host or an Origin that may not call the server (origins.h). */
+static enum MHD_Result check_request(server *s, request *r)
+{
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!origins_host_ok(s->origins, host)) {
+        metrics_refused(REFUSED_HOST);
+        return send_error(r, 403,
+                          "Host \"%.200s\" is not allowed: this server answers only requests "
+                          "addressed to a loopback name or address, or to a host of "
+                          "--allowed-hosts",
+                          host);
+    }
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    int refused;
+    r->cors = origins_allow(s->origins, origin, host, &refused);
+    if (refused) {
+        metrics_refused(REFUSED_ORIGIN);
+        return send_error(r, 403,
+                          "requests from the web page origin \"%.200s\" are refused: it is "
+                          "neither this server's own origin nor one of --cors-origins",
+                          origin);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result start_request(server *s, request *r, const char *url, const char *method)
 {
+    enum MHD_Result checked = check_request(s, r);
+    if (checked != MHD_YES || r->state == ST_RESPONDED) return checked;
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int is_post = !strcmp(method, "POST");
     if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
@@ -621,7 +654,7 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     if (!strcmp(method, "OPTIONS")) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
         if (!resp) return MHD_NO;
-        MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+        add_cors(resp, r);
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
         MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                                 "Authorization, Content-Type, Content-Encoding");
@@ -771,7 +804,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_sub(&s->waiting, 1);
         if (r->kind == K_QUERY) {
             unsigned st = 0;
-            enum MHD_Result ok = qjob_respond(r->job, conn, &st);
+            enum MHD_Result ok = qjob_respond(r->job, conn, r->cors, &st);
             answered(r, st ? st : 500);
             return ok;
         }
@@ -1006,10 +1039,16 @@ int server_run(const server_config *cfg)
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
-    if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err)) {
+    if (!(s->origins = origins_new(cfg->allowed_hosts, cfg->cors_origins, auth_count(s->auth) > 0,
+                                   err, sizeof err))) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
+    if (!auth_count(s->auth) && origins_any(s->origins))
+        log_msg(LOG_WARN, "any web page may read the lake", "reason",
+                "--cors-origins * without tokens: every page open in a browser here "
+                "can query the lake and follow /tail",
+                LOG_END);
     if ((lfd = listen_on(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err,
                          sizeof err)) < 0) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
@@ -1155,6 +1194,7 @@ out:
     lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);
+    origins_free(s->origins);
     void *c = pthread_getspecific(s->ctx_key);
     if (c) free_ctx(c);
     pthread_key_delete(s->ctx_key);
