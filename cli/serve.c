@@ -26,7 +26,7 @@ int cmd_serve(int argc, char **argv)
     long query_threads = c.query_threads;
     long tail_clients = c.tail_max_clients;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
-         max_events = (long)c.max_events;
+         max_events = (long)c.max_events, max_url_args = c.max_url_args;
     const char *log_format = "logfmt", *log_level = "info";
     const cli_option opts[] = {
         {"listen", "EVENTS_LISTEN", OPT_STR, &c.listen, "HOST:PORT",
@@ -56,6 +56,10 @@ int cmd_serve(int argc, char **argv)
          "largest request body, after gunzip (default 8MiB)"},
         {"max-events", "EVENTS_MAX_EVENTS", OPT_INT, &max_events, "N",
          "most events in one request (default 10000)"},
+        {"max-url-args", "EVENTS_MAX_URL_ARGS", OPT_INT, &max_url_args, "N",
+         "arguments in a URL at most, 1 to 200; more get 414 (default 100)"},
+        {"max-event-bytes", "EVENTS_MAX_EVENT_BYTES", OPT_SIZE, &max_event_bytes, "SIZE",
+         "largest event (default 256KiB)"},
         {"spool-max", "EVENTS_SPOOL_MAX", OPT_SIZE, &spool_max, "SIZE",
          "answer 503 while this much waits for the lake (default: no limit)"},
         {"seal-bytes", "EVENTS_SEAL_BYTES", OPT_SIZE, &seal_bytes, "SIZE",
@@ -159,6 +163,11 @@ int cmd_serve(int argc, char **argv)
                 c.listen);
         return 2;
     }
+    if (max_url_args < 1 || max_url_args > 200) {
+        fprintf(stderr, "events serve: --max-url-args must be between 1 and 200 (libmicrohttpd's "
+                        "32 KiB of connection memory holds about 450 short ones)\n");
+        return 2;
+    }
     {
         char err[512];
         origins *o = origins_new(c.allowed_hosts, c.cors_origins, 0, err, sizeof err);
@@ -221,6 +230,7 @@ int cmd_serve(int argc, char **argv)
     c.request_timeout_s = (int)(req_timeout / 1000);
     c.idle_timeout_s = (int)(idle_timeout / 1000);
     c.header_timeout_ms = header_timeout;
+    c.max_url_args = (unsigned)max_url_args;
     c.shutdown_timeout_s = (int)(shutdown_timeout / 1000);
     const char *tok = getenv("EVENTS_TOKEN");
     c.token = tok && *tok ? tok : NULL;

@@ -172,6 +172,23 @@ void conn_request_ended(conn_table *t, conn_slot *c)
     pthread_mutex_unlock(&t->mu);
 }
 
+void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const char *reason,
+                 const char *msg, enum metrics_refusal why)
+{
+    pthread_mutex_lock(&t->mu);
+    if (c && c->state == WAITING) {
+        unlink_waiting(t, c);
+        t->open--;
+    } else if (c && c->state == BUSY) {
+        t->open--;
+    }
+    if (c) c->state = CLOSING;
+    metrics_refused(why);
+    conn_write_error(fd, status, reason, "", msg);
+    shutdown(fd, SHUT_RDWR);
+    pthread_mutex_unlock(&t->mu);
+}
+
 /* ---- the watcher ------------------------------------------------------------ */
 
 static void *watcher_main(void *arg)

@@ -33,6 +33,8 @@
 #ifndef EVENTS_CONNS_H
 #define EVENTS_CONNS_H
 
+#include "metrics.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +69,14 @@ int conn_request_began(conn_table *t, conn_slot *c);
 
 /* The request on c has ended: c waits for the next request's header. */
 void conn_request_ended(conn_table *t, conn_slot *c);
+
+/*
+ * Refuses the request on c (descriptor fd; c may be NULL) before libmicrohttpd
+ * has its headers: writes the error answer (see conn_write_error), shuts the
+ * connection down, frees its slot and counts why.
+ */
+void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const char *reason,
+                 const char *msg, enum metrics_refusal why);
 
 /*
  * Writes a whole error answer (status, reason phrase, JSON body {"ok":false,

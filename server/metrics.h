@@ -31,11 +31,14 @@ enum metrics_route {
 
 /* What the HTTP layer refused or closed before a handler answered (docs/http.md). */
 enum metrics_refusal {
-    REFUSED_HOST,             /* Host not allowed (no tokens, or --allowed-hosts) */
-    REFUSED_ORIGIN,           /* a cross-origin request from an origin not allowed */
-    REFUSED_HEADER_TIMEOUT,   /* request headers not whole in time (--header-timeout) */
-    REFUSED_EVICTED,          /* closed to make room at --max-connections */
-    REFUSED_CONNECTION_LIMIT, /* at --max-connections with every connection busy */
+    REFUSED_HOST,              /* Host not allowed (no tokens, or --allowed-hosts) */
+    REFUSED_ORIGIN,            /* a cross-origin request from an origin not allowed */
+    REFUSED_HEADER_TIMEOUT,    /* request headers not whole in time (--header-timeout) */
+    REFUSED_EVICTED,           /* closed to make room at --max-connections */
+    REFUSED_CONNECTION_LIMIT,  /* at --max-connections with every connection busy */
+    REFUSED_URL_ARGUMENTS,     /* more URL arguments than --max-url-args */
+    REFUSED_URL_NUL,           /* %00 in the URL */
+    REFUSED_TRANSFER_ENCODING, /* a Transfer-Encoding other than chunked */
     REFUSED_COUNT
 };
 

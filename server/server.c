@@ -183,6 +183,7 @@ typedef struct request {
     snap_upload *snap; /* K_SNAP_PUT: the upload so far */
     char snap_source[64], snap_bookmark[17];
     const char *cors; /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
+    int close;        /* answer with Connection: close */
 } request;
 
 void server_config_defaults(server_config *c)
@@ -199,6 +200,7 @@ void server_config_defaults(server_config *c)
     c->request_timeout_s = 30;
     c->idle_timeout_s = 60;
     c->header_timeout_ms = 10000;
+    c->max_url_args = 100;
     c->max_connections = 4096;
     c->shutdown_timeout_s = 30;
     c->query_threads = 2;
@@ -244,6 +246,8 @@ static enum MHD_Result send_response(request *r, unsigned status, const char *ct
     add_cors(resp, r);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (h1) MHD_add_response_header(resp, h1, v1);
+    if (r->close && !(h1 && !strcmp(h1, MHD_HTTP_HEADER_CONNECTION)))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     answered(r, status);
@@ -595,7 +599,11 @@ static size_t body_limit(const server *s, const request *r)
     return r->kind == K_QUERY ? QUERY_MAX_BODY : s->cfg.max_body;
 }
 
-/* What is refused before routing: a Host or an Origin that may not call the server (origins.h). */
+/*
+ * What is refused before routing: a Host or an Origin that may not call the
+ * server (origins.h), and a body framing libmicrohttpd cannot read (it would
+ * wait for the end of the connection and never answer).
+ */
 static enum MHD_Result check_request(server *s, request *r)
 {
     const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
@@ -616,6 +624,17 @@ static enum MHD_Result check_request(server *s, request *r)
                           "requests from the web page origin \"%.200s\" are refused: it is "
                           "neither this server's own origin nor one of --cors-origins",
                           origin);
+    }
+    const char *te =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked")) {
+        metrics_refused(REFUSED_TRANSFER_ENCODING);
+        r->close = 1;
+        return send_error(r, 501,
+                          "unsupported Transfer-Encoding \"%.100s\": send the body with "
+                          "Content-Length or Transfer-Encoding: chunked (and compress it with "
+                          "Content-Encoding: gzip)",
+                          te);
     }
     return MHD_YES;
 }
@@ -769,6 +788,41 @@ static conn_slot *conn_of(struct MHD_Connection *c)
     return ci ? ci->socket_context : NULL;
 }
 
+/*
+ * What the URI callback leaves in a request's context, before libmicrohttpd
+ * reads its headers: the URL has %00 (libmicrohttpd would decode it into a NUL
+ * that cuts the path the handler sees), or the request was already refused.
+ */
+static char uri_has_nul, uri_refused;
+
+/*
+ * libmicrohttpd calls this with the raw URL as soon as the request line is in.
+ * More URL arguments than fit its 32 KiB connection memory (about 450 short
+ * ones) make it stall without an answer, and it parses them before any other
+ * callback: so a URL with more than --max-url-args is answered 414 here,
+ * straight on the socket, and the connection is shut down.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    server *s = cls;
+    if (strstr(uri, "%00")) return &uri_has_nul;
+    const char *q = strchr(uri, '?');
+    if (!q) return NULL;
+    unsigned args = 1;
+    for (const char *p = q + 1; *p; p++) args += *p == '&';
+    if (args <= s->cfg.max_url_args) return NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "the URL has %u arguments, more than the limit of %u (--max-url-args)", args,
+             s->cfg.max_url_args);
+    if (ci)
+        conn_refuse(s->conns, conn_of(conn), ci->connect_fd, 414, "URI Too Long", msg,
+                    REFUSED_URL_ARGUMENTS);
+    return &uri_refused;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -776,7 +830,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     server *s = cls;
     request *r = *con_cls;
-    if (!r) {
+    if (r == (void *)&uri_refused) return MHD_NO;
+    int has_nul = r == (void *)&uri_has_nul;
+    if (!r || has_nul) {
         /* the headers are whole: the connection is no longer waiting for them */
         if (conn_request_began(s->conns, conn_of(conn))) return MHD_NO;
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
@@ -793,6 +849,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (atomic_load(&s->stopping)) {
             r->kind = K_NONE;
             return send_error(r, 503, "server is shutting down");
+        }
+        if (has_nul) {
+            metrics_refused(REFUSED_URL_NUL);
+            return send_error(r, 400, "the URL has an encoded NUL byte (%%00)");
         }
         return start_request(s, r, url, method);
     }
@@ -872,6 +932,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     server *s = cls;
     request *r = *con_cls;
     conn_request_ended(s->conns, conn_of(conn));
+    if (r == (void *)&uri_has_nul || r == (void *)&uri_refused) *con_cls = r = NULL;
     if (!r) return;
     /* A client that closed its connection while its request waited for the group
      * commit is noticed only after the resume, here, without another handler call. */
@@ -1130,9 +1191,9 @@ int server_run(const server_config *cfg)
         MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         /* MHD zeroes this pool after every request on a keep-alive connection: at 256 KiB that
          * was a third of the server's CPU with single-event requests (bench/README.md) */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_URI_LOG_CALLBACK,
+        on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) {
         log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", LOG_END);
         goto out;

@@ -406,6 +406,10 @@ TEST(test_server_refuses_to_start_when_misconfigured)
          "--cors-origins: \"http://a.test/page\" is not an origin"},
         {"--listen 127.0.0.1:0 --allowed-hosts a.test,b.test:80",
          "--allowed-hosts: \"b.test:80\" is not a host name or address (without a port)"},
+        {"--listen 127.0.0.1:0 --max-url-args 0", "--max-url-args must be between 1 and 200"},
+        {"--listen 127.0.0.1:0 --max-url-args 201", "--max-url-args must be between 1 and 200"},
+        {"--listen 127.0.0.1:0 --header-timeout 10ms",
+         "--header-timeout must be between 100ms and 1h"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err = refused(bad[i].args, &st);
@@ -993,6 +997,78 @@ TEST(test_server_answers_408_to_a_connection_that_trickles_its_headers)
     close(fd);
 
     CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"header_timeout\"}"));
+    check_alive(&s);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, lake);
+}
+
+/* Sends raw on a new connection and reads the answer until the server closes it. */
+static void raw_exchange(const srv *s, const char *raw, size_t n, char *answer, size_t cap)
+{
+    answer[0] = 0;
+    int fd = connect_to(s);
+    if (fd < 0) return;
+    if (send(fd, raw, n, MSG_NOSIGNAL) == (ssize_t)n) read_until_closed(fd, answer, cap, 5.0);
+    close(fd);
+}
+
+TEST(test_server_answers_urls_and_framing_it_cannot_read_with_json_errors)
+{
+    srv s = {0};
+    char *lake = lake_dir();
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    static char answer[8192];
+
+    /* 3,000 URL arguments: over --max-url-args (default 100), answered 414 */
+    buf url = BUF_INIT;
+    buf_puts(&url, "GET /query?a0=0");
+    for (int i = 1; i < 3000; i++) buf_printf(&url, "&a%d=%d", i, i);
+    buf_puts(&url, " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    raw_exchange(&s, url.p, url.len, answer, sizeof answer);
+    CHECK_CONTAINS("HTTP/1.1 414 URI Too Long\r\n", answer);
+    CHECK_STR("{\"ok\":false,\"error\":\"the URL has 3000 arguments, more than the limit of 100 "
+              "(--max-url-args)\"}",
+              body_of(answer));
+    buf_free(&url);
+    /* 100 are fine */
+    buf_puts(&url, "GET /health?a0=0");
+    for (int i = 1; i < 100; i++) buf_printf(&url, "&a%d=%d", i, i);
+    buf_puts(&url, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    raw_exchange(&s, url.p, url.len, answer, sizeof answer);
+    CHECK_CONTAINS("HTTP/1.1 200 OK\r\n", answer);
+    buf_free(&url);
+
+    /* a Transfer-Encoding libmicrohttpd cannot read: 501, not a wait for ever */
+    const char *te =
+        "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\n[{}]\n\r\n0\r\n\r\n";
+    raw_exchange(&s, te, strlen(te), answer, sizeof answer);
+    CHECK_CONTAINS("HTTP/1.1 501 Not Implemented\r\n", answer);
+    CHECK_CONTAINS("\r\nConnection: close\r\n", answer);
+    CHECK_STR("{\"ok\":false,\"error\":\"unsupported Transfer-Encoding \\\"gzip, chunked\\\": send "
+              "the body with Content-Length or Transfer-Encoding: chunked (and compress it with "
+              "Content-Encoding: gzip)\"}",
+              body_of(answer));
+
+    /* %00 would cut the path the handler sees: /health%00x is not /health */
+    const char *nul = "GET /health%00x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    raw_exchange(&s, nul, strlen(nul), answer, sizeof answer);
+    CHECK_CONTAINS("HTTP/1.1 400 Bad Request\r\n", answer);
+    CHECK_STR("{\"ok\":false,\"error\":\"the URL has an encoded NUL byte (%00)\"}",
+              body_of(answer));
+    const char *nul_arg =
+        "GET /tail?type=a%00b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    raw_exchange(&s, nul_arg, strlen(nul_arg), answer, sizeof answer);
+    CHECK_CONTAINS("HTTP/1.1 400 Bad Request\r\n", answer);
+
+    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"url_arguments\"}"));
+    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"transfer_encoding\"}"));
+    CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"url_nul\"}"));
+    /* no connection is left behind: only the /metrics request's own, within 5 s */
+    long long open = -1;
+    for (int i = 0; i < 50 && (open = metric(&s, "events_http_connections_open")) != 1; i++)
+        usleep(100000);
+    CHECK_INT(1, open);
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, lake);
