@@ -158,7 +158,7 @@ int cmd_serve(int argc, char **argv)
     }
     const char *port = strrchr(c.listen, ':');
     if (port && (!port[1] || strspn(port + 1, "0123456789") != strlen(port + 1) ||
-                 strlen(port + 1) > 5 || atoi(port + 1) > 65535)) {
+                 strlen(port + 1) > 5 || strtol(port + 1, NULL, 10) > 65535)) {
         fprintf(stderr, "events serve: --listen %s: the port must be a number from 0 to 65535\n",
                 c.listen);
         return 2;
