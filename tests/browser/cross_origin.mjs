@@ -8,7 +8,7 @@
  * text/plain one without), /tail, /snapshots or /metrics, and its sendBeacon
  * to /ingest stores nothing. A page of an origin given with --cors-origins
  * (http://localhost:PAGES) can. The dashboard served by the server itself
- * works without a token. A name that someone's DNS points at 127.0.0.1 (DNS
+ * works without a token, its live tail too. A name that someone's DNS points at 127.0.0.1 (DNS
  * rebinding, played here with Chromium's --host-resolver-rules) is refused for
  * its Host, dashboard and /query alike.
  *
@@ -132,6 +132,18 @@ try {
   await page.waitForFunction(() => document.body.dataset.loaded === 'overview', null, { timeout: 30000 });
   check(await page.locator('#auth').isHidden(), 'the dashboard asks for no token');
   check((await page.locator('#ov-cards').innerText()).includes('events in range'), 'the dashboard shows its overview');
+  await page.click('#tabs button[data-view="tail"]');
+  await page.fill('#tail-type', 'live.*');
+  await page.click('#tail-form button[type=submit]');
+  await page.waitForFunction(() => /following/.test(document.getElementById('tail-status').textContent), null, { timeout: 5000 });
+  await fetch(base + '/ingest', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify([{ type: 'live.event', marker: 'live-no-token' }]) });
+  let live = false;
+  try {
+    await page.waitForFunction(() => /live-no-token/.test(document.querySelector('#tail-table tbody').textContent), null, { timeout: 5000 });
+    live = true;
+  } catch (e) { /* reported below */ }
+  check(live, 'the dashboard follows the live tail without a token');
   await page.screenshot({ path: join(artifacts, 'cross-origin-dashboard.png') });
 
   /* DNS rebinding: a name pointed at 127.0.0.1 is refused for its Host */
