@@ -8,6 +8,12 @@
  * fdatasync), so the connection is suspended and the writer resumes it once
  * the batch is durable or has failed; only then is the answer queued.
  *
+ * Before a handler sees a request: the connection table (conns.c) has let the
+ * connection in and watched the deadline of its headers; the URI callback has
+ * refused URLs libmicrohttpd cannot hold; check_request has refused a Host or
+ * an Origin that may not call the server (origins.c) and a body framing
+ * libmicrohttpd cannot read.
+ *
  * At SIGTERM/SIGINT the listening socket is closed, in-flight requests are
  * finished (a suspended one always is: the writer keeps running), and then the
  * writer seals every segment into the lake.
