@@ -1105,7 +1105,14 @@ TEST(test_server_answers_a_client_while_slow_headers_hold_every_connection)
     fprintf(stderr, "  a normal request under %d slow-header connections: %.1f ms\n", N,
             took * 1000);
 
-    /* exactly one attacker made room, answered 503; the others are still held */
+    /* the counters, read while the attack holds: each /metrics request may itself close one
+     * more attacker (if the server had not yet seen the previous connection go), so the
+     * evictions are read last */
+    CHECK_INT(0, metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
+    long long evicted = metric(&s, "events_http_refused_total{reason=\"evicted\"}");
+
+    /* each attacker that made room was answered 503, exactly those the counter counts; the
+     * others are still held */
     int answered = 0, closed_plain = 0;
     char got[4096];
     for (int i = 0; i < N; i++) {
@@ -1120,11 +1127,10 @@ TEST(test_server_answers_a_client_while_slow_headers_hold_every_connection)
         else
             closed_plain++;
     }
-    CHECK_INT(1, answered);
+    CHECK(answered >= 1 && answered <= 3);
+    CHECK_INT(answered, evicted);
     CHECK_INT(0, closed_plain);
     for (int i = 0; i < N; i++) close(fds[i]);
-    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"evicted\"}"));
-    CHECK_INT(0, metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, lake);
 }
@@ -1154,21 +1160,29 @@ TEST(test_server_refuses_a_connection_when_every_connection_is_busy)
               "2) and every connection is busy\"}",
               body_of(answer));
     close(fd);
-    close(fds[0]); /* a client goes: its slot is free for the next one */
+    /* a client goes: its slot is free for the next one (as soon as the server has seen it go;
+     * until then each try is refused, and counted) */
+    close(fds[0]);
+    int refused = 1;
     resp r;
-    long st = 0;
-    int refused = 1; /* until the server has seen the client go, it is still full */
-    for (int i = 0; i < 50 && st != 200; i++) { /* at most 5 s */
+    for (int i = 0; i < 50; i++) { /* at most 5 s */
         char url[128];
         snprintf(url, sizeof url, "%s/health", s.url);
         http_do("GET", url, NULL, NULL, 0, 2000, &r);
-        st = r.status;
+        long st = r.status;
         resp_free(&r);
-        if (st != 200) refused++, usleep(100000);
+        if (st == 200) break;
+        refused++;
+        usleep(100000);
     }
-    CHECK_INT(200, st);
-    CHECK_INT(refused, metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
+    CHECK(refused < 51);
     close(fds[1]);
+    long long counted = -1;
+    for (int i = 0; i < 50 && counted < 0; i++) { /* the /health connection may not be gone yet */
+        if ((counted = metric(&s, "events_http_refused_total{reason=\"connection_limit\"}")) < 0)
+            refused++, usleep(100000);
+    }
+    CHECK_INT(refused, counted);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, lake);
 }
