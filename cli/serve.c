@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 #include "log.h"
+#include "origins.h"
 #include "server.h"
 
 #include <stdio.h>
@@ -18,13 +19,15 @@ int cmd_serve(int argc, char **argv)
              query_max_rows = c.query_max_rows, max_snapshot = c.max_snapshot;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
-            shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000;
+            shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000,
+            header_timeout = c.header_timeout_ms;
     int64_t query_timeout = c.query_timeout_ms;
     uint64_t cache_max = c.cache_max, tail_buffer = c.tail_buffer;
     long query_threads = c.query_threads;
     long tail_clients = c.tail_max_clients;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
-         max_events = (long)c.max_events, max_open = (long)c.max_open_segments;
+         max_events = (long)c.max_events, max_open = (long)c.max_open_segments,
+         max_url_args = c.max_url_args;
     const char *log_format = "logfmt", *log_level = "info";
     const cli_option opts[] = {
         {"listen", "EVENTS_LISTEN", OPT_STR, &c.listen, "HOST:PORT",
@@ -45,10 +48,17 @@ int cmd_serve(int argc, char **argv)
          "keep compacted-away files this long for running queries (default 10m)"},
         {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH",
          "bearer tokens: NAME TOKEN SCOPES per line"},
+        {"allowed-hosts", "EVENTS_ALLOWED_HOSTS", OPT_STR, &c.allowed_hosts, "HOST,...",
+         "Host names answered besides loopback ones (checked without tokens, or when given)"},
+        {"cors-origins", "EVENTS_CORS_ORIGINS", OPT_STR, &c.cors_origins, "ORIGIN,...",
+         "web page origins (http://host:port) that may call the server; * for any "
+         "(default: none without tokens, any with tokens)"},
         {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE",
          "largest request body, after gunzip (default 8MiB)"},
         {"max-events", "EVENTS_MAX_EVENTS", OPT_INT, &max_events, "N",
          "most events in one request (default 10000)"},
+        {"max-url-args", "EVENTS_MAX_URL_ARGS", OPT_INT, &max_url_args, "N",
+         "arguments in a URL at most, 1 to 200; more get 414 (default 100)"},
         {"max-event-bytes", "EVENTS_MAX_EVENT_BYTES", OPT_SIZE, &max_event_bytes, "SIZE",
          "largest event (default 256KiB)"},
         {"spool-max", "EVENTS_SPOOL_MAX", OPT_SIZE, &spool_max, "SIZE",
@@ -68,6 +78,8 @@ int cmd_serve(int argc, char **argv)
          "open connections at most (default 4096)"},
         {"request-timeout", "EVENTS_REQUEST_TIMEOUT", OPT_DURATION, &req_timeout, "DURATION",
          "a request must arrive whole within this (default 30s)"},
+        {"header-timeout", "EVENTS_HEADER_TIMEOUT", OPT_DURATION, &header_timeout, "DURATION",
+         "a new connection must send its request headers whole within this (default 10s)"},
         {"idle-timeout", "EVENTS_IDLE_TIMEOUT", OPT_DURATION, &idle_timeout, "DURATION",
          "close idle connections after this (default 60s)"},
         {"shutdown-timeout", "EVENTS_SHUTDOWN_TIMEOUT", OPT_DURATION, &shutdown_timeout, "DURATION",
@@ -148,6 +160,31 @@ int cmd_serve(int argc, char **argv)
                 "--max-connections >= 1, timeouts >= 1s\n");
         return 2;
     }
+    const char *port = strrchr(c.listen, ':');
+    if (port && (!port[1] || strspn(port + 1, "0123456789") != strlen(port + 1) ||
+                 strlen(port + 1) > 5 || strtol(port + 1, NULL, 10) > 65535)) {
+        fprintf(stderr, "events serve: --listen %s: the port must be a number from 0 to 65535\n",
+                c.listen);
+        return 2;
+    }
+    if (max_url_args < 1 || max_url_args > 200) {
+        fprintf(stderr, "events serve: --max-url-args must be between 1 and 200 (libmicrohttpd's "
+                        "32 KiB of connection memory holds about 450 short ones)\n");
+        return 2;
+    }
+    {
+        char err[512];
+        origins *o = origins_new(c.allowed_hosts, c.cors_origins, 0, err, sizeof err);
+        if (!o) {
+            fprintf(stderr, "events serve: %s\n", err);
+            return 2;
+        }
+        origins_free(o);
+    }
+    if (header_timeout < 100 || header_timeout > 3600000) {
+        fprintf(stderr, "events serve: --header-timeout must be between 100ms and 1h\n");
+        return 2;
+    }
     if (query_memory < (128u << 20)) {
         fprintf(stderr,
                 "events serve: --query-memory must be at least 128MiB (DuckDB's JSON reader needs "
@@ -201,6 +238,8 @@ int cmd_serve(int argc, char **argv)
     c.max_connections = (unsigned)max_conn;
     c.request_timeout_s = (int)(req_timeout / 1000);
     c.idle_timeout_s = (int)(idle_timeout / 1000);
+    c.header_timeout_ms = header_timeout;
+    c.max_url_args = (unsigned)max_url_args;
     c.shutdown_timeout_s = (int)(shutdown_timeout / 1000);
     const char *tok = getenv("EVENTS_TOKEN");
     c.token = tok && *tok ? tok : NULL;

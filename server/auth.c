@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 typedef struct entry {
     char name[64];
@@ -89,22 +90,46 @@ int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char
         a->v = v;
         a->cap = cap;
     }
+    unsigned char hash[16];
+    siphash128(token, tl, a->key, hash);
+    for (size_t i = 0; i < a->n; i++)
+        if (!memcmp(a->v[i].hash, hash, sizeof hash)) {
+            snprintf(err, errlen, "token %s is the same as token %s: each token must be different",
+                     name, a->v[i].name);
+            return -1;
+        }
     entry *e = &a->v[a->n++];
     snprintf(e->name, sizeof e->name, "%s", name);
-    siphash128(token, tl, a->key, e->hash);
+    memcpy(e->hash, hash, sizeof hash);
     e->scopes = (scopes & SCOPE_ADMIN) ? (SCOPE_INGEST | SCOPE_QUERY | SCOPE_ADMIN) : scopes;
     return 0;
 }
 
-int auth_load_file(auth *a, const char *path, char *err, size_t errlen)
+int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen)
 {
+    if (warnlen) warn[0] = 0;
     FILE *f = fopen(path, "r");
     if (!f) {
         snprintf(err, errlen, "tokens file %s: %s", path, strerror(errno));
         return -1;
     }
+    struct stat st;
+    const char *bad = fstat(fileno(f), &st)  ? strerror(errno)
+                      : S_ISDIR(st.st_mode)  ? "it is a directory"
+                      : !S_ISREG(st.st_mode) ? "it is not a regular file"
+                                             : NULL;
+    if (bad) {
+        snprintf(err, errlen, "tokens file %s: %s", path, bad);
+        fclose(f);
+        return -1;
+    }
+    if ((st.st_mode & S_IROTH) && warnlen)
+        snprintf(warn, warnlen,
+                 "tokens file %s can be read by every user (mode %04o): chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
     char line[1024];
     int lineno = 0, rc = 0;
+    size_t before = a->n;
     while (!rc && fgets(line, sizeof line, f)) {
         lineno++;
         char *hash = strchr(line, '#');
@@ -128,6 +153,17 @@ int auth_load_file(auth *a, const char *path, char *err, size_t errlen)
                 rc = -1;
             }
         }
+    }
+    if (!rc && ferror(f)) {
+        snprintf(err, errlen, "tokens file %s: cannot read it: %s", path, strerror(errno));
+        rc = -1;
+    }
+    if (!rc && a->n == before) {
+        snprintf(err, errlen,
+                 "tokens file %s has no tokens (lines of NAME TOKEN SCOPES): refusing to start "
+                 "without them",
+                 path);
+        rc = -1;
     }
     fclose(f);
     return rc;

@@ -21,10 +21,15 @@ typedef struct auth auth;
 auth *auth_new(void);
 void auth_free(auth *a);
 
-/* Adds the tokens of a tokens file. Returns 0, or -1 with a message naming the line. */
-int auth_load_file(auth *a, const char *path, char *err, size_t errlen);
+/*
+ * Adds the tokens of a tokens file. Returns 0, or -1 with a message naming the
+ * file (and the line): a file that cannot be opened or read, is not a regular
+ * file, holds no token, has a malformed line, or repeats a token. warn is set
+ * to a message ("" if none) when the file can be read by every user.
+ */
+int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen);
 
-/* Adds one token. Returns 0, or -1 with a message. */
+/* Adds one token. Returns 0, or -1 with a message (a token too short, or already added). */
 int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err,
              size_t errlen);
 

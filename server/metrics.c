@@ -12,6 +12,15 @@ static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405,
 static const char *route_names[ROUTE_COUNT] = {"ingest",    "query", "health",    "metrics",
                                                "snapshots", "tail",  "dashboard", "other"};
 
+static const char *refusal_names[REFUSED_COUNT] = {"host",    "origin",           "header_timeout",
+                                                   "evicted", "connection_limit", "url_arguments",
+                                                   "url_nul", "transfer_encoding"};
+
+void metrics_refused(enum metrics_refusal why)
+{
+    atomic_fetch_add_explicit(&metrics_global.refused[why], 1, memory_order_relaxed);
+}
+
 void metrics_request(enum metrics_route route, unsigned status, int64_t ns)
 {
     int i = 0;
@@ -81,6 +90,11 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                 buf_printf(b, "events_http_requests_total{route=\"%s\",code=\"%u\"} %llu\n",
                            route_names[r], codes[i], (unsigned long long)v);
         }
+    buf_puts(b, "# HELP events_http_refused_total Requests and connections the HTTP layer refused "
+                "or closed, by reason.\n# TYPE events_http_refused_total counter\n");
+    for (int i = 0; i < REFUSED_COUNT; i++)
+        buf_printf(b, "events_http_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
+                   (unsigned long long)atomic_load(&m->refused[i]));
     buf_puts(b, "# HELP events_http_request_duration_seconds Time from the first byte of a "
                 "request to its answer.\n# TYPE events_http_request_duration_seconds histogram\n");
     for (int r = 0; r < ROUTE_COUNT; r++) {

@@ -29,6 +29,19 @@ enum metrics_route {
 
 #define METRICS_CODES 16
 
+/* What the HTTP layer refused or closed before a handler answered (docs/http.md). */
+enum metrics_refusal {
+    REFUSED_HOST,              /* Host not allowed (no tokens, or --allowed-hosts) */
+    REFUSED_ORIGIN,            /* a cross-origin request from an origin not allowed */
+    REFUSED_HEADER_TIMEOUT,    /* request headers not whole in time (--header-timeout) */
+    REFUSED_EVICTED,           /* closed to make room at --max-connections */
+    REFUSED_CONNECTION_LIMIT,  /* at --max-connections with every connection busy */
+    REFUSED_URL_ARGUMENTS,     /* more URL arguments than --max-url-args */
+    REFUSED_URL_NUL,           /* %00 in the URL */
+    REFUSED_TRANSFER_ENCODING, /* a Transfer-Encoding other than chunked */
+    REFUSED_COUNT
+};
+
 typedef struct metrics {
     _Atomic uint64_t events_accepted, events_rejected, events_duplicate;
     _Atomic uint64_t bytes_received; /* request bodies as sent (compressed if gzip) */
@@ -36,12 +49,16 @@ typedef struct metrics {
     _Atomic int64_t connections_open;
     _Atomic uint64_t requests[ROUTE_COUNT][METRICS_CODES];
     histo latency[ROUTE_COUNT];
+    _Atomic uint64_t refused[REFUSED_COUNT];
 } metrics;
 
 extern metrics metrics_global;
 
 /* Counts a finished request and its latency. */
 void metrics_request(enum metrics_route route, unsigned status, int64_t ns);
+
+/* Counts a refusal. */
+void metrics_refused(enum metrics_refusal why);
 
 /* Appends the Prometheus text exposition. */
 int metrics_render(buf *out, const lake_writer_stats *ws);

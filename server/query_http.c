@@ -324,17 +324,21 @@ static void response_gone(void *cls)
 }
 
 static enum MHD_Result queue(struct MHD_Connection *conn, struct MHD_Response *r, unsigned status,
-                             const char *ct)
+                             const char *ct, const char *cors)
 {
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
-    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    if (cors) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", cors);
+        if (strcmp(cors, "*")) MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Origin");
+    }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ok = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ok;
 }
 
-enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, unsigned *status)
+enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, const char *cors,
+                             unsigned *status)
 {
     pthread_mutex_lock(&j->mu);
     int began = j->began;
@@ -353,7 +357,7 @@ enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, unsigned *sta
         buf_free(&b);
         if (!r) return MHD_NO;
         *status = st;
-        return queue(conn, r, st, "application/json");
+        return queue(conn, r, st, "application/json", cors);
     }
     pthread_mutex_lock(&j->mu);
     j->refs++; /* the response's */
@@ -365,5 +369,5 @@ enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, unsigned *sta
         return MHD_NO;
     }
     *status = 200;
-    return queue(conn, r, 200, ct);
+    return queue(conn, r, 200, ct, cors);
 }

@@ -46,10 +46,12 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
 
 /*
  * Called when the connection is resumed after submission: queues the answer
- * (an error, or a response that streams the rows). Returns MHD's result and
- * sets *status to the status sent.
+ * (an error, or a response that streams the rows), with cors as its
+ * Access-Control-Allow-Origin (NULL: none). Returns MHD's result and sets
+ * *status to the status sent.
  */
-enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, unsigned *status);
+enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, const char *cors,
+                             unsigned *status);
 
 /* The request is done with the job (its completion callback). NULL is ignored. */
 void qjob_release(qjob *j);

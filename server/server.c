@@ -8,11 +8,19 @@
  * fdatasync), so the connection is suspended and the writer resumes it once
  * the batch is durable or has failed; only then is the answer queued.
  *
+ * Before a handler sees a request: the connection table (conns.c) has let the
+ * connection in and watched the deadline of its headers; the URI callback has
+ * refused URLs libmicrohttpd cannot hold; check_request has refused a Host or
+ * an Origin that may not call the server (origins.c) and a body framing
+ * libmicrohttpd cannot read.
+ *
  * At SIGTERM/SIGINT the listening socket is closed, in-flight requests are
  * finished (a suspended one always is: the writer keeps running), and then the
  * writer seals every segment into the lake.
  */
 #include "server.h"
+#include "conns.h"
+#include "origins.h"
 #include "snapshots.h"
 #include "tail.h"
 #include "web.h"
@@ -60,6 +68,8 @@ typedef struct server {
     query_engine *engine;
     query_pool *queries;
     auth *auth;
+    conn_table *conns;
+    origins *origins;
     ingest_limits lim;
     int64_t started_ms;
     char addr[128];
@@ -178,6 +188,8 @@ typedef struct request {
     char discard_error[160];
     snap_upload *snap; /* K_SNAP_PUT: the upload so far */
     char snap_source[64], snap_bookmark[17];
+    const char *cors; /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
+    int close;        /* answer with Connection: close */
 } request;
 
 void server_config_defaults(server_config *c)
@@ -194,6 +206,8 @@ void server_config_defaults(server_config *c)
     c->dedup_window = 1000000;
     c->request_timeout_s = 30;
     c->idle_timeout_s = 60;
+    c->header_timeout_ms = 10000;
+    c->max_url_args = 100;
     c->max_connections = 4096;
     c->shutdown_timeout_s = 30;
     c->query_threads = 2;
@@ -221,6 +235,14 @@ static void answered(request *r, unsigned status)
     metrics_request(r->route, status, evtime_mono_ns() - r->t0_ns);
 }
 
+/* The CORS headers of an answer to r (origins.h). */
+static void add_cors(struct MHD_Response *resp, const request *r)
+{
+    if (!r->cors) return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors);
+    if (strcmp(r->cors, "*")) MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+}
+
 static enum MHD_Result send_response(request *r, unsigned status, const char *ctype,
                                      const char *body, size_t len, const char *h1, const char *v1)
 {
@@ -228,9 +250,11 @@ static enum MHD_Result send_response(request *r, unsigned status, const char *ct
         MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
     if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    add_cors(resp, r);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (h1) MHD_add_response_header(resp, h1, v1);
+    if (r->close && !(h1 && !strcmp(h1, MHD_HTTP_HEADER_CONNECTION)))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     answered(r, status);
@@ -287,21 +311,16 @@ static enum MHD_Result abort_mid_body(request *r, unsigned status, const char *r
     answered(r, status);
     if (!ci) return MHD_NO;
     int fd = ci->connect_fd;
-    buf body = BUF_INIT, all = BUF_INIT;
-    ingest_error_json(&body, msg);
-    buf_printf(&all,
-               "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-               "Connection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\n",
-               status, reason, body.len);
-    buf_append(&all, body.p, body.len);
-    if (all.p && send(fd, all.p, all.len, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+    char cors[400] = "";
+    if (r->cors)
+        snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\n%s", r->cors,
+                 strcmp(r->cors, "*") ? "Vary: Origin\r\n" : "");
+    if (conn_write_error(fd, status, reason, cors, msg) == 0) {
         shutdown(fd, SHUT_WR);
         char sink[4096];
         for (int i = 0; i < 64 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
         }
     }
-    buf_free(&body);
-    buf_free(&all);
     return MHD_NO;
 }
 
@@ -511,7 +530,7 @@ static enum MHD_Result handle_tail(server *s, request *r)
     struct MHD_Response *resp =
         atomic_load(&s->stopping) ? NULL : tail_response(s->tail, r->conn, type);
     if (!resp) return send_error(r, 503, "the server is stopping");
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    add_cors(resp, r);
     enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     answered(r, 200);
@@ -596,8 +615,50 @@ static size_t body_limit(const server *s, const request *r)
     return r->kind == K_QUERY ? QUERY_MAX_BODY : s->cfg.max_body;
 }
 
+/*
+ * What is refused before routing: a Host or an Origin that may not call the
+ * server (origins.h), and a body framing libmicrohttpd cannot read (it would
+ * wait for the end of the connection and never answer).
+ */
+static enum MHD_Result check_request(server *s, request *r)
+{
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!origins_host_ok(s->origins, host)) {
+        metrics_refused(REFUSED_HOST);
+        return send_error(r, 403,
+                          "Host \"%.200s\" is not allowed: this server answers only requests "
+                          "addressed to a loopback name or address, or to a host of "
+                          "--allowed-hosts",
+                          host);
+    }
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    int refused;
+    r->cors = origins_allow(s->origins, origin, host, &refused);
+    if (refused) {
+        metrics_refused(REFUSED_ORIGIN);
+        return send_error(r, 403,
+                          "requests from the web page origin \"%.200s\" are refused: it is "
+                          "neither this server's own origin nor one of --cors-origins",
+                          origin);
+    }
+    const char *te =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked")) {
+        metrics_refused(REFUSED_TRANSFER_ENCODING);
+        r->close = 1;
+        return send_error(r, 501,
+                          "unsupported Transfer-Encoding \"%.100s\": send the body with "
+                          "Content-Length or Transfer-Encoding: chunked (and compress it with "
+                          "Content-Encoding: gzip)",
+                          te);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result start_request(server *s, request *r, const char *url, const char *method)
 {
+    enum MHD_Result checked = check_request(s, r);
+    if (checked != MHD_YES || r->state == ST_RESPONDED) return checked;
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int is_post = !strcmp(method, "POST");
     if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
@@ -628,7 +689,7 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     if (!strcmp(method, "OPTIONS")) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
         if (!resp) return MHD_NO;
-        MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+        add_cors(resp, r);
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
         MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                                 "Authorization, Content-Type, Content-Encoding");
@@ -735,6 +796,49 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     return MHD_YES;
 }
 
+/* The connection's entry in the connection table (its socket context). */
+static conn_slot *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/*
+ * What the URI callback leaves in a request's context, before libmicrohttpd
+ * reads its headers: the URL has %00 (libmicrohttpd would decode it into a NUL
+ * that cuts the path the handler sees), or the request was already refused.
+ */
+static char uri_has_nul, uri_refused;
+
+/*
+ * libmicrohttpd calls this with the raw URL as soon as the request line is in.
+ * More URL arguments than fit its 32 KiB connection memory (about 450 short
+ * ones) make it stall without an answer, and it parses them before any other
+ * callback: so a URL with more than --max-url-args is answered 414 here,
+ * straight on the socket, and the connection is shut down.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    server *s = cls;
+    if (strstr(uri, "%00")) return &uri_has_nul;
+    const char *q = strchr(uri, '?');
+    if (!q) return NULL;
+    unsigned args = 1;
+    for (const char *p = q + 1; *p; p++) args += *p == '&';
+    if (args <= s->cfg.max_url_args) return NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "the URL has %u arguments, more than the limit of %u (--max-url-args)", args,
+             s->cfg.max_url_args);
+    if (ci)
+        conn_refuse(s->conns, conn_of(conn), ci->connect_fd, 414, "URI Too Long", msg,
+                    REFUSED_URL_ARGUMENTS);
+    return &uri_refused;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -742,7 +846,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     server *s = cls;
     request *r = *con_cls;
-    if (!r) {
+    if (r == (void *)&uri_refused) return MHD_NO;
+    int has_nul = r == (void *)&uri_has_nul;
+    if (!r || has_nul) {
+        /* the headers are whole: the connection is no longer waiting for them */
+        if (conn_request_began(s->conns, conn_of(conn))) return MHD_NO;
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
         r->srv = s;
         r->conn = conn;
@@ -758,6 +866,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->kind = K_NONE;
             return send_error(r, 503, "server is shutting down");
         }
+        if (has_nul) {
+            metrics_refused(REFUSED_URL_NUL);
+            return send_error(r, 400, "the URL has an encoded NUL byte (%%00)");
+        }
         return start_request(s, r, url, method);
     }
     if (r->state == ST_RESPONDED) {
@@ -768,7 +880,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_sub(&s->waiting, 1);
         if (r->kind == K_QUERY) {
             unsigned st = 0;
-            enum MHD_Result ok = qjob_respond(r->job, conn, &st);
+            enum MHD_Result ok = qjob_respond(r->job, conn, r->cors, &st);
             answered(r, st ? st : 500);
             return ok;
         }
@@ -832,10 +944,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     server *s = cls;
     request *r = *con_cls;
+    conn_request_ended(s->conns, conn_of(conn));
+    if (r == (void *)&uri_has_nul || r == (void *)&uri_refused) *con_cls = r = NULL;
     if (!r) return;
     /* A client that closed its connection while its request waited for the group
      * commit is noticed only after the resume, here, without another handler call. */
@@ -856,11 +969,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
-    (void)conn;
-    (void)socket_ctx;
-    atomic_fetch_add(&metrics_global.connections_open,
-                     toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_ctx = ci ? conn_opened(s->conns, ci->connect_fd) : NULL;
+        atomic_fetch_add(&metrics_global.connections_open, 1);
+    } else {
+        conn_closed(s->conns, *socket_ctx);
+        *socket_ctx = NULL;
+        atomic_fetch_add(&metrics_global.connections_open, -1);
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -985,14 +1104,28 @@ int server_run(const server_config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     if (!(s->auth = auth_new())) goto out;
-    if (cfg->tokens_file && auth_load_file(s->auth, cfg->tokens_file, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
+    if (cfg->tokens_file) {
+        char warn[512];
+        if (auth_load_file(s->auth, cfg->tokens_file, warn, sizeof warn, err, sizeof err)) {
+            log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+            goto out;
+        }
+        if (warn[0]) log_msg(LOG_WARN, "tokens file readable by anyone", "warning", warn, LOG_END);
     }
     if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
+    if (!(s->origins = origins_new(cfg->allowed_hosts, cfg->cors_origins, auth_count(s->auth) > 0,
+                                   err, sizeof err))) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+        goto out;
+    }
+    if (!auth_count(s->auth) && origins_any(s->origins))
+        log_msg(LOG_WARN, "any web page may read the lake", "reason",
+                "--cors-origins * without tokens: every page open in a browser here "
+                "can query the lake and follow /tail",
+                LOG_END);
     if ((lfd = listen_on(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err,
                          sizeof err)) < 0) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
@@ -1057,17 +1190,31 @@ int server_run(const server_config *cfg)
 
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
+    conn_table_config cc = {cfg->max_connections, cfg->header_timeout_ms,
+                            (int64_t)cfg->idle_timeout_s * 1000};
+    if (!(s->conns = conn_table_new(&cc, err, sizeof err))) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+        goto out;
+    }
+    /* --max-connections is enforced by the connection table, which makes room by closing a
+     * connection still waiting for its headers. libmicrohttpd must not refuse first: it
+     * splits its limit between the threads (a thread at its share stops accepting, however
+     * few the others hold) and counts connections already shut down until it has closed
+     * them. So its limit lets every thread hold them all, and more. */
+    unsigned mhd_limit = cfg->max_connections < (1u << 20) / (unsigned)threads - 64
+                             ? (cfg->max_connections + 64) * (unsigned)threads
+                             : 1u << 20;
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG,
         0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         /* MHD zeroes this pool after every request on a keep-alive connection: at 256 KiB that
          * was a third of the server's CPU with single-event requests (bench/README.md) */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_URI_LOG_CALLBACK,
+        on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) {
         log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", LOG_END);
         goto out;
@@ -1108,6 +1255,8 @@ int server_run(const server_config *cfg)
     }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    conn_table_free(s->conns);
+    s->conns = NULL;
     query_pool_stop(s->queries);
     s->queries = NULL;
     query_engine_close(s->engine);
@@ -1119,6 +1268,7 @@ int server_run(const server_config *cfg)
 out:
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
+    conn_table_free(s->conns);
     query_pool_stop(s->queries);
     query_engine_close(s->engine);
     lake_writer_close(s->writer);
@@ -1126,6 +1276,7 @@ out:
     lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);
+    origins_free(s->origins);
     void *c = pthread_getspecific(s->ctx_key);
     if (c) free_ctx(c);
     pthread_key_delete(s->ctx_key);

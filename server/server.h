@@ -39,6 +39,10 @@ typedef struct server_config {
     int threads;               /* HTTP threads; default: one per CPU */
     int request_timeout_s;     /* whole request, first byte to last; default 30 */
     int idle_timeout_s;        /* idle keep-alive connection; default 60 */
+    int64_t header_timeout_ms; /* a new connection's request headers, whole; default 10 s */
+    unsigned max_url_args;     /* arguments in a URL; more get 414. Default 100 */
+    const char *allowed_hosts; /* more Host names answered besides loopback (origins.h) */
+    const char *cors_origins;  /* web page origins that may call the server (origins.h) */
     unsigned max_connections;  /* default 4096 */
     int shutdown_timeout_s;    /* wait for in-flight requests at SIGTERM; default 30 */
     int query_threads;         /* queries run at once; default 2 */

@@ -7,6 +7,16 @@
  * suspended only by its reader, with its mutex held and `suspended` set in
  * the same critical section, and resumed only by whoever clears `suspended`:
  * so it is never resumed twice or while running.
+ *
+ * A suspended connection is not watched by libmicrohttpd, so a client that
+ * goes away would keep its slot (and count against --tail-max-clients) until
+ * the next heartbeat tried to write to it. So the watcher thread, which also
+ * sends the heartbeats, waits in epoll for the clients' sockets to be shut
+ * down by their peer (EPOLLRDHUP: a tail client sends nothing after its
+ * request, so that is its leaving) and ends such a client's stream at once:
+ * libmicrohttpd then closes the connection and frees the client. Epoll
+ * entries carry a client's id, not its address, and are looked up under the
+ * hub's mutex, so an event for a client already freed finds nothing.
  */
 #include "tail.h"
 
@@ -15,6 +25,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +38,8 @@ enum { OPEN, ENDING };
 typedef struct client {
     tail_hub *h;
     struct MHD_Connection *conn;
+    uint64_t id; /* its key in the watcher's epoll set; 0: not watched */
+    int fd;      /* the connection's socket */
     pthread_mutex_t mu;
     buf out;
     size_t sent; /* bytes of out already given to libmicrohttpd */
@@ -37,14 +52,16 @@ typedef struct client {
 
 struct tail_hub {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    int ep;   /* epoll: the clients' sockets, for their peer leaving, and wake */
+    int wake; /* eventfd: tail_hub_close wakes the watcher */
+    uint64_t next_id;
     client *head;
     size_t max;
     int64_t heartbeat_ms;
     int closed;
     _Atomic int active;
     _Atomic uint64_t dropped;
-    pthread_t heartbeat;
+    pthread_t watcher;
 };
 
 /* Appends text, or drops the client when it would fall too far behind. c->mu held. */
@@ -131,28 +148,59 @@ void tail_publish(tail_hub *h, const char *type, size_t type_len, const char *js
     pthread_mutex_unlock(&h->mu);
 }
 
-static void *heartbeat_main(void *arg)
+/* The client's peer has gone: its stream ends now, with nothing more to send. h->mu held. */
+static void hang_up(tail_hub *h, client *c)
+{
+    epoll_ctl(h->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    c->id = 0;
+    pthread_mutex_lock(&c->mu);
+    c->out.len = c->sent = 0;
+    c->state = ENDING;
+    if (c->suspended) {
+        c->suspended = 0;
+        MHD_resume_connection(c->conn);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void heartbeat(tail_hub *h)
+{
+    char line[64], now[EVTIME_LEN + 1];
+    evtime_format(evtime_now_ms(), now);
+    int n = snprintf(line, sizeof line, ": heartbeat %s\n\n", now);
+    for (client *c = h->head; c; c = c->next) {
+        pthread_mutex_lock(&c->mu);
+        queue(c, line, (size_t)n, NULL, 0, NULL, 0);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+static void *watcher_main(void *arg)
 {
     tail_hub *h = arg;
-    pthread_mutex_lock(&h->mu);
-    while (!h->closed) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (h->heartbeat_ms % 1000) * 1000000;
-        ts.tv_sec += (time_t)(h->heartbeat_ms / 1000 + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
-        if (h->closed) break;
-        char line[64], now[EVTIME_LEN + 1];
-        evtime_format(evtime_now_ms(), now);
-        int n = snprintf(line, sizeof line, ": heartbeat %s\n\n", now);
-        for (client *c = h->head; c; c = c->next) {
-            pthread_mutex_lock(&c->mu);
-            queue(c, line, (size_t)n, NULL, 0, NULL, 0);
-            pthread_mutex_unlock(&c->mu);
+    int64_t beat = evtime_mono_ms() + h->heartbeat_ms;
+    for (;;) {
+        int64_t wait = beat - evtime_mono_ms();
+        struct epoll_event ev[64];
+        int n = epoll_wait(h->ep, ev, 64, wait > 0 ? (int)(wait < 60000 ? wait : 60000) : 0);
+        pthread_mutex_lock(&h->mu);
+        if (h->closed) {
+            pthread_mutex_unlock(&h->mu);
+            break;
         }
+        for (int i = 0; i < n; i++) {
+            for (client *c = h->head; c; c = c->next)
+                if (c->id && c->id == ev[i].data.u64) {
+                    hang_up(h, c);
+                    break;
+                }
+        }
+        if (evtime_mono_ms() >= beat) {
+            heartbeat(h);
+            beat = evtime_mono_ms() + h->heartbeat_ms;
+        }
+        pthread_mutex_unlock(&h->mu);
     }
-    pthread_mutex_unlock(&h->mu);
     return NULL;
 }
 
@@ -162,11 +210,15 @@ tail_hub *tail_hub_new(size_t buffer_max, int64_t heartbeat_ms)
     if (!h) return NULL;
     h->max = buffer_max ? buffer_max : (1u << 20);
     h->heartbeat_ms = heartbeat_ms > 0 ? heartbeat_ms : 15000;
+    h->ep = epoll_create1(EPOLL_CLOEXEC);
+    h->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
-    if (pthread_create(&h->heartbeat, NULL, heartbeat_main, h)) {
+    if (h->ep < 0 || h->wake < 0 || epoll_ctl(h->ep, EPOLL_CTL_ADD, h->wake, &ev) ||
+        pthread_create(&h->watcher, NULL, watcher_main, h)) {
+        if (h->ep >= 0) close(h->ep);
+        if (h->wake >= 0) close(h->wake);
         pthread_mutex_destroy(&h->mu);
-        pthread_cond_destroy(&h->cv);
         free(h);
         return NULL;
     }
@@ -182,7 +234,9 @@ void tail_hub_close(tail_hub *h)
         return;
     }
     h->closed = 1;
-    pthread_cond_signal(&h->cv);
+    uint64_t one = 1;
+    if (write(h->wake, &one, sizeof one) < 0) { /* the counter cannot overflow here */
+    }
     static const char end[] = "event: end\ndata: {\"reason\":\"the server is stopping\"}\n\n";
     for (client *c = h->head; c; c = c->next) {
         pthread_mutex_lock(&c->mu);
@@ -191,15 +245,16 @@ void tail_hub_close(tail_hub *h)
         pthread_mutex_unlock(&c->mu);
     }
     pthread_mutex_unlock(&h->mu);
-    pthread_join(h->heartbeat, NULL);
+    pthread_join(h->watcher, NULL);
 }
 
 void tail_hub_free(tail_hub *h)
 {
     if (!h) return;
     tail_hub_close(h);
+    close(h->ep);
+    close(h->wake);
     pthread_mutex_destroy(&h->mu);
-    pthread_cond_destroy(&h->cv);
     free(h);
 }
 
@@ -257,6 +312,7 @@ static void client_free(void *cls)
     else if (h->head == c)
         h->head = c->next;
     if (c->next) c->next->prev = c->prev;
+    if (c->id) epoll_ctl(h->ep, EPOLL_CTL_DEL, c->fd, NULL);
     h->active--;
     pthread_mutex_unlock(&h->mu);
     pthread_mutex_destroy(&c->mu);
@@ -305,6 +361,13 @@ struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, con
     if (h->head) h->head->prev = c;
     h->head = c;
     h->active++;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = ++h->next_id};
+        c->fd = ci->connect_fd;
+        if (!epoll_ctl(h->ep, EPOLL_CTL_ADD, c->fd, &ev)) c->id = ev.data.u64;
+    }
     pthread_mutex_unlock(&h->mu);
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, c, client_free);

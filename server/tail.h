@@ -9,7 +9,8 @@
  * is replaced by one final `event: dropped` and the stream ends. A client
  * with nothing to send is suspended (libmicrohttpd holds no thread for it)
  * and resumed by the next event or heartbeat (a comment line, every
- * heartbeat_ms), which also finds clients that went away.
+ * heartbeat_ms). A client that goes away is noticed at once (its socket is
+ * watched for the peer's shutdown), and its stream and slot end then.
  *
  * Patterns: comma-separated globs, '*' any run of characters and '?' any one
  * character, over the event type ("rpc.call",

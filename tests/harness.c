@@ -214,6 +214,8 @@ int http_do(const char *method, const char *url, const char *const *headers, con
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms ? timeout_ms : 10000L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &out->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &out->head);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -227,6 +229,7 @@ int http_do(const char *method, const char *url, const char *const *headers, con
         snprintf(out->error, sizeof out->error, "%s", curl_easy_strerror(rc));
     }
     buf_cstr(&out->body);
+    buf_cstr(&out->head);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return rc == CURLE_OK ? 0 : -1;
@@ -235,6 +238,7 @@ int http_do(const char *method, const char *url, const char *const *headers, con
 void resp_free(resp *r)
 {
     buf_free(&r->body);
+    buf_free(&r->head);
 }
 
 int http_ingest(const srv *s, const char *body, resp *out)

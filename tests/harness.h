@@ -46,6 +46,7 @@ const char *events_bin(void);
 typedef struct resp {
     long status; /* 0: no answer (connection failed) */
     buf body;    /* NUL-terminated */
+    buf head;    /* the status line and header lines as received, NUL-terminated */
     char error[256];
 } resp;
 

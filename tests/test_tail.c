@@ -222,6 +222,52 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
     free(dir);
 }
 
+/* The events_tail_clients gauge of /metrics, or -1. */
+static long tail_clients(const srv *s)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    resp r;
+    long v = -1;
+    if (http_do("GET", url, NULL, NULL, 0, 0, &r) == 0 && r.status == 200) {
+        const char *p = strstr(r.body.p, "\nevents_tail_clients ");
+        if (p) v = atol(p + 21);
+    }
+    resp_free(&r);
+    return v;
+}
+
+TEST(tail_frees_the_slot_of_a_client_that_goes)
+{
+    char *dir = test_tmpdir("tail");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s;
+    memset(&s, 0, sizeof s);
+    /* no heartbeat during the test: only the client's leaving can free its slot */
+    const char *args[] = {"--tail-max-clients", "1", "--tail-heartbeat", "1h", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    for (int round = 0; round < 3; round++) {
+        sse c;
+        REQUIRE_INT(0, sse_open(&c, &s, NULL, NULL, 0));
+        CHECK(sse_wait(&c, ": tail *", 1, 5000));
+        CHECK_INT(1, tail_clients(&s));
+        sse_close(&c);
+        long n = -1;
+        for (int i = 0; i < 50 && (n = tail_clients(&s)) != 0; i++) usleep(100000); /* 5 s */
+        CHECK_INT(0, n);
+    }
+    /* and the next client gets the slot */
+    sse c;
+    REQUIRE_INT(0, sse_open(&c, &s, NULL, NULL, 0));
+    CHECK(sse_wait(&c, ": tail *", 1, 5000));
+    CHECK(!strncmp(c.in.p, "HTTP/1.1 200 OK\r\n", 17));
+    sse_close(&c);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    test_rmtree(dir);
+    free(dir);
+}
+
 TEST(tail_drops_a_slow_client_and_ingest_goes_on)
 {
     char *dir = test_tmpdir("tail-slow");

@@ -5,6 +5,9 @@
 #
 #   tests/browser/run.sh EVENTS_BIN WORK_DIR [node script args...]
 #
+# SCRIPT names the test script of this directory to run (default dashboard.mjs;
+# cross_origin.mjs: what other web pages can do with a server without tokens).
+#
 # Screenshots of each view and the views' load times go to WORK_DIR/artifacts.
 set -eu
 bin=$1
@@ -18,5 +21,6 @@ mkdir -p "$work/artifacts"
 if [ "$(cat "$work/node_modules/playwright-core/package.json" 2>/dev/null | sed -n 's/.*"version": "\([^"]*\)".*/\1/p')" != "$version" ]; then
     (cd "$work" && npm install --no-audit --no-fund --silent --no-save "playwright-core@$version" >/dev/null)
 fi
-cp "$src/dashboard.mjs" "$work/dashboard.mjs"
-exec node "$work/dashboard.mjs" "$bin" "$chromium" "$work" "$@"
+script=${SCRIPT:-dashboard.mjs}
+cp "$src/$script" "$work/$script"
+exec node "$work/$script" "$bin" "$chromium" "$work" "$@"

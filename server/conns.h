@@ -1,0 +1,90 @@
+/*
+ * conns.h - which connections the server keeps open: a deadline for a
+ * request's headers, and room for a new client at the connection limit.
+ *
+ * libmicrohttpd closes a connection only after it has sent nothing for the
+ * idle timeout, so a client that sends one header line every few seconds
+ * keeps its connection for ever, and a few hundred of them hold every slot
+ * (slowloris). The table adds what libmicrohttpd lacks:
+ *
+ *  - a deadline for the headers: a new connection must have sent the whole
+ *    header of its first request within header_timeout_ms of its accept, a
+ *    kept-alive one the next request's header within idle_timeout_ms of the
+ *    end of its last request. A watcher thread closes those that miss it;
+ *    one that never had a request is answered 408 first.
+ *  - room for a new client: with max connections open, a new one closes the
+ *    connection that has waited longest for a request header (answered 503
+ *    if it never had a request, closed as idle if it had). Real clients send
+ *    their headers in one go, so that is an attacker's, or an idle
+ *    keep-alive. Only when every other connection is inside a request (a body
+ *    arriving, an ingest waiting for its commit, a query, a live tail) is the
+ *    new connection refused, answered 503.
+ *
+ * Threads: conn_opened and conn_closed are called from libmicrohttpd's
+ * connection notifications, conn_request_began and conn_request_ended from
+ * its request callbacks, all in the thread that owns the connection; the
+ * watcher runs in its own thread. One mutex guards the table.
+ *
+ * A connection is closed with shutdown(2), never close(2): libmicrohttpd sees
+ * the client leave and closes it in its own thread, then calls conn_closed.
+ * The descriptor is only used under the table's mutex and before conn_closed,
+ * so a number that libmicrohttpd may have reused is never touched.
+ */
+#ifndef EVENTS_CONNS_H
+#define EVENTS_CONNS_H
+
+#include "metrics.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct conn_table conn_table;
+typedef struct conn_slot conn_slot;
+
+typedef struct conn_table_config {
+    unsigned max;              /* connections open at most (--max-connections) */
+    int64_t header_timeout_ms; /* a new connection's first request header (--header-timeout) */
+    int64_t idle_timeout_ms;   /* a kept-alive connection's next request header (--idle-timeout) */
+} conn_table_config;
+
+/* Starts the watcher. NULL with err set if it cannot. */
+conn_table *conn_table_new(const conn_table_config *cfg, char *err, size_t errlen);
+
+/* Stops the watcher and frees the table: after libmicrohttpd has stopped (and closed all). */
+void conn_table_free(conn_table *t);
+
+/*
+ * A new connection on descriptor fd. Makes room for it (see above), or refuses
+ * it (answers 503 and shuts it down). Returns the connection's entry for the
+ * other calls, NULL when out of memory (the connection is then not tracked, and
+ * every call accepts NULL).
+ */
+conn_slot *conn_opened(conn_table *t, int fd);
+
+/* libmicrohttpd is closing the connection: forgets it and frees c. */
+void conn_closed(conn_table *t, conn_slot *c);
+
+/* The headers of a request on c are whole. -1 if c is being closed (refuse the request). */
+int conn_request_began(conn_table *t, conn_slot *c);
+
+/* The request on c has ended: c waits for the next request's header. */
+void conn_request_ended(conn_table *t, conn_slot *c);
+
+/*
+ * Refuses the request on c (descriptor fd; c may be NULL) before libmicrohttpd
+ * has its headers: writes the error answer (see conn_write_error), shuts the
+ * connection down, frees its slot and counts why.
+ */
+void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const char *reason,
+                 const char *msg, enum metrics_refusal why);
+
+/*
+ * Writes a whole error answer (status, reason phrase, JSON body {"ok":false,
+ * "error":msg}, Connection: close, extra_headers: "" or lines ending in CRLF)
+ * straight to the socket without blocking. For answers libmicrohttpd cannot
+ * queue. Returns 0 if it was all sent.
+ */
+int conn_write_error(int fd, unsigned status, const char *reason, const char *extra_headers,
+                     const char *msg);
+
+#endif
