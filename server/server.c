@@ -204,6 +204,9 @@ void server_config_defaults(server_config *c)
     c->tail_buffer = 1u << 20;
     c->tail_heartbeat_ms = 15000;
     c->tail_max_clients = 100;
+    c->tail_queue = 16u << 20;
+    c->tail_max_patterns = 16;
+    c->tail_pattern_bytes = 256;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
@@ -491,10 +494,11 @@ static enum MHD_Result handle_web(request *r, const char *url)
 static enum MHD_Result handle_tail(server *s, request *r)
 {
     const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
-    if (type && strlen(type) > 1000) return send_error(r, 400, "type: at most 1000 characters");
-    uint64_t clients, dropped;
-    tail_hub_counts(s->tail, &clients, &dropped);
-    if (clients >= (uint64_t)s->cfg.tail_max_clients)
+    char err[256];
+    if (tail_check_patterns(s->tail, type, err, sizeof err)) return send_error(r, 400, "%s", err);
+    tail_stats ts;
+    tail_hub_stats(s->tail, &ts);
+    if (ts.clients >= (uint64_t)s->cfg.tail_max_clients)
         return send_error(r, 503,
                           "%d live tails are open, the most this server takes (--tail-max-clients)",
                           s->cfg.tail_max_clients);
@@ -508,24 +512,20 @@ static enum MHD_Result handle_tail(server *s, request *r)
     return ok;
 }
 
-/* After an answered ingest: its stored events to the live tail. */
+/*
+ * After an answered ingest: its stored events to the live tail. The tail takes
+ * the request's lines and offsets over, so this costs a lock, whatever the
+ * tail's clients ask for (tail.h).
+ */
 static void publish(server *s, request *r)
 {
-    const char *lines = r->batch.lines;
-    for (size_t i = 0; i < r->batch.n; i++) {
-        const lake_event *e = &r->batch.ev[i];
-        if (!e->stored) continue;
-        const char *p = lines + e->off;
-        size_t len = e->len;
-        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r')) len--;
-        /* a normalised line: {"id":…,"type":"…",… */
-        const char *t = memmem(p, len < 1024 ? len : 1024, "\"type\":\"", 8);
-        if (!t) continue;
-        t += 8;
-        const char *q = memchr(t, '"', len - (size_t)(t - p));
-        if (!q) continue;
-        tail_publish(s->tail, t, (size_t)(q - t), p, len);
-    }
+    tail_publish(s->tail, r->res.lines.p, r->res.lines.len, r->res.ev, r->res.n);
+    r->res.lines = (buf)BUF_INIT;
+    r->res.ev = NULL;
+    r->res.n = r->res.cap = 0;
+    r->batch.lines = NULL;
+    r->batch.ev = NULL;
+    r->batch.n = 0;
 }
 
 static enum MHD_Result handle_metrics(server *s, request *r)
@@ -544,11 +544,21 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     s->compact_rows);
     metrics_counter(&b, "events_compaction_deleted_total",
                     "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
-    uint64_t tc, td;
-    tail_hub_counts(s->tail, &tc, &td);
-    metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)tc);
+    tail_stats ts;
+    tail_hub_stats(s->tail, &ts);
+    metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)ts.clients);
     metrics_counter(&b, "events_tail_dropped_total",
-                    "Clients of GET /tail dropped for falling behind.", td);
+                    "Clients of GET /tail dropped for falling behind.", ts.dropped);
+    metrics_counter(&b, "events_tail_refused_total",
+                    "GET /tail refused for its patterns (--tail-max-patterns, "
+                    "--tail-max-pattern-bytes).",
+                    ts.refused);
+    metrics_counter(&b, "events_tail_lost_total",
+                    "Accepted events not sent to live tails: the tail queue (--tail-queue) was "
+                    "full.",
+                    ts.lost);
+    metrics_gauge(&b, "events_tail_queue_bytes", "Bytes of events waiting for the tail thread.",
+                  (long long)ts.queue_bytes);
     if (s->cache) {
         lake_cache_stats cs;
         lake_cache_stats_get(s->cache, &cs);
@@ -1021,7 +1031,9 @@ int server_run(const server_config *cfg)
         goto out;
     }
 
-    if (!(s->tail = tail_hub_new(cfg->tail_buffer, cfg->tail_heartbeat_ms))) {
+    tail_config tc = {cfg->tail_buffer, cfg->tail_heartbeat_ms, cfg->tail_queue,
+                      cfg->tail_max_patterns, cfg->tail_pattern_bytes};
+    if (!(s->tail = tail_hub_new(&tc))) {
         log_msg(LOG_ERROR, "cannot start", "error", "cannot start the live tail", LOG_END);
         goto out;
     }

@@ -48,6 +48,9 @@ typedef struct server_config {
     size_t tail_buffer;        /* bytes a /tail client may fall behind; default 1 MiB */
     int64_t tail_heartbeat_ms; /* a comment on every /tail stream this often; default 15 s */
     int tail_max_clients;      /* /tail streams at once, 503 beyond; default 100 */
+    size_t tail_queue;         /* accepted events waiting for the tail thread; default 16 MiB */
+    int tail_max_patterns;     /* patterns in one /tail subscription; default 16 */
+    size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
 } server_config;
 
 /* Fills cfg with the defaults above. */
