@@ -24,6 +24,7 @@ int cmd_serve(int argc, char **argv)
              tail_pattern_bytes = c.tail_pattern_bytes;
     long query_threads = c.query_threads;
     long tail_clients = c.tail_max_clients, tail_patterns = c.tail_max_patterns;
+    long snap_downloads = c.snapshot_downloads;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
          max_events = (long)c.max_events;
     const char *log_format = "logfmt", *log_level = "info";
@@ -80,6 +81,8 @@ int cmd_serve(int argc, char **argv)
          "DuckDB's memory limit (default 1GiB)"},
         {"max-snapshot", "EVENTS_MAX_SNAPSHOT", OPT_SIZE, &max_snapshot, "SIZE",
          "largest database snapshot PUT /snapshots takes (default 1GiB)"},
+        {"snapshot-downloads", "EVENTS_SNAPSHOT_DOWNLOADS", OPT_INT, &snap_downloads, "N",
+         "GET /snapshots/S/B answers at once; 503 beyond (default 16)"},
         {"tail-buffer", "EVENTS_TAIL_BUFFER", OPT_SIZE, &tail_buffer, "SIZE",
          "bytes a /tail client may fall behind before it is dropped (default 1MiB)"},
         {"tail-heartbeat", "EVENTS_TAIL_HEARTBEAT", OPT_DURATION, &c.tail_heartbeat_ms, "DURATION",
@@ -162,6 +165,11 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "events serve: --max-snapshot must be at least 4KiB\n");
         return 2;
     }
+    if (snap_downloads < 1 || snap_downloads > 100000) {
+        fprintf(stderr, "events serve: --snapshot-downloads must be between 1 and 100000\n");
+        return 2;
+    }
+    c.snapshot_downloads = (int)snap_downloads;
     if (c.compact_retain_ms < query_timeout) {
         fprintf(stderr, "events serve: --compact-retain must be at least --query-timeout (a "
                         "running query may still read what compaction replaced)\n");

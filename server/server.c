@@ -75,6 +75,8 @@ typedef struct server {
     int compact_stop;
     _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
         compact_deleted;
+    _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
+    _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
 } server;
 
 /* ---- background compaction ------------------------------------------------- */
@@ -177,6 +179,7 @@ typedef struct request {
     unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
     char discard_error[160];
     snap_upload *snap; /* K_SNAP_PUT: the upload so far */
+    int snap_download; /* K_SNAP_GET: counted in snap_downloads until the request completes */
     char snap_source[64], snap_bookmark[17];
 } request;
 
@@ -200,6 +203,7 @@ void server_config_defaults(server_config *c)
     c->query_max_rows = 100000;
     c->query_memory = 1ull << 30;
     c->max_snapshot = 1ull << 30;
+    c->snapshot_downloads = 16;
     c->cache_max = 1ull << 30;
     c->tail_buffer = 1u << 20;
     c->tail_heartbeat_ms = 15000;
@@ -427,10 +431,32 @@ static enum MHD_Result handle_snapshots(server *s, request *r)
         const char *src = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
         st = snap_list(s->store, src && *src ? src : NULL, &b);
     } else {
-        st = snap_get(s->store, r->snap_source, r->snap_bookmark, &b);
+        /* streamed from a file, never held in memory: a slow reader costs a descriptor and,
+         * for an object store, a temporary file; their number is bounded */
+        r->snap_download = 1;
+        if (atomic_fetch_add(&s->snap_downloads, 1) >= s->cfg.snapshot_downloads) {
+            s->snap_downloads_refused++;
+            return send_error(r, 503,
+                              "%d snapshot downloads are running, the most this server takes "
+                              "(--snapshot-downloads)",
+                              s->cfg.snapshot_downloads);
+        }
+        int fd;
+        uint64_t size;
+        st = snap_open(s->store, s->spool, r->snap_source, r->snap_bookmark, &fd, &size, &b);
         if (st == 200) {
-            ok = send_response(r, 200, "application/vnd.sqlite3", b.p, b.len, NULL, NULL);
             buf_free(&b);
+            struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+            if (!resp) {
+                close(fd);
+                return send_error(r, 503, "out of memory");
+            }
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/vnd.sqlite3");
+            MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+            ok = MHD_queue_response(r->conn, 200, resp);
+            MHD_destroy_response(resp);
+            answered(r, 200);
             return ok;
         }
     }
@@ -559,6 +585,11 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     ts.lost);
     metrics_gauge(&b, "events_tail_queue_bytes", "Bytes of events waiting for the tail thread.",
                   (long long)ts.queue_bytes);
+    metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
+                  (long long)atomic_load(&s->snap_downloads));
+    metrics_counter(&b, "events_snapshot_downloads_refused_total",
+                    "GET /snapshots/S/B refused: --snapshot-downloads were running.",
+                    s->snap_downloads_refused);
     if (s->cache) {
         lake_cache_stats cs;
         lake_cache_stats_get(s->cache, &cs);
@@ -844,6 +875,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_request(r->route, 499,
                         evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
     snap_abort(r->snap);
+    if (r->snap_download) atomic_fetch_sub(&s->snap_downloads, 1);
     buf_free(&r->body);
     buf_free(&r->answer);
     ingest_result_free(&r->res);
@@ -1029,6 +1061,12 @@ int server_run(const server_config *cfg)
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
+    }
+    int cleaned = snap_clean(spool); /* the writer holds the spool now: no one else uses it */
+    if (cleaned) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", cleaned);
+        log_msg(LOG_INFO, "snapshot leftovers removed", "files", n, LOG_END);
     }
 
     tail_config tc = {cfg->tail_buffer, cfg->tail_heartbeat_ms, cfg->tail_queue,

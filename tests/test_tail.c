@@ -608,6 +608,10 @@ TEST(tail_demo_compact_serve_refuse_bad_input)
     CHECK_INT(2, ev(&o, dir, args));
     CHECK_CONTAINS("--tail-max-pattern-bytes between 1 and 1024", o);
     free(o);
+    snprintf(args, sizeof args, "serve --lake '%s/lake' --snapshot-downloads 0", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--snapshot-downloads must be between 1 and 100000", o);
+    free(o);
     snprintf(args, sizeof args, "serve --lake '%s/lake' --tail-queue 1k", dir);
     CHECK_INT(2, ev(&o, dir, args));
     CHECK_CONTAINS("--tail-queue must be at least 64KiB", o);
