@@ -128,13 +128,38 @@ static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
     return status;
 }
 
+/*
+ * path as a SQLite URI that opens the file immutable: read-only, without locks,
+ * and without the -wal and -shm files a database in WAL mode otherwise gets
+ * beside it (the server is the only one with the file).
+ */
+static void immutable_uri(const char *path, buf *out)
+{
+    buf_puts(out, path[0] == '/' ? "file://" : "file:"); /* an empty authority, then the path */
+    for (const char *p = path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            buf_printf(out, "%%%02X", (unsigned)(unsigned char)*p);
+        else
+            buf_putc(out, *p);
+    }
+    buf_puts(out, "?immutable=1");
+}
+
 /* The tables of the snapshot (not libevents' own) with their row counts; NULL if it is not a sound
  * database. */
 static json_t *describe(const char *path, char *err, size_t errlen)
 {
-    sqlite3 *db;
+    sqlite3 *db = NULL;
     json_t *tables = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    buf uri = BUF_INIT;
+    immutable_uri(path, &uri);
+    if (!buf_cstr(&uri)) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int rc = sqlite3_open_v2(uri.p, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    buf_free(&uri);
+    if (rc != SQLITE_OK) {
         snprintf(err, errlen, "not a SQLite database: %s", sqlite3_errmsg(db));
         goto out;
     }

@@ -542,6 +542,47 @@ static const char *dir_names(const char *path)
     return out;
 }
 
+TEST(snapshot_upload_in_wal_mode_leaves_nothing_in_the_spool)
+{
+    char *dir = test_tmpdir("pitr-snapwal");
+    char lake[1100], dbpath[1100], spool[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(spool, sizeof spool, "%s/.spool", lake);
+    snprintf(dbpath, sizeof dbpath, "%s/wal.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY);"
+                         "INSERT INTO t VALUES (1), (2), (3); PRAGMA wal_checkpoint(TRUNCATE)",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    size_t size = 0;
+    char *file = test_read_file(dbpath, &size);
+    REQUIRE(file && size >= 512);
+    CHECK_INT(2, file[18]); /* the header says WAL */
+    srv s = {0};
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    char url[300];
+    snprintf(url, sizeof url, "%s/snapshots/wal/0000000000000003", s.url);
+    resp r;
+    CHECK_INT(0, http_do("PUT", url, NULL, file, size, 0, &r));
+    CHECK_INT(201, r.status);
+    CHECK_CONTAINS("\"tables\":[{\"name\":\"t\",\"rows\":3}]", r.body.p);
+    resp_free(&r);
+    /* nothing of the upload is left beside the spool's own files */
+    CHECK_STR("LOCK sealed.log", dir_names(spool));
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
+    CHECK_INT(200, r.status);
+    CHECK(r.body.len == size && !memcmp(r.body.p, file, size));
+    resp_free(&r);
+    free(file);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    unlink(s.log);
+    test_rmtree(dir);
+    free(dir);
+}
+
 TEST(snapshot_leftovers_in_the_spool_are_removed_at_start)
 {
     char *dir = test_tmpdir("pitr-snapleft");
