@@ -52,7 +52,7 @@ struct query_conn {
     duckdb_connection c;
     duckdb_prepared_statement serialize;   /* SELECT json_serialize_sql($1) */
     duckdb_prepared_statement deserialize; /* SELECT json_deserialize_sql($1::JSON) */
-    json_t *eval_template;                 /* parse tree of SELECT CAST(x AS TIMESTAMP), … */
+    json_t *eval_template;                 /* parse tree of SELECT try(CAST(x AS TIMESTAMP)), … */
     _Atomic int64_t deadline_ms;           /* monotonic; 0 when idle */
     _Atomic int timed_out;
     struct live fetched; /* the lake files of the running query */
@@ -360,8 +360,8 @@ query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
         duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) ==
             DuckDBError ||
         duckdb_query(q->c,
-                     "SELECT json_serialize_sql('SELECT CAST(NULL AS TIMESTAMP), "
-                     "CAST(NULL AS TIMESTAMP) = NULL')",
+                     "SELECT json_serialize_sql('SELECT try(CAST(NULL AS TIMESTAMP)), "
+                     "try(CAST(NULL AS TIMESTAMP) = NULL)')",
                      &r) == DuckDBError) {
         snprintf(err, errlen, "query: cannot prepare the parse-tree statements");
         query_conn_free(q);
@@ -530,13 +530,14 @@ static int ready_bound(const query_engine *e, json_t *node, bound_params *bp)
 }
 
 /*
- * Evaluates a bound of the parse tree, x, as SELECT CAST(x AS TIMESTAMP),
- * CAST(x AS TIMESTAMP) = x, in the query's own transaction (so that now() is
- * the query's instant). *us is the first, in microseconds since the epoch
- * (±infinity are ±INT64_MAX); *exact says whether DuckDB's comparison finds it
- * equal to x: when not (a TIMESTAMP_NS between two microseconds), x lies
- * within a microsecond of *us. Returns -1 when the bound gives no usable value
- * (NULL, an error, a volatile function): it is then not used.
+ * Evaluates a bound of the parse tree, x, as SELECT try(CAST(x AS TIMESTAMP)),
+ * try(CAST(x AS TIMESTAMP) = x), in the query's own transaction (so that now()
+ * is the query's instant; try(), because an error would abort the
+ * transaction). *us is the first, in microseconds since the epoch (±infinity
+ * are ±INT64_MAX); *exact says whether DuckDB's comparison finds it equal to
+ * x: when not (a TIMESTAMP_NS between two microseconds), x lies within a
+ * microsecond of *us. Returns -1 when the bound gives no usable value (NULL,
+ * an error, a volatile function): it is then not used.
  */
 static int eval_bound(query_conn *q, json_t *expr, json_t *params, json_t *named, int64_t *us,
                       int *exact)
@@ -547,7 +548,8 @@ static int eval_bound(query_conn *q, json_t *expr, json_t *params, json_t *named
     json_t *list = json_object_get(
         json_object_get(json_array_get(json_object_get(stmt, "statements"), 0), "node"),
         "select_list");
-    json_t *cast = json_array_get(list, 0), *cmp = json_array_get(list, 1);
+    json_t *cast = json_array_get(json_object_get(json_array_get(list, 0), "children"), 0),
+           *cmp = json_array_get(json_object_get(json_array_get(list, 1), "children"), 0);
     char *txt = NULL, *sql = NULL;
     duckdb_prepared_statement p = NULL;
     duckdb_result r;
@@ -628,10 +630,14 @@ static int select_tree(query_conn *q, const char *sql, json_t **ast)
  * the microsecond at or beyond it (ts < x: the last microsecond before x, when
  * x is one exactly), then to its hour; ±infinity become hours no partition
  * has, so '-infinity' prunes nothing and 'infinity' as a lower bound all.
+ * *aborted: a bound's evaluation failed in a way that ended the transaction
+ * (an error try() does not catch, as a parameter that cannot be converted):
+ * the caller must begin another, and every hour is read.
  */
-static hours query_hours(query_conn *q, json_t *ast, json_t *params)
+static hours query_hours(query_conn *q, json_t *ast, json_t *params, int *aborted)
 {
     hours h = {1, 0, 1, 0, 0};
+    *aborted = 0;
     if (!ast) return h;
     json_t *named =
         json_object_get(json_array_get(json_object_get(ast, "statements"), 0), "named_param_map");
@@ -643,7 +649,7 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params)
         h.none = 1;
     } else if (!pr.unbounded && pr.nrefs > 0) {
         int64_t lo = INT64_MAX, hi = INT64_MIN;
-        int lo_open = 0, hi_open = 0; /* some reference has no bound on that side */
+        int lo_open = 0, hi_open = 0, failed = 0; /* failed: some bound could not be evaluated */
         for (int i = 0; i < pr.nrefs; i++) {
             prune_ref *ref = &pr.refs[i];
             int64_t rlo = INT64_MIN, rhi = INT64_MAX;
@@ -651,7 +657,10 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params)
             for (int k = 0; k < ref->nlo; k++) {
                 int64_t us;
                 int exact;
-                if (eval_bound(q, ref->lo[k].expr, params, named, &us, &exact)) continue;
+                if (eval_bound(q, ref->lo[k].expr, params, named, &us, &exact)) {
+                    failed = 1;
+                    continue;
+                }
                 if (!exact && us > INT64_MIN) us -= 1;
                 if (us > rlo || !have_lo) rlo = us;
                 have_lo = 1;
@@ -659,7 +668,10 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params)
             for (int k = 0; k < ref->nhi; k++) {
                 int64_t us;
                 int exact;
-                if (eval_bound(q, ref->hi[k].expr, params, named, &us, &exact)) continue;
+                if (eval_bound(q, ref->hi[k].expr, params, named, &us, &exact)) {
+                    failed = 1;
+                    continue;
+                }
                 if (exact && ref->hi[k].strict && us > INT64_MIN)
                     us -= 1; /* ts < x: the last microsecond before x */
                 else if (!exact && us < INT64_MAX)
@@ -672,7 +684,10 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params)
             if (have_lo && rlo < lo) lo = rlo;
             if (have_hi && rhi > hi) hi = rhi;
         }
-        if (!lo_open || !hi_open) {
+        char e2[256];
+        if (failed && exec(q->c, "SELECT 1", e2, sizeof e2)) {
+            *aborted = 1;
+        } else if (!lo_open || !hi_open) {
             h.all = 0;
             h.lo = lo_open ? INT64_MIN : hour_of_us(lo);
             h.hi = hi_open ? INT64_MAX : hour_of_us(hi);
@@ -1161,8 +1176,14 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
         goto done;
     }
     in_tx = 1;
-    hours h = query_hours(q, ast, req->params);
+    int aborted;
+    hours h = query_hours(q, ast, req->params, &aborted);
     json_decref(ast);
+    if (aborted && (exec(q->c, "ROLLBACK", err, sizeof err) ||
+                    exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
+        fail(o, 503, err);
+        goto done;
+    }
     if (make_view(q, &h, &pins, &o->files, err, sizeof err)) {
         fail(o, 503, err);
         goto done;
