@@ -22,9 +22,11 @@ int cmd_serve(int argc, char **argv)
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000,
             header_timeout = c.header_timeout_ms;
     int64_t query_timeout = c.query_timeout_ms;
-    uint64_t cache_max = c.cache_max, tail_buffer = c.tail_buffer;
+    uint64_t cache_max = c.cache_max, tail_buffer = c.tail_buffer, tail_queue = c.tail_queue,
+             tail_pattern_bytes = c.tail_pattern_bytes;
     long query_threads = c.query_threads;
-    long tail_clients = c.tail_max_clients;
+    long tail_clients = c.tail_max_clients, tail_patterns = c.tail_max_patterns;
+    long snap_downloads = c.snapshot_downloads;
     long threads = 0, dedup = (long)c.dedup_window, max_conn = c.max_connections,
          max_events = (long)c.max_events, max_open = (long)c.max_open_segments,
          max_url_args = c.max_url_args;
@@ -94,12 +96,20 @@ int cmd_serve(int argc, char **argv)
          "DuckDB's memory limit (default 1GiB)"},
         {"max-snapshot", "EVENTS_MAX_SNAPSHOT", OPT_SIZE, &max_snapshot, "SIZE",
          "largest database snapshot PUT /snapshots takes (default 1GiB)"},
+        {"snapshot-downloads", "EVENTS_SNAPSHOT_DOWNLOADS", OPT_INT, &snap_downloads, "N",
+         "GET /snapshots/S/B answers at once; 503 beyond (default 16)"},
         {"tail-buffer", "EVENTS_TAIL_BUFFER", OPT_SIZE, &tail_buffer, "SIZE",
          "bytes a /tail client may fall behind before it is dropped (default 1MiB)"},
         {"tail-heartbeat", "EVENTS_TAIL_HEARTBEAT", OPT_DURATION, &c.tail_heartbeat_ms, "DURATION",
          "a heartbeat on every /tail stream this often (default 15s)"},
         {"tail-max-clients", "EVENTS_TAIL_MAX_CLIENTS", OPT_INT, &tail_clients, "N",
          "GET /tail streams at once; 503 beyond (default 100)"},
+        {"tail-queue", "EVENTS_TAIL_QUEUE", OPT_SIZE, &tail_queue, "SIZE",
+         "accepted events waiting for the tail thread; beyond, not sent to tails (default 16MiB)"},
+        {"tail-max-patterns", "EVENTS_TAIL_MAX_PATTERNS", OPT_INT, &tail_patterns, "N",
+         "patterns in one GET /tail?type=; 400 beyond (default 16)"},
+        {"tail-max-pattern-bytes", "EVENTS_TAIL_MAX_PATTERN_BYTES", OPT_SIZE, &tail_pattern_bytes,
+         "N", "bytes of one /tail pattern, at most 1024; 400 beyond (default 256)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &log_level, "LEVEL",
@@ -195,6 +205,11 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "events serve: --max-snapshot must be at least 4KiB\n");
         return 2;
     }
+    if (snap_downloads < 1 || snap_downloads > 100000) {
+        fprintf(stderr, "events serve: --snapshot-downloads must be between 1 and 100000\n");
+        return 2;
+    }
+    c.snapshot_downloads = (int)snap_downloads;
     if (c.compact_retain_ms < query_timeout) {
         fprintf(stderr, "events serve: --compact-retain must be at least --query-timeout (a "
                         "running query may still read what compaction replaced)\n");
@@ -218,6 +233,15 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "events serve: --tail-max-clients must be between 1 and 100000\n");
         return 2;
     }
+    if (tail_queue < (64u << 10) || tail_patterns < 1 || tail_patterns > 1024 ||
+        tail_pattern_bytes < 1 || tail_pattern_bytes > 1024) {
+        fprintf(stderr, "events serve: --tail-queue must be at least 64KiB, --tail-max-patterns "
+                        "between 1 and 1024, --tail-max-pattern-bytes between 1 and 1024\n");
+        return 2;
+    }
+    c.tail_queue = (size_t)tail_queue;
+    c.tail_max_patterns = (int)tail_patterns;
+    c.tail_pattern_bytes = (size_t)tail_pattern_bytes;
     c.tail_max_clients = (int)tail_clients;
     c.tail_buffer = (size_t)tail_buffer;
     c.cache_max = cache_max;

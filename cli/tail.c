@@ -98,6 +98,16 @@ static void on_line(tailer *t, const char *l, size_t n)
         json_decref(v);
         return;
     }
+    if (!strcmp(t->event, "lost")) { /* a gap: the stream goes on */
+        json_t *v = json_loadb(d, dn, 0, NULL);
+        fprintf(stderr,
+                "events tail: %lld events were not sent: the server's tail queue was full\n",
+                (long long)json_integer_value(json_object_get(v, "events")));
+        json_decref(v);
+        return;
+    }
+    if (t->event[0] && strcmp(t->event, "message"))
+        return; /* an event kind this tool does not know */
     if (!t->pretty) {
         fwrite(d, 1, dn, stdout);
         fputc('\n', stdout);

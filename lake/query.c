@@ -2,11 +2,13 @@
  * query.c - the DuckDB query engine: sandbox, per-query views, answers.
  *
  * A query goes: extract its statements (exactly one) -> ask DuckDB to
- * serialize its parse tree and find the hours it can touch (prune.c) ->
- * pin the spool and list the lake for those hours -> replace this
- * connection's temporary view `events` -> prepare the statement and refuse
- * anything but SELECT/EXPLAIN-of-SELECT -> bind parameters -> run it
- * streaming with a deadline -> render chunks (result.c).
+ * serialize its parse tree -> begin a transaction -> find the hours it can
+ * touch (prune.c; DuckDB evaluates each bound, in this transaction so that
+ * now() is the query's own) -> pin the spool and list the lake for those
+ * hours -> replace this connection's temporary view `events` -> prepare the
+ * statement and refuse anything but SELECT/EXPLAIN-of-SELECT -> bind
+ * parameters -> run it streaming with a deadline -> render chunks
+ * (result.c) -> roll the transaction back (it only read).
  */
 #include "query.h"
 #include "evtime.h"
@@ -30,6 +32,7 @@ struct query_engine {
     lake_writer *writer;
     lake_cache *cache;
     char *root;         /* the lake's directory, or NULL: an object store read through cache */
+    char *volatile_fns; /* ",random,uuid,…,": DuckDB's volatile functions; read-only after open */
     pthread_mutex_t mu; /* conns */
     query_conn *conns;
     pthread_t watchdog;
@@ -49,7 +52,7 @@ struct query_conn {
     duckdb_connection c;
     duckdb_prepared_statement serialize;   /* SELECT json_serialize_sql($1) */
     duckdb_prepared_statement deserialize; /* SELECT json_deserialize_sql($1::JSON) */
-    json_t *eval_template;                 /* parse tree of SELECT CAST(NULL AS TIMESTAMP) */
+    json_t *eval_template;                 /* parse tree of SELECT try(CAST(x AS TIMESTAMP)), … */
     _Atomic int64_t deadline_ms;           /* monotonic; 0 when idle */
     _Atomic int timed_out;
     struct live fetched; /* the lake files of the running query */
@@ -180,6 +183,40 @@ static json_t *load_tree(const char *txt)
 
 /* ---- the engine ---------------------------------------------------------- */
 
+/*
+ * Keeps the names of DuckDB's volatile functions (random, uuid, current_query,
+ * …) as ",a,b,": a time bound that calls one would have one value where it is
+ * evaluated for pruning and another in the query, so it is not used.
+ */
+static int load_volatile(duckdb_connection c, query_engine *e, char *err, size_t errlen)
+{
+    duckdb_result r;
+    memset(&r, 0, sizeof r);
+    if (duckdb_query(c,
+                     "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
+                     "WHERE stability = 'VOLATILE'",
+                     &r) == DuckDBError) {
+        snprintf(err, errlen, "%s", duckdb_result_error(&r));
+        duckdb_destroy_result(&r);
+        return -1;
+    }
+    buf b = BUF_INIT;
+    buf_putc(&b, ',');
+    for (idx_t i = 0; i < duckdb_row_count(&r); i++) {
+        char *v = duckdb_value_varchar(&r, 0, i);
+        if (v) buf_printf(&b, "%s,", v);
+        duckdb_free(v);
+    }
+    duckdb_destroy_result(&r);
+    if (!buf_cstr(&b)) {
+        buf_free(&b);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    e->volatile_fns = b.p;
+    return 0;
+}
+
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen)
 {
     const char *root = cfg->store->ops->root(cfg->store);
@@ -263,6 +300,7 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     }
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
         rc = exec(c, MACROS[i], e2, sizeof e2);
+    if (!rc) rc = load_volatile(c, e, e2, sizeof e2);
     if (!rc) rc = exec(c, "SET lock_configuration = true", e2, sizeof e2);
     duckdb_disconnect(&c);
     if (rc) {
@@ -280,6 +318,7 @@ fail_db:
 fail:
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
+    free(e->volatile_fns);
     free(e->root);
     free(e);
     return -1;
@@ -296,6 +335,7 @@ void query_engine_close(query_engine *e)
     duckdb_close(&e->db);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
+    free(e->volatile_fns);
     free(e->root);
     free(e);
 }
@@ -319,8 +359,10 @@ query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
             DuckDBError ||
         duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) ==
             DuckDBError ||
-        duckdb_query(q->c, "SELECT json_serialize_sql('SELECT CAST(NULL AS TIMESTAMP)')", &r) ==
-            DuckDBError) {
+        duckdb_query(q->c,
+                     "SELECT json_serialize_sql('SELECT try(CAST(NULL AS TIMESTAMP)), "
+                     "try(CAST(NULL AS TIMESTAMP) = NULL)')",
+                     &r) == DuckDBError) {
         snprintf(err, errlen, "query: cannot prepare the parse-tree statements");
         query_conn_free(q);
         return NULL;
@@ -361,6 +403,18 @@ void query_conn_interrupt(query_conn *q)
 
 /* ---- parameters ------------------------------------------------------------ */
 
+/* Binds one JSON value (not an array or object) to parameter k. */
+static duckdb_state bind_value(duckdb_prepared_statement p, idx_t k, json_t *v)
+{
+    if (json_is_string(v))
+        return duckdb_bind_varchar_length(p, k, json_string_value(v), json_string_length(v));
+    if (json_is_integer(v)) return duckdb_bind_int64(p, k, json_integer_value(v));
+    if (json_is_real(v)) return duckdb_bind_double(p, k, json_real_value(v));
+    if (json_is_boolean(v)) return duckdb_bind_boolean(p, k, json_is_true(v));
+    if (json_is_null(v)) return duckdb_bind_null(p, k);
+    return DuckDBError;
+}
+
 static int bind_params(duckdb_prepared_statement p, json_t *params, char *err, size_t errlen)
 {
     idx_t want = duckdb_nparams(p);
@@ -373,25 +427,14 @@ static int bind_params(duckdb_prepared_statement p, json_t *params, char *err, s
     for (size_t i = 0; i < have; i++) {
         json_t *v = json_array_get(params, i);
         idx_t k = i + 1;
-        duckdb_state st;
-        if (json_is_string(v))
-            st = duckdb_bind_varchar_length(p, k, json_string_value(v), json_string_length(v));
-        else if (json_is_integer(v))
-            st = duckdb_bind_int64(p, k, json_integer_value(v));
-        else if (json_is_real(v))
-            st = duckdb_bind_double(p, k, json_real_value(v));
-        else if (json_is_boolean(v))
-            st = duckdb_bind_boolean(p, k, json_is_true(v));
-        else if (json_is_null(v))
-            st = duckdb_bind_null(p, k);
-        else {
+        if (json_is_array(v) || json_is_object(v)) {
             snprintf(err, errlen,
                      "parameter %zu is an array or object: params must be strings, numbers, "
                      "booleans or null",
                      k);
             return -1;
         }
-        if (st == DuckDBError) {
+        if (bind_value(p, k, v) == DuckDBError) {
             snprintf(err, errlen, "cannot bind parameter %zu", k);
             return -1;
         }
@@ -401,60 +444,148 @@ static int bind_params(duckdb_prepared_statement p, json_t *params, char *err, s
 
 /* ---- which files ----------------------------------------------------------- */
 
-#define HOUR_US INT64_C(3600000000)
+#define HOUR_US         INT64_C(3600000000)
+#define EVAL_MAX_PARAMS 64
 
-/* Evaluates a bound expression of the parse tree to microseconds since the epoch. */
-static int eval_bound(query_conn *q, json_t *expr, json_t *params, int64_t *us)
+/* The hour of a microsecond since the epoch: floor division, which cannot overflow. */
+static int64_t hour_of_us(int64_t us)
+{
+    int64_t h = us / HOUR_US;
+    return us % HOUR_US < 0 ? h - 1 : h;
+}
+
+/* The parameters of a bound evaluated on its own: its $k is the query's parameter of[k-1]. */
+typedef struct bound_params {
+    json_t *named; /* the query's named_param_map: [{key: identifier, value: index}] */
+    size_t of[EVAL_MAX_PARAMS];
+    int n;
+} bound_params;
+
+/* The query's 1-based index of the parameter with this identifier ("1", "name"), or 0. */
+static size_t param_index(json_t *named, const char *id)
+{
+    size_t i;
+    json_t *kv;
+    json_array_foreach(named, i, kv)
+    {
+        const char *k = json_string_value(json_object_get(kv, "key"));
+        json_int_t v = json_integer_value(json_object_get(kv, "value"));
+        if (k && !strcmp(k, id) && v > 0) return (size_t)v;
+    }
+    return 0;
+}
+
+static int is_volatile(const query_engine *e, const char *name)
+{
+    char key[160];
+    size_t n = strlen(name);
+    if (!e->volatile_fns || n + 3 > sizeof key) return 1;
+    key[0] = ',';
+    for (size_t i = 0; i < n; i++)
+        key[i + 1] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+    key[n + 1] = ',';
+    key[n + 2] = 0;
+    return strstr(e->volatile_fns, key) != NULL;
+}
+
+/*
+ * Readies a copy of a bound to be evaluated on its own statement: its
+ * parameters are renumbered $1..$n in order of appearance (DuckDB cannot bind
+ * a statement that has a $2 but no $1, which left every `ts < $2` unpruned),
+ * and a call of a volatile function makes it unusable (-1).
+ */
+static int ready_bound(const query_engine *e, json_t *node, bound_params *bp)
+{
+    size_t i;
+    json_t *c;
+    if (json_is_array(node)) {
+        json_array_foreach(node, i, c) if (ready_bound(e, c, bp)) return -1;
+        return 0;
+    }
+    if (!json_is_object(node)) return 0;
+    const char *cls = json_string_value(json_object_get(node, "class"));
+    if (cls && !strcmp(cls, "FUNCTION")) {
+        const char *fn = json_string_value(json_object_get(node, "function_name"));
+        if (!fn || is_volatile(e, fn)) return -1;
+    }
+    if (cls && !strcmp(cls, "PARAMETER")) {
+        const char *id = json_string_value(json_object_get(node, "identifier"));
+        size_t k = id ? param_index(bp->named, id) : 0;
+        int local = 0;
+        if (!k) return -1;
+        for (int j = 0; j < bp->n && !local; j++)
+            if (bp->of[j] == k) local = j + 1;
+        if (!local) {
+            if (bp->n == EVAL_MAX_PARAMS) return -1;
+            bp->of[bp->n++] = k;
+            local = bp->n;
+        }
+        char num[16];
+        snprintf(num, sizeof num, "%d", local);
+        return json_object_set_new(node, "identifier", json_string(num)) ? -1 : 0;
+    }
+    const char *key;
+    json_object_foreach(node, key, c) if (ready_bound(e, c, bp)) return -1;
+    return 0;
+}
+
+/*
+ * Evaluates a bound of the parse tree, x, as SELECT try(CAST(x AS TIMESTAMP)),
+ * try(CAST(x AS TIMESTAMP) = x), in the query's own transaction (so that now()
+ * is the query's instant; try(), because an error would abort the
+ * transaction). *us is the first, in microseconds since the epoch (±infinity
+ * are ±INT64_MAX); *exact says whether DuckDB's comparison finds it equal to
+ * x: when not (a TIMESTAMP_NS between two microseconds), x lies within a
+ * microsecond of *us. Returns -1 when the bound gives no usable value (NULL,
+ * an error, a volatile function): it is then not used.
+ */
+static int eval_bound(query_conn *q, json_t *expr, json_t *params, json_t *named, int64_t *us,
+                      int *exact)
 {
     if (!q->eval_template) return -1;
-    json_t *stmt = json_deep_copy(q->eval_template);
-    json_t *sel = json_array_get(
-        json_object_get(
-            json_object_get(json_array_get(json_object_get(stmt, "statements"), 0), "node"),
-            "select_list"),
-        0);
-    int rc = -1;
-    if (!sel || json_object_set(sel, "child", expr)) goto out;
-    char *txt = json_dumps(stmt, JSON_COMPACT);
+    bound_params bp = {.named = named};
+    json_t *x = json_deep_copy(expr), *stmt = json_deep_copy(q->eval_template);
+    json_t *list = json_object_get(
+        json_object_get(json_array_get(json_object_get(stmt, "statements"), 0), "node"),
+        "select_list");
+    json_t *cast = json_array_get(json_object_get(json_array_get(list, 0), "children"), 0),
+           *cmp = json_array_get(json_object_get(json_array_get(list, 1), "children"), 0);
+    char *txt = NULL, *sql = NULL;
+    duckdb_prepared_statement p = NULL;
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
-    if (!txt || duckdb_bind_varchar(q->deserialize, 1, txt) == DuckDBError ||
-        duckdb_execute_prepared(q->deserialize, &r) == DuckDBError) {
-        free(txt);
-        duckdb_destroy_result(&r);
+    int rc = -1;
+    if (!x || !cast || !cmp || ready_bound(q->e, x, &bp) || json_object_set(cast, "child", x) ||
+        json_object_set(json_object_get(cmp, "left"), "child", x) ||
+        json_object_set(cmp, "right", x))
         goto out;
-    }
-    free(txt);
-    char *sql = duckdb_value_varchar(&r, 0, 0);
+    if (!(txt = json_dumps(stmt, JSON_COMPACT)) ||
+        duckdb_bind_varchar(q->deserialize, 1, txt) == DuckDBError ||
+        duckdb_execute_prepared(q->deserialize, &r) == DuckDBError)
+        goto out;
+    sql = duckdb_value_varchar(&r, 0, 0);
     duckdb_destroy_result(&r);
-    duckdb_prepared_statement p;
-    if (!sql) goto out;
-    if (duckdb_prepare(q->c, sql, &p) == DuckDBSuccess) {
-        /* bind what the bound uses of the query's parameters */
-        idx_t n = duckdb_nparams(p);
-        int ok = 1;
-        for (idx_t i = 1; i <= n && ok; i++) {
-            json_t *v = json_array_get(params, i - 1);
-            if (json_is_string(v))
-                ok = duckdb_bind_varchar(p, i, json_string_value(v)) == DuckDBSuccess;
-            else if (json_is_integer(v))
-                ok = duckdb_bind_int64(p, i, json_integer_value(v)) == DuckDBSuccess;
-            else
-                ok = 0;
-        }
-        if (ok && duckdb_execute_prepared(p, &r) == DuckDBSuccess) {
-            if (duckdb_row_count(&r) == 1 && !duckdb_value_is_null(&r, 0, 0)) {
-                *us = duckdb_value_timestamp(&r, 0, 0).micros;
-                rc = 0;
-            }
-            duckdb_destroy_result(&r);
-        } else if (ok) {
-            duckdb_destroy_result(&r);
-        }
+    memset(&r, 0, sizeof r);
+    if (!sql || duckdb_prepare(q->c, sql, &p) == DuckDBError || duckdb_nparams(p) != (idx_t)bp.n)
+        goto out;
+    for (int i = 0; i < bp.n; i++) {
+        json_t *v = json_array_get(params, bp.of[i] - 1);
+        if (!v || json_is_array(v) || json_is_object(v) ||
+            bind_value(p, (idx_t)i + 1, v) == DuckDBError)
+            goto out;
     }
+    if (duckdb_execute_prepared(p, &r) == DuckDBError || duckdb_row_count(&r) != 1 ||
+        duckdb_value_is_null(&r, 0, 0))
+        goto out;
+    *us = duckdb_value_timestamp(&r, 0, 0).micros;
+    *exact = !duckdb_value_is_null(&r, 1, 0) && duckdb_value_boolean(&r, 1, 0);
+    rc = 0;
+out:
+    duckdb_destroy_result(&r);
     duckdb_destroy_prepare(&p);
     duckdb_free(sql);
-out:
+    free(txt);
+    json_decref(x);
     json_decref(stmt);
     return rc;
 }
@@ -494,11 +625,22 @@ static int select_tree(query_conn *q, const char *sql, json_t **ast)
     return ok;
 }
 
-/* The hours the query can touch; ast NULL: every hour. */
-static hours query_hours(query_conn *q, json_t *ast, json_t *params)
+/*
+ * The hours the query can touch; ast NULL: every hour. A bound is widened to
+ * the microsecond at or beyond it (ts < x: the last microsecond before x, when
+ * x is one exactly), then to its hour; ±infinity become hours no partition
+ * has, so '-infinity' prunes nothing and 'infinity' as a lower bound all.
+ * *aborted: a bound's evaluation failed in a way that ended the transaction
+ * (an error try() does not catch, as a parameter that cannot be converted):
+ * the caller must begin another, and every hour is read.
+ */
+static hours query_hours(query_conn *q, json_t *ast, json_t *params, int *aborted)
 {
     hours h = {1, 0, 1, 0, 0};
+    *aborted = 0;
     if (!ast) return h;
+    json_t *named =
+        json_object_get(json_array_get(json_object_get(ast, "statements"), 0), "named_param_map");
     prune_result pr;
     prune_analyse(ast, &pr);
     h.raw = pr.raw;
@@ -507,21 +649,33 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params)
         h.none = 1;
     } else if (!pr.unbounded && pr.nrefs > 0) {
         int64_t lo = INT64_MAX, hi = INT64_MIN;
-        int lo_open = 0, hi_open = 0; /* some reference has no bound on that side */
+        int lo_open = 0, hi_open = 0, failed = 0; /* failed: some bound could not be evaluated */
         for (int i = 0; i < pr.nrefs; i++) {
             prune_ref *ref = &pr.refs[i];
             int64_t rlo = INT64_MIN, rhi = INT64_MAX;
             int have_lo = 0, have_hi = 0;
             for (int k = 0; k < ref->nlo; k++) {
                 int64_t us;
-                if (eval_bound(q, ref->lo[k].expr, params, &us)) continue;
+                int exact;
+                if (eval_bound(q, ref->lo[k].expr, params, named, &us, &exact)) {
+                    failed = 1;
+                    continue;
+                }
+                if (!exact && us > INT64_MIN) us -= 1;
                 if (us > rlo || !have_lo) rlo = us;
                 have_lo = 1;
             }
             for (int k = 0; k < ref->nhi; k++) {
                 int64_t us;
-                if (eval_bound(q, ref->hi[k].expr, params, &us)) continue;
-                if (ref->hi[k].strict) us -= 1; /* ts < x: the last microsecond before x */
+                int exact;
+                if (eval_bound(q, ref->hi[k].expr, params, named, &us, &exact)) {
+                    failed = 1;
+                    continue;
+                }
+                if (exact && ref->hi[k].strict && us > INT64_MIN)
+                    us -= 1; /* ts < x: the last microsecond before x */
+                else if (!exact && us < INT64_MAX)
+                    us += 1;
                 if (us < rhi || !have_hi) rhi = us;
                 have_hi = 1;
             }
@@ -530,10 +684,13 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params)
             if (have_lo && rlo < lo) lo = rlo;
             if (have_hi && rhi > hi) hi = rhi;
         }
-        if (!lo_open || !hi_open) {
+        char e2[256];
+        if (failed && exec(q->c, "SELECT 1", e2, sizeof e2)) {
+            *aborted = 1;
+        } else if (!lo_open || !hi_open) {
             h.all = 0;
-            h.lo = lo_open ? INT64_MIN : (lo < 0 ? (lo - HOUR_US + 1) / HOUR_US : lo / HOUR_US);
-            h.hi = hi_open ? INT64_MAX : (hi < 0 ? (hi - HOUR_US + 1) / HOUR_US : hi / HOUR_US);
+            h.lo = lo_open ? INT64_MIN : hour_of_us(lo);
+            h.hi = hi_open ? INT64_MAX : hour_of_us(hi);
         }
     }
     prune_free(&pr);
@@ -978,6 +1135,7 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
     int have_res = 0;
     lake_spool_pins *pins = NULL;
     render rd = {req, sink, o, NULL, 0, NULL, BUF_INIT};
+    int in_tx = 0;
     atomic_store(&q->timed_out, 0);
 
     if (!req->sql || !*req->sql) {
@@ -1007,8 +1165,25 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
         fail(o, 400, err);
         goto done;
     }
-    hours h = query_hours(q, ast, req->params);
+    /* one transaction from the bounds' evaluation to the end of the query: now() and the
+     * other clock functions are then the same instant in both (DuckDB gives the
+     * transaction's start), so a bound like now() - INTERVAL 1 HOUR prunes exactly */
+    if (exec(q->c, "BEGIN TRANSACTION", err, sizeof err) &&
+        (exec(q->c, "ROLLBACK", err, sizeof err),
+         exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
+        fail(o, 503, err);
+        json_decref(ast);
+        goto done;
+    }
+    in_tx = 1;
+    int aborted;
+    hours h = query_hours(q, ast, req->params, &aborted);
     json_decref(ast);
+    if (aborted && (exec(q->c, "ROLLBACK", err, sizeof err) ||
+                    exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
+        fail(o, 503, err);
+        goto done;
+    }
     if (make_view(q, &h, &pins, &o->files, err, sizeof err)) {
         fail(o, 503, err);
         goto done;
@@ -1106,6 +1281,10 @@ done:
     if (have_res) duckdb_destroy_result(&res);
     duckdb_destroy_prepare(&p);
     duckdb_destroy_extracted(&st);
+    if (in_tx) { /* it only read: nothing to keep, and the view it replaced comes back */
+        char e2[256];
+        exec(q->c, "ROLLBACK", e2, sizeof e2);
+    }
     if (q->e->writer) lake_writer_unpin_spool(q->e->writer, pins);
     live_free(q, &q->fetched);
 }

@@ -85,6 +85,8 @@ typedef struct server {
     int compact_stop;
     _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
         compact_deleted;
+    _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
+    _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
 } server;
 
 /* ---- background compaction ------------------------------------------------- */
@@ -187,6 +189,7 @@ typedef struct request {
     unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
     char discard_error[160];
     snap_upload *snap; /* K_SNAP_PUT: the upload so far */
+    int snap_download; /* K_SNAP_GET: counted in snap_downloads until the request completes */
     char snap_source[64], snap_bookmark[17];
     const char *cors; /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
     int close;        /* answer with Connection: close */
@@ -215,10 +218,14 @@ void server_config_defaults(server_config *c)
     c->query_max_rows = 100000;
     c->query_memory = 1ull << 30;
     c->max_snapshot = 1ull << 30;
+    c->snapshot_downloads = 16;
     c->cache_max = 1ull << 30;
     c->tail_buffer = 1u << 20;
     c->tail_heartbeat_ms = 15000;
     c->tail_max_clients = 100;
+    c->tail_queue = 16u << 20;
+    c->tail_max_patterns = 16;
+    c->tail_pattern_bytes = 256;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
@@ -444,10 +451,32 @@ static enum MHD_Result handle_snapshots(server *s, request *r)
         const char *src = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
         st = snap_list(s->store, src && *src ? src : NULL, &b);
     } else {
-        st = snap_get(s->store, r->snap_source, r->snap_bookmark, &b);
+        /* streamed from a file, never held in memory: a slow reader costs a descriptor and,
+         * for an object store, a temporary file; their number is bounded */
+        r->snap_download = 1;
+        if (atomic_fetch_add(&s->snap_downloads, 1) >= s->cfg.snapshot_downloads) {
+            s->snap_downloads_refused++;
+            return send_error(r, 503,
+                              "%d snapshot downloads are running, the most this server takes "
+                              "(--snapshot-downloads)",
+                              s->cfg.snapshot_downloads);
+        }
+        int fd;
+        uint64_t size;
+        st = snap_open(s->store, s->spool, r->snap_source, r->snap_bookmark, &fd, &size, &b);
         if (st == 200) {
-            ok = send_response(r, 200, "application/vnd.sqlite3", b.p, b.len, NULL, NULL);
             buf_free(&b);
+            struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+            if (!resp) {
+                close(fd);
+                return send_error(r, 503, "out of memory");
+            }
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/vnd.sqlite3");
+            MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+            ok = MHD_queue_response(r->conn, 200, resp);
+            MHD_destroy_response(resp);
+            answered(r, 200);
             return ok;
         }
     }
@@ -520,10 +549,11 @@ static enum MHD_Result handle_web(request *r, const char *url)
 static enum MHD_Result handle_tail(server *s, request *r)
 {
     const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
-    if (type && strlen(type) > 1000) return send_error(r, 400, "type: at most 1000 characters");
-    uint64_t clients, dropped;
-    tail_hub_counts(s->tail, &clients, &dropped);
-    if (clients >= (uint64_t)s->cfg.tail_max_clients)
+    char err[256];
+    if (tail_check_patterns(s->tail, type, err, sizeof err)) return send_error(r, 400, "%s", err);
+    tail_stats ts;
+    tail_hub_stats(s->tail, &ts);
+    if (ts.clients >= (uint64_t)s->cfg.tail_max_clients)
         return send_error(r, 503,
                           "%d live tails are open, the most this server takes (--tail-max-clients)",
                           s->cfg.tail_max_clients);
@@ -537,24 +567,20 @@ static enum MHD_Result handle_tail(server *s, request *r)
     return ok;
 }
 
-/* After an answered ingest: its stored events to the live tail. */
+/*
+ * After an answered ingest: its stored events to the live tail. The tail takes
+ * the request's lines and offsets over, so this costs a lock, whatever the
+ * tail's clients ask for (tail.h).
+ */
 static void publish(server *s, request *r)
 {
-    const char *lines = r->batch.lines;
-    for (size_t i = 0; i < r->batch.n; i++) {
-        const lake_event *e = &r->batch.ev[i];
-        if (!e->stored) continue;
-        const char *p = lines + e->off;
-        size_t len = e->len;
-        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r')) len--;
-        /* a normalised line: {"id":…,"type":"…",… */
-        const char *t = memmem(p, len < 1024 ? len : 1024, "\"type\":\"", 8);
-        if (!t) continue;
-        t += 8;
-        const char *q = memchr(t, '"', len - (size_t)(t - p));
-        if (!q) continue;
-        tail_publish(s->tail, t, (size_t)(q - t), p, len);
-    }
+    tail_publish(s->tail, r->res.lines.p, r->res.lines.len, r->res.ev, r->res.n);
+    r->res.lines = (buf)BUF_INIT;
+    r->res.ev = NULL;
+    r->res.n = r->res.cap = 0;
+    r->batch.lines = NULL;
+    r->batch.ev = NULL;
+    r->batch.n = 0;
 }
 
 static enum MHD_Result handle_metrics(server *s, request *r)
@@ -573,11 +599,26 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     s->compact_rows);
     metrics_counter(&b, "events_compaction_deleted_total",
                     "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
-    uint64_t tc, td;
-    tail_hub_counts(s->tail, &tc, &td);
-    metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)tc);
+    tail_stats ts;
+    tail_hub_stats(s->tail, &ts);
+    metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)ts.clients);
     metrics_counter(&b, "events_tail_dropped_total",
-                    "Clients of GET /tail dropped for falling behind.", td);
+                    "Clients of GET /tail dropped for falling behind.", ts.dropped);
+    metrics_counter(&b, "events_tail_refused_total",
+                    "GET /tail refused for its patterns (--tail-max-patterns, "
+                    "--tail-max-pattern-bytes).",
+                    ts.refused);
+    metrics_counter(&b, "events_tail_lost_total",
+                    "Accepted events not sent to live tails: the tail queue (--tail-queue) was "
+                    "full.",
+                    ts.lost);
+    metrics_gauge(&b, "events_tail_queue_bytes", "Bytes of events waiting for the tail thread.",
+                  (long long)ts.queue_bytes);
+    metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
+                  (long long)atomic_load(&s->snap_downloads));
+    metrics_counter(&b, "events_snapshot_downloads_refused_total",
+                    "GET /snapshots/S/B refused: --snapshot-downloads were running.",
+                    s->snap_downloads_refused);
     if (s->cache) {
         lake_cache_stats cs;
         lake_cache_stats_get(s->cache, &cs);
@@ -957,6 +998,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_request(r->route, 499,
                         evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
     snap_abort(r->snap);
+    if (r->snap_download) atomic_fetch_sub(&s->snap_downloads, 1);
     buf_free(&r->body);
     buf_free(&r->answer);
     ingest_result_free(&r->res);
@@ -1168,8 +1210,16 @@ int server_run(const server_config *cfg)
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
+    int cleaned = snap_clean(spool); /* the writer holds the spool now: no one else uses it */
+    if (cleaned) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", cleaned);
+        log_msg(LOG_INFO, "snapshot leftovers removed", "files", n, LOG_END);
+    }
 
-    if (!(s->tail = tail_hub_new(cfg->tail_buffer, cfg->tail_heartbeat_ms))) {
+    tail_config tc = {cfg->tail_buffer, cfg->tail_heartbeat_ms, cfg->tail_queue,
+                      cfg->tail_max_patterns, cfg->tail_pattern_bytes};
+    if (!(s->tail = tail_hub_new(&tc))) {
         log_msg(LOG_ERROR, "cannot start", "error", "cannot start the live tail", LOG_END);
         goto out;
     }

@@ -50,9 +50,13 @@ typedef struct server_config {
     uint64_t query_max_rows;   /* rows in one answer; default 100,000 */
     uint64_t query_memory;     /* DuckDB's memory limit; default 1 GiB */
     uint64_t max_snapshot;     /* largest snapshot upload; default 1 GiB */
+    int snapshot_downloads;    /* GET /snapshots/S/B answers at once, 503 beyond; default 16 */
     size_t tail_buffer;        /* bytes a /tail client may fall behind; default 1 MiB */
     int64_t tail_heartbeat_ms; /* a comment on every /tail stream this often; default 15 s */
     int tail_max_clients;      /* /tail streams at once, 503 beyond; default 100 */
+    size_t tail_queue;         /* accepted events waiting for the tail thread; default 16 MiB */
+    int tail_max_patterns;     /* patterns in one /tail subscription; default 16 */
+    size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
 } server_config;
 
 /* Fills cfg with the defaults above. */

@@ -7,6 +7,7 @@
 #include "evtime.h"
 #include "layout.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct snap_upload {
@@ -126,13 +128,38 @@ static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
     return status;
 }
 
+/*
+ * path as a SQLite URI that opens the file immutable: read-only, without locks,
+ * and without the -wal and -shm files a database in WAL mode otherwise gets
+ * beside it (the server is the only one with the file).
+ */
+static void immutable_uri(const char *path, buf *out)
+{
+    buf_puts(out, path[0] == '/' ? "file://" : "file:"); /* an empty authority, then the path */
+    for (const char *p = path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            buf_printf(out, "%%%02X", (unsigned)(unsigned char)*p);
+        else
+            buf_putc(out, *p);
+    }
+    buf_puts(out, "?immutable=1");
+}
+
 /* The tables of the snapshot (not libevents' own) with their row counts; NULL if it is not a sound
  * database. */
 static json_t *describe(const char *path, char *err, size_t errlen)
 {
-    sqlite3 *db;
+    sqlite3 *db = NULL;
     json_t *tables = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    buf uri = BUF_INIT;
+    immutable_uri(path, &uri);
+    if (!buf_cstr(&uri)) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int rc = sqlite3_open_v2(uri.p, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    buf_free(&uri);
+    if (rc != SQLITE_OK) {
         snprintf(err, errlen, "not a SQLite database: %s", sqlite3_errmsg(db));
         goto out;
     }
@@ -281,13 +308,52 @@ unsigned snap_list(store *st, const char *source, buf *answer)
     return 200;
 }
 
-unsigned snap_get(store *st, const char *source, const char *bookmark, buf *out)
+unsigned snap_open(store *st, const char *tmp_dir, const char *source, const char *bookmark,
+                   int *fd, uint64_t *size, buf *out)
 {
-    char key[LAKE_KEY_MAX];
+    char key[LAKE_KEY_MAX], path[4200];
     lake_snapshot_key(source, bookmark, "db", key);
     out->len = 0;
-    int rc = store_get(st, key, 0, 0, out);
-    if (rc == STORE_ENOENT) return fail(out, 404, "no snapshot %s/%s", source, bookmark);
-    if (rc) return fail(out, 503, "cannot read the snapshot: %s", store_errmsg());
+    *fd = -1;
+    const char *root = st->ops->root(st);
+    int tmp = !root;
+    if (root) { /* the lake's own file */
+        snprintf(path, sizeof path, "%s/%s", root, key);
+    } else { /* a copy, streamed to local disk, not memory */
+        snprintf(path, sizeof path, "%s/snapshot-get-%016llx.tmp", tmp_dir,
+                 (unsigned long long)evrand_u64());
+        int rc = store_get_file(st, key, path);
+        if (rc == STORE_ENOENT) return fail(out, 404, "no snapshot %s/%s", source, bookmark);
+        if (rc) return fail(out, 503, "cannot read the snapshot: %s", store_errmsg());
+    }
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    int e = errno;
+    if (tmp) unlink(path); /* the descriptor keeps it until the answer is sent */
+    if (f < 0 && e == ENOENT) return fail(out, 404, "no snapshot %s/%s", source, bookmark);
+    if (f < 0)
+        return fail(out, 503, "cannot read the snapshot %s/%s: %s", source, bookmark, strerror(e));
+    struct stat sb;
+    if (fstat(f, &sb) || !S_ISREG(sb.st_mode)) {
+        close(f);
+        return fail(out, 404, "no snapshot %s/%s", source, bookmark);
+    }
+    *fd = f;
+    *size = (uint64_t)sb.st_size;
     return 200;
+}
+
+int snap_clean(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len > 13 && !strncmp(de->d_name, "snapshot-", 9) &&
+            !strcmp(de->d_name + len - 4, ".tmp") && !unlinkat(dirfd(d), de->d_name, 0))
+            n++;
+    }
+    closedir(d);
+    return n;
 }

@@ -3,7 +3,7 @@
  *
  *   PUT /snapshots/{source}/{bookmark}   a SQLite database file as the body
  *   GET /snapshots[?source=S]            the manifests, oldest first
- *   GET /snapshots/{source}/{bookmark}   the file
+ *   GET /snapshots/{source}/{bookmark}   the file, streamed from disk
  *
  * An upload is written to a temporary file in the spool while its SHA-256 is
  * computed, checked (a SQLite database that passes quick_check), then moved
@@ -42,8 +42,18 @@ void snap_abort(snap_upload *u);
 /* The manifests (of one source, or all): {"snapshots":[…]}. Returns the HTTP status. */
 unsigned snap_list(store *st, const char *source, buf *answer);
 
-/* The file of a snapshot into out (whole). Returns the HTTP status; on an error, out holds the JSON
- * answer. */
-unsigned snap_get(store *st, const char *source, const char *bookmark, buf *out);
+/*
+ * Opens the file of a snapshot to be streamed: *fd (the caller closes it, or
+ * hands it to libmicrohttpd) and *size. A directory lake's file is opened
+ * where it is; an object store's is first copied to a temporary file in
+ * tmp_dir (streamed, never whole in memory), unlinked as soon as it is open,
+ * so that nothing is left behind whatever happens. Returns the HTTP status;
+ * on an error, out holds the JSON answer and *fd is -1.
+ */
+unsigned snap_open(store *st, const char *tmp_dir, const char *source, const char *bookmark,
+                   int *fd, uint64_t *size, buf *out);
+
+/* Removes what uploads and downloads cut short by a crash left in dir; returns how many. */
+int snap_clean(const char *dir);
 
 #endif

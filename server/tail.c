@@ -1,27 +1,46 @@
 /*
  * tail.c - Server-Sent Events of accepted events (tail.h).
  *
- * Locks: the hub's mutex guards the client list; each client's mutex guards
- * its buffer and state. A publisher takes the hub's, then each client's;
- * libmicrohttpd's reader callback takes only its client's. A client is
- * suspended only by its reader, with its mutex held and `suspended` set in
- * the same critical section, and resumed only by whoever clears `suspended`:
- * so it is never resumed twice or while running.
+ * The flow: ingest's HTTP thread -> tail_publish (the request's lines and
+ * offsets, taken over and linked onto the queue: no copy) -> the tail thread
+ * -> the type table (which clients want this type) -> each such client's
+ * buffer -> libmicrohttpd's reader callback -> the socket. Ingest's cost is
+ * one lock; what clients ask for costs only the tail thread, and when it
+ * falls behind by more than the queue's bound, events are not sent to live
+ * tails (counted, and announced in each stream where the gap is) instead of
+ * slowing ingest down.
+ *
+ * Matching: each pattern is compiled at subscribe time into a bit-parallel
+ * NFA (Shift-And with a self-loop for '*'): one pass over the type, a few
+ * word operations per character, whatever the pattern. The clients that
+ * want a type are worked out on its first event and kept in a table keyed by
+ * a SipHash of the type (so that types cannot be made to collide); the
+ * table is emptied when a client comes or goes, or when it is half full.
+ *
+ * Locks: q_mu guards the queue (publishers, the tail thread). mu guards the
+ * client list and the type table (the tail thread, tail_response,
+ * client_free). Each client's mu guards its buffer and state. Order: mu,
+ * then a client's mu; q_mu is never held with another. A client is suspended
+ * only by its reader, with its mutex held and `suspended` set in the same
+ * critical section, and resumed only by whoever clears `suspended`: so it is
+ * never resumed twice or while running.
  *
  * A suspended connection is not watched by libmicrohttpd, so a client that
  * goes away would keep its slot (and count against --tail-max-clients) until
- * the next heartbeat tried to write to it. So the watcher thread, which also
- * sends the heartbeats, waits in epoll for the clients' sockets to be shut
- * down by their peer (EPOLLRDHUP: a tail client sends nothing after its
- * request, so that is its leaving) and ends such a client's stream at once:
- * libmicrohttpd then closes the connection and frees the client. Epoll
- * entries carry a client's id, not its address, and are looked up under the
- * hub's mutex, so an event for a client already freed finds nothing.
+ * the next heartbeat tried to write to it. So a watcher thread waits in epoll
+ * for the clients' sockets to be shut down by their peer (EPOLLRDHUP: a tail
+ * client sends nothing after its request, so that is its leaving) and ends
+ * such a client's stream at once: libmicrohttpd then closes the connection
+ * and frees the client. Epoll entries carry a client's id, not its address,
+ * and are looked up under mu, so an event for a client already freed finds
+ * nothing.
  */
 #include "tail.h"
 
 #include "buf.h"
+#include "evrand.h"
 #include "evtime.h"
+#include "siphash.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,6 +54,82 @@
 
 enum { OPEN, ENDING };
 
+/* ---- patterns ---------------------------------------------------------------- */
+
+/*
+ * Event types are [a-z0-9_.-] (ingest validates them): 39 classes, and one
+ * for any other byte, which only '?' matches. A literal outside the 39 can
+ * match no type.
+ */
+#define CLASSES   40
+#define MAX_WORDS (TAIL_PATTERN_BYTES_MAX / 64 + 1)
+
+static int class_of(unsigned char c)
+{
+    if (c >= 'a' && c <= 'z') return c - 'a';
+    if (c >= '0' && c <= '9') return 26 + (c - '0');
+    return c == '_' ? 36 : c == '.' ? 37 : c == '-' ? 38 : 39;
+}
+
+/*
+ * A glob as a Shift-And automaton. State i: the first i non-'*' characters
+ * of the pattern matched. mask[k] has bit i+1 when pattern character i takes
+ * a character of class k; loop has bit i when a '*' follows character i (or
+ * starts the pattern, i = 0): that state stays on any character.
+ */
+typedef struct glob {
+    int m, words;
+    uint64_t *mask; /* CLASSES rows of words, then the loop row */
+} glob;
+
+static int glob_compile(const char *p, size_t n, glob *g)
+{
+    g->m = 0;
+    for (size_t i = 0; i < n; i++) g->m += p[i] != '*';
+    g->words = g->m / 64 + 1;
+    if (g->words > MAX_WORDS) return -1;
+    g->mask = calloc((size_t)(CLASSES + 1) * (size_t)g->words, sizeof *g->mask);
+    if (!g->mask) return -1;
+    uint64_t *loop = g->mask + (size_t)CLASSES * (size_t)g->words;
+    int state = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '*') {
+            loop[state / 64] |= UINT64_C(1) << (state % 64);
+            continue;
+        }
+        int next = state + 1, k = class_of((unsigned char)p[i]);
+        uint64_t bit = UINT64_C(1) << (next % 64);
+        size_t at = (size_t)(next / 64);
+        if (p[i] == '?') {
+            for (int c = 0; c < CLASSES; c++) g->mask[(size_t)c * (size_t)g->words + at] |= bit;
+        } else if (k < CLASSES - 1) {
+            g->mask[(size_t)k * (size_t)g->words + at] |= bit;
+        }
+        state = next;
+    }
+    return 0;
+}
+
+static int glob_match(const glob *g, const char *s, size_t n)
+{
+    uint64_t d[MAX_WORDS] = {1};
+    const uint64_t *loop = g->mask + (size_t)CLASSES * (size_t)g->words;
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t *a = g->mask + (size_t)class_of((unsigned char)s[i]) * (size_t)g->words;
+        uint64_t carry = 0, any = 0;
+        for (int w = 0; w < g->words; w++) {
+            uint64_t x = d[w];
+            d[w] = (((x << 1) | carry) & a[w]) | (x & loop[w]);
+            carry = x >> 63;
+            any |= d[w];
+        }
+        if (!any) return 0;
+    }
+    return (int)((d[g->m / 64] >> (g->m % 64)) & 1);
+}
+
+/* ---- clients and the hub ------------------------------------------------------- */
+
 typedef struct client {
     tail_hub *h;
     struct MHD_Connection *conn;
@@ -44,24 +139,62 @@ typedef struct client {
     buf out;
     size_t sent; /* bytes of out already given to libmicrohttpd */
     int suspended, state;
-    char *patbuf;
-    char **pats;
-    size_t npats;
+    glob *globs; /* none: every event */
+    size_t nglobs;
     struct client *prev, *next;
 } client;
 
+/* One request's events on the queue (owned); n 0 is a gap: `lost` events were not queued here. */
+typedef struct chunk {
+    struct chunk *next;
+    char *lines;
+    lake_event *ev;
+    size_t n, bytes;
+    uint64_t lost;
+} chunk;
+
+static void chunk_free(chunk *ch)
+{
+    free(ch->lines);
+    free(ch->ev);
+    free(ch);
+}
+
+/* The clients that want one type; hash 0: an empty slot. */
+typedef struct type_entry {
+    uint64_t hash;
+    char *type;
+    size_t len, n, cap;
+    client **who;
+} type_entry;
+
+#define TYPE_SLOTS 1024 /* a power of two; emptied at half full */
+
 struct tail_hub {
-    pthread_mutex_t mu;
-    int ep;   /* epoll: the clients' sockets, for their peer leaving, and wake */
-    int wake; /* eventfd: tail_hub_close wakes the watcher */
-    uint64_t next_id;
+    tail_config cfg;
+    pthread_mutex_t mu; /* head, closed, the type table */
     client *head;
-    size_t max;
-    int64_t heartbeat_ms;
     int closed;
-    _Atomic int active;
-    _Atomic uint64_t dropped;
+    type_entry types[TYPE_SLOTS];
+    size_t ntypes;
+    type_entry *last; /* the entry of the previous event: a batch is often of one type */
+    int types_stale;  /* a client came or went: empty the table before using it */
+    uint8_t key[16];  /* SipHash key of the type table */
+
+    pthread_mutex_t q_mu; /* the queue */
+    pthread_cond_t q_cv;  /* on CLOCK_MONOTONIC: work, closing, or the next heartbeat */
+    chunk *q_head, *q_tail;
+    size_t q_bytes;
+    int closing;
+    pthread_t thread;
+
+    int ep;           /* epoll: the clients' sockets, for their peer leaving, and wake */
+    int wake;         /* eventfd: tail_hub_close wakes the watcher */
+    uint64_t next_id; /* under mu */
     pthread_t watcher;
+
+    _Atomic int active;
+    _Atomic uint64_t dropped, refused, lost, queue_bytes;
 };
 
 /* Appends text, or drops the client when it would fall too far behind. c->mu held. */
@@ -69,7 +202,7 @@ static void queue(client *c, const char *p, size_t n, const char *p2, size_t n2,
                   size_t n3)
 {
     if (c->state != OPEN) return;
-    if (c->out.len - c->sent + n + n2 + n3 > c->h->max) {
+    if (c->out.len - c->sent + n + n2 + n3 > c->h->cfg.buffer_max) {
         /* what is queued goes, except the rest of a message already partly sent: the
          * client must see whole messages, then the last one */
         size_t to = c->sent;
@@ -84,7 +217,7 @@ static void queue(client *c, const char *p, size_t n, const char *p2, size_t n2,
         buf_printf(&c->out,
                    "event: dropped\ndata: {\"error\":\"this client fell more than %zu bytes behind "
                    "the events; reconnect to go on\"}\n\n",
-                   c->h->max);
+                   c->h->cfg.buffer_max);
         c->state = ENDING;
         c->h->dropped++;
     } else {
@@ -98,55 +231,177 @@ static void queue(client *c, const char *p, size_t n, const char *p2, size_t n2,
     }
 }
 
-/*
- * A glob of '*' (any run) and '?' (any one character) over s, in O(len(p) *
- * len(s)) at worst: on a mismatch only the last '*' is retried. (fnmatch(3)
- * backtracks over every '*', which a pattern like "*a*a*a*a*b" turns into a
- * cost that grows as a power of the type's length, paid on the ingest path.)
- */
-static int glob(const char *p, const char *s)
+static int matches(const client *c, const char *type, size_t len)
 {
-    const char *star = NULL, *resume = NULL;
-    while (*s) {
-        if (*p == '*') {
-            star = ++p;
-            resume = s;
-        } else if (*p && (*p == '?' || *p == *s)) {
-            p++, s++;
-        } else if (star) {
-            p = star;
-            s = ++resume;
-        } else {
-            return 0;
-        }
-    }
-    while (*p == '*') p++;
-    return !*p;
-}
-
-static int matches(const client *c, const char *type)
-{
-    if (!c->npats) return 1;
-    for (size_t i = 0; i < c->npats; i++)
-        if (glob(c->pats[i], type)) return 1;
+    if (!c->nglobs) return 1;
+    for (size_t i = 0; i < c->nglobs; i++)
+        if (glob_match(&c->globs[i], type, len)) return 1;
     return 0;
 }
 
-void tail_publish(tail_hub *h, const char *type, size_t type_len, const char *json, size_t len)
+/* Queues text to every client. h->mu held. */
+static void to_all(tail_hub *h, const char *text, size_t n)
 {
-    char t[256];
-    if (type_len >= sizeof t) type_len = sizeof t - 1;
-    memcpy(t, type, type_len);
-    t[type_len] = 0;
-    pthread_mutex_lock(&h->mu);
     for (client *c = h->head; c; c = c->next) {
-        if (!matches(c, t)) continue;
         pthread_mutex_lock(&c->mu);
-        queue(c, "data: ", 6, json, len, "\n\n", 2);
+        queue(c, text, n, NULL, 0, NULL, 0);
         pthread_mutex_unlock(&c->mu);
+    }
+}
+
+/* ---- the type table (h->mu held) ------------------------------------------------ */
+
+static void types_clear(tail_hub *h)
+{
+    for (size_t i = 0; i < TYPE_SLOTS; i++) {
+        free(h->types[i].type);
+        h->types[i].type = NULL;
+        h->types[i].hash = 0;
+        h->types[i].n = 0;
+    }
+    h->ntypes = 0;
+    h->last = NULL;
+    h->types_stale = 0;
+}
+
+/* The entry of a type, filled on first use; NULL when out of memory. */
+static type_entry *types_get(tail_hub *h, const char *type, size_t len)
+{
+    if (h->types_stale || h->ntypes >= TYPE_SLOTS / 2) types_clear(h);
+    if (h->last && h->last->len == len && !memcmp(h->last->type, type, len)) return h->last;
+    uint8_t d[16];
+    siphash128(type, len, h->key, d);
+    uint64_t hash;
+    memcpy(&hash, d, sizeof hash);
+    hash |= 1; /* never 0, the empty slot */
+    size_t i = (size_t)hash & (TYPE_SLOTS - 1);
+    for (; h->types[i].hash; i = (i + 1) & (TYPE_SLOTS - 1)) {
+        type_entry *e = &h->types[i];
+        if (e->hash == hash && e->len == len && !memcmp(e->type, type, len)) return h->last = e;
+    }
+    type_entry *e = &h->types[i];
+    if (!(e->type = malloc(len ? len : 1))) return NULL;
+    memcpy(e->type, type, len);
+    e->len = len;
+    e->n = 0;
+    for (client *c = h->head; c; c = c->next) {
+        if (!matches(c, type, len)) continue;
+        if (e->n == e->cap) {
+            size_t nc = e->cap ? e->cap * 2 : 8;
+            client **nw = realloc(e->who, nc * sizeof *nw);
+            if (!nw) {
+                free(e->type);
+                e->type = NULL;
+                return NULL;
+            }
+            e->who = nw;
+            e->cap = nc;
+        }
+        e->who[e->n++] = c;
+    }
+    e->hash = hash;
+    h->ntypes++;
+    return h->last = e;
+}
+
+/* ---- the tail thread -------------------------------------------------------------- */
+
+static void deliver_event(tail_hub *h, const char *type, size_t tlen, const char *json, size_t len)
+{
+    pthread_mutex_lock(&h->mu);
+    type_entry *e = types_get(h, type, tlen);
+    if (e) {
+        for (size_t i = 0; i < e->n; i++) {
+            client *c = e->who[i];
+            pthread_mutex_lock(&c->mu);
+            queue(c, "data: ", 6, json, len, "\n\n", 2);
+            pthread_mutex_unlock(&c->mu);
+        }
+    } else { /* out of memory for the table: match one by one */
+        for (client *c = h->head; c; c = c->next) {
+            if (!matches(c, type, tlen)) continue;
+            pthread_mutex_lock(&c->mu);
+            queue(c, "data: ", 6, json, len, "\n\n", 2);
+            pthread_mutex_unlock(&c->mu);
+        }
     }
     pthread_mutex_unlock(&h->mu);
 }
+
+static void deliver(tail_hub *h, const chunk *ch)
+{
+    if (!ch->n) {
+        char msg[256];
+        int n = snprintf(msg, sizeof msg,
+                         "event: lost\ndata: {\"events\":%llu,\"error\":\"the server's tail queue "
+                         "was full: %llu events were not sent here\"}\n\n",
+                         (unsigned long long)ch->lost, (unsigned long long)ch->lost);
+        pthread_mutex_lock(&h->mu);
+        to_all(h, msg, (size_t)n);
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
+    for (size_t i = 0; i < ch->n; i++) {
+        const lake_event *e = &ch->ev[i];
+        if (!e->stored) continue;
+        const char *p = ch->lines + e->off;
+        size_t len = e->len;
+        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r')) len--;
+        /* a normalised line: {"id":…,"type":"…",… */
+        const char *t = memmem(p, len < 1024 ? len : 1024, "\"type\":\"", 8);
+        if (!t) continue;
+        t += 8;
+        const char *q = memchr(t, '"', len - (size_t)(t - p));
+        if (q) deliver_event(h, t, (size_t)(q - t), p, len);
+    }
+}
+
+static void heartbeat(tail_hub *h)
+{
+    char line[64], now[EVTIME_LEN + 1];
+    evtime_format(evtime_now_ms(), now);
+    int n = snprintf(line, sizeof line, ": heartbeat %s\n\n", now);
+    pthread_mutex_lock(&h->mu);
+    to_all(h, line, (size_t)n);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void *tail_main(void *arg)
+{
+    tail_hub *h = arg;
+    int64_t beat = evtime_mono_ms() + h->cfg.heartbeat_ms;
+    pthread_mutex_lock(&h->q_mu);
+    for (;;) {
+        while (!h->q_head && !h->closing && evtime_mono_ms() < beat) {
+            struct timespec ts = {(time_t)(beat / 1000), (long)(beat % 1000) * 1000000};
+            pthread_cond_timedwait(&h->q_cv, &h->q_mu, &ts);
+        }
+        chunk *list = h->q_head;
+        h->q_head = h->q_tail = NULL;
+        int closing = h->closing;
+        pthread_mutex_unlock(&h->q_mu);
+        while (list) {
+            chunk *ch = list;
+            list = ch->next;
+            deliver(h, ch);
+            pthread_mutex_lock(&h->q_mu);
+            h->q_bytes -= ch->bytes;
+            atomic_store(&h->queue_bytes, h->q_bytes);
+            pthread_mutex_unlock(&h->q_mu);
+            chunk_free(ch);
+        }
+        if (!closing && evtime_mono_ms() >= beat) {
+            heartbeat(h);
+            beat = evtime_mono_ms() + h->cfg.heartbeat_ms;
+        }
+        pthread_mutex_lock(&h->q_mu);
+        if (closing && !h->q_head) break;
+    }
+    pthread_mutex_unlock(&h->q_mu);
+    return NULL;
+}
+
+/* ---- clients that leave ------------------------------------------------------------- */
 
 /* The client's peer has gone: its stream ends now, with nothing more to send. h->mu held. */
 static void hang_up(tail_hub *h, client *c)
@@ -163,81 +418,140 @@ static void hang_up(tail_hub *h, client *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-static void heartbeat(tail_hub *h)
-{
-    char line[64], now[EVTIME_LEN + 1];
-    evtime_format(evtime_now_ms(), now);
-    int n = snprintf(line, sizeof line, ": heartbeat %s\n\n", now);
-    for (client *c = h->head; c; c = c->next) {
-        pthread_mutex_lock(&c->mu);
-        queue(c, line, (size_t)n, NULL, 0, NULL, 0);
-        pthread_mutex_unlock(&c->mu);
-    }
-}
-
 static void *watcher_main(void *arg)
 {
     tail_hub *h = arg;
-    int64_t beat = evtime_mono_ms() + h->heartbeat_ms;
     for (;;) {
-        int64_t wait = beat - evtime_mono_ms();
         struct epoll_event ev[64];
-        int n = epoll_wait(h->ep, ev, 64, wait > 0 ? (int)(wait < 60000 ? wait : 60000) : 0);
+        int n = epoll_wait(h->ep, ev, 64, -1);
         pthread_mutex_lock(&h->mu);
         if (h->closed) {
             pthread_mutex_unlock(&h->mu);
             break;
         }
-        for (int i = 0; i < n; i++) {
-            for (client *c = h->head; c; c = c->next)
-                if (c->id && c->id == ev[i].data.u64) {
+        for (int i = 0; i < n; i++)
+            for (client *c = h->head; c && ev[i].data.u64; c = c->next)
+                if (c->id == ev[i].data.u64) {
                     hang_up(h, c);
                     break;
                 }
-        }
-        if (evtime_mono_ms() >= beat) {
-            heartbeat(h);
-            beat = evtime_mono_ms() + h->heartbeat_ms;
-        }
         pthread_mutex_unlock(&h->mu);
     }
     return NULL;
 }
 
-tail_hub *tail_hub_new(size_t buffer_max, int64_t heartbeat_ms)
+/* ---- publishing (ingest's threads) --------------------------------------------------- */
+
+/* Records that n events were not queued, as a gap after what is queued. h->q_mu held. */
+static void mark_lost(tail_hub *h, size_t n)
+{
+    atomic_fetch_add(&h->lost, n);
+    if (h->q_tail && !h->q_tail->n) {
+        h->q_tail->lost += n;
+        return;
+    }
+    chunk *gap = calloc(1, sizeof *gap);
+    if (!gap) return; /* counted, not announced */
+    gap->lost = n;
+    if (h->q_tail)
+        h->q_tail->next = gap;
+    else
+        h->q_head = gap;
+    h->q_tail = gap;
+    pthread_cond_signal(&h->q_cv);
+}
+
+void tail_publish(tail_hub *h, char *lines, size_t lines_len, lake_event *ev, size_t n)
+{
+    chunk *ch = n ? malloc(sizeof *ch) : NULL;
+    pthread_mutex_lock(&h->q_mu);
+    size_t bytes = sizeof *ch + lines_len + n * sizeof *ev;
+    if (!n || h->closing || !ch || (h->q_bytes && h->q_bytes + bytes > h->cfg.queue_max)) {
+        if (n && !h->closing) mark_lost(h, n);
+        pthread_mutex_unlock(&h->q_mu);
+        free(ch);
+        free(lines);
+        free(ev);
+        return;
+    }
+    *ch = (chunk){NULL, lines, ev, n, bytes, 0};
+    h->q_bytes += bytes;
+    atomic_store(&h->queue_bytes, h->q_bytes);
+    if (h->q_tail)
+        h->q_tail->next = ch;
+    else
+        h->q_head = ch;
+    h->q_tail = ch;
+    pthread_cond_signal(&h->q_cv);
+    pthread_mutex_unlock(&h->q_mu);
+}
+
+/* ---- the hub ------------------------------------------------------------------------ */
+
+tail_hub *tail_hub_new(const tail_config *cfg)
 {
     tail_hub *h = calloc(1, sizeof *h);
     if (!h) return NULL;
-    h->max = buffer_max ? buffer_max : (1u << 20);
-    h->heartbeat_ms = heartbeat_ms > 0 ? heartbeat_ms : 15000;
+    h->cfg = *cfg;
+    if (!h->cfg.buffer_max) h->cfg.buffer_max = 1u << 20;
+    if (h->cfg.heartbeat_ms <= 0) h->cfg.heartbeat_ms = 15000;
+    if (!h->cfg.queue_max) h->cfg.queue_max = 16u << 20;
+    if (h->cfg.max_patterns <= 0) h->cfg.max_patterns = 16;
+    if (!h->cfg.max_pattern_bytes) h->cfg.max_pattern_bytes = 256;
+    if (h->cfg.max_pattern_bytes > TAIL_PATTERN_BYTES_MAX)
+        h->cfg.max_pattern_bytes = TAIL_PATTERN_BYTES_MAX;
+    for (int i = 0; i < 2; i++) {
+        uint64_t r = evrand_u64();
+        memcpy(h->key + 8 * i, &r, sizeof r);
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->q_mu, NULL);
+    pthread_cond_init(&h->q_cv, &ca);
+    pthread_condattr_destroy(&ca);
     h->ep = epoll_create1(EPOLL_CLOEXEC);
     h->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
-    pthread_mutex_init(&h->mu, NULL);
-    if (h->ep < 0 || h->wake < 0 || epoll_ctl(h->ep, EPOLL_CTL_ADD, h->wake, &ev) ||
-        pthread_create(&h->watcher, NULL, watcher_main, h)) {
-        if (h->ep >= 0) close(h->ep);
-        if (h->wake >= 0) close(h->wake);
-        pthread_mutex_destroy(&h->mu);
-        free(h);
-        return NULL;
+    if (h->ep >= 0 && h->wake >= 0 && !epoll_ctl(h->ep, EPOLL_CTL_ADD, h->wake, &ev) &&
+        !pthread_create(&h->thread, NULL, tail_main, h)) {
+        if (!pthread_create(&h->watcher, NULL, watcher_main, h)) return h;
+        pthread_mutex_lock(&h->q_mu);
+        h->closing = 1;
+        pthread_cond_signal(&h->q_cv);
+        pthread_mutex_unlock(&h->q_mu);
+        pthread_join(h->thread, NULL);
     }
-    return h;
+    if (h->ep >= 0) close(h->ep);
+    if (h->wake >= 0) close(h->wake);
+    pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->q_mu);
+    pthread_cond_destroy(&h->q_cv);
+    free(h);
+    return NULL;
 }
 
 void tail_hub_close(tail_hub *h)
 {
     if (!h) return;
     pthread_mutex_lock(&h->mu);
-    if (h->closed) {
-        pthread_mutex_unlock(&h->mu);
-        return;
-    }
+    int was = h->closed;
     h->closed = 1;
+    pthread_mutex_unlock(&h->mu);
+    if (was) return;
     uint64_t one = 1;
     if (write(h->wake, &one, sizeof one) < 0) { /* the counter cannot overflow here */
     }
+    pthread_join(h->watcher, NULL);
+    /* what is queued is delivered first, then every stream ends */
+    pthread_mutex_lock(&h->q_mu);
+    h->closing = 1;
+    pthread_cond_signal(&h->q_cv);
+    pthread_mutex_unlock(&h->q_mu);
+    pthread_join(h->thread, NULL);
     static const char end[] = "event: end\ndata: {\"reason\":\"the server is stopping\"}\n\n";
+    pthread_mutex_lock(&h->mu);
     for (client *c = h->head; c; c = c->next) {
         pthread_mutex_lock(&c->mu);
         queue(c, end, sizeof end - 1, NULL, 0, NULL, 0);
@@ -245,16 +559,21 @@ void tail_hub_close(tail_hub *h)
         pthread_mutex_unlock(&c->mu);
     }
     pthread_mutex_unlock(&h->mu);
-    pthread_join(h->watcher, NULL);
 }
 
 void tail_hub_free(tail_hub *h)
 {
     if (!h) return;
     tail_hub_close(h);
+    pthread_mutex_lock(&h->mu);
+    types_clear(h);
+    for (size_t i = 0; i < TYPE_SLOTS; i++) free(h->types[i].who);
+    pthread_mutex_unlock(&h->mu);
     close(h->ep);
     close(h->wake);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->q_mu);
+    pthread_cond_destroy(&h->q_cv);
     free(h);
 }
 
@@ -263,10 +582,39 @@ int tail_hub_active(tail_hub *h)
     return h && atomic_load_explicit(&h->active, memory_order_relaxed) > 0;
 }
 
-void tail_hub_counts(tail_hub *h, uint64_t *clients, uint64_t *dropped)
+void tail_hub_stats(tail_hub *h, tail_stats *st)
 {
-    *clients = (uint64_t)atomic_load(&h->active);
-    *dropped = atomic_load(&h->dropped);
+    st->clients = (uint64_t)atomic_load(&h->active);
+    st->dropped = atomic_load(&h->dropped);
+    st->refused = atomic_load(&h->refused);
+    st->lost = atomic_load(&h->lost);
+    st->queue_bytes = atomic_load(&h->queue_bytes);
+}
+
+int tail_check_patterns(tail_hub *h, const char *patterns, char *err, size_t errlen)
+{
+    int n = 0;
+    for (const char *p = patterns; p && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len > h->cfg.max_pattern_bytes) {
+            snprintf(err, errlen,
+                     "type: a pattern of %zu bytes is longer than the %zu this server takes "
+                     "(--tail-max-pattern-bytes)",
+                     len, h->cfg.max_pattern_bytes);
+            h->refused++;
+            return -1;
+        }
+        n += len > 0;
+        p += len + (p[len] == ',');
+    }
+    if (n > h->cfg.max_patterns) {
+        snprintf(err, errlen,
+                 "type: %d patterns, more than the %d this server takes (--tail-max-patterns)", n,
+                 h->cfg.max_patterns);
+        h->refused++;
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- one client ------------------------------------------------------------ */
@@ -302,6 +650,15 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
     return 0;
 }
 
+static void client_destroy(client *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    buf_free(&c->out);
+    for (size_t i = 0; i < c->nglobs; i++) free(c->globs[i].mask);
+    free(c->globs);
+    free(c);
+}
+
 static void client_free(void *cls)
 {
     client *c = cls;
@@ -312,14 +669,25 @@ static void client_free(void *cls)
     else if (h->head == c)
         h->head = c->next;
     if (c->next) c->next->prev = c->prev;
+    h->types_stale = 1; /* the table may name c */
     if (c->id) epoll_ctl(h->ep, EPOLL_CTL_DEL, c->fd, NULL);
     h->active--;
     pthread_mutex_unlock(&h->mu);
-    pthread_mutex_destroy(&c->mu);
-    buf_free(&c->out);
-    free(c->pats);
-    free(c->patbuf);
-    free(c);
+    client_destroy(c);
+}
+
+/* Compiles the comma-separated patterns into c->globs. */
+static int compile_patterns(client *c, const char *patterns)
+{
+    size_t n = 1;
+    for (const char *p = patterns; *p; p++) n += *p == ',';
+    if (!(c->globs = calloc(n, sizeof *c->globs))) return -1;
+    for (const char *p = patterns; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len && glob_compile(p, len, &c->globs[c->nglobs++])) return -1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
 }
 
 struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, const char *patterns)
@@ -329,37 +697,21 @@ struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, con
     c->h = h;
     c->conn = conn;
     pthread_mutex_init(&c->mu, NULL);
-    if (patterns && *patterns) {
-        size_t n = 1;
-        for (const char *p = patterns; *p; p++) n += *p == ',';
-        c->patbuf = strdup(patterns);
-        c->pats = calloc(n, sizeof *c->pats);
-        if (!c->patbuf || !c->pats) {
-            free(c->patbuf);
-            free(c->pats);
-            pthread_mutex_destroy(&c->mu);
-            free(c);
-            return NULL;
-        }
-        for (char *save = NULL, *t = strtok_r(c->patbuf, ",", &save); t;
-             t = strtok_r(NULL, ",", &save))
-            if (*t) c->pats[c->npats++] = t;
+    if ((patterns && *patterns && compile_patterns(c, patterns)) ||
+        buf_printf(&c->out, "retry: 2000\n: tail %s\n\n", patterns && *patterns ? patterns : "*")) {
+        client_destroy(c);
+        return NULL;
     }
-    buf_printf(&c->out, "retry: 2000\n: tail %s\n\n", patterns && *patterns ? patterns : "*");
     pthread_mutex_lock(&h->mu);
     if (h->closed) {
         pthread_mutex_unlock(&h->mu);
-        c->h = h;
-        pthread_mutex_destroy(&c->mu);
-        buf_free(&c->out);
-        free(c->pats);
-        free(c->patbuf);
-        free(c);
+        client_destroy(c);
         return NULL;
     }
     c->next = h->head;
     if (h->head) h->head->prev = c;
     h->head = c;
+    h->types_stale = 1; /* c is in no entry of the table yet */
     h->active++;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);

@@ -1,23 +1,31 @@
 /*
  * tail.h - GET /tail: newly accepted events as Server-Sent Events.
  *
- * Each client has a pattern list and a bounded buffer of SSE text. Ingest
- * publishes every accepted event once it is durable, just before the answer:
- * publishing only copies the event into the buffers of the clients whose
- * patterns match, under each client's own lock, so a slow client never slows
- * ingest. A client whose buffer would pass its bound is dropped: its buffer
- * is replaced by one final `event: dropped` and the stream ends. A client
- * with nothing to send is suspended (libmicrohttpd holds no thread for it)
- * and resumed by the next event or heartbeat (a comment line, every
- * heartbeat_ms). A client that goes away is noticed at once (its socket is
- * watched for the peer's shutdown), and its stream and slot end then.
+ * Ingest only hands accepted events over: tail_publish links one request's
+ * events onto a bounded queue, whatever the clients ask for, and returns. One tail thread delivers
+ * them: it decides which clients want an event (patterns are compiled when a client subscribes,
+ * matching is linear in the type's length, and its outcome is remembered per type) and copies the
+ * event into those clients' bounded buffers of SSE text. When the queue is full, events are not
+ * sent to live tails: they are counted, and every client is told where the gap is (`event: lost`,
+ * with the count). A client whose own buffer would pass its bound is dropped: its buffer is
+ * replaced by one final `event: dropped` and the stream ends. A client with
+ * nothing to send is suspended (libmicrohttpd holds no thread for it) and
+ * resumed by the next event or heartbeat (a comment line every heartbeat_ms,
+ * sent by the tail thread). A client that goes away is noticed at once (its
+ * socket is watched for the peer's shutdown), and its stream and slot end then.
  *
  * Patterns: comma-separated globs, '*' any run of characters and '?' any one
- * character, over the event type ("rpc.call",
- * "collection.*", "ws.*,lifecycle.*"); empty or absent: every event.
+ * character, over the event type ("rpc.call", "collection.*",
+ * "ws.*,lifecycle.*"); empty or absent: every event. Their count and length
+ * are bounded (tail_check_patterns).
+ *
+ * Threads: tail_publish from any thread (ingest's HTTP threads); the other
+ * functions from libmicrohttpd's threads and the server's main thread.
  */
 #ifndef EVENTS_TAIL_H
 #define EVENTS_TAIL_H
+
+#include "writer.h"
 
 #include <microhttpd.h>
 #include <stddef.h>
@@ -25,25 +33,55 @@
 
 typedef struct tail_hub tail_hub;
 
-/* buffer_max: bytes a client may fall behind (0: 1 MiB); heartbeat_ms (0: 15 s). */
-tail_hub *tail_hub_new(size_t buffer_max, int64_t heartbeat_ms);
+typedef struct tail_config {
+    size_t buffer_max;        /* bytes a client may fall behind; 0: 1 MiB */
+    int64_t heartbeat_ms;     /* 0: 15 s */
+    size_t queue_max;         /* bytes of events waiting for the tail thread; 0: 16 MiB */
+    int max_patterns;         /* patterns in one subscription; 0: 16 */
+    size_t max_pattern_bytes; /* bytes of one pattern, at most TAIL_PATTERN_BYTES_MAX; 0: 256 */
+} tail_config;
 
-/* Ends every stream (they finish with `event: end`); no new client is taken. */
+#define TAIL_PATTERN_BYTES_MAX 1024
+
+tail_hub *tail_hub_new(const tail_config *cfg);
+
+/* Ends every stream (they finish with `event: end`, after the events already queued); no new
+ * client is taken, and events published from now on are not sent. */
 void tail_hub_close(tail_hub *h);
 void tail_hub_free(tail_hub *h); /* after the HTTP daemon has stopped */
 
 /* 1 if any client listens: publishing is skipped otherwise. */
 int tail_hub_active(tail_hub *h);
 
-/* One accepted event: its type and its normalised JSON line (without the newline). */
-void tail_publish(tail_hub *h, const char *type, size_t type_len, const char *json, size_t len);
+/*
+ * The accepted events of one request, in order: lines holds their normalised
+ * JSON lines, ev[i] the offset and length of each (those not stored, the
+ * duplicates, are skipped). Takes lines and ev (malloc'd; the hub frees
+ * them), so that handing them over costs ingest nothing but a lock; never
+ * waits for the tail thread.
+ */
+void tail_publish(tail_hub *h, char *lines, size_t lines_len, lake_event *ev, size_t n);
 
-/* Clients connected now, and dropped for being slow since the start. */
-void tail_hub_counts(tail_hub *h, uint64_t *clients, uint64_t *dropped);
+typedef struct tail_stats {
+    uint64_t clients;     /* connected now */
+    uint64_t dropped;     /* clients dropped for falling behind, since the start */
+    uint64_t refused;     /* subscriptions refused for their patterns */
+    uint64_t lost;        /* events not sent to live tails: the queue was full */
+    uint64_t queue_bytes; /* waiting for the tail thread now */
+} tail_stats;
+
+void tail_hub_stats(tail_hub *h, tail_stats *st);
+
+/*
+ * 0 if patterns (may be NULL) are within the hub's bounds; else -1, counted as
+ * refused, with the reason in err (for a 400).
+ */
+int tail_check_patterns(tail_hub *h, const char *patterns, char *err, size_t errlen);
 
 /*
  * The streaming response for a new client of conn with the patterns (may be
- * NULL). NULL if the hub is closed or out of memory.
+ * NULL; checked with tail_check_patterns first). NULL if the hub is closed or
+ * out of memory.
  */
 struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, const char *patterns);
 

@@ -8,9 +8,13 @@
 #include "harness.h"
 #include "test.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -373,6 +377,232 @@ TEST(snapshot_limits_and_scopes)
     CHECK_STR("{\"snapshots\":[]}", r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
+    unlink(s.log);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* The resident memory of a process, in bytes; -1 if unknown. */
+static long long rss_of(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atoll(line + 6);
+    if (f) fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* A GET on a raw loopback socket with a small receive buffer, whose answer is read later. */
+static int slow_get(const srv *s, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads from fd into b until want bytes are there, the peer closes, or 60 s pass. */
+static void read_until(int fd, buf *b, size_t want)
+{
+    char tmp[65536];
+    for (time_t end = time(NULL) + 60; b->len < want && time(NULL) < end;) {
+        ssize_t r = read(fd, tmp, sizeof tmp);
+        if (r <= 0) break;
+        buf_append(b, tmp, (size_t)r);
+    }
+}
+
+static long long metric_of(const srv *s, const char *name)
+{
+    char url[128], key[128];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    snprintf(key, sizeof key, "\n%s ", name);
+    resp r;
+    long long v = -1;
+    if (!http_do("GET", url, NULL, NULL, 0, 5000, &r) && r.status == 200) {
+        const char *p = strstr(r.body.p, key);
+        if (p) v = atoll(p + strlen(key));
+    }
+    resp_free(&r);
+    return v;
+}
+
+/*
+ * Readers that take a big snapshot slowly cost the server a descriptor each,
+ * not the snapshot's size: it is sent from the file. Their number is bounded.
+ */
+TEST(snapshot_download_streams_with_bounded_memory)
+{
+    char *dir = test_tmpdir("pitr-snapbig");
+    char lake[1100], dbpath[1100];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(dbpath, sizeof dbpath, "%s/big.db", dir);
+    /* a 96 MiB database */
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "PRAGMA page_size = 65536; CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB);"
+                         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x "
+                         "< 96) INSERT INTO t SELECT x, randomblob(1048576) FROM c",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    size_t size = 0;
+    char *file = test_read_file(dbpath, &size);
+    REQUIRE(file && size > (96u << 20));
+
+    srv s = {0};
+    const char *args[] = {"--max-snapshot", "256MiB", "--snapshot-downloads", "5", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    char url[300];
+    const char *path = "/snapshots/big/0000000000000001";
+    snprintf(url, sizeof url, "%s%s", s.url, path);
+    resp r;
+    CHECK_INT(0, http_do("PUT", url, NULL, file, size, 60000, &r));
+    CHECK_INT(201, r.status);
+    resp_free(&r);
+    long long before = rss_of(s.pid);
+
+    /* five readers that read the headers and then nothing */
+    enum { READERS = 5 };
+    int fd[READERS];
+    buf got[READERS];
+    for (int i = 0; i < READERS; i++) {
+        got[i] = (buf)BUF_INIT;
+        REQUIRE((fd[i] = slow_get(&s, path)) >= 0);
+        read_until(fd[i], &got[i], 1024);
+        CHECK_CONTAINS("HTTP/1.1 200 OK", buf_cstr(&got[i]));
+    }
+    /* a sixth is refused while they run */
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 10000, &r));
+    CHECK_INT(503, r.status);
+    CHECK_STR("{\"ok\":false,\"error\":\"5 snapshot downloads are running, the most this server "
+              "takes (--snapshot-downloads)\"}",
+              r.body.p);
+    resp_free(&r);
+    CHECK_INT(READERS, metric_of(&s, "events_snapshot_downloads"));
+    CHECK_INT(1, metric_of(&s, "events_snapshot_downloads_refused_total"));
+    long long during = rss_of(s.pid);
+    /* holding the file per reader would be 5 x 96 MiB */
+    if (during - before > (32ll << 20))
+        test_fail(__FILE__, __LINE__, "the server grew by %lld MiB with %d slow readers",
+                  (during - before) >> 20, READERS);
+
+    /* each reader gets the whole file, byte for byte */
+    for (int i = 0; i < READERS; i++) {
+        read_until(fd[i], &got[i], (size_t)-1);
+        close(fd[i]);
+        const char *body = strstr(buf_cstr(&got[i]), "\r\n\r\n");
+        REQUIRE(body != NULL);
+        body += 4;
+        CHECK_INT(size, got[i].len - (size_t)(body - got[i].p));
+        CHECK(got[i].len - (size_t)(body - got[i].p) == size && !memcmp(body, file, size));
+        CHECK_CONTAINS("Content-Type: application/vnd.sqlite3", got[i].p);
+        buf_free(&got[i]);
+    }
+    for (int i = 0; i < 100 && metric_of(&s, "events_snapshot_downloads") != 0; i++) usleep(50000);
+    CHECK_INT(0, metric_of(&s, "events_snapshot_downloads"));
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 60000, &r));
+    CHECK_INT(200, r.status);
+    CHECK(r.body.len == size && !memcmp(r.body.p, file, size));
+    resp_free(&r);
+    free(file);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    unlink(s.log);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* The names in a directory, sorted, separated by spaces (a static buffer). */
+static const char *dir_names(const char *path)
+{
+    static char out[4096];
+    char names[64][256];
+    int n = 0;
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d)) && n < 64)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            snprintf(names[n++], sizeof names[0], "%s", de->d_name);
+    if (d) closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+    out[0] = 0;
+    for (int i = 0; i < n; i++)
+        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "", names[i]);
+    return out;
+}
+
+TEST(snapshot_upload_in_wal_mode_leaves_nothing_in_the_spool)
+{
+    char *dir = test_tmpdir("pitr-snapwal");
+    char lake[1100], dbpath[1100], spool[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(spool, sizeof spool, "%s/.spool", lake);
+    snprintf(dbpath, sizeof dbpath, "%s/wal.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY);"
+                         "INSERT INTO t VALUES (1), (2), (3); PRAGMA wal_checkpoint(TRUNCATE)",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    size_t size = 0;
+    char *file = test_read_file(dbpath, &size);
+    REQUIRE(file && size >= 512);
+    CHECK_INT(2, file[18]); /* the header says WAL */
+    srv s = {0};
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    char url[300];
+    snprintf(url, sizeof url, "%s/snapshots/wal/0000000000000003", s.url);
+    resp r;
+    CHECK_INT(0, http_do("PUT", url, NULL, file, size, 0, &r));
+    CHECK_INT(201, r.status);
+    CHECK_CONTAINS("\"tables\":[{\"name\":\"t\",\"rows\":3}]", r.body.p);
+    resp_free(&r);
+    /* nothing of the upload is left beside the spool's own files */
+    CHECK_STR("LOCK sealed.log", dir_names(spool));
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
+    CHECK_INT(200, r.status);
+    CHECK(r.body.len == size && !memcmp(r.body.p, file, size));
+    resp_free(&r);
+    free(file);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    unlink(s.log);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(snapshot_leftovers_in_the_spool_are_removed_at_start)
+{
+    char *dir = test_tmpdir("pitr-snapleft");
+    char lake[1100], spool[1200], path[1300];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(spool, sizeof spool, "%s/.spool", lake);
+    CHECK_INT(0, sh("mkdir -p '%s'", spool));
+    /* an upload and a download that a crash cut short */
+    snprintf(path, sizeof path, "%s/snapshot-00000000deadbeef.tmp", spool);
+    CHECK_INT(0, sh("echo partial > '%s'", path));
+    snprintf(path, sizeof path, "%s/snapshot-get-00000000deadbeef.tmp", spool);
+    CHECK_INT(0, sh("echo partial > '%s'", path));
+    srv s = {0};
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    CHECK_STR("LOCK sealed.log", dir_names(spool));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    char *log = test_read_file(s.log, NULL);
+    CHECK_CONTAINS("msg=\"snapshot leftovers removed\" files=2", log);
+    free(log);
+    if (test_failed_now()) srv_dump_log(&s);
     unlink(s.log);
     test_rmtree(dir);
     free(dir);

@@ -374,6 +374,27 @@ TEST(test_query_reads_only_the_hours_of_a_time_filter)
     }
 }
 
+TEST(test_query_infinite_bounds_read_every_event)
+{
+    REQUIRE_INT(0, seed());
+    int total = 0;
+    for (int h = 0; h < HOURS; h++) total += W.per_hour[h];
+    static const char *const sql[] = {
+        "SELECT count(*) FROM events WHERE ts > '-infinity'",
+        "SELECT count(*) FROM events_between('-infinity', 'infinity')",
+        "SELECT sum(calls)::BIGINT FROM rpc_latency('-infinity')",
+    };
+    for (int i = 0; i < 3; i++) {
+        long st;
+        json_t *a = query(&S, sql[i], NULL, &st);
+        CHECK_INT(200, st);
+        CHECK_INT(HOURS, json_integer_value(json_object_get(a, "files")));
+        CHECK_INT(i == 2 ? W.nrpc : total,
+                  json_integer_value(json_array_get(json_array_get(rows_of(a), 0), 0)));
+        json_decref(a);
+    }
+}
+
 TEST(test_query_sees_acknowledged_events_at_once)
 {
     REQUIRE_INT(0, seed());

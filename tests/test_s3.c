@@ -1110,6 +1110,17 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
         snprintf(hash[i], sizeof hash[i], "%s", db_hash(db));
     }
     CHECK_INT(0, events_flush(em, 20000));
+    /* the snapshot through the server: from the bucket by way of a temporary file, none left */
+    {
+        char surl[256];
+        snprintf(surl, sizeof surl, "%s/snapshots/s3-db/%s", a.s.url, snap);
+        resp g;
+        CHECK_INT(0, http_do("GET", surl, NULL, NULL, 0, 30000, &g));
+        CHECK_INT(200, g.status);
+        CHECK(g.body.len >= 512 && !memcmp(g.body.p, "SQLite format 3", 16));
+        resp_free(&g);
+        CHECK_INT(1, sh("ls -A '%s' | grep -q snapshot", a.spool));
+    }
     /* and a thousand events of a closed hour */
     for (int i = 0; i < 10; i++) CHECK_INT(200, post(&a.s, "e2e", i * 100, 100));
     CHECK_INT(0, drained(&a.s, 20000));

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <netinet/in.h>
@@ -32,11 +33,12 @@ static int sse_open(sse *c, const srv *s, const char *query, const char *auth, i
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa)) return -1;
-    char req[1024];
-    int n = snprintf(req, sizeof req, "GET /tail%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n",
-                     query ? query : "", auth ? "Authorization: Bearer " : "", auth ? auth : "",
-                     auth ? "\r\n" : "");
-    return write(c->fd, req, (size_t)n) == n ? 0 : -1;
+    buf req = BUF_INIT;
+    buf_printf(&req, "GET /tail%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", query ? query : "",
+               auth ? "Authorization: Bearer " : "", auth ? auth : "", auth ? "\r\n" : "");
+    int rc = req.p && write(c->fd, req.p, req.len) == (ssize_t)req.len ? 0 : -1;
+    buf_free(&req);
+    return rc;
 }
 
 /* Reads for up to ms, or until want appears (count times). Returns 1 if it did. */
@@ -86,6 +88,22 @@ static int count(const char *hay, const char *needle)
     int n = 0;
     for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
     return n;
+}
+
+/* The value of a counter in /metrics, or -1. */
+static long long metric(const srv *s, const char *name)
+{
+    char url[128], key[128];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    snprintf(key, sizeof key, "\n%s ", name);
+    resp r;
+    long long v = -1;
+    if (!http_do("GET", url, NULL, NULL, 0, 5000, &r) && r.status == 200) {
+        const char *p = strstr(r.body.p, key);
+        if (p) v = atoll(p + strlen(key));
+    }
+    resp_free(&r);
+    return v;
 }
 
 static const char *const FAST_HEARTBEAT[] = {"--tail-heartbeat", "300ms", "--tail-buffer", "64KiB",
@@ -181,7 +199,10 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
               (char *)NULL);
         _exit(127);
     }
-    usleep(500000);
+    /* both commands are connected (some, all and these two; the closed ones are gone at the
+     * next heartbeat) */
+    for (int i = 0; i < 200 && metric(&s, "events_tail_clients") != 4; i++) usleep(50000);
+    CHECK_INT(4, metric(&s, "events_tail_clients"));
     CHECK_INT(
         0,
         http_ingest(
@@ -295,11 +316,18 @@ TEST(tail_drops_a_slow_client_and_ingest_goes_on)
         resp r;
         if (!http_ingest(&s, buf_cstr(&body), &r) && r.status == 200) ok++;
         resp_free(&r);
-        sse_wait(&fast, "\"id\":\"never\"", 1, 0); /* the fast client keeps up */
+        /* the fast client keeps up: it has this request's events before the next one (the
+         * tail thread delivers them after the answer) */
+        char last[32];
+        snprintf(last, sizeof last, "\"id\":\"s%d-99\"", b);
+        if (!sse_wait(&fast, last, 1, 10000)) {
+            test_fail(__FILE__, __LINE__, "the fast client did not get %s", last);
+            break;
+        }
     }
     buf_free(&body);
     CHECK_INT(60, ok);
-    CHECK(sse_wait(&fast, "data: ", 6000, 10000));
+    CHECK(ok == 60 && sse_wait(&fast, "data: ", 6000, 10000));
     /* the slow one was dropped: when it reads at last, its stream says so and ends */
     CHECK(sse_until_closed(&slow, 10000));
     CHECK_CONTAINS(
@@ -324,6 +352,216 @@ TEST(tail_drops_a_slow_client_and_ingest_goes_on)
     resp_free(&r);
     sse_close(&slow);
     sse_close(&fast);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(tail_refuses_too_many_or_too_long_patterns)
+{
+    char *dir = test_tmpdir("tail-limits");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    const char *const args[] = {"--tail-max-patterns", "3", "--tail-max-pattern-bytes", "16", NULL};
+    srv s;
+    memset(&s, 0, sizeof s);
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    char url[256];
+    resp r;
+    snprintf(url, sizeof url, "%s/tail?type=a.*,b.*,c.*,d.*", s.url);
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 5000, &r));
+    CHECK_INT(400, r.status);
+    CHECK_STR("{\"ok\":false,\"error\":\"type: 4 patterns, more than the 3 this server takes "
+              "(--tail-max-patterns)\"}",
+              r.body.p);
+    resp_free(&r);
+    snprintf(url, sizeof url, "%s/tail?type=rpc.*,collection.update.x", s.url);
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 5000, &r));
+    CHECK_INT(400, r.status);
+    CHECK_STR("{\"ok\":false,\"error\":\"type: a pattern of 19 bytes is longer than the 16 this "
+              "server takes (--tail-max-pattern-bytes)\"}",
+              r.body.p);
+    resp_free(&r);
+    /* empty patterns do not count; three of 16 bytes are fine */
+    sse ok;
+    REQUIRE_INT(0, sse_open(&ok, &s, "?type=,aaaaaaaaaaaaaa.*,,b.*,c.*,", NULL, 0));
+    CHECK(sse_wait(&ok, ": tail ,aaaaaaaaaaaaaa.*,,b.*,c.*,", 1, 5000));
+    CHECK_CONTAINS("200 OK", ok.in.p);
+    sse_close(&ok);
+    CHECK_INT(2, metric(&s, "events_tail_refused_total"));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(tail_patterns_match_as_fnmatch_does)
+{
+    char *dir = test_tmpdir("tail-glob");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s;
+    memset(&s, 0, sizeof s);
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    uint64_t rng = 11;
+#define RND() ((unsigned)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33))
+    /* types of a small alphabet, so that patterns of it often match */
+    enum { NTYPES = 120, NCLIENTS = 24 };
+    char types[NTYPES][24];
+    for (int i = 0; i < NTYPES; i++) {
+        int n = 1 + (int)(RND() % 12), k = 0;
+        for (int j = 0; j < n; j++) {
+            char c = "abab_."[RND() % 6];
+            if (c == '.' && (k == 0 || types[i][k - 1] == '.')) c = 'a';
+            types[i][k++] = c;
+        }
+        if (types[i][k - 1] == '.') types[i][k - 1] = 'b';
+        types[i][k] = 0;
+    }
+    char pats[NCLIENTS][3][24];
+    int npats[NCLIENTS];
+    sse c[NCLIENTS];
+    for (int i = 0; i < NCLIENTS; i++) {
+        npats[i] = 1 + (int)(RND() % 3);
+        char q[128] = "?type=";
+        for (int p = 0; p < npats[i]; p++) {
+            int n = 1 + (int)(RND() % 10);
+            for (int j = 0; j < n; j++) pats[i][p][j] = "ab.*?*_"[RND() % 7];
+            pats[i][p][n] = 0;
+            for (int j = 0; j < n; j++) /* %3F for '?' in the query string */
+                snprintf(q + strlen(q), sizeof q - strlen(q), pats[i][p][j] == '?' ? "%%3F" : "%c",
+                         pats[i][p][j]);
+            if (p + 1 < npats[i]) strcat(q, ",");
+        }
+        REQUIRE_INT(0, sse_open(&c[i], &s, q, NULL, 0));
+    }
+    for (int i = 0; i < NCLIENTS; i++) CHECK(sse_wait(&c[i], ": tail ", 1, 5000));
+    buf body = BUF_INIT;
+    buf_putc(&body, '[');
+    for (int i = 0; i < NTYPES; i++)
+        buf_printf(&body, "%s{\"id\":\"g%03d\",\"type\":\"%s\"}", i ? "," : "", i, types[i]);
+    buf_putc(&body, ']');
+    resp r;
+    CHECK_INT(0, http_ingest(&s, buf_cstr(&body), &r));
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"accepted\":120", r.body.p);
+    resp_free(&r);
+    buf_free(&body);
+    /* a last event every client takes, so that each stream is known to be complete */
+    CHECK_INT(0, http_ingest(&s,
+                             "[{\"id\":\"zz-end\",\"type\":\"a\"},{\"id\":\"zz-end2\","
+                             "\"type\":\"b\"},{\"id\":\"zz-end3\",\"type\":\"_\"}]",
+                             &r));
+    resp_free(&r);
+    int wrong = 0;
+    for (int i = 0; i < NCLIENTS; i++) {
+        int want_end = 0;
+        for (int p = 0; p < npats[i]; p++)
+            want_end += !fnmatch(pats[i][p], "a", 0) || !fnmatch(pats[i][p], "b", 0) ||
+                        !fnmatch(pats[i][p], "_", 0);
+        if (want_end) sse_wait(&c[i], "\"id\":\"zz-end", 1, 5000);
+    }
+    usleep(300000); /* for the clients that take none of the last events */
+    for (int i = 0; i < NCLIENTS; i++) {
+        sse_wait(&c[i], "never", 1, 0);
+        for (int t = 0; t < NTYPES; t++) {
+            int want = 0;
+            for (int p = 0; p < npats[i]; p++) want |= !fnmatch(pats[i][p], types[t], 0);
+            char id[32];
+            snprintf(id, sizeof id, "\"id\":\"g%03d\"", t);
+            int got = count(c[i].in.p, id);
+            if (got != want && wrong++ < 10)
+                test_fail(__FILE__, __LINE__,
+                          "patterns %s,%s,%s (%d) and type %s: expected %d, got %d", pats[i][0],
+                          npats[i] > 1 ? pats[i][1] : "", npats[i] > 2 ? pats[i][2] : "", npats[i],
+                          types[t], want, got);
+        }
+        sse_close(&c[i]);
+    }
+#undef RND
+    CHECK_INT(0, wrong);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/*
+ * Subscribers whose patterns are slow to match, and events of types never
+ * seen before (each costs a match against every pattern): the tail thread
+ * falls behind, ingest does not wait for it, and what does not fit in the
+ * tail queue is counted and announced in the streams, where the gap is.
+ */
+TEST(tail_queue_full_loses_events_for_tails_not_for_ingest)
+{
+    char *dir = test_tmpdir("tail-queue");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    const char *const args[] = {
+        "--tail-queue", "64KiB", "--tail-max-patterns", "32", "--tail-max-pattern-bytes",
+        "1024",         NULL};
+    srv s;
+    memset(&s, 0, sizeof s);
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    /* 30 patterns of 1,000 bytes, none matching: every new type costs 30 passes over it */
+    buf q = BUF_INIT;
+    buf_puts(&q, "?type=");
+    for (int p = 0; p < 30; p++) {
+        if (p) buf_putc(&q, ',');
+        for (int i = 0; i < 999; i++) buf_putc(&q, i % 2 ? 'a' : '*');
+        buf_putc(&q, 'z');
+    }
+    enum { HOSTILE = 8 };
+    sse hostile[HOSTILE], all;
+    for (int i = 0; i < HOSTILE; i++)
+        REQUIRE_INT(0, sse_open(&hostile[i], &s, buf_cstr(&q), NULL, 0));
+    buf_free(&q);
+    REQUIRE_INT(0, sse_open(&all, &s, NULL, NULL, 0));
+    for (int i = 0; i < HOSTILE; i++) CHECK(sse_wait(&hostile[i], ": tail ", 1, 5000));
+    CHECK(sse_wait(&all, ": tail *", 1, 5000));
+    /* requests of 500 events of new 120-byte types, until the tail queue overflows */
+    buf body = BUF_INIT;
+    int sent = 0, requests = 0;
+    long long lost = 0;
+    int64_t give_up = time(NULL) + 60;
+    for (; requests < 40 && lost <= 0 && time(NULL) < give_up; requests++) {
+        body.len = 0;
+        buf_putc(&body, '[');
+        for (int i = 0; i < 500; i++) {
+            buf_printf(&body, "%s{\"id\":\"q%d-%d\",\"type\":\"t%05d.", i ? "," : "", requests, i,
+                       sent + i);
+            for (int k = 0; k < 110; k++) buf_putc(&body, 'a');
+            buf_puts(&body, "\"}");
+        }
+        buf_putc(&body, ']');
+        resp r;
+        CHECK_INT(0, http_ingest(&s, buf_cstr(&body), &r));
+        CHECK_INT(200, r.status);
+        resp_free(&r);
+        sent += 500;
+        lost = metric(&s, "events_tail_lost_total");
+    }
+    buf_free(&body);
+    CHECK(lost > 0);
+    /* the tail thread catches up: every event was delivered or counted as lost */
+    for (int i = 0; i < 600 && metric(&s, "events_tail_queue_bytes") != 0; i++) usleep(100000);
+    lost = metric(&s, "events_tail_lost_total");
+    CHECK(sse_wait(&all, "\"id\":\"never\"", 1, 500) == 0);
+    int delivered = count(all.in.p, "data: {\"id\":\"q");
+    long long announced = 0;
+    for (const char *p = all.in.p; (p = strstr(p, "event: lost\ndata: {\"events\":")); p++)
+        announced += atoll(p + strlen("event: lost\ndata: {\"events\":"));
+    fprintf(stderr, "  %d events in %d requests: %d delivered, %lld lost\n", sent, requests,
+            delivered, lost);
+    CHECK_INT(sent, delivered + lost);
+    CHECK_INT(lost, announced);
+    CHECK_CONTAINS("events were not sent here\"}", all.in.p);
+    for (int i = 0; i < HOSTILE; i++) {
+        CHECK_INT(0, count(hostile[i].in.p, "data: {"));
+        sse_close(&hostile[i]);
+    }
+    sse_close(&all);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     if (test_failed_now()) srv_dump_log(&s);
     test_rmtree(dir);
@@ -418,6 +656,18 @@ TEST(tail_demo_compact_serve_refuse_bad_input)
     snprintf(args, sizeof args, "serve --lake '%s/lake' --tail-max-clients 0", dir);
     CHECK_INT(2, ev(&o, dir, args));
     CHECK_CONTAINS("--tail-max-clients must be between 1 and 100000", o);
+    free(o);
+    snprintf(args, sizeof args, "serve --lake '%s/lake' --tail-max-pattern-bytes 2000", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--tail-max-pattern-bytes between 1 and 1024", o);
+    free(o);
+    snprintf(args, sizeof args, "serve --lake '%s/lake' --snapshot-downloads 0", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--snapshot-downloads must be between 1 and 100000", o);
+    free(o);
+    snprintf(args, sizeof args, "serve --lake '%s/lake' --tail-queue 1k", dir);
+    CHECK_INT(2, ev(&o, dir, args));
+    CHECK_CONTAINS("--tail-queue must be at least 64KiB", o);
     free(o);
     snprintf(args, sizeof args, "serve --lake '%s/lake' --compact-retain 5s", dir);
     CHECK_INT(2, ev(&o, dir, args));

@@ -335,6 +335,11 @@ function follow() {
     if (!state.tailPaused) renderTail();
     else $('tail-status').textContent = 'paused, ' + state.tailBuf.length + ' kept (at most ' + TAIL_MAX + ')';
   };
+  es.addEventListener('lost', (m) => {
+    let n = '?';
+    try { n = JSON.parse(m.data).events; } catch (e) { /* keep ? */ }
+    $('tail-status').textContent = 'following; the server could not send ' + n + ' events (its tail queue was full)';
+  });
   es.addEventListener('dropped', (m) => { $('tail-status').textContent = 'dropped by the server: ' + m.data; es.close(); });
   es.addEventListener('end', () => { $('tail-status').textContent = 'the server is stopping'; es.close(); });
   es.onerror = () => {
