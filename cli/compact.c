@@ -32,8 +32,9 @@ int cmd_compact(int argc, char **argv)
     if (i == -2) {
         cli_options_help(
             "Usage: events compact [--lake DIR|URL] [OPTIONS]\n\n"
-            "Compacts every closed hour of the lake into one Parquet file (deduplicated by id,\n"
-            "sorted by ts) and deletes what earlier runs replaced once --retain has passed.\n"
+            "Compacts every closed hour of the lake into Parquet files (one per chunk of the\n"
+            "hour, each sorted by ts, one row per id in all of them) and deletes what earlier\n"
+            "runs replaced once --retain has passed.\n"
             "One compactor runs at a time per lake: if another holds the lease, says who and\n"
             "exits with status 75.",
             opts);
@@ -79,12 +80,12 @@ int cmd_compact(int argc, char **argv)
         rc = 75;
     }
     if (r <= 0)
-        printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows (%llu "
-               "bytes); deleted %llu replaced files%s\n",
+        printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows in %llu "
+               "new Parquet files (%llu bytes); deleted %llu replaced files%s\n",
                (unsigned long long)s.compacted, (unsigned long long)s.partitions,
                (unsigned long long)s.files_in, (unsigned long long)s.bytes_in,
-               (unsigned long long)s.rows, (unsigned long long)s.bytes_out,
-               (unsigned long long)s.deleted,
+               (unsigned long long)s.rows, (unsigned long long)s.files_out,
+               (unsigned long long)s.bytes_out, (unsigned long long)s.deleted,
                s.conflicts ? "; some partitions were compacted by another compactor" : "");
     lake_cache_close(cache);
     store_close(st);
