@@ -81,11 +81,13 @@ int cmd_compact(int argc, char **argv)
     }
     if (r <= 0)
         printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows in %llu "
-               "new Parquet files (%llu bytes); deleted %llu replaced files%s\n",
+               "new Parquet files (%llu bytes); deleted %llu replaced files; removed %llu "
+               "leftovers of killed runs%s\n",
                (unsigned long long)s.compacted, (unsigned long long)s.partitions,
                (unsigned long long)s.files_in, (unsigned long long)s.bytes_in,
                (unsigned long long)s.rows, (unsigned long long)s.files_out,
                (unsigned long long)s.bytes_out, (unsigned long long)s.deleted,
+               (unsigned long long)s.leftovers,
                s.conflicts ? "; some partitions were compacted by another compactor" : "");
     lake_cache_close(cache);
     store_close(st);

@@ -161,7 +161,8 @@ static void lease_give_up(lease *l)
 /*
  * Each run works in its own directory, work_dir/run-{uuid}, holding an flock on run-{uuid}/lock
  * while it lives: its chunk files, its new Parquet files before they go into the lake, and
- * DuckDB's spill files.
+ * DuckDB's spill files. What a killed run leaves is found by the next one: a directory whose
+ * lock nobody holds, or a loose file (the layout before runs had directories).
  */
 static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
 {
@@ -173,6 +174,42 @@ static int remove_one(const char *path, const struct stat *sb, int type, struct 
 static void remove_tree(const char *path)
 {
     nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* 1 if the directory's lock is held by a running compaction. */
+static int dir_in_use(const char *dir)
+{
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s/lock", dir);
+    int fd = open(lock, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int busy = flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK;
+    close(fd); /* releases the lock if we took it */
+    return busy;
+}
+
+int lake_compact_clean(const char *work_dir, uint64_t *removed)
+{
+    *removed = 0;
+    DIR *d = opendir(work_dir);
+    if (!d) return errno == ENOENT ? 0 : -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char path[4200];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", work_dir, e->d_name);
+        if (lstat(path, &sb)) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (dir_in_use(path)) continue;
+            remove_tree(path);
+        } else if (unlink(path)) {
+            continue;
+        }
+        ++*removed;
+    }
+    closedir(d);
+    return 0;
 }
 
 /* ---- one run ------------------------------------------------------------- */
@@ -504,6 +541,8 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
     }
     int t = lease_take(&r.lease, st->holder, sizeof st->holder, err, errlen);
     if (t) return t;
+    /* what killed runs left: no other compactor of this lake is at work now */
+    lake_compact_clean(cfg->work_dir, &st->leftovers);
     int rc = run_dir_open(&r);
     if (!rc && !(rc = duck_open(&r))) {
         char m[1024] = "";

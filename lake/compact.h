@@ -19,7 +19,8 @@
  * byte; bench/README.md). An hour of more than a chunk gives several files.
  *
  * A run works in its own directory under work_dir (new files before they go
- * into the lake, DuckDB's spill files), locked while it lives.
+ * into the lake, DuckDB's spill files), locked while it lives; a run removes
+ * what killed runs left there (lake_compact_clean).
  *
  * One compactor at a time per lake: a run first takes the lease
  * leases/compaction/{seq}.json, a conditional put of the next seq that only
@@ -61,6 +62,7 @@ typedef struct compact_stats {
     uint64_t rows;      /* live in the partitions compacted */
     uint64_t deleted;   /* dead files, old manifests and leftovers removed */
     uint64_t conflicts; /* partitions another compactor won first */
+    uint64_t leftovers; /* what killed runs had left in work_dir, removed */
     char holder[256];   /* when the lease is held elsewhere: by whom, until when */
 } compact_stats;
 
@@ -73,5 +75,13 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
 
 /* The chunk a run with cfg uses. */
 uint64_t lake_compact_chunk(const compact_config *cfg);
+
+/*
+ * Removes from work_dir what killed runs left: every file, and every
+ * directory whose run is not alive (its lock is free). *removed counts them.
+ * 0, or -1 if work_dir cannot be read. lake_compact calls it once it holds
+ * the lease; a server calls it when its compactor starts.
+ */
+int lake_compact_clean(const char *work_dir, uint64_t *removed);
 
 #endif

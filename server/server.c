@@ -74,14 +74,32 @@ typedef struct server {
     pthread_cond_t compact_cv;
     int compact_stop;
     _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
-        compact_deleted;
+        compact_deleted, compact_leftovers;
 } server;
 
 /* ---- background compaction ------------------------------------------------- */
 
+/* What compactions killed with an earlier server left in the work directory (compact.h). */
+static void compactor_clean(server *s)
+{
+    uint64_t n = 0;
+    if (lake_compact_clean(s->work, &n)) {
+        log_msg(LOG_WARN, "cannot clean the compaction directory", "path", s->work, "error",
+                strerror(errno), LOG_END);
+        return;
+    }
+    s->compact_leftovers += n;
+    if (n) {
+        char c[24];
+        snprintf(c, sizeof c, "%llu", (unsigned long long)n);
+        log_msg(LOG_INFO, "removed compaction leftovers", "path", s->work, "entries", c, LOG_END);
+    }
+}
+
 static void *compactor_main(void *arg)
 {
     server *s = arg;
+    compactor_clean(s);
     pthread_mutex_lock(&s->compact_mu);
     for (;;) {
         struct timespec ts;
@@ -117,6 +135,7 @@ static void *compactor_main(void *arg)
             s->compact_rows += st.rows;
         }
         s->compact_deleted += st.deleted;
+        s->compact_leftovers += st.leftovers;
         if (r < 0) s->compact_failures++;
         if (r < 0)
             log_msg(LOG_WARN, "compaction failed", "error", err, LOG_END);
@@ -544,6 +563,9 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     s->compact_rows);
     metrics_counter(&b, "events_compaction_deleted_total",
                     "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
+    metrics_counter(&b, "events_compaction_leftovers_removed_total",
+                    "Files and directories that killed compactions had left in the work directory.",
+                    s->compact_leftovers);
     uint64_t tc, td;
     tail_hub_counts(s->tail, &tc, &td);
     metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)tc);

@@ -1,8 +1,10 @@
 /*
  * test_compact.c - compaction in bounded memory, on a directory lake: hours of
- * large events (CDC of big documents) under a tight memory limit, and the
- * view's values, odd ones included, the same before and after. The contract
- * of several files per hour runs on both backends in test_s3.c.
+ * large events (CDC of big documents) under a tight memory limit, from
+ * `events compact` and from the server's compactor; a run killed midway; what
+ * killed runs leave in the work directory; and the view's values,
+ * odd ones included, the same before and after. The contract of several files
+ * per hour runs on both backends in test_s3.c.
  */
 #include "compact.h"
 #include "harness.h"
@@ -184,6 +186,12 @@ static int hour_files(const char *lake, long long *rows)
     return n;
 }
 
+/* 1 if some directory under lake/.compact holds a Parquet file (a run at work). */
+static int run_wrote_a_file(const char *lake)
+{
+    return sh("ls '%s'/.compact/run-*/*.parquet >/dev/null 2>&1", lake) == 0;
+}
+
 TEST(compaction_of_large_events_fits_a_small_memory_limit)
 {
     /* 953 MB for an hour of 24 MB before: one statement over the whole hour */
@@ -209,6 +217,206 @@ TEST(compaction_of_large_events_fits_a_small_memory_limit)
     CHECK_STR(want, after);
     if (test_failed_now()) fprintf(stderr, "%s\n", t ? t : "");
     free(t), free(want), free(want_raw), free(raw), free(after);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(compaction_killed_midway_leaves_every_event_once_and_the_next_run_cleans_up)
+{
+    char *dir = test_tmpdir("compact-kill");
+    char lake[1200], out[1300];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(out, sizeof out, "%s/compact.out", dir);
+    hour_facts f;
+    REQUIRE_INT(0, put_large_hour(lake, 24 << 20, 2, &f));
+    char *want = expected_totals(&f, 0), *want_raw = expected_totals(&f, 1);
+
+    /* killed once its first file is written (at 128 MiB, an hour of a dozen chunks) */
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1), dup2(null, 2);
+        execl(events_bin(), "events", "compact", "--lake", lake, "--after", "0", "--memory",
+              "128MiB", "--lease", "1s", (char *)NULL);
+        _exit(127);
+    }
+    int st = 0, exited = 0;
+    for (int i = 0; i < 3000 && !exited && !run_wrote_a_file(lake); i++) {
+        usleep(10000);
+        exited = waitpid(pid, &st, WNOHANG) == pid;
+    }
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    REQUIRE(!exited); /* it had a dozen chunks to go */
+    CHECK(WIFSIGNALED(st));
+    CHECK(sh("ls '%s/" HOUR_DIR "'/_manifest-* >/dev/null 2>&1", lake) != 0);
+    char *mid = lake_totals(lake);
+    CHECK_STR(want_raw, mid);
+    CHECK_INT(0, sh("test -d \"$(ls -d '%s'/.compact/run-* | head -1)\"", lake));
+
+    /* the next run, once the killed one's lease has expired, removes what it left and compacts */
+    int rc = 75;
+    for (int i = 0; i < 100 && rc == 75; i++) {
+        usleep(100000);
+        rc = sh("'%s' compact --lake '%s' --after 0 --memory 128MiB > '%s' 2>&1", events_bin(),
+                lake, out);
+    }
+    char *t = test_read_file(out, NULL);
+    CHECK_INT(0, rc);
+    CHECK_CONTAINS("compacted 1 of 1 partitions", t);
+    CHECK_CONTAINS("removed 1 leftovers of killed runs", t);
+    CHECK_INT(0, sh("test -z \"$(ls -A '%s'/.compact)\"", lake));
+    long long rows;
+    CHECK(hour_files(lake, &rows) >= 2);
+    CHECK_INT(f.events, rows);
+    char *after = lake_totals(lake);
+    CHECK_STR(want, after);
+    free(t), free(want), free(want_raw), free(mid), free(after);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- what killed runs leave --------------------------------------------------------------------
+ */
+
+/* A small hour of n events, and the leftovers of three killed runs of two layouts. */
+static void put_small_hour(const char *lake, int n)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/" HOUR_DIR, lake);
+    sh("mkdir -p '%s'", path);
+    FILE *f = open_segment(lake, 1);
+    for (int i = 0; f && i < n; i++)
+        fprintf(f,
+                "{\"id\":\"s%04d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:%02d:00.000Z\","
+                "\"durationMs\":%d}\n",
+                i, i % 60, i);
+    if (f) fclose(f);
+}
+
+/*
+ * Leftovers: a zero-byte file (the layout before runs had directories), a run directory whose
+ * lock is free (its run was killed), with a zero-byte file and a DuckDB spill file. And a
+ * directory whose lock the caller holds (a run at work): returns the lock's descriptor.
+ */
+static int put_leftovers(const char *lake)
+{
+    char p[1400];
+    sh("mkdir -p '%s/.compact/run-01a00000-dead' '%s/.compact/run-01a00000-live'", lake, lake);
+    sh("touch '%s/.compact/01a24b91-2cc7-7880-b5ec-1db7c8eaebc1.parquet' "
+       "'%s/.compact/run-01a00000-dead/lock' "
+       "'%s/.compact/run-01a00000-dead/01a24b91-331f-753f-84fc-eaca3e8e037f.parquet'",
+       lake, lake, lake);
+    sh("head -c 4096 /dev/zero > '%s/.compact/run-01a00000-dead/duckdb_temp_storage_S4K-0.tmp'",
+       lake);
+    snprintf(p, sizeof p, "%s/.compact/run-01a00000-live/lock", lake);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, LOCK_EX)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void check_leftovers_gone(const char *lake)
+{
+    CHECK_INT(0, sh("test \"$(ls -A '%s'/.compact)\" = run-01a00000-live", lake));
+    CHECK_INT(0, sh("test -f '%s'/.compact/run-01a00000-live/lock", lake));
+}
+
+TEST(compaction_removes_what_killed_runs_left_and_nothing_else)
+{
+    char *dir = test_tmpdir("compact-leftovers");
+    char lake[1200], out[1300];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(out, sizeof out, "%s/compact.out", dir);
+    put_small_hour(lake, 300);
+    /* an hour compacted before: its live files must stay */
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > '%s' 2>&1", events_bin(), lake, out));
+    char *before = lake_totals(lake);
+    CHECK_STR("300,300,44850\n", before);
+    FILE *late = open_segment(lake, 2);
+    if (late) {
+        fputs("{\"id\":\"late\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:30:00.000Z\","
+              "\"durationMs\":1}\n",
+              late);
+        fclose(late);
+    }
+    int held = put_leftovers(lake);
+    REQUIRE(held >= 0);
+
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > '%s' 2>&1", events_bin(), lake, out));
+    char *t = test_read_file(out, NULL);
+    CHECK_CONTAINS("compacted 1 of 1 partitions", t);
+    CHECK_CONTAINS("removed 2 leftovers of killed runs", t);
+    check_leftovers_gone(lake);
+    char *after = lake_totals(lake);
+    CHECK_STR("301,301,44851\n", after);
+    long long rows;
+    CHECK_INT(1, hour_files(lake, &rows));
+    CHECK_INT(301, rows);
+    /* the replaced files stay for --retain, the live ones are all there */
+    CHECK_INT(0, sh("test $(ls '%s/" HOUR_DIR "' | grep -c jsonl) = 2", lake));
+    close(held);
+    free(t), free(before), free(after);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- the server's compactor --------------------------------------------------------------------
+ */
+
+static long long metric(const srv *s, const char *name)
+{
+    char url[128], pat[128];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    resp r;
+    long long v = -1;
+    if (!http_do("GET", url, NULL, NULL, 0, 5000, &r) && r.body.p) {
+        const char *p = strstr(r.body.p, pat);
+        if (p) v = atoll(p + strlen(pat));
+    }
+    resp_free(&r);
+    return v;
+}
+
+TEST(server_compacts_large_events_within_its_memory_and_cleans_up_at_start)
+{
+    char *dir = test_tmpdir("compact-server");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    hour_facts f;
+    REQUIRE_INT(0, put_large_hour(lake, 32 << 20, 3, &f));
+    int held = put_leftovers(lake);
+    REQUIRE(held >= 0);
+    srv s;
+    memset(&s, 0, sizeof s);
+    const char *const args[] = {
+        "--compact-every", "1s", "--compact-after", "0", "--compact-retain", "1h", "--query-memory",
+        "128MiB",          NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    long long parts = 0;
+    for (int i = 0; i < 1200 && parts < 1; i++) {
+        usleep(100000);
+        parts = metric(&s, "events_compaction_partitions_total");
+    }
+    CHECK_INT(1, parts);
+    CHECK_INT(0, metric(&s, "events_compaction_failures_total"));
+    CHECK_INT(2, metric(&s, "events_compaction_leftovers_removed_total"));
+    check_leftovers_gone(lake);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    char *want = expected_totals(&f, 0), *after = lake_totals(lake);
+    CHECK_STR(want, after);
+    char *log = test_read_file(s.log, NULL);
+    CHECK_CONTAINS("msg=\"removed compaction leftovers\"", log);
+    CHECK_CONTAINS("msg=\"compacted\" partitions=1 files=", log);
+    if (test_failed_now()) srv_dump_log(&s);
+    close(held);
+    free(want), free(after), free(log);
     test_rmtree(dir);
     free(dir);
 }
