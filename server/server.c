@@ -74,7 +74,7 @@ typedef struct server {
     pthread_cond_t compact_cv;
     int compact_stop;
     _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
-        compact_deleted, compact_leftovers;
+        compact_deleted, compact_files, compact_leftovers;
 } server;
 
 /* ---- background compaction ------------------------------------------------- */
@@ -117,24 +117,27 @@ static void *compactor_main(void *arg)
                              .work_dir = s->work,
                              .after_ms = s->cfg.compact_after_ms,
                              .retain_ms = s->cfg.compact_retain_ms,
-                             .memory_limit = s->cfg.query_memory,
+                             .memory_limit = s->cfg.compact_memory,
+                             .chunk_bytes = s->cfg.compact_chunk,
                              .threads = 1};
         compact_stats st;
         char err[1024];
         int64_t t0 = evtime_mono_ms();
         int r = lake_compact(&cc, &st, err, sizeof err);
-        char ms[24], parts[24], files[24], rows[24], del[24];
+        char ms[24], parts[24], files[24], rows[24], del[24], written[24];
         snprintf(ms, sizeof ms, "%lld", (long long)(evtime_mono_ms() - t0));
         snprintf(parts, sizeof parts, "%llu", (unsigned long long)st.compacted);
         snprintf(files, sizeof files, "%llu", (unsigned long long)st.files_in);
         snprintf(rows, sizeof rows, "%llu", (unsigned long long)st.rows);
         snprintf(del, sizeof del, "%llu", (unsigned long long)st.deleted);
+        snprintf(written, sizeof written, "%llu", (unsigned long long)st.files_out);
         if (r == 0) {
             s->compact_runs++;
             s->compact_partitions += st.compacted;
             s->compact_rows += st.rows;
         }
         s->compact_deleted += st.deleted;
+        s->compact_files += st.files_out;
         s->compact_leftovers += st.leftovers;
         if (r < 0) s->compact_failures++;
         if (r < 0)
@@ -143,7 +146,7 @@ static void *compactor_main(void *arg)
             log_msg(LOG_DEBUG, "compaction skipped", "holder", st.holder, LOG_END);
         else if (st.compacted || st.deleted)
             log_msg(LOG_INFO, "compacted", "partitions", parts, "files", files, "rows", rows,
-                    "deleted", del, "ms", ms, LOG_END);
+                    "parquet_files", written, "deleted", del, "ms", ms, LOG_END);
         pthread_mutex_lock(&s->compact_mu);
     }
     pthread_mutex_unlock(&s->compact_mu);
@@ -226,6 +229,7 @@ void server_config_defaults(server_config *c)
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
+    c->compact_memory = 1ull << 30;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -563,6 +567,10 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     s->compact_rows);
     metrics_counter(&b, "events_compaction_deleted_total",
                     "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
+    metrics_counter(
+        &b, "events_compaction_files_written_total",
+        "Parquet files written by compaction (an hour larger than a chunk gives several).",
+        s->compact_files);
     metrics_counter(&b, "events_compaction_leftovers_removed_total",
                     "Files and directories that killed compactions had left in the work directory.",
                     s->compact_leftovers);

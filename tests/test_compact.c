@@ -2,9 +2,9 @@
  * test_compact.c - compaction in bounded memory, on a directory lake: hours of
  * large events (CDC of big documents) under a tight memory limit, from
  * `events compact` and from the server's compactor; a run killed midway; what
- * killed runs leave in the work directory; and the view's values,
- * odd ones included, the same before and after. The contract of several files
- * per hour runs on both backends in test_s3.c.
+ * killed runs leave in the work directory; and the view's values, odd ones
+ * included, the same before and after. The contract of several files per hour
+ * runs on both backends in test_s3.c.
  */
 #include "compact.h"
 #include "harness.h"
@@ -395,9 +395,15 @@ TEST(server_compacts_large_events_within_its_memory_and_cleans_up_at_start)
     REQUIRE(held >= 0);
     srv s;
     memset(&s, 0, sizeof s);
-    const char *const args[] = {
-        "--compact-every", "1s", "--compact-after", "0", "--compact-retain", "1h", "--query-memory",
-        "128MiB",          NULL};
+    const char *const args[] = {"--compact-every",
+                                "1s",
+                                "--compact-after",
+                                "0",
+                                "--compact-retain",
+                                "1h",
+                                "--compact-memory",
+                                "128MiB",
+                                NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     long long parts = 0;
     for (int i = 0; i < 1200 && parts < 1; i++) {
@@ -406,6 +412,7 @@ TEST(server_compacts_large_events_within_its_memory_and_cleans_up_at_start)
     }
     CHECK_INT(1, parts);
     CHECK_INT(0, metric(&s, "events_compaction_failures_total"));
+    CHECK(metric(&s, "events_compaction_files_written_total") >= 2);
     CHECK_INT(2, metric(&s, "events_compaction_leftovers_removed_total"));
     check_leftovers_gone(lake);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
