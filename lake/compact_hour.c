@@ -273,20 +273,22 @@ static int write_pieces(const lake_hour_job *job, const lake_hour_in *in, lake_h
         snprintf(err, errlen, "compaction: cannot open %s: %s", in->path, strerror(errno));
         return -1;
     }
-    char piece[4096];
-    snprintf(piece, sizeof piece, "%s/piece.jsonl", job->dir);
+    char piece[4096] = "";
     char *copy = malloc(COPY_BUF);
     int rc = copy ? 0 : -1;
     if (!copy) snprintf(err, errlen, "out of memory");
-    for (uint64_t off = 0; !rc && off < in->size;) {
+    for (uint64_t off = 0, k = 0; !rc && off < in->size; k++) {
+        /* a name per piece: DuckDB may keep what it read of a file by its name */
+        snprintf(piece, sizeof piece, "%s/piece-%llu.jsonl", job->dir, (unsigned long long)k);
         uint64_t next = off;
         rc = cut_piece(fd, off, target, job->chunk_bytes, piece, copy, &next, err, errlen);
         if (rc || next == off) break; /* next == off: the file is shorter than listed */
         const char *one = piece;
         rc = write_chunk(job, &one, 1, NULL, 0, res, err, errlen);
+        unlink(piece);
         off = next;
     }
-    unlink(piece);
+    if (piece[0]) unlink(piece); /* after a failure */
     free(copy);
     close(fd);
     return rc;
