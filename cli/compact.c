@@ -28,7 +28,7 @@ int cmd_compact(int argc, char **argv)
          "DuckDB's memory limit, which bounds compaction's (default 1GiB, at least 128MiB)"},
         {"chunk", "EVENTS_COMPACT_CHUNK", OPT_SIZE, &chunk, "SIZE",
          "events read by one statement at most; a larger hour gives several files (default: "
-         "(memory - 64MiB) / 24)"},
+         "(memory - 96MiB) / 32)"},
         CLI_CACHE_OPTIONS(&cache_dir, &cache_max),
         {NULL, NULL, 0, NULL, NULL, NULL},
     };

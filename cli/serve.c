@@ -47,7 +47,7 @@ int cmd_serve(int argc, char **argv)
         {"compact-memory", "EVENTS_COMPACT_MEMORY", OPT_SIZE, &compact_memory, "SIZE",
          "compaction's DuckDB memory limit, which bounds its memory (default 1GiB)"},
         {"compact-chunk", "EVENTS_COMPACT_CHUNK", OPT_SIZE, &compact_chunk, "SIZE",
-         "events one compaction statement reads at most (default: (compact-memory - 64MiB) / 24)"},
+         "events one compaction statement reads at most (default: (compact-memory - 96MiB) / 32)"},
         {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH",
          "bearer tokens: NAME TOKEN SCOPES per line"},
         {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE",

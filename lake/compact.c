@@ -223,6 +223,7 @@ typedef struct run {
     char dir[4200]; /* this run's directory in work_dir */
     int lock_fd;    /* its lock, held while the directory exists; -1 before */
     uint64_t chunk_bytes;
+    uint64_t key_rows; /* ids one statement groups, finding duplicates across files */
     char *err;
     size_t errlen;
     int64_t now;
@@ -489,7 +490,14 @@ static int compact_one(run *r, lake_partition *p)
     inputs in;
     if (inputs_get(r, p, &in)) return -1;
     for (size_t i = 0; i < in.n; i++) r->st->bytes_in += in.items[i].size;
-    lake_hour_job job = {r->con, r->dir, r->chunk_bytes, in.hin, in.n, tick, r};
+    lake_hour_job job = {.con = r->con,
+                         .dir = r->dir,
+                         .chunk_bytes = r->chunk_bytes,
+                         .key_rows = r->key_rows,
+                         .in = in.hin,
+                         .nin = in.n,
+                         .tick = tick,
+                         .ud = r};
     lake_hour_result res;
     char m[1024];
     int rc = lake_compact_hour(&job, &res, m, sizeof m);
@@ -529,6 +537,12 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
         return -1;
     }
     r.chunk_bytes = lake_compact_chunk(cfg);
+    if (!(r.key_rows = cfg->key_rows)) {
+        /* 1.5 M ids grouped in one statement needed a limit of at most 192 MiB: 256 bytes each
+         * leaves room */
+        uint64_t mem = cfg->memory_limit ? cfg->memory_limit : (1ull << 30);
+        r.key_rows = mem > (96ull << 20) ? (mem - (96ull << 20)) / 256 : 1;
+    }
     r.lease.s = cfg->store;
     r.lease.ttl_ms = cfg->lease_ms > 0 ? cfg->lease_ms : 120000;
     if (cfg->owner) {
@@ -561,6 +575,7 @@ uint64_t lake_compact_chunk(const compact_config *cfg)
 {
     if (cfg->chunk_bytes) return cfg->chunk_bytes;
     uint64_t mem = cfg->memory_limit ? cfg->memory_limit : (1ull << 30);
-    uint64_t chunk = mem > (64ull << 20) ? (mem - (64ull << 20)) / 24 : 0;
+    /* a chunk of C MiB needed a limit of 72 + 24 C MiB (compact.h): a quarter more, spare */
+    uint64_t chunk = mem > (96ull << 20) ? (mem - (96ull << 20)) / 32 : 0;
     return chunk < (1u << 20) ? (1u << 20) : chunk;
 }

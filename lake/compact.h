@@ -14,9 +14,12 @@
  * its manifest) are deleted after retain_ms too.
  *
  * Memory: DuckDB's memory_limit, and no statement reads more than a chunk of
- * the hour (chunk_bytes, by default what the limit allows: (memory_limit -
- * 64 MiB) / 24, measured with events of 100-250 KB, the costliest kind per
- * byte; bench/README.md). An hour of more than a chunk gives several files.
+ * the hour (chunk_bytes). A chunk of C MiB of events of 100-250 KB, the
+ * costliest kind per byte, needed a limit of about 72 + 24 C MiB; the default
+ * chunk, (memory_limit - 96 MiB) / 32, leaves a quarter of the limit spare
+ * (bench/README.md). An hour of more than a chunk gives several files. The
+ * ids of an hour's files are grouped key_rows at a time (by default 256 bytes
+ * of the limit, less 96 MiB, each) to find those in more than one file.
  *
  * A run works in its own directory under work_dir (new files before they go
  * into the lake, DuckDB's spill files), locked while it lives; a run removes
@@ -49,7 +52,8 @@ typedef struct compact_config {
     const char *owner;     /* who holds the lease (default host:pid) */
     uint64_t memory_limit; /* DuckDB's (default 1 GiB) */
     uint64_t chunk_bytes;  /* input of one statement at most (0: from memory_limit, above) */
-    int threads;           /* DuckDB's (0: 1, what the chunk is sized for) */
+    uint64_t key_rows; /* ids grouped at once to find them in several files (0: from the limit) */
+    int threads;       /* DuckDB's (0: 1, what the chunk is sized for) */
 } compact_config;
 
 typedef struct compact_stats {

@@ -21,10 +21,11 @@
  *      kept as it is: it is deduplicated and sorted already, and a late event
  *      then does not rewrite the hour.
  *   2. across files: an id can still be in several files (a retry sealed into
- *      a later segment). One statement over the id and receivedAt columns of
- *      every file (never the events) lists, for each id found in more than one
- *      file, the rows that lose to the earliest receivedAt; each file holding
- *      such a row is written again without it, by one statement of its size.
+ *      a later segment). Statements over the id and receivedAt columns of
+ *      every file (never the events), each grouping at most key_rows ids (a
+ *      class of their hashes), list for each id found in more than one file
+ *      the rows that lose to the earliest receivedAt; each file holding such a
+ *      row is written again without it, by one statement of its size.
  *
  * The events' columns come from one parse of each event (QUERY_VIEW_PARSE):
  * a parse per column, as the query view does, costs an arena per column.
@@ -382,12 +383,49 @@ static int rewrite_without_losers(const lake_hour_job *job, const char *path, la
     return 0;
 }
 
+/*
+ * The rows that lose to another file's row of the same id into the table compact_losers
+ * (filename, id). Grouping every id of the hour at once needs memory in proportion to the
+ * hour: the ids are taken in passes, those whose hash falls in one of `passes` classes each.
+ */
+static int find_losers(const lake_hour_job *job, const char *const *all, size_t n, uint64_t passes,
+                       char *err, size_t errlen)
+{
+    if (run_sql(job->con,
+                "CREATE OR REPLACE TEMP TABLE compact_losers (filename VARCHAR, id VARCHAR)", NULL,
+                "finding duplicates across files", err, errlen))
+        return -1;
+    for (uint64_t k = 0; k < passes; k++) {
+        if (job->tick && job->tick(job->ud, err, errlen)) return -1;
+        buf sql = BUF_INIT;
+        buf_puts(&sql, "INSERT INTO compact_losers SELECT filename, id FROM (SELECT filename, id, "
+                       "row_number() OVER (PARTITION BY id ORDER BY receivedAt NULLS LAST, "
+                       "filename) AS rn FROM read_parquet(");
+        put_list(&sql, all, n);
+        buf_puts(&sql, ", filename = true) WHERE id IN (SELECT id FROM read_parquet(");
+        put_list(&sql, all, n);
+        buf_printf(&sql,
+                   ") WHERE id IS NOT NULL AND hash(id) %% %llu = %llu GROUP BY id HAVING "
+                   "count(*) > 1)) WHERE rn > 1",
+                   (unsigned long long)passes, (unsigned long long)k);
+        int rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, NULL, "finding duplicates across files",
+                                          err, errlen)
+                                : -1;
+        if (rc && !err[0]) snprintf(err, errlen, "out of memory");
+        buf_free(&sql);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 static int dedup_across(const lake_hour_job *job, lake_hour_result *res, char *err, size_t errlen)
 {
     size_t n = res->nout;
-    for (size_t i = 0; i < job->nin; i++) n += job->in[i].kept;
+    uint64_t rows = 0;
+    for (size_t i = 0; i < res->nout; i++) rows += res->out[i].rows;
+    for (size_t i = 0; i < job->nin; i++)
+        if (job->in[i].kept) n++, rows += job->in[i].rows;
     if (n < 2) return 0; /* ids are unique within a file */
-    if (job->tick && job->tick(job->ud, err, errlen)) return -1;
     const char **all = malloc(n * sizeof *all);
     if (!all) {
         snprintf(err, errlen, "out of memory");
@@ -397,19 +435,9 @@ static int dedup_across(const lake_hour_job *job, lake_hour_result *res, char *e
     for (size_t i = 0; i < res->nout; i++) all[k++] = res->out[i].path;
     for (size_t i = 0; i < job->nin; i++)
         if (job->in[i].kept) all[k++] = job->in[i].path;
-    buf sql = BUF_INIT;
-    buf_puts(&sql, "CREATE OR REPLACE TEMP TABLE compact_losers AS SELECT filename, id FROM "
-                   "(SELECT filename, id, row_number() OVER (PARTITION BY id ORDER BY receivedAt "
-                   "NULLS LAST, filename) AS rn FROM read_parquet(");
-    put_list(&sql, all, n);
-    buf_puts(&sql, ", filename = true) WHERE id IN (SELECT id FROM read_parquet(");
-    put_list(&sql, all, n);
-    buf_puts(&sql, ") WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1)) WHERE rn > 1");
+    uint64_t per_pass = job->key_rows ? job->key_rows : 1;
+    int rc = find_losers(job, all, n, rows / per_pass + 1, err, errlen);
     free(all);
-    int rc = buf_cstr(&sql)
-                 ? run_sql(job->con, sql.p, NULL, "finding duplicates across files", err, errlen)
-                 : -1;
-    buf_free(&sql);
     if (rc) return -1;
 
     /* the files to write again: a few names, whatever the number of duplicates */

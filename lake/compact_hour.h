@@ -54,6 +54,7 @@ typedef struct lake_hour_job {
     duckdb_connection con; /* the compaction's own DuckDB, on this thread */
     const char *dir;       /* where pieces and new files are written; must exist */
     uint64_t chunk_bytes;  /* input of one statement at most (a longer line goes alone) */
+    uint64_t key_rows;     /* ids one statement groups at most, to find duplicates across files */
     lake_hour_in *in;      /* the partition's live files, in the lake's order */
     size_t nin;
     lake_hour_tick_fn tick;

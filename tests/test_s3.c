@@ -803,7 +803,8 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
     REQUIRE_INT(0, query_engine_open(&qcfg, &e, err, sizeof err));
     query_conn *qc = query_conn_new(e, err, sizeof err);
 
-    /* a chunk per segment: the third one's rows are all in the other two */
+    /* a chunk per segment: the third one's rows are all in the other two; the ids grouped a few
+     * dozen at a time to find them */
     watcher w = {.e = e};
     pthread_t t;
     pthread_create(&t, NULL, watch, &w);
@@ -814,6 +815,7 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
                          .after_ms = 0,
                          .retain_ms = 3600000,
                          .chunk_bytes = se.size,
+                         .key_rows = 64, /* the ids in passes of about 64 */
                          .owner = "test"};
     compact_stats st;
     CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
