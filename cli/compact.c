@@ -13,7 +13,7 @@
 int cmd_compact(int argc, char **argv)
 {
     const char *lake = "./events-lake", *cache_dir = NULL;
-    uint64_t cache_max = 0, memory = 1ull << 30;
+    uint64_t cache_max = 0, memory = 1ull << 30, chunk = 0;
     int64_t after = 600000, retain = 600000, lease = 120000;
     const cli_option opts[] = {
         {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR|URL",
@@ -24,7 +24,11 @@ int cmd_compact(int argc, char **argv)
          "keep compacted-away files this long for running queries (default 10m)"},
         {"lease", NULL, OPT_DURATION, &lease, "DURATION",
          "the compaction lease's term (default 2m)"},
-        {"memory", NULL, OPT_SIZE, &memory, "SIZE", "DuckDB's memory limit (default 1GiB)"},
+        {"memory", "EVENTS_COMPACT_MEMORY", OPT_SIZE, &memory, "SIZE",
+         "DuckDB's memory limit, which bounds compaction's (default 1GiB, at least 128MiB)"},
+        {"chunk", "EVENTS_COMPACT_CHUNK", OPT_SIZE, &chunk, "SIZE",
+         "events read by one statement at most; a larger hour gives several files (default: "
+         "(memory - 96MiB) / 32)"},
         CLI_CACHE_OPTIONS(&cache_dir, &cache_max),
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
@@ -32,8 +36,9 @@ int cmd_compact(int argc, char **argv)
     if (i == -2) {
         cli_options_help(
             "Usage: events compact [--lake DIR|URL] [OPTIONS]\n\n"
-            "Compacts every closed hour of the lake into one Parquet file (deduplicated by id,\n"
-            "sorted by ts) and deletes what earlier runs replaced once --retain has passed.\n"
+            "Compacts every closed hour of the lake into Parquet files (one per --chunk of the\n"
+            "hour, each sorted by ts, one row per id in all of them) and deletes what earlier\n"
+            "runs replaced once --retain has passed.\n"
             "One compactor runs at a time per lake: if another holds the lease, says who and\n"
             "exits with status 75.",
             opts);
@@ -42,6 +47,11 @@ int cmd_compact(int argc, char **argv)
     if (i < 0) return 2;
     if (i < argc) {
         fprintf(stderr, "events compact: unexpected argument \"%s\"\n", argv[i]);
+        return 2;
+    }
+    if (memory < (128u << 20) || (chunk && chunk < (1u << 20))) {
+        fprintf(stderr, "events compact: --memory must be at least 128MiB (DuckDB's JSON reader "
+                        "needs about 35 MiB), --chunk at least 1MiB\n");
         return 2;
     }
     if (after < 0 || retain < 0 || lease < 1000) {
@@ -66,7 +76,8 @@ int cmd_compact(int argc, char **argv)
                          .after_ms = after,
                          .retain_ms = retain,
                          .lease_ms = lease,
-                         .memory_limit = memory};
+                         .memory_limit = memory,
+                         .chunk_bytes = chunk};
     compact_stats s;
     char err[1024];
     int r = lake_compact(&cc, &s, err, sizeof err);
@@ -79,12 +90,14 @@ int cmd_compact(int argc, char **argv)
         rc = 75;
     }
     if (r <= 0)
-        printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows (%llu "
-               "bytes); deleted %llu replaced files%s\n",
+        printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows in %llu "
+               "new Parquet files (%llu bytes); deleted %llu replaced files; removed %llu "
+               "leftovers of killed runs%s\n",
                (unsigned long long)s.compacted, (unsigned long long)s.partitions,
                (unsigned long long)s.files_in, (unsigned long long)s.bytes_in,
-               (unsigned long long)s.rows, (unsigned long long)s.bytes_out,
-               (unsigned long long)s.deleted,
+               (unsigned long long)s.rows, (unsigned long long)s.files_out,
+               (unsigned long long)s.bytes_out, (unsigned long long)s.deleted,
+               (unsigned long long)s.leftovers,
                s.conflicts ? "; some partitions were compacted by another compactor" : "");
     lake_cache_close(cache);
     store_close(st);

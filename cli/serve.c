@@ -16,6 +16,7 @@ int cmd_serve(int argc, char **argv)
     server_config_defaults(&c);
     uint64_t max_body = c.max_body, seal_bytes = c.seal_bytes, max_event_bytes = c.max_event_bytes,
              spool_max = c.spool_max, query_memory = c.query_memory,
+             compact_memory = c.compact_memory, compact_chunk = c.compact_chunk,
              query_max_rows = c.query_max_rows, max_snapshot = c.max_snapshot;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
@@ -48,6 +49,10 @@ int cmd_serve(int argc, char **argv)
          "compact an hour this long after it ends (default 10m)"},
         {"compact-retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &c.compact_retain_ms, "DURATION",
          "keep compacted-away files this long for running queries (default 10m)"},
+        {"compact-memory", "EVENTS_COMPACT_MEMORY", OPT_SIZE, &compact_memory, "SIZE",
+         "compaction's DuckDB memory limit, which bounds its memory (default 1GiB)"},
+        {"compact-chunk", "EVENTS_COMPACT_CHUNK", OPT_SIZE, &compact_chunk, "SIZE",
+         "events one compaction statement reads at most (default: (compact-memory - 96MiB) / 32)"},
         {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c.tokens_file, "PATH",
          "bearer tokens: NAME TOKEN SCOPES per line"},
         {"allowed-hosts", "EVENTS_ALLOWED_HOSTS", OPT_STR, &c.allowed_hosts, "HOST,...",
@@ -201,6 +206,11 @@ int cmd_serve(int argc, char **argv)
                 "about 32 MiB per scan)\n");
         return 2;
     }
+    if (compact_memory < (128u << 20) || (compact_chunk && compact_chunk < (1u << 20))) {
+        fprintf(stderr, "events serve: --compact-memory must be at least 128MiB, --compact-chunk "
+                        "at least 1MiB\n");
+        return 2;
+    }
     if (max_snapshot < 4096) {
         fprintf(stderr, "events serve: --max-snapshot must be at least 4KiB\n");
         return 2;
@@ -255,6 +265,8 @@ int cmd_serve(int argc, char **argv)
     c.query_timeout_ms = query_timeout ? query_timeout : 1;
     c.query_max_rows = query_max_rows ? query_max_rows : 1;
     c.query_memory = query_memory;
+    c.compact_memory = compact_memory;
+    c.compact_chunk = compact_chunk;
     c.seal_age_ms = seal_age;
     c.dedup_window = (size_t)dedup;
     c.max_open_segments = (size_t)max_open;

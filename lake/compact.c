@@ -1,21 +1,27 @@
 /*
- * compact.c - compaction and its lease (compact.h).
+ * compact.c - compaction runs: the lease, the work directory, the partitions
+ * due, and for each the files into the lake and the manifest that makes them
+ * live (compact.h). What goes into an hour's files is compact_hour.c's.
  */
 #include "compact.h"
 
 #include "buf.h"
+#include "compact_hour.h"
 #include "evrand.h"
 #include "evtime.h"
 #include "layout.h"
 #include "partition.h"
-#include "query.h"
 
+#include <dirent.h>
 #include <duckdb.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -150,6 +156,62 @@ static void lease_give_up(lease *l)
     if (!lease_put(l, l->seq + 1, 0)) lease_trim(l, l->seq > 3 ? l->seq - 3 : 1);
 }
 
+/* ---- the work directory ------------------------------------------------------- */
+
+/*
+ * Each run works in its own directory, work_dir/run-{uuid}, holding an flock on run-{uuid}/lock
+ * while it lives: its chunk files, its new Parquet files before they go into the lake, and
+ * DuckDB's spill files. What a killed run leaves is found by the next one: a directory whose
+ * lock nobody holds, or a loose file (the layout before runs had directories).
+ */
+static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb, (void)type, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* 1 if the directory's lock is held by a running compaction. */
+static int dir_in_use(const char *dir)
+{
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s/lock", dir);
+    int fd = open(lock, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int busy = flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK;
+    close(fd); /* releases the lock if we took it */
+    return busy;
+}
+
+int lake_compact_clean(const char *work_dir, uint64_t *removed)
+{
+    *removed = 0;
+    DIR *d = opendir(work_dir);
+    if (!d) return errno == ENOENT ? 0 : -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char path[4200];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", work_dir, e->d_name);
+        if (lstat(path, &sb)) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (dir_in_use(path)) continue;
+            remove_tree(path);
+        } else if (unlink(path)) {
+            continue;
+        }
+        ++*removed;
+    }
+    closedir(d);
+    return 0;
+}
+
 /* ---- one run ------------------------------------------------------------- */
 
 typedef struct run {
@@ -158,10 +220,38 @@ typedef struct run {
     lease lease;
     duckdb_database db;
     duckdb_connection con;
+    char dir[4200]; /* this run's directory in work_dir */
+    int lock_fd;    /* its lock, held while the directory exists; -1 before */
+    uint64_t chunk_bytes;
+    uint64_t key_rows; /* ids one statement groups, finding duplicates across files */
     char *err;
     size_t errlen;
     int64_t now;
 } run;
+
+static int run_dir_open(run *r)
+{
+    char uuid[LAKE_UUID_LEN + 1], lock[4300];
+    evrand_uuid7(uuid);
+    snprintf(r->dir, sizeof r->dir, "%s/run-%s", r->cfg->work_dir, uuid);
+    snprintf(lock, sizeof lock, "%s/lock", r->dir);
+    r->lock_fd = -1;
+    if (mkdir(r->dir, 0700) || (r->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+        flock(r->lock_fd, LOCK_EX)) {
+        snprintf(r->err, r->errlen, "compaction: cannot create %s: %s", r->dir, strerror(errno));
+        if (r->lock_fd >= 0) close(r->lock_fd);
+        r->lock_fd = -1;
+        remove_tree(r->dir);
+        return -1;
+    }
+    return 0;
+}
+
+static void run_dir_close(run *r)
+{
+    remove_tree(r->dir);
+    close(r->lock_fd); /* after: the directory is never unlocked while it exists */
+}
 
 static int duck_open(run *r)
 {
@@ -173,14 +263,13 @@ static int duck_open(run *r)
         snprintf(r->err, r->errlen, "compaction: cannot configure DuckDB");
         return -1;
     }
+    /* one thread: the chunk is sized for the memory of one (compact.h) */
+    snprintf(threads, sizeof threads, "%d", r->cfg->threads > 0 ? r->cfg->threads : 1);
     duckdb_set_config(dc, "memory_limit", mem);
+    duckdb_set_config(dc, "threads", threads);
     duckdb_set_config(dc, "autoinstall_known_extensions", "false");
     duckdb_set_config(dc, "autoload_known_extensions", "false");
-    duckdb_set_config(dc, "temp_directory", r->cfg->work_dir);
-    if (r->cfg->threads > 0) {
-        snprintf(threads, sizeof threads, "%d", r->cfg->threads);
-        duckdb_set_config(dc, "threads", threads);
-    }
+    duckdb_set_config(dc, "temp_directory", r->dir);
     int rc = duckdb_open_ext(NULL, &r->db, dc, &open_err);
     duckdb_destroy_config(&dc);
     if (rc == DuckDBError) {
@@ -217,162 +306,212 @@ static void collect(run *r, lake_partition *p)
             if (!store_del(r->cfg->store, p->old_manifests[i])) r->st->deleted++;
 }
 
-/* The partition's next Parquet file and manifest. 0 done or not needed, -1 error. */
-static int compact_one(run *r, lake_partition *p)
+static int tick(void *ud, char *err, size_t errlen)
+{
+    run *r = ud;
+    return lease_keep(&r->lease, err, errlen);
+}
+
+/* The partition's live files, made local: items[k] and hin[k] for the k-th live file. */
+typedef struct inputs {
+    lake_cache_item *items;
+    lake_hour_in *hin;
+    size_t *file; /* index in the partition */
+    size_t n;
+    int cached; /* items are pinned in the cache */
+} inputs;
+
+static void inputs_free(run *r, inputs *in)
+{
+    if (in->cached)
+        lake_cache_unpin(r->cfg->cache, in->items, in->n);
+    else
+        for (size_t i = 0; i < in->n; i++) free(in->items[i].path);
+    free(in->items);
+    free(in->hin);
+    free(in->file);
+    memset(in, 0, sizeof *in);
+}
+
+static int inputs_get(run *r, lake_partition *p, inputs *in)
 {
     const compact_config *cfg = r->cfg;
-    int64_t after = cfg->after_ms > 0 ? cfg->after_ms : 0;
-    if ((p->hour + 1) * 3600000 + after > r->now) return 0; /* the hour is still open */
-    size_t nraw = 0;
-    for (size_t i = 0; i < p->n; i++) nraw += p->f[i].live && !p->f[i].parquet;
-    if (!nraw) return 0;
-    if (lease_keep(&r->lease, r->err, r->errlen)) return -1;
-
-    /* the inputs, local */
-    size_t nin = 0;
-    lake_cache_item *in = calloc(p->n, sizeof *in);
-    unsigned char *pq = calloc(p->n, 1);
-    if (!in || !pq) {
-        free(in), free(pq);
+    memset(in, 0, sizeof *in);
+    in->items = calloc(p->n, sizeof *in->items);
+    in->hin = calloc(p->n, sizeof *in->hin);
+    in->file = calloc(p->n, sizeof *in->file);
+    if (!in->items || !in->hin || !in->file) {
+        inputs_free(r, in);
         snprintf(r->err, r->errlen, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < p->n; i++)
         if (p->f[i].live) {
-            in[nin].key = p->f[i].key;
-            in[nin].size = p->f[i].size;
-            pq[nin++] = (unsigned char)p->f[i].parquet;
-            r->st->bytes_in += p->f[i].size;
+            in->items[in->n].key = p->f[i].key;
+            in->items[in->n].size = p->f[i].size;
+            in->hin[in->n].size = p->f[i].size;
+            in->hin[in->n].parquet = p->f[i].parquet;
+            in->file[in->n++] = i;
         }
-    int rc = -1;
-    char m[1024];
     const char *root = cfg->store->ops->root(cfg->store);
     if (!root) {
-        if (lake_cache_fetch(cfg->cache, cfg->store, in, nin, 8, m, sizeof m)) {
+        char m[1024];
+        if (lake_cache_fetch(cfg->cache, cfg->store, in->items, in->n, 8, m, sizeof m)) {
             snprintf(r->err, r->errlen, "compaction: cannot fetch the files of %.*s: %s",
                      (int)(strrchr(p->f[0].key, '/') - p->f[0].key), p->f[0].key, m);
-            free(in), free(pq);
+            in->n = 0;
+            inputs_free(r, in);
             return -1;
         }
+        in->cached = 1;
     } else {
-        for (size_t i = 0; i < nin; i++) {
+        for (size_t i = 0; i < in->n; i++) {
             char path[4096];
-            snprintf(path, sizeof path, "%s/%s", root, in[i].key);
-            if (!(in[i].path = strdup(path))) {
+            snprintf(path, sizeof path, "%s/%s", root, in->items[i].key);
+            if (!(in->items[i].path = strdup(path))) {
+                inputs_free(r, in);
                 snprintf(r->err, r->errlen, "out of memory");
-                for (size_t k = 0; k < i; k++) free(in[k].path);
-                free(in), free(pq);
                 return -1;
             }
         }
     }
+    for (size_t i = 0; i < in->n; i++) in->hin[i].path = in->items[i].path;
+    return 0;
+}
 
-    char uuid[LAKE_UUID_LEN + 1], out[4096], key[LAKE_KEY_MAX], mkey[LAKE_KEY_MAX];
-    evrand_uuid7(uuid);
-    snprintf(out, sizeof out, "%s/%s.parquet", cfg->work_dir, uuid);
-    lake_parquet_key(p->hour, uuid, key);
-    buf jl = BUF_INIT, pl = BUF_INIT, sql = BUF_INIT;
-    size_t nj = 0, np = 0;
-    for (size_t i = 0; i < nin; i++) {
-        buf *l = pq[i] ? &pl : &jl;
-        if (pq[i] ? np++ : nj++) buf_putc(l, ',');
-        query_sql_quote(l, in[i].path ? in[i].path : "");
-    }
-    buf_puts(&sql, "COPY (SELECT * FROM (");
-    buf_printf(&sql, "SELECT %s FROM read_ndjson_objects([", QUERY_VIEW_COLUMNS);
-    buf_append(&sql, jl.p, jl.len);
-    buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL AND "
-                   "((json->>'id') IS NOT NULL OR (json->>'type') IS NOT NULL)");
-    if (np) {
-        buf_puts(&sql, " UNION ALL BY NAME SELECT * FROM read_parquet([");
-        buf_append(&sql, pl.p, pl.len);
-        buf_puts(&sql, "])");
-    }
-    buf_puts(&sql, ") QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY "
-                   "receivedAt NULLS LAST) = 1 ORDER BY ts NULLS LAST, id) TO ");
-    query_sql_quote(&sql, out);
-    buf_puts(&sql, " (FORMAT parquet, COMPRESSION zstd)");
-    duckdb_result res;
-    if (!buf_cstr(&sql)) {
-        snprintf(r->err, r->errlen, "out of memory");
-        goto done;
-    }
-    if (duckdb_query(r->con, sql.p, &res) == DuckDBError) {
-        snprintf(r->err, r->errlen, "compaction of %s: %s", key, duckdb_result_error(&res));
-        duckdb_destroy_result(&res);
-        unlink(out);
-        goto done;
-    }
-    uint64_t rows = (uint64_t)duckdb_value_int64(&res, 0, 0);
-    duckdb_destroy_result(&res);
-    struct stat sb;
-    uint64_t size = stat(out, &sb) ? 0 : (uint64_t)sb.st_size;
-
-    /* the file, then the manifest that makes it live */
-    if (store_put_file(cfg->store, key, out, STORE_MOVE)) {
-        snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, store_errmsg());
-        unlink(out);
-        goto done;
-    }
-    /* renewed first, so that the times below are when the manifest goes in (the work above may
-     * have taken minutes): a reader of the old manifest keeps its files retain_ms from now */
-    if (lease_keep(&r->lease, r->err, r->errlen)) {
-        store_del(cfg->store, key); /* never named: no reader can have it */
-        goto done;
-    }
-    int64_t now = evtime_now_ms();
+/* The next manifest's text: the kept and new files live, the rest replaced now. */
+static char *manifest_text(run *r, lake_partition *p, const inputs *in, const lake_hour_result *res,
+                           uint64_t seq, int64_t now)
+{
     json_t *replaced = json_object(), *names = json_array();
+    unsigned char *kept = calloc(p->n ? p->n : 1, 1);
+    if (!replaced || !names || !kept) {
+        json_decref(replaced), json_decref(names), free(kept);
+        return NULL;
+    }
+    for (size_t k = 0; k < in->n; k++)
+        if (in->hin[k].kept) {
+            kept[in->file[k]] = 1;
+            json_array_append_new(names, json_string(p->f[in->file[k]].name));
+        }
+    for (size_t i = 0; i < res->nout; i++) {
+        char name[LAKE_UUID_LEN + 16];
+        snprintf(name, sizeof name, "%s.parquet", res->out[i].uuid);
+        json_array_append_new(names, json_string(name));
+    }
     for (size_t i = 0; i < p->n; i++) {
         lake_part_file *f = &p->f[i];
+        if (kept[i]) continue;
         int64_t at = f->live ? now : lake_manifest_replaced_at(&p->m, f->name);
         if (at >= 0) json_object_set_new(replaced, f->name, json_integer(at));
     }
-    json_array_append_new(names, json_string(strrchr(key, '/') + 1));
-    uint64_t seq = p->has_manifest ? p->m.seq + 1 : 1;
+    free(kept);
     char created[EVTIME_LEN + 1];
     evtime_format(now, created);
     json_t *doc =
         json_pack("{s:i, s:I, s:o, s:o, s:I, s:I, s:s, s:s}", "version", 1, "seq", (json_int_t)seq,
-                  "parquet", names, "replaced", replaced, "rows", (json_int_t)rows, "createdAt",
-                  (json_int_t)now, "created", created, "compactor", r->lease.owner);
+                  "parquet", names, "replaced", replaced, "rows", (json_int_t)res->rows,
+                  "createdAt", (json_int_t)now, "created", created, "compactor", r->lease.owner);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
+    return text;
+}
+
+/* Deletes the first n new files from the lake (never named by a manifest: no reader has them). */
+static void unput(run *r, int64_t hour, const lake_hour_result *res, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char key[LAKE_KEY_MAX];
+        lake_parquet_key(hour, res->out[i].uuid, key);
+        store_del(r->cfg->store, key);
+    }
+}
+
+/* The new files into the lake, then the manifest that makes them live. 0 or -1. */
+static int publish(run *r, lake_partition *p, const inputs *in, const lake_hour_result *res)
+{
+    store *s = r->cfg->store;
+    for (size_t i = 0; i < res->nout; i++) {
+        char key[LAKE_KEY_MAX];
+        lake_parquet_key(p->hour, res->out[i].uuid, key);
+        if (store_put_file(s, key, res->out[i].path, STORE_MOVE)) {
+            snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, store_errmsg());
+            unput(r, p->hour, res, i);
+            return -1;
+        }
+    }
+    /* renewed first, so that the times below are when the manifest goes in (the work above may
+     * have taken minutes): a reader of the old manifest keeps its files retain_ms from now */
+    if (lease_keep(&r->lease, r->err, r->errlen)) {
+        unput(r, p->hour, res, res->nout);
+        return -1;
+    }
+    int64_t now = evtime_now_ms();
+    uint64_t seq = p->has_manifest ? p->m.seq + 1 : 1;
+    char mkey[LAKE_KEY_MAX];
     lake_manifest_key(p->hour, seq, mkey);
+    char *text = manifest_text(r, p, in, res, seq, now);
     if (!text) {
         snprintf(r->err, r->errlen, "out of memory");
-        store_del(cfg->store, key);
-        goto done;
+        unput(r, p->hour, res, res->nout);
+        return -1;
     }
-    int put = store_put(cfg->store, mkey, text, strlen(text), STORE_IF_ABSENT);
+    int put = store_put(s, mkey, text, strlen(text), STORE_IF_ABSENT);
     free(text);
     if (put == STORE_EEXIST) {
-        /* another compactor won this seq: our file is named by no manifest */
+        /* another compactor won this seq: our files are named by no manifest */
         r->st->conflicts++;
-        store_del(cfg->store, key);
-        rc = 0;
-        goto done;
+        unput(r, p->hour, res, res->nout);
+        return 0;
     }
     if (put) {
-        /* the put may have landed all the same (an answer lost after the write): the file
-         * stays, and a later run deletes it after retain_ms if no manifest names it */
+        /* the put may have landed all the same (an answer lost after the write): the files
+         * stay, and a later run deletes them after retain_ms if no manifest names them */
         snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", mkey, store_errmsg());
-        goto done;
+        return -1;
     }
     r->st->compacted++;
-    r->st->files_in += nin;
-    r->st->rows += rows;
-    r->st->bytes_out += size;
-    rc = 0;
-done:
-    if (!root)
-        lake_cache_unpin(cfg->cache, in, nin);
-    else
-        for (size_t i = 0; i < nin; i++) free(in[i].path);
-    free(in);
-    free(pq);
-    buf_free(&jl);
-    buf_free(&pl);
-    buf_free(&sql);
+    r->st->rows += res->rows;
+    r->st->files_out += res->nout;
+    for (size_t k = 0; k < in->n; k++) r->st->files_in += !in->hin[k].kept;
+    for (size_t i = 0; i < res->nout; i++) r->st->bytes_out += res->out[i].bytes;
+    return 0;
+}
+
+/* The partition's next Parquet files and manifest. 0 done or not needed, -1 error. */
+static int compact_one(run *r, lake_partition *p)
+{
+    int64_t after = r->cfg->after_ms > 0 ? r->cfg->after_ms : 0;
+    if ((p->hour + 1) * 3600000 + after > r->now) return 0; /* the hour is still open */
+    size_t nraw = 0;
+    for (size_t i = 0; i < p->n; i++) nraw += p->f[i].live && !p->f[i].parquet;
+    if (!nraw) return 0;
+    if (lease_keep(&r->lease, r->err, r->errlen)) return -1;
+    inputs in;
+    if (inputs_get(r, p, &in)) return -1;
+    for (size_t i = 0; i < in.n; i++) r->st->bytes_in += in.items[i].size;
+    lake_hour_job job = {.con = r->con,
+                         .dir = r->dir,
+                         .chunk_bytes = r->chunk_bytes,
+                         .key_rows = r->key_rows,
+                         .in = in.hin,
+                         .nin = in.n,
+                         .tick = tick,
+                         .ud = r};
+    lake_hour_result res;
+    char m[1024];
+    int rc = lake_compact_hour(&job, &res, m, sizeof m);
+    if (rc) {
+        char key[LAKE_KEY_MAX];
+        lake_hour_prefix(p->hour, key);
+        snprintf(r->err, r->errlen, "%s (%s)", m, key);
+    } else {
+        r->st->chunks += res.statements;
+        rc = publish(r, p, &in, &res);
+        for (size_t i = 0; i < res.nout; i++) unlink(res.out[i].path); /* if still there */
+        lake_hour_result_free(&res);
+    }
+    inputs_free(r, &in);
     return rc;
 }
 
@@ -391,10 +530,18 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
     run r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg, r.st = st, r.err = err, r.errlen = errlen;
+    r.lock_fd = -1;
     err[0] = 0;
     if (!cfg->store->ops->root(cfg->store) && !cfg->cache) {
         snprintf(err, errlen, "compaction: an object store needs a cache");
         return -1;
+    }
+    r.chunk_bytes = lake_compact_chunk(cfg);
+    if (!(r.key_rows = cfg->key_rows)) {
+        /* 1.5 M ids grouped in one statement needed a limit of at most 192 MiB: 256 bytes each
+         * leaves room */
+        uint64_t mem = cfg->memory_limit ? cfg->memory_limit : (1ull << 30);
+        r.key_rows = mem > (96ull << 20) ? (mem - (96ull << 20)) / 256 : 1;
     }
     r.lease.s = cfg->store;
     r.lease.ttl_ms = cfg->lease_ms > 0 ? cfg->lease_ms : 120000;
@@ -408,8 +555,10 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
     }
     int t = lease_take(&r.lease, st->holder, sizeof st->holder, err, errlen);
     if (t) return t;
-    int rc = duck_open(&r);
-    if (!rc) {
+    /* what killed runs left: no other compactor of this lake is at work now */
+    lake_compact_clean(cfg->work_dir, &st->leftovers);
+    int rc = run_dir_open(&r);
+    if (!rc && !(rc = duck_open(&r))) {
         char m[1024] = "";
         rc = lake_partitions_list(cfg->store, LAKE_EVENTS_PREFIX, on_partition, &r, m, sizeof m);
         if (rc && !err[0]) snprintf(err, errlen, "compaction: %s", m);
@@ -417,6 +566,16 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
         duckdb_disconnect(&r.con);
         duckdb_close(&r.db);
     }
+    if (r.lock_fd >= 0) run_dir_close(&r);
     lease_give_up(&r.lease);
     return rc;
+}
+
+uint64_t lake_compact_chunk(const compact_config *cfg)
+{
+    if (cfg->chunk_bytes) return cfg->chunk_bytes;
+    uint64_t mem = cfg->memory_limit ? cfg->memory_limit : (1ull << 30);
+    /* a chunk of C MiB needed a limit of 72 + 24 C MiB (compact.h): a quarter more, spare */
+    uint64_t chunk = mem > (96ull << 20) ? (mem - (96ull << 20)) / 32 : 0;
+    return chunk < (1u << 20) ? (1u << 20) : chunk;
 }

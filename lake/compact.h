@@ -1,16 +1,29 @@
 /*
- * compact.h - compaction: each closed hour's raw segments into one Parquet file.
+ * compact.h - compaction: each closed hour's raw segments into Parquet files.
  *
  * For every hour partition whose hour ended more than after_ms ago and that
- * has live raw segments (partition.h), one run writes a new Parquet file of
- * the partition's live rows (its live Parquet file, if any, and the live
- * segments), deduplicated by id, sorted by ts, zstd-compressed, with the
- * query view's typed columns plus the whole event as JSON; uploads it; and
- * writes the partition's next manifest, which makes it live and the files it
- * folded in dead. Dead files and old manifests are deleted retain_ms after
- * they died, so that a query that listed the partition before still finds
- * its files; a Parquet file no manifest names (a run that stopped before its
- * manifest) is deleted after retain_ms too.
+ * has live raw segments (partition.h), one run writes new Parquet files of
+ * the partition's live rows (its live segments and its small compacted
+ * files; large compacted files stay as they are), zstd-compressed, with the
+ * query view's typed columns plus the whole event as JSON: each file sorted by
+ * ts, one row per id in all of them (compact_hour.h). It uploads them, and
+ * writes the partition's next manifest, which makes them live and the files
+ * they folded in dead. Dead files and old manifests are deleted retain_ms
+ * after they died, so that a query that listed the partition before still
+ * finds its files; Parquet files no manifest names (a run that stopped before
+ * its manifest) are deleted after retain_ms too.
+ *
+ * Memory: DuckDB's memory_limit, and no statement reads more than a chunk of
+ * the hour (chunk_bytes). A chunk of C MiB of events of 100-250 KB, the
+ * costliest kind per byte, needed a limit of about 72 + 24 C MiB; the default
+ * chunk, (memory_limit - 96 MiB) / 32, leaves a quarter of the limit spare
+ * (bench/README.md). An hour of more than a chunk gives several files. The
+ * ids of an hour's files are grouped key_rows at a time (by default 256 bytes
+ * of the limit, less 96 MiB, each) to find those in more than one file.
+ *
+ * A run works in its own directory under work_dir (new files before they go
+ * into the lake, DuckDB's spill files), locked while it lives; a run removes
+ * what killed runs left there (lake_compact_clean).
  *
  * One compactor at a time per lake: a run first takes the lease
  * leases/compaction/{seq}.json, a conditional put of the next seq that only
@@ -32,23 +45,28 @@
 typedef struct compact_config {
     store *store;
     lake_cache *cache;     /* for an object store: where inputs are read from */
-    const char *work_dir;  /* where the new file is written before it is put; must exist */
+    const char *work_dir;  /* where runs work (their directories); must exist */
     int64_t after_ms;      /* compact an hour this long after it ends (the CLI's default: 10 min) */
     int64_t retain_ms;     /* keep dead files this long (> any query's time; CLI: 10 min) */
     int64_t lease_ms;      /* the lease's term (default 2 min) */
     const char *owner;     /* who holds the lease (default host:pid) */
     uint64_t memory_limit; /* DuckDB's (default 1 GiB) */
-    int threads;           /* DuckDB's (0: its default) */
+    uint64_t chunk_bytes;  /* input of one statement at most (0: from memory_limit, above) */
+    uint64_t key_rows; /* ids grouped at once to find them in several files (0: from the limit) */
+    int threads;       /* DuckDB's (0: 1, what the chunk is sized for) */
 } compact_config;
 
 typedef struct compact_stats {
     uint64_t partitions; /* listed */
-    uint64_t compacted;  /* given a new Parquet file */
-    uint64_t files_in;   /* files folded in */
+    uint64_t compacted;  /* given a new manifest */
+    uint64_t files_in;   /* files folded in (not the compacted files kept as they were) */
+    uint64_t files_out;  /* Parquet files written */
+    uint64_t chunks;     /* statements that wrote one (chunks, and files rewritten) */
     uint64_t bytes_in, bytes_out;
-    uint64_t rows;      /* in the new files */
+    uint64_t rows;      /* live in the partitions compacted */
     uint64_t deleted;   /* dead files, old manifests and leftovers removed */
     uint64_t conflicts; /* partitions another compactor won first */
+    uint64_t leftovers; /* what killed runs had left in work_dir, removed */
     char holder[256];   /* when the lease is held elsewhere: by whom, until when */
 } compact_stats;
 
@@ -58,5 +76,16 @@ typedef struct compact_stats {
  * (the partitions done before the error stay done; nothing is lost).
  */
 int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t errlen);
+
+/* The chunk a run with cfg uses. */
+uint64_t lake_compact_chunk(const compact_config *cfg);
+
+/*
+ * Removes from work_dir what killed runs left: every file, and every
+ * directory whose run is not alive (its lock is free). *removed counts them.
+ * 0, or -1 if work_dir cannot be read. lake_compact calls it once it holds
+ * the lease; a server calls it when its compactor starts.
+ */
+int lake_compact_clean(const char *work_dir, uint64_t *removed);
 
 #endif

@@ -73,6 +73,24 @@ const char QUERY_VIEW_COLUMNS[] =
     "nullif(json->'doc', 'null'::JSON) AS doc, nullif(json->'prev', 'null'::JSON) AS prev, "
     "json->>'bookmark' AS bookmark, json AS event";
 
+const char QUERY_VIEW_PARSE[] =
+    "json_transform(json, '{\"id\":\"VARCHAR\",\"type\":\"VARCHAR\",\"ts\":\"VARCHAR\","
+    "\"receivedAt\":\"VARCHAR\",\"do\":{\"id\":\"VARCHAR\",\"name\":\"VARCHAR\","
+    "\"class\":\"VARCHAR\",\"colo\":\"VARCHAR\"},\"method\":\"VARCHAR\","
+    "\"durationMs\":\"VARCHAR\",\"success\":\"VARCHAR\",\"error\":\"VARCHAR\","
+    "\"collection\":\"VARCHAR\",\"docId\":\"VARCHAR\",\"doc\":\"JSON\",\"prev\":\"JSON\","
+    "\"bookmark\":\"VARCHAR\"}')";
+
+const char QUERY_VIEW_PARSED_COLUMNS[] =
+    "s.id AS id, s.type AS type, TRY_CAST(s.ts AS TIMESTAMP) AS ts, "
+    "TRY_CAST(s.receivedAt AS TIMESTAMP) AS receivedAt, s.\"do\" AS \"do\", "
+    "s.\"do\".id AS do_id, s.\"do\".\"name\" AS do_name, s.\"do\".\"class\" AS do_class, "
+    "s.\"do\".colo AS do_colo, s.method AS method, "
+    "TRY_CAST(s.durationMs AS DOUBLE) AS durationMs, TRY_CAST(s.success AS BOOLEAN) AS success, "
+    "s.error AS error, s.collection AS collection, s.docId AS docId, "
+    "nullif(s.doc, 'null'::JSON) AS doc, nullif(s.prev, 'null'::JSON) AS prev, "
+    "s.bookmark AS bookmark, json AS event";
+
 /*
  * The same view through DuckDB's typed JSON reader, for queries that cannot
  * reach `event` (prune.h): one parse per line however many fields a query

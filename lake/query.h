@@ -29,9 +29,18 @@
 #include <jansson.h>
 #include <stdint.h>
 
-/* The events view's columns as a select list over one JSON column `json` (compaction writes
- * them to Parquet). */
+/* The events view's columns as a select list over one JSON column `json`. */
 extern const char QUERY_VIEW_COLUMNS[];
+
+/*
+ * The same columns, with the same values, from one parse of each event:
+ *   SELECT QUERY_VIEW_PARSED_COLUMNS FROM (SELECT json, QUERY_VIEW_PARSE AS s FROM …)
+ * QUERY_VIEW_COLUMNS parses the event once per field, and DuckDB keeps a parse arena per
+ * field for the whole chunk it works on; compaction, which writes every column of large
+ * events, needs the memory of one.
+ */
+extern const char QUERY_VIEW_PARSE[];
+extern const char QUERY_VIEW_PARSED_COLUMNS[];
 
 /* Appends s as a SQL string literal ('…', quotes doubled). */
 void query_sql_quote(buf *b, const char *s);

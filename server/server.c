@@ -84,16 +84,34 @@ typedef struct server {
     pthread_cond_t compact_cv;
     int compact_stop;
     _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
-        compact_deleted;
+        compact_deleted, compact_files, compact_leftovers;
     _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
     _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
 } server;
 
 /* ---- background compaction ------------------------------------------------- */
 
+/* What compactions killed with an earlier server left in the work directory (compact.h). */
+static void compactor_clean(server *s)
+{
+    uint64_t n = 0;
+    if (lake_compact_clean(s->work, &n)) {
+        log_msg(LOG_WARN, "cannot clean the compaction directory", "path", s->work, "error",
+                strerror(errno), LOG_END);
+        return;
+    }
+    s->compact_leftovers += n;
+    if (n) {
+        char c[24];
+        snprintf(c, sizeof c, "%llu", (unsigned long long)n);
+        log_msg(LOG_INFO, "removed compaction leftovers", "path", s->work, "entries", c, LOG_END);
+    }
+}
+
 static void *compactor_main(void *arg)
 {
     server *s = arg;
+    compactor_clean(s);
     pthread_mutex_lock(&s->compact_mu);
     for (;;) {
         struct timespec ts;
@@ -111,24 +129,28 @@ static void *compactor_main(void *arg)
                              .work_dir = s->work,
                              .after_ms = s->cfg.compact_after_ms,
                              .retain_ms = s->cfg.compact_retain_ms,
-                             .memory_limit = s->cfg.query_memory,
+                             .memory_limit = s->cfg.compact_memory,
+                             .chunk_bytes = s->cfg.compact_chunk,
                              .threads = 1};
         compact_stats st;
         char err[1024];
         int64_t t0 = evtime_mono_ms();
         int r = lake_compact(&cc, &st, err, sizeof err);
-        char ms[24], parts[24], files[24], rows[24], del[24];
+        char ms[24], parts[24], files[24], rows[24], del[24], written[24];
         snprintf(ms, sizeof ms, "%lld", (long long)(evtime_mono_ms() - t0));
         snprintf(parts, sizeof parts, "%llu", (unsigned long long)st.compacted);
         snprintf(files, sizeof files, "%llu", (unsigned long long)st.files_in);
         snprintf(rows, sizeof rows, "%llu", (unsigned long long)st.rows);
         snprintf(del, sizeof del, "%llu", (unsigned long long)st.deleted);
+        snprintf(written, sizeof written, "%llu", (unsigned long long)st.files_out);
         if (r == 0) {
             s->compact_runs++;
             s->compact_partitions += st.compacted;
             s->compact_rows += st.rows;
         }
         s->compact_deleted += st.deleted;
+        s->compact_files += st.files_out;
+        s->compact_leftovers += st.leftovers;
         if (r < 0) s->compact_failures++;
         if (r < 0)
             log_msg(LOG_WARN, "compaction failed", "error", err, LOG_END);
@@ -136,7 +158,7 @@ static void *compactor_main(void *arg)
             log_msg(LOG_DEBUG, "compaction skipped", "holder", st.holder, LOG_END);
         else if (st.compacted || st.deleted)
             log_msg(LOG_INFO, "compacted", "partitions", parts, "files", files, "rows", rows,
-                    "deleted", del, "ms", ms, LOG_END);
+                    "parquet_files", written, "deleted", del, "ms", ms, LOG_END);
         pthread_mutex_lock(&s->compact_mu);
     }
     pthread_mutex_unlock(&s->compact_mu);
@@ -229,6 +251,7 @@ void server_config_defaults(server_config *c)
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
+    c->compact_memory = 1ull << 30;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -599,6 +622,13 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     s->compact_rows);
     metrics_counter(&b, "events_compaction_deleted_total",
                     "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
+    metrics_counter(
+        &b, "events_compaction_files_written_total",
+        "Parquet files written by compaction (an hour larger than a chunk gives several).",
+        s->compact_files);
+    metrics_counter(&b, "events_compaction_leftovers_removed_total",
+                    "Files and directories that killed compactions had left in the work directory.",
+                    s->compact_leftovers);
     tail_stats ts;
     tail_hub_stats(s->tail, &ts);
     metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)ts.clients);

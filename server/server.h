@@ -26,6 +26,8 @@ typedef struct server_config {
     int64_t compact_every_ms;  /* run compaction this often; 0: never. Default 5 min */
     int64_t compact_after_ms;  /* compact an hour this long after it ends; default 10 min */
     int64_t compact_retain_ms; /* keep replaced files this long; default 10 min */
+    uint64_t compact_memory;   /* compaction's DuckDB memory limit; default 1 GiB */
+    uint64_t compact_chunk;    /* events one compaction statement reads; 0 (default): from memory */
     const char *tokens_file;   /* NULL: no tokens file */
     const char *token;         /* one admin token (EVENTS_TOKEN), or NULL */
     size_t max_body;           /* default 8 MiB (after decompression) */

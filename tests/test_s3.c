@@ -12,12 +12,14 @@
 #include "events.h"
 #include "evtime.h"
 #include "compact.h"
+#include "layout.h"
 #include "harness.h"
 #include "partition.h"
 #include "query.h"
 #include "store.h"
 #include "test.h"
 
+#include <duckdb.h>
 #include <jansson.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -687,6 +689,234 @@ TEST(compaction_contract_s3)
     lake_cache *c;
     REQUIRE_INT(0, lake_cache_open(cdir, 64 << 20, &c, err, sizeof err));
     compaction_contract(s, c, work);
+    lake_cache_close(c);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- compaction in chunks: both backends ------------------------------------------------------
+ */
+
+/* One query's CSV answer without its header, through an engine. */
+static char *csv(query_conn *qc, const char *sql)
+{
+    query_request rq = {sql, NULL, QUERY_CSV, 0, 0};
+    buf out = BUF_INIT;
+    query_outcome o;
+    query_run_to_buf(qc, &rq, &out, &o);
+    char *t = NULL;
+    if (o.status != 200) {
+        test_fail(__FILE__, __LINE__, "%s: %s", sql, o.error);
+    } else {
+        const char *nl = strchr(buf_cstr(&out), '\n');
+        t = strdup(nl ? nl + 1 : "");
+    }
+    buf_free(&out);
+    return t;
+}
+
+/* The Parquet files the latest manifest of OLD_HOUR names (seq given), as a JSON array. */
+static json_t *manifest_parquet(store *s, uint64_t seq)
+{
+    char key[LAKE_KEY_MAX];
+    snprintf(key, sizeof key, OLD_HOUR "_manifest-%010llu.json", (unsigned long long)seq);
+    buf m = BUF_INIT;
+    json_t *names = NULL;
+    if (store_get(s, key, 0, 0, &m) == STORE_OK) {
+        json_t *doc = json_loadb(m.p, m.len, 0, NULL);
+        names = json_incref(json_object_get(doc, "parquet"));
+        json_decref(doc);
+    }
+    buf_free(&m);
+    if (!names) test_fail(__FILE__, __LINE__, "no %s", key);
+    return names;
+}
+
+/* Rows of a compacted file of OLD_HOUR, or -1 when they are not sorted by ts (read by DuckDB). */
+static long long sorted_rows(store *s, const char *name, const char *work)
+{
+    char key[LAKE_KEY_MAX], path[1300], sql[1600];
+    snprintf(key, sizeof key, OLD_HOUR "%s", name);
+    snprintf(path, sizeof path, "%s/check.parquet", work);
+    unlink(path);
+    if (store_get_file(s, key, path) != STORE_OK) return -2;
+    duckdb_database db;
+    duckdb_connection con;
+    duckdb_result r;
+    long long rows = -3;
+    if (duckdb_open(NULL, &db) == DuckDBError) return -3;
+    duckdb_connect(db, &con);
+    duckdb_query(con, "SET threads = 1", NULL);
+    /* one thread, no ORDER BY: the rows in the file's order */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*), count(*) FILTER (WHERE ts < prev) FROM (SELECT ts, lag(ts) OVER () "
+             "AS prev FROM read_parquet('%s'))",
+             path);
+    if (duckdb_query(con, sql, &r) == DuckDBSuccess)
+        rows = duckdb_value_int64(&r, 1, 0) ? -1 : duckdb_value_int64(&r, 0, 0);
+    duckdb_destroy_result(&r);
+    duckdb_disconnect(&con);
+    duckdb_close(&db);
+    unlink(path);
+    return rows;
+}
+
+/* Sum of the rows of the files named, each checked to be sorted. */
+static long long files_rows(store *s, json_t *names, const char *work)
+{
+    long long sum = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v)
+    {
+        long long r = sorted_rows(s, json_string_value(v), work);
+        if (r < 0)
+            test_fail(__FILE__, __LINE__, "%s: not sorted by ts (%lld)", json_string_value(v), r);
+        sum += r;
+    }
+    return sum;
+}
+
+static void put_text(store *s, const char *name, const char *text)
+{
+    char key[256];
+    snprintf(key, sizeof key, OLD_HOUR "%s", name);
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), 0));
+}
+
+/*
+ * An hour larger than a chunk: several files, each sorted, every id in one of them, queries
+ * exact all along; late events fold in without rewriting the files that need no change.
+ */
+static void compaction_in_chunks_contract(store *s, lake_cache *cache, const char *work)
+{
+    put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
+    put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
+    put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
+    store_entry se;
+    REQUIRE_INT(STORE_OK,
+                store_head(s, OLD_HOUR "01a00000-0000-7000-8000-000000000001.jsonl", &se));
+    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
+    query_engine *e;
+    char err[1024];
+    REQUIRE_INT(0, query_engine_open(&qcfg, &e, err, sizeof err));
+    query_conn *qc = query_conn_new(e, err, sizeof err);
+
+    /* a chunk per segment: the third one's rows are all in the other two; the ids grouped a few
+     * dozen at a time to find them */
+    watcher w = {.e = e};
+    pthread_t t;
+    pthread_create(&t, NULL, watch, &w);
+    usleep(20000);
+    compact_config cc = {.store = s,
+                         .cache = cache,
+                         .work_dir = work,
+                         .after_ms = 0,
+                         .retain_ms = 3600000,
+                         .chunk_bytes = se.size,
+                         .key_rows = 64, /* the ids in passes of about 64 */
+                         .owner = "test"};
+    compact_stats st;
+    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    usleep(20000);
+    w.stop = 1;
+    pthread_join(t, NULL);
+    CHECK(w.runs > 1);
+    CHECK_INT(0, w.bad);
+    CHECK_INT(1, st.compacted);
+    CHECK_INT(3, st.files_in);
+    CHECK_INT(200, st.rows);
+    CHECK(st.chunks >= 3);
+    json_t *first = manifest_parquet(s, 1);
+    CHECK_INT(st.files_out, json_array_size(first));
+    CHECK(json_array_size(first) >= 2);
+    CHECK_INT(200, files_rows(s, first, work));
+    long long all, distinct;
+    counts(qc, &all, &distinct);
+    CHECK_INT(200, all);
+    CHECK_INT(200, distinct);
+    char *sum = csv(qc, "SELECT sum(durationMs), min(ts), max(ts) FROM events");
+    CHECK_STR("19900,2026-11-20T10:00:00.000Z,2026-11-20T10:59:00.000Z\n", sum);
+    free(sum);
+
+    /* late events: one new, one retry received earlier than the row compacted (it wins: the
+     * file holding that row is written again), one received later (it loses) */
+    put_text(
+        s, "01a00000-0000-7000-8000-000000000004.jsonl",
+        "{\"id\":\"e0300\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:30:00.000Z\","
+        "\"receivedAt\":\"2026-11-20T11:30:00.000Z\",\"method\":\"late\",\"durationMs\":1}\n"
+        "{\"id\":\"e0007\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:07:00.000Z\","
+        "\"receivedAt\":\"2026-11-20T10:58:00.000Z\",\"method\":\"winner\",\"durationMs\":7}\n"
+        "{\"id\":\"e0008\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:08:00.000Z\","
+        "\"receivedAt\":\"2026-11-20T11:00:00.000Z\",\"method\":\"loser\",\"durationMs\":8}\n");
+    counts(qc, &all, &distinct);
+    CHECK_INT(203, all); /* raw until compacted: the retries are seen twice */
+    CHECK_INT(201, distinct);
+    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(1, st.compacted);
+    CHECK_INT(2, st.files_in); /* the late segment, and the file that held e0007 */
+    CHECK_INT(201, st.rows);
+    json_t *second = manifest_parquet(s, 2);
+    /* the files without a change stay as they were */
+    size_t i, k, same = 0;
+    json_t *a, *b;
+    json_array_foreach(first, i, a) json_array_foreach(second, k, b) same += json_equal(a, b);
+    CHECK_INT(json_array_size(first) - 1, same);
+    CHECK_INT(201, files_rows(s, second, work));
+    counts(qc, &all, &distinct);
+    CHECK_INT(201, all);
+    CHECK_INT(201, distinct);
+    char *who = csv(qc, "SELECT id, method FROM events WHERE id IN ('e0007', 'e0008', 'e0300') "
+                        "ORDER BY id");
+    CHECK_STR("e0007,winner\ne0008,m2\ne0300,late\n", who);
+    free(who);
+    json_decref(first);
+    json_decref(second);
+
+    /* past retain: only the live files and the manifest stay */
+    cc.retain_ms = 0;
+    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, st.compacted);
+    json_t *live = manifest_parquet(s, 2);
+    int n = 0;
+    store_list(s, OLD_HOUR, on_key_count, &n);
+    CHECK_INT((long long)json_array_size(live) + 1, n);
+    json_decref(live);
+    counts(qc, &all, &distinct);
+    CHECK_INT(201, all);
+    query_conn_free(qc);
+    query_engine_close(e);
+}
+
+TEST(compaction_in_chunks_fs)
+{
+    char *dir = test_tmpdir("chunks-fs");
+    char lake[1200], work[1200], err[256];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(work, sizeof work, "%s/work", dir);
+    REQUIRE_INT(0, sh("mkdir -p '%s' '%s'", lake, work));
+    store *s;
+    REQUIRE_INT(0, store_open(lake, &s, err, sizeof err));
+    compaction_in_chunks_contract(s, NULL, work);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(compaction_in_chunks_s3)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("chunks-s3");
+    char cdir[1200], work[1200], err[256];
+    snprintf(cdir, sizeof cdir, "%s/cache", dir);
+    snprintf(work, sizeof work, "%s/work", dir);
+    REQUIRE_INT(0, sh("mkdir -p '%s'", work));
+    store *s = s3_store_open("chunks");
+    REQUIRE(s);
+    lake_cache *c;
+    REQUIRE_INT(0, lake_cache_open(cdir, 64 << 20, &c, err, sizeof err));
+    compaction_in_chunks_contract(s, c, work);
     lake_cache_close(c);
     store_close(s);
     test_rmtree(dir);
