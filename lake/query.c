@@ -37,6 +37,21 @@ struct query_engine {
     int stop;
 };
 
+/*
+ * A statement a connection runs for every query (the parse-tree helpers).
+ * DuckDB 1.4 keeps every execution's result collector in a prepared
+ * statement's plan until the statement is destroyed (about 600 bytes each;
+ * duckdb/duckdb#21089), so one prepared statement run for every query grew
+ * the server by that much per query, forever. It is therefore prepared again
+ * after REUSE_MAX runs: at most REUSE_MAX collectors live per statement.
+ */
+#define REUSE_MAX 64
+typedef struct reused {
+    const char *sql;
+    duckdb_prepared_statement p; /* NULL until first needed */
+    unsigned runs;
+} reused;
+
 typedef struct live {
     const struct hours *h;
     lake_cache_item *it; /* key and size of each live file the query needs */
@@ -47,10 +62,10 @@ typedef struct live {
 struct query_conn {
     query_engine *e;
     duckdb_connection c;
-    duckdb_prepared_statement serialize;   /* SELECT json_serialize_sql($1) */
-    duckdb_prepared_statement deserialize; /* SELECT json_deserialize_sql($1::JSON) */
-    json_t *eval_template;                 /* parse tree of SELECT CAST(NULL AS TIMESTAMP) */
-    _Atomic int64_t deadline_ms;           /* monotonic; 0 when idle */
+    reused serialize;            /* SELECT json_serialize_sql($1) */
+    reused deserialize;          /* SELECT json_deserialize_sql($1::JSON) */
+    json_t *eval_template;       /* parse tree of SELECT CAST(NULL AS TIMESTAMP) */
+    _Atomic int64_t deadline_ms; /* monotonic; 0 when idle */
     _Atomic int timed_out;
     struct live fetched; /* the lake files of the running query */
     query_conn *next;
@@ -176,6 +191,21 @@ static json_t *load_tree(const char *txt)
     json_t *t = buf_cstr(&b) ? json_loads(b.p, 0, NULL) : NULL;
     buf_free(&b);
     return t;
+}
+
+/* The prepared statement of s, ready for one more run; NULL if DuckDB cannot prepare it. */
+static duckdb_prepared_statement reused_get(duckdb_connection c, reused *s)
+{
+    if (s->p && s->runs >= REUSE_MAX) duckdb_destroy_prepare(&s->p);
+    if (!s->p) {
+        s->runs = 0;
+        if (duckdb_prepare(c, s->sql, &s->p) == DuckDBError) {
+            duckdb_destroy_prepare(&s->p);
+            return NULL;
+        }
+    }
+    s->runs++;
+    return s->p;
 }
 
 /* ---- the engine ---------------------------------------------------------- */
@@ -315,10 +345,9 @@ query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
     }
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
-    if (duckdb_prepare(q->c, "SELECT json_serialize_sql($1::VARCHAR)", &q->serialize) ==
-            DuckDBError ||
-        duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) ==
-            DuckDBError ||
+    q->serialize.sql = "SELECT json_serialize_sql($1::VARCHAR)";
+    q->deserialize.sql = "SELECT json_deserialize_sql($1::JSON)";
+    if (!reused_get(q->c, &q->serialize) || !reused_get(q->c, &q->deserialize) ||
         duckdb_query(q->c, "SELECT json_serialize_sql('SELECT CAST(NULL AS TIMESTAMP)')", &r) ==
             DuckDBError) {
         snprintf(err, errlen, "query: cannot prepare the parse-tree statements");
@@ -347,8 +376,8 @@ void query_conn_free(query_conn *q)
             break;
         }
     pthread_mutex_unlock(&e->mu);
-    duckdb_destroy_prepare(&q->serialize);
-    duckdb_destroy_prepare(&q->deserialize);
+    duckdb_destroy_prepare(&q->serialize.p);
+    duckdb_destroy_prepare(&q->deserialize.p);
     json_decref(q->eval_template);
     duckdb_disconnect(&q->c);
     free(q);
@@ -418,8 +447,9 @@ static int eval_bound(query_conn *q, json_t *expr, json_t *params, int64_t *us)
     char *txt = json_dumps(stmt, JSON_COMPACT);
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
-    if (!txt || duckdb_bind_varchar(q->deserialize, 1, txt) == DuckDBError ||
-        duckdb_execute_prepared(q->deserialize, &r) == DuckDBError) {
+    duckdb_prepared_statement des = txt ? reused_get(q->c, &q->deserialize) : NULL;
+    if (!des || duckdb_bind_varchar(des, 1, txt) == DuckDBError ||
+        duckdb_execute_prepared(des, &r) == DuckDBError) {
         free(txt);
         duckdb_destroy_result(&r);
         goto out;
@@ -477,8 +507,9 @@ static int select_tree(query_conn *q, const char *sql, json_t **ast)
     *ast = NULL;
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
-    if (duckdb_bind_varchar(q->serialize, 1, sql) == DuckDBError ||
-        duckdb_execute_prepared(q->serialize, &r) == DuckDBError) {
+    duckdb_prepared_statement ser = reused_get(q->c, &q->serialize);
+    if (!ser || duckdb_bind_varchar(ser, 1, sql) == DuckDBError ||
+        duckdb_execute_prepared(ser, &r) == DuckDBError) {
         duckdb_destroy_result(&r);
         return 0;
     }
