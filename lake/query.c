@@ -892,15 +892,21 @@ static void fail(query_outcome *o, unsigned status, const char *msg)
     snprintf(o->error, sizeof o->error, "%s", msg);
 }
 
+/* The message of an answer stopped by its deadline. */
+static void time_limit(query_outcome *o, const query_request *req)
+{
+    char m[128];
+    snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
+             (long long)(req->timeout_ms ? req->timeout_ms : 30000));
+    fail(o, 504, m);
+}
+
 static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const query_request *req)
 {
     duckdb_error_type t = duckdb_result_error_type(r);
     const char *msg = duckdb_result_error(r);
     if (t == DUCKDB_ERROR_INTERRUPT && atomic_load(&q->timed_out)) {
-        char m[128];
-        snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
-                 (long long)(req->timeout_ms ? req->timeout_ms : 30000));
-        fail(o, 504, m);
+        time_limit(o, req);
     } else if (t == DUCKDB_ERROR_OUT_OF_MEMORY) {
         char m[1024];
         snprintf(m, sizeof m, "query exceeded the memory limit: %s", msg ? msg : "out of memory");
@@ -910,14 +916,21 @@ static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const 
     }
 }
 
+/* Renders the answer in pieces of about FLUSH_AT bytes (query.h, query_sink). */
+#define FLUSH_AT 65536
+
 typedef struct render {
+    query_conn *q;
     const query_request *req;
     const query_sink *sink;
     query_outcome *o;
     result_type **types;
     idx_t ncols;
     char **names;
-    buf out;
+    buf out;            /* rendered, not yet handed to the sink: whole rows only */
+    uint64_t rendered;  /* rows rendered (those in out included) */
+    uint64_t max_bytes; /* o->bytes + out.len stays within it, the trailer aside */
+    int64_t deadline;   /* monotonic ms */
 } render;
 
 static void header(render *rd)
@@ -953,26 +966,40 @@ static void header(render *rd)
     }
 }
 
+/*
+ * Renders row r of a chunk after the rows in rd->out: 0, -1 out of memory, or
+ * RESULT_OVER when it would take the answer past max_bytes (out is then as it
+ * was: an answer holds whole rows only).
+ */
 static int row(render *rd, duckdb_data_chunk ch, idx_t r)
 {
     buf *b = &rd->out;
+    size_t start = b->len;
+    /* the header alone may be over: then no row fits */
+    size_t limit = rd->max_bytes > rd->o->bytes ? (size_t)(rd->max_bytes - rd->o->bytes) : 0;
     enum query_format f = rd->req->format;
-    if (f == QUERY_JSON) buf_puts(b, rd->o->rows ? ",[" : "[");
+    int rc = 0;
+    if (f == QUERY_JSON) buf_puts(b, rd->rendered ? ",[" : "[");
     if (f == QUERY_NDJSON) buf_putc(b, '{');
-    for (idx_t i = 0; i < rd->ncols; i++) {
+    for (idx_t i = 0; i < rd->ncols && !rc; i++) {
         duckdb_vector v = duckdb_data_chunk_get_vector(ch, i);
         if (i) buf_putc(b, ',');
         if (f == QUERY_NDJSON) {
             buf_json_str(b, rd->names[i], strlen(rd->names[i]));
             buf_putc(b, ':');
         }
-        if ((f == QUERY_CSV ? result_csv(b, rd->types[i], v, r)
-                            : result_json(b, rd->types[i], v, r)))
-            return -1;
+        rc = f == QUERY_CSV ? result_csv(b, rd->types[i], v, r, limit)
+                            : result_json(b, rd->types[i], v, r, limit);
     }
-    buf_puts(b, f == QUERY_JSON ? "]" : f == QUERY_NDJSON ? "}\n" : "\n");
-    rd->o->rows++;
-    return b->p ? 0 : -1;
+    if (!rc) buf_puts(b, f == QUERY_JSON ? "]" : f == QUERY_NDJSON ? "}\n" : "\n");
+    if (!rc && !b->p) rc = -1;
+    if (!rc && b->len > limit) rc = RESULT_OVER;
+    if (rc) {
+        b->len = start;
+        return rc;
+    }
+    rd->rendered++;
+    return 0;
 }
 
 static const char *content_type(enum query_format f)
@@ -982,18 +1009,192 @@ static const char *content_type(enum query_format f)
                                : "application/json";
 }
 
-/* Hands the rendered bytes to the sink (streaming formats); nonzero: the client left. */
-static int flush(render *rd, int force)
+/*
+ * Hands the rendered rows to the sink (beginning the answer first), waiting
+ * for the client up to the deadline. Returns 0, or -1 with the outcome saying
+ * why: 499 the client left, 504 the deadline passed (the answer is broken).
+ */
+static int deliver(render *rd)
 {
-    if (rd->req->format == QUERY_JSON) return 0;
-    if (!force && rd->out.len < 65536) return 0;
-    if (!rd->o->streamed) {
-        if (rd->sink->begin(rd->sink->ud, content_type(rd->req->format))) return -1;
-        rd->o->streamed = 1;
+    query_outcome *o = rd->o;
+    if (!o->streamed) {
+        if (rd->sink->begin(rd->sink->ud, content_type(rd->req->format))) {
+            fail(o, 499, "the client went away");
+            return -1;
+        }
+        o->streamed = 1;
     }
-    int r = rd->out.len ? rd->sink->write(rd->sink->ud, rd->out.p, rd->out.len) : 0;
+    if (rd->out.len && rd->sink->write(rd->sink->ud, rd->out.p, rd->out.len, rd->deadline)) {
+        o->broken = 1;
+        if (evtime_mono_ms() >= rd->deadline)
+            time_limit(o, rd->req);
+        else
+            fail(o, 499, "the client went away");
+        return -1;
+    }
+    o->bytes += rd->out.len;
+    o->rows = rd->rendered;
     rd->out.len = 0;
-    return r;
+    if (rd->out.cap > 4 * FLUSH_AT) buf_free(&rd->out); /* after one large row */
+    return 0;
+}
+
+/* Renders and hands over the rows of res until its end, a limit, or a failure (in o). */
+static void render_rows(render *rd, duckdb_result *res)
+{
+    query_outcome *o = rd->o;
+    uint64_t max_rows = rd->req->max_rows ? rd->req->max_rows : 100000;
+    header(rd);
+    for (;;) {
+        duckdb_data_chunk ch = duckdb_fetch_chunk(*res);
+        if (!ch) {
+            if (duckdb_result_error(res)) duck_error(rd->q, o, res, rd->req);
+            return;
+        }
+        idx_t size = duckdb_data_chunk_get_size(ch);
+        int stop = 0;
+        for (idx_t r = 0; r < size && !stop; r++) {
+            int rc;
+            if (atomic_load_explicit(&rd->q->timed_out, memory_order_relaxed)) {
+                time_limit(o, rd->req); /* DuckDB was done: the rendering took the time */
+                stop = 1;
+            } else if (rd->rendered == max_rows) {
+                o->truncated = stop = 1;
+            } else if ((rc = row(rd, ch, r)) == RESULT_OVER) {
+                o->truncated = o->over_bytes = stop = 1;
+            } else if (rc) {
+                fail(o, 503, "out of memory rendering the answer");
+                stop = 1;
+            } else if (rd->out.len >= FLUSH_AT && deliver(rd)) {
+                stop = 1;
+            }
+        }
+        duckdb_destroy_data_chunk(&ch);
+        if (stop) return;
+    }
+}
+
+/*
+ * Ends the answer once the rows are rendered: an error answer if nothing was
+ * sent; else the rest of the rows (unless the query failed: rows rendered
+ * after the last piece sent are dropped) and the format's ending, with the
+ * marker of a cut answer (query.h). The ending is a few bytes and does not
+ * wait for the client.
+ */
+static void end_answer(render *rd, int64_t t0)
+{
+    query_outcome *o = rd->o;
+    if (o->status == 499 || o->broken || (o->status != 200 && !o->streamed)) return;
+    if (o->status == 200 && deliver(rd)) return;
+    if (o->over_bytes && o->status == 200)
+        snprintf(o->error, sizeof o->error,
+                 "answer cut at %llu bytes: the answer size limit",
+                 (unsigned long long)rd->max_bytes);
+    o->cut = o->status != 200 || o->over_bytes;
+    o->truncated |= o->cut;
+    o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
+    buf end = BUF_INIT;
+    if (rd->req->format == QUERY_JSON) {
+        buf_printf(&end, "],\"rowCount\":%llu,\"truncated\":%s,", (unsigned long long)o->rows,
+                   o->truncated ? "true" : "false");
+        if (o->cut) {
+            buf_puts(&end, "\"error\":");
+            buf_json_str(&end, o->error, strlen(o->error));
+            buf_putc(&end, ',');
+        }
+        buf_printf(&end, "\"files\":%llu,\"elapsedMs\":%.3f}", (unsigned long long)o->files,
+                   o->elapsed_ms);
+    } else if (rd->req->format == QUERY_NDJSON && o->cut) {
+        buf_puts(&end, "{\"error\":");
+        buf_json_str(&end, o->error, strlen(o->error));
+        buf_puts(&end, "}\n");
+    }
+    if (end.len && (!end.p || rd->sink->write(rd->sink->ud, end.p, end.len, 0))) {
+        o->broken = 1;
+        if (o->status == 200)
+            fail(o, end.p ? 499 : 503, end.p ? "the client went away" : "out of memory");
+    } else {
+        o->bytes += end.len;
+    }
+    buf_free(&end);
+}
+
+/* The column renderers of res; -1 with the outcome set if a type cannot be sent. */
+static int column_types(render *rd, duckdb_result *res)
+{
+    char err[1024];
+    rd->ncols = duckdb_column_count(res);
+    rd->types = calloc(rd->ncols ? rd->ncols : 1, sizeof *rd->types);
+    rd->names = calloc(rd->ncols ? rd->ncols : 1, sizeof *rd->names);
+    if (!rd->types || !rd->names) {
+        fail(rd->o, 503, "out of memory");
+        return -1;
+    }
+    for (idx_t i = 0; i < rd->ncols; i++) {
+        duckdb_logical_type t = duckdb_column_logical_type(res, i);
+        rd->types[i] = result_type_new(t, err, sizeof err);
+        duckdb_destroy_logical_type(&t);
+        rd->names[i] = (char *)duckdb_column_name(res, i);
+        if (!rd->types[i]) {
+            fail(rd->o, 400, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The steps before running: one statement, admitted, its hours, the events
+ * view, prepared, checked and bound. Returns the prepared statement, or NULL
+ * with the outcome set.
+ */
+static duckdb_prepared_statement prepare(query_conn *q, const query_request *req,
+                                         duckdb_extracted_statements *st, lake_spool_pins **pins,
+                                         query_outcome *o)
+{
+    char err[1024];
+    duckdb_prepared_statement p = NULL;
+    if (!req->sql || !*req->sql) {
+        fail(o, 400, "empty query");
+        return NULL;
+    }
+    if (req->params && !json_is_array(req->params)) {
+        fail(o, 400, "params must be an array");
+        return NULL;
+    }
+    idx_t n = duckdb_extract_statements(q->c, req->sql, st);
+    if (n != 1) {
+        const char *m = n ? NULL : duckdb_extract_statements_error(*st);
+        if (n > 1)
+            snprintf(err, sizeof err, "one statement per query: this text has %llu",
+                     (unsigned long long)n);
+        fail(o, 400, n > 1 ? err : m && *m ? m : "empty query");
+        return NULL;
+    }
+    int admitted;
+    json_t *ast = admit(q, req->sql, &admitted, err, sizeof err);
+    if (!admitted) {
+        fail(o, 400, err);
+        return NULL;
+    }
+    hours h = query_hours(q, ast, req->params);
+    json_decref(ast);
+    if (make_view(q, &h, pins, &o->files, err, sizeof err)) {
+        fail(o, 503, err);
+        return NULL;
+    }
+    if (duckdb_prepare_extracted_statement(q->c, *st, 0, &p) == DuckDBError) {
+        fail(o, 400, duckdb_prepare_error(p));
+        duckdb_destroy_prepare(&p);
+        return NULL;
+    }
+    if (check_read_only(q, p, req->sql, err, sizeof err) ||
+        bind_params(p, req->params, err, sizeof err)) {
+        fail(o, 400, err);
+        duckdb_destroy_prepare(&p);
+        return NULL;
+    }
+    return p;
 }
 
 void query_run(query_conn *q, const query_request *req, const query_sink *sink, query_outcome *o)
@@ -1001,132 +1202,24 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
     memset(o, 0, sizeof *o);
     o->status = 200;
     int64_t t0 = evtime_mono_ns();
-    uint64_t max_rows = req->max_rows ? req->max_rows : 100000;
-    char err[1024] = "";
     duckdb_extracted_statements st = NULL;
-    duckdb_prepared_statement p = NULL;
     duckdb_result res;
     int have_res = 0;
     lake_spool_pins *pins = NULL;
-    render rd = {req, sink, o, NULL, 0, NULL, BUF_INIT};
+    render rd = {.q = q, .req = req, .sink = sink, .o = o, .out = BUF_INIT};
+    rd.max_bytes = req->max_bytes ? req->max_bytes : QUERY_MAX_BYTES_DEFAULT;
     atomic_store(&q->timed_out, 0);
 
-    if (!req->sql || !*req->sql) {
-        fail(o, 400, "empty query");
-        goto done;
-    }
-    if (req->params && !json_is_array(req->params)) {
-        fail(o, 400, "params must be an array");
-        goto done;
-    }
-    idx_t n = duckdb_extract_statements(q->c, req->sql, &st);
-    if (n == 0) {
-        const char *m = duckdb_extract_statements_error(st);
-        fail(o, 400, m && *m ? m : "empty query");
-        goto done;
-    }
-    if (n > 1) {
-        snprintf(err, sizeof err, "one statement per query: this text has %llu",
-                 (unsigned long long)n);
-        fail(o, 400, err);
-        goto done;
-    }
-
-    int admitted;
-    json_t *ast = admit(q, req->sql, &admitted, err, sizeof err);
-    if (!admitted) {
-        fail(o, 400, err);
-        goto done;
-    }
-    hours h = query_hours(q, ast, req->params);
-    json_decref(ast);
-    if (make_view(q, &h, &pins, &o->files, err, sizeof err)) {
-        fail(o, 503, err);
-        goto done;
-    }
-    if (duckdb_prepare_extracted_statement(q->c, st, 0, &p) == DuckDBError) {
-        fail(o, 400, duckdb_prepare_error(p));
-        goto done;
-    }
-    if (check_read_only(q, p, req->sql, err, sizeof err) ||
-        bind_params(p, req->params, err, sizeof err)) {
-        fail(o, 400, err);
-        goto done;
-    }
-
-    atomic_store(&q->deadline_ms, evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000));
+    duckdb_prepared_statement p = prepare(q, req, &st, &pins, o);
+    if (!p) goto done;
+    rd.deadline = evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000);
+    atomic_store(&q->deadline_ms, rd.deadline);
     have_res = 1;
-    if (duckdb_execute_prepared_streaming(p, &res) == DuckDBError) {
+    if (duckdb_execute_prepared_streaming(p, &res) == DuckDBError)
         duck_error(q, o, &res, req);
-        goto done;
-    }
-    rd.ncols = duckdb_column_count(&res);
-    rd.types = calloc(rd.ncols ? rd.ncols : 1, sizeof *rd.types);
-    rd.names = calloc(rd.ncols ? rd.ncols : 1, sizeof *rd.names);
-    if (!rd.types || !rd.names) {
-        fail(o, 503, "out of memory");
-        goto done;
-    }
-    for (idx_t i = 0; i < rd.ncols; i++) {
-        duckdb_logical_type t = duckdb_column_logical_type(&res, i);
-        rd.types[i] = result_type_new(t, err, sizeof err);
-        duckdb_destroy_logical_type(&t);
-        rd.names[i] = (char *)duckdb_column_name(&res, i);
-        if (!rd.types[i]) {
-            fail(o, 400, err);
-            goto done;
-        }
-    }
-    header(&rd);
-    for (;;) {
-        duckdb_data_chunk ch = duckdb_fetch_chunk(res);
-        if (!ch) {
-            if (duckdb_result_error(&res)) duck_error(q, o, &res, req);
-            break;
-        }
-        idx_t size = duckdb_data_chunk_get_size(ch);
-        int stop = 0;
-        for (idx_t r = 0; r < size && !stop; r++) {
-            if (o->rows == max_rows) {
-                o->truncated = 1;
-                stop = 1;
-            } else if (row(&rd, ch, r)) {
-                fail(o, 503, "out of memory rendering the answer");
-                stop = 1;
-            }
-        }
-        duckdb_destroy_data_chunk(&ch);
-        if (stop) break;
-        if (flush(&rd, 0)) {
-            fail(o, 499, "the client went away");
-            break;
-        }
-    }
-    atomic_store(&q->deadline_ms, 0);
-    o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
-    if (o->status == 200) {
-        if (req->format == QUERY_JSON) {
-            buf_printf(&rd.out,
-                       "],\"rowCount\":%llu,\"truncated\":%s,\"files\":%llu,\"elapsedMs\":%.3f}",
-                       (unsigned long long)o->rows, o->truncated ? "true" : "false",
-                       (unsigned long long)o->files, o->elapsed_ms);
-            if (!rd.out.p || sink->begin(sink->ud, content_type(req->format)) ||
-                sink->write(sink->ud, rd.out.p, rd.out.len))
-                fail(o, rd.out.p ? 499 : 503, rd.out.p ? "the client went away" : "out of memory");
-            else
-                o->streamed = 1;
-        } else if (flush(&rd, 1)) {
-            fail(o, 499, "the client went away");
-        }
-    } else if (o->streamed && req->format == QUERY_NDJSON) {
-        /* the stream had begun: say why it ends early, on a line of its own */
-        buf e = BUF_INIT;
-        buf_puts(&e, "{\"error\":");
-        buf_json_str(&e, o->error, strlen(o->error));
-        buf_puts(&e, "}\n");
-        if (e.p) sink->write(sink->ud, e.p, e.len);
-        buf_free(&e);
-    }
+    else if (!column_types(&rd, &res))
+        render_rows(&rd, &res);
+    end_answer(&rd, t0);
 done:
     atomic_store(&q->deadline_ms, 0);
     if (!o->elapsed_ms) o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
@@ -1149,8 +1242,9 @@ static int to_buf_begin(void *ud, const char *ct)
     return 0;
 }
 
-static int to_buf_write(void *ud, const char *p, size_t n)
+static int to_buf_write(void *ud, const char *p, size_t n, int64_t deadline_ms)
 {
+    (void)deadline_ms;
     return buf_append(ud, p, n);
 }
 

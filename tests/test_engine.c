@@ -92,7 +92,8 @@ static answer *ask(lake *l, const char *sql, json_t *params, enum query_format f
                    int64_t timeout_ms)
 {
     answer *a = calloc(1, sizeof *a);
-    query_request r = {sql, params, f, max_rows, timeout_ms};
+    query_request r = {
+        .sql = sql, .params = params, .format = f, .max_rows = max_rows, .timeout_ms = timeout_ms};
     query_run_to_buf(l->c, &r, &a->text, &a->o);
     json_decref(params);
     buf_cstr(&a->text);
@@ -580,6 +581,78 @@ TEST(test_engine_typed_and_whole_event_views_agree)
 }
 
 /*
+ * Every kind of large value stops at max_bytes before it is rendered whole:
+ * a long string, one that escapes to six times its size, a long list, a
+ * struct, a map key, a blob; in each format, the answer holds whole rows
+ * only and says why it ends.
+ */
+TEST(test_engine_stops_an_answer_at_max_bytes_whatever_its_values)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 0, 0, 0));
+    static const struct {
+        const char *sql;
+        int small_as_csv; /* fits as CSV: strings are not escaped there */
+    } big[] = {
+        {"SELECT repeat('x', 5000000) AS v", 0},
+        {"SELECT repeat(chr(1), 300000) AS v", 1}, /* 300 KB, 1.8 MB as JSON */
+        {"SELECT range(0, 1000000) AS v", 0},
+        {"SELECT {'a': 1, 'b': repeat('y', 3000000)} AS v", 0},
+        {"SELECT MAP {repeat('k', 3000000): 1} AS v", 0},
+        {"SELECT MAP {[1, 2]: repeat('k', 3000000)} AS v", 0},
+        {"SELECT repeat('\\xAA', 400000)::BLOB AS v", 0}, /* 1.6 MB as text */
+        {"SELECT repeat('\"', 700000) AS v", 0},          /* 1.4 MB quoted as CSV */
+    };
+    static const char marker[] =
+        "{\"error\":\"answer cut at 1048576 bytes: the answer size limit\"}\n";
+    static const enum query_format formats[] = {QUERY_JSON, QUERY_CSV, QUERY_NDJSON};
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++)
+        for (int f = 0; f < 3; f++) {
+            /* two small rows first, then the large value */
+            char sql[256];
+            snprintf(sql, sizeof sql, "SELECT * FROM (%s) UNION ALL BY NAME SELECT NULL AS v",
+                     big[i].sql);
+            int over = formats[f] != QUERY_CSV || !big[i].small_as_csv;
+            buf text = BUF_INIT;
+            query_outcome o;
+            query_request r = {.sql = sql, .format = formats[f], .max_bytes = 1 << 20};
+            query_run_to_buf(l.c, &r, &text, &o);
+            buf_cstr(&text);
+            if (o.status != 200 || o.over_bytes != over || o.cut != over ||
+                text.len > (1 << 20) + 200)
+                test_fail(__FILE__, __LINE__, "%s (format %d): status %u, over %d, %zu bytes: %s",
+                          big[i].sql, f, o.status, o.over_bytes, text.len, o.error);
+            if (!over) {
+                CHECK_INT(2, o.rows);
+            } else if (formats[f] == QUERY_JSON) {
+                json_t *a = json_loads(text.p ? text.p : "", 0, NULL);
+                CHECK(a && json_is_true(json_object_get(a, "truncated")));
+                CHECK_STR("answer cut at 1048576 bytes: the answer size limit",
+                          json_string_value(json_object_get(a, "error")));
+                CHECK_INT(o.rows, json_array_size(json_object_get(a, "rows")));
+                json_decref(a);
+            } else if (formats[f] == QUERY_NDJSON) {
+                CHECK(text.len >= strlen(marker) &&
+                      !strcmp(text.p + text.len - strlen(marker), marker));
+            }
+            buf_free(&text);
+        }
+    /* under the limit: whole, unmarked */
+    buf text = BUF_INIT;
+    query_outcome o;
+    query_request r = {.sql = "SELECT repeat('x', 1000) AS v FROM range(100)",
+                       .format = QUERY_NDJSON,
+                       .max_bytes = 1 << 20};
+    query_run_to_buf(l.c, &r, &text, &o);
+    CHECK_INT(200, o.status);
+    CHECK_INT(100, o.rows);
+    CHECK(!o.cut && !o.truncated && !o.over_bytes);
+    CHECK_INT(100 * 1009, text.len);
+    buf_free(&text);
+    lake_close(&l);
+}
+
+/*
  * The process's memory: its resident set, or under ASan the bytes the
  * allocator holds for the program (ASan's quarantine keeps freed memory
  * resident, so RSS grows there whatever the code does).
@@ -623,7 +696,7 @@ TEST(test_engine_memory_reaches_a_plateau_over_many_queries)
         for (int i = 0; i < (round ? 2400 : 1200); i++) {
             buf text = BUF_INIT;
             query_outcome o;
-            query_request r = {mix[i % 3].sql, NULL, QUERY_JSON, 0, 0};
+            query_request r = {.sql = mix[i % 3].sql, .format = QUERY_JSON};
             query_run_to_buf(l.c, &r, &text, &o);
             if (o.status != mix[i % 3].status && bad++ < 3)
                 test_fail(__FILE__, __LINE__, "%s: expected %u, got %u %s", mix[i % 3].sql,
