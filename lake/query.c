@@ -30,8 +30,12 @@ struct query_engine {
     lake_writer *writer;
     lake_cache *cache;
     char *root;         /* the lake's directory, or NULL: an object store read through cache */
-    pthread_mutex_t mu; /* conns */
+    pthread_mutex_t mu; /* conns and spare */
     query_conn *conns;
+    /* DuckDB connections set up before the configuration was locked (a session setting cannot
+     * be changed after), for query_conn_new to take and query_conn_free to give back */
+    duckdb_connection *spare;
+    int nspare;
     pthread_t watchdog;
     pthread_cond_t cv;
     int stop;
@@ -210,6 +214,35 @@ static duckdb_prepared_statement reused_get(duckdb_connection c, reused *s)
 
 /* ---- the engine ---------------------------------------------------------- */
 
+/*
+ * Connects the engine's n connections and sets what is set per session, before
+ * the configuration is locked. streaming_buffer_size: DuckDB runs ahead of the
+ * rows fetched by this much, but counts a string by its 16-byte header, not
+ * its bytes: at the default (1 MB) a query of 1 MB strings held three chunks
+ * of 2,048 of them at once (4.8 GB), at the least (one chunk ahead) one
+ * (2 GB), at the same speed (bench/README.md, query memory).
+ */
+static int make_spares(query_engine *e, int n, char *err, size_t errlen)
+{
+    if (!(e->spare = calloc((size_t)n, sizeof *e->spare))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (; e->nspare < n; e->nspare++) {
+        duckdb_connection c;
+        if (duckdb_connect(e->db, &c) == DuckDBError) {
+            snprintf(err, errlen, "cannot connect");
+            return -1;
+        }
+        e->spare[e->nspare] = c;
+        if (exec(c, "SET streaming_buffer_size = '1KiB'", err, errlen)) {
+            e->nspare++;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen)
 {
     const char *root = cfg->store->ops->root(cfg->store);
@@ -293,6 +326,7 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     }
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
         rc = exec(c, MACROS[i], e2, sizeof e2);
+    if (!rc) rc = make_spares(e, cfg->conns > 0 ? cfg->conns : 4, e2, sizeof e2);
     if (!rc) rc = exec(c, "SET lock_configuration = true", e2, sizeof e2);
     duckdb_disconnect(&c);
     if (rc) {
@@ -306,6 +340,8 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     *out = e;
     return 0;
 fail_db:
+    for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
+    free(e->spare);
     duckdb_close(&e->db);
 fail:
     pthread_mutex_destroy(&e->mu);
@@ -323,6 +359,8 @@ void query_engine_close(query_engine *e)
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->watchdog, NULL);
+    for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
+    free(e->spare);
     duckdb_close(&e->db);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -338,8 +376,12 @@ query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
         return NULL;
     }
     q->e = e;
-    if (duckdb_connect(e->db, &q->c) == DuckDBError) {
-        snprintf(err, errlen, "query: cannot connect to DuckDB");
+    pthread_mutex_lock(&e->mu);
+    if (e->nspare) q->c = e->spare[--e->nspare];
+    pthread_mutex_unlock(&e->mu);
+    if (!q->c) {
+        snprintf(err, errlen,
+                 "query: every connection of this engine is in use (query_config.conns)");
         free(q);
         return NULL;
     }
@@ -379,7 +421,9 @@ void query_conn_free(query_conn *q)
     duckdb_destroy_prepare(&q->serialize.p);
     duckdb_destroy_prepare(&q->deserialize.p);
     json_decref(q->eval_template);
-    duckdb_disconnect(&q->c);
+    pthread_mutex_lock(&e->mu);
+    e->spare[e->nspare++] = q->c; /* room: it was taken from there */
+    pthread_mutex_unlock(&e->mu);
     free(q);
 }
 
@@ -1087,8 +1131,7 @@ static void end_answer(render *rd, int64_t t0)
     if (o->status == 499 || o->broken || (o->status != 200 && !o->streamed)) return;
     if (o->status == 200 && deliver(rd)) return;
     if (o->over_bytes && o->status == 200)
-        snprintf(o->error, sizeof o->error,
-                 "answer cut at %llu bytes: the answer size limit",
+        snprintf(o->error, sizeof o->error, "answer cut at %llu bytes: the answer size limit",
                  (unsigned long long)rd->max_bytes);
     o->cut = o->status != 200 || o->over_bytes;
     o->truncated |= o->cut;

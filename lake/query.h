@@ -46,12 +46,17 @@ typedef struct query_config {
     uint64_t memory_limit; /* DuckDB memory_limit in bytes; 0: 1 GiB */
     int threads;           /* DuckDB threads; 0: DuckDB's default (one per CPU) */
     lake_cache *cache;     /* where an object store's files are read from; NULL for a directory */
+    int conns;             /* query_conns that may exist at once; 0: 4 */
 } query_config;
 
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen);
 void query_engine_close(query_engine *e); /* NULL is ignored; no conn may be running */
 
-/* A connection for one query at a time. NULL with a message on failure. */
+/*
+ * A connection for one query at a time. NULL with a message on failure, also
+ * when query_config.conns of them exist already (DuckDB's connections are set
+ * up when the engine opens: its configuration is locked after).
+ */
 query_conn *query_conn_new(query_engine *e, char *err, size_t errlen);
 void query_conn_free(query_conn *c);
 

@@ -1044,7 +1044,8 @@ int server_run(const server_config *cfg)
     query_config qc = {.store = s->store,
                        .writer = s->writer,
                        .memory_limit = cfg->query_memory,
-                       .cache = s->cache};
+                       .cache = s->cache,
+                       .conns = cfg->query_threads};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;

@@ -652,6 +652,54 @@ TEST(test_engine_stops_an_answer_at_max_bytes_whatever_its_values)
     lake_close(&l);
 }
 
+/* A line of /proc/self/status ("VmHWM", "VmRSS") in bytes; -1 if absent. */
+static long long status_bytes(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long v = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') v = atoll(line + n + 1) * 1024;
+    if (f) fclose(f);
+    return v;
+}
+
+/*
+ * DuckDB produces rows ahead of the ones fetched, up to a buffer that counts
+ * a string by its 16-byte header: at its default it held three chunks of
+ * 2,048 wide rows at once. The engine's connections hold one.
+ */
+TEST(test_engine_holds_one_chunk_of_wide_rows_at_a_time)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 0, 0, 1ull << 30));
+    FILE *f = fopen("/proc/self/clear_refs", "w"); /* resets VmHWM to the RSS */
+    int reset = f && fputs("5", f) >= 0;
+    if (f) reset = !fclose(f) && reset;
+    if (!reset) {
+        fprintf(stderr, "  skipped: /proc/self/clear_refs cannot reset the peak here\n");
+        lake_close(&l);
+        return;
+    }
+    long long before = status_bytes("VmRSS");
+    /* 2,048 rows of 100 KB: a chunk is 205 MB */
+    buf text = BUF_INIT;
+    query_outcome o;
+    query_request r = {.sql = "SELECT repeat('x', 100000) AS v FROM range(8000)",
+                       .format = QUERY_JSON,
+                       .max_bytes = 1 << 20};
+    query_run_to_buf(l.c, &r, &text, &o);
+    long long peak = status_bytes("VmHWM");
+    CHECK_INT(200, o.status);
+    CHECK(o.over_bytes);
+    buf_free(&text);
+    if (peak - before > (400ll << 20))
+        test_fail(__FILE__, __LINE__, "the query took the peak from %lld to %lld bytes", before,
+                  peak);
+    lake_close(&l);
+}
+
 /*
  * The process's memory: its resident set, or under ASan the bytes the
  * allocator holds for the program (ASan's quarantine keeps freed memory
