@@ -10,6 +10,7 @@
  */
 #include "query.h"
 #include "evtime.h"
+#include "hidden.h"
 #include "layout.h"
 #include "partition.h"
 #include "prune.h"
@@ -543,12 +544,14 @@ typedef struct hours {
 /*
  * 1 if sql is one plain SELECT (what json_serialize_sql accepts); then *ast is
  * its parse tree, or NULL when jansson cannot hold it (an integer literal
- * beyond 64 bits): the query then reads every file. Parses only: nothing is
- * bound or run.
+ * beyond 64 bits): the query then reads every file. *names (when not NULL)
+ * gets the same tree with such integers as reals, which jansson always holds:
+ * enough to see what the query names. Parses only: nothing is bound or run.
  */
-static int select_tree(query_conn *q, const char *sql, json_t **ast)
+static int select_tree(query_conn *q, const char *sql, json_t **ast, json_t **names)
 {
     *ast = NULL;
+    if (names) *names = NULL;
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
     duckdb_prepared_statement ser = reused_get(q->c, &q->serialize);
@@ -563,10 +566,22 @@ static int select_tree(query_conn *q, const char *sql, json_t **ast)
     json_t *loose = json_loads(txt, JSON_DECODE_INT_AS_REAL, NULL);
     int ok = loose && json_is_false(json_object_get(loose, "error")) &&
              json_array_size(json_object_get(loose, "statements")) == 1;
-    json_decref(loose);
     if (ok) *ast = load_tree(txt);
+    if (ok && names)
+        *names = loose;
+    else
+        json_decref(loose);
     duckdb_free(txt);
     return ok;
+}
+
+/* hidden.h: the parse tree of a string given to query(). */
+static json_t *parse_for_names(void *ud, const char *sql)
+{
+    json_t *ast, *names;
+    if (!select_tree(ud, sql, &ast, &names)) return NULL;
+    json_decref(ast);
+    return names;
 }
 
 /* The hours the query can touch; ast NULL: every hour. */
@@ -872,22 +887,36 @@ static int only_a_name(const char *s)
     return 1;
 }
 
+/* admit's last step: returns ast if names holds nothing hidden (hidden.h), else refuses. */
+static json_t *no_hidden_names(query_conn *q, json_t *ast, json_t *names, int *ok, char *err,
+                               size_t errlen)
+{
+    int rc = hidden_check(names, parse_for_names, q, err, errlen);
+    json_decref(names);
+    if (!rc) return ast;
+    json_decref(ast);
+    *ok = 0;
+    return NULL;
+}
+
 /*
  * Decides from the parse alone, before anything is bound, whether a statement
  * may run: binding can have effects (EXPORT DATABASE creates its directory
  * when it is prepared). Allowed: a plain SELECT; EXPLAIN of one; DESCRIBE,
- * SHOW or SUMMARIZE of a name or of a plain SELECT. Returns the parse tree of
- * the SELECT that will run (for pruning; NULL for DESCRIBE and SHOW of a
- * name), *ok 1 if allowed, or *ok 0 with the reason in err.
+ * SHOW or SUMMARIZE of a name or of a plain SELECT; in each, nothing that
+ * hidden.h hides. Returns the parse tree of the SELECT that will run (for
+ * pruning; NULL for DESCRIBE and SHOW of a name), *ok 1 if allowed, or *ok 0
+ * with the reason in err.
  */
 static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t errlen)
 {
     *ok = 1;
-    json_t *ast;
-    if (select_tree(q, sql, &ast)) return ast;
+    json_t *ast = NULL, *names = NULL;
+    if (select_tree(q, sql, &ast, &names)) return no_hidden_names(q, ast, names, ok, err, errlen);
     const char *inner = explained(sql);
     if (inner) {
-        if (select_tree(q, inner, &ast)) return ast;
+        if (select_tree(q, inner, &ast, &names))
+            return no_hidden_names(q, ast, names, ok, err, errlen);
         char w[24];
         first_word(inner, w, sizeof w);
         snprintf(err, errlen,
@@ -899,8 +928,14 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
     }
     const char *p = skip_space(sql);
     if (keyword(&p, "DESCRIBE") || keyword(&p, "SHOW") || keyword(&p, "SUMMARIZE")) {
-        if (only_a_name(p)) return NULL;
-        if (select_tree(q, p, &ast)) return ast;
+        if (only_a_name(p)) { /* what it names, as a SELECT from it would */
+            buf b = BUF_INIT;
+            buf_printf(&b, "SELECT * FROM %s", p);
+            if (buf_cstr(&b) && select_tree(q, b.p, &ast, &names)) json_decref(ast);
+            buf_free(&b);
+            return no_hidden_names(q, NULL, names, ok, err, errlen);
+        }
+        if (select_tree(q, p, &ast, &names)) return no_hidden_names(q, ast, names, ok, err, errlen);
     }
     char w[24];
     first_word(sql, w, sizeof w);

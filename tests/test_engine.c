@@ -395,7 +395,7 @@ TEST(test_engine_refuses_what_is_not_a_read)
         {"EXPORT DATABASE '%i'", "not a statement beginning with EXPORT"},
         {"DESCRIBE COPY (SELECT 1) TO '%i'", "Parser Error"},
         {"SUMMARIZE (SELECT 1); DROP VIEW events", "one statement per query: this text has 2"},
-        {"SELECT * FROM query('COPY (SELECT 1) TO ''x.csv''')", "Parser Error"},
+        {"SELECT * FROM query('COPY (SELECT 1) TO ''x.csv''')", "query() takes only a SELECT here"},
         {"", "empty query"},
         {"   ;  ", "empty query"},
     };
@@ -433,12 +433,94 @@ TEST(test_engine_refuses_what_is_not_a_read)
         if (a->o.status != 200) test_fail(__FILE__, __LINE__, "%s: %s", fine[i], a->o.error);
         done(a);
     }
-    a = q(&l, "SELECT value FROM duckdb_settings() WHERE name = 'lock_configuration'");
-    CHECK_INT(200, a->o.status);
-    char *r = rows(a);
-    CHECK_STR("[[\"true\"]]", r);
-    free(r);
+    lake_close(&l);
+}
+
+/*
+ * DuckDB shows queries its settings (the lake's path in allowed_directories,
+ * the server user's home in secret_directory), the definition of the events
+ * view (every file's path) and, in an error, the home directory: refused, in
+ * every form a query can name them. Catalog functions without them still
+ * answer, and no answer a query can get holds the lake's path or the home.
+ */
+TEST(test_engine_hides_the_settings_and_paths_of_the_server)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 1, 1, 0));
+    static const struct {
+        const char *sql, *name;
+    } hidden[] = {
+        {"SELECT * FROM duckdb_settings()", "duckdb_settings()"},
+        {"SELECT current_setting('allowed_directories')", "current_setting()"},
+        {"SELECT * FROM system.main.duckdb_settings()", "duckdb_settings()"},
+        {"SELECT sql FROM duckdb_views(), (SELECT count(*) FROM events)", "duckdb_views()"},
+        {"SELECT * FROM duckdb_views", "duckdb_views"},
+        {"SELECT sql FROM sqlite_master", "sqlite_master"},
+        {"SELECT view_definition FROM information_schema.views", "information_schema.views"},
+        {"SELECT definition FROM pg_catalog.pg_views", "pg_catalog.pg_views"},
+        {"SELECT * FROM pg_settings", "pg_settings"},
+        {"SELECT * FROM duckdb_extensions()", "duckdb_extensions()"},
+        {"SELECT * FROM duckdb_secrets()", "duckdb_secrets()"},
+        {"SELECT * FROM duckdb_databases()", "duckdb_databases()"},
+        {"SELECT * FROM duckdb_external_file_cache()", "duckdb_external_file_cache()"},
+        {"SELECT (SELECT max(value) FROM duckdb_settings()) AS v FROM events", "duckdb_settings()"},
+        {"WITH s AS (SELECT * FROM duckdb_settings()) SELECT * FROM s", "duckdb_settings()"},
+        {"SELECT * FROM query('SELECT * FROM duckdb_settings()')", "duckdb_settings()"},
+        {"SELECT * FROM query('FROM query(''FROM duckdb_views()'')')", "duckdb_views()"},
+        {"SELECT * FROM query_table('duckdb_views')", "duckdb_views"},
+        {"SELECT * FROM query_table(['events', 'information_schema.views'])",
+         "information_schema.views"},
+        {"SUMMARIZE duckdb_views", "duckdb_views"},
+        {"SUMMARIZE SELECT * FROM duckdb_settings()", "duckdb_settings()"},
+        {"SELECT * FROM (SUMMARIZE SELECT value FROM duckdb_settings())", "duckdb_settings()"},
+        {"EXPLAIN SELECT * FROM duckdb_settings()", "duckdb_settings()"},
+    };
+    for (size_t i = 0; i < sizeof hidden / sizeof *hidden; i++) {
+        answer *a = q(&l, hidden[i].sql);
+        char want[200];
+        snprintf(want, sizeof want,
+                 "%s is not available to queries: it shows the server's configuration or files",
+                 hidden[i].name);
+        if (a->o.status != 400 || strcmp(a->o.error, want))
+            test_fail(__FILE__, __LINE__, "%s:\n  expected 400 %s\n  got %u %s", hidden[i].sql,
+                      want, a->o.status, a->o.error);
+        done(a);
+    }
+    answer *a = q(&l, "SELECT * FROM query($1)");
+    CHECK_STR("query() takes only a constant string here", a->o.error);
     done(a);
+    a = q(&l, "SELECT * FROM query('SHOW TABLES; SELECT 1')");
+    CHECK_STR("query() takes only a SELECT here", a->o.error);
+    done(a);
+
+    /* what still answers, and holds neither the lake's path nor the home directory */
+    const char *home = getenv("HOME");
+    static const struct {
+        const char *sql;
+        unsigned status;
+    } fine[] = {
+        {"SELECT count(*) FROM query('SELECT * FROM events')", 200},
+        {"SELECT count(*) FROM query_table('events')", 200},
+        {"SELECT * FROM duckdb_functions() WHERE function_name LIKE 'doc%'", 200},
+        {"SELECT * FROM duckdb_tables()", 200},
+        {"SELECT * FROM duckdb_columns(), (SELECT count(*) FROM events)", 200},
+        {"SELECT * FROM information_schema.tables, (SELECT count(*) FROM events)", 200},
+        {"SELECT * FROM duckdb_memory()", 200},
+        {"SELECT * FROM pragma_user_agent()", 200},
+        {"SHOW TABLES", 200},
+        {"DESCRIBE events", 200},
+        {"EXPLAIN ANALYZE SELECT * FROM events", 200},
+        {"SELECT * FROM glob('*')", 400},
+        {"SELECT * FROM read_text('nothing.txt')", 400},
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+        a = q(&l, fine[i].sql);
+        const char *text = a->o.status == 200 ? a->text.p : a->o.error;
+        if (a->o.status != fine[i].status || strstr(text, l.dir) ||
+            (home && strlen(home) > 1 && strstr(text, home)))
+            test_fail(__FILE__, __LINE__, "%s: %u %.300s", fine[i].sql, a->o.status, text);
+        done(a);
+    }
     lake_close(&l);
 }
 

@@ -419,6 +419,9 @@ TEST(test_query_http_errors)
          "not a statement beginning with DROP"},
         {"POST", "/query", "application/json",
          "{\"sql\":\"SELECT * FROM read_text('/etc/passwd')\"}", 400, "Permission Error"},
+        {"POST", "/query", "application/json",
+         "{\"sql\":\"SELECT value FROM duckdb_settings() WHERE name = 'allowed_directories'\"}",
+         400, "duckdb_settings() is not available to queries: it shows the server's configuration"},
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         snprintf(url, sizeof url, "%s%s", S.url, t[i].path);
