@@ -6,7 +6,8 @@
  * directory (sealed files only: a running server's spool is its own), and
  * --server URL asks a server (POST /query), which also sees events not yet
  * sealed. Either way the answer is the server's JSON, printed as a table on a
- * terminal, or passed through as JSON, NDJSON or CSV.
+ * terminal, or passed through as JSON, NDJSON or CSV as it comes (only a
+ * table is held whole, to size its columns, and --max-bytes bounds it).
  */
 #include "cli.h"
 #include "buf.h"
@@ -25,7 +26,7 @@ typedef struct qopts {
     const char *lake, *server, *token, *format, *file, *cache;
     uint64_t cache_max;
     cli_strings params;
-    uint64_t max_rows;
+    uint64_t max_rows, max_bytes;
     int64_t timeout_ms;
 } qopts;
 
@@ -34,7 +35,67 @@ static enum query_format engine_format(const char *f)
     return !strcmp(f, "csv") ? QUERY_CSV : !strcmp(f, "ndjson") ? QUERY_NDJSON : QUERY_JSON;
 }
 
+/*
+ * The last bytes of an answer, kept while it streams to standard output, to
+ * find the marker a cut answer ends with (the "error" member of a JSON
+ * answer's end, or NDJSON's last line {"error":…}).
+ */
+#define TAIL_MAX 4096
+typedef struct tail {
+    char b[TAIL_MAX];
+    size_t n;
+} tail;
+
+static void tail_add(tail *t, const char *p, size_t n)
+{
+    if (n >= TAIL_MAX) {
+        memcpy(t->b, p + n - TAIL_MAX, TAIL_MAX);
+        t->n = TAIL_MAX;
+        return;
+    }
+    if (t->n + n > TAIL_MAX) {
+        size_t drop = t->n + n - TAIL_MAX;
+        memmove(t->b, t->b + drop, t->n - drop);
+        t->n -= drop;
+    }
+    memcpy(t->b + t->n, p, n);
+    t->n += n;
+}
+
+/* The error a cut answer ends with, or NULL (query.h, query_outcome). Caller frees. */
+static char *answer_error(const char *p, size_t n, int ndjson)
+{
+    buf b = BUF_INIT;
+    json_t *o = NULL;
+    if (ndjson) {
+        while (n && p[n - 1] == '\n') n--;
+        const char *line = p + n;
+        while (line > p && line[-1] != '\n') line--;
+        o = json_loadb(line, n - (size_t)(line - p), 0, NULL);
+    } else {
+        /* the end of a JSON answer: ],"rowCount":N,"truncated":B[,"error":"…"],"files":…} */
+        const char *end = NULL;
+        for (const char *q = p; (q = memmem(q, n - (size_t)(q - p), "],\"rowCount\":", 13)); q++)
+            end = q;
+        if (end) {
+            buf_putc(&b, '{');
+            buf_append(&b, end + 2, n - (size_t)(end + 2 - p));
+            o = b.p ? json_loadb(b.p, b.len, 0, NULL) : NULL;
+        }
+    }
+    const char *e = json_string_value(json_object_get(o, "error"));
+    char *r = e ? strdup(e) : NULL;
+    json_decref(o);
+    buf_free(&b);
+    return r;
+}
+
 /* ---- the embedded engine --------------------------------------------------- */
+
+typedef struct out {
+    buf *answer; /* the table's answer, whole; NULL: straight to standard output */
+    tail t;
+} out;
 
 static int sink_begin(void *ud, const char *ct)
 {
@@ -42,15 +103,13 @@ static int sink_begin(void *ud, const char *ct)
     return 0;
 }
 
-static int sink_stdout(void *ud, const char *p, size_t n)
+static int sink_write(void *ud, const char *p, size_t n, int64_t deadline_ms)
 {
-    (void)ud;
+    out *w = ud;
+    (void)deadline_ms;
+    if (w->answer) return buf_append(w->answer, p, n);
+    tail_add(&w->t, p, n);
     return fwrite(p, 1, n, stdout) == n ? 0 : -1;
-}
-
-static int sink_buf(void *ud, const char *p, size_t n)
-{
-    return buf_append(ud, p, n);
 }
 
 static int run_local(const qopts *o, const char *sql, json_t *params, buf *answer, int stream)
@@ -72,18 +131,26 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
     if (!(c = query_conn_new(e, err, sizeof err))) {
         fprintf(stderr, "events query: %s\n", err);
     } else {
-        query_request req = {sql, params, stream ? engine_format(o->format) : QUERY_JSON,
-                             o->max_rows, o->timeout_ms};
-        query_sink s = {sink_begin, stream ? sink_stdout : sink_buf, answer};
-        query_outcome out;
-        query_run(c, &req, &s, &out);
-        if (out.status != 200) {
-            fprintf(stderr, "events query: %s\n", out.error);
+        query_request req = {.sql = sql,
+                             .params = params,
+                             .format = stream ? engine_format(o->format) : QUERY_JSON,
+                             .max_rows = o->max_rows,
+                             .timeout_ms = o->timeout_ms,
+                             .max_bytes = o->max_bytes};
+        out w = {.answer = stream ? NULL : answer};
+        query_sink s = {sink_begin, sink_write, &w};
+        query_outcome res;
+        query_run(c, &req, &s, &res);
+        if (stream && res.streamed && req.format == QUERY_JSON) fputc('\n', stdout);
+        if (res.status != 200 || res.cut) {
+            if (res.streamed) fflush(stdout);
+            fprintf(stderr, "events query: %s%s\n", res.error,
+                    res.over_bytes ? " (--max-bytes)" : "");
         } else {
             rc = 0;
-            if (out.truncated)
+            if (res.truncated)
                 fprintf(stderr, "events query: stopped at %llu rows (--max-rows)\n",
-                        (unsigned long long)out.rows);
+                        (unsigned long long)res.rows);
         }
     }
     query_conn_free(c);
@@ -96,16 +163,26 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
 /* ---- a server ---------------------------------------------------------------- */
 
 typedef struct http {
-    buf body;
+    buf body;     /* an error's body, or the whole answer for a table */
+    uint64_t max; /* what body may hold */
+    int over;     /* the answer was longer: the transfer was stopped */
     long status;
     int stream; /* write 200 bodies to stdout as they come */
+    tail t;
 } http;
 
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
     http *h = ud;
     size_t len = size * n;
-    if (h->stream && h->status == 200) return fwrite(p, 1, len, stdout) == len ? len : 0;
+    if (h->stream && h->status == 200) {
+        tail_add(&h->t, p, len);
+        return fwrite(p, 1, len, stdout) == len ? len : 0;
+    }
+    if (h->body.len + len > h->max) {
+        h->over = 1;
+        return 0; /* stops the transfer */
+    }
     return buf_append(&h->body, p, len) ? 0 : len;
 }
 
@@ -134,7 +211,8 @@ static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answ
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->token);
         h = curl_slist_append(h, auth);
     }
-    http r = {BUF_INIT, 0, stream};
+    /* a table's answer is held whole: the server's own byte limit, and ours, bound it */
+    http r = {.body = BUF_INIT, .max = o->max_bytes + 65536, .stream = stream};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -151,10 +229,23 @@ static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answ
     curl_easy_cleanup(c);
     free(body);
     int rc = 0;
-    if (cc != CURLE_OK && status != 200) {
+    char *cut = NULL;
+    if (status == 200 && stream && strcmp(o->format, "csv"))
+        cut = answer_error(r.t.b, r.t.n, !strcmp(o->format, "ndjson"));
+    if (stream && status == 200 && !strcmp(o->format, "json") && r.t.n) fputc('\n', stdout);
+    if (r.over) {
+        fprintf(stderr, "events query: the answer is over %llu bytes (--max-bytes)\n",
+                (unsigned long long)o->max_bytes);
+        rc = 1;
+    } else if (cc != CURLE_OK && status != 200) {
         fprintf(stderr, "events query: %s: %s\n", o->server, curl_easy_strerror(cc));
         rc = 1;
+    } else if (cut) {
+        fflush(stdout);
+        fprintf(stderr, "events query: %s\n", cut);
+        rc = 1;
     } else if (cc != CURLE_OK) {
+        fflush(stdout);
         fprintf(stderr, "events query: the answer was cut short: %s\n", curl_easy_strerror(cc));
         rc = 1;
     } else if (status != 200) {
@@ -167,6 +258,7 @@ static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answ
     } else if (!stream) {
         buf_append(answer, r.body.p ? r.body.p : "", r.body.len);
     }
+    free(cut);
     buf_free(&r.body);
     return rc;
 }
@@ -182,23 +274,24 @@ static char *read_all(FILE *f)
     return b.p ? (buf_cstr(&b), b.p) : strdup("");
 }
 
+/* Runs the query; a table is drawn from the whole answer, every other format streams. */
 static int run(const qopts *o, const char *sql, json_t *params)
 {
     int table = !strcmp(o->format, "table");
-    int stream = !table && strcmp(o->format, "json");
     buf answer = BUF_INIT;
-    int rc = o->server ? run_remote(o, sql, params, &answer, stream)
-                       : run_local(o, sql, params, &answer, stream);
-    if (!rc && !stream) {
-        if (table) {
-            if (cli_print_table(stdout, answer.p ? answer.p : "", answer.len)) {
-                fprintf(stderr, "events query: the answer is not a query result\n");
-                rc = 1;
-            }
-        } else {
-            fwrite(answer.p ? answer.p : "", 1, answer.len, stdout);
-            fputc('\n', stdout);
+    int rc = o->server ? run_remote(o, sql, params, &answer, !table)
+                       : run_local(o, sql, params, &answer, !table);
+    if (table && answer.len) {
+        char *cut = answer_error(answer.p, answer.len, 0);
+        if (cli_print_table(stdout, answer.p, answer.len)) {
+            fprintf(stderr, "events query: the answer is not a query result\n");
+            rc = 1;
+        } else if (cut && !rc) {
+            fflush(stdout);
+            fprintf(stderr, "events query: %s\n", cut);
+            rc = 1;
         }
+        free(cut);
     }
     buf_free(&answer);
     fflush(stdout);
@@ -211,6 +304,7 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
     o->lake = "./events-lake";
     o->format = isatty(1) ? "table" : "ndjson";
     o->max_rows = 100000;
+    o->max_bytes = 32ull << 20;
     o->timeout_ms = 30000;
     const cli_option opts[] = {
         {"lake", "EVENTS_LAKE", OPT_STR, &o->lake, "DIR|URL",
@@ -226,6 +320,8 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
          "a value for $1, $2, ... (repeat; sent as strings)"},
         {"max-rows", "EVENTS_MAX_ROWS", OPT_SIZE, &o->max_rows, "N",
          "stop after N rows (default 100000)"},
+        {"max-bytes", "EVENTS_MAX_BYTES", OPT_SIZE, &o->max_bytes, "SIZE",
+         "stop the answer at this size, with an error (default 32MiB)"},
         {"timeout", "EVENTS_QUERY_TIMEOUT", OPT_DURATION, &o->timeout_ms, "DURATION",
          "stop the query after this (default 30s)"},
         {NULL, NULL, 0, NULL, NULL, NULL},

@@ -17,7 +17,8 @@ int cmd_serve(int argc, char **argv)
     uint64_t max_body = c.max_body, seal_bytes = c.seal_bytes, max_event_bytes = c.max_event_bytes,
              spool_max = c.spool_max, query_memory = c.query_memory,
              compact_memory = c.compact_memory, compact_chunk = c.compact_chunk,
-             query_max_rows = c.query_max_rows, max_snapshot = c.max_snapshot;
+             query_max_rows = c.query_max_rows, query_max_bytes = c.query_max_bytes,
+             max_snapshot = c.max_snapshot;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000,
@@ -97,6 +98,9 @@ int cmd_serve(int argc, char **argv)
          "stop a query after this, answering 504 (default 30s)"},
         {"query-max-rows", "EVENTS_QUERY_MAX_ROWS", OPT_SIZE, &query_max_rows, "N",
          "rows in one answer at most (default 100000)"},
+        {"query-max-bytes", "EVENTS_QUERY_MAX_BYTES", OPT_SIZE, &query_max_bytes, "SIZE",
+         "bytes in one answer at most; the answer then ends with an error marker (default "
+         "32MiB)"},
         {"query-memory", "EVENTS_QUERY_MEMORY", OPT_SIZE, &query_memory, "SIZE",
          "DuckDB's memory limit (default 1GiB)"},
         {"max-snapshot", "EVENTS_MAX_SNAPSHOT", OPT_SIZE, &max_snapshot, "SIZE",
@@ -211,6 +215,10 @@ int cmd_serve(int argc, char **argv)
                         "at least 1MiB\n");
         return 2;
     }
+    if (query_max_bytes < 1024) {
+        fprintf(stderr, "events serve: --query-max-bytes must be at least 1KiB\n");
+        return 2;
+    }
     if (max_snapshot < 4096) {
         fprintf(stderr, "events serve: --max-snapshot must be at least 4KiB\n");
         return 2;
@@ -264,6 +272,7 @@ int cmd_serve(int argc, char **argv)
     c.query_threads = (int)(query_threads ? query_threads : 1);
     c.query_timeout_ms = query_timeout ? query_timeout : 1;
     c.query_max_rows = query_max_rows ? query_max_rows : 1;
+    c.query_max_bytes = query_max_bytes;
     c.query_memory = query_memory;
     c.compact_memory = compact_memory;
     c.compact_chunk = compact_chunk;

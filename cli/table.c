@@ -183,7 +183,9 @@ int cli_print_table(FILE *f, const char *answer, size_t len)
     json_t *rc = json_object_get(a, "rowCount"), *el = json_object_get(a, "elapsedMs");
     fprintf(f, "%lld row%s%s (%.3f s)\n", (long long)json_integer_value(rc),
             json_integer_value(rc) == 1 ? "" : "s",
-            json_is_true(json_object_get(a, "truncated")) ? ", truncated at the row limit" : "",
+            json_object_get(a, "error")                     ? ", cut short"
+            : json_is_true(json_object_get(a, "truncated")) ? ", truncated at the row limit"
+                                                            : "",
             json_number_value(el) / 1000.0);
     for (size_t i = 0; i < nc * nr; i++) free(cells[i]);
     free(cells);

@@ -30,12 +30,19 @@ void pitr_changes_free(pitr_changes *c)
 static int run(query_conn *qc, const char *sql, json_t *params, buf *answer, char *err,
                size_t errlen)
 {
-    query_request rq = {sql, params, QUERY_NDJSON, UINT64_C(1) << 40, 3600 * 1000};
+    /* all of it: a restore needs every changeset (the row and byte limits are for clients) */
+    query_request rq = {.sql = sql,
+                        .params = params,
+                        .format = QUERY_NDJSON,
+                        .max_rows = UINT64_C(1) << 40,
+                        .timeout_ms = 3600 * 1000,
+                        .max_bytes = UINT64_MAX};
     query_outcome o;
     answer->len = 0;
     query_run_to_buf(qc, &rq, answer, &o);
-    if (o.status != 200) {
-        snprintf(err, errlen, "reading the lake: %s", o.error);
+    if (o.status != 200 || o.truncated) {
+        snprintf(err, errlen, "reading the lake: %s",
+                 o.status != 200 ? o.error : "the answer was cut short");
         return -1;
     }
     buf_cstr(answer);

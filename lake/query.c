@@ -12,6 +12,7 @@
  */
 #include "query.h"
 #include "evtime.h"
+#include "hidden.h"
 #include "layout.h"
 #include "partition.h"
 #include "prune.h"
@@ -33,12 +34,31 @@ struct query_engine {
     lake_cache *cache;
     char *root;         /* the lake's directory, or NULL: an object store read through cache */
     char *volatile_fns; /* ",random,uuid,…,": DuckDB's volatile functions; read-only after open */
-    pthread_mutex_t mu; /* conns */
+    pthread_mutex_t mu; /* conns and spare */
     query_conn *conns;
+    /* DuckDB connections set up before the configuration was locked (a session setting cannot
+     * be changed after), for query_conn_new to take and query_conn_free to give back */
+    duckdb_connection *spare;
+    int nspare;
     pthread_t watchdog;
     pthread_cond_t cv;
     int stop;
 };
+
+/*
+ * A statement a connection runs for every query (the parse-tree helpers).
+ * DuckDB 1.4 keeps every execution's result collector in a prepared
+ * statement's plan until the statement is destroyed (about 600 bytes each;
+ * duckdb/duckdb#21089), so one prepared statement run for every query grew
+ * the server by that much per query, forever. It is therefore prepared again
+ * after REUSE_MAX runs: at most REUSE_MAX collectors live per statement.
+ */
+#define REUSE_MAX 64
+typedef struct reused {
+    const char *sql;
+    duckdb_prepared_statement p; /* NULL until first needed */
+    unsigned runs;
+} reused;
 
 typedef struct live {
     const struct hours *h;
@@ -50,10 +70,10 @@ typedef struct live {
 struct query_conn {
     query_engine *e;
     duckdb_connection c;
-    duckdb_prepared_statement serialize;   /* SELECT json_serialize_sql($1) */
-    duckdb_prepared_statement deserialize; /* SELECT json_deserialize_sql($1::JSON) */
-    json_t *eval_template;                 /* parse tree of SELECT try(CAST(x AS TIMESTAMP)), … */
-    _Atomic int64_t deadline_ms;           /* monotonic; 0 when idle */
+    reused serialize;            /* SELECT json_serialize_sql($1) */
+    reused deserialize;          /* SELECT json_deserialize_sql($1::JSON) */
+    json_t *eval_template;       /* parse tree of SELECT try(CAST(x AS TIMESTAMP)), … */
+    _Atomic int64_t deadline_ms; /* monotonic; 0 when idle */
     _Atomic int timed_out;
     struct live fetched; /* the lake files of the running query */
     query_conn *next;
@@ -199,6 +219,21 @@ static json_t *load_tree(const char *txt)
     return t;
 }
 
+/* The prepared statement of s, ready for one more run; NULL if DuckDB cannot prepare it. */
+static duckdb_prepared_statement reused_get(duckdb_connection c, reused *s)
+{
+    if (s->p && s->runs >= REUSE_MAX) duckdb_destroy_prepare(&s->p);
+    if (!s->p) {
+        s->runs = 0;
+        if (duckdb_prepare(c, s->sql, &s->p) == DuckDBError) {
+            duckdb_destroy_prepare(&s->p);
+            return NULL;
+        }
+    }
+    s->runs++;
+    return s->p;
+}
+
 /* ---- the engine ---------------------------------------------------------- */
 
 /*
@@ -232,6 +267,35 @@ static int load_volatile(duckdb_connection c, query_engine *e, char *err, size_t
         return -1;
     }
     e->volatile_fns = b.p;
+    return 0;
+}
+
+/*
+ * Connects the engine's n connections and sets what is set per session, before
+ * the configuration is locked. streaming_buffer_size: DuckDB runs ahead of the
+ * rows fetched by this much, but counts a string by its 16-byte header, not
+ * its bytes: at the default (1 MB) a query of 1 MB strings held three chunks
+ * of 2,048 of them at once (4.8 GB), at the least (one chunk ahead) one
+ * (2 GB), at the same speed (bench/README.md, query memory).
+ */
+static int make_spares(query_engine *e, int n, char *err, size_t errlen)
+{
+    if (!(e->spare = calloc((size_t)n, sizeof *e->spare))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (; e->nspare < n; e->nspare++) {
+        duckdb_connection c;
+        if (duckdb_connect(e->db, &c) == DuckDBError) {
+            snprintf(err, errlen, "cannot connect");
+            return -1;
+        }
+        e->spare[e->nspare] = c;
+        if (exec(c, "SET streaming_buffer_size = '1KiB'", err, errlen)) {
+            e->nspare++;
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -319,6 +383,7 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
         rc = exec(c, MACROS[i], e2, sizeof e2);
     if (!rc) rc = load_volatile(c, e, e2, sizeof e2);
+    if (!rc) rc = make_spares(e, cfg->conns > 0 ? cfg->conns : 4, e2, sizeof e2);
     if (!rc) rc = exec(c, "SET lock_configuration = true", e2, sizeof e2);
     duckdb_disconnect(&c);
     if (rc) {
@@ -332,6 +397,8 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     *out = e;
     return 0;
 fail_db:
+    for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
+    free(e->spare);
     duckdb_close(&e->db);
 fail:
     pthread_mutex_destroy(&e->mu);
@@ -350,6 +417,8 @@ void query_engine_close(query_engine *e)
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->watchdog, NULL);
+    for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
+    free(e->spare);
     duckdb_close(&e->db);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -366,17 +435,20 @@ query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
         return NULL;
     }
     q->e = e;
-    if (duckdb_connect(e->db, &q->c) == DuckDBError) {
-        snprintf(err, errlen, "query: cannot connect to DuckDB");
+    pthread_mutex_lock(&e->mu);
+    if (e->nspare) q->c = e->spare[--e->nspare];
+    pthread_mutex_unlock(&e->mu);
+    if (!q->c) {
+        snprintf(err, errlen,
+                 "query: every connection of this engine is in use (query_config.conns)");
         free(q);
         return NULL;
     }
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
-    if (duckdb_prepare(q->c, "SELECT json_serialize_sql($1::VARCHAR)", &q->serialize) ==
-            DuckDBError ||
-        duckdb_prepare(q->c, "SELECT json_deserialize_sql($1::JSON)", &q->deserialize) ==
-            DuckDBError ||
+    q->serialize.sql = "SELECT json_serialize_sql($1::VARCHAR)";
+    q->deserialize.sql = "SELECT json_deserialize_sql($1::JSON)";
+    if (!reused_get(q->c, &q->serialize) || !reused_get(q->c, &q->deserialize) ||
         duckdb_query(q->c,
                      "SELECT json_serialize_sql('SELECT try(CAST(NULL AS TIMESTAMP)), "
                      "try(CAST(NULL AS TIMESTAMP) = NULL)')",
@@ -407,10 +479,12 @@ void query_conn_free(query_conn *q)
             break;
         }
     pthread_mutex_unlock(&e->mu);
-    duckdb_destroy_prepare(&q->serialize);
-    duckdb_destroy_prepare(&q->deserialize);
+    duckdb_destroy_prepare(&q->serialize.p);
+    duckdb_destroy_prepare(&q->deserialize.p);
     json_decref(q->eval_template);
-    duckdb_disconnect(&q->c);
+    pthread_mutex_lock(&e->mu);
+    e->spare[e->nspare++] = q->c; /* room: it was taken from there */
+    pthread_mutex_unlock(&e->mu);
     free(q);
 }
 
@@ -577,9 +651,10 @@ static int eval_bound(query_conn *q, json_t *expr, json_t *params, json_t *named
         json_object_set(json_object_get(cmp, "left"), "child", x) ||
         json_object_set(cmp, "right", x))
         goto out;
-    if (!(txt = json_dumps(stmt, JSON_COMPACT)) ||
-        duckdb_bind_varchar(q->deserialize, 1, txt) == DuckDBError ||
-        duckdb_execute_prepared(q->deserialize, &r) == DuckDBError)
+    duckdb_prepared_statement des = NULL;
+    if (!(txt = json_dumps(stmt, JSON_COMPACT)) || !(des = reused_get(q->c, &q->deserialize)) ||
+        duckdb_bind_varchar(des, 1, txt) == DuckDBError ||
+        duckdb_execute_prepared(des, &r) == DuckDBError)
         goto out;
     sql = duckdb_value_varchar(&r, 0, 0);
     duckdb_destroy_result(&r);
@@ -618,16 +693,19 @@ typedef struct hours {
 /*
  * 1 if sql is one plain SELECT (what json_serialize_sql accepts); then *ast is
  * its parse tree, or NULL when jansson cannot hold it (an integer literal
- * beyond 64 bits): the query then reads every file. Parses only: nothing is
- * bound or run.
+ * beyond 64 bits): the query then reads every file. *names (when not NULL)
+ * gets the same tree with such integers as reals, which jansson always holds:
+ * enough to see what the query names. Parses only: nothing is bound or run.
  */
-static int select_tree(query_conn *q, const char *sql, json_t **ast)
+static int select_tree(query_conn *q, const char *sql, json_t **ast, json_t **names)
 {
     *ast = NULL;
+    if (names) *names = NULL;
     duckdb_result r;
     memset(&r, 0, sizeof r); /* a zeroed result may be destroyed whether or not it was filled */
-    if (duckdb_bind_varchar(q->serialize, 1, sql) == DuckDBError ||
-        duckdb_execute_prepared(q->serialize, &r) == DuckDBError) {
+    duckdb_prepared_statement ser = reused_get(q->c, &q->serialize);
+    if (!ser || duckdb_bind_varchar(ser, 1, sql) == DuckDBError ||
+        duckdb_execute_prepared(ser, &r) == DuckDBError) {
         duckdb_destroy_result(&r);
         return 0;
     }
@@ -637,10 +715,22 @@ static int select_tree(query_conn *q, const char *sql, json_t **ast)
     json_t *loose = json_loads(txt, JSON_DECODE_INT_AS_REAL, NULL);
     int ok = loose && json_is_false(json_object_get(loose, "error")) &&
              json_array_size(json_object_get(loose, "statements")) == 1;
-    json_decref(loose);
     if (ok) *ast = load_tree(txt);
+    if (ok && names)
+        *names = loose;
+    else
+        json_decref(loose);
     duckdb_free(txt);
     return ok;
+}
+
+/* hidden.h: the parse tree of a string given to query(). */
+static json_t *parse_for_names(void *ud, const char *sql)
+{
+    json_t *ast, *names;
+    if (!select_tree(ud, sql, &ast, &names)) return NULL;
+    json_decref(ast);
+    return names;
 }
 
 /*
@@ -972,22 +1062,36 @@ static int only_a_name(const char *s)
     return 1;
 }
 
+/* admit's last step: returns ast if names holds nothing hidden (hidden.h), else refuses. */
+static json_t *no_hidden_names(query_conn *q, json_t *ast, json_t *names, int *ok, char *err,
+                               size_t errlen)
+{
+    int rc = hidden_check(names, parse_for_names, q, err, errlen);
+    json_decref(names);
+    if (!rc) return ast;
+    json_decref(ast);
+    *ok = 0;
+    return NULL;
+}
+
 /*
  * Decides from the parse alone, before anything is bound, whether a statement
  * may run: binding can have effects (EXPORT DATABASE creates its directory
  * when it is prepared). Allowed: a plain SELECT; EXPLAIN of one; DESCRIBE,
- * SHOW or SUMMARIZE of a name or of a plain SELECT. Returns the parse tree of
- * the SELECT that will run (for pruning; NULL for DESCRIBE and SHOW of a
- * name), *ok 1 if allowed, or *ok 0 with the reason in err.
+ * SHOW or SUMMARIZE of a name or of a plain SELECT; in each, nothing that
+ * hidden.h hides. Returns the parse tree of the SELECT that will run (for
+ * pruning; NULL for DESCRIBE and SHOW of a name), *ok 1 if allowed, or *ok 0
+ * with the reason in err.
  */
 static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t errlen)
 {
     *ok = 1;
-    json_t *ast;
-    if (select_tree(q, sql, &ast)) return ast;
+    json_t *ast = NULL, *names = NULL;
+    if (select_tree(q, sql, &ast, &names)) return no_hidden_names(q, ast, names, ok, err, errlen);
     const char *inner = explained(sql);
     if (inner) {
-        if (select_tree(q, inner, &ast)) return ast;
+        if (select_tree(q, inner, &ast, &names))
+            return no_hidden_names(q, ast, names, ok, err, errlen);
         char w[24];
         first_word(inner, w, sizeof w);
         snprintf(err, errlen,
@@ -999,8 +1103,14 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
     }
     const char *p = skip_space(sql);
     if (keyword(&p, "DESCRIBE") || keyword(&p, "SHOW") || keyword(&p, "SUMMARIZE")) {
-        if (only_a_name(p)) return NULL;
-        if (select_tree(q, p, &ast)) return ast;
+        if (only_a_name(p)) { /* what it names, as a SELECT from it would */
+            buf b = BUF_INIT;
+            buf_printf(&b, "SELECT * FROM %s", p);
+            if (buf_cstr(&b) && select_tree(q, b.p, &ast, &names)) json_decref(ast);
+            buf_free(&b);
+            return no_hidden_names(q, NULL, names, ok, err, errlen);
+        }
+        if (select_tree(q, p, &ast, &names)) return no_hidden_names(q, ast, names, ok, err, errlen);
     }
     char w[24];
     first_word(sql, w, sizeof w);
@@ -1036,15 +1146,21 @@ static void fail(query_outcome *o, unsigned status, const char *msg)
     snprintf(o->error, sizeof o->error, "%s", msg);
 }
 
+/* The message of an answer stopped by its deadline. */
+static void time_limit(query_outcome *o, const query_request *req)
+{
+    char m[128];
+    snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
+             (long long)(req->timeout_ms ? req->timeout_ms : 30000));
+    fail(o, 504, m);
+}
+
 static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const query_request *req)
 {
     duckdb_error_type t = duckdb_result_error_type(r);
     const char *msg = duckdb_result_error(r);
     if (t == DUCKDB_ERROR_INTERRUPT && atomic_load(&q->timed_out)) {
-        char m[128];
-        snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
-                 (long long)(req->timeout_ms ? req->timeout_ms : 30000));
-        fail(o, 504, m);
+        time_limit(o, req);
     } else if (t == DUCKDB_ERROR_OUT_OF_MEMORY) {
         char m[1024];
         snprintf(m, sizeof m, "query exceeded the memory limit: %s", msg ? msg : "out of memory");
@@ -1054,14 +1170,21 @@ static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const 
     }
 }
 
+/* Renders the answer in pieces of about FLUSH_AT bytes (query.h, query_sink). */
+#define FLUSH_AT 65536
+
 typedef struct render {
+    query_conn *q;
     const query_request *req;
     const query_sink *sink;
     query_outcome *o;
     result_type **types;
     idx_t ncols;
     char **names;
-    buf out;
+    buf out;            /* rendered, not yet handed to the sink: whole rows only */
+    uint64_t rendered;  /* rows rendered (those in out included) */
+    uint64_t max_bytes; /* o->bytes + out.len stays within it, the trailer aside */
+    int64_t deadline;   /* monotonic ms */
 } render;
 
 static void header(render *rd)
@@ -1097,26 +1220,40 @@ static void header(render *rd)
     }
 }
 
+/*
+ * Renders row r of a chunk after the rows in rd->out: 0, -1 out of memory, or
+ * RESULT_OVER when it would take the answer past max_bytes (out is then as it
+ * was: an answer holds whole rows only).
+ */
 static int row(render *rd, duckdb_data_chunk ch, idx_t r)
 {
     buf *b = &rd->out;
+    size_t start = b->len;
+    /* the header alone may be over: then no row fits */
+    size_t limit = rd->max_bytes > rd->o->bytes ? (size_t)(rd->max_bytes - rd->o->bytes) : 0;
     enum query_format f = rd->req->format;
-    if (f == QUERY_JSON) buf_puts(b, rd->o->rows ? ",[" : "[");
+    int rc = 0;
+    if (f == QUERY_JSON) buf_puts(b, rd->rendered ? ",[" : "[");
     if (f == QUERY_NDJSON) buf_putc(b, '{');
-    for (idx_t i = 0; i < rd->ncols; i++) {
+    for (idx_t i = 0; i < rd->ncols && !rc; i++) {
         duckdb_vector v = duckdb_data_chunk_get_vector(ch, i);
         if (i) buf_putc(b, ',');
         if (f == QUERY_NDJSON) {
             buf_json_str(b, rd->names[i], strlen(rd->names[i]));
             buf_putc(b, ':');
         }
-        if ((f == QUERY_CSV ? result_csv(b, rd->types[i], v, r)
-                            : result_json(b, rd->types[i], v, r)))
-            return -1;
+        rc = f == QUERY_CSV ? result_csv(b, rd->types[i], v, r, limit)
+                            : result_json(b, rd->types[i], v, r, limit);
     }
-    buf_puts(b, f == QUERY_JSON ? "]" : f == QUERY_NDJSON ? "}\n" : "\n");
-    rd->o->rows++;
-    return b->p ? 0 : -1;
+    if (!rc) buf_puts(b, f == QUERY_JSON ? "]" : f == QUERY_NDJSON ? "}\n" : "\n");
+    if (!rc && !b->p) rc = -1;
+    if (!rc && b->len > limit) rc = RESULT_OVER;
+    if (rc) {
+        b->len = start;
+        return rc;
+    }
+    rd->rendered++;
+    return 0;
 }
 
 static const char *content_type(enum query_format f)
@@ -1126,62 +1263,172 @@ static const char *content_type(enum query_format f)
                                : "application/json";
 }
 
-/* Hands the rendered bytes to the sink (streaming formats); nonzero: the client left. */
-static int flush(render *rd, int force)
+/*
+ * Hands the rendered rows to the sink (beginning the answer first), waiting
+ * for the client up to the deadline. Returns 0, or -1 with the outcome saying
+ * why: 499 the client left, 504 the deadline passed (the answer is broken).
+ */
+static int deliver(render *rd)
 {
-    if (rd->req->format == QUERY_JSON) return 0;
-    if (!force && rd->out.len < 65536) return 0;
-    if (!rd->o->streamed) {
-        if (rd->sink->begin(rd->sink->ud, content_type(rd->req->format))) return -1;
-        rd->o->streamed = 1;
+    query_outcome *o = rd->o;
+    if (!o->streamed) {
+        if (rd->sink->begin(rd->sink->ud, content_type(rd->req->format))) {
+            fail(o, 499, "the client went away");
+            return -1;
+        }
+        o->streamed = 1;
     }
-    int r = rd->out.len ? rd->sink->write(rd->sink->ud, rd->out.p, rd->out.len) : 0;
+    if (rd->out.len && rd->sink->write(rd->sink->ud, rd->out.p, rd->out.len, rd->deadline)) {
+        o->broken = 1;
+        if (evtime_mono_ms() >= rd->deadline)
+            time_limit(o, rd->req);
+        else
+            fail(o, 499, "the client went away");
+        return -1;
+    }
+    o->bytes += rd->out.len;
+    o->rows = rd->rendered;
     rd->out.len = 0;
-    return r;
+    if (rd->out.cap > 4 * FLUSH_AT) buf_free(&rd->out); /* after one large row */
+    return 0;
 }
 
-void query_run(query_conn *q, const query_request *req, const query_sink *sink, query_outcome *o)
+/* Renders and hands over the rows of res until its end, a limit, or a failure (in o). */
+static void render_rows(render *rd, duckdb_result *res)
 {
-    memset(o, 0, sizeof *o);
-    o->status = 200;
-    int64_t t0 = evtime_mono_ns();
-    uint64_t max_rows = req->max_rows ? req->max_rows : 100000;
-    char err[1024] = "";
-    duckdb_extracted_statements st = NULL;
-    duckdb_prepared_statement p = NULL;
-    duckdb_result res;
-    int have_res = 0;
-    lake_spool_pins *pins = NULL;
-    render rd = {req, sink, o, NULL, 0, NULL, BUF_INIT};
-    int in_tx = 0;
-    atomic_store(&q->timed_out, 0);
+    query_outcome *o = rd->o;
+    uint64_t max_rows = rd->req->max_rows ? rd->req->max_rows : 100000;
+    header(rd);
+    for (;;) {
+        duckdb_data_chunk ch = duckdb_fetch_chunk(*res);
+        if (!ch) {
+            if (duckdb_result_error(res)) duck_error(rd->q, o, res, rd->req);
+            return;
+        }
+        idx_t size = duckdb_data_chunk_get_size(ch);
+        int stop = 0;
+        for (idx_t r = 0; r < size && !stop; r++) {
+            int rc;
+            if (atomic_load_explicit(&rd->q->timed_out, memory_order_relaxed)) {
+                time_limit(o, rd->req); /* DuckDB was done: the rendering took the time */
+                stop = 1;
+            } else if (rd->rendered == max_rows) {
+                o->truncated = stop = 1;
+            } else if ((rc = row(rd, ch, r)) == RESULT_OVER) {
+                o->truncated = o->over_bytes = stop = 1;
+            } else if (rc) {
+                fail(o, 503, "out of memory rendering the answer");
+                stop = 1;
+            } else if (rd->out.len >= FLUSH_AT && deliver(rd)) {
+                stop = 1;
+            }
+        }
+        duckdb_destroy_data_chunk(&ch);
+        if (stop) return;
+    }
+}
 
+/*
+ * Ends the answer once the rows are rendered: an error answer if nothing was
+ * sent; else the rest of the rows (unless the query failed: rows rendered
+ * after the last piece sent are dropped) and the format's ending, with the
+ * marker of a cut answer (query.h). The ending is a few bytes and does not
+ * wait for the client.
+ */
+static void end_answer(render *rd, int64_t t0)
+{
+    query_outcome *o = rd->o;
+    if (o->status == 499 || o->broken || (o->status != 200 && !o->streamed)) return;
+    if (o->status == 200 && deliver(rd)) return;
+    if (o->over_bytes && o->status == 200)
+        snprintf(o->error, sizeof o->error, "answer cut at %llu bytes: the answer size limit",
+                 (unsigned long long)rd->max_bytes);
+    o->cut = o->status != 200 || o->over_bytes;
+    o->truncated |= o->cut;
+    o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
+    buf end = BUF_INIT;
+    if (rd->req->format == QUERY_JSON) {
+        buf_printf(&end, "],\"rowCount\":%llu,\"truncated\":%s,", (unsigned long long)o->rows,
+                   o->truncated ? "true" : "false");
+        if (o->cut) {
+            buf_puts(&end, "\"error\":");
+            buf_json_str(&end, o->error, strlen(o->error));
+            buf_putc(&end, ',');
+        }
+        buf_printf(&end, "\"files\":%llu,\"elapsedMs\":%.3f}", (unsigned long long)o->files,
+                   o->elapsed_ms);
+    } else if (rd->req->format == QUERY_NDJSON && o->cut) {
+        buf_puts(&end, "{\"error\":");
+        buf_json_str(&end, o->error, strlen(o->error));
+        buf_puts(&end, "}\n");
+    }
+    if (end.len && (!end.p || rd->sink->write(rd->sink->ud, end.p, end.len, 0))) {
+        o->broken = 1;
+        if (o->status == 200)
+            fail(o, end.p ? 499 : 503, end.p ? "the client went away" : "out of memory");
+    } else {
+        o->bytes += end.len;
+    }
+    buf_free(&end);
+}
+
+/* The column renderers of res; -1 with the outcome set if a type cannot be sent. */
+static int column_types(render *rd, duckdb_result *res)
+{
+    char err[1024];
+    rd->ncols = duckdb_column_count(res);
+    rd->types = calloc(rd->ncols ? rd->ncols : 1, sizeof *rd->types);
+    rd->names = calloc(rd->ncols ? rd->ncols : 1, sizeof *rd->names);
+    if (!rd->types || !rd->names) {
+        fail(rd->o, 503, "out of memory");
+        return -1;
+    }
+    for (idx_t i = 0; i < rd->ncols; i++) {
+        duckdb_logical_type t = duckdb_column_logical_type(res, i);
+        rd->types[i] = result_type_new(t, err, sizeof err);
+        duckdb_destroy_logical_type(&t);
+        rd->names[i] = (char *)duckdb_column_name(res, i);
+        if (!rd->types[i]) {
+            fail(rd->o, 400, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The steps before running: one statement, admitted, its hours, the events
+ * view, prepared, checked and bound. Returns the prepared statement, or NULL
+ * with the outcome set.
+ */
+static duckdb_prepared_statement prepare(query_conn *q, const query_request *req,
+                                         duckdb_extracted_statements *st, lake_spool_pins **pins,
+                                         int *in_tx, query_outcome *o)
+{
+    char err[1024];
+    duckdb_prepared_statement p = NULL;
     if (!req->sql || !*req->sql) {
         fail(o, 400, "empty query");
-        goto done;
+        return NULL;
     }
     if (req->params && !json_is_array(req->params)) {
         fail(o, 400, "params must be an array");
-        goto done;
+        return NULL;
     }
-    idx_t n = duckdb_extract_statements(q->c, req->sql, &st);
-    if (n == 0) {
-        const char *m = duckdb_extract_statements_error(st);
-        fail(o, 400, m && *m ? m : "empty query");
-        goto done;
+    idx_t n = duckdb_extract_statements(q->c, req->sql, st);
+    if (n != 1) {
+        const char *m = n ? NULL : duckdb_extract_statements_error(*st);
+        if (n > 1)
+            snprintf(err, sizeof err, "one statement per query: this text has %llu",
+                     (unsigned long long)n);
+        fail(o, 400, n > 1 ? err : m && *m ? m : "empty query");
+        return NULL;
     }
-    if (n > 1) {
-        snprintf(err, sizeof err, "one statement per query: this text has %llu",
-                 (unsigned long long)n);
-        fail(o, 400, err);
-        goto done;
-    }
-
     int admitted;
     json_t *ast = admit(q, req->sql, &admitted, err, sizeof err);
     if (!admitted) {
         fail(o, 400, err);
-        goto done;
+        return NULL;
     }
     /* one transaction from the bounds' evaluation to the end of the query: now() and the
      * other clock functions are then the same instant in both (DuckDB gives the
@@ -1191,104 +1438,59 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
          exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
         fail(o, 503, err);
         json_decref(ast);
-        goto done;
+        return NULL;
     }
-    in_tx = 1;
+    *in_tx = 1;
     int aborted;
     hours h = query_hours(q, ast, req->params, &aborted);
     json_decref(ast);
     if (aborted && (exec(q->c, "ROLLBACK", err, sizeof err) ||
                     exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
         fail(o, 503, err);
-        goto done;
+        return NULL;
     }
-    if (make_view(q, &h, &pins, &o->files, err, sizeof err)) {
+    if (make_view(q, &h, pins, &o->files, err, sizeof err)) {
         fail(o, 503, err);
-        goto done;
+        return NULL;
     }
-    if (duckdb_prepare_extracted_statement(q->c, st, 0, &p) == DuckDBError) {
+    if (duckdb_prepare_extracted_statement(q->c, *st, 0, &p) == DuckDBError) {
         fail(o, 400, duckdb_prepare_error(p));
-        goto done;
+        duckdb_destroy_prepare(&p);
+        return NULL;
     }
     if (check_read_only(q, p, req->sql, err, sizeof err) ||
         bind_params(p, req->params, err, sizeof err)) {
         fail(o, 400, err);
-        goto done;
+        duckdb_destroy_prepare(&p);
+        return NULL;
     }
+    return p;
+}
 
-    atomic_store(&q->deadline_ms, evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000));
+void query_run(query_conn *q, const query_request *req, const query_sink *sink, query_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    o->status = 200;
+    int64_t t0 = evtime_mono_ns();
+    duckdb_extracted_statements st = NULL;
+    duckdb_result res;
+    int have_res = 0;
+    lake_spool_pins *pins = NULL;
+    render rd = {.q = q, .req = req, .sink = sink, .o = o, .out = BUF_INIT};
+    rd.max_bytes = req->max_bytes ? req->max_bytes : QUERY_MAX_BYTES_DEFAULT;
+    int in_tx = 0;
+    atomic_store(&q->timed_out, 0);
+
+    duckdb_prepared_statement p = prepare(q, req, &st, &pins, &in_tx, o);
+    if (!p) goto done;
+    rd.deadline = evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000);
+    atomic_store(&q->deadline_ms, rd.deadline);
     have_res = 1;
-    if (duckdb_execute_prepared_streaming(p, &res) == DuckDBError) {
+    if (duckdb_execute_prepared_streaming(p, &res) == DuckDBError)
         duck_error(q, o, &res, req);
-        goto done;
-    }
-    rd.ncols = duckdb_column_count(&res);
-    rd.types = calloc(rd.ncols ? rd.ncols : 1, sizeof *rd.types);
-    rd.names = calloc(rd.ncols ? rd.ncols : 1, sizeof *rd.names);
-    if (!rd.types || !rd.names) {
-        fail(o, 503, "out of memory");
-        goto done;
-    }
-    for (idx_t i = 0; i < rd.ncols; i++) {
-        duckdb_logical_type t = duckdb_column_logical_type(&res, i);
-        rd.types[i] = result_type_new(t, err, sizeof err);
-        duckdb_destroy_logical_type(&t);
-        rd.names[i] = (char *)duckdb_column_name(&res, i);
-        if (!rd.types[i]) {
-            fail(o, 400, err);
-            goto done;
-        }
-    }
-    header(&rd);
-    for (;;) {
-        duckdb_data_chunk ch = duckdb_fetch_chunk(res);
-        if (!ch) {
-            if (duckdb_result_error(&res)) duck_error(q, o, &res, req);
-            break;
-        }
-        idx_t size = duckdb_data_chunk_get_size(ch);
-        int stop = 0;
-        for (idx_t r = 0; r < size && !stop; r++) {
-            if (o->rows == max_rows) {
-                o->truncated = 1;
-                stop = 1;
-            } else if (row(&rd, ch, r)) {
-                fail(o, 503, "out of memory rendering the answer");
-                stop = 1;
-            }
-        }
-        duckdb_destroy_data_chunk(&ch);
-        if (stop) break;
-        if (flush(&rd, 0)) {
-            fail(o, 499, "the client went away");
-            break;
-        }
-    }
-    atomic_store(&q->deadline_ms, 0);
-    o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
-    if (o->status == 200) {
-        if (req->format == QUERY_JSON) {
-            buf_printf(&rd.out,
-                       "],\"rowCount\":%llu,\"truncated\":%s,\"files\":%llu,\"elapsedMs\":%.3f}",
-                       (unsigned long long)o->rows, o->truncated ? "true" : "false",
-                       (unsigned long long)o->files, o->elapsed_ms);
-            if (!rd.out.p || sink->begin(sink->ud, content_type(req->format)) ||
-                sink->write(sink->ud, rd.out.p, rd.out.len))
-                fail(o, rd.out.p ? 499 : 503, rd.out.p ? "the client went away" : "out of memory");
-            else
-                o->streamed = 1;
-        } else if (flush(&rd, 1)) {
-            fail(o, 499, "the client went away");
-        }
-    } else if (o->streamed && req->format == QUERY_NDJSON) {
-        /* the stream had begun: say why it ends early, on a line of its own */
-        buf e = BUF_INIT;
-        buf_puts(&e, "{\"error\":");
-        buf_json_str(&e, o->error, strlen(o->error));
-        buf_puts(&e, "}\n");
-        if (e.p) sink->write(sink->ud, e.p, e.len);
-        buf_free(&e);
-    }
+    else if (!column_types(&rd, &res))
+        render_rows(&rd, &res);
+    end_answer(&rd, t0);
 done:
     atomic_store(&q->deadline_ms, 0);
     if (!o->elapsed_ms) o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
@@ -1315,8 +1517,9 @@ static int to_buf_begin(void *ud, const char *ct)
     return 0;
 }
 
-static int to_buf_write(void *ud, const char *p, size_t n)
+static int to_buf_write(void *ud, const char *p, size_t n, int64_t deadline_ms)
 {
+    (void)deadline_ms;
     return buf_append(ud, p, n);
 }
 

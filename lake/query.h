@@ -12,7 +12,8 @@
  * prepared statement's type), one statement per query; DuckDB may read only
  * the lake and the spool (allowed_directories, enable_external_access=false,
  * no extension loading), its configuration is locked, memory is limited, a
- * query is interrupted at its deadline, and a result stops at max_rows.
+ * query is interrupted at its deadline (also while its answer is written),
+ * and an answer stops at max_rows rows or max_bytes bytes.
  *
  * Threads: a query_conn runs one query at a time on the calling thread;
  * several conns run queries in parallel. query_conn_interrupt may be called
@@ -54,12 +55,17 @@ typedef struct query_config {
     uint64_t memory_limit; /* DuckDB memory_limit in bytes; 0: 1 GiB */
     int threads;           /* DuckDB threads; 0: DuckDB's default (one per CPU) */
     lake_cache *cache;     /* where an object store's files are read from; NULL for a directory */
+    int conns;             /* query_conns that may exist at once; 0: 4 */
 } query_config;
 
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen);
 void query_engine_close(query_engine *e); /* NULL is ignored; no conn may be running */
 
-/* A connection for one query at a time. NULL with a message on failure. */
+/*
+ * A connection for one query at a time. NULL with a message on failure, also
+ * when query_config.conns of them exist already (DuckDB's connections are set
+ * up when the engine opens: its configuration is locked after).
+ */
 query_conn *query_conn_new(query_engine *e, char *err, size_t errlen);
 void query_conn_free(query_conn *c);
 
@@ -68,33 +74,54 @@ void query_conn_interrupt(query_conn *c);
 
 enum query_format { QUERY_JSON, QUERY_CSV, QUERY_NDJSON };
 
+#define QUERY_MAX_BYTES_DEFAULT (32ull << 20)
+
 typedef struct query_request {
     const char *sql;
     json_t *params; /* JSON array of strings, numbers, booleans, null; or NULL */
     enum query_format format;
     uint64_t max_rows;  /* 0: 100,000 */
     int64_t timeout_ms; /* 0: 30 s */
+    uint64_t max_bytes; /* the answer's rows at most this many bytes; 0: 32 MiB */
 } query_request;
 
 /*
- * Where the answer goes. begin is called once, before any write, when the
- * answer is known to succeed at least in part (status 200); write may be
- * called many times. Either returns nonzero to stop the query (the client
- * left). JSON answers are written whole at the end; CSV and NDJSON stream.
+ * Where the answer goes, in pieces as DuckDB produces the rows: the first is
+ * handed over once 64 KiB are rendered (or the answer ended before), so that
+ * a query failing before then still gets an error status, and from then on
+ * every 64 KiB. begin is called once, before the first write, when the answer
+ * is known to be a 200. write hands over the next bytes; it may wait while the
+ * client is behind, but not past deadline_ms (monotonic), and not at all when
+ * deadline_ms is 0 (the few bytes that end an answer). Either returns nonzero
+ * to stop the query: the client left, or the deadline passed.
  */
 typedef struct query_sink {
     int (*begin)(void *ud, const char *content_type);
-    int (*write)(void *ud, const char *p, size_t n);
+    int (*write)(void *ud, const char *p, size_t n, int64_t deadline_ms);
     void *ud;
 } query_sink;
 
+/*
+ * How an answer ended. A 200 answer may still end early, after its first
+ * rows were sent (`cut`): at max_bytes, or because the query failed on the
+ * way (status then says how, and error why). A JSON answer then stays valid
+ * JSON: its rows so far, "truncated":true and "error":"…"; an NDJSON answer
+ * ends with a line {"error":"…"}; CSV has no place for it, so a CSV stream
+ * must end without its last chunk. When the client did not take the rows in
+ * time (or left), the answer is `broken`: cut in the middle of a write, with
+ * no marker, and every format's stream must end without its last chunk.
+ */
 typedef struct query_outcome {
-    unsigned status;  /* 200; 400 refused or failed; 504 timed out; 503 internal */
-    char error[1024]; /* when status != 200 */
-    int streamed;     /* begin was called: an error after it ended the stream early */
-    uint64_t rows;
-    int truncated;  /* max_rows reached: more rows were not sent */
-    uint64_t files; /* lake files and spool segments the events view read from */
+    unsigned status;  /* 200; 400 refused or failed; 504 timed out; 503 internal; 499 client left */
+    char error[1024]; /* when status != 200, and why a cut answer was cut */
+    int streamed;     /* begin was called */
+    int cut;          /* ended early after it began, with the marker described above */
+    int broken;       /* ended in the middle of a write: no marker */
+    uint64_t rows;    /* rows sent */
+    int truncated;    /* fewer rows were sent than the query made (max_rows, max_bytes, cut) */
+    int over_bytes;   /* max_bytes was reached */
+    uint64_t bytes;   /* bytes handed to the sink */
+    uint64_t files;   /* lake files and spool segments the events view read from */
     double elapsed_ms;
 } query_outcome;
 

@@ -336,6 +336,34 @@ static void put_blob_text(buf *out, const char *p, uint32_t n)
     }
 }
 
+/* The length of s as buf_json_str writes it, quotes included. */
+static size_t json_str_len(const char *s, size_t n)
+{
+    size_t len = n + 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t')
+            len += 1;
+        else if (c < 0x20)
+            len += 5;
+    }
+    return len;
+}
+
+/* The length of a blob as put_blob_text writes it; as a JSON string when json. */
+static size_t blob_len(const char *p, size_t n, int json)
+{
+    size_t len = json ? 2 : 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            len += json && c == '"' ? 2 : 1;
+        else
+            len += json ? 5 : 4; /* \xAB, its backslash doubled in JSON */
+    }
+    return len;
+}
+
 static duckdb_string_t *string_at(duckdb_vector v, idx_t row)
 {
     return (duckdb_string_t *)duckdb_vector_get_data(v) + row;
@@ -362,9 +390,10 @@ static int64_t fixed_int(duckdb_vector v, duckdb_type internal, idx_t row)
 
 /*
  * Renders one valid value. json: 1 for a JSON value, 0 for text (strings raw,
- * nested values still JSON).
+ * nested values still JSON). Returns as result_json does.
  */
-static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json)
+static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json,
+                     size_t limit)
 {
     void *d = duckdb_vector_get_data(v);
     switch (rt->id) {
@@ -396,6 +425,10 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
         duckdb_string_t *s = string_at(v, row);
         const char *p = duckdb_string_t_data(s);
         uint32_t n = duckdb_string_t_length(*s);
+        size_t need = rt->id == DUCKDB_TYPE_BLOB ? blob_len(p, n, json)
+                      : rt->json || !json        ? n
+                                                 : json_str_len(p, n);
+        if (out->len + need > limit) return RESULT_OVER;
         if (rt->id == DUCKDB_TYPE_BLOB) {
             if (!json) {
                 put_blob_text(out, p, n);
@@ -478,23 +511,30 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
             buf_putc(out, '{');
             for (idx_t i = 0; i < len; i++) {
                 if (i) buf_putc(out, ',');
+                int r = 0;
                 if (rt->child[0]->id == DUCKDB_TYPE_VARCHAR && !rt->child[0]->json) {
-                    put_value(out, rt->child[0], keys, off + i, 1);
+                    r = put_value(out, rt->child[0], keys, off + i, 1, limit);
                 } else { /* a JSON object key is a string: the key's text */
                     buf k = BUF_INIT;
-                    if (is_valid(keys, off + i)) put_value(&k, rt->child[0], keys, off + i, 0);
-                    buf_json_str(out, k.p ? k.p : "", k.len);
+                    if (is_valid(keys, off + i))
+                        r = put_value(&k, rt->child[0], keys, off + i, 0,
+                                      out->len < limit ? limit - out->len : 0);
+                    if (!r && out->len + json_str_len(k.p ? k.p : "", k.len) > limit)
+                        r = RESULT_OVER;
+                    if (!r) buf_json_str(out, k.p ? k.p : "", k.len);
                     buf_free(&k);
                 }
+                if (r) return r;
                 buf_putc(out, ':');
-                if (result_json(out, rt->child[1], vals, off + i)) return -1;
+                if ((r = result_json(out, rt->child[1], vals, off + i, limit))) return r;
             }
             buf_putc(out, '}');
         } else {
             buf_putc(out, '[');
             for (idx_t i = 0; i < len; i++) {
                 if (i) buf_putc(out, ',');
-                if (result_json(out, rt->child[0], child, off + i)) return -1;
+                int r = result_json(out, rt->child[0], child, off + i, limit);
+                if (r) return r;
             }
             buf_putc(out, ']');
         }
@@ -506,8 +546,9 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
             if (i) buf_putc(out, ',');
             buf_json_str(out, rt->names[i], strlen(rt->names[i]));
             buf_putc(out, ':');
-            if (result_json(out, rt->child[i], duckdb_struct_vector_get_child(v, i), row))
-                return -1;
+            int r =
+                result_json(out, rt->child[i], duckdb_struct_vector_get_child(v, i), row, limit);
+            if (r) return r;
         }
         buf_putc(out, '}');
         break;
@@ -516,17 +557,18 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
     return out->p ? 0 : -1;
 }
 
-int result_json(buf *out, const result_type *rt, duckdb_vector v, idx_t row)
+int result_json(buf *out, const result_type *rt, duckdb_vector v, idx_t row, size_t limit)
 {
-    if (!is_valid(v, row)) return buf_puts(out, "null");
-    return put_value(out, rt, v, row, 1);
+    int r = is_valid(v, row) ? put_value(out, rt, v, row, 1, limit) : buf_puts(out, "null");
+    return r ? r : out->len > limit ? RESULT_OVER : 0;
 }
 
-int result_csv(buf *out, const result_type *rt, duckdb_vector v, idx_t row)
+int result_csv(buf *out, const result_type *rt, duckdb_vector v, idx_t row, size_t limit)
 {
     if (!is_valid(v, row)) return 0;
     size_t start = out->len;
-    if (put_value(out, rt, v, row, 0)) return -1;
+    int r = put_value(out, rt, v, row, 0, limit);
+    if (r) return r;
     int quote = 0;
     size_t quotes = 0;
     for (size_t i = start; i < out->len; i++) {
@@ -534,8 +576,9 @@ int result_csv(buf *out, const result_type *rt, duckdb_vector v, idx_t row)
         if (c == '"') quotes++;
         if (c == '"' || c == ',' || c == '\n' || c == '\r') quote = 1;
     }
-    if (!quote) return 0;
+    if (!quote) return out->len > limit ? RESULT_OVER : 0;
     size_t n = out->len - start;
+    if (out->len + quotes + 2 > limit) return RESULT_OVER;
     if (buf_reserve(out, quotes + 2)) return -1;
     /* shift right, doubling quotes, from the end */
     char *p = out->p + start;

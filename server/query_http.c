@@ -8,16 +8,30 @@
  * a chunked response whose content reader drains the pipe, suspending the
  * connection whenever the pipe is empty until the worker resumes it again.
  * The worker waits while the pipe is full, so a slow client slows its own
- * query, nothing else.
+ * query, nothing else, and only until the query's deadline: a client that
+ * stops reading cannot hold a worker past --query-timeout. The pipe never
+ * holds more than PIPE_MAX bytes the client has not taken (plus the few
+ * bytes that end an answer), so an answer costs the server that much and
+ * 64 KiB of rendering, whatever its size.
+ *
+ * While a query waits in the queue its connection is suspended, and
+ * libmicrohttpd does not watch a suspended socket: a client that leaves then
+ * would go unnoticed. So before running a job the worker looks at the socket
+ * itself, and a query whose client has closed it is not run.
  */
 #include "query_http.h"
 #include "ingest.h"
 #include "log.h"
 
+#include "evtime.h"
+
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #define PIPE_MAX (1u << 20) /* bytes a query may run ahead of its client */
 
@@ -29,6 +43,9 @@ struct query_pool {
     int queued, stop, nthreads;
     pthread_t *threads;
     query_conn **conns;
+    /* counters for /metrics, written by the workers */
+    _Atomic uint64_t over_bytes, timeouts, gone, skipped, bytes;
+    _Atomic int running;
 };
 
 struct qjob {
@@ -37,6 +54,7 @@ struct qjob {
     pthread_cond_t cv;
     int refs;
     struct MHD_Connection *conn;
+    int fd; /* the client's socket (MHD's), looked at only while the connection is suspended */
     char *sql;
     json_t *params;
     enum query_format format;
@@ -88,14 +106,45 @@ static int sink_begin(void *ud, const char *ct)
     return cancelled;
 }
 
-static int sink_write(void *ud, const char *p, size_t n)
+/* Waits on j->cv until signalled or the monotonic deadline; nonzero once it has passed. */
+static int wait_until(qjob *j, int64_t deadline_ms)
+{
+    if (evtime_mono_ms() >= deadline_ms) return -1;
+    struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000};
+    int rc = pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    return rc == ETIMEDOUT ? -1 : 0;
+}
+
+/*
+ * Appends the next bytes of the answer to the pipe, in pieces as the client
+ * takes them, waiting up to the deadline while the pipe is full (deadline 0:
+ * no wait). Nonzero: the client left, or the deadline passed.
+ */
+static int sink_write(void *ud, const char *p, size_t n, int64_t deadline_ms)
 {
     qjob *j = ud;
+    int rc = 0;
     pthread_mutex_lock(&j->mu);
-    while (!j->cancelled && j->pipe.len - j->pipe_off > PIPE_MAX) pthread_cond_wait(&j->cv, &j->mu);
-    int rc = -1;
-    if (!j->cancelled && !buf_append(&j->pipe, p, n)) {
-        rc = 0;
+    while (n && !rc) {
+        while (deadline_ms && !j->cancelled && j->pipe.len - j->pipe_off >= PIPE_MAX && !rc)
+            rc = wait_until(j, deadline_ms);
+        if (rc || j->cancelled) {
+            rc = -1;
+            break;
+        }
+        size_t room = PIPE_MAX - (j->pipe.len - j->pipe_off);
+        size_t take = deadline_ms && n > room ? room : n;
+        if (j->pipe_off && j->pipe_off >= j->pipe.len / 2) { /* what the reader took */
+            memmove(j->pipe.p, j->pipe.p + j->pipe_off, j->pipe.len - j->pipe_off);
+            j->pipe.len -= j->pipe_off;
+            j->pipe_off = 0;
+        }
+        if (buf_append(&j->pipe, p, take)) {
+            rc = -1;
+            break;
+        }
+        p += take;
+        n -= take;
         if (j->reader_waits) {
             j->reader_waits = 0;
             MHD_resume_connection(j->conn);
@@ -103,6 +152,28 @@ static int sink_write(void *ud, const char *p, size_t n)
     }
     pthread_mutex_unlock(&j->mu);
     return rc;
+}
+
+/*
+ * 1 if the client has closed its connection (the socket reads end of
+ * stream, or fails). libmicrohttpd itself takes end of stream from a client
+ * as its leaving, so nothing it would answer could be read anyway.
+ */
+static int client_gone(const qjob *j)
+{
+    char c;
+    if (j->fd < 0) return 0;
+    ssize_t n = recv(j->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void count(query_pool *p, const query_outcome *o, int skipped)
+{
+    if (skipped) atomic_fetch_add_explicit(&p->skipped, 1, memory_order_relaxed);
+    if (o->status == 499) atomic_fetch_add_explicit(&p->gone, 1, memory_order_relaxed);
+    if (o->status == 504) atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+    if (o->over_bytes) atomic_fetch_add_explicit(&p->over_bytes, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->bytes, o->bytes, memory_order_relaxed);
 }
 
 static void *worker_main(void *arg)
@@ -123,10 +194,25 @@ static void *worker_main(void *arg)
         p->queued--;
         pthread_mutex_unlock(&p->mu);
 
-        query_request req = {j->sql, j->params, j->format, p->cfg.max_rows, p->cfg.timeout_ms};
+        query_request req = {.sql = j->sql,
+                             .params = j->params,
+                             .format = j->format,
+                             .max_rows = p->cfg.max_rows,
+                             .timeout_ms = p->cfg.timeout_ms,
+                             .max_bytes = p->cfg.max_bytes};
         query_sink sink = {sink_begin, sink_write, j};
         query_outcome out;
-        query_run(qc, &req, &sink, &out);
+        int skip = client_gone(j);
+        if (skip) {
+            memset(&out, 0, sizeof out);
+            out.status = 499;
+            snprintf(out.error, sizeof out.error, "the client went away before its query ran");
+        } else {
+            atomic_fetch_add(&p->running, 1);
+            query_run(qc, &req, &sink, &out);
+            atomic_fetch_sub(&p->running, 1);
+        }
+        count(p, &out, skip);
         if (out.status != 200 && out.status != 499 && log_enabled(LOG_DEBUG))
             log_msg(LOG_DEBUG, "query failed", "error", out.error, LOG_END);
 
@@ -187,6 +273,19 @@ int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, 
     }
     *out = p;
     return 0;
+}
+
+void query_pool_stats_get(query_pool *p, query_pool_stats *st)
+{
+    st->over_bytes = atomic_load(&p->over_bytes);
+    st->timeouts = atomic_load(&p->timeouts);
+    st->gone = atomic_load(&p->gone);
+    st->skipped = atomic_load(&p->skipped);
+    st->bytes = atomic_load(&p->bytes);
+    st->running = atomic_load(&p->running);
+    pthread_mutex_lock(&p->mu);
+    st->queued = p->queued;
+    pthread_mutex_unlock(&p->mu);
 }
 
 void query_pool_interrupt(query_pool *p)
@@ -252,10 +351,17 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
     json_decref(req);
     j->pool = p;
     j->conn = conn;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->fd = ci ? ci->connect_fd : -1;
     j->format = f;
     j->refs = 2; /* the request and the worker */
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    pthread_condattr_t ca; /* sink_write waits until a monotonic deadline */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_lock(&p->mu);
     if (p->queued >= p->cfg.queue) {
         pthread_mutex_unlock(&p->mu);
@@ -296,10 +402,11 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
         return (ssize_t)n;
     }
     if (j->done) {
-        int ok = j->out.status == 200;
+        /* an answer cut short ends without its last chunk, so that the client sees it, unless
+         * it says so itself: a JSON answer stays valid JSON with its "error" member */
+        int clean = !j->out.broken && !(j->out.cut && j->format != QUERY_JSON);
         pthread_mutex_unlock(&j->mu);
-        /* a stream that failed half-way ends without its last chunk: the client sees it */
-        return ok ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+        return clean ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
     }
     j->reader_waits = 1;
     j->counted = 1;
@@ -348,8 +455,12 @@ enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, const char *c
     const char *ct = j->content_type;
     pthread_mutex_unlock(&j->mu);
 
+    if (!began && st == 499) { /* the client left while its query waited: nobody to answer */
+        *status = 499;
+        return MHD_NO;
+    }
     if (!began) { /* the query failed before any answer */
-        if (st == 200 || st == 499) st = 503;
+        if (st == 200) st = 503;
         buf b = BUF_INIT;
         ingest_error_json(&b, msg);
         struct MHD_Response *r =

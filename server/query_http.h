@@ -23,11 +23,24 @@ typedef struct query_pool_config {
     int threads;          /* concurrent queries; default 2 */
     int queue;            /* waiting queries before 429; default 4 per thread */
     uint64_t max_rows;    /* per answer; default 100,000 */
+    uint64_t max_bytes;   /* per answer; default 32 MiB */
     int64_t timeout_ms;   /* per query; default 30 s */
     _Atomic int *waiting; /* the server's count of suspended connections */
 } query_pool_config;
 
 int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, size_t errlen);
+
+/* What the pool counts, for /metrics. */
+typedef struct query_pool_stats {
+    uint64_t over_bytes; /* answers cut at max_bytes */
+    uint64_t timeouts;   /* queries stopped at their time limit, running or writing */
+    uint64_t gone;       /* queries stopped or not run because their client left */
+    uint64_t skipped;    /* of those, queued queries that never ran */
+    uint64_t bytes;      /* bytes of answers handed to clients' connections */
+    int running, queued; /* queries running now, and waiting for a worker */
+} query_pool_stats;
+
+void query_pool_stats_get(query_pool *p, query_pool_stats *st);
 
 /* Interrupts the queries running now (they end with 504); the pool goes on. */
 void query_pool_interrupt(query_pool *p);

@@ -238,6 +238,7 @@ void server_config_defaults(server_config *c)
     c->query_threads = 2;
     c->query_timeout_ms = 30000;
     c->query_max_rows = 100000;
+    c->query_max_bytes = QUERY_MAX_BYTES_DEFAULT;
     c->query_memory = 1ull << 30;
     c->max_snapshot = 1ull << 30;
     c->snapshot_downloads = 16;
@@ -629,6 +630,21 @@ static enum MHD_Result handle_metrics(server *s, request *r)
     metrics_counter(&b, "events_compaction_leftovers_removed_total",
                     "Files and directories that killed compactions had left in the work directory.",
                     s->compact_leftovers);
+    query_pool_stats qs;
+    query_pool_stats_get(s->queries, &qs);
+    metrics_counter(&b, "events_query_answers_cut_total", "Query answers cut at --query-max-bytes.",
+                    qs.over_bytes);
+    metrics_counter(&b, "events_query_timeouts_total",
+                    "Queries stopped at --query-timeout, while running or writing their answer.",
+                    qs.timeouts);
+    metrics_counter(&b, "events_query_client_gone_total",
+                    "Queries stopped, or not run, because their client had gone.", qs.gone);
+    metrics_counter(&b, "events_query_skipped_total",
+                    "Queued queries not run because their client had gone.", qs.skipped);
+    metrics_counter(&b, "events_query_answer_bytes_total", "Bytes of query answers produced.",
+                    qs.bytes);
+    metrics_gauge(&b, "events_query_running", "Queries running now.", qs.running);
+    metrics_gauge(&b, "events_query_queued", "Queries waiting for a query worker.", qs.queued);
     tail_stats ts;
     tail_hub_stats(s->tail, &ts);
     metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)ts.clients);
@@ -1256,13 +1272,18 @@ int server_run(const server_config *cfg)
     query_config qc = {.store = s->store,
                        .writer = s->writer,
                        .memory_limit = cfg->query_memory,
-                       .cache = s->cache};
+                       .cache = s->cache,
+                       .conns = cfg->query_threads};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
-    query_pool_config pc = {s->engine,           cfg->query_threads,    0,
-                            cfg->query_max_rows, cfg->query_timeout_ms, &s->waiting};
+    query_pool_config pc = {.engine = s->engine,
+                            .threads = cfg->query_threads,
+                            .max_rows = cfg->query_max_rows,
+                            .max_bytes = cfg->query_max_bytes,
+                            .timeout_ms = cfg->query_timeout_ms,
+                            .waiting = &s->waiting};
     if (query_pool_start(&pc, &s->queries, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;

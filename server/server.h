@@ -50,6 +50,7 @@ typedef struct server_config {
     int query_threads;         /* queries run at once; default 2 */
     int64_t query_timeout_ms;  /* default 30 s */
     uint64_t query_max_rows;   /* rows in one answer; default 100,000 */
+    uint64_t query_max_bytes;  /* bytes of one answer's rows; default 32 MiB */
     uint64_t query_memory;     /* DuckDB's memory limit; default 1 GiB */
     uint64_t max_snapshot;     /* largest snapshot upload; default 1 GiB */
     int snapshot_downloads;    /* GET /snapshots/S/B answers at once, 503 beyond; default 16 */

@@ -101,7 +101,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     char *sql = malloc(size);
     memcpy(sql, data + 1, size - 1);
     sql[size - 1] = 0; /* SQL is a C string: an embedded NUL ends it */
-    query_request req = {sql, NULL, (enum query_format)(data[0] % 3), 50, 300};
+    query_request req = {
+        .sql = sql, .format = (enum query_format)(data[0] % 3), .max_rows = 50, .timeout_ms = 300};
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(conn, &req, &out, &o);

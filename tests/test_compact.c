@@ -444,8 +444,8 @@ static char *all_rows(const char *lake)
         return strdup(err);
     }
     query_conn *c = query_conn_new(e, err, sizeof err);
-    query_request rq = {"SELECT * FROM events ORDER BY id NULLS FIRST, type NULLS FIRST", NULL,
-                        QUERY_CSV, 0, 0};
+    query_request rq = {.sql = "SELECT * FROM events ORDER BY id NULLS FIRST, type NULLS FIRST",
+                        .format = QUERY_CSV};
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(c, &rq, &out, &o);

@@ -9,14 +9,17 @@
 #include "harness.h"
 #include "test.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -437,6 +440,9 @@ TEST(test_query_http_errors)
          "not a statement beginning with DROP"},
         {"POST", "/query", "application/json",
          "{\"sql\":\"SELECT * FROM read_text('/etc/passwd')\"}", 400, "Permission Error"},
+        {"POST", "/query", "application/json",
+         "{\"sql\":\"SELECT value FROM duckdb_settings() WHERE name = 'allowed_directories'\"}",
+         400, "duckdb_settings() is not available to queries: it shows the server's configuration"},
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         snprintf(url, sizeof url, "%s%s", S.url, t[i].path);
@@ -584,6 +590,34 @@ TEST(test_query_cli_formats_through_a_server_and_on_the_lake)
     CHECK_INT(2, st);
     CHECK_CONTAINS("--format must be table, csv, json or ndjson", out);
     free(out);
+}
+
+TEST(test_query_cli_on_the_lake_stops_at_max_bytes)
+{
+    REQUIRE_INT(0, seed());
+    static const struct {
+        const char *format, *end;
+    } t[] = {
+        {"ndjson", "{\"error\":\"answer cut at 10240 bytes: the answer size limit\"}\n"},
+        {"json",
+         "\"truncated\":true,\"error\":\"answer cut at 10240 bytes: the answer size limit\""},
+        {"csv", "xxxx\n"},
+        {"table", " rows, cut short ("},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        char args[2048];
+        snprintf(args, sizeof args,
+                 "query --lake %s --max-bytes 10KiB --format %s \"SELECT repeat('x', 100) AS s "
+                 "FROM range(1000)\"",
+                 LAKE, t[i].format);
+        int st;
+        char *out = run_cli(args, NULL, &st);
+        CHECK_INT(1, st);
+        CHECK_CONTAINS(t[i].end, out);
+        CHECK_CONTAINS(
+            "events query: answer cut at 10240 bytes: the answer size limit (--max-bytes)", out);
+        free(out);
+    }
 }
 
 /* ---- exactly once while segments move into the lake ------------------------- */
@@ -763,6 +797,261 @@ TEST(test_query_queue_is_bounded)
     http_do("POST", url, h, one, strlen(one), 0, &r);
     CHECK_INT(200, r.status);
     resp_free(&r);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
+
+/* ---- answers of any size, clients of any speed ------------------------------- */
+
+/* The value of a counter or gauge in the server's /metrics; -1 if absent. */
+static long long metric(const srv *s, const char *name)
+{
+    char url[128], key[128];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    snprintf(key, sizeof key, "\n%s ", name);
+    resp r;
+    http_do("GET", url, NULL, NULL, 0, 0, &r);
+    const char *p = r.body.p ? strstr(r.body.p, key) : NULL;
+    long long v = p ? strtoll(p + strlen(key), NULL, 10) : -1;
+    resp_free(&r);
+    return v;
+}
+
+/* Waits (at most 20 s) until a metric has a value; 0 if it did. */
+static int await_metric(const srv *s, const char *name, long long want)
+{
+    for (int i = 0; i < 400; i++) {
+        if (metric(s, name) == want) return 0;
+        usleep(50000);
+    }
+    return -1;
+}
+
+static resp post_query(const srv *s, const char *format, const char *sql, long timeout_ms)
+{
+    char url[160];
+    snprintf(url, sizeof url, "%s/query%s%s", s->url, format ? "?format=" : "",
+             format ? format : "");
+    json_t *req = json_pack("{s:s}", "sql", sql);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    resp r;
+    http_do("POST", url, h, body, strlen(body), timeout_ms, &r);
+    free(body);
+    return r;
+}
+
+/* A connection that has sent a POST /query and reads nothing; -1 if it cannot. */
+static int post_and_stall(const srv *s, const char *format, const char *sql)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096; /* no window for the answer to hide in */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)s->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    json_t *req = json_pack("{s:s}", "sql", sql);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    buf b = BUF_INIT;
+    buf_printf(&b,
+               "POST /query%s%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               "Content-Length: %zu\r\n\r\n%s",
+               format ? "?format=" : "", format ? format : "", strlen(body), body);
+    free(body);
+    int ok = !connect(fd, (struct sockaddr *)&a, sizeof a) &&
+             send(fd, b.p, b.len, MSG_NOSIGNAL) == (ssize_t)b.len;
+    buf_free(&b);
+    if (!ok) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+TEST(test_query_answers_stop_at_max_bytes_with_a_marker)
+{
+    char *dir = test_tmpdir("qbytes");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    const char *args[] = {"--query-max-bytes", "100KiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    /* 1,000 rows of about 1 KB: about 10 times the limit */
+    const char *big = "SELECT range AS n, repeat('x', 1000) AS s FROM range(1000)";
+    resp r = post_query(&s, NULL, big, 30000);
+    CHECK_INT(200, r.status);
+    CHECK(r.body.len <= 102400 + 200);
+    json_t *a = json_loads(r.body.p ? r.body.p : "", 0, NULL);
+    REQUIRE(a);
+    size_t rows = json_array_size(json_object_get(a, "rows"));
+    CHECK(rows > 90 && rows < 102);
+    CHECK_INT(rows, json_integer_value(json_object_get(a, "rowCount")));
+    CHECK(json_is_true(json_object_get(a, "truncated")));
+    CHECK_STR("answer cut at 102400 bytes: the answer size limit",
+              json_string_value(json_object_get(a, "error")));
+    CHECK_INT(rows - 1, json_integer_value(json_array_get(
+                            json_array_get(json_object_get(a, "rows"), rows - 1), 0)));
+    json_decref(a);
+    resp_free(&r);
+
+    /* NDJSON: whole rows, then the marker, and the stream ends without its last chunk */
+    r = post_query(&s, "ndjson", big, 30000);
+    CHECK_INT(0, r.status);
+    CHECK_CONTAINS("partial", r.error);
+    const char *last = r.body.p && r.body.len > 1 ? r.body.p + r.body.len - 2 : "";
+    while (last > r.body.p && last[-1] != '\n') last--;
+    CHECK_STR("{\"error\":\"answer cut at 102400 bytes: the answer size limit\"}\n", last);
+    CHECK(!strncmp(r.body.p, "{\"n\":0,\"s\":\"xxx", 15));
+    resp_free(&r);
+
+    /* CSV has no place for it: the stream is cut, after whole lines */
+    r = post_query(&s, "csv", big, 30000);
+    CHECK_INT(0, r.status);
+    CHECK_CONTAINS("partial", r.error);
+    CHECK(!strncmp(r.body.p, "n,s\n0,xxx", 9));
+    CHECK(r.body.len > 90000 && r.body.len <= 102400 && r.body.p[r.body.len - 1] == '\n');
+    resp_free(&r);
+
+    /* a small answer is as it was */
+    r = post_query(&s, NULL, "SELECT 42 AS a", 0);
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"rows\":[[42]],\"rowCount\":1,\"truncated\":false,\"files\":0,", r.body.p);
+    resp_free(&r);
+
+    CHECK_INT(3, metric(&s, "events_query_answers_cut_total"));
+
+    /* events query through the server: the rows so far, the reason, exit status 1 */
+    static const char *const formats[] = {"json", "ndjson", "csv", "table"};
+    for (int i = 0; i < 4; i++) {
+        char cli[512];
+        snprintf(cli, sizeof cli,
+                 "query --server %s --format %s \"SELECT repeat('x', 1000) AS s FROM range(1000)\"",
+                 s.url, formats[i]);
+        int st;
+        char *out = run_cli(cli, NULL, &st);
+        CHECK_INT(1, st);
+        CHECK_CONTAINS(i == 2 ? "events query: the answer was cut short"
+                              : "events query: answer cut at 102400 bytes: the answer size limit",
+                       out);
+        free(out);
+    }
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
+
+TEST(test_query_json_answer_failing_after_its_first_rows_stays_valid_json)
+{
+    REQUIRE_INT(0, seed());
+    /* DuckDB runs up to about 1 MB ahead of the rows fetched (9,000 of these): the failure
+     * comes well after the first 64 KiB went out */
+    resp r = post_query(&S, NULL,
+                        "SELECT CASE WHEN range < 50000 THEN range ELSE error('boom at ' || range) "
+                        "END AS n, repeat('x', 100) AS s FROM range(60000)",
+                        30000);
+    CHECK_INT(200, r.status);
+    json_t *a = json_loads(r.body.p ? r.body.p : "", 0, NULL);
+    REQUIRE(a);
+    json_t *rows = json_object_get(a, "rows");
+    CHECK(json_array_size(rows) > 1000 && json_array_size(rows) < 50000);
+    CHECK_INT(json_array_size(rows), json_integer_value(json_object_get(a, "rowCount")));
+    CHECK_INT(json_array_size(rows) - 1, json_integer_value(json_array_get(
+                                             json_array_get(rows, json_array_size(rows) - 1), 0)));
+    CHECK(json_is_true(json_object_get(a, "truncated")));
+    CHECK_CONTAINS("Invalid Input Error: boom at 5",
+                   json_string_value(json_object_get(a, "error")));
+    json_decref(a);
+    resp_free(&r);
+    /* NDJSON: its last line says why */
+    r = post_query(&S, "ndjson",
+                   "SELECT CASE WHEN range < 50000 THEN range ELSE error('boom') END AS n, "
+                   "repeat('x', 100) AS s FROM range(60000)",
+                   30000);
+    CHECK_CONTAINS("\n{\"error\":\"Invalid Input Error: boom\"}\n", r.body.p);
+    resp_free(&r);
+}
+
+TEST(test_query_time_limit_holds_while_a_client_does_not_read)
+{
+    char *dir = test_tmpdir("qstall");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    /* the idle timeout would free the worker after 120 s: the query time limit must, at 2 s */
+    const char *args[] = {"--query-threads",
+                          "1",
+                          "--query-timeout",
+                          "2s",
+                          "--idle-timeout",
+                          "120s",
+                          "--query-max-bytes",
+                          "1GiB",
+                          "--compact-retain",
+                          "120s",
+                          NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    /* 50 MB of NDJSON that nobody reads: more than the socket buffers and the pipe hold */
+    int fd = post_and_stall(&s, "ndjson", "SELECT repeat('x', 10000) AS s FROM range(5000)");
+    REQUIRE(fd >= 0);
+    resp r = post_query(&s, NULL, "SELECT 42 AS a", 30000);
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"rows\":[[42]]", r.body.p);
+    resp_free(&r);
+    CHECK_INT(1, metric(&s, "events_query_timeouts_total"));
+    close(fd);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
+
+typedef struct slow_client {
+    const srv *s;
+    resp r;
+} slow_client;
+
+static void *slow_client_main(void *arg)
+{
+    slow_client *c = arg;
+    c->r = post_query(c->s, NULL,
+                      "SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)", 30000);
+    return NULL;
+}
+
+TEST(test_query_queued_queries_of_departed_clients_do_not_run)
+{
+    char *dir = test_tmpdir("qgone");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    const char *args[] = {"--query-threads", "1", "--query-timeout", "3s", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    slow_client first = {&s, {0}};
+    pthread_t th;
+    pthread_create(&th, NULL, slow_client_main, &first);
+    CHECK_INT(0, await_metric(&s, "events_query_running", 1));
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = post_and_stall(
+            &s, NULL, "SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)");
+    CHECK_INT(0, await_metric(&s, "events_query_queued", 3));
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0) close(fds[i]); /* they leave while their queries wait */
+    pthread_join(th, NULL);
+    CHECK_INT(504, first.r.status);
+    resp_free(&first.r);
+    resp r = post_query(&s, NULL, "SELECT 42 AS a", 30000);
+    CHECK_INT(200, r.status);
+    resp_free(&r);
+    CHECK_INT(3, metric(&s, "events_query_skipped_total"));
+    CHECK_INT(3, metric(&s, "events_query_client_gone_total"));
+    CHECK_INT(1, metric(&s, "events_query_timeouts_total")); /* only the first one ran */
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     test_rmtree(dir);
     unlink(s.log);

@@ -474,8 +474,8 @@ static void put_events(store *s, const char *name, int from, int to)
 /* "count(*),count(DISTINCT id)" of the lake through an engine. */
 static void counts(query_conn *qc, long long *all, long long *distinct)
 {
-    query_request rq = {"SELECT count(*), count(DISTINCT id), sum(durationMs) FROM events", NULL,
-                        QUERY_CSV, 0, 0};
+    query_request rq = {.sql = "SELECT count(*), count(DISTINCT id), sum(durationMs) FROM events",
+                        .format = QUERY_CSV};
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(qc, &rq, &out, &o);
@@ -650,7 +650,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     json_decref(doc);
     buf_free(&m2);
     CHECK_INT(STORE_OK, store_del(s, live));
-    query_request rq = {"SELECT count(*) FROM events", NULL, QUERY_JSON, 0, 0};
+    query_request rq = {.sql = "SELECT count(*) FROM events", .format = QUERY_JSON};
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(qc, &rq, &out, &o);
@@ -701,7 +701,7 @@ TEST(compaction_contract_s3)
 /* One query's CSV answer without its header, through an engine. */
 static char *csv(query_conn *qc, const char *sql)
 {
-    query_request rq = {sql, NULL, QUERY_CSV, 0, 0};
+    query_request rq = {.sql = sql, .format = QUERY_CSV};
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(qc, &rq, &out, &o);

@@ -382,6 +382,16 @@ TEST(test_server_refuses_to_start_when_misconfigured)
     CHECK_INT(2, st);
     CHECK_CONTAINS("--log-format must be logfmt or json", err);
     free(err);
+    err = refused("--listen 127.0.0.1:0 --query-max-bytes 100", &st);
+    CHECK_INT(2, st);
+    CHECK_CONTAINS("--query-max-bytes must be at least 1KiB", err);
+    free(err);
+    setenv("EVENTS_QUERY_MAX_BYTES", "lots", 1);
+    err = refused("--listen 127.0.0.1:0", &st);
+    unsetenv("EVENTS_QUERY_MAX_BYTES");
+    CHECK_INT(2, st);
+    CHECK_CONTAINS("EVENTS_QUERY_MAX_BYTES: \"lots\" is not a size", err);
+    free(err);
     err = refused("--bogus", &st);
     CHECK_INT(2, st);
     CHECK_CONTAINS("unknown or incomplete option \"--bogus\"", err);

@@ -375,6 +375,10 @@ async function runSql() {
       cls: /INT|DOUBLE|DECIMAL|FLOAT|HUGEINT/.test(c.type) ? 'num' : undefined })), r.rows);
     $('sql-status').textContent = r.rowCount + ' rows' + (r.truncated ? ' (truncated)' : '') + ' in ' +
       r.elapsedMs.toFixed(1) + ' ms';
+    if (r.error) { /* the answer was cut after its first rows: they are shown, and why */
+      $('sql-error').textContent = r.error;
+      $('sql-error').hidden = false;
+    }
   } catch (e) {
     if (e instanceof AuthError) return;
     $('sql-status').textContent = '';
