@@ -16,13 +16,17 @@
 #     answers from its catalog;
 #  3. peak: THREADS clients post WORST at once (one per query worker); the
 #     server's VmHWM (reset just before, where Linux allows) and how each
-#     answer ended; with WIDE=1 also WIDE_SQL, whose DuckDB chunks are full.
+#     answer ended; with WIDE=1 also WIDE_SQL, whose DuckDB chunks are full;
+#     with HOSTILE=1 also HOSTILE_SQL, whose one chunk is 20 GB (run it only
+#     with MEMORY_MAX set, which the server gets as --memory-max).
 #
 # Environment: BUILD (default build), EVENTS (the binary; default
 # BUILD/events: point it at another build to compare), QUERIES (default
 # 30000), WARMUP (2000), STEPS (6), SHOW_QUERIES (0), THREADS (2), WORST
 # (SELECT repeat('x',1000000) FROM range(1500)), WIDE (0), WIDE_SQL (the same
-# over range(5000)), KEEP_LAKE=1 keeps the temporary directory.
+# over range(5000)), HOSTILE (0), HOSTILE_SQL (strings of 10 MB over
+# range(2048)), MEMORY_MAX (none: the server's default of 3/4 of the machine's
+# memory), KEEP_LAKE=1 keeps the temporary directory.
 #
 # Exit: 0 when every query got an answer and the server stopped cleanly.
 set -euo pipefail
@@ -39,6 +43,12 @@ THREADS=${THREADS:-2}
 WORST=${WORST:-"SELECT repeat('x',1000000) FROM range(1500)"}
 WIDE=${WIDE:-0}
 WIDE_SQL=${WIDE_SQL:-"SELECT repeat('x',1000000) FROM range(5000)"}
+HOSTILE=${HOSTILE:-0}
+HOSTILE_SQL=${HOSTILE_SQL:-"SELECT repeat('x',10000000) FROM range(2048)"}
+MEMORY_MAX=${MEMORY_MAX:-}
+if [[ $HOSTILE == 1 && -z $MEMORY_MAX ]]; then
+    echo "query_memory.sh: HOSTILE=1 needs MEMORY_MAX (each query would try to take 20 GB)" >&2; exit 1
+fi
 export LC_ALL=C
 
 for f in "$EVENTS" "$LOAD"; do
@@ -72,7 +82,7 @@ done
 URL=http://127.0.0.1:$PORT/query
 LOG=$TMP/server.log
 
-"$EVENTS" serve --listen "127.0.0.1:$PORT" --lake "$TMP/lake" --query-memory 128MiB \
+"$EVENTS" serve --listen "127.0.0.1:$PORT" --lake "$TMP/lake" --query-memory 128MiB ${MEMORY_MAX:+--memory-max "$MEMORY_MAX" --compact-memory 128MiB} \
     --query-threads "$THREADS" --query-timeout 600s --compact-retain 600s >"$LOG" 2>&1 &
 SERVER_PID=$!
 up=0
@@ -113,7 +123,7 @@ soak() { # title n sql...
     awk -v a="$r0" -v b="$r" -v n="$done" 'BEGIN { printf "  growth: %+.1f MB, %+.0f bytes per query\n", (b - a) / 1024, (b - a) * 1024 / n }'
 }
 
-echo "server: $EVENTS, --query-threads $THREADS, --query-memory 128MiB; RSS at start $(mb "$(kb VmRSS)") MB"
+echo "server: $EVENTS, --query-threads $THREADS, --query-memory 128MiB, --memory-max ${MEMORY_MAX:-default}; RSS at start $(mb "$(kb VmRSS)") MB"
 soak "SELECT 1, a refused DROP, a time-bounded count" "$QUERIES" "SELECT 1" "DROP VIEW events" \
     "SELECT count(*) FROM events WHERE ts > now() - INTERVAL 1 HOUR"
 if (( SHOW_QUERIES > 0 )); then
@@ -133,6 +143,7 @@ peak() { # title sql
 }
 peak "worst case" "$WORST"
 if [[ $WIDE == 1 ]]; then peak "wide" "$WIDE_SQL"; fi
+if [[ $HOSTILE == 1 ]]; then peak "hostile" "$HOSTILE_SQL"; fi
 
 kill -TERM "$SERVER_PID"
 rc=

@@ -18,7 +18,7 @@ int cmd_serve(int argc, char **argv)
              spool_max = c.spool_max, query_memory = c.query_memory,
              compact_memory = c.compact_memory, compact_chunk = c.compact_chunk,
              query_max_rows = c.query_max_rows, query_max_bytes = c.query_max_bytes,
-             max_snapshot = c.max_snapshot;
+             max_snapshot = c.max_snapshot, memory_max = c.memory_max;
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000,
@@ -103,6 +103,9 @@ int cmd_serve(int argc, char **argv)
          "32MiB)"},
         {"query-memory", "EVENTS_QUERY_MEMORY", OPT_SIZE, &query_memory, "SIZE",
          "DuckDB's memory limit (default 1GiB)"},
+        {"memory-max", "EVENTS_MEMORY_MAX", OPT_SIZE, &memory_max, "SIZE",
+         "the whole server's memory at most; past it queries fail, not the server; 0: no limit "
+         "(default 3/4 of the machine's memory)"},
         {"max-snapshot", "EVENTS_MAX_SNAPSHOT", OPT_SIZE, &max_snapshot, "SIZE",
          "largest database snapshot PUT /snapshots takes (default 1GiB)"},
         {"snapshot-downloads", "EVENTS_SNAPSHOT_DOWNLOADS", OPT_INT, &snap_downloads, "N",
@@ -215,6 +218,13 @@ int cmd_serve(int argc, char **argv)
                         "at least 1MiB\n");
         return 2;
     }
+    if (memory_max && memory_max < query_memory + compact_memory + (256u << 20)) {
+        fprintf(stderr,
+                "events serve: --memory-max must leave room for --query-memory, --compact-memory "
+                "and 256MiB more (at least %lluMiB here), or be 0 for no limit\n",
+                (unsigned long long)((query_memory + compact_memory + (256u << 20)) >> 20));
+        return 2;
+    }
     if (query_max_bytes < 1024) {
         fprintf(stderr, "events serve: --query-max-bytes must be at least 1KiB\n");
         return 2;
@@ -275,6 +285,7 @@ int cmd_serve(int argc, char **argv)
     c.query_max_bytes = query_max_bytes;
     c.query_memory = query_memory;
     c.compact_memory = compact_memory;
+    c.memory_max = memory_max;
     c.compact_chunk = compact_chunk;
     c.seal_age_ms = seal_age;
     c.dedup_window = (size_t)dedup;

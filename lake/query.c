@@ -331,6 +331,10 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     duckdb_set_config(dc, "autoinstall_known_extensions", "false");
     duckdb_set_config(dc, "autoload_known_extensions", "false");
     duckdb_set_config(dc, "temp_directory", ""); /* no spilling: the memory limit is the limit */
+    /* DuckDB's jemalloc gives freed memory back only when DuckDB allocates again: after a
+     * query of gigabytes the server would hold them, near --memory-max, until the next
+     * query. Its background thread gives them back within seconds. */
+    duckdb_set_config(dc, "allocator_background_threads", "true");
     if (cfg->threads > 0) {
         snprintf(threads, sizeof threads, "%d", cfg->threads);
         duckdb_set_config(dc, "threads", threads);
@@ -1155,6 +1159,19 @@ static void time_limit(query_outcome *o, const query_request *req)
     fail(o, 504, m);
 }
 
+/* A statement DuckDB could not prepare; running out of memory there is said as when running. */
+static void prepare_error(query_outcome *o, const char *msg)
+{
+    if (msg && !strncmp(msg, "Out of Memory Error", 19)) {
+        char m[1024];
+        snprintf(m, sizeof m, "query exceeded the memory limit: %s", msg);
+        o->out_of_memory = 1;
+        fail(o, 400, m);
+        return;
+    }
+    fail(o, 400, msg ? msg : "query failed");
+}
+
 static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const query_request *req)
 {
     duckdb_error_type t = duckdb_result_error_type(r);
@@ -1162,6 +1179,7 @@ static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const 
     if (t == DUCKDB_ERROR_INTERRUPT && atomic_load(&q->timed_out)) {
         time_limit(o, req);
     } else if (t == DUCKDB_ERROR_OUT_OF_MEMORY) {
+        o->out_of_memory = 1;
         char m[1024];
         snprintf(m, sizeof m, "query exceeded the memory limit: %s", msg ? msg : "out of memory");
         fail(o, 400, m);
@@ -1454,7 +1472,7 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
         return NULL;
     }
     if (duckdb_prepare_extracted_statement(q->c, *st, 0, &p) == DuckDBError) {
-        fail(o, 400, duckdb_prepare_error(p));
+        prepare_error(o, duckdb_prepare_error(p));
         duckdb_destroy_prepare(&p);
         return NULL;
     }

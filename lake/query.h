@@ -120,6 +120,7 @@ typedef struct query_outcome {
     uint64_t rows;    /* rows sent */
     int truncated;    /* fewer rows were sent than the query made (max_rows, max_bytes, cut) */
     int over_bytes;   /* max_bytes was reached */
+    int out_of_memory; /* DuckDB ran out of memory (its limit, or the process's) */
     uint64_t bytes;   /* bytes handed to the sink */
     uint64_t files;   /* lake files and spool segments the events view read from */
     double elapsed_ms;

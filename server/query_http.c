@@ -44,7 +44,7 @@ struct query_pool {
     pthread_t *threads;
     query_conn **conns;
     /* counters for /metrics, written by the workers */
-    _Atomic uint64_t over_bytes, timeouts, gone, skipped, bytes;
+    _Atomic uint64_t over_bytes, timeouts, gone, skipped, bytes, out_of_memory;
     _Atomic int running;
 };
 
@@ -173,6 +173,7 @@ static void count(query_pool *p, const query_outcome *o, int skipped)
     if (o->status == 499) atomic_fetch_add_explicit(&p->gone, 1, memory_order_relaxed);
     if (o->status == 504) atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
     if (o->over_bytes) atomic_fetch_add_explicit(&p->over_bytes, 1, memory_order_relaxed);
+    if (o->out_of_memory) atomic_fetch_add_explicit(&p->out_of_memory, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->bytes, o->bytes, memory_order_relaxed);
 }
 
@@ -278,6 +279,7 @@ int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, 
 void query_pool_stats_get(query_pool *p, query_pool_stats *st)
 {
     st->over_bytes = atomic_load(&p->over_bytes);
+    st->out_of_memory = atomic_load(&p->out_of_memory);
     st->timeouts = atomic_load(&p->timeouts);
     st->gone = atomic_load(&p->gone);
     st->skipped = atomic_load(&p->skipped);

@@ -37,6 +37,7 @@ typedef struct query_pool_stats {
     uint64_t gone;       /* queries stopped or not run because their client left */
     uint64_t skipped;    /* of those, queued queries that never ran */
     uint64_t bytes;      /* bytes of answers handed to clients' connections */
+    uint64_t out_of_memory; /* queries that failed for memory (--query-memory, --memory-max) */
     int running, queued; /* queries running now, and waiting for a worker */
 } query_pool_stats;
 

@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -217,6 +218,51 @@ typedef struct request {
     int close;        /* answer with Connection: close */
 } request;
 
+uint64_t server_memory_default(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0) return 0;
+    return (uint64_t)pages * (uint64_t)size / 4 * 3;
+}
+
+/*
+ * --memory-max: DuckDB keeps the values of the rows it is producing outside
+ * its memory limit (a chunk of 2,048 rows of strings built by a query can be
+ * gigabytes), and no setting bounds them. So the whole process gets a limit
+ * on its data memory (RLIMIT_DATA: private writable mappings, what malloc
+ * takes from the system, not reserved address space). Past it an allocation
+ * fails: DuckDB ends the query with an out-of-memory error, a request that
+ * needed memory is answered 503, and the server goes on, where without a
+ * limit the kernel would kill it. AddressSanitizer maps terabytes of shadow
+ * memory, which the limit counts, so a sanitizer build does not set it.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define EVENTS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EVENTS_ASAN 1
+#endif
+#endif
+
+static void apply_memory_max(uint64_t max)
+{
+    if (!max) return;
+#ifdef EVENTS_ASAN
+    log_msg(LOG_WARN, "--memory-max is not applied in a build with AddressSanitizer", LOG_END);
+#else
+    struct rlimit rl;
+    char v[32];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)max);
+    if (getrlimit(RLIMIT_DATA, &rl) == 0) {
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < max) max = rl.rlim_max;
+        rl.rlim_cur = max;
+        if (setrlimit(RLIMIT_DATA, &rl) == 0) return;
+    }
+    log_msg(LOG_WARN, "cannot limit the server's memory", "memory_max", v, "error", strerror(errno),
+            LOG_END);
+#endif
+}
+
 void server_config_defaults(server_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -253,6 +299,7 @@ void server_config_defaults(server_config *c)
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
     c->compact_memory = 1ull << 30;
+    c->memory_max = server_memory_default();
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -607,6 +654,16 @@ static void publish(server *s, request *r)
     r->batch.n = 0;
 }
 
+/* The process's resident memory, from /proc/self/statm; 0 if unknown. */
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, rss = 0;
+    int ok = f && fscanf(f, "%llu %llu", &size, &rss) == 2;
+    if (f) fclose(f);
+    return ok ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
 static enum MHD_Result handle_metrics(server *s, request *r)
 {
     lake_writer_stats st;
@@ -632,6 +689,14 @@ static enum MHD_Result handle_metrics(server *s, request *r)
                     s->compact_leftovers);
     query_pool_stats qs;
     query_pool_stats_get(s->queries, &qs);
+    metrics_counter(&b, "events_query_out_of_memory_total",
+                    "Queries that failed for memory (--query-memory, --memory-max).",
+                    qs.out_of_memory);
+    metrics_gauge(&b, "events_memory_max_bytes",
+                  "The server's memory limit (--memory-max); 0: none.",
+                  (long long)s->cfg.memory_max);
+    metrics_gauge(&b, "process_resident_memory_bytes", "Resident memory of the server.",
+                  (long long)resident_bytes());
     metrics_counter(&b, "events_query_answers_cut_total", "Query answers cut at --query-max-bytes.",
                     qs.over_bytes);
     metrics_counter(&b, "events_query_timeouts_total",
@@ -1179,6 +1244,7 @@ int server_run(const server_config *cfg)
     s->lim.max_body = cfg->max_body;
     s->lim.max_events = cfg->max_events;
     pthread_key_create(&s->ctx_key, free_ctx);
+    apply_memory_max(cfg->memory_max);
     int rc = 1, lfd = -1;
     char err[1024];
     char *spool = s->spool;
@@ -1323,9 +1389,14 @@ int server_run(const server_config *cfg)
     {
         char th[16];
         snprintf(th, sizeof th, "%d", threads);
+        char mm[32];
+        if (cfg->memory_max)
+            snprintf(mm, sizeof mm, "%lluMiB", (unsigned long long)(cfg->memory_max >> 20));
+        else
+            snprintf(mm, sizeof mm, "none");
         log_msg(LOG_INFO, "listening", "addr", s->addr, "lake", s->store->url, "spool", spool,
                 "auth", auth_count(s->auth) ? "tokens" : "off (loopback only)", "threads", th,
-                "version", EVENTS_VERSION, LOG_END);
+                "memory_max", mm, "version", EVENTS_VERSION, LOG_END);
     }
 
     if (cfg->compact_every_ms > 0) {

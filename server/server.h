@@ -27,6 +27,7 @@ typedef struct server_config {
     int64_t compact_after_ms;  /* compact an hour this long after it ends; default 10 min */
     int64_t compact_retain_ms; /* keep replaced files this long; default 10 min */
     uint64_t compact_memory;   /* compaction's DuckDB memory limit; default 1 GiB */
+    uint64_t memory_max; /* the process's data memory (RLIMIT_DATA); 0: none. Default 3/4 of RAM */
     uint64_t compact_chunk;    /* events one compaction statement reads; 0 (default): from memory */
     const char *tokens_file;   /* NULL: no tokens file */
     const char *token;         /* one admin token (EVENTS_TOKEN), or NULL */
@@ -61,6 +62,9 @@ typedef struct server_config {
     int tail_max_patterns;     /* patterns in one /tail subscription; default 16 */
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
 } server_config;
+
+/* 3/4 of the machine's physical memory, the default of memory_max; 0 if unknown. */
+uint64_t server_memory_default(void);
 
 /* Fills cfg with the defaults above. */
 void server_config_defaults(server_config *cfg);

@@ -382,6 +382,12 @@ TEST(test_server_refuses_to_start_when_misconfigured)
     CHECK_INT(2, st);
     CHECK_CONTAINS("--log-format must be logfmt or json", err);
     free(err);
+    err = refused("--listen 127.0.0.1:0 --memory-max 1GiB", &st);
+    CHECK_INT(2, st);
+    CHECK_CONTAINS("--memory-max must leave room for --query-memory, --compact-memory and 256MiB "
+                   "more (at least 2304MiB here), or be 0 for no limit",
+                   err);
+    free(err);
     err = refused("--listen 127.0.0.1:0 --query-max-bytes 100", &st);
     CHECK_INT(2, st);
     CHECK_CONTAINS("--query-max-bytes must be at least 1KiB", err);
