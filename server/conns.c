@@ -29,17 +29,20 @@ enum { WAITING, BUSY, CLOSING };
 struct conn_slot {
     int fd;
     int state;
-    int64_t since_ms;       /* WAITING: when it began to wait */
-    unsigned requests;      /* requests begun on it */
-    conn_slot *prev, *next; /* in the waiting list while WAITING */
+    int64_t since_ms;         /* WAITING: when it began to wait */
+    unsigned requests;        /* requests begun on it */
+    conn_slot *prev, *next;   /* in the waiting list while WAITING */
+    int64_t body_deadline;    /* BUSY with a body still arriving: when it must be whole; else 0 */
+    conn_slot *bprev, *bnext; /* in the receiving list while body_deadline is set */
 };
 
 struct conn_table {
     conn_table_config cfg;
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* wakes the watcher to stop */
-    conn_slot *head, *tail; /* WAITING, oldest first */
-    unsigned open;          /* WAITING + BUSY */
+    pthread_cond_t cv;        /* wakes the watcher to stop */
+    conn_slot *head, *tail;   /* WAITING, oldest first */
+    conn_slot *bhead, *btail; /* bodies arriving, earliest deadline first */
+    unsigned open;            /* WAITING + BUSY */
     int stop;
     pthread_t watcher;
 };
@@ -86,6 +89,48 @@ static void append_waiting(conn_table *t, conn_slot *c)
     else
         t->head = c;
     t->tail = c;
+}
+
+static void unlink_receiving(conn_table *t, conn_slot *c)
+{
+    if (!c->body_deadline) return;
+    if (c->bprev)
+        c->bprev->bnext = c->bnext;
+    else
+        t->bhead = c->bnext;
+    if (c->bnext)
+        c->bnext->bprev = c->bprev;
+    else
+        t->btail = c->bprev;
+    c->bprev = c->bnext = NULL;
+    c->body_deadline = 0;
+}
+
+/* Every request has the same timeout: appending keeps the list in deadline order. */
+static void append_receiving(conn_table *t, conn_slot *c, int64_t deadline)
+{
+    c->body_deadline = deadline;
+    c->bprev = t->btail;
+    c->bnext = NULL;
+    if (t->btail)
+        t->btail->bnext = c;
+    else
+        t->bhead = c;
+    t->btail = c;
+}
+
+/* A body not whole by its deadline: answered 408, shut down. t->mu held. */
+static void close_receiving(conn_table *t, conn_slot *c)
+{
+    unlink_receiving(t, c);
+    c->state = CLOSING;
+    t->open--;
+    metrics_refused(REFUSED_BODY_TIMEOUT);
+    char msg[96];
+    snprintf(msg, sizeof msg, "request not received within %g s",
+             (double)t->cfg.request_timeout_ms / 1000.0);
+    conn_write_error(c->fd, 408, "Request Timeout", "", msg);
+    shutdown(c->fd, SHUT_RDWR);
 }
 
 /* Shuts a WAITING connection down, with an answer if it never had a request. t->mu held. */
@@ -143,12 +188,13 @@ void conn_closed(conn_table *t, conn_slot *c)
     if (!c) return;
     pthread_mutex_lock(&t->mu);
     if (c->state == WAITING) unlink_waiting(t, c);
+    unlink_receiving(t, c);
     if (c->state != CLOSING) t->open--;
     pthread_mutex_unlock(&t->mu);
     free(c);
 }
 
-int conn_request_began(conn_table *t, conn_slot *c)
+int conn_request_began(conn_table *t, conn_slot *c, int64_t body_deadline_ms)
 {
     if (!c) return 0;
     int rc = 0;
@@ -159,7 +205,18 @@ int conn_request_began(conn_table *t, conn_slot *c)
         unlink_waiting(t, c);
         c->state = BUSY;
         c->requests++;
+        if (body_deadline_ms) append_receiving(t, c, body_deadline_ms);
     }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+int conn_body_done(conn_table *t, conn_slot *c)
+{
+    if (!c) return 0;
+    pthread_mutex_lock(&t->mu);
+    int rc = c->state == CLOSING ? -1 : 0;
+    unlink_receiving(t, c);
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -168,6 +225,7 @@ void conn_request_ended(conn_table *t, conn_slot *c)
 {
     if (!c) return;
     pthread_mutex_lock(&t->mu);
+    unlink_receiving(t, c);
     if (c->state == BUSY) append_waiting(t, c);
     pthread_mutex_unlock(&t->mu);
 }
@@ -180,6 +238,7 @@ void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const cha
         unlink_waiting(t, c);
         t->open--;
     } else if (c && c->state == BUSY) {
+        unlink_receiving(t, c);
         t->open--;
     }
     if (c) c->state = CLOSING;
@@ -215,6 +274,7 @@ static void *watcher_main(void *arg)
             int64_t limit = c->requests ? t->cfg.idle_timeout_ms + 1000 : t->cfg.header_timeout_ms;
             if (now - c->since_ms >= limit) close_waiting(t, c, REFUSED_HEADER_TIMEOUT);
         }
+        while (t->bhead && t->bhead->body_deadline <= now) close_receiving(t, t->bhead);
     }
     pthread_mutex_unlock(&t->mu);
     return NULL;

@@ -19,6 +19,10 @@
  *    keep-alive. Only when every other connection is inside a request (a body
  *    arriving, an ingest waiting for its commit, a query, a live tail) is the
  *    new connection refused, answered 503.
+ *  - a deadline for a request's body: libmicrohttpd checks --request-timeout
+ *    only when bytes arrive, so a client that sends its headers and then
+ *    nothing would hold its connection for --idle-timeout. The watcher answers
+ *    408 and closes a connection whose body is not whole by its deadline.
  *
  * Threads: conn_opened and conn_closed are called from libmicrohttpd's
  * connection notifications, conn_request_began and conn_request_ended from
@@ -42,9 +46,10 @@ typedef struct conn_table conn_table;
 typedef struct conn_slot conn_slot;
 
 typedef struct conn_table_config {
-    unsigned max;              /* connections open at most (--max-connections) */
-    int64_t header_timeout_ms; /* a new connection's first request header (--header-timeout) */
-    int64_t idle_timeout_ms;   /* a kept-alive connection's next request header (--idle-timeout) */
+    unsigned max;               /* connections open at most (--max-connections) */
+    int64_t header_timeout_ms;  /* a new connection's first request header (--header-timeout) */
+    int64_t idle_timeout_ms;    /* a kept-alive connection's next request header (--idle-timeout) */
+    int64_t request_timeout_ms; /* a request whole, its body included (--request-timeout) */
 } conn_table_config;
 
 /* Starts the watcher. NULL with err set if it cannot. */
@@ -64,8 +69,15 @@ conn_slot *conn_opened(conn_table *t, int fd);
 /* libmicrohttpd is closing the connection: forgets it and frees c. */
 void conn_closed(conn_table *t, conn_slot *c);
 
-/* The headers of a request on c are whole. -1 if c is being closed (refuse the request). */
-int conn_request_began(conn_table *t, conn_slot *c);
+/*
+ * The headers of a request on c are whole; body_deadline_ms (monotonic) is
+ * when its body must be whole, 0 if it has none. -1 if c is being closed
+ * (refuse the request).
+ */
+int conn_request_began(conn_table *t, conn_slot *c, int64_t body_deadline_ms);
+
+/* The body of the request on c is whole. -1 if c was closed for its deadline (answer nothing). */
+int conn_body_done(conn_table *t, conn_slot *c);
 
 /* The request on c has ended: c waits for the next request's header. */
 void conn_request_ended(conn_table *t, conn_slot *c);

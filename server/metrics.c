@@ -12,9 +12,9 @@ static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405,
 static const char *route_names[ROUTE_COUNT] = {"ingest",    "query", "health",    "metrics",
                                                "snapshots", "tail",  "dashboard", "other"};
 
-static const char *refusal_names[REFUSED_COUNT] = {"host",    "origin",           "header_timeout",
-                                                   "evicted", "connection_limit", "url_arguments",
-                                                   "url_nul", "transfer_encoding"};
+static const char *refusal_names[REFUSED_COUNT] = {
+    "host",          "origin",  "header_timeout",    "evicted",     "connection_limit",
+    "url_arguments", "url_nul", "transfer_encoding", "body_timeout"};
 
 void metrics_refused(enum metrics_refusal why)
 {

@@ -39,6 +39,7 @@ enum metrics_refusal {
     REFUSED_URL_ARGUMENTS,     /* more URL arguments than --max-url-args */
     REFUSED_URL_NUL,           /* %00 in the URL */
     REFUSED_TRANSFER_ENCODING, /* a Transfer-Encoding other than chunked */
+    REFUSED_BODY_TIMEOUT,      /* a body not whole within --request-timeout, the client silent */
     REFUSED_COUNT
 };
 

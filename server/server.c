@@ -948,6 +948,16 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     return MHD_YES;
 }
 
+/* 1 if the request announces a body: a Content-Length above 0, or chunked. */
+static int has_body(struct MHD_Connection *c)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) return strspn(cl, "0") != strlen(cl);
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+           NULL;
+}
+
 /* The connection's entry in the connection table (its socket context). */
 static conn_slot *conn_of(struct MHD_Connection *c)
 {
@@ -1001,14 +1011,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r == (void *)&uri_refused) return MHD_NO;
     int has_nul = r == (void *)&uri_has_nul;
     if (!r || has_nul) {
-        /* the headers are whole: the connection is no longer waiting for them */
-        if (conn_request_began(s->conns, conn_of(conn))) return MHD_NO;
+        /* the headers are whole: the connection is no longer waiting for them; a body must
+         * then arrive whole within the request's time limit */
+        int64_t deadline = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
+        if (conn_request_began(s->conns, conn_of(conn), has_body(conn) ? deadline : 0))
+            return MHD_NO;
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
         r->srv = s;
         r->conn = conn;
         r->route = ROUTE_OTHER;
         r->t0_ns = evtime_mono_ns();
-        r->deadline_ms = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
+        r->deadline_ms = deadline;
         *con_cls = r;
         /* Counted before looking at stopping; shutdown sets stopping before reading inflight
          * (both sequentially consistent), so it either waits for this request or this
@@ -1078,6 +1091,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
+    /* the body is whole (or there was none); a connection closed for its deadline is not answered
+     */
+    if (conn_body_done(s->conns, conn_of(conn))) return MHD_NO;
     if (r->discard_status) return send_error(r, r->discard_status, "%s", r->discard_error);
     switch (r->kind) {
     case K_INGEST: return handle_ingest(s, r);
@@ -1357,8 +1373,10 @@ int server_run(const server_config *cfg)
 
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
-    conn_table_config cc = {cfg->max_connections, cfg->header_timeout_ms,
-                            (int64_t)cfg->idle_timeout_s * 1000};
+    conn_table_config cc = {.max = cfg->max_connections,
+                            .header_timeout_ms = cfg->header_timeout_ms,
+                            .idle_timeout_ms = (int64_t)cfg->idle_timeout_s * 1000,
+                            .request_timeout_ms = (int64_t)cfg->request_timeout_s * 1000};
     if (!(s->conns = conn_table_new(&cc, err, sizeof err))) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;

@@ -1289,3 +1289,35 @@ TEST(test_server_stops_after_clients_vanish_while_waiting_for_their_commit)
     CHECK_INT(0, srv_stop_within(&s, SIGTERM, 10000));
     cleanup(&s, lake);
 }
+
+TEST(test_server_answers_408_to_a_client_that_stops_sending_its_body)
+{
+    /* --request-timeout holds when nothing more arrives, not only when bytes do */
+    srv s = {0};
+    char *lake = lake_dir();
+    const char *args[] = {"--request-timeout", "1s", "--idle-timeout", "60s", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    int fd = connect_to(&s);
+    REQUIRE(fd >= 0);
+    const char *head =
+        "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n\r\n[{\"type\":";
+    CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
+    double t0 = now_s();
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char answer[2048] = "";
+    ssize_t n = recv(fd, answer, sizeof answer - 1, 0);
+    double took = now_s() - t0;
+    answer[n > 0 ? n : 0] = 0;
+    CHECK_CONTAINS("HTTP/1.1 408", answer);
+    CHECK_CONTAINS("{\"ok\":false,\"error\":\"request not received within 1 s\"}", answer);
+    if (took >= 5.0) test_fail(__FILE__, __LINE__, "answered after %.1f s", took);
+    char rest[64];
+    CHECK_INT(0, recv(fd, rest, sizeof rest, 0)); /* and closed */
+    close(fd);
+    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"body_timeout\"}"));
+    check_alive(&s);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, lake);
+}
