@@ -18,7 +18,7 @@ int cmd_serve(int argc, char **argv)
              spool_max = c.spool_max, query_memory = c.query_memory,
              compact_memory = c.compact_memory, compact_chunk = c.compact_chunk,
              query_max_rows = c.query_max_rows, query_max_bytes = c.query_max_bytes,
-             max_snapshot = c.max_snapshot, memory_max = c.memory_max;
+             max_snapshot = c.max_snapshot, memory_max = UINT64_MAX; /* not given */
     int64_t seal_age = c.seal_age_ms, req_timeout = (int64_t)c.request_timeout_s * 1000,
             idle_timeout = (int64_t)c.idle_timeout_s * 1000,
             shutdown_timeout = (int64_t)c.shutdown_timeout_s * 1000,
@@ -218,11 +218,14 @@ int cmd_serve(int argc, char **argv)
                         "at least 1MiB\n");
         return 2;
     }
-    if (memory_max && memory_max < query_memory + compact_memory + (256u << 20)) {
+    uint64_t memory_least = query_memory + compact_memory + (256u << 20);
+    if (memory_max == UINT64_MAX) { /* the default never stops a start: at least that room */
+        memory_max = c.memory_max > memory_least || !c.memory_max ? c.memory_max : memory_least;
+    } else if (memory_max && memory_max < memory_least) {
         fprintf(stderr,
                 "events serve: --memory-max must leave room for --query-memory, --compact-memory "
                 "and 256MiB more (at least %lluMiB here), or be 0 for no limit\n",
-                (unsigned long long)((query_memory + compact_memory + (256u << 20)) >> 20));
+                (unsigned long long)(memory_least >> 20));
         return 2;
     }
     if (query_max_bytes < 1024) {
@@ -300,5 +303,6 @@ int cmd_serve(int argc, char **argv)
     const char *tok = getenv("EVENTS_TOKEN");
     c.token = tok && *tok ? tok : NULL;
     log_setup(lf, ll);
+    server_exec_for_memory_max(&c, argv - 1); /* main passed its own argv + 1 */
     return server_run(&c);
 }

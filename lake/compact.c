@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LEASE_NAME "compaction"
@@ -162,7 +163,11 @@ static void lease_give_up(lease *l)
  * Each run works in its own directory, work_dir/run-{uuid}, holding an flock on run-{uuid}/lock
  * while it lives: its chunk files, its new Parquet files before they go into the lake, and
  * DuckDB's spill files. What a killed run leaves is found by the next one: a directory whose
- * lock nobody holds, or a loose file (the layout before runs had directories).
+ * lock nobody holds, or a loose file (the layout before runs had directories). A run makes its
+ * directory as .new-{uuid}, takes the lock in it, and only then renames it run-{uuid}: a
+ * run-{uuid} directory is never without its lock while its run lives, whatever another
+ * server's cleaning sees. A .new- directory unlocked and a minute old is a run killed in
+ * those few microseconds.
  */
 static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
 {
@@ -202,6 +207,7 @@ int lake_compact_clean(const char *work_dir, uint64_t *removed)
         if (lstat(path, &sb)) continue;
         if (S_ISDIR(sb.st_mode)) {
             if (dir_in_use(path)) continue;
+            if (!strncmp(e->d_name, ".new-", 5) && time(NULL) - sb.st_mtime < 60) continue;
             remove_tree(path);
         } else if (unlink(path)) {
             continue;
@@ -231,17 +237,18 @@ typedef struct run {
 
 static int run_dir_open(run *r)
 {
-    char uuid[LAKE_UUID_LEN + 1], lock[4300];
+    char uuid[LAKE_UUID_LEN + 1], lock[4300], fresh[4200];
     evrand_uuid7(uuid);
     snprintf(r->dir, sizeof r->dir, "%s/run-%s", r->cfg->work_dir, uuid);
-    snprintf(lock, sizeof lock, "%s/lock", r->dir);
+    snprintf(fresh, sizeof fresh, "%s/.new-%s", r->cfg->work_dir, uuid);
+    snprintf(lock, sizeof lock, "%s/lock", fresh);
     r->lock_fd = -1;
-    if (mkdir(r->dir, 0700) || (r->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
-        flock(r->lock_fd, LOCK_EX)) {
+    if (mkdir(fresh, 0700) || (r->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+        flock(r->lock_fd, LOCK_EX) || rename(fresh, r->dir)) {
         snprintf(r->err, r->errlen, "compaction: cannot create %s: %s", r->dir, strerror(errno));
         if (r->lock_fd >= 0) close(r->lock_fd);
         r->lock_fd = -1;
-        remove_tree(r->dir);
+        remove_tree(fresh);
         return -1;
     }
     return 0;

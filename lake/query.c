@@ -18,6 +18,7 @@
 #include "prune.h"
 #include "result.h"
 
+#include <dlfcn.h>
 #include <duckdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1159,6 +1160,29 @@ static void time_limit(query_outcome *o, const query_request *req)
     fail(o, 504, m);
 }
 
+/*
+ * After a query ran out of memory, what it freed goes back to the system at
+ * once, or the next query (on another of DuckDB's threads, hence another
+ * jemalloc arena) would find no room under --memory-max until jemalloc's own
+ * decay gave it back, seconds later. DuckDB's Linux builds link jemalloc and
+ * export its mallctl; the C API has no call for it, so it is looked up, and a
+ * build without it is not purged (its allocator returns memory its own way).
+ */
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+static mallctl_fn je_mallctl;
+static pthread_once_t je_once = PTHREAD_ONCE_INIT;
+
+static void je_lookup(void)
+{
+    je_mallctl = (mallctl_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "duckdb_je_mallctl");
+}
+
+static void allocator_purge(void)
+{
+    pthread_once(&je_once, je_lookup);
+    if (je_mallctl) je_mallctl("arena.4096.purge", NULL, NULL, NULL, 0); /* 4096: every arena */
+}
+
 /* A statement DuckDB could not prepare; running out of memory there is said as when running. */
 static void prepare_error(query_outcome *o, const char *msg)
 {
@@ -1462,6 +1486,10 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     int aborted;
     hours h = query_hours(q, ast, req->params, &aborted);
     json_decref(ast);
+    if (atomic_load(&q->timed_out)) { /* the watchdog stopped a bound: the query gets no more */
+        time_limit(o, req);
+        return NULL;
+    }
     if (aborted && (exec(q->c, "ROLLBACK", err, sizeof err) ||
                     exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
         fail(o, 503, err);
@@ -1498,11 +1526,12 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
     rd.max_bytes = req->max_bytes ? req->max_bytes : QUERY_MAX_BYTES_DEFAULT;
     int in_tx = 0;
     atomic_store(&q->timed_out, 0);
+    /* the time limit covers the whole query, the evaluation of its time bounds included */
+    rd.deadline = evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000);
+    atomic_store(&q->deadline_ms, rd.deadline);
 
     duckdb_prepared_statement p = prepare(q, req, &st, &pins, &in_tx, o);
     if (!p) goto done;
-    rd.deadline = evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000);
-    atomic_store(&q->deadline_ms, rd.deadline);
     have_res = 1;
     if (duckdb_execute_prepared_streaming(p, &res) == DuckDBError)
         duck_error(q, o, &res, req);
@@ -1525,6 +1554,7 @@ done:
     }
     if (q->e->writer) lake_writer_unpin_spool(q->e->writer, pins);
     live_free(q, &q->fetched);
+    if (o->out_of_memory) allocator_purge(); /* its result is destroyed: what it held is free */
 }
 
 /* ---- the whole answer into a buf --------------------------------------------- */

@@ -693,11 +693,15 @@ static int spool_moved(lake_writer *w)
     return a.st_dev != b.st_dev || a.st_ino != b.st_ino;
 }
 
-/* 1 if the spool no longer names g's file: unlinked, or replaced by another file. */
+/*
+ * 1 if the spool no longer names g's file: unlinked, or replaced by another
+ * file. A segment retired half-way through a group has no descriptor: its
+ * name is checked alone.
+ */
 static int segment_gone(lake_writer *w, const segment *g)
 {
     struct stat st;
-    if (fstat(g->fd, &st) || st.st_nlink == 0) return 1;
+    if (g->fd >= 0 && (fstat(g->fd, &st) || st.st_nlink == 0)) return 1;
     if (fstatat(w->spool_fd, g->name, &st, AT_SYMLINK_NOFOLLOW)) return 1;
     return st.st_dev != g->dev || st.st_ino != g->ino;
 }
@@ -706,7 +710,9 @@ static int segment_gone(lake_writer *w, const segment *g)
  * Writes the acknowledged part of every open segment the spool no longer
  * names to a new file under its name, from the descriptor that still
  * reaches it. A segment that cannot be saved now is handed to the sealer with
- * its descriptor, which tries again.
+ * its descriptor, which tries again; one of the group being committed is left
+ * to the group's end, which closes it the same way (closing it here would
+ * free it under the group's list).
  */
 static void segment_close(lake_writer *w, segment *g);
 
@@ -733,7 +739,7 @@ static void segments_rescue(lake_writer *w)
                 note_incident(w, msg);
             } else {
                 note_incident(w, err);
-                segment_close(w, g);
+                if (!g->grouped) segment_close(w, g);
             }
         }
         g = next;
@@ -890,7 +896,7 @@ static int spool_verify(lake_writer *w, char *err, size_t errlen)
 /* The check before an answer: the lines just made durable are in the file the spool names. */
 static int segment_verify(lake_writer *w, segment *g, char *err, size_t errlen)
 {
-    if (g->fd < 0 || !segment_gone(w, g)) return 0; /* a retired segment was checked then */
+    if (!segment_gone(w, g)) return 0;
     snprintf(err, errlen,
              "spool: segment %s/%s was deleted or replaced while the server wrote it; this "
              "request was not stored (retry it)",

@@ -77,8 +77,10 @@ typedef struct server {
     _Atomic int inflight, waiting;
     _Atomic int stopping; /* set at SIGTERM: new requests are answered 503, never suspended */
     pthread_key_t ctx_key;
-    char spool[4096]; /* also where snapshot uploads are written before they go to the lake */
-    char work[4096];  /* compaction's scratch directory */
+    char spool[4096];    /* also where snapshot uploads are written before they go to the lake */
+    char work[4096];     /* compaction's scratch directory */
+    char snap_tmp[4200]; /* an object store's snapshot downloads on their way: not the spool,
+                          * whose disk ingest needs; the cache's, under a name it skips */
     pthread_t compactor;
     int compactor_started;
     pthread_mutex_t compact_mu;
@@ -218,11 +220,21 @@ typedef struct request {
     int close;        /* answer with Connection: close */
 } request;
 
-uint64_t server_memory_default(void)
+/* The memory the server may use: the machine's, or its cgroup's limit when that is lower. */
+static uint64_t memory_available(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || size <= 0) return 0;
-    return (uint64_t)pages * (uint64_t)size / 4 * 3;
+    uint64_t m = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r"); /* cgroup v2; "max" when unlimited */
+    unsigned long long cg;
+    if (f && fscanf(f, "%llu", &cg) == 1 && cg > 0 && (!m || cg < m)) m = cg;
+    if (f) fclose(f);
+    return m;
+}
+
+uint64_t server_memory_default(void)
+{
+    return memory_available() / 4 * 3;
 }
 
 /*
@@ -243,6 +255,20 @@ uint64_t server_memory_default(void)
 #define EVENTS_ASAN 1
 #endif
 #endif
+
+void server_exec_for_memory_max(const server_config *cfg, char **argv)
+{
+#ifdef EVENTS_ASAN
+    (void)cfg, (void)argv;
+#else
+    if (!cfg->memory_max || getenv("DUCKDB_JE_MALLOC_CONF")) return;
+    if (setenv("DUCKDB_JE_MALLOC_CONF", "retain:false", 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("DUCKDB_JE_MALLOC_CONF"); /* no exec: the limit still holds, memory comes back later */
+    log_msg(LOG_WARN, "cannot restart with DuckDB's allocator set for --memory-max", "error",
+            strerror(errno), LOG_END);
+#endif
+}
 
 static void apply_memory_max(uint64_t max)
 {
@@ -524,17 +550,18 @@ static enum MHD_Result handle_snapshots(server *s, request *r)
     } else {
         /* streamed from a file, never held in memory: a slow reader costs a descriptor and,
          * for an object store, a temporary file; their number is bounded */
-        r->snap_download = 1;
         if (atomic_fetch_add(&s->snap_downloads, 1) >= s->cfg.snapshot_downloads) {
+            atomic_fetch_sub(&s->snap_downloads, 1); /* before the answer: a client may look */
             s->snap_downloads_refused++;
             return send_error(r, 503,
                               "%d snapshot downloads are running, the most this server takes "
                               "(--snapshot-downloads)",
                               s->cfg.snapshot_downloads);
         }
+        r->snap_download = 1; /* counted until the request completes */
         int fd;
         uint64_t size;
-        st = snap_open(s->store, s->spool, r->snap_source, r->snap_bookmark, &fd, &size, &b);
+        st = snap_open(s->store, s->snap_tmp, r->snap_source, r->snap_bookmark, &fd, &size, &b);
         if (st == 200) {
             buf_free(&b);
             struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
@@ -543,7 +570,7 @@ static enum MHD_Result handle_snapshots(server *s, request *r)
                 return send_error(r, 503, "out of memory");
             }
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/vnd.sqlite3");
-            MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+            add_cors(resp, r);
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
             ok = MHD_queue_response(r->conn, 200, resp);
             MHD_destroy_response(resp);
@@ -1339,6 +1366,17 @@ int server_run(const server_config *cfg)
         goto out;
     }
     int cleaned = snap_clean(spool); /* the writer holds the spool now: no one else uses it */
+    if (s->cache) {
+        snprintf(s->snap_tmp, sizeof s->snap_tmp, "%s/.snapshots", lake_cache_dir(s->cache));
+        if (mkdir(s->snap_tmp, 0755) && errno != EEXIST) {
+            log_msg(LOG_ERROR, "cannot start", "error", "cannot create the snapshot directory",
+                    "path", s->snap_tmp, LOG_END);
+            goto out;
+        }
+        cleaned += snap_clean(s->snap_tmp);
+    } else {
+        snprintf(s->snap_tmp, sizeof s->snap_tmp, "%s", spool); /* unused: files open in place */
+    }
     if (cleaned) {
         char n[16];
         snprintf(n, sizeof n, "%d", cleaned);

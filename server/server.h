@@ -63,7 +63,18 @@ typedef struct server_config {
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
 } server_config;
 
-/* 3/4 of the machine's physical memory, the default of memory_max; 0 if unknown. */
+/*
+ * DuckDB's jemalloc keeps the address ranges of memory it has freed
+ * (opt.retain), and memory_max (RLIMIT_DATA) counts them: after one query of
+ * gigabytes the server would stay at its limit. jemalloc reads its settings
+ * from DUCKDB_JE_MALLOC_CONF before main runs, so with memory_max set and the
+ * variable unset, this sets it to "retain:false" and executes the program
+ * again with the same argv (main's own, NULL-terminated); it returns only if
+ * there is nothing to do or the exec failed. Call it before any thread starts.
+ */
+void server_exec_for_memory_max(const server_config *cfg, char **argv);
+
+/* 3/4 of the machine's physical memory (or of its cgroup's limit, if lower); 0 if unknown. */
 uint64_t server_memory_default(void);
 
 /* Fills cfg with the defaults above. */

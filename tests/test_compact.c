@@ -503,3 +503,19 @@ TEST(compaction_keeps_every_value_of_odd_events)
     test_rmtree(dir);
     free(dir);
 }
+
+TEST(compaction_cleaning_leaves_a_run_directory_being_made)
+{
+    /* a run makes .new-{uuid}, locks it and renames it: another server's cleaning in between
+     * must not take it; one a minute old and unlocked is a run killed in that moment */
+    char *dir = test_tmpdir("compact-new");
+    CHECK_INT(0, sh("mkdir -p '%s/.new-fresh' '%s/.new-old' && touch -d '2 minutes ago' "
+                    "'%s/.new-old'",
+                    dir, dir, dir));
+    uint64_t removed = 0;
+    CHECK_INT(0, lake_compact_clean(dir, &removed));
+    CHECK_INT(1, removed);
+    CHECK_INT(0, sh("test \"$(ls -A '%s')\" = .new-fresh", dir));
+    test_rmtree(dir);
+    free(dir);
+}

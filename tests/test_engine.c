@@ -427,6 +427,24 @@ TEST(test_engine_volatile_bound_prunes_nothing)
     lake_close(&l);
 }
 
+TEST(test_engine_time_limit_covers_the_evaluation_of_bounds)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 2, 1, 0));
+    /* the bound alone takes about a second to evaluate (a sum over 20 million numbers),
+     * which DuckDB does while planning, where it cannot be interrupted: the query ends
+     * after that one evaluation with 504, not after a second one while the statement is
+     * prepared (which used to come before the limit, and answered 200) */
+    answer *a = ask(&l,
+                    "SELECT count(*) FROM events WHERE ts > "
+                    "to_timestamp(0 * list_sum(range(0, 20000000)))",
+                    NULL, QUERY_JSON, 0, 200);
+    CHECK_INT(504, a->o.status);
+    CHECK_CONTAINS("the query time limit", a->o.error);
+    done(a);
+    lake_close(&l);
+}
+
 /* ---- pruning against no pruning, over random bounds ------------------------ */
 
 #define US_HOUR INT64_C(3600000000)

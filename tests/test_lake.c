@@ -756,3 +756,38 @@ TEST(test_writer_keeps_open_segments_within_the_limit_for_a_batch_over_many_hour
     test_rmtree(dir);
     free(dir);
 }
+
+TEST(test_writer_keeps_a_segment_it_cannot_save_yet_and_saves_it_later)
+{
+    /* the spool removed and its path taken by a file: nothing can be written back now; the
+     * group fails, the segment's descriptor goes to the sealer, which saves it once it can */
+    log_setup(LOG_LOGFMT, LOG_ERROR + 1);
+    char *dir = test_tmpdir("rescue");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    mkbatch a, b;
+    batch_init(&a, "a", 3, 493000, 1);
+    submit_wait(w, &a);
+    REQUIRE_INT(0, a.b.status);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/.spool && touch %s/.spool", dir, dir);
+    REQUIRE_INT(0, run(cmd));
+    batch_init(&b, "b", 2, 493000, 1);
+    submit_wait(w, &b);
+    CHECK_INT(-1, b.b.status);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(0, st.events_lost);
+    snprintf(cmd, sizeof cmd, "rm %s/.spool", dir);
+    REQUIRE_INT(0, run(cmd));
+    lake_writer_close(w); /* the sealer's last attempt can make the spool again */
+    char *ids = lake_ids(dir);
+    CHECK_STR("a-0 a-1 a-2", ids);
+    free(ids);
+    buf_free(&a.lines);
+    buf_free(&b.lines);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}

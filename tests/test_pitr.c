@@ -284,6 +284,8 @@ TEST(snapshots_uploaded_listed_and_fetched)
     snprintf(url, sizeof url, "%s/snapshots/%s/%s", e.s.url, src, bm);
     CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
     CHECK_INT(200, r.status);
+    /* without tokens, not readable by other web pages (docs/http.md, CORS) */
+    CHECK(!strstr(r.head.p, "Access-Control-Allow-Origin"));
     char path[1200];
     snprintf(path, sizeof path, "%s/fetched.db", e.dir);
     FILE *f = fopen(path, "wb");

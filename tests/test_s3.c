@@ -1350,6 +1350,9 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
         CHECK(g.body.len >= 512 && !memcmp(g.body.p, "SQLite format 3", 16));
         resp_free(&g);
         CHECK_INT(1, sh("ls -A '%s' | grep -q snapshot", a.spool));
+        /* staged in the cache, not the spool (whose disk ingest needs), and gone already */
+        CHECK_INT(0, sh("test -d '%s/.snapshots'", a.cache));
+        CHECK_INT(0, sh("test -z \"$(ls -A '%s/.snapshots')\"", a.cache));
     }
     /* and a thousand events of a closed hour */
     for (int i = 0; i < 10; i++) CHECK_INT(200, post(&a.s, "e2e", i * 100, 100));

@@ -1321,3 +1321,17 @@ TEST(test_server_answers_408_to_a_client_that_stops_sending_its_body)
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, lake);
 }
+
+TEST(test_server_default_memory_max_leaves_room_for_the_duckdb_limits)
+{
+    /* --memory-max is not given: its default never stops a start, whatever the machine */
+    srv s = {0};
+    char *lake = lake_dir();
+    const char *args[] = {"--query-memory", "20GiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    long long want = (20ll << 30) + (1ll << 30) + (256ll << 20);
+    long long got = metric(&s, "events_memory_max_bytes");
+    if (got < want) test_fail(__FILE__, __LINE__, "memory_max %lld, want at least %lld", got, want);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, lake);
+}
