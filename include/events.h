@@ -68,7 +68,9 @@ EVENTS_API const char *events_strerror(int code);
  */
 EVENTS_API const char *events_errmsg(void);
 
-/* The emitter's identity: the "do" object of every event it emits. Members left NULL are left out.
+/*
+ * The emitter's identity: the "do" object of every event it emits. Members
+ * left NULL are left out.
  */
 typedef struct events_identity {
     const char *id;   /* e.g. "room-17" */
@@ -85,29 +87,30 @@ typedef struct sqlite3 sqlite3;
  * outlive the emitter).
  */
 typedef struct events_config {
-    const char *endpoint; /* the server: "http://127.0.0.1:8080" (/ingest is added) or a URL ending
-                             in /ingest or /e */
-    const char *token;    /* bearer token, or NULL */
+    /* the server: "http://127.0.0.1:8080" (/ingest is added), or a URL ending in /ingest or /e */
+    const char *endpoint;
+    const char *token;        /* bearer token, or NULL */
     events_identity identity; /* the "do" object of every event */
 
     /* The outbox: exactly one of db_path, db, memory_only. */
     const char *db_path; /* a SQLite file the emitter opens (created if missing) */
     sqlite3 *db;         /* or the service's own open database: emits join its transactions */
-    int memory_only; /* or no outbox: events may be lost (close, crash, full); drops are counted */
+    /* or no outbox: events may be lost (close, crash, full); drops are counted */
+    int memory_only;
 
-    size_t capacity; /* events waiting at most; emit returns EVENTS_EFULL beyond. Default 1,000,000
-                        (memory: 100,000) */
-    size_t max_event_bytes; /* larger events are refused with EVENTS_ETOOBIG. Default 256 KiB, the
-                               server's limit */
-    size_t batch_size;      /* events per request. Default 100; the server takes at most 10,000 */
-    size_t batch_bytes; /* bytes of events per request. Default 1 MiB; the server takes at most 8
-                           MiB */
+    /* events waiting at most (emit: EVENTS_EFULL beyond). Default 1,000,000 (memory: 100,000) */
+    size_t capacity;
+    /* larger events are refused with EVENTS_ETOOBIG. Default 256 KiB, the server's limit */
+    size_t max_event_bytes;
+    size_t batch_size; /* events per request. Default 100; the server takes at most 10,000 */
+    /* bytes of events per request. Default 1 MiB; the server takes at most 8 MiB */
+    size_t batch_bytes;
     int64_t flush_interval_ms; /* send at least this often while events wait. Default 1,000 */
     int64_t backoff_min_ms;    /* first retry delay. Default 1,000 */
     int64_t backoff_max_ms;    /* the delay doubles up to this. Default 300,000 (5 min) */
     int64_t timeout_ms;        /* one HTTP request, connection included. Default 30,000 */
-    size_t gzip_above; /* bodies larger than this are gzip-compressed. Default 4,096; SIZE_MAX:
-                          never */
+    /* bodies larger than this are gzip-compressed. Default 4,096; SIZE_MAX: never */
+    size_t gzip_above;
 
     /*
      * For tests: a clock (milliseconds, monotonic) and a wait. The sender calls
@@ -144,10 +147,11 @@ EVENTS_API int events_emitter_close(events_emitter *em, int64_t timeout_ms);
  * Emits an event of the given type: type is lowercase and dotted
  * ([a-z0-9_]+(.[a-z0-9_-]+)*, at most 128 bytes); fields is NULL or a JSON
  * object whose members are added to the event ("{\"method\":\"send\"}").
- * The emitter sets id (a ULID), ts (now) and do; fields may not contain
- * those keys. Returns EVENTS_OK once the event is in the outbox (committed,
- * or part of the open transaction), else EVENTS_EINVAL, EVENTS_ETOOBIG,
- * EVENTS_EFULL, EVENTS_EDB, EVENTS_ESTATE. Any thread.
+ * The emitter sets id (a ULID), ts (now) and do, and the server receivedAt;
+ * fields may not contain those keys. Returns EVENTS_OK once the event is in
+ * the outbox (committed, or part of the open transaction), else
+ * EVENTS_EINVAL, EVENTS_ETOOBIG, EVENTS_EFULL, EVENTS_EDB, EVENTS_ESTATE.
+ * Any thread.
  */
 EVENTS_API int events_emit(events_emitter *em, const char *type, const char *fields);
 
@@ -215,8 +219,7 @@ typedef struct events_stats {
     uint64_t queued;      /* in the outbox, not yet acknowledged (also those of earlier runs) */
     uint64_t in_flight;   /* in the request being sent now */
     uint64_t delivered;   /* acknowledged by the server: stored */
-    uint64_t duplicates;  /* acknowledged as already stored (a retry the server had); included in
-                             delivered */
+    uint64_t duplicates;  /* acknowledged as already stored (a retry): counted in delivered too */
     uint64_t retried;     /* requests that failed and were tried again */
     uint64_t dead;        /* moved to _events_dead (or, in memory-only mode, given up) */
     uint64_t dropped;     /* memory-only mode: not taken (full) or left at close */
@@ -252,12 +255,15 @@ EVENTS_API void events_emitter_stats(events_emitter *em, events_stats *out);
  * collection and emitter on it) before sqlite3_close.
  */
 
-#define EVENTS_BOOKMARK_LEN                                                                        \
-    16 /* a bookmark: 16 lowercase hex digits, string order = change order */
+/* A bookmark: 16 lowercase hex digits, string order = change order. */
+#define EVENTS_BOOKMARK_LEN 16
 
 typedef struct events_track_config {
-    const char *source; /* names the database in the lake: [0-9A-Za-z_.-], at most 32; default: the
-                           one it had, else a generated one (kept in _events_meta) */
+    /*
+     * names the database in the lake: [0-9A-Za-z_.-], at most 32; default: the
+     * one it had, else a generated one (kept in _events_meta)
+     */
+    const char *source;
     int prune_on_snapshot; /* after a snapshot, drop the delivered change log up to it */
 } events_track_config;
 
@@ -289,8 +295,8 @@ EVENTS_API int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1]);
 typedef struct events_restore_report {
     uint64_t transactions;               /* recorded transactions undone */
     uint64_t inserted, updated, deleted; /* rows the restore wrote, all tables */
-    char bookmark[EVENTS_BOOKMARK_LEN +
-                  1]; /* the restore's own bookmark ("" for a dry run or no change) */
+    /* the restore's own bookmark ("" for a dry run or no change) */
+    char bookmark[EVENTS_BOOKMARK_LEN + 1];
 } events_restore_report;
 
 /*
@@ -322,7 +328,9 @@ EVENTS_API int events_snapshot_file(sqlite3 *db, const char *path,
  */
 EVENTS_API int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1]);
 
-/* Drops the change log up to and including bookmark, keeping what the outbox has not delivered yet.
+/*
+ * Drops the change log up to and including bookmark, keeping what the outbox
+ * has not delivered yet.
  */
 EVENTS_API int events_changes_prune(sqlite3 *db, const char *bookmark);
 
@@ -345,7 +353,7 @@ typedef struct events_collection events_collection;
 
 typedef struct events_collection_config {
     int no_prev;          /* leave prev out of the events (the change log still has it) */
-    size_t max_doc_bytes; /* default 128 KiB, so that doc and prev fit the server's event limit */
+    size_t max_doc_bytes; /* default 120 KiB, so that doc and prev fit the server's event limit */
 } events_collection_config;
 
 /*
