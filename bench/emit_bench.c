@@ -89,8 +89,7 @@ typedef struct job {
     long from, n;
     events_emitter *em;
     sqlite3 *db;           /* baseline: its own connection */
-    pthread_mutex_t *dbmu; /* baseline of the threaded durable runs: one connection, serialized as
-                              the emitter's is */
+    pthread_mutex_t *dbmu; /* baseline, threaded durable runs: one connection, serialized */
     char **keep;           /* baseline MEMORY: where the copies go */
 } job;
 

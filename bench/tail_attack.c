@@ -32,9 +32,8 @@
 #include <unistd.h>
 
 #define MAX_SUBS 4096
-#define SETTLE_US                                                                                  \
-    200000 /* a pause before each measured request, after the clients came or went                 \
-            */
+/* a pause before each measured request, after the clients came or went */
+#define SETTLE_US 200000
 
 static double now_ms(void)
 {

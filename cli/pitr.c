@@ -111,7 +111,9 @@ static int list_snapshots(const char *server, const char *token, const char *sou
     return out;
 }
 
-/* Puts a snapshot file into the lake as the server's PUT /snapshots does. 0, or 1 with a message.
+/*
+ * Puts a snapshot file into the lake as the server's PUT /snapshots does. 0, or
+ * 1 with a message.
  */
 static int snapshot_to_lake(const char *lake, const char *path, const char *source, const char *bm)
 {

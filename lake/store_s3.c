@@ -96,7 +96,9 @@ static void object_name(const s3_store *s, const char *key, buf *out)
     buf_cstr(out);
 }
 
-/* URL of an object (key may be NULL: the bucket) with a query string (already sorted and encoded).
+/*
+ * URL of an object (key may be NULL: the bucket) with a query string (already
+ * sorted and encoded).
  */
 static void url_of(const s3_store *s, const char *object, const char *query, buf *out)
 {
@@ -476,8 +478,8 @@ static int put_one(s3_store *s, const char *object, body *b, const char *sha, in
 /* A multipart upload of b (parts of part_size). */
 static int put_multipart(s3_store *s, const char *object, body *whole, int flags, const char *key)
 {
-    if (flags & STORE_IF_ABSENT) { /* no conditional completion everywhere: check first (racy,
-                                      documented) */
+    /* no conditional completion everywhere: check first (racy, documented) */
+    if (flags & STORE_IF_ABSENT) {
         buf u = BUF_INIT;
         url_of(s, object, NULL, &u);
         response hr;

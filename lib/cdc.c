@@ -758,8 +758,8 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
     }
     free(off), free(flen), free(coff), free(clen);
     buf_free(&cur);
-    if (!t->pending_bm) { /* another connection (events snapshot, a second tracker) may have
-                             recorded */
+    /* another connection (events snapshot, a second tracker) may have recorded */
+    if (!t->pending_bm) {
         sqlite3_int64 v = 0;
         if (meta_get(t->db, "bookmark", &v, NULL, 0) > 0 && (uint64_t)v > t->last)
             t->last = (uint64_t)v;

@@ -71,7 +71,9 @@ static int envelope(buf *b, const char *src, const char *bm, const char *suffix,
     return 0;
 }
 
-/* A document as JSON: the text if it is a JSON object (what puts store), else a string holding it.
+/*
+ * A document as JSON: the text if it is a JSON object (what puts store), else
+ * a string holding it.
  */
 static int put_doc(buf *b, sqlite3_value *v)
 {

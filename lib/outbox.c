@@ -427,7 +427,9 @@ static int expanded(outbox *o, uint64_t seq, uint64_t bookmark)
     return rc;
 }
 
-/* A row whose transaction the change log no longer has: a dead letter saying so, and the row goes.
+/*
+ * A row whose transaction the change log no longer has: a dead letter saying
+ * so, and the row goes.
  */
 static void dead_row(outbox *o, uint64_t seq, uint64_t bookmark, const char *why)
 {

@@ -49,7 +49,9 @@ int64_t ev_clock(const events_emitter *em)
 void sender_wake(events_emitter *em)
 {
     pthread_mutex_lock(&em->smu);
-    /* a sender that is sending or backing off sees wake when it looks: no signal, no context switch
+    /*
+     * a sender that is sending or backing off sees wake when it looks: no
+     * signal, no context switch
      */
     if (!em->wake && em->idle) pthread_cond_signal(&em->scv);
     em->wake = 1;

@@ -1118,7 +1118,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    /* the body is whole (or there was none); a connection closed for its deadline is not answered
+    /*
+     * the body is whole (or there was none); a connection closed for its
+     * deadline is not answered
      */
     if (conn_body_done(s->conns, conn_of(conn))) return MHD_NO;
     if (r->discard_status) return send_error(r, r->discard_status, "%s", r->discard_error);

@@ -16,13 +16,15 @@ typedef struct fault_step {
     int status;      /* answered without forwarding; 0: pass to the real server */
     int delay_ms;    /* wait before answering */
     int retry_after; /* seconds, for a Retry-After header; 0: none */
-    int max_events; /* pass only batches of at most this many events, answer 413 above (0: no limit)
-                     */
+    /* pass only batches of at most this many events, answer 413 above (0: no limit) */
+    int max_events;
 } fault_step;
 
 typedef struct faultsrv faultsrv;
 
-/* Starts on 127.0.0.1, forwarding to upstream ("http://127.0.0.1:PORT/ingest", or NULL: no pass).
+/*
+ * Starts on 127.0.0.1, forwarding to upstream ("http://127.0.0.1:PORT/ingest",
+ * or NULL: no pass).
  */
 faultsrv *faultsrv_start(const char *upstream, const fault_step *script, size_t n);
 /* "http://127.0.0.1:PORT" */

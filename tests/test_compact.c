@@ -23,8 +23,7 @@
 
 #define HOUR_DIR "events/2026/11/20/10"
 
-/* ---- an hour of large events ------------------------------------------------------------------
- */
+/* ---- an hour of large events ---------------------------------------------------------------- */
 
 typedef struct hour_facts {
     long long events;   /* distinct */
@@ -279,8 +278,7 @@ TEST(compaction_killed_midway_leaves_every_event_once_and_the_next_run_cleans_up
     free(dir);
 }
 
-/* ---- what killed runs leave --------------------------------------------------------------------
- */
+/* ---- what killed runs leave ----------------------------------------------------------------- */
 
 /* A small hour of n events, and the leftovers of three killed runs of two layouts. */
 static void put_small_hour(const char *lake, int n)
@@ -366,8 +364,7 @@ TEST(compaction_removes_what_killed_runs_left_and_nothing_else)
     free(dir);
 }
 
-/* ---- the server's compactor --------------------------------------------------------------------
- */
+/* ---- the server's compactor ----------------------------------------------------------------- */
 
 static long long metric(const srv *s, const char *name)
 {
@@ -428,8 +425,7 @@ TEST(server_compacts_large_events_within_its_memory_and_cleans_up_at_start)
     free(dir);
 }
 
-/* ---- the same values ----------------------------------------------------------------------------
- */
+/* ---- the same values ------------------------------------------------------------------------ */
 
 /* Every column of every event, through the query engine over a directory lake. */
 static char *all_rows(const char *lake)

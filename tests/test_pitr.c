@@ -835,8 +835,7 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
     env_close(&e);
 }
 
-/* ---- the command line: events snapshot, events history, events restore --------------------------
- */
+/* ---- the command line: events snapshot, events history, events restore ---------------------- */
 
 #define EVENTS_CLI(out, fmt, ...) sh("'%s' " fmt " > '%s' 2>&1", events_bin(), __VA_ARGS__, out)
 

@@ -450,8 +450,7 @@ TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
     free(dir);
 }
 
-/* ---- compaction: both backends ----------------------------------------------------------------
- */
+/* ---- compaction: both backends -------------------------------------------------------------- */
 
 #define OLD_HOUR "events/2026/11/20/10/"
 
@@ -695,8 +694,7 @@ TEST(compaction_contract_s3)
     free(dir);
 }
 
-/* ---- compaction in chunks: both backends ------------------------------------------------------
- */
+/* ---- compaction in chunks: both backends ---------------------------------------------------- */
 
 /* One query's CSV answer without its header, through an engine. */
 static char *csv(query_conn *qc, const char *sql)

@@ -908,9 +908,8 @@ TEST(test_server_closes_idle_connections)
     REQUIRE_INT(0, srv_start(&s, lake, args));
     int fd = connect_to(&s);
     REQUIRE(fd >= 0);
-    const char *head =
-        "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"; /* headers never end
-                                                                                */
+    /* the headers never end */
+    const char *head = "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n";
     CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
     double t0 = now_s();
     char b[256];
