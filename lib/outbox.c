@@ -13,8 +13,8 @@
  *
  * Delivered rows are deleted in bulk, a thousand or so at a time and
  * whenever the sender catches up; rejected events are copied to
- * _events_dead(seq, event, reason, failed_at) and the batch deleted in one
- * transaction. Rows delivered but not yet deleted when the process dies,
+ * _events_dead(seq, part, event, reason, failed_at) and the batch deleted in
+ * one transaction. Rows delivered but not yet deleted when the process dies,
  * or whose delete fails, are sent again after a restart and the server
  * answers them as duplicates: nothing is lost or doubled in the lake.
  */
