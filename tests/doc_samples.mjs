@@ -27,13 +27,13 @@
  * terminal (script(1): tables, progress bars and colours are what a reader
  * sees; colours are dropped, a line is what is left on the screen), 160
  * columns wide. The sandbox has `build` (a link to the build directory) and
- * `events` on PATH; 127.0.0.1:8080 and localhost:8080 in the docs are the
+ * `events` on PATH. Port 8080 of 127.0.0.1 or localhost in the docs is the
  * port of a server the test starts there (`events serve`, lake
  * ./events-lake), unless the file starts its own with a command ending in
  * `&` (then EVENTS_LISTEN is that port, and the test waits for /health after
- * it). Commands run in the background write their output to a log, not to
- * the terminal. Background jobs are stopped with SIGTERM at the end of the
- * file.
+ * it); ports 8081-8089 are other free ports. Commands run in the background
+ * write their output to a log, not to the terminal. Background jobs are
+ * stopped with SIGTERM at the end of the file.
  *
  *   node doc_samples.mjs --build BUILD_DIR --src SOURCE_DIR [--keep] [FILE...]
  */
@@ -270,9 +270,9 @@ function serveCommand(cmd) {
  * The steps of a file, each {kind, where, cmd, expect}: kind "doc" (a command
  * of the doc), "wait" (for a server a doc started) or "c" (compile and run).
  */
-function stepsOf(doc, blocks, port, work) {
-  const sub = (s) => s.replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)
-    .replaceAll('localhost:8080', `localhost:${port}`);
+function stepsOf(doc, blocks, ports, work) {
+  const port = ports[0];
+  const sub = (s) => s.replace(/\b(127\.0\.0\.1|localhost):808(\d)\b/g, (_, h, d) => `${h}:${ports[d]}`);
   const steps = [], skipped = [], errors = [];
   let ownServer = false, bg = 0, samples = 0;
   for (const b of blocks) {
@@ -297,7 +297,8 @@ function stepsOf(doc, blocks, port, work) {
       const amp = /^([\s\S]*[^&])&\s*$/.exec(cmd.replace(/\s+#[^\n'"]*$/, ''));
       if (amp) {
         const log = join(work, `${basename(doc, '.md')}-background-${++bg}.log`);
-        step.cmd = `${amp[1]} > ${q(log)} 2>&1 &`;
+        /* a subshell of one command execs it: $! and %1 are the command itself */
+        step.cmd = `( ${amp[1]} ) > ${q(log)} 2>&1 &`;
         step.log = log;
         steps.push(step);
         if (serveCommand(amp[1])) {
@@ -390,9 +391,14 @@ async function runFile(doc, work, prefix) {
   symlinkSync(build, join(sandbox, 'build'));
   const home = join(work, `${name}-home`);
   mkdirSync(home);
-  const port = await freePort();
+  const ports = [];
+  while (ports.length < 10) {
+    const p = await freePort();
+    if (!ports.includes(p)) ports.push(p);
+  }
+  const port = ports[0];
   const { steps, skipped, errors, ownServer, samples } =
-    stepsOf(doc, blocksOf(readFileSync(join(src, doc), 'utf8')), port, work);
+    stepsOf(doc, blocksOf(readFileSync(join(src, doc), 'utf8')), ports, work);
   const report = { doc, skipped, errors: [...errors], ran: 0, samples };
   if (!samples) return report;
 
