@@ -31,9 +31,11 @@
  * port of a server the test starts there (`events serve`, lake
  * ./events-lake), unless the file starts its own with a command ending in
  * `&` (then EVENTS_LISTEN is that port, and the test waits for /health after
- * it); ports 8081-8089 are other free ports. Commands run in the background
- * write their output to a log, not to the terminal. Background jobs are
- * stopped with SIGTERM at the end of the file.
+ * it); ports 8081-8089 are other free ports. `scripts` links to the source's
+ * scripts. Commands run in the background write their output to a log, not
+ * to the terminal. At the end of the file, background jobs are stopped with
+ * SIGTERM, and an S3 test server a page started (scripts/s3-test-server
+ * start DIR) is stopped even if the page did not get to stop it.
  *
  *   node doc_samples.mjs --build BUILD_DIR --src SOURCE_DIR [--keep] [FILE...]
  */
@@ -273,7 +275,7 @@ function serveCommand(cmd) {
 function stepsOf(doc, blocks, ports, work) {
   const port = ports[0];
   const sub = (s) => s.replace(/\b(127\.0\.0\.1|localhost):808(\d)\b/g, (_, h, d) => `${h}:${ports[d]}`);
-  const steps = [], skipped = [], errors = [];
+  const steps = [], skipped = [], errors = [], cleanup = [];
   let ownServer = false, bg = 0, samples = 0;
   for (const b of blocks) {
     if (b.lang !== 'sh' && b.lang !== 'c') {
@@ -294,6 +296,8 @@ function stepsOf(doc, blocks, ports, work) {
     for (const s of parsed) {
       let cmd = sub(s.cmd);
       const step = { kind: 'doc', where: `${doc}:${s.line}`, shown: s.cmd, expect: s.expect && s.expect.map(sub) };
+      const s3 = /scripts\/s3-test-server start (\S+)/.exec(cmd);
+      if (s3) cleanup.push(`scripts/s3-test-server stop ${s3[1]} >/dev/null 2>&1`);
       const amp = /^([\s\S]*[^&])&\s*$/.exec(cmd.replace(/\s+#[^\n'"]*$/, ''));
       if (amp) {
         const log = join(work, `${basename(doc, '.md')}-background-${++bg}.log`);
@@ -313,7 +317,7 @@ function stepsOf(doc, blocks, ports, work) {
       }
     }
   }
-  return { steps, skipped, errors, ownServer, samples };
+  return { steps, skipped, errors, ownServer, samples, cleanup };
 }
 
 /* The shell script of a session: each step between markers the runner reads back. */
@@ -329,7 +333,7 @@ function sessionScript(sandbox, steps, prefix) {
       out.push(`cc -std=c11 -Wall -Wextra -Werror -o ${q(s.name)} ${q(s.name + '.c')} ` +
         `$(pkg-config --cflags --libs events sqlite3) -Wl,-rpath,${q(join(prefix, 'lib'))} && ./${q(s.name)}`);
     } else if (s.kind === 'end') {
-      out.push('kill -TERM $(jobs -p) 2>/dev/null; wait; true');
+      out.push('kill -TERM $(jobs -p) 2>/dev/null; wait', ...s.cleanup, 'true');
     }
     out.push(`printf '\\036E${n} %d\\036' $?`);
   });
@@ -389,6 +393,7 @@ async function runFile(doc, work, prefix) {
   const sandbox = join(work, name);
   mkdirSync(sandbox);
   symlinkSync(build, join(sandbox, 'build'));
+  symlinkSync(join(src, 'scripts'), join(sandbox, 'scripts'));
   const home = join(work, `${name}-home`);
   mkdirSync(home);
   const ports = [];
@@ -397,7 +402,7 @@ async function runFile(doc, work, prefix) {
     if (!ports.includes(p)) ports.push(p);
   }
   const port = ports[0];
-  const { steps, skipped, errors, ownServer, samples } =
+  const { steps, skipped, errors, ownServer, samples, cleanup } =
     stepsOf(doc, blocksOf(readFileSync(join(src, doc), 'utf8')), ports, work);
   const report = { doc, skipped, errors: [...errors], ran: 0, samples };
   if (!samples) return report;
@@ -412,7 +417,7 @@ async function runFile(doc, work, prefix) {
   });
   for (const s of steps)
     if (s.kind === 'c') writeFileSync(join(sandbox, s.name + '.c'), s.source);
-  steps.push({ kind: 'end', where: `${doc} (end)` });
+  steps.push({ kind: 'end', where: `${doc} (end)`, cleanup });
 
   let server = null;
   if (!ownServer) server = await startServer(sandbox, port, env, join(work, `${name}-server.log`));
