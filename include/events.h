@@ -24,7 +24,7 @@
  * sender runs on a thread of its own. No callback is ever made from the
  * sender thread into the application.
  *
- * Link with -levents (pkg-config events): it needs SQLite and libcurl.
+ * Link with -levents (pkg-config events): it needs SQLite, libcurl and zlib.
  */
 #ifndef EVENTS_H
 #define EVENTS_H
@@ -269,7 +269,8 @@ typedef struct events_track_config {
 
 /*
  * Starts tracking a connection to a database file (creates _events_changes,
- * _events_meta, _events_outbox, _events_dead if missing). cfg may be NULL.
+ * _events_meta, _events_collections, _events_outbox, _events_dead if
+ * missing). cfg may be NULL.
  * Tracking an already tracked connection is counted and needs as many
  * events_untrack. Installs SQLite's preupdate, commit and rollback hooks on
  * the connection: EVENTS_ESTATE if it has hooks of its own.
