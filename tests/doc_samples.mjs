@@ -16,7 +16,7 @@
  *   - a `sh` block without "$ " lines is a script: each command must exit 0;
  *     what it prints is not compared.
  *   - a `c` block is a program: saved under the name its first line gives
- *     (a comment starting "app.c"), or doc-sample-LINE.c, compiled against
+ *     (a comment beginning "app.c:"), or doc-sample-LINE.c, compiled against
  *     the installed libevents (cc -std=c11 -Wall -Wextra -Werror NAME.c
  *     $(pkg-config --cflags --libs events sqlite3)) and run where it stands;
  *     it must exit 0.
