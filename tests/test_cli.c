@@ -400,7 +400,7 @@ TEST(test_the_lake_server_asks_for_a_token_and_the_cli_says_which)
     free(dir);
 }
 
-/* The names in dir, space-separated, sorted by readdir order (few enough to compare as a set). */
+/* How many entries dir has (-1 if it cannot be read). */
 static int entries(const char *dir)
 {
     DIR *d = opendir(dir);
