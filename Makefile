@@ -1,5 +1,6 @@
 # Thin wrapper over CMake. `make run` and `make test` set up everything on a
-# fresh Debian 12 machine (scripts/bootstrap installs what is missing).
+# fresh Debian 12 machine (scripts/bootstrap installs what is missing); plain
+# `make` installs nothing and names the packages it misses.
 
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
@@ -17,22 +18,44 @@ bootstrap:
 bootstrap-test:
 	@scripts/bootstrap --test
 
+# Before anything is fetched or configured: the Debian packages the build needs,
+# named with what to run when one is missing (scripts/bootstrap --check).
 third_party/duckdb/VERSION:
+	@scripts/bootstrap --check
 	@scripts/fetch-duckdb
 
 third_party/web/VERSION:
+	@scripts/bootstrap --check
 	@scripts/fetch-web
 
-$(BUILD)/CMakeCache.txt: third_party/duckdb/VERSION third_party/web/VERSION
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# Configures build directory $(1) with cmake arguments $(2); $(3) is what
+# `scripts/bootstrap --check` must find. The target is the directory's Makefile,
+# which cmake writes last: a directory without one (a cache an interrupted or failed
+# configure left) is configured afresh. cmake's output is shown only when it fails,
+# and then nothing of the attempt is kept, so the next `make` starts clean.
+define configure
+	@scripts/bootstrap --check $(3)
+	@[ -f $(1)/Makefile ] || rm -f $(1)/CMakeCache.txt; \
+	new=; [ -d $(1) ] || new=1; \
+	if ! out=$$(cmake -S . -B $(1) $(2) 2>&1); then \
+		printf '%s\n' "$$out" | sed '/^See also /d' >&2; \
+		if [ -n "$$new" ]; then rm -rf $(1); else rm -rf $(1)/CMakeCache.txt $(1)/CMakeFiles; fi; \
+		echo "make: configuring $(1) failed (cmake's output above) and was undone; if a package is missing, run \`make bootstrap\` (or \`make run\`)" >&2; \
+		exit 1; \
+	fi; \
+	touch $(1)/Makefile
+endef
 
-build: $(BUILD)/CMakeCache.txt
+$(BUILD)/Makefile: third_party/duckdb/VERSION third_party/web/VERSION
+	$(call configure,$(BUILD),-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+
+build: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
-$(BUILD_ASAN)/CMakeCache.txt: third_party/duckdb/VERSION third_party/web/VERSION
-	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DEVENTS_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
+$(BUILD_ASAN)/Makefile: third_party/duckdb/VERSION third_party/web/VERSION
+	$(call configure,$(BUILD_ASAN),-DCMAKE_BUILD_TYPE=Debug -DEVENTS_SANITIZE=ON -DCMAKE_C_COMPILER=clang,asan)
 
-build-asan: $(BUILD_ASAN)/CMakeCache.txt
+build-asan: $(BUILD_ASAN)/Makefile
 	@cmake --build $(BUILD_ASAN) -j $(JOBS) -- --no-print-directory
 
 # Everything: the suite on the normal build, then again under ASan+UBSan.

@@ -65,10 +65,40 @@ typedef struct cli_option {
 /*
  * Opens the lake (a directory, file:// or s3:// URL) and, when it is an object
  * store, its cache: a directory per lake under cache_dir (NULL: the default).
- * Prints "events CMD: reason" and returns -1 on failure.
+ * A directory lake that does not exist is made only with create; without, it
+ * is "no such lake: PATH". Prints "events CMD: reason" and returns -1 on
+ * failure.
  */
 int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint64_t cache_max,
-                  store **st, lake_cache **cache);
+                  int create, store **st, lake_cache **cache);
+
+/*
+ * The lake's spool, where `events serve` keeps it unless told otherwise:
+ * EVENTS_SPOOL when set, else LAKE/.spool for a directory lake, ./events-spool
+ * for an object store. Returns 1 when the spool can only be this lake's (not
+ * ./events-spool, which any object-store lake's server may use), else 0.
+ */
+int cli_lake_spool(const char *lake, char *out, size_t cap);
+
+/*
+ * The server of a lake: the `events serve` that holds the lake's spool (its
+ * lock), and where it listens (SPOOL/server.json, server/announce.h) when it
+ * serves this very lake. Returns 1 if a server holds the spool (url "" when it
+ * does not say where it listens: an older server, or one stopping), else 0.
+ */
+typedef struct cli_server {
+    long pid;
+    char url[300];
+    char spool[4200];
+} cli_server;
+int cli_lake_server(const char *lake, cli_server *out);
+
+/*
+ * A hint for a 401 or 403 from the server at url (the lake's when lake is not
+ * NULL): what to give. Printed as "events CMD: ..." on stderr.
+ */
+void cli_auth_hint(const char *cmd, long status, const char *url, const char *lake,
+                   const char *token, const char *error);
 
 /* The cache directory of the lake url under base (NULL: ~/.cache/events). */
 void cli_cache_dir(const char *base, const char *url, char *out, size_t cap);

@@ -100,19 +100,59 @@ static int room_open(room *r, int i, const char *dir, const char *server, const 
     return 0;
 }
 
-static void room_close(room *r)
+/*
+ * Stopping. The rooms' senders run side by side, so the rooms are given one
+ * shared deadline to deliver what they hold (flushed one after the other, each
+ * with what is left of it), not a timeout each: when the server has gone, the
+ * first room's flush uses the time up and the others stop at once (a room
+ * whose last request got no answer at all is not waited for). What is not
+ * delivered stays in the outboxes, where the next run sends it first.
+ */
+#define STOP_MS 1500
+
+static void room_stop(room *r)
 {
+    if (!r->em) return;
+    events_emit_lifecycle(r->em, EVENTS_DO_EVICT, "demo stopped");
+    events_collection_close(r->users);
+    events_collection_close(r->rooms);
+    events_collection_close(r->messages);
+    r->users = r->rooms = r->messages = NULL;
+}
+
+/* Closes the room's emitter (flushing until deadline_ms at most) and its database. Returns the
+ * rows its outbox still holds (or -1 if it cannot tell), and the last send error in why. */
+static long room_close(room *r, int64_t deadline_ms, char *why, size_t cap)
+{
+    long left = 0;
     if (r->em) {
-        events_emit_lifecycle(r->em, EVENTS_DO_EVICT, "demo stopped");
-        events_collection_close(r->users);
-        events_collection_close(r->rooms);
-        events_collection_close(r->messages);
-        events_emitter_close(r->em, 5000);
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t now = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+        events_stats st;
+        events_emitter_stats(r->em, &st);
+        /* a server that did not answer the last request is not waited for */
+        if (deadline_ms > now && !(st.last_status == 0 && st.last_error[0])) {
+            events_flush(r->em, deadline_ms - now);
+            events_emitter_stats(r->em, &st);
+        }
+        if (st.last_error[0] && !why[0]) snprintf(why, cap, "%s", st.last_error);
+        events_emitter_close(r->em, 0);
+        r->em = NULL;
     }
     if (r->db) {
+        sqlite3_stmt *q;
+        left = -1;
+        if (sqlite3_prepare_v2(r->db, "SELECT count(*) FROM _events_outbox", -1, &q, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
+            left = (long)sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
         events_untrack(r->db);
         sqlite3_close(r->db);
+        r->db = NULL;
     }
+    return left;
 }
 
 /* One step of the workload in room r. */
@@ -203,7 +243,10 @@ int cmd_demo(int argc, char **argv)
             "Usage: events demo [OPTIONS]\n\n"
             "Runs a small chat service through libevents against a server: RPC calls with\n"
             "varying latency and some errors, WebSocket and lifecycle events, and changes to\n"
-            "the users, rooms and messages collections, until interrupted.",
+            "the users, rooms and messages collections, until interrupted.\n"
+            "At Ctrl+C (or --duration) the rooms have 1.5 s together to deliver what they\n"
+            "hold (none if the server stopped answering); what is left stays in the rooms'\n"
+            "outboxes in DIR, is counted on the last line, and is sent first by the next run.",
             opts);
         return 0;
     }
@@ -249,8 +292,35 @@ int cmd_demo(int argc, char **argv)
         struct timespec nap = {0, 1000000000L / (long)(rate < 1000 ? rate : 1000)};
         nanosleep(&nap, NULL);
     }
-    for (long k = 0; k < rooms; k++) room_close(&r[k]);
+    for (long k = 0; k < rooms; k++) room_stop(&r[k]);
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t deadline = (int64_t)t1.tv_sec * 1000 + t1.tv_nsec / 1000000 + STOP_MS;
+    long left = 0;
+    int unknown = 0;
+    char why[256] = "";
+    for (long k = 0; k < rooms; k++) {
+        long n = room_close(&r[k], deadline, why, sizeof why);
+        if (n < 0)
+            unknown = 1;
+        else
+            left += n;
+    }
     free(r);
-    if (!rc) fprintf(stderr, "events demo: %llu steps done\n", steps);
+    if (!rc) {
+        fprintf(stderr, "events demo: %llu steps done", steps);
+        if (unknown)
+            fprintf(stderr, "; the outboxes of %s could not be counted\n", dir);
+        else if (!left)
+            fprintf(stderr, "; every event was delivered\n");
+        else if (why[0])
+            fprintf(stderr,
+                    "; %ld events stay in the outboxes of %s for its next run (the server did "
+                    "not take them: %s)\n",
+                    left, dir, why);
+        else
+            fprintf(stderr, "; %ld events stay in the outboxes of %s for its next run\n", left,
+                    dir);
+    }
     return rc ? 1 : 0;
 }

@@ -1,11 +1,18 @@
 /*
  * lake.c - opening the lake a command names, with its cache when it is an
- * object store.
+ * object store, and finding the server that holds its spool.
+ *
+ * Commands that only read a lake never make it: a directory lake that does not
+ * exist is an error, not a new empty lake.
  */
 #include "cli.h"
+#include "announce.h"
+#include "writer.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void cli_cache_dir(const char *base, const char *url, char *out, size_t cap)
 {
@@ -29,11 +36,28 @@ void cli_cache_dir(const char *base, const char *url, char *out, size_t cap)
     if (n < cap) out[n] = 0;
 }
 
+/* The directory of a directory lake ("file:///d" or "d"), or NULL for an object store. */
+static const char *lake_dir(const char *lake)
+{
+    if (!strncmp(lake, "file://", 7)) return lake + 7;
+    return strstr(lake, "://") ? NULL : lake;
+}
+
 int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint64_t cache_max,
-                  store **st, lake_cache **cache)
+                  int create, store **st, lake_cache **cache)
 {
     char err[1024];
     *cache = NULL;
+    *st = NULL;
+    const char *path = lake_dir(lake);
+    struct stat sb;
+    if (!create && path && *path && stat(path, &sb)) {
+        if (errno == ENOENT)
+            fprintf(stderr, "events %s: no such lake: %s\n", cmd, path);
+        else
+            fprintf(stderr, "events %s: lake %s: %s\n", cmd, path, strerror(errno));
+        return -1;
+    }
     if (store_open(lake, st, err, sizeof err)) {
         fprintf(stderr, "events %s: %s\n", cmd, err);
         return -1;
@@ -48,4 +72,69 @@ int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint
         return -1;
     }
     return 0;
+}
+
+int cli_lake_spool(const char *lake, char *out, size_t cap)
+{
+    const char *env = getenv("EVENTS_SPOOL"), *dir = lake_dir(lake);
+    if (env && *env)
+        snprintf(out, cap, "%s", env);
+    else if (dir)
+        snprintf(out, cap, "%s/.spool", dir);
+    else
+        snprintf(out, cap, "./events-spool");
+    return (env && *env) || dir;
+}
+
+/* 1 if the lake a server announced (its store's canonical URL) is lake. */
+static int same_lake(const char *announced, const char *lake)
+{
+    const char *dir = lake_dir(lake);
+    if (dir) {
+        char *real = realpath(dir, NULL);
+        int same = real && !strncmp(announced, "file://", 7) && !strcmp(announced + 7, real);
+        free(real);
+        return same;
+    }
+    size_t a = strlen(announced), b = strlen(lake);
+    while (a && announced[a - 1] == '/') a--;
+    while (b && lake[b - 1] == '/') b--;
+    return a == b && !strncmp(announced, lake, a);
+}
+
+int cli_lake_server(const char *lake, cli_server *out)
+{
+    memset(out, 0, sizeof *out);
+    cli_lake_spool(lake, out->spool, sizeof out->spool);
+    if (!lake_spool_held(out->spool, &out->pid)) return 0;
+    announce a;
+    if (!announce_read(out->spool, &a) && same_lake(a.lake, lake)) {
+        snprintf(out->url, sizeof out->url, "%s", a.url);
+        if (a.pid) out->pid = a.pid;
+    }
+    return 1;
+}
+
+void cli_auth_hint(const char *cmd, long status, const char *url, const char *lake,
+                   const char *token, const char *error)
+{
+    char who[4600];
+    if (lake)
+        snprintf(who, sizeof who, "the server of %s (%s)", lake, url);
+    else
+        snprintf(who, sizeof who, "%s", url);
+    const char *direct = lake && (!strcmp(cmd, "query") || !strcmp(cmd, "history"))
+                             ? ", or read the lake's files with --direct"
+                             : "";
+    if (status == 401 && !(token && *token))
+        fprintf(stderr,
+                "events %s: %s needs a token with the query scope: give --token TOKEN or set "
+                "EVENTS_TOKEN%s\n",
+                cmd, who, direct);
+    else
+        fprintf(stderr,
+                "events %s: %s refused %s: %s (HTTP %ld); a token with the query scope is "
+                "needed (--token or EVENTS_TOKEN)%s\n",
+                cmd, who, token && *token ? "the token" : "the request",
+                error && *error ? error : "unauthorized", status, direct);
 }

@@ -2,17 +2,26 @@
  * query.c - `events query` and `events history`: SQL over the lake, from the
  * command line.
  *
- * Two ways to reach the lake: --lake DIR runs the embedded engine on the
- * directory (sealed files only: a running server's spool is its own), and
- * --server URL asks a server (POST /query), which also sees events not yet
- * sealed. Either way the answer is the server's JSON, printed as a table on a
- * terminal, or passed through as JSON, NDJSON or CSV as it comes (only a
- * table is held whole, to size its columns, and --max-bytes bounds it).
+ * Three ways to reach the lake. --server URL asks that server (POST /query).
+ * Without it, the lake's own server is asked when one runs: the `events serve`
+ * holding the lake's spool says where it listens (cli_lake_server), and its
+ * answers include what is still in the spool. Otherwise, or with --direct, the
+ * embedded engine reads the lake's files, which hold only sealed events (a
+ * segment is sealed within --seal-age, 30 s by default); a lake that does not
+ * exist is an error, and one with nothing sealed yet is said so on stderr.
+ * Either way the answer is the server's JSON, printed as a table on a
+ * terminal, or passed through as JSON, NDJSON or CSV as it comes (only a table
+ * is held whole, to size its columns, and --max-bytes bounds it).
+ *
+ * Nothing is said about which way was taken when the answer is whole; a note
+ * on stderr when it may not be (the lake's files read while a spool holds
+ * events, a server that did not answer).
  */
 #include "cli.h"
 #include "buf.h"
 #include "query.h"
 #include "store.h"
+#include "writer.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -23,11 +32,13 @@
 #include <unistd.h>
 
 typedef struct qopts {
+    const char *cmd; /* "query" or "history", for messages */
     const char *lake, *server, *token, *format, *file, *cache;
     uint64_t cache_max;
     cli_strings params;
     uint64_t max_rows, max_bytes;
     int64_t timeout_ms;
+    int direct;
 } qopts;
 
 static enum query_format engine_format(const char *f)
@@ -44,10 +55,13 @@ static enum query_format engine_format(const char *f)
 typedef struct tail {
     char b[TAIL_MAX];
     size_t n;
+    uint64_t bytes, lines; /* all written, to tell an empty answer */
 } tail;
 
 static void tail_add(tail *t, const char *p, size_t n)
 {
+    t->bytes += n;
+    for (const char *q = p; (q = memchr(q, '\n', n - (size_t)(q - p))); q++) t->lines++;
     if (n >= TAIL_MAX) {
         memcpy(t->b, p + n - TAIL_MAX, TAIL_MAX);
         t->n = TAIL_MAX;
@@ -94,7 +108,7 @@ static char *answer_error(const char *p, size_t n, int ndjson)
 
 typedef struct out {
     buf *answer; /* the table's answer, whole; NULL: straight to standard output */
-    tail t;
+    tail *t;
 } out;
 
 static int sink_begin(void *ud, const char *ct)
@@ -108,28 +122,72 @@ static int sink_write(void *ud, const char *p, size_t n, int64_t deadline_ms)
     out *w = ud;
     (void)deadline_ms;
     if (w->answer) return buf_append(w->answer, p, n);
-    tail_add(&w->t, p, n);
+    tail_add(w->t, p, n);
     return fwrite(p, 1, n, stdout) == n ? 0 : -1;
 }
 
-static int run_local(const qopts *o, const char *sql, json_t *params, buf *answer, int stream)
+/* 1 if the lake holds a sealed event file, 0 if not, -1 if it cannot tell. */
+static int stop_at_first(const store_entry *e, void *ud)
+{
+    (void)e;
+    *(int *)ud = 1;
+    return 1;
+}
+
+static int lake_has_sealed(store *st)
+{
+    int any = 0;
+    int rc = st->ops->list(st, "events/", stop_at_first, &any);
+    return any ? 1 : rc == STORE_OK || rc == STORE_ENOENT ? 0 : -1;
+}
+
+/* After the lake's files answered: what they could not hold, when they hold nothing. */
+static void note_unsealed(const qopts *o, store *st)
+{
+    if (lake_has_sealed(st)) return;
+    char spool[4200];
+    uint64_t segments, events;
+    long pid;
+    if (!cli_lake_spool(o->lake, spool, sizeof spool)) {
+        fprintf(stderr, "events %s: the lake %s holds no sealed events yet\n", o->cmd, o->lake);
+    } else if (lake_spool_count(spool, &segments, &events) || !events) {
+        fprintf(stderr, "events %s: the lake %s holds no events yet\n", o->cmd, o->lake);
+    } else if (lake_spool_held(spool, &pid)) {
+        fprintf(stderr,
+                "events %s: nothing sealed yet: the %llu events of %s are in the spool of its "
+                "server (pid %ld), which seals them into the lake within its --seal-age (30 s by "
+                "default)%s\n",
+                o->cmd, (unsigned long long)events, o->lake, pid,
+                o->direct ? "; without --direct the server is asked, and its answers include them"
+                          : "");
+    } else {
+        fprintf(stderr,
+                "events %s: nothing sealed yet: the %llu events of %s are in its spool %s, left by "
+                "a server that stopped before sealing them; `events serve` on this lake seals "
+                "them when it starts\n",
+                o->cmd, (unsigned long long)events, o->lake, spool);
+    }
+}
+
+static int run_local(const qopts *o, const char *sql, json_t *params, buf *answer, int stream,
+                     tail *t)
 {
     store *st;
     lake_cache *cache;
     char err[1024];
-    if (cli_lake_open("query", o->lake, o->cache, o->cache_max, &st, &cache)) return 1;
+    if (cli_lake_open(o->cmd, o->lake, o->cache, o->cache_max, 0, &st, &cache)) return 1;
     query_config qc = {.store = st, .cache = cache};
     query_engine *e;
     query_conn *c = NULL;
     int rc = 1;
     if (query_engine_open(&qc, &e, err, sizeof err)) {
-        fprintf(stderr, "events query: %s\n", err);
+        fprintf(stderr, "events %s: %s\n", o->cmd, err);
         lake_cache_close(cache);
         store_close(st);
         return 1;
     }
     if (!(c = query_conn_new(e, err, sizeof err))) {
-        fprintf(stderr, "events query: %s\n", err);
+        fprintf(stderr, "events %s: %s\n", o->cmd, err);
     } else {
         query_request req = {.sql = sql,
                              .params = params,
@@ -137,24 +195,28 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
                              .max_rows = o->max_rows,
                              .timeout_ms = o->timeout_ms,
                              .max_bytes = o->max_bytes};
-        out w = {.answer = stream ? NULL : answer};
+        out w = {.answer = stream ? NULL : answer, .t = t};
         query_sink s = {sink_begin, sink_write, &w};
         query_outcome res;
         query_run(c, &req, &s, &res);
         if (stream && res.streamed && req.format == QUERY_JSON) fputc('\n', stdout);
         if (res.status != 200 || res.cut) {
             if (res.streamed) fflush(stdout);
-            fprintf(stderr, "events query: %s%s\n", res.error,
+            fprintf(stderr, "events %s: %s%s\n", o->cmd, res.error,
                     res.over_bytes ? " (--max-bytes)" : "");
         } else {
             rc = 0;
             if (res.truncated)
-                fprintf(stderr, "events query: stopped at %llu rows (--max-rows)\n",
+                fprintf(stderr, "events %s: stopped at %llu rows (--max-rows)\n", o->cmd,
                         (unsigned long long)res.rows);
         }
     }
     query_conn_free(c);
     query_engine_close(e);
+    if (!rc) {
+        fflush(stdout);
+        note_unsealed(o, st);
+    }
     lake_cache_close(cache);
     store_close(st);
     return rc;
@@ -168,7 +230,7 @@ typedef struct http {
     int over;     /* the answer was longer: the transfer was stopped */
     long status;
     int stream; /* write 200 bodies to stdout as they come */
-    tail t;
+    tail *t;
 } http;
 
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
@@ -176,7 +238,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     http *h = ud;
     size_t len = size * n;
     if (h->stream && h->status == 200) {
-        tail_add(&h->t, p, len);
+        tail_add(h->t, p, len);
         return fwrite(p, 1, len, stdout) == len ? len : 0;
     }
     if (h->body.len + len > h->max) {
@@ -196,13 +258,21 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answer, int stream)
+/*
+ * Asks the server at url. lake is NULL for --server, else the lake whose server
+ * it is (for the messages). Returns 0, 1 with a message printed, or
+ * UNREACHABLE with nothing printed or written when nothing answered at url
+ * (why says what happened).
+ */
+#define UNREACHABLE 3
+static int run_remote(const qopts *o, const char *url_base, const char *lake, const char *sql,
+                      json_t *params, buf *answer, int stream, tail *t, char *why, size_t whylen)
 {
     json_t *req = json_pack("{s:s,s:O}", "sql", sql, "params", params ? params : json_array());
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
     char url[2048];
-    snprintf(url, sizeof url, "%s/query?format=%s", o->server, stream ? o->format : "json");
+    snprintf(url, sizeof url, "%s/query?format=%s", url_base, stream ? o->format : "json");
     CURL *c = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     h = curl_slist_append(h, "Expect:");
@@ -212,7 +282,7 @@ static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answ
         h = curl_slist_append(h, auth);
     }
     /* a table's answer is held whole: the server's own byte limit, and ours, bound it */
-    http r = {.body = BUF_INIT, .max = o->max_bytes + 65536, .stream = stream};
+    http r = {.body = BUF_INIT, .max = o->max_bytes + 65536, .stream = stream, .t = t};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -231,28 +301,35 @@ static int run_remote(const qopts *o, const char *sql, json_t *params, buf *answ
     int rc = 0;
     char *cut = NULL;
     if (status == 200 && stream && strcmp(o->format, "csv"))
-        cut = answer_error(r.t.b, r.t.n, !strcmp(o->format, "ndjson"));
-    if (stream && status == 200 && !strcmp(o->format, "json") && r.t.n) fputc('\n', stdout);
-    if (r.over) {
-        fprintf(stderr, "events query: the answer is over %llu bytes (--max-bytes)\n",
+        cut = answer_error(r.t->b, r.t->n, !strcmp(o->format, "ndjson"));
+    if (stream && status == 200 && !strcmp(o->format, "json") && r.t->n) fputc('\n', stdout);
+    if (lake && cc == CURLE_COULDNT_CONNECT && !status) {
+        snprintf(why, whylen, "%s", curl_easy_strerror(cc));
+        rc = UNREACHABLE;
+    } else if (r.over) {
+        fprintf(stderr, "events %s: the answer is over %llu bytes (--max-bytes)\n", o->cmd,
                 (unsigned long long)o->max_bytes);
         rc = 1;
     } else if (cc != CURLE_OK && status != 200) {
-        fprintf(stderr, "events query: %s: %s\n", o->server, curl_easy_strerror(cc));
+        fprintf(stderr, "events %s: %s: %s\n", o->cmd, url_base, curl_easy_strerror(cc));
         rc = 1;
     } else if (cut) {
         fflush(stdout);
-        fprintf(stderr, "events query: %s\n", cut);
+        fprintf(stderr, "events %s: %s\n", o->cmd, cut);
         rc = 1;
     } else if (cc != CURLE_OK) {
         fflush(stdout);
-        fprintf(stderr, "events query: the answer was cut short: %s\n", curl_easy_strerror(cc));
+        fprintf(stderr, "events %s: the answer was cut short: %s\n", o->cmd,
+                curl_easy_strerror(cc));
         rc = 1;
     } else if (status != 200) {
         json_t *e = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(e, "error"));
-        fprintf(stderr, "events query: %s (HTTP %ld)\n", msg ? msg : "the server refused the query",
-                status);
+        if (lake && (status == 401 || status == 403))
+            cli_auth_hint(o->cmd, status, url_base, lake, o->token, msg);
+        else
+            fprintf(stderr, "events %s: %s (HTTP %ld)\n", o->cmd,
+                    msg ? msg : "the server refused the query", status);
         json_decref(e);
         rc = 1;
     } else if (!stream) {
@@ -274,33 +351,77 @@ static char *read_all(FILE *f)
     return b.p ? (buf_cstr(&b), b.p) : strdup("");
 }
 
-/* Runs the query; a table is drawn from the whole answer, every other format streams. */
-static int run(const qopts *o, const char *sql, json_t *params)
+/*
+ * Runs the query where qopts says (see the top of this file); a table is drawn
+ * from the whole answer, every other format streams. *empty: the answer had no
+ * rows.
+ */
+static int run(const qopts *o, const char *sql, json_t *params, int *empty)
 {
     int table = !strcmp(o->format, "table");
     buf answer = BUF_INIT;
-    int rc = o->server ? run_remote(o, sql, params, &answer, !table)
-                       : run_local(o, sql, params, &answer, !table);
+    tail t = {.n = 0};
+    char why[256] = "";
+    int rc = UNREACHABLE;
+    if (o->server) {
+        rc = run_remote(o, o->server, NULL, sql, params, &answer, !table, &t, why, sizeof why);
+    } else if (!o->direct) {
+        cli_server ls;
+        int held = cli_lake_server(o->lake, &ls);
+        if (held && ls.url[0]) {
+            rc = run_remote(o, ls.url, o->lake, sql, params, &answer, !table, &t, why, sizeof why);
+            if (rc == UNREACHABLE)
+                fprintf(stderr,
+                        "events %s: the server of %s (pid %ld) did not answer at %s (%s); reading "
+                        "the lake's files, which hold only sealed events\n",
+                        o->cmd, o->lake, ls.pid, ls.url, why);
+        } else if (held) {
+            fprintf(stderr,
+                    "events %s: a server (pid %ld) holds the spool of %s but does not say where it "
+                    "listens; reading the lake's files, which hold only sealed events (--server "
+                    "URL asks it)\n",
+                    o->cmd, ls.pid, o->lake);
+        }
+    }
+    if (rc == UNREACHABLE) rc = run_local(o, sql, params, &answer, !table, &t);
+    *empty = 0;
     if (table && answer.len) {
         char *cut = answer_error(answer.p, answer.len, 0);
+        json_t *a = json_loadb(answer.p, answer.len, 0, NULL);
+        *empty = json_array_size(json_object_get(a, "rows")) == 0;
+        json_decref(a);
         if (cli_print_table(stdout, answer.p, answer.len)) {
-            fprintf(stderr, "events query: the answer is not a query result\n");
+            fprintf(stderr, "events %s: the answer is not a query result\n", o->cmd);
             rc = 1;
         } else if (cut && !rc) {
             fflush(stdout);
-            fprintf(stderr, "events query: %s\n", cut);
+            fprintf(stderr, "events %s: %s\n", o->cmd, cut);
             rc = 1;
         }
         free(cut);
+    } else if (!table) {
+        *empty = !strcmp(o->format, "ndjson") ? t.bytes == 0
+                 : !strcmp(o->format, "csv")  ? t.lines <= 1
+                                              : memmem(t.b, t.n, "\"rows\":[]", 9) != NULL;
     }
     buf_free(&answer);
     fflush(stdout);
     return rc;
 }
 
+#define WHERE                                                                                      \
+    "\n\nWhere it reads: with --server URL, that server. Without it, when an\n"                    \
+    "`events serve` holds the lake's spool, that server: its answers include the\n"                \
+    "events still in the spool (give --token or EVENTS_TOKEN if it asks for one).\n"               \
+    "Otherwise, or with --direct, the lake's files, which hold only sealed events (a\n"            \
+    "server seals them within its --seal-age, 30 s by default); a lake with nothing\n"             \
+    "sealed yet says so on stderr. Reading never makes the lake: one that does not\n"              \
+    "exist is an error."
+
 static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const char *usage)
 {
     memset(o, 0, sizeof *o);
+    o->cmd = cmd;
     o->lake = "./events-lake";
     o->format = isatty(1) ? "table" : "ndjson";
     o->max_rows = 100000;
@@ -308,11 +429,15 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
     o->timeout_ms = 30000;
     const cli_option opts[] = {
         {"lake", "EVENTS_LAKE", OPT_STR, &o->lake, "DIR|URL",
-         "query this lake directly: a directory or s3://bucket/prefix (default ./events-lake)"},
+         "the lake: a directory or s3://bucket/prefix (default ./events-lake); asked through "
+         "its server when one runs"},
         CLI_CACHE_OPTIONS(&o->cache, &o->cache_max),
         {"server", "EVENTS_SERVER", OPT_STR, &o->server, "URL",
-         "query through this server instead (sees unsealed events)"},
-        {"token", "EVENTS_TOKEN", OPT_STR, &o->token, "TOKEN", "bearer token for --server"},
+         "ask this server instead (sees unsealed events)"},
+        {"direct", NULL, OPT_FLAG, &o->direct, NULL,
+         "read the lake's files even when its server runs (sealed events only)"},
+        {"token", "EVENTS_TOKEN", OPT_STR, &o->token, "TOKEN",
+         "bearer token for the server (--server's or the lake's)"},
         {"format", "EVENTS_FORMAT", OPT_STR, &o->format, "FORMAT",
          "table, csv, json or ndjson (default: table on a terminal, else ndjson)"},
         {"file", NULL, OPT_STR, &o->file, "PATH", "read the SQL from a file"},
@@ -339,6 +464,13 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
         return -1;
     }
     if (o->server && !*o->server) o->server = NULL;
+    if (o->server && o->direct) {
+        fprintf(stderr,
+                "events %s: --direct reads the lake's files, --server asks a server: give "
+                "one of them\n",
+                cmd);
+        return -1;
+    }
     return i;
 }
 
@@ -352,11 +484,12 @@ static json_t *params_json(const qopts *o)
 int cmd_query(int argc, char **argv)
 {
     qopts o;
-    int i = parse_common("query", &o, argc, argv,
-                         "Usage: events query [OPTIONS] SQL\n"
-                         "       events query [OPTIONS] -            (SQL from standard input)\n"
-                         "       events query [OPTIONS] --file PATH\n\n"
-                         "Runs one read-only SQL statement over the events view of the lake.");
+    int i =
+        parse_common("query", &o, argc, argv,
+                     "Usage: events query [OPTIONS] SQL\n"
+                     "       events query [OPTIONS] -            (SQL from standard input)\n"
+                     "       events query [OPTIONS] --file PATH\n\n"
+                     "Runs one read-only SQL statement over the events view of the lake." WHERE);
     if (i == -2) return 0;
     if (i < 0) return 2;
     char *sql = NULL;
@@ -381,7 +514,8 @@ int cmd_query(int argc, char **argv)
         return 2;
     }
     json_t *params = params_json(&o);
-    int rc = run(&o, sql, params);
+    int empty;
+    int rc = run(&o, sql, params, &empty);
     json_decref(params);
     free(sql);
     return rc;
@@ -394,7 +528,7 @@ int cmd_history(int argc, char **argv)
         parse_common("history", &o, argc, argv,
                      "Usage: events history [OPTIONS] COLLECTION DOC_ID\n\n"
                      "Prints every change of one document: time, change, bookmark, the document\n"
-                     "after the change and before it.");
+                     "after the change and before it; says on stderr when there is none." WHERE);
     if (i == -2) return 0;
     if (i < 0) return 2;
     if (argc - i != 2) {
@@ -402,7 +536,11 @@ int cmd_history(int argc, char **argv)
         return 2;
     }
     json_t *params = json_pack("[s,s]", argv[i], argv[i + 1]);
-    int rc = run(&o, "SELECT * FROM doc_history($1, $2)", params);
+    int empty;
+    int rc = run(&o, "SELECT * FROM doc_history($1, $2)", params, &empty);
+    if (!rc && empty)
+        fprintf(stderr, "events history: no changes of document %s in collection %s\n", argv[i + 1],
+                argv[i]);
     json_decref(params);
     return rc;
 }

@@ -2,6 +2,9 @@
  * tail.c - `events tail [PATTERN]`: the server's live tail (GET /tail), one
  * line per event: coloured and summarised on a terminal, NDJSON (the events
  * as stored) when the output is a pipe or a file.
+ *
+ * The server: --server URL; without it, the one holding the spool of --lake
+ * (default ./events-lake, cli_lake_server), else http://127.0.0.1:8080.
  */
 #include "buf.h"
 #include "cli.h"
@@ -147,10 +150,13 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 
 int cmd_tail(int argc, char **argv)
 {
-    const char *server = "http://127.0.0.1:8080", *token = NULL, *format = NULL;
+    const char *server = NULL, *token = NULL, *format = NULL, *lake = "./events-lake";
     const cli_option opts[] = {
         {"server", "EVENTS_SERVER", OPT_STR, &server, "URL",
-         "the server (default http://127.0.0.1:8080)"},
+         "the server (default: the server of --lake when one runs, else http://127.0.0.1:8080)"},
+        {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR|URL",
+         "without --server, follow the server that holds this lake's spool (default "
+         "./events-lake)"},
         {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the query scope"},
         {"format", NULL, OPT_STR, &format, "FORMAT",
          "pretty or ndjson (default: pretty on a terminal, else ndjson)"},
@@ -161,7 +167,9 @@ int cmd_tail(int argc, char **argv)
         cli_options_help("Usage: events tail [OPTIONS] [PATTERN]\n\n"
                          "Prints events as the server accepts them, until interrupted. PATTERN\n"
                          "filters by type: shell globs, comma-separated (\"collection.*\", "
-                         "\"rpc.call,ws.*\").",
+                         "\"rpc.call,ws.*\").\n\n"
+                         "The server: --server URL; without it, the `events serve` that holds the\n"
+                         "spool of --lake (it says where it listens), else http://127.0.0.1:8080.",
                          opts);
         return 0;
     }
@@ -173,6 +181,16 @@ int cmd_tail(int argc, char **argv)
     if (format && strcmp(format, "pretty") && strcmp(format, "ndjson")) {
         fprintf(stderr, "events tail: --format must be pretty or ndjson, not \"%s\"\n", format);
         return 2;
+    }
+    cli_server ls;
+    int given = server && *server, via = 0; /* via: the lake's server, found through its spool */
+    if (!given) {
+        if (cli_lake_server(lake, &ls) && ls.url[0]) {
+            server = ls.url;
+            via = 1;
+        } else {
+            server = "http://127.0.0.1:8080";
+        }
     }
     tailer t;
     memset(&t, 0, sizeof t);
@@ -211,6 +229,17 @@ int cmd_tail(int argc, char **argv)
     if (rc != CURLE_OK) {
         fprintf(stderr, "events tail: %s: %s\n", buf_cstr(&url),
                 err[0] ? err : curl_easy_strerror(rc));
+        if (rc == CURLE_COULDNT_CONNECT && !given && !via)
+            fprintf(stderr,
+                    "events tail: no server holds the spool of %s either: start `events serve`, or "
+                    "give --server URL or --lake DIR\n",
+                    lake);
+        out = 1;
+    } else if (status == 401 || status == 403) {
+        json_t *e = json_loadb(t.line.p ? t.line.p : "", t.line.len, 0, NULL);
+        cli_auth_hint("tail", status, server, via ? lake : NULL, token,
+                      json_string_value(json_object_get(e, "error")));
+        json_decref(e);
         out = 1;
     } else if (status != 200) {
         fprintf(stderr, "events tail: %s answered %ld: %.*s\n", buf_cstr(&url), status,

@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #define SEAL_LOG  "sealed.log"
-#define LOCK_FILE "LOCK"
+#define LOCK_FILE LAKE_SPOOL_LOCK
 
 typedef struct segment {
     int64_t hour;
@@ -659,7 +659,13 @@ static int spool_lock(lake_writer *w, int *dir_fd, int *lock_fd, char *err, size
         close(d);
         return -1;
     }
-    if (flock(l, LOCK_EX | LOCK_NB)) {
+    /* lake_spool_held takes a shared lock for an instant: a moment's conflict is not a server */
+    int busy, tries = 0;
+    while ((busy = flock(l, LOCK_EX | LOCK_NB)) && errno == EWOULDBLOCK && tries++ < 20) {
+        struct timespec nap = {0, 5000000};
+        nanosleep(&nap, NULL);
+    }
+    if (busy) {
         char pid[32] = "";
         ssize_t r = pread(l, pid, sizeof pid - 1, 0);
         pid[r > 0 ? r : 0] = 0;
@@ -1400,6 +1406,52 @@ static int recover(lake_writer *w, char *err, size_t errlen)
     }
     free(v);
     return rc;
+}
+
+/* ---- the spool seen from another process ------------------------------- */
+
+int lake_spool_held(const char *spool_dir, long *pid)
+{
+    char path[4200];
+    *pid = 0;
+    snprintf(path, sizeof path, "%s/%s", spool_dir, LOCK_FILE);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int held = 0;
+    if (!flock(fd, LOCK_SH | LOCK_NB)) {
+        flock(fd, LOCK_UN);
+    } else if (errno == EWOULDBLOCK) {
+        held = 1;
+        char b[32];
+        ssize_t r = pread(fd, b, sizeof b - 1, 0);
+        b[r > 0 ? r : 0] = 0;
+        *pid = strtol(b, NULL, 10);
+    }
+    close(fd);
+    return held;
+}
+
+int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events)
+{
+    *segments = *events = 0;
+    DIR *d = opendir(spool_dir);
+    if (!d) return -1;
+    struct dirent *de;
+    char b[65536];
+    while ((de = readdir(d))) {
+        int64_t hour;
+        char uuid[LAKE_UUID_LEN + 1];
+        if (lake_parse_spool_name(de->d_name, &hour, uuid)) continue;
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue; /* sealed since it was listed */
+        (*segments)++;
+        ssize_t n;
+        while ((n = read(fd, b, sizeof b)) > 0)
+            for (const char *p = b; (p = memchr(p, '\n', (size_t)(b + n - p))); p++) (*events)++;
+        close(fd);
+    }
+    closedir(d);
+    return 0;
 }
 
 /* ---- lifecycle --------------------------------------------------------- */

@@ -140,4 +140,21 @@ void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t 
                          char *path, size_t cap);
 void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p); /* NULL is ignored */
 
+/*
+ * The spool seen from another process (the command line), without a writer.
+ *
+ * lake_spool_held: 1 if a writer (a running server) holds the spool's lock,
+ * with its pid in *pid when the lock file names it (else 0); 0 if none does
+ * (also when the spool or its lock file does not exist). It tries a shared
+ * lock for an instant, which a writer opening the spool at that moment waits
+ * out (lake_writer_open tries its lock again for up to 100 ms).
+ *
+ * lake_spool_count: the spool's segments and the whole lines (events) in them,
+ * as they are now (a running writer's segments grow). 0, or -1 with errno set
+ * (ENOENT: no spool).
+ */
+#define LAKE_SPOOL_LOCK "LOCK" /* the spool's lock file, holding the writer's pid */
+int lake_spool_held(const char *spool_dir, long *pid);
+int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events);
+
 #endif

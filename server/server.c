@@ -14,11 +14,14 @@
  * an Origin that may not call the server (origins.c) and a body framing
  * libmicrohttpd cannot read.
  *
- * At SIGTERM/SIGINT the listening socket is closed, in-flight requests are
- * finished (a suspended one always is: the writer keeps running), and then the
- * writer seals every segment into the lake.
+ * While it listens, SPOOL/server.json says where (announce.h), so that the
+ * command line asks the server of a lake rather than reading its files. At
+ * SIGTERM/SIGINT that file is removed, the listening socket is closed,
+ * in-flight requests are finished (a suspended one always is: the writer keeps
+ * running), and then the writer seals every segment into the lake.
  */
 #include "server.h"
+#include "announce.h"
 #include "conns.h"
 #include "origins.h"
 #include "snapshots.h"
@@ -1290,7 +1293,7 @@ int server_run(const server_config *cfg)
     s->lim.max_events = cfg->max_events;
     pthread_key_create(&s->ctx_key, free_ctx);
     apply_memory_max(cfg->memory_max);
-    int rc = 1, lfd = -1;
+    int rc = 1, lfd = -1, announced = 0;
     char err[1024];
     char *spool = s->spool;
 
@@ -1444,6 +1447,11 @@ int server_run(const server_config *cfg)
         log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", LOG_END);
         goto out;
     }
+    /* where it listens, for the command line: before "listening", which tests wait for */
+    if (announce_write(lake_writer_spool_dir(s->writer), s->addr, s->store->url, err, sizeof err))
+        log_msg(LOG_WARN, "the command line will not find this server", "error", err, LOG_END);
+    else
+        announced = 1;
     {
         char th[16];
         snprintf(th, sizeof th, "%d", threads);
@@ -1467,6 +1475,8 @@ int server_run(const server_config *cfg)
     while (sigwait(&set, &sig) != 0) {
     }
     log_msg(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", LOG_END);
+    if (announced) announce_remove(lake_writer_spool_dir(s->writer));
+    announced = 0;
 
     /* Stop accepting; let in-flight requests finish (suspended ones always do, and
      * MHD_stop_daemon must never meet one). */
@@ -1496,6 +1506,7 @@ int server_run(const server_config *cfg)
     log_msg(LOG_INFO, "stopped", LOG_END);
     rc = 0;
 out:
+    if (announced) announce_remove(lake_writer_spool_dir(s->writer));
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
     conn_table_free(s->conns);

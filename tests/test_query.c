@@ -512,7 +512,7 @@ TEST(test_query_cli_formats_through_a_server_and_on_the_lake)
     REQUIRE_INT(0, seed());
     char args[2048];
     int st;
-    const char *modes[2] = {"--server", "--lake"};
+    const char *modes[2] = {"--server", "--direct --lake"};
     const char *targets[2] = {S.url, LAKE};
     for (int m = 0; m < 2; m++) {
         snprintf(args, sizeof args,
@@ -578,7 +578,7 @@ TEST(test_query_cli_formats_through_a_server_and_on_the_lake)
     FILE *f = fopen(path, "w");
     fputs("SELECT 40 + 2 AS answer", f);
     fclose(f);
-    snprintf(args, sizeof args, "query --lake %s --format csv --file %s", LAKE, path);
+    snprintf(args, sizeof args, "query --direct --lake %s --format csv --file %s", LAKE, path);
     char *out = run_cli(args, NULL, &st);
     CHECK_STR("answer\n42\n", out);
     free(out);
@@ -606,10 +606,11 @@ TEST(test_query_cli_on_the_lake_stops_at_max_bytes)
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         char args[2048];
-        snprintf(args, sizeof args,
-                 "query --lake %s --max-bytes 10KiB --format %s \"SELECT repeat('x', 100) AS s "
-                 "FROM range(1000)\"",
-                 LAKE, t[i].format);
+        snprintf(
+            args, sizeof args,
+            "query --direct --lake %s --max-bytes 10KiB --format %s \"SELECT repeat('x', 100) AS s "
+            "FROM range(1000)\"",
+            LAKE, t[i].format);
         int st;
         char *out = run_cli(args, NULL, &st);
         CHECK_INT(1, st);

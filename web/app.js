@@ -56,9 +56,17 @@ async function metrics() {
   return out;
 }
 
-/* ---- time range ------------------------------------------------------------ */
+/* ---- time range ------------------------------------------------------------
+ *
+ * The default: when the dashboard first loads a view with a range, it asks for the
+ * first event of the last hour. If the events there began less than FIT_MAX ago (a
+ * new server, or one that was idle), the range starts at that event ('fit': "since
+ * 14:03:27 UTC (fits the data)") and grows with every refresh; otherwise it stays
+ * the last hour. A range the user picks is kept.
+ */
 
 const RANGES = { '15m': 15 * 60e3, '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
+const FIT_MAX = 50 * 60e3;
 
 function range() {
   const sel = $('range-sel').value;
@@ -66,17 +74,37 @@ function range() {
     const f = Date.parse($('from').value + 'Z'), t = Date.parse($('to').value + 'Z');
     if (!isNaN(f) && !isNaN(t) && t > f) return { lo: f, hi: t };
   }
+  if (sel === 'fit' && state.fitFrom != null) {
+    const hi = Date.now() + 10e3, ms = bucketFor(hi - state.fitFrom).ms;
+    return { lo: Math.min(Math.floor(state.fitFrom / ms) * ms, hi - 70e3), hi };
+  }
   const hi = Date.now() + 60e3;
   return { lo: hi - 60e3 - (RANGES[sel] || 3600e3), hi };
 }
 
+/* Once: the range that fits the data, if the last hour is not it (see above). */
+async function chooseRange() {
+  if (state.rangeChosen) return;
+  const r = await query('SELECT epoch_ms(min(ts)) FROM events_between(now() - INTERVAL 1 HOUR, now() + INTERVAL 1 MINUTE)');
+  if (state.rangeChosen) return; /* the user picked one meanwhile */
+  state.rangeChosen = true;
+  const first = r.rows.length ? r.rows[0][0] : null;
+  if (first == null || Date.now() - first > FIT_MAX) return;
+  state.fitFrom = Number(first);
+  const o = $('range-fit');
+  o.textContent = 'since ' + new Date(state.fitFrom).toISOString().slice(11, 19) + ' UTC (fits the data)';
+  o.hidden = false;
+  $('range-sel').value = 'fit';
+}
+
 function ts(ms) { return "TIMESTAMP '" + new Date(ms).toISOString().replace('T', ' ').replace('Z', '') + "'"; }
 function between() { const r = range(); return 'events_between(' + ts(r.lo) + ', ' + ts(r.hi) + ')'; }
-function bucket() {
-  const r = range(), span = r.hi - r.lo;
+function bucketFor(span) {
+  if (span <= 16 * 60e3) return { sql: "INTERVAL '10 seconds'", name: '10 seconds', ms: 10e3 };
   if (span <= 26 * 3600e3) return { sql: "INTERVAL '1 minute'", name: 'minute', ms: 60e3 };
   return { sql: "INTERVAL '1 hour'", name: 'hour', ms: 3600e3 };
 }
+function bucket() { const r = range(); return bucketFor(r.hi - r.lo); }
 function str(s) { return "'" + String(s).replace(/'/g, "''") + "'"; }
 
 /* ---- rendering helpers ----------------------------------------------------- */
@@ -414,6 +442,7 @@ async function load() {
   const view = state.view, t0 = performance.now();
   document.body.dataset.loading = view;
   try {
+    if (view !== 'tail' && view !== 'sql') await chooseRange();
     await views[view]();
     $('auth').hidden = true;
   } catch (e) { showError(e); }
@@ -433,6 +462,7 @@ function history_replace(view) { window.history.replaceState(null, '', '#' + vie
 
 document.querySelectorAll('#tabs button').forEach((b) => { b.onclick = () => show(b.dataset.view); });
 $('range-sel').onchange = () => {
+  state.rangeChosen = true;
   $('custom').hidden = $('range-sel').value !== 'custom';
   if ($('range-sel').value === 'custom') {
     const r = range();

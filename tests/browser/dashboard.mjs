@@ -2,9 +2,10 @@
  * dashboard.mjs - the dashboard in a real browser (headless Chromium through
  * playwright-core) against a real `events serve` with tokens and a seeded
  * lake: each view shows the seeded numbers (the RPC table the exact p95 this
- * test computes), a SQL query runs and shows its rows and a bad one DuckDB's
- * error, an event posted to /ingest appears in the live tail within two
- * seconds, and a wrong token is refused with a visible message.
+ * test computes), the default range starts at the first event of the few minutes
+ * of data, a SQL query runs and shows its rows and a bad one DuckDB's error, an
+ * event posted to /ingest appears in the live tail within two seconds, and a
+ * wrong token is refused with a visible message.
  *
  *   node dashboard.mjs EVENTS_BIN CHROMIUM WORK_DIR [--lake DIR --bench]
  *
@@ -144,6 +145,18 @@ try {
 
     /* overview */
     await view('overview');
+
+    /* a new server with a few minutes of data: the range starts at its first event, and the
+     * range picker says so (not the last hour, where the data would be a spike at the right) */
+    const firstTs = Math.min(...seed.map((e) => Date.parse(e.ts)));
+    const picked = await page.$eval('#range-sel', (s) => ({ value: s.value, text: s.options[s.selectedIndex].text }));
+    const wantLabel = 'since ' + new Date(firstTs).toISOString().slice(11, 19) + ' UTC (fits the data)';
+    check(picked.text === wantLabel, 'range: the picker says "' + wantLabel + '" (shown "' + picked.text + '")');
+    const x = await page.evaluate(() => { const u = state.charts.ov; return u ? { min: u.scales.x.min, max: u.scales.x.max } : null; });
+    const at0 = x ? (firstTs / 1000 - x.min) / (x.max - x.min) : -1;
+    check(x && at0 >= 0 && at0 < 0.1, 'range: the overview chart starts at the first event (at ' +
+      (100 * at0).toFixed(1) + '% of its width)');
+
     const cards = await text('#ov-cards');
     check(cards.includes(String(seed.length)) && cards.includes('events in range'), 'overview: ' + seed.length + ' events in range');
     const types = await text('#ov-types');
