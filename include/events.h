@@ -283,7 +283,16 @@ EVENTS_API int events_tx_begin(sqlite3 *db);
 EVENTS_API int events_tx_commit(sqlite3 *db);
 EVENTS_API int events_tx_rollback(sqlite3 *db);
 
-/* The bookmark of the last recorded transaction ("0000000000000000" before any). */
+/*
+ * The bookmark of the last transaction recorded in the database, as this connection sees it
+ * ("0000000000000000" before any). Inside a transaction the service opened itself, each
+ * libevents call records at once, and this is the bookmark of the last one; inside
+ * events_tx_begin's (or events_begin's) transaction nothing is recorded before the commit.
+ * A ROLLBACK, or a ROLLBACK TO a savepoint taken before a record, takes the record away and
+ * its bookmark with it: events_bookmark is the one before again, and the next record gets
+ * the number again. So a bookmark read inside a transaction names a change once that
+ * transaction commits, not before. EVENTS_EDB if the connection cannot read _events_meta.
+ */
 EVENTS_API int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1]);
 
 typedef struct events_restore_report {

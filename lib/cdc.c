@@ -215,17 +215,16 @@ struct tracker {
     tinfo *last_t; /* the hook's one-entry cache */
     entry **hash;
     size_t nbucket, nentry;
-    entry *recorded;     /* recorded in the open transaction: back to pending if it rolls back */
-    uint64_t last;       /* last committed bookmark */
-    uint64_t pending_bm; /* the open transaction's last recorded bookmark (0: none) */
-    int strict;          /* inside a libevents call: writes to tables without a key fail */
-    int own_tx;    /* events_tx_begin is open (and so, libevents' as well); the hooks clear it */
-    char err[300]; /* what the hook could not capture ("" if all well) */
+    entry *recorded; /* recorded in the open transaction: back to pending if it rolls back */
+    int strict;      /* inside a libevents call: writes to tables without a key fail */
+    int own_tx;      /* events_tx_begin is open (and so, libevents' as well); the hooks clear it */
+    char err[300];   /* what the hook could not capture ("" if all well) */
     char source[64];
     int prune_on_snapshot;
     int schema_cookie; /* schema_version the cached hash and table info belong to */
     char schema[17];
     sqlite3_stmt *ins_change, *set_meta, *ins_outbox;
+    sqlite3_stmt *get_meta; /* the bookmark in _events_meta (tracker_bookmark) */
     events_emitter *em;
     tracker *next;
 };
@@ -516,7 +515,6 @@ static void on_rollback(void *ud)
         link_entry(t, e);
     }
     t->recorded = NULL;
-    t->pending_bm = 0;
     t->own_tx = 0;
     t->err[0] = 0; /* what went wrong went away with the transaction */
 }
@@ -529,8 +527,6 @@ static int on_commit(void *ud)
         free(e);
     }
     t->recorded = NULL;
-    if (t->pending_bm) t->last = t->pending_bm;
-    t->pending_bm = 0;
     t->own_tx = 0;
     return 0;
 }
@@ -614,8 +610,6 @@ int cdc_tables(sqlite3 *db, char ***names, int *n)
 }
 
 /* ---- recording ------------------------------------------------------------------ */
-
-static int meta_get(sqlite3 *db, const char *key, sqlite3_int64 *iv, char *sv, size_t svlen);
 
 /* Field offsets of a record of n fields at p; 0 if malformed. */
 static int split_fields(const unsigned char *p, size_t len, int n, size_t *off, size_t *flen)
@@ -758,15 +752,12 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
     }
     free(off), free(flen), free(coff), free(clen);
     buf_free(&cur);
-    if (!t->pending_bm) { /* another connection (events snapshot, a second tracker) may have
-                             recorded */
-        sqlite3_int64 v = 0;
-        if (meta_get(t->db, "bookmark", &v, NULL, 0) > 0 && (uint64_t)v > t->last)
-            t->last = (uint64_t)v;
-    }
-    uint64_t bm = (t->pending_bm ? t->pending_bm : t->last) + 1;
-    if (!err && nchanges) {
+    /* the next number after what this transaction sees: records of other connections, and of
+     * this transaction before a ROLLBACK TO, are counted as they are */
+    uint64_t bm = 0;
+    if (!err && nchanges && !(err = tracker_bookmark(t, &bm))) {
         char schema[17], now[EVTIME_LEN + 1], bmv[32];
+        bm++;
         evtime_format(evtime_now_ms(), now);
         if (!(err = tracker_schema(t, schema))) {
             sqlite3_bind_int64(t->ins_change, 1, (sqlite3_int64)bm);
@@ -803,7 +794,6 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
         ti->head = ti->tail = NULL;
     }
     if (nchanges) {
-        t->pending_bm = bm;
         *bookmark = bm;
         if (t->em) emitter_note_outbox(t->em, sqlite3_last_insert_rowid(t->db));
     }
@@ -855,6 +845,7 @@ static void tracker_free(tracker *t)
     sqlite3_finalize(t->ins_change);
     sqlite3_finalize(t->set_meta);
     sqlite3_finalize(t->ins_outbox);
+    sqlite3_finalize(t->get_meta);
     free(t);
 }
 
@@ -893,14 +884,11 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
     t->db = db;
     t->refs = 1;
     t->prune_on_snapshot = cfg && cfg->prune_on_snapshot;
-    sqlite3_int64 last = 0;
     char src[64] = "";
-    if (meta_get(db, "bookmark", &last, NULL, 0) < 0 ||
-        meta_get(db, "source", NULL, src, sizeof src) < 0) {
+    if (meta_get(db, "source", NULL, src, sizeof src) < 0) {
         rc = ev_fail(EVENTS_EDB, "cannot read _events_meta: %s", sqlite3_errmsg(db));
         goto fail;
     }
-    t->last = (uint64_t)last;
     if (cfg && cfg->source) {
         snprintf(t->source, sizeof t->source, "%s", cfg->source);
     } else if (src[0]) {
@@ -932,7 +920,9 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
                            "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('bookmark', ?)",
                            -1, SQLITE_PREPARE_PERSISTENT, &t->set_meta, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(db, "INSERT INTO _events_outbox(event, changes) VALUES ('', ?)", -1,
-                           SQLITE_PREPARE_PERSISTENT, &t->ins_outbox, NULL) != SQLITE_OK) {
+                           SQLITE_PREPARE_PERSISTENT, &t->ins_outbox, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(db, "SELECT value FROM _events_meta WHERE key = 'bookmark'", -1,
+                           SQLITE_PREPARE_PERSISTENT, &t->get_meta, NULL) != SQLITE_OK) {
         rc = ev_fail(EVENTS_EDB, "cannot prepare the change log's statements: %s",
                      sqlite3_errmsg(db));
         goto fail;
@@ -1013,9 +1003,15 @@ sqlite3 *tracker_db(tracker *t)
 {
     return t->db;
 }
-uint64_t tracker_last(tracker *t)
+int tracker_bookmark(tracker *t, uint64_t *out)
 {
-    return t->last;
+    int s = sqlite3_step(t->get_meta);
+    *out = s == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(t->get_meta, 0) : 0;
+    int rc = s == SQLITE_ROW || s == SQLITE_DONE
+                 ? EVENTS_OK
+                 : ev_fail(EVENTS_EDB, "cannot read the bookmark: %s", sqlite3_errmsg(t->db));
+    sqlite3_reset(t->get_meta);
+    return rc;
 }
 const char *tracker_source(tracker *t)
 {
@@ -1142,13 +1138,20 @@ int events_tx_rollback(sqlite3 *db)
 int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1])
 {
     if (!db || !out) return ev_fail(EVENTS_EINVAL, "events_bookmark: no database");
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = tracker_of(db);
     if (t) {
-        sqlite3_mutex_enter(sqlite3_db_mutex(db));
-        bookmark_format(t->last, out);
+        uint64_t b;
+        int rc = tracker_bookmark(t, &b);
         sqlite3_mutex_leave(sqlite3_db_mutex(db));
+        if (rc) {
+            out[0] = 0;
+            return rc;
+        }
+        bookmark_format(b, out);
         return EVENTS_OK;
     }
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
     sqlite3_int64 v = 0;
     if (meta_get(db, "bookmark", &v, NULL, 0) < 0) v = 0; /* never tracked */
     bookmark_format((uint64_t)v, out);

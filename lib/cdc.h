@@ -51,7 +51,13 @@ int tracker_write(tracker *t, int (*fn)(void *ud), void *ud);
 int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark);
 
 sqlite3 *tracker_db(tracker *t);
-uint64_t tracker_last(tracker *t); /* the last committed bookmark */
+/*
+ * The last bookmark recorded in the database as the connection sees it: the one in
+ * _events_meta, which each record writes in its own transaction. So inside a transaction it
+ * is that transaction's last record, and a ROLLBACK (or a ROLLBACK TO) that takes a record
+ * away takes its bookmark with it; the next record gets that number again.
+ */
+int tracker_bookmark(tracker *t, uint64_t *out);
 const char *tracker_source(tracker *t);
 int tracker_prune_on_snapshot(tracker *t);
 /* The schema hash of the tracked tables as they are now (16 hex digits). */

@@ -114,20 +114,22 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
     return rc;
 }
 
-static int check_restorable(tracker *t, uint64_t b)
+/* Checks that the change log can go back to b; *now: the last bookmark. */
+static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
 {
     sqlite3 *db = tracker_db(t);
     char want[EVENTS_BOOKMARK_LEN + 1], bs[EVENTS_BOOKMARK_LEN + 1], last[EVENTS_BOOKMARK_LEN + 1];
+    int rc = tracker_bookmark(t, now);
+    if (rc) return rc;
     bookmark_format(b, bs);
-    bookmark_format(tracker_last(t), last);
-    if (b > tracker_last(t))
-        return ev_fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
+    bookmark_format(*now, last);
+    if (b > *now) return ev_fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
     int64_t oldest = scalar(db, "SELECT min(bookmark) FROM _events_changes WHERE ?1 = ?1", 0);
     int64_t have =
         scalar(db, "SELECT count(*) FROM _events_changes WHERE bookmark > ?", (int64_t)b);
     if (oldest < 0 || have < 0)
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
-    if ((uint64_t)have != tracker_last(t) - b) {
+    if ((uint64_t)have != *now - b) {
         char o[EVENTS_BOOKMARK_LEN + 1];
         bookmark_format(oldest > 0 ? (uint64_t)oldest - 1 : 0, o);
         return ev_fail(EVENTS_ESTATE,
@@ -145,7 +147,6 @@ static int check_restorable(tracker *t, uint64_t b)
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)b);
     sqlite3_bind_text(st, 2, want, -1, SQLITE_STATIC);
-    int rc = EVENTS_OK;
     if (sqlite3_step(st) == SQLITE_ROW) {
         char at[EVENTS_BOOKMARK_LEN + 1];
         bookmark_format((uint64_t)sqlite3_column_int64(st, 0), at);
@@ -180,8 +181,9 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
         rc = ev_fail(EVENTS_ESTATE, "events_restore: call it outside a transaction (it is one)");
         goto out;
     }
-    if ((rc = record_pending(t)) || (rc = check_restorable(t, b))) goto out;
-    if (b == tracker_last(t)) goto out; /* already there */
+    uint64_t now;
+    if ((rc = record_pending(t)) || (rc = check_restorable(t, b, &now))) goto out;
+    if (b == now) goto out; /* already there */
     /*
      * The changesets hold every row the history changed, those that triggers
      * and foreign-key actions changed included: while they are applied,

@@ -381,6 +381,96 @@ TEST(rollbacks_leave_no_trace_and_plain_writes_are_kept)
     free(dir);
 }
 
+/*
+ * Inside a transaction the service opened itself, each libevents call records at once: its
+ * bookmark is there to read at once, and a rollback (whole, or to a savepoint before the
+ * record) takes it back, so that the next record gets the number again and none is skipped.
+ */
+TEST(bookmark_inside_a_service_transaction_is_its_last_record)
+{
+    char *dir = test_tmpdir("cdc-bm-tx");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/b.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open_db(db, "docs", NULL, &c));
+    char bm[17];
+
+    REQUIRE(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (1, 1, 'a')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000001", bm);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (2, 2, 'b')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000002", bm);
+    CHECK_INT(0, events_collection_put(c, "d1", "{\"v\":1}"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000003", bm);
+    sqlite3_exec(db, "INSERT INTO ints VALUES (3, 3, 'plain')", NULL, NULL, NULL);
+    CHECK_INT(0, events_bookmark(db, bm)); /* a plain write is not recorded yet */
+    CHECK_STR("0000000000000003", bm);
+    REQUIRE(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000003", bm);
+
+    /* ROLLBACK: the records are gone, the bookmark is the one before, its number comes again */
+    REQUIRE(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (4, 4, 'gone')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000004", bm);
+    REQUIRE(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000003", bm);
+    CHECK_INT(0,
+              events_exec(db, "INSERT INTO ints VALUES (5, 5, 'kept')")); /* with the plain write */
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000004", bm);
+
+    /* ROLLBACK TO a savepoint before a record: the same */
+    REQUIRE(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (6, 6, 'six')"));
+    REQUIRE(sqlite3_exec(db, "SAVEPOINT s", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_collection_put(c, "d2", "{\"v\":2}"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+    REQUIRE(sqlite3_exec(db, "ROLLBACK TO s", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000005", bm);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (7, 7, 'seven')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+    REQUIRE(sqlite3_exec(db, "RELEASE s; COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+
+    /* events_tx_begin's transaction is recorded at its commit */
+    CHECK_INT(0, events_tx_begin(db));
+    sqlite3_exec(db, "INSERT INTO ints VALUES (8, 8, 'eight')", NULL, NULL, NULL);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+    CHECK_INT(0, events_tx_commit(db));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000007", bm);
+
+    /* the change log agrees: 1..7, none skipped, and the last one in _events_meta */
+    CHECK_INT(7, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(7, sql_int(db, "SELECT max(bookmark) FROM _events_changes"));
+    CHECK_INT(7, sql_int(db, "SELECT value FROM _events_meta WHERE key = 'bookmark'"));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM docs WHERE id = 'd2'"));
+    /* and so does restore: 6 is a bookmark, 8 is not yet */
+    CHECK_INT(0, events_restore(db, "0000000000000006", 0, NULL));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM ints WHERE id = 8"));
+    CHECK_INT(EVENTS_EINVAL, events_restore(db, "0000000000000009", 0, NULL));
+    CHECK_CONTAINS("after the last one, 0000000000000008", events_errmsg());
+    events_collection_close(c);
+    CHECK(tracked_by_nobody(db));
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* ---- the events of a recorded transaction -------------------------------------------------- */
 
 /* The "tables" and "changes" of transaction bm's sqlite.changeset event, as the sender builds it.
