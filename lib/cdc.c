@@ -225,7 +225,13 @@ struct tracker {
     char schema[17];
     sqlite3_stmt *ins_change, *set_meta, *ins_outbox;
     sqlite3_stmt *get_meta; /* the bookmark in _events_meta (tracker_bookmark) */
+    /*
+     * The emitter whose outbox the records feed (told of each row), or NULL. It holds one
+     * of refs while attached, so that the connection stays tracked while it is open; its
+     * close detaches it under the connection's mutex, which every use of em holds.
+     */
     events_emitter *em;
+    int owns_db; /* an emitter's own connection, left to the collections when it closed */
     tracker *next;
 };
 
@@ -951,15 +957,17 @@ out:
     return rc;
 }
 
-int events_untrack(sqlite3 *db)
+/*
+ * Drops one count of t, with the connection's mutex held. The last one records what is
+ * pending, takes the hooks off and frees t; *close_db is then the connection if the tracker
+ * had taken it from an emitter (to be closed once its mutex is released), else NULL.
+ */
+static int tracker_release(tracker *t, sqlite3 **close_db)
 {
-    if (!db) return ev_fail(EVENTS_EINVAL, "events_untrack: no database");
-    sqlite3_mutex_enter(sqlite3_db_mutex(db));
-    tracker *t = tracker_of(db);
+    sqlite3 *db = t->db;
     int rc = EVENTS_OK;
-    if (!t) {
-        rc = ev_fail(EVENTS_ESTATE, "events_untrack: the connection is not tracked");
-    } else if (--t->refs == 0) {
+    *close_db = NULL;
+    if (--t->refs == 0) {
         if (t->nentry) { /* writes not yet recorded: record them while we can */
             uint64_t bm;
             if (sqlite3_get_autocommit(db) && !cdc_exec(db, "BEGIN IMMEDIATE")) {
@@ -981,9 +989,23 @@ int events_untrack(sqlite3 *db)
         while (*pp != t) pp = &(*pp)->next;
         *pp = t->next;
         pthread_mutex_unlock(&reg_mu);
+        if (t->owns_db) *close_db = db;
         tracker_free(t);
     }
+    return rc;
+}
+
+int events_untrack(sqlite3 *db)
+{
+    if (!db) return ev_fail(EVENTS_EINVAL, "events_untrack: no database");
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
+    tracker *t = tracker_of(db);
+    sqlite3 *close_db = NULL;
+    int rc = t ? tracker_release(t, &close_db)
+               : ev_fail(EVENTS_ESTATE, "events_untrack: the connection is not tracked");
     sqlite3_mutex_leave(sqlite3_db_mutex(db));
+    /* _v2: a statement the closed emitter's outbox has not finalized yet does not keep it open */
+    if (close_db) sqlite3_close_v2(close_db);
     return rc;
 }
 
@@ -1003,6 +1025,7 @@ sqlite3 *tracker_db(tracker *t)
 {
     return t->db;
 }
+
 int tracker_bookmark(tracker *t, uint64_t *out)
 {
     int s = sqlite3_step(t->get_meta);
@@ -1013,6 +1036,7 @@ int tracker_bookmark(tracker *t, uint64_t *out)
     sqlite3_reset(t->get_meta);
     return rc;
 }
+
 const char *tracker_source(tracker *t)
 {
     return t->source;
@@ -1028,14 +1052,29 @@ int tracker_in_own_tx(tracker *t)
 
 void tracker_attach_emitter(sqlite3 *db, events_emitter *em)
 {
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = tracker_of(db);
-    if (t) t->em = em;
+    if (t && t->em != em) {
+        if (!t->em) t->refs++; /* the emitter's count (a second emitter takes over the first's) */
+        t->em = em;
+    }
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
 }
 
-void tracker_detach_emitter(sqlite3 *db, events_emitter *em)
+int tracker_detach_emitter(sqlite3 *db, events_emitter *em, int own_db, int *took_db)
 {
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = tracker_of(db);
-    if (t && t->em == em) t->em = NULL;
+    sqlite3 *close_db = NULL; /* stays NULL: the tracker takes the connection only if it stays */
+    int rc = EVENTS_OK;
+    *took_db = 0;
+    if (t && t->em == em) {
+        t->em = NULL;
+        if (own_db && t->refs > 1) t->owns_db = *took_db = 1;
+        rc = tracker_release(t, &close_db);
+    }
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
+    return rc;
 }
 
 int tracker_write(tracker *t, int (*fn)(void *ud), void *ud)
@@ -1115,8 +1154,8 @@ int events_tx_commit(sqlite3 *db)
     } else if (!(rc = tracker_record(t, -1, &bm))) {
         rc = cdc_exec(db, "COMMIT"); /* the commit hook ends own_tx */
     }
+    if (!rc && t->em) emitter_note_outbox(t->em, -1); /* under the lock: em may be closing */
     tracker_leave(t);
-    if (!rc && t->em) emitter_note_outbox(t->em, -1);
     return rc; /* on failure the transaction stays open: roll it back */
 }
 

@@ -65,9 +65,17 @@ int tracker_schema(tracker *t, char out[17]);
 /* 1 inside events_tx_begin's transaction. */
 int tracker_in_own_tx(tracker *t);
 
-/* The emitter whose outbox this connection feeds, told when a record adds an outbox row. */
+/*
+ * The emitter whose outbox this connection feeds, told when a record adds an outbox row.
+ * Attached, it counts as one events_track, so that the connection stays tracked while the
+ * emitter is open (its transactions and snapshots need it) even when no collection is.
+ * Detaching (events_emitter_close) drops that count, recording what is pending if it was the
+ * last. own_db: the connection is the emitter's own (db_path); if collections still hold the
+ * connection, the tracker takes it and closes it with the last of them (*took_db = 1: the
+ * outbox must not close it). A no-op, 0, if em is not the attached emitter.
+ */
 void tracker_attach_emitter(sqlite3 *db, events_emitter *em);
-void tracker_detach_emitter(sqlite3 *db, events_emitter *em);
+int tracker_detach_emitter(sqlite3 *db, events_emitter *em, int own_db, int *took_db);
 
 /* Bookmarks: 16 lowercase hex digits. */
 void bookmark_format(uint64_t b, char out[EVENTS_BOOKMARK_LEN + 1]);
