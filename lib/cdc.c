@@ -1009,6 +1009,25 @@ int events_untrack(sqlite3 *db)
     return rc;
 }
 
+tracker *tracker_lock(sqlite3 *db)
+{
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
+    tracker *t = tracker_of(db);
+    if (t)
+        t->strict++;
+    else
+        sqlite3_mutex_leave(sqlite3_db_mutex(db));
+    return t;
+}
+
+int tracker_in_own_tx_of(sqlite3 *db)
+{
+    tracker *t = tracker_lock(db);
+    int in = t && tracker_in_own_tx(t);
+    if (t) tracker_leave(t);
+    return in;
+}
+
 void tracker_enter(tracker *t)
 {
     sqlite3_mutex_enter(sqlite3_db_mutex(t->db));
@@ -1099,9 +1118,10 @@ int tracker_write(tracker *t, int (*fn)(void *ud), void *ud)
 
 /* ---- the API ------------------------------------------------------------------------- */
 
+/* tracker_lock(db), or NULL and an error naming the call. */
 static tracker *tracked(sqlite3 *db, const char *what)
 {
-    tracker *t = db ? tracker_of(db) : NULL;
+    tracker *t = db ? tracker_lock(db) : NULL;
     if (!t) ev_fail(EVENTS_ESTATE, "%s: the connection is not tracked (events_track)", what);
     return t;
 }
@@ -1121,10 +1141,8 @@ int events_exec(sqlite3 *db, const char *sql)
 {
     tracker *t = tracked(db, "events_exec");
     if (!t) return EVENTS_ESTATE;
-    if (!sql) return ev_fail(EVENTS_EINVAL, "events_exec: no SQL");
-    tracker_enter(t);
     exec_arg a = {db, sql};
-    int rc = tracker_write(t, run_exec, &a);
+    int rc = sql ? tracker_write(t, run_exec, &a) : ev_fail(EVENTS_EINVAL, "events_exec: no SQL");
     tracker_leave(t);
     return rc;
 }
@@ -1133,7 +1151,6 @@ int events_tx_begin(sqlite3 *db)
 {
     tracker *t = tracked(db, "events_tx_begin");
     if (!t) return EVENTS_ESTATE;
-    tracker_enter(t);
     int rc = !sqlite3_get_autocommit(db)
                  ? ev_fail(EVENTS_ESTATE, "events_tx_begin: a transaction is already open")
                  : cdc_exec(db, "BEGIN IMMEDIATE");
@@ -1146,7 +1163,6 @@ int events_tx_commit(sqlite3 *db)
 {
     tracker *t = tracked(db, "events_tx_commit");
     if (!t) return EVENTS_ESTATE;
-    tracker_enter(t);
     int rc;
     uint64_t bm;
     if (!tracker_in_own_tx(t)) {
@@ -1163,7 +1179,6 @@ int events_tx_rollback(sqlite3 *db)
 {
     tracker *t = tracked(db, "events_tx_rollback");
     if (!t) return EVENTS_ESTATE;
-    tracker_enter(t);
     int rc = EVENTS_OK;
     if (!tracker_in_own_tx(t)) {
         rc = ev_fail(EVENTS_ESTATE, "events_tx_rollback without events_tx_begin");

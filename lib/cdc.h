@@ -27,12 +27,21 @@ typedef struct tracker tracker;
 /* The internal tables, created by both the outbox and the tracker. */
 extern const char CDC_SCHEMA_SQL[];
 
-/* The tracker of a connection, or NULL. */
+/* The tracker of a connection, or NULL; to be used only under a count of it (a collection,
+ * an attached emitter) or the connection's mutex: see tracker_lock. */
 tracker *tracker_of(sqlite3 *db);
 
 /* Locks the connection and marks a libevents call (writes to tables without a key fail). */
 void tracker_enter(tracker *t);
 void tracker_leave(tracker *t);
+
+/*
+ * The tracker of db, entered as by tracker_enter, or NULL (nothing locked). The lookup is
+ * made under the connection's mutex: a tracker looked up first and locked after may have
+ * been freed in between by an untrack on another thread (closing the last collection). A
+ * caller holding no count of the tracker must find it this way.
+ */
+tracker *tracker_lock(sqlite3 *db);
 
 /*
  * Runs fn(ud) as a recorded write: in a transaction of its own (BEGIN
@@ -64,6 +73,8 @@ int tracker_prune_on_snapshot(tracker *t);
 int tracker_schema(tracker *t, char out[17]);
 /* 1 inside events_tx_begin's transaction. */
 int tracker_in_own_tx(tracker *t);
+/* The same for a connection that may not be tracked (0 then), looked up under its lock. */
+int tracker_in_own_tx_of(sqlite3 *db);
 
 /*
  * The emitter whose outbox this connection feeds, told when a record adds an outbox row.

@@ -448,7 +448,7 @@ static int end_tx(events_emitter *em, int commit)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
     sqlite3 *edb = outbox_edb(em->ob);
-    if (edb && tracker_of(edb) && tracker_in_own_tx(tracker_of(edb)))
+    if (edb && tracker_in_own_tx_of(edb))
         return commit ? events_tx_commit(edb) : events_tx_rollback(edb);
     pthread_mutex_lock(&em->mu);
     int rc;
@@ -537,7 +537,7 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
     if (!em) return EVENTS_OK;
     int rc = EVENTS_OK;
     sqlite3 *edb = outbox_edb(em->ob);
-    if (edb && tracker_of(edb) && tracker_in_own_tx(tracker_of(edb))) {
+    if (edb && tracker_in_own_tx_of(edb)) {
         events_tx_rollback(edb);
         rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
     }

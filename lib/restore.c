@@ -172,11 +172,13 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
     if (bookmark_parse(bookmark, &b))
         return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
                        bookmark ? bookmark : "");
-    int own = !tracker_of(db);
-    int rc = own ? events_track(db, NULL) : EVENTS_OK;
-    if (rc) return rc;
-    tracker *t = tracker_of(db);
-    tracker_enter(t);
+    tracker *t = tracker_lock(db);
+    int own = !t, rc = EVENTS_OK;
+    if (own) { /* tracked for the call: that count keeps t */
+        if ((rc = events_track(db, NULL))) return rc;
+        if (!(t = tracker_lock(db)))
+            return ev_fail(EVENTS_ESTATE, "events_restore: untracked on another thread");
+    }
     if (!sqlite3_get_autocommit(db)) {
         rc = ev_fail(EVENTS_ESTATE, "events_restore: call it outside a transaction (it is one)");
         goto out;
@@ -329,8 +331,10 @@ out:
 
 static int prune_to(sqlite3 *db, uint64_t bm)
 {
-    tracker *t = tracker_of(db);
-    if (!t || !tracker_prune_on_snapshot(t)) return EVENTS_OK;
+    tracker *t = tracker_lock(db);
+    int prune = t && tracker_prune_on_snapshot(t);
+    if (t) tracker_leave(t);
+    if (!prune) return EVENTS_OK;
     char b[EVENTS_BOOKMARK_LEN + 1];
     bookmark_format(bm, b);
     return events_changes_prune(db, b);
@@ -338,10 +342,9 @@ static int prune_to(sqlite3 *db, uint64_t bm)
 
 static int snapshot_to(sqlite3 *db, const char *path, uint64_t *bm)
 {
-    tracker *t = tracker_of(db);
+    tracker *t = tracker_lock(db);
     int rc = EVENTS_OK;
     if (t) { /* writes not yet recorded would be in the copy without a bookmark */
-        tracker_enter(t);
         rc = sqlite3_get_autocommit(db) ? record_pending(t) : EVENTS_OK;
         tracker_leave(t);
         if (rc) return rc;
@@ -435,8 +438,11 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "events_snapshot: no emitter");
     sqlite3 *db = outbox_edb(em->ob);
-    tracker *t = db ? tracker_of(db) : NULL;
+    tracker *t = db ? tracker_lock(db) : NULL;
     if (!t) return ev_fail(EVENTS_ESTATE, "events_snapshot: the emitter's database is not tracked");
+    char source[64];
+    snprintf(source, sizeof source, "%s", tracker_source(t));
+    tracker_leave(t);
     const char *tmpdir = getenv("TMPDIR");
     char path[4200];
     snprintf(path, sizeof path, "%s/events-snapshot-%016llx.db",
@@ -453,7 +459,7 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
     else if (n >= 2 && !strcmp(em->endpoint + n - 2, "/e"))
         n -= 2;
     snprintf(base, sizeof base, "%.*s", (int)n, em->endpoint);
-    rc = snapshot_upload(path, base, em->auth_header, tracker_source(t), bs);
+    rc = snapshot_upload(path, base, em->auth_header, source, bs);
     unlink(path);
     if (!rc) rc = prune_to(db, bm);
     if (!rc && bookmark) memcpy(bookmark, bs, sizeof bs);

@@ -12,8 +12,10 @@
 #include "test.h"
 
 #include <jansson.h>
+#include <pthread.h>
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -788,6 +790,75 @@ TEST(collections_api_and_bad_input)
     events_collection_close(c);
     CHECK(tracked_by_nobody(db));
     sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- threads -------------------------------------------------------------------------------- */
+
+typedef struct churn {
+    sqlite3 *db;
+    int rounds, failed;
+    atomic_int done;
+} churn;
+
+/* Opens and closes a collection: the connection is tracked and untracked each round. */
+static void *open_close_collection(void *ud)
+{
+    churn *ch = ud;
+    for (int i = 0; i < ch->rounds; i++) {
+        events_collection *c;
+        if (events_collection_open_db(ch->db, "docs", NULL, &c)) {
+            ch->failed++;
+            continue;
+        }
+        events_collection_close(c);
+    }
+    atomic_store(&ch->done, 1);
+    return NULL;
+}
+
+/*
+ * Calls on a connection that another thread tracks and untracks work or say that it is not
+ * tracked. (They looked the tracker up, then locked the connection: an untrack in between
+ * freed what they locked.)
+ */
+TEST(calls_while_another_thread_untracks)
+{
+    char *dir = test_tmpdir("cdc-churn");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/c.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v)", NULL, NULL, NULL);
+    events_collection *c; /* its table made now: a schema change would stop the restores */
+    REQUIRE_INT(0, events_collection_open_db(db, "docs", NULL, &c));
+    events_collection_close(c);
+    churn ch = {db, 1000, 0, 0};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, open_close_collection, &ch) == 0);
+    int recorded = 0, untracked = 0, other = 0;
+    while (!atomic_load(&ch.done)) {
+        int rc = events_exec(db, "INSERT OR REPLACE INTO t VALUES (1, random())");
+        if (rc == EVENTS_OK)
+            recorded++;
+        else if (rc == EVENTS_ESTATE)
+            untracked++;
+        else
+            other++;
+        char bm[17];
+        CHECK_INT(0, events_bookmark(db, bm));
+        if (events_restore(db, bm, 1, NULL)) /* a dry run to where it is */
+            test_fail(__FILE__, __LINE__, "events_restore to %s: %s", bm, events_errmsg());
+        if (test_failed_now()) break;
+    }
+    pthread_join(th, NULL);
+    fprintf(stderr, "  %d recorded, %d not tracked at the time\n", recorded, untracked);
+    CHECK_INT(0, other);
+    CHECK_INT(0, ch.failed);
+    CHECK(tracked_by_nobody(db));
+    CHECK_INT(SQLITE_OK, sqlite3_close(db));
     test_rmtree(dir);
     free(dir);
 }
