@@ -140,6 +140,18 @@ EVENTS_API int events_emitter_open(const events_config *cfg, events_emitter **ou
  * frees the emitter. Events not delivered stay in the outbox for the next
  * open; in memory-only mode they are counted as dropped and lost. Returns
  * EVENTS_OK, or EVENTS_ETIMEDOUT if events were left. NULL is ignored.
+ *
+ * Lifetimes: em is gone after the call, whatever it returns. A transaction
+ * left open by events_begin is rolled back (EVENTS_ESTATE). Collections opened
+ * through the emitter are not closed: they belong to the database connection,
+ * and every call on them, and on the tracked connection (events_exec,
+ * events_tx_*, events_bookmark, events_restore, events_snapshot_file), goes on
+ * working; what they record waits in the outbox for the next emitter opened on
+ * the database. With db_path, the emitter's own connection stays open for
+ * them, and the last events_collection_close on it closes it. While it is
+ * open, an emitter on a tracked database counts as one events_track of it, so
+ * that events_begin and events_snapshot keep working after its collections are
+ * closed; its close is the matching events_untrack.
  */
 EVENTS_API int events_emitter_close(events_emitter *em, int64_t timeout_ms);
 
@@ -251,8 +263,10 @@ EVENTS_API void events_emitter_stats(events_emitter *em, events_stats *out);
  * itself, each libevents call records at once (one bookmark per call).
  *
  * Threads: the calls lock the connection for their duration. The connection
- * must stay open while it is tracked; events_untrack (or closing the last
- * collection and emitter on it) before sqlite3_close.
+ * must stay open while it is tracked. Each events_track, each collection and
+ * an emitter open on it while it is tracked count once; it is untracked when
+ * the last count goes (events_untrack, events_collection_close,
+ * events_emitter_close), and only then may it be closed (sqlite3_close).
  */
 
 /* A bookmark: 16 lowercase hex digits, string order = change order. */
@@ -290,7 +304,16 @@ EVENTS_API int events_tx_begin(sqlite3 *db);
 EVENTS_API int events_tx_commit(sqlite3 *db);
 EVENTS_API int events_tx_rollback(sqlite3 *db);
 
-/* The bookmark of the last recorded transaction ("0000000000000000" before any). */
+/*
+ * The bookmark of the last transaction recorded in the database, as this connection sees it
+ * ("0000000000000000" before any). Inside a transaction the service opened itself, each
+ * libevents call records at once, and this is the bookmark of the last one; inside
+ * events_tx_begin's (or events_begin's) transaction nothing is recorded before the commit.
+ * A ROLLBACK, or a ROLLBACK TO a savepoint taken before a record, takes the record away and
+ * its bookmark with it: events_bookmark is the one before again, and the next record gets
+ * the number again. So a bookmark read inside a transaction names a change once that
+ * transaction commits, not before. EVENTS_EDB if the connection cannot read _events_meta.
+ */
 EVENTS_API int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1]);
 
 typedef struct events_restore_report {
@@ -362,6 +385,12 @@ typedef struct events_collection_config {
  * not starting with _events_ or sqlite_) on the emitter's database, or on a
  * database without an emitter (its events wait in the outbox until an emitter
  * opens on it). Tracks the connection if it is not yet. cfg may be NULL.
+ *
+ * Lifetimes: a collection belongs to the database connection, not to the
+ * emitter, and counts as one events_track of it. It stays valid, every call
+ * working, until events_collection_close, in whichever order the emitter and
+ * the collections are closed (see events_emitter_close). events_collection_close
+ * ignores NULL; the handle is gone after it.
  */
 EVENTS_API int events_collection_open(events_emitter *em, const char *name,
                                       const events_collection_config *cfg, events_collection **out);

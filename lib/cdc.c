@@ -215,18 +215,23 @@ struct tracker {
     tinfo *last_t; /* the hook's one-entry cache */
     entry **hash;
     size_t nbucket, nentry;
-    entry *recorded;     /* recorded in the open transaction: back to pending if it rolls back */
-    uint64_t last;       /* last committed bookmark */
-    uint64_t pending_bm; /* the open transaction's last recorded bookmark (0: none) */
-    int strict;          /* inside a libevents call: writes to tables without a key fail */
-    int own_tx;    /* events_tx_begin is open (and so, libevents' as well); the hooks clear it */
-    char err[300]; /* what the hook could not capture ("" if all well) */
+    entry *recorded; /* recorded in the open transaction: back to pending if it rolls back */
+    int strict;      /* inside a libevents call: writes to tables without a key fail */
+    int own_tx;      /* events_tx_begin is open (and so, libevents' as well); the hooks clear it */
+    char err[300];   /* what the hook could not capture ("" if all well) */
     char source[64];
     int prune_on_snapshot;
     int schema_cookie; /* schema_version the cached hash and table info belong to */
     char schema[17];
     sqlite3_stmt *ins_change, *set_meta, *ins_outbox;
+    sqlite3_stmt *get_meta; /* the bookmark in _events_meta (tracker_bookmark) */
+    /*
+     * The emitter whose outbox the records feed (told of each row), or NULL. It holds one
+     * of refs while attached, so that the connection stays tracked while it is open; its
+     * close detaches it under the connection's mutex, which every use of em holds.
+     */
     events_emitter *em;
+    int owns_db; /* an emitter's own connection, left to the collections when it closed */
     tracker *next;
 };
 
@@ -516,7 +521,6 @@ static void on_rollback(void *ud)
         link_entry(t, e);
     }
     t->recorded = NULL;
-    t->pending_bm = 0;
     t->own_tx = 0;
     t->err[0] = 0; /* what went wrong went away with the transaction */
 }
@@ -529,8 +533,6 @@ static int on_commit(void *ud)
         free(e);
     }
     t->recorded = NULL;
-    if (t->pending_bm) t->last = t->pending_bm;
-    t->pending_bm = 0;
     t->own_tx = 0;
     return 0;
 }
@@ -614,8 +616,6 @@ int cdc_tables(sqlite3 *db, char ***names, int *n)
 }
 
 /* ---- recording ------------------------------------------------------------------ */
-
-static int meta_get(sqlite3 *db, const char *key, sqlite3_int64 *iv, char *sv, size_t svlen);
 
 /* Field offsets of a record of n fields at p; 0 if malformed. */
 static int split_fields(const unsigned char *p, size_t len, int n, size_t *off, size_t *flen)
@@ -758,15 +758,12 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
     }
     free(off), free(flen), free(coff), free(clen);
     buf_free(&cur);
-    /* another connection (events snapshot, a second tracker) may have recorded */
-    if (!t->pending_bm) {
-        sqlite3_int64 v = 0;
-        if (meta_get(t->db, "bookmark", &v, NULL, 0) > 0 && (uint64_t)v > t->last)
-            t->last = (uint64_t)v;
-    }
-    uint64_t bm = (t->pending_bm ? t->pending_bm : t->last) + 1;
-    if (!err && nchanges) {
+    /* the next number after what this transaction sees: records of other connections, and of
+     * this transaction before a ROLLBACK TO, are counted as they are */
+    uint64_t bm = 0;
+    if (!err && nchanges && !(err = tracker_bookmark(t, &bm))) {
         char schema[17], now[EVTIME_LEN + 1], bmv[32];
+        bm++;
         evtime_format(evtime_now_ms(), now);
         if (!(err = tracker_schema(t, schema))) {
             sqlite3_bind_int64(t->ins_change, 1, (sqlite3_int64)bm);
@@ -803,7 +800,6 @@ int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
         ti->head = ti->tail = NULL;
     }
     if (nchanges) {
-        t->pending_bm = bm;
         *bookmark = bm;
         if (t->em) emitter_note_outbox(t->em, sqlite3_last_insert_rowid(t->db));
     }
@@ -855,6 +851,7 @@ static void tracker_free(tracker *t)
     sqlite3_finalize(t->ins_change);
     sqlite3_finalize(t->set_meta);
     sqlite3_finalize(t->ins_outbox);
+    sqlite3_finalize(t->get_meta);
     free(t);
 }
 
@@ -893,14 +890,11 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
     t->db = db;
     t->refs = 1;
     t->prune_on_snapshot = cfg && cfg->prune_on_snapshot;
-    sqlite3_int64 last = 0;
     char src[64] = "";
-    if (meta_get(db, "bookmark", &last, NULL, 0) < 0 ||
-        meta_get(db, "source", NULL, src, sizeof src) < 0) {
+    if (meta_get(db, "source", NULL, src, sizeof src) < 0) {
         rc = ev_fail(EVENTS_EDB, "cannot read _events_meta: %s", sqlite3_errmsg(db));
         goto fail;
     }
-    t->last = (uint64_t)last;
     if (cfg && cfg->source) {
         snprintf(t->source, sizeof t->source, "%s", cfg->source);
     } else if (src[0]) {
@@ -932,7 +926,9 @@ int events_track(sqlite3 *db, const events_track_config *cfg)
                            "INSERT OR REPLACE INTO _events_meta(key, value) VALUES ('bookmark', ?)",
                            -1, SQLITE_PREPARE_PERSISTENT, &t->set_meta, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(db, "INSERT INTO _events_outbox(event, changes) VALUES ('', ?)", -1,
-                           SQLITE_PREPARE_PERSISTENT, &t->ins_outbox, NULL) != SQLITE_OK) {
+                           SQLITE_PREPARE_PERSISTENT, &t->ins_outbox, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(db, "SELECT value FROM _events_meta WHERE key = 'bookmark'", -1,
+                           SQLITE_PREPARE_PERSISTENT, &t->get_meta, NULL) != SQLITE_OK) {
         rc = ev_fail(EVENTS_EDB, "cannot prepare the change log's statements: %s",
                      sqlite3_errmsg(db));
         goto fail;
@@ -961,15 +957,17 @@ out:
     return rc;
 }
 
-int events_untrack(sqlite3 *db)
+/*
+ * Drops one count of t, with the connection's mutex held. The last one records what is
+ * pending, takes the hooks off and frees t; *close_db is then the connection if the tracker
+ * had taken it from an emitter (to be closed once its mutex is released), else NULL.
+ */
+static int tracker_release(tracker *t, sqlite3 **close_db)
 {
-    if (!db) return ev_fail(EVENTS_EINVAL, "events_untrack: no database");
-    sqlite3_mutex_enter(sqlite3_db_mutex(db));
-    tracker *t = tracker_of(db);
+    sqlite3 *db = t->db;
     int rc = EVENTS_OK;
-    if (!t) {
-        rc = ev_fail(EVENTS_ESTATE, "events_untrack: the connection is not tracked");
-    } else if (--t->refs == 0) {
+    *close_db = NULL;
+    if (--t->refs == 0) {
         if (t->nentry) { /* writes not yet recorded: record them while we can */
             uint64_t bm;
             if (sqlite3_get_autocommit(db) && !cdc_exec(db, "BEGIN IMMEDIATE")) {
@@ -991,10 +989,43 @@ int events_untrack(sqlite3 *db)
         while (*pp != t) pp = &(*pp)->next;
         *pp = t->next;
         pthread_mutex_unlock(&reg_mu);
+        if (t->owns_db) *close_db = db;
         tracker_free(t);
     }
-    sqlite3_mutex_leave(sqlite3_db_mutex(db));
     return rc;
+}
+
+int events_untrack(sqlite3 *db)
+{
+    if (!db) return ev_fail(EVENTS_EINVAL, "events_untrack: no database");
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
+    tracker *t = tracker_of(db);
+    sqlite3 *close_db = NULL;
+    int rc = t ? tracker_release(t, &close_db)
+               : ev_fail(EVENTS_ESTATE, "events_untrack: the connection is not tracked");
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
+    /* _v2: a statement the closed emitter's outbox has not finalized yet does not keep it open */
+    if (close_db) sqlite3_close_v2(close_db);
+    return rc;
+}
+
+tracker *tracker_lock(sqlite3 *db)
+{
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
+    tracker *t = tracker_of(db);
+    if (t)
+        t->strict++;
+    else
+        sqlite3_mutex_leave(sqlite3_db_mutex(db));
+    return t;
+}
+
+int tracker_in_own_tx_of(sqlite3 *db)
+{
+    tracker *t = tracker_lock(db);
+    int in = t && tracker_in_own_tx(t);
+    if (t) tracker_leave(t);
+    return in;
 }
 
 void tracker_enter(tracker *t)
@@ -1013,10 +1044,18 @@ sqlite3 *tracker_db(tracker *t)
 {
     return t->db;
 }
-uint64_t tracker_last(tracker *t)
+
+int tracker_bookmark(tracker *t, uint64_t *out)
 {
-    return t->last;
+    int s = sqlite3_step(t->get_meta);
+    *out = s == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(t->get_meta, 0) : 0;
+    int rc = s == SQLITE_ROW || s == SQLITE_DONE
+                 ? EVENTS_OK
+                 : ev_fail(EVENTS_EDB, "cannot read the bookmark: %s", sqlite3_errmsg(t->db));
+    sqlite3_reset(t->get_meta);
+    return rc;
 }
+
 const char *tracker_source(tracker *t)
 {
     return t->source;
@@ -1032,14 +1071,29 @@ int tracker_in_own_tx(tracker *t)
 
 void tracker_attach_emitter(sqlite3 *db, events_emitter *em)
 {
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = tracker_of(db);
-    if (t) t->em = em;
+    if (t && t->em != em) {
+        if (!t->em) t->refs++; /* the emitter's count (a second emitter takes over the first's) */
+        t->em = em;
+    }
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
 }
 
-void tracker_detach_emitter(sqlite3 *db, events_emitter *em)
+int tracker_detach_emitter(sqlite3 *db, events_emitter *em, int own_db, int *took_db)
 {
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = tracker_of(db);
-    if (t && t->em == em) t->em = NULL;
+    sqlite3 *close_db = NULL; /* stays NULL: the tracker takes the connection only if it stays */
+    int rc = EVENTS_OK;
+    *took_db = 0;
+    if (t && t->em == em) {
+        t->em = NULL;
+        if (own_db && t->refs > 1) t->owns_db = *took_db = 1;
+        rc = tracker_release(t, &close_db);
+    }
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
+    return rc;
 }
 
 int tracker_write(tracker *t, int (*fn)(void *ud), void *ud)
@@ -1064,9 +1118,10 @@ int tracker_write(tracker *t, int (*fn)(void *ud), void *ud)
 
 /* ---- the API ------------------------------------------------------------------------- */
 
+/* tracker_lock(db), or NULL and an error naming the call. */
 static tracker *tracked(sqlite3 *db, const char *what)
 {
-    tracker *t = db ? tracker_of(db) : NULL;
+    tracker *t = db ? tracker_lock(db) : NULL;
     if (!t) ev_fail(EVENTS_ESTATE, "%s: the connection is not tracked (events_track)", what);
     return t;
 }
@@ -1086,10 +1141,8 @@ int events_exec(sqlite3 *db, const char *sql)
 {
     tracker *t = tracked(db, "events_exec");
     if (!t) return EVENTS_ESTATE;
-    if (!sql) return ev_fail(EVENTS_EINVAL, "events_exec: no SQL");
-    tracker_enter(t);
     exec_arg a = {db, sql};
-    int rc = tracker_write(t, run_exec, &a);
+    int rc = sql ? tracker_write(t, run_exec, &a) : ev_fail(EVENTS_EINVAL, "events_exec: no SQL");
     tracker_leave(t);
     return rc;
 }
@@ -1098,7 +1151,6 @@ int events_tx_begin(sqlite3 *db)
 {
     tracker *t = tracked(db, "events_tx_begin");
     if (!t) return EVENTS_ESTATE;
-    tracker_enter(t);
     int rc = !sqlite3_get_autocommit(db)
                  ? ev_fail(EVENTS_ESTATE, "events_tx_begin: a transaction is already open")
                  : cdc_exec(db, "BEGIN IMMEDIATE");
@@ -1111,7 +1163,6 @@ int events_tx_commit(sqlite3 *db)
 {
     tracker *t = tracked(db, "events_tx_commit");
     if (!t) return EVENTS_ESTATE;
-    tracker_enter(t);
     int rc;
     uint64_t bm;
     if (!tracker_in_own_tx(t)) {
@@ -1119,8 +1170,8 @@ int events_tx_commit(sqlite3 *db)
     } else if (!(rc = tracker_record(t, -1, &bm))) {
         rc = cdc_exec(db, "COMMIT"); /* the commit hook ends own_tx */
     }
+    if (!rc && t->em) emitter_note_outbox(t->em, -1); /* under the lock: em may be closing */
     tracker_leave(t);
-    if (!rc && t->em) emitter_note_outbox(t->em, -1);
     return rc; /* on failure the transaction stays open: roll it back */
 }
 
@@ -1128,7 +1179,6 @@ int events_tx_rollback(sqlite3 *db)
 {
     tracker *t = tracked(db, "events_tx_rollback");
     if (!t) return EVENTS_ESTATE;
-    tracker_enter(t);
     int rc = EVENTS_OK;
     if (!tracker_in_own_tx(t)) {
         rc = ev_fail(EVENTS_ESTATE, "events_tx_rollback without events_tx_begin");
@@ -1142,13 +1192,20 @@ int events_tx_rollback(sqlite3 *db)
 int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1])
 {
     if (!db || !out) return ev_fail(EVENTS_EINVAL, "events_bookmark: no database");
+    sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = tracker_of(db);
     if (t) {
-        sqlite3_mutex_enter(sqlite3_db_mutex(db));
-        bookmark_format(t->last, out);
+        uint64_t b;
+        int rc = tracker_bookmark(t, &b);
         sqlite3_mutex_leave(sqlite3_db_mutex(db));
+        if (rc) {
+            out[0] = 0;
+            return rc;
+        }
+        bookmark_format(b, out);
         return EVENTS_OK;
     }
+    sqlite3_mutex_leave(sqlite3_db_mutex(db));
     sqlite3_int64 v = 0;
     if (meta_get(db, "bookmark", &v, NULL, 0) < 0) v = 0; /* never tracked */
     bookmark_format((uint64_t)v, out);

@@ -27,12 +27,21 @@ typedef struct tracker tracker;
 /* The internal tables, created by both the outbox and the tracker. */
 extern const char CDC_SCHEMA_SQL[];
 
-/* The tracker of a connection, or NULL. */
+/* The tracker of a connection, or NULL; to be used only under a count of it (a collection,
+ * an attached emitter) or the connection's mutex: see tracker_lock. */
 tracker *tracker_of(sqlite3 *db);
 
 /* Locks the connection and marks a libevents call (writes to tables without a key fail). */
 void tracker_enter(tracker *t);
 void tracker_leave(tracker *t);
+
+/*
+ * The tracker of db, entered as by tracker_enter, or NULL (nothing locked). The lookup is
+ * made under the connection's mutex: a tracker looked up first and locked after may have
+ * been freed in between by an untrack on another thread (closing the last collection). A
+ * caller holding no count of the tracker must find it this way.
+ */
+tracker *tracker_lock(sqlite3 *db);
 
 /*
  * Runs fn(ud) as a recorded write: in a transaction of its own (BEGIN
@@ -51,17 +60,33 @@ int tracker_write(tracker *t, int (*fn)(void *ud), void *ud);
 int tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark);
 
 sqlite3 *tracker_db(tracker *t);
-uint64_t tracker_last(tracker *t); /* the last committed bookmark */
+/*
+ * The last bookmark recorded in the database as the connection sees it: the one in
+ * _events_meta, which each record writes in its own transaction. So inside a transaction it
+ * is that transaction's last record, and a ROLLBACK (or a ROLLBACK TO) that takes a record
+ * away takes its bookmark with it; the next record gets that number again.
+ */
+int tracker_bookmark(tracker *t, uint64_t *out);
 const char *tracker_source(tracker *t);
 int tracker_prune_on_snapshot(tracker *t);
 /* The schema hash of the tracked tables as they are now (16 hex digits). */
 int tracker_schema(tracker *t, char out[17]);
 /* 1 inside events_tx_begin's transaction. */
 int tracker_in_own_tx(tracker *t);
+/* The same for a connection that may not be tracked (0 then), looked up under its lock. */
+int tracker_in_own_tx_of(sqlite3 *db);
 
-/* The emitter whose outbox this connection feeds, told when a record adds an outbox row. */
+/*
+ * The emitter whose outbox this connection feeds, told when a record adds an outbox row.
+ * Attached, it counts as one events_track, so that the connection stays tracked while the
+ * emitter is open (its transactions and snapshots need it) even when no collection is.
+ * Detaching (events_emitter_close) drops that count, recording what is pending if it was the
+ * last. own_db: the connection is the emitter's own (db_path); if collections still hold the
+ * connection, the tracker takes it and closes it with the last of them (*took_db = 1: the
+ * outbox must not close it). A no-op, 0, if em is not the attached emitter.
+ */
 void tracker_attach_emitter(sqlite3 *db, events_emitter *em);
-void tracker_detach_emitter(sqlite3 *db, events_emitter *em);
+int tracker_detach_emitter(sqlite3 *db, events_emitter *em, int own_db, int *took_db);
 
 /* Bookmarks: 16 lowercase hex digits. */
 void bookmark_format(uint64_t b, char out[EVENTS_BOOKMARK_LEN + 1]);

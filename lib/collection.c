@@ -6,6 +6,11 @@
  * tracker_write, so each one is recorded with the transaction it belongs to,
  * and the sender turns the recorded changes into collection.* events
  * (expand.c): nothing here writes an event.
+ *
+ * A collection holds one count of its connection's tracker (so c->t stays
+ * valid until events_collection_close) and knows no emitter: the tracker
+ * tells whichever emitter is attached, if any, so closing the emitter first
+ * leaves every call here working.
  */
 #include "cdc.h"
 #include "emitter_int.h"

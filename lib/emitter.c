@@ -448,7 +448,7 @@ static int end_tx(events_emitter *em, int commit)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
     sqlite3 *edb = outbox_edb(em->ob);
-    if (edb && tracker_of(edb) && tracker_in_own_tx(tracker_of(edb)))
+    if (edb && tracker_in_own_tx_of(edb))
         return commit ? events_tx_commit(edb) : events_tx_rollback(edb);
     pthread_mutex_lock(&em->mu);
     int rc;
@@ -537,7 +537,7 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
     if (!em) return EVENTS_OK;
     int rc = EVENTS_OK;
     sqlite3 *edb = outbox_edb(em->ob);
-    if (edb && tracker_of(edb) && tracker_in_own_tx(tracker_of(edb))) {
+    if (edb && tracker_in_own_tx_of(edb)) {
         events_tx_rollback(edb);
         rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
     }
@@ -546,6 +546,15 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
         em->in_tx = 0;
         rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
     }
+    /*
+     * From here on the tracker neither tells this emitter of its records nor counts it; its
+     * collections go on (their records wait in the outbox for the next emitter), on the
+     * emitter's own connection too, which the tracker then closes with the last of them.
+     */
+    int took_db = 0;
+    int drc = edb ? tracker_detach_emitter(edb, em, outbox_owns_edb(em->ob), &took_db) : EVENTS_OK;
+    if (took_db) outbox_leave_edb(em->ob);
+    if (!rc) rc = drc;
     int frc =
         timeout_ms > 0 ? events_flush(em, timeout_ms) : (queued(em) ? EVENTS_ETIMEDOUT : EVENTS_OK);
     __atomic_store_n(&em->abort_at, evtime_mono_ms(),

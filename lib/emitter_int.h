@@ -5,7 +5,11 @@
  *
  * Ownership: the emitter owns the outbox and the sender thread. The outbox's
  * emit side is used under the emitter's mutex; its send side only by the
- * sender thread; counters are atomics readable from anywhere.
+ * sender thread; counters are atomics readable from anywhere. The emitter
+ * does not own the collections opened through it: on a tracked connection it
+ * holds one count of the tracker while it is open, and its close detaches it
+ * (cdc.h, tracker_detach_emitter), handing its own connection to the tracker
+ * when collections still use it.
  */
 #ifndef EVENTS_EMITTER_INT_H
 #define EVENTS_EMITTER_INT_H
@@ -79,6 +83,10 @@ void outbox_after(const ob_batch *b, uint64_t *seq, uint32_t *part);
 void outbox_set_identity(outbox *o, const char *do_member, size_t len);
 /* The connection emits write on (the service's, or the emitter's own). */
 sqlite3 *outbox_edb(outbox *o);
+/* 1 if that connection is the outbox's own (db_path), which outbox_close closes ... */
+int outbox_owns_edb(const outbox *o);
+/* ... unless it was left to another owner (the tracker of the collections on it). */
+void outbox_leave_edb(outbox *o);
 
 /*
  * The batch's first `done` events were answered: rejected[i] (index into the

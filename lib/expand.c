@@ -142,35 +142,41 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
     uint64_t nchanges = 0;
     sqlite3_changeset_iter *it = NULL;
     if (sqlite3changeset_start(&it, (int)cs.len, cs.p) == SQLITE_OK) {
-        const char *last_tab = NULL;
+        /*
+         * The name sqlite3changeset_op gives points into the iterator's buffer, which the
+         * next table's header overwrites (in place when it has as many columns): the
+         * current table's name is kept as a copy.
+         */
+        buf cur = BUF_INIT;
         uint64_t cnt[3] = {0, 0, 0};
         int any = 0;
         buf_putc(&summary, '{');
-        while (sqlite3changeset_next(it) == SQLITE_ROW) {
+        while (!rc && sqlite3changeset_next(it) == SQLITE_ROW) {
             const char *tab;
             int ncol, op, ind;
             sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
-            if (last_tab && strcmp(last_tab, tab)) {
-                buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}",
-                           (unsigned long long)cnt[0], (unsigned long long)cnt[1],
-                           (unsigned long long)cnt[2]);
+            size_t tlen = strlen(tab);
+            if (!any || cur.len != tlen || (tlen && memcmp(cur.p, tab, tlen))) {
+                if (any)
+                    buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu},",
+                               (unsigned long long)cnt[0], (unsigned long long)cnt[1],
+                               (unsigned long long)cnt[2]);
                 memset(cnt, 0, sizeof cnt);
-            }
-            if (!last_tab || strcmp(last_tab, tab)) {
-                if (any) buf_putc(&summary, ',');
-                buf_json_str(&summary, tab, strlen(tab));
+                cur.len = 0;
+                if (buf_append(&cur, tab, tlen) || buf_json_str(&summary, tab, tlen))
+                    rc = ev_fail(EVENTS_ENOMEM, "out of memory");
                 any = 1;
             }
-            last_tab = tab;
             cnt[op == SQLITE_INSERT ? 0 : op == SQLITE_UPDATE ? 1 : 2]++;
             nchanges++;
         }
+        buf_free(&cur);
         if (any)
             buf_printf(&summary, ":{\"insert\":%llu,\"update\":%llu,\"delete\":%llu}",
                        (unsigned long long)cnt[0], (unsigned long long)cnt[1],
                        (unsigned long long)cnt[2]);
         buf_putc(&summary, '}');
-        if (sqlite3changeset_finalize(it) != SQLITE_OK)
+        if (sqlite3changeset_finalize(it) != SQLITE_OK && !rc)
             rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", bm);
         it = NULL;
     } else {

@@ -272,6 +272,16 @@ sqlite3 *outbox_edb(outbox *o)
     return o->memory ? NULL : o->edb;
 }
 
+int outbox_owns_edb(const outbox *o)
+{
+    return !o->memory && o->own_edb;
+}
+
+void outbox_leave_edb(outbox *o)
+{
+    o->own_edb = 0;
+}
+
 int outbox_is_memory(const outbox *o)
 {
     return o->memory;

@@ -114,20 +114,22 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
     return rc;
 }
 
-static int check_restorable(tracker *t, uint64_t b)
+/* Checks that the change log can go back to b; *now: the last bookmark. */
+static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
 {
     sqlite3 *db = tracker_db(t);
     char want[EVENTS_BOOKMARK_LEN + 1], bs[EVENTS_BOOKMARK_LEN + 1], last[EVENTS_BOOKMARK_LEN + 1];
+    int rc = tracker_bookmark(t, now);
+    if (rc) return rc;
     bookmark_format(b, bs);
-    bookmark_format(tracker_last(t), last);
-    if (b > tracker_last(t))
-        return ev_fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
+    bookmark_format(*now, last);
+    if (b > *now) return ev_fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
     int64_t oldest = scalar(db, "SELECT min(bookmark) FROM _events_changes WHERE ?1 = ?1", 0);
     int64_t have =
         scalar(db, "SELECT count(*) FROM _events_changes WHERE bookmark > ?", (int64_t)b);
     if (oldest < 0 || have < 0)
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
-    if ((uint64_t)have != tracker_last(t) - b) {
+    if ((uint64_t)have != *now - b) {
         char o[EVENTS_BOOKMARK_LEN + 1];
         bookmark_format(oldest > 0 ? (uint64_t)oldest - 1 : 0, o);
         return ev_fail(EVENTS_ESTATE,
@@ -145,7 +147,6 @@ static int check_restorable(tracker *t, uint64_t b)
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)b);
     sqlite3_bind_text(st, 2, want, -1, SQLITE_STATIC);
-    int rc = EVENTS_OK;
     if (sqlite3_step(st) == SQLITE_ROW) {
         char at[EVENTS_BOOKMARK_LEN + 1];
         bookmark_format((uint64_t)sqlite3_column_int64(st, 0), at);
@@ -171,17 +172,20 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
     if (bookmark_parse(bookmark, &b))
         return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
                        bookmark ? bookmark : "");
-    int own = !tracker_of(db);
-    int rc = own ? events_track(db, NULL) : EVENTS_OK;
-    if (rc) return rc;
-    tracker *t = tracker_of(db);
-    tracker_enter(t);
+    tracker *t = tracker_lock(db);
+    int own = !t, rc = EVENTS_OK;
+    if (own) { /* tracked for the call: that count keeps t */
+        if ((rc = events_track(db, NULL))) return rc;
+        if (!(t = tracker_lock(db)))
+            return ev_fail(EVENTS_ESTATE, "events_restore: untracked on another thread");
+    }
     if (!sqlite3_get_autocommit(db)) {
         rc = ev_fail(EVENTS_ESTATE, "events_restore: call it outside a transaction (it is one)");
         goto out;
     }
-    if ((rc = record_pending(t)) || (rc = check_restorable(t, b))) goto out;
-    if (b == tracker_last(t)) goto out; /* already there */
+    uint64_t now;
+    if ((rc = record_pending(t)) || (rc = check_restorable(t, b, &now))) goto out;
+    if (b == now) goto out; /* already there */
     /*
      * The changesets hold every row the history changed, those that triggers
      * and foreign-key actions changed included: while they are applied,
@@ -327,8 +331,10 @@ out:
 
 static int prune_to(sqlite3 *db, uint64_t bm)
 {
-    tracker *t = tracker_of(db);
-    if (!t || !tracker_prune_on_snapshot(t)) return EVENTS_OK;
+    tracker *t = tracker_lock(db);
+    int prune = t && tracker_prune_on_snapshot(t);
+    if (t) tracker_leave(t);
+    if (!prune) return EVENTS_OK;
     char b[EVENTS_BOOKMARK_LEN + 1];
     bookmark_format(bm, b);
     return events_changes_prune(db, b);
@@ -336,10 +342,9 @@ static int prune_to(sqlite3 *db, uint64_t bm)
 
 static int snapshot_to(sqlite3 *db, const char *path, uint64_t *bm)
 {
-    tracker *t = tracker_of(db);
+    tracker *t = tracker_lock(db);
     int rc = EVENTS_OK;
     if (t) { /* writes not yet recorded would be in the copy without a bookmark */
-        tracker_enter(t);
         rc = sqlite3_get_autocommit(db) ? record_pending(t) : EVENTS_OK;
         tracker_leave(t);
         if (rc) return rc;
@@ -433,8 +438,11 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "events_snapshot: no emitter");
     sqlite3 *db = outbox_edb(em->ob);
-    tracker *t = db ? tracker_of(db) : NULL;
+    tracker *t = db ? tracker_lock(db) : NULL;
     if (!t) return ev_fail(EVENTS_ESTATE, "events_snapshot: the emitter's database is not tracked");
+    char source[64];
+    snprintf(source, sizeof source, "%s", tracker_source(t));
+    tracker_leave(t);
     const char *tmpdir = getenv("TMPDIR");
     char path[4200];
     snprintf(path, sizeof path, "%s/events-snapshot-%016llx.db",
@@ -451,7 +459,7 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
     else if (n >= 2 && !strcmp(em->endpoint + n - 2, "/e"))
         n -= 2;
     snprintf(base, sizeof base, "%.*s", (int)n, em->endpoint);
-    rc = snapshot_upload(path, base, em->auth_header, tracker_source(t), bs);
+    rc = snapshot_upload(path, base, em->auth_header, source, bs);
     unlink(path);
     if (!rc) rc = prune_to(db, bm);
     if (!rc && bookmark) memcpy(bookmark, bs, sizeof bs);

@@ -7,14 +7,20 @@
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc_util.h"
 #include "codec.h"
+#include "emitter_int.h"
 #include "events.h"
 #include "test.h"
 
+#include <jansson.h>
+#include <pthread.h>
+
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- changesets byte for byte ------------------------------------------------------- */
@@ -377,6 +383,298 @@ TEST(rollbacks_leave_no_trace_and_plain_writes_are_kept)
     free(dir);
 }
 
+/*
+ * Inside a transaction the service opened itself, each libevents call records at once: its
+ * bookmark is there to read at once, and a rollback (whole, or to a savepoint before the
+ * record) takes it back, so that the next record gets the number again and none is skipped.
+ */
+TEST(bookmark_inside_a_service_transaction_is_its_last_record)
+{
+    char *dir = test_tmpdir("cdc-bm-tx");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/b.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open_db(db, "docs", NULL, &c));
+    char bm[17];
+
+    REQUIRE(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (1, 1, 'a')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000001", bm);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (2, 2, 'b')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000002", bm);
+    CHECK_INT(0, events_collection_put(c, "d1", "{\"v\":1}"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000003", bm);
+    sqlite3_exec(db, "INSERT INTO ints VALUES (3, 3, 'plain')", NULL, NULL, NULL);
+    CHECK_INT(0, events_bookmark(db, bm)); /* a plain write is not recorded yet */
+    CHECK_STR("0000000000000003", bm);
+    REQUIRE(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000003", bm);
+
+    /* ROLLBACK: the records are gone, the bookmark is the one before, its number comes again */
+    REQUIRE(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (4, 4, 'gone')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000004", bm);
+    REQUIRE(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000003", bm);
+    CHECK_INT(0,
+              events_exec(db, "INSERT INTO ints VALUES (5, 5, 'kept')")); /* with the plain write */
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000004", bm);
+
+    /* ROLLBACK TO a savepoint before a record: the same */
+    REQUIRE(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (6, 6, 'six')"));
+    REQUIRE(sqlite3_exec(db, "SAVEPOINT s", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_collection_put(c, "d2", "{\"v\":2}"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+    REQUIRE(sqlite3_exec(db, "ROLLBACK TO s", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000005", bm);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (7, 7, 'seven')"));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+    REQUIRE(sqlite3_exec(db, "RELEASE s; COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+
+    /* events_tx_begin's transaction is recorded at its commit */
+    CHECK_INT(0, events_tx_begin(db));
+    sqlite3_exec(db, "INSERT INTO ints VALUES (8, 8, 'eight')", NULL, NULL, NULL);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000006", bm);
+    CHECK_INT(0, events_tx_commit(db));
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_STR("0000000000000007", bm);
+
+    /* the change log agrees: 1..7, none skipped, and the last one in _events_meta */
+    CHECK_INT(7, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(7, sql_int(db, "SELECT max(bookmark) FROM _events_changes"));
+    CHECK_INT(7, sql_int(db, "SELECT value FROM _events_meta WHERE key = 'bookmark'"));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM docs WHERE id = 'd2'"));
+    /* and so does restore: 6 is a bookmark, 8 is not yet */
+    CHECK_INT(0, events_restore(db, "0000000000000006", 0, NULL));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM ints WHERE id = 8"));
+    CHECK_INT(EVENTS_EINVAL, events_restore(db, "0000000000000009", 0, NULL));
+    CHECK_CONTAINS("after the last one, 0000000000000008", events_errmsg());
+    events_collection_close(c);
+    CHECK(tracked_by_nobody(db));
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- the events of a recorded transaction -------------------------------------------------- */
+
+/* The "tables" and "changes" of transaction bm's sqlite.changeset event, as the sender builds it.
+ */
+static json_t *summary_of(sqlite3 *db, uint64_t bm, long long *changes)
+{
+    expansion x = {0};
+    json_t *ev = NULL, *tables = NULL;
+    *changes = -1;
+    if (cdc_expand(db, bm, NULL, 0, &x) == 0 && x.n > 0) {
+        json_error_t err;
+        ev = json_loadb(x.text.p + x.off[0], x.len[0], JSON_REJECT_DUPLICATES, &err);
+        if (!ev)
+            test_fail(__FILE__, __LINE__, "transaction %llu: %s", (unsigned long long)bm, err.text);
+    }
+    if (ev) {
+        tables = json_incref(json_object_get(ev, "tables"));
+        *changes = json_integer_value(json_object_get(ev, "changes"));
+    }
+    json_decref(ev);
+    expansion_free(&x);
+    return tables;
+}
+
+/* The same, counted on a fresh iteration of the changeset in the change log. */
+static json_t *summary_expected(sqlite3 *db, uint64_t bm, long long *changes)
+{
+    json_t *want = json_object();
+    *changes = 0;
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT changeset FROM _events_changes WHERE bookmark = ?", -1, &st,
+                       NULL);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)bm);
+    sqlite3_changeset_iter *it;
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3changeset_start(&it, sqlite3_column_bytes(st, 0),
+                               (void *)sqlite3_column_blob(st, 0)) == SQLITE_OK) {
+        while (sqlite3changeset_next(it) == SQLITE_ROW) {
+            const char *tab;
+            int ncol, op, ind;
+            sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
+            json_t *t = json_object_get(want, tab);
+            if (!t) {
+                t = json_pack("{s:i,s:i,s:i}", "insert", 0, "update", 0, "delete", 0);
+                json_object_set_new(want, tab, t);
+            }
+            const char *k = op == SQLITE_INSERT   ? "insert"
+                            : op == SQLITE_UPDATE ? "update"
+                                                  : "delete";
+            json_object_set_new(t, k, json_integer(json_integer_value(json_object_get(t, k)) + 1));
+            ++*changes;
+        }
+        sqlite3changeset_finalize(it);
+    }
+    sqlite3_finalize(st);
+    return want;
+}
+
+static char *json_text(const json_t *v)
+{
+    return v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : strdup("(none)");
+}
+
+/* Checks transaction bm's summary against its changeset; sql: what the transaction ran. */
+static void check_summary(sqlite3 *db, uint64_t bm, const char *sql)
+{
+    long long have_n, want_n;
+    json_t *have = summary_of(db, bm, &have_n), *want = summary_expected(db, bm, &want_n);
+    int ok = have && json_equal(have, want) && have_n == want_n;
+    if (!ok) {
+        char *h = json_text(have), *w = json_text(want);
+        test_fail(__FILE__, __LINE__,
+                  "transaction %llu (%s):\n  expected: %s, %lld changes\n  actual:   %s, %lld "
+                  "changes",
+                  (unsigned long long)bm, sql, w, want_n, h, have_n);
+        free(h);
+        free(w);
+    }
+    json_decref(have);
+    json_decref(want);
+}
+
+static uint64_t bookmark_now(sqlite3 *db)
+{
+    char bm[17];
+    events_bookmark(db, bm);
+    return strtoull(bm, NULL, 16);
+}
+
+/* Two tables of two columns in one transaction: each has its own counts (they were summed under
+ * the second table's name). */
+TEST(summary_counts_each_table_of_a_transaction)
+{
+    char *dir = test_tmpdir("cdc-summary");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/s.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE_INT(0, events_track(db, NULL));
+    CHECK_INT(0, events_exec(db, "CREATE TABLE a(id INTEGER PRIMARY KEY, v);"
+                                 "CREATE TABLE b(id INTEGER PRIMARY KEY, v)"));
+    CHECK_INT(0, events_exec(db, "INSERT INTO a VALUES (1, 'x');"
+                                 "INSERT INTO b VALUES (1, 'y'), (2, 'z')"));
+    long long n;
+    json_t *have = summary_of(db, bookmark_now(db), &n);
+    char *h = json_text(have);
+    CHECK_STR("{\"a\":{\"delete\":0,\"insert\":1,\"update\":0},"
+              "\"b\":{\"delete\":0,\"insert\":2,\"update\":0}}",
+              h);
+    CHECK_INT(3, n);
+    free(h);
+    json_decref(have);
+    CHECK_INT(0, events_untrack(db));
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+#define SUMMARY_TXS 300
+
+static uint64_t xorshift(uint64_t *r)
+{
+    *r ^= *r << 13, *r ^= *r >> 7, *r ^= *r << 17;
+    return *r;
+}
+
+/*
+ * Random transactions over tables of two, three and five columns (three of two, so that tables
+ * of the same shape follow each other), inserts, updates and deletes interleaved: the summary
+ * of each is what a fresh iteration of its changeset counts.
+ */
+TEST(property_summary_matches_the_changeset)
+{
+    static const char *const tables[] = {"t2a", "t2b", "t2c", "t3", "t5"};
+    char *dir = test_tmpdir("cdc-summary-prop");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/p.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "CREATE TABLE t2a(id INTEGER PRIMARY KEY, v);"
+                         "CREATE TABLE t2b(id INTEGER PRIMARY KEY, v);"
+                         "CREATE TABLE t2c(id TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+                         "CREATE TABLE t3(id INTEGER PRIMARY KEY, v, w);"
+                         "CREATE TABLE t5(k INTEGER, id INTEGER, v, w, x, PRIMARY KEY (id, k));",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE_INT(0, events_track(db, NULL));
+    uint64_t seed = (uint64_t)time(NULL) | 1;
+    if (getenv("CDC_SEED")) seed = strtoull(getenv("CDC_SEED"), NULL, 10);
+    fprintf(stderr, "  seed %llu (CDC_SEED=%llu to repeat)\n", (unsigned long long)seed,
+            (unsigned long long)seed);
+    uint64_t r = seed;
+#define RND(n) (int)(xorshift(&r) % (n))
+    int checked = 0, multi = 0;
+    for (int tx = 0; tx < SUMMARY_TXS && !test_failed_now(); tx++) {
+        uint64_t before = bookmark_now(db);
+        buf sql = BUF_INIT;
+        int nops = 1 + RND(12);
+        for (int i = 0; i < nops; i++) {
+            int k = RND(5), v = RND(1000);
+            char id[16];
+            snprintf(id, sizeof id, k == 2 ? "'k%d'" : "%d", RND(8));
+            switch (RND(3)) {
+            case 0:
+                buf_printf(&sql, "INSERT OR REPLACE INTO %s VALUES (%s%s, %d%s);", tables[k],
+                           k == 4 ? "1, " : "", id, v,
+                           k == 3   ? ", 'w'"
+                           : k == 4 ? ", 'w', 2.5"
+                                    : "");
+                break;
+            case 1:
+                buf_printf(&sql, "UPDATE %s SET v = %d WHERE id = %s;", tables[k], v, id);
+                break;
+            default: buf_printf(&sql, "DELETE FROM %s WHERE id = %s;", tables[k], id); break;
+            }
+        }
+        if (events_exec(db, buf_cstr(&sql)))
+            test_fail(__FILE__, __LINE__, "%s: %s", buf_cstr(&sql), events_errmsg());
+        uint64_t after = bookmark_now(db);
+        if (after != before) { /* something changed */
+            CHECK_INT(before + 1, after);
+            long long n;
+            json_t *want = summary_expected(db, after, &n);
+            if (json_object_size(want) > 1) multi++;
+            json_decref(want);
+            check_summary(db, after, buf_cstr(&sql));
+            checked++;
+        }
+        buf_free(&sql);
+    }
+#undef RND
+    fprintf(stderr, "  %d transactions checked, %d of several tables\n", checked, multi);
+    if (!test_failed_now()) { /* the generator gives what the property needs */
+        CHECK(checked > SUMMARY_TXS / 2);
+        CHECK(multi > SUMMARY_TXS / 4);
+    }
+    CHECK_INT(0, events_untrack(db));
+    sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* ---- collections ---------------------------------------------------------------------- */
 
 static int collect(void *ud, const char *id, const char *json)
@@ -492,6 +790,75 @@ TEST(collections_api_and_bad_input)
     events_collection_close(c);
     CHECK(tracked_by_nobody(db));
     sqlite3_close(db);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- threads -------------------------------------------------------------------------------- */
+
+typedef struct churn {
+    sqlite3 *db;
+    int rounds, failed;
+    atomic_int done;
+} churn;
+
+/* Opens and closes a collection: the connection is tracked and untracked each round. */
+static void *open_close_collection(void *ud)
+{
+    churn *ch = ud;
+    for (int i = 0; i < ch->rounds; i++) {
+        events_collection *c;
+        if (events_collection_open_db(ch->db, "docs", NULL, &c)) {
+            ch->failed++;
+            continue;
+        }
+        events_collection_close(c);
+    }
+    atomic_store(&ch->done, 1);
+    return NULL;
+}
+
+/*
+ * Calls on a connection that another thread tracks and untracks work or say that it is not
+ * tracked. (They looked the tracker up, then locked the connection: an untrack in between
+ * freed what they locked.)
+ */
+TEST(calls_while_another_thread_untracks)
+{
+    char *dir = test_tmpdir("cdc-churn");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/c.db", dir);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v)", NULL, NULL, NULL);
+    events_collection *c; /* its table made now: a schema change would stop the restores */
+    REQUIRE_INT(0, events_collection_open_db(db, "docs", NULL, &c));
+    events_collection_close(c);
+    churn ch = {db, 1000, 0, 0};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, open_close_collection, &ch) == 0);
+    int recorded = 0, untracked = 0, other = 0;
+    while (!atomic_load(&ch.done)) {
+        int rc = events_exec(db, "INSERT OR REPLACE INTO t VALUES (1, random())");
+        if (rc == EVENTS_OK)
+            recorded++;
+        else if (rc == EVENTS_ESTATE)
+            untracked++;
+        else
+            other++;
+        char bm[17];
+        CHECK_INT(0, events_bookmark(db, bm));
+        if (events_restore(db, bm, 1, NULL)) /* a dry run to where it is */
+            test_fail(__FILE__, __LINE__, "events_restore to %s: %s", bm, events_errmsg());
+        if (test_failed_now()) break;
+    }
+    pthread_join(th, NULL);
+    fprintf(stderr, "  %d recorded, %d not tracked at the time\n", recorded, untracked);
+    CHECK_INT(0, other);
+    CHECK_INT(0, ch.failed);
+    CHECK(tracked_by_nobody(db));
+    CHECK_INT(SQLITE_OK, sqlite3_close(db));
     test_rmtree(dir);
     free(dir);
 }

@@ -579,6 +579,218 @@ TEST(service_handle_joins_transactions)
     tmp_free(&t, NULL);
 }
 
+/* ---- lifetimes: the emitter, its collections, its database -------------------------------- */
+
+static int count_doc(void *ud, const char *id, const char *json)
+{
+    (void)id, (void)json;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* Every call on a collection works, whether its emitter is open or not: 7 recorded transactions. */
+static void collection_works(events_collection *c, const char *tag)
+{
+    char id[32], *doc = NULL;
+    snprintf(id, sizeof id, "%s-1", tag);
+    CHECK_INT(0, events_collection_put(c, id, "{\"v\":1}"));
+    CHECK_INT(0, events_collection_get(c, id, &doc));
+    CHECK_STR("{\"v\":1}", doc);
+    events_free(doc);
+    CHECK_INT(1, events_collection_has(c, id));
+    uint64_t n = 0;
+    int seen = 0;
+    CHECK_INT(0, events_collection_count(c, &n));
+    CHECK_INT(0, events_collection_list(c, NULL, 0, count_doc, &seen));
+    CHECK_INT(n, seen);
+    const char *ids[] = {"m1", "m2"}, *docs[] = {"{}", "{\"m\":2}"};
+    CHECK_INT(0, events_collection_put_many(c, 2, ids, docs));
+    CHECK_INT(0, events_collection_delete_many(c, 2, ids));
+    CHECK_INT(0, events_collection_delete(c, id));
+    CHECK_INT(EVENTS_ENOTFOUND, events_collection_delete(c, id));
+    CHECK_INT(0, events_collection_put(c, id, "{\"v\":2}"));
+    CHECK_INT(0, events_collection_clear(c));
+    CHECK_INT(0, events_collection_put(c, id, "{\"v\":3}"));
+}
+
+/* Every call on the tracked database works (table plain exists): 3 recorded transactions and a
+ * restore. */
+static void database_works(sqlite3 *db, const char *dir)
+{
+    char before[17], bm[17], snap_bm[17], snap[1100];
+    CHECK_INT(0, events_bookmark(db, before));
+    CHECK_INT(0, events_exec(db, "INSERT INTO plain(v) VALUES ('exec')"));
+    CHECK_INT(0, events_tx_begin(db));
+    CHECK(sqlite3_exec(db, "INSERT INTO plain(v) VALUES ('tx')", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_tx_commit(db));
+    CHECK_INT(0, events_tx_begin(db));
+    CHECK(sqlite3_exec(db, "INSERT INTO plain(v) VALUES ('no')", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_tx_rollback(db));
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    CHECK_INT(0, events_exec(db, "INSERT INTO plain(v) VALUES ('in the service''s')"));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    CHECK_INT(0, events_bookmark(db, bm));
+    CHECK_INT(strtoull(before, NULL, 16) + 3, strtoull(bm, NULL, 16));
+    snprintf(snap, sizeof snap, "%s/snap-%s.db", dir, bm);
+    CHECK_INT(0, events_snapshot_file(db, snap, snap_bm));
+    CHECK_STR(bm, snap_bm);
+    if (events_restore(db, before, 0, NULL))
+        test_fail(__FILE__, __LINE__, "events_restore to %s: %s", before, events_errmsg());
+    CHECK_INT(0, sql_int(snap, "SELECT count(*) FROM plain WHERE v = 'no'"));
+    CHECK_INT(0, events_changes_prune(db, before));
+}
+
+static int file_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+/*
+ * The service's handle: closing the emitter leaves its collections and the tracked database
+ * to the service, every call working; what they record waits in the outbox for the next
+ * emitter. (The tracker kept a pointer to the freed emitter.)
+ */
+TEST(emitter_closed_before_its_collections_on_the_service_handle)
+{
+    tmp t;
+    tmp_make(&t, "life-svc");
+    char url[64];
+    dead_url(url, sizeof url);
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(t.outbox, &db) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_exec(db, "CREATE TABLE plain(id INTEGER PRIMARY KEY, v TEXT)", NULL, NULL, NULL);
+    events_config c = quick(url, NULL);
+    c.memory_only = 0;
+    c.db = db;
+    events_emitter *em = open_or_fail(&c);
+    REQUIRE(em);
+    events_collection *users, *rooms;
+    REQUIRE_INT(0, events_collection_open(em, "users", NULL, &users));
+    REQUIRE_INT(0, events_collection_open_db(db, "rooms", NULL, &rooms));
+    CHECK_INT(0, events_collection_put(users, "u0", "{}"));
+    CHECK_INT(0, events_begin(em)); /* left open: rolled back at close */
+    CHECK_INT(0, events_collection_put(users, "u-open", "{}"));
+    CHECK_INT(EVENTS_ESTATE, events_emitter_close(em, 0));
+    CHECK_CONTAINS("rolled back", events_errmsg());
+    CHECK_INT(0, events_collection_has(users, "u-open"));
+
+    collection_works(users, "u");
+    collection_works(rooms, "r");
+    database_works(db, t.dir);
+    /* 1 + 7 + 7 + 3 + the restore */
+    CHECK_INT(19, sql_int(t.outbox, "SELECT count(*) FROM _events_outbox"));
+
+    /* the next emitter has them, and hears of new ones */
+    em = open_or_fail(&c);
+    REQUIRE(em);
+    events_stats st;
+    events_emitter_stats(em, &st);
+    CHECK_INT(19, st.queued);
+    CHECK_INT(0, events_collection_put(users, "u-next", "{}"));
+    events_emitter_stats(em, &st);
+    CHECK_INT(20, st.queued);
+    CHECK_INT(EVENTS_ETIMEDOUT, events_emitter_close(em, 0));
+
+    events_collection_close(users);
+    CHECK_INT(0, events_collection_put(rooms, "r-last", "{}"));
+    events_collection_close(rooms);
+    CHECK_INT(21, sql_int(t.outbox, "SELECT count(*) FROM _events_outbox"));
+    /* nothing of libevents is left on the connection */
+    CHECK_INT(EVENTS_ESTATE, events_untrack(db));
+    CHECK_INT(SQLITE_OK, sqlite3_close(db));
+    tmp_free(&t, NULL);
+}
+
+/*
+ * db_path: the emitter's own connection stays open for the collections opened through it, and
+ * the last of them to close closes it.
+ */
+TEST(emitter_closed_before_its_collections_on_its_own_connection)
+{
+    tmp t;
+    tmp_make(&t, "life-own");
+    char url[64], wal[1100];
+    dead_url(url, sizeof url);
+    snprintf(wal, sizeof wal, "%s-wal", t.outbox);
+    events_config c = quick(url, t.outbox);
+    events_emitter *em = open_or_fail(&c);
+    REQUIRE(em);
+    events_collection *users, *rooms;
+    REQUIRE_INT(0, events_collection_open(em, "users", NULL, &users));
+    REQUIRE_INT(0, events_collection_open(em, "rooms", NULL, &rooms));
+    CHECK_INT(0, events_collection_put(users, "u0", "{}"));
+    CHECK_INT(EVENTS_ETIMEDOUT, events_emitter_close(em, 0));
+
+    collection_works(users, "u");
+    events_collection_close(users);
+    collection_works(rooms, "r");
+    CHECK_INT(15, sql_int(t.outbox, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(15, sql_int(t.outbox, "SELECT count(*) FROM _events_outbox"));
+
+    /* another emitter on the file meanwhile sends them */
+    em = open_or_fail(&c);
+    REQUIRE(em);
+    events_stats st;
+    events_emitter_stats(em, &st);
+    CHECK_INT(15, st.queued);
+    CHECK_INT(EVENTS_ETIMEDOUT, events_emitter_close(em, 0));
+    CHECK(file_exists(wal)); /* the first emitter's connection, still open for rooms */
+    events_collection_close(rooms);
+    /* the last connection to the file is gone: SQLite folded the WAL back and removed it */
+    CHECK(!file_exists(wal));
+    tmp_free(&t, NULL);
+}
+
+/*
+ * The emitter keeps its database tracked while it is open: closing the collections, even
+ * inside events_begin's transaction, leaves transactions, snapshots and events_exec working.
+ */
+TEST(collections_closed_before_the_emitter)
+{
+    for (int own = 0; own < 2; own++) {
+        tmp t;
+        tmp_make(&t, own ? "life-coll-own" : "life-coll-svc");
+        char url[64], wal[1100];
+        dead_url(url, sizeof url);
+        snprintf(wal, sizeof wal, "%s-wal", t.outbox);
+        sqlite3 *db = NULL;
+        events_config c = quick(url, own ? t.outbox : NULL);
+        if (!own) {
+            REQUIRE(sqlite3_open(t.outbox, &db) == SQLITE_OK);
+            sqlite3_busy_timeout(db, 5000);
+            sqlite3_exec(db, "CREATE TABLE plain(id INTEGER PRIMARY KEY, v TEXT)", NULL, NULL,
+                         NULL);
+            c.memory_only = 0;
+            c.db = db;
+        }
+        events_emitter *em = open_or_fail(&c);
+        REQUIRE(em);
+        events_collection *users;
+        REQUIRE_INT(0, events_collection_open(em, "users", NULL, &users));
+        CHECK_INT(0, events_collection_put(users, "u1", "{}"));
+        CHECK_INT(0, events_begin(em));
+        CHECK_INT(0, events_collection_put(users, "u2", "{}"));
+        CHECK_INT(0, emit_n(em, "life.test", 0));
+        events_collection_close(users);
+        CHECK_INT(0, events_commit(em));
+        CHECK_INT(2, sql_int(t.outbox, "SELECT count(*) FROM _events_changes"));
+        CHECK_INT(3, sql_int(t.outbox, "SELECT count(*) FROM _events_outbox"));
+        /* still tracked: the copy is made, the upload finds nobody */
+        char bm[17];
+        CHECK_INT(EVENTS_EHTTP, events_snapshot(em, bm));
+        CHECK_CONTAINS("snapshot", events_errmsg());
+        if (db) database_works(db, t.dir);
+        CHECK_INT(EVENTS_ETIMEDOUT, events_emitter_close(em, 0));
+        if (db) {
+            CHECK_INT(EVENTS_ESTATE, events_untrack(db)); /* the emitter's tracking went with it */
+            CHECK_INT(SQLITE_OK, sqlite3_close(db));
+        }
+        CHECK(!file_exists(wal));
+        tmp_free(&t, NULL);
+    }
+}
+
 /* ---- delivery ------------------------------------------------------------------------- */
 
 #define DOWN_N 50000

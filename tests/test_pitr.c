@@ -28,6 +28,20 @@ typedef struct env {
     events_emitter *em;
 } env;
 
+/* The emitter's config: the server, the service's handle, quick retries. */
+static events_config env_config(env *e)
+{
+    events_config c;
+    memset(&c, 0, sizeof c);
+    c.endpoint = e->s.url;
+    c.db = e->db;
+    c.flush_interval_ms = 50;
+    c.backoff_min_ms = 20;
+    c.backoff_max_ms = 200;
+    c.identity.id = "app-1";
+    return c;
+}
+
 static int env_open(env *e, const char *tag)
 {
     memset(e, 0, sizeof *e);
@@ -37,14 +51,7 @@ static int env_open(env *e, const char *tag)
     if (srv_start(&e->s, e->lake, SEAL_FAST)) return -1;
     if (sqlite3_open(e->dbpath, &e->db) != SQLITE_OK) return -1;
     sqlite3_busy_timeout(e->db, 5000);
-    events_config c;
-    memset(&c, 0, sizeof c);
-    c.endpoint = e->s.url;
-    c.db = e->db;
-    c.flush_interval_ms = 50;
-    c.backoff_min_ms = 20;
-    c.backoff_max_ms = 200;
-    c.identity.id = "app-1";
+    events_config c = env_config(e);
     if (events_emitter_open(&c, &e->em)) {
         fprintf(stderr, "emitter: %s\n", events_errmsg());
         return -1;
@@ -237,6 +244,43 @@ TEST(large_transaction_in_parts)
     json_decref(all);
     for (int k = 0; k < N; k++) free(ids[k]), free(docs[k]);
     events_collection_close(c);
+    env_close(&e);
+}
+
+/*
+ * A collection outlives its emitter: what it records with no emitter open reaches the lake
+ * through the next one, whose snapshot works after the collection is closed too.
+ */
+TEST(collections_outlive_their_emitter)
+{
+    env e;
+    REQUIRE_INT(0, env_open(&e, "pitr-life"));
+    events_collection *users;
+    REQUIRE_INT(0, events_collection_open(e.em, "users", NULL, &users));
+    char b[3][17];
+    CHECK_INT(0, events_collection_put(users, "u1", "{\"v\":1}"));
+    events_bookmark(e.db, b[0]);
+    CHECK_INT(0, events_emitter_close(e.em, 20000));
+    e.em = NULL;
+    CHECK_INT(0, events_collection_put(users, "u1", "{\"v\":2}"));
+    events_bookmark(e.db, b[1]);
+    CHECK_INT(0, events_collection_put(users, "u2", "{\"v\":1}"));
+    events_bookmark(e.db, b[2]);
+    CHECK_INT(2, sql_int(e.db, "SELECT count(*) FROM _events_outbox"));
+
+    events_config c = env_config(&e);
+    REQUIRE_INT(0, events_emitter_open(&c, &e.em));
+    events_collection_close(users);
+    char snap[17];
+    CHECK_INT(0, events_snapshot(e.em, snap));
+    CHECK_STR(b[2], snap);
+    CHECK_INT(0, events_flush(e.em, 20000));
+    json_t *all = lake_events(&e, "collection.");
+    CHECK_INT(3, json_array_size(all));
+    CHECK(find_event(all, "collection.insert", "u1", b[0]) != NULL);
+    CHECK(find_event(all, "collection.update", "u1", b[1]) != NULL);
+    CHECK(find_event(all, "collection.insert", "u2", b[2]) != NULL);
+    json_decref(all);
     env_close(&e);
 }
 
