@@ -336,6 +336,14 @@ void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format
         parse_json(ctx, body, p, end, lim, r);
 }
 
+int ingest_add(event_ctx *ctx, const char *text, size_t n, const ingest_limits *lim,
+               ingest_result *r)
+{
+    jscan s = {0};
+    const char *next;
+    return one_event(ctx, &s, text, text, text + n, &next, lim, r);
+}
+
 int ingest_answer(const ingest_result *r, size_t accepted, size_t duplicates, buf *out)
 {
     buf_printf(out,

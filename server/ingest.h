@@ -52,6 +52,18 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
 void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format fmt,
                   const ingest_limits *lim, ingest_result *r);
 
+/*
+ * Adds one event, given as the JSON text [text, text + n), to r exactly as
+ * one element of a body: counted in received, then normalised into lines or
+ * listed in rejects with its reason, under the same limits. Front ends that
+ * read other body formats (otlp.c) hand every record they make into an event
+ * through here, so that each rule and each refusal of /ingest applies to it.
+ * Returns 0, or -1 with r->status set: 413 past max_events, 400 if text is
+ * not JSON, 503 out of memory.
+ */
+int ingest_add(event_ctx *ctx, const char *text, size_t n, const ingest_limits *lim,
+               ingest_result *r);
+
 /* Empties r for reuse, keeping its memory. */
 void ingest_result_reset(ingest_result *r);
 void ingest_result_free(ingest_result *r);
