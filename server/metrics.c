@@ -9,8 +9,8 @@ metrics metrics_global;
 
 static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
                                               413, 415, 429, 500, 503, 504, 0,   0};
-static const char *route_names[ROUTE_COUNT] = {"ingest",    "query", "health",    "metrics",
-                                               "snapshots", "tail",  "dashboard", "other"};
+static const char *route_names[ROUTE_COUNT] = {
+    "ingest", "query", "health", "metrics", "snapshots", "tail", "dashboard", "otlp_logs", "other"};
 
 static const char *refusal_names[REFUSED_COUNT] = {
     "host",          "origin",  "header_timeout",    "evicted",     "connection_limit",

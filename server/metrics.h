@@ -23,6 +23,7 @@ enum metrics_route {
     ROUTE_SNAPSHOTS,
     ROUTE_TAIL,
     ROUTE_DASHBOARD,
+    ROUTE_OTLP_LOGS,
     ROUTE_OTHER,
     ROUTE_COUNT
 };

@@ -33,6 +33,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "query.h"
 #include "query_http.h"
 #include "store.h"
@@ -209,6 +210,7 @@ typedef struct request {
     buf body;
     int gzip;
     enum ingest_format fmt;
+    enum otlp_encoding otlp; /* POST /v1/logs (kind K_INGEST): its encoding; else OTLP_NONE */
     ingest_result res;
     lake_batch batch;
     unsigned answer_status; /* set by the writer callback */
@@ -374,6 +376,12 @@ static enum MHD_Result send_json(request *r, unsigned status, const buf *b, cons
     return send_response(r, status, "application/json", b->p ? b->p : "", b->len, h1, v1);
 }
 
+/* The Content-Type of r's answers: OTLP's answer in the request's encoding, else JSON. */
+static const char *answer_type(const request *r)
+{
+    return r->otlp ? otlp_content_type(r->otlp) : "application/json";
+}
+
 static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, ...)
@@ -384,7 +392,10 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     buf b = BUF_INIT;
-    ingest_error_json(&b, msg);
+    if (r->otlp)
+        otlp_status(r->otlp, status, msg, &b); /* OTLP's own error body, google.rpc.Status */
+    else
+        ingest_error_json(&b, msg);
     const char *h = NULL, *v = NULL;
     if (status == 401) h = MHD_HTTP_HEADER_WWW_AUTHENTICATE, v = "Bearer realm=\"events\"";
     if (status == 503) h = MHD_HTTP_HEADER_RETRY_AFTER, v = "1";
@@ -393,7 +404,7 @@ static enum MHD_Result send_error(request *r, unsigned status, const char *fmt, 
     if (status == 405)
         h = MHD_HTTP_HEADER_ALLOW,
         v = r->kind == K_INGEST || r->kind == K_QUERY ? "POST, OPTIONS" : "GET, OPTIONS";
-    enum MHD_Result ok = send_json(r, status, &b, h, v);
+    enum MHD_Result ok = send_response(r, status, answer_type(r), b.p ? b.p : "", b.len, h, v);
     buf_free(&b);
     if (status >= 500)
         log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg,
@@ -456,7 +467,10 @@ static void ingest_done(lake_batch *b, void *ud)
     request *r = ud;
     if (b->status == 0) {
         r->answer_status = 200;
-        ingest_answer(&r->res, b->accepted, b->duplicates, &r->answer);
+        if (r->otlp)
+            otlp_logs_answer(r->otlp, &r->res, &r->answer);
+        else
+            ingest_answer(&r->res, b->accepted, b->duplicates, &r->answer);
         atomic_fetch_add_explicit(&metrics_global.events_accepted, b->accepted,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&metrics_global.events_duplicate, b->duplicates,
@@ -470,7 +484,10 @@ static void ingest_done(lake_batch *b, void *ud)
         atomic_fetch_add_explicit(&metrics_global.bytes_stored, bytes, memory_order_relaxed);
     } else {
         r->answer_status = 503;
-        ingest_error_json(&r->answer, b->error);
+        if (r->otlp)
+            otlp_status(r->otlp, 503, b->error, &r->answer);
+        else
+            ingest_error_json(&r->answer, b->error);
     }
     MHD_resume_connection(r->conn);
 }
@@ -496,7 +513,12 @@ static enum MHD_Result handle_ingest(server *s, request *r)
         return send_error(r, 503, "out of memory");
     }
     event_ctx_set_now(ctx, evtime_now_ms());
-    ingest_parse(ctx, body, n, r->fmt, &s->lim, &r->res);
+    if (r->otlp)
+        otlp_logs_parse(ctx, r->otlp, body, n,
+                        MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type"),
+                        &s->lim, &r->res);
+    else
+        ingest_parse(ctx, body, n, r->fmt, &s->lim, &r->res);
     buf_free(&inflated);
     buf_free(&r->body);
     if (r->res.status) return send_error(r, r->res.status, "%s", r->res.error);
@@ -504,8 +526,12 @@ static enum MHD_Result handle_ingest(server *s, request *r)
                               memory_order_relaxed);
     if (r->res.n == 0) {
         buf b = BUF_INIT;
-        ingest_answer(&r->res, 0, 0, &b);
-        enum MHD_Result ok = send_json(r, 200, &b, NULL, NULL);
+        if (r->otlp)
+            otlp_logs_answer(r->otlp, &r->res, &b);
+        else
+            ingest_answer(&r->res, 0, 0, &b);
+        enum MHD_Result ok =
+            send_response(r, 200, answer_type(r), b.p ? b.p : "", b.len, NULL, NULL);
         buf_free(&b);
         return ok;
     }
@@ -845,6 +871,13 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
     int is_post = !strcmp(method, "POST");
     if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
         r->kind = K_INGEST, r->route = ROUTE_INGEST;
+    } else if (!strcmp(url, "/v1/logs")) {
+        /* OTLP logs take /ingest's path, from the body limit to the group commit; answers,
+         * errors included, are OTLP's, in the encoding of the request (JSON unless protobuf) */
+        r->kind = K_INGEST, r->route = ROUTE_OTLP_LOGS;
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        r->otlp = otlp_encoding_of(ct) == OTLP_PROTOBUF ? OTLP_PROTOBUF : OTLP_JSON;
     } else if (!strcmp(url, "/query")) {
         r->kind = K_QUERY, r->route = ROUTE_QUERY;
     } else if (!strcmp(url, "/health")) {
@@ -951,7 +984,21 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
             return send_error(r, 503, "cannot store the upload: %s", err);
         }
     }
-    if (r->kind == K_INGEST) {
+    if (r->otlp) {
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (otlp_encoding_of(ct) == OTLP_NONE)
+            return send_error(r, 415,
+                              "unsupported Content-Type \"%.100s\": use application/json or "
+                              "application/x-protobuf",
+                              ct ? ct : "");
+        const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
+        if (type && !event_type_valid(type, strlen(type)))
+            return send_error(r, 400,
+                              "type \"%.150s\" is not an event type: [a-z0-9_]+(.[a-z0-9_-]+)*, "
+                              "at most %d bytes",
+                              type, EVENT_TYPE_MAX);
+    } else if (r->kind == K_INGEST) {
         const char *ct =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!ct || media_type_is(ct, "application/json") || media_type_is(ct, "text/plain")) {
@@ -967,6 +1014,8 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
                               "application/x-ndjson",
                               ct);
         }
+    }
+    if (r->kind == K_INGEST) {
         const char *ce =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
         if (ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip")))
@@ -1080,8 +1129,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return ok;
         }
         if (r->answer_status == 200 && tail_hub_active(s->tail)) publish(s, r);
-        return send_json(r, r->answer_status, &r->answer,
-                         r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
+        return send_response(r, r->answer_status, answer_type(r), r->answer.p ? r->answer.p : "",
+                             r->answer.len,
+                             r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
     }
     if (*upload_size) {
         size_t n = *upload_size;
