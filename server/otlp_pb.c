@@ -45,7 +45,7 @@ typedef struct arena {
     chunk *head;  /* the first chunk is kept across resets */
     size_t total; /* bytes handed out since the reset */
     size_t limit;
-    int over; /* an allocation failed: past the limit or out of memory */
+    int over_limit, nomem; /* why an allocation failed */
 } arena;
 
 static void *arena_alloc(void *data, size_t size)
@@ -53,14 +53,14 @@ static void *arena_alloc(void *data, size_t size)
     arena *a = data;
     size = (size + 15) & ~(size_t)15;
     if (a->total + size > a->limit) {
-        a->over = 1;
+        a->over_limit = 1;
         return NULL;
     }
     chunk *c = a->head;
     if (!c || c->cap - c->used < size) {
         size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
         if (!(c = malloc(sizeof *c + cap))) {
-            a->over = 1;
+            a->nomem = 1;
             return NULL;
         }
         c->cap = cap;
@@ -91,7 +91,7 @@ static void arena_reset(arena *a, size_t n)
     a->head = c;
     if (c) c->used = 0;
     a->total = 0;
-    a->over = 0;
+    a->over_limit = a->nomem = 0;
     a->limit =
         n > (SIZE_MAX - ARENA_CHUNK) / ARENA_FACTOR ? SIZE_MAX : n * ARENA_FACTOR + ARENA_CHUNK;
 }
@@ -249,10 +249,10 @@ static ProtobufCMessage *unpack(pr *x, const ProtobufCMessageDescriptor *d, enum
     arena_reset(&x->a, n);
     ProtobufCMessage *msg = protobuf_c_message_unpack(d, &x->alloc, n, p);
     if (msg) return msg;
-    if (x->a.over && x->a.total + n > x->a.limit)
+    if (x->a.over_limit)
         otlp_fail(x->b, 413, "%s of %zu bytes needs more than %zu bytes of memory to decode", what,
                   n, x->a.limit);
-    else if (x->a.over)
+    else if (x->a.nomem)
         otlp_fail(x->b, 503, "out of memory parsing the body");
     else
         bad(x, p, "%s does not decode (a field of the wrong type?)", what);

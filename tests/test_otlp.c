@@ -635,6 +635,18 @@ TEST(test_otlp_refuses_protobuf_bodies_it_cannot_read_whole)
     }
     buf_free(&deep_req);
     buf_free(&wrong_req);
+
+    /* 100,000 empty attributes: 2 bytes each on the wire, far more decoded */
+    buf many = BUF_INIT;
+    for (int i = 0; i < 100000; i++) pb_bytes(&many, 6, "", 0);
+    buf many_req = request((buf){0}, (buf){0}, &many, 1);
+    parsed p;
+    parse(OTLP_PROTOBUF, many_req.p, many_req.len, &p);
+    CHECK_INT(413, p.r.status);
+    CHECK_STR("a log record of 200000 bytes needs more than 6465536 bytes of memory to decode",
+              p.r.error);
+    parsed_free(&p);
+    buf_free(&many_req);
 }
 
 TEST(test_otlp_answers_are_otlp_messages)
