@@ -102,14 +102,19 @@ void otlp_put_str(otlp_builder *b, buf *o, const char *s, size_t n)
     if (buf_json_str(o, s, n)) b->nomem = 1;
 }
 
-void otlp_put_int(otlp_builder *b, buf *o, int64_t v)
-{
-    if (buf_printf(o, "%lld", (long long)v)) b->nomem = 1;
-}
-
 void otlp_put_uint(otlp_builder *b, buf *o, uint64_t v)
 {
-    if (buf_printf(o, "%llu", (unsigned long long)v)) b->nomem = 1;
+    char d[20];
+    int n = 0;
+    do d[sizeof d - 1 - n++] = (char)('0' + v % 10);
+    while (v /= 10);
+    otlp_put(b, o, d + sizeof d - n, (size_t)n);
+}
+
+void otlp_put_int(otlp_builder *b, buf *o, int64_t v)
+{
+    if (v < 0) otlp_put(b, o, "-", 1);
+    otlp_put_uint(b, o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
 
 void otlp_put_double(otlp_builder *b, buf *o, double v)
@@ -252,12 +257,13 @@ int otlp_record_end(otlp_builder *b, uint64_t time_ns, uint64_t observed_ns)
     if (b->nomem) return otlp_fail(b, 503, "out of memory parsing the body");
     uint8_t h[16];
     siphash128(o->p, o->len, ID_KEY, h);
-    char id[sizeof ID_PREFIX + 32 + 4];
-    int k = snprintf(id, sizeof id, "\"%s", ID_PREFIX);
-    for (int i = 0; i < 16; i++) k += snprintf(id + k, sizeof id - (size_t)k, "%02x", h[i]);
+    static const char hex[] = "0123456789abcdef";
+    char id[sizeof ID_PREFIX + 32 + 2] = "\"" ID_PREFIX;
+    size_t k = sizeof ID_PREFIX;
+    for (int i = 0; i < 16; i++) id[k++] = hex[h[i] >> 4], id[k++] = hex[h[i] & 15];
     id[k++] = '"';
     otlp_member(b, "id");
-    otlp_put(b, o, id, (size_t)k);
+    otlp_put(b, o, id, k);
     otlp_put(b, o, "}", 1);
     if (b->nomem) return otlp_fail(b, 503, "out of memory parsing the body");
     return ingest_add(b->ctx, o->p, o->len, b->lim, b->r);

@@ -63,8 +63,13 @@ static const char *skip(jr *j, const char *p)
 
 typedef struct jmem {
     const char *k, *kend; /* the key's token, quotes included */
-    const char *v;        /* the value */
+    const char *key;      /* the key decoded (in kbuf when it had escapes), or NULL if too long */
+    size_t keylen;
+    const char *v; /* the value */
+    char kbuf[32];
 } jmem;
+
+static long decode(const char *tok, const char *tokend, char *out, size_t cap);
 
 /*
  * The next member of the object whose '{' or previous value ends at *pp: 1
@@ -80,6 +85,13 @@ static int obj_next(jr *j, const char **pp, jmem *m)
     }
     m->k = p;
     m->kend = jscan_string(&j->s, p, j->end);
+    m->key = p + 1;
+    m->keylen = (size_t)(m->kend - p - 2);
+    if (j->s.escaped) { /* keys are compared as a JSON reader reads them */
+        long n = decode(p, m->kend, m->kbuf, sizeof m->kbuf);
+        m->key = n < 0 ? NULL : m->kbuf;
+        m->keylen = n < 0 ? 0 : (size_t)n;
+    }
     p = ws(j, m->kend);
     m->v = *pp = ws(j, p + 1); /* past ':' */
     return 1;
@@ -116,8 +128,8 @@ static long decode(const char *tok, const char *tokend, char *out, size_t cap)
 
 static int key_is(const jmem *m, const char *name)
 {
-    char k[32];
-    return decode(m->k, m->kend, k, sizeof k) >= 0 && !strcmp(k, name);
+    size_t n = strlen(name);
+    return m->key && m->keylen == n && !memcmp(m->key, name, n);
 }
 
 static int is_null(const char *v)
