@@ -290,11 +290,10 @@ void otlp_logs_parse(event_ctx *ctx, enum otlp_encoding enc, const char *body, s
  */
 static int first_reject(const ingest_result *r, size_t *index, char *why, size_t cap)
 {
-    const char *p = r->rejects.p, *end = p + r->rejects.len;
+    if (!r->rejects.p || !r->rejects.len || r->rejects.p[0] != '{') return -1;
+    const char *p = r->rejects.p + 1, *end = r->rejects.p + r->rejects.len;
     jscan s = {0};
     int found = 0;
-    if (!p || p >= end || *p != '{') return -1;
-    p++;
     while (p < end && *p == '"') {
         const char *k = p;
         if (!(p = jscan_string(&s, p, end)) || p >= end || *p != ':') return -1;

@@ -224,13 +224,16 @@ static const char *read_id(jr *j, const char *v, const char *name, size_t want)
             e = NULL;
         s = t->p;
     }
-    for (size_t i = 0; e && i < n; i++)
-        if (hexval(s[i]) < 0) e = NULL;
+    uint8_t id[16];
+    for (size_t i = 0; e && i < n; i++) {
+        int h = hexval(s[i]);
+        if (h < 0)
+            e = NULL;
+        else if (n == 2 * want)
+            id[i / 2] = (uint8_t)(i % 2 ? (unsigned)id[i / 2] | (unsigned)h : (unsigned)h << 4);
+    }
     if (!e) return bad(j, v, "\"%s\" must be a string of hex digits", name), NULL;
     if (n != 2 * want) return e;
-    uint8_t id[16];
-    for (size_t i = 0; i < want; i++)
-        id[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
     otlp_put_id(j->b, name, id, want, want);
     return e;
 }

@@ -203,7 +203,7 @@ static enum msg sub_of(enum msg m, uint32_t num)
 static int check_unit(pr *x, const uint8_t *p, const uint8_t *end, enum msg m, int depth)
 {
     if (depth > MAX_NEST) return bad(x, p, "messages nest deeper than %d levels", MAX_NEST);
-    field f;
+    field f = {0};
     int r;
     while ((r = next_field(x, &p, end, &f)) > 0) {
         enum msg sub = f.wt == 2 ? sub_of(m, f.num) : M_NONE;
@@ -220,7 +220,7 @@ static int check_unit(pr *x, const uint8_t *p, const uint8_t *end, enum msg m, i
 static int singular(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, const char *name,
                     const uint8_t **v, size_t *n)
 {
-    field f;
+    field f = {0};
     int r, seen = 0;
     *v = NULL;
     *n = 0;
@@ -399,7 +399,7 @@ static int read_scope(pr *x, const uint8_t *p, const uint8_t *end)
 static int each(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, const char *name,
                 int (*fn)(pr *, const uint8_t *, const uint8_t *))
 {
-    field f;
+    field f = {0};
     int r;
     while ((r = next_field(x, &p, end, &f)) > 0) {
         if (f.num != num) continue;
