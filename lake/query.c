@@ -1196,8 +1196,8 @@ static json_t *no_hidden_names(query_conn *q, json_t *ast, json_t *names, int *o
  * when it is prepared). Allowed: a plain SELECT; EXPLAIN of one; DESCRIBE,
  * SHOW or SUMMARIZE of a name or of a plain SELECT; in each, nothing that
  * hidden.h hides. Returns the parse tree of the SELECT that will run (for
- * pruning; NULL for DESCRIBE and SHOW of a name), *ok 1 if allowed, or *ok 0
- * with the reason in err.
+ * pruning; for DESCRIBE and SHOW of a name, that of SELECT * FROM it; NULL
+ * when there is none), *ok 1 if allowed, or *ok 0 with the reason in err.
  */
 static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t errlen)
 {
@@ -1219,12 +1219,13 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
     }
     const char *p = skip_space(sql);
     if (keyword(&p, "DESCRIBE") || keyword(&p, "SHOW") || keyword(&p, "SUMMARIZE")) {
-        if (only_a_name(p)) { /* what it names, as a SELECT from it would */
+        if (only_a_name(p)) { /* what it names, as a SELECT from it would, and read as one:
+                                 * DESCRIBE events lists no file of the quarantine */
             buf b = BUF_INIT;
             buf_printf(&b, "SELECT * FROM %s", p);
-            if (buf_cstr(&b) && select_tree(q, b.p, &ast, &names)) json_decref(ast);
+            if (!buf_cstr(&b) || !select_tree(q, b.p, &ast, &names)) ast = names = NULL;
             buf_free(&b);
-            return no_hidden_names(q, NULL, names, ok, err, errlen);
+            return no_hidden_names(q, ast, names, ok, err, errlen);
         }
         if (select_tree(q, p, &ast, &names)) return no_hidden_names(q, ast, names, ok, err, errlen);
     }
