@@ -995,8 +995,8 @@ static int segment_add(segment *g, const char *p, size_t n)
     if (last && (const char *)last->iov_base + last->iov_len == p) {
         last->iov_len += n;
     } else {
-        if (g->niov == g->iovcap) {
-            size_t cap = g->iovcap ? g->iovcap * 2 : 16;
+        if (!g->iov || g->niov == g->iovcap) {
+            size_t cap = g->iov && g->iovcap ? g->iovcap * 2 : 16;
             struct iovec *v = realloc(g->iov, cap * sizeof *v);
             if (!v) return -1;
             g->iov = v;
