@@ -48,6 +48,8 @@ int cli_parse_duration_ms(const char *s, int64_t *out)
         mul = 60000;
     else if (!strcmp(end, "h"))
         mul = 3600000;
+    else if (!strcmp(end, "d"))
+        mul = 86400000;
     else
         return -1;
     double r = v * mul;

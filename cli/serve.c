@@ -64,11 +64,14 @@ int cmd_serve(int argc, char **argv)
         {"max-body", "EVENTS_MAX_BODY", OPT_SIZE, &max_body, "SIZE",
          "largest request body, after gunzip (default 8MiB)"},
         {"max-events", "EVENTS_MAX_EVENTS", OPT_INT, &max_events, "N",
-         "most events in one request (default 10000)"},
+         "most events in one request; 0: as many as --max-body holds (default 0)"},
         {"max-url-args", "EVENTS_MAX_URL_ARGS", OPT_INT, &max_url_args, "N",
          "arguments in a URL at most, 1 to 200; more get 414 (default 100)"},
         {"max-event-bytes", "EVENTS_MAX_EVENT_BYTES", OPT_SIZE, &max_event_bytes, "SIZE",
          "largest event (default 256KiB)"},
+        {"rejected-retain", "EVENTS_REJECTED_RETAIN", OPT_DURATION, &c.rejected_retain_ms,
+         "DURATION",
+         "delete hours of the quarantine (rejected/) this old; 0: keep them (default 0)"},
         {"spool-max", "EVENTS_SPOOL_MAX", OPT_SIZE, &spool_max, "SIZE",
          "answer 503 while this much waits for the lake (default: no limit)"},
         {"seal-bytes", "EVENTS_SEAL_BYTES", OPT_SIZE, &seal_bytes, "SIZE",
@@ -175,10 +178,10 @@ int cmd_serve(int argc, char **argv)
                 "events serve: --max-event-bytes must be between 64 bytes and --max-body\n");
         return 2;
     }
-    if (seal_bytes < 1024 || seal_age < 10 || max_events < 1 || max_conn < 1 ||
+    if (seal_bytes < 1024 || seal_age < 10 || max_events < 0 || max_conn < 1 ||
         req_timeout < 1000 || idle_timeout < 1000) {
         fprintf(stderr,
-                "events serve: --seal-bytes >= 1KiB, --seal-age >= 10ms, --max-events >= 1, "
+                "events serve: --seal-bytes >= 1KiB, --seal-age >= 10ms, --max-events >= 0, "
                 "--max-connections >= 1, timeouts >= 1s\n");
         return 2;
     }

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <limits.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int files_mkdirs(const char *path)
@@ -54,6 +56,33 @@ int files_write_all(int fd, const void *data, size_t n, int64_t off)
         p += r;
         n -= (size_t)r;
         if (off != FILES_AT_POSITION) off += r;
+    }
+    return 0;
+}
+
+int files_pwritev_all(int fd, struct iovec *iov, size_t n, int64_t off)
+{
+    while (n) {
+        int k = n > IOV_MAX ? IOV_MAX : (int)n;
+        ssize_t r = pwritev(fd, iov, k, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        off += r;
+        while (n && (size_t)r >= iov->iov_len) { /* whole buffers written */
+            r -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n && r) { /* and part of the next */
+            iov->iov_base = (char *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
     }
     return 0;
 }

@@ -20,6 +20,14 @@ int files_sync_dir(const char *dir);
 #define FILES_AT_POSITION INT64_C(-1)
 int files_write_all(int fd, const void *p, size_t n, int64_t off);
 
+/*
+ * Writes the n buffers of iov whole at offset off (pwritev, at most IOV_MAX at a
+ * time), retrying short writes and EINTR. iov is consumed: its entries are
+ * advanced past what was written.
+ */
+struct iovec;
+int files_pwritev_all(int fd, struct iovec *iov, size_t n, int64_t off);
+
 /* Copies the directory part of path ("a/b/c" -> "a/b") into dir (cap bytes). */
 int files_parent(const char *path, char *dir, size_t cap);
 

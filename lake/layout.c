@@ -41,6 +41,44 @@ void lake_spool_name(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
     snprintf(out, LAKE_KEY_MAX, "%04d%02d%02d%02d-%s.jsonl", c.year, c.month, c.day, c.hour, uuid);
 }
 
+void lake_spool_name_of(int kind, int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
+{
+    char name[LAKE_KEY_MAX];
+    lake_spool_name(hour, uuid, name);
+    snprintf(out, LAKE_KEY_MAX, "%s%s", kind == LAKE_KIND_REJECTED ? "rejected-" : "", name);
+}
+
+static void prefixed_hour(const char *top, int64_t hour, int with_hour, char out[LAKE_KEY_MAX])
+{
+    evtime_civil c;
+    civil_of_hour(hour, &c);
+    if (with_hour)
+        snprintf(out, LAKE_KEY_MAX, "%s%04d/%02d/%02d/%02d/", top, c.year, c.month, c.day, c.hour);
+    else
+        snprintf(out, LAKE_KEY_MAX, "%s%04d/%02d/%02d/", top, c.year, c.month, c.day);
+}
+
+void lake_rejected_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX])
+{
+    prefixed_hour(LAKE_REJECTED_PREFIX, hour, 1, out);
+}
+
+void lake_rejected_day_prefix(int64_t hour, char out[LAKE_KEY_MAX])
+{
+    prefixed_hour(LAKE_REJECTED_PREFIX, hour, 0, out);
+}
+
+void lake_segment_key(int kind, int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
+{
+    if (kind != LAKE_KIND_REJECTED) {
+        lake_raw_key(hour, uuid, out);
+        return;
+    }
+    char prefix[LAKE_KEY_MAX];
+    lake_rejected_hour_prefix(hour, prefix);
+    snprintf(out, LAKE_KEY_MAX, "%s%s.jsonl", prefix, uuid);
+}
+
 static int num(const char *s, int n, int *v)
 {
     int x = 0;
@@ -83,6 +121,32 @@ int lake_parse_spool_name(const char *name, int64_t *hour, char uuid[LAKE_UUID_L
     memcpy(uuid, name + 11, LAKE_UUID_LEN);
     uuid[LAKE_UUID_LEN] = 0;
     return 0;
+}
+
+int lake_parse_spool_name_of(const char *name, int *kind, int64_t *hour,
+                             char uuid[LAKE_UUID_LEN + 1])
+{
+    *kind = LAKE_KIND_EVENTS;
+    if (!strncmp(name, "rejected-", 9)) {
+        *kind = LAKE_KIND_REJECTED;
+        name += 9;
+    }
+    return lake_parse_spool_name(name, hour, uuid);
+}
+
+int lake_parse_rejected_key(const char *key, int64_t *hour)
+{
+    int y, m, d, h;
+    size_t pl = strlen(LAKE_REJECTED_PREFIX);
+    if (strncmp(key, LAKE_REJECTED_PREFIX, pl)) return -1;
+    const char *p = key + pl;
+    if (num(p, 4, &y) || p[4] != '/' || num(p + 5, 2, &m) || p[7] != '/' || num(p + 8, 2, &d) ||
+        p[10] != '/' || num(p + 11, 2, &h) || p[13] != '/')
+        return -1;
+    const char *name = p + 14;
+    size_t n = strlen(name);
+    if (n <= 6 || strchr(name, '/') || strcmp(name + n - 6, ".jsonl")) return -1;
+    return hour_of(y, m, d, h, hour);
 }
 
 int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)

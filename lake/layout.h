@@ -7,11 +7,14 @@
  *   events/{yyyy}/{mm}/{dd}/{hh}/{uuid}.parquet  compacted hour
  *   events/{yyyy}/{mm}/{dd}/{hh}/_manifest-{seq}.json  which files of the hour are live
  *                                                      (compaction.h), seq 10 digits
+ *   rejected/{yyyy}/{mm}/{dd}/{hh}/{uuid}.jsonl  the quarantine: records ingest refused,
+ *                                                of one receive hour (quarantine.h)
  *   snapshots/{source}/{bookmark}.db             database snapshots
  *   leases/{name}/{seq}.json                     a lease (compaction: one compactor)
  *
  * A spool segment (local, not yet in the lake) is named
- * {yyyymmddhh}-{uuid}.jsonl: its hour and the uuid of its final key.
+ * {yyyymmddhh}-{uuid}.jsonl (events) or rejected-{yyyymmddhh}-{uuid}.jsonl
+ * (the quarantine): its kind, its hour and the uuid of its final key.
  */
 #ifndef EVENTS_LAYOUT_H
 #define EVENTS_LAYOUT_H
@@ -22,6 +25,10 @@
 #define LAKE_UUID_LEN         36
 #define LAKE_EVENTS_PREFIX    "events/"
 #define LAKE_SNAPSHOTS_PREFIX "snapshots/"
+#define LAKE_REJECTED_PREFIX  "rejected/"
+
+/* What a spool segment holds, and so where it is sealed to. */
+enum lake_kind { LAKE_KIND_EVENTS = 0, LAKE_KIND_REJECTED = 1 };
 
 /* The partition (hours since the epoch) of a time in ms. */
 static inline int64_t lake_hour(int64_t ms)
@@ -58,8 +65,27 @@ int lake_parse_lease_key(const char *key, const char *name, uint64_t *seq);
 /* "{yyyymmddhh}-{uuid}.jsonl" */
 void lake_spool_name(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
 
-/* Parses a spool name. Returns 0, or -1 if name is not one. */
+/* Parses an events spool name. Returns 0, or -1 if name is not one. */
 int lake_parse_spool_name(const char *name, int64_t *hour, char uuid[LAKE_UUID_LEN + 1]);
+
+/* The spool name of a segment of either kind ("rejected-" before a quarantine segment's). */
+void lake_spool_name_of(int kind, int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
+
+/* Parses a spool name of either kind. Returns 0 with *kind, *hour and uuid, or -1. */
+int lake_parse_spool_name_of(const char *name, int *kind, int64_t *hour,
+                             char uuid[LAKE_UUID_LEN + 1]);
+
+/* "rejected/yyyy/mm/dd/hh/" */
+void lake_rejected_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
+
+/* "rejected/yyyy/mm/dd/": the day (UTC) of an hour */
+void lake_rejected_day_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
+
+/* The sealed key of a segment: lake_raw_key for events, "rejected/yyyy/mm/dd/hh/{uuid}.jsonl". */
+void lake_segment_key(int kind, int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
+
+/* Parses "rejected/yyyy/mm/dd/hh/{name}.jsonl". Returns 0 and *hour, or -1. */
+int lake_parse_rejected_key(const char *key, int64_t *hour);
 
 /*
  * Parses "events/yyyy/mm/dd/hh/{name}.{ext}". Returns 0 and sets *hour and

@@ -20,9 +20,12 @@
 
 typedef struct walk {
     prune_result *r;
-    int seen;                       /* BASE_TABLE events nodes anywhere */
-    int accounted;                  /* those found through a SELECT's FROM */
-    int functions;                  /* table functions anywhere */
+    const char *table;  /* the view whose references are bounded: "events", "rejected" */
+    const char *column; /* by this column: "ts", "receivedAt" */
+    int events;         /* table is events: the engine's macros read it */
+    int seen;           /* BASE_TABLE events nodes anywhere */
+    int accounted;      /* those found through a SELECT's FROM */
+    int functions;      /* table functions anywhere */
     const char *aliases[MAX_NAMES]; /* of the events references */
     int naliases;
     const char *names[MAX_NAMES]; /* one-part column references, to compare with the aliases */
@@ -34,20 +37,27 @@ static const char *str(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static int is_events_table(json_t *t)
+static int is_events_table(const walk *w, json_t *t)
 {
     const char *type = str(t, "type"), *name = str(t, "table_name");
-    return type && name && !strcmp(type, "BASE_TABLE") && !strcasecmp(name, "events");
+    return type && name && !strcmp(type, "BASE_TABLE") && !strcasecmp(name, w->table);
 }
 
-static int is_ts(json_t *e, const char *alias)
+/* The engine's macros, which read events. */
+static int is_macro(const char *name)
+{
+    return name && (!strcasecmp(name, "events_between") || !strcasecmp(name, "rpc_latency") ||
+                    !strcasecmp(name, "collection_at") || !strcasecmp(name, "doc_history"));
+}
+
+static int is_ts(const walk *w, json_t *e, const char *alias)
 {
     const char *cls = str(e, "class");
     if (!cls || strcmp(cls, "COLUMN_REF")) return 0;
     json_t *names = json_object_get(e, "column_names");
     size_t n = json_array_size(names);
     const char *last = n ? json_string_value(json_array_get(names, n - 1)) : NULL;
-    if (!last || strcasecmp(last, "ts")) return 0;
+    if (!last || strcasecmp(last, w->column)) return 0;
     if (n == 1) return 1;
     const char *qual = json_string_value(json_array_get(names, n - 2));
     return n == 2 && qual && !strcasecmp(qual, alias);
@@ -104,24 +114,24 @@ static const char *flip(const char *type)
 }
 
 /* The top-level conjuncts of a WHERE clause that bound alias.ts. */
-static void conjuncts(json_t *e, const char *alias, prune_ref *ref)
+static void conjuncts(const walk *w, json_t *e, const char *alias, prune_ref *ref)
 {
     const char *cls = str(e, "class"), *type = str(e, "type");
     if (!cls || !type) return;
     if (!strcmp(cls, "CONJUNCTION") && !strcmp(type, "CONJUNCTION_AND")) {
         size_t i;
         json_t *c;
-        json_array_foreach(json_object_get(e, "children"), i, c) conjuncts(c, alias, ref);
+        json_array_foreach(json_object_get(e, "children"), i, c) conjuncts(w, c, alias, ref);
     } else if (!strcmp(cls, "COMPARISON")) {
         json_t *l = json_object_get(e, "left"), *r = json_object_get(e, "right");
-        if (is_ts(l, alias) && pure(r))
+        if (is_ts(w, l, alias) && pure(r))
             compare(ref, type, r);
-        else if (is_ts(r, alias) && pure(l))
+        else if (is_ts(w, r, alias) && pure(l))
             compare(ref, flip(type), l);
     } else if (!strcmp(cls, "BETWEEN")) {
         json_t *in = json_object_get(e, "input"), *lo = json_object_get(e, "lower"),
                *hi = json_object_get(e, "upper");
-        if (is_ts(in, alias) && pure(lo) && pure(hi)) {
+        if (is_ts(w, in, alias) && pure(lo) && pure(hi)) {
             add(ref->lo, &ref->nlo, lo, 0);
             add(ref->hi, &ref->nhi, hi, 0);
         }
@@ -156,6 +166,7 @@ static void table_function(walk *w, json_t *t)
         return;
     }
     prune_ref *ref;
+    if (!w->events) return; /* the macros read events only */
     if (!strcasecmp(name, "events_between") && json_array_size(args) == 2) {
         if (!(ref = new_ref(w))) return;
         if (pure(json_array_get(args, 0))) add(ref->lo, &ref->nlo, json_array_get(args, 0), 0);
@@ -178,15 +189,15 @@ static void from_clause(walk *w, json_t *t, json_t *where)
     if (!strcmp(type, "JOIN")) {
         from_clause(w, json_object_get(t, "left"), where);
         from_clause(w, json_object_get(t, "right"), where);
-    } else if (is_events_table(t)) {
+    } else if (is_events_table(w, t)) {
         w->accounted++;
         prune_ref *ref = new_ref(w);
         const char *alias = str(t, "alias");
         if (w->naliases < MAX_NAMES)
-            w->aliases[w->naliases++] = alias && *alias ? alias : "events";
+            w->aliases[w->naliases++] = alias && *alias ? alias : w->table;
         else
             w->r->raw = 1;
-        if (ref && where) conjuncts(where, alias && *alias ? alias : "events", ref);
+        if (ref && where) conjuncts(w, where, alias && *alias ? alias : w->table, ref);
     } else if (!strcmp(type, "TABLE_FUNCTION")) {
         table_function(w, t);
     }
@@ -224,8 +235,11 @@ static void visit(walk *w, json_t *node, int star_ok)
         from_clause(w, json_object_get(node, "from_table"), json_object_get(node, "where_clause"));
         star_ok = from_without_events(json_object_get(node, "from_table"));
     }
-    if (is_events_table(node)) w->seen++;
-    if (type && !strcmp(type, "TABLE_FUNCTION")) w->functions++;
+    if (is_events_table(w, node)) w->seen++;
+    /* a table function other than the macros might read the view by its name (query()) */
+    if (type && !strcmp(type, "TABLE_FUNCTION") &&
+        !is_macro(str(json_object_get(node, "function"), "function_name")))
+        w->functions++;
     const char *cls = str(node, "class");
     if (cls && !strcmp(cls, "STAR") && !star_ok) w->r->raw = 1;
     if (cls && !strcmp(cls, "COLUMN_REF")) {
@@ -246,9 +260,9 @@ static void visit(walk *w, json_t *node, int star_ok)
     json_array_foreach(ctes, i, c)
     {
         const char *k = str(c, "key");
-        if (k && !strcasecmp(k, "events")) {
+        if (k && !strcasecmp(k, w->table)) {
             w->r->unbounded = 1;
-            w->r->why = "a CTE named events";
+            w->r->why = "a CTE named as the view";
         }
     }
     const char *k;
@@ -256,6 +270,11 @@ static void visit(walk *w, json_t *node, int star_ok)
 }
 
 void prune_analyse(json_t *ast, prune_result *r)
+{
+    prune_analyse_table(ast, "events", "ts", r);
+}
+
+void prune_analyse_table(json_t *ast, const char *table, const char *column, prune_result *r)
 {
     memset(r, 0, sizeof *r);
     json_t *stmts = json_object_get(ast, "statements");
@@ -268,6 +287,9 @@ void prune_analyse(json_t *ast, prune_result *r)
     walk w;
     memset(&w, 0, sizeof w);
     w.r = r;
+    w.table = table;
+    w.column = column;
+    w.events = !strcasecmp(table, "events");
     visit(&w, json_array_get(stmts, 0), 0);
     /* a column reference that names an events reference is the whole row */
     for (int i = 0; i < w.nnames; i++)

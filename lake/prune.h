@@ -17,6 +17,10 @@
  * It also tells whether the query can reach the whole event (`raw`): a column
  * named `event`, a star, or the table itself used as a value (`SELECT e FROM
  * events e`). Queries that cannot are given a faster view without it.
+ *
+ * The same analysis bounds the quarantine's view, `rejected`, by its
+ * `receivedAt` (prune_analyse_table): its files are partitioned by receive
+ * hour. The engine's macros read only events.
  */
 #ifndef EVENTS_PRUNE_H
 #define EVENTS_PRUNE_H
@@ -51,6 +55,9 @@ typedef struct prune_result {
  * the bounds borrow from ast, which must outlive r. Release with prune_free.
  */
 void prune_analyse(json_t *ast, prune_result *r);
+
+/* The same for the references to another view, table, bounded by its column column. */
+void prune_analyse_table(json_t *ast, const char *table, const char *column, prune_result *r);
 void prune_free(prune_result *r);
 
 #endif

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 struct query_engine {
@@ -747,7 +748,8 @@ static json_t *parse_for_names(void *ud, const char *sql)
  * (an error try() does not catch, as a parameter that cannot be converted):
  * the caller must begin another, and every hour is read.
  */
-static hours query_hours(query_conn *q, json_t *ast, json_t *params, int *aborted)
+static hours query_hours(query_conn *q, json_t *ast, json_t *params, const char *table,
+                         const char *column, int *aborted)
 {
     hours h = {1, 0, 1, 0, 0};
     *aborted = 0;
@@ -755,7 +757,7 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params, int *aborte
     json_t *named =
         json_object_get(json_array_get(json_object_get(ast, "statements"), 0), "named_param_map");
     prune_result pr;
-    prune_analyse(ast, &pr);
+    prune_analyse_table(ast, table, column, &pr);
     h.raw = pr.raw;
     if (pr.no_events) {
         h.all = 0;
@@ -810,10 +812,54 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params, int *aborte
     return h;
 }
 
+/*
+ * The quarantine's view (quarantine.h): one row per refused record, from its files under
+ * rejected/ and the spool's quarantine segments. A quarantine line is at most twice the
+ * refused record, which can be as large as --max-body: DuckDB fails a whole read at a line
+ * over twice its maximum_object_size (16 MiB by default, reserved per thread), so that is
+ * raised to the largest file's size when a file is larger.
+ */
+#define REJECTED_OBJECT_DEFAULT (16u << 20)
+static const char REJECTED_COLUMNS[] =
+    "id, receivedAt, requestId, \"index\", class, reason, token, route, raw, rawBase64";
+static const char REJECTED_SCHEMA[] =
+    "format = 'newline_delimited', ignore_errors = true, "
+    "columns = {id: 'VARCHAR', receivedAt: 'TIMESTAMP', requestId: 'VARCHAR', \"index\": 'BIGINT', "
+    "class: 'VARCHAR', reason: 'VARCHAR', token: 'VARCHAR', route: 'VARCHAR', raw: 'VARCHAR', "
+    "rawBase64: 'VARCHAR'}";
+static const char REJECTED_EMPTY[] =
+    "SELECT NULL::VARCHAR AS id, NULL::TIMESTAMP AS receivedAt, NULL::VARCHAR AS requestId, "
+    "NULL::BIGINT AS \"index\", NULL::VARCHAR AS class, NULL::VARCHAR AS reason, "
+    "NULL::VARCHAR AS token, NULL::VARCHAR AS route, NULL::VARCHAR AS raw, "
+    "NULL::VARCHAR AS rawBase64 WHERE false";
+
+/* A file of the live list: an events JSONL file, a Parquet file, or a quarantine file. */
+enum { FILE_JSONL = 0, FILE_PARQUET = 1, FILE_REJECTED = 2 };
+
 /* The columns of a compacted file (compact.c writes them): the view's, by name. */
 static const char PARQUET_COLUMNS[] =
     "id, type, ts, receivedAt, \"do\", do_id, do_name, do_class, do_colo, method, durationMs, "
     "success, error, collection, docId, doc, prev, bookmark";
+
+/* Adds a file to the live list; -2 out of memory. */
+static int live_add(live *l, const char *key, uint64_t size, int what)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        lake_cache_item *ni = realloc(l->it, nc * sizeof *ni);
+        if (ni) l->it = ni;
+        unsigned char *np = ni ? realloc(l->parquet, nc) : NULL;
+        if (np) l->parquet = np;
+        if (!ni || !np) return -2;
+        l->cap = nc;
+    }
+    lake_cache_item *it = &l->it[l->n];
+    if (!(it->key = strdup(key))) return -2;
+    it->size = size;
+    it->path = NULL;
+    l->parquet[l->n++] = (unsigned char)what;
+    return 0;
+}
 
 static int on_partition(lake_partition *p, void *ud)
 {
@@ -821,20 +867,54 @@ static int on_partition(lake_partition *p, void *ud)
     if (!l->h->all && (p->hour < l->h->lo || p->hour > l->h->hi)) return 0;
     for (size_t i = 0; i < p->n; i++) {
         if (!p->f[i].live) continue;
-        if (l->n == l->cap) {
-            size_t nc = l->cap ? l->cap * 2 : 64;
-            lake_cache_item *ni = realloc(l->it, nc * sizeof *ni);
-            if (ni) l->it = ni;
-            unsigned char *np = ni ? realloc(l->parquet, nc) : NULL;
-            if (np) l->parquet = np;
-            if (!ni || !np) return -2;
-            l->cap = nc;
+        int rc =
+            live_add(l, p->f[i].key, p->f[i].size, p->f[i].parquet ? FILE_PARQUET : FILE_JSONL);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+typedef struct rlist {
+    live *l;
+    const hours *h;
+    int oom;
+} rlist;
+
+/* A quarantine file of the hours asked for (every file under rejected/ is live). */
+static int on_rejected(const store_entry *e, void *ud)
+{
+    rlist *r = ud;
+    int64_t hour;
+    if (lake_parse_rejected_key(e->key, &hour)) return 0; /* not a segment */
+    if (!r->h->all && (hour < r->h->lo || hour > r->h->hi)) return 0;
+    if (live_add(r->l, e->key, e->size, FILE_REJECTED)) r->oom = 1;
+    return r->oom;
+}
+
+/* Lists the quarantine's files for the hours of h, by hour or day as list_lake does. */
+static int list_rejected(query_engine *e, live *l, const hours *h, char *err, size_t errlen)
+{
+    rlist r = {l, h, 0};
+    int rc = 0;
+    char prefix[LAKE_KEY_MAX], last[LAKE_KEY_MAX] = "";
+    if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 62) {
+        for (int64_t hr = h->lo; hr <= h->hi && !rc && !r.oom; hr++) {
+            if (h->hi - h->lo < 24 * 2)
+                lake_rejected_hour_prefix(hr, prefix);
+            else
+                lake_rejected_day_prefix(hr, prefix);
+            if (!strcmp(prefix, last)) continue;
+            memcpy(last, prefix, sizeof last);
+            rc = store_list(e->store, prefix, on_rejected, &r);
         }
-        lake_cache_item *it = &l->it[l->n];
-        if (!(it->key = strdup(p->f[i].key))) return -2;
-        it->size = p->f[i].size;
-        it->path = NULL;
-        l->parquet[l->n++] = (unsigned char)p->f[i].parquet;
+    } else {
+        rc = store_list(e->store, LAKE_REJECTED_PREFIX, on_rejected, &r);
+    }
+    if (rc == STORE_ENOENT) rc = 0; /* nothing refused yet */
+    if (r.oom || rc) {
+        snprintf(err, errlen, "query: cannot list the quarantine: %s",
+                 r.oom ? "out of memory" : store_errmsg());
+        return -1;
     }
     return 0;
 }
@@ -896,24 +976,27 @@ static void add_file(buf *list, uint64_t *n, const char *path)
 /*
  * Replaces this connection's events view with one over the files the query
  * needs: the live files of its hours (from the cache for an s3 lake, pinned
- * in q->fetched until the query ends) and the spool's unsealed segments.
+ * in q->fetched until the query ends) and the spool's unsealed segments; and
+ * its rejected view the same way, over the quarantine's files of the hours hr
+ * of their receive time.
  */
-static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint64_t *nfiles,
-                     char *err, size_t errlen)
+static int make_view(query_conn *q, const hours *h, const hours *hr, lake_spool_pins **pins,
+                     uint64_t *nfiles, char *err, size_t errlen)
 {
     query_engine *e = q->e;
     live *l = &q->fetched;
     l->h = h;
-    buf jl = BUF_INIT, pl = BUF_INIT;
-    uint64_t nj = 0, np = 0;
+    buf jl = BUF_INIT, pl = BUF_INIT, rl = BUF_INIT;
+    uint64_t nj = 0, np = 0, nr = 0, rmax = 0; /* rmax: the largest quarantine file */
     int rc = 0;
-    if (!h->none) {
+    if (!h->none || !hr->none) {
         if (e->writer && lake_writer_pin_spool(e->writer, pins)) {
             snprintf(err, errlen, "query: out of memory");
             return -1;
         }
         /* pinned first, listed second: every event is in exactly one of the two */
-        rc = list_lake(e, l, err, errlen);
+        if (!h->none) rc = list_lake(e, l, err, errlen);
+        if (!rc && !hr->none) rc = list_rejected(e, l, hr, err, errlen);
         if (rc) { /* nothing was fetched or pinned: live_free must not unpin */
             for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
             l->n = 0;
@@ -935,16 +1018,28 @@ static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint
                 if (!(l->it[i].path = strdup(path))) rc = -1;
                 pa = path;
             }
-            if (l->parquet[i])
+            if (l->parquet[i] == FILE_PARQUET) {
                 add_file(&pl, &np, pa);
-            else
+            } else if (l->parquet[i] == FILE_REJECTED) {
+                add_file(&rl, &nr, pa);
+                if (l->it[i].size > rmax) rmax = l->it[i].size;
+            } else
                 add_file(&jl, &nj, pa);
         }
         for (size_t i = 0; !rc && i < lake_spool_pins_count(*pins); i++) {
+            int kind;
             int64_t hour;
             char path[4096];
-            lake_spool_pins_get(e->writer, *pins, i, &hour, path, sizeof path);
-            if (h->all || (hour >= h->lo && hour <= h->hi)) add_file(&jl, &nj, path);
+            lake_spool_pins_get(e->writer, *pins, i, &kind, &hour, path, sizeof path);
+            const hours *want = kind == LAKE_KIND_REJECTED ? hr : h;
+            if (want->none || (!want->all && (hour < want->lo || hour > want->hi))) continue;
+            if (kind == LAKE_KIND_REJECTED) {
+                struct stat st;
+                if (!stat(path, &st) && (uint64_t)st.st_size > rmax) rmax = (uint64_t)st.st_size;
+                add_file(&rl, &nr, path);
+            } else {
+                add_file(&jl, &nj, path);
+            }
         }
     }
     if (!rc) {
@@ -973,11 +1068,27 @@ static int make_view(query_conn *q, const hours *h, lake_spool_pins **pins, uint
             buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
                        QUERY_VIEW_COLUMNS);
         rc = buf_cstr(&sql) ? exec(q->c, sql.p, err, errlen) : -1;
+        sql.len = 0;
+        /* a torn last line of a segment being written reads as a row of NULLs, dropped */
+        buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW rejected AS ");
+        if (nr) {
+            buf_printf(&sql, "SELECT %s FROM read_json([", REJECTED_COLUMNS);
+            buf_append(&sql, rl.p, rl.len);
+            buf_printf(&sql, "], %s", REJECTED_SCHEMA);
+            if (rmax > REJECTED_OBJECT_DEFAULT)
+                buf_printf(&sql, ", maximum_object_size = %llu",
+                           (unsigned long long)(rmax < UINT32_MAX ? rmax + 1 : UINT32_MAX));
+            buf_puts(&sql, ") WHERE id IS NOT NULL");
+        } else {
+            buf_puts(&sql, REJECTED_EMPTY);
+        }
+        if (!rc) rc = buf_cstr(&sql) ? exec(q->c, sql.p, err, errlen) : -1;
         buf_free(&sql);
     }
     buf_free(&jl);
     buf_free(&pl);
-    *nfiles = nj + np;
+    buf_free(&rl);
+    *nfiles = nj + np + nr;
     return rc;
 }
 
@@ -1085,8 +1196,8 @@ static json_t *no_hidden_names(query_conn *q, json_t *ast, json_t *names, int *o
  * when it is prepared). Allowed: a plain SELECT; EXPLAIN of one; DESCRIBE,
  * SHOW or SUMMARIZE of a name or of a plain SELECT; in each, nothing that
  * hidden.h hides. Returns the parse tree of the SELECT that will run (for
- * pruning; NULL for DESCRIBE and SHOW of a name), *ok 1 if allowed, or *ok 0
- * with the reason in err.
+ * pruning; for DESCRIBE and SHOW of a name, that of SELECT * FROM it; NULL
+ * when there is none), *ok 1 if allowed, or *ok 0 with the reason in err.
  */
 static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t errlen)
 {
@@ -1108,12 +1219,13 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
     }
     const char *p = skip_space(sql);
     if (keyword(&p, "DESCRIBE") || keyword(&p, "SHOW") || keyword(&p, "SUMMARIZE")) {
-        if (only_a_name(p)) { /* what it names, as a SELECT from it would */
+        if (only_a_name(p)) { /* what it names, as a SELECT from it would, and read as one:
+                                 * DESCRIBE events lists no file of the quarantine */
             buf b = BUF_INIT;
             buf_printf(&b, "SELECT * FROM %s", p);
-            if (buf_cstr(&b) && select_tree(q, b.p, &ast, &names)) json_decref(ast);
+            if (!buf_cstr(&b) || !select_tree(q, b.p, &ast, &names)) ast = names = NULL;
             buf_free(&b);
-            return no_hidden_names(q, NULL, names, ok, err, errlen);
+            return no_hidden_names(q, ast, names, ok, err, errlen);
         }
         if (select_tree(q, p, &ast, &names)) return no_hidden_names(q, ast, names, ok, err, errlen);
     }
@@ -1484,7 +1596,14 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     }
     *in_tx = 1;
     int aborted;
-    hours h = query_hours(q, ast, req->params, &aborted);
+    hours h = query_hours(q, ast, req->params, "events", "ts", &aborted), hr;
+    if (aborted && (exec(q->c, "ROLLBACK", err, sizeof err) ||
+                    exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
+        fail(o, 503, err);
+        json_decref(ast);
+        return NULL;
+    }
+    hr = query_hours(q, ast, req->params, "rejected", "receivedAt", &aborted);
     json_decref(ast);
     if (atomic_load(&q->timed_out)) { /* the watchdog stopped a bound: the query gets no more */
         time_limit(o, req);
@@ -1495,7 +1614,7 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
         fail(o, 503, err);
         return NULL;
     }
-    if (make_view(q, &h, pins, &o->files, err, sizeof err)) {
+    if (make_view(q, &h, &hr, pins, &o->files, err, sizeof err)) {
         fail(o, 503, err);
         return NULL;
     }

@@ -7,6 +7,9 @@
  * when a writer is attached, over the spool segments not yet sealed, so that
  * an acknowledged event is visible at once. The macros doc_history,
  * collection_at, rpc_latency and events_between are defined over that view.
+ * A second view, `rejected`, reads the quarantine (quarantine.h) the same way:
+ * its files and spool segments of the hours its `receivedAt` bounds allow,
+ * and none when the query does not name it.
  *
  * The sandbox: only SELECT and EXPLAIN statements run (checked on the
  * prepared statement's type), one statement per query; DuckDB may read only

@@ -40,6 +40,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@
 #define LOCK_FILE LAKE_SPOOL_LOCK
 
 typedef struct segment {
+    int kind; /* enum lake_kind */
     int64_t hour;
     char uuid[LAKE_UUID_LEN + 1];
     char name[LAKE_KEY_MAX];
@@ -58,7 +60,12 @@ typedef struct segment {
     int64_t opened_ms;
     uint64_t used; /* the last group that wrote to it: the least recently used closes first */
     int in_open;   /* in w->open; 0 once retired half-way through a group */
-    buf pending;   /* lines of the group being committed */
+    /* the lines of the group being committed, where they are: in its batches' buffers, alive
+     * until the group completes; nothing is copied (a request of 8 MiB of tiny events has
+     * hundreds of MB of lines) */
+    struct iovec *iov;
+    size_t niov, iovcap;
+    size_t pending; /* bytes in iov */
     uint64_t pending_events;
     size_t written, synced; /* bytes of pending already written, already fdatasync'ed */
     int grouped;            /* in the group list (gnext) of the commit under way */
@@ -66,6 +73,7 @@ typedef struct segment {
 } segment;
 
 typedef struct sealed {
+    int kind;
     int64_t hour;
     char uuid[LAKE_UUID_LEN + 1];
     uint64_t size, events;
@@ -77,6 +85,7 @@ typedef struct sealed {
 
 /* Every segment in the spool (open or waiting to be sealed), for readers. */
 typedef struct spooled {
+    int kind;
     int64_t hour;
     char uuid[LAKE_UUID_LEN + 1];
     int pins;   /* readers that may open it: the sealer waits for 0 */
@@ -135,11 +144,12 @@ struct lake_writer {
 
 /* ---- the registry of spool segments, for readers ------------------------ */
 
-static void registry_add(lake_writer *w, int64_t hour, const char *uuid)
+static void registry_add(lake_writer *w, int kind, int64_t hour, const char *uuid)
 {
     spooled *e = calloc(1, sizeof *e);
     if (!e)
         return; /* readers then miss it until it is sealed; logged by the caller's failure path */
+    e->kind = kind;
     e->hour = hour;
     memcpy(e->uuid, uuid, sizeof e->uuid);
     pthread_mutex_lock(&w->rmu);
@@ -217,12 +227,13 @@ size_t lake_spool_pins_count(const lake_spool_pins *p)
     return p ? p->n : 0;
 }
 
-void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int64_t *hour,
-                         char *path, size_t cap)
+void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int *kind,
+                         int64_t *hour, char *path, size_t cap)
 {
     char name[LAKE_KEY_MAX];
-    lake_spool_name(p->seg[i]->hour, p->seg[i]->uuid, name);
+    lake_spool_name_of(p->seg[i]->kind, p->seg[i]->hour, p->seg[i]->uuid, name);
     snprintf(path, cap, "%s/%s", w->spool, name);
+    *kind = p->seg[i]->kind;
     *hour = p->seg[i]->hour;
 }
 
@@ -504,8 +515,8 @@ static int seal_check(lake_writer *w, sealed *s, const char *name, const char *k
 static int seal_one(lake_writer *w, sealed *s, char *err, size_t errlen)
 {
     char name[LAKE_KEY_MAX], key[LAKE_KEY_MAX], path[4200];
-    lake_spool_name(s->hour, s->uuid, name);
-    lake_raw_key(s->hour, s->uuid, key);
+    lake_spool_name_of(s->kind, s->hour, s->uuid, name);
+    lake_segment_key(s->kind, s->hour, s->uuid, key);
     spool_path(w, name, path, sizeof path);
     int done = 0;
     int r = seal_check(w, s, name, key, &done, err, errlen);
@@ -525,7 +536,7 @@ static int seal_one(lake_writer *w, sealed *s, char *err, size_t errlen)
         files_sync_dir(w->spool);
         return SEAL_MOVED;
     }
-    seallog_append(w, key, s->events);
+    if (s->kind == LAKE_KIND_EVENTS) seallog_append(w, key, s->events); /* ids for dedup */
     if (store_put_file(w->cfg.store, key, path, STORE_MOVE)) {
         snprintf(err, errlen, "%s", store_errmsg());
         return SEAL_RETRY;
@@ -574,7 +585,7 @@ static void *sealer_main(void *arg)
             }
             if (log_enabled(LOG_DEBUG) && r == SEAL_MOVED) {
                 char key[LAKE_KEY_MAX], ev[24];
-                lake_raw_key(s->hour, s->uuid, key);
+                lake_segment_key(s->kind, s->hour, s->uuid, key);
                 snprintf(ev, sizeof ev, "%llu", (unsigned long long)s->events);
                 log_msg(LOG_DEBUG, "sealed", "key", key, "events", ev, LOG_END);
             }
@@ -799,6 +810,7 @@ static void segment_close(lake_writer *w, segment *g)
     }
     sealed *s = calloc(1, sizeof *s);
     if (s) {
+        s->kind = g->kind;
         s->hour = g->hour;
         memcpy(s->uuid, g->uuid, sizeof s->uuid);
         s->size = g->size;
@@ -812,20 +824,21 @@ static void segment_close(lake_writer *w, segment *g)
         log_msg(LOG_ERROR, "out of memory sealing a segment; it stays in the spool", "segment",
                 g->name, LOG_END);
     }
-    buf_free(&g->pending);
+    free(g->iov);
     free(g);
 }
 
-static segment *segment_new(lake_writer *w, int64_t hour, char *err, size_t errlen)
+static segment *segment_new(lake_writer *w, int kind, int64_t hour, char *err, size_t errlen)
 {
     segment *g = calloc(1, sizeof *g);
     if (!g) {
         snprintf(err, errlen, "spool: out of memory");
         return NULL;
     }
+    g->kind = kind;
     g->hour = hour;
     evrand_uuid7(g->uuid);
-    lake_spool_name(hour, g->uuid, g->name);
+    lake_spool_name_of(kind, hour, g->uuid, g->name);
     g->fd = openat(w->spool_fd, g->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (g->fd < 0) {
         snprintf(err, errlen, "spool: cannot create %s/%s: %s", w->spool, g->name, strerror(errno));
@@ -848,7 +861,7 @@ static segment *segment_new(lake_writer *w, int64_t hour, char *err, size_t errl
     w->open = g;
     w->n_open++;
     atomic_fetch_add(&w->segments_open, 1);
-    registry_add(w, hour, g->uuid);
+    registry_add(w, kind, hour, g->uuid);
     return g;
 }
 
@@ -862,14 +875,14 @@ static int truncate_in_spool(const lake_writer *w, const segment *g)
 /* Writes the group's lines not yet written to g. */
 static int segment_write(lake_writer *w, segment *g, char *err, size_t errlen)
 {
-    if (g->fd >= 0 && g->written < g->pending.len) {
-        if (files_write_all(g->fd, g->pending.p + g->written, g->pending.len - g->written,
-                            (int64_t)(g->size + g->written))) {
+    /* written is 0 or all of it: a group writes each segment once, or fails */
+    if (g->fd >= 0 && g->written < g->pending) {
+        if (files_pwritev_all(g->fd, g->iov, g->niov, (int64_t)g->size)) {
             snprintf(err, errlen, "spool: cannot write %s/%s: %s", w->spool, g->name,
                      strerror(errno));
             return -1;
         }
-        g->written = g->pending.len;
+        g->written = g->pending;
     }
     return 0;
 }
@@ -952,15 +965,16 @@ static int make_room(lake_writer *w, char *err, size_t errlen)
     return 0;
 }
 
-static segment *segment_for(lake_writer *w, int64_t hour, segment **group, char *err, size_t errlen)
+static segment *segment_for(lake_writer *w, int kind, int64_t hour, segment **group, char *err,
+                            size_t errlen)
 {
     for (segment *g = w->open; g; g = g->next)
-        if (g->hour == hour) {
+        if (g->hour == hour && g->kind == kind) {
             group_add(group, g, w->groups);
             return g;
         }
     if (w->n_open >= w->cfg.max_open_segments && make_room(w, err, errlen)) return NULL;
-    segment *g = segment_new(w, hour, err, errlen);
+    segment *g = segment_new(w, kind, hour, err, errlen);
     if (g) group_add(group, g, w->groups);
     return g;
 }
@@ -972,6 +986,27 @@ static void complete(lake_batch *b)
         b->done(b, b->ud); /* may free b */
         b = next;
     }
+}
+
+/* Adds a line of a batch to g's group; adjacent lines of one buffer make one piece. */
+static int segment_add(segment *g, const char *p, size_t n)
+{
+    struct iovec *last = g->niov ? &g->iov[g->niov - 1] : NULL;
+    if (last && (const char *)last->iov_base + last->iov_len == p) {
+        last->iov_len += n;
+    } else {
+        if (!g->iov || g->niov == g->iovcap) {
+            size_t cap = g->iov && g->iovcap ? g->iovcap * 2 : 16;
+            struct iovec *v = realloc(g->iov, cap * sizeof *v);
+            if (!v) return -1;
+            g->iov = v;
+            g->iovcap = cap;
+        }
+        g->iov[g->niov++] = (struct iovec){(void *)(uintptr_t)p, n};
+    }
+    g->pending += n;
+    g->pending_events++;
+    return 0;
 }
 
 /* Takes each batch's events into the group's segments, dropping duplicates. */
@@ -988,15 +1023,26 @@ static int group_assign(lake_writer *w, lake_batch *batches, segment **group, ch
                 b->duplicates++;
                 continue;
             }
-            segment *g = segment_for(w, e->hour, group, err, errlen);
+            segment *g = segment_for(w, LAKE_KIND_EVENTS, e->hour, group, err, errlen);
             if (!g) return -1;
-            if (buf_append(&g->pending, b->lines + e->off, e->len)) {
+            if (segment_add(g, b->lines + e->off, e->len)) {
                 snprintf(err, errlen, "spool: out of memory");
                 return -1;
             }
-            g->pending_events++;
             e->stored = 1;
             b->accepted++;
+        }
+        b->quarantined = 0;
+        for (size_t i = 0; i < b->qn; i++) {
+            lake_event *e = &b->qev[i];
+            segment *g = segment_for(w, LAKE_KIND_REJECTED, e->hour, group, err, errlen);
+            if (!g) return -1;
+            if (segment_add(g, b->qlines + e->off, e->len)) {
+                snprintf(err, errlen, "spool: out of memory");
+                return -1;
+            }
+            e->stored = 1;
+            b->quarantined++;
         }
     }
     return 0;
@@ -1046,7 +1092,7 @@ static void group_fail(lake_writer *w, segment *group, lake_batch *batches, uint
         if (g->fd >= 0 ? ftruncate(g->fd, (off_t)g->size) : truncate_in_spool(w, g)) {
             /* the sealer cuts it later */
         }
-        g->pending.len = 0;
+        g->niov = g->pending = 0;
         g->pending_events = 0;
         g->written = g->synced = 0;
         g->grouped = 0;
@@ -1059,7 +1105,7 @@ static void group_fail(lake_writer *w, segment *group, lake_batch *batches, uint
     set_error(w, err);
     for (lake_batch *b = batches; b; b = b->next) {
         b->status = -1;
-        b->accepted = b->duplicates = 0;
+        b->accepted = b->duplicates = b->quarantined = 0;
         snprintf(b->error, sizeof b->error, "cannot persist events: %s", err);
     }
     complete(batches);
@@ -1068,20 +1114,24 @@ static void group_fail(lake_writer *w, segment *group, lake_batch *batches, uint
 static void group_done(lake_writer *w, segment *group, lake_batch *batches)
 {
     for (segment *g = group; g; g = g->gnext) {
-        g->size += g->pending.len;
+        g->size += g->pending;
         g->events += g->pending_events;
-        atomic_fetch_add(&w->spool_bytes, g->pending.len);
+        atomic_fetch_add(&w->spool_bytes, g->pending);
     }
     atomic_fetch_add(&w->commits, 1);
     if (atomic_exchange(&w->failing, 0)) log_msg(LOG_INFO, "persisting events again", LOG_END);
     complete(batches);
     while (group) {
         segment *g = group, *next = g->gnext;
-        g->pending.len = 0;
+        g->niov = g->pending = 0;
         g->pending_events = 0;
         g->written = g->synced = 0;
         g->grouped = 0;
-        if (g->pending.cap > (1u << 22)) buf_free(&g->pending);
+        if (g->iovcap > 4096) { /* after a group of many pieces */
+            free(g->iov);
+            g->iov = NULL;
+            g->iovcap = 0;
+        }
         if (!g->in_open || g->size >= w->cfg.seal_bytes) segment_close(w, g);
         group = next;
     }
@@ -1200,8 +1250,8 @@ static int line_valid(const char *p, const char *nl)
  * Recovers one spool segment: keeps its complete, valid lines, cuts the
  * rest, records its ids. Returns 0 and the segment's size and events.
  */
-static int recover_segment(lake_writer *w, const char *name, uint64_t *size, uint64_t *events,
-                           char *err, size_t errlen)
+static int recover_segment(lake_writer *w, const char *name, int kind, uint64_t *size,
+                           uint64_t *events, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", w->spool, name);
@@ -1267,14 +1317,14 @@ static int recover_segment(lake_writer *w, const char *name, uint64_t *size, uin
         }
         if (tf >= 0) close(tf);
         *size = kept.len;
-        add_ids(w, kept.p, kept.len);
+        if (kind == LAKE_KIND_EVENTS) add_ids(w, kept.p, kept.len);
     } else {
         if (good_end < data.len && (ftruncate(fd, (off_t)good_end) || fsync(fd))) {
             snprintf(err, errlen, "spool: cannot cut %s: %s", path, strerror(errno));
             rc = -1;
         }
         *size = good_end;
-        add_ids(w, data.p, good_end);
+        if (kind == LAKE_KIND_EVENTS) add_ids(w, data.p, good_end);
     }
     if (dropped || good_end < data.len) {
         char a[24], b[24];
@@ -1314,6 +1364,7 @@ static void rebuild_dedup_from_lake(lake_writer *w)
 
 typedef struct found {
     char name[LAKE_KEY_MAX];
+    int kind;
     int64_t hour;
     char uuid[LAKE_UUID_LEN + 1];
 } found;
@@ -1354,7 +1405,7 @@ static int recover(lake_writer *w, char *err, size_t errlen)
                 snprintf(de->d_name, sizeof de->d_name, "%s", orig);
             len = strlen(de->d_name);
         }
-        if (lake_parse_spool_name(de->d_name, &f.hour, f.uuid)) continue;
+        if (lake_parse_spool_name_of(de->d_name, &f.kind, &f.hour, f.uuid)) continue;
         snprintf(f.name, sizeof f.name, "%s", de->d_name);
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -1377,7 +1428,7 @@ static int recover(lake_writer *w, char *err, size_t errlen)
     uint64_t total = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         uint64_t size = 0, events = 0;
-        if (recover_segment(w, v[i].name, &size, &events, err, errlen)) {
+        if (recover_segment(w, v[i].name, v[i].kind, &size, &events, err, errlen)) {
             rc = -1;
             break;
         }
@@ -1387,14 +1438,15 @@ static int recover(lake_writer *w, char *err, size_t errlen)
             rc = -1;
             break;
         }
+        s->kind = v[i].kind;
         s->hour = v[i].hour;
         memcpy(s->uuid, v[i].uuid, sizeof s->uuid);
         s->size = size;
         s->events = events;
         s->fd = -1; /* not held: a recovered segment deleted before it is moved is reported lost */
         atomic_fetch_add(&w->spool_bytes, size);
-        total += events;
-        registry_add(w, s->hour, s->uuid);
+        if (s->kind == LAKE_KIND_EVENTS) total += events;
+        registry_add(w, s->kind, s->hour, s->uuid);
         sealer_push(w, s);
     }
     atomic_store(&w->recovered, total);

@@ -11,13 +11,17 @@
  * a failed write or sync fails every batch of the group and the ids are
  * forgotten again, so a retry is stored, not answered as a duplicate.
  *
+ * A batch may also carry the quarantine lines of the records its request
+ * refused (quarantine.h): they are written to segments of their own kind, per
+ * receive hour, in the same group commit, never deduplicated.
+ *
  * A segment is sealed when it reaches seal_bytes or seal_age_ms, and a sealer
- * thread moves it into the store under events/yyyy/mm/dd/hh/{uuid}.jsonl
- * (see layout.h). Opening the writer recovers what a crash left in the spool:
- * a torn last line is cut, every complete line is kept and sealed, and the
- * dedup window is rebuilt from the spool and the most recently sealed
- * segments (listed in spool/sealed.log), so a client retrying across a
- * restart is still answered with duplicates.
+ * thread moves it into the store under events/yyyy/mm/dd/hh/{uuid}.jsonl, or
+ * rejected/yyyy/mm/dd/hh/{uuid}.jsonl for the quarantine (see layout.h). Opening the writer
+ * recovers what a crash left in the spool: a torn last line is cut, every complete line is kept and
+ * sealed, and the dedup window is rebuilt from the spool and the most recently sealed segments
+ * (listed in spool/sealed.log), so a client retrying across a restart is still answered with
+ * duplicates.
  *
  * The spool may change under the writer (a segment deleted or replaced, the
  * directory removed): before a group is acknowledged each segment it wrote
@@ -58,9 +62,14 @@ struct lake_batch {
     const char *lines;
     lake_event *ev; /* the writer sets each one's stored */
     size_t n;
+    /* quarantine lines (LAKE_KIND_REJECTED), each hour its receive hour; not deduplicated */
+    const char *qlines;
+    lake_event *qev;
+    size_t qn;
     /* results, set before done is called */
     int status; /* 0: persisted; -1: nothing of this batch was persisted, see error */
     size_t accepted, duplicates;
+    size_t quarantined; /* quarantine lines written (qn when the batch succeeded) */
     char error[256];
     lake_done_fn done;
     void *ud;
@@ -135,9 +144,9 @@ const char *lake_writer_spool_dir(const lake_writer *w);
 typedef struct lake_spool_pins lake_spool_pins;
 int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out);
 size_t lake_spool_pins_count(const lake_spool_pins *p);
-/* The i-th pinned segment: its hour and its path. */
-void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int64_t *hour,
-                         char *path, size_t cap);
+/* The i-th pinned segment: its kind (enum lake_kind), its hour and its path. */
+void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int *kind,
+                         int64_t *hour, char *path, size_t cap);
 void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p); /* NULL is ignored */
 
 /*
@@ -149,9 +158,9 @@ void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p); /* NULL is ign
  * lock for an instant, which a writer opening the spool at that moment waits
  * out (lake_writer_open tries its lock again for up to 100 ms).
  *
- * lake_spool_count: the spool's segments and the whole lines (events) in them,
- * as they are now (a running writer's segments grow). 0, or -1 with errno set
- * (ENOENT: no spool).
+ * lake_spool_count: the spool's event segments and the whole lines (events) in
+ * them (quarantine segments are not counted), as they are now (a running writer's segments grow).
+ * 0, or -1 with errno set (ENOENT: no spool).
  */
 #define LAKE_SPOOL_LOCK "LOCK" /* the spool's lock file, holding the writer's pid */
 int lake_spool_held(const char *spool_dir, long *pid);

@@ -86,6 +86,21 @@ static char *ingest_url(const char *endpoint)
     return u;
 }
 
+/*
+ * The URL batches are posted to: the server's answer then lists every event it refused (by
+ * default it lists the first few and counts the rest), so that each goes to _events_dead
+ * with its own reason.
+ */
+static char *post_url(const char *url)
+{
+    size_t n = strlen(url);
+    char *u = malloc(n + sizeof "?rejected=all");
+    if (u)
+        snprintf(u, n + sizeof "?rejected=all", "%s%crejected=all", url,
+                 strchr(url, '?') ? '&' : '?');
+    return u;
+}
+
 static int add_member(buf *b, const char *key, const char *value)
 {
     if (!value) return 0;
@@ -165,6 +180,7 @@ static void emitter_free(events_emitter *em)
 {
     outbox_close(em->ob);
     free(em->endpoint);
+    free(em->post_url);
     free(em->auth_header);
     buf_free(&em->identity);
     pthread_mutex_destroy(&em->mu);
@@ -195,12 +211,13 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
     cond_init_monotonic(&em->done);
     em->cfg = c;
     em->endpoint = ingest_url(c.endpoint);
+    em->post_url = em->endpoint ? post_url(em->endpoint) : NULL;
     if (c.token) {
         size_t n = strlen(c.token) + sizeof "Authorization: Bearer ";
         if ((em->auth_header = malloc(n)))
             snprintf(em->auth_header, n, "Authorization: Bearer %s", c.token);
     }
-    if (!em->endpoint || (c.token && !em->auth_header)) {
+    if (!em->endpoint || !em->post_url || (c.token && !em->auth_header)) {
         rc = ev_fail(EVENTS_ENOMEM, "out of memory");
         goto fail;
     }

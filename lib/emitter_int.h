@@ -142,7 +142,8 @@ int outbox_is_memory(const outbox *o);
 struct events_emitter {
     events_config cfg;
     char *endpoint, *token, *auth_header;
-    buf identity; /* ,"do":{...} or empty */
+    char *post_url; /* endpoint and ?rejected=all: every refused event listed with its reason */
+    buf identity;   /* ,"do":{...} or empty */
     outbox *ob;
 
     pthread_mutex_t mu; /* the emit side of the outbox, in_tx */

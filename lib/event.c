@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum role { R_REST, R_ID, R_TYPE, R_TS, R_RECEIVED, R_DO };
+enum role { R_REST, R_ID, R_TYPE, R_TS, R_RECEIVED, R_DO, R_TS_KEY };
 
 typedef struct event_member {
     const char *m, *mend; /* the member: from the key's quote to the value's end */
@@ -71,6 +71,27 @@ int event_type_valid(const char *t, size_t n)
     return seg > 0;
 }
 
+const char *event_reason_name(int reason)
+{
+    static const char *const names[EVENT_R_COUNT] = {
+        "not_object",    "type",      "id",       "ts",       "do",
+        "duplicate_key", "too_large", "too_deep", "encoding", "syntax"};
+    return reason >= 0 && reason < EVENT_R_COUNT ? names[reason] : NULL;
+}
+
+int event_ts_key_valid(const char *k, size_t n)
+{
+    if (n == 0 || n > 64) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '_' || c == '.' || c == '@' || c == '$' || c == '-'))
+            return 0;
+    }
+    return !((n == 2 && !memcmp(k, "id", 2)) || (n == 4 && !memcmp(k, "type", 4)) ||
+             (n == 2 && !memcmp(k, "do", 2)) || (n == 10 && !memcmp(k, "receivedAt", 10)));
+}
+
 int event_id_valid(const char *id, size_t n)
 {
     if (n == 0 || n > EVENT_ID_MAX) return 0;
@@ -96,6 +117,14 @@ static enum role role_of(const char *k, size_t n)
 static const char *key_ptr(const event_ctx *c, const event_member *m)
 {
     return m->kesc ? c->keys.p + m->koff : m->m + 1 + m->koff;
+}
+
+/* The role of a member: the envelope's, or the ts_key member's when the request names one. */
+static enum role member_role(const event_ctx *c, const char *k, size_t n)
+{
+    enum role r = role_of(k, n);
+    if (r == R_REST && c->ts_key && n == c->ts_key_len && !memcmp(k, c->ts_key, n)) return R_TS_KEY;
+    return r;
 }
 
 static int key_cmp(const void *a, const void *b, void *ctx)
@@ -128,30 +157,66 @@ static const event_member *find_duplicate(event_ctx *c, size_t n)
     return dup;
 }
 
-static int reject(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int reject(char *why, size_t whylen, const char *fmt, ...)
+static int reject(event_ctx *c, int reason, char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int reject(event_ctx *c, int reason, char *why, size_t whylen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, whylen, fmt, ap);
     va_end(ap);
+    c->reason = reason;
     return EVENT_REJECTED;
 }
 
-/* Parses an integer count of epoch milliseconds ("-0" is 0, as JSON readers see it). */
-static int parse_ms_number(const char *p, const char *end, int64_t *ms)
+/*
+ * Decimal arithmetic on the number's digits, never floating point: 1700000000.123 read as a
+ * double is 1700000000.1229999, which would land a millisecond early.
+ */
+int event_epoch_ms(const char *p, const char *end, int64_t *ms)
 {
-    if (end - p == 2 && p[0] == '-' && p[1] == '0') {
+    int neg = p < end && *p == '-';
+    if (neg) p++;
+    const char *ip = p;
+    while (p < end && *p >= '0' && *p <= '9') p++;
+    const char *ie = p, *fp = p, *fe = p;
+    if (p < end && *p == '.') {
+        fp = ++p;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        fe = p;
+    }
+    long exp = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int eneg = ++p < end && *p == '-';
+        if (p < end && (*p == '-' || *p == '+')) p++;
+        for (; p < end && *p >= '0' && *p <= '9'; p++)
+            if (exp < 100000) exp = exp * 10 + (*p - '0');
+        if (eneg) exp = -exp;
+    }
+    if (p != end || ie == ip) return -1;
+    /* the digits without leading zeros, and where the decimal point falls among them */
+    char dig[48];
+    size_t nd = 0;
+    long pos = (long)(ie - ip) + exp;
+    for (const char *q = ip; q < fe; q++) {
+        if (q == ie) q = fp;
+        if (q >= fe) break;
+        if (nd == 0 && *q == '0') {
+            pos--;
+            continue;
+        }
+        if (nd < sizeof dig) dig[nd++] = *q; /* digits past these are far below a nanosecond */
+    }
+    if (nd == 0) { /* zero, also "-0" as JSON readers see it */
         *ms = 0;
         return 0;
     }
-    if (end - p > 15 || end == p) return -1;
+    if (neg) return -1;
+    long shift = pos <= 11 ? 3 : pos <= 14 ? 0 : pos <= 17 ? -3 : -6; /* to milliseconds */
+    long keep = pos + shift;                                          /* digits of the ms */
+    if (keep > 15) return -1;
     int64_t v = 0;
-    for (; p < end; p++) {
-        if (*p < '0' || *p > '9') return -1;
-        v = v * 10 + (*p - '0');
-    }
+    for (long i = 0; i < keep; i++) v = v * 10 + ((size_t)i < nd ? dig[i] - '0' : 0);
     if (v > EVTIME_MAX_MS) return -1;
     *ms = v;
     return 0;
@@ -175,6 +240,37 @@ static long envelope_string(const event_member *m, char *tmp, size_t cap, const 
     if (n == (size_t)-1) return -1;
     *out = tmp;
     return (long)n;
+}
+
+/*
+ * The time of member m (ts, or the ts_key member): an ISO 8601 string or an epoch number.
+ * 0, or -1 with the rejection in why.
+ */
+static int event_time(event_ctx *c, const event_member *m, int64_t *ms, char *why, size_t whylen)
+{
+    char name[80];
+    if (m->role == R_TS)
+        snprintf(name, sizeof name, "ts");
+    else
+        snprintf(name, sizeof name, "%.*s", (int)c->ts_key_len, c->ts_key);
+    if (m->vt == J_STR) {
+        char sbuf[64];
+        const char *sp;
+        long sl = envelope_string(m, sbuf, sizeof sbuf, &sp);
+        if (sl >= 0 && !evtime_parse_iso8601(sp, (size_t)sl, ms)) return 0;
+        reject(c, EVENT_R_TS, why, whylen, "\"%s\" must be an ISO 8601 time between 1970 and 9999",
+               name);
+    } else if (m->vt == J_NUM) {
+        if (!event_epoch_ms(m->v, m->vend, ms)) return 0;
+        reject(c, EVENT_R_TS, why, whylen,
+               "\"%s\" as a number must be epoch seconds, milliseconds, microseconds or "
+               "nanoseconds between 1970 and 9999",
+               name);
+    } else {
+        reject(c, EVENT_R_TS, why, whylen, "\"%s\" must be an ISO 8601 string or an epoch number",
+               name);
+    }
+    return -1;
 }
 
 static int grow_members(event_ctx *c)
@@ -203,7 +299,7 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     if (*p != '{') {
         if (!(p = jscan_value(s, p, end, &t))) return EVENT_SYNTAX;
         *next = p;
-        return reject(why, whylen, "event must be a JSON object");
+        return reject(c, EVENT_R_NOT_OBJECT, why, whylen, "event must be a JSON object");
     }
 
     /* Walk the members of the top-level object. */
@@ -243,7 +339,7 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
                     c->keys.len += kl;
                 }
             }
-            m->role = key_ok ? role_of(key_ptr(c, m), m->klen) : R_REST;
+            m->role = key_ok ? member_role(c, key_ptr(c, m), m->klen) : R_REST;
             p = jscan_ws(s, kend, end);
             if (p >= end || *p != ':') {
                 s->err = "expected ':' after key";
@@ -273,14 +369,14 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
 
     size_t size = (size_t)(p - start);
     if (size > c->max_event_bytes)
-        return reject(why, whylen, "event is %zu bytes, over the limit of %zu", size,
-                      c->max_event_bytes);
+        return reject(c, EVENT_R_TOO_LARGE, why, whylen,
+                      "event is %zu bytes, over the limit of %zu", size, c->max_event_bytes);
     if (s->bad)
-        return reject(why, whylen, "%s at byte %zu of the event", s->bad,
+        return reject(c, EVENT_R_ENCODING, why, whylen, "%s at byte %zu of the event", s->bad,
                       (size_t)(s->bad_at - start));
     if (depth > c->max_depth)
-        return reject(why, whylen, "event nests %u levels deep, over the limit of %u", depth,
-                      c->max_depth);
+        return reject(c, EVENT_R_TOO_DEEP, why, whylen,
+                      "event nests %u levels deep, over the limit of %u", depth, c->max_depth);
     const event_member *dup = find_duplicate(c, n);
     if (dup) {
         /* the key is valid UTF-8 here; quote it through buf_json_str's rules */
@@ -292,12 +388,13 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
         }
         buf q = BUF_INIT;
         if (buf_json_str(&q, kp, kl)) return EVENT_NOMEM;
-        int r = reject(why, whylen, "duplicate key %.*s", (int)q.len, q.p);
+        int r =
+            reject(c, EVENT_R_DUPLICATE_KEY, why, whylen, "duplicate key %.*s", (int)q.len, q.p);
         buf_free(&q);
         return r;
     }
 
-    const event_member *type = NULL, *id = NULL, *ts = NULL;
+    const event_member *type = NULL, *id = NULL, *ts = NULL, *ts_key = NULL;
     info->has_do = info->has_received = 0;
     for (size_t i = 0; i < n; i++) {
         event_member *m = &c->mem[i];
@@ -305,57 +402,55 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
         case R_TYPE: type = m; break;
         case R_ID: id = m; break;
         case R_TS: ts = m; break;
+        case R_TS_KEY: ts_key = m; break;
         case R_RECEIVED: info->has_received = 1; break;
         case R_DO:
             if (m->vt != J_OBJ && m->vt != J_NULL)
-                return reject(why, whylen, "\"do\" must be an object");
+                return reject(c, EVENT_R_DO, why, whylen, "\"do\" must be an object");
             info->has_do = 1;
             break;
         default: break;
         }
     }
-    if (!type) return reject(why, whylen, "\"type\" is required");
-    if (type->vt != J_STR) return reject(why, whylen, "\"type\" must be a string");
-    char tbuf[EVENT_TYPE_MAX + 1], ibuf[EVENT_ID_MAX + 1], sbuf[64];
+    char tbuf[EVENT_TYPE_MAX + 1], ibuf[EVENT_ID_MAX + 1];
     const char *tp;
-    long tl = envelope_string(type, tbuf, sizeof tbuf, &tp);
-    size_t tn = tl < 0 ? 0 : (size_t)tl;
-    if (tl < 0 || !event_type_valid(tp, tn))
-        return reject(why, whylen,
-                      "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
-                      EVENT_TYPE_MAX);
+    size_t tn;
+    if (c->default_type && (!type || type->vt == J_NULL)) {
+        tp = c->default_type;
+        tn = c->default_type_len;
+    } else {
+        if (!type) return reject(c, EVENT_R_TYPE, why, whylen, "\"type\" is required");
+        if (type->vt != J_STR)
+            return reject(c, EVENT_R_TYPE, why, whylen, "\"type\" must be a string");
+        long tl = envelope_string(type, tbuf, sizeof tbuf, &tp);
+        tn = tl < 0 ? 0 : (size_t)tl;
+        if (tl < 0 || !event_type_valid(tp, tn))
+            return reject(c, EVENT_R_TYPE, why, whylen,
+                          "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
+                          EVENT_TYPE_MAX);
+    }
 
     const char *idp = NULL;
     size_t idn = 0;
     if (id && id->vt != J_NULL) {
-        if (id->vt != J_STR) return reject(why, whylen, "\"id\" must be a string");
+        if (id->vt != J_STR) return reject(c, EVENT_R_ID, why, whylen, "\"id\" must be a string");
         long il = envelope_string(id, ibuf, sizeof ibuf, &idp);
         idn = il < 0 ? 0 : (size_t)il;
         if (il < 0 || !event_id_valid(idp, idn))
-            return reject(why, whylen, "\"id\" must be 1-%d characters of [0-9A-Za-z_.:-]",
-                          EVENT_ID_MAX);
+            return reject(c, EVENT_R_ID, why, whylen,
+                          "\"id\" must be 1-%d characters of [0-9A-Za-z_.:-]", EVENT_ID_MAX);
     }
 
     int64_t ts_ms = c->now_ms;
-    if (ts && ts->vt != J_NULL) {
-        if (ts->vt == J_STR) {
-            const char *sp;
-            long sl = envelope_string(ts, sbuf, sizeof sbuf, &sp);
-            if (sl < 0 || evtime_parse(sp, (size_t)sl, &ts_ms))
-                return reject(why, whylen, "\"ts\" must be an RFC 3339 time between 1970 and 9999");
-        } else if (ts->vt == J_NUM) {
-            if (parse_ms_number(ts->v, ts->vend, &ts_ms))
-                return reject(why, whylen,
-                              "\"ts\" as a number must be whole epoch milliseconds up to 9999");
-        } else {
-            return reject(why, whylen, "\"ts\" must be an RFC 3339 string or epoch milliseconds");
-        }
-    }
+    const event_member *when = ts && ts->vt != J_NULL           ? ts
+                               : ts_key && ts_key->vt != J_NULL ? ts_key
+                                                                : NULL;
+    if (when && event_time(c, when, &ts_ms, why, whylen)) return EVENT_REJECTED;
 
     info->has_ts = ts != NULL;
 
     /* Assemble the line. It is never longer than the event plus the envelope. */
-    if (buf_reserve(out, size + 160 + c->do_member_len)) return EVENT_NOMEM;
+    if (buf_reserve(out, size + 160 + c->default_type_len + c->do_member_len)) return EVENT_NOMEM;
     char *o0 = out->p + out->len, *o = o0;
     memcpy(o, "{\"id\":\"", 7);
     o += 7;

@@ -8,8 +8,10 @@
  *   type        required; [a-z0-9_]+(\.[a-z0-9_-]+)*, at most 128 bytes
  *   id          optional; 1-64 characters of [0-9A-Za-z_.:-] (a ULID when the
  *               library sets it); the server sets a ULID when it is absent
- *   ts          optional; RFC 3339 (any offset) or integer epoch milliseconds,
- *               1970..9999; the server sets its receive time when absent
+ *   ts          optional; ISO 8601 (RFC 3339, also without a zone = UTC) or an
+ *               epoch number in seconds, milliseconds, microseconds or
+ *               nanoseconds, told apart by size (event_epoch_ms), 1970..9999;
+ *               the server sets its receive time when absent
  *   do          optional; an object (the emitter's identity) or null
  *   receivedAt  set by the server; a client's value is replaced
  *
@@ -34,6 +36,25 @@
 
 enum { EVENT_OK = 0, EVENT_REJECTED = 1, EVENT_SYNTAX = -1, EVENT_NOMEM = -2 };
 
+/* Why an event was rejected, by class (counted in /metrics, kept in the quarantine). */
+enum event_reason {
+    EVENT_R_NOT_OBJECT,    /* not a JSON object */
+    EVENT_R_TYPE,          /* "type" missing or invalid */
+    EVENT_R_ID,            /* "id" invalid */
+    EVENT_R_TS,            /* "ts" (or the ts_key member) invalid */
+    EVENT_R_DO,            /* "do" not an object */
+    EVENT_R_DUPLICATE_KEY, /* a top-level key twice */
+    EVENT_R_TOO_LARGE,     /* over max_event_bytes */
+    EVENT_R_TOO_DEEP,      /* over max_depth */
+    EVENT_R_ENCODING,      /* a string defect: UTF-8, control character, escape, \u0000 */
+    EVENT_R_SYNTAX,        /* an NDJSON line that is not JSON, or has more after the event */
+    EVENT_R_COUNT
+};
+
+/* "not_object", "type", "id", "ts", "do", "duplicate_key", "too_large", "too_deep", "encoding",
+ * "syntax"; NULL for a value out of range. */
+const char *event_reason_name(int reason);
+
 /* Scratch state for normalising many events on one thread. */
 typedef struct event_ctx {
     size_t max_event_bytes;
@@ -48,6 +69,17 @@ typedef struct event_ctx {
     int client;
     const char *do_member;
     size_t do_member_len;
+    /*
+     * Per request (the server's ingest options; NULL when not given): the type of an
+     * event that has none (absent or null), and the member its time is read from when
+     * it has no "ts" (kept in the event as sent). Both are checked by the caller
+     * (event_type_valid, event_ts_key_valid).
+     */
+    const char *default_type;
+    size_t default_type_len;
+    const char *ts_key;
+    size_t ts_key_len;
+    int reason;               /* enum event_reason of the last EVENT_REJECTED */
     struct event_member *mem; /* scratch, grown as needed */
     size_t memcap;
     buf keys; /* decoded escaped keys */
@@ -85,5 +117,20 @@ int event_type_valid(const char *t, size_t n);
 
 /* 1 if id[0..n) is a valid event id. */
 int event_id_valid(const char *id, size_t n);
+
+/*
+ * 1 if k[0..n) may name the member a time is read from (ts_key): 1-64 of
+ * [A-Za-z0-9_.@$-], and none of the envelope's other members (id, type, do,
+ * receivedAt). "ts" is the default.
+ */
+int event_ts_key_valid(const char *k, size_t n);
+
+/*
+ * The epoch number p[0..end) (a JSON number) as milliseconds. Its unit is
+ * told by its integer part: below 1e11 seconds, below 1e14 milliseconds,
+ * below 1e17 microseconds, else nanoseconds; finer than a millisecond is
+ * cut. 0, or -1 if it is negative or outside 1970..9999.
+ */
+int event_epoch_ms(const char *p, const char *end, int64_t *ms);
 
 #endif

@@ -104,10 +104,41 @@ static int days_in_month(int y, int m)
     return d[m - 1];
 }
 
-int evtime_parse(const char *s, size_t n, int64_t *out)
+/*
+ * The zone of a time at s[i..n): 'Z', an offset +hh:mm / -hh:mm, and when lenient also
+ * +hhmm, +hh and nothing at all (UTC). Returns the index after it and the offset in
+ * minutes, or -1.
+ */
+static long parse_zone(const char *s, size_t n, size_t i, int lenient, int *offset_min)
+{
+    *offset_min = 0;
+    if (i == n) return lenient ? (long)i : -1;
+    if (s[i] == 'Z' || s[i] == 'z') return (long)i + 1;
+    if (s[i] != '+' && s[i] != '-') return -1;
+    int oh, om = 0;
+    size_t rest = n - i - 1;
+    if (rest < 2 || digits(s + i + 1, 2, &oh) || oh > 23) return -1;
+    size_t len;
+    if (rest >= 5 && s[i + 3] == ':') {
+        if (digits(s + i + 4, 2, &om)) return -1;
+        len = 6;
+    } else if (lenient && rest == 4) {
+        if (digits(s + i + 3, 2, &om)) return -1;
+        len = 5;
+    } else if (lenient && rest == 2) {
+        len = 3;
+    } else {
+        return -1;
+    }
+    if (om > 59) return -1;
+    *offset_min = (oh * 60 + om) * (s[i] == '-' ? -1 : 1);
+    return (long)(i + len);
+}
+
+static int parse_time(const char *s, size_t n, int lenient, int64_t *out)
 {
     int y, mo, d, h, mi, se, frac = 0;
-    if (n < 20) return -1;
+    if (n < (lenient ? 19u : 20u)) return -1;
     if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
         digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
         digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
@@ -116,7 +147,7 @@ int evtime_parse(const char *s, size_t n, int64_t *out)
     if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60)
         return -1;
     size_t i = 19;
-    if (s[i] == '.') {
+    if (i < n && (s[i] == '.' || (lenient && s[i] == ','))) {
         size_t start = ++i;
         while (i < n && s[i] >= '0' && s[i] <= '9') {
             if (i - start < 3) frac = frac * 10 + (s[i] - '0');
@@ -125,25 +156,23 @@ int evtime_parse(const char *s, size_t n, int64_t *out)
         if (i == start) return -1;
         for (size_t k = i - start; k < 3; k++) frac *= 10;
     }
-    if (i >= n) return -1;
-    int offset_min = 0;
-    if (s[i] == 'Z' || s[i] == 'z') {
-        i++;
-    } else if (s[i] == '+' || s[i] == '-') {
-        int oh, om;
-        if (n - i < 6 || digits(s + i + 1, 2, &oh) || s[i + 3] != ':' ||
-            digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
-            return -1;
-        offset_min = (oh * 60 + om) * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    } else {
-        return -1;
-    }
-    if (i != n) return -1;
+    int offset_min;
+    long end = parse_zone(s, n, i, lenient, &offset_min);
+    if (end < 0 || (size_t)end != n) return -1;
     int64_t secs = evtime_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se -
                    (int64_t)offset_min * 60;
     int64_t ms = secs * 1000 + frac;
     if (ms < 0 || ms > EVTIME_MAX_MS) return -1;
     *out = ms;
     return 0;
+}
+
+int evtime_parse(const char *s, size_t n, int64_t *out)
+{
+    return parse_time(s, n, 0, out);
+}
+
+int evtime_parse_iso8601(const char *s, size_t n, int64_t *out)
+{
+    return parse_time(s, n, 1, out);
 }

@@ -37,6 +37,14 @@ int64_t evtime_mono_ns(void);
  */
 int evtime_parse(const char *s, size_t n, int64_t *ms);
 
+/*
+ * The same, and also the ISO 8601 forms log shippers send: no zone at all
+ * (read as UTC: Fluent Bit's java_sql_timestamp "2026-11-25 10:00:00.123456"),
+ * an offset without its colon (+0200) or its minutes (+02), and a comma
+ * before the fraction. Seconds are still required.
+ */
+int evtime_parse_iso8601(const char *s, size_t n, int64_t *ms);
+
 /* Writes ms as "YYYY-MM-DDThh:mm:ss.mmmZ" plus a NUL into out (EVTIME_LEN+1 bytes). */
 void evtime_format(int64_t ms, char out[EVTIME_LEN + 1]);
 

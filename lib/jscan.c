@@ -92,6 +92,21 @@ static int utf8_len(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
+int jscan_utf8_valid(const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p, *end = u + n;
+    while (u < end) {
+        if (*u < 0x80) {
+            u++;
+            continue;
+        }
+        int k = utf8_len(u, end);
+        if (!k) return 0;
+        u += k;
+    }
+    return 1;
+}
+
 static inline int word_plain(const char *p)
 {
     uint64_t w;

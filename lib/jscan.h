@@ -63,6 +63,9 @@ const char *jscan_value(jscan *s, const char *p, const char *end, enum jtype *ty
  */
 size_t jscan_unescape(const char *p, const char *end, char *out, size_t cap);
 
+/* 1 if p[0..n) is valid UTF-8 (no overlong forms, no surrogates, at most U+10FFFF). */
+int jscan_utf8_valid(const char *p, size_t n);
+
 /*
  * Copies the JSON text [p, end) to out without the whitespace outside
  * strings. out must hold end - p bytes. Returns the number of bytes written.

@@ -163,7 +163,7 @@ static void post(events_emitter *em, const ob_batch *b, buf *body, buf *gz, answ
     a->body.len = 0;
     a->retry_after_ms = -1;
     a->error[0] = 0;
-    curl_easy_setopt(c, CURLOPT_URL, em->endpoint);
+    curl_easy_setopt(c, CURLOPT_URL, em->post_url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, send->p);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)send->len);
@@ -216,6 +216,7 @@ static void post(events_emitter *em, const ob_batch *b, buf *body, buf *gz, answ
 
 typedef struct tally {
     long long received, accepted, duplicates;
+    long long rejected_count; /* the answer's rejectedCount; -1 when absent (nothing refused) */
     size_t *rejected;
     char **reason;
     size_t nrejected;
@@ -295,6 +296,8 @@ static int answer_member(void *ud, const char *k, size_t kn, const char *v, cons
     if (t == J_NUM && kn == 8 && !memcmp(k, "accepted", 8)) a->accepted = strtoll(v, NULL, 10);
     if (t == J_NUM && kn == 10 && !memcmp(k, "duplicates", 10))
         a->duplicates = strtoll(v, NULL, 10);
+    if (t == J_NUM && kn == 13 && !memcmp(k, "rejectedCount", 13))
+        a->rejected_count = strtoll(v, NULL, 10);
     if (t == J_ARR && kn == 8 && !memcmp(k, "rejected", 8)) {
         jscan s = {0};
         const char *p = jscan_ws(&s, v + 1, ve);
@@ -326,10 +329,12 @@ static int answer_member(void *ud, const char *k, size_t kn, const char *v, cons
 static int read_answer(const answer *a, size_t n, tally *t)
 {
     memset(t, 0, sizeof *t);
-    t->received = -1;
+    t->received = t->rejected_count = -1;
     if (!a->body.p || !walk_object(a->body.p, a->body.p + a->body.len, answer_member, t)) return -1;
+    /* a list shorter than rejectedCount (a server that ignored ?rejected=all) cannot be used */
     if (t->received != (long long)n ||
-        t->accepted + t->duplicates + (long long)t->nrejected != (long long)n)
+        t->accepted + t->duplicates + (long long)t->nrejected != (long long)n ||
+        (t->rejected_count >= 0 && t->rejected_count != (long long)t->nrejected))
         return -1;
     for (size_t i = 0; i < t->nrejected; i++)
         if (t->rejected[i] >= n) return -1;

@@ -2,6 +2,7 @@
  * auth.c - tokens file parsing and constant-time token lookup.
  */
 #include "auth.h"
+#include "event.h"
 #include "siphash.h"
 #include "evrand.h"
 
@@ -15,11 +16,13 @@
 typedef struct entry {
     char name[64];
     unsigned char hash[16];
-    unsigned scopes;
+    auth_token tok; /* its strings point into name and the two below */
+    char type[EVENT_TYPE_MAX + 1];
+    char ts_key[72];
 } entry;
 
 struct auth {
-    entry *v;
+    entry **v; /* each entry allocated alone: an auth_token handed out never moves */
     size_t n, cap;
     unsigned char key[16];
 };
@@ -37,6 +40,7 @@ auth *auth_new(void)
 void auth_free(auth *a)
 {
     if (!a) return;
+    for (size_t i = 0; i < a->n; i++) free(a->v[i]);
     free(a->v);
     free(a);
 }
@@ -70,6 +74,12 @@ int auth_parse_scopes(const char *s, unsigned *out)
 int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err,
              size_t errlen)
 {
+    return auth_add_with(a, name, token, scopes, NULL, NULL, err, errlen);
+}
+
+int auth_add_with(auth *a, const char *name, const char *token, unsigned scopes, const char *type,
+                  const char *ts_key, char *err, size_t errlen)
+{
     size_t tl = strlen(token);
     if (tl < AUTH_TOKEN_MIN) {
         snprintf(err, errlen, "token %s is shorter than %d characters", name, AUTH_TOKEN_MIN);
@@ -82,7 +92,7 @@ int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char
         }
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 8;
-        entry *v = realloc(a->v, cap * sizeof *v);
+        entry **v = realloc(a->v, cap * sizeof *v);
         if (!v) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -93,15 +103,73 @@ int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char
     unsigned char hash[16];
     siphash128(token, tl, a->key, hash);
     for (size_t i = 0; i < a->n; i++)
-        if (!memcmp(a->v[i].hash, hash, sizeof hash)) {
+        if (!memcmp(a->v[i]->hash, hash, sizeof hash)) {
             snprintf(err, errlen, "token %s is the same as token %s: each token must be different",
-                     name, a->v[i].name);
+                     name, a->v[i]->name);
             return -1;
         }
-    entry *e = &a->v[a->n++];
+    entry *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     snprintf(e->name, sizeof e->name, "%s", name);
     memcpy(e->hash, hash, sizeof hash);
-    e->scopes = (scopes & SCOPE_ADMIN) ? (SCOPE_INGEST | SCOPE_QUERY | SCOPE_ADMIN) : scopes;
+    e->tok.name = e->name;
+    e->tok.scopes = (scopes & SCOPE_ADMIN) ? (SCOPE_INGEST | SCOPE_QUERY | SCOPE_ADMIN) : scopes;
+    if (type) {
+        snprintf(e->type, sizeof e->type, "%s", type);
+        e->tok.type = e->type;
+    }
+    if (ts_key) {
+        snprintf(e->ts_key, sizeof e->ts_key, "%s", ts_key);
+        e->tok.ts_key = e->ts_key;
+    }
+    a->v[a->n++] = e;
+    return 0;
+}
+
+/*
+ * The options after a line's scopes: type=TYPE and ts_key=NAME, each at most once, checked as
+ * ?type= and ?ts_key= are, and only on a token that may ingest.
+ */
+static int token_options(char **save, unsigned scopes, const char **type, const char **ts_key,
+                         char *err, size_t errlen)
+{
+    char *opt;
+    while ((opt = strtok_r(NULL, " \t\r\n", save))) {
+        const char **slot = !strncmp(opt, "type=", 5)     ? type
+                            : !strncmp(opt, "ts_key=", 7) ? ts_key
+                                                          : NULL;
+        if (!slot) {
+            snprintf(err, errlen, "unknown option \"%.60s\" (use type=TYPE or ts_key=NAME)", opt);
+            return -1;
+        }
+        if (*slot) {
+            snprintf(err, errlen, "option \"%.60s\" given twice", opt);
+            return -1;
+        }
+        *slot = strchr(opt, '=') + 1;
+    }
+    if (*type && !event_type_valid(*type, strlen(*type))) {
+        snprintf(err, errlen,
+                 "type=%.140s is not an event type: it must match [a-z0-9_]+(.[a-z0-9_-]+)* and "
+                 "be at most %d bytes",
+                 *type, EVENT_TYPE_MAX);
+        return -1;
+    }
+    if (*ts_key && !event_ts_key_valid(*ts_key, strlen(*ts_key))) {
+        snprintf(err, errlen,
+                 "ts_key=%.80s cannot name the time member: it must be 1-64 of [A-Za-z0-9_.@$-] "
+                 "and not id, type, do or receivedAt",
+                 *ts_key);
+        return -1;
+    }
+    if ((*type || *ts_key) && !(scopes & (SCOPE_INGEST | SCOPE_ADMIN))) {
+        snprintf(err, errlen,
+                 "type= and ts_key= are for tokens that ingest (scope ingest or admin)");
+        return -1;
+    }
     return 0;
 }
 
@@ -138,20 +206,24 @@ int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *
         if (!name) continue;
         char *token = strtok_r(NULL, " \t\r\n", &save), *scopes = strtok_r(NULL, " \t\r\n", &save);
         unsigned sc;
-        if (!token || !scopes || strtok_r(NULL, " \t\r\n", &save)) {
-            snprintf(err, errlen, "tokens file %s:%d: expected NAME TOKEN SCOPES", path, lineno);
+        char e2[256];
+        const char *type = NULL, *ts_key = NULL;
+        if (!token || !scopes) {
+            snprintf(err, errlen,
+                     "tokens file %s:%d: expected NAME TOKEN SCOPES [type=TYPE] [ts_key=NAME]",
+                     path, lineno);
             rc = -1;
         } else if (auth_parse_scopes(scopes, &sc)) {
             snprintf(err, errlen,
                      "tokens file %s:%d: unknown scope in \"%s\" (use ingest, query, admin)", path,
                      lineno, scopes);
             rc = -1;
-        } else {
-            char e2[256];
-            if (auth_add(a, name, token, sc, e2, sizeof e2)) {
-                snprintf(err, errlen, "tokens file %s:%d: %s", path, lineno, e2);
-                rc = -1;
-            }
+        } else if (token_options(&save, sc, &type, &ts_key, e2, sizeof e2)) {
+            snprintf(err, errlen, "tokens file %s:%d: %s", path, lineno, e2);
+            rc = -1;
+        } else if (auth_add_with(a, name, token, sc, type, ts_key, e2, sizeof e2)) {
+            snprintf(err, errlen, "tokens file %s:%d: %s", path, lineno, e2);
+            rc = -1;
         }
     }
     if (!rc && ferror(f)) {
@@ -171,24 +243,26 @@ int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *
 
 unsigned auth_check(const auth *a, const char *header, const char **name)
 {
-    if (name) *name = NULL;
-    if (!header || strncasecmp(header, "Bearer ", 7)) return 0;
+    const auth_token *t = auth_lookup(a, header);
+    if (name) *name = t ? t->name : NULL;
+    return t ? t->scopes : 0;
+}
+
+const auth_token *auth_lookup(const auth *a, const char *header)
+{
+    if (!header || strncasecmp(header, "Bearer ", 7)) return NULL;
     const char *t = header + 7;
     while (*t == ' ') t++;
     size_t n = strlen(t);
     while (n && (t[n - 1] == ' ' || t[n - 1] == '\t')) n--;
-    if (!n) return 0;
+    if (!n) return NULL;
     unsigned char h[16];
     siphash128(t, n, a->key, h);
-    unsigned found = 0;
+    const auth_token *found = NULL;
     for (size_t i = 0; i < a->n; i++) {
         unsigned char diff = 0;
-        for (int k = 0; k < 16; k++) diff |= (unsigned char)(h[k] ^ a->v[i].hash[k]);
-        unsigned match = (unsigned)(diff == 0);
-        if (match && !found) {
-            found = a->v[i].scopes;
-            if (name) *name = a->v[i].name;
-        }
+        for (int k = 0; k < 16; k++) diff |= (unsigned char)(h[k] ^ a->v[i]->hash[k]);
+        if (diff == 0 && !found) found = &a->v[i]->tok;
     }
     return found;
 }

@@ -6,6 +6,9 @@
  */
 #include "ingest.h"
 #include "layout.h"
+#include "quarantine.h"
+
+#include "ulid.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,22 +76,53 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
     return rc;
 }
 
+int ingest_options_check(const char *type, const char *ts_key, char *err, size_t errlen)
+{
+    if (type && !event_type_valid(type, strlen(type))) {
+        buf q = BUF_INIT;
+        buf_json_str(&q, type, strlen(type) > 140 ? 140 : strlen(type));
+        snprintf(err, errlen,
+                 "type %.*s is not an event type: it must match [a-z0-9_]+(.[a-z0-9_-]+)* and be "
+                 "at most %d bytes",
+                 (int)q.len, q.p ? q.p : "", EVENT_TYPE_MAX);
+        buf_free(&q);
+        return -1;
+    }
+    if (ts_key && !event_ts_key_valid(ts_key, strlen(ts_key))) {
+        buf q = BUF_INIT;
+        buf_json_str(&q, ts_key, strlen(ts_key) > 80 ? 80 : strlen(ts_key));
+        snprintf(err, errlen,
+                 "ts_key %.*s cannot name the time member: it must be 1-64 of [A-Za-z0-9_.@$-] "
+                 "and not id, type, do or receivedAt",
+                 (int)q.len, q.p ? q.p : "");
+        buf_free(&q);
+        return -1;
+    }
+    return 0;
+}
+
 void ingest_result_reset(ingest_result *r)
 {
     r->status = 0;
     r->error[0] = 0;
-    r->received = r->rejected = r->n = 0;
+    r->received = r->rejected = r->n = r->qn = 0;
+    memset(r->rejected_by, 0, sizeof r->rejected_by);
     r->rejects.len = 0;
     r->lines.len = 0;
+    r->qlines.len = 0;
+    r->list_all = 0;
+    r->request_id[0] = 0;
 }
 
 void ingest_result_free(ingest_result *r)
 {
     buf_free(&r->rejects);
     buf_free(&r->lines);
+    buf_free(&r->qlines);
     free(r->ev);
-    r->ev = NULL;
-    r->n = r->cap = 0;
+    free(r->qev);
+    r->ev = r->qev = NULL;
+    r->n = r->cap = r->qn = r->qcap = 0;
 }
 
 static void fail(ingest_result *r, unsigned status, const char *fmt, ...)
@@ -102,12 +136,71 @@ static void fail(ingest_result *r, unsigned status, const char *fmt, ...)
     r->status = status;
 }
 
-static int add_reject(ingest_result *r, size_t index, const char *why)
+/*
+ * Appends reason to the answer's list as a JSON string of at most max bytes (0: no limit),
+ * cut between characters (and never inside an escape) with "…" when it is longer.
+ */
+static int put_reason(buf *b, const char *why, size_t max)
+{
+    size_t mark = b->len;
+    if (buf_json_str(b, why, strlen(why))) return -1;
+    if (!max || b->len - mark <= max) return 0;
+    buf one = BUF_INIT;
+    size_t n = strlen(why), i = 0, used = 2 + 3; /* the quotes, and the ellipsis */
+    b->len = mark;
+    while (i < n) {
+        size_t k = 1;
+        while (i + k < n && ((unsigned char)why[i + k] & 0xc0) == 0x80) k++;
+        one.len = 0;
+        if (buf_json_str(&one, why + i, k)) break;
+        if (used + one.len - 2 > max) break;
+        used += one.len - 2;
+        i += k;
+    }
+    buf_free(&one);
+    return buf_json_str(b, why, i) || (b->len--, buf_puts(b, "\xe2\x80\xa6\""));
+}
+
+/* A refused record: counted, listed in the answer (the first few), and its quarantine line. */
+static int add_reject(event_ctx *ctx, ingest_result *r, const ingest_options *o, size_t index,
+                      const char *why, int reason, const char *raw, size_t raw_len)
 {
     r->rejected++;
-    if (r->rejects.len) buf_putc(&r->rejects, ',');
-    buf_printf(&r->rejects, "{\"index\":%zu,\"error\":", index);
-    return buf_json_str(&r->rejects, why, strlen(why)) || buf_putc(&r->rejects, '}');
+    if (reason >= 0 && reason < EVENT_R_COUNT) r->rejected_by[reason]++;
+    if (r->list_all || r->rejected <= INGEST_REJECTED_LISTED) {
+        if (r->rejects.len) buf_putc(&r->rejects, ',');
+        if (buf_printf(&r->rejects, "{\"index\":%zu,\"error\":", index) ||
+            put_reason(&r->rejects, why, r->list_all ? 0 : INGEST_REASON_SHOWN) ||
+            buf_putc(&r->rejects, '}'))
+            return -1;
+    }
+    if (r->qn == r->qcap) {
+        size_t cap = r->qcap ? r->qcap * 2 : 64;
+        lake_event *v = realloc(r->qev, cap * sizeof *v);
+        if (!v) return -1;
+        r->qev = v;
+        r->qcap = cap;
+    }
+    const char *name = event_reason_name(reason);
+    lake_quarantine_rec q = {.received_ms = ctx->now_ms,
+                             .request_id = r->request_id,
+                             .index = index,
+                             .reason_class = name ? name : "other",
+                             .reason = why,
+                             .token = o ? o->token : NULL,
+                             .route = o && o->route ? o->route : "/ingest",
+                             .raw = raw,
+                             .raw_len = raw_len};
+    size_t off = r->qlines.len, id_off;
+    if (lake_quarantine_line(&r->qlines, &q, &id_off)) return -1;
+    lake_event *e = &r->qev[r->qn++];
+    memset(e, 0, sizeof *e);
+    e->off = (uint32_t)off;
+    e->len = (uint32_t)(r->qlines.len - off);
+    e->id_off = (uint32_t)id_off;
+    e->id_len = 26;
+    e->hour = lake_hour(ctx->now_ms);
+    return 0;
 }
 
 static int add_event(ingest_result *r, const event_info *in)
@@ -131,7 +224,8 @@ static int add_event(ingest_result *r, const event_info *in)
 
 /* Normalises one element; returns 0 to go on, -1 on a fatal error (r->status set). */
 static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, const char *end,
-                     const char **next, const ingest_limits *lim, ingest_result *r)
+                     const char **next, const ingest_limits *lim, const ingest_options *o,
+                     ingest_result *r)
 {
     if (r->received == lim->max_events) {
         fail(r, 413, "more than %zu events in one request", lim->max_events);
@@ -146,7 +240,8 @@ static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, 
         return -1;
     }
     if (rc == EVENT_NOMEM || (rc == EVENT_OK && add_event(r, &info)) ||
-        (rc == EVENT_REJECTED && add_reject(r, index, why))) {
+        (rc == EVENT_REJECTED &&
+         add_reject(ctx, r, o, index, why, ctx->reason, p, (size_t)(*next - p)))) {
         fail(r, 503, "out of memory parsing the body");
         return -1;
     }
@@ -154,13 +249,14 @@ static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, 
 }
 
 static const char *parse_array(event_ctx *ctx, jscan *s, const char *body, const char *p,
-                               const char *end, const ingest_limits *lim, ingest_result *r)
+                               const char *end, const ingest_limits *lim, const ingest_options *o,
+                               ingest_result *r)
 {
     p = jscan_ws(s, p + 1, end);
     if (p < end && *p == ']') return p + 1;
     for (;;) {
         const char *next;
-        if (one_event(ctx, s, body, p, end, &next, lim, r)) return NULL;
+        if (one_event(ctx, s, body, p, end, &next, lim, o, r)) return NULL;
         p = jscan_ws(s, next, end);
         if (p < end && *p == ',') {
             p = jscan_ws(s, p + 1, end);
@@ -174,7 +270,7 @@ static const char *parse_array(event_ctx *ctx, jscan *s, const char *body, const
 }
 
 static void parse_json(event_ctx *ctx, const char *body, const char *p, const char *end,
-                       const ingest_limits *lim, ingest_result *r)
+                       const ingest_limits *lim, const ingest_options *o, ingest_result *r)
 {
     jscan s = {0};
     p = jscan_ws(&s, p, end);
@@ -183,7 +279,7 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
         return;
     }
     if (*p == '[') {
-        if (!(p = parse_array(ctx, &s, body, p, end, lim, r))) return;
+        if (!(p = parse_array(ctx, &s, body, p, end, lim, o, r))) return;
     } else if (*p == '{') {
         /* the seed's wrapper: {"events":[…]} (other members are ignored) */
         int seen = 0;
@@ -218,7 +314,7 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
                         fail(r, 400, "\"events\" must be an array");
                         return;
                     }
-                    if (!(p = parse_array(ctx, &s, body, p, end, lim, r))) return;
+                    if (!(p = parse_array(ctx, &s, body, p, end, lim, o, r))) return;
                 } else {
                     enum jtype t;
                     s.bad = NULL;
@@ -267,7 +363,7 @@ defect:
 }
 
 static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const char *end,
-                         const ingest_limits *lim, ingest_result *r)
+                         const ingest_limits *lim, const ingest_options *o, ingest_result *r)
 {
     size_t lines = 0, syntax_errors = 0;
     char first_error[200] = "";
@@ -292,6 +388,7 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
         char why[256];
         const char *after = NULL;
         int rc = event_normalise(ctx, &s, q, le, &after, &r->lines, &info, why, sizeof why);
+        int reason = ctx->reason;
         if (rc == EVENT_NOMEM) {
             fail(r, 503, "out of memory parsing the body");
             return;
@@ -302,13 +399,19 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
                      (size_t)(s.err_at - p), s.err);
             if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", why);
             rc = EVENT_REJECTED;
+            reason = EVENT_R_SYNTAX;
         } else if (jscan_ws(&s, after, le) != le) {
-            r->lines.len = mark; /* drop the line written for it */
+            if (rc == EVENT_OK) r->lines.len = mark; /* drop the line written for it */
             snprintf(why, sizeof why, "unexpected data after the event on its line");
             rc = EVENT_REJECTED;
+            reason = EVENT_R_SYNTAX;
         }
+        const char *raw_end = le; /* the record: its line without the whitespace around it */
+        while (raw_end > q && (raw_end[-1] == ' ' || raw_end[-1] == '\t' || raw_end[-1] == '\r'))
+            raw_end--;
         if ((rc == EVENT_OK && add_event(r, &info)) ||
-            (rc == EVENT_REJECTED && add_reject(r, index, why))) {
+            (rc == EVENT_REJECTED &&
+             add_reject(ctx, r, o, index, why, reason, q, (size_t)(raw_end - q)))) {
             fail(r, 503, "out of memory parsing the body");
             return;
         }
@@ -322,7 +425,7 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
 }
 
 void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format fmt,
-                  const ingest_limits *lim, ingest_result *r)
+                  const ingest_limits *lim, const ingest_options *opts, ingest_result *r)
 {
     const char *p = body, *end = body + n;
     if (n >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3; /* a UTF-8 byte order mark */
@@ -330,18 +433,39 @@ void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format
         fail(r, 503, "out of memory parsing the body");
         return;
     }
+    ingest_begin(ctx, opts, r);
     if (fmt == INGEST_NDJSON)
-        parse_ndjson(ctx, body, p, end, lim, r);
+        parse_ndjson(ctx, body, p, end, lim, opts, r);
     else
-        parse_json(ctx, body, p, end, lim, r);
+        parse_json(ctx, body, p, end, lim, opts, r);
+    ingest_end(ctx);
+}
+
+void ingest_begin(event_ctx *ctx, const ingest_options *opts, ingest_result *r)
+{
+    r->list_all = opts && opts->list_all;
+    if (opts && opts->request_id)
+        snprintf(r->request_id, sizeof r->request_id, "%s", opts->request_id);
+    else
+        ulid_make(ctx->now_ms, r->request_id);
+    ctx->default_type = opts ? opts->type : NULL;
+    ctx->default_type_len = ctx->default_type ? strlen(ctx->default_type) : 0;
+    ctx->ts_key = opts ? opts->ts_key : NULL;
+    ctx->ts_key_len = ctx->ts_key ? strlen(ctx->ts_key) : 0;
+}
+
+void ingest_end(event_ctx *ctx)
+{
+    ctx->default_type = ctx->ts_key = NULL; /* the context outlives the request */
+    ctx->default_type_len = ctx->ts_key_len = 0;
 }
 
 int ingest_add(event_ctx *ctx, const char *text, size_t n, const ingest_limits *lim,
-               ingest_result *r)
+               const ingest_options *opts, ingest_result *r)
 {
     jscan s = {0};
     const char *next;
-    return one_event(ctx, &s, text, text, text + n, &next, lim, r);
+    return one_event(ctx, &s, text, text, text + n, &next, lim, opts, r);
 }
 
 int ingest_answer(const ingest_result *r, size_t accepted, size_t duplicates, buf *out)
@@ -350,7 +474,15 @@ int ingest_answer(const ingest_result *r, size_t accepted, size_t duplicates, bu
                "{\"ok\":true,\"received\":%zu,\"accepted\":%zu,\"duplicates\":%zu,\"rejected\":[",
                r->received, accepted, duplicates);
     if (r->rejects.len) buf_append(out, r->rejects.p, r->rejects.len);
-    return buf_puts(out, "]}");
+    buf_putc(out, ']');
+    if (r->rejected)
+        buf_printf(out,
+                   ",\"rejectedCount\":%zu,\"requestId\":\"%s\",\"quarantine\":\"%s kept in the "
+                   "lake: SELECT * FROM rejected WHERE requestId = '%s'\"",
+                   r->rejected, r->request_id,
+                   r->rejected == 1 ? "the refused record is" : "the refused records are",
+                   r->request_id);
+    return buf_puts(out, "}");
 }
 
 int ingest_error_json(buf *out, const char *msg)

@@ -69,6 +69,18 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                     atomic_load(&m->events_rejected));
     metrics_counter(b, "events_duplicate_total", "Events answered as duplicates of a recent id.",
                     atomic_load(&m->events_duplicate));
+    buf_puts(b,
+             "# HELP events_rejected_by_reason_total Events rejected by validation, by the class "
+             "of the reason.\n# TYPE events_rejected_by_reason_total counter\n");
+    for (int i = 0; i < EVENT_R_COUNT; i++)
+        buf_printf(b, "events_rejected_by_reason_total{reason=\"%s\"} %llu\n", event_reason_name(i),
+                   (unsigned long long)atomic_load(&m->rejected_by[i]));
+    metrics_counter(b, "events_quarantined_total",
+                    "Rejected records made durable in the lake's quarantine (rejected/).",
+                    atomic_load(&m->quarantined));
+    metrics_counter(b, "events_quarantined_bytes_total",
+                    "Bytes of quarantine lines written to the spool.",
+                    atomic_load(&m->quarantined_bytes));
     metrics_counter(b, "events_received_bytes_total",
                     "Request body bytes received on /ingest, as sent.",
                     atomic_load(&m->bytes_received));

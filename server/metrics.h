@@ -9,6 +9,7 @@
 #define EVENTS_METRICS_H
 
 #include "buf.h"
+#include "event.h"
 #include "histo.h"
 #include "writer.h"
 
@@ -46,6 +47,8 @@ enum metrics_refusal {
 
 typedef struct metrics {
     _Atomic uint64_t events_accepted, events_rejected, events_duplicate;
+    _Atomic uint64_t rejected_by[EVENT_R_COUNT];     /* refused records by reason (event.h) */
+    _Atomic uint64_t quarantined, quarantined_bytes; /* refused records made durable, their lines */
     _Atomic uint64_t bytes_received; /* request bodies as sent (compressed if gzip) */
     _Atomic uint64_t bytes_stored;   /* lines written to the spool */
     _Atomic int64_t connections_open;

@@ -266,20 +266,24 @@ int otlp_record_end(otlp_builder *b, uint64_t time_ns, uint64_t observed_ns)
     otlp_put(b, o, id, k);
     otlp_put(b, o, "}", 1);
     if (b->nomem) return otlp_fail(b, 503, "out of memory parsing the body");
-    return ingest_add(b->ctx, o->p, o->len, b->lim, b->r);
+    return ingest_add(b->ctx, o->p, o->len, b->lim, b->opts, b->r);
 }
 
 /* ---- the request and its answers ------------------------------------------- */
 
 void otlp_logs_parse(event_ctx *ctx, enum otlp_encoding enc, const char *body, size_t n,
-                     const char *default_type, const ingest_limits *lim, ingest_result *r)
+                     const char *default_type, const ingest_limits *lim,
+                     const ingest_options *opts, ingest_result *r)
 {
     otlp_builder b;
     otlp_builder_init(&b, ctx, default_type, lim, r);
+    b.opts = opts;
+    ingest_begin(ctx, opts, r);
     if (enc == OTLP_PROTOBUF)
         otlp_pb_read(&b, body, n);
     else
         otlp_json_read(&b, body, n);
+    ingest_end(ctx);
     otlp_builder_free(&b);
 }
 

@@ -45,7 +45,8 @@ const char *otlp_content_type(enum otlp_encoding enc);
  * 413 or 503 and r->error says why.
  */
 void otlp_logs_parse(event_ctx *ctx, enum otlp_encoding enc, const char *body, size_t n,
-                     const char *default_type, const ingest_limits *lim, ingest_result *r);
+                     const char *default_type, const ingest_limits *lim,
+                     const ingest_options *opts, ingest_result *r);
 
 /*
  * Appends the 200 answer for a parsed body whose events are durable: an

@@ -32,6 +32,7 @@ enum otlp_type_source {
 typedef struct otlp_builder {
     event_ctx *ctx;
     const ingest_limits *lim;
+    const ingest_options *opts; /* the request's, for the quarantine of refused records */
     ingest_result *r;
     const char *default_type;
     buf resource; /* "resource":{…} of the records being read, or empty */

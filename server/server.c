@@ -36,7 +36,9 @@
 #include "otlp.h"
 #include "query.h"
 #include "query_http.h"
+#include "retain.h"
 #include "store.h"
+#include "ulid.h"
 #include "writer.h"
 
 #include <arpa/inet.h>
@@ -72,6 +74,7 @@ typedef struct server {
     lake_writer *writer;
     query_engine *engine;
     query_pool *queries;
+    lake_expirer *expirer; /* the quarantine's retention; NULL: kept forever */
     auth *auth;
     conn_table *conns;
     origins *origins;
@@ -221,8 +224,10 @@ typedef struct request {
     snap_upload *snap; /* K_SNAP_PUT: the upload so far */
     int snap_download; /* K_SNAP_GET: counted in snap_downloads until the request completes */
     char snap_source[64], snap_bookmark[17];
-    const char *cors; /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
-    int close;        /* answer with Connection: close */
+    const char *cors;      /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
+    int close;             /* answer with Connection: close */
+    const auth_token *tok; /* the request's token, or NULL without tokens */
+    char path[16];         /* K_INGEST: the route it came in by, for the quarantine */
 } request;
 
 /* The memory the server may use: the machine's, or its cgroup's limit when that is lower. */
@@ -300,7 +305,7 @@ void server_config_defaults(server_config *c)
     c->listen = "127.0.0.1:8080";
     c->lake = "./events-lake";
     c->max_body = INGEST_MAX_BODY_DEFAULT;
-    c->max_events = INGEST_MAX_EVENTS_DEFAULT;
+    c->max_events = 0; /* what --max-body can hold */
     c->max_event_bytes = EVENT_MAX_BYTES_DEFAULT;
     c->seal_bytes = 64ull << 20;
     c->seal_age_ms = 30000;
@@ -471,6 +476,10 @@ static void ingest_done(lake_batch *b, void *ud)
             otlp_logs_answer(r->otlp, &r->res, &r->answer);
         else
             ingest_answer(&r->res, b->accepted, b->duplicates, &r->answer);
+        atomic_fetch_add_explicit(&metrics_global.quarantined, b->quarantined,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&metrics_global.quarantined_bytes, r->res.qlines.len,
+                                  memory_order_relaxed);
         atomic_fetch_add_explicit(&metrics_global.events_accepted, b->accepted,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&metrics_global.events_duplicate, b->duplicates,
@@ -513,18 +522,35 @@ static enum MHD_Result handle_ingest(server *s, request *r)
         return send_error(r, 503, "out of memory");
     }
     event_ctx_set_now(ctx, evtime_now_ms());
+    /* checked in start_request; the URL's type and ts_key win over the token's */
+    const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type"),
+               *ts_key = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "ts_key");
+    char request_id[ULID_LEN + 1];
+    ulid_make(ctx->now_ms, request_id);
+    ingest_options o = {.type = type && *type ? type
+                                : r->tok      ? r->tok->type
+                                              : NULL,
+                        .ts_key = ts_key && *ts_key ? ts_key
+                                  : r->tok          ? r->tok->ts_key
+                                                    : NULL,
+                        .token = r->tok ? r->tok->name : NULL,
+                        .route = r->path,
+                        .request_id = request_id,
+                        .list_all = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
+                                                                "rejected") != NULL};
     if (r->otlp)
-        otlp_logs_parse(ctx, r->otlp, body, n,
-                        MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type"),
-                        &s->lim, &r->res);
+        otlp_logs_parse(ctx, r->otlp, body, n, o.type, &s->lim, &o, &r->res);
     else
-        ingest_parse(ctx, body, n, r->fmt, &s->lim, &r->res);
+        ingest_parse(ctx, body, n, r->fmt, &s->lim, &o, &r->res);
     buf_free(&inflated);
     buf_free(&r->body);
     if (r->res.status) return send_error(r, r->res.status, "%s", r->res.error);
     atomic_fetch_add_explicit(&metrics_global.events_rejected, r->res.rejected,
                               memory_order_relaxed);
-    if (r->res.n == 0) {
+    for (int i = 0; i < EVENT_R_COUNT; i++)
+        atomic_fetch_add_explicit(&metrics_global.rejected_by[i], r->res.rejected_by[i],
+                                  memory_order_relaxed);
+    if (r->res.n == 0 && r->res.qn == 0) {
         buf b = BUF_INIT;
         if (r->otlp)
             otlp_logs_answer(r->otlp, &r->res, &b);
@@ -538,6 +564,9 @@ static enum MHD_Result handle_ingest(server *s, request *r)
     r->batch.lines = r->res.lines.p;
     r->batch.ev = r->res.ev;
     r->batch.n = r->res.n;
+    r->batch.qlines = r->res.qlines.p;
+    r->batch.qev = r->res.qev;
+    r->batch.qn = r->res.qn;
     r->batch.done = ingest_done;
     r->batch.ud = r;
     r->state = ST_WAITING;
@@ -743,6 +772,13 @@ static enum MHD_Result handle_metrics(server *s, request *r)
     metrics_counter(&b, "events_compaction_leftovers_removed_total",
                     "Files and directories that killed compactions had left in the work directory.",
                     s->compact_leftovers);
+    lake_expirer_stats xs;
+    lake_expirer_stats_get(s->expirer, &xs);
+    metrics_counter(&b, "events_quarantine_expired_files_total",
+                    "Quarantine files deleted for --rejected-retain.", xs.files);
+    metrics_counter(&b, "events_quarantine_expire_failures_total",
+                    "Runs of the quarantine's expiry that failed (retried at the next run).",
+                    xs.failures);
     query_pool_stats qs;
     query_pool_stats_get(s->queries, &qs);
     metrics_counter(&b, "events_query_out_of_memory_total",
@@ -933,8 +969,9 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
             snprintf(bearer, sizeof bearer, "Bearer %s", qt);
             h = bearer;
         }
-        const char *who;
-        unsigned scopes = auth_check(s->auth, h, &who);
+        r->tok = auth_lookup(s->auth, h);
+        const char *who = r->tok ? r->tok->name : NULL;
+        unsigned scopes = r->tok ? r->tok->scopes : 0;
         if (!scopes)
             return send_error(r, 401,
                               h ? "invalid bearer token"
@@ -1023,6 +1060,20 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         else if (ce && *ce && strcasecmp(ce, "identity"))
             return send_error(r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none",
                               ce);
+        /* the URL's ingest options, before the body is read */
+        char err[400];
+        const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type"),
+                   *ts_key = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "ts_key"),
+                   *rej = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "rejected");
+        if (ingest_options_check(type && *type ? type : NULL, ts_key && *ts_key ? ts_key : NULL,
+                                 err, sizeof err))
+            return send_error(r, 400, "%s", err);
+        if (rej && strcmp(rej, "all"))
+            return send_error(r, 400,
+                              "rejected=%.40s: the only value is all (the answer then lists every "
+                              "refused record)",
+                              rej);
+        snprintf(r->path, sizeof r->path, "%s", url);
     }
     return MHD_YES;
 }
@@ -1340,7 +1391,7 @@ int server_run(const server_config *cfg)
     s->cfg = *cfg;
     s->started_ms = evtime_mono_ms();
     s->lim.max_body = cfg->max_body;
-    s->lim.max_events = cfg->max_events;
+    s->lim.max_events = cfg->max_events ? cfg->max_events : ingest_max_events_for(cfg->max_body);
     pthread_key_create(&s->ctx_key, free_ctx);
     apply_memory_max(cfg->memory_max);
     int rc = 1, lfd = -1, announced = 0;
@@ -1417,6 +1468,11 @@ int server_run(const server_config *cfg)
                              .spool_max = cfg->spool_max,
                              .max_open_segments = cfg->max_open_segments};
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+        goto out;
+    }
+    s->expirer = lake_expirer_start(s->store, cfg->rejected_retain_ms, err, sizeof err);
+    if (!s->expirer && err[0]) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;
     }
@@ -1553,6 +1609,8 @@ int server_run(const server_config *cfg)
     s->engine = NULL;
     lake_writer_close(s->writer);
     s->writer = NULL;
+    lake_expirer_stop(s->expirer);
+    s->expirer = NULL;
     log_msg(LOG_INFO, "stopped", LOG_END);
     rc = 0;
 out:
@@ -1563,6 +1621,7 @@ out:
     query_pool_stop(s->queries);
     query_engine_close(s->engine);
     lake_writer_close(s->writer);
+    lake_expirer_stop(s->expirer);
     tail_hub_free(s->tail);
     lake_cache_close(s->cache);
     store_close(s->store);

@@ -29,15 +29,16 @@ typedef struct server_config {
     int64_t compact_retain_ms; /* keep replaced files this long; default 10 min */
     uint64_t compact_memory;   /* compaction's DuckDB memory limit; default 1 GiB */
     uint64_t memory_max; /* the process's data memory (RLIMIT_DATA); 0: none. Default 3/4 of RAM */
-    uint64_t compact_chunk;    /* events one compaction statement reads; 0 (default): from memory */
-    const char *tokens_file;   /* NULL: no tokens file */
-    const char *token;         /* one admin token (EVENTS_TOKEN), or NULL */
-    size_t max_body;           /* default 8 MiB (after decompression) */
-    size_t max_events;         /* default 10,000 */
-    size_t max_event_bytes;    /* default 256 KiB */
-    uint64_t seal_bytes;       /* default 64 MiB */
-    int64_t seal_age_ms;       /* default 30 s */
-    size_t dedup_window;       /* default 1,000,000 ids */
+    uint64_t compact_chunk;  /* events one compaction statement reads; 0 (default): from memory */
+    const char *tokens_file; /* NULL: no tokens file */
+    const char *token;       /* one admin token (EVENTS_TOKEN), or NULL */
+    size_t max_body;         /* default 8 MiB (after decompression) */
+    size_t max_events;       /* 0 (default): as many as --max-body can hold (ingest.h) */
+    size_t max_event_bytes;  /* default 256 KiB */
+    int64_t rejected_retain_ms; /* expire hours of the quarantine this old; 0 (default): never */
+    uint64_t seal_bytes;        /* default 64 MiB */
+    int64_t seal_age_ms;        /* default 30 s */
+    size_t dedup_window;        /* default 1,000,000 ids */
     uint64_t spool_max; /* answer 503 while this much waits in the spool; 0: no limit (default) */
     size_t max_open_segments;  /* spool segments open at once (one per hour written); default 64 */
     int threads;               /* HTTP threads; default: one per CPU */

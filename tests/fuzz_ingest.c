@@ -10,7 +10,8 @@
  *     reference validator on jansson's tree must agree with ours on accept or
  *     reject, and an accepted event's line must be the same JSON value as the
  *     input event, apart from the envelope fields the server sets;
- *   - every line we write must parse with jansson;
+ *   - every line we write must parse with jansson, and so must every
+ *     quarantine line, which keeps a refused record's bytes exactly;
  *   - a JSON body we accept whole must parse with jansson.
  *
  * Where jansson departs from RFC 8259 it is not a reference: numbers it
@@ -25,7 +26,9 @@
 #include "event.h"
 #include "evtime.h"
 #include "ingest.h"
+#include "codec.h"
 #include "jscan.h"
+#include "quarantine.h"
 #include "ulid.h"
 
 #include <dirent.h>
@@ -71,7 +74,37 @@ static int ref_depth(const json_t *v)
     return 0;
 }
 
-/* The envelope rules, applied to jansson's tree. 1: acceptable. */
+/*
+ * The epoch rule of a JSON number (docs/http.md), on jansson's value: -1 refused, else the
+ * milliseconds; -2 when a real lies too close to a unit's edge or a millisecond for a double
+ * to tell (the reference then has no verdict).
+ */
+static int64_t ref_epoch_ms(const json_t *ts)
+{
+    if (json_is_integer(ts)) {
+        json_int_t v = json_integer_value(ts);
+        if (v < 0) return -1;
+        int64_t ms = v < INT64_C(100000000000)         ? (v > EVTIME_MAX_MS / 1000 ? -1 : v * 1000)
+                     : v < INT64_C(100000000000000)    ? v
+                     : v < INT64_C(100000000000000000) ? v / 1000
+                                                       : v / 1000000;
+        return ms > EVTIME_MAX_MS ? -1 : ms;
+    }
+    long double v = json_real_value(ts);
+    if (v == 0) return 0;
+    if (v < 0) return -1;
+    long double unit = v < 1e11L ? 1e3L : v < 1e14L ? 1 : v < 1e17L ? 1e-3L : 1e-6L;
+    long double ms = v * unit;
+    for (long double edge = 1e11L; edge <= 1e17L; edge *= 1000)
+        if (v > edge * (1 - 1e-12L) && v < edge * (1 + 1e-12L)) return -2;
+    if (ms > (long double)EVTIME_MAX_MS + 2) return -1;
+    if (ms > (long double)EVTIME_MAX_MS - 2) return -2;
+    long double frac = ms - (long double)(int64_t)ms;
+    if (frac < 1e-3L || frac > 1 - 1e-3L) return -2;
+    return (int64_t)ms;
+}
+
+/* The envelope rules, applied to jansson's tree. 1: acceptable, 0 not, -1 no verdict. */
 static int ref_valid(const json_t *ev)
 {
     if (!json_is_object(ev)) return 0;
@@ -88,11 +121,12 @@ static int ref_valid(const json_t *ev)
         int64_t ms;
         if (json_is_string(ts)) {
             if (json_string_length(ts) > 64 ||
-                evtime_parse(json_string_value(ts), json_string_length(ts), &ms))
+                evtime_parse_iso8601(json_string_value(ts), json_string_length(ts), &ms))
                 return 0;
-        } else if (json_is_integer(ts)) {
-            json_int_t v = json_integer_value(ts);
-            if (v < 0 || v > EVTIME_MAX_MS) return 0;
+        } else if (json_is_number(ts)) {
+            int64_t v = ref_epoch_ms(ts);
+            if (v == -2) return -1;
+            if (v < 0) return 0;
         } else {
             return 0;
         }
@@ -130,10 +164,11 @@ static void check_line(const json_t *in, const char *line, size_t n)
         CHECK_FUZZ(ulid_valid(id, strlen(id)), "server id is not a ULID: %s", id);
     if (json_is_string(its)) {
         int64_t want;
-        evtime_parse(json_string_value(its), json_string_length(its), &want);
+        evtime_parse_iso8601(json_string_value(its), json_string_length(its), &want);
         CHECK_FUZZ(want == ts_ms, "ts moved: %s", ts);
-    } else if (json_is_integer(its)) {
-        CHECK_FUZZ(json_integer_value(its) == ts_ms, "ts moved: %s", ts);
+    } else if (json_is_number(its)) {
+        int64_t want = ref_epoch_ms(its);
+        CHECK_FUZZ(want == -2 || want == ts_ms, "ts moved: %s", ts);
     } else {
         CHECK_FUZZ(ts_ms == rt_ms, "a missing ts must be the receive time");
     }
@@ -146,9 +181,48 @@ static void check_line(const json_t *in, const char *line, size_t n)
     json_decref(out);
 }
 
-/* Indices rejected, from the result's "rejected" fragment. */
+/*
+ * Indices rejected, from the quarantine lines (index -> the record's bytes as a JSON string),
+ * each checked; and the answer's list, which holds the first of them.
+ */
 static json_t *rejected_indices(const ingest_result *r)
 {
+    json_t *set = json_object();
+    CHECK_FUZZ(r->qn == r->rejected, "%zu quarantine lines for %zu rejected", r->qn, r->rejected);
+    for (size_t i = 0; i < r->qn; i++) {
+        const char *line = r->qlines.p + r->qev[i].off;
+        size_t n = r->qev[i].len;
+        CHECK_FUZZ(n && line[n - 1] == '\n' && !memchr(line, '\n', n - 1),
+                   "a quarantine line must end with its only newline");
+        json_error_t e;
+        json_t *q = json_loadb(line, n - 1, JSON_REJECT_DUPLICATES, &e);
+        CHECK_FUZZ(q, "quarantine line %zu does not parse: %s", i, e.text);
+        const char *id = json_string_value(json_object_get(q, "id"));
+        CHECK_FUZZ(id && ulid_valid(id, strlen(id)) && !memcmp(line, "{\"id\":\"", 7),
+                   "a quarantine line begins with its id");
+        CHECK_FUZZ(json_is_string(json_object_get(q, "reason")) &&
+                       json_is_string(json_object_get(q, "class")) &&
+                       json_is_integer(json_object_get(q, "index")),
+                   "a quarantine line without its reason, class or index");
+        json_t *raw = json_object_get(q, "raw");
+        buf bytes = BUF_INIT;
+        if (json_is_string(raw)) {
+            buf_append(&bytes, json_string_value(raw), json_string_length(raw));
+            CHECK_FUZZ(lake_quarantine_raw_is_text(bytes.p ? bytes.p : "", bytes.len),
+                       "raw holds what should be rawBase64");
+        } else {
+            const char *b64 = json_string_value(json_object_get(q, "rawBase64"));
+            CHECK_FUZZ(json_is_null(raw) && b64 && !base64_decode(&bytes, b64, strlen(b64)),
+                       "a quarantine line without its record");
+            CHECK_FUZZ(!lake_quarantine_raw_is_text(bytes.p ? bytes.p : "", bytes.len),
+                       "rawBase64 holds text");
+        }
+        char k[32];
+        snprintf(k, sizeof k, "%lld", (long long)json_integer_value(json_object_get(q, "index")));
+        json_object_set_new(set, k, json_stringn(bytes.p ? bytes.p : "", bytes.len));
+        buf_free(&bytes);
+        json_decref(q);
+    }
     buf b = BUF_INIT;
     buf_putc(&b, '[');
     if (r->rejects.len) buf_append(&b, r->rejects.p, r->rejects.len);
@@ -156,8 +230,9 @@ static json_t *rejected_indices(const ingest_result *r)
     json_error_t e;
     json_t *v = json_loadb(b.p, b.len, 0, &e);
     CHECK_FUZZ(v, "the rejected list is not JSON: %s", e.text);
-    buf_free(&b);
-    json_t *set = json_object();
+    CHECK_FUZZ(json_array_size(v) ==
+                   (r->rejected < INGEST_REJECTED_LISTED ? r->rejected : INGEST_REJECTED_LISTED),
+               "the answer lists %zu of %zu rejected", json_array_size(v), r->rejected);
     size_t i;
     json_t *x;
     json_array_foreach(v, i, x)
@@ -165,9 +240,11 @@ static json_t *rejected_indices(const ingest_result *r)
         char k[32];
         snprintf(k, sizeof k, "%lld", (long long)json_integer_value(json_object_get(x, "index")));
         CHECK_FUZZ(json_is_string(json_object_get(x, "error")), "a rejection without a reason");
-        json_object_set_new(set, k, json_true());
+        CHECK_FUZZ(json_object_get(set, k), "the answer lists %s, which is not in the quarantine",
+                   k);
     }
     json_decref(v);
+    buf_free(&b);
     return set;
 }
 
@@ -177,13 +254,21 @@ static void compare_event(const json_t *in, size_t index, const json_t *rejected
 {
     char k[32];
     snprintf(k, sizeof k, "%zu", index);
-    int ours = json_object_get(rejected, k) == NULL;
+    json_t *raw = json_object_get(rejected, k);
+    int ours = raw == NULL;
+    if (raw && in && !json_is_null(in)) { /* the quarantine kept the record, byte for byte */
+        json_error_t e;
+        json_t *back = json_loadb(json_string_value(raw), json_string_length(raw),
+                                  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+        CHECK_FUZZ(!back || json_equal(back, in), "event %zu: the quarantine's raw differs", index);
+        json_decref(back);
+    }
     if (!in) { /* jansson could not parse it alone: just keep the walk in step */
         if (ours) (*next_ok)++;
         return;
     }
     int ref = ref_valid(in);
-    CHECK_FUZZ(ours == ref, "event %zu: we %s it, the reference %s it", index,
+    CHECK_FUZZ(ref < 0 || ours == ref, "event %zu: we %s it, the reference %s it", index,
                ours ? "accepted" : "rejected", ref ? "accepts" : "rejects");
     if (ours) {
         CHECK_FUZZ(*next_ok < r->n, "more accepted events than lines");
@@ -211,7 +296,7 @@ static void check_json_body(const char *body, size_t n, const ingest_result *r)
         json_decref(strict);
         return;
     }
-    if (json_array_size(events) > INGEST_MAX_EVENTS_DEFAULT) {
+    if (json_array_size(events) > ingest_max_events_for(INGEST_MAX_BODY_DEFAULT)) {
         CHECK_FUZZ(r->status == 413, "too many events but status %u", r->status);
         json_decref(strict);
         return;
@@ -288,10 +373,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         init = 1;
     }
     event_ctx_set_now(&ctx, INT64_C(1795600800123));
-    ingest_limits lim = {INGEST_MAX_BODY_DEFAULT, INGEST_MAX_EVENTS_DEFAULT};
+    ingest_limits lim = {INGEST_MAX_BODY_DEFAULT, ingest_max_events_for(INGEST_MAX_BODY_DEFAULT)};
     ingest_result r;
     memset(&r, 0, sizeof r);
-    ingest_parse(&ctx, body, n, ndjson ? INGEST_NDJSON : INGEST_JSON, &lim, &r);
+    ingest_parse(&ctx, body, n, ndjson ? INGEST_NDJSON : INGEST_JSON, &lim, NULL, &r);
 
     /* every line we made parses, whatever the input */
     for (size_t i = 0; i < r.n; i++) {

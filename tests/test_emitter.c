@@ -1065,6 +1065,43 @@ TEST(permanent_rejection_dead_letters)
     tmp_free(&t, &s);
 }
 
+/*
+ * More refused events in a batch than a server's answer lists by default (10): the library
+ * asks for the whole list (?rejected=all), and each is dead-lettered with its own reason.
+ */
+TEST(many_rejections_in_one_batch_dead_letter_each)
+{
+    tmp t;
+    tmp_make(&t, "emit-dead-many");
+    srv s = {0};
+    const char *args[] = {"--seal-age", "200ms", "--max-event-bytes", "1KiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, t.lake, args));
+    events_config c = quick(s.url, t.outbox);
+    events_emitter *em = open_or_fail(&c);
+    REQUIRE(em);
+    char big[2000];
+    CHECK_INT(0, events_begin(em));
+    for (int i = 0; i < 40; i++) {
+        if (i % 4) { /* 30 of them over --max-event-bytes */
+            snprintf(big, sizeof big, "{\"n\":%d,\"pad\":\"%01500d\"}", i, 0);
+            CHECK_INT(0, events_emit(em, "dead.many", big));
+        } else {
+            CHECK_INT(0, emit_n(em, "dead.many", i));
+        }
+    }
+    CHECK_INT(0, events_commit(em));
+    CHECK_INT(0, events_flush(em, 30000));
+    events_stats st;
+    events_emitter_stats(em, &st);
+    CHECK_INT(10, st.delivered);
+    CHECK_INT(30, st.dead);
+    CHECK_INT(0, st.queued);
+    events_emitter_close(em, 1000);
+    CHECK_INT(30, sql_int(t.outbox, "SELECT count(*) FROM _events_dead WHERE reason LIKE "
+                                    "'event is % bytes, over the limit of 1024'"));
+    tmp_free(&t, &s);
+}
+
 /* A whole batch the server refuses (4xx but not 408/429/401/403/404/405) is dead-lettered. */
 TEST(rejected_batch_dead_letters)
 {

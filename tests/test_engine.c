@@ -1241,3 +1241,84 @@ TEST(test_engine_memory_reaches_a_plateau_over_many_queries)
                   mem[0], mem[1], mem[2], growth, MEMORY_NOISE);
     lake_close(&l);
 }
+
+/* ---- the quarantine's view (issue 13) ---- */
+
+/* A quarantine file of hour h (from T0) with n records. */
+static int put_rejected(lake *l, int h, int n)
+{
+    buf b = BUF_INIT;
+    for (int i = 0; i < n; i++) {
+        char at[EVTIME_LEN + 1];
+        evtime_format(T0_MS + (int64_t)h * 3600000 + i, at);
+        buf_printf(&b,
+                   "{\"id\":\"q%d-%d\",\"receivedAt\":\"%s\",\"requestId\":\"r%d\",\"index\":%d,"
+                   "\"class\":\"type\",\"reason\":\"\\\"type\\\" is required\",\"token\":null,"
+                   "\"route\":\"/ingest\",\"raw\":\"{\\\"log\\\":%d}\"}\n",
+                   h, i, at, h, i, i);
+    }
+    char at[EVTIME_LEN + 1];
+    evtime_format(T0_MS + (int64_t)h * 3600000 + 999, at);
+    buf_printf(&b,
+               "{\"id\":\"q%d-b\",\"receivedAt\":\"%s\",\"requestId\":"
+               "\"r\",\"index\":0,\"class\":\"encoding\",\"reason\":\"x\",\"token\":\"t\","
+               "\"route\":\"/e\",\"raw\":null,\"rawBase64\":\"/w==\"}\n",
+               h, at);
+    char key[LAKE_KEY_MAX], uuid[40];
+    snprintf(uuid, sizeof uuid, "00000000-0000-7000-8000-%012d", h);
+    lake_segment_key(LAKE_KIND_REJECTED, T0_MS / 3600000 + h, uuid, key);
+    int rc = store_put(l->st, key, b.p, b.len, 0);
+    buf_free(&b);
+    return rc;
+}
+
+TEST(test_engine_rejected_view_reads_the_quarantine_pruned_by_received_at)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 3, 5, 0));
+    for (int h = 0; h < 3; h++) REQUIRE_INT(0, put_rejected(&l, h, 4));
+    answer *a = q(&l, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM rejected)");
+    REQUIRE_INT(200, a->o.status);
+    char *r = rows(a);
+    CHECK_STR("[[\"id\",\"VARCHAR\"],[\"receivedAt\",\"TIMESTAMP\"],[\"requestId\",\"VARCHAR\"],"
+              "[\"index\",\"BIGINT\"],[\"class\",\"VARCHAR\"],[\"reason\",\"VARCHAR\"],"
+              "[\"token\",\"VARCHAR\"],[\"route\",\"VARCHAR\"],[\"raw\",\"VARCHAR\"],"
+              "[\"rawBase64\",\"VARCHAR\"]]",
+              r);
+    free(r);
+    done(a);
+    a = q(&l, "SELECT count(*), count(raw), count(rawBase64) FROM rejected");
+    r = rows(a);
+    CHECK_STR("[[15,12,3]]", r);
+    CHECK_INT(3, a->o.files);
+    free(r);
+    done(a);
+    /* a bound on receivedAt reads the hours it allows; the events view is not read at all */
+    a = q(&l, "SELECT count(*) FROM rejected WHERE receivedAt >= TIMESTAMP '2026-11-20 01:00:00' "
+              "AND receivedAt < TIMESTAMP '2026-11-20 02:00:00'");
+    r = rows(a);
+    CHECK_STR("[[5]]", r);
+    CHECK_INT(1, a->o.files);
+    free(r);
+    done(a);
+    /* events and the quarantine apart, and together */
+    a = q(&l, "SELECT count(*) FROM events");
+    r = rows(a);
+    CHECK_STR("[[15]]", r);
+    CHECK_INT(3, a->o.files);
+    free(r);
+    done(a);
+    a = q(&l, "SELECT (SELECT count(*) FROM events_between(TIMESTAMP '2026-11-20 00:00:00', "
+              "TIMESTAMP '2026-11-20 01:00:00')), (SELECT count(*) FROM rejected WHERE receivedAt "
+              "< TIMESTAMP '2026-11-20 01:00:00')");
+    r = rows(a);
+    CHECK_STR("[[5,5]]", r);
+    free(r);
+    done(a);
+    a = q(&l, "SELECT raw::JSON->>'log', \"index\", token, route FROM rejected WHERE id = 'q2-3'");
+    r = rows(a);
+    CHECK_STR("[[\"3\",3,null,\"/ingest\"]]", r);
+    free(r);
+    done(a);
+    lake_close(&l);
+}

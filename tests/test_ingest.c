@@ -4,8 +4,11 @@
  */
 #include "harness.h"
 #include "ingest.h"
+#include "layout.h"
 #include "test.h"
+#include "ulid.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 
 typedef struct parsed {
@@ -19,7 +22,8 @@ static parsed *parse_as(const char *body, size_t n, enum ingest_format fmt, size
     event_ctx c;
     event_ctx_init(&c);
     ingest_limits lim = {INGEST_MAX_BODY_DEFAULT, max_events};
-    ingest_parse(&c, body, n, fmt, &lim, &p->r);
+    ingest_options o = {.request_id = "01JDX3K8Q2ZP4W6V7N9B1C2D3E"};
+    ingest_parse(&c, body, n, fmt, &lim, &o, &p->r);
     buf a = BUF_INIT;
     if (!p->r.status) {
         ingest_answer(&p->r, p->r.n, 0, &a);
@@ -100,11 +104,15 @@ TEST(test_ingest_rejects_bad_events_one_by_one)
     CHECK_INT(5, p->r.received);
     CHECK_INT(2, p->r.n);
     CHECK_INT(3, p->r.rejected);
-    CHECK_STR("{\"ok\":true,\"received\":5,\"accepted\":2,\"duplicates\":0,\"rejected\":["
-              "{\"index\":1,\"error\":\"\\\"type\\\" is required\"},"
-              "{\"index\":2,\"error\":\"event must be a JSON object\"},"
-              "{\"index\":3,\"error\":\"\\\"id\\\" must be 1-64 characters of [0-9A-Za-z_.:-]\"}]}",
-              p->answer);
+    CHECK_STR(
+        "{\"ok\":true,\"received\":5,\"accepted\":2,\"duplicates\":0,\"rejected\":["
+        "{\"index\":1,\"error\":\"\\\"type\\\" is required\"},"
+        "{\"index\":2,\"error\":\"event must be a JSON object\"},"
+        "{\"index\":3,\"error\":\"\\\"id\\\" must be 1-64 characters of [0-9A-Za-z_.:-]\"}],"
+        "\"rejectedCount\":3,\"requestId\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\",\"quarantine\":"
+        "\"the refused records are kept in the lake: SELECT * FROM rejected WHERE requestId = "
+        "'01JDX3K8Q2ZP4W6V7N9B1C2D3E'\"}",
+        p->answer);
     done(p);
 }
 
@@ -118,7 +126,10 @@ TEST(test_ingest_rejects_bad_ndjson_lines_one_by_one)
     CHECK_STR(
         "{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":0,\"rejected\":["
         "{\"index\":1,\"error\":\"malformed JSON at byte 8 of the line: unexpected end of input\"},"
-        "{\"index\":2,\"error\":\"unexpected data after the event on its line\"}]}",
+        "{\"index\":2,\"error\":\"unexpected data after the event on its line\"}],"
+        "\"rejectedCount\":2,\"requestId\":\"01JDX3K8Q2ZP4W6V7N9B1C2D3E\",\"quarantine\":"
+        "\"the refused records are kept in the lake: SELECT * FROM rejected WHERE requestId = "
+        "'01JDX3K8Q2ZP4W6V7N9B1C2D3E'\"}",
         p->answer);
     char l[512];
     CHECK_CONTAINS("\"type\":\"c\"", line(p, 1, l, sizeof l));
@@ -224,4 +235,232 @@ TEST(test_ingest_gunzip_refuses_bombs_and_garbage)
     CHECK_STR("truncated gzip body", err);
     buf_free(&gz);
     buf_free(&out);
+}
+
+/* ---- refused records: the quarantine and a small answer (issue 13) ---- */
+
+static parsed *parse_with(const char *body, size_t n, enum ingest_format fmt,
+                          const ingest_options *o, size_t max_body)
+{
+    parsed *p = calloc(1, sizeof *p);
+    event_ctx c;
+    event_ctx_init(&c);
+    event_ctx_set_now(&c, INT64_C(1795600800123));
+    ingest_limits lim = {max_body, ingest_max_events_for(max_body)};
+    ingest_parse(&c, body, n, fmt, &lim, o, &p->r);
+    buf a = BUF_INIT;
+    if (!p->r.status) {
+        ingest_answer(&p->r, p->r.n, 0, &a);
+        snprintf(p->answer, sizeof p->answer, "%.*s", (int)a.len, a.p);
+    }
+    buf_free(&a);
+    event_ctx_free(&c);
+    return p;
+}
+
+TEST(test_ingest_answer_stays_under_4_kib_for_50000_refused_records)
+{
+    /* every kind of refusal, the longest reasons among them: a duplicate key of 64 control
+     * characters is quoted in its reason with an escape of 6 bytes each */
+    buf b = BUF_INIT, key = BUF_INIT;
+    for (int i = 0; i < 64; i++) buf_puts(&key, "\\u0001");
+    buf_cstr(&key);
+    buf_putc(&b, '[');
+    for (int i = 0; i < 50000; i++) {
+        if (i) buf_putc(&b, ',');
+        switch (i % 5) {
+        case 0: buf_printf(&b, "{\"type\":\"a\",\"%s\":1,\"%s\":2}", key.p, key.p); break;
+        case 1: buf_printf(&b, "{\"log\":\"line %d\"}", i); break;
+        case 2: buf_printf(&b, "{\"type\":\"Bad Type %d\"}", i); break;
+        case 3: buf_printf(&b, "{\"type\":\"a\",\"ts\":\"the %dth\"}", i); break;
+        default: buf_printf(&b, "%d", i);
+        }
+    }
+    buf_putc(&b, ']');
+    ingest_options o = {.request_id = "01JDX3K8Q2ZP4W6V7N9B1C2D3E"};
+    parsed *p = parse_with(b.p, b.len, INGEST_JSON, &o, INGEST_MAX_BODY_DEFAULT);
+    REQUIRE_INT(0, p->r.status);
+    CHECK_INT(50000, p->r.received);
+    CHECK_INT(50000, p->r.rejected);
+    CHECK_INT(50000, p->r.qn);
+    size_t len = strlen(p->answer);
+    if (len > 3072) /* the rest of 4 KiB is for the status line and headers */
+        test_fail(__FILE__, __LINE__, "the answer is %zu bytes, over 3072: %s", len, p->answer);
+    json_t *a = json_loads(p->answer, 0, NULL);
+    REQUIRE(a != NULL);
+    CHECK_INT(50000, json_integer_value(json_object_get(a, "rejectedCount")));
+    json_t *list = json_object_get(a, "rejected");
+    CHECK_INT(INGEST_REJECTED_LISTED, json_array_size(list));
+    size_t i;
+    json_t *x;
+    json_array_foreach(list, i, x)
+    {
+        CHECK_INT(i, json_integer_value(json_object_get(x, "index")));
+        buf e = BUF_INIT;
+        const char *why = json_string_value(json_object_get(x, "error"));
+        buf_json_str(&e, why, strlen(why));
+        if (e.len > INGEST_REASON_SHOWN)
+            test_fail(__FILE__, __LINE__, "reason %zu is %zu bytes as JSON: %s", i, e.len, why);
+        buf_free(&e);
+    }
+    /* the first reason is the duplicate key, cut with an ellipsis */
+    CHECK_CONTAINS("duplicate key \\\"\\\\u0001", p->answer);
+    CHECK_CONTAINS("\xe2\x80\xa6\"}", p->answer);
+    CHECK_INT(10000, p->r.rejected_by[EVENT_R_DUPLICATE_KEY]);
+    CHECK_INT(10000, p->r.rejected_by[EVENT_R_TYPE] - 10000); /* missing, and of the wrong form */
+    CHECK_INT(10000, p->r.rejected_by[EVENT_R_TS]);
+    CHECK_INT(10000, p->r.rejected_by[EVENT_R_NOT_OBJECT]);
+    json_decref(a);
+    done(p);
+    /* asked for, every one of them is listed */
+    o.list_all = 1;
+    ingest_result r;
+    memset(&r, 0, sizeof r);
+    event_ctx c;
+    event_ctx_init(&c);
+    ingest_limits lim = {INGEST_MAX_BODY_DEFAULT, ingest_max_events_for(INGEST_MAX_BODY_DEFAULT)};
+    ingest_parse(&c, b.p, b.len, INGEST_JSON, &lim, &o, &r);
+    buf all = BUF_INIT;
+    ingest_answer(&r, 0, 0, &all);
+    a = json_loadb(all.p, all.len, 0, NULL);
+    CHECK_INT(50000, json_array_size(json_object_get(a, "rejected")));
+    json_decref(a);
+    buf_free(&all);
+    ingest_result_free(&r);
+    event_ctx_free(&c);
+    buf_free(&b);
+    buf_free(&key);
+}
+
+/* The quarantine line of record i of r, parsed. */
+static json_t *quarantined(const parsed *p, size_t i)
+{
+    const lake_event *e = &p->r.qev[i];
+    json_error_t err;
+    json_t *v = json_loadb(p->r.qlines.p + e->off, e->len - 1, JSON_REJECT_DUPLICATES, &err);
+    if (!v) test_fail(__FILE__, __LINE__, "quarantine line %zu: %s", i, err.text);
+    return v;
+}
+
+TEST(test_ingest_keeps_every_refused_record_in_a_quarantine_line)
+{
+    const char body[] = "{\"type\":\"ok\"}\n"
+                        "{\"log\":\"hello\",\"level\":\"info\"}\n"
+                        "  {\"type\":\"a\",\"s\":\"caf\xe9\"} \r\n"
+                        "{\"type\":\n"
+                        "{\"type\":\"ok\"} trailing\n";
+    ingest_options o = {
+        .token = "shipper", .route = "/e", .request_id = "01JDX3K8Q2ZP4W6V7N9B1C2D3F"};
+    parsed *p = parse_with(body, sizeof body - 1, INGEST_NDJSON, &o, INGEST_MAX_BODY_DEFAULT);
+    REQUIRE_INT(0, p->r.status);
+    CHECK_INT(1, p->r.n);
+    REQUIRE_INT(4, p->r.qn);
+    static const struct {
+        int index;
+        const char *cls, *reason, *raw, *b64;
+    } want[] = {
+        {1, "type", "\"type\" is required", "{\"log\":\"hello\",\"level\":\"info\"}", NULL},
+        {2, "encoding", "invalid UTF-8 in string at byte 20 of the event", NULL,
+         "eyJ0eXBlIjoiYSIsInMiOiJjYWbpIn0="},
+        {3, "syntax", "malformed JSON at byte 8 of the line: unexpected end of input",
+         "{\"type\":", NULL},
+        {4, "syntax", "unexpected data after the event on its line", "{\"type\":\"ok\"} trailing",
+         NULL},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        json_t *q = quarantined(p, i);
+        if (!q) continue;
+        const char *line = p->r.qlines.p + p->r.qev[i].off;
+        CHECK(!strncmp(line, "{\"id\":\"", 7)); /* the id first, as in an event line */
+        const char *id = json_string_value(json_object_get(q, "id"));
+        CHECK(id && ulid_valid(id, strlen(id)));
+        CHECK(!memcmp(line + p->r.qev[i].id_off - p->r.qev[i].off, id, 26));
+        CHECK_STR("2026-11-25T10:00:00.123Z", json_string_value(json_object_get(q, "receivedAt")));
+        CHECK_STR("01JDX3K8Q2ZP4W6V7N9B1C2D3F", json_string_value(json_object_get(q, "requestId")));
+        CHECK_INT(want[i].index, json_integer_value(json_object_get(q, "index")));
+        CHECK_STR(want[i].cls, json_string_value(json_object_get(q, "class")));
+        CHECK_STR(want[i].reason, json_string_value(json_object_get(q, "reason")));
+        CHECK_STR("shipper", json_string_value(json_object_get(q, "token")));
+        CHECK_STR("/e", json_string_value(json_object_get(q, "route")));
+        if (want[i].raw) {
+            CHECK_STR(want[i].raw, json_string_value(json_object_get(q, "raw")));
+            CHECK(!json_object_get(q, "rawBase64"));
+        } else {
+            CHECK(json_is_null(json_object_get(q, "raw")));
+            CHECK_STR(want[i].b64, json_string_value(json_object_get(q, "rawBase64")));
+        }
+        CHECK_INT(lake_hour(INT64_C(1795600800123)), p->r.qev[i].hour);
+        json_decref(q);
+    }
+    /* without a token and a route: null, and /ingest */
+    done(p);
+    p = parse_with("[{}]", 4, INGEST_JSON, NULL, INGEST_MAX_BODY_DEFAULT);
+    REQUIRE_INT(1, p->r.qn);
+    json_t *q = quarantined(p, 0);
+    CHECK(json_is_null(json_object_get(q, "token")));
+    CHECK_STR("/ingest", json_string_value(json_object_get(q, "route")));
+    CHECK_STR("{}", json_string_value(json_object_get(q, "raw")));
+    json_decref(q);
+    done(p);
+}
+
+TEST(test_ingest_gives_typeless_events_the_type_and_time_member_of_the_request)
+{
+    const char body[] =
+        "[{\"log\":\"a\",\"date\":1795600800.5},{\"type\":\"own.type\",\"log\":\"b\"},"
+        "{\"type\":null,\"date\":\"2026-11-25 10:00:01.250\"}]";
+    ingest_options o = {.type = "log.app", .ts_key = "date", .request_id = "r"};
+    parsed *p = parse_with(body, sizeof body - 1, INGEST_JSON, &o, INGEST_MAX_BODY_DEFAULT);
+    REQUIRE_INT(0, p->r.status);
+    REQUIRE_INT(3, p->r.n);
+    char l[512];
+    CHECK_CONTAINS("\"type\":\"log.app\",\"ts\":\"2026-11-25T10:00:00.500Z\"",
+                   line(p, 0, l, sizeof l));
+    CHECK_CONTAINS("\"date\":1795600800.5", line(p, 0, l, sizeof l));
+    CHECK_CONTAINS("\"type\":\"own.type\"", line(p, 1, l, sizeof l));
+    CHECK_CONTAINS("\"type\":\"log.app\",\"ts\":\"2026-11-25T10:00:01.250Z\"",
+                   line(p, 2, l, sizeof l));
+    done(p);
+    /* without them, the typeless are refused, and kept */
+    p = parse_with(body, sizeof body - 1, INGEST_JSON, NULL, INGEST_MAX_BODY_DEFAULT);
+    CHECK_INT(1, p->r.n);
+    CHECK_INT(2, p->r.qn);
+    done(p);
+    char err[400];
+    CHECK_INT(0, ingest_options_check("log.app", "@timestamp", err, sizeof err));
+    CHECK_INT(-1, ingest_options_check("Log.App", NULL, err, sizeof err));
+    CHECK_STR("type \"Log.App\" is not an event type: it must match [a-z0-9_]+(.[a-z0-9_-]+)* and "
+              "be at most 128 bytes",
+              err);
+    CHECK_INT(-1, ingest_options_check(NULL, "type", err, sizeof err));
+    CHECK_STR("ts_key \"type\" cannot name the time member: it must be 1-64 of [A-Za-z0-9_.@$-] "
+              "and not id, type, do or receivedAt",
+              err);
+}
+
+TEST(test_ingest_takes_a_full_body_of_the_smallest_events_by_default)
+{
+    /* "{}," to the last byte of the body limit: as many events as the limit can hold */
+    size_t max = 1u << 20;
+    buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    while (b.len + 3 <= max) buf_puts(&b, "{},");
+    b.p[b.len - 1] = ']';
+    ingest_options o = {.type = "t", .request_id = "r"};
+    parsed *p = parse_with(b.p, b.len, INGEST_JSON, &o, max);
+    CHECK_INT(0, p->r.status);
+    CHECK_INT((max - 1) / 3, p->r.n);
+    done(p);
+    /* NDJSON, where the last line needs no newline: the most events any body can hold */
+    max += 1; /* 3k + 2 bytes: k lines and a last "{}" */
+    b.len = 0;
+    size_t k = 0;
+    for (; b.len + 3 <= max; k++) buf_puts(&b, "{}\n");
+    if (b.len + 2 <= max) buf_puts(&b, "{}"), k++;
+    p = parse_with(b.p, b.len, INGEST_NDJSON, &o, max);
+    CHECK_INT(0, p->r.status);
+    CHECK_INT(ingest_max_events_for(max), k);
+    CHECK_INT(k, p->r.n);
+    done(p);
+    buf_free(&b);
 }

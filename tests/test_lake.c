@@ -8,6 +8,7 @@
 #include "layout.h"
 #include "log.h"
 #include "store.h"
+#include "retain.h"
 #include "test.h"
 #include "writer.h"
 
@@ -791,6 +792,197 @@ TEST(test_writer_keeps_a_segment_it_cannot_save_yet_and_saves_it_later)
     free(ids);
     buf_free(&a.lines);
     buf_free(&b.lines);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- the quarantine (issue 13) ---- */
+
+TEST(test_layout_names_the_quarantine_by_receive_hour)
+{
+    int64_t h = lake_hour(INT64_C(1795600800123)); /* 2026-11-25T10 */
+    const char *u = "01a21378-0562-7df9-8f38-f8abd12e745c";
+    char key[LAKE_KEY_MAX];
+    lake_segment_key(LAKE_KIND_REJECTED, h, u, key);
+    CHECK_STR("rejected/2026/11/25/10/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", key);
+    int64_t h2;
+    CHECK_INT(0, lake_parse_rejected_key(key, &h2));
+    CHECK_INT(h, h2);
+    CHECK_INT(-1, lake_parse_rejected_key("rejected/2026/11/25/10/x.parquet", &h2));
+    CHECK_INT(-1, lake_parse_rejected_key("events/2026/11/25/10/x.jsonl", &h2));
+    lake_segment_key(LAKE_KIND_EVENTS, h, u, key);
+    CHECK_STR("events/2026/11/25/10/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", key);
+    lake_rejected_day_prefix(h, key);
+    CHECK_STR("rejected/2026/11/25/", key);
+    lake_spool_name_of(LAKE_KIND_REJECTED, h, u, key);
+    CHECK_STR("rejected-2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", key);
+    int kind;
+    char uuid[LAKE_UUID_LEN + 1];
+    CHECK_INT(0, lake_parse_spool_name_of(key, &kind, &h2, uuid));
+    CHECK_INT(LAKE_KIND_REJECTED, kind);
+    CHECK_INT(h, h2);
+    /* an events spool name is never taken for a quarantine one, nor the other way round */
+    CHECK_INT(-1, lake_parse_spool_name(key, &h2, uuid));
+    lake_spool_name(h, u, key);
+    CHECK_INT(0, lake_parse_spool_name_of(key, &kind, &h2, uuid));
+    CHECK_INT(LAKE_KIND_EVENTS, kind);
+}
+
+/* A batch of n events of hour, and q quarantine lines {"id":"<prefix>-q<i>",...} of qhour. */
+static void batch_with_quarantine(mkbatch *m, buf *qlines, lake_event *qev, const char *prefix,
+                                  int n, int64_t hour, int q, int64_t qhour)
+{
+    batch_init(m, prefix, n, hour, 1);
+    for (int i = 0; i < q; i++) {
+        size_t off = qlines->len;
+        buf_printf(qlines, "{\"id\":\"%s-q%d\",\"reason\":\"x\",\"raw\":\"{}\"}\n", prefix, i);
+        qev[i] = (lake_event){.off = (uint32_t)off,
+                              .len = (uint32_t)(qlines->len - off),
+                              .id_off = (uint32_t)off + 7,
+                              .id_len = 4,
+                              .client_id = 1, /* not deduplicated whatever this says */
+                              .hour = qhour};
+    }
+    m->b.qlines = qlines->p;
+    m->b.qev = qev;
+    m->b.qn = (size_t)q;
+}
+
+TEST(test_writer_commits_quarantine_lines_with_the_events_and_seals_them_under_rejected)
+{
+    log_setup(LOG_LOGFMT, LOG_WARN);
+    char *dir = test_tmpdir("writer-quarantine");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    mkbatch a, b;
+    buf qa = BUF_INIT, qb = BUF_INIT;
+    lake_event qeva[8], qevb[8];
+    batch_with_quarantine(&a, &qa, qeva, "a", 3, 493000, 2, 493100);
+    submit_wait(w, &a);
+    CHECK_INT(0, a.b.status);
+    CHECK_INT(3, a.b.accepted);
+    CHECK_INT(2, a.b.quarantined);
+    /* the same again: the events are duplicates, the refused records are kept again */
+    batch_with_quarantine(&b, &qb, qevb, "a", 3, 493000, 2, 493100);
+    submit_wait(w, &b);
+    CHECK_INT(3, b.b.duplicates);
+    CHECK_INT(2, b.b.quarantined);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(2, st.segments_open); /* one of events, one of the quarantine */
+    /* a reader sees the quarantine segment in the spool, of its kind */
+    lake_spool_pins *pins;
+    REQUIRE_INT(0, lake_writer_pin_spool(w, &pins));
+    int kinds = 0;
+    for (size_t i = 0; i < lake_spool_pins_count(pins); i++) {
+        int kind;
+        int64_t hour;
+        char path[2048];
+        lake_spool_pins_get(w, pins, i, &kind, &hour, path, sizeof path);
+        kinds |= 1 << kind;
+        CHECK_INT(kind == LAKE_KIND_REJECTED ? 493100 : 493000, hour);
+        CHECK((kind == LAKE_KIND_REJECTED) == (strstr(path, "/rejected-") != NULL));
+    }
+    CHECK_INT(3, kinds);
+    lake_writer_unpin_spool(w, pins);
+    lake_writer_flush(w);
+    int files;
+    CHECK_INT(3, count_lines(dir, &files)); /* the events alone under events/ */
+    char prefix[LAKE_KEY_MAX], cmd[2400];
+    lake_rejected_hour_prefix(493100, prefix);
+    snprintf(cmd, sizeof cmd, "test $(cat %s/%s*.jsonl | grep -c '\"id\":\"a-q') -eq 4", dir,
+             prefix);
+    CHECK_INT(0, run(cmd));
+    /* a quarantine segment's lines are not sealed.log's: only event ids rebuild dedup */
+    snprintf(cmd, sizeof cmd, "! grep -q rejected/ %s/.spool/sealed.log", dir);
+    CHECK_INT(0, run(cmd));
+    buf_free(&a.lines);
+    buf_free(&b.lines);
+    buf_free(&qa);
+    buf_free(&qb);
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_writer_recovers_a_quarantine_segment_as_it_does_an_events_segment)
+{
+    log_setup(LOG_LOGFMT, LOG_ERROR);
+    char *dir = test_tmpdir("recover-quarantine");
+    char path[2048];
+    snprintf(path, sizeof path, "%s/.spool", dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path,
+             "%s/.spool/rejected-2026112510-01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    write_file(path, "{\"id\":\"q-1\",\"reason\":\"x\",\"raw\":\"{}\"}\n"
+                     "{\"id\":\"q-2\",\"reason\":\"x\",\"raw\":\"[1]\"}\n"
+                     "{\"id\":\"q-3\",\"rea");
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(0, st.recovered_events); /* events only */
+    lake_writer_flush(w);
+    size_t n;
+    snprintf(path, sizeof path,
+             "%s/rejected/2026/11/25/10/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
+    char *t = test_read_file(path, &n);
+    CHECK_STR("{\"id\":\"q-1\",\"reason\":\"x\",\"raw\":\"{}\"}\n"
+              "{\"id\":\"q-2\",\"reason\":\"x\",\"raw\":\"[1]\"}\n",
+              t);
+    free(t);
+    /* its ids are not in the dedup window: an event with one of them is stored */
+    mkbatch m;
+    batch_init(&m, "q", 3, 493000, 1); /* ids q-0, q-1, q-2 */
+    submit_wait(w, &m);
+    CHECK_INT(3, m.b.accepted);
+    buf_free(&m.lines);
+    lake_writer_close(w);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_rejected_expire_deletes_the_hours_that_ended_before_the_retention)
+{
+    char *dir = test_tmpdir("expire");
+    char cmd[4000];
+    /* hours 09, 10 and 11 of 2026-11-25; "now" is 12:30, the retention 2 h: 09 and 10 end by
+     * 11:00 and 10:30 is the limit, so only 09 goes (it ended at 10:00) */
+    snprintf(
+        cmd, sizeof cmd,
+        "cd %s && for h in 09 10 11; do mkdir -p rejected/2026/11/25/$h && "
+        "echo '{}' > rejected/2026/11/25/$h/a.jsonl && echo '{}' > rejected/2026/11/25/$h/b.jsonl; "
+        "done && mkdir -p events/2026/11/25/09 && echo '{}' > events/2026/11/25/09/e.jsonl",
+        dir);
+    REQUIRE_INT(0, run(cmd));
+    store *s;
+    char err[512];
+    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
+    int64_t now = INT64_C(1795600800000) + 2 * EVTIME_HOUR_MS + 30 * 60000; /* 12:30 */
+    uint64_t files = 0, hours = 0;
+    CHECK_INT(0, lake_rejected_expire(s, now, 2 * EVTIME_HOUR_MS, &files, &hours, err, sizeof err));
+    CHECK_INT(2, files);
+    CHECK_INT(1, hours);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && test ! -e rejected/2026/11/25/09 && test -e rejected/2026/11/25/10/a.jsonl "
+             "&& test -e rejected/2026/11/25/11/b.jsonl && test -e events/2026/11/25/09/e.jsonl",
+             dir);
+    CHECK_INT(0, run(cmd));
+    /* an hour later 10 goes too; then the whole day, and its emptied month and year */
+    CHECK_INT(0, lake_rejected_expire(s, now + EVTIME_HOUR_MS, 2 * EVTIME_HOUR_MS, &files, &hours,
+                                      err, sizeof err));
+    CHECK_INT(4, files);
+    CHECK_INT(0, lake_rejected_expire(s, now + 30 * EVTIME_HOUR_MS, 2 * EVTIME_HOUR_MS, &files,
+                                      &hours, err, sizeof err));
+    CHECK_INT(6, files);
+    CHECK_INT(3, hours);
+    snprintf(cmd, sizeof cmd, "cd %s && test -d rejected && test -z \"$(ls rejected)\"", dir);
+    CHECK_INT(0, run(cmd));
     store_close(s);
     test_rmtree(dir);
     free(dir);

@@ -131,3 +131,53 @@ TEST(test_memory_queries_that_would_take_every_byte_fail_and_the_server_goes_on)
     unlink(s.log);
     free(dir);
 }
+
+/*
+ * The largest body of the smallest events: 8 MiB of "{}" lines, 2,796,203 events, is taken
+ * (--max-events follows --max-body), within a bound of memory: each tiny event becomes a
+ * line of about 118 bytes (id, type, ts, receivedAt) and each refused one a quarantine line
+ * of about 230; both are held once, from parsing to the group commit (the writer writes
+ * them from the request's buffers).
+ */
+TEST(test_memory_a_full_body_of_the_tiniest_events_is_taken_within_a_bound)
+{
+    char *dir = test_tmpdir("memory-tiny");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    const char *args[] = {"--compact-every", "0", "--memory-max", "0", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    size_t max = 8u << 20;
+    buf b = BUF_INIT;
+    while (b.len + 3 <= max) buf_puts(&b, "{}\n");
+    buf_puts(&b, "{}");
+    const char *h[] = {"Content-Type: application/x-ndjson", NULL};
+    long long base = peak_rss(s.pid);
+    static const struct {
+        const char *query, *what;
+        long long bound; /* bytes above the server's peak before the first */
+    } t[] = {
+        {"?type=tiny", "accepted", 600ll << 20},
+        {"", "refused", 1000ll << 20},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char url[160];
+        snprintf(url, sizeof url, "%s/ingest%s", s.url, t[i].query);
+        resp r;
+        http_do("POST", url, h, b.p, b.len, 120000, &r);
+        CHECK_INT(200, r.status);
+        CHECK_CONTAINS(i == 0 ? "\"accepted\":2796203" : "\"rejectedCount\":2796203", r.body.p);
+        CHECK(r.body.len < 3072);
+        resp_free(&r);
+        long long peak = peak_rss(s.pid);
+        fprintf(stderr, "  %zu bytes of {} lines, %s: peak resident memory %lld MiB (+%lld MiB)\n",
+                b.len, t[i].what, peak >> 20, (peak - base) >> 20);
+        CHECK(peak - base < t[i].bound);
+    }
+    buf_free(&b);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (test_failed_now()) srv_dump_log(&s);
+    unlink(s.log);
+    test_rmtree(dir);
+    free(dir);
+}

@@ -216,6 +216,181 @@ TEST(test_event_normalise_accepts_epoch_milliseconds)
     CHECK_CONTAINS("\"ts\":\"2026-11-25T10:00:00.123Z\"", r.line);
 }
 
+/* The stored ts of {"type":"a","ts":TS}, or the rejection. */
+static const char *ts_of(const char *ts, char *out, size_t cap)
+{
+    char ev[256];
+    snprintf(ev, sizeof ev, "{\"type\":\"a\",\"ts\":%s}", ts);
+    norm r = normalise(ev);
+    const char *t = strstr(r.line, "\"ts\":\"");
+    if (r.rc == EVENT_OK && t)
+        snprintf(out, cap, "%.24s", t + 6);
+    else
+        snprintf(out, cap, "refused: %s", r.why);
+    return out;
+}
+
+TEST(test_event_normalise_reads_every_timestamp_form_shippers_send)
+{
+    static const struct {
+        const char *in, *out;
+    } t[] = {
+        /* ISO 8601 */
+        {"\"2026-11-25T10:00:00.123Z\"", "2026-11-25T10:00:00.123Z"},
+        {"\"2026-11-25T12:00:00.5+02:00\"", "2026-11-25T10:00:00.500Z"},
+        {"\"2026-11-25T12:00:00+0200\"", "2026-11-25T10:00:00.000Z"},
+        {"\"2026-11-25T12:00:00.25+02\"", "2026-11-25T10:00:00.250Z"},
+        {"\"2026-11-25T10:00:00,75Z\"", "2026-11-25T10:00:00.750Z"},
+        {"\"2026-11-25T10:00:00\"", "2026-11-25T10:00:00.000Z"},        /* no zone: UTC */
+        {"\"2026-11-25 10:00:00.123456\"", "2026-11-25T10:00:00.123Z"}, /* java_sql_timestamp */
+        {"\"2026-11-25 10:00:00.123456Z\"", "2026-11-25T10:00:00.123Z"},
+        /* epoch seconds, with a fraction (Fluent Bit's double), milli-, micro-, nanoseconds */
+        {"1795600800", "2026-11-25T10:00:00.000Z"},
+        {"1795600800.123456", "2026-11-25T10:00:00.123Z"},
+        {"1795600800.1", "2026-11-25T10:00:00.100Z"},
+        {"1.7956008001239e9", "2026-11-25T10:00:00.123Z"},
+        {"1795600800123", "2026-11-25T10:00:00.123Z"},
+        {"1795600800123.999", "2026-11-25T10:00:00.123Z"},
+        {"1795600800123456", "2026-11-25T10:00:00.123Z"},
+        {"1795600800123456789", "2026-11-25T10:00:00.123Z"},
+        {"1795600800123456789.5", "2026-11-25T10:00:00.123Z"},
+        {"0", "1970-01-01T00:00:00.000Z"},
+        {"-0", "1970-01-01T00:00:00.000Z"},
+        {"0.0009", "1970-01-01T00:00:00.000Z"},
+        /* the boundaries between the units: below 1e11 s, 1e14 ms, 1e17 us, else ns */
+        {"99999999999", "5138-11-16T09:46:39.000Z"},
+        {"99999999999.999", "5138-11-16T09:46:39.999Z"},
+        {"100000000000", "1973-03-03T09:46:40.000Z"},
+        {"1e11", "1973-03-03T09:46:40.000Z"},
+        {"99999999999999", "5138-11-16T09:46:39.999Z"},
+        {"100000000000000", "1973-03-03T09:46:40.000Z"},
+        {"99999999999999999", "5138-11-16T09:46:39.999Z"},
+        {"100000000000000000", "1973-03-03T09:46:40.000Z"},
+        {"253402300799999", "1978-01-11T21:31:40.799Z"}, /* 15 digits: microseconds */
+        {"253402300799999999999", "9999-12-31T23:59:59.999Z"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char got[320];
+        ts_of(t[i].in, got, sizeof got);
+        if (strcmp(got, t[i].out))
+            test_fail(__FILE__, __LINE__, "ts %s:\n  expected %s\n  got      %s", t[i].in, t[i].out,
+                      got);
+    }
+    static const char *bad[] = {"253402300800000000000",
+                                "1e300",
+                                "-1",
+                                "-0.5",
+                                "\"2026-11-25T10:00Z\"",
+                                "\"2026-11-25\"",
+                                "\"2026-11-25T10:00:00+2\"",
+                                "\"1795600800\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char got[320];
+        ts_of(bad[i], got, sizeof got);
+        if (strncmp(got, "refused: ", 9))
+            test_fail(__FILE__, __LINE__, "ts %s was accepted as %s", bad[i], got);
+    }
+}
+
+TEST(test_event_normalise_reads_the_time_from_the_ts_key_member)
+{
+    event_ctx c;
+    event_ctx_init(&c);
+    event_ctx_set_now(&c, INT64_C(1795600800123));
+    c.ts_key = "date";
+    c.ts_key_len = 4;
+    static const struct {
+        const char *in, *out;
+    } t[] = {
+        /* the member is kept as sent; ts is the normalised time */
+        {"{\"type\":\"a\",\"date\":1795600800.5,\"log\":\"x\"}",
+         "\"type\":\"a\",\"ts\":\"2026-11-25T10:00:00.500Z\",\"receivedAt\":\"2026-11-25T10:00:00."
+         "123Z\","
+         "\"date\":1795600800.5,\"log\":\"x\"}"},
+        /* ts, when the event has one, wins */
+        {"{\"type\":\"a\",\"ts\":\"2026-11-25T09:00:00Z\",\"date\":1795600800}",
+         "\"type\":\"a\",\"ts\":\"2026-11-25T09:00:00.000Z\",\"receivedAt\":\"2026-11-25T10:00:00."
+         "123Z\","
+         "\"date\":1795600800}"},
+        /* neither: the receive time */
+        {"{\"type\":\"a\",\"date\":null}", "\"type\":\"a\",\"ts\":\"2026-11-25T10:00:00.123Z\","
+                                           "\"receivedAt\":\"2026-11-25T10:00:00.123Z\","
+                                           "\"date\":null}"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        buf out = BUF_INIT;
+        jscan s = {0};
+        const char *next;
+        event_info info;
+        char why[256];
+        int rc = event_normalise(&c, &s, t[i].in, t[i].in + strlen(t[i].in), &next, &out, &info,
+                                 why, sizeof why);
+        CHECK_INT(EVENT_OK, rc);
+        if (rc == EVENT_OK) {
+            buf_cstr(&out);
+            CHECK_CONTAINS(t[i].out, out.p);
+        }
+        buf_free(&out);
+    }
+    const char *bad = "{\"type\":\"a\",\"date\":\"last tuesday\"}";
+    buf out = BUF_INIT;
+    jscan s = {0};
+    const char *next;
+    event_info info;
+    char why[256];
+    CHECK_INT(EVENT_REJECTED,
+              event_normalise(&c, &s, bad, bad + strlen(bad), &next, &out, &info, why, sizeof why));
+    CHECK_STR("\"date\" must be an ISO 8601 time between 1970 and 9999", why);
+    CHECK_INT(EVENT_R_TS, c.reason);
+    buf_free(&out);
+    event_ctx_free(&c);
+    CHECK(event_ts_key_valid("@timestamp", 10));
+    CHECK(event_ts_key_valid("ts", 2));
+    CHECK(!event_ts_key_valid("type", 4));
+    CHECK(!event_ts_key_valid("a b", 3));
+    CHECK(!event_ts_key_valid("", 0));
+}
+
+TEST(test_event_normalise_gives_a_default_type_to_events_without_one)
+{
+    event_ctx c;
+    event_ctx_init(&c);
+    event_ctx_set_now(&c, INT64_C(1795600800123));
+    c.default_type = "log.app";
+    c.default_type_len = 7;
+    static const struct {
+        const char *in, *type;
+    } t[] = {{"{}", "log.app"},
+             {"{\"log\":\"x\"}", "log.app"},
+             {"{\"type\":null,\"log\":\"x\"}", "log.app"},
+             {"{\"type\":\"own.type\"}", "own.type"}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        buf out = BUF_INIT;
+        jscan s = {0};
+        const char *next;
+        event_info info;
+        char why[256], want[64];
+        int rc = event_normalise(&c, &s, t[i].in, t[i].in + strlen(t[i].in), &next, &out, &info,
+                                 why, sizeof why);
+        CHECK_INT(EVENT_OK, rc);
+        snprintf(want, sizeof want, "\"type\":\"%s\",\"ts\"", t[i].type);
+        if (rc == EVENT_OK) CHECK_CONTAINS(want, buf_cstr(&out));
+        buf_free(&out);
+    }
+    /* a type of the wrong form stays refused: the default is for events without one */
+    const char *bad = "{\"type\":\"Log\"}";
+    buf out = BUF_INIT;
+    jscan s = {0};
+    const char *next;
+    event_info info;
+    char why[256];
+    CHECK_INT(EVENT_REJECTED,
+              event_normalise(&c, &s, bad, bad + strlen(bad), &next, &out, &info, why, sizeof why));
+    CHECK_INT(EVENT_R_TYPE, c.reason);
+    buf_free(&out);
+    event_ctx_free(&c);
+}
+
 TEST(test_event_normalise_treats_null_id_and_ts_as_absent)
 {
     norm r = normalise("{\"type\":\"a\",\"id\":null,\"ts\":null}");
@@ -223,6 +398,10 @@ TEST(test_event_normalise_treats_null_id_and_ts_as_absent)
     CHECK_INT(0, r.info.client_id);
     CHECK_CONTAINS("\"ts\":\"2026-11-25T10:00:00.123Z\"", r.line);
 }
+
+#define NUMBER_RULE                                                                                \
+    "\"ts\" as a number must be epoch seconds, milliseconds, microseconds or nanoseconds "         \
+    "between 1970 and 9999"
 
 TEST(test_event_normalise_rejects_each_bad_envelope)
 {
@@ -248,16 +427,16 @@ TEST(test_event_normalise_rejects_each_bad_envelope)
         {"{\"type\":\"a\",\"id\":\"\"}", "\"id\" must be 1-64 characters of [0-9A-Za-z_.:-]"},
         {"{\"type\":\"a\",\"id\":\"a b\"}", "\"id\" must be 1-64 characters of [0-9A-Za-z_.:-]"},
         {"{\"type\":\"a\",\"ts\":\"yesterday\"}",
-         "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
+         "\"ts\" must be an ISO 8601 time between 1970 and 9999"},
         {"{\"type\":\"a\",\"ts\":\"1969-12-31T23:59:59Z\"}",
-         "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
+         "\"ts\" must be an ISO 8601 time between 1970 and 9999"},
         {"{\"type\":\"a\",\"ts\":\"2026-02-30T00:00:00Z\"}",
-         "\"ts\" must be an RFC 3339 time between 1970 and 9999"},
-        {"{\"type\":\"a\",\"ts\":1.5}",
-         "\"ts\" as a number must be whole epoch milliseconds up to 9999"},
-        {"{\"type\":\"a\",\"ts\":-1}",
-         "\"ts\" as a number must be whole epoch milliseconds up to 9999"},
-        {"{\"type\":\"a\",\"ts\":true}", "\"ts\" must be an RFC 3339 string or epoch milliseconds"},
+         "\"ts\" must be an ISO 8601 time between 1970 and 9999"},
+        {"{\"type\":\"a\",\"ts\":-1}", NUMBER_RULE},
+        {"{\"type\":\"a\",\"ts\":-1.5e9}", NUMBER_RULE},
+        {"{\"type\":\"a\",\"ts\":1e22}", NUMBER_RULE},
+        {"{\"type\":\"a\",\"ts\":253402300800000000000}", NUMBER_RULE}, /* 10000-01-01 in ns */
+        {"{\"type\":\"a\",\"ts\":true}", "\"ts\" must be an ISO 8601 string or an epoch number"},
         {"{\"type\":\"a\",\"do\":\"r1\"}", "\"do\" must be an object"},
         {"{\"type\":\"a\",\"type\":\"b\"}", "duplicate key \"type\""},
         {"{\"type\":\"a\",\"x\":1,\"x\":2}", "duplicate key \"x\""},
@@ -369,6 +548,43 @@ TEST(test_evtime_round_trips_and_normalises_offsets)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms;
         if (!evtime_parse(bad[i], strlen(bad[i]), &ms))
+            test_fail(__FILE__, __LINE__, "accepted %s", bad[i]);
+    }
+}
+
+TEST(test_evtime_parse_iso8601_takes_the_forms_shippers_send)
+{
+    static const struct {
+        const char *in;
+        int64_t ms;
+    } t[] = {
+        {"2026-11-25 10:00:00", INT64_C(1795600800000)},
+        {"2026-11-25T10:00:00.123456", INT64_C(1795600800123)},
+        {"2026-11-25T12:00:00+0200", INT64_C(1795600800000)},
+        {"2026-11-25T12:00:00+02", INT64_C(1795600800000)},
+        {"2026-11-25T07:30:00-0230", INT64_C(1795600800000)},
+        {"2026-11-25T10:00:00,5Z", INT64_C(1795600800500)},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int64_t ms = -1;
+        if (evtime_parse_iso8601(t[i].in, strlen(t[i].in), &ms) || ms != t[i].ms)
+            test_fail(__FILE__, __LINE__, "%s: expected %lld, got %lld", t[i].in,
+                      (long long)t[i].ms, (long long)ms);
+        /* the strict parser keeps refusing what RFC 3339 does not allow */
+        if (!evtime_parse(t[i].in, strlen(t[i].in), &ms))
+            test_fail(__FILE__, __LINE__, "evtime_parse accepted %s", t[i].in);
+    }
+    static const char *bad[] = {"2026-11-25",
+                                "2026-11-25T10:00",
+                                "2026-11-25T10:00:00+2",
+                                "2026-11-25T10:00:00+020",
+                                "2026-11-25T10:00:00.",
+                                "2026-11-25T10:00:00 Z",
+                                "1969-12-31 23:59:59",
+                                "2026-11-25T10:00:00+24:00"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms;
+        if (!evtime_parse_iso8601(bad[i], strlen(bad[i]), &ms))
             test_fail(__FILE__, __LINE__, "accepted %s", bad[i]);
     }
 }

@@ -162,7 +162,7 @@ static void parse_with(enum otlp_encoding enc, const char *body, size_t n, const
     ctx.max_event_bytes = max_event_bytes;
     event_ctx_set_now(&ctx, NOW_MS);
     ingest_limits lim = {INGEST_MAX_BODY_DEFAULT, max_events};
-    otlp_logs_parse(&ctx, enc, body, n, type, &lim, &p->r);
+    otlp_logs_parse(&ctx, enc, body, n, type, &lim, NULL, &p->r);
     event_ctx_free(&ctx);
     for (size_t i = 0; i < p->r.n && i < 8; i++) {
         const char *l = p->r.lines.p + p->r.ev[i].off;
@@ -181,7 +181,7 @@ static void parse_with(enum otlp_encoding enc, const char *body, size_t n, const
 
 static void parse(enum otlp_encoding enc, const char *body, size_t n, parsed *p)
 {
-    parse_with(enc, body, n, NULL, INGEST_MAX_EVENTS_DEFAULT, EVENT_MAX_BYTES_DEFAULT, p);
+    parse_with(enc, body, n, NULL, ingest_max_events_for(INGEST_MAX_BODY_DEFAULT), EVENT_MAX_BYTES_DEFAULT, p);
 }
 
 static void parsed_free(parsed *p)

@@ -1593,3 +1593,55 @@ TEST(server_compacts_in_the_background)
     test_rmtree(dir);
     free(dir);
 }
+
+/* The quarantine on an s3 lake: sealed like events, read through the cache, expired. */
+TEST(s3_quarantine_uploads_like_events_and_expires)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("s3-quarantine");
+    char url[300], err[512], cache[1200], out[1300];
+    lake_url("quarantine", url, sizeof url);
+    snprintf(cache, sizeof cache, "%s/reader-cache", dir);
+    snprintf(out, sizeof out, "%s/cli.out", dir);
+    store *st = NULL;
+    REQUIRE_INT(0, store_open(url, &st, err, sizeof err));
+    const char *old = "rejected/2020/01/01/00/01a2c000-0000-7000-8000-000000000000.jsonl";
+    REQUIRE_INT(STORE_OK, store_put(st, old, "{\"id\":\"x\"}\n", 11, 0));
+    node a;
+    memset(&a, 0, sizeof a);
+    const char *extra[] = {"--rejected-retain", "2h", NULL};
+    REQUIRE_INT(0, node_start(&a, dir, "a", url, extra));
+    resp r;
+    http_ingest(&a.s, "[{\"type\":\"ok\"},{\"log\":\"no type\"},{\"type\":\"a\",\"ts\":\"never\"}]",
+                &r);
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"rejectedCount\":2", r.body.p);
+    resp_free(&r);
+    CHECK_INT(0, drained(&a.s, 20000));
+    store_entry e;
+    int gone = 0;
+    for (int i = 0; i < 100 && !gone; i++) {
+        gone = store_head(st, old, &e) == STORE_ENOENT;
+        if (!gone) usleep(100000);
+    }
+    CHECK(gone);
+    char qurl[128];
+    snprintf(qurl, sizeof qurl, "%s/query", a.s.url);
+    const char *q = "{\"sql\":\"SELECT class, raw FROM rejected ORDER BY \\\"index\\\"\"}";
+    const char *const hdr[] = {"Content-Type: application/json", NULL};
+    CHECK_INT(0, http_do("POST", qurl, hdr, q, strlen(q), 30000, &r));
+    CHECK_CONTAINS("\"rows\":[[\"type\",\"{\\\"log\\\":\\\"no type\\\"}\"],[\"ts\",", r.body.p);
+    resp_free(&r);
+    CHECK_INT(0, srv_stop(&a.s, SIGTERM));
+    /* the command line reads the bucket's quarantine through its cache */
+    CHECK_INT(0, sh("'%s' query --lake '%s' --cache '%s' --format csv 'SELECT count(*) AS n FROM "
+                    "rejected' > '%s' 2>&1",
+                    events_bin(), url, cache, out));
+    char *t = test_read_file(out, NULL);
+    CHECK_STR("n\n2\n", t);
+    free(t);
+    if (test_failed_now()) srv_dump_log(&a.s);
+    store_close(st);
+    test_rmtree(dir);
+    free(dir);
+}

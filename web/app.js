@@ -99,6 +99,8 @@ async function chooseRange() {
 
 function ts(ms) { return "TIMESTAMP '" + new Date(ms).toISOString().replace('T', ' ').replace('Z', '') + "'"; }
 function between() { const r = range(); return 'events_between(' + ts(r.lo) + ', ' + ts(r.hi) + ')'; }
+/* the quarantine's records received in range: bounds on receivedAt read only its hours */
+function receivedIn() { const r = range(); return 'receivedAt >= ' + ts(r.lo) + ' AND receivedAt < ' + ts(r.hi); }
 function bucketFor(span) {
   if (span <= 16 * 60e3) return { sql: "INTERVAL '10 seconds'", name: '10 seconds', ms: 10e3 };
   if (span <= 26 * 3600e3) return { sql: "INTERVAL '1 minute'", name: 'minute', ms: 60e3 };
@@ -191,21 +193,24 @@ const views = {
   async overview() {
     const b = bucket();
     $('ov-bucket').textContent = b.name;
-    const [per, m] = await Promise.all([
+    const [per, m, rej] = await Promise.all([
       query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, type, count(*) AS n FROM ' + between() +
         ' GROUP BY ALL ORDER BY t'),
-      metrics()]);
+      metrics(),
+      query('SELECT count(*) FROM rejected WHERE ' + receivedIn())]);
     /* the totals by type come from the same rows: one scan of the range */
     const byType = new Map();
     for (const r of per.rows) byType.set(r[1], (byType.get(r[1]) || 0) + Number(r[2]));
     const total = [...byType.values()].reduce((a, n) => a + n, 0);
     const types = [...byType.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, n, total ? n / total : 0]);
     const cards = [['events in range', total], ['types', types.length],
+      ['refused in range', rej.rows[0][0], 'rejected'],
       ['accepted since start', m.events_ingested_total], ['rejected since start', m.events_rejected_total],
       ['duplicates since start', m.events_duplicate_total]];
-    $('ov-cards').innerHTML = cards.map(([k, v]) =>
-      '<div class="card" data-card="' + esc(k) + '"><b>' + (v == null ? '–' : fmt.int(v)) + '</b><span>' +
-      esc(k) + '</span></div>').join('');
+    $('ov-cards').innerHTML = cards.map(([k, v, to]) =>
+      '<div class="card' + (to ? ' click' : '') + '" data-card="' + esc(k) + '"' + (to ? ' data-to="' + to + '"' : '') +
+      '><b>' + (v == null ? '–' : fmt.int(v)) + '</b><span>' + esc(k) + '</span></div>').join('');
+    $('ov-cards').querySelectorAll('.card[data-to]').forEach((c) => { c.onclick = () => show(c.dataset.to); });
     const p = pivot(per.rows);
     chart('ov', $('ov-chart'), p.xs, p.series, { stacked: true });
     table($('ov-types'), [{ title: 'type', key: 0 }, { title: 'events', key: 1, fmt: fmt.int, cls: 'num' },
@@ -290,12 +295,28 @@ const views = {
       { title: 'events', key: 11, fmt: fmt.int, cls: 'num' }], main.rows);
   },
 
+  async rejected() {
+    const where = receivedIn();
+    const [by, latest] = await Promise.all([
+      query('SELECT class, token, count(*) AS n, max(receivedAt) AS last FROM rejected WHERE ' + where +
+        ' GROUP BY ALL ORDER BY n DESC, class, token NULLS FIRST'),
+      query('SELECT receivedAt, token, route, class, reason, coalesce(raw, \'(base64) \' || rawBase64) AS raw, ' +
+        'requestId FROM rejected WHERE ' + where + ' ORDER BY receivedAt DESC, "index" DESC LIMIT 50')]);
+    table($('rej-by'), [{ title: 'reason', key: 0 }, { title: 'token', key: 1 },
+      { title: 'records', key: 2, fmt: fmt.int, cls: 'num' }, { title: 'last', key: 3, fmt: fmt.time }], by.rows);
+    table($('rej-latest'), [{ title: 'received', key: 0, fmt: fmt.time }, { title: 'token', key: 1 },
+      { title: 'route', key: 2 }, { title: 'reason', key: 4 }, { title: 'record', key: 5, cls: 'mono' },
+      { title: 'request', key: 6, cls: 'mono' }], latest.rows);
+  },
+
   async tail() { if (!state.tail) follow(); },
 
   async sql() {
     if (state.loaded.sqlCols) return;
-    const r = await query('DESCRIBE events');
-    $('sql-cols').innerHTML = r.rows.map((x) => '<li>' + esc(x[0]) + ' <span>' + esc(x[1]) + '</span></li>').join('');
+    const cols = (r) => r.rows.map((x) => '<li>' + esc(x[0]) + ' <span>' + esc(x[1]) + '</span></li>').join('');
+    const [ev, rej] = await Promise.all([query('DESCRIBE events'), query('DESCRIBE rejected')]);
+    $('sql-cols').innerHTML = cols(ev);
+    $('sql-rej-cols').innerHTML = cols(rej);
     state.loaded.sqlCols = true;
   },
 };

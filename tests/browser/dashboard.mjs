@@ -4,8 +4,9 @@
  * lake: each view shows the seeded numbers (the RPC table the exact p95 this
  * test computes), the default range starts at the first event of the few minutes
  * of data, a SQL query runs and shows its rows and a bad one DuckDB's error, an
- * event posted to /ingest appears in the live tail within two seconds, and a
- * wrong token is refused with a visible message.
+ * event posted to /ingest appears in the live tail within two seconds, a
+ * wrong token is refused with a visible message, and records ingest refused
+ * are counted on the overview and listed in the Rejected view.
  *
  *   node dashboard.mjs EVENTS_BIN CHROMIUM WORK_DIR [--lake DIR --bench]
  *
@@ -92,7 +93,15 @@ function quantile(values, q) {
 }
 const p95 = quantile(durations, 0.95).toFixed(2);
 
-if (!bench) await ingest(seed);
+/* records the server refuses: kept in the quarantine, shown by the Rejected view */
+const refused = [{ log: 'no type here', id: 'ref-1' }, { log: 'nor here', id: 'ref-2' },
+  { type: 'app.log', ts: 'yesterday-ish', id: 'ref-3' }];
+
+if (!bench) {
+  await ingest(seed);
+  const a = await ingest(refused);
+  if (a.rejectedCount !== 3) throw new Error('the refused records were not refused: ' + JSON.stringify(a));
+}
 
 /* ---- the browser --------------------------------------------------------------- */
 
@@ -121,7 +130,7 @@ try {
     await page.selectOption('#range-sel', '24h');
     await page.waitForFunction(() => document.body.dataset.loaded === 'overview', null, { timeout: 60000 });
     for (const round of [1, 2, 3]) {
-      for (const v of ['overview', 'rpc', 'cdc', 'objects', 'sql']) {
+      for (const v of ['overview', 'rpc', 'cdc', 'objects', 'rejected', 'sql']) {
         if (v === 'sql') await view('overview');
         await view(v);
         timings[v + '_' + round] = timings[v];
@@ -162,6 +171,20 @@ try {
     const types = await text('#ov-types');
     check(/rpc\.call\s+250\s/.test(types), 'overview: 250 rpc.call');
     check(await page.locator('#ov-chart canvas').count() === 1, 'overview: the chart is drawn');
+    const refusedCard = await page.locator('.card[data-card="refused in range"] b').innerText();
+    check(refusedCard === '3', 'overview: 3 refused in range (shown ' + refusedCard + ')');
+
+    /* the quarantine: by reason, and the latest records as they were sent */
+    await page.evaluate(() => { delete document.body.dataset.loaded; });
+    await page.click('.card[data-card="refused in range"]');
+    await page.waitForFunction(() => document.body.dataset.loaded === 'rejected', null, { timeout: 30000 });
+    await page.screenshot({ path: join(artifacts, 'rejected.png') });
+    const by = await text('#rej-by');
+    check(/type\s+admin\s+2\s/.test(by) && /ts\s+admin\s+1\s/.test(by), 'rejected: 2 for their type, 1 for their ts (' + by.replace(/\s+/g, ' ') + ')');
+    const latestRefused = await text('#rej-latest');
+    check(latestRefused.includes('"type" is required') && latestRefused.includes('{"log":"no type here","id":"ref-1"}'),
+      'rejected: the latest records with their reason and as sent');
+    check(latestRefused.includes('"ts" must be an ISO 8601 time between 1970 and 9999'), 'rejected: the ts reason');
 
     /* RPC: the exact p95 */
     await view('rpc');
@@ -197,6 +220,7 @@ try {
     /* SQL console */
     await view('sql');
     check((await text('#sql-cols')).includes('durationMs DOUBLE'), 'sql: the columns are listed');
+    check((await text('#sql-rej-cols')).includes('rawBase64 VARCHAR'), 'sql: the rejected view\'s columns are listed');
     await page.fill('#sql-text', "SELECT method, count(*) AS n FROM events WHERE type = 'rpc.call' GROUP BY 1 ORDER BY 1");
     await page.press('#sql-text', 'Control+Enter');
     await page.waitForFunction(() => /rows/.test(document.getElementById('sql-status').textContent));
