@@ -857,5 +857,10 @@ TEST(test_otlp_server_answers_errors_as_otlp_status)
               "must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes\"}}",
               r.body.p);
     resp_free(&r);
+    /* and kept in the quarantine, with the route it came by */
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    CHECK_INT(0, sh("test $(cat %s/rejected/*/*/*/*/*.jsonl | grep -c '\"route\":\"/v1/logs\"') "
+                    "-eq 1",
+                    lake));
     cleanup(&s, lake);
 }
