@@ -468,3 +468,44 @@ TEST(test_shippers_rejected_retain_deletes_whole_old_hours_only)
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, dir, lake);
 }
+
+/* ---- the count of events: following --max-body, or an operator's --max-events ---------- */
+
+TEST(test_shippers_the_event_count_follows_the_body_limit_unless_one_is_set)
+{
+    char *dir, *lake = lake_dir("shipper-count", &dir);
+    srv s = {0};
+    const char *args[] = {"--max-body", "64KiB", "--max-event-bytes", "1KiB", "--compact-every",
+                          "0",          NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    char url[160];
+    snprintf(url, sizeof url, "%s/ingest?type=tiny", s.url);
+    buf body = BUF_INIT;
+    buf_putc(&body, '[');
+    while (body.len + 3 <= 65536) buf_puts(&body, "{},");
+    body.p[body.len - 1] = ']';
+    shipped r;
+    CHECK_INT(0, ship(url, NULL, body.p, body.len, 0, &r)); /* 21,845 events of a full body */
+    CHECK_CONTAINS("\"accepted\":21845,", r.body.p);
+    buf_free(&r.body);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    /* an operator's limit holds, with a 413 that says it */
+    const char *args2[] = {"--max-events", "100", "--compact-every", "0", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args2));
+    snprintf(url, sizeof url, "%s/ingest?type=tiny", s.url);
+    body.len = 0;
+    buf_putc(&body, '[');
+    for (int i = 0; i < 101; i++) buf_puts(&body, i ? ",{}" : "{}");
+    buf_putc(&body, ']');
+    CHECK_INT(-1, ship(url, NULL, body.p, body.len, 0, &r));
+    CHECK_INT(413, r.status);
+    CHECK_STR("{\"ok\":false,\"error\":\"more than 100 events in one request\"}", r.body.p);
+    buf_free(&r.body);
+    memcpy(body.p + body.len - 4, "]   ", 4); /* 100 of them: taken */
+    CHECK_INT(0, ship(url, NULL, body.p, body.len, 0, &r));
+    CHECK_CONTAINS("\"accepted\":100,", r.body.p);
+    buf_free(&r.body);
+    buf_free(&body);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, dir, lake);
+}
