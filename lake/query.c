@@ -34,6 +34,7 @@ struct query_engine {
     store *store;
     lake_writer *writer;
     lake_cache *cache;
+    uint64_t max_rejected_line; /* query_config's */
     char *root;         /* the lake's directory, or NULL: an object store read through cache */
     char *volatile_fns; /* ",random,uuid,…,": DuckDB's volatile functions; read-only after open */
     pthread_mutex_t mu; /* conns and spare */
@@ -317,6 +318,8 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     }
     e->store = cfg->store;
     e->writer = cfg->writer;
+    e->max_rejected_line =
+        cfg->max_rejected_line ? cfg->max_rejected_line : 2 * (8ull << 20) + 65536;
     e->cache = root ? NULL : cfg->cache;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
@@ -815,11 +818,12 @@ static hours query_hours(query_conn *q, json_t *ast, json_t *params, const char 
 /*
  * The quarantine's view (quarantine.h): one row per refused record, from its files under
  * rejected/ and the spool's quarantine segments. A quarantine line is at most twice the
- * refused record, which can be as large as --max-body: DuckDB fails a whole read at a line
- * over twice its maximum_object_size (16 MiB by default, reserved per thread), so that is
- * raised to the largest file's size when a file is larger.
+ * refused record, which can be as large as --max-body. DuckDB fails a whole read at a line
+ * over about twice its maximum_object_size (16 MiB by default; it reserves buffers of that
+ * size per thread, against the memory limit): so with a --max-body over about 15 MiB, and
+ * files large enough to hold such a line, it is raised to the longest line there can be.
  */
-#define REJECTED_OBJECT_DEFAULT (16u << 20)
+#define REJECTED_LINE_READ (30u << 20) /* what the default surely reads */
 static const char REJECTED_COLUMNS[] =
     "id, receivedAt, requestId, \"index\", class, reason, token, route, raw, rawBase64";
 static const char REJECTED_SCHEMA[] =
@@ -1075,9 +1079,10 @@ static int make_view(query_conn *q, const hours *h, const hours *hr, lake_spool_
             buf_printf(&sql, "SELECT %s FROM read_json([", REJECTED_COLUMNS);
             buf_append(&sql, rl.p, rl.len);
             buf_printf(&sql, "], %s", REJECTED_SCHEMA);
-            if (rmax > REJECTED_OBJECT_DEFAULT)
+            uint64_t longest = rmax < e->max_rejected_line ? rmax : e->max_rejected_line;
+            if (longest > REJECTED_LINE_READ)
                 buf_printf(&sql, ", maximum_object_size = %llu",
-                           (unsigned long long)(rmax < UINT32_MAX ? rmax + 1 : UINT32_MAX));
+                           (unsigned long long)(longest < UINT32_MAX ? longest + 1 : UINT32_MAX));
             buf_puts(&sql, ") WHERE id IS NOT NULL");
         } else {
             buf_puts(&sql, REJECTED_EMPTY);
@@ -1220,7 +1225,7 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
     const char *p = skip_space(sql);
     if (keyword(&p, "DESCRIBE") || keyword(&p, "SHOW") || keyword(&p, "SUMMARIZE")) {
         if (only_a_name(p)) { /* what it names, as a SELECT from it would, and read as one:
-                                 * DESCRIBE events lists no file of the quarantine */
+                               * DESCRIBE events lists no file of the quarantine */
             buf b = BUF_INIT;
             buf_printf(&b, "SELECT * FROM %s", p);
             if (!buf_cstr(&b) || !select_tree(q, b.p, &ast, &names)) ast = names = NULL;

@@ -59,6 +59,9 @@ typedef struct query_config {
     int threads;           /* DuckDB threads; 0: DuckDB's default (one per CPU) */
     lake_cache *cache;     /* where an object store's files are read from; NULL for a directory */
     int conns;             /* query_conns that may exist at once; 0: 4 */
+    /* the longest quarantine line the lake can hold: twice the largest request body the
+     * servers take, and a little (quarantine.h); 0: that of the default 8 MiB */
+    uint64_t max_rejected_line;
 } query_config;
 
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen);

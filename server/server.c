@@ -1504,7 +1504,8 @@ int server_run(const server_config *cfg)
                        .writer = s->writer,
                        .memory_limit = cfg->query_memory,
                        .cache = s->cache,
-                       .conns = cfg->query_threads};
+                       .conns = cfg->query_threads,
+                       .max_rejected_line = 2 * (uint64_t)cfg->max_body + 65536};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
         log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
         goto out;

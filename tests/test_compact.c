@@ -515,3 +515,35 @@ TEST(compaction_cleaning_leaves_a_run_directory_being_made)
     test_rmtree(dir);
     free(dir);
 }
+
+/* The quarantine is not compaction's: its files stay as they are, never read into Parquet. */
+TEST(compaction_leaves_the_quarantine_alone)
+{
+    char *dir = test_tmpdir("compact-quarantine");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    sh("mkdir -p '%s/" HOUR_DIR "' '%s/rejected/2026/11/20/10'", lake, lake);
+    FILE *f = open_segment(lake, 1);
+    REQUIRE(f);
+    fputs("{\"id\":\"e1\",\"type\":\"ok\",\"ts\":\"2026-11-20T10:00:00.000Z\"}\n", f);
+    fclose(f);
+    const char *q =
+        "{\"id\":\"01KB5Q9X3C6W8M2N4P7R1T0VYZ\",\"receivedAt\":\"2026-11-20T10:00:00.000Z\","
+        "\"requestId\":\"r\",\"index\":0,\"class\":\"type\",\"reason\":\"x\","
+        "\"token\":null,\"route\":\"/ingest\",\"raw\":\"{}\"}\n";
+    char path[1400];
+    snprintf(path, sizeof path,
+             "%s/rejected/2026/11/20/10/01a2c000-0000-7000-8000-000000000001.jsonl", lake);
+    FILE *r = fopen(path, "w");
+    REQUIRE(r);
+    fputs(q, r);
+    fclose(r);
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
+    CHECK_INT(0, sh("ls '%s/" HOUR_DIR "'/*.parquet > /dev/null 2>&1", lake));
+    char *kept = test_read_file(path, NULL);
+    CHECK_STR(q, kept);
+    free(kept);
+    CHECK_INT(0, sh("test \"$(find '%s/rejected' -type f | wc -l)\" -eq 1", lake));
+    test_rmtree(dir);
+    free(dir);
+}

@@ -509,3 +509,34 @@ TEST(test_shippers_the_event_count_follows_the_body_limit_unless_one_is_set)
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     cleanup(&s, dir, lake);
 }
+
+/* A refused record as large as a body can be (here 40 MB) is kept whole, and read by the view. */
+TEST(test_shippers_a_huge_refused_record_is_kept_whole_and_read)
+{
+    char *dir, *lake = lake_dir("shipper-huge", &dir);
+    srv s = {0};
+    const char *args[] = {"--max-body", "64MiB",           "--max-event-bytes",
+                          "1MiB",       "--compact-every", "0",
+                          "--seal-age", "300ms",           NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    size_t n = 40u << 20;
+    buf body = BUF_INIT;
+    buf_puts(&body, "[{\"log\":\"");
+    for (size_t i = 0; i < n; i++) buf_putc(&body, i % 2 ? '"' : '\\'); /* \" each: twice as text */
+    buf_puts(&body, "\"}]");
+    char url[160];
+    snprintf(url, sizeof url, "%s/ingest", s.url);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    resp r;
+    http_do("POST", url, h, body.p, body.len, 60000, &r);
+    CHECK_INT(200, r.status);
+    CHECK_CONTAINS("\"rejectedCount\":1", r.body.p);
+    resp_free(&r);
+    usleep(800000); /* sealed: read from the lake's file */
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT length(raw) FROM rejected WHERE class = 'too_large'");
+    CHECK_INT((long long)body.len - 2, query_int(&s, NULL, sql));
+    buf_free(&body);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    cleanup(&s, dir, lake);
+}
