@@ -248,28 +248,28 @@ static long envelope_string(const event_member *m, char *tmp, size_t cap, const 
  */
 static int event_time(event_ctx *c, const event_member *m, int64_t *ms, char *why, size_t whylen)
 {
-    char name[80];
-    if (m->role == R_TS)
-        snprintf(name, sizeof name, "ts");
-    else
-        snprintf(name, sizeof name, "%.*s", (int)c->ts_key_len, c->ts_key);
     if (m->vt == J_STR) {
         char sbuf[64];
         const char *sp;
         long sl = envelope_string(m, sbuf, sizeof sbuf, &sp);
         if (sl >= 0 && !evtime_parse_iso8601(sp, (size_t)sl, ms)) return 0;
-        reject(c, EVENT_R_TS, why, whylen, "\"%s\" must be an ISO 8601 time between 1970 and 9999",
-               name);
-    } else if (m->vt == J_NUM) {
-        if (!event_epoch_ms(m->v, m->vend, ms)) return 0;
-        reject(c, EVENT_R_TS, why, whylen,
-               "\"%s\" as a number must be epoch seconds, milliseconds, microseconds or "
-               "nanoseconds between 1970 and 9999",
-               name);
-    } else {
-        reject(c, EVENT_R_TS, why, whylen, "\"%s\" must be an ISO 8601 string or an epoch number",
-               name);
+    } else if (m->vt == J_NUM && !event_epoch_ms(m->v, m->vend, ms)) {
+        return 0;
     }
+    /* refused: the reason names the member (the name only now, off the hot path) */
+    const char *name = m->role == R_TS ? "ts" : c->ts_key;
+    int nl = m->role == R_TS ? 2 : (int)c->ts_key_len;
+    if (m->vt == J_STR)
+        reject(c, EVENT_R_TS, why, whylen,
+               "\"%.*s\" must be an ISO 8601 time between 1970 and 9999", nl, name);
+    else if (m->vt == J_NUM)
+        reject(c, EVENT_R_TS, why, whylen,
+               "\"%.*s\" as a number must be epoch seconds, milliseconds, microseconds or "
+               "nanoseconds between 1970 and 9999",
+               nl, name);
+    else
+        reject(c, EVENT_R_TS, why, whylen, "\"%.*s\" must be an ISO 8601 string or an epoch number",
+               nl, name);
     return -1;
 }
 
