@@ -501,6 +501,47 @@ static void ingest_done(lake_batch *b, void *ud)
     MHD_resume_connection(r->conn);
 }
 
+/* A URL argument, NULL when absent or empty. */
+static const char *url_arg(const request *r, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    return v && *v ? v : NULL;
+}
+
+/*
+ * The ingest options of a request (ingest.h): its URL's type and ts_key, else its token's;
+ * who sent it and by which path, for the quarantine. Checked by check_ingest_args.
+ */
+static ingest_options ingest_options_of(const request *r, const char *request_id)
+{
+    const char *type = url_arg(r, "type"), *ts_key = url_arg(r, "ts_key");
+    return (ingest_options){.type = type     ? type
+                                    : r->tok ? r->tok->type
+                                             : NULL,
+                            .ts_key = ts_key   ? ts_key
+                                      : r->tok ? r->tok->ts_key
+                                               : NULL,
+                            .token = r->tok ? r->tok->name : NULL,
+                            .route = r->path,
+                            .request_id = request_id,
+                            .list_all = url_arg(r, "rejected") != NULL};
+}
+
+/* Refuses an ingest request whose URL arguments are not right, before its body is read. */
+static enum MHD_Result check_ingest_args(request *r)
+{
+    char err[400];
+    const char *rej = url_arg(r, "rejected");
+    if (ingest_options_check(url_arg(r, "type"), url_arg(r, "ts_key"), err, sizeof err))
+        return send_error(r, 400, "%s", err);
+    if (rej && strcmp(rej, "all"))
+        return send_error(r, 400,
+                          "rejected=%.40s: the only value is all (the answer then lists every "
+                          "refused record)",
+                          rej);
+    return MHD_YES;
+}
+
 static enum MHD_Result handle_ingest(server *s, request *r)
 {
     const char *body = r->body.p ? r->body.p : "";
@@ -522,22 +563,9 @@ static enum MHD_Result handle_ingest(server *s, request *r)
         return send_error(r, 503, "out of memory");
     }
     event_ctx_set_now(ctx, evtime_now_ms());
-    /* checked in start_request; the URL's type and ts_key win over the token's */
-    const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type"),
-               *ts_key = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "ts_key");
     char request_id[ULID_LEN + 1];
     ulid_make(ctx->now_ms, request_id);
-    ingest_options o = {.type = type && *type ? type
-                                : r->tok      ? r->tok->type
-                                              : NULL,
-                        .ts_key = ts_key && *ts_key ? ts_key
-                                  : r->tok          ? r->tok->ts_key
-                                                    : NULL,
-                        .token = r->tok ? r->tok->name : NULL,
-                        .route = r->path,
-                        .request_id = request_id,
-                        .list_all = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
-                                                                "rejected") != NULL};
+    ingest_options o = ingest_options_of(r, request_id);
     if (r->otlp)
         otlp_logs_parse(ctx, r->otlp, body, n, o.type, &s->lim, &o, &r->res);
     else
@@ -1060,20 +1088,8 @@ static enum MHD_Result start_request(server *s, request *r, const char *url, con
         else if (ce && *ce && strcasecmp(ce, "identity"))
             return send_error(r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none",
                               ce);
-        /* the URL's ingest options, before the body is read */
-        char err[400];
-        const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type"),
-                   *ts_key = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "ts_key"),
-                   *rej = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "rejected");
-        if (ingest_options_check(type && *type ? type : NULL, ts_key && *ts_key ? ts_key : NULL,
-                                 err, sizeof err))
-            return send_error(r, 400, "%s", err);
-        if (rej && strcmp(rej, "all"))
-            return send_error(r, 400,
-                              "rejected=%.40s: the only value is all (the answer then lists every "
-                              "refused record)",
-                              rej);
         snprintf(r->path, sizeof r->path, "%s", url);
+        return check_ingest_args(r);
     }
     return MHD_YES;
 }

@@ -3,6 +3,7 @@
  *
  * Endpoints (docs/http.md has the full reference):
  *   POST /ingest, POST /e   events in, answered once durable   scope ingest
+ *                           (refused records to the quarantine; ?type= ?ts_key= ?rejected=all)
  *   POST /v1/logs           OpenTelemetry logs (OTLP/HTTP)     scope ingest
  *   POST /query             SQL over the lake (DuckDB)         scope query
  *   GET  /health            liveness and spool state           none
