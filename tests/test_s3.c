@@ -491,9 +491,17 @@ static void counts(query_conn *qc, long long *all, long long *distinct)
 typedef struct watcher {
     query_engine *e;
     _Atomic int stop;
-    int runs, bad;
+    _Atomic int runs;
+    int bad;
     long long seen_all[2];
 } watcher;
+
+/* Waits (10 s at most) until the watcher has answered more than n queries. */
+static void wait_runs(watcher *w, int n)
+{
+    for (int i = 0; i < 5000 && w->runs <= n; i++)
+        usleep(2000);
+}
 
 /* Queries while compaction runs: every answer has every event, before or after. */
 static void *watch(void *arg)
@@ -553,7 +561,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     watcher w = {.e = e};
     pthread_t t;
     pthread_create(&t, NULL, watch, &w);
-    usleep(20000);
+    wait_runs(&w, 0); /* a query answered before compaction starts */
     compact_config cc = {.store = s,
                          .cache = cache,
                          .work_dir = work,
@@ -563,7 +571,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
                          .owner = "test"};
     compact_stats st;
     CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
-    usleep(20000);
+    wait_runs(&w, w.runs); /* and one begun after it */
     w.stop = 1;
     pthread_join(t, NULL);
     CHECK(w.runs > 1);
@@ -806,7 +814,7 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
     watcher w = {.e = e};
     pthread_t t;
     pthread_create(&t, NULL, watch, &w);
-    usleep(20000);
+    wait_runs(&w, 0); /* a query answered before compaction starts */
     compact_config cc = {.store = s,
                          .cache = cache,
                          .work_dir = work,
@@ -817,7 +825,7 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
                          .owner = "test"};
     compact_stats st;
     CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
-    usleep(20000);
+    wait_runs(&w, w.runs); /* and one begun after it */
     w.stop = 1;
     pthread_join(t, NULL);
     CHECK(w.runs > 1);
