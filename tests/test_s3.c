@@ -499,8 +499,7 @@ typedef struct watcher {
 /* Waits (10 s at most) until the watcher has answered more than n queries. */
 static void wait_runs(watcher *w, int n)
 {
-    for (int i = 0; i < 5000 && w->runs <= n; i++)
-        usleep(2000);
+    for (int i = 0; i < 5000 && w->runs <= n; i++) usleep(2000);
 }
 
 /* Queries while compaction runs: every answer has every event, before or after. */
