@@ -735,12 +735,9 @@ TEST(test_server_without_tokens_refuses_other_web_pages)
     cleanup(&s, lake);
 }
 
-TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
+/* Each kind of bad request, answered with its status and its exact JSON. */
+static void bad_requests_answered_exactly(srv *s)
 {
-    srv s = {0};
-    char *lake = lake_dir();
-    const char *args[] = {"--max-body", "64KiB", "--max-event-bytes", "1KiB", NULL};
-    REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
     struct {
         const char *name, *method, *path, *ctype, *extra, *body;
@@ -787,7 +784,7 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char url[128], ct[160];
-        snprintf(url, sizeof url, "%s%s", s.url, t[i].path);
+        snprintf(url, sizeof url, "%s%s", s->url, t[i].path);
         snprintf(ct, sizeof ct, "Content-Type: %s", t[i].ctype ? t[i].ctype : "");
         const char *h[] = {t[i].ctype ? ct : t[i].extra, t[i].ctype ? t[i].extra : NULL, NULL};
         http_do(t[i].method, url, h, t[i].body, t[i].body ? strlen(t[i].body) : 0, 0, &r);
@@ -796,15 +793,19 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
             test_fail(__FILE__, __LINE__, "%s:\n  expected %ld %s\n  actual   %ld %s", t[i].name,
                       t[i].status, t[i].answer, r.status, r.body.p);
         resp_free(&r);
-        check_alive(&s);
+        check_alive(s);
     }
+}
 
-    /* an event over --max-event-bytes is rejected on its own */
+/* An event over --max-event-bytes (1 KiB here) is rejected on its own; the other is kept. */
+static void event_over_max_event_bytes(srv *s)
+{
+    resp r;
     buf big = BUF_INIT;
     buf_puts(&big, "[{\"type\":\"ok\"},{\"type\":\"a\",\"pad\":\"");
     for (int i = 0; i < 1100; i++) buf_putc(&big, 'x');
     buf_puts(&big, "\"}]");
-    post(&s, "/ingest", "application/json", NULL, big.p, big.len, &r);
+    post(s, "/ingest", "application/json", NULL, big.p, big.len, &r);
     CHECK_INT(200, r.status);
     char m[1024];
     CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":1,\"duplicates\":0,\"rejected\":[{"
@@ -812,27 +813,37 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
               "\"event is 1121 bytes, over the limit of 1024\"}]," QUARANTINE_ONE,
               masked(r.body.p, m, sizeof m));
     resp_free(&r);
+    buf_free(&big);
+}
 
-    /* nesting deeper than 64 */
+/* Nesting deeper than 64 is refused. */
+static void event_nested_too_deep(srv *s)
+{
+    resp r;
+    char m[1024];
     buf deep = BUF_INIT;
     buf_puts(&deep, "[{\"type\":\"a\",\"x\":");
     for (int i = 0; i < 70; i++) buf_putc(&deep, '[');
     for (int i = 0; i < 70; i++) buf_putc(&deep, ']');
     buf_puts(&deep, "}]");
-    post(&s, "/ingest", "application/json", NULL, deep.p, deep.len, &r);
+    post(s, "/ingest", "application/json", NULL, deep.p, deep.len, &r);
     CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":0,\"duplicates\":0,\"rejected\":[{"
               "\"index\":0,\"error\":"
               "\"event nests 71 levels deep, over the limit of 64\"}]," QUARANTINE_ONE,
               masked(r.body.p, m, sizeof m));
     resp_free(&r);
     buf_free(&deep);
+}
 
-    /* a body over --max-body, announced by Content-Length or sent chunked */
+/* A body over --max-body (64 KiB here), announced by Content-Length or sent chunked: 413. */
+static void body_over_max_body(srv *s)
+{
+    resp r;
     buf huge = BUF_INIT;
     buf_puts(&huge, "[");
     while (huge.len < 70 * 1024) buf_puts(&huge, "{\"type\":\"a\"},");
     buf_puts(&huge, "{\"type\":\"a\"}]");
-    post(&s, "/ingest", "application/json", NULL, huge.p, huge.len, &r);
+    post(s, "/ingest", "application/json", NULL, huge.p, huge.len, &r);
     CHECK_INT(413, r.status);
     char expect[200];
     snprintf(expect, sizeof expect,
@@ -840,29 +851,45 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
              huge.len);
     CHECK_STR(expect, r.body.p);
     resp_free(&r);
-    check_alive(&s);
-    post(&s, "/ingest", "application/json", "Transfer-Encoding: chunked", huge.p, huge.len, &r);
+    check_alive(s);
+    post(s, "/ingest", "application/json", "Transfer-Encoding: chunked", huge.p, huge.len, &r);
     CHECK_INT(413, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"body is over the limit of 65536 bytes\"}", r.body.p);
     resp_free(&r);
-    check_alive(&s);
+    check_alive(s);
+    buf_free(&huge);
+}
 
-    /* a gzip bomb: 1 KiB on the wire, 16 MiB inflated */
+/* A gzip bomb: 1 KiB on the wire, 16 MiB inflated, stopped at --max-body. */
+static void gzip_bomb_stopped(srv *s)
+{
+    resp r;
     size_t n = 16u << 20;
     char *zeros = calloc(1, n);
     memcpy(zeros, "[{\"type\":\"a\",\"z\":\"", 18);
     buf gz = BUF_INIT;
     gzip_bytes(zeros, n, &gz);
     free(zeros);
-    post(&s, "/ingest", "application/json", "Content-Encoding: gzip", gz.p, gz.len, &r);
+    post(s, "/ingest", "application/json", "Content-Encoding: gzip", gz.p, gz.len, &r);
     CHECK_INT(413, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"body inflates past the limit of 65536 bytes\"}", r.body.p);
     resp_free(&r);
-    check_alive(&s);
+    check_alive(s);
 
     buf_free(&gz);
-    buf_free(&big);
-    buf_free(&huge);
+}
+
+TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
+{
+    srv s = {0};
+    char *lake = lake_dir();
+    const char *args[] = {"--max-body", "64KiB", "--max-event-bytes", "1KiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    bad_requests_answered_exactly(&s);
+    event_over_max_event_bytes(&s);
+    event_nested_too_deep(&s);
+    body_over_max_body(&s);
+    gzip_bomb_stopped(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     int files;
     json_t *ev = lake_events(lake, &files);

@@ -109,6 +109,100 @@ static long long metric(const srv *s, const char *name)
 static const char *const FAST_HEARTBEAT[] = {"--tail-heartbeat", "300ms", "--tail-buffer", "64KiB",
                                              NULL};
 
+/* Five events, two of them rpc.call t1 (one stored): each stream gets what its pattern matches. */
+static void streams_get_what_their_pattern_matches(srv *s, sse *some, sse *all, sse *q)
+{
+    resp r;
+    CHECK_INT(
+        0,
+        http_ingest(
+            s,
+            "[{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"},"
+            "{\"id\":\"t2\",\"type\":\"ws.connect\"},"
+            "{\"id\":\"t3\",\"type\":\"collection.insert\",\"collection\":\"c\",\"docId\":\"d\"},"
+            "{\"id\":\"t4\",\"type\":\"rpc.callback\"},"
+            "{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"}]",
+            &r));
+    CHECK_INT(200, r.status);
+    resp_free(&r);
+    CHECK(sse_wait(some, "data: ", 2, 3000));
+    CHECK(sse_wait(all, "data: ", 4, 3000));
+    /* rpc.call and collection.insert, once each (the duplicate t1 was not stored) */
+    CHECK_INT(2, count(some->in.p, "data: "));
+    CHECK_INT(1, count(some->in.p, "\"id\":\"t1\""));
+    CHECK_INT(1, count(some->in.p, "\"id\":\"t3\""));
+    CHECK_INT(0, count(some->in.p, "\"id\":\"t2\""));
+    CHECK_INT(0, count(some->in.p, "\"id\":\"t4\""));
+    CHECK(strstr(some->in.p, "\"id\":\"t1\"") < strstr(some->in.p, "\"id\":\"t3\""));
+    CHECK_INT(4, count(all->in.p, "data: "));
+    CHECK(sse_wait(q, "data: ", 1, 3000));
+    CHECK_INT(1, count(q->in.p, "data: "));
+    CHECK_INT(1, count(q->in.p, "\"id\":\"t1\""));
+    CHECK_CONTAINS("data: {\"id\":\"t2\",\"type\":\"ws.connect\",\"ts\":", all->in.p);
+}
+
+/* A pattern that makes a backtracking matcher take ages on a long type does not hold ingest. */
+static void hard_pattern_does_not_hold_ingest(srv *s, sse *hard)
+{
+    resp r;
+    char body[512], type[129];
+    memset(type, 'a', 128);
+    type[128] = 0;
+    snprintf(body, sizeof body, "[{\"id\":\"long\",\"type\":\"%s\"}]", type);
+    CHECK_INT(0, http_ingest(s, body, &r)); /* answered: matching did not hold it up */
+    CHECK_INT(200, r.status);
+    resp_free(&r);
+    CHECK(!sse_wait(hard, "data: ", 1, 300));
+}
+
+/* A POST to /tail is 405. */
+static void tail_refuses_post(const srv *s)
+{
+    resp r;
+    CHECK_INT(0, http_do("POST", "http://127.0.0.1:1/", NULL, NULL, 0, 1, &r) == 0 ? 1 : 0);
+    resp_free(&r);
+    char url[128];
+    snprintf(url, sizeof url, "%s/tail", s->url);
+    CHECK_INT(0, http_do("POST", url, NULL, "x", 1, 5000, &r));
+    CHECK_INT(405, r.status);
+    resp_free(&r);
+}
+
+/* `events tail` with its arguments, its output and errors into the file out. */
+static pid_t spawn_cli_tail(const char *out, const char *url, const char *arg1, const char *arg2)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(events_bin(), "events", "tail", "--server", url, arg1, arg2, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* What the two commands wrote: NDJSON when piped, and the pretty format without colours. */
+static void cli_tail_output(pid_t pid, const char *out, pid_t ppid, const char *pout)
+{
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *t = test_read_file(out, NULL);
+    CHECK_CONTAINS("{\"id\":\"c1\",\"type\":\"ws.close\"", t);
+    CHECK(!strstr(t, "\"c2\""));
+    CHECK_CONTAINS("events tail: the server is stopping", t);
+    free(t);
+    waitpid(ppid, &st, 0);
+    t = test_read_file(pout, NULL);
+    CHECK_CONTAINS(" ws.close ", t);
+    CHECK_CONTAINS("- {\"code\":1000}", t);
+    CHECK_CONTAINS(" rpc.call ", t);
+    CHECK_CONTAINS("r1 Room.send 12.5 ms", t);
+    CHECK(!strstr(t, "\033[")); /* no colours into a file */
+    free(t);
+}
+
 TEST(tail_filters_by_pattern_and_sends_heartbeats)
 {
     char *dir = test_tmpdir("tail");
@@ -121,88 +215,28 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
     REQUIRE_INT(0, sse_open(&some, &s, "?type=collection.*,rpc.call", NULL, 0));
     REQUIRE_INT(0, sse_open(&all, &s, NULL, NULL, 0));
     REQUIRE_INT(0, sse_open(&q, &s, "?type=%3Fpc.c*l", NULL, 0)); /* ?pc.c*l */
-    /* a pattern that makes a backtracking matcher take ages on a long type */
     REQUIRE_INT(0, sse_open(&hard, &s, "?type=*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", NULL, 0));
     CHECK(sse_wait(&hard, ": tail ", 1, 5000));
     CHECK(sse_wait(&some, ": tail collection.*,rpc.call", 1, 5000));
     CHECK(sse_wait(&all, ": tail *", 1, 5000));
     CHECK_CONTAINS("Content-Type: text/event-stream", some.in.p);
-    resp r;
-    CHECK_INT(
-        0,
-        http_ingest(
-            &s,
-            "[{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"},"
-            "{\"id\":\"t2\",\"type\":\"ws.connect\"},"
-            "{\"id\":\"t3\",\"type\":\"collection.insert\",\"collection\":\"c\",\"docId\":\"d\"},"
-            "{\"id\":\"t4\",\"type\":\"rpc.callback\"},"
-            "{\"id\":\"t1\",\"type\":\"rpc.call\",\"method\":\"m\"}]",
-            &r));
-    CHECK_INT(200, r.status);
-    resp_free(&r);
-    CHECK(sse_wait(&some, "data: ", 2, 3000));
-    CHECK(sse_wait(&all, "data: ", 4, 3000));
-    /* rpc.call and collection.insert, once each (the duplicate t1 was not stored) */
-    CHECK_INT(2, count(some.in.p, "data: "));
-    CHECK_INT(1, count(some.in.p, "\"id\":\"t1\""));
-    CHECK_INT(1, count(some.in.p, "\"id\":\"t3\""));
-    CHECK_INT(0, count(some.in.p, "\"id\":\"t2\""));
-    CHECK_INT(0, count(some.in.p, "\"id\":\"t4\""));
-    CHECK(strstr(some.in.p, "\"id\":\"t1\"") < strstr(some.in.p, "\"id\":\"t3\""));
-    CHECK_INT(4, count(all.in.p, "data: "));
-    CHECK(sse_wait(&q, "data: ", 1, 3000));
-    CHECK_INT(1, count(q.in.p, "data: "));
-    CHECK_INT(1, count(q.in.p, "\"id\":\"t1\""));
-    {
-        char body[512], type[129];
-        memset(type, 'a', 128);
-        type[128] = 0;
-        snprintf(body, sizeof body, "[{\"id\":\"long\",\"type\":\"%s\"}]", type);
-        CHECK_INT(0, http_ingest(&s, body, &r)); /* answered: matching did not hold it up */
-        CHECK_INT(200, r.status);
-        resp_free(&r);
-        CHECK(!sse_wait(&hard, "data: ", 1, 300));
-    }
+    streams_get_what_their_pattern_matches(&s, &some, &all, &q);
+    hard_pattern_does_not_hold_ingest(&s, &hard);
     sse_close(&q);
     sse_close(&hard);
-    CHECK_CONTAINS("data: {\"id\":\"t2\",\"type\":\"ws.connect\",\"ts\":", all.in.p);
-    /* heartbeats, every 300 ms here */
-    CHECK(sse_wait(&some, ": heartbeat ", 3, 3000));
-    /* a bad request for a stream */
-    CHECK_INT(0, http_do("POST", "http://127.0.0.1:1/", NULL, NULL, 0, 1, &r) == 0 ? 1 : 0);
-    resp_free(&r);
-    char url[128];
-    snprintf(url, sizeof url, "%s/tail", s.url);
-    CHECK_INT(0, http_do("POST", url, NULL, "x", 1, 5000, &r));
-    CHECK_INT(405, r.status);
-    resp_free(&r);
+    CHECK(sse_wait(&some, ": heartbeat ", 3, 3000)); /* every 300 ms here */
+    tail_refuses_post(&s);
 
-    /* the command line: NDJSON when piped */
-    char out[1300];
+    /* the command line, piped and pretty, both connected (with some and all; the closed ones are
+     * gone at the next heartbeat) */
+    char out[1300], pout[1300];
     snprintf(out, sizeof out, "%s/tail.out", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(events_bin(), "events", "tail", "--server", s.url, "ws.*", (char *)NULL);
-        _exit(127);
-    }
-    char pout[1300];
     snprintf(pout, sizeof pout, "%s/pretty.out", dir);
-    pid_t ppid = fork();
-    if (ppid == 0) {
-        int fd = open(pout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(events_bin(), "events", "tail", "--server", s.url, "--format", "pretty",
-              (char *)NULL);
-        _exit(127);
-    }
-    /* both commands are connected (some, all and these two; the closed ones are gone at the
-     * next heartbeat) */
+    pid_t pid = spawn_cli_tail(out, s.url, "ws.*", NULL);
+    pid_t ppid = spawn_cli_tail(pout, s.url, "--format", "pretty");
     for (int i = 0; i < 200 && metric(&s, "events_tail_clients") != 4; i++) usleep(50000);
     CHECK_INT(4, metric(&s, "events_tail_clients"));
+    resp r;
     CHECK_INT(
         0,
         http_ingest(
@@ -220,22 +254,7 @@ TEST(tail_filters_by_pattern_and_sends_heartbeats)
     CHECK(time(NULL) - t0 < 10);
     CHECK(sse_until_closed(&some, 3000));
     CHECK_CONTAINS("event: end\ndata: {\"reason\":\"the server is stopping\"}", some.in.p);
-    int st;
-    waitpid(pid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *t = test_read_file(out, NULL);
-    CHECK_CONTAINS("{\"id\":\"c1\",\"type\":\"ws.close\"", t);
-    CHECK(!strstr(t, "\"c2\""));
-    CHECK_CONTAINS("events tail: the server is stopping", t);
-    free(t);
-    waitpid(ppid, &st, 0);
-    t = test_read_file(pout, NULL);
-    CHECK_CONTAINS(" ws.close ", t);
-    CHECK_CONTAINS("- {\"code\":1000}", t);
-    CHECK_CONTAINS(" rpc.call ", t);
-    CHECK_CONTAINS("r1 Room.send 12.5 ms", t);
-    CHECK(!strstr(t, "\033[")); /* no colours into a file */
-    free(t);
+    cli_tail_output(pid, out, ppid, pout);
     sse_close(&some);
     sse_close(&all);
     if (test_failed_now()) srv_dump_log(&s);
