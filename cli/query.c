@@ -137,7 +137,8 @@ static int stop_at_first(const store_entry *e, void *ud)
 static int lake_has_sealed(store *st)
 {
     int any = 0;
-    int rc = st->ops->list(st, "events/", stop_at_first, &any);
+    char err[512];
+    int rc = store_list(st, "events/", stop_at_first, &any, err, sizeof err);
     return any ? 1 : rc == STORE_OK || rc == STORE_ENOENT ? 0 : -1;
 }
 

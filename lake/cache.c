@@ -323,8 +323,9 @@ static int download(job *j, size_t i)
         job_fail(j, m);
         return -1;
     }
-    if (store_get_file(j->s, key, part)) {
-        job_fail(j, store_errmsg());
+    char why[512];
+    if (store_get_file(j->s, key, part, why, sizeof why)) {
+        job_fail(j, why);
         return -1;
     }
     struct stat sb;

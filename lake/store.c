@@ -10,18 +10,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static __thread char errmsg[512];
-
-const char *store_errmsg(void)
-{
-    return errmsg[0] ? errmsg : "no error";
-}
-
-int store_fail(int code, const char *fmt, ...)
+int store_fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return code;
 }

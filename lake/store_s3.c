@@ -386,16 +386,18 @@ static void request(s3_store *s, const char *method, const char *url, body *b, c
 }
 
 /* "s3 PUT bucket/key: HTTP 403 SignatureDoesNotMatch: message" */
-static int fail(s3_store *s, int code, const char *method, const char *object, const response *r)
+static int fail(s3_store *s, int code, const char *method, const char *object, const response *r,
+                char *err, size_t errlen)
 {
     if (r->cc != CURLE_OK)
-        return store_fail(code, "s3 %s %s/%s: %s", method, s->bucket, object, r->error);
+        return store_fail(err, errlen, code, "s3 %s %s/%s: %s", method, s->bucket, object,
+                          r->error);
     buf c = BUF_INIT, m = BUF_INIT;
     int has_c = r->body.p && xml_get(r->body.p, r->body.len, "Code", &c, NULL);
     int has_m = r->body.p && xml_get(r->body.p, r->body.len, "Message", &m, NULL);
-    int rc = store_fail(code, "s3 %s %s/%s: HTTP %ld%s%s%s%s", method, s->bucket, object, r->status,
-                        has_c ? " " : "", has_c ? c.p : "", has_m && m.len ? ": " : "",
-                        has_m && m.len ? m.p : "");
+    int rc = store_fail(err, errlen, code, "s3 %s %s/%s: HTTP %ld%s%s%s%s", method, s->bucket,
+                        object, r->status, has_c ? " " : "", has_c ? c.p : "",
+                        has_m && m.len ? ": " : "", has_m && m.len ? m.p : "");
     buf_free(&c);
     buf_free(&m);
     return rc;
@@ -441,7 +443,7 @@ static int sha_file(int fd, uint64_t off, uint64_t len, char out[65])
 
 /* A single PUT of b. */
 static int put_one(s3_store *s, const char *object, body *b, const char *sha, int flags,
-                   const char *key)
+                   const char *key, char *err, size_t errlen)
 {
     buf url = BUF_INIT;
     url_of(s, object, NULL, &url);
@@ -466,9 +468,9 @@ static int put_one(s3_store *s, const char *object, body *b, const char *sha, in
             }
             buf_free(&g.body);
         }
-        if (!ours) rc = store_fail(STORE_EEXIST, "store: %s exists", key);
+        if (!ours) rc = store_fail(err, errlen, STORE_EEXIST, "store: %s exists", key);
     } else {
-        rc = fail(s, STORE_EIO, "PUT", object, &r);
+        rc = fail(s, STORE_EIO, "PUT", object, &r, err, errlen);
     }
     buf_free(&r.body);
     buf_free(&url);
@@ -476,7 +478,8 @@ static int put_one(s3_store *s, const char *object, body *b, const char *sha, in
 }
 
 /* A multipart upload of b (parts of part_size). */
-static int put_multipart(s3_store *s, const char *object, body *whole, int flags, const char *key)
+static int put_multipart(s3_store *s, const char *object, body *whole, int flags, const char *key,
+                         char *err, size_t errlen)
 {
     /* no conditional completion everywhere: check first (racy, documented) */
     if (flags & STORE_IF_ABSENT) {
@@ -488,7 +491,7 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
         buf_free(&u);
         buf_free(&hr.body);
         if (hr.cc == CURLE_OK && hr.status == 200)
-            return store_fail(STORE_EEXIST, "store: %s exists", key);
+            return store_fail(err, errlen, STORE_EEXIST, "store: %s exists", key);
     }
     buf url = BUF_INIT, xml = BUF_INIT, id = BUF_INIT, q = BUF_INIT;
     response r;
@@ -498,7 +501,7 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
     request(s, "POST", url.p, NULL, NULL, NULL, &r);
     if (r.cc != CURLE_OK || r.status != 200 ||
         !xml_get(r.body.p, r.body.len, "UploadId", &id, NULL)) {
-        rc = fail(s, STORE_EIO, "POST (create multipart upload)", object, &r);
+        rc = fail(s, STORE_EIO, "POST (create multipart upload)", object, &r, err, errlen);
         goto out;
     }
     buf_puts(&xml, "<CompleteMultipartUpload>");
@@ -512,7 +515,7 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
         if (part.mem)
             sha_hex(part.mem, (size_t)part.len, sha);
         else if (sha_file(part.fd, part.off, part.len, sha)) {
-            rc = store_fail(STORE_EIO, "store: cannot read the file for %s: %s", key,
+            rc = store_fail(err, errlen, STORE_EIO, "store: cannot read the file for %s: %s", key,
                             strerror(errno));
             break;
         }
@@ -523,7 +526,7 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
         url_of(s, object, q.p, &url);
         request(s, "PUT", url.p, &part, sha, NULL, &r);
         if (r.cc != CURLE_OK || r.status != 200 || !r.etag[0]) {
-            rc = fail(s, STORE_EIO, "PUT (part)", object, &r);
+            rc = fail(s, STORE_EIO, "PUT (part)", object, &r, err, errlen);
             break;
         }
         buf_printf(&xml, "<Part><PartNumber>%llu</PartNumber><ETag>%s</ETag></Part>",
@@ -544,7 +547,7 @@ static int put_multipart(s3_store *s, const char *object, body *whole, int flags
         buf code = BUF_INIT;
         if (r.cc != CURLE_OK || r.status != 200 ||
             (r.body.p && xml_get(r.body.p, r.body.len, "Code", &code, NULL)))
-            rc = fail(s, STORE_EIO, "POST (complete multipart upload)", object, &r);
+            rc = fail(s, STORE_EIO, "POST (complete multipart upload)", object, &r, err, errlen);
         buf_free(&code);
     }
     if (rc) { /* leave no parts behind */
@@ -562,47 +565,52 @@ out:
     return rc;
 }
 
-static int s3_put(store *st, const char *key, const void *data, size_t len, int flags)
+static int s3_put(store *st, const char *key, const void *data, size_t len, int flags, char *err,
+                  size_t errlen)
 {
     s3_store *s = (s3_store *)st;
-    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    if (!store_key_valid(key))
+        return store_fail(err, errlen, STORE_EINVAL, "store: invalid key \"%s\"", key);
     buf object = BUF_INIT;
     object_name(s, key, &object);
     body b = {data ? data : "", -1, 0, len, 0};
     int rc;
     if (len > s->multipart_above) {
-        rc = put_multipart(s, object.p, &b, flags, key);
+        rc = put_multipart(s, object.p, &b, flags, key, err, errlen);
     } else {
         char sha[65];
         sha_hex(data ? data : "", len, sha);
-        rc = put_one(s, object.p, &b, sha, flags, key);
+        rc = put_one(s, object.p, &b, sha, flags, key, err, errlen);
     }
     buf_free(&object);
     return rc;
 }
 
-static int s3_put_file(store *st, const char *key, const char *path, int flags)
+static int s3_put_file(store *st, const char *key, const char *path, int flags, char *err,
+                       size_t errlen)
 {
     s3_store *s = (s3_store *)st;
-    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    if (!store_key_valid(key))
+        return store_fail(err, errlen, STORE_EINVAL, "store: invalid key \"%s\"", key);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb)) {
         int e = errno;
         if (fd >= 0) close(fd);
-        return store_fail(STORE_EIO, "store: cannot read %s: %s", path, strerror(e));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot read %s: %s", path, strerror(e));
     }
     buf object = BUF_INIT;
     object_name(s, key, &object);
     body b = {NULL, fd, 0, (uint64_t)sb.st_size, 0};
     int rc;
     if ((uint64_t)sb.st_size > s->multipart_above) {
-        rc = put_multipart(s, object.p, &b, flags, key);
+        rc = put_multipart(s, object.p, &b, flags, key, err, errlen);
     } else {
         char sha[65];
         rc = sha_file(fd, 0, b.len, sha)
-                 ? store_fail(STORE_EIO, "store: cannot read %s: %s", path, strerror(errno))
-                 : put_one(s, object.p, &b, sha, flags, key);
+                 ? store_fail(err, errlen, STORE_EIO, "store: cannot read %s: %s", path,
+                              strerror(errno))
+                 : put_one(s, object.p, &b, sha, flags, key, err, errlen);
     }
     close(fd);
     buf_free(&object);
@@ -610,10 +618,12 @@ static int s3_put_file(store *st, const char *key, const char *path, int flags)
     return rc;
 }
 
-static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, buf *out)
+static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, buf *out, char *err,
+                  size_t errlen)
 {
     s3_store *s = (s3_store *)st;
-    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    if (!store_key_valid(key))
+        return store_fail(err, errlen, STORE_EINVAL, "store: invalid key \"%s\"", key);
     buf object = BUF_INIT, url = BUF_INIT;
     object_name(s, key, &object);
     url_of(s, object.p, NULL, &url);
@@ -630,13 +640,13 @@ static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, buf *o
     int rc = STORE_OK;
     if (r.cc == CURLE_OK && (r.status == 200 || r.status == 206)) {
         if (buf_append(out, r.body.p, r.body.len))
-            rc = store_fail(STORE_EIO, "store: out of memory reading %s", key);
+            rc = store_fail(err, errlen, STORE_EIO, "store: out of memory reading %s", key);
     } else if (r.cc == CURLE_OK && r.status == 416) {
         /* a range past the end: nothing */
     } else if (r.cc == CURLE_OK && r.status == 404) {
-        rc = store_fail(STORE_ENOENT, "store: %s: no such object", key);
+        rc = store_fail(err, errlen, STORE_ENOENT, "store: %s: no such object", key);
     } else {
-        rc = fail(s, STORE_EIO, "GET", object.p, &r);
+        rc = fail(s, STORE_EIO, "GET", object.p, &r, err, errlen);
     }
     buf_free(&r.body);
     buf_free(&object);
@@ -644,12 +654,15 @@ static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, buf *o
     return rc;
 }
 
-static int s3_get_file(store *st, const char *key, const char *path)
+static int s3_get_file(store *st, const char *key, const char *path, char *err, size_t errlen)
 {
     s3_store *s = (s3_store *)st;
-    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    if (!store_key_valid(key))
+        return store_fail(err, errlen, STORE_EINVAL, "store: invalid key \"%s\"", key);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return store_fail(STORE_EIO, "store: cannot create %s: %s", path, strerror(errno));
+    if (fd < 0)
+        return store_fail(err, errlen, STORE_EIO, "store: cannot create %s: %s", path,
+                          strerror(errno));
     buf object = BUF_INIT, url = BUF_INIT;
     object_name(s, key, &object);
     url_of(s, object.p, NULL, &url);
@@ -661,15 +674,16 @@ static int s3_get_file(store *st, const char *key, const char *path)
     int rc = STORE_OK;
     if (r.cc == CURLE_OK && r.status == 200) {
         if (r.content_length && r.written != r.content_length)
-            rc = store_fail(STORE_EIO, "store: GET %s: %llu of %llu bytes", key,
+            rc = store_fail(err, errlen, STORE_EIO, "store: GET %s: %llu of %llu bytes", key,
                             (unsigned long long)r.written, (unsigned long long)r.content_length);
     } else if (r.cc == CURLE_OK && r.status == 404) {
-        rc = store_fail(STORE_ENOENT, "store: %s: no such object", key);
+        rc = store_fail(err, errlen, STORE_ENOENT, "store: %s: no such object", key);
     } else {
-        rc = fail(s, STORE_EIO, "GET", object.p, &r);
+        rc = fail(s, STORE_EIO, "GET", object.p, &r, err, errlen);
     }
     if (close(fd) && !rc)
-        rc = store_fail(STORE_EIO, "store: cannot write %s: %s", path, strerror(errno));
+        rc =
+            store_fail(err, errlen, STORE_EIO, "store: cannot write %s: %s", path, strerror(errno));
     if (rc) unlink(path);
     buf_free(&r.body);
     buf_free(&object);
@@ -677,10 +691,11 @@ static int s3_get_file(store *st, const char *key, const char *path)
     return rc;
 }
 
-static int s3_head(store *st, const char *key, store_entry *out)
+static int s3_head(store *st, const char *key, store_entry *out, char *err, size_t errlen)
 {
     s3_store *s = (s3_store *)st;
-    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    if (!store_key_valid(key))
+        return store_fail(err, errlen, STORE_EINVAL, "store: invalid key \"%s\"", key);
     buf object = BUF_INIT, url = BUF_INIT;
     object_name(s, key, &object);
     url_of(s, object.p, NULL, &url);
@@ -693,9 +708,9 @@ static int s3_head(store *st, const char *key, store_entry *out)
         out->size = r.content_length;
         out->mtime_ms = r.mtime_ms;
     } else if (r.cc == CURLE_OK && r.status == 404) {
-        rc = store_fail(STORE_ENOENT, "store: %s: no such object", key);
+        rc = store_fail(err, errlen, STORE_ENOENT, "store: %s: no such object", key);
     } else {
-        rc = fail(s, STORE_EIO, "HEAD", object.p, &r);
+        rc = fail(s, STORE_EIO, "HEAD", object.p, &r, err, errlen);
     }
     buf_free(&r.body);
     buf_free(&object);
@@ -703,7 +718,8 @@ static int s3_head(store *st, const char *key, store_entry *out)
     return rc;
 }
 
-static int s3_list(store *st, const char *prefix, store_list_fn fn, void *ud)
+static int s3_list(store *st, const char *prefix, store_list_fn fn, void *ud, char *err,
+                   size_t errlen)
 {
     s3_store *s = (s3_store *)st;
     buf full = BUF_INIT, q = BUF_INIT, url = BUF_INIT, token = BUF_INIT, v = BUF_INIT, k = BUF_INIT;
@@ -728,8 +744,8 @@ static int s3_list(store *st, const char *prefix, store_list_fn fn, void *ud)
         request(s, "GET", url.p, NULL, NULL, NULL, &r);
         if (r.cc != CURLE_OK || r.status != 200) {
             rc = r.cc == CURLE_OK && r.status == 404
-                     ? fail(s, STORE_ENOENT, "GET (list)", full.p, &r)
-                     : fail(s, STORE_EIO, "GET (list)", full.p, &r);
+                     ? fail(s, STORE_ENOENT, "GET (list)", full.p, &r, err, errlen)
+                     : fail(s, STORE_EIO, "GET (list)", full.p, &r, err, errlen);
             break;
         }
         const char *p = r.body.p, *end = r.body.p + r.body.len;
@@ -759,10 +775,11 @@ static int s3_list(store *st, const char *prefix, store_list_fn fn, void *ud)
     return rc;
 }
 
-static int s3_del(store *st, const char *key)
+static int s3_del(store *st, const char *key, char *err, size_t errlen)
 {
     s3_store *s = (s3_store *)st;
-    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    if (!store_key_valid(key))
+        return store_fail(err, errlen, STORE_EINVAL, "store: invalid key \"%s\"", key);
     buf object = BUF_INIT, url = BUF_INIT;
     object_name(s, key, &object);
     url_of(s, object.p, NULL, &url);
@@ -771,7 +788,7 @@ static int s3_del(store *st, const char *key)
     request(s, "DELETE", url.p, NULL, NULL, NULL, &r);
     int rc = r.cc == CURLE_OK && (r.status == 204 || r.status == 200 || r.status == 404)
                  ? STORE_OK
-                 : fail(s, STORE_EIO, "DELETE", object.p, &r);
+                 : fail(s, STORE_EIO, "DELETE", object.p, &r, err, errlen);
     buf_free(&r.body);
     buf_free(&object);
     buf_free(&url);
