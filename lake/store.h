@@ -21,10 +21,11 @@
 
 enum {
     STORE_OK = 0,
-    STORE_ENOENT = -1, /* no such object */
-    STORE_EEXIST = -2, /* conditional put: the object exists */
-    STORE_EIO = -3,    /* anything else: I/O, network, permission, full disk */
-    STORE_EINVAL = -4, /* a key the store cannot hold */
+    STORE_ENOENT = -1,   /* no such object */
+    STORE_EEXIST = -2,   /* conditional put: the object exists */
+    STORE_EIO = -3,      /* anything else: I/O, network, permission, full disk */
+    STORE_EINVAL = -4,   /* a key the store cannot hold */
+    STORE_EREADONLY = -5 /* a put or a del on a store opened read-only */
 };
 
 enum {
@@ -65,7 +66,8 @@ typedef struct store_ops {
 
 struct store {
     const store_ops *ops;
-    char *url; /* canonical, e.g. "file:///srv/lake" */
+    char *url;    /* canonical, e.g. "file:///srv/lake" */
+    int readonly; /* opened by store_open_readonly: put, put_file and del are refused */
 };
 
 /*
@@ -75,14 +77,26 @@ struct store {
  */
 int store_open(const char *url, store **out, char *err, size_t errlen);
 
+/*
+ * Opens the store named by url for reading only, as SQLITE_OPEN_READONLY
+ * does: a directory that does not exist is an error, and nothing is created;
+ * put, put_file and del return STORE_EREADONLY.
+ */
+int store_open_readonly(const char *url, store **out, char *err, size_t errlen);
+
+/* Writes why a write to the read-only store s is refused into err; returns STORE_EREADONLY. */
+int store_refuse_write(const store *s, const char *key, char *err, size_t errlen);
+
 static inline int store_put(store *s, const char *key, const void *d, size_t n, int flags,
                             char *err, size_t errlen)
 {
+    if (s->readonly) return store_refuse_write(s, key, err, errlen);
     return s->ops->put(s, key, d, n, flags, err, errlen);
 }
 static inline int store_put_file(store *s, const char *key, const char *path, int flags, char *err,
                                  size_t errlen)
 {
+    if (s->readonly) return store_refuse_write(s, key, err, errlen);
     return s->ops->put_file(s, key, path, flags, err, errlen);
 }
 static inline int store_get(store *s, const char *key, uint64_t off, uint64_t len, buf *out,
@@ -106,6 +120,7 @@ static inline int store_list(store *s, const char *prefix, store_list_fn fn, voi
 }
 static inline int store_del(store *s, const char *key, char *err, size_t errlen)
 {
+    if (s->readonly) return store_refuse_write(s, key, err, errlen);
     return s->ops->del(s, key, err, errlen);
 }
 void store_close(store *s);
