@@ -47,20 +47,20 @@ int main(int argc, char **argv)
         }
         snprintf(key, sizeof key, "bench/%d-%d.bin", (int)getpid(), i);
         int64_t t0 = evtime_mono_ns();
-        if (store_put_file(s, key, path, 0)) {
-            fprintf(stderr, "s3_bench: %s\n", store_errmsg());
+        if (store_put_file(s, key, path, 0, err, sizeof err)) {
+            fprintf(stderr, "s3_bench: %s\n", err);
             return 1;
         }
         put_ns += evtime_mono_ns() - t0;
         unlink(path);
         t0 = evtime_mono_ns();
-        if (store_get_file(s, key, path)) {
-            fprintf(stderr, "s3_bench: %s\n", store_errmsg());
+        if (store_get_file(s, key, path, err, sizeof err)) {
+            fprintf(stderr, "s3_bench: %s\n", err);
             return 1;
         }
         get_ns += evtime_mono_ns() - t0;
         unlink(path);
-        store_del(s, key);
+        store_del(s, key, err, sizeof err);
     }
     double mb = (double)n * (double)mib * 1.048576;
     printf("put_mb_s=%.1f get_mb_s=%.1f files=%d size_mib=%d\n", mb / ((double)put_ns / 1e9),

@@ -62,15 +62,22 @@ typedef struct cli_option {
             "the cache's size at most (default 1GiB)"                                              \
     }
 
+/* How a command opens its lake (cli_lake_open). */
+enum {
+    CLI_LAKE_WRITE = 0,  /* an existing lake, to read and write */
+    CLI_LAKE_CREATE = 1, /* to read and write, made when missing */
+    CLI_LAKE_READ = 2,   /* an existing lake, read-only (store_open_readonly) */
+};
+
 /*
  * Opens the lake (a directory, file:// or s3:// URL) and, when it is an object
  * store, its cache: a directory per lake under cache_dir (NULL: the default).
- * A directory lake that does not exist is made only with create; without, it
- * is "no such lake: PATH". Prints "events CMD: reason" and returns -1 on
- * failure.
+ * A directory lake that does not exist is made only with mode CLI_LAKE_CREATE;
+ * otherwise it is "no such lake: PATH". Prints "events CMD: reason" and
+ * returns -1 on failure.
  */
 int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint64_t cache_max,
-                  int create, store **st, lake_cache **cache);
+                  int mode, store **st, lake_cache **cache);
 
 /*
  * The lake's spool, where `events serve` keeps it unless told otherwise:

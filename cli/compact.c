@@ -61,7 +61,7 @@ int cmd_compact(int argc, char **argv)
     }
     store *st;
     lake_cache *cache;
-    if (cli_lake_open("compact", lake, cache_dir, cache_max, 0, &st, &cache)) return 1;
+    if (cli_lake_open("compact", lake, cache_dir, cache_max, CLI_LAKE_WRITE, &st, &cache)) return 1;
     char work[4096];
     snprintf(work, sizeof work, "%s/.compact", cache ? lake_cache_dir(cache) : st->ops->root(st));
     if (mkdir(work, 0755) && errno != EEXIST) {

@@ -3,7 +3,8 @@
  * object store, and finding the server that holds its spool.
  *
  * Commands that only read a lake never make it: a directory lake that does not
- * exist is an error, not a new empty lake.
+ * exist is an error, not a new empty lake. Those that never write to it open it
+ * read-only (CLI_LAKE_READ): a write through it would be refused.
  */
 #include "cli.h"
 #include "announce.h"
@@ -44,21 +45,23 @@ static const char *lake_dir(const char *lake)
 }
 
 int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint64_t cache_max,
-                  int create, store **st, lake_cache **cache)
+                  int mode, store **st, lake_cache **cache)
 {
     char err[1024];
     *cache = NULL;
     *st = NULL;
     const char *path = lake_dir(lake);
     struct stat sb;
-    if (!create && path && *path && stat(path, &sb)) {
+    if (mode != CLI_LAKE_CREATE && path && *path && stat(path, &sb)) {
         if (errno == ENOENT)
             fprintf(stderr, "events %s: no such lake: %s\n", cmd, path);
         else
             fprintf(stderr, "events %s: lake %s: %s\n", cmd, path, strerror(errno));
         return -1;
     }
-    if (store_open(lake, st, err, sizeof err)) {
+    int rc = mode == CLI_LAKE_READ ? store_open_readonly(lake, st, err, sizeof err)
+                                   : store_open(lake, st, err, sizeof err);
+    if (rc) {
         fprintf(stderr, "events %s: %s\n", cmd, err);
         return -1;
     }

@@ -119,7 +119,7 @@ static int snapshot_to_lake(const char *lake, const char *path, const char *sour
 {
     store *st;
     lake_cache *cache;
-    if (cli_lake_open("snapshot", lake, NULL, 0, 1, &st, &cache)) return 1;
+    if (cli_lake_open("snapshot", lake, NULL, 0, CLI_LAKE_CREATE, &st, &cache)) return 1;
     lake_cache_close(cache); /* only puts: no cache needed */
     char err[600], dir[4200];
     snprintf(dir, sizeof dir, "%s", path);
@@ -215,7 +215,7 @@ int cmd_snapshot(int argc, char **argv)
         if (base[0]) return list_snapshots(base, token, source);
         store *st;
         lake_cache *cache;
-        if (cli_lake_open("snapshot", lake, NULL, 0, 0, &st, &cache)) return 1;
+        if (cli_lake_open("snapshot", lake, NULL, 0, CLI_LAKE_READ, &st, &cache)) return 1;
         lake_cache_close(cache);
         buf answer = BUF_INIT;
         unsigned status = snap_list(st, source, &answer);
@@ -358,7 +358,7 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
         fprintf(stderr, "events restore: %s exists (--force replaces it)\n", out);
         return 2;
     }
-    if (cli_lake_open("restore", lake, cache_dir, cache_max, 0, &st, &cache)) return 2;
+    if (cli_lake_open("restore", lake, cache_dir, cache_max, CLI_LAKE_READ, &st, &cache)) return 2;
     query_config qcfg = {.store = st, .cache = cache};
     if (query_engine_open(&qcfg, &qe, err, sizeof err) ||
         !(qc = query_conn_new(qe, err, sizeof err))) {

@@ -137,7 +137,8 @@ static int stop_at_first(const store_entry *e, void *ud)
 static int lake_has_sealed(store *st)
 {
     int any = 0;
-    int rc = st->ops->list(st, "events/", stop_at_first, &any);
+    char err[512];
+    int rc = store_list(st, "events/", stop_at_first, &any, err, sizeof err);
     return any ? 1 : rc == STORE_OK || rc == STORE_ENOENT ? 0 : -1;
 }
 
@@ -175,7 +176,8 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
     store *st;
     lake_cache *cache;
     char err[1024];
-    if (cli_lake_open(o->cmd, o->lake, o->cache, o->cache_max, 0, &st, &cache)) return 1;
+    if (cli_lake_open(o->cmd, o->lake, o->cache, o->cache_max, CLI_LAKE_READ, &st, &cache))
+        return 1;
     query_config qc = {.store = st, .cache = cache};
     query_engine *e;
     query_conn *c = NULL;

@@ -10,6 +10,7 @@
 #include "cache.h"
 
 #include "evrand.h"
+#include "files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -138,8 +139,15 @@ static ent *add(lake_cache *c, const char *key, uint64_t size, int state)
 
 /* ---- open: the index from the directory ---------------------------------- */
 
-static lake_cache *opening;
-static ent **found;
+/*
+ * The walk of a cache's directory at open: nftw gives its callback no pointer
+ * of the caller's, so what on_file needs and makes is here. lake_cache_open
+ * sets them and clears them again while it holds open_mu, which it holds for
+ * the whole walk: one open walks at a time, and nothing else reads them.
+ */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static lake_cache *opening; /* the cache being opened */
+static ent **found;         /* the entries of the files found, found[0 .. nfound) */
 static size_t nfound, capfound;
 
 static int on_file(const char *path, const struct stat *sb, int type, struct FTW *ftw)
@@ -177,24 +185,9 @@ static int by_use(const void *a, const void *b)
     return x->used < y->used ? -1 : x->used > y->used;
 }
 
-static int mkdirs(char *path) /* the parents of path */
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        int r = mkdir(path, 0755);
-        *p = '/';
-        if (r && errno != EEXIST) return -1;
-    }
-    return 0;
-}
-
 int lake_cache_open(const char *dir, uint64_t max_bytes, lake_cache **out, char *err, size_t errlen)
 {
-    static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s/", dir);
-    if (mkdirs(tmp)) {
+    if (files_mkdirs(dir)) {
         snprintf(err, errlen, "cache %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -284,8 +277,9 @@ typedef struct job {
     lake_cache *c;
     store *s;
     lake_cache_item *items;
-    ent **ents;          /* the entry each item pinned */
-    unsigned char *mine; /* 1: this call downloads the item; 2: done; 3: failed */
+    ent **ents;            /* the entry each item pinned */
+    unsigned char *mine;   /* 1: this call downloads the item; 2: done; 3: failed */
+    unsigned char *pinned; /* 1: this call pinned the item's entry */
     size_t n;
     _Atomic size_t next;
     pthread_mutex_t mu; /* err */
@@ -317,14 +311,16 @@ static int download(job *j, size_t i)
     char path[PATH_MAX], part[PATH_MAX + 40];
     path_of(c, key, path, sizeof path);
     snprintf(part, sizeof part, "%s.part-%016llx", path, (unsigned long long)evrand_u64());
-    if (mkdirs(part)) {
+    char parent[PATH_MAX];
+    if (files_parent(part, parent, sizeof parent) || files_mkdirs(parent)) {
         char m[PATH_MAX + 100];
         snprintf(m, sizeof m, "cache: cannot create a directory for %s: %s", path, strerror(errno));
         job_fail(j, m);
         return -1;
     }
-    if (store_get_file(j->s, key, part)) {
-        job_fail(j, store_errmsg());
+    char why[512];
+    if (store_get_file(j->s, key, part, why, sizeof why)) {
+        job_fail(j, why);
         return -1;
     }
     struct stat sb;
@@ -364,11 +360,105 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/*
+ * Under c->mu: pins the entry of each item, claiming (mine) those missing or
+ * failed before, to download; *todo counts them. 0, or -1 out of memory.
+ */
+static int pin_items(job *j, size_t *todo)
+{
+    lake_cache *c = j->c;
+    for (size_t i = 0; i < j->n; i++) {
+        lake_cache_item *it = &j->items[i];
+        it->path = NULL;
+        ent *e = *slot(c, it->key);
+        if (e && e->state == READY && e->size != it->size && !e->pins) {
+            drop(c, e, 1); /* not the object listed: fetch it again */
+            e = NULL;
+        }
+        if (!e) {
+            if (!(e = add(c, it->key, it->size, LOADING))) {
+                snprintf(j->err, j->errlen, "out of memory");
+                return -1;
+            }
+            j->mine[i] = 1;
+        } else if (e->state == FAILED) { /* an earlier fetch failed: try again */
+            e->state = LOADING;
+            j->mine[i] = 1;
+        }
+        if (j->mine[i]) {
+            (*todo)++;
+            c->st.misses++;
+        } else {
+            c->st.hits += e->state == READY;
+        }
+        e->pins++;
+        j->ents[i] = e;
+        j->pinned[i] = 1;
+        lru_unlink(c, e);
+        lru_front(c, e);
+    }
+    return 0;
+}
+
+/* Downloads the todo items claimed, on up to parallel threads (this one too). 0, or -1. */
+static int download_claimed(job *j, size_t todo, int parallel)
+{
+    int nt = parallel < 1 ? 1 : parallel > 16 ? 16 : parallel;
+    if ((size_t)nt > todo) nt = (int)todo;
+    pthread_t th[16];
+    int started = 0;
+    for (int t = 1; t < nt; t++)
+        if (!pthread_create(&th[started], NULL, worker, j)) started++;
+    worker(j);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    return j->failed ? -1 : 0;
+}
+
+/* Under c->mu: waits for the items other fetches download (a pinned entry stays). 0, or -1. */
+static int wait_others(job *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        while (j->ents[i]->state == LOADING) pthread_cond_wait(&j->c->cv, &j->c->mu);
+        if (j->ents[i]->state == FAILED) {
+            snprintf(j->err, j->errlen, "cache: the fetch of %s failed", j->items[i].key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Under c->mu: each item's path in the cache. 0, or -1 out of memory. */
+static int name_items(job *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        char path[PATH_MAX];
+        path_of(j->c, j->items[i].key, path, sizeof path);
+        if (!(j->items[i].path = strdup(path))) {
+            snprintf(j->err, j->errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Under c->mu, after a failure: no item keeps a path, and the pins this call took go. */
+static void unpin_failed(job *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        free(j->items[i].path);
+        j->items[i].path = NULL;
+        if (!j->pinned[i]) continue;
+        ent *e = j->ents[i];
+        if (j->mine[i] && e->state == LOADING) e->state = FAILED; /* never started */
+        if (!--e->pins && e->state == FAILED) drop(j->c, e, 0);
+    }
+}
+
 int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, int parallel,
                      char *err, size_t errlen)
 {
     if (!n) return 0;
-    unsigned char *mine = calloc(n, 2), *pinned = mine ? mine + n : NULL;
+    unsigned char *mine = calloc(n, 2);
     ent **ents = calloc(n, sizeof *ents);
     if (!mine || !ents) {
         free(mine);
@@ -376,90 +466,20 @@ int lake_cache_fetch(lake_cache *c, store *s, lake_cache_item *items, size_t n, 
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    size_t todo = 0;
-    int rc = 0;
-    pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < n; i++) {
-        items[i].path = NULL;
-        ent *e = *slot(c, items[i].key);
-        if (e && e->state == READY && e->size != items[i].size && !e->pins) {
-            drop(c, e, 1); /* not the object listed: fetch it again */
-            e = NULL;
-        }
-        if (!e) {
-            if (!(e = add(c, items[i].key, items[i].size, LOADING))) {
-                snprintf(err, errlen, "out of memory");
-                rc = -1;
-                break;
-            }
-            mine[i] = 1;
-        } else if (e->state == FAILED) { /* an earlier fetch failed: try again */
-            e->state = LOADING;
-            mine[i] = 1;
-        }
-        if (mine[i]) {
-            todo++;
-            c->st.misses++;
-        } else {
-            c->st.hits += e->state == READY;
-        }
-        e->pins++;
-        ents[i] = e;
-        pinned[i] = 1;
-        lru_unlink(c, e);
-        lru_front(c, e);
-    }
-    pthread_mutex_unlock(&c->mu);
-
-    job j = {.c = c,
-             .s = s,
-             .items = items,
-             .ents = ents,
-             .mine = mine,
-             .n = n,
-             .err = err,
-             .errlen = errlen};
+    job j = {.c = c, .s = s, .items = items, .n = n, .err = err, .errlen = errlen};
+    j.ents = ents, j.mine = mine, j.pinned = mine + n;
     pthread_mutex_init(&j.mu, NULL);
-    if (!rc && todo) {
-        int nt = parallel < 1 ? 1 : parallel > 16 ? 16 : parallel;
-        if ((size_t)nt > todo) nt = (int)todo;
-        pthread_t th[16];
-        int started = 0;
-        for (int t = 1; t < nt; t++)
-            if (!pthread_create(&th[started], NULL, worker, &j)) started++;
-        worker(&j);
-        for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
-        if (j.failed) rc = -1;
-    }
+    size_t todo = 0;
+    pthread_mutex_lock(&c->mu);
+    int rc = pin_items(&j, &todo);
+    pthread_mutex_unlock(&c->mu);
+    if (!rc && todo) rc = download_claimed(&j, todo, parallel);
     pthread_mutex_destroy(&j.mu);
 
     pthread_mutex_lock(&c->mu);
-    /* wait for the objects other fetches are downloading (a pinned entry stays in the table) */
-    for (size_t i = 0; !rc && i < n; i++) {
-        while (ents[i]->state == LOADING) pthread_cond_wait(&c->cv, &c->mu);
-        if (ents[i]->state == FAILED) {
-            snprintf(err, errlen, "cache: the fetch of %s failed", items[i].key);
-            rc = -1;
-        }
-    }
-    for (size_t i = 0; !rc && i < n; i++) {
-        char path[PATH_MAX];
-        path_of(c, items[i].key, path, sizeof path);
-        if (!(items[i].path = strdup(path))) {
-            snprintf(err, errlen, "out of memory");
-            rc = -1;
-        }
-    }
-    if (rc) {
-        for (size_t i = 0; i < n; i++) {
-            free(items[i].path);
-            items[i].path = NULL;
-            if (!pinned[i]) continue;
-            ent *e = ents[i];
-            if (mine[i] && e->state == LOADING) e->state = FAILED; /* never started */
-            if (!--e->pins && e->state == FAILED) drop(c, e, 0);
-        }
-    }
+    if (!rc) rc = wait_others(&j);
+    if (!rc) rc = name_items(&j);
+    if (rc) unpin_failed(&j);
     pthread_cond_broadcast(&c->cv);
     evict(c);
     pthread_mutex_unlock(&c->mu);

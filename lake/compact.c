@@ -54,7 +54,7 @@ static int on_lease(const store_entry *e, void *ud)
 }
 
 /* Writes lease seq with an expiry; STORE_EEXIST if another contender wrote it first. */
-static int lease_put(lease *l, uint64_t seq, int64_t expires_ms)
+static int lease_put(lease *l, uint64_t seq, int64_t expires_ms, char *err, size_t errlen)
 {
     char key[LAKE_KEY_MAX], at[EVTIME_LEN + 1];
     lake_lease_key(LEASE_NAME, seq, key);
@@ -63,8 +63,8 @@ static int lease_put(lease *l, uint64_t seq, int64_t expires_ms)
                           "expires", at);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    if (!text) return store_fail(STORE_EIO, "out of memory");
-    int r = store_put(l->s, key, text, strlen(text), STORE_IF_ABSENT);
+    if (!text) return store_fail(err, errlen, STORE_EIO, "out of memory");
+    int r = store_put(l->s, key, text, strlen(text), STORE_IF_ABSENT, err, errlen);
     free(text);
     if (!r) {
         l->seq = seq;
@@ -79,7 +79,8 @@ static void lease_trim(lease *l, uint64_t first)
     for (uint64_t s = first; s + 1 < l->seq; s++) {
         char key[LAKE_KEY_MAX];
         lake_lease_key(LEASE_NAME, s, key);
-        store_del(l->s, key);
+        char why[512];
+        store_del(l->s, key, why, sizeof why);
     }
 }
 
@@ -88,8 +89,9 @@ static int lease_take(lease *l, char *holder, size_t cap, char *err, size_t errl
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         latest lt = {0, 0, 0};
-        if (store_list(l->s, LAKE_LEASES_PREFIX LEASE_NAME "/", on_lease, &lt)) {
-            snprintf(err, errlen, "compaction: cannot read the lease: %s", store_errmsg());
+        char why[512];
+        if (store_list(l->s, LAKE_LEASES_PREFIX LEASE_NAME "/", on_lease, &lt, why, sizeof why)) {
+            snprintf(err, errlen, "compaction: cannot read the lease: %s", why);
             return -1;
         }
         int64_t now = evtime_now_ms();
@@ -97,12 +99,12 @@ static int lease_take(lease *l, char *holder, size_t cap, char *err, size_t errl
             char key[LAKE_KEY_MAX];
             lake_lease_key(LEASE_NAME, lt.seq, key);
             buf text = BUF_INIT;
-            int r = store_get(l->s, key, 0, 0, &text);
+            int r = store_get(l->s, key, 0, 0, &text, why, sizeof why);
             json_t *doc = r ? NULL : json_loadb(text.p ? text.p : "", text.len, 0, NULL);
             buf_free(&text);
             if (r == STORE_ENOENT) continue; /* trimmed meanwhile: list again */
             if (r) {
-                snprintf(err, errlen, "compaction: cannot read the lease: %s", store_errmsg());
+                snprintf(err, errlen, "compaction: cannot read the lease: %s", why);
                 return -1;
             }
             const char *owner = json_string_value(json_object_get(doc, "owner"));
@@ -116,13 +118,13 @@ static int lease_take(lease *l, char *holder, size_t cap, char *err, size_t errl
             }
             json_decref(doc);
         }
-        int r = lease_put(l, lt.seq + 1, now + l->ttl_ms);
+        int r = lease_put(l, lt.seq + 1, now + l->ttl_ms, why, sizeof why);
         if (!r) {
             if (lt.n) lease_trim(l, lt.first);
             return 0;
         }
         if (r != STORE_EEXIST) {
-            snprintf(err, errlen, "compaction: cannot take the lease: %s", store_errmsg());
+            snprintf(err, errlen, "compaction: cannot take the lease: %s", why);
             return -1;
         }
     }
@@ -139,13 +141,14 @@ static int lease_keep(lease *l, char *err, size_t errlen)
         snprintf(err, errlen, "compaction: the lease expired before it could be renewed");
         return -1;
     }
-    int r = lease_put(l, l->seq + 1, now + l->ttl_ms);
+    char why[512];
+    int r = lease_put(l, l->seq + 1, now + l->ttl_ms, why, sizeof why);
     if (r == STORE_EEXIST) {
         snprintf(err, errlen, "compaction: the lease was taken over by another compactor");
         return -1;
     }
     if (r) {
-        snprintf(err, errlen, "compaction: cannot renew the lease: %s", store_errmsg());
+        snprintf(err, errlen, "compaction: cannot renew the lease: %s", why);
         return -1;
     }
     return 0;
@@ -154,7 +157,8 @@ static int lease_keep(lease *l, char *err, size_t errlen)
 static void lease_give_up(lease *l)
 {
     /* a record that expired at once: the next compactor need not wait */
-    if (!lease_put(l, l->seq + 1, 0)) lease_trim(l, l->seq > 3 ? l->seq - 3 : 1);
+    char why[512];
+    if (!lease_put(l, l->seq + 1, 0, why, sizeof why)) lease_trim(l, l->seq > 3 ? l->seq - 3 : 1);
 }
 
 /* ---- the work directory ------------------------------------------------------- */
@@ -300,17 +304,19 @@ static int duck_open(run *r)
 static void collect(run *r, lake_partition *p)
 {
     int64_t keep_after = r->now - (r->cfg->retain_ms > 0 ? r->cfg->retain_ms : 0);
+    char why[512]; /* a file not deleted now is deleted by a later run */
     for (size_t i = 0; i < p->n; i++) {
         lake_part_file *f = &p->f[i];
         if (f->live) continue;
         int64_t died = p->has_manifest ? lake_manifest_replaced_at(&p->m, f->name) : -1;
         /* dead without a manifest saying since when: a leftover parquet file */
         if (died < 0) died = f->mtime_ms;
-        if (died <= keep_after && !store_del(r->cfg->store, f->key)) r->st->deleted++;
+        if (died <= keep_after && !store_del(r->cfg->store, f->key, why, sizeof why))
+            r->st->deleted++;
     }
     if (p->has_manifest && p->m.created_ms <= keep_after)
         for (size_t i = 0; i < p->nold; i++)
-            if (!store_del(r->cfg->store, p->old_manifests[i])) r->st->deleted++;
+            if (!store_del(r->cfg->store, p->old_manifests[i], why, sizeof why)) r->st->deleted++;
 }
 
 static int tick(void *ud, char *err, size_t errlen)
@@ -430,7 +436,8 @@ static void unput(run *r, int64_t hour, const lake_hour_result *res, size_t n)
     for (size_t i = 0; i < n; i++) {
         char key[LAKE_KEY_MAX];
         lake_parquet_key(hour, res->out[i].uuid, key);
-        store_del(r->cfg->store, key);
+        char why[512];
+        store_del(r->cfg->store, key, why, sizeof why);
     }
 }
 
@@ -438,11 +445,12 @@ static void unput(run *r, int64_t hour, const lake_hour_result *res, size_t n)
 static int publish(run *r, lake_partition *p, const inputs *in, const lake_hour_result *res)
 {
     store *s = r->cfg->store;
+    char why[512];
     for (size_t i = 0; i < res->nout; i++) {
         char key[LAKE_KEY_MAX];
         lake_parquet_key(p->hour, res->out[i].uuid, key);
-        if (store_put_file(s, key, res->out[i].path, STORE_MOVE)) {
-            snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, store_errmsg());
+        if (store_put_file(s, key, res->out[i].path, STORE_MOVE, why, sizeof why)) {
+            snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, why);
             unput(r, p->hour, res, i);
             return -1;
         }
@@ -463,7 +471,7 @@ static int publish(run *r, lake_partition *p, const inputs *in, const lake_hour_
         unput(r, p->hour, res, res->nout);
         return -1;
     }
-    int put = store_put(s, mkey, text, strlen(text), STORE_IF_ABSENT);
+    int put = store_put(s, mkey, text, strlen(text), STORE_IF_ABSENT, why, sizeof why);
     free(text);
     if (put == STORE_EEXIST) {
         /* another compactor won this seq: our files are named by no manifest */
@@ -474,7 +482,7 @@ static int publish(run *r, lake_partition *p, const inputs *in, const lake_hour_
     if (put) {
         /* the put may have landed all the same (an answer lost after the write): the files
          * stay, and a later run deletes them after retain_ms if no manifest names them */
-        snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", mkey, store_errmsg());
+        snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", mkey, why);
         return -1;
     }
     r->st->compacted++;

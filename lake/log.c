@@ -9,9 +9,14 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * The logger's settings: set by log_setup, once, while the process starts and
+ * before it starts a thread that logs (`events serve` after reading its flags;
+ * tests between their cases); read without a lock by every thread afterwards.
+ */
 static enum log_format format = LOG_LOGFMT;
 static enum log_level min_level = LOG_INFO;
-static const char *names[] = {"debug", "info", "warn", "error"};
+static const char *const names[] = {"debug", "info", "warn", "error"};
 
 void log_setup(enum log_format fmt, enum log_level min)
 {

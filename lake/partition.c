@@ -90,11 +90,11 @@ static size_t mcache_slot(const char *id)
 }
 
 /* The manifest's text into out, from the copy or the store. STORE_OK or the store's code. */
-static int manifest_get(store *s, const char *key, buf *out)
+static int manifest_get(store *s, const char *key, buf *out, char *err, size_t errlen)
 {
     buf id = BUF_INIT;
     buf_printf(&id, "%s\n%s", s->url, key);
-    if (!buf_cstr(&id)) return store_fail(STORE_EIO, "out of memory");
+    if (!buf_cstr(&id)) return store_fail(err, errlen, STORE_EIO, "out of memory");
     size_t k = mcache_slot(id.p);
     pthread_mutex_lock(&mcache_mu);
     int hit = mcache[k].id && !strcmp(mcache[k].id, id.p);
@@ -104,7 +104,7 @@ static int manifest_get(store *s, const char *key, buf *out)
         buf_free(&id);
         return STORE_OK;
     }
-    int r = store_get(s, key, 0, 0, out);
+    int r = store_get(s, key, 0, 0, out, err, errlen);
     char *text = r ? NULL : malloc(out->len + 1);
     if (text) {
         memcpy(text, out->p ? out->p : "", out->len);
@@ -160,8 +160,9 @@ static int flush(lister *l)
         int64_t h;
         uint64_t seq = 0;
         lake_parse_manifest_key(l->manifest_key, &h, &seq);
-        if (manifest_get(l->s, l->manifest_key, &text)) {
-            snprintf(l->err, l->errlen, "cannot read %s: %s", l->manifest_key, store_errmsg());
+        char why[512];
+        if (manifest_get(l->s, l->manifest_key, &text, why, sizeof why)) {
+            snprintf(l->err, l->errlen, "cannot read %s: %s", l->manifest_key, why);
             buf_free(&text);
             return -1;
         }
@@ -193,9 +194,10 @@ static int flush(lister *l)
             store_entry se;
             lake_hour_prefix(p->hour, key);
             snprintf(key + strlen(key), sizeof key - strlen(key), "%s", json_string_value(v));
-            if (store_head(l->s, key, &se)) {
+            char why[512];
+            if (store_head(l->s, key, &se, why, sizeof why)) {
                 snprintf(l->err, l->errlen, "%s names %s, which is not in the lake: %s",
-                         l->manifest_key, key, store_errmsg());
+                         l->manifest_key, key, why);
                 return -1;
             }
             store_entry add = {key, se.size, se.mtime_ms};
@@ -279,9 +281,10 @@ int lake_partitions_list(store *s, const char *prefix, lake_partition_fn fn, voi
     lister l;
     memset(&l, 0, sizeof l);
     l.s = s, l.fn = fn, l.ud = ud, l.err = err, l.errlen = errlen;
-    int r = store_list(s, prefix, on_entry, &l);
+    char why[512];
+    int r = store_list(s, prefix, on_entry, &l, why, sizeof why);
     if (r && !l.rc) {
-        snprintf(err, errlen, "cannot list the lake: %s", store_errmsg());
+        snprintf(err, errlen, "cannot list the lake: %s", why);
         r = -1;
     } else if (l.rc) {
         r = l.rc;

@@ -213,9 +213,10 @@ int pitr_snapshots(store *st, const char *source, uint64_t **bookmarks, size_t *
     char prefix[LAKE_KEY_MAX];
     snprintf(prefix, sizeof prefix, LAKE_SNAPSHOTS_PREFIX "%s/", source);
     snaps s = {source, NULL, 0, 0};
-    int rc = store_list(st, prefix, one_snapshot, &s);
+    char why[512];
+    int rc = store_list(st, prefix, one_snapshot, &s, why, sizeof why);
     if (rc && rc != STORE_ENOENT) {
-        snprintf(err, errlen, "cannot list the snapshots: %s", store_errmsg());
+        snprintf(err, errlen, "cannot list the snapshots: %s", why);
         free(s.v);
         return -1;
     }
@@ -233,8 +234,9 @@ static int fetch_snapshot(store *st, const char *source, uint64_t snap, const ch
     bookmark_format(snap, bm);
     lake_snapshot_key(source, bm, "db", key);
     store_entry e;
-    if (store_head(st, key, &e)) {
-        snprintf(err, errlen, "cannot read snapshot %s/%s: %s", source, bm, store_errmsg());
+    char why[512] = "short read";
+    if (store_head(st, key, &e, why, sizeof why)) {
+        snprintf(err, errlen, "cannot read snapshot %s/%s: %s", source, bm, why);
         return -1;
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -247,8 +249,8 @@ static int fetch_snapshot(store *st, const char *source, uint64_t snap, const ch
     for (uint64_t off = 0; off < e.size && !rc;) {
         uint64_t len = e.size - off < (8u << 20) ? e.size - off : (8u << 20);
         b.len = 0;
-        if (store_get(st, key, off, len, &b) || b.len != len) {
-            snprintf(err, errlen, "cannot read snapshot %s/%s: %s", source, bm, store_errmsg());
+        if (store_get(st, key, off, len, &b, why, sizeof why) || b.len != len) {
+            snprintf(err, errlen, "cannot read snapshot %s/%s: %s", source, bm, why);
             rc = -1;
         } else if (write(fd, b.p, b.len) != (ssize_t)b.len) {
             snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));

@@ -900,7 +900,7 @@ static int list_rejected(query_engine *e, live *l, const hours *h, char *err, si
 {
     rlist r = {l, h, 0};
     int rc = 0;
-    char prefix[LAKE_KEY_MAX], last[LAKE_KEY_MAX] = "";
+    char prefix[LAKE_KEY_MAX], last[LAKE_KEY_MAX] = "", why[512];
     if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 62) {
         for (int64_t hr = h->lo; hr <= h->hi && !rc && !r.oom; hr++) {
             if (h->hi - h->lo < 24 * 2)
@@ -909,15 +909,15 @@ static int list_rejected(query_engine *e, live *l, const hours *h, char *err, si
                 lake_rejected_day_prefix(hr, prefix);
             if (!strcmp(prefix, last)) continue;
             memcpy(last, prefix, sizeof last);
-            rc = store_list(e->store, prefix, on_rejected, &r);
+            rc = store_list(e->store, prefix, on_rejected, &r, why, sizeof why);
         }
     } else {
-        rc = store_list(e->store, LAKE_REJECTED_PREFIX, on_rejected, &r);
+        rc = store_list(e->store, LAKE_REJECTED_PREFIX, on_rejected, &r, why, sizeof why);
     }
     if (rc == STORE_ENOENT) rc = 0; /* nothing refused yet */
     if (r.oom || rc) {
         snprintf(err, errlen, "query: cannot list the quarantine: %s",
-                 r.oom ? "out of memory" : store_errmsg());
+                 r.oom ? "out of memory" : why);
         return -1;
     }
     return 0;

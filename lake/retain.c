@@ -57,17 +57,17 @@ int lake_rejected_expire(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *
 {
     expired x = {.before = (now_ms - retain_ms) / EVTIME_HOUR_MS};
     if (now_ms - retain_ms < EVTIME_HOUR_MS) return 0; /* nothing can have ended yet */
-    int rc = store_list(s, LAKE_REJECTED_PREFIX, on_key, &x);
+    char why[512];
+    int rc = store_list(s, LAKE_REJECTED_PREFIX, on_key, &x, why, sizeof why);
     if (rc == STORE_ENOENT) rc = 0;
     if (x.oom || rc) {
-        snprintf(err, errlen, "cannot list the quarantine: %s",
-                 x.oom ? "out of memory" : store_errmsg());
+        snprintf(err, errlen, "cannot list the quarantine: %s", x.oom ? "out of memory" : why);
         rc = -1;
     }
     int64_t last = -1;
     for (size_t i = 0; i < x.n && !rc; i++) {
-        if (store_del(s, x.keys[i])) {
-            snprintf(err, errlen, "cannot delete %s: %s", x.keys[i], store_errmsg());
+        if (store_del(s, x.keys[i], why, sizeof why)) {
+            snprintf(err, errlen, "cannot delete %s: %s", x.keys[i], why);
             rc = -1;
             break;
         }

@@ -10,18 +10,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static __thread char errmsg[512];
-
-const char *store_errmsg(void)
-{
-    return errmsg[0] ? errmsg : "no error";
-}
-
-int store_fail(int code, const char *fmt, ...)
+int store_fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -45,7 +38,8 @@ int store_key_valid(const char *key)
     return 1;
 }
 
-int store_open(const char *url, store **out, char *err, size_t errlen)
+/* The store of url; a directory is made when missing unless readonly. */
+static int open_url(const char *url, int readonly, store **out, char *err, size_t errlen)
 {
     const char *path = url;
     if (!strncmp(url, "s3://", 5)) return store_s3_open(url, out, err, errlen);
@@ -61,11 +55,29 @@ int store_open(const char *url, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "lake: empty path");
         return -1;
     }
-    if (files_mkdirs(path)) {
+    if (!readonly && files_mkdirs(path)) {
         snprintf(err, errlen, "lake %s: cannot create: %s", path, strerror(errno));
         return -1;
     }
     return store_fs_open(path, out, err, errlen);
+}
+
+int store_open(const char *url, store **out, char *err, size_t errlen)
+{
+    return open_url(url, 0, out, err, errlen);
+}
+
+int store_open_readonly(const char *url, store **out, char *err, size_t errlen)
+{
+    if (open_url(url, 1, out, err, errlen)) return -1;
+    (*out)->readonly = 1;
+    return 0;
+}
+
+int store_refuse_write(const store *s, const char *key, char *err, size_t errlen)
+{
+    return store_fail(err, errlen, STORE_EREADONLY, "store %s: opened read-only, cannot write %s",
+                      s->url, key);
 }
 
 void store_close(store *s)

@@ -26,20 +26,21 @@ typedef struct fs_store {
     char *root;
 } fs_store;
 
-static int path_of(fs_store *fs, const char *key, char *out, size_t n)
+static int path_of(fs_store *fs, const char *key, char *out, size_t n, char *err, size_t errlen)
 {
-    if (!store_key_valid(key)) return store_fail(STORE_EINVAL, "store: invalid key \"%s\"", key);
+    if (!store_key_valid(key))
+        return store_fail(err, errlen, STORE_EINVAL, "store: invalid key \"%s\"", key);
     if ((size_t)snprintf(out, n, "%s/%s", fs->root, key) >= n)
-        return store_fail(STORE_EINVAL, "store: key too long \"%s\"", key);
+        return store_fail(err, errlen, STORE_EINVAL, "store: key too long \"%s\"", key);
     return STORE_OK;
 }
 
 /* Creates the directories of path's parent that are missing, each made durable. */
-static int make_parents(const char *path)
+static int make_parents(const char *path, char *err, size_t errlen)
 {
     char dir[4096];
     if (files_parent(path, dir, sizeof dir))
-        return store_fail(STORE_EINVAL, "store: path too long: %s", path);
+        return store_fail(err, errlen, STORE_EINVAL, "store: path too long: %s", path);
     size_t n = strlen(dir);
     struct stat st;
     if (!stat(dir, &st)) return 0;
@@ -52,20 +53,24 @@ static int make_parents(const char *path)
             *up = 0;
             int r = files_sync_dir(up == dir ? "/" : dir);
             *up = '/';
-            if (r) return store_fail(STORE_EIO, "store: cannot sync %s: %s", dir, strerror(errno));
+            if (r)
+                return store_fail(err, errlen, STORE_EIO, "store: cannot sync %s: %s", dir,
+                                  strerror(errno));
         } else if (errno != EEXIST) {
-            return store_fail(STORE_EIO, "store: cannot create %s: %s", dir, strerror(errno));
+            return store_fail(err, errlen, STORE_EIO, "store: cannot create %s: %s", dir,
+                              strerror(errno));
         }
         dir[i] = save;
     }
     return 0;
 }
 
-static int sync_parent(const char *path)
+static int sync_parent(const char *path, char *err, size_t errlen)
 {
     char dir[4096] = "";
     if (files_parent(path, dir, sizeof dir) || files_sync_dir(dir))
-        return store_fail(STORE_EIO, "store: cannot sync %s: %s", dir, strerror(errno));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot sync %s: %s", dir,
+                          strerror(errno));
     return 0;
 }
 
@@ -78,56 +83,63 @@ static void tmp_path(const char *path, char *out, size_t n)
 }
 
 /* Makes tmp (complete and synced) visible as path. */
-static int publish(const char *tmp, const char *path, int flags)
+static int publish(const char *tmp, const char *path, int flags, char *err, size_t errlen)
 {
     if (flags & STORE_IF_ABSENT) {
         if (link(tmp, path)) {
             int e = errno;
             unlink(tmp);
-            if (e == EEXIST) return store_fail(STORE_EEXIST, "store: %s exists", path);
-            return store_fail(STORE_EIO, "store: cannot link %s: %s", path, strerror(e));
+            if (e == EEXIST) return store_fail(err, errlen, STORE_EEXIST, "store: %s exists", path);
+            return store_fail(err, errlen, STORE_EIO, "store: cannot link %s: %s", path,
+                              strerror(e));
         }
         unlink(tmp);
     } else if (rename(tmp, path)) {
         int e = errno;
         unlink(tmp);
-        return store_fail(STORE_EIO, "store: cannot rename to %s: %s", path, strerror(e));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot rename to %s: %s", path,
+                          strerror(e));
     }
-    return sync_parent(path);
+    return sync_parent(path, err, errlen);
 }
 
-static int fs_put(store *s, const char *key, const void *data, size_t len, int flags)
+static int fs_put(store *s, const char *key, const void *data, size_t len, int flags, char *err,
+                  size_t errlen)
 {
     fs_store *fs = (fs_store *)s;
     char path[4096], tmp[4200];
-    int r = path_of(fs, key, path, sizeof path);
-    if (r || (r = make_parents(path))) return r;
+    int r = path_of(fs, key, path, sizeof path, err, errlen);
+    if (r || (r = make_parents(path, err, errlen))) return r;
     tmp_path(path, tmp, sizeof tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return store_fail(STORE_EIO, "store: cannot create %s: %s", tmp, strerror(errno));
+    if (fd < 0)
+        return store_fail(err, errlen, STORE_EIO, "store: cannot create %s: %s", tmp,
+                          strerror(errno));
     if (files_write_all(fd, data, len, FILES_AT_POSITION) || fsync(fd)) {
         int e = errno;
         close(fd);
         unlink(tmp);
-        return store_fail(STORE_EIO, "store: cannot write %s: %s", path, strerror(e));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot write %s: %s", path, strerror(e));
     }
     if (close(fd)) {
         int e = errno;
         unlink(tmp);
-        return store_fail(STORE_EIO, "store: cannot write %s: %s", path, strerror(e));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot write %s: %s", path, strerror(e));
     }
-    return publish(tmp, path, flags);
+    return publish(tmp, path, flags, err, errlen);
 }
 
-static int copy_file(const char *from, const char *to)
+static int copy_file(const char *from, const char *to, char *err, size_t errlen)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return store_fail(STORE_EIO, "store: cannot open %s: %s", from, strerror(errno));
+    if (in < 0)
+        return store_fail(err, errlen, STORE_EIO, "store: cannot open %s: %s", from,
+                          strerror(errno));
     int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {
         int e = errno;
         close(in);
-        return store_fail(STORE_EIO, "store: cannot create %s: %s", to, strerror(e));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot create %s: %s", to, strerror(e));
     }
     char b[65536];
     int r = 0;
@@ -135,66 +147,72 @@ static int copy_file(const char *from, const char *to)
         ssize_t n = read(in, b, sizeof b);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-            r = store_fail(STORE_EIO, "store: cannot read %s: %s", from, strerror(errno));
+            r = store_fail(err, errlen, STORE_EIO, "store: cannot read %s: %s", from,
+                           strerror(errno));
             break;
         }
         if (n == 0) break;
         if (files_write_all(out, b, (size_t)n, FILES_AT_POSITION)) {
-            r = store_fail(STORE_EIO, "store: cannot write %s: %s", to, strerror(errno));
+            r = store_fail(err, errlen, STORE_EIO, "store: cannot write %s: %s", to,
+                           strerror(errno));
             break;
         }
     }
     if (!r && fsync(out))
-        r = store_fail(STORE_EIO, "store: cannot sync %s: %s", to, strerror(errno));
+        r = store_fail(err, errlen, STORE_EIO, "store: cannot sync %s: %s", to, strerror(errno));
     close(in);
     if (close(out) && !r)
-        r = store_fail(STORE_EIO, "store: cannot write %s: %s", to, strerror(errno));
+        r = store_fail(err, errlen, STORE_EIO, "store: cannot write %s: %s", to, strerror(errno));
     if (r) unlink(to);
     return r;
 }
 
-static int fs_put_file(store *s, const char *key, const char *src, int flags)
+static int fs_put_file(store *s, const char *key, const char *src, int flags, char *err,
+                       size_t errlen)
 {
     fs_store *fs = (fs_store *)s;
     char path[4096], tmp[4200];
-    int r = path_of(fs, key, path, sizeof path);
-    if (r || (r = make_parents(path))) return r;
+    int r = path_of(fs, key, path, sizeof path, err, errlen);
+    if (r || (r = make_parents(path, err, errlen))) return r;
     if (flags & STORE_MOVE) {
         /* the source is complete and synced: publish it under its new name directly */
         int ok = (flags & STORE_IF_ABSENT) ? link(src, path) : rename(src, path);
         if (!ok) {
             if (flags & STORE_IF_ABSENT) unlink(src);
-            return sync_parent(path);
+            return sync_parent(path, err, errlen);
         }
         if (errno == EEXIST && (flags & STORE_IF_ABSENT))
-            return store_fail(STORE_EEXIST, "store: %s exists", path);
+            return store_fail(err, errlen, STORE_EEXIST, "store: %s exists", path);
         if (errno != EXDEV)
-            return store_fail(STORE_EIO, "store: cannot move %s to %s: %s", src, path,
+            return store_fail(err, errlen, STORE_EIO, "store: cannot move %s to %s: %s", src, path,
                               strerror(errno));
     }
     tmp_path(path, tmp, sizeof tmp);
-    if ((r = copy_file(src, tmp))) return r;
-    if ((r = publish(tmp, path, flags))) return r;
+    if ((r = copy_file(src, tmp, err, errlen))) return r;
+    if ((r = publish(tmp, path, flags, err, errlen))) return r;
     if (flags & STORE_MOVE) unlink(src);
     return STORE_OK;
 }
 
-static int fs_get(store *s, const char *key, uint64_t off, uint64_t len, buf *out)
+static int fs_get(store *s, const char *key, uint64_t off, uint64_t len, buf *out, char *err,
+                  size_t errlen)
 {
     fs_store *fs = (fs_store *)s;
     char path[4096];
-    int r = path_of(fs, key, path, sizeof path);
+    int r = path_of(fs, key, path, sizeof path, err, errlen);
     if (r) return r;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) return store_fail(STORE_ENOENT, "store: %s: no such object", key);
-        return store_fail(STORE_EIO, "store: cannot open %s: %s", path, strerror(errno));
+        if (errno == ENOENT)
+            return store_fail(err, errlen, STORE_ENOENT, "store: %s: no such object", key);
+        return store_fail(err, errlen, STORE_EIO, "store: cannot open %s: %s", path,
+                          strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st)) {
         int e = errno;
         close(fd);
-        return store_fail(STORE_EIO, "store: cannot stat %s: %s", path, strerror(e));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot stat %s: %s", path, strerror(e));
     }
     uint64_t size = (uint64_t)st.st_size;
     if (off > size) off = size;
@@ -202,7 +220,7 @@ static int fs_get(store *s, const char *key, uint64_t off, uint64_t len, buf *ou
     if (len && len < want) want = len;
     if (buf_reserve(out, want)) {
         close(fd);
-        return store_fail(STORE_EIO, "store: out of memory reading %s", key);
+        return store_fail(err, errlen, STORE_EIO, "store: out of memory reading %s", key);
     }
     uint64_t got = 0;
     while (got < want) {
@@ -211,7 +229,8 @@ static int fs_get(store *s, const char *key, uint64_t off, uint64_t len, buf *ou
         if (n < 0) {
             int e = errno;
             close(fd);
-            return store_fail(STORE_EIO, "store: cannot read %s: %s", path, strerror(e));
+            return store_fail(err, errlen, STORE_EIO, "store: cannot read %s: %s", path,
+                              strerror(e));
         }
         if (n == 0) break;
         got += (uint64_t)n;
@@ -221,18 +240,21 @@ static int fs_get(store *s, const char *key, uint64_t off, uint64_t len, buf *ou
     return STORE_OK;
 }
 
-static int fs_head(store *s, const char *key, store_entry *e)
+static int fs_head(store *s, const char *key, store_entry *e, char *err, size_t errlen)
 {
     fs_store *fs = (fs_store *)s;
     char path[4096];
-    int r = path_of(fs, key, path, sizeof path);
+    int r = path_of(fs, key, path, sizeof path, err, errlen);
     if (r) return r;
     struct stat st;
     if (stat(path, &st)) {
-        if (errno == ENOENT) return store_fail(STORE_ENOENT, "store: %s: no such object", key);
-        return store_fail(STORE_EIO, "store: cannot stat %s: %s", path, strerror(errno));
+        if (errno == ENOENT)
+            return store_fail(err, errlen, STORE_ENOENT, "store: %s: no such object", key);
+        return store_fail(err, errlen, STORE_EIO, "store: cannot stat %s: %s", path,
+                          strerror(errno));
     }
-    if (!S_ISREG(st.st_mode)) return store_fail(STORE_ENOENT, "store: %s: no such object", key);
+    if (!S_ISREG(st.st_mode))
+        return store_fail(err, errlen, STORE_ENOENT, "store: %s: no such object", key);
     e->key = key;
     e->size = (uint64_t)st.st_size;
     e->mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
@@ -265,14 +287,15 @@ typedef struct walk {
     int stop;
 } walk;
 
-static int walk_dir(walk *w, char *key, size_t klen)
+static int walk_dir(walk *w, char *key, size_t klen, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%.*s", w->fs->root, (int)klen, key);
     DIR *d = opendir(path);
     if (!d) {
         if (errno == ENOENT || errno == ENOTDIR) return STORE_OK;
-        return store_fail(STORE_EIO, "store: cannot list %s: %s", path, strerror(errno));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot list %s: %s", path,
+                          strerror(errno));
     }
     name *v = NULL;
     size_t n = 0, cap = 0;
@@ -291,13 +314,13 @@ static int walk_dir(walk *w, char *key, size_t klen)
             cap = cap ? cap * 2 : 64;
             name *nv = realloc(v, cap * sizeof *v);
             if (!nv) {
-                r = store_fail(STORE_EIO, "store: out of memory listing %s", path);
+                r = store_fail(err, errlen, STORE_EIO, "store: out of memory listing %s", path);
                 break;
             }
             v = nv;
         }
         if (!(v[n].s = strdup(de->d_name))) {
-            r = store_fail(STORE_EIO, "store: out of memory listing %s", path);
+            r = store_fail(err, errlen, STORE_EIO, "store: out of memory listing %s", path);
             break;
         }
         v[n++].dir = dir;
@@ -313,7 +336,7 @@ static int walk_dir(walk *w, char *key, size_t klen)
             key[k2] = '/';
             /* descend only where the prefix can still match */
             size_t cmp = k2 + 1 < w->plen ? k2 + 1 : w->plen;
-            if (!memcmp(key, w->prefix, cmp)) r = walk_dir(w, key, k2 + 1);
+            if (!memcmp(key, w->prefix, cmp)) r = walk_dir(w, key, k2 + 1, err, errlen);
         } else {
             key[k2] = 0;
             if (k2 >= w->plen && !memcmp(key, w->prefix, w->plen)) {
@@ -332,25 +355,27 @@ static int walk_dir(walk *w, char *key, size_t klen)
     return r;
 }
 
-static int fs_list(store *s, const char *prefix, store_list_fn fn, void *ud)
+static int fs_list(store *s, const char *prefix, store_list_fn fn, void *ud, char *err,
+                   size_t errlen)
 {
     walk w = {(fs_store *)s, prefix, strlen(prefix), fn, ud, 0};
     char key[1024];
     const char *slash = strrchr(prefix, '/');
     size_t klen = slash ? (size_t)(slash - prefix + 1) : 0;
-    if (klen >= sizeof key) return store_fail(STORE_EINVAL, "store: prefix too long");
+    if (klen >= sizeof key) return store_fail(err, errlen, STORE_EINVAL, "store: prefix too long");
     memcpy(key, prefix, klen);
-    return walk_dir(&w, key, klen);
+    return walk_dir(&w, key, klen, err, errlen);
 }
 
-static int fs_del(store *s, const char *key)
+static int fs_del(store *s, const char *key, char *err, size_t errlen)
 {
     fs_store *fs = (fs_store *)s;
     char path[4096];
-    int r = path_of(fs, key, path, sizeof path);
+    int r = path_of(fs, key, path, sizeof path, err, errlen);
     if (r) return r;
     if (unlink(path) && errno != ENOENT) /* deleting what is not there is done, as on S3 */
-        return store_fail(STORE_EIO, "store: cannot delete %s: %s", path, strerror(errno));
+        return store_fail(err, errlen, STORE_EIO, "store: cannot delete %s: %s", path,
+                          strerror(errno));
     return STORE_OK;
 }
 
@@ -367,14 +392,15 @@ static void fs_close(store *s)
     free(fs);
 }
 
-static int fs_get_file(store *s, const char *key, const char *to)
+static int fs_get_file(store *s, const char *key, const char *to, char *err, size_t errlen)
 {
     fs_store *fs = (fs_store *)s;
     char path[4096];
-    int r = path_of(fs, key, path, sizeof path);
+    int r = path_of(fs, key, path, sizeof path, err, errlen);
     if (r) return r;
-    if (access(path, F_OK)) return store_fail(STORE_ENOENT, "store: %s: no such object", key);
-    return copy_file(path, to);
+    if (access(path, F_OK))
+        return store_fail(err, errlen, STORE_ENOENT, "store: %s: no such object", key);
+    return copy_file(path, to, err, errlen);
 }
 
 static const store_ops fs_ops = {fs_put,  fs_put_file, fs_get,  fs_get_file, fs_head,

@@ -480,13 +480,12 @@ static int seal_check(lake_writer *w, sealed *s, const char *name, const char *k
     }
     if (!exists) { /* an earlier attempt may have moved it and failed after */
         store_entry e;
-        int h = store_head(w->cfg.store, key, &e);
+        int h = store_head(w->cfg.store, key, &e, err, errlen);
         if (h == STORE_OK) {
             *done = 1;
             return SEAL_MOVED;
         }
         if (h != STORE_ENOENT) {
-            snprintf(err, errlen, "%s", store_errmsg());
             return SEAL_RETRY;
         }
     }
@@ -537,8 +536,7 @@ static int seal_one(lake_writer *w, sealed *s, char *err, size_t errlen)
         return SEAL_MOVED;
     }
     if (s->kind == LAKE_KIND_EVENTS) seallog_append(w, key, s->events); /* ids for dedup */
-    if (store_put_file(w->cfg.store, key, path, STORE_MOVE)) {
-        snprintf(err, errlen, "%s", store_errmsg());
+    if (store_put_file(w->cfg.store, key, path, STORE_MOVE, err, errlen)) {
         return SEAL_RETRY;
     }
     return SEAL_MOVED;
@@ -1351,9 +1349,10 @@ static void rebuild_dedup_from_lake(lake_writer *w)
     buf data = BUF_INIT;
     for (size_t i = from; i < n; i++) {
         data.len = 0;
+        char why[512]; /* a file that cannot be read adds no ids */
         /* entries below n are set by seallog_read; the analyzer loses track through realloc */
         // NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage)
-        if (store_get(w->cfg.store, e[i].key, 0, 0, &data) == STORE_OK)
+        if (store_get(w->cfg.store, e[i].key, 0, 0, &data, why, sizeof why) == STORE_OK)
             add_ids(w, data.p, data.len);
     }
     buf_free(&data);

@@ -232,11 +232,13 @@ unsigned snap_finish(snap_upload *u, store *st, buf *answer)
                   "createdAt", now, "size", (json_int_t)u->size, "sha256", hex, "tables", tables);
     char *text = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(m);
-    int rc = store_put_file(st, key, u->path, STORE_IF_ABSENT | STORE_MOVE);
+    char why[512];
+    int rc = store_put_file(st, key, u->path, STORE_IF_ABSENT | STORE_MOVE, why, sizeof why);
     if (rc == STORE_EEXIST) { /* the same file again is fine; another one is not */
         buf old = BUF_INIT;
         json_t *om = NULL;
-        if (store_get(st, mkey, 0, 0, &old) == STORE_OK) om = json_loadb(old.p, old.len, 0, NULL);
+        if (store_get(st, mkey, 0, 0, &old, why, sizeof why) == STORE_OK)
+            om = json_loadb(old.p, old.len, 0, NULL);
         const char *osha = json_string_value(json_object_get(om, "sha256"));
         if (osha && !strcmp(osha, hex)) {
             answer->len = 0;
@@ -248,8 +250,8 @@ unsigned snap_finish(snap_upload *u, store *st, buf *answer)
         }
         json_decref(om);
         buf_free(&old);
-    } else if (rc || store_put(st, mkey, text, strlen(text), 0)) {
-        status = fail(answer, 503, "cannot store the snapshot: %s", store_errmsg());
+    } else if (rc || store_put(st, mkey, text, strlen(text), 0, why, sizeof why)) {
+        status = fail(answer, 503, "cannot store the snapshot: %s", why);
     } else {
         answer->len = 0;
         buf_puts(answer, text);
@@ -275,7 +277,8 @@ static int list_one(const store_entry *e, void *ud)
     if (lake_parse_snapshot_key(e->key, source, bm, &ext) || strcmp(ext, "json")) return 0;
     if (l->source && strcmp(l->source, source)) return 0;
     buf b = BUF_INIT;
-    if (store_get(l->st, e->key, 0, 0, &b) == STORE_OK) {
+    char why[512]; /* a snapshot whose record cannot be read is not listed */
+    if (store_get(l->st, e->key, 0, 0, &b, why, sizeof why) == STORE_OK) {
         json_t *m = json_loadb(b.p, b.len, 0, NULL);
         if (m) json_array_append_new(l->list, m);
     }
@@ -294,10 +297,11 @@ unsigned snap_list(store *st, const char *source, buf *answer)
     else
         snprintf(prefix, sizeof prefix, LAKE_SNAPSHOTS_PREFIX);
     lister l = {st, source, json_array()};
-    int rc = store_list(st, prefix, list_one, &l);
+    char why[512];
+    int rc = store_list(st, prefix, list_one, &l, why, sizeof why);
     if (rc && rc != STORE_ENOENT) {
         json_decref(l.list);
-        return fail(answer, 503, "cannot list the snapshots: %s", store_errmsg());
+        return fail(answer, 503, "cannot list the snapshots: %s", why);
     }
     json_t *out = json_pack("{s:o}", "snapshots", l.list);
     char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -322,9 +326,10 @@ unsigned snap_open(store *st, const char *tmp_dir, const char *source, const cha
     } else { /* a copy, streamed to local disk, not memory */
         snprintf(path, sizeof path, "%s/snapshot-get-%016llx.tmp", tmp_dir,
                  (unsigned long long)evrand_u64());
-        int rc = store_get_file(st, key, path);
+        char why[512];
+        int rc = store_get_file(st, key, path, why, sizeof why);
         if (rc == STORE_ENOENT) return fail(out, 404, "no snapshot %s/%s", source, bookmark);
-        if (rc) return fail(out, 503, "cannot read the snapshot: %s", store_errmsg());
+        if (rc) return fail(out, 503, "cannot read the snapshot: %s", why);
     }
     int f = open(path, O_RDONLY | O_CLOEXEC);
     int e = errno;

@@ -62,6 +62,7 @@ static void cleanup(void)
 
 static void setup(void)
 {
+    char why[512];
     const char *tmp = getenv("TMPDIR");
     snprintf(lake_dir, sizeof lake_dir, "%s/events-fuzzq-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(lake_dir)) abort();
@@ -82,7 +83,7 @@ static void setup(void)
             "\"m\","
             "\"durationMs\":1.5,\"collection\":\"c\",\"docId\":\"d\",\"bookmark\":\"%016d\"}\n",
             h, ts, ts, h);
-        if (store_put(st, key, line, (size_t)n, 0)) abort();
+        if (store_put(st, key, line, (size_t)n, 0, why, sizeof why)) abort();
     }
     query_config qc = {.store = st, .memory_limit = 256u << 20, .threads = 1};
     if (query_engine_open(&qc, &engine, err, sizeof err)) {

@@ -425,6 +425,8 @@ TEST(test_commands_that_read_never_make_the_lake)
         {"history users u1", "history", 1},
         {"restore --lake ./events-lake --source s --bookmark 0000000000000001 --out r.db",
          "restore", 2},
+        {"restore --lake ./events-lake --source s --bookmark 0000000000000001 --dry-run", "restore",
+         2},
         {"compact", "compact", 1},
         {"snapshot --lake ./events-lake --list", "snapshot", 1},
     };

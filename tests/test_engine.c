@@ -43,6 +43,7 @@ typedef struct lake {
 /* A lake with `hours` hour partitions from T0, one file each, events_per_hour events each. */
 static int lake_open(lake *l, int hours, int events_per_hour, uint64_t memory)
 {
+    char why[512];
     memset(l, 0, sizeof *l);
     l->dir = test_tmpdir("engine");
     char err[512];
@@ -60,7 +61,7 @@ static int lake_open(lake *l, int hours, int events_per_hour, uint64_t memory)
         char key[LAKE_KEY_MAX], uuid[40];
         snprintf(uuid, sizeof uuid, "00000000-0000-7000-8000-%012d", h);
         lake_raw_key(T0_MS / 3600000 + h, uuid, key);
-        if (store_put(l->st, key, b.p, b.len, 0)) return -1;
+        if (store_put(l->st, key, b.p, b.len, 0, why, sizeof why)) return -1;
         buf_free(&b);
     }
     query_config qc = {.store = l->st, .memory_limit = memory, .threads = 2};
@@ -502,6 +503,7 @@ static int prop_events(int far, int64_t *us)
 
 static int prop_lake_open(lake *l, int far, int *nfiles, int *nevents)
 {
+    char why[512];
     if (lake_open(l, 0, 0, 0)) return -1;
     int64_t us[64];
     int n = prop_events(far, us), files = 0;
@@ -513,7 +515,7 @@ static int prop_lake_open(lake *l, int far, int *nfiles, int *nevents)
             char key[LAKE_KEY_MAX], uuid[40];
             snprintf(uuid, sizeof uuid, "00000000-0000-7000-8000-%012d", files++);
             lake_raw_key(last_hour, uuid, key);
-            if (store_put(l->st, key, b.p, b.len, 0)) return -1;
+            if (store_put(l->st, key, b.p, b.len, 0, why, sizeof why)) return -1;
             b.len = 0;
         }
         if (i == n) break;
@@ -993,10 +995,11 @@ TEST(test_engine_binds_parameters_and_reports_sql_errors)
 /* Writes raw lines as the lake file of hour h. */
 static void put_lines(lake *l, int h, const char *uuid_tail, const char *lines)
 {
+    char why[512];
     char key[LAKE_KEY_MAX], uuid[40];
     snprintf(uuid, sizeof uuid, "00000000-0000-7000-8000-%s", uuid_tail);
     lake_raw_key(T0_MS / 3600000 + h, uuid, key);
-    CHECK_INT(STORE_OK, store_put(l->st, key, lines, strlen(lines), 0));
+    CHECK_INT(STORE_OK, store_put(l->st, key, lines, strlen(lines), 0, why, sizeof why));
 }
 
 TEST(test_engine_typed_and_whole_event_views_agree)
@@ -1247,6 +1250,7 @@ TEST(test_engine_memory_reaches_a_plateau_over_many_queries)
 /* A quarantine file of hour h (from T0) with n records. */
 static int put_rejected(lake *l, int h, int n)
 {
+    char why[512];
     buf b = BUF_INIT;
     for (int i = 0; i < n; i++) {
         char at[EVTIME_LEN + 1];
@@ -1267,7 +1271,7 @@ static int put_rejected(lake *l, int h, int n)
     char key[LAKE_KEY_MAX], uuid[40];
     snprintf(uuid, sizeof uuid, "00000000-0000-7000-8000-%012d", h);
     lake_segment_key(LAKE_KIND_REJECTED, T0_MS / 3600000 + h, uuid, key);
-    int rc = store_put(l->st, key, b.p, b.len, 0);
+    int rc = store_put(l->st, key, b.p, b.len, 0, why, sizeof why);
     buf_free(&b);
     return rc;
 }

@@ -134,6 +134,49 @@ TEST(test_store_open_rejects_unknown_schemes)
         err);
 }
 
+/* Opened read-only, as SQLITE_OPEN_READONLY: nothing is made, and every write is refused. */
+TEST(test_store_opened_readonly_creates_nothing_and_refuses_writes)
+{
+    char *dir = test_tmpdir("store-ro");
+    char lake[4200], url[4300], path[4300], err[512];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(url, sizeof url, "file://%s", lake);
+    store *s = NULL;
+    CHECK_INT(-1, store_open_readonly(lake, &s, err, sizeof err));
+    CHECK_CONTAINS("No such file or directory", err);
+    CHECK_INT(-1, store_open_readonly(url, &s, err, sizeof err));
+    CHECK(access(lake, F_OK) != 0);
+
+    REQUIRE_INT(0, store_open(lake, &s, err, sizeof err));
+    CHECK_INT(STORE_OK, store_put(s, "events/a", "x", 1, 0, err, sizeof err));
+    store_close(s);
+    REQUIRE_INT(0, store_open_readonly(url, &s, err, sizeof err));
+    buf b = BUF_INIT;
+    CHECK_INT(STORE_OK, store_get(s, "events/a", 0, 0, &b, err, sizeof err));
+    CHECK(b.len == 1 && b.p[0] == 'x');
+    buf_free(&b);
+    char want[4400];
+    snprintf(want, sizeof want, "store %s: opened read-only, cannot write events/b", s->url);
+    CHECK_INT(STORE_EREADONLY, store_put(s, "events/b", "y", 1, 0, err, sizeof err));
+    CHECK_STR(want, err);
+    snprintf(path, sizeof path, "%s/src", dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs("y", f);
+    fclose(f);
+    CHECK_INT(STORE_EREADONLY, store_put_file(s, "events/b", path, STORE_MOVE, err, sizeof err));
+    CHECK_STR(want, err);
+    CHECK(access(path, F_OK) == 0); /* not taken */
+    CHECK_INT(STORE_EREADONLY, store_del(s, "events/a", err, sizeof err));
+    store_close(s);
+    snprintf(path, sizeof path, "%s/events/a", lake);
+    CHECK(access(path, F_OK) == 0);
+    snprintf(path, sizeof path, "%s/events/b", lake);
+    CHECK(access(path, F_OK) != 0);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* ---- the writer ---- */
 
 typedef struct waiter {

@@ -70,79 +70,85 @@ static int on_list(const store_entry *e, void *ud)
 
 static void store_contract(store *s)
 {
+    char why[512];
     buf b = BUF_INIT;
-    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/10/a.jsonl", "hello\n", 6, 0));
-    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/10/b.jsonl", "world!\n", 7, 0));
-    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/11/c.jsonl", "x", 1, 0));
-    CHECK_INT(STORE_OK, store_put(s, "events-other/z", "z", 1, 0));
-    CHECK_INT(STORE_OK, store_put(s, "snapshots/src/1.db", "db", 2, 0));
     CHECK_INT(STORE_OK,
-              store_put(s, "odd/a b+c%=ü&.jsonl", "odd", 3, 0)); /* signed paths, encoded */
-    CHECK_INT(STORE_OK, store_put(s, "empty/nothing", "", 0, 0));
+              store_put(s, "events/2026/11/25/10/a.jsonl", "hello\n", 6, 0, why, sizeof why));
+    CHECK_INT(STORE_OK,
+              store_put(s, "events/2026/11/25/10/b.jsonl", "world!\n", 7, 0, why, sizeof why));
+    CHECK_INT(STORE_OK, store_put(s, "events/2026/11/25/11/c.jsonl", "x", 1, 0, why, sizeof why));
+    CHECK_INT(STORE_OK, store_put(s, "events-other/z", "z", 1, 0, why, sizeof why));
+    CHECK_INT(STORE_OK, store_put(s, "snapshots/src/1.db", "db", 2, 0, why, sizeof why));
+    CHECK_INT(STORE_OK, store_put(s, "odd/a b+c%=ü&.jsonl", "odd", 3, 0, why,
+                                  sizeof why)); /* signed paths, encoded */
+    CHECK_INT(STORE_OK, store_put(s, "empty/nothing", "", 0, 0, why, sizeof why));
 
-    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/a.jsonl", 0, 0, &b));
+    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/a.jsonl", 0, 0, &b, why, sizeof why));
     CHECK(b.len == 6 && !memcmp(b.p, "hello\n", 6));
     b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/b.jsonl", 2, 3, &b));
+    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/b.jsonl", 2, 3, &b, why, sizeof why));
     CHECK(b.len == 3 && !memcmp(b.p, "rld", 3));
     b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/b.jsonl", 4, 0, &b));
+    CHECK_INT(STORE_OK, store_get(s, "events/2026/11/25/10/b.jsonl", 4, 0, &b, why, sizeof why));
     CHECK(b.len == 3 && !memcmp(b.p, "d!\n", 3));
     b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "odd/a b+c%=ü&.jsonl", 0, 0, &b));
+    CHECK_INT(STORE_OK, store_get(s, "odd/a b+c%=ü&.jsonl", 0, 0, &b, why, sizeof why));
     CHECK(b.len == 3 && !memcmp(b.p, "odd", 3));
     b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "empty/nothing", 0, 0, &b));
+    CHECK_INT(STORE_OK, store_get(s, "empty/nothing", 0, 0, &b, why, sizeof why));
     CHECK_INT(0, b.len);
-    CHECK_INT(STORE_ENOENT, store_get(s, "events/none", 0, 0, &b));
-    CHECK_CONTAINS("events/none", store_errmsg());
+    CHECK_INT(STORE_ENOENT, store_get(s, "events/none", 0, 0, &b, why, sizeof why));
+    CHECK_CONTAINS("events/none", why);
 
     store_entry e;
-    CHECK_INT(STORE_OK, store_head(s, "events/2026/11/25/10/b.jsonl", &e));
+    CHECK_INT(STORE_OK, store_head(s, "events/2026/11/25/10/b.jsonl", &e, why, sizeof why));
     CHECK_INT(7, e.size);
     CHECK(e.mtime_ms > 0);
-    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/10/zzz", &e));
+    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/10/zzz", &e, why, sizeof why));
 
     listed l = {0};
-    CHECK_INT(STORE_OK, store_list(s, "events/", on_list, &l));
+    CHECK_INT(STORE_OK, store_list(s, "events/", on_list, &l, why, sizeof why));
     REQUIRE_INT(3, l.n);
     CHECK_STR("events/2026/11/25/10/a.jsonl", l.keys[0]);
     CHECK_STR("events/2026/11/25/10/b.jsonl", l.keys[1]);
     CHECK_STR("events/2026/11/25/11/c.jsonl", l.keys[2]);
     CHECK_INT(7, l.sizes[1]);
     memset(&l, 0, sizeof l);
-    CHECK_INT(STORE_OK, store_list(s, "events/2026/11/25/1", on_list, &l));
+    CHECK_INT(STORE_OK, store_list(s, "events/2026/11/25/1", on_list, &l, why, sizeof why));
     CHECK_INT(3, l.n);
     memset(&l, 0, sizeof l);
-    CHECK_INT(STORE_OK, store_list(s, "events", on_list, &l)); /* a prefix, not a directory */
+    CHECK_INT(STORE_OK, store_list(s, "events", on_list, &l, why,
+                                   sizeof why)); /* a prefix, not a directory */
     CHECK_INT(4, l.n);
     CHECK_STR("events-other/z", l.keys[0]); /* '-' sorts before '/' */
     memset(&l, 0, sizeof l);
-    CHECK_INT(STORE_OK, store_list(s, "odd/", on_list, &l));
+    CHECK_INT(STORE_OK, store_list(s, "odd/", on_list, &l, why, sizeof why));
     CHECK_INT(1, l.n);
     CHECK_STR("odd/a b+c%=ü&.jsonl", l.keys[0]);
     memset(&l, 0, sizeof l);
-    CHECK_INT(STORE_OK, store_list(s, "nothing/", on_list, &l));
+    CHECK_INT(STORE_OK, store_list(s, "nothing/", on_list, &l, why, sizeof why));
     CHECK_INT(0, l.n);
 
     /* a conditional put: exactly one of two writers wins */
-    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "a", 1, STORE_IF_ABSENT));
-    CHECK_INT(STORE_EEXIST, store_put(s, "leases/compact", "b", 1, STORE_IF_ABSENT));
+    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "a", 1, STORE_IF_ABSENT, why, sizeof why));
+    CHECK_INT(STORE_EEXIST,
+              store_put(s, "leases/compact", "b", 1, STORE_IF_ABSENT, why, sizeof why));
     b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "leases/compact", 0, 0, &b));
+    CHECK_INT(STORE_OK, store_get(s, "leases/compact", 0, 0, &b, why, sizeof why));
     CHECK(b.len == 1 && b.p[0] == 'a');
     /* an unconditional put replaces */
-    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "bb", 2, 0));
-    CHECK_INT(STORE_OK, store_head(s, "leases/compact", &e));
+    CHECK_INT(STORE_OK, store_put(s, "leases/compact", "bb", 2, 0, why, sizeof why));
+    CHECK_INT(STORE_OK, store_head(s, "leases/compact", &e, why, sizeof why));
     CHECK_INT(2, e.size);
 
-    CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl"));
-    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/11/c.jsonl", &e));
-    CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl")); /* again: nothing to do */
+    CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl", why, sizeof why));
+    CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/11/c.jsonl", &e, why, sizeof why));
+    CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl", why,
+                                  sizeof why)); /* again: nothing to do */
 
-    CHECK_INT(STORE_EINVAL, store_put(s, "../escape", "x", 1, 0));
-    CHECK_INT(STORE_EINVAL, store_put(s, "/abs", "x", 1, 0));
-    CHECK_INT(STORE_EINVAL, store_put(s, "a//b", "x", 1, 0));
+    CHECK_INT(STORE_EINVAL, store_put(s, "../escape", "x", 1, 0, why, sizeof why));
+    CHECK_INT(STORE_EINVAL, store_put(s, "/abs", "x", 1, 0, why, sizeof why));
+    CHECK_INT(STORE_EINVAL, store_put(s, "a//b", "x", 1, 0, why, sizeof why));
 
     /* put_file with STORE_MOVE takes the file */
     char *dir = test_tmpdir("contract");
@@ -151,28 +157,30 @@ static void store_contract(store *s)
     FILE *f = fopen(src, "w");
     fputs("moved\n", f);
     fclose(f);
-    CHECK_INT(STORE_OK, store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE));
+    CHECK_INT(STORE_OK,
+              store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE, why, sizeof why));
     CHECK(access(src, F_OK) != 0);
     b.len = 0;
-    CHECK_INT(STORE_OK, store_get(s, "events/2026/01/01/00/m.jsonl", 0, 0, &b));
+    CHECK_INT(STORE_OK, store_get(s, "events/2026/01/01/00/m.jsonl", 0, 0, &b, why, sizeof why));
     CHECK(b.len == 6 && !memcmp(b.p, "moved\n", 6));
     /* a conditional put_file that loses keeps its file */
     f = fopen(src, "w");
     fputs("other\n", f);
     fclose(f);
-    CHECK_INT(STORE_EEXIST,
-              store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE | STORE_IF_ABSENT));
+    CHECK_INT(STORE_EEXIST, store_put_file(s, "events/2026/01/01/00/m.jsonl", src,
+                                           STORE_MOVE | STORE_IF_ABSENT, why, sizeof why));
     CHECK(access(src, F_OK) == 0);
     /* get_file: the whole object into a new file; nothing left behind when it fails */
     char got[4200];
     snprintf(got, sizeof got, "%s/got", dir);
-    CHECK_INT(STORE_OK, store_get_file(s, "events/2026/01/01/00/m.jsonl", got));
+    CHECK_INT(STORE_OK, store_get_file(s, "events/2026/01/01/00/m.jsonl", got, why, sizeof why));
     char *gt = test_read_file(got, NULL);
     CHECK_STR("moved\n", gt);
     free(gt);
-    CHECK_INT(STORE_EIO, store_get_file(s, "events/2026/01/01/00/m.jsonl", got)); /* exists */
+    CHECK_INT(STORE_EIO,
+              store_get_file(s, "events/2026/01/01/00/m.jsonl", got, why, sizeof why)); /* exists */
     unlink(got);
-    CHECK_INT(STORE_ENOENT, store_get_file(s, "events/none", got));
+    CHECK_INT(STORE_ENOENT, store_get_file(s, "events/none", got, why, sizeof why));
     CHECK(access(got, F_OK) != 0);
     test_rmtree(dir);
     free(dir);
@@ -255,20 +263,22 @@ typedef struct racer {
 
 static void *race(void *arg)
 {
+    char why[512];
     racer *r = arg;
     char v[16];
     snprintf(v, sizeof v, "writer-%d", r->id);
-    r->rc = store_put(r->s, "leases/race", v, strlen(v), STORE_IF_ABSENT);
+    r->rc = store_put(r->s, "leases/race", v, strlen(v), STORE_IF_ABSENT, why, sizeof why);
     return NULL;
 }
 
 TEST(s3_conditional_puts_have_one_winner)
 {
+    char why[512];
     REQUIRE(s3_ready());
     store *s = s3_store_open("race");
     REQUIRE(s);
     for (int round = 0; round < 3; round++) {
-        store_del(s, "leases/race");
+        store_del(s, "leases/race", why, sizeof why);
         racer r[8];
         pthread_t t[8];
         for (int i = 0; i < 8; i++)
@@ -282,7 +292,7 @@ TEST(s3_conditional_puts_have_one_winner)
         CHECK_INT(1, wins);
         CHECK_INT(7, lost);
         buf b = BUF_INIT;
-        CHECK_INT(STORE_OK, store_get(s, "leases/race", 0, 0, &b));
+        CHECK_INT(STORE_OK, store_get(s, "leases/race", 0, 0, &b, why, sizeof why));
         char want[16];
         snprintf(want, sizeof want, "writer-%d", won);
         CHECK(b.len == strlen(want) && !memcmp(b.p, want, b.len));
@@ -307,6 +317,7 @@ static int in_order(const store_entry *e, void *ud)
 
 TEST(s3_multipart_and_pagination)
 {
+    char why[512];
     REQUIRE(s3_ready());
     setenv("EVENTS_S3_MULTIPART_ABOVE", "6000000", 1);
     setenv("EVENTS_S3_LIST_PAGE", "50", 1);
@@ -318,35 +329,35 @@ TEST(s3_multipart_and_pagination)
     size_t n = (12u << 20) + 3;
     char *data = malloc(n);
     for (size_t i = 0; i < n; i++) data[i] = (char)(i * 131 + (i >> 20));
-    CHECK_INT(STORE_OK, store_put(s, "big/one.bin", data, n, 0));
+    CHECK_INT(STORE_OK, store_put(s, "big/one.bin", data, n, 0, why, sizeof why));
     char *dir = test_tmpdir("mp");
     char path[1200];
     snprintf(path, sizeof path, "%s/f.bin", dir);
     FILE *f = fopen(path, "wb");
     fwrite(data, 1, n, f);
     fclose(f);
-    CHECK_INT(STORE_OK, store_put_file(s, "big/two.bin", path, STORE_MOVE));
+    CHECK_INT(STORE_OK, store_put_file(s, "big/two.bin", path, STORE_MOVE, why, sizeof why));
     CHECK(access(path, F_OK) != 0);
     store_entry e;
-    CHECK_INT(STORE_OK, store_head(s, "big/two.bin", &e));
+    CHECK_INT(STORE_OK, store_head(s, "big/two.bin", &e, why, sizeof why));
     CHECK_INT(n, e.size);
     buf b = BUF_INIT;
-    CHECK_INT(STORE_OK, store_get(s, "big/one.bin", 0, 0, &b));
+    CHECK_INT(STORE_OK, store_get(s, "big/one.bin", 0, 0, &b, why, sizeof why));
     CHECK(b.len == n && !memcmp(b.p, data, n));
     b.len = 0;
-    CHECK_INT(STORE_OK,
-              store_get(s, "big/two.bin", (5u << 20) - 10, 20, &b)); /* across a part boundary */
+    CHECK_INT(STORE_OK, store_get(s, "big/two.bin", (5u << 20) - 10, 20, &b, why,
+                                  sizeof why)); /* across a part boundary */
     CHECK(b.len == 20 && !memcmp(b.p, data + (5u << 20) - 10, 20));
     b.len = 0;
-    CHECK_INT(STORE_EEXIST, store_put(s, "big/one.bin", data, n, STORE_IF_ABSENT));
+    CHECK_INT(STORE_EEXIST, store_put(s, "big/one.bin", data, n, STORE_IF_ABSENT, why, sizeof why));
     /* 130 keys in pages of 50 */
     for (int i = 0; i < 130; i++) {
         char k[64];
         snprintf(k, sizeof k, "many/k%03d", i);
-        CHECK_INT(STORE_OK, store_put(s, k, "v", 1, 0));
+        CHECK_INT(STORE_OK, store_put(s, k, "v", 1, 0, why, sizeof why));
     }
     order o = {0, 1, ""};
-    CHECK_INT(STORE_OK, store_list(s, "many/", in_order, &o));
+    CHECK_INT(STORE_OK, store_list(s, "many/", in_order, &o, why, sizeof why));
     CHECK_INT(130, o.seen);
     CHECK(o.ordered);
     buf_free(&b);
@@ -376,6 +387,7 @@ static void *fetch_missing(void *arg)
 
 TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
 {
+    char why[512];
     char *dir = test_tmpdir("cache");
     char lake[1200], cdir[1200], err[512];
     snprintf(lake, sizeof lake, "%s/lake", dir);
@@ -386,7 +398,8 @@ TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
     char data[100];
     memset(data, 'x', sizeof data);
     const char *keys[] = {"o/a", "o/b", "o/c", "o/d"};
-    for (int i = 0; i < 4; i++) CHECK_INT(STORE_OK, store_put(s, keys[i], data, sizeof data, 0));
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(STORE_OK, store_put(s, keys[i], data, sizeof data, 0, why, sizeof why));
     lake_cache *c;
     REQUIRE_INT(0, lake_cache_open(cdir, 250, &c, err, sizeof err));
     lake_cache_item it[3] = {{"o/a", 100, NULL}, {"o/b", 100, NULL}};
@@ -432,7 +445,7 @@ TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
     CHECK_INT(-1, f2[0].rc);
     CHECK_INT(-1, f2[1].rc);
-    CHECK_INT(STORE_OK, store_put(s, "o/late", data, 10, 0));
+    CHECK_INT(STORE_OK, store_put(s, "o/late", data, 10, 0, why, sizeof why));
     lake_cache_item late = {"o/late", 10, NULL};
     CHECK_INT(0, lake_cache_fetch(c, s, &late, 1, 1, err, sizeof err));
     lake_cache_unpin(c, &late, 1);
@@ -456,6 +469,7 @@ TEST(cache_is_bounded_lru_and_keeps_pinned_objects)
 
 static void put_events(store *s, const char *name, int from, int to)
 {
+    char why[512];
     buf b = BUF_INIT;
     for (int i = from; i < to; i++)
         buf_printf(
@@ -466,7 +480,7 @@ static void put_events(store *s, const char *name, int from, int to)
             i, i % 60, i % 3, i, i);
     char key[256];
     snprintf(key, sizeof key, OLD_HOUR "%s", name);
-    CHECK_INT(STORE_OK, store_put(s, key, b.p, b.len, 0));
+    CHECK_INT(STORE_OK, store_put(s, key, b.p, b.len, 0, why, sizeof why));
     buf_free(&b);
 }
 
@@ -528,12 +542,13 @@ static int on_key_count(const store_entry *e, void *ud)
 
 static uint64_t lease_seq(store *s)
 {
+    char why[512];
     uint64_t max = 0;
     char key[LAKE_KEY_MAX];
     for (uint64_t q = 1; q < 1000; q++) {
         store_entry e;
         lake_lease_key("compaction", q, key);
-        if (store_head(s, key, &e) == STORE_OK)
+        if (store_head(s, key, &e, why, sizeof why) == STORE_OK)
             max = q;
         else if (q > max + 8)
             break;
@@ -543,6 +558,7 @@ static uint64_t lease_seq(store *s)
 
 static void compaction_contract(store *s, lake_cache *cache, const char *work)
 {
+    char why[512];
     put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
     put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
     put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
@@ -584,22 +600,23 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
 
     /* a compaction that stopped before its manifest leaves a file no manifest names: not read */
     int n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n);
+    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(5, n); /* three raw files, the parquet file, the manifest */
     buf copy = BUF_INIT;
     char live[LAKE_KEY_MAX] = "";
     /* the live parquet file's key, from the manifest */
     buf m = BUF_INIT;
-    CHECK_INT(STORE_OK, store_get(s, OLD_HOUR "_manifest-0000000001.json", 0, 0, &m));
+    CHECK_INT(STORE_OK,
+              store_get(s, OLD_HOUR "_manifest-0000000001.json", 0, 0, &m, why, sizeof why));
     json_t *doc = json_loadb(m.p, m.len, 0, NULL);
     snprintf(live, sizeof live, OLD_HOUR "%s",
              json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
     CHECK_INT(4, json_object_size(json_object_get(doc, "replaced")) + 1);
     json_decref(doc);
     buf_free(&m);
-    CHECK_INT(STORE_OK, store_get(s, live, 0, 0, &copy));
+    CHECK_INT(STORE_OK, store_get(s, live, 0, 0, &copy, why, sizeof why));
     CHECK_INT(STORE_OK, store_put(s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet",
-                                  copy.p, copy.len, 0));
+                                  copy.p, copy.len, 0, why, sizeof why));
     buf_free(&copy);
     counts(qc, &all, &distinct);
     CHECK_INT(200, all);
@@ -623,7 +640,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     CHECK_INT(0, st.compacted);
     CHECK_INT(7, st.deleted); /* 4 raw files, 2 parquet files, 1 manifest */
     n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n);
+    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(2, n);
     counts(qc, &all, &distinct);
     CHECK_INT(201, all);
@@ -635,27 +652,28 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     snprintf(text, sizeof text, "{\"owner\":\"elsewhere\",\"expiresAt\":%lld}",
              (long long)(evtime_now_ms() + 60000));
     lake_lease_key("compaction", q + 1, key);
-    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT));
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
     CHECK_INT(1, lake_compact(&cc, &st, err, sizeof err));
     CHECK_CONTAINS("elsewhere until", st.holder);
     snprintf(text, sizeof text, "{\"owner\":\"elsewhere\",\"expiresAt\":%lld}",
              (long long)(evtime_now_ms() - 1));
     lake_lease_key("compaction", q + 2, key);
-    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT));
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
     CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
 
     /* a manifest naming a file the lake lost: queries fail, saying so */
     n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n);
+    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(2, n);
     buf m2 = BUF_INIT;
-    CHECK_INT(STORE_OK, store_get(s, OLD_HOUR "_manifest-0000000002.json", 0, 0, &m2));
+    CHECK_INT(STORE_OK,
+              store_get(s, OLD_HOUR "_manifest-0000000002.json", 0, 0, &m2, why, sizeof why));
     doc = json_loadb(m2.p, m2.len, 0, NULL);
     snprintf(live, sizeof live, OLD_HOUR "%s",
              json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
     json_decref(doc);
     buf_free(&m2);
-    CHECK_INT(STORE_OK, store_del(s, live));
+    CHECK_INT(STORE_OK, store_del(s, live, why, sizeof why));
     query_request rq = {.sql = "SELECT count(*) FROM events", .format = QUERY_JSON};
     buf out = BUF_INIT;
     query_outcome o;
@@ -724,11 +742,12 @@ static char *csv(query_conn *qc, const char *sql)
 /* The Parquet files the latest manifest of OLD_HOUR names (seq given), as a JSON array. */
 static json_t *manifest_parquet(store *s, uint64_t seq)
 {
+    char why[512];
     char key[LAKE_KEY_MAX];
     snprintf(key, sizeof key, OLD_HOUR "_manifest-%010llu.json", (unsigned long long)seq);
     buf m = BUF_INIT;
     json_t *names = NULL;
-    if (store_get(s, key, 0, 0, &m) == STORE_OK) {
+    if (store_get(s, key, 0, 0, &m, why, sizeof why) == STORE_OK) {
         json_t *doc = json_loadb(m.p, m.len, 0, NULL);
         names = json_incref(json_object_get(doc, "parquet"));
         json_decref(doc);
@@ -741,11 +760,12 @@ static json_t *manifest_parquet(store *s, uint64_t seq)
 /* Rows of a compacted file of OLD_HOUR, or -1 when they are not sorted by ts (read by DuckDB). */
 static long long sorted_rows(store *s, const char *name, const char *work)
 {
+    char why[512];
     char key[LAKE_KEY_MAX], path[1300], sql[1600];
     snprintf(key, sizeof key, OLD_HOUR "%s", name);
     snprintf(path, sizeof path, "%s/check.parquet", work);
     unlink(path);
-    if (store_get_file(s, key, path) != STORE_OK) return -2;
+    if (store_get_file(s, key, path, why, sizeof why) != STORE_OK) return -2;
     duckdb_database db;
     duckdb_connection con;
     duckdb_result r;
@@ -785,9 +805,10 @@ static long long files_rows(store *s, json_t *names, const char *work)
 
 static void put_text(store *s, const char *name, const char *text)
 {
+    char why[512];
     char key[256];
     snprintf(key, sizeof key, OLD_HOUR "%s", name);
-    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), 0));
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), 0, why, sizeof why));
 }
 
 /*
@@ -796,12 +817,13 @@ static void put_text(store *s, const char *name, const char *text)
  */
 static void compaction_in_chunks_contract(store *s, lake_cache *cache, const char *work)
 {
+    char why[512];
     put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
     put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
     put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
     store_entry se;
-    REQUIRE_INT(STORE_OK,
-                store_head(s, OLD_HOUR "01a00000-0000-7000-8000-000000000001.jsonl", &se));
+    REQUIRE_INT(STORE_OK, store_head(s, OLD_HOUR "01a00000-0000-7000-8000-000000000001.jsonl", &se,
+                                     why, sizeof why));
     query_config qcfg = {.store = s, .cache = cache, .threads = 1};
     query_engine *e;
     char err[1024];
@@ -885,7 +907,7 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
     CHECK_INT(0, st.compacted);
     json_t *live = manifest_parquet(s, 2);
     int n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n);
+    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT((long long)json_array_size(live) + 1, n);
     json_decref(live);
     counts(qc, &all, &distinct);
@@ -1604,6 +1626,7 @@ TEST(server_compacts_in_the_background)
 /* The quarantine on an s3 lake: sealed like events, read through the cache, expired. */
 TEST(s3_quarantine_uploads_like_events_and_expires)
 {
+    char why[512];
     REQUIRE(s3_ready());
     char *dir = test_tmpdir("s3-quarantine");
     char url[300], err[512], cache[1200], out[1300];
@@ -1613,7 +1636,7 @@ TEST(s3_quarantine_uploads_like_events_and_expires)
     store *st = NULL;
     REQUIRE_INT(0, store_open(url, &st, err, sizeof err));
     const char *old = "rejected/2020/01/01/00/01a2c000-0000-7000-8000-000000000000.jsonl";
-    REQUIRE_INT(STORE_OK, store_put(st, old, "{\"id\":\"x\"}\n", 11, 0));
+    REQUIRE_INT(STORE_OK, store_put(st, old, "{\"id\":\"x\"}\n", 11, 0, why, sizeof why));
     node a;
     memset(&a, 0, sizeof a);
     const char *extra[] = {"--rejected-retain", "2h", NULL};
@@ -1628,7 +1651,7 @@ TEST(s3_quarantine_uploads_like_events_and_expires)
     store_entry e;
     int gone = 0;
     for (int i = 0; i < 100 && !gone; i++) {
-        gone = store_head(st, old, &e) == STORE_ENOENT;
+        gone = store_head(st, old, &e, why, sizeof why) == STORE_ENOENT;
         if (!gone) usleep(100000);
     }
     CHECK(gone);
