@@ -41,16 +41,20 @@ static int64_t mono_ms(void)
 
 /* ---- segments (writer thread) ----------------------------------------- */
 
-/* Hands g to the sealer with its descriptor; g is freed. */
-void writer__segment_close(lake_writer *w, writer__segment *g)
+/* Takes g out of the open set; a group under way still holds it in its list. */
+static void open_remove(lake_writer *w, writer__segment *g)
 {
-    if (g->in_open) {
-        writer__segment **pp = &w->open;
-        while (*pp != g) pp = &(*pp)->next;
-        *pp = g->next;
-        w->n_open--;
-        atomic_fetch_sub(&w->segments_open, 1);
-    }
+    writer__segment **pp = &w->open;
+    while (*pp != g) pp = &(*pp)->next;
+    *pp = g->next;
+    g->in_open = 0;
+    w->n_open--;
+    atomic_fetch_sub(&w->segments_open, 1);
+}
+
+/* Hands g, no longer open, to the sealer with its descriptor; g is freed. */
+static void hand_to_sealer(lake_writer *w, writer__segment *g)
+{
     writer__sealed *s = calloc(1, sizeof *s);
     if (s) {
         s->kind = g->kind;
@@ -69,6 +73,13 @@ void writer__segment_close(lake_writer *w, writer__segment *g)
     }
     free(g->iov);
     free(g);
+}
+
+/* Hands g to the sealer with its descriptor; g is freed. */
+void writer__segment_close(lake_writer *w, writer__segment *g)
+{
+    if (g->in_open) open_remove(w, g);
+    hand_to_sealer(w, g);
 }
 
 static writer__segment *segment_new(lake_writer *w, int kind, int64_t hour, char *err,
@@ -199,12 +210,7 @@ static int make_room(lake_writer *w, char *err, size_t errlen)
     if (segment_write(w, busy, err, errlen) || segment_sync(w, busy, err, errlen) ||
         segment_verify(w, busy, err, errlen) || spool_verify(w, err, errlen))
         return -1;
-    writer__segment **pp = &w->open;
-    while (*pp != busy) pp = &(*pp)->next;
-    *pp = busy->next;
-    busy->in_open = 0;
-    w->n_open--;
-    atomic_fetch_sub(&w->segments_open, 1);
+    open_remove(w, busy);
     close(busy->fd); /* its lines are durable; a failed group cuts them back by path */
     busy->fd = -1;
     return 0;
@@ -404,7 +410,10 @@ static void seal_due(lake_writer *w, int all)
     writer__segment *g = w->open;
     while (g) {
         writer__segment *next = g->next;
-        if (all || now - g->opened_ms >= w->cfg.seal_age_ms) writer__segment_close(w, g);
+        if (all || now - g->opened_ms >= w->cfg.seal_age_ms) {
+            open_remove(w, g);
+            hand_to_sealer(w, g);
+        }
         g = next;
     }
 }

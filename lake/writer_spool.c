@@ -413,7 +413,6 @@ int writer__recover(lake_writer *w, char *err, size_t errlen)
                 unlinkat(w->spool_fd, de->d_name, 0);
             else
                 snprintf(de->d_name, sizeof de->d_name, "%s", orig);
-            len = strlen(de->d_name);
         }
         if (lake_parse_spool_name_of(de->d_name, &f.kind, &f.hour, f.uuid)) continue;
         snprintf(f.name, sizeof f.name, "%s", de->d_name);
