@@ -193,19 +193,20 @@ static int make_spares(query_engine *e, int n, char *err, size_t errlen)
     return 0;
 }
 
-int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen)
+/* The engine's own state, before DuckDB is opened; NULL with err set. */
+static query_engine *engine_new(const query_config *cfg, char *err, size_t errlen)
 {
     const char *root = cfg->store->ops->root(cfg->store);
     if (!root && !cfg->cache) {
         snprintf(err, errlen, "query: the lake %s is not a local directory, and no cache is given",
                  cfg->store->url);
-        return -1;
+        return NULL;
     }
     query_engine *e = calloc(1, sizeof *e);
     if (!e || (root && !(e->root = strdup(root)))) {
         free(e);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
     e->store = cfg->store;
     e->writer = cfg->writer;
@@ -214,14 +215,32 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     e->cache = root ? NULL : cfg->cache;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    return e;
+}
 
+/* Frees the engine: its connections and DuckDB, if it got that far. The watchdog is stopped. */
+static void engine_free(query_engine *e)
+{
+    for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
+    free(e->spare);
+    if (e->db) duckdb_close(&e->db);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->volatile_fns);
+    free(e->root);
+    free(e);
+}
+
+/* Opens DuckDB in memory under the engine's memory limit and threads. */
+static int open_duckdb(query_engine *e, const query_config *cfg, char *err, size_t errlen)
+{
     duckdb_config dc;
     char mem[32], threads[16], *open_err = NULL;
     snprintf(mem, sizeof mem, "%lluB",
              (unsigned long long)(cfg->memory_limit ? cfg->memory_limit : (1ull << 30)));
     if (duckdb_create_config(&dc) == DuckDBError) {
         snprintf(err, errlen, "query: cannot configure DuckDB");
-        goto fail;
+        return -1;
     }
     duckdb_set_config(dc, "memory_limit", mem);
     duckdb_set_config(dc, "autoinstall_known_extensions", "false");
@@ -241,15 +260,14 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
         snprintf(err, errlen, "query: cannot open DuckDB: %s",
                  open_err ? open_err : "unknown error");
         duckdb_free(open_err);
-        goto fail;
+        return -1;
     }
+    return 0;
+}
 
-    /* The sandbox, then the macros, then lock it all. */
-    duckdb_connection c;
-    if (duckdb_connect(e->db, &c) == DuckDBError) {
-        snprintf(err, errlen, "query: cannot connect to DuckDB");
-        goto fail_db;
-    }
+/* The sandbox: queries read the lake (or its cache) and the spool, and nothing else. */
+static int sandbox(query_engine *e, duckdb_connection c, char *err, size_t errlen)
+{
     buf sql = BUF_INIT;
     buf_puts(&sql, "SET allowed_directories = [");
     buf b = BUF_INIT;
@@ -263,50 +281,66 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
     }
     buf_putc(&sql, ']');
     buf_free(&b);
-    char e2[512] = "";
-    rc = query__exec(c, buf_cstr(&sql), e2, sizeof e2);
+    int rc = query__exec(c, buf_cstr(&sql), err, errlen);
     buf_free(&sql);
     static const char *const setup[] = {"SET enable_external_access = false",
                                         "SET GLOBAL TimeZone = 'UTC'"};
     for (size_t i = 0; !rc && i < sizeof setup / sizeof *setup; i++)
-        rc = query__exec(c, setup[i], e2, sizeof e2);
+        rc = query__exec(c, setup[i], err, errlen);
+    return rc;
+}
+
+/* The macros (MACROS), over the events view. */
+static int create_macros(duckdb_connection c, char *err, size_t errlen)
+{
     /* DuckDB binds a macro's body when it is created: an empty main.events lets it; each
      * connection's temporary events view shadows it when a query runs */
-    if (!rc) {
-        buf v = BUF_INIT;
-        buf_printf(
-            &v, "CREATE VIEW main.events AS SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
-            QUERY_VIEW_COLUMNS);
-        rc = buf_cstr(&v) ? query__exec(c, v.p, e2, sizeof e2) : -1;
-        buf_free(&v);
-    }
+    buf v = BUF_INIT;
+    buf_printf(&v,
+               "CREATE VIEW main.events AS SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
+               QUERY_VIEW_COLUMNS);
+    int rc = buf_cstr(&v) ? query__exec(c, v.p, err, errlen) : -1;
+    buf_free(&v);
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
-        rc = query__exec(c, MACROS[i], e2, sizeof e2);
+        rc = query__exec(c, MACROS[i], err, errlen);
+    return rc;
+}
+
+/* The sandbox, then the macros and the connections, then lock it all. */
+static int set_up(query_engine *e, int conns, char *err, size_t errlen)
+{
+    duckdb_connection c;
+    if (duckdb_connect(e->db, &c) == DuckDBError) {
+        snprintf(err, errlen, "query: cannot connect to DuckDB");
+        return -1;
+    }
+    char e2[512] = "";
+    int rc = sandbox(e, c, e2, sizeof e2);
+    if (!rc) rc = create_macros(c, e2, sizeof e2);
     if (!rc) rc = load_volatile(c, e, e2, sizeof e2);
-    if (!rc) rc = make_spares(e, cfg->conns > 0 ? cfg->conns : 4, e2, sizeof e2);
+    if (!rc) rc = make_spares(e, conns, e2, sizeof e2);
     if (!rc) rc = query__exec(c, "SET lock_configuration = true", e2, sizeof e2);
     duckdb_disconnect(&c);
-    if (rc) {
-        snprintf(err, errlen, "query: cannot set DuckDB up: %s", e2);
-        goto fail_db;
+    if (rc) snprintf(err, errlen, "query: cannot set DuckDB up: %s", e2);
+    return rc;
+}
+
+int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen)
+{
+    query_engine *e = engine_new(cfg, err, errlen);
+    if (!e) return -1;
+    if (open_duckdb(e, cfg, err, errlen) ||
+        set_up(e, cfg->conns > 0 ? cfg->conns : 4, err, errlen)) {
+        engine_free(e);
+        return -1;
     }
     if (pthread_create(&e->watchdog, NULL, watchdog_main, e)) {
         snprintf(err, errlen, "query: cannot start the timeout thread");
-        goto fail_db;
+        engine_free(e);
+        return -1;
     }
     *out = e;
     return 0;
-fail_db:
-    for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
-    free(e->spare);
-    duckdb_close(&e->db);
-fail:
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
-    free(e->volatile_fns);
-    free(e->root);
-    free(e);
-    return -1;
 }
 
 void query_engine_close(query_engine *e)
@@ -317,14 +351,7 @@ void query_engine_close(query_engine *e)
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->watchdog, NULL);
-    for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
-    free(e->spare);
-    duckdb_close(&e->db);
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
-    free(e->volatile_fns);
-    free(e->root);
-    free(e);
+    engine_free(e);
 }
 
 query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)
