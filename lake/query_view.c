@@ -453,10 +453,153 @@ void query__live_free(query_conn *q, query__live *l)
     memset(l, 0, sizeof *l);
 }
 
+/* The files of a query's views, as lists of quoted paths for DuckDB's readers. */
+typedef struct view_files {
+    buf jsonl, parquet, rejected;
+    uint64_t nj, np, nr; /* files in each list */
+    uint64_t rmax;       /* the largest quarantine file */
+} view_files;
+
 static void add_file(buf *list, uint64_t *n, const char *path)
 {
     if ((*n)++) buf_putc(list, ',');
     query_sql_quote(list, path);
+}
+
+/* Drops the files listed before any was fetched or pinned: live_free must not unpin them. */
+static void unlist(query__live *l)
+{
+    for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
+    l->n = 0;
+}
+
+/*
+ * Pins the spool, then lists in q->fetched the lake's live files of the hours
+ * h and the quarantine's of the hours hr, fetched into the cache (and pinned
+ * there until the query ends) for an s3 lake.
+ */
+static int list_files(query_conn *q, const query__hours *h, const query__hours *hr,
+                      lake_spool_pins **pins, char *err, size_t errlen)
+{
+    query_engine *e = q->e;
+    query__live *l = &q->fetched;
+    int rc = 0;
+    if (e->writer && lake_writer_pin_spool(e->writer, pins)) {
+        snprintf(err, errlen, "query: out of memory");
+        return -1;
+    }
+    /* pinned first, listed second: every event is in exactly one of the two */
+    if (!h->none) rc = list_lake(e, l, err, errlen);
+    if (!rc && !hr->none) rc = list_rejected(e, l, hr, err, errlen);
+    if (rc) {
+        unlist(l);
+        return rc;
+    }
+    if (e->cache) {
+        char m[1024];
+        if (lake_cache_fetch(e->cache, e->store, l->it, l->n, 8, m, sizeof m)) {
+            snprintf(err, errlen, "query: cannot fetch the lake's files: %s", m);
+            unlist(l);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Adds the listed files and the pinned spool segments of the hours asked for to f's lists. */
+static int add_files(query_conn *q, const query__hours *h, const query__hours *hr,
+                     lake_spool_pins *pins, view_files *f)
+{
+    query_engine *e = q->e;
+    query__live *l = &q->fetched;
+    for (size_t i = 0; i < l->n; i++) {
+        char path[4096];
+        const char *pa = l->it[i].path;
+        if (!pa) {
+            snprintf(path, sizeof path, "%s/%s", e->root, l->it[i].key);
+            if (!(l->it[i].path = strdup(path))) return -1;
+            pa = path;
+        }
+        if (l->parquet[i] == FILE_PARQUET) {
+            add_file(&f->parquet, &f->np, pa);
+        } else if (l->parquet[i] == FILE_REJECTED) {
+            add_file(&f->rejected, &f->nr, pa);
+            if (l->it[i].size > f->rmax) f->rmax = l->it[i].size;
+        } else
+            add_file(&f->jsonl, &f->nj, pa);
+    }
+    for (size_t i = 0; i < lake_spool_pins_count(pins); i++) {
+        int kind;
+        int64_t hour;
+        char path[4096];
+        lake_spool_pins_get(e->writer, pins, i, &kind, &hour, path, sizeof path);
+        const query__hours *want = kind == LAKE_KIND_REJECTED ? hr : h;
+        if (want->none || (!want->all && (hour < want->lo || hour > want->hi))) continue;
+        if (kind == LAKE_KIND_REJECTED) {
+            struct stat st;
+            if (!stat(path, &st) && (uint64_t)st.st_size > f->rmax) f->rmax = (uint64_t)st.st_size;
+            add_file(&f->rejected, &f->nr, path);
+        } else {
+            add_file(&f->jsonl, &f->nj, path);
+        }
+    }
+    return 0;
+}
+
+/* Replaces this connection's events view with one over f's events files. */
+static int events_view(query_conn *q, const query__hours *h, const view_files *f, char *err,
+                       size_t errlen)
+{
+    buf sql = BUF_INIT;
+    buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW events AS ");
+    if (!h->raw && f->nj) {
+        buf_printf(&sql, "SELECT %s FROM read_json([", TYPED_COLUMNS);
+        buf_append(&sql, f->jsonl.p, f->jsonl.len);
+        buf_printf(&sql, "], %s) WHERE id IS NOT NULL OR type IS NOT NULL", TYPED_SCHEMA);
+    } else if (f->nj) {
+        buf_printf(&sql, "SELECT %s FROM read_ndjson_objects([", QUERY_VIEW_COLUMNS);
+        buf_append(&sql, f->jsonl.p, f->jsonl.len);
+        /* a segment being written may end in a torn line: it reads as NULL, dropped here;
+         * a line with neither id nor type is no event (as in the typed view) */
+        buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL AND "
+                       "((json->>'id') IS NOT NULL OR (json->>'type') IS NOT NULL)");
+    }
+    if (f->np) {
+        if (f->nj) buf_puts(&sql, " UNION ALL ");
+        buf_printf(&sql, "SELECT %s%s FROM read_parquet([", PARQUET_COLUMNS,
+                   h->raw ? ", event" : "");
+        buf_append(&sql, f->parquet.p, f->parquet.len);
+        buf_puts(&sql, "])");
+    }
+    if (!f->nj && !f->np)
+        buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
+                   QUERY_VIEW_COLUMNS);
+    int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
+    buf_free(&sql);
+    return rc;
+}
+
+/* Replaces this connection's rejected view with one over f's quarantine files. */
+static int rejected_view(query_conn *q, const view_files *f, char *err, size_t errlen)
+{
+    buf sql = BUF_INIT;
+    /* a torn last line of a segment being written reads as a row of NULLs, dropped */
+    buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW rejected AS ");
+    if (f->nr) {
+        buf_printf(&sql, "SELECT %s FROM read_json([", REJECTED_COLUMNS);
+        buf_append(&sql, f->rejected.p, f->rejected.len);
+        buf_printf(&sql, "], %s", REJECTED_SCHEMA);
+        uint64_t longest = f->rmax < q->e->max_rejected_line ? f->rmax : q->e->max_rejected_line;
+        if (longest > REJECTED_LINE_READ)
+            buf_printf(&sql, ", maximum_object_size = %llu",
+                       (unsigned long long)(longest < UINT32_MAX ? longest + 1 : UINT32_MAX));
+        buf_puts(&sql, ") WHERE id IS NOT NULL");
+    } else {
+        buf_puts(&sql, REJECTED_EMPTY);
+    }
+    int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
+    buf_free(&sql);
+    return rc;
 }
 
 /*
@@ -469,112 +612,18 @@ static void add_file(buf *list, uint64_t *n, const char *path)
 int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
                      lake_spool_pins **pins, uint64_t *nfiles, char *err, size_t errlen)
 {
-    query_engine *e = q->e;
-    query__live *l = &q->fetched;
-    l->h = h;
-    buf jl = BUF_INIT, pl = BUF_INIT, rl = BUF_INIT;
-    uint64_t nj = 0, np = 0, nr = 0, rmax = 0; /* rmax: the largest quarantine file */
+    view_files f = {.jsonl = BUF_INIT, .parquet = BUF_INIT, .rejected = BUF_INIT};
     int rc = 0;
+    q->fetched.h = h;
     if (!h->none || !hr->none) {
-        if (e->writer && lake_writer_pin_spool(e->writer, pins)) {
-            snprintf(err, errlen, "query: out of memory");
-            return -1;
-        }
-        /* pinned first, listed second: every event is in exactly one of the two */
-        if (!h->none) rc = list_lake(e, l, err, errlen);
-        if (!rc && !hr->none) rc = list_rejected(e, l, hr, err, errlen);
-        if (rc) { /* nothing was fetched or pinned: live_free must not unpin */
-            for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
-            l->n = 0;
-        }
-        if (!rc && e->cache) {
-            char m[1024];
-            if (lake_cache_fetch(e->cache, e->store, l->it, l->n, 8, m, sizeof m)) {
-                snprintf(err, errlen, "query: cannot fetch the lake's files: %s", m);
-                for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
-                l->n = 0;
-                rc = -1;
-            }
-        }
-        for (size_t i = 0; !rc && i < l->n; i++) {
-            char path[4096];
-            const char *pa = l->it[i].path;
-            if (!pa) {
-                snprintf(path, sizeof path, "%s/%s", e->root, l->it[i].key);
-                if (!(l->it[i].path = strdup(path))) rc = -1;
-                pa = path;
-            }
-            if (l->parquet[i] == FILE_PARQUET) {
-                add_file(&pl, &np, pa);
-            } else if (l->parquet[i] == FILE_REJECTED) {
-                add_file(&rl, &nr, pa);
-                if (l->it[i].size > rmax) rmax = l->it[i].size;
-            } else
-                add_file(&jl, &nj, pa);
-        }
-        for (size_t i = 0; !rc && i < lake_spool_pins_count(*pins); i++) {
-            int kind;
-            int64_t hour;
-            char path[4096];
-            lake_spool_pins_get(e->writer, *pins, i, &kind, &hour, path, sizeof path);
-            const query__hours *want = kind == LAKE_KIND_REJECTED ? hr : h;
-            if (want->none || (!want->all && (hour < want->lo || hour > want->hi))) continue;
-            if (kind == LAKE_KIND_REJECTED) {
-                struct stat st;
-                if (!stat(path, &st) && (uint64_t)st.st_size > rmax) rmax = (uint64_t)st.st_size;
-                add_file(&rl, &nr, path);
-            } else {
-                add_file(&jl, &nj, path);
-            }
-        }
+        rc = list_files(q, h, hr, pins, err, errlen);
+        if (!rc) rc = add_files(q, h, hr, *pins, &f);
     }
-    if (!rc) {
-        buf sql = BUF_INIT;
-        buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW events AS ");
-        if (!h->raw && nj) {
-            buf_printf(&sql, "SELECT %s FROM read_json([", TYPED_COLUMNS);
-            buf_append(&sql, jl.p, jl.len);
-            buf_printf(&sql, "], %s) WHERE id IS NOT NULL OR type IS NOT NULL", TYPED_SCHEMA);
-        } else if (nj) {
-            buf_printf(&sql, "SELECT %s FROM read_ndjson_objects([", QUERY_VIEW_COLUMNS);
-            buf_append(&sql, jl.p, jl.len);
-            /* a segment being written may end in a torn line: it reads as NULL, dropped here;
-             * a line with neither id nor type is no event (as in the typed view) */
-            buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL AND "
-                           "((json->>'id') IS NOT NULL OR (json->>'type') IS NOT NULL)");
-        }
-        if (np) {
-            if (nj) buf_puts(&sql, " UNION ALL ");
-            buf_printf(&sql, "SELECT %s%s FROM read_parquet([", PARQUET_COLUMNS,
-                       h->raw ? ", event" : "");
-            buf_append(&sql, pl.p, pl.len);
-            buf_puts(&sql, "])");
-        }
-        if (!nj && !np)
-            buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
-                       QUERY_VIEW_COLUMNS);
-        rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
-        sql.len = 0;
-        /* a torn last line of a segment being written reads as a row of NULLs, dropped */
-        buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW rejected AS ");
-        if (nr) {
-            buf_printf(&sql, "SELECT %s FROM read_json([", REJECTED_COLUMNS);
-            buf_append(&sql, rl.p, rl.len);
-            buf_printf(&sql, "], %s", REJECTED_SCHEMA);
-            uint64_t longest = rmax < e->max_rejected_line ? rmax : e->max_rejected_line;
-            if (longest > REJECTED_LINE_READ)
-                buf_printf(&sql, ", maximum_object_size = %llu",
-                           (unsigned long long)(longest < UINT32_MAX ? longest + 1 : UINT32_MAX));
-            buf_puts(&sql, ") WHERE id IS NOT NULL");
-        } else {
-            buf_puts(&sql, REJECTED_EMPTY);
-        }
-        if (!rc) rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
-        buf_free(&sql);
-    }
-    buf_free(&jl);
-    buf_free(&pl);
-    buf_free(&rl);
-    *nfiles = nj + np + nr;
+    if (!rc) rc = events_view(q, h, &f, err, errlen);
+    if (!rc) rc = rejected_view(q, &f, err, errlen);
+    buf_free(&f.jsonl);
+    buf_free(&f.parquet);
+    buf_free(&f.rejected);
+    *nfiles = f.nj + f.np + f.nr;
     return rc;
 }
