@@ -294,8 +294,10 @@ static void time_limit(query_outcome *o, const query_request *req)
  * build without it is not purged (its allocator returns memory its own way).
  */
 typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+/* Set once, by je_lookup under je_once (the first purge, on any query thread); read-only after,
+ * so read without a lock. NULL: the build has no jemalloc mallctl. */
 static mallctl_fn je_mallctl;
-static pthread_once_t je_once = PTHREAD_ONCE_INIT;
+static pthread_once_t je_once = PTHREAD_ONCE_INIT; /* guards je_mallctl's one setting */
 
 static void je_lookup(void)
 {
