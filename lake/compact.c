@@ -193,11 +193,15 @@ static int dir_in_use(const char *dir)
     return busy;
 }
 
-int compact_clean(const char *work_dir, uint64_t *removed)
+int compact_clean(const char *work_dir, uint64_t *removed, char *err, size_t errlen)
 {
     *removed = 0;
     DIR *d = opendir(work_dir);
-    if (!d) return errno == ENOENT ? 0 : -1;
+    if (!d && errno == ENOENT) return 0;
+    if (!d) {
+        snprintf(err, errlen, "compact: cannot read %s: %s", work_dir, strerror(errno));
+        return -1;
+    }
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
@@ -563,7 +567,8 @@ int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t 
     int t = lease_take(&r.lease, st->holder, sizeof st->holder, err, errlen);
     if (t) return t;
     /* what killed runs left: no other compactor of this lake is at work now */
-    compact_clean(cfg->work_dir, &st->leftovers);
+    char cm[512]; /* best effort: what it cannot remove, a later run tries again */
+    compact_clean(cfg->work_dir, &st->leftovers, cm, sizeof cm);
     int rc = run_dir_open(&r);
     if (!rc && !(rc = duck_open(&r))) {
         char m[1024] = "";

@@ -83,9 +83,10 @@ uint64_t compact_chunk(const compact_config *cfg);
 /*
  * Removes from work_dir what killed runs left: every file, and every
  * directory whose run is not alive (its lock is free). *removed counts them.
- * 0, or -1 if work_dir cannot be read. compact_run calls it once it holds
+ * 0 (also when work_dir does not exist), or -1 with a message in err if it
+ * cannot be read. compact_run calls it once it holds
  * the lease; a server calls it when its compactor starts.
  */
-int compact_clean(const char *work_dir, uint64_t *removed);
+int compact_clean(const char *work_dir, uint64_t *removed, char *err, size_t errlen);
 
 #endif

@@ -484,8 +484,9 @@ static int list_files(query_conn *q, const query__hours *h, const query__hours *
     query_engine *e = q->e;
     query__live *l = &q->fetched;
     int rc = 0;
-    if (e->writer && lake_writer_pin_spool(e->writer, pins)) {
-        snprintf(err, errlen, "query: out of memory");
+    char m[1024];
+    if (e->writer && lake_writer_pin_spool(e->writer, pins, m, sizeof m)) {
+        snprintf(err, errlen, "query: %s", m);
         return -1;
     }
     /* pinned first, listed second: every event is in exactly one of the two */
@@ -496,7 +497,6 @@ static int list_files(query_conn *q, const query__hours *h, const query__hours *
         return rc;
     }
     if (e->cache) {
-        char m[1024];
         if (lake_cache_fetch(e->cache, e->store, l->it, l->n, 8, m, sizeof m)) {
             snprintf(err, errlen, "query: cannot fetch the lake's files: %s", m);
             unlist(l);

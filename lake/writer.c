@@ -95,10 +95,13 @@ void writer__registry_end_move(lake_writer *w, const char *uuid, int moved)
     pthread_mutex_unlock(&w->rmu);
 }
 
-int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out)
+int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out, char *err, size_t errlen)
 {
     lake_spool_pins *p = calloc(1, sizeof *p);
-    if (!p) return -1;
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     pthread_mutex_lock(&w->rmu);
     for (;;) { /* a segment half-way into the store would be in neither place */
         int moving = 0;
@@ -112,6 +115,7 @@ int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out)
     if (n && !p->seg) {
         pthread_mutex_unlock(&w->rmu);
         free(p);
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (writer__spooled *e = w->reg; e; e = e->next) {
@@ -184,11 +188,15 @@ int lake_spool_held(const char *spool_dir, long *pid)
     return held;
 }
 
-int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events)
+int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events, char *err,
+                     size_t errlen)
 {
     *segments = *events = 0;
     DIR *d = opendir(spool_dir);
-    if (!d) return -1;
+    if (!d) {
+        snprintf(err, errlen, "spool %s: %s", spool_dir, strerror(errno));
+        return -1;
+    }
     struct dirent *de;
     char b[65536];
     while ((de = readdir(d))) {

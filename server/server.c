@@ -105,9 +105,10 @@ typedef struct server {
 static void compactor_clean(server *s)
 {
     uint64_t n = 0;
-    if (compact_clean(s->work, &n)) {
-        log_msg(LOG_WARN, "cannot clean the compaction directory", "path", s->work, "error",
-                strerror(errno), LOG_END);
+    char err[512];
+    if (compact_clean(s->work, &n, err, sizeof err)) {
+        log_msg(LOG_WARN, "cannot clean the compaction directory", "path", s->work, "error", err,
+                LOG_END);
         return;
     }
     s->compact_leftovers += n;
