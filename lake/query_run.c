@@ -203,6 +203,19 @@ static json_t *no_hidden_names(query_conn *q, json_t *ast, json_t *names, int *o
     return NULL;
 }
 
+/* admit's refusal of what (a statement beginning with stmt's first word): *ok 0, NULL. */
+static json_t *refuse(const char *stmt, const char *what, int *ok, char *err, size_t errlen)
+{
+    char w[24];
+    first_word(stmt, w, sizeof w);
+    snprintf(err, errlen,
+             "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
+             "SUMMARIZE), not %s beginning with %s",
+             what, w);
+    *ok = 0;
+    return NULL;
+}
+
 /*
  * Decides from the parse alone, before anything is bound, whether a statement
  * may run: binding can have effects (EXPORT DATABASE creates its directory
@@ -221,14 +234,7 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
     if (inner) {
         if (select_tree(q, inner, &ast, &names))
             return no_hidden_names(q, ast, names, ok, err, errlen);
-        char w[24];
-        first_word(inner, w, sizeof w);
-        snprintf(err, errlen,
-                 "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
-                 "SUMMARIZE), not an EXPLAIN of a statement beginning with %s",
-                 w);
-        *ok = 0;
-        return NULL;
+        return refuse(inner, "an EXPLAIN of a statement", ok, err, errlen);
     }
     const char *p = skip_space(sql);
     if (keyword(&p, "DESCRIBE") || keyword(&p, "SHOW") || keyword(&p, "SUMMARIZE")) {
@@ -242,14 +248,7 @@ static json_t *admit(query_conn *q, const char *sql, int *ok, char *err, size_t 
         }
         if (select_tree(q, p, &ast, &names)) return no_hidden_names(q, ast, names, ok, err, errlen);
     }
-    char w[24];
-    first_word(sql, w, sizeof w);
-    snprintf(err, errlen,
-             "only read statements run here (SELECT; EXPLAIN of a SELECT; DESCRIBE, SHOW or "
-             "SUMMARIZE), not a statement beginning with %s",
-             w);
-    *ok = 0;
-    return NULL;
+    return refuse(sql, "a statement", ok, err, errlen);
 }
 
 /* 0 if the prepared statement only reads (a second look, after admit); else -1 with the reason. */

@@ -260,6 +260,20 @@ static int segment_add(writer__segment *g, const char *p, size_t n)
     return 0;
 }
 
+/* Takes the line of e, in lines, into the group's segment of its kind and hour. */
+static int take_line(lake_writer *w, int kind, const char *lines, lake_event *e,
+                     writer__segment **group, char *err, size_t errlen)
+{
+    writer__segment *g = segment_for(w, kind, e->hour, group, err, errlen);
+    if (!g) return -1;
+    if (segment_add(g, lines + e->off, e->len)) {
+        snprintf(err, errlen, "spool: out of memory");
+        return -1;
+    }
+    e->stored = 1;
+    return 0;
+}
+
 /* Takes each batch's events into the group's segments, dropping duplicates. */
 static int group_assign(lake_writer *w, lake_batch *batches, writer__segment **group, char *err,
                         size_t errlen)
@@ -274,25 +288,13 @@ static int group_assign(lake_writer *w, lake_batch *batches, writer__segment **g
                 b->duplicates++;
                 continue;
             }
-            writer__segment *g = segment_for(w, LAKE_KIND_EVENTS, e->hour, group, err, errlen);
-            if (!g) return -1;
-            if (segment_add(g, b->lines + e->off, e->len)) {
-                snprintf(err, errlen, "spool: out of memory");
-                return -1;
-            }
-            e->stored = 1;
+            if (take_line(w, LAKE_KIND_EVENTS, b->lines, e, group, err, errlen)) return -1;
             b->accepted++;
         }
         b->quarantined = 0;
         for (size_t i = 0; i < b->qn; i++) {
-            lake_event *e = &b->qev[i];
-            writer__segment *g = segment_for(w, LAKE_KIND_REJECTED, e->hour, group, err, errlen);
-            if (!g) return -1;
-            if (segment_add(g, b->qlines + e->off, e->len)) {
-                snprintf(err, errlen, "spool: out of memory");
+            if (take_line(w, LAKE_KIND_REJECTED, b->qlines, &b->qev[i], group, err, errlen))
                 return -1;
-            }
-            e->stored = 1;
             b->quarantined++;
         }
     }

@@ -143,6 +143,7 @@ int writer__spool_check(lake_writer *w, char *err, size_t errlen);
 void writer__segments_rescue(lake_writer *w);
 int writer__segment_copy_out(const lake_writer *w, const char *name, int fd, uint64_t size,
                              char *err, size_t errlen);
+void writer__adopt_copy(lake_writer *w, int nfd, int *fd, dev_t *dev, ino_t *ino);
 void writer__note_incident(lake_writer *w, const char *msg);
 int writer__recover(lake_writer *w, char *err, size_t errlen);
 

@@ -190,13 +190,7 @@ static int seal_check(lake_writer *w, writer__sealed *s, const char *name, const
     }
     int nfd = writer__segment_copy_out(w, name, s->fd, s->size, err, errlen);
     if (nfd < 0) return SEAL_RETRY; /* the descriptor is kept: the next attempt tries again */
-    struct stat nst;
-    fstat(nfd, &nst);
-    close(s->fd);
-    s->fd = nfd;
-    s->dev = nst.st_dev;
-    s->ino = nst.st_ino;
-    atomic_fetch_add(&w->segments_rescued, 1);
+    writer__adopt_copy(w, nfd, &s->fd, &s->dev, &s->ino);
     char msg[256];
     snprintf(msg, sizeof msg,
              "spool segment %s was %s while it waited for the lake; its %llu events were "

@@ -83,6 +83,18 @@ fail:
     return -1;
 }
 
+/* A segment's copy nfd (writer__segment_copy_out) takes the place of its descriptor *fd. */
+void writer__adopt_copy(lake_writer *w, int nfd, int *fd, dev_t *dev, ino_t *ino)
+{
+    struct stat st;
+    fstat(nfd, &st);
+    close(*fd);
+    *fd = nfd;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    atomic_fetch_add(&w->segments_rescued, 1);
+}
+
 /* ---- the spool directory (writer thread) ----------------------------------- */
 
 /* Opens the spool directory and takes its lock. 0, or -1 with err set. */
@@ -174,13 +186,7 @@ void writer__segments_rescue(lake_writer *w)
             char err[512], msg[256];
             int nfd = writer__segment_copy_out(w, g->name, g->fd, g->size, err, sizeof err);
             if (nfd >= 0) {
-                struct stat st;
-                fstat(nfd, &st);
-                close(g->fd);
-                g->fd = nfd;
-                g->dev = st.st_dev;
-                g->ino = st.st_ino;
-                atomic_fetch_add(&w->segments_rescued, 1);
+                writer__adopt_copy(w, nfd, &g->fd, &g->dev, &g->ino);
                 snprintf(msg, sizeof msg,
                          "spool segment %s was deleted or replaced while the server wrote it; its "
                          "%llu acknowledged events were written again from its open descriptor",
