@@ -16,8 +16,8 @@
  * as the record (a record of control characters would be six times);
  * otherwise raw is null and rawBase64 holds the exact bytes (standard
  * base64). A line is thus at most twice its record and a few hundred bytes. "id" comes first, as in
- * an event line, so that spool recovery keeps quarantine lines by the same rule (writer.c). Ids of
- * quarantine lines are the server's, never deduplicated.
+ * an event line, so that spool recovery keeps quarantine lines by the same rule (writer_spool.c).
+ * Ids of quarantine lines are the server's, never deduplicated.
  */
 #ifndef EVENTS_QUARANTINE_H
 #define EVENTS_QUARANTINE_H
