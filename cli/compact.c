@@ -80,7 +80,7 @@ int cmd_compact(int argc, char **argv)
                          .chunk_bytes = chunk};
     compact_stats s;
     char err[1024];
-    int r = lake_compact(&cc, &s, err, sizeof err);
+    int r = compact_run(&cc, &s, err, sizeof err);
     int rc = 0;
     if (r < 0) {
         fprintf(stderr, "events compact: %s\n", err);

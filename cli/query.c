@@ -149,9 +149,10 @@ static void note_unsealed(const qopts *o, store *st)
     char spool[4200];
     uint64_t segments, events;
     long pid;
+    char err[512]; /* no spool or an unreadable one: said as "no events yet" */
     if (!cli_lake_spool(o->lake, spool, sizeof spool)) {
         fprintf(stderr, "events %s: the lake %s holds no sealed events yet\n", o->cmd, o->lake);
-    } else if (lake_spool_count(spool, &segments, &events) || !events) {
+    } else if (lake_spool_count(spool, &segments, &events, err, sizeof err) || !events) {
         fprintf(stderr, "events %s: the lake %s holds no events yet\n", o->cmd, o->lake);
     } else if (lake_spool_held(spool, &pid)) {
         fprintf(stderr,

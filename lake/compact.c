@@ -197,11 +197,15 @@ static int dir_in_use(const char *dir)
     return busy;
 }
 
-int lake_compact_clean(const char *work_dir, uint64_t *removed)
+int compact_clean(const char *work_dir, uint64_t *removed, char *err, size_t errlen)
 {
     *removed = 0;
     DIR *d = opendir(work_dir);
-    if (!d) return errno == ENOENT ? 0 : -1;
+    if (!d && errno == ENOENT) return 0;
+    if (!d) {
+        snprintf(err, errlen, "compact: cannot read %s: %s", work_dir, strerror(errno));
+        return -1;
+    }
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
@@ -328,7 +332,7 @@ static int tick(void *ud, char *err, size_t errlen)
 /* The partition's live files, made local: items[k] and hin[k] for the k-th live file. */
 typedef struct inputs {
     lake_cache_item *items;
-    lake_hour_in *hin;
+    compact_hour_in *hin;
     size_t *file; /* index in the partition */
     size_t n;
     int cached; /* items are pinned in the cache */
@@ -393,8 +397,8 @@ static int inputs_get(run *r, lake_partition *p, inputs *in)
 }
 
 /* The next manifest's text: the kept and new files live, the rest replaced now. */
-static char *manifest_text(run *r, lake_partition *p, const inputs *in, const lake_hour_result *res,
-                           uint64_t seq, int64_t now)
+static char *manifest_text(run *r, lake_partition *p, const inputs *in,
+                           const compact_hour_result *res, uint64_t seq, int64_t now)
 {
     json_t *replaced = json_object(), *names = json_array();
     unsigned char *kept = calloc(p->n ? p->n : 1, 1);
@@ -431,7 +435,7 @@ static char *manifest_text(run *r, lake_partition *p, const inputs *in, const la
 }
 
 /* Deletes the first n new files from the lake (never named by a manifest: no reader has them). */
-static void unput(run *r, int64_t hour, const lake_hour_result *res, size_t n)
+static void unput(run *r, int64_t hour, const compact_hour_result *res, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char key[LAKE_KEY_MAX];
@@ -442,7 +446,7 @@ static void unput(run *r, int64_t hour, const lake_hour_result *res, size_t n)
 }
 
 /* The new files into the lake, then the manifest that makes them live. 0 or -1. */
-static int publish(run *r, lake_partition *p, const inputs *in, const lake_hour_result *res)
+static int publish(run *r, lake_partition *p, const inputs *in, const compact_hour_result *res)
 {
     store *s = r->cfg->store;
     char why[512];
@@ -505,17 +509,17 @@ static int compact_one(run *r, lake_partition *p)
     inputs in;
     if (inputs_get(r, p, &in)) return -1;
     for (size_t i = 0; i < in.n; i++) r->st->bytes_in += in.items[i].size;
-    lake_hour_job job = {.con = r->con,
-                         .dir = r->dir,
-                         .chunk_bytes = r->chunk_bytes,
-                         .key_rows = r->key_rows,
-                         .in = in.hin,
-                         .nin = in.n,
-                         .tick = tick,
-                         .ud = r};
-    lake_hour_result res;
+    compact_hour_job job = {.con = r->con,
+                            .dir = r->dir,
+                            .chunk_bytes = r->chunk_bytes,
+                            .key_rows = r->key_rows,
+                            .in = in.hin,
+                            .nin = in.n,
+                            .tick = tick,
+                            .ud = r};
+    compact_hour_result res;
     char m[1024];
-    int rc = lake_compact_hour(&job, &res, m, sizeof m);
+    int rc = compact_hour_run(&job, &res, m, sizeof m);
     if (rc) {
         char key[LAKE_KEY_MAX];
         lake_hour_prefix(p->hour, key);
@@ -524,7 +528,7 @@ static int compact_one(run *r, lake_partition *p)
         r->st->chunks += res.statements;
         rc = publish(r, p, &in, &res);
         for (size_t i = 0; i < res.nout; i++) unlink(res.out[i].path); /* if still there */
-        lake_hour_result_free(&res);
+        compact_hour_result_free(&res);
     }
     inputs_free(r, &in);
     return rc;
@@ -539,7 +543,7 @@ static int on_partition(lake_partition *p, void *ud)
     return compact_one(r, p) ? -1 : 0;
 }
 
-int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t errlen)
+int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t errlen)
 {
     memset(st, 0, sizeof *st);
     run r;
@@ -551,7 +555,7 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
         snprintf(err, errlen, "compaction: an object store needs a cache");
         return -1;
     }
-    r.chunk_bytes = lake_compact_chunk(cfg);
+    r.chunk_bytes = compact_chunk(cfg);
     if (!(r.key_rows = cfg->key_rows)) {
         /* 1.5 M ids grouped in one statement needed a limit of at most 192 MiB: 256 bytes each
          * leaves room */
@@ -571,7 +575,8 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
     int t = lease_take(&r.lease, st->holder, sizeof st->holder, err, errlen);
     if (t) return t;
     /* what killed runs left: no other compactor of this lake is at work now */
-    lake_compact_clean(cfg->work_dir, &st->leftovers);
+    char cm[512]; /* best effort: what it cannot remove, a later run tries again */
+    compact_clean(cfg->work_dir, &st->leftovers, cm, sizeof cm);
     int rc = run_dir_open(&r);
     if (!rc && !(rc = duck_open(&r))) {
         char m[1024] = "";
@@ -586,7 +591,7 @@ int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t
     return rc;
 }
 
-uint64_t lake_compact_chunk(const compact_config *cfg)
+uint64_t compact_chunk(const compact_config *cfg)
 {
     if (cfg->chunk_bytes) return cfg->chunk_bytes;
     uint64_t mem = cfg->memory_limit ? cfg->memory_limit : (1ull << 30);

@@ -23,7 +23,7 @@
  *
  * A run works in its own directory under work_dir (new files before they go
  * into the lake, DuckDB's spill files), locked while it lives; a run removes
- * what killed runs left there (lake_compact_clean).
+ * what killed runs left there (compact_clean).
  *
  * One compactor at a time per lake: a run first takes the lease
  * leases/compaction/{seq}.json, a conditional put of the next seq that only
@@ -75,17 +75,18 @@ typedef struct compact_stats {
  * compactor holds the lease (st->holder says who), -1 with a message in err
  * (the partitions done before the error stay done; nothing is lost).
  */
-int lake_compact(const compact_config *cfg, compact_stats *st, char *err, size_t errlen);
+int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t errlen);
 
 /* The chunk a run with cfg uses. */
-uint64_t lake_compact_chunk(const compact_config *cfg);
+uint64_t compact_chunk(const compact_config *cfg);
 
 /*
  * Removes from work_dir what killed runs left: every file, and every
  * directory whose run is not alive (its lock is free). *removed counts them.
- * 0, or -1 if work_dir cannot be read. lake_compact calls it once it holds
+ * 0 (also when work_dir does not exist), or -1 with a message in err if it
+ * cannot be read. compact_run calls it once it holds
  * the lease; a server calls it when its compactor starts.
  */
-int lake_compact_clean(const char *work_dir, uint64_t *removed);
+int compact_clean(const char *work_dir, uint64_t *removed, char *err, size_t errlen);
 
 #endif

@@ -106,16 +106,16 @@ static int parquet_facts(duckdb_connection con, const char *path, uint64_t *rows
 
 /* ---- new files --------------------------------------------------------------------- */
 
-static lake_hour_out *out_new(const lake_hour_job *job, lake_hour_result *res, char *err,
-                              size_t errlen)
+static compact_hour_out *out_new(const compact_hour_job *job, compact_hour_result *res, char *err,
+                                 size_t errlen)
 {
-    lake_hour_out *n = realloc(res->out, (res->nout + 1) * sizeof *n);
+    compact_hour_out *n = realloc(res->out, (res->nout + 1) * sizeof *n);
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     res->out = n;
-    lake_hour_out *o = &n[res->nout];
+    compact_hour_out *o = &n[res->nout];
     memset(o, 0, sizeof *o);
     evrand_uuid7(o->uuid);
     size_t len = strlen(job->dir) + 1 + LAKE_UUID_LEN + sizeof ".parquet";
@@ -129,9 +129,9 @@ static lake_hour_out *out_new(const lake_hour_job *job, lake_hour_result *res, c
 }
 
 /* Drops the last new file (written empty, or failed). */
-static void out_drop_last(lake_hour_result *res)
+static void out_drop_last(compact_hour_result *res)
 {
-    lake_hour_out *o = &res->out[--res->nout];
+    compact_hour_out *o = &res->out[--res->nout];
     unlink(o->path);
     free(o->path);
 }
@@ -140,10 +140,10 @@ static void out_drop_last(lake_hour_result *res)
  * Finishes the statement that wrote `select` into a new file: runs it, and keeps the file if it
  * has rows (a chunk of torn lines has none).
  */
-static int write_file(const lake_hour_job *job, buf *select, const char *what,
-                      lake_hour_result *res, char *err, size_t errlen)
+static int write_file(const compact_hour_job *job, buf *select, const char *what,
+                      compact_hour_result *res, char *err, size_t errlen)
 {
-    lake_hour_out *o = out_new(job, res, err, errlen);
+    compact_hour_out *o = out_new(job, res, err, errlen);
     if (!o) return -1;
     buf sql = BUF_INIT;
     buf_puts(&sql, "COPY (");
@@ -167,8 +167,8 @@ static int write_file(const lake_hour_job *job, buf *select, const char *what,
 }
 
 /* One chunk: its rows, one per id, sorted by ts, into a new file. */
-static int write_chunk(const lake_hour_job *job, const char *const *json, size_t nj,
-                       const char *const *pq, size_t np, lake_hour_result *res, char *err,
+static int write_chunk(const compact_hour_job *job, const char *const *json, size_t nj,
+                       const char *const *pq, size_t np, compact_hour_result *res, char *err,
                        size_t errlen)
 {
     if (!nj && !np) return 0;
@@ -264,8 +264,8 @@ io:
 }
 
 /* A segment larger than a chunk: a chunk per piece, the pieces of even size. */
-static int write_pieces(const lake_hour_job *job, const lake_hour_in *in, lake_hour_result *res,
-                        char *err, size_t errlen)
+static int write_pieces(const compact_hour_job *job, const compact_hour_in *in,
+                        compact_hour_result *res, char *err, size_t errlen)
 {
     uint64_t pieces = (in->size + job->chunk_bytes - 1) / job->chunk_bytes;
     uint64_t target = (in->size + pieces - 1) / pieces;
@@ -303,7 +303,7 @@ typedef struct chunk {
     uint64_t bytes;
 } chunk;
 
-static int chunk_flush(const lake_hour_job *job, chunk *c, lake_hour_result *res, char *err,
+static int chunk_flush(const compact_hour_job *job, chunk *c, compact_hour_result *res, char *err,
                        size_t errlen)
 {
     int rc = write_chunk(job, c->json, c->nj, c->pq, c->np, res, err, errlen);
@@ -313,7 +313,7 @@ static int chunk_flush(const lake_hour_job *job, chunk *c, lake_hour_result *res
 }
 
 /* weight[i]: the JSON bytes of input i (a compacted file's events, uncompressed). */
-static int write_runs(const lake_hour_job *job, const uint64_t *weight, lake_hour_result *res,
+static int write_runs(const compact_hour_job *job, const uint64_t *weight, compact_hour_result *res,
                       char *err, size_t errlen)
 {
     size_t cap = job->nin ? job->nin : 1;
@@ -321,7 +321,7 @@ static int write_runs(const lake_hour_job *job, const uint64_t *weight, lake_hou
     int rc = c.json && c.pq ? 0 : -1;
     if (rc) snprintf(err, errlen, "out of memory");
     for (size_t i = 0; !rc && i < job->nin; i++) {
-        const lake_hour_in *in = &job->in[i];
+        const compact_hour_in *in = &job->in[i];
         if (in->kept) continue;
         if (!in->parquet && weight[i] > job->chunk_bytes) {
             rc = chunk_flush(job, &c, res, err, errlen);
@@ -348,14 +348,14 @@ static int write_runs(const lake_hour_job *job, const uint64_t *weight, lake_hou
  * A file with rows that lose to another file's: written again without them, into a new file
  * that takes its place (a new file's old copy is unlinked; a kept input is kept no longer).
  */
-static int rewrite_without_losers(const lake_hour_job *job, const char *path, lake_hour_result *res,
-                                  char *err, size_t errlen)
+static int rewrite_without_losers(const compact_hour_job *job, const char *path,
+                                  compact_hour_result *res, char *err, size_t errlen)
 {
     if (job->tick && job->tick(job->ud, err, errlen)) return -1;
     size_t was = res->nout;
     for (size_t i = 0; i < res->nout; i++)
         if (!strcmp(res->out[i].path, path)) was = i;
-    lake_hour_in *kept = NULL;
+    compact_hour_in *kept = NULL;
     for (size_t i = 0; was == res->nout && i < job->nin; i++)
         if (job->in[i].kept && !strcmp(job->in[i].path, path)) kept = &job->in[i];
     if (was == res->nout && !kept) {
@@ -388,8 +388,8 @@ static int rewrite_without_losers(const lake_hour_job *job, const char *path, la
  * (filename, id). Grouping every id of the hour at once needs memory in proportion to the
  * hour: the ids are taken in passes, those whose hash falls in one of `passes` classes each.
  */
-static int find_losers(const lake_hour_job *job, const char *const *all, size_t n, uint64_t passes,
-                       char *err, size_t errlen)
+static int find_losers(const compact_hour_job *job, const char *const *all, size_t n,
+                       uint64_t passes, char *err, size_t errlen)
 {
     if (run_sql(job->con,
                 "CREATE OR REPLACE TEMP TABLE compact_losers (filename VARCHAR, id VARCHAR)", NULL,
@@ -418,7 +418,8 @@ static int find_losers(const lake_hour_job *job, const char *const *all, size_t 
     return 0;
 }
 
-static int dedup_across(const lake_hour_job *job, lake_hour_result *res, char *err, size_t errlen)
+static int dedup_across(const compact_hour_job *job, compact_hour_result *res, char *err,
+                        size_t errlen)
 {
     size_t n = res->nout;
     uint64_t rows = 0;
@@ -464,7 +465,8 @@ static int dedup_across(const lake_hour_job *job, lake_hour_result *res, char *e
 
 /* ---- the hour ------------------------------------------------------------------------ */
 
-int lake_compact_hour(const lake_hour_job *job, lake_hour_result *res, char *err, size_t errlen)
+int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char *err,
+                     size_t errlen)
 {
     memset(res, 0, sizeof *res);
     err[0] = 0;
@@ -475,7 +477,7 @@ int lake_compact_hour(const lake_hour_job *job, lake_hour_result *res, char *err
     }
     int rc = 0;
     for (size_t i = 0; !rc && i < job->nin; i++) {
-        lake_hour_in *in = &job->in[i];
+        compact_hour_in *in = &job->in[i];
         in->kept = 0;
         in->rows = 0;
         weight[i] = in->size;
@@ -489,7 +491,7 @@ int lake_compact_hour(const lake_hour_job *job, lake_hour_result *res, char *err
     free(weight);
     if (rc) {
         while (res->nout) out_drop_last(res);
-        lake_hour_result_free(res);
+        compact_hour_result_free(res);
         return -1;
     }
     for (size_t i = 0; i < res->nout; i++) res->rows += res->out[i].rows;
@@ -498,7 +500,7 @@ int lake_compact_hour(const lake_hour_job *job, lake_hour_result *res, char *err
     return 0;
 }
 
-void lake_hour_result_free(lake_hour_result *res)
+void compact_hour_result_free(compact_hour_result *res)
 {
     for (size_t i = 0; i < res->nout; i++) free(res->out[i].path);
     free(res->out);

@@ -22,53 +22,54 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct lake_hour_in {
+typedef struct compact_hour_in {
     const char *path; /* local, readable by DuckDB */
     uint64_t size;    /* bytes of the file */
     int parquet;      /* else JSON Lines */
-    /* set by lake_compact_hour */
+    /* set by compact_hour_run */
     int kept;      /* a compacted file that stays live as it is */
     uint64_t rows; /* of a kept file */
-} lake_hour_in;
+} compact_hour_in;
 
-typedef struct lake_hour_out {
+typedef struct compact_hour_out {
     char uuid[LAKE_UUID_LEN + 1]; /* its name in the lake: {uuid}.parquet */
     char *path;                   /* in the job's directory (malloc'd) */
     uint64_t rows, bytes;
-} lake_hour_out;
+} compact_hour_out;
 
-typedef struct lake_hour_result {
-    lake_hour_out *out; /* the new files, in the order written */
+typedef struct compact_hour_result {
+    compact_hour_out *out; /* the new files, in the order written */
     size_t nout;
     uint64_t rows;       /* live rows after: the new files' and the kept files' */
     uint64_t statements; /* DuckDB statements that wrote a file */
-} lake_hour_result;
+} compact_hour_result;
 
 /*
  * Called before each statement that reads events (the caller renews its
  * lease there). Nonzero stops the work; the callback has set err.
  */
-typedef int (*lake_hour_tick_fn)(void *ud, char *err, size_t errlen);
+typedef int (*compact_hour_tick_fn)(void *ud, char *err, size_t errlen);
 
-typedef struct lake_hour_job {
+typedef struct compact_hour_job {
     duckdb_connection con; /* the compaction's own DuckDB, on this thread */
     const char *dir;       /* where pieces and new files are written; must exist */
     uint64_t chunk_bytes;  /* input of one statement at most (a longer line goes alone) */
     uint64_t key_rows;     /* ids one statement groups at most, to find duplicates across files */
-    lake_hour_in *in;      /* the partition's live files, in the lake's order */
+    compact_hour_in *in;   /* the partition's live files, in the lake's order */
     size_t nin;
-    lake_hour_tick_fn tick;
+    compact_hour_tick_fn tick;
     void *ud;
-} lake_hour_job;
+} compact_hour_job;
 
 /*
  * Writes the hour's new files into job->dir and fills res (free it with
- * lake_hour_result_free; the files stay for the caller to move or unlink).
+ * compact_hour_result_free; the files stay for the caller to move or unlink).
  * 0, or -1 with a message in err: then every file it wrote is gone again.
  */
-int lake_compact_hour(const lake_hour_job *job, lake_hour_result *res, char *err, size_t errlen);
+int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char *err,
+                     size_t errlen);
 
 /* Frees res's memory (not its files). */
-void lake_hour_result_free(lake_hour_result *res);
+void compact_hour_result_free(compact_hour_result *res);
 
 #endif

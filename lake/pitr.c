@@ -266,26 +266,6 @@ static int fetch_snapshot(store *st, const char *source, uint64_t snap, const ch
     return rc;
 }
 
-typedef struct conflict {
-    char what[200];
-} conflict;
-
-static int on_conflict(void *ud, int kind, sqlite3_changeset_iter *it)
-{
-    conflict *c = ud;
-    const char *tab = "?";
-    int ncol, op, ind;
-    sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
-    if (!c->what[0])
-        snprintf(c->what, sizeof c->what, "%s in table %s",
-                 kind == SQLITE_CHANGESET_NOTFOUND   ? "a row it changes is missing"
-                 : kind == SQLITE_CHANGESET_DATA     ? "a row it changes has other values"
-                 : kind == SQLITE_CHANGESET_CONFLICT ? "a row it inserts exists"
-                                                     : "a constraint fails",
-                 tab);
-    return SQLITE_CHANGESET_ABORT;
-}
-
 static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
     char *e = NULL;
@@ -353,9 +333,9 @@ int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes 
         goto out;
     }
     for (size_t i = first; i < k && !rc; i++) {
-        conflict c = {""};
+        cdc_conflict c = {""};
         int a = sqlite3changeset_apply_v2(db, (int)changes->changeset[i].len,
-                                          changes->changeset[i].p, NULL, on_conflict, &c, NULL,
+                                          changes->changeset[i].p, NULL, cdc_on_conflict, &c, NULL,
                                           NULL, SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
         if (a != SQLITE_OK) {
             snprintf(err, errlen, "transaction %016llx does not fit: %s",

@@ -7,6 +7,7 @@
 #include "jscan.h"
 #include "ulid.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* The length of raw[0..n) as the content of a JSON string (buf_json_str's escapes). */
@@ -28,7 +29,8 @@ int lake_quarantine_raw_is_text(const char *raw, size_t n)
     return !memchr(raw, 0, n) && escaped_len(raw, n) <= 2 * n && jscan_utf8_valid(raw, n);
 }
 
-int lake_quarantine_line(buf *out, const lake_quarantine_rec *r, size_t *id_off)
+int lake_quarantine_line(buf *out, const lake_quarantine_rec *r, size_t *id_off, char *err,
+                         size_t errlen)
 {
     size_t mark = out->len;
     char id[ULID_LEN + 1], at[EVTIME_LEN + 1];
@@ -57,6 +59,7 @@ int lake_quarantine_line(buf *out, const lake_quarantine_rec *r, size_t *id_off)
     fail |= buf_puts(out, "}\n");
     if (fail) {
         out->len = mark;
+        snprintf(err, errlen, "quarantine: out of memory for a line of %zu bytes", r->raw_len);
         return -1;
     }
     return 0;

@@ -16,8 +16,8 @@
  * as the record (a record of control characters would be six times);
  * otherwise raw is null and rawBase64 holds the exact bytes (standard
  * base64). A line is thus at most twice its record and a few hundred bytes. "id" comes first, as in
- * an event line, so that spool recovery keeps quarantine lines by the same rule (writer.c). Ids of
- * quarantine lines are the server's, never deduplicated.
+ * an event line, so that spool recovery keeps quarantine lines by the same rule (writer_spool.c).
+ * Ids of quarantine lines are the server's, never deduplicated.
  */
 #ifndef EVENTS_QUARANTINE_H
 #define EVENTS_QUARANTINE_H
@@ -41,9 +41,11 @@ typedef struct lake_quarantine_rec {
 
 /*
  * Appends the record's line, '\n' included, to out. *id_off is set to the
- * offset of the line's id in out. 0, or -1 out of memory (out as it was).
+ * offset of the line's id in out. 0, or -1 with a message in err: out of
+ * memory (out as it was).
  */
-int lake_quarantine_line(buf *out, const lake_quarantine_rec *r, size_t *id_off);
+int lake_quarantine_line(buf *out, const lake_quarantine_rec *r, size_t *id_off, char *err,
+                         size_t errlen);
 
 /* 1 if raw[0..n) is kept as text ("raw"), 0 if as "rawBase64" (see above). */
 int lake_quarantine_raw_is_text(const char *raw, size_t n);

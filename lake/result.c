@@ -388,12 +388,8 @@ static int64_t fixed_int(duckdb_vector v, duckdb_type internal, idx_t row)
     }
 }
 
-/*
- * Renders one valid value. json: 1 for a JSON value, 0 for text (strings raw,
- * nested values still JSON). Returns as result_json does.
- */
-static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json,
-                     size_t limit)
+/* A number or boolean; -1 for a type result_type_new refuses. */
+static int put_number(buf *out, const result_type *rt, duckdb_vector v, idx_t row)
 {
     void *d = duckdb_vector_get_data(v);
     switch (rt->id) {
@@ -420,40 +416,163 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
         put_decimal(out, x, rt->scale);
         break;
     }
-    case DUCKDB_TYPE_VARCHAR:
-    case DUCKDB_TYPE_BLOB: {
-        duckdb_string_t *s = string_at(v, row);
-        const char *p = duckdb_string_t_data(s);
-        uint32_t n = duckdb_string_t_length(*s);
-        size_t need = rt->id == DUCKDB_TYPE_BLOB ? blob_len(p, n, json)
-                      : rt->json || !json        ? n
-                                                 : json_str_len(p, n);
-        if (out->len + need > limit) return RESULT_OVER;
-        if (rt->id == DUCKDB_TYPE_BLOB) {
-            if (!json) {
-                put_blob_text(out, p, n);
-            } else {
-                buf b = BUF_INIT;
-                put_blob_text(&b, p, n);
-                buf_json_str(out, b.p ? b.p : "", b.len);
-                buf_free(&b);
-            }
-        } else if (rt->json || !json) {
-            buf_append(out, p, n);
+    default: return -1; /* refused by result_type_new */
+    }
+    return 0;
+}
+
+/* A VARCHAR (JSON embedded as it is) or a BLOB (as text); RESULT_OVER past limit. */
+static int put_string(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json,
+                      size_t limit)
+{
+    duckdb_string_t *s = string_at(v, row);
+    const char *p = duckdb_string_t_data(s);
+    uint32_t n = duckdb_string_t_length(*s);
+    size_t need = rt->id == DUCKDB_TYPE_BLOB ? blob_len(p, n, json)
+                  : rt->json || !json        ? n
+                                             : json_str_len(p, n);
+    if (out->len + need > limit) return RESULT_OVER;
+    if (rt->id == DUCKDB_TYPE_BLOB) {
+        if (!json) {
+            put_blob_text(out, p, n);
         } else {
-            buf_json_str(out, p, n);
+            buf b = BUF_INIT;
+            put_blob_text(&b, p, n);
+            buf_json_str(out, b.p ? b.p : "", b.len);
+            buf_free(&b);
         }
+    } else if (rt->json || !json) {
+        buf_append(out, p, n);
+    } else {
+        buf_json_str(out, p, n);
+    }
+    return 0;
+}
+
+static void put_enum(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json)
+{
+    int64_t i = fixed_int(v, rt->internal, row);
+    const char *s = i >= 0 && (idx_t)i < rt->n_enum ? rt->enum_values[i] : "";
+    if (json)
+        buf_json_str(out, s, strlen(s));
+    else
+        buf_puts(out, s);
+}
+
+/* A UUID, a date, a time, a timestamp or an interval: a string in JSON. */
+static void put_temporal(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json)
+{
+    void *d = duckdb_vector_get_data(v);
+    if (json) buf_putc(out, '"');
+    switch (rt->id) {
+    case DUCKDB_TYPE_UUID: put_uuid(out, ((duckdb_hugeint *)d)[row]); break;
+    case DUCKDB_TYPE_DATE: put_date(out, ((duckdb_date *)d)[row]); break;
+    case DUCKDB_TYPE_TIME: put_time_of_day(out, ((duckdb_time *)d)[row].micros); break;
+    case DUCKDB_TYPE_TIMESTAMP_S: {
+        int64_t s = ((int64_t *)d)[row];
+        put_timestamp(out, s == INT64_MAX || s == -INT64_MAX ? s : s * 1000000);
         break;
     }
-    case DUCKDB_TYPE_ENUM: {
-        int64_t i = fixed_int(v, rt->internal, row);
-        const char *s = i >= 0 && (idx_t)i < rt->n_enum ? rt->enum_values[i] : "";
-        if (json)
-            buf_json_str(out, s, strlen(s));
-        else
-            buf_puts(out, s);
+    case DUCKDB_TYPE_TIMESTAMP_MS: {
+        int64_t ms = ((int64_t *)d)[row];
+        put_timestamp(out, ms == INT64_MAX || ms == -INT64_MAX ? ms : ms * 1000);
         break;
     }
+    case DUCKDB_TYPE_TIMESTAMP_NS: {
+        int64_t ns = ((int64_t *)d)[row];
+        put_timestamp(out, ns == INT64_MAX || ns == -INT64_MAX ? ns : ns / 1000);
+        break;
+    }
+    case DUCKDB_TYPE_INTERVAL: put_interval(out, ((duckdb_interval *)d)[row]); break;
+    default: put_timestamp(out, ((int64_t *)d)[row]); break;
+    }
+    if (json) buf_putc(out, '"');
+}
+
+static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json,
+                     size_t limit);
+
+/* The len entries from off of a MAP's child vector, as a JSON object. */
+static int put_map(buf *out, const result_type *rt, duckdb_vector child, idx_t off, idx_t len,
+                   size_t limit)
+{
+    duckdb_vector keys = duckdb_struct_vector_get_child(child, 0);
+    duckdb_vector vals = duckdb_struct_vector_get_child(child, 1);
+    buf_putc(out, '{');
+    for (idx_t i = 0; i < len; i++) {
+        if (i) buf_putc(out, ',');
+        int r = 0;
+        if (rt->child[0]->id == DUCKDB_TYPE_VARCHAR && !rt->child[0]->json) {
+            r = put_value(out, rt->child[0], keys, off + i, 1, limit);
+        } else { /* a JSON object key is a string: the key's text */
+            buf k = BUF_INIT;
+            if (is_valid(keys, off + i))
+                r = put_value(&k, rt->child[0], keys, off + i, 0,
+                              out->len < limit ? limit - out->len : 0);
+            if (!r && out->len + json_str_len(k.p ? k.p : "", k.len) > limit) r = RESULT_OVER;
+            if (!r) buf_json_str(out, k.p ? k.p : "", k.len);
+            buf_free(&k);
+        }
+        if (r) return r;
+        buf_putc(out, ':');
+        if ((r = result_json(out, rt->child[1], vals, off + i, limit))) return r;
+    }
+    buf_putc(out, '}');
+    return 0;
+}
+
+/* A LIST, an ARRAY (a JSON array) or a MAP (a JSON object). */
+static int put_list(buf *out, const result_type *rt, duckdb_vector v, idx_t row, size_t limit)
+{
+    idx_t off, len;
+    duckdb_vector child;
+    if (rt->id == DUCKDB_TYPE_ARRAY) {
+        off = row * rt->array_size;
+        len = rt->array_size;
+        child = duckdb_array_vector_get_child(v);
+    } else {
+        duckdb_list_entry e = ((duckdb_list_entry *)duckdb_vector_get_data(v))[row];
+        off = e.offset;
+        len = e.length;
+        child = duckdb_list_vector_get_child(v);
+    }
+    if (rt->id == DUCKDB_TYPE_MAP) return put_map(out, rt, child, off, len, limit);
+    buf_putc(out, '[');
+    for (idx_t i = 0; i < len; i++) {
+        if (i) buf_putc(out, ',');
+        int r = result_json(out, rt->child[0], child, off + i, limit);
+        if (r) return r;
+    }
+    buf_putc(out, ']');
+    return 0;
+}
+
+static int put_struct(buf *out, const result_type *rt, duckdb_vector v, idx_t row, size_t limit)
+{
+    buf_putc(out, '{');
+    for (idx_t i = 0; i < rt->n; i++) {
+        if (i) buf_putc(out, ',');
+        buf_json_str(out, rt->names[i], strlen(rt->names[i]));
+        buf_putc(out, ':');
+        int r = result_json(out, rt->child[i], duckdb_struct_vector_get_child(v, i), row, limit);
+        if (r) return r;
+    }
+    buf_putc(out, '}');
+    return 0;
+}
+
+/*
+ * Renders one valid value. json: 1 for a JSON value, 0 for text (strings raw,
+ * nested values still JSON). Returns as result_json does.
+ */
+static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row, int json,
+                     size_t limit)
+{
+    int r = 0;
+    switch (rt->id) {
+    case DUCKDB_TYPE_VARCHAR:
+    case DUCKDB_TYPE_BLOB: r = put_string(out, rt, v, row, json, limit); break;
+    case DUCKDB_TYPE_ENUM: put_enum(out, rt, v, row, json); break;
     case DUCKDB_TYPE_SQLNULL: buf_puts(out, json ? "null" : ""); break;
     case DUCKDB_TYPE_UUID:
     case DUCKDB_TYPE_DATE:
@@ -463,97 +582,14 @@ static int put_value(buf *out, const result_type *rt, duckdb_vector v, idx_t row
     case DUCKDB_TYPE_TIMESTAMP_MS:
     case DUCKDB_TYPE_TIMESTAMP_NS:
     case DUCKDB_TYPE_TIMESTAMP_TZ:
-    case DUCKDB_TYPE_INTERVAL: {
-        if (json) buf_putc(out, '"');
-        switch (rt->id) {
-        case DUCKDB_TYPE_UUID: put_uuid(out, ((duckdb_hugeint *)d)[row]); break;
-        case DUCKDB_TYPE_DATE: put_date(out, ((duckdb_date *)d)[row]); break;
-        case DUCKDB_TYPE_TIME: put_time_of_day(out, ((duckdb_time *)d)[row].micros); break;
-        case DUCKDB_TYPE_TIMESTAMP_S: {
-            int64_t s = ((int64_t *)d)[row];
-            put_timestamp(out, s == INT64_MAX || s == -INT64_MAX ? s : s * 1000000);
-            break;
-        }
-        case DUCKDB_TYPE_TIMESTAMP_MS: {
-            int64_t ms = ((int64_t *)d)[row];
-            put_timestamp(out, ms == INT64_MAX || ms == -INT64_MAX ? ms : ms * 1000);
-            break;
-        }
-        case DUCKDB_TYPE_TIMESTAMP_NS: {
-            int64_t ns = ((int64_t *)d)[row];
-            put_timestamp(out, ns == INT64_MAX || ns == -INT64_MAX ? ns : ns / 1000);
-            break;
-        }
-        case DUCKDB_TYPE_INTERVAL: put_interval(out, ((duckdb_interval *)d)[row]); break;
-        default: put_timestamp(out, ((int64_t *)d)[row]); break;
-        }
-        if (json) buf_putc(out, '"');
-        break;
-    }
+    case DUCKDB_TYPE_INTERVAL: put_temporal(out, rt, v, row, json); break;
     case DUCKDB_TYPE_LIST:
     case DUCKDB_TYPE_ARRAY:
-    case DUCKDB_TYPE_MAP: {
-        idx_t off, len;
-        duckdb_vector child;
-        if (rt->id == DUCKDB_TYPE_ARRAY) {
-            off = row * rt->array_size;
-            len = rt->array_size;
-            child = duckdb_array_vector_get_child(v);
-        } else {
-            duckdb_list_entry e = ((duckdb_list_entry *)d)[row];
-            off = e.offset;
-            len = e.length;
-            child = duckdb_list_vector_get_child(v);
-        }
-        if (rt->id == DUCKDB_TYPE_MAP) {
-            duckdb_vector keys = duckdb_struct_vector_get_child(child, 0);
-            duckdb_vector vals = duckdb_struct_vector_get_child(child, 1);
-            buf_putc(out, '{');
-            for (idx_t i = 0; i < len; i++) {
-                if (i) buf_putc(out, ',');
-                int r = 0;
-                if (rt->child[0]->id == DUCKDB_TYPE_VARCHAR && !rt->child[0]->json) {
-                    r = put_value(out, rt->child[0], keys, off + i, 1, limit);
-                } else { /* a JSON object key is a string: the key's text */
-                    buf k = BUF_INIT;
-                    if (is_valid(keys, off + i))
-                        r = put_value(&k, rt->child[0], keys, off + i, 0,
-                                      out->len < limit ? limit - out->len : 0);
-                    if (!r && out->len + json_str_len(k.p ? k.p : "", k.len) > limit)
-                        r = RESULT_OVER;
-                    if (!r) buf_json_str(out, k.p ? k.p : "", k.len);
-                    buf_free(&k);
-                }
-                if (r) return r;
-                buf_putc(out, ':');
-                if ((r = result_json(out, rt->child[1], vals, off + i, limit))) return r;
-            }
-            buf_putc(out, '}');
-        } else {
-            buf_putc(out, '[');
-            for (idx_t i = 0; i < len; i++) {
-                if (i) buf_putc(out, ',');
-                int r = result_json(out, rt->child[0], child, off + i, limit);
-                if (r) return r;
-            }
-            buf_putc(out, ']');
-        }
-        break;
+    case DUCKDB_TYPE_MAP: r = put_list(out, rt, v, row, limit); break;
+    case DUCKDB_TYPE_STRUCT: r = put_struct(out, rt, v, row, limit); break;
+    default: r = put_number(out, rt, v, row); break;
     }
-    case DUCKDB_TYPE_STRUCT:
-        buf_putc(out, '{');
-        for (idx_t i = 0; i < rt->n; i++) {
-            if (i) buf_putc(out, ',');
-            buf_json_str(out, rt->names[i], strlen(rt->names[i]));
-            buf_putc(out, ':');
-            int r =
-                result_json(out, rt->child[i], duckdb_struct_vector_get_child(v, i), row, limit);
-            if (r) return r;
-        }
-        buf_putc(out, '}');
-        break;
-    default: return -1; /* refused by result_type_new */
-    }
+    if (r) return r;
     return out->p ? 0 : -1;
 }
 

@@ -139,10 +139,10 @@ const char *lake_writer_spool_dir(const lake_writer *w);
  * when it is called is waited for, so that a listing of the store taken after
  * pinning and the pinned segments hold every event exactly once. An open
  * segment keeps growing while pinned; its last line may be torn. Returns 0,
- * or -1 (out of memory). Any thread.
+ * or -1 with a message in err (out of memory). Any thread.
  */
 typedef struct lake_spool_pins lake_spool_pins;
-int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out);
+int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out, char *err, size_t errlen);
 size_t lake_spool_pins_count(const lake_spool_pins *p);
 /* The i-th pinned segment: its kind (enum lake_kind), its hour and its path. */
 void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int *kind,
@@ -160,10 +160,11 @@ void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p); /* NULL is ign
  *
  * lake_spool_count: the spool's event segments and the whole lines (events) in
  * them (quarantine segments are not counted), as they are now (a running writer's segments grow).
- * 0, or -1 with errno set (ENOENT: no spool).
+ * 0, or -1 with a message in err (also when there is no spool).
  */
 #define LAKE_SPOOL_LOCK "LOCK" /* the spool's lock file, holding the writer's pid */
 int lake_spool_held(const char *spool_dir, long *pid);
-int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events);
+int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events, char *err,
+                     size_t errlen);
 
 #endif

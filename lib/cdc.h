@@ -102,6 +102,17 @@ int cdc_tables(sqlite3 *db, char ***names, int *n);
 void cdc_changeset_count(const void *p, int n, uint64_t *inserted, uint64_t *updated,
                          uint64_t *deleted);
 
+/*
+ * The conflict handler of sqlite3changeset_apply_v2 for a changeset that must fit exactly
+ * (a restore, a replay of the change log): it aborts at the first conflict and notes in the
+ * cdc_conflict given as ud which table and what (`in table accounts, a row is missing`).
+ */
+typedef struct cdc_conflict {
+    char what[300]; /* "" until a conflict is met */
+} cdc_conflict;
+struct sqlite3_changeset_iter; /* sqlite3.h declares it under SQLITE_ENABLE_SESSION */
+int cdc_on_conflict(void *ud, int kind, struct sqlite3_changeset_iter *it);
+
 /* sqlite3_exec, its error as libevents' (EVENTS_EDB naming the SQL). */
 int cdc_exec(sqlite3 *db, const char *sql);
 

@@ -50,14 +50,9 @@ static int64_t scalar(sqlite3 *db, const char *sql, int64_t arg)
     return v;
 }
 
-/* Counts the changes of a changeset by kind. */
-typedef struct conflict {
-    char what[300];
-} conflict;
-
-static int on_conflict(void *ud, int kind, sqlite3_changeset_iter *it)
+int cdc_on_conflict(void *ud, int kind, sqlite3_changeset_iter *it)
 {
-    conflict *c = ud;
+    cdc_conflict *c = ud;
     const char *tab = "?";
     int ncol, op, ind;
     sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
@@ -227,8 +222,8 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
         *rp = r;
         return EVENTS_OK;
     }
-    conflict c = {""};
-    int arc = sqlite3changeset_apply_v2(db, n, p, NULL, on_conflict, &c, NULL, NULL,
+    cdc_conflict c = {""};
+    int arc = sqlite3changeset_apply_v2(db, n, p, NULL, cdc_on_conflict, &c, NULL, NULL,
                                         SQLITE_CHANGESETAPPLY_NOSAVEPOINT);
     sqlite3_free(p);
     uint64_t rb = 0;

@@ -192,7 +192,8 @@ static int add_reject(event_ctx *ctx, ingest_result *r, const ingest_options *o,
                              .raw = raw,
                              .raw_len = raw_len};
     size_t off = r->qlines.len, id_off;
-    if (lake_quarantine_line(&r->qlines, &q, &id_off)) return -1;
+    char err[128]; /* out of memory, failed as add_reject's other allocations are */
+    if (lake_quarantine_line(&r->qlines, &q, &id_off, err, sizeof err)) return -1;
     lake_event *e = &r->qev[r->qn++];
     memset(e, 0, sizeof *e);
     e->off = (uint32_t)off;

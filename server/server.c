@@ -105,9 +105,10 @@ typedef struct server {
 static void compactor_clean(server *s)
 {
     uint64_t n = 0;
-    if (lake_compact_clean(s->work, &n)) {
-        log_msg(LOG_WARN, "cannot clean the compaction directory", "path", s->work, "error",
-                strerror(errno), LOG_END);
+    char err[512];
+    if (compact_clean(s->work, &n, err, sizeof err)) {
+        log_msg(LOG_WARN, "cannot clean the compaction directory", "path", s->work, "error", err,
+                LOG_END);
         return;
     }
     s->compact_leftovers += n;
@@ -145,7 +146,7 @@ static void *compactor_main(void *arg)
         compact_stats st;
         char err[1024];
         int64_t t0 = evtime_mono_ms();
-        int r = lake_compact(&cc, &st, err, sizeof err);
+        int r = compact_run(&cc, &st, err, sizeof err);
         char ms[24], parts[24], files[24], rows[24], del[24], written[24];
         snprintf(ms, sizeof ms, "%lld", (long long)(evtime_mono_ms() - t0));
         snprintf(parts, sizeof parts, "%llu", (unsigned long long)st.compacted);

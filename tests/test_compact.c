@@ -509,7 +509,8 @@ TEST(compaction_cleaning_leaves_a_run_directory_being_made)
                     "'%s/.new-old'",
                     dir, dir, dir));
     uint64_t removed = 0;
-    CHECK_INT(0, lake_compact_clean(dir, &removed));
+    char err[256];
+    CHECK_INT(0, compact_clean(dir, &removed, err, sizeof err));
     CHECK_INT(1, removed);
     CHECK_INT(0, sh("test \"$(ls -A '%s')\" = .new-fresh", dir));
     test_rmtree(dir);

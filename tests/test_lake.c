@@ -917,7 +917,8 @@ TEST(test_writer_commits_quarantine_lines_with_the_events_and_seals_them_under_r
     CHECK_INT(2, st.segments_open); /* one of events, one of the quarantine */
     /* a reader sees the quarantine segment in the spool, of its kind */
     lake_spool_pins *pins;
-    REQUIRE_INT(0, lake_writer_pin_spool(w, &pins));
+    char err[256];
+    REQUIRE_INT(0, lake_writer_pin_spool(w, &pins, err, sizeof err));
     int kinds = 0;
     for (size_t i = 0; i < lake_spool_pins_count(pins); i++) {
         int kind;

@@ -585,7 +585,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
                          .threads = 1,
                          .owner = "test"};
     compact_stats st;
-    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
     wait_runs(&w, w.runs); /* and one begun after it */
     w.stop = 1;
     pthread_join(t, NULL);
@@ -625,7 +625,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     put_events(s, "01a00000-0000-7000-8000-000000000004.jsonl", 300, 301);
     counts(qc, &all, &distinct);
     CHECK_INT(201, all);
-    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
     CHECK_INT(1, st.compacted);
     CHECK_INT(2, st.files_in);
     CHECK_INT(201, st.rows);
@@ -636,7 +636,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
 
     /* past retain: the replaced files, the leftover and the old manifest go */
     cc.retain_ms = 0;
-    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
     CHECK_INT(0, st.compacted);
     CHECK_INT(7, st.deleted); /* 4 raw files, 2 parquet files, 1 manifest */
     n = 0;
@@ -653,13 +653,13 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
              (long long)(evtime_now_ms() + 60000));
     lake_lease_key("compaction", q + 1, key);
     CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
-    CHECK_INT(1, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(1, compact_run(&cc, &st, err, sizeof err));
     CHECK_CONTAINS("elsewhere until", st.holder);
     snprintf(text, sizeof text, "{\"owner\":\"elsewhere\",\"expiresAt\":%lld}",
              (long long)(evtime_now_ms() - 1));
     lake_lease_key("compaction", q + 2, key);
     CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
-    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
 
     /* a manifest naming a file the lake lost: queries fail, saying so */
     n = 0;
@@ -845,7 +845,7 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
                          .key_rows = 64, /* the ids in passes of about 64 */
                          .owner = "test"};
     compact_stats st;
-    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
     wait_runs(&w, w.runs); /* and one begun after it */
     w.stop = 1;
     pthread_join(t, NULL);
@@ -880,7 +880,7 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
     counts(qc, &all, &distinct);
     CHECK_INT(203, all); /* raw until compacted: the retries are seen twice */
     CHECK_INT(201, distinct);
-    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
     CHECK_INT(1, st.compacted);
     CHECK_INT(2, st.files_in); /* the late segment, and the file that held e0007 */
     CHECK_INT(201, st.rows);
@@ -903,7 +903,7 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
 
     /* past retain: only the live files and the manifest stay */
     cc.retain_ms = 0;
-    CHECK_INT(0, lake_compact(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
     CHECK_INT(0, st.compacted);
     json_t *live = manifest_parquet(s, 2);
     int n = 0;

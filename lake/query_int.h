@@ -1,0 +1,92 @@
+/*
+ * query_int.h - the query engine's inside: the engine's and a connection's
+ * state and the functions its three files share (query.c says which file does
+ * what). Only lake/query*.c include it.
+ */
+#ifndef EVENTS_QUERY_INT_H
+#define EVENTS_QUERY_INT_H
+
+#include "query.h"
+
+#include <duckdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct query_engine {
+    duckdb_database db;
+    store *store;
+    lake_writer *writer;
+    lake_cache *cache;
+    uint64_t max_rejected_line; /* query_config's */
+    char *root;         /* the lake's directory, or NULL: an object store read through cache */
+    char *volatile_fns; /* ",random,uuid,…,": DuckDB's volatile functions; read-only after open */
+    pthread_mutex_t mu; /* conns and spare */
+    query_conn *conns;
+    /* DuckDB connections set up before the configuration was locked (a session setting cannot
+     * be changed after), for query_conn_new to take and query_conn_free to give back */
+    duckdb_connection *spare;
+    int nspare;
+    pthread_t watchdog;
+    pthread_cond_t cv;
+    int stop;
+};
+
+/* The hours a query can touch (query_view.c). */
+typedef struct query__hours {
+    int all;        /* every hour */
+    int none;       /* the query cannot reach events */
+    int raw;        /* the query can reach the whole event: the extracting view */
+    int64_t lo, hi; /* inclusive hour numbers */
+} query__hours;
+
+/*
+ * A statement a connection runs for every query (the parse-tree helpers).
+ * DuckDB 1.4 keeps every execution's result collector in a prepared
+ * statement's plan until the statement is destroyed (about 600 bytes each;
+ * duckdb/duckdb#21089), so one prepared statement run for every query grew
+ * the server by that much per query, forever. It is therefore prepared again
+ * after REUSE_MAX runs: at most REUSE_MAX collectors live per statement.
+ */
+typedef struct query__reused {
+    const char *sql;
+    duckdb_prepared_statement p; /* NULL until first needed */
+    unsigned runs;
+} query__reused;
+
+/* The lake files a query reads (query_view.c). */
+typedef struct query__live {
+    const query__hours *h;
+    lake_cache_item *it; /* key and size of each live file the query needs */
+    unsigned char *parquet;
+    size_t n, cap;
+} query__live;
+
+struct query_conn {
+    query_engine *e;
+    duckdb_connection c;
+    query__reused serialize;     /* SELECT json_serialize_sql($1) */
+    query__reused deserialize;   /* SELECT json_deserialize_sql($1::JSON) */
+    json_t *eval_template;       /* parse tree of SELECT try(CAST(x AS TIMESTAMP)), … */
+    _Atomic int64_t deadline_ms; /* monotonic; 0 when idle */
+    _Atomic int timed_out;
+    struct query__live fetched; /* the lake files of the running query */
+    query_conn *next;
+};
+
+/* query.c: DuckDB helpers every step uses */
+int query__exec(duckdb_connection c, const char *sql, char *err, size_t errlen);
+json_t *query__load_tree(const char *txt);
+duckdb_prepared_statement query__reused_get(duckdb_connection c, query__reused *s);
+
+/* query_view.c: the hours a query can touch and the views over their files */
+query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const char *table,
+                             const char *column, int *aborted);
+int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
+                     lake_spool_pins **pins, uint64_t *nfiles, char *err, size_t errlen);
+void query__live_free(query_conn *q, query__live *l);
+
+/* query_run.c: one JSON value bound to parameter k of a statement */
+duckdb_state query__bind_value(duckdb_prepared_statement p, idx_t k, json_t *v);
+
+#endif
