@@ -8,7 +8,7 @@
  * sender thread; counters are atomics readable from anywhere. The emitter
  * does not own the collections opened through it: on a tracked connection it
  * holds one count of the tracker while it is open, and its close detaches it
- * (cdc.h, tracker_detach_emitter), handing its own connection to the tracker
+ * (cdc.h, cdc__tracker_detach_emitter), handing its own connection to the tracker
  * when collections still use it.
  */
 #ifndef EVENTS_EMITTER_INT_H
@@ -168,6 +168,10 @@ struct events_emitter {
 };
 
 int64_t ev_clock(const events_emitter *em);
+
+/* The tracker wrote an outbox row seq (a record), or, seq <= 0, committed its records: the
+ * emitter counts it as waiting, or wakes the sender (emitter.c). */
+void emitter__note_outbox(events_emitter *em, int64_t seq);
 
 /* Starts / stops the sender thread (sender.c). */
 int sender_start(events_emitter *em);

@@ -94,7 +94,7 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
     x->n = 0;
     char bm[EVENTS_BOOKMARK_LEN + 1], src[64] = "unknown", ts[40] = "", schema[40] = "",
                                       rbm[EVENTS_BOOKMARK_LEN + 1];
-    bookmark_format(bookmark, bm);
+    cdc_bookmark_format(bookmark, bm);
     sqlite3_stmt *st = NULL;
     int rc = EVENTS_OK, found = 0;
     int64_t restore_of = -1;
@@ -183,7 +183,7 @@ int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_
         rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", bm);
     }
     size_t parts = cs.len ? (cs.len + CHANGESET_PART - 1) / CHANGESET_PART : 1;
-    if (restore_of >= 0) bookmark_format((uint64_t)restore_of, rbm);
+    if (restore_of >= 0) cdc_bookmark_format((uint64_t)restore_of, rbm);
     for (size_t i = 0; !rc && i < parts; i++) {
         size_t start = x->text.len, from = i * CHANGESET_PART;
         size_t len = cs.len - from < CHANGESET_PART ? cs.len - from : CHANGESET_PART;

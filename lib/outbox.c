@@ -18,7 +18,7 @@
  * or whose delete fails, are sent again after a restart and the server
  * answers them as duplicates: nothing is lost or doubled in the lake.
  */
-#include "cdc.h"
+#include "cdc_int.h"
 #include "emitter_int.h"
 #include "evtime.h"
 
@@ -166,7 +166,7 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         goto fail;
     }
     if ((rc = exec(o->edb, "PRAGMA journal_mode = WAL", o->path)) ||
-        (rc = exec(o->edb, CDC_SCHEMA_SQL, o->path)) || (rc = upgrade(o)))
+        (rc = exec(o->edb, CDC__SCHEMA_SQL, o->path)) || (rc = upgrade(o)))
         goto fail;
     if (sqlite3_prepare_v3(o->edb, "INSERT INTO _events_outbox(event) VALUES (?)", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->ins, NULL) != SQLITE_OK) {
