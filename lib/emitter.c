@@ -31,6 +31,12 @@ typedef struct scratch {
     buf in, out;
 } scratch;
 
+/*
+ * Set once per process by global_init, through pthread_once(&once) in events_emitter_open:
+ * scratch_key (the thread-specific scratch, each thread's its own, freed when it exits) and
+ * global_rc (-1 if the key or libcurl could not be set up). Written only inside pthread_once,
+ * which orders them before any reader; never changed after.
+ */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t scratch_key;
 static int global_rc;
