@@ -26,6 +26,22 @@ extern const char CDC__SCHEMA_SQL[];
 /* sqlite3_exec, its error as libevents' (EVENTS_EDB naming the SQL). */
 int cdc__exec(sqlite3 *db, const char *sql);
 
+/* ---- the events of a recorded transaction (expand.c) ---- */
+
+/* Event i is text[off[i] .. off[i]+len[i]). */
+typedef struct expansion {
+    buf text;
+    size_t *off, *len;
+    size_t n, cap;
+} expansion;
+
+/*
+ * Builds the events of recorded transaction bookmark from the change log on db (any
+ * connection): what the outbox's sender side sends for the row that points at it.
+ */
+int cdc__expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_len, expansion *x);
+void cdc__expansion_free(expansion *x);
+
 /* ---- the tracker, for lib's files (cdc.c) ---- */
 
 /* The tracker of a connection, or NULL; to be used only under a count of it (a collection,

@@ -40,17 +40,6 @@ typedef struct ob_item {
     size_t len;
 } ob_item;
 
-/* The events of one recorded transaction (expand.c): event i is text[off[i] .. off[i]+len[i]). */
-typedef struct expansion {
-    buf text;
-    size_t *off, *len;
-    size_t n, cap;
-} expansion;
-
-/* Builds the events of recorded transaction bookmark from the change log on db (any connection). */
-int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_len, expansion *x);
-void expansion_free(expansion *x);
-
 typedef struct ob_batch {
     ob_item *items;
     size_t n, cap;

@@ -19,7 +19,7 @@
  */
 #define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
-#include "cdc.h"
+#include "cdc_int.h"
 #include "codec.h"
 #include "emitter_int.h"
 #include "jscan.h"
@@ -52,7 +52,7 @@ static int add_event(expansion *x, size_t start)
     return 0;
 }
 
-void expansion_free(expansion *x)
+void cdc__expansion_free(expansion *x)
 {
     buf_free(&x->text);
     free(x->off);
@@ -277,7 +277,7 @@ static int add_document_events(expansion *x, const recorded *r, const coll *coll
     return rc;
 }
 
-int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_len, expansion *x)
+int cdc__expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_len, expansion *x)
 {
     x->text.len = 0;
     x->n = 0;

@@ -256,7 +256,7 @@ void outbox_close(outbox *o)
         sqlite3_finalize(o->del);
         sqlite3_finalize(o->dead);
         sqlite3_finalize(o->qlast);
-        expansion_free(&o->x);
+        cdc__expansion_free(&o->x);
         sqlite3_close(o->qdb);
         pthread_mutex_destroy(&o->qmu);
         sqlite3_close(o->sdb);
@@ -432,7 +432,7 @@ static int expanded(outbox *o, uint64_t seq, uint64_t bookmark)
 {
     if (o->xseq == seq) return EVENTS_OK;
     o->xseq = 0;
-    int rc = cdc_expand(o->sdb, bookmark, o->identity, o->identity_len, &o->x);
+    int rc = cdc__expand(o->sdb, bookmark, o->identity, o->identity_len, &o->x);
     if (!rc) o->xseq = seq;
     return rc;
 }

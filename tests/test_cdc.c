@@ -451,7 +451,7 @@ static json_t *summary_of(sqlite3 *db, uint64_t bm, long long *changes)
     expansion x = {0};
     json_t *ev = NULL, *tables = NULL;
     *changes = -1;
-    if (cdc_expand(db, bm, NULL, 0, &x) == 0 && x.n > 0) {
+    if (cdc__expand(db, bm, NULL, 0, &x) == 0 && x.n > 0) {
         json_error_t err;
         ev = json_loadb(x.text.p + x.off[0], x.len[0], JSON_REJECT_DUPLICATES, &err);
         if (!ev)
@@ -462,7 +462,7 @@ static json_t *summary_of(sqlite3 *db, uint64_t bm, long long *changes)
         *changes = json_integer_value(json_object_get(ev, "changes"));
     }
     json_decref(ev);
-    expansion_free(&x);
+    cdc__expansion_free(&x);
     return tables;
 }
 
