@@ -6,18 +6,16 @@
  *
  * A tracker is created by the first events_track of a connection and counted
  * by every further one, by each collection opened on it and by an attached
- * emitter; the last count recorded what is pending, takes its hooks off and
+ * emitter; the last count records what is pending, takes its hooks off and
  * frees it. What it captures is capture.c's, how it records is changeset.c's.
- *
- * Transactions that roll back: their changes rows roll back with them, and
- * the entries they recorded go back to pending (the rollback hook), so that
- * a write the service committed by itself earlier is not lost from history.
+ * Every function that takes a tracker runs under the connection's mutex
+ * (cdc__tracker_enter, cdc__tracker_lock), which also orders it with the
+ * hooks; the registry has a mutex of its own (reg_mu).
  */
 #include "cdc_int.h"
 #include "codec.h"
 #include "emitter_int.h"
 #include "evrand.h"
-#include "evtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
