@@ -440,6 +440,8 @@ static inline int find_envelope(event_ctx *c, size_t n, envelope *env, event_inf
 static inline int check_type(event_ctx *c, envelope *env, char *why, size_t whylen)
 {
     const event_member *type = env->type;
+    env->tp = ""; /* set on every path, for the analyzer: a refusal returns before it is read */
+    env->tn = 0;
     if (c->default_type && (!type || type->vt == J_NULL)) {
         env->tp = c->default_type;
         env->tn = c->default_type_len;
