@@ -5,9 +5,9 @@
  * life (events_track, events_untrack), their locking and the API that writes
  * through them; capture.c holds the SQLite hooks and the rows they note;
  * changeset.c encodes those rows as a changeset and records it in the change
- * log. collection.c, emitter.c, outbox.c and restore.c use the first part
- * only (the functions below the tracker's type); the layout of the tracker
- * and its rows is for the three files of the tracker.
+ * log; expand.c turns a recorded transaction into events. collection.c,
+ * emitter.c, outbox.c and restore.c use the functions only; the layout of the
+ * tracker and its rows is for the three files of the tracker.
  *
  * Every function taking a tracker is called with the connection's mutex held
  * (cdc__tracker_enter), which also orders them with the hooks.
