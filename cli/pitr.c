@@ -255,24 +255,23 @@ int cmd_snapshot(int argc, char **argv)
                  (int)getpid());
         unlink(tmp);
         uint64_t b;
-        rc = snapshot_take(db, tmp, &b);
+        rc = cdc_snapshot_take(db, tmp, &b);
         if (!rc) {
-            bookmark_format(b, bm);
+            cdc_bookmark_format(b, bm);
             char auth[600];
             if (token) snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
             if (lake) {
-                if (snapshot_to_lake(lake, tmp, tracker_source(tracker_of(db)), bm)) {
+                if (snapshot_to_lake(lake, tmp, cdc_source(db), bm)) {
                     unlink(tmp);
                     events_untrack(db);
                     sqlite3_close(db);
                     return 1;
                 }
             } else {
-                rc = snapshot_upload(tmp, base, token ? auth : NULL, tracker_source(tracker_of(db)),
-                                     bm);
+                rc = cdc_snapshot_upload(tmp, base, token ? auth : NULL, cdc_source(db), bm);
                 if (!rc)
-                    fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n",
-                            tracker_source(tracker_of(db)), bm, base);
+                    fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n", cdc_source(db), bm,
+                            base);
             }
         }
         unlink(tmp);
@@ -367,7 +366,7 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
     }
     uint64_t target;
     if (bookmark) {
-        if (bookmark_parse(bookmark, &target)) {
+        if (cdc_bookmark_parse(bookmark, &target)) {
             fprintf(stderr, "events restore: \"%s\" is not a bookmark (16 lowercase hex digits)\n",
                     bookmark);
             rc = 2;
@@ -404,13 +403,13 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
     for (size_t k = 0; k < nsnaps; k++)
         if (snaps[k] <= target) snap = snaps[k], found = 1;
     char tb[17];
-    bookmark_format(target, tb);
+    cdc_bookmark_format(target, tb);
     if (!found) {
         fprintf(stderr, "events restore: the lake has no snapshot of %s at or before %s", source,
                 tb);
         if (nsnaps) {
             char f[17];
-            bookmark_format(snaps[0], f);
+            cdc_bookmark_format(snaps[0], f);
             fprintf(stderr, " (the oldest is %s)", f);
         } else {
             fprintf(stderr, " (none at all: take one with events_snapshot or `events snapshot`)");
@@ -431,7 +430,7 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
         goto out;
     }
     char sb16[17];
-    bookmark_format(snap, sb16);
+    cdc_bookmark_format(snap, sb16);
     printf("%s %s: snapshot %s of %s, then %llu transactions (%llu rows inserted, %llu updated, "
            "%llu deleted), "
            "at bookmark %s\n",

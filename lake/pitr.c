@@ -54,8 +54,8 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
 {
     memset(out, 0, sizeof *out);
     char a[17], b[17];
-    bookmark_format(after, a);
-    bookmark_format(upto == UINT64_MAX ? UINT64_MAX : upto, b);
+    cdc_bookmark_format(after, a);
+    cdc_bookmark_format(upto == UINT64_MAX ? UINT64_MAX : upto, b);
     json_t *params = json_pack("[sss]", source, a, b);
     buf ans = BUF_INIT;
     int rc = run(
@@ -87,7 +87,7 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
         long long pt = json_integer_value(json_object_get(row, "part"));
         long long pts = json_integer_value(json_object_get(row, "parts"));
         uint64_t v;
-        if (!bm || !cs || !schema || bookmark_parse(bm, &v) || pts < 1 || pt < 0 || pt >= pts) {
+        if (!bm || !cs || !schema || cdc_bookmark_parse(bm, &v) || pts < 1 || pt < 0 || pt >= pts) {
             snprintf(err, errlen, "a sqlite.changeset event of %s is malformed", source);
             rc = -1;
         } else if (pt == 0) { /* a new transaction: the previous one must be whole */
@@ -167,7 +167,7 @@ int pitr_bookmark_at(query_conn *qc, const char *source, int64_t at_ms, uint64_t
     if (!rc) {
         json_t *row = json_loadb(ans.p, ans.len, JSON_DISABLE_EOF_CHECK, NULL);
         const char *bm = json_string_value(json_object_get(row, "bookmark"));
-        if (bm && bookmark_parse(bm, bookmark)) {
+        if (bm && cdc_bookmark_parse(bm, bookmark)) {
             snprintf(err, errlen, "a malformed bookmark in the lake: %s", bm);
             rc = -1;
         }
@@ -190,7 +190,7 @@ static int one_snapshot(const store_entry *e, void *ud)
     const char *ext;
     uint64_t v;
     if (lake_parse_snapshot_key(e->key, source, bm, &ext) || strcmp(ext, "db") ||
-        strcmp(source, s->source) || bookmark_parse(bm, &v))
+        strcmp(source, s->source) || cdc_bookmark_parse(bm, &v))
         return 0;
     if (s->n == s->cap) {
         uint64_t *nv = realloc(s->v, (s->cap = s->cap ? s->cap * 2 : 16) * sizeof *nv);
@@ -231,7 +231,7 @@ static int fetch_snapshot(store *st, const char *source, uint64_t snap, const ch
                           size_t errlen)
 {
     char key[LAKE_KEY_MAX], bm[17];
-    bookmark_format(snap, bm);
+    cdc_bookmark_format(snap, bm);
     lake_snapshot_key(source, bm, "db", key);
     store_entry e;
     char why[512] = "short read";

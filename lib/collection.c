@@ -3,7 +3,7 @@
  *
  * A collection is the table NAME(id TEXT PRIMARY KEY, doc TEXT NOT NULL)
  * WITHOUT ROWID, listed in _events_collections. Its writes go through
- * tracker_write, so each one is recorded with the transaction it belongs to,
+ * cdc__tracker_write, so each one is recorded with the transaction it belongs to,
  * and the sender turns the recorded changes into collection.* events
  * (expand.c): nothing here writes an event.
  *
@@ -12,7 +12,7 @@
  * tells whichever emitter is attached, if any, so closing the emitter first
  * leaves every call here working.
  */
-#include "cdc.h"
+#include "cdc_int.h"
 #include "emitter_int.h"
 #include "jscan.h"
 
@@ -236,9 +236,9 @@ int events_collection_open_db(sqlite3 *db, const char *name, const events_collec
         return ev_fail(EVENTS_ENOMEM, "out of memory");
     }
     c->db = db;
-    c->t = tracker_of(db);
+    c->t = cdc__tracker_of(db);
     c->max_doc = cfg && cfg->max_doc_bytes ? cfg->max_doc_bytes : DOC_MAX;
-    tracker_enter(c->t);
+    cdc__tracker_enter(c->t);
     int shape = table_shape(db, name);
     char *q = quote(name), sql[400];
     if (shape < 0) {
@@ -270,7 +270,7 @@ int events_collection_open_db(sqlite3 *db, const char *name, const events_collec
                 prepare(c, &c->list, "SELECT id, doc FROM %s WHERE id > ?1 ORDER BY id LIMIT ?2") ||
                 prepare(c, &c->clear, "DELETE FROM %s")))
         rc = ev_fail(EVENTS_EDB, "collection %s: %s", name, sqlite3_errmsg(db));
-    tracker_leave(c->t);
+    cdc__tracker_leave(c->t);
     if (rc) {
         events_collection_close(c);
         return rc;
@@ -288,7 +288,7 @@ int events_collection_open(events_emitter *em, const char *name,
     if (!db)
         return ev_fail(EVENTS_ESTATE, "collections need a database: this emitter is memory-only");
     int rc = events_collection_open_db(db, name, cfg, out);
-    if (!rc) tracker_attach_emitter(db, em);
+    if (!rc) cdc__tracker_attach_emitter(db, em);
     return rc;
 }
 
@@ -348,9 +348,9 @@ static int write_many(events_collection *c, size_t n, const char *const *ids,
         if (!(rc = check_id(ids[i])) && !deleting) rc = check_doc(c, ids[i], jsons[i], &docs[i]);
     put_arg a = {c, n, ids, docs, deleting, 0};
     if (!rc) {
-        tracker_enter(c->t);
-        rc = tracker_write(c->t, do_writes, &a);
-        tracker_leave(c->t);
+        cdc__tracker_enter(c->t);
+        rc = cdc__tracker_write(c->t, do_writes, &a);
+        cdc__tracker_leave(c->t);
     }
     if (found) *found = a.found;
     if (docs) {
@@ -394,9 +394,9 @@ static int do_clear(void *ud)
 int events_collection_clear(events_collection *c)
 {
     if (!c) return ev_fail(EVENTS_EINVAL, "no collection");
-    tracker_enter(c->t);
-    int rc = tracker_write(c->t, do_clear, c);
-    tracker_leave(c->t);
+    cdc__tracker_enter(c->t);
+    int rc = cdc__tracker_write(c->t, do_clear, c);
+    cdc__tracker_leave(c->t);
     return rc;
 }
 
@@ -409,7 +409,7 @@ int events_collection_get(events_collection *c, const char *id, char **json)
         return ev_fail(EVENTS_EINVAL, "events_collection_get: collection and out are required");
     int rc = check_id(id);
     if (rc) return rc;
-    tracker_enter(c->t);
+    cdc__tracker_enter(c->t);
     sqlite3_bind_text(c->get, 1, id, -1, SQLITE_STATIC);
     int s = sqlite3_step(c->get);
     if (s == SQLITE_ROW) {
@@ -427,7 +427,7 @@ int events_collection_get(events_collection *c, const char *id, char **json)
     }
     sqlite3_reset(c->get);
     sqlite3_clear_bindings(c->get);
-    tracker_leave(c->t);
+    cdc__tracker_leave(c->t);
     return rc;
 }
 
@@ -436,7 +436,7 @@ int events_collection_has(events_collection *c, const char *id)
     if (!c) return ev_fail(EVENTS_EINVAL, "no collection");
     int rc = check_id(id);
     if (rc) return rc;
-    tracker_enter(c->t);
+    cdc__tracker_enter(c->t);
     sqlite3_bind_text(c->has, 1, id, -1, SQLITE_STATIC);
     int s = sqlite3_step(c->has);
     rc = s == SQLITE_ROW ? 1
@@ -445,7 +445,7 @@ int events_collection_has(events_collection *c, const char *id)
              : ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     sqlite3_reset(c->has);
     sqlite3_clear_bindings(c->has);
-    tracker_leave(c->t);
+    cdc__tracker_leave(c->t);
     return rc;
 }
 
@@ -453,14 +453,14 @@ int events_collection_count(events_collection *c, uint64_t *count)
 {
     if (!c || !count)
         return ev_fail(EVENTS_EINVAL, "events_collection_count: collection and out are required");
-    tracker_enter(c->t);
+    cdc__tracker_enter(c->t);
     int rc = EVENTS_OK;
     if (sqlite3_step(c->count) == SQLITE_ROW)
         *count = (uint64_t)sqlite3_column_int64(c->count, 0);
     else
         rc = ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     sqlite3_reset(c->count);
-    tracker_leave(c->t);
+    cdc__tracker_leave(c->t);
     return rc;
 }
 
@@ -470,7 +470,7 @@ int events_collection_list(events_collection *c, const char *after, size_t limit
     if (!c || !fn)
         return ev_fail(EVENTS_EINVAL,
                        "events_collection_list: collection and callback are required");
-    tracker_enter(c->t);
+    cdc__tracker_enter(c->t);
     sqlite3_bind_text(c->list, 1, after ? after : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(c->list, 2, limit ? (sqlite3_int64)limit : -1);
     int s, rc = EVENTS_OK;
@@ -482,7 +482,7 @@ int events_collection_list(events_collection *c, const char *after, size_t limit
         rc = ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     sqlite3_reset(c->list);
     sqlite3_clear_bindings(c->list);
-    tracker_leave(c->t);
+    cdc__tracker_leave(c->t);
     return rc;
 }
 

@@ -10,7 +10,7 @@
  * runs with lower limits. Each thread keeps its scratch buffers, so emits
  * from many threads only meet at the outbox.
  */
-#include "cdc.h"
+#include "cdc_int.h"
 #include "emitter_int.h"
 #include "event.h"
 #include "evtime.h"
@@ -31,6 +31,12 @@ typedef struct scratch {
     buf in, out;
 } scratch;
 
+/*
+ * Set once per process by global_init, through pthread_once(&once) in events_emitter_open:
+ * scratch_key (the thread-specific scratch, each thread's its own, freed when it exits) and
+ * global_rc (-1 if the key or libcurl could not be set up). Written only inside pthread_once,
+ * which orders them before any reader; never changed after.
+ */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t scratch_key;
 static int global_rc;
@@ -231,7 +237,7 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
     if (rc) goto fail;
     outbox_set_identity(em->ob, em->identity.p, em->identity.len);
     if ((rc = sender_start(em))) goto fail;
-    if (outbox_edb(em->ob)) tracker_attach_emitter(outbox_edb(em->ob), em);
+    if (outbox_edb(em->ob)) cdc__tracker_attach_emitter(outbox_edb(em->ob), em);
     *out = em;
     return EVENTS_OK;
 fail:
@@ -436,7 +442,7 @@ int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int
 
 /* ---- transactions ----------------------------------------------------------------- */
 
-void emitter_note_outbox(events_emitter *em, int64_t seq)
+void emitter__note_outbox(events_emitter *em, int64_t seq)
 {
     if (seq > 0) {
         outbox_note(em->ob, (uint64_t)seq);
@@ -449,7 +455,7 @@ void emitter_note_outbox(events_emitter *em, int64_t seq)
 int events_begin(events_emitter *em)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
-    if (outbox_edb(em->ob) && tracker_of(outbox_edb(em->ob)))
+    if (outbox_edb(em->ob) && cdc__tracker_of(outbox_edb(em->ob)))
         return events_tx_begin(outbox_edb(em->ob));
     if (outbox_is_memory(em->ob))
         return ev_fail(EVENTS_ESTATE, "events_begin: a memory-only emitter has no transactions");
@@ -465,7 +471,7 @@ static int end_tx(events_emitter *em, int commit)
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
     sqlite3 *edb = outbox_edb(em->ob);
-    if (edb && tracker_in_own_tx_of(edb))
+    if (edb && cdc__tracker_in_own_tx_of(edb))
         return commit ? events_tx_commit(edb) : events_tx_rollback(edb);
     pthread_mutex_lock(&em->mu);
     int rc;
@@ -554,7 +560,7 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
     if (!em) return EVENTS_OK;
     int rc = EVENTS_OK;
     sqlite3 *edb = outbox_edb(em->ob);
-    if (edb && tracker_in_own_tx_of(edb)) {
+    if (edb && cdc__tracker_in_own_tx_of(edb)) {
         events_tx_rollback(edb);
         rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
     }
@@ -569,7 +575,8 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
      * emitter's own connection too, which the tracker then closes with the last of them.
      */
     int took_db = 0;
-    int drc = edb ? tracker_detach_emitter(edb, em, outbox_owns_edb(em->ob), &took_db) : EVENTS_OK;
+    int drc =
+        edb ? cdc__tracker_detach_emitter(edb, em, outbox_owns_edb(em->ob), &took_db) : EVENTS_OK;
     if (took_db) outbox_leave_edb(em->ob);
     if (!rc) rc = drc;
     int frc =

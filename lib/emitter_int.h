@@ -8,7 +8,7 @@
  * sender thread; counters are atomics readable from anywhere. The emitter
  * does not own the collections opened through it: on a tracked connection it
  * holds one count of the tracker while it is open, and its close detaches it
- * (cdc.h, tracker_detach_emitter), handing its own connection to the tracker
+ * (cdc.h, cdc__tracker_detach_emitter), handing its own connection to the tracker
  * when collections still use it.
  */
 #ifndef EVENTS_EMITTER_INT_H
@@ -39,17 +39,6 @@ typedef struct ob_item {
     const char *event; /* owned by the batch */
     size_t len;
 } ob_item;
-
-/* The events of one recorded transaction (expand.c): event i is text[off[i] .. off[i]+len[i]). */
-typedef struct expansion {
-    buf text;
-    size_t *off, *len;
-    size_t n, cap;
-} expansion;
-
-/* Builds the events of recorded transaction bookmark from the change log on db (any connection). */
-int cdc_expand(sqlite3 *db, uint64_t bookmark, const char *do_member, size_t do_len, expansion *x);
-void expansion_free(expansion *x);
 
 typedef struct ob_batch {
     ob_item *items;
@@ -168,6 +157,10 @@ struct events_emitter {
 };
 
 int64_t ev_clock(const events_emitter *em);
+
+/* The tracker wrote an outbox row seq (a record), or, seq <= 0, committed its records: the
+ * emitter counts it as waiting, or wakes the sender (emitter.c). */
+void emitter__note_outbox(events_emitter *em, int64_t seq);
 
 /* Starts / stops the sender thread (sender.c). */
 int sender_start(events_emitter *em);

@@ -6,6 +6,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+/*
+ * The calling thread's message for its last failure (events_errmsg). Each thread has its own:
+ * ev_fail writes it on the thread that fails, events_errmsg reads it there; no lock. It changes
+ * at every failure of a libevents call on that thread and never on success.
+ */
 static __thread char message[512];
 
 const char *events_strerror(int code)

@@ -283,91 +283,111 @@ static int grow_members(event_ctx *c)
     return 0;
 }
 
-int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, const char **next,
-                    buf *out, event_info *info, char *why, size_t whylen)
+/*
+ * Reads member m's key at p (a string, decoded into c->keys when it has escapes) and gives it
+ * its role. Returns the end of the key, NULL on a syntax error.
+ */
+static inline const char *scan_key(event_ctx *c, jscan *s, event_member *m, const char *p,
+                                   const char *end, int *nomem)
 {
-    const char *start = p;
-    enum jtype t;
-    s->bad = NULL;
-    s->ws = 0;
-
-    if (p >= end) {
-        s->err = "unexpected end of input";
-        s->err_at = p;
-        return EVENT_SYNTAX;
-    }
-    if (*p != '{') {
-        if (!(p = jscan_value(s, p, end, &t))) return EVENT_SYNTAX;
-        *next = p;
-        return reject(c, EVENT_R_NOT_OBJECT, why, whylen, "event must be a JSON object");
-    }
-
-    /* Walk the members of the top-level object. */
-    size_t n = 0;
-    unsigned depth = 1;
-    c->keys.len = 0;
-    p = jscan_ws(s, p + 1, end);
-    if (p < end && *p == '}') {
-        p++;
-    } else {
-        for (;;) {
-            if (p >= end || *p != '"') {
-                s->err = p >= end ? "unexpected end of input" : "expected a string key in object";
-                s->err_at = p;
-                return EVENT_SYNTAX;
-            }
-            if (n == c->memcap && grow_members(c)) return EVENT_NOMEM;
-            event_member *m = &c->mem[n++];
-            m->m = p;
-            unsigned defects_before = s->defects;
-            const char *kend = jscan_string(s, p, end);
-            if (!kend) return EVENT_SYNTAX;
-            m->kesc = s->escaped;
-            m->koff = 0;
-            m->klen = (size_t)(kend - p - 2);
-            int key_ok = s->defects == defects_before;
-            if (m->kesc && key_ok) {
-                /* decoded is never longer than the escaped text */
-                if (buf_reserve(&c->keys, m->klen)) return EVENT_NOMEM;
-                size_t kl = jscan_unescape(p + 1, kend - 1, c->keys.p + c->keys.len, m->klen);
-                if (kl == (size_t)-1) {
-                    m->kesc = 0; /* cannot happen for a key without defects; keep it raw */
-                    key_ok = 0;
-                } else {
-                    m->koff = c->keys.len;
-                    m->klen = kl;
-                    c->keys.len += kl;
-                }
-            }
-            m->role = key_ok ? member_role(c, key_ptr(c, m), m->klen) : R_REST;
-            p = jscan_ws(s, kend, end);
-            if (p >= end || *p != ':') {
-                s->err = "expected ':' after key";
-                s->err_at = p;
-                return EVENT_SYNTAX;
-            }
-            p = jscan_ws(s, p + 1, end);
-            m->v = p;
-            if (!(p = jscan_value(s, p, end, &m->vt))) return EVENT_SYNTAX;
-            m->vend = m->mend = p;
-            if (s->depth + 1 > depth) depth = s->depth + 1;
-            p = jscan_ws(s, p, end);
-            if (p < end && *p == ',') {
-                p = jscan_ws(s, p + 1, end);
-                continue;
-            }
-            if (p < end && *p == '}') {
-                p++;
-                break;
-            }
-            s->err = "expected ',' or '}' in object";
-            s->err_at = p;
-            return EVENT_SYNTAX;
+    m->m = p;
+    unsigned defects_before = s->defects;
+    const char *kend = jscan_string(s, p, end);
+    if (!kend) return NULL;
+    m->kesc = s->escaped;
+    m->koff = 0;
+    m->klen = (size_t)(kend - p - 2);
+    int key_ok = s->defects == defects_before;
+    if (m->kesc && key_ok) {
+        /* decoded is never longer than the escaped text */
+        if (buf_reserve(&c->keys, m->klen)) {
+            *nomem = 1;
+            return NULL;
+        }
+        size_t kl = jscan_unescape(p + 1, kend - 1, c->keys.p + c->keys.len, m->klen);
+        if (kl == (size_t)-1) {
+            m->kesc = 0; /* cannot happen for a key without defects; keep it raw */
+            key_ok = 0;
+        } else {
+            m->koff = c->keys.len;
+            m->klen = kl;
+            c->keys.len += kl;
         }
     }
-    *next = p;
+    m->role = key_ok ? member_role(c, key_ptr(c, m), m->klen) : R_REST;
+    return kend;
+}
 
-    size_t size = (size_t)(p - start);
+/* A syntax error at p: EVENT_SYNTAX with the scanner's message. */
+static int syntax_error(jscan *s, const char *p, const char *msg)
+{
+    s->err = msg;
+    s->err_at = p;
+    return EVENT_SYNTAX;
+}
+
+/*
+ * Walks the members of the top-level object at *pp (just after its '{') into c->mem: *n of
+ * them, nesting *depth deep; *pp is left after the closing '}'.
+ */
+static inline int scan_members(event_ctx *c, jscan *s, const char **pp, const char *end, size_t *n,
+                               unsigned *depth)
+{
+    const char *p = jscan_ws(s, *pp, end);
+    if (p < end && *p == '}') {
+        *pp = p + 1;
+        return EVENT_OK;
+    }
+    for (;;) {
+        if (p >= end || *p != '"')
+            return syntax_error(
+                s, p, p >= end ? "unexpected end of input" : "expected a string key in object");
+        if (*n == c->memcap && grow_members(c)) return EVENT_NOMEM;
+        event_member *m = &c->mem[(*n)++];
+        int nomem = 0;
+        const char *kend = scan_key(c, s, m, p, end, &nomem);
+        if (!kend) return nomem ? EVENT_NOMEM : EVENT_SYNTAX;
+        p = jscan_ws(s, kend, end);
+        if (p >= end || *p != ':') return syntax_error(s, p, "expected ':' after key");
+        p = jscan_ws(s, p + 1, end);
+        m->v = p;
+        if (!(p = jscan_value(s, p, end, &m->vt))) return EVENT_SYNTAX;
+        m->vend = m->mend = p;
+        if (s->depth + 1 > *depth) *depth = s->depth + 1;
+        p = jscan_ws(s, p, end);
+        if (p < end && *p == ',') {
+            p = jscan_ws(s, p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            *pp = p + 1;
+            return EVENT_OK;
+        }
+        return syntax_error(s, p, "expected ',' or '}' in object");
+    }
+}
+
+/* Refuses the event for a key it has twice, named (cut to 64 bytes) as JSON would quote it. */
+static int reject_duplicate(event_ctx *c, const event_member *dup, char *why, size_t whylen)
+{
+    /* the key is valid UTF-8 here; quote it through buf_json_str's rules */
+    size_t kl = dup->klen;
+    const char *kp = key_ptr(c, dup);
+    if (kl > 64) {
+        kl = 64; /* cut on a character boundary */
+        while (kl > 0 && ((unsigned char)kp[kl] & 0xc0) == 0x80) kl--;
+    }
+    buf q = BUF_INIT;
+    if (buf_json_str(&q, kp, kl)) return EVENT_NOMEM;
+    int r = reject(c, EVENT_R_DUPLICATE_KEY, why, whylen, "duplicate key %.*s", (int)q.len, q.p);
+    buf_free(&q);
+    return r;
+}
+
+/* The limits of the whole event: its size, its encoding, its depth, its keys once each. */
+static inline int check_limits(event_ctx *c, const jscan *s, const char *start, size_t size,
+                               unsigned depth, size_t n, char *why, size_t whylen)
+{
     if (size > c->max_event_bytes)
         return reject(c, EVENT_R_TOO_LARGE, why, whylen,
                       "event is %zu bytes, over the limit of %zu", size, c->max_event_bytes);
@@ -378,31 +398,32 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
         return reject(c, EVENT_R_TOO_DEEP, why, whylen,
                       "event nests %u levels deep, over the limit of %u", depth, c->max_depth);
     const event_member *dup = find_duplicate(c, n);
-    if (dup) {
-        /* the key is valid UTF-8 here; quote it through buf_json_str's rules */
-        size_t kl = dup->klen;
-        const char *kp = key_ptr(c, dup);
-        if (kl > 64) {
-            kl = 64; /* cut on a character boundary */
-            while (kl > 0 && ((unsigned char)kp[kl] & 0xc0) == 0x80) kl--;
-        }
-        buf q = BUF_INIT;
-        if (buf_json_str(&q, kp, kl)) return EVENT_NOMEM;
-        int r =
-            reject(c, EVENT_R_DUPLICATE_KEY, why, whylen, "duplicate key %.*s", (int)q.len, q.p);
-        buf_free(&q);
-        return r;
-    }
+    if (dup) return reject_duplicate(c, dup, why, whylen);
+    return EVENT_OK;
+}
 
-    const event_member *type = NULL, *id = NULL, *ts = NULL, *ts_key = NULL;
+/* The members of the envelope, and what the line writes of them. */
+typedef struct envelope {
+    const event_member *type, *id, *ts, *ts_key;
+    const char *tp, *idp; /* type and id as written (idp NULL: a new ULID) */
+    size_t tn, idn;
+    int64_t ts_ms;
+    char tbuf[EVENT_TYPE_MAX + 1], ibuf[EVENT_ID_MAX + 1];
+} envelope;
+
+/* Finds the envelope's members among the n scanned; "do" must be an object. */
+static inline int find_envelope(event_ctx *c, size_t n, envelope *env, event_info *info, char *why,
+                                size_t whylen)
+{
+    env->type = env->id = env->ts = env->ts_key = NULL;
     info->has_do = info->has_received = 0;
     for (size_t i = 0; i < n; i++) {
         event_member *m = &c->mem[i];
         switch (m->role) {
-        case R_TYPE: type = m; break;
-        case R_ID: id = m; break;
-        case R_TS: ts = m; break;
-        case R_TS_KEY: ts_key = m; break;
+        case R_TYPE: env->type = m; break;
+        case R_ID: env->id = m; break;
+        case R_TS: env->ts = m; break;
+        case R_TS_KEY: env->ts_key = m; break;
         case R_RECEIVED: info->has_received = 1; break;
         case R_DO:
             if (m->vt != J_OBJ && m->vt != J_NULL)
@@ -412,53 +433,70 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
         default: break;
         }
     }
-    char tbuf[EVENT_TYPE_MAX + 1], ibuf[EVENT_ID_MAX + 1];
-    const char *tp;
-    size_t tn;
+    return EVENT_OK;
+}
+
+/* The event's type: its own, or the request's default when it has none (or null). */
+static inline int check_type(event_ctx *c, envelope *env, char *why, size_t whylen)
+{
+    const event_member *type = env->type;
+    env->tp = ""; /* set on every path, for the analyzer: a refusal returns before it is read */
+    env->tn = 0;
     if (c->default_type && (!type || type->vt == J_NULL)) {
-        tp = c->default_type;
-        tn = c->default_type_len;
-    } else {
-        if (!type) return reject(c, EVENT_R_TYPE, why, whylen, "\"type\" is required");
-        if (type->vt != J_STR)
-            return reject(c, EVENT_R_TYPE, why, whylen, "\"type\" must be a string");
-        long tl = envelope_string(type, tbuf, sizeof tbuf, &tp);
-        tn = tl < 0 ? 0 : (size_t)tl;
-        if (tl < 0 || !event_type_valid(tp, tn))
-            return reject(c, EVENT_R_TYPE, why, whylen,
-                          "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
-                          EVENT_TYPE_MAX);
+        env->tp = c->default_type;
+        env->tn = c->default_type_len;
+        return EVENT_OK;
     }
+    if (!type) return reject(c, EVENT_R_TYPE, why, whylen, "\"type\" is required");
+    if (type->vt != J_STR) return reject(c, EVENT_R_TYPE, why, whylen, "\"type\" must be a string");
+    long tl = envelope_string(type, env->tbuf, sizeof env->tbuf, &env->tp);
+    env->tn = tl < 0 ? 0 : (size_t)tl;
+    if (tl < 0 || !event_type_valid(env->tp, env->tn))
+        return reject(c, EVENT_R_TYPE, why, whylen,
+                      "\"type\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
+                      EVENT_TYPE_MAX);
+    return EVENT_OK;
+}
 
-    const char *idp = NULL;
-    size_t idn = 0;
-    if (id && id->vt != J_NULL) {
-        if (id->vt != J_STR) return reject(c, EVENT_R_ID, why, whylen, "\"id\" must be a string");
-        long il = envelope_string(id, ibuf, sizeof ibuf, &idp);
-        idn = il < 0 ? 0 : (size_t)il;
-        if (il < 0 || !event_id_valid(idp, idn))
-            return reject(c, EVENT_R_ID, why, whylen,
-                          "\"id\" must be 1-%d characters of [0-9A-Za-z_.:-]", EVENT_ID_MAX);
-    }
+/* The event's id, if it brings one (not null). */
+static inline int check_id(event_ctx *c, envelope *env, char *why, size_t whylen)
+{
+    const event_member *id = env->id;
+    env->idp = NULL;
+    env->idn = 0;
+    if (!id || id->vt == J_NULL) return EVENT_OK;
+    if (id->vt != J_STR) return reject(c, EVENT_R_ID, why, whylen, "\"id\" must be a string");
+    long il = envelope_string(id, env->ibuf, sizeof env->ibuf, &env->idp);
+    env->idn = il < 0 ? 0 : (size_t)il;
+    if (il < 0 || !event_id_valid(env->idp, env->idn))
+        return reject(c, EVENT_R_ID, why, whylen,
+                      "\"id\" must be 1-%d characters of [0-9A-Za-z_.:-]", EVENT_ID_MAX);
+    return EVENT_OK;
+}
 
-    int64_t ts_ms = c->now_ms;
+/* The event's time: "ts", else the ts_key member, else now. */
+static inline int check_time(event_ctx *c, envelope *env, char *why, size_t whylen)
+{
+    const event_member *ts = env->ts, *ts_key = env->ts_key;
+    env->ts_ms = c->now_ms;
     const event_member *when = ts && ts->vt != J_NULL           ? ts
                                : ts_key && ts_key->vt != J_NULL ? ts_key
                                                                 : NULL;
-    if (when && event_time(c, when, &ts_ms, why, whylen)) return EVENT_REJECTED;
+    if (when && event_time(c, when, &env->ts_ms, why, whylen)) return EVENT_REJECTED;
+    return EVENT_OK;
+}
 
-    info->has_ts = ts != NULL;
-
-    /* Assemble the line. It is never longer than the event plus the envelope. */
-    if (buf_reserve(out, size + 160 + c->default_type_len + c->do_member_len)) return EVENT_NOMEM;
-    char *o0 = out->p + out->len, *o = o0;
+/* Writes the envelope: id, type, ts, then receivedAt (server) or the emitter's "do" (client). */
+static inline char *write_envelope(event_ctx *c, const envelope *env, char *o, size_t id_off,
+                                   event_info *info)
+{
     memcpy(o, "{\"id\":\"", 7);
     o += 7;
-    info->id_off = out->len + 7;
-    if (idp) {
-        memcpy(o, idp, idn);
-        o += idn;
-        info->id_len = (unsigned)idn;
+    info->id_off = id_off + 7;
+    if (env->idp) {
+        memcpy(o, env->idp, env->idn);
+        o += env->idn;
+        info->id_len = (unsigned)env->idn;
         info->client_id = 1;
     } else {
         char u[ULID_LEN + 1];
@@ -470,14 +508,14 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
     }
     memcpy(o, "\",\"type\":\"", 10);
     o += 10;
-    memcpy(o, tp, tn);
-    o += tn;
+    memcpy(o, env->tp, env->tn);
+    o += env->tn;
     memcpy(o, "\",\"ts\":\"", 8);
     o += 8;
-    if (ts_ms == c->now_ms)
+    if (env->ts_ms == c->now_ms)
         memcpy(o, c->now, EVTIME_LEN);
     else
-        evtime_format(ts_ms, o);
+        evtime_format(env->ts_ms, o);
     o += EVTIME_LEN;
     *o++ = '"';
     if (!c->client) {
@@ -491,6 +529,12 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
         memcpy(o, c->do_member, c->do_member_len);
         o += c->do_member_len;
     }
+    return o;
+}
+
+/* Writes the event's other members as they came (minified if it had whitespace). */
+static inline char *write_members(const event_ctx *c, const jscan *s, size_t n, char *o)
+{
     for (size_t i = 0; i < n; i++) {
         const event_member *m = &c->mem[i];
         if (m->role == R_ID || m->role == R_TYPE || m->role == R_TS || m->role == R_RECEIVED)
@@ -503,11 +547,56 @@ int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, cons
             o += m->mend - m->m;
         }
     }
+    return o;
+}
+
+/* Assembles the line into out. It is never longer than the event plus the envelope. */
+static inline int write_line(event_ctx *c, const jscan *s, size_t n, size_t size,
+                             const envelope *env, buf *out, event_info *info)
+{
+    if (buf_reserve(out, size + 160 + c->default_type_len + c->do_member_len)) return EVENT_NOMEM;
+    char *o0 = out->p + out->len;
+    char *o = write_envelope(c, env, o0, out->len, info);
+    o = write_members(c, s, n, o);
     *o++ = '}';
     if (!c->client) *o++ = '\n';
     info->line_off = out->len;
     info->line_len = (size_t)(o - o0);
-    info->ts_ms = ts_ms;
+    info->ts_ms = env->ts_ms;
     out->len += info->line_len;
     return EVENT_OK;
+}
+
+int event_normalise(event_ctx *c, jscan *s, const char *p, const char *end, const char **next,
+                    buf *out, event_info *info, char *why, size_t whylen)
+{
+    const char *start = p;
+    enum jtype t;
+    s->bad = NULL;
+    s->ws = 0;
+
+    if (p >= end) return syntax_error(s, p, "unexpected end of input");
+    if (*p != '{') {
+        if (!(p = jscan_value(s, p, end, &t))) return EVENT_SYNTAX;
+        *next = p;
+        return reject(c, EVENT_R_NOT_OBJECT, why, whylen, "event must be a JSON object");
+    }
+
+    size_t n = 0;
+    unsigned depth = 1;
+    c->keys.len = 0;
+    p++;
+    int rc = scan_members(c, s, &p, end, &n, &depth);
+    if (rc) return rc;
+    *next = p;
+
+    size_t size = (size_t)(p - start);
+    envelope env;
+    if ((rc = check_limits(c, s, start, size, depth, n, why, whylen)) ||
+        (rc = find_envelope(c, n, &env, info, why, whylen)) ||
+        (rc = check_type(c, &env, why, whylen)) || (rc = check_id(c, &env, why, whylen)) ||
+        (rc = check_time(c, &env, why, whylen)))
+        return rc;
+    info->has_ts = env.ts != NULL;
+    return write_line(c, s, n, size, &env, out, info);
 }

@@ -7,6 +7,11 @@
 #include <errno.h>
 #include <sys/random.h>
 
+/*
+ * The generator's state, one per thread, so no lock: seed() fills it on the thread's first
+ * evrand_u64 (seeded then stays 1 for the thread's life) and every evrand_u64 on the thread
+ * advances it.
+ */
 static __thread uint64_t st[4];
 static __thread int seeded;
 

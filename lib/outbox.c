@@ -18,7 +18,7 @@
  * or whose delete fails, are sent again after a restart and the server
  * answers them as duplicates: nothing is lost or doubled in the lake.
  */
-#include "cdc.h"
+#include "cdc_int.h"
 #include "emitter_int.h"
 #include "evtime.h"
 
@@ -166,7 +166,7 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         goto fail;
     }
     if ((rc = exec(o->edb, "PRAGMA journal_mode = WAL", o->path)) ||
-        (rc = exec(o->edb, CDC_SCHEMA_SQL, o->path)) || (rc = upgrade(o)))
+        (rc = exec(o->edb, CDC__SCHEMA_SQL, o->path)) || (rc = upgrade(o)))
         goto fail;
     if (sqlite3_prepare_v3(o->edb, "INSERT INTO _events_outbox(event) VALUES (?)", -1,
                            SQLITE_PREPARE_PERSISTENT, &o->ins, NULL) != SQLITE_OK) {
@@ -256,7 +256,7 @@ void outbox_close(outbox *o)
         sqlite3_finalize(o->del);
         sqlite3_finalize(o->dead);
         sqlite3_finalize(o->qlast);
-        expansion_free(&o->x);
+        cdc__expansion_free(&o->x);
         sqlite3_close(o->qdb);
         pthread_mutex_destroy(&o->qmu);
         sqlite3_close(o->sdb);
@@ -432,7 +432,7 @@ static int expanded(outbox *o, uint64_t seq, uint64_t bookmark)
 {
     if (o->xseq == seq) return EVENTS_OK;
     o->xseq = 0;
-    int rc = cdc_expand(o->sdb, bookmark, o->identity, o->identity_len, &o->x);
+    int rc = cdc__expand(o->sdb, bookmark, o->identity, o->identity_len, &o->x);
     if (!rc) o->xseq = seq;
     return rc;
 }

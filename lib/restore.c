@@ -13,7 +13,7 @@
  */
 #define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
-#include "cdc.h"
+#include "cdc_int.h"
 #include "emitter_int.h"
 #include "evrand.h"
 
@@ -35,7 +35,7 @@ static int noop(void *ud)
  * too. */
 static int record_pending(tracker *t)
 {
-    return tracker_write(t, noop, NULL);
+    return cdc__tracker_write(t, noop, NULL);
 }
 
 static int64_t scalar(sqlite3 *db, const char *sql, int64_t arg)
@@ -112,12 +112,12 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
 /* Checks that the change log can go back to b; *now: the last bookmark. */
 static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
 {
-    sqlite3 *db = tracker_db(t);
+    sqlite3 *db = cdc__tracker_db(t);
     char want[EVENTS_BOOKMARK_LEN + 1], bs[EVENTS_BOOKMARK_LEN + 1], last[EVENTS_BOOKMARK_LEN + 1];
-    int rc = tracker_bookmark(t, now);
+    int rc = cdc__tracker_bookmark(t, now);
     if (rc) return rc;
-    bookmark_format(b, bs);
-    bookmark_format(*now, last);
+    cdc_bookmark_format(b, bs);
+    cdc_bookmark_format(*now, last);
     if (b > *now) return ev_fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
     int64_t oldest = scalar(db, "SELECT min(bookmark) FROM _events_changes WHERE ?1 = ?1", 0);
     int64_t have =
@@ -126,14 +126,14 @@ static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
         return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     if ((uint64_t)have != *now - b) {
         char o[EVENTS_BOOKMARK_LEN + 1];
-        bookmark_format(oldest > 0 ? (uint64_t)oldest - 1 : 0, o);
+        cdc_bookmark_format(oldest > 0 ? (uint64_t)oldest - 1 : 0, o);
         return ev_fail(EVENTS_ESTATE,
                        "bookmark %s has been pruned: the change log goes back to %s; restore an "
                        "older state from a "
                        "snapshot (events restore --lake)",
                        bs, o);
     }
-    if (tracker_schema(t, want)) return EVENTS_EDB;
+    if (cdc__tracker_schema(t, want)) return EVENTS_EDB;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db,
                            "SELECT bookmark FROM _events_changes WHERE bookmark >= ? AND schema <> "
@@ -144,7 +144,7 @@ static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
     sqlite3_bind_text(st, 2, want, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         char at[EVENTS_BOOKMARK_LEN + 1];
-        bookmark_format((uint64_t)sqlite3_column_int64(st, 0), at);
+        cdc_bookmark_format((uint64_t)sqlite3_column_int64(st, 0), at);
         rc = ev_fail(EVENTS_ESTATE,
                      "the schema of the tracked tables changed after bookmark %s: a restore to %s "
                      "would cross it "
@@ -164,14 +164,14 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
     if (report) *report = r;
     uint64_t b;
     if (!db) return ev_fail(EVENTS_EINVAL, "events_restore: no database");
-    if (bookmark_parse(bookmark, &b))
+    if (cdc_bookmark_parse(bookmark, &b))
         return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
                        bookmark ? bookmark : "");
-    tracker *t = tracker_lock(db);
+    tracker *t = cdc__tracker_lock(db);
     int own = !t, rc = EVENTS_OK;
     if (own) { /* tracked for the call: that count keeps t */
         if ((rc = events_track(db, NULL))) return rc;
-        if (!(t = tracker_lock(db)))
+        if (!(t = cdc__tracker_lock(db)))
             return ev_fail(EVENTS_ESTATE, "events_restore: untracked on another thread");
     }
     if (!sqlite3_get_autocommit(db)) {
@@ -189,13 +189,13 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
     int fk = (int)scalar(db, "SELECT foreign_keys FROM pragma_foreign_keys WHERE ?1 = ?1", 0),
         trig = 1;
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, -1, &trig);
-    if (fk == 1) cdc_exec(db, "PRAGMA foreign_keys = OFF");
+    if (fk == 1) cdc__exec(db, "PRAGMA foreign_keys = OFF");
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
     rc = apply_inverse(t, b, dry_run, &r);
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, trig, NULL);
-    if (fk == 1) cdc_exec(db, "PRAGMA foreign_keys = ON");
+    if (fk == 1) cdc__exec(db, "PRAGMA foreign_keys = ON");
 out:
-    tracker_leave(t);
+    cdc__tracker_leave(t);
     if (own) events_untrack(db);
     if (report) *report = r;
     return rc;
@@ -205,19 +205,19 @@ out:
  * transaction. */
 static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_report *rp)
 {
-    sqlite3 *db = tracker_db(t);
+    sqlite3 *db = cdc__tracker_db(t);
     events_restore_report r = *rp;
     int rc;
-    if ((rc = cdc_exec(db, "BEGIN IMMEDIATE"))) return rc;
+    if ((rc = cdc__exec(db, "BEGIN IMMEDIATE"))) return rc;
     int n;
     void *p;
     if ((rc = inverse_after(db, b, &n, &p, &r.transactions))) {
-        cdc_exec(db, "ROLLBACK");
+        cdc__exec(db, "ROLLBACK");
         return rc;
     }
     cdc_changeset_count(p, n, &r.inserted, &r.updated, &r.deleted);
     if (dry_run) {
-        cdc_exec(db, "ROLLBACK");
+        cdc__exec(db, "ROLLBACK");
         sqlite3_free(p);
         *rp = r;
         return EVENTS_OK;
@@ -229,7 +229,7 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
     uint64_t rb = 0;
     if (arc != SQLITE_OK) {
         char bs[EVENTS_BOOKMARK_LEN + 1];
-        bookmark_format(b, bs);
+        cdc_bookmark_format(b, bs);
         rc =
             c.what[0]
                 ? ev_fail(
@@ -238,13 +238,13 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
                       "connection?); nothing was changed",
                       bs, c.what)
                 : ev_fail(EVENTS_EDB, "restore to %s: %s", bs, sqlite3_errmsg(db));
-    } else if (!(rc = tracker_record(t, (int64_t)b, &rb))) {
-        rc = cdc_exec(db, "COMMIT");
+    } else if (!(rc = cdc__tracker_record(t, (int64_t)b, &rb))) {
+        rc = cdc__exec(db, "COMMIT");
     }
     if (rc)
-        cdc_exec(db, "ROLLBACK");
+        cdc__exec(db, "ROLLBACK");
     else if (rb)
-        bookmark_format(rb, r.bookmark);
+        cdc_bookmark_format(rb, r.bookmark);
     *rp = r;
     return rc;
 }
@@ -253,7 +253,7 @@ int events_changes_prune(sqlite3 *db, const char *bookmark)
 {
     uint64_t b;
     if (!db) return ev_fail(EVENTS_EINVAL, "events_changes_prune: no database");
-    if (bookmark_parse(bookmark, &b))
+    if (cdc_bookmark_parse(bookmark, &b))
         return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
                        bookmark ? bookmark : "");
     sqlite3_stmt *st;
@@ -286,7 +286,7 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
         goto out;
     }
     sqlite3_busy_timeout(src, 10000);
-    if ((rc = cdc_exec(src, "BEGIN"))) goto out;
+    if ((rc = cdc__exec(src, "BEGIN"))) goto out;
     int64_t bm = scalar(
         src,
         "SELECT coalesce((SELECT value FROM _events_meta WHERE key = 'bookmark' AND ?1 = ?1), 0)",
@@ -305,13 +305,13 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
     }
     int s = sqlite3_backup_step(bk, -1);
     sqlite3_backup_finish(bk);
-    cdc_exec(src, "COMMIT");
+    cdc__exec(src, "COMMIT");
     if (s != SQLITE_DONE) {
         rc = ev_fail(EVENTS_EDB, "snapshot: the copy failed: %s", sqlite3_errstr(s));
         goto out;
     }
     /* the copy is one file with the service's tables, the registry and the bookmark it is at */
-    rc = cdc_exec(
+    rc = cdc__exec(
         dst, "PRAGMA journal_mode = DELETE;"
              "DELETE FROM _events_outbox; DELETE FROM _events_dead; DELETE FROM _events_changes;"
              "DELETE FROM sqlite_sequence WHERE name = '_events_outbox'; VACUUM;");
@@ -326,22 +326,22 @@ out:
 
 static int prune_to(sqlite3 *db, uint64_t bm)
 {
-    tracker *t = tracker_lock(db);
-    int prune = t && tracker_prune_on_snapshot(t);
-    if (t) tracker_leave(t);
+    tracker *t = cdc__tracker_lock(db);
+    int prune = t && cdc__tracker_prune_on_snapshot(t);
+    if (t) cdc__tracker_leave(t);
     if (!prune) return EVENTS_OK;
     char b[EVENTS_BOOKMARK_LEN + 1];
-    bookmark_format(bm, b);
+    cdc_bookmark_format(bm, b);
     return events_changes_prune(db, b);
 }
 
 static int snapshot_to(sqlite3 *db, const char *path, uint64_t *bm)
 {
-    tracker *t = tracker_lock(db);
+    tracker *t = cdc__tracker_lock(db);
     int rc = EVENTS_OK;
     if (t) { /* writes not yet recorded would be in the copy without a bookmark */
         rc = sqlite3_get_autocommit(db) ? record_pending(t) : EVENTS_OK;
-        tracker_leave(t);
+        cdc__tracker_leave(t);
         if (rc) return rc;
     }
     char tmp[4200];
@@ -369,7 +369,7 @@ int events_snapshot_file(sqlite3 *db, const char *path, char bookmark[EVENTS_BOO
     uint64_t bm = 0;
     int rc = snapshot_to(db, path, &bm);
     if (!rc) rc = prune_to(db, bm);
-    if (!rc && bookmark) bookmark_format(bm, bookmark);
+    if (!rc && bookmark) cdc_bookmark_format(bm, bookmark);
     return rc;
 }
 
@@ -380,8 +380,8 @@ static size_t keep_some(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-int snapshot_upload(const char *file, const char *base_url, const char *auth_header,
-                    const char *source, const char *bookmark)
+int cdc_snapshot_upload(const char *file, const char *base_url, const char *auth_header,
+                        const char *source, const char *bookmark)
 {
     char url[1200];
     snprintf(url, sizeof url, "%s/snapshots/%s/%s", base_url, source, bookmark);
@@ -424,7 +424,7 @@ int snapshot_upload(const char *file, const char *base_url, const char *auth_hea
     return rc;
 }
 
-int snapshot_take(sqlite3 *db, const char *path, uint64_t *bookmark)
+int cdc_snapshot_take(sqlite3 *db, const char *path, uint64_t *bookmark)
 {
     return snapshot_to(db, path, bookmark);
 }
@@ -433,11 +433,11 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
 {
     if (!em) return ev_fail(EVENTS_EINVAL, "events_snapshot: no emitter");
     sqlite3 *db = outbox_edb(em->ob);
-    tracker *t = db ? tracker_lock(db) : NULL;
+    tracker *t = db ? cdc__tracker_lock(db) : NULL;
     if (!t) return ev_fail(EVENTS_ESTATE, "events_snapshot: the emitter's database is not tracked");
     char source[64];
-    snprintf(source, sizeof source, "%s", tracker_source(t));
-    tracker_leave(t);
+    snprintf(source, sizeof source, "%s", cdc__tracker_source(t));
+    cdc__tracker_leave(t);
     const char *tmpdir = getenv("TMPDIR");
     char path[4200];
     snprintf(path, sizeof path, "%s/events-snapshot-%016llx.db",
@@ -446,7 +446,7 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
     int rc = snapshot_to(db, path, &bm);
     if (rc) return rc;
     char bs[EVENTS_BOOKMARK_LEN + 1], base[1200];
-    bookmark_format(bm, bs);
+    cdc_bookmark_format(bm, bs);
     /* the server's base URL: the endpoint without its /ingest or /e */
     size_t n = strlen(em->endpoint);
     if (n >= 7 && !strcmp(em->endpoint + n - 7, "/ingest"))
@@ -454,7 +454,7 @@ int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
     else if (n >= 2 && !strcmp(em->endpoint + n - 2, "/e"))
         n -= 2;
     snprintf(base, sizeof base, "%.*s", (int)n, em->endpoint);
-    rc = snapshot_upload(path, base, em->auth_header, source, bs);
+    rc = cdc_snapshot_upload(path, base, em->auth_header, source, bs);
     unlink(path);
     if (!rc) rc = prune_to(db, bm);
     if (!rc && bookmark) memcpy(bookmark, bs, sizeof bs);

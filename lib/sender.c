@@ -439,6 +439,98 @@ static void meanwhile(void *ud)
             p->next->n;
 }
 
+/* What the sender's loop carries from one batch to the next. */
+typedef struct sender_state {
+    int failures;  /* failed attempts in a row, for the backoff */
+    size_t split;  /* after a 413: the smaller batch size to try */
+    int have_next; /* next holds the batch after b, read while b was in flight */
+} sender_state;
+
+/* 200: the answer accounts for every event: delivered or dead-lettered. 1: send b again later. */
+static int take_accepted(events_emitter *em, const ob_batch *b, const answer *a, const prefetch *pf,
+                         sender_state *ss, int *again)
+{
+    tally t;
+    int retry = 0;
+    if (read_answer(a, b->n, &t)) {
+        set_error(em, 200, "the server's answer does not account for the %zu events sent", b->n);
+        retry = 1;
+    } else if (outbox_done(em->ob, b, b->n, t.rejected, t.reason, t.nrejected)) {
+        set_error(em, 200, "%s", events_errmsg()); /* sent again; the server answers duplicates */
+        retry = 1;
+    } else {
+        atomic_fetch_add(&em->delivered, (uint64_t)(t.accepted + t.duplicates));
+        atomic_fetch_add(&em->duplicates, (uint64_t)t.duplicates);
+        atomic_fetch_add(&em->dead, t.nrejected);
+        set_error(em, 200, "%s", "");
+        ss->failures = 0;
+        if (ss->split && (ss->split *= 2) >= em->cfg.batch_size)
+            ss->split = 0; /* grow back after a 413 */
+        *again = 1;
+        ss->have_next = pf->ok;
+        if (!ss->have_next && !outbox_pending(em->ob))
+            outbox_trim(em->ob, 1); /* caught up: tidy now */
+    }
+    tally_free(&t);
+    return retry;
+}
+
+/* A 4xx that sending again cannot fix: the batch goes to the dead letters. */
+static int take_refused(events_emitter *em, const ob_batch *b, const answer *a, sender_state *ss,
+                        int *again)
+{
+    char reason[512];
+    int retry = 0;
+    server_reason(a, reason, sizeof reason);
+    if (outbox_dead(em->ob, b, reason)) {
+        retry = 1;
+    } else {
+        atomic_fetch_add(&em->dead, b->n);
+        ss->split = 0;
+        *again = 1;
+    }
+    set_error(em, (int)a->status, "%s", reason);
+    return retry;
+}
+
+/*
+ * What the answer to batch b means for the outbox and the loop: *again when the sender goes on
+ * at once (more is waiting, or a split batch). Returns 1 if b is to be sent again later.
+ */
+static int take_answer(events_emitter *em, const ob_batch *b, const answer *a, const prefetch *pf,
+                       sender_state *ss, int *again)
+{
+    if (a->status == 200) return take_accepted(em, b, a, pf, ss, again);
+    if (a->status == 413 && b->n > 1) {
+        ss->split = b->n / 2; /* the server's limits are lower than ours: halve until they fit */
+        set_error(em, 413, "the server refused a batch of %zu events as too large; sending halves",
+                  b->n);
+        *again = 1;
+        return 0;
+    }
+    if (a->status >= 400 && a->status < 500 && a->status != 401 && a->status != 403 &&
+        a->status != 404 && a->status != 405 && a->status != 408 && a->status != 429)
+        return take_refused(em, b, a, ss, again);
+    char reason[512];
+    if (a->status)
+        server_reason(a, reason, sizeof reason);
+    else
+        snprintf(reason, sizeof reason, "%s: %s", em->endpoint, a->error);
+    set_error(em, (int)a->status, "%s", reason);
+    return 1;
+}
+
+/* When to send again after a failure: as the server asked (429, 503), else the backoff. */
+static int64_t retry_time(events_emitter *em, const answer *a, sender_state *ss)
+{
+    ss->failures++;
+    atomic_fetch_add(&em->retried, 1);
+    int64_t d = a->retry_after_ms >= 0 && (a->status == 429 || a->status == 503)
+                    ? a->retry_after_ms
+                    : backoff(em, ss->failures);
+    return ev_clock(em) + d;
+}
+
 static void *sender_main(void *arg)
 {
     events_emitter *em = arg;
@@ -446,12 +538,10 @@ static void *sender_main(void *arg)
     ob_batch bufs[2];
     memset(bufs, 0, sizeof bufs);
     ob_batch *b = &bufs[0], *next = &bufs[1];
-    int have_next = 0; /* next holds the batch after b, read while b was in flight */
     buf body = BUF_INIT, gz = BUF_INIT;
     answer a;
     memset(&a, 0, sizeof a);
-    int failures = 0;
-    size_t split = 0; /* after a 413: the smaller batch size to try */
+    sender_state ss = {0, 0, 0};
     int64_t retry_at = 0, next_flush = 0;
 
     pthread_mutex_lock(&em->smu);
@@ -459,12 +549,12 @@ static void *sender_main(void *arg)
         pthread_mutex_unlock(&em->smu);
         int again = 0; /* go on at once: more is waiting, or a split batch */
         next_flush = ev_clock(em) + em->cfg.flush_interval_ms;
-        if (have_next) {
+        if (ss.have_next) {
             ob_batch *t = b;
             b = next;
             next = t;
-            have_next = 0;
-        } else if (outbox_peek(em->ob, 0, 0, split ? split : em->cfg.batch_size,
+            ss.have_next = 0;
+        } else if (outbox_peek(em->ob, 0, 0, ss.split ? ss.split : em->cfg.batch_size,
                                em->cfg.batch_bytes, b) ||
                    !b->n) {
             if (!b->n) {
@@ -478,71 +568,12 @@ static void *sender_main(void *arg)
         prefetch pf = {em, next, 0, 0, em->cfg.batch_size, 0};
         outbox_after(b, &pf.from, &pf.from_part);
         atomic_store(&em->in_flight, b->n);
-        post(em, b, &body, &gz, &a, split ? NULL : meanwhile, &pf);
+        post(em, b, &body, &gz, &a, ss.split ? NULL : meanwhile, &pf);
         atomic_store(&em->in_flight, 0);
-        int retry = 0;
-        if (a.status == 200) {
-            tally t;
-            if (read_answer(&a, b->n, &t)) {
-                set_error(em, 200, "the server's answer does not account for the %zu events sent",
-                          b->n);
-                retry = 1;
-            } else if (outbox_done(em->ob, b, b->n, t.rejected, t.reason, t.nrejected)) {
-                set_error(em, 200, "%s",
-                          events_errmsg()); /* sent again; the server answers duplicates */
-                retry = 1;
-            } else {
-                atomic_fetch_add(&em->delivered, (uint64_t)(t.accepted + t.duplicates));
-                atomic_fetch_add(&em->duplicates, (uint64_t)t.duplicates);
-                atomic_fetch_add(&em->dead, t.nrejected);
-                set_error(em, 200, "%s", "");
-                failures = 0;
-                if (split && (split *= 2) >= em->cfg.batch_size)
-                    split = 0; /* grow back after a 413 */
-                again = 1;
-                have_next = pf.ok;
-                if (!have_next && !outbox_pending(em->ob))
-                    outbox_trim(em->ob, 1); /* caught up: tidy now */
-            }
-            tally_free(&t);
-        } else if (a.status == 413 && b->n > 1) {
-            split = b->n / 2; /* the server's limits are lower than ours: halve until they fit */
-            set_error(em, 413,
-                      "the server refused a batch of %zu events as too large; sending halves",
-                      b->n);
-            again = 1;
-        } else if (a.status >= 400 && a.status < 500 && a.status != 401 && a.status != 403 &&
-                   a.status != 404 && a.status != 405 && a.status != 408 && a.status != 429) {
-            char reason[512];
-            server_reason(&a, reason, sizeof reason);
-            if (outbox_dead(em->ob, b, reason)) {
-                retry = 1;
-            } else {
-                atomic_fetch_add(&em->dead, b->n);
-                split = 0;
-                again = 1;
-            }
-            set_error(em, (int)a.status, "%s", reason);
-        } else {
-            char reason[512];
-            if (a.status)
-                server_reason(&a, reason, sizeof reason);
-            else
-                snprintf(reason, sizeof reason, "%s: %s", em->endpoint, a.error);
-            set_error(em, (int)a.status, "%s", reason);
-            retry = 1;
-        }
-        if (retry) {
-            failures++;
-            atomic_fetch_add(&em->retried, 1);
-            int64_t d = a.retry_after_ms >= 0 && (a.status == 429 || a.status == 503)
-                            ? a.retry_after_ms
-                            : backoff(em, failures);
-            retry_at = ev_clock(em) + d;
-        }
+        if (take_answer(em, b, &a, &pf, &ss, &again)) retry_at = retry_time(em, &a, &ss);
         progress(em);
         pthread_mutex_lock(&em->smu);
-        if (again && (have_next || outbox_pending(em->ob))) em->wake = 1;
+        if (again && (ss.have_next || outbox_pending(em->ob))) em->wake = 1;
     }
     pthread_mutex_unlock(&em->smu);
     outbox_trim(em->ob, 1);

@@ -35,7 +35,8 @@ static int bookmark_valid(const char *s)
     return 1;
 }
 
-int snap_parse_url(const char *url, char source[64], char bookmark[17], char *err, size_t errlen)
+int snap_parse_url(const char *url, char source[64], char bookmark[EVENTS_BOOKMARK_LEN + 1],
+                   char *err, size_t errlen)
 {
     if (!strcmp(url, "/snapshots") || !strcmp(url, "/snapshots/")) return 1;
     if (strncmp(url, "/snapshots/", 11)) return -2;

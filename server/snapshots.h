@@ -16,6 +16,7 @@
 #define EVENTS_SNAPSHOTS_H
 
 #include "buf.h"
+#include "events.h" /* EVENTS_BOOKMARK_LEN */
 #include "store.h"
 
 #include <stdint.h>
@@ -27,7 +28,8 @@ typedef struct snap_upload snap_upload;
  * bookmark, 1 if url is "/snapshots", -1 if it is another path under
  * /snapshots (err says what is wrong), -2 if it is not under /snapshots.
  */
-int snap_parse_url(const char *url, char source[64], char bookmark[17], char *err, size_t errlen);
+int snap_parse_url(const char *url, char source[64], char bookmark[EVENTS_BOOKMARK_LEN + 1],
+                   char *err, size_t errlen);
 
 /* Starts an upload into a temporary file in dir. NULL and err on failure. */
 snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err,

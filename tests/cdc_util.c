@@ -77,5 +77,5 @@ long long sql_int(sqlite3 *db, const char *sql)
 
 int tracked_by_nobody(sqlite3 *db)
 {
-    return tracker_of(db) == NULL;
+    return cdc_source(db) == NULL;
 }

@@ -5,6 +5,7 @@
  */
 #define SQLITE_ENABLE_SESSION        1
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
+#include "cdc_int.h"
 #include "cdc_util.h"
 #include "codec.h"
 #include "emitter_int.h"
@@ -33,38 +34,6 @@ typedef struct cs_table {
     size_t n;
 } cs_table;
 
-static size_t varint(const unsigned char *p, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (size_t i = 0; i < 9; i++) {
-        if (i == 8) {
-            *v = x << 8 | p[i];
-            return 9;
-        }
-        x = x << 7 | (p[i] & 0x7f);
-        if (!(p[i] & 0x80)) {
-            *v = x;
-            return i + 1;
-        }
-    }
-    return 0;
-}
-
-static size_t field(const unsigned char *p)
-{
-    uint64_t n;
-    switch (*p) {
-    case 1:
-    case 2: return 9;
-    case 3:
-    case 4: {
-        size_t k = varint(p + 1, &n);
-        return 1 + k + (size_t)n;
-    }
-    default: return 1;
-    }
-}
-
 static int cmp_buf(const void *a, const void *b)
 {
     const buf *x = a, *y = b;
@@ -87,7 +56,7 @@ static int cs_split(const void *data, size_t len, cs_table **out)
         if (*p == 'T') {
             const unsigned char *h = p;
             uint64_t nc;
-            p += 1 + varint(p + 1, &nc);
+            p += 1 + cdc__get_varint(p + 1, end, &nc);
             ncol = (int)nc;
             p += ncol;
             p += strlen((const char *)p) + 1;
@@ -103,7 +72,7 @@ static int cs_split(const void *data, size_t len, cs_table **out)
         p += 2;
         int records = op == 0x17 ? 2 : 1;
         for (int r = 0; r < records; r++)
-            for (int i = 0; i < ncol; i++) p += field(p);
+            for (int i = 0; i < ncol; i++) p += cdc__field_len(p, end);
         cs_table *cur = &t[nt - 1];
         cur->changes = realloc(cur->changes, (cur->n + 1) * sizeof *cur->changes);
         memset(&cur->changes[cur->n], 0, sizeof(buf));
@@ -482,7 +451,7 @@ static json_t *summary_of(sqlite3 *db, uint64_t bm, long long *changes)
     expansion x = {0};
     json_t *ev = NULL, *tables = NULL;
     *changes = -1;
-    if (cdc_expand(db, bm, NULL, 0, &x) == 0 && x.n > 0) {
+    if (cdc__expand(db, bm, NULL, 0, &x) == 0 && x.n > 0) {
         json_error_t err;
         ev = json_loadb(x.text.p + x.off[0], x.len[0], JSON_REJECT_DUPLICATES, &err);
         if (!ev)
@@ -493,7 +462,7 @@ static json_t *summary_of(sqlite3 *db, uint64_t bm, long long *changes)
         *changes = json_integer_value(json_object_get(ev, "changes"));
     }
     json_decref(ev);
-    expansion_free(&x);
+    cdc__expansion_free(&x);
     return tables;
 }
 
