@@ -248,17 +248,14 @@ int cmd_tail(int argc, char **argv)
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int status;
-    int i = cli_options_take("tail",
-                             "Usage: events tail [OPTIONS] [PATTERN]\n\n"
-                             "Prints events as the server accepts them, until interrupted. "
-                             "PATTERN\n"
-                             "filters by type: shell globs, comma-separated (\"collection.*\", "
-                             "\"rpc.call,ws.*\").\n\n"
-                             "The server: --server URL; without it, the `events serve` that "
-                             "holds the\n"
-                             "spool of --lake (it says where it listens), else "
-                             "http://127.0.0.1:8080.",
-                             opts, argc, argv, &status);
+    int i = cli_options_take(
+        "tail",
+        "Usage: events tail [OPTIONS] [PATTERN]\n\n"
+        "Prints events as the server accepts them, until interrupted. PATTERN\n"
+        "filters by type: shell globs, comma-separated (\"collection.*\", \"rpc.call,ws.*\").\n\n"
+        "The server: --server URL; without it, the `events serve` that holds the\n"
+        "spool of --lake (it says where it listens), else http://127.0.0.1:8080.",
+        opts, argc, argv, &status);
     if (i < 0) return status;
     if (argc - i > 1) {
         fprintf(stderr, "events tail: one PATTERN at most (comma-separate several)\n");
