@@ -34,6 +34,7 @@
  * Exit: 0 written; 2 usage; 3 an I/O failure (the partial lake is left).
  */
 #include "evtime.h"
+#include "files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -283,18 +284,9 @@ typedef struct totals {
 
 static int flush_out(out *o)
 {
-    const char *p = o->buf;
-    size_t n = o->len;
-    while (n) {
-        ssize_t w = write(o->fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            fprintf(stderr, "query_gen: cannot write %s: %s\n", o->path,
-                    w < 0 ? strerror(errno) : "short write");
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
+    if (files_write_all(o->fd, o->buf, o->len, FILES_AT_POSITION)) {
+        fprintf(stderr, "query_gen: cannot write %s: %s\n", o->path, strerror(errno));
+        return -1;
     }
     o->len = 0;
     return 0;
