@@ -23,9 +23,7 @@ KEYS=${KEYS:-50000}
 TX=${TX:-1000}
 BIN=$BUILD/events
 CDC=$BUILD/bench/cdc_bench
-for f in "$BIN" "$CDC"; do
-    [[ -x $f ]] || { echo "cdc.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$BIN" "$CDC"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-cdc-bench.XXXXXX")
 SERVER_PID=

@@ -41,9 +41,7 @@ LAKES=${LAKES:-disk tmpfs}
 BIN=$BUILD/events
 EMIT=$BUILD/bench/emit_bench
 export LC_ALL=C
-for f in "$BIN" "$EMIT"; do
-    [[ -x $f ]] || { echo "emit.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$BIN" "$EMIT"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-emit-bench.XXXXXX")
 SHM=

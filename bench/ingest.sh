@@ -24,22 +24,14 @@ EVENTS=$BUILD/events
 LOAD=$BUILD/bench/ingest_load
 export LC_ALL=C
 
-for f in "$EVENTS" "$LOAD"; do
-    [[ -x $f ]] || { echo "ingest.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$LOAD"
 command -v wrk >/dev/null || echo "ingest.sh: wrk not found; the /health baseline is skipped" >&2
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || { echo "ingest.sh: DURATION must be whole seconds" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
 LAKE=$TMP/lake
 LOG=$TMP/server.log
-SERVER_PID=
-cleanup() {
-    bench_stop_server
-    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cleanup_at_exit "$TMP"
 
 PORT=$(bench_free_port 18700)
 BASE=http://127.0.0.1:$PORT

@@ -5,6 +5,28 @@
 
 BENCH_NAME=${0##*/}
 
+# bench_need FILE...: exits the script with 1 when a program it runs is not built.
+bench_need() {
+    local f
+    for f in "$@"; do
+        [[ -x $f ]] || { echo "$BENCH_NAME: $f is missing; run \`make build\` first" >&2; exit 1; }
+    done
+}
+
+# bench_cleanup_at_exit DIR: when the script exits (status 130 at SIGINT or SIGTERM),
+# the server SERVER_PID names is stopped (bench_stop_server) and DIR removed, or kept
+# and named with KEEP_LAKE=1.
+bench_cleanup_at_exit() {
+    BENCH_TMP=$1
+    SERVER_PID=
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+    bench_stop_server
+    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $BENCH_TMP"; else rm -rf "$BENCH_TMP"; fi
+}
+
 # bench_free_port [FIRST]: prints a port in FIRST..FIRST+999 (default 18700) that
 # nothing on 127.0.0.1 listens on (connecting to it fails), tried at 50 places spread
 # by the script's pid, so that scripts run at once pick different ones. Returns 1,

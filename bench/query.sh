@@ -34,9 +34,7 @@ EVENTS=$BUILD/events
 GEN=$BUILD/bench/query_gen
 export LC_ALL=C
 
-for f in "$EVENTS" "$GEN"; do
-    [[ -x $f ]] || { echo "query.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$GEN"
 command -v curl >/dev/null || { echo "query.sh: curl is missing" >&2; exit 1; }
 [[ $RUNS =~ ^[0-9]+$ && $RUNS -ge 1 ]] || { echo "query.sh: RUNS must be a whole number >= 1" >&2; exit 1; }
 [[ $HOURS =~ ^[0-9]+$ && $HOURS -ge 2 ]] || { echo "query.sh: HOURS must be a whole number >= 2" >&2; exit 1; }
@@ -46,13 +44,7 @@ for n in $SIZES; do
 done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-qbench.XXXXXX")
-SERVER_PID=
-cleanup() {
-    bench_stop_server # a server left running; the clean stop is below, in stop_clean
-    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cleanup_at_exit "$TMP" # a server left running is killed; the clean stop is stop_clean's
 
 PORT=$(bench_free_port 18700)
 BASE=http://127.0.0.1:$PORT

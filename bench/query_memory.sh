@@ -52,22 +52,14 @@ if [[ $HOSTILE == 1 && -z $MEMORY_MAX ]]; then
 fi
 export LC_ALL=C
 
-for f in "$EVENTS" "$LOAD"; do
-    [[ -x $f ]] || { echo "query_memory.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$LOAD"
 for v in QUERIES WARMUP STEPS SHOW_QUERIES THREADS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "query_memory.sh: $v must be a whole number" >&2; exit 1; }
 done
 (( STEPS >= 1 && THREADS >= 1 && QUERIES >= STEPS )) || { echo "query_memory.sh: STEPS, THREADS >= 1 and QUERIES >= STEPS" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-qmem.XXXXXX")
-SERVER_PID=
-cleanup() {
-    bench_stop_server
-    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cleanup_at_exit "$TMP"
 
 PORT=$(bench_free_port 18700)
 URL=http://127.0.0.1:$PORT/query

@@ -22,9 +22,7 @@ BUILD=${BUILD:-build}
 REQUESTS=${REQUESTS:-20000}
 EVENTS=$BUILD/events
 export LC_ALL=C
-for f in "$EVENTS" "$BUILD/bench/ingest_load" "$BUILD/bench/s3_bench"; do
-    [[ -x $f ]] || { echo "s3.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$BUILD/bench/ingest_load" "$BUILD/bench/s3_bench"
 command -v radosgw >/dev/null || { echo "s3.sh: radosgw is missing: scripts/bootstrap --test installs it" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-s3bench.XXXXXX")

@@ -24,9 +24,7 @@ CONNS=${CONNS:-300}
 ATTACK=${ATTACK:-$CONNS}
 INTERVAL=${INTERVAL:-5}
 DURATION=${DURATION:-30}
-for f in "$EVENTS" "$LOAD"; do
-    [[ -x $f ]] || { echo "slowloris.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$LOAD"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-slowloris.XXXXXX")
 SERVER_PID=

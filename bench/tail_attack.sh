@@ -32,9 +32,7 @@ EVENTS=${EVENTS:-10000}
 SUBSCRIBERS=${SUBSCRIBERS:-100}
 export LC_ALL=C
 
-for f in "$BIN" "$LOAD"; do
-    [[ -x $f ]] || { echo "tail_attack.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$BIN" "$LOAD"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-tail-bench.XXXXXX")
 SERVER_PID=
