@@ -68,7 +68,7 @@ static size_t put(cli_option *o, size_t room, const cli_option *t, size_t n)
     memcpy(o, t, n * sizeof *t);
     return n;
 }
-#define PUT(o, room, t) put(o, room, t, sizeof t / sizeof *t)
+#define PUT(o, room, t) put(o, room, t, sizeof(t) / sizeof *(t))
 
 /* Where the server listens and keeps its data, and compaction. */
 static size_t lake_options(cli_option *o, size_t room, serve_flags *f)
