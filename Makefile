@@ -88,7 +88,7 @@ lint: build
 	@scripts/check-size
 	@clang-tidy -p $(BUILD) --quiet --warnings-as-errors='*' $$(git ls-files 'lib/*.c' 'lake/*.c' 'server/*.c' 'cli/*.c') 2>/dev/null
 	@cppcheck --quiet --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
-		-I lib -I lake -I server -I include -D_GNU_SOURCE --library=scripts/jansson.cfg lib lake server cli
+		-I lib -I lake -I server -I include -I $(BUILD)/include -D_GNU_SOURCE --library=scripts/jansson.cfg lib lake server cli
 
 clean:
 	@rm -rf $(BUILD) $(BUILD_ASAN)

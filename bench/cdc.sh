@@ -16,15 +16,14 @@
 # KEEP=1 keeps the temporary directory. Builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 PUTS=${PUTS:-200000}
 KEYS=${KEYS:-50000}
 TX=${TX:-1000}
 BIN=$BUILD/events
 CDC=$BUILD/bench/cdc_bench
-for f in "$BIN" "$CDC"; do
-    [[ -x $f ]] || { echo "cdc.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$BIN" "$CDC"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-cdc-bench.XXXXXX")
 SERVER_PID=
@@ -35,19 +34,8 @@ cleanup() {
 trap cleanup EXIT
 field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=
-for i in $(seq 0 49); do
-    p=$((20700 + ($$ + i * 7) % 1000))
-    if port_free "$p"; then PORT=$p; break; fi
-done
-[[ -n $PORT ]] || { echo "cdc.sh: no free port" >&2; exit 1; }
-"$BIN" serve --listen "127.0.0.1:$PORT" --lake "$TMP/lake" >"$TMP/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/health" 2>/dev/null && break
-    sleep 0.1
-done
+PORT=$(bench_free_port 20700)
+bench_start_server "$BIN" "$PORT" "$TMP/server.log" --lake "$TMP/lake"
 
 echo "change log benchmark: $(nproc) CPUs, $PUTS puts over $KEYS keys in transactions of $TX"
 out=$("$CDC" --dir "$TMP" --puts "$PUTS" --keys "$KEYS" --tx "$TX" --endpoint "http://127.0.0.1:$PORT")

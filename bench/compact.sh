@@ -18,6 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 BYTES=${BYTES:-4GiB}
 MEMORY=${MEMORY:-1GiB}
@@ -99,10 +100,7 @@ if [[ $rc == 0 ]]; then check "$TMP/lake" | sed 's/^/  /' || status=1; else stat
 
 # ---- the server's background compaction ----
 if [[ ${SERVER:-0} == 1 ]]; then
-    port=
-    for p in $(seq 18700 19699); do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-    done
+    port=$(bench_free_port 18700)
     memflag=--compact-memory
     "$EVENTS" serve --help 2>&1 | grep -q -- --compact-memory || memflag=--query-memory
     "$EVENTS" serve --listen "127.0.0.1:$port" --lake "$TMP/lake-server" --compact-every 1s \

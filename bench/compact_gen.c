@@ -21,6 +21,8 @@
  * Exit: 0 written; 2 usage; 3 an I/O failure (the partial hour is left).
  */
 #include "evtime.h"
+#include "files.h"
+#include "rnd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,30 +37,7 @@
 #define OUT_BUF   (4u << 20)
 #define LARGE_MAX (1u << 20) /* --large-max at most: a line must fit a buffer */
 
-/* ---- random numbers: xoshiro256**, seeded through splitmix64 ------------- */
-
-static uint64_t rs[4];
-
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rnd(void)
-{
-    uint64_t r = rotl(rs[1] * 5, 7) * 9, t = rs[1] << 17;
-    rs[2] ^= rs[0], rs[3] ^= rs[1], rs[1] ^= rs[2], rs[0] ^= rs[3];
-    rs[2] ^= t, rs[3] = rotl(rs[3], 45);
-    return r;
-}
+/* ---- random numbers (rnd.h), drawn in [0, n) ------------------------------- */
 
 static uint64_t below(uint64_t n)
 {
@@ -80,18 +59,9 @@ static uint64_t nfiles;
 
 static int out_flush(out *o)
 {
-    const char *p = o->buf;
-    size_t n = o->len;
-    while (n) {
-        ssize_t w = write(o->fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            fprintf(stderr, "compact_gen: cannot write %s: %s\n", o->path,
-                    w < 0 ? strerror(errno) : "short write");
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
+    if (files_write_all(o->fd, o->buf, o->len, FILES_AT_POSITION)) {
+        fprintf(stderr, "compact_gen: cannot write %s: %s\n", o->path, strerror(errno));
+        return -1;
     }
     o->len = 0;
     return 0;
@@ -223,19 +193,6 @@ static int parse_size(const char *s, uint64_t *v)
     return 0;
 }
 
-static int mkdirs(const char *path)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s", path);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) && errno != EEXIST) return -1;
-            *s = '/';
-        }
-    return mkdir(p, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 static void usage(void)
 {
     fprintf(stderr,
@@ -291,11 +248,11 @@ int main(int argc, char **argv)
     }
     snprintf(dir, sizeof dir, "%s/events/%.4s/%.2s/%.2s/%.2s", lake, hour_s, hour_s + 5, hour_s + 8,
              hour_s + 11);
-    if (mkdirs(dir)) {
+    if (files_mkdirs(dir)) {
         fprintf(stderr, "compact_gen: cannot create %s: %s\n", dir, strerror(errno));
         return 3;
     }
-    for (int i = 0; i < 4; i++) rs[i] = splitmix(&seed);
+    rnd_seed(seed);
 
     out main_out = {.fd = -1}, dup_out = {.fd = -1};
     main_out.buf = malloc(OUT_BUF);

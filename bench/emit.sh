@@ -30,6 +30,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 EVENTS=${EVENTS:-1000000}
 THREADS=${THREADS:-4}
@@ -40,21 +41,12 @@ LAKES=${LAKES:-disk tmpfs}
 BIN=$BUILD/events
 EMIT=$BUILD/bench/emit_bench
 export LC_ALL=C
-for f in "$BIN" "$EMIT"; do
-    [[ -x $f ]] || { echo "emit.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$BIN" "$EMIT"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-emit-bench.XXXXXX")
 SHM=
 SERVER_PID=
-stop_server() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=
-}
+stop_server() { bench_stop_server 300; }
 cleanup() {
     stop_server
     if [[ ${KEEP:-0} == 1 ]]; then echo "kept: $TMP $SHM"; else rm -rf "$TMP" ${SHM:+"$SHM"}; fi
@@ -73,7 +65,6 @@ printf '\n%-12s %7s %9s %10s %12s %14s %6s\n' scenario threads events ns/event e
         "$(field "$line" baseline_ns_per_event)" "$(field "$line" ratio)"
 done
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 FAILED=0
 printf '\n%-7s %-5s %6s %12s %12s %6s %12s %6s\n' lake gzip batch direct_ev/s e2e_ev/s ratio drain_ev/s ratio
 for kind in $LAKES; do
@@ -85,20 +76,9 @@ for kind in $LAKES; do
             LAKE=$SHM/lake ;;
         *) echo "emit.sh: LAKES takes disk and tmpfs, not $kind" >&2; exit 1 ;;
     esac
-    PORT=
-    for i in $(seq 0 49); do
-        p=$((19700 + ($$ + i * 7) % 1000))
-        if port_free "$p"; then PORT=$p; break; fi
-    done
-    [[ -n $PORT ]] || { echo "emit.sh: no free port in 19700-20699" >&2; exit 1; }
+    PORT=$(bench_free_port 19700)
     BASE=http://127.0.0.1:$PORT
-    "$BIN" serve --listen "127.0.0.1:$PORT" --lake "$LAKE" >"$TMP/server-$kind.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 100); do
-        curl -fsS -o /dev/null --max-time 1 "$BASE/health" 2>/dev/null && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server-$kind.log" >&2; exit 1; }
-        sleep 0.1
-    done
+    bench_start_server "$BIN" "$PORT" "$TMP/server-$kind.log" --lake "$LAKE"
     runs=0
     for gz in 4096 off; do
         g=$gz

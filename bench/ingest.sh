@@ -17,56 +17,26 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
 EVENTS=$BUILD/events
 LOAD=$BUILD/bench/ingest_load
 export LC_ALL=C
 
-for f in "$EVENTS" "$LOAD"; do
-    [[ -x $f ]] || { echo "ingest.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$LOAD"
 command -v wrk >/dev/null || echo "ingest.sh: wrk not found; the /health baseline is skipped" >&2
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || { echo "ingest.sh: DURATION must be whole seconds" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
 LAKE=$TMP/lake
 LOG=$TMP/server.log
-SERVER_PID=
-cleanup() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cleanup_at_exit "$TMP"
 
-# A port that nothing listens on: connecting to it must fail.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=
-for i in $(seq 0 49); do
-    p=$((18700 + ($$ + i * 7) % 1000))
-    if port_free "$p"; then PORT=$p; break; fi
-done
-[[ -n $PORT ]] || { echo "ingest.sh: no free port in 18700-19699" >&2; exit 1; }
+PORT=$(bench_free_port 18700)
 BASE=http://127.0.0.1:$PORT
 
-"$EVENTS" serve --listen "127.0.0.1:$PORT" --lake "$LAKE" --seal-age 5s >"$LOG" 2>&1 &
-SERVER_PID=$!
-up=0
-for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null --max-time 1 "$BASE/health" 2>/dev/null; then up=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ $up != 1 ]]; then
-    echo "ingest.sh: the server did not answer /health within 10 s; its log:" >&2
-    cat "$LOG" >&2
-    exit 1
-fi
+bench_start_server "$EVENTS" "$PORT" "$LOG" --lake "$LAKE" --seal-age 5s
 
 TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
@@ -163,18 +133,12 @@ if command -v wrk >/dev/null; then
 fi
 
 # ---- stop, then check the lake ----------------------------------------------
-kill -TERM "$SERVER_PID"
-STOP_RC=
-for _ in $(seq 1 600); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID" && STOP_RC=0 || STOP_RC=$?; break; fi
-    sleep 0.1
-done
+bench_stop_clean
 if [[ -z $STOP_RC ]]; then
     echo "ingest.sh: the server did not exit within 60 s of SIGTERM; its log:" >&2
     tail -50 "$LOG" >&2
     exit 1
 fi
-SERVER_PID=
 
 cat "$TMP"/*.ids | sort >"$TMP/acked.sorted"
 cat "$TMP"/*.unacked | sort >"$TMP/unacked.sorted"

@@ -23,6 +23,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 SIZES=${SIZES:-1000000 5000000}
 SIZES=${SIZES//,/ }
@@ -33,9 +34,7 @@ EVENTS=$BUILD/events
 GEN=$BUILD/bench/query_gen
 export LC_ALL=C
 
-for f in "$EVENTS" "$GEN"; do
-    [[ -x $f ]] || { echo "query.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$GEN"
 command -v curl >/dev/null || { echo "query.sh: curl is missing" >&2; exit 1; }
 [[ $RUNS =~ ^[0-9]+$ && $RUNS -ge 1 ]] || { echo "query.sh: RUNS must be a whole number >= 1" >&2; exit 1; }
 [[ $HOURS =~ ^[0-9]+$ && $HOURS -ge 2 ]] || { echo "query.sh: HOURS must be a whole number >= 2" >&2; exit 1; }
@@ -45,30 +44,9 @@ for n in $SIZES; do
 done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-qbench.XXXXXX")
-SERVER_PID=
-stop_server() { # kills a server left running; the clean stop is below, in stop_clean
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=
-}
-cleanup() {
-    stop_server
-    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cleanup_at_exit "$TMP" # a server left running is killed; the clean stop is stop_clean's
 
-# A port that nothing listens on: connecting to it must fail.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=
-for i in $(seq 0 49); do
-    p=$((18700 + ($$ + i * 7) % 1000))
-    if port_free "$p"; then PORT=$p; break; fi
-done
-[[ -n $PORT ]] || { echo "query.sh: no free port in 18700-19699" >&2; exit 1; }
+PORT=$(bench_free_port 18700)
 BASE=http://127.0.0.1:$PORT
 
 TCK=$(getconf CLK_TCK)
@@ -112,34 +90,16 @@ FAILS=0
 fail() { echo "  CHECK FAILED: $*"; FAILS=$((FAILS + 1)); }
 
 start_server() { # lake log
-    "$EVENTS" serve --listen "127.0.0.1:$PORT" --lake "$1" --query-timeout "$TIMEOUT" >"$2" 2>&1 &
-    SERVER_PID=$!
-    local up=0
-    for _ in $(seq 1 100); do
-        if curl -fsS -o /dev/null --max-time 1 "$BASE/health" 2>/dev/null; then up=1; break; fi
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [[ $up != 1 ]]; then
-        echo "query.sh: the server did not answer /health within 10 s; its log:" >&2
-        cat "$2" >&2
-        exit 1
-    fi
+    bench_start_server "$EVENTS" "$PORT" "$2" --lake "$1" --query-timeout "$TIMEOUT"
 }
 
 stop_clean() { # log; SIGTERM, then the exit status must be 0
-    local rc=
-    kill -TERM "$SERVER_PID"
-    for _ in $(seq 1 600); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID" && rc=0 || rc=$?; break; fi
-        sleep 0.1
-    done
-    SERVER_PID=
-    if [[ -z $rc ]]; then
+    bench_stop_clean
+    if [[ -z $STOP_RC ]]; then
         fail "the server did not exit within 60 s of SIGTERM"
         tail -20 "$1" | sed 's/^/    /'
-    elif [[ $rc -ne 0 ]]; then
-        fail "the server exited $rc after SIGTERM"
+    elif [[ $STOP_RC -ne 0 ]]; then
+        fail "the server exited $STOP_RC after SIGTERM"
         tail -20 "$1" | sed 's/^/    /'
     fi
 }

@@ -34,6 +34,8 @@
  * Exit: 0 written; 2 usage; 3 an I/O failure (the partial lake is left).
  */
 #include "evtime.h"
+#include "files.h"
+#include "rnd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,35 +54,7 @@
 #define OBJECTS            50
 #define DOCS               10000
 
-/* ---- random numbers: xoshiro256**, seeded through splitmix64 ------------- */
-
-static uint64_t rs[4];
-
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static void rnd_seed(uint64_t seed)
-{
-    for (int i = 0; i < 4; i++) rs[i] = splitmix(&seed);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static inline uint64_t rnd(void)
-{
-    uint64_t r = rotl(rs[1] * 5, 7) * 9, t = rs[1] << 17;
-    rs[2] ^= rs[0], rs[3] ^= rs[1], rs[1] ^= rs[2], rs[0] ^= rs[3];
-    rs[2] ^= t, rs[3] = rotl(rs[3], 45);
-    return r;
-}
+/* ---- random numbers (rnd.h), drawn in [0, n) ------------------------------- */
 
 /* Uniform in [0, n) (Lemire's multiply-shift; the bias is below 2^-32 for our n). */
 static inline uint32_t below(uint32_t n)
@@ -283,18 +257,9 @@ typedef struct totals {
 
 static int flush_out(out *o)
 {
-    const char *p = o->buf;
-    size_t n = o->len;
-    while (n) {
-        ssize_t w = write(o->fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            fprintf(stderr, "query_gen: cannot write %s: %s\n", o->path,
-                    w < 0 ? strerror(errno) : "short write");
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
+    if (files_write_all(o->fd, o->buf, o->len, FILES_AT_POSITION)) {
+        fprintf(stderr, "query_gen: cannot write %s: %s\n", o->path, strerror(errno));
+        return -1;
     }
     o->len = 0;
     return 0;

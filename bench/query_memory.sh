@@ -32,6 +32,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 EVENTS=${EVENTS:-$BUILD/events}
 LOAD=$BUILD/bench/query_load
@@ -51,47 +52,22 @@ if [[ $HOSTILE == 1 && -z $MEMORY_MAX ]]; then
 fi
 export LC_ALL=C
 
-for f in "$EVENTS" "$LOAD"; do
-    [[ -x $f ]] || { echo "query_memory.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$LOAD"
 for v in QUERIES WARMUP STEPS SHOW_QUERIES THREADS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "query_memory.sh: $v must be a whole number" >&2; exit 1; }
 done
 (( STEPS >= 1 && THREADS >= 1 && QUERIES >= STEPS )) || { echo "query_memory.sh: STEPS, THREADS >= 1 and QUERIES >= STEPS" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-qmem.XXXXXX")
-SERVER_PID=
-cleanup() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ ${KEEP_LAKE:-0} == 1 ]]; then echo "kept: $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cleanup_at_exit "$TMP"
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=
-for i in $(seq 0 49); do
-    p=$((18700 + ($$ + i * 7) % 1000))
-    if port_free "$p"; then PORT=$p; break; fi
-done
-[[ -n $PORT ]] || { echo "query_memory.sh: no free port in 18700-19699" >&2; exit 1; }
+PORT=$(bench_free_port 18700)
 URL=http://127.0.0.1:$PORT/query
 LOG=$TMP/server.log
 
-"$EVENTS" serve --listen "127.0.0.1:$PORT" --lake "$TMP/lake" --query-memory 128MiB ${MEMORY_MAX:+--memory-max "$MEMORY_MAX" --compact-memory 128MiB} \
-    --query-threads "$THREADS" --query-timeout 600s --compact-retain 600s >"$LOG" 2>&1 &
-SERVER_PID=$!
-up=0
-for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/health" 2>/dev/null; then up=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[[ $up == 1 ]] || { echo "query_memory.sh: the server did not start; its log:" >&2; cat "$LOG" >&2; exit 1; }
+bench_start_server "$EVENTS" "$PORT" "$LOG" --lake "$TMP/lake" --query-memory 128MiB \
+    ${MEMORY_MAX:+--memory-max "$MEMORY_MAX" --compact-memory 128MiB} \
+    --query-threads "$THREADS" --query-timeout 600s --compact-retain 600s
 
 FAILS=0
 kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"; }
@@ -145,12 +121,6 @@ peak "worst case" "$WORST"
 if [[ $WIDE == 1 ]]; then peak "wide" "$WIDE_SQL"; fi
 if [[ $HOSTILE == 1 ]]; then peak "hostile" "$HOSTILE_SQL"; fi
 
-kill -TERM "$SERVER_PID"
-rc=
-for _ in $(seq 1 600); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID" && rc=0 || rc=$?; break; fi
-    sleep 0.1
-done
-SERVER_PID=
-if [[ $rc != 0 ]]; then echo "CHECK FAILED: the server did not stop cleanly (exit ${rc:-none})"; FAILS=$((FAILS + 1)); fi
+bench_stop_clean
+if [[ $STOP_RC != 0 ]]; then echo "CHECK FAILED: the server did not stop cleanly (exit ${STOP_RC:-none})"; FAILS=$((FAILS + 1)); fi
 (( FAILS == 0 ))

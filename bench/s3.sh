@@ -17,13 +17,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 REQUESTS=${REQUESTS:-20000}
 EVENTS=$BUILD/events
 export LC_ALL=C
-for f in "$EVENTS" "$BUILD/bench/ingest_load" "$BUILD/bench/s3_bench"; do
-    [[ -x $f ]] || { echo "s3.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$BUILD/bench/ingest_load" "$BUILD/bench/s3_bench"
 command -v radosgw >/dev/null || { echo "s3.sh: radosgw is missing: scripts/bootstrap --test installs it" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-s3bench.XXXXXX")
@@ -37,14 +36,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-    for i in $(seq 0 49); do
-        local p=$((18700 + ($$ + i * 7) % 1000))
-        if port_free "$p"; then echo "$p"; return 0; fi
-    done
-    return 1
-}
 field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
 now_ms() { date +%s%3N; }
 
@@ -68,13 +59,10 @@ cpu_s() { awk -v d="$1" -v t="$TCK" 'BEGIN { printf "%.1f", d / t }'; }
 declare -A OUT
 ingest() { # name lake
     local name=$1 lake=$2 port base t0 t1 pending
-    port=$(free_port)
+    port=$(bench_free_port 18700)
     base=http://127.0.0.1:$port
-    "$EVENTS" serve --listen "127.0.0.1:$port" --lake "$lake" --spool "$TMP/$name-spool" \
-        --cache "$TMP/$name-cache" --seal-age 2s --seal-bytes 4MiB --compact-every 0 \
-        >"$TMP/$name.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 100); do curl -fsS -o /dev/null --max-time 1 "$base/health" 2>/dev/null && break; sleep 0.1; done
+    bench_start_server "$EVENTS" "$port" "$TMP/$name.log" --lake "$lake" --spool "$TMP/$name-spool" \
+        --cache "$TMP/$name-cache" --seal-age 2s --seal-bytes 4MiB --compact-every 0
     local line c0 c1 r0 r1
     c0=$(ticks_of "$SERVER_PID")
     r0=$(s3_ticks)

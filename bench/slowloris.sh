@@ -16,6 +16,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 EVENTS=${EVENTS:-$BUILD/events}
 LOAD=$BUILD/bench/slowloris
@@ -23,42 +24,22 @@ CONNS=${CONNS:-300}
 ATTACK=${ATTACK:-$CONNS}
 INTERVAL=${INTERVAL:-5}
 DURATION=${DURATION:-30}
-for f in "$EVENTS" "$LOAD"; do
-    [[ -x $f ]] || { echo "slowloris.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$EVENTS" "$LOAD"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-slowloris.XXXXXX")
 SERVER_PID=
 cleanup() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
+    bench_stop_server
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=
-for i in $(seq 0 49); do
-    p=$((18700 + ($$ + i * 7) % 1000))
-    if port_free "$p"; then PORT=$p; break; fi
-done
-[[ -n $PORT ]] || { echo "slowloris.sh: no free port in 18700-19699" >&2; exit 1; }
+PORT=$(bench_free_port 18700)
 
 # shellcheck disable=SC2086
-"$EVENTS" serve --listen "127.0.0.1:$PORT" --lake "$TMP/lake" --compact-every 0 \
-    --max-connections "$CONNS" ${SERVE_ARGS:-} >"$TMP/server.log" 2>&1 &
-SERVER_PID=$!
-up=0
-for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/health" 2>/dev/null; then up=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[[ $up == 1 ]] || { echo "slowloris.sh: the server did not start; its log:" >&2; cat "$TMP/server.log" >&2; exit 1; }
+bench_start_server "$EVENTS" "$PORT" "$TMP/server.log" --lake "$TMP/lake" --compact-every 0 \
+    --max-connections "$CONNS" ${SERVE_ARGS:-}
 
 echo "server: $EVENTS serve --max-connections $CONNS ${SERVE_ARGS:-}"
 "$LOAD" --port "$PORT" --conns "$ATTACK" --interval "$INTERVAL" --duration "$DURATION"

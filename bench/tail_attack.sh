@@ -23,6 +23,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 BIN=${EVENTS_BIN:-$BUILD/events}
 LOAD=$BUILD/bench/tail_attack
@@ -31,47 +32,23 @@ EVENTS=${EVENTS:-10000}
 SUBSCRIBERS=${SUBSCRIBERS:-100}
 export LC_ALL=C
 
-for f in "$BIN" "$LOAD"; do
-    [[ -x $f ]] || { echo "tail_attack.sh: $f is missing; run \`make build\` first" >&2; exit 1; }
-done
+bench_need "$BIN" "$LOAD"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-tail-bench.XXXXXX")
 SERVER_PID=
-stop_server() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=
-}
+stop_server() { bench_stop_server; }
 trap 'stop_server; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # start_server NAME [flags...]: a fresh server and lake; sets BASE
 start_server() {
     local name=$1
     shift
-    local port=
-    for i in $(seq 0 49); do
-        local p=$((19700 + ($$ + i * 7) % 1000))
-        if port_free "$p"; then port=$p; break; fi
-    done
-    [[ -n $port ]] || { echo "tail_attack.sh: no free port in 19700-20699" >&2; exit 1; }
+    local port
+    port=$(bench_free_port 19700)
     BASE=http://127.0.0.1:$port
-    "$BIN" serve --listen "127.0.0.1:$port" --lake "$TMP/$name" --tail-max-clients 1000 --tail-heartbeat 1s \
-        --max-events "$EVENTS" --max-body 64MiB "$@" >"$TMP/$name.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 100); do
-        if curl -fsS -o /dev/null --max-time 1 "$BASE/health" 2>/dev/null; then return; fi
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "tail_attack.sh: the server did not start; its log:" >&2
-    cat "$TMP/$name.log" >&2
-    exit 1
+    bench_start_server "$BIN" "$port" "$TMP/$name.log" --lake "$TMP/$name" --tail-max-clients 1000 \
+        --tail-heartbeat 1s --max-events "$EVENTS" --max-body 64MiB "$@"
 }
 
 TYPE=$(printf 'a%.0s' $(seq 1 128))

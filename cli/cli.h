@@ -113,4 +113,21 @@ void cli_cache_dir(const char *base, const char *url, char *out, size_t cap);
 int cli_options_parse(const char *cmd, const cli_option *opts, int argc, char **argv);
 void cli_options_help(const char *usage, const cli_option *opts);
 
+/*
+ * A command's flags, as every command takes them: cli_options_parse, and for
+ * --help the usage and the options. Returns the index of the first positional
+ * argument, or -1 when the command is to return *status at once: 0 after
+ * --help, 2 after a bad flag (its message printed).
+ */
+int cli_options_take(const char *cmd, const char *usage, const cli_option *opts, int argc,
+                     char **argv, int *status);
+
+/*
+ * cli_options_take for a command that takes no positional argument: one is
+ * "unexpected argument" (status 2). Returns 0, or -1 when the command is to
+ * return *status at once.
+ */
+int cli_options_take_no_args(const char *cmd, const char *usage, const cli_option *opts, int argc,
+                             char **argv, int *status);
+
 #endif

@@ -32,23 +32,17 @@ int cmd_compact(int argc, char **argv)
         CLI_CACHE_OPTIONS(&cache_dir, &cache_max),
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int i = cli_options_parse("compact", opts, argc, argv);
-    if (i == -2) {
-        cli_options_help(
+    int status;
+    if (cli_options_take_no_args(
+            "compact",
             "Usage: events compact [--lake DIR|URL] [OPTIONS]\n\n"
             "Compacts every closed hour of the lake into Parquet files (one per --chunk of the\n"
             "hour, each sorted by ts, one row per id in all of them) and deletes what earlier\n"
             "runs replaced once --retain has passed.\n"
             "One compactor runs at a time per lake: if another holds the lease, says who and\n"
             "exits with status 75.",
-            opts);
-        return 0;
-    }
-    if (i < 0) return 2;
-    if (i < argc) {
-        fprintf(stderr, "events compact: unexpected argument \"%s\"\n", argv[i]);
-        return 2;
-    }
+            opts, argc, argv, &status))
+        return status;
     if (memory < (128u << 20) || (chunk && chunk < (1u << 20))) {
         fprintf(stderr, "events compact: --memory must be at least 128MiB (DuckDB's JSON reader "
                         "needs about 35 MiB), --chunk at least 1MiB\n");

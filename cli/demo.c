@@ -24,6 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * Set to 1 by on_signal (SIGINT, SIGTERM, on whichever thread the signal
+ * lands) and read by run_steps on the main thread; sig_atomic_t, so no lock.
+ * Never reset: one run per process.
+ */
 static volatile sig_atomic_t stop;
 static void on_signal(int sig)
 {
@@ -217,29 +222,33 @@ static void step(room *r)
     }
 }
 
-int cmd_demo(int argc, char **argv)
+typedef struct demo_opts {
+    const char *server, *token, *dir;
+    long rooms;
+    int64_t duration; /* ms; 0: until a signal */
+    uint64_t rate;    /* steps per second */
+} demo_opts;
+
+/* The flags into o. Returns 0, or -1 when the command is to return *status at once. */
+static int parse_demo(int argc, char **argv, demo_opts *o, int *status)
 {
-    const char *server = "http://127.0.0.1:8080", *token = NULL, *dir = NULL;
-    long rooms = 4;
-    int64_t duration = 0;
-    uint64_t rate = 20;
     const cli_option opts[] = {
-        {"server", "EVENTS_SERVER", OPT_STR, &server, "URL",
+        {"server", "EVENTS_SERVER", OPT_STR, &o->server, "URL",
          "the server (default http://127.0.0.1:8080)"},
-        {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the ingest scope"},
-        {"rooms", NULL, OPT_INT, &rooms, "N",
+        {"token", "EVENTS_TOKEN", OPT_STR, &o->token, "TOKEN",
+         "bearer token with the ingest scope"},
+        {"rooms", NULL, OPT_INT, &o->rooms, "N",
          "chat rooms, each an object with its own database (default 4)"},
-        {"rate", NULL, OPT_SIZE, &rate, "N",
+        {"rate", NULL, OPT_SIZE, &o->rate, "N",
          "workload steps per second, all rooms together (default 20)"},
-        {"duration", NULL, OPT_DURATION, &duration, "DURATION",
+        {"duration", NULL, OPT_DURATION, &o->duration, "DURATION",
          "stop after this (default: at Ctrl+C)"},
-        {"dir", NULL, OPT_STR, &dir, "DIR",
+        {"dir", NULL, OPT_STR, &o->dir, "DIR",
          "where the rooms' databases live (default ./events-demo)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int i = cli_options_parse("demo", opts, argc, argv);
-    if (i == -2) {
-        cli_options_help(
+    if (cli_options_take_no_args(
+            "demo",
             "Usage: events demo [OPTIONS]\n\n"
             "Runs a small chat service through libevents against a server: RPC calls with\n"
             "varying latency and some errors, WebSocket and lifecycle events, and changes to\n"
@@ -247,22 +256,23 @@ int cmd_demo(int argc, char **argv)
             "At Ctrl+C (or --duration) the rooms have 1.5 s together to deliver what they\n"
             "hold (none if the server stopped answering); what is left stays in the rooms'\n"
             "outboxes in DIR, is counted on the last line, and is sent first by the next run.",
-            opts);
-        return 0;
-    }
-    if (i < 0) return 2;
-    if (i < argc) {
-        fprintf(stderr, "events demo: unexpected argument \"%s\"\n", argv[i]);
-        return 2;
-    }
-    if (rooms < 1 || rooms > 64 || rate < 1 || rate > 100000) {
+            opts, argc, argv, status))
+        return -1;
+    if (o->rooms < 1 || o->rooms > 64 || o->rate < 1 || o->rate > 100000) {
         fprintf(stderr, "events demo: --rooms 1 to 64, --rate 1 to 100000\n");
-        return 2;
+        *status = 2;
+        return -1;
     }
-    if (!dir) dir = "./events-demo";
+    if (!o->dir) o->dir = "./events-demo";
+    return 0;
+}
+
+/* The rooms' directory, the signals that stop the run, and the random seed. 0, or -1. */
+static int prepare(const char *dir)
+{
     if (mkdir(dir, 0755) && errno != EEXIST) {
         fprintf(stderr, "events demo: cannot create %s: %s\n", dir, strerror(errno));
-        return 1;
+        return -1;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -270,57 +280,90 @@ int cmd_demo(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    room *r = calloc((size_t)rooms, sizeof *r);
-    int rc = 0;
-    for (long k = 0; k < rooms && !rc; k++) rc = room_open(&r[k], (int)k, dir, server, token);
-    if (!rc)
-        fprintf(stderr, "events demo: %ld rooms sending to %s, %llu steps/s%s\n", rooms, server,
-                (unsigned long long)rate, duration ? "" : " (Ctrl+C stops)");
+    return 0;
+}
+
+/* Steps at o->rate, in random rooms, until a signal or o->duration. Returns the steps done. */
+static unsigned long long run_steps(room *r, const demo_opts *o)
+{
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     unsigned long long steps = 0;
-    while (!rc && !stop) {
+    while (!stop) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-        if (duration && el * 1000 >= (double)duration) break;
-        unsigned long long due = (unsigned long long)(el * (double)rate) + 1;
+        if (o->duration && el * 1000 >= (double)o->duration) break;
+        unsigned long long due = (unsigned long long)(el * (double)o->rate) + 1;
         while (steps < due && !stop) {
-            step(&r[rand() % rooms]);
+            step(&r[rand() % o->rooms]);
             steps++;
         }
-        struct timespec nap = {0, 1000000000L / (long)(rate < 1000 ? rate : 1000)};
+        struct timespec nap = {0, 1000000000L / (long)(o->rate < 1000 ? o->rate : 1000)};
         nanosleep(&nap, NULL);
     }
-    for (long k = 0; k < rooms; k++) room_stop(&r[k]);
+    return steps;
+}
+
+/*
+ * Stops every room, then closes them within STOP_MS together. Returns the
+ * events left in their outboxes, or -1 when one could not be counted; why says
+ * why the server did not take them, when it said.
+ */
+static long close_rooms(room *r, long n, char *why, size_t cap)
+{
+    for (long k = 0; k < n; k++) room_stop(&r[k]);
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int64_t deadline = (int64_t)t1.tv_sec * 1000 + t1.tv_nsec / 1000000 + STOP_MS;
     long left = 0;
     int unknown = 0;
-    char why[256] = "";
-    for (long k = 0; k < rooms; k++) {
-        long n = room_close(&r[k], deadline, why, sizeof why);
-        if (n < 0)
+    for (long k = 0; k < n; k++) {
+        long m = room_close(&r[k], deadline, why, cap);
+        if (m < 0)
             unknown = 1;
         else
-            left += n;
+            left += m;
     }
-    free(r);
+    return unknown ? -1 : left;
+}
+
+/* The last line: the steps done and what stays in the outboxes. */
+static void report(const char *dir, unsigned long long steps, long left, const char *why)
+{
+    fprintf(stderr, "events demo: %llu steps done", steps);
+    if (left < 0)
+        fprintf(stderr, "; the outboxes of %s could not be counted\n", dir);
+    else if (!left)
+        fprintf(stderr, "; every event was delivered\n");
+    else if (why[0])
+        fprintf(stderr,
+                "; %ld events stay in the outboxes of %s for its next run (the server did "
+                "not take them: %s)\n",
+                left, dir, why);
+    else
+        fprintf(stderr, "; %ld events stay in the outboxes of %s for its next run\n", left, dir);
+}
+
+int cmd_demo(int argc, char **argv)
+{
+    demo_opts o = {"http://127.0.0.1:8080", NULL, NULL, 4, 0, 20};
+    int status;
+    if (parse_demo(argc, argv, &o, &status)) return status;
+    if (prepare(o.dir)) return 1;
+    room *r = calloc((size_t)o.rooms, sizeof *r);
+    int rc = 0;
+    for (long k = 0; k < o.rooms && !rc; k++)
+        rc = room_open(&r[k], (int)k, o.dir, o.server, o.token);
+    unsigned long long steps = 0;
     if (!rc) {
-        fprintf(stderr, "events demo: %llu steps done", steps);
-        if (unknown)
-            fprintf(stderr, "; the outboxes of %s could not be counted\n", dir);
-        else if (!left)
-            fprintf(stderr, "; every event was delivered\n");
-        else if (why[0])
-            fprintf(stderr,
-                    "; %ld events stay in the outboxes of %s for its next run (the server did "
-                    "not take them: %s)\n",
-                    left, dir, why);
-        else
-            fprintf(stderr, "; %ld events stay in the outboxes of %s for its next run\n", left,
-                    dir);
+        fprintf(stderr, "events demo: %ld rooms sending to %s, %llu steps/s%s\n", o.rooms, o.server,
+                (unsigned long long)o.rate, o.duration ? "" : " (Ctrl+C stops)");
+        steps = run_steps(r, &o);
     }
+    char why[256] = "";
+    long left = close_rooms(r, o.rooms, why, sizeof why);
+    free(r);
+    if (!rc) report(o.dir, steps, left, why);
     return rc ? 1 : 0;
 }

@@ -2,13 +2,10 @@
  * main.c - `events`: one binary for the server and the command line.
  */
 #include "cli.h"
+#include "events_version.h"
 
 #include <stdio.h>
 #include <string.h>
-
-#ifndef EVENTS_VERSION
-#define EVENTS_VERSION "0.0.0"
-#endif
 
 static void usage(FILE *f)
 {
@@ -28,7 +25,7 @@ static void usage(FILE *f)
             "  version   print the version\n"
             "  help      this text\n\n"
             "Run `events COMMAND --help` for a command's options.\n",
-            EVENTS_VERSION);
+            EVENTS_VERSION_STRING);
 }
 
 int main(int argc, char **argv)
@@ -48,7 +45,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "tail")) return cmd_tail(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("events %s\n", EVENTS_VERSION);
+        printf("events %s\n", EVENTS_VERSION_STRING);
         return 0;
     }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

@@ -140,6 +140,35 @@ int cli_options_parse(const char *cmd, const cli_option *opts, int argc, char **
     return rc ? rc : optind;
 }
 
+int cli_options_take(const char *cmd, const char *usage, const cli_option *opts, int argc,
+                     char **argv, int *status)
+{
+    int i = cli_options_parse(cmd, opts, argc, argv);
+    if (i == -2) {
+        cli_options_help(usage, opts);
+        *status = 0;
+        return -1;
+    }
+    if (i < 0) {
+        *status = 2;
+        return -1;
+    }
+    return i;
+}
+
+int cli_options_take_no_args(const char *cmd, const char *usage, const cli_option *opts, int argc,
+                             char **argv, int *status)
+{
+    int i = cli_options_take(cmd, usage, opts, argc, argv, status);
+    if (i < 0) return -1;
+    if (i < argc) {
+        fprintf(stderr, "events %s: unexpected argument \"%s\"\n", cmd, argv[i]);
+        *status = 2;
+        return -1;
+    }
+    return 0;
+}
+
 void cli_options_help(const char *usage, const cli_option *opts)
 {
     printf("%s\n\nOptions (environment variable in brackets):\n", usage);

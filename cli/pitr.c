@@ -163,6 +163,91 @@ static int snapshot_to_lake(const char *lake, const char *path, const char *sour
     return rc;
 }
 
+/* --list with --lake: the snapshots the lake holds, read from it directly. */
+static int list_lake_snapshots(const char *lake, const char *source)
+{
+    store *st;
+    lake_cache *cache;
+    if (cli_lake_open("snapshot", lake, NULL, 0, CLI_LAKE_READ, &st, &cache)) return 1;
+    lake_cache_close(cache);
+    buf answer = BUF_INIT;
+    unsigned status = snap_list(st, source, &answer);
+    int r = status == 200 ? print_snapshots(answer.p, answer.len) : 1;
+    if (status != 200)
+        fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
+    buf_free(&answer);
+    store_close(st);
+    return r;
+}
+
+/* Opens the database at path, read-write, as the snapshot's source. 0, or 2 with a message. */
+static int open_source(const char *path, sqlite3 **db)
+{
+    struct stat sb;
+    if (stat(path, &sb)) {
+        fprintf(stderr, "events snapshot: %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        fprintf(stderr, "events snapshot: %s: %s\n", path, sqlite3_errmsg(*db));
+        sqlite3_close(*db);
+        return 2;
+    }
+    sqlite3_busy_timeout(*db, 10000);
+    return 0;
+}
+
+/*
+ * A snapshot of the tracked db into a file of TMPDIR, then to the lake (when
+ * lake is given) or uploaded to the server at base. Returns an EVENTS_* code
+ * (events_errmsg says why), or 1 when the lake refused it (said already).
+ */
+static int snapshot_away(sqlite3 *db, const char *base, const char *token, const char *lake,
+                         char *bm)
+{
+    char tmp[4200];
+    const char *td = getenv("TMPDIR");
+    snprintf(tmp, sizeof tmp, "%s/events-snapshot-%d.db", td && *td ? td : "/tmp", (int)getpid());
+    unlink(tmp);
+    uint64_t b;
+    int rc = cdc_snapshot_take(db, tmp, &b);
+    if (!rc) {
+        cdc_bookmark_format(b, bm);
+        char auth[600];
+        if (token) snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        if (lake) {
+            if (snapshot_to_lake(lake, tmp, cdc_source(db), bm)) rc = 1;
+        } else {
+            rc = cdc_snapshot_upload(tmp, base, token ? auth : NULL, cdc_source(db), bm);
+            if (!rc)
+                fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n", cdc_source(db), bm,
+                        base);
+        }
+    }
+    unlink(tmp);
+    return rc;
+}
+
+/* The snapshot of db_path: into the file out, or away (snapshot_away). Returns the exit status. */
+static int snapshot_db(const char *db_path, const char *out, const char *base, const char *token,
+                       const char *lake)
+{
+    sqlite3 *db;
+    if (open_source(db_path, &db)) return 2;
+    int rc = events_track(db, NULL);
+    char bm[EVENTS_BOOKMARK_LEN + 1] = "";
+    if (!rc && out) {
+        rc = events_snapshot_file(db, out, bm);
+        if (!rc) fprintf(stderr, "events snapshot: wrote %s at bookmark %s\n", out, bm);
+    } else if (!rc) {
+        rc = snapshot_away(db, base, token, lake, bm);
+    }
+    if (rc < 0) fprintf(stderr, "events snapshot: %s\n", events_errmsg()); /* 1: said already */
+    events_untrack(db);
+    sqlite3_close(db);
+    return rc ? 1 : 0;
+}
+
 int cmd_snapshot(int argc, char **argv)
 {
     const char *db_path = NULL, *out = NULL, *server = NULL, *token = NULL, *source = NULL,
@@ -181,9 +266,9 @@ int cmd_snapshot(int argc, char **argv)
         {"source", NULL, OPT_STR, &source, "ID", "with --list: only this source"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int i = cli_options_parse("snapshot", opts, argc, argv);
-    if (i == -2) {
-        cli_options_help(
+    int status;
+    if (cli_options_take_no_args(
+            "snapshot",
             "Usage: events snapshot --db PATH --out FILE\n"
             "       events snapshot --db PATH --server URL [--token T]\n"
             "       events snapshot --db PATH --lake DIR|URL\n"
@@ -191,14 +276,8 @@ int cmd_snapshot(int argc, char **argv)
             "Copies a tracked database as of its last recorded transaction (SQLite's online\n"
             "backup), into a file or to the server, which keeps it in the lake for\n"
             "`events restore --lake`.",
-            opts);
-        return 0;
-    }
-    if (i < 0) return 2;
-    if (i < argc) {
-        fprintf(stderr, "events snapshot: unexpected argument \"%s\"\n", argv[i]);
-        return 2;
-    }
+            opts, argc, argv, &status))
+        return status;
     char base[1200] = "";
     if (server && *server) {
         snprintf(base, sizeof base, "%s", server);
@@ -212,74 +291,14 @@ int cmd_snapshot(int argc, char **argv)
                     "events snapshot: --list needs one of --server URL and --lake DIR|URL\n");
             return 2;
         }
-        if (base[0]) return list_snapshots(base, token, source);
-        store *st;
-        lake_cache *cache;
-        if (cli_lake_open("snapshot", lake, NULL, 0, CLI_LAKE_READ, &st, &cache)) return 1;
-        lake_cache_close(cache);
-        buf answer = BUF_INIT;
-        unsigned status = snap_list(st, source, &answer);
-        int r = status == 200 ? print_snapshots(answer.p, answer.len) : 1;
-        if (status != 200)
-            fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
-        buf_free(&answer);
-        store_close(st);
-        return r;
+        return base[0] ? list_snapshots(base, token, source) : list_lake_snapshots(lake, source);
     }
     if (!db_path || (!!out + !!base[0] + !!lake) != 1) {
         fprintf(stderr, "events snapshot: give --db PATH and one of --out FILE, --server URL and "
                         "--lake DIR|URL\n");
         return 2;
     }
-    struct stat sb;
-    if (stat(db_path, &sb)) {
-        fprintf(stderr, "events snapshot: %s: %s\n", db_path, strerror(errno));
-        return 2;
-    }
-    sqlite3 *db;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        fprintf(stderr, "events snapshot: %s: %s\n", db_path, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return 2;
-    }
-    sqlite3_busy_timeout(db, 10000);
-    int rc = events_track(db, NULL);
-    char bm[EVENTS_BOOKMARK_LEN + 1] = "";
-    if (!rc && out) {
-        rc = events_snapshot_file(db, out, bm);
-        if (!rc) fprintf(stderr, "events snapshot: wrote %s at bookmark %s\n", out, bm);
-    } else if (!rc) {
-        char tmp[4200];
-        const char *td = getenv("TMPDIR");
-        snprintf(tmp, sizeof tmp, "%s/events-snapshot-%d.db", td && *td ? td : "/tmp",
-                 (int)getpid());
-        unlink(tmp);
-        uint64_t b;
-        rc = cdc_snapshot_take(db, tmp, &b);
-        if (!rc) {
-            cdc_bookmark_format(b, bm);
-            char auth[600];
-            if (token) snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-            if (lake) {
-                if (snapshot_to_lake(lake, tmp, cdc_source(db), bm)) {
-                    unlink(tmp);
-                    events_untrack(db);
-                    sqlite3_close(db);
-                    return 1;
-                }
-            } else {
-                rc = cdc_snapshot_upload(tmp, base, token ? auth : NULL, cdc_source(db), bm);
-                if (!rc)
-                    fprintf(stderr, "events snapshot: uploaded %s/%s to %s\n", cdc_source(db), bm,
-                            base);
-            }
-        }
-        unlink(tmp);
-    }
-    if (rc) fprintf(stderr, "events snapshot: %s\n", events_errmsg());
-    events_untrack(db);
-    sqlite3_close(db);
-    return rc ? 1 : 0;
+    return snapshot_db(db_path, out, base, token, lake);
 }
 
 /* ---- events restore ------------------------------------------------------------------ */
@@ -339,6 +358,74 @@ static int restore_local(const char *path, const char *bookmark, int dry_run)
     return rc ? 1 : 0;
 }
 
+/*
+ * The bookmark to restore to: B itself (--bookmark), or the source's last
+ * transaction at or before T (--time). 0, or the exit status with a message.
+ */
+static int restore_target(query_conn *qc, const char *source, const char *bookmark, const char *at,
+                          uint64_t *target)
+{
+    if (bookmark) {
+        if (!cdc_bookmark_parse(bookmark, target)) return 0;
+        fprintf(stderr, "events restore: \"%s\" is not a bookmark (16 lowercase hex digits)\n",
+                bookmark);
+        return 2;
+    }
+    int64_t ms;
+    char *end, err[1024];
+    long long n = strtoll(at, &end, 10);
+    if (*at && !*end)
+        ms = n;
+    else if (evtime_parse(at, strlen(at), &ms)) {
+        fprintf(stderr, "events restore: --time \"%s\" is not RFC 3339 or epoch milliseconds\n",
+                at);
+        return 2;
+    }
+    if (pitr_bookmark_at(qc, source, ms, target, err, sizeof err)) {
+        fprintf(stderr, "events restore: %s\n", err);
+        return 1;
+    }
+    if (!*target) {
+        fprintf(stderr, "events restore: the lake has no transaction of %s at or before %s\n",
+                source, at);
+        return 1;
+    }
+    return 0;
+}
+
+/* The newest snapshot of source at or before target, into *snap. 0, or 1 with a message. */
+static int restore_base(store *st, const char *source, uint64_t target, uint64_t *snap)
+{
+    uint64_t *snaps = NULL;
+    size_t nsnaps = 0;
+    char err[1024];
+    if (pitr_snapshots(st, source, &snaps, &nsnaps, err, sizeof err)) {
+        fprintf(stderr, "events restore: %s\n", err);
+        free(snaps);
+        return 1;
+    }
+    int found = 0;
+    *snap = 0;
+    for (size_t k = 0; k < nsnaps; k++)
+        if (snaps[k] <= target) *snap = snaps[k], found = 1;
+    if (!found) {
+        char tb[EVENTS_BOOKMARK_LEN + 1];
+        cdc_bookmark_format(target, tb);
+        fprintf(stderr, "events restore: the lake has no snapshot of %s at or before %s", source,
+                tb);
+        if (nsnaps) {
+            char f[EVENTS_BOOKMARK_LEN + 1];
+            cdc_bookmark_format(snaps[0], f);
+            fprintf(stderr, " (the oldest is %s)", f);
+        } else {
+            fprintf(stderr, " (none at all: take one with events_snapshot or `events snapshot`)");
+        }
+        fprintf(stderr, "\n");
+    }
+    free(snaps);
+    return found ? 0 : 1;
+}
+
 static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_max,
                         const char *source, const char *bookmark, const char *at, const char *out,
                         int force, int dry_run)
@@ -349,8 +436,6 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
     query_engine *qe = NULL;
     query_conn *qc = NULL;
     pitr_changes ch = {0};
-    uint64_t *snaps = NULL;
-    size_t nsnaps = 0;
     int rc = 1;
     struct stat sb;
     if (!dry_run && !force && !stat(out, &sb)) {
@@ -364,59 +449,11 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
         fprintf(stderr, "events restore: %s\n", err);
         goto out;
     }
-    uint64_t target;
-    if (bookmark) {
-        if (cdc_bookmark_parse(bookmark, &target)) {
-            fprintf(stderr, "events restore: \"%s\" is not a bookmark (16 lowercase hex digits)\n",
-                    bookmark);
-            rc = 2;
-            goto out;
-        }
-    } else {
-        int64_t ms;
-        char *end;
-        long long n = strtoll(at, &end, 10);
-        if (*at && !*end)
-            ms = n;
-        else if (evtime_parse(at, strlen(at), &ms)) {
-            fprintf(stderr, "events restore: --time \"%s\" is not RFC 3339 or epoch milliseconds\n",
-                    at);
-            rc = 2;
-            goto out;
-        }
-        if (pitr_bookmark_at(qc, source, ms, &target, err, sizeof err)) {
-            fprintf(stderr, "events restore: %s\n", err);
-            goto out;
-        }
-        if (!target) {
-            fprintf(stderr, "events restore: the lake has no transaction of %s at or before %s\n",
-                    source, at);
-            goto out;
-        }
-    }
-    if (pitr_snapshots(st, source, &snaps, &nsnaps, err, sizeof err)) {
-        fprintf(stderr, "events restore: %s\n", err);
+    uint64_t target, snap;
+    if ((rc = restore_target(qc, source, bookmark, at, &target)) ||
+        (rc = restore_base(st, source, target, &snap)))
         goto out;
-    }
-    uint64_t snap = 0;
-    int found = 0;
-    for (size_t k = 0; k < nsnaps; k++)
-        if (snaps[k] <= target) snap = snaps[k], found = 1;
-    char tb[17];
-    cdc_bookmark_format(target, tb);
-    if (!found) {
-        fprintf(stderr, "events restore: the lake has no snapshot of %s at or before %s", source,
-                tb);
-        if (nsnaps) {
-            char f[17];
-            cdc_bookmark_format(snaps[0], f);
-            fprintf(stderr, " (the oldest is %s)", f);
-        } else {
-            fprintf(stderr, " (none at all: take one with events_snapshot or `events snapshot`)");
-        }
-        fprintf(stderr, "\n");
-        goto out;
-    }
+    rc = 1;
     if (target > snap && pitr_load_changes(qc, source, snap, target, &ch, err, sizeof err)) {
         fprintf(stderr, "events restore: %s\n", err);
         goto out;
@@ -429,8 +466,9 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
         fprintf(stderr, "events restore: %s\n", err);
         goto out;
     }
-    char sb16[17];
+    char sb16[17], tb[17];
     cdc_bookmark_format(snap, sb16);
+    cdc_bookmark_format(target, tb);
     printf("%s %s: snapshot %s of %s, then %llu transactions (%llu rows inserted, %llu updated, "
            "%llu deleted), "
            "at bookmark %s\n",
@@ -440,7 +478,6 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
     rc = 0;
 out:
     pitr_changes_free(&ch);
-    free(snaps);
     query_conn_free(qc);
     query_engine_close(qe);
     lake_cache_close(cache);
@@ -470,23 +507,17 @@ int cmd_restore(int argc, char **argv)
         CLI_CACHE_OPTIONS(&cache_dir, &cache_max),
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int i = cli_options_parse("restore", opts, argc, argv);
-    if (i == -2) {
-        cli_options_help(
+    int status;
+    if (cli_options_take_no_args(
+            "restore",
             "Usage: events restore --db PATH --bookmark B [--dry-run]\n"
             "       events restore --lake DIR --source ID (--bookmark B | --time T) --out FILE "
             "[--force] [--dry-run]\n\n"
             "Brings a database back to its state at a bookmark: in place, from the change log\n"
             "it keeps, or as a new file from the lake alone (the newest snapshot at or before\n"
             "the bookmark, then the sqlite.changeset events after it).",
-            opts);
-        return 0;
-    }
-    if (i < 0) return 2;
-    if (i < argc) {
-        fprintf(stderr, "events restore: unexpected argument \"%s\"\n", argv[i]);
-        return 2;
-    }
+            opts, argc, argv, &status))
+        return status;
     if (db) {
         if (!bookmark || at || out || source) {
             fprintf(stderr,

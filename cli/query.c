@@ -421,7 +421,13 @@ static int run(const qopts *o, const char *sql, json_t *params, int *empty)
     "sealed yet says so on stderr. Reading never makes the lake: one that does not\n"              \
     "exist is an error."
 
-static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const char *usage)
+/*
+ * The options query and history share. Returns the index of the first
+ * positional argument, or -1 when the command is to return *status at once (0
+ * after --help, 2 after a bad flag, its message printed).
+ */
+static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const char *usage,
+                        int *status)
 {
     memset(o, 0, sizeof *o);
     o->cmd = cmd;
@@ -454,12 +460,9 @@ static int parse_common(const char *cmd, qopts *o, int argc, char **argv, const 
          "stop the query after this (default 30s)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int i = cli_options_parse(cmd, opts, argc, argv);
-    if (i == -2) {
-        cli_options_help(usage, opts);
-        return -2;
-    }
+    int i = cli_options_take(cmd, usage, opts, argc, argv, status);
     if (i < 0) return -1;
+    *status = 2;
     if (strcmp(o->format, "table") && strcmp(o->format, "csv") && strcmp(o->format, "json") &&
         strcmp(o->format, "ndjson")) {
         fprintf(stderr, "events %s: --format must be table, csv, json or ndjson, not \"%s\"\n", cmd,
@@ -487,14 +490,14 @@ static json_t *params_json(const qopts *o)
 int cmd_query(int argc, char **argv)
 {
     qopts o;
-    int i =
-        parse_common("query", &o, argc, argv,
-                     "Usage: events query [OPTIONS] SQL\n"
-                     "       events query [OPTIONS] -            (SQL from standard input)\n"
-                     "       events query [OPTIONS] --file PATH\n\n"
-                     "Runs one read-only SQL statement over the events view of the lake." WHERE);
-    if (i == -2) return 0;
-    if (i < 0) return 2;
+    int status;
+    int i = parse_common("query", &o, argc, argv,
+                         "Usage: events query [OPTIONS] SQL\n"
+                         "       events query [OPTIONS] -            (SQL from standard input)\n"
+                         "       events query [OPTIONS] --file PATH\n\n"
+                         "Runs one read-only SQL statement over the events view of the lake." WHERE,
+                         &status);
+    if (i < 0) return status;
     char *sql = NULL;
     if (o.file) {
         FILE *f = fopen(o.file, "r");
@@ -527,13 +530,14 @@ int cmd_query(int argc, char **argv)
 int cmd_history(int argc, char **argv)
 {
     qopts o;
+    int status;
     int i =
         parse_common("history", &o, argc, argv,
                      "Usage: events history [OPTIONS] COLLECTION DOC_ID\n\n"
                      "Prints every change of one document: time, change, bookmark, the document\n"
-                     "after the change and before it; says on stderr when there is none." WHERE);
-    if (i == -2) return 0;
-    if (i < 0) return 2;
+                     "after the change and before it; says on stderr when there is none." WHERE,
+                     &status);
+    if (i < 0) return status;
     if (argc - i != 2) {
         fprintf(stderr, "events history: expected COLLECTION DOC_ID\n");
         return 2;

@@ -207,72 +207,135 @@ static int read_input(events_emitter *em, FILE *in, const char *name, counts *c,
     return rc;
 }
 
-int cmd_send(int argc, char **argv)
+/*
+ * The flags into o, and *file: the input named (NULL: none). Returns 0, or -1
+ * when the command is to return *status at once.
+ */
+static int parse_send(int argc, char **argv, send_opts *o, const char **file, int *status)
 {
-    send_opts o = {NULL, NULL, "./events-outbox.db", 60000, 500};
     const cli_option opts[] = {
-        {"endpoint", "EVENTS_ENDPOINT", OPT_STR, &o.endpoint, "URL",
+        {"endpoint", "EVENTS_ENDPOINT", OPT_STR, &o->endpoint, "URL",
          "the server, e.g. http://127.0.0.1:8080 (required)"},
-        {"token", "EVENTS_TOKEN", OPT_STR, &o.token, "TOKEN", "bearer token with the ingest scope"},
-        {"outbox", "EVENTS_OUTBOX", OPT_STR, &o.outbox, "PATH",
+        {"token", "EVENTS_TOKEN", OPT_STR, &o->token, "TOKEN",
+         "bearer token with the ingest scope"},
+        {"outbox", "EVENTS_OUTBOX", OPT_STR, &o->outbox, "PATH",
          "the outbox database (default ./events-outbox.db)"},
-        {"timeout", "EVENTS_SEND_TIMEOUT", OPT_DURATION, &o.timeout_ms, "DURATION",
+        {"timeout", "EVENTS_SEND_TIMEOUT", OPT_DURATION, &o->timeout_ms, "DURATION",
          "give up waiting after this; what is left stays queued (default 60s)"},
-        {"batch-size", "EVENTS_BATCH_SIZE", OPT_SIZE, &o.batch_size, "N",
+        {"batch-size", "EVENTS_BATCH_SIZE", OPT_SIZE, &o->batch_size, "N",
          "events per request (default 500)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int i = cli_options_parse("send", opts, argc, argv);
-    if (i == -2) {
-        cli_options_help(
-            "Usage: events send [OPTIONS] [FILE|-]\n\n"
-            "Delivers events, one JSON object per line (NDJSON), from FILE or standard input,\n"
-            "through a durable outbox. With no input (no FILE and a terminal on standard\n"
-            "input) it delivers what an earlier run left in the outbox. Exit status: 0 all\n"
-            "delivered or dead-lettered, 1 lines refused, 2 usage, 3 still queued.",
-            opts);
-        return 0;
-    }
-    if (i < 0) return 2;
+    int i = cli_options_take(
+        "send",
+        "Usage: events send [OPTIONS] [FILE|-]\n\n"
+        "Delivers events, one JSON object per line (NDJSON), from FILE or standard input,\n"
+        "through a durable outbox. With no input (no FILE and a terminal on standard\n"
+        "input) it delivers what an earlier run left in the outbox. Exit status: 0 all\n"
+        "delivered or dead-lettered, 1 lines refused, 2 usage, 3 still queued.",
+        opts, argc, argv, status);
+    if (i < 0) return -1;
+    *status = 2;
     if (i < argc - 1) {
         fprintf(stderr, "events send: expected at most one FILE (or -), got %d arguments\n",
                 argc - i);
-        return 2;
+        return -1;
     }
-    if (!o.endpoint || !*o.endpoint) {
+    if (!o->endpoint || !*o->endpoint) {
         fprintf(stderr, "events send: --endpoint URL is required (or EVENTS_ENDPOINT)\n");
-        return 2;
+        return -1;
     }
-    if (o.batch_size == 0 || o.batch_size > 10000) {
+    if (o->batch_size == 0 || o->batch_size > 10000) {
         fprintf(stderr, "events send: --batch-size must be 1..10000\n");
-        return 2;
+        return -1;
     }
-    const char *file = i < argc ? argv[i] : NULL;
-    FILE *in = NULL;
-    const char *name = "stdin";
-    if (file && strcmp(file, "-")) {
-        if (!(in = fopen(file, "r"))) {
-            fprintf(stderr, "events send: cannot open %s: %s\n", file, strerror(errno));
-            return 2;
-        }
-        name = file;
-    } else if (file || !isatty(0)) {
-        in = stdin;
-    }
+    *file = i < argc ? argv[i] : NULL;
+    return 0;
+}
 
+/*
+ * The input: FILE, standard input for "-" or when it is not a terminal, else
+ * none (*in NULL). 0, or -1 with a message.
+ */
+static int open_input(const char *file, FILE **in, const char **name)
+{
+    *in = NULL;
+    *name = "stdin";
+    if (file && strcmp(file, "-")) {
+        if (!(*in = fopen(file, "r"))) {
+            fprintf(stderr, "events send: cannot open %s: %s\n", file, strerror(errno));
+            return -1;
+        }
+        *name = file;
+    } else if (file || !isatty(0)) {
+        *in = stdin;
+    }
+    return 0;
+}
+
+/* The emitter over the outbox, sending to the endpoint. 0, or -1 with a message. */
+static int open_emitter(const send_opts *o, events_emitter **em)
+{
     events_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.endpoint = o.endpoint;
-    cfg.token = o.token && *o.token ? o.token : NULL;
-    cfg.db_path = o.outbox;
-    cfg.batch_size = o.batch_size;
+    cfg.endpoint = o->endpoint;
+    cfg.token = o->token && *o->token ? o->token : NULL;
+    cfg.db_path = o->outbox;
+    cfg.batch_size = o->batch_size;
     cfg.backoff_min_ms = 250;
     cfg.backoff_max_ms = 10000;
     cfg.flush_interval_ms = 200;
+    if (!events_emitter_open(&cfg, em)) return 0;
+    fprintf(stderr, "events send: %s\n", events_errmsg());
+    return -1;
+}
+
+/* Waits until everything is delivered or the deadline passes. */
+static void wait_delivery(events_emitter *em, progress *p, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) break;
+        if (events_flush(em, left < 100 ? left : 100) == EVENTS_OK) break;
+        progress_draw(p, em, "sending", 0);
+    }
+}
+
+/* The summary line, the dead letters of this run and what stays queued. Returns the exit status. */
+static int report(const send_opts *o, const counts *c, uint64_t earlier, const events_stats *st,
+                  long long mark, int fatal)
+{
+    fprintf(stderr,
+            "events send: %llu read, %llu from earlier runs; %llu delivered (%llu duplicates), "
+            "%llu dead-lettered, %llu refused, %llu still queued\n",
+            (unsigned long long)c->read, (unsigned long long)earlier,
+            (unsigned long long)st->delivered, (unsigned long long)st->duplicates,
+            (unsigned long long)st->dead, (unsigned long long)c->refused,
+            (unsigned long long)st->queued);
+    if (st->dead) print_dead(o->outbox, mark);
+    if (fatal) return 2;
+    if (st->queued) {
+        fprintf(stderr,
+                "events send: %llu events are still queued in %s after %.1fs%s%s; run events send "
+                "again to "
+                "deliver them\n",
+                (unsigned long long)st->queued, o->outbox, (double)o->timeout_ms / 1000.0,
+                st->last_error[0] ? ": " : "", st->last_error);
+        return 3;
+    }
+    return c->refused ? 1 : 0;
+}
+
+int cmd_send(int argc, char **argv)
+{
+    send_opts o = {NULL, NULL, "./events-outbox.db", 60000, 500};
+    const char *file, *name;
+    FILE *in;
+    int status;
+    if (parse_send(argc, argv, &o, &file, &status)) return status;
+    if (open_input(file, &in, &name)) return 2;
     events_emitter *em;
-    int rc = events_emitter_open(&cfg, &em);
-    if (rc) {
-        fprintf(stderr, "events send: %s\n", events_errmsg());
+    if (open_emitter(&o, &em)) {
         if (in && in != stdin) fclose(in);
         return 2;
     }
@@ -288,37 +351,10 @@ int cmd_send(int argc, char **argv)
         fatal = read_input(em, in, name, &c, &p, deadline) < 0;
         if (in != stdin) fclose(in);
     }
-    /* wait for delivery */
-    while (!fatal) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) break;
-        if (events_flush(em, left < 100 ? left : 100) == EVENTS_OK) break;
-        progress_draw(&p, em, "sending", 0);
-    }
+    if (!fatal) wait_delivery(em, &p, deadline);
     progress_draw(&p, em, "sending", 1);
     progress_end(&p);
     events_emitter_stats(em, &st);
-    char last_error[sizeof st.last_error];
-    memcpy(last_error, st.last_error, sizeof last_error);
     events_emitter_close(em, 0);
-
-    fprintf(stderr,
-            "events send: %llu read, %llu from earlier runs; %llu delivered (%llu duplicates), "
-            "%llu dead-lettered, %llu refused, %llu still queued\n",
-            (unsigned long long)c.read, (unsigned long long)earlier,
-            (unsigned long long)st.delivered, (unsigned long long)st.duplicates,
-            (unsigned long long)st.dead, (unsigned long long)c.refused,
-            (unsigned long long)st.queued);
-    if (st.dead) print_dead(o.outbox, mark);
-    if (fatal) return 2;
-    if (st.queued) {
-        fprintf(stderr,
-                "events send: %llu events are still queued in %s after %.1fs%s%s; run events send "
-                "again to "
-                "deliver them\n",
-                (unsigned long long)st.queued, o.outbox, (double)o.timeout_ms / 1000.0,
-                last_error[0] ? ": " : "", last_error);
-        return 3;
-    }
-    return c.refused ? 1 : 0;
+    return report(&o, &c, earlier, &st, mark, fatal);
 }

@@ -148,6 +148,91 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* Where to follow: --server, else the lake's server (*via = 1), else the default. */
+static const char *server_of(const char *server, const char *lake, cli_server *ls, int *via)
+{
+    *via = 0;
+    if (server && *server) return server;
+    if (cli_lake_server(lake, ls) && ls->url[0]) {
+        *via = 1;
+        return ls->url;
+    }
+    return "http://127.0.0.1:8080";
+}
+
+/* SERVER/tail, with ?type=PATTERN when one is given. */
+static void tail_url(CURL *c, const char *server, const char *pattern, buf *url)
+{
+    buf_puts(url, server);
+    while (url->len && url->p[url->len - 1] == '/') url->len--;
+    buf_puts(url, "/tail");
+    if (pattern && *pattern) {
+        char *e = curl_easy_escape(c, pattern, 0);
+        buf_printf(url, "?type=%s", e ? e : "");
+        curl_free(e);
+    }
+}
+
+/*
+ * Follows the stream at url until it ends, printing each event. Returns curl's
+ * result; *status is the answer's HTTP status (0 if none).
+ */
+static CURLcode follow(CURL *c, const char *url, const char *token, tailer *t, char *err,
+                       long *status)
+{
+    struct curl_slist *h = NULL;
+    char auth[600];
+    if (token && *token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+    CURLcode rc = curl_easy_perform(c);
+    *status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(h);
+    return rc;
+}
+
+/* The end of the stream, said on stderr. Returns the command's exit status. */
+static int report_end(const char *url, CURLcode rc, const char *err, long status, const tailer *t,
+                      const char *server, const char *lake, const char *token, int given, int via)
+{
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "events tail: %s: %s\n", url, err[0] ? err : curl_easy_strerror(rc));
+        if (rc == CURLE_COULDNT_CONNECT && !given && !via)
+            fprintf(stderr,
+                    "events tail: no server holds the spool of %s either: start `events serve`, or "
+                    "give --server URL or --lake DIR\n",
+                    lake);
+        return 1;
+    }
+    if (status == 401 || status == 403) {
+        json_t *e = json_loadb(t->line.p ? t->line.p : "", t->line.len, 0, NULL);
+        cli_auth_hint("tail", status, server, via ? lake : NULL, token,
+                      json_string_value(json_object_get(e, "error")));
+        json_decref(e);
+        return 1;
+    }
+    if (status != 200) {
+        fprintf(stderr, "events tail: %s answered %ld: %.*s\n", url, status, (int)t->line.len,
+                t->line.p ? t->line.p : "");
+        return 1;
+    }
+    if (t->ended) {
+        fprintf(stderr, "events tail: %s\n", t->why);
+        return t->ended == 2 ? 1 : 0;
+    }
+    return 0;
+}
+
 int cmd_tail(int argc, char **argv)
 {
     const char *server = NULL, *token = NULL, *format = NULL, *lake = "./events-lake";
@@ -162,18 +247,16 @@ int cmd_tail(int argc, char **argv)
          "pretty or ndjson (default: pretty on a terminal, else ndjson)"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int i = cli_options_parse("tail", opts, argc, argv);
-    if (i == -2) {
-        cli_options_help("Usage: events tail [OPTIONS] [PATTERN]\n\n"
-                         "Prints events as the server accepts them, until interrupted. PATTERN\n"
-                         "filters by type: shell globs, comma-separated (\"collection.*\", "
-                         "\"rpc.call,ws.*\").\n\n"
-                         "The server: --server URL; without it, the `events serve` that holds the\n"
-                         "spool of --lake (it says where it listens), else http://127.0.0.1:8080.",
-                         opts);
-        return 0;
-    }
-    if (i < 0) return 2;
+    int status;
+    int i = cli_options_take(
+        "tail",
+        "Usage: events tail [OPTIONS] [PATTERN]\n\n"
+        "Prints events as the server accepts them, until interrupted. PATTERN\n"
+        "filters by type: shell globs, comma-separated (\"collection.*\", \"rpc.call,ws.*\").\n\n"
+        "The server: --server URL; without it, the `events serve` that holds the\n"
+        "spool of --lake (it says where it listens), else http://127.0.0.1:8080.",
+        opts, argc, argv, &status);
+    if (i < 0) return status;
     if (argc - i > 1) {
         fprintf(stderr, "events tail: one PATTERN at most (comma-separate several)\n");
         return 2;
@@ -183,15 +266,8 @@ int cmd_tail(int argc, char **argv)
         return 2;
     }
     cli_server ls;
-    int given = server && *server, via = 0; /* via: the lake's server, found through its spool */
-    if (!given) {
-        if (cli_lake_server(lake, &ls) && ls.url[0]) {
-            server = ls.url;
-            via = 1;
-        } else {
-            server = "http://127.0.0.1:8080";
-        }
-    }
+    int given = server && *server, via; /* via: the lake's server, found through its spool */
+    server = server_of(server, lake, &ls, &via);
     tailer t;
     memset(&t, 0, sizeof t);
     t.pretty = format ? !strcmp(format, "pretty") : isatty(1);
@@ -199,57 +275,11 @@ int cmd_tail(int argc, char **argv)
     CURL *c = curl_easy_init();
     if (!c) return 1;
     buf url = BUF_INIT;
-    buf_puts(&url, server);
-    while (url.len && url.p[url.len - 1] == '/') url.len--;
-    buf_puts(&url, "/tail");
-    if (i < argc && *argv[i]) {
-        char *e = curl_easy_escape(c, argv[i], 0);
-        buf_printf(&url, "?type=%s", e ? e : "");
-        curl_free(e);
-    }
-    struct curl_slist *h = NULL;
-    char auth[600];
-    if (token && *token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
+    tail_url(c, server, i < argc ? argv[i] : NULL, &url);
     char err[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(c, CURLOPT_URL, buf_cstr(&url));
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    int out = 0;
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "events tail: %s: %s\n", buf_cstr(&url),
-                err[0] ? err : curl_easy_strerror(rc));
-        if (rc == CURLE_COULDNT_CONNECT && !given && !via)
-            fprintf(stderr,
-                    "events tail: no server holds the spool of %s either: start `events serve`, or "
-                    "give --server URL or --lake DIR\n",
-                    lake);
-        out = 1;
-    } else if (status == 401 || status == 403) {
-        json_t *e = json_loadb(t.line.p ? t.line.p : "", t.line.len, 0, NULL);
-        cli_auth_hint("tail", status, server, via ? lake : NULL, token,
-                      json_string_value(json_object_get(e, "error")));
-        json_decref(e);
-        out = 1;
-    } else if (status != 200) {
-        fprintf(stderr, "events tail: %s answered %ld: %.*s\n", buf_cstr(&url), status,
-                (int)t.line.len, t.line.p ? t.line.p : "");
-        out = 1;
-    } else if (t.ended) {
-        fprintf(stderr, "events tail: %s\n", t.why);
-        out = t.ended == 2 ? 1 : 0;
-    }
-    curl_slist_free_all(h);
+    long answer;
+    CURLcode rc = follow(c, buf_cstr(&url), token, &t, err, &answer);
+    int out = report_end(buf_cstr(&url), rc, err, answer, &t, server, lake, token, given, via);
     curl_easy_cleanup(c);
     buf_free(&url);
     buf_free(&t.line);

@@ -42,7 +42,7 @@ extern "C" {
 #define EVENTS_API
 #endif
 
-#define EVENTS_VERSION_STRING "0.1.0"
+#include "events_version.h" /* EVENTS_VERSION_STRING, generated from CMakeLists.txt */
 
 /* Result codes. */
 enum {

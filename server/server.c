@@ -62,7 +62,8 @@
 #include <unistd.h>
 
 #ifndef EVENTS_VERSION
-#define EVENTS_VERSION "0.0.0"
+#include "events_version.h"
+#define EVENTS_VERSION EVENTS_VERSION_STRING
 #endif
 
 typedef struct server {

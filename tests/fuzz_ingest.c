@@ -20,8 +20,8 @@
  * checks that need jansson's verdict.
  *
  * Built with -fsanitize=fuzzer by clang (the sanitizer build), and as a plain
- * program that replays files or directories (every build), so the corpus runs
- * in `make test` either way.
+ * program that replays files or directories (every build, with
+ * fuzz_replay.c), so the corpus runs in `make test` either way.
  */
 #include "event.h"
 #include "evtime.h"
@@ -31,12 +31,10 @@
 #include "quarantine.h"
 #include "ulid.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define CHECK_FUZZ(cond, ...)                                                                      \
     do {                                                                                           \
@@ -393,44 +391,3 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     buf_free(&inflated);
     return 0;
 }
-
-#ifdef FUZZ_REPLAY
-/* Replays files, or every file of directories, through the target. */
-static int replay(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st)) {
-        perror(path);
-        return 1;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        int rc = 0;
-        while ((de = readdir(d))) {
-            if (de->d_name[0] == '.') continue;
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-            rc |= replay(p);
-        }
-        closedir(d);
-        return rc;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) return 1;
-    unsigned char *b = malloc((size_t)st.st_size + 1);
-    size_t n = fread(b, 1, (size_t)st.st_size, f);
-    fclose(f);
-    LLVMFuzzerTestOneInput(b, n);
-    free(b);
-    return 0;
-}
-
-int main(int argc, char **argv)
-{
-    int rc = 0, files = 0;
-    for (int i = 1; i < argc; i++, files++) rc |= replay(argv[i]);
-    fprintf(stderr, "fuzz_ingest: replayed %d paths\n", files);
-    return rc;
-}
-#endif

@@ -10,7 +10,7 @@
  * would show up here.
  *
  * Built with -fsanitize=fuzzer by clang (the sanitizer build) and as a replay
- * program in every build.
+ * program in every build (with fuzz_replay.c).
  */
 #include "evtime.h"
 #include "layout.h"
@@ -121,43 +121,3 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     free(sql);
     return 0;
 }
-
-#ifdef FUZZ_REPLAY
-static int replay(const char *path)
-{
-    struct stat sb;
-    if (stat(path, &sb)) {
-        perror(path);
-        return 1;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        int rc = 0;
-        while ((de = readdir(d))) {
-            if (de->d_name[0] == '.') continue;
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-            rc |= replay(p);
-        }
-        closedir(d);
-        return rc;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) return 1;
-    unsigned char *b = malloc((size_t)sb.st_size + 1);
-    size_t n = fread(b, 1, (size_t)sb.st_size, f);
-    fclose(f);
-    LLVMFuzzerTestOneInput(b, n);
-    free(b);
-    return 0;
-}
-
-int main(int argc, char **argv)
-{
-    int rc = 0;
-    for (int i = 1; i < argc; i++) rc |= replay(argv[i]);
-    fprintf(stderr, "fuzz_query: replayed %d paths\n", argc - 1);
-    return rc;
-}
-#endif

@@ -7,7 +7,7 @@ build=$1 src=$2
 prefix=$(mktemp -d "${TMPDIR:-/tmp}/events-install-XXXXXX")
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
-for f in bin/events include/events.h lib/libevents.a lib/libevents.so lib/libduckdb.so lib/pkgconfig/events.pc; do
+for f in bin/events include/events.h include/events_version.h lib/libevents.a lib/libevents.so lib/libduckdb.so lib/pkgconfig/events.pc; do
     test -e "$prefix/$f" || { echo "install: $f is missing" >&2; exit 1; }
 done
 "$prefix/bin/events" version >/dev/null
