@@ -1,0 +1,469 @@
+/*
+ * server_requests.c - a request's lifecycle on libmicrohttpd: routing, checks, body.
+ *
+ * libmicrohttpd calls on_uri with the request line, then on_request once the
+ * headers are whole (start_request routes the request and refuses what it
+ * may not ask before its body is read), once per piece of the body (read
+ * into memory, bounded by --max-body and the request's deadline), once when
+ * the body is whole (the handler runs), and once more after a suspended
+ * request is resumed (its answer is queued). on_completed frees the request,
+ * whatever happened to it; on_connection keeps the connection table (conns.h).
+ */
+#include "server_int.h"
+#include "event.h"
+#include "evtime.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define QUERY_MAX_BODY (1u << 20)
+
+static int media_type_is(const char *v, const char *want)
+{
+    size_t n = strlen(want);
+    while (*v == ' ') v++;
+    return !strncasecmp(v, want, n) && (v[n] == 0 || v[n] == ';' || v[n] == ' ');
+}
+
+/* The largest body a request of this kind may have. */
+static size_t body_limit(const server__srv *s, const server__req *r)
+{
+    return r->kind == SERVER__K_QUERY ? QUERY_MAX_BODY : s->cfg.max_body;
+}
+
+/*
+ * What is refused before routing: a Host or an Origin that may not call the
+ * server (origins.h), and a body framing libmicrohttpd cannot read (it would
+ * wait for the end of the connection and never answer).
+ */
+static enum MHD_Result check_request(server__srv *s, server__req *r)
+{
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!origins_host_ok(s->origins, host)) {
+        metrics_refused(REFUSED_HOST);
+        return server__send_error(
+            r, 403,
+            "Host \"%.200s\" is not allowed: this server answers only requests "
+            "addressed to a loopback name or address, or to a host of "
+            "--allowed-hosts",
+            host);
+    }
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    int refused;
+    r->cors = origins_allow(s->origins, origin, host, &refused);
+    if (refused) {
+        metrics_refused(REFUSED_ORIGIN);
+        return server__send_error(r, 403,
+                                  "requests from the web page origin \"%.200s\" are refused: it is "
+                                  "neither this server's own origin nor one of --cors-origins",
+                                  origin);
+    }
+    const char *te =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked")) {
+        metrics_refused(REFUSED_TRANSFER_ENCODING);
+        r->close = 1;
+        return server__send_error(
+            r, 501,
+            "unsupported Transfer-Encoding \"%.100s\": send the body with "
+            "Content-Length or Transfer-Encoding: chunked (and compress it with "
+            "Content-Encoding: gzip)",
+            te);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result start_request(server__srv *s, server__req *r, const char *url,
+                                     const char *method)
+{
+    enum MHD_Result checked = check_request(s, r);
+    if (checked != MHD_YES || r->state == SERVER__ST_RESPONDED) return checked;
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    int is_post = !strcmp(method, "POST");
+    if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
+        r->kind = SERVER__K_INGEST, r->route = ROUTE_INGEST;
+    } else if (!strcmp(url, "/v1/logs")) {
+        /* OTLP logs take /ingest's path, from the body limit to the group commit; answers,
+         * errors included, are OTLP's, in the encoding of the request (JSON unless protobuf) */
+        r->kind = SERVER__K_INGEST, r->route = ROUTE_OTLP_LOGS;
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        r->otlp = otlp_encoding_of(ct) == OTLP_PROTOBUF ? OTLP_PROTOBUF : OTLP_JSON;
+    } else if (!strcmp(url, "/query")) {
+        r->kind = SERVER__K_QUERY, r->route = ROUTE_QUERY;
+    } else if (!strcmp(url, "/health")) {
+        r->kind = SERVER__K_HEALTH, r->route = ROUTE_HEALTH;
+    } else if (!strcmp(url, "/metrics")) {
+        r->kind = SERVER__K_METRICS, r->route = ROUTE_METRICS;
+    } else if (!strcmp(url, "/tail")) {
+        r->kind = SERVER__K_TAIL, r->route = ROUTE_TAIL;
+    } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
+        r->kind = SERVER__K_WEB, r->route = ROUTE_DASHBOARD;
+    } else {
+        char err[160];
+        int sp = snap_parse_url(url, r->snap_source, r->snap_bookmark, err, sizeof err);
+        if (sp == -1) {
+            r->route = ROUTE_SNAPSHOTS;
+            return server__send_error(r, 400, "%s", err);
+        }
+        if (sp >= 0) {
+            r->route = ROUTE_SNAPSHOTS;
+            r->kind = sp == 1                  ? SERVER__K_SNAP_LIST
+                      : !strcmp(method, "PUT") ? SERVER__K_SNAP_PUT
+                                               : SERVER__K_SNAP_GET;
+        }
+    }
+
+    if (!strcmp(method, "OPTIONS")) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        if (!resp) return MHD_NO;
+        server__add_cors(resp, r);
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, Content-Encoding");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+        enum MHD_Result ok = MHD_queue_response(r->conn, 204, resp);
+        MHD_destroy_response(resp);
+        server__answered(r, 204);
+        return ok;
+    }
+    if (r->kind == SERVER__K_NONE)
+        return server__send_error(r, 404, "no such endpoint: %s %s", method, url);
+    int wants_post = r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY;
+    if (r->kind == SERVER__K_SNAP_PUT) {
+        /* PUT is the only method besides GET here */
+    } else if ((wants_post && !is_post) || (!wants_post && !is_get)) {
+        return server__send_error(r, 405, "method %s not allowed on %s", method, url);
+    }
+
+    if (r->kind != SERVER__K_HEALTH && r->kind != SERVER__K_WEB && auth_count(s->auth)) {
+        const char *h =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        char bearer[600];
+        const char *qt = r->kind == SERVER__K_TAIL
+                             ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token")
+                             : NULL;
+        if (!h && qt) { /* EventSource cannot set headers: ?token= on /tail */
+            snprintf(bearer, sizeof bearer, "Bearer %s", qt);
+            h = bearer;
+        }
+        r->tok = auth_lookup(s->auth, h);
+        const char *who = r->tok ? r->tok->name : NULL;
+        unsigned scopes = r->tok ? r->tok->scopes : 0;
+        if (!scopes)
+            return server__send_error(r, 401,
+                                      h ? "invalid bearer token"
+                                        : "missing bearer token (Authorization: Bearer TOKEN)");
+        unsigned need = r->kind == SERVER__K_INGEST     ? SCOPE_INGEST
+                        : r->kind == SERVER__K_QUERY    ? SCOPE_QUERY
+                        : r->kind == SERVER__K_SNAP_PUT ? (SCOPE_INGEST | SCOPE_ADMIN)
+                                                        : (SCOPE_QUERY | SCOPE_ADMIN);
+        if (!(scopes & need))
+            return server__send_error(r, 403, "token %s lacks the %s scope", who,
+                                      r->kind == SERVER__K_INGEST     ? "ingest"
+                                      : r->kind == SERVER__K_QUERY    ? "query"
+                                      : r->kind == SERVER__K_SNAP_PUT ? "ingest or admin"
+                                                                      : "query or admin");
+    }
+
+    if (r->kind == SERVER__K_QUERY) {
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (ct && !media_type_is(ct, "application/json") && !media_type_is(ct, "text/plain"))
+            return server__send_error(
+                r, 415, "unsupported Content-Type \"%.100s\": use application/json", ct);
+    }
+    if (r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY) {
+        const char *cl =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            unsigned long long len = strtoull(cl, NULL, 10);
+            if (len > body_limit(s, r))
+                return server__send_error(r, 413,
+                                          "body of %llu bytes is over the limit of %zu bytes", len,
+                                          body_limit(s, r));
+            /* reserve what was announced, but no more than 1 MiB before data arrives:
+             * clients that announce big bodies and send nothing cost little */
+            if (buf_reserve(&r->body, (size_t)(len < (1u << 20) ? len : (1u << 20))))
+                return server__send_error(r, 503, "out of memory");
+        }
+    }
+    if (r->kind == SERVER__K_SNAP_PUT) {
+        const char *cl =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_snapshot)
+            return server__send_error(r, 413,
+                                      "snapshot of %s bytes is over the limit of %llu bytes", cl,
+                                      (unsigned long long)s->cfg.max_snapshot);
+        char err[300];
+        if (!(r->snap = snap_begin(s->spool, r->snap_source, r->snap_bookmark, err, sizeof err))) {
+            log_msg(LOG_ERROR, "snapshot upload", "error", err, LOG_END);
+            return server__send_error(r, 503, "cannot store the upload: %s", err);
+        }
+    }
+    if (r->otlp) {
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (otlp_encoding_of(ct) == OTLP_NONE)
+            return server__send_error(
+                r, 415,
+                "unsupported Content-Type \"%.100s\": use application/json or "
+                "application/x-protobuf",
+                ct ? ct : "");
+        const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
+        if (type && !event_type_valid(type, strlen(type)))
+            return server__send_error(
+                r, 400,
+                "type \"%.150s\" is not an event type: [a-z0-9_]+(.[a-z0-9_-]+)*, "
+                "at most %d bytes",
+                type, EVENT_TYPE_MAX);
+    } else if (r->kind == SERVER__K_INGEST) {
+        const char *ct =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (!ct || media_type_is(ct, "application/json") || media_type_is(ct, "text/plain")) {
+            r->fmt = INGEST_JSON;
+        } else if (media_type_is(ct, "application/x-ndjson") ||
+                   media_type_is(ct, "application/ndjson") ||
+                   media_type_is(ct, "application/jsonl") ||
+                   media_type_is(ct, "application/x-jsonlines")) {
+            r->fmt = INGEST_NDJSON;
+        } else {
+            return server__send_error(
+                r, 415,
+                "unsupported Content-Type \"%.100s\": use application/json or "
+                "application/x-ndjson",
+                ct);
+        }
+    }
+    if (r->kind == SERVER__K_INGEST) {
+        const char *ce =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+        if (ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip")))
+            r->gzip = 1;
+        else if (ce && *ce && strcasecmp(ce, "identity"))
+            return server__send_error(
+                r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none", ce);
+        snprintf(r->path, sizeof r->path, "%s", url);
+        return server__check_ingest_args(r);
+    }
+    return MHD_YES;
+}
+
+/* 1 if the request announces a body: a Content-Length above 0, or chunked. */
+static int has_body(struct MHD_Connection *c)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) return strspn(cl, "0") != strlen(cl);
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+           NULL;
+}
+
+/* The connection's entry in the connection table (its socket context). */
+static conn_slot *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/*
+ * What the URI callback leaves in a request's context, before libmicrohttpd
+ * reads its headers: the URL has %00 (libmicrohttpd would decode it into a NUL
+ * that cuts the path the handler sees), or the request was already refused.
+ */
+static char uri_has_nul, uri_refused;
+
+/*
+ * libmicrohttpd calls this with the raw URL as soon as the request line is in.
+ * More URL arguments than fit its 32 KiB connection memory (about 450 short
+ * ones) make it stall without an answer, and it parses them before any other
+ * callback: so a URL with more than --max-url-args is answered 414 here,
+ * straight on the socket, and the connection is shut down.
+ */
+void *server__on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    server__srv *s = cls;
+    if (strstr(uri, "%00")) return &uri_has_nul;
+    const char *q = strchr(uri, '?');
+    if (!q) return NULL;
+    unsigned args = 1;
+    for (const char *p = q + 1; *p; p++) args += *p == '&';
+    if (args <= s->cfg.max_url_args) return NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "the URL has %u arguments, more than the limit of %u (--max-url-args)", args,
+             s->cfg.max_url_args);
+    if (ci)
+        conn_refuse(s->conns, conn_of(conn), ci->connect_fd, 414, "URI Too Long", msg,
+                    REFUSED_URL_ARGUMENTS);
+    return &uri_refused;
+}
+
+enum MHD_Result server__on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version, const char *upload,
+                                   size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    server__srv *s = cls;
+    server__req *r = *con_cls;
+    if (r == (void *)&uri_refused) return MHD_NO;
+    int has_nul = r == (void *)&uri_has_nul;
+    if (!r || has_nul) {
+        /* the headers are whole: the connection is no longer waiting for them; a body must
+         * then arrive whole within the request's time limit */
+        int64_t deadline = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
+        if (conn_request_began(s->conns, conn_of(conn), has_body(conn) ? deadline : 0))
+            return MHD_NO;
+        if (!(r = calloc(1, sizeof *r))) return MHD_NO;
+        r->srv = s;
+        r->conn = conn;
+        r->route = ROUTE_OTHER;
+        r->t0_ns = evtime_mono_ns();
+        r->deadline_ms = deadline;
+        *con_cls = r;
+        /* Counted before looking at stopping; shutdown sets stopping before reading inflight
+         * (both sequentially consistent), so it either waits for this request or this
+         * request sees stopping and is never suspended under MHD_stop_daemon. */
+        atomic_fetch_add(&s->inflight, 1);
+        if (atomic_load(&s->stopping)) {
+            r->kind = SERVER__K_NONE;
+            return server__send_error(r, 503, "server is shutting down");
+        }
+        if (has_nul) {
+            metrics_refused(REFUSED_URL_NUL);
+            return server__send_error(r, 400, "the URL has an encoded NUL byte (%%00)");
+        }
+        return start_request(s, r, url, method);
+    }
+    if (r->state == SERVER__ST_RESPONDED) {
+        *upload_size = 0; /* the rest of an upload we already answered */
+        return MHD_YES;
+    }
+    if (r->state == SERVER__ST_WAITING) { /* resumed by the writer or a query worker */
+        atomic_fetch_sub(&s->waiting, 1);
+        if (r->kind == SERVER__K_QUERY) {
+            unsigned st = 0;
+            enum MHD_Result ok = qjob_respond(r->job, conn, r->cors, &st);
+            server__answered(r, st ? st : 500);
+            return ok;
+        }
+        if (r->answer_status == 200 && tail_hub_active(s->tail)) server__publish(s, r);
+        return server__send_response(
+            r, r->answer_status, server__answer_type(r), r->answer.p ? r->answer.p : "",
+            r->answer.len, r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (evtime_mono_ms() > r->deadline_ms) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "request not received within %d s", s->cfg.request_timeout_s);
+            return server__abort_mid_body(r, 408, "Request Timeout", msg);
+        }
+        if (r->kind == SERVER__K_SNAP_PUT && !r->discard_status) {
+            char err[300];
+            if (snap_size(r->snap) + n > s->cfg.max_snapshot) {
+                r->discard_status = 413;
+                snprintf(r->discard_error, sizeof r->discard_error,
+                         "snapshot is over the limit of %llu bytes",
+                         (unsigned long long)s->cfg.max_snapshot);
+            } else if (snap_write(r->snap, upload, n, err, sizeof err)) {
+                r->discard_status = 503;
+                snprintf(r->discard_error, sizeof r->discard_error, "%s", err);
+            }
+            return MHD_YES;
+        }
+        if ((r->kind != SERVER__K_INGEST && r->kind != SERVER__K_QUERY) || r->discard_status)
+            return MHD_YES; /* dropped */
+        if (r->kind == SERVER__K_INGEST)
+            atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
+        if (r->body.len + n > body_limit(s, r)) {
+            /* MHD cannot answer mid-body: read to the end, then answer 413 */
+            r->discard_status = 413;
+            snprintf(r->discard_error, sizeof r->discard_error,
+                     "body is over the limit of %zu bytes", body_limit(s, r));
+            buf_free(&r->body);
+        } else if (buf_append(&r->body, upload, n)) {
+            r->discard_status = 503;
+            snprintf(r->discard_error, sizeof r->discard_error, "out of memory");
+            buf_free(&r->body);
+        }
+        return MHD_YES;
+    }
+    /*
+     * the body is whole (or there was none); a connection closed for its
+     * deadline is not answered
+     */
+    if (conn_body_done(s->conns, conn_of(conn))) return MHD_NO;
+    if (r->discard_status) return server__send_error(r, r->discard_status, "%s", r->discard_error);
+    switch (r->kind) {
+    case SERVER__K_INGEST: return server__handle_ingest(s, r);
+    case SERVER__K_QUERY: return server__handle_query(s, r);
+    case SERVER__K_HEALTH: return server__handle_health(s, r);
+    case SERVER__K_METRICS: return server__handle_metrics(s, r);
+    case SERVER__K_TAIL: return server__handle_tail(s, r);
+    case SERVER__K_WEB: return server__handle_web(r, url);
+    case SERVER__K_SNAP_PUT:
+    case SERVER__K_SNAP_LIST:
+    case SERVER__K_SNAP_GET: return server__handle_snapshots(s, r);
+    default: return server__send_error(r, 404, "no such endpoint");
+    }
+}
+
+void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+    (void)toe;
+    server__srv *s = cls;
+    server__req *r = *con_cls;
+    conn_request_ended(s->conns, conn_of(conn));
+    if (r == (void *)&uri_has_nul || r == (void *)&uri_refused) *con_cls = r = NULL;
+    if (!r) return;
+    /* A client that closed its connection while its request waited for the group
+     * commit is noticed only after the resume, here, without another handler call. */
+    if (r->state == SERVER__ST_WAITING) atomic_fetch_sub(&s->waiting, 1);
+    if (!r->status)
+        metrics_request(r->route, 499,
+                        evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
+    snap_abort(r->snap);
+    if (r->snap_download) atomic_fetch_sub(&s->snap_downloads, 1);
+    buf_free(&r->body);
+    buf_free(&r->answer);
+    ingest_result_free(&r->res);
+    qjob_release(r->job);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+void server__on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    server__srv *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_ctx = ci ? conn_opened(s->conns, ci->connect_fd) : NULL;
+        atomic_fetch_add(&metrics_global.connections_open, 1);
+    } else {
+        conn_closed(s->conns, *socket_ctx);
+        *socket_ctx = NULL;
+        atomic_fetch_add(&metrics_global.connections_open, -1);
+    }
+}
+
+void server__mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    log_msg(LOG_DEBUG, "http", "detail", msg, LOG_END);
+}
