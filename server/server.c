@@ -149,156 +149,171 @@ void server_config_defaults(server_config *c)
     c->memory_max = server_memory_default();
 }
 
-/* ---- responses ---------------------------------------------------------- */
 /* ---- run ------------------------------------------------------------------ */
 
-int server_run(const server_config *cfg)
+/*
+ * The steps of server_run. A start step returns 0, or -1 having logged why the
+ * server cannot start (the log line server_run promises), as cannot_start does.
+ */
+static int cannot_start(const char *err, const char *path)
+{
+    if (path)
+        log_msg(LOG_ERROR, "cannot start", "error", err, "path", path, LOG_END);
+    else
+        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
+    return -1;
+}
+
+static server__srv *server_new(const server_config *cfg)
 {
     server__srv *s = calloc(1, sizeof *s);
-    if (!s) return 1;
+    if (!s) return NULL;
     s->cfg = *cfg;
     s->started_ms = evtime_mono_ms();
     s->lim.max_body = cfg->max_body;
     s->lim.max_events = cfg->max_events ? cfg->max_events : ingest_max_events_for(cfg->max_body);
     pthread_key_create(&s->ctx_key, server__free_ctx);
-    apply_memory_max(cfg->memory_max);
-    int rc = 1, lfd = -1, announced = 0;
-    char err[1024];
-    char *spool = s->spool;
+    return s;
+}
 
-    /* Signals are taken by sigwait in this thread only. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+/* Signals are taken by sigwait in this thread only. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
-    if (!(s->auth = auth_new())) goto out;
+/* The tokens and the origins that may call the server. */
+static int start_access(server__srv *s)
+{
+    const server_config *cfg = &s->cfg;
+    char err[1024];
+    if (!(s->auth = auth_new())) return -1;
     if (cfg->tokens_file) {
         char warn[512];
-        if (auth_load_file(s->auth, cfg->tokens_file, warn, sizeof warn, err, sizeof err)) {
-            log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-            goto out;
-        }
+        if (auth_load_file(s->auth, cfg->tokens_file, warn, sizeof warn, err, sizeof err))
+            return cannot_start(err, NULL);
         if (warn[0]) log_msg(LOG_WARN, "tokens file readable by anyone", "warning", warn, LOG_END);
     }
-    if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
+    if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err))
+        return cannot_start(err, NULL);
     if (!(s->origins = origins_new(cfg->allowed_hosts, cfg->cors_origins, auth_count(s->auth) > 0,
-                                   err, sizeof err))) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
+                                   err, sizeof err)))
+        return cannot_start(err, NULL);
     if (!auth_count(s->auth) && origins_any(s->origins))
         log_msg(LOG_WARN, "any web page may read the lake", "reason",
                 "--cors-origins * without tokens: every page open in a browser here "
                 "can query the lake and follow /tail",
                 LOG_END);
-    if ((lfd = server__listen(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err,
-                              sizeof err)) < 0) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
-    if (store_open(cfg->lake, &s->store, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
-    if (cfg->spool) {
-        snprintf(spool, sizeof s->spool, "%s", cfg->spool);
-    } else if (s->store->ops->root(s->store)) {
-        snprintf(spool, sizeof s->spool, "%s/.spool", s->store->ops->root(s->store));
-    } else {
-        snprintf(spool, sizeof s->spool, "./events-spool");
-    }
-    if (!s->store->ops->root(s->store)) {
+    return 0;
+}
+
+/* The store, the spool's place, and the cache and compaction directories. */
+static int open_lake(server__srv *s)
+{
+    const server_config *cfg = &s->cfg;
+    char err[1024];
+    if (store_open(cfg->lake, &s->store, err, sizeof err)) return cannot_start(err, NULL);
+    const char *root = s->store->ops->root(s->store);
+    if (cfg->spool)
+        snprintf(s->spool, sizeof s->spool, "%s", cfg->spool);
+    else if (root)
+        snprintf(s->spool, sizeof s->spool, "%s/.spool", root);
+    else
+        snprintf(s->spool, sizeof s->spool, "./events-spool");
+    if (!root) {
         const char *cdir = cfg->cache ? cfg->cache : "./events-cache";
-        if (lake_cache_open(cdir, cfg->cache_max, &s->cache, err, sizeof err)) {
-            log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-            goto out;
-        }
+        if (lake_cache_open(cdir, cfg->cache_max, &s->cache, err, sizeof err))
+            return cannot_start(err, NULL);
         snprintf(s->work, sizeof s->work, "%s/.compact", lake_cache_dir(s->cache));
     } else {
-        snprintf(s->work, sizeof s->work, "%s/.compact", s->store->ops->root(s->store));
+        snprintf(s->work, sizeof s->work, "%s/.compact", root);
     }
-    if (mkdir(s->work, 0755) && errno != EEXIST) {
-        log_msg(LOG_ERROR, "cannot start", "error", "cannot create the compaction directory",
-                "path", s->work, LOG_END);
-        goto out;
-    }
-    lake_writer_config wc = {.spool_dir = spool,
-                             .store = s->store,
-                             .seal_bytes = cfg->seal_bytes,
-                             .seal_age_ms = cfg->seal_age_ms,
-                             .dedup_window = cfg->dedup_window,
-                             .spool_max = cfg->spool_max,
-                             .max_open_segments = cfg->max_open_segments};
-    if (lake_writer_open(&wc, &s->writer, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
-    s->expirer = lake_expirer_start(s->store, cfg->rejected_retain_ms, err, sizeof err);
-    if (!s->expirer && err[0]) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
-    int cleaned = snap_clean(spool); /* the writer holds the spool now: no one else uses it */
+    if (mkdir(s->work, 0755) && errno != EEXIST)
+        return cannot_start("cannot create the compaction directory", s->work);
+    return 0;
+}
+
+/*
+ * Where snapshot downloads of an object store are written, and what uploads and
+ * downloads cut short left there and in the spool (the writer holds the spool
+ * now: no one else uses it).
+ */
+static int clean_snapshots(server__srv *s)
+{
+    int cleaned = snap_clean(s->spool);
     if (s->cache) {
         snprintf(s->snap_tmp, sizeof s->snap_tmp, "%s/.snapshots", lake_cache_dir(s->cache));
-        if (mkdir(s->snap_tmp, 0755) && errno != EEXIST) {
-            log_msg(LOG_ERROR, "cannot start", "error", "cannot create the snapshot directory",
-                    "path", s->snap_tmp, LOG_END);
-            goto out;
-        }
+        if (mkdir(s->snap_tmp, 0755) && errno != EEXIST)
+            return cannot_start("cannot create the snapshot directory", s->snap_tmp);
         cleaned += snap_clean(s->snap_tmp);
     } else {
-        snprintf(s->snap_tmp, sizeof s->snap_tmp, "%s", spool); /* unused: files open in place */
+        snprintf(s->snap_tmp, sizeof s->snap_tmp, "%s", s->spool); /* unused: files open in place */
     }
     if (cleaned) {
         char n[16];
         snprintf(n, sizeof n, "%d", cleaned);
         log_msg(LOG_INFO, "snapshot leftovers removed", "files", n, LOG_END);
     }
+    return 0;
+}
 
+/* The lake writer, which owns the spool, and the quarantine's expiry. */
+static int start_writer(server__srv *s)
+{
+    const server_config *cfg = &s->cfg;
+    char err[1024];
+    lake_writer_config wc = {.spool_dir = s->spool,
+                             .store = s->store,
+                             .seal_bytes = cfg->seal_bytes,
+                             .seal_age_ms = cfg->seal_age_ms,
+                             .dedup_window = cfg->dedup_window,
+                             .spool_max = cfg->spool_max,
+                             .max_open_segments = cfg->max_open_segments};
+    if (lake_writer_open(&wc, &s->writer, err, sizeof err)) return cannot_start(err, NULL);
+    s->expirer = lake_expirer_start(s->store, cfg->rejected_retain_ms, err, sizeof err);
+    if (!s->expirer && err[0]) return cannot_start(err, NULL);
+    return 0;
+}
+
+/* The live tail, the query engine and its workers. */
+static int start_readers(server__srv *s)
+{
+    const server_config *cfg = &s->cfg;
+    char err[1024];
     tail_config tc = {cfg->tail_buffer, cfg->tail_heartbeat_ms, cfg->tail_queue,
                       cfg->tail_max_patterns, cfg->tail_pattern_bytes};
-    if (!(s->tail = tail_hub_new(&tc))) {
-        log_msg(LOG_ERROR, "cannot start", "error", "cannot start the live tail", LOG_END);
-        goto out;
-    }
+    if (!(s->tail = tail_hub_new(&tc))) return cannot_start("cannot start the live tail", NULL);
     query_config qc = {.store = s->store,
                        .writer = s->writer,
                        .memory_limit = cfg->query_memory,
                        .cache = s->cache,
                        .conns = cfg->query_threads,
                        .max_rejected_line = 2 * (uint64_t)cfg->max_body + 65536};
-    if (query_engine_open(&qc, &s->engine, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
+    if (query_engine_open(&qc, &s->engine, err, sizeof err)) return cannot_start(err, NULL);
     query_pool_config pc = {.engine = s->engine,
                             .threads = cfg->query_threads,
                             .max_rows = cfg->query_max_rows,
                             .max_bytes = cfg->query_max_bytes,
                             .timeout_ms = cfg->query_timeout_ms,
                             .waiting = &s->waiting};
-    if (query_pool_start(&pc, &s->queries, err, sizeof err)) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
+    if (query_pool_start(&pc, &s->queries, err, sizeof err)) return cannot_start(err, NULL);
+    return 0;
+}
 
-    int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1) threads = 1;
+/* The connection table and libmicrohttpd's daemon, with threads threads, accepting on lfd. */
+static int start_http(server__srv *s, int lfd, int threads)
+{
+    const server_config *cfg = &s->cfg;
+    char err[1024];
     conn_table_config cc = {.max = cfg->max_connections,
                             .header_timeout_ms = cfg->header_timeout_ms,
                             .idle_timeout_ms = (int64_t)cfg->idle_timeout_s * 1000,
                             .request_timeout_ms = (int64_t)cfg->request_timeout_s * 1000};
-    if (!(s->conns = conn_table_new(&cc, err, sizeof err))) {
-        log_msg(LOG_ERROR, "cannot start", "error", err, LOG_END);
-        goto out;
-    }
+    if (!(s->conns = conn_table_new(&cc, err, sizeof err))) return cannot_start(err, NULL);
     /* --max-connections is enforced by the connection table, which makes room by closing a
      * connection still waiting for its headers. libmicrohttpd must not refuse first: it
      * splits its limit between the threads (a thread at its share stops accepting, however
@@ -319,47 +334,59 @@ int server_run(const server_config *cfg)
         server__on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, server__on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, server__on_connection, s, MHD_OPTION_EXTERNAL_LOGGER,
         server__mhd_log, s, MHD_OPTION_END);
-    if (!s->daemon) {
-        log_msg(LOG_ERROR, "cannot start", "error", "libmicrohttpd refused to start", LOG_END);
-        goto out;
-    }
-    /* where it listens, for the command line: before "listening", which tests wait for */
+    if (!s->daemon) return cannot_start("libmicrohttpd refused to start", NULL);
+    return 0;
+}
+
+/*
+ * Says where the server listens, for the command line (SPOOL/server.json) and
+ * in the log: before "listening", which tests wait for. Returns 1 if the file
+ * was written (to be removed at shutdown), else 0.
+ */
+static int announce_listening(server__srv *s, int threads)
+{
+    const server_config *cfg = &s->cfg;
+    char err[1024];
+    int announced = 0;
     if (announce_write(lake_writer_spool_dir(s->writer), s->addr, s->store->url, err, sizeof err))
         log_msg(LOG_WARN, "the command line will not find this server", "error", err, LOG_END);
     else
         announced = 1;
-    {
-        char th[16];
-        snprintf(th, sizeof th, "%d", threads);
-        char mm[32];
-        if (cfg->memory_max)
-            snprintf(mm, sizeof mm, "%lluMiB", (unsigned long long)(cfg->memory_max >> 20));
-        else
-            snprintf(mm, sizeof mm, "none");
-        log_msg(LOG_INFO, "listening", "addr", s->addr, "lake", s->store->url, "spool", spool,
-                "auth", auth_count(s->auth) ? "tokens" : "off (loopback only)", "threads", th,
-                "memory_max", mm, "version", EVENTS_VERSION, LOG_END);
-    }
+    char th[16];
+    snprintf(th, sizeof th, "%d", threads);
+    char mm[32];
+    if (cfg->memory_max)
+        snprintf(mm, sizeof mm, "%lluMiB", (unsigned long long)(cfg->memory_max >> 20));
+    else
+        snprintf(mm, sizeof mm, "none");
+    log_msg(LOG_INFO, "listening", "addr", s->addr, "lake", s->store->url, "spool", s->spool,
+            "auth", auth_count(s->auth) ? "tokens" : "off (loopback only)", "threads", th,
+            "memory_max", mm, "version", EVENTS_VERSION, LOG_END);
+    return announced;
+}
 
-    if (cfg->compact_every_ms > 0) server__compactor_start(s);
-
+static void wait_for_signal(const sigset_t *set)
+{
     int sig = 0;
-    while (sigwait(&set, &sig) != 0) {
+    while (sigwait(set, &sig) != 0) {
     }
     log_msg(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", LOG_END);
-    if (announced) announce_remove(lake_writer_spool_dir(s->writer));
-    announced = 0;
+}
 
-    /* Stop accepting; let in-flight requests finish (suspended ones always do, and
-     * MHD_stop_daemon must never meet one). */
+/*
+ * Stops accepting; lets in-flight requests finish (suspended ones always do, and
+ * MHD_stop_daemon must never meet one), then stops what serves them, the writer
+ * last: it seals every segment into the lake. The listening socket is closed.
+ */
+static void shut_down(server__srv *s)
+{
     MHD_socket q = MHD_quiesce_daemon(s->daemon);
     if (q != MHD_INVALID_SOCKET) close(q);
-    lfd = -1;
     atomic_store(&s->stopping, 1);
     query_pool_interrupt(s->queries); /* running queries end now, with 504 */
     tail_hub_close(s->tail);          /* live tails end now */
     server__compactor_stop(s);
-    int64_t give_up = evtime_mono_ms() + (int64_t)cfg->shutdown_timeout_s * 1000;
+    int64_t give_up = evtime_mono_ms() + (int64_t)s->cfg.shutdown_timeout_s * 1000;
     while (atomic_load(&s->waiting) > 0 ||
            (atomic_load(&s->inflight) > 0 && evtime_mono_ms() < give_up)) {
         struct timespec ts = {0, 5000000};
@@ -378,9 +405,14 @@ int server_run(const server_config *cfg)
     lake_expirer_stop(s->expirer);
     s->expirer = NULL;
     log_msg(LOG_INFO, "stopped", LOG_END);
-    rc = 0;
-out:
-    if (announced) announce_remove(lake_writer_spool_dir(s->writer));
+}
+
+/*
+ * Frees what a server that could not start, or has stopped, still holds; lfd,
+ * the listening socket, is closed unless libmicrohttpd has taken it.
+ */
+static void server_free(server__srv *s, int lfd)
+{
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
     conn_table_free(s->conns);
@@ -397,5 +429,37 @@ out:
     if (c) server__free_ctx(c);
     pthread_key_delete(s->ctx_key);
     free(s);
-    return rc;
+}
+
+int server_run(const server_config *cfg)
+{
+    server__srv *s = server_new(cfg);
+    if (!s) return 1;
+    apply_memory_max(cfg->memory_max);
+    int lfd = -1;
+    char err[1024];
+    sigset_t set;
+    block_signals(&set);
+    if (start_access(s)) goto fail;
+    if ((lfd = server__listen(cfg->listen, auth_count(s->auth) == 0, s->addr, sizeof s->addr, err,
+                              sizeof err)) < 0) {
+        cannot_start(err, NULL);
+        goto fail;
+    }
+    int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if (open_lake(s) || start_writer(s) || clean_snapshots(s) || start_readers(s) ||
+        start_http(s, lfd, threads))
+        goto fail;
+    int announced = announce_listening(s, threads);
+    if (cfg->compact_every_ms > 0) server__compactor_start(s);
+
+    wait_for_signal(&set);
+    if (announced) announce_remove(lake_writer_spool_dir(s->writer));
+    shut_down(s);
+    server_free(s, -1);
+    return 0;
+fail:
+    server_free(s, lfd);
+    return 1;
 }

@@ -76,13 +76,15 @@ static enum MHD_Result check_request(server__srv *s, server__req *r)
     return MHD_YES;
 }
 
-static enum MHD_Result start_request(server__srv *s, server__req *r, const char *url,
-                                     const char *method)
+/* 1 when a step of a request's start let it go on: it sent no answer and failed nothing. */
+static int went_on(enum MHD_Result res, const server__req *r)
 {
-    enum MHD_Result checked = check_request(s, r);
-    if (checked != MHD_YES || r->state == SERVER__ST_RESPONDED) return checked;
-    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    int is_post = !strcmp(method, "POST");
+    return res == MHD_YES && r->state != SERVER__ST_RESPONDED;
+}
+
+/* What the URL asks for: r->kind and r->route (K_NONE when nothing). */
+static enum MHD_Result route(server__req *r, const char *url, const char *method)
+{
     if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
         r->kind = SERVER__K_INGEST, r->route = ROUTE_INGEST;
     } else if (!strcmp(url, "/v1/logs")) {
@@ -116,140 +118,199 @@ static enum MHD_Result start_request(server__srv *s, server__req *r, const char 
                                                : SERVER__K_SNAP_GET;
         }
     }
+    return MHD_YES;
+}
 
-    if (!strcmp(method, "OPTIONS")) {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-        if (!resp) return MHD_NO;
-        server__add_cors(resp, r);
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                "Authorization, Content-Type, Content-Encoding");
-        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
-        enum MHD_Result ok = MHD_queue_response(r->conn, 204, resp);
-        MHD_destroy_response(resp);
-        server__answered(r, 204);
-        return ok;
-    }
+/* OPTIONS, on any URL: the CORS preflight's answer. */
+static enum MHD_Result answer_preflight(server__req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    server__add_cors(resp, r);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, Content-Encoding");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+    enum MHD_Result ok = MHD_queue_response(r->conn, 204, resp);
+    MHD_destroy_response(resp);
+    server__answered(r, 204);
+    return ok;
+}
+
+/* Refuses a URL with no endpoint (404) and a method the endpoint does not take (405). */
+static enum MHD_Result check_method(server__req *r, const char *url, const char *method)
+{
     if (r->kind == SERVER__K_NONE)
         return server__send_error(r, 404, "no such endpoint: %s %s", method, url);
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    int is_post = !strcmp(method, "POST");
     int wants_post = r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY;
     if (r->kind == SERVER__K_SNAP_PUT) {
         /* PUT is the only method besides GET here */
     } else if ((wants_post && !is_post) || (!wants_post && !is_get)) {
         return server__send_error(r, 405, "method %s not allowed on %s", method, url);
     }
+    return MHD_YES;
+}
 
-    if (r->kind != SERVER__K_HEALTH && r->kind != SERVER__K_WEB && auth_count(s->auth)) {
-        const char *h =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        char bearer[600];
-        const char *qt = r->kind == SERVER__K_TAIL
-                             ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token")
-                             : NULL;
-        if (!h && qt) { /* EventSource cannot set headers: ?token= on /tail */
-            snprintf(bearer, sizeof bearer, "Bearer %s", qt);
-            h = bearer;
-        }
-        r->tok = auth_lookup(s->auth, h);
-        const char *who = r->tok ? r->tok->name : NULL;
-        unsigned scopes = r->tok ? r->tok->scopes : 0;
-        if (!scopes)
-            return server__send_error(r, 401,
-                                      h ? "invalid bearer token"
-                                        : "missing bearer token (Authorization: Bearer TOKEN)");
-        unsigned need = r->kind == SERVER__K_INGEST     ? SCOPE_INGEST
-                        : r->kind == SERVER__K_QUERY    ? SCOPE_QUERY
-                        : r->kind == SERVER__K_SNAP_PUT ? (SCOPE_INGEST | SCOPE_ADMIN)
-                                                        : (SCOPE_QUERY | SCOPE_ADMIN);
-        if (!(scopes & need))
-            return server__send_error(r, 403, "token %s lacks the %s scope", who,
-                                      r->kind == SERVER__K_INGEST     ? "ingest"
-                                      : r->kind == SERVER__K_QUERY    ? "query"
-                                      : r->kind == SERVER__K_SNAP_PUT ? "ingest or admin"
-                                                                      : "query or admin");
+/* With tokens: the request's token (r->tok), refused (401, 403) unless it has the scope. */
+static enum MHD_Result check_token(server__srv *s, server__req *r)
+{
+    if (r->kind == SERVER__K_HEALTH || r->kind == SERVER__K_WEB || !auth_count(s->auth))
+        return MHD_YES;
+    const char *h =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    char bearer[600];
+    const char *qt = r->kind == SERVER__K_TAIL
+                         ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token")
+                         : NULL;
+    if (!h && qt) { /* EventSource cannot set headers: ?token= on /tail */
+        snprintf(bearer, sizeof bearer, "Bearer %s", qt);
+        h = bearer;
     }
+    r->tok = auth_lookup(s->auth, h);
+    const char *who = r->tok ? r->tok->name : NULL;
+    unsigned scopes = r->tok ? r->tok->scopes : 0;
+    if (!scopes)
+        return server__send_error(r, 401,
+                                  h ? "invalid bearer token"
+                                    : "missing bearer token (Authorization: Bearer TOKEN)");
+    unsigned need = r->kind == SERVER__K_INGEST     ? SCOPE_INGEST
+                    : r->kind == SERVER__K_QUERY    ? SCOPE_QUERY
+                    : r->kind == SERVER__K_SNAP_PUT ? (SCOPE_INGEST | SCOPE_ADMIN)
+                                                    : (SCOPE_QUERY | SCOPE_ADMIN);
+    if (!(scopes & need))
+        return server__send_error(r, 403, "token %s lacks the %s scope", who,
+                                  r->kind == SERVER__K_INGEST     ? "ingest"
+                                  : r->kind == SERVER__K_QUERY    ? "query"
+                                  : r->kind == SERVER__K_SNAP_PUT ? "ingest or admin"
+                                                                  : "query or admin");
+    return MHD_YES;
+}
 
-    if (r->kind == SERVER__K_QUERY) {
-        const char *ct =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (ct && !media_type_is(ct, "application/json") && !media_type_is(ct, "text/plain"))
-            return server__send_error(
-                r, 415, "unsupported Content-Type \"%.100s\": use application/json", ct);
-    }
-    if (r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY) {
-        const char *cl =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            unsigned long long len = strtoull(cl, NULL, 10);
-            if (len > body_limit(s, r))
-                return server__send_error(r, 413,
-                                          "body of %llu bytes is over the limit of %zu bytes", len,
-                                          body_limit(s, r));
-            /* reserve what was announced, but no more than 1 MiB before data arrives:
-             * clients that announce big bodies and send nothing cost little */
-            if (buf_reserve(&r->body, (size_t)(len < (1u << 20) ? len : (1u << 20))))
-                return server__send_error(r, 503, "out of memory");
-        }
-    }
-    if (r->kind == SERVER__K_SNAP_PUT) {
-        const char *cl =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_snapshot)
-            return server__send_error(r, 413,
-                                      "snapshot of %s bytes is over the limit of %llu bytes", cl,
-                                      (unsigned long long)s->cfg.max_snapshot);
-        char err[300];
-        if (!(r->snap = snap_begin(s->spool, r->snap_source, r->snap_bookmark, err, sizeof err))) {
-            log_msg(LOG_ERROR, "snapshot upload", "error", err, LOG_END);
-            return server__send_error(r, 503, "cannot store the upload: %s", err);
-        }
-    }
-    if (r->otlp) {
-        const char *ct =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (otlp_encoding_of(ct) == OTLP_NONE)
-            return server__send_error(
-                r, 415,
-                "unsupported Content-Type \"%.100s\": use application/json or "
-                "application/x-protobuf",
-                ct ? ct : "");
-        const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
-        if (type && !event_type_valid(type, strlen(type)))
-            return server__send_error(
-                r, 400,
-                "type \"%.150s\" is not an event type: [a-z0-9_]+(.[a-z0-9_-]+)*, "
-                "at most %d bytes",
-                type, EVENT_TYPE_MAX);
-    } else if (r->kind == SERVER__K_INGEST) {
-        const char *ct =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (!ct || media_type_is(ct, "application/json") || media_type_is(ct, "text/plain")) {
-            r->fmt = INGEST_JSON;
-        } else if (media_type_is(ct, "application/x-ndjson") ||
-                   media_type_is(ct, "application/ndjson") ||
-                   media_type_is(ct, "application/jsonl") ||
-                   media_type_is(ct, "application/x-jsonlines")) {
-            r->fmt = INGEST_NDJSON;
-        } else {
-            return server__send_error(
-                r, 415,
-                "unsupported Content-Type \"%.100s\": use application/json or "
-                "application/x-ndjson",
-                ct);
-        }
-    }
-    if (r->kind == SERVER__K_INGEST) {
-        const char *ce =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
-        if (ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip")))
-            r->gzip = 1;
-        else if (ce && *ce && strcasecmp(ce, "identity"))
-            return server__send_error(
-                r, 415, "unsupported Content-Encoding \"%.100s\": use gzip or none", ce);
-        snprintf(r->path, sizeof r->path, "%s", url);
-        return server__check_ingest_args(r);
+/*
+ * Refuses a body announced over the request's limit (413), and reserves what
+ * was announced, but no more than 1 MiB before data arrives: clients that
+ * announce big bodies and send nothing cost little.
+ */
+static enum MHD_Result reserve_body(server__srv *s, server__req *r)
+{
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!cl) return MHD_YES;
+    unsigned long long len = strtoull(cl, NULL, 10);
+    if (len > body_limit(s, r))
+        return server__send_error(r, 413, "body of %llu bytes is over the limit of %zu bytes", len,
+                                  body_limit(s, r));
+    if (buf_reserve(&r->body, (size_t)(len < (1u << 20) ? len : (1u << 20))))
+        return server__send_error(r, 503, "out of memory");
+    return MHD_YES;
+}
+
+/* POST /query: a JSON or plain-text body. */
+static enum MHD_Result check_query(server__srv *s, server__req *r)
+{
+    const char *ct =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct && !media_type_is(ct, "application/json") && !media_type_is(ct, "text/plain"))
+        return server__send_error(r, 415,
+                                  "unsupported Content-Type \"%.100s\": use application/json", ct);
+    return reserve_body(s, r);
+}
+
+/* POST /v1/logs: its encoding, and the event type its ?type= gives. */
+static enum MHD_Result check_otlp_type(server__req *r)
+{
+    const char *ct =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (otlp_encoding_of(ct) == OTLP_NONE)
+        return server__send_error(r, 415,
+                                  "unsupported Content-Type \"%.100s\": use application/json or "
+                                  "application/x-protobuf",
+                                  ct ? ct : "");
+    const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
+    if (type && !event_type_valid(type, strlen(type)))
+        return server__send_error(
+            r, 400,
+            "type \"%.150s\" is not an event type: [a-z0-9_]+(.[a-z0-9_-]+)*, "
+            "at most %d bytes",
+            type, EVENT_TYPE_MAX);
+    return MHD_YES;
+}
+
+/* POST /ingest and /e: the body's format (r->fmt) from its Content-Type. */
+static enum MHD_Result ingest_format(server__req *r)
+{
+    const char *ct =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct || media_type_is(ct, "application/json") || media_type_is(ct, "text/plain")) {
+        r->fmt = INGEST_JSON;
+    } else if (media_type_is(ct, "application/x-ndjson") ||
+               media_type_is(ct, "application/ndjson") || media_type_is(ct, "application/jsonl") ||
+               media_type_is(ct, "application/x-jsonlines")) {
+        r->fmt = INGEST_NDJSON;
+    } else {
+        return server__send_error(r, 415,
+                                  "unsupported Content-Type \"%.100s\": use application/json or "
+                                  "application/x-ndjson",
+                                  ct);
     }
     return MHD_YES;
+}
+
+/* An ingest request: its body's size, type and encoding, and its URL's arguments. */
+static enum MHD_Result check_ingest(server__srv *s, server__req *r, const char *url)
+{
+    enum MHD_Result res = reserve_body(s, r);
+    if (went_on(res, r)) res = r->otlp ? check_otlp_type(r) : ingest_format(r);
+    if (!went_on(res, r)) return res;
+    const char *ce =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip")))
+        r->gzip = 1;
+    else if (ce && *ce && strcasecmp(ce, "identity"))
+        return server__send_error(r, 415,
+                                  "unsupported Content-Encoding \"%.100s\": use gzip or none", ce);
+    snprintf(r->path, sizeof r->path, "%s", url);
+    return server__check_ingest_args(r);
+}
+
+/* PUT /snapshots/S/B: its announced size, and the temporary file its body goes to. */
+static enum MHD_Result begin_snapshot(server__srv *s, server__req *r)
+{
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > s->cfg.max_snapshot)
+        return server__send_error(r, 413, "snapshot of %s bytes is over the limit of %llu bytes",
+                                  cl, (unsigned long long)s->cfg.max_snapshot);
+    char err[300];
+    if (!(r->snap = snap_begin(s->spool, r->snap_source, r->snap_bookmark, err, sizeof err))) {
+        log_msg(LOG_ERROR, "snapshot upload", "error", err, LOG_END);
+        return server__send_error(r, 503, "cannot store the upload: %s", err);
+    }
+    return MHD_YES;
+}
+
+/*
+ * A request whose headers are whole: checked, routed, its token and its
+ * headers checked for its endpoint. Answered here when it is refused, else
+ * left for its body (on_request).
+ */
+static enum MHD_Result start_request(server__srv *s, server__req *r, const char *url,
+                                     const char *method)
+{
+    enum MHD_Result res = check_request(s, r);
+    if (went_on(res, r)) res = route(r, url, method);
+    if (went_on(res, r) && !strcmp(method, "OPTIONS")) return answer_preflight(r);
+    if (went_on(res, r)) res = check_method(r, url, method);
+    if (went_on(res, r)) res = check_token(s, r);
+    if (!went_on(res, r)) return res;
+    switch (r->kind) {
+    case SERVER__K_QUERY: return check_query(s, r);
+    case SERVER__K_INGEST: return check_ingest(s, r, url);
+    case SERVER__K_SNAP_PUT: return begin_snapshot(s, r);
+    default: return MHD_YES;
+    }
 }
 
 /* 1 if the request announces a body: a Content-Length above 0, or chunked. */
@@ -305,102 +366,110 @@ void *server__on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return &uri_refused;
 }
 
-enum MHD_Result server__on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version, const char *upload,
-                                   size_t *upload_size, void **con_cls)
+/*
+ * The headers are whole: the request is made (*con_cls) and started. The
+ * connection is no longer waiting for its headers; a body must then arrive
+ * whole within the request's time limit.
+ */
+static enum MHD_Result begin_request(server__srv *s, struct MHD_Connection *conn, const char *url,
+                                     const char *method, int has_nul, void **con_cls)
 {
-    (void)version;
-    server__srv *s = cls;
-    server__req *r = *con_cls;
-    if (r == (void *)&uri_refused) return MHD_NO;
-    int has_nul = r == (void *)&uri_has_nul;
-    if (!r || has_nul) {
-        /* the headers are whole: the connection is no longer waiting for them; a body must
-         * then arrive whole within the request's time limit */
-        int64_t deadline = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
-        if (conn_request_began(s->conns, conn_of(conn), has_body(conn) ? deadline : 0))
-            return MHD_NO;
-        if (!(r = calloc(1, sizeof *r))) return MHD_NO;
-        r->srv = s;
-        r->conn = conn;
-        r->route = ROUTE_OTHER;
-        r->t0_ns = evtime_mono_ns();
-        r->deadline_ms = deadline;
-        *con_cls = r;
-        /* Counted before looking at stopping; shutdown sets stopping before reading inflight
-         * (both sequentially consistent), so it either waits for this request or this
-         * request sees stopping and is never suspended under MHD_stop_daemon. */
-        atomic_fetch_add(&s->inflight, 1);
-        if (atomic_load(&s->stopping)) {
-            r->kind = SERVER__K_NONE;
-            return server__send_error(r, 503, "server is shutting down");
-        }
-        if (has_nul) {
-            metrics_refused(REFUSED_URL_NUL);
-            return server__send_error(r, 400, "the URL has an encoded NUL byte (%%00)");
-        }
-        return start_request(s, r, url, method);
+    int64_t deadline = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
+    if (conn_request_began(s->conns, conn_of(conn), has_body(conn) ? deadline : 0)) return MHD_NO;
+    server__req *r = calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    r->srv = s;
+    r->conn = conn;
+    r->route = ROUTE_OTHER;
+    r->t0_ns = evtime_mono_ns();
+    r->deadline_ms = deadline;
+    *con_cls = r;
+    /* Counted before looking at stopping; shutdown sets stopping before reading inflight
+     * (both sequentially consistent), so it either waits for this request or this
+     * request sees stopping and is never suspended under MHD_stop_daemon. */
+    atomic_fetch_add(&s->inflight, 1);
+    if (atomic_load(&s->stopping)) {
+        r->kind = SERVER__K_NONE;
+        return server__send_error(r, 503, "server is shutting down");
     }
-    if (r->state == SERVER__ST_RESPONDED) {
-        *upload_size = 0; /* the rest of an upload we already answered */
+    if (has_nul) {
+        metrics_refused(REFUSED_URL_NUL);
+        return server__send_error(r, 400, "the URL has an encoded NUL byte (%%00)");
+    }
+    return start_request(s, r, url, method);
+}
+
+/* A suspended request resumed by the writer or a query worker: its answer is queued. */
+static enum MHD_Result answer_resumed(server__srv *s, server__req *r)
+{
+    atomic_fetch_sub(&s->waiting, 1);
+    if (r->kind == SERVER__K_QUERY) {
+        unsigned st = 0;
+        enum MHD_Result ok = qjob_respond(r->job, r->conn, r->cors, &st);
+        server__answered(r, st ? st : 500);
+        return ok;
+    }
+    if (r->answer_status == 200 && tail_hub_active(s->tail)) server__publish(s, r);
+    return server__send_response(r, r->answer_status, server__answer_type(r),
+                                 r->answer.p ? r->answer.p : "", r->answer.len,
+                                 r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
+}
+
+/* Drops the rest of r's body; once it is in, r is answered status with msg. */
+static void discard_body(server__req *r, unsigned status, const char *msg)
+{
+    r->discard_status = status;
+    snprintf(r->discard_error, sizeof r->discard_error, "%s", msg);
+}
+
+/* A piece of a snapshot upload, to its temporary file. */
+static void write_snapshot_piece(server__srv *s, server__req *r, const char *upload, size_t n)
+{
+    char err[300];
+    if (snap_size(r->snap) + n > s->cfg.max_snapshot) {
+        snprintf(err, sizeof err, "snapshot is over the limit of %llu bytes",
+                 (unsigned long long)s->cfg.max_snapshot);
+        discard_body(r, 413, err);
+    } else if (snap_write(r->snap, upload, n, err, sizeof err)) {
+        discard_body(r, 503, err);
+    }
+}
+
+/*
+ * A piece of the body: to r->body (ingest, query) or the snapshot's file, or
+ * dropped. MHD cannot answer mid-body, so a body over its limit is read to
+ * the end and then answered 413; only the deadline cuts it short.
+ */
+static enum MHD_Result read_body(server__srv *s, server__req *r, const char *upload, size_t n)
+{
+    if (evtime_mono_ms() > r->deadline_ms) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request not received within %d s", s->cfg.request_timeout_s);
+        return server__abort_mid_body(r, 408, "Request Timeout", msg);
+    }
+    if (r->kind == SERVER__K_SNAP_PUT && !r->discard_status) {
+        write_snapshot_piece(s, r, upload, n);
         return MHD_YES;
     }
-    if (r->state == SERVER__ST_WAITING) { /* resumed by the writer or a query worker */
-        atomic_fetch_sub(&s->waiting, 1);
-        if (r->kind == SERVER__K_QUERY) {
-            unsigned st = 0;
-            enum MHD_Result ok = qjob_respond(r->job, conn, r->cors, &st);
-            server__answered(r, st ? st : 500);
-            return ok;
-        }
-        if (r->answer_status == 200 && tail_hub_active(s->tail)) server__publish(s, r);
-        return server__send_response(
-            r, r->answer_status, server__answer_type(r), r->answer.p ? r->answer.p : "",
-            r->answer.len, r->answer_status == 503 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, "1");
+    if ((r->kind != SERVER__K_INGEST && r->kind != SERVER__K_QUERY) || r->discard_status)
+        return MHD_YES; /* dropped */
+    if (r->kind == SERVER__K_INGEST)
+        atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
+    if (r->body.len + n > body_limit(s, r)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "body is over the limit of %zu bytes", body_limit(s, r));
+        discard_body(r, 413, msg);
+        buf_free(&r->body);
+    } else if (buf_append(&r->body, upload, n)) {
+        discard_body(r, 503, "out of memory");
+        buf_free(&r->body);
     }
-    if (*upload_size) {
-        size_t n = *upload_size;
-        *upload_size = 0;
-        if (evtime_mono_ms() > r->deadline_ms) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "request not received within %d s", s->cfg.request_timeout_s);
-            return server__abort_mid_body(r, 408, "Request Timeout", msg);
-        }
-        if (r->kind == SERVER__K_SNAP_PUT && !r->discard_status) {
-            char err[300];
-            if (snap_size(r->snap) + n > s->cfg.max_snapshot) {
-                r->discard_status = 413;
-                snprintf(r->discard_error, sizeof r->discard_error,
-                         "snapshot is over the limit of %llu bytes",
-                         (unsigned long long)s->cfg.max_snapshot);
-            } else if (snap_write(r->snap, upload, n, err, sizeof err)) {
-                r->discard_status = 503;
-                snprintf(r->discard_error, sizeof r->discard_error, "%s", err);
-            }
-            return MHD_YES;
-        }
-        if ((r->kind != SERVER__K_INGEST && r->kind != SERVER__K_QUERY) || r->discard_status)
-            return MHD_YES; /* dropped */
-        if (r->kind == SERVER__K_INGEST)
-            atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
-        if (r->body.len + n > body_limit(s, r)) {
-            /* MHD cannot answer mid-body: read to the end, then answer 413 */
-            r->discard_status = 413;
-            snprintf(r->discard_error, sizeof r->discard_error,
-                     "body is over the limit of %zu bytes", body_limit(s, r));
-            buf_free(&r->body);
-        } else if (buf_append(&r->body, upload, n)) {
-            r->discard_status = 503;
-            snprintf(r->discard_error, sizeof r->discard_error, "out of memory");
-            buf_free(&r->body);
-        }
-        return MHD_YES;
-    }
-    /*
-     * the body is whole (or there was none); a connection closed for its
-     * deadline is not answered
-     */
-    if (conn_body_done(s->conns, conn_of(conn))) return MHD_NO;
+    return MHD_YES;
+}
+
+/* The body is whole (or there was none): the endpoint's handler answers. */
+static enum MHD_Result handle(server__srv *s, server__req *r, const char *url)
+{
     if (r->discard_status) return server__send_error(r, r->discard_status, "%s", r->discard_error);
     switch (r->kind) {
     case SERVER__K_INGEST: return server__handle_ingest(s, r);
@@ -414,6 +483,32 @@ enum MHD_Result server__on_request(void *cls, struct MHD_Connection *conn, const
     case SERVER__K_SNAP_GET: return server__handle_snapshots(s, r);
     default: return server__send_error(r, 404, "no such endpoint");
     }
+}
+
+/* libmicrohttpd's request callback: each call is one step of the request's life. */
+enum MHD_Result server__on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version, const char *upload,
+                                   size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    server__srv *s = cls;
+    server__req *r = *con_cls;
+    if (r == (void *)&uri_refused) return MHD_NO;
+    int has_nul = r == (void *)&uri_has_nul;
+    if (!r || has_nul) return begin_request(s, conn, url, method, has_nul, con_cls);
+    if (r->state == SERVER__ST_RESPONDED) {
+        *upload_size = 0; /* the rest of an upload we already answered */
+        return MHD_YES;
+    }
+    if (r->state == SERVER__ST_WAITING) return answer_resumed(s, r);
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        return read_body(s, r, upload, n);
+    }
+    /* a connection closed for its deadline is not answered */
+    if (conn_body_done(s->conns, conn_of(conn))) return MHD_NO;
+    return handle(s, r, url);
 }
 
 void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
