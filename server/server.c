@@ -41,16 +41,44 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * Reads the unsigned numbers at the start of the first line of file path,
+ * separated by blanks, into v (at most n). Returns how many it read.
+ */
+static int read_numbers(const char *path, unsigned long long *v, int n)
+{
+    char line[256];
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int got = 0;
+    char *p = fgets(line, sizeof line, f);
+    fclose(f);
+    while (p && got < n) {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(p, &end, 10);
+        if (end == p || errno) break;
+        v[got++] = x;
+        p = end;
+    }
+    return got;
+}
+
 /* The memory the server may use: the machine's, or its cgroup's limit when that is lower. */
 static uint64_t memory_available(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
     uint64_t m = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
-    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r"); /* cgroup v2; "max" when unlimited */
-    unsigned long long cg;
-    if (f && fscanf(f, "%llu", &cg) == 1 && cg > 0 && (!m || cg < m)) m = cg;
-    if (f) fclose(f);
+    unsigned long long cg; /* cgroup v2; "max" when unlimited */
+    if (read_numbers("/sys/fs/cgroup/memory.max", &cg, 1) == 1 && cg > 0 && (!m || cg < m)) m = cg;
     return m;
+}
+
+uint64_t server__resident_bytes(void)
+{
+    unsigned long long statm[2]; /* size, resident, in pages */
+    if (read_numbers("/proc/self/statm", statm, 2) < 2) return 0;
+    return statm[1] * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 uint64_t server_memory_default(void)

@@ -165,16 +165,6 @@ enum MHD_Result server__handle_tail(server__srv *s, server__req *r)
     return ok;
 }
 
-/* The process's resident memory, from /proc/self/statm; 0 if unknown. */
-static uint64_t resident_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, rss = 0;
-    int ok = f && fscanf(f, "%llu %llu", &size, &rss) == 2;
-    if (f) fclose(f);
-    return ok ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
 enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
 {
     lake_writer_stats st;
@@ -214,7 +204,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
                   "The server's memory limit (--memory-max); 0: none.",
                   (long long)s->cfg.memory_max);
     metrics_gauge(&b, "process_resident_memory_bytes", "Resident memory of the server.",
-                  (long long)resident_bytes());
+                  (long long)server__resident_bytes());
     metrics_counter(&b, "events_query_answers_cut_total", "Query answers cut at --query-max-bytes.",
                     qs.over_bytes);
     metrics_counter(&b, "events_query_timeouts_total",

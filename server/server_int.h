@@ -120,6 +120,11 @@ typedef struct server__req {
     char path[16];         /* SERVER__K_INGEST: the route it came in by, for the quarantine */
 } server__req;
 
+/* ---- server.c ------------------------------------------------------------ */
+
+/* The process's resident memory, from /proc/self/statm; 0 if unknown. */
+uint64_t server__resident_bytes(void);
+
 /* ---- server_respond.c: the answers -------------------------------------- */
 
 /* Records the request as answered (metrics.h): every answer passes here once. */
