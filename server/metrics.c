@@ -5,14 +5,16 @@
 
 #include <stdio.h>
 
+/* Set once to zeros at load; every thread adds to it with relaxed atomics, no lock; only
+ * /metrics reads it, and nothing resets it while the process runs. */
 metrics metrics_global;
 
 static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
                                               413, 415, 429, 500, 503, 504, 0,   0};
-static const char *route_names[ROUTE_COUNT] = {
+static const char *const route_names[ROUTE_COUNT] = {
     "ingest", "query", "health", "metrics", "snapshots", "tail", "dashboard", "otlp_logs", "other"};
 
-static const char *refusal_names[REFUSED_COUNT] = {
+static const char *const refusal_names[REFUSED_COUNT] = {
     "host",          "origin",  "header_timeout",    "evicted",     "connection_limit",
     "url_arguments", "url_nul", "transfer_encoding", "body_timeout"};
 

@@ -335,6 +335,7 @@ static conn_slot *conn_of(struct MHD_Connection *c)
  * What the URI callback leaves in a request's context, before libmicrohttpd
  * reads its headers: the URL has %00 (libmicrohttpd would decode it into a NUL
  * that cuts the path the handler sees), or the request was already refused.
+ * Only their addresses are used, as markers: no one writes them, so no lock.
  */
 static char uri_has_nul, uri_refused;
 
