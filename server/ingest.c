@@ -16,21 +16,21 @@
 #include <string.h>
 #include <zlib.h>
 
-unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen)
+int ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
     if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
         snprintf(err, errlen, "cannot start gzip decoder");
-        return 400;
+        return INGEST_EGZIP;
     }
     z.next_in = (Bytef *)(uintptr_t)in;
     z.avail_in = (uInt)n;
-    unsigned rc = 0;
+    int rc = 0;
     if (n > UINT32_MAX) {
         snprintf(err, errlen, "gzip body too large");
         inflateEnd(&z);
-        return 413;
+        return INGEST_EBIG;
     }
     for (;;) {
         size_t room = n * 4 + 4096;
@@ -39,7 +39,7 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         if (room > (1u << 24)) room = 1u << 24;
         if (buf_reserve(out, room)) {
             snprintf(err, errlen, "out of memory inflating the body");
-            rc = 503;
+            rc = INGEST_ENOMEM;
             break;
         }
         z.next_out = (Bytef *)(out->p + out->len);
@@ -48,7 +48,7 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         out->len += room - z.avail_out;
         if (out->len > max) {
             snprintf(err, errlen, "body inflates past the limit of %zu bytes", max);
-            rc = 413;
+            rc = INGEST_EBIG;
             break;
         }
         if (r == Z_STREAM_END) {
@@ -56,7 +56,7 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
             /* another gzip member follows (concatenated gzip files are one stream) */
             if (inflateReset(&z) != Z_OK) {
                 snprintf(err, errlen, "invalid gzip body");
-                rc = 400;
+                rc = INGEST_EGZIP;
                 break;
             }
             continue;
@@ -64,12 +64,12 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         if (r == Z_OK) continue;
         if (r == Z_BUF_ERROR && z.avail_in == 0) {
             snprintf(err, errlen, "truncated gzip body");
-            rc = 400;
+            rc = INGEST_EGZIP;
             break;
         }
         if (r == Z_BUF_ERROR) continue;
         snprintf(err, errlen, "invalid gzip body: %s", z.msg ? z.msg : "corrupt data");
-        rc = 400;
+        rc = INGEST_EGZIP;
         break;
     }
     inflateEnd(&z);

@@ -81,12 +81,16 @@ typedef struct ingest_result {
  */
 int ingest_options_check(const char *type, const char *ts_key, char *err, size_t errlen);
 
+/* ingest_gunzip's failures. */
+#define INGEST_EGZIP  (-1) /* not gzip, corrupt or truncated */
+#define INGEST_EBIG   (-2) /* inflates past max */
+#define INGEST_ENOMEM (-3) /* out of memory */
+
 /*
  * Inflates a gzip body into out, refusing to produce more than max bytes.
- * Returns 0, 400 (not gzip, corrupt or truncated), 413 (inflates past max)
- * or 503 (out of memory), with err set.
+ * Returns 0, or one of the codes above with err set.
  */
-unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen);
+int ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen);
 
 /*
  * Parses body into r (which must be zeroed or reset). opts (NULL: none) must

@@ -315,39 +315,37 @@ void query_pool_stop(query_pool *p)
 
 /* ---- the HTTP side ------------------------------------------------------------ */
 
-qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
-                  const char *format, unsigned *status, char *err, size_t errlen)
+int qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
+                const char *format, qjob **out, char *err, size_t errlen)
 {
+    *out = NULL;
     enum query_format f = QUERY_JSON;
     if (format && !strcmp(format, "csv"))
         f = QUERY_CSV;
     else if (format && !strcmp(format, "ndjson"))
         f = QUERY_NDJSON;
     else if (format && strcmp(format, "json")) {
-        *status = 400;
         snprintf(err, errlen, "format must be json, csv or ndjson, not \"%.40s\"", format);
-        return NULL;
+        return QJOB_EINVAL;
     }
     json_error_t je;
     json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     json_t *sql = json_object_get(req, "sql"), *params = json_object_get(req, "params");
     if (!json_is_object(req) || !json_is_string(sql) ||
         (params && !json_is_array(params) && !json_is_null(params))) {
-        *status = 400;
         if (!req)
             snprintf(err, errlen, "body is not JSON: %s", je.text);
         else
             snprintf(err, errlen, "body must be {\"sql\":\"...\",\"params\":[...]}");
         json_decref(req);
-        return NULL;
+        return QJOB_EINVAL;
     }
     qjob *j = calloc(1, sizeof *j);
     if (!j || !(j->sql = strdup(json_string_value(sql)))) {
         free(j);
         json_decref(req);
-        *status = 503;
         snprintf(err, errlen, "out of memory");
-        return NULL;
+        return QJOB_ENOMEM;
     }
     j->params = json_is_array(params) ? json_incref(params) : NULL;
     json_decref(req);
@@ -369,9 +367,8 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
         pthread_mutex_unlock(&p->mu);
         j->refs = 1;
         job_unref(j);
-        *status = 429;
         snprintf(err, errlen, "too many queries waiting (%d); try again later", p->cfg.queue);
-        return NULL;
+        return QJOB_EBUSY;
     }
     if (p->tail)
         p->tail->next = j;
@@ -381,7 +378,8 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
     p->queued++;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    return j;
+    *out = j;
+    return 0;
 }
 
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)

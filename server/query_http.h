@@ -32,13 +32,13 @@ int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, 
 
 /* What the pool counts, for /metrics. */
 typedef struct query_pool_stats {
-    uint64_t over_bytes; /* answers cut at max_bytes */
-    uint64_t timeouts;   /* queries stopped at their time limit, running or writing */
-    uint64_t gone;       /* queries stopped or not run because their client left */
-    uint64_t skipped;    /* of those, queued queries that never ran */
-    uint64_t bytes;      /* bytes of answers handed to clients' connections */
+    uint64_t over_bytes;    /* answers cut at max_bytes */
+    uint64_t timeouts;      /* queries stopped at their time limit, running or writing */
+    uint64_t gone;          /* queries stopped or not run because their client left */
+    uint64_t skipped;       /* of those, queued queries that never ran */
+    uint64_t bytes;         /* bytes of answers handed to clients' connections */
     uint64_t out_of_memory; /* queries that failed for memory (--query-memory, --memory-max) */
-    int running, queued; /* queries running now, and waiting for a worker */
+    int running, queued;    /* queries running now, and waiting for a worker */
 } query_pool_stats;
 
 void query_pool_stats_get(query_pool *p, query_pool_stats *st);
@@ -49,14 +49,18 @@ void query_pool_interrupt(query_pool *p);
 /* Interrupts every running query, waits for the workers to end. NULL is ignored. */
 void query_pool_stop(query_pool *p);
 
+/* qjob_submit's failures. */
+#define QJOB_EINVAL (-1) /* a bad body or format */
+#define QJOB_EBUSY  (-2) /* the queue is full */
+#define QJOB_ENOMEM (-3) /* out of memory */
+
 /*
  * Parses a request body ({"sql":"…","params":[…]}) and the format, and queues
- * the query. Returns the job (the caller suspends the connection, counted in
- * *waiting), or NULL with an HTTP status and message: 400 for a bad body or
- * format, 429 when the queue is full.
+ * the query. Returns 0 with the job in *out (the caller suspends the
+ * connection, counted in *waiting), or one of the codes above with err set.
  */
-qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
-                  const char *format, unsigned *status, char *err, size_t errlen);
+int qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
+                const char *format, qjob **out, char *err, size_t errlen);
 
 /*
  * Called when the connection is resumed after submission: queues the answer

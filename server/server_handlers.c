@@ -19,12 +19,16 @@
 enum MHD_Result server__handle_query(server__srv *s, server__req *r)
 {
     const char *format = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
-    unsigned status = 0;
     char err[256];
-    r->job = qjob_submit(s->queries, r->conn, r->body.p ? r->body.p : "", r->body.len, format,
-                         &status, err, sizeof err);
+    int rc = qjob_submit(s->queries, r->conn, r->body.p ? r->body.p : "", r->body.len, format,
+                         &r->job, err, sizeof err);
     buf_free(&r->body);
-    if (!r->job) return server__send_error(r, status, "%s", err);
+    if (rc)
+        return server__send_error(r,
+                                  rc == QJOB_EBUSY    ? 429
+                                  : rc == QJOB_ENOMEM ? 503
+                                                      : 400,
+                                  "%s", err);
     r->state = SERVER__ST_WAITING;
     atomic_fetch_add(&s->waiting, 1);
     MHD_suspend_connection(r->conn);

@@ -111,6 +111,12 @@ enum MHD_Result server__check_ingest_args(server__req *r)
     return MHD_YES;
 }
 
+/* The status of an answer to a body that ingest_gunzip refused. */
+static unsigned gunzip_status(int rc)
+{
+    return rc == INGEST_EBIG ? 413 : rc == INGEST_ENOMEM ? 503 : 400;
+}
+
 enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
 {
     const char *body = r->body.p ? r->body.p : "";
@@ -118,10 +124,10 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
     buf inflated = BUF_INIT;
     if (r->gzip) {
         char err[256];
-        unsigned st = ingest_gunzip(body, n, s->cfg.max_body, &inflated, err, sizeof err);
-        if (st) {
+        int rc = ingest_gunzip(body, n, s->cfg.max_body, &inflated, err, sizeof err);
+        if (rc) {
             buf_free(&inflated);
-            return server__send_error(r, st, "%s", err);
+            return server__send_error(r, gunzip_status(rc), "%s", err);
         }
         body = inflated.p ? inflated.p : "";
         n = inflated.len;
