@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "snapshots.h"
 #include "evtime.h"
+#include "ingest.h"
 #include "pitr.h"
 
 #include <curl/curl.h>
@@ -115,6 +116,15 @@ static int list_snapshots(const char *server, const char *token, const char *sou
  * Puts a snapshot file into the lake as the server's PUT /snapshots does. 0, or
  * 1 with a message.
  */
+/* A refusal of snap_finish or snap_list, as the server answers it: {"ok":false,"error":…}. */
+static void print_refusal(const char *err)
+{
+    buf j = BUF_INIT;
+    ingest_error_json(&j, err);
+    fprintf(stderr, "events snapshot: %.*s\n", (int)j.len, j.p ? j.p : "");
+    buf_free(&j);
+}
+
 static int snapshot_to_lake(const char *lake, const char *path, const char *source, const char *bm)
 {
     store *st;
@@ -147,14 +157,13 @@ static int snapshot_to_lake(const char *lake, const char *path, const char *sour
             snap_abort(u);
         } else {
             buf answer = BUF_INIT;
-            unsigned status = snap_finish(u, st, &answer);
-            if (status == 200 || status == 201) {
+            int fin = snap_finish(u, st, &answer, err, sizeof err);
+            if (fin >= 0) {
                 fprintf(stderr, "events snapshot: %s %s/%s in %s\n",
-                        status == 201 ? "stored" : "already had", source, bm, st->url);
+                        fin == 0 ? "stored" : "already had", source, bm, st->url);
                 rc = 0;
             } else {
-                fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len,
-                        answer.p ? answer.p : "");
+                print_refusal(err);
             }
             buf_free(&answer);
         }
@@ -218,10 +227,10 @@ int cmd_snapshot(int argc, char **argv)
         if (cli_lake_open("snapshot", lake, NULL, 0, 0, &st, &cache)) return 1;
         lake_cache_close(cache);
         buf answer = BUF_INIT;
-        unsigned status = snap_list(st, source, &answer);
-        int r = status == 200 ? print_snapshots(answer.p, answer.len) : 1;
-        if (status != 200)
-            fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
+        char err[600];
+        int listed = snap_list(st, source, &answer, err, sizeof err);
+        int r = listed == 0 ? print_snapshots(answer.p, answer.len) : 1;
+        if (listed) print_refusal(err);
         buf_free(&answer);
         store_close(st);
         return r;

@@ -35,55 +35,92 @@ enum MHD_Result server__handle_query(server__srv *s, server__req *r)
     return MHD_YES;
 }
 
-enum MHD_Result server__handle_snapshots(server__srv *s, server__req *r)
+/* A snapshot endpoint's answer: b's JSON, or the error {"ok":false,"error":err} when status
+ * is not 2xx. */
+static enum MHD_Result send_snapshot_answer(server__req *r, unsigned status, buf *b,
+                                            const char *err)
+{
+    if (status >= 300) {
+        b->len = 0;
+        ingest_error_json(b, err);
+    }
+    enum MHD_Result ok = server__send_json(r, status, b, NULL, NULL);
+    buf_free(b);
+    return ok;
+}
+
+/* PUT /snapshots/S/B, its body whole: checked and stored. */
+static enum MHD_Result finish_upload(server__srv *s, server__req *r)
 {
     buf b = BUF_INIT;
-    unsigned st;
-    enum MHD_Result ok;
-    if (r->kind == SERVER__K_SNAP_PUT) {
-        st = snap_finish(r->snap, s->store, &b);
-        r->snap = NULL;
-        if (st == 201)
-            log_msg(LOG_INFO, "snapshot stored", "source", r->snap_source, "bookmark",
-                    r->snap_bookmark, LOG_END);
-    } else if (r->kind == SERVER__K_SNAP_LIST) {
-        const char *src = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
-        st = snap_list(s->store, src && *src ? src : NULL, &b);
-    } else {
-        /* streamed from a file, never held in memory: a slow reader costs a descriptor and,
-         * for an object store, a temporary file; their number is bounded */
-        if (atomic_fetch_add(&s->snap_downloads, 1) >= s->cfg.snapshot_downloads) {
-            atomic_fetch_sub(&s->snap_downloads, 1); /* before the answer: a client may look */
-            s->snap_downloads_refused++;
-            return server__send_error(
-                r, 503,
-                "%d snapshot downloads are running, the most this server takes "
-                "(--snapshot-downloads)",
-                s->cfg.snapshot_downloads);
-        }
-        r->snap_download = 1; /* counted until the request completes */
-        int fd;
-        uint64_t size;
-        st = snap_open(s->store, s->snap_tmp, r->snap_source, r->snap_bookmark, &fd, &size, &b);
-        if (st == 200) {
-            buf_free(&b);
-            struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
-            if (!resp) {
-                close(fd);
-                return server__send_error(r, 503, "out of memory");
-            }
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/vnd.sqlite3");
-            server__add_cors(resp, r);
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-            ok = MHD_queue_response(r->conn, 200, resp);
-            MHD_destroy_response(resp);
-            server__answered(r, 200);
-            return ok;
-        }
+    char err[600];
+    int rc = snap_finish(r->snap, s->store, &b, err, sizeof err);
+    r->snap = NULL;
+    if (rc == 0)
+        log_msg(LOG_INFO, "snapshot stored", "source", r->snap_source, "bookmark", r->snap_bookmark,
+                LOG_END);
+    unsigned status = rc == 0             ? 201
+                      : rc == 1           ? 200
+                      : rc == SNAP_EINVAL ? 422
+                      : rc == SNAP_EEXIST ? 409
+                                          : 503;
+    return send_snapshot_answer(r, status, &b, err);
+}
+
+/* GET /snapshots[?source=S]: the manifests. */
+static enum MHD_Result list_snapshots(server__srv *s, server__req *r)
+{
+    buf b = BUF_INIT;
+    char err[600];
+    const char *src = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
+    int rc = snap_list(s->store, src && *src ? src : NULL, &b, err, sizeof err);
+    return send_snapshot_answer(r, rc == 0 ? 200 : rc == SNAP_EINVAL ? 400 : 503, &b, err);
+}
+
+/*
+ * GET /snapshots/S/B: the file, streamed from a file, never held in memory: a
+ * slow reader costs a descriptor and, for an object store, a temporary file;
+ * their number is bounded.
+ */
+static enum MHD_Result send_snapshot(server__srv *s, server__req *r)
+{
+    if (atomic_fetch_add(&s->snap_downloads, 1) >= s->cfg.snapshot_downloads) {
+        atomic_fetch_sub(&s->snap_downloads, 1); /* before the answer: a client may look */
+        s->snap_downloads_refused++;
+        return server__send_error(r, 503,
+                                  "%d snapshot downloads are running, the most this server takes "
+                                  "(--snapshot-downloads)",
+                                  s->cfg.snapshot_downloads);
     }
-    ok = server__send_json(r, st, &b, NULL, NULL);
-    buf_free(&b);
+    r->snap_download = 1; /* counted until the request completes */
+    int fd;
+    uint64_t size;
+    char err[600];
+    int rc = snap_open(s->store, s->snap_tmp, r->snap_source, r->snap_bookmark, &fd, &size, err,
+                       sizeof err);
+    if (rc) {
+        buf b = BUF_INIT;
+        return send_snapshot_answer(r, rc == SNAP_ENOENT ? 404 : 503, &b, err);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+    if (!resp) {
+        close(fd);
+        return server__send_error(r, 503, "out of memory");
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/vnd.sqlite3");
+    server__add_cors(resp, r);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    server__answered(r, 200);
     return ok;
+}
+
+enum MHD_Result server__handle_snapshots(server__srv *s, server__req *r)
+{
+    if (r->kind == SERVER__K_SNAP_PUT) return finish_upload(s, r);
+    if (r->kind == SERVER__K_SNAP_LIST) return list_snapshots(s, r);
+    return send_snapshot(s, r);
 }
 
 enum MHD_Result server__handle_health(server__srv *s, server__req *r)

@@ -35,23 +35,33 @@ snap_upload *snap_begin(const char *dir, const char *source, const char *bookmar
 /* Returns 0, or -1 (err set) when the file cannot be written. */
 int snap_write(snap_upload *u, const void *p, size_t n, char *err, size_t errlen);
 uint64_t snap_size(const snap_upload *u);
-/* Checks and stores the upload; returns the HTTP status and the JSON answer. Frees u. */
-unsigned snap_finish(snap_upload *u, store *st, buf *answer);
+/* The failures of snap_finish, snap_list and snap_open. */
+#define SNAP_EINVAL (-1) /* the upload is not a SQLite database, or a source name is not valid */
+#define SNAP_ENOENT (-2) /* no such snapshot */
+#define SNAP_EEXIST (-3) /* a snapshot of that name exists with other content */
+#define SNAP_EIO    (-4) /* the store or the local disk failed */
+
+/*
+ * Checks and stores the upload and writes its manifest (JSON) into answer.
+ * Returns 0 when it is stored, 1 when the same upload was already there, or
+ * a code above with err set. Frees u.
+ */
+int snap_finish(snap_upload *u, store *st, buf *answer, char *err, size_t errlen);
 void snap_abort(snap_upload *u);
 
-/* The manifests (of one source, or all): {"snapshots":[…]}. Returns the HTTP status. */
-unsigned snap_list(store *st, const char *source, buf *answer);
+/* The manifests (of one source, or all) into answer: {"snapshots":[…]}. 0, or a code with err. */
+int snap_list(store *st, const char *source, buf *answer, char *err, size_t errlen);
 
 /*
  * Opens the file of a snapshot to be streamed: *fd (the caller closes it, or
  * hands it to libmicrohttpd) and *size. A directory lake's file is opened
  * where it is; an object store's is first copied to a temporary file in
  * tmp_dir (streamed, never whole in memory), unlinked as soon as it is open,
- * so that nothing is left behind whatever happens. Returns the HTTP status;
- * on an error, out holds the JSON answer and *fd is -1.
+ * so that nothing is left behind whatever happens. Returns 0, or a code
+ * above with err set and *fd -1.
  */
-unsigned snap_open(store *st, const char *tmp_dir, const char *source, const char *bookmark,
-                   int *fd, uint64_t *size, buf *out);
+int snap_open(store *st, const char *tmp_dir, const char *source, const char *bookmark, int *fd,
+              uint64_t *size, char *err, size_t errlen);
 
 /* Removes what uploads and downloads cut short by a crash left in dir; returns how many. */
 int snap_clean(const char *dir);
