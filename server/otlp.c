@@ -76,14 +76,14 @@ void otlp__builder_free(otlp__builder *b)
     buf_free(&b->tmp);
 }
 
-int otlp__fail(otlp__builder *b, unsigned status, const char *fmt, ...)
+int otlp__fail(otlp__builder *b, int code, const char *fmt, ...)
 {
-    if (b->r->status) return -1; /* the first failure is the one reported */
+    if (b->r->code) return -1; /* the first failure is the one reported */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(b->r->error, sizeof b->r->error, fmt, ap);
     va_end(ap);
-    b->r->status = status;
+    b->r->code = code;
     return -1;
 }
 
@@ -254,7 +254,7 @@ int otlp__record_end(otlp__builder *b, uint64_t time_ns, uint64_t observed_ns)
         otlp__member(b, "ts");
         otlp__put_uint(b, o, ns / 1000000); /* epoch milliseconds: at most 14 digits */
     }
-    if (b->nomem) return otlp__fail(b, 503, "out of memory parsing the body");
+    if (b->nomem) return otlp__fail(b, INGEST_ENOMEM, "out of memory parsing the body");
     uint8_t h[16];
     siphash128(o->p, o->len, ID_KEY, h);
     static const char hex[] = "0123456789abcdef";
@@ -265,7 +265,7 @@ int otlp__record_end(otlp__builder *b, uint64_t time_ns, uint64_t observed_ns)
     otlp__member(b, "id");
     otlp__put(b, o, id, k);
     otlp__put(b, o, "}", 1);
-    if (b->nomem) return otlp__fail(b, 503, "out of memory parsing the body");
+    if (b->nomem) return otlp__fail(b, INGEST_ENOMEM, "out of memory parsing the body");
     return ingest_add(b->ctx, o->p, o->len, b->lim, b->opts, b->r);
 }
 

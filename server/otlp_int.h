@@ -77,15 +77,15 @@ void otlp__note(otlp__builder *b, enum otlp__type_source src, size_t off);
 
 /*
  * Ends the record: writes its times, resource, scope, type, ts and id, and
- * hands the event to ingest_add. Returns 0, or -1 with b->r->status set.
+ * hands the event to ingest_add. Returns 0, or -1 with b->r->code set.
  */
 int otlp__record_end(otlp__builder *b, uint64_t time_ns, uint64_t observed_ns);
 
-/* Fails the whole request (r->status, r->error). Returns -1. */
-int otlp__fail(otlp__builder *b, unsigned status, const char *fmt, ...)
+/* Fails the whole request (r->code, r->error). Returns -1. */
+int otlp__fail(otlp__builder *b, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The readers: 0, or -1 with b->r->status set. */
+/* The readers: 0, or -1 with b->r->code set. */
 int otlp__json_read(otlp__builder *b, const char *body, size_t n);
 int otlp__pb_read(otlp__builder *b, const char *body, size_t n);
 

@@ -41,7 +41,7 @@ static int bad(jr *j, const char *at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return otlp__fail(j->b, 400, "invalid OTLP logs request at byte %zu: %s",
+    return otlp__fail(j->b, INGEST_EINVAL, "invalid OTLP logs request at byte %zu: %s",
                       (size_t)(at - j->body), what);
 }
 
@@ -655,17 +655,17 @@ int otlp__json_read(otlp__builder *b, const char *body, size_t n)
     const char *p = body;
     if (n >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3; /* a UTF-8 byte order mark */
     p = ws(&j, p);
-    if (p >= j.end) return otlp__fail(b, 400, "empty body");
+    if (p >= j.end) return otlp__fail(b, INGEST_EINVAL, "empty body");
     enum jtype t;
     const char *e = jscan_value(&j.s, p, j.end, &t);
     if (!e)
-        return otlp__fail(b, 400, "malformed JSON at byte %zu: %s", (size_t)(j.s.err_at - body),
-                          j.s.err);
+        return otlp__fail(b, INGEST_EINVAL, "malformed JSON at byte %zu: %s",
+                          (size_t)(j.s.err_at - body), j.s.err);
     if (ws(&j, e) != j.end)
-        return otlp__fail(b, 400, "unexpected data after the JSON body at byte %zu",
+        return otlp__fail(b, INGEST_EINVAL, "unexpected data after the JSON body at byte %zu",
                           (size_t)(ws(&j, e) - body));
     if (t != J_OBJ)
-        return otlp__fail(b, 400,
+        return otlp__fail(b, INGEST_EINVAL,
                           "the body must be a JSON object: an OTLP ExportLogsServiceRequest "
                           "{\"resourceLogs\":[...]}");
     jmem m;
@@ -676,5 +676,5 @@ int otlp__json_read(otlp__builder *b, const char *body, size_t n)
             p = skip(&j, m.v);
         if (!p) return -1;
     }
-    return b->r->status ? -1 : 0;
+    return b->r->code ? -1 : 0;
 }

@@ -124,7 +124,7 @@ static int bad(pr *x, const uint8_t *at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return otlp__fail(x->b, 400, "invalid OTLP logs request at byte %zu: %s",
+    return otlp__fail(x->b, INGEST_EINVAL, "invalid OTLP logs request at byte %zu: %s",
                       (size_t)(at - x->body), what);
 }
 
@@ -149,7 +149,8 @@ static int varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-/* The field at *pp, which moves past it: 1, 0 at end, -1 (400 set) if it does not frame. */
+/* The field at *pp, which moves past it: 1, 0 at end, -1 (INGEST_EINVAL set) if it does not frame.
+ */
 static int next_field(pr *x, const uint8_t **pp, const uint8_t *end, field *f)
 {
     if (*pp >= end) return 0;
@@ -215,7 +216,7 @@ static int check_unit(pr *x, const uint8_t *p, const uint8_t *end, enum msg m, i
 /*
  * The payload of field num of the message [p, end), which must be
  * length-delimited: *v, *n (NULL, 0 when absent); several occurrences are
- * concatenated into x->cat. 0, or -1 (400 set).
+ * concatenated into x->cat. 0, or -1 (INGEST_EINVAL set).
  */
 static int singular(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, const char *name,
                     const uint8_t **v, size_t *n)
@@ -229,9 +230,9 @@ static int singular(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, c
         if (f.num != num) continue;
         if (f.wt != 2) return bad(x, f.at, "%s (field %u) must be a message", name, num);
         if (seen++ == 1 && buf_append(&x->cat, *v, *n))
-            return otlp__fail(x->b, 503, "out of memory parsing the body");
+            return otlp__fail(x->b, INGEST_ENOMEM, "out of memory parsing the body");
         if (seen > 1 && buf_append(&x->cat, f.v, (size_t)(f.ve - f.v)))
-            return otlp__fail(x->b, 503, "out of memory parsing the body");
+            return otlp__fail(x->b, INGEST_ENOMEM, "out of memory parsing the body");
         *v = f.v;
         *n = (size_t)(f.ve - f.v);
     }
@@ -239,7 +240,8 @@ static int singular(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, c
     return r;
 }
 
-/* Decodes one unit with protobuf-c into the arena; NULL with 400, 413 or 503 set. */
+/* Decodes one unit with protobuf-c into the arena; NULL with INGEST_EINVAL, INGEST_EBIG or
+ * INGEST_ENOMEM set. */
 static ProtobufCMessage *unpack(pr *x, const ProtobufCMessageDescriptor *d, enum msg m,
                                 const uint8_t *p, size_t n, const char *what)
 {
@@ -250,10 +252,11 @@ static ProtobufCMessage *unpack(pr *x, const ProtobufCMessageDescriptor *d, enum
     ProtobufCMessage *msg = protobuf_c_message_unpack(d, &x->alloc, n, p);
     if (msg) return msg;
     if (x->a.over_limit)
-        otlp__fail(x->b, 413, "%s of %zu bytes needs more than %zu bytes of memory to decode", what,
-                   n, x->a.limit);
+        otlp__fail(x->b, INGEST_EBIG,
+                   "%s of %zu bytes needs more than %zu bytes of memory to decode", what, n,
+                   x->a.limit);
     else if (x->a.nomem)
-        otlp__fail(x->b, 503, "out of memory parsing the body");
+        otlp__fail(x->b, INGEST_ENOMEM, "out of memory parsing the body");
     else
         bad(x, p, "%s does not decode (a field of the wrong type?)", what);
     return NULL;
@@ -438,5 +441,5 @@ int otlp__pb_read(otlp__builder *b, const char *body, size_t n)
     int rc = each(&x, x.body, x.body + n, 1, "resource_logs", read_resource_logs);
     arena_free_all(&x.a);
     buf_free(&x.cat);
-    return rc || b->r->status ? -1 : 0;
+    return rc || b->r->code ? -1 : 0;
 }

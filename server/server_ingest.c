@@ -111,8 +111,8 @@ enum MHD_Result server__check_ingest_args(server__req *r)
     return MHD_YES;
 }
 
-/* The status of an answer to a body that ingest_gunzip refused. */
-static unsigned gunzip_status(int rc)
+/* The status of an answer to a body refused with an INGEST_E* code. */
+static unsigned refusal_status(int rc)
 {
     return rc == INGEST_EBIG ? 413 : rc == INGEST_ENOMEM ? 503 : 400;
 }
@@ -127,7 +127,7 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         int rc = ingest_gunzip(body, n, s->cfg.max_body, &inflated, err, sizeof err);
         if (rc) {
             buf_free(&inflated);
-            return server__send_error(r, gunzip_status(rc), "%s", err);
+            return server__send_error(r, refusal_status(rc), "%s", err);
         }
         body = inflated.p ? inflated.p : "";
         n = inflated.len;
@@ -147,7 +147,7 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         ingest_parse(ctx, body, n, r->fmt, &s->lim, &o, &r->res);
     buf_free(&inflated);
     buf_free(&r->body);
-    if (r->res.status) return server__send_error(r, r->res.status, "%s", r->res.error);
+    if (r->res.code) return server__send_error(r, refusal_status(r->res.code), "%s", r->res.error);
     atomic_fetch_add_explicit(&metrics_global.events_rejected, r->res.rejected,
                               memory_order_relaxed);
     for (int i = 0; i < EVENT_R_COUNT; i++)
