@@ -125,7 +125,7 @@ static void close_receiving(conn_table *t, conn_slot *c)
     unlink_receiving(t, c);
     c->state = CLOSING;
     t->open--;
-    metrics_refused(REFUSED_BODY_TIMEOUT);
+    metrics_refused(METRICS_REFUSED_BODY_TIMEOUT);
     char msg[96];
     snprintf(msg, sizeof msg, "request not received within %g s",
              (double)t->cfg.request_timeout_ms / 1000.0);
@@ -142,7 +142,7 @@ static void close_waiting(conn_table *t, conn_slot *c, enum metrics_refusal why)
     metrics_refused(why); /* before the client can see it, and ask /metrics */
     if (!c->requests) {
         char msg[200];
-        if (why == REFUSED_HEADER_TIMEOUT) {
+        if (why == METRICS_REFUSED_HEADER_TIMEOUT) {
             snprintf(msg, sizeof msg, "request headers not received within %g s",
                      (double)t->cfg.header_timeout_ms / 1000.0);
             conn_write_error(c->fd, 408, "Request Timeout", "", msg);
@@ -164,14 +164,14 @@ conn_slot *conn_opened(conn_table *t, int fd)
     if (!c) return NULL;
     c->fd = fd;
     pthread_mutex_lock(&t->mu);
-    if (t->open >= t->cfg.max && t->head) close_waiting(t, t->head, REFUSED_EVICTED);
+    if (t->open >= t->cfg.max && t->head) close_waiting(t, t->head, METRICS_REFUSED_EVICTED);
     if (t->open >= t->cfg.max) {
         char msg[160];
         snprintf(msg, sizeof msg,
                  "the server is at its connection limit (--max-connections %u) and every "
                  "connection is busy",
                  t->cfg.max);
-        metrics_refused(REFUSED_CONNECTION_LIMIT);
+        metrics_refused(METRICS_REFUSED_CONNECTION_LIMIT);
         conn_write_error(fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
         shutdown(fd, SHUT_RDWR);
         c->state = CLOSING;
@@ -272,7 +272,7 @@ static void *watcher_main(void *arg)
              * --idle-timeout after its last byte: the second more leaves it that, and this
              * catches the ones that kept it alive by trickling a header */
             int64_t limit = c->requests ? t->cfg.idle_timeout_ms + 1000 : t->cfg.header_timeout_ms;
-            if (now - c->since_ms >= limit) close_waiting(t, c, REFUSED_HEADER_TIMEOUT);
+            if (now - c->since_ms >= limit) close_waiting(t, c, METRICS_REFUSED_HEADER_TIMEOUT);
         }
         while (t->bhead && t->bhead->body_deadline <= now) close_receiving(t, t->bhead);
     }

@@ -226,7 +226,8 @@ static int start_access(server__srv *s)
             return cannot_start(err, NULL);
         if (warn[0]) log_msg(LOG_WARN, "tokens file readable by anyone", "warning", warn, LOG_END);
     }
-    if (cfg->token && auth_add(s->auth, "EVENTS_TOKEN", cfg->token, SCOPE_ADMIN, err, sizeof err))
+    if (cfg->token &&
+        auth_add(s->auth, "EVENTS_TOKEN", cfg->token, AUTH_SCOPE_ADMIN, err, sizeof err))
         return cannot_start(err, NULL);
     if (!(s->origins = origins_new(cfg->allowed_hosts, cfg->cors_origins, auth_count(s->auth) > 0,
                                    err, sizeof err)))

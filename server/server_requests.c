@@ -43,7 +43,7 @@ static enum MHD_Result check_request(server__srv *s, server__req *r)
 {
     const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     if (!origins_host_ok(s->origins, host)) {
-        metrics_refused(REFUSED_HOST);
+        metrics_refused(METRICS_REFUSED_HOST);
         return server__send_error(
             r, 403,
             "Host \"%.200s\" is not allowed: this server answers only requests "
@@ -55,7 +55,7 @@ static enum MHD_Result check_request(server__srv *s, server__req *r)
     int refused;
     r->cors = origins_allow(s->origins, origin, host, &refused);
     if (refused) {
-        metrics_refused(REFUSED_ORIGIN);
+        metrics_refused(METRICS_REFUSED_ORIGIN);
         return server__send_error(r, 403,
                                   "requests from the web page origin \"%.200s\" are refused: it is "
                                   "neither this server's own origin nor one of --cors-origins",
@@ -64,7 +64,7 @@ static enum MHD_Result check_request(server__srv *s, server__req *r)
     const char *te =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     if (te && strcasecmp(te, "chunked")) {
-        metrics_refused(REFUSED_TRANSFER_ENCODING);
+        metrics_refused(METRICS_REFUSED_TRANSFER_ENCODING);
         r->close = 1;
         return server__send_error(
             r, 501,
@@ -86,33 +86,33 @@ static int went_on(enum MHD_Result res, const server__req *r)
 static enum MHD_Result route(server__req *r, const char *url, const char *method)
 {
     if (!strcmp(url, "/ingest") || !strcmp(url, "/e")) {
-        r->kind = SERVER__K_INGEST, r->route = ROUTE_INGEST;
+        r->kind = SERVER__K_INGEST, r->route = METRICS_ROUTE_INGEST;
     } else if (!strcmp(url, "/v1/logs")) {
         /* OTLP logs take /ingest's path, from the body limit to the group commit; answers,
          * errors included, are OTLP's, in the encoding of the request (JSON unless protobuf) */
-        r->kind = SERVER__K_INGEST, r->route = ROUTE_OTLP_LOGS;
+        r->kind = SERVER__K_INGEST, r->route = METRICS_ROUTE_OTLP_LOGS;
         const char *ct =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         r->otlp = otlp_encoding_of(ct) == OTLP_PROTOBUF ? OTLP_PROTOBUF : OTLP_JSON;
     } else if (!strcmp(url, "/query")) {
-        r->kind = SERVER__K_QUERY, r->route = ROUTE_QUERY;
+        r->kind = SERVER__K_QUERY, r->route = METRICS_ROUTE_QUERY;
     } else if (!strcmp(url, "/health")) {
-        r->kind = SERVER__K_HEALTH, r->route = ROUTE_HEALTH;
+        r->kind = SERVER__K_HEALTH, r->route = METRICS_ROUTE_HEALTH;
     } else if (!strcmp(url, "/metrics")) {
-        r->kind = SERVER__K_METRICS, r->route = ROUTE_METRICS;
+        r->kind = SERVER__K_METRICS, r->route = METRICS_ROUTE_METRICS;
     } else if (!strcmp(url, "/tail")) {
-        r->kind = SERVER__K_TAIL, r->route = ROUTE_TAIL;
+        r->kind = SERVER__K_TAIL, r->route = METRICS_ROUTE_TAIL;
     } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
-        r->kind = SERVER__K_WEB, r->route = ROUTE_DASHBOARD;
+        r->kind = SERVER__K_WEB, r->route = METRICS_ROUTE_DASHBOARD;
     } else {
         char err[160];
         int sp = snap_parse_url(url, r->snap_source, r->snap_bookmark, err, sizeof err);
         if (sp == -1) {
-            r->route = ROUTE_SNAPSHOTS;
+            r->route = METRICS_ROUTE_SNAPSHOTS;
             return server__send_error(r, 400, "%s", err);
         }
         if (sp >= 0) {
-            r->route = ROUTE_SNAPSHOTS;
+            r->route = METRICS_ROUTE_SNAPSHOTS;
             r->kind = sp == 1                  ? SERVER__K_SNAP_LIST
                       : !strcmp(method, "PUT") ? SERVER__K_SNAP_PUT
                                                : SERVER__K_SNAP_GET;
@@ -175,10 +175,10 @@ static enum MHD_Result check_token(server__srv *s, server__req *r)
         return server__send_error(r, 401,
                                   h ? "invalid bearer token"
                                     : "missing bearer token (Authorization: Bearer TOKEN)");
-    unsigned need = r->kind == SERVER__K_INGEST     ? SCOPE_INGEST
-                    : r->kind == SERVER__K_QUERY    ? SCOPE_QUERY
-                    : r->kind == SERVER__K_SNAP_PUT ? (SCOPE_INGEST | SCOPE_ADMIN)
-                                                    : (SCOPE_QUERY | SCOPE_ADMIN);
+    unsigned need = r->kind == SERVER__K_INGEST     ? AUTH_SCOPE_INGEST
+                    : r->kind == SERVER__K_QUERY    ? AUTH_SCOPE_QUERY
+                    : r->kind == SERVER__K_SNAP_PUT ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_ADMIN)
+                                                    : (AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN);
     if (!(scopes & need))
         return server__send_error(r, 403, "token %s lacks the %s scope", who,
                                   r->kind == SERVER__K_INGEST     ? "ingest"
@@ -363,7 +363,7 @@ void *server__on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
              s->cfg.max_url_args);
     if (ci)
         conn_refuse(s->conns, conn_of(conn), ci->connect_fd, 414, "URI Too Long", msg,
-                    REFUSED_URL_ARGUMENTS);
+                    METRICS_REFUSED_URL_ARGUMENTS);
     return &uri_refused;
 }
 
@@ -381,7 +381,7 @@ static enum MHD_Result begin_request(server__srv *s, struct MHD_Connection *conn
     if (!r) return MHD_NO;
     r->srv = s;
     r->conn = conn;
-    r->route = ROUTE_OTHER;
+    r->route = METRICS_ROUTE_OTHER;
     r->t0_ns = evtime_mono_ns();
     r->deadline_ms = deadline;
     *con_cls = r;
@@ -394,7 +394,7 @@ static enum MHD_Result begin_request(server__srv *s, struct MHD_Connection *conn
         return server__send_error(r, 503, "server is shutting down");
     }
     if (has_nul) {
-        metrics_refused(REFUSED_URL_NUL);
+        metrics_refused(METRICS_REFUSED_URL_NUL);
         return server__send_error(r, 400, "the URL has an encoded NUL byte (%%00)");
     }
     return start_request(s, r, url, method);
