@@ -273,12 +273,12 @@ static int open_lake(server__srv *s)
  */
 static int clean_snapshots(server__srv *s)
 {
-    int cleaned = snap_clean(s->spool);
+    int cleaned = snapshots_clean(s->spool);
     if (s->cache) {
         snprintf(s->snap_tmp, sizeof s->snap_tmp, "%s/.snapshots", lake_cache_dir(s->cache));
         if (mkdir(s->snap_tmp, 0755) && errno != EEXIST)
             return cannot_start("cannot create the snapshot directory", s->snap_tmp);
-        cleaned += snap_clean(s->snap_tmp);
+        cleaned += snapshots_clean(s->snap_tmp);
     } else {
         snprintf(s->snap_tmp, sizeof s->snap_tmp, "%s", s->spool); /* unused: files open in place */
     }
@@ -338,11 +338,11 @@ static int start_http(server__srv *s, int lfd, int threads)
 {
     const server_config *cfg = &s->cfg;
     char err[1024];
-    conn_table_config cc = {.max = cfg->max_connections,
-                            .header_timeout_ms = cfg->header_timeout_ms,
-                            .idle_timeout_ms = (int64_t)cfg->idle_timeout_s * 1000,
-                            .request_timeout_ms = (int64_t)cfg->request_timeout_s * 1000};
-    if (!(s->conns = conn_table_new(&cc, err, sizeof err))) return cannot_start(err, NULL);
+    conns_config cc = {.max = cfg->max_connections,
+                       .header_timeout_ms = cfg->header_timeout_ms,
+                       .idle_timeout_ms = (int64_t)cfg->idle_timeout_s * 1000,
+                       .request_timeout_ms = (int64_t)cfg->request_timeout_s * 1000};
+    if (!(s->conns = conns_new(&cc, err, sizeof err))) return cannot_start(err, NULL);
     /* --max-connections is enforced by the connection table, which makes room by closing a
      * connection still waiting for its headers. libmicrohttpd must not refuse first: it
      * splits its limit between the threads (a thread at its share stops accepting, however
@@ -423,7 +423,7 @@ static void shut_down(server__srv *s)
     }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
-    conn_table_free(s->conns);
+    conns_free(s->conns);
     s->conns = NULL;
     query_pool_stop(s->queries);
     s->queries = NULL;
@@ -444,7 +444,7 @@ static void server_free(server__srv *s, int lfd)
 {
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
-    conn_table_free(s->conns);
+    conns_free(s->conns);
     query_pool_stop(s->queries);
     query_engine_close(s->engine);
     lake_writer_close(s->writer);

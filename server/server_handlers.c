@@ -54,16 +54,16 @@ static enum MHD_Result finish_upload(server__srv *s, server__req *r)
 {
     buf b = BUF_INIT;
     char err[600];
-    int rc = snap_finish(r->snap, s->store, &b, err, sizeof err);
+    int rc = snapshots_finish(r->snap, s->store, &b, err, sizeof err);
     r->snap = NULL;
     if (rc == 0)
         log_msg(LOG_INFO, "snapshot stored", "source", r->snap_source, "bookmark", r->snap_bookmark,
                 LOG_END);
-    unsigned status = rc == 0             ? 201
-                      : rc == 1           ? 200
-                      : rc == SNAP_EINVAL ? 422
-                      : rc == SNAP_EEXIST ? 409
-                                          : 503;
+    unsigned status = rc == 0                  ? 201
+                      : rc == 1                ? 200
+                      : rc == SNAPSHOTS_EINVAL ? 422
+                      : rc == SNAPSHOTS_EEXIST ? 409
+                                               : 503;
     return send_snapshot_answer(r, status, &b, err);
 }
 
@@ -73,8 +73,8 @@ static enum MHD_Result list_snapshots(server__srv *s, server__req *r)
     buf b = BUF_INIT;
     char err[600];
     const char *src = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
-    int rc = snap_list(s->store, src && *src ? src : NULL, &b, err, sizeof err);
-    return send_snapshot_answer(r, rc == 0 ? 200 : rc == SNAP_EINVAL ? 400 : 503, &b, err);
+    int rc = snapshots_list(s->store, src && *src ? src : NULL, &b, err, sizeof err);
+    return send_snapshot_answer(r, rc == 0 ? 200 : rc == SNAPSHOTS_EINVAL ? 400 : 503, &b, err);
 }
 
 /*
@@ -96,11 +96,11 @@ static enum MHD_Result send_snapshot(server__srv *s, server__req *r)
     int fd;
     uint64_t size;
     char err[600];
-    int rc = snap_open(s->store, s->snap_tmp, r->snap_source, r->snap_bookmark, &fd, &size, err,
-                       sizeof err);
+    int rc = snapshots_open(s->store, s->snap_tmp, r->snap_source, r->snap_bookmark, &fd, &size,
+                            err, sizeof err);
     if (rc) {
         buf b = BUF_INIT;
-        return send_snapshot_answer(r, rc == SNAP_ENOENT ? 404 : 503, &b, err);
+        return send_snapshot_answer(r, rc == SNAPSHOTS_ENOENT ? 404 : 503, &b, err);
     }
     struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
     if (!resp) {

@@ -50,7 +50,7 @@ typedef struct server__srv {
     query_pool *queries;
     lake_expirer *expirer; /* the quarantine's retention; NULL: kept forever */
     auth *auth;
-    conn_table *conns;
+    conns_table *conns;
     origins *origins;
     ingest_limits lim;
     int64_t started_ms;
@@ -110,7 +110,7 @@ typedef struct server__req {
     qjob *job;               /* SERVER__K_QUERY: the query, once submitted */
     unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
     char discard_error[160];
-    snap_upload *snap; /* SERVER__K_SNAP_PUT: the upload so far */
+    snapshots_upload *snap; /* SERVER__K_SNAP_PUT: the upload so far */
     int snap_download; /* SERVER__K_SNAP_GET: counted in snap_downloads until the request completes
                         */
     char snap_source[64], snap_bookmark[17];

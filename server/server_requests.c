@@ -106,7 +106,7 @@ static enum MHD_Result route(server__req *r, const char *url, const char *method
         r->kind = SERVER__K_WEB, r->route = METRICS_ROUTE_DASHBOARD;
     } else {
         char err[160];
-        int sp = snap_parse_url(url, r->snap_source, r->snap_bookmark, err, sizeof err);
+        int sp = snapshots_parse_url(url, r->snap_source, r->snap_bookmark, err, sizeof err);
         if (sp == -1) {
             r->route = METRICS_ROUTE_SNAPSHOTS;
             return server__send_error(r, 400, "%s", err);
@@ -284,7 +284,7 @@ static enum MHD_Result begin_snapshot(server__srv *s, server__req *r)
         return server__send_error(r, 413, "snapshot of %s bytes is over the limit of %llu bytes",
                                   cl, (unsigned long long)s->cfg.max_snapshot);
     char err[300];
-    if (!(r->snap = snap_begin(s->spool, r->snap_source, r->snap_bookmark, err, sizeof err))) {
+    if (!(r->snap = snapshots_begin(s->spool, r->snap_source, r->snap_bookmark, err, sizeof err))) {
         log_msg(LOG_ERROR, "snapshot upload", "error", err, LOG_END);
         return server__send_error(r, 503, "cannot store the upload: %s", err);
     }
@@ -324,7 +324,7 @@ static int has_body(struct MHD_Connection *c)
 }
 
 /* The connection's entry in the connection table (its socket context). */
-static conn_slot *conn_of(struct MHD_Connection *c)
+static conns_slot *conn_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -362,8 +362,8 @@ void *server__on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
              "the URL has %u arguments, more than the limit of %u (--max-url-args)", args,
              s->cfg.max_url_args);
     if (ci)
-        conn_refuse(s->conns, conn_of(conn), ci->connect_fd, 414, "URI Too Long", msg,
-                    METRICS_REFUSED_URL_ARGUMENTS);
+        conns_refuse(s->conns, conn_of(conn), ci->connect_fd, 414, "URI Too Long", msg,
+                     METRICS_REFUSED_URL_ARGUMENTS);
     return &uri_refused;
 }
 
@@ -376,7 +376,7 @@ static enum MHD_Result begin_request(server__srv *s, struct MHD_Connection *conn
                                      const char *method, int has_nul, void **con_cls)
 {
     int64_t deadline = evtime_mono_ms() + (int64_t)s->cfg.request_timeout_s * 1000;
-    if (conn_request_began(s->conns, conn_of(conn), has_body(conn) ? deadline : 0)) return MHD_NO;
+    if (conns_request_began(s->conns, conn_of(conn), has_body(conn) ? deadline : 0)) return MHD_NO;
     server__req *r = calloc(1, sizeof *r);
     if (!r) return MHD_NO;
     r->srv = s;
@@ -427,11 +427,11 @@ static void discard_body(server__req *r, unsigned status, const char *msg)
 static void write_snapshot_piece(server__srv *s, server__req *r, const char *upload, size_t n)
 {
     char err[300];
-    if (snap_size(r->snap) + n > s->cfg.max_snapshot) {
+    if (snapshots_size(r->snap) + n > s->cfg.max_snapshot) {
         snprintf(err, sizeof err, "snapshot is over the limit of %llu bytes",
                  (unsigned long long)s->cfg.max_snapshot);
         discard_body(r, 413, err);
-    } else if (snap_write(r->snap, upload, n, err, sizeof err)) {
+    } else if (snapshots_write(r->snap, upload, n, err, sizeof err)) {
         discard_body(r, 503, err);
     }
 }
@@ -508,7 +508,7 @@ enum MHD_Result server__on_request(void *cls, struct MHD_Connection *conn, const
         return read_body(s, r, upload, n);
     }
     /* a connection closed for its deadline is not answered */
-    if (conn_body_done(s->conns, conn_of(conn))) return MHD_NO;
+    if (conns_body_done(s->conns, conn_of(conn))) return MHD_NO;
     return handle(s, r, url);
 }
 
@@ -518,7 +518,7 @@ void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     (void)toe;
     server__srv *s = cls;
     server__req *r = *con_cls;
-    conn_request_ended(s->conns, conn_of(conn));
+    conns_request_ended(s->conns, conn_of(conn));
     if (r == (void *)&uri_has_nul || r == (void *)&uri_refused) *con_cls = r = NULL;
     if (!r) return;
     /* A client that closed its connection while its request waited for the group
@@ -527,7 +527,7 @@ void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (!r->status)
         metrics_request(r->route, 499,
                         evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
-    snap_abort(r->snap);
+    snapshots_abort(r->snap);
     if (r->snap_download) atomic_fetch_sub(&s->snap_downloads, 1);
     buf_free(&r->body);
     buf_free(&r->answer);
@@ -545,10 +545,10 @@ void server__on_connection(void *cls, struct MHD_Connection *conn, void **socket
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_ctx = ci ? conn_opened(s->conns, ci->connect_fd) : NULL;
+        *socket_ctx = ci ? conns_opened(s->conns, ci->connect_fd) : NULL;
         atomic_fetch_add(&metrics_global.connections_open, 1);
     } else {
-        conn_closed(s->conns, *socket_ctx);
+        conns_closed(s->conns, *socket_ctx);
         *socket_ctx = NULL;
         atomic_fetch_add(&metrics_global.connections_open, -1);
     }

@@ -115,7 +115,7 @@ enum MHD_Result server__abort_mid_body(server__req *r, unsigned status, const ch
     if (r->cors)
         snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\n%s", r->cors,
                  strcmp(r->cors, "*") ? "Vary: Origin\r\n" : "");
-    if (conn_write_error(fd, status, reason, cors, msg) == 0) {
+    if (conns_write_error(fd, status, reason, cors, msg) == 0) {
         shutdown(fd, SHUT_WR);
         char sink[4096];
         for (int i = 0; i < 64 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
