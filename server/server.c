@@ -323,13 +323,13 @@ static int start_readers(server__srv *s)
                        .conns = cfg->query_threads,
                        .max_rejected_line = 2 * (uint64_t)cfg->max_body + 65536};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) return cannot_start(err, NULL);
-    query_pool_config pc = {.engine = s->engine,
+    query_http_config pc = {.engine = s->engine,
                             .threads = cfg->query_threads,
                             .max_rows = cfg->query_max_rows,
                             .max_bytes = cfg->query_max_bytes,
                             .timeout_ms = cfg->query_timeout_ms,
                             .waiting = &s->waiting};
-    if (query_pool_start(&pc, &s->queries, err, sizeof err)) return cannot_start(err, NULL);
+    if (query_http_start(&pc, &s->queries, err, sizeof err)) return cannot_start(err, NULL);
     return 0;
 }
 
@@ -412,7 +412,7 @@ static void shut_down(server__srv *s)
     MHD_socket q = MHD_quiesce_daemon(s->daemon);
     if (q != MHD_INVALID_SOCKET) close(q);
     atomic_store(&s->stopping, 1);
-    query_pool_interrupt(s->queries); /* running queries end now, with 504 */
+    query_http_interrupt(s->queries); /* running queries end now, with 504 */
     tail_hub_close(s->tail);          /* live tails end now */
     server__compactor_stop(s);
     int64_t give_up = evtime_mono_ms() + (int64_t)s->cfg.shutdown_timeout_s * 1000;
@@ -425,7 +425,7 @@ static void shut_down(server__srv *s)
     s->daemon = NULL;
     conns_free(s->conns);
     s->conns = NULL;
-    query_pool_stop(s->queries);
+    query_http_stop(s->queries);
     s->queries = NULL;
     query_engine_close(s->engine);
     s->engine = NULL;
@@ -445,7 +445,7 @@ static void server_free(server__srv *s, int lfd)
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
     conns_free(s->conns);
-    query_pool_stop(s->queries);
+    query_http_stop(s->queries);
     query_engine_close(s->engine);
     lake_writer_close(s->writer);
     lake_expirer_stop(s->expirer);

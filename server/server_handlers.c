@@ -20,14 +20,14 @@ enum MHD_Result server__handle_query(server__srv *s, server__req *r)
 {
     const char *format = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
     char err[256];
-    int rc = qjob_submit(s->queries, r->conn, r->body.p ? r->body.p : "", r->body.len, format,
-                         &r->job, err, sizeof err);
+    int rc = query_http_submit(s->queries, r->conn, r->body.p ? r->body.p : "", r->body.len, format,
+                               &r->job, err, sizeof err);
     buf_free(&r->body);
     if (rc)
         return server__send_error(r,
-                                  rc == QJOB_EBUSY    ? 429
-                                  : rc == QJOB_ENOMEM ? 503
-                                                      : 400,
+                                  rc == QUERY_HTTP_EBUSY    ? 429
+                                  : rc == QUERY_HTTP_ENOMEM ? 503
+                                                            : 400,
                                   "%s", err);
     r->state = SERVER__ST_WAITING;
     atomic_fetch_add(&s->waiting, 1);
@@ -236,8 +236,8 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
     metrics_counter(&b, "events_quarantine_expire_failures_total",
                     "Runs of the quarantine's expiry that failed (retried at the next run).",
                     xs.failures);
-    query_pool_stats qs;
-    query_pool_stats_get(s->queries, &qs);
+    query_http_stats qs;
+    query_http_stats_get(s->queries, &qs);
     metrics_counter(&b, "events_query_out_of_memory_total",
                     "Queries that failed for memory (--query-memory, --memory-max).",
                     qs.out_of_memory);

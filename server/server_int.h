@@ -47,7 +47,7 @@ typedef struct server__srv {
     tail_hub *tail;
     lake_writer *writer;
     query_engine *engine;
-    query_pool *queries;
+    query_http_pool *queries;
     lake_expirer *expirer; /* the quarantine's retention; NULL: kept forever */
     auth *auth;
     conns_table *conns;
@@ -107,7 +107,7 @@ typedef struct server__req {
     lake_batch batch;
     unsigned answer_status; /* set by the writer callback */
     buf answer;
-    qjob *job;               /* SERVER__K_QUERY: the query, once submitted */
+    query_http_job *job;     /* SERVER__K_QUERY: the query, once submitted */
     unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
     char discard_error[160];
     snapshots_upload *snap; /* SERVER__K_SNAP_PUT: the upload so far */

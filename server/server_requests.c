@@ -406,7 +406,7 @@ static enum MHD_Result answer_resumed(server__srv *s, server__req *r)
     atomic_fetch_sub(&s->waiting, 1);
     if (r->kind == SERVER__K_QUERY) {
         unsigned st = 0;
-        enum MHD_Result ok = qjob_respond(r->job, r->conn, r->cors, &st);
+        enum MHD_Result ok = query_http_respond(r->job, r->conn, r->cors, &st);
         server__answered(r, st ? st : 500);
         return ok;
     }
@@ -532,7 +532,7 @@ void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     buf_free(&r->body);
     buf_free(&r->answer);
     ingest_result_free(&r->res);
-    qjob_release(r->job);
+    query_http_release(r->job);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);
