@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "snapshots.h"
 #include "evtime.h"
+#include "ingest.h"
 #include "pitr.h"
 
 #include <curl/curl.h>
@@ -115,6 +116,16 @@ static int list_snapshots(const char *server, const char *token, const char *sou
  * Puts a snapshot file into the lake as the server's PUT /snapshots does. 0, or
  * 1 with a message.
  */
+/* A refusal of snapshots_finish or snapshots_list, as the server answers it:
+ * {"ok":false,"error":…}. */
+static void print_refusal(const char *err)
+{
+    buf j = BUF_INIT;
+    ingest_error_json(&j, err);
+    fprintf(stderr, "events snapshot: %.*s\n", (int)j.len, j.p ? j.p : "");
+    buf_free(&j);
+}
+
 static int snapshot_to_lake(const char *lake, const char *path, const char *source, const char *bm)
 {
     store *st;
@@ -129,32 +140,32 @@ static int snapshot_to_lake(const char *lake, const char *path, const char *sour
     else
         snprintf(dir, sizeof dir, ".");
     int rc = 1;
-    snap_upload *u = snap_begin(dir, source, bm, err, sizeof err);
+    snapshots_upload *u = snapshots_begin(dir, source, bm, err, sizeof err);
     FILE *f = u ? fopen(path, "rb") : NULL;
     if (!u) {
         fprintf(stderr, "events snapshot: %s\n", err);
     } else if (!f) {
         fprintf(stderr, "events snapshot: %s: %s\n", path, strerror(errno));
-        snap_abort(u);
+        snapshots_abort(u);
     } else {
         char b[65536];
         size_t n;
         int ok = 1;
-        while (ok && (n = fread(b, 1, sizeof b, f)) > 0) ok = !snap_write(u, b, n, err, sizeof err);
+        while (ok && (n = fread(b, 1, sizeof b, f)) > 0)
+            ok = !snapshots_write(u, b, n, err, sizeof err);
         fclose(f);
         if (!ok) {
             fprintf(stderr, "events snapshot: %s\n", err);
-            snap_abort(u);
+            snapshots_abort(u);
         } else {
             buf answer = BUF_INIT;
-            unsigned status = snap_finish(u, st, &answer);
-            if (status == 200 || status == 201) {
+            int fin = snapshots_finish(u, st, &answer, err, sizeof err);
+            if (fin >= 0) {
                 fprintf(stderr, "events snapshot: %s %s/%s in %s\n",
-                        status == 201 ? "stored" : "already had", source, bm, st->url);
+                        fin == 0 ? "stored" : "already had", source, bm, st->url);
                 rc = 0;
             } else {
-                fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len,
-                        answer.p ? answer.p : "");
+                print_refusal(err);
             }
             buf_free(&answer);
         }
@@ -171,10 +182,10 @@ static int list_lake_snapshots(const char *lake, const char *source)
     if (cli_lake_open("snapshot", lake, NULL, 0, CLI_LAKE_READ, &st, &cache)) return 1;
     lake_cache_close(cache);
     buf answer = BUF_INIT;
-    unsigned status = snap_list(st, source, &answer);
-    int r = status == 200 ? print_snapshots(answer.p, answer.len) : 1;
-    if (status != 200)
-        fprintf(stderr, "events snapshot: %.*s\n", (int)answer.len, answer.p ? answer.p : "");
+    char err[600];
+    int listed = snapshots_list(st, source, &answer, err, sizeof err);
+    int r = listed == 0 ? print_snapshots(answer.p, answer.len) : 1;
+    if (listed) print_refusal(err);
     buf_free(&answer);
     store_close(st);
     return r;

@@ -56,11 +56,11 @@ int auth_parse_scopes(const char *s, unsigned *out)
     while (*s) {
         size_t n = strcspn(s, ",");
         if (n == 6 && !strncmp(s, "ingest", 6))
-            v |= SCOPE_INGEST;
+            v |= AUTH_SCOPE_INGEST;
         else if (n == 5 && !strncmp(s, "query", 5))
-            v |= SCOPE_QUERY;
+            v |= AUTH_SCOPE_QUERY;
         else if (n == 5 && !strncmp(s, "admin", 5))
-            v |= SCOPE_ADMIN;
+            v |= AUTH_SCOPE_ADMIN;
         else
             return -1;
         s += n;
@@ -116,7 +116,9 @@ int auth_add_with(auth *a, const char *name, const char *token, unsigned scopes,
     snprintf(e->name, sizeof e->name, "%s", name);
     memcpy(e->hash, hash, sizeof hash);
     e->tok.name = e->name;
-    e->tok.scopes = (scopes & SCOPE_ADMIN) ? (SCOPE_INGEST | SCOPE_QUERY | SCOPE_ADMIN) : scopes;
+    e->tok.scopes = (scopes & AUTH_SCOPE_ADMIN)
+                        ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN)
+                        : scopes;
     if (type) {
         snprintf(e->type, sizeof e->type, "%s", type);
         e->tok.type = e->type;
@@ -165,7 +167,7 @@ static int token_options(char **save, unsigned scopes, const char **type, const 
                  *ts_key);
         return -1;
     }
-    if ((*type || *ts_key) && !(scopes & (SCOPE_INGEST | SCOPE_ADMIN))) {
+    if ((*type || *ts_key) && !(scopes & (AUTH_SCOPE_INGEST | AUTH_SCOPE_ADMIN))) {
         snprintf(err, errlen,
                  "type= and ts_key= are for tokens that ingest (scope ingest or admin)");
         return -1;

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-enum { SCOPE_INGEST = 1, SCOPE_QUERY = 2, SCOPE_ADMIN = 4 };
+enum { AUTH_SCOPE_INGEST = 1, AUTH_SCOPE_QUERY = 2, AUTH_SCOPE_ADMIN = 4 };
 
 #define AUTH_TOKEN_MIN 16
 

@@ -26,29 +26,29 @@
 
 enum { WAITING, BUSY, CLOSING };
 
-struct conn_slot {
+struct conns_slot {
     int fd;
     int state;
-    int64_t since_ms;         /* WAITING: when it began to wait */
-    unsigned requests;        /* requests begun on it */
-    conn_slot *prev, *next;   /* in the waiting list while WAITING */
-    int64_t body_deadline;    /* BUSY with a body still arriving: when it must be whole; else 0 */
-    conn_slot *bprev, *bnext; /* in the receiving list while body_deadline is set */
+    int64_t since_ms;          /* WAITING: when it began to wait */
+    unsigned requests;         /* requests begun on it */
+    conns_slot *prev, *next;   /* in the waiting list while WAITING */
+    int64_t body_deadline;     /* BUSY with a body still arriving: when it must be whole; else 0 */
+    conns_slot *bprev, *bnext; /* in the receiving list while body_deadline is set */
 };
 
-struct conn_table {
-    conn_table_config cfg;
+struct conns_table {
+    conns_config cfg;
     pthread_mutex_t mu;
-    pthread_cond_t cv;        /* wakes the watcher to stop */
-    conn_slot *head, *tail;   /* WAITING, oldest first */
-    conn_slot *bhead, *btail; /* bodies arriving, earliest deadline first */
-    unsigned open;            /* WAITING + BUSY */
+    pthread_cond_t cv;         /* wakes the watcher to stop */
+    conns_slot *head, *tail;   /* WAITING, oldest first */
+    conns_slot *bhead, *btail; /* bodies arriving, earliest deadline first */
+    unsigned open;             /* WAITING + BUSY */
     int stop;
     pthread_t watcher;
 };
 
-int conn_write_error(int fd, unsigned status, const char *reason, const char *extra_headers,
-                     const char *msg)
+int conns_write_error(int fd, unsigned status, const char *reason, const char *extra_headers,
+                      const char *msg)
 {
     buf body = BUF_INIT, all = BUF_INIT;
     ingest_error_json(&body, msg);
@@ -65,7 +65,7 @@ int conn_write_error(int fd, unsigned status, const char *reason, const char *ex
     return rc;
 }
 
-static void unlink_waiting(conn_table *t, conn_slot *c)
+static void unlink_waiting(conns_table *t, conns_slot *c)
 {
     if (c->prev)
         c->prev->next = c->next;
@@ -78,7 +78,7 @@ static void unlink_waiting(conn_table *t, conn_slot *c)
     c->prev = c->next = NULL;
 }
 
-static void append_waiting(conn_table *t, conn_slot *c)
+static void append_waiting(conns_table *t, conns_slot *c)
 {
     c->state = WAITING;
     c->since_ms = evtime_mono_ms();
@@ -91,7 +91,7 @@ static void append_waiting(conn_table *t, conn_slot *c)
     t->tail = c;
 }
 
-static void unlink_receiving(conn_table *t, conn_slot *c)
+static void unlink_receiving(conns_table *t, conns_slot *c)
 {
     if (!c->body_deadline) return;
     if (c->bprev)
@@ -107,7 +107,7 @@ static void unlink_receiving(conn_table *t, conn_slot *c)
 }
 
 /* Every request has the same timeout: appending keeps the list in deadline order. */
-static void append_receiving(conn_table *t, conn_slot *c, int64_t deadline)
+static void append_receiving(conns_table *t, conns_slot *c, int64_t deadline)
 {
     c->body_deadline = deadline;
     c->bprev = t->btail;
@@ -120,21 +120,21 @@ static void append_receiving(conn_table *t, conn_slot *c, int64_t deadline)
 }
 
 /* A body not whole by its deadline: answered 408, shut down. t->mu held. */
-static void close_receiving(conn_table *t, conn_slot *c)
+static void close_receiving(conns_table *t, conns_slot *c)
 {
     unlink_receiving(t, c);
     c->state = CLOSING;
     t->open--;
-    metrics_refused(REFUSED_BODY_TIMEOUT);
+    metrics_refused(METRICS_REFUSED_BODY_TIMEOUT);
     char msg[96];
     snprintf(msg, sizeof msg, "request not received within %g s",
              (double)t->cfg.request_timeout_ms / 1000.0);
-    conn_write_error(c->fd, 408, "Request Timeout", "", msg);
+    conns_write_error(c->fd, 408, "Request Timeout", "", msg);
     shutdown(c->fd, SHUT_RDWR);
 }
 
 /* Shuts a WAITING connection down, with an answer if it never had a request. t->mu held. */
-static void close_waiting(conn_table *t, conn_slot *c, enum metrics_refusal why)
+static void close_waiting(conns_table *t, conns_slot *c, enum metrics_refusal why)
 {
     unlink_waiting(t, c);
     c->state = CLOSING;
@@ -142,37 +142,37 @@ static void close_waiting(conn_table *t, conn_slot *c, enum metrics_refusal why)
     metrics_refused(why); /* before the client can see it, and ask /metrics */
     if (!c->requests) {
         char msg[200];
-        if (why == REFUSED_HEADER_TIMEOUT) {
+        if (why == METRICS_REFUSED_HEADER_TIMEOUT) {
             snprintf(msg, sizeof msg, "request headers not received within %g s",
                      (double)t->cfg.header_timeout_ms / 1000.0);
-            conn_write_error(c->fd, 408, "Request Timeout", "", msg);
+            conns_write_error(c->fd, 408, "Request Timeout", "", msg);
         } else {
             snprintf(msg, sizeof msg,
                      "connection closed to make room: the server is at its connection limit "
                      "(--max-connections %u) and this connection had not sent its request "
                      "headers",
                      t->cfg.max);
-            conn_write_error(c->fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
+            conns_write_error(c->fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
         }
     }
     shutdown(c->fd, SHUT_RDWR);
 }
 
-conn_slot *conn_opened(conn_table *t, int fd)
+conns_slot *conns_opened(conns_table *t, int fd)
 {
-    conn_slot *c = calloc(1, sizeof *c);
+    conns_slot *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->fd = fd;
     pthread_mutex_lock(&t->mu);
-    if (t->open >= t->cfg.max && t->head) close_waiting(t, t->head, REFUSED_EVICTED);
+    if (t->open >= t->cfg.max && t->head) close_waiting(t, t->head, METRICS_REFUSED_EVICTED);
     if (t->open >= t->cfg.max) {
         char msg[160];
         snprintf(msg, sizeof msg,
                  "the server is at its connection limit (--max-connections %u) and every "
                  "connection is busy",
                  t->cfg.max);
-        metrics_refused(REFUSED_CONNECTION_LIMIT);
-        conn_write_error(fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
+        metrics_refused(METRICS_REFUSED_CONNECTION_LIMIT);
+        conns_write_error(fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
         shutdown(fd, SHUT_RDWR);
         c->state = CLOSING;
     } else {
@@ -183,7 +183,7 @@ conn_slot *conn_opened(conn_table *t, int fd)
     return c;
 }
 
-void conn_closed(conn_table *t, conn_slot *c)
+void conns_closed(conns_table *t, conns_slot *c)
 {
     if (!c) return;
     pthread_mutex_lock(&t->mu);
@@ -194,7 +194,7 @@ void conn_closed(conn_table *t, conn_slot *c)
     free(c);
 }
 
-int conn_request_began(conn_table *t, conn_slot *c, int64_t body_deadline_ms)
+int conns_request_began(conns_table *t, conns_slot *c, int64_t body_deadline_ms)
 {
     if (!c) return 0;
     int rc = 0;
@@ -211,7 +211,7 @@ int conn_request_began(conn_table *t, conn_slot *c, int64_t body_deadline_ms)
     return rc;
 }
 
-int conn_body_done(conn_table *t, conn_slot *c)
+int conns_body_done(conns_table *t, conns_slot *c)
 {
     if (!c) return 0;
     pthread_mutex_lock(&t->mu);
@@ -221,7 +221,7 @@ int conn_body_done(conn_table *t, conn_slot *c)
     return rc;
 }
 
-void conn_request_ended(conn_table *t, conn_slot *c)
+void conns_request_ended(conns_table *t, conns_slot *c)
 {
     if (!c) return;
     pthread_mutex_lock(&t->mu);
@@ -230,8 +230,8 @@ void conn_request_ended(conn_table *t, conn_slot *c)
     pthread_mutex_unlock(&t->mu);
 }
 
-void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const char *reason,
-                 const char *msg, enum metrics_refusal why)
+void conns_refuse(conns_table *t, conns_slot *c, int fd, unsigned status, const char *reason,
+                  const char *msg, enum metrics_refusal why)
 {
     pthread_mutex_lock(&t->mu);
     if (c && c->state == WAITING) {
@@ -243,7 +243,7 @@ void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const cha
     }
     if (c) c->state = CLOSING;
     metrics_refused(why);
-    conn_write_error(fd, status, reason, "", msg);
+    conns_write_error(fd, status, reason, "", msg);
     shutdown(fd, SHUT_RDWR);
     pthread_mutex_unlock(&t->mu);
 }
@@ -252,7 +252,7 @@ void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const cha
 
 static void *watcher_main(void *arg)
 {
-    conn_table *t = arg;
+    conns_table *t = arg;
     int64_t tick = t->cfg.header_timeout_ms / 10;
     if (tick < 20) tick = 20;
     if (tick > 500) tick = 500;
@@ -266,13 +266,13 @@ static void *watcher_main(void *arg)
         pthread_cond_timedwait(&t->cv, &t->mu, &ts);
         if (t->stop) break;
         int64_t now = evtime_mono_ms();
-        for (conn_slot *c = t->head, *next; c; c = next) {
+        for (conns_slot *c = t->head, *next; c; c = next) {
             next = c->next;
             /* a kept-alive connection that is only idle is libmicrohttpd's to close, at
              * --idle-timeout after its last byte: the second more leaves it that, and this
              * catches the ones that kept it alive by trickling a header */
             int64_t limit = c->requests ? t->cfg.idle_timeout_ms + 1000 : t->cfg.header_timeout_ms;
-            if (now - c->since_ms >= limit) close_waiting(t, c, REFUSED_HEADER_TIMEOUT);
+            if (now - c->since_ms >= limit) close_waiting(t, c, METRICS_REFUSED_HEADER_TIMEOUT);
         }
         while (t->bhead && t->bhead->body_deadline <= now) close_receiving(t, t->bhead);
     }
@@ -280,9 +280,9 @@ static void *watcher_main(void *arg)
     return NULL;
 }
 
-conn_table *conn_table_new(const conn_table_config *cfg, char *err, size_t errlen)
+conns_table *conns_new(const conns_config *cfg, char *err, size_t errlen)
 {
-    conn_table *t = calloc(1, sizeof *t);
+    conns_table *t = calloc(1, sizeof *t);
     if (!t) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -300,7 +300,7 @@ conn_table *conn_table_new(const conn_table_config *cfg, char *err, size_t errle
     return t;
 }
 
-void conn_table_free(conn_table *t)
+void conns_free(conns_table *t)
 {
     if (!t) return;
     pthread_mutex_lock(&t->mu);

@@ -24,14 +24,14 @@
  *    nothing would hold its connection for --idle-timeout. The watcher answers
  *    408 and closes a connection whose body is not whole by its deadline.
  *
- * Threads: conn_opened and conn_closed are called from libmicrohttpd's
- * connection notifications, conn_request_began and conn_request_ended from
+ * Threads: conns_opened and conns_closed are called from libmicrohttpd's
+ * connection notifications, conns_request_began and conns_request_ended from
  * its request callbacks, all in the thread that owns the connection; the
  * watcher runs in its own thread. One mutex guards the table.
  *
  * A connection is closed with shutdown(2), never close(2): libmicrohttpd sees
- * the client leave and closes it in its own thread, then calls conn_closed.
- * The descriptor is only used under the table's mutex and before conn_closed,
+ * the client leave and closes it in its own thread, then calls conns_closed.
+ * The descriptor is only used under the table's mutex and before conns_closed,
  * so a number that libmicrohttpd may have reused is never touched.
  */
 #ifndef EVENTS_CONNS_H
@@ -42,21 +42,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct conn_table conn_table;
-typedef struct conn_slot conn_slot;
+typedef struct conns_table conns_table;
+typedef struct conns_slot conns_slot;
 
-typedef struct conn_table_config {
+typedef struct conns_config {
     unsigned max;               /* connections open at most (--max-connections) */
     int64_t header_timeout_ms;  /* a new connection's first request header (--header-timeout) */
     int64_t idle_timeout_ms;    /* a kept-alive connection's next request header (--idle-timeout) */
     int64_t request_timeout_ms; /* a request whole, its body included (--request-timeout) */
-} conn_table_config;
+} conns_config;
 
 /* Starts the watcher. NULL with err set if it cannot. */
-conn_table *conn_table_new(const conn_table_config *cfg, char *err, size_t errlen);
+conns_table *conns_new(const conns_config *cfg, char *err, size_t errlen);
 
 /* Stops the watcher and frees the table: after libmicrohttpd has stopped (and closed all). */
-void conn_table_free(conn_table *t);
+void conns_free(conns_table *t);
 
 /*
  * A new connection on descriptor fd. Makes room for it (see above), or refuses
@@ -64,31 +64,31 @@ void conn_table_free(conn_table *t);
  * other calls, NULL when out of memory (the connection is then not tracked, and
  * every call accepts NULL).
  */
-conn_slot *conn_opened(conn_table *t, int fd);
+conns_slot *conns_opened(conns_table *t, int fd);
 
 /* libmicrohttpd is closing the connection: forgets it and frees c. */
-void conn_closed(conn_table *t, conn_slot *c);
+void conns_closed(conns_table *t, conns_slot *c);
 
 /*
  * The headers of a request on c are whole; body_deadline_ms (monotonic) is
  * when its body must be whole, 0 if it has none. -1 if c is being closed
  * (refuse the request).
  */
-int conn_request_began(conn_table *t, conn_slot *c, int64_t body_deadline_ms);
+int conns_request_began(conns_table *t, conns_slot *c, int64_t body_deadline_ms);
 
 /* The body of the request on c is whole. -1 if c was closed for its deadline (answer nothing). */
-int conn_body_done(conn_table *t, conn_slot *c);
+int conns_body_done(conns_table *t, conns_slot *c);
 
 /* The request on c has ended: c waits for the next request's header. */
-void conn_request_ended(conn_table *t, conn_slot *c);
+void conns_request_ended(conns_table *t, conns_slot *c);
 
 /*
  * Refuses the request on c (descriptor fd; c may be NULL) before libmicrohttpd
- * has its headers: writes the error answer (see conn_write_error), shuts the
+ * has its headers: writes the error answer (see conns_write_error), shuts the
  * connection down, frees its slot and counts why.
  */
-void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const char *reason,
-                 const char *msg, enum metrics_refusal why);
+void conns_refuse(conns_table *t, conns_slot *c, int fd, unsigned status, const char *reason,
+                  const char *msg, enum metrics_refusal why);
 
 /*
  * Writes a whole error answer (status, reason phrase, JSON body {"ok":false,
@@ -96,7 +96,7 @@ void conn_refuse(conn_table *t, conn_slot *c, int fd, unsigned status, const cha
  * straight to the socket without blocking. For answers libmicrohttpd cannot
  * queue. Returns 0 if it was all sent.
  */
-int conn_write_error(int fd, unsigned status, const char *reason, const char *extra_headers,
-                     const char *msg);
+int conns_write_error(int fd, unsigned status, const char *reason, const char *extra_headers,
+                      const char *msg);
 
 #endif

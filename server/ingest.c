@@ -16,21 +16,21 @@
 #include <string.h>
 #include <zlib.h>
 
-unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen)
+int ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
     if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
         snprintf(err, errlen, "cannot start gzip decoder");
-        return 400;
+        return INGEST_EINVAL;
     }
     z.next_in = (Bytef *)(uintptr_t)in;
     z.avail_in = (uInt)n;
-    unsigned rc = 0;
+    int rc = 0;
     if (n > UINT32_MAX) {
         snprintf(err, errlen, "gzip body too large");
         inflateEnd(&z);
-        return 413;
+        return INGEST_EBIG;
     }
     for (;;) {
         size_t room = n * 4 + 4096;
@@ -39,7 +39,7 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         if (room > (1u << 24)) room = 1u << 24;
         if (buf_reserve(out, room)) {
             snprintf(err, errlen, "out of memory inflating the body");
-            rc = 503;
+            rc = INGEST_ENOMEM;
             break;
         }
         z.next_out = (Bytef *)(out->p + out->len);
@@ -48,7 +48,7 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         out->len += room - z.avail_out;
         if (out->len > max) {
             snprintf(err, errlen, "body inflates past the limit of %zu bytes", max);
-            rc = 413;
+            rc = INGEST_EBIG;
             break;
         }
         if (r == Z_STREAM_END) {
@@ -56,7 +56,7 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
             /* another gzip member follows (concatenated gzip files are one stream) */
             if (inflateReset(&z) != Z_OK) {
                 snprintf(err, errlen, "invalid gzip body");
-                rc = 400;
+                rc = INGEST_EINVAL;
                 break;
             }
             continue;
@@ -64,12 +64,12 @@ unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err
         if (r == Z_OK) continue;
         if (r == Z_BUF_ERROR && z.avail_in == 0) {
             snprintf(err, errlen, "truncated gzip body");
-            rc = 400;
+            rc = INGEST_EINVAL;
             break;
         }
         if (r == Z_BUF_ERROR) continue;
         snprintf(err, errlen, "invalid gzip body: %s", z.msg ? z.msg : "corrupt data");
-        rc = 400;
+        rc = INGEST_EINVAL;
         break;
     }
     inflateEnd(&z);
@@ -103,7 +103,7 @@ int ingest_options_check(const char *type, const char *ts_key, char *err, size_t
 
 void ingest_result_reset(ingest_result *r)
 {
-    r->status = 0;
+    r->code = 0;
     r->error[0] = 0;
     r->received = r->rejected = r->n = r->qn = 0;
     memset(r->rejected_by, 0, sizeof r->rejected_by);
@@ -125,15 +125,15 @@ void ingest_result_free(ingest_result *r)
     r->n = r->cap = r->qn = r->qcap = 0;
 }
 
-static void fail(ingest_result *r, unsigned status, const char *fmt, ...)
+static void fail(ingest_result *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void fail(ingest_result *r, unsigned status, const char *fmt, ...)
+static void fail(ingest_result *r, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->error, sizeof r->error, fmt, ap);
     va_end(ap);
-    r->status = status;
+    r->code = code;
 }
 
 /*
@@ -223,13 +223,13 @@ static int add_event(ingest_result *r, const event_info *in)
     return 0;
 }
 
-/* Normalises one element; returns 0 to go on, -1 on a fatal error (r->status set). */
+/* Normalises one element; returns 0 to go on, -1 on a fatal error (r->code set). */
 static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, const char *end,
                      const char **next, const ingest_limits *lim, const ingest_options *o,
                      ingest_result *r)
 {
     if (r->received == lim->max_events) {
-        fail(r, 413, "more than %zu events in one request", lim->max_events);
+        fail(r, INGEST_EBIG, "more than %zu events in one request", lim->max_events);
         return -1;
     }
     size_t index = r->received++;
@@ -237,13 +237,14 @@ static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, 
     char why[256];
     int rc = event_normalise(ctx, s, p, end, next, &r->lines, &info, why, sizeof why);
     if (rc == EVENT_SYNTAX) {
-        fail(r, 400, "malformed JSON at byte %zu: %s", (size_t)(s->err_at - body), s->err);
+        fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: %s", (size_t)(s->err_at - body),
+             s->err);
         return -1;
     }
     if (rc == EVENT_NOMEM || (rc == EVENT_OK && add_event(r, &info)) ||
         (rc == EVENT_REJECTED &&
          add_reject(ctx, r, o, index, why, ctx->reason, p, (size_t)(*next - p)))) {
-        fail(r, 503, "out of memory parsing the body");
+        fail(r, INGEST_ENOMEM, "out of memory parsing the body");
         return -1;
     }
     return 0;
@@ -264,7 +265,8 @@ static const char *parse_array(event_ctx *ctx, jscan *s, const char *body, const
             continue;
         }
         if (p < end && *p == ']') return p + 1;
-        fail(r, 400, "malformed JSON at byte %zu: expected ',' or ']' in the events array",
+        fail(r, INGEST_EINVAL,
+             "malformed JSON at byte %zu: expected ',' or ']' in the events array",
              (size_t)(p - body));
         return NULL;
     }
@@ -276,7 +278,7 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
     jscan s = {0};
     p = jscan_ws(&s, p, end);
     if (p >= end) {
-        fail(r, 400, "empty body");
+        fail(r, INGEST_EINVAL, "empty body");
         return;
     }
     if (*p == '[') {
@@ -290,7 +292,8 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
         } else {
             for (;;) {
                 if (p >= end || *p != '"') {
-                    fail(r, 400, "malformed JSON at byte %zu: expected a string key in object",
+                    fail(r, INGEST_EINVAL,
+                         "malformed JSON at byte %zu: expected a string key in object",
                          (size_t)(p - body));
                     return;
                 }
@@ -301,18 +304,18 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
                 if (s.bad) goto defect;
                 p = jscan_ws(&s, p, end);
                 if (p >= end || *p != ':') {
-                    fail(r, 400, "malformed JSON at byte %zu: expected ':' after key",
+                    fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: expected ':' after key",
                          (size_t)(p - body));
                     return;
                 }
                 p = jscan_ws(&s, p + 1, end);
                 if (is_events) {
                     if (seen++) {
-                        fail(r, 400, "duplicate key \"events\" in the body");
+                        fail(r, INGEST_EINVAL, "duplicate key \"events\" in the body");
                         return;
                     }
                     if (p >= end || *p != '[') {
-                        fail(r, 400, "\"events\" must be an array");
+                        fail(r, INGEST_EINVAL, "\"events\" must be an array");
                         return;
                     }
                     if (!(p = parse_array(ctx, &s, body, p, end, lim, o, r))) return;
@@ -331,13 +334,13 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
                     p++;
                     break;
                 }
-                fail(r, 400, "malformed JSON at byte %zu: expected ',' or '}' in object",
+                fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: expected ',' or '}' in object",
                      (size_t)(p - body));
                 return;
             }
         }
         if (!seen) {
-            fail(r, 400,
+            fail(r, INGEST_EINVAL,
                  "body is a JSON object without \"events\": send {\"events\":[...]}, "
                  "a JSON array of events, or NDJSON");
             return;
@@ -345,22 +348,23 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
     } else {
         enum jtype t;
         if (!jscan_value(&s, p, end, &t)) goto syntax;
-        fail(r, 400, "body must be {\"events\":[...]}, a JSON array of events, or NDJSON");
+        fail(r, INGEST_EINVAL,
+             "body must be {\"events\":[...]}, a JSON array of events, or NDJSON");
         return;
     }
     p = jscan_ws(&s, p, end);
     if (p < end) {
-        fail(r, 400,
+        fail(r, INGEST_EINVAL,
              "unexpected data after the JSON body at byte %zu (for one event per line, "
              "send Content-Type: application/x-ndjson)",
              (size_t)(p - body));
     }
     return;
 syntax:
-    fail(r, 400, "malformed JSON at byte %zu: %s", (size_t)(s.err_at - body), s.err);
+    fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: %s", (size_t)(s.err_at - body), s.err);
     return;
 defect:
-    fail(r, 400, "%s at byte %zu of the body", s.bad, (size_t)(s.bad_at - body));
+    fail(r, INGEST_EINVAL, "%s at byte %zu of the body", s.bad, (size_t)(s.bad_at - body));
 }
 
 static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const char *end,
@@ -380,7 +384,7 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
         }
         lines++;
         if (r->received == lim->max_events) {
-            fail(r, 413, "more than %zu events in one request", lim->max_events);
+            fail(r, INGEST_EBIG, "more than %zu events in one request", lim->max_events);
             return;
         }
         size_t index = r->received++;
@@ -391,7 +395,7 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
         int rc = event_normalise(ctx, &s, q, le, &after, &r->lines, &info, why, sizeof why);
         int reason = ctx->reason;
         if (rc == EVENT_NOMEM) {
-            fail(r, 503, "out of memory parsing the body");
+            fail(r, INGEST_ENOMEM, "out of memory parsing the body");
             return;
         }
         if (rc == EVENT_SYNTAX) {
@@ -413,15 +417,15 @@ static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const 
         if ((rc == EVENT_OK && add_event(r, &info)) ||
             (rc == EVENT_REJECTED &&
              add_reject(ctx, r, o, index, why, reason, q, (size_t)(raw_end - q)))) {
-            fail(r, 503, "out of memory parsing the body");
+            fail(r, INGEST_ENOMEM, "out of memory parsing the body");
             return;
         }
         p = next_line;
     }
     if (lines == 0) {
-        fail(r, 400, "empty body");
+        fail(r, INGEST_EINVAL, "empty body");
     } else if (syntax_errors == lines) {
-        fail(r, 400, "body is not NDJSON: line 1: %s", first_error);
+        fail(r, INGEST_EINVAL, "body is not NDJSON: line 1: %s", first_error);
     }
 }
 
@@ -431,7 +435,7 @@ void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format
     const char *p = body, *end = body + n;
     if (n >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3; /* a UTF-8 byte order mark */
     if (buf_reserve(&r->lines, n + n / 2 + 1024)) {
-        fail(r, 503, "out of memory parsing the body");
+        fail(r, INGEST_ENOMEM, "out of memory parsing the body");
         return;
     }
     ingest_begin(ctx, opts, r);

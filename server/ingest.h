@@ -58,9 +58,14 @@ typedef struct ingest_options {
     int list_all;           /* list every refused record (?rejected=all), reasons uncut */
 } ingest_options;
 
+/* How a body fails: ingest_gunzip's result, ingest_result's code. */
+#define INGEST_EINVAL (-1) /* not gzip, corrupt or truncated, or not a body of events */
+#define INGEST_EBIG   (-2) /* inflates past the limit, or more events than it may hold */
+#define INGEST_ENOMEM (-3) /* out of memory */
+
 typedef struct ingest_result {
-    unsigned status; /* 0: parsed (some events may be rejected); else 400 or 413 */
-    char error[256]; /* why, when status != 0 */
+    int code;        /* 0: parsed (some events may be rejected); else an INGEST_E* code */
+    char error[256]; /* why, when code != 0 */
     size_t received; /* events in the body */
     size_t rejected;
     uint64_t rejected_by[EVENT_R_COUNT]; /* refused records by reason (enum event_reason) */
@@ -83,10 +88,9 @@ int ingest_options_check(const char *type, const char *ts_key, char *err, size_t
 
 /*
  * Inflates a gzip body into out, refusing to produce more than max bytes.
- * Returns 0, 400 (not gzip, corrupt or truncated), 413 (inflates past max)
- * or 503 (out of memory), with err set.
+ * Returns 0, or one of the codes above with err set.
  */
-unsigned ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen);
+int ingest_gunzip(const char *in, size_t n, size_t max, buf *out, char *err, size_t errlen);
 
 /*
  * Parses body into r (which must be zeroed or reset). opts (NULL: none) must
@@ -101,7 +105,7 @@ void ingest_parse(event_ctx *ctx, const char *body, size_t n, enum ingest_format
  * listed in rejects with its reason, under the same limits. Front ends that
  * read other body formats (otlp.c) hand every record they make into an event
  * through here, so that each rule and each refusal of /ingest applies to it.
- * Returns 0, or -1 with r->status set: 413 past max_events, 400 if text is
+ * Returns 0, or -1 with r->code set: INGEST_EBIG past max_events, INGEST_EINVAL if text is
  * not JSON, 503 out of memory. Refused records go to the quarantine with
  * opts' token, route and request id, as /ingest's do.
  */

@@ -5,14 +5,16 @@
 
 #include <stdio.h>
 
+/* Set once to zeros at load; every thread adds to it with relaxed atomics, no lock; only
+ * /metrics reads it, and nothing resets it while the process runs. */
 metrics metrics_global;
 
 static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
                                               413, 415, 429, 500, 503, 504, 0,   0};
-static const char *route_names[ROUTE_COUNT] = {
+static const char *const route_names[METRICS_ROUTE_COUNT] = {
     "ingest", "query", "health", "metrics", "snapshots", "tail", "dashboard", "otlp_logs", "other"};
 
-static const char *refusal_names[REFUSED_COUNT] = {
+static const char *const refusal_names[METRICS_REFUSED_COUNT] = {
     "host",          "origin",  "header_timeout",    "evicted",     "connection_limit",
     "url_arguments", "url_nul", "transfer_encoding", "body_timeout"};
 
@@ -91,7 +93,7 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
 
     buf_puts(b, "# HELP events_http_requests_total HTTP requests by route and status code.\n"
                 "# TYPE events_http_requests_total counter\n");
-    for (int r = 0; r < ROUTE_COUNT; r++)
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
         for (int i = 0; i < METRICS_CODES; i++) {
             uint64_t v = atomic_load(&m->requests[r][i]);
             if (!v || (codes[i] == 0 && i != METRICS_CODES - 1)) continue;
@@ -104,12 +106,12 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
         }
     buf_puts(b, "# HELP events_http_refused_total Requests and connections the HTTP layer refused "
                 "or closed, by reason.\n# TYPE events_http_refused_total counter\n");
-    for (int i = 0; i < REFUSED_COUNT; i++)
+    for (int i = 0; i < METRICS_REFUSED_COUNT; i++)
         buf_printf(b, "events_http_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
                    (unsigned long long)atomic_load(&m->refused[i]));
     buf_puts(b, "# HELP events_http_request_duration_seconds Time from the first byte of a "
                 "request to its answer.\n# TYPE events_http_request_duration_seconds histogram\n");
-    for (int r = 0; r < ROUTE_COUNT; r++) {
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
         char labels[64];
         snprintf(labels, sizeof labels, "route=\"%s\"", route_names[r]);
         render_histo(b, "events_http_request_duration_seconds", labels, &m->latency[r]);

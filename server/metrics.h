@@ -17,32 +17,32 @@
 #include <stdint.h>
 
 enum metrics_route {
-    ROUTE_INGEST,
-    ROUTE_QUERY,
-    ROUTE_HEALTH,
-    ROUTE_METRICS,
-    ROUTE_SNAPSHOTS,
-    ROUTE_TAIL,
-    ROUTE_DASHBOARD,
-    ROUTE_OTLP_LOGS,
-    ROUTE_OTHER,
-    ROUTE_COUNT
+    METRICS_ROUTE_INGEST,
+    METRICS_ROUTE_QUERY,
+    METRICS_ROUTE_HEALTH,
+    METRICS_ROUTE_METRICS,
+    METRICS_ROUTE_SNAPSHOTS,
+    METRICS_ROUTE_TAIL,
+    METRICS_ROUTE_DASHBOARD,
+    METRICS_ROUTE_OTLP_LOGS,
+    METRICS_ROUTE_OTHER,
+    METRICS_ROUTE_COUNT
 };
 
 #define METRICS_CODES 16
 
 /* What the HTTP layer refused or closed before a handler answered (docs/http.md). */
 enum metrics_refusal {
-    REFUSED_HOST,              /* Host not allowed (no tokens, or --allowed-hosts) */
-    REFUSED_ORIGIN,            /* a cross-origin request from an origin not allowed */
-    REFUSED_HEADER_TIMEOUT,    /* request headers not whole in time (--header-timeout) */
-    REFUSED_EVICTED,           /* closed to make room at --max-connections */
-    REFUSED_CONNECTION_LIMIT,  /* at --max-connections with every connection busy */
-    REFUSED_URL_ARGUMENTS,     /* more URL arguments than --max-url-args */
-    REFUSED_URL_NUL,           /* %00 in the URL */
-    REFUSED_TRANSFER_ENCODING, /* a Transfer-Encoding other than chunked */
-    REFUSED_BODY_TIMEOUT,      /* a body not whole within --request-timeout, the client silent */
-    REFUSED_COUNT
+    METRICS_REFUSED_HOST,              /* Host not allowed (no tokens, or --allowed-hosts) */
+    METRICS_REFUSED_ORIGIN,            /* a cross-origin request from an origin not allowed */
+    METRICS_REFUSED_HEADER_TIMEOUT,    /* request headers not whole in time (--header-timeout) */
+    METRICS_REFUSED_EVICTED,           /* closed to make room at --max-connections */
+    METRICS_REFUSED_CONNECTION_LIMIT,  /* at --max-connections with every connection busy */
+    METRICS_REFUSED_URL_ARGUMENTS,     /* more URL arguments than --max-url-args */
+    METRICS_REFUSED_URL_NUL,           /* %00 in the URL */
+    METRICS_REFUSED_TRANSFER_ENCODING, /* a Transfer-Encoding other than chunked */
+    METRICS_REFUSED_BODY_TIMEOUT, /* a body not whole within --request-timeout, the client silent */
+    METRICS_REFUSED_COUNT
 };
 
 typedef struct metrics {
@@ -52,9 +52,9 @@ typedef struct metrics {
     _Atomic uint64_t bytes_received; /* request bodies as sent (compressed if gzip) */
     _Atomic uint64_t bytes_stored;   /* lines written to the spool */
     _Atomic int64_t connections_open;
-    _Atomic uint64_t requests[ROUTE_COUNT][METRICS_CODES];
-    histo latency[ROUTE_COUNT];
-    _Atomic uint64_t refused[REFUSED_COUNT];
+    _Atomic uint64_t requests[METRICS_ROUTE_COUNT][METRICS_CODES];
+    histo latency[METRICS_ROUTE_COUNT];
+    _Atomic uint64_t refused[METRICS_REFUSED_COUNT];
 } metrics;
 
 extern metrics metrics_global;

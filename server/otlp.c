@@ -58,8 +58,8 @@ const char *otlp_content_type(enum otlp_encoding enc)
 
 /* ---- the builder ------------------------------------------------------------ */
 
-void otlp_builder_init(otlp_builder *b, event_ctx *ctx, const char *default_type,
-                       const ingest_limits *lim, ingest_result *r)
+void otlp__builder_init(otlp__builder *b, event_ctx *ctx, const char *default_type,
+                        const ingest_limits *lim, ingest_result *r)
 {
     memset(b, 0, sizeof *b);
     b->ctx = ctx;
@@ -68,7 +68,7 @@ void otlp_builder_init(otlp_builder *b, event_ctx *ctx, const char *default_type
     b->default_type = default_type ? default_type : OTLP_DEFAULT_TYPE;
 }
 
-void otlp_builder_free(otlp_builder *b)
+void otlp__builder_free(otlp__builder *b)
 {
     buf_free(&b->resource);
     buf_free(&b->scope);
@@ -76,51 +76,51 @@ void otlp_builder_free(otlp_builder *b)
     buf_free(&b->tmp);
 }
 
-int otlp_fail(otlp_builder *b, unsigned status, const char *fmt, ...)
+int otlp__fail(otlp__builder *b, int code, const char *fmt, ...)
 {
-    if (b->r->status) return -1; /* the first failure is the one reported */
+    if (b->r->code) return -1; /* the first failure is the one reported */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(b->r->error, sizeof b->r->error, fmt, ap);
     va_end(ap);
-    b->r->status = status;
+    b->r->code = code;
     return -1;
 }
 
-void otlp_put(otlp_builder *b, buf *o, const char *p, size_t n)
+void otlp__put(otlp__builder *b, buf *o, const char *p, size_t n)
 {
     if (buf_append(o, p, n)) b->nomem = 1;
 }
 
-void otlp_puts(otlp_builder *b, buf *o, const char *s)
+void otlp__puts(otlp__builder *b, buf *o, const char *s)
 {
-    otlp_put(b, o, s, strlen(s));
+    otlp__put(b, o, s, strlen(s));
 }
 
-void otlp_put_str(otlp_builder *b, buf *o, const char *s, size_t n)
+void otlp__put_str(otlp__builder *b, buf *o, const char *s, size_t n)
 {
     if (buf_json_str(o, s, n)) b->nomem = 1;
 }
 
-void otlp_put_uint(otlp_builder *b, buf *o, uint64_t v)
+void otlp__put_uint(otlp__builder *b, buf *o, uint64_t v)
 {
     char d[20];
     int n = 0;
     do d[sizeof d - 1 - n++] = (char)('0' + v % 10);
     while (v /= 10);
-    otlp_put(b, o, d + sizeof d - n, (size_t)n);
+    otlp__put(b, o, d + sizeof d - n, (size_t)n);
 }
 
-void otlp_put_int(otlp_builder *b, buf *o, int64_t v)
+void otlp__put_int(otlp__builder *b, buf *o, int64_t v)
 {
-    if (v < 0) otlp_put(b, o, "-", 1);
-    otlp_put_uint(b, o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0) otlp__put(b, o, "-", 1);
+    otlp__put_uint(b, o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
 
-void otlp_put_double(otlp_builder *b, buf *o, double v)
+void otlp__put_double(otlp__builder *b, buf *o, double v)
 {
     if (isnan(v) || isinf(v)) {
-        otlp_puts(b, o, isnan(v) ? "\"NaN\"" : v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+        otlp__puts(b, o, isnan(v) ? "\"NaN\"" : v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
         return;
     }
     /* the first of 15, 16, 17 significant digits that reads back as v: one text per value */
@@ -129,69 +129,69 @@ void otlp_put_double(otlp_builder *b, buf *o, double v)
         snprintf(s, sizeof s, "%.*g", prec, v);
         if (strtod(s, NULL) == v) break;
     }
-    otlp_puts(b, o, s);
+    otlp__puts(b, o, s);
 }
 
-void otlp_put_base64(otlp_builder *b, buf *o, const void *p, size_t n)
+void otlp__put_base64(otlp__builder *b, buf *o, const void *p, size_t n)
 {
     if (buf_putc(o, '"') || base64_encode(o, p, n) || buf_putc(o, '"')) b->nomem = 1;
 }
 
-void otlp_key(otlp_builder *b, buf *o, int *first, const char *key, size_t n)
+void otlp__key(otlp__builder *b, buf *o, int *first, const char *key, size_t n)
 {
-    if (!*first) otlp_put(b, o, ",", 1);
+    if (!*first) otlp__put(b, o, ",", 1);
     *first = 0;
-    otlp_put_str(b, o, key, n);
-    otlp_put(b, o, ":", 1);
+    otlp__put_str(b, o, key, n);
+    otlp__put(b, o, ":", 1);
 }
 
-int otlp_put_id(otlp_builder *b, const char *key, const uint8_t *p, size_t n, size_t n_want)
+int otlp__put_id(otlp__builder *b, const char *key, const uint8_t *p, size_t n, size_t n_want)
 {
     static const char hex[] = "0123456789abcdef";
     if (n != n_want) return 0;
     size_t zero = 0;
     while (zero < n && !p[zero]) zero++;
     if (zero == n) return 0;
-    otlp_member(b, key);
+    otlp__member(b, key);
     char h[2 * 16 + 2];
     size_t k = 0;
     h[k++] = '"';
     for (size_t i = 0; i < n; i++) h[k++] = hex[p[i] >> 4], h[k++] = hex[p[i] & 15];
     h[k++] = '"';
-    otlp_put(b, &b->ev, h, k);
+    otlp__put(b, &b->ev, h, k);
     return 1;
 }
 
-void otlp_record_begin(otlp_builder *b)
+void otlp__record_begin(otlp__builder *b)
 {
     b->ev.len = 0;
     b->members = 0;
     memset(b->src_len, 0, sizeof b->src_len);
-    otlp_put(b, &b->ev, "{", 1);
+    otlp__put(b, &b->ev, "{", 1);
 }
 
-void otlp_member(otlp_builder *b, const char *key)
+void otlp__member(otlp__builder *b, const char *key)
 {
     int first = b->members++ == 0;
-    otlp_key(b, &b->ev, &first, key, strlen(key));
+    otlp__key(b, &b->ev, &first, key, strlen(key));
 }
 
-enum otlp_type_source otlp_type_source_of(const char *key, size_t n)
+enum otlp__type_source otlp__type_source_of(const char *key, size_t n)
 {
-    if (n == 11 && !memcmp(key, "events.type", 11)) return OTLP_SRC_EVENTS_TYPE;
-    if (n == 10 && !memcmp(key, "event.name", 10)) return OTLP_SRC_EVENT_NAME_ATTR;
-    return OTLP_SRC_NONE;
+    if (n == 11 && !memcmp(key, "events.type", 11)) return OTLP__SRC_EVENTS_TYPE;
+    if (n == 10 && !memcmp(key, "event.name", 10)) return OTLP__SRC_EVENT_NAME_ATTR;
+    return OTLP__SRC_NONE;
 }
 
-void otlp_note(otlp_builder *b, enum otlp_type_source src, size_t off)
+void otlp__note(otlp__builder *b, enum otlp__type_source src, size_t off)
 {
-    if (src == OTLP_SRC_NONE || b->nomem) return;
+    if (src == OTLP__SRC_NONE || b->nomem) return;
     b->src_off[src] = off;
     b->src_len[src] = b->ev.len - off;
 }
 
 /* 1 if the value noted for src is a JSON string that is a valid event type. */
-static int source_is_type(const otlp_builder *b, enum otlp_type_source src)
+static int source_is_type(const otlp__builder *b, enum otlp__type_source src)
 {
     size_t n = b->src_len[src];
     const char *v = b->ev.p + b->src_off[src];
@@ -199,7 +199,7 @@ static int source_is_type(const otlp_builder *b, enum otlp_type_source src)
 }
 
 /* Copies the value noted for src to the end of ev (which it may move). */
-static void copy_source(otlp_builder *b, enum otlp_type_source src)
+static void copy_source(otlp__builder *b, enum otlp__type_source src)
 {
     size_t n = b->src_len[src];
     if (buf_reserve(&b->ev, n)) {
@@ -215,46 +215,46 @@ static void copy_source(otlp_builder *b, enum otlp_type_source src)
  * rules judge it); the record's eventName, then its attribute event.name, when
  * it is a valid type; the request's default.
  */
-static void write_type(otlp_builder *b)
+static void write_type(otlp__builder *b)
 {
-    otlp_member(b, "type");
-    if (b->src_len[OTLP_SRC_EVENTS_TYPE])
-        copy_source(b, OTLP_SRC_EVENTS_TYPE);
-    else if (source_is_type(b, OTLP_SRC_EVENT_NAME))
-        copy_source(b, OTLP_SRC_EVENT_NAME);
-    else if (source_is_type(b, OTLP_SRC_EVENT_NAME_ATTR))
-        copy_source(b, OTLP_SRC_EVENT_NAME_ATTR);
+    otlp__member(b, "type");
+    if (b->src_len[OTLP__SRC_EVENTS_TYPE])
+        copy_source(b, OTLP__SRC_EVENTS_TYPE);
+    else if (source_is_type(b, OTLP__SRC_EVENT_NAME))
+        copy_source(b, OTLP__SRC_EVENT_NAME);
+    else if (source_is_type(b, OTLP__SRC_EVENT_NAME_ATTR))
+        copy_source(b, OTLP__SRC_EVENT_NAME_ATTR);
     else
-        otlp_put_str(b, &b->ev, b->default_type, strlen(b->default_type));
+        otlp__put_str(b, &b->ev, b->default_type, strlen(b->default_type));
 }
 
-int otlp_record_end(otlp_builder *b, uint64_t time_ns, uint64_t observed_ns)
+int otlp__record_end(otlp__builder *b, uint64_t time_ns, uint64_t observed_ns)
 {
     buf *o = &b->ev;
     if (time_ns) {
-        otlp_member(b, "timeUnixNano");
-        otlp_put(b, o, "\"", 1), otlp_put_uint(b, o, time_ns), otlp_put(b, o, "\"", 1);
+        otlp__member(b, "timeUnixNano");
+        otlp__put(b, o, "\"", 1), otlp__put_uint(b, o, time_ns), otlp__put(b, o, "\"", 1);
     }
     if (observed_ns) {
-        otlp_member(b, "observedTimeUnixNano");
-        otlp_put(b, o, "\"", 1), otlp_put_uint(b, o, observed_ns), otlp_put(b, o, "\"", 1);
+        otlp__member(b, "observedTimeUnixNano");
+        otlp__put(b, o, "\"", 1), otlp__put_uint(b, o, observed_ns), otlp__put(b, o, "\"", 1);
     }
     if (b->resource.len) { /* "resource":{…}, written whole by the reader */
-        if (b->members++) otlp_put(b, o, ",", 1);
-        otlp_put(b, o, b->resource.p, b->resource.len);
+        if (b->members++) otlp__put(b, o, ",", 1);
+        otlp__put(b, o, b->resource.p, b->resource.len);
     }
     if (b->scope.len) {
-        if (b->members++) otlp_put(b, o, ",", 1);
-        otlp_put(b, o, b->scope.p, b->scope.len);
+        if (b->members++) otlp__put(b, o, ",", 1);
+        otlp__put(b, o, b->scope.p, b->scope.len);
     }
     write_type(b);
     /* the time it happened, else when it was seen (the OTLP specification's advice) */
     uint64_t ns = time_ns ? time_ns : observed_ns;
     if (ns) {
-        otlp_member(b, "ts");
-        otlp_put_uint(b, o, ns / 1000000); /* epoch milliseconds: at most 14 digits */
+        otlp__member(b, "ts");
+        otlp__put_uint(b, o, ns / 1000000); /* epoch milliseconds: at most 14 digits */
     }
-    if (b->nomem) return otlp_fail(b, 503, "out of memory parsing the body");
+    if (b->nomem) return otlp__fail(b, INGEST_ENOMEM, "out of memory parsing the body");
     uint8_t h[16];
     siphash128(o->p, o->len, ID_KEY, h);
     static const char hex[] = "0123456789abcdef";
@@ -262,29 +262,29 @@ int otlp_record_end(otlp_builder *b, uint64_t time_ns, uint64_t observed_ns)
     size_t k = sizeof ID_PREFIX;
     for (int i = 0; i < 16; i++) id[k++] = hex[h[i] >> 4], id[k++] = hex[h[i] & 15];
     id[k++] = '"';
-    otlp_member(b, "id");
-    otlp_put(b, o, id, k);
-    otlp_put(b, o, "}", 1);
-    if (b->nomem) return otlp_fail(b, 503, "out of memory parsing the body");
+    otlp__member(b, "id");
+    otlp__put(b, o, id, k);
+    otlp__put(b, o, "}", 1);
+    if (b->nomem) return otlp__fail(b, INGEST_ENOMEM, "out of memory parsing the body");
     return ingest_add(b->ctx, o->p, o->len, b->lim, b->opts, b->r);
 }
 
 /* ---- the request and its answers ------------------------------------------- */
 
 void otlp_logs_parse(event_ctx *ctx, enum otlp_encoding enc, const char *body, size_t n,
-                     const char *default_type, const ingest_limits *lim,
-                     const ingest_options *opts, ingest_result *r)
+                     const char *default_type, const ingest_limits *lim, const ingest_options *opts,
+                     ingest_result *r)
 {
-    otlp_builder b;
-    otlp_builder_init(&b, ctx, default_type, lim, r);
+    otlp__builder b;
+    otlp__builder_init(&b, ctx, default_type, lim, r);
     b.opts = opts;
     ingest_begin(ctx, opts, r);
     if (enc == OTLP_PROTOBUF)
-        otlp_pb_read(&b, body, n);
+        otlp__pb_read(&b, body, n);
     else
-        otlp_json_read(&b, body, n);
+        otlp__json_read(&b, body, n);
     ingest_end(ctx);
-    otlp_builder_free(&b);
+    otlp__builder_free(&b);
 }
 
 /*

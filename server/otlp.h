@@ -41,12 +41,12 @@ const char *otlp_content_type(enum otlp_encoding enc);
  * Parses an ExportLogsServiceRequest body into r (zeroed or reset), one event
  * per log record, as ingest_parse does for /ingest. default_type (NULL:
  * OTLP_DEFAULT_TYPE) is the type of records that name none; the caller has
- * checked it with event_type_valid. On a whole-body failure r->status is 400,
- * 413 or 503 and r->error says why.
+ * checked it with event_type_valid. On a whole-body failure r->code is an
+ * INGEST_E* code (ingest.h) and r->error says why.
  */
 void otlp_logs_parse(event_ctx *ctx, enum otlp_encoding enc, const char *body, size_t n,
-                     const char *default_type, const ingest_limits *lim,
-                     const ingest_options *opts, ingest_result *r);
+                     const char *default_type, const ingest_limits *lim, const ingest_options *opts,
+                     ingest_result *r);
 
 /*
  * Appends the 200 answer for a parsed body whose events are durable: an

@@ -28,7 +28,7 @@
 #include <string.h>
 
 typedef struct jr {
-    otlp_builder *b;
+    otlp__builder *b;
     jscan s;
     const char *body, *end;
 } jr;
@@ -41,8 +41,8 @@ static int bad(jr *j, const char *at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return otlp_fail(j->b, 400, "invalid OTLP logs request at byte %zu: %s", (size_t)(at - j->body),
-                     what);
+    return otlp__fail(j->b, INGEST_EINVAL, "invalid OTLP logs request at byte %zu: %s",
+                      (size_t)(at - j->body), what);
 }
 
 /* ---- walking checked JSON ------------------------------------------------- */
@@ -148,7 +148,7 @@ static const char *put_token(jr *j, buf *o, const char *p)
     const char *e = jscan_string(&j->s, p, j->end);
     if (!e) return NULL;
     if (!j->s.escaped || j->s.defects != defects) {
-        otlp_put(j->b, o, p, (size_t)(e - p));
+        otlp__put(j->b, o, p, (size_t)(e - p));
         return e;
     }
     buf *t = &j->b->tmp;
@@ -159,9 +159,9 @@ static const char *put_token(jr *j, buf *o, const char *p)
     }
     size_t n = jscan_unescape(p + 1, e - 1, t->p, t->cap);
     if (n == (size_t)-1)
-        otlp_put(j->b, o, p, (size_t)(e - p));
+        otlp__put(j->b, o, p, (size_t)(e - p));
     else
-        otlp_put_str(j->b, o, t->p, n);
+        otlp__put_str(j->b, o, t->p, n);
     return e;
 }
 
@@ -234,7 +234,7 @@ static const char *read_id(jr *j, const char *v, const char *name, size_t want)
     }
     if (!e) return bad(j, v, "\"%s\" must be a string of hex digits", name), NULL;
     if (n != 2 * want) return e;
-    otlp_put_id(j->b, name, id, want, want);
+    otlp__put_id(j->b, name, id, want, want);
     return e;
 }
 
@@ -276,7 +276,7 @@ static const char *put_bytes(jr *j, buf *o, const char *v)
     t->len = 0;
     if (!e || j->s.escaped || unbase64(v + 1, (size_t)(e - v - 2), t))
         return bad(j, v, "\"bytesValue\" must be a base64 string"), NULL;
-    otlp_put_base64(j->b, o, t->p, t->len);
+    otlp__put_base64(j->b, o, t->p, t->len);
     return e;
 }
 
@@ -310,7 +310,7 @@ static const char *put_double(jr *j, buf *o, const char *v)
         return bad(j, v,
                    "\"doubleValue\" must be a number, \"NaN\", \"Infinity\" or \"-Infinity\""),
                NULL;
-    otlp_put_double(j->b, o, d);
+    otlp__put_double(j->b, o, d);
     return e;
 }
 
@@ -324,7 +324,7 @@ static const char *put_kvs(jr *j, buf *o, const char *v, int note)
     if (*v != '[') return bad(j, v, "attributes must be an array of {\"key\",\"value\"}"), NULL;
     int first = 1;
     const char *p = v, *kv;
-    otlp_put(j->b, o, "{", 1);
+    otlp__put(j->b, o, "{", 1);
     while (arr_next(j, &p, &kv)) {
         if (*kv != '{')
             return bad(j, kv, "an attribute must be an object {\"key\",\"value\"}"), NULL;
@@ -340,28 +340,28 @@ static const char *put_kvs(jr *j, buf *o, const char *v, int note)
             if (!(q = skip(j, m.v))) return NULL;
         }
         /* the key, then the value: both read again, the members may come in either order */
-        if (!first) otlp_put(j->b, o, ",", 1);
+        if (!first) otlp__put(j->b, o, ",", 1);
         first = 0;
-        enum otlp_type_source src = OTLP_SRC_NONE;
+        enum otlp__type_source src = OTLP__SRC_NONE;
         if (key) {
             if (!put_token(j, o, key)) return NULL;
             char k[16];
             long kn = decode(key, jscan_string(&j->s, key, j->end), k, sizeof k);
-            if (note && kn > 0) src = otlp_type_source_of(k, (size_t)kn);
+            if (note && kn > 0) src = otlp__type_source_of(k, (size_t)kn);
         } else {
-            otlp_put(j->b, o, "\"\"", 2);
+            otlp__put(j->b, o, "\"\"", 2);
         }
-        otlp_put(j->b, o, ":", 1);
+        otlp__put(j->b, o, ":", 1);
         size_t off = o->len;
         if (value) {
             if (!put_any(j, o, value)) return NULL;
         } else {
-            otlp_put(j->b, o, "null", 4);
+            otlp__put(j->b, o, "null", 4);
         }
-        if (note) otlp_note(j->b, src, off);
+        if (note) otlp__note(j->b, src, off);
         p = q;
     }
-    otlp_put(j->b, o, "}", 1);
+    otlp__put(j->b, o, "}", 1);
     return p;
 }
 
@@ -382,22 +382,22 @@ static const char *put_values(jr *j, buf *o, const char *v, int kvlist)
     }
     if (kvlist) {
         if (!values)
-            otlp_put(j->b, o, "{}", 2);
+            otlp__put(j->b, o, "{}", 2);
         else if (!put_kvs(j, o, values, 0))
             return NULL;
         return p;
     }
-    otlp_put(j->b, o, "[", 1);
+    otlp__put(j->b, o, "[", 1);
     if (values) {
         const char *q = values, *e;
         int first = 1;
         while (arr_next(j, &q, &e)) {
-            if (!first) otlp_put(j->b, o, ",", 1);
+            if (!first) otlp__put(j->b, o, ",", 1);
             first = 0;
             if (!(q = put_any(j, o, e))) return NULL;
         }
     }
-    otlp_put(j->b, o, "]", 1);
+    otlp__put(j->b, o, "]", 1);
     return p;
 }
 
@@ -408,7 +408,7 @@ static const char *put_values(jr *j, buf *o, const char *v, int kvlist)
 static const char *put_any(jr *j, buf *o, const char *v)
 {
     if (is_null(v)) {
-        otlp_put(j->b, o, "null", 4);
+        otlp__put(j->b, o, "null", 4);
         return skip(j, v);
     }
     if (*v != '{')
@@ -438,12 +438,12 @@ static const char *put_any(jr *j, buf *o, const char *v)
         case 2:
             if (*m.v != 't' && *m.v != 'f')
                 return bad(j, m.v, "\"boolValue\" must be true or false"), NULL;
-            otlp_puts(j->b, o, *m.v == 't' ? "true" : "false");
+            otlp__puts(j->b, o, *m.v == 't' ? "true" : "false");
             e = skip(j, m.v);
             break;
         case 3:
             if ((e = read_int(j, m.v, "intValue", INT64_MIN, INT64_MAX, &iv, NULL)))
-                otlp_put_int(j->b, o, iv);
+                otlp__put_int(j->b, o, iv);
             break;
         case 4: e = put_double(j, o, m.v); break;
         case 5:
@@ -453,7 +453,7 @@ static const char *put_any(jr *j, buf *o, const char *v)
         }
         if (!(p = e)) return NULL;
     }
-    if (!set) otlp_put(j->b, o, "null", 4);
+    if (!set) otlp__put(j->b, o, "null", 4);
     return p;
 }
 
@@ -487,7 +487,7 @@ static const char *read_record(jr *j, const char *v)
             if (!is_null(m.v) && key_is(&m, rec_keys[i])) f[i] = m.v;
         if (!(p = skip(j, m.v))) return NULL;
     }
-    otlp_builder *b = j->b;
+    otlp__builder *b = j->b;
     buf *o = &b->ev;
     uint64_t t = 0, obs = 0, u;
     int64_t sev = 0;
@@ -495,11 +495,11 @@ static const char *read_record(jr *j, const char *v)
     if (f[F_OBSERVED] &&
         !read_int(j, f[F_OBSERVED], "observedTimeUnixNano", 0, UINT64_MAX, NULL, &obs))
         return NULL;
-    otlp_record_begin(b);
+    otlp__record_begin(b);
     if (f[F_SEVNUM]) {
         if (!read_int(j, f[F_SEVNUM], "severityNumber", INT32_MIN, INT32_MAX, &sev, NULL))
             return NULL;
-        if (sev) otlp_member(b, "severityNumber"), otlp_put_int(b, o, sev);
+        if (sev) otlp__member(b, "severityNumber"), otlp__put_int(b, o, sev);
     }
     static const char *const strs[] = {"severityText", "eventName"};
     for (int i = 0; i < 2; i++) {
@@ -507,35 +507,35 @@ static const char *read_record(jr *j, const char *v)
         if (!s) continue;
         if (*s != '"') return bad(j, s, "\"%s\" must be a string", strs[i]), NULL;
         if (s[1] == '"') continue; /* "" is absent */
-        otlp_member(b, strs[i]);
+        otlp__member(b, strs[i]);
         size_t off = o->len;
         if (!put_token(j, o, s)) return NULL;
-        if (i) otlp_note(b, OTLP_SRC_EVENT_NAME, off);
+        if (i) otlp__note(b, OTLP__SRC_EVENT_NAME, off);
     }
     if (f[F_BODY]) {
-        otlp_member(b, "body");
+        otlp__member(b, "body");
         if (!put_any(j, o, f[F_BODY])) return NULL;
     }
     if (f[F_ATTRS]) {
         if (*f[F_ATTRS] != '[') return bad(j, f[F_ATTRS], "\"attributes\" must be an array"), NULL;
         const char *q = ws(j, f[F_ATTRS] + 1);
         if (*q != ']') {
-            otlp_member(b, "attributes");
+            otlp__member(b, "attributes");
             if (!put_kvs(j, o, f[F_ATTRS], 1)) return NULL;
         }
     }
     if (f[F_DROPPED]) {
         if (!read_int(j, f[F_DROPPED], "droppedAttributesCount", 0, UINT32_MAX, NULL, &u))
             return NULL;
-        if (u) otlp_member(b, "droppedAttributesCount"), otlp_put_uint(b, o, u);
+        if (u) otlp__member(b, "droppedAttributesCount"), otlp__put_uint(b, o, u);
     }
     if (f[F_TRACE] && !read_id(j, f[F_TRACE], "traceId", 16)) return NULL;
     if (f[F_SPAN] && !read_id(j, f[F_SPAN], "spanId", 8)) return NULL;
     if (f[F_FLAGS]) {
         if (!read_int(j, f[F_FLAGS], "flags", 0, UINT32_MAX, NULL, &u)) return NULL;
-        if (u) otlp_member(b, "flags"), otlp_put_uint(b, o, u);
+        if (u) otlp__member(b, "flags"), otlp__put_uint(b, o, u);
     }
-    if (otlp_record_end(b, t, obs)) return NULL;
+    if (otlp__record_end(b, t, obs)) return NULL;
     return p;
 }
 
@@ -553,7 +553,7 @@ static const char *read_resource(jr *j, const char *v)
         if (!(p = skip(j, m.v))) return NULL;
     }
     if (attrs && *ws(j, attrs + (*attrs == '[')) != ']') {
-        otlp_puts(j->b, o, "\"resource\":");
+        otlp__puts(j->b, o, "\"resource\":");
         if (!put_kvs(j, o, attrs, 0)) return NULL;
     }
     return p;
@@ -575,22 +575,22 @@ static const char *read_scope(jr *j, const char *v)
         if (!(p = skip(j, m.v))) return NULL;
     }
     int first = 1;
-    otlp_puts(j->b, o, "\"scope\":{");
+    otlp__puts(j->b, o, "\"scope\":{");
     for (int i = 0; i < 2; i++) {
         if (!f[i]) continue;
         if (*f[i] != '"') return bad(j, f[i], "\"%s\" of a scope must be a string", keys[i]), NULL;
         if (f[i][1] == '"') continue;
-        otlp_key(j->b, o, &first, keys[i], strlen(keys[i]));
+        otlp__key(j->b, o, &first, keys[i], strlen(keys[i]));
         if (!put_token(j, o, f[i])) return NULL;
     }
     if (f[2] && *ws(j, f[2] + (*f[2] == '[')) != ']') {
-        otlp_key(j->b, o, &first, "attributes", 10);
+        otlp__key(j->b, o, &first, "attributes", 10);
         if (!put_kvs(j, o, f[2], 0)) return NULL;
     }
     if (first)
         o->len = 0; /* an empty scope: no member */
     else
-        otlp_put(j->b, o, "}", 1);
+        otlp__put(j->b, o, "}", 1);
     return p;
 }
 
@@ -649,25 +649,25 @@ static const char *read_resource_logs(jr *j, const char *v)
                      &j->b->resource);
 }
 
-int otlp_json_read(otlp_builder *b, const char *body, size_t n)
+int otlp__json_read(otlp__builder *b, const char *body, size_t n)
 {
     jr j = {.b = b, .body = body, .end = body + n};
     const char *p = body;
     if (n >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3; /* a UTF-8 byte order mark */
     p = ws(&j, p);
-    if (p >= j.end) return otlp_fail(b, 400, "empty body");
+    if (p >= j.end) return otlp__fail(b, INGEST_EINVAL, "empty body");
     enum jtype t;
     const char *e = jscan_value(&j.s, p, j.end, &t);
     if (!e)
-        return otlp_fail(b, 400, "malformed JSON at byte %zu: %s", (size_t)(j.s.err_at - body),
-                         j.s.err);
+        return otlp__fail(b, INGEST_EINVAL, "malformed JSON at byte %zu: %s",
+                          (size_t)(j.s.err_at - body), j.s.err);
     if (ws(&j, e) != j.end)
-        return otlp_fail(b, 400, "unexpected data after the JSON body at byte %zu",
-                         (size_t)(ws(&j, e) - body));
+        return otlp__fail(b, INGEST_EINVAL, "unexpected data after the JSON body at byte %zu",
+                          (size_t)(ws(&j, e) - body));
     if (t != J_OBJ)
-        return otlp_fail(b, 400,
-                         "the body must be a JSON object: an OTLP ExportLogsServiceRequest "
-                         "{\"resourceLogs\":[...]}");
+        return otlp__fail(b, INGEST_EINVAL,
+                          "the body must be a JSON object: an OTLP ExportLogsServiceRequest "
+                          "{\"resourceLogs\":[...]}");
     jmem m;
     while (obj_next(&j, &p, &m)) {
         if (key_is(&m, "resourceLogs"))
@@ -676,5 +676,5 @@ int otlp_json_read(otlp_builder *b, const char *body, size_t n)
             p = skip(&j, m.v);
         if (!p) return -1;
     }
-    return b->r->status ? -1 : 0;
+    return b->r->code ? -1 : 0;
 }

@@ -108,7 +108,7 @@ static void arena_free_all(arena *a)
 /* ---- the wire format -------------------------------------------------------- */
 
 typedef struct pr {
-    otlp_builder *b;
+    otlp__builder *b;
     const uint8_t *body;
     arena a;
     ProtobufCAllocator alloc;
@@ -124,8 +124,8 @@ static int bad(pr *x, const uint8_t *at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return otlp_fail(x->b, 400, "invalid OTLP logs request at byte %zu: %s", (size_t)(at - x->body),
-                     what);
+    return otlp__fail(x->b, INGEST_EINVAL, "invalid OTLP logs request at byte %zu: %s",
+                      (size_t)(at - x->body), what);
 }
 
 typedef struct field {
@@ -149,7 +149,8 @@ static int varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-/* The field at *pp, which moves past it: 1, 0 at end, -1 (400 set) if it does not frame. */
+/* The field at *pp, which moves past it: 1, 0 at end, -1 (INGEST_EINVAL set) if it does not frame.
+ */
 static int next_field(pr *x, const uint8_t **pp, const uint8_t *end, field *f)
 {
     if (*pp >= end) return 0;
@@ -215,7 +216,7 @@ static int check_unit(pr *x, const uint8_t *p, const uint8_t *end, enum msg m, i
 /*
  * The payload of field num of the message [p, end), which must be
  * length-delimited: *v, *n (NULL, 0 when absent); several occurrences are
- * concatenated into x->cat. 0, or -1 (400 set).
+ * concatenated into x->cat. 0, or -1 (INGEST_EINVAL set).
  */
 static int singular(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, const char *name,
                     const uint8_t **v, size_t *n)
@@ -229,9 +230,9 @@ static int singular(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, c
         if (f.num != num) continue;
         if (f.wt != 2) return bad(x, f.at, "%s (field %u) must be a message", name, num);
         if (seen++ == 1 && buf_append(&x->cat, *v, *n))
-            return otlp_fail(x->b, 503, "out of memory parsing the body");
+            return otlp__fail(x->b, INGEST_ENOMEM, "out of memory parsing the body");
         if (seen > 1 && buf_append(&x->cat, f.v, (size_t)(f.ve - f.v)))
-            return otlp_fail(x->b, 503, "out of memory parsing the body");
+            return otlp__fail(x->b, INGEST_ENOMEM, "out of memory parsing the body");
         *v = f.v;
         *n = (size_t)(f.ve - f.v);
     }
@@ -239,7 +240,8 @@ static int singular(pr *x, const uint8_t *p, const uint8_t *end, uint32_t num, c
     return r;
 }
 
-/* Decodes one unit with protobuf-c into the arena; NULL with 400, 413 or 503 set. */
+/* Decodes one unit with protobuf-c into the arena; NULL with INGEST_EINVAL, INGEST_EBIG or
+ * INGEST_ENOMEM set. */
 static ProtobufCMessage *unpack(pr *x, const ProtobufCMessageDescriptor *d, enum msg m,
                                 const uint8_t *p, size_t n, const char *what)
 {
@@ -250,10 +252,11 @@ static ProtobufCMessage *unpack(pr *x, const ProtobufCMessageDescriptor *d, enum
     ProtobufCMessage *msg = protobuf_c_message_unpack(d, &x->alloc, n, p);
     if (msg) return msg;
     if (x->a.over_limit)
-        otlp_fail(x->b, 413, "%s of %zu bytes needs more than %zu bytes of memory to decode", what,
-                  n, x->a.limit);
+        otlp__fail(x->b, INGEST_EBIG,
+                   "%s of %zu bytes needs more than %zu bytes of memory to decode", what, n,
+                   x->a.limit);
     else if (x->a.nomem)
-        otlp_fail(x->b, 503, "out of memory parsing the body");
+        otlp__fail(x->b, INGEST_ENOMEM, "out of memory parsing the body");
     else
         bad(x, p, "%s does not decode (a field of the wrong type?)", what);
     return NULL;
@@ -261,86 +264,89 @@ static ProtobufCMessage *unpack(pr *x, const ProtobufCMessageDescriptor *d, enum
 
 /* ---- from messages to the event's JSON --------------------------------------- */
 
-static void put_any(otlp_builder *b, buf *o, const Events__Otlp__AnyValue *v);
+static void put_any(otlp__builder *b, buf *o, const Events__Otlp__AnyValue *v);
 
-static void put_kvs(otlp_builder *b, buf *o, Events__Otlp__KeyValue *const *kv, size_t n, int note)
+static void put_kvs(otlp__builder *b, buf *o, Events__Otlp__KeyValue *const *kv, size_t n, int note)
 {
-    otlp_put(b, o, "{", 1);
+    otlp__put(b, o, "{", 1);
     for (size_t i = 0; i < n; i++) {
-        if (i) otlp_put(b, o, ",", 1);
-        otlp_put_str(b, o, (const char *)kv[i]->key.data, kv[i]->key.len);
-        otlp_put(b, o, ":", 1);
+        if (i) otlp__put(b, o, ",", 1);
+        otlp__put_str(b, o, (const char *)kv[i]->key.data, kv[i]->key.len);
+        otlp__put(b, o, ":", 1);
         size_t off = o->len;
         put_any(b, o, kv[i]->value);
         if (note)
-            otlp_note(b, otlp_type_source_of((const char *)kv[i]->key.data, kv[i]->key.len), off);
+            otlp__note(b, otlp__type_source_of((const char *)kv[i]->key.data, kv[i]->key.len), off);
     }
-    otlp_put(b, o, "}", 1);
+    otlp__put(b, o, "}", 1);
 }
 
-static void put_any(otlp_builder *b, buf *o, const Events__Otlp__AnyValue *v)
+static void put_any(otlp__builder *b, buf *o, const Events__Otlp__AnyValue *v)
 {
     switch (v ? v->value_case : EVENTS__OTLP__ANY_VALUE__VALUE__NOT_SET) {
     case EVENTS__OTLP__ANY_VALUE__VALUE_STRING_VALUE:
-        otlp_put_str(b, o, (const char *)v->string_value.data, v->string_value.len);
+        otlp__put_str(b, o, (const char *)v->string_value.data, v->string_value.len);
         break;
     case EVENTS__OTLP__ANY_VALUE__VALUE_BOOL_VALUE:
-        otlp_puts(b, o, v->bool_value ? "true" : "false");
+        otlp__puts(b, o, v->bool_value ? "true" : "false");
         break;
-    case EVENTS__OTLP__ANY_VALUE__VALUE_INT_VALUE: otlp_put_int(b, o, v->int_value); break;
-    case EVENTS__OTLP__ANY_VALUE__VALUE_DOUBLE_VALUE: otlp_put_double(b, o, v->double_value); break;
+    case EVENTS__OTLP__ANY_VALUE__VALUE_INT_VALUE: otlp__put_int(b, o, v->int_value); break;
+    case EVENTS__OTLP__ANY_VALUE__VALUE_DOUBLE_VALUE:
+        otlp__put_double(b, o, v->double_value);
+        break;
     case EVENTS__OTLP__ANY_VALUE__VALUE_ARRAY_VALUE:
-        otlp_put(b, o, "[", 1);
+        otlp__put(b, o, "[", 1);
         for (size_t i = 0; v->array_value && i < v->array_value->n_values; i++) {
-            if (i) otlp_put(b, o, ",", 1);
+            if (i) otlp__put(b, o, ",", 1);
             put_any(b, o, v->array_value->values[i]);
         }
-        otlp_put(b, o, "]", 1);
+        otlp__put(b, o, "]", 1);
         break;
     case EVENTS__OTLP__ANY_VALUE__VALUE_KVLIST_VALUE:
         if (v->kvlist_value)
             put_kvs(b, o, v->kvlist_value->values, v->kvlist_value->n_values, 0);
         else
-            otlp_put(b, o, "{}", 2);
+            otlp__put(b, o, "{}", 2);
         break;
     case EVENTS__OTLP__ANY_VALUE__VALUE_BYTES_VALUE:
-        otlp_put_base64(b, o, v->bytes_value.data, v->bytes_value.len);
+        otlp__put_base64(b, o, v->bytes_value.data, v->bytes_value.len);
         break;
-    default: otlp_put(b, o, "null", 4);
+    default: otlp__put(b, o, "null", 4);
     }
 }
 
-static void put_bytes_member(otlp_builder *b, const char *key, ProtobufCBinaryData s,
-                             enum otlp_type_source src)
+static void put_bytes_member(otlp__builder *b, const char *key, ProtobufCBinaryData s,
+                             enum otlp__type_source src)
 {
     if (!s.len) return;
-    otlp_member(b, key);
+    otlp__member(b, key);
     size_t off = b->ev.len;
-    otlp_put_str(b, &b->ev, (const char *)s.data, s.len);
-    otlp_note(b, src, off);
+    otlp__put_str(b, &b->ev, (const char *)s.data, s.len);
+    otlp__note(b, src, off);
 }
 
 static int read_record(pr *x, const uint8_t *p, size_t n)
 {
-    otlp_builder *b = x->b;
+    otlp__builder *b = x->b;
     Events__Otlp__LogRecord *r = (Events__Otlp__LogRecord *)unpack(
         x, &events__otlp__log_record__descriptor, M_RECORD, p, n, "a log record");
     if (!r) return -1;
     buf *o = &b->ev;
-    otlp_record_begin(b);
+    otlp__record_begin(b);
     if (r->severity_number)
-        otlp_member(b, "severityNumber"), otlp_put_int(b, o, r->severity_number);
-    put_bytes_member(b, "severityText", r->severity_text, OTLP_SRC_NONE);
-    put_bytes_member(b, "eventName", r->event_name, OTLP_SRC_EVENT_NAME);
-    if (r->body) otlp_member(b, "body"), put_any(b, o, r->body);
+        otlp__member(b, "severityNumber"), otlp__put_int(b, o, r->severity_number);
+    put_bytes_member(b, "severityText", r->severity_text, OTLP__SRC_NONE);
+    put_bytes_member(b, "eventName", r->event_name, OTLP__SRC_EVENT_NAME);
+    if (r->body) otlp__member(b, "body"), put_any(b, o, r->body);
     if (r->n_attributes)
-        otlp_member(b, "attributes"), put_kvs(b, o, r->attributes, r->n_attributes, 1);
+        otlp__member(b, "attributes"), put_kvs(b, o, r->attributes, r->n_attributes, 1);
     if (r->dropped_attributes_count)
-        otlp_member(b, "droppedAttributesCount"), otlp_put_uint(b, o, r->dropped_attributes_count);
-    otlp_put_id(b, "traceId", r->trace_id.data, r->trace_id.len, 16);
-    otlp_put_id(b, "spanId", r->span_id.data, r->span_id.len, 8);
-    if (r->flags) otlp_member(b, "flags"), otlp_put_uint(b, o, r->flags);
-    return otlp_record_end(b, r->time_unix_nano, r->observed_time_unix_nano);
+        otlp__member(b, "droppedAttributesCount"),
+            otlp__put_uint(b, o, r->dropped_attributes_count);
+    otlp__put_id(b, "traceId", r->trace_id.data, r->trace_id.len, 16);
+    otlp__put_id(b, "spanId", r->span_id.data, r->span_id.len, 8);
+    if (r->flags) otlp__member(b, "flags"), otlp__put_uint(b, o, r->flags);
+    return otlp__record_end(b, r->time_unix_nano, r->observed_time_unix_nano);
 }
 
 /* b->resource: "resource":{attributes} of the records that follow. */
@@ -355,7 +361,7 @@ static int read_resource(pr *x, const uint8_t *p, const uint8_t *end)
         x, &events__otlp__resource__descriptor, M_RESOURCE, v, n, "a resource");
     if (!res) return -1;
     if (res->n_attributes) {
-        otlp_puts(x->b, &x->b->resource, "\"resource\":");
+        otlp__puts(x->b, &x->b->resource, "\"resource\":");
         put_kvs(x->b, &x->b->resource, res->attributes, res->n_attributes, 0);
     }
     return 0;
@@ -364,7 +370,7 @@ static int read_resource(pr *x, const uint8_t *p, const uint8_t *end)
 /* b->scope: "scope":{name, version, attributes} of the records that follow. */
 static int read_scope(pr *x, const uint8_t *p, const uint8_t *end)
 {
-    otlp_builder *b = x->b;
+    otlp__builder *b = x->b;
     const uint8_t *v;
     size_t n;
     b->scope.len = 0;
@@ -375,23 +381,23 @@ static int read_scope(pr *x, const uint8_t *p, const uint8_t *end)
     if (!s) return -1;
     buf *o = &b->scope;
     int first = 1;
-    otlp_puts(b, o, "\"scope\":{");
+    otlp__puts(b, o, "\"scope\":{");
     if (s->name.len) {
-        otlp_key(b, o, &first, "name", 4);
-        otlp_put_str(b, o, (const char *)s->name.data, s->name.len);
+        otlp__key(b, o, &first, "name", 4);
+        otlp__put_str(b, o, (const char *)s->name.data, s->name.len);
     }
     if (s->version.len) {
-        otlp_key(b, o, &first, "version", 7);
-        otlp_put_str(b, o, (const char *)s->version.data, s->version.len);
+        otlp__key(b, o, &first, "version", 7);
+        otlp__put_str(b, o, (const char *)s->version.data, s->version.len);
     }
     if (s->n_attributes) {
-        otlp_key(b, o, &first, "attributes", 10);
+        otlp__key(b, o, &first, "attributes", 10);
         put_kvs(b, o, s->attributes, s->n_attributes, 0);
     }
     if (first)
         o->len = 0;
     else
-        otlp_put(b, o, "}", 1);
+        otlp__put(b, o, "}", 1);
     return 0;
 }
 
@@ -426,7 +432,7 @@ static int read_resource_logs(pr *x, const uint8_t *p, const uint8_t *end)
     return each(x, p, end, 2, "scope_logs", read_scope_logs);
 }
 
-int otlp_pb_read(otlp_builder *b, const char *body, size_t n)
+int otlp__pb_read(otlp__builder *b, const char *body, size_t n)
 {
     pr x = {.b = b, .body = (const uint8_t *)body};
     x.alloc.alloc = arena_alloc;
@@ -435,5 +441,5 @@ int otlp_pb_read(otlp_builder *b, const char *body, size_t n)
     int rc = each(&x, x.body, x.body + n, 1, "resource_logs", read_resource_logs);
     arena_free_all(&x.a);
     buf_free(&x.cat);
-    return rc || b->r->status ? -1 : 0;
+    return rc || b->r->code ? -1 : 0;
 }

@@ -35,11 +35,11 @@
 
 #define PIPE_MAX (1u << 20) /* bytes a query may run ahead of its client */
 
-struct query_pool {
-    query_pool_config cfg;
+struct query_http_pool {
+    query_http_config cfg;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    qjob *head, *tail;
+    query_http_job *head, *tail;
     int queued, stop, nthreads;
     pthread_t *threads;
     query_conn **conns;
@@ -48,8 +48,8 @@ struct query_pool {
     _Atomic int running;
 };
 
-struct qjob {
-    query_pool *pool;
+struct query_http_job {
+    query_http_pool *pool;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;
@@ -69,10 +69,10 @@ struct qjob {
     int reader_waits; /* the content reader suspended the connection */
     int counted;      /* that suspension is in pool->cfg.waiting */
     int cancelled;    /* the response is gone */
-    qjob *next;
+    query_http_job *next;
 };
 
-static void job_unref(qjob *j)
+static void job_unref(query_http_job *j)
 {
     pthread_mutex_lock(&j->mu);
     int left = --j->refs;
@@ -86,7 +86,7 @@ static void job_unref(qjob *j)
     free(j);
 }
 
-void qjob_release(qjob *j)
+void query_http_release(query_http_job *j)
 {
     if (j) job_unref(j);
 }
@@ -95,7 +95,7 @@ void qjob_release(qjob *j)
 
 static int sink_begin(void *ud, const char *ct)
 {
-    qjob *j = ud;
+    query_http_job *j = ud;
     pthread_mutex_lock(&j->mu);
     j->began = 1;
     j->content_type = ct;
@@ -107,7 +107,7 @@ static int sink_begin(void *ud, const char *ct)
 }
 
 /* Waits on j->cv until signalled or the monotonic deadline; nonzero once it has passed. */
-static int wait_until(qjob *j, int64_t deadline_ms)
+static int wait_until(query_http_job *j, int64_t deadline_ms)
 {
     if (evtime_mono_ms() >= deadline_ms) return -1;
     struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000};
@@ -122,7 +122,7 @@ static int wait_until(qjob *j, int64_t deadline_ms)
  */
 static int sink_write(void *ud, const char *p, size_t n, int64_t deadline_ms)
 {
-    qjob *j = ud;
+    query_http_job *j = ud;
     int rc = 0;
     pthread_mutex_lock(&j->mu);
     while (n && !rc) {
@@ -159,7 +159,7 @@ static int sink_write(void *ud, const char *p, size_t n, int64_t deadline_ms)
  * stream, or fails). libmicrohttpd itself takes end of stream from a client
  * as its leaving, so nothing it would answer could be read anyway.
  */
-static int client_gone(const qjob *j)
+static int client_gone(const query_http_job *j)
 {
     char c;
     if (j->fd < 0) return 0;
@@ -167,7 +167,7 @@ static int client_gone(const qjob *j)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-static void count(query_pool *p, const query_outcome *o, int skipped)
+static void count(query_http_pool *p, const query_outcome *o, int skipped)
 {
     if (skipped) atomic_fetch_add_explicit(&p->skipped, 1, memory_order_relaxed);
     if (o->status == 499) atomic_fetch_add_explicit(&p->gone, 1, memory_order_relaxed);
@@ -179,13 +179,13 @@ static void count(query_pool *p, const query_outcome *o, int skipped)
 
 static void *worker_main(void *arg)
 {
-    query_pool *p = ((void **)arg)[0];
+    query_http_pool *p = ((void **)arg)[0];
     query_conn *qc = ((void **)arg)[1];
     free(arg);
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->head && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
-        qjob *j = p->head;
+        query_http_job *j = p->head;
         if (!j) {
             pthread_mutex_unlock(&p->mu);
             break;
@@ -233,9 +233,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, size_t errlen)
+int query_http_start(const query_http_config *cfg, query_http_pool **out, char *err, size_t errlen)
 {
-    query_pool *p = calloc(1, sizeof *p);
+    query_http_pool *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -249,25 +249,25 @@ int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, 
     p->conns = calloc((size_t)p->cfg.threads, sizeof *p->conns);
     if (!p->threads || !p->conns) {
         snprintf(err, errlen, "out of memory");
-        query_pool_stop(p);
+        query_http_stop(p);
         return -1;
     }
     for (int i = 0; i < p->cfg.threads; i++) {
         if (!(p->conns[i] = query_conn_new(cfg->engine, err, errlen))) {
-            query_pool_stop(p);
+            query_http_stop(p);
             return -1;
         }
         void **arg = malloc(2 * sizeof *arg);
         if (!arg) {
             snprintf(err, errlen, "out of memory");
-            query_pool_stop(p);
+            query_http_stop(p);
             return -1;
         }
         arg[0] = p, arg[1] = p->conns[i];
         if (pthread_create(&p->threads[i], NULL, worker_main, arg)) {
             free(arg);
             snprintf(err, errlen, "cannot start a query thread");
-            query_pool_stop(p);
+            query_http_stop(p);
             return -1;
         }
         p->nthreads++;
@@ -276,7 +276,7 @@ int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, 
     return 0;
 }
 
-void query_pool_stats_get(query_pool *p, query_pool_stats *st)
+void query_http_stats_get(query_http_pool *p, query_http_stats *st)
 {
     st->over_bytes = atomic_load(&p->over_bytes);
     st->out_of_memory = atomic_load(&p->out_of_memory);
@@ -290,12 +290,12 @@ void query_pool_stats_get(query_pool *p, query_pool_stats *st)
     pthread_mutex_unlock(&p->mu);
 }
 
-void query_pool_interrupt(query_pool *p)
+void query_http_interrupt(query_http_pool *p)
 {
     for (int i = 0; p && i < p->nthreads; i++) query_conn_interrupt(p->conns[i]);
 }
 
-void query_pool_stop(query_pool *p)
+void query_http_stop(query_http_pool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
@@ -315,39 +315,37 @@ void query_pool_stop(query_pool *p)
 
 /* ---- the HTTP side ------------------------------------------------------------ */
 
-qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
-                  const char *format, unsigned *status, char *err, size_t errlen)
+int query_http_submit(query_http_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
+                      const char *format, query_http_job **out, char *err, size_t errlen)
 {
+    *out = NULL;
     enum query_format f = QUERY_JSON;
     if (format && !strcmp(format, "csv"))
         f = QUERY_CSV;
     else if (format && !strcmp(format, "ndjson"))
         f = QUERY_NDJSON;
     else if (format && strcmp(format, "json")) {
-        *status = 400;
         snprintf(err, errlen, "format must be json, csv or ndjson, not \"%.40s\"", format);
-        return NULL;
+        return QUERY_HTTP_EINVAL;
     }
     json_error_t je;
     json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     json_t *sql = json_object_get(req, "sql"), *params = json_object_get(req, "params");
     if (!json_is_object(req) || !json_is_string(sql) ||
         (params && !json_is_array(params) && !json_is_null(params))) {
-        *status = 400;
         if (!req)
             snprintf(err, errlen, "body is not JSON: %s", je.text);
         else
             snprintf(err, errlen, "body must be {\"sql\":\"...\",\"params\":[...]}");
         json_decref(req);
-        return NULL;
+        return QUERY_HTTP_EINVAL;
     }
-    qjob *j = calloc(1, sizeof *j);
+    query_http_job *j = calloc(1, sizeof *j);
     if (!j || !(j->sql = strdup(json_string_value(sql)))) {
         free(j);
         json_decref(req);
-        *status = 503;
         snprintf(err, errlen, "out of memory");
-        return NULL;
+        return QUERY_HTTP_ENOMEM;
     }
     j->params = json_is_array(params) ? json_incref(params) : NULL;
     json_decref(req);
@@ -369,9 +367,8 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
         pthread_mutex_unlock(&p->mu);
         j->refs = 1;
         job_unref(j);
-        *status = 429;
         snprintf(err, errlen, "too many queries waiting (%d); try again later", p->cfg.queue);
-        return NULL;
+        return QUERY_HTTP_EBUSY;
     }
     if (p->tail)
         p->tail->next = j;
@@ -381,13 +378,14 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
     p->queued++;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    return j;
+    *out = j;
+    return 0;
 }
 
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 {
     (void)pos;
-    qjob *j = cls;
+    query_http_job *j = cls;
     pthread_mutex_lock(&j->mu);
     if (j->counted) { /* back from a suspension of ours */
         j->counted = 0;
@@ -420,7 +418,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 
 static void response_gone(void *cls)
 {
-    qjob *j = cls;
+    query_http_job *j = cls;
     pthread_mutex_lock(&j->mu);
     j->cancelled = 1;
     if (j->counted) {
@@ -446,8 +444,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, struct MHD_Response *r
     return ok;
 }
 
-enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, const char *cors,
-                             unsigned *status)
+enum MHD_Result query_http_respond(query_http_job *j, struct MHD_Connection *conn, const char *cors,
+                                   unsigned *status)
 {
     pthread_mutex_lock(&j->mu);
     int began = j->began;

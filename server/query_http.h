@@ -15,10 +15,10 @@
 #include <microhttpd.h>
 #include <stdatomic.h>
 
-typedef struct query_pool query_pool;
-typedef struct qjob qjob;
+typedef struct query_http_pool query_http_pool;
+typedef struct query_http_job query_http_job;
 
-typedef struct query_pool_config {
+typedef struct query_http_config {
     query_engine *engine;
     int threads;          /* concurrent queries; default 2 */
     int queue;            /* waiting queries before 429; default 4 per thread */
@@ -26,37 +26,41 @@ typedef struct query_pool_config {
     uint64_t max_bytes;   /* per answer; default 32 MiB */
     int64_t timeout_ms;   /* per query; default 30 s */
     _Atomic int *waiting; /* the server's count of suspended connections */
-} query_pool_config;
+} query_http_config;
 
-int query_pool_start(const query_pool_config *cfg, query_pool **out, char *err, size_t errlen);
+int query_http_start(const query_http_config *cfg, query_http_pool **out, char *err, size_t errlen);
 
 /* What the pool counts, for /metrics. */
-typedef struct query_pool_stats {
-    uint64_t over_bytes; /* answers cut at max_bytes */
-    uint64_t timeouts;   /* queries stopped at their time limit, running or writing */
-    uint64_t gone;       /* queries stopped or not run because their client left */
-    uint64_t skipped;    /* of those, queued queries that never ran */
-    uint64_t bytes;      /* bytes of answers handed to clients' connections */
+typedef struct query_http_stats {
+    uint64_t over_bytes;    /* answers cut at max_bytes */
+    uint64_t timeouts;      /* queries stopped at their time limit, running or writing */
+    uint64_t gone;          /* queries stopped or not run because their client left */
+    uint64_t skipped;       /* of those, queued queries that never ran */
+    uint64_t bytes;         /* bytes of answers handed to clients' connections */
     uint64_t out_of_memory; /* queries that failed for memory (--query-memory, --memory-max) */
-    int running, queued; /* queries running now, and waiting for a worker */
-} query_pool_stats;
+    int running, queued;    /* queries running now, and waiting for a worker */
+} query_http_stats;
 
-void query_pool_stats_get(query_pool *p, query_pool_stats *st);
+void query_http_stats_get(query_http_pool *p, query_http_stats *st);
 
 /* Interrupts the queries running now (they end with 504); the pool goes on. */
-void query_pool_interrupt(query_pool *p);
+void query_http_interrupt(query_http_pool *p);
 
 /* Interrupts every running query, waits for the workers to end. NULL is ignored. */
-void query_pool_stop(query_pool *p);
+void query_http_stop(query_http_pool *p);
+
+/* query_http_submit's failures. */
+#define QUERY_HTTP_EINVAL (-1) /* a bad body or format */
+#define QUERY_HTTP_EBUSY  (-2) /* the queue is full */
+#define QUERY_HTTP_ENOMEM (-3) /* out of memory */
 
 /*
  * Parses a request body ({"sql":"…","params":[…]}) and the format, and queues
- * the query. Returns the job (the caller suspends the connection, counted in
- * *waiting), or NULL with an HTTP status and message: 400 for a bad body or
- * format, 429 when the queue is full.
+ * the query. Returns 0 with the job in *out (the caller suspends the
+ * connection, counted in *waiting), or one of the codes above with err set.
  */
-qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
-                  const char *format, unsigned *status, char *err, size_t errlen);
+int query_http_submit(query_http_pool *p, struct MHD_Connection *conn, const char *body, size_t len,
+                      const char *format, query_http_job **out, char *err, size_t errlen);
 
 /*
  * Called when the connection is resumed after submission: queues the answer
@@ -64,10 +68,10 @@ qjob *qjob_submit(query_pool *p, struct MHD_Connection *conn, const char *body, 
  * Access-Control-Allow-Origin (NULL: none). Returns MHD's result and sets
  * *status to the status sent.
  */
-enum MHD_Result qjob_respond(qjob *j, struct MHD_Connection *conn, const char *cors,
-                             unsigned *status);
+enum MHD_Result query_http_respond(query_http_job *j, struct MHD_Connection *conn, const char *cors,
+                                   unsigned *status);
 
 /* The request is done with the job (its completion callback). NULL is ignored. */
-void qjob_release(qjob *j);
+void query_http_release(query_http_job *j);
 
 #endif

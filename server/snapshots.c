@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct snap_upload {
+struct snapshots_upload {
     int fd;
     char path[4200];
     char source[64], bookmark[17];
@@ -35,8 +35,8 @@ static int bookmark_valid(const char *s)
     return 1;
 }
 
-int snap_parse_url(const char *url, char source[64], char bookmark[EVENTS_BOOKMARK_LEN + 1],
-                   char *err, size_t errlen)
+int snapshots_parse_url(const char *url, char source[64], char bookmark[EVENTS_BOOKMARK_LEN + 1],
+                        char *err, size_t errlen)
 {
     if (!strcmp(url, "/snapshots") || !strcmp(url, "/snapshots/")) return 1;
     if (strncmp(url, "/snapshots/", 11)) return -2;
@@ -59,10 +59,10 @@ int snap_parse_url(const char *url, char source[64], char bookmark[EVENTS_BOOKMA
     return 0;
 }
 
-snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err,
-                        size_t errlen)
+snapshots_upload *snapshots_begin(const char *dir, const char *source, const char *bookmark,
+                                  char *err, size_t errlen)
 {
-    snap_upload *u = calloc(1, sizeof *u);
+    snapshots_upload *u = calloc(1, sizeof *u);
     if (!u) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -81,7 +81,7 @@ snap_upload *snap_begin(const char *dir, const char *source, const char *bookmar
     return u;
 }
 
-int snap_write(snap_upload *u, const void *p, size_t n, char *err, size_t errlen)
+int snapshots_write(snapshots_upload *u, const void *p, size_t n, char *err, size_t errlen)
 {
     if (u->size < 16) {
         size_t k = 16 - u->size < n ? 16 - (size_t)u->size : n;
@@ -100,12 +100,12 @@ int snap_write(snap_upload *u, const void *p, size_t n, char *err, size_t errlen
     return 0;
 }
 
-uint64_t snap_size(const snap_upload *u)
+uint64_t snapshots_size(const snapshots_upload *u)
 {
     return u->size;
 }
 
-void snap_abort(snap_upload *u)
+void snapshots_abort(snapshots_upload *u)
 {
     if (!u) return;
     if (u->fd >= 0) close(u->fd);
@@ -113,20 +113,16 @@ void snap_abort(snap_upload *u)
     free(u);
 }
 
-static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static unsigned fail(buf *answer, unsigned status, const char *fmt, ...)
+/* Writes the reason into err and returns code. */
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
-    char msg[600];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-    answer->len = 0;
-    buf_puts(answer, "{\"ok\":false,\"error\":");
-    buf_json_str(answer, msg, strlen(msg));
-    buf_putc(answer, '}');
-    return status;
+    return code;
 }
 
 /*
@@ -201,27 +197,27 @@ out:
     return tables;
 }
 
-unsigned snap_finish(snap_upload *u, store *st, buf *answer)
+int snapshots_finish(snapshots_upload *u, store *st, buf *answer, char *err, size_t errlen)
 {
-    unsigned status = 500;
-    char err[600] = "", key[LAKE_KEY_MAX], mkey[LAKE_KEY_MAX], hex[65];
+    int ret = SNAPSHOTS_EIO;
+    char key[LAKE_KEY_MAX], mkey[LAKE_KEY_MAX], hex[65];
     unsigned char d[32];
     sha256_final(&u->sha, d);
     sha256_hex(d, hex);
     if (fsync(u->fd) || close(u->fd)) {
         u->fd = -1;
-        status = fail(answer, 503, "cannot store the upload: %s", strerror(errno));
+        ret = fail(err, errlen, SNAPSHOTS_EIO, "cannot store the upload: %s", strerror(errno));
         goto out;
     }
     u->fd = -1;
     if (u->size < 512 || memcmp(u->head, "SQLite format 3", 16)) {
-        status = fail(answer, 422, "the body is not a SQLite database (%llu bytes)",
-                      (unsigned long long)u->size);
+        ret = fail(err, errlen, SNAPSHOTS_EINVAL, "the body is not a SQLite database (%llu bytes)",
+                   (unsigned long long)u->size);
         goto out;
     }
-    json_t *tables = describe(u->path, err, sizeof err);
+    json_t *tables = describe(u->path, err, errlen);
     if (!tables) {
-        status = fail(answer, 422, "%s", err);
+        ret = SNAPSHOTS_EINVAL;
         goto out;
     }
     lake_snapshot_key(u->source, u->bookmark, "db", key);
@@ -244,24 +240,25 @@ unsigned snap_finish(snap_upload *u, store *st, buf *answer)
         if (osha && !strcmp(osha, hex)) {
             answer->len = 0;
             buf_append(answer, old.p, old.len);
-            status = 200;
+            ret = 1;
         } else {
-            status = fail(answer, 409, "snapshot %s/%s exists with other content (sha256 %s)",
-                          u->source, u->bookmark, osha ? osha : "unknown");
+            ret = fail(err, errlen, SNAPSHOTS_EEXIST,
+                       "snapshot %s/%s exists with other content (sha256 %s)", u->source,
+                       u->bookmark, osha ? osha : "unknown");
         }
         json_decref(om);
         buf_free(&old);
     } else if (rc || store_put(st, mkey, text, strlen(text), 0, why, sizeof why)) {
-        status = fail(answer, 503, "cannot store the snapshot: %s", why);
+        ret = fail(err, errlen, SNAPSHOTS_EIO, "cannot store the snapshot: %s", why);
     } else {
         answer->len = 0;
         buf_puts(answer, text);
-        status = 201;
+        ret = 0;
     }
     free(text);
 out:
-    snap_abort(u);
-    return status;
+    snapshots_abort(u);
+    return ret;
 }
 
 typedef struct lister {
@@ -287,11 +284,11 @@ static int list_one(const store_entry *e, void *ud)
     return 0;
 }
 
-unsigned snap_list(store *st, const char *source, buf *answer)
+int snapshots_list(store *st, const char *source, buf *answer, char *err, size_t errlen)
 {
     if (source && !lake_source_valid(source))
-        return fail(answer, 400, "source \"%.64s\" must be 1-32 characters of [0-9A-Za-z_.-]",
-                    source);
+        return fail(err, errlen, SNAPSHOTS_EINVAL,
+                    "source \"%.64s\" must be 1-32 characters of [0-9A-Za-z_.-]", source);
     char prefix[LAKE_KEY_MAX];
     if (source)
         snprintf(prefix, sizeof prefix, LAKE_SNAPSHOTS_PREFIX "%s/", source);
@@ -302,7 +299,7 @@ unsigned snap_list(store *st, const char *source, buf *answer)
     int rc = store_list(st, prefix, list_one, &l, why, sizeof why);
     if (rc && rc != STORE_ENOENT) {
         json_decref(l.list);
-        return fail(answer, 503, "cannot list the snapshots: %s", why);
+        return fail(err, errlen, SNAPSHOTS_EIO, "cannot list the snapshots: %s", why);
     }
     json_t *out = json_pack("{s:o}", "snapshots", l.list);
     char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -310,15 +307,14 @@ unsigned snap_list(store *st, const char *source, buf *answer)
     answer->len = 0;
     buf_puts(answer, text);
     free(text);
-    return 200;
+    return 0;
 }
 
-unsigned snap_open(store *st, const char *tmp_dir, const char *source, const char *bookmark,
-                   int *fd, uint64_t *size, buf *out)
+int snapshots_open(store *st, const char *tmp_dir, const char *source, const char *bookmark,
+                   int *fd, uint64_t *size, char *err, size_t errlen)
 {
     char key[LAKE_KEY_MAX], path[4200];
     lake_snapshot_key(source, bookmark, "db", key);
-    out->len = 0;
     *fd = -1;
     const char *root = st->ops->root(st);
     int tmp = !root;
@@ -329,26 +325,29 @@ unsigned snap_open(store *st, const char *tmp_dir, const char *source, const cha
                  (unsigned long long)evrand_u64());
         char why[512];
         int rc = store_get_file(st, key, path, why, sizeof why);
-        if (rc == STORE_ENOENT) return fail(out, 404, "no snapshot %s/%s", source, bookmark);
-        if (rc) return fail(out, 503, "cannot read the snapshot: %s", why);
+        if (rc == STORE_ENOENT)
+            return fail(err, errlen, SNAPSHOTS_ENOENT, "no snapshot %s/%s", source, bookmark);
+        if (rc) return fail(err, errlen, SNAPSHOTS_EIO, "cannot read the snapshot: %s", why);
     }
     int f = open(path, O_RDONLY | O_CLOEXEC);
     int e = errno;
     if (tmp) unlink(path); /* the descriptor keeps it until the answer is sent */
-    if (f < 0 && e == ENOENT) return fail(out, 404, "no snapshot %s/%s", source, bookmark);
+    if (f < 0 && e == ENOENT)
+        return fail(err, errlen, SNAPSHOTS_ENOENT, "no snapshot %s/%s", source, bookmark);
     if (f < 0)
-        return fail(out, 503, "cannot read the snapshot %s/%s: %s", source, bookmark, strerror(e));
+        return fail(err, errlen, SNAPSHOTS_EIO, "cannot read the snapshot %s/%s: %s", source,
+                    bookmark, strerror(e));
     struct stat sb;
     if (fstat(f, &sb) || !S_ISREG(sb.st_mode)) {
         close(f);
-        return fail(out, 404, "no snapshot %s/%s", source, bookmark);
+        return fail(err, errlen, SNAPSHOTS_ENOENT, "no snapshot %s/%s", source, bookmark);
     }
     *fd = f;
     *size = (uint64_t)sb.st_size;
-    return 200;
+    return 0;
 }
 
-int snap_clean(const char *dir)
+int snapshots_clean(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d) return 0;

@@ -21,41 +21,52 @@
 
 #include <stdint.h>
 
-typedef struct snap_upload snap_upload;
+typedef struct snapshots_upload snapshots_upload;
 
 /*
  * Parses "/snapshots/{source}/{bookmark}". Returns 0 and fills source and
  * bookmark, 1 if url is "/snapshots", -1 if it is another path under
  * /snapshots (err says what is wrong), -2 if it is not under /snapshots.
  */
-int snap_parse_url(const char *url, char source[64], char bookmark[EVENTS_BOOKMARK_LEN + 1],
-                   char *err, size_t errlen);
+int snapshots_parse_url(const char *url, char source[64], char bookmark[EVENTS_BOOKMARK_LEN + 1],
+                        char *err, size_t errlen);
 
 /* Starts an upload into a temporary file in dir. NULL and err on failure. */
-snap_upload *snap_begin(const char *dir, const char *source, const char *bookmark, char *err,
-                        size_t errlen);
+snapshots_upload *snapshots_begin(const char *dir, const char *source, const char *bookmark,
+                                  char *err, size_t errlen);
 /* Returns 0, or -1 (err set) when the file cannot be written. */
-int snap_write(snap_upload *u, const void *p, size_t n, char *err, size_t errlen);
-uint64_t snap_size(const snap_upload *u);
-/* Checks and stores the upload; returns the HTTP status and the JSON answer. Frees u. */
-unsigned snap_finish(snap_upload *u, store *st, buf *answer);
-void snap_abort(snap_upload *u);
+int snapshots_write(snapshots_upload *u, const void *p, size_t n, char *err, size_t errlen);
+uint64_t snapshots_size(const snapshots_upload *u);
+/* The failures of snapshots_finish, snapshots_list and snapshots_open. */
+#define SNAPSHOTS_EINVAL                                                                           \
+    (-1) /* the upload is not a SQLite database, or a source name is not valid */
+#define SNAPSHOTS_ENOENT (-2) /* no such snapshot */
+#define SNAPSHOTS_EEXIST (-3) /* a snapshot of that name exists with other content */
+#define SNAPSHOTS_EIO    (-4) /* the store or the local disk failed */
 
-/* The manifests (of one source, or all): {"snapshots":[…]}. Returns the HTTP status. */
-unsigned snap_list(store *st, const char *source, buf *answer);
+/*
+ * Checks and stores the upload and writes its manifest (JSON) into answer.
+ * Returns 0 when it is stored, 1 when the same upload was already there, or
+ * a code above with err set. Frees u.
+ */
+int snapshots_finish(snapshots_upload *u, store *st, buf *answer, char *err, size_t errlen);
+void snapshots_abort(snapshots_upload *u);
+
+/* The manifests (of one source, or all) into answer: {"snapshots":[…]}. 0, or a code with err. */
+int snapshots_list(store *st, const char *source, buf *answer, char *err, size_t errlen);
 
 /*
  * Opens the file of a snapshot to be streamed: *fd (the caller closes it, or
  * hands it to libmicrohttpd) and *size. A directory lake's file is opened
  * where it is; an object store's is first copied to a temporary file in
  * tmp_dir (streamed, never whole in memory), unlinked as soon as it is open,
- * so that nothing is left behind whatever happens. Returns the HTTP status;
- * on an error, out holds the JSON answer and *fd is -1.
+ * so that nothing is left behind whatever happens. Returns 0, or a code
+ * above with err set and *fd -1.
  */
-unsigned snap_open(store *st, const char *tmp_dir, const char *source, const char *bookmark,
-                   int *fd, uint64_t *size, buf *out);
+int snapshots_open(store *st, const char *tmp_dir, const char *source, const char *bookmark,
+                   int *fd, uint64_t *size, char *err, size_t errlen);
 
 /* Removes what uploads and downloads cut short by a crash left in dir; returns how many. */
-int snap_clean(const char *dir);
+int snapshots_clean(const char *dir);
 
 #endif

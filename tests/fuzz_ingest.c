@@ -283,23 +283,23 @@ static void check_json_body(const char *body, size_t n, const ingest_result *r)
     json_t *strict = json_loadb(body, n, JSON_REJECT_DUPLICATES, &e);
     if (!strict) {
         json_t *loose = json_loadb(body, n, 0, &e);
-        if (r->status == 0 && r->rejected == 0 && !overflow_error(&e))
+        if (r->code == 0 && r->rejected == 0 && !overflow_error(&e))
             CHECK_FUZZ(loose, "we accepted a body jansson refuses: %s at %d", e.text, e.position);
         json_decref(loose);
         return;
     }
     const json_t *events = json_is_array(strict) ? strict : json_object_get(strict, "events");
     if (!json_is_array(events)) {
-        CHECK_FUZZ(r->status == 400, "a body without an events array got status %u", r->status);
+        CHECK_FUZZ(r->code == INGEST_EINVAL, "a body without an events array got code %d", r->code);
         json_decref(strict);
         return;
     }
     if (json_array_size(events) > ingest_max_events_for(INGEST_MAX_BODY_DEFAULT)) {
-        CHECK_FUZZ(r->status == 413, "too many events but status %u", r->status);
+        CHECK_FUZZ(r->code == INGEST_EBIG, "too many events but code %d", r->code);
         json_decref(strict);
         return;
     }
-    CHECK_FUZZ(r->status == 0, "a valid body got status %u: %s", r->status, r->error);
+    CHECK_FUZZ(r->code == 0, "a valid body got code %d: %s", r->code, r->error);
     CHECK_FUZZ(r->received == json_array_size(events), "received %zu of %zu", r->received,
                json_array_size(events));
     json_t *rej = rejected_indices(r);
@@ -320,7 +320,7 @@ static int blank(const char *p, const char *end)
 
 static void check_ndjson_body(const char *body, size_t n, const ingest_result *r)
 {
-    if (r->status) return; /* empty, or no line was JSON: nothing per line to compare */
+    if (r->code) return; /* empty, or no line was JSON: nothing per line to compare */
     json_t *rej = rejected_indices(r);
     size_t index = 0, next_ok = 0;
     const char *p = body, *end = body + n;

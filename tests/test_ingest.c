@@ -25,7 +25,7 @@ static parsed *parse_as(const char *body, size_t n, enum ingest_format fmt, size
     ingest_options o = {.request_id = "01JDX3K8Q2ZP4W6V7N9B1C2D3E"};
     ingest_parse(&c, body, n, fmt, &lim, &o, &p->r);
     buf a = BUF_INIT;
-    if (!p->r.status) {
+    if (!p->r.code) {
         ingest_answer(&p->r, p->r.n, 0, &a);
         snprintf(p->answer, sizeof p->answer, "%.*s", (int)a.len, a.p);
     }
@@ -57,7 +57,7 @@ TEST(test_ingest_accepts_the_seed_body)
 {
     parsed *p =
         parse("{\"events\":[{\"type\":\"a\"},{\"type\":\"b\",\"id\":\"x1\"}]}", INGEST_JSON);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(2, p->r.received);
     CHECK_INT(2, p->r.n);
     CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
@@ -72,15 +72,15 @@ TEST(test_ingest_accepts_the_seed_body)
 TEST(test_ingest_accepts_a_bare_array_and_ignores_other_wrapper_members)
 {
     parsed *p = parse(" [ {\"type\":\"a\"} , {\"type\":\"b\"} ] \n", INGEST_JSON);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(2, p->r.n);
     done(p);
     p = parse("{\"source\":{\"x\":[1]},\"events\":[{\"type\":\"a\"}],\"v\":2}", INGEST_JSON);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(1, p->r.n);
     done(p);
     p = parse("\xef\xbb\xbf[]", INGEST_JSON); /* a byte order mark */
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(0, p->r.received);
     done(p);
 }
@@ -89,7 +89,7 @@ TEST(test_ingest_accepts_ndjson_and_skips_blank_lines)
 {
     parsed *p =
         parse("{\"type\":\"a\"}\r\n\n  \n{\"type\":\"b\"}\n{\"type\":\"c\"}", INGEST_NDJSON);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(3, p->r.received);
     CHECK_INT(3, p->r.n);
     done(p);
@@ -100,7 +100,7 @@ TEST(test_ingest_rejects_bad_events_one_by_one)
     parsed *p = parse("{\"events\":[{\"type\":\"ok\"},{\"no\":\"type\"},17,{\"type\":\"ok\",\"id\":"
                       "\"a b\"},{\"type\":\"fine\"}]}",
                       INGEST_JSON);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(5, p->r.received);
     CHECK_INT(2, p->r.n);
     CHECK_INT(3, p->r.rejected);
@@ -120,7 +120,7 @@ TEST(test_ingest_rejects_bad_ndjson_lines_one_by_one)
 {
     parsed *p = parse("{\"type\":\"a\"}\n{\"type\":\n{\"type\":\"b\"} trailing\n{\"type\":\"c\"}\n",
                       INGEST_NDJSON);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(4, p->r.received);
     CHECK_INT(2, p->r.n);
     CHECK_STR(
@@ -141,39 +141,40 @@ TEST(test_ingest_fails_whole_bodies_that_are_not_json)
     static const struct {
         const char *body;
         enum ingest_format fmt;
-        unsigned status;
+        int code;
         const char *error;
     } t[] = {
-        {"", INGEST_JSON, 400, "empty body"},
-        {"   ", INGEST_JSON, 400, "empty body"},
-        {"{\"events\":[{\"type\":\"a\"}", INGEST_JSON, 400,
+        {"", INGEST_JSON, INGEST_EINVAL, "empty body"},
+        {"   ", INGEST_JSON, INGEST_EINVAL, "empty body"},
+        {"{\"events\":[{\"type\":\"a\"}", INGEST_JSON, INGEST_EINVAL,
          "malformed JSON at byte 23: expected ',' or ']' in the events array"},
-        {"{\"events\":[{\"type\":\"a\",]}", INGEST_JSON, 400,
+        {"{\"events\":[{\"type\":\"a\",]}", INGEST_JSON, INGEST_EINVAL,
          "malformed JSON at byte 23: expected a string key in object"},
-        {"not json", INGEST_JSON, 400, "malformed JSON at byte 0: invalid literal"},
-        {"@", INGEST_JSON, 400, "malformed JSON at byte 0: unexpected character"},
-        {"{\"type\":\"a\"}", INGEST_JSON, 400,
+        {"not json", INGEST_JSON, INGEST_EINVAL, "malformed JSON at byte 0: invalid literal"},
+        {"@", INGEST_JSON, INGEST_EINVAL, "malformed JSON at byte 0: unexpected character"},
+        {"{\"type\":\"a\"}", INGEST_JSON, INGEST_EINVAL,
          "body is a JSON object without \"events\": send {\"events\":[...]}, a JSON array of "
          "events, or NDJSON"},
-        {"{\"events\":{}}", INGEST_JSON, 400, "\"events\" must be an array"},
-        {"{\"events\":[],\"events\":[]}", INGEST_JSON, 400, "duplicate key \"events\" in the body"},
-        {"\"events\"", INGEST_JSON, 400,
+        {"{\"events\":{}}", INGEST_JSON, INGEST_EINVAL, "\"events\" must be an array"},
+        {"{\"events\":[],\"events\":[]}", INGEST_JSON, INGEST_EINVAL,
+         "duplicate key \"events\" in the body"},
+        {"\"events\"", INGEST_JSON, INGEST_EINVAL,
          "body must be {\"events\":[...]}, a JSON array of events, or NDJSON"},
-        {"[{\"type\":\"a\"}]\n[{\"type\":\"b\"}]", INGEST_JSON, 400,
+        {"[{\"type\":\"a\"}]\n[{\"type\":\"b\"}]", INGEST_JSON, INGEST_EINVAL,
          "unexpected data after the JSON body at byte 15 (for one event per line, send "
          "Content-Type: "
          "application/x-ndjson)"},
-        {"{\"x\":\"\xff\",\"events\":[]}", INGEST_JSON, 400,
+        {"{\"x\":\"\xff\",\"events\":[]}", INGEST_JSON, INGEST_EINVAL,
          "invalid UTF-8 in string at byte 6 of the body"},
-        {"garbage\nmore garbage\n", INGEST_NDJSON, 400,
+        {"garbage\nmore garbage\n", INGEST_NDJSON, INGEST_EINVAL,
          "body is not NDJSON: line 1: malformed JSON at byte 0 of the line: unexpected character"},
-        {"\n\n", INGEST_NDJSON, 400, "empty body"},
+        {"\n\n", INGEST_NDJSON, INGEST_EINVAL, "empty body"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         parsed *p = parse(t[i].body, t[i].fmt);
-        if (p->r.status != t[i].status || strcmp(p->r.error, t[i].error))
-            test_fail(__FILE__, __LINE__, "body #%zu: expected %u \"%s\", got %u \"%s\"", i,
-                      t[i].status, t[i].error, p->r.status, p->r.error);
+        if (p->r.code != t[i].code || strcmp(p->r.error, t[i].error))
+            test_fail(__FILE__, __LINE__, "body #%zu: expected %d \"%s\", got %d \"%s\"", i,
+                      t[i].code, t[i].error, p->r.code, p->r.error);
         done(p);
     }
 }
@@ -185,11 +186,11 @@ TEST(test_ingest_limits_events_per_request)
     for (int i = 0; i < 11; i++) buf_printf(&b, "%s{\"type\":\"a\"}", i ? "," : "");
     buf_puts(&b, "]");
     parsed *p = parse_as(b.p, b.len, INGEST_JSON, 10);
-    CHECK_INT(413, p->r.status);
+    CHECK_INT(INGEST_EBIG, p->r.code);
     CHECK_STR("more than 10 events in one request", p->r.error);
     done(p);
     p = parse_as(b.p, b.len, INGEST_JSON, 11);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     done(p);
     buf_free(&b);
 }
@@ -223,15 +224,15 @@ TEST(test_ingest_gunzip_refuses_bombs_and_garbage)
     free(zeros);
     CHECK(gz.len < 200000);
     char err[256] = "";
-    CHECK_INT(413, ingest_gunzip(gz.p, gz.len, 8u << 20, &out, err, sizeof err));
+    CHECK_INT(INGEST_EBIG, ingest_gunzip(gz.p, gz.len, 8u << 20, &out, err, sizeof err));
     CHECK_STR("body inflates past the limit of 8388608 bytes", err);
     CHECK(out.cap <= (8u << 20) * 2 + 4096); /* never allocated the whole bomb */
 
     out.len = 0;
-    CHECK_INT(400, ingest_gunzip("not gzip at all", 15, 1 << 20, &out, err, sizeof err));
+    CHECK_INT(INGEST_EINVAL, ingest_gunzip("not gzip at all", 15, 1 << 20, &out, err, sizeof err));
     CHECK_STR("invalid gzip body: incorrect header check", err);
     out.len = 0;
-    CHECK_INT(400, ingest_gunzip(gz.p, 100, 1 << 30, &out, err, sizeof err));
+    CHECK_INT(INGEST_EINVAL, ingest_gunzip(gz.p, 100, 1 << 30, &out, err, sizeof err));
     CHECK_STR("truncated gzip body", err);
     buf_free(&gz);
     buf_free(&out);
@@ -249,7 +250,7 @@ static parsed *parse_with(const char *body, size_t n, enum ingest_format fmt,
     ingest_limits lim = {max_body, ingest_max_events_for(max_body)};
     ingest_parse(&c, body, n, fmt, &lim, o, &p->r);
     buf a = BUF_INIT;
-    if (!p->r.status) {
+    if (!p->r.code) {
         ingest_answer(&p->r, p->r.n, 0, &a);
         snprintf(p->answer, sizeof p->answer, "%.*s", (int)a.len, a.p);
     }
@@ -279,7 +280,7 @@ TEST(test_ingest_answer_stays_under_4_kib_for_50000_refused_records)
     buf_putc(&b, ']');
     ingest_options o = {.request_id = "01JDX3K8Q2ZP4W6V7N9B1C2D3E"};
     parsed *p = parse_with(b.p, b.len, INGEST_JSON, &o, INGEST_MAX_BODY_DEFAULT);
-    REQUIRE_INT(0, p->r.status);
+    REQUIRE_INT(0, p->r.code);
     CHECK_INT(50000, p->r.received);
     CHECK_INT(50000, p->r.rejected);
     CHECK_INT(50000, p->r.qn);
@@ -352,7 +353,7 @@ TEST(test_ingest_keeps_every_refused_record_in_a_quarantine_line)
     ingest_options o = {
         .token = "shipper", .route = "/e", .request_id = "01JDX3K8Q2ZP4W6V7N9B1C2D3F"};
     parsed *p = parse_with(body, sizeof body - 1, INGEST_NDJSON, &o, INGEST_MAX_BODY_DEFAULT);
-    REQUIRE_INT(0, p->r.status);
+    REQUIRE_INT(0, p->r.code);
     CHECK_INT(1, p->r.n);
     REQUIRE_INT(4, p->r.qn);
     static const struct {
@@ -411,7 +412,7 @@ TEST(test_ingest_gives_typeless_events_the_type_and_time_member_of_the_request)
         "{\"type\":null,\"date\":\"2026-11-25 10:00:01.250\"}]";
     ingest_options o = {.type = "log.app", .ts_key = "date", .request_id = "r"};
     parsed *p = parse_with(body, sizeof body - 1, INGEST_JSON, &o, INGEST_MAX_BODY_DEFAULT);
-    REQUIRE_INT(0, p->r.status);
+    REQUIRE_INT(0, p->r.code);
     REQUIRE_INT(3, p->r.n);
     char l[512];
     CHECK_CONTAINS("\"type\":\"log.app\",\"ts\":\"2026-11-25T10:00:00.500Z\"",
@@ -448,7 +449,7 @@ TEST(test_ingest_takes_a_full_body_of_the_smallest_events_by_default)
     b.p[b.len - 1] = ']';
     ingest_options o = {.type = "t", .request_id = "r"};
     parsed *p = parse_with(b.p, b.len, INGEST_JSON, &o, max);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT((max - 1) / 3, p->r.n);
     done(p);
     /* NDJSON, where the last line needs no newline: the most events any body can hold */
@@ -458,7 +459,7 @@ TEST(test_ingest_takes_a_full_body_of_the_smallest_events_by_default)
     for (; b.len + 3 <= max; k++) buf_puts(&b, "{}\n");
     if (b.len + 2 <= max) buf_puts(&b, "{}"), k++;
     p = parse_with(b.p, b.len, INGEST_NDJSON, &o, max);
-    CHECK_INT(0, p->r.status);
+    CHECK_INT(0, p->r.code);
     CHECK_INT(ingest_max_events_for(max), k);
     CHECK_INT(k, p->r.n);
     done(p);

@@ -412,11 +412,11 @@ TEST(test_otlp_record_without_fields_is_an_event_received_now)
 
     /* an empty request (no records at all) is fine, in both encodings */
     parse(OTLP_JSON, "{}", 2, &p);
-    CHECK_INT(0, p.r.status);
+    CHECK_INT(0, p.r.code);
     CHECK_INT(0, p.r.received);
     parsed_free(&p);
     parse(OTLP_PROTOBUF, "", 0, &p);
-    CHECK_INT(0, p.r.status);
+    CHECK_INT(0, p.r.code);
     CHECK_INT(0, p.r.received);
     parsed_free(&p);
 }
@@ -438,7 +438,7 @@ TEST(test_otlp_type_comes_from_the_record_else_the_request)
         "{\"attributes\":[{\"key\":\"events.type\",\"value\":{\"intValue\":5}}]}");
     parsed p;
     parse_with(OTLP_JSON, body, strlen(body), "app.log", 100, EVENT_MAX_BYTES_DEFAULT, &p);
-    CHECK_INT(0, p.r.status);
+    CHECK_INT(0, p.r.code);
     CHECK_INT(7, p.r.received);
     REQUIRE_INT(5, p.r.n);
     const char *want[5] = {"user.login", "legacy.name", "fallback.name", "explicit.type",
@@ -480,7 +480,7 @@ TEST(test_otlp_records_the_event_rules_refuse_are_counted_and_the_rest_kept)
              0);
     parsed p;
     parse_with(OTLP_JSON, body, strlen(body), NULL, 100, 300, &p);
-    CHECK_INT(0, p.r.status);
+    CHECK_INT(0, p.r.code);
     CHECK_INT(4, p.r.received);
     CHECK_INT(1, p.r.n);
     CHECK_INT(3, p.r.rejected);
@@ -501,7 +501,7 @@ TEST(test_otlp_records_the_event_rules_refuse_are_counted_and_the_rest_kept)
     pb_msg(&recs[2], 5, nul);
     buf req = request((buf){0}, (buf){0}, recs, 3);
     parse(OTLP_PROTOBUF, req.p, req.len, &p);
-    CHECK_INT(0, p.r.status);
+    CHECK_INT(0, p.r.code);
     CHECK_INT(3, p.r.received);
     CHECK_INT(2, p.r.rejected);
     CHECK_INT(1, p.r.n);
@@ -526,7 +526,7 @@ TEST(test_otlp_records_the_event_rules_refuse_are_counted_and_the_rest_kept)
     /* past --max-events the whole request fails, as on /ingest */
     const char *three = ONE_SCOPE("{},{},{}");
     parse_with(OTLP_JSON, three, strlen(three), NULL, 2, EVENT_MAX_BYTES_DEFAULT, &p);
-    CHECK_INT(413, p.r.status);
+    CHECK_INT(INGEST_EBIG, p.r.code);
     CHECK_STR("more than 2 events in one request", p.r.error);
     parsed_free(&p);
 }
@@ -582,9 +582,9 @@ TEST(test_otlp_refuses_json_bodies_it_cannot_read_whole)
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         parsed p;
         parse(OTLP_JSON, t[i].body, strlen(t[i].body), &p);
-        if (p.r.status != 400 || strcmp(p.r.error, t[i].error))
-            test_fail(__FILE__, __LINE__, "body %s:\n  expected 400 %s\n  got      %u %s",
-                      t[i].body, t[i].error, p.r.status, p.r.error);
+        if (p.r.code != INGEST_EINVAL || strcmp(p.r.error, t[i].error))
+            test_fail(__FILE__, __LINE__, "body %s:\n  expected %d %s\n  got      %d %s", t[i].body,
+                      INGEST_EINVAL, t[i].error, p.r.code, p.r.error);
         parsed_free(&p);
     }
 }
@@ -628,9 +628,9 @@ TEST(test_otlp_refuses_protobuf_bodies_it_cannot_read_whole)
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         parsed p;
         parse(OTLP_PROTOBUF, t[i].body, t[i].n, &p);
-        if (p.r.status != 400 || strcmp(p.r.error, t[i].error))
-            test_fail(__FILE__, __LINE__, "%s:\n  expected 400 %s\n  got      %u %s", t[i].name,
-                      t[i].error, p.r.status, p.r.error);
+        if (p.r.code != INGEST_EINVAL || strcmp(p.r.error, t[i].error))
+            test_fail(__FILE__, __LINE__, "%s:\n  expected %d %s\n  got      %d %s", t[i].name,
+                      INGEST_EINVAL, t[i].error, p.r.code, p.r.error);
         parsed_free(&p);
     }
     buf_free(&deep_req);
@@ -642,7 +642,7 @@ TEST(test_otlp_refuses_protobuf_bodies_it_cannot_read_whole)
     buf many_req = request((buf){0}, (buf){0}, &many, 1);
     parsed p;
     parse(OTLP_PROTOBUF, many_req.p, many_req.len, &p);
-    CHECK_INT(413, p.r.status);
+    CHECK_INT(INGEST_EBIG, p.r.code);
     CHECK_STR("a log record of 200000 bytes needs more than 6465536 bytes of memory to decode",
               p.r.error);
     parsed_free(&p);

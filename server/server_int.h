@@ -1,0 +1,194 @@
+/*
+ * server_int.h - inside the server: what its source files share.
+ *
+ * server.c starts and stops the server (server__srv, one per server_run);
+ * server_listen.c binds its socket, server_compact.c runs its compactor
+ * thread. A request (server__req, one per HTTP request) goes through
+ * server_requests.c, which routes it and reads its body, to a handler of
+ * server_ingest.c or server_handlers.c, and every answer goes out through
+ * server_respond.c. Nothing outside these files includes this header.
+ */
+#ifndef EVENTS_SERVER_INT_H
+#define EVENTS_SERVER_INT_H
+
+#include "server.h"
+#include "auth.h"
+#include "buf.h"
+#include "cache.h"
+#include "conns.h"
+#include "ingest.h"
+#include "metrics.h"
+#include "origins.h"
+#include "otlp.h"
+#include "query.h"
+#include "query_http.h"
+#include "retain.h"
+#include "snapshots.h"
+#include "store.h"
+#include "tail.h"
+#include "writer.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "events_version.h" /* EVENTS_VERSION_STRING, from CMakeLists.txt's project(VERSION) */
+
+/* A running server: made by server_run, which frees it when it returns. */
+typedef struct server__srv {
+    server_config cfg;
+    struct MHD_Daemon *daemon;
+    store *store;
+    lake_cache *cache; /* NULL for a directory lake */
+    tail_hub *tail;
+    lake_writer *writer;
+    query_engine *engine;
+    query_http_pool *queries;
+    lake_expirer *expirer; /* the quarantine's retention; NULL: kept forever */
+    auth *auth;
+    conns_table *conns;
+    origins *origins;
+    ingest_limits lim;
+    int64_t started_ms;
+    char addr[128];
+    _Atomic int inflight, waiting;
+    _Atomic int stopping; /* set at SIGTERM: new requests are answered 503, never suspended */
+    pthread_key_t ctx_key;
+    char spool[4096];    /* also where snapshot uploads are written before they go to the lake */
+    char work[4096];     /* compaction's scratch directory */
+    char snap_tmp[4200]; /* an object store's snapshot downloads on their way: not the spool,
+                          * whose disk ingest needs; the cache's, under a name it skips */
+    pthread_t compactor;
+    int compactor_started;
+    pthread_mutex_t compact_mu;
+    pthread_cond_t compact_cv;
+    int compact_stop;
+    _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
+        compact_deleted, compact_files, compact_leftovers;
+    _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
+    _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
+} server__srv;
+
+/* What a request asks for, from its URL and method. */
+enum server__kind {
+    SERVER__K_NONE,
+    SERVER__K_INGEST,
+    SERVER__K_QUERY,
+    SERVER__K_HEALTH,
+    SERVER__K_METRICS,
+    SERVER__K_SNAP_PUT,
+    SERVER__K_SNAP_LIST,
+    SERVER__K_SNAP_GET,
+    SERVER__K_TAIL,
+    SERVER__K_WEB
+};
+
+enum server__state { SERVER__ST_READING, SERVER__ST_WAITING, SERVER__ST_RESPONDED };
+
+/* A request: made when its headers are whole (on_request), freed when it completes. */
+typedef struct server__req {
+    server__srv *srv;
+    struct MHD_Connection *conn;
+    enum server__kind kind;
+    enum metrics_route route;
+    enum server__state state;
+    int64_t t0_ns, deadline_ms;
+    unsigned status; /* the status sent */
+    buf body;
+    int gzip;
+    enum ingest_format fmt;
+    enum otlp_encoding
+        otlp; /* POST /v1/logs (kind SERVER__K_INGEST): its encoding; else OTLP_NONE */
+    ingest_result res;
+    lake_batch batch;
+    unsigned answer_status; /* set by the writer callback */
+    buf answer;
+    query_http_job *job;     /* SERVER__K_QUERY: the query, once submitted */
+    unsigned discard_status; /* nonzero: drop the rest of the body, then answer this */
+    char discard_error[160];
+    snapshots_upload *snap; /* SERVER__K_SNAP_PUT: the upload so far */
+    int snap_download; /* SERVER__K_SNAP_GET: counted in snap_downloads until the request completes
+                        */
+    char snap_source[64], snap_bookmark[17];
+    const char *cors;      /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
+    int close;             /* answer with Connection: close */
+    const auth_token *tok; /* the request's token, or NULL without tokens */
+    char path[16];         /* SERVER__K_INGEST: the route it came in by, for the quarantine */
+} server__req;
+
+/* ---- server.c ------------------------------------------------------------ */
+
+/* The process's resident memory, from /proc/self/statm; 0 if unknown. */
+uint64_t server__resident_bytes(void);
+
+/* ---- server_respond.c: the answers -------------------------------------- */
+
+/* Records the request as answered (metrics.h): every answer passes here once. */
+void server__answered(server__req *r, unsigned status);
+/* The CORS headers of an answer to r (origins.h). */
+void server__add_cors(struct MHD_Response *resp, const server__req *r);
+/* Queues an answer (body copied), with one more header h1: v1 unless h1 is NULL. */
+enum MHD_Result server__send_response(server__req *r, unsigned status, const char *ctype,
+                                      const char *body, size_t len, const char *h1, const char *v1);
+enum MHD_Result server__send_json(server__req *r, unsigned status, const buf *b, const char *h1,
+                                  const char *v1);
+/* The Content-Type of r's answers: OTLP's answer in the request's encoding, else JSON. */
+const char *server__answer_type(const server__req *r);
+/* Queues an error answer, in the request's own error body (JSON, or OTLP's). */
+enum MHD_Result server__send_error(server__req *r, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Answers a request whose body is still arriving, on its socket, and has it closed. */
+enum MHD_Result server__abort_mid_body(server__req *r, unsigned status, const char *reason,
+                                       const char *msg);
+
+/* ---- server_ingest.c: POST /ingest, /e, /v1/logs ------------------------- */
+
+/* Refuses an ingest request whose URL arguments are not right, before its body is read. */
+enum MHD_Result server__check_ingest_args(server__req *r);
+enum MHD_Result server__handle_ingest(server__srv *s, server__req *r);
+/* After an answered ingest: its stored events to the live tail. */
+void server__publish(server__srv *s, server__req *r);
+/* Frees an HTTP thread's event context (the destructor of s->ctx_key). */
+void server__free_ctx(void *p);
+
+/* ---- server_handlers.c: the other endpoints ------------------------------ */
+
+enum MHD_Result server__handle_query(server__srv *s, server__req *r);
+enum MHD_Result server__handle_snapshots(server__srv *s, server__req *r);
+enum MHD_Result server__handle_health(server__srv *s, server__req *r);
+enum MHD_Result server__handle_web(server__req *r, const char *url);
+enum MHD_Result server__handle_tail(server__srv *s, server__req *r);
+enum MHD_Result server__handle_metrics(server__srv *s, server__req *r);
+
+/* ---- server_requests.c: libmicrohttpd's callbacks ------------------------ */
+
+void *server__on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+enum MHD_Result server__on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version, const char *upload,
+                                   size_t *upload_size, void **con_cls);
+void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe);
+void server__on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                           enum MHD_ConnectionNotificationCode toe);
+void server__mhd_log(void *cls, const char *fmt, va_list ap);
+
+/* ---- server_listen.c: the listening socket ------------------------------- */
+
+/*
+ * Binds and listens on spec ("host:port"); require_loopback refuses any other
+ * address. Returns the non-blocking socket and writes where it listens into
+ * addr_out, or returns -1 with err set.
+ */
+int server__listen(const char *spec, int require_loopback, char *addr_out, size_t addrlen,
+                   char *err, size_t errlen);
+
+/* ---- server_compact.c: background compaction ------------------------------ */
+
+/* Starts the compactor thread, which runs every cfg.compact_every_ms (above 0). */
+void server__compactor_start(server__srv *s);
+/* Stops it and waits for its run to end; nothing if it was not started. */
+void server__compactor_stop(server__srv *s);
+
+#endif
