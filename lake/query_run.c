@@ -322,6 +322,18 @@ static void prepare_error(query_outcome *o, const char *msg)
     fail(o, 400, msg ? msg : "query failed");
 }
 
+/*
+ * A step before the query itself failed (its transaction, its views): 503, unless the watchdog
+ * interrupted that step, when the answer is the time limit's 504 as for the query.
+ */
+static void cannot_run(query_conn *q, query_outcome *o, const query_request *req, const char *err)
+{
+    if (atomic_load(&q->timed_out))
+        time_limit(o, req);
+    else
+        fail(o, 503, err);
+}
+
 static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const query_request *req)
 {
     duckdb_error_type t = duckdb_result_error_type(r);
@@ -604,7 +616,7 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     if (query__exec(q->c, "BEGIN TRANSACTION", err, sizeof err) &&
         (query__exec(q->c, "ROLLBACK", err, sizeof err),
          query__exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
-        fail(o, 503, err);
+        cannot_run(q, o, req, err);
         json_decref(ast);
         return NULL;
     }
@@ -613,7 +625,7 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     query__hours h = query__hours_of(q, ast, req->params, "events", "ts", &aborted), hr;
     if (aborted && (query__exec(q->c, "ROLLBACK", err, sizeof err) ||
                     query__exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
-        fail(o, 503, err);
+        cannot_run(q, o, req, err);
         json_decref(ast);
         return NULL;
     }
@@ -625,11 +637,11 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     }
     if (aborted && (query__exec(q->c, "ROLLBACK", err, sizeof err) ||
                     query__exec(q->c, "BEGIN TRANSACTION", err, sizeof err))) {
-        fail(o, 503, err);
+        cannot_run(q, o, req, err);
         return NULL;
     }
     if (query__make_view(q, &h, &hr, pins, &o->files, err, sizeof err)) {
-        fail(o, 503, err);
+        cannot_run(q, o, req, err);
         return NULL;
     }
     if (duckdb_prepare_extracted_statement(q->c, *st, 0, &p) == DuckDBError) {
