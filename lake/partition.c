@@ -75,6 +75,9 @@ static int names_parquet(const lake_manifest *m, const char *name)
  */
 #define MCACHE_SLOTS 1024
 
+/* Process-wide, shared by every store and thread: any thread reading a manifest looks up or
+ * replaces a slot (the old copy freed) holding mcache_mu, and copies the text out before it
+ * lets go; never cleared while the process runs. */
 static struct {
     char *id; /* "url\nkey" */
     char *text;
