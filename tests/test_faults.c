@@ -223,13 +223,15 @@ TEST(test_faults_read_only_spool_answers_503_and_recovers)
     CHECK_INT(200, post_batch(&s, "ro", 0, 10, 100, &acked, &r));
     resp_free(&r);
 
-    /* wait until the segment is sealed, so no file is open for writing */
+    /* wait until the segment is sealed and in the lake, so that no file is open for writing
+     * (the sealer holds a segment's descriptor until the segment is in the store) */
     long st;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 200; i++) {
         json_t *h = health(&s, &st);
         int open = (int)json_integer_value(json_object_get(h, "segmentsOpen"));
+        json_int_t pending = json_integer_value(json_object_get(h, "spoolBytesPending"));
         json_decref(h);
-        if (!open) break;
+        if (!open && !pending) break;
         usleep(50000);
     }
     REQUIRE_INT(0, remount(dir, 1));
