@@ -203,7 +203,7 @@ static int run_local(const qopts *o, const char *sql, json_t *params, buf *answe
         query_outcome res;
         query_run(c, &req, &s, &res);
         if (stream && res.streamed && req.format == QUERY_JSON) fputc('\n', stdout);
-        if (res.status != 200 || res.cut) {
+        if (res.code != QUERY_OK || res.cut) {
             if (res.streamed) fflush(stdout);
             fprintf(stderr, "events %s: %s%s\n", o->cmd, res.error,
                     res.over_bytes ? " (--max-bytes)" : "");

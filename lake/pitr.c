@@ -40,9 +40,9 @@ static int run(query_conn *qc, const char *sql, json_t *params, buf *answer, cha
     query_outcome o;
     answer->len = 0;
     query_run_to_buf(qc, &rq, answer, &o);
-    if (o.status != 200 || o.truncated) {
+    if (o.code != QUERY_OK || o.truncated) {
         snprintf(err, errlen, "reading the lake: %s",
-                 o.status != 200 ? o.error : "the answer was cut short");
+                 o.code != QUERY_OK ? o.error : "the answer was cut short");
         return -1;
     }
     buf_cstr(answer);

@@ -75,7 +75,7 @@ void query_engine_close(query_engine *e); /* NULL is ignored; no conn may be run
 query_conn *query_conn_new(query_engine *e, char *err, size_t errlen);
 void query_conn_free(query_conn *c);
 
-/* Stops the query running on c (from any thread); it ends with status 504. */
+/* Stops the query running on c (from any thread); it ends with QUERY_ETIMEDOUT. */
 void query_conn_interrupt(query_conn *c);
 
 enum query_format { QUERY_JSON, QUERY_CSV, QUERY_NDJSON };
@@ -94,12 +94,12 @@ typedef struct query_request {
 /*
  * Where the answer goes, in pieces as DuckDB produces the rows: the first is
  * handed over once 64 KiB are rendered (or the answer ended before), so that
- * a query failing before then still gets an error status, and from then on
+ * a query failing before then still gets an error answer, and from then on
  * every 64 KiB. begin is called once, before the first write, when the answer
- * is known to be a 200. write hands over the next bytes; it may wait while the
- * client is behind, but not past deadline_ms (monotonic), and not at all when
- * deadline_ms is 0 (the few bytes that end an answer). Either returns nonzero
- * to stop the query: the client left, or the deadline passed.
+ * is known to be rows, not an error. write hands over the next bytes; it may
+ * wait while the client is behind, but not past deadline_ms (monotonic), and
+ * not at all when deadline_ms is 0 (the few bytes that end an answer). Either
+ * returns nonzero to stop the query: the client left, or the deadline passed.
  */
 typedef struct query_sink {
     int (*begin)(void *ud, const char *content_type);
@@ -108,27 +108,49 @@ typedef struct query_sink {
 } query_sink;
 
 /*
- * How an answer ended. A 200 answer may still end early, after its first
- * rows were sent (`cut`): at max_bytes, or because the query failed on the
- * way (status then says how, and error why). A JSON answer then stays valid
- * JSON: its rows so far, "truncated":true and "error":"…"; an NDJSON answer
- * ends with a line {"error":"…"}; CSV has no place for it, so a CSV stream
- * must end without its last chunk. When the client did not take the rows in
- * time (or left), the answer is `broken`: cut in the middle of a write, with
- * no marker, and every format's stream must end without its last chunk.
+ * How a query ended (query_outcome.code): QUERY_OK or a negative code. What
+ * answer each makes is the caller's to decide; server/query_http.c maps them
+ * to HTTP statuses.
+ */
+enum {
+    QUERY_OK = 0,
+    /* refused (not one read statement, something the sandbox forbids, bad params, a column
+     * type that cannot be sent) or failed in DuckDB, out of its memory limit included:
+     * the statement is the client's to change */
+    QUERY_EREFUSED = -1,
+    /* the client left: the sink's begin or write said stop before the deadline */
+    QUERY_EGONE = -2,
+    /* the engine failed around the query: a step before it (its transaction, its views),
+     * or memory to render the answer */
+    QUERY_EINTERNAL = -3,
+    /* the time limit passed (query_request.timeout_ms), also while the client was slow
+     * to take the answer */
+    QUERY_ETIMEDOUT = -4
+};
+
+/*
+ * How an answer ended. An answer that began (`streamed`) may still end
+ * early, after its first rows were sent (`cut`): at max_bytes, or because the
+ * query failed on the way (code then says how, and error why). A JSON answer
+ * then stays valid JSON: its rows so far, "truncated":true and "error":"…"; an
+ * NDJSON answer ends with a line {"error":"…"}; CSV has no place for it, so a
+ * CSV stream must end without its last chunk. When the client did not take
+ * the rows in time (or left), the answer is `broken`: cut in the middle of a
+ * write, with no marker, and every format's stream must end without its last
+ * chunk.
  */
 typedef struct query_outcome {
-    unsigned status;  /* 200; 400 refused or failed; 504 timed out; 503 internal; 499 client left */
-    char error[1024]; /* when status != 200, and why a cut answer was cut */
-    int streamed;     /* begin was called */
-    int cut;          /* ended early after it began, with the marker described above */
-    int broken;       /* ended in the middle of a write: no marker */
-    uint64_t rows;    /* rows sent */
-    int truncated;    /* fewer rows were sent than the query made (max_rows, max_bytes, cut) */
-    int over_bytes;   /* max_bytes was reached */
+    int code;          /* QUERY_OK, or a QUERY_E* code above */
+    char error[1024];  /* when code != QUERY_OK, and why a cut answer was cut */
+    int streamed;      /* begin was called */
+    int cut;           /* ended early after it began, with the marker described above */
+    int broken;        /* ended in the middle of a write: no marker */
+    uint64_t rows;     /* rows sent */
+    int truncated;     /* fewer rows were sent than the query made (max_rows, max_bytes, cut) */
+    int over_bytes;    /* max_bytes was reached */
     int out_of_memory; /* DuckDB ran out of memory (its limit, or the process's) */
-    uint64_t bytes;   /* bytes handed to the sink */
-    uint64_t files;   /* lake files and spool segments the events view read from */
+    uint64_t bytes;    /* bytes handed to the sink */
+    uint64_t files;    /* lake files and spool segments the events view read from */
     double elapsed_ms;
 } query_outcome;
 

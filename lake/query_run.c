@@ -269,9 +269,9 @@ static int check_read_only(query_conn *q, duckdb_prepared_statement p, const cha
 
 /* ---- running ------------------------------------------------------------------- */
 
-static void fail(query_outcome *o, unsigned status, const char *msg)
+static void fail(query_outcome *o, int code, const char *msg)
 {
-    o->status = status;
+    o->code = code;
     snprintf(o->error, sizeof o->error, "%s", msg);
 }
 
@@ -281,7 +281,7 @@ static void time_limit(query_outcome *o, const query_request *req)
     char m[128];
     snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
              (long long)(req->timeout_ms ? req->timeout_ms : 30000));
-    fail(o, 504, m);
+    fail(o, QUERY_ETIMEDOUT, m);
 }
 
 /*
@@ -316,22 +316,22 @@ static void prepare_error(query_outcome *o, const char *msg)
         char m[1024];
         snprintf(m, sizeof m, "query exceeded the memory limit: %s", msg);
         o->out_of_memory = 1;
-        fail(o, 400, m);
+        fail(o, QUERY_EREFUSED, m);
         return;
     }
-    fail(o, 400, msg ? msg : "query failed");
+    fail(o, QUERY_EREFUSED, msg ? msg : "query failed");
 }
 
 /*
- * A step before the query itself failed (its transaction, its views): 503, unless the watchdog
- * interrupted that step, when the answer is the time limit's 504 as for the query.
+ * A step before the query itself failed (its transaction, its views): QUERY_EINTERNAL, unless the
+ * watchdog interrupted that step, when the query timed out (QUERY_ETIMEDOUT) as in the query.
  */
 static void cannot_run(query_conn *q, query_outcome *o, const query_request *req, const char *err)
 {
     if (atomic_load(&q->timed_out))
         time_limit(o, req);
     else
-        fail(o, 503, err);
+        fail(o, QUERY_EINTERNAL, err);
 }
 
 static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const query_request *req)
@@ -344,9 +344,9 @@ static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const 
         o->out_of_memory = 1;
         char m[1024];
         snprintf(m, sizeof m, "query exceeded the memory limit: %s", msg ? msg : "out of memory");
-        fail(o, 400, m);
+        fail(o, QUERY_EREFUSED, m);
     } else {
-        fail(o, 400, msg ? msg : "query failed");
+        fail(o, QUERY_EREFUSED, msg ? msg : "query failed");
     }
 }
 
@@ -446,14 +446,14 @@ static const char *content_type(enum query_format f)
 /*
  * Hands the rendered rows to the sink (beginning the answer first), waiting
  * for the client up to the deadline. Returns 0, or -1 with the outcome saying
- * why: 499 the client left, 504 the deadline passed (the answer is broken).
+ * why: QUERY_EGONE the client left, QUERY_ETIMEDOUT the deadline passed (the answer is broken).
  */
 static int deliver(render *rd)
 {
     query_outcome *o = rd->o;
     if (!o->streamed) {
         if (rd->sink->begin(rd->sink->ud, content_type(rd->req->format))) {
-            fail(o, 499, "the client went away");
+            fail(o, QUERY_EGONE, "the client went away");
             return -1;
         }
         o->streamed = 1;
@@ -463,7 +463,7 @@ static int deliver(render *rd)
         if (evtime_mono_ms() >= rd->deadline)
             time_limit(o, rd->req);
         else
-            fail(o, 499, "the client went away");
+            fail(o, QUERY_EGONE, "the client went away");
         return -1;
     }
     o->bytes += rd->out.len;
@@ -497,7 +497,7 @@ static void render_rows(render *rd, duckdb_result *res)
             } else if ((rc = row(rd, ch, r)) == RESULT_OVER) {
                 o->truncated = o->over_bytes = stop = 1;
             } else if (rc) {
-                fail(o, 503, "out of memory rendering the answer");
+                fail(o, QUERY_EINTERNAL, "out of memory rendering the answer");
                 stop = 1;
             } else if (rd->out.len >= FLUSH_AT && deliver(rd)) {
                 stop = 1;
@@ -518,12 +518,12 @@ static void render_rows(render *rd, duckdb_result *res)
 static void end_answer(render *rd, int64_t t0)
 {
     query_outcome *o = rd->o;
-    if (o->status == 499 || o->broken || (o->status != 200 && !o->streamed)) return;
-    if (o->status == 200 && deliver(rd)) return;
-    if (o->over_bytes && o->status == 200)
+    if (o->code == QUERY_EGONE || o->broken || (o->code != QUERY_OK && !o->streamed)) return;
+    if (o->code == QUERY_OK && deliver(rd)) return;
+    if (o->over_bytes && o->code == QUERY_OK)
         snprintf(o->error, sizeof o->error, "answer cut at %llu bytes: the answer size limit",
                  (unsigned long long)rd->max_bytes);
-    o->cut = o->status != 200 || o->over_bytes;
+    o->cut = o->code != QUERY_OK || o->over_bytes;
     o->truncated |= o->cut;
     o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
     buf end = BUF_INIT;
@@ -544,8 +544,9 @@ static void end_answer(render *rd, int64_t t0)
     }
     if (end.len && (!end.p || rd->sink->write(rd->sink->ud, end.p, end.len, 0))) {
         o->broken = 1;
-        if (o->status == 200)
-            fail(o, end.p ? 499 : 503, end.p ? "the client went away" : "out of memory");
+        if (o->code == QUERY_OK)
+            fail(o, end.p ? QUERY_EGONE : QUERY_EINTERNAL,
+                 end.p ? "the client went away" : "out of memory");
     } else {
         o->bytes += end.len;
     }
@@ -560,7 +561,7 @@ static int column_types(render *rd, duckdb_result *res)
     rd->types = calloc(rd->ncols ? rd->ncols : 1, sizeof *rd->types);
     rd->names = calloc(rd->ncols ? rd->ncols : 1, sizeof *rd->names);
     if (!rd->types || !rd->names) {
-        fail(rd->o, 503, "out of memory");
+        fail(rd->o, QUERY_EINTERNAL, "out of memory");
         return -1;
     }
     for (idx_t i = 0; i < rd->ncols; i++) {
@@ -569,7 +570,7 @@ static int column_types(render *rd, duckdb_result *res)
         duckdb_destroy_logical_type(&t);
         rd->names[i] = (char *)duckdb_column_name(res, i);
         if (!rd->types[i]) {
-            fail(rd->o, 400, err);
+            fail(rd->o, QUERY_EREFUSED, err);
             return -1;
         }
     }
@@ -588,11 +589,11 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     char err[1024];
     duckdb_prepared_statement p = NULL;
     if (!req->sql || !*req->sql) {
-        fail(o, 400, "empty query");
+        fail(o, QUERY_EREFUSED, "empty query");
         return NULL;
     }
     if (req->params && !json_is_array(req->params)) {
-        fail(o, 400, "params must be an array");
+        fail(o, QUERY_EREFUSED, "params must be an array");
         return NULL;
     }
     idx_t n = duckdb_extract_statements(q->c, req->sql, st);
@@ -601,13 +602,13 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
         if (n > 1)
             snprintf(err, sizeof err, "one statement per query: this text has %llu",
                      (unsigned long long)n);
-        fail(o, 400, n > 1 ? err : m && *m ? m : "empty query");
+        fail(o, QUERY_EREFUSED, n > 1 ? err : m && *m ? m : "empty query");
         return NULL;
     }
     int admitted;
     json_t *ast = admit(q, req->sql, &admitted, err, sizeof err);
     if (!admitted) {
-        fail(o, 400, err);
+        fail(o, QUERY_EREFUSED, err);
         return NULL;
     }
     /* one transaction from the bounds' evaluation to the end of the query: now() and the
@@ -651,7 +652,7 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     }
     if (check_read_only(q, p, req->sql, err, sizeof err) ||
         bind_params(p, req->params, err, sizeof err)) {
-        fail(o, 400, err);
+        fail(o, QUERY_EREFUSED, err);
         duckdb_destroy_prepare(&p);
         return NULL;
     }
@@ -661,7 +662,7 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
 void query_run(query_conn *q, const query_request *req, const query_sink *sink, query_outcome *o)
 {
     memset(o, 0, sizeof *o);
-    o->status = 200;
+    o->code = QUERY_OK;
     int64_t t0 = evtime_mono_ns();
     duckdb_extracted_statements st = NULL;
     duckdb_result res;

@@ -170,8 +170,9 @@ static int client_gone(const query_http_job *j)
 static void count(query_http_pool *p, const query_outcome *o, int skipped)
 {
     if (skipped) atomic_fetch_add_explicit(&p->skipped, 1, memory_order_relaxed);
-    if (o->status == 499) atomic_fetch_add_explicit(&p->gone, 1, memory_order_relaxed);
-    if (o->status == 504) atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+    if (o->code == QUERY_EGONE) atomic_fetch_add_explicit(&p->gone, 1, memory_order_relaxed);
+    if (o->code == QUERY_ETIMEDOUT)
+        atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
     if (o->over_bytes) atomic_fetch_add_explicit(&p->over_bytes, 1, memory_order_relaxed);
     if (o->out_of_memory) atomic_fetch_add_explicit(&p->out_of_memory, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->bytes, o->bytes, memory_order_relaxed);
@@ -206,7 +207,7 @@ static void *worker_main(void *arg)
         int skip = client_gone(j);
         if (skip) {
             memset(&out, 0, sizeof out);
-            out.status = 499;
+            out.code = QUERY_EGONE;
             snprintf(out.error, sizeof out.error, "the client went away before its query ran");
         } else {
             atomic_fetch_add(&p->running, 1);
@@ -214,7 +215,7 @@ static void *worker_main(void *arg)
             atomic_fetch_sub(&p->running, 1);
         }
         count(p, &out, skip);
-        if (out.status != 200 && out.status != 499 && log_enabled(LOG_DEBUG))
+        if (out.code != QUERY_OK && out.code != QUERY_EGONE && log_enabled(LOG_DEBUG))
             log_msg(LOG_DEBUG, "query failed", "error", out.error, LOG_END);
 
         pthread_mutex_lock(&j->mu);
@@ -430,6 +431,22 @@ static void response_gone(void *cls)
     job_unref(j);
 }
 
+/*
+ * The HTTP status of a query that ended with code before its answer began (lake/query.h): the
+ * client's statement 400, the client gone 499 (logged, never sent), the engine's failure 503,
+ * the time limit 504. A query that ended well without beginning an answer is the engine's
+ * failure too.
+ */
+static unsigned status_of(int code)
+{
+    switch (code) {
+    case QUERY_EREFUSED: return 400;
+    case QUERY_EGONE: return 499;
+    case QUERY_ETIMEDOUT: return 504;
+    default: return 503;
+    }
+}
+
 static enum MHD_Result queue(struct MHD_Connection *conn, struct MHD_Response *r, unsigned status,
                              const char *ct, const char *cors)
 {
@@ -449,18 +466,19 @@ enum MHD_Result query_http_respond(query_http_job *j, struct MHD_Connection *con
 {
     pthread_mutex_lock(&j->mu);
     int began = j->began;
-    unsigned st = j->done ? j->out.status : 200;
+    int code = j->done ? j->out.code : QUERY_OK;
     char msg[sizeof j->out.error];
     snprintf(msg, sizeof msg, "%s", j->out.error);
     const char *ct = j->content_type;
     pthread_mutex_unlock(&j->mu);
 
-    if (!began && st == 499) { /* the client left while its query waited: nobody to answer */
-        *status = 499;
+    if (!began &&
+        code == QUERY_EGONE) { /* the client left while its query waited: nobody to answer */
+        *status = status_of(code);
         return MHD_NO;
     }
     if (!began) { /* the query failed before any answer */
-        if (st == 200) st = 503;
+        unsigned st = status_of(code);
         buf b = BUF_INIT;
         ingest_error_json(&b, msg);
         struct MHD_Response *r =

@@ -445,7 +445,7 @@ static char *all_rows(const char *lake)
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(c, &rq, &out, &o);
-    char *t = strdup(o.status == 200 ? buf_cstr(&out) : o.error);
+    char *t = strdup(o.code == QUERY_OK ? buf_cstr(&out) : o.error);
     buf_free(&out);
     query_conn_free(c);
     query_engine_close(e);

@@ -98,7 +98,7 @@ static answer *ask(lake *l, const char *sql, json_t *params, enum query_format f
     query_run_to_buf(l->c, &r, &a->text, &a->o);
     json_decref(params);
     buf_cstr(&a->text);
-    if (f == QUERY_JSON && a->o.status == 200) a->json = json_loads(a->text.p, 0, NULL);
+    if (f == QUERY_JSON && a->o.code == QUERY_OK) a->json = json_loads(a->text.p, 0, NULL);
     return a;
 }
 
@@ -170,7 +170,7 @@ TEST(test_engine_renders_every_type_exactly)
         char sql[512];
         snprintf(sql, sizeof sql, "SELECT %s AS v", t[i].expr);
         answer *a = q(&l, sql);
-        if (a->o.status != 200) {
+        if (a->o.code != QUERY_OK) {
             test_fail(__FILE__, __LINE__, "%s: %s", t[i].expr, a->o.error);
             done(a);
             continue;
@@ -187,7 +187,7 @@ TEST(test_engine_renders_every_type_exactly)
         done(a);
     }
     answer *a = q(&l, "SELECT 1::BIT AS v");
-    CHECK_INT(400, a->o.status);
+    CHECK_INT(QUERY_EREFUSED, a->o.code);
     CHECK_CONTAINS("cannot be sent; CAST it to VARCHAR", a->o.error);
     done(a);
     lake_close(&l);
@@ -201,7 +201,7 @@ TEST(test_engine_writes_csv_and_ndjson)
         "SELECT * FROM (VALUES (1, 'plain', NULL), (2, 'has, comma', [1,2]), "
         "(3, 'has \"quote\"', []), (4, 'two\nlines', [3])) t(\"n\", \"text,name\", \"list\")";
     answer *a = ask(&l, sql, NULL, QUERY_CSV, 0, 0);
-    CHECK_INT(200, a->o.status);
+    CHECK_INT(QUERY_OK, a->o.code);
     CHECK_STR(
         "n,\"text,name\",list\n1,plain,\n2,\"has, comma\",\"[1,2]\"\n3,\"has \"\"quote\"\"\",[]\n"
         "4,\"two\nlines\",[3]\n",
@@ -224,7 +224,7 @@ TEST(test_engine_reads_the_events_view_with_its_columns)
     REQUIRE_INT(0, lake_open(&l, 2, 3, 0));
     answer *a = q(&l, "SELECT id, type, ts, receivedAt, \"do\", do_id, do_class, n FROM events, "
                       "LATERAL (SELECT (event->>'n')::INT AS n) ORDER BY ts LIMIT 2");
-    REQUIRE_INT(200, a->o.status);
+    REQUIRE_INT(QUERY_OK, a->o.code);
     char *r = rows(a);
     CHECK_STR(
         "[[\"h0-0\",\"t.x\",\"2026-11-20T00:00:00.000Z\",\"2026-11-20T00:00:00.000Z\",{\"id\":"
@@ -236,7 +236,7 @@ TEST(test_engine_reads_the_events_view_with_its_columns)
     free(r);
     done(a);
     a = q(&l, "SELECT column_name, column_type FROM (DESCRIBE events)");
-    REQUIRE_INT(200, a->o.status);
+    REQUIRE_INT(QUERY_OK, a->o.code);
     r = rows(a);
     CHECK_STR("[[\"id\",\"VARCHAR\"],[\"type\",\"VARCHAR\"],[\"ts\",\"TIMESTAMP\"],[\"receivedAt\","
               "\"TIMESTAMP\"],"
@@ -259,7 +259,7 @@ TEST(test_engine_reads_the_events_view_with_its_columns)
 static void check_files(lake *l, const char *sql, json_t *params, uint64_t files, long long first)
 {
     answer *a = ask(l, sql, params, QUERY_JSON, 0, 0);
-    if (a->o.status != 200) {
+    if (a->o.code != QUERY_OK) {
         test_fail(__FILE__, __LINE__, "%s: %s", sql, a->o.error);
     } else {
         long long got = json_integer_value(
@@ -434,13 +434,13 @@ TEST(test_engine_time_limit_covers_the_evaluation_of_bounds)
     REQUIRE_INT(0, lake_open(&l, 2, 1, 0));
     /* the bound alone takes about a second to evaluate (a sum over 20 million numbers),
      * which DuckDB does while planning, where it cannot be interrupted: the query ends
-     * after that one evaluation with 504, not after a second one while the statement is
-     * prepared (which used to come before the limit, and answered 200) */
+     * after that one evaluation with QUERY_ETIMEDOUT, not after a second one while the
+     * statement is prepared (which used to come before the limit, and answered) */
     answer *a = ask(&l,
                     "SELECT count(*) FROM events WHERE ts > "
                     "to_timestamp(0 * list_sum(range(0, 20000000)))",
                     NULL, QUERY_JSON, 0, 200);
-    CHECK_INT(504, a->o.status);
+    CHECK_INT(QUERY_ETIMEDOUT, a->o.code);
     CHECK_CONTAINS("the query time limit", a->o.error);
     done(a);
     lake_close(&l);
@@ -703,28 +703,29 @@ static void prop_run(int far, int runs_max, int *runs, int *answered, int *prune
                    buf_cstr(&sql));
         answer *a = ask(&l, sql.p, json_incref(params), QUERY_JSON, 0, 0);
         answer *b = ask(&l, buf_cstr(&all), json_incref(params), QUERY_JSON, 0, 0);
-        char *ra = a->o.status == 200 ? rows(a) : NULL, *rb = b->o.status == 200 ? rows(b) : NULL;
-        int same = a->o.status == b->o.status && (!ra || (rb && !strcmp(ra, rb)));
-        if (b->o.status == 200 && b->o.files != (uint64_t)files) same = 0;
-        if (a->o.status == 503 || b->o.status == 503) same = 0; /* an internal error */
-        if (!same && (a->o.status == 200) != (b->o.status == 200) &&
-            !strncmp(a->o.status == 200 ? b->o.error : a->o.error, "Conversion Error", 16)) {
+        char *ra = a->o.code == QUERY_OK ? rows(a) : NULL,
+             *rb = b->o.code == QUERY_OK ? rows(b) : NULL;
+        int same = a->o.code == b->o.code && (!ra || (rb && !strcmp(ra, rb)));
+        if (b->o.code == QUERY_OK && b->o.files != (uint64_t)files) same = 0;
+        if (a->o.code == QUERY_EINTERNAL || b->o.code == QUERY_EINTERNAL)
+            same = 0; /* an internal error */
+        if (!same && (a->o.code == QUERY_OK) != (b->o.code == QUERY_OK) &&
+            !strncmp(a->o.code == QUERY_OK ? b->o.error : a->o.error, "Conversion Error", 16)) {
             (*inconclusive)++;
             same = 1;
         }
         if (!same && failures++ < 10) {
             char *p = json_dumps(params, JSON_COMPACT);
             test_fail(__FILE__, __LINE__,
-                      "%s\n  params %s\n  pruned:   %u %s (%llu files) %s\n  unpruned: %u %s "
+                      "%s\n  params %s\n  pruned:   %d %s (%llu files) %s\n  unpruned: %d %s "
                       "(%llu files) %s",
-                      sql.p, p, a->o.status, ra ? ra : "", (unsigned long long)a->o.files,
-                      a->o.error, b->o.status, rb ? rb : "", (unsigned long long)b->o.files,
-                      b->o.error);
+                      sql.p, p, a->o.code, ra ? ra : "", (unsigned long long)a->o.files, a->o.error,
+                      b->o.code, rb ? rb : "", (unsigned long long)b->o.files, b->o.error);
             free(p);
         }
         (*runs)++;
-        *answered += a->o.status == 200;
-        *pruned += a->o.status == 200 && a->o.files < (uint64_t)files;
+        *answered += a->o.code == QUERY_OK;
+        *pruned += a->o.code == QUERY_OK && a->o.files < (uint64_t)files;
         free(ra);
         free(rb);
         done(a);
@@ -807,9 +808,10 @@ TEST(test_engine_refuses_what_is_not_a_read)
         else
             snprintf(sql, sizeof sql, "%s", t[i].sql);
         answer *a = q(&l, sql);
-        if (a->o.status != 400 || !strstr(a->o.error, t[i].error))
-            test_fail(__FILE__, __LINE__, "%s:\n  expected 400 with \"%s\"\n  got %u: %s", sql,
-                      t[i].error, a->o.status, a->o.error);
+        if (a->o.code != QUERY_EREFUSED || !strstr(a->o.error, t[i].error))
+            test_fail(__FILE__, __LINE__,
+                      "%s:\n  expected QUERY_EREFUSED with \"%s\"\n  got %d: %s", sql, t[i].error,
+                      a->o.code, a->o.error);
         done(a);
     }
     struct stat st;
@@ -829,7 +831,7 @@ TEST(test_engine_refuses_what_is_not_a_read)
     answer *a;
     for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
         a = q(&l, fine[i]);
-        if (a->o.status != 200) test_fail(__FILE__, __LINE__, "%s: %s", fine[i], a->o.error);
+        if (a->o.code != QUERY_OK) test_fail(__FILE__, __LINE__, "%s: %s", fine[i], a->o.error);
         done(a);
     }
     lake_close(&l);
@@ -880,9 +882,9 @@ TEST(test_engine_hides_the_settings_and_paths_of_the_server)
         snprintf(want, sizeof want,
                  "%s is not available to queries: it shows the server's configuration or files",
                  hidden[i].name);
-        if (a->o.status != 400 || strcmp(a->o.error, want))
-            test_fail(__FILE__, __LINE__, "%s:\n  expected 400 %s\n  got %u %s", hidden[i].sql,
-                      want, a->o.status, a->o.error);
+        if (a->o.code != QUERY_EREFUSED || strcmp(a->o.error, want))
+            test_fail(__FILE__, __LINE__, "%s:\n  expected QUERY_EREFUSED %s\n  got %d %s",
+                      hidden[i].sql, want, a->o.code, a->o.error);
         done(a);
     }
     answer *a = q(&l, "SELECT * FROM query($1)");
@@ -896,28 +898,28 @@ TEST(test_engine_hides_the_settings_and_paths_of_the_server)
     const char *home = getenv("HOME");
     static const struct {
         const char *sql;
-        unsigned status;
+        int code;
     } fine[] = {
-        {"SELECT count(*) FROM query('SELECT * FROM events')", 200},
-        {"SELECT count(*) FROM query_table('events')", 200},
-        {"SELECT * FROM duckdb_functions() WHERE function_name LIKE 'doc%'", 200},
-        {"SELECT * FROM duckdb_tables()", 200},
-        {"SELECT * FROM duckdb_columns(), (SELECT count(*) FROM events)", 200},
-        {"SELECT * FROM information_schema.tables, (SELECT count(*) FROM events)", 200},
-        {"SELECT * FROM duckdb_memory()", 200},
-        {"SELECT * FROM pragma_user_agent()", 200},
-        {"SHOW TABLES", 200},
-        {"DESCRIBE events", 200},
-        {"EXPLAIN ANALYZE SELECT * FROM events", 200},
-        {"SELECT * FROM glob('*')", 400},
-        {"SELECT * FROM read_text('nothing.txt')", 400},
+        {"SELECT count(*) FROM query('SELECT * FROM events')", QUERY_OK},
+        {"SELECT count(*) FROM query_table('events')", QUERY_OK},
+        {"SELECT * FROM duckdb_functions() WHERE function_name LIKE 'doc%'", QUERY_OK},
+        {"SELECT * FROM duckdb_tables()", QUERY_OK},
+        {"SELECT * FROM duckdb_columns(), (SELECT count(*) FROM events)", QUERY_OK},
+        {"SELECT * FROM information_schema.tables, (SELECT count(*) FROM events)", QUERY_OK},
+        {"SELECT * FROM duckdb_memory()", QUERY_OK},
+        {"SELECT * FROM pragma_user_agent()", QUERY_OK},
+        {"SHOW TABLES", QUERY_OK},
+        {"DESCRIBE events", QUERY_OK},
+        {"EXPLAIN ANALYZE SELECT * FROM events", QUERY_OK},
+        {"SELECT * FROM glob('*')", QUERY_EREFUSED},
+        {"SELECT * FROM read_text('nothing.txt')", QUERY_EREFUSED},
     };
     for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
         a = q(&l, fine[i].sql);
-        const char *text = a->o.status == 200 ? a->text.p : a->o.error;
-        if (a->o.status != fine[i].status || strstr(text, l.dir) ||
+        const char *text = a->o.code == QUERY_OK ? a->text.p : a->o.error;
+        if (a->o.code != fine[i].code || strstr(text, l.dir) ||
             (home && strlen(home) > 1 && strstr(text, home)))
-            test_fail(__FILE__, __LINE__, "%s: %u %.300s", fine[i].sql, a->o.status, text);
+            test_fail(__FILE__, __LINE__, "%s: %d %.300s", fine[i].sql, a->o.code, text);
         done(a);
     }
     lake_close(&l);
@@ -931,18 +933,18 @@ TEST(test_engine_enforces_time_memory_and_row_limits)
     answer *a = ask(&l, "SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)", NULL,
                     QUERY_JSON, 0, 500);
     int64_t took = evtime_mono_ms() - t0;
-    CHECK_INT(504, a->o.status);
+    CHECK_INT(QUERY_ETIMEDOUT, a->o.code);
     CHECK_STR("query stopped after 500 ms: the query time limit", a->o.error);
     CHECK(took < 5000);
     done(a);
 
     a = q(&l, "SELECT list(x) FROM range(100000000) t(x)");
-    CHECK_INT(400, a->o.status);
+    CHECK_INT(QUERY_EREFUSED, a->o.code);
     CHECK_CONTAINS("query exceeded the memory limit: Out of Memory Error", a->o.error);
     done(a);
 
     a = ask(&l, "SELECT * FROM range(100)", NULL, QUERY_JSON, 10, 0);
-    CHECK_INT(200, a->o.status);
+    CHECK_INT(QUERY_OK, a->o.code);
     CHECK_INT(10, json_integer_value(json_object_get(a->json, "rowCount")));
     CHECK(json_is_true(json_object_get(a->json, "truncated")));
     CHECK_INT(10, json_array_size(json_object_get(a->json, "rows")));
@@ -954,8 +956,8 @@ TEST(test_engine_enforces_time_memory_and_row_limits)
 
     /* the connection is usable after each of those */
     a = q(&l, "SELECT count(*) FROM events");
-    CHECK_INT(200, a->o.status);
-    if (a->o.status != 200) fprintf(stderr, "  %s\n", a->o.error);
+    CHECK_INT(QUERY_OK, a->o.code);
+    if (a->o.code != QUERY_OK) fprintf(stderr, "  %s\n", a->o.error);
     done(a);
     lake_close(&l);
 }
@@ -966,27 +968,27 @@ TEST(test_engine_binds_parameters_and_reports_sql_errors)
     REQUIRE_INT(0, lake_open(&l, 1, 5, 0));
     answer *a = ask(&l, "SELECT $1 || '!', $2 + 1, $3, $4 IS NULL",
                     json_pack("[s,i,b,n]", "hi", 41, 1), QUERY_JSON, 0, 0);
-    REQUIRE_INT(200, a->o.status);
+    REQUIRE_INT(QUERY_OK, a->o.code);
     char *r = rows(a);
     CHECK_STR("[[\"hi!\",42,true,true]]", r);
     free(r);
     done(a);
     a = ask(&l, "SELECT $1, $2", json_pack("[s]", "x"), QUERY_JSON, 0, 0);
-    CHECK_INT(400, a->o.status);
+    CHECK_INT(QUERY_EREFUSED, a->o.code);
     CHECK_STR("the query has 2 parameters but 1 was given", a->o.error);
     done(a);
     a = ask(&l, "SELECT $1", json_pack("[[i]]", 1), QUERY_JSON, 0, 0);
-    CHECK_INT(400, a->o.status);
+    CHECK_INT(QUERY_EREFUSED, a->o.code);
     CHECK_STR(
         "parameter 1 is an array or object: params must be strings, numbers, booleans or null",
         a->o.error);
     done(a);
     a = q(&l, "SELECT nope FROM events");
-    CHECK_INT(400, a->o.status);
+    CHECK_INT(QUERY_EREFUSED, a->o.code);
     CHECK_CONTAINS("Binder Error: Referenced column \"nope\" not found", a->o.error);
     done(a);
     a = q(&l, "SELEC 1");
-    CHECK_INT(400, a->o.status);
+    CHECK_INT(QUERY_EREFUSED, a->o.code);
     CHECK_CONTAINS("Parser Error: syntax error at or near \"SELEC\"", a->o.error);
     done(a);
     lake_close(&l);
@@ -1036,8 +1038,8 @@ TEST(test_engine_typed_and_whole_event_views_agree)
     snprintf(whole, sizeof whole,
              "SELECT %s FROM events WHERE event IS NOT NULL ORDER BY id NULLS FIRST, type", cols);
     answer *a = q(&l, typed), *b = q(&l, whole);
-    REQUIRE_INT(200, a->o.status);
-    REQUIRE_INT(200, b->o.status);
+    REQUIRE_INT(QUERY_OK, a->o.code);
+    REQUIRE_INT(QUERY_OK, b->o.code);
     char *ra = rows(a), *rb = rows(b);
     CHECK_STR(rb, ra);
     free(ra);
@@ -1046,7 +1048,7 @@ TEST(test_engine_typed_and_whole_event_views_agree)
     done(b);
     /* a reference the analysis would miss fails loudly on the typed view, never reads NULL */
     a = q(&l, "SELECT count(*) FROM events e");
-    CHECK_INT(200, a->o.status);
+    CHECK_INT(QUERY_OK, a->o.code);
     done(a);
     static const char *const raw_forms[] = {
         "SELECT event->>'durationMs' FROM events WHERE id = 'o1'",
@@ -1054,8 +1056,8 @@ TEST(test_engine_typed_and_whole_event_views_agree)
         "SELECT to_json(events) FROM events WHERE id = 'o1'"};
     for (size_t i = 0; i < sizeof raw_forms / sizeof *raw_forms; i++) {
         a = q(&l, raw_forms[i]);
-        if (a->o.status != 200 || !strstr(a->text.p, "fast"))
-            test_fail(__FILE__, __LINE__, "%s: %u %s %s", raw_forms[i], a->o.status, a->o.error,
+        if (a->o.code != QUERY_OK || !strstr(a->text.p, "fast"))
+            test_fail(__FILE__, __LINE__, "%s: %d %s %s", raw_forms[i], a->o.code, a->o.error,
                       a->text.p);
         done(a);
     }
@@ -1100,10 +1102,10 @@ TEST(test_engine_stops_an_answer_at_max_bytes_whatever_its_values)
             query_request r = {.sql = sql, .format = formats[f], .max_bytes = 1 << 20};
             query_run_to_buf(l.c, &r, &text, &o);
             buf_cstr(&text);
-            if (o.status != 200 || o.over_bytes != over || o.cut != over ||
+            if (o.code != QUERY_OK || o.over_bytes != over || o.cut != over ||
                 text.len > (1 << 20) + 200)
-                test_fail(__FILE__, __LINE__, "%s (format %d): status %u, over %d, %zu bytes: %s",
-                          big[i].sql, f, o.status, o.over_bytes, text.len, o.error);
+                test_fail(__FILE__, __LINE__, "%s (format %d): code %d, over %d, %zu bytes: %s",
+                          big[i].sql, f, o.code, o.over_bytes, text.len, o.error);
             if (!over) {
                 CHECK_INT(2, o.rows);
             } else if (formats[f] == QUERY_JSON) {
@@ -1126,7 +1128,7 @@ TEST(test_engine_stops_an_answer_at_max_bytes_whatever_its_values)
                        .format = QUERY_NDJSON,
                        .max_bytes = 1 << 20};
     query_run_to_buf(l.c, &r, &text, &o);
-    CHECK_INT(200, o.status);
+    CHECK_INT(QUERY_OK, o.code);
     CHECK_INT(100, o.rows);
     CHECK(!o.cut && !o.truncated && !o.over_bytes);
     CHECK_INT(100 * 1009, text.len);
@@ -1173,7 +1175,7 @@ TEST(test_engine_holds_one_chunk_of_wide_rows_at_a_time)
                        .max_bytes = 1 << 20};
     query_run_to_buf(l.c, &r, &text, &o);
     long long peak = status_bytes("VmHWM");
-    CHECK_INT(200, o.status);
+    CHECK_INT(QUERY_OK, o.code);
     CHECK(o.over_bytes);
     buf_free(&text);
     if (peak - before > (400ll << 20))
@@ -1214,11 +1216,11 @@ TEST(test_engine_memory_reaches_a_plateau_over_many_queries)
     REQUIRE_INT(0, lake_open(&l, 0, 0, 0));
     static const struct {
         const char *sql;
-        unsigned status;
+        int code;
     } mix[] = {
-        {"SELECT 1", 200},
-        {"DROP VIEW events", 400},
-        {"SELECT count(*) FROM events WHERE ts >= now() - INTERVAL 1 HOUR", 200},
+        {"SELECT 1", QUERY_OK},
+        {"DROP VIEW events", QUERY_EREFUSED},
+        {"SELECT count(*) FROM events WHERE ts >= now() - INTERVAL 1 HOUR", QUERY_OK},
     };
     long long mem[3];
     int bad = 0;
@@ -1228,9 +1230,9 @@ TEST(test_engine_memory_reaches_a_plateau_over_many_queries)
             query_outcome o;
             query_request r = {.sql = mix[i % 3].sql, .format = QUERY_JSON};
             query_run_to_buf(l.c, &r, &text, &o);
-            if (o.status != mix[i % 3].status && bad++ < 3)
-                test_fail(__FILE__, __LINE__, "%s: expected %u, got %u %s", mix[i % 3].sql,
-                          mix[i % 3].status, o.status, o.error);
+            if (o.code != mix[i % 3].code && bad++ < 3)
+                test_fail(__FILE__, __LINE__, "%s: expected %d, got %d %s", mix[i % 3].sql,
+                          mix[i % 3].code, o.code, o.error);
             buf_free(&text);
         }
         mem[round] = memory_now();
@@ -1282,7 +1284,7 @@ TEST(test_engine_rejected_view_reads_the_quarantine_pruned_by_received_at)
     REQUIRE_INT(0, lake_open(&l, 3, 5, 0));
     for (int h = 0; h < 3; h++) REQUIRE_INT(0, put_rejected(&l, h, 4));
     answer *a = q(&l, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM rejected)");
-    REQUIRE_INT(200, a->o.status);
+    REQUIRE_INT(QUERY_OK, a->o.code);
     char *r = rows(a);
     CHECK_STR("[[\"id\",\"VARCHAR\"],[\"receivedAt\",\"TIMESTAMP\"],[\"requestId\",\"VARCHAR\"],"
               "[\"index\",\"BIGINT\"],[\"class\",\"VARCHAR\"],[\"reason\",\"VARCHAR\"],"

@@ -493,7 +493,7 @@ static void counts(query_conn *qc, long long *all, long long *distinct)
     query_outcome o;
     query_run_to_buf(qc, &rq, &out, &o);
     *all = *distinct = -1;
-    if (o.status != 200) {
+    if (o.code != QUERY_OK) {
         test_fail(__FILE__, __LINE__, "query: %s", o.error);
     } else {
         const char *nl = strchr(buf_cstr(&out), '\n');
@@ -678,7 +678,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(qc, &rq, &out, &o);
-    CHECK_INT(503, o.status);
+    CHECK_INT(QUERY_EINTERNAL, o.code);
     CHECK_CONTAINS("which is not in the lake", o.error);
     buf_free(&out);
     query_conn_free(qc);
@@ -729,7 +729,7 @@ static char *csv(query_conn *qc, const char *sql)
     query_outcome o;
     query_run_to_buf(qc, &rq, &out, &o);
     char *t = NULL;
-    if (o.status != 200) {
+    if (o.code != QUERY_OK) {
         test_fail(__FILE__, __LINE__, "%s: %s", sql, o.error);
     } else {
         const char *nl = strchr(buf_cstr(&out), '\n');
