@@ -417,5 +417,7 @@ void query_conn_free(query_conn *q)
 
 void query_conn_interrupt(query_conn *q)
 {
+    atomic_store(&q->stopped, 1);
+    atomic_store(&q->timed_out, 1);
     duckdb_interrupt(q->c);
 }

@@ -75,7 +75,8 @@ void query_engine_close(query_engine *e); /* NULL is ignored; no conn may be run
 query_conn *query_conn_new(query_engine *e, char *err, size_t errlen);
 void query_conn_free(query_conn *c);
 
-/* Stops the query running on c (from any thread); it ends with QUERY_ETIMEDOUT. */
+/* Stops the query running on c (from any thread): it ends with QUERY_ETIMEDOUT, its error
+ * "query stopped: the server is shutting down". */
 void query_conn_interrupt(query_conn *c);
 
 enum query_format { QUERY_JSON, QUERY_CSV, QUERY_NDJSON };

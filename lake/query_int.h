@@ -69,8 +69,10 @@ struct query_conn {
     query__reused deserialize;   /* SELECT json_deserialize_sql($1::JSON) */
     json_t *eval_template;       /* parse tree of SELECT try(CAST(x AS TIMESTAMP)), … */
     _Atomic int64_t deadline_ms; /* monotonic; 0 when idle */
-    _Atomic int timed_out;
-    struct query__live fetched; /* the lake files of the running query */
+    _Atomic int timed_out;       /* the running query is to stop: set by the watchdog at its
+                                  * deadline and by query_conn_interrupt, cleared at each start */
+    _Atomic int stopped;         /* query_conn_interrupt was called (the server is stopping) */
+    struct query__live fetched;  /* the lake files of the running query */
     query_conn *next;
 };
 

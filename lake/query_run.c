@@ -275,12 +275,15 @@ static void fail(query_outcome *o, int code, const char *msg)
     snprintf(o->error, sizeof o->error, "%s", msg);
 }
 
-/* The message of an answer stopped by its deadline. */
-static void time_limit(query_outcome *o, const query_request *req)
+/* The message of an answer stopped by its deadline, or by query_conn_interrupt. */
+static void time_limit(query_conn *q, query_outcome *o, const query_request *req)
 {
     char m[128];
-    snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
-             (long long)(req->timeout_ms ? req->timeout_ms : 30000));
+    if (atomic_load(&q->stopped))
+        snprintf(m, sizeof m, "query stopped: the server is shutting down");
+    else
+        snprintf(m, sizeof m, "query stopped after %lld ms: the query time limit",
+                 (long long)(req->timeout_ms ? req->timeout_ms : 30000));
     fail(o, QUERY_ETIMEDOUT, m);
 }
 
@@ -329,7 +332,7 @@ static void prepare_error(query_outcome *o, const char *msg)
 static void cannot_run(query_conn *q, query_outcome *o, const query_request *req, const char *err)
 {
     if (atomic_load(&q->timed_out))
-        time_limit(o, req);
+        time_limit(q, o, req);
     else
         fail(o, QUERY_EINTERNAL, err);
 }
@@ -339,7 +342,7 @@ static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const 
     duckdb_error_type t = duckdb_result_error_type(r);
     const char *msg = duckdb_result_error(r);
     if (t == DUCKDB_ERROR_INTERRUPT && atomic_load(&q->timed_out)) {
-        time_limit(o, req);
+        time_limit(q, o, req);
     } else if (t == DUCKDB_ERROR_OUT_OF_MEMORY) {
         o->out_of_memory = 1;
         char m[1024];
@@ -461,7 +464,7 @@ static int deliver(render *rd)
     if (rd->out.len && rd->sink->write(rd->sink->ud, rd->out.p, rd->out.len, rd->deadline)) {
         o->broken = 1;
         if (evtime_mono_ms() >= rd->deadline)
-            time_limit(o, rd->req);
+            time_limit(rd->q, o, rd->req);
         else
             fail(o, QUERY_EGONE, "the client went away");
         return -1;
@@ -490,7 +493,7 @@ static void render_rows(render *rd, duckdb_result *res)
         for (idx_t r = 0; r < size && !stop; r++) {
             int rc;
             if (atomic_load_explicit(&rd->q->timed_out, memory_order_relaxed)) {
-                time_limit(o, rd->req); /* DuckDB was done: the rendering took the time */
+                time_limit(rd->q, o, rd->req); /* DuckDB was done: the rendering took the time */
                 stop = 1;
             } else if (rd->rendered == max_rows) {
                 o->truncated = stop = 1;
@@ -633,7 +636,7 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     hr = query__hours_of(q, ast, req->params, "rejected", "receivedAt", &aborted);
     json_decref(ast);
     if (atomic_load(&q->timed_out)) { /* the watchdog stopped a bound: the query gets no more */
-        time_limit(o, req);
+        time_limit(q, o, req);
         return NULL;
     }
     if (aborted && (query__exec(q->c, "ROLLBACK", err, sizeof err) ||

@@ -1059,6 +1059,29 @@ TEST(test_query_queued_queries_of_departed_clients_do_not_run)
     free(dir);
 }
 
+/* SIGTERM stops a running query: its client gets 504 saying why, and the server exits. */
+TEST(test_query_running_at_shutdown_answers_504)
+{
+    char *dir = test_tmpdir("qstop");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    const char *args[] = {"--query-threads", "1", "--query-timeout", "60s", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    slow_client c = {&s, {0}};
+    pthread_t th;
+    pthread_create(&th, NULL, slow_client_main, &c);
+    CHECK_INT(0, await_metric(&s, "events_query_running", 1));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    pthread_join(th, NULL);
+    CHECK_INT(504, c.r.status);
+    CHECK_CONTAINS("query stopped: the server is shutting down", c.r.body.p);
+    resp_free(&c.r);
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
+
 /* runs last (tests run in file order): stops the shared server */
 TEST(test_query_zz_shared_server_stops_cleanly)
 {
