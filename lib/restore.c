@@ -115,7 +115,7 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
 static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
 {
     sqlite3 *db = cdc__tracker_db(t);
-    char want[EVENTS_BOOKMARK_LEN + 1], bs[EVENTS_BOOKMARK_LEN + 1], last[EVENTS_BOOKMARK_LEN + 1];
+    char want[CDC_SCHEMA_HASH_LEN + 1], bs[EVENTS_BOOKMARK_LEN + 1], last[EVENTS_BOOKMARK_LEN + 1];
     int rc = cdc__tracker_bookmark(t, now);
     if (rc) return rc;
     cdc_bookmark_format(b, bs);
