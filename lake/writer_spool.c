@@ -107,16 +107,17 @@ int writer__spool_lock(lake_writer *w, int *dir_fd, int *lock_fd, char *err, siz
         return -1;
     }
     /* held open read-only, so that the spool's filesystem can be remounted read-only */
-    int fd = openat(d, LAKE_SPOOL_LOCK, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = openat(d, LAKE_WRITER_SPOOL_LOCK, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0) close(fd);
-    int l = openat(d, LAKE_SPOOL_LOCK, O_RDONLY | O_CLOEXEC);
+    int l = openat(d, LAKE_WRITER_SPOOL_LOCK, O_RDONLY | O_CLOEXEC);
     if (l < 0) {
-        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LAKE_SPOOL_LOCK,
+        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LAKE_WRITER_SPOOL_LOCK,
                  strerror(errno));
         close(d);
         return -1;
     }
-    /* lake_spool_held takes a shared lock for an instant: a moment's conflict is not a server */
+    /* lake_writer_spool_held takes a shared lock for an instant: a moment's conflict is not a
+     * server */
     int busy, tries = 0;
     while ((busy = flock(l, LOCK_EX | LOCK_NB)) && errno == EWOULDBLOCK && tries++ < 20) {
         struct timespec nap = {0, 5000000};
@@ -136,7 +137,7 @@ int writer__spool_lock(lake_writer *w, int *dir_fd, int *lock_fd, char *err, siz
     /* the pid is only for the message above, written through a short-lived fd */
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    fd = openat(d, LAKE_SPOOL_LOCK, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    fd = openat(d, LAKE_WRITER_SPOOL_LOCK, O_WRONLY | O_TRUNC | O_CLOEXEC);
     if (fd >= 0) {
         if (files_write_all(fd, pid, (size_t)n, 0)) { /* informational */
         }

@@ -75,7 +75,7 @@ int announce_read(const char *spool, announce *out)
     char path[4200], lock[4200];
     memset(out, 0, sizeof *out);
     snprintf(path, sizeof path, "%s/%s", spool, ANNOUNCE_FILE);
-    snprintf(lock, sizeof lock, "%s/%s", spool, LAKE_SPOOL_LOCK);
+    snprintf(lock, sizeof lock, "%s/%s", spool, LAKE_WRITER_SPOOL_LOCK);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return -1;
     struct stat st, ls;

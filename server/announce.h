@@ -9,7 +9,7 @@
  * url is an address a local client can reach: a server listening on every
  * address (0.0.0.0, [::]) announces the loopback one. The file alone proves
  * nothing: a server killed with SIGKILL leaves it behind. A reader trusts it
- * only while the spool's lock is held (lake_spool_held, writer.h), which goes
+ * only while the spool's lock is held (lake_writer_spool_held, writer.h), which goes
  * with the process that held it.
  */
 #ifndef EVENTS_ANNOUNCE_H
