@@ -381,9 +381,9 @@ static int run(const qopts *o, const char *sql, json_t *params, int *empty)
         } else if (held) {
             fprintf(stderr,
                     "events %s: a server (pid %ld) holds the spool of %s but does not say where it "
-                    "listens; reading the lake's files, which hold only sealed events (--server "
-                    "URL asks it)\n",
-                    o->cmd, ls.pid, o->lake);
+                    "listens%s%s%s; reading the lake's files, which hold only sealed events "
+                    "(--server URL asks it)\n",
+                    o->cmd, ls.pid, o->lake, ls.why[0] ? " (" : "", ls.why, ls.why[0] ? ")" : "");
         }
     }
     if (rc == UNREACHABLE) rc = run_local(o, sql, params, &answer, !table, &t);

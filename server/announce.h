@@ -37,10 +37,11 @@ typedef struct announce {
 } announce;
 
 /*
- * Reads spool/server.json into out. 0, or -1 if there is none or it is not
- * one a reader may trust: not a regular file, writable by others than its
- * owner, owned by another user than the spool's lock file, or malformed.
+ * Reads spool/server.json into out. 0, or -1 with the reason in err if there is
+ * none or it is not one a reader may trust: not a regular file, writable by
+ * others than its owner, owned by another user than the spool's lock file, or
+ * malformed.
  */
-int announce_read(const char *spool, announce *out);
+int announce_read(const char *spool, announce *out, char *err, size_t errlen);
 
 #endif
