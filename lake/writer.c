@@ -272,7 +272,12 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     pthread_cond_init(&w->sdone, NULL);
     pthread_condattr_destroy(&ca);
 
-    if (files_mkdirs(cfg->spool_dir) || !(w->spool = realpath(cfg->spool_dir, NULL))) {
+    char why[4400];
+    if (files_mkdirs(cfg->spool_dir, why, sizeof why)) {
+        snprintf(err, errlen, "spool: %s", why);
+        goto fail;
+    }
+    if (!(w->spool = realpath(cfg->spool_dir, NULL))) {
         snprintf(err, errlen, "spool %s: cannot create: %s", cfg->spool_dir, strerror(errno));
         goto fail;
     }

@@ -50,8 +50,9 @@ int writer__segment_copy_out(const lake_writer *w, const char *name, int fd, uin
     char path[4200], tmp[4300];
     writer__spool_path(w, name, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.rescue", path);
-    if (files_mkdirs(w->spool)) {
-        snprintf(err, errlen, "spool: cannot make %s again: %s", w->spool, strerror(errno));
+    char why[4400];
+    if (files_mkdirs(w->spool, why, sizeof why)) {
+        snprintf(err, errlen, "spool: cannot make %s again: %s", w->spool, why);
         return -1;
     }
     int out = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -72,8 +73,12 @@ int writer__segment_copy_out(const lake_writer *w, const char *name, int fd, uin
         }
         off += (uint64_t)r;
     }
-    if (fdatasync(out) || rename(tmp, path) || files_sync_dir(w->spool)) {
+    if (fdatasync(out) || rename(tmp, path)) {
         snprintf(err, errlen, "spool: cannot make %s durable: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (files_sync_dir(w->spool, why, sizeof why)) {
+        snprintf(err, errlen, "spool: cannot make %s durable: %s", path, why);
         goto fail;
     }
     return out;
@@ -212,9 +217,9 @@ int writer__spool_check(lake_writer *w, char *err, size_t errlen)
 {
     if (!writer__spool_moved(w)) return 0;
     int d, l;
-    if (files_mkdirs(w->spool)) {
-        snprintf(err, errlen, "spool %s was removed and cannot be made again: %s", w->spool,
-                 strerror(errno));
+    char why[4400];
+    if (files_mkdirs(w->spool, why, sizeof why)) {
+        snprintf(err, errlen, "spool %s was removed and cannot be made again: %s", w->spool, why);
         return -1;
     }
     if (writer__spool_lock(w, &d, &l, err, errlen)) return -1;
