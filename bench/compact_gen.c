@@ -248,8 +248,9 @@ int main(int argc, char **argv)
     }
     snprintf(dir, sizeof dir, "%s/events/%.4s/%.2s/%.2s/%.2s", lake, hour_s, hour_s + 5, hour_s + 8,
              hour_s + 11);
-    if (files_mkdirs(dir)) {
-        fprintf(stderr, "compact_gen: cannot create %s: %s\n", dir, strerror(errno));
+    char why[4400];
+    if (files_mkdirs(dir, why, sizeof why)) {
+        fprintf(stderr, "compact_gen: %s\n", why);
         return 3;
     }
     rnd_seed(seed);

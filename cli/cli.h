@@ -91,11 +91,14 @@ int cli_lake_spool(const char *lake, char *out, size_t cap);
  * The server of a lake: the `events serve` that holds the lake's spool (its
  * lock), and where it listens (SPOOL/server.json, server/announce.h) when it
  * serves this very lake. Returns 1 if a server holds the spool (url "" when it
- * does not say where it listens: an older server, or one stopping), else 0.
+ * does not say where it listens: an older server, or one stopping; why then
+ * says what was wrong with its server.json, or is "" when it serves another
+ * lake), else 0.
  */
 typedef struct cli_server {
     long pid;
     char url[300];
+    char why[4400]; /* when url is "": why server.json did not give it */
     char spool[4200];
 } cli_server;
 int cli_lake_server(const char *lake, cli_server *out);

@@ -109,9 +109,9 @@ int cli_lake_server(const char *lake, cli_server *out)
 {
     memset(out, 0, sizeof *out);
     cli_lake_spool(lake, out->spool, sizeof out->spool);
-    if (!lake_spool_held(out->spool, &out->pid)) return 0;
+    if (!lake_writer_spool_held(out->spool, &out->pid)) return 0;
     announce a;
-    if (!announce_read(out->spool, &a) && same_lake(a.lake, lake)) {
+    if (!announce_read(out->spool, &a, out->why, sizeof out->why) && same_lake(a.lake, lake)) {
         snprintf(out->url, sizeof out->url, "%s", a.url);
         if (a.pid) out->pid = a.pid;
     }

@@ -477,7 +477,7 @@ static int restore_lake(const char *lake, const char *cache_dir, uint64_t cache_
         fprintf(stderr, "events restore: %s\n", err);
         goto out;
     }
-    char sb16[17], tb[17];
+    char sb16[EVENTS_BOOKMARK_LEN + 1], tb[EVENTS_BOOKMARK_LEN + 1];
     cdc_bookmark_format(snap, sb16);
     cdc_bookmark_format(target, tb);
     printf("%s %s: snapshot %s of %s, then %llu transactions (%llu rows inserted, %llu updated, "

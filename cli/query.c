@@ -152,9 +152,9 @@ static void note_unsealed(const qopts *o, store *st)
     char err[512]; /* no spool or an unreadable one: said as "no events yet" */
     if (!cli_lake_spool(o->lake, spool, sizeof spool)) {
         fprintf(stderr, "events %s: the lake %s holds no sealed events yet\n", o->cmd, o->lake);
-    } else if (lake_spool_count(spool, &segments, &events, err, sizeof err) || !events) {
+    } else if (lake_writer_spool_count(spool, &segments, &events, err, sizeof err) || !events) {
         fprintf(stderr, "events %s: the lake %s holds no events yet\n", o->cmd, o->lake);
-    } else if (lake_spool_held(spool, &pid)) {
+    } else if (lake_writer_spool_held(spool, &pid)) {
         fprintf(stderr,
                 "events %s: nothing sealed yet: the %llu events of %s are in the spool of its "
                 "server (pid %ld), which seals them into the lake within its --seal-age (30 s by "
@@ -381,9 +381,9 @@ static int run(const qopts *o, const char *sql, json_t *params, int *empty)
         } else if (held) {
             fprintf(stderr,
                     "events %s: a server (pid %ld) holds the spool of %s but does not say where it "
-                    "listens; reading the lake's files, which hold only sealed events (--server "
-                    "URL asks it)\n",
-                    o->cmd, ls.pid, o->lake);
+                    "listens%s%s%s; reading the lake's files, which hold only sealed events "
+                    "(--server URL asks it)\n",
+                    o->cmd, ls.pid, o->lake, ls.why[0] ? " (" : "", ls.why, ls.why[0] ? ")" : "");
         }
     }
     if (rc == UNREACHABLE) rc = run_local(o, sql, params, &answer, !table, &t);

@@ -187,8 +187,9 @@ static int by_use(const void *a, const void *b)
 
 int lake_cache_open(const char *dir, uint64_t max_bytes, lake_cache **out, char *err, size_t errlen)
 {
-    if (files_mkdirs(dir)) {
-        snprintf(err, errlen, "cache %s: %s", dir, strerror(errno));
+    char why[4400];
+    if (files_mkdirs(dir, why, sizeof why)) {
+        snprintf(err, errlen, "cache: %s", why);
         return -1;
     }
     lake_cache *c = calloc(1, sizeof *c);
@@ -311,14 +312,14 @@ static int download(job *j, size_t i)
     char path[PATH_MAX], part[PATH_MAX + 40];
     path_of(c, key, path, sizeof path);
     snprintf(part, sizeof part, "%s.part-%016llx", path, (unsigned long long)evrand_u64());
-    char parent[PATH_MAX];
-    if (files_parent(part, parent, sizeof parent) || files_mkdirs(parent)) {
-        char m[PATH_MAX + 100];
-        snprintf(m, sizeof m, "cache: cannot create a directory for %s: %s", path, strerror(errno));
+    char parent[PATH_MAX], why[PATH_MAX + 100];
+    if (files_parent(part, parent, sizeof parent, why, sizeof why) ||
+        files_mkdirs(parent, why, sizeof why)) {
+        char m[2 * PATH_MAX + 200];
+        snprintf(m, sizeof m, "cache: cannot create a directory for %s: %s", path, why);
         job_fail(j, m);
         return -1;
     }
-    char why[512];
     if (store_get_file(j->s, key, part, why, sizeof why)) {
         job_fail(j, why);
         return -1;

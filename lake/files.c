@@ -5,39 +5,51 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <limits.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-int files_mkdirs(const char *path)
+/* mkdir of one directory, an existing one being fine. */
+static int make_dir(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int files_mkdirs(const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof tmp) {
-        errno = ENAMETOOLONG;
+        snprintf(err, errlen, "cannot create \"%.100s\": %s", path, strerror(ENAMETOOLONG));
         return -1;
     }
     memcpy(tmp, path, n + 1);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        if (make_dir(tmp, err, errlen)) return -1;
         *p = '/';
     }
-    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+    return make_dir(tmp, err, errlen);
 }
 
-int files_sync_dir(const char *dir)
+int files_sync_dir(const char *dir, char *err, size_t errlen)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    int e = errno;
+    if (fd < 0 || fsync(fd)) {
+        snprintf(err, errlen, "cannot sync %s: %s", dir, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
     close(fd);
-    errno = e;
-    return r;
+    return 0;
 }
 
 int files_write_all(int fd, const void *data, size_t n, int64_t off)
@@ -87,13 +99,13 @@ int files_pwritev_all(int fd, struct iovec *iov, size_t n, int64_t off)
     return 0;
 }
 
-int files_parent(const char *path, char *dir, size_t cap)
+int files_parent(const char *path, char *dir, size_t cap, char *err, size_t errlen)
 {
     const char *slash = strrchr(path, '/');
     size_t n = slash ? (size_t)(slash - path) : 0;
     if (n == 0 && slash) n = 1; /* "/x": the root */
     if (n >= cap) {
-        errno = ENAMETOOLONG;
+        snprintf(err, errlen, "path too long: %s", path);
         return -1;
     }
     if (!slash) {

@@ -234,7 +234,8 @@ void lake_snapshot_key(const char *source, const char *bookmark, const char *ext
     snprintf(out, LAKE_KEY_MAX, LAKE_SNAPSHOTS_PREFIX "%s/%s.%s", source, bookmark, ext);
 }
 
-int lake_parse_snapshot_key(const char *key, char source[64], char bookmark[17], const char **ext)
+int lake_parse_snapshot_key(const char *key, char source[64],
+                            char bookmark[EVENTS_BOOKMARK_LEN + 1], const char **ext)
 {
     size_t pl = strlen(LAKE_SNAPSHOTS_PREFIX);
     if (strncmp(key, LAKE_SNAPSHOTS_PREFIX, pl)) return -1;
@@ -244,11 +245,11 @@ int lake_parse_snapshot_key(const char *key, char source[64], char bookmark[17],
     source[slash - s] = 0;
     if (!lake_source_valid(source)) return -1;
     const char *b = slash + 1;
-    for (int i = 0; i < 16; i++)
+    for (int i = 0; i < EVENTS_BOOKMARK_LEN; i++)
         if (!((b[i] >= '0' && b[i] <= '9') || (b[i] >= 'a' && b[i] <= 'f'))) return -1;
-    if (b[16] != '.') return -1;
-    memcpy(bookmark, b, 16);
-    bookmark[16] = 0;
-    *ext = b + 17;
+    if (b[EVENTS_BOOKMARK_LEN] != '.') return -1;
+    memcpy(bookmark, b, EVENTS_BOOKMARK_LEN);
+    bookmark[EVENTS_BOOKMARK_LEN] = 0;
+    *ext = b + EVENTS_BOOKMARK_LEN + 1;
     return strchr(*ext, '/') ? -1 : 0;
 }

@@ -19,6 +19,8 @@
 #ifndef EVENTS_LAYOUT_H
 #define EVENTS_LAYOUT_H
 
+#include "events.h" /* EVENTS_BOOKMARK_LEN */
+
 #include <stdint.h>
 
 #define LAKE_KEY_MAX          512
@@ -104,6 +106,7 @@ void lake_snapshot_key(const char *source, const char *bookmark, const char *ext
  * Parses "snapshots/{source}/{bookmark}.{ext}". Returns 0 and fills source,
  * bookmark (16 hex digits) and *ext (pointing into key), or -1.
  */
-int lake_parse_snapshot_key(const char *key, char source[64], char bookmark[17], const char **ext);
+int lake_parse_snapshot_key(const char *key, char source[64],
+                            char bookmark[EVENTS_BOOKMARK_LEN + 1], const char **ext);
 
 #endif

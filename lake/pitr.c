@@ -53,7 +53,7 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
                       pitr_changes *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    char a[17], b[17];
+    char a[EVENTS_BOOKMARK_LEN + 1], b[EVENTS_BOOKMARK_LEN + 1];
     cdc_bookmark_format(after, a);
     cdc_bookmark_format(upto == UINT64_MAX ? UINT64_MAX : upto, b);
     json_t *params = json_pack("[sss]", source, a, b);
@@ -111,7 +111,7 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
                 }
                 size_t i = out->n++;
                 out->bookmark[i] = v;
-                snprintf(out->schema[i], 17, "%s", schema);
+                snprintf(out->schema[i], sizeof out->schema[i], "%s", schema);
                 memset(&out->changeset[i], 0, sizeof(buf));
                 out->ts_ms[i] = json_integer_value(json_object_get(row, "ts_ms"));
                 part = 0;
@@ -186,7 +186,7 @@ typedef struct snaps {
 static int one_snapshot(const store_entry *e, void *ud)
 {
     snaps *s = ud;
-    char source[64], bm[17];
+    char source[64], bm[EVENTS_BOOKMARK_LEN + 1];
     const char *ext;
     uint64_t v;
     if (lake_parse_snapshot_key(e->key, source, bm, &ext) || strcmp(ext, "db") ||
@@ -230,7 +230,7 @@ int pitr_snapshots(store *st, const char *source, uint64_t **bookmarks, size_t *
 static int fetch_snapshot(store *st, const char *source, uint64_t snap, const char *path, char *err,
                           size_t errlen)
 {
-    char key[LAKE_KEY_MAX], bm[17];
+    char key[LAKE_KEY_MAX], bm[EVENTS_BOOKMARK_LEN + 1];
     cdc_bookmark_format(snap, bm);
     lake_snapshot_key(source, bm, "db", key);
     store_entry e;
@@ -312,7 +312,7 @@ int pitr_apply(store *st, const char *source, uint64_t snap, const pitr_changes 
         rc = -1;
         goto out;
     }
-    char schema[17];
+    char schema[CDC_SCHEMA_HASH_LEN + 1];
     if (cdc_schema_hash(db, schema)) {
         snprintf(err, errlen, "cannot read the snapshot's schema: %s", sqlite3_errmsg(db));
         rc = -1;

@@ -17,6 +17,7 @@
 #ifndef EVENTS_PITR_H
 #define EVENTS_PITR_H
 
+#include "cdc.h" /* CDC_SCHEMA_HASH_LEN */
 #include "query.h"
 #include "store.h"
 
@@ -26,7 +27,7 @@
 typedef struct pitr_changes {
     size_t n;
     uint64_t *bookmark;
-    char (*schema)[17];
+    char (*schema)[CDC_SCHEMA_HASH_LEN + 1];
     buf *changeset;
     int64_t *ts_ms;
 } pitr_changes;

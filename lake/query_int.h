@@ -85,7 +85,7 @@ duckdb_prepared_statement query__reused_get(duckdb_connection c, query__reused *
 query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const char *table,
                              const char *column, int *aborted);
 int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
-                     lake_spool_pins **pins, uint64_t *nfiles, char *err, size_t errlen);
+                     lake_writer_pins **pins, uint64_t *nfiles, char *err, size_t errlen);
 void query__live_free(query_conn *q, query__live *l);
 
 /* query_run.c: one JSON value bound to parameter k of a statement */

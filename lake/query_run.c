@@ -586,7 +586,7 @@ static int column_types(render *rd, duckdb_result *res)
  * with the outcome set.
  */
 static duckdb_prepared_statement prepare(query_conn *q, const query_request *req,
-                                         duckdb_extracted_statements *st, lake_spool_pins **pins,
+                                         duckdb_extracted_statements *st, lake_writer_pins **pins,
                                          int *in_tx, query_outcome *o)
 {
     char err[1024];
@@ -670,7 +670,7 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
     duckdb_extracted_statements st = NULL;
     duckdb_result res;
     int have_res = 0;
-    lake_spool_pins *pins = NULL;
+    lake_writer_pins *pins = NULL;
     render rd = {.q = q, .req = req, .sink = sink, .o = o, .out = BUF_INIT};
     rd.max_bytes = req->max_bytes ? req->max_bytes : QUERY_MAX_BYTES_DEFAULT;
     int in_tx = 0;

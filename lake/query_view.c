@@ -479,7 +479,7 @@ static void unlist(query__live *l)
  * there until the query ends) for an s3 lake.
  */
 static int list_files(query_conn *q, const query__hours *h, const query__hours *hr,
-                      lake_spool_pins **pins, char *err, size_t errlen)
+                      lake_writer_pins **pins, char *err, size_t errlen)
 {
     query_engine *e = q->e;
     query__live *l = &q->fetched;
@@ -508,7 +508,7 @@ static int list_files(query_conn *q, const query__hours *h, const query__hours *
 
 /* Adds the listed files and the pinned spool segments of the hours asked for to f's lists. */
 static int add_files(query_conn *q, const query__hours *h, const query__hours *hr,
-                     lake_spool_pins *pins, view_files *f)
+                     lake_writer_pins *pins, view_files *f)
 {
     query_engine *e = q->e;
     query__live *l = &q->fetched;
@@ -528,11 +528,11 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
         } else
             add_file(&f->jsonl, &f->nj, pa);
     }
-    for (size_t i = 0; i < lake_spool_pins_count(pins); i++) {
+    for (size_t i = 0; i < lake_writer_pins_count(pins); i++) {
         int kind;
         int64_t hour;
         char path[4096];
-        lake_spool_pins_get(e->writer, pins, i, &kind, &hour, path, sizeof path);
+        lake_writer_pins_get(e->writer, pins, i, &kind, &hour, path, sizeof path);
         const query__hours *want = kind == LAKE_KIND_REJECTED ? hr : h;
         if (want->none || (!want->all && (hour < want->lo || hour > want->hi))) continue;
         if (kind == LAKE_KIND_REJECTED) {
@@ -610,7 +610,7 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
  * of their receive time.
  */
 int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
-                     lake_spool_pins **pins, uint64_t *nfiles, char *err, size_t errlen)
+                     lake_writer_pins **pins, uint64_t *nfiles, char *err, size_t errlen)
 {
     view_files f = {.jsonl = BUF_INIT, .parquet = BUF_INIT, .rejected = BUF_INIT};
     int rc = 0;

@@ -55,8 +55,9 @@ static int open_url(const char *url, int readonly, store **out, char *err, size_
         snprintf(err, errlen, "lake: empty path");
         return -1;
     }
-    if (!readonly && files_mkdirs(path)) {
-        snprintf(err, errlen, "lake %s: cannot create: %s", path, strerror(errno));
+    char why[4400];
+    if (!readonly && files_mkdirs(path, why, sizeof why)) {
+        snprintf(err, errlen, "lake: %s", why);
         return -1;
     }
     return store_fs_open(path, out, err, errlen);

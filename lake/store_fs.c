@@ -38,9 +38,9 @@ static int path_of(fs_store *fs, const char *key, char *out, size_t n, char *err
 /* Creates the directories of path's parent that are missing, each made durable. */
 static int make_parents(const char *path, char *err, size_t errlen)
 {
-    char dir[4096];
-    if (files_parent(path, dir, sizeof dir))
-        return store_fail(err, errlen, STORE_EINVAL, "store: path too long: %s", path);
+    char dir[4096], why[4400];
+    if (files_parent(path, dir, sizeof dir, why, sizeof why))
+        return store_fail(err, errlen, STORE_EINVAL, "store: %s", why);
     size_t n = strlen(dir);
     struct stat st;
     if (!stat(dir, &st)) return 0;
@@ -51,11 +51,9 @@ static int make_parents(const char *path, char *err, size_t errlen)
         if (!mkdir(dir, 0755)) {
             char *up = strrchr(dir, '/');
             *up = 0;
-            int r = files_sync_dir(up == dir ? "/" : dir);
+            int r = files_sync_dir(up == dir ? "/" : dir, why, sizeof why);
             *up = '/';
-            if (r)
-                return store_fail(err, errlen, STORE_EIO, "store: cannot sync %s: %s", dir,
-                                  strerror(errno));
+            if (r) return store_fail(err, errlen, STORE_EIO, "store: %s", why);
         } else if (errno != EEXIST) {
             return store_fail(err, errlen, STORE_EIO, "store: cannot create %s: %s", dir,
                               strerror(errno));
@@ -67,10 +65,10 @@ static int make_parents(const char *path, char *err, size_t errlen)
 
 static int sync_parent(const char *path, char *err, size_t errlen)
 {
-    char dir[4096] = "";
-    if (files_parent(path, dir, sizeof dir) || files_sync_dir(dir))
-        return store_fail(err, errlen, STORE_EIO, "store: cannot sync %s: %s", dir,
-                          strerror(errno));
+    char dir[4096] = "", why[4400];
+    if (files_parent(path, dir, sizeof dir, why, sizeof why) ||
+        files_sync_dir(dir, why, sizeof why))
+        return store_fail(err, errlen, STORE_EIO, "store: %s", why);
     return 0;
 }
 

@@ -95,9 +95,9 @@ void writer__registry_end_move(lake_writer *w, const char *uuid, int moved)
     pthread_mutex_unlock(&w->rmu);
 }
 
-int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out, char *err, size_t errlen)
+int lake_writer_pin_spool(lake_writer *w, lake_writer_pins **out, char *err, size_t errlen)
 {
-    lake_spool_pins *p = calloc(1, sizeof *p);
+    lake_writer_pins *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -127,13 +127,13 @@ int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out, char *err, size
     return 0;
 }
 
-size_t lake_spool_pins_count(const lake_spool_pins *p)
+size_t lake_writer_pins_count(const lake_writer_pins *p)
 {
     return p ? p->n : 0;
 }
 
-void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int *kind,
-                         int64_t *hour, char *path, size_t cap)
+void lake_writer_pins_get(const lake_writer *w, const lake_writer_pins *p, size_t i, int *kind,
+                          int64_t *hour, char *path, size_t cap)
 {
     char name[LAKE_KEY_MAX];
     lake_spool_name_of(p->seg[i]->kind, p->seg[i]->hour, p->seg[i]->uuid, name);
@@ -142,7 +142,7 @@ void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t 
     *hour = p->seg[i]->hour;
 }
 
-void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p)
+void lake_writer_unpin_spool(lake_writer *w, lake_writer_pins *p)
 {
     if (!p) return;
     pthread_mutex_lock(&w->rmu);
@@ -167,11 +167,11 @@ void writer__spool_path(const lake_writer *w, const char *name, char *out, size_
 
 /* ---- the spool seen from another process ------------------------------- */
 
-int lake_spool_held(const char *spool_dir, long *pid)
+int lake_writer_spool_held(const char *spool_dir, long *pid)
 {
     char path[4200];
     *pid = 0;
-    snprintf(path, sizeof path, "%s/%s", spool_dir, LAKE_SPOOL_LOCK);
+    snprintf(path, sizeof path, "%s/%s", spool_dir, LAKE_WRITER_SPOOL_LOCK);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
     int held = 0;
@@ -188,8 +188,8 @@ int lake_spool_held(const char *spool_dir, long *pid)
     return held;
 }
 
-int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events, char *err,
-                     size_t errlen)
+int lake_writer_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events, char *err,
+                            size_t errlen)
 {
     *segments = *events = 0;
     DIR *d = opendir(spool_dir);
@@ -272,7 +272,12 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     pthread_cond_init(&w->sdone, NULL);
     pthread_condattr_destroy(&ca);
 
-    if (files_mkdirs(cfg->spool_dir) || !(w->spool = realpath(cfg->spool_dir, NULL))) {
+    char why[4400];
+    if (files_mkdirs(cfg->spool_dir, why, sizeof why)) {
+        snprintf(err, errlen, "spool: %s", why);
+        goto fail;
+    }
+    if (!(w->spool = realpath(cfg->spool_dir, NULL))) {
         snprintf(err, errlen, "spool %s: cannot create: %s", cfg->spool_dir, strerror(errno));
         goto fail;
     }

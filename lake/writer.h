@@ -141,30 +141,30 @@ const char *lake_writer_spool_dir(const lake_writer *w);
  * segment keeps growing while pinned; its last line may be torn. Returns 0,
  * or -1 with a message in err (out of memory). Any thread.
  */
-typedef struct lake_spool_pins lake_spool_pins;
-int lake_writer_pin_spool(lake_writer *w, lake_spool_pins **out, char *err, size_t errlen);
-size_t lake_spool_pins_count(const lake_spool_pins *p);
+typedef struct lake_writer_pins lake_writer_pins;
+int lake_writer_pin_spool(lake_writer *w, lake_writer_pins **out, char *err, size_t errlen);
+size_t lake_writer_pins_count(const lake_writer_pins *p);
 /* The i-th pinned segment: its kind (enum lake_kind), its hour and its path. */
-void lake_spool_pins_get(const lake_writer *w, const lake_spool_pins *p, size_t i, int *kind,
-                         int64_t *hour, char *path, size_t cap);
-void lake_writer_unpin_spool(lake_writer *w, lake_spool_pins *p); /* NULL is ignored */
+void lake_writer_pins_get(const lake_writer *w, const lake_writer_pins *p, size_t i, int *kind,
+                          int64_t *hour, char *path, size_t cap);
+void lake_writer_unpin_spool(lake_writer *w, lake_writer_pins *p); /* NULL is ignored */
 
 /*
  * The spool seen from another process (the command line), without a writer.
  *
- * lake_spool_held: 1 if a writer (a running server) holds the spool's lock,
+ * lake_writer_spool_held: 1 if a writer (a running server) holds the spool's lock,
  * with its pid in *pid when the lock file names it (else 0); 0 if none does
  * (also when the spool or its lock file does not exist). It tries a shared
  * lock for an instant, which a writer opening the spool at that moment waits
  * out (lake_writer_open tries its lock again for up to 100 ms).
  *
- * lake_spool_count: the spool's event segments and the whole lines (events) in
+ * lake_writer_spool_count: the spool's event segments and the whole lines (events) in
  * them (quarantine segments are not counted), as they are now (a running writer's segments grow).
  * 0, or -1 with a message in err (also when there is no spool).
  */
-#define LAKE_SPOOL_LOCK "LOCK" /* the spool's lock file, holding the writer's pid */
-int lake_spool_held(const char *spool_dir, long *pid);
-int lake_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events, char *err,
-                     size_t errlen);
+#define LAKE_WRITER_SPOOL_LOCK "LOCK" /* the spool's lock file, holding the writer's pid */
+int lake_writer_spool_held(const char *spool_dir, long *pid);
+int lake_writer_spool_count(const char *spool_dir, uint64_t *segments, uint64_t *events, char *err,
+                            size_t errlen);
 
 #endif

@@ -63,7 +63,7 @@ typedef struct writer__spooled {
     struct writer__spooled *next;
 } writer__spooled;
 
-struct lake_spool_pins {
+struct lake_writer_pins {
     size_t n;
     writer__spooled **seg;
 };

@@ -218,7 +218,8 @@ static int seal_one(lake_writer *w, writer__sealed *s, char *err, size_t errlen)
     }
     if (s->size == 0) {
         unlink(path);
-        files_sync_dir(w->spool);
+        char discard[160]; /* the next seal syncs the spool again */
+        files_sync_dir(w->spool, discard, sizeof discard);
         return SEAL_MOVED;
     }
     if (s->kind == LAKE_KIND_EVENTS) seallog_append(w, key, s->events); /* ids for dedup */

@@ -50,8 +50,9 @@ int writer__segment_copy_out(const lake_writer *w, const char *name, int fd, uin
     char path[4200], tmp[4300];
     writer__spool_path(w, name, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.rescue", path);
-    if (files_mkdirs(w->spool)) {
-        snprintf(err, errlen, "spool: cannot make %s again: %s", w->spool, strerror(errno));
+    char why[4400];
+    if (files_mkdirs(w->spool, why, sizeof why)) {
+        snprintf(err, errlen, "spool: cannot make %s again: %s", w->spool, why);
         return -1;
     }
     int out = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -72,8 +73,12 @@ int writer__segment_copy_out(const lake_writer *w, const char *name, int fd, uin
         }
         off += (uint64_t)r;
     }
-    if (fdatasync(out) || rename(tmp, path) || files_sync_dir(w->spool)) {
+    if (fdatasync(out) || rename(tmp, path)) {
         snprintf(err, errlen, "spool: cannot make %s durable: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (files_sync_dir(w->spool, why, sizeof why)) {
+        snprintf(err, errlen, "spool: cannot make %s durable: %s", path, why);
         goto fail;
     }
     return out;
@@ -107,16 +112,17 @@ int writer__spool_lock(lake_writer *w, int *dir_fd, int *lock_fd, char *err, siz
         return -1;
     }
     /* held open read-only, so that the spool's filesystem can be remounted read-only */
-    int fd = openat(d, LAKE_SPOOL_LOCK, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = openat(d, LAKE_WRITER_SPOOL_LOCK, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0) close(fd);
-    int l = openat(d, LAKE_SPOOL_LOCK, O_RDONLY | O_CLOEXEC);
+    int l = openat(d, LAKE_WRITER_SPOOL_LOCK, O_RDONLY | O_CLOEXEC);
     if (l < 0) {
-        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LAKE_SPOOL_LOCK,
+        snprintf(err, errlen, "spool %s: cannot create %s: %s", w->spool, LAKE_WRITER_SPOOL_LOCK,
                  strerror(errno));
         close(d);
         return -1;
     }
-    /* lake_spool_held takes a shared lock for an instant: a moment's conflict is not a server */
+    /* lake_writer_spool_held takes a shared lock for an instant: a moment's conflict is not a
+     * server */
     int busy, tries = 0;
     while ((busy = flock(l, LOCK_EX | LOCK_NB)) && errno == EWOULDBLOCK && tries++ < 20) {
         struct timespec nap = {0, 5000000};
@@ -136,7 +142,7 @@ int writer__spool_lock(lake_writer *w, int *dir_fd, int *lock_fd, char *err, siz
     /* the pid is only for the message above, written through a short-lived fd */
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    fd = openat(d, LAKE_SPOOL_LOCK, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    fd = openat(d, LAKE_WRITER_SPOOL_LOCK, O_WRONLY | O_TRUNC | O_CLOEXEC);
     if (fd >= 0) {
         if (files_write_all(fd, pid, (size_t)n, 0)) { /* informational */
         }
@@ -211,9 +217,9 @@ int writer__spool_check(lake_writer *w, char *err, size_t errlen)
 {
     if (!writer__spool_moved(w)) return 0;
     int d, l;
-    if (files_mkdirs(w->spool)) {
-        snprintf(err, errlen, "spool %s was removed and cannot be made again: %s", w->spool,
-                 strerror(errno));
+    char why[4400];
+    if (files_mkdirs(w->spool, why, sizeof why)) {
+        snprintf(err, errlen, "spool %s was removed and cannot be made again: %s", w->spool, why);
         return -1;
     }
     if (writer__spool_lock(w, &d, &l, err, errlen)) return -1;

@@ -15,7 +15,7 @@
  */
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc_int.h"
-#include "emitter_int.h"
+#include "events_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,9 +326,10 @@ int cdc__capture_start(tracker *t)
         sqlite3_commit_hook(db, NULL, prev_c);
         sqlite3_rollback_hook(db, NULL, prev_r);
         sqlite3_preupdate_hook(db, NULL, prev_p);
-        return ev_fail(EVENTS_ESTATE,
-                       "events_track: the connection has a commit, rollback or preupdate hook of "
-                       "its own; libevents needs them");
+        return events__fail(
+            EVENTS_ESTATE,
+            "events_track: the connection has a commit, rollback or preupdate hook of "
+            "its own; libevents needs them");
     }
     return EVENTS_OK;
 }

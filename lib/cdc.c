@@ -15,6 +15,7 @@
 #include "cdc_int.h"
 #include "codec.h"
 #include "emitter_int.h"
+#include "events_int.h"
 #include "evrand.h"
 
 #include <stdio.h>
@@ -125,10 +126,11 @@ int cdc__tracker_schema(tracker *t, char out[CDC_SCHEMA_HASH_LEN + 1])
 {
     int c = schema_cookie(t->db);
     if (c < 0)
-        return ev_fail(EVENTS_EDB, "cannot read the schema version: %s", sqlite3_errmsg(t->db));
+        return events__fail(EVENTS_EDB, "cannot read the schema version: %s",
+                            sqlite3_errmsg(t->db));
     if (c != t->schema_cookie || !t->schema[0]) {
         if (cdc_schema_hash(t->db, t->schema))
-            return ev_fail(EVENTS_EDB, "cannot read the schema: %s", sqlite3_errmsg(t->db));
+            return events__fail(EVENTS_EDB, "cannot read the schema: %s", sqlite3_errmsg(t->db));
         t->schema_cookie = c;
     }
     memcpy(out, t->schema, sizeof t->schema);
@@ -165,7 +167,7 @@ int cdc__exec(sqlite3 *db, const char *sql)
 {
     char *e = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
-        int rc = ev_fail(EVENTS_EDB, "%s: %s", sql, e ? e : sqlite3_errmsg(db));
+        int rc = events__fail(EVENTS_EDB, "%s: %s", sql, e ? e : sqlite3_errmsg(db));
         sqlite3_free(e);
         return rc;
     }
@@ -219,12 +221,12 @@ static void tracker_free(tracker *t)
 static int prepare_database(sqlite3 *db)
 {
     if (!sqlite3_get_autocommit(db))
-        return ev_fail(EVENTS_ESTATE, "events_track: start tracking outside a transaction");
+        return events__fail(EVENTS_ESTATE, "events_track: start tracking outside a transaction");
     const char *f = sqlite3_db_filename(db, "main");
     if (!f || !*f)
-        return ev_fail(EVENTS_EINVAL,
-                       "events_track: the database must be a file (the sender reads it on a "
-                       "connection of its own)");
+        return events__fail(EVENTS_EINVAL,
+                            "events_track: the database must be a file (the sender reads it on a "
+                            "connection of its own)");
     int rc;
     if ((rc = cdc__exec(db, "PRAGMA journal_mode = WAL")) || (rc = cdc__exec(db, CDC__SCHEMA_SQL)))
         return rc;
@@ -240,7 +242,7 @@ static int choose_source(tracker *t, const events_track_config *cfg)
     sqlite3 *db = t->db;
     char src[64] = "";
     if (meta_get(db, "source", NULL, src, sizeof src) < 0)
-        return ev_fail(EVENTS_EDB, "cannot read _events_meta: %s", sqlite3_errmsg(db));
+        return events__fail(EVENTS_EDB, "cannot read _events_meta: %s", sqlite3_errmsg(db));
     if (cfg && cfg->source) {
         snprintf(t->source, sizeof t->source, "%s", cfg->source);
     } else if (src[0]) {
@@ -258,7 +260,7 @@ static int choose_source(tracker *t, const events_track_config *cfg)
         sqlite3_bind_text(st, 1, t->source, -1, SQLITE_STATIC),
             ok = sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
-    if (!ok) return ev_fail(EVENTS_EDB, "cannot write _events_meta: %s", sqlite3_errmsg(db));
+    if (!ok) return events__fail(EVENTS_EDB, "cannot write _events_meta: %s", sqlite3_errmsg(db));
     return EVENTS_OK;
 }
 
@@ -278,8 +280,8 @@ static int prepare_statements(tracker *t)
                            SQLITE_PREPARE_PERSISTENT, &t->ins_outbox, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(db, "SELECT value FROM _events_meta WHERE key = 'bookmark'", -1,
                            SQLITE_PREPARE_PERSISTENT, &t->get_meta, NULL) != SQLITE_OK)
-        return ev_fail(EVENTS_EDB, "cannot prepare the change log's statements: %s",
-                       sqlite3_errmsg(db));
+        return events__fail(EVENTS_EDB, "cannot prepare the change log's statements: %s",
+                            sqlite3_errmsg(db));
     return EVENTS_OK;
 }
 
@@ -287,7 +289,7 @@ static int prepare_statements(tracker *t)
 static int tracker_start(sqlite3 *db, const events_track_config *cfg)
 {
     tracker *t = calloc(1, sizeof *t);
-    if (!t) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (!t) return events__fail(EVENTS_ENOMEM, "out of memory");
     t->db = db;
     t->refs = 1;
     t->prune_on_snapshot = cfg && cfg->prune_on_snapshot;
@@ -306,10 +308,10 @@ static int tracker_start(sqlite3 *db, const events_track_config *cfg)
 
 int events_track(sqlite3 *db, const events_track_config *cfg)
 {
-    if (!db) return ev_fail(EVENTS_EINVAL, "events_track: no database");
+    if (!db) return events__fail(EVENTS_EINVAL, "events_track: no database");
     if (cfg && cfg->source && !source_valid(cfg->source))
-        return ev_fail(EVENTS_EINVAL, "source \"%s\" must be 1-32 characters of [0-9A-Za-z_.-]",
-                       cfg->source);
+        return events__fail(EVENTS_EINVAL,
+                            "source \"%s\" must be 1-32 characters of [0-9A-Za-z_.-]", cfg->source);
     sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = cdc__tracker_of(db);
     int rc = EVENTS_OK;
@@ -339,10 +341,11 @@ static int tracker_release(tracker *t, sqlite3 **close_db)
             if (sqlite3_get_autocommit(db) && !cdc__exec(db, "BEGIN IMMEDIATE")) {
                 t->strict = 1;
                 if (cdc__tracker_record(t, -1, &bm) || cdc__exec(db, "COMMIT")) {
-                    rc = ev_fail(EVENTS_EDB,
-                                 "events_untrack: writes made since the last record are lost from "
-                                 "the change log: %s",
-                                 events_errmsg());
+                    rc = events__fail(
+                        EVENTS_EDB,
+                        "events_untrack: writes made since the last record are lost from "
+                        "the change log: %s",
+                        events_errmsg());
                     cdc__exec(db, "ROLLBACK");
                 }
             }
@@ -361,12 +364,12 @@ static int tracker_release(tracker *t, sqlite3 **close_db)
 
 int events_untrack(sqlite3 *db)
 {
-    if (!db) return ev_fail(EVENTS_EINVAL, "events_untrack: no database");
+    if (!db) return events__fail(EVENTS_EINVAL, "events_untrack: no database");
     sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = cdc__tracker_of(db);
     sqlite3 *close_db = NULL;
     int rc = t ? tracker_release(t, &close_db)
-               : ev_fail(EVENTS_ESTATE, "events_untrack: the connection is not tracked");
+               : events__fail(EVENTS_ESTATE, "events_untrack: the connection is not tracked");
     sqlite3_mutex_leave(sqlite3_db_mutex(db));
     /* _v2: a statement the closed emitter's outbox has not finalized yet does not keep it open */
     if (close_db) sqlite3_close_v2(close_db);
@@ -415,7 +418,7 @@ int cdc__tracker_bookmark(tracker *t, uint64_t *out)
     *out = s == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(t->get_meta, 0) : 0;
     int rc = s == SQLITE_ROW || s == SQLITE_DONE
                  ? EVENTS_OK
-                 : ev_fail(EVENTS_EDB, "cannot read the bookmark: %s", sqlite3_errmsg(t->db));
+                 : events__fail(EVENTS_EDB, "cannot read the bookmark: %s", sqlite3_errmsg(t->db));
     sqlite3_reset(t->get_meta);
     return rc;
 }
@@ -486,7 +489,7 @@ int cdc__tracker_write(tracker *t, int (*fn)(void *ud), void *ud)
 static tracker *tracked(sqlite3 *db, const char *what)
 {
     tracker *t = db ? cdc__tracker_lock(db) : NULL;
-    if (!t) ev_fail(EVENTS_ESTATE, "%s: the connection is not tracked (events_track)", what);
+    if (!t) events__fail(EVENTS_ESTATE, "%s: the connection is not tracked (events_track)", what);
     return t;
 }
 
@@ -506,8 +509,8 @@ int events_exec(sqlite3 *db, const char *sql)
     tracker *t = tracked(db, "events_exec");
     if (!t) return EVENTS_ESTATE;
     exec_arg a = {db, sql};
-    int rc =
-        sql ? cdc__tracker_write(t, run_exec, &a) : ev_fail(EVENTS_EINVAL, "events_exec: no SQL");
+    int rc = sql ? cdc__tracker_write(t, run_exec, &a)
+                 : events__fail(EVENTS_EINVAL, "events_exec: no SQL");
     cdc__tracker_leave(t);
     return rc;
 }
@@ -517,7 +520,7 @@ int events_tx_begin(sqlite3 *db)
     tracker *t = tracked(db, "events_tx_begin");
     if (!t) return EVENTS_ESTATE;
     int rc = !sqlite3_get_autocommit(db)
-                 ? ev_fail(EVENTS_ESTATE, "events_tx_begin: a transaction is already open")
+                 ? events__fail(EVENTS_ESTATE, "events_tx_begin: a transaction is already open")
                  : cdc__exec(db, "BEGIN IMMEDIATE");
     if (!rc) t->own_tx = 1; /* writes until the commit are libevents' */
     cdc__tracker_leave(t);
@@ -531,7 +534,7 @@ int events_tx_commit(sqlite3 *db)
     int rc;
     uint64_t bm;
     if (!cdc__tracker_in_own_tx(t)) {
-        rc = ev_fail(EVENTS_ESTATE, "events_tx_commit without events_tx_begin");
+        rc = events__fail(EVENTS_ESTATE, "events_tx_commit without events_tx_begin");
     } else if (!(rc = cdc__tracker_record(t, -1, &bm))) {
         rc = cdc__exec(db, "COMMIT"); /* the commit hook ends own_tx */
     }
@@ -546,7 +549,7 @@ int events_tx_rollback(sqlite3 *db)
     if (!t) return EVENTS_ESTATE;
     int rc = EVENTS_OK;
     if (!cdc__tracker_in_own_tx(t)) {
-        rc = ev_fail(EVENTS_ESTATE, "events_tx_rollback without events_tx_begin");
+        rc = events__fail(EVENTS_ESTATE, "events_tx_rollback without events_tx_begin");
     } else {
         rc = cdc__exec(db, "ROLLBACK"); /* the rollback hook ends own_tx */
     }
@@ -556,7 +559,7 @@ int events_tx_rollback(sqlite3 *db)
 
 int events_bookmark(sqlite3 *db, char out[EVENTS_BOOKMARK_LEN + 1])
 {
-    if (!db || !out) return ev_fail(EVENTS_EINVAL, "events_bookmark: no database");
+    if (!db || !out) return events__fail(EVENTS_EINVAL, "events_bookmark: no database");
     sqlite3_mutex_enter(sqlite3_db_mutex(db));
     tracker *t = cdc__tracker_of(db);
     if (t) {

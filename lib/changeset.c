@@ -26,6 +26,7 @@
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc_int.h"
 #include "emitter_int.h"
+#include "events_int.h"
 #include "evtime.h"
 
 #include <stdlib.h>
@@ -174,15 +175,16 @@ static int write_change(tracker *t, entry *e, buf *cs, int *header, buf *cur, si
     if (exists)
         for (int i = 0; i < ti->ncol; i++)
             if (cdc__put_value(cur, sqlite3_column_value(sel, i)))
-                *err = ev_fail(EVENTS_ENOMEM, "out of memory");
+                *err = events__fail(EVENTS_ENOMEM, "out of memory");
     if (s != SQLITE_ROW && s != SQLITE_DONE)
-        *err = ev_fail(EVENTS_EDB, "cannot read table %s: %s", ti->name, sqlite3_errmsg(t->db));
+        *err =
+            events__fail(EVENTS_EDB, "cannot read table %s: %s", ti->name, sqlite3_errmsg(t->db));
     sqlite3_reset(sel);
     sqlite3_clear_bindings(sel);
     if (*err || (!exists && !e->oldlen)) return 0;
     if (exists && !split_fields((unsigned char *)cur->p, cur->len, ti->ncol, coff, clen)) return 0;
     if (e->oldlen && !split_fields(old, e->oldlen, ti->ncol, off, flen)) {
-        *err = ev_fail(EVENTS_EDB, "a captured row of %s is damaged", ti->name);
+        *err = events__fail(EVENTS_EDB, "a captured row of %s is damaged", ti->name);
         return 0;
     }
     int op;
@@ -223,7 +225,7 @@ static int write_change(tracker *t, entry *e, buf *cs, int *header, buf *cur, si
     }
     return 1;
 oom:
-    *err = ev_fail(EVENTS_ENOMEM, "out of memory");
+    *err = events__fail(EVENTS_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -257,7 +259,7 @@ static int encode_pending(tracker *t, buf *cs, int *nchanges)
     if (!cap) cap = 1;
     off = malloc(cap * sizeof *off), flen = malloc(cap * sizeof *flen);
     coff = malloc(cap * sizeof *coff), clen = malloc(cap * sizeof *clen);
-    if (!off || !flen || !coff || !clen) err = ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (!off || !flen || !coff || !clen) err = events__fail(EVENTS_ENOMEM, "out of memory");
     for (tinfo *ti = t->tables; ti && !err; ti = ti->next) {
         int header = 0;
         for (entry *e = ti->head; e && !err; e = e->tnext)
@@ -287,7 +289,7 @@ static int log_changeset(tracker *t, uint64_t bm, const buf *cs, int64_t restore
     sqlite3_bind_int64(t->ins_outbox, 1, (sqlite3_int64)bm);
     if (sqlite3_step(t->ins_change) != SQLITE_DONE || sqlite3_step(t->set_meta) != SQLITE_DONE ||
         sqlite3_step(t->ins_outbox) != SQLITE_DONE)
-        err = ev_fail(EVENTS_EDB, "cannot write the change log: %s", sqlite3_errmsg(t->db));
+        err = events__fail(EVENTS_EDB, "cannot write the change log: %s", sqlite3_errmsg(t->db));
     sqlite3_reset(t->ins_change);
     sqlite3_reset(t->set_meta);
     sqlite3_reset(t->ins_outbox);
@@ -299,7 +301,7 @@ int cdc__tracker_record(tracker *t, int64_t restore_of, uint64_t *bookmark)
 {
     *bookmark = 0;
     if (t->err[0]) {
-        int rc = ev_fail(EVENTS_EINVAL, "%s", t->err);
+        int rc = events__fail(EVENTS_EINVAL, "%s", t->err);
         t->err[0] = 0;
         return rc;
     }

@@ -14,6 +14,7 @@
  */
 #include "cdc_int.h"
 #include "emitter_int.h"
+#include "events_int.h"
 #include "jscan.h"
 
 #include <stdio.h>
@@ -69,12 +70,12 @@ static int utf8_valid(const unsigned char *p, size_t n)
 
 static int check_id(const char *id)
 {
-    if (!id) return ev_fail(EVENTS_EINVAL, "a document id is required");
+    if (!id) return events__fail(EVENTS_EINVAL, "a document id is required");
     size_t n = strlen(id);
     if (!n || n > ID_MAX)
-        return ev_fail(EVENTS_EINVAL, "a document id is 1-%d bytes, not %zu", ID_MAX, n);
+        return events__fail(EVENTS_EINVAL, "a document id is 1-%d bytes, not %zu", ID_MAX, n);
     if (!utf8_valid((const unsigned char *)id, n))
-        return ev_fail(EVENTS_EINVAL, "document id is not valid UTF-8");
+        return events__fail(EVENTS_EINVAL, "document id is not valid UTF-8");
     return EVENTS_OK;
 }
 
@@ -93,35 +94,35 @@ static int key_cmp(const void *a, const void *b)
 /* A document: a JSON object with unique keys at the top; out gets it without whitespace. */
 static int check_doc(const events_collection *c, const char *id, const char *json, buf *out)
 {
-    if (!json) return ev_fail(EVENTS_EINVAL, "document %s: no JSON", id);
+    if (!json) return events__fail(EVENTS_EINVAL, "document %s: no JSON", id);
     size_t n = strlen(json);
     if (n > c->max_doc * 4 + 1024)
-        return ev_fail(EVENTS_ETOOBIG, "document %s is %zu bytes, over the limit of %zu", id, n,
-                       c->max_doc);
+        return events__fail(EVENTS_ETOOBIG, "document %s is %zu bytes, over the limit of %zu", id,
+                            n, c->max_doc);
     jscan s = {0};
     enum jtype t;
     const char *p = jscan_ws(&s, json, json + n), *end = json + n;
     const char *v = p, *e = jscan_value(&s, p, end, &t);
     if (!e)
-        return ev_fail(EVENTS_EINVAL, "document %s is not JSON: %s at byte %zu", id, s.err,
-                       (size_t)(s.err_at - json));
+        return events__fail(EVENTS_EINVAL, "document %s is not JSON: %s at byte %zu", id, s.err,
+                            (size_t)(s.err_at - json));
     if (jscan_ws(&s, e, end) != end)
-        return ev_fail(EVENTS_EINVAL, "document %s has text after the object, at byte %zu", id,
-                       (size_t)(e - json));
-    if (t != J_OBJ) return ev_fail(EVENTS_EINVAL, "document %s must be a JSON object", id);
+        return events__fail(EVENTS_EINVAL, "document %s has text after the object, at byte %zu", id,
+                            (size_t)(e - json));
+    if (t != J_OBJ) return events__fail(EVENTS_EINVAL, "document %s must be a JSON object", id);
     if (s.bad)
-        return ev_fail(EVENTS_EINVAL, "document %s: %s at byte %zu", id, s.bad,
-                       (size_t)(s.bad_at - json));
+        return events__fail(EVENTS_EINVAL, "document %s: %s at byte %zu", id, s.bad,
+                            (size_t)(s.bad_at - json));
     if (s.depth > DOC_DEPTH)
-        return ev_fail(EVENTS_EINVAL, "document %s nests %u levels deep, over the limit of %d", id,
-                       s.depth, DOC_DEPTH);
+        return events__fail(EVENTS_EINVAL, "document %s nests %u levels deep, over the limit of %d",
+                            id, s.depth, DOC_DEPTH);
     out->len = 0;
-    if (buf_reserve(out, (size_t)(e - v) + 1)) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (buf_reserve(out, (size_t)(e - v) + 1)) return events__fail(EVENTS_ENOMEM, "out of memory");
     out->len =
         s.ws ? jscan_minify(v, e, out->p) : (memcpy(out->p, v, (size_t)(e - v)), (size_t)(e - v));
     if (out->len > c->max_doc)
-        return ev_fail(EVENTS_ETOOBIG, "document %s is %zu bytes, over the limit of %zu", id,
-                       out->len, c->max_doc);
+        return events__fail(EVENTS_ETOOBIG, "document %s is %zu bytes, over the limit of %zu", id,
+                            out->len, c->max_doc);
     /* unique keys at the top: walk the minified object */
     key *keys = NULL;
     size_t nk = 0, cap = 0;
@@ -133,7 +134,7 @@ static int check_doc(const events_collection *c, const char *id, const char *jso
         if (nk == cap) {
             key *nkeys = realloc(keys, (cap = cap ? cap * 2 : 16) * sizeof *nkeys);
             if (!nkeys) {
-                rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                rc = events__fail(EVENTS_ENOMEM, "out of memory");
                 break;
             }
             keys = nkeys;
@@ -148,8 +149,8 @@ static int check_doc(const events_collection *c, const char *id, const char *jso
         qsort(keys, nk, sizeof *keys, key_cmp);
         for (size_t i = 1; i < nk && !rc; i++)
             if (!key_cmp(&keys[i - 1], &keys[i]))
-                rc = ev_fail(EVENTS_EINVAL, "document %s has the key %.*s twice", id,
-                             (int)keys[i].n, keys[i].p);
+                rc = events__fail(EVENTS_EINVAL, "document %s has the key %.*s twice", id,
+                                  (int)keys[i].n, keys[i].p);
     }
     free(keys);
     return rc;
@@ -220,20 +221,20 @@ int events_collection_open_db(sqlite3 *db, const char *name, const events_collec
 {
     if (out) *out = NULL;
     if (!db || !name || !out)
-        return ev_fail(EVENTS_EINVAL,
-                       "events_collection_open: database, name and out are required");
+        return events__fail(EVENTS_EINVAL,
+                            "events_collection_open: database, name and out are required");
     if (!name_valid(name))
-        return ev_fail(EVENTS_EINVAL,
-                       "collection name \"%s\" must be 1-64 of [a-z0-9_], not starting with "
-                       "_events_ or sqlite_",
-                       name);
+        return events__fail(EVENTS_EINVAL,
+                            "collection name \"%s\" must be 1-64 of [a-z0-9_], not starting with "
+                            "_events_ or sqlite_",
+                            name);
     int rc = events_track(db, NULL); /* counted: the collection's close untracks */
     if (rc) return rc;
     events_collection *c = calloc(1, sizeof *c);
     if (!c || !(c->name = strdup(name))) {
         free(c);
         events_untrack(db);
-        return ev_fail(EVENTS_ENOMEM, "out of memory");
+        return events__fail(EVENTS_ENOMEM, "out of memory");
     }
     c->db = db;
     c->t = cdc__tracker_of(db);
@@ -242,10 +243,11 @@ int events_collection_open_db(sqlite3 *db, const char *name, const events_collec
     int shape = table_shape(db, name);
     char *q = quote(name), sql[400];
     if (shape < 0) {
-        rc = ev_fail(EVENTS_EINVAL,
-                     "table %s exists and is not a collection (id TEXT PRIMARY KEY, doc)", name);
+        rc = events__fail(EVENTS_EINVAL,
+                          "table %s exists and is not a collection (id TEXT PRIMARY KEY, doc)",
+                          name);
     } else if (!q) {
-        rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+        rc = events__fail(EVENTS_ENOMEM, "out of memory");
     } else {
         char *e = NULL;
         snprintf(sql, sizeof sql,
@@ -255,7 +257,7 @@ int events_collection_open_db(sqlite3 *db, const char *name, const events_collec
                  "ON CONFLICT(name) DO UPDATE SET prev = excluded.prev",
                  q, name, !(cfg && cfg->no_prev));
         if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK)
-            rc = ev_fail(EVENTS_EDB, "collection %s: %s", name, e ? e : sqlite3_errmsg(db));
+            rc = events__fail(EVENTS_EDB, "collection %s: %s", name, e ? e : sqlite3_errmsg(db));
         sqlite3_free(e);
     }
     free(q);
@@ -269,7 +271,7 @@ int events_collection_open_db(sqlite3 *db, const char *name, const events_collec
                 prepare(c, &c->count, "SELECT count(*) FROM %s") ||
                 prepare(c, &c->list, "SELECT id, doc FROM %s WHERE id > ?1 ORDER BY id LIMIT ?2") ||
                 prepare(c, &c->clear, "DELETE FROM %s")))
-        rc = ev_fail(EVENTS_EDB, "collection %s: %s", name, sqlite3_errmsg(db));
+        rc = events__fail(EVENTS_EDB, "collection %s: %s", name, sqlite3_errmsg(db));
     cdc__tracker_leave(c->t);
     if (rc) {
         events_collection_close(c);
@@ -283,10 +285,11 @@ int events_collection_open(events_emitter *em, const char *name,
                            const events_collection_config *cfg, events_collection **out)
 {
     if (out) *out = NULL;
-    if (!em) return ev_fail(EVENTS_EINVAL, "events_collection_open: no emitter");
-    sqlite3 *db = outbox_edb(em->ob);
+    if (!em) return events__fail(EVENTS_EINVAL, "events_collection_open: no emitter");
+    sqlite3 *db = outbox__edb(em->ob);
     if (!db)
-        return ev_fail(EVENTS_ESTATE, "collections need a database: this emitter is memory-only");
+        return events__fail(EVENTS_ESTATE,
+                            "collections need a database: this emitter is memory-only");
     int rc = events_collection_open_db(db, name, cfg, out);
     if (!rc) cdc__tracker_attach_emitter(db, em);
     return rc;
@@ -307,7 +310,7 @@ static int step_done(events_collection *c, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st) == SQLITE_DONE
                  ? EVENTS_OK
-                 : ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
+                 : events__fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
@@ -335,14 +338,14 @@ static int do_writes(void *ud)
 static int write_many(events_collection *c, size_t n, const char *const *ids,
                       const char *const *jsons, int deleting, int *found)
 {
-    if (!c) return ev_fail(EVENTS_EINVAL, "no collection");
-    if (n && !ids) return ev_fail(EVENTS_EINVAL, "no ids");
+    if (!c) return events__fail(EVENTS_EINVAL, "no collection");
+    if (n && !ids) return events__fail(EVENTS_EINVAL, "no ids");
     buf one = BUF_INIT, *docs = NULL;
     int rc = EVENTS_OK;
     if (!deleting) {
         docs = n == 1 ? &one : calloc(n ? n : 1, sizeof *docs);
-        if (!docs) return ev_fail(EVENTS_ENOMEM, "out of memory");
-        if (!jsons) rc = ev_fail(EVENTS_EINVAL, "no documents");
+        if (!docs) return events__fail(EVENTS_ENOMEM, "out of memory");
+        if (!jsons) rc = events__fail(EVENTS_EINVAL, "no documents");
     }
     for (size_t i = 0; i < n && !rc; i++) /* checked before anything is written: all or none */
         if (!(rc = check_id(ids[i])) && !deleting) rc = check_doc(c, ids[i], jsons[i], &docs[i]);
@@ -376,7 +379,7 @@ int events_collection_delete(events_collection *c, const char *id)
     int found = 0;
     int rc = write_many(c, 1, &id, NULL, 1, &found);
     if (!rc && !found)
-        rc = ev_fail(EVENTS_ENOTFOUND, "collection %s has no document %s", c->name, id);
+        rc = events__fail(EVENTS_ENOTFOUND, "collection %s has no document %s", c->name, id);
     return rc;
 }
 
@@ -393,7 +396,7 @@ static int do_clear(void *ud)
 
 int events_collection_clear(events_collection *c)
 {
-    if (!c) return ev_fail(EVENTS_EINVAL, "no collection");
+    if (!c) return events__fail(EVENTS_EINVAL, "no collection");
     cdc__tracker_enter(c->t);
     int rc = cdc__tracker_write(c->t, do_clear, c);
     cdc__tracker_leave(c->t);
@@ -406,7 +409,8 @@ int events_collection_get(events_collection *c, const char *id, char **json)
 {
     if (json) *json = NULL;
     if (!c || !json)
-        return ev_fail(EVENTS_EINVAL, "events_collection_get: collection and out are required");
+        return events__fail(EVENTS_EINVAL,
+                            "events_collection_get: collection and out are required");
     int rc = check_id(id);
     if (rc) return rc;
     cdc__tracker_enter(c->t);
@@ -418,12 +422,12 @@ int events_collection_get(events_collection *c, const char *id, char **json)
             memcpy(*json, sqlite3_column_text(c->get, 0), n);
             (*json)[n] = 0;
         } else {
-            rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+            rc = events__fail(EVENTS_ENOMEM, "out of memory");
         }
     } else {
         rc = s == SQLITE_DONE
-                 ? ev_fail(EVENTS_ENOTFOUND, "collection %s has no document %s", c->name, id)
-                 : ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
+                 ? events__fail(EVENTS_ENOTFOUND, "collection %s has no document %s", c->name, id)
+                 : events__fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     }
     sqlite3_reset(c->get);
     sqlite3_clear_bindings(c->get);
@@ -433,7 +437,7 @@ int events_collection_get(events_collection *c, const char *id, char **json)
 
 int events_collection_has(events_collection *c, const char *id)
 {
-    if (!c) return ev_fail(EVENTS_EINVAL, "no collection");
+    if (!c) return events__fail(EVENTS_EINVAL, "no collection");
     int rc = check_id(id);
     if (rc) return rc;
     cdc__tracker_enter(c->t);
@@ -442,7 +446,7 @@ int events_collection_has(events_collection *c, const char *id)
     rc = s == SQLITE_ROW ? 1
          : s == SQLITE_DONE
              ? 0
-             : ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
+             : events__fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     sqlite3_reset(c->has);
     sqlite3_clear_bindings(c->has);
     cdc__tracker_leave(c->t);
@@ -452,13 +456,14 @@ int events_collection_has(events_collection *c, const char *id)
 int events_collection_count(events_collection *c, uint64_t *count)
 {
     if (!c || !count)
-        return ev_fail(EVENTS_EINVAL, "events_collection_count: collection and out are required");
+        return events__fail(EVENTS_EINVAL,
+                            "events_collection_count: collection and out are required");
     cdc__tracker_enter(c->t);
     int rc = EVENTS_OK;
     if (sqlite3_step(c->count) == SQLITE_ROW)
         *count = (uint64_t)sqlite3_column_int64(c->count, 0);
     else
-        rc = ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
+        rc = events__fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     sqlite3_reset(c->count);
     cdc__tracker_leave(c->t);
     return rc;
@@ -468,8 +473,8 @@ int events_collection_list(events_collection *c, const char *after, size_t limit
                            void *ud)
 {
     if (!c || !fn)
-        return ev_fail(EVENTS_EINVAL,
-                       "events_collection_list: collection and callback are required");
+        return events__fail(EVENTS_EINVAL,
+                            "events_collection_list: collection and callback are required");
     cdc__tracker_enter(c->t);
     sqlite3_bind_text(c->list, 1, after ? after : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(c->list, 2, limit ? (sqlite3_int64)limit : -1);
@@ -479,7 +484,7 @@ int events_collection_list(events_collection *c, const char *after, size_t limit
                (const char *)sqlite3_column_text(c->list, 1)))
             break;
     if (s != SQLITE_ROW && s != SQLITE_DONE)
-        rc = ev_fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
+        rc = events__fail(EVENTS_EDB, "collection %s: %s", c->name, sqlite3_errmsg(c->db));
     sqlite3_reset(c->list);
     sqlite3_clear_bindings(c->list);
     cdc__tracker_leave(c->t);

@@ -12,6 +12,8 @@
  */
 #include "cdc_int.h"
 #include "emitter_int.h"
+#include "events_int.h"
+#include "sender_int.h"
 #include "event.h"
 #include "evtime.h"
 
@@ -122,12 +124,12 @@ static int build_identity(events_emitter *em, const events_identity *id)
     if (!id->id && !id->name && !id->cls && !id->colo) return EVENTS_OK;
     if (buf_puts(b, "\"do\":{") || add_member(b, "id", id->id) || add_member(b, "name", id->name) ||
         add_member(b, "class", id->cls) || add_member(b, "colo", id->colo) || buf_putc(b, '}'))
-        return ev_fail(EVENTS_ENOMEM, "out of memory");
+        return events__fail(EVENTS_ENOMEM, "out of memory");
     jscan s = {0};
     enum jtype t;
     const char *v = b->p + 5;
     if (!jscan_value(&s, v, b->p + b->len, &t) || s.defects)
-        return ev_fail(EVENTS_EINVAL, "identity: %s", s.bad ? s.bad : "not valid JSON text");
+        return events__fail(EVENTS_EINVAL, "identity: %s", s.bad ? s.bad : "not valid JSON text");
     return EVENTS_OK;
 }
 
@@ -135,14 +137,15 @@ static int check_config(events_config *c)
 {
     int modes = !!c->db_path + !!c->db + !!c->memory_only;
     if (modes != 1)
-        return ev_fail(EVENTS_EINVAL,
-                       "config: give exactly one of db_path, db and memory_only (%d given)", modes);
+        return events__fail(EVENTS_EINVAL,
+                            "config: give exactly one of db_path, db and memory_only (%d given)",
+                            modes);
     if (!c->endpoint || (strncmp(c->endpoint, "http://", 7) && strncmp(c->endpoint, "https://", 8)))
-        return ev_fail(EVENTS_EINVAL,
-                       "config: endpoint must be an http:// or https:// URL, not \"%s\"",
-                       c->endpoint ? c->endpoint : "(null)");
+        return events__fail(EVENTS_EINVAL,
+                            "config: endpoint must be an http:// or https:// URL, not \"%s\"",
+                            c->endpoint ? c->endpoint : "(null)");
     if (c->token && strpbrk(c->token, "\r\n"))
-        return ev_fail(EVENTS_EINVAL, "config: the token contains a line break");
+        return events__fail(EVENTS_EINVAL, "config: the token contains a line break");
     if (!c->capacity) c->capacity = c->memory_only ? 100000 : 1000000;
     if (!c->max_event_bytes) c->max_event_bytes = EVENT_MAX_BYTES_DEFAULT;
     if (!c->batch_size) c->batch_size = 100;
@@ -153,23 +156,24 @@ static int check_config(events_config *c)
     if (!c->timeout_ms) c->timeout_ms = 30000;
     if (!c->gzip_above) c->gzip_above = 4096;
     if (c->batch_size > SERVER_MAX_BATCH_EVENTS)
-        return ev_fail(EVENTS_EINVAL,
-                       "config: batch_size %zu is over the server's limit of %d events",
-                       c->batch_size, SERVER_MAX_BATCH_EVENTS);
+        return events__fail(EVENTS_EINVAL,
+                            "config: batch_size %zu is over the server's limit of %d events",
+                            c->batch_size, SERVER_MAX_BATCH_EVENTS);
     if (c->batch_bytes > SERVER_MAX_BATCH_BYTES)
-        return ev_fail(EVENTS_EINVAL,
-                       "config: batch_bytes %zu is over the server's limit of %u bytes",
-                       c->batch_bytes, SERVER_MAX_BATCH_BYTES);
+        return events__fail(EVENTS_EINVAL,
+                            "config: batch_bytes %zu is over the server's limit of %u bytes",
+                            c->batch_bytes, SERVER_MAX_BATCH_BYTES);
     if (c->max_event_bytes > SERVER_MAX_BATCH_BYTES)
-        return ev_fail(EVENTS_EINVAL,
-                       "config: max_event_bytes %zu is over the largest request, %u bytes",
-                       c->max_event_bytes, SERVER_MAX_BATCH_BYTES);
+        return events__fail(EVENTS_EINVAL,
+                            "config: max_event_bytes %zu is over the largest request, %u bytes",
+                            c->max_event_bytes, SERVER_MAX_BATCH_BYTES);
     if (c->flush_interval_ms < 0 || c->backoff_min_ms < 0 || c->timeout_ms < 0 ||
         c->backoff_max_ms < c->backoff_min_ms)
-        return ev_fail(EVENTS_EINVAL,
-                       "config: intervals must be positive and backoff_max_ms >= backoff_min_ms");
+        return events__fail(
+            EVENTS_EINVAL,
+            "config: intervals must be positive and backoff_max_ms >= backoff_min_ms");
     if ((c->clock_ms == NULL) != (c->wait_ms == NULL))
-        return ev_fail(EVENTS_EINVAL, "config: clock_ms and wait_ms go together");
+        return events__fail(EVENTS_EINVAL, "config: clock_ms and wait_ms go together");
     return EVENTS_OK;
 }
 
@@ -184,7 +188,7 @@ static void cond_init_monotonic(pthread_cond_t *cv)
 
 static void emitter_free(events_emitter *em)
 {
-    outbox_close(em->ob);
+    outbox__close(em->ob);
     free(em->endpoint);
     free(em->post_url);
     free(em->auth_header);
@@ -201,15 +205,15 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
 {
     if (out) *out = NULL;
     if (!cfg || !out)
-        return ev_fail(EVENTS_EINVAL, "events_emitter_open: config and out are required");
+        return events__fail(EVENTS_EINVAL, "events_emitter_open: config and out are required");
     pthread_once(&once, global_init);
-    if (global_rc) return ev_fail(EVENTS_EHTTP, "cannot initialise libcurl");
+    if (global_rc) return events__fail(EVENTS_EHTTP, "cannot initialise libcurl");
     events_config c = *cfg;
     int rc = check_config(&c);
     if (rc) return rc;
 
     events_emitter *em = calloc(1, sizeof *em);
-    if (!em) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (!em) return events__fail(EVENTS_ENOMEM, "out of memory");
     pthread_mutex_init(&em->mu, NULL);
     pthread_mutex_init(&em->smu, NULL);
     pthread_mutex_init(&em->emu, NULL);
@@ -224,7 +228,7 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
             snprintf(em->auth_header, n, "Authorization: Bearer %s", c.token);
     }
     if (!em->endpoint || !em->post_url || (c.token && !em->auth_header)) {
-        rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+        rc = events__fail(EVENTS_ENOMEM, "out of memory");
         goto fail;
     }
     if ((rc = build_identity(em, &c.identity))) goto fail;
@@ -232,12 +236,12 @@ int events_emitter_open(const events_config *cfg, events_emitter **out)
     em->cfg.endpoint = em->cfg.token = em->cfg.db_path = NULL;
     memset(&em->cfg.identity, 0, sizeof em->cfg.identity);
 
-    rc = c.memory_only ? outbox_open_memory(c.capacity, &em->ob)
-                       : outbox_open_db(c.db, c.db_path, c.capacity, &em->ob);
+    rc = c.memory_only ? outbox__open_memory(c.capacity, &em->ob)
+                       : outbox__open_db(c.db, c.db_path, c.capacity, &em->ob);
     if (rc) goto fail;
-    outbox_set_identity(em->ob, em->identity.p, em->identity.len);
-    if ((rc = sender_start(em))) goto fail;
-    if (outbox_edb(em->ob)) cdc__tracker_attach_emitter(outbox_edb(em->ob), em);
+    outbox__set_identity(em->ob, em->identity.p, em->identity.len);
+    if ((rc = sender__start(em))) goto fail;
+    if (outbox__edb(em->ob)) cdc__tracker_attach_emitter(outbox__edb(em->ob), em);
     *out = em;
     return EVENTS_OK;
 fail:
@@ -250,17 +254,17 @@ fail:
 static int put(events_emitter *em, const char *ev, size_t len)
 {
     int committed = 0, rc;
-    if (outbox_is_memory(em->ob)) {
-        rc = outbox_put(em->ob, ev, len, &committed);
+    if (outbox__is_memory(em->ob)) {
+        rc = outbox__put(em->ob, ev, len, &committed);
     } else {
         pthread_mutex_lock(&em->mu);
-        rc = outbox_put(em->ob, ev, len, &committed);
+        rc = outbox__put(em->ob, ev, len, &committed);
         pthread_mutex_unlock(&em->mu);
     }
     if (rc) return rc;
     if (committed && atomic_fetch_add(&em->since_wake, 1) + 1 >= em->cfg.batch_size) {
         atomic_store(&em->since_wake, 0);
-        sender_wake(em);
+        sender__wake(em);
     }
     return EVENTS_OK;
 }
@@ -284,34 +288,35 @@ static int emit_text(events_emitter *em, scratch *sc, int from_fields, size_t sk
     event_info info;
     char why[256];
     int r = event_normalise(c, &s, p, end, &next, &sc->out, &info, why, sizeof why);
-    if (r == EVENT_NOMEM) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (r == EVENT_NOMEM) return events__fail(EVENTS_ENOMEM, "out of memory");
     if (r == EVENT_SYNTAX) {
         size_t at = (size_t)(s.err_at - p);
-        return ev_fail(EVENTS_EINVAL, "%s not JSON: %s at byte %zu",
-                       from_fields ? "fields are" : "the event is", s.err,
-                       at >= skip ? at - skip + 1 : 0);
+        return events__fail(EVENTS_EINVAL, "%s not JSON: %s at byte %zu",
+                            from_fields ? "fields are" : "the event is", s.err,
+                            at >= skip ? at - skip + 1 : 0);
     }
     if (r == EVENT_REJECTED) {
         if ((size_t)(next - p) > c->max_event_bytes)
-            return ev_fail(EVENTS_ETOOBIG, "the event is %zu bytes, over max_event_bytes (%zu)",
-                           (size_t)(next - p), c->max_event_bytes);
-        return ev_fail(EVENTS_EINVAL, "%s", why);
+            return events__fail(EVENTS_ETOOBIG,
+                                "the event is %zu bytes, over max_event_bytes (%zu)",
+                                (size_t)(next - p), c->max_event_bytes);
+        return events__fail(EVENTS_EINVAL, "%s", why);
     }
     next = jscan_ws(&s, next, end);
     if (next != end)
-        return ev_fail(EVENTS_EINVAL, "%s text after the object, at byte %zu",
-                       from_fields ? "fields have" : "the event has",
-                       (size_t)(next - p) - skip + 1);
+        return events__fail(EVENTS_EINVAL, "%s text after the object, at byte %zu",
+                            from_fields ? "fields have" : "the event has",
+                            (size_t)(next - p) - skip + 1);
     if (from_fields && (info.client_id || info.has_ts || info.has_do || info.has_received))
-        return ev_fail(EVENTS_EINVAL, "fields may not set \"%s\": the emitter sets it",
-                       info.client_id ? "id"
-                       : info.has_ts  ? "ts"
-                       : info.has_do  ? "do"
-                                      : "receivedAt");
+        return events__fail(EVENTS_EINVAL, "fields may not set \"%s\": the emitter sets it",
+                            info.client_id ? "id"
+                            : info.has_ts  ? "ts"
+                            : info.has_do  ? "do"
+                                           : "receivedAt");
     if (sc->out.len > em->cfg.max_event_bytes)
-        return ev_fail(EVENTS_ETOOBIG,
-                       "the event is %zu bytes with its envelope, over max_event_bytes (%zu)",
-                       sc->out.len, em->cfg.max_event_bytes);
+        return events__fail(EVENTS_ETOOBIG,
+                            "the event is %zu bytes with its envelope, over max_event_bytes (%zu)",
+                            sc->out.len, em->cfg.max_event_bytes);
     return put(em, sc->out.p, sc->out.len);
 }
 
@@ -320,12 +325,13 @@ static int start_event(scratch *sc, const char *type)
 {
     size_t n = strlen(type);
     if (!event_type_valid(type, n))
-        return ev_fail(EVENTS_EINVAL,
-                       "type \"%.*s\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
-                       n > 140 ? 140 : (int)n, type, EVENT_TYPE_MAX);
+        return events__fail(
+            EVENTS_EINVAL,
+            "type \"%.*s\" must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most %d bytes",
+            n > 140 ? 140 : (int)n, type, EVENT_TYPE_MAX);
     sc->in.len = 0;
     if (buf_puts(&sc->in, "{\"type\":\"") || buf_append(&sc->in, type, n) || buf_putc(&sc->in, '"'))
-        return ev_fail(EVENTS_ENOMEM, "out of memory");
+        return events__fail(EVENTS_ENOMEM, "out of memory");
     return EVENTS_OK;
 }
 
@@ -333,10 +339,10 @@ static scratch *begin_emit(events_emitter *em, int *rc)
 {
     scratch *sc;
     if (!em) {
-        *rc = ev_fail(EVENTS_EINVAL, "no emitter");
+        *rc = events__fail(EVENTS_EINVAL, "no emitter");
         return NULL;
     }
-    if (!(sc = get_scratch())) *rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (!(sc = get_scratch())) *rc = events__fail(EVENTS_ENOMEM, "out of memory");
     return sc;
 }
 
@@ -345,20 +351,21 @@ int events_emit(events_emitter *em, const char *type, const char *fields)
     int rc;
     scratch *sc = begin_emit(em, &rc);
     if (!sc) return rc;
-    if (!type) return ev_fail(EVENTS_EINVAL, "type is required");
+    if (!type) return events__fail(EVENTS_EINVAL, "type is required");
     if ((rc = start_event(sc, type))) return rc;
     size_t skip = sc->in.len;
     if (fields) {
         const char *f = fields;
         while (*f == ' ' || *f == '\t' || *f == '\n' || *f == '\r') f++;
-        if (*f != '{') return ev_fail(EVENTS_EINVAL, "fields must be a JSON object or NULL");
+        if (*f != '{') return events__fail(EVENTS_EINVAL, "fields must be a JSON object or NULL");
         const char *q = f + 1;
         while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
-        if (*q != '}' && buf_putc(&sc->in, ',')) return ev_fail(EVENTS_ENOMEM, "out of memory");
+        if (*q != '}' && buf_putc(&sc->in, ','))
+            return events__fail(EVENTS_ENOMEM, "out of memory");
         skip = sc->in.len - (size_t)(q - fields);
-        if (buf_puts(&sc->in, q)) return ev_fail(EVENTS_ENOMEM, "out of memory");
+        if (buf_puts(&sc->in, q)) return events__fail(EVENTS_ENOMEM, "out of memory");
     } else if (buf_putc(&sc->in, '}')) {
-        return ev_fail(EVENTS_ENOMEM, "out of memory");
+        return events__fail(EVENTS_ENOMEM, "out of memory");
     }
     return emit_text(em, sc, 1, skip);
 }
@@ -368,9 +375,9 @@ int events_emit_json(events_emitter *em, const char *event)
     int rc;
     scratch *sc = begin_emit(em, &rc);
     if (!sc) return rc;
-    if (!event) return ev_fail(EVENTS_EINVAL, "event is required");
+    if (!event) return events__fail(EVENTS_EINVAL, "event is required");
     sc->in.len = 0;
-    if (buf_puts(&sc->in, event)) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (buf_puts(&sc->in, event)) return events__fail(EVENTS_ENOMEM, "out of memory");
     return emit_text(em, sc, 0, 0);
 }
 
@@ -390,7 +397,7 @@ static int put_int(buf *b, const char *key, long long n)
 
 static int finish(events_emitter *em, scratch *sc, int failed)
 {
-    if (failed || buf_putc(&sc->in, '}')) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (failed || buf_putc(&sc->in, '}')) return events__fail(EVENTS_ENOMEM, "out of memory");
     return emit_text(em, sc, 0, 0);
 }
 
@@ -400,9 +407,9 @@ int events_emit_rpc(events_emitter *em, const char *ns, const char *method, doub
     int rc;
     scratch *sc = begin_emit(em, &rc);
     if (!sc) return rc;
-    if (!method || !*method) return ev_fail(EVENTS_EINVAL, "rpc: method is required");
+    if (!method || !*method) return events__fail(EVENTS_EINVAL, "rpc: method is required");
     if (!isfinite(duration_ms) || duration_ms < 0)
-        return ev_fail(EVENTS_EINVAL, "rpc: duration_ms must be a finite number >= 0");
+        return events__fail(EVENTS_EINVAL, "rpc: duration_ms must be a finite number >= 0");
     if ((rc = start_event(sc, "rpc.call"))) return rc;
     buf *b = &sc->in;
     int f = put_str(b, "method", method) || put_str(b, "namespace", ns) ||
@@ -419,7 +426,7 @@ int events_emit_lifecycle(events_emitter *em, events_lifecycle what, const char 
     scratch *sc = begin_emit(em, &rc);
     if (!sc) return rc;
     if ((unsigned)what >= sizeof types / sizeof *types)
-        return ev_fail(EVENTS_EINVAL, "lifecycle: unknown kind %d", (int)what);
+        return events__fail(EVENTS_EINVAL, "lifecycle: unknown kind %d", (int)what);
     if ((rc = start_event(sc, types[what]))) return rc;
     return finish(em, sc, put_str(&sc->in, "reason", reason));
 }
@@ -432,7 +439,7 @@ int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int
     scratch *sc = begin_emit(em, &rc);
     if (!sc) return rc;
     if ((unsigned)what >= sizeof types / sizeof *types)
-        return ev_fail(EVENTS_EINVAL, "ws: unknown kind %d", (int)what);
+        return events__fail(EVENTS_EINVAL, "ws: unknown kind %d", (int)what);
     if ((rc = start_event(sc, types[what]))) return rc;
     buf *b = &sc->in;
     int f = put_int(b, "connectionCount", connection_count) || put_int(b, "code", code) ||
@@ -445,23 +452,24 @@ int events_emit_ws(events_emitter *em, events_ws what, int connection_count, int
 void emitter__note_outbox(events_emitter *em, int64_t seq)
 {
     if (seq > 0) {
-        outbox_note(em->ob, (uint64_t)seq);
+        outbox__note(em->ob, (uint64_t)seq);
     } else {
         atomic_store(&em->since_wake, 0);
-        sender_wake(em);
+        sender__wake(em);
     }
 }
 
 int events_begin(events_emitter *em)
 {
-    if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
-    if (outbox_edb(em->ob) && cdc__tracker_of(outbox_edb(em->ob)))
-        return events_tx_begin(outbox_edb(em->ob));
-    if (outbox_is_memory(em->ob))
-        return ev_fail(EVENTS_ESTATE, "events_begin: a memory-only emitter has no transactions");
+    if (!em) return events__fail(EVENTS_EINVAL, "no emitter");
+    if (outbox__edb(em->ob) && cdc__tracker_of(outbox__edb(em->ob)))
+        return events_tx_begin(outbox__edb(em->ob));
+    if (outbox__is_memory(em->ob))
+        return events__fail(EVENTS_ESTATE,
+                            "events_begin: a memory-only emitter has no transactions");
     pthread_mutex_lock(&em->mu);
-    int rc = em->in_tx ? ev_fail(EVENTS_ESTATE, "events_begin: a transaction is already open")
-                       : outbox_begin(em->ob);
+    int rc = em->in_tx ? events__fail(EVENTS_ESTATE, "events_begin: a transaction is already open")
+                       : outbox__begin(em->ob);
     if (!rc) em->in_tx = 1;
     pthread_mutex_unlock(&em->mu);
     return rc;
@@ -469,23 +477,23 @@ int events_begin(events_emitter *em)
 
 static int end_tx(events_emitter *em, int commit)
 {
-    if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
-    sqlite3 *edb = outbox_edb(em->ob);
+    if (!em) return events__fail(EVENTS_EINVAL, "no emitter");
+    sqlite3 *edb = outbox__edb(em->ob);
     if (edb && cdc__tracker_in_own_tx_of(edb))
         return commit ? events_tx_commit(edb) : events_tx_rollback(edb);
     pthread_mutex_lock(&em->mu);
     int rc;
     if (!em->in_tx)
-        rc = ev_fail(EVENTS_ESTATE, "%s without events_begin",
-                     commit ? "events_commit" : "events_rollback");
+        rc = events__fail(EVENTS_ESTATE, "%s without events_begin",
+                          commit ? "events_commit" : "events_rollback");
     else
-        rc = commit ? outbox_commit(em->ob) : outbox_rollback(em->ob);
+        rc = commit ? outbox__commit(em->ob) : outbox__rollback(em->ob);
     /* a failed COMMIT leaves the transaction open: the caller may try again or roll back */
     if (em->in_tx && (!rc || !commit)) em->in_tx = 0;
     pthread_mutex_unlock(&em->mu);
     if (!rc && commit) {
         atomic_store(&em->since_wake, 0);
-        sender_wake(em);
+        sender__wake(em);
     }
     return rc;
 }
@@ -504,20 +512,20 @@ int events_rollback(events_emitter *em)
 
 static uint64_t queued(events_emitter *em)
 {
-    uint64_t last = outbox_last_committed(em->ob), head = outbox_head(em->ob);
+    uint64_t last = outbox__last_committed(em->ob), head = outbox__head(em->ob);
     return last >= head ? last - head + 1 : 0;
 }
 
 int events_flush(events_emitter *em, int64_t timeout_ms)
 {
-    if (!em) return ev_fail(EVENTS_EINVAL, "no emitter");
+    if (!em) return events__fail(EVENTS_EINVAL, "no emitter");
     int64_t deadline = evtime_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    uint64_t target = outbox_last_committed(em->ob);
+    uint64_t target = outbox__last_committed(em->ob);
     pthread_mutex_lock(&em->smu);
     em->wake = 1;
     pthread_cond_signal(&em->scv);
     int rc = EVENTS_OK;
-    while (outbox_head(em->ob) <= target) {
+    while (outbox__head(em->ob) <= target) {
         int64_t now = evtime_mono_ms();
         if (now >= deadline) {
             rc = EVENTS_ETIMEDOUT;
@@ -529,10 +537,10 @@ int events_flush(events_emitter *em, int64_t timeout_ms)
     }
     pthread_mutex_unlock(&em->smu);
     if (rc) {
-        uint64_t head = outbox_head(em->ob), left = target >= head ? target - head + 1 : 0;
+        uint64_t head = outbox__head(em->ob), left = target >= head ? target - head + 1 : 0;
         pthread_mutex_lock(&em->emu);
-        ev_fail(rc, "%llu events not yet delivered%s%s", (unsigned long long)left,
-                em->last_error[0] ? ": " : "", em->last_error);
+        events__fail(rc, "%llu events not yet delivered%s%s", (unsigned long long)left,
+                     em->last_error[0] ? ": " : "", em->last_error);
         pthread_mutex_unlock(&em->emu);
     }
     return rc;
@@ -547,8 +555,8 @@ void events_emitter_stats(events_emitter *em, events_stats *out)
     out->delivered = atomic_load(&em->delivered);
     out->duplicates = atomic_load(&em->duplicates);
     out->retried = atomic_load(&em->retried);
-    out->dead = atomic_load(&em->dead) + outbox_lost(em->ob);
-    out->dropped = outbox_dropped(em->ob);
+    out->dead = atomic_load(&em->dead) + outbox__lost(em->ob);
+    out->dropped = outbox__dropped(em->ob);
     pthread_mutex_lock(&em->emu);
     out->last_status = em->last_status;
     memcpy(out->last_error, em->last_error, sizeof out->last_error);
@@ -559,15 +567,17 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
 {
     if (!em) return EVENTS_OK;
     int rc = EVENTS_OK;
-    sqlite3 *edb = outbox_edb(em->ob);
+    sqlite3 *edb = outbox__edb(em->ob);
     if (edb && cdc__tracker_in_own_tx_of(edb)) {
         events_tx_rollback(edb);
-        rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
+        rc = events__fail(EVENTS_ESTATE,
+                          "a transaction was open at close: its events were rolled back");
     }
     if (em->in_tx) {
-        outbox_rollback(em->ob);
+        outbox__rollback(em->ob);
         em->in_tx = 0;
-        rc = ev_fail(EVENTS_ESTATE, "a transaction was open at close: its events were rolled back");
+        rc = events__fail(EVENTS_ESTATE,
+                          "a transaction was open at close: its events were rolled back");
     }
     /*
      * From here on the tracker neither tells this emitter of its records nor counts it; its
@@ -576,20 +586,21 @@ int events_emitter_close(events_emitter *em, int64_t timeout_ms)
      */
     int took_db = 0;
     int drc =
-        edb ? cdc__tracker_detach_emitter(edb, em, outbox_owns_edb(em->ob), &took_db) : EVENTS_OK;
-    if (took_db) outbox_leave_edb(em->ob);
+        edb ? cdc__tracker_detach_emitter(edb, em, outbox__owns_edb(em->ob), &took_db) : EVENTS_OK;
+    if (took_db) outbox__leave_edb(em->ob);
     if (!rc) rc = drc;
     int frc =
         timeout_ms > 0 ? events_flush(em, timeout_ms) : (queued(em) ? EVENTS_ETIMEDOUT : EVENTS_OK);
     __atomic_store_n(&em->abort_at, evtime_mono_ms(),
                      __ATOMIC_RELAXED); /* give up a transfer under way */
-    sender_stop(em);
+    sender__stop(em);
     uint64_t left = queued(em);
-    if (outbox_is_memory(em->ob)) outbox_drop_all(em->ob);
+    if (outbox__is_memory(em->ob)) outbox__drop_all(em->ob);
     if (!rc && (frc || left))
-        rc = ev_fail(EVENTS_ETIMEDOUT, "%llu events %s", (unsigned long long)left,
-                     outbox_is_memory(em->ob) ? "were not delivered and are lost (memory-only)"
-                                              : "stay in the outbox for the next open");
+        rc =
+            events__fail(EVENTS_ETIMEDOUT, "%llu events %s", (unsigned long long)left,
+                         outbox__is_memory(em->ob) ? "were not delivered and are lost (memory-only)"
+                                                   : "stay in the outbox for the next open");
     emitter_free(em);
     return rc;
 }

@@ -1,15 +1,15 @@
 /*
  * errors.c - libevents' result codes and the per-thread error message.
  */
-#include "emitter_int.h"
+#include "events_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
 /*
  * The calling thread's message for its last failure (events_errmsg). Each thread has its own:
- * ev_fail writes it on the thread that fails, events_errmsg reads it there; no lock. It changes
- * at every failure of a libevents call on that thread and never on success.
+ * events__fail writes it on the thread that fails, events_errmsg reads it there; no lock. It
+ * changes at every failure of a libevents call on that thread and never on success.
  */
 static __thread char message[512];
 
@@ -35,7 +35,7 @@ const char *events_errmsg(void)
     return message[0] ? message : "no error";
 }
 
-int ev_fail(int code, const char *fmt, ...)
+int events__fail(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

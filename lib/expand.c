@@ -21,7 +21,7 @@
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc_int.h"
 #include "codec.h"
-#include "emitter_int.h"
+#include "events_int.h"
 #include "jscan.h"
 
 #include <stdio.h>
@@ -109,7 +109,7 @@ static int read_transaction(sqlite3 *db, uint64_t bookmark, recorded *r)
     if (sqlite3_prepare_v2(
             db, "SELECT ts, schema, changeset, restore_of FROM _events_changes WHERE bookmark = ?",
             -1, &st, NULL) != SQLITE_OK)
-        return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
+        return events__fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)bookmark);
     if (sqlite3_step(st) == SQLITE_ROW) {
         found = 1;
@@ -120,9 +120,10 @@ static int read_transaction(sqlite3 *db, uint64_t bookmark, recorded *r)
         if (sqlite3_column_type(st, 3) != SQLITE_NULL) r->restore_of = sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
-    if (rc) return ev_fail(rc, "out of memory");
+    if (rc) return events__fail(rc, "out of memory");
     if (!found)
-        return ev_fail(EVENTS_ENOTFOUND, "the change log has no transaction %s (pruned?)", r->bm);
+        return events__fail(EVENTS_ENOTFOUND, "the change log has no transaction %s (pruned?)",
+                            r->bm);
     if (r->restore_of >= 0) cdc_bookmark_format((uint64_t)r->restore_of, r->rbm);
     return EVENTS_OK;
 }
@@ -158,7 +159,7 @@ static int summarise(const recorded *r, buf *summary, uint64_t *nchanges)
 {
     sqlite3_changeset_iter *it = NULL;
     if (sqlite3changeset_start(&it, (int)r->cs.len, r->cs.p) != SQLITE_OK)
-        return ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", r->bm);
+        return events__fail(EVENTS_EDB, "transaction %s: a damaged changeset", r->bm);
     /*
      * The name sqlite3changeset_op gives points into the iterator's buffer, which the
      * next table's header overwrites (in place when it has as many columns): the
@@ -178,7 +179,7 @@ static int summarise(const recorded *r, buf *summary, uint64_t *nchanges)
             memset(cnt, 0, sizeof cnt);
             cur.len = 0;
             if (buf_append(&cur, tab, tlen) || buf_json_str(summary, tab, tlen))
-                rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                rc = events__fail(EVENTS_ENOMEM, "out of memory");
             any = 1;
         }
         cnt[op == SQLITE_INSERT ? 0 : op == SQLITE_UPDATE ? 1 : 2]++;
@@ -188,7 +189,7 @@ static int summarise(const recorded *r, buf *summary, uint64_t *nchanges)
     if (any) put_counts(summary, cnt);
     buf_putc(summary, '}');
     if (sqlite3changeset_finalize(it) != SQLITE_OK && !rc)
-        rc = ev_fail(EVENTS_EDB, "transaction %s: a damaged changeset", r->bm);
+        rc = events__fail(EVENTS_EDB, "transaction %s: a damaged changeset", r->bm);
     return rc;
 }
 
@@ -215,7 +216,7 @@ static int add_changeset_events(expansion *x, const recorded *r, const buf *summ
             (r->restore_of >= 0 && buf_printf(&x->text, ",\"restoreOf\":\"%s\"", r->rbm)) ||
             buf_puts(&x->text, ",\"changeset\":\"") || base64_encode(&x->text, cs->p + from, len) ||
             buf_puts(&x->text, "\"}") || add_event(x, start))
-            return ev_fail(EVENTS_ENOMEM, "out of memory");
+            return events__fail(EVENTS_ENOMEM, "out of memory");
     }
     return EVENTS_OK;
 }
@@ -250,7 +251,7 @@ static int add_document_event(expansion *x, const recorded *r, sqlite3_changeset
         (c->prev && (buf_puts(&x->text, ",\"prev\":") ||
                      put_doc(&x->text, op == SQLITE_INSERT ? NULL : prev))) ||
         buf_printf(&x->text, ",\"bookmark\":\"%s\"}", r->bm) || add_event(x, start))
-        return ev_fail(EVENTS_ENOMEM, "out of memory");
+        return events__fail(EVENTS_ENOMEM, "out of memory");
     return EVENTS_OK;
 }
 

@@ -19,9 +19,12 @@
  * answers them as duplicates: nothing is lost or doubled in the lake.
  */
 #include "cdc_int.h"
-#include "emitter_int.h"
+#include "events_int.h"
+#include "outbox_int.h"
 #include "evtime.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,15 +62,16 @@ struct outbox {
 
 static int db_fail(sqlite3 *db, const char *what, const char *path)
 {
-    return ev_fail(EVENTS_EDB, "outbox %s: %s: %s", path ? path : "", what,
-                   db ? sqlite3_errmsg(db) : "cannot open");
+    return events__fail(EVENTS_EDB, "outbox %s: %s: %s", path ? path : "", what,
+                        db ? sqlite3_errmsg(db) : "cannot open");
 }
 
 static int exec(sqlite3 *db, const char *sql, const char *path)
 {
     char *e = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
-        int rc = ev_fail(EVENTS_EDB, "outbox %s: %s: %s", path, sql, e ? e : sqlite3_errmsg(db));
+        int rc =
+            events__fail(EVENTS_EDB, "outbox %s: %s: %s", path, sql, e ? e : sqlite3_errmsg(db));
         sqlite3_free(e);
         return rc;
     }
@@ -126,10 +130,10 @@ static const char LAST_SEQ[] =
     "SELECT coalesce((SELECT max(seq) FROM _events_outbox), "
     "(SELECT seq FROM sqlite_sequence WHERE name = '_events_outbox'), 0)";
 
-int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
+int outbox__open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
 {
     outbox *o = calloc(1, sizeof *o);
-    if (!o) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (!o) return events__fail(EVENTS_ENOMEM, "out of memory");
     o->capacity = capacity;
     pthread_mutex_init(&o->qmu, NULL);
     int rc;
@@ -137,13 +141,15 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         const char *f = sqlite3_db_filename(db, "main");
         if (!f || !*f) {
             free(o);
-            return ev_fail(EVENTS_EINVAL,
-                           "a durable outbox needs a database file, not an in-memory or temporary "
-                           "database (use memory_only for events that may be lost)");
+            return events__fail(
+                EVENTS_EINVAL,
+                "a durable outbox needs a database file, not an in-memory or temporary "
+                "database (use memory_only for events that may be lost)");
         }
         if (!sqlite3_get_autocommit(db)) {
             free(o);
-            return ev_fail(EVENTS_ESTATE, "outbox %s: open the emitter outside a transaction", f);
+            return events__fail(EVENTS_ESTATE, "outbox %s: open the emitter outside a transaction",
+                                f);
         }
         o->edb = db;
         o->path = strdup(f);
@@ -162,7 +168,7 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
         if ((rc = exec(o->edb, "PRAGMA synchronous = NORMAL", o->path))) goto fail;
     }
     if (!o->path) {
-        rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+        rc = events__fail(EVENTS_ENOMEM, "out of memory");
         goto fail;
     }
     if ((rc = exec(o->edb, "PRAGMA journal_mode = WAL", o->path)) ||
@@ -218,14 +224,14 @@ int outbox_open_db(sqlite3 *db, const char *path, size_t capacity, outbox **out)
     *out = o;
     return EVENTS_OK;
 fail:
-    outbox_close(o);
+    outbox__close(o);
     return rc;
 }
 
-int outbox_open_memory(size_t capacity, outbox **out)
+int outbox__open_memory(size_t capacity, outbox **out)
 {
     outbox *o = calloc(1, sizeof *o);
-    if (!o) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (!o) return events__fail(EVENTS_ENOMEM, "out of memory");
     o->memory = 1;
     o->capacity = capacity;
     o->ring = calloc(capacity, sizeof *o->ring);
@@ -234,7 +240,7 @@ int outbox_open_memory(size_t capacity, outbox **out)
         free(o->ring);
         free(o->lens);
         free(o);
-        return ev_fail(EVENTS_ENOMEM, "out of memory for %zu events", capacity);
+        return events__fail(EVENTS_ENOMEM, "out of memory for %zu events", capacity);
     }
     pthread_mutex_init(&o->mmu, NULL);
     atomic_store(&o->head, 1);
@@ -242,11 +248,11 @@ int outbox_open_memory(size_t capacity, outbox **out)
     return EVENTS_OK;
 }
 
-void outbox_close(outbox *o)
+void outbox__close(outbox *o)
 {
     if (!o) return;
     if (o->memory) {
-        outbox_drop_all(o);
+        outbox__drop_all(o);
         pthread_mutex_destroy(&o->mmu);
         free(o->ring);
         free(o->lens);
@@ -267,48 +273,48 @@ void outbox_close(outbox *o)
     free(o);
 }
 
-sqlite3 *outbox_edb(outbox *o)
+sqlite3 *outbox__edb(outbox *o)
 {
     return o->memory ? NULL : o->edb;
 }
 
-int outbox_owns_edb(const outbox *o)
+int outbox__owns_edb(const outbox *o)
 {
     return !o->memory && o->own_edb;
 }
 
-void outbox_leave_edb(outbox *o)
+void outbox__leave_edb(outbox *o)
 {
     o->own_edb = 0;
 }
 
-int outbox_is_memory(const outbox *o)
+int outbox__is_memory(const outbox *o)
 {
     return o->memory;
 }
 
-uint64_t outbox_pending(outbox *o)
+uint64_t outbox__pending(outbox *o)
 {
     uint64_t head = atomic_load(&o->head), last = atomic_load(&o->last);
     return last >= head ? last - head + 1 : 0;
 }
 
-uint64_t outbox_head(outbox *o)
+uint64_t outbox__head(outbox *o)
 {
     return atomic_load(&o->head);
 }
 
-uint64_t outbox_lost(outbox *o)
+uint64_t outbox__lost(outbox *o)
 {
     return atomic_load(&o->lost);
 }
 
-uint64_t outbox_dropped(outbox *o)
+uint64_t outbox__dropped(outbox *o)
 {
     return atomic_load(&o->dropped);
 }
 
-uint64_t outbox_last_committed(outbox *o)
+uint64_t outbox__last_committed(outbox *o)
 {
     if (o->memory) return atomic_load(&o->last);
     int64_t v = 0;
@@ -319,35 +325,36 @@ uint64_t outbox_last_committed(outbox *o)
     return v > 0 ? (uint64_t)v : 0;
 }
 
-void outbox_note(outbox *o, uint64_t seq)
+void outbox__note(outbox *o, uint64_t seq)
 {
     uint64_t cur = atomic_load(&o->last);
     while (seq > cur && !atomic_compare_exchange_weak(&o->last, &cur, seq)) {
     }
 }
 
-void outbox_resync(outbox *o)
+void outbox__resync(outbox *o)
 {
     if (o->memory) return;
-    uint64_t seen = atomic_load(&o->last), committed = outbox_last_committed(o);
+    uint64_t seen = atomic_load(&o->last), committed = outbox__last_committed(o);
     /* an emit since the read wins: the CAS fails and the count stays */
     if (committed < seen) atomic_compare_exchange_strong(&o->last, &seen, committed);
 }
 
 /* ---- the emit side -------------------------------------------------------- */
 
-int outbox_put(outbox *o, const char *event, size_t len, int *committed)
+int outbox__put(outbox *o, const char *event, size_t len, int *committed)
 {
     if (o->memory) { /* any thread: the ring's own mutex is enough */
         char *copy = malloc(len);
-        if (!copy) return ev_fail(EVENTS_ENOMEM, "out of memory");
+        if (!copy) return events__fail(EVENTS_ENOMEM, "out of memory");
         memcpy(copy, event, len);
         pthread_mutex_lock(&o->mmu);
-        if (outbox_pending(o) >= o->capacity) {
+        if (outbox__pending(o) >= o->capacity) {
             pthread_mutex_unlock(&o->mmu);
             free(copy);
             atomic_fetch_add(&o->dropped, 1);
-            return ev_fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity", o->capacity);
+            return events__fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity",
+                                o->capacity);
         }
         uint64_t seq = atomic_load(&o->last) + 1;
         o->ring[seq % o->capacity] = copy;
@@ -357,8 +364,8 @@ int outbox_put(outbox *o, const char *event, size_t len, int *committed)
         *committed = 1;
         return EVENTS_OK;
     }
-    if (outbox_pending(o) >= o->capacity)
-        return ev_fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity", o->capacity);
+    if (outbox__pending(o) >= o->capacity)
+        return events__fail(EVENTS_EFULL, "the outbox holds %zu events, its capacity", o->capacity);
     int rc = EVENTS_OK;
     /*
      * The connection's mutex, held from the insert to reading its rowid, so that
@@ -382,17 +389,17 @@ int outbox_put(outbox *o, const char *event, size_t len, int *committed)
     return rc;
 }
 
-int outbox_begin(outbox *o)
+int outbox__begin(outbox *o)
 {
     return exec(o->edb, "BEGIN", o->path);
 }
 
-int outbox_commit(outbox *o)
+int outbox__commit(outbox *o)
 {
     return exec(o->edb, "COMMIT", o->path);
 }
 
-int outbox_rollback(outbox *o)
+int outbox__rollback(outbox *o)
 {
     int rc = exec(o->edb, "ROLLBACK", o->path);
     /* the rolled-back inserts took their seqs back */
@@ -403,22 +410,22 @@ int outbox_rollback(outbox *o)
 
 /* ---- the sender side -------------------------------------------------------- */
 
-static int batch_add(ob_batch *b, uint64_t seq, uint32_t part, int last, const char *event,
+static int batch_add(outbox__batch *b, uint64_t seq, uint32_t part, int last, const char *event,
                      size_t len)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 128;
-        ob_item *v = realloc(b->items, cap * sizeof *v);
+        outbox__item *v = realloc(b->items, cap * sizeof *v);
         if (!v) return -1;
         b->items = v;
         b->cap = cap;
     }
-    /* items keep offsets until the text stops moving: fixed in outbox_peek */
-    b->items[b->n++] = (ob_item){seq, part, last, (const char *)(uintptr_t)b->text.len, len};
+    /* items keep offsets until the text stops moving: fixed in outbox__peek */
+    b->items[b->n++] = (outbox__item){seq, part, last, (const char *)(uintptr_t)b->text.len, len};
     return buf_append(&b->text, event, len);
 }
 
-void outbox_set_identity(outbox *o, const char *do_member, size_t len)
+void outbox__set_identity(outbox *o, const char *do_member, size_t len)
 {
     free(o->identity);
     o->identity = len ? malloc(len) : NULL;
@@ -464,7 +471,8 @@ static void dead_row(outbox *o, uint64_t seq, uint64_t bookmark, const char *why
     sqlite3_reset(o->dead);
 }
 
-int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t bytes, ob_batch *b)
+int outbox__peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t bytes,
+                 outbox__batch *b)
 {
     b->n = 0;
     b->text.len = 0;
@@ -479,7 +487,7 @@ int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t b
             size_t len = o->lens[s % o->capacity];
             if (b->n && total + len > bytes) break;
             if (batch_add(b, s, 0, 1, o->ring[s % o->capacity], len)) {
-                rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                rc = events__fail(EVENTS_ENOMEM, "out of memory");
                 break;
             }
             total += len;
@@ -498,7 +506,7 @@ int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t b
                 size_t len = (size_t)sqlite3_column_bytes(o->peek, 1);
                 if (b->n && total + len > bytes) break;
                 if (batch_add(b, seq, 0, 1, (const char *)sqlite3_column_text(o->peek, 1), len)) {
-                    rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                    rc = events__fail(EVENTS_ENOMEM, "out of memory");
                     break;
                 }
                 total += len;
@@ -519,7 +527,7 @@ int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t b
                     break;
                 }
                 if (batch_add(b, seq, k, k + 1 == o->x.n, o->x.text.p + o->x.off[k], len)) {
-                    rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+                    rc = events__fail(EVENTS_ENOMEM, "out of memory");
                     full = 1;
                     break;
                 }
@@ -540,14 +548,14 @@ int outbox_peek(outbox *o, uint64_t from, uint32_t from_part, size_t n, size_t b
     return rc;
 }
 
-void outbox_after(const ob_batch *b, uint64_t *seq, uint32_t *part)
+void outbox__after(const outbox__batch *b, uint64_t *seq, uint32_t *part)
 {
-    const ob_item *it = &b->items[b->n - 1];
+    const outbox__item *it = &b->items[b->n - 1];
     *seq = it->last ? it->seq + 1 : it->seq;
     *part = it->last ? 0 : it->part + 1;
 }
 
-void ob_batch_free(ob_batch *b)
+void outbox__batch_free(outbox__batch *b)
 {
     free(b->items);
     buf_free(&b->text);
@@ -555,7 +563,7 @@ void ob_batch_free(ob_batch *b)
 }
 
 /* Moves the head past the item it (memory: frees the slots). */
-static void advance(outbox *o, const ob_item *it)
+static void advance(outbox *o, const outbox__item *it)
 {
     uint64_t upto = it->last ? it->seq : it->seq - 1; /* the last row done whole */
     if (o->memory) {
@@ -584,7 +592,7 @@ static int delete_upto(outbox *o, uint64_t upto)
     return rc;
 }
 
-int outbox_trim(outbox *o, int wait)
+int outbox__trim(outbox *o, int wait)
 {
     if (o->memory || o->acked <= o->deleted) return EVENTS_OK;
     if (wait) return delete_upto(o, o->acked);
@@ -598,11 +606,11 @@ int outbox_trim(outbox *o, int wait)
     return EVENTS_OK;
 }
 
-int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejected,
-                char *const *reason, size_t nrejected)
+int outbox__done(outbox *o, const outbox__batch *b, size_t done, const size_t *rejected,
+                 char *const *reason, size_t nrejected)
 {
     if (!done) return EVENTS_OK;
-    const ob_item *lastit = &b->items[done - 1];
+    const outbox__item *lastit = &b->items[done - 1];
     uint64_t upto = lastit->last ? lastit->seq : lastit->seq - 1; /* rows done whole */
     if (o->memory) {
         advance(o, lastit);
@@ -611,7 +619,7 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
     if (!nrejected) {
         /*
          * Delivered: the head moves now, the rows go later, many batches in one
-         * DELETE (see outbox_trim). A crash in between sends them again, and the
+         * DELETE (see outbox__trim). A crash in between sends them again, and the
          * server answers them as duplicates.
          */
         advance(o, lastit);
@@ -622,7 +630,7 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
     evtime_format(evtime_now_ms(), now);
     int rc = exec(o->sdb, "BEGIN IMMEDIATE", o->path);
     for (size_t i = 0; !rc && i < nrejected; i++) {
-        const ob_item *it = &b->items[rejected[i]];
+        const outbox__item *it = &b->items[rejected[i]];
         sqlite3_bind_int64(o->dead, 1, (sqlite3_int64)it->seq);
         sqlite3_bind_int64(o->dead, 2, (sqlite3_int64)it->part);
         sqlite3_bind_text(o->dead, 3, it->event, (int)it->len, SQLITE_STATIC);
@@ -643,26 +651,26 @@ int outbox_done(outbox *o, const ob_batch *b, size_t done, const size_t *rejecte
     return EVENTS_OK;
 }
 
-int outbox_dead(outbox *o, const ob_batch *b, const char *reason)
+int outbox__dead(outbox *o, const outbox__batch *b, const char *reason)
 {
     size_t *idx = malloc(b->n * sizeof *idx);
     char **why = malloc(b->n * sizeof *why);
     if (!idx || !why) {
         free(idx);
         free(why);
-        return ev_fail(EVENTS_ENOMEM, "out of memory");
+        return events__fail(EVENTS_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < b->n; i++) {
         idx[i] = i;
         why[i] = (char *)(uintptr_t)reason;
     }
-    int rc = outbox_done(o, b, b->n, idx, why, b->n);
+    int rc = outbox__done(o, b, b->n, idx, why, b->n);
     free(idx);
     free(why);
     return rc;
 }
 
-void outbox_drop_all(outbox *o)
+void outbox__drop_all(outbox *o)
 {
     if (!o->memory) return;
     pthread_mutex_lock(&o->mmu);

@@ -15,6 +15,7 @@
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include "cdc_int.h"
 #include "emitter_int.h"
+#include "events_int.h"
 #include "evrand.h"
 
 #include <curl/curl.h>
@@ -77,14 +78,15 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
     *n = 0;
     *p = NULL;
     *count = 0;
-    if (sqlite3changegroup_new(&g) != SQLITE_OK) return ev_fail(EVENTS_ENOMEM, "out of memory");
+    if (sqlite3changegroup_new(&g) != SQLITE_OK)
+        return events__fail(EVENTS_ENOMEM, "out of memory");
     int rc = EVENTS_OK;
     if (sqlite3_prepare_v2(db,
                            "SELECT bookmark, changeset FROM _events_changes WHERE bookmark > ? "
                            "ORDER BY bookmark DESC",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite3changegroup_delete(g);
-        return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
+        return events__fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     }
     sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
@@ -92,19 +94,19 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
         void *inv;
         if (sqlite3changeset_invert(in, (void *)sqlite3_column_blob(st, 1), &inv_n, &inv) !=
             SQLITE_OK) {
-            rc = ev_fail(EVENTS_EDB, "the changeset of transaction %016llx is damaged",
-                         (unsigned long long)sqlite3_column_int64(st, 0));
+            rc = events__fail(EVENTS_EDB, "the changeset of transaction %016llx is damaged",
+                              (unsigned long long)sqlite3_column_int64(st, 0));
             break;
         }
         if (sqlite3changegroup_add(g, inv_n, inv) != SQLITE_OK)
-            rc = ev_fail(EVENTS_EDB, "cannot combine the changeset of transaction %016llx",
-                         (unsigned long long)sqlite3_column_int64(st, 0));
+            rc = events__fail(EVENTS_EDB, "cannot combine the changeset of transaction %016llx",
+                              (unsigned long long)sqlite3_column_int64(st, 0));
         sqlite3_free(inv);
         (*count)++;
     }
     sqlite3_finalize(st);
     if (!rc && sqlite3changegroup_output(g, n, p) != SQLITE_OK)
-        rc = ev_fail(EVENTS_ENOMEM, "out of memory");
+        rc = events__fail(EVENTS_ENOMEM, "out of memory");
     sqlite3changegroup_delete(g);
     return rc;
 }
@@ -113,25 +115,27 @@ static int inverse_after(sqlite3 *db, uint64_t after, int *n, void **p, uint64_t
 static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
 {
     sqlite3 *db = cdc__tracker_db(t);
-    char want[EVENTS_BOOKMARK_LEN + 1], bs[EVENTS_BOOKMARK_LEN + 1], last[EVENTS_BOOKMARK_LEN + 1];
+    char want[CDC_SCHEMA_HASH_LEN + 1], bs[EVENTS_BOOKMARK_LEN + 1], last[EVENTS_BOOKMARK_LEN + 1];
     int rc = cdc__tracker_bookmark(t, now);
     if (rc) return rc;
     cdc_bookmark_format(b, bs);
     cdc_bookmark_format(*now, last);
-    if (b > *now) return ev_fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
+    if (b > *now)
+        return events__fail(EVENTS_EINVAL, "bookmark %s is after the last one, %s", bs, last);
     int64_t oldest = scalar(db, "SELECT min(bookmark) FROM _events_changes WHERE ?1 = ?1", 0);
     int64_t have =
         scalar(db, "SELECT count(*) FROM _events_changes WHERE bookmark > ?", (int64_t)b);
     if (oldest < 0 || have < 0)
-        return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
+        return events__fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     if ((uint64_t)have != *now - b) {
         char o[EVENTS_BOOKMARK_LEN + 1];
         cdc_bookmark_format(oldest > 0 ? (uint64_t)oldest - 1 : 0, o);
-        return ev_fail(EVENTS_ESTATE,
-                       "bookmark %s has been pruned: the change log goes back to %s; restore an "
-                       "older state from a "
-                       "snapshot (events restore --lake)",
-                       bs, o);
+        return events__fail(
+            EVENTS_ESTATE,
+            "bookmark %s has been pruned: the change log goes back to %s; restore an "
+            "older state from a "
+            "snapshot (events restore --lake)",
+            bs, o);
     }
     if (cdc__tracker_schema(t, want)) return EVENTS_EDB;
     sqlite3_stmt *st;
@@ -139,17 +143,18 @@ static int check_restorable(tracker *t, uint64_t b, uint64_t *now)
                            "SELECT bookmark FROM _events_changes WHERE bookmark >= ? AND schema <> "
                            "? ORDER BY bookmark DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK)
-        return ev_fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
+        return events__fail(EVENTS_EDB, "cannot read the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)b);
     sqlite3_bind_text(st, 2, want, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         char at[EVENTS_BOOKMARK_LEN + 1];
         cdc_bookmark_format((uint64_t)sqlite3_column_int64(st, 0), at);
-        rc = ev_fail(EVENTS_ESTATE,
-                     "the schema of the tracked tables changed after bookmark %s: a restore to %s "
-                     "would cross it "
-                     "(restore from a snapshot taken after the change)",
-                     at, bs);
+        rc = events__fail(
+            EVENTS_ESTATE,
+            "the schema of the tracked tables changed after bookmark %s: a restore to %s "
+            "would cross it "
+            "(restore from a snapshot taken after the change)",
+            at, bs);
     }
     sqlite3_finalize(st);
     return rc;
@@ -163,19 +168,20 @@ int events_restore(sqlite3 *db, const char *bookmark, int dry_run, events_restor
     memset(&r, 0, sizeof r);
     if (report) *report = r;
     uint64_t b;
-    if (!db) return ev_fail(EVENTS_EINVAL, "events_restore: no database");
+    if (!db) return events__fail(EVENTS_EINVAL, "events_restore: no database");
     if (cdc_bookmark_parse(bookmark, &b))
-        return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
-                       bookmark ? bookmark : "");
+        return events__fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
+                            bookmark ? bookmark : "");
     tracker *t = cdc__tracker_lock(db);
     int own = !t, rc = EVENTS_OK;
     if (own) { /* tracked for the call: that count keeps t */
         if ((rc = events_track(db, NULL))) return rc;
         if (!(t = cdc__tracker_lock(db)))
-            return ev_fail(EVENTS_ESTATE, "events_restore: untracked on another thread");
+            return events__fail(EVENTS_ESTATE, "events_restore: untracked on another thread");
     }
     if (!sqlite3_get_autocommit(db)) {
-        rc = ev_fail(EVENTS_ESTATE, "events_restore: call it outside a transaction (it is one)");
+        rc = events__fail(EVENTS_ESTATE,
+                          "events_restore: call it outside a transaction (it is one)");
         goto out;
     }
     uint64_t now;
@@ -232,12 +238,12 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
         cdc_bookmark_format(b, bs);
         rc =
             c.what[0]
-                ? ev_fail(
+                ? events__fail(
                       EVENTS_ESTATE,
                       "restore to %s refused: %s, not what the change log says (written on another "
                       "connection?); nothing was changed",
                       bs, c.what)
-                : ev_fail(EVENTS_EDB, "restore to %s: %s", bs, sqlite3_errmsg(db));
+                : events__fail(EVENTS_EDB, "restore to %s: %s", bs, sqlite3_errmsg(db));
     } else if (!(rc = cdc__tracker_record(t, (int64_t)b, &rb))) {
         rc = cdc__exec(db, "COMMIT");
     }
@@ -252,10 +258,10 @@ static int apply_inverse(tracker *t, uint64_t b, int dry_run, events_restore_rep
 int events_changes_prune(sqlite3 *db, const char *bookmark)
 {
     uint64_t b;
-    if (!db) return ev_fail(EVENTS_EINVAL, "events_changes_prune: no database");
+    if (!db) return events__fail(EVENTS_EINVAL, "events_changes_prune: no database");
     if (cdc_bookmark_parse(bookmark, &b))
-        return ev_fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
-                       bookmark ? bookmark : "");
+        return events__fail(EVENTS_EINVAL, "\"%s\" is not a bookmark (16 lowercase hex digits)",
+                            bookmark ? bookmark : "");
     sqlite3_stmt *st;
     int rc = EVENTS_OK;
     /* what the outbox still has to send stays: the sender builds its events from it */
@@ -264,10 +270,10 @@ int events_changes_prune(sqlite3 *db, const char *bookmark)
             "DELETE FROM _events_changes WHERE bookmark <= ?1 AND bookmark < coalesce((SELECT "
             "min(changes) FROM _events_outbox WHERE changes IS NOT NULL), ?1 + 1)",
             -1, &st, NULL) != SQLITE_OK)
-        return ev_fail(EVENTS_EDB, "cannot prune the change log: %s", sqlite3_errmsg(db));
+        return events__fail(EVENTS_EDB, "cannot prune the change log: %s", sqlite3_errmsg(db));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)b);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = ev_fail(EVENTS_EDB, "cannot prune the change log: %s", sqlite3_errmsg(db));
+        rc = events__fail(EVENTS_EDB, "cannot prune the change log: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return rc;
 }
@@ -278,11 +284,11 @@ int events_changes_prune(sqlite3 *db, const char *bookmark)
 static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
 {
     const char *file = sqlite3_db_filename(db, "main");
-    if (!file || !*file) return ev_fail(EVENTS_EINVAL, "a snapshot needs a database file");
+    if (!file || !*file) return events__fail(EVENTS_EINVAL, "a snapshot needs a database file");
     sqlite3 *src = NULL, *dst = NULL;
     int rc = EVENTS_OK;
     if (sqlite3_open_v2(file, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        rc = ev_fail(EVENTS_EDB, "snapshot: cannot open %s: %s", file, sqlite3_errmsg(src));
+        rc = events__fail(EVENTS_EDB, "snapshot: cannot open %s: %s", file, sqlite3_errmsg(src));
         goto out;
     }
     sqlite3_busy_timeout(src, 10000);
@@ -295,19 +301,19 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
     *bookmark = (uint64_t)bm;
     if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
-        rc = ev_fail(EVENTS_EDB, "snapshot: cannot create %s: %s", path, sqlite3_errmsg(dst));
+        rc = events__fail(EVENTS_EDB, "snapshot: cannot create %s: %s", path, sqlite3_errmsg(dst));
         goto out;
     }
     sqlite3_backup *bk = sqlite3_backup_init(dst, "main", src, "main");
     if (!bk) {
-        rc = ev_fail(EVENTS_EDB, "snapshot: %s", sqlite3_errmsg(dst));
+        rc = events__fail(EVENTS_EDB, "snapshot: %s", sqlite3_errmsg(dst));
         goto out;
     }
     int s = sqlite3_backup_step(bk, -1);
     sqlite3_backup_finish(bk);
     cdc__exec(src, "COMMIT");
     if (s != SQLITE_DONE) {
-        rc = ev_fail(EVENTS_EDB, "snapshot: the copy failed: %s", sqlite3_errstr(s));
+        rc = events__fail(EVENTS_EDB, "snapshot: the copy failed: %s", sqlite3_errstr(s));
         goto out;
     }
     /* the copy is one file with the service's tables, the registry and the bookmark it is at */
@@ -320,7 +326,7 @@ static int snapshot_copy(sqlite3 *db, const char *path, uint64_t *bookmark)
 out:
     sqlite3_close(src);
     if (dst && sqlite3_close(dst) != SQLITE_OK && !rc)
-        rc = ev_fail(EVENTS_EDB, "snapshot: cannot close %s", path);
+        rc = events__fail(EVENTS_EDB, "snapshot: cannot close %s", path);
     return rc;
 }
 
@@ -352,8 +358,8 @@ static int snapshot_to(sqlite3 *db, const char *path, uint64_t *bm)
         return rc;
     }
     if (link(tmp, path)) { /* never over an existing file */
-        rc = ev_fail(errno == EEXIST ? EVENTS_EINVAL : EVENTS_EDB, "snapshot: %s: %s", path,
-                     errno == EEXIST ? "the file exists" : strerror(errno));
+        rc = events__fail(errno == EEXIST ? EVENTS_EINVAL : EVENTS_EDB, "snapshot: %s: %s", path,
+                          errno == EEXIST ? "the file exists" : strerror(errno));
     }
     unlink(tmp);
     return rc;
@@ -362,10 +368,10 @@ static int snapshot_to(sqlite3 *db, const char *path, uint64_t *bm)
 int events_snapshot_file(sqlite3 *db, const char *path, char bookmark[EVENTS_BOOKMARK_LEN + 1])
 {
     if (!db || !path)
-        return ev_fail(EVENTS_EINVAL, "events_snapshot_file: database and path are required");
-    if (strlen(path) > 4000) return ev_fail(EVENTS_EINVAL, "snapshot: the path is too long");
+        return events__fail(EVENTS_EINVAL, "events_snapshot_file: database and path are required");
+    if (strlen(path) > 4000) return events__fail(EVENTS_EINVAL, "snapshot: the path is too long");
     struct stat sb;
-    if (!stat(path, &sb)) return ev_fail(EVENTS_EINVAL, "snapshot: %s: the file exists", path);
+    if (!stat(path, &sb)) return events__fail(EVENTS_EINVAL, "snapshot: %s: the file exists", path);
     uint64_t bm = 0;
     int rc = snapshot_to(db, path, &bm);
     if (!rc) rc = prune_to(db, bm);
@@ -391,7 +397,7 @@ int cdc_snapshot_upload(const char *file, const char *base_url, const char *auth
     buf answer = BUF_INIT;
     int rc = EVENTS_OK;
     if (!f || fstat(fileno(f), &sb) || !c) {
-        rc = ev_fail(EVENTS_EHTTP, "snapshot: cannot upload %s", file);
+        rc = events__fail(EVENTS_EHTTP, "snapshot: cannot upload %s", file);
     } else {
         struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/vnd.sqlite3");
         h = curl_slist_append(h, "Expect:");
@@ -411,11 +417,11 @@ int cdc_snapshot_upload(const char *file, const char *base_url, const char *auth
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         if (cr != CURLE_OK)
-            rc = ev_fail(EVENTS_EHTTP, "snapshot: %s: %s", url,
-                         err[0] ? err : curl_easy_strerror(cr));
+            rc = events__fail(EVENTS_EHTTP, "snapshot: %s: %s", url,
+                              err[0] ? err : curl_easy_strerror(cr));
         else if (status != 200 && status != 201)
-            rc = ev_fail(EVENTS_EHTTP, "snapshot: %s answered %ld: %.*s", url, status,
-                         (int)answer.len, answer.p ? answer.p : "");
+            rc = events__fail(EVENTS_EHTTP, "snapshot: %s answered %ld: %.*s", url, status,
+                              (int)answer.len, answer.p ? answer.p : "");
         curl_slist_free_all(h);
     }
     if (c) curl_easy_cleanup(c);
@@ -431,10 +437,12 @@ int cdc_snapshot_take(sqlite3 *db, const char *path, uint64_t *bookmark)
 
 int events_snapshot(events_emitter *em, char bookmark[EVENTS_BOOKMARK_LEN + 1])
 {
-    if (!em) return ev_fail(EVENTS_EINVAL, "events_snapshot: no emitter");
-    sqlite3 *db = outbox_edb(em->ob);
+    if (!em) return events__fail(EVENTS_EINVAL, "events_snapshot: no emitter");
+    sqlite3 *db = outbox__edb(em->ob);
     tracker *t = db ? cdc__tracker_lock(db) : NULL;
-    if (!t) return ev_fail(EVENTS_ESTATE, "events_snapshot: the emitter's database is not tracked");
+    if (!t)
+        return events__fail(EVENTS_ESTATE,
+                            "events_snapshot: the emitter's database is not tracked");
     char source[64];
     snprintf(source, sizeof source, "%s", cdc__tracker_source(t));
     cdc__tracker_leave(t);

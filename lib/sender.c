@@ -22,6 +22,8 @@
  * batch is full, on commit, flush or close, and every flush_interval_ms.
  */
 #include "emitter_int.h"
+#include "events_int.h"
+#include "sender_int.h"
 #include "evrand.h"
 #include "evtime.h"
 #include "jscan.h"
@@ -41,12 +43,13 @@ typedef struct answer {
     char error[CURL_ERROR_SIZE];
 } answer;
 
-int64_t ev_clock(const events_emitter *em)
+/* The emitter's clock in ms: its config's clock_ms (tests), or the monotonic clock. */
+static int64_t now_ms(const events_emitter *em)
 {
     return em->cfg.clock_ms ? em->cfg.clock_ms(em->cfg.clock_ud) : evtime_mono_ms();
 }
 
-void sender_wake(events_emitter *em)
+void sender__wake(events_emitter *em)
 {
     pthread_mutex_lock(&em->smu);
     /*
@@ -139,7 +142,7 @@ static int gzip_body(const buf *in, buf *out)
  * (the server parsing and storing it), meanwhile(ud) runs once: the sender
  * reads its next batch then, so that its own work overlaps the server's.
  */
-static void post(events_emitter *em, const ob_batch *b, buf *body, buf *gz, answer *a,
+static void post(events_emitter *em, const outbox__batch *b, buf *body, buf *gz, answer *a,
                  void (*meanwhile)(void *), void *ud)
 {
     CURL *c = em->curl;
@@ -381,11 +384,11 @@ static int64_t backoff(const events_emitter *em, int failures)
  */
 static int wait_for_work(events_emitter *em, int64_t retry_at, int64_t *next_flush)
 {
-    int memory = outbox_is_memory(em->ob);
+    int memory = outbox__is_memory(em->ob);
     for (;;) {
         if (em->stop) return -1;
-        int64_t now = ev_clock(em);
-        int pending = outbox_pending(em->ob) > 0;
+        int64_t now = now_ms(em);
+        int pending = outbox__pending(em->ob) > 0;
         if (now < retry_at) {
             if (em->cfg.wait_ms) { /* a test's clock: it decides how time passes */
                 pthread_mutex_unlock(&em->smu);
@@ -424,7 +427,7 @@ static void progress(events_emitter *em)
 /* What the sender does while a request is in flight: read the next batch, delete delivered rows. */
 typedef struct prefetch {
     events_emitter *em;
-    ob_batch *next;
+    outbox__batch *next;
     uint64_t from;
     uint32_t from_part;
     size_t n;
@@ -434,9 +437,10 @@ typedef struct prefetch {
 static void meanwhile(void *ud)
 {
     prefetch *p = ud;
-    outbox_trim(p->em->ob, 0);
-    p->ok = !outbox_peek(p->em->ob, p->from, p->from_part, p->n, p->em->cfg.batch_bytes, p->next) &&
-            p->next->n;
+    outbox__trim(p->em->ob, 0);
+    p->ok =
+        !outbox__peek(p->em->ob, p->from, p->from_part, p->n, p->em->cfg.batch_bytes, p->next) &&
+        p->next->n;
 }
 
 /* What the sender's loop carries from one batch to the next. */
@@ -447,15 +451,15 @@ typedef struct sender_state {
 } sender_state;
 
 /* 200: the answer accounts for every event: delivered or dead-lettered. 1: send b again later. */
-static int take_accepted(events_emitter *em, const ob_batch *b, const answer *a, const prefetch *pf,
-                         sender_state *ss, int *again)
+static int take_accepted(events_emitter *em, const outbox__batch *b, const answer *a,
+                         const prefetch *pf, sender_state *ss, int *again)
 {
     tally t;
     int retry = 0;
     if (read_answer(a, b->n, &t)) {
         set_error(em, 200, "the server's answer does not account for the %zu events sent", b->n);
         retry = 1;
-    } else if (outbox_done(em->ob, b, b->n, t.rejected, t.reason, t.nrejected)) {
+    } else if (outbox__done(em->ob, b, b->n, t.rejected, t.reason, t.nrejected)) {
         set_error(em, 200, "%s", events_errmsg()); /* sent again; the server answers duplicates */
         retry = 1;
     } else {
@@ -468,21 +472,21 @@ static int take_accepted(events_emitter *em, const ob_batch *b, const answer *a,
             ss->split = 0; /* grow back after a 413 */
         *again = 1;
         ss->have_next = pf->ok;
-        if (!ss->have_next && !outbox_pending(em->ob))
-            outbox_trim(em->ob, 1); /* caught up: tidy now */
+        if (!ss->have_next && !outbox__pending(em->ob))
+            outbox__trim(em->ob, 1); /* caught up: tidy now */
     }
     tally_free(&t);
     return retry;
 }
 
 /* A 4xx that sending again cannot fix: the batch goes to the dead letters. */
-static int take_refused(events_emitter *em, const ob_batch *b, const answer *a, sender_state *ss,
-                        int *again)
+static int take_refused(events_emitter *em, const outbox__batch *b, const answer *a,
+                        sender_state *ss, int *again)
 {
     char reason[512];
     int retry = 0;
     server_reason(a, reason, sizeof reason);
-    if (outbox_dead(em->ob, b, reason)) {
+    if (outbox__dead(em->ob, b, reason)) {
         retry = 1;
     } else {
         atomic_fetch_add(&em->dead, b->n);
@@ -497,8 +501,8 @@ static int take_refused(events_emitter *em, const ob_batch *b, const answer *a, 
  * What the answer to batch b means for the outbox and the loop: *again when the sender goes on
  * at once (more is waiting, or a split batch). Returns 1 if b is to be sent again later.
  */
-static int take_answer(events_emitter *em, const ob_batch *b, const answer *a, const prefetch *pf,
-                       sender_state *ss, int *again)
+static int take_answer(events_emitter *em, const outbox__batch *b, const answer *a,
+                       const prefetch *pf, sender_state *ss, int *again)
 {
     if (a->status == 200) return take_accepted(em, b, a, pf, ss, again);
     if (a->status == 413 && b->n > 1) {
@@ -528,16 +532,16 @@ static int64_t retry_time(events_emitter *em, const answer *a, sender_state *ss)
     int64_t d = a->retry_after_ms >= 0 && (a->status == 429 || a->status == 503)
                     ? a->retry_after_ms
                     : backoff(em, ss->failures);
-    return ev_clock(em) + d;
+    return now_ms(em) + d;
 }
 
 static void *sender_main(void *arg)
 {
     events_emitter *em = arg;
     pthread_setname_np(pthread_self(), "events-sender"); /* as top -H and perf show it */
-    ob_batch bufs[2];
+    outbox__batch bufs[2];
     memset(bufs, 0, sizeof bufs);
-    ob_batch *b = &bufs[0], *next = &bufs[1];
+    outbox__batch *b = &bufs[0], *next = &bufs[1];
     buf body = BUF_INIT, gz = BUF_INIT;
     answer a;
     memset(&a, 0, sizeof a);
@@ -548,60 +552,60 @@ static void *sender_main(void *arg)
     while (wait_for_work(em, retry_at, &next_flush) == 0) {
         pthread_mutex_unlock(&em->smu);
         int again = 0; /* go on at once: more is waiting, or a split batch */
-        next_flush = ev_clock(em) + em->cfg.flush_interval_ms;
+        next_flush = now_ms(em) + em->cfg.flush_interval_ms;
         if (ss.have_next) {
-            ob_batch *t = b;
+            outbox__batch *t = b;
             b = next;
             next = t;
             ss.have_next = 0;
-        } else if (outbox_peek(em->ob, 0, 0, ss.split ? ss.split : em->cfg.batch_size,
-                               em->cfg.batch_bytes, b) ||
+        } else if (outbox__peek(em->ob, 0, 0, ss.split ? ss.split : em->cfg.batch_size,
+                                em->cfg.batch_bytes, b) ||
                    !b->n) {
             if (!b->n) {
-                outbox_trim(em->ob, 1);
-                outbox_resync(em->ob);
+                outbox__trim(em->ob, 1);
+                outbox__resync(em->ob);
             }
             progress(em);
             pthread_mutex_lock(&em->smu);
             continue;
         }
         prefetch pf = {em, next, 0, 0, em->cfg.batch_size, 0};
-        outbox_after(b, &pf.from, &pf.from_part);
+        outbox__after(b, &pf.from, &pf.from_part);
         atomic_store(&em->in_flight, b->n);
         post(em, b, &body, &gz, &a, ss.split ? NULL : meanwhile, &pf);
         atomic_store(&em->in_flight, 0);
         if (take_answer(em, b, &a, &pf, &ss, &again)) retry_at = retry_time(em, &a, &ss);
         progress(em);
         pthread_mutex_lock(&em->smu);
-        if (again && (ss.have_next || outbox_pending(em->ob))) em->wake = 1;
+        if (again && (ss.have_next || outbox__pending(em->ob))) em->wake = 1;
     }
     pthread_mutex_unlock(&em->smu);
-    outbox_trim(em->ob, 1);
-    ob_batch_free(&bufs[0]);
-    ob_batch_free(&bufs[1]);
+    outbox__trim(em->ob, 1);
+    outbox__batch_free(&bufs[0]);
+    outbox__batch_free(&bufs[1]);
     buf_free(&body);
     buf_free(&gz);
     buf_free(&a.body);
     return NULL;
 }
 
-int sender_start(events_emitter *em)
+int sender__start(events_emitter *em)
 {
     if (!(em->curl = curl_easy_init()) || !(em->multi = curl_multi_init())) {
         curl_easy_cleanup(em->curl);
         em->curl = NULL;
-        return ev_fail(EVENTS_EHTTP, "cannot create a libcurl handle");
+        return events__fail(EVENTS_EHTTP, "cannot create a libcurl handle");
     }
     if (pthread_create(&em->thread, NULL, sender_main, em)) {
         curl_multi_cleanup(em->multi);
         curl_easy_cleanup(em->curl);
         em->curl = em->multi = NULL;
-        return ev_fail(EVENTS_ENOMEM, "cannot start the sender thread");
+        return events__fail(EVENTS_ENOMEM, "cannot start the sender thread");
     }
     return EVENTS_OK;
 }
 
-void sender_stop(events_emitter *em)
+void sender__stop(events_emitter *em)
 {
     pthread_mutex_lock(&em->smu);
     em->stop = 1;

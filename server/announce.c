@@ -70,18 +70,48 @@ void announce_remove(const char *spool)
     unlink(path);
 }
 
-int announce_read(const char *spool, announce *out)
+/*
+ * 1 if the announcement open on fd may be trusted: a file another user could have written may
+ * point the reader, and its token, elsewhere. Else 0 with the reason in err.
+ */
+static int trusted(int fd, const char *path, const char *lock, char *err, size_t errlen)
+{
+    struct stat st, ls;
+    if (fstat(fd, &st)) {
+        snprintf(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > 65536) {
+        snprintf(err, errlen, "%s is not a regular file of at most 64 KiB", path);
+        return 0;
+    }
+    if (st.st_mode & 022) {
+        snprintf(err, errlen, "%s is writable by others than its owner", path);
+        return 0;
+    }
+    if (stat(lock, &ls)) {
+        snprintf(err, errlen, "cannot stat %s: %s", lock, strerror(errno));
+        return 0;
+    }
+    if (ls.st_uid != st.st_uid) {
+        snprintf(err, errlen, "%s is owned by another user than %s", path, lock);
+        return 0;
+    }
+    return 1;
+}
+
+int announce_read(const char *spool, announce *out, char *err, size_t errlen)
 {
     char path[4200], lock[4200];
     memset(out, 0, sizeof *out);
     snprintf(path, sizeof path, "%s/%s", spool, ANNOUNCE_FILE);
-    snprintf(lock, sizeof lock, "%s/%s", spool, LAKE_SPOOL_LOCK);
+    snprintf(lock, sizeof lock, "%s/%s", spool, LAKE_WRITER_SPOOL_LOCK);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return -1;
-    struct stat st, ls;
-    /* a file another user could have written may point the reader, and its token, elsewhere */
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 022) || st.st_size > 65536 ||
-        stat(lock, &ls) || ls.st_uid != st.st_uid) {
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!trusted(fd, path, lock, err, errlen)) {
         close(fd);
         return -1;
     }
@@ -96,6 +126,8 @@ int announce_read(const char *spool, announce *out)
         snprintf(out->lake, sizeof out->lake, "%s", lake);
         out->pid = (long)json_integer_value(json_object_get(o, "pid"));
         rc = 0;
+    } else {
+        snprintf(err, errlen, "%s does not hold a server's url and lake", path);
     }
     json_decref(o);
     return rc;

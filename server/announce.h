@@ -9,7 +9,7 @@
  * url is an address a local client can reach: a server listening on every
  * address (0.0.0.0, [::]) announces the loopback one. The file alone proves
  * nothing: a server killed with SIGKILL leaves it behind. A reader trusts it
- * only while the spool's lock is held (lake_spool_held, writer.h), which goes
+ * only while the spool's lock is held (lake_writer_spool_held, writer.h), which goes
  * with the process that held it.
  */
 #ifndef EVENTS_ANNOUNCE_H
@@ -37,10 +37,11 @@ typedef struct announce {
 } announce;
 
 /*
- * Reads spool/server.json into out. 0, or -1 if there is none or it is not
- * one a reader may trust: not a regular file, writable by others than its
- * owner, owned by another user than the spool's lock file, or malformed.
+ * Reads spool/server.json into out. 0, or -1 with the reason in err if there is
+ * none or it is not one a reader may trust: not a regular file, writable by
+ * others than its owner, owned by another user than the spool's lock file, or
+ * malformed.
  */
-int announce_read(const char *spool, announce *out);
+int announce_read(const char *spool, announce *out, char *err, size_t errlen);
 
 #endif

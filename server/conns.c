@@ -17,6 +17,7 @@
 #include "ingest.h"
 #include "metrics.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ struct conns_table {
 };
 
 int conns_write_error(int fd, unsigned status, const char *reason, const char *extra_headers,
-                      const char *msg)
+                      const char *msg, char *err, size_t errlen)
 {
     buf body = BUF_INIT, all = BUF_INIT;
     ingest_error_json(&body, msg);
@@ -58,11 +59,29 @@ int conns_write_error(int fd, unsigned status, const char *reason, const char *e
                status, reason, body.len, extra_headers ? extra_headers : "");
     buf_append(&all, body.p, body.len);
     int rc = -1;
-    if (all.p && body.p)
-        rc = send(fd, all.p, all.len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)all.len ? 0 : -1;
+    if (!all.p || !body.p) {
+        snprintf(err, errlen, "cannot write the %u answer: out of memory", status);
+    } else {
+        ssize_t n = send(fd, all.p, all.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == (ssize_t)all.len)
+            rc = 0;
+        else if (n < 0)
+            snprintf(err, errlen, "cannot send the %u answer: %s", status, strerror(errno));
+        else
+            snprintf(err, errlen, "sent %zd of the %u answer's %zu bytes", n, status, all.len);
+    }
     buf_free(&body);
     buf_free(&all);
     return rc;
+}
+
+/* The answer to a connection refused before a handler has it: best effort, the connection is
+ * shut down whether or not it went out. */
+static void write_refusal(int fd, unsigned status, const char *reason, const char *extra_headers,
+                          const char *msg)
+{
+    char discard[160];
+    conns_write_error(fd, status, reason, extra_headers, msg, discard, sizeof discard);
 }
 
 static void unlink_waiting(conns_table *t, conns_slot *c)
@@ -129,7 +148,7 @@ static void close_receiving(conns_table *t, conns_slot *c)
     char msg[96];
     snprintf(msg, sizeof msg, "request not received within %g s",
              (double)t->cfg.request_timeout_ms / 1000.0);
-    conns_write_error(c->fd, 408, "Request Timeout", "", msg);
+    write_refusal(c->fd, 408, "Request Timeout", "", msg);
     shutdown(c->fd, SHUT_RDWR);
 }
 
@@ -145,14 +164,14 @@ static void close_waiting(conns_table *t, conns_slot *c, enum metrics_refusal wh
         if (why == METRICS_REFUSED_HEADER_TIMEOUT) {
             snprintf(msg, sizeof msg, "request headers not received within %g s",
                      (double)t->cfg.header_timeout_ms / 1000.0);
-            conns_write_error(c->fd, 408, "Request Timeout", "", msg);
+            write_refusal(c->fd, 408, "Request Timeout", "", msg);
         } else {
             snprintf(msg, sizeof msg,
                      "connection closed to make room: the server is at its connection limit "
                      "(--max-connections %u) and this connection had not sent its request "
                      "headers",
                      t->cfg.max);
-            conns_write_error(c->fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
+            write_refusal(c->fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
         }
     }
     shutdown(c->fd, SHUT_RDWR);
@@ -172,7 +191,7 @@ conns_slot *conns_opened(conns_table *t, int fd)
                  "connection is busy",
                  t->cfg.max);
         metrics_refused(METRICS_REFUSED_CONNECTION_LIMIT);
-        conns_write_error(fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
+        write_refusal(fd, 503, "Service Unavailable", "Retry-After: 1\r\n", msg);
         shutdown(fd, SHUT_RDWR);
         c->state = CLOSING;
     } else {
@@ -243,7 +262,7 @@ void conns_refuse(conns_table *t, conns_slot *c, int fd, unsigned status, const 
     }
     if (c) c->state = CLOSING;
     metrics_refused(why);
-    conns_write_error(fd, status, reason, "", msg);
+    write_refusal(fd, status, reason, "", msg);
     shutdown(fd, SHUT_RDWR);
     pthread_mutex_unlock(&t->mu);
 }

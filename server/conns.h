@@ -94,9 +94,10 @@ void conns_refuse(conns_table *t, conns_slot *c, int fd, unsigned status, const 
  * Writes a whole error answer (status, reason phrase, JSON body {"ok":false,
  * "error":msg}, Connection: close, extra_headers: "" or lines ending in CRLF)
  * straight to the socket without blocking. For answers libmicrohttpd cannot
- * queue. Returns 0 if it was all sent.
+ * queue. Returns 0 if it was all sent, else -1 with the reason in err (the
+ * socket would block, or is gone).
  */
 int conns_write_error(int fd, unsigned status, const char *reason, const char *extra_headers,
-                      const char *msg);
+                      const char *msg, char *err, size_t errlen);
 
 #endif

@@ -111,7 +111,7 @@ typedef struct server__req {
     snapshots_upload *snap; /* SERVER__K_SNAP_PUT: the upload so far */
     int snap_download; /* SERVER__K_SNAP_GET: counted in snap_downloads until the request completes
                         */
-    char snap_source[64], snap_bookmark[17];
+    char snap_source[64], snap_bookmark[EVENTS_BOOKMARK_LEN + 1];
     const char *cors;      /* Access-Control-Allow-Origin of the answers, or NULL (origins.h) */
     int close;             /* answer with Connection: close */
     const auth_token *tok; /* the request's token, or NULL without tokens */

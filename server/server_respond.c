@@ -115,7 +115,8 @@ enum MHD_Result server__abort_mid_body(server__req *r, unsigned status, const ch
     if (r->cors)
         snprintf(cors, sizeof cors, "Access-Control-Allow-Origin: %s\r\n%s", r->cors,
                  strcmp(r->cors, "*") ? "Vary: Origin\r\n" : "");
-    if (conns_write_error(fd, status, reason, cors, msg) == 0) {
+    char discard[160]; /* the connection is given up either way */
+    if (conns_write_error(fd, status, reason, cors, msg, discard, sizeof discard) == 0) {
         shutdown(fd, SHUT_WR);
         char sink[4096];
         for (int i = 0; i < 64 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {

@@ -21,7 +21,7 @@
 struct snapshots_upload {
     int fd;
     char path[4200];
-    char source[64], bookmark[17];
+    char source[64], bookmark[EVENTS_BOOKMARK_LEN + 1];
     sha256 sha;
     uint64_t size;
     unsigned char head[16];
@@ -29,7 +29,7 @@ struct snapshots_upload {
 
 static int bookmark_valid(const char *s)
 {
-    if (strlen(s) != 16) return 0;
+    if (strlen(s) != EVENTS_BOOKMARK_LEN) return 0;
     for (int i = 0; i < 16; i++)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
     return 1;
@@ -51,11 +51,11 @@ int snapshots_parse_url(const char *url, char source[64], char bookmark[EVENTS_B
         snprintf(err, errlen, "source \"%.64s\" must be 1-32 characters of [0-9A-Za-z_.-]", source);
         return -1;
     }
-    if (strlen(slash + 1) != 16 || !bookmark_valid(slash + 1)) {
+    if (strlen(slash + 1) != EVENTS_BOOKMARK_LEN || !bookmark_valid(slash + 1)) {
         snprintf(err, errlen, "bookmark \"%.40s\" must be 16 lowercase hex digits", slash + 1);
         return -1;
     }
-    memcpy(bookmark, slash + 1, 17);
+    memcpy(bookmark, slash + 1, EVENTS_BOOKMARK_LEN + 1);
     return 0;
 }
 
@@ -270,7 +270,7 @@ typedef struct lister {
 static int list_one(const store_entry *e, void *ud)
 {
     lister *l = ud;
-    char source[64], bm[17];
+    char source[64], bm[EVENTS_BOOKMARK_LEN + 1];
     const char *ext;
     if (lake_parse_snapshot_key(e->key, source, bm, &ext) || strcmp(ext, "json")) return 0;
     if (l->source && strcmp(l->source, source)) return 0;

@@ -8,7 +8,6 @@
 #include "cdc_int.h"
 #include "cdc_util.h"
 #include "codec.h"
-#include "emitter_int.h"
 #include "events.h"
 #include "test.h"
 

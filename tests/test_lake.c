@@ -922,15 +922,15 @@ TEST(test_writer_commits_quarantine_lines_with_the_events_and_seals_them_under_r
     lake_writer_stats_get(w, &st);
     CHECK_INT(2, st.segments_open); /* one of events, one of the quarantine */
     /* a reader sees the quarantine segment in the spool, of its kind */
-    lake_spool_pins *pins;
+    lake_writer_pins *pins;
     char err[256];
     REQUIRE_INT(0, lake_writer_pin_spool(w, &pins, err, sizeof err));
     int kinds = 0;
-    for (size_t i = 0; i < lake_spool_pins_count(pins); i++) {
+    for (size_t i = 0; i < lake_writer_pins_count(pins); i++) {
         int kind;
         int64_t hour;
         char path[2048];
-        lake_spool_pins_get(w, pins, i, &kind, &hour, path, sizeof path);
+        lake_writer_pins_get(w, pins, i, &kind, &hour, path, sizeof path);
         kinds |= 1 << kind;
         CHECK_INT(kind == LAKE_KIND_REJECTED ? 493100 : 493000, hour);
         CHECK((kind == LAKE_KIND_REJECTED) == (strstr(path, "/rejected-") != NULL));
