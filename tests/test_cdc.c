@@ -653,15 +653,37 @@ static int collect(void *ud, const char *id, const char *json)
     return 0;
 }
 
-TEST(collections_api_and_bad_input)
-{
-    char *dir = test_tmpdir("cdc-coll");
-    char path[1200];
-    snprintf(path, sizeof path, "%s/c.db", dir);
+/* A database in a fresh directory with the collection "users" open on it. */
+typedef struct coll_fixture {
+    char *dir;
     sqlite3 *db;
-    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
     events_collection *c;
-    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &c));
+} coll_fixture;
+
+/* Opens the fixture; on failure the test has failed (test_failed_now) and nothing is to close. */
+static void coll_open(coll_fixture *f, const char *tag)
+{
+    char path[1200];
+    memset(f, 0, sizeof *f);
+    f->dir = test_tmpdir(tag);
+    snprintf(path, sizeof path, "%s/c.db", f->dir);
+    REQUIRE(sqlite3_open(path, &f->db) == SQLITE_OK);
+    REQUIRE_INT(0, events_collection_open_db(f->db, "users", NULL, &f->c));
+}
+
+/* Closes the collection, checks that it leaves the connection tracked by nobody, cleans up. */
+static void coll_close(coll_fixture *f)
+{
+    events_collection_close(f->c);
+    CHECK(tracked_by_nobody(f->db));
+    sqlite3_close(f->db);
+    test_rmtree(f->dir);
+    free(f->dir);
+}
+
+/* A document put comes back normalised; get, has and count answer for what is there. */
+static void put_get_has_count(events_collection *c)
+{
     CHECK_INT(0, events_collection_put(c, "u1", " { \"name\" : \"Ada\", \"n\": [1, 2] } "));
     CHECK_INT(0, events_collection_put(c, "u2", "{\"name\":\"Grace\"}"));
     char *doc;
@@ -675,7 +697,12 @@ TEST(collections_api_and_bad_input)
     uint64_t n;
     CHECK_INT(0, events_collection_count(c, &n));
     CHECK_INT(2, n);
-    /* an identical put records nothing */
+}
+
+/* An identical put records nothing; put_many of three documents is one transaction. */
+static void identical_put_records_nothing_put_many_one_transaction(sqlite3 *db,
+                                                                   events_collection *c)
+{
     char b1[17], b2[17];
     events_bookmark(db, b1);
     CHECK_INT(0, events_collection_put(c, "u2", "{ \"name\": \"Grace\" }"));
@@ -686,6 +713,11 @@ TEST(collections_api_and_bad_input)
     CHECK_INT(0, events_collection_put_many(c, 3, ids, docs));
     events_bookmark(db, b2);
     CHECK_INT(strtoull(b1, NULL, 16) + 1, strtoull(b2, NULL, 16)); /* one transaction */
+}
+
+/* list pages in id order: from the start with a limit, and after an id without one. */
+static void list_pages_in_id_order(events_collection *c)
+{
     buf l = BUF_INIT;
     CHECK_INT(0, events_collection_list(c, NULL, 2, collect, &l));
     CHECK_STR("u1={\"name\":\"Ada\",\"n\":[1,2]};u2={\"name\":\"Grace\"};", buf_cstr(&l));
@@ -693,17 +725,61 @@ TEST(collections_api_and_bad_input)
     CHECK_INT(0, events_collection_list(c, "u2", 0, collect, &l));
     CHECK_STR("u3={\"n\":3};u4={\"n\":4};u5={\"n\":5};", buf_cstr(&l));
     buf_free(&l);
-    /* all or none: one bad document, nothing written */
+}
+
+/* put_many is all or none (one bad document, nothing written); delete says what was not there. */
+static void put_many_all_or_none_and_deletes(events_collection *c)
+{
     const char *bad_docs[] = {"{\"n\":6}", "[1]"};
     const char *more[] = {"u6", "u7"};
     CHECK_INT(EVENTS_EINVAL, events_collection_put_many(c, 2, more, bad_docs));
     CHECK_INT(0, events_collection_has(c, "u6"));
     CHECK_INT(0, events_collection_delete(c, "u5"));
     CHECK_INT(EVENTS_ENOTFOUND, events_collection_delete(c, "u5"));
+    const char *ids[] = {"u3", "u4"};
     CHECK_INT(0, events_collection_delete_many(c, 2, ids));
+    uint64_t n;
     CHECK_INT(0, events_collection_count(c, &n));
     CHECK_INT(2, n);
+}
 
+/* A name not a collection's is refused; a second handle on the same collection works. */
+static void names_and_a_second_handle(sqlite3 *db)
+{
+    events_collection *d;
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "Users", NULL, &d));
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "_events_x", NULL, &d));
+    sqlite3_exec(db, "CREATE TABLE other(id INTEGER PRIMARY KEY, v)", NULL, NULL, NULL);
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "other", NULL, &d));
+    CHECK_CONTAINS("not a collection", events_errmsg());
+    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &d));
+    CHECK_INT(1, events_collection_has(d, "u1"));
+    events_collection_close(d);
+}
+
+TEST(collections_api)
+{
+    coll_fixture f;
+    coll_open(&f, "cdc-coll");
+    if (test_failed_now()) return;
+    put_get_has_count(f.c);
+    identical_put_records_nothing_put_many_one_transaction(f.db, f.c);
+    list_pages_in_id_order(f.c);
+    put_many_all_or_none_and_deletes(f.c);
+    names_and_a_second_handle(f.db);
+    CHECK_INT(0, events_collection_clear(f.c)); /* clear empties the collection */
+    uint64_t n;
+    CHECK_INT(0, events_collection_count(f.c, &n));
+    CHECK_INT(0, n);
+    coll_close(&f);
+}
+
+TEST(collections_refuse_bad_ids_and_documents)
+{
+    coll_fixture f;
+    coll_open(&f, "cdc-coll-bad");
+    if (test_failed_now()) return;
+    events_collection *c = f.c;
     struct {
         const char *id, *json, *msg;
         int rc;
@@ -741,26 +817,7 @@ TEST(collections_api_and_bad_input)
     memset(longid, 'i', 299);
     longid[299] = 0;
     CHECK_INT(EVENTS_EINVAL, events_collection_put(c, longid, "{}"));
-
-    /* names */
-    events_collection *d;
-    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "Users", NULL, &d));
-    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "_events_x", NULL, &d));
-    sqlite3_exec(db, "CREATE TABLE other(id INTEGER PRIMARY KEY, v)", NULL, NULL, NULL);
-    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "other", NULL, &d));
-    CHECK_CONTAINS("not a collection", events_errmsg());
-    /* a second handle on the same collection works */
-    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &d));
-    CHECK_INT(1, events_collection_has(d, "u1"));
-    events_collection_close(d);
-    CHECK_INT(0, events_collection_clear(c));
-    CHECK_INT(0, events_collection_count(c, &n));
-    CHECK_INT(0, n);
-    events_collection_close(c);
-    CHECK(tracked_by_nobody(db));
-    sqlite3_close(db);
-    test_rmtree(dir);
-    free(dir);
+    coll_close(&f);
 }
 
 /* ---- threads -------------------------------------------------------------------------------- */
