@@ -897,9 +897,104 @@ static void put_text(store *s, const char *name, const char *text)
     CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), 0, why, sizeof why));
 }
 
+/* A chunk per segment (the third one's rows are all in the other two), the ids grouped a few
+ * dozen at a time to find them, while queries run: several files, each sorted, every event in
+ * one. Returns the files the first manifest names (the caller frees). */
+static json_t *chunks_compacted_while_queries_run(compaction *k, const char *work)
+{
+    char err[1024];
+    watcher w = {.e = k->e};
+    pthread_t t;
+    pthread_create(&t, NULL, watch, &w);
+    wait_runs(&w, 0); /* a query answered before compaction starts */
+    compact_stats st;
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
+    wait_runs(&w, w.runs); /* and one begun after it */
+    w.stop = 1;
+    pthread_join(t, NULL);
+    CHECK(w.runs > 1);
+    CHECK_INT(0, w.bad);
+    CHECK_INT(1, st.compacted);
+    CHECK_INT(3, st.files_in);
+    CHECK_INT(200, st.rows);
+    CHECK(st.chunks >= 3);
+    json_t *first = manifest_parquet(k->s, 1);
+    CHECK_INT(st.files_out, json_array_size(first));
+    CHECK(json_array_size(first) >= 2);
+    CHECK_INT(200, files_rows(k->s, first, work));
+    long long all, distinct;
+    counts(k->qc, &all, &distinct);
+    CHECK_INT(200, all);
+    CHECK_INT(200, distinct);
+    char *sum = csv(k->qc, "SELECT sum(durationMs), min(ts), max(ts) FROM events");
+    CHECK_STR("19900,2026-11-20T10:00:00.000Z,2026-11-20T10:59:00.000Z\n", sum);
+    free(sum);
+    return first;
+}
+
+/* Late events: one new, one retry received earlier than the row compacted (it wins: the file
+ * holding that row is written again), one received later (it loses); the files without a change
+ * stay as they were. */
+static void chunks_late_events_rewrite_only_their_file(compaction *k, json_t *first,
+                                                       const char *work)
+{
+    char err[1024];
+    long long all, distinct;
+    compact_stats st;
+    put_text(
+        k->s, "01a00000-0000-7000-8000-000000000004.jsonl",
+        "{\"id\":\"e0300\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:30:00.000Z\","
+        "\"receivedAt\":\"2026-11-20T11:30:00.000Z\",\"method\":\"late\",\"durationMs\":1}\n"
+        "{\"id\":\"e0007\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:07:00.000Z\","
+        "\"receivedAt\":\"2026-11-20T10:58:00.000Z\",\"method\":\"winner\",\"durationMs\":7}\n"
+        "{\"id\":\"e0008\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:08:00.000Z\","
+        "\"receivedAt\":\"2026-11-20T11:00:00.000Z\",\"method\":\"loser\",\"durationMs\":8}\n");
+    counts(k->qc, &all, &distinct);
+    CHECK_INT(203, all); /* raw until compacted: the retries are seen twice */
+    CHECK_INT(201, distinct);
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
+    CHECK_INT(1, st.compacted);
+    CHECK_INT(2, st.files_in); /* the late segment, and the file that held e0007 */
+    CHECK_INT(201, st.rows);
+    json_t *second = manifest_parquet(k->s, 2);
+    size_t i, j, same = 0;
+    json_t *a, *b;
+    json_array_foreach(first, i, a) json_array_foreach(second, j, b) same += json_equal(a, b);
+    CHECK_INT(json_array_size(first) - 1, same);
+    CHECK_INT(201, files_rows(k->s, second, work));
+    counts(k->qc, &all, &distinct);
+    CHECK_INT(201, all);
+    CHECK_INT(201, distinct);
+    char *who = csv(k->qc, "SELECT id, method FROM events WHERE id IN ('e0007', 'e0008', "
+                           "'e0300') ORDER BY id");
+    CHECK_STR("e0007,winner\ne0008,m2\ne0300,late\n", who);
+    free(who);
+    json_decref(second);
+}
+
+/* Past retain: only the live files and the manifest stay. */
+static void chunks_past_retain_only_live_files_stay(compaction *k)
+{
+    char why[512], err[1024];
+    compact_stats st;
+    k->cc.retain_ms = 0;
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
+    CHECK_INT(0, st.compacted);
+    json_t *live = manifest_parquet(k->s, 2);
+    int n = 0;
+    store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
+    CHECK_INT((long long)json_array_size(live) + 1, n);
+    json_decref(live);
+    long long all, distinct;
+    counts(k->qc, &all, &distinct);
+    CHECK_INT(201, all);
+}
+
 /*
  * An hour larger than a chunk: several files, each sorted, every id in one of them, queries
- * exact all along; late events fold in without rewriting the files that need no change.
+ * exact all along; late events fold in without rewriting the files that need no change. One hour
+ * of three raw files (the third slipped past dedup), the steps in order: each starts from the
+ * lake the ones before left.
  */
 static void compaction_in_chunks_contract(store *s, lake_cache *cache, const char *work)
 {
@@ -910,96 +1005,25 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
     store_entry se;
     REQUIRE_INT(STORE_OK, store_head(s, OLD_HOUR "01a00000-0000-7000-8000-000000000001.jsonl", &se,
                                      why, sizeof why));
+    compaction k = {.s = s,
+                    .cc = {.store = s,
+                           .cache = cache,
+                           .work_dir = work,
+                           .after_ms = 0,
+                           .retain_ms = 3600000,
+                           .chunk_bytes = se.size,
+                           .key_rows = 64, /* the ids in passes of about 64 */
+                           .owner = "test"}};
     query_config qcfg = {.store = s, .cache = cache, .threads = 1};
-    query_engine *e;
     char err[1024];
-    REQUIRE_INT(0, query_engine_open(&qcfg, &e, err, sizeof err));
-    query_conn *qc = query_conn_new(e, err, sizeof err);
-
-    /* a chunk per segment: the third one's rows are all in the other two; the ids grouped a few
-     * dozen at a time to find them */
-    watcher w = {.e = e};
-    pthread_t t;
-    pthread_create(&t, NULL, watch, &w);
-    wait_runs(&w, 0); /* a query answered before compaction starts */
-    compact_config cc = {.store = s,
-                         .cache = cache,
-                         .work_dir = work,
-                         .after_ms = 0,
-                         .retain_ms = 3600000,
-                         .chunk_bytes = se.size,
-                         .key_rows = 64, /* the ids in passes of about 64 */
-                         .owner = "test"};
-    compact_stats st;
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
-    wait_runs(&w, w.runs); /* and one begun after it */
-    w.stop = 1;
-    pthread_join(t, NULL);
-    CHECK(w.runs > 1);
-    CHECK_INT(0, w.bad);
-    CHECK_INT(1, st.compacted);
-    CHECK_INT(3, st.files_in);
-    CHECK_INT(200, st.rows);
-    CHECK(st.chunks >= 3);
-    json_t *first = manifest_parquet(s, 1);
-    CHECK_INT(st.files_out, json_array_size(first));
-    CHECK(json_array_size(first) >= 2);
-    CHECK_INT(200, files_rows(s, first, work));
-    long long all, distinct;
-    counts(qc, &all, &distinct);
-    CHECK_INT(200, all);
-    CHECK_INT(200, distinct);
-    char *sum = csv(qc, "SELECT sum(durationMs), min(ts), max(ts) FROM events");
-    CHECK_STR("19900,2026-11-20T10:00:00.000Z,2026-11-20T10:59:00.000Z\n", sum);
-    free(sum);
-
-    /* late events: one new, one retry received earlier than the row compacted (it wins: the
-     * file holding that row is written again), one received later (it loses) */
-    put_text(
-        s, "01a00000-0000-7000-8000-000000000004.jsonl",
-        "{\"id\":\"e0300\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:30:00.000Z\","
-        "\"receivedAt\":\"2026-11-20T11:30:00.000Z\",\"method\":\"late\",\"durationMs\":1}\n"
-        "{\"id\":\"e0007\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:07:00.000Z\","
-        "\"receivedAt\":\"2026-11-20T10:58:00.000Z\",\"method\":\"winner\",\"durationMs\":7}\n"
-        "{\"id\":\"e0008\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:08:00.000Z\","
-        "\"receivedAt\":\"2026-11-20T11:00:00.000Z\",\"method\":\"loser\",\"durationMs\":8}\n");
-    counts(qc, &all, &distinct);
-    CHECK_INT(203, all); /* raw until compacted: the retries are seen twice */
-    CHECK_INT(201, distinct);
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
-    CHECK_INT(1, st.compacted);
-    CHECK_INT(2, st.files_in); /* the late segment, and the file that held e0007 */
-    CHECK_INT(201, st.rows);
-    json_t *second = manifest_parquet(s, 2);
-    /* the files without a change stay as they were */
-    size_t i, k, same = 0;
-    json_t *a, *b;
-    json_array_foreach(first, i, a) json_array_foreach(second, k, b) same += json_equal(a, b);
-    CHECK_INT(json_array_size(first) - 1, same);
-    CHECK_INT(201, files_rows(s, second, work));
-    counts(qc, &all, &distinct);
-    CHECK_INT(201, all);
-    CHECK_INT(201, distinct);
-    char *who = csv(qc, "SELECT id, method FROM events WHERE id IN ('e0007', 'e0008', 'e0300') "
-                        "ORDER BY id");
-    CHECK_STR("e0007,winner\ne0008,m2\ne0300,late\n", who);
-    free(who);
+    REQUIRE_INT(0, query_engine_open(&qcfg, &k.e, err, sizeof err));
+    k.qc = query_conn_new(k.e, err, sizeof err);
+    json_t *first = chunks_compacted_while_queries_run(&k, work);
+    chunks_late_events_rewrite_only_their_file(&k, first, work);
     json_decref(first);
-    json_decref(second);
-
-    /* past retain: only the live files and the manifest stay */
-    cc.retain_ms = 0;
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
-    CHECK_INT(0, st.compacted);
-    json_t *live = manifest_parquet(s, 2);
-    int n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT((long long)json_array_size(live) + 1, n);
-    json_decref(live);
-    counts(qc, &all, &distinct);
-    CHECK_INT(201, all);
-    query_conn_free(qc);
-    query_engine_close(e);
+    chunks_past_retain_only_live_files_stay(&k);
+    query_conn_free(k.qc);
+    query_engine_close(k.e);
 }
 
 TEST(compaction_in_chunks_fs)
