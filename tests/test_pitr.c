@@ -286,6 +286,92 @@ TEST(collections_outlive_their_emitter)
 
 /* ---- snapshots on the server -------------------------------------------------------------- */
 
+/* The header of a snapshot's upload. */
+static const char *const SQLITE_TYPE[] = {"Content-Type: application/vnd.sqlite3", NULL};
+
+/* GET /snapshots?source= lists the snapshot: its bookmark, source, sha256 and tables. */
+static void snapshot_listed(const env *e, const char *src, const char *bm)
+{
+    char url[300];
+    resp r;
+    snprintf(url, sizeof url, "%s/snapshots?source=%s", e->s.url, src);
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
+    CHECK_INT(200, r.status);
+    json_t *list = json_loads(r.body.p, 0, NULL);
+    json_t *m = json_array_get(json_object_get(list, "snapshots"), 0);
+    CHECK_STR(bm, json_string_value(json_object_get(m, "bookmark")));
+    CHECK_STR(src, json_string_value(json_object_get(m, "source")));
+    CHECK_INT(64, json_string_length(json_object_get(m, "sha256")));
+    CHECK_JSON("[{\"name\":\"users\",\"rows\":20}]", json_object_get(m, "tables"));
+    json_decref(list);
+    resp_free(&r);
+}
+
+/* The file at url, as the server keeps it, is the database at that bookmark, and without tokens
+ * not readable by other web pages (docs/http.md, CORS). The answer is left in r. */
+static void snapshot_fetched_is_the_database(const env *e, const char *url, resp *r)
+{
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, r));
+    CHECK_INT(200, r->status);
+    CHECK(!strstr(r->head.p, "Access-Control-Allow-Origin"));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fetched.db", e->dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(r->body.p, 1, r->body.len, f);
+    fclose(f);
+    sqlite3 *s2;
+    REQUIRE(sqlite3_open(path, &s2) == SQLITE_OK);
+    CHECK_STR(db_hash(e->db), db_hash(s2));
+    sqlite3_close(s2);
+}
+
+/* The same upload again (body, fetched from url) is answered with its manifest; other content
+ * under the name is 409. */
+static void snapshot_uploaded_again_or_conflicting(const char *url, const char *bm, resp *r)
+{
+    resp r2;
+    CHECK_INT(0, http_do("PUT", url, SQLITE_TYPE, r->body.p, r->body.len, 0, &r2));
+    CHECK_INT(200, r2.status);
+    CHECK_CONTAINS(bm, r2.body.p);
+    resp_free(&r2);
+    r->body.p[r->body.len - 1] ^= 1; /* the last page: still a database, another checksum */
+    CHECK_INT(0, http_do("PUT", url, SQLITE_TYPE, r->body.p, r->body.len, 0, &r2));
+    CHECK_INT(409, r2.status);
+    CHECK_CONTAINS("exists with other content", r2.body.p);
+    resp_free(&r2);
+}
+
+/* Bad snapshot requests are answered with their status and reason. */
+static void snapshot_bad_requests(const env *e)
+{
+    struct {
+        const char *method, *path, *body;
+        long status;
+        const char *msg;
+    } bad[] = {
+        {"PUT", "/snapshots/a/0000000000000001", "not a database at all, but long enough", 422,
+         "not a SQLite database"},
+        {"PUT", "/snapshots/a/xyz", "x", 400, "16 lowercase hex digits"},
+        {"PUT", "/snapshots/bad%20name/0000000000000001", "x", 400, "must be 1-32 characters"},
+        {"PUT", "/snapshots/a", "x", 400, "expected /snapshots/{source}/{bookmark}"},
+        {"GET", "/snapshots/a/00000000000000ff", NULL, 404, "no snapshot a/00000000000000ff"},
+        {"POST", "/snapshots/a/0000000000000001", "x", 405, "not allowed"},
+        {"GET", "/snapshots?source=..", NULL, 400, "must be 1-32 characters"},
+    };
+    char url[300];
+    resp r;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(url, sizeof url, "%s%s", e->s.url, bad[i].path);
+        CHECK_INT(0, http_do(bad[i].method, url, SQLITE_TYPE, bad[i].body,
+                             bad[i].body ? strlen(bad[i].body) : 0, 0, &r));
+        if (r.status != bad[i].status)
+            test_fail(__FILE__, __LINE__, "%s %s: %ld, not %ld: %s", bad[i].method, bad[i].path,
+                      r.status, bad[i].status, r.body.p);
+        CHECK_CONTAINS(bad[i].msg, r.body.p);
+        resp_free(&r);
+    }
+}
+
 TEST(snapshots_uploaded_listed_and_fetched)
 {
     env e;
@@ -301,84 +387,21 @@ TEST(snapshots_uploaded_listed_and_fetched)
     char bm[17];
     CHECK_INT(0, events_snapshot(e.em, bm));
     CHECK_STR("0000000000000014", bm);
-    const char *src = NULL;
     sqlite3_stmt *st;
     sqlite3_prepare_v2(e.db, "SELECT value FROM _events_meta WHERE key = 'source'", -1, &st, NULL);
     sqlite3_step(st);
-    char source[64];
-    snprintf(source, sizeof source, "%s", sqlite3_column_text(st, 0));
+    char src[64];
+    snprintf(src, sizeof src, "%s", sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
-    src = source;
 
+    snapshot_listed(&e, src, bm);
     char url[300];
-    resp r;
-    snprintf(url, sizeof url, "%s/snapshots?source=%s", e.s.url, src);
-    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
-    CHECK_INT(200, r.status);
-    json_t *list = json_loads(r.body.p, 0, NULL);
-    json_t *m = json_array_get(json_object_get(list, "snapshots"), 0);
-    CHECK_STR(bm, json_string_value(json_object_get(m, "bookmark")));
-    CHECK_STR(src, json_string_value(json_object_get(m, "source")));
-    CHECK_INT(64, json_string_length(json_object_get(m, "sha256")));
-    CHECK_JSON("[{\"name\":\"users\",\"rows\":20}]", json_object_get(m, "tables"));
-    json_decref(list);
-    resp_free(&r);
-
-    /* the file, as the server keeps it, is the database at that bookmark */
     snprintf(url, sizeof url, "%s/snapshots/%s/%s", e.s.url, src, bm);
-    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
-    CHECK_INT(200, r.status);
-    /* without tokens, not readable by other web pages (docs/http.md, CORS) */
-    CHECK(!strstr(r.head.p, "Access-Control-Allow-Origin"));
-    char path[1200];
-    snprintf(path, sizeof path, "%s/fetched.db", e.dir);
-    FILE *f = fopen(path, "wb");
-    fwrite(r.body.p, 1, r.body.len, f);
-    fclose(f);
-    sqlite3 *s2;
-    REQUIRE(sqlite3_open(path, &s2) == SQLITE_OK);
-    CHECK_STR(db_hash(e.db), db_hash(s2));
-    sqlite3_close(s2);
-
-    /* the same upload again: its manifest; other content under the name: 409 */
-    const char *h[] = {"Content-Type: application/vnd.sqlite3", NULL};
-    resp r2;
-    CHECK_INT(0, http_do("PUT", url, h, r.body.p, r.body.len, 0, &r2));
-    CHECK_INT(200, r2.status);
-    CHECK_CONTAINS(bm, r2.body.p);
-    resp_free(&r2);
-    r.body.p[r.body.len - 1] ^= 1; /* the last page: still a database, another checksum */
-    CHECK_INT(0, http_do("PUT", url, h, r.body.p, r.body.len, 0, &r2));
-    CHECK_INT(409, r2.status);
-    CHECK_CONTAINS("exists with other content", r2.body.p);
-    resp_free(&r2);
+    resp r;
+    snapshot_fetched_is_the_database(&e, url, &r);
+    snapshot_uploaded_again_or_conflicting(url, bm, &r);
     resp_free(&r);
-
-    /* bad requests */
-    struct {
-        const char *method, *path, *body;
-        long status;
-        const char *msg;
-    } bad[] = {
-        {"PUT", "/snapshots/a/0000000000000001", "not a database at all, but long enough", 422,
-         "not a SQLite database"},
-        {"PUT", "/snapshots/a/xyz", "x", 400, "16 lowercase hex digits"},
-        {"PUT", "/snapshots/bad%20name/0000000000000001", "x", 400, "must be 1-32 characters"},
-        {"PUT", "/snapshots/a", "x", 400, "expected /snapshots/{source}/{bookmark}"},
-        {"GET", "/snapshots/a/00000000000000ff", NULL, 404, "no snapshot a/00000000000000ff"},
-        {"POST", "/snapshots/a/0000000000000001", "x", 405, "not allowed"},
-        {"GET", "/snapshots?source=..", NULL, 400, "must be 1-32 characters"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        snprintf(url, sizeof url, "%s%s", e.s.url, bad[i].path);
-        CHECK_INT(0, http_do(bad[i].method, url, h, bad[i].body,
-                             bad[i].body ? strlen(bad[i].body) : 0, 0, &r));
-        if (r.status != bad[i].status)
-            test_fail(__FILE__, __LINE__, "%s %s: %ld, not %ld: %s", bad[i].method, bad[i].path,
-                      r.status, bad[i].status, r.body.p);
-        CHECK_CONTAINS(bad[i].msg, r.body.p);
-        resp_free(&r);
-    }
+    snapshot_bad_requests(&e);
     events_collection_close(c);
     env_close(&e);
 }
