@@ -207,96 +207,142 @@ TEST(changesets_match_the_session_extension)
 
 /* ---- bookmarks and restore ---------------------------------------------------------------- */
 
-TEST(restore_to_every_bookmark_and_back)
-{
-    char *dir = test_tmpdir("cdc-restore");
+/* A tracked database with the history of TXS: each bookmark with the database's hash there. */
+typedef struct history {
     char path[1200];
-    snprintf(path, sizeof path, "%s/r.db", dir);
     sqlite3 *db;
-    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
-    sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
-    REQUIRE_INT(0, events_track(db, NULL));
     char bms[32][17], hashes[32][65];
+    int n;
+} history;
+
+/* The transactions of TXS, each bookmark recorded: consecutive, sorting as they were made. */
+static void record_history(history *h)
+{
+    sqlite3 *db = h->db;
     int n = 0;
-    events_bookmark(db, bms[n]);
-    CHECK_STR("0000000000000000", bms[n]);
-    strcpy(hashes[n++], db_hash(db));
+    events_bookmark(db, h->bms[n]);
+    CHECK_STR("0000000000000000", h->bms[n]);
+    strcpy(h->hashes[n++], db_hash(db));
     for (size_t i = 0; i < sizeof TXS / sizeof *TXS; i++) {
         CHECK_INT(0, events_tx_begin(db));
         sqlite3_exec(db, TXS[i], NULL, NULL, NULL);
         CHECK_INT(0, events_tx_commit(db));
-        events_bookmark(db, bms[n]);
-        if (strcmp(bms[n], bms[n - 1])) strcpy(hashes[n], db_hash(db)), n++;
+        events_bookmark(db, h->bms[n]);
+        if (strcmp(h->bms[n], h->bms[n - 1])) strcpy(h->hashes[n], db_hash(db)), n++;
     }
+    h->n = n;
     CHECK(n >= 12);
-    /* bookmarks are consecutive and sort as they were made */
-    for (int i = 1; i < n; i++) CHECK(strcmp(bms[i - 1], bms[i]) < 0);
-    for (int k = n - 1; k >= 0; k -= 3) {
+    for (int i = 1; i < n; i++) CHECK(strcmp(h->bms[i - 1], h->bms[i]) < 0);
+}
+
+/* Restores to every third bookmark, from the last back to the first, give the database there;
+ * the restores are history too: the last one is undone by restoring to the bookmark before it. */
+static void restores_back_and_undone(history *h)
+{
+    for (int k = h->n - 1; k >= 0; k -= 3) {
         events_restore_report r;
-        CHECK_INT(0, events_restore(db, bms[k], 0, &r));
-        CHECK_STR(hashes[k], db_hash(db));
+        CHECK_INT(0, events_restore(h->db, h->bms[k], 0, &r));
+        CHECK_STR(h->hashes[k], db_hash(h->db));
     }
-    /* the restores are history too: undo the last one */
     char now[17];
-    events_bookmark(db, now);
+    events_bookmark(h->db, now);
     char before_last[17];
     snprintf(before_last, sizeof before_last, "%016llx",
              (unsigned long long)strtoull(now, NULL, 16) - 1);
-    CHECK_INT(0, events_restore(db, before_last, 0, NULL));
-    CHECK_STR(hashes[3],
-              db_hash(db)); /* the state before restoring to bms[0]: after the restore to bms[3] */
-    /* a dry run changes nothing and says what it would do */
+    CHECK_INT(0, events_restore(h->db, before_last, 0, NULL));
+    CHECK_STR(
+        h->hashes[3],
+        db_hash(h->db)); /* the state before restoring to bms[0]: after the restore to bms[3] */
+}
+
+/* A dry run changes nothing and says what it would do. */
+static void restore_dry_run_changes_nothing(history *h)
+{
     events_restore_report r;
-    char h[65];
-    strcpy(h, db_hash(db));
-    CHECK_INT(0, events_restore(db, bms[1], 1, &r));
-    CHECK_STR(h, db_hash(db));
+    char was[65];
+    strcpy(was, db_hash(h->db));
+    CHECK_INT(0, events_restore(h->db, h->bms[1], 1, &r));
+    CHECK_STR(was, db_hash(h->db));
     CHECK(r.inserted + r.updated + r.deleted > 0);
     CHECK_STR("", r.bookmark);
+}
 
-    /* errors */
+/* Not a bookmark, after the last one, inside a transaction: refused, saying which. */
+static void restore_refuses_bad_bookmarks_and_transactions(history *h)
+{
+    sqlite3 *db = h->db;
     CHECK_INT(EVENTS_EINVAL, events_restore(db, "xyz", 0, NULL));
     CHECK_CONTAINS("not a bookmark", events_errmsg());
     CHECK_INT(EVENTS_EINVAL, events_restore(db, "00000000000fffff", 0, NULL));
     CHECK_CONTAINS("after the last one", events_errmsg());
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[1], 0, NULL));
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, h->bms[1], 0, NULL));
     CHECK_CONTAINS("outside a transaction", events_errmsg());
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
 
-    /* a row changed on another connection: refused, nothing changed */
+/* A row changed on another connection: refused, nothing changed (then the row is put back). */
+static void restore_refuses_a_row_changed_elsewhere(history *h)
+{
     sqlite3 *other;
-    sqlite3_open(path, &other);
+    sqlite3_open(h->path, &other);
     sqlite3_busy_timeout(other, 5000);
     /* (a changeset checks the columns it changes: a row gone is always seen) */
     sqlite3_exec(other, "DELETE FROM ints WHERE id = 1", NULL, NULL, NULL);
     sqlite3_close(other);
-    strcpy(h, db_hash(db));
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[1], 0, NULL));
+    char was[65];
+    strcpy(was, db_hash(h->db));
+    CHECK_INT(EVENTS_ESTATE, events_restore(h->db, h->bms[1], 0, NULL));
     CHECK_CONTAINS("not what the change log says", events_errmsg());
-    CHECK_STR(h, db_hash(db));
+    CHECK_STR(was, db_hash(h->db));
 
-    sqlite3_exec(db, "INSERT INTO ints(id, a, b) VALUES (1, 100, 'one')", NULL, NULL,
+    sqlite3_exec(h->db, "INSERT INTO ints(id, a, b) VALUES (1, 100, 'one')", NULL, NULL,
                  NULL); /* put it back */
+}
 
-    /* pruned: only what the outbox has delivered goes (here: as if everything had been) */
-    CHECK_INT(0, events_changes_prune(db, bms[4]));
+/* Pruned: only what the outbox has delivered goes (here: as if everything had been); a restore
+ * to a pruned bookmark is refused. */
+static void restore_refuses_pruned_changes(history *h)
+{
+    sqlite3 *db = h->db;
+    CHECK_INT(0, events_changes_prune(db, h->bms[4]));
     CHECK(sql_int(db, "SELECT count(*) FROM _events_changes WHERE bookmark <= 4") >
           0); /* not delivered: kept */
     sqlite3_exec(db, "DELETE FROM _events_outbox", NULL, NULL, NULL);
-    CHECK_INT(0, events_changes_prune(db, bms[4]));
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[2], 0, NULL));
+    CHECK_INT(0, events_changes_prune(db, h->bms[4]));
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, h->bms[2], 0, NULL));
     CHECK_CONTAINS("pruned", events_errmsg());
+}
 
-    /* a schema change is a wall */
-    events_bookmark(db, now);
-    CHECK_INT(0, events_exec(db, "CREATE TABLE later(id INTEGER PRIMARY KEY, v)"));
-    CHECK_INT(0, events_exec(db, "INSERT INTO later VALUES (1, 'x')"));
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, now, 0, NULL));
+/* A schema change is a wall: no restore to before it. */
+static void restore_stops_at_a_schema_change(history *h)
+{
+    char now[17];
+    events_bookmark(h->db, now);
+    CHECK_INT(0, events_exec(h->db, "CREATE TABLE later(id INTEGER PRIMARY KEY, v)"));
+    CHECK_INT(0, events_exec(h->db, "INSERT INTO later VALUES (1, 'x')"));
+    CHECK_INT(EVENTS_ESTATE, events_restore(h->db, now, 0, NULL));
     CHECK_CONTAINS("schema", events_errmsg());
+}
 
-    CHECK_INT(0, events_untrack(db));
-    sqlite3_close(db);
+TEST(restore_to_every_bookmark_and_back)
+{
+    char *dir = test_tmpdir("cdc-restore");
+    history h;
+    memset(&h, 0, sizeof h);
+    snprintf(h.path, sizeof h.path, "%s/r.db", dir);
+    REQUIRE(sqlite3_open(h.path, &h.db) == SQLITE_OK);
+    sqlite3_exec(h.db, SCHEMA, NULL, NULL, NULL);
+    REQUIRE_INT(0, events_track(h.db, NULL));
+    record_history(&h);
+    restores_back_and_undone(&h);
+    restore_dry_run_changes_nothing(&h);
+    restore_refuses_bad_bookmarks_and_transactions(&h);
+    restore_refuses_a_row_changed_elsewhere(&h);
+    restore_refuses_pruned_changes(&h);
+    restore_stops_at_a_schema_change(&h);
+    CHECK_INT(0, events_untrack(h.db));
+    sqlite3_close(h.db);
     test_rmtree(dir);
     free(dir);
 }
