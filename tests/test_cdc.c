@@ -347,6 +347,59 @@ TEST(restore_to_every_bookmark_and_back)
     free(dir);
 }
 
+/* Rolled back: no change record, no outbox row, no bookmark. */
+static void rollback_leaves_no_trace(sqlite3 *db)
+{
+    CHECK_INT(0, events_tx_begin(db));
+    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'a')", NULL, NULL, NULL);
+    CHECK_INT(0, events_tx_rollback(db));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_outbox"));
+    char bm[17];
+    events_bookmark(db, bm);
+    CHECK_STR("0000000000000000", bm);
+}
+
+/* A plain write, committed by itself, is recorded with the next libevents transaction (not with
+ * one rolled back): restoring to before that record removes it. */
+static void plain_write_kept_with_the_next_record(sqlite3 *db)
+{
+    sqlite3_exec(db, "INSERT INTO ints VALUES (2, 2, 'plain')", NULL, NULL, NULL);
+    /* then a service transaction with a libevents write inside, rolled back */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (3, 3, 'inside')"));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (4, 4, 'after')"));
+    CHECK_INT(1, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, events_restore(db, "0000000000000000", 0, NULL));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM ints"));
+}
+
+/* A table without a key, written through libevents: refused with its name; written plainly:
+ * not tracked, not an error. */
+static void table_without_a_key(sqlite3 *db)
+{
+    sqlite3_exec(db, "CREATE TABLE nokey(a, b)", NULL, NULL, NULL);
+    CHECK_INT(EVENTS_EINVAL, events_exec(db, "INSERT INTO nokey VALUES (1, 2)"));
+    CHECK_CONTAINS("table nokey has no PRIMARY KEY", events_errmsg());
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM nokey"));
+    CHECK(sqlite3_exec(db, "INSERT INTO nokey VALUES (1, 2)", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (5, 5, 'fine')"));
+}
+
+/* events_exec's errors, a commit or rollback with no transaction, and calls after untrack. */
+static void exec_transaction_and_untrack_errors(sqlite3 *db)
+{
+    CHECK_INT(EVENTS_EDB, events_exec(db, "INSERT INTO nosuchtable VALUES (1)"));
+    CHECK_CONTAINS("no such table", events_errmsg());
+    CHECK_INT(EVENTS_ESTATE, events_tx_commit(db));
+    CHECK_INT(EVENTS_ESTATE, events_tx_rollback(db));
+    CHECK_INT(0, events_untrack(db));
+    CHECK_INT(EVENTS_ESTATE, events_untrack(db));
+    CHECK_INT(EVENTS_ESTATE, events_exec(db, "SELECT 1"));
+}
+
 TEST(rollbacks_leave_no_trace_and_plain_writes_are_kept)
 {
     char *dir = test_tmpdir("cdc-rollback");
@@ -356,43 +409,10 @@ TEST(rollbacks_leave_no_trace_and_plain_writes_are_kept)
     REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
     sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
     REQUIRE_INT(0, events_track(db, NULL));
-    /* rolled back: no change record, no outbox row, no bookmark */
-    CHECK_INT(0, events_tx_begin(db));
-    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'a')", NULL, NULL, NULL);
-    CHECK_INT(0, events_tx_rollback(db));
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_outbox"));
-    char bm[17];
-    events_bookmark(db, bm);
-    CHECK_STR("0000000000000000", bm);
-    /* a plain write, committed by itself: recorded with the next libevents transaction */
-    sqlite3_exec(db, "INSERT INTO ints VALUES (2, 2, 'plain')", NULL, NULL, NULL);
-    /* then a service transaction with a libevents write inside, rolled back */
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (3, 3, 'inside')"));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
-    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (4, 4, 'after')"));
-    CHECK_INT(1, sql_int(db, "SELECT count(*) FROM _events_changes"));
-    /* the plain write is in that record: restoring to before it removes it */
-    CHECK_INT(0, events_restore(db, "0000000000000000", 0, NULL));
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM ints"));
-    /* a table without a key, written through libevents: refused with its name */
-    sqlite3_exec(db, "CREATE TABLE nokey(a, b)", NULL, NULL, NULL);
-    CHECK_INT(EVENTS_EINVAL, events_exec(db, "INSERT INTO nokey VALUES (1, 2)"));
-    CHECK_CONTAINS("table nokey has no PRIMARY KEY", events_errmsg());
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM nokey"));
-    /* written plainly: not tracked, not an error */
-    CHECK(sqlite3_exec(db, "INSERT INTO nokey VALUES (1, 2)", NULL, NULL, NULL) == SQLITE_OK);
-    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (5, 5, 'fine')"));
-    /* events_exec errors */
-    CHECK_INT(EVENTS_EDB, events_exec(db, "INSERT INTO nosuchtable VALUES (1)"));
-    CHECK_CONTAINS("no such table", events_errmsg());
-    CHECK_INT(EVENTS_ESTATE, events_tx_commit(db));
-    CHECK_INT(EVENTS_ESTATE, events_tx_rollback(db));
-    CHECK_INT(0, events_untrack(db));
-    CHECK_INT(EVENTS_ESTATE, events_untrack(db));
-    CHECK_INT(EVENTS_ESTATE, events_exec(db, "SELECT 1"));
+    rollback_leaves_no_trace(db);
+    plain_write_kept_with_the_next_record(db);
+    table_without_a_key(db);
+    exec_transaction_and_untrack_errors(db);
     sqlite3_close(db);
     test_rmtree(dir);
     free(dir);
