@@ -603,6 +603,37 @@ typedef struct compaction {
     query_conn *qc;
 } compaction;
 
+/* The hour both compaction contracts start from: three raw files of OLD_HOUR, the third's
+ * events all in the other two (they slipped past dedup). */
+static void put_hour(store *s)
+{
+    put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
+    put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
+    put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
+}
+
+/* Sets k up on the store s: the compactor's config both contracts share (every closed hour, the
+ * files it replaces kept an hour, the cache and work directory given), and a query engine with a
+ * connection on the lake. 0, or -1 having failed the test with the reason. */
+static int compaction_open(compaction *k, store *s, lake_cache *cache, const char *work)
+{
+    *k = (compaction){.s = s,
+                      .cc = {.store = s,
+                             .cache = cache,
+                             .work_dir = work,
+                             .after_ms = 0,
+                             .retain_ms = 3600000,
+                             .owner = "test"}};
+    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
+    char err[1024];
+    if (query_engine_open(&qcfg, &k->e, err, sizeof err)) {
+        test_fail(__FILE__, __LINE__, "query_engine_open: %s", err);
+        return -1;
+    }
+    k->qc = query_conn_new(k->e, err, sizeof err);
+    return 0;
+}
+
 /* Compaction while queries run: each sees every event exactly once or the raw files. */
 static void compaction_while_queries_run(compaction *k)
 {
@@ -742,21 +773,10 @@ static void compaction_lost_file_fails_queries(compaction *k)
  * steps in order: each starts from the lake the ones before left. */
 static void compaction_contract(store *s, lake_cache *cache, const char *work)
 {
-    put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
-    put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
-    put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
-    compaction k = {.s = s,
-                    .cc = {.store = s,
-                           .cache = cache,
-                           .work_dir = work,
-                           .after_ms = 0,
-                           .retain_ms = 3600000,
-                           .threads = 1,
-                           .owner = "test"}};
-    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
-    char err[1024];
-    REQUIRE_INT(0, query_engine_open(&qcfg, &k.e, err, sizeof err));
-    k.qc = query_conn_new(k.e, err, sizeof err);
+    put_hour(s);
+    compaction k;
+    REQUIRE_INT(0, compaction_open(&k, s, cache, work));
+    k.cc.threads = 1;
     long long all, distinct;
     counts(k.qc, &all, &distinct);
     CHECK_INT(300, all);
@@ -999,25 +1019,14 @@ static void chunks_past_retain_only_live_files_stay(compaction *k)
 static void compaction_in_chunks_contract(store *s, lake_cache *cache, const char *work)
 {
     char why[512];
-    put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
-    put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
-    put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
+    put_hour(s);
     store_entry se;
     REQUIRE_INT(STORE_OK, store_head(s, OLD_HOUR "01a00000-0000-7000-8000-000000000001.jsonl", &se,
                                      why, sizeof why));
-    compaction k = {.s = s,
-                    .cc = {.store = s,
-                           .cache = cache,
-                           .work_dir = work,
-                           .after_ms = 0,
-                           .retain_ms = 3600000,
-                           .chunk_bytes = se.size,
-                           .key_rows = 64, /* the ids in passes of about 64 */
-                           .owner = "test"}};
-    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
-    char err[1024];
-    REQUIRE_INT(0, query_engine_open(&qcfg, &k.e, err, sizeof err));
-    k.qc = query_conn_new(k.e, err, sizeof err);
+    compaction k;
+    REQUIRE_INT(0, compaction_open(&k, s, cache, work));
+    k.cc.chunk_bytes = se.size;
+    k.cc.key_rows = 64; /* the ids in passes of about 64 */
     json_t *first = chunks_compacted_while_queries_run(&k, work);
     chunks_late_events_rewrite_only_their_file(&k, first, work);
     json_decref(first);
