@@ -206,98 +206,197 @@ TEST(changesets_match_the_session_extension)
 
 /* ---- bookmarks and restore ---------------------------------------------------------------- */
 
-TEST(restore_to_every_bookmark_and_back)
-{
-    char *dir = test_tmpdir("cdc-restore");
+/* A tracked database with the history of TXS: each bookmark with the database's hash there. */
+typedef struct history {
     char path[1200];
-    snprintf(path, sizeof path, "%s/r.db", dir);
     sqlite3 *db;
-    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
-    sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
-    REQUIRE_INT(0, events_track(db, NULL));
     char bms[32][17], hashes[32][65];
+    int n;
+} history;
+
+/* The transactions of TXS, each bookmark recorded: consecutive, sorting as they were made. */
+static void record_history(history *h)
+{
+    sqlite3 *db = h->db;
     int n = 0;
-    events_bookmark(db, bms[n]);
-    CHECK_STR("0000000000000000", bms[n]);
-    strcpy(hashes[n++], db_hash(db));
+    events_bookmark(db, h->bms[n]);
+    CHECK_STR("0000000000000000", h->bms[n]);
+    strcpy(h->hashes[n++], db_hash(db));
     for (size_t i = 0; i < sizeof TXS / sizeof *TXS; i++) {
         CHECK_INT(0, events_tx_begin(db));
         sqlite3_exec(db, TXS[i], NULL, NULL, NULL);
         CHECK_INT(0, events_tx_commit(db));
-        events_bookmark(db, bms[n]);
-        if (strcmp(bms[n], bms[n - 1])) strcpy(hashes[n], db_hash(db)), n++;
+        events_bookmark(db, h->bms[n]);
+        if (strcmp(h->bms[n], h->bms[n - 1])) strcpy(h->hashes[n], db_hash(db)), n++;
     }
+    h->n = n;
     CHECK(n >= 12);
-    /* bookmarks are consecutive and sort as they were made */
-    for (int i = 1; i < n; i++) CHECK(strcmp(bms[i - 1], bms[i]) < 0);
-    for (int k = n - 1; k >= 0; k -= 3) {
+    for (int i = 1; i < n; i++) CHECK(strcmp(h->bms[i - 1], h->bms[i]) < 0);
+}
+
+/* Restores to every third bookmark, from the last back to the first, give the database there;
+ * the restores are history too: the last one is undone by restoring to the bookmark before it. */
+static void restores_back_and_undone(history *h)
+{
+    for (int k = h->n - 1; k >= 0; k -= 3) {
         events_restore_report r;
-        CHECK_INT(0, events_restore(db, bms[k], 0, &r));
-        CHECK_STR(hashes[k], db_hash(db));
+        CHECK_INT(0, events_restore(h->db, h->bms[k], 0, &r));
+        CHECK_STR(h->hashes[k], db_hash(h->db));
     }
-    /* the restores are history too: undo the last one */
     char now[17];
-    events_bookmark(db, now);
+    events_bookmark(h->db, now);
     char before_last[17];
     snprintf(before_last, sizeof before_last, "%016llx",
              (unsigned long long)strtoull(now, NULL, 16) - 1);
-    CHECK_INT(0, events_restore(db, before_last, 0, NULL));
-    CHECK_STR(hashes[3],
-              db_hash(db)); /* the state before restoring to bms[0]: after the restore to bms[3] */
-    /* a dry run changes nothing and says what it would do */
+    CHECK_INT(0, events_restore(h->db, before_last, 0, NULL));
+    CHECK_STR(
+        h->hashes[3],
+        db_hash(h->db)); /* the state before restoring to bms[0]: after the restore to bms[3] */
+}
+
+/* A dry run changes nothing and says what it would do. */
+static void restore_dry_run_changes_nothing(history *h)
+{
     events_restore_report r;
-    char h[65];
-    strcpy(h, db_hash(db));
-    CHECK_INT(0, events_restore(db, bms[1], 1, &r));
-    CHECK_STR(h, db_hash(db));
+    char was[65];
+    strcpy(was, db_hash(h->db));
+    CHECK_INT(0, events_restore(h->db, h->bms[1], 1, &r));
+    CHECK_STR(was, db_hash(h->db));
     CHECK(r.inserted + r.updated + r.deleted > 0);
     CHECK_STR("", r.bookmark);
+}
 
-    /* errors */
+/* Not a bookmark, after the last one, inside a transaction: refused, saying which. */
+static void restore_refuses_bad_bookmarks_and_transactions(history *h)
+{
+    sqlite3 *db = h->db;
     CHECK_INT(EVENTS_EINVAL, events_restore(db, "xyz", 0, NULL));
     CHECK_CONTAINS("not a bookmark", events_errmsg());
     CHECK_INT(EVENTS_EINVAL, events_restore(db, "00000000000fffff", 0, NULL));
     CHECK_CONTAINS("after the last one", events_errmsg());
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[1], 0, NULL));
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, h->bms[1], 0, NULL));
     CHECK_CONTAINS("outside a transaction", events_errmsg());
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
 
-    /* a row changed on another connection: refused, nothing changed */
+/* A row changed on another connection: refused, nothing changed (then the row is put back). */
+static void restore_refuses_a_row_changed_elsewhere(history *h)
+{
     sqlite3 *other;
-    sqlite3_open(path, &other);
+    sqlite3_open(h->path, &other);
     sqlite3_busy_timeout(other, 5000);
     /* (a changeset checks the columns it changes: a row gone is always seen) */
     sqlite3_exec(other, "DELETE FROM ints WHERE id = 1", NULL, NULL, NULL);
     sqlite3_close(other);
-    strcpy(h, db_hash(db));
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[1], 0, NULL));
+    char was[65];
+    strcpy(was, db_hash(h->db));
+    CHECK_INT(EVENTS_ESTATE, events_restore(h->db, h->bms[1], 0, NULL));
     CHECK_CONTAINS("not what the change log says", events_errmsg());
-    CHECK_STR(h, db_hash(db));
+    CHECK_STR(was, db_hash(h->db));
 
-    sqlite3_exec(db, "INSERT INTO ints(id, a, b) VALUES (1, 100, 'one')", NULL, NULL,
+    sqlite3_exec(h->db, "INSERT INTO ints(id, a, b) VALUES (1, 100, 'one')", NULL, NULL,
                  NULL); /* put it back */
+}
 
-    /* pruned: only what the outbox has delivered goes (here: as if everything had been) */
-    CHECK_INT(0, events_changes_prune(db, bms[4]));
+/* Pruned: only what the outbox has delivered goes (here: as if everything had been); a restore
+ * to a pruned bookmark is refused. */
+static void restore_refuses_pruned_changes(history *h)
+{
+    sqlite3 *db = h->db;
+    CHECK_INT(0, events_changes_prune(db, h->bms[4]));
     CHECK(sql_int(db, "SELECT count(*) FROM _events_changes WHERE bookmark <= 4") >
           0); /* not delivered: kept */
     sqlite3_exec(db, "DELETE FROM _events_outbox", NULL, NULL, NULL);
-    CHECK_INT(0, events_changes_prune(db, bms[4]));
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, bms[2], 0, NULL));
+    CHECK_INT(0, events_changes_prune(db, h->bms[4]));
+    CHECK_INT(EVENTS_ESTATE, events_restore(db, h->bms[2], 0, NULL));
     CHECK_CONTAINS("pruned", events_errmsg());
+}
 
-    /* a schema change is a wall */
-    events_bookmark(db, now);
-    CHECK_INT(0, events_exec(db, "CREATE TABLE later(id INTEGER PRIMARY KEY, v)"));
-    CHECK_INT(0, events_exec(db, "INSERT INTO later VALUES (1, 'x')"));
-    CHECK_INT(EVENTS_ESTATE, events_restore(db, now, 0, NULL));
+/* A schema change is a wall: no restore to before it. */
+static void restore_stops_at_a_schema_change(history *h)
+{
+    char now[17];
+    events_bookmark(h->db, now);
+    CHECK_INT(0, events_exec(h->db, "CREATE TABLE later(id INTEGER PRIMARY KEY, v)"));
+    CHECK_INT(0, events_exec(h->db, "INSERT INTO later VALUES (1, 'x')"));
+    CHECK_INT(EVENTS_ESTATE, events_restore(h->db, now, 0, NULL));
     CHECK_CONTAINS("schema", events_errmsg());
+}
 
-    CHECK_INT(0, events_untrack(db));
-    sqlite3_close(db);
+TEST(restore_to_every_bookmark_and_back)
+{
+    char *dir = test_tmpdir("cdc-restore");
+    history h;
+    memset(&h, 0, sizeof h);
+    snprintf(h.path, sizeof h.path, "%s/r.db", dir);
+    REQUIRE(sqlite3_open(h.path, &h.db) == SQLITE_OK);
+    sqlite3_exec(h.db, SCHEMA, NULL, NULL, NULL);
+    REQUIRE_INT(0, events_track(h.db, NULL));
+    record_history(&h);
+    restores_back_and_undone(&h);
+    restore_dry_run_changes_nothing(&h);
+    restore_refuses_bad_bookmarks_and_transactions(&h);
+    restore_refuses_a_row_changed_elsewhere(&h);
+    restore_refuses_pruned_changes(&h);
+    restore_stops_at_a_schema_change(&h);
+    CHECK_INT(0, events_untrack(h.db));
+    sqlite3_close(h.db);
     test_rmtree(dir);
     free(dir);
+}
+
+/* Rolled back: no change record, no outbox row, no bookmark. */
+static void rollback_leaves_no_trace(sqlite3 *db)
+{
+    CHECK_INT(0, events_tx_begin(db));
+    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'a')", NULL, NULL, NULL);
+    CHECK_INT(0, events_tx_rollback(db));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_outbox"));
+    char bm[17];
+    events_bookmark(db, bm);
+    CHECK_STR("0000000000000000", bm);
+}
+
+/* A plain write, committed by itself, is recorded with the next libevents transaction (not with
+ * one rolled back): restoring to before that record removes it. */
+static void plain_write_kept_with_the_next_record(sqlite3 *db)
+{
+    sqlite3_exec(db, "INSERT INTO ints VALUES (2, 2, 'plain')", NULL, NULL, NULL);
+    /* then a service transaction with a libevents write inside, rolled back */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (3, 3, 'inside')"));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (4, 4, 'after')"));
+    CHECK_INT(1, sql_int(db, "SELECT count(*) FROM _events_changes"));
+    CHECK_INT(0, events_restore(db, "0000000000000000", 0, NULL));
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM ints"));
+}
+
+/* A table without a key, written through libevents: refused with its name; written plainly:
+ * not tracked, not an error. */
+static void table_without_a_key(sqlite3 *db)
+{
+    sqlite3_exec(db, "CREATE TABLE nokey(a, b)", NULL, NULL, NULL);
+    CHECK_INT(EVENTS_EINVAL, events_exec(db, "INSERT INTO nokey VALUES (1, 2)"));
+    CHECK_CONTAINS("table nokey has no PRIMARY KEY", events_errmsg());
+    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM nokey"));
+    CHECK(sqlite3_exec(db, "INSERT INTO nokey VALUES (1, 2)", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (5, 5, 'fine')"));
+}
+
+/* events_exec's errors, a commit or rollback with no transaction, and calls after untrack. */
+static void exec_transaction_and_untrack_errors(sqlite3 *db)
+{
+    CHECK_INT(EVENTS_EDB, events_exec(db, "INSERT INTO nosuchtable VALUES (1)"));
+    CHECK_CONTAINS("no such table", events_errmsg());
+    CHECK_INT(EVENTS_ESTATE, events_tx_commit(db));
+    CHECK_INT(EVENTS_ESTATE, events_tx_rollback(db));
+    CHECK_INT(0, events_untrack(db));
+    CHECK_INT(EVENTS_ESTATE, events_untrack(db));
+    CHECK_INT(EVENTS_ESTATE, events_exec(db, "SELECT 1"));
 }
 
 TEST(rollbacks_leave_no_trace_and_plain_writes_are_kept)
@@ -309,43 +408,10 @@ TEST(rollbacks_leave_no_trace_and_plain_writes_are_kept)
     REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
     sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
     REQUIRE_INT(0, events_track(db, NULL));
-    /* rolled back: no change record, no outbox row, no bookmark */
-    CHECK_INT(0, events_tx_begin(db));
-    sqlite3_exec(db, "INSERT INTO ints VALUES (1, 1, 'a')", NULL, NULL, NULL);
-    CHECK_INT(0, events_tx_rollback(db));
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_outbox"));
-    char bm[17];
-    events_bookmark(db, bm);
-    CHECK_STR("0000000000000000", bm);
-    /* a plain write, committed by itself: recorded with the next libevents transaction */
-    sqlite3_exec(db, "INSERT INTO ints VALUES (2, 2, 'plain')", NULL, NULL, NULL);
-    /* then a service transaction with a libevents write inside, rolled back */
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (3, 3, 'inside')"));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM _events_changes"));
-    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (4, 4, 'after')"));
-    CHECK_INT(1, sql_int(db, "SELECT count(*) FROM _events_changes"));
-    /* the plain write is in that record: restoring to before it removes it */
-    CHECK_INT(0, events_restore(db, "0000000000000000", 0, NULL));
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM ints"));
-    /* a table without a key, written through libevents: refused with its name */
-    sqlite3_exec(db, "CREATE TABLE nokey(a, b)", NULL, NULL, NULL);
-    CHECK_INT(EVENTS_EINVAL, events_exec(db, "INSERT INTO nokey VALUES (1, 2)"));
-    CHECK_CONTAINS("table nokey has no PRIMARY KEY", events_errmsg());
-    CHECK_INT(0, sql_int(db, "SELECT count(*) FROM nokey"));
-    /* written plainly: not tracked, not an error */
-    CHECK(sqlite3_exec(db, "INSERT INTO nokey VALUES (1, 2)", NULL, NULL, NULL) == SQLITE_OK);
-    CHECK_INT(0, events_exec(db, "INSERT INTO ints VALUES (5, 5, 'fine')"));
-    /* events_exec errors */
-    CHECK_INT(EVENTS_EDB, events_exec(db, "INSERT INTO nosuchtable VALUES (1)"));
-    CHECK_CONTAINS("no such table", events_errmsg());
-    CHECK_INT(EVENTS_ESTATE, events_tx_commit(db));
-    CHECK_INT(EVENTS_ESTATE, events_tx_rollback(db));
-    CHECK_INT(0, events_untrack(db));
-    CHECK_INT(EVENTS_ESTATE, events_untrack(db));
-    CHECK_INT(EVENTS_ESTATE, events_exec(db, "SELECT 1"));
+    rollback_leaves_no_trace(db);
+    plain_write_kept_with_the_next_record(db);
+    table_without_a_key(db);
+    exec_transaction_and_untrack_errors(db);
     sqlite3_close(db);
     test_rmtree(dir);
     free(dir);
@@ -652,15 +718,37 @@ static int collect(void *ud, const char *id, const char *json)
     return 0;
 }
 
-TEST(collections_api_and_bad_input)
-{
-    char *dir = test_tmpdir("cdc-coll");
-    char path[1200];
-    snprintf(path, sizeof path, "%s/c.db", dir);
+/* A database in a fresh directory with the collection "users" open on it. */
+typedef struct coll_fixture {
+    char *dir;
     sqlite3 *db;
-    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
     events_collection *c;
-    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &c));
+} coll_fixture;
+
+/* Opens the fixture; on failure the test has failed (test_failed_now) and nothing is to close. */
+static void coll_open(coll_fixture *f, const char *tag)
+{
+    char path[1200];
+    memset(f, 0, sizeof *f);
+    f->dir = test_tmpdir(tag);
+    snprintf(path, sizeof path, "%s/c.db", f->dir);
+    REQUIRE(sqlite3_open(path, &f->db) == SQLITE_OK);
+    REQUIRE_INT(0, events_collection_open_db(f->db, "users", NULL, &f->c));
+}
+
+/* Closes the collection, checks that it leaves the connection tracked by nobody, cleans up. */
+static void coll_close(coll_fixture *f)
+{
+    events_collection_close(f->c);
+    CHECK(tracked_by_nobody(f->db));
+    sqlite3_close(f->db);
+    test_rmtree(f->dir);
+    free(f->dir);
+}
+
+/* A document put comes back normalised; get, has and count answer for what is there. */
+static void put_get_has_count(events_collection *c)
+{
     CHECK_INT(0, events_collection_put(c, "u1", " { \"name\" : \"Ada\", \"n\": [1, 2] } "));
     CHECK_INT(0, events_collection_put(c, "u2", "{\"name\":\"Grace\"}"));
     char *doc;
@@ -674,7 +762,12 @@ TEST(collections_api_and_bad_input)
     uint64_t n;
     CHECK_INT(0, events_collection_count(c, &n));
     CHECK_INT(2, n);
-    /* an identical put records nothing */
+}
+
+/* An identical put records nothing; put_many of three documents is one transaction. */
+static void identical_put_records_nothing_put_many_one_transaction(sqlite3 *db,
+                                                                   events_collection *c)
+{
     char b1[17], b2[17];
     events_bookmark(db, b1);
     CHECK_INT(0, events_collection_put(c, "u2", "{ \"name\": \"Grace\" }"));
@@ -685,6 +778,11 @@ TEST(collections_api_and_bad_input)
     CHECK_INT(0, events_collection_put_many(c, 3, ids, docs));
     events_bookmark(db, b2);
     CHECK_INT(strtoull(b1, NULL, 16) + 1, strtoull(b2, NULL, 16)); /* one transaction */
+}
+
+/* list pages in id order: from the start with a limit, and after an id without one. */
+static void list_pages_in_id_order(events_collection *c)
+{
     buf l = BUF_INIT;
     CHECK_INT(0, events_collection_list(c, NULL, 2, collect, &l));
     CHECK_STR("u1={\"name\":\"Ada\",\"n\":[1,2]};u2={\"name\":\"Grace\"};", buf_cstr(&l));
@@ -692,17 +790,61 @@ TEST(collections_api_and_bad_input)
     CHECK_INT(0, events_collection_list(c, "u2", 0, collect, &l));
     CHECK_STR("u3={\"n\":3};u4={\"n\":4};u5={\"n\":5};", buf_cstr(&l));
     buf_free(&l);
-    /* all or none: one bad document, nothing written */
+}
+
+/* put_many is all or none (one bad document, nothing written); delete says what was not there. */
+static void put_many_all_or_none_and_deletes(events_collection *c)
+{
     const char *bad_docs[] = {"{\"n\":6}", "[1]"};
     const char *more[] = {"u6", "u7"};
     CHECK_INT(EVENTS_EINVAL, events_collection_put_many(c, 2, more, bad_docs));
     CHECK_INT(0, events_collection_has(c, "u6"));
     CHECK_INT(0, events_collection_delete(c, "u5"));
     CHECK_INT(EVENTS_ENOTFOUND, events_collection_delete(c, "u5"));
+    const char *ids[] = {"u3", "u4"};
     CHECK_INT(0, events_collection_delete_many(c, 2, ids));
+    uint64_t n;
     CHECK_INT(0, events_collection_count(c, &n));
     CHECK_INT(2, n);
+}
 
+/* A name not a collection's is refused; a second handle on the same collection works. */
+static void names_and_a_second_handle(sqlite3 *db)
+{
+    events_collection *d;
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "Users", NULL, &d));
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "_events_x", NULL, &d));
+    sqlite3_exec(db, "CREATE TABLE other(id INTEGER PRIMARY KEY, v)", NULL, NULL, NULL);
+    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "other", NULL, &d));
+    CHECK_CONTAINS("not a collection", events_errmsg());
+    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &d));
+    CHECK_INT(1, events_collection_has(d, "u1"));
+    events_collection_close(d);
+}
+
+TEST(collections_api)
+{
+    coll_fixture f;
+    coll_open(&f, "cdc-coll");
+    if (test_failed_now()) return;
+    put_get_has_count(f.c);
+    identical_put_records_nothing_put_many_one_transaction(f.db, f.c);
+    list_pages_in_id_order(f.c);
+    put_many_all_or_none_and_deletes(f.c);
+    names_and_a_second_handle(f.db);
+    CHECK_INT(0, events_collection_clear(f.c)); /* clear empties the collection */
+    uint64_t n;
+    CHECK_INT(0, events_collection_count(f.c, &n));
+    CHECK_INT(0, n);
+    coll_close(&f);
+}
+
+TEST(collections_refuse_bad_ids_and_documents)
+{
+    coll_fixture f;
+    coll_open(&f, "cdc-coll-bad");
+    if (test_failed_now()) return;
+    events_collection *c = f.c;
     struct {
         const char *id, *json, *msg;
         int rc;
@@ -740,26 +882,7 @@ TEST(collections_api_and_bad_input)
     memset(longid, 'i', 299);
     longid[299] = 0;
     CHECK_INT(EVENTS_EINVAL, events_collection_put(c, longid, "{}"));
-
-    /* names */
-    events_collection *d;
-    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "Users", NULL, &d));
-    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "_events_x", NULL, &d));
-    sqlite3_exec(db, "CREATE TABLE other(id INTEGER PRIMARY KEY, v)", NULL, NULL, NULL);
-    CHECK_INT(EVENTS_EINVAL, events_collection_open_db(db, "other", NULL, &d));
-    CHECK_CONTAINS("not a collection", events_errmsg());
-    /* a second handle on the same collection works */
-    REQUIRE_INT(0, events_collection_open_db(db, "users", NULL, &d));
-    CHECK_INT(1, events_collection_has(d, "u1"));
-    events_collection_close(d);
-    CHECK_INT(0, events_collection_clear(c));
-    CHECK_INT(0, events_collection_count(c, &n));
-    CHECK_INT(0, n);
-    events_collection_close(c);
-    CHECK(tracked_by_nobody(db));
-    sqlite3_close(db);
-    test_rmtree(dir);
-    free(dir);
+    coll_close(&f);
 }
 
 /* ---- threads -------------------------------------------------------------------------------- */

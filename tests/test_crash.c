@@ -98,37 +98,52 @@ static int rand_between(unsigned *seed, int lo, int hi)
     return lo + (int)(rand_r(seed) % (unsigned)(hi - lo + 1));
 }
 
+static const char *const SEAL_FAST[] = {"--seal-age", "200ms", NULL};
+
+/*
+ * Starts the server s on lake; CLIENTS clients post batches into it (every refuse-th record
+ * refused; 0: none) while it is killed with SIGKILL and restarted KILLS times at random moments
+ * (the seed, printed, is the time xor seed_xor); then the clients stop and the server is stopped
+ * with SIGTERM. It restarts every time and stops cleanly. -1 (the test failed) when the server
+ * does not start at all.
+ */
+static int post_through_kills(srv *s, const char *lake, client *cl, int refuse, unsigned seed_xor)
+{
+    CHECK_INT(0, srv_start(s, lake, SEAL_FAST));
+    if (test_failed_now()) return -1;
+    pthread_t th[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        cl[i].s = s;
+        cl[i].id = i;
+        cl[i].refuse = refuse;
+        pthread_create(&th[i], NULL, client_main, &cl[i]);
+    }
+    unsigned seed = (unsigned)time(NULL) ^ seed_xor;
+    fprintf(stderr, "  seed %u\n", seed);
+    int restarts_ok = 1;
+    for (int k = 0; k < KILLS && restarts_ok; k++) {
+        usleep((useconds_t)rand_between(&seed, 150, 600) * 1000);
+        srv_stop(s, SIGKILL);
+        usleep((useconds_t)rand_between(&seed, 0, 200) * 1000);
+        if (srv_start(s, lake, SEAL_FAST)) restarts_ok = 0;
+    }
+    CHECK(restarts_ok);
+    usleep(300000);
+    for (int i = 0; i < CLIENTS; i++) atomic_store(&cl[i].stop, 1);
+    for (int i = 0; i < CLIENTS; i++) pthread_join(th[i], NULL);
+    CHECK_INT(0, srv_stop(s, SIGTERM));
+    return 0;
+}
+
 TEST(test_crash_sigkill_loses_nothing_and_duplicates_nothing)
 {
     char *dir = test_tmpdir("crash");
     char lake[1200];
     snprintf(lake, sizeof lake, "%s/lake", dir);
     srv s = {0};
-    const char *args[] = {"--seal-age", "200ms", NULL};
-    REQUIRE_INT(0, srv_start(&s, lake, args));
-
     client cl[CLIENTS];
-    pthread_t th[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++) {
-        memset(&cl[i], 0, sizeof cl[i]);
-        cl[i].s = &s;
-        cl[i].id = i;
-        pthread_create(&th[i], NULL, client_main, &cl[i]);
-    }
-    unsigned seed = (unsigned)time(NULL);
-    fprintf(stderr, "  seed %u\n", seed);
-    int restarts_ok = 1;
-    for (int k = 0; k < KILLS && restarts_ok; k++) {
-        usleep((useconds_t)rand_between(&seed, 150, 600) * 1000);
-        srv_stop(&s, SIGKILL);
-        usleep((useconds_t)rand_between(&seed, 0, 200) * 1000);
-        if (srv_start(&s, lake, args)) restarts_ok = 0;
-    }
-    CHECK(restarts_ok);
-    usleep(300000);
-    for (int i = 0; i < CLIENTS; i++) atomic_store(&cl[i].stop, 1);
-    for (int i = 0; i < CLIENTS; i++) pthread_join(th[i], NULL);
-    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (post_through_kills(&s, lake, cl, 0, 0)) return;
 
     int expected = 0, retries = 0, dups = 0;
     for (int i = 0; i < CLIENTS; i++) {
@@ -205,31 +220,8 @@ TEST(test_crash_sigkill_loses_no_refused_record)
     char lake[1200];
     snprintf(lake, sizeof lake, "%s/lake", dir);
     srv s = {0};
-    const char *args[] = {"--seal-age", "200ms", NULL};
-    REQUIRE_INT(0, srv_start(&s, lake, args));
     client cl[CLIENTS];
-    pthread_t th[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++) {
-        memset(&cl[i], 0, sizeof cl[i]);
-        cl[i].s = &s;
-        cl[i].id = i;
-        cl[i].refuse = 4; /* a quarter of each batch */
-        pthread_create(&th[i], NULL, client_main, &cl[i]);
-    }
-    unsigned seed = (unsigned)time(NULL) ^ 0x5a5a;
-    fprintf(stderr, "  seed %u\n", seed);
-    int restarts_ok = 1;
-    for (int k = 0; k < KILLS && restarts_ok; k++) {
-        usleep((useconds_t)rand_between(&seed, 150, 600) * 1000);
-        srv_stop(&s, SIGKILL);
-        usleep((useconds_t)rand_between(&seed, 0, 200) * 1000);
-        if (srv_start(&s, lake, args)) restarts_ok = 0;
-    }
-    CHECK(restarts_ok);
-    usleep(300000);
-    for (int i = 0; i < CLIENTS; i++) atomic_store(&cl[i].stop, 1);
-    for (int i = 0; i < CLIENTS; i++) pthread_join(th[i], NULL);
-    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    if (post_through_kills(&s, lake, cl, 4, 0x5a5a)) return; /* a quarter of each batch refused */
 
     int refused = 0;
     for (int i = 0; i < CLIENTS; i++) {

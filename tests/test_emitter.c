@@ -272,11 +272,9 @@ TEST(open_refuses_bad_config)
     CHECK_CONTAINS("unknown", events_strerror(42));
 }
 
-TEST(emit_refuses_bad_input)
+/* Bad types and bad fields are refused, each with its reason; so are a missing type or emitter. */
+static void emit_refuses_bad_types_and_fields(events_emitter *em)
 {
-    events_config c = quick("http://127.0.0.1:1", NULL);
-    events_emitter *em = open_or_fail(&c);
-    REQUIRE(em);
     struct {
         const char *type, *fields, *msg;
         int rc;
@@ -309,8 +307,11 @@ TEST(emit_refuses_bad_input)
     }
     CHECK_INT(EVENTS_EINVAL, events_emit(em, NULL, NULL));
     CHECK_INT(EVENTS_EINVAL, events_emit(NULL, "ok", NULL));
+}
 
-    /* too deep */
+/* Fields nested too deep are refused; so are fields too big, alone or with the envelope. */
+static void emit_refuses_too_deep_and_too_big(events_emitter *em)
+{
     buf deep = BUF_INIT;
     buf_puts(&deep, "{\"d\":");
     for (int i = 0; i < 70; i++) buf_putc(&deep, '[');
@@ -320,7 +321,6 @@ TEST(emit_refuses_bad_input)
     CHECK_CONTAINS("levels deep", events_errmsg());
     buf_free(&deep);
 
-    /* too big: the fields alone, and with the envelope */
     buf big = BUF_INIT;
     buf_puts(&big, "{\"s\":\"");
     for (int i = 0; i < 300000; i++) buf_putc(&big, 'x');
@@ -332,8 +332,11 @@ TEST(emit_refuses_bad_input)
     CHECK_INT(EVENTS_ETOOBIG, events_emit(em, "ok", buf_cstr(&big)));
     CHECK_CONTAINS("with its envelope", events_errmsg());
     buf_free(&big);
+}
 
-    /* typed helpers */
+/* The typed helpers (rpc, lifecycle, ws, json) refuse their bad arguments. */
+static void typed_helpers_refuse_bad_arguments(events_emitter *em)
+{
     CHECK_INT(EVENTS_EINVAL, events_emit_rpc(em, NULL, NULL, 1, 1, NULL));
     CHECK_INT(EVENTS_EINVAL, events_emit_rpc(em, NULL, "m", -1, 1, NULL));
     CHECK_INT(EVENTS_EINVAL, events_emit_rpc(em, NULL, "m", NAN, 1, NULL));
@@ -345,7 +348,16 @@ TEST(emit_refuses_bad_input)
     CHECK_CONTAINS("\"type\" is required", events_errmsg());
     CHECK_INT(EVENTS_EINVAL, events_emit_json(em, "{\"type\":\"ok\",\"id\":\"bad id!\"}"));
     CHECK_INT(EVENTS_EINVAL, events_emit_json(em, NULL));
+}
 
+TEST(emit_refuses_bad_input)
+{
+    events_config c = quick("http://127.0.0.1:1", NULL);
+    events_emitter *em = open_or_fail(&c);
+    REQUIRE(em);
+    emit_refuses_bad_types_and_fields(em);
+    emit_refuses_too_deep_and_too_big(em);
+    typed_helpers_refuse_bad_arguments(em);
     /* no transactions without a database */
     CHECK_INT(EVENTS_ESTATE, events_begin(em));
     CHECK_INT(EVENTS_ESTATE, events_commit(em));

@@ -438,10 +438,11 @@ static void write_bytes(const char *path, const char *content, size_t n)
 }
 #define write_file(path, literal) write_bytes(path, literal, sizeof(literal) - 1)
 
-TEST(test_writer_recovers_a_crashed_spool)
+/* The spool and lake a crash leaves under dir: segments with a bad line, a torn tail or nothing
+ * at all, an interrupted repair, and a segment sealed before the crash, listed in sealed.log
+ * (with one that is gone). */
+static void write_crashed_spool(const char *dir)
 {
-    log_setup(LOG_LOGFMT, LOG_ERROR);
-    char *dir = test_tmpdir("recover");
     char path[2048];
     snprintf(path, sizeof path, "%s/.spool", dir);
     mkdir(path, 0755);
@@ -476,15 +477,13 @@ TEST(test_writer_recovers_a_crashed_spool)
     snprintf(path, sizeof path, "%s/.spool/sealed.log", dir);
     write_file(path, "events/2026/11/25/09/01a21378-0562-7df9-8f38-f8abd12e7400.jsonl 2\n"
                      "events/2026/11/25/08/gone.jsonl 5\n");
+}
 
-    store *s;
-    lake_writer *w = open_writer(dir, &s, 1000);
-    REQUIRE(w);
-    lake_writer_stats st;
-    lake_writer_stats_get(w, &st);
-    CHECK_INT(5, st.recovered_events);
-    lake_writer_flush(w);
-
+/* The recovered segments are sealed with their whole lines only, the empty one dropped, and
+ * nothing but the lock and the seal log left in the spool. */
+static void recovered_segments_sealed_whole_lines(const char *dir)
+{
+    char path[2048], cmd[2200];
     size_t n;
     snprintf(path, sizeof path,
              "%s/events/2026/11/25/10/01a21378-0562-7df9-8f38-f8abd12e745c.jsonl", dir);
@@ -502,8 +501,11 @@ TEST(test_writer_recovers_a_crashed_spool)
     CHECK(access(path, F_OK) != 0); /* the empty segment is dropped, not sealed */
     snprintf(cmd, sizeof cmd, "test -z \"$(ls %s/.spool | grep -v -e LOCK -e sealed.log)\"", dir);
     CHECK_INT(0, run(cmd));
+}
 
-    /* every recovered or recently sealed id is a duplicate now */
+/* Every recovered or recently sealed id is a duplicate now. */
+static void recovered_ids_are_duplicates(lake_writer *w)
+{
     static const char *ids[] = {"k-1", "k-3", "k-5", "k-6", "old-1", "old-2"};
     char lines[512];
     lake_event ev[6];
@@ -528,6 +530,22 @@ TEST(test_writer_recovers_a_crashed_spool)
     submit_wait(w, &m);
     CHECK_INT(6, m.b.duplicates);
     CHECK_INT(0, m.b.accepted);
+}
+
+TEST(test_writer_recovers_a_crashed_spool)
+{
+    log_setup(LOG_LOGFMT, LOG_ERROR);
+    char *dir = test_tmpdir("recover");
+    write_crashed_spool(dir);
+    store *s;
+    lake_writer *w = open_writer(dir, &s, 1000);
+    REQUIRE(w);
+    lake_writer_stats st;
+    lake_writer_stats_get(w, &st);
+    CHECK_INT(5, st.recovered_events);
+    lake_writer_flush(w);
+    recovered_segments_sealed_whole_lines(dir);
+    recovered_ids_are_duplicates(w);
     lake_writer_close(w);
     store_close(s);
     test_rmtree(dir);

@@ -286,6 +286,92 @@ TEST(collections_outlive_their_emitter)
 
 /* ---- snapshots on the server -------------------------------------------------------------- */
 
+/* The header of a snapshot's upload. */
+static const char *const SQLITE_TYPE[] = {"Content-Type: application/vnd.sqlite3", NULL};
+
+/* GET /snapshots?source= lists the snapshot: its bookmark, source, sha256 and tables. */
+static void snapshot_listed(const env *e, const char *src, const char *bm)
+{
+    char url[300];
+    resp r;
+    snprintf(url, sizeof url, "%s/snapshots?source=%s", e->s.url, src);
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
+    CHECK_INT(200, r.status);
+    json_t *list = json_loads(r.body.p, 0, NULL);
+    json_t *m = json_array_get(json_object_get(list, "snapshots"), 0);
+    CHECK_STR(bm, json_string_value(json_object_get(m, "bookmark")));
+    CHECK_STR(src, json_string_value(json_object_get(m, "source")));
+    CHECK_INT(64, json_string_length(json_object_get(m, "sha256")));
+    CHECK_JSON("[{\"name\":\"users\",\"rows\":20}]", json_object_get(m, "tables"));
+    json_decref(list);
+    resp_free(&r);
+}
+
+/* The file at url, as the server keeps it, is the database at that bookmark, and without tokens
+ * not readable by other web pages (docs/http.md, CORS). The answer is left in r. */
+static void snapshot_fetched_is_the_database(const env *e, const char *url, resp *r)
+{
+    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, r));
+    CHECK_INT(200, r->status);
+    CHECK(!strstr(r->head.p, "Access-Control-Allow-Origin"));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fetched.db", e->dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(r->body.p, 1, r->body.len, f);
+    fclose(f);
+    sqlite3 *s2;
+    REQUIRE(sqlite3_open(path, &s2) == SQLITE_OK);
+    CHECK_STR(db_hash(e->db), db_hash(s2));
+    sqlite3_close(s2);
+}
+
+/* The same upload again (body, fetched from url) is answered with its manifest; other content
+ * under the name is 409. */
+static void snapshot_uploaded_again_or_conflicting(const char *url, const char *bm, resp *r)
+{
+    resp r2;
+    CHECK_INT(0, http_do("PUT", url, SQLITE_TYPE, r->body.p, r->body.len, 0, &r2));
+    CHECK_INT(200, r2.status);
+    CHECK_CONTAINS(bm, r2.body.p);
+    resp_free(&r2);
+    r->body.p[r->body.len - 1] ^= 1; /* the last page: still a database, another checksum */
+    CHECK_INT(0, http_do("PUT", url, SQLITE_TYPE, r->body.p, r->body.len, 0, &r2));
+    CHECK_INT(409, r2.status);
+    CHECK_CONTAINS("exists with other content", r2.body.p);
+    resp_free(&r2);
+}
+
+/* Bad snapshot requests are answered with their status and reason. */
+static void snapshot_bad_requests(const env *e)
+{
+    struct {
+        const char *method, *path, *body;
+        long status;
+        const char *msg;
+    } bad[] = {
+        {"PUT", "/snapshots/a/0000000000000001", "not a database at all, but long enough", 422,
+         "not a SQLite database"},
+        {"PUT", "/snapshots/a/xyz", "x", 400, "16 lowercase hex digits"},
+        {"PUT", "/snapshots/bad%20name/0000000000000001", "x", 400, "must be 1-32 characters"},
+        {"PUT", "/snapshots/a", "x", 400, "expected /snapshots/{source}/{bookmark}"},
+        {"GET", "/snapshots/a/00000000000000ff", NULL, 404, "no snapshot a/00000000000000ff"},
+        {"POST", "/snapshots/a/0000000000000001", "x", 405, "not allowed"},
+        {"GET", "/snapshots?source=..", NULL, 400, "must be 1-32 characters"},
+    };
+    char url[300];
+    resp r;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(url, sizeof url, "%s%s", e->s.url, bad[i].path);
+        CHECK_INT(0, http_do(bad[i].method, url, SQLITE_TYPE, bad[i].body,
+                             bad[i].body ? strlen(bad[i].body) : 0, 0, &r));
+        if (r.status != bad[i].status)
+            test_fail(__FILE__, __LINE__, "%s %s: %ld, not %ld: %s", bad[i].method, bad[i].path,
+                      r.status, bad[i].status, r.body.p);
+        CHECK_CONTAINS(bad[i].msg, r.body.p);
+        resp_free(&r);
+    }
+}
+
 TEST(snapshots_uploaded_listed_and_fetched)
 {
     env e;
@@ -301,84 +387,21 @@ TEST(snapshots_uploaded_listed_and_fetched)
     char bm[17];
     CHECK_INT(0, events_snapshot(e.em, bm));
     CHECK_STR("0000000000000014", bm);
-    const char *src = NULL;
     sqlite3_stmt *st;
     sqlite3_prepare_v2(e.db, "SELECT value FROM _events_meta WHERE key = 'source'", -1, &st, NULL);
     sqlite3_step(st);
-    char source[64];
-    snprintf(source, sizeof source, "%s", sqlite3_column_text(st, 0));
+    char src[64];
+    snprintf(src, sizeof src, "%s", sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
-    src = source;
 
+    snapshot_listed(&e, src, bm);
     char url[300];
-    resp r;
-    snprintf(url, sizeof url, "%s/snapshots?source=%s", e.s.url, src);
-    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
-    CHECK_INT(200, r.status);
-    json_t *list = json_loads(r.body.p, 0, NULL);
-    json_t *m = json_array_get(json_object_get(list, "snapshots"), 0);
-    CHECK_STR(bm, json_string_value(json_object_get(m, "bookmark")));
-    CHECK_STR(src, json_string_value(json_object_get(m, "source")));
-    CHECK_INT(64, json_string_length(json_object_get(m, "sha256")));
-    CHECK_JSON("[{\"name\":\"users\",\"rows\":20}]", json_object_get(m, "tables"));
-    json_decref(list);
-    resp_free(&r);
-
-    /* the file, as the server keeps it, is the database at that bookmark */
     snprintf(url, sizeof url, "%s/snapshots/%s/%s", e.s.url, src, bm);
-    CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
-    CHECK_INT(200, r.status);
-    /* without tokens, not readable by other web pages (docs/http.md, CORS) */
-    CHECK(!strstr(r.head.p, "Access-Control-Allow-Origin"));
-    char path[1200];
-    snprintf(path, sizeof path, "%s/fetched.db", e.dir);
-    FILE *f = fopen(path, "wb");
-    fwrite(r.body.p, 1, r.body.len, f);
-    fclose(f);
-    sqlite3 *s2;
-    REQUIRE(sqlite3_open(path, &s2) == SQLITE_OK);
-    CHECK_STR(db_hash(e.db), db_hash(s2));
-    sqlite3_close(s2);
-
-    /* the same upload again: its manifest; other content under the name: 409 */
-    const char *h[] = {"Content-Type: application/vnd.sqlite3", NULL};
-    resp r2;
-    CHECK_INT(0, http_do("PUT", url, h, r.body.p, r.body.len, 0, &r2));
-    CHECK_INT(200, r2.status);
-    CHECK_CONTAINS(bm, r2.body.p);
-    resp_free(&r2);
-    r.body.p[r.body.len - 1] ^= 1; /* the last page: still a database, another checksum */
-    CHECK_INT(0, http_do("PUT", url, h, r.body.p, r.body.len, 0, &r2));
-    CHECK_INT(409, r2.status);
-    CHECK_CONTAINS("exists with other content", r2.body.p);
-    resp_free(&r2);
+    resp r;
+    snapshot_fetched_is_the_database(&e, url, &r);
+    snapshot_uploaded_again_or_conflicting(url, bm, &r);
     resp_free(&r);
-
-    /* bad requests */
-    struct {
-        const char *method, *path, *body;
-        long status;
-        const char *msg;
-    } bad[] = {
-        {"PUT", "/snapshots/a/0000000000000001", "not a database at all, but long enough", 422,
-         "not a SQLite database"},
-        {"PUT", "/snapshots/a/xyz", "x", 400, "16 lowercase hex digits"},
-        {"PUT", "/snapshots/bad%20name/0000000000000001", "x", 400, "must be 1-32 characters"},
-        {"PUT", "/snapshots/a", "x", 400, "expected /snapshots/{source}/{bookmark}"},
-        {"GET", "/snapshots/a/00000000000000ff", NULL, 404, "no snapshot a/00000000000000ff"},
-        {"POST", "/snapshots/a/0000000000000001", "x", 405, "not allowed"},
-        {"GET", "/snapshots?source=..", NULL, 400, "must be 1-32 characters"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        snprintf(url, sizeof url, "%s%s", e.s.url, bad[i].path);
-        CHECK_INT(0, http_do(bad[i].method, url, h, bad[i].body,
-                             bad[i].body ? strlen(bad[i].body) : 0, 0, &r));
-        if (r.status != bad[i].status)
-            test_fail(__FILE__, __LINE__, "%s %s: %ld, not %ld: %s", bad[i].method, bad[i].path,
-                      r.status, bad[i].status, r.body.p);
-        CHECK_CONTAINS(bad[i].msg, r.body.p);
-        resp_free(&r);
-    }
+    snapshot_bad_requests(&e);
     events_collection_close(c);
     env_close(&e);
 }
@@ -734,77 +757,68 @@ static double secs_since(struct timespec t0)
 #define PROPERTY_OPS      10000
 #define PROPERTY_RESTORES 200
 
-TEST(property_any_bookmark_locally_and_from_the_lake)
-{
-    env e;
-    REQUIRE_INT(0, env_open(&e, "pitr-prop"));
-    uint64_t seed = (uint64_t)time(NULL) | 1;
-    if (getenv("PITR_SEED")) seed = strtoull(getenv("PITR_SEED"), NULL, 10);
-    fprintf(stderr, "  seed %llu (PITR_SEED=%llu to repeat)\n", (unsigned long long)seed,
-            (unsigned long long)seed);
-    rng r = {seed};
-    events_track_config tc = {.source = "prop-db"};
-    REQUIRE_INT(0, events_track(e.db, &tc));
-    REQUIRE(
-        sqlite3_exec(
-            e.db,
-            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER);"
-            "CREATE TABLE tags(name TEXT, owner TEXT, weight REAL, PRIMARY KEY (owner, name)) "
-            "WITHOUT ROWID;",
-            NULL, NULL, NULL) == SQLITE_OK);
-    events_collection *c;
-    REQUIRE_INT(0, events_collection_open(e.em, "docs", NULL, &c));
-    char snap0[17];
-    CHECK_INT(0, events_snapshot(e.em, snap0)); /* the base the lake starts from */
+/* The bookmarks recorded, each with the database's hash there, and the ones picked to restore. */
+typedef struct history {
+    mark *marks;
+    int n;
+    int pick[PROPERTY_RESTORES];
+} history;
 
-    mark *marks = calloc(PROPERTY_OPS + 2, sizeof *marks);
+/* PROPERTY_OPS random operations in transactions, some rolled back, a snapshot half way: every
+ * bookmark recorded with the database's hash, a rollback leaving the database as before. */
+static void record_random_history(env *e, rng *r, events_collection *c, history *h)
+{
+    mark *marks = h->marks;
     int nmarks = 0, ops = 0, rolled_back = 0, txs = 0;
-    events_bookmark(e.db, marks[nmarks].bm);
-    strcpy(marks[nmarks++].hash, db_hash(e.db));
+    events_bookmark(e->db, marks[nmarks].bm);
+    strcpy(marks[nmarks++].hash, db_hash(e->db));
     int mid_snapshot_done = 0;
     while (ops < PROPERTY_OPS) {
-        int size = 1 + below(&r, below(&r, 4) ? 8 : 60);
-        int rollback = below(&r, 10) == 0;
-        CHECK_INT(0, events_begin(e.em));
-        for (int i = 0; i < size && ops < PROPERTY_OPS; i++) random_op(&r, e.db, c, &ops);
+        int size = 1 + below(r, below(r, 4) ? 8 : 60);
+        int rollback = below(r, 10) == 0;
+        CHECK_INT(0, events_begin(e->em));
+        for (int i = 0; i < size && ops < PROPERTY_OPS; i++) random_op(r, e->db, c, &ops);
         if (rollback) {
-            CHECK_INT(0, events_rollback(e.em));
+            CHECK_INT(0, events_rollback(e->em));
             rolled_back++;
         } else {
-            CHECK_INT(0, events_commit(e.em));
+            CHECK_INT(0, events_commit(e->em));
             txs++;
         }
         char bm[17];
-        events_bookmark(e.db, bm);
+        events_bookmark(e->db, bm);
         if (strcmp(bm, marks[nmarks - 1].bm)) {
             strcpy(marks[nmarks].bm, bm);
-            strcpy(marks[nmarks++].hash, db_hash(e.db));
+            strcpy(marks[nmarks++].hash, db_hash(e->db));
         } else {
             CHECK_STR(marks[nmarks - 1].hash,
-                      db_hash(e.db)); /* rolled back (or nothing changed): as before */
+                      db_hash(e->db)); /* rolled back (or nothing changed): as before */
         }
         if (!mid_snapshot_done && ops >= PROPERTY_OPS / 2) {
             char s2[17];
-            CHECK_INT(0, events_snapshot(e.em, s2));
+            CHECK_INT(0, events_snapshot(e->em, s2));
             CHECK_STR(marks[nmarks - 1].bm, s2);
             mid_snapshot_done = 1;
         }
     }
+    h->n = nmarks;
     fprintf(stderr, "  %d operations in %d transactions (%d rolled back), %d bookmarks\n", ops,
             txs + rolled_back, rolled_back, nmarks);
     CHECK(nmarks > 500);
-    CHECK_INT(0, events_flush(e.em, 120000));
+    CHECK_INT(0, events_flush(e->em, 120000));
     events_stats st;
-    events_emitter_stats(e.em, &st);
+    events_emitter_stats(e->em, &st);
     CHECK_INT(0, st.dead);
+}
 
-    /* the lake alone: every changeset once, then each bookmark from the snapshots */
-    int pick[PROPERTY_RESTORES];
-    for (int i = 0; i < PROPERTY_RESTORES; i++) pick[i] = below(&r, nmarks);
-    srv_stop(&e.s, SIGTERM); /* seals everything into the lake */
+/* Restores from the lake alone (every changeset loaded once, then each picked bookmark from the
+ * latest snapshot at or before it) give the database recorded there. */
+static void lake_restores_give_the_recorded_database(env *e, const history *h)
+{
+    srv_stop(&e->s, SIGTERM); /* seals everything into the lake */
     store *lst;
     char err[1024];
-    REQUIRE(store_open(e.lake, &lst, err, sizeof err) == 0);
+    REQUIRE(store_open(e->lake, &lst, err, sizeof err) == 0);
     query_config qcfg = {.store = lst};
     query_engine *qe;
     REQUIRE(query_engine_open(&qcfg, &qe, err, sizeof err) == 0);
@@ -817,17 +831,17 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
     pitr_changes ch;
     if (pitr_load_changes(qc, "prop-db", snaps[0], UINT64_MAX, &ch, err, sizeof err))
         test_fail(__FILE__, __LINE__, "load: %s", err);
-    CHECK_INT(strtoull(marks[nmarks - 1].bm, NULL, 16) - snaps[0], ch.n);
+    CHECK_INT(strtoull(h->marks[h->n - 1].bm, NULL, 16) - snaps[0], ch.n);
     int lake_ok = 0;
     struct timespec t_lake;
     clock_gettime(CLOCK_MONOTONIC, &t_lake);
     for (int i = 0; i < PROPERTY_RESTORES && !test_failed_now(); i++) {
-        mark *m = &marks[pick[i]];
+        const mark *m = &h->marks[h->pick[i]];
         uint64_t b = strtoull(m->bm, NULL, 16), snap = snaps[0];
         for (size_t k = 0; k < nsnaps; k++)
             if (snaps[k] <= b) snap = snaps[k];
         char out[1200];
-        snprintf(out, sizeof out, "%s/dr-%d.db", e.dir, i);
+        snprintf(out, sizeof out, "%s/dr-%d.db", e->dir, i);
         pitr_report rep;
         if (pitr_apply(lst, "prop-db", snap, &ch, b, out, 0, 0, NULL, NULL, &rep, err,
                        sizeof err)) {
@@ -853,27 +867,61 @@ TEST(property_any_bookmark_locally_and_from_the_lake)
     query_conn_free(qc);
     query_engine_close(qe);
     store_close(lst);
+}
 
-    /* locally, in the order picked (random), each restore recorded in its turn */
+/* Local restores, in the order picked (random), each recorded in its turn, give the database
+ * recorded at each bookmark. */
+static void local_restores_give_the_recorded_database(env *e, const history *h)
+{
     struct timespec t_local;
     clock_gettime(CLOCK_MONOTONIC, &t_local);
     int local_ok = 0;
     for (int i = 0; i < PROPERTY_RESTORES && !test_failed_now(); i++) {
-        mark *m = &marks[pick[i]];
+        const mark *m = &h->marks[h->pick[i]];
         events_restore_report rep;
-        int rc = events_restore(e.db, m->bm, 0, &rep);
+        int rc = events_restore(e->db, m->bm, 0, &rep);
         if (rc) {
             test_fail(__FILE__, __LINE__, "restore to %s: %s", m->bm, events_errmsg());
             break;
         }
-        if (strcmp(m->hash, db_hash(e.db)))
+        if (strcmp(m->hash, db_hash(e->db)))
             test_fail(__FILE__, __LINE__, "restore to %s: the database differs", m->bm);
         else
             local_ok++;
     }
     fprintf(stderr, "  %d local restores gave the recorded database (%.1f s)\n", local_ok,
             secs_since(t_local));
-    free(marks);
+}
+
+TEST(property_any_bookmark_locally_and_from_the_lake)
+{
+    env e;
+    REQUIRE_INT(0, env_open(&e, "pitr-prop"));
+    uint64_t seed = (uint64_t)time(NULL) | 1;
+    if (getenv("PITR_SEED")) seed = strtoull(getenv("PITR_SEED"), NULL, 10);
+    fprintf(stderr, "  seed %llu (PITR_SEED=%llu to repeat)\n", (unsigned long long)seed,
+            (unsigned long long)seed);
+    rng r = {seed};
+    events_track_config tc = {.source = "prop-db"};
+    REQUIRE_INT(0, events_track(e.db, &tc));
+    REQUIRE(
+        sqlite3_exec(
+            e.db,
+            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER);"
+            "CREATE TABLE tags(name TEXT, owner TEXT, weight REAL, PRIMARY KEY (owner, name)) "
+            "WITHOUT ROWID;",
+            NULL, NULL, NULL) == SQLITE_OK);
+    events_collection *c;
+    REQUIRE_INT(0, events_collection_open(e.em, "docs", NULL, &c));
+    char snap0[17];
+    CHECK_INT(0, events_snapshot(e.em, snap0)); /* the base the lake starts from */
+
+    history h = {.marks = calloc(PROPERTY_OPS + 2, sizeof(mark))};
+    record_random_history(&e, &r, c, &h);
+    for (int i = 0; i < PROPERTY_RESTORES; i++) h.pick[i] = below(&r, h.n);
+    lake_restores_give_the_recorded_database(&e, &h);
+    local_restores_give_the_recorded_database(&e, &h);
+    free(h.marks);
     events_collection_close(c);
     events_untrack(e.db);
     env_close(&e);
@@ -889,63 +937,82 @@ static char *slurp(const char *path)
     return t ? t : strdup("");
 }
 
-TEST(cli_snapshot_history_restore)
-{
+/* The lake of one tracked database, cli-db, its collection users changed six times (bookmarks 2
+ * to 7, each recorded with the database's hash), and the paths the commands write. */
+typedef struct cli_fixture {
     env e;
-    REQUIRE_INT(0, env_open(&e, "pitr-cli"));
-    events_track_config tc = {.source = "cli-db"};
-    REQUIRE_INT(0, events_track(e.db, &tc));
     events_collection *c;
-    REQUIRE_INT(0, events_collection_open(e.em, "users", NULL, &c));
-    char out[1200], snapfile[1200], dr[1200];
-    snprintf(out, sizeof out, "%s/out.txt", e.dir);
-    snprintf(snapfile, sizeof snapfile, "%s/snap.db", e.dir);
-    snprintf(dr, sizeof dr, "%s/dr.db", e.dir);
-    CHECK_INT(0, events_collection_put(c, "u0", "{\"n\":0}"));
-    /* a snapshot taken from the command line, uploaded, and one into a file */
-    CHECK_INT(0, EVENTS_CLI(out, "snapshot --db '%s' --server %s", e.dbpath, e.s.url));
+    char out[1200], dr[1200];
+    mark m[8];
+} cli_fixture;
+
+/* events snapshot: uploaded to the server, written into a file (not over one that exists),
+ * listed; with neither destination, a usage error. */
+static void cli_snapshot_uploads_writes_and_lists(cli_fixture *f)
+{
+    env *e = &f->e;
+    const char *out = f->out;
+    char snapfile[1200];
+    snprintf(snapfile, sizeof snapfile, "%s/snap.db", e->dir);
+    CHECK_INT(0, EVENTS_CLI(out, "snapshot --db '%s' --server %s", e->dbpath, e->s.url));
     char *t = slurp(out);
     CHECK_CONTAINS("uploaded cli-db/0000000000000001", t);
     free(t);
-    CHECK_INT(0, EVENTS_CLI(out, "snapshot --db '%s' --out '%s'", e.dbpath, snapfile));
-    CHECK_INT(1, EVENTS_CLI(out, "snapshot --db '%s' --out '%s'", e.dbpath, snapfile));
+    CHECK_INT(0, EVENTS_CLI(out, "snapshot --db '%s' --out '%s'", e->dbpath, snapfile));
+    CHECK_INT(1, EVENTS_CLI(out, "snapshot --db '%s' --out '%s'", e->dbpath, snapfile));
     t = slurp(out);
     CHECK_CONTAINS("exists", t);
     free(t);
-    CHECK_INT(0, EVENTS_CLI(out, "snapshot --server %s --list --source cli-db", e.s.url));
+    CHECK_INT(0, EVENTS_CLI(out, "snapshot --server %s --list --source cli-db", e->s.url));
     t = slurp(out);
     CHECK_CONTAINS("\"bookmark\":\"0000000000000001\"", t);
     free(t);
-    CHECK_INT(2, EVENTS_CLI(out, "snapshot --db '%s'", e.dbpath));
-    mark m[8];
+    CHECK_INT(2, EVENTS_CLI(out, "snapshot --db '%s'", e->dbpath));
+}
+
+/* Six changes of users (puts of u1 and u2, a delete of u1), each bookmark recorded, sent and
+ * sealed into the lake by stopping the server. */
+static void cli_record_changes(cli_fixture *f)
+{
+    env *e = &f->e;
     for (int i = 0; i < 6; i++) {
         char doc[40];
         snprintf(doc, sizeof doc, "{\"n\":%d}", i + 1);
         if (i == 4)
-            CHECK_INT(0, events_collection_delete(c, "u1"));
+            CHECK_INT(0, events_collection_delete(f->c, "u1"));
         else
-            CHECK_INT(0, events_collection_put(c, i % 2 ? "u2" : "u1", doc));
-        events_bookmark(e.db, m[i].bm);
-        strcpy(m[i].hash, db_hash(e.db));
+            CHECK_INT(0, events_collection_put(f->c, i % 2 ? "u2" : "u1", doc));
+        events_bookmark(e->db, f->m[i].bm);
+        strcpy(f->m[i].hash, db_hash(e->db));
         usleep(5000); /* distinct times for --time */
     }
-    CHECK_INT(0, events_flush(e.em, 20000));
-    srv_stop(&e.s, SIGTERM);
+    CHECK_INT(0, events_flush(e->em, 20000));
+    srv_stop(&e->s, SIGTERM);
+}
 
-    /* history: every version, in order, with change and bookmark */
-    CHECK_INT(0, EVENTS_CLI(out, "history users u1 --lake '%s' --format csv", e.lake));
-    t = slurp(out);
+/* events history: every version, in order, with change and bookmark. */
+static void cli_history_lists_every_version(cli_fixture *f)
+{
+    const char *out = f->out;
+    CHECK_INT(0, EVENTS_CLI(out, "history users u1 --lake '%s' --format csv", f->e.lake));
+    char *t = slurp(out);
     CHECK_CONTAINS("ts,change,bookmark,doc,prev", t);
     const char *p1 = strstr(t, ",insert,0000000000000002,"),
                *p2 = strstr(t, ",update,0000000000000004,"),
                *p3 = strstr(t, ",delete,0000000000000006,");
     CHECK(p1 && p2 && p3 && p1 < p2 && p2 < p3);
     free(t);
+}
 
-    /* from the lake alone */
+/* events restore from the lake alone: to a bookmark, not over a file that exists unless --force,
+ * and --dry-run saying what it would do. */
+static void cli_restore_from_the_lake(cli_fixture *f)
+{
+    const char *out = f->out, *lake = f->e.lake, *dr = f->dr;
+    const mark *m = f->m;
     CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'",
-                            e.lake, m[2].bm, dr));
-    t = slurp(out);
+                            lake, m[2].bm, dr));
+    char *t = slurp(out);
     CHECK_CONTAINS("wrote", t);
     CHECK_CONTAINS("snapshot 0000000000000001 of cli-db, then 3 transactions", t);
     free(t);
@@ -954,54 +1021,66 @@ TEST(cli_snapshot_history_restore)
     CHECK_STR(m[2].hash, db_hash(d));
     sqlite3_close(d);
     CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --out '%s'",
-                            e.lake, m[3].bm, dr));
+                            lake, m[3].bm, dr));
     t = slurp(out);
     CHECK_CONTAINS("exists (--force replaces it)", t);
     free(t);
     CHECK_INT(0, EVENTS_CLI(out,
                             "restore --lake '%s' --source cli-db --bookmark %s --out '%s' --force",
-                            e.lake, m[5].bm, dr));
+                            lake, m[5].bm, dr));
     REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
     CHECK_STR(m[5].hash, db_hash(d));
     sqlite3_close(d);
     CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s --dry-run",
-                            e.lake, m[4].bm));
+                            lake, m[4].bm));
     t = slurp(out);
     CHECK_CONTAINS("would write nothing: snapshot 0000000000000001 of cli-db, then 5 transactions",
                    t);
     free(t);
-    /* --time: the state as of the time of a bookmark's transaction */
+}
+
+/* events restore --time: the state as of the time of a bookmark's transaction. */
+static void cli_restore_to_a_time(cli_fixture *f)
+{
+    const char *out = f->out, *lake = f->e.lake, *dr = f->dr;
     CHECK_INT(
         0,
         EVENTS_CLI(
             out,
             "query --lake '%s' --format csv \"SELECT strftime(ts, '%%Y-%%m-%%dT%%H:%%M:%%S.%%gZ') "
             "FROM events WHERE type = 'sqlite.changeset' AND bookmark = '%s'\"",
-            e.lake, m[3].bm));
-    t = slurp(out);
+            lake, f->m[3].bm));
+    char *t = slurp(out);
     char *nl = strchr(t, '\n'), when[64] = "";
     if (nl) snprintf(when, sizeof when, "%.*s", (int)strcspn(nl + 1, "\n"), nl + 1);
     free(t);
     CHECK(strlen(when) == 24);
     unlink(dr);
-    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --time %s --out '%s'", e.lake,
+    CHECK_INT(0, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --time %s --out '%s'", lake,
                             when, dr));
+    sqlite3 *d;
     REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
-    CHECK_STR(m[3].hash, db_hash(d));
+    CHECK_STR(f->m[3].hash, db_hash(d));
     sqlite3_close(d);
-    /* refusals */
+}
+
+/* events restore from the lake refuses, saying why: before the oldest snapshot, past the changes
+ * the lake has, an unknown source (1); no valid bookmark, no destination (2). */
+static void cli_restore_from_the_lake_refusals(cli_fixture *f)
+{
+    const char *out = f->out, *lake = f->e.lake;
     CHECK_INT(
         1,
         EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 0000000000000000 --dry-run",
-                   e.lake));
-    t = slurp(out);
+                   lake));
+    char *t = slurp(out);
     CHECK_CONTAINS(
         "no snapshot of cli-db at or before 0000000000000000 (the oldest is 0000000000000001)", t);
     free(t);
     CHECK_INT(
         1,
         EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark 00000000000000ff --dry-run",
-                   e.lake));
+                   lake));
     t = slurp(out);
     CHECK_CONTAINS("the lake has no changes for transactions 0000000000000008..00000000000000ff",
                    t);
@@ -1009,36 +1088,65 @@ TEST(cli_snapshot_history_restore)
     CHECK_INT(
         1,
         EVENTS_CLI(out, "restore --lake '%s' --source nobody --bookmark 0000000000000001 --dry-run",
-                   e.lake));
-    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark nope --out x.db",
-                            e.lake));
-    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --out x.db", e.lake));
+                   lake));
     CHECK_INT(
-        2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s", e.lake, m[1].bm));
+        2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark nope --out x.db", lake));
+    CHECK_INT(2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --out x.db", lake));
+    CHECK_INT(
+        2, EVENTS_CLI(out, "restore --lake '%s' --source cli-db --bookmark %s", lake, f->m[1].bm));
+}
 
-    /* in place, with the service stopped */
-    events_collection_close(c);
-    events_emitter_close(e.em, 0);
-    e.em = NULL;
-    events_untrack(e.db);
-    sqlite3_close(e.db);
-    e.db = NULL;
-    CHECK_INT(0, EVENTS_CLI(out, "restore --db '%s' --bookmark %s --dry-run", e.dbpath, m[1].bm));
-    t = slurp(out);
+/* events restore --db in place, with the service stopped: --dry-run, the restore (itself a
+ * bookmark), one past the last bookmark refused, a missing database a usage error. */
+static void cli_restore_in_place(cli_fixture *f)
+{
+    env *e = &f->e;
+    const char *out = f->out;
+    events_collection_close(f->c);
+    f->c = NULL;
+    events_emitter_close(e->em, 0);
+    e->em = NULL;
+    events_untrack(e->db);
+    sqlite3_close(e->db);
+    e->db = NULL;
+    CHECK_INT(0,
+              EVENTS_CLI(out, "restore --db '%s' --bookmark %s --dry-run", e->dbpath, f->m[1].bm));
+    char *t = slurp(out);
     CHECK_CONTAINS("would restore", t);
     free(t);
-    CHECK_INT(0, EVENTS_CLI(out, "restore --db '%s' --bookmark %s", e.dbpath, m[1].bm));
+    CHECK_INT(0, EVENTS_CLI(out, "restore --db '%s' --bookmark %s", e->dbpath, f->m[1].bm));
     t = slurp(out);
     CHECK_CONTAINS("restored", t);
     CHECK_CONTAINS("the restore is bookmark 0000000000000008", t);
     free(t);
-    REQUIRE(sqlite3_open(e.dbpath, &d) == SQLITE_OK);
-    CHECK_STR(m[1].hash, db_hash(d));
+    sqlite3 *d;
+    REQUIRE(sqlite3_open(e->dbpath, &d) == SQLITE_OK);
+    CHECK_STR(f->m[1].hash, db_hash(d));
     sqlite3_close(d);
-    CHECK_INT(1, EVENTS_CLI(out, "restore --db '%s' --bookmark 00000000000000ff", e.dbpath));
+    CHECK_INT(1, EVENTS_CLI(out, "restore --db '%s' --bookmark 00000000000000ff", e->dbpath));
     t = slurp(out);
     CHECK_CONTAINS("after the last one", t);
     free(t);
-    CHECK_INT(2, EVENTS_CLI(out, "restore --db '%s/none.db' --bookmark %s", e.dir, m[1].bm));
-    env_close(&e);
+    CHECK_INT(2, EVENTS_CLI(out, "restore --db '%s/none.db' --bookmark %s", e->dir, f->m[1].bm));
+}
+
+TEST(cli_snapshot_history_restore)
+{
+    cli_fixture f;
+    memset(&f, 0, sizeof f);
+    REQUIRE_INT(0, env_open(&f.e, "pitr-cli"));
+    events_track_config tc = {.source = "cli-db"};
+    REQUIRE_INT(0, events_track(f.e.db, &tc));
+    REQUIRE_INT(0, events_collection_open(f.e.em, "users", NULL, &f.c));
+    snprintf(f.out, sizeof f.out, "%s/out.txt", f.e.dir);
+    snprintf(f.dr, sizeof f.dr, "%s/dr.db", f.e.dir);
+    CHECK_INT(0, events_collection_put(f.c, "u0", "{\"n\":0}"));
+    cli_snapshot_uploads_writes_and_lists(&f);
+    cli_record_changes(&f);
+    cli_history_lists_every_version(&f);
+    cli_restore_from_the_lake(&f);
+    cli_restore_to_a_time(&f);
+    cli_restore_from_the_lake_refusals(&f);
+    cli_restore_in_place(&f);
+    env_close(&f.e);
 }

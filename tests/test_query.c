@@ -507,73 +507,119 @@ static char *run_cli(const char *args, const char *stdin_text, int *status)
     return b.p;
 }
 
+/* The ways events query and events history reach the lake: mode is "--server" or "--direct
+ * --lake", target its URL or directory. */
+
+/* --format csv: a header, then the rows. */
+static void cli_query_csv(const char *mode, const char *target)
+{
+    char args[2048], want[512];
+    int st;
+    snprintf(args, sizeof args,
+             "query %s %s --format csv \"SELECT type, count(*) AS n FROM events WHERE type "
+             "LIKE 'collection.%%' GROUP BY 1 ORDER BY 1\"",
+             mode, target);
+    char *out = run_cli(args, NULL, &st);
+    snprintf(want, sizeof want,
+             "type,n\ncollection.delete,%d\ncollection.insert,%d\ncollection.update,%d\n",
+             W.per_type[0], W.per_type[1], W.per_type[2]);
+    CHECK_INT(0, st);
+    CHECK_STR(want, out);
+    free(out);
+}
+
+/* --format ndjson: an object a row; --format json: the columns with their types, the rows. */
+static void cli_query_ndjson_and_json(const char *mode, const char *target)
+{
+    char args[2048];
+    int st;
+    snprintf(args, sizeof args, "query %s %s --format ndjson \"SELECT 1 AS a, 'x' AS b\"", mode,
+             target);
+    char *out = run_cli(args, NULL, &st);
+    CHECK_STR("{\"a\":1,\"b\":\"x\"}\n", out);
+    free(out);
+    snprintf(args, sizeof args, "query %s %s --format json \"SELECT 1 AS a\"", mode, target);
+    out = run_cli(args, NULL, &st);
+    CHECK_CONTAINS(
+        "{\"columns\":[{\"name\":\"a\",\"type\":\"INTEGER\"}],\"rows\":[[1]],\"rowCount\":1,", out);
+    free(out);
+}
+
+/* --format table, the SQL read from stdin: boxed, numbers right-aligned, wide values cut. */
+static void cli_query_table_from_stdin(const char *mode, const char *target)
+{
+    char args[2048];
+    int st;
+    snprintf(args, sizeof args, "query %s %s --format table -", mode, target);
+    char *out = run_cli(args, "SELECT 7 AS n, NULL AS nothing, repeat(chr(120), 300) AS wide", &st);
+    CHECK_INT(0, st);
+    CHECK_CONTAINS("│    n    │ nothing │", out);
+    CHECK_CONTAINS("│ integer │ integer │", out);
+    CHECK_CONTAINS("│       7 │ NULL    │ xxxx", out); /* numbers right-aligned */
+    CHECK_CONTAINS("…", out);                          /* the wide value is cut */
+    CHECK_CONTAINS("1 row (", out);
+    free(out);
+}
+
+/* --param binds $1, $2… in order. */
+static void cli_query_params(const char *mode, const char *target)
+{
+    char args[2048];
+    int st;
+    snprintf(args, sizeof args,
+             "query %s %s --format csv --param 3 --param u3 \"SELECT \\$1::INT + 1 AS x, \\$2 "
+             "AS y\"",
+             mode, target);
+    char *out = run_cli(args, NULL, &st);
+    CHECK_STR("x,y\n4,u3\n", out);
+    free(out);
+}
+
+/* events history: a document's versions, with their columns. */
+static void cli_history_csv(const char *mode, const char *target)
+{
+    char args[2048];
+    int st;
+    snprintf(args, sizeof args, "history %s %s --format csv users u3", mode, target);
+    char *out = run_cli(args, NULL, &st);
+    CHECK_INT(0, st);
+    CHECK(!strncmp(out, "ts,change,bookmark,doc,prev,id,receivedAt\n", 42));
+    free(out);
+}
+
+/* A syntax error: exit 1 with DuckDB's message (and the server's status through a server). */
+static void cli_query_syntax_error(const char *mode, const char *target, int through_server)
+{
+    char args[2048];
+    int st;
+    snprintf(args, sizeof args, "query %s %s \"SELEC 1\"", mode, target);
+    char *out = run_cli(args, NULL, &st);
+    CHECK_INT(1, st);
+    CHECK_CONTAINS("events query: Parser Error: syntax error at or near \"SELEC\"", out);
+    if (through_server) CHECK_CONTAINS("(HTTP 400)", out);
+    free(out);
+}
+
 TEST(test_query_cli_formats_through_a_server_and_on_the_lake)
 {
     REQUIRE_INT(0, seed());
-    char args[2048];
-    int st;
     const char *modes[2] = {"--server", "--direct --lake"};
     const char *targets[2] = {S.url, LAKE};
     for (int m = 0; m < 2; m++) {
-        snprintf(args, sizeof args,
-                 "query %s %s --format csv \"SELECT type, count(*) AS n FROM events WHERE type "
-                 "LIKE 'collection.%%' GROUP BY 1 ORDER BY 1\"",
-                 modes[m], targets[m]);
-        char *out = run_cli(args, NULL, &st);
-        char want[512];
-        snprintf(want, sizeof want,
-                 "type,n\ncollection.delete,%d\ncollection.insert,%d\ncollection.update,%d\n",
-                 W.per_type[0], W.per_type[1], W.per_type[2]);
-        CHECK_INT(0, st);
-        CHECK_STR(want, out);
-        free(out);
-
-        snprintf(args, sizeof args, "query %s %s --format ndjson \"SELECT 1 AS a, 'x' AS b\"",
-                 modes[m], targets[m]);
-        out = run_cli(args, NULL, &st);
-        CHECK_STR("{\"a\":1,\"b\":\"x\"}\n", out);
-        free(out);
-
-        snprintf(args, sizeof args, "query %s %s --format json \"SELECT 1 AS a\"", modes[m],
-                 targets[m]);
-        out = run_cli(args, NULL, &st);
-        CHECK_CONTAINS(
-            "{\"columns\":[{\"name\":\"a\",\"type\":\"INTEGER\"}],\"rows\":[[1]],\"rowCount\":1,",
-            out);
-        free(out);
-
-        snprintf(args, sizeof args, "query %s %s --format table -", modes[m], targets[m]);
-        out = run_cli(args, "SELECT 7 AS n, NULL AS nothing, repeat(chr(120), 300) AS wide", &st);
-        CHECK_INT(0, st);
-        CHECK_CONTAINS("│    n    │ nothing │", out);
-        CHECK_CONTAINS("│ integer │ integer │", out);
-        CHECK_CONTAINS("│       7 │ NULL    │ xxxx", out); /* numbers right-aligned */
-        CHECK_CONTAINS("…", out);                          /* the wide value is cut */
-        CHECK_CONTAINS("1 row (", out);
-        free(out);
-
-        snprintf(args, sizeof args,
-                 "query %s %s --format csv --param 3 --param u3 \"SELECT \\$1::INT + 1 AS x, \\$2 "
-                 "AS y\"",
-                 modes[m], targets[m]);
-        out = run_cli(args, NULL, &st);
-        CHECK_STR("x,y\n4,u3\n", out);
-        free(out);
-
-        snprintf(args, sizeof args, "history %s %s --format csv users u3", modes[m], targets[m]);
-        out = run_cli(args, NULL, &st);
-        CHECK_INT(0, st);
-        CHECK(!strncmp(out, "ts,change,bookmark,doc,prev,id,receivedAt\n", 42));
-        free(out);
-
-        snprintf(args, sizeof args, "query %s %s \"SELEC 1\"", modes[m], targets[m]);
-        out = run_cli(args, NULL, &st);
-        CHECK_INT(1, st);
-        CHECK_CONTAINS("events query: Parser Error: syntax error at or near \"SELEC\"", out);
-        if (m == 0) CHECK_CONTAINS("(HTTP 400)", out);
-        free(out);
+        cli_query_csv(modes[m], targets[m]);
+        cli_query_ndjson_and_json(modes[m], targets[m]);
+        cli_query_table_from_stdin(modes[m], targets[m]);
+        cli_query_params(modes[m], targets[m]);
+        cli_history_csv(modes[m], targets[m]);
+        cli_query_syntax_error(modes[m], targets[m], m == 0);
     }
-    char path[1300];
+}
+
+TEST(test_query_cli_reads_a_file_and_refuses_bad_usage)
+{
+    REQUIRE_INT(0, seed());
+    char args[2048], path[1300];
+    int st;
     snprintf(path, sizeof path, "%s/q.sql", DIR_);
     FILE *f = fopen(path, "w");
     fputs("SELECT 40 + 2 AS answer", f);

@@ -68,7 +68,9 @@ static int on_list(const store_entry *e, void *ud)
     return 0;
 }
 
-static void store_contract(store *s)
+/* Puts of several keys (an odd one, an empty object) read back whole and in ranges; a missing
+ * key is ENOENT, named in the reason. */
+static void store_puts_read_back_whole_and_in_ranges(store *s)
 {
     char why[512];
     buf b = BUF_INIT;
@@ -99,13 +101,24 @@ static void store_contract(store *s)
     CHECK_INT(0, b.len);
     CHECK_INT(STORE_ENOENT, store_get(s, "events/none", 0, 0, &b, why, sizeof why));
     CHECK_CONTAINS("events/none", why);
+    buf_free(&b);
+}
 
+/* head gives an object's size and time; a missing key is ENOENT. */
+static void store_head_gives_size_and_time(store *s)
+{
+    char why[512];
     store_entry e;
     CHECK_INT(STORE_OK, store_head(s, "events/2026/11/25/10/b.jsonl", &e, why, sizeof why));
     CHECK_INT(7, e.size);
     CHECK(e.mtime_ms > 0);
     CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/10/zzz", &e, why, sizeof why));
+}
 
+/* list gives the keys under a prefix (a prefix, not a directory) in order, with their sizes. */
+static void store_list_by_prefix_in_order(store *s)
+{
+    char why[512];
     listed l = {0};
     CHECK_INT(STORE_OK, store_list(s, "events/", on_list, &l, why, sizeof why));
     REQUIRE_INT(3, l.n);
@@ -128,19 +141,30 @@ static void store_contract(store *s)
     memset(&l, 0, sizeof l);
     CHECK_INT(STORE_OK, store_list(s, "nothing/", on_list, &l, why, sizeof why));
     CHECK_INT(0, l.n);
+}
 
-    /* a conditional put: exactly one of two writers wins */
+/* A conditional put: exactly one of two writers wins; an unconditional put replaces. */
+static void store_conditional_put_has_one_winner(store *s)
+{
+    char why[512];
+    buf b = BUF_INIT;
+    store_entry e;
     CHECK_INT(STORE_OK, store_put(s, "leases/compact", "a", 1, STORE_IF_ABSENT, why, sizeof why));
     CHECK_INT(STORE_EEXIST,
               store_put(s, "leases/compact", "b", 1, STORE_IF_ABSENT, why, sizeof why));
-    b.len = 0;
     CHECK_INT(STORE_OK, store_get(s, "leases/compact", 0, 0, &b, why, sizeof why));
     CHECK(b.len == 1 && b.p[0] == 'a');
-    /* an unconditional put replaces */
     CHECK_INT(STORE_OK, store_put(s, "leases/compact", "bb", 2, 0, why, sizeof why));
     CHECK_INT(STORE_OK, store_head(s, "leases/compact", &e, why, sizeof why));
     CHECK_INT(2, e.size);
+    buf_free(&b);
+}
 
+/* del removes a key, and again is nothing to do; keys that leave the store are refused. */
+static void store_del_and_invalid_keys(store *s)
+{
+    char why[512];
+    store_entry e;
     CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl", why, sizeof why));
     CHECK_INT(STORE_ENOENT, store_head(s, "events/2026/11/25/11/c.jsonl", &e, why, sizeof why));
     CHECK_INT(STORE_OK, store_del(s, "events/2026/11/25/11/c.jsonl", why,
@@ -149,8 +173,14 @@ static void store_contract(store *s)
     CHECK_INT(STORE_EINVAL, store_put(s, "../escape", "x", 1, 0, why, sizeof why));
     CHECK_INT(STORE_EINVAL, store_put(s, "/abs", "x", 1, 0, why, sizeof why));
     CHECK_INT(STORE_EINVAL, store_put(s, "a//b", "x", 1, 0, why, sizeof why));
+}
 
-    /* put_file with STORE_MOVE takes the file */
+/* put_file with STORE_MOVE takes the file, unless a conditional one loses; get_file writes the
+ * whole object into a new file and leaves nothing behind when it fails. */
+static void store_put_file_and_get_file(store *s)
+{
+    char why[512];
+    buf b = BUF_INIT;
     char *dir = test_tmpdir("contract");
     char src[4200];
     snprintf(src, sizeof src, "%s/src.tmp", dir);
@@ -160,17 +190,14 @@ static void store_contract(store *s)
     CHECK_INT(STORE_OK,
               store_put_file(s, "events/2026/01/01/00/m.jsonl", src, STORE_MOVE, why, sizeof why));
     CHECK(access(src, F_OK) != 0);
-    b.len = 0;
     CHECK_INT(STORE_OK, store_get(s, "events/2026/01/01/00/m.jsonl", 0, 0, &b, why, sizeof why));
     CHECK(b.len == 6 && !memcmp(b.p, "moved\n", 6));
-    /* a conditional put_file that loses keeps its file */
     f = fopen(src, "w");
     fputs("other\n", f);
     fclose(f);
     CHECK_INT(STORE_EEXIST, store_put_file(s, "events/2026/01/01/00/m.jsonl", src,
                                            STORE_MOVE | STORE_IF_ABSENT, why, sizeof why));
     CHECK(access(src, F_OK) == 0);
-    /* get_file: the whole object into a new file; nothing left behind when it fails */
     char got[4200];
     snprintf(got, sizeof got, "%s/got", dir);
     CHECK_INT(STORE_OK, store_get_file(s, "events/2026/01/01/00/m.jsonl", got, why, sizeof why));
@@ -185,6 +212,17 @@ static void store_contract(store *s)
     test_rmtree(dir);
     free(dir);
     buf_free(&b);
+}
+
+/* The store contract, in order on one store: each step reads what the ones before wrote. */
+static void store_contract(store *s)
+{
+    store_puts_read_back_whole_and_in_ranges(s);
+    store_head_gives_size_and_time(s);
+    store_list_by_prefix_in_order(s);
+    store_conditional_put_has_one_winner(s);
+    store_del_and_invalid_keys(s);
+    store_put_file_and_get_file(s);
 }
 
 TEST(store_contract_fs)
@@ -556,36 +594,57 @@ static uint64_t lease_seq(store *s)
     return max;
 }
 
-static void compaction_contract(store *s, lake_cache *cache, const char *work)
+/* What the compaction contract's steps share: the store, the compactor's config, and a query
+ * engine with a connection on the lake. */
+typedef struct compaction {
+    store *s;
+    compact_config cc;
+    query_engine *e;
+    query_conn *qc;
+} compaction;
+
+/* The hour both compaction contracts start from: three raw files of OLD_HOUR, the third's
+ * events all in the other two (they slipped past dedup). */
+static void put_hour(store *s)
 {
-    char why[512];
     put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
     put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
     put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
-    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
-    query_engine *e;
-    char err[1024];
-    REQUIRE_INT(0, query_engine_open(&qcfg, &e, err, sizeof err));
-    query_conn *qc = query_conn_new(e, err, sizeof err);
-    long long all, distinct;
-    counts(qc, &all, &distinct);
-    CHECK_INT(300, all);
-    CHECK_INT(200, distinct);
+}
 
-    /* compaction while queries run: each sees every event exactly once or the raw files */
-    watcher w = {.e = e};
+/* Sets k up on the store s: the compactor's config both contracts share (every closed hour, the
+ * files it replaces kept an hour, the cache and work directory given), and a query engine with a
+ * connection on the lake. 0, or -1 having failed the test with the reason. */
+static int compaction_open(compaction *k, store *s, lake_cache *cache, const char *work)
+{
+    *k = (compaction){.s = s,
+                      .cc = {.store = s,
+                             .cache = cache,
+                             .work_dir = work,
+                             .after_ms = 0,
+                             .retain_ms = 3600000,
+                             .owner = "test"}};
+    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
+    char err[1024];
+    if (query_engine_open(&qcfg, &k->e, err, sizeof err)) {
+        test_fail(__FILE__, __LINE__, "query_engine_open: %s", err);
+        return -1;
+    }
+    k->qc = query_conn_new(k->e, err, sizeof err);
+    return 0;
+}
+
+/* Compaction while queries run: each sees every event exactly once or the raw files. */
+static void compaction_while_queries_run(compaction *k)
+{
+    char err[1024];
+    long long all, distinct;
+    watcher w = {.e = k->e};
     pthread_t t;
     pthread_create(&t, NULL, watch, &w);
     wait_runs(&w, 0); /* a query answered before compaction starts */
-    compact_config cc = {.store = s,
-                         .cache = cache,
-                         .work_dir = work,
-                         .after_ms = 0,
-                         .retain_ms = 3600000,
-                         .threads = 1,
-                         .owner = "test"};
     compact_stats st;
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     wait_runs(&w, w.runs); /* and one begun after it */
     w.stop = 1;
     pthread_join(t, NULL);
@@ -594,95 +653,142 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     CHECK_INT(1, st.compacted);
     CHECK_INT(3, st.files_in);
     CHECK_INT(200, st.rows);
-    counts(qc, &all, &distinct);
+    counts(k->qc, &all, &distinct);
     CHECK_INT(200, all);
     CHECK_INT(200, distinct);
+}
 
-    /* a compaction that stopped before its manifest leaves a file no manifest names: not read */
+/* A compaction that stopped before its manifest leaves a file no manifest names: not read. */
+static void compaction_unnamed_file_not_read(compaction *k)
+{
+    char why[512];
+    long long all, distinct;
     int n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
+    store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(5, n); /* three raw files, the parquet file, the manifest */
     buf copy = BUF_INIT;
     char live[LAKE_KEY_MAX] = "";
     /* the live parquet file's key, from the manifest */
     buf m = BUF_INIT;
     CHECK_INT(STORE_OK,
-              store_get(s, OLD_HOUR "_manifest-0000000001.json", 0, 0, &m, why, sizeof why));
+              store_get(k->s, OLD_HOUR "_manifest-0000000001.json", 0, 0, &m, why, sizeof why));
     json_t *doc = json_loadb(m.p, m.len, 0, NULL);
     snprintf(live, sizeof live, OLD_HOUR "%s",
              json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
     CHECK_INT(4, json_object_size(json_object_get(doc, "replaced")) + 1);
     json_decref(doc);
     buf_free(&m);
-    CHECK_INT(STORE_OK, store_get(s, live, 0, 0, &copy, why, sizeof why));
-    CHECK_INT(STORE_OK, store_put(s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet",
+    CHECK_INT(STORE_OK, store_get(k->s, live, 0, 0, &copy, why, sizeof why));
+    CHECK_INT(STORE_OK, store_put(k->s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet",
                                   copy.p, copy.len, 0, why, sizeof why));
     buf_free(&copy);
-    counts(qc, &all, &distinct);
+    counts(k->qc, &all, &distinct);
     CHECK_INT(200, all);
+}
 
-    /* a late event: live at once, folded in by the next run */
-    put_events(s, "01a00000-0000-7000-8000-000000000004.jsonl", 300, 301);
-    counts(qc, &all, &distinct);
+/* A late event: live at once, folded in by the next run. */
+static void compaction_folds_in_a_late_event(compaction *k)
+{
+    char err[1024];
+    long long all, distinct;
+    compact_stats st;
+    put_events(k->s, "01a00000-0000-7000-8000-000000000004.jsonl", 300, 301);
+    counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     CHECK_INT(1, st.compacted);
     CHECK_INT(2, st.files_in);
     CHECK_INT(201, st.rows);
     CHECK_INT(0, st.deleted); /* all still within retain */
-    counts(qc, &all, &distinct);
+    counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
     CHECK_INT(201, distinct);
+}
 
-    /* past retain: the replaced files, the leftover and the old manifest go */
-    cc.retain_ms = 0;
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
+/* Past retain: the replaced files, the leftover and the old manifest go. */
+static void compaction_deletes_past_retain(compaction *k)
+{
+    char why[512], err[1024];
+    long long all, distinct;
+    compact_stats st;
+    k->cc.retain_ms = 0;
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     CHECK_INT(0, st.compacted);
     CHECK_INT(7, st.deleted); /* 4 raw files, 2 parquet files, 1 manifest */
-    n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
+    int n = 0;
+    store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(2, n);
-    counts(qc, &all, &distinct);
+    counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
+}
 
-    /* one compactor at a time: a live lease elsewhere is respected, an expired one taken over */
-    uint64_t q = lease_seq(s);
+/* One compactor at a time: a live lease elsewhere is respected, an expired one taken over. */
+static void compaction_lease_respected_or_taken_over(compaction *k)
+{
+    char why[512], err[1024];
+    compact_stats st;
+    uint64_t q = lease_seq(k->s);
     CHECK(q >= 1);
     char key[LAKE_KEY_MAX], text[200];
     snprintf(text, sizeof text, "{\"owner\":\"elsewhere\",\"expiresAt\":%lld}",
              (long long)(evtime_now_ms() + 60000));
     lake_lease_key("compaction", q + 1, key);
-    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
-    CHECK_INT(1, compact_run(&cc, &st, err, sizeof err));
+    CHECK_INT(STORE_OK, store_put(k->s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
+    CHECK_INT(1, compact_run(&k->cc, &st, err, sizeof err));
     CHECK_CONTAINS("elsewhere until", st.holder);
     snprintf(text, sizeof text, "{\"owner\":\"elsewhere\",\"expiresAt\":%lld}",
              (long long)(evtime_now_ms() - 1));
     lake_lease_key("compaction", q + 2, key);
-    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
+    CHECK_INT(STORE_OK, store_put(k->s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
+}
 
-    /* a manifest naming a file the lake lost: queries fail, saying so */
-    n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
+/* A manifest naming a file the lake lost: queries fail, saying so. */
+static void compaction_lost_file_fails_queries(compaction *k)
+{
+    char why[512];
+    int n = 0;
+    store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(2, n);
     buf m2 = BUF_INIT;
+    char live[LAKE_KEY_MAX] = "";
     CHECK_INT(STORE_OK,
-              store_get(s, OLD_HOUR "_manifest-0000000002.json", 0, 0, &m2, why, sizeof why));
-    doc = json_loadb(m2.p, m2.len, 0, NULL);
+              store_get(k->s, OLD_HOUR "_manifest-0000000002.json", 0, 0, &m2, why, sizeof why));
+    json_t *doc = json_loadb(m2.p, m2.len, 0, NULL);
     snprintf(live, sizeof live, OLD_HOUR "%s",
              json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
     json_decref(doc);
     buf_free(&m2);
-    CHECK_INT(STORE_OK, store_del(s, live, why, sizeof why));
+    CHECK_INT(STORE_OK, store_del(k->s, live, why, sizeof why));
     query_request rq = {.sql = "SELECT count(*) FROM events", .format = QUERY_JSON};
     buf out = BUF_INIT;
     query_outcome o;
-    query_run_to_buf(qc, &rq, &out, &o);
+    query_run_to_buf(k->qc, &rq, &out, &o);
     CHECK_INT(QUERY_EINTERNAL, o.code);
     CHECK_CONTAINS("which is not in the lake", o.error);
     buf_free(&out);
-    query_conn_free(qc);
-    query_engine_close(e);
+}
+
+/* The compaction contract on one hour of three raw files (the third slipped past dedup), its
+ * steps in order: each starts from the lake the ones before left. */
+static void compaction_contract(store *s, lake_cache *cache, const char *work)
+{
+    put_hour(s);
+    compaction k;
+    REQUIRE_INT(0, compaction_open(&k, s, cache, work));
+    k.cc.threads = 1;
+    long long all, distinct;
+    counts(k.qc, &all, &distinct);
+    CHECK_INT(300, all);
+    CHECK_INT(200, distinct);
+    compaction_while_queries_run(&k);
+    compaction_unnamed_file_not_read(&k);
+    compaction_folds_in_a_late_event(&k);
+    compaction_deletes_past_retain(&k);
+    compaction_lease_respected_or_taken_over(&k);
+    compaction_lost_file_fails_queries(&k);
+    query_conn_free(k.qc);
+    query_engine_close(k.e);
 }
 
 TEST(compaction_contract_fs)
@@ -811,41 +917,18 @@ static void put_text(store *s, const char *name, const char *text)
     CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), 0, why, sizeof why));
 }
 
-/*
- * An hour larger than a chunk: several files, each sorted, every id in one of them, queries
- * exact all along; late events fold in without rewriting the files that need no change.
- */
-static void compaction_in_chunks_contract(store *s, lake_cache *cache, const char *work)
+/* A chunk per segment (the third one's rows are all in the other two), the ids grouped a few
+ * dozen at a time to find them, while queries run: several files, each sorted, every event in
+ * one. Returns the files the first manifest names (the caller frees). */
+static json_t *chunks_compacted_while_queries_run(compaction *k, const char *work)
 {
-    char why[512];
-    put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
-    put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
-    put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 50, 150); /* slipped past dedup */
-    store_entry se;
-    REQUIRE_INT(STORE_OK, store_head(s, OLD_HOUR "01a00000-0000-7000-8000-000000000001.jsonl", &se,
-                                     why, sizeof why));
-    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
-    query_engine *e;
     char err[1024];
-    REQUIRE_INT(0, query_engine_open(&qcfg, &e, err, sizeof err));
-    query_conn *qc = query_conn_new(e, err, sizeof err);
-
-    /* a chunk per segment: the third one's rows are all in the other two; the ids grouped a few
-     * dozen at a time to find them */
-    watcher w = {.e = e};
+    watcher w = {.e = k->e};
     pthread_t t;
     pthread_create(&t, NULL, watch, &w);
     wait_runs(&w, 0); /* a query answered before compaction starts */
-    compact_config cc = {.store = s,
-                         .cache = cache,
-                         .work_dir = work,
-                         .after_ms = 0,
-                         .retain_ms = 3600000,
-                         .chunk_bytes = se.size,
-                         .key_rows = 64, /* the ids in passes of about 64 */
-                         .owner = "test"};
     compact_stats st;
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     wait_runs(&w, w.runs); /* and one begun after it */
     w.stop = 1;
     pthread_join(t, NULL);
@@ -855,65 +938,101 @@ static void compaction_in_chunks_contract(store *s, lake_cache *cache, const cha
     CHECK_INT(3, st.files_in);
     CHECK_INT(200, st.rows);
     CHECK(st.chunks >= 3);
-    json_t *first = manifest_parquet(s, 1);
+    json_t *first = manifest_parquet(k->s, 1);
     CHECK_INT(st.files_out, json_array_size(first));
     CHECK(json_array_size(first) >= 2);
-    CHECK_INT(200, files_rows(s, first, work));
+    CHECK_INT(200, files_rows(k->s, first, work));
     long long all, distinct;
-    counts(qc, &all, &distinct);
+    counts(k->qc, &all, &distinct);
     CHECK_INT(200, all);
     CHECK_INT(200, distinct);
-    char *sum = csv(qc, "SELECT sum(durationMs), min(ts), max(ts) FROM events");
+    char *sum = csv(k->qc, "SELECT sum(durationMs), min(ts), max(ts) FROM events");
     CHECK_STR("19900,2026-11-20T10:00:00.000Z,2026-11-20T10:59:00.000Z\n", sum);
     free(sum);
+    return first;
+}
 
-    /* late events: one new, one retry received earlier than the row compacted (it wins: the
-     * file holding that row is written again), one received later (it loses) */
+/* Late events: one new, one retry received earlier than the row compacted (it wins: the file
+ * holding that row is written again), one received later (it loses); the files without a change
+ * stay as they were. */
+static void chunks_late_events_rewrite_only_their_file(compaction *k, json_t *first,
+                                                       const char *work)
+{
+    char err[1024];
+    long long all, distinct;
+    compact_stats st;
     put_text(
-        s, "01a00000-0000-7000-8000-000000000004.jsonl",
+        k->s, "01a00000-0000-7000-8000-000000000004.jsonl",
         "{\"id\":\"e0300\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:30:00.000Z\","
         "\"receivedAt\":\"2026-11-20T11:30:00.000Z\",\"method\":\"late\",\"durationMs\":1}\n"
         "{\"id\":\"e0007\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:07:00.000Z\","
         "\"receivedAt\":\"2026-11-20T10:58:00.000Z\",\"method\":\"winner\",\"durationMs\":7}\n"
         "{\"id\":\"e0008\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:08:00.000Z\","
         "\"receivedAt\":\"2026-11-20T11:00:00.000Z\",\"method\":\"loser\",\"durationMs\":8}\n");
-    counts(qc, &all, &distinct);
+    counts(k->qc, &all, &distinct);
     CHECK_INT(203, all); /* raw until compacted: the retries are seen twice */
     CHECK_INT(201, distinct);
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     CHECK_INT(1, st.compacted);
     CHECK_INT(2, st.files_in); /* the late segment, and the file that held e0007 */
     CHECK_INT(201, st.rows);
-    json_t *second = manifest_parquet(s, 2);
-    /* the files without a change stay as they were */
-    size_t i, k, same = 0;
+    json_t *second = manifest_parquet(k->s, 2);
+    size_t i, j, same = 0;
     json_t *a, *b;
-    json_array_foreach(first, i, a) json_array_foreach(second, k, b) same += json_equal(a, b);
+    json_array_foreach(first, i, a) json_array_foreach(second, j, b) same += json_equal(a, b);
     CHECK_INT(json_array_size(first) - 1, same);
-    CHECK_INT(201, files_rows(s, second, work));
-    counts(qc, &all, &distinct);
+    CHECK_INT(201, files_rows(k->s, second, work));
+    counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
     CHECK_INT(201, distinct);
-    char *who = csv(qc, "SELECT id, method FROM events WHERE id IN ('e0007', 'e0008', 'e0300') "
-                        "ORDER BY id");
+    char *who = csv(k->qc, "SELECT id, method FROM events WHERE id IN ('e0007', 'e0008', "
+                           "'e0300') ORDER BY id");
     CHECK_STR("e0007,winner\ne0008,m2\ne0300,late\n", who);
     free(who);
-    json_decref(first);
     json_decref(second);
+}
 
-    /* past retain: only the live files and the manifest stay */
-    cc.retain_ms = 0;
-    CHECK_INT(0, compact_run(&cc, &st, err, sizeof err));
+/* Past retain: only the live files and the manifest stay. */
+static void chunks_past_retain_only_live_files_stay(compaction *k)
+{
+    char why[512], err[1024];
+    compact_stats st;
+    k->cc.retain_ms = 0;
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     CHECK_INT(0, st.compacted);
-    json_t *live = manifest_parquet(s, 2);
+    json_t *live = manifest_parquet(k->s, 2);
     int n = 0;
-    store_list(s, OLD_HOUR, on_key_count, &n, why, sizeof why);
+    store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT((long long)json_array_size(live) + 1, n);
     json_decref(live);
-    counts(qc, &all, &distinct);
+    long long all, distinct;
+    counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
-    query_conn_free(qc);
-    query_engine_close(e);
+}
+
+/*
+ * An hour larger than a chunk: several files, each sorted, every id in one of them, queries
+ * exact all along; late events fold in without rewriting the files that need no change. One hour
+ * of three raw files (the third slipped past dedup), the steps in order: each starts from the
+ * lake the ones before left.
+ */
+static void compaction_in_chunks_contract(store *s, lake_cache *cache, const char *work)
+{
+    char why[512];
+    put_hour(s);
+    store_entry se;
+    REQUIRE_INT(STORE_OK, store_head(s, OLD_HOUR "01a00000-0000-7000-8000-000000000001.jsonl", &se,
+                                     why, sizeof why));
+    compaction k;
+    REQUIRE_INT(0, compaction_open(&k, s, cache, work));
+    k.cc.chunk_bytes = se.size;
+    k.cc.key_rows = 64; /* the ids in passes of about 64 */
+    json_t *first = chunks_compacted_while_queries_run(&k, work);
+    chunks_late_events_rewrite_only_their_file(&k, first, work);
+    json_decref(first);
+    chunks_past_retain_only_live_files_stay(&k);
+    query_conn_free(k.qc);
+    query_engine_close(k.e);
 }
 
 TEST(compaction_in_chunks_fs)
@@ -1323,71 +1442,75 @@ TEST(s3_store_failing_500_503_and_slow)
     free(dir);
 }
 
-TEST(s3_end_to_end_ingest_query_compact_restore)
-{
-    REQUIRE(s3_ready());
-    char *dir = test_tmpdir("s3-e2e");
-    char url[300], cache[1200], dbpath[1200], dr[1200], out[1200];
-    lake_url("e2e", url, sizeof url);
-    snprintf(cache, sizeof cache, "%s/reader-cache", dir);
-    snprintf(dbpath, sizeof dbpath, "%s/app.db", dir);
-    snprintf(dr, sizeof dr, "%s/dr.db", dir);
-    snprintf(out, sizeof out, "%s/cli.out", dir);
+/* A server on an s3 lake, a service's database tracked through it (the collection users), the
+ * bookmarks of its changes with the database's hash at each, and the paths the commands use. */
+typedef struct e2e {
     node a;
-    memset(&a, 0, sizeof a);
-    REQUIRE_INT(0, node_start(&a, dir, "a", url, NULL));
-
-    /* a service's database, tracked, with a snapshot in the lake */
+    char url[300], cache[1200], dbpath[1200], dr[1200], out[1200];
     sqlite3 *db;
-    REQUIRE(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    events_emitter *em;
+    events_collection *users;
+    char snap[EVENTS_BOOKMARK_LEN + 1], bm[4][EVENTS_BOOKMARK_LEN + 1], hash[4][65];
+} e2e;
+
+/* The service's database, tracked, sending to the server; on failure the test has failed. */
+static void e2e_track_database(e2e *x)
+{
+    REQUIRE(sqlite3_open(x->dbpath, &x->db) == SQLITE_OK);
     events_config c;
     memset(&c, 0, sizeof c);
-    c.endpoint = a.s.url;
-    c.db = db;
+    c.endpoint = x->a.s.url;
+    c.db = x->db;
     c.flush_interval_ms = 50;
     c.backoff_min_ms = 20;
     c.backoff_max_ms = 200;
     c.identity.id = "app-1";
-    events_emitter *em;
-    REQUIRE_INT(0, events_emitter_open(&c, &em));
+    REQUIRE_INT(0, events_emitter_open(&c, &x->em));
     events_track_config tc = {.source = "s3-db"};
-    REQUIRE_INT(0, events_track(db, &tc));
-    events_collection *users;
-    REQUIRE_INT(0, events_collection_open(em, "users", NULL, &users));
-    CHECK_INT(0, events_collection_put(users, "u0", "{\"n\":0}"));
-    char snap[EVENTS_BOOKMARK_LEN + 1];
-    CHECK_INT(0, events_snapshot(em, snap));
-    char bm[4][EVENTS_BOOKMARK_LEN + 1], hash[4][65];
+    REQUIRE_INT(0, events_track(x->db, &tc));
+    REQUIRE_INT(0, events_collection_open(x->em, "users", NULL, &x->users));
+}
+
+/* A snapshot in the lake, then four changes (puts and a delete), each bookmark recorded. */
+static void e2e_snapshot_and_changes(e2e *x)
+{
+    CHECK_INT(0, events_collection_put(x->users, "u0", "{\"n\":0}"));
+    CHECK_INT(0, events_snapshot(x->em, x->snap));
     for (int i = 0; i < 4; i++) {
         char doc[32];
         snprintf(doc, sizeof doc, "{\"n\":%d}", i + 1);
-        CHECK_INT(0, i == 2 ? events_collection_delete(users, "u0")
-                            : events_collection_put(users, i % 2 ? "u1" : "u0", doc));
-        events_bookmark(db, bm[i]);
-        snprintf(hash[i], sizeof hash[i], "%s", db_hash(db));
+        CHECK_INT(0, i == 2 ? events_collection_delete(x->users, "u0")
+                            : events_collection_put(x->users, i % 2 ? "u1" : "u0", doc));
+        events_bookmark(x->db, x->bm[i]);
+        snprintf(x->hash[i], sizeof x->hash[i], "%s", db_hash(x->db));
     }
-    CHECK_INT(0, events_flush(em, 20000));
-    /* the snapshot through the server: from the bucket by way of a temporary file, none left */
-    {
-        char surl[256];
-        snprintf(surl, sizeof surl, "%s/snapshots/s3-db/%s", a.s.url, snap);
-        resp g;
-        CHECK_INT(0, http_do("GET", surl, NULL, NULL, 0, 30000, &g));
-        CHECK_INT(200, g.status);
-        CHECK(g.body.len >= 512 && !memcmp(g.body.p, "SQLite format 3", 16));
-        resp_free(&g);
-        CHECK_INT(1, sh("ls -A '%s' | grep -q snapshot", a.spool));
-        /* staged in the cache, not the spool (whose disk ingest needs), and gone already */
-        CHECK_INT(0, sh("test -d '%s/.snapshots'", a.cache));
-        CHECK_INT(0, sh("test -z \"$(ls -A '%s/.snapshots')\"", a.cache));
-    }
-    /* and a thousand events of a closed hour */
-    for (int i = 0; i < 10; i++) CHECK_INT(200, post(&a.s, "e2e", i * 100, 100));
-    CHECK_INT(0, drained(&a.s, 20000));
+    CHECK_INT(0, events_flush(x->em, 20000));
+}
 
-    /* queries through the server read the bucket through its cache */
+/* The snapshot through the server: from the bucket by way of a temporary file staged in the
+ * cache, not the spool (whose disk ingest needs), and gone already. */
+static void e2e_snapshot_through_the_server(const e2e *x)
+{
+    char surl[256];
+    snprintf(surl, sizeof surl, "%s/snapshots/s3-db/%s", x->a.s.url, x->snap);
+    resp g;
+    CHECK_INT(0, http_do("GET", surl, NULL, NULL, 0, 30000, &g));
+    CHECK_INT(200, g.status);
+    CHECK(g.body.len >= 512 && !memcmp(g.body.p, "SQLite format 3", 16));
+    resp_free(&g);
+    CHECK_INT(1, sh("ls -A '%s' | grep -q snapshot", x->a.spool));
+    CHECK_INT(0, sh("test -d '%s/.snapshots'", x->a.cache));
+    CHECK_INT(0, sh("test -z \"$(ls -A '%s/.snapshots')\"", x->a.cache));
+}
+
+/* A thousand events of a closed hour; queries through the server read the bucket through its
+ * cache (the hour is in it after). Stops the server. */
+static void e2e_server_queries_through_its_cache(e2e *x)
+{
+    for (int i = 0; i < 10; i++) CHECK_INT(200, post(&x->a.s, "e2e", i * 100, 100));
+    CHECK_INT(0, drained(&x->a.s, 20000));
     char qurl[128];
-    snprintf(qurl, sizeof qurl, "%s/query", a.s.url);
+    snprintf(qurl, sizeof qurl, "%s/query", x->a.s.url);
     const char *q =
         "{\"sql\":\"SELECT count(*) FILTER (type = 'rpc.call'), count(*) FILTER (type LIKE "
         "'collection.%') FROM events\"}";
@@ -1397,75 +1520,106 @@ TEST(s3_end_to_end_ingest_query_compact_restore)
     CHECK_INT(200, r.status);
     CHECK_CONTAINS("\"rows\":[[1000,5]]", r.body.p);
     resp_free(&r);
-    CHECK_INT(0, srv_stop(&a.s, SIGTERM));
+    CHECK_INT(0, srv_stop(&x->a.s, SIGTERM));
     char p[1400];
-    snprintf(p, sizeof p, "%s/events/2026/11/24/08", a.cache);
+    snprintf(p, sizeof p, "%s/events/2026/11/24/08", x->a.cache);
     CHECK(access(p, F_OK) == 0);
+}
 
-    /* the command line, on a cold cache and then a warm one */
+/* The command line's queries, on a cold cache and then a warm one, give the same counts; its
+ * compaction of the closed hour keeps them. */
+static void e2e_cli_query_and_compact(const e2e *x)
+{
     long long all, distinct, all2, distinct2;
-    CHECK_INT(0, lake_counts(url, cache, &all, &distinct));
+    CHECK_INT(0, lake_counts(x->url, x->cache, &all, &distinct));
     CHECK(all >= 1005);
     CHECK_INT(all, distinct);
-    CHECK_INT(0, lake_counts(url, cache, &all2, &distinct2));
+    CHECK_INT(0, lake_counts(x->url, x->cache, &all2, &distinct2));
     CHECK_INT(all, all2);
-
-    /* compaction of the closed hour, from the command line; the same answers after */
     CHECK_INT(0, sh("'%s' compact --lake '%s' --cache '%s' --after 0 > '%s' 2>&1", events_bin(),
-                    url, cache, out));
-    char *t = test_read_file(out, NULL);
+                    x->url, x->cache, x->out));
+    char *t = test_read_file(x->out, NULL);
     CHECK_CONTAINS("compacted 1 of 2 partitions", t);
     CHECK_CONTAINS("into 1000 rows", t);
     free(t);
-    CHECK_INT(0, lake_counts(url, cache, &all2, &distinct2));
+    CHECK_INT(0, lake_counts(x->url, x->cache, &all2, &distinct2));
     CHECK_INT(all, all2);
     CHECK_INT(all, distinct2);
+}
 
-    /* the database, from the lake alone */
+/* The database restored from the lake alone, at the first and the last bookmark. */
+static void e2e_restore_from_the_lake(const e2e *x)
+{
     for (int i = 0; i < 4; i += 3) {
-        unlink(dr);
+        unlink(x->dr);
         CHECK_INT(
             0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' > "
                   "'%s' 2>&1",
-                  events_bin(), url, cache, bm[i], dr, out));
+                  events_bin(), x->url, x->cache, x->bm[i], x->dr, x->out));
         sqlite3 *d;
-        REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
-        CHECK_STR(hash[i], db_hash(d));
+        REQUIRE(sqlite3_open(x->dr, &d) == SQLITE_OK);
+        CHECK_STR(x->hash[i], db_hash(d));
         sqlite3_close(d);
     }
-    /* a snapshot straight into the bucket from the command line, listed, and used */
-    CHECK_INT(
-        0, sh("'%s' snapshot --db '%s' --lake '%s' > '%s' 2>&1", events_bin(), dbpath, url, out));
-    t = test_read_file(out, NULL);
+}
+
+/* A snapshot straight into the bucket from the command line, listed, and used by a restore;
+ * --out with --lake is a usage error. */
+static void e2e_cli_snapshot_into_the_bucket(const e2e *x)
+{
+    CHECK_INT(0, sh("'%s' snapshot --db '%s' --lake '%s' > '%s' 2>&1", events_bin(), x->dbpath,
+                    x->url, x->out));
+    char *t = test_read_file(x->out, NULL);
     CHECK_CONTAINS("stored s3-db/", t);
     free(t);
     CHECK_INT(0, sh("'%s' snapshot --lake '%s' --list --source s3-db > '%s' 2>&1", events_bin(),
-                    url, out));
-    t = test_read_file(out, NULL);
-    CHECK_CONTAINS(snap, t);
-    CHECK_CONTAINS(bm[3], t);
+                    x->url, x->out));
+    t = test_read_file(x->out, NULL);
+    CHECK_CONTAINS(x->snap, t);
+    CHECK_CONTAINS(x->bm[3], t);
     free(t);
-    unlink(dr);
+    unlink(x->dr);
     CHECK_INT(0, sh("'%s' restore --lake '%s' --cache '%s' --source s3-db --bookmark %s --out '%s' "
                     "> '%s' 2>&1",
-                    events_bin(), url, cache, bm[3], dr, out));
-    t = test_read_file(out, NULL);
+                    events_bin(), x->url, x->cache, x->bm[3], x->dr, x->out));
+    t = test_read_file(x->out, NULL);
     char want[80];
-    snprintf(want, sizeof want, "snapshot %s of s3-db, then 0 transactions", bm[3]);
+    snprintf(want, sizeof want, "snapshot %s of s3-db, then 0 transactions", x->bm[3]);
     CHECK_CONTAINS(want, t);
     free(t);
     sqlite3 *d2;
-    REQUIRE(sqlite3_open(dr, &d2) == SQLITE_OK);
-    CHECK_STR(hash[3], db_hash(d2));
+    REQUIRE(sqlite3_open(x->dr, &d2) == SQLITE_OK);
+    CHECK_STR(x->hash[3], db_hash(d2));
     sqlite3_close(d2);
     CHECK_INT(2, sh("'%s' snapshot --db '%s' --lake '%s' --out x.db > '%s' 2>&1", events_bin(),
-                    dbpath, url, out));
+                    x->dbpath, x->url, x->out));
+}
 
-    events_collection_close(users);
-    events_emitter_close(em, 1000);
-    events_untrack(db);
-    sqlite3_close(db);
-    if (test_failed_now()) srv_dump_log(&a.s);
+TEST(s3_end_to_end_ingest_query_compact_restore)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("s3-e2e");
+    e2e x;
+    memset(&x, 0, sizeof x);
+    lake_url("e2e", x.url, sizeof x.url);
+    snprintf(x.cache, sizeof x.cache, "%s/reader-cache", dir);
+    snprintf(x.dbpath, sizeof x.dbpath, "%s/app.db", dir);
+    snprintf(x.dr, sizeof x.dr, "%s/dr.db", dir);
+    snprintf(x.out, sizeof x.out, "%s/cli.out", dir);
+    REQUIRE_INT(0, node_start(&x.a, dir, "a", x.url, NULL));
+    e2e_track_database(&x);
+    if (test_failed_now()) return;
+    e2e_snapshot_and_changes(&x);
+    e2e_snapshot_through_the_server(&x);
+    e2e_server_queries_through_its_cache(&x);
+    e2e_cli_query_and_compact(&x);
+    e2e_restore_from_the_lake(&x);
+    e2e_cli_snapshot_into_the_bucket(&x);
+    events_collection_close(x.users);
+    events_emitter_close(x.em, 1000);
+    events_untrack(x.db);
+    sqlite3_close(x.db);
+    if (test_failed_now()) srv_dump_log(&x.a.s);
     test_rmtree(dir);
     free(dir);
 }
