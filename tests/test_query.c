@@ -1046,6 +1046,8 @@ TEST(test_query_time_limit_holds_while_a_client_does_not_read)
     /* 50 MB of NDJSON that nobody reads: more than the socket buffers and the pipe hold */
     int fd = post_and_stall(&s, "ndjson", "SELECT repeat('x', 10000) AS s FROM range(5000)");
     REQUIRE(fd >= 0);
+    /* running before the next one is sent, or that one could take the worker first */
+    CHECK_INT(0, await_metric(&s, "events_query_running", 1));
     resp r = post_query(&s, NULL, "SELECT 42 AS a", 30000);
     CHECK_INT(200, r.status);
     CHECK_CONTAINS("\"rows\":[[42]]", r.body.p);
