@@ -88,6 +88,37 @@ void sha256_hex(const unsigned char d[32], char out[65])
     out[64] = 0;
 }
 
+void sha256_hmac(const void *key, size_t keylen, const void *msg, size_t n, unsigned char out[32])
+{
+    unsigned char k[64] = {0}, pad[64], inner[32];
+    sha256 s;
+    if (keylen > sizeof k) { /* a key longer than a block is its digest */
+        sha256_init(&s);
+        sha256_update(&s, key, keylen);
+        sha256_final(&s, k);
+    } else if (keylen) {
+        memcpy(k, key, keylen);
+    }
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+    sha256_init(&s);
+    sha256_update(&s, pad, sizeof pad);
+    sha256_update(&s, msg, n);
+    sha256_final(&s, inner);
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+    sha256_init(&s);
+    sha256_update(&s, pad, sizeof pad);
+    sha256_update(&s, inner, sizeof inner);
+    sha256_final(&s, out);
+}
+
+int sha256_equal(const void *a, const void *b, size_t n)
+{
+    const volatile unsigned char *x = a, *y = b;
+    unsigned char d = 0;
+    for (size_t i = 0; i < n; i++) d |= x[i] ^ y[i];
+    return d == 0;
+}
+
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 int base64_encode(buf *out, const void *data, size_t n)

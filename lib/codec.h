@@ -1,6 +1,6 @@
 /*
- * codec.h - SHA-256 and base64, for snapshots' checksums and the changesets
- * that travel inside events.
+ * codec.h - SHA-256, HMAC-SHA256 and base64: snapshots' checksums, the changesets that
+ * travel inside events, and the signatures of webhook deliveries.
  */
 #ifndef EVENTS_CODEC_H
 #define EVENTS_CODEC_H
@@ -22,6 +22,11 @@ void sha256_update(sha256 *s, const void *p, size_t n);
 void sha256_final(sha256 *s, unsigned char out[32]);
 /* The digest as 64 lowercase hex digits and a NUL. */
 void sha256_hex(const unsigned char d[32], char out[65]);
+
+/* HMAC-SHA256 (RFC 2104) of msg[0..n) under key[0..keylen), any key length. */
+void sha256_hmac(const void *key, size_t keylen, const void *msg, size_t n, unsigned char out[32]);
+/* 1 if a[0..n) and b[0..n) are equal, taking the same time wherever they differ. */
+int sha256_equal(const void *a, const void *b, size_t n);
 
 /* Appends the standard base64 (with padding) of p[0..n). Returns 0, or -1 out of memory. */
 int base64_encode(buf *out, const void *p, size_t n);

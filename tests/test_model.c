@@ -2,6 +2,7 @@
  * test_model.c - the event model: JSON scanning, event validation and
  * normalisation, time, ULIDs, SipHash.
  */
+#include "codec.h"
 #include "event.h"
 #include "evrand.h"
 #include "evtime.h"
@@ -646,4 +647,47 @@ TEST(test_siphash128_matches_reference_vectors)
         for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", out[i]);
         CHECK_STR(expect[n], hex);
     }
+}
+
+/* HMAC-SHA256 against RFC 4231's test cases 1, 2, 3, 4, 6 and 7 (5 truncates its output). */
+TEST(test_codec_hmac_sha256_matches_rfc_4231)
+{
+    static const struct {
+        const char *key_hex, *msg, *mac;
+    } t[] = {
+        {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "Hi There",
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+        {"4a656665", "what do ya want for nothing?",
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL,
+         "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
+        {"0102030405060708090a0b0c0d0e0f10111213141516171819", NULL,
+         "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
+        {"aa*131", "Test Using Larger Than Block-Size Key - Hash Key First",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+        {"aa*131",
+         "This is a test using a larger than block-size key and a larger than block-size data. "
+         "The key needs to be hashed before being used by the HMAC algorithm.",
+         "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        unsigned char key[200], msg[50], mac[32];
+        size_t klen = 0, mlen;
+        if (!strcmp(t[i].key_hex, "aa*131"))
+            memset(key, 0xaa, klen = 131);
+        else
+            for (const char *h = t[i].key_hex; h[0] && h[1]; h += 2)
+                key[klen++] = (unsigned char)strtoul((char[3]){h[0], h[1], 0}, NULL, 16);
+        const void *m = t[i].msg;
+        mlen = m ? strlen(t[i].msg) : 50;
+        if (!m) memset(msg, i == 2 ? 0xdd : 0xcd, 50), m = msg; /* cases 3 and 4 */
+        sha256_hmac(key, klen, m, mlen, mac);
+        char hex[65];
+        sha256_hex(mac, hex);
+        CHECK_STR(t[i].mac, hex);
+    }
+    unsigned char a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 5};
+    CHECK(sha256_equal(a, a, 4));
+    CHECK(!sha256_equal(a, b, 4));
+    CHECK(sha256_equal(a, b, 3));
 }
