@@ -249,6 +249,25 @@ int http_ingest(const srv *s, const char *body, resp *out)
     return http_do("POST", url, h, body, strlen(body), 0, out);
 }
 
+char *srv_lake_dir(const char *tag)
+{
+    char *d = test_tmpdir(tag);
+    char *lake = malloc(strlen(d) + 8);
+    sprintf(lake, "%s/lake", d);
+    free(d);
+    return lake;
+}
+
+void srv_lake_cleanup(srv *s, char *lake)
+{
+    if (s->pid) srv_stop(s, SIGKILL);
+    if (test_failed_now()) srv_dump_log(s);
+    char *slash = strrchr(lake, '/');
+    *slash = 0;
+    test_rmtree(lake);
+    free(lake);
+}
+
 int gzip_bytes(const void *data, size_t n, buf *out)
 {
     z_stream z;

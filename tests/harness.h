@@ -61,6 +61,13 @@ void resp_free(resp *r);
 /* POST body to url/ingest with Content-Type: application/json. */
 int http_ingest(const srv *s, const char *body, resp *out);
 
+/* A new directory for a test's lake: "<tmpdir>/lake", the directory not yet made. Free it with
+ * srv_lake_cleanup. */
+char *srv_lake_dir(const char *tag);
+/* Kills s if it still runs, shows its log if the test failed, removes the lake's directory and
+ * frees lake. */
+void srv_lake_cleanup(srv *s, char *lake);
+
 /* Gzip-compresses data. Caller frees *out. */
 int gzip_bytes(const void *data, size_t n, buf *out);
 

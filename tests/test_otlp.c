@@ -181,7 +181,8 @@ static void parse_with(enum otlp_encoding enc, const char *body, size_t n, const
 
 static void parse(enum otlp_encoding enc, const char *body, size_t n, parsed *p)
 {
-    parse_with(enc, body, n, NULL, ingest_max_events_for(INGEST_MAX_BODY_DEFAULT), EVENT_MAX_BYTES_DEFAULT, p);
+    parse_with(enc, body, n, NULL, ingest_max_events_for(INGEST_MAX_BODY_DEFAULT),
+               EVENT_MAX_BYTES_DEFAULT, p);
 }
 
 static void parsed_free(parsed *p)
@@ -678,25 +679,6 @@ TEST(test_otlp_answers_are_otlp_messages)
 
 /* ---- against a server ----------------------------------------------------------------- */
 
-static char *lake_dir(void)
-{
-    char *d = test_tmpdir("otlp");
-    char *lake = malloc(strlen(d) + 8);
-    sprintf(lake, "%s/lake", d);
-    free(d);
-    return lake;
-}
-
-static void cleanup(srv *s, char *lake)
-{
-    if (s->pid) srv_stop(s, SIGKILL);
-    if (test_failed_now()) srv_dump_log(s);
-    char *slash = strrchr(lake, '/');
-    *slash = 0;
-    test_rmtree(lake);
-    free(lake);
-}
-
 static long post_logs(const srv *s, const char *query, const char *ctype, const char *extra,
                       const void *body, size_t n, resp *r)
 {
@@ -732,7 +714,7 @@ static int otel_lines(const char *lake, buf *out)
 TEST(test_otlp_server_stores_json_protobuf_and_gzip_once_each)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("otlp");
     const char *args[] = {"--seal-age", "1h", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
@@ -788,13 +770,13 @@ TEST(test_otlp_server_stores_json_protobuf_and_gzip_once_each)
     CHECK_CONTAINS("\"type\":\"app.log\"", lines.p);
     CHECK_CONTAINS("\"body\":\"gzipped\"", lines.p);
     buf_free(&lines);
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_otlp_server_answers_errors_as_otlp_status)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("otlp");
     const char *args[] = {"--max-body", "4KiB", "--max-event-bytes", "1KiB", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
@@ -862,5 +844,5 @@ TEST(test_otlp_server_answers_errors_as_otlp_status)
     CHECK_INT(0, sh("test $(cat %s/rejected/*/*/*/*/*.jsonl | grep -c '\"route\":\"/v1/logs\"') "
                     "-eq 1",
                     lake));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }

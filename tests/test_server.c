@@ -43,25 +43,6 @@ static const char *masked(const char *body, char *out, size_t cap)
     "\"rejectedCount\":1,\"requestId\":\"REQUEST-ID\",\"quarantine\":\"the refused record is "     \
     "kept in the lake: SELECT * FROM rejected WHERE requestId = 'REQUEST-ID'\"}"
 
-static char *lake_dir(void)
-{
-    char *d = test_tmpdir("srv");
-    char *lake = malloc(strlen(d) + 8);
-    sprintf(lake, "%s/lake", d);
-    free(d);
-    return lake;
-}
-
-static void cleanup(srv *s, char *lake)
-{
-    if (s->pid) srv_stop(s, SIGKILL);
-    if (test_failed_now()) srv_dump_log(s);
-    char *slash = strrchr(lake, '/');
-    *slash = 0;
-    test_rmtree(lake);
-    free(lake);
-}
-
 static int post(const srv *s, const char *path, const char *ctype, const char *extra,
                 const void *body, size_t n, resp *r)
 {
@@ -146,7 +127,7 @@ static json_t *find_by(json_t *events, const char *key, const char *val)
 TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--seal-age", "1h", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
@@ -227,13 +208,13 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
     snprintf(cmd, sizeof cmd, "grep -c . %s/events/2026/11/25/10/*.jsonl | grep -qx 5", lake);
     CHECK_INT(0, sh("%s", cmd));
     json_decref(ev);
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_answers_retries_as_duplicates_and_stores_once)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     resp r;
     const char *b1 = "[{\"type\":\"a\",\"id\":\"d1\"},{\"type\":\"a\",\"id\":\"d2\"}]";
@@ -267,13 +248,13 @@ TEST(test_server_answers_retries_as_duplicates_and_stores_once)
     ev = lake_events(lake, &files);
     CHECK_INT(5, json_array_size(ev));
     json_decref(ev);
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_health_and_metrics)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     resp r;
     http_ingest(&s,
@@ -306,13 +287,13 @@ TEST(test_server_health_and_metrics)
     CHECK_CONTAINS("\nevents_segments_sealed_total 0\n", r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGINT)); /* SIGINT stops as cleanly as SIGTERM */
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_requires_tokens_with_scopes)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     char tokens[1200];
     snprintf(tokens, sizeof tokens, "%s.tokens", lake);
     FILE *f = fopen(tokens, "w");
@@ -365,7 +346,7 @@ TEST(test_server_requires_tokens_with_scopes)
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     unlink(tokens);
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 /* Runs `events serve ARGS` expecting it to refuse to start; returns its stderr. */
@@ -542,7 +523,7 @@ TEST(test_server_refuses_tokens_files_that_would_turn_auth_off)
 TEST(test_server_warns_of_a_tokens_file_every_user_can_read)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     char tokens[1200];
     snprintf(tokens, sizeof tokens, "%s.tokens", lake);
     FILE *f = fopen(tokens, "w");
@@ -561,7 +542,7 @@ TEST(test_server_warns_of_a_tokens_file_every_user_can_read)
     CHECK_CONTAINS(want, log);
     free(log);
     unlink(tokens);
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 /* A request with extra headers (NULL-terminated after ctype, which may be NULL). */
@@ -578,7 +559,7 @@ static long request_with(const srv *s, const char *method, const char *path, con
 TEST(test_server_with_tokens_answers_cors_for_any_origin)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     setenv("EVENTS_TOKEN", "cors-test-token-0123456789", 1);
     int started = srv_start(&s, lake, NULL);
     unsetenv("EVENTS_TOKEN");
@@ -610,13 +591,13 @@ TEST(test_server_with_tokens_answers_cors_for_any_origin)
               request_with(&s, "GET", "/health", NULL, &r, "Host: events.example.com", NULL, NULL));
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_without_tokens_answers_only_loopback_hosts)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--allowed-hosts", "events.example, [fd00::1]", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     struct {
@@ -660,13 +641,13 @@ TEST(test_server_without_tokens_answers_only_loopback_hosts)
     resp_free(&r);
     CHECK_INT(refused, metric(&s, "events_http_refused_total{reason=\"host\"}"));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_without_tokens_refuses_other_web_pages)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--cors-origins", "http://app.test:3000", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     const char *evil = "Origin: http://evil.test", *json = "Content-Type: application/json",
@@ -732,7 +713,7 @@ TEST(test_server_without_tokens_refuses_other_web_pages)
     CHECK_INT(1, json_array_size(ev)); /* the allowed page's event, not the other's */
     CHECK_STR("app.beacon", json_string_value(json_object_get(json_array_get(ev, 0), "type")));
     json_decref(ev);
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 /* Each kind of bad request, answered with its status and its exact JSON. */
@@ -882,7 +863,7 @@ static void gzip_bomb_stopped(srv *s)
 TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--max-body", "64KiB", "--max-event-bytes", "1KiB", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     bad_requests_answered_exactly(&s);
@@ -895,7 +876,7 @@ TEST(test_server_answers_each_bad_request_exactly_and_keeps_serving)
     json_t *ev = lake_events(lake, &files);
     CHECK_INT(1, json_array_size(ev)); /* only the one good event of all that */
     json_decref(ev);
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 static int connect_to(const srv *s)
@@ -924,7 +905,7 @@ static double now_s(void)
 TEST(test_server_times_out_a_client_that_sends_its_body_slowly)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--request-timeout", "1s", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     int fd = connect_to(&s);
@@ -952,13 +933,13 @@ TEST(test_server_times_out_a_client_that_sends_its_body_slowly)
     close(fd);
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_closes_idle_connections)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--idle-timeout", "1s", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     int fd = connect_to(&s);
@@ -975,7 +956,7 @@ TEST(test_server_closes_idle_connections)
     close(fd);
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 /*
@@ -1015,7 +996,7 @@ static const char *body_of(const char *raw)
 TEST(test_server_answers_408_to_a_connection_that_trickles_its_headers)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--header-timeout", "1s", "--idle-timeout", "2s", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
 
@@ -1069,7 +1050,7 @@ TEST(test_server_answers_408_to_a_connection_that_trickles_its_headers)
     CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"header_timeout\"}"));
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 /* Sends raw on a new connection and reads the answer until the server closes it. */
@@ -1085,7 +1066,7 @@ static void raw_exchange(const srv *s, const char *raw, size_t n, char *answer, 
 TEST(test_server_answers_urls_and_framing_it_cannot_read_with_json_errors)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     static char answer[8192];
 
@@ -1141,13 +1122,13 @@ TEST(test_server_answers_urls_and_framing_it_cannot_read_with_json_errors)
     CHECK_INT(1, open);
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_answers_a_client_while_slow_headers_hold_every_connection)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     /* the header deadline out of the way: room is made by closing the oldest waiting one */
     const char *args[] = {"--max-connections", "300", "--header-timeout", "1h", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
@@ -1202,13 +1183,13 @@ TEST(test_server_answers_a_client_while_slow_headers_hold_every_connection)
     CHECK_INT(0, closed_plain);
     for (int i = 0; i < N; i++) close(fds[i]);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_refuses_a_connection_when_every_connection_is_busy)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--max-connections", "2", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     int fds[2];
@@ -1254,7 +1235,7 @@ TEST(test_server_refuses_a_connection_when_every_connection_is_busy)
     }
     CHECK_INT(refused, counted);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 typedef struct poster {
@@ -1285,7 +1266,7 @@ static void *post_loop(void *arg)
 TEST(test_server_finishes_requests_and_seals_at_sigterm)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     poster ps[4];
     pthread_t th[4];
@@ -1309,7 +1290,7 @@ TEST(test_server_finishes_requests_and_seals_at_sigterm)
     char cmd[1300];
     snprintf(cmd, sizeof cmd, "test -z \"$(ls %s/.spool | grep jsonl)\"", lake);
     CHECK_INT(0, sh("%s", cmd)); /* the spool is empty: everything sealed */
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 static void *vanish_loop(void *arg)
@@ -1331,7 +1312,7 @@ static void *vanish_loop(void *arg)
 TEST(test_server_stops_after_clients_vanish_while_waiting_for_their_commit)
 {
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     pthread_t th[8];
     for (int i = 0; i < 8; i++) pthread_create(&th[i], NULL, vanish_loop, &s);
@@ -1341,14 +1322,14 @@ TEST(test_server_stops_after_clients_vanish_while_waiting_for_their_commit)
     CHECK_CONTAINS("code=\"other\"", r.body.p); /* requests whose client left (recorded as 499) */
     resp_free(&r);
     CHECK_INT(0, srv_stop_within(&s, SIGTERM, 10000));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_answers_408_to_a_client_that_stops_sending_its_body)
 {
     /* --request-timeout holds when nothing more arrives, not only when bytes do */
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--request-timeout", "1s", "--idle-timeout", "60s", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     int fd = connect_to(&s);
@@ -1373,19 +1354,19 @@ TEST(test_server_answers_408_to_a_client_that_stops_sending_its_body)
     CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"body_timeout\"}"));
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
 
 TEST(test_server_default_memory_max_leaves_room_for_the_duckdb_limits)
 {
     /* --memory-max is not given: its default never stops a start, whatever the machine */
     srv s = {0};
-    char *lake = lake_dir();
+    char *lake = srv_lake_dir("srv");
     const char *args[] = {"--query-memory", "20GiB", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     long long want = (20ll << 30) + (1ll << 30) + (256ll << 20);
     long long got = metric(&s, "events_memory_max_bytes");
     if (got < want) test_fail(__FILE__, __LINE__, "memory_max %lld, want at least %lld", got, want);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    cleanup(&s, lake);
+    srv_lake_cleanup(&s, lake);
 }
