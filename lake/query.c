@@ -76,9 +76,14 @@ static void *watchdog_main(void *arg)
     pthread_mutex_lock(&e->mu);
     while (!e->stop) {
         int64_t now = evtime_mono_ms();
+        /* Again at every tick while the query runs: DuckDB forgets an interrupt when its next
+         * statement starts, and a query takes several (its transaction, views, the query). */
         for (query_conn *c = e->conns; c; c = c->next) {
             int64_t d = atomic_load(&c->deadline_ms);
-            if (d && now >= d && !atomic_exchange(&c->timed_out, 1)) duckdb_interrupt(c->c);
+            if (d && (now >= d || atomic_load(&c->stopped))) {
+                atomic_store(&c->timed_out, 1);
+                duckdb_interrupt(c->c);
+            }
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -21,7 +21,7 @@ struct query_engine {
     uint64_t max_rejected_line; /* query_config's */
     char *root;         /* the lake's directory, or NULL: an object store read through cache */
     char *volatile_fns; /* ",random,uuid,…,": DuckDB's volatile functions; read-only after open */
-    pthread_mutex_t mu; /* conns and spare */
+    pthread_mutex_t mu; /* conns, spare, and a conn's deadline_ms going to 0 (query_run) */
     query_conn *conns;
     /* DuckDB connections set up before the configuration was locked (a session setting cannot
      * be changed after), for query_conn_new to take and query_conn_free to give back */
@@ -70,7 +70,8 @@ struct query_conn {
     json_t *eval_template;       /* parse tree of SELECT try(CAST(x AS TIMESTAMP)), … */
     _Atomic int64_t deadline_ms; /* monotonic; 0 when idle */
     _Atomic int timed_out;       /* the running query is to stop: set by the watchdog at its
-                                  * deadline and by query_conn_interrupt, cleared at each start */
+                                  * deadline and by query_conn_interrupt, cleared at each start
+                                  * unless stopped */
     _Atomic int stopped;         /* query_conn_interrupt was called (the server is stopping) */
     struct query__live fetched;  /* the lake files of the running query */
     query_conn *next;

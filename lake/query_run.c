@@ -674,7 +674,7 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
     render rd = {.q = q, .req = req, .sink = sink, .o = o, .out = BUF_INIT};
     rd.max_bytes = req->max_bytes ? req->max_bytes : QUERY_MAX_BYTES_DEFAULT;
     int in_tx = 0;
-    atomic_store(&q->timed_out, 0);
+    atomic_store(&q->timed_out, atomic_load(&q->stopped)); /* once stopped, every query is */
     /* the time limit covers the whole query, the evaluation of its time bounds included */
     rd.deadline = evtime_mono_ms() + (req->timeout_ms ? req->timeout_ms : 30000);
     atomic_store(&q->deadline_ms, rd.deadline);
@@ -688,7 +688,9 @@ void query_run(query_conn *q, const query_request *req, const query_sink *sink, 
         render_rows(&rd, &res);
     end_answer(&rd, t0);
 done:
+    pthread_mutex_lock(&q->e->mu); /* under the watchdog's lock: after it, no interrupt comes */
     atomic_store(&q->deadline_ms, 0);
+    pthread_mutex_unlock(&q->e->mu);
     if (!o->elapsed_ms) o->elapsed_ms = (double)(evtime_mono_ns() - t0) / 1e6;
     for (idx_t i = 0; rd.types && i < rd.ncols; i++) result_type_free(rd.types[i]);
     free(rd.types);
