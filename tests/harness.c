@@ -172,26 +172,37 @@ static int reap(srv *s, int st)
     return WEXITSTATUS(st);
 }
 
-int srv_stop(srv *s, int sig)
+/* Waits for the server, SIGKILLing it after timeout_ms; a server that died of a signal it was
+ * not sent (an abort, a sanitizer's report) or did not stop in time has its log shown. */
+static int stop_within(srv *s, int sig, int timeout_ms)
 {
     if (!s->pid) return -1;
     if (sig) kill(s->pid, sig);
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            if (WIFSIGNALED(st) && WTERMSIG(st) != sig) srv_dump_log(s);
+            return reap(s, st);
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "server %d did not stop within %d ms: killed\n", (int)s->pid, timeout_ms);
+    kill(s->pid, SIGKILL);
     int st = 0;
     waitpid(s->pid, &st, 0);
-    return reap(s, st);
+    srv_dump_log(s);
+    reap(s, st);
+    return -2;
+}
+
+int srv_stop(srv *s, int sig)
+{
+    return stop_within(s, sig, SRV_STOP_MAX_MS);
 }
 
 int srv_stop_within(srv *s, int sig, int timeout_ms)
 {
-    if (!s->pid) return -1;
-    kill(s->pid, sig);
-    for (int waited = 0; waited < timeout_ms; waited += 10) {
-        int st;
-        if (waitpid(s->pid, &st, WNOHANG) == s->pid) return reap(s, st);
-        usleep(10000);
-    }
-    srv_stop(s, SIGKILL);
-    return -2;
+    return stop_within(s, sig, timeout_ms);
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)

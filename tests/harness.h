@@ -31,7 +31,10 @@ typedef struct srv {
  */
 int srv_start(srv *s, const char *lake, const char *const *args);
 
-/* Sends sig and waits for the exit. Returns the exit status, 128+signal if killed. */
+/* Sends sig (none if 0) and waits for the exit, at most SRV_STOP_MAX_MS. Returns the exit
+ * status, 128+signal if killed, -2 if it had to be SIGKILLed (its log is printed then, and when
+ * it died of a signal it was not sent). */
+#define SRV_STOP_MAX_MS 120000
 int srv_stop(srv *s, int sig);
 
 /* Like srv_stop, but SIGKILLs the server after timeout_ms and returns -2 then. */
