@@ -61,6 +61,8 @@ int auth_parse_scopes(const char *s, unsigned *out)
             v |= AUTH_SCOPE_QUERY;
         else if (n == 5 && !strncmp(s, "admin", 5))
             v |= AUTH_SCOPE_ADMIN;
+        else if (n == 8 && !strncmp(s, "webhooks", 8))
+            v |= AUTH_SCOPE_WEBHOOKS;
         else
             return -1;
         s += n;
@@ -116,9 +118,10 @@ int auth_add_with(auth *a, const char *name, const char *token, unsigned scopes,
     snprintf(e->name, sizeof e->name, "%s", name);
     memcpy(e->hash, hash, sizeof hash);
     e->tok.name = e->name;
-    e->tok.scopes = (scopes & AUTH_SCOPE_ADMIN)
-                        ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN)
-                        : scopes;
+    e->tok.scopes =
+        (scopes & AUTH_SCOPE_ADMIN)
+            ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN | AUTH_SCOPE_WEBHOOKS)
+            : scopes;
     if (type) {
         snprintf(e->type, sizeof e->type, "%s", type);
         e->tok.type = e->type;
@@ -216,9 +219,10 @@ int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *
                      path, lineno);
             rc = -1;
         } else if (auth_parse_scopes(scopes, &sc)) {
-            snprintf(err, errlen,
-                     "tokens file %s:%d: unknown scope in \"%s\" (use ingest, query, admin)", path,
-                     lineno, scopes);
+            snprintf(
+                err, errlen,
+                "tokens file %s:%d: unknown scope in \"%s\" (use ingest, query, admin, webhooks)",
+                path, lineno, scopes);
             rc = -1;
         } else if (token_options(&save, sc, &type, &ts_key, e2, sizeof e2)) {
             snprintf(err, errlen, "tokens file %s:%d: %s", path, lineno, e2);

@@ -3,7 +3,8 @@
  *
  * Tokens come from a tokens file, one per line:
  *     NAME  TOKEN  SCOPES  [type=TYPE] [ts_key=NAME]
- * SCOPES: comma-separated ingest,query,admin. The options are ingest's
+ * SCOPES: comma-separated ingest,query,admin,webhooks (webhooks: POST /webhooks
+ * alone, the token a provider's settings keep; docs/webhooks.md). The options are ingest's
  * defaults for what the token sends (ingest.h): the type of events without
  * one, the member an event's time is read from without "ts"; only a token
  * that may ingest takes them. And from the environment (EVENTS_TOKEN: one
@@ -15,7 +16,7 @@
 
 #include <stddef.h>
 
-enum { AUTH_SCOPE_INGEST = 1, AUTH_SCOPE_QUERY = 2, AUTH_SCOPE_ADMIN = 4 };
+enum { AUTH_SCOPE_INGEST = 1, AUTH_SCOPE_QUERY = 2, AUTH_SCOPE_ADMIN = 4, AUTH_SCOPE_WEBHOOKS = 8 };
 
 #define AUTH_TOKEN_MIN 16
 
