@@ -111,7 +111,8 @@ static int form_json(const char *body, size_t n, buf *out, char *err, size_t err
         if (e > i) {
             rc = (!first && buf_putc(out, ',')) || buf_json_str(out, k.p ? k.p : "", k.len) ||
                  buf_putc(out, ':');
-            int raw = k.len == 7 && !memcmp(k.p, "payload", 7) && v.len && is_json(v.p, v.len);
+            int raw =
+                k.p && k.len == 7 && !memcmp(k.p, "payload", 7) && v.len && is_json(v.p, v.len);
             if (!rc)
                 rc = raw ? buf_append(out, v.p, v.len) : buf_json_str(out, v.p ? v.p : "", v.len);
             first = 0;
@@ -316,7 +317,7 @@ int webhooks_make_event(const webhooks_delivery *d, int verified, int64_t receiv
     }
     int rc = d->provider == WEBHOOKS_SLACK ? slack_challenge(p, p + n, out) : 0;
     if (!rc) {
-        char raw[RAW_MAX], did[RAW_MAX];
+        char raw[RAW_MAX] = "", did[RAW_MAX] = "";
         raw_type(d, p, p + n, raw, sizeof raw);
         webhooks_map_type(d->provider, raw, strlen(raw), out->type);
         long dn = delivery_id(d, p, p + n, did, sizeof did);
