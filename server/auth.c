@@ -178,13 +178,14 @@ static int token_options(char **save, unsigned scopes, const char **type, const 
     return 0;
 }
 
-int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen)
+FILE *auth_open_secret_file(const char *what, const char *path, char *warn, size_t warnlen,
+                            char *err, size_t errlen)
 {
     if (warnlen) warn[0] = 0;
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, errlen, "tokens file %s: %s", path, strerror(errno));
-        return -1;
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return NULL;
     }
     struct stat st;
     const char *bad = fstat(fileno(f), &st)  ? strerror(errno)
@@ -192,14 +193,20 @@ int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *
                       : !S_ISREG(st.st_mode) ? "it is not a regular file"
                                              : NULL;
     if (bad) {
-        snprintf(err, errlen, "tokens file %s: %s", path, bad);
+        snprintf(err, errlen, "%s %s: %s", what, path, bad);
         fclose(f);
-        return -1;
+        return NULL;
     }
     if ((st.st_mode & S_IROTH) && warnlen)
-        snprintf(warn, warnlen,
-                 "tokens file %s can be read by every user (mode %04o): chmod 600 it", path,
-                 (unsigned)(st.st_mode & 07777));
+        snprintf(warn, warnlen, "%s %s can be read by every user (mode %04o): chmod 600 it", what,
+                 path, (unsigned)(st.st_mode & 07777));
+    return f;
+}
+
+int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen)
+{
+    FILE *f = auth_open_secret_file("tokens file", path, warn, warnlen, err, errlen);
+    if (!f) return -1;
     char line[1024];
     int lineno = 0, rc = 0;
     size_t before = a->n;

@@ -15,6 +15,7 @@
 #define EVENTS_AUTH_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 enum { AUTH_SCOPE_INGEST = 1, AUTH_SCOPE_QUERY = 2, AUTH_SCOPE_ADMIN = 4, AUTH_SCOPE_WEBHOOKS = 8 };
 
@@ -43,6 +44,14 @@ void auth_free(auth *a);
  * to a message ("" if none) when the file can be read by every user.
  */
 int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen);
+
+/*
+ * Opens a file of secrets (what: "tokens file", …) at path for reading. NULL
+ * with err naming it when it cannot be opened or is not a regular file; warn
+ * is set ("" if not) when every user may read it. Also for webhooks.h's secrets.
+ */
+FILE *auth_open_secret_file(const char *what, const char *path, char *warn, size_t warnlen,
+                            char *err, size_t errlen);
 
 /* Adds one token. Returns 0, or -1 with a message (a token too short, or already added). */
 int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err,

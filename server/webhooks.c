@@ -18,6 +18,7 @@
  */
 #include "webhooks.h"
 #include "webhooks_int.h"
+#include "auth.h"
 #include "codec.h"
 
 #include <ctype.h>
@@ -26,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 static const char *const names[WEBHOOKS_COUNT] = {"github", "stripe", "slack",
                                                   "linear", "svix",   "workos"};
@@ -134,36 +134,10 @@ static int secrets_line(webhooks_secrets *w, char *line, char *err, size_t errle
     return webhooks_secrets_add(w, p, secret, err, errlen);
 }
 
-/* Opens a secrets file that is a regular file, warning when every user may read it. */
-static FILE *open_secrets(const char *path, char *warn, size_t warnlen, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "webhook secrets file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    const char *bad = fstat(fileno(f), &st)  ? strerror(errno)
-                      : S_ISDIR(st.st_mode)  ? "it is a directory"
-                      : !S_ISREG(st.st_mode) ? "it is not a regular file"
-                                             : NULL;
-    if (bad) {
-        snprintf(err, errlen, "webhook secrets file %s: %s", path, bad);
-        fclose(f);
-        return NULL;
-    }
-    if ((st.st_mode & S_IROTH) && warnlen)
-        snprintf(warn, warnlen,
-                 "webhook secrets file %s can be read by every user (mode %04o): chmod 600 it",
-                 path, (unsigned)(st.st_mode & 07777));
-    return f;
-}
-
 int webhooks_secrets_load(webhooks_secrets *w, const char *path, char *warn, size_t warnlen,
                           char *err, size_t errlen)
 {
-    if (warnlen) warn[0] = 0;
-    FILE *f = open_secrets(path, warn, warnlen, err, errlen);
+    FILE *f = auth_open_secret_file("webhook secrets file", path, warn, warnlen, err, errlen);
     if (!f) return -1;
     char line[2048], e2[256];
     int lineno = 0, rc = 0, added = 0;

@@ -22,7 +22,6 @@
  */
 import { spawn } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,24 +29,12 @@ import { sign as githubSign } from '@octokit/webhooks-methods';
 import Stripe from 'stripe';
 import { Webhook as SvixWebhook } from 'svix';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
+import { check, eq, freePort, sleep, tally } from './checks.mjs';
 
 const [bin, work] = process.argv.slice(2);
 if (!bin || !work) {
   console.error('usage: node providers.mjs EVENTS_BIN WORK_DIR');
   process.exit(2);
-}
-
-let failures = 0, checks = 0;
-function check(ok, what) {
-  checks++;
-  if (!ok) {
-    failures++;
-    console.log(`FAIL ${what}`);
-  }
-}
-function eq(actual, expected, what) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  check(a === e, `${what}: expected ${e}, got ${a}`);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'events-webhooks-'));
@@ -57,7 +44,7 @@ const deadline = setTimeout(() => finish('timed out after 150 s'), 150000);
 async function finish(error) {
   clearTimeout(deadline);
   if (error) {
-    failures++;
+    tally.failures++;
     console.log(`FAIL ${error}`);
   }
   for (const s of servers) {
@@ -66,18 +53,10 @@ async function finish(error) {
     s.proc.kill('SIGTERM');
     eq(await exited, 0, `${s.name}: the server stops cleanly at SIGTERM`); /* ASan: no leak */
   }
-  if (failures) for (const s of servers) console.log(`${s.name} log:\n${s.log}`);
+  if (tally.failures) for (const s of servers) console.log(`${s.name} log:\n${s.log}`);
   rmSync(dir, { recursive: true, force: true });
-  console.log(`providers: ${checks - failures} passed, ${failures} failed`);
-  process.exit(failures ? 1 : 0);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-  });
+  console.log(`providers: ${tally.checks - tally.failures} passed, ${tally.failures} failed`);
+  process.exit(tally.failures ? 1 : 0);
 }
 
 /* A server on loopback with args, its environment env; resolves to its base URL. */

@@ -18,5 +18,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$(echo $packages)" ]; then
     (cd "$work" && npm install --no-audit --no-fund --silent --no-save $packages >/dev/null)
     echo $packages >"$stamp"
 fi
-cp "$src/providers.mjs" "$work/providers.mjs"
+cp "$src/providers.mjs" "$src/../node/checks.mjs" "$work/"
 exec node "$work/providers.mjs" "$bin" "$work"
