@@ -70,7 +70,8 @@ typedef struct server__srv {
         compact_deleted, compact_files, compact_leftovers;
     _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
     _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
-    webhooks_secrets *hooks;                 /* the webhook providers' secrets (webhooks.h) */
+    webhooks_secrets
+        *hooks; /* webhook providers' secrets (webhooks.h): set at start, then read only */
 } server__srv;
 
 /* What a request asks for, from its URL and method. */
