@@ -37,7 +37,8 @@ int server__webhooks_start(server__srv *s, char *err, size_t errlen)
     return webhooks_allow_unsigned(s->hooks, cfg->webhook_allow_unsigned, err, errlen);
 }
 
-/* The provider a request names: /webhooks/NAME or ?provider=NAME, -1 when it names none. */
+/* r->hook, from /webhooks/NAME or ?provider=NAME; answered 400 when it names none or an unknown
+ * one. */
 static enum MHD_Result find_provider(server__req *r, const char *url)
 {
     const char *arg = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "provider");
