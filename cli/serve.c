@@ -106,6 +106,11 @@ static size_t request_options(cli_option *o, size_t room, serve_flags *f)
     const cli_option t[] = {
         {"tokens-file", "EVENTS_TOKENS_FILE", OPT_STR, &c->tokens_file, "PATH",
          "bearer tokens: NAME TOKEN SCOPES per line"},
+        {"webhook-secrets", "EVENTS_WEBHOOK_SECRETS", OPT_STR, &c->webhook_secrets, "PATH",
+         "webhook providers' secrets: provider=secret per line (docs/webhooks.md)"},
+        {"webhook-allow-unsigned", "EVENTS_WEBHOOK_ALLOW_UNSIGNED", OPT_STR,
+         &c->webhook_allow_unsigned, "PROVIDER,...",
+         "store these providers' deliveries unverified while they have no secret"},
         {"allowed-hosts", "EVENTS_ALLOWED_HOSTS", OPT_STR, &c->allowed_hosts, "HOST,...",
          "Host names answered besides loopback ones (checked without tokens, or when given)"},
         {"cors-origins", "EVENTS_CORS_ORIGINS", OPT_STR, &c->cors_origins, "ORIGIN,...",

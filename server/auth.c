@@ -61,6 +61,8 @@ int auth_parse_scopes(const char *s, unsigned *out)
             v |= AUTH_SCOPE_QUERY;
         else if (n == 5 && !strncmp(s, "admin", 5))
             v |= AUTH_SCOPE_ADMIN;
+        else if (n == 8 && !strncmp(s, "webhooks", 8))
+            v |= AUTH_SCOPE_WEBHOOKS;
         else
             return -1;
         s += n;
@@ -116,9 +118,10 @@ int auth_add_with(auth *a, const char *name, const char *token, unsigned scopes,
     snprintf(e->name, sizeof e->name, "%s", name);
     memcpy(e->hash, hash, sizeof hash);
     e->tok.name = e->name;
-    e->tok.scopes = (scopes & AUTH_SCOPE_ADMIN)
-                        ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN)
-                        : scopes;
+    e->tok.scopes =
+        (scopes & AUTH_SCOPE_ADMIN)
+            ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN | AUTH_SCOPE_WEBHOOKS)
+            : scopes;
     if (type) {
         snprintf(e->type, sizeof e->type, "%s", type);
         e->tok.type = e->type;
@@ -175,13 +178,14 @@ static int token_options(char **save, unsigned scopes, const char **type, const 
     return 0;
 }
 
-int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen)
+FILE *auth_open_secret_file(const char *what, const char *path, char *warn, size_t warnlen,
+                            char *err, size_t errlen)
 {
     if (warnlen) warn[0] = 0;
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, errlen, "tokens file %s: %s", path, strerror(errno));
-        return -1;
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return NULL;
     }
     struct stat st;
     const char *bad = fstat(fileno(f), &st)  ? strerror(errno)
@@ -189,14 +193,20 @@ int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *
                       : !S_ISREG(st.st_mode) ? "it is not a regular file"
                                              : NULL;
     if (bad) {
-        snprintf(err, errlen, "tokens file %s: %s", path, bad);
+        snprintf(err, errlen, "%s %s: %s", what, path, bad);
         fclose(f);
-        return -1;
+        return NULL;
     }
     if ((st.st_mode & S_IROTH) && warnlen)
-        snprintf(warn, warnlen,
-                 "tokens file %s can be read by every user (mode %04o): chmod 600 it", path,
-                 (unsigned)(st.st_mode & 07777));
+        snprintf(warn, warnlen, "%s %s can be read by every user (mode %04o): chmod 600 it", what,
+                 path, (unsigned)(st.st_mode & 07777));
+    return f;
+}
+
+int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen)
+{
+    FILE *f = auth_open_secret_file("tokens file", path, warn, warnlen, err, errlen);
+    if (!f) return -1;
     char line[1024];
     int lineno = 0, rc = 0;
     size_t before = a->n;
@@ -216,9 +226,10 @@ int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *
                      path, lineno);
             rc = -1;
         } else if (auth_parse_scopes(scopes, &sc)) {
-            snprintf(err, errlen,
-                     "tokens file %s:%d: unknown scope in \"%s\" (use ingest, query, admin)", path,
-                     lineno, scopes);
+            snprintf(
+                err, errlen,
+                "tokens file %s:%d: unknown scope in \"%s\" (use ingest, query, admin, webhooks)",
+                path, lineno, scopes);
             rc = -1;
         } else if (token_options(&save, sc, &type, &ts_key, e2, sizeof e2)) {
             snprintf(err, errlen, "tokens file %s:%d: %s", path, lineno, e2);

@@ -3,7 +3,8 @@
  *
  * Tokens come from a tokens file, one per line:
  *     NAME  TOKEN  SCOPES  [type=TYPE] [ts_key=NAME]
- * SCOPES: comma-separated ingest,query,admin. The options are ingest's
+ * SCOPES: comma-separated ingest,query,admin,webhooks (webhooks: POST /webhooks
+ * alone, the token a provider's settings keep; docs/webhooks.md). The options are ingest's
  * defaults for what the token sends (ingest.h): the type of events without
  * one, the member an event's time is read from without "ts"; only a token
  * that may ingest takes them. And from the environment (EVENTS_TOKEN: one
@@ -14,8 +15,9 @@
 #define EVENTS_AUTH_H
 
 #include <stddef.h>
+#include <stdio.h>
 
-enum { AUTH_SCOPE_INGEST = 1, AUTH_SCOPE_QUERY = 2, AUTH_SCOPE_ADMIN = 4 };
+enum { AUTH_SCOPE_INGEST = 1, AUTH_SCOPE_QUERY = 2, AUTH_SCOPE_ADMIN = 4, AUTH_SCOPE_WEBHOOKS = 8 };
 
 #define AUTH_TOKEN_MIN 16
 
@@ -42,6 +44,14 @@ void auth_free(auth *a);
  * to a message ("" if none) when the file can be read by every user.
  */
 int auth_load_file(auth *a, const char *path, char *warn, size_t warnlen, char *err, size_t errlen);
+
+/*
+ * Opens a file of secrets (what: "tokens file", …) at path for reading. NULL
+ * with err naming it when it cannot be opened or is not a regular file; warn
+ * is set ("" if not) when every user may read it. Also for webhooks.h's secrets.
+ */
+FILE *auth_open_secret_file(const char *what, const char *path, char *warn, size_t warnlen,
+                            char *err, size_t errlen);
 
 /* Adds one token. Returns 0, or -1 with a message (a token too short, or already added). */
 int auth_add(auth *a, const char *name, const char *token, unsigned scopes, char *err,

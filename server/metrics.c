@@ -12,7 +12,12 @@ metrics metrics_global;
 static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
                                               413, 415, 429, 500, 503, 504, 0,   0};
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
-    "ingest", "query", "health", "metrics", "snapshots", "tail", "dashboard", "otlp_logs", "other"};
+    "ingest", "query",     "health",    "metrics", "snapshots",
+    "tail",   "dashboard", "otlp_logs", "other",   "webhooks"};
+
+static const char *const webhook_outcomes[METRICS_WH_COUNT] = {
+    "accepted",          "unverified",      "duplicate", "challenge",        "missing_signature",
+    "invalid_signature", "stale_timestamp", "no_secret", "unknown_provider", "refused"};
 
 static const char *const refusal_names[METRICS_REFUSED_COUNT] = {
     "host",          "origin",  "header_timeout",    "evicted",     "connection_limit",
@@ -21,6 +26,26 @@ static const char *const refusal_names[METRICS_REFUSED_COUNT] = {
 void metrics_refused(enum metrics_refusal why)
 {
     atomic_fetch_add_explicit(&metrics_global.refused[why], 1, memory_order_relaxed);
+}
+
+void metrics_webhook(int provider, enum metrics_webhook outcome)
+{
+    int p = provider >= 0 && provider < WEBHOOKS_COUNT ? provider : WEBHOOKS_COUNT;
+    atomic_fetch_add_explicit(&metrics_global.webhooks[p][outcome], 1, memory_order_relaxed);
+}
+
+/* events_webhooks_total{provider,outcome}: every pair, zeros included, so alerts see them. */
+static void render_webhooks(buf *b, const metrics *m)
+{
+    buf_puts(b, "# HELP events_webhooks_total Webhook deliveries by provider and outcome.\n"
+                "# TYPE events_webhooks_total counter\n");
+    for (int p = 0; p < METRICS_WH_PROVIDERS; p++)
+        for (int o = 0; o < METRICS_WH_COUNT; o++) {
+            if ((p == WEBHOOKS_COUNT) != (o == METRICS_WH_UNKNOWN_PROVIDER)) continue;
+            buf_printf(b, "events_webhooks_total{provider=\"%s\",outcome=\"%s\"} %llu\n",
+                       p < WEBHOOKS_COUNT ? webhooks_name(p) : "unknown", webhook_outcomes[o],
+                       (unsigned long long)atomic_load(&m->webhooks[p][o]));
+        }
 }
 
 void metrics_request(enum metrics_route route, unsigned status, int64_t ns)
@@ -109,6 +134,7 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
     for (int i = 0; i < METRICS_REFUSED_COUNT; i++)
         buf_printf(b, "events_http_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
                    (unsigned long long)atomic_load(&m->refused[i]));
+    render_webhooks(b, m);
     buf_puts(b, "# HELP events_http_request_duration_seconds Time from the first byte of a "
                 "request to its answer.\n# TYPE events_http_request_duration_seconds histogram\n");
     for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {

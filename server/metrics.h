@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "event.h"
 #include "histo.h"
+#include "webhooks.h"
 #include "writer.h"
 
 #include <stdatomic.h>
@@ -26,6 +27,7 @@ enum metrics_route {
     METRICS_ROUTE_DASHBOARD,
     METRICS_ROUTE_OTLP_LOGS,
     METRICS_ROUTE_OTHER,
+    METRICS_ROUTE_WEBHOOKS,
     METRICS_ROUTE_COUNT
 };
 
@@ -45,6 +47,24 @@ enum metrics_refusal {
     METRICS_REFUSED_COUNT
 };
 
+/* What became of a webhook delivery (POST /webhooks, docs/webhooks.md). */
+enum metrics_webhook {
+    METRICS_WH_ACCEPTED,          /* stored, signature verified */
+    METRICS_WH_UNVERIFIED,        /* stored unsigned (--webhook-allow-unsigned) */
+    METRICS_WH_DUPLICATE,         /* a delivery id already stored: answered, not stored again */
+    METRICS_WH_CHALLENGE,         /* Slack's url_verification answered */
+    METRICS_WH_MISSING_SIGNATURE, /* a header the signature needs is missing */
+    METRICS_WH_INVALID_SIGNATURE, /* malformed, or signed by no secret */
+    METRICS_WH_STALE_TIMESTAMP,   /* the timestamp is outside the tolerance, old or future */
+    METRICS_WH_NO_SECRET,         /* the provider has no secret */
+    METRICS_WH_UNKNOWN_PROVIDER,  /* not a provider the server knows */
+    METRICS_WH_REFUSED,           /* the body: not JSON, its event refused, too large */
+    METRICS_WH_COUNT
+};
+
+/* Providers counted: webhooks.h's and one for an unknown name. */
+#define METRICS_WH_PROVIDERS (WEBHOOKS_COUNT + 1)
+
 typedef struct metrics {
     _Atomic uint64_t events_accepted, events_rejected, events_duplicate;
     _Atomic uint64_t rejected_by[EVENT_R_COUNT];     /* refused records by reason (event.h) */
@@ -55,12 +75,16 @@ typedef struct metrics {
     _Atomic uint64_t requests[METRICS_ROUTE_COUNT][METRICS_CODES];
     histo latency[METRICS_ROUTE_COUNT];
     _Atomic uint64_t refused[METRICS_REFUSED_COUNT];
+    _Atomic uint64_t webhooks[METRICS_WH_PROVIDERS][METRICS_WH_COUNT]; /* by provider, outcome */
 } metrics;
 
 extern metrics metrics_global;
 
 /* Counts a finished request and its latency. */
 void metrics_request(enum metrics_route route, unsigned status, int64_t ns);
+
+/* Counts a webhook delivery's outcome; provider -1 (or out of range) is an unknown one. */
+void metrics_webhook(int provider, enum metrics_webhook outcome);
 
 /* Counts a refusal. */
 void metrics_refused(enum metrics_refusal why);

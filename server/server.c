@@ -229,6 +229,7 @@ static int start_access(server__srv *s)
     if (cfg->token &&
         auth_add(s->auth, "EVENTS_TOKEN", cfg->token, AUTH_SCOPE_ADMIN, err, sizeof err))
         return cannot_start(err, NULL);
+    if (server__webhooks_start(s, err, sizeof err)) return cannot_start(err, NULL);
     if (!(s->origins = origins_new(cfg->allowed_hosts, cfg->cors_origins, auth_count(s->auth) > 0,
                                    err, sizeof err)))
         return cannot_start(err, NULL);
@@ -453,6 +454,7 @@ static void server_free(server__srv *s, int lfd)
     lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);
+    webhooks_secrets_free(s->hooks);
     origins_free(s->origins);
     void *c = pthread_getspecific(s->ctx_key);
     if (c) server__free_ctx(c);

@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static event_ctx *thread_ctx(server__srv *s)
+/* The HTTP thread's event context, made at its first request (freed by server__free_ctx). */
+event_ctx *server__thread_ctx(server__srv *s)
 {
     event_ctx *c = pthread_getspecific(s->ctx_key);
     if (!c && (c = malloc(sizeof *c))) {
@@ -34,6 +35,24 @@ void server__free_ctx(void *p)
     free(p);
 }
 
+/* The metrics of a batch the writer made durable: accepted, duplicates, bytes, quarantine. */
+void server__count_batch(const server__req *r, const lake_batch *b)
+{
+    atomic_fetch_add_explicit(&metrics_global.quarantined, b->quarantined, memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics_global.quarantined_bytes, r->res.qlines.len,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics_global.events_accepted, b->accepted, memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics_global.events_duplicate, b->duplicates,
+                              memory_order_relaxed);
+    uint64_t bytes = 0;
+    if (b->duplicates == 0) {
+        bytes = r->res.lines.len;
+    } else {
+        for (size_t i = 0; i < b->n; i++) bytes += b->ev[i].len;
+    }
+    atomic_fetch_add_explicit(&metrics_global.bytes_stored, bytes, memory_order_relaxed);
+}
+
 /* Writer thread: the batch is durable or failed; wake the connection. */
 static void ingest_done(lake_batch *b, void *ud)
 {
@@ -44,21 +63,7 @@ static void ingest_done(lake_batch *b, void *ud)
             otlp_logs_answer(r->otlp, &r->res, &r->answer);
         else
             ingest_answer(&r->res, b->accepted, b->duplicates, &r->answer);
-        atomic_fetch_add_explicit(&metrics_global.quarantined, b->quarantined,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&metrics_global.quarantined_bytes, r->res.qlines.len,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&metrics_global.events_accepted, b->accepted,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&metrics_global.events_duplicate, b->duplicates,
-                                  memory_order_relaxed);
-        uint64_t bytes = 0;
-        if (b->duplicates == 0) {
-            bytes = r->res.lines.len;
-        } else {
-            for (size_t i = 0; i < b->n; i++) bytes += b->ev[i].len;
-        }
-        atomic_fetch_add_explicit(&metrics_global.bytes_stored, bytes, memory_order_relaxed);
+        server__count_batch(r, b);
     } else {
         r->answer_status = 503;
         if (r->otlp)
@@ -132,7 +137,7 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         body = inflated.p ? inflated.p : "";
         n = inflated.len;
     }
-    event_ctx *ctx = thread_ctx(s);
+    event_ctx *ctx = server__thread_ctx(s);
     if (!ctx) {
         buf_free(&inflated);
         return server__send_error(r, 503, "out of memory");
@@ -164,13 +169,19 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         buf_free(&b);
         return ok;
     }
+    return server__submit(s, r, ingest_done);
+}
+
+/* r->res to the lake writer, r suspended until done (writer thread) resumes it. */
+enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done)
+{
     r->batch.lines = r->res.lines.p;
     r->batch.ev = r->res.ev;
     r->batch.n = r->res.n;
     r->batch.qlines = r->res.qlines.p;
     r->batch.qev = r->res.qev;
     r->batch.qn = r->res.qn;
-    r->batch.done = ingest_done;
+    r->batch.done = done;
     r->batch.ud = r;
     r->state = SERVER__ST_WAITING;
     atomic_fetch_add(&s->waiting, 1);

@@ -26,6 +26,7 @@
 #include "snapshots.h"
 #include "store.h"
 #include "tail.h"
+#include "webhooks.h"
 #include "writer.h"
 
 #include <microhttpd.h>
@@ -69,6 +70,8 @@ typedef struct server__srv {
         compact_deleted, compact_files, compact_leftovers;
     _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
     _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
+    webhooks_secrets
+        *hooks; /* webhook providers' secrets (webhooks.h): set at start, then read only */
 } server__srv;
 
 /* What a request asks for, from its URL and method. */
@@ -82,7 +85,8 @@ enum server__kind {
     SERVER__K_SNAP_LIST,
     SERVER__K_SNAP_GET,
     SERVER__K_TAIL,
-    SERVER__K_WEB
+    SERVER__K_WEB,
+    SERVER__K_WEBHOOK
 };
 
 enum server__state { SERVER__ST_READING, SERVER__ST_WAITING, SERVER__ST_RESPONDED };
@@ -116,6 +120,8 @@ typedef struct server__req {
     int close;             /* answer with Connection: close */
     const auth_token *tok; /* the request's token, or NULL without tokens */
     char path[16];         /* SERVER__K_INGEST: the route it came in by, for the quarantine */
+    int hook;              /* SERVER__K_WEBHOOK: its provider (webhooks.h) */
+    int hook_verified;     /* SERVER__K_WEBHOOK: its signature was verified */
 } server__req;
 
 /* ---- server.c ------------------------------------------------------------ */
@@ -139,6 +145,9 @@ const char *server__answer_type(const server__req *r);
 /* Queues an error answer, in the request's own error body (JSON, or OTLP's). */
 enum MHD_Result server__send_error(server__req *r, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Queues an error answer {"ok":false,"error":error,"details":details}, without WWW-Authenticate. */
+enum MHD_Result server__send_error_details(server__req *r, unsigned status, const char *error,
+                                           const char *details);
 /* Answers a request whose body is still arriving, on its socket, and has it closed. */
 enum MHD_Result server__abort_mid_body(server__req *r, unsigned status, const char *reason,
                                        const char *msg);
@@ -148,8 +157,19 @@ enum MHD_Result server__abort_mid_body(server__req *r, unsigned status, const ch
 /* Refuses an ingest request whose URL arguments are not right, before its body is read. */
 enum MHD_Result server__check_ingest_args(server__req *r);
 enum MHD_Result server__handle_ingest(server__srv *s, server__req *r);
+/*
+ * Hands r->res to the lake writer and suspends r; done, on the writer thread, writes
+ * r->answer and r->answer_status and resumes it, and the answer is then queued.
+ */
+enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done);
+/* 1 if the Content-Type value v is the media type want (parameters after ; ignored). */
+int server__media_type_is(const char *v, const char *want);
+/* The metrics of a batch the writer made durable: accepted, duplicates, bytes, quarantine. */
+void server__count_batch(const server__req *r, const lake_batch *b);
 /* After an answered ingest: its stored events to the live tail. */
 void server__publish(server__srv *s, server__req *r);
+/* The HTTP thread's event context (its limits the server's), or NULL out of memory. */
+event_ctx *server__thread_ctx(server__srv *s);
 /* Frees an HTTP thread's event context (the destructor of s->ctx_key). */
 void server__free_ctx(void *p);
 
@@ -161,6 +181,14 @@ enum MHD_Result server__handle_health(server__srv *s, server__req *r);
 enum MHD_Result server__handle_web(server__req *r, const char *url);
 enum MHD_Result server__handle_tail(server__srv *s, server__req *r);
 enum MHD_Result server__handle_metrics(server__srv *s, server__req *r);
+
+/* ---- server_webhooks.c: POST /webhooks ----------------------------------- */
+
+/* The webhook secrets of cfg (file, environment, unsigned providers): 0, or -1 with err. */
+int server__webhooks_start(server__srv *s, char *err, size_t errlen);
+/* Refuses a webhook request before its body: its provider, secret, Content-Type. */
+enum MHD_Result server__check_webhook(server__srv *s, server__req *r, const char *url);
+enum MHD_Result server__handle_webhook(server__srv *s, server__req *r);
 
 /* ---- server_requests.c: libmicrohttpd's callbacks ------------------------ */
 

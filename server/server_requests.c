@@ -28,6 +28,11 @@ static int media_type_is(const char *v, const char *want)
     return !strncasecmp(v, want, n) && (v[n] == 0 || v[n] == ';' || v[n] == ' ');
 }
 
+int server__media_type_is(const char *v, const char *want)
+{
+    return media_type_is(v, want);
+}
+
 /* The largest body a request of this kind may have. */
 static size_t body_limit(const server__srv *s, const server__req *r)
 {
@@ -102,6 +107,8 @@ static enum MHD_Result route(server__req *r, const char *url, const char *method
         r->kind = SERVER__K_METRICS, r->route = METRICS_ROUTE_METRICS;
     } else if (!strcmp(url, "/tail")) {
         r->kind = SERVER__K_TAIL, r->route = METRICS_ROUTE_TAIL;
+    } else if (!strcmp(url, "/webhooks") || !strncmp(url, "/webhooks/", 10)) {
+        r->kind = SERVER__K_WEBHOOK, r->route = METRICS_ROUTE_WEBHOOKS;
     } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
         r->kind = SERVER__K_WEB, r->route = METRICS_ROUTE_DASHBOARD;
     } else {
@@ -144,7 +151,8 @@ static enum MHD_Result check_method(server__req *r, const char *url, const char 
         return server__send_error(r, 404, "no such endpoint: %s %s", method, url);
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int is_post = !strcmp(method, "POST");
-    int wants_post = r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY;
+    int wants_post =
+        r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY || r->kind == SERVER__K_WEBHOOK;
     if (r->kind == SERVER__K_SNAP_PUT) {
         /* PUT is the only method besides GET here */
     } else if ((wants_post && !is_post) || (!wants_post && !is_get)) {
@@ -161,10 +169,10 @@ static enum MHD_Result check_token(server__srv *s, server__req *r)
     const char *h =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     char bearer[600];
-    const char *qt = r->kind == SERVER__K_TAIL
+    const char *qt = r->kind == SERVER__K_TAIL || r->kind == SERVER__K_WEBHOOK
                          ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "token")
                          : NULL;
-    if (!h && qt) { /* EventSource cannot set headers: ?token= on /tail */
+    if (!h && qt) { /* EventSource and most webhook senders cannot set headers: ?token= */
         snprintf(bearer, sizeof bearer, "Bearer %s", qt);
         h = bearer;
     }
@@ -177,12 +185,14 @@ static enum MHD_Result check_token(server__srv *s, server__req *r)
                                     : "missing bearer token (Authorization: Bearer TOKEN)");
     unsigned need = r->kind == SERVER__K_INGEST     ? AUTH_SCOPE_INGEST
                     : r->kind == SERVER__K_QUERY    ? AUTH_SCOPE_QUERY
+                    : r->kind == SERVER__K_WEBHOOK  ? AUTH_SCOPE_WEBHOOKS
                     : r->kind == SERVER__K_SNAP_PUT ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_ADMIN)
                                                     : (AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN);
     if (!(scopes & need))
         return server__send_error(r, 403, "token %s lacks the %s scope", who,
                                   r->kind == SERVER__K_INGEST     ? "ingest"
                                   : r->kind == SERVER__K_QUERY    ? "query"
+                                  : r->kind == SERVER__K_WEBHOOK  ? "webhooks"
                                   : r->kind == SERVER__K_SNAP_PUT ? "ingest or admin"
                                                                   : "query or admin");
     return MHD_YES;
@@ -275,6 +285,13 @@ static enum MHD_Result check_ingest(server__srv *s, server__req *r, const char *
     return server__check_ingest_args(r);
 }
 
+/* POST /webhooks: its body's announced size, then its provider and headers. */
+static enum MHD_Result check_webhook(server__srv *s, server__req *r, const char *url)
+{
+    enum MHD_Result res = reserve_body(s, r);
+    return went_on(res, r) ? server__check_webhook(s, r, url) : res;
+}
+
 /* PUT /snapshots/S/B: its announced size, and the temporary file its body goes to. */
 static enum MHD_Result begin_snapshot(server__srv *s, server__req *r)
 {
@@ -309,6 +326,7 @@ static enum MHD_Result start_request(server__srv *s, server__req *r, const char 
     case SERVER__K_QUERY: return check_query(s, r);
     case SERVER__K_INGEST: return check_ingest(s, r, url);
     case SERVER__K_SNAP_PUT: return begin_snapshot(s, r);
+    case SERVER__K_WEBHOOK: return check_webhook(s, r, url);
     default: return MHD_YES;
     }
 }
@@ -452,7 +470,9 @@ static enum MHD_Result read_body(server__srv *s, server__req *r, const char *upl
         write_snapshot_piece(s, r, upload, n);
         return MHD_YES;
     }
-    if ((r->kind != SERVER__K_INGEST && r->kind != SERVER__K_QUERY) || r->discard_status)
+    if ((r->kind != SERVER__K_INGEST && r->kind != SERVER__K_QUERY &&
+         r->kind != SERVER__K_WEBHOOK) ||
+        r->discard_status)
         return MHD_YES; /* dropped */
     if (r->kind == SERVER__K_INGEST)
         atomic_fetch_add_explicit(&metrics_global.bytes_received, n, memory_order_relaxed);
@@ -479,6 +499,7 @@ static enum MHD_Result handle(server__srv *s, server__req *r, const char *url)
     case SERVER__K_METRICS: return server__handle_metrics(s, r);
     case SERVER__K_TAIL: return server__handle_tail(s, r);
     case SERVER__K_WEB: return server__handle_web(r, url);
+    case SERVER__K_WEBHOOK: return server__handle_webhook(s, r);
     case SERVER__K_SNAP_PUT:
     case SERVER__K_SNAP_LIST:
     case SERVER__K_SNAP_GET: return server__handle_snapshots(s, r);

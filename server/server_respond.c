@@ -82,7 +82,8 @@ enum MHD_Result server__send_error(server__req *r, unsigned status, const char *
     if (status == 503 && atomic_load(&r->srv->stopping))
         h = MHD_HTTP_HEADER_CONNECTION, v = "close";
     if (status == 405)
-        h = MHD_HTTP_HEADER_ALLOW, v = r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY
+        h = MHD_HTTP_HEADER_ALLOW, v = r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY ||
+                                               r->kind == SERVER__K_WEBHOOK
                                            ? "POST, OPTIONS"
                                            : "GET, OPTIONS";
     enum MHD_Result ok =
@@ -91,6 +92,19 @@ enum MHD_Result server__send_error(server__req *r, unsigned status, const char *
     if (status >= 500)
         log_msg(LOG_WARN, "request failed", "status", status == 503 ? "503" : "500", "error", msg,
                 LOG_END);
+    return ok;
+}
+
+enum MHD_Result server__send_error_details(server__req *r, unsigned status, const char *error,
+                                           const char *details)
+{
+    buf b = BUF_INIT;
+    int rc = buf_puts(&b, "{\"ok\":false,\"error\":") || buf_json_str(&b, error, strlen(error)) ||
+             buf_puts(&b, ",\"details\":") || buf_json_str(&b, details, strlen(details)) ||
+             buf_putc(&b, '}');
+    enum MHD_Result ok = rc ? server__send_error(r, 503, "out of memory")
+                            : server__send_json(r, status, &b, NULL, NULL);
+    buf_free(&b);
     return ok;
 }
 

@@ -19,5 +19,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$(echo $packages)" ]; then
     (cd "$work" && npm install --no-audit --no-fund --silent --no-save $packages >/dev/null)
     echo $packages >"$stamp"
 fi
-cp "$src/sdk_logs.mjs" "$work/sdk_logs.mjs"
+cp "$src/sdk_logs.mjs" "$src/../node/checks.mjs" "$work/"
 exec node "$work/sdk_logs.mjs" "$bin" "$work"

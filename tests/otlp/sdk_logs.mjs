@@ -26,6 +26,7 @@ import { LoggerProvider, BatchLogRecordProcessor } from '@opentelemetry/sdk-logs
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { OTLPLogExporter as JsonExporter } from '@opentelemetry/exporter-logs-otlp-http';
 import { OTLPLogExporter as ProtoExporter } from '@opentelemetry/exporter-logs-otlp-proto';
+import { check, eq, freePort, sleep, tally } from './checks.mjs';
 
 const [bin, work] = process.argv.slice(2);
 if (!bin || !work) {
@@ -37,19 +38,6 @@ const BASE_MS = 1795600800000; /* 2026-11-25T10:00:00.000Z; record i happens i m
 const SEVERITIES = [[SeverityNumber.DEBUG, 'DEBUG'], [SeverityNumber.INFO, 'INFO'],
   [SeverityNumber.WARN, 'WARN'], [SeverityNumber.ERROR, 'ERROR']];
 
-let failures = 0, checks = 0;
-function check(ok, what) {
-  checks++;
-  if (!ok) {
-    failures++;
-    console.log(`FAIL ${what}`);
-  }
-}
-function eq(actual, expected, what) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  check(a === e, `${what}: expected ${e}, got ${a}`);
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'events-otlp-sdk-'));
 let server = null, proxy = null, log = '';
 const deadline = setTimeout(() => finish('timed out after 120 s'), 120000);
@@ -57,7 +45,7 @@ const deadline = setTimeout(() => finish('timed out after 120 s'), 120000);
 async function finish(error) {
   clearTimeout(deadline);
   if (error) {
-    failures++;
+    tally.failures++;
     console.log(`FAIL ${error}`);
   }
   if (proxy) proxy.close();
@@ -66,19 +54,10 @@ async function finish(error) {
     server.kill('SIGTERM');
     eq(await exited, 0, 'the server stops cleanly at SIGTERM'); /* under ASan: no leak */
   }
-  if (failures) console.log(`server log:\n${log}`);
+  if (tally.failures) console.log(`server log:\n${log}`);
   rmSync(dir, { recursive: true, force: true });
-  console.log(`sdk_logs: ${checks - failures} passed, ${failures} failed`);
-  process.exit(failures ? 1 : 0);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-  });
+  console.log(`sdk_logs: ${tally.checks - tally.failures} passed, ${tally.failures} failed`);
+  process.exit(tally.failures ? 1 : 0);
 }
 
 /* ---- the server, and a proxy in front of it ------------------------------------- */
