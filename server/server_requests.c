@@ -128,8 +128,11 @@ static enum MHD_Result answer_preflight(server__req *r)
     if (!resp) return MHD_NO;
     server__add_cors(resp, r);
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
+    /* what the original's browser clients may send: a bearer key, a JSON or gzip body,
+     * and their correlation and request ids */
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            "Authorization, Content-Type, Content-Encoding");
+                            "Authorization, Content-Type, Content-Encoding, X-Correlation-ID, "
+                            "X-Request-ID");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
     enum MHD_Result ok = MHD_queue_response(r->conn, 204, resp);
     MHD_destroy_response(resp);

@@ -138,7 +138,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
         "\"ts\":\"2026-11-25T10:00:00.123Z\"}]}";
     post(&s, "/ingest", "application/json", NULL, wrapped, strlen(wrapped), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
 
@@ -147,7 +147,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
         "{\"type\":\"ws.connect\",\"id\":\"a2\",\"ts\":1795600800000}]";
     post(&s, "/e", "application/json; charset=utf-8", NULL, array, strlen(array), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
 
@@ -159,7 +159,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
         " \"ts\" : \"2026-11-25T10:06:00Z\" }\n";
     post(&s, "/ingest", "application/x-ndjson", NULL, nd, strlen(nd), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
 
@@ -169,7 +169,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
     gzip_bytes(plain, strlen(plain), &gz);
     post(&s, "/ingest", "application/x-ndjson", "Content-Encoding: gzip", gz.p, gz.len, &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     buf_free(&gz);
@@ -221,15 +221,15 @@ TEST(test_server_answers_retries_as_duplicates_and_stores_once)
     const char *b2 = "[{\"type\":\"a\",\"id\":\"d2\"},{\"type\":\"a\",\"id\":\"d3\"},{\"type\":"
                      "\"a\",\"id\":\"d3\"},{\"type\":\"a\"}]";
     http_ingest(&s, b1, &r);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     http_ingest(&s, b2, &r);
-    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":2,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":2,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     http_ingest(&s, b1, &r);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":0,\"duplicates\":2,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":0,\"duplicates\":2,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
@@ -241,7 +241,7 @@ TEST(test_server_answers_retries_as_duplicates_and_stores_once)
     /* the window survives a restart: it is rebuilt from what was sealed */
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     http_ingest(&s, b2, &r);
-    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":1,\"duplicates\":3,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":1,\"duplicates\":3,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
@@ -310,13 +310,13 @@ TEST(test_server_requires_tokens_with_scopes)
 
     post(&s, "/ingest", "application/json", NULL, body, strlen(body), &r);
     CHECK_INT(401, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"missing bearer token (Authorization: Bearer TOKEN)\"}",
+    CHECK_STR("{\"ok\":false,\"error\":\"missing bearer token (Authorization: Bearer TOKEN)\"}\n",
               r.body.p);
     resp_free(&r);
     post(&s, "/ingest", "application/json", "Authorization: Bearer wrong-token-0123456789", body,
          strlen(body), &r);
     CHECK_INT(401, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"invalid bearer token\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"invalid bearer token\"}\n", r.body.p);
     resp_free(&r);
     post(&s, "/ingest", "application/json", "Authorization: Basic dXNlcjpwYXNz", body, strlen(body),
          &r);
@@ -325,7 +325,7 @@ TEST(test_server_requires_tokens_with_scopes)
     post(&s, "/ingest", "application/json", "Authorization: Bearer query-token-01234567890", body,
          strlen(body), &r);
     CHECK_INT(403, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"token analyst lacks the ingest scope\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"token analyst lacks the ingest scope\"}\n", r.body.p);
     resp_free(&r);
     post(&s, "/ingest", "application/json", "Authorization: Bearer ingest-token-0123456789", body,
          strlen(body), &r);
@@ -571,7 +571,8 @@ TEST(test_server_with_tokens_answers_cors_for_any_origin)
     CHECK_CONTAINS("Access-Control-Allow-Origin: *\r\n", r.head.p);
     CHECK_CONTAINS("Access-Control-Allow-Methods: GET, POST, PUT, OPTIONS\r\n", r.head.p);
     CHECK_CONTAINS(
-        "Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding\r\n",
+        "Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding, "
+        "X-Correlation-ID, X-Request-ID\r\n",
         r.head.p);
     CHECK_CONTAINS("Access-Control-Max-Age: 86400\r\n", r.head.p);
     resp_free(&r);
@@ -636,7 +637,7 @@ TEST(test_server_without_tokens_answers_only_loopback_hosts)
     refused++;
     CHECK_STR("{\"ok\":false,\"error\":\"Host \\\"rebound.evil.test:8080\\\" is not allowed: this "
               "server answers only requests addressed to a loopback name or address, or to a "
-              "host of --allowed-hosts\"}",
+              "host of --allowed-hosts\"}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(refused, metric(&s, "events_http_refused_total{reason=\"host\"}"));
@@ -660,7 +661,7 @@ TEST(test_server_without_tokens_refuses_other_web_pages)
     CHECK_INT(403, request_with(&s, "POST", "/query", q, &r, evil, text, NULL));
     CHECK_STR(
         "{\"ok\":false,\"error\":\"requests from the web page origin \\\"http://evil.test\\\" "
-        "are refused: it is neither this server's own origin nor one of --cors-origins\"}",
+        "are refused: it is neither this server's own origin nor one of --cors-origins\"}\n",
         r.body.p);
     CHECK(!strstr(r.head.p, "Access-Control-Allow-Origin"));
     resp_free(&r);
@@ -699,7 +700,7 @@ TEST(test_server_without_tokens_refuses_other_web_pages)
     CHECK_INT(200, request_with(&s, "POST", "/ingest", "[{\"type\":\"app.beacon\"}]", &r, app, text,
                                 NULL));
     CHECK_CONTAINS("Access-Control-Allow-Origin: http://app.test:3000\r\n", r.head.p);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(200, request_with(&s, "POST", "/query", q, &r, app, json, NULL));
@@ -769,8 +770,9 @@ static void bad_requests_answered_exactly(srv *s)
         snprintf(ct, sizeof ct, "Content-Type: %s", t[i].ctype ? t[i].ctype : "");
         const char *h[] = {t[i].ctype ? ct : t[i].extra, t[i].ctype ? t[i].extra : NULL, NULL};
         http_do(t[i].method, url, h, t[i].body, t[i].body ? strlen(t[i].body) : 0, 0, &r);
-        char m[1024];
-        if (r.status != t[i].status || strcmp(masked(r.body.p, m, sizeof m), t[i].answer))
+        char m[1024], want[1024];
+        snprintf(want, sizeof want, "%s\n", t[i].answer); /* every answer ends its line */
+        if (r.status != t[i].status || strcmp(masked(r.body.p, m, sizeof m), want))
             test_fail(__FILE__, __LINE__, "%s:\n  expected %ld %s\n  actual   %ld %s", t[i].name,
                       t[i].status, t[i].answer, r.status, r.body.p);
         resp_free(&r);
@@ -791,7 +793,7 @@ static void event_over_max_event_bytes(srv *s)
     char m[1024];
     CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":1,\"duplicates\":0,\"rejected\":[{"
               "\"index\":1,\"error\":"
-              "\"event is 1121 bytes, over the limit of 1024\"}]," QUARANTINE_ONE,
+              "\"event is 1121 bytes, over the limit of 1024\"}]," QUARANTINE_ONE "\n",
               masked(r.body.p, m, sizeof m));
     resp_free(&r);
     buf_free(&big);
@@ -810,7 +812,7 @@ static void event_nested_too_deep(srv *s)
     post(s, "/ingest", "application/json", NULL, deep.p, deep.len, &r);
     CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":0,\"duplicates\":0,\"rejected\":[{"
               "\"index\":0,\"error\":"
-              "\"event nests 71 levels deep, over the limit of 64\"}]," QUARANTINE_ONE,
+              "\"event nests 71 levels deep, over the limit of 64\"}]," QUARANTINE_ONE "\n",
               masked(r.body.p, m, sizeof m));
     resp_free(&r);
     buf_free(&deep);
@@ -828,14 +830,14 @@ static void body_over_max_body(srv *s)
     CHECK_INT(413, r.status);
     char expect[200];
     snprintf(expect, sizeof expect,
-             "{\"ok\":false,\"error\":\"body of %zu bytes is over the limit of 65536 bytes\"}",
+             "{\"ok\":false,\"error\":\"body of %zu bytes is over the limit of 65536 bytes\"}\n",
              huge.len);
     CHECK_STR(expect, r.body.p);
     resp_free(&r);
     check_alive(s);
     post(s, "/ingest", "application/json", "Transfer-Encoding: chunked", huge.p, huge.len, &r);
     CHECK_INT(413, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"body is over the limit of 65536 bytes\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"body is over the limit of 65536 bytes\"}\n", r.body.p);
     resp_free(&r);
     check_alive(s);
     buf_free(&huge);
@@ -853,7 +855,7 @@ static void gzip_bomb_stopped(srv *s)
     free(zeros);
     post(s, "/ingest", "application/json", "Content-Encoding: gzip", gz.p, gz.len, &r);
     CHECK_INT(413, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"body inflates past the limit of 65536 bytes\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"body inflates past the limit of 65536 bytes\"}\n", r.body.p);
     resp_free(&r);
     check_alive(s);
 
@@ -1098,14 +1100,14 @@ TEST(test_server_answers_urls_and_framing_it_cannot_read_with_json_errors)
     CHECK_CONTAINS("\r\nConnection: close\r\n", answer);
     CHECK_STR("{\"ok\":false,\"error\":\"unsupported Transfer-Encoding \\\"gzip, chunked\\\": send "
               "the body with Content-Length or Transfer-Encoding: chunked (and compress it with "
-              "Content-Encoding: gzip)\"}",
+              "Content-Encoding: gzip)\"}\n",
               body_of(answer));
 
     /* %00 would cut the path the handler sees: /health%00x is not /health */
     const char *nul = "GET /health%00x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     raw_exchange(&s, nul, strlen(nul), answer, sizeof answer);
     CHECK_CONTAINS("HTTP/1.1 400 Bad Request\r\n", answer);
-    CHECK_STR("{\"ok\":false,\"error\":\"the URL has an encoded NUL byte (%00)\"}",
+    CHECK_STR("{\"ok\":false,\"error\":\"the URL has an encoded NUL byte (%00)\"}\n",
               body_of(answer));
     const char *nul_arg =
         "GET /tail?type=a%00b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
