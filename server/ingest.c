@@ -337,8 +337,9 @@ size_t ingest_batch_id(const ingest_result *r, size_t index, char *out)
  * after its value, or NULL with r failed. *late is set when batchId comes after the events.
  */
 static const char *wrapper_member(event_ctx *ctx, jscan *s, const char *body, const char *p,
-                                  const char *end, const ingest_limits *lim, const ingest_options *o,
-                                  ingest_result *r, int seen[2], int batch_known, int *late)
+                                  const char *end, const ingest_limits *lim,
+                                  const ingest_options *o, ingest_result *r, int seen[2],
+                                  int batch_known, int *late)
 {
     const char *k = p;
     enum jtype t;
@@ -355,7 +356,8 @@ static const char *wrapper_member(event_ctx *ctx, jscan *s, const char *body, co
     }
     p = jscan_ws(s, p + 1, end);
     if ((is_events || is_batch) && seen[is_batch]++) {
-        fail(r, INGEST_EINVAL, "duplicate key \"%s\" in the body", is_events ? "events" : "batchId");
+        fail(r, INGEST_EINVAL, "duplicate key \"%s\" in the body",
+             is_events ? "events" : "batchId");
         return NULL;
     }
     if (is_events) {
@@ -424,8 +426,8 @@ static const char *parse_wrapper(event_ctx *ctx, jscan *s, const char *body, con
  * A wrapper whose batchId follows its events: the events were given their own ids, so
  * the body is parsed once more, r emptied but for its request and batch.
  */
-static const char *parse_wrapper_again(event_ctx *ctx, jscan *s, const char *body,
-                                       const char *p, const char *end, const ingest_limits *lim,
+static const char *parse_wrapper_again(event_ctx *ctx, jscan *s, const char *body, const char *p,
+                                       const char *end, const ingest_limits *lim,
                                        const ingest_options *o, ingest_result *r)
 {
     char raw[sizeof r->batch_raw], hash[sizeof r->batch_hash], req[sizeof r->request_id];

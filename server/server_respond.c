@@ -47,8 +47,7 @@ static struct MHD_Response *text_response(const char *ctype, const char *body, s
     int nl = ctype && strcmp(ctype, otlp_content_type(OTLP_PROTOBUF)) &&
              (len == 0 || body[len - 1] != '\n');
     if (!nl)
-        return MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
-                                               MHD_RESPMEM_MUST_COPY);
+        return MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     char *p = malloc(len + 1);
     if (!p) return NULL;
     if (len) memcpy(p, body, len);

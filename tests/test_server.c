@@ -570,10 +570,9 @@ TEST(test_server_with_tokens_answers_cors_for_any_origin)
                                 "Access-Control-Request-Method: POST", NULL));
     CHECK_CONTAINS("Access-Control-Allow-Origin: *\r\n", r.head.p);
     CHECK_CONTAINS("Access-Control-Allow-Methods: GET, POST, PUT, OPTIONS\r\n", r.head.p);
-    CHECK_CONTAINS(
-        "Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding, "
-        "X-Correlation-ID, X-Request-ID\r\n",
-        r.head.p);
+    CHECK_CONTAINS("Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding, "
+                   "X-Correlation-ID, X-Request-ID\r\n",
+                   r.head.p);
     CHECK_CONTAINS("Access-Control-Max-Age: 86400\r\n", r.head.p);
     resp_free(&r);
     CHECK_INT(200, request_with(&s, "POST", "/query", "{\"sql\":\"SELECT 1 AS one\"}", &r,
@@ -855,7 +854,8 @@ static void gzip_bomb_stopped(srv *s)
     free(zeros);
     post(s, "/ingest", "application/json", "Content-Encoding: gzip", gz.p, gz.len, &r);
     CHECK_INT(413, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"body inflates past the limit of 65536 bytes\"}\n", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"body inflates past the limit of 65536 bytes\"}\n",
+              r.body.p);
     resp_free(&r);
     check_alive(s);
 
