@@ -11,6 +11,7 @@
  *   PUT  /snapshots/S/B     a database snapshot into the lake  ingest or admin
  *   GET  /snapshots[/S/B]   the snapshots' manifests, a file   query or admin
  *   GET  /tail?type=P       accepted events as SSE             query or admin
+ *   GET  /recent?limit=N    the latest events, from memory     query or admin
  *   OPTIONS *               CORS preflight                     none
  */
 #ifndef EVENTS_SERVER_H
@@ -64,6 +65,8 @@ typedef struct server_config {
     size_t tail_queue;         /* accepted events waiting for the tail thread; default 16 MiB */
     int tail_max_patterns;     /* patterns in one /tail subscription; default 16 */
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
+    size_t recent_events;      /* events GET /recent keeps; 0: /recent is off. Default 1000 */
+    uint64_t recent_bytes;     /* bytes of their lines; default 8 MiB */
 } server_config;
 
 /*

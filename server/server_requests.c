@@ -102,6 +102,8 @@ static enum MHD_Result route(server__req *r, const char *url, const char *method
         r->kind = SERVER__K_METRICS, r->route = METRICS_ROUTE_METRICS;
     } else if (!strcmp(url, "/tail")) {
         r->kind = SERVER__K_TAIL, r->route = METRICS_ROUTE_TAIL;
+    } else if (!strcmp(url, "/recent")) {
+        r->kind = SERVER__K_RECENT, r->route = METRICS_ROUTE_RECENT;
     } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
         r->kind = SERVER__K_WEB, r->route = METRICS_ROUTE_DASHBOARD;
     } else {
@@ -413,6 +415,8 @@ static enum MHD_Result answer_resumed(server__srv *s, server__req *r)
         server__answered(r, st ? st : 500);
         return ok;
     }
+    if (r->answer_status == 200 && s->recent) /* before publish, which takes the lines */
+        recent_add(s->recent, r->res.lines.p, r->res.ev, r->res.n);
     if (r->answer_status == 200 && tail_hub_active(s->tail)) server__publish(s, r);
     return server__send_response(r, r->answer_status, server__answer_type(r),
                                  r->answer.p ? r->answer.p : "", r->answer.len,
@@ -481,6 +485,7 @@ static enum MHD_Result handle(server__srv *s, server__req *r, const char *url)
     case SERVER__K_HEALTH: return server__handle_health(s, r);
     case SERVER__K_METRICS: return server__handle_metrics(s, r);
     case SERVER__K_TAIL: return server__handle_tail(s, r);
+    case SERVER__K_RECENT: return server__handle_recent(s, r);
     case SERVER__K_WEB: return server__handle_web(r, url);
     case SERVER__K_SNAP_PUT:
     case SERVER__K_SNAP_LIST:
