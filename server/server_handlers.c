@@ -236,6 +236,17 @@ enum MHD_Result server__handle_recent(server__srv *s, server__req *r)
     return ok;
 }
 
+/* GET /recent's gauges: what its ring holds (0 when it is off). */
+static void recent_metrics(server__srv *s, buf *b)
+{
+    uint64_t events = 0, bytes = 0;
+    if (s->recent) recent_stats(s->recent, &events, &bytes);
+    metrics_gauge(b, "events_recent_events", "Events GET /recent holds (--recent-events).",
+                  (long long)events);
+    metrics_gauge(b, "events_recent_bytes",
+                  "Bytes of the events GET /recent holds (--recent-bytes).", (long long)bytes);
+}
+
 enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
 {
     lake_writer_stats st;
@@ -304,13 +315,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
                     ts.lost);
     metrics_gauge(&b, "events_tail_queue_bytes", "Bytes of events waiting for the tail thread.",
                   (long long)ts.queue_bytes);
-    uint64_t recent_events = 0, recent_bytes = 0;
-    if (s->recent) recent_stats(s->recent, &recent_events, &recent_bytes);
-    metrics_gauge(&b, "events_recent_events", "Events GET /recent holds (--recent-events).",
-                  (long long)recent_events);
-    metrics_gauge(&b, "events_recent_bytes",
-                  "Bytes of the events GET /recent holds (--recent-bytes).",
-                  (long long)recent_bytes);
+    recent_metrics(s, &b);
     metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
                   (long long)atomic_load(&s->snap_downloads));
     metrics_counter(&b, "events_snapshot_downloads_refused_total",
