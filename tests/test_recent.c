@@ -61,21 +61,6 @@ static long long stored(const srv *s, const char *type)
     return n;
 }
 
-/* The value of the /metrics line that starts with name; -1 if absent. */
-static long long metric(const srv *s, const char *name)
-{
-    resp r;
-    long long v = -1;
-    if (get(s, "/metrics", NULL, &r) == 200) {
-        char key[256];
-        snprintf(key, sizeof key, "\n%s ", name);
-        const char *p = strstr(r.body.p, key);
-        if (p) v = atoll(p + strlen(key));
-    }
-    resp_free(&r);
-    return v;
-}
-
 /* Ingests body and checks the answer's accepted and duplicates. */
 static void ingest(const srv *s, const char *body, int accepted, int duplicates)
 {
@@ -139,8 +124,8 @@ TEST(test_recent_lists_the_latest_events_newest_first)
     CHECK_INT(1, count_of(a));
     CHECK_STR("b.two", type_at(a, 0));
     json_decref(a);
-    CHECK_INT(3, metric(&s, "events_recent_events"));
-    CHECK(metric(&s, "events_recent_bytes") > 100);
+    CHECK_INT(3, srv_metric(&s, "events_recent_events"));
+    CHECK(srv_metric(&s, "events_recent_bytes") > 100);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
 }
@@ -184,7 +169,7 @@ TEST(test_recent_keeps_at_most_recent_events)
     CHECK_STR("e.10", type_at(a, 0));
     CHECK_STR("e.6", type_at(a, 4));
     json_decref(a);
-    CHECK_INT(5, metric(&s, "events_recent_events"));
+    CHECK_INT(5, srv_metric(&s, "events_recent_events"));
     resp r;
     CHECK_INT(400, get(&s, "/recent?limit=6", NULL, &r)); /* over --recent-events */
     CHECK_CONTAINS("limit=6: must be a number from 1 to 5 (--recent-events)", r.body.p);
@@ -210,7 +195,7 @@ TEST(test_recent_keeps_at_most_recent_bytes)
     CHECK(count_of(a) >= 1 && count_of(a) <= 2); /* lines of about 400 bytes, 1000 in all */
     CHECK_STR("big.e5", type_at(a, 0));
     json_decref(a);
-    long long bytes = metric(&s, "events_recent_bytes");
+    long long bytes = srv_metric(&s, "events_recent_bytes");
     CHECK(bytes > 300 && bytes <= 1000);
     /* an event larger than the bound alone is not kept; the others stay */
     char huge[2048];
@@ -282,7 +267,7 @@ TEST(test_recent_is_off_with_recent_events_0)
     CHECK_INT(404, get(&s, "/recent", NULL, &r));
     CHECK_STR("{\"ok\":false,\"error\":\"/recent is off (--recent-events 0)\"}\n", r.body.p);
     resp_free(&r);
-    CHECK_INT(0, metric(&s, "events_recent_events"));
+    CHECK_INT(0, srv_metric(&s, "events_recent_events"));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
 }
@@ -292,32 +277,29 @@ TEST(test_recent_takes_a_query_or_admin_token)
     srv s = {0};
     char *lake = srv_lake_dir("recent");
     char tokens[1200];
-    snprintf(tokens, sizeof tokens, "%s.tokens", lake);
-    FILE *f = fopen(tokens, "w");
-    fputs("svc     ingest-token-0123456789  ingest\n"
-          "analyst query-token-01234567890  query\n"
-          "ops     admin-token-012345678901 admin\n",
-          f);
-    fclose(f);
+    srv_tokens_file(lake,
+                    "feeder  feeder-key-0123456789ab  ingest\n"
+                    "reader  reader-key-0123456789ab  query\n"
+                    "keeper  keeper-key-0123456789ab admin\n",
+                    tokens, sizeof tokens);
     const char *args[] = {"--tokens-file", tokens, NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
     CHECK_INT(200,
-              request(&s, "POST", "/ingest", NULL, "Authorization: Bearer ingest-token-0123456789",
+              request(&s, "POST", "/ingest", NULL, "Authorization: Bearer feeder-key-0123456789ab",
                       "[{\"type\":\"t\"}]", 14, &r));
     resp_free(&r);
     CHECK_INT(401, get(&s, "/recent", NULL, &r));
     resp_free(&r);
-    CHECK_INT(403, get(&s, "/recent", "Authorization: Bearer ingest-token-0123456789", &r));
-    CHECK_CONTAINS("token svc lacks the query or admin scope", r.body.p);
+    CHECK_INT(403, get(&s, "/recent", "Authorization: Bearer feeder-key-0123456789ab", &r));
+    CHECK_CONTAINS("token feeder lacks the query or admin scope", r.body.p);
     resp_free(&r);
-    CHECK_INT(200, get(&s, "/recent", "Authorization: Bearer query-token-01234567890", &r));
+    CHECK_INT(200, get(&s, "/recent", "Authorization: Bearer reader-key-0123456789ab", &r));
     CHECK_CONTAINS("\"count\":1,", r.body.p);
     resp_free(&r);
-    CHECK_INT(200, get(&s, "/recent", "Authorization: Bearer admin-token-012345678901", &r));
+    CHECK_INT(200, get(&s, "/recent", "Authorization: Bearer keeper-key-0123456789ab", &r));
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    unlink(tokens);
     srv_lake_cleanup(&s, lake);
 }
 

@@ -70,21 +70,6 @@ static void check_alive(const srv *s)
     resp_free(&r);
 }
 
-/* The value of the /metrics line that starts with name (labels included); -1 if absent. */
-static long long metric(const srv *s, const char *name)
-{
-    resp r;
-    long long v = -1;
-    if (get(s, "/metrics", NULL, &r) == 200) {
-        char key[256];
-        snprintf(key, sizeof key, "\n%s ", name);
-        const char *p = strstr(r.body.p, key);
-        if (p) v = atoll(p + strlen(key));
-    }
-    resp_free(&r);
-    return v;
-}
-
 /* All lines of the lake, parsed; caller decrefs. */
 static json_t *lake_events(const char *lake, int *files)
 {
@@ -295,14 +280,12 @@ TEST(test_server_requires_tokens_with_scopes)
     srv s = {0};
     char *lake = srv_lake_dir("srv");
     char tokens[1200];
-    snprintf(tokens, sizeof tokens, "%s.tokens", lake);
-    FILE *f = fopen(tokens, "w");
-    fputs("# name token scopes\n"
-          "svc     ingest-token-0123456789  ingest\n"
-          "analyst query-token-01234567890  query   # read only\n"
-          "ops     admin-token-012345678901 admin\n",
-          f);
-    fclose(f);
+    srv_tokens_file(lake,
+                    "# name token scopes\n"
+                    "svc     ingest-token-0123456789  ingest\n"
+                    "analyst query-token-01234567890  query   # read only\n"
+                    "ops     admin-token-012345678901 admin\n",
+                    tokens, sizeof tokens);
     const char *args[] = {"--tokens-file", tokens, NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
@@ -639,7 +622,7 @@ TEST(test_server_without_tokens_answers_only_loopback_hosts)
               "host of --allowed-hosts\"}\n",
               r.body.p);
     resp_free(&r);
-    CHECK_INT(refused, metric(&s, "events_http_refused_total{reason=\"host\"}"));
+    CHECK_INT(refused, srv_metric(&s, "events_http_refused_total{reason=\"host\"}"));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
 }
@@ -706,7 +689,7 @@ TEST(test_server_without_tokens_refuses_other_web_pages)
     CHECK_CONTAINS("Access-Control-Allow-Origin: http://app.test:3000\r\n", r.head.p);
     resp_free(&r);
 
-    CHECK_INT(6, metric(&s, "events_http_refused_total{reason=\"origin\"}"));
+    CHECK_INT(6, srv_metric(&s, "events_http_refused_total{reason=\"origin\"}"));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     int files;
     json_t *ev = lake_events(lake, &files);
@@ -1049,7 +1032,7 @@ TEST(test_server_answers_408_to_a_connection_that_trickles_its_headers)
     fprintf(stderr, "  trickled follow-up headers closed after %.2f s\n", took);
     close(fd);
 
-    CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"header_timeout\"}"));
+    CHECK_INT(2, srv_metric(&s, "events_http_refused_total{reason=\"header_timeout\"}"));
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
@@ -1114,12 +1097,12 @@ TEST(test_server_answers_urls_and_framing_it_cannot_read_with_json_errors)
     raw_exchange(&s, nul_arg, strlen(nul_arg), answer, sizeof answer);
     CHECK_CONTAINS("HTTP/1.1 400 Bad Request\r\n", answer);
 
-    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"url_arguments\"}"));
-    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"transfer_encoding\"}"));
-    CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"url_nul\"}"));
+    CHECK_INT(1, srv_metric(&s, "events_http_refused_total{reason=\"url_arguments\"}"));
+    CHECK_INT(1, srv_metric(&s, "events_http_refused_total{reason=\"transfer_encoding\"}"));
+    CHECK_INT(2, srv_metric(&s, "events_http_refused_total{reason=\"url_nul\"}"));
     /* no connection is left behind: only the /metrics request's own, within 5 s */
     long long open = -1;
-    for (int i = 0; i < 50 && (open = metric(&s, "events_http_connections_open")) != 1; i++)
+    for (int i = 0; i < 50 && (open = srv_metric(&s, "events_http_connections_open")) != 1; i++)
         usleep(100000);
     CHECK_INT(1, open);
     check_alive(&s);
@@ -1161,8 +1144,8 @@ TEST(test_server_answers_a_client_while_slow_headers_hold_every_connection)
     /* the counters, read while the attack holds: each /metrics request may itself close one
      * more attacker (if the server had not yet seen the previous connection go), so the
      * evictions are read last */
-    CHECK_INT(0, metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
-    long long evicted = metric(&s, "events_http_refused_total{reason=\"evicted\"}");
+    CHECK_INT(0, srv_metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
+    long long evicted = srv_metric(&s, "events_http_refused_total{reason=\"evicted\"}");
 
     /* each attacker that made room was answered 503, exactly those the counter counts; the
      * others are still held */
@@ -1232,7 +1215,8 @@ TEST(test_server_refuses_a_connection_when_every_connection_is_busy)
     close(fds[1]);
     long long counted = -1;
     for (int i = 0; i < 50 && counted < 0; i++) { /* the /health connection may not be gone yet */
-        if ((counted = metric(&s, "events_http_refused_total{reason=\"connection_limit\"}")) < 0)
+        if ((counted = srv_metric(&s, "events_http_refused_total{reason=\"connection_limit\"}")) <
+            0)
             refused++, usleep(100000);
     }
     CHECK_INT(refused, counted);
@@ -1353,7 +1337,7 @@ TEST(test_server_answers_408_to_a_client_that_stops_sending_its_body)
     char rest[64];
     CHECK_INT(0, recv(fd, rest, sizeof rest, 0)); /* and closed */
     close(fd);
-    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"body_timeout\"}"));
+    CHECK_INT(1, srv_metric(&s, "events_http_refused_total{reason=\"body_timeout\"}"));
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
@@ -1367,7 +1351,7 @@ TEST(test_server_default_memory_max_leaves_room_for_the_duckdb_limits)
     const char *args[] = {"--query-memory", "20GiB", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     long long want = (20ll << 30) + (1ll << 30) + (256ll << 20);
-    long long got = metric(&s, "events_memory_max_bytes");
+    long long got = srv_metric(&s, "events_memory_max_bytes");
     if (got < want) test_fail(__FILE__, __LINE__, "memory_max %lld, want at least %lld", got, want);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
