@@ -27,7 +27,7 @@ typedef struct serve_flags {
         tail_pattern_bytes;
     int64_t req_timeout, idle_timeout, shutdown_timeout, query_timeout;
     long query_threads, tail_clients, tail_patterns, snap_downloads, threads, dedup, max_conn,
-        max_events, max_open, max_url_args;
+        max_events, max_open, max_url_args, recent_events;
     const char *log_format, *log_level;
 } serve_flags;
 
@@ -50,6 +50,7 @@ static void flags_defaults(serve_flags *f)
     f->query_threads = c->query_threads;
     f->tail_clients = c->tail_max_clients;
     f->tail_patterns = c->tail_max_patterns;
+    f->recent_events = (long)c->recent_events;
     f->snap_downloads = c->snapshot_downloads;
     f->threads = 0;
     f->dedup = (long)c->dedup_window;
@@ -217,6 +218,10 @@ static size_t stream_options(cli_option *o, size_t room, serve_flags *f)
         {"tail-max-pattern-bytes", "EVENTS_TAIL_MAX_PATTERN_BYTES", OPT_SIZE,
          &f->tail_pattern_bytes, "N",
          "bytes of one /tail pattern, at most 1024; 400 beyond (default 256)"},
+        {"recent-events", "EVENTS_RECENT_EVENTS", OPT_INT, &f->recent_events, "N",
+         "latest events GET /recent keeps in memory; 0 turns /recent off (default 1000)"},
+        {"recent-bytes", "EVENTS_RECENT_BYTES", OPT_SIZE, &c->recent_bytes, "SIZE",
+         "bytes of the events GET /recent keeps; the oldest go first (default 8MiB)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &f->log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &f->log_level, "LEVEL",
@@ -389,6 +394,10 @@ static int check_tails(const serve_flags *f)
                         "between 1 and 1024, --tail-max-pattern-bytes between 1 and 1024\n");
         return -1;
     }
+    if (f->recent_events < 0 || f->recent_events > 10000000) {
+        fprintf(stderr, "events serve: --recent-events must be between 0 and 10000000\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -401,6 +410,7 @@ static void flags_to_config(serve_flags *f)
     c->tail_max_patterns = (int)f->tail_patterns;
     c->tail_pattern_bytes = (size_t)f->tail_pattern_bytes;
     c->tail_max_clients = (int)f->tail_clients;
+    c->recent_events = (size_t)f->recent_events;
     c->tail_buffer = (size_t)f->tail_buffer;
     c->max_body = (size_t)f->max_body;
     c->max_event_bytes = (size_t)f->max_event_bytes;

@@ -538,7 +538,7 @@ static void end_answer(render *rd, int64_t t0)
             buf_json_str(&end, o->error, strlen(o->error));
             buf_putc(&end, ',');
         }
-        buf_printf(&end, "\"files\":%llu,\"elapsedMs\":%.3f}", (unsigned long long)o->files,
+        buf_printf(&end, "\"files\":%llu,\"elapsedMs\":%.3f}\n", (unsigned long long)o->files,
                    o->elapsed_ms);
     } else if (rd->req->format == QUERY_NDJSON && o->cut) {
         buf_puts(&end, "{\"error\":");

@@ -462,8 +462,8 @@ static inline int check_type(event_ctx *c, envelope *env, char *why, size_t whyl
 static inline int check_id(event_ctx *c, envelope *env, char *why, size_t whylen)
 {
     const event_member *id = env->id;
-    env->idp = NULL;
-    env->idn = 0;
+    env->idp = c->default_id; /* NULL unless the body gives ids (ingest.c's batchId) */
+    env->idn = c->default_id_len;
     if (!id || id->vt == J_NULL) return EVENT_OK;
     if (id->vt != J_STR) return reject(c, EVENT_R_ID, why, whylen, "\"id\" must be a string");
     long il = envelope_string(id, env->ibuf, sizeof env->ibuf, &env->idp);

@@ -79,6 +79,13 @@ typedef struct event_ctx {
     size_t default_type_len;
     const char *ts_key;
     size_t ts_key_len;
+    /*
+     * Per event (NULL: none): the id of an event that brings none (absent or null), in place
+     * of a new ULID, and taken as the client's (deduplicated). ingest.c sets it from a body's
+     * batchId; it must be a valid id (event_id_valid).
+     */
+    const char *default_id;
+    size_t default_id_len;
     int reason;               /* enum event_reason of the last EVENT_REJECTED */
     struct event_member *mem; /* scratch, grown as needed */
     size_t memcap;

@@ -5,6 +5,7 @@
  * lake/store_fs.c.
  */
 #include "ingest.h"
+#include "codec.h"
 #include "layout.h"
 #include "quarantine.h"
 
@@ -112,6 +113,8 @@ void ingest_result_reset(ingest_result *r)
     r->qlines.len = 0;
     r->list_all = 0;
     r->request_id[0] = 0;
+    r->has_batch = 0;
+    r->batch_raw[0] = r->batch_hash[0] = 0;
 }
 
 void ingest_result_free(ingest_result *r)
@@ -234,8 +237,14 @@ static int one_event(event_ctx *ctx, jscan *s, const char *body, const char *p, 
     }
     size_t index = r->received++;
     event_info info;
-    char why[256];
+    char why[256], bid[EVENT_ID_MAX + 1];
+    if (r->has_batch) { /* an event without an id gets the batch's */
+        ctx->default_id_len = ingest_batch_id(r, index, bid);
+        ctx->default_id = bid;
+    }
     int rc = event_normalise(ctx, s, p, end, next, &r->lines, &info, why, sizeof why);
+    ctx->default_id = NULL;
+    ctx->default_id_len = 0;
     if (rc == EVENT_SYNTAX) {
         fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: %s", (size_t)(s->err_at - body),
              s->err);
@@ -272,6 +281,169 @@ static const char *parse_array(event_ctx *ctx, jscan *s, const char *body, const
     }
 }
 
+/*
+ * The wrapper's batchId, its value at v: kept in r (ingest_batch_id). Returns the position
+ * after it, or NULL with r failed.
+ */
+static const char *read_batch_id(jscan *s, const char *body, const char *v, const char *end,
+                                 ingest_result *r)
+{
+    enum jtype t;
+    s->bad = NULL;
+    const char *after = jscan_value(s, v, end, &t);
+    if (!after) {
+        fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: %s", (size_t)(s->err_at - body),
+             s->err);
+        return NULL;
+    }
+    size_t cap = (size_t)(after - v), n = (size_t)-1;
+    char *dec = t == J_STR && !s->bad && cap > 2 ? malloc(cap) : NULL;
+    if (dec) n = jscan_unescape(v + 1, after - 1, dec, cap);
+    if (n == (size_t)-1 || n == 0) {
+        free(dec);
+        fail(r, INGEST_EINVAL, "\"batchId\" must be a non-empty string");
+        return NULL;
+    }
+    sha256 h;
+    unsigned char d[32];
+    char hex[65];
+    sha256_init(&h);
+    sha256_update(&h, dec, n);
+    sha256_final(&h, d);
+    sha256_hex(d, hex);
+    snprintf(r->batch_hash, sizeof r->batch_hash, "b_%.32s", hex);
+    r->batch_raw[0] = 0;
+    if (n <= EVENT_ID_MAX && event_id_valid(dec, n)) {
+        memcpy(r->batch_raw, dec, n);
+        r->batch_raw[n] = 0;
+    }
+    r->has_batch = 1;
+    free(dec);
+    return after;
+}
+
+size_t ingest_batch_id(const ingest_result *r, size_t index, char *out)
+{
+    char idx[24];
+    int k = snprintf(idx, sizeof idx, ":%zu", index);
+    size_t raw = strlen(r->batch_raw);
+    const char *pre = raw && raw + (size_t)k <= EVENT_ID_MAX ? r->batch_raw : r->batch_hash;
+    return (size_t)snprintf(out, EVENT_ID_MAX + 1, "%s%s", pre, idx);
+}
+
+/*
+ * One member of the wrapper, its key at p: "events" (parsed), "batchId" (read, or
+ * skipped when an earlier pass read it), or another (skipped). Returns the position
+ * after its value, or NULL with r failed. *late is set when batchId comes after the events.
+ */
+static const char *wrapper_member(event_ctx *ctx, jscan *s, const char *body, const char *p,
+                                  const char *end, const ingest_limits *lim,
+                                  const ingest_options *o, ingest_result *r, int seen[2],
+                                  int batch_known, int *late)
+{
+    const char *k = p;
+    enum jtype t;
+    s->bad = NULL;
+    if (!(p = jscan_string(s, p, end))) goto syntax;
+    int is_events = p - k == 8 && !memcmp(k, "\"events\"", 8);
+    int is_batch = p - k == 9 && !memcmp(k, "\"batchId\"", 9);
+    if (s->bad) goto defect;
+    p = jscan_ws(s, p, end);
+    if (p >= end || *p != ':') {
+        fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: expected ':' after key",
+             (size_t)(p - body));
+        return NULL;
+    }
+    p = jscan_ws(s, p + 1, end);
+    if ((is_events || is_batch) && seen[is_batch]++) {
+        fail(r, INGEST_EINVAL, "duplicate key \"%s\" in the body",
+             is_events ? "events" : "batchId");
+        return NULL;
+    }
+    if (is_events) {
+        if (p >= end || *p != '[') {
+            fail(r, INGEST_EINVAL, "\"events\" must be an array");
+            return NULL;
+        }
+        return parse_array(ctx, s, body, p, end, lim, o, r);
+    }
+    if (is_batch && !batch_known) {
+        *late = seen[0] > 0;
+        return read_batch_id(s, body, p, end, r);
+    }
+    s->bad = NULL;
+    if (!(p = jscan_value(s, p, end, &t))) goto syntax;
+    if (s->bad) goto defect;
+    return p;
+syntax:
+    fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: %s", (size_t)(s->err_at - body), s->err);
+    return NULL;
+defect:
+    fail(r, INGEST_EINVAL, "%s at byte %zu of the body", s->bad, (size_t)(s->bad_at - body));
+    return NULL;
+}
+
+/*
+ * The seed's wrapper {"events":[…]}, with an optional "batchId" (other members are
+ * ignored); p at its '{'. Returns the position after it, or NULL with r failed.
+ */
+static const char *parse_wrapper(event_ctx *ctx, jscan *s, const char *body, const char *p,
+                                 const char *end, const ingest_limits *lim, const ingest_options *o,
+                                 ingest_result *r, int *late)
+{
+    int seen[2] = {0, 0}, batch_known = r->has_batch;
+    p = jscan_ws(s, p + 1, end);
+    int closed = p < end && *p == '}';
+    if (closed) p++;
+    while (!closed) {
+        if (p >= end || *p != '"') {
+            fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: expected a string key in object",
+                 (size_t)(p - body));
+            return NULL;
+        }
+        if (!(p = wrapper_member(ctx, s, body, p, end, lim, o, r, seen, batch_known, late)))
+            return NULL;
+        p = jscan_ws(s, p, end);
+        if (p < end && (*p == ',' || *p == '}')) {
+            closed = *p == '}';
+            p = closed ? p + 1 : jscan_ws(s, p + 1, end);
+            continue;
+        }
+        fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: expected ',' or '}' in object",
+             (size_t)(p - body));
+        return NULL;
+    }
+    if (!seen[0]) {
+        fail(r, INGEST_EINVAL,
+             "body is a JSON object without \"events\": send {\"events\":[...]}, "
+             "a JSON array of events, or NDJSON");
+        return NULL;
+    }
+    return p;
+}
+
+/*
+ * A wrapper whose batchId follows its events: the events were given their own ids, so
+ * the body is parsed once more, r emptied but for its request and batch.
+ */
+static const char *parse_wrapper_again(event_ctx *ctx, jscan *s, const char *body, const char *p,
+                                       const char *end, const ingest_limits *lim,
+                                       const ingest_options *o, ingest_result *r)
+{
+    char raw[sizeof r->batch_raw], hash[sizeof r->batch_hash], req[sizeof r->request_id];
+    int list_all = r->list_all, late = 0;
+    memcpy(raw, r->batch_raw, sizeof raw);
+    memcpy(hash, r->batch_hash, sizeof hash);
+    memcpy(req, r->request_id, sizeof req);
+    ingest_result_reset(r);
+    memcpy(r->batch_raw, raw, sizeof raw);
+    memcpy(r->batch_hash, hash, sizeof hash);
+    memcpy(r->request_id, req, sizeof req);
+    r->list_all = list_all;
+    r->has_batch = 1;
+    return parse_wrapper(ctx, s, body, p, end, lim, o, r, &late);
+}
+
 static void parse_json(event_ctx *ctx, const char *body, const char *p, const char *end,
                        const ingest_limits *lim, const ingest_options *o, ingest_result *r)
 {
@@ -284,70 +456,17 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
     if (*p == '[') {
         if (!(p = parse_array(ctx, &s, body, p, end, lim, o, r))) return;
     } else if (*p == '{') {
-        /* the seed's wrapper: {"events":[…]} (other members are ignored) */
-        int seen = 0;
-        p = jscan_ws(&s, p + 1, end);
-        if (p < end && *p == '}') {
-            p++;
-        } else {
-            for (;;) {
-                if (p >= end || *p != '"') {
-                    fail(r, INGEST_EINVAL,
-                         "malformed JSON at byte %zu: expected a string key in object",
-                         (size_t)(p - body));
-                    return;
-                }
-                const char *k = p;
-                s.bad = NULL;
-                if (!(p = jscan_string(&s, p, end))) goto syntax;
-                int is_events = p - k == 8 && !memcmp(k, "\"events\"", 8);
-                if (s.bad) goto defect;
-                p = jscan_ws(&s, p, end);
-                if (p >= end || *p != ':') {
-                    fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: expected ':' after key",
-                         (size_t)(p - body));
-                    return;
-                }
-                p = jscan_ws(&s, p + 1, end);
-                if (is_events) {
-                    if (seen++) {
-                        fail(r, INGEST_EINVAL, "duplicate key \"events\" in the body");
-                        return;
-                    }
-                    if (p >= end || *p != '[') {
-                        fail(r, INGEST_EINVAL, "\"events\" must be an array");
-                        return;
-                    }
-                    if (!(p = parse_array(ctx, &s, body, p, end, lim, o, r))) return;
-                } else {
-                    enum jtype t;
-                    s.bad = NULL;
-                    if (!(p = jscan_value(&s, p, end, &t))) goto syntax;
-                    if (s.bad) goto defect;
-                }
-                p = jscan_ws(&s, p, end);
-                if (p < end && *p == ',') {
-                    p = jscan_ws(&s, p + 1, end);
-                    continue;
-                }
-                if (p < end && *p == '}') {
-                    p++;
-                    break;
-                }
-                fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: expected ',' or '}' in object",
-                     (size_t)(p - body));
-                return;
-            }
-        }
-        if (!seen) {
-            fail(r, INGEST_EINVAL,
-                 "body is a JSON object without \"events\": send {\"events\":[...]}, "
-                 "a JSON array of events, or NDJSON");
-            return;
-        }
+        int late = 0;
+        const char *open = p;
+        if (!(p = parse_wrapper(ctx, &s, body, open, end, lim, o, r, &late))) return;
+        if (late && !(p = parse_wrapper_again(ctx, &s, body, open, end, lim, o, r))) return;
     } else {
         enum jtype t;
-        if (!jscan_value(&s, p, end, &t)) goto syntax;
+        if (!jscan_value(&s, p, end, &t)) {
+            fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: %s", (size_t)(s.err_at - body),
+                 s.err);
+            return;
+        }
         fail(r, INGEST_EINVAL,
              "body must be {\"events\":[...]}, a JSON array of events, or NDJSON");
         return;
@@ -359,12 +478,6 @@ static void parse_json(event_ctx *ctx, const char *body, const char *p, const ch
              "send Content-Type: application/x-ndjson)",
              (size_t)(p - body));
     }
-    return;
-syntax:
-    fail(r, INGEST_EINVAL, "malformed JSON at byte %zu: %s", (size_t)(s.err_at - body), s.err);
-    return;
-defect:
-    fail(r, INGEST_EINVAL, "%s at byte %zu of the body", s.bad, (size_t)(s.bad_at - body));
 }
 
 static void parse_ndjson(event_ctx *ctx, const char *body, const char *p, const char *end,

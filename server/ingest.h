@@ -12,6 +12,12 @@
  * body that is not JSON at all, or not one of those shapes, fails as a whole
  * (400), and a body over a limit fails with 413.
  *
+ * A wrapper may name its batch, {"batchId":"…","events":[…]} (in either
+ * order): the original's clients retry a whole body with the same batchId.
+ * Its events without an id of their own then get one derived from the
+ * batchId and their index in the body (ingest_batch_id), so that the
+ * writer's dedup window stores a retried body once.
+ *
  * This module knows nothing of HTTP; server.c calls it and the fuzz target
  * drives it directly.
  */
@@ -78,6 +84,10 @@ typedef struct ingest_result {
     buf qlines; /* quarantine lines of the refused records (quarantine.h) */
     lake_event *qev;
     size_t qn, qcap;
+    /* the body's batchId, once read: as sent when it is a valid id of at most EVENT_ID_MAX
+     * bytes (else empty), and its hash ("b_" and 32 hex digits); has_batch 0: none */
+    int has_batch;
+    char batch_raw[EVENT_ID_MAX + 1], batch_hash[35];
 } ingest_result;
 
 /*
@@ -118,6 +128,13 @@ int ingest_add(event_ctx *ctx, const char *text, size_t n, const ingest_limits *
  */
 void ingest_begin(event_ctx *ctx, const ingest_options *opts, ingest_result *r);
 void ingest_end(event_ctx *ctx);
+
+/*
+ * The id of the event at index of a body whose batchId r has read, into out
+ * (EVENT_ID_MAX + 1 bytes): "<batchId>:<index>" when that is a valid id,
+ * else "b_<first 32 hex digits of SHA-256(batchId)>:<index>". Returns its length.
+ */
+size_t ingest_batch_id(const ingest_result *r, size_t index, char *out);
 
 /* Empties r for reuse, keeping its memory. */
 void ingest_result_reset(ingest_result *r);

@@ -481,6 +481,7 @@ enum MHD_Result query_http_respond(query_http_job *j, struct MHD_Connection *con
         unsigned st = status_of(code);
         buf b = BUF_INIT;
         ingest_error_json(&b, msg);
+        buf_putc(&b, '\n'); /* every JSON answer ends its line (server_respond.c) */
         struct MHD_Response *r =
             MHD_create_response_from_buffer(b.len, b.p ? b.p : (char *)"", MHD_RESPMEM_MUST_COPY);
         buf_free(&b);

@@ -170,6 +170,8 @@ void server_config_defaults(server_config *c)
     c->tail_queue = 16u << 20;
     c->tail_max_patterns = 16;
     c->tail_pattern_bytes = 256;
+    c->recent_events = 1000;
+    c->recent_bytes = 8u << 20;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
@@ -317,6 +319,8 @@ static int start_readers(server__srv *s)
     tail_config tc = {cfg->tail_buffer, cfg->tail_heartbeat_ms, cfg->tail_queue,
                       cfg->tail_max_patterns, cfg->tail_pattern_bytes};
     if (!(s->tail = tail_hub_new(&tc))) return cannot_start("cannot start the live tail", NULL);
+    if (cfg->recent_events && !(s->recent = recent_new(cfg->recent_events, cfg->recent_bytes)))
+        return cannot_start("cannot start /recent: out of memory", NULL);
     query_config qc = {.store = s->store,
                        .writer = s->writer,
                        .memory_limit = cfg->query_memory,
@@ -451,6 +455,7 @@ static void server_free(server__srv *s, int lfd)
     lake_writer_close(s->writer);
     lake_expirer_stop(s->expirer);
     tail_hub_free(s->tail);
+    recent_free(s->recent);
     lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);

@@ -13,6 +13,7 @@
 #include "web.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -206,6 +207,46 @@ enum MHD_Result server__handle_tail(server__srv *s, server__req *r)
     return ok;
 }
 
+/* GET /recent?limit=N&type=P: the latest stored events, newest first, from memory (recent.h). */
+enum MHD_Result server__handle_recent(server__srv *s, server__req *r)
+{
+    if (!s->recent) return server__send_error(r, 404, "/recent is off (--recent-events 0)");
+    const char *lim = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
+    size_t max = s->cfg.recent_events, limit = max < 100 ? max : 100;
+    if (lim) {
+        char *end;
+        unsigned long long v = strtoull(lim, &end, 10);
+        if (!*lim || *end || *lim < '0' || *lim > '9' || v < 1 || v > max)
+            return server__send_error(
+                r, 400, "limit=%.40s: must be a number from 1 to %zu (--recent-events)", lim, max);
+        limit = (size_t)v;
+    }
+    char err[256];
+    if (glob_list_check(type, s->cfg.tail_max_patterns, s->cfg.tail_pattern_bytes, err, sizeof err))
+        return server__send_error(r, 400, "%s", err);
+    glob_list types;
+    buf b = BUF_INIT;
+    int bad = glob_list_compile(type, &types) ||
+              recent_render(s->recent, limit, &types, evtime_now_ms(), &b);
+    glob_list_free(&types);
+    enum MHD_Result ok = bad ? server__send_error(r, 503, "out of memory")
+                             : server__send_json(r, 200, &b, NULL, NULL);
+    buf_free(&b);
+    return ok;
+}
+
+/* GET /recent's gauges: what its ring holds (0 when it is off). */
+static void recent_metrics(server__srv *s, buf *b)
+{
+    uint64_t events = 0, bytes = 0;
+    if (s->recent) recent_stats(s->recent, &events, &bytes);
+    metrics_gauge(b, "events_recent_events", "Events GET /recent holds (--recent-events).",
+                  (long long)events);
+    metrics_gauge(b, "events_recent_bytes",
+                  "Bytes of the events GET /recent holds (--recent-bytes).", (long long)bytes);
+}
+
 enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
 {
     lake_writer_stats st;
@@ -274,6 +315,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
                     ts.lost);
     metrics_gauge(&b, "events_tail_queue_bytes", "Bytes of events waiting for the tail thread.",
                   (long long)ts.queue_bytes);
+    recent_metrics(s, &b);
     metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
                   (long long)atomic_load(&s->snap_downloads));
     metrics_counter(&b, "events_snapshot_downloads_refused_total",

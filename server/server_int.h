@@ -22,6 +22,7 @@
 #include "otlp.h"
 #include "query.h"
 #include "query_http.h"
+#include "recent.h"
 #include "retain.h"
 #include "snapshots.h"
 #include "store.h"
@@ -44,6 +45,7 @@ typedef struct server__srv {
     store *store;
     lake_cache *cache; /* NULL for a directory lake */
     tail_hub *tail;
+    recent *recent; /* GET /recent's ring; NULL: --recent-events 0 */
     lake_writer *writer;
     query_engine *engine;
     query_http_pool *queries;
@@ -86,7 +88,8 @@ enum server__kind {
     SERVER__K_SNAP_GET,
     SERVER__K_TAIL,
     SERVER__K_WEB,
-    SERVER__K_WEBHOOK
+    SERVER__K_WEBHOOK,
+    SERVER__K_RECENT
 };
 
 enum server__state { SERVER__ST_READING, SERVER__ST_WAITING, SERVER__ST_RESPONDED };
@@ -181,6 +184,7 @@ enum MHD_Result server__handle_health(server__srv *s, server__req *r);
 enum MHD_Result server__handle_web(server__req *r, const char *url);
 enum MHD_Result server__handle_tail(server__srv *s, server__req *r);
 enum MHD_Result server__handle_metrics(server__srv *s, server__req *r);
+enum MHD_Result server__handle_recent(server__srv *s, server__req *r);
 
 /* ---- server_webhooks.c: POST /webhooks ----------------------------------- */
 

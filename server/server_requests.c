@@ -109,6 +109,8 @@ static enum MHD_Result route(server__req *r, const char *url, const char *method
         r->kind = SERVER__K_TAIL, r->route = METRICS_ROUTE_TAIL;
     } else if (!strcmp(url, "/webhooks") || !strncmp(url, "/webhooks/", 10)) {
         r->kind = SERVER__K_WEBHOOK, r->route = METRICS_ROUTE_WEBHOOKS;
+    } else if (!strcmp(url, "/recent")) {
+        r->kind = SERVER__K_RECENT, r->route = METRICS_ROUTE_RECENT;
     } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
         r->kind = SERVER__K_WEB, r->route = METRICS_ROUTE_DASHBOARD;
     } else {
@@ -135,8 +137,11 @@ static enum MHD_Result answer_preflight(server__req *r)
     if (!resp) return MHD_NO;
     server__add_cors(resp, r);
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
+    /* what the original's browser clients may send: a bearer key, a JSON or gzip body,
+     * and their correlation and request ids */
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            "Authorization, Content-Type, Content-Encoding");
+                            "Authorization, Content-Type, Content-Encoding, X-Correlation-ID, "
+                            "X-Request-ID");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
     enum MHD_Result ok = MHD_queue_response(r->conn, 204, resp);
     MHD_destroy_response(resp);
@@ -428,6 +433,8 @@ static enum MHD_Result answer_resumed(server__srv *s, server__req *r)
         server__answered(r, st ? st : 500);
         return ok;
     }
+    if (r->answer_status == 200 && s->recent) /* before publish, which takes the lines */
+        recent_add(s->recent, r->res.lines.p, r->res.ev, r->res.n);
     if (r->answer_status == 200 && tail_hub_active(s->tail)) server__publish(s, r);
     return server__send_response(r, r->answer_status, server__answer_type(r),
                                  r->answer.p ? r->answer.p : "", r->answer.len,
@@ -498,6 +505,7 @@ static enum MHD_Result handle(server__srv *s, server__req *r, const char *url)
     case SERVER__K_HEALTH: return server__handle_health(s, r);
     case SERVER__K_METRICS: return server__handle_metrics(s, r);
     case SERVER__K_TAIL: return server__handle_tail(s, r);
+    case SERVER__K_RECENT: return server__handle_recent(s, r);
     case SERVER__K_WEB: return server__handle_web(r, url);
     case SERVER__K_WEBHOOK: return server__handle_webhook(s, r);
     case SERVER__K_SNAP_PUT:

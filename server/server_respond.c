@@ -7,13 +7,16 @@
  * queued. An error has the body its route speaks: OTLP's google.rpc.Status on
  * /v1/logs, else {"ok":false,"error":…}. An answer to a request whose body is
  * still arriving cannot go through libmicrohttpd: abort_mid_body writes it on
- * the socket itself.
+ * the socket itself. Every answer but OTLP's protobuf ends with a newline
+ * (text_response); snapshot files, dashboard assets and /tail's stream are
+ * not sent from here and keep their bytes.
  */
 #include "server_int.h"
 #include "evtime.h"
 #include "log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -34,11 +37,30 @@ void server__add_cors(struct MHD_Response *resp, const server__req *r)
     if (strcmp(r->cors, "*")) MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
 }
 
+/*
+ * A text answer (JSON, Prometheus text: any but OTLP's protobuf) ends with a
+ * newline, so that curl's output and `cat` of a saved answer end their line.
+ * Returns the answer's resource, body copied with its newline; NULL out of memory.
+ */
+static struct MHD_Response *text_response(const char *ctype, const char *body, size_t len)
+{
+    int nl = ctype && strcmp(ctype, otlp_content_type(OTLP_PROTOBUF)) &&
+             (len == 0 || body[len - 1] != '\n');
+    if (!nl)
+        return MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    char *p = malloc(len + 1);
+    if (!p) return NULL;
+    if (len) memcpy(p, body, len);
+    p[len] = '\n';
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len + 1, p, MHD_RESPMEM_MUST_FREE);
+    if (!resp) free(p);
+    return resp;
+}
+
 enum MHD_Result server__send_response(server__req *r, unsigned status, const char *ctype,
                                       const char *body, size_t len, const char *h1, const char *v1)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = text_response(ctype, body, len);
     if (!resp) return MHD_NO;
     if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     server__add_cors(resp, r);

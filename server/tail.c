@@ -10,9 +10,8 @@
  * tails (counted, and announced in each stream where the gap is) instead of
  * slowing ingest down.
  *
- * Matching: each pattern is compiled at subscribe time into a bit-parallel
- * NFA (Shift-And with a self-loop for '*'): one pass over the type, a few
- * word operations per character, whatever the pattern. The clients that
+ * Matching: each pattern is compiled at subscribe time (glob.h): one pass
+ * over the type, whatever the pattern. The clients that
  * want a type are worked out on its first event and kept in a table keyed by
  * a SipHash of the type (so that types cannot be made to collide); the
  * table is emptied when a client comes or goes, or when it is half full.
@@ -38,6 +37,7 @@
 #include "tail.h"
 
 #include "buf.h"
+#include "glob.h"
 #include "evrand.h"
 #include "evtime.h"
 #include "siphash.h"
@@ -54,80 +54,6 @@
 
 enum { OPEN, ENDING };
 
-/* ---- patterns ---------------------------------------------------------------- */
-
-/*
- * Event types are [a-z0-9_.-] (ingest validates them): 39 classes, and one
- * for any other byte, which only '?' matches. A literal outside the 39 can
- * match no type.
- */
-#define CLASSES   40
-#define MAX_WORDS (TAIL_PATTERN_BYTES_MAX / 64 + 1)
-
-static int class_of(unsigned char c)
-{
-    if (c >= 'a' && c <= 'z') return c - 'a';
-    if (c >= '0' && c <= '9') return 26 + (c - '0');
-    return c == '_' ? 36 : c == '.' ? 37 : c == '-' ? 38 : 39;
-}
-
-/*
- * A glob as a Shift-And automaton. State i: the first i non-'*' characters
- * of the pattern matched. mask[k] has bit i+1 when pattern character i takes
- * a character of class k; loop has bit i when a '*' follows character i (or
- * starts the pattern, i = 0): that state stays on any character.
- */
-typedef struct glob {
-    int m, words;
-    uint64_t *mask; /* CLASSES rows of words, then the loop row */
-} glob;
-
-static int glob_compile(const char *p, size_t n, glob *g)
-{
-    g->m = 0;
-    for (size_t i = 0; i < n; i++) g->m += p[i] != '*';
-    g->words = g->m / 64 + 1;
-    if (g->words > MAX_WORDS) return -1;
-    g->mask = calloc((size_t)(CLASSES + 1) * (size_t)g->words, sizeof *g->mask);
-    if (!g->mask) return -1;
-    uint64_t *loop = g->mask + (size_t)CLASSES * (size_t)g->words;
-    int state = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '*') {
-            loop[state / 64] |= UINT64_C(1) << (state % 64);
-            continue;
-        }
-        int next = state + 1, k = class_of((unsigned char)p[i]);
-        uint64_t bit = UINT64_C(1) << (next % 64);
-        size_t at = (size_t)(next / 64);
-        if (p[i] == '?') {
-            for (int c = 0; c < CLASSES; c++) g->mask[(size_t)c * (size_t)g->words + at] |= bit;
-        } else if (k < CLASSES - 1) {
-            g->mask[(size_t)k * (size_t)g->words + at] |= bit;
-        }
-        state = next;
-    }
-    return 0;
-}
-
-static int glob_match(const glob *g, const char *s, size_t n)
-{
-    uint64_t d[MAX_WORDS] = {1};
-    const uint64_t *loop = g->mask + (size_t)CLASSES * (size_t)g->words;
-    for (size_t i = 0; i < n; i++) {
-        const uint64_t *a = g->mask + (size_t)class_of((unsigned char)s[i]) * (size_t)g->words;
-        uint64_t carry = 0, any = 0;
-        for (int w = 0; w < g->words; w++) {
-            uint64_t x = d[w];
-            d[w] = (((x << 1) | carry) & a[w]) | (x & loop[w]);
-            carry = x >> 63;
-            any |= d[w];
-        }
-        if (!any) return 0;
-    }
-    return (int)((d[g->m / 64] >> (g->m % 64)) & 1);
-}
-
 /* ---- clients and the hub ------------------------------------------------------- */
 
 typedef struct client {
@@ -139,8 +65,7 @@ typedef struct client {
     buf out;
     size_t sent; /* bytes of out already given to libmicrohttpd */
     int suspended, state;
-    glob *globs; /* none: every event */
-    size_t nglobs;
+    glob_list types; /* none: every event */
     struct client *prev, *next;
 } client;
 
@@ -233,10 +158,7 @@ static void queue(client *c, const char *p, size_t n, const char *p2, size_t n2,
 
 static int matches(const client *c, const char *type, size_t len)
 {
-    if (!c->nglobs) return 1;
-    for (size_t i = 0; i < c->nglobs; i++)
-        if (glob_match(&c->globs[i], type, len)) return 1;
-    return 0;
+    return glob_list_match(&c->types, type, len);
 }
 
 /* Queues text to every client. h->mu held. */
@@ -593,28 +515,10 @@ void tail_hub_stats(tail_hub *h, tail_stats *st)
 
 int tail_check_patterns(tail_hub *h, const char *patterns, char *err, size_t errlen)
 {
-    int n = 0;
-    for (const char *p = patterns; p && *p;) {
-        size_t len = strcspn(p, ",");
-        if (len > h->cfg.max_pattern_bytes) {
-            snprintf(err, errlen,
-                     "type: a pattern of %zu bytes is longer than the %zu this server takes "
-                     "(--tail-max-pattern-bytes)",
-                     len, h->cfg.max_pattern_bytes);
-            h->refused++;
-            return -1;
-        }
-        n += len > 0;
-        p += len + (p[len] == ',');
-    }
-    if (n > h->cfg.max_patterns) {
-        snprintf(err, errlen,
-                 "type: %d patterns, more than the %d this server takes (--tail-max-patterns)", n,
-                 h->cfg.max_patterns);
-        h->refused++;
-        return -1;
-    }
-    return 0;
+    if (!glob_list_check(patterns, h->cfg.max_patterns, h->cfg.max_pattern_bytes, err, errlen))
+        return 0;
+    h->refused++;
+    return -1;
 }
 
 /* ---- one client ------------------------------------------------------------ */
@@ -654,8 +558,7 @@ static void client_destroy(client *c)
 {
     pthread_mutex_destroy(&c->mu);
     buf_free(&c->out);
-    for (size_t i = 0; i < c->nglobs; i++) free(c->globs[i].mask);
-    free(c->globs);
+    glob_list_free(&c->types);
     free(c);
 }
 
@@ -676,20 +579,6 @@ static void client_free(void *cls)
     client_destroy(c);
 }
 
-/* Compiles the comma-separated patterns into c->globs. */
-static int compile_patterns(client *c, const char *patterns)
-{
-    size_t n = 1;
-    for (const char *p = patterns; *p; p++) n += *p == ',';
-    if (!(c->globs = calloc(n, sizeof *c->globs))) return -1;
-    for (const char *p = patterns; *p;) {
-        size_t len = strcspn(p, ",");
-        if (len && glob_compile(p, len, &c->globs[c->nglobs++])) return -1;
-        p += len + (p[len] == ',');
-    }
-    return 0;
-}
-
 struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, const char *patterns)
 {
     client *c = calloc(1, sizeof *c);
@@ -697,7 +586,7 @@ struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, con
     c->h = h;
     c->conn = conn;
     pthread_mutex_init(&c->mu, NULL);
-    if ((patterns && *patterns && compile_patterns(c, patterns)) ||
+    if (glob_list_compile(patterns, &c->types) ||
         buf_printf(&c->out, "retry: 2000\n: tail %s\n\n", patterns && *patterns ? patterns : "*")) {
         client_destroy(c);
         return NULL;

@@ -279,6 +279,32 @@ void srv_lake_cleanup(srv *s, char *lake)
     free(lake);
 }
 
+long long srv_metric(const srv *s, const char *name)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    resp r;
+    long long v = -1;
+    if (http_do("GET", url, NULL, NULL, 0, 0, &r) == 0 && r.status == 200 && r.body.p) {
+        char key[256];
+        snprintf(key, sizeof key, "\n%s ", name);
+        const char *p = strstr(r.body.p, key);
+        if (p) v = atoll(p + strlen(key));
+    }
+    resp_free(&r);
+    return v;
+}
+
+void srv_tokens_file(const char *lake, const char *lines, char *path, size_t n)
+{
+    snprintf(path, n, "%s.tokens", lake);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(lines, f);
+        fclose(f);
+    }
+}
+
 int gzip_bytes(const void *data, size_t n, buf *out)
 {
     z_stream z;

@@ -71,6 +71,11 @@ char *srv_lake_dir(const char *tag);
  * frees lake. */
 void srv_lake_cleanup(srv *s, char *lake);
 
+/* The value of the /metrics line of s that starts with name (labels included); -1 if absent. */
+long long srv_metric(const srv *s, const char *name);
+/* Writes the tokens file LAKE.tokens (in the lake's directory: removed with it) with lines,
+ * "name token scopes" each, and its path into path (n bytes). */
+void srv_tokens_file(const char *lake, const char *lines, char *path, size_t n);
 /* Gzip-compresses data. Caller frees *out. */
 int gzip_bytes(const void *data, size_t n, buf *out);
 

@@ -720,7 +720,7 @@ TEST(test_otlp_server_stores_json_protobuf_and_gzip_once_each)
     resp r;
 
     CHECK_INT(200, post_logs(&s, NULL, "application/json", NULL, FULL_JSON, strlen(FULL_JSON), &r));
-    CHECK_STR("{}", r.body.p);
+    CHECK_STR("{}\n", r.body.p);
     CHECK_CONTAINS("Content-Type: application/json", r.head.p);
     resp_free(&r);
 
@@ -736,7 +736,7 @@ TEST(test_otlp_server_stores_json_protobuf_and_gzip_once_each)
     gzip_bytes(FULL_JSON, strlen(FULL_JSON), &gz);
     CHECK_INT(200,
               post_logs(&s, NULL, "application/json", "Content-Encoding: gzip", gz.p, gz.len, &r));
-    CHECK_STR("{}", r.body.p);
+    CHECK_STR("{}\n", r.body.p);
     resp_free(&r);
     buf_free(&gz);
 
@@ -783,14 +783,14 @@ TEST(test_otlp_server_answers_errors_as_otlp_status)
 
     CHECK_INT(415, post_logs(&s, NULL, "application/x-ndjson", NULL, "{}", 2, &r));
     CHECK_STR("{\"code\":12,\"message\":\"unsupported Content-Type \\\"application/x-ndjson\\\": "
-              "use application/json or application/x-protobuf\"}",
+              "use application/json or application/x-protobuf\"}\n",
               r.body.p);
     resp_free(&r);
 
     CHECK_INT(400, post_logs(&s, NULL, "application/json", NULL, "{\"resourceLogs\":{}}", 19, &r));
     CHECK_STR(
         "{\"code\":3,\"message\":\"invalid OTLP logs request at byte 16: \\\"resourceLogs\\\" "
-        "must be an array\"}",
+        "must be an array\"}\n",
         r.body.p);
     resp_free(&r);
 
@@ -807,7 +807,7 @@ TEST(test_otlp_server_answers_errors_as_otlp_status)
 
     CHECK_INT(400, post_logs(&s, "?type=Bad", "application/json", NULL, "{}", 2, &r));
     CHECK_STR("{\"code\":3,\"message\":\"type \\\"Bad\\\" is not an event type: "
-              "[a-z0-9_]+(.[a-z0-9_-]+)*, at most 128 bytes\"}",
+              "[a-z0-9_]+(.[a-z0-9_-]+)*, at most 128 bytes\"}\n",
               r.body.p);
     resp_free(&r);
 
@@ -815,19 +815,19 @@ TEST(test_otlp_server_answers_errors_as_otlp_status)
     memset(big, ' ', sizeof big);
     big[0] = '{', big[sizeof big - 1] = '}';
     CHECK_INT(413, post_logs(&s, NULL, "application/json", NULL, big, sizeof big, &r));
-    CHECK_STR("{\"code\":8,\"message\":\"body of 5000 bytes is over the limit of 4096 bytes\"}",
+    CHECK_STR("{\"code\":8,\"message\":\"body of 5000 bytes is over the limit of 4096 bytes\"}\n",
               r.body.p);
     resp_free(&r);
 
     CHECK_INT(400, post_logs(&s, NULL, "application/json", "Content-Encoding: gzip", "{}", 2, &r));
-    CHECK_STR("{\"code\":3,\"message\":\"invalid gzip body: incorrect header check\"}", r.body.p);
+    CHECK_STR("{\"code\":3,\"message\":\"invalid gzip body: incorrect header check\"}\n", r.body.p);
     resp_free(&r);
 
     char url[128];
     snprintf(url, sizeof url, "%s/v1/logs", s.url);
     http_do("GET", url, NULL, NULL, 0, 0, &r);
     CHECK_INT(405, r.status);
-    CHECK_STR("{\"code\":12,\"message\":\"method GET not allowed on /v1/logs\"}", r.body.p);
+    CHECK_STR("{\"code\":12,\"message\":\"method GET not allowed on /v1/logs\"}\n", r.body.p);
     resp_free(&r);
 
     /* a record refused: 200, with partialSuccess */
@@ -836,7 +836,7 @@ TEST(test_otlp_server_answers_errors_as_otlp_status)
     CHECK_INT(200, post_logs(&s, NULL, "application/json", NULL, bad_type, strlen(bad_type), &r));
     CHECK_STR("{\"partialSuccess\":{\"rejectedLogRecords\":\"1\",\"errorMessage\":\"refused 1 of 2 "
               "log records: record 1 (counting from 0 in the order of the request): \\\"type\\\" "
-              "must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes\"}}",
+              "must match [a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes\"}}\n",
               r.body.p);
     resp_free(&r);
     /* and kept in the quarantine, with the route it came by */

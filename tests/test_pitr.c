@@ -443,7 +443,7 @@ TEST(snapshot_limits_and_scopes)
     resp_free(&r);
     CHECK_INT(0, http_do("GET", url, rd, NULL, 0, 0, &r));
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"snapshots\":[]}", r.body.p);
+    CHECK_STR("{\"snapshots\":[]}\n", r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     unlink(s.log);
@@ -555,7 +555,7 @@ TEST(snapshot_download_streams_with_bounded_memory)
     CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 10000, &r));
     CHECK_INT(503, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"5 snapshot downloads are running, the most this server "
-              "takes (--snapshot-downloads)\"}",
+              "takes (--snapshot-downloads)\"}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(READERS, metric_of(&s, "events_snapshot_downloads"));

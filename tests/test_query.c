@@ -770,7 +770,7 @@ TEST(test_query_scopes_timeouts_and_the_queue)
                                 "Authorization: Bearer ingest-token-0123456789", NULL};
     http_do("POST", url, ingest_tok, q, strlen(q), 0, &r);
     CHECK_INT(403, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"token svc lacks the query scope\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"token svc lacks the query scope\"}\n", r.body.p);
     resp_free(&r);
     const char *query_tok[] = {"Content-Type: application/json",
                                "Authorization: Bearer query-token-01234567890", NULL};
@@ -782,7 +782,7 @@ TEST(test_query_scopes_timeouts_and_the_queue)
         "{\"sql\":\"SELECT sum(hash(a * b)) FROM range(300000) t(a), range(300000) u(b)\"}";
     http_do("POST", url, query_tok, slow, strlen(slow), 10000, &r);
     CHECK_INT(504, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"query stopped after 1000 ms: the query time limit\"}",
+    CHECK_STR("{\"ok\":false,\"error\":\"query stopped after 1000 ms: the query time limit\"}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));

@@ -70,21 +70,6 @@ static void check_alive(const srv *s)
     resp_free(&r);
 }
 
-/* The value of the /metrics line that starts with name (labels included); -1 if absent. */
-static long long metric(const srv *s, const char *name)
-{
-    resp r;
-    long long v = -1;
-    if (get(s, "/metrics", NULL, &r) == 200) {
-        char key[256];
-        snprintf(key, sizeof key, "\n%s ", name);
-        const char *p = strstr(r.body.p, key);
-        if (p) v = atoll(p + strlen(key));
-    }
-    resp_free(&r);
-    return v;
-}
-
 /* All lines of the lake, parsed; caller decrefs. */
 static json_t *lake_events(const char *lake, int *files)
 {
@@ -138,7 +123,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
         "\"ts\":\"2026-11-25T10:00:00.123Z\"}]}";
     post(&s, "/ingest", "application/json", NULL, wrapped, strlen(wrapped), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
 
@@ -147,7 +132,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
         "{\"type\":\"ws.connect\",\"id\":\"a2\",\"ts\":1795600800000}]";
     post(&s, "/e", "application/json; charset=utf-8", NULL, array, strlen(array), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
 
@@ -159,7 +144,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
         " \"ts\" : \"2026-11-25T10:06:00Z\" }\n";
     post(&s, "/ingest", "application/x-ndjson", NULL, nd, strlen(nd), &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
 
@@ -169,7 +154,7 @@ TEST(test_server_ingests_three_formats_and_gzip_into_the_lake)
     gzip_bytes(plain, strlen(plain), &gz);
     post(&s, "/ingest", "application/x-ndjson", "Content-Encoding: gzip", gz.p, gz.len, &r);
     CHECK_INT(200, r.status);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     buf_free(&gz);
@@ -221,15 +206,15 @@ TEST(test_server_answers_retries_as_duplicates_and_stores_once)
     const char *b2 = "[{\"type\":\"a\",\"id\":\"d2\"},{\"type\":\"a\",\"id\":\"d3\"},{\"type\":"
                      "\"a\",\"id\":\"d3\"},{\"type\":\"a\"}]";
     http_ingest(&s, b1, &r);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":2,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     http_ingest(&s, b2, &r);
-    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":2,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":2,\"duplicates\":2,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     http_ingest(&s, b1, &r);
-    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":0,\"duplicates\":2,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":0,\"duplicates\":2,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
@@ -241,7 +226,7 @@ TEST(test_server_answers_retries_as_duplicates_and_stores_once)
     /* the window survives a restart: it is rebuilt from what was sealed */
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     http_ingest(&s, b2, &r);
-    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":1,\"duplicates\":3,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":4,\"accepted\":1,\"duplicates\":3,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
@@ -295,14 +280,12 @@ TEST(test_server_requires_tokens_with_scopes)
     srv s = {0};
     char *lake = srv_lake_dir("srv");
     char tokens[1200];
-    snprintf(tokens, sizeof tokens, "%s.tokens", lake);
-    FILE *f = fopen(tokens, "w");
-    fputs("# name token scopes\n"
-          "svc     ingest-token-0123456789  ingest\n"
-          "analyst query-token-01234567890  query   # read only\n"
-          "ops     admin-token-012345678901 admin\n",
-          f);
-    fclose(f);
+    srv_tokens_file(lake,
+                    "# name token scopes\n"
+                    "svc     ingest-token-0123456789  ingest\n"
+                    "analyst query-token-01234567890  query   # read only\n"
+                    "ops     admin-token-012345678901 admin\n",
+                    tokens, sizeof tokens);
     const char *args[] = {"--tokens-file", tokens, NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     resp r;
@@ -310,13 +293,13 @@ TEST(test_server_requires_tokens_with_scopes)
 
     post(&s, "/ingest", "application/json", NULL, body, strlen(body), &r);
     CHECK_INT(401, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"missing bearer token (Authorization: Bearer TOKEN)\"}",
+    CHECK_STR("{\"ok\":false,\"error\":\"missing bearer token (Authorization: Bearer TOKEN)\"}\n",
               r.body.p);
     resp_free(&r);
     post(&s, "/ingest", "application/json", "Authorization: Bearer wrong-token-0123456789", body,
          strlen(body), &r);
     CHECK_INT(401, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"invalid bearer token\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"invalid bearer token\"}\n", r.body.p);
     resp_free(&r);
     post(&s, "/ingest", "application/json", "Authorization: Basic dXNlcjpwYXNz", body, strlen(body),
          &r);
@@ -325,7 +308,7 @@ TEST(test_server_requires_tokens_with_scopes)
     post(&s, "/ingest", "application/json", "Authorization: Bearer query-token-01234567890", body,
          strlen(body), &r);
     CHECK_INT(403, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"token analyst lacks the ingest scope\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"token analyst lacks the ingest scope\"}\n", r.body.p);
     resp_free(&r);
     post(&s, "/ingest", "application/json", "Authorization: Bearer ingest-token-0123456789", body,
          strlen(body), &r);
@@ -570,9 +553,9 @@ TEST(test_server_with_tokens_answers_cors_for_any_origin)
                                 "Access-Control-Request-Method: POST", NULL));
     CHECK_CONTAINS("Access-Control-Allow-Origin: *\r\n", r.head.p);
     CHECK_CONTAINS("Access-Control-Allow-Methods: GET, POST, PUT, OPTIONS\r\n", r.head.p);
-    CHECK_CONTAINS(
-        "Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding\r\n",
-        r.head.p);
+    CHECK_CONTAINS("Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding, "
+                   "X-Correlation-ID, X-Request-ID\r\n",
+                   r.head.p);
     CHECK_CONTAINS("Access-Control-Max-Age: 86400\r\n", r.head.p);
     resp_free(&r);
     CHECK_INT(200, request_with(&s, "POST", "/query", "{\"sql\":\"SELECT 1 AS one\"}", &r,
@@ -636,10 +619,10 @@ TEST(test_server_without_tokens_answers_only_loopback_hosts)
     refused++;
     CHECK_STR("{\"ok\":false,\"error\":\"Host \\\"rebound.evil.test:8080\\\" is not allowed: this "
               "server answers only requests addressed to a loopback name or address, or to a "
-              "host of --allowed-hosts\"}",
+              "host of --allowed-hosts\"}\n",
               r.body.p);
     resp_free(&r);
-    CHECK_INT(refused, metric(&s, "events_http_refused_total{reason=\"host\"}"));
+    CHECK_INT(refused, srv_metric(&s, "events_http_refused_total{reason=\"host\"}"));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
 }
@@ -660,7 +643,7 @@ TEST(test_server_without_tokens_refuses_other_web_pages)
     CHECK_INT(403, request_with(&s, "POST", "/query", q, &r, evil, text, NULL));
     CHECK_STR(
         "{\"ok\":false,\"error\":\"requests from the web page origin \\\"http://evil.test\\\" "
-        "are refused: it is neither this server's own origin nor one of --cors-origins\"}",
+        "are refused: it is neither this server's own origin nor one of --cors-origins\"}\n",
         r.body.p);
     CHECK(!strstr(r.head.p, "Access-Control-Allow-Origin"));
     resp_free(&r);
@@ -699,14 +682,14 @@ TEST(test_server_without_tokens_refuses_other_web_pages)
     CHECK_INT(200, request_with(&s, "POST", "/ingest", "[{\"type\":\"app.beacon\"}]", &r, app, text,
                                 NULL));
     CHECK_CONTAINS("Access-Control-Allow-Origin: http://app.test:3000\r\n", r.head.p);
-    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}",
+    CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":1,\"duplicates\":0,\"rejected\":[]}\n",
               r.body.p);
     resp_free(&r);
     CHECK_INT(200, request_with(&s, "POST", "/query", q, &r, app, json, NULL));
     CHECK_CONTAINS("Access-Control-Allow-Origin: http://app.test:3000\r\n", r.head.p);
     resp_free(&r);
 
-    CHECK_INT(6, metric(&s, "events_http_refused_total{reason=\"origin\"}"));
+    CHECK_INT(6, srv_metric(&s, "events_http_refused_total{reason=\"origin\"}"));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     int files;
     json_t *ev = lake_events(lake, &files);
@@ -769,8 +752,9 @@ static void bad_requests_answered_exactly(srv *s)
         snprintf(ct, sizeof ct, "Content-Type: %s", t[i].ctype ? t[i].ctype : "");
         const char *h[] = {t[i].ctype ? ct : t[i].extra, t[i].ctype ? t[i].extra : NULL, NULL};
         http_do(t[i].method, url, h, t[i].body, t[i].body ? strlen(t[i].body) : 0, 0, &r);
-        char m[1024];
-        if (r.status != t[i].status || strcmp(masked(r.body.p, m, sizeof m), t[i].answer))
+        char m[1024], want[1024];
+        snprintf(want, sizeof want, "%s\n", t[i].answer); /* every answer ends its line */
+        if (r.status != t[i].status || strcmp(masked(r.body.p, m, sizeof m), want))
             test_fail(__FILE__, __LINE__, "%s:\n  expected %ld %s\n  actual   %ld %s", t[i].name,
                       t[i].status, t[i].answer, r.status, r.body.p);
         resp_free(&r);
@@ -791,7 +775,7 @@ static void event_over_max_event_bytes(srv *s)
     char m[1024];
     CHECK_STR("{\"ok\":true,\"received\":2,\"accepted\":1,\"duplicates\":0,\"rejected\":[{"
               "\"index\":1,\"error\":"
-              "\"event is 1121 bytes, over the limit of 1024\"}]," QUARANTINE_ONE,
+              "\"event is 1121 bytes, over the limit of 1024\"}]," QUARANTINE_ONE "\n",
               masked(r.body.p, m, sizeof m));
     resp_free(&r);
     buf_free(&big);
@@ -810,7 +794,7 @@ static void event_nested_too_deep(srv *s)
     post(s, "/ingest", "application/json", NULL, deep.p, deep.len, &r);
     CHECK_STR("{\"ok\":true,\"received\":1,\"accepted\":0,\"duplicates\":0,\"rejected\":[{"
               "\"index\":0,\"error\":"
-              "\"event nests 71 levels deep, over the limit of 64\"}]," QUARANTINE_ONE,
+              "\"event nests 71 levels deep, over the limit of 64\"}]," QUARANTINE_ONE "\n",
               masked(r.body.p, m, sizeof m));
     resp_free(&r);
     buf_free(&deep);
@@ -828,14 +812,14 @@ static void body_over_max_body(srv *s)
     CHECK_INT(413, r.status);
     char expect[200];
     snprintf(expect, sizeof expect,
-             "{\"ok\":false,\"error\":\"body of %zu bytes is over the limit of 65536 bytes\"}",
+             "{\"ok\":false,\"error\":\"body of %zu bytes is over the limit of 65536 bytes\"}\n",
              huge.len);
     CHECK_STR(expect, r.body.p);
     resp_free(&r);
     check_alive(s);
     post(s, "/ingest", "application/json", "Transfer-Encoding: chunked", huge.p, huge.len, &r);
     CHECK_INT(413, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"body is over the limit of 65536 bytes\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"body is over the limit of 65536 bytes\"}\n", r.body.p);
     resp_free(&r);
     check_alive(s);
     buf_free(&huge);
@@ -853,7 +837,8 @@ static void gzip_bomb_stopped(srv *s)
     free(zeros);
     post(s, "/ingest", "application/json", "Content-Encoding: gzip", gz.p, gz.len, &r);
     CHECK_INT(413, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"body inflates past the limit of 65536 bytes\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"body inflates past the limit of 65536 bytes\"}\n",
+              r.body.p);
     resp_free(&r);
     check_alive(s);
 
@@ -1047,7 +1032,7 @@ TEST(test_server_answers_408_to_a_connection_that_trickles_its_headers)
     fprintf(stderr, "  trickled follow-up headers closed after %.2f s\n", took);
     close(fd);
 
-    CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"header_timeout\"}"));
+    CHECK_INT(2, srv_metric(&s, "events_http_refused_total{reason=\"header_timeout\"}"));
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
@@ -1098,26 +1083,26 @@ TEST(test_server_answers_urls_and_framing_it_cannot_read_with_json_errors)
     CHECK_CONTAINS("\r\nConnection: close\r\n", answer);
     CHECK_STR("{\"ok\":false,\"error\":\"unsupported Transfer-Encoding \\\"gzip, chunked\\\": send "
               "the body with Content-Length or Transfer-Encoding: chunked (and compress it with "
-              "Content-Encoding: gzip)\"}",
+              "Content-Encoding: gzip)\"}\n",
               body_of(answer));
 
     /* %00 would cut the path the handler sees: /health%00x is not /health */
     const char *nul = "GET /health%00x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     raw_exchange(&s, nul, strlen(nul), answer, sizeof answer);
     CHECK_CONTAINS("HTTP/1.1 400 Bad Request\r\n", answer);
-    CHECK_STR("{\"ok\":false,\"error\":\"the URL has an encoded NUL byte (%00)\"}",
+    CHECK_STR("{\"ok\":false,\"error\":\"the URL has an encoded NUL byte (%00)\"}\n",
               body_of(answer));
     const char *nul_arg =
         "GET /tail?type=a%00b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     raw_exchange(&s, nul_arg, strlen(nul_arg), answer, sizeof answer);
     CHECK_CONTAINS("HTTP/1.1 400 Bad Request\r\n", answer);
 
-    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"url_arguments\"}"));
-    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"transfer_encoding\"}"));
-    CHECK_INT(2, metric(&s, "events_http_refused_total{reason=\"url_nul\"}"));
+    CHECK_INT(1, srv_metric(&s, "events_http_refused_total{reason=\"url_arguments\"}"));
+    CHECK_INT(1, srv_metric(&s, "events_http_refused_total{reason=\"transfer_encoding\"}"));
+    CHECK_INT(2, srv_metric(&s, "events_http_refused_total{reason=\"url_nul\"}"));
     /* no connection is left behind: only the /metrics request's own, within 5 s */
     long long open = -1;
-    for (int i = 0; i < 50 && (open = metric(&s, "events_http_connections_open")) != 1; i++)
+    for (int i = 0; i < 50 && (open = srv_metric(&s, "events_http_connections_open")) != 1; i++)
         usleep(100000);
     CHECK_INT(1, open);
     check_alive(&s);
@@ -1159,8 +1144,8 @@ TEST(test_server_answers_a_client_while_slow_headers_hold_every_connection)
     /* the counters, read while the attack holds: each /metrics request may itself close one
      * more attacker (if the server had not yet seen the previous connection go), so the
      * evictions are read last */
-    CHECK_INT(0, metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
-    long long evicted = metric(&s, "events_http_refused_total{reason=\"evicted\"}");
+    CHECK_INT(0, srv_metric(&s, "events_http_refused_total{reason=\"connection_limit\"}"));
+    long long evicted = srv_metric(&s, "events_http_refused_total{reason=\"evicted\"}");
 
     /* each attacker that made room was answered 503, exactly those the counter counts; the
      * others are still held */
@@ -1230,7 +1215,8 @@ TEST(test_server_refuses_a_connection_when_every_connection_is_busy)
     close(fds[1]);
     long long counted = -1;
     for (int i = 0; i < 50 && counted < 0; i++) { /* the /health connection may not be gone yet */
-        if ((counted = metric(&s, "events_http_refused_total{reason=\"connection_limit\"}")) < 0)
+        if ((counted = srv_metric(&s, "events_http_refused_total{reason=\"connection_limit\"}")) <
+            0)
             refused++, usleep(100000);
     }
     CHECK_INT(refused, counted);
@@ -1351,7 +1337,7 @@ TEST(test_server_answers_408_to_a_client_that_stops_sending_its_body)
     char rest[64];
     CHECK_INT(0, recv(fd, rest, sizeof rest, 0)); /* and closed */
     close(fd);
-    CHECK_INT(1, metric(&s, "events_http_refused_total{reason=\"body_timeout\"}"));
+    CHECK_INT(1, srv_metric(&s, "events_http_refused_total{reason=\"body_timeout\"}"));
     check_alive(&s);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);
@@ -1365,7 +1351,7 @@ TEST(test_server_default_memory_max_leaves_room_for_the_duckdb_limits)
     const char *args[] = {"--query-memory", "20GiB", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     long long want = (20ll << 30) + (1ll << 30) + (256ll << 20);
-    long long got = metric(&s, "events_memory_max_bytes");
+    long long got = srv_metric(&s, "events_memory_max_bytes");
     if (got < want) test_fail(__FILE__, __LINE__, "memory_max %lld, want at least %lld", got, want);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     srv_lake_cleanup(&s, lake);

@@ -253,7 +253,7 @@ TEST(test_shippers_answers_stay_under_4_kib_and_50000_records_are_taken)
     snprintf(url, sizeof url, "%s/ingest?type=log.big", s.url);
     CHECK_INT(0, ship(url, NULL, body.p, body.len, 0, &r));
     CHECK_STR(
-        "{\"ok\":true,\"received\":50000,\"accepted\":50000,\"duplicates\":0,\"rejected\":[]}",
+        "{\"ok\":true,\"received\":50000,\"accepted\":50000,\"duplicates\":0,\"rejected\":[]}\n",
         r.body.p);
     buf_free(&r.body);
     CHECK_INT(50000, query_int(&s, NULL, "SELECT count(*) FROM events WHERE type = 'log.big'"));
@@ -312,7 +312,7 @@ TEST(test_shippers_typeless_records_take_the_urls_or_the_tokens_type)
     CHECK_INT(-1, ship(url, TOKEN_PLAIN, rec, strlen(rec), 0, &r));
     CHECK_INT(400, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"type \\\"Log.App\\\" is not an event type: it must match "
-              "[a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes\"}",
+              "[a-z0-9_]+(.[a-z0-9_-]+)* and be at most 128 bytes\"}\n",
               r.body.p);
     buf_free(&r.body);
 
@@ -499,7 +499,7 @@ TEST(test_shippers_the_event_count_follows_the_body_limit_unless_one_is_set)
     buf_putc(&body, ']');
     CHECK_INT(-1, ship(url, NULL, body.p, body.len, 0, &r));
     CHECK_INT(413, r.status);
-    CHECK_STR("{\"ok\":false,\"error\":\"more than 100 events in one request\"}", r.body.p);
+    CHECK_STR("{\"ok\":false,\"error\":\"more than 100 events in one request\"}\n", r.body.p);
     buf_free(&r.body);
     memcpy(body.p + body.len - 4, "]   ", 4); /* 100 of them: taken */
     CHECK_INT(0, ship(url, NULL, body.p, body.len, 0, &r));

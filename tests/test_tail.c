@@ -392,14 +392,14 @@ TEST(tail_refuses_too_many_or_too_long_patterns)
     CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 5000, &r));
     CHECK_INT(400, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"type: 4 patterns, more than the 3 this server takes "
-              "(--tail-max-patterns)\"}",
+              "(--tail-max-patterns)\"}\n",
               r.body.p);
     resp_free(&r);
     snprintf(url, sizeof url, "%s/tail?type=rpc.*,collection.update.x", s.url);
     CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 5000, &r));
     CHECK_INT(400, r.status);
     CHECK_STR("{\"ok\":false,\"error\":\"type: a pattern of 19 bytes is longer than the 16 this "
-              "server takes (--tail-max-pattern-bytes)\"}",
+              "server takes (--tail-max-pattern-bytes)\"}\n",
               r.body.p);
     resp_free(&r);
     /* empty patterns do not count; three of 16 bytes are fine */

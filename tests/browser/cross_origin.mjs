@@ -111,6 +111,12 @@ try {
   await page.goto(allowed + '/');
   const q3 = await tryRead(page, base + '/query', json);
   check(q3.startsWith('read: 200') && q3.includes('"rows":[[42]]'), 'a --cors-origins page reads POST /query: ' + q3);
+  /* the original's browser clients send their correlation and request ids: the preflight allows them */
+  const ids = { method: 'POST', body: '{"events":[{"type":"allowed.ids"}]}',
+    headers: { 'Content-Type': 'application/json', 'X-Correlation-ID': 'c-1', 'X-Request-ID': 'r-1' } };
+  const withIds = await tryRead(page, base + '/ingest', ids);
+  check(withIds.startsWith('read: 200') && withIds.includes('"accepted":1'),
+    'a --cors-origins page sends X-Correlation-ID and X-Request-ID (preflighted): ' + withIds);
   await page.evaluate((url) => navigator.sendBeacon(url, JSON.stringify([{ type: 'allowed.beacon' }])), base + '/ingest');
   let stored = 0;
   for (let i = 0; i < 50 && stored === 0; i++) {
