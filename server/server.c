@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -414,8 +415,11 @@ static void wait_for_signal(const sigset_t *set)
  */
 static void shut_down(server__srv *s)
 {
+    /* The quiesced socket stops listening now (shutdown: new connections are refused) but is
+     * closed only after MHD_stop_daemon: its thread may still take it out of its epoll set, and
+     * libmicrohttpd aborts when that fails on a closed descriptor (its manual says as much). */
     MHD_socket q = MHD_quiesce_daemon(s->daemon);
-    if (q != MHD_INVALID_SOCKET) close(q);
+    if (q != MHD_INVALID_SOCKET) shutdown(q, SHUT_RDWR);
     atomic_store(&s->stopping, 1);
     query_http_interrupt(s->queries); /* running queries end now, with 504 */
     tail_hub_close(s->tail);          /* live tails end now */
@@ -428,6 +432,7 @@ static void shut_down(server__srv *s)
     }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    if (q != MHD_INVALID_SOCKET) close(q);
     conns_free(s->conns);
     s->conns = NULL;
     query_http_stop(s->queries);
