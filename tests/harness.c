@@ -318,8 +318,13 @@ static int cmp_str(const void *a, const void *b)
 
 int lake_read_all(const char *lake, buf *out, int *files)
 {
+    return lake_read_under(lake, "events", out, files);
+}
+
+int lake_read_under(const char *lake, const char *sub, buf *out, int *files)
+{
     char dir[1200];
-    snprintf(dir, sizeof dir, "%s/events", lake);
+    snprintf(dir, sizeof dir, "%s/%s", lake, sub);
     collect = out;
     collect_files = 0;
     npaths = 0;
