@@ -174,6 +174,7 @@ void server_config_defaults(server_config *c)
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
     c->compact_memory = 1ull << 30;
+    c->stream_retain_ms = 7 * 86400000ll;
     c->memory_max = server_memory_default();
 }
 
@@ -305,6 +306,8 @@ static int start_writer(server__srv *s)
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) return cannot_start(err, NULL);
     s->expirer = lake_expirer_start(s->store, cfg->rejected_retain_ms, err, sizeof err);
     if (!s->expirer && err[0]) return cannot_start(err, NULL);
+    s->stream_expirer = lake_stream_expirer_start(s->store, cfg->stream_retain_ms, err, sizeof err);
+    if (!s->stream_expirer && err[0]) return cannot_start(err, NULL);
     return 0;
 }
 
@@ -433,6 +436,8 @@ static void shut_down(server__srv *s)
     s->writer = NULL;
     lake_expirer_stop(s->expirer);
     s->expirer = NULL;
+    lake_expirer_stop(s->stream_expirer);
+    s->stream_expirer = NULL;
     log_msg(LOG_INFO, "stopped", LOG_END);
 }
 
@@ -449,6 +454,7 @@ static void server_free(server__srv *s, int lfd)
     query_engine_close(s->engine);
     lake_writer_close(s->writer);
     lake_expirer_stop(s->expirer);
+    lake_expirer_stop(s->stream_expirer);
     tail_hub_free(s->tail);
     lake_cache_close(s->cache);
     store_close(s->store);

@@ -64,6 +64,7 @@ typedef struct server_config {
     size_t tail_queue;         /* accepted events waiting for the tail thread; default 16 MiB */
     int tail_max_patterns;     /* patterns in one /tail subscription; default 16 */
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
+    int64_t stream_retain_ms;  /* expire stream log files this old; 0: never. Default 7 days */
 } server_config;
 
 /*

@@ -7,10 +7,12 @@
  * not send a member of the reserved prefix. The stream log (stream/{sid}/)
  * holds exactly the stored lines in seq order, also after a crash that cut
  * the spool's stream segment short. The writer's list of the stream
- * segments in its spool is checked on a writer of its own.
+ * segments in its spool is checked on a writer of its own, and the stream
+ * log's retention (--stream-retain) on a lake of its own and through a server.
  */
 #include "harness.h"
 #include "layout.h"
+#include "retain.h"
 #include "test.h"
 #include "writer.h"
 
@@ -379,4 +381,58 @@ TEST(test_stream_writer_lists_its_stream_segments_for_readers)
     store_close(st);
     test_rmtree(dir);
     free(dir);
+}
+
+/* ---- retention ------------------------------------------------------------------------ */
+
+TEST(test_stream_expire_deletes_the_files_last_written_before_the_retention)
+{
+    char *dir = test_tmpdir("stream-expire");
+    /* two sids; a.., b.. last written at 2026-11-25 10:00, c.. at 12:00 (UTC) */
+    CHECK_INT(0, sh("cd %s && mkdir -p stream/aaaaaaaa stream/bbbbbbbb events && "
+                    "echo x > stream/aaaaaaaa/0000000000000001.jsonl && "
+                    "echo x > stream/aaaaaaaa/0000000000000009.jsonl && "
+                    "echo x > stream/bbbbbbbb/0000000000000001.jsonl && echo x > events/e.jsonl && "
+                    "touch -d '2026-11-25T10:00:00Z' stream/aaaaaaaa/0000000000000001.jsonl "
+                    "stream/bbbbbbbb/0000000000000001.jsonl events/e.jsonl && "
+                    "touch -d '2026-11-25T12:00:00Z' stream/aaaaaaaa/0000000000000009.jsonl",
+                    dir));
+    store *s;
+    char err[512];
+    REQUIRE_INT(0, store_open(dir, &s, err, sizeof err));
+    int64_t now = INT64_C(1795600800000) + 3 * 3600000; /* 13:00; the retention 2 h: 11:00 */
+    uint64_t files = 0;
+    CHECK_INT(0, lake_stream_expire(s, now, 2 * 3600000, &files, NULL, err, sizeof err));
+    CHECK_INT(2, files);
+    CHECK_INT(0, sh("cd %s && test ! -e stream/bbbbbbbb && test -e events/e.jsonl && "
+                    "test \"$(ls stream/aaaaaaaa)\" = 0000000000000009.jsonl",
+                    dir));
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(test_stream_retain_flag_expires_old_stream_files)
+{
+    char *lake = srv_lake_dir("stream-retain");
+    srv s = {0};
+    const char *args[] = {"--seal-age", "100ms", "--stream-retain", "1s", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    CHECK_INT(0, srv_metric(&s, "events_stream_expired_files_total"));
+    post_n(&s, "old", 3);
+    long long n = 0;
+    for (int i = 0; i < 300 && n < 1; i++) { /* sealed, then expired: at most 30 s */
+        usleep(100000);
+        n = srv_metric(&s, "events_stream_expired_files_total");
+    }
+    CHECK_INT(1, n);
+    CHECK_INT(3, srv_metric(&s, "events_stream_seq"));
+    CHECK_INT(1, srv_metric(&s, "events_stream_files_sealed_total"));
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    CHECK_INT(0, sh("test -z \"$(find %s/stream -type f 2>/dev/null)\"", lake));
+    size_t k;
+    posline *v = lines_under(lake, "events", &k); /* events are not touched */
+    CHECK_INT(3, k);
+    poslines_free(v, k);
+    srv_lake_cleanup(&s, lake);
 }
