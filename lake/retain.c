@@ -153,7 +153,7 @@ typedef int (*expire_fn)(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *
 struct lake_expirer {
     store *s;
     expire_fn expire;
-    const char *what; /* "quarantine" or "stream log", for the log */
+    const char *done_msg, *fail_msg; /* its log lines: "quarantine expired", … */
     int64_t retain_ms, every_ms;
     pthread_t thr;
     pthread_mutex_t mu; /* stop and the counters */
@@ -173,12 +173,15 @@ static void expire_once(lake_expirer *x)
     x->st.hours += hours;
     if (rc) x->st.failures++;
     pthread_mutex_unlock(&x->mu);
-    if (rc) log_msg(LOG_WARN, "cannot expire old files", "of", x->what, "error", err, LOG_END);
+    if (rc) log_msg(LOG_WARN, x->fail_msg, "error", err, LOG_END);
     if (files) {
         char f[24], h[24];
         snprintf(f, sizeof f, "%llu", (unsigned long long)files);
         snprintf(h, sizeof h, "%llu", (unsigned long long)hours);
-        log_msg(LOG_INFO, "old files expired", "of", x->what, "hours", h, "files", f, LOG_END);
+        if (x->expire == lake_stream_expire)
+            log_msg(LOG_INFO, x->done_msg, "files", f, LOG_END);
+        else
+            log_msg(LOG_INFO, x->done_msg, "hours", h, "files", f, LOG_END);
     }
 }
 
@@ -214,7 +217,9 @@ static lake_expirer *expirer_start(store *s, expire_fn fn, const char *what, int
     }
     x->s = s;
     x->expire = fn;
-    x->what = what;
+    x->done_msg = fn == lake_stream_expire ? "stream log expired" : "quarantine expired";
+    x->fail_msg =
+        fn == lake_stream_expire ? "cannot expire the stream log" : "cannot expire the quarantine";
     x->retain_ms = retain_ms;
     x->every_ms = retain_ms < 600000 ? retain_ms : 600000;
     if (x->every_ms < 1000) x->every_ms = 1000;
