@@ -28,11 +28,9 @@ typedef struct expired {
     int oom;
 } expired;
 
-static int on_key(const store_entry *e, void *ud)
+/* Adds a copy of key to x's keys; 1 (stop listing) when memory is out. */
+static int keys_add(expired *x, const char *key)
 {
-    expired *x = ud;
-    int64_t hour;
-    if (lake_parse_rejected_key(e->key, &hour) || hour >= x->before) return 0;
     if (x->n == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 64;
         char **v = realloc(x->keys, cap * sizeof *v);
@@ -40,9 +38,17 @@ static int on_key(const store_entry *e, void *ud)
         x->keys = v;
         x->cap = cap;
     }
-    if (!(x->keys[x->n] = strdup(e->key))) return x->oom = 1;
+    if (!(x->keys[x->n] = strdup(key))) return x->oom = 1;
     x->n++;
     return 0;
+}
+
+static int on_key(const store_entry *e, void *ud)
+{
+    expired *x = ud;
+    int64_t hour;
+    if (lake_parse_rejected_key(e->key, &hour) || hour >= x->before) return 0;
+    return keys_add(x, e->key);
 }
 
 /* On a directory lake, key's directory and its parents up to top (a prefix), if empty. */
@@ -106,17 +112,7 @@ static int on_stream_key(const store_entry *e, void *ud)
     uint64_t first;
     if (lake_parse_stream_key(e->key, sid, &first) || e->mtime_ms <= 0 || e->mtime_ms > x->before)
         return 0;
-    expired *k = &x->keys;
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 64;
-        char **v = realloc(k->keys, cap * sizeof *v);
-        if (!v) return k->oom = 1;
-        k->keys = v;
-        k->cap = cap;
-    }
-    if (!(k->keys[k->n] = strdup(e->key))) return k->oom = 1;
-    k->n++;
-    return 0;
+    return keys_add(&x->keys, e->key);
 }
 
 int lake_stream_expire(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *files,

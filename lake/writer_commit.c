@@ -41,6 +41,20 @@ static int64_t mono_ms(void)
 
 /* ---- segments (writer thread) ----------------------------------------- */
 
+/* What the sealer needs of segment g (a stream segment's sid is set by the caller). */
+void writer__sealed_fill(writer__sealed *s, const writer__segment *g)
+{
+    s->kind = g->kind;
+    s->hour = g->hour;
+    memcpy(s->uuid, g->uuid, sizeof s->uuid);
+    s->first = g->first;
+    s->size = g->size;
+    s->events = g->events;
+    s->fd = g->fd;
+    s->dev = g->dev;
+    s->ino = g->ino;
+}
+
 /* Takes g out of the open set; a group under way still holds it in its list. */
 static void open_remove(lake_writer *w, writer__segment *g)
 {
@@ -66,14 +80,7 @@ static void hand_to_sealer(lake_writer *w, writer__segment *g)
         writer__stream_sync(w); /* on failure the sealer waits; writer__main tries again */
     }
     if (s) {
-        s->kind = g->kind;
-        s->hour = g->hour;
-        memcpy(s->uuid, g->uuid, sizeof s->uuid);
-        s->size = g->size;
-        s->events = g->events;
-        s->fd = g->fd;
-        s->dev = g->dev;
-        s->ino = g->ino;
+        writer__sealed_fill(s, g);
         writer__sealer_push(w, s);
     } else {
         close(g->fd);

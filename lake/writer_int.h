@@ -149,6 +149,7 @@ int writer__segment_add(writer__segment *g, const char *p, size_t n);
 int writer__segment_write(lake_writer *w, writer__segment *g, char *err, size_t errlen);
 void *writer__main(void *arg);
 void writer__segment_close(lake_writer *w, writer__segment *g);
+void writer__sealed_fill(writer__sealed *s, const writer__segment *g);
 
 /* writer_seal.c: the sealer thread and sealed.log */
 void *writer__sealer_main(void *arg);

@@ -387,14 +387,8 @@ void writer__stream_seal(lake_writer *w, int force)
     if (!g->events || !(force || due) || writer__stream_sync(w)) return;
     writer__sealed *s = calloc(1, sizeof *s);
     if (!s) return; /* tried again at the next seal */
-    s->kind = WRITER__STREAM;
+    writer__sealed_fill(s, g);
     memcpy(s->sid, w->sid, sizeof s->sid);
-    s->first = g->first;
-    s->size = g->size;
-    s->events = g->events;
-    s->fd = g->fd;
-    s->dev = g->dev;
-    s->ino = g->ino;
     slist_update(w, g->first, w->seq, g->size, 0);
     free(g->iov);
     free(g);
@@ -634,7 +628,8 @@ static int stream_append(lake_writer *w, struct writer__srec *r, char *err, size
     if (fd >= 0) close(fd);
     if (!rc && t == &fresh && seg_push(r, &fresh)) rc = -1;
     char a[24], g[24];
-    snprintf(a, sizeof a, "%llu", (unsigned long long)(t->last - t->first + 1));
+    uint64_t events = t->last - t->first + 1;
+    snprintf(a, sizeof a, "%llu", (unsigned long long)events);
     snprintf(g, sizeof g, "%llu", (unsigned long long)gaps);
     if (!rc && (t->size > size0))
         log_msg(gaps ? LOG_WARN : LOG_INFO, "stream log rebuilt from the spool's segments",

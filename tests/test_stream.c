@@ -89,17 +89,23 @@ static long post(const srv *s, const char *body, char *answer, size_t cap)
     return st;
 }
 
-/* Every stored line has a position of sid and the seqs are 1..n, no gap, no repeat. */
-static void check_seqs(const posline *v, size_t n, const char *sid)
+/*
+ * The lines under lake/events, by seq: there must be want of them, each with a position of the
+ * spool's sid, seqs 1..want with no gap and no repeat. *n of them (free with poslines_free).
+ */
+static posline *stored(const char *lake, size_t want, size_t *n)
 {
-    for (size_t i = 0; i < n; i++) {
+    char sid[LAKE_SID_LEN + 1];
+    read_sid(lake, sid);
+    CHECK(lake_sid_valid(sid));
+    posline *v = lines_under(lake, "events", n);
+    CHECK_INT(want, *n);
+    for (size_t i = 0; i < *n && !test_failed_now(); i++) {
         CHECK_STR(sid, v[i].sid);
         CHECK_INT(i + 1, v[i].seq);
-        if (test_failed_now()) {
-            fprintf(stderr, "  line %zu: %s", i, v[i].line);
-            return;
-        }
+        if (test_failed_now()) fprintf(stderr, "  line %zu: %s", i, v[i].line);
     }
+    return v;
 }
 
 typedef struct poster {
@@ -136,13 +142,8 @@ TEST(test_stream_numbers_every_stored_event_once_across_requests_and_groups)
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < 4; i++) CHECK_INT(0, p[i].failed);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    char sid[LAKE_SID_LEN + 1];
-    read_sid(lake, sid);
-    CHECK(lake_sid_valid(sid));
     size_t n;
-    posline *v = lines_under(lake, "events", &n);
-    CHECK_INT(800, n);
-    check_seqs(v, n, sid);
+    posline *v = stored(lake, 800, &n);
     poslines_free(v, n);
     srv_lake_cleanup(&s, lake);
 }
@@ -159,12 +160,9 @@ TEST(test_stream_gives_a_duplicate_no_seq)
                         sizeof a));
     CHECK_CONTAINS("\"accepted\":1,\"duplicates\":1", a);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    char sid[LAKE_SID_LEN + 1];
-    read_sid(lake, sid);
     size_t n;
-    posline *v = lines_under(lake, "events", &n);
+    posline *v = stored(lake, 3, &n);
     REQUIRE_INT(3, n);
-    check_seqs(v, n, sid);
     const char *want[] = {"a1", "a2", "a3"};
     for (size_t i = 0; i < n; i++) {
         char *id = id_of(v[i].line);
@@ -188,11 +186,7 @@ TEST(test_stream_gives_a_refused_record_no_position)
     REQUIRE_INT(1, nq);
     CHECK(!strstr(q[0].line, "_events_pos"));
     poslines_free(q, nq);
-    char sid[LAKE_SID_LEN + 1];
-    read_sid(lake, sid);
-    posline *v = lines_under(lake, "events", &n);
-    CHECK_INT(2, n);
-    check_seqs(v, n, sid);
+    posline *v = stored(lake, 2, &n);
     poslines_free(v, n);
     srv_lake_cleanup(&s, lake);
 }
@@ -247,12 +241,8 @@ TEST(test_stream_numbering_goes_on_after_sigterm_and_sigkill)
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
     post_n(&s, "c", 5);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
-    char sid[LAKE_SID_LEN + 1];
-    read_sid(lake, sid);
     size_t n;
-    posline *v = lines_under(lake, "events", &n);
-    CHECK_INT(15, n);
-    check_seqs(v, n, sid);
+    posline *v = stored(lake, 15, &n);
     for (size_t i = 0; i < n; i++) {
         char *id = id_of(v[i].line);
         CHECK(id[0] == "abc"[i / 5]);
