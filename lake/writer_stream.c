@@ -452,7 +452,8 @@ static int stream_cut(lake_writer *w, const char *name, srec_seg *s, char *err, 
     int rc = read_all(fd, path, &b, err, errlen);
     size_t good = 0;
     s->last = s->first - 1;
-    for (const char *p = b.p, *end = b.p + b.len, *nl; !rc && p < end; p = nl + 1) {
+    const char *end = b.len ? b.p + b.len : b.p; /* b.p is NULL for an empty file */
+    for (const char *p = b.p, *nl; !rc && p < end; p = nl + 1) {
         char sid[LAKE_SID_LEN + 1];
         uint64_t seq;
         if (!(nl = memchr(p, '\n', (size_t)(end - p))) ||
@@ -581,6 +582,7 @@ int writer__stream_recover_spool(lake_writer *w, int fresh, char *err, size_t er
 void writer__stream_collect(lake_writer *w, const char *p, size_t n)
 {
     struct writer__srec *r = w->srec;
+    if (!n) return; /* p may be NULL then */
     for (const char *end = p + n, *nl; r && p < end; p = nl + 1) {
         char sid[LAKE_SID_LEN + 1];
         uint64_t seq;
