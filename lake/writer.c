@@ -361,7 +361,7 @@ void lake_writer_close(lake_writer *w)
 
 void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st)
 {
-    st->spool_bytes = atomic_load(&w->spool_bytes);
+    st->spool_bytes = atomic_load(&w->spool_bytes) + atomic_load(&w->stream_spool_bytes);
     st->segments_open = atomic_load(&w->segments_open);
     st->segments_sealed = atomic_load(&w->segments_sealed);
     st->seal_failures = atomic_load(&w->seal_failures);

@@ -78,17 +78,19 @@ struct lake_batch {
 };
 
 typedef struct lake_writer_config {
-    const char *spool_dir;    /* created if missing; one writer per spool */
-    store *store;             /* not owned */
-    uint64_t seal_bytes;      /* default 64 MiB */
-    int64_t seal_age_ms;      /* default 30 s */
-    size_t dedup_window;      /* ids remembered; default 1,000,000 */
-    uint64_t spool_max;       /* refuse batches while this much waits in the spool; 0: no limit */
+    const char *spool_dir; /* created if missing; one writer per spool */
+    store *store;          /* not owned */
+    uint64_t seal_bytes;   /* default 64 MiB */
+    int64_t seal_age_ms;   /* default 30 s */
+    size_t dedup_window;   /* ids remembered; default 1,000,000 */
+    uint64_t spool_max;    /* refuse batches while this much of hour segments waits in the spool; 0:
+                              no limit */
     size_t max_open_segments; /* open segments (one per hour written) at most; default 64 */
 } lake_writer_config;
 
 typedef struct lake_writer_stats {
-    uint64_t spool_bytes; /* in the spool, not yet in the store (the stream log's too) */
+    uint64_t spool_bytes; /* in the spool, not yet in the store (the stream log's too; spool_max
+                             counts the hour segments alone) */
     uint64_t segments_open;
     uint64_t segments_sealed; /* moved into the store */
     uint64_t seal_failures;   /* attempts to move that failed (retried) */

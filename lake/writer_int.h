@@ -130,12 +130,13 @@ struct lake_writer {
     uint64_t seq;               /* writer thread: the last seq given (at open: the last found) */
     writer__segment *stream;    /* writer thread: the open stream segment, NULL before the first */
     int stream_unsynced;        /* writer thread: a sync of the stream failed, try again */
-    _Atomic uint64_t stream_durable; /* events segments up to this seq may leave the spool */
-    _Atomic uint64_t stream_sealed;  /* stream files moved into the store */
-    _Atomic uint64_t stream_seq;     /* w->seq after each group, for stats */
-    pthread_mutex_t stmu;            /* the list below */
-    writer__streamseg *slist;        /* oldest first: the spool's stream segments of sid */
-    struct writer__srec *srec;       /* recovery only (writer_stream.c) */
+    _Atomic uint64_t stream_durable;     /* events segments up to this seq may leave the spool */
+    _Atomic uint64_t stream_sealed;      /* stream files moved into the store */
+    _Atomic uint64_t stream_seq;         /* w->seq after each group, for stats */
+    _Atomic uint64_t stream_spool_bytes; /* the stream's segments in the spool (not spool_max's) */
+    pthread_mutex_t stmu;                /* the list below */
+    writer__streamseg *slist;            /* oldest first: the spool's stream segments of sid */
+    struct writer__srec *srec;           /* recovery only (writer_stream.c) */
 };
 
 /* writer.c: the registry of spool segments, which readers pin and the sealer waits for */

@@ -288,7 +288,8 @@ void *writer__sealer_main(void *arg)
         if (r != SEAL_RETRY) {
             w->shead = s->next;
             if (!w->shead) w->stail = NULL;
-            atomic_fetch_sub(&w->spool_bytes, s->size);
+            atomic_fetch_sub(s->kind == WRITER__STREAM ? &w->stream_spool_bytes : &w->spool_bytes,
+                             s->size);
             if (s->kind == WRITER__STREAM) {
                 writer__stream_moved(w, s);
                 if (s->size && r == SEAL_MOVED) atomic_fetch_add(&w->stream_sealed, 1);

@@ -329,7 +329,7 @@ void writer__stream_committed(lake_writer *w)
 {
     writer__segment *g = w->stream;
     if (!g || !g->pending) return;
-    atomic_fetch_add(&w->spool_bytes, g->pending);
+    atomic_fetch_add(&w->stream_spool_bytes, g->pending);
     g->size += g->pending;
     g->events += g->pending_events;
     stream_reset(g);
@@ -658,7 +658,7 @@ int writer__stream_recover_finish(lake_writer *w, char *err, size_t errlen)
         s->size = r->seg[i].size;
         s->events = r->seg[i].last - r->seg[i].first + 1;
         s->fd = -1;
-        atomic_fetch_add(&w->spool_bytes, s->size);
+        atomic_fetch_add(&w->stream_spool_bytes, s->size);
         if (!strcmp(s->sid, w->sid)) slist_add(w, s->first, r->seg[i].last, s->size, 0);
         writer__sealer_push(w, s);
     }
