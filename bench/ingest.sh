@@ -172,7 +172,8 @@ comm -13 "$TMP/acked.sorted" "$TMP/lake.uniq" >"$TMP/extra"
 n_extra=$(wc -l <"$TMP/extra")
 n_extra_unacked=$(comm -12 "$TMP/extra" "$TMP/unacked.sorted" | wc -l)
 n_extra_unknown=$((n_extra - n_extra_unacked))
-n_spool=$(find "$LAKE/.spool" -name '*.jsonl' 2>/dev/null | wc -l)
+# the stream log's open segment stays in the spool, empty (lake.md, The stream log)
+n_spool=$(find "$LAKE/.spool" -name '*.jsonl' ! -empty 2>/dev/null | wc -l)
 
 echo
 echo "server exit status after SIGTERM: $STOP_RC; segments left in the spool: $n_spool"

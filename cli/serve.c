@@ -148,6 +148,9 @@ static size_t spool_options(cli_option *o, size_t room, serve_flags *f)
          "first (default 64)"},
         {"dedup-window", "EVENTS_DEDUP_WINDOW", OPT_INT, &f->dedup, "N",
          "recent event ids remembered for dedup (default 1000000)"},
+        {"stream-retain", "EVENTS_STREAM_RETAIN", OPT_DURATION, &c->stream_retain_ms, "DURATION",
+         "delete stream log files (stream/) whose newest event is this old; 0: keep them "
+         "(default 7d)"},
     };
     return PUT(o, room, t);
 }

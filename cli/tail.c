@@ -64,8 +64,8 @@ static void print_pretty(tailer *t, json_t *ev)
     } else {
         /* the other members, compact, after the emitting object's id */
         json_t *copy = json_deep_copy(ev);
-        static const char *const known[] = {"id", "type", "ts", "receivedAt", "do"};
-        for (size_t k = 0; k < 5; k++) json_object_del(copy, known[k]);
+        static const char *const known[] = {"id", "type", "ts", "receivedAt", "do", "_events_pos"};
+        for (size_t k = 0; k < 6; k++) json_object_del(copy, known[k]);
         char *j = json_dumps(copy, JSON_COMPACT | JSON_PRESERVE_ORDER);
         snprintf(rest, sizeof rest, "%s %s", id, j ? j : "");
         free(j);

@@ -253,3 +253,87 @@ int lake_parse_snapshot_key(const char *key, char source[64],
     *ext = b + EVENTS_BOOKMARK_LEN + 1;
     return strchr(*ext, '/') ? -1 : 0;
 }
+
+int lake_sid_valid(const char *sid)
+{
+    for (int i = 0; i < LAKE_SID_LEN; i++)
+        if (!((sid[i] >= '0' && sid[i] <= '9') || (sid[i] >= 'a' && sid[i] <= 'z'))) return 0;
+    return sid[LAKE_SID_LEN] == 0;
+}
+
+void lake_stream_prefix(const char *sid, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_STREAM_PREFIX "%s/", sid);
+}
+
+void lake_stream_key(const char *sid, uint64_t first, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_STREAM_PREFIX "%s/%016llx.jsonl", sid,
+             (unsigned long long)first);
+}
+
+/* "{sid}{sep}{first:016x}.jsonl" at p: the sid and the first seq. 0, or -1. */
+static int sid_and_first(const char *p, char sep, char sid[LAKE_SID_LEN + 1], uint64_t *first)
+{
+    if (strlen(p) != LAKE_SID_LEN + 1 + 16 + 6 || p[LAKE_SID_LEN] != sep ||
+        strcmp(p + LAKE_SID_LEN + 17, ".jsonl"))
+        return -1;
+    memcpy(sid, p, LAKE_SID_LEN);
+    sid[LAKE_SID_LEN] = 0;
+    if (!lake_sid_valid(sid)) return -1;
+    uint64_t v = 0;
+    for (const char *h = p + LAKE_SID_LEN + 1; h < p + LAKE_SID_LEN + 17; h++) {
+        int d = *h >= '0' && *h <= '9' ? *h - '0' : *h >= 'a' && *h <= 'f' ? *h - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v << 4 | (uint64_t)d;
+    }
+    *first = v;
+    return 0;
+}
+
+int lake_parse_stream_key(const char *key, char sid[LAKE_SID_LEN + 1], uint64_t *first)
+{
+    size_t pl = strlen(LAKE_STREAM_PREFIX);
+    if (strncmp(key, LAKE_STREAM_PREFIX, pl)) return -1;
+    return sid_and_first(key + pl, '/', sid, first);
+}
+
+void lake_stream_spool_name(const char *sid, uint64_t first, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, "stream-%s-%016llx.jsonl", sid, (unsigned long long)first);
+}
+
+int lake_parse_stream_spool_name(const char *name, char sid[LAKE_SID_LEN + 1], uint64_t *first)
+{
+    if (strncmp(name, "stream-", 7)) return -1;
+    return sid_and_first(name + 7, '-', sid, first);
+}
+
+char *lake_pos_find(const char *p, size_t n)
+{
+    static const char member[] = ",\"_events_pos\":\"";
+    size_t ml = sizeof member - 1;
+    if (n < LAKE_POS_TAIL + 1 || p[n - 1] != '\n' || p[n - 2] != '}' || p[n - 3] != '"')
+        return NULL;
+    const char *m = p + n - 1 - LAKE_POS_TAIL;
+    if (memcmp(m, member, ml)) return NULL;
+    return (char *)(uintptr_t)(m + ml);
+}
+
+void lake_pos_write(char *pos, const char *sid, uint64_t seq)
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(pos, sid, LAKE_SID_LEN);
+    pos[LAKE_SID_LEN] = '.';
+    for (int i = 15; i >= 0; i--, seq >>= 4) pos[LAKE_SID_LEN + 1 + i] = hex[seq & 15];
+}
+
+int lake_pos_parse(const char *p, size_t n, char sid[LAKE_SID_LEN + 1], uint64_t *seq)
+{
+    const char *pos = lake_pos_find(p, n);
+    if (!pos || pos[LAKE_SID_LEN] != '.') return -1;
+    char name[LAKE_SID_LEN + 1 + 16 + 7];
+    memcpy(name, pos, LAKE_POS_LEN);
+    memcpy(name + LAKE_POS_LEN, ".jsonl", 7);
+    return sid_and_first(name, '.', sid, seq);
+}

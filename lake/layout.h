@@ -11,16 +11,21 @@
  *                                                of one receive hour (quarantine.h)
  *   snapshots/{source}/{bookmark}.db             database snapshots
  *   leases/{name}/{seq}.json                     a lease (compaction: one compactor)
+ *   stream/{sid}/{first seq:016x}.jsonl          the stream log of one writer (sid): its
+ *                                                stored lines in seq order, from first seq
  *
  * A spool segment (local, not yet in the lake) is named
  * {yyyymmddhh}-{uuid}.jsonl (events) or rejected-{yyyymmddhh}-{uuid}.jsonl
- * (the quarantine): its kind, its hour and the uuid of its final key.
+ * (the quarantine): its kind, its hour and the uuid of its final key. The
+ * open and unsealed stream segments are stream-{sid}-{first seq:016x}.jsonl,
+ * and the spool's stream id is kept in the file stream-id.
  */
 #ifndef EVENTS_LAYOUT_H
 #define EVENTS_LAYOUT_H
 
 #include "events.h" /* EVENTS_BOOKMARK_LEN */
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define LAKE_KEY_MAX          512
@@ -28,6 +33,9 @@
 #define LAKE_EVENTS_PREFIX    "events/"
 #define LAKE_SNAPSHOTS_PREFIX "snapshots/"
 #define LAKE_REJECTED_PREFIX  "rejected/"
+#define LAKE_STREAM_PREFIX    "stream/"
+#define LAKE_SID_LEN          8           /* a stream id: [0-9a-z]{8} */
+#define LAKE_SID_FILE         "stream-id" /* in the spool: the writer's stream id */
 
 /* What a spool segment holds, and so where it is sealed to. */
 enum lake_kind { LAKE_KIND_EVENTS = 0, LAKE_KIND_REJECTED = 1 };
@@ -108,5 +116,42 @@ void lake_snapshot_key(const char *source, const char *bookmark, const char *ext
  */
 int lake_parse_snapshot_key(const char *key, char source[64],
                             char bookmark[EVENTS_BOOKMARK_LEN + 1], const char **ext);
+
+/*
+ * A stored line's position, its last member, fixed width so that the writer
+ * fills it in place: ,"_events_pos":"{sid}.{seq:016x}"}\n. The server ends
+ * every normalised line with LAKE_POS_PLACEHOLDER (before its '\n').
+ */
+#define LAKE_POS_LEN         (LAKE_SID_LEN + 1 + 16) /* "{sid}.{seq:016x}" */
+#define LAKE_POS_PLACEHOLDER ",\"_events_pos\":\"00000000.0000000000000000\"}"
+#define LAKE_POS_TAIL        (sizeof LAKE_POS_PLACEHOLDER - 1) /* bytes before the '\n' */
+
+/* The LAKE_POS_LEN characters of the position of the line [p, p + n) ('\n' included), or NULL
+ * if it does not end with a position member. */
+char *lake_pos_find(const char *p, size_t n);
+
+/* Writes "{sid}.{seq:016x}" at pos (LAKE_POS_LEN characters, no NUL). */
+void lake_pos_write(char *pos, const char *sid, uint64_t seq);
+
+/* Parses the position of the line [p, p + n). 0 with sid and *seq, or -1 (none). */
+int lake_pos_parse(const char *p, size_t n, char sid[LAKE_SID_LEN + 1], uint64_t *seq);
+
+/* 1 if sid is a stream id: LAKE_SID_LEN characters of [0-9a-z]. */
+int lake_sid_valid(const char *sid);
+
+/* "stream/{sid}/" */
+void lake_stream_prefix(const char *sid, char out[LAKE_KEY_MAX]);
+
+/* "stream/{sid}/{first:016x}.jsonl" */
+void lake_stream_key(const char *sid, uint64_t first, char out[LAKE_KEY_MAX]);
+
+/* Parses a stream key. Returns 0 with sid and *first, or -1. */
+int lake_parse_stream_key(const char *key, char sid[LAKE_SID_LEN + 1], uint64_t *first);
+
+/* The spool name of a stream segment: "stream-{sid}-{first:016x}.jsonl" */
+void lake_stream_spool_name(const char *sid, uint64_t first, char out[LAKE_KEY_MAX]);
+
+/* Parses a stream segment's spool name. Returns 0 with sid and *first, or -1. */
+int lake_parse_stream_spool_name(const char *name, char sid[LAKE_SID_LEN + 1], uint64_t *first);
 
 #endif

@@ -1,5 +1,13 @@
 /*
- * retain.c - deleting expired hours of the quarantine, and the thread that does it.
+ * retain.c - deleting expired hours of the quarantine and expired files of
+ * the stream log, and the thread that does either.
+ *
+ * The stream log's files (layout.h: stream/{sid}/{first seq}.jsonl) expire
+ * whole: a file whose store time (mtime) is more than the retention ago. Its
+ * mtime is when it was last written, at or after its newest event was
+ * received (the writer appends at receipt; a directory lake moves the file
+ * with its time, S3 stamps it when sealed, later), so a file never goes
+ * before its newest event is older than the retention.
  */
 #include "retain.h"
 #include "evtime.h"
@@ -20,11 +28,9 @@ typedef struct expired {
     int oom;
 } expired;
 
-static int on_key(const store_entry *e, void *ud)
+/* Adds a copy of key to x's keys; 1 (stop listing) when memory is out. */
+static int keys_add(expired *x, const char *key)
 {
-    expired *x = ud;
-    int64_t hour;
-    if (lake_parse_rejected_key(e->key, &hour) || hour >= x->before) return 0;
     if (x->n == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 64;
         char **v = realloc(x->keys, cap * sizeof *v);
@@ -32,19 +38,27 @@ static int on_key(const store_entry *e, void *ud)
         x->keys = v;
         x->cap = cap;
     }
-    if (!(x->keys[x->n] = strdup(e->key))) return x->oom = 1;
+    if (!(x->keys[x->n] = strdup(key))) return x->oom = 1;
     x->n++;
     return 0;
 }
 
-/* On a directory lake, the hour's directory and its parents up to rejected/, if empty. */
-static void remove_empty_dirs(store *s, const char *key)
+static int on_key(const store_entry *e, void *ud)
+{
+    expired *x = ud;
+    int64_t hour;
+    if (lake_parse_rejected_key(e->key, &hour) || hour >= x->before) return 0;
+    return keys_add(x, e->key);
+}
+
+/* On a directory lake, key's directory and its parents up to top (a prefix), if empty. */
+static void remove_empty_dirs(store *s, const char *key, const char *top_prefix)
 {
     const char *root = s->ops->root(s);
     if (!root) return;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", root, key);
-    size_t top = strlen(root) + 1 + strlen(LAKE_REJECTED_PREFIX) - 1; /* ".../rejected" */
+    size_t top = strlen(root) + 1 + strlen(top_prefix) - 1; /* ".../rejected" */
     char *slash;
     while ((slash = strrchr(path, '/')) && (size_t)(slash - path) > top) {
         *slash = 0;
@@ -77,17 +91,65 @@ int lake_rejected_expire(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *
         if (hour != last) (*hours)++; /* listed in key order: an hour's files are together */
         last = hour;
         if (i + 1 == x.n || strncmp(x.keys[i], x.keys[i + 1], strlen(LAKE_REJECTED_PREFIX) + 14))
-            remove_empty_dirs(s, x.keys[i]);
+            remove_empty_dirs(s, x.keys[i], LAKE_REJECTED_PREFIX);
     }
     for (size_t i = 0; i < x.n; i++) free(x.keys[i]);
     free(x.keys);
     return rc;
 }
 
+/* ---- the stream log ------------------------------------------------------- */
+
+typedef struct stream_expired {
+    int64_t before; /* files last written before this time (ms) have expired */
+    expired keys;
+} stream_expired;
+
+static int on_stream_key(const store_entry *e, void *ud)
+{
+    stream_expired *x = ud;
+    char sid[LAKE_SID_LEN + 1];
+    uint64_t first;
+    if (lake_parse_stream_key(e->key, sid, &first) || e->mtime_ms <= 0 || e->mtime_ms > x->before)
+        return 0;
+    return keys_add(&x->keys, e->key);
+}
+
+int lake_stream_expire(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *files,
+                       uint64_t *unused, char *err, size_t errlen)
+{
+    (void)unused;
+    stream_expired x = {.before = now_ms - retain_ms};
+    char why[512];
+    int rc = store_list(s, LAKE_STREAM_PREFIX, on_stream_key, &x, why, sizeof why);
+    if (rc == STORE_ENOENT) rc = 0;
+    if (x.keys.oom || rc) {
+        snprintf(err, errlen, "cannot list the stream log: %s", x.keys.oom ? "out of memory" : why);
+        rc = -1;
+    }
+    for (size_t i = 0; i < x.keys.n && !rc; i++) {
+        if (store_del(s, x.keys.keys[i], why, sizeof why)) {
+            snprintf(err, errlen, "cannot delete %s: %s", x.keys.keys[i], why);
+            rc = -1;
+            break;
+        }
+        (*files)++;
+        remove_empty_dirs(s, x.keys.keys[i], LAKE_STREAM_PREFIX);
+    }
+    for (size_t i = 0; i < x.keys.n; i++) free(x.keys.keys[i]);
+    free(x.keys.keys);
+    return rc;
+}
+
 /* ---- the thread ---------------------------------------------------------- */
+
+typedef int (*expire_fn)(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *files,
+                         uint64_t *hours, char *err, size_t errlen);
 
 struct lake_expirer {
     store *s;
+    expire_fn expire;
+    const char *done_msg, *fail_msg; /* its log lines: "quarantine expired", … */
     int64_t retain_ms, every_ms;
     pthread_t thr;
     pthread_mutex_t mu; /* stop and the counters */
@@ -100,20 +162,22 @@ static void expire_once(lake_expirer *x)
 {
     uint64_t files = 0, hours = 0;
     char err[1024];
-    int rc =
-        lake_rejected_expire(x->s, evtime_now_ms(), x->retain_ms, &files, &hours, err, sizeof err);
+    int rc = x->expire(x->s, evtime_now_ms(), x->retain_ms, &files, &hours, err, sizeof err);
     pthread_mutex_lock(&x->mu);
     x->st.runs++;
     x->st.files += files;
     x->st.hours += hours;
     if (rc) x->st.failures++;
     pthread_mutex_unlock(&x->mu);
-    if (rc) log_msg(LOG_WARN, "cannot expire the quarantine", "error", err, LOG_END);
+    if (rc) log_msg(LOG_WARN, x->fail_msg, "error", err, LOG_END);
     if (files) {
         char f[24], h[24];
         snprintf(f, sizeof f, "%llu", (unsigned long long)files);
         snprintf(h, sizeof h, "%llu", (unsigned long long)hours);
-        log_msg(LOG_INFO, "quarantine expired", "hours", h, "files", f, LOG_END);
+        if (x->expire == lake_stream_expire)
+            log_msg(LOG_INFO, x->done_msg, "files", f, LOG_END);
+        else
+            log_msg(LOG_INFO, x->done_msg, "hours", h, "files", f, LOG_END);
     }
 }
 
@@ -137,7 +201,8 @@ static void *expirer_main(void *arg)
     return NULL;
 }
 
-lake_expirer *lake_expirer_start(store *s, int64_t retain_ms, char *err, size_t errlen)
+static lake_expirer *expirer_start(store *s, expire_fn fn, const char *what, int64_t retain_ms,
+                                   char *err, size_t errlen)
 {
     if (errlen) err[0] = 0;
     if (retain_ms <= 0) return NULL;
@@ -147,6 +212,10 @@ lake_expirer *lake_expirer_start(store *s, int64_t retain_ms, char *err, size_t 
         return NULL;
     }
     x->s = s;
+    x->expire = fn;
+    x->done_msg = fn == lake_stream_expire ? "stream log expired" : "quarantine expired";
+    x->fail_msg =
+        fn == lake_stream_expire ? "cannot expire the stream log" : "cannot expire the quarantine";
     x->retain_ms = retain_ms;
     x->every_ms = retain_ms < 600000 ? retain_ms : 600000;
     if (x->every_ms < 1000) x->every_ms = 1000;
@@ -157,13 +226,23 @@ lake_expirer *lake_expirer_start(store *s, int64_t retain_ms, char *err, size_t 
     pthread_cond_init(&x->cv, &ca);
     pthread_condattr_destroy(&ca);
     if (pthread_create(&x->thr, NULL, expirer_main, x)) {
-        snprintf(err, errlen, "cannot start the quarantine's expiry thread");
+        snprintf(err, errlen, "cannot start the %s's expiry thread", what);
         pthread_mutex_destroy(&x->mu);
         pthread_cond_destroy(&x->cv);
         free(x);
         return NULL;
     }
     return x;
+}
+
+lake_expirer *lake_expirer_start(store *s, int64_t retain_ms, char *err, size_t errlen)
+{
+    return expirer_start(s, lake_rejected_expire, "quarantine", retain_ms, err, errlen);
+}
+
+lake_expirer *lake_stream_expirer_start(store *s, int64_t retain_ms, char *err, size_t errlen)
+{
+    return expirer_start(s, lake_stream_expire, "stream log", retain_ms, err, errlen);
 }
 
 void lake_expirer_stop(lake_expirer *x)

@@ -1,5 +1,7 @@
 /*
- * retain.h - the quarantine's retention: whole hours of rejected/ expire.
+ * retain.h - the quarantine's retention: whole hours of rejected/ expire;
+ * and the stream log's: whole files of stream/ expire (retain.c says how
+ * a file's age is told).
  *
  * The quarantine (quarantine.h) keeps every refused record until an operator
  * says how long: with a retention, each hour of rejected/ whose end is more
@@ -24,6 +26,15 @@
 int lake_rejected_expire(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *files,
                          uint64_t *hours, char *err, size_t errlen);
 
+/*
+ * Deletes every file of stream/ (every sid) last written at or before
+ * now_ms - retain_ms, adding the files deleted to *files (unused: NULL or
+ * not, untouched; the quarantine's hours). On a directory lake an emptied
+ * stream/{sid}/ goes too. 0, or -1 with a message in err.
+ */
+int lake_stream_expire(store *s, int64_t now_ms, int64_t retain_ms, uint64_t *files,
+                       uint64_t *unused, char *err, size_t errlen);
+
 typedef struct lake_expirer lake_expirer;
 
 typedef struct lake_expirer_stats {
@@ -38,6 +49,9 @@ typedef struct lake_expirer_stats {
  * s is not owned and must outlive the expirer.
  */
 lake_expirer *lake_expirer_start(store *s, int64_t retain_ms, char *err, size_t errlen);
+
+/* The same for the stream log (lake_stream_expire); its stats' hours stay 0. */
+lake_expirer *lake_stream_expirer_start(store *s, int64_t retain_ms, char *err, size_t errlen);
 
 /* Stops the thread and frees the expirer. NULL is ignored. */
 void lake_expirer_stop(lake_expirer *x);

@@ -21,11 +21,11 @@
  * (writer__segment_copy_out). The sealer never uses the writer's spool_fd, which the
  * writer thread replaces when it makes a removed spool directory again.
  *
- * The writer lives in four files: this one; writer_commit.c, the writer
+ * The writer lives in five files: this one; writer_commit.c, the writer
  * thread (segments and the group commit); writer_seal.c, the sealer thread
  * and sealed.log; writer_spool.c, the spool directory (its lock, damage found
- * under the server and its rescue, recovery at open). writer_int.h is what
- * they share.
+ * under the server and its rescue, recovery at open); writer_stream.c, the
+ * stream id, seqs and the stream log. writer_int.h is what they share.
  */
 #include "writer_int.h"
 #include "files.h"
@@ -230,6 +230,7 @@ static void writer_free(lake_writer *w)
         w->reg = e->next;
         free(e);
     }
+    writer__stream_free(w);
     dedup_free(w->dd);
     if (w->spool_fd >= 0) close(w->spool_fd);
     if (w->lock_fd >= 0) close(w->lock_fd); /* releases the flock */
@@ -238,6 +239,7 @@ static void writer_free(lake_writer *w)
     pthread_mutex_destroy(&w->smu);
     pthread_mutex_destroy(&w->emu);
     pthread_mutex_destroy(&w->rmu);
+    pthread_mutex_destroy(&w->stmu);
     pthread_cond_destroy(&w->rcv);
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->flushed);
@@ -262,6 +264,7 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     pthread_mutex_init(&w->smu, NULL);
     pthread_mutex_init(&w->emu, NULL);
     pthread_mutex_init(&w->rmu, NULL);
+    pthread_mutex_init(&w->stmu, NULL);
     pthread_cond_init(&w->rcv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -358,7 +361,7 @@ void lake_writer_close(lake_writer *w)
 
 void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st)
 {
-    st->spool_bytes = atomic_load(&w->spool_bytes);
+    st->spool_bytes = atomic_load(&w->spool_bytes) + atomic_load(&w->stream_spool_bytes);
     st->segments_open = atomic_load(&w->segments_open);
     st->segments_sealed = atomic_load(&w->segments_sealed);
     st->seal_failures = atomic_load(&w->seal_failures);
@@ -370,6 +373,8 @@ void lake_writer_stats_get(lake_writer *w, lake_writer_stats *st)
     st->spool_recreated = atomic_load(&w->spool_recreated);
     st->segments_lost = atomic_load(&w->segments_lost);
     st->events_lost = atomic_load(&w->events_lost);
+    st->stream_seq = atomic_load(&w->stream_seq);
+    st->stream_files_sealed = atomic_load(&w->stream_sealed);
     st->fsync = &w->fsync_h;
     pthread_mutex_lock(&w->emu);
     memcpy(st->last_error, w->last_error, sizeof st->last_error);

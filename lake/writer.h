@@ -45,7 +45,8 @@
 
 typedef struct lake_writer lake_writer;
 
-/* One event of a batch: its line in the batch's buffer, '\n' included. */
+/* One event of a batch: its line in the batch's buffer, '\n' included. A line that ends with
+ * the position placeholder (layout.h, LAKE_POS_PLACEHOLDER) is numbered when it is stored. */
 typedef struct lake_event {
     uint32_t off, len;
     uint32_t id_off; /* id characters, inside lines */
@@ -59,7 +60,7 @@ typedef struct lake_batch lake_batch;
 typedef void (*lake_done_fn)(lake_batch *b, void *ud);
 
 struct lake_batch {
-    const char *lines;
+    char *lines;    /* the writer fills in each stored event's position (layout.h) */
     lake_event *ev; /* the writer sets each one's stored */
     size_t n;
     /* quarantine lines (LAKE_KIND_REJECTED), each hour its receive hour; not deduplicated */
@@ -77,17 +78,19 @@ struct lake_batch {
 };
 
 typedef struct lake_writer_config {
-    const char *spool_dir;    /* created if missing; one writer per spool */
-    store *store;             /* not owned */
-    uint64_t seal_bytes;      /* default 64 MiB */
-    int64_t seal_age_ms;      /* default 30 s */
-    size_t dedup_window;      /* ids remembered; default 1,000,000 */
-    uint64_t spool_max;       /* refuse batches while this much waits in the spool; 0: no limit */
+    const char *spool_dir; /* created if missing; one writer per spool */
+    store *store;          /* not owned */
+    uint64_t seal_bytes;   /* default 64 MiB */
+    int64_t seal_age_ms;   /* default 30 s */
+    size_t dedup_window;   /* ids remembered; default 1,000,000 */
+    uint64_t spool_max;    /* refuse batches while this much of hour segments waits in the spool; 0:
+                              no limit */
     size_t max_open_segments; /* open segments (one per hour written) at most; default 64 */
 } lake_writer_config;
 
 typedef struct lake_writer_stats {
-    uint64_t spool_bytes; /* in the spool, not yet in the store */
+    uint64_t spool_bytes; /* in the spool, not yet in the store (the stream log's too; spool_max
+                             counts the hour segments alone) */
     uint64_t segments_open;
     uint64_t segments_sealed; /* moved into the store */
     uint64_t seal_failures;   /* attempts to move that failed (retried) */
@@ -101,8 +104,10 @@ typedef struct lake_writer_stats {
     uint64_t segments_rescued; /* found deleted or replaced, written again from the descriptor */
     uint64_t spool_recreated;  /* the spool directory found removed or moved, made again */
     uint64_t segments_lost, events_lost; /* acknowledged, then deleted beyond saving */
-    char incident[256]; /* the last rescue or re-creation, "" if none since start */
-    char lost[256];     /* the last loss, "" if none since start */
+    char incident[256];           /* the last rescue or re-creation, "" if none since start */
+    char lost[256];               /* the last loss, "" if none since start */
+    uint64_t stream_seq;          /* the last seq given (stored events of the stream so far) */
+    uint64_t stream_files_sealed; /* stream segments moved into the store */
 } lake_writer_stats;
 
 /*
@@ -148,6 +153,33 @@ size_t lake_writer_pins_count(const lake_writer_pins *p);
 void lake_writer_pins_get(const lake_writer *w, const lake_writer_pins *p, size_t i, int *kind,
                           int64_t *hour, char *path, size_t cap);
 void lake_writer_unpin_spool(lake_writer *w, lake_writer_pins *p); /* NULL is ignored */
+
+/*
+ * The stream (layout.h): every stored event whose line has a position gets
+ * the next seq of the writer's stream id, written into its line in the
+ * batch's buffer before the line is written, so the lines a batch hands back
+ * carry it. The lines are also appended, in seq order, to the stream log:
+ * the open stream segment in the spool, sealed like the others into
+ * stream/{sid}/{first seq:016x}.jsonl.
+ *
+ * lake_writer_sid: the stream id, LAKE_SID_LEN characters (kept in SPOOL/stream-id).
+ *
+ * lake_writer_stream_segments: the sid's stream segments still in the spool,
+ * oldest first, each holding the seqs [first, last] one line each: the ones
+ * waiting for the sealer (open 0), then the open one (open 1: read no further
+ * than bytes, what its last committed group wrote; last is first - 1 while it
+ * holds none). A snapshot: a segment the sealer moves afterwards is no longer
+ * at its path but in the lake (lake_stream_key). *out (free it) may be NULL
+ * when n is 0. 0, or -1 with err set (out of memory). Any thread.
+ */
+typedef struct lake_writer_stream_seg {
+    char path[4200];
+    uint64_t first, last, bytes;
+    int open;
+} lake_writer_stream_seg;
+const char *lake_writer_sid(const lake_writer *w);
+int lake_writer_stream_segments(lake_writer *w, lake_writer_stream_seg **out, size_t *n, char *err,
+                                size_t errlen);
 
 /*
  * The spool seen from another process (the command line), without a writer.

@@ -41,6 +41,20 @@ static int64_t mono_ms(void)
 
 /* ---- segments (writer thread) ----------------------------------------- */
 
+/* What the sealer needs of segment g (a stream segment's sid is set by the caller). */
+void writer__sealed_fill(writer__sealed *s, const writer__segment *g)
+{
+    s->kind = g->kind;
+    s->hour = g->hour;
+    memcpy(s->uuid, g->uuid, sizeof s->uuid);
+    s->first = g->first;
+    s->size = g->size;
+    s->events = g->events;
+    s->fd = g->fd;
+    s->dev = g->dev;
+    s->ino = g->ino;
+}
+
 /* Takes g out of the open set; a group under way still holds it in its list. */
 static void open_remove(lake_writer *w, writer__segment *g)
 {
@@ -52,19 +66,21 @@ static void open_remove(lake_writer *w, writer__segment *g)
     atomic_fetch_sub(&w->segments_open, 1);
 }
 
-/* Hands g, no longer open, to the sealer with its descriptor; g is freed. */
+/*
+ * Hands g, no longer open, to the sealer with its descriptor; g is freed. An
+ * events segment leaves the spool only once the stream holds its lines
+ * durably: the stream is synced now (or, failing that, later) up to the last
+ * committed seq, which the segment's lines cannot pass.
+ */
 static void hand_to_sealer(lake_writer *w, writer__segment *g)
 {
     writer__sealed *s = calloc(1, sizeof *s);
+    if (s && g->kind == LAKE_KIND_EVENTS) {
+        s->max_seq = w->stream ? w->stream->first + w->stream->events - 1 : w->seq;
+        writer__stream_sync(w); /* on failure the sealer waits; writer__main tries again */
+    }
     if (s) {
-        s->kind = g->kind;
-        s->hour = g->hour;
-        memcpy(s->uuid, g->uuid, sizeof s->uuid);
-        s->size = g->size;
-        s->events = g->events;
-        s->fd = g->fd;
-        s->dev = g->dev;
-        s->ino = g->ino;
+        writer__sealed_fill(s, g);
         writer__sealer_push(w, s);
     } else {
         close(g->fd);
@@ -128,7 +144,7 @@ static int truncate_in_spool(const lake_writer *w, const writer__segment *g)
 }
 
 /* Writes the group's lines not yet written to g. */
-static int segment_write(lake_writer *w, writer__segment *g, char *err, size_t errlen)
+int writer__segment_write(lake_writer *w, writer__segment *g, char *err, size_t errlen)
 {
     /* written is 0 or all of it: a group writes each segment once, or fails */
     if (g->fd >= 0 && g->written < g->pending) {
@@ -207,7 +223,7 @@ static int make_room(lake_writer *w, char *err, size_t errlen)
         writer__segment_close(w, idle);
         return 0;
     }
-    if (segment_write(w, busy, err, errlen) || segment_sync(w, busy, err, errlen) ||
+    if (writer__segment_write(w, busy, err, errlen) || segment_sync(w, busy, err, errlen) ||
         segment_verify(w, busy, err, errlen) || spool_verify(w, err, errlen))
         return -1;
     open_remove(w, busy);
@@ -240,7 +256,7 @@ static void complete(lake_batch *b)
 }
 
 /* Adds a line of a batch to g's group; adjacent lines of one buffer make one piece. */
-static int segment_add(writer__segment *g, const char *p, size_t n)
+int writer__segment_add(writer__segment *g, const char *p, size_t n)
 {
     struct iovec *last = g->niov ? &g->iov[g->niov - 1] : NULL;
     if (last && (const char *)last->iov_base + last->iov_len == p) {
@@ -261,12 +277,12 @@ static int segment_add(writer__segment *g, const char *p, size_t n)
 }
 
 /* Takes the line of e, in lines, into the group's segment of its kind and hour. */
-static int take_line(lake_writer *w, int kind, const char *lines, lake_event *e,
-                     writer__segment **group, char *err, size_t errlen)
+static int take_line(lake_writer *w, int kind, char *lines, lake_event *e, writer__segment **group,
+                     char *err, size_t errlen)
 {
     writer__segment *g = segment_for(w, kind, e->hour, group, err, errlen);
     if (!g) return -1;
-    if (segment_add(g, lines + e->off, e->len)) {
+    if (writer__segment_add(g, lines + e->off, e->len)) {
         snprintf(err, errlen, "spool: out of memory");
         return -1;
     }
@@ -288,12 +304,15 @@ static int group_assign(lake_writer *w, lake_batch *batches, writer__segment **g
                 b->duplicates++;
                 continue;
             }
-            if (take_line(w, LAKE_KIND_EVENTS, b->lines, e, group, err, errlen)) return -1;
+            if (take_line(w, LAKE_KIND_EVENTS, b->lines, e, group, err, errlen) ||
+                writer__stream_take(w, b->lines + e->off, e->len, err, errlen))
+                return -1;
             b->accepted++;
         }
         b->quarantined = 0;
         for (size_t i = 0; i < b->qn; i++) {
-            if (take_line(w, LAKE_KIND_REJECTED, b->qlines, &b->qev[i], group, err, errlen))
+            if (take_line(w, LAKE_KIND_REJECTED, (char *)(uintptr_t)b->qlines, &b->qev[i], group,
+                          err, errlen))
                 return -1;
             b->quarantined++;
         }
@@ -305,7 +324,8 @@ static int group_assign(lake_writer *w, lake_batch *batches, writer__segment **g
 static int group_write(lake_writer *w, writer__segment *group, char *err, size_t errlen)
 {
     for (writer__segment *g = group; g; g = g->gnext)
-        if (segment_write(w, g, err, errlen)) return -1;
+        if (writer__segment_write(w, g, err, errlen)) return -1;
+    if (writer__stream_write(w, err, errlen)) return -1;
     for (writer__segment *g = group; g; g = g->gnext)
         if (segment_sync(w, g, err, errlen)) return -1;
     for (writer__segment *g = group; g; g = g->gnext)
@@ -332,9 +352,10 @@ static int spool_full(lake_writer *w, char *err, size_t errlen)
  * whose files vanished are saved first from their descriptors.
  */
 static void group_fail(lake_writer *w, writer__segment *group, lake_batch *batches, uint64_t mark,
-                       const char *err)
+                       uint64_t seq_mark, const char *err)
 {
     dedup_rollback(w->dd, mark);
+    writer__stream_rollback(w, seq_mark);
     char e2[512];
     int sc = writer__spool_check(w, e2, sizeof e2);
     if (sc < 0) log_msg(LOG_ERROR, "spool unusable", "error", e2, LOG_END);
@@ -372,6 +393,8 @@ static void group_done(lake_writer *w, writer__segment *group, lake_batch *batch
         g->events += g->pending_events;
         atomic_fetch_add(&w->spool_bytes, g->pending);
     }
+    writer__stream_committed(w);
+    atomic_store(&w->stream_seq, w->seq);
     atomic_fetch_add(&w->commits, 1);
     if (atomic_exchange(&w->failing, 0)) log_msg(LOG_INFO, "persisting events again", LOG_END);
     complete(batches);
@@ -394,20 +417,22 @@ static void group_done(lake_writer *w, writer__segment *group, lake_batch *batch
 static void commit_group(lake_writer *w, lake_batch *batches)
 {
     char err[512] = "";
-    uint64_t mark = dedup_mark(w->dd);
+    uint64_t mark = dedup_mark(w->dd), seq_mark = w->seq;
     writer__segment *group = NULL;
     w->groups++;
     int failed = spool_full(w, err, sizeof err) ||
                  group_assign(w, batches, &group, err, sizeof err) ||
                  group_write(w, group, err, sizeof err);
     if (failed)
-        group_fail(w, group, batches, mark, err);
+        group_fail(w, group, batches, mark, seq_mark, err);
     else
         group_done(w, group, batches);
 }
 
 static void seal_due(lake_writer *w, int all)
 {
+    writer__stream_seal(w, all);
+    if (w->stream_unsynced) writer__stream_sync(w);
     int64_t now = mono_ms();
     writer__segment *g = w->open;
     while (g) {
@@ -422,7 +447,8 @@ static void seal_due(lake_writer *w, int all)
 
 static int64_t next_deadline(lake_writer *w)
 {
-    int64_t d = -1;
+    int64_t d = writer__stream_deadline(w);
+    if (w->stream_unsynced) d = mono_ms() + 1000;
     for (writer__segment *g = w->open; g; g = g->next) {
         int64_t t = g->opened_ms + w->cfg.seal_age_ms;
         if (d < 0 || t < d) d = t;

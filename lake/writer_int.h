@@ -37,15 +37,19 @@ typedef struct writer__segment {
     size_t niov, iovcap;
     size_t pending; /* bytes in iov */
     uint64_t pending_events;
-    size_t written, synced; /* bytes of pending already written, already fdatasync'ed */
-    int grouped;            /* in the group list (gnext) of the commit under way */
+    size_t written, synced;  /* bytes of pending already written, already fdatasync'ed */
+    uint64_t first, durable; /* a stream segment: its first seq; bytes fdatasync'ed */
+    int grouped;             /* in the group list (gnext) of the commit under way */
     struct writer__segment *next, *gnext;
 } writer__segment;
 
 typedef struct writer__sealed {
-    int kind;
+    int kind; /* enum lake_kind, or WRITER__STREAM */
     int64_t hour;
     char uuid[LAKE_UUID_LEN + 1];
+    char sid[LAKE_SID_LEN + 1]; /* a stream segment: its sid and first seq (no hour, no uuid) */
+    uint64_t first;
+    uint64_t max_seq; /* an events segment: moved once the stream is durable up to this seq */
     uint64_t size, events;
     int fd; /* the segment's descriptor while the sealer may still need it, else -1 */
     dev_t dev;
@@ -62,6 +66,16 @@ typedef struct writer__spooled {
     int moving; /* the sealer is moving it into the store */
     struct writer__spooled *next;
 } writer__spooled;
+
+/* A stream segment of the writer's sid in the spool, for readers (under w->stmu). */
+typedef struct writer__streamseg {
+    uint64_t first, last, bytes; /* last: the last committed seq; bytes: committed length */
+    int open;
+    struct writer__streamseg *next;
+} writer__streamseg;
+
+/* The kind of a stream segment in the sealer's queue (beside enum lake_kind's). */
+#define WRITER__STREAM 100
 
 struct lake_writer_pins {
     size_t n;
@@ -110,6 +124,19 @@ struct lake_writer {
     pthread_mutex_t rmu; /* the registry of spooled segments and their pins */
     pthread_cond_t rcv;
     writer__spooled *reg;
+
+    /* the stream log (writer_stream.c) */
+    char sid[LAKE_SID_LEN + 1]; /* set at open, then read-only */
+    uint64_t seq;               /* writer thread: the last seq given (at open: the last found) */
+    writer__segment *stream;    /* writer thread: the open stream segment, NULL before the first */
+    int stream_unsynced;        /* writer thread: a sync of the stream failed, try again */
+    _Atomic uint64_t stream_durable;     /* events segments up to this seq may leave the spool */
+    _Atomic uint64_t stream_sealed;      /* stream files moved into the store */
+    _Atomic uint64_t stream_seq;         /* w->seq after each group, for stats */
+    _Atomic uint64_t stream_spool_bytes; /* the stream's segments in the spool (not spool_max's) */
+    pthread_mutex_t stmu;                /* the list below */
+    writer__streamseg *slist;            /* oldest first: the spool's stream segments of sid */
+    struct writer__srec *srec;           /* recovery only (writer_stream.c) */
 };
 
 /* writer.c: the registry of spool segments, which readers pin and the sealer waits for */
@@ -119,8 +146,11 @@ void writer__registry_end_move(lake_writer *w, const char *uuid, int moved);
 void writer__spool_path(const lake_writer *w, const char *name, char *out, size_t cap);
 
 /* writer_commit.c: the writer thread */
+int writer__segment_add(writer__segment *g, const char *p, size_t n);
+int writer__segment_write(lake_writer *w, writer__segment *g, char *err, size_t errlen);
 void *writer__main(void *arg);
 void writer__segment_close(lake_writer *w, writer__segment *g);
+void writer__sealed_fill(writer__sealed *s, const writer__segment *g);
 
 /* writer_seal.c: the sealer thread and sealed.log */
 void *writer__sealer_main(void *arg);
@@ -134,6 +164,21 @@ typedef struct writer__seallog_entry {
 int writer__seallog_read(lake_writer *w, writer__seallog_entry **out, size_t *n);
 void writer__seallog_rewrite(lake_writer *w, writer__seallog_entry *e, size_t from, size_t n);
 size_t writer__seallog_window_start(const lake_writer *w, const writer__seallog_entry *e, size_t n);
+
+/* writer_stream.c: the stream id, seqs and the stream log */
+int writer__sid_load(lake_writer *w, char *err, size_t errlen);
+int writer__stream_take(lake_writer *w, char *line, size_t len, char *err, size_t errlen);
+int writer__stream_write(lake_writer *w, char *err, size_t errlen);
+void writer__stream_committed(lake_writer *w);
+void writer__stream_rollback(lake_writer *w, uint64_t seq_mark);
+int writer__stream_sync(lake_writer *w);
+void writer__stream_seal(lake_writer *w, int force);
+int64_t writer__stream_deadline(const lake_writer *w);
+void writer__stream_moved(lake_writer *w, const writer__sealed *s);
+void writer__stream_free(lake_writer *w);
+void writer__stream_collect(lake_writer *w, const char *p, size_t n);
+int writer__stream_recover_spool(lake_writer *w, int fresh, char *err, size_t errlen);
+int writer__stream_recover_finish(lake_writer *w, char *err, size_t errlen);
 
 /* writer_spool.c: the spool directory */
 int writer__spool_lock(lake_writer *w, int *dir_fd, int *lock_fd, char *err, size_t errlen);

@@ -7,7 +7,9 @@
  * it to its acknowledged length and moves it into the store, retrying with
  * backoff while the store fails. Each moved events segment is noted in
  * sealed.log with its event count, so that recovery can rebuild the dedup
- * window from the newest sealed segments.
+ * window from the newest sealed segments. Stream segments (writer_stream.c)
+ * go through the same queue, so they reach the store in seq order; an events
+ * segment waits until the stream is durable up to the seq it was queued with.
  */
 #include "writer_int.h"
 #include "files.h"
@@ -125,10 +127,20 @@ static void seallog_trim(lake_writer *w)
 
 /* ---- lost segments -------------------------------------------------------- */
 
-/* The events counted as lost, loudly: the log, /health and /metrics say so. */
-static void note_lost(lake_writer *w, const char *name, uint64_t events, const char *why)
+/*
+ * The events counted as lost, loudly: the log, /health and /metrics say so. A
+ * stream segment holds copies of lines the hour segments keep: its loss is a
+ * gap in the stream log, logged, not acknowledged events lost.
+ */
+static void note_lost(lake_writer *w, const writer__sealed *s, const char *name, uint64_t events,
+                      const char *why)
 {
     char msg[256], ev[24];
+    if (s->kind == WRITER__STREAM) {
+        log_msg(LOG_ERROR, "stream log segment lost: the stream has a gap", "segment", name,
+                "error", why, LOG_END);
+        return;
+    }
     snprintf(msg, sizeof msg, "%llu acknowledged events lost: spool segment %s %s",
              (unsigned long long)events, name, why);
     snprintf(ev, sizeof ev, "%llu", (unsigned long long)events);
@@ -167,7 +179,7 @@ static int seal_check(lake_writer *w, writer__sealed *s, const char *name, const
             char why[160];
             snprintf(why, sizeof why, "is %llu bytes shorter than was written",
                      (unsigned long long)(s->size - (uint64_t)st.st_size));
-            note_lost(w, name, 0, why); /* how many events is unknown: the lines are gone */
+            note_lost(w, s, name, 0, why); /* how many events is unknown: the lines are gone */
             s->size = (uint64_t)st.st_size;
         }
         return SEAL_MOVED;
@@ -182,7 +194,7 @@ static int seal_check(lake_writer *w, writer__sealed *s, const char *name, const
         if (h != STORE_ENOENT) return SEAL_RETRY;
     }
     if (s->fd < 0) {
-        note_lost(w, name, s->events, "was deleted from the spool before it reached the lake");
+        note_lost(w, s, name, s->events, "was deleted from the spool before it reached the lake");
         return SEAL_GONE;
     }
     int nfd = writer__segment_copy_out(w, name, s->fd, s->size, err, errlen);
@@ -197,12 +209,29 @@ static int seal_check(lake_writer *w, writer__sealed *s, const char *name, const
     return SEAL_MOVED;
 }
 
+/* The spool name and the store key of a queued segment. */
+static void sealed_names(const writer__sealed *s, char name[LAKE_KEY_MAX], char key[LAKE_KEY_MAX])
+{
+    if (s->kind == WRITER__STREAM) {
+        lake_stream_spool_name(s->sid, s->first, name);
+        lake_stream_key(s->sid, s->first, key);
+        return;
+    }
+    lake_spool_name_of(s->kind, s->hour, s->uuid, name);
+    lake_segment_key(s->kind, s->hour, s->uuid, key);
+}
+
 static int seal_one(lake_writer *w, writer__sealed *s, char *err, size_t errlen)
 {
     char name[LAKE_KEY_MAX], key[LAKE_KEY_MAX], path[4200];
-    lake_spool_name_of(s->kind, s->hour, s->uuid, name);
-    lake_segment_key(s->kind, s->hour, s->uuid, key);
+    sealed_names(s, name, key);
     writer__spool_path(w, name, path, sizeof path);
+    uint64_t durable = atomic_load(&w->stream_durable);
+    if (s->kind == LAKE_KIND_EVENTS && s->max_seq > durable) {
+        snprintf(err, errlen, "the stream log is durable up to seq %llu, not yet %llu",
+                 (unsigned long long)durable, (unsigned long long)s->max_seq);
+        return SEAL_RETRY;
+    }
     int done = 0;
     int r = seal_check(w, s, name, key, &done, err, errlen);
     if (r != SEAL_MOVED || done) return r;
@@ -259,16 +288,22 @@ void *writer__sealer_main(void *arg)
         if (r != SEAL_RETRY) {
             w->shead = s->next;
             if (!w->shead) w->stail = NULL;
-            atomic_fetch_sub(&w->spool_bytes, s->size);
-            if (s->size && r == SEAL_MOVED) atomic_fetch_add(&w->segments_sealed, 1);
+            atomic_fetch_sub(s->kind == WRITER__STREAM ? &w->stream_spool_bytes : &w->spool_bytes,
+                             s->size);
+            if (s->kind == WRITER__STREAM) {
+                writer__stream_moved(w, s);
+                if (s->size && r == SEAL_MOVED) atomic_fetch_add(&w->stream_sealed, 1);
+            } else if (s->size && r == SEAL_MOVED) {
+                atomic_fetch_add(&w->segments_sealed, 1);
+            }
             if (failures_in_row) {
                 char f[24];
                 snprintf(f, sizeof f, "%llu", (unsigned long long)failures_in_row);
                 log_msg(LOG_INFO, "store recovered, sealing again", "failed_attempts", f, LOG_END);
             }
             if (log_enabled(LOG_DEBUG) && r == SEAL_MOVED) {
-                char key[LAKE_KEY_MAX], ev[24];
-                lake_segment_key(s->kind, s->hour, s->uuid, key);
+                char name[LAKE_KEY_MAX], key[LAKE_KEY_MAX], ev[24];
+                sealed_names(s, name, key);
                 snprintf(ev, sizeof ev, "%llu", (unsigned long long)s->events);
                 log_msg(LOG_DEBUG, "sealed", "key", key, "events", ev, LOG_END);
             }

@@ -339,6 +339,7 @@ static int recover_segment(lake_writer *w, const char *name, int kind, uint64_t 
         if (tf >= 0) close(tf);
         *size = kept.len;
         if (kind == LAKE_KIND_EVENTS) add_ids(w, kept.p, kept.len);
+        if (kind == LAKE_KIND_EVENTS) writer__stream_collect(w, kept.p, kept.len);
     } else {
         if (good_end < data.len && (ftruncate(fd, (off_t)good_end) || fsync(fd))) {
             snprintf(err, errlen, "spool: cannot cut %s: %s", path, strerror(errno));
@@ -346,6 +347,7 @@ static int recover_segment(lake_writer *w, const char *name, int kind, uint64_t 
         }
         *size = good_end;
         if (kind == LAKE_KIND_EVENTS) add_ids(w, data.p, good_end);
+        if (kind == LAKE_KIND_EVENTS) writer__stream_collect(w, data.p, good_end);
     }
     if (dropped || good_end < data.len) {
         char a[24], b[24];
@@ -399,6 +401,8 @@ static int found_cmp(const void *a, const void *b)
 
 int writer__recover(lake_writer *w, char *err, size_t errlen)
 {
+    int fresh = writer__sid_load(w, err, errlen);
+    if (fresh < 0 || writer__stream_recover_spool(w, fresh, err, errlen)) return -1;
     DIR *d = fdopendir(dup(w->spool_fd));
     if (!d) {
         snprintf(err, errlen, "spool: cannot list %s: %s", w->spool, strerror(errno));
@@ -471,6 +475,7 @@ int writer__recover(lake_writer *w, char *err, size_t errlen)
         writer__registry_add(w, s->kind, s->hour, s->uuid);
         writer__sealer_push(w, s);
     }
+    if (!rc) rc = writer__stream_recover_finish(w, err, errlen);
     atomic_store(&w->recovered, total);
     if (n) {
         char a[24], b[24];

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum role { R_REST, R_ID, R_TYPE, R_TS, R_RECEIVED, R_DO, R_TS_KEY };
+enum role { R_REST, R_ID, R_TYPE, R_TS, R_RECEIVED, R_DO, R_TS_KEY, R_RESERVED };
 
 typedef struct event_member {
     const char *m, *mend; /* the member: from the key's quote to the value's end */
@@ -74,8 +74,8 @@ int event_type_valid(const char *t, size_t n)
 const char *event_reason_name(int reason)
 {
     static const char *const names[EVENT_R_COUNT] = {
-        "not_object",    "type",      "id",       "ts",       "do",
-        "duplicate_key", "too_large", "too_deep", "encoding", "syntax"};
+        "not_object", "type",     "id",       "ts",     "do",      "duplicate_key",
+        "too_large",  "too_deep", "encoding", "syntax", "reserved"};
     return reason >= 0 && reason < EVENT_R_COUNT ? names[reason] : NULL;
 }
 
@@ -119,11 +119,17 @@ static const char *key_ptr(const event_ctx *c, const event_member *m)
     return m->kesc ? c->keys.p + m->koff : m->m + 1 + m->koff;
 }
 
-/* The role of a member: the envelope's, or the ts_key member's when the request names one. */
+/*
+ * The role of a member: the envelope's, the ts_key member's when the request names one, or
+ * reserved (the server's derived members, EVENT_RESERVED_PREFIX: refused from a sender).
+ */
 static enum role member_role(const event_ctx *c, const char *k, size_t n)
 {
     enum role r = role_of(k, n);
     if (r == R_REST && c->ts_key && n == c->ts_key_len && !memcmp(k, c->ts_key, n)) return R_TS_KEY;
+    if (r == R_REST && !c->client && n >= sizeof EVENT_RESERVED_PREFIX - 1 &&
+        !memcmp(k, EVENT_RESERVED_PREFIX, sizeof EVENT_RESERVED_PREFIX - 1))
+        return R_RESERVED;
     return r;
 }
 
@@ -367,19 +373,38 @@ static inline int scan_members(event_ctx *c, jscan *s, const char **pp, const ch
     }
 }
 
-/* Refuses the event for a key it has twice, named (cut to 64 bytes) as JSON would quote it. */
-static int reject_duplicate(event_ctx *c, const event_member *dup, char *why, size_t whylen)
+/* Appends m's key (cut to 64 bytes on a character boundary) to q as JSON quotes it. */
+static int quote_key(const event_ctx *c, const event_member *m, buf *q)
 {
     /* the key is valid UTF-8 here; quote it through buf_json_str's rules */
-    size_t kl = dup->klen;
-    const char *kp = key_ptr(c, dup);
+    size_t kl = m->klen;
+    const char *kp = key_ptr(c, m);
     if (kl > 64) {
         kl = 64; /* cut on a character boundary */
         while (kl > 0 && ((unsigned char)kp[kl] & 0xc0) == 0x80) kl--;
     }
+    return buf_json_str(q, kp, kl);
+}
+
+/* Refuses the event for a key it has twice, named (cut to 64 bytes) as JSON would quote it. */
+static int reject_duplicate(event_ctx *c, const event_member *dup, char *why, size_t whylen)
+{
     buf q = BUF_INIT;
-    if (buf_json_str(&q, kp, kl)) return EVENT_NOMEM;
+    if (quote_key(c, dup, &q)) return EVENT_NOMEM;
     int r = reject(c, EVENT_R_DUPLICATE_KEY, why, whylen, "duplicate key %.*s", (int)q.len, q.p);
+    buf_free(&q);
+    return r;
+}
+
+/* Refuses the event for a member of the server's (its key starts with EVENT_RESERVED_PREFIX). */
+static int reject_reserved(event_ctx *c, const event_member *m, char *why, size_t whylen)
+{
+    buf q = BUF_INIT;
+    if (quote_key(c, m, &q)) return EVENT_NOMEM;
+    int r = reject(c, EVENT_R_RESERVED, why, whylen,
+                   "member %.*s: the prefix \"" EVENT_RESERVED_PREFIX
+                   "\" is reserved for members the server adds",
+                   (int)q.len, q.p);
     buf_free(&q);
     return r;
 }
@@ -430,6 +455,7 @@ static inline int find_envelope(event_ctx *c, size_t n, envelope *env, event_inf
                 return reject(c, EVENT_R_DO, why, whylen, "\"do\" must be an object");
             info->has_do = 1;
             break;
+        case R_RESERVED: return reject_reserved(c, m, why, whylen);
         default: break;
         }
     }

@@ -14,6 +14,7 @@
  *               the server sets its receive time when absent
  *   do          optional; an object (the emitter's identity) or null
  *   receivedAt  set by the server; a client's value is replaced
+ *   _events_*   reserved for members the server derives: refused (server side)
  *
  * Normalising writes the event as one line of the lake:
  *   {"id":…,"type":…,"ts":"<UTC ms>","receivedAt":"<UTC ms>",<other members>}\n
@@ -34,6 +35,10 @@
 #define EVENT_TYPE_MAX          128
 #define EVENT_ID_MAX            64
 
+/* Top-level members the server derives (the stream position "_events_pos", …) start with this:
+ * the server refuses an event that brings one (EVENT_R_RESERVED); a client context lets it pass. */
+#define EVENT_RESERVED_PREFIX "_events_"
+
 enum { EVENT_OK = 0, EVENT_REJECTED = 1, EVENT_SYNTAX = -1, EVENT_NOMEM = -2 };
 
 /* Why an event was rejected, by class (counted in /metrics, kept in the quarantine). */
@@ -48,11 +53,12 @@ enum event_reason {
     EVENT_R_TOO_DEEP,      /* over max_depth */
     EVENT_R_ENCODING,      /* a string defect: UTF-8, control character, escape, \u0000 */
     EVENT_R_SYNTAX,        /* an NDJSON line that is not JSON, or has more after the event */
+    EVENT_R_RESERVED,      /* a top-level member named with EVENT_RESERVED_PREFIX (server only) */
     EVENT_R_COUNT
 };
 
 /* "not_object", "type", "id", "ts", "do", "duplicate_key", "too_large", "too_deep", "encoding",
- * "syntax"; NULL for a value out of range. */
+ * "syntax", "reserved"; NULL for a value out of range. */
 const char *event_reason_name(int reason);
 
 /* Scratch state for normalising many events on one thread. */

@@ -207,8 +207,15 @@ static int add_reject(event_ctx *ctx, ingest_result *r, const ingest_options *o,
     return 0;
 }
 
+/*
+ * Adds the event just normalised (the last line of r->lines), ending its line with the position
+ * placeholder the writer fills in place when it stores the event (layout.h): the server's lines
+ * only, libevents' client normalises without it.
+ */
 static int add_event(ingest_result *r, const event_info *in)
 {
+    r->lines.len -= 2; /* "}\n" */
+    if (buf_append(&r->lines, LAKE_POS_PLACEHOLDER "\n", LAKE_POS_TAIL + 1)) return -1;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 128;
         lake_event *v = realloc(r->ev, cap * sizeof *v);
@@ -218,7 +225,7 @@ static int add_event(ingest_result *r, const event_info *in)
     }
     lake_event *e = &r->ev[r->n++];
     e->off = (uint32_t)in->line_off;
-    e->len = (uint32_t)in->line_len;
+    e->len = (uint32_t)(in->line_len - 2 + LAKE_POS_TAIL + 1);
     e->id_off = (uint32_t)in->id_off;
     e->id_len = (uint16_t)in->id_len;
     e->client_id = (uint8_t)in->client_id;

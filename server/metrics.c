@@ -174,6 +174,13 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
         metrics_counter(b, "events_lost_total",
                         "Acknowledged events deleted from the spool beyond saving.",
                         ws->events_lost);
+        metrics_gauge(b, "events_stream_seq",
+                      "The last stream position (seq) this server gave: events numbered so far "
+                      "in its stream.",
+                      (long long)ws->stream_seq);
+        metrics_counter(b, "events_stream_files_sealed_total",
+                        "Stream log segments moved into the lake (stream/).",
+                        ws->stream_files_sealed);
     }
     return b->p ? 0 : -1;
 }

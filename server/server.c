@@ -177,6 +177,7 @@ void server_config_defaults(server_config *c)
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
     c->compact_memory = 1ull << 30;
+    c->stream_retain_ms = 7 * 86400000ll;
     c->memory_max = server_memory_default();
 }
 
@@ -309,6 +310,8 @@ static int start_writer(server__srv *s)
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) return cannot_start(err, NULL);
     s->expirer = lake_expirer_start(s->store, cfg->rejected_retain_ms, err, sizeof err);
     if (!s->expirer && err[0]) return cannot_start(err, NULL);
+    s->stream_expirer = lake_stream_expirer_start(s->store, cfg->stream_retain_ms, err, sizeof err);
+    if (!s->stream_expirer && err[0]) return cannot_start(err, NULL);
     return 0;
 }
 
@@ -443,6 +446,8 @@ static void shut_down(server__srv *s)
     s->writer = NULL;
     lake_expirer_stop(s->expirer);
     s->expirer = NULL;
+    lake_expirer_stop(s->stream_expirer);
+    s->stream_expirer = NULL;
     log_msg(LOG_INFO, "stopped", LOG_END);
 }
 
@@ -459,6 +464,7 @@ static void server_free(server__srv *s, int lfd)
     query_engine_close(s->engine);
     lake_writer_close(s->writer);
     lake_expirer_stop(s->expirer);
+    lake_expirer_stop(s->stream_expirer);
     tail_hub_free(s->tail);
     recent_free(s->recent);
     lake_cache_close(s->cache);

@@ -68,8 +68,9 @@ typedef struct server_config {
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
     const char *webhook_secrets;        /* provider=secret lines (docs/webhooks.md), or NULL */
     const char *webhook_allow_unsigned; /* "github,slack": providers taken unsigned, or NULL */
-    size_t recent_events;  /* events GET /recent keeps; 0: /recent is off. Default 1000 */
-    uint64_t recent_bytes; /* bytes of their lines; default 8 MiB */
+    size_t recent_events;     /* events GET /recent keeps; 0: /recent is off. Default 1000 */
+    uint64_t recent_bytes;    /* bytes of their lines; default 8 MiB */
+    int64_t stream_retain_ms; /* expire stream log files this old; 0: never. Default 7 days */
 } server_config;
 
 /*

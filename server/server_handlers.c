@@ -277,6 +277,12 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
     metrics_counter(&b, "events_quarantine_expire_failures_total",
                     "Runs of the quarantine's expiry that failed (retried at the next run).",
                     xs.failures);
+    lake_expirer_stats_get(s->stream_expirer, &xs);
+    metrics_counter(&b, "events_stream_expired_files_total",
+                    "Stream log files deleted for --stream-retain.", xs.files);
+    metrics_counter(&b, "events_stream_expire_failures_total",
+                    "Runs of the stream log's expiry that failed (retried at the next run).",
+                    xs.failures);
     query_http_stats qs;
     query_http_stats_get(s->queries, &qs);
     metrics_counter(&b, "events_query_out_of_memory_total",

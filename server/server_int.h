@@ -49,7 +49,8 @@ typedef struct server__srv {
     lake_writer *writer;
     query_engine *engine;
     query_http_pool *queries;
-    lake_expirer *expirer; /* the quarantine's retention; NULL: kept forever */
+    lake_expirer *expirer;        /* the quarantine's retention; NULL: kept forever */
+    lake_expirer *stream_expirer; /* the stream log's retention; NULL: kept forever */
     auth *auth;
     conns_table *conns;
     origins *origins;

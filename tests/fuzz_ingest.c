@@ -28,6 +28,7 @@
 #include "ingest.h"
 #include "codec.h"
 #include "jscan.h"
+#include "layout.h"
 #include "quarantine.h"
 #include "ulid.h"
 
@@ -174,6 +175,11 @@ static void check_line(const json_t *in, const char *line, size_t n)
     json_object_set(want, "id", json_object_get(out, "id"));
     json_object_set(want, "ts", json_object_get(out, "ts"));
     json_object_set(want, "receivedAt", json_object_get(out, "receivedAt"));
+    const char *pos = json_string_value(json_object_get(out, "_events_pos"));
+    CHECK_FUZZ(pos && !strcmp(pos, "00000000.0000000000000000") && n > LAKE_POS_TAIL &&
+                   !memcmp(line + n - LAKE_POS_TAIL, LAKE_POS_PLACEHOLDER, LAKE_POS_TAIL),
+               "the line does not end with the position placeholder: %.*s", (int)n, line);
+    json_object_set(want, "_events_pos", json_object_get(out, "_events_pos"));
     CHECK_FUZZ(json_equal(want, out), "line differs from the input event: %.*s", (int)n, line);
     json_decref(want);
     json_decref(out);

@@ -344,8 +344,13 @@ static int cmp_str(const void *a, const void *b)
 
 int lake_read_all(const char *lake, buf *out, int *files)
 {
+    return lake_read_under(lake, "events", out, files);
+}
+
+int lake_read_under(const char *lake, const char *sub, buf *out, int *files)
+{
     char dir[1200];
-    snprintf(dir, sizeof dir, "%s/events", lake);
+    snprintf(dir, sizeof dir, "%s/%s", lake, sub);
     collect = out;
     collect_files = 0;
     npaths = 0;
@@ -365,6 +370,19 @@ int lake_read_all(const char *lake, buf *out, int *files)
     if (files) *files = collect_files;
     buf_cstr(out);
     return 0;
+}
+
+long long srv_metric(const srv *s, const char *name)
+{
+    char url[128], key[160];
+    snprintf(url, sizeof url, "%s/metrics", s->url);
+    snprintf(key, sizeof key, "\n%s ", name);
+    resp r;
+    http_do("GET", url, NULL, NULL, 0, 0, &r);
+    const char *p = r.body.p ? strstr(r.body.p, key) : NULL;
+    long long v = p ? strtoll(p + strlen(key), NULL, 10) : -1;
+    resp_free(&r);
+    return v;
 }
 
 int sh(const char *fmt, ...)

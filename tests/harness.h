@@ -81,6 +81,16 @@ int gzip_bytes(const void *data, size_t n, buf *out);
 
 /* Concatenated content of every file under dir/events (sorted by path). */
 int lake_read_all(const char *lake, buf *out, int *files);
+/* The same under dir/sub. */
+int lake_read_under(const char *lake, const char *sub, buf *out, int *files);
+
+/*
+ * Checks the stream log of the lake's server (its sid in lake/.spool/stream-id) after it
+ * stopped: every line under events/ ends with a position of that sid, and the files under
+ * stream/{sid}/, in name order, hold exactly those lines in seq order, seqs 1, 2, … with no
+ * gap, each file named by its first seq. 0, or -1 with the first difference in why.
+ */
+int lake_stream_check(const char *lake, char *why, size_t cap);
 
 /*
  * Starts the project's S3 test server (scripts/s3-test-server: radosgw on
@@ -92,6 +102,9 @@ int s3_start(void);
 
 /* Starts (up 1) or stops (up 0) the S3 test server's radosgw alone: an outage. 0 or -1. */
 int s3_rgw(int up);
+
+/* The value of s's /metrics line "NAME VALUE", or -1. */
+long long srv_metric(const srv *s, const char *name);
 
 /* Runs a shell command; returns its exit status. */
 int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

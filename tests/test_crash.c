@@ -12,7 +12,8 @@
  * The quarantine is held to the same: with some records of each batch refused,
  * every refused record of every answered batch is under rejected/ after the
  * kills (at least once: a batch retried after its answer was lost is
- * quarantined again), and every quarantine line parses.
+ * quarantined again), and every quarantine line parses. And the stream log
+ * holds every stored event once, in seq order, without a gap.
  */
 #include "harness.h"
 #include "test.h"
@@ -270,5 +271,23 @@ TEST(test_crash_sigkill_loses_no_refused_record)
     buf_free(&all);
     test_rmtree(dir);
     unlink(s.log);
+    free(dir);
+}
+
+/* The stream log after the kills: every stored event once, in seq order, with no gap (a kill
+ * between a group's answer and the stream's sync is rebuilt from the spool's hour segments). */
+TEST(test_crash_sigkill_leaves_the_stream_log_complete_and_contiguous)
+{
+    char *dir = test_tmpdir("crash-stream");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    client cl[CLIENTS];
+    if (post_through_kills(&s, lake, cl, 0, 0x5eed)) return;
+    char why[1024] = "";
+    CHECK_INT(0, lake_stream_check(lake, why, sizeof why));
+    if (why[0]) fprintf(stderr, "  %s\n", why);
+    if (test_failed_now()) srv_dump_log(&s);
+    test_rmtree(dir);
     free(dir);
 }

@@ -499,7 +499,9 @@ static void recovered_segments_sealed_whole_lines(const char *dir)
     free(t);
     snprintf(path, sizeof path, "%s/events/2026/11/25/12", dir);
     CHECK(access(path, F_OK) != 0); /* the empty segment is dropped, not sealed */
-    snprintf(cmd, sizeof cmd, "test -z \"$(ls %s/.spool | grep -v -e LOCK -e sealed.log)\"", dir);
+    /* the stream's open segment stays (empty: where its numbering goes on), with its id */
+    snprintf(cmd, sizeof cmd,
+             "test -z \"$(ls %s/.spool | grep -v -e LOCK -e sealed.log -e stream-)\"", dir);
     CHECK_INT(0, run(cmd));
 }
 
@@ -614,11 +616,11 @@ static char *lake_ids(const char *dir)
     return out.p ? out.p : strdup("");
 }
 
-/* The spool path of the only segment of the spool. */
+/* The spool path of the only segment of the spool (the stream's aside). */
 static int only_segment(const char *dir, char *path, size_t cap)
 {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "ls %s/.spool/*.jsonl", dir);
+    snprintf(cmd, sizeof cmd, "ls %s/.spool/*.jsonl | grep -v /stream-", dir);
     FILE *p = popen(cmd, "r");
     int ok = p && fgets(path, (int)cap, p) != NULL;
     if (p) pclose(p);

@@ -18,19 +18,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static long long metric(const srv *s, const char *name)
-{
-    char url[128], key[160];
-    snprintf(url, sizeof url, "%s/metrics", s->url);
-    snprintf(key, sizeof key, "\n%s ", name);
-    resp r;
-    http_do("GET", url, NULL, NULL, 0, 0, &r);
-    const char *p = r.body.p ? strstr(r.body.p, key) : NULL;
-    long long v = p ? strtoll(p + strlen(key), NULL, 10) : -1;
-    resp_free(&r);
-    return v;
-}
-
 /* VmHWM of the process, in bytes: its peak resident memory. */
 static long long peak_rss(pid_t pid)
 {
@@ -77,7 +64,7 @@ TEST(test_memory_queries_that_would_take_every_byte_fail_and_the_server_goes_on)
                           "2",
                           NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
-    CHECK_INT(2ll << 30, metric(&s, "events_memory_max_bytes"));
+    CHECK_INT(2ll << 30, srv_metric(&s, "events_memory_max_bytes"));
 
     hostile q[2] = {{&s, "json", {0}}, {&s, "ndjson", {0}}};
     pthread_t th[2];
@@ -110,7 +97,7 @@ TEST(test_memory_queries_that_would_take_every_byte_fail_and_the_server_goes_on)
         CHECK_CONTAINS("query exceeded the memory limit: Out of Memory Error", q[i].r.body.p);
         resp_free(&q[i].r);
     }
-    CHECK_INT(2, metric(&s, "events_query_out_of_memory_total"));
+    CHECK_INT(2, srv_metric(&s, "events_query_out_of_memory_total"));
     long long peak = peak_rss(s.pid);
     fprintf(stderr, "  peak resident memory %.0f MiB under --memory-max 2GiB (%d ingest retries)\n",
             (double)peak / (1 << 20), refused);

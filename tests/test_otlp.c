@@ -10,6 +10,7 @@
  * and a retried export stored once.
  */
 #include "harness.h"
+#include "layout.h"
 #include "otlp.h"
 #include "siphash.h"
 #include "test.h"
@@ -167,14 +168,18 @@ static void parse_with(enum otlp_encoding enc, const char *body, size_t n, const
     for (size_t i = 0; i < p->r.n && i < 8; i++) {
         const char *l = p->r.lines.p + p->r.ev[i].off;
         size_t len = p->r.ev[i].len - 1; /* without the newline */
+        /* the position placeholder the server ends each line with, checked and taken off */
+        CHECK(len > LAKE_POS_TAIL &&
+              !memcmp(l + len - LAKE_POS_TAIL, LAKE_POS_PLACEHOLDER, LAKE_POS_TAIL));
+        if (len > LAKE_POS_TAIL) len -= LAKE_POS_TAIL; /* the line's '}' is written back */
         snprintf(p->ids[i], sizeof p->ids[i], "%.*s", (int)p->r.ev[i].id_len,
                  p->r.lines.p + p->r.ev[i].id_off);
         const char *id = strstr(l, "\"id\":\"otel-");
         if (id == l + 1 && len > 49) { /* {"id":"otel-<32 hex>" */
-            snprintf(p->lines[i], sizeof p->lines[i], "{\"id\":\"otel-*%.*s", (int)(len - 44),
+            snprintf(p->lines[i], sizeof p->lines[i], "{\"id\":\"otel-*%.*s}", (int)(len - 44),
                      l + 44);
         } else {
-            snprintf(p->lines[i], sizeof p->lines[i], "%.*s", (int)len, l);
+            snprintf(p->lines[i], sizeof p->lines[i], "%.*s}", (int)len, l);
         }
     }
 }

@@ -601,7 +601,8 @@ static const char *dir_names(const char *path)
     DIR *d = opendir(path);
     struct dirent *de;
     while (d && (de = readdir(d)) && n < 64)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+            strncmp(de->d_name, "stream-", 7)) /* the stream's id and open segment (lake.md) */
             snprintf(names[n++], sizeof names[0], "%s", de->d_name);
     if (d) closedir(d);
     qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);

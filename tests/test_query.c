@@ -852,25 +852,11 @@ TEST(test_query_queue_is_bounded)
 
 /* ---- answers of any size, clients of any speed ------------------------------- */
 
-/* The value of a counter or gauge in the server's /metrics; -1 if absent. */
-static long long metric(const srv *s, const char *name)
-{
-    char url[128], key[128];
-    snprintf(url, sizeof url, "%s/metrics", s->url);
-    snprintf(key, sizeof key, "\n%s ", name);
-    resp r;
-    http_do("GET", url, NULL, NULL, 0, 0, &r);
-    const char *p = r.body.p ? strstr(r.body.p, key) : NULL;
-    long long v = p ? strtoll(p + strlen(key), NULL, 10) : -1;
-    resp_free(&r);
-    return v;
-}
-
 /* Waits (at most 20 s) until a metric has a value; 0 if it did. */
 static int await_metric(const srv *s, const char *name, long long want)
 {
     for (int i = 0; i < 400; i++) {
-        if (metric(s, name) == want) return 0;
+        if (srv_metric(s, name) == want) return 0;
         usleep(50000);
     }
     return -1;
@@ -970,7 +956,7 @@ TEST(test_query_answers_stop_at_max_bytes_with_a_marker)
     CHECK_CONTAINS("\"rows\":[[42]],\"rowCount\":1,\"truncated\":false,\"files\":0,", r.body.p);
     resp_free(&r);
 
-    CHECK_INT(3, metric(&s, "events_query_answers_cut_total"));
+    CHECK_INT(3, srv_metric(&s, "events_query_answers_cut_total"));
 
     /* events query through the server: the rows so far, the reason, exit status 1 */
     static const char *const formats[] = {"json", "ndjson", "csv", "table"};
@@ -1052,7 +1038,7 @@ TEST(test_query_time_limit_holds_while_a_client_does_not_read)
     CHECK_INT(200, r.status);
     CHECK_CONTAINS("\"rows\":[[42]]", r.body.p);
     resp_free(&r);
-    CHECK_INT(1, metric(&s, "events_query_timeouts_total"));
+    CHECK_INT(1, srv_metric(&s, "events_query_timeouts_total"));
     close(fd);
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     test_rmtree(dir);
@@ -1098,9 +1084,9 @@ TEST(test_query_queued_queries_of_departed_clients_do_not_run)
     resp r = post_query(&s, NULL, "SELECT 42 AS a", 30000);
     CHECK_INT(200, r.status);
     resp_free(&r);
-    CHECK_INT(3, metric(&s, "events_query_skipped_total"));
-    CHECK_INT(3, metric(&s, "events_query_client_gone_total"));
-    CHECK_INT(1, metric(&s, "events_query_timeouts_total")); /* only the first one ran */
+    CHECK_INT(3, srv_metric(&s, "events_query_skipped_total"));
+    CHECK_INT(3, srv_metric(&s, "events_query_client_gone_total"));
+    CHECK_INT(1, srv_metric(&s, "events_query_timeouts_total")); /* only the first one ran */
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     test_rmtree(dir);
     unlink(s.log);
