@@ -372,19 +372,6 @@ int lake_read_under(const char *lake, const char *sub, buf *out, int *files)
     return 0;
 }
 
-long long srv_metric(const srv *s, const char *name)
-{
-    char url[128], key[160];
-    snprintf(url, sizeof url, "%s/metrics", s->url);
-    snprintf(key, sizeof key, "\n%s ", name);
-    resp r;
-    http_do("GET", url, NULL, NULL, 0, 0, &r);
-    const char *p = r.body.p ? strstr(r.body.p, key) : NULL;
-    long long v = p ? strtoll(p + strlen(key), NULL, 10) : -1;
-    resp_free(&r);
-    return v;
-}
-
 int sh(const char *fmt, ...)
 {
     char cmd[4096];

@@ -103,8 +103,6 @@ int s3_start(void);
 /* Starts (up 1) or stops (up 0) the S3 test server's radosgw alone: an outage. 0 or -1. */
 int s3_rgw(int up);
 
-/* The value of s's /metrics line "NAME VALUE", or -1. */
-long long srv_metric(const srv *s, const char *name);
 
 /* Runs a shell command; returns its exit status. */
 int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
