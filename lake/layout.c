@@ -253,3 +253,48 @@ int lake_parse_snapshot_key(const char *key, char source[64],
     *ext = b + EVENTS_BOOKMARK_LEN + 1;
     return strchr(*ext, '/') ? -1 : 0;
 }
+
+int lake_parse_hex16(const char *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = p[i];
+        if (c >= '0' && c <= '9')
+            v = v << 4 | (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v << 4 | (uint64_t)(c - 'a' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int lake_stream_sid_valid(const char *s)
+{
+    for (int i = 0; i < LAKE_STREAM_SID_LEN; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z'))) return 0;
+    return 1;
+}
+
+void lake_stream_key(const char *sid, uint64_t first, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_STREAM_PREFIX "%.8s/%016llx.jsonl", sid,
+             (unsigned long long)first);
+}
+
+int lake_parse_stream_key(const char *key, char sid[LAKE_STREAM_SID_LEN + 1], uint64_t *first)
+{
+    size_t pl = strlen(LAKE_STREAM_PREFIX);
+    /* stream/ + sid + / + 16 hex + .jsonl */
+    if (strlen(key) != pl + LAKE_STREAM_SID_LEN + 1 + 16 + 6 ||
+        strncmp(key, LAKE_STREAM_PREFIX, pl))
+        return -1;
+    const char *p = key + pl, *h = p + LAKE_STREAM_SID_LEN + 1;
+    if (!lake_stream_sid_valid(p) || p[LAKE_STREAM_SID_LEN] != '/' || strcmp(h + 16, ".jsonl"))
+        return -1;
+    if (lake_parse_hex16(h, first)) return -1;
+    memcpy(sid, p, LAKE_STREAM_SID_LEN);
+    sid[LAKE_STREAM_SID_LEN] = 0;
+    return 0;
+}

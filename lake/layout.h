@@ -109,4 +109,19 @@ void lake_snapshot_key(const char *source, const char *bookmark, const char *ext
 int lake_parse_snapshot_key(const char *key, char source[64],
                             char bookmark[EVENTS_BOOKMARK_LEN + 1], const char **ext);
 
+#define LAKE_STREAM_PREFIX  "stream/"
+#define LAKE_STREAM_SID_LEN 8
+
+/* The value of the 16 lowercase hex digits at p (a stream seq): 0, or -1 if they are not. */
+int lake_parse_hex16(const char *p, uint64_t *out);
+
+/* 1 if s[0..LAKE_STREAM_SID_LEN) is a stream id: 8 characters of [0-9a-z]. */
+int lake_stream_sid_valid(const char *s);
+
+/* "stream/{sid}/{first seq, 16 lowercase hex}.jsonl": a sealed stream file. */
+void lake_stream_key(const char *sid, uint64_t first, char out[LAKE_KEY_MAX]);
+
+/* Parses a stream file's key. Returns 0 and fills sid and *first, or -1. */
+int lake_parse_stream_key(const char *key, char sid[LAKE_STREAM_SID_LEN + 1], uint64_t *first);
+
 #endif

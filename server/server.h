@@ -13,6 +13,7 @@
  *   GET  /tail?type=P       accepted events as SSE             query or admin
  *   POST /webhooks/NAME     a provider's signed delivery       webhooks (or admin)
  *   GET  /recent?limit=N    the latest events, from memory     query or admin
+ *   GET  /events?after=C    the stream log after a cursor      query or admin
  *   OPTIONS *               CORS preflight                     none
  */
 #ifndef EVENTS_SERVER_H
@@ -68,8 +69,10 @@ typedef struct server_config {
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
     const char *webhook_secrets;        /* provider=secret lines (docs/webhooks.md), or NULL */
     const char *webhook_allow_unsigned; /* "github,slack": providers taken unsigned, or NULL */
-    size_t recent_events;  /* events GET /recent keeps; 0: /recent is off. Default 1000 */
-    uint64_t recent_bytes; /* bytes of their lines; default 8 MiB */
+    size_t recent_events;      /* events GET /recent keeps; 0: /recent is off. Default 1000 */
+    uint64_t recent_bytes;     /* bytes of their lines; default 8 MiB */
+    size_t events_max_limit;   /* GET /events?limit= at most; default 10000 */
+    uint64_t events_max_bytes; /* bytes of one GET /events answer's events; default 8 MiB */
 } server_config;
 
 /*

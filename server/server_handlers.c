@@ -316,6 +316,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
     metrics_gauge(&b, "events_tail_queue_bytes", "Bytes of events waiting for the tail thread.",
                   (long long)ts.queue_bytes);
     recent_metrics(s, &b);
+    server__events_metrics(s, &b);
     metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
                   (long long)atomic_load(&s->snap_downloads));
     metrics_counter(&b, "events_snapshot_downloads_refused_total",

@@ -1,0 +1,157 @@
+/*
+ * server_events.c - GET /events?after=CURSOR&limit=N&type=PATTERN&since=TIME:
+ * the stream log, page by page (docs/http.md).
+ *
+ * The handler checks the arguments (400 naming the bad one), reads with the
+ * server's lake_stream (lake/stream.h) on the HTTP thread, as GET /recent
+ * answers from memory: a read is bounded by limit, --events-max-bytes and a
+ * scan budget, so it is short, and a file of an s3 lake is fetched once into
+ * the cache. The answer splices the stored lines as they are:
+ * {"events":[…],"next":"<cursor>","count":n}. An expired cursor is 410 with
+ * the oldest cursor kept.
+ *
+ * The writer's local stream segments (not in the lake yet) are the reader's
+ * extra sources (lake_stream_req.local); local_files below is where they are
+ * taken, and gives none until the writer lists them.
+ */
+#include "server_int.h"
+#include "evtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int type_matches(const char *type, size_t n, void *ud)
+{
+    return glob_list_match(ud, type, n);
+}
+
+/* The limit argument: 0, or -1 when it is not a number from 1 to the flag's. */
+static int parse_limit(const server__srv *s, const char *lim, size_t *out)
+{
+    *out = s->cfg.events_max_limit < 100 ? s->cfg.events_max_limit : 100;
+    if (!lim) return 0;
+    char *end;
+    unsigned long long v = strtoull(lim, &end, 10);
+    if (!*lim || *end || *lim < '0' || *lim > '9' || v < 1 || v > s->cfg.events_max_limit)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/*
+ * The writer's stream segments still in the spool, to read as well as the
+ * lake's (taken before the lake is listed). The seam for the writer's API:
+ * fill l with its segments (sid, first seq, path, committed length) and
+ * return how many; none until it exists.
+ */
+static size_t local_files(server__srv *s, lake_stream_local **l)
+{
+    (void)s;
+    *l = NULL;
+    return 0;
+}
+
+/* The answer of a read: the lines spliced into {"events":[…],"next":…,"count":n}. */
+static int render(const lake_stream_res *res, buf *b)
+{
+    int bad = buf_puts(b, "{\"events\":[") || buf_append(b, res->events.p, res->events.len) ||
+              buf_puts(b, "],\"next\":\"") || lake_cursor_format(&res->next, b) ||
+              buf_printf(b, "\",\"count\":%zu}\n", res->count);
+    return bad ? -1 : 0;
+}
+
+/* The answer to a read that failed: 410 with the oldest cursor, 400, or 500. */
+static enum MHD_Result send_failure(server__srv *s, server__req *r, int rc,
+                                    const lake_stream_res *res, const char *err)
+{
+    if (rc == LAKE_STREAM_EINVAL) return server__send_error(r, 400, "%s", err);
+    if (rc != LAKE_STREAM_EEXPIRED) return server__send_error(r, 500, "%s", err);
+    atomic_fetch_add_explicit(&s->events_expired, 1, memory_order_relaxed);
+    buf b = BUF_INIT;
+    int bad = buf_puts(&b, "{\"ok\":false,\"error\":") || buf_json_str(&b, err, strlen(err)) ||
+              buf_puts(&b, ",\"oldest\":\"") || lake_cursor_format(&res->oldest, &b) ||
+              buf_puts(&b, "\"}\n");
+    enum MHD_Result ok = bad ? server__send_error(r, 503, "out of memory")
+                             : server__send_json(r, 410, &b, NULL, NULL);
+    buf_free(&b);
+    return ok;
+}
+
+/* Reads and answers: the arguments are checked. */
+static enum MHD_Result read_and_answer(server__srv *s, server__req *r, lake_stream_req *q)
+{
+    lake_stream_res res = {0};
+    char err[512];
+    q->nlocal = local_files(s, (lake_stream_local **)&q->local);
+    int rc = lake_stream_read(s->stream, q, &res, err, sizeof err);
+    free((void *)q->local);
+    enum MHD_Result ok;
+    if (rc) {
+        ok = send_failure(s, r, rc, &res, err);
+    } else {
+        atomic_fetch_add_explicit(&s->events_reads, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->events_read, res.count, memory_order_relaxed);
+        if (res.cut) atomic_fetch_add_explicit(&s->events_cut, 1, memory_order_relaxed);
+        buf b = BUF_INIT;
+        ok = render(&res, &b) ? server__send_error(r, 503, "out of memory")
+                              : server__send_json(r, 200, &b, NULL, NULL);
+        buf_free(&b);
+    }
+    lake_stream_res_free(&res);
+    return ok;
+}
+
+/* GET /events?after=CURSOR&limit=N&type=PATTERN&since=TIME */
+enum MHD_Result server__handle_events(server__srv *s, server__req *r)
+{
+    const char *after = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "after");
+    const char *lim = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
+    const char *since = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "since");
+    lake_stream_req q = {.since_ms = -1, .max_bytes = s->cfg.events_max_bytes};
+    if (parse_limit(s, lim, &q.limit))
+        return server__send_error(r, 400,
+                                  "limit=%.40s: must be a number from 1 to %zu "
+                                  "(--events-max-limit)",
+                                  lim, s->cfg.events_max_limit);
+    if (since && evtime_parse(since, strlen(since), &q.since_ms))
+        return server__send_error(r, 400,
+                                  "since=%.60s: not an RFC 3339 time "
+                                  "(2026-11-25T10:00:00Z)",
+                                  since);
+    if (since && after && *after)
+        return server__send_error(r, 400, "give after= or since=, not both");
+    char err[256];
+    if (glob_list_check(type, s->cfg.tail_max_patterns, s->cfg.tail_pattern_bytes, err, sizeof err))
+        return server__send_error(r, 400, "%s", err);
+    lake_cursor cur = {0};
+    if (after && lake_cursor_parse(after, strlen(after), &cur, err, sizeof err))
+        return server__send_error(r, 400, "after=: %s", err);
+    glob_list types = {0};
+    enum MHD_Result ok;
+    if (type && *type && glob_list_compile(type, &types)) {
+        ok = server__send_error(r, 503, "out of memory");
+    } else {
+        q.after = &cur;
+        if (types.n) q.filter = type_matches, q.filter_ud = &types;
+        ok = read_and_answer(s, r, &q);
+    }
+    glob_list_free(&types);
+    lake_cursor_free(&cur);
+    return ok;
+}
+
+void server__events_metrics(server__srv *s, buf *b)
+{
+    metrics_counter(b, "events_stream_reads_total", "GET /events answers with events or none.",
+                    atomic_load(&s->events_reads));
+    metrics_counter(b, "events_stream_events_read_total", "Events GET /events answered.",
+                    atomic_load(&s->events_read));
+    metrics_counter(b, "events_stream_expired_total",
+                    "GET /events refused 410: the cursor's next event is no longer kept.",
+                    atomic_load(&s->events_expired));
+    metrics_counter(b, "events_stream_answers_cut_total",
+                    "GET /events answers stopped at --events-max-bytes before their limit.",
+                    atomic_load(&s->events_cut));
+}
