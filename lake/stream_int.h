@@ -44,6 +44,8 @@ int stream__map_file(lake_stream *st, const stream__file *f, stream__map *m, cha
 void stream__unmap(lake_stream *st, stream__map *m);
 /* The offset of line k (from the file's first) of the mapped f, or m->len past its end. */
 size_t stream__skip(lake_stream *st, const stream__file *f, const stream__map *m, uint64_t k);
+/* Remembers that line k of f begins at off: where a read stopped, and the next may begin. */
+void stream__note(lake_stream *st, const stream__file *f, uint64_t k, size_t off);
 /* The seq of a line of sid from its position member: 0, or -1 when it has none. */
 int stream__line_seq(const char *p, size_t len, const char *sid, uint64_t *seq);
 /* The line's receivedAt (EVTIME_LEN bytes) or NULL; its type (*n bytes) or NULL. */

@@ -452,8 +452,12 @@ int lake_stream_read(lake_stream *st, const lake_stream_req *req, lake_stream_re
         snprintf(err, errlen, "stream: out of memory");
         rc = LAKE_STREAM_EIO;
     }
-    for (size_t i = 0; c && i < l.n; i++)
-        if (c[i].mapped) stream__unmap(st, &c[i].m);
+    for (size_t i = 0; c && i < l.n; i++) {
+        if (!c[i].mapped) continue;
+        const stream__file *f = &c[i].s->f[c[i].fi];
+        if (!rc) stream__note(st, f, c[i].seq - f->first, c[i].off);
+        stream__unmap(st, &c[i].m);
+    }
     free(c);
     listing_free(&l);
     return rc;
