@@ -18,8 +18,11 @@
  * so are the last few places reads of the file stopped, where the next page
  * of a reader begins (bench/stream_read: with pages of 100 events, 6 times
  * as many events/s as with the 1024-line index alone).
- * A file of an s3 lake is read from the local cache (cache.h), pinned while
- * mapped. Files are mapped read-only; nothing is written.
+ * The last MAPS lake files read stay mapped (map_entry), so that a reader
+ * paging through a file maps it once, not once a page (mmap and munmap were
+ * most of the cost of a page of 100). A file of an s3 lake is read from the
+ * local cache (cache.h), pinned while mapped. Files are mapped read-only;
+ * nothing is written.
  */
 #include "stream.h"
 #include "evtime.h"
@@ -48,6 +51,20 @@ typedef struct idx_entry {
     unsigned nhint, hint_next;
 } idx_entry;
 
+#define MAPS 16 /* lake files kept mapped between reads */
+
+/* A lake file kept mapped: readers that page through it map it once. */
+typedef struct map_entry {
+    char *key;
+    uint64_t size;
+    void *base;
+    size_t len;
+    int refs;      /* sources reading it now */
+    uint64_t used; /* st->clock at its last use: the least recent unused one goes */
+    int pinned;    /* an s3 lake's: pinned in the cache while mapped */
+    lake_cache_item it;
+} map_entry;
+
 struct lake_stream {
     store *store;
     lake_cache *cache;
@@ -55,6 +72,9 @@ struct lake_stream {
     pthread_mutex_t mu; /* idx, nidx, idx_next */
     idx_entry idx[IDX_FILES];
     size_t nidx, idx_next; /* entries used; the next one replaced when full */
+    map_entry maps[MAPS];  /* under mu too, with nmaps and clock */
+    size_t nmaps;
+    uint64_t clock;
 };
 
 int lake_stream_open(store *s, lake_cache *cache, lake_stream **out, char *err, size_t errlen)
@@ -83,6 +103,12 @@ void lake_stream_close(lake_stream *st)
     for (size_t i = 0; i < st->nidx; i++) {
         free(st->idx[i].key);
         free(st->idx[i].off);
+    }
+    for (size_t i = 0; i < st->nmaps; i++) {
+        map_entry *e = &st->maps[i];
+        if (e->base) munmap(e->base, e->len);
+        if (e->pinned) lake_cache_unpin(st->cache, &e->it, 1);
+        free(e->key);
     }
     pthread_mutex_destroy(&st->mu);
     free(st);
@@ -188,7 +214,12 @@ static uint64_t *idx_build(const char *p, size_t len, size_t *n)
 
 void stream__unmap(lake_stream *st, stream__map *m)
 {
-    if (m->base) munmap(m->base, m->len);
+    if (m->shared) {
+        pthread_mutex_lock(&st->mu);
+        ((map_entry *)m->shared)->refs--;
+        pthread_mutex_unlock(&st->mu);
+    } else if (m->base)
+        munmap(m->base, m->len);
     if (m->pinned) lake_cache_unpin(st->cache, &m->it, 1);
     memset(m, 0, sizeof *m);
 }
@@ -226,11 +257,52 @@ static int map_path(stream__map *m, const char *path, uint64_t len, int local, c
  * directory or the cache. STREAM__GONE when a local file has gone (it is on
  * its way to the lake: the sid stops there for this read).
  */
-int stream__map_file(lake_stream *st, const stream__file *f, stream__map *m, char *err,
-                     size_t errlen)
+/* Shares the kept mapping of f into m: 1, or 0 when there is none. */
+static int shared_map(lake_stream *st, const stream__file *f, stream__map *m)
 {
-    memset(m, 0, sizeof *m);
-    if (f->path) return map_path(m, f->path, f->size, 1, err, errlen);
+    pthread_mutex_lock(&st->mu);
+    map_entry *e = NULL;
+    for (size_t i = 0; i < st->nmaps && !e; i++)
+        if (st->maps[i].size == f->size && !strcmp(st->maps[i].key, f->key)) e = &st->maps[i];
+    if (e) {
+        e->refs++;
+        e->used = ++st->clock;
+        m->p = e->base, m->len = e->len, m->shared = e;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return e != NULL;
+}
+
+/* Keeps the new mapping m of f for the next reads, in a free slot or the least recent unused. */
+static void keep_map(lake_stream *st, const stream__file *f, stream__map *m)
+{
+    char *key = strdup(f->key);
+    if (!key) return;
+    pthread_mutex_lock(&st->mu);
+    map_entry *e = NULL;
+    if (st->nmaps < MAPS)
+        e = &st->maps[st->nmaps++]; /* zeroed: nothing to let go of */
+    else
+        for (size_t i = 0; i < MAPS; i++)
+            if (!st->maps[i].refs && (!e || st->maps[i].used < e->used)) e = &st->maps[i];
+    if (!e) {
+        pthread_mutex_unlock(&st->mu);
+        free(key);
+        return; /* every kept one is being read: m stays the reader's own */
+    }
+    if (e->base) munmap(e->base, e->len);
+    if (e->pinned) lake_cache_unpin(st->cache, &e->it, 1);
+    free(e->key);
+    *e = (map_entry){key, f->size, m->base, m->len, 1, ++st->clock, m->pinned, m->it};
+    e->it.key = key;
+    m->shared = e;
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* Maps a lake file: from the directory, or from the cache (pinned). */
+static int map_lake_file(lake_stream *st, const stream__file *f, stream__map *m, char *err,
+                         size_t errlen)
+{
     char path[4096];
     if (st->root) {
         snprintf(path, sizeof path, "%s/%s", st->root, f->key);
@@ -252,6 +324,17 @@ int stream__map_file(lake_stream *st, const stream__file *f, stream__map *m, cha
     int rc = map_path(m, m->it.path, 0, 0, err, errlen);
     if (rc) stream__unmap(st, m);
     return rc ? LAKE_STREAM_EIO : 0;
+}
+
+int stream__map_file(lake_stream *st, const stream__file *f, stream__map *m, char *err,
+                     size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    if (f->path) return map_path(m, f->path, f->size, 1, err, errlen);
+    if (shared_map(st, f, m)) return 0;
+    int rc = map_lake_file(st, f, m, err, errlen);
+    if (!rc) keep_map(st, f, m);
+    return rc;
 }
 
 /* The offset of line k of the mapped file f (k from its first line), or m->len past its end. */

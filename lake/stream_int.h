@@ -33,7 +33,8 @@ typedef struct stream__map {
     void *base;
     const char *p;
     size_t len;
-    int pinned; /* it is pinned in the cache */
+    int pinned;   /* it is pinned in the cache */
+    void *shared; /* the reader's kept mapping this is (stream.c), or NULL: m's own */
     lake_cache_item it;
 } stream__map;
 

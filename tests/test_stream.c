@@ -545,3 +545,27 @@ TEST(get_events_answers_410_for_an_expired_cursor)
     CHECK_INT(1, srv_metric(&s, "events_stream_expired_total"));
     srv_lake_cleanup(&s, lake);
 }
+
+TEST(paging_through_more_files_than_are_kept_mapped)
+{
+    fixture x;
+    REQUIRE_INT(0, fx_open(&x));
+    for (uint64_t f = 0; f < 40; f++) write_file(x.dir, "aaaaaaaa", 1 + f * 25, 25, T0, 1000);
+    for (uint64_t f = 0; f < 10; f++) write_file(x.dir, "bbbbbbbb", 1 + f * 30, 30, T0, 3000);
+    char *cur = NULL;
+    size_t total = 0;
+    for (int page = 0; page < 1000; page++) {
+        lake_stream_res res;
+        REQUIRE_INT(0, read_after(&x, cur, 33, &res));
+        total += res.count;
+        free(cur);
+        cur = cursor_text(&res.next);
+        size_t n = res.count;
+        lake_stream_res_free(&res);
+        if (!n) break;
+    }
+    CHECK_INT(1000 + 300, total);
+    CHECK_STR("aaaaaaaa.00000000000003e8,bbbbbbbb.000000000000012c", cur);
+    free(cur);
+    fx_close(&x);
+}
