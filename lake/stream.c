@@ -214,13 +214,14 @@ static uint64_t *idx_build(const char *p, size_t len, size_t *n)
 
 void stream__unmap(lake_stream *st, stream__map *m)
 {
-    if (m->shared) {
+    if (m->shared) { /* the kept mapping's: it stays mapped, and pinned */
         pthread_mutex_lock(&st->mu);
         ((map_entry *)m->shared)->refs--;
         pthread_mutex_unlock(&st->mu);
-    } else if (m->base)
-        munmap(m->base, m->len);
-    if (m->pinned) lake_cache_unpin(st->cache, &m->it, 1);
+    } else {
+        if (m->base) munmap(m->base, m->len);
+        if (m->pinned) lake_cache_unpin(st->cache, &m->it, 1);
+    }
     memset(m, 0, sizeof *m);
 }
 

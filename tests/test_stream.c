@@ -6,6 +6,7 @@
  * a real lake directory, exactly in the format of docs/lake.md: lines ending
  * with "_events_pos", named stream/<sid>/<first seq 16 hex>.jsonl.
  */
+#include "cache.h"
 #include "harness.h"
 #include "evtime.h"
 #include "layout.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define T0 INT64_C(1795000000000) /* 2026-11-18T… */
 
@@ -32,23 +34,29 @@ static void line_of(buf *b, const char *sid, uint64_t seq, int64_t at_ms, const 
                (unsigned long long)seq);
 }
 
-/* Writes stream/<sid>/<first>.jsonl: n events from first, event k received at at(k). */
+/* The lines of n events of sid from first, event k received at at0_ms + k * step_ms. */
+static void file_lines(buf *b, const char *sid, uint64_t first, uint64_t n, int64_t at0_ms,
+                       int64_t step_ms)
+{
+    for (uint64_t k = 0; k < n; k++)
+        line_of(b, sid, first + k, at0_ms + (int64_t)(first + k) * step_ms,
+                (first + k) % 3 ? "a.x" : "b.y");
+}
+
+/* Writes stream/<sid>/<first>.jsonl into the lake directory (file_lines). */
 static void write_file(const char *lake, const char *sid, uint64_t first, uint64_t n,
                        int64_t at0_ms, int64_t step_ms)
 {
     char key[LAKE_KEY_MAX], path[4096];
     lake_stream_key(sid, first, key);
-    snprintf(path, sizeof path, "%s/stream/%s", lake, sid);
     mkdir(lake, 0755);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/stream", lake);
-    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/stream", lake);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/stream/%s", lake, sid);
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/%s", lake, key);
     buf b = BUF_INIT;
-    for (uint64_t k = 0; k < n; k++)
-        line_of(&b, sid, first + k, at0_ms + (int64_t)(first + k) * step_ms,
-                (first + k) % 3 ? "a.x" : "b.y");
+    file_lines(&b, sid, first, n, at0_ms, step_ms);
     FILE *f = fopen(path, "wb");
     if (f) {
         fwrite(b.p, 1, b.len, f);
@@ -568,4 +576,54 @@ TEST(paging_through_more_files_than_are_kept_mapped)
     CHECK_STR("aaaaaaaa.00000000000003e8,bbbbbbbb.000000000000012c", cur);
     free(cur);
     fx_close(&x);
+}
+
+/* An s3 lake (radosgw on loopback): the files are fetched into the cache and read from there. */
+TEST(an_s3_lake_is_read_through_the_cache)
+{
+    REQUIRE_INT(0, s3_start());
+    char url[300], err[512], key[LAKE_KEY_MAX];
+    snprintf(url, sizeof url, "s3://%s/stream-%d", getenv("EVENTS_S3_BUCKET"), (int)getpid());
+    store *s = NULL;
+    REQUIRE_INT(0, store_open(url, &s, err, sizeof err));
+    static const struct {
+        const char *sid;
+        uint64_t first, n;
+    } files[] = {{"aaaaaaaa", 1, 40}, {"aaaaaaaa", 41, 60}, {"bbbbbbbb", 1, 70}};
+    for (size_t i = 0; i < 3; i++) {
+        buf b = BUF_INIT;
+        file_lines(&b, files[i].sid, files[i].first, files[i].n, T0, 1000);
+        lake_stream_key(files[i].sid, files[i].first, key);
+        CHECK_INT(0, store_put(s, key, b.p, b.len, 0, err, sizeof err));
+        buf_free(&b);
+    }
+    char *dir = test_tmpdir("stream-cache");
+    lake_cache *c = NULL;
+    lake_stream *st = NULL;
+    REQUIRE_INT(0, lake_cache_open(dir, 0, &c, err, sizeof err));
+    REQUIRE_INT(0, lake_stream_open(s, c, &st, err, sizeof err));
+    fixture x = {dir, s, st};
+    char *cur = NULL;
+    size_t total = 0;
+    for (int page = 0; page < 100; page++) {
+        lake_stream_res res;
+        REQUIRE_INT(0, read_after(&x, cur, 30, &res));
+        total += res.count;
+        free(cur);
+        cur = cursor_text(&res.next);
+        size_t n = res.count;
+        lake_stream_res_free(&res);
+        if (!n) break;
+    }
+    CHECK_INT(170, total);
+    CHECK_STR("aaaaaaaa.0000000000000064,bbbbbbbb.0000000000000046", cur);
+    free(cur);
+    lake_cache_stats cs;
+    lake_cache_stats_get(c, &cs);
+    CHECK_INT(3, cs.misses); /* each file fetched once */
+    lake_stream_close(st);
+    lake_cache_close(c);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
 }
