@@ -111,7 +111,8 @@ static char *cursor_text(const lake_cursor *c)
 {
     buf b = BUF_INIT;
     lake_cursor_format(c, &b);
-    return strdup(buf_cstr(&b) ? b.p : "");
+    if (!buf_cstr(&b)) return strdup("");
+    return b.p; /* NUL-terminated: buf_cstr */
 }
 
 TEST(cursor_round_trips)
