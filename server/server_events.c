@@ -83,9 +83,11 @@ static enum MHD_Result read_and_answer(server__srv *s, server__req *r, lake_stre
 {
     lake_stream_res res = {0};
     char err[512];
-    q->nlocal = local_files(s, (lake_stream_local **)&q->local);
+    lake_stream_local *local;
+    q->nlocal = local_files(s, &local);
+    q->local = local;
     int rc = lake_stream_read(s->stream, q, &res, err, sizeof err);
-    free((void *)q->local);
+    free(local);
     enum MHD_Result ok;
     if (rc) {
         ok = send_failure(s, r, rc, &res, err);
