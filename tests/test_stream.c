@@ -628,3 +628,38 @@ TEST(an_s3_lake_is_read_through_the_cache)
     test_rmtree(dir);
     free(dir);
 }
+
+static long get_as(const srv *s, const char *path, const char *auth, resp *r)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", s->url, path);
+    const char *h[] = {auth, NULL};
+    http_do("GET", url, h, NULL, 0, 30000, r);
+    return r->status;
+}
+
+TEST(get_events_takes_the_query_or_admin_scope)
+{
+    srv s;
+    char *lake = srv_lake_dir("events-auth");
+    three_sids(lake);
+    char tokens[4096];
+    srv_tokens_file(lake,
+                    "feeder  feeder-key-0123456789ab  ingest\n"
+                    "reader  reader-key-0123456789ab  query\n"
+                    "keeper  keeper-key-0123456789ab admin\n",
+                    tokens, sizeof tokens);
+    const char *args[] = {"--tokens-file", tokens, NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    resp r;
+    CHECK_INT(401, get_as(&s, "/events", NULL, &r));
+    resp_free(&r);
+    CHECK_INT(403, get_as(&s, "/events", "Authorization: Bearer feeder-key-0123456789ab", &r));
+    CHECK_CONTAINS("query or admin", r.body.p);
+    resp_free(&r);
+    CHECK_INT(200, get_as(&s, "/events", "Authorization: Bearer reader-key-0123456789ab", &r));
+    resp_free(&r);
+    CHECK_INT(200, get_as(&s, "/events", "Authorization: Bearer keeper-key-0123456789ab", &r));
+    resp_free(&r);
+    srv_lake_cleanup(&s, lake);
+}
