@@ -394,3 +394,14 @@ const char *stream__line_type(const char *p, size_t len, size_t *n)
     *n = (size_t)(q - t);
     return t;
 }
+
+int lake_stream_line_pos(const char *line, size_t len, lake_stream_pos *out)
+{
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+    if (len < POS_TAIL_LEN + 1) return -1;
+    const char *sid = line + len - POS_TAIL_LEN + POS_MEMBER_LEN;
+    if (!lake_stream_sid_valid(sid) || stream__line_seq(line, len, sid, &out->seq)) return -1;
+    memcpy(out->sid, sid, LAKE_STREAM_SID_LEN);
+    out->sid[LAKE_STREAM_SID_LEN] = 0;
+    return 0;
+}

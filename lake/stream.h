@@ -59,6 +59,14 @@ int lake_cursor_parse(const char *text, size_t n, lake_cursor *out, char *err, s
 /* Appends the cursor's text. 0, or -1 out of memory. */
 int lake_cursor_format(const lake_cursor *c, buf *out);
 void lake_cursor_free(lake_cursor *c);
+/* The position of sid in c: 0 with *seq, or -1 when c does not name it. */
+int lake_cursor_get(const lake_cursor *c, const char *sid, uint64_t *seq);
+/* Sets the position of sid (added in its place when new). 0, or -1 out of memory or at the
+ * bound of sids. */
+int lake_cursor_set(lake_cursor *c, const char *sid, uint64_t seq);
+
+/* The position a stored line ends with ("_events_pos", its last member): 0, or -1 if none. */
+int lake_stream_line_pos(const char *line, size_t len, lake_stream_pos *out);
 
 /*
  * A local stream file of the writer, not in the lake (yet): its sid, the seq
@@ -87,10 +95,11 @@ typedef struct lake_stream_req {
     void *filter_ud;
     const lake_stream_local *local; /* the writer's local files, taken before the read */
     size_t nlocal;
+    char sep; /* between the lines of res->events: ',' (0) or '\n' */
 } lake_stream_req;
 
 typedef struct lake_stream_res {
-    buf events;         /* the lines returned, without newlines, joined by "," */
+    buf events;         /* the lines returned, without newlines, joined by req->sep */
     size_t count;       /* how many */
     uint64_t scanned;   /* events looked at (returned or skipped by the filter) */
     int cut;            /* the answer stopped at max_bytes */

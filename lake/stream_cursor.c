@@ -92,3 +92,51 @@ void lake_cursor_free(lake_cursor *c)
     c->p = NULL;
     c->n = 0;
 }
+
+/* Where sid is in c, or where it would go (*found 0). */
+static size_t find(const lake_cursor *c, const char *sid, int *found)
+{
+    size_t lo = 0, hi = c ? c->n : 0;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(c->p[mid].sid, sid);
+        if (!d) {
+            *found = 1;
+            return mid;
+        }
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int lake_cursor_get(const lake_cursor *c, const char *sid, uint64_t *seq)
+{
+    int found;
+    size_t i = find(c, sid, &found);
+    if (found) *seq = c->p[i].seq;
+    return found ? 0 : -1;
+}
+
+int lake_cursor_set(lake_cursor *c, const char *sid, uint64_t seq)
+{
+    int found;
+    size_t i = find(c, sid, &found);
+    if (found) {
+        c->p[i].seq = seq;
+        return 0;
+    }
+    if (c->n == LAKE_STREAM_MAX_SIDS) return -1;
+    lake_stream_pos *np = realloc(c->p, (c->n + 1) * sizeof *np);
+    if (!np) return -1;
+    c->p = np;
+    memmove(&c->p[i + 1], &c->p[i], (c->n - i) * sizeof *c->p);
+    memcpy(c->p[i].sid, sid, LAKE_STREAM_SID_LEN);
+    c->p[i].sid[LAKE_STREAM_SID_LEN] = 0;
+    c->p[i].seq = seq;
+    c->n++;
+    return 0;
+}

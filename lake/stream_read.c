@@ -287,25 +287,6 @@ static int since_start(lake_stream *st, const stream__sid *s, int64_t since_ms, 
     return 0;
 }
 
-/* The position a cursor gives sid s: 0 with *last, or 1 when the cursor does not name it. */
-static int cursor_pos(const lake_cursor *c, const char *sid, uint64_t *last)
-{
-    size_t lo = 0, hi = c ? c->n : 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int d = strcmp(c->p[mid].sid, sid);
-        if (!d) {
-            *last = c->p[mid].seq;
-            return 0;
-        }
-        if (d < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 1;
-}
-
 /* The cursor of the oldest events kept: each sid before its oldest file. */
 static int oldest_cursor(const listing *l, lake_cursor *out)
 {
@@ -325,7 +306,7 @@ static int check_expired(const listing *l, const lake_cursor *after, lake_stream
     for (size_t i = 0; i < l->n; i++) {
         uint64_t last;
         const stream__sid *s = &l->s[i];
-        if (cursor_pos(after, s->sid, &last) || last + 1 >= s->f[0].first) continue;
+        if (lake_cursor_get(after, s->sid, &last) || last + 1 >= s->f[0].first) continue;
         snprintf(err, errlen,
                  "cursor expired: the events of stream %s after %016llx are no longer kept; "
                  "its oldest is %016llx",
@@ -347,7 +328,7 @@ static int start_sources(lake_stream *st, const lake_stream_req *req, listing *l
     for (size_t i = 0; i < l->n; i++) {
         uint64_t last = l->s[i].f[0].first - 1;
         c[i].s = &l->s[i];
-        c[i].named = !cursor_pos(req->after, l->s[i].sid, &last);
+        c[i].named = !lake_cursor_get(req->after, l->s[i].sid, &last);
         int rc = 0;
         if (by_time) {
             c[i].named = 1;
@@ -394,7 +375,7 @@ static int merge(lake_stream *st, const lake_stream_req *req, src *c, size_t n,
             res->cut = 1;
             break;
         }
-        if ((res->count && buf_putc(&res->events, ',')) ||
+        if ((res->count && buf_putc(&res->events, req->sep ? req->sep : ',')) ||
             buf_append(&res->events, b->line, b->llen)) {
             snprintf(err, errlen, "stream: out of memory");
             return LAKE_STREAM_EIO;

@@ -104,40 +104,141 @@ static enum MHD_Result read_and_answer(server__srv *s, server__req *r, lake_stre
     return ok;
 }
 
+/* The position arguments: after (or Last-Event-ID for /tail) into cur, since into *since_ms. */
+static enum MHD_Result parse_position(server__req *r, const char *after, lake_cursor *cur,
+                                      int64_t *since_ms)
+{
+    const char *since = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "since");
+    char err[256];
+    if (since && evtime_parse(since, strlen(since), since_ms))
+        return server__send_error(
+            r, 400, "since=%.60s: not an RFC 3339 time (2026-11-25T10:00:00Z)", since);
+    if (since && after && *after)
+        return server__send_error(r, 400, "give after= or since=, not both");
+    if (after && lake_cursor_parse(after, strlen(after), cur, err, sizeof err))
+        return server__send_error(r, 400, "after=: %s", err);
+    return MHD_YES;
+}
+
 /* GET /events?after=CURSOR&limit=N&type=PATTERN&since=TIME */
 enum MHD_Result server__handle_events(server__srv *s, server__req *r)
 {
     const char *after = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "after");
     const char *lim = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
     const char *type = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "type");
-    const char *since = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "since");
     lake_stream_req q = {.since_ms = -1, .max_bytes = s->cfg.events_max_bytes};
     if (parse_limit(s, lim, &q.limit))
         return server__send_error(r, 400,
                                   "limit=%.40s: must be a number from 1 to %zu "
                                   "(--events-max-limit)",
                                   lim, s->cfg.events_max_limit);
-    if (since && evtime_parse(since, strlen(since), &q.since_ms))
-        return server__send_error(r, 400,
-                                  "since=%.60s: not an RFC 3339 time "
-                                  "(2026-11-25T10:00:00Z)",
-                                  since);
-    if (since && after && *after)
-        return server__send_error(r, 400, "give after= or since=, not both");
     char err[256];
     if (glob_list_check(type, s->cfg.tail_max_patterns, s->cfg.tail_pattern_bytes, err, sizeof err))
         return server__send_error(r, 400, "%s", err);
     lake_cursor cur = {0};
-    if (after && lake_cursor_parse(after, strlen(after), &cur, err, sizeof err))
-        return server__send_error(r, 400, "after=: %s", err);
+    enum MHD_Result ok = parse_position(r, after, &cur, &q.since_ms);
+    if (r->state == SERVER__ST_RESPONDED || ok != MHD_YES) return ok;
     glob_list types = {0};
-    enum MHD_Result ok;
     if (type && *type && glob_list_compile(type, &types)) {
         ok = server__send_error(r, 503, "out of memory");
     } else {
         q.after = &cur;
         if (types.n) q.filter = type_matches, q.filter_ud = &types;
         ok = read_and_answer(s, r, &q);
+    }
+    glob_list_free(&types);
+    lake_cursor_free(&cur);
+    return ok;
+}
+
+/* ---- GET /tail from a position ------------------------------------------------------- */
+
+int server__tail_wants_stream(server__req *r)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID") ||
+           MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "after") ||
+           MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "since");
+}
+
+/*
+ * Feeds c the stream's events after q->after, page by page, up to half of
+ * --tail-buffer; then ends the catch-up: whole when the stream was read to its
+ * end (live follows), else the client reconnects from its last id.
+ */
+static void catch_up(server__srv *s, tail_client *c, lake_stream_req *q, lake_stream_res *first)
+{
+    lake_cursor cur = first->next;
+    first->next = (lake_cursor){0};
+    uint64_t budget = s->cfg.tail_buffer / 2, used = first->events.len;
+    tail_catch_up(c, first->events.p, first->events.len);
+    int whole = first->count == 0, failed = 0;
+    while (!whole && !failed && used < budget) {
+        lake_stream_res res = {0};
+        char err[512];
+        q->after = &cur, q->since_ms = -1, q->max_bytes = budget - used;
+        failed = lake_stream_read(s->stream, q, &res, err, sizeof err) != 0;
+        if (!failed) {
+            tail_catch_up(c, res.events.p, res.events.len);
+            used += res.events.len;
+            whole = res.count == 0;
+            lake_cursor_free(&cur);
+            cur = res.next;
+            res.next = (lake_cursor){0};
+        }
+        lake_stream_res_free(&res);
+    }
+    tail_caught_up(c, &cur, whole && !failed);
+    lake_cursor_free(&cur);
+}
+
+/* The first read (its failures answered), then the stream opened and caught up. */
+static enum MHD_Result tail_from(server__srv *s, server__req *r, const char *type,
+                                 lake_stream_req *q)
+{
+    lake_stream_res res = {0};
+    char err[512];
+    int rc = lake_stream_read(s->stream, q, &res, err, sizeof err);
+    if (rc) {
+        enum MHD_Result ok = send_failure(s, r, rc, &res, err);
+        lake_stream_res_free(&res);
+        return ok;
+    }
+    tail_client *c = NULL;
+    struct MHD_Response *resp = atomic_load(&s->stopping)
+                                    ? NULL
+                                    : tail_response_after(s->tail, r->conn, type, q->after, &c);
+    if (!resp) {
+        lake_stream_res_free(&res);
+        return server__send_error(r, 503, "the server is stopping");
+    }
+    /* registered before the reads that end the catch-up: what they miss comes live */
+    catch_up(s, c, q, &res);
+    lake_stream_res_free(&res);
+    server__add_cors(resp, r);
+    enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    server__answered(r, 200);
+    return ok;
+}
+
+enum MHD_Result server__tail_after(server__srv *s, server__req *r, const char *type)
+{
+    const char *after = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    if (!after) after = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "after");
+    lake_stream_req q = {.since_ms = -1,
+                         .limit = s->cfg.events_max_limit,
+                         .max_bytes = s->cfg.tail_buffer / 2,
+                         .sep = '\n'};
+    lake_cursor cur = {0};
+    enum MHD_Result ok = parse_position(r, after, &cur, &q.since_ms);
+    if (r->state == SERVER__ST_RESPONDED || ok != MHD_YES) return ok;
+    glob_list types = {0};
+    if (type && *type && glob_list_compile(type, &types)) {
+        ok = server__send_error(r, 503, "out of memory");
+    } else {
+        q.after = &cur;
+        if (types.n) q.filter = type_matches, q.filter_ud = &types;
+        ok = tail_from(s, r, type, &q);
     }
     glob_list_free(&types);
     lake_cursor_free(&cur);

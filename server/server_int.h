@@ -193,6 +193,10 @@ enum MHD_Result server__handle_recent(server__srv *s, server__req *r);
 /* ---- server_events.c: GET /events ---------------------------------------- */
 
 enum MHD_Result server__handle_events(server__srv *s, server__req *r);
+/* 1 if a GET /tail asks to read the stream first: Last-Event-ID, ?after= or ?since=. */
+int server__tail_wants_stream(server__req *r);
+/* GET /tail from a position: the stream's events after it, then live (tail.h). */
+enum MHD_Result server__tail_after(server__srv *s, server__req *r, const char *type);
 /* GET /events' counters, to /metrics. */
 void server__events_metrics(server__srv *s, buf *b);
 

@@ -13,7 +13,11 @@
 #include "stream.h"
 #include "test.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,7 +471,7 @@ static long get(const srv *s, const char *path, resp *r)
 
 TEST(get_events_pages_through_the_stream)
 {
-    srv s;
+    srv s = {0};
     char *lake = srv_lake_dir("events");
     three_sids(lake);
     const char *args[] = {"--events-max-limit", "500", NULL};
@@ -508,7 +512,7 @@ TEST(get_events_pages_through_the_stream)
 
 TEST(get_events_refuses_bad_arguments)
 {
-    srv s;
+    srv s = {0};
     char *lake = srv_lake_dir("events-bad");
     three_sids(lake);
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
@@ -535,7 +539,7 @@ TEST(get_events_refuses_bad_arguments)
 
 TEST(get_events_answers_410_for_an_expired_cursor)
 {
-    srv s;
+    srv s = {0};
     char *lake = srv_lake_dir("events-410");
     three_sids(lake);
     char path[4096], key[LAKE_KEY_MAX];
@@ -640,7 +644,7 @@ static long get_as(const srv *s, const char *path, const char *auth, resp *r)
 
 TEST(get_events_takes_the_query_or_admin_scope)
 {
-    srv s;
+    srv s = {0};
     char *lake = srv_lake_dir("events-auth");
     three_sids(lake);
     char tokens[4096];
@@ -660,6 +664,139 @@ TEST(get_events_takes_the_query_or_admin_scope)
     CHECK_INT(200, get_as(&s, "/events", "Authorization: Bearer reader-key-0123456789ab", &r));
     resp_free(&r);
     CHECK_INT(200, get_as(&s, "/events", "Authorization: Bearer keeper-key-0123456789ab", &r));
+    resp_free(&r);
+    srv_lake_cleanup(&s, lake);
+}
+
+/* ---- GET /tail from a position ----------------------------------------------------------- */
+
+/* A raw HTTP/1.0 GET /tail (the body is the stream), with one more header line h (or NULL). */
+static int tail_open(const srv *s, const char *query, const char *h)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) return -1;
+    char req[1024];
+    int n = snprintf(req, sizeof req, "GET /tail%s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s\r\n", query,
+                     h ? h : "", h ? "\r\n" : "");
+    return write(fd, req, (size_t)n) == n ? fd : -1;
+}
+
+/* Reads fd into b until want appears count times (or stop once), the stream ends (*closed), or
+ * 20 s pass. */
+static int tail_read_or(int fd, buf *b, const char *want, int count, const char *stop, int *closed)
+{
+    for (int waited = 0; waited < 20000; waited += 20) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, 20) > 0) {
+            char chunk[65536];
+            ssize_t r = read(fd, chunk, sizeof chunk);
+            if (r <= 0) {
+                *closed = 1;
+                break;
+            }
+            buf_append(b, chunk, (size_t)r);
+        }
+        int seen = 0;
+        for (const char *p = buf_cstr(b); p && (p = strstr(p, want)); p += strlen(want)) seen++;
+        if (seen >= count || (stop && strstr(b->p, stop))) return seen;
+    }
+    int seen = 0;
+    for (const char *p = buf_cstr(b); p && (p = strstr(p, want)); p += strlen(want)) seen++;
+    return seen;
+}
+
+static int tail_read(int fd, buf *b, const char *want, int count, int *closed)
+{
+    return tail_read_or(fd, b, want, count, NULL, closed);
+}
+
+#define END_CURSOR "aaaaaaaa.00000000000005ed,bbbbbbbb.0000000000000258,cccccccc.000000000000002c"
+
+TEST(tail_from_last_event_id_catches_up_then_goes_live_without_a_repeat)
+{
+    srv s = {0};
+    char *lake = srv_lake_dir("tail-after");
+    three_sids(lake);
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    int fd = tail_open(&s, "",
+                       "Last-Event-ID: aaaaaaaa.00000000000005e0,bbbbbbbb.0000000000000250,"
+                       "cccccccc.000000000000002a");
+    REQUIRE(fd >= 0);
+    buf b = BUF_INIT;
+    int closed = 0;
+    CHECK_INT(13 + 8 + 2, tail_read(fd, &b, "\ndata: {", 23, &closed));
+    CHECK_CONTAINS("id: " END_CURSOR "\ndata: {\"id\":\"bbbbbbbb-600\"", b.p); /* the last */
+    /* live: the writer's positions (given here by the events themselves, the last member) */
+    resp r;
+    http_ingest(&s,
+                "[{\"type\":\"a.x\",\"id\":\"old\",\"_events_pos\":\"aaaaaaaa.00000000000005ed\"}]",
+                &r);
+    resp_free(&r);
+    http_ingest(&s,
+                "[{\"type\":\"a.x\",\"id\":\"new\",\"_events_pos\":\"aaaaaaaa.00000000000005ee\"}]",
+                &r);
+    CHECK_INT(200, r.status);
+    resp_free(&r);
+    CHECK_INT(24, tail_read(fd, &b, "\ndata: {", 24, &closed));
+    CHECK(!strstr(b.p, "\"old\"")); /* at the caught-up position: sent by the catch-up */
+    CHECK_CONTAINS("id: aaaaaaaa.00000000000005ee,bbbbbbbb.0000000000000258,cccccccc."
+                   "000000000000002c\ndata: {\"id\":\"new\"",
+                   b.p);
+    CHECK(!closed);
+    close(fd);
+    buf_free(&b);
+    srv_lake_cleanup(&s, lake);
+}
+
+TEST(tail_catch_up_beyond_the_buffer_ends_for_the_client_to_reconnect)
+{
+    srv s = {0};
+    char *lake = srv_lake_dir("tail-more");
+    three_sids(lake);
+    const char *args[] = {"--tail-buffer", "64KiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    size_t total = 0;
+    char last[300] = "";
+    for (int round = 0; round < 100; round++) {
+        char h[400];
+        snprintf(h, sizeof h, "Last-Event-ID: %s", last);
+        int fd = tail_open(&s, "", h), closed = 0;
+        REQUIRE(fd >= 0);
+        buf b = BUF_INIT;
+        int more = tail_read_or(fd, &b, "event: more", 1, "id: " END_CURSOR "\n", &closed);
+        int n = 0;
+        for (const char *p = buf_cstr(&b); p && (p = strstr(p, "\ndata: {\"id\"")); p += 8) n++;
+        total += (size_t)n;
+        const char *id = NULL;
+        for (const char *p = b.p; p && (p = strstr(p, "\nid: ")); p += 5) id = p + 5;
+        if (id) snprintf(last, sizeof last, "%.*s", (int)strcspn(id, "\n"), id);
+        close(fd);
+        buf_free(&b);
+        if (!more) break;
+    }
+    CHECK_INT(1517 + 600 + 40, total);
+    CHECK_STR(END_CURSOR, last);
+    srv_lake_cleanup(&s, lake);
+}
+
+TEST(tail_refuses_a_bad_last_event_id)
+{
+    srv s = {0};
+    char *lake = srv_lake_dir("tail-bad");
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    char url[512];
+    snprintf(url, sizeof url, "%s/tail", s.url);
+    const char *h[] = {"Last-Event-ID: nope", NULL};
+    resp r;
+    http_do("GET", url, h, NULL, 0, 10000, &r);
+    CHECK_INT(400, r.status);
+    CHECK_CONTAINS("bad cursor", r.body.p);
+    resp_free(&r);
+    snprintf(url, sizeof url, "%s/tail?since=never", s.url);
+    http_do("GET", url, NULL, NULL, 0, 10000, &r);
+    CHECK_INT(400, r.status);
     resp_free(&r);
     srv_lake_cleanup(&s, lake);
 }
