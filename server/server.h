@@ -10,7 +10,7 @@
  *   GET  /metrics           Prometheus text                    query or admin
  *   PUT  /snapshots/S/B     a database snapshot into the lake  ingest or admin
  *   GET  /snapshots[/S/B]   the snapshots' manifests, a file   query or admin
- *   GET  /tail?type=P       accepted events as SSE             query or admin
+ *   GET  /tail?type=P       accepted events as SSE (Last-Event-ID: the stream first)  query or admin
  *   POST /webhooks/NAME     a provider's signed delivery       webhooks (or admin)
  *   GET  /recent?limit=N    the latest events, from memory     query or admin
  *   GET  /events?after=C    the stream log after a cursor      query or admin
