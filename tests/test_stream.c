@@ -14,6 +14,9 @@
 #include "test.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -798,5 +801,64 @@ TEST(tail_refuses_a_bad_last_event_id)
     http_do("GET", url, NULL, NULL, 0, 10000, &r);
     CHECK_INT(400, r.status);
     resp_free(&r);
+    srv_lake_cleanup(&s, lake);
+}
+
+/* `events tail --from FROM --format ndjson` against s, its output to path; its pid. */
+static pid_t spawn_tail(const srv *s, const char *from, const char *path)
+{
+    remove(path); /* what it writes only */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0) _exit(127);
+        execl(events_bin(), events_bin(), "tail", "--server", s->url, "--from", from, "--format",
+              "ndjson", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Lines in the file at path, waiting up to 20 s for want of them. */
+static int lines_within(const char *path, int want)
+{
+    int n = 0;
+    for (int waited = 0; waited < 20000 && n < want; waited += 50) {
+        size_t len = 0;
+        char *t = test_read_file(path, &len);
+        n = 0;
+        for (size_t i = 0; t && i < len; i++) n += t[i] == '\n';
+        free(t);
+        if (n < want) usleep(50000);
+    }
+    return n;
+}
+
+TEST(cli_tail_from_a_cursor_or_a_time_reads_the_stream_in_parts)
+{
+    srv s = {0};
+    char *lake = srv_lake_dir("tail-cli");
+    three_sids(lake);
+    const char *args[] = {"--tail-buffer", "64KiB", NULL};
+    REQUIRE_INT(0, srv_start(&s, lake, args));
+    char out[4096];
+    snprintf(out, sizeof out, "%s.tail", lake);
+    pid_t pid = spawn_tail(&s, "", out); /* from the oldest: several parts of 32 KiB */
+    CHECK_INT(1517 + 600 + 40, lines_within(out, 1517 + 600 + 40));
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    pid = spawn_tail(
+        &s, "aaaaaaaa.00000000000005ec,bbbbbbbb.0000000000000258,cccccccc.000000000000002c", out);
+    CHECK_INT(1, lines_within(out, 1));
+    char *t = test_read_file(out, NULL);
+    CHECK_CONTAINS("\"id\":\"aaaaaaaa-1517\"", t);
+    free(t);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    pid = spawn_tail(&s, "2026-11-18T10:00:00Z", out); /* a time: ?since= */
+    CHECK(lines_within(out, 1) >= 1);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    remove(out);
     srv_lake_cleanup(&s, lake);
 }
