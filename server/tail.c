@@ -674,6 +674,7 @@ struct MHD_Response *tail_response_after(tail_hub *h, struct MHD_Connection *con
 
 void tail_catch_up(tail_client *c, const char *lines, size_t len)
 {
+    if (!len) return; /* lines may be NULL then */
     pthread_mutex_lock(&c->mu);
     c->catching = 0; /* sent as live ones are, with their ids */
     for (const char *p = lines, *end = lines + len; p < end;) {
