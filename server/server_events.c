@@ -79,8 +79,10 @@ static enum MHD_Result send_failure(server__srv *s, server__req *r, int rc,
 }
 
 /* Reads and answers: the arguments are checked. */
-static enum MHD_Result read_and_answer(server__srv *s, server__req *r, lake_stream_req *q)
+static enum MHD_Result read_and_answer(server__srv *s, server__req *r, const char *type,
+                                       lake_stream_req *q)
 {
+    (void)type; /* q's filter */
     lake_stream_res res = {0};
     char err[512];
     lake_stream_local *local;
@@ -120,6 +122,32 @@ static enum MHD_Result parse_position(server__req *r, const char *after, lake_cu
     return MHD_YES;
 }
 
+static enum MHD_Result tail_from(server__srv *s, server__req *r, const char *type,
+                                 lake_stream_req *q);
+
+typedef enum MHD_Result (*read_fn)(server__srv *s, server__req *r, const char *type,
+                                   lake_stream_req *q);
+
+/* q's position (after, or ?since=) and type filter from the request, then fn reads and answers. */
+static enum MHD_Result with_position(server__srv *s, server__req *r, const char *after,
+                                     const char *type, lake_stream_req *q, read_fn fn)
+{
+    lake_cursor cur = {0};
+    enum MHD_Result ok = parse_position(r, after, &cur, &q->since_ms);
+    if (r->state == SERVER__ST_RESPONDED || ok != MHD_YES) return ok;
+    glob_list types = {0};
+    if (type && *type && glob_list_compile(type, &types)) {
+        ok = server__send_error(r, 503, "out of memory");
+    } else {
+        q->after = &cur;
+        if (types.n) q->filter = type_matches, q->filter_ud = &types;
+        ok = fn(s, r, type, q);
+    }
+    glob_list_free(&types);
+    lake_cursor_free(&cur);
+    return ok;
+}
+
 /* GET /events?after=CURSOR&limit=N&type=PATTERN&since=TIME */
 enum MHD_Result server__handle_events(server__srv *s, server__req *r)
 {
@@ -135,20 +163,7 @@ enum MHD_Result server__handle_events(server__srv *s, server__req *r)
     char err[256];
     if (glob_list_check(type, s->cfg.tail_max_patterns, s->cfg.tail_pattern_bytes, err, sizeof err))
         return server__send_error(r, 400, "%s", err);
-    lake_cursor cur = {0};
-    enum MHD_Result ok = parse_position(r, after, &cur, &q.since_ms);
-    if (r->state == SERVER__ST_RESPONDED || ok != MHD_YES) return ok;
-    glob_list types = {0};
-    if (type && *type && glob_list_compile(type, &types)) {
-        ok = server__send_error(r, 503, "out of memory");
-    } else {
-        q.after = &cur;
-        if (types.n) q.filter = type_matches, q.filter_ud = &types;
-        ok = read_and_answer(s, r, &q);
-    }
-    glob_list_free(&types);
-    lake_cursor_free(&cur);
-    return ok;
+    return with_position(s, r, after, type, &q, read_and_answer);
 }
 
 /* ---- GET /tail from a position ------------------------------------------------------- */
@@ -229,20 +244,7 @@ enum MHD_Result server__tail_after(server__srv *s, server__req *r, const char *t
                          .limit = s->cfg.events_max_limit,
                          .max_bytes = s->cfg.tail_buffer / 2,
                          .sep = '\n'};
-    lake_cursor cur = {0};
-    enum MHD_Result ok = parse_position(r, after, &cur, &q.since_ms);
-    if (r->state == SERVER__ST_RESPONDED || ok != MHD_YES) return ok;
-    glob_list types = {0};
-    if (type && *type && glob_list_compile(type, &types)) {
-        ok = server__send_error(r, 503, "out of memory");
-    } else {
-        q.after = &cur;
-        if (types.n) q.filter = type_matches, q.filter_ud = &types;
-        ok = tail_from(s, r, type, &q);
-    }
-    glob_list_free(&types);
-    lake_cursor_free(&cur);
-    return ok;
+    return with_position(s, r, after, type, &q, tail_from);
 }
 
 void server__events_metrics(server__srv *s, buf *b)

@@ -562,6 +562,23 @@ TEST(get_events_answers_410_for_an_expired_cursor)
     srv_lake_cleanup(&s, lake);
 }
 
+/* Reads from the start, limit events a page, to the end: the events read, the last cursor. */
+static size_t read_to_end(fixture *x, size_t limit, char **cur)
+{
+    size_t total = 0;
+    for (int page = 0; page < 10000; page++) {
+        lake_stream_res res;
+        if (read_after(x, *cur, limit, &res)) test_fail(__FILE__, __LINE__, "read failed");
+        total += res.count;
+        free(*cur);
+        *cur = cursor_text(&res.next);
+        size_t n = res.count;
+        lake_stream_res_free(&res);
+        if (!n || test_failed_now()) break;
+    }
+    return total;
+}
+
 TEST(paging_through_more_files_than_are_kept_mapped)
 {
     fixture x;
@@ -569,17 +586,7 @@ TEST(paging_through_more_files_than_are_kept_mapped)
     for (uint64_t f = 0; f < 40; f++) write_file(x.dir, "aaaaaaaa", 1 + f * 25, 25, T0, 1000);
     for (uint64_t f = 0; f < 10; f++) write_file(x.dir, "bbbbbbbb", 1 + f * 30, 30, T0, 3000);
     char *cur = NULL;
-    size_t total = 0;
-    for (int page = 0; page < 1000; page++) {
-        lake_stream_res res;
-        REQUIRE_INT(0, read_after(&x, cur, 33, &res));
-        total += res.count;
-        free(cur);
-        cur = cursor_text(&res.next);
-        size_t n = res.count;
-        lake_stream_res_free(&res);
-        if (!n) break;
-    }
+    size_t total = read_to_end(&x, 33, &cur);
     CHECK_INT(1000 + 300, total);
     CHECK_STR("aaaaaaaa.00000000000003e8,bbbbbbbb.000000000000012c", cur);
     free(cur);
@@ -612,17 +619,7 @@ TEST(an_s3_lake_is_read_through_the_cache)
     REQUIRE_INT(0, lake_stream_open(s, c, &st, err, sizeof err));
     fixture x = {dir, s, st};
     char *cur = NULL;
-    size_t total = 0;
-    for (int page = 0; page < 100; page++) {
-        lake_stream_res res;
-        REQUIRE_INT(0, read_after(&x, cur, 30, &res));
-        total += res.count;
-        free(cur);
-        cur = cursor_text(&res.next);
-        size_t n = res.count;
-        lake_stream_res_free(&res);
-        if (!n) break;
-    }
+    size_t total = read_to_end(&x, 30, &cur);
     CHECK_INT(170, total);
     CHECK_STR("aaaaaaaa.0000000000000064,bbbbbbbb.0000000000000046", cur);
     free(cur);
