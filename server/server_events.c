@@ -139,9 +139,10 @@ static enum MHD_Result with_position(server__srv *s, server__req *r, const char 
     if (type && *type && glob_list_compile(type, &types)) {
         ok = server__send_error(r, 503, "out of memory");
     } else {
-        q->after = &cur;
-        if (types.n) q->filter = type_matches, q->filter_ud = &types;
-        ok = fn(s, r, type, q);
+        lake_stream_req rq = *q; /* q with the position and the filter, for this call */
+        rq.after = &cur;
+        if (types.n) rq.filter = type_matches, rq.filter_ud = &types;
+        ok = fn(s, r, type, &rq);
     }
     glob_list_free(&types);
     lake_cursor_free(&cur);
@@ -180,7 +181,8 @@ int server__tail_wants_stream(server__req *r)
  * --tail-buffer; then ends the catch-up: whole when the stream was read to its
  * end (live follows), else the client reconnects from its last id.
  */
-static void catch_up(server__srv *s, tail_client *c, lake_stream_req *q, lake_stream_res *first)
+static void catch_up(server__srv *s, tail_client *c, const lake_stream_req *q,
+                     lake_stream_res *first)
 {
     lake_cursor cur = first->next;
     first->next = (lake_cursor){0};
@@ -190,8 +192,9 @@ static void catch_up(server__srv *s, tail_client *c, lake_stream_req *q, lake_st
     while (!whole && !failed && used < budget) {
         lake_stream_res res = {0};
         char err[512];
-        q->after = &cur, q->since_ms = -1, q->max_bytes = budget - used;
-        failed = lake_stream_read(s->stream, q, &res, err, sizeof err) != 0;
+        lake_stream_req rq = *q; /* the next page: from cur */
+        rq.after = &cur, rq.since_ms = -1, rq.max_bytes = budget - used;
+        failed = lake_stream_read(s->stream, &rq, &res, err, sizeof err) != 0;
         if (!failed) {
             tail_catch_up(c, res.events.p, res.events.len);
             used += res.events.len;
