@@ -27,7 +27,7 @@ typedef struct serve_flags {
         tail_pattern_bytes;
     int64_t req_timeout, idle_timeout, shutdown_timeout, query_timeout;
     long query_threads, tail_clients, tail_patterns, snap_downloads, threads, dedup, max_conn,
-        max_events, max_open, max_url_args, recent_events;
+        max_events, max_open, max_url_args, recent_events, events_max_limit;
     const char *log_format, *log_level;
 } serve_flags;
 
@@ -51,6 +51,7 @@ static void flags_defaults(serve_flags *f)
     f->tail_clients = c->tail_max_clients;
     f->tail_patterns = c->tail_max_patterns;
     f->recent_events = (long)c->recent_events;
+    f->events_max_limit = (long)c->events_max_limit;
     f->snap_downloads = c->snapshot_downloads;
     f->threads = 0;
     f->dedup = (long)c->dedup_window;
@@ -225,6 +226,10 @@ static size_t stream_options(cli_option *o, size_t room, serve_flags *f)
          "latest events GET /recent keeps in memory; 0 turns /recent off (default 1000)"},
         {"recent-bytes", "EVENTS_RECENT_BYTES", OPT_SIZE, &c->recent_bytes, "SIZE",
          "bytes of the events GET /recent keeps; the oldest go first (default 8MiB)"},
+        {"events-max-limit", "EVENTS_EVENTS_MAX_LIMIT", OPT_INT, &f->events_max_limit, "N",
+         "GET /events?limit= at most, 1 to 1000000; 400 beyond (default 10000)"},
+        {"events-max-bytes", "EVENTS_EVENTS_MAX_BYTES", OPT_SIZE, &c->events_max_bytes, "SIZE",
+         "bytes of the events of one GET /events answer (one event at least; default 8MiB)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &f->log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &f->log_level, "LEVEL",
@@ -401,6 +406,11 @@ static int check_tails(const serve_flags *f)
         fprintf(stderr, "events serve: --recent-events must be between 0 and 10000000\n");
         return -1;
     }
+    if (f->events_max_limit < 1 || f->events_max_limit > 1000000 || !f->c.events_max_bytes) {
+        fprintf(stderr, "events serve: --events-max-limit must be between 1 and 1000000, "
+                        "--events-max-bytes above 0\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -414,6 +424,7 @@ static void flags_to_config(serve_flags *f)
     c->tail_pattern_bytes = (size_t)f->tail_pattern_bytes;
     c->tail_max_clients = (int)f->tail_clients;
     c->recent_events = (size_t)f->recent_events;
+    c->events_max_limit = (size_t)f->events_max_limit;
     c->tail_buffer = (size_t)f->tail_buffer;
     c->max_body = (size_t)f->max_body;
     c->max_event_bytes = (size_t)f->max_event_bytes;

@@ -8,6 +8,7 @@
  */
 #include "buf.h"
 #include "cli.h"
+#include "evtime.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -22,6 +23,8 @@ typedef struct tailer {
     int pretty, color;
     int ended; /* 1 server stopping, 2 dropped */
     char why[512];
+    buf last_id; /* the last event's id: (a cursor), to reconnect from */
+    int more;    /* the stream ended with `event: more`: reconnect from last_id */
 } tailer;
 
 static const char *color_of(const char *type)
@@ -85,6 +88,11 @@ static void on_line(tailer *t, const char *l, size_t n)
         return;
     }
     if (l[0] == ':') return; /* a comment: heartbeat */
+    if (n > 4 && !strncmp(l, "id: ", 4)) {
+        t->last_id.len = 0;
+        buf_append(&t->last_id, l + 4, n - 4);
+        return;
+    }
     if (n > 7 && !strncmp(l, "event: ", 7)) {
         snprintf(t->event, sizeof t->event, "%.*s", (int)(n - 7), l + 7);
         return;
@@ -99,6 +107,10 @@ static void on_line(tailer *t, const char *l, size_t n)
         snprintf(t->why, sizeof t->why, "%s", why ? why : "the stream ended");
         t->ended = !strcmp(t->event, "dropped") ? 2 : 1;
         json_decref(v);
+        return;
+    }
+    if (!strcmp(t->event, "more")) { /* a catch-up in parts: go on from the last id */
+        t->more = 1;
         return;
     }
     if (!strcmp(t->event, "lost")) { /* a gap: the stream goes on */
@@ -160,8 +172,8 @@ static const char *server_of(const char *server, const char *lake, cli_server *l
     return "http://127.0.0.1:8080";
 }
 
-/* SERVER/tail, with ?type=PATTERN when one is given. */
-static void tail_url(CURL *c, const char *server, const char *pattern, buf *url)
+/* SERVER/tail, with ?type=PATTERN when one is given, and &since=TIME. */
+static void tail_url(CURL *c, const char *server, const char *pattern, const char *since, buf *url)
 {
     buf_puts(url, server);
     while (url->len && url->p[url->len - 1] == '/') url->len--;
@@ -171,14 +183,15 @@ static void tail_url(CURL *c, const char *server, const char *pattern, buf *url)
         buf_printf(url, "?type=%s", e ? e : "");
         curl_free(e);
     }
+    if (since) buf_printf(url, "%csince=%s", pattern && *pattern ? '&' : '?', since);
 }
 
 /*
  * Follows the stream at url until it ends, printing each event. Returns curl's
  * result; *status is the answer's HTTP status (0 if none).
  */
-static CURLcode follow(CURL *c, const char *url, const char *token, tailer *t, char *err,
-                       long *status)
+static CURLcode follow(CURL *c, const char *url, const char *token, const char *last_id, tailer *t,
+                       char *err, long *status)
 {
     struct curl_slist *h = NULL;
     char auth[600];
@@ -186,6 +199,10 @@ static CURLcode follow(CURL *c, const char *url, const char *token, tailer *t, c
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
         h = curl_slist_append(h, auth);
     }
+    buf leid = BUF_INIT;
+    /* curl drops a header with nothing after its colon: an empty one is written "Name;" */
+    if (last_id && !buf_printf(&leid, *last_id ? "Last-Event-ID: %s" : "Last-Event-ID;", last_id))
+        h = curl_slist_append(h, buf_cstr(&leid));
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -198,7 +215,31 @@ static CURLcode follow(CURL *c, const char *url, const char *token, tailer *t, c
     *status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(h);
+    buf_free(&leid);
     return rc;
+}
+
+/*
+ * Follows the stream from the position from (a cursor, or a time: ?since=;
+ * NULL: live only), reconnecting from the last id while the server sends the
+ * catch-up in parts (`event: more`).
+ */
+static CURLcode follow_from(CURL *c, const char *server, const char *pattern, const char *from,
+                            const char *token, tailer *t, char *err, long *status, buf *url)
+{
+    int64_t ms;
+    int is_time = from && *from && !evtime_parse(from, strlen(from), &ms);
+    tail_url(c, server, pattern, is_time ? from : NULL, url);
+    const char *last_id = from && !is_time ? from : NULL;
+    CURLcode rc;
+    for (;;) {
+        t->more = 0;
+        rc = follow(c, buf_cstr(url), token, last_id, t, err, status);
+        if (rc != CURLE_OK || *status != 200 || !t->more || t->ended) return rc;
+        url->len = 0;
+        tail_url(c, server, pattern, NULL, url);
+        last_id = buf_cstr(&t->last_id) ? t->last_id.p : "";
+    }
 }
 
 /* The end of the stream, said on stderr. Returns the command's exit status. */
@@ -235,7 +276,7 @@ static int report_end(const char *url, CURLcode rc, const char *err, long status
 
 int cmd_tail(int argc, char **argv)
 {
-    const char *server = NULL, *token = NULL, *format = NULL, *lake = "./events-lake";
+    const char *server = NULL, *token = NULL, *format = NULL, *lake = "./events-lake", *from = NULL;
     const cli_option opts[] = {
         {"server", "EVENTS_SERVER", OPT_STR, &server, "URL",
          "the server (default: the server of --lake when one runs, else http://127.0.0.1:8080)"},
@@ -245,6 +286,9 @@ int cmd_tail(int argc, char **argv)
         {"token", "EVENTS_TOKEN", OPT_STR, &token, "TOKEN", "bearer token with the query scope"},
         {"format", NULL, OPT_STR, &format, "FORMAT",
          "pretty or ndjson (default: pretty on a terminal, else ndjson)"},
+        {"from", NULL, OPT_STR, &from, "CURSOR|TIME",
+         "first the stored events after this cursor (GET /events' next), or received at or "
+         "after this RFC 3339 time, then live; empty: from the oldest kept"},
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
     int status;
@@ -275,13 +319,14 @@ int cmd_tail(int argc, char **argv)
     CURL *c = curl_easy_init();
     if (!c) return 1;
     buf url = BUF_INIT;
-    tail_url(c, server, i < argc ? argv[i] : NULL, &url);
     char err[CURL_ERROR_SIZE] = "";
     long answer;
-    CURLcode rc = follow(c, buf_cstr(&url), token, &t, err, &answer);
+    CURLcode rc =
+        follow_from(c, server, i < argc ? argv[i] : NULL, from, token, &t, err, &answer, &url);
     int out = report_end(buf_cstr(&url), rc, err, answer, &t, server, lake, token, given, via);
     curl_easy_cleanup(c);
     buf_free(&url);
     buf_free(&t.line);
+    buf_free(&t.last_id);
     return out;
 }

@@ -254,6 +254,22 @@ int lake_parse_snapshot_key(const char *key, char source[64],
     return strchr(*ext, '/') ? -1 : 0;
 }
 
+int lake_parse_hex16(const char *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = p[i];
+        if (c >= '0' && c <= '9')
+            v = v << 4 | (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v << 4 | (uint64_t)(c - 'a' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int lake_sid_valid(const char *sid)
 {
     for (int i = 0; i < LAKE_SID_LEN; i++)
@@ -281,14 +297,7 @@ static int sid_and_first(const char *p, char sep, char sid[LAKE_SID_LEN + 1], ui
     memcpy(sid, p, LAKE_SID_LEN);
     sid[LAKE_SID_LEN] = 0;
     if (!lake_sid_valid(sid)) return -1;
-    uint64_t v = 0;
-    for (const char *h = p + LAKE_SID_LEN + 1; h < p + LAKE_SID_LEN + 17; h++) {
-        int d = *h >= '0' && *h <= '9' ? *h - '0' : *h >= 'a' && *h <= 'f' ? *h - 'a' + 10 : -1;
-        if (d < 0) return -1;
-        v = v << 4 | (uint64_t)d;
-    }
-    *first = v;
-    return 0;
+    return lake_parse_hex16(p + LAKE_SID_LEN + 1, first);
 }
 
 int lake_parse_stream_key(const char *key, char sid[LAKE_SID_LEN + 1], uint64_t *first)

@@ -154,4 +154,7 @@ void lake_stream_spool_name(const char *sid, uint64_t first, char out[LAKE_KEY_M
 /* Parses a stream segment's spool name. Returns 0 with sid and *first, or -1. */
 int lake_parse_stream_spool_name(const char *name, char sid[LAKE_SID_LEN + 1], uint64_t *first);
 
+/* The value of the 16 lowercase hex digits at p (a stream seq): 0, or -1 if they are not. */
+int lake_parse_hex16(const char *p, uint64_t *out);
+
 #endif

@@ -173,6 +173,8 @@ void server_config_defaults(server_config *c)
     c->tail_pattern_bytes = 256;
     c->recent_events = 1000;
     c->recent_bytes = 8u << 20;
+    c->events_max_limit = 10000;
+    c->events_max_bytes = 8u << 20;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
@@ -332,6 +334,8 @@ static int start_readers(server__srv *s)
                        .conns = cfg->query_threads,
                        .max_rejected_line = 2 * (uint64_t)cfg->max_body + 65536};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) return cannot_start(err, NULL);
+    if (lake_stream_open(s->store, s->cache, &s->stream, err, sizeof err))
+        return cannot_start(err, NULL);
     query_http_config pc = {.engine = s->engine,
                             .threads = cfg->query_threads,
                             .max_rows = cfg->query_max_rows,
@@ -467,6 +471,7 @@ static void server_free(server__srv *s, int lfd)
     lake_expirer_stop(s->stream_expirer);
     tail_hub_free(s->tail);
     recent_free(s->recent);
+    lake_stream_close(s->stream);
     lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);

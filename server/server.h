@@ -10,10 +10,10 @@
  *   GET  /metrics           Prometheus text                    query or admin
  *   PUT  /snapshots/S/B     a database snapshot into the lake  ingest or admin
  *   GET  /snapshots[/S/B]   the snapshots' manifests, a file   query or admin
- *   GET  /tail?type=P       accepted events as SSE             query or admin
- *   POST /webhooks/NAME     a provider's signed delivery       webhooks (or admin)
- *   GET  /recent?limit=N    the latest events, from memory     query or admin
- *   OPTIONS *               CORS preflight                     none
+ *   GET  /tail?type=P       accepted events as SSE (Last-Event-ID: the stream first)  query or
+ * admin POST /webhooks/NAME     a provider's signed delivery       webhooks (or admin) GET
+ * /recent?limit=N    the latest events, from memory     query or admin GET  /events?after=C    the
+ * stream log after a cursor      query or admin OPTIONS *               CORS preflight none
  */
 #ifndef EVENTS_SERVER_H
 #define EVENTS_SERVER_H
@@ -68,9 +68,11 @@ typedef struct server_config {
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
     const char *webhook_secrets;        /* provider=secret lines (docs/webhooks.md), or NULL */
     const char *webhook_allow_unsigned; /* "github,slack": providers taken unsigned, or NULL */
-    size_t recent_events;     /* events GET /recent keeps; 0: /recent is off. Default 1000 */
-    uint64_t recent_bytes;    /* bytes of their lines; default 8 MiB */
-    int64_t stream_retain_ms; /* expire stream log files this old; 0: never. Default 7 days */
+    size_t recent_events;      /* events GET /recent keeps; 0: /recent is off. Default 1000 */
+    uint64_t recent_bytes;     /* bytes of their lines; default 8 MiB */
+    int64_t stream_retain_ms;  /* expire stream log files this old; 0: never. Default 7 days */
+    size_t events_max_limit;   /* GET /events?limit= at most; default 10000 */
+    uint64_t events_max_bytes; /* bytes of one GET /events answer's events; default 8 MiB */
 } server_config;
 
 /*

@@ -197,6 +197,7 @@ enum MHD_Result server__handle_tail(server__srv *s, server__req *r)
         return server__send_error(
             r, 503, "%d live tails are open, the most this server takes (--tail-max-clients)",
             s->cfg.tail_max_clients);
+    if (server__tail_wants_stream(r)) return server__tail_after(s, r, type);
     struct MHD_Response *resp =
         atomic_load(&s->stopping) ? NULL : tail_response(s->tail, r->conn, type);
     if (!resp) return server__send_error(r, 503, "the server is stopping");
@@ -322,6 +323,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
     metrics_gauge(&b, "events_tail_queue_bytes", "Bytes of events waiting for the tail thread.",
                   (long long)ts.queue_bytes);
     recent_metrics(s, &b);
+    server__events_metrics(s, &b);
     metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
                   (long long)atomic_load(&s->snap_downloads));
     metrics_counter(&b, "events_snapshot_downloads_refused_total",

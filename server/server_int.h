@@ -26,6 +26,7 @@
 #include "retain.h"
 #include "snapshots.h"
 #include "store.h"
+#include "stream.h"
 #include "tail.h"
 #include "webhooks.h"
 #include "writer.h"
@@ -74,7 +75,9 @@ typedef struct server__srv {
     _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
     _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
     webhooks_secrets
-        *hooks; /* webhook providers' secrets (webhooks.h): set at start, then read only */
+        *hooks;          /* webhook providers' secrets (webhooks.h): set at start, then read only */
+    lake_stream *stream; /* GET /events' reader of the stream log (stream.h) */
+    _Atomic uint64_t events_reads, events_read, events_expired, events_cut; /* GET /events' */
 } server__srv;
 
 /* What a request asks for, from its URL and method. */
@@ -90,7 +93,8 @@ enum server__kind {
     SERVER__K_TAIL,
     SERVER__K_WEB,
     SERVER__K_WEBHOOK,
-    SERVER__K_RECENT
+    SERVER__K_RECENT,
+    SERVER__K_EVENTS
 };
 
 enum server__state { SERVER__ST_READING, SERVER__ST_WAITING, SERVER__ST_RESPONDED };
@@ -186,6 +190,16 @@ enum MHD_Result server__handle_web(server__req *r, const char *url);
 enum MHD_Result server__handle_tail(server__srv *s, server__req *r);
 enum MHD_Result server__handle_metrics(server__srv *s, server__req *r);
 enum MHD_Result server__handle_recent(server__srv *s, server__req *r);
+
+/* ---- server_events.c: GET /events ---------------------------------------- */
+
+enum MHD_Result server__handle_events(server__srv *s, server__req *r);
+/* 1 if a GET /tail asks to read the stream first: Last-Event-ID, ?after= or ?since=. */
+int server__tail_wants_stream(server__req *r);
+/* GET /tail from a position: the stream's events after it, then live (tail.h). */
+enum MHD_Result server__tail_after(server__srv *s, server__req *r, const char *type);
+/* GET /events' counters, to /metrics. */
+void server__events_metrics(server__srv *s, buf *b);
 
 /* ---- server_webhooks.c: POST /webhooks ----------------------------------- */
 

@@ -111,6 +111,8 @@ static enum MHD_Result route(server__req *r, const char *url, const char *method
         r->kind = SERVER__K_WEBHOOK, r->route = METRICS_ROUTE_WEBHOOKS;
     } else if (!strcmp(url, "/recent")) {
         r->kind = SERVER__K_RECENT, r->route = METRICS_ROUTE_RECENT;
+    } else if (!strcmp(url, "/events")) {
+        r->kind = SERVER__K_EVENTS, r->route = METRICS_ROUTE_EVENTS;
     } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
         r->kind = SERVER__K_WEB, r->route = METRICS_ROUTE_DASHBOARD;
     } else {
@@ -506,6 +508,7 @@ static enum MHD_Result handle(server__srv *s, server__req *r, const char *url)
     case SERVER__K_METRICS: return server__handle_metrics(s, r);
     case SERVER__K_TAIL: return server__handle_tail(s, r);
     case SERVER__K_RECENT: return server__handle_recent(s, r);
+    case SERVER__K_EVENTS: return server__handle_events(s, r);
     case SERVER__K_WEB: return server__handle_web(r, url);
     case SERVER__K_WEBHOOK: return server__handle_webhook(s, r);
     case SERVER__K_SNAP_PUT:

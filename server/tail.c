@@ -56,7 +56,7 @@ enum { OPEN, ENDING };
 
 /* ---- clients and the hub ------------------------------------------------------- */
 
-typedef struct client {
+typedef struct tail_client {
     tail_hub *h;
     struct MHD_Connection *conn;
     uint64_t id; /* its key in the watcher's epoll set; 0: not watched */
@@ -66,7 +66,12 @@ typedef struct client {
     size_t sent; /* bytes of out already given to libmicrohttpd */
     int suspended, state;
     glob_list types; /* none: every event */
-    struct client *prev, *next;
+    struct tail_client *prev, *next;
+    /* A client that gave a Last-Event-ID (tail_response_after): under mu */
+    int ids;         /* each event's id: is the cursor after it (pos) */
+    int catching;    /* the stream is being read: live events wait in held */
+    buf held;        /* those live events' lines, each ending with a newline */
+    lake_cursor pos; /* the cursor after the last event sent, or read by the catch-up */
 } client;
 
 /* One request's events on the queue (owned); n 0 is a gap: `lost` events were not queued here. */
@@ -228,6 +233,33 @@ static type_entry *types_get(tail_hub *h, const char *type, size_t len)
 
 /* ---- the tail thread -------------------------------------------------------------- */
 
+/*
+ * Sends one event to c (c->mu held). A client with ids: an event at or
+ * before its position was sent by the catch-up and is skipped; else its id:
+ * is the cursor after it. While catching up, the event waits in held.
+ */
+static void send_event(client *c, const char *json, size_t len)
+{
+    if (c->catching) {
+        if (buf_append(&c->held, json, len) || buf_putc(&c->held, '\n')) c->state = ENDING;
+        return;
+    }
+    lake_stream_pos p;
+    uint64_t last;
+    if (!c->ids || lake_stream_line_pos(json, len, &p)) {
+        queue(c, "data: ", 6, json, len, "\n\n", 2);
+        return;
+    }
+    if (!lake_cursor_get(&c->pos, p.sid, &last) && last >= p.seq) return; /* sent already */
+    buf id = BUF_INIT;
+    if (lake_cursor_set(&c->pos, p.sid, p.seq) || buf_puts(&id, "id: ") ||
+        lake_cursor_format(&c->pos, &id) || buf_puts(&id, "\ndata: "))
+        queue(c, "data: ", 6, json, len, "\n\n", 2);
+    else
+        queue(c, id.p, id.len, json, len, "\n\n", 2);
+    buf_free(&id);
+}
+
 static void deliver_event(tail_hub *h, const char *type, size_t tlen, const char *json, size_t len)
 {
     pthread_mutex_lock(&h->mu);
@@ -236,14 +268,14 @@ static void deliver_event(tail_hub *h, const char *type, size_t tlen, const char
         for (size_t i = 0; i < e->n; i++) {
             client *c = e->who[i];
             pthread_mutex_lock(&c->mu);
-            queue(c, "data: ", 6, json, len, "\n\n", 2);
+            send_event(c, json, len);
             pthread_mutex_unlock(&c->mu);
         }
     } else { /* out of memory for the table: match one by one */
         for (client *c = h->head; c; c = c->next) {
             if (!matches(c, type, tlen)) continue;
             pthread_mutex_lock(&c->mu);
-            queue(c, "data: ", 6, json, len, "\n\n", 2);
+            send_event(c, json, len);
             pthread_mutex_unlock(&c->mu);
         }
     }
@@ -558,6 +590,8 @@ static void client_destroy(client *c)
 {
     pthread_mutex_destroy(&c->mu);
     buf_free(&c->out);
+    buf_free(&c->held);
+    lake_cursor_free(&c->pos);
     glob_list_free(&c->types);
     free(c);
 }
@@ -581,11 +615,27 @@ static void client_free(void *cls)
 
 struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, const char *patterns)
 {
+    return tail_response_after(h, conn, patterns, NULL, NULL);
+}
+
+struct MHD_Response *tail_response_after(tail_hub *h, struct MHD_Connection *conn,
+                                         const char *patterns, const lake_cursor *after,
+                                         tail_client **out)
+{
     client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->h = h;
     c->conn = conn;
     pthread_mutex_init(&c->mu, NULL);
+    if (out) {
+        c->ids = c->catching = 1;
+        for (size_t i = 0; after && i < after->n; i++)
+            if (lake_cursor_set(&c->pos, after->p[i].sid, after->p[i].seq)) {
+                client_destroy(c);
+                return NULL;
+            }
+        *out = c;
+    }
     if (glob_list_compile(patterns, &c->types) ||
         buf_printf(&c->out, "retry: 2000\n: tail %s\n\n", patterns && *patterns ? patterns : "*")) {
         client_destroy(c);
@@ -620,4 +670,42 @@ struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, con
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     return r;
+}
+
+void tail_catch_up(tail_client *c, const char *lines, size_t len)
+{
+    if (!len) return; /* lines may be NULL then */
+    pthread_mutex_lock(&c->mu);
+    c->catching = 0; /* sent as live ones are, with their ids */
+    for (const char *p = lines, *end = lines + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n) send_event(c, p, n);
+        p += n + 1;
+    }
+    c->catching = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void tail_caught_up(tail_client *c, const lake_cursor *next, int whole)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; next && i < next->n; i++)
+        if (lake_cursor_set(&c->pos, next->p[i].sid, next->p[i].seq)) whole = 0;
+    c->catching = 0;
+    if (whole) {
+        buf held = c->held;
+        c->held = (buf)BUF_INIT;
+        for (size_t o = 0; o < held.len;) {
+            const char *p = held.p + o, *nl = memchr(p, '\n', held.len - o);
+            size_t n = nl ? (size_t)(nl - p) : held.len - o;
+            send_event(c, p, n);
+            o += n + 1;
+        }
+        buf_free(&held);
+    } else if (c->state == OPEN) { /* the client reconnects with its last id, and goes on */
+        buf_puts(&c->out, "event: more\ndata: {\"more\":true}\n\n");
+        c->state = ENDING;
+    }
+    pthread_mutex_unlock(&c->mu);
 }

@@ -25,6 +25,7 @@
 #ifndef EVENTS_TAIL_H
 #define EVENTS_TAIL_H
 
+#include "stream.h"
 #include "writer.h"
 
 #include <microhttpd.h>
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 typedef struct tail_hub tail_hub;
+typedef struct tail_client tail_client;
 
 typedef struct tail_config {
     size_t buffer_max;        /* bytes a client may fall behind; 0: 1 MiB */
@@ -84,5 +86,27 @@ int tail_check_patterns(tail_hub *h, const char *patterns, char *err, size_t err
  * out of memory.
  */
 struct MHD_Response *tail_response(tail_hub *h, struct MHD_Connection *conn, const char *patterns);
+
+/*
+ * A client that reads the stream first (Last-Event-ID, ?after=, ?since=): as
+ * tail_response, and *out is the client, catching up: live events wait for
+ * the catch-up to end, and every event's id: is the cursor after it (from
+ * after, and the events' positions). The caller then feeds the events read
+ * from the stream (tail_catch_up, as often as needed) and ends the catch-up
+ * (tail_caught_up), before it queues the response.
+ */
+struct MHD_Response *tail_response_after(tail_hub *h, struct MHD_Connection *conn,
+                                         const char *patterns, const lake_cursor *after,
+                                         tail_client **out);
+/* Sends lines read from the stream (newline-separated, as lake_stream_read gives with sep '\n'). */
+void tail_catch_up(tail_client *c, const char *lines, size_t len);
+/*
+ * Ends the catch-up at next (the reader's cursor). whole: the stream is read to
+ * its end, so the live events that waited are sent, but those at or before
+ * the position reached (sent by the catch-up); else the stream ends with
+ * `event: more` after what was sent, for the client to reconnect with its
+ * last id.
+ */
+void tail_caught_up(tail_client *c, const lake_cursor *next, int whole);
 
 #endif
