@@ -88,6 +88,16 @@ void sha256_hex(const unsigned char d[32], char out[65])
     out[64] = 0;
 }
 
+void sha256_hex_of(const void *p, size_t n, char out[65])
+{
+    sha256 s;
+    unsigned char d[32];
+    sha256_init(&s);
+    sha256_update(&s, p, n);
+    sha256_final(&s, d);
+    sha256_hex(d, out);
+}
+
 void sha256_hmac(const void *key, size_t keylen, const void *msg, size_t n, unsigned char out[32])
 {
     unsigned char k[64] = {0}, pad[64], inner[32];

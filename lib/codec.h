@@ -22,6 +22,8 @@ void sha256_update(sha256 *s, const void *p, size_t n);
 void sha256_final(sha256 *s, unsigned char out[32]);
 /* The digest as 64 lowercase hex digits and a NUL. */
 void sha256_hex(const unsigned char d[32], char out[65]);
+/* The digest of p[0..n) as 64 lowercase hex digits and a NUL. */
+void sha256_hex_of(const void *p, size_t n, char out[65]);
 
 /* HMAC-SHA256 (RFC 2104) of msg[0..n) under key[0..keylen), any key length. */
 void sha256_hmac(const void *key, size_t keylen, const void *msg, size_t n, unsigned char out[32]);

@@ -311,13 +311,8 @@ static const char *read_batch_id(jscan *s, const char *body, const char *v, cons
         fail(r, INGEST_EINVAL, "\"batchId\" must be a non-empty string");
         return NULL;
     }
-    sha256 h;
-    unsigned char d[32];
     char hex[65];
-    sha256_init(&h);
-    sha256_update(&h, dec, n);
-    sha256_final(&h, d);
-    sha256_hex(d, hex);
+    sha256_hex_of(dec, n, hex);
     snprintf(r->batch_hash, sizeof r->batch_hash, "b_%.32s", hex);
     r->batch_raw[0] = 0;
     if (n <= EVENT_ID_MAX && event_id_valid(dec, n)) {

@@ -254,13 +254,8 @@ void webhooks_dedup_id(int provider, const char *delivery, size_t n, char out[EV
         out[base + n] = 0;
         return;
     }
-    sha256 s;
-    unsigned char d[32];
     char hex[65];
-    sha256_init(&s);
-    sha256_update(&s, delivery, n);
-    sha256_final(&s, d);
-    sha256_hex(d, hex);
+    sha256_hex_of(delivery, n, hex);
     snprintf(out + base, EVENT_ID_MAX + 1 - base, "%.32s", hex);
 }
 
