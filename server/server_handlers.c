@@ -248,29 +248,63 @@ static void recent_metrics(server__srv *s, buf *b)
                   "Bytes of the events GET /recent holds (--recent-bytes).", (long long)bytes);
 }
 
+/* The compactor's counters. */
+static void compaction_metrics(server__srv *s, buf *b)
+{
+    metrics_counter(b, "events_compaction_runs_total", "Compaction runs done by this server.",
+                    s->compact_runs);
+    metrics_counter(b, "events_compaction_failures_total", "Compaction runs that failed.",
+                    s->compact_failures);
+    metrics_counter(b, "events_compaction_partitions_total",
+                    "Hour partitions given a new Parquet file.", s->compact_partitions);
+    metrics_counter(b, "events_compaction_rows_total", "Rows written to Parquet by compaction.",
+                    s->compact_rows);
+    metrics_counter(b, "events_compaction_deleted_total",
+                    "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
+    metrics_counter(
+        b, "events_compaction_files_written_total",
+        "Parquet files written by compaction (an hour larger than a chunk gives several).",
+        s->compact_files);
+    metrics_counter(b, "events_compaction_leftovers_removed_total",
+                    "Files and directories that killed compactions had left in the work directory.",
+                    s->compact_leftovers);
+}
+
+/* The query workers' counters and the memory they are held to. */
+static void query_metrics(server__srv *s, buf *b)
+{
+    query_http_stats qs;
+    query_http_stats_get(s->queries, &qs);
+    metrics_counter(b, "events_query_out_of_memory_total",
+                    "Queries that failed for memory (--query-memory, --memory-max).",
+                    qs.out_of_memory);
+    metrics_gauge(b, "events_memory_max_bytes",
+                  "The server's memory limit (--memory-max); 0: none.",
+                  (long long)s->cfg.memory_max);
+    metrics_gauge(b, "process_resident_memory_bytes", "Resident memory of the server.",
+                  (long long)server__resident_bytes());
+    metrics_counter(b, "events_query_answers_cut_total", "Query answers cut at --query-max-bytes.",
+                    qs.over_bytes);
+    metrics_counter(b, "events_query_timeouts_total",
+                    "Queries stopped at --query-timeout, while running or writing their answer.",
+                    qs.timeouts);
+    metrics_counter(b, "events_query_client_gone_total",
+                    "Queries stopped, or not run, because their client had gone.", qs.gone);
+    metrics_counter(b, "events_query_skipped_total",
+                    "Queued queries not run because their client had gone.", qs.skipped);
+    metrics_counter(b, "events_query_answer_bytes_total", "Bytes of query answers produced.",
+                    qs.bytes);
+    metrics_gauge(b, "events_query_running", "Queries running now.", qs.running);
+    metrics_gauge(b, "events_query_queued", "Queries waiting for a query worker.", qs.queued);
+}
+
 enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
 {
     lake_writer_stats st;
     lake_writer_stats_get(s->writer, &st);
     buf b = BUF_INIT;
     metrics_render(&b, &st);
-    metrics_counter(&b, "events_compaction_runs_total", "Compaction runs done by this server.",
-                    s->compact_runs);
-    metrics_counter(&b, "events_compaction_failures_total", "Compaction runs that failed.",
-                    s->compact_failures);
-    metrics_counter(&b, "events_compaction_partitions_total",
-                    "Hour partitions given a new Parquet file.", s->compact_partitions);
-    metrics_counter(&b, "events_compaction_rows_total", "Rows written to Parquet by compaction.",
-                    s->compact_rows);
-    metrics_counter(&b, "events_compaction_deleted_total",
-                    "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
-    metrics_counter(
-        &b, "events_compaction_files_written_total",
-        "Parquet files written by compaction (an hour larger than a chunk gives several).",
-        s->compact_files);
-    metrics_counter(&b, "events_compaction_leftovers_removed_total",
-                    "Files and directories that killed compactions had left in the work directory.",
-                    s->compact_leftovers);
+    compaction_metrics(s, &b);
     lake_expirer_stats xs;
     lake_expirer_stats_get(s->expirer, &xs);
     metrics_counter(&b, "events_quarantine_expired_files_total",
@@ -284,29 +318,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
     metrics_counter(&b, "events_stream_expire_failures_total",
                     "Runs of the stream log's expiry that failed (retried at the next run).",
                     xs.failures);
-    query_http_stats qs;
-    query_http_stats_get(s->queries, &qs);
-    metrics_counter(&b, "events_query_out_of_memory_total",
-                    "Queries that failed for memory (--query-memory, --memory-max).",
-                    qs.out_of_memory);
-    metrics_gauge(&b, "events_memory_max_bytes",
-                  "The server's memory limit (--memory-max); 0: none.",
-                  (long long)s->cfg.memory_max);
-    metrics_gauge(&b, "process_resident_memory_bytes", "Resident memory of the server.",
-                  (long long)server__resident_bytes());
-    metrics_counter(&b, "events_query_answers_cut_total", "Query answers cut at --query-max-bytes.",
-                    qs.over_bytes);
-    metrics_counter(&b, "events_query_timeouts_total",
-                    "Queries stopped at --query-timeout, while running or writing their answer.",
-                    qs.timeouts);
-    metrics_counter(&b, "events_query_client_gone_total",
-                    "Queries stopped, or not run, because their client had gone.", qs.gone);
-    metrics_counter(&b, "events_query_skipped_total",
-                    "Queued queries not run because their client had gone.", qs.skipped);
-    metrics_counter(&b, "events_query_answer_bytes_total", "Bytes of query answers produced.",
-                    qs.bytes);
-    metrics_gauge(&b, "events_query_running", "Queries running now.", qs.running);
-    metrics_gauge(&b, "events_query_queued", "Queries waiting for a query worker.", qs.queued);
+    query_metrics(s, &b);
     tail_stats ts;
     tail_hub_stats(s->tail, &ts);
     metrics_gauge(&b, "events_tail_clients", "Clients of GET /tail.", (long long)ts.clients);
