@@ -113,19 +113,20 @@ static int on_version(const store_entry *e, void *ud)
     char id[LAKE_SUB_ID_MAX + 1];
     uint64_t ver;
     if (lake_parse_sub_key(e->key, id, &ver) || (vs->id && strcmp(id, vs->id))) return 0;
-    struct idv *last = vs->n ? &vs->v[vs->n - 1] : NULL;
-    if (!last || strcmp(last->id, id)) { /* listed in key order: an id's versions are together */
+    /* listed in key order: an id's versions are together, so a new id is a new last entry */
+    if (!vs->n || strcmp(vs->v[vs->n - 1].id, id)) {
         if (vs->n == vs->cap) {
             size_t cap = vs->cap ? vs->cap * 2 : 16;
             struct idv *v = realloc(vs->v, cap * sizeof *v);
             if (!v) return vs->oom = 1;
             vs->v = v, vs->cap = cap;
         }
-        last = &vs->v[vs->n++];
-        memcpy(last->id, id, sizeof id);
-        last->latest = last->oldest = ver;
-        last->count = 0;
+        struct idv *nv = &vs->v[vs->n++];
+        memcpy(nv->id, id, sizeof id);
+        nv->latest = nv->oldest = ver;
+        nv->count = 0;
     }
+    struct idv *last = &vs->v[vs->n - 1];
     if (ver > last->latest) last->latest = ver;
     if (ver < last->oldest) last->oldest = ver;
     last->count++;
