@@ -9,7 +9,7 @@
 # SCRIPT: receiver_test.mjs (the receiver alone), e2e.mjs (delivery, retries,
 # dead letters, replay, SIGKILLs, two servers on S3) or paging.mjs (GET /events
 # over a lake of 1,000,000 events). Exit 77 (ctest: skipped) when the server has
-# no /subscriptions yet.
+# no /subscriptions yet. EVENTS_SRC (the source tree) is set for the scripts.
 set -eu
 bin=$1
 work=$2
@@ -24,5 +24,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$(echo $packages)" ]; then
     (cd "$work" && npm install --no-audit --no-fund --silent --no-save $packages >/dev/null)
     echo $packages >"$stamp"
 fi
+EVENTS_SRC=$(cd "$src/../.." && pwd)
+export EVENTS_SRC
 cp "$src/receiver.mjs" "$src/lib.mjs" "$src/$script" "$src/../node/checks.mjs" "$work/"
 exec node "$work/$script" "$bin" "$work" "$@"
