@@ -19,10 +19,10 @@ src=$(cd "$(dirname "$0")" && pwd)
 packages="standardwebhooks@1.3.0"
 mkdir -p "$work"
 stamp="$work/node_modules/.events-subs-packages"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$(echo $packages)" ]; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
     # shellcheck disable=SC2086
     (cd "$work" && npm install --no-audit --no-fund --silent --no-save $packages >/dev/null)
-    echo $packages >"$stamp"
+    echo "$packages" >"$stamp"
 fi
 EVENTS_SRC=$(cd "$src/../.." && pwd)
 export EVENTS_SRC
