@@ -109,19 +109,34 @@ async function deliveredAll(id, want, ms, type) {
 
 const seqOf = (pos) => parseInt(pos.split('.')[1], 16);
 
-/* Positions strictly increasing over the 2xx batches in log order; each from is the last next. */
+/* A cursor's text as a map sid -> seq. */
+function cursorMap(text) {
+  const m = new Map();
+  for (const pair of String(text ?? '').split(',').filter(Boolean)) m.set(pair.split('.')[0], seqOf(pair));
+  return m;
+}
+
+/*
+ * Over the 2xx batches in log order: positions that do not increase within a
+ * stream (bad), and batches whose from is behind the last batch's next on some
+ * stream (back: something delivered again). from may be ahead of the last next:
+ * the deliverer may persist a cursor moved over events the filter left out.
+ */
 function inOrder(lines) {
-  let last = -1;
+  const last = new Map();
   let bad = 0;
-  let chain = 0;
+  let back = 0;
   for (let i = 0; i < lines.length; i++) {
     for (const p of lines[i].positions) {
-      if (!(seqOf(p) > last)) bad++;
-      last = seqOf(p);
+      const sid = p.split('.')[0];
+      if (!(seqOf(p) > (last.get(sid) ?? 0))) bad++;
+      last.set(sid, seqOf(p));
     }
-    if (i > 0 && lines[i].from !== lines[i - 1].next) chain++;
+    if (i === 0) continue;
+    const from = cursorMap(lines[i].from);
+    for (const [sid, seq] of cursorMap(lines[i - 1].next)) if (!((from.get(sid) ?? 0) >= seq)) back++;
   }
-  return { bad, chain };
+  return { bad, chain: back };
 }
 
 /* ---- a: at least once, in order, through failures -------------------------------------------- */
@@ -153,7 +168,7 @@ async function scenarioA(srv) {
     const got = idsOf(lines);
     eq(got.filter((x) => !want.includes(x)), [], `a: ${id} got nothing its pattern and filters leave out`);
     const o = inOrder(lines);
-    eq([o.bad, o.chain], [0, 0], `a: ${id}: positions increase; each batch's from is the last one's next`);
+    eq([o.bad, o.chain], [0, 0], `a: ${id}: positions increase; no batch's from is behind the last one's next`);
     check(lines.every((l) => l.ids.length >= 1 && l.ids.length <= size), `a: ${id}: batches of 1 to ${size}`);
     eq(new Set(lines.map((l) => l.webhookId)).size, lines.length, `a: ${id}: each 2xx batch has its own webhook-id`);
   }
