@@ -6,7 +6,7 @@
  * (argument names; default: a b c d e):
  *
  *   a  every matching event delivered at least once and in order (positions
- *      increase, each batch's `from` is the previous 2xx batch's `next`)
+ *      increase; no batch's `from` is behind the previous 2xx batch's `next`)
  *      through 500s, timeouts, slow answers, a 503 with Retry-After and cut
  *      connections; a retried batch keeps its webhook-id; pattern (a leading
  *      `**`) and filters let nothing else through; stats and /metrics count.
