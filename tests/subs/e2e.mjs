@@ -52,10 +52,7 @@ const deadline = setTimeout(() => finish('timed out after 540 s'), 540000);
 
 async function finish(error) {
   clearTimeout(deadline);
-  if (error) {
-    tally.failures++;
-    console.log(`FAIL ${error}`);
-  }
+  if (error) check(false, error);
   for (const s of servers) {
     if (s.proc.exitCode !== null || s.proc.signalCode !== null) continue;
     eq(await s.kill('SIGTERM'), 0, `${s.name}: the server stops cleanly at SIGTERM`);

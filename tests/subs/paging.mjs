@@ -117,7 +117,7 @@ async function main() {
   check(liveAcked.size > 0, 'ingest went on during the read');
 }
 
-main().catch((e) => { tally.failures++; console.log(`FAIL ${e.stack ?? e}`); }).finally(async () => {
+main().catch((e) => check(false, e.stack ?? String(e))).finally(async () => {
   clearTimeout(deadline);
   if (srv) eq(await srv.kill('SIGTERM'), 0, 'the server stops cleanly at SIGTERM');
   if (tally.failures && srv) console.log(srv.out.slice(-4000));

@@ -107,7 +107,7 @@ async function main() {
   check(lines.slice(0, 13).every((l) => l.verified === true), 'the others verified');
 }
 
-main().catch((e) => { tally.failures++; console.log(`FAIL ${e.stack ?? e}`); }).finally(() => {
+main().catch((e) => check(false, e.stack ?? String(e))).finally(() => {
   clearTimeout(deadline);
   if (rx && rx.proc.exitCode === null) rx.proc.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
