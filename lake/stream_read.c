@@ -363,9 +363,17 @@ static int merge(lake_stream *st, const lake_stream_req *req, src *c, size_t n,
         src *b;
         int rc = next_source(st, c, n, &b, err, errlen);
         if (rc || !b) return rc;
-        size_t tn = 0;
-        const char *type = req->filter ? stream__line_type(b->line, b->llen, &tn) : NULL;
-        if (req->filter && !(type && req->filter(type, tn, req->filter_ud))) {
+        int take = 1;
+        if (req->filter) {
+            lake_stream_event e = {.line = b->line, .len = b->llen, .at = b->at};
+            e.type = stream__line_type(b->line, b->llen, &e.tn);
+            take = req->filter(&e, req->filter_ud);
+        }
+        if (take == LAKE_STREAM_STOP) {
+            res->stopped = 1;
+            break;
+        }
+        if (!take) {
             scanned += b->llen + 1;
             res->scanned++;
             src_pop(b);

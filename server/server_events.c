@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int type_matches(const char *type, size_t n, void *ud)
+static int type_matches(const lake_stream_event *e, void *ud)
 {
-    return glob_list_match(ud, type, n);
+    return e->type && glob_list_match(ud, e->type, e->tn);
 }
 
 /* The limit argument: 0, or -1 when it is not a number from 1 to the flag's. */

@@ -281,10 +281,10 @@ TEST(limit_and_max_bytes_bound_an_answer)
     fx_close(&x);
 }
 
-static int only_b(const char *type, size_t n, void *ud)
+static int only_b(const lake_stream_event *e, void *ud)
 {
     (void)ud;
-    return n == 3 && !memcmp(type, "b.y", 3);
+    return e->type && e->tn == 3 && !memcmp(e->type, "b.y", 3);
 }
 
 TEST(type_filter_skips_events_and_moves_the_cursor_past_them)
@@ -314,6 +314,38 @@ TEST(type_filter_skips_events_and_moves_the_cursor_past_them)
     CHECK_INT(6, res.count);
     cur = cursor_text(&res.next);
     CHECK_STR("aaaaaaaa.000000000000001e", cur);
+    free(cur);
+    lake_stream_res_free(&res);
+    fx_close(&x);
+}
+
+/* Stops at the event received at T0 + 4 s (the fourth): a replay's end. */
+static int until_fourth(const lake_stream_event *e, void *ud)
+{
+    return memcmp(e->at, ud, EVTIME_LEN) < 0 ? 1 : LAKE_STREAM_STOP;
+}
+
+TEST(filter_stop_ends_the_read_before_the_event)
+{
+    fixture x;
+    REQUIRE_INT(0, fx_open(&x));
+    write_file(x.dir, "aaaaaaaa", 1, 10, T0, 1000);
+    char at[EVTIME_LEN + 1];
+    evtime_format(T0 + 4000, at);
+    lake_cursor c = {0};
+    char err[256];
+    lake_stream_req q = {.after = &c,
+                         .since_ms = -1,
+                         .limit = 100,
+                         .max_bytes = 1 << 20,
+                         .filter = until_fourth,
+                         .filter_ud = at};
+    lake_stream_res res = {0};
+    CHECK_INT(0, lake_stream_read(x.st, &q, &res, err, sizeof err));
+    CHECK_INT(3, res.count);
+    CHECK_INT(1, res.stopped);
+    char *cur = cursor_text(&res.next);
+    CHECK_STR("aaaaaaaa.0000000000000003", cur);
     free(cur);
     lake_stream_res_free(&res);
     fx_close(&x);
