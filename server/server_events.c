@@ -86,6 +86,12 @@ static int read_with_local(server__srv *s, const lake_stream_req *q, lake_stream
     return rc;
 }
 
+int server__stream_read(void *ud, const lake_stream_req *q, lake_stream_res *res, char *err,
+                        size_t errlen)
+{
+    return read_with_local(ud, q, res, err, errlen);
+}
+
 /* The answer of a read: the lines spliced into {"events":[…],"next":…,"count":n}. */
 static int render(const lake_stream_res *res, buf *b)
 {
