@@ -68,11 +68,13 @@ typedef struct server_config {
     size_t tail_pattern_bytes; /* bytes of one /tail pattern; default 256 */
     const char *webhook_secrets;        /* provider=secret lines (docs/webhooks.md), or NULL */
     const char *webhook_allow_unsigned; /* "github,slack": providers taken unsigned, or NULL */
-    size_t recent_events;          /* events GET /recent keeps; 0: /recent is off. Default 1000 */
-    uint64_t recent_bytes;         /* bytes of their lines; default 8 MiB */
-    int64_t stream_retain_ms;      /* expire stream log files this old; 0: never. Default 7 days */
-    size_t events_max_limit;       /* GET /events?limit= at most; default 10000 */
-    uint64_t events_max_bytes;     /* bytes of one GET /events answer's events; default 8 MiB */
+    size_t recent_events;      /* events GET /recent keeps; 0: /recent is off. Default 1000 */
+    uint64_t recent_bytes;     /* bytes of their lines; default 8 MiB */
+    int64_t stream_retain_ms;  /* expire stream log files this old; 0: never. Default 7 days */
+    size_t events_max_limit;   /* GET /events?limit= at most; default 10000 */
+    uint64_t events_max_bytes; /* bytes of one GET /events answer's events; default 8 MiB */
+
+    /* the delivery of webhook subscriptions (deliver.h) */
     unsigned deliver_connections;  /* webhook deliveries at once; 0: none here. Default 8 */
     int64_t subscription_lease_ms; /* a subscription's lease; default 30 s */
     int64_t subscription_poll_ms;  /* the subscriptions' listing period; default 1 s */
