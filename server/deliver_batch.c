@@ -104,7 +104,7 @@ static void pos_text(const lake_stream_pos *p, char out[48])
 /* The body of b (mode, count, first and last set): events[0..n) spliced in. */
 static int build_body(deliver__batch *b, const char *id, const char *events, size_t n)
 {
-    char hex[65], ts[EVTIME_LEN + 1];
+    char hex[65] = "", ts[EVTIME_LEN + 1];
     buf h = BUF_INIT;
     int bad = buf_printf(&h, "%s\n%s\n%s\n%s", id, TYPES[b->mode], b->first, b->last);
     if (!bad) sha256_hex_of(h.p, h.len, hex);
