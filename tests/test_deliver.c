@@ -264,6 +264,29 @@ static void sub_set(lk *l, const char *id, json_t *extra)
     json_decref(extra);
 }
 
+/* A test's lake, its server (not started), its receiver and the lake's subscriptions. */
+typedef struct fx {
+    srv s;
+    char *lake;
+    rx *x;
+    lk l;
+} fx;
+
+static void fx_open(fx *f)
+{
+    memset(f, 0, sizeof *f);
+    f->lake = srv_lake_dir("deliver");
+    f->x = rx_start();
+    lk_open(&f->l, f->lake);
+}
+
+static void fx_close(fx *f)
+{
+    lk_close(&f->l);
+    rx_stop(f->x);
+    srv_lake_cleanup(&f->s, f->lake);
+}
+
 /* Ingests n events of type type, ids prefix-0.., with extra members (JSON text, "" none). */
 static void ingest(const srv *s, const char *type, const char *prefix, int from, int n,
                    const char *extra)
@@ -286,15 +309,15 @@ static const char *const FAST[] = {"--subscription-poll", "100ms", "--subscripti
 
 TEST(delivers_every_event_in_order_signed)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.*", x, NULL);
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    for (int k = 0; k < 5; k++) ingest(&s, "order.created", "e", k * 50, 50, "");
-    ingest(&s, "user.created", "u", 0, 10, ""); /* not the pattern's */
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
+    sub_create(l, "orders", "order.*", x, NULL);
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    for (int k = 0; k < 5; k++) ingest(s, "order.created", "e", k * 50, 50, "");
+    ingest(s, "user.created", "u", 0, 10, ""); /* not the pattern's */
     CHECK_INT(250, (long)rx_wait(x, 250));
     pthread_mutex_lock(&x->mu);
     for (size_t i = 0; i < json_array_size(x->ids); i++) {
@@ -305,82 +328,74 @@ TEST(delivers_every_event_in_order_signed)
     CHECK_INT(0, x->bad_sig);
     CHECK_STR("events.batch", json_string_value(json_array_get(x->types, 0)));
     pthread_mutex_unlock(&x->mu);
-    CHECK(sub_wait(&l, "orders", "delivered", "250"));
-    CHECK_INT(250, srv_metric(&s, "events_subscription_delivered_total{subscription=\"orders\"}"));
-    CHECK_INT(0, srv_stop(&s, SIGTERM));
-    CHECK(sub_wait(&l, "orders", "leaseUntil", "0"));
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    CHECK(sub_wait(l, "orders", "delivered", "250"));
+    CHECK_INT(250, srv_metric(s, "events_subscription_delivered_total{subscription=\"orders\"}"));
+    CHECK_INT(0, srv_stop(s, SIGTERM));
+    CHECK(sub_wait(l, "orders", "leaseUntil", "0"));
+    fx_close(&f);
 }
 
 TEST(a_failing_receiver_gets_the_batch_again_until_it_answers_2xx)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
     x->fail_next = 3;
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.created", x, NULL);
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "order.created", "e", 0, 20, "");
+    sub_create(l, "orders", "order.created", x, NULL);
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "order.created", "e", 0, 20, "");
     CHECK_INT(20, (long)rx_wait(x, 20));
     CHECK_STR("e-0", rx_id(x, 0));
     pthread_mutex_lock(&x->mu);
     CHECK_INT(4, x->requests);
     CHECK_INT(0, x->bad_sig);
     pthread_mutex_unlock(&x->mu);
-    CHECK(sub_wait(&l, "orders", "failed", "3"));
-    CHECK(sub_wait(&l, "orders", "delivered", "20"));
-    CHECK_INT(3, srv_metric(&s, "events_subscription_failed_total{subscription=\"orders\"}"));
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    CHECK(sub_wait(l, "orders", "failed", "3"));
+    CHECK(sub_wait(l, "orders", "delivered", "20"));
+    CHECK_INT(3, srv_metric(s, "events_subscription_failed_total{subscription=\"orders\"}"));
+    fx_close(&f);
 }
 
 TEST(retry_after_is_waited_for)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
     x->fail_next = 1, x->retry_after = 2;
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.created", x, NULL);
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "order.created", "e", 0, 5, "");
+    sub_create(l, "orders", "order.created", x, NULL);
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "order.created", "e", 0, 5, "");
     CHECK_INT(5, (long)rx_wait(x, 5));
     pthread_mutex_lock(&x->mu);
     CHECK(x->first_ok_ms - x->first_fail_ms >= 1000); /* Retry-After 2 s: not before (seconds) */
     pthread_mutex_unlock(&x->mu);
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    fx_close(&f);
 }
 
 TEST(answer_410_disables_the_subscription)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
     x->always = 410;
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.created", x, NULL);
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "order.created", "e", 0, 5, "");
-    CHECK(sub_wait(&l, "orders", "state", "disabled"));
-    CHECK(sub_wait(&l, "orders", "reason", "receiver answered 410 Gone"));
-    CHECK(sub_wait(&l, "orders", "cursor", ""));
-    ingest(&s, "order.created", "e", 5, 5, "");
+    sub_create(l, "orders", "order.created", x, NULL);
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "order.created", "e", 0, 5, "");
+    CHECK(sub_wait(l, "orders", "state", "disabled"));
+    CHECK(sub_wait(l, "orders", "reason", "receiver answered 410 Gone"));
+    CHECK(sub_wait(l, "orders", "cursor", ""));
+    ingest(s, "order.created", "e", 5, 5, "");
     usleep(300000);
     pthread_mutex_lock(&x->mu);
     CHECK_INT(1, x->requests);
     pthread_mutex_unlock(&x->mu);
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    fx_close(&f);
 }
 
 /* The single dead letter of id: its document. */
@@ -410,45 +425,43 @@ static json_t *dead_letter(lk *l, const char *id, char name[LAKE_KEY_MAX])
 
 TEST(after_max_attempts_a_batch_is_a_dead_letter_and_a_retry_delivers_it)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
     x->fail_next = 2;
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.created", x, json_pack("{s:i}", "maxAttempts", 2));
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "order.created", "e", 0, 3, "");
+    sub_create(l, "orders", "order.created", x, json_pack("{s:i}", "maxAttempts", 2));
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "order.created", "e", 0, 3, "");
     char name[LAKE_KEY_MAX] = "";
-    json_t *d = dead_letter(&l, "orders", name);
+    json_t *d = dead_letter(l, "orders", name);
     CHECK_INT(500, json_integer_value(json_object_get(d, "status")));
     CHECK_INT(2, json_integer_value(json_object_get(d, "attempts")));
     CHECK_INT(3, json_integer_value(json_object_get(d, "count")));
     CHECK_CONTAINS("scripted", json_string_value(json_object_get(d, "excerpt")));
     CHECK_STR("e-2", json_string_value(
                          json_object_get(json_array_get(json_object_get(d, "events"), 2), "id")));
-    CHECK(sub_wait(&l, "orders", "deadLettered", "3"));
+    CHECK(sub_wait(l, "orders", "deadLettered", "3"));
     json_decref(d);
     /* the cursor moved past it: the next events are delivered */
-    ingest(&s, "order.created", "e", 3, 2, "");
+    ingest(s, "order.created", "e", 3, 2, "");
     CHECK_INT(2, (long)rx_wait(x, 2));
     CHECK_STR("e-3", rx_id(x, 0));
-    sub_set(&l, "orders", json_pack("{s:i}", "retryRequested", 1));
+    sub_set(l, "orders", json_pack("{s:i}", "retryRequested", 1));
     CHECK_INT(5, (long)rx_wait(x, 5));
     CHECK_STR("e-0", rx_id(x, 2));
     CHECK_STR("e-2", rx_id(x, 4));
     CHECK_STR("events.retry",
               json_string_value(json_array_get(x->types, json_array_size(x->types) - 1)));
-    CHECK(sub_wait(&l, "orders", "retryDone", "1"));
+    CHECK(sub_wait(l, "orders", "retryDone", "1"));
     lake_dead *v = NULL;
     size_t n = 9, total = 0;
     char err[512];
-    CHECK_INT(0, lake_subs_dead_list(l.h, "orders", 10, &v, &n, &total, err, sizeof err));
+    CHECK_INT(0, lake_subs_dead_list(l->h, "orders", 10, &v, &n, &total, err, sizeof err));
     CHECK_INT(0, (long)n);
     free(v);
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    fx_close(&f);
 }
 
 /* Now, after a pause that puts it in a millisecond of its own. */
@@ -462,24 +475,24 @@ static int64_t mark(void)
 
 TEST(replay_delivers_exactly_the_range)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.created", x, NULL);
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "order.created", "a", 0, 30, "");
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
+    sub_create(l, "orders", "order.created", x, NULL);
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "order.created", "a", 0, 30, "");
     int64_t t1 = mark();
-    ingest(&s, "order.created", "b", 0, 20, "");
-    ingest(&s, "order.other", "x", 0, 5, "");
+    ingest(s, "order.created", "b", 0, 20, "");
+    ingest(s, "order.other", "x", 0, 5, "");
     int64_t t2 = mark();
-    ingest(&s, "order.created", "c", 0, 10, "");
+    ingest(s, "order.created", "c", 0, 10, "");
     CHECK_INT(60, (long)rx_wait(x, 60));
-    sub_set(&l, "orders",
+    sub_set(l, "orders",
             json_pack("{s:{s:I,s:I,s:s}}", "replay", "from", (json_int_t)t1, "to", (json_int_t)t2,
                       "cursor", ""));
-    CHECK(sub_wait(&l, "orders", "replay", "null"));
+    CHECK(sub_wait(l, "orders", "replay", "null"));
     CHECK_INT(80, (long)rx_wait(x, 80));
     usleep(300000);
     pthread_mutex_lock(&x->mu);
@@ -489,48 +502,44 @@ TEST(replay_delivers_exactly_the_range)
     CHECK_STR("events.replay",
               json_string_value(json_array_get(x->types, json_array_size(x->types) - 1)));
     pthread_mutex_unlock(&x->mu);
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    fx_close(&f);
 }
 
 TEST(a_leading_wildcard_pattern_matches)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "pushes", "**.push", x, NULL);
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "webhook.github.push", "g", 0, 2, "");
-    ingest(&s, "push.pull", "n", 0, 2, "");
-    ingest(&s, "push", "p", 0, 1, "");
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
+    sub_create(l, "pushes", "**.push", x, NULL);
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "webhook.github.push", "g", 0, 2, "");
+    ingest(s, "push.pull", "n", 0, 2, "");
+    ingest(s, "push", "p", 0, 1, "");
     CHECK_INT(3, (long)rx_wait(x, 3));
     CHECK_STR("g-0", rx_id(x, 0));
     CHECK_STR("p-0", rx_id(x, 2));
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    fx_close(&f);
 }
 
 TEST(filters_select_on_do_and_collection)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "o1", "collection.*", x,
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
+    sub_create(l, "o1", "collection.*", x,
                json_pack("{s:{s:s,s:s,s:s}}", "filters", "do.class", "Orders", "do.id", "o-1",
                          "collection", "orders"));
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "collection.insert", "no", 0, 2, ",\"collection\":\"orders\"");
-    ingest(&s, "collection.insert", "other", 0, 2,
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "collection.insert", "no", 0, 2, ",\"collection\":\"orders\"");
+    ingest(s, "collection.insert", "other", 0, 2,
            ",\"collection\":\"orders\",\"do\":{\"class\":\"Orders\",\"id\":\"o-2\"}");
-    ingest(&s, "collection.insert", "yes", 0, 2,
+    ingest(s, "collection.insert", "yes", 0, 2,
            ",\"collection\":\"orders\",\"do\":{\"class\":\"Orders\",\"id\":\"o-1\"}");
-    ingest(&s, "collection.insert", "coll", 0, 2,
+    ingest(s, "collection.insert", "coll", 0, 2,
            ",\"collection\":\"users\",\"do\":{\"class\":\"Orders\",\"id\":\"o-1\"}");
     CHECK_INT(2, (long)rx_wait(x, 2));
     usleep(300000);
@@ -538,33 +547,29 @@ TEST(filters_select_on_do_and_collection)
     CHECK_INT(2, (long)json_array_size(x->ids));
     CHECK_STR("yes-0", rx_id(x, 0));
     pthread_mutex_unlock(&x->mu);
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    fx_close(&f);
 }
 
 TEST(the_cursor_stays_on_failure_and_a_restart_delivers_the_batch_again)
 {
-    srv s = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *x = f.x;
+    lk *l = &f.l;
     x->always = 500;
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.created", x, json_pack("{s:i}", "maxAttempts", 100));
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
-    ingest(&s, "order.created", "e", 0, 7, "");
-    CHECK(sub_wait(&l, "orders", "failed", "1"));
-    CHECK_INT(0, srv_stop(&s, SIGTERM));
-    CHECK(sub_wait(&l, "orders", "cursor", ""));
+    sub_create(l, "orders", "order.created", x, json_pack("{s:i}", "maxAttempts", 100));
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    ingest(s, "order.created", "e", 0, 7, "");
+    CHECK(sub_wait(l, "orders", "failed", "1"));
+    CHECK_INT(0, srv_stop(s, SIGTERM));
+    CHECK(sub_wait(l, "orders", "cursor", ""));
     x->always = 0;
-    REQUIRE_INT(0, srv_start(&s, lake, FAST));
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
     CHECK_INT(7, (long)rx_wait(x, 7));
     CHECK_STR("e-0", rx_id(x, 0));
-    CHECK(sub_wait(&l, "orders", "delivered", "7"));
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&s, lake);
+    CHECK(sub_wait(l, "orders", "delivered", "7"));
+    fx_close(&f);
 }
 
 /* The pid in a record's owner "host:pid:xxxx"; 0 if none. */
@@ -578,14 +583,14 @@ static long owner_pid(lk *l, const char *id)
 
 TEST(one_server_delivers_and_the_other_takes_over_when_it_stops)
 {
-    srv a = {0}, b = {0};
-    char *lake = srv_lake_dir("deliver");
-    rx *x = rx_start();
-    lk l;
-    lk_open(&l, lake);
-    sub_create(&l, "orders", "order.created", x, NULL);
+    fx f;
+    fx_open(&f);
+    srv *a = &f.s, b = {0};
+    rx *x = f.x;
+    lk *l = &f.l;
+    sub_create(l, "orders", "order.created", x, NULL);
     char spool_b[1200];
-    snprintf(spool_b, sizeof spool_b, "%s/spool-b", lake);
+    snprintf(spool_b, sizeof spool_b, "%s/spool-b", f.lake);
     const char *args_a[] = {
         "--subscription-poll", "100ms", "--subscription-lease", "2s", "--seal-age", "200ms", NULL};
     const char *args_b[] = {"--subscription-poll",
@@ -597,17 +602,17 @@ TEST(one_server_delivers_and_the_other_takes_over_when_it_stops)
                             "--spool",
                             spool_b,
                             NULL};
-    REQUIRE_INT(0, srv_start(&a, lake, args_a));
-    REQUIRE_INT(0, srv_start(&b, lake, args_b));
-    ingest(&a, "order.created", "e", 0, 10, "");
+    REQUIRE_INT(0, srv_start(a, f.lake, args_a));
+    REQUIRE_INT(0, srv_start(&b, f.lake, args_b));
+    ingest(a, "order.created", "e", 0, 10, "");
     CHECK_INT(10, (long)rx_wait(x, 10));
-    long first = owner_pid(&l, "orders");
-    CHECK(first == a.pid || first == b.pid);
-    srv *owner = first == a.pid ? &a : &b, *other = first == a.pid ? &b : &a;
+    long first = owner_pid(l, "orders");
+    CHECK(first == a->pid || first == b.pid);
+    srv *owner = first == a->pid ? a : &b, *other = first == a->pid ? &b : a;
     CHECK_INT(0, srv_stop(owner, SIGTERM));
     ingest(other, "order.created", "e", 10, 10, "");
     CHECK_INT(20, (long)rx_wait(x, 20));
-    CHECK_INT(other->pid, owner_pid(&l, "orders"));
+    CHECK_INT(other->pid, owner_pid(l, "orders"));
     pthread_mutex_lock(&x->mu);
     for (size_t i = 0; i < json_array_size(x->ids); i++) {
         char want[32];
@@ -616,7 +621,5 @@ TEST(one_server_delivers_and_the_other_takes_over_when_it_stops)
     }
     pthread_mutex_unlock(&x->mu);
     srv_stop(other, SIGTERM);
-    lk_close(&l);
-    rx_stop(x);
-    srv_lake_cleanup(&a, lake);
+    fx_close(&f);
 }
