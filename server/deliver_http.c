@@ -78,10 +78,7 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t x, curl_
 {
     (void)a, (void)b, (void)x, (void)y;
     deliver__conn *c = ud;
-    pthread_mutex_lock(&c->d->mu);
-    int stop = c->d->stopping;
-    pthread_mutex_unlock(&c->d->mu);
-    return stop;
+    return atomic_load(&c->d->stopping);
 }
 
 /* The wait Retry-After asks for, in ms (-1: none or not understood), at most an hour. */

@@ -17,7 +17,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define DELIVER__WINDOW 16  /* batches of one subscription in flight, at most (concurrency's max)  \
+#define DELIVER__WINDOW                                                                            \
+    16                      /* batches of one subscription in flight, at most (concurrency's max)  \
                              */
 #define DELIVER__MSG_ID  36 /* "msg_" + 32 hex */
 #define DELIVER__PREFIX  48 /* "{webhook-id}.{10 digits}." before a batch's body */
@@ -104,7 +105,7 @@ struct deliver {
     pthread_cond_t poll_cv;     /* the poller: stop */
     deliver__sub **sub;         /* under mu; an entry is freed only when nothing uses it */
     size_t nsub, cap, next;     /* next: where the workers' scan starts (fairness) */
-    int stopping;               /* under mu; set by deliver_stop */
+    _Atomic int stopping;       /* set by deliver_stop, under mu (for the sleepers' sake) */
     _Atomic uint64_t committed; /* events made durable (deliver_notify) */
     _Atomic uint64_t wake_min;  /* committed at which a sleeping subscription looks again */
     _Atomic int busy;           /* workers in an attempt: the connections in use */

@@ -242,8 +242,9 @@ static void run_attempt(deliver *d, deliver__conn *c, job *j)
     int64_t retry_ms = -1;
     int out = deliver__attempt(c, j->conf, b, &retry_ms);
     int64_t now = evtime_now_ms();
-    b->attempts++;
-    int dead = out == DELIVER__FAILED && b->attempts >= j->conf->max_attempts;
+    int cut = out == DELIVER__FAILED && atomic_load(&d->stopping); /* not the receiver's doing */
+    b->attempts += !cut;
+    int dead = !cut && out == DELIVER__FAILED && b->attempts >= j->conf->max_attempts;
     if (dead && b->mode != DELIVER__RETRY && put_dead(d, s, b, now)) dead = 0;
     char err[256];
     if (out == DELIVER__OK && b->mode == DELIVER__RETRY &&
@@ -251,7 +252,7 @@ static void run_attempt(deliver *d, deliver__conn *c, job *j)
         deliver__log("cannot delete a dead letter delivered again", s->id, err);
     pthread_mutex_lock(&d->mu);
     s->running--;
-    if (b->gen != s->gen || (d->stopping && out == DELIVER__FAILED)) {
+    if (b->gen != s->gen || cut) {
         unlink_batch(s, b); /* dropped meanwhile, or cut by the stop: not an outcome */
         deliver__batch_free(b);
     } else if (out == DELIVER__OK) {
