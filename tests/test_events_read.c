@@ -478,6 +478,54 @@ TEST(local_files_are_read_up_to_their_committed_length)
     fx_close(&x);
 }
 
+TEST(paging_through_a_growing_local_file_visits_every_event_once)
+{
+    fixture x;
+    REQUIRE_INT(0, fx_open(&x));
+    buf b = BUF_INIT;
+    for (uint64_t k = 1; k <= 40; k++) line_of(&b, "aaaaaaaa", k, T0 + (int64_t)k * 1000, "a.x");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/spool-segment.jsonl", x.dir);
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    fwrite(b.p, 1, b.len, f);
+    fclose(f);
+    /* committed: 20 lines, then all 40 (the segment grows between pages) */
+    size_t twenty = 0;
+    for (int i = 0; i < 20; i++) twenty = (size_t)(strchr(b.p + twenty, '\n') - b.p) + 1;
+    lake_stream_local l = {"aaaaaaaa", 1, path, twenty};
+    lake_cursor c = {0};
+    char err[256];
+    uint64_t want = 1;
+    for (int page = 0; page < 40 && want <= 40; page++) {
+        if (want > 20) l.len = b.len;
+        lake_stream_req q = {.after = &c,
+                             .since_ms = -1,
+                             .limit = 3,
+                             .max_bytes = 1 << 20,
+                             .local = &l,
+                             .nlocal = 1,
+                             .sep = '\n'};
+        lake_stream_res res = {0};
+        REQUIRE_INT(0, lake_stream_read(x.st, &q, &res, err, sizeof err));
+        for (const char *p = buf_cstr(&res.events); p && *p; want++) {
+            lake_stream_pos pos;
+            const char *nl = strchr(p, '\n'), *e = nl ? nl : p + strlen(p);
+            CHECK_INT(0, lake_stream_line_pos(p, (size_t)(e - p), &pos));
+            CHECK_INT((long long)want, (long long)pos.seq);
+            p = nl ? nl + 1 : e;
+        }
+        lake_cursor_free(&c);
+        c = res.next;
+        res.next = (lake_cursor){0};
+        lake_stream_res_free(&res);
+    }
+    CHECK_INT(41, (long long)want);
+    lake_cursor_free(&c);
+    buf_free(&b);
+    fx_close(&x);
+}
+
 TEST(a_line_without_its_position_is_an_error)
 {
     fixture x;
