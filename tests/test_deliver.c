@@ -623,3 +623,35 @@ TEST(one_server_delivers_and_the_other_takes_over_when_it_stops)
     srv_stop(other, SIGTERM);
     fx_close(&f);
 }
+
+TEST(a_record_that_cannot_be_delivered_is_left_alone_and_the_others_go_on)
+{
+    fx f;
+    fx_open(&f);
+    sub_create(&f.l, "nokey", "order.created", f.x, json_pack("{s:s}", "secret", "not-whsec"));
+    sub_create(&f.l, "nourl", "order.created", f.x, json_pack("{s:s}", "url", "ftp://x/"));
+    sub_create(&f.l, "orders", "order.created", f.x, json_pack("{s:s}", "cursor", "bad cursor"));
+    REQUIRE_INT(0, srv_start(&f.s, f.lake, FAST));
+    ingest(&f.s, "order.created", "e", 0, 4, "");
+    CHECK_INT(4, (long)rx_wait(f.x, 4)); /* a malformed cursor: from the start, logged */
+    CHECK(sub_wait(&f.l, "orders", "delivered", "4"));
+    char owner[256];
+    sub_field(&f.l, "nokey", "owner", owner, sizeof owner);
+    CHECK_STR("", owner);
+    sub_field(&f.l, "nourl", "owner", owner, sizeof owner);
+    CHECK_STR("", owner);
+    fx_close(&f);
+}
+
+TEST(bad_delivery_flags_stop_the_server_before_it_starts)
+{
+    char *lake = srv_lake_dir("deliver");
+    const char *bad[] = {"--deliver-connections 257", "--subscription-lease 500ms",
+                         "--subscription-poll 20s", "--subscription-poll 10ms",
+                         "--deliver-max-bytes 0"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_INT(2, sh("%s serve --listen 127.0.0.1:0 --lake '%s' %s >/dev/null 2>&1",
+                        events_bin(), lake, bad[i]));
+    srv s = {0};
+    srv_lake_cleanup(&s, lake);
+}
