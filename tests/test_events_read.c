@@ -440,6 +440,26 @@ TEST(files_arriving_between_reads_are_read_without_a_gap)
     fx_close(&x);
 }
 
+/*
+ * The writer's open segment in x's directory: lines first..last of sid aaaaaaaa (in b, which
+ * the caller frees), its path in path; the offset after the first n lines is returned.
+ */
+static size_t local_segment(const fixture *x, uint64_t first, uint64_t last, int n, buf *b,
+                            char path[4096])
+{
+    for (uint64_t k = first; k <= last; k++)
+        line_of(b, "aaaaaaaa", k, T0 + (int64_t)k * 1000, "a.x");
+    snprintf(path, 4096, "%s/spool-segment.jsonl", x->dir);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b->p, 1, b->len, f);
+        fclose(f);
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) off = (size_t)(strchr(b->p + off, '\n') - b->p) + 1;
+    return off;
+}
+
 TEST(local_files_are_read_up_to_their_committed_length)
 {
     fixture x;
@@ -447,15 +467,8 @@ TEST(local_files_are_read_up_to_their_committed_length)
     write_file(x.dir, "aaaaaaaa", 1, 10, T0, 1000);
     /* the writer's open segment: 11.., of which 3 lines and a half are committed */
     buf b = BUF_INIT;
-    for (uint64_t k = 11; k < 16; k++) line_of(&b, "aaaaaaaa", k, T0 + (int64_t)k * 1000, "a.x");
     char path[4096];
-    snprintf(path, sizeof path, "%s/spool-segment.jsonl", x.dir);
-    FILE *f = fopen(path, "wb");
-    REQUIRE(f);
-    fwrite(b.p, 1, b.len, f);
-    fclose(f);
-    size_t three = 0;
-    for (int i = 0; i < 3; i++) three = (size_t)(strchr(b.p + three, '\n') - b.p) + 1;
+    size_t three = local_segment(&x, 11, 15, 3, &b, path);
     lake_stream_local l = {"aaaaaaaa", 11, path, three + 20};
     lake_cursor c = {0};
     char err[256];
@@ -483,16 +496,9 @@ TEST(paging_through_a_growing_local_file_visits_every_event_once)
     fixture x;
     REQUIRE_INT(0, fx_open(&x));
     buf b = BUF_INIT;
-    for (uint64_t k = 1; k <= 40; k++) line_of(&b, "aaaaaaaa", k, T0 + (int64_t)k * 1000, "a.x");
     char path[4096];
-    snprintf(path, sizeof path, "%s/spool-segment.jsonl", x.dir);
-    FILE *f = fopen(path, "wb");
-    REQUIRE(f);
-    fwrite(b.p, 1, b.len, f);
-    fclose(f);
     /* committed: 20 lines, then all 40 (the segment grows between pages) */
-    size_t twenty = 0;
-    for (int i = 0; i < 20; i++) twenty = (size_t)(strchr(b.p + twenty, '\n') - b.p) + 1;
+    size_t twenty = local_segment(&x, 1, 40, 20, &b, path);
     lake_stream_local l = {"aaaaaaaa", 1, path, twenty};
     lake_cursor c = {0};
     char err[256];
