@@ -609,6 +609,8 @@ TEST(one_server_delivers_and_the_other_takes_over_when_it_stops)
     long first = owner_pid(l, "orders");
     CHECK(first == a->pid || first == b.pid);
     srv *owner = first == a->pid ? a : &b, *other = first == a->pid ? &b : a;
+    CHECK_INT(-1,
+              srv_metric(other, "events_subscription_delivered_total{subscription=\"orders\"}"));
     CHECK_INT(0, srv_stop(owner, SIGTERM));
     ingest(other, "order.created", "e", 10, 10, "");
     CHECK_INT(20, (long)rx_wait(x, 20));
@@ -654,4 +656,26 @@ TEST(bad_delivery_flags_stop_the_server_before_it_starts)
                         events_bin(), lake, bad[i]));
     srv s = {0};
     srv_lake_cleanup(&s, lake);
+}
+
+TEST(concurrency_pipelines_batches_and_every_event_arrives_once)
+{
+    fx f;
+    fx_open(&f);
+    sub_create(&f.l, "orders", "order.created", f.x,
+               json_pack("{s:i,s:i}", "concurrency", 4, "batchSize", 10));
+    REQUIRE_INT(0, srv_start(&f.s, f.lake, FAST));
+    for (int k = 0; k < 10; k++) ingest(&f.s, "order.created", "e", k * 100, 100, "");
+    CHECK_INT(1000, (long)rx_wait(f.x, 1000));
+    CHECK(sub_wait(&f.l, "orders", "delivered", "1000"));
+    pthread_mutex_lock(&f.x->mu);
+    static char seen[1000];
+    for (size_t i = 0; i < json_array_size(f.x->ids); i++) {
+        int k = atoi(rx_id(f.x, i) + 2);
+        CHECK(k >= 0 && k < 1000 && !seen[k]);
+        if (k >= 0 && k < 1000) seen[k] = 1;
+    }
+    CHECK_INT(1000, (long)json_array_size(f.x->ids));
+    pthread_mutex_unlock(&f.x->mu);
+    fx_close(&f);
 }
