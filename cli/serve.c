@@ -28,6 +28,7 @@ typedef struct serve_flags {
     int64_t req_timeout, idle_timeout, shutdown_timeout, query_timeout;
     long query_threads, tail_clients, tail_patterns, snap_downloads, threads, dedup, max_conn,
         max_events, max_open, max_url_args, recent_events, events_max_limit;
+    long deliver_connections;
     const char *log_format, *log_level;
 } serve_flags;
 
@@ -52,6 +53,7 @@ static void flags_defaults(serve_flags *f)
     f->tail_patterns = c->tail_max_patterns;
     f->recent_events = (long)c->recent_events;
     f->events_max_limit = (long)c->events_max_limit;
+    f->deliver_connections = (long)c->deliver_connections;
     f->snap_downloads = c->snapshot_downloads;
     f->threads = 0;
     f->dedup = (long)c->dedup_window;
@@ -238,6 +240,28 @@ static size_t stream_options(cli_option *o, size_t room, serve_flags *f)
     return PUT(o, room, t);
 }
 
+/* The delivery of webhook subscriptions (server/deliver.h). */
+static size_t deliver_options(cli_option *o, size_t room, serve_flags *f)
+{
+    server_config *c = &f->c;
+    const cli_option t[] = {
+        {"deliver-connections", "EVENTS_DELIVER_CONNECTIONS", OPT_INT, &f->deliver_connections, "N",
+         "webhook deliveries at once, 0 to 256; 0: this server delivers no subscription "
+         "(default 8)"},
+        {"subscription-lease", "EVENTS_SUBSCRIPTION_LEASE", OPT_DURATION, &c->subscription_lease_ms,
+         "DURATION",
+         "a server delivers a subscription for this long, renewed at half term; another takes "
+         "over when it lapses (default 30s)"},
+        {"subscription-poll", "EVENTS_SUBSCRIPTION_POLL", OPT_DURATION, &c->subscription_poll_ms,
+         "DURATION",
+         "how often the lake's subscriptions are listed, and the stream looked at without a "
+         "notice from ingest (default 1s)"},
+        {"deliver-max-bytes", "EVENTS_DELIVER_MAX_BYTES", OPT_SIZE, &c->deliver_max_bytes, "SIZE",
+         "bytes of the events of one webhook delivery (one event at least; default 1MiB)"},
+    };
+    return PUT(o, room, t);
+}
+
 /* Every option of `events serve`, NULL-terminated, into opts (room for max). */
 static void serve_options(cli_option *opts, size_t max, serve_flags *f)
 {
@@ -247,6 +271,7 @@ static void serve_options(cli_option *opts, size_t max, serve_flags *f)
     n += connection_options(opts + n, max - 1 - n, f);
     n += query_options(opts + n, max - 1 - n, f);
     n += stream_options(opts + n, max - 1 - n, f);
+    n += deliver_options(opts + n, max - 1 - n, f);
     memset(&opts[n], 0, sizeof opts[n]);
 }
 
@@ -379,6 +404,21 @@ static int check_memory(serve_flags *f)
     return 0;
 }
 
+/* The delivery engine's flags. */
+static int check_deliver(const serve_flags *f)
+{
+    const server_config *c = &f->c;
+    if (f->deliver_connections < 0 || f->deliver_connections > 256 ||
+        c->subscription_lease_ms < 1000 || c->subscription_poll_ms < 50 ||
+        c->subscription_poll_ms > c->subscription_lease_ms / 2 || !c->deliver_max_bytes) {
+        fprintf(stderr, "events serve: --deliver-connections must be between 0 and 256, "
+                        "--subscription-lease at least 1s, --subscription-poll from 50ms to half "
+                        "the lease, --deliver-max-bytes above 0\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* The live tail's limits, and the spool's open segments. */
 static int check_tails(const serve_flags *f)
 {
@@ -411,7 +451,7 @@ static int check_tails(const serve_flags *f)
                         "--events-max-bytes above 0\n");
         return -1;
     }
-    return 0;
+    return check_deliver(f);
 }
 
 /* The checked values, in the config's own types and units. */
@@ -425,6 +465,7 @@ static void flags_to_config(serve_flags *f)
     c->tail_max_clients = (int)f->tail_clients;
     c->recent_events = (size_t)f->recent_events;
     c->events_max_limit = (size_t)f->events_max_limit;
+    c->deliver_connections = (unsigned)f->deliver_connections;
     c->tail_buffer = (size_t)f->tail_buffer;
     c->max_body = (size_t)f->max_body;
     c->max_event_bytes = (size_t)f->max_event_bytes;

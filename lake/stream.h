@@ -81,8 +81,22 @@ typedef struct lake_stream_local {
     uint64_t len;
 } lake_stream_local;
 
-/* 1 to return an event of this type (type[0..n)), 0 to skip it. */
-typedef int (*lake_stream_filter_fn)(const char *type, size_t n, void *ud);
+/* An event the reader considers: its stored line, its type and its receivedAt. */
+typedef struct lake_stream_event {
+    const char *line; /* without its newline */
+    size_t len;
+    const char *type; /* type[0..tn), in the line; NULL if the line has none */
+    size_t tn;
+    const char *at; /* receivedAt, EVTIME_LEN characters of the line (RFC 3339, ms, Z) */
+} lake_stream_event;
+
+/*
+ * 1 to return the event, 0 to skip it (the position moves past it), or
+ * LAKE_STREAM_STOP to end the read before it (res->stopped; the position
+ * stays before it, so the next read from res->next considers it again).
+ */
+#define LAKE_STREAM_STOP (-1)
+typedef int (*lake_stream_filter_fn)(const lake_stream_event *e, void *ud);
 
 typedef struct lake_stream_req {
     const lake_cursor *after; /* NULL or empty: from the oldest event (or since_ms) */
@@ -103,6 +117,7 @@ typedef struct lake_stream_res {
     size_t count;       /* how many */
     uint64_t scanned;   /* events looked at (returned or skipped by the filter) */
     int cut;            /* the answer stopped at max_bytes */
+    int stopped;        /* the answer stopped where the filter said LAKE_STREAM_STOP */
     lake_cursor next;   /* the cursor after them (the input when nothing new) */
     lake_cursor oldest; /* LAKE_STREAM_EEXPIRED: the cursor of the oldest events kept */
 } lake_stream_res;

@@ -99,6 +99,7 @@ static int by_sid(const void *a, const void *b)
 /* Sorts each sid's files, keeping one of two with the same first seq (the lake's). */
 static void listing_sort(listing *l)
 {
+    if (!l->n) return; /* an empty lake: no array to sort (qsort's NULL is undefined) */
     qsort(l->s, l->n, sizeof *l->s, by_sid);
     for (size_t i = 0; i < l->n; i++) {
         stream__sid *e = &l->s[i];
@@ -363,9 +364,17 @@ static int merge(lake_stream *st, const lake_stream_req *req, src *c, size_t n,
         src *b;
         int rc = next_source(st, c, n, &b, err, errlen);
         if (rc || !b) return rc;
-        size_t tn = 0;
-        const char *type = req->filter ? stream__line_type(b->line, b->llen, &tn) : NULL;
-        if (req->filter && !(type && req->filter(type, tn, req->filter_ud))) {
+        int take = 1;
+        if (req->filter) {
+            lake_stream_event e = {.line = b->line, .len = b->llen, .at = b->at};
+            e.type = stream__line_type(b->line, b->llen, &e.tn);
+            take = req->filter(&e, req->filter_ud);
+        }
+        if (take == LAKE_STREAM_STOP) {
+            res->stopped = 1;
+            break;
+        }
+        if (!take) {
             scanned += b->llen + 1;
             res->scanned++;
             src_pop(b);
@@ -408,7 +417,7 @@ static int next_cursor(const lake_cursor *after, const src *c, size_t n, lake_cu
         for (size_t j = 0; j < n && !listed; j++) listed = !strcmp(c[j].s->sid, after->p[i].sid);
         if (!listed) out->p[out->n++] = after->p[i]; /* no files (yet, or any more) */
     }
-    qsort(out->p, out->n, sizeof *out->p, pos_cmp);
+    if (out->n) qsort(out->p, out->n, sizeof *out->p, pos_cmp);
     return 0;
 }
 

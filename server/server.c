@@ -180,6 +180,10 @@ void server_config_defaults(server_config *c)
     c->compact_retain_ms = 600000;
     c->compact_memory = 1ull << 30;
     c->stream_retain_ms = 7 * 86400000ll;
+    c->deliver_connections = 8;
+    c->subscription_lease_ms = 30000;
+    c->subscription_poll_ms = 1000;
+    c->deliver_max_bytes = 1u << 20;
     c->memory_max = server_memory_default();
 }
 
@@ -346,6 +350,23 @@ static int start_readers(server__srv *s)
     return 0;
 }
 
+/* The delivery of webhook subscriptions (deliver.h); none with --deliver-connections 0. */
+static int start_deliver(server__srv *s)
+{
+    const server_config *cfg = &s->cfg;
+    char err[1024];
+    deliver_config dc = {.store = s->store,
+                         .read = server__stream_read,
+                         .read_ud = s,
+                         .connections = cfg->deliver_connections,
+                         .lease_ms = cfg->subscription_lease_ms,
+                         .poll_ms = cfg->subscription_poll_ms,
+                         .max_bytes = cfg->deliver_max_bytes};
+    if (cfg->deliver_connections && deliver_start(&dc, &s->deliver, err, sizeof err))
+        return cannot_start(err, NULL);
+    return 0;
+}
+
 /* The connection table and libmicrohttpd's daemon, with threads threads, accepting on lfd. */
 static int start_http(server__srv *s, int lfd, int threads)
 {
@@ -440,6 +461,8 @@ static void shut_down(server__srv *s)
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     if (q != MHD_INVALID_SOCKET) close(q);
+    deliver_stop(s->deliver); /* no HTTP thread notifies it now; the writer still reads */
+    s->deliver = NULL;
     conns_free(s->conns);
     s->conns = NULL;
     query_http_stop(s->queries);
@@ -463,6 +486,7 @@ static void server_free(server__srv *s, int lfd)
 {
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (lfd >= 0 && !s->daemon) close(lfd);
+    deliver_stop(s->deliver);
     conns_free(s->conns);
     query_http_stop(s->queries);
     query_engine_close(s->engine);
@@ -501,7 +525,7 @@ int server_run(const server_config *cfg)
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     if (open_lake(s) || start_writer(s) || clean_snapshots(s) || start_readers(s) ||
-        start_http(s, lfd, threads))
+        start_deliver(s) || start_http(s, lfd, threads))
         goto fail;
     int announced = announce_listening(s, threads);
     if (cfg->compact_every_ms > 0) server__compactor_start(s);

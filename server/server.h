@@ -73,6 +73,12 @@ typedef struct server_config {
     int64_t stream_retain_ms;  /* expire stream log files this old; 0: never. Default 7 days */
     size_t events_max_limit;   /* GET /events?limit= at most; default 10000 */
     uint64_t events_max_bytes; /* bytes of one GET /events answer's events; default 8 MiB */
+
+    /* the delivery of webhook subscriptions (deliver.h) */
+    unsigned deliver_connections;  /* webhook deliveries at once; 0: none here. Default 8 */
+    int64_t subscription_lease_ms; /* a subscription's lease; default 30 s */
+    int64_t subscription_poll_ms;  /* the subscriptions' listing period; default 1 s */
+    uint64_t deliver_max_bytes;    /* bytes of the events of one delivery; default 1 MiB */
 } server_config;
 
 /*

@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int type_matches(const char *type, size_t n, void *ud)
+static int type_matches(const lake_stream_event *e, void *ud)
 {
-    return glob_list_match(ud, type, n);
+    return e->type && glob_list_match(ud, e->type, e->tn);
 }
 
 /* The limit argument: 0, or -1 when it is not a number from 1 to the flag's. */
@@ -84,6 +84,12 @@ static int read_with_local(server__srv *s, const lake_stream_req *q, lake_stream
     int rc = lake_stream_read(s->stream, &rq, res, err, errlen);
     free(local);
     return rc;
+}
+
+int server__stream_read(void *ud, const lake_stream_req *q, lake_stream_res *res, char *err,
+                        size_t errlen)
+{
+    return read_with_local(ud, q, res, err, errlen);
 }
 
 /* The answer of a read: the lines spliced into {"events":[…],"next":…,"count":n}. */

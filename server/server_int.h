@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "cache.h"
 #include "conns.h"
+#include "deliver.h"
 #include "ingest.h"
 #include "metrics.h"
 #include "origins.h"
@@ -78,6 +79,7 @@ typedef struct server__srv {
         *hooks;          /* webhook providers' secrets (webhooks.h): set at start, then read only */
     lake_stream *stream; /* GET /events' reader of the stream log (stream.h) */
     _Atomic uint64_t events_reads, events_read, events_expired, events_cut; /* GET /events' */
+    deliver *deliver; /* webhook subscriptions' delivery (deliver.h); NULL: off */
 } server__srv;
 
 /* What a request asks for, from its URL and method. */
@@ -200,6 +202,10 @@ int server__tail_wants_stream(server__req *r);
 enum MHD_Result server__tail_after(server__srv *s, server__req *r, const char *type);
 /* GET /events' counters, to /metrics. */
 void server__events_metrics(server__srv *s, buf *b);
+/* A read of the stream log and of the writer's unsealed segments (ud: the server__srv), for
+ * the delivery engine (deliver_read_fn). */
+int server__stream_read(void *ud, const lake_stream_req *q, lake_stream_res *res, char *err,
+                        size_t errlen);
 
 /* ---- server_webhooks.c: POST /webhooks ----------------------------------- */
 

@@ -435,6 +435,7 @@ static enum MHD_Result answer_resumed(server__srv *s, server__req *r)
         server__answered(r, st ? st : 500);
         return ok;
     }
+    if (r->answer_status == 200 && s->deliver) deliver_notify(s->deliver, r->res.n);
     if (r->answer_status == 200 && s->recent) /* before publish, which takes the lines */
         recent_add(s->recent, r->res.lines.p, r->res.ev, r->res.n);
     if (r->answer_status == 200 && tail_hub_active(s->tail)) server__publish(s, r);

@@ -281,10 +281,10 @@ TEST(limit_and_max_bytes_bound_an_answer)
     fx_close(&x);
 }
 
-static int only_b(const char *type, size_t n, void *ud)
+static int only_b(const lake_stream_event *e, void *ud)
 {
     (void)ud;
-    return n == 3 && !memcmp(type, "b.y", 3);
+    return e->type && e->tn == 3 && !memcmp(e->type, "b.y", 3);
 }
 
 TEST(type_filter_skips_events_and_moves_the_cursor_past_them)
@@ -314,6 +314,38 @@ TEST(type_filter_skips_events_and_moves_the_cursor_past_them)
     CHECK_INT(6, res.count);
     cur = cursor_text(&res.next);
     CHECK_STR("aaaaaaaa.000000000000001e", cur);
+    free(cur);
+    lake_stream_res_free(&res);
+    fx_close(&x);
+}
+
+/* Stops at the event received at T0 + 4 s (the fourth): a replay's end. */
+static int until_fourth(const lake_stream_event *e, void *ud)
+{
+    return memcmp(e->at, ud, EVTIME_LEN) < 0 ? 1 : LAKE_STREAM_STOP;
+}
+
+TEST(filter_stop_ends_the_read_before_the_event)
+{
+    fixture x;
+    REQUIRE_INT(0, fx_open(&x));
+    write_file(x.dir, "aaaaaaaa", 1, 10, T0, 1000);
+    char at[EVTIME_LEN + 1];
+    evtime_format(T0 + 4000, at);
+    lake_cursor c = {0};
+    char err[256];
+    lake_stream_req q = {.after = &c,
+                         .since_ms = -1,
+                         .limit = 100,
+                         .max_bytes = 1 << 20,
+                         .filter = until_fourth,
+                         .filter_ud = at};
+    lake_stream_res res = {0};
+    CHECK_INT(0, lake_stream_read(x.st, &q, &res, err, sizeof err));
+    CHECK_INT(3, res.count);
+    CHECK_INT(1, res.stopped);
+    char *cur = cursor_text(&res.next);
+    CHECK_STR("aaaaaaaa.0000000000000003", cur);
     free(cur);
     lake_stream_res_free(&res);
     fx_close(&x);
@@ -408,6 +440,26 @@ TEST(files_arriving_between_reads_are_read_without_a_gap)
     fx_close(&x);
 }
 
+/*
+ * The writer's open segment in x's directory: lines first..last of sid aaaaaaaa (in b, which
+ * the caller frees), its path in path; the offset after the first n lines is returned.
+ */
+static size_t local_segment(const fixture *x, uint64_t first, uint64_t last, int n, buf *b,
+                            char path[4096])
+{
+    for (uint64_t k = first; k <= last; k++)
+        line_of(b, "aaaaaaaa", k, T0 + (int64_t)k * 1000, "a.x");
+    snprintf(path, 4096, "%s/spool-segment.jsonl", x->dir);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(b->p, 1, b->len, f);
+        fclose(f);
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) off = (size_t)(strchr(b->p + off, '\n') - b->p) + 1;
+    return off;
+}
+
 TEST(local_files_are_read_up_to_their_committed_length)
 {
     fixture x;
@@ -415,15 +467,8 @@ TEST(local_files_are_read_up_to_their_committed_length)
     write_file(x.dir, "aaaaaaaa", 1, 10, T0, 1000);
     /* the writer's open segment: 11.., of which 3 lines and a half are committed */
     buf b = BUF_INIT;
-    for (uint64_t k = 11; k < 16; k++) line_of(&b, "aaaaaaaa", k, T0 + (int64_t)k * 1000, "a.x");
     char path[4096];
-    snprintf(path, sizeof path, "%s/spool-segment.jsonl", x.dir);
-    FILE *f = fopen(path, "wb");
-    REQUIRE(f);
-    fwrite(b.p, 1, b.len, f);
-    fclose(f);
-    size_t three = 0;
-    for (int i = 0; i < 3; i++) three = (size_t)(strchr(b.p + three, '\n') - b.p) + 1;
+    size_t three = local_segment(&x, 11, 15, 3, &b, path);
     lake_stream_local l = {"aaaaaaaa", 11, path, three + 20};
     lake_cursor c = {0};
     char err[256];
@@ -442,6 +487,47 @@ TEST(local_files_are_read_up_to_their_committed_length)
     CHECK_INT(0, lake_stream_read(x.st, &q, &res, err, sizeof err));
     CHECK_INT(10, res.count);
     lake_stream_res_free(&res);
+    buf_free(&b);
+    fx_close(&x);
+}
+
+TEST(paging_through_a_growing_local_file_visits_every_event_once)
+{
+    fixture x;
+    REQUIRE_INT(0, fx_open(&x));
+    buf b = BUF_INIT;
+    char path[4096];
+    /* committed: 20 lines, then all 40 (the segment grows between pages) */
+    size_t twenty = local_segment(&x, 1, 40, 20, &b, path);
+    lake_stream_local l = {"aaaaaaaa", 1, path, twenty};
+    lake_cursor c = {0};
+    char err[256];
+    uint64_t want = 1;
+    for (int page = 0; page < 40 && want <= 40; page++) {
+        if (want > 20) l.len = b.len;
+        lake_stream_req q = {.after = &c,
+                             .since_ms = -1,
+                             .limit = 3,
+                             .max_bytes = 1 << 20,
+                             .local = &l,
+                             .nlocal = 1,
+                             .sep = '\n'};
+        lake_stream_res res = {0};
+        REQUIRE_INT(0, lake_stream_read(x.st, &q, &res, err, sizeof err));
+        for (const char *p = buf_cstr(&res.events); p && *p; want++) {
+            lake_stream_pos pos;
+            const char *nl = strchr(p, '\n'), *e = nl ? nl : p + strlen(p);
+            CHECK_INT(0, lake_stream_line_pos(p, (size_t)(e - p), &pos));
+            CHECK_INT((long long)want, (long long)pos.seq);
+            p = nl ? nl + 1 : e;
+        }
+        lake_cursor_free(&c);
+        c = res.next;
+        res.next = (lake_cursor){0};
+        lake_stream_res_free(&res);
+    }
+    CHECK_INT(41, (long long)want);
+    lake_cursor_free(&c);
     buf_free(&b);
     fx_close(&x);
 }
