@@ -35,13 +35,15 @@
  * writer made a group durable; the poll is the fallback).
  *
  * Order and at least once. Batches of a subscription are read in stream
- * order, and at most `concurrency` of them are in flight (1 by default:
- * batch k+1 is read only after batch k is done, so in order). The cursor in
- * the record moves only over the prefix of batches that are done (2xx, or
- * dead-lettered), so a crash repeats what was in flight and what was
- * acknowledged since the last cursor write. Writes are coalesced: at most
- * one per subscription at a time, carrying the newest done cursor, so that a
- * fast receiver is not held to one store write (two fsyncs) per batch.
+ * order, and at most `concurrency` of them are unrecorded: in flight, or
+ * done (2xx, or dead-lettered) with their cursor not written yet. The
+ * cursor in the record moves only over the prefix of batches that are done.
+ * With concurrency 1 (the default) batch k+1 is read only once batch k is
+ * done and its cursor written: in order, and a crash repeats at most the
+ * batch in flight. With concurrency c, up to c batches are unrecorded and
+ * cursor writes are coalesced (one per subscription at a time, carrying the
+ * newest done cursor), so a fast receiver is not held to one store write
+ * (two fsyncs) per batch; a crash repeats at most c batches.
  *
  * The request. POST url, Content-Type: application/json, the body
  *   {"type":"events.batch"|"events.replay"|"events.retry","timestamp":"<RFC 3339>",

@@ -78,6 +78,8 @@ typedef struct deliver__sub {
     int64_t since_ms;  /* rd not set: from this time (-1: the oldest) */
     int64_t replay_to; /* DELIVER__REPLAY: the end of the range */
     int reading, running, persisting;
+    size_t unrecorded; /* batches done (2xx or dead-lettered) whose cursor is not written yet */
+    size_t recording;  /* of those, the ones the persist in progress writes */
     deliver__batch *q[DELIVER__WINDOW]; /* dispatched, in order, the done prefix removed */
     size_t qn;
     char *done;            /* the cursor after the done prefix, to persist; NULL: none */

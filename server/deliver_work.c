@@ -98,7 +98,9 @@ static int may_dispatch(deliver__sub *s, int64_t now, uint64_t committed, int64_
         if (s->running || s->dirty || s->persisting) return 0;
         do_reset(s);
     }
-    if (s->qn >= s->conf->concurrency) return 0;
+    /* at most `concurrency` batches not yet recorded: in flight, or done but their cursor not
+     * written, so that a crash repeats no more than that */
+    if (s->qn + s->unrecorded + s->recording >= s->conf->concurrency) return 0;
     if (now < s->idle_until && committed < s->wake_at) {
         min_wake(wake, s->idle_until);
         if (s->wake_at < *wake_min) *wake_min = s->wake_at;
@@ -132,6 +134,7 @@ static void take_persist(deliver *d, deliver__sub *s, int64_t now, job *j)
     s->d_delivered = s->d_dead = s->d_failed = 0;
     s->last_error[0] = 0;
     s->dirty = 0, s->persisting = 1;
+    s->recording = s->unrecorded, s->unrecorded = 0;
     j->base = s->base;
     json_incref(j->base.rec);
     j->kind = DELIVER__J_PERSIST;
@@ -185,6 +188,7 @@ static void advance(deliver__sub *s)
         if (b->mode != DELIVER__RETRY) {
             free(s->done);
             s->done = b->next, b->next = NULL;
+            s->unrecorded++;
         }
         deliver__batch_free(b);
         s->dirty = 1;
@@ -376,6 +380,8 @@ static void run_persist(deliver *d, job *j)
     int64_t now = evtime_now_ms();
     pthread_mutex_lock(&d->mu);
     s->persisting = 0;
+    size_t recording = s->recording;
+    s->recording = 0;
     if (!rc) {
         if (p->lease_until)
             s->lease_until = p->lease_until, s->renew_at = now + d->cfg.lease_ms / 2;
@@ -388,6 +394,7 @@ static void run_persist(deliver *d, job *j)
     } else {
         deliver__log("cannot write a subscription's progress", s->id, err);
         if (!s->done) s->done = (char *)p->done, p->done = NULL;
+        s->unrecorded += recording;
         s->replay_end |= p->replay_end, s->disable |= p->disable;
         if (!s->retry_set) s->retry_set = p->retry_set;
         s->d_delivered += p->d_delivered, s->d_dead += p->d_dead, s->d_failed += p->d_failed;
