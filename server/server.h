@@ -14,6 +14,7 @@
  * admin POST /webhooks/NAME     a provider's signed delivery       webhooks (or admin) GET
  * /recent?limit=N    the latest events, from memory     query or admin GET  /events?after=C    the
  * stream log after a cursor      query or admin OPTIONS *               CORS preflight none
+ *   POST/GET/PATCH/DELETE /subscriptions[/ID[/ACTION]]  webhook subscriptions   admin
  */
 #ifndef EVENTS_SERVER_H
 #define EVENTS_SERVER_H
@@ -73,6 +74,7 @@ typedef struct server_config {
     int64_t stream_retain_ms;  /* expire stream log files this old; 0: never. Default 7 days */
     size_t events_max_limit;   /* GET /events?limit= at most; default 10000 */
     uint64_t events_max_bytes; /* bytes of one GET /events answer's events; default 8 MiB */
+    size_t subscriptions_max;  /* webhook subscriptions of the lake; more: 409. Default 1000 */
 } server_config;
 
 /*

@@ -336,6 +336,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
                   (long long)ts.queue_bytes);
     recent_metrics(s, &b);
     server__events_metrics(s, &b);
+    server__subs_metrics(s, &b);
     metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
                   (long long)atomic_load(&s->snap_downloads));
     metrics_counter(&b, "events_snapshot_downloads_refused_total",
