@@ -346,3 +346,58 @@ int lake_pos_parse(const char *p, size_t n, char sid[LAKE_SID_LEN + 1], uint64_t
     memcpy(name + LAKE_POS_LEN, ".jsonl", 7);
     return sid_and_first(name, '.', sid, seq);
 }
+
+int lake_sub_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (!n || n > LAKE_SUB_ID_MAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
+              (id[i] >= 'A' && id[i] <= 'Z') || id[i] == '_' || id[i] == '-'))
+            return 0;
+    return 1;
+}
+
+void lake_sub_key(const char *id, uint64_t version, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_SUBS_PREFIX "%s/%010llu.json", id,
+             (unsigned long long)version);
+}
+
+int lake_parse_sub_key(const char *key, char id[LAKE_SUB_ID_MAX + 1], uint64_t *version)
+{
+    size_t pl = strlen(LAKE_SUBS_PREFIX);
+    if (strncmp(key, LAKE_SUBS_PREFIX, pl)) return -1;
+    const char *slash = strchr(key + pl, '/');
+    size_t n = slash ? (size_t)(slash - key - pl) : 0;
+    if (!n || n > LAKE_SUB_ID_MAX) return -1;
+    memcpy(id, key + pl, n);
+    id[n] = 0;
+    if (!lake_sub_id_valid(id)) return -1;
+    return seq_of(slash + 1, ".json", version);
+}
+
+void lake_dead_prefix(const char *id, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_DEAD_PREFIX "%s/", id);
+}
+
+void lake_dead_name(int64_t failed_ms, uint32_t tag, char out[LAKE_DEAD_NAME_LEN + 1])
+{
+    snprintf(out, LAKE_DEAD_NAME_LEN + 1, "%013lld-%08x.json", (long long)failed_ms, (unsigned)tag);
+}
+
+int lake_parse_dead_name(const char *name, int64_t *failed_ms)
+{
+    if (strlen(name) != LAKE_DEAD_NAME_LEN || name[13] != '-' || strcmp(name + 22, ".json"))
+        return -1;
+    int64_t v = 0;
+    for (int i = 0; i < 13; i++) {
+        if (name[i] < '0' || name[i] > '9') return -1;
+        v = v * 10 + (name[i] - '0');
+    }
+    for (int i = 14; i < 22; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return -1;
+    *failed_ms = v;
+    return 0;
+}

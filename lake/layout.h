@@ -13,6 +13,8 @@
  *   leases/{name}/{seq}.json                     a lease (compaction: one compactor)
  *   stream/{sid}/{first seq:016x}.jsonl          the stream log of one writer (sid): its
  *                                                stored lines in seq order, from first seq
+ *   subscriptions/{id}/{version:010}.json        a webhook subscription's record (subs.h)
+ *   deadletters/{id}/{failed ms:013}-{8 hex}.json a batch a subscription gave up on
  *
  * A spool segment (local, not yet in the lake) is named
  * {yyyymmddhh}-{uuid}.jsonl (events) or rejected-{yyyymmddhh}-{uuid}.jsonl
@@ -36,6 +38,10 @@
 #define LAKE_STREAM_PREFIX    "stream/"
 #define LAKE_SID_LEN          8           /* a stream id: [0-9a-z]{8} */
 #define LAKE_SID_FILE         "stream-id" /* in the spool: the writer's stream id */
+#define LAKE_SUBS_PREFIX      "subscriptions/"
+#define LAKE_DEAD_PREFIX      "deadletters/"
+#define LAKE_SUB_ID_MAX       64 /* a subscription id: [A-Za-z0-9_-]{1,64} */
+#define LAKE_DEAD_NAME_LEN    27 /* "{ms:013}-{8 hex}.json" */
 
 /* What a spool segment holds, and so where it is sealed to. */
 enum lake_kind { LAKE_KIND_EVENTS = 0, LAKE_KIND_REJECTED = 1 };
@@ -156,5 +162,23 @@ int lake_parse_stream_spool_name(const char *name, char sid[LAKE_SID_LEN + 1], u
 
 /* The value of the 16 lowercase hex digits at p (a stream seq): 0, or -1 if they are not. */
 int lake_parse_hex16(const char *p, uint64_t *out);
+
+/* 1 if id is a subscription id: [A-Za-z0-9_-]{1,64}. */
+int lake_sub_id_valid(const char *id);
+
+/* "subscriptions/{id}/{version:010}.json" */
+void lake_sub_key(const char *id, uint64_t version, char out[LAKE_KEY_MAX]);
+
+/* Parses a subscription record's key: 0 with id and *version, or -1. */
+int lake_parse_sub_key(const char *key, char id[LAKE_SUB_ID_MAX + 1], uint64_t *version);
+
+/* "deadletters/{id}/" */
+void lake_dead_prefix(const char *id, char out[LAKE_KEY_MAX]);
+
+/* A dead letter's name, "{failed ms:013}-{8 hex of tag}.json" (LAKE_DEAD_NAME_LEN). */
+void lake_dead_name(int64_t failed_ms, uint32_t tag, char out[LAKE_DEAD_NAME_LEN + 1]);
+
+/* 0 with *failed_ms if name is a dead letter's name, else -1. */
+int lake_parse_dead_name(const char *name, int64_t *failed_ms);
 
 #endif

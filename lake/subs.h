@@ -13,7 +13,10 @@
  * writers of one version exactly one wins; the loser reads the new current
  * record, applies its edit to it again and puts the next one. The edit is a
  * function, so the rule lives once (lake_subs_update). Old versions are
- * deleted as new ones are written (the last LAKE_SUBS_KEEP stay). A deleted
+ * deleted as new ones are written (the last LAKE_SUBS_KEEP stay): a writer
+ * reads the current version just before it puts the next, so it could only
+ * put into a deleted version's place if others wrote LAKE_SUBS_KEEP versions
+ * in that moment. A deleted
  * subscription is a last version whose state is "deleted" (a tombstone):
  * gone for get and list; create may write over it.
  *
@@ -46,12 +49,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LAKE_SUB_ID_MAX          64 /* [A-Za-z0-9_-]{1,64} */
-#define LAKE_SUBS_PREFIX         "subscriptions/"
-#define LAKE_DEADLETTERS_PREFIX  "deadletters/"
-#define LAKE_SUBS_KEEP           3     /* versions kept of each record */
-#define LAKE_SUBS_RETRIES        16    /* lost races of one update before it gives up */
-#define LAKE_SUBS_MAX_RECORD     65536 /* bytes of one record */
+#define LAKE_SUBS_KEEP       8     /* versions kept of each record */
+#define LAKE_SUBS_RETRIES    16    /* lost races of one update before it gives up */
+#define LAKE_SUBS_MAX_RECORD 65536 /* bytes of one record */
 
 enum {
     LAKE_SUBS_ENOENT = -1,   /* no such subscription (or deleted) / dead letter */
@@ -69,8 +69,11 @@ typedef struct lake_sub {
 
 typedef struct lake_subs lake_subs;
 
-/* 1 if id is a subscription id: [A-Za-z0-9_-]{1,64}. */
-int lake_subs_id_valid(const char *id);
+/* 1 if id is a subscription id: [A-Za-z0-9_-]{1,64} (layout.h's rule). */
+static inline int lake_subs_id_valid(const char *id)
+{
+    return lake_sub_id_valid(id);
+}
 
 int lake_subs_open(store *s, lake_subs **out, char *err, size_t errlen);
 void lake_subs_close(lake_subs *h); /* NULL is ignored */
@@ -128,8 +131,8 @@ typedef struct lake_dead {
  * with the batch's events and why it failed). 0 and its name in name_out,
  * or LAKE_SUBS_EIO / LAKE_SUBS_EINVAL.
  */
-int lake_subs_dead_put(lake_subs *h, const char *id, int64_t failed_ms, const void *doc,
-                       size_t len, char name_out[LAKE_KEY_MAX], char *err, size_t errlen);
+int lake_subs_dead_put(lake_subs *h, const char *id, int64_t failed_ms, const void *doc, size_t len,
+                       char name_out[LAKE_KEY_MAX], char *err, size_t errlen);
 
 /* The dead letters of id, oldest first, at most limit of them (*total: all). 0 or LAKE_SUBS_EIO. */
 int lake_subs_dead_list(lake_subs *h, const char *id, size_t limit, lake_dead **out, size_t *n,
