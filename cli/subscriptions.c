@@ -187,7 +187,8 @@ static void print_list(json_t *answer, const char *arg)
         }
         json_array_append_new(rows, row);
     }
-    json_t *t = json_pack("{soso}", "columns", cols, "rows", rows);
+    json_t *t = json_pack("{sosIso}", "columns", cols, "rowCount",
+                          (json_int_t)json_array_size(rows), "rows", rows);
     char *text = json_dumps(t, JSON_COMPACT);
     if (text) cli_print_table(stdout, text, strlen(text));
     free(text);
