@@ -89,7 +89,7 @@ static enum MHD_Result answer_record(server__req *r, unsigned status, const char
 /* The request's body as a JSON object (an empty body: an empty object). 0, or -1 answered. */
 static int body_object(server__req *r, json_t **out, enum MHD_Result *res)
 {
-    json_error_t je;
+    json_error_t je = {0}; /* set by json_loadb only */
     *out = r->body.len ? json_loadb(r->body.p, r->body.len, 0, &je) : json_object();
     if (json_is_object(*out)) return 0;
     *res =
