@@ -144,6 +144,17 @@ static int run(const char *cmd, const subs_conn *k, const char *method, const ch
     return out;
 }
 
+/* run with body b (taken; NULL: out of memory, exit status 1) as JSON text. */
+static int run_json(const char *cmd, const subs_conn *k, const char *method, const char *path,
+                    json_t *b, subs_print_fn print, const char *arg)
+{
+    char *body = b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(b);
+    int rc = body ? run(cmd, k, method, path, body, print, arg) : 1;
+    free(body);
+    return rc;
+}
+
 /* ---- printing ------------------------------------------------------------------------- */
 
 /* "field: value" lines of a subscription (strings as they are, the rest as JSON). */
@@ -218,6 +229,20 @@ static const char *one_id(const char *cmd, int i, int argc, char **argv)
     return NULL;
 }
 
+/*
+ * The flags of a command that takes one ID, then the ID: NULL when the command is to return
+ * *status at once (--help, a bad flag, no ID or more than one).
+ */
+static const char *take_id(const char *cmd, const char *usage, const cli_option *opts, int argc,
+                           char **argv, int *status)
+{
+    int i = cli_options_take(cmd, usage, opts, argc, argv, status);
+    if (i < 0) return NULL;
+    const char *id = one_id(cmd, i, argc, argv);
+    if (!id) *status = 2;
+    return id;
+}
+
 /* /subscriptions/ID[/action] into p. */
 static void path_of(char *p, size_t n, const char *id, const char *action)
 {
@@ -249,10 +274,9 @@ static int cmd_one(subs_conn *k, const char *name, int argc, char **argv)
              : !strcmp(name, "resume")
                  ? "Delivers it again from its cursor (also a subscription disabled by a 410)."
                  : "Deletes it and its dead letters.");
-    int status, i = cli_options_take(cmd, usage, opts, argc, argv, &status);
-    if (i < 0) return status;
-    const char *id = one_id(cmd, i, argc, argv);
-    if (!id) return 2;
+    int status;
+    const char *id = take_id(cmd, usage, opts, argc, argv, &status);
+    if (!id) return status;
     int show = !strcmp(name, "show"), del = !strcmp(name, "delete");
     path_of(p, sizeof p, id, show || del ? NULL : name);
     return run(cmd, k,
@@ -346,11 +370,7 @@ static int cmd_create(subs_conn *k, int argc, char **argv)
         return status;
     json_t *b = create_body(&f);
     if (!b) return 2;
-    char *body = json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(b);
-    int rc = run("subscriptions create", k, "POST", "/subscriptions", body, print_record, NULL);
-    free(body);
-    return rc;
+    return run_json("subscriptions create", k, "POST", "/subscriptions", b, print_record, NULL);
 }
 
 static int cmd_retry(subs_conn *k, int argc, char **argv)
@@ -362,23 +382,18 @@ static int cmd_retry(subs_conn *k, int argc, char **argv)
         SUBS_COMMON_OPTIONS(k),
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int status, i = cli_options_take("subscriptions retry",
-                                     "Usage: events subscriptions retry [OPTIONS] ID\n\n"
-                                     "Delivers the subscription's dead letters again, oldest "
-                                     "first; each\ndelivered one is deleted.",
-                                     opts, argc, argv, &status);
-    if (i < 0) return status;
-    const char *id = one_id("subscriptions retry", i, argc, argv);
-    if (!id) return 2;
+    int status;
+    const char *id = take_id("subscriptions retry",
+                             "Usage: events subscriptions retry [OPTIONS] ID\n\n"
+                             "Delivers the subscription's dead letters again, oldest "
+                             "first; each\ndelivered one is deleted.",
+                             opts, argc, argv, &status);
+    if (!id) return status;
     char p[200];
     path_of(p, sizeof p, id, "retry");
-    json_t *b = name ? json_pack("{ss}", "deadLetter", name) : json_object();
-    char *body = json_dumps(b, JSON_COMPACT);
-    json_decref(b);
-    int rc = run("subscriptions retry", k, "POST", p, body, print_requested,
-                 name ? "retry of one dead letter" : "retry of the dead letters");
-    free(body);
-    return rc;
+    return run_json("subscriptions retry", k, "POST", p,
+                    name ? json_pack("{ss}", "deadLetter", name) : json_object(), print_requested,
+                    name ? "retry of one dead letter" : "retry of the dead letters");
 }
 
 /* A time flag as JSON: digits are milliseconds, anything else goes as text (RFC 3339). */
@@ -397,28 +412,24 @@ static int cmd_replay(subs_conn *k, int argc, char **argv)
         SUBS_COMMON_OPTIONS(k),
         {NULL, NULL, 0, NULL, NULL, NULL},
     };
-    int status, i = cli_options_take("subscriptions replay",
-                                     "Usage: events subscriptions replay --from TIME --to TIME "
-                                     "[OPTIONS] ID\n\n"
-                                     "Delivers again the matching events received from --from to "
-                                     "--to,\nas events.replay batches; the main cursor does not "
-                                     "move.",
-                                     opts, argc, argv, &status);
-    if (i < 0) return status;
-    const char *id = one_id("subscriptions replay", i, argc, argv);
-    if (!id) return 2;
+    int status;
+    const char *id = take_id("subscriptions replay",
+                             "Usage: events subscriptions replay --from TIME --to TIME "
+                             "[OPTIONS] ID\n\n"
+                             "Delivers again the matching events received from --from to "
+                             "--to,\nas events.replay batches; the main cursor does not "
+                             "move.",
+                             opts, argc, argv, &status);
+    if (!id) return status;
     if (!from || !to) {
         fprintf(stderr, "events subscriptions replay: give --from TIME and --to TIME\n");
         return 2;
     }
     char p[200];
     path_of(p, sizeof p, id, "replay");
-    json_t *b = json_pack("{soso}", "from", time_value(from), "to", time_value(to));
-    char *body = json_dumps(b, JSON_COMPACT);
-    json_decref(b);
-    int rc = run("subscriptions replay", k, "POST", p, body, print_requested, "replay");
-    free(body);
-    return rc;
+    return run_json("subscriptions replay", k, "POST", p,
+                    json_pack("{soso}", "from", time_value(from), "to", time_value(to)),
+                    print_requested, "replay");
 }
 
 static void usage(FILE *f)

@@ -11,7 +11,7 @@
  *   node subscriptions.mjs EVENTS_BIN CHROMIUM WORK_DIR
  */
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
+import { startServer } from './serve.mjs';
 import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -31,18 +31,8 @@ function check(cond, what) {
 const dir = mkdtempSync(join(tmpdir(), 'events-subs-browser-'));
 writeFileSync(join(dir, 'tokens'), `admin ${TOKEN} admin\n`);
 const lake = join(dir, 'lake');
-const server = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--lake', lake, '--tokens-file', join(dir, 'tokens'),
-  '--compact-every', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-let log = '';
-const base = await new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error('the server did not start:\n' + log)), 20000);
-  server.stderr.on('data', (d) => {
-    log += d;
-    const m = /msg="listening" addr=([0-9.:]+)/.exec(log);
-    if (m) { clearTimeout(timer); resolve('http://' + m[1]); }
-  });
-  server.on('exit', () => reject(new Error('the server exited:\n' + log)));
-});
+const { server, base } = await startServer(bin, ['--lake', lake, '--tokens-file', join(dir, 'tokens'),
+  '--compact-every', '0']);
 
 async function api(method, path, body) {
   const r = await fetch(base + path, { method, body: body ? JSON.stringify(body) : undefined,
