@@ -275,8 +275,9 @@ static enum MHD_Result retry_sub(server__srv *s, server__req *r, const char *id)
     json_object_foreach(body, k, v)
     {
         if (strcmp(k, "deadLetter")) {
-            json_decref(body);
-            return server__send_error(r, 400, "%.64s: unknown field (retry takes deadLetter)", k);
+            res = server__send_error(r, 400, "%.64s: unknown field (retry takes deadLetter)", k);
+            json_decref(body); /* after the answer: k is one of its keys */
+            return res;
         }
         name = json_string_value(v);
     }
