@@ -19,6 +19,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_compact(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_subscriptions(int argc, char **argv);
 
 /* Prints a POST /query JSON answer as a boxed table. Returns 0, or -1 if it is not one. */
 int cli_print_table(FILE *f, const char *answer, size_t len);
@@ -102,6 +103,12 @@ typedef struct cli_server {
     char spool[4200];
 } cli_server;
 int cli_lake_server(const char *lake, cli_server *out);
+
+/*
+ * The server a command talks to: server when given, else the server of lake
+ * (*via = 1; cli_lake_server fills ls), else http://127.0.0.1:8080.
+ */
+const char *cli_server_of(const char *server, const char *lake, cli_server *ls, int *via);
 
 /*
  * A hint for a 401 or 403 from the server at url (the lake's when lake is not

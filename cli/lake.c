@@ -105,6 +105,17 @@ static int same_lake(const char *announced, const char *lake)
     return a == b && !strncmp(announced, lake, a);
 }
 
+const char *cli_server_of(const char *server, const char *lake, cli_server *ls, int *via)
+{
+    *via = 0;
+    if (server && *server) return server;
+    if (cli_lake_server(lake, ls) && ls->url[0]) {
+        *via = 1;
+        return ls->url;
+    }
+    return "http://127.0.0.1:8080";
+}
+
 int cli_lake_server(const char *lake, cli_server *out)
 {
     memset(out, 0, sizeof *out);

@@ -22,6 +22,7 @@ static void usage(FILE *f)
             "  compact   fold closed hours of the lake into Parquet files\n"
             "  tail      print events as the server accepts them\n"
             "  demo      a chat service sending a realistic workload to a server\n"
+            "  subscriptions  webhook subscriptions: create, list, show, pause, retry, ...\n"
             "  version   print the version\n"
             "  help      this text\n\n"
             "Run `events COMMAND --help` for a command's options.\n",
@@ -44,6 +45,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "compact")) return cmd_compact(argc - 1, argv + 1);
     if (!strcmp(cmd, "tail")) return cmd_tail(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "subscriptions")) return cmd_subscriptions(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("events %s\n", EVENTS_VERSION_STRING);
         return 0;

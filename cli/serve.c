@@ -27,7 +27,7 @@ typedef struct serve_flags {
         tail_pattern_bytes;
     int64_t req_timeout, idle_timeout, shutdown_timeout, query_timeout;
     long query_threads, tail_clients, tail_patterns, snap_downloads, threads, dedup, max_conn,
-        max_events, max_open, max_url_args, recent_events, events_max_limit;
+        max_events, max_open, max_url_args, recent_events, events_max_limit, subscriptions_max;
     long deliver_connections;
     const char *log_format, *log_level;
 } serve_flags;
@@ -54,6 +54,7 @@ static void flags_defaults(serve_flags *f)
     f->recent_events = (long)c->recent_events;
     f->events_max_limit = (long)c->events_max_limit;
     f->deliver_connections = (long)c->deliver_connections;
+    f->subscriptions_max = (long)c->subscriptions_max;
     f->snap_downloads = c->snapshot_downloads;
     f->threads = 0;
     f->dedup = (long)c->dedup_window;
@@ -232,6 +233,9 @@ static size_t stream_options(cli_option *o, size_t room, serve_flags *f)
          "GET /events?limit= at most, 1 to 1000000; 400 beyond (default 10000)"},
         {"events-max-bytes", "EVENTS_EVENTS_MAX_BYTES", OPT_SIZE, &c->events_max_bytes, "SIZE",
          "bytes of the events of one GET /events answer (one event at least; default 8MiB)"},
+        {"subscriptions-max", "EVENTS_SUBSCRIPTIONS_MAX", OPT_INT, &f->subscriptions_max, "N",
+         "webhook subscriptions of the lake, 1 to 100000; POST /subscriptions beyond: 409 "
+         "(default 1000)"},
         {"log-format", "EVENTS_LOG_FORMAT", OPT_STR, &f->log_format, "logfmt|json",
          "log line format (default logfmt)"},
         {"log-level", "EVENTS_LOG_LEVEL", OPT_STR, &f->log_level, "LEVEL",
@@ -451,6 +455,10 @@ static int check_tails(const serve_flags *f)
                         "--events-max-bytes above 0\n");
         return -1;
     }
+    if (f->subscriptions_max < 1 || f->subscriptions_max > 100000) {
+        fprintf(stderr, "events serve: --subscriptions-max must be between 1 and 100000\n");
+        return -1;
+    }
     return check_deliver(f);
 }
 
@@ -466,6 +474,7 @@ static void flags_to_config(serve_flags *f)
     c->recent_events = (size_t)f->recent_events;
     c->events_max_limit = (size_t)f->events_max_limit;
     c->deliver_connections = (unsigned)f->deliver_connections;
+    c->subscriptions_max = (size_t)f->subscriptions_max;
     c->tail_buffer = (size_t)f->tail_buffer;
     c->max_body = (size_t)f->max_body;
     c->max_event_bytes = (size_t)f->max_event_bytes;

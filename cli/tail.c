@@ -160,18 +160,6 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* Where to follow: --server, else the lake's server (*via = 1), else the default. */
-static const char *server_of(const char *server, const char *lake, cli_server *ls, int *via)
-{
-    *via = 0;
-    if (server && *server) return server;
-    if (cli_lake_server(lake, ls) && ls->url[0]) {
-        *via = 1;
-        return ls->url;
-    }
-    return "http://127.0.0.1:8080";
-}
-
 /* SERVER/tail, with ?type=PATTERN when one is given, and &since=TIME. */
 static void tail_url(CURL *c, const char *server, const char *pattern, const char *since, buf *url)
 {
@@ -311,7 +299,7 @@ int cmd_tail(int argc, char **argv)
     }
     cli_server ls;
     int given = server && *server, via; /* via: the lake's server, found through its spool */
-    server = server_of(server, lake, &ls, &via);
+    server = cli_server_of(server, lake, &ls, &via);
     tailer t;
     memset(&t, 0, sizeof t);
     t.pretty = format ? !strcmp(format, "pretty") : isatty(1);

@@ -12,8 +12,8 @@ metrics metrics_global;
 static const unsigned codes[METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405, 408,
                                               410, 413, 415, 429, 500, 503, 504, 0};
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
-    "ingest",    "query",     "health", "metrics",  "snapshots", "tail",
-    "dashboard", "otlp_logs", "other",  "webhooks", "recent",    "events"};
+    "ingest",    "query", "health",   "metrics", "snapshots", "tail",         "dashboard",
+    "otlp_logs", "other", "webhooks", "recent",  "events",    "subscriptions"};
 
 static const char *const webhook_outcomes[METRICS_WH_COUNT] = {
     "accepted",          "unverified",      "duplicate", "challenge",        "missing_signature",

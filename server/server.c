@@ -175,6 +175,7 @@ void server_config_defaults(server_config *c)
     c->recent_bytes = 8u << 20;
     c->events_max_limit = 10000;
     c->events_max_bytes = 8u << 20;
+    c->subscriptions_max = 1000;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
     c->compact_retain_ms = 600000;
@@ -340,6 +341,7 @@ static int start_readers(server__srv *s)
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) return cannot_start(err, NULL);
     if (lake_stream_open(s->store, s->cache, &s->stream, err, sizeof err))
         return cannot_start(err, NULL);
+    if (lake_subs_open(s->store, &s->subs, err, sizeof err)) return cannot_start(err, NULL);
     query_http_config pc = {.engine = s->engine,
                             .threads = cfg->query_threads,
                             .max_rows = cfg->query_max_rows,
@@ -496,6 +498,7 @@ static void server_free(server__srv *s, int lfd)
     tail_hub_free(s->tail);
     recent_free(s->recent);
     lake_stream_close(s->stream);
+    lake_subs_close(s->subs);
     lake_cache_close(s->cache);
     store_close(s->store);
     auth_free(s->auth);

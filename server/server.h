@@ -14,6 +14,7 @@
  * admin POST /webhooks/NAME     a provider's signed delivery       webhooks (or admin) GET
  * /recent?limit=N    the latest events, from memory     query or admin GET  /events?after=C    the
  * stream log after a cursor      query or admin OPTIONS *               CORS preflight none
+ *   POST/GET/PATCH/DELETE /subscriptions[/ID[/ACTION]]  webhook subscriptions   admin
  */
 #ifndef EVENTS_SERVER_H
 #define EVENTS_SERVER_H
@@ -79,6 +80,7 @@ typedef struct server_config {
     int64_t subscription_lease_ms; /* a subscription's lease; default 30 s */
     int64_t subscription_poll_ms;  /* the subscriptions' listing period; default 1 s */
     uint64_t deliver_max_bytes;    /* bytes of the events of one delivery; default 1 MiB */
+    size_t subscriptions_max;      /* webhook subscriptions of the lake; more: 409. Default 1000 */
 } server_config;
 
 /*

@@ -337,6 +337,7 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
     recent_metrics(s, &b);
     server__events_metrics(s, &b);
     deliver_metrics(s->deliver, &b);
+    server__subs_metrics(s, &b);
     metrics_gauge(&b, "events_snapshot_downloads", "GET /snapshots/S/B answers being sent.",
                   (long long)atomic_load(&s->snap_downloads));
     metrics_counter(&b, "events_snapshot_downloads_refused_total",

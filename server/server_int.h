@@ -28,6 +28,7 @@
 #include "snapshots.h"
 #include "store.h"
 #include "stream.h"
+#include "subs.h"
 #include "tail.h"
 #include "webhooks.h"
 #include "writer.h"
@@ -80,6 +81,10 @@ typedef struct server__srv {
     lake_stream *stream; /* GET /events' reader of the stream log (stream.h) */
     _Atomic uint64_t events_reads, events_read, events_expired, events_cut; /* GET /events' */
     deliver *deliver; /* webhook subscriptions' delivery (deliver.h); NULL: off */
+    lake_subs
+        *subs; /* the lake's webhook subscriptions (subs.h): opened at start, closed at free */
+    _Atomic long long subs_known;  /* subscriptions at the API's last listing (server_subs.c) */
+    _Atomic uint64_t subs_refused; /* POST /subscriptions refused for --subscriptions-max */
 } server__srv;
 
 /* What a request asks for, from its URL and method. */
@@ -96,7 +101,8 @@ enum server__kind {
     SERVER__K_WEB,
     SERVER__K_WEBHOOK,
     SERVER__K_RECENT,
-    SERVER__K_EVENTS
+    SERVER__K_EVENTS,
+    SERVER__K_SUBS
 };
 
 enum server__state { SERVER__ST_READING, SERVER__ST_WAITING, SERVER__ST_RESPONDED };
@@ -132,6 +138,7 @@ typedef struct server__req {
     char path[16];         /* SERVER__K_INGEST: the route it came in by, for the quarantine */
     int hook;              /* SERVER__K_WEBHOOK: its provider (webhooks.h) */
     int hook_verified;     /* SERVER__K_WEBHOOK: its signature was verified */
+    char method[8];        /* SERVER__K_SUBS: the request's method */
 } server__req;
 
 /* ---- server.c ------------------------------------------------------------ */
@@ -214,6 +221,13 @@ int server__webhooks_start(server__srv *s, char *err, size_t errlen);
 /* Refuses a webhook request before its body: its provider, secret, Content-Type. */
 enum MHD_Result server__check_webhook(server__srv *s, server__req *r, const char *url);
 enum MHD_Result server__handle_webhook(server__srv *s, server__req *r);
+
+/* ---- server_subs.c: /subscriptions ------------------------------------------ */
+
+#define SERVER__SUBS_MAX_BODY 65536 /* bytes of a /subscriptions body (LAKE_SUBS_MAX_RECORD) */
+enum MHD_Result server__handle_subs(server__srv *s, server__req *r, const char *url);
+/* The subscriptions' gauge and counter, to /metrics. */
+void server__subs_metrics(server__srv *s, buf *b);
 
 /* ---- server_requests.c: libmicrohttpd's callbacks ------------------------ */
 

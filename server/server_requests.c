@@ -36,6 +36,7 @@ int server__media_type_is(const char *v, const char *want)
 /* The largest body a request of this kind may have. */
 static size_t body_limit(const server__srv *s, const server__req *r)
 {
+    if (r->kind == SERVER__K_SUBS) return SERVER__SUBS_MAX_BODY;
     return r->kind == SERVER__K_QUERY ? QUERY_MAX_BODY : s->cfg.max_body;
 }
 
@@ -113,6 +114,9 @@ static enum MHD_Result route(server__req *r, const char *url, const char *method
         r->kind = SERVER__K_RECENT, r->route = METRICS_ROUTE_RECENT;
     } else if (!strcmp(url, "/events")) {
         r->kind = SERVER__K_EVENTS, r->route = METRICS_ROUTE_EVENTS;
+    } else if (!strcmp(url, "/subscriptions") || !strncmp(url, "/subscriptions/", 15)) {
+        r->kind = SERVER__K_SUBS, r->route = METRICS_ROUTE_SUBSCRIPTIONS;
+        snprintf(r->method, sizeof r->method, "%s", method);
     } else if (!strcmp(url, "/") || !strncmp(url, "/assets/", 8)) {
         r->kind = SERVER__K_WEB, r->route = METRICS_ROUTE_DASHBOARD;
     } else {
@@ -138,7 +142,8 @@ static enum MHD_Result answer_preflight(server__req *r)
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     server__add_cors(resp, r);
-    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                            "GET, POST, PUT, PATCH, DELETE, OPTIONS");
     /* what the original's browser clients may send: a bearer key, a JSON or gzip body,
      * and their correlation and request ids */
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
@@ -162,6 +167,9 @@ static enum MHD_Result check_method(server__req *r, const char *url, const char 
         r->kind == SERVER__K_INGEST || r->kind == SERVER__K_QUERY || r->kind == SERVER__K_WEBHOOK;
     if (r->kind == SERVER__K_SNAP_PUT) {
         /* PUT is the only method besides GET here */
+    } else if (r->kind == SERVER__K_SUBS) {
+        if (!is_get && !is_post && strcmp(method, "PATCH") && strcmp(method, "DELETE"))
+            return server__send_error(r, 405, "method %s not allowed on %s", method, url);
     } else if ((wants_post && !is_post) || (!wants_post && !is_get)) {
         return server__send_error(r, 405, "method %s not allowed on %s", method, url);
     }
@@ -194,6 +202,7 @@ static enum MHD_Result check_token(server__srv *s, server__req *r)
                     : r->kind == SERVER__K_QUERY    ? AUTH_SCOPE_QUERY
                     : r->kind == SERVER__K_WEBHOOK  ? AUTH_SCOPE_WEBHOOKS
                     : r->kind == SERVER__K_SNAP_PUT ? (AUTH_SCOPE_INGEST | AUTH_SCOPE_ADMIN)
+                    : r->kind == SERVER__K_SUBS     ? AUTH_SCOPE_ADMIN
                                                     : (AUTH_SCOPE_QUERY | AUTH_SCOPE_ADMIN);
     if (!(scopes & need))
         return server__send_error(r, 403, "token %s lacks the %s scope", who,
@@ -201,6 +210,7 @@ static enum MHD_Result check_token(server__srv *s, server__req *r)
                                   : r->kind == SERVER__K_QUERY    ? "query"
                                   : r->kind == SERVER__K_WEBHOOK  ? "webhooks"
                                   : r->kind == SERVER__K_SNAP_PUT ? "ingest or admin"
+                                  : r->kind == SERVER__K_SUBS     ? "admin"
                                                                   : "query or admin");
     return MHD_YES;
 }
@@ -334,6 +344,7 @@ static enum MHD_Result start_request(server__srv *s, server__req *r, const char 
     case SERVER__K_INGEST: return check_ingest(s, r, url);
     case SERVER__K_SNAP_PUT: return begin_snapshot(s, r);
     case SERVER__K_WEBHOOK: return check_webhook(s, r, url);
+    case SERVER__K_SUBS: return check_query(s, r); /* a JSON body, at most SERVER__SUBS_MAX_BODY */
     default: return MHD_YES;
     }
 }
@@ -481,7 +492,7 @@ static enum MHD_Result read_body(server__srv *s, server__req *r, const char *upl
         return MHD_YES;
     }
     if ((r->kind != SERVER__K_INGEST && r->kind != SERVER__K_QUERY &&
-         r->kind != SERVER__K_WEBHOOK) ||
+         r->kind != SERVER__K_WEBHOOK && r->kind != SERVER__K_SUBS) ||
         r->discard_status)
         return MHD_YES; /* dropped */
     if (r->kind == SERVER__K_INGEST)
@@ -510,6 +521,7 @@ static enum MHD_Result handle(server__srv *s, server__req *r, const char *url)
     case SERVER__K_TAIL: return server__handle_tail(s, r);
     case SERVER__K_RECENT: return server__handle_recent(s, r);
     case SERVER__K_EVENTS: return server__handle_events(s, r);
+    case SERVER__K_SUBS: return server__handle_subs(s, r, url);
     case SERVER__K_WEB: return server__handle_web(r, url);
     case SERVER__K_WEBHOOK: return server__handle_webhook(s, r);
     case SERVER__K_SNAP_PUT:

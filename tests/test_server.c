@@ -552,7 +552,8 @@ TEST(test_server_with_tokens_answers_cors_for_any_origin)
     CHECK_INT(204, request_with(&s, "OPTIONS", "/ingest", NULL, &r, "Origin: http://example.test",
                                 "Access-Control-Request-Method: POST", NULL));
     CHECK_CONTAINS("Access-Control-Allow-Origin: *\r\n", r.head.p);
-    CHECK_CONTAINS("Access-Control-Allow-Methods: GET, POST, PUT, OPTIONS\r\n", r.head.p);
+    CHECK_CONTAINS("Access-Control-Allow-Methods: GET, POST, PUT, PATCH, DELETE, OPTIONS\r\n",
+                   r.head.p);
     CHECK_CONTAINS("Access-Control-Allow-Headers: Authorization, Content-Type, Content-Encoding, "
                    "X-Correlation-ID, X-Request-ID\r\n",
                    r.head.p);

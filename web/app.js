@@ -311,6 +311,8 @@ const views = {
 
   async tail() { if (!state.tail) follow(); },
 
+  async subs() { await loadSubs(); },
+
   async sql() {
     if (state.loaded.sqlCols) return;
     const cols = (r) => r.rows.map((x) => '<li>' + esc(x[0]) + ' <span>' + esc(x[1]) + '</span></li>').join('');
@@ -412,6 +414,75 @@ function renderTail() {
   document.querySelector('#tail-table tbody').innerHTML = rows.join('');
 }
 
+/* ---- subscriptions: the /subscriptions API (admin scope) ------------------------- */
+
+/* method path (body: an object or null) on the API; the parsed answer, or an Error with its message. */
+async function api(method, path, body) {
+  const r = await fetch(path, { method, headers: headers(body ? { 'Content-Type': 'application/json' } : {}),
+    body: body ? JSON.stringify(body) : undefined });
+  const j = await r.json().catch(() => ({}));
+  if (r.status === 401 || r.status === 403) {
+    askToken(state.token ? 'The server refused this token: ' + (j.error || r.status) : 'This server needs a token.');
+    throw new AuthError(j.error || 'unauthorized');
+  }
+  if (!r.ok) throw new Error(j.error || 'HTTP ' + r.status);
+  return j;
+}
+
+/* The list, each with its number of dead letters (GET /subscriptions/ID), and the open dead letters. */
+async function loadSubs() {
+  const list = (await api('GET', '/subscriptions')).subscriptions;
+  const one = await Promise.all(list.slice(0, 100).map((s) =>
+    api('GET', '/subscriptions/' + encodeURIComponent(s.id)).then((a) => a.subscription).catch(() => s)));
+  const subs = one.concat(list.slice(100));
+  const lag = (s) => fmt.int(s.lagEvents) + ' events' + (s.lagSeconds ? ', ' + Number(s.lagSeconds).toFixed(1) + ' s' : '');
+  const when = (ms) => ms ? ' <span class="muted">' + esc(new Date(ms).toISOString().replace('T', ' ').slice(0, 19)) + '</span>' : '';
+  const button = (act, id, label) => '<button type="button" data-act="' + act + '" data-id="' + esc(id) + '">' + label + '</button>';
+  table($('subs-table'), [
+    { title: 'id', key: 'id', cls: 'mono' },
+    { title: 'state', key: 'state', html: (v, s) => '<span class="' + (v === 'active' ? 'ok' : 'bad') + '">' + esc(v) + '</span>' +
+      (s.reason ? ' <span class="muted">' + esc(s.reason) + '</span>' : '') },
+    { title: 'pattern', key: 'pattern', cls: 'mono' }, { title: 'url', key: 'url', cls: 'mono' },
+    { title: 'delivered', key: 'delivered', fmt: fmt.int, cls: 'num' },
+    { title: 'lag', key: 'lagEvents', html: (v, s) => esc(lag(s)) },
+    { title: 'dead letters', key: 'deadLetters', html: (v, s) => v == null ? '' : button('dead', s.id, fmt.int(v)) },
+    { title: 'last error', key: 'lastError', html: (v, s) => v ? '<span class="bad">' + esc(v) + '</span>' + when(s.lastErrorAt) : '' },
+    { title: '', key: 'state', html: (v, s) => button(v === 'active' ? 'pause' : 'resume', s.id, v === 'active' ? 'pause' : 'resume') +
+      ' ' + button('retry', s.id, 'retry') }], subs);
+  if (!subs.length) $('subs-table').innerHTML = '<tr><td class="empty">no subscriptions: create one with POST /subscriptions or events subscriptions create</td></tr>';
+  if (state.subsDead) await loadDead(state.subsDead);
+}
+
+/* The dead letters of id, oldest first. */
+async function loadDead(id) {
+  state.subsDead = id;
+  const a = await api('GET', '/subscriptions/' + encodeURIComponent(id) + '/dead-letters?limit=100');
+  $('subs-dead-box').hidden = false;
+  $('subs-dead-id').textContent = id;
+  $('subs-dead-total').textContent = a.total + ' in all' + (a.total > a.deadLetters.length ? ', the oldest ' + a.deadLetters.length + ' shown' : '');
+  table($('subs-dead'), [
+    { title: 'failed', key: 'failedAt', fmt: (v) => new Date(v).toISOString().replace('T', ' ').slice(0, 23) },
+    { title: 'attempts', key: 'attempts', fmt: fmt.int, cls: 'num' }, { title: 'status', key: 'status' },
+    { title: 'error', key: 'error' }, { title: 'answer', key: 'excerpt', cls: 'mono' },
+    { title: 'events', key: 'count', fmt: fmt.int, cls: 'num' },
+    { title: '', key: 'name', html: (v) => '<button type="button" data-act="retry-one" data-id="' + esc(id) +
+      '" data-name="' + esc(v) + '">retry</button>' }], a.deadLetters);
+  if (!a.deadLetters.length) $('subs-dead').innerHTML = '<tr><td class="empty">no dead letters</td></tr>';
+}
+
+/* A button of the view: pause, resume, retry (all or one), or the list of dead letters. */
+async function subsAction(b) {
+  const id = b.dataset.id, path = '/subscriptions/' + encodeURIComponent(id);
+  try {
+    if (b.dataset.act === 'dead') return await loadDead(id);
+    if (b.dataset.act === 'retry-one') await api('POST', path + '/retry', { deadLetter: b.dataset.name });
+    else await api('POST', path + '/' + b.dataset.act, null);
+    $('subs-status').textContent = (b.dataset.act === 'retry-one' ? 'retry of ' + b.dataset.name : b.dataset.act) +
+      ' of ' + id + (b.dataset.act.startsWith('retry') ? ' requested: the server delivering it acts on its next poll' : ': done');
+    await loadSubs();
+  } catch (e) { showError(e); }
+}
+
 /* ---- SQL console ------------------------------------------------------------ */
 
 async function runSql() {
@@ -463,7 +534,7 @@ async function load() {
   const view = state.view, t0 = performance.now();
   document.body.dataset.loading = view;
   try {
-    if (view !== 'tail' && view !== 'sql') await chooseRange();
+    if (view !== 'tail' && view !== 'sql' && view !== 'subs') await chooseRange();
     await views[view]();
     $('auth').hidden = true;
   } catch (e) { showError(e); }
@@ -516,6 +587,11 @@ $('tail-pause').onclick = () => {
     $('tail-status').textContent = 'paused, ' + state.tailBuf.length + ' kept (at most ' + TAIL_MAX + ')';
   }
 };
+$('view-subs').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-act]');
+  if (b) subsAction(b);
+});
+$('subs-retry-all').onclick = () => subsAction({ dataset: { act: 'retry', id: state.subsDead } });
 $('sql-run').onclick = runSql;
 $('sql-csv').onclick = downloadCsv;
 $('sql-text').addEventListener('keydown', (e) => {

@@ -15,7 +15,7 @@
  *   node cross_origin.mjs EVENTS_BIN CHROMIUM WORK_DIR
  */
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
+import { startServer } from './serve.mjs';
 import { createServer } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,18 +44,8 @@ const allowed = 'http://localhost:' + pagesPort; /* given with --cors-origins */
 /* ---- the server, without tokens ---------------------------------------------- */
 
 const dir = mkdtempSync(join(tmpdir(), 'events-cross-origin-'));
-const server = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--lake', join(dir, 'lake'),
-  '--compact-every', '0', '--cors-origins', allowed], { stdio: ['ignore', 'ignore', 'pipe'] });
-let log = '';
-const base = await new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error('the server did not start:\n' + log)), 20000);
-  server.stderr.on('data', (d) => {
-    log += d;
-    const m = /msg="listening" addr=([0-9.:]+)/.exec(log);
-    if (m) { clearTimeout(timer); resolve('http://' + m[1]); }
-  });
-  server.on('exit', () => reject(new Error('the server exited:\n' + log)));
-});
+const { server, base, log } = await startServer(bin, ['--lake', join(dir, 'lake'),
+  '--compact-every', '0', '--cors-origins', allowed]);
 const port = new URL(base).port;
 
 /* A query from node (no Origin): what the lake holds. */
@@ -169,5 +159,5 @@ try {
   await new Promise((r) => server.on('exit', r));
   rmSync(dir, { recursive: true, force: true });
 }
-if (failures) { console.log(log); console.log(failures + ' failed'); }
+if (failures) { console.log(log()); console.log(failures + ' failed'); }
 process.exit(failures ? 1 : 0);

@@ -14,7 +14,7 @@
  * bench/dashboard.sh) and prints their load times.
  */
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
+import { startServer } from './serve.mjs';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -38,18 +38,8 @@ const dir = mkdtempSync(join(tmpdir(), 'events-dashboard-'));
 const tokens = join(dir, 'tokens');
 writeFileSync(tokens, `admin ${TOKEN} admin,ingest,query\n`);
 const lake = lakeArg || join(dir, 'lake');
-const server = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--lake', lake, '--tokens-file', tokens,
-  '--compact-every', '0', '--query-threads', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
-let log = '';
-const base = await new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error('the server did not start:\n' + log)), 20000);
-  server.stderr.on('data', (d) => {
-    log += d;
-    const m = /msg="listening" addr=([0-9.:]+)/.exec(log);
-    if (m) { clearTimeout(timer); resolve('http://' + m[1]); }
-  });
-  server.on('exit', () => reject(new Error('the server exited:\n' + log)));
-});
+const { server, base, log } = await startServer(bin, ['--lake', lake, '--tokens-file', tokens,
+  '--compact-every', '0', '--query-threads', '4']);
 
 async function ingest(events) {
   const r = await fetch(base + '/ingest', { method: 'POST',
@@ -281,5 +271,5 @@ try {
 }
 writeFileSync(join(artifacts, 'timings.json'), JSON.stringify(timings, null, 2) + '\n');
 console.log('timings (ms): ' + Object.entries(timings).map(([k, v]) => k + '=' + v).join(' '));
-if (failures) { console.log(log); console.log(failures + ' failed'); }
+if (failures) { console.log(log()); console.log(failures + ' failed'); }
 process.exit(failures ? 1 : 0);

@@ -22,5 +22,5 @@ if [ "$(cat "$work/node_modules/playwright-core/package.json" 2>/dev/null | sed 
     (cd "$work" && npm install --no-audit --no-fund --silent --no-save "playwright-core@$version" >/dev/null)
 fi
 script=${SCRIPT:-dashboard.mjs}
-cp "$src/$script" "$work/$script"
+cp "$src/$script" "$src/serve.mjs" "$work/"
 exec node "$work/$script" "$bin" "$chromium" "$work" "$@"
