@@ -51,9 +51,11 @@ export async function startReceiver({ secret, log, schedules = [] }) {
   };
 }
 
+/* The receiver's whole lines: the last one may be half written while the receiver runs. */
 export function readLog(file) {
   if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const text = readFileSync(file, 'utf8');
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
 async function post(url, text) {
