@@ -151,7 +151,7 @@ ACKED=$(($(field "$line" requests) * 100))
 AT_END=$(receiver_events "$RBASE")
 wait_events "$RBASE" "$ACKED" 300 || { echo "deliver.sh: the receiver got $(receiver_events "$RBASE") of $ACKED" >&2; FAIL=1; }
 TAIL_MS=$(($(now_ms) - t_end))
-S=$(curl -fsS "$RBASE/stats")
+S=$(curl -fsS "$RBASE/stats?latency=1")
 unsubscribe lat
 printf '\n%-40s %9s %9s %9s %8s %8s %8s %10s\n' "at half the peak" offered/s acked delivered p50_ms p99_ms max_ms rest_ms
 printf '%-40s %9s %9s %9s %8s %8s %8s %10s\n' "lat (batch 100, concurrency 1)" "$(field "$line" events_per_s)" "$ACKED" \

@@ -110,10 +110,14 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 static enum MHD_Result stats(struct MHD_Connection *c)
 {
     char out[512];
+    /* the percentiles sort every latency so far: only when asked (?latency=1), not on the
+     * polls that count events, which would hold deliveries up behind the lock */
+    int want = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "latency") != NULL;
     pthread_mutex_lock(&mu);
-    qsort(lat, n_lat, sizeof *lat, cmp_i64);
-    int64_t p50 = n_lat ? lat[n_lat / 2] : -1, p99 = n_lat ? lat[n_lat * 99 / 100] : -1;
-    int64_t max = n_lat ? lat[n_lat - 1] : -1;
+    if (want) qsort(lat, n_lat, sizeof *lat, cmp_i64);
+    int64_t p50 = want && n_lat ? lat[n_lat / 2] : -1,
+            p99 = want && n_lat ? lat[n_lat * 99 / 100] : -1;
+    int64_t max = want && n_lat ? lat[n_lat - 1] : -1;
     snprintf(out, sizeof out,
              "{\"requests\":%llu,\"events\":%llu,\"bad\":%llu,\"p50_ms\":%lld,\"p99_ms\":%lld,"
              "\"max_ms\":%lld}\n",

@@ -31,6 +31,10 @@ enum {
 enum {
     STORE_IF_ABSENT = 1, /* put only if no object has the key (atomic) */
     STORE_MOVE = 2,      /* put_file may take the file away (rename) */
+    STORE_NOSYNC = 4,    /* put: visible at once and kept if the process dies, but not synced to
+                          * the disk (a machine crash may lose it): for what may be lost at a
+                          * cost, never for an acknowledged event. A directory only; S3's put is
+                          * durable anyway */
 };
 
 typedef struct store_entry {

@@ -98,7 +98,7 @@ static int publish(const char *tmp, const char *path, int flags, char *err, size
         return store_fail(err, errlen, STORE_EIO, "store: cannot rename to %s: %s", path,
                           strerror(e));
     }
-    return sync_parent(path, err, errlen);
+    return (flags & STORE_NOSYNC) ? 0 : sync_parent(path, err, errlen);
 }
 
 static int fs_put(store *s, const char *key, const void *data, size_t len, int flags, char *err,
@@ -113,7 +113,8 @@ static int fs_put(store *s, const char *key, const void *data, size_t len, int f
     if (fd < 0)
         return store_fail(err, errlen, STORE_EIO, "store: cannot create %s: %s", tmp,
                           strerror(errno));
-    if (files_write_all(fd, data, len, FILES_AT_POSITION) || fsync(fd)) {
+    if (files_write_all(fd, data, len, FILES_AT_POSITION) ||
+        (!(flags & STORE_NOSYNC) && fsync(fd))) {
         int e = errno;
         close(fd);
         unlink(tmp);

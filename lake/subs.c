@@ -30,6 +30,7 @@ typedef struct cached {
 
 struct lake_subs {
     store *s;
+    int put_flags;      /* STORE_IF_ABSENT, and STORE_NOSYNC after lake_subs_unsynced */
     pthread_mutex_t mu; /* guards the cache: any thread reading or writing a record */
     cached *c;
     size_t n, cap;
@@ -176,7 +177,11 @@ static int load(lake_subs *h, const char *id, uint64_t ver, json_t **rec, char *
     json_t *doc = json_loadb(b.p ? b.p : "", b.len, 0, &je);
     buf_free(&b);
     if (!json_is_object(doc)) {
+        /* puts are whole (a temporary file linked in place), so this is what a machine crash
+         * left of an unsynced write (lake_subs_unsynced): deleted, the version before it is
+         * current again */
         json_decref(doc);
+        if (!store_del(h->s, key, why, sizeof why)) return LAKE_SUBS_ENOENT;
         snprintf(err, errlen, "subscriptions: %s is not a JSON object", key);
         return LAKE_SUBS_EIO;
     }
@@ -228,7 +233,7 @@ static int put_version(lake_subs *h, const char *id, uint64_t ver, json_t *rec, 
     }
     char key[LAKE_KEY_MAX], why[512];
     lake_sub_key(id, ver, key);
-    int r = store_put(h->s, key, text, len, STORE_IF_ABSENT, why, sizeof why);
+    int r = store_put(h->s, key, text, len, h->put_flags, why, sizeof why);
     free(text);
     if (r == STORE_EEXIST) return LOST_RACE;
     if (r) {
@@ -261,9 +266,15 @@ int lake_subs_open(store *s, lake_subs **out, char *err, size_t errlen)
         return LAKE_SUBS_EIO;
     }
     h->s = s;
+    h->put_flags = STORE_IF_ABSENT;
     pthread_mutex_init(&h->mu, NULL);
     *out = h;
     return 0;
+}
+
+void lake_subs_unsynced(lake_subs *h)
+{
+    h->put_flags |= STORE_NOSYNC;
 }
 
 void lake_subs_close(lake_subs *h)

@@ -78,6 +78,16 @@ static inline int lake_subs_id_valid(const char *id)
 int lake_subs_open(store *s, lake_subs **out, char *err, size_t errlen);
 void lake_subs_close(lake_subs *h); /* NULL is ignored */
 
+/*
+ * From now on the records h writes are put with STORE_NOSYNC: on a directory
+ * lake they are not fsynced (a process crash keeps them, a machine crash may
+ * lose the last seconds of them). For the deliverer's cursor and lease
+ * writes, which it makes after every batch: a lost cursor write only repeats
+ * deliveries (at least once holds), and two fsyncs per batch would bound a
+ * subscription's delivery rate. Set before h is shared.
+ */
+void lake_subs_unsynced(lake_subs *h);
+
 /* The live subscriptions (tombstones left out), by id. 0, or LAKE_SUBS_EIO. */
 int lake_subs_list(lake_subs *h, lake_sub **out, size_t *n, char *err, size_t errlen);
 void lake_subs_free(lake_sub *v, size_t n);

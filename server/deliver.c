@@ -256,7 +256,9 @@ int deliver_start(const deliver_config *c, deliver **out, char *err, size_t errl
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
     pthread_cond_init(&d->poll_cv, NULL);
-    if (lake_subs_open(c->store, &d->subs, err, errlen) ||
+    if (!lake_subs_open(c->store, &d->subs, err, errlen))
+        lake_subs_unsynced(d->subs); /* a cursor write per batch: see lake_subs_unsynced */
+    if (!d->subs ||
         !(d->workers = calloc(c->connections ? c->connections : 1, sizeof *d->workers))) {
         deliver_stop(d);
         return -1;
