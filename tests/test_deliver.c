@@ -39,6 +39,7 @@ typedef struct rx {
     int fail_next;   /* answer 500 to the next N requests */
     int retry_after; /* with them: Retry-After, seconds (0: none) */
     int always;      /* answer this status to every request (0: 200) */
+    int hang_ms;     /* hold every answer this long (a receiver that hangs) */
     int requests, bad_sig;
     json_t *ids;   /* ids of the events acknowledged, in order */
     json_t *types; /* the "type" of each request acknowledged */
@@ -107,6 +108,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    pthread_mutex_lock(&x->mu);
+    int hang = x->hang_ms;
+    pthread_mutex_unlock(&x->mu);
+    if (hang) usleep((useconds_t)hang * 1000);
     pthread_mutex_lock(&x->mu);
     x->requests++;
     if (!signature_ok(c, body, x->msg_id)) x->bad_sig++;
@@ -677,5 +682,33 @@ TEST(concurrency_pipelines_batches_and_every_event_arrives_once)
     }
     CHECK_INT(1000, (long)json_array_size(f.x->ids));
     pthread_mutex_unlock(&f.x->mu);
+    fx_close(&f);
+}
+
+/* A receiver that hangs past every timeout holds its own subscription back, not the others'
+ * nor ingest: the healthy one gets every event while the other has acknowledged none. */
+TEST(a_hanging_receiver_slows_no_other_subscription)
+{
+    fx f;
+    fx_open(&f);
+    srv *s = &f.s;
+    rx *stuck = f.x, *fine = rx_start();
+    stuck->hang_ms = 3000;
+    lk *l = &f.l;
+    sub_create(l, "stuck", "**", stuck,
+               json_pack("{s:i,s:i}", "timeoutMs", 500, "maxAttempts", 100));
+    sub_create(l, "fine", "**", fine, NULL);
+    REQUIRE_INT(0, srv_start(s, f.lake, FAST));
+    for (int k = 0; k < 6; k++) ingest(s, "order.created", "h", k * 50, 50, ""); /* all 200 */
+    CHECK_INT(300, (long)rx_wait(fine, 300));
+    pthread_mutex_lock(&stuck->mu);
+    CHECK_INT(0, (long)json_array_size(stuck->ids));
+    pthread_mutex_unlock(&stuck->mu);
+    long failed = 0; /* its attempts time out (500 ms) and are counted as failures */
+    for (int i = 0; i < WAIT_MS / 50 && failed < 2; i++, usleep(50000))
+        failed = srv_metric(s, "events_subscription_failed_total{subscription=\"stuck\"}");
+    CHECK(failed >= 2);
+    CHECK_INT(0, srv_stop(s, SIGTERM));
+    rx_stop(fine);
     fx_close(&f);
 }
