@@ -278,9 +278,13 @@ int deliver_start(const deliver_config *c, deliver **out, char *err, size_t errl
 void deliver_notify(deliver *d, size_t events)
 {
     if (!d || !events) return;
-    pthread_mutex_lock(&d->mu); /* so that a worker about to sleep cannot miss it */
+    /* the lock only when a worker waits for this many: ingest's threads call this for every
+     * request answered. A worker stores wake_min, then reads committed before it sleeps
+     * (deliver__worker), so of this add and that store one sees the other */
     uint64_t now = atomic_fetch_add(&d->committed, events) + events;
-    if (now >= atomic_load(&d->wake_min)) pthread_cond_broadcast(&d->cv);
+    if (now < atomic_load(&d->wake_min)) return;
+    pthread_mutex_lock(&d->mu); /* so that a worker about to sleep cannot miss it */
+    pthread_cond_signal(&d->cv);
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -273,7 +273,7 @@ static void run_attempt(deliver *d, deliver__conn *c, job *j)
         failed(d, s, b, dead, retry_ms, now);
     }
     advance(s);
-    pthread_cond_broadcast(&d->cv);
+    pthread_cond_signal(&d->cv); /* one worker: it passes the word on (deliver__worker) */
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -358,7 +358,7 @@ static void run_dispatch(deliver *d, deliver__conn *c, job *j)
         s->q[s->qn++] = b;
         s->running++;
     }
-    pthread_cond_broadcast(&d->cv);
+    pthread_cond_signal(&d->cv); /* one worker: it passes the word on (deliver__worker) */
     pthread_mutex_unlock(&d->mu);
     lake_stream_res_free(&r.res);
     if (b) {
@@ -400,7 +400,7 @@ static void run_persist(deliver *d, job *j)
         s->d_delivered += p->d_delivered, s->d_dead += p->d_dead, s->d_failed += p->d_failed;
         s->dirty = 1, s->persist_after = now + 1000;
     }
-    pthread_cond_broadcast(&d->cv);
+    pthread_cond_signal(&d->cv); /* one worker: it passes the word on (deliver__worker) */
     pthread_mutex_unlock(&d->mu);
     lake_sub_free(&out);
     free((char *)p->done);
@@ -424,9 +424,14 @@ void *deliver__worker(void *arg)
         job j;
         int64_t wake;
         if (!pick(d, &j, &wake)) {
-            sleep_until(d, wake);
+            /* pick stored wake_min: a commit counted before it was seen is seen here, one
+             * after it signals (deliver_notify), so none is missed */
+            if (atomic_load(&d->committed) < atomic_load(&d->wake_min)) sleep_until(d, wake);
             continue;
         }
+        /* there may be more work than this job: one more worker looks (and so on), rather
+         * than every worker woken for each change */
+        pthread_cond_signal(&d->cv);
         pthread_mutex_unlock(&d->mu);
         if (j.kind == DELIVER__J_PERSIST)
             run_persist(d, &j);
