@@ -131,6 +131,10 @@ static int ref_valid(const json_t *ev)
     }
     const json_t *d = json_object_get(ev, "do");
     if (d && !json_is_object(d) && !json_is_null(d)) return 0;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)ev, k, v) /* the server's members are not a sender's */
+        if (!strncmp(k, EVENT_RESERVED_PREFIX, strlen(EVENT_RESERVED_PREFIX))) return 0;
     return 1;
 }
 
