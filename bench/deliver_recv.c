@@ -14,13 +14,13 @@
  * over what came since the last GET /stats?reset=1 (or the start). libmicrohttpd
  * with a thread per connection: the deliverer keeps few connections, each
  * answered as soon as its body is read; the latencies are kept whole (a
- * growing array behind a mutex) so the percentiles are exact.
+ * growing array behind a mutex) so the percentiles are exact; the events are
+ * found by a scan, not a JSON parser (count).
  */
 #include "buf.h"
 #include "codec.h"
 #include "evtime.h"
 
-#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -69,33 +69,43 @@ static int verified(const char *id, const char *ts, const char *sig, const buf *
     return ok;
 }
 
-/* Counts one verified delivery: its events and their latencies from receivedAt to now. */
+/*
+ * Counts one verified delivery: its events and their latencies from receivedAt to now. The
+ * events are the server's stored lines, each with one top-level "receivedAt" (the first member
+ * after ts) and the benchmark's events have no other member of that name, so a scan finds
+ * them without a JSON parser: the receiver spends its time on what every receiver must do
+ * (read the body, verify the signature), and the figure is the deliverer's.
+ */
 static void count(const buf *body)
 {
-    json_t *doc = json_loadb(body->p, body->len, 0, NULL);
-    json_t *evs = json_object_get(json_object_get(doc, "data"), "events");
-    int64_t now = evtime_now_ms();
+    static const char name[] = "\"receivedAt\":\"";
+    const size_t nl = sizeof name - 1;
+    int64_t now = evtime_now_ms(), got[16384];
+    size_t n = 0, events = 0;
+    const char *p = body->p, *end = body->p + body->len;
+    while (p && (p = memmem(p, (size_t)(end - p), name, nl))) {
+        p += nl;
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        int64_t t;
+        events++;
+        if (q && n < sizeof got / sizeof *got && !evtime_parse(p, (size_t)(q - p), &t))
+            got[n++] = now - t;
+        p = q;
+    }
     pthread_mutex_lock(&mu);
     n_requests++;
-    size_t i;
-    json_t *e;
-    json_array_foreach(evs, i, e)
-    {
-        const char *r = json_string_value(json_object_get(e, "receivedAt"));
-        int64_t t;
-        n_events++;
-        if (!r || evtime_parse(r, strlen(r), &t)) continue;
-        if (n_lat == cap_lat) {
-            size_t nc = cap_lat ? cap_lat * 2 : 1 << 16;
-            int64_t *nl = realloc(lat, nc * sizeof *nl);
-            if (!nl) continue;
-            lat = nl;
-            cap_lat = nc;
-        }
-        lat[n_lat++] = now - t;
+    n_events += events;
+    if (n_lat + n > cap_lat) {
+        size_t nc = cap_lat ? cap_lat : 1 << 16;
+        while (nc < n_lat + n) nc *= 2;
+        int64_t *grown = realloc(lat, nc * sizeof *grown);
+        if (grown) lat = grown, cap_lat = nc;
+    }
+    if (n_lat + n <= cap_lat) {
+        memcpy(lat + n_lat, got, n * sizeof *got);
+        n_lat += n;
     }
     pthread_mutex_unlock(&mu);
-    json_decref(doc);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *text)
