@@ -1,5 +1,6 @@
 /*
- * codec.c - SHA-256 (FIPS 180-4) and base64 (RFC 4648).
+ * codec.c - SHA-256 (FIPS 180-4; with the x86 SHA extensions where the CPU has them) and
+ * base64 (RFC 4648).
  */
 #include "codec.h"
 
@@ -40,6 +41,78 @@ static void block(sha256 *s, const unsigned char *p)
     s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
 }
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+/*
+ * The SHA extensions of x86 (SHA-NI): a block in 16 groups of four rounds, the state kept as
+ * ABEF and CDGH and the message schedule in four registers, as Intel's description of the
+ * instructions lays it out. About ten times the portable block's speed where the CPU has
+ * them; webhook signatures (a delivery's HMAC over its body) spend most of their time here.
+ */
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+blocks_shani(uint32_t h[8], const unsigned char *p, size_t n)
+{
+    const __m128i swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1);  /* CDAB */
+    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B); /* EFGH */
+    __m128i s0 = _mm_alignr_epi8(t, s1, 8);                                        /* ABEF */
+    s1 = _mm_blend_epi16(s1, t, 0xF0);                                             /* CDGH */
+    for (; n--; p += 64) {
+        __m128i abef = s0, cdgh = s1, m[4];
+        for (int i = 0; i < 4; i++)
+            m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), swap);
+        for (int i = 0; i < 16; i++) {
+            __m128i msg = _mm_add_epi32(m[i & 3], _mm_loadu_si128((const __m128i *)&K[4 * i]));
+            s1 = _mm_sha256rnds2_epu32(s1, s0, msg);
+            if (i >= 3 && i < 15) { /* W[4(i+1) .. 4(i+1)+3] */
+                __m128i a = _mm_alignr_epi8(m[i & 3], m[(i - 1) & 3], 4);
+                m[(i + 1) & 3] = _mm_sha256msg2_epu32(_mm_add_epi32(m[(i + 1) & 3], a), m[i & 3]);
+            }
+            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(msg, 0x0E));
+            if (i >= 1 && i < 13) m[(i - 1) & 3] = _mm_sha256msg1_epu32(m[(i - 1) & 3], m[i & 3]);
+        }
+        s0 = _mm_add_epi32(s0, abef);
+        s1 = _mm_add_epi32(s1, cdgh);
+    }
+    t = _mm_shuffle_epi32(s0, 0x1B);                                  /* FEBA */
+    s1 = _mm_shuffle_epi32(s1, 0xB1);                                 /* DCHG */
+    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(t, s1, 0xF0)); /* DCBA */
+    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(s1, t, 8));    /* HGFE */
+}
+
+/* 1 if the CPU has the SHA extensions (and SSSE3, SSE4.1). Asked of cpuid once per process:
+ * `shani` is 0 until then, written by whichever thread asks first (every thread finds the
+ * same answer; read and written with relaxed atomic builtins, so the race is well defined). */
+static int have_shani(void)
+{
+    static int shani;
+    int v = __atomic_load_n(&shani, __ATOMIC_RELAXED);
+    if (!v) {
+        unsigned a, b, c, d, ok = 0;
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3) && (c & bit_SSE4_1) &&
+            __get_cpuid_count(7, 0, &a, &b, &c, &d))
+            ok = (b >> 29) & 1;
+        v = ok ? 2 : 1;
+        __atomic_store_n(&shani, v, __ATOMIC_RELAXED);
+    }
+    return v == 2;
+}
+#endif
+
+/* n whole blocks at p. */
+static void blocks(sha256 *s, const unsigned char *p, size_t n)
+{
+#if defined(__x86_64__)
+    if (have_shani()) {
+        blocks_shani(s->h, p, n);
+        return;
+    }
+#endif
+    for (; n--; p += 64) block(s, p);
+}
+
 void sha256_init(sha256 *s)
 {
     static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -58,10 +131,11 @@ void sha256_update(sha256 *s, const void *data, size_t n)
         memcpy(s->blk + s->n, p, k);
         s->n += k, p += k, n -= k;
         if (s->n < 64) return;
-        block(s, s->blk);
+        blocks(s, s->blk, 1);
         s->n = 0;
     }
-    for (; n >= 64; p += 64, n -= 64) block(s, p);
+    blocks(s, p, n / 64);
+    p += n / 64 * 64, n %= 64;
     memcpy(s->blk, p, n);
     s->n = n;
 }
