@@ -382,3 +382,23 @@ TEST(test_linear_without_delivery_header_gets_an_id_from_the_body)
     CHECK_STR("webhook.linear.issue.update", ev.type);
     buf_free(&ev.json);
 }
+
+/* SHA-256 of a million 'a' (FIPS 180-2's long example), fed whole and in pieces that split
+ * blocks every way: the x86 SHA extensions' path and the portable one agree with it. */
+TEST(sha256_of_a_million_a_in_any_pieces)
+{
+    static char a[1000000];
+    memset(a, 'a', sizeof a);
+    static const size_t pieces[] = {1000000, 1, 63, 64, 65, 1000};
+    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++) {
+        sha256 s;
+        sha256_init(&s);
+        for (size_t i = 0; i < sizeof a; i += pieces[k])
+            sha256_update(&s, a + i, i + pieces[k] < sizeof a ? pieces[k] : sizeof a - i);
+        unsigned char d[32];
+        char hex[65];
+        sha256_final(&s, d);
+        sha256_hex(d, hex);
+        CHECK_STR("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0", hex);
+    }
+}
