@@ -39,7 +39,7 @@ bench_need "$EVENTS" "$LOAD" "$RECV"
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || { echo "deliver.sh: DURATION must be whole seconds" >&2; exit 1; }
 [[ $BACKLOG =~ ^[0-9]+$ && $BACKLOG -ge 100 ]] || { echo "deliver.sh: BACKLOG must be at least 100" >&2; exit 1; }
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-deliver-bench.XXXXXX")
 bench_cleanup_at_exit "$TMP"
 RECV_PIDS=()
 # shellcheck disable=SC2317 # called by the EXIT trap

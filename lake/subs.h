@@ -69,12 +69,6 @@ typedef struct lake_sub {
 
 typedef struct lake_subs lake_subs;
 
-/* 1 if id is a subscription id: [A-Za-z0-9_-]{1,64} (layout.h's rule). */
-static inline int lake_subs_id_valid(const char *id)
-{
-    return lake_sub_id_valid(id);
-}
-
 int lake_subs_open(store *s, lake_subs **out, char *err, size_t errlen);
 void lake_subs_close(lake_subs *h); /* NULL is ignored */
 

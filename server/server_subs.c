@@ -407,7 +407,7 @@ static int parse_path(const char *url, subs_path *p, server__req *r, enum MHD_Re
     const char *slash = strchr(rest, '/');
     size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
     if (n <= LAKE_SUB_ID_MAX) memcpy(p->id, rest, n);
-    if (n > LAKE_SUB_ID_MAX || !lake_subs_id_valid(p->id)) {
+    if (n > LAKE_SUB_ID_MAX || !lake_sub_id_valid(p->id)) {
         *res = server__send_error(r, 400,
                                   "\"%.80s\" is not a subscription id: 1 to 64 of A-Z, a-z, 0-9, "
                                   "_ and -",

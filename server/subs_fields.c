@@ -130,7 +130,7 @@ static int check_number(const char *name, json_t *v, json_t **set, char *err, si
 
 static int check_id(const char *name, json_t *v, json_t **set, char *err, size_t errlen)
 {
-    if (!json_is_string(v) || !lake_subs_id_valid(json_string_value(v)))
+    if (!json_is_string(v) || !lake_sub_id_valid(json_string_value(v)))
         return fail(err, errlen, name, "must be 1 to 64 of A-Z, a-z, 0-9, _ and -");
     *set = json_incref(v);
     return 0;
