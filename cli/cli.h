@@ -7,6 +7,7 @@
 #include "cache.h"
 #include "store.h"
 
+#include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -109,6 +110,14 @@ int cli_lake_server(const char *lake, cli_server *out);
  * (*via = 1; cli_lake_server fills ls), else http://127.0.0.1:8080.
  */
 const char *cli_server_of(const char *server, const char *lake, cli_server *ls, int *via);
+
+/*
+ * One request of a command to the server: method url, a JSON body (NULL: none), the bearer
+ * token (NULL or "": none); at most 10 s to connect and 60 s in all. Returns curl's result;
+ * *status the HTTP status (0: none), the answer's body appended to out.
+ */
+CURLcode cli_http(const char *method, const char *url, const char *token, const char *body,
+                  buf *out, long *status, char err[CURL_ERROR_SIZE]);
 
 /*
  * A hint for a 401 or 403 from the server at url (the lake's when lake is not

@@ -10,6 +10,7 @@
 #include "announce.h"
 #include "writer.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,4 +152,38 @@ void cli_auth_hint(const char *cmd, long status, const char *url, const char *la
                 "needed (--token or EVENTS_TOKEN)%s\n",
                 cmd, who, token && *token ? "the token" : "the request",
                 error && *error ? error : "unauthorized", status, direct);
+}
+
+static size_t to_buf(char *p, size_t size, size_t n, void *ud)
+{
+    return buf_append(ud, p, size * n) ? 0 : size * n;
+}
+
+CURLcode cli_http(const char *method, const char *url, const char *token, const char *body,
+                  buf *out, long *status, char err[CURL_ERROR_SIZE])
+{
+    CURL *c = curl_easy_init();
+    if (!c) return CURLE_FAILED_INIT;
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char auth[1200];
+    if (token && *token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_buf);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    CURLcode rc = curl_easy_perform(c);
+    *status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc;
 }

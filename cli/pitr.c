@@ -36,11 +36,6 @@ static void strip_slash(char *s)
 
 /* ---- events snapshot ---------------------------------------------------------------- */
 
-static size_t to_buf(char *p, size_t size, size_t n, void *ud)
-{
-    return buf_append(ud, p, size * n) ? 0 : size * n;
-}
-
 static int print_snapshots(const char *text, size_t len)
 {
     json_t *v = json_loadb(text, len, 0, NULL);
@@ -77,28 +72,13 @@ static int print_snapshots(const char *text, size_t len)
 
 static int list_snapshots(const char *server, const char *token, const char *source)
 {
-    char url[1400], auth[600];
+    char url[1400];
     snprintf(url, sizeof url, "%s/snapshots%s%s", server, source ? "?source=" : "",
              source ? source : "");
-    CURL *c = curl_easy_init();
     buf b = BUF_INIT;
-    struct curl_slist *h = NULL;
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
     char err[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_buf);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    CURLcode rc = cli_http("GET", url, token, NULL, &b, &status, err);
     int out = 1;
     if (rc != CURLE_OK) {
         fprintf(stderr, "events snapshot: %s: %s\n", url, err[0] ? err : curl_easy_strerror(rc));

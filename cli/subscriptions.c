@@ -48,44 +48,6 @@ typedef struct subs_conn {
 /* Prints a successful answer (its JSON parsed) the subcommand's way. */
 typedef void (*subs_print_fn)(json_t *answer, const char *arg);
 
-static size_t to_buf(char *p, size_t size, size_t n, void *ud)
-{
-    return buf_append(ud, p, size * n) ? 0 : size * n;
-}
-
-/*
- * method SERVER+path with body (NULL: none) and the token. Returns curl's result; *status the
- * HTTP status (0: none), out the answer's body.
- */
-static CURLcode call(const char *method, const char *url, const char *token, const char *body,
-                     buf *out, long *status, char err[CURL_ERROR_SIZE])
-{
-    CURL *c = curl_easy_init();
-    if (!c) return CURLE_FAILED_INIT;
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    char auth[1200];
-    if (token && *token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_buf);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    CURLcode rc = curl_easy_perform(c);
-    *status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return rc;
-}
-
 /* Says why a request failed: the server's "error", else its answer, else curl's reason. */
 static void report(const char *cmd, const char *url, CURLcode rc, const char *err, long status,
                    const buf *b)
@@ -124,7 +86,7 @@ static int run(const char *cmd, const subs_conn *k, const char *method, const ch
     buf_puts(&url, path);
     char err[CURL_ERROR_SIZE] = "";
     long status = 0;
-    CURLcode rc = call(method, buf_cstr(&url), k->token, body, &b, &status, err);
+    CURLcode rc = cli_http(method, buf_cstr(&url), k->token, body, &b, &status, err);
     int out = 1;
     json_t *a = rc == CURLE_OK && status >= 200 && status < 300
                     ? json_loadb(b.p ? b.p : "", b.len, 0, NULL)
