@@ -25,8 +25,7 @@
  *      and the other takes over within lease + poll (bounded, with slack);
  *      the killed one restarted on its spool: nothing lost.
  *
- * No bad signature in any scenario. Exit 77 (skipped) when the server has no
- * /subscriptions. Every wait is bounded; the whole run at most 9 minutes.
+ * No bad signature in any scenario. Every wait is bounded; the whole run at most 9 minutes.
  *
  *   node e2e.mjs EVENTS_BIN WORK_DIR [SCENARIO...]   (run.sh installs the packages)
  *   env EVENTS_SRC: the source tree (for scripts/s3-test-server; f only)
@@ -350,19 +349,6 @@ async function main() {
   const rlog = join(dir, 'deliveries.ndjson');
   rx = await startReceiver({ secret: SECRET, log: rlog });
   const plain = scenarios.filter((s) => 'abcd'.includes(s));
-  {
-    /* without the engine's flags: a build without subscriptions does not know them */
-    const probe = await startServer(bin, 'probe', ['--lake', join(dir, 'lake-probe')]);
-    const p = await http('GET', `${probe.base}/subscriptions`);
-    eq(await probe.kill('SIGTERM'), 0, 'the probe server stops cleanly');
-    if (p.status === 404) {
-      console.log('SKIP: this server has no /subscriptions yet');
-      await rx.stop();
-      rx = null;
-      rmSync(dir, { recursive: true, force: true });
-      process.exit(77);
-    }
-  }
   if (plain.length) {
     const srv = await server('main', ['--lake', join(dir, 'lake')]);
     const run1 = { a: scenarioA, b: scenarioB, c: scenarioC, d: scenarioD };

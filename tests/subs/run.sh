@@ -8,8 +8,7 @@
 #
 # SCRIPT: receiver_test.mjs (the receiver alone), e2e.mjs (delivery, retries,
 # dead letters, replay, SIGKILLs, two servers on S3) or paging.mjs (GET /events
-# over a lake of 1,000,000 events). Exit 77 (ctest: skipped) when the server has
-# no /subscriptions yet. EVENTS_SRC (the source tree) is set for the scripts.
+# over a lake of 1,000,000 events). EVENTS_SRC (the source tree) is set for the scripts.
 set -eu
 bin=$1
 work=$2
