@@ -58,8 +58,22 @@ void deliver__drop(deliver__sub *s)
             deliver__batch_free(s->q[i]);
     }
     s->qn = k;
+    deliver__batch_free(s->ahead);
+    s->ahead = NULL;
     s->gen++;
     s->pending_oldest = 0;
+}
+
+size_t deliver__lag_events(const deliver__sub *s)
+{
+    size_t n = s->ahead ? s->ahead->count : 0;
+    for (size_t i = 0; i < s->qn; i++) n += s->q[i]->count;
+    return n;
+}
+
+int64_t deliver__lag_oldest(const deliver__sub *s)
+{
+    return s->qn ? s->q[0]->oldest_ms : s->ahead ? s->ahead->oldest_ms : s->pending_oldest;
 }
 
 static void sub_free(deliver__sub *s)
@@ -338,13 +352,11 @@ static double m_dead(const deliver__sub *s, int64_t now)
 static double m_lag_events(const deliver__sub *s, int64_t now)
 {
     (void)now;
-    double n = 0;
-    for (size_t i = 0; i < s->qn; i++) n += (double)s->q[i]->count;
-    return n;
+    return (double)deliver__lag_events(s);
 }
 static double m_lag_seconds(const deliver__sub *s, int64_t now)
 {
-    int64_t oldest = s->qn ? s->q[0]->oldest_ms : s->pending_oldest;
+    int64_t oldest = deliver__lag_oldest(s);
     return oldest > 0 && now > oldest ? (double)(now - oldest) / 1000.0 : 0;
 }
 

@@ -24,7 +24,11 @@
  *   - dispatch: read the subscription's next batch with lake_stream_read (the
  *     server's reader, which sees the writer's unsealed segments too), from
  *     the in-memory read cursor, filtered by the pattern and the filters, at
- *     most batchSize events and --deliver-max-bytes; then its first attempt;
+ *     most batchSize events and --deliver-max-bytes; then its first attempt.
+ *     With the window full (below), the next batch of the main stream is
+ *     read ahead and kept, and attempted first when the window has room: its
+ *     read overlaps the attempt and the cursor write before it, and as it
+ *     was never sent, a crash only drops it;
  *   - attempt: a POST of a batch whose backoff has run out;
  *   - persist: the record's next version with the cursor after the batches
  *     acknowledged, the statistics and the lease (lake_subs_update with an

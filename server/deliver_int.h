@@ -82,6 +82,8 @@ typedef struct deliver__sub {
     size_t recording;  /* of those, the ones the persist in progress writes */
     deliver__batch *q[DELIVER__WINDOW]; /* dispatched, in order, the done prefix removed */
     size_t qn;
+    deliver__batch *ahead; /* DELIVER__MAIN: the batch after q's, read while the window was
+                            * full; attempted first when it has room (not in flight yet) */
     char *done;            /* the cursor after the done prefix, to persist; NULL: none */
     int dirty;             /* something to persist */
     int64_t persist_after; /* a failed write: not again before */
@@ -121,6 +123,9 @@ void deliver__conf_put(deliver__conf *c); /* drops a reference, under d->mu */
 void deliver__batch_free(deliver__batch *b);
 /* Drops the batches in flight of s and bumps its generation (under d->mu). */
 void deliver__drop(deliver__sub *s);
+/* Events read for s and not delivered yet, and the receivedAt of the oldest (0: none). */
+size_t deliver__lag_events(const deliver__sub *s);
+int64_t deliver__lag_oldest(const deliver__sub *s);
 void deliver__log(const char *msg, const char *id, const char *err);
 /* Takes rec (moved out of) as s's record when newer than s->base: its settings, its owner,
  * its state; what changed drops or restarts s's delivery (under d->mu). */

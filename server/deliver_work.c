@@ -7,7 +7,9 @@
  * first job it may do: a write to persist, a batch whose backoff has run
  * out, or the next batch to read; then it lets the mutex go for the job's
  * slow part (the read, the POST, the store) and takes it again to record the
- * outcome. With nothing to do it sleeps until the earliest time something
+ * outcome, and picks the next job itself; it wakes one sleeping worker only
+ * when there is a job besides its own (more_work), so that a change of state
+ * costs no futile wakeups. With nothing to do it sleeps until the earliest time something
  * becomes due, or until deliver_notify says ingest has committed as many
  * events as a sleeping subscription waits for (d->wake_min).
  *
@@ -71,36 +73,35 @@ static void do_reset(deliver__sub *s)
     s->idle_until = 0, s->pending_oldest = 0;
 }
 
-/* A batch of s due for an attempt: taken into j. */
-static int pick_attempt(deliver__sub *s, int64_t now, job *j, int64_t *wake)
+/* A batch of s due for an attempt (NULL: none; wake: when the next one is). */
+static deliver__batch *due_batch(const deliver__sub *s, int64_t now, int64_t *wake)
 {
     for (size_t i = 0; i < s->qn; i++) {
         deliver__batch *b = s->q[i];
         if (b->state != DELIVER__B_WAITING) continue;
-        if (b->due_ms > now) {
-            min_wake(wake, b->due_ms);
-            continue;
-        }
-        b->state = DELIVER__B_RUNNING;
-        s->running++;
-        j->kind = DELIVER__J_ATTEMPT, j->b = b;
-        return 1;
+        if (b->due_ms <= now) return b;
+        min_wake(wake, b->due_ms);
     }
-    return 0;
+    return NULL;
 }
 
-/* 1 if s may read its next batch now. */
-static int may_dispatch(deliver__sub *s, int64_t now, uint64_t committed, int64_t *wake,
+/* 1 if s has `concurrency` batches not yet recorded. */
+static int window_full(const deliver__sub *s)
+{
+    return s->qn + s->unrecorded + s->recording >= s->conf->concurrency;
+}
+
+/* 1 if s may read its next batch now (after do_reset if s->reset). */
+static int may_dispatch(const deliver__sub *s, int64_t now, uint64_t committed, int64_t *wake,
                         uint64_t *wake_min)
 {
     if (!s->conf || !s->conf->active || s->disable || s->reading) return 0;
-    if (s->reset) {
-        if (s->running || s->dirty || s->persisting) return 0;
-        do_reset(s);
-    }
+    if (s->reset) return !(s->running || s->dirty || s->persisting); /* then from the start */
     /* at most `concurrency` batches not yet recorded: in flight, or done but their cursor not
-     * written, so that a crash repeats no more than that */
-    if (s->qn + s->unrecorded + s->recording >= s->conf->concurrency) return 0;
+     * written, so that a crash repeats no more than that; with the window full, the next
+     * batch may be read ahead (not sent), so that its read overlaps the attempt and the
+     * cursor write before it */
+    if (s->ahead || (window_full(s) && s->mode != DELIVER__MAIN)) return 0;
     if (now < s->idle_until && committed < s->wake_at) {
         min_wake(wake, s->idle_until);
         if (s->wake_at < *wake_min) *wake_min = s->wake_at;
@@ -109,13 +110,29 @@ static int may_dispatch(deliver__sub *s, int64_t now, uint64_t committed, int64_
     return 1;
 }
 
+/* 1 if this server delivers s now. */
+static int delivering(const deliver__sub *s, int64_t now)
+{
+    return s->owned && s->lease_until > now && s->conf && s->conf->active && !s->disable;
+}
+
+/* 1 if a worker has something to do for s now (what pick_sub would take). */
+static int has_job(const deliver__sub *s, int64_t now, uint64_t committed)
+{
+    int64_t wake = INT64_MAX;
+    uint64_t wake_min = UINT64_MAX;
+    if (s->dirty && !s->persisting && now >= s->persist_after) return 1;
+    if (!delivering(s, now)) return 0;
+    if (!s->reset && (due_batch(s, now, &wake) || (s->ahead && !window_full(s)))) return 1;
+    return may_dispatch(s, now, committed, &wake, &wake_min);
+}
+
 /* The snapshot of what s has to write, taken into j (s->persisting set). */
 static void take_persist(deliver *d, deliver__sub *s, int64_t now, job *j)
 {
     deliver__persist *p = &j->p;
-    long long lag = 0;
-    for (size_t i = 0; i < s->qn; i++) lag += (long long)s->q[i]->count;
-    int64_t oldest = s->qn ? s->q[0]->oldest_ms : s->pending_oldest;
+    long long lag = (long long)deliver__lag_events(s);
+    int64_t oldest = deliver__lag_oldest(s);
     *p = (deliver__persist){.owner = d->owner,
                             .lease_until = d->stopping ? 0 : now + d->cfg.lease_ms,
                             .mode = s->mode,
@@ -150,12 +167,33 @@ static int pick_sub(deliver *d, deliver__sub *s, int64_t now, uint64_t committed
         }
         min_wake(wake, s->persist_after);
     }
-    if (!s->owned || s->lease_until <= now || !s->conf || !s->conf->active || s->disable) return 0;
-    if (!s->reset && pick_attempt(s, now, j, wake)) return 1;
+    if (!delivering(s, now)) return 0;
+    deliver__batch *b = s->reset ? NULL : due_batch(s, now, wake);
+    if (!b && !s->reset && s->ahead && !window_full(s)) { /* the batch read ahead: its turn */
+        b = s->ahead, s->ahead = NULL;
+        s->q[s->qn++] = b;
+    }
+    if (b) {
+        b->state = DELIVER__B_RUNNING;
+        s->running++;
+        j->kind = DELIVER__J_ATTEMPT, j->b = b;
+        return 1;
+    }
     if (!may_dispatch(s, now, committed, wake, wake_min)) return 0;
+    if (s->reset) do_reset(s);
     s->reading = 1;
     j->kind = DELIVER__J_DISPATCH;
     return 1;
+}
+
+/* 1 if a worker has something to do now (under d->mu). */
+static int more_work(const deliver *d)
+{
+    int64_t now = evtime_now_ms();
+    uint64_t committed = atomic_load(&d->committed);
+    for (size_t i = 0; i < d->nsub; i++)
+        if (has_job(d->sub[i], now, committed)) return 1;
+    return 0;
 }
 
 /* The next job (under d->mu): 1 and j, or 0 and the time to wake at. */
@@ -273,7 +311,7 @@ static void run_attempt(deliver *d, deliver__conn *c, job *j)
         failed(d, s, b, dead, retry_ms, now);
     }
     advance(s);
-    pthread_cond_signal(&d->cv); /* one worker: it passes the word on (deliver__worker) */
+    /* no signal: this worker picks the next job itself, and signals when there are two */
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -319,7 +357,8 @@ static void after_retry(deliver *d, deliver__sub *s, deliver__batch *b, const ch
     s->retry_set = s->retry_req, s->dirty = 1, s->reset = 1;
 }
 
-/* Reads s's next batch; a batch is then attempted at once by this worker. */
+/* Reads s's next batch; a batch is then attempted at once by this worker, or, read ahead
+ * while the window is full, kept as s->ahead. */
 static void run_dispatch(deliver *d, deliver__conn *c, job *j)
 {
     deliver__sub *s = j->s;
@@ -353,12 +392,16 @@ static void run_dispatch(deliver *d, deliver__conn *c, job *j)
         s->rd = r.res.next, r.res.next = (lake_cursor){0};
         s->pending_oldest = 0;
     }
-    if (b) {
+    if (b && window_full(s)) { /* read ahead: attempted when the window has room */
+        b->gen = s->gen, b->state = DELIVER__B_WAITING;
+        s->ahead = b, b = NULL;
+    } else if (b) {
         b->gen = s->gen, b->state = DELIVER__B_RUNNING;
         s->q[s->qn++] = b;
         s->running++;
     }
-    pthread_cond_signal(&d->cv); /* one worker: it passes the word on (deliver__worker) */
+    if (b && more_work(d)) /* this worker goes on with b: another reads ahead meanwhile */
+        pthread_cond_signal(&d->cv);
     pthread_mutex_unlock(&d->mu);
     lake_stream_res_free(&r.res);
     if (b) {
@@ -400,7 +443,7 @@ static void run_persist(deliver *d, job *j)
         s->d_delivered += p->d_delivered, s->d_dead += p->d_dead, s->d_failed += p->d_failed;
         s->dirty = 1, s->persist_after = now + 1000;
     }
-    pthread_cond_signal(&d->cv); /* one worker: it passes the word on (deliver__worker) */
+    /* no signal: this worker picks the next job itself, and signals when there are two */
     pthread_mutex_unlock(&d->mu);
     lake_sub_free(&out);
     free((char *)p->done);
@@ -429,9 +472,9 @@ void *deliver__worker(void *arg)
             if (atomic_load(&d->committed) < atomic_load(&d->wake_min)) sleep_until(d, wake);
             continue;
         }
-        /* there may be more work than this job: one more worker looks (and so on), rather
-         * than every worker woken for each change */
-        pthread_cond_signal(&d->cv);
+        /* more work than this job: one more worker takes it (and so on), rather than every
+         * worker woken for each change */
+        if (more_work(d)) pthread_cond_signal(&d->cv);
         pthread_mutex_unlock(&d->mu);
         if (j.kind == DELIVER__J_PERSIST)
             run_persist(d, &j);
