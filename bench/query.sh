@@ -11,13 +11,20 @@
 # whole process, DuckDB's start-up included). Every answer is checked: the
 # server and the CLI must agree byte for byte (CSV, and JSON but for
 # elapsedMs), each run must give the same answer, and the answer and the
-# number of files read must match what the generator wrote. Builds nothing:
-# run `make build` first.
+# number of files read must match what the generator wrote. Then (COMPACTED=1,
+# the default) the same lake is compacted with `events compact --after 0` (a
+# copy of hard links: the raw lake stays as it is) and the four queries run
+# again through a server on it: their answers must be byte-identical to the
+# raw lake's (CSV, and JSON but for files and elapsedMs), and the times are
+# printed side by side with the raw ones. Builds nothing: run `make build` first.
 #
 # Environment: SIZES (events per lake, default "1000000 5000000"), RUNS (timed
 # runs per query, default 5), HOURS (default 48), TIMEOUT (query time limit
 # for the server and the CLI, default 300s), BUILD (default build),
-# KEEP_LAKE=1 keeps the temporary lakes for inspection.
+# COMPACTED (1: also the compacted lake, the default; 0: raw only),
+# KEEP_LAKE=1 keeps the temporary lakes for inspection, LAKES=DIR keeps the raw
+# lakes in DIR/N and reuses them in later runs (a 5M lake takes a while to write;
+# the compacted copy is made afresh each run, by this build's compactor).
 #
 # Exit: 0 when every answer checked out and every server stopped cleanly, 1 otherwise.
 set -euo pipefail
@@ -30,6 +37,8 @@ SIZES=${SIZES//,/ }
 RUNS=${RUNS:-5}
 HOURS=${HOURS:-48}
 TIMEOUT=${TIMEOUT:-300s}
+COMPACTED=${COMPACTED:-1}
+LAKES=${LAKES:-}
 EVENTS=$BUILD/events
 GEN=$BUILD/bench/query_gen
 export LC_ALL=C
@@ -61,6 +70,8 @@ field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
 answer_field() { local v; v=$(sed -n "s/.*\"$2\":\\([0-9.eE+-]*\\).*/\\1/p" "$1" | tail -1); echo "$v"; }
 # the answer without its timing and with one final newline (the server sends none, the CLI one)
 answer_norm() { printf '%s\n' "$(sed 's/,"elapsedMs":[0-9.eE+-]*}$/}/' "$1")"; }
+# and without the number of files read, which compaction changes
+answer_rows() { answer_norm "$1" | sed 's/,"files":[0-9]*}$/}/'; }
 json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
 # median and minimum of numbers on stdin, formatted with one decimal
 med_min() { sort -g | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f %.1f\n", m, v[1] }'; }
@@ -89,8 +100,8 @@ check_idle() {
 FAILS=0
 fail() { echo "  CHECK FAILED: $*"; FAILS=$((FAILS + 1)); }
 
-start_server() { # lake log
-    bench_start_server "$EVENTS" "$PORT" "$2" --lake "$1" --query-timeout "$TIMEOUT"
+start_server() { # lake log; no background compaction: the lake stays raw while it is measured
+    bench_start_server "$EVENTS" "$PORT" "$2" --lake "$1" --query-timeout "$TIMEOUT" --compact-every 0
 }
 
 stop_clean() { # log; SIGTERM, then the exit status must be 0
@@ -155,6 +166,60 @@ cli_runs() { # size name sql
     done
 }
 
+# The lake of size $1 compacted (a copy of hard links: compaction only adds files and unlinks),
+# the queries through a server on it, each answer checked against the raw lake's. Uses G,
+# SQL, LAKE of the size's raw runs; results in R[size.cQUERY.*].
+compacted_runs() { # size
+    local n=$1 CL=$TMP/$1/compacted CLOG=$TMP/$1/server-compacted.log q D t0 out pfiles hfiles
+    rm -rf "$CL"
+    cp -al "$LAKE" "$CL"
+    t0=$EPOCHREALTIME
+    out=$("$EVENTS" compact --lake "$CL" --after 0 2>&1) || { fail "events compact failed: $out"; return 1; }
+    R[$n.compact_s]=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    pfiles=$(find "$CL/events" -name '*.parquet' | wc -l)
+    hfiles=$(find "$CL/events/$(sed 's/^\(....\)-\(..\)-\(..\)T\(..\).*/\1\/\2\/\3\/\4/' <<<"$mid")" -name '*.parquet' | wc -l)
+    R[$n.pfiles]=$pfiles
+    R[$n.pbytes]=$(find "$CL/events" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+    echo
+    echo "compacted in ${R[$n.compact_s]} s: $(tail -1 <<<"$out")"
+    sync -f "$CL"
+    check_idle
+    start_server "$CL" "$CLOG"
+    for q in $QUERIES; do
+        server_runs "$n" "c$q" "${SQL[$q]}" || continue
+        D=$TMP/$n
+        cmp -s "$D/$q.srv.csv" "$D/c$q.srv.csv" || fail "$q: the compacted lake's CSV differs from the raw lake's (see $D/$q.srv.csv, $D/c$q.srv.csv)"
+        cmp -s <(answer_rows "$D/$q.srv.json.1") <(answer_rows "$D/c$q.srv.json.1") ||
+            fail "$q: the compacted lake's JSON differs from the raw lake's but for files and elapsedMs (see $D/$q.srv.json.1, $D/c$q.srv.json.1)"
+        R[$n.c$q.files]=$(answer_field "$D/c$q.srv.json.1" files)
+        R[$n.c$q.rows]=$(answer_field "$D/c$q.srv.json.1" rowCount)
+        read -r "R[$n.c$q.srv]" "R[$n.c$q.srvmin]" < <(med_min <"$D/c$q.srv.wall")
+        read -r "R[$n.c$q.el]" _ < <(med_min <"$D/c$q.srv.elapsed")
+        R[$n.c$q.srvcpu]=$(<"$D/c$q.srv.cpu")
+        R[$n.c$q.hwm]=$(<"$D/c$q.srv.hwm")
+    done
+    for q in a b c; do
+        [[ ${R[$n.c$q.files]:-} == "$pfiles" ]] || fail "compacted ($q): read ${R[$n.c$q.files]:-?} files, want all $pfiles Parquet files"
+    done
+    [[ ${R[$n.cd.files]:-} == "$hfiles" ]] || fail "compacted (d): read ${R[$n.cd.files]:-?} files, want the hour's $hfiles"
+
+    printf '\ncompacted: %s Parquet files, %.1f MB\n' "$pfiles" "$(awk -v b="${R[$n.pbytes]}" 'BEGIN { print b / 1e6 }')"
+    printf '%-24s %6s %5s | %10s %10s %10s %8s %7s | %10s %8s\n' query files rows srv_med_ms srv_min_ms srv_el_ms srv_cpu \
+        srv_rss raw_med_ms raw/comp
+    for q in $QUERIES; do
+        printf '%-24s %6s %5s | %10s %10s %10s %8s %5sMB | %10s %8s\n' "${TITLE[$q]}" "${R[$n.c$q.files]:--}" "${R[$n.c$q.rows]:--}" \
+            "${R[$n.c$q.srv]:--}" "${R[$n.c$q.srvmin]:--}" "${R[$n.c$q.el]:--}" "${R[$n.c$q.srvcpu]:--}" "${R[$n.c$q.hwm]:--}" \
+            "${R[$n.$q.srv]:--}" "$(ratio "${R[$n.$q.srv]:-0}" "${R[$n.c$q.srv]:-0}")"
+    done
+    echo "(the same server measures as above, on the compacted lake; raw/comp: the raw lake's median over this one's)"
+    if grep -qE 'level=(warn|error)' "$CLOG"; then
+        echo "server warnings and errors:"
+        grep -E 'level=(warn|error)' "$CLOG" | head -10 | sed 's/^/  /'
+    fi
+    stop_clean "$CLOG"
+    [[ ${KEEP_LAKE:-0} == 1 ]] || rm -rf "$CL"
+}
+
 declare -A R # results: R[size.query.what]
 QUERIES="a b c d"
 declare -A TITLE=([a]="(a) count by type, all" [b]="(b) rpc_latency, all" [c]="(c) doc_history" [d]="(d) count of one hour")
@@ -167,7 +232,15 @@ for n in $SIZES; do
     LOG=$TMP/$n/server.log
     echo
     echo "== $n events =="
-    G=$("$GEN" --events "$n" --hours "$HOURS" --out "$LAKE") || { echo "query.sh: query_gen failed" >&2; exit 1; }
+    if [[ -n $LAKES && -s $LAKES/$n/gen.out ]]; then
+        LAKE=$LAKES/$n/lake
+        G=$(<"$LAKES/$n/gen.out")
+        echo "reusing $LAKE"
+    else
+        [[ -z $LAKES ]] || { LAKE=$LAKES/$n/lake; rm -rf "$LAKES/$n"; mkdir -p "$LAKES/$n"; }
+        G=$("$GEN" --events "$n" --hours "$HOURS" --out "$LAKE") || { echo "query.sh: query_gen failed" >&2; exit 1; }
+        [[ -z $LAKES ]] || echo "$G" >"$LAKES/$n/gen.out"
+    fi
     files=$(field "$G" files)
     bytes=$(field "$G" bytes)
     R[$n.files]=$files
@@ -262,7 +335,8 @@ for n in $SIZES; do
         grep -E 'level=(warn|error)' "$LOG" | head -10 | sed 's/^/  /'
     fi
     stop_clean "$LOG"
-    [[ ${KEEP_LAKE:-0} == 1 ]] || rm -rf "$LAKE"
+    [[ $COMPACTED != 1 ]] || compacted_runs "$n"
+    [[ ${KEEP_LAKE:-0} == 1 || -n $LAKES ]] || rm -rf "$LAKE"
 done
 
 # ---- ratios ---------------------------------------------------------------------
@@ -284,8 +358,16 @@ for n in $SIZES; do
 done
 
 echo
+if [[ $COMPACTED == 1 ]]; then
+    echo "compacted lake, raw / compacted time, server median:"
+    for n in $SIZES; do
+        printf '  %-14s' "$n events"
+        for q in $QUERIES; do printf ' (%s) %6s' "$q" "$(ratio "${R[$n.$q.srv]:-0}" "${R[$n.c$q.srv]:-0}")"; done
+        echo
+    done
+fi
 if [[ $FAILS -eq 0 ]]; then
-    echo "answers: PASS (server and CLI agree, every run the same, counts and files as generated)"
+    echo "answers: PASS (server and CLI agree, every run the same, counts and files as generated$([[ $COMPACTED != 1 ]] || echo ", compacted the same as raw"))"
 else
     echo "answers: FAIL ($FAILS checks failed)"
 fi

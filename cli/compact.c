@@ -37,8 +37,8 @@ int cmd_compact(int argc, char **argv)
             "compact",
             "Usage: events compact [--lake DIR|URL] [OPTIONS]\n\n"
             "Compacts every closed hour of the lake into Parquet files (one per --chunk of the\n"
-            "hour, each sorted by ts, one row per id in all of them) and deletes what earlier\n"
-            "runs replaced once --retain has passed.\n"
+            "hour, each sorted by collection, docId, type and ts, one row per id in all of\n"
+            "them) and deletes what earlier runs replaced once --retain has passed.\n"
             "One compactor runs at a time per lake: if another holds the lease, says who and\n"
             "exits with status 75.",
             opts, argc, argv, &status))

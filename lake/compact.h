@@ -5,8 +5,8 @@
  * has live raw segments (partition.h), one run writes new Parquet files of
  * the partition's live rows (its live segments and its small compacted
  * files; large compacted files stay as they are), zstd-compressed, with the
- * query view's typed columns plus the whole event as JSON: each file sorted by
- * ts, one row per id in all of them (compact_hour.h). It uploads them, and
+ * query view's typed columns plus the whole event as JSON: each file in
+ * QUERY_COMPACT_ORDER, one row per id in all of them (compact_hour.h). It uploads them, and
  * writes the partition's next manifest, which makes them live and the files
  * they folded in dead. Dead files and old manifests are deleted retain_ms
  * after they died, so that a query that listed the partition before still

@@ -17,7 +17,7 @@
  *      covers a stretch of ts), are packed into chunks of at most chunk_bytes
  *      of JSON; a segment larger than a chunk is cut at line ends into pieces
  *      first. One statement per chunk writes one Parquet file of its rows, one
- *      per id, sorted by ts. A compacted input of at least half a chunk is
+ *      per id, in QUERY_COMPACT_ORDER. A compacted input of at least half a chunk is
  *      kept as it is: it is deduplicated and sorted already, and a late event
  *      then does not rewrite the hour.
  *   2. across files: an id can still be in several files (a retry sealed into
@@ -45,8 +45,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define COPY_BUF     (1u << 20)
-#define PARQUET_OPTS " (FORMAT parquet, COMPRESSION zstd)"
+#define COPY_BUF (1u << 20)
+/* Row groups of 8192 rows (DuckDB's default is 122,880, a whole hour of most lakes): small
+ * enough that their statistics let a document's history or a type skip most of a file
+ * (QUERY_COMPACT_ORDER), large enough that a full scan does not notice them
+ * (bench/README.md, "Queries on the compacted lake"). */
+#define PARQUET_OPTS " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192)"
 
 /* ---- statements ------------------------------------------------------------------ */
 
@@ -166,7 +170,7 @@ static int write_file(const compact_hour_job *job, buf *select, const char *what
     return 0;
 }
 
-/* One chunk: its rows, one per id, sorted by ts, into a new file. */
+/* One chunk: its rows, one per id, in QUERY_COMPACT_ORDER, into a new file. */
 static int write_chunk(const compact_hour_job *job, const char *const *json, size_t nj,
                        const char *const *pq, size_t np, compact_hour_result *res, char *err,
                        size_t errlen)
@@ -192,7 +196,8 @@ static int write_chunk(const compact_hour_job *job, const char *const *json, siz
         buf_putc(&sel, ')');
     }
     buf_puts(&sel, ") QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY "
-                   "receivedAt NULLS LAST) = 1 ORDER BY ts NULLS LAST, id");
+                   "receivedAt NULLS LAST) = 1 ORDER BY ");
+    buf_puts(&sel, QUERY_COMPACT_ORDER);
     int rc = write_file(job, &sel, "writing a chunk", res, err, errlen);
     buf_free(&sel);
     return rc;
@@ -367,7 +372,8 @@ static int rewrite_without_losers(const compact_hour_job *job, const char *path,
     query_sql_quote(&sel, path);
     buf_puts(&sel, ") p WHERE NOT EXISTS (SELECT 1 FROM compact_losers l WHERE l.filename = ");
     query_sql_quote(&sel, path);
-    buf_puts(&sel, " AND l.id = p.id) ORDER BY ts NULLS LAST, id");
+    buf_puts(&sel, " AND l.id = p.id) ORDER BY ");
+    buf_puts(&sel, QUERY_COMPACT_ORDER);
     int rc = write_file(job, &sel, "removing duplicates", res, err, errlen);
     buf_free(&sel);
     if (rc) return -1;

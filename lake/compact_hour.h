@@ -8,7 +8,7 @@
  * touches the lake.
  *
  * What comes out: Parquet files of the hour's live rows with the events
- * view's columns, each sorted by ts (then id), every id in exactly one of
+ * view's columns, each in QUERY_COMPACT_ORDER (query.h), every id in exactly one of
  * them (the row with the earliest receivedAt; rows without an id are all
  * kept). Compacted inputs of at least half a chunk stay as they are (kept)
  * unless a duplicate in them loses to another file's row.

@@ -46,6 +46,15 @@ extern const char QUERY_VIEW_COLUMNS[];
 extern const char QUERY_VIEW_PARSE[];
 extern const char QUERY_VIEW_PARSED_COLUMNS[];
 
+/*
+ * The order of a compacted file's rows, an ORDER BY list of the view's columns: a
+ * collection's changes first, grouped by document, then the other events by type, each
+ * type by ts. With small row groups, their min/max statistics on docId let a document's
+ * history read one row group of a file, and those on type let a filter on type skip the
+ * others'. A file's range of ts is the same in any order: a time filter still skips files.
+ */
+extern const char QUERY_COMPACT_ORDER[];
+
 /* Appends s as a SQL string literal ('…', quotes doubled). */
 void query_sql_quote(buf *b, const char *s);
 

@@ -49,6 +49,9 @@ const char QUERY_VIEW_PARSED_COLUMNS[] =
     "nullif(s.doc, 'null'::JSON) AS doc, nullif(s.prev, 'null'::JSON) AS prev, "
     "s.bookmark AS bookmark, json AS event";
 
+const char QUERY_COMPACT_ORDER[] =
+    "collection NULLS LAST, docId NULLS LAST, type NULLS LAST, ts NULLS LAST, id";
+
 /*
  * The same view through DuckDB's typed JSON reader, for queries that cannot
  * reach `event` (prune.h): one parse per line however many fields a query

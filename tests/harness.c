@@ -433,3 +433,13 @@ int s3_rgw(int up)
     return sh("'%s/scripts/s3-test-server' %s '%s/rgw' >> '%s/start.out' 2>&1", EVENTS_SOURCE_DIR,
               up ? "start-rgw" : "stop-rgw", s3_root, s3_root);
 }
+
+void parquet_order_sql(char *sql, size_t n, const char *path, const char *order)
+{
+    /* each row's place in the file beside its place in the order (ids are unique in a file) */
+    snprintf(sql, n,
+             "SELECT count(*), count(*) FILTER (WHERE pos <> rn) FROM (SELECT pos, row_number() "
+             "OVER (ORDER BY %s) AS rn FROM (SELECT *, row_number() OVER () AS pos FROM "
+             "read_parquet('%s')))",
+             order, path);
+}

@@ -103,8 +103,12 @@ int s3_start(void);
 /* Starts (up 1) or stops (up 0) the S3 test server's radosgw alone: an outage. 0 or -1. */
 int s3_rgw(int up);
 
-
 /* Runs a shell command; returns its exit status. */
 int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Into sql: a statement whose one row is (the rows of the Parquet file at path, those out of
+ * order, an ORDER BY list such as QUERY_COMPACT_ORDER), to be run on one thread (the rows
+ * then come in the file's order). */
+void parquet_order_sql(char *sql, size_t n, const char *path, const char *order);
 
 #endif

@@ -863,11 +863,12 @@ static json_t *manifest_parquet(store *s, uint64_t seq)
     return names;
 }
 
-/* Rows of a compacted file of OLD_HOUR, or -1 when they are not sorted by ts (read by DuckDB). */
+/* Rows of a compacted file of OLD_HOUR, or -1 when they are not in QUERY_COMPACT_ORDER (read by
+ * DuckDB). */
 static long long sorted_rows(store *s, const char *name, const char *work)
 {
     char why[512];
-    char key[LAKE_KEY_MAX], path[1300], sql[1600];
+    char key[LAKE_KEY_MAX], path[1300], sql[2000];
     snprintf(key, sizeof key, OLD_HOUR "%s", name);
     snprintf(path, sizeof path, "%s/check.parquet", work);
     unlink(path);
@@ -879,11 +880,7 @@ static long long sorted_rows(store *s, const char *name, const char *work)
     if (duckdb_open(NULL, &db) == DuckDBError) return -3;
     duckdb_connect(db, &con);
     duckdb_query(con, "SET threads = 1", NULL);
-    /* one thread, no ORDER BY: the rows in the file's order */
-    snprintf(sql, sizeof sql,
-             "SELECT count(*), count(*) FILTER (WHERE ts < prev) FROM (SELECT ts, lag(ts) OVER () "
-             "AS prev FROM read_parquet('%s'))",
-             path);
+    parquet_order_sql(sql, sizeof sql, path, QUERY_COMPACT_ORDER);
     if (duckdb_query(con, sql, &r) == DuckDBSuccess)
         rows = duckdb_value_int64(&r, 1, 0) ? -1 : duckdb_value_int64(&r, 0, 0);
     duckdb_destroy_result(&r);
@@ -903,7 +900,8 @@ static long long files_rows(store *s, json_t *names, const char *work)
     {
         long long r = sorted_rows(s, json_string_value(v), work);
         if (r < 0)
-            test_fail(__FILE__, __LINE__, "%s: not sorted by ts (%lld)", json_string_value(v), r);
+            test_fail(__FILE__, __LINE__, "%s: not in QUERY_COMPACT_ORDER (%lld)",
+                      json_string_value(v), r);
         sum += r;
     }
     return sum;
