@@ -8,7 +8,9 @@
 # and times every event), then:
 #   1. throughput: BACKLOG events (default 500,000) ingested first, then a
 #      subscription to every type from the oldest, batch 100: events/s until the
-#      receiver has them all; with concurrency 1 (the default) and 4; and, when
+#      receiver has them all, and the server's CPU time per event delivered (which
+#      other load on the machine inflates less than the rate); with concurrency 1
+#      (the default) and 4; and, when
 #      tests/subs has installed its npm package (ctest -R test_subs_receiver), to
 #      the Node.js receiver of the tests (tests/subs/receiver.mjs) too;
 #   2. the ingest peak: bench/ingest_load, batch 100 over 8 connections, DURATION s;
@@ -111,14 +113,16 @@ line=$("$LOAD" --url "$BASE/ingest" --connections 8 --batch 100 --duration 600 \
     --max-requests $((BACKLOG / 100)) --id-prefix backlog 2>"$TMP/backlog.err") || { cat "$TMP/backlog.err" >&2; exit 1; }
 N=$(($(field "$line" requests) * 100))
 echo "backlog: $N events ingested"
-printf '\n%-40s %10s %9s\n' "throughput (batch 100, from the oldest)" events/s seconds
+TCK=$(getconf CLK_TCK)
+printf '\n%-40s %10s %9s %16s\n' "throughput (batch 100, from the oldest)" events/s seconds srv_cpu_us/event
 declare -A THR
 throughput() { # name receiver-base concurrency
     # deliver_recv's counters start again; the Node.js receiver has no /stats (it counts from
     # its log: a request there would be a delivery without a signature)
     [[ $2 == "$NBASE" ]] || curl -fsS -o /dev/null "$2/stats?reset=1"
-    local base0 t0 t1
+    local base0 t0 t1 c0 c1
     base0=$(receiver_events "$2")
+    c0=$(bench_cpu_ticks "$SERVER_PID")
     t0=$(now_ms)
     subscribe "$1" "$2/$1" "$3" oldest
     if ! wait_events "$2" $((base0 + N)) 600; then
@@ -126,9 +130,11 @@ throughput() { # name receiver-base concurrency
         FAIL=1
     fi
     t1=$(now_ms)
+    c1=$(bench_cpu_ticks "$SERVER_PID")
     unsubscribe "$1"
     THR[$1]=$(awk -v n="$N" -v ms=$((t1 - t0)) 'BEGIN { printf "%.0f", n * 1000 / ms }')
-    printf '%-40s %10s %9s\n' "$1 (concurrency $3)" "${THR[$1]}" "$(awk -v ms=$((t1 - t0)) 'BEGIN { printf "%.1f", ms / 1000 }')"
+    printf '%-40s %10s %9s %16s\n' "$1 (concurrency $3)" "${THR[$1]}" "$(awk -v ms=$((t1 - t0)) 'BEGIN { printf "%.1f", ms / 1000 }')" \
+        "$(awk -v c=$((c1 - c0)) -v t="$TCK" -v n="$N" 'BEGIN { printf "%.2f", c * 1e6 / t / n }')"
 }
 throughput c_conc1 "$RBASE" 1
 throughput c_conc4 "$RBASE" 4

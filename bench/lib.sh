@@ -60,6 +60,12 @@ bench_start_server() {
     exit 1
 }
 
+# bench_cpu_ticks PID: the CPU time (user + system) a process has used, in clock ticks
+# (getconf CLK_TCK a second): a figure that other load on the machine inflates less than
+# a rate does.
+# shellcheck disable=SC2086 # the fields of /proc/PID/stat, split on purpose
+bench_cpu_ticks() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
+
 # bench_stop_server [TENTHS]: SIGTERM to the server SERVER_PID names if it still runs,
 # SIGKILL if it has not exited TENTHS tenths of a second later (default 100); clears
 # SERVER_PID. For clean-up: a script that checks how the server stops does it itself.

@@ -22,9 +22,10 @@
  * (local_hint): else every page read from the open spool segment skipped
  * from its first line, and a follower at the head of the stream (a webhook
  * subscription, deliver.h) read 15 times slower than from sealed files.
- * The last MAPS lake files read stay mapped (map_entry), so that a reader
+ * The last MAPS files read stay mapped (map_entry), so that a reader
  * paging through a file maps it once, not once a page (mmap and munmap were
- * most of the cost of a page of 100). A file of an s3 lake is read from the
+ * most of the cost of a page of 100); a local file, which grows, is mapped
+ * past its end, a LOCAL_MAP at a time (map_local). A file of an s3 lake is read from the
  * local cache (cache.h), pinned while mapped. Files are mapped read-only;
  * nothing is written.
  */
@@ -66,17 +67,23 @@ typedef struct local_hint {
 
 #define MAPS 16 /* lake files kept mapped between reads */
 
-/* A lake file kept mapped: readers that page through it map it once. */
+/* A file kept mapped: readers that page through it map it once. A lake file's key and size
+ * name it; a local file (the writer's, growing) is mapped past its end, LOCAL_MAP bytes at a
+ * time, and its path and inode name it: a reader of its first len bytes shares the mapping
+ * while len is within it. */
 typedef struct map_entry {
     char *key;
-    uint64_t size;
+    uint64_t size; /* a lake file's size; a local file's inode */
     void *base;
-    size_t len;
+    size_t len;    /* mapped */
     int refs;      /* sources reading it now */
     uint64_t used; /* st->clock at its last use: the least recent unused one goes */
     int pinned;    /* an s3 lake's: pinned in the cache while mapped */
+    int local;
     lake_cache_item it;
 } map_entry;
+
+#define LOCAL_MAP (64u << 20) /* a local file's mapping grows by this much (address space only) */
 
 struct lake_stream {
     store *store;
@@ -275,9 +282,8 @@ void stream__unmap(lake_stream *st, stream__map *m)
     memset(m, 0, sizeof *m);
 }
 
-/* Maps the first len bytes (0: all) of the file at path. */
-static int map_path(stream__map *m, const char *path, uint64_t len, int local, char *err,
-                    size_t errlen)
+/* Maps the file at path (a lake file's: whole). */
+static int map_path(stream__map *m, const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -287,9 +293,8 @@ static int map_path(stream__map *m, const char *path, uint64_t len, int local, c
     }
     struct stat sb;
     int rc = fstat(fd, &sb);
-    if (!rc && !local) len = (uint64_t)sb.st_size;
-    if (!rc && (uint64_t)sb.st_size < len) len = (uint64_t)sb.st_size;
-    if (!rc && len) {
+    uint64_t len = rc ? 0 : (uint64_t)sb.st_size;
+    if (len) {
         void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED)
             rc = -1;
@@ -314,7 +319,8 @@ static int shared_map(lake_stream *st, const stream__file *f, stream__map *m)
     pthread_mutex_lock(&st->mu);
     map_entry *e = NULL;
     for (size_t i = 0; i < st->nmaps && !e; i++)
-        if (st->maps[i].size == f->size && !strcmp(st->maps[i].key, f->key)) e = &st->maps[i];
+        if (!st->maps[i].local && st->maps[i].size == f->size && !strcmp(st->maps[i].key, f->key))
+            e = &st->maps[i];
     if (e) {
         e->refs++;
         e->used = ++st->clock;
@@ -324,10 +330,12 @@ static int shared_map(lake_stream *st, const stream__file *f, stream__map *m)
     return e != NULL;
 }
 
-/* Keeps the new mapping m of f for the next reads, in a free slot or the least recent unused. */
-static void keep_map(lake_stream *st, const stream__file *f, stream__map *m)
+/* Keeps the new mapping m (of maplen bytes) for the next reads, named key and size, in a free
+ * slot or the least recent unused one. */
+static void keep_map(lake_stream *st, const char *name, uint64_t size, int local, size_t maplen,
+                     stream__map *m)
 {
-    char *key = strdup(f->key);
+    char *key = strdup(name);
     if (!key) return;
     pthread_mutex_lock(&st->mu);
     map_entry *e = NULL;
@@ -344,10 +352,67 @@ static void keep_map(lake_stream *st, const stream__file *f, stream__map *m)
     if (e->base) munmap(e->base, e->len);
     if (e->pinned) lake_cache_unpin(st->cache, &e->it, 1);
     free(e->key);
-    *e = (map_entry){key, f->size, m->base, m->len, 1, ++st->clock, m->pinned, m->it};
+    *e = (map_entry){key, size, m->base, maplen, 1, ++st->clock, m->pinned, local, m->it};
     e->it.key = key;
     m->shared = e;
     pthread_mutex_unlock(&st->mu);
+}
+
+/* The kept mapping of the local file at path (inode ino) that reaches len bytes, shared into
+ * m: 1, or 0 when there is none. */
+static int shared_local(lake_stream *st, const char *path, uint64_t ino, uint64_t len,
+                        stream__map *m)
+{
+    pthread_mutex_lock(&st->mu);
+    map_entry *e = NULL;
+    for (size_t i = 0; i < st->nmaps && !e; i++)
+        if (st->maps[i].local && st->maps[i].size == ino && st->maps[i].len >= len &&
+            !strcmp(st->maps[i].key, path))
+            e = &st->maps[i];
+    if (e) {
+        e->refs++;
+        e->used = ++st->clock;
+        m->p = e->base, m->len = (size_t)len, m->shared = e;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return e != NULL;
+}
+
+/*
+ * Maps the first len bytes of the local file at path (its committed lines; the file is never
+ * cut below them), sharing the kept mapping of the file when it reaches that far, else mapping
+ * it anew up to the next LOCAL_MAP boundary and keeping that: a follower at the head of the
+ * stream reads the open segment page after page, and a mapping per page cost a munmap (a TLB
+ * shootdown) and the page faults of every page read again. STREAM__GONE when it has gone.
+ */
+static int map_local(lake_stream *st, const char *path, uint64_t len, stream__map *m, char *err,
+                     size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return STREAM__GONE;
+        snprintf(err, errlen, "stream: cannot open %s: %s", path, strerror(errno));
+        return LAKE_STREAM_EIO;
+    }
+    struct stat sb;
+    int rc = fstat(fd, &sb);
+    if (!rc && (uint64_t)sb.st_size < len) len = (uint64_t)sb.st_size;
+    if (rc || !len || shared_local(st, path, (uint64_t)sb.st_ino, len, m)) {
+        if (rc) snprintf(err, errlen, "stream: cannot read %s: %s", path, strerror(errno));
+        close(fd);
+        return rc ? LAKE_STREAM_EIO : 0;
+    }
+    /* past the end of the file: never read there (m->len is len) */
+    size_t maplen = (size_t)((len + LOCAL_MAP - 1) / LOCAL_MAP * LOCAL_MAP);
+    void *p = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "stream: cannot read %s: %s", path, strerror(errno));
+        return LAKE_STREAM_EIO;
+    }
+    m->base = p, m->p = p, m->len = (size_t)len;
+    keep_map(st, path, (uint64_t)sb.st_ino, 1, maplen, m);
+    return 0;
 }
 
 /* Maps a lake file: from the directory, or from the cache (pinned). */
@@ -357,7 +422,7 @@ static int map_lake_file(lake_stream *st, const stream__file *f, stream__map *m,
     char path[4096];
     if (st->root) {
         snprintf(path, sizeof path, "%s/%s", st->root, f->key);
-        int rc = map_path(m, path, 0, 0, err, errlen);
+        int rc = map_path(m, path, err, errlen);
         if (rc == STREAM__GONE) { /* deleted by retention meanwhile */
             snprintf(err, errlen, "stream: %s was deleted while being read", f->key);
             return LAKE_STREAM_EIO;
@@ -372,7 +437,7 @@ static int map_lake_file(lake_stream *st, const stream__file *f, stream__map *m,
         return LAKE_STREAM_EIO;
     }
     m->pinned = 1;
-    int rc = map_path(m, m->it.path, 0, 0, err, errlen);
+    int rc = map_path(m, m->it.path, err, errlen);
     if (rc) stream__unmap(st, m);
     return rc ? LAKE_STREAM_EIO : 0;
 }
@@ -381,10 +446,10 @@ int stream__map_file(lake_stream *st, const stream__file *f, stream__map *m, cha
                      size_t errlen)
 {
     memset(m, 0, sizeof *m);
-    if (f->path) return map_path(m, f->path, f->size, 1, err, errlen);
+    if (f->path) return map_local(st, f->path, f->size, m, err, errlen);
     if (shared_map(st, f, m)) return 0;
     int rc = map_lake_file(st, f, m, err, errlen);
-    if (!rc) keep_map(st, f, m);
+    if (!rc) keep_map(st, f->key, f->size, 0, m->len, m);
     return rc;
 }
 
