@@ -86,12 +86,6 @@ typedef struct lake_writer_config {
     uint64_t spool_max;    /* refuse batches while this much of hour segments waits in the spool; 0:
                               no limit */
     size_t max_open_segments; /* open segments (one per hour written) at most; default 64 */
-    /* optional: called on the writer thread once every batch of a group has been completed
-     * (each done called), failed or not: a caller can act once per group on what the callbacks
-     * gathered (the server resumes its answered connections there, one wake-up per HTTP thread
-     * and group); it must not block */
-    void (*group_done)(void *arg);
-    void *group_arg;
 } lake_writer_config;
 
 typedef struct lake_writer_stats {

@@ -246,15 +246,13 @@ static writer__segment *segment_for(lake_writer *w, int kind, int64_t hour, writ
     return g;
 }
 
-/* Calls each batch's done, then the writer's group_done once for them all. */
-static void complete(lake_writer *w, lake_batch *b)
+static void complete(lake_batch *b)
 {
     while (b) {
         lake_batch *next = b->next;
         b->done(b, b->ud); /* may free b */
         b = next;
     }
-    if (w->cfg.group_done) w->cfg.group_done(w->cfg.group_arg);
 }
 
 /* Adds a line of a batch to g's group; adjacent lines of one buffer make one piece. */
@@ -385,7 +383,7 @@ static void group_fail(lake_writer *w, writer__segment *group, lake_batch *batch
         b->accepted = b->duplicates = b->quarantined = 0;
         snprintf(b->error, sizeof b->error, "cannot persist events: %s", err);
     }
-    complete(w, batches);
+    complete(batches);
 }
 
 static void group_done(lake_writer *w, writer__segment *group, lake_batch *batches)
@@ -399,7 +397,7 @@ static void group_done(lake_writer *w, writer__segment *group, lake_batch *batch
     atomic_store(&w->stream_seq, w->seq);
     atomic_fetch_add(&w->commits, 1);
     if (atomic_exchange(&w->failing, 0)) log_msg(LOG_INFO, "persisting events again", LOG_END);
-    complete(w, batches);
+    complete(batches);
     while (group) {
         writer__segment *g = group, *next = g->gnext;
         g->niov = g->pending = 0;

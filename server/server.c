@@ -212,7 +212,6 @@ static server__srv *server_new(const server_config *cfg)
     s->lim.max_body = cfg->max_body;
     s->lim.max_events = cfg->max_events ? cfg->max_events : ingest_max_events_for(cfg->max_body);
     pthread_key_create(&s->ctx_key, server__free_ctx);
-    pthread_key_create(&s->thread_key, NULL);
     return s;
 }
 
@@ -314,9 +313,7 @@ static int start_writer(server__srv *s)
                              .seal_age_ms = cfg->seal_age_ms,
                              .dedup_window = cfg->dedup_window,
                              .spool_max = cfg->spool_max,
-                             .max_open_segments = cfg->max_open_segments,
-                             .group_done = server__resume_ready,
-                             .group_arg = s};
+                             .max_open_segments = cfg->max_open_segments};
     if (lake_writer_open(&wc, &s->writer, err, sizeof err)) return cannot_start(err, NULL);
     s->expirer = lake_expirer_start(s->store, cfg->rejected_retain_ms, err, sizeof err);
     if (!s->expirer && err[0]) return cannot_start(err, NULL);
@@ -510,8 +507,6 @@ static void server_free(server__srv *s, int lfd)
     void *c = pthread_getspecific(s->ctx_key);
     if (c) server__free_ctx(c);
     pthread_key_delete(s->ctx_key);
-    pthread_key_delete(s->thread_key);
-    free(s->ready);
     free(s);
 }
 
@@ -532,8 +527,6 @@ int server_run(const server_config *cfg)
     }
     int threads = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
-    /* one ready list per HTTP thread (server_ingest.c); without them each answer resumes alone */
-    if ((s->ready = calloc((size_t)threads, sizeof *s->ready))) s->nready = threads;
     if (open_lake(s) || start_writer(s) || clean_snapshots(s) || start_readers(s) ||
         start_deliver(s) || start_http(s, lfd, threads))
         goto fail;

@@ -8,15 +8,6 @@
  * failed, which writes the answer and resumes the connection, and only then
  * is the answer queued (server_requests.c) and the events published to the
  * live tail.
- *
- * Resuming a connection wakes its HTTP thread, and with one wake-up per
- * request the single-event path was bound by these hand-offs, not by work
- * (bench/README.md, issue 18). So the writer's callback only writes the
- * answer and puts the request in its HTTP thread's ready list; when the group
- * is complete (the writer's group_done) the first request of each list is
- * resumed, and that one, once answered on its HTTP thread, resumes the rest of
- * its list there: one cross-thread wake-up per HTTP thread and group. Every
- * answer still follows the group's fdatasync; only who resumes it changed.
  */
 #include "server_int.h"
 #include "event.h"
@@ -42,51 +33,6 @@ void server__free_ctx(void *p)
 {
     event_ctx_free(p);
     free(p);
-}
-
-/* The number of the calling HTTP thread (0 .. nready-1), given at its first call; -1 past that. */
-static int http_thread_number(server__srv *s)
-{
-    intptr_t v = (intptr_t)pthread_getspecific(s->thread_key);
-    if (!v) {
-        v = atomic_fetch_add(&s->http_threads, 1) + 1;
-        pthread_setspecific(s->thread_key, (void *)v);
-    }
-    return v <= s->nready ? (int)v - 1 : -1;
-}
-
-/* Writer thread: r's answer is written; r waits in its thread's list for the group's end. */
-static void make_ready(server__srv *s, server__req *r)
-{
-    if (r->thread < 0) {
-        MHD_resume_connection(r->conn);
-        return;
-    }
-    r->ready_next = s->ready[r->thread];
-    s->ready[r->thread] = r;
-}
-
-void server__resume_ready(void *arg)
-{
-    server__srv *s = arg;
-    for (int i = 0; i < s->nready; i++) {
-        server__req *r = s->ready[i];
-        if (!r) continue;
-        s->ready[i] = NULL;
-        MHD_resume_connection(r->conn); /* r may be answered and freed from here on */
-    }
-}
-
-void server__resume_followers(server__req *r)
-{
-    server__req *f = r->ready_next;
-    r->ready_next = NULL;
-    while (f) {
-        server__req *next = f->ready_next;
-        f->ready_next = NULL;
-        MHD_resume_connection(f->conn); /* on this thread: f runs after we return to MHD */
-        f = next;
-    }
 }
 
 /* The metrics of a batch the writer made durable: accepted, duplicates, bytes, quarantine. */
@@ -125,7 +71,7 @@ static void ingest_done(lake_batch *b, void *ud)
         else
             ingest_error_json(&r->answer, b->error);
     }
-    make_ready(r->srv, r);
+    MHD_resume_connection(r->conn);
 }
 
 /* A URL argument, NULL when absent or empty. */
@@ -237,8 +183,6 @@ enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done
     r->batch.qn = r->res.qn;
     r->batch.done = done;
     r->batch.ud = r;
-    r->thread = http_thread_number(s);
-    r->ready_next = NULL;
     r->state = SERVER__ST_WAITING;
     atomic_fetch_add(&s->waiting, 1);
     MHD_suspend_connection(r->conn);

@@ -85,12 +85,6 @@ typedef struct server__srv {
         *subs; /* the lake's webhook subscriptions (subs.h): opened at start, closed at free */
     _Atomic long long subs_known;  /* subscriptions at the API's last listing (server_subs.c) */
     _Atomic uint64_t subs_refused; /* POST /subscriptions refused for --subscriptions-max */
-    /* Ingest answers the writer's group under way has made ready, one list per HTTP thread
-     * (server_ingest.c): touched by the writer thread only, resumed at the group's end. */
-    struct server__req **ready;
-    int nready;               /* lists in ready: the HTTP threads; 0 resumes each at once */
-    pthread_key_t thread_key; /* an HTTP thread's number + 1, given at its first ingest */
-    _Atomic int http_threads; /* HTTP threads numbered so far */
 } server__srv;
 
 /* What a request asks for, from its URL and method. */
@@ -145,10 +139,6 @@ typedef struct server__req {
     int hook;              /* SERVER__K_WEBHOOK: its provider (webhooks.h) */
     int hook_verified;     /* SERVER__K_WEBHOOK: its signature was verified */
     char method[8];        /* SERVER__K_SUBS: the request's method */
-    int thread;            /* suspended for the writer: the number of its HTTP thread, -1 if none */
-    /* in a ready list (writer thread); once resumed, the requests of its HTTP thread it
-     * resumes when it is answered or completes (server__resume_followers) */
-    struct server__req *ready_next;
 } server__req;
 
 /* ---- server.c ------------------------------------------------------------ */
@@ -195,10 +185,6 @@ int server__media_type_is(const char *v, const char *want);
 void server__count_batch(const server__req *r, const lake_batch *b);
 /* After an answered ingest: its stored events to the live tail. */
 void server__publish(server__srv *s, server__req *r);
-/* The writer's group_done: resumes one request per HTTP thread, which resumes the rest. */
-void server__resume_ready(void *arg);
-/* On r's HTTP thread: resumes the requests r leads (its ready_next list). */
-void server__resume_followers(server__req *r);
 /* The HTTP thread's event context (its limits the server's), or NULL out of memory. */
 event_ctx *server__thread_ctx(server__srv *s);
 /* Frees an HTTP thread's event context (the destructor of s->ctx_key). */

@@ -440,7 +440,6 @@ static enum MHD_Result begin_request(server__srv *s, struct MHD_Connection *conn
 static enum MHD_Result answer_resumed(server__srv *s, server__req *r)
 {
     atomic_fetch_sub(&s->waiting, 1);
-    server__resume_followers(r);
     if (r->kind == SERVER__K_QUERY) {
         unsigned st = 0;
         enum MHD_Result ok = query_http_respond(r->job, r->conn, r->cors, &st);
@@ -569,10 +568,7 @@ void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (!r) return;
     /* A client that closed its connection while its request waited for the group
      * commit is noticed only after the resume, here, without another handler call. */
-    if (r->state == SERVER__ST_WAITING) {
-        atomic_fetch_sub(&s->waiting, 1);
-        server__resume_followers(r); /* they must not wait for an answer that never comes */
-    }
+    if (r->state == SERVER__ST_WAITING) atomic_fetch_sub(&s->waiting, 1);
     if (!r->status)
         metrics_request(r->route, 499,
                         evtime_mono_ns() - r->t0_ns); /* no answer: the client left */
