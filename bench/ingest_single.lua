@@ -1,5 +1,8 @@
 -- wrk script: single-event POST /ingest with unique ids, counting acknowledgements.
--- Ids are "wrk-<thread>-<n>". done() prints one key=value line for bench/ingest.sh.
+-- Ids are "wrk-<thread>-<n>", or "<WRK_ID_PREFIX>-<thread>-<n>" when that is set in the
+-- environment (runs against one lake need distinct ids, or they are answered as duplicates).
+-- done() prints one key=value line for bench/ingest.sh.
+local prefix = os.getenv("WRK_ID_PREFIX") or "wrk"
 local threads = {}
 function setup(thread)
   table.insert(threads, thread)
@@ -10,7 +13,7 @@ end
 n, acked, bad = 0, 0, 0
 function request()
   n = n + 1
-  local body = '{"events":[{"id":"wrk-' .. tid .. '-' .. n .. '","type":"rpc.call",' ..
+  local body = '{"events":[{"id":"' .. prefix .. '-' .. tid .. '-' .. n .. '","type":"rpc.call",' ..
     '"ts":"2026-11-25T10:00:00.123Z","do":{"id":"room-17","name":"lobby","class":"ChatRoom",' ..
     '"colo":"FRA"},"method":"sendMessage","namespace":"chat","durationMs":12.5,"success":true,' ..
     '"requestId":"9f2c4e1a-6b7d-4c3e-8a1f-2d5b6c7e8f90","user":"u-4711","bytes":1832}]}'
