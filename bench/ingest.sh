@@ -43,7 +43,7 @@ TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 # utime + stime of the server in clock ticks (fields 14 and 15; the name in
 # field 2 may hold spaces, so count from the closing parenthesis).
-server_ticks() { local s; s=$(<"/proc/$SERVER_PID/stat"); s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
+server_ticks() { bench_cpu_ticks "$SERVER_PID"; }
 server_hwm_mb() { awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
 # Resets VmHWM so each scenario reports its own peak (Linux >= 4.0; harmless if refused).
 reset_hwm() { echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || true; }
