@@ -282,17 +282,23 @@ void stream__unmap(lake_stream *st, stream__map *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Opens the file at path into *fd: 0, STREAM__GONE when it is not there, or LAKE_STREAM_EIO. */
+static int open_file(const char *path, int *fd, char *err, size_t errlen)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd >= 0) return 0;
+    if (errno == ENOENT) return STREAM__GONE;
+    snprintf(err, errlen, "stream: cannot open %s: %s", path, strerror(errno));
+    return LAKE_STREAM_EIO;
+}
+
 /* Maps the file at path (a lake file's: whole). */
 static int map_path(stream__map *m, const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return STREAM__GONE;
-        snprintf(err, errlen, "stream: cannot open %s: %s", path, strerror(errno));
-        return LAKE_STREAM_EIO;
-    }
+    int fd, rc = open_file(path, &fd, err, errlen);
+    if (rc) return rc;
     struct stat sb;
-    int rc = fstat(fd, &sb);
+    rc = fstat(fd, &sb);
     uint64_t len = rc ? 0 : (uint64_t)sb.st_size;
     if (len) {
         void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -388,14 +394,10 @@ static int shared_local(lake_stream *st, const char *path, uint64_t ino, uint64_
 static int map_local(lake_stream *st, const char *path, uint64_t len, stream__map *m, char *err,
                      size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return STREAM__GONE;
-        snprintf(err, errlen, "stream: cannot open %s: %s", path, strerror(errno));
-        return LAKE_STREAM_EIO;
-    }
+    int fd, rc = open_file(path, &fd, err, errlen);
+    if (rc) return rc;
     struct stat sb;
-    int rc = fstat(fd, &sb);
+    rc = fstat(fd, &sb);
     if (!rc && (uint64_t)sb.st_size < len) len = (uint64_t)sb.st_size;
     if (rc || !len || shared_local(st, path, (uint64_t)sb.st_ino, len, m)) {
         if (rc) snprintf(err, errlen, "stream: cannot read %s: %s", path, strerror(errno));
