@@ -294,6 +294,26 @@ TEST(test_query_rpc_latency_matches_independent_percentiles)
     json_decref(a);
 }
 
+/* rpc_latency_between reads only the hours of its range, and counts the calls in it */
+TEST(test_query_rpc_latency_between_reads_only_its_hours)
+{
+    REQUIRE_INT(0, seed());
+    long st;
+    json_t *a = query(&S,
+                      "SELECT sum(calls)::BIGINT, count(*) FROM rpc_latency_between("
+                      "'2026-11-20 02:00', '2026-11-20 04:00')",
+                      NULL, &st);
+    REQUIRE_INT(200, st);
+    int n = 0;
+    for (int i = 0; i < W.nrpc; i++)
+        n += W.rpcs[i].ts >= T0_MS + 2 * 3600000 && W.rpcs[i].ts < T0_MS + 4 * 3600000;
+    json_t *row = json_array_get(rows_of(a), 0);
+    CHECK(n > 0);
+    CHECK_INT(n, json_integer_value(json_array_get(row, 0)));
+    CHECK_INT(2, json_integer_value(json_object_get(a, "files")));
+    json_decref(a);
+}
+
 TEST(test_query_doc_history_is_in_change_order)
 {
     REQUIRE_INT(0, seed());
