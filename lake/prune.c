@@ -47,7 +47,8 @@ static int is_events_table(const walk *w, json_t *t)
 static int is_macro(const char *name)
 {
     return name && (!strcasecmp(name, "events_between") || !strcasecmp(name, "rpc_latency") ||
-                    !strcasecmp(name, "collection_at") || !strcasecmp(name, "doc_history"));
+                    !strcasecmp(name, "collection_at") || !strcasecmp(name, "doc_history") ||
+                    !strcasecmp(name, "rpc_latency_between"));
 }
 
 static int is_ts(const walk *w, json_t *e, const char *alias)
@@ -167,7 +168,8 @@ static void table_function(walk *w, json_t *t)
     }
     prune_ref *ref;
     if (!w->events) return; /* the macros read events only */
-    if (!strcasecmp(name, "events_between") && json_array_size(args) == 2) {
+    if ((!strcasecmp(name, "events_between") || !strcasecmp(name, "rpc_latency_between")) &&
+        json_array_size(args) == 2) {
         if (!(ref = new_ref(w))) return;
         if (pure(json_array_get(args, 0))) add(ref->lo, &ref->nlo, json_array_get(args, 0), 0);
         if (pure(json_array_get(args, 1))) add(ref->hi, &ref->nhi, json_array_get(args, 1), 1);
@@ -205,7 +207,7 @@ static void from_clause(walk *w, json_t *t, json_t *where)
 
 /*
  * 1 if a FROM clause reads only macros whose rows hold no whole event
- * (rpc_latency, doc_history, collection_at): a star over it cannot reach one.
+ * (rpc_latency, rpc_latency_between, doc_history, collection_at): a star over it cannot reach one.
  */
 static int from_without_events(json_t *t)
 {
@@ -217,7 +219,7 @@ static int from_without_events(json_t *t)
     if (strcmp(type, "TABLE_FUNCTION")) return 0;
     const char *name = str(json_object_get(t, "function"), "function_name");
     return name && (!strcasecmp(name, "rpc_latency") || !strcasecmp(name, "doc_history") ||
-                    !strcasecmp(name, "collection_at"));
+                    !strcasecmp(name, "collection_at") || !strcasecmp(name, "rpc_latency_between"));
 }
 
 /* star_ok: the innermost SELECT around node reads no whole event through a star. */

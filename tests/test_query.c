@@ -294,6 +294,26 @@ TEST(test_query_rpc_latency_matches_independent_percentiles)
     json_decref(a);
 }
 
+/* rpc_latency_between reads only the hours of its range, and counts the calls in it */
+TEST(test_query_rpc_latency_between_reads_only_its_hours)
+{
+    REQUIRE_INT(0, seed());
+    long st;
+    json_t *a = query(&S,
+                      "SELECT sum(calls)::BIGINT, count(*) FROM rpc_latency_between("
+                      "'2026-11-20 02:00', '2026-11-20 04:00')",
+                      NULL, &st);
+    REQUIRE_INT(200, st);
+    int n = 0;
+    for (int i = 0; i < W.nrpc; i++)
+        n += W.rpcs[i].ts >= T0_MS + 2 * 3600000 && W.rpcs[i].ts < T0_MS + 4 * 3600000;
+    json_t *row = json_array_get(rows_of(a), 0);
+    CHECK(n > 0);
+    CHECK_INT(n, json_integer_value(json_array_get(row, 0)));
+    CHECK_INT(2, json_integer_value(json_object_get(a, "files")));
+    json_decref(a);
+}
+
 TEST(test_query_doc_history_is_in_change_order)
 {
     REQUIRE_INT(0, seed());
@@ -1111,6 +1131,86 @@ TEST(test_query_running_at_shutdown_answers_504)
     CHECK_INT(504, c.r.status);
     CHECK_CONTAINS("query stopped: the server is shutting down", c.r.body.p);
     resp_free(&c.r);
+    test_rmtree(dir);
+    unlink(s.log);
+    free(dir);
+}
+
+/* rpc_latency's histogram percentiles against quantile_cont and avg on the same rows, on
+ * durations that repeat, are missing, null, NaN, infinite or huge, in groups of one value,
+ * of NULLs only, and with NULL class or method: the same doubles (compared in SQL, where
+ * NaN and inf are not rendered as null) and the same answer */
+static const char RPC_REFERENCE[] =
+    "SELECT do_class AS class, method, count(*) AS calls, "
+    "quantile_cont(durationMs, [0.5, 0.95, 0.99]) AS q, "
+    "avg(CASE WHEN success IS FALSE OR error IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate "
+    "FROM events WHERE type = 'rpc.call' AND ts >= '-infinity' GROUP BY ALL";
+
+#define RPC_SAME(C) "(r." C " IS NOT DISTINCT FROM m." C " OR (isnan(r." C ") AND isnan(m." C ")))"
+
+TEST(test_query_rpc_latency_equals_quantile_cont_on_odd_durations)
+{
+    static const char *const DURATIONS[] = {"1",       "2",        "2",    "3.25",    "\"NaN\"",
+                                            "\"inf\"", "\"-inf\"", "null", "\"x\"",   "1e308",
+                                            "-1e308",  "0.1",      "0.7",  "7",       "1e-300",
+                                            "-5",      "2",        "100",  "\"NaN\"", "12.5"};
+    static const char *const INFINITE[] = {"\"inf\"", "1", "2", "1e308", "\"-inf\""};
+    static const char *const GROUPS[] = {"\"do\":{\"class\":\"A\"},\"method\":\"m\"",
+                                         "\"do\":{\"class\":\"A\"},\"method\":\"n\"",
+                                         "\"method\":\"m\"", "\"do\":{\"class\":\"B\"}", ""};
+    char *dir = test_tmpdir("qrpc");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    srv s = {0};
+    REQUIRE_INT(0, srv_start(&s, lake, NULL));
+    buf b = BUF_INIT;
+    unsigned r = 7;
+    for (int i = 0; i < 600; i++) {
+        r = r * 1103515245u + 12345u;
+        int g = (int)((r >> 8) % 5), d = (int)((r >> 16) % 20);
+        const char *dur = g == 4   ? (i % 2 ? NULL : "null")
+                          : g == 3 ? INFINITE[d % 5]
+                          : g == 1 ? DURATIONS[d % 4]
+                                   : DURATIONS[d];
+        buf_printf(&b,
+                   "{\"id\":\"r-%d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T01:%02d:00.000Z\"",
+                   i, i % 60);
+        if (*GROUPS[g]) buf_printf(&b, ",%s", GROUPS[g]);
+        if (dur) buf_printf(&b, ",\"durationMs\":%s", dur);
+        buf_printf(&b, "%s}\n",
+                   i % 7 == 0 ? ",\"success\":false"
+                   : i % 5    ? ",\"success\":true"
+                              : "");
+    }
+    buf_puts(&b,
+             "{\"id\":\"r-one\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T01:00:00.000Z\","
+             "\"do\":{\"class\":\"C\"},\"method\":\"one\",\"durationMs\":4.5,\"error\":\"e\"}\n");
+    post_ndjson(&s, b.p, b.len);
+    buf sql = BUF_INIT;
+    buf_printf(
+        &sql,
+        "SELECT count(*), count(*) FILTER (WHERE NOT (r.calls = m.calls AND r.error_rate "
+        "= m.error_rate AND " RPC_SAME("p50") " AND " RPC_SAME("p95") " AND " RPC_SAME(
+            "p99") ")), count(*) FILTER (WHERE isnan(r.p50) OR isnan(r.p99)), "
+                   "count(*) FILTER (WHERE isinf(r.p95) OR isinf(r.p99)), count(*) FILTER (WHERE "
+                   "r.p50 IS NULL) FROM (SELECT class, method, calls, q[1] AS p50, q[2] AS p95, "
+                   "q[3] AS p99, error_rate FROM (%s)) r FULL JOIN rpc_latency('-infinity') m ON "
+                   "r.class IS NOT DISTINCT FROM m.class AND r.method IS NOT DISTINCT FROM "
+                   "m.method",
+        RPC_REFERENCE);
+    long st;
+    json_t *a = query(&s, sql.p, NULL, &st);
+    REQUIRE_INT(200, st);
+    json_t *row = json_array_get(rows_of(a), 0);
+    CHECK_INT(6, json_integer_value(json_array_get(row, 0))); /* 5 groups and C.one */
+    CHECK_INT(0, json_integer_value(json_array_get(row, 1))); /* none differs */
+    CHECK(json_integer_value(json_array_get(row, 2)) > 0);    /* NaN percentiles covered */
+    CHECK(json_integer_value(json_array_get(row, 3)) > 0);    /* infinite ones too */
+    CHECK_INT(1, json_integer_value(json_array_get(row, 4))); /* the group of NULLs only */
+    json_decref(a);
+    CHECK_INT(0, srv_stop(&s, SIGTERM));
+    buf_free(&sql);
+    buf_free(&b);
     test_rmtree(dir);
     unlink(s.log);
     free(dir);
