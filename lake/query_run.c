@@ -341,7 +341,9 @@ static void duck_error(query_conn *q, query_outcome *o, duckdb_result *r, const 
 {
     duckdb_error_type t = duckdb_result_error_type(r);
     const char *msg = duckdb_result_error(r);
-    if (t == DUCKDB_ERROR_INTERRUPT && atomic_load(&q->timed_out)) {
+    /* interrupted (the deadline, or the stop): whatever error type the interrupted step
+     * reported (under load an interrupt can surface as another type: a 400 at shutdown) */
+    if (atomic_load(&q->timed_out)) {
         time_limit(q, o, req);
     } else if (t == DUCKDB_ERROR_OUT_OF_MEMORY) {
         o->out_of_memory = 1;
