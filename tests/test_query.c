@@ -1136,7 +1136,7 @@ TEST(test_query_running_at_shutdown_answers_504)
     free(dir);
 }
 
-/* rpc_latency's histogram percentiles against quantile_cont and avg on the same rows, on
+/* rpc_latency's percentiles against quantile_cont and avg of each fraction on the same rows, on
  * durations that repeat, are missing, null, NaN, infinite or huge, in groups of one value,
  * of NULLs only, and with NULL class or method: the same doubles (compared in SQL, where
  * NaN and inf are not rendered as null) and the same answer */

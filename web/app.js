@@ -219,7 +219,7 @@ const views = {
 
   async rpc() {
     const chartDone = views.rpcChart(); /* in parallel with the table */
-    /* the exact percentiles of rpc_latency (a histogram, not quantile_cont: docs/query.md) */
+    /* the exact percentiles of rpc_latency over the range (docs/query.md) */
     const t = await query('SELECT class, method, calls, error_rate, p50, p95, p99 FROM rpc_latency_between(' +
       ts(range().lo) + ', ' + ts(range().hi) + ') ORDER BY calls DESC, class, method');
     table($('rpc-table'), [{ title: 'class', key: 0 }, { title: 'method', key: 1 },
