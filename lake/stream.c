@@ -314,23 +314,21 @@ static int map_path(stream__map *m, const char *path, char *err, size_t errlen)
     return rc ? LAKE_STREAM_EIO : 0;
 }
 
-/*
- * Maps f: a local file up to its committed length, a lake file from the
- * directory or the cache. STREAM__GONE when a local file has gone (it is on
- * its way to the lake: the sid stops there for this read).
- */
-/* Shares the kept mapping of f into m: 1, or 0 when there is none. */
-static int shared_map(lake_stream *st, const stream__file *f, stream__map *m)
+/* Shares into m the kept mapping named key and size (a local file's: reaching need bytes, which
+ * m then holds): 1, or 0 when there is none. */
+static int shared_map(lake_stream *st, const char *key, uint64_t size, int local, uint64_t need,
+                      stream__map *m)
 {
     pthread_mutex_lock(&st->mu);
     map_entry *e = NULL;
     for (size_t i = 0; i < st->nmaps && !e; i++)
-        if (!st->maps[i].local && st->maps[i].size == f->size && !strcmp(st->maps[i].key, f->key))
+        if (st->maps[i].local == local && st->maps[i].size == size &&
+            (!local || st->maps[i].len >= need) && !strcmp(st->maps[i].key, key))
             e = &st->maps[i];
     if (e) {
         e->refs++;
         e->used = ++st->clock;
-        m->p = e->base, m->len = e->len, m->shared = e;
+        m->p = e->base, m->len = local ? (size_t)need : e->len, m->shared = e;
     }
     pthread_mutex_unlock(&st->mu);
     return e != NULL;
@@ -364,26 +362,6 @@ static void keep_map(lake_stream *st, const char *name, uint64_t size, int local
     pthread_mutex_unlock(&st->mu);
 }
 
-/* The kept mapping of the local file at path (inode ino) that reaches len bytes, shared into
- * m: 1, or 0 when there is none. */
-static int shared_local(lake_stream *st, const char *path, uint64_t ino, uint64_t len,
-                        stream__map *m)
-{
-    pthread_mutex_lock(&st->mu);
-    map_entry *e = NULL;
-    for (size_t i = 0; i < st->nmaps && !e; i++)
-        if (st->maps[i].local && st->maps[i].size == ino && st->maps[i].len >= len &&
-            !strcmp(st->maps[i].key, path))
-            e = &st->maps[i];
-    if (e) {
-        e->refs++;
-        e->used = ++st->clock;
-        m->p = e->base, m->len = (size_t)len, m->shared = e;
-    }
-    pthread_mutex_unlock(&st->mu);
-    return e != NULL;
-}
-
 /*
  * Maps the first len bytes of the local file at path (its committed lines; the file is never
  * cut below them), sharing the kept mapping of the file when it reaches that far, else mapping
@@ -399,7 +377,7 @@ static int map_local(lake_stream *st, const char *path, uint64_t len, stream__ma
     struct stat sb;
     rc = fstat(fd, &sb);
     if (!rc && (uint64_t)sb.st_size < len) len = (uint64_t)sb.st_size;
-    if (rc || !len || shared_local(st, path, (uint64_t)sb.st_ino, len, m)) {
+    if (rc || !len || shared_map(st, path, (uint64_t)sb.st_ino, 1, len, m)) {
         if (rc) snprintf(err, errlen, "stream: cannot read %s: %s", path, strerror(errno));
         close(fd);
         return rc ? LAKE_STREAM_EIO : 0;
@@ -444,12 +422,17 @@ static int map_lake_file(lake_stream *st, const stream__file *f, stream__map *m,
     return rc ? LAKE_STREAM_EIO : 0;
 }
 
+/*
+ * Maps f: a local file up to its committed length, a lake file from the
+ * directory or the cache. STREAM__GONE when a local file has gone (it is on
+ * its way to the lake: the sid stops there for this read).
+ */
 int stream__map_file(lake_stream *st, const stream__file *f, stream__map *m, char *err,
                      size_t errlen)
 {
     memset(m, 0, sizeof *m);
     if (f->path) return map_local(st, f->path, f->size, m, err, errlen);
-    if (shared_map(st, f, m)) return 0;
+    if (shared_map(st, f->key, f->size, 0, 0, m)) return 0;
     int rc = map_lake_file(st, f, m, err, errlen);
     if (!rc) keep_map(st, f->key, f->size, 0, m->len, m);
     return rc;

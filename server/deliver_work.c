@@ -116,15 +116,20 @@ static int delivering(const deliver__sub *s, int64_t now)
     return s->owned && s->lease_until > now && s->conf && s->conf->active && !s->disable;
 }
 
-/* 1 if a worker has something to do for s now (what pick_sub would take). */
-static int has_job(const deliver__sub *s, int64_t now, uint64_t committed)
+/* The job a worker may do for s now (DELIVER__J_NONE: none; wake and wake_min: when to look
+ * again), and for an attempt its batch (*b: due again, or the one read ahead). Nothing of s
+ * changes: pick_sub takes the job, more_work only asks. */
+static int job_of(const deliver__sub *s, int64_t now, uint64_t committed, int64_t *wake,
+                  uint64_t *wake_min, deliver__batch **b)
 {
-    int64_t wake = INT64_MAX;
-    uint64_t wake_min = UINT64_MAX;
-    if (s->dirty && !s->persisting && now >= s->persist_after) return 1;
-    if (!delivering(s, now)) return 0;
-    if (!s->reset && (due_batch(s, now, &wake) || (s->ahead && !window_full(s)))) return 1;
-    return may_dispatch(s, now, committed, &wake, &wake_min);
+    if (s->dirty && !s->persisting) {
+        if (now >= s->persist_after) return DELIVER__J_PERSIST;
+        min_wake(wake, s->persist_after);
+    }
+    if (!delivering(s, now)) return DELIVER__J_NONE;
+    if (!s->reset && (*b = due_batch(s, now, wake))) return DELIVER__J_ATTEMPT;
+    if (!s->reset && s->ahead && !window_full(s)) return *b = s->ahead, DELIVER__J_ATTEMPT;
+    return may_dispatch(s, now, committed, wake, wake_min) ? DELIVER__J_DISPATCH : DELIVER__J_NONE;
 }
 
 /* The snapshot of what s has to write, taken into j (s->persisting set). */
@@ -160,30 +165,22 @@ static void take_persist(deliver *d, deliver__sub *s, int64_t now, job *j)
 static int pick_sub(deliver *d, deliver__sub *s, int64_t now, uint64_t committed, job *j,
                     int64_t *wake, uint64_t *wake_min)
 {
-    if (s->dirty && !s->persisting) {
-        if (now >= s->persist_after) {
-            take_persist(d, s, now, j);
-            return 1;
-        }
-        min_wake(wake, s->persist_after);
-    }
-    if (!delivering(s, now)) return 0;
-    deliver__batch *b = s->reset ? NULL : due_batch(s, now, wake);
-    if (!b && !s->reset && s->ahead && !window_full(s)) { /* the batch read ahead: its turn */
-        b = s->ahead, s->ahead = NULL;
-        s->q[s->qn++] = b;
-    }
-    if (b) {
+    deliver__batch *b = NULL;
+    switch (job_of(s, now, committed, wake, wake_min, &b)) {
+    case DELIVER__J_PERSIST: take_persist(d, s, now, j); return 1;
+    case DELIVER__J_ATTEMPT:
+        if (b == s->ahead) s->ahead = NULL, s->q[s->qn++] = b; /* the batch read ahead: its turn */
         b->state = DELIVER__B_RUNNING;
         s->running++;
         j->kind = DELIVER__J_ATTEMPT, j->b = b;
         return 1;
+    case DELIVER__J_DISPATCH:
+        if (s->reset) do_reset(s);
+        s->reading = 1;
+        j->kind = DELIVER__J_DISPATCH;
+        return 1;
+    default: return 0;
     }
-    if (!may_dispatch(s, now, committed, wake, wake_min)) return 0;
-    if (s->reset) do_reset(s);
-    s->reading = 1;
-    j->kind = DELIVER__J_DISPATCH;
-    return 1;
 }
 
 /* 1 if a worker has something to do now (under d->mu). */
@@ -191,8 +188,11 @@ static int more_work(const deliver *d)
 {
     int64_t now = evtime_now_ms();
     uint64_t committed = atomic_load(&d->committed);
+    int64_t wake = INT64_MAX;
+    uint64_t wake_min = UINT64_MAX;
+    deliver__batch *b;
     for (size_t i = 0; i < d->nsub; i++)
-        if (has_job(d->sub[i], now, committed)) return 1;
+        if (job_of(d->sub[i], now, committed, &wake, &wake_min, &b) != DELIVER__J_NONE) return 1;
     return 0;
 }
 
