@@ -112,6 +112,14 @@ int cli_lake_server(const char *lake, cli_server *out);
 const char *cli_server_of(const char *server, const char *lake, cli_server *ls, int *via);
 
 /*
+ * Performs c (its method and body set) on url with the headers h (taken: freed after) and the
+ * bearer token (NULL or "": none), the answer to write(ud); at most 10 s to connect. Returns
+ * curl's result; *status the HTTP status (0: none).
+ */
+CURLcode cli_perform(CURL *c, const char *url, const char *token, struct curl_slist *h,
+                     curl_write_callback write, void *ud, long *status, char err[CURL_ERROR_SIZE]);
+
+/*
  * One request of a command to the server: method url, a JSON body (NULL: none), the bearer
  * token (NULL or "": none); at most 10 s to connect and 60 s in all. Returns curl's result;
  * *status the HTTP status (0: none), the answer's body appended to out.

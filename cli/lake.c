@@ -159,31 +159,40 @@ static size_t to_buf(char *p, size_t size, size_t n, void *ud)
     return buf_append(ud, p, size * n) ? 0 : size * n;
 }
 
-CURLcode cli_http(const char *method, const char *url, const char *token, const char *body,
-                  buf *out, long *status, char err[CURL_ERROR_SIZE])
+CURLcode cli_perform(CURL *c, const char *url, const char *token, struct curl_slist *h,
+                     curl_write_callback write, void *ud, long *status, char err[CURL_ERROR_SIZE])
 {
-    CURL *c = curl_easy_init();
-    if (!c) return CURLE_FAILED_INIT;
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     char auth[1200];
     if (token && *token) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
         h = curl_slist_append(h, auth);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_buf);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, ud);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     CURLcode rc = curl_easy_perform(c);
     *status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(h);
+    return rc;
+}
+
+CURLcode cli_http(const char *method, const char *url, const char *token, const char *body,
+                  buf *out, long *status, char err[CURL_ERROR_SIZE])
+{
+    CURL *c = curl_easy_init();
+    if (!c) return CURLE_FAILED_INIT;
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    CURLcode rc =
+        cli_perform(c, url, token, curl_slist_append(NULL, "Content-Type: application/json"),
+                    to_buf, out, status, err);
     curl_easy_cleanup(c);
     return rc;
 }

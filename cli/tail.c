@@ -182,27 +182,12 @@ static CURLcode follow(CURL *c, const char *url, const char *token, const char *
                        char *err, long *status)
 {
     struct curl_slist *h = NULL;
-    char auth[600];
-    if (token && *token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
     buf leid = BUF_INIT;
     /* curl drops a header with nothing after its colon: an empty one is written "Name;" */
     if (last_id && !buf_printf(&leid, *last_id ? "Last-Event-ID: %s" : "Last-Event-ID;", last_id))
         h = curl_slist_append(h, buf_cstr(&leid));
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
-    CURLcode rc = curl_easy_perform(c);
-    *status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    curl_slist_free_all(h);
+    CURLcode rc = cli_perform(c, url, token, h, on_data, t, status, err);
     buf_free(&leid);
     return rc;
 }
