@@ -425,10 +425,10 @@ static char *manifest_text(run *r, lake_partition *p, const inputs *in,
     free(kept);
     char created[EVTIME_LEN + 1];
     evtime_format(now, created);
-    json_t *doc =
-        json_pack("{s:i, s:I, s:o, s:o, s:I, s:I, s:s, s:s}", "version", 1, "seq", (json_int_t)seq,
-                  "parquet", names, "replaced", replaced, "rows", (json_int_t)res->rows,
-                  "createdAt", (json_int_t)now, "created", created, "compactor", r->lease.owner);
+    json_t *doc = json_pack("{s:i, s:I, s:o, s:o, s:I, s:I, s:s, s:s}", "version", LAKE_LAYOUT_2,
+                            "seq", (json_int_t)seq, "parquet", names, "replaced", replaced, "rows",
+                            (json_int_t)res->rows, "createdAt", (json_int_t)now, "created", created,
+                            "compactor", r->lease.owner);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     return text;
@@ -515,6 +515,7 @@ static int compact_one(run *r, lake_partition *p)
                             .key_rows = r->key_rows,
                             .in = in.hin,
                             .nin = in.n,
+                            .layout = p->has_manifest ? p->m.layout : LAKE_LAYOUT_2,
                             .tick = tick,
                             .ud = r};
     compact_hour_result res;

@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "evrand.h"
 #include "files.h"
+#include "partition.h"
 #include "query.h"
 
 #include <errno.h>
@@ -50,7 +51,7 @@
  * enough that their statistics let a document's history or a type skip most of a file
  * (QUERY_COMPACT_ORDER), large enough that a full scan does not notice them
  * (bench/README.md, "Queries on the compacted lake"). */
-#define PARQUET_OPTS " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192)"
+#define PARQUET_OPTS " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192, %s)"
 
 /* ---- statements ------------------------------------------------------------------ */
 
@@ -70,26 +71,33 @@ static int run_sql(duckdb_connection con, const char *sql, int64_t *count, const
     return 0;
 }
 
-static void put_list(buf *b, const char *const *paths, size_t n)
+/* Quoted paths, separated by commas. */
+static void put_paths(buf *b, const char *const *paths, size_t n)
 {
-    buf_putc(b, '[');
     for (size_t i = 0; i < n; i++) {
         if (i) buf_putc(b, ',');
         query_sql_quote(b, paths[i]);
     }
+}
+
+static void put_list(buf *b, const char *const *paths, size_t n)
+{
+    buf_putc(b, '[');
+    put_paths(b, paths, n);
     buf_putc(b, ']');
 }
 
 /* A compacted file's rows and the bytes of its events (JSON, uncompressed), from its footer. */
-static int parquet_facts(duckdb_connection con, const char *path, uint64_t *rows, uint64_t *bytes,
-                         char *err, size_t errlen)
+static int parquet_facts(duckdb_connection con, const char *path, int layout, uint64_t *rows,
+                         uint64_t *bytes, char *err, size_t errlen)
 {
     buf sql = BUF_INIT;
     buf_puts(&sql, "SELECT (SELECT num_rows FROM parquet_file_metadata(");
     query_sql_quote(&sql, path);
     buf_puts(&sql, ")), (SELECT coalesce(sum(total_uncompressed_size), 0) FROM parquet_metadata(");
     query_sql_quote(&sql, path);
-    buf_puts(&sql, ") WHERE path_in_schema = 'event')");
+    buf_printf(&sql, ") WHERE path_in_schema = '%s')",
+               layout == LAKE_LAYOUT_1 ? "event" : "_events_json");
     int rc = -1;
     duckdb_result r;
     memset(&r, 0, sizeof r);
@@ -150,11 +158,11 @@ static int write_file(const compact_hour_job *job, buf *select, const char *what
     compact_hour_out *o = out_new(job, res, err, errlen);
     if (!o) return -1;
     buf sql = BUF_INIT;
-    buf_puts(&sql, "COPY (");
+    buf_printf(&sql, "COPY (SELECT %s FROM (", QUERY_FILE_COLUMNS);
     buf_append(&sql, select->p, select->len);
-    buf_puts(&sql, ") TO ");
+    buf_puts(&sql, ")) TO ");
     query_sql_quote(&sql, o->path);
-    buf_puts(&sql, PARQUET_OPTS);
+    buf_printf(&sql, PARQUET_OPTS, QUERY_FILE_FIELD_IDS);
     int64_t rows = 0;
     int rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, &rows, what, err, errlen) : -1;
     if (rc && !err[0]) snprintf(err, errlen, "out of memory");
@@ -189,11 +197,11 @@ static int write_chunk(const compact_hour_job *job, const char *const *json, siz
                        "WHERE s.id IS NOT NULL OR s.type IS NOT NULL");
     }
     if (np) {
-        buf_puts(&sel, nj ? " UNION ALL BY NAME SELECT * FROM read_parquet("
-                          : "SELECT * FROM "
-                            "read_parquet(");
-        put_list(&sel, pq, np);
-        buf_putc(&sel, ')');
+        if (nj) buf_puts(&sel, " UNION ALL BY NAME ");
+        buf list = BUF_INIT;
+        put_paths(&list, pq, np);
+        query_parquet_select(&sel, list.p ? list.p : "", list.len, job->layout, 1);
+        buf_free(&list);
     }
     buf_puts(&sel, ") QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY "
                    "receivedAt NULLS LAST) = 1 ORDER BY ");
@@ -488,8 +496,8 @@ int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char
         in->rows = 0;
         weight[i] = in->size;
         if (in->parquet) {
-            rc = parquet_facts(job->con, in->path, &in->rows, &weight[i], err, errlen);
-            in->kept = !rc && weight[i] >= job->chunk_bytes / 2;
+            rc = parquet_facts(job->con, in->path, job->layout, &in->rows, &weight[i], err, errlen);
+            in->kept = !rc && job->layout == LAKE_LAYOUT_2 && weight[i] >= job->chunk_bytes / 2;
         }
     }
     if (!rc) rc = write_runs(job, weight, res, err, errlen);

@@ -7,8 +7,9 @@
  * module only reads local files and writes into its directory; it never
  * touches the lake.
  *
- * What comes out: Parquet files of the hour's live rows with the events
- * view's columns, each in QUERY_COMPACT_ORDER (query.h), every id in exactly one of
+ * What comes out: Parquet files of the hour's live rows in layout 2, the
+ * Iceberg table's columns (QUERY_FILE_COLUMNS with their field ids, query.h),
+ * each in QUERY_COMPACT_ORDER, every id in exactly one of
  * them (the row with the earliest receivedAt; rows without an id are all
  * kept). Compacted inputs of at least half a chunk stay as they are (kept)
  * unless a duplicate in them loses to another file's row.
@@ -57,6 +58,7 @@ typedef struct compact_hour_job {
     uint64_t key_rows;     /* ids one statement groups at most, to find duplicates across files */
     compact_hour_in *in;   /* the partition's live files, in the lake's order */
     size_t nin;
+    int layout; /* the columns of its compacted inputs (partition.h); of layout 1, none is kept */
     compact_hour_tick_fn tick;
     void *ud;
 } compact_hour_job;

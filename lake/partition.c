@@ -42,6 +42,8 @@ int lake_manifest_parse(const char *text, size_t len, uint64_t seq, lake_manifes
     m->seq = seq;
     m->created_ms = json_integer_value(json_object_get(doc, "createdAt"));
     m->rows = (uint64_t)json_integer_value(json_object_get(doc, "rows"));
+    m->layout =
+        json_integer_value(json_object_get(doc, "version")) >= 2 ? LAKE_LAYOUT_2 : LAKE_LAYOUT_1;
     return 0;
 }
 

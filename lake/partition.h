@@ -26,10 +26,21 @@
 #include <jansson.h>
 #include <stdint.h>
 
+/*
+ * The columns of a compacted file (docs/lake.md, "Compacted files"): layout 1, the first
+ * one, had derived do_id, do_name, do_class and do_colo and the whole event as `event`,
+ * names an event's own members can have; layout 2 is the Iceberg table's, with the whole
+ * event as `_events_json` (a reserved name) and Iceberg's field ids. A manifest's "version"
+ * says which its files have (1: layout 1); a compaction of an hour whose files have layout 1
+ * writes them all again.
+ */
+enum { LAKE_LAYOUT_1 = 1, LAKE_LAYOUT_2 = 2 };
+
 typedef struct lake_manifest {
     uint64_t seq;
     int64_t created_ms;
     uint64_t rows;
+    int layout;       /* the columns of its parquet files: LAKE_LAYOUT_1 or LAKE_LAYOUT_2 */
     json_t *doc;      /* the whole manifest */
     json_t *parquet;  /* array of file names (in doc) */
     json_t *replaced; /* object: file name -> ms when it stopped being live (in doc) */

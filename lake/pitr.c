@@ -60,11 +60,14 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
     buf ans = BUF_INIT;
     int rc = run(
         qc,
-        "SELECT DISTINCT event->>'bookmark' AS bookmark, CAST(event->>'part' AS BIGINT) AS part, "
-        "CAST(event->>'parts' AS BIGINT) AS parts, event->>'schema' AS schema, epoch_ms(ts) AS "
+        "SELECT DISTINCT _events_json->>'bookmark' AS bookmark, CAST(_events_json->>'part' AS "
+        "BIGINT) AS part, "
+        "CAST(_events_json->>'parts' AS BIGINT) AS parts, _events_json->>'schema' AS schema, "
+        "epoch_ms(ts) AS "
         "ts_ms, "
-        "event->>'changeset' AS changeset FROM events WHERE type = 'sqlite.changeset' AND "
-        "(event->>'source') = $1 AND (event->>'bookmark') > $2 AND (event->>'bookmark') <= $3 "
+        "_events_json->>'changeset' AS changeset FROM events WHERE type = 'sqlite.changeset' AND "
+        "(_events_json->>'source') = $1 AND (_events_json->>'bookmark') > $2 AND "
+        "(_events_json->>'bookmark') <= $3 "
         "ORDER BY bookmark, part",
         params, &ans, err, errlen);
     json_decref(params);
@@ -158,9 +161,9 @@ int pitr_bookmark_at(query_conn *qc, const char *source, int64_t at_ms, uint64_t
     json_t *params = json_pack("[ss]", source, t);
     buf ans = BUF_INIT;
     int rc = run(qc,
-                 "SELECT max(event->>'bookmark') AS bookmark FROM events WHERE type = "
+                 "SELECT max(_events_json->>'bookmark') AS bookmark FROM events WHERE type = "
                  "'sqlite.changeset' AND "
-                 "(event->>'source') = $1 AND epoch_ms(ts) <= CAST($2 AS BIGINT)",
+                 "(_events_json->>'source') = $1 AND epoch_ms(ts) <= CAST($2 AS BIGINT)",
                  params, &ans, err, errlen);
     json_decref(params);
     *bookmark = 0;

@@ -248,7 +248,7 @@ static void visit(walk *w, json_t *node, int star_ok)
         json_t *names = json_object_get(node, "column_names");
         size_t n = json_array_size(names);
         const char *last = n ? json_string_value(json_array_get(names, n - 1)) : NULL;
-        if (last && !strcasecmp(last, "event")) w->r->raw = 1;
+        if (last && !strcasecmp(last, "_events_json")) w->r->raw = 1;
         if (last && n == 1) {
             if (w->nnames < MAX_NAMES)
                 w->names[w->nnames++] = last;

@@ -15,7 +15,7 @@
  * makes the query unbounded, and then every file is read.
  *
  * It also tells whether the query can reach the whole event (`raw`): a column
- * named `event`, a star, or the table itself used as a value (`SELECT e FROM
+ * named `_events_json`, a star, or the table itself used as a value (`SELECT e FROM
  * events e`). Queries that cannot are given a faster view without it.
  *
  * The same analysis bounds the quarantine's view, `rejected`, by its
@@ -42,7 +42,7 @@ typedef struct prune_ref {
 } prune_ref;
 
 typedef struct prune_result {
-    int raw;         /* the query can reach the whole event (the view's event column) */
+    int raw;         /* the query can reach the whole event (the view's _events_json column) */
     int unbounded;   /* some reference has no usable bound on one side: read everything */
     int no_events;   /* the query cannot reach events at all */
     prune_ref *refs; /* one per reference to events */

@@ -35,7 +35,7 @@
 #define RPC_LATENCY(HEAD, WHERE)                                                                   \
     "CREATE MACRO " HEAD " AS TABLE "                                                              \
     "SELECT class, method, calls, q[1] AS p50, q[2] AS p95, q[3] AS p99, error_rate FROM ("        \
-    "SELECT do_class AS class, method, count(*) AS calls, "                                        \
+    "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "                                \
     "quantile_cont(durationMs, [0.5, 0.95, 0.99]) AS q, "                                          \
     "avg(CASE WHEN success IS FALSE OR error IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate "    \
     "FROM events WHERE type = 'rpc.call' AND " WHERE " GROUP BY ALL) "                             \

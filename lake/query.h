@@ -55,6 +55,22 @@ extern const char QUERY_VIEW_PARSED_COLUMNS[];
  */
 extern const char QUERY_COMPACT_ORDER[];
 
+/*
+ * A compacted file's columns (layout 2, partition.h), the Iceberg table's: a select list over
+ * the view's columns, and the COPY option that gives each column its Iceberg field id. The
+ * whole event is the column _events_json, a name ingest refuses as a member, so that no
+ * column hides a member an event carries.
+ */
+extern const char QUERY_FILE_COLUMNS[];
+extern const char QUERY_FILE_FIELD_IDS[];
+
+/*
+ * Appends SELECT <the view's columns> FROM read_parquet([files]) for compacted files of the
+ * layout (LAKE_LAYOUT_1 or _2): files is a list of quoted paths, len its length; whole: with
+ * _events_json.
+ */
+void query_parquet_select(buf *b, const char *files, size_t len, int layout, int whole);
+
 /* Appends s as a SQL string literal ('…', quotes doubled). */
 void query_sql_quote(buf *b, const char *s);
 

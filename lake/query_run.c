@@ -269,10 +269,28 @@ static int check_read_only(query_conn *q, duckdb_prepared_statement p, const cha
 
 /* ---- running ------------------------------------------------------------------- */
 
+/* The columns the view had before the table's layout (docs/query.md), and what replaced them. */
+static const char *const RENAMED[][2] = {
+    {"\"event\"", "the whole event is the column _events_json"},
+    {"\"do_id\"", "the object's id is \"do\".id"},
+    {"\"do_name\"", "the object's name is \"do\".\"name\""},
+    {"\"do_class\"", "the object's class is \"do\".\"class\""},
+    {"\"do_colo\"", "the object's colo is \"do\".colo"},
+};
+
 static void fail(query_outcome *o, int code, const char *msg)
 {
     o->code = code;
     snprintf(o->error, sizeof o->error, "%s", msg);
+    const char *missing = strstr(msg, "Referenced column ");
+    for (size_t i = 0; missing && i < sizeof RENAMED / sizeof *RENAMED; i++) {
+        size_t n = strlen(RENAMED[i][0]), at = strlen("Referenced column ");
+        if (strncmp(missing + at, RENAMED[i][0], n) || strncmp(missing + at + n, " not found", 10))
+            continue;
+        size_t len = strlen(o->error);
+        snprintf(o->error + len, sizeof o->error - len, " (%s: docs/query.md)", RENAMED[i][1]);
+        break;
+    }
 }
 
 /* The message of an answer stopped by its deadline, or by query_conn_interrupt. */

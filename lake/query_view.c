@@ -23,13 +23,11 @@ const char QUERY_VIEW_COLUMNS[] =
     "TRY_CAST(json->>'receivedAt' AS TIMESTAMP) AS receivedAt, "
     "json_transform(json->'do', '{\"id\":\"VARCHAR\",\"name\":\"VARCHAR\",\"class\":\"VARCHAR\","
     "\"colo\":\"VARCHAR\"}') AS \"do\", "
-    "json->>'$.do.id' AS do_id, json->>'$.do.name' AS do_name, json->>'$.do.class' AS do_class, "
-    "json->>'$.do.colo' AS do_colo, "
     "json->>'method' AS method, TRY_CAST(json->>'durationMs' AS DOUBLE) AS durationMs, "
     "TRY_CAST(json->>'success' AS BOOLEAN) AS success, json->>'error' AS error, "
     "json->>'collection' AS collection, json->>'docId' AS docId, "
     "nullif(json->'doc', 'null'::JSON) AS doc, nullif(json->'prev', 'null'::JSON) AS prev, "
-    "json->>'bookmark' AS bookmark, json AS event";
+    "json->>'bookmark' AS bookmark, json AS _events_json";
 
 const char QUERY_VIEW_PARSE[] =
     "json_transform(json, '{\"id\":\"VARCHAR\",\"type\":\"VARCHAR\",\"ts\":\"VARCHAR\","
@@ -41,28 +39,25 @@ const char QUERY_VIEW_PARSE[] =
 
 const char QUERY_VIEW_PARSED_COLUMNS[] =
     "s.id AS id, s.type AS type, TRY_CAST(s.ts AS TIMESTAMP) AS ts, "
-    "TRY_CAST(s.receivedAt AS TIMESTAMP) AS receivedAt, s.\"do\" AS \"do\", "
-    "s.\"do\".id AS do_id, s.\"do\".\"name\" AS do_name, s.\"do\".\"class\" AS do_class, "
-    "s.\"do\".colo AS do_colo, s.method AS method, "
+    "TRY_CAST(s.receivedAt AS TIMESTAMP) AS receivedAt, s.\"do\" AS \"do\", s.method AS method, "
     "TRY_CAST(s.durationMs AS DOUBLE) AS durationMs, TRY_CAST(s.success AS BOOLEAN) AS success, "
     "s.error AS error, s.collection AS collection, s.docId AS docId, "
     "nullif(s.doc, 'null'::JSON) AS doc, nullif(s.prev, 'null'::JSON) AS prev, "
-    "s.bookmark AS bookmark, json AS event";
+    "s.bookmark AS bookmark, json AS _events_json";
 
 const char QUERY_COMPACT_ORDER[] =
     "collection NULLS LAST, docId NULLS LAST, type NULLS LAST, ts NULLS LAST, id";
 
 /*
  * The same view through DuckDB's typed JSON reader, for queries that cannot
- * reach `event` (prune.h): one parse per line however many fields a query
+ * reach `_events_json` (prune.h): one parse per line however many fields a query
  * uses, against one per field above (bench/README.md: rpc_latency twice as
  * fast). A field of the wrong type reads as NULL in both, and a torn line as
- * a row of NULLs, dropped. It has no event column, so a reference the
+ * a row of NULLs, dropped. It has no _events_json column, so a reference the
  * analysis missed fails to bind instead of reading NULL.
  */
 static const char TYPED_COLUMNS[] =
-    "id, type, ts, receivedAt, \"do\", \"do\".id AS do_id, \"do\".\"name\" AS do_name, "
-    "\"do\".\"class\" AS do_class, \"do\".colo AS do_colo, method, durationMs, success, error, "
+    "id, type, ts, receivedAt, \"do\", method, durationMs, success, error, "
     "collection, docId, nullif(doc, 'null'::JSON) AS doc, nullif(prev, 'null'::JSON) AS prev, "
     "bookmark";
 static const char TYPED_SCHEMA[] =
@@ -321,13 +316,65 @@ static const char REJECTED_EMPTY[] =
     "NULL::VARCHAR AS token, NULL::VARCHAR AS route, NULL::VARCHAR AS raw, "
     "NULL::VARCHAR AS rawBase64 WHERE false";
 
-/* A file of the live list: an events JSONL file, a Parquet file, or a quarantine file. */
-enum { FILE_JSONL = 0, FILE_PARQUET = 1, FILE_REJECTED = 2 };
+/* A file of the live list: an events JSONL file, a Parquet file of either layout, or a
+ * quarantine file. */
+enum { FILE_JSONL = 0, FILE_PARQUET = 1, FILE_REJECTED = 2, FILE_PARQUET_1 = 3 };
 
-/* The columns of a compacted file (compact.c writes them): the view's, by name. */
+/*
+ * A compacted file of layout 2 (partition.h) read by its columns' Iceberg field ids, as the
+ * table's readers do, and typed as the view: ts and receivedAt are TIMESTAMPTZ in the file (UTC,
+ * as Iceberg's timestamptz asks) and TIMESTAMP here, cast inside the reader, so that a filter on
+ * ts still reaches the row groups' statistics. doc, prev and _events_json are JSON text.
+ */
+static const char PARQUET_SCHEMA[] =
+    "schema = map {1: {name: 'id', type: 'VARCHAR', default_value: NULL}, "
+    "2: {name: 'type', type: 'VARCHAR', default_value: NULL}, "
+    "3: {name: 'ts', type: 'TIMESTAMP', default_value: NULL}, "
+    "4: {name: 'receivedAt', type: 'TIMESTAMP', default_value: NULL}, "
+    "5: {name: 'do', type: 'STRUCT(id VARCHAR, \"name\" VARCHAR, \"class\" VARCHAR, colo "
+    "VARCHAR)', default_value: NULL}, "
+    "10: {name: 'method', type: 'VARCHAR', default_value: NULL}, "
+    "11: {name: 'durationMs', type: 'DOUBLE', default_value: NULL}, "
+    "12: {name: 'success', type: 'BOOLEAN', default_value: NULL}, "
+    "13: {name: 'error', type: 'VARCHAR', default_value: NULL}, "
+    "14: {name: 'collection', type: 'VARCHAR', default_value: NULL}, "
+    "15: {name: 'docId', type: 'VARCHAR', default_value: NULL}, "
+    "16: {name: 'doc', type: 'VARCHAR', default_value: NULL}, "
+    "17: {name: 'prev', type: 'VARCHAR', default_value: NULL}, "
+    "18: {name: 'bookmark', type: 'VARCHAR', default_value: NULL}, "
+    "19: {name: '_events_json', type: 'VARCHAR', default_value: NULL}}";
 static const char PARQUET_COLUMNS[] =
-    "id, type, ts, receivedAt, \"do\", do_id, do_name, do_class, do_colo, method, durationMs, "
-    "success, error, collection, docId, doc, prev, bookmark";
+    "id, type, ts, receivedAt, \"do\", method, durationMs, success, error, collection, docId, "
+    "doc::JSON AS doc, prev::JSON AS prev, bookmark";
+/* Layout 1: the view's columns by name; the whole event was `event`. */
+static const char PARQUET_1_COLUMNS[] =
+    "id, type, ts, receivedAt, \"do\", method, durationMs, success, error, collection, docId, "
+    "doc, prev, bookmark";
+
+const char QUERY_FILE_COLUMNS[] =
+    "id, type, ts::TIMESTAMPTZ AS ts, receivedAt::TIMESTAMPTZ AS receivedAt, \"do\", method, "
+    "durationMs, success, error, collection, docId, doc::VARCHAR AS doc, prev::VARCHAR AS prev, "
+    "bookmark, _events_json::VARCHAR AS _events_json";
+
+const char QUERY_FILE_FIELD_IDS[] =
+    "FIELD_IDS {id: 1, type: 2, ts: 3, receivedAt: 4, \"do\": {__duckdb_field_id: 5, id: 6, "
+    "\"name\": 7, \"class\": 8, colo: 9}, method: 10, durationMs: 11, success: 12, error: 13, "
+    "collection: 14, docId: 15, doc: 16, prev: 17, bookmark: 18, _events_json: 19}";
+
+void query_parquet_select(buf *b, const char *files, size_t len, int layout, int whole)
+{
+    if (layout == LAKE_LAYOUT_1) {
+        buf_printf(b, "SELECT %s%s FROM read_parquet([", PARQUET_1_COLUMNS,
+                   whole ? ", event AS _events_json" : "");
+        buf_append(b, files, len);
+        buf_puts(b, "])");
+        return;
+    }
+    buf_printf(b, "SELECT %s%s FROM read_parquet([", PARQUET_COLUMNS,
+               whole ? ", _events_json::JSON AS _events_json" : "");
+    buf_append(b, files, len);
+    buf_printf(b, "], %s)", PARQUET_SCHEMA);
+}
 
 /* Adds a file to the live list; -2 out of memory. */
 static int live_add(query__live *l, const char *key, uint64_t size, int what)
@@ -355,8 +402,10 @@ static int on_partition(lake_partition *p, void *ud)
     if (!l->h->all && (p->hour < l->h->lo || p->hour > l->h->hi)) return 0;
     for (size_t i = 0; i < p->n; i++) {
         if (!p->f[i].live) continue;
-        int rc =
-            live_add(l, p->f[i].key, p->f[i].size, p->f[i].parquet ? FILE_PARQUET : FILE_JSONL);
+        int what = !p->f[i].parquet               ? FILE_JSONL
+                   : p->m.layout == LAKE_LAYOUT_1 ? FILE_PARQUET_1
+                                                  : FILE_PARQUET;
+        int rc = live_add(l, p->f[i].key, p->f[i].size, what);
         if (rc) return rc;
     }
     return 0;
@@ -458,9 +507,9 @@ void query__live_free(query_conn *q, query__live *l)
 
 /* The files of a query's views, as lists of quoted paths for DuckDB's readers. */
 typedef struct view_files {
-    buf jsonl, parquet, rejected;
-    uint64_t nj, np, nr; /* files in each list */
-    uint64_t rmax;       /* the largest quarantine file */
+    buf jsonl, parquet, parquet1, rejected;
+    uint64_t nj, np, np1, nr; /* files in each list */
+    uint64_t rmax;            /* the largest quarantine file */
 } view_files;
 
 static void add_file(buf *list, uint64_t *n, const char *path)
@@ -525,6 +574,8 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
         }
         if (l->parquet[i] == FILE_PARQUET) {
             add_file(&f->parquet, &f->np, pa);
+        } else if (l->parquet[i] == FILE_PARQUET_1) {
+            add_file(&f->parquet1, &f->np1, pa);
         } else if (l->parquet[i] == FILE_REJECTED) {
             add_file(&f->rejected, &f->nr, pa);
             if (l->it[i].size > f->rmax) f->rmax = l->it[i].size;
@@ -569,12 +620,13 @@ static int events_view(query_conn *q, const query__hours *h, const view_files *f
     }
     if (f->np) {
         if (f->nj) buf_puts(&sql, " UNION ALL ");
-        buf_printf(&sql, "SELECT %s%s FROM read_parquet([", PARQUET_COLUMNS,
-                   h->raw ? ", event" : "");
-        buf_append(&sql, f->parquet.p, f->parquet.len);
-        buf_puts(&sql, "])");
+        query_parquet_select(&sql, f->parquet.p, f->parquet.len, LAKE_LAYOUT_2, h->raw);
     }
-    if (!f->nj && !f->np)
+    if (f->np1) {
+        if (f->nj || f->np) buf_puts(&sql, " UNION ALL ");
+        query_parquet_select(&sql, f->parquet1.p, f->parquet1.len, LAKE_LAYOUT_1, h->raw);
+    }
+    if (!f->nj && !f->np && !f->np1)
         buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
                    QUERY_VIEW_COLUMNS);
     int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
@@ -615,7 +667,8 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
 int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
                      lake_writer_pins **pins, uint64_t *nfiles, char *err, size_t errlen)
 {
-    view_files f = {.jsonl = BUF_INIT, .parquet = BUF_INIT, .rejected = BUF_INIT};
+    view_files f = {
+        .jsonl = BUF_INIT, .parquet = BUF_INIT, .parquet1 = BUF_INIT, .rejected = BUF_INIT};
     int rc = 0;
     q->fetched.h = h;
     if (!h->none || !hr->none) {
@@ -626,7 +679,8 @@ int query__make_view(query_conn *q, const query__hours *h, const query__hours *h
     if (!rc) rc = rejected_view(q, &f, err, errlen);
     buf_free(&f.jsonl);
     buf_free(&f.parquet);
+    buf_free(&f.parquet1);
     buf_free(&f.rejected);
-    *nfiles = f.nj + f.np + f.nr;
+    *nfiles = f.nj + f.np + f.np1 + f.nr;
     return rc;
 }

@@ -546,3 +546,178 @@ TEST(compaction_leaves_the_quarantine_alone)
     test_rmtree(dir);
     free(dir);
 }
+
+/* ---- what a compacted file's columns show ------------------------------------------------- */
+
+/* The answer of one statement on a DuckDB of its own (no lake), as CSV-ish text: a plain reader. */
+static char *plain_read(const char *sql)
+{
+    duckdb_database db;
+    duckdb_connection c;
+    duckdb_result r;
+    if (duckdb_open(NULL, &db) == DuckDBError) return strdup("cannot open DuckDB");
+    duckdb_connect(db, &c);
+    buf out = BUF_INIT;
+    duckdb_query(c, "SET TimeZone = 'UTC'", NULL);
+    if (duckdb_query(c, sql, &r) == DuckDBError) {
+        buf_printf(&out, "ERROR %s", duckdb_result_error(&r));
+    } else {
+        for (idx_t row = 0; row < duckdb_row_count(&r); row++) {
+            for (idx_t col = 0; col < duckdb_column_count(&r); col++) {
+                char *v = duckdb_value_varchar(&r, col, row);
+                buf_printf(&out, "%s%s", col ? "|" : "", v ? v : "NULL");
+                duckdb_free(v);
+            }
+            buf_putc(&out, '\n');
+        }
+    }
+    duckdb_destroy_result(&r);
+    duckdb_disconnect(&c);
+    duckdb_close(&db);
+    char *t = strdup(buf_cstr(&out) ? out.p : "");
+    buf_free(&out);
+    return t;
+}
+
+/* The original clients' shapes: a top-level `event` (track), do_id and do_class beside `do`. */
+static const char ORIGINAL_SHAPES[] =
+    "{\"id\":\"s1\",\"type\":\"track\",\"ts\":\"2026-11-20T10:00:00.000Z\","
+    "\"receivedAt\":\"2026-11-20T10:00:00.100Z\",\"event\":\"button_click\","
+    "\"properties\":{\"plan\":\"pro\"},\"userId\":\"u1\",\"anonymousId\":\"a1\"}\n"
+    "{\"id\":\"s2\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:00:01.000Z\","
+    "\"receivedAt\":\"2026-11-20T10:00:01.100Z\",\"do_id\":\"top-level\",\"do_class\":\"Top\","
+    "\"do\":{\"id\":\"room-1\",\"class\":\"Room\"},\"method\":\"join\",\"durationMs\":2.5,"
+    "\"success\":true}\n"
+    "{\"id\":\"s3\",\"type\":\"page\",\"ts\":\"2026-11-20T10:00:02.000Z\","
+    "\"receivedAt\":\"2026-11-20T10:00:02.100Z\",\"event\":{\"name\":\"nested\"},"
+    "\"do_name\":null}\n";
+
+TEST(compacted_files_hide_no_member_an_event_carries)
+{
+    char *dir = test_tmpdir("compact-fidelity");
+    char lake[1200], path[1400];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(path, sizeof path, "%s/" HOUR_DIR, lake);
+    sh("mkdir -p '%s'", path);
+    FILE *f = open_segment(lake, 1);
+    REQUIRE(f);
+    fputs(ORIGINAL_SHAPES, f);
+    fclose(f);
+    char *raw = all_rows(lake);
+    CHECK_CONTAINS("button_click", raw);
+    REQUIRE_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
+    char *compacted = all_rows(lake);
+    CHECK_STR(raw, compacted);
+    free(raw), free(compacted);
+
+    /* what any Parquet reader sees: the table's columns, none named as a member it does not
+     * hold; the members JSON Lines readers see as columns are in _events_json as sent */
+    char sql[2048];
+    snprintf(
+        sql, sizeof sql,
+        "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM (DESCRIBE SELECT * FROM "
+        "read_parquet('%s/*.parquet'))",
+        path);
+    char *cols = plain_read(sql);
+    CHECK_STR("_events_json,bookmark,collection,do,doc,docId,durationMs,error,id,method,prev,"
+              "receivedAt,success,ts,type\n",
+              cols);
+    free(cols);
+    snprintf(sql, sizeof sql,
+             "SELECT p.id, p.ts = j.ts, p.\"do\".id IS NOT DISTINCT FROM j.\"do\".id, "
+             "(p._events_json::JSON->'event') IS NOT DISTINCT FROM j.\"event\", "
+             "(p._events_json::JSON->>'do_id') IS NOT DISTINCT FROM j.do_id, "
+             "(p._events_json::JSON->>'userId') IS NOT DISTINCT FROM j.userId "
+             "FROM read_parquet('%s/*.parquet') p JOIN read_json('%s/*.jsonl', format = "
+             "'newline_delimited', union_by_name = true, columns = {id: 'VARCHAR', ts: "
+             "'TIMESTAMPTZ', \"do\": 'STRUCT(id VARCHAR)', \"event\": 'JSON', do_id: 'VARCHAR', "
+             "userId: 'VARCHAR'}) j USING (id) ORDER BY 1",
+             path, path);
+    char *same = plain_read(sql);
+    CHECK_STR("s1|true|true|true|true|true\ns2|true|true|true|true|true\n"
+              "s3|true|true|true|true|true\n",
+              same);
+    free(same);
+    /* ts is a UTC instant (Iceberg's timestamptz), with the field ids Iceberg readers use */
+    snprintf(sql, sizeof sql,
+             "SELECT name, field_id, logical_type FROM parquet_schema('%s/*.parquet') WHERE name "
+             "IN ('ts', '_events_json', 'class') ORDER BY 2",
+             path);
+    char *schema = plain_read(sql);
+    CHECK_CONTAINS("ts|3|TimestampType(isAdjustedToUTC=1", schema);
+    CHECK_CONTAINS("class|8|", schema);
+    CHECK_CONTAINS("_events_json|19|", schema);
+    free(schema);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/*
+ * A lake compacted before the table's layout (manifest version 1: do_id, do_name, do_class,
+ * do_colo and the whole event as `event`) reads the same, and its hour is written again in
+ * the new layout when late events come.
+ */
+TEST(compacted_files_of_the_first_layout_read_the_same_and_are_rewritten)
+{
+    char *dir = test_tmpdir("compact-layout1");
+    char lake[1200], path[1400];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(path, sizeof path, "%s/" HOUR_DIR, lake);
+    sh("mkdir -p '%s'", path);
+    FILE *f = open_segment(lake, 1);
+    REQUIRE(f);
+    fputs(ORIGINAL_SHAPES, f);
+    fclose(f);
+    char *raw = all_rows(lake);
+    /* the first layout, as compaction wrote it then */
+    char sql[4096];
+    snprintf(sql, sizeof sql,
+             "COPY (SELECT json->>'id' AS id, json->>'type' AS type, TRY_CAST(json->>'ts' AS "
+             "TIMESTAMP) AS ts, TRY_CAST(json->>'receivedAt' AS TIMESTAMP) AS receivedAt, "
+             "json_transform(json->'do', '{\"id\":\"VARCHAR\",\"name\":\"VARCHAR\","
+             "\"class\":\"VARCHAR\",\"colo\":\"VARCHAR\"}') AS \"do\", json->>'$.do.id' AS do_id, "
+             "json->>'$.do.name' AS do_name, json->>'$.do.class' AS do_class, json->>'$.do.colo' "
+             "AS do_colo, json->>'method' AS method, TRY_CAST(json->>'durationMs' AS DOUBLE) AS "
+             "durationMs, TRY_CAST(json->>'success' AS BOOLEAN) AS success, json->>'error' AS "
+             "error, json->>'collection' AS collection, json->>'docId' AS docId, "
+             "nullif(json->'doc', 'null'::JSON) AS doc, nullif(json->'prev', 'null'::JSON) AS "
+             "prev, json->>'bookmark' AS bookmark, json AS event FROM read_ndjson_objects('%s/"
+             "*.jsonl')) TO '%s/01a00000-0000-7000-8000-000000000009.parquet' (FORMAT parquet)",
+             path, path);
+    char *copied = plain_read(sql);
+    CHECK_STR("3\n", copied);
+    free(copied);
+    sh("printf '%%s' '{\"version\":1,\"seq\":1,\"parquet\":[\"01a00000-0000-7000-8000-"
+       "000000000009.parquet\"],\"replaced\":{\"01a00000-0000-7000-8000-000000000001.jsonl\":1},"
+       "\"rows\":3,\"createdAt\":1}' > '%s/_manifest-0000000001.json'",
+       path);
+    char *old = all_rows(lake);
+    CHECK_STR(raw, old);
+    free(old);
+
+    /* a late event: the hour is compacted again, its old file written in the new layout */
+    f = open_segment(lake, 2);
+    REQUIRE(f);
+    fputs("{\"id\":\"s4\",\"type\":\"late\",\"ts\":\"2026-11-20T10:00:03.000Z\","
+          "\"receivedAt\":\"2026-11-20T11:30:00.000Z\",\"event\":\"late_click\"}\n",
+          f);
+    fclose(f);
+    sh("rm -f '%s/01a00000-0000-7000-8000-000000000001.jsonl'", path); /* retained no longer */
+    char *before = all_rows(lake);
+    CHECK_CONTAINS("late_click", before);
+    REQUIRE_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
+    CHECK_INT(0, sh("grep -q '\"version\":2' '%s/_manifest-0000000002.json'", path));
+    char *after = all_rows(lake);
+    CHECK_STR(before, after);
+    free(before), free(after);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*), count(DISTINCT filename) FROM read_parquet('%s/*.parquet', "
+             "filename = true, union_by_name = true) WHERE _events_json IS NOT NULL",
+             path);
+    char *rows = plain_read(sql);
+    CHECK_STR("4|1\n", rows);
+    free(rows);
+    free(raw);
+    test_rmtree(dir);
+    free(dir);
+}

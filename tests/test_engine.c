@@ -222,8 +222,9 @@ TEST(test_engine_reads_the_events_view_with_its_columns)
 {
     lake l;
     REQUIRE_INT(0, lake_open(&l, 2, 3, 0));
-    answer *a = q(&l, "SELECT id, type, ts, receivedAt, \"do\", do_id, do_class, n FROM events, "
-                      "LATERAL (SELECT (event->>'n')::INT AS n) ORDER BY ts LIMIT 2");
+    answer *a =
+        q(&l, "SELECT id, type, ts, receivedAt, \"do\", \"do\".id, \"do\".\"class\", n FROM "
+              "events, LATERAL (SELECT (_events_json->>'n')::INT AS n) ORDER BY ts LIMIT 2");
     REQUIRE_INT(QUERY_OK, a->o.code);
     char *r = rows(a);
     CHECK_STR(
@@ -242,15 +243,31 @@ TEST(test_engine_reads_the_events_view_with_its_columns)
               "\"TIMESTAMP\"],"
               "[\"do\",\"STRUCT(id VARCHAR, \\\"name\\\" VARCHAR, \\\"class\\\" VARCHAR, colo "
               "VARCHAR)\"],"
-              "[\"do_id\",\"VARCHAR\"],[\"do_name\",\"VARCHAR\"],[\"do_class\",\"VARCHAR\"],[\"do_"
-              "colo\",\"VARCHAR\"],"
               "[\"method\",\"VARCHAR\"],[\"durationMs\",\"DOUBLE\"],[\"success\",\"BOOLEAN\"],["
               "\"error\",\"VARCHAR\"],"
               "[\"collection\",\"VARCHAR\"],[\"docId\",\"VARCHAR\"],[\"doc\",\"JSON\"],[\"prev\","
               "\"JSON\"],"
-              "[\"bookmark\",\"VARCHAR\"],[\"event\",\"JSON\"]]",
+              "[\"bookmark\",\"VARCHAR\"],[\"_events_json\",\"JSON\"]]",
               r);
     free(r);
+    done(a);
+    lake_close(&l);
+}
+
+TEST(test_engine_names_the_columns_that_replaced_the_first_layouts)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open(&l, 1, 1, 0));
+    answer *a = q(&l, "SELECT event->>'n' FROM events");
+    CHECK_INT(QUERY_EREFUSED, a->o.code);
+    CHECK_CONTAINS("Referenced column \"event\" not found", a->o.error);
+    CHECK_CONTAINS("(the whole event is the column _events_json: docs/query.md)", a->o.error);
+    done(a);
+    a = q(&l, "SELECT count(*) FROM events WHERE do_class = 'C'");
+    CHECK_CONTAINS("(the object's class is \"do\".\"class\": docs/query.md)", a->o.error);
+    done(a);
+    a = q(&l, "SELECT eventx FROM events");
+    CHECK(!strstr(a->o.error, "docs/query.md"));
     done(a);
     lake_close(&l);
 }
@@ -294,10 +311,10 @@ TEST(test_engine_prunes_hours_by_ts)
                 1, 1);
     check_files(&l, "SELECT count(*) FROM events WHERE ts < DATE '2026-11-20' + INTERVAL 2 HOUR",
                 NULL, 2, 20);
-    check_files(
-        &l,
-        "SELECT count(*) FROM events WHERE type = 't.x' AND ts >= $1 AND (event->>'n')::INT < 5",
-        json_pack("[s]", "2026-11-20 20:00"), 4, 20);
+    check_files(&l,
+                "SELECT count(*) FROM events WHERE type = 't.x' AND ts >= $1 AND "
+                "(_events_json->>'n')::INT < 5",
+                json_pack("[s]", "2026-11-20 20:00"), 4, 20);
     check_files(&l, "SELECT count(*) FROM events_between('2026-11-20 01:00', '2026-11-20 04:00')",
                 NULL, 3, 30);
     check_files(&l, "SELECT count(*) FROM (SELECT * FROM events WHERE ts >= '2026-11-20 23:00')",
@@ -317,9 +334,10 @@ TEST(test_engine_prunes_hours_by_ts)
         "11:00'",
         NULL, 1, 10);
     /* what cannot be bounded reads everything, and still answers right */
-    check_files(&l,
-                "SELECT count(*) FROM events WHERE ts >= '2026-11-20 23:00' OR (event->>'n') = '0'",
-                NULL, 24, 33);
+    check_files(
+        &l,
+        "SELECT count(*) FROM events WHERE ts >= '2026-11-20 23:00' OR (_events_json->>'n') = '0'",
+        NULL, 24, 33);
     /* DuckDB's parser turns NOT ts < x into ts >= x: bounded */
     check_files(&l, "SELECT count(*) FROM events WHERE NOT ts < '2026-11-20 23:00'", NULL, 1, 10);
     check_files(
@@ -1030,13 +1048,13 @@ TEST(test_engine_typed_and_whole_event_views_agree)
               "\"collection\":3}\n"
               "{}\n"
               "{\"id\":\"o7\",\"type\":\"cut\",\"dur");
-    const char *cols =
-        "id, type, ts, receivedAt, \"do\", do_id, do_name, do_class, do_colo, method, durationMs, "
-        "success, error, collection, docId, doc, prev, bookmark";
+    const char *cols = "id, type, ts, receivedAt, \"do\", method, durationMs, "
+                       "success, error, collection, docId, doc, prev, bookmark";
     char typed[1024], whole[1024];
     snprintf(typed, sizeof typed, "SELECT %s FROM events ORDER BY id NULLS FIRST, type", cols);
     snprintf(whole, sizeof whole,
-             "SELECT %s FROM events WHERE event IS NOT NULL ORDER BY id NULLS FIRST, type", cols);
+             "SELECT %s FROM events WHERE _events_json IS NOT NULL ORDER BY id NULLS FIRST, type",
+             cols);
     answer *a = q(&l, typed), *b = q(&l, whole);
     REQUIRE_INT(QUERY_OK, a->o.code);
     REQUIRE_INT(QUERY_OK, b->o.code);
@@ -1051,7 +1069,7 @@ TEST(test_engine_typed_and_whole_event_views_agree)
     CHECK_INT(QUERY_OK, a->o.code);
     done(a);
     static const char *const raw_forms[] = {
-        "SELECT event->>'durationMs' FROM events WHERE id = 'o1'",
+        "SELECT _events_json->>'durationMs' FROM events WHERE id = 'o1'",
         "SELECT e FROM events e WHERE e.id = 'o1'", "SELECT * FROM events WHERE id = 'o1'",
         "SELECT to_json(events) FROM events WHERE id = 'o1'"};
     for (size_t i = 0; i < sizeof raw_forms / sizeof *raw_forms; i++) {

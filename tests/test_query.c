@@ -1141,7 +1141,7 @@ TEST(test_query_running_at_shutdown_answers_504)
  * of NULLs only, and with NULL class or method: the same doubles (compared in SQL, where
  * NaN and inf are not rendered as null) and the same answer */
 static const char RPC_REFERENCE[] =
-    "SELECT do_class AS class, method, count(*) AS calls, "
+    "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "
     "quantile_cont(durationMs, [0.5, 0.95, 0.99]) AS q, "
     "avg(CASE WHEN success IS FALSE OR error IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate "
     "FROM events WHERE type = 'rpc.call' AND ts >= '-infinity' GROUP BY ALL";

@@ -238,7 +238,7 @@ const views = {
     $('rpc-all').hidden = !f;
     markRpc();
     let where = "type = 'rpc.call'";
-    if (f) where += ' AND method = ' + str(f.method) + (f.cls == null ? ' AND do_class IS NULL' : ' AND do_class = ' + str(f.cls));
+    if (f) where += ' AND method = ' + str(f.method) + (f.cls == null ? ' AND "do"."class" IS NULL' : ' AND "do"."class" = ' + str(f.cls));
     /* the chart's percentiles are approximate (t-digest), the table's exact */
     const r = await query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, approx_quantile(durationMs, 0.5), ' +
       'approx_quantile(durationMs, 0.95), approx_quantile(durationMs, 0.99) FROM ' + between() + ' WHERE ' + where +
@@ -274,14 +274,14 @@ const views = {
      * event has, slower to read) from the last hour of the range */
     const r = range();
     const [main, conns] = await Promise.all([
-      query('SELECT do_class AS class, do_id AS id, any_value(do_name) AS name, any_value(do_colo) AS colo, ' +
+      query('SELECT "do"."class" AS class, "do".id AS id, any_value("do"."name") AS name, any_value("do".colo) AS colo, ' +
         'max(ts) AS last_seen, arg_max(type, ts) FILTER (type LIKE \'do.%\') AS lifecycle, ' +
         'max(ts) FILTER (type LIKE \'do.%\') AS lifecycle_at, ' +
         "count(*) FILTER (type = 'ws.connect') AS connects, count(*) FILTER (type = 'ws.message') AS messages, " +
         "count(*) FILTER (type IN ('ws.close', 'ws.error')) AS closes, NULL AS connections, " +
-        'count(*) AS events FROM ' + between() + ' WHERE do_id IS NOT NULL GROUP BY do_class, do_id ' +
+        'count(*) AS events FROM ' + between() + ' WHERE "do".id IS NOT NULL GROUP BY 1, 2 ' +
         'ORDER BY last_seen DESC LIMIT 500'),
-      query("SELECT do_class, do_id, arg_max(TRY_CAST(event->>'connectionCount' AS INTEGER), ts) FROM events_between(" +
+      query("SELECT \"do\".\"class\", \"do\".id, arg_max(TRY_CAST(_events_json->>'connectionCount' AS INTEGER), ts) FROM events_between(" +
         ts(Math.max(r.lo, r.hi - 3600e3)) + ', ' + ts(r.hi) + ") WHERE type LIKE 'ws.%' GROUP BY ALL")]);
     const now = new Map(conns.rows.map((x) => [x[0] + '\u0000' + x[1], x[2]]));
     for (const row of main.rows) { const k = row[0] + '\u0000' + row[1]; if (now.has(k)) row[10] = now.get(k); }

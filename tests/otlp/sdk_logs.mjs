@@ -165,8 +165,8 @@ async function metric(name) {
 
 /* Every record of one encoding, once each, mapped as documented. */
 async function checkStored(encoding) {
-  const rows = await query(`SELECT id, type, ts, event FROM events ` +
-    `WHERE event->'resource'->>'test.encoding' = '${encoding}' ORDER BY ts`);
+  const rows = await query(`SELECT id, type, ts, _events_json AS event FROM events ` +
+    `WHERE _events_json->'resource'->>'test.encoding' = '${encoding}' ORDER BY ts`);
   eq(rows.length, N, `${encoding}: events stored`);
   const bySeq = new Map();
   for (const [id, type, ts, ev] of rows) {
@@ -245,8 +245,8 @@ try {
     'partialSuccess counts the refused record');
   check(answer.length === 1 && /^refused 1 of 2 log records: record 1 .*"type" must match/
     .test(answer[0].partialSuccess.errorMessage), 'partialSuccess says why');
-  eq(await query(`SELECT type, event->>'body' FROM events ` +
-    `WHERE event->'resource'->>'test.encoding' = 'refused'`), [['audit.login', 'kept']],
+  eq(await query(`SELECT type, _events_json->>'body' FROM events ` +
+    `WHERE _events_json->'resource'->>'test.encoding' = 'refused'`), [['audit.login', 'kept']],
   'the other record is stored, typed by events.type');
 } catch (e) {
   await finish(e.stack || String(e));

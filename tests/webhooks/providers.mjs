@@ -193,7 +193,7 @@ async function oneProvider(base, name) {
   const again = await deliver(base, name, body, await p.headers(body, SECRETS[name], t));
   eq([again.status, again.json.duplicate], [200, true], `${name}: a replay is a duplicate`);
   eq(await countId(base, ev.id), 1, `${name}: stored once`);
-  const rows = await query(base, `SELECT type, event FROM events WHERE id = '${ev.id}'`);
+  const rows = await query(base, `SELECT type, _events_json AS event FROM events WHERE id = '${ev.id}'`);
   eq(rows[0] && [rows[0][0], rows[0][1].webhook.provider, rows[0][1].payload],
     [p.type, name, JSON.parse(body)], `${name}: the stored event, through POST /query`);
 
