@@ -203,8 +203,8 @@ static int carry_base(attempt *a, char *err, size_t errlen)
     if (!found) rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
     for (size_t i = 0; i < n && !rc; i++) {
         int touched = 0;
-        if (c->nremove && ms[i].added_files + ms[i].existing_files > 0)
-            rc = rewrite_manifest(a, &ms[i], (int)i + 1, found, &touched, err, errlen);
+        if (ms[i].added_files + ms[i].existing_files == 0) continue; /* deletions of the past */
+        if (c->nremove) rc = rewrite_manifest(a, &ms[i], (int)i + 1, found, &touched, err, errlen);
         if (!rc && !touched) {
             if (push_manifest(a, &ms[i])) {
                 rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");

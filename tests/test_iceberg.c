@@ -132,7 +132,8 @@ static char *live(lake *l, const ice_table *t, int64_t lo, int64_t hi)
     buf b = BUF_INIT;
     for (size_t i = 0; i < n; i++) buf_printf(&b, "%s%s", i ? " " : "", strrchr(fs[i].key, '/') + 1);
     ice_files_free(fs, n);
-    return strdup(buf_cstr(&b) ? b.p : "");
+    if (!buf_cstr(&b)) return strdup("");
+    return b.p; /* the buf's memory, free()d by the caller */
 }
 
 #define CHECK_LIVE(exp, l, t, lo, hi)                                                              \
