@@ -49,7 +49,7 @@ struct lake_avro_reader {
 
 int lake_avro_put_long(buf *b, int64_t v)
 {
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    uint64_t z = ((uint64_t)v << 1) ^ (v < 0 ? UINT64_MAX : 0);
     char tmp[10];
     size_t n = 0;
     while (z >= 0x80) {
@@ -83,8 +83,8 @@ static int load_schema(const char *json, size_t len, avro_schema_t *schema,
 }
 
 int lake_avro_writer_new(const char *schema_json, const char *const *keys,
-                         const char *const *values, size_t nmeta, lake_avro_writer **out,
-                         char *err, size_t errlen)
+                         const char *const *values, size_t nmeta, lake_avro_writer **out, char *err,
+                         size_t errlen)
 {
     lake_avro_writer *w = calloc(1, sizeof *w);
     if (!w) goto nomem;

@@ -30,7 +30,7 @@
 
 enum {
     LAKE_AVRO_OK = 0,
-    LAKE_AVRO_EINVAL = -1, /* a schema avro-c refuses, a value that does not fit it */
+    LAKE_AVRO_EINVAL = -1,  /* a schema avro-c refuses, a value that does not fit it */
     LAKE_AVRO_EFORMAT = -2, /* not an Avro container, or one cut short / corrupt */
     LAKE_AVRO_ENOMEM = -3
 };
@@ -43,8 +43,8 @@ typedef struct lake_avro_writer lake_avro_writer;
  * keys[i] = values[i] follow it in the header. The strings are copied.
  */
 int lake_avro_writer_new(const char *schema_json, const char *const *keys,
-                         const char *const *values, size_t nmeta, lake_avro_writer **out,
-                         char *err, size_t errlen);
+                         const char *const *values, size_t nmeta, lake_avro_writer **out, char *err,
+                         size_t errlen);
 
 /* The record to fill for the next append: reset, owned by the writer. */
 avro_value_t *lake_avro_writer_record(lake_avro_writer *w);

@@ -105,8 +105,8 @@ static json_t *fields_json(int parent, int mapping)
             if (mapping)
                 json_object_set_new(o, "fields", sub);
             else
-                json_object_set_new(o, "type", json_pack("{s:s,s:o}", "type", "struct", "fields",
-                                                         sub));
+                json_object_set_new(o, "type",
+                                    json_pack("{s:s,s:o}", "type", "struct", "fields", sub));
         } else if (o && !mapping) {
             json_object_set_new(o, "type", json_string(type_name(f->type)));
         }
@@ -126,8 +126,8 @@ json_t *ice__schema_json(void)
 
 json_t *ice__spec_fields_json(void)
 {
-    return json_pack("[{s:i,s:i,s:s,s:s}]", "source-id", ICE__TS_FIELD, "field-id",
-                     ICE__PART_FIELD, "name", "ts_hour", "transform", "hour");
+    return json_pack("[{s:i,s:i,s:s,s:s}]", "source-id", ICE__TS_FIELD, "field-id", ICE__PART_FIELD,
+                     "name", "ts_hour", "transform", "hour");
 }
 
 /* The name mapping (schema.name-mapping.default) as JSON text; free() it. */
@@ -307,13 +307,21 @@ static int64_t read_hint(store *s, char *err, size_t errlen)
     return v;
 }
 
+int64_t ice__version_of_key(const char *key)
+{
+    static const char pre[] = "metadata/v", suf[] = ".metadata.json";
+    if (strncmp(key, pre, sizeof pre - 1)) return 0;
+    const char *digits = key + sizeof pre - 1;
+    char *end;
+    if (*digits < '1' || *digits > '9') return 0;
+    long long v = strtoll(digits, &end, 10);
+    return strcmp(end, suf) ? 0 : (int64_t)v;
+}
+
 static int list_max_version(const store_entry *e, void *ud)
 {
-    int64_t *max = ud, v;
-    int n = 0;
-    if (sscanf(e->key, "metadata/v%" SCNd64 ".metadata.json%n", &v, &n) == 1 &&
-        e->key[n] == 0 && v > *max)
-        *max = v;
+    int64_t *max = ud, v = ice__version_of_key(e->key);
+    if (v > *max) *max = v;
     return 0;
 }
 
@@ -328,11 +336,9 @@ static int store_load(void *cat, ice_table **out, char *err, size_t errlen)
         version_key(key, sizeof key, v);
         if (store_head(s, key, &e, err, errlen)) v = 0; /* a hint to nothing: list */
     }
-    if (v == 0 && store_list(s, "metadata/", list_max_version, &v, err, errlen))
-        return ICE_EIO;
+    if (v == 0 && store_list(s, "metadata/", list_max_version, &v, err, errlen)) return ICE_EIO;
     if (v == 0)
-        return ice__fail(err, errlen, ICE_ENOTABLE, "iceberg: %s has no table metadata",
-                         s->url);
+        return ice__fail(err, errlen, ICE_ENOTABLE, "iceberg: %s has no table metadata", s->url);
     for (;;) { /* the hint may lag: the latest version is the last one present */
         version_key(key, sizeof key, v + 1);
         int rc = store_head(s, key, &e, err, errlen);

@@ -95,8 +95,8 @@ int64_t ice_hour_of_us(int64_t us);
  * (strings: the lower bound cut to 16 characters, no upper bound when longer).
  * Leaves key, hour and the listing fields alone. On error f's stats are cleared.
  */
-int ice_stats_from_parquet(duckdb_connection con, const char *local_path, ice_file *f,
-                           char *err, size_t errlen);
+int ice_stats_from_parquet(duckdb_connection con, const char *local_path, ice_file *f, char *err,
+                           size_t errlen);
 
 /*
  * The FIELD_IDS option of DuckDB's COPY for the table's schema, built from the

@@ -41,8 +41,7 @@ typedef struct attempt {
 static int64_t new_snapshot_id(void)
 {
     int64_t id;
-    do
-        id = (int64_t)(evrand_u64() >> 1);
+    do id = (int64_t)(evrand_u64() >> 1);
     while (id == 0);
     return id;
 }
@@ -60,7 +59,8 @@ static int remember(attempt *a, const char *key)
 static void undo(attempt *a)
 {
     char ignored[256]; /* an orphan left behind is harmless: nothing names it */
-    for (size_t i = 0; i < a->nwritten; i++) store_del(a->s, a->written[i], ignored, sizeof ignored);
+    for (size_t i = 0; i < a->nwritten; i++)
+        store_del(a->s, a->written[i], ignored, sizeof ignored);
 }
 
 static int push_manifest(attempt *a, const ice__manifest *m)
@@ -186,21 +186,27 @@ static int carry_base(attempt *a, char *err, size_t errlen)
     const ice_change *c = a->c;
     if (!a->base || a->parent_id < 0) {
         if (c->nremove)
-            return ice__fail(err, errlen, ICE_ESTALE, "iceberg: cannot remove %s: the table has "
-                             "no live files", c->remove[0]);
+            return ice__fail(err, errlen, ICE_ESTALE,
+                             "iceberg: cannot remove %s: the table has "
+                             "no live files",
+                             c->remove[0]);
         return ICE_OK;
     }
     json_t *snap = ice__snapshot(a->base, a->parent_id);
     const char *list = json_string_value(json_object_get(snap, "manifest-list"));
     if (!list)
-        return ice__fail(err, errlen, ICE_EFORMAT, "iceberg: %s: snapshot %" PRId64
-                         " has no manifest-list", a->base->metadata_file, a->parent_id);
+        return ice__fail(err, errlen, ICE_EFORMAT,
+                         "iceberg: %s: snapshot %" PRId64 " has no manifest-list",
+                         a->base->metadata_file, a->parent_id);
     ice__manifest *ms;
     size_t n;
     int rc = ice__list_read(a->s, a->location, list, &ms, &n, err, errlen);
     if (rc) return rc;
     char *found = calloc(c->nremove + 1, 1);
-    if (!found) rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+    if (!found) {
+        ice__manifests_free(ms, n);
+        return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+    }
     for (size_t i = 0; i < n && !rc; i++) {
         int touched = 0;
         if (ms[i].added_files + ms[i].existing_files == 0) continue; /* deletions of the past */
@@ -261,12 +267,12 @@ static json_t *summary_json(const attempt *a)
         bad |= set_num(s, "deleted-records", a->removed_records);
         bad |= set_num(s, "removed-files-size", a->removed_bytes);
     }
-    bad |= set_num(s, "total-records", summary_num(parent, "total-records") + add_rec -
-                                           a->removed_records);
-    bad |= set_num(s, "total-files-size", summary_num(parent, "total-files-size") + add_bytes -
-                                              a->removed_bytes);
-    bad |= set_num(s, "total-data-files", summary_num(parent, "total-data-files") +
-                                              (int64_t)c->nadd - a->removed_files);
+    bad |= set_num(s, "total-records",
+                   summary_num(parent, "total-records") + add_rec - a->removed_records);
+    bad |= set_num(s, "total-files-size",
+                   summary_num(parent, "total-files-size") + add_bytes - a->removed_bytes);
+    bad |= set_num(s, "total-data-files",
+                   summary_num(parent, "total-data-files") + (int64_t)c->nadd - a->removed_files);
     bad |= set_num(s, "total-delete-files", 0);
     bad |= set_num(s, "total-position-deletes", 0);
     bad |= set_num(s, "total-equality-deletes", 0);
@@ -303,8 +309,8 @@ static json_t *new_table_json(const char *location, int64_t now_ms)
         ICE__PART_FIELD, "default-sort-order-id", 0, "sort-orders", "order-id", 0, "fields",
         "properties", "write.format.default", "parquet", "write.parquet.compression-codec", "zstd",
         "write.metadata.previous-versions-max", "8", "schema.name-mapping.default", mapping,
-        "current-snapshot-id", (json_int_t)-1, "refs", "snapshots", "snapshot-log",
-        "metadata-log", "statistics");
+        "current-snapshot-id", (json_int_t)-1, "refs", "snapshots", "snapshot-log", "metadata-log",
+        "statistics");
     free(mapping);
     return m;
 }
@@ -327,21 +333,22 @@ static json_t *next_metadata(const attempt *a, const char *list_path)
     json_t *m = a->base ? json_deep_copy(a->base->meta) : new_table_json(a->location, a->now_ms);
     json_t *summary = summary_json(a);
     if (!m || !summary) goto fail;
-    json_t *snap = json_pack("{s:I,s:I,s:I,s:s,s:o,s:i}", "snapshot-id",
-                             (json_int_t)a->snapshot_id, "sequence-number", (json_int_t)a->seq,
-                             "timestamp-ms", (json_int_t)a->now_ms, "manifest-list", list_path,
-                             "summary", summary, "schema-id", 0);
+    json_t *snap =
+        json_pack("{s:I,s:I,s:I,s:s,s:o,s:i}", "snapshot-id", (json_int_t)a->snapshot_id,
+                  "sequence-number", (json_int_t)a->seq, "timestamp-ms", (json_int_t)a->now_ms,
+                  "manifest-list", list_path, "summary", summary, "schema-id", 0);
     summary = NULL;
     if (!snap) goto fail;
-    if (a->parent_id >= 0) json_object_set_new(snap, "parent-snapshot-id",
-                                               json_integer(a->parent_id));
+    if (a->parent_id >= 0)
+        json_object_set_new(snap, "parent-snapshot-id", json_integer(a->parent_id));
     if (json_array_append_new(json_object_get(m, "snapshots"), snap) ||
         json_array_append_new(json_object_get(m, "snapshot-log"),
                               json_pack("{s:I,s:I}", "timestamp-ms", (json_int_t)a->now_ms,
                                         "snapshot-id", (json_int_t)a->snapshot_id)) ||
         json_object_set_new(m, "current-snapshot-id", json_integer(a->snapshot_id)) ||
-        json_object_set_new(m, "refs", json_pack("{s:{s:I,s:s}}", "main", "snapshot-id",
-                                                 (json_int_t)a->snapshot_id, "type", "branch")) ||
+        json_object_set_new(m, "refs",
+                            json_pack("{s:{s:I,s:s}}", "main", "snapshot-id",
+                                      (json_int_t)a->snapshot_id, "type", "branch")) ||
         json_object_set_new(m, "last-sequence-number", json_integer(a->seq)) ||
         json_object_set_new(m, "last-updated-ms", json_integer(a->now_ms)) ||
         (a->base && ice__log_base(m, a->base)))
@@ -380,14 +387,19 @@ static int check_change(const ice_change *c, char *err, size_t errlen)
 {
     if (!c->operation || (strcmp(c->operation, "append") && strcmp(c->operation, "replace") &&
                           strcmp(c->operation, "delete") && strcmp(c->operation, "overwrite")))
-        return ice__fail(err, errlen, ICE_EINVAL, "iceberg: operation %s is not one of append, "
-                         "replace, overwrite, delete", c->operation ? c->operation : "(none)");
+        return ice__fail(err, errlen, ICE_EINVAL,
+                         "iceberg: operation %s is not one of append, "
+                         "replace, overwrite, delete",
+                         c->operation ? c->operation : "(none)");
     if (!c->nadd && !c->nremove)
-        return ice__fail(err, errlen, ICE_EINVAL, "iceberg: a change with no file to add or remove");
+        return ice__fail(err, errlen, ICE_EINVAL,
+                         "iceberg: a change with no file to add or remove");
     for (size_t i = 0; i < c->nadd; i++)
         if (!c->add[i].key || !store_key_valid(c->add[i].key) || c->add[i].records < 0)
-            return ice__fail(err, errlen, ICE_EINVAL, "iceberg: added file %zu: %s is not a "
-                             "valid key", i, c->add[i].key ? c->add[i].key : "(null)");
+            return ice__fail(err, errlen, ICE_EINVAL,
+                             "iceberg: added file %zu: %s is not a "
+                             "valid key",
+                             i, c->add[i].key ? c->add[i].key : "(null)");
     return ICE_OK;
 }
 
@@ -444,8 +456,8 @@ static int by_key(const void *x, const void *y)
     return strcmp(((const ice_file *)x)->key, ((const ice_file *)y)->key);
 }
 
-int ice__snapshot_manifests(store *s, const ice_table *t, int64_t snapshot_id,
-                            ice__manifest **ms, size_t *n, char *err, size_t errlen)
+int ice__snapshot_manifests(store *s, const ice_table *t, int64_t snapshot_id, ice__manifest **ms,
+                            size_t *n, char *err, size_t errlen)
 {
     *ms = NULL;
     *n = 0;
@@ -453,8 +465,9 @@ int ice__snapshot_manifests(store *s, const ice_table *t, int64_t snapshot_id,
     const char *list =
         json_string_value(json_object_get(ice__snapshot(t, snapshot_id), "manifest-list"));
     if (!list)
-        return ice__fail(err, errlen, ICE_EFORMAT, "iceberg: %s: snapshot %" PRId64
-                         " has no manifest-list", t->metadata_file, snapshot_id);
+        return ice__fail(err, errlen, ICE_EFORMAT,
+                         "iceberg: %s: snapshot %" PRId64 " has no manifest-list", t->metadata_file,
+                         snapshot_id);
     return ice__list_read(s, t->location, list, ms, n, err, errlen);
 }
 
@@ -476,13 +489,14 @@ int ice_files(store *s, const ice_table *t, int64_t lo, int64_t hi, ice_file **o
         for (size_t j = 0; !rc && j < ne; j++) {
             if (e[j].status == ICE__DELETED || e[j].f.hour < lo || e[j].f.hour > hi) continue;
             if (nf == cap) {
-                cap = cap ? cap * 2 : 64;
-                ice_file *f2 = realloc(files, cap * sizeof *files);
+                size_t ncap = cap ? cap * 2 : 64;
+                ice_file *f2 = realloc(files, ncap * sizeof *files);
                 if (!f2) {
                     rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
                     break;
                 }
                 files = f2;
+                cap = ncap;
             }
             files[nf++] = e[j].f;
             memset(&e[j].f, 0, sizeof e[j].f); /* now files' */

@@ -94,8 +94,8 @@ static int collect(store *s, const ice_table *t, int64_t id, strset *manifests, 
 static int is_kept(json_t *snap, int64_t current, int64_t older_than_ms)
 {
     int64_t id = json_integer_value(json_object_get(snap, "snapshot-id"));
-    return id == current || json_integer_value(json_object_get(snap, "timestamp-ms")) >=
-                                older_than_ms;
+    return id == current ||
+           json_integer_value(json_object_get(snap, "timestamp-ms")) >= older_than_ms;
 }
 
 /* Reads what every snapshot names, into nm; the kept snapshots' into kept_ids. */
@@ -155,8 +155,7 @@ static json_t *expired_metadata(const ice_table *base, int64_t older_than_ms, in
         }
     }
     if (json_object_set_new(m, "snapshots", kept) || json_object_set_new(m, "snapshot-log", log) ||
-        json_object_set_new(m, "last-updated-ms", json_integer(now_ms)) ||
-        ice__log_base(m, base)) {
+        json_object_set_new(m, "last-updated-ms", json_integer(now_ms)) || ice__log_base(m, base)) {
         json_decref(m);
         return NULL;
     }
@@ -198,11 +197,8 @@ typedef struct old_versions {
 static int list_old_version(const store_entry *e, void *ud)
 {
     old_versions *o = ud;
-    int64_t v;
-    int n = 0;
-    if (sscanf(e->key, "metadata/v%" SCNd64 ".metadata.json%n", &v, &n) == 1 && !e->key[n] &&
-        v < o->below && set_add(o->out, e->key))
-        o->oom = 1;
+    int64_t v = ice__version_of_key(e->key);
+    if (v > 0 && v < o->below && set_add(o->out, e->key)) o->oom = 1;
     return o->oom;
 }
 

@@ -21,8 +21,8 @@ typedef struct ice__field {
     int parent;
 } ice__field;
 
-#define ICE__TS_FIELD 3
-#define ICE__PART_FIELD 1000
+#define ICE__TS_FIELD    3
+#define ICE__PART_FIELD  1000
 #define ICE__LAST_COLUMN 19
 
 /* The field of that id, or NULL. */
@@ -86,12 +86,11 @@ int ice__manifest_read(store *s, const char *location, const ice__manifest *m, i
 
 /* Writes the manifest list of the snapshot at key. parent_id -1: none. */
 int ice__list_write(store *s, const char *key, const ice__manifest *m, size_t n,
-                    int64_t snapshot_id, int64_t parent_id, int64_t seq, char *err,
-                    size_t errlen);
+                    int64_t snapshot_id, int64_t parent_id, int64_t seq, char *err, size_t errlen);
 
 /* Reads the manifest list at the absolute location path. */
-int ice__list_read(store *s, const char *location, const char *path, ice__manifest **out,
-                   size_t *n, char *err, size_t errlen);
+int ice__list_read(store *s, const char *location, const char *path, ice__manifest **out, size_t *n,
+                   char *err, size_t errlen);
 
 /* Proposes m (taken) as the version after base; on success *out (if out) is it.
  * *outcome: 0 not made, 1 made, -1 unknown (the catalog failed: the answer may be lost). */
@@ -102,11 +101,14 @@ int ice__swap(const ice_catalog *cat, const ice_table *base, json_t *m, const ch
 int ice__log_base(json_t *m, const ice_table *base);
 
 /* The manifests of snapshot_id of t (none when snapshot_id < 0). */
-int ice__snapshot_manifests(store *s, const ice_table *t, int64_t snapshot_id,
-                            ice__manifest **ms, size_t *n, char *err, size_t errlen);
+int ice__snapshot_manifests(store *s, const ice_table *t, int64_t snapshot_id, ice__manifest **ms,
+                            size_t *n, char *err, size_t errlen);
 
 /* The store key of an absolute location inside the table (a pointer into abs), or NULL. */
 const char *ice__key_of(const char *location, const char *abs);
+
+/* N of the key metadata/v{N}.metadata.json, 0 for any other key. */
+int64_t ice__version_of_key(const char *key);
 
 /* snprintf into err, returns code. */
 int ice__fail(char *err, size_t errlen, int code, const char *fmt, ...)

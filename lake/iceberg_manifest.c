@@ -205,11 +205,11 @@ static int fill_entry(avro_value_t *r, const char *location, const ice__entry *e
         avro_value_set_string(&h, "PARQUET") || field(&df, "partition", &part) ||
         set_union(&part, "ts_hour", 1, &h) || avro_value_set_int(&h, (int32_t)f->hour) ||
         set_long(&df, "record_count", f->records) ||
-        set_long(&df, "file_size_in_bytes", f->bytes) ||
-        set_kv(&df, "column_sizes", f, KV_SIZE) || set_kv(&df, "value_counts", f, KV_VALUES) ||
-        set_kv(&df, "null_value_counts", f, KV_NULLS) ||
-        set_kv(&df, "lower_bounds", f, KV_LOWER) || set_kv(&df, "upper_bounds", f, KV_UPPER) ||
-        set_union(&df, "sort_order_id", 1, &h) || avro_value_set_int(&h, 0))
+        set_long(&df, "file_size_in_bytes", f->bytes) || set_kv(&df, "column_sizes", f, KV_SIZE) ||
+        set_kv(&df, "value_counts", f, KV_VALUES) ||
+        set_kv(&df, "null_value_counts", f, KV_NULLS) || set_kv(&df, "lower_bounds", f, KV_LOWER) ||
+        set_kv(&df, "upper_bounds", f, KV_UPPER) || set_union(&df, "sort_order_id", 1, &h) ||
+        avro_value_set_int(&h, 0))
         return -1;
     return 0;
 }
@@ -269,7 +269,7 @@ int ice__manifest_write(store *s, const char *location, const char *key, const i
         ice__fail(err, errlen, rc, "iceberg: out of memory");
         goto done;
     }
-    const char *keys[] = {"schema", "schema-id", "partition-spec", "partition-spec-id",
+    const char *keys[] = {"schema",         "schema-id", "partition-spec", "partition-spec-id",
                           "format-version", "content"};
     const char *values[] = {schema_s, "0", spec_s, "0", "2", "data"};
     if (lake_avro_writer_new(ice__entry_schema, keys, values, 6, &w, aerr, sizeof aerr)) {
@@ -278,8 +278,10 @@ int ice__manifest_write(store *s, const char *location, const char *key, const i
     }
     for (size_t i = 0; i < n; i++) {
         if (fill_entry(lake_avro_writer_record(w), location, &e[i])) {
-            rc = ice__fail(err, errlen, ICE_EINVAL, "iceberg: manifest %s: cannot fill the entry "
-                           "of %s: %s", key, e[i].f.key, avro_strerror());
+            rc = ice__fail(err, errlen, ICE_EINVAL,
+                           "iceberg: manifest %s: cannot fill the entry "
+                           "of %s: %s",
+                           key, e[i].f.key, avro_strerror());
             goto done;
         }
         if (lake_avro_writer_append(w, aerr, sizeof aerr)) {
@@ -385,8 +387,8 @@ static int get_abs(store *s, const char *location, const char *path, buf *b, cha
 {
     const char *key = ice__key_of(location, path);
     if (!key)
-        return ice__fail(err, errlen, ICE_EFORMAT, "iceberg: %s is outside the table at %s",
-                         path, location);
+        return ice__fail(err, errlen, ICE_EFORMAT, "iceberg: %s is outside the table at %s", path,
+                         location);
     return store_get(s, key, 0, 0, b, err, errlen) ? ICE_EIO : ICE_OK;
 }
 
@@ -426,8 +428,8 @@ int ice__manifest_read(store *s, const char *location, const ice__manifest *m, i
             goto done;
         }
     }
-    if (more < 0) rc = ice__fail(err, errlen, ICE_EFORMAT, "iceberg: manifest %s: %s", m->path,
-                                 aerr);
+    if (more < 0)
+        rc = ice__fail(err, errlen, ICE_EFORMAT, "iceberg: manifest %s: %s", m->path, aerr);
 done:
     lake_avro_reader_free(r);
     buf_free(&b);
@@ -464,10 +466,10 @@ static int fill_manifest(avro_value_t *r, const ice__manifest *m)
         set_int(r, "deleted_files_count", (int32_t)m->deleted_files) ||
         set_long(r, "added_rows_count", m->added_rows) ||
         set_long(r, "existing_rows_count", m->existing_rows) ||
-        set_long(r, "deleted_rows_count", m->deleted_rows) ||
-        set_union(r, "partitions", 1, &a) || avro_value_append(&a, &fs, NULL) ||
-        field(&fs, "contains_null", &h) || avro_value_set_boolean(&h, 0) ||
-        set_union(&fs, "contains_nan", 1, &h) || avro_value_set_boolean(&h, 0))
+        set_long(r, "deleted_rows_count", m->deleted_rows) || set_union(r, "partitions", 1, &a) ||
+        avro_value_append(&a, &fs, NULL) || field(&fs, "contains_null", &h) ||
+        avro_value_set_boolean(&h, 0) || set_union(&fs, "contains_nan", 1, &h) ||
+        avro_value_set_boolean(&h, 0))
         return -1;
     if (!m->has_bounds)
         return set_union(&fs, "lower_bound", 0, &h) < 0 || set_union(&fs, "upper_bound", 0, &h) < 0;
@@ -484,8 +486,7 @@ int ice__list_write(store *s, const char *key, const ice__manifest *m, size_t n,
     else
         snprintf(pid, sizeof pid, "null");
     snprintf(sq, sizeof sq, "%" PRId64, seq);
-    const char *keys[] = {"snapshot-id", "parent-snapshot-id", "sequence-number",
-                          "format-version"};
+    const char *keys[] = {"snapshot-id", "parent-snapshot-id", "sequence-number", "format-version"};
     const char *values[] = {sid, pid, sq, "2"};
     lake_avro_writer *w = NULL;
     if (lake_avro_writer_new(ice__list_schema, keys, values, 4, &w, aerr, sizeof aerr))
@@ -509,8 +510,7 @@ static int get_hour(avro_value_t *rec, const char *name, int64_t *hour)
     avro_value_t b;
     const void *p;
     size_t len;
-    if (get_union(rec, name, &b) != 1 || avro_value_get_bytes(&b, &p, &len) || len != 4)
-        return -1;
+    if (get_union(rec, name, &b) != 1 || avro_value_get_bytes(&b, &p, &len) || len != 4) return -1;
     const unsigned char *u = p;
     *hour = (int32_t)((uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 |
                       (uint32_t)u[3] << 24);
@@ -540,13 +540,13 @@ static int read_manifest(avro_value_t *r, ice__manifest *m)
     if (rc < 0) return -1;
     if (rc == 1 && !avro_value_get_size(&a, &n) && n == 1 &&
         !avro_value_get_by_index(&a, 0, &fs, NULL))
-        m->has_bounds = !get_hour(&fs, "lower_bound", &m->lo) &&
-                        !get_hour(&fs, "upper_bound", &m->hi);
+        m->has_bounds =
+            !get_hour(&fs, "lower_bound", &m->lo) && !get_hour(&fs, "upper_bound", &m->hi);
     return 0;
 }
 
-int ice__list_read(store *s, const char *location, const char *path, ice__manifest **out,
-                   size_t *n, char *err, size_t errlen)
+int ice__list_read(store *s, const char *location, const char *path, ice__manifest **out, size_t *n,
+                   char *err, size_t errlen)
 {
     buf b = BUF_INIT;
     lake_avro_reader *r = NULL;

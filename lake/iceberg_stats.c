@@ -125,8 +125,8 @@ static const char ice__stats_sql[] =
 static int leaf_ids(duckdb_connection con, const char *path, int *ids, size_t max, size_t *n,
                     char *err, size_t errlen)
 {
-    char *sql = with_path("SELECT field_id FROM parquet_schema(%s) WHERE num_children IS NULL",
-                          path);
+    char *sql =
+        with_path("SELECT field_id FROM parquet_schema(%s) WHERE num_children IS NULL", path);
     if (!sql) return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
     duckdb_result r;
     int rc = run(con, sql, &r, path, err, errlen);
@@ -170,8 +170,8 @@ static void clear_stats(ice_file *f)
     f->ncols = 0;
 }
 
-int ice_stats_from_parquet(duckdb_connection con, const char *local_path, ice_file *f,
-                           char *err, size_t errlen)
+int ice_stats_from_parquet(duckdb_connection con, const char *local_path, ice_file *f, char *err,
+                           size_t errlen)
 {
     int ids[64];
     size_t nids = 0;

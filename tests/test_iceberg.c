@@ -23,7 +23,7 @@
 #include <time.h>
 
 /* 2026-11-25 10:00:00 UTC in hours and microseconds since the epoch */
-#define H10 ((int64_t)498778)
+#define H10   ((int64_t)498778)
 #define US(h) ((int64_t)(h) * (int64_t)3600000000)
 
 typedef struct lake {
@@ -78,8 +78,7 @@ static int run_sql(lake *l, const char *fmt, ...)
  * prefix-0 … prefix-(n-1): a second apart from minute 1, every third without a
  * do, every fourth without a receivedAt; and fills f for a commit.
  */
-static int put_events(lake *l, int64_t h, const char *name, const char *prefix, int n,
-                      ice_file *f)
+static int put_events(lake *l, int64_t h, const char *name, const char *prefix, int n, ice_file *f)
 {
     char key[256], path[1600], err[512];
     snprintf(key, sizeof key, "events/2026/11/25/%02d/%s.parquet", (int)(h - H10 + 10), name);
@@ -103,7 +102,8 @@ static int put_events(lake *l, int64_t h, const char *name, const char *prefix, 
                 " CASE WHEN i %% 2 = 1 THEN i %% 3 <> 0 END AS success,"
                 " CASE WHEN i %% 6 = 3 THEN 'timeout' END AS error,"
                 " 'orders' AS collection, 'doc-' || (i %% 7) AS docId,"
-                " '{\"n\":' || i || ',\"s\":\"é\",\"t\":\"hello\"}' AS doc, CASE WHEN i > 0 THEN '{\"n\":' || (i - 1)"
+                " '{\"n\":' || i || ',\"s\":\"é\",\"t\":\"hello\"}' AS doc, CASE WHEN i > 0 THEN "
+                "'{\"n\":' || (i - 1)"
                 " || '}' END AS prev, NULL::VARCHAR AS bookmark,"
                 " '{\"id\":\"%s-' || i || '\"}' AS _events_json"
                 " FROM range(%d) t(i)) TO '%s' (FORMAT parquet, COMPRESSION zstd, %s)",
@@ -130,7 +130,8 @@ static char *live(lake *l, const ice_table *t, int64_t lo, int64_t hi)
         return strdup("(error)");
     }
     buf b = BUF_INIT;
-    for (size_t i = 0; i < n; i++) buf_printf(&b, "%s%s", i ? " " : "", strrchr(fs[i].key, '/') + 1);
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, "%s%s", i ? " " : "", strrchr(fs[i].key, '/') + 1);
     ice_files_free(fs, n);
     if (!buf_cstr(&b)) return strdup("");
     return b.p; /* the buf's memory, free()d by the caller */
@@ -147,7 +148,8 @@ static int commit(lake *l, const ice_table *base, const char *op, ice_file *add,
                   const char *const *remove, size_t nremove, int64_t now, ice_table **out)
 {
     char err[512];
-    ice_change c = {.operation = op, .add = add, .nadd = nadd, .remove = remove, .nremove = nremove};
+    ice_change c = {
+        .operation = op, .add = add, .nadd = nadd, .remove = remove, .nremove = nremove};
     int rc = ice_commit(&l->cat, l->s, base, &c, now, out, err, sizeof err);
     if (rc && rc != ICE_ECONFLICT && rc != ICE_ESTALE) fprintf(stderr, "ice_commit: %s\n", err);
     return rc;
@@ -241,8 +243,8 @@ TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
      * (rewritten by 3) go; the manifest of 2 (c, d) is still snapshot 3's */
     char **keys;
     size_t nkeys;
-    REQUIRE_INT(ICE_OK, ice_expire(&l.cat, l.s, t3, 3000, 4000, &t4, &keys, &nkeys, err,
-                                   sizeof err));
+    REQUIRE_INT(ICE_OK,
+                ice_expire(&l.cat, l.s, t3, 3000, 4000, &t4, &keys, &nkeys, err, sizeof err));
     CHECK_INT(4, ice_table_version(t4));
     CHECK_INT(1, json_array_size(json_object_get(ice_table_json(t4), "snapshots")));
     CHECK_INT(ice_table_snapshot_id(t3), ice_table_snapshot_id(t4));
@@ -262,7 +264,8 @@ TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
     CHECK_INT(1, manifests);
     CHECK_INT(0, other);
     CHECK_INT(5, nkeys);
-    for (size_t i = 0; i < nkeys; i++) CHECK_INT(STORE_OK, store_del(l.s, keys[i], err, sizeof err));
+    for (size_t i = 0; i < nkeys; i++)
+        CHECK_INT(STORE_OK, store_del(l.s, keys[i], err, sizeof err));
     ice_keys_free(keys, nkeys);
     CHECK_LIVE("e.parquet c.parquet d.parquet", &l, t4, INT64_MIN, INT64_MAX);
     ice_table *now = NULL;
@@ -315,8 +318,8 @@ TEST(test_iceberg_metadata_is_v2_with_one_uuid_logs_and_refs)
     CHECK_INT(ice_table_snapshot_id(t1),
               json_integer_value(json_object_get(snap2, "parent-snapshot-id")));
     CHECK_INT(2, json_integer_value(json_object_get(snap2, "sequence-number")));
-    CHECK_STR("append", json_string_value(json_object_get(json_object_get(snap2, "summary"),
-                                                            "operation")));
+    CHECK_STR("append",
+              json_string_value(json_object_get(json_object_get(snap2, "summary"), "operation")));
     char *spec = json_dumps(json_object_get(m2, "partition-specs"), JSON_COMPACT);
     CHECK_STR("[{\"spec-id\":0,\"fields\":[{\"source-id\":3,\"field-id\":1000,\"name\":\"ts_hour\","
               "\"transform\":\"hour\"}]}]",
@@ -325,10 +328,12 @@ TEST(test_iceberg_metadata_is_v2_with_one_uuid_logs_and_refs)
     json_t *props = json_object_get(m2, "properties");
     CHECK_STR("parquet", json_string_value(json_object_get(props, "write.format.default")));
     CHECK_STR("zstd", json_string_value(json_object_get(props, "write.parquet.compression-codec")));
-    CHECK_CONTAINS("{\"field-id\":5,\"names\":[\"do\"],\"fields\":[{\"field-id\":6,\"names\":[\"id\"]}",
-                   json_string_value(json_object_get(props, "schema.name-mapping.default")));
+    CHECK_CONTAINS(
+        "{\"field-id\":5,\"names\":[\"do\"],\"fields\":[{\"field-id\":6,\"names\":[\"id\"]}",
+        json_string_value(json_object_get(props, "schema.name-mapping.default")));
     char *schema = json_dumps(json_array_get(json_object_get(m2, "schemas"), 0), JSON_COMPACT);
-    CHECK_CONTAINS("{\"id\":3,\"name\":\"ts\",\"required\":false,\"type\":\"timestamptz\"}", schema);
+    CHECK_CONTAINS("{\"id\":3,\"name\":\"ts\",\"required\":false,\"type\":\"timestamptz\"}",
+                   schema);
     CHECK_CONTAINS("{\"id\":5,\"name\":\"do\",\"required\":false,\"type\":{\"type\":\"struct\","
                    "\"fields\":[{\"id\":6,\"name\":\"id\",\"required\":false,\"type\":\"string\"}",
                    schema);
@@ -503,16 +508,15 @@ TEST(test_iceberg_stats_from_parquet_keyed_by_field_id)
     free(test_read_file(path, &size));
     CHECK_INT(size, f.bytes);
     CHECK_INT(18, f.ncols); /* 19 fields less the struct do */
-    const ice_col_stats *ts = col(&f, 3), *rec = col(&f, 4), *doid = col(&f, 6),
-                        *dur = col(&f, 11), *ok = col(&f, 12), *id = col(&f, 1),
-                        *bm = col(&f, 18), *doc = col(&f, 16);
+    const ice_col_stats *ts = col(&f, 3), *rec = col(&f, 4), *doid = col(&f, 6), *dur = col(&f, 11),
+                        *ok = col(&f, 12), *id = col(&f, 1), *bm = col(&f, 18), *doc = col(&f, 16);
     REQUIRE(ts && rec && doid && dur && ok && id && bm && doc);
     CHECK_INT(ICE_LOWER | ICE_UPPER, ts->has_bounds);
     CHECK_INT(US(H10) + 60000000, le64(&ts->lower));
     CHECK_INT(US(H10) + 60000000 + 11 * 1000000 + 11 * 1000, le64(&ts->upper));
     CHECK_INT(12, ts->value_count);
     CHECK_INT(0, ts->null_count);
-    CHECK_INT(3, rec->null_count); /* i = 3, 7, 11 */
+    CHECK_INT(3, rec->null_count);  /* i = 3, 7, 11 */
     CHECK_INT(4, doid->null_count); /* i = 2, 5, 8, 11 */
     CHECK_STR("do-0", (buf_cstr((buf *)&doid->lower), doid->lower.p));
     CHECK_STR("do-4", (buf_cstr((buf *)&doid->upper), doid->upper.p));
@@ -554,7 +558,8 @@ static char *header_schema(const char *path)
     size_t len;
     char *data = test_read_file(path, &len), *schema = NULL;
     if (!data || len < 4 || memcmp(data, "Obj\x01", 4)) goto done;
-    const unsigned char *p = (const unsigned char *)data + 4, *end = (const unsigned char *)data + len;
+    const unsigned char *p = (const unsigned char *)data + 4,
+                        *end = (const unsigned char *)data + len;
     int64_t count;
     while ((count = zigzag(&p, end)) > 0) {
         for (int64_t i = 0; i < count; i++) {
@@ -729,10 +734,11 @@ static json_t *ts_at(duckdb_result *r, idx_t c, idx_t row)
 static int expected_rows(lake *l, const ice_file *fs, size_t n, buf *out)
 {
     buf sql = BUF_INIT;
-    buf_puts(&sql, "SELECT id, type, epoch_ms(ts), epoch_ms(receivedAt), \"do\" IS NULL,"
-                   " \"do\".id, \"do\".name, \"do\".class, \"do\".colo, method, durationMs, success,"
-                   " error, collection, docId, doc, prev, bookmark, _events_json"
-                   " FROM read_parquet([");
+    buf_puts(&sql,
+             "SELECT id, type, epoch_ms(ts), epoch_ms(receivedAt), \"do\" IS NULL,"
+             " \"do\".id, \"do\".name, \"do\".class, \"do\".colo, method, durationMs, success,"
+             " error, collection, docId, doc, prev, bookmark, _events_json"
+             " FROM read_parquet([");
     for (size_t i = 0; i < n; i++) buf_printf(&sql, "%s'%s/%s'", i ? ", " : "", l->dir, fs[i].key);
     buf_puts(&sql, "]) ORDER BY id");
     duckdb_result r;
@@ -744,21 +750,23 @@ static int expected_rows(lake *l, const ice_file *fs, size_t n, buf *out)
         return -1;
     }
     for (idx_t i = 0; i < duckdb_row_count(&r) && !bad; i++) {
-        json_t *d = duckdb_value_boolean(&r, 4, i)
-                        ? json_null()
-                        : json_pack("{s:o,s:o,s:o,s:o}", "id", str_at(&r, 5, i), "name",
-                                    str_at(&r, 6, i), "class", str_at(&r, 7, i), "colo",
-                                    str_at(&r, 8, i));
+        json_t *d =
+            duckdb_value_boolean(&r, 4, i)
+                ? json_null()
+                : json_pack("{s:o,s:o,s:o,s:o}", "id", str_at(&r, 5, i), "name", str_at(&r, 6, i),
+                            "class", str_at(&r, 7, i), "colo", str_at(&r, 8, i));
         json_t *row = json_pack(
-            "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id",
-            str_at(&r, 0, i), "type", str_at(&r, 1, i), "ts", ts_at(&r, 2, i), "receivedAt",
-            ts_at(&r, 3, i), "do", d, "method", str_at(&r, 9, i), "durationMs",
-            duckdb_value_is_null(&r, 10, i) ? json_null() : json_real(duckdb_value_double(&r, 10, i)),
+            "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", str_at(&r, 0, i),
+            "type", str_at(&r, 1, i), "ts", ts_at(&r, 2, i), "receivedAt", ts_at(&r, 3, i), "do", d,
+            "method", str_at(&r, 9, i), "durationMs",
+            duckdb_value_is_null(&r, 10, i) ? json_null()
+                                            : json_real(duckdb_value_double(&r, 10, i)),
             "success",
-            duckdb_value_is_null(&r, 11, i) ? json_null() : json_boolean(duckdb_value_boolean(&r, 11, i)),
-            "error", str_at(&r, 12, i), "collection", str_at(&r, 13, i), "docId",
-            str_at(&r, 14, i), "doc", str_at(&r, 15, i), "prev", str_at(&r, 16, i), "bookmark",
-            str_at(&r, 17, i), "_events_json", str_at(&r, 18, i));
+            duckdb_value_is_null(&r, 11, i) ? json_null()
+                                            : json_boolean(duckdb_value_boolean(&r, 11, i)),
+            "error", str_at(&r, 12, i), "collection", str_at(&r, 13, i), "docId", str_at(&r, 14, i),
+            "doc", str_at(&r, 15, i), "prev", str_at(&r, 16, i), "bookmark", str_at(&r, 17, i),
+            "_events_json", str_at(&r, 18, i));
         char *line = row ? json_dumps(row, JSON_COMPACT) : NULL;
         bad = !line || buf_puts(out, line) || buf_putc(out, '\n');
         free(line);
