@@ -1,0 +1,822 @@
+/*
+ * test_iceberg.c - the Iceberg metadata module (lake/iceberg.h) on a directory
+ * store with real Parquet files written by DuckDB: the live files after each
+ * append, replace and expiry; two commits on one base; a remove of a file that
+ * is no longer live; what Debian's avrocat (avro-bin) decodes of every manifest
+ * and manifest list; the field ids in their headers; the column statistics; the
+ * store catalog's probing past a lagging hint.
+ *
+ * test_iceberg_table_for_readers also makes the table that tests/iceberg/run.sh
+ * gives to an independent reader (icebird): with ICE_TABLE_OUT=DIR it writes the
+ * lake into DIR and, in DIR/expected.ndjson, DuckDB's reading of the live files.
+ */
+#include "avro.h"
+#include "iceberg.h"
+#include "store.h"
+#include "test.h"
+
+#include <duckdb.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+
+/* 2026-11-25 10:00:00 UTC in hours and microseconds since the epoch */
+#define H10   ((int64_t)498778)
+#define US(h) ((int64_t)(h) * (int64_t)3600000000)
+
+typedef struct lake {
+    char *dir;
+    store *s;
+    ice_catalog cat;
+    duckdb_database db;
+    duckdb_connection con;
+} lake;
+
+static int lake_open(lake *l, const char *dir)
+{
+    char err[512];
+    memset(l, 0, sizeof *l);
+    l->dir = strdup(dir);
+    if (store_open(dir, &l->s, err, sizeof err)) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return -1;
+    }
+    l->cat = ice_store_catalog(l->s);
+    if (duckdb_open(NULL, &l->db) == DuckDBError || duckdb_connect(l->db, &l->con) == DuckDBError)
+        return -1;
+    return 0;
+}
+
+static void lake_close(lake *l, int remove)
+{
+    duckdb_disconnect(&l->con);
+    duckdb_close(&l->db);
+    store_close(l->s);
+    if (remove) test_rmtree(l->dir);
+    free(l->dir);
+}
+
+static int run_sql(lake *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run_sql(lake *l, const char *fmt, ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    duckdb_result r;
+    int bad = duckdb_query(l->con, sql, &r) == DuckDBError;
+    if (bad) fprintf(stderr, "duckdb: %s\n  in %s\n", duckdb_result_error(&r), sql);
+    duckdb_destroy_result(&r);
+    return bad ? -1 : 0;
+}
+
+/*
+ * Writes n events of hour h at key (events/2026/11/25/HH/name.parquet) with ids
+ * prefix-0 … prefix-(n-1): a second apart from minute 1, every third without a
+ * do, every fourth without a receivedAt; and fills f for a commit.
+ */
+static int put_events(lake *l, int64_t h, const char *name, const char *prefix, int n, ice_file *f)
+{
+    char key[256], path[1600], err[512];
+    snprintf(key, sizeof key, "events/2026/11/25/%02d/%s.parquet", (int)(h - H10 + 10), name);
+    snprintf(path, sizeof path, "%s/%s", l->dir, key);
+    char *slash = strrchr(path, '/');
+    *slash = 0;
+    char cmd[1700];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
+    if (system(cmd)) return -1;
+    *slash = '/';
+    if (run_sql(l,
+                "COPY (SELECT '%s-' || i AS id, CASE WHEN i %% 2 = 0 THEN 'page.view' ELSE "
+                "'rpc.call' END AS type,"
+                " make_timestamptz(%" PRId64 " + 60000000 + i * 1000000 + i * 1000) AS ts,"
+                " CASE WHEN i %% 4 = 3 THEN NULL ELSE make_timestamptz(%" PRId64
+                " + 61000000 + i * 1000000) END AS receivedAt,"
+                " CASE WHEN i %% 3 = 2 THEN NULL ELSE {'id': 'do-' || (i %% 5), 'name': 'room',"
+                " 'class': 'Room', 'colo': 'AMS'} END AS \"do\","
+                " CASE WHEN i %% 2 = 1 THEN 'send' END AS method,"
+                " CASE WHEN i %% 2 = 1 THEN i * 1.25 - 3 END AS durationMs,"
+                " CASE WHEN i %% 2 = 1 THEN i %% 3 <> 0 END AS success,"
+                " CASE WHEN i %% 6 = 3 THEN 'timeout' END AS error,"
+                " 'orders' AS collection, 'doc-' || (i %% 7) AS docId,"
+                " '{\"n\":' || i || ',\"s\":\"é\",\"t\":\"hello\"}' AS doc, CASE WHEN i > 0 THEN "
+                "'{\"n\":' || (i - 1)"
+                " || '}' END AS prev, NULL::VARCHAR AS bookmark,"
+                " '{\"id\":\"%s-' || i || '\"}' AS _events_json"
+                " FROM range(%d) t(i)) TO '%s' (FORMAT parquet, COMPRESSION zstd, %s)",
+                prefix, US(h), US(h), prefix, n, path, ice_duckdb_field_ids()))
+        return -1;
+    memset(f, 0, sizeof *f);
+    f->key = strdup(key);
+    f->hour = h;
+    if (ice_stats_from_parquet(l->con, path, f, err, sizeof err)) {
+        fprintf(stderr, "ice_stats_from_parquet: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The live keys of t in [lo, hi], joined by spaces (sorted by ice_files). */
+static char *live(lake *l, const ice_table *t, int64_t lo, int64_t hi)
+{
+    ice_file *fs;
+    size_t n;
+    char err[512];
+    if (ice_files(l->s, t, lo, hi, &fs, &n, err, sizeof err)) {
+        fprintf(stderr, "ice_files: %s\n", err);
+        return strdup("(error)");
+    }
+    buf b = BUF_INIT;
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, "%s%s", i ? " " : "", strrchr(fs[i].key, '/') + 1);
+    ice_files_free(fs, n);
+    if (!buf_cstr(&b)) return strdup("");
+    return b.p; /* the buf's memory, free()d by the caller */
+}
+
+#define CHECK_LIVE(exp, l, t, lo, hi)                                                              \
+    do {                                                                                           \
+        char *got_ = live(l, t, lo, hi);                                                           \
+        CHECK_STR(exp, got_);                                                                      \
+        free(got_);                                                                                \
+    } while (0)
+
+static int commit(lake *l, const ice_table *base, const char *op, ice_file *add, size_t nadd,
+                  const char *const *remove, size_t nremove, int64_t now, ice_table **out)
+{
+    char err[512];
+    ice_change c = {
+        .operation = op, .add = add, .nadd = nadd, .remove = remove, .nremove = nremove};
+    int rc = ice_commit(&l->cat, l->s, base, &c, now, out, err, sizeof err);
+    if (rc && rc != ICE_ECONFLICT && rc != ICE_ESTALE) fprintf(stderr, "ice_commit: %s\n", err);
+    return rc;
+}
+
+static int64_t summary(const ice_table *t, const char *key)
+{
+    const json_t *snaps = json_object_get(ice_table_json(t), "snapshots");
+    json_t *last = json_array_get(snaps, json_array_size(snaps) - 1);
+    const char *v = json_string_value(json_object_get(json_object_get(last, "summary"), key));
+    return v ? strtoll(v, NULL, 10) : -1;
+}
+
+/* The keys under prefix in the store that end with suffix, counted. */
+typedef struct count_ud {
+    const char *suffix;
+    int n;
+} count_ud;
+
+static int count_one(const store_entry *e, void *ud)
+{
+    count_ud *c = ud;
+    size_t k = strlen(e->key), s = strlen(c->suffix);
+    if (k >= s && !strcmp(e->key + k - s, c->suffix)) c->n++;
+    return 0;
+}
+
+static int count_keys(lake *l, const char *prefix, const char *suffix)
+{
+    char err[512];
+    count_ud c = {suffix, 0};
+    if (store_list(l->s, prefix, count_one, &c, err, sizeof err)) return -1;
+    return c.n;
+}
+
+/* ---- the files of each snapshot ------------------------------------------------------------ */
+
+TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[5];
+    REQUIRE(put_events(&l, H10, "a", "a", 50, &f[0]) == 0);
+    REQUIRE(put_events(&l, H10, "b", "b", 30, &f[1]) == 0);
+    REQUIRE(put_events(&l, H10 + 1, "c", "c", 20, &f[2]) == 0);
+    REQUIRE(put_events(&l, H10 + 2, "d", "d", 10, &f[3]) == 0);
+    REQUIRE(put_events(&l, H10, "e", "e", 80, &f[4]) == 0);
+
+    ice_table *t1 = NULL, *t2 = NULL, *t3 = NULL, *t4 = NULL;
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 2, NULL, 0, 1000, &t1));
+    CHECK_INT(1, ice_table_version(t1));
+    CHECK_LIVE("a.parquet b.parquet", &l, t1, INT64_MIN, INT64_MAX);
+    CHECK_INT(80, summary(t1, "total-records"));
+
+    REQUIRE_INT(ICE_OK, commit(&l, t1, "append", f + 2, 2, NULL, 0, 2000, &t2));
+    CHECK_INT(2, ice_table_version(t2));
+    CHECK_LIVE("a.parquet b.parquet c.parquet d.parquet", &l, t2, INT64_MIN, INT64_MAX);
+    CHECK_LIVE("c.parquet", &l, t2, H10 + 1, H10 + 1);
+    CHECK_LIVE("c.parquet d.parquet", &l, t2, H10 + 1, INT64_MAX);
+    CHECK_LIVE("", &l, t2, H10 + 3, INT64_MAX);
+
+    const char *gone[] = {f[0].key, f[1].key};
+    REQUIRE_INT(ICE_OK, commit(&l, t2, "replace", f + 4, 1, gone, 2, 3000, &t3));
+    CHECK_LIVE("e.parquet c.parquet d.parquet", &l, t3, INT64_MIN, INT64_MAX);
+    CHECK_LIVE("e.parquet", &l, t3, H10, H10);
+    CHECK_INT(2, summary(t3, "deleted-data-files"));
+    CHECK_INT(80, summary(t3, "deleted-records"));
+    CHECK_INT(1, summary(t3, "added-data-files"));
+    CHECK_INT(3, summary(t3, "total-data-files"));
+    CHECK_INT(110, summary(t3, "total-records"));
+
+    /* sequence numbers: e added by snapshot 3 (inherited), c kept from snapshot 2 */
+    ice_file *fs;
+    size_t n;
+    char err[512];
+    REQUIRE_INT(ICE_OK, ice_files(l.s, t3, INT64_MIN, INT64_MAX, &fs, &n, err, sizeof err));
+    REQUIRE_INT(3, n);
+    CHECK_STR(f[4].key, fs[0].key);
+    CHECK_INT(3, fs[0].seq);
+    CHECK_INT(ice_table_snapshot_id(t3), fs[0].snapshot_id);
+    CHECK_INT(80, fs[0].records);
+    CHECK_INT(f[4].bytes, fs[0].bytes);
+    CHECK_INT(f[4].ncols, fs[0].ncols);
+    CHECK_STR(f[2].key, fs[1].key);
+    CHECK_INT(2, fs[1].seq);
+    CHECK_INT(ice_table_snapshot_id(t2), fs[1].snapshot_id);
+    ice_files_free(fs, n);
+
+    /* the expiry keeps snapshot 3 only: a and b, the lists of 1 and 2 and the manifest of 1
+     * (rewritten by 3) go; the manifest of 2 (c, d) is still snapshot 3's */
+    char **keys;
+    size_t nkeys;
+    REQUIRE_INT(ICE_OK,
+                ice_expire(&l.cat, l.s, t3, 3000, 4000, &t4, &keys, &nkeys, err, sizeof err));
+    CHECK_INT(4, ice_table_version(t4));
+    CHECK_INT(1, json_array_size(json_object_get(ice_table_json(t4), "snapshots")));
+    CHECK_INT(ice_table_snapshot_id(t3), ice_table_snapshot_id(t4));
+    int data = 0, lists = 0, manifests = 0, other = 0;
+    for (size_t i = 0; i < nkeys; i++) {
+        if (!strcmp(keys[i], f[0].key) || !strcmp(keys[i], f[1].key))
+            data++;
+        else if (!strncmp(keys[i], "metadata/snap-", 14))
+            lists++;
+        else if (strstr(keys[i], "-m0.avro"))
+            manifests++;
+        else
+            other++;
+    }
+    CHECK_INT(2, data);
+    CHECK_INT(2, lists);
+    CHECK_INT(1, manifests);
+    CHECK_INT(0, other);
+    CHECK_INT(5, nkeys);
+    for (size_t i = 0; i < nkeys; i++)
+        CHECK_INT(STORE_OK, store_del(l.s, keys[i], err, sizeof err));
+    ice_keys_free(keys, nkeys);
+    CHECK_LIVE("e.parquet c.parquet d.parquet", &l, t4, INT64_MIN, INT64_MAX);
+    ice_table *now = NULL;
+    REQUIRE_INT(ICE_OK, l.cat.ops->load(l.cat.cat, &now, err, sizeof err));
+    CHECK_INT(4, ice_table_version(now));
+    CHECK_LIVE("e.parquet c.parquet d.parquet", &l, now, INT64_MIN, INT64_MAX);
+
+    ice_table_free(now);
+    ice_table_free(t1);
+    ice_table_free(t2);
+    ice_table_free(t3);
+    ice_table_free(t4);
+    for (int i = 0; i < 5; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+TEST(test_iceberg_metadata_is_v2_with_one_uuid_logs_and_refs)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[2];
+    REQUIRE(put_events(&l, H10, "a", "a", 5, &f[0]) == 0);
+    REQUIRE(put_events(&l, H10 + 1, "b", "b", 5, &f[1]) == 0);
+    ice_table *t1 = NULL, *t2 = NULL;
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 1, NULL, 0, 1000, &t1));
+    REQUIRE_INT(ICE_OK, commit(&l, t1, "append", f + 1, 1, NULL, 0, 2000, &t2));
+    const json_t *m1 = ice_table_json(t1), *m2 = ice_table_json(t2);
+    CHECK_INT(2, json_integer_value(json_object_get(m2, "format-version")));
+    CHECK_STR(json_string_value(json_object_get(m1, "table-uuid")),
+              json_string_value(json_object_get(m2, "table-uuid")));
+    CHECK_INT(36, strlen(json_string_value(json_object_get(m2, "table-uuid"))));
+    CHECK_INT('4', json_string_value(json_object_get(m2, "table-uuid"))[14]);
+    CHECK_STR(l.s->url, json_string_value(json_object_get(m2, "location")));
+    CHECK_INT(2, json_integer_value(json_object_get(m2, "last-sequence-number")));
+    CHECK_INT(2000, json_integer_value(json_object_get(m2, "last-updated-ms")));
+    CHECK_INT(19, json_integer_value(json_object_get(m2, "last-column-id")));
+    CHECK_INT(1000, json_integer_value(json_object_get(m2, "last-partition-id")));
+    json_t *main = json_object_get(json_object_get(m2, "refs"), "main");
+    CHECK_INT(ice_table_snapshot_id(t2), json_integer_value(json_object_get(main, "snapshot-id")));
+    CHECK_STR("branch", json_string_value(json_object_get(main, "type")));
+    CHECK_INT(2, json_array_size(json_object_get(m2, "snapshot-log")));
+    json_t *mlog = json_object_get(m2, "metadata-log");
+    REQUIRE_INT(1, json_array_size(mlog));
+    char v1[1200];
+    snprintf(v1, sizeof v1, "%s/metadata/v1.metadata.json", l.s->url);
+    CHECK_STR(v1, json_string_value(json_object_get(json_array_get(mlog, 0), "metadata-file")));
+    json_t *snap2 = json_array_get(json_object_get(m2, "snapshots"), 1);
+    CHECK_INT(ice_table_snapshot_id(t1),
+              json_integer_value(json_object_get(snap2, "parent-snapshot-id")));
+    CHECK_INT(2, json_integer_value(json_object_get(snap2, "sequence-number")));
+    CHECK_STR("append",
+              json_string_value(json_object_get(json_object_get(snap2, "summary"), "operation")));
+    char *spec = json_dumps(json_object_get(m2, "partition-specs"), JSON_COMPACT);
+    CHECK_STR("[{\"spec-id\":0,\"fields\":[{\"source-id\":3,\"field-id\":1000,\"name\":\"ts_hour\","
+              "\"transform\":\"hour\"}]}]",
+              spec);
+    free(spec);
+    json_t *props = json_object_get(m2, "properties");
+    CHECK_STR("parquet", json_string_value(json_object_get(props, "write.format.default")));
+    CHECK_STR("zstd", json_string_value(json_object_get(props, "write.parquet.compression-codec")));
+    CHECK_CONTAINS(
+        "{\"field-id\":5,\"names\":[\"do\"],\"fields\":[{\"field-id\":6,\"names\":[\"id\"]}",
+        json_string_value(json_object_get(props, "schema.name-mapping.default")));
+    char *schema = json_dumps(json_array_get(json_object_get(m2, "schemas"), 0), JSON_COMPACT);
+    CHECK_CONTAINS("{\"id\":3,\"name\":\"ts\",\"required\":false,\"type\":\"timestamptz\"}",
+                   schema);
+    CHECK_CONTAINS("{\"id\":5,\"name\":\"do\",\"required\":false,\"type\":{\"type\":\"struct\","
+                   "\"fields\":[{\"id\":6,\"name\":\"id\",\"required\":false,\"type\":\"string\"}",
+                   schema);
+    CHECK_CONTAINS("{\"id\":19,\"name\":\"_events_json\",\"required\":false,\"type\":\"string\"}]",
+                   schema);
+    free(schema);
+    ice_table_free(t1);
+    ice_table_free(t2);
+    for (int i = 0; i < 2; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+TEST(test_iceberg_duckdb_field_ids_come_from_the_schema)
+{
+    CHECK_STR("FIELD_IDS {\"id\": 1, \"type\": 2, \"ts\": 3, \"receivedAt\": 4, \"do\": "
+              "{__duckdb_field_id: 5, \"id\": 6, \"name\": 7, \"class\": 8, \"colo\": 9}, "
+              "\"method\": 10, \"durationMs\": 11, \"success\": 12, \"error\": 13, "
+              "\"collection\": 14, \"docId\": 15, \"doc\": 16, \"prev\": 17, \"bookmark\": 18, "
+              "\"_events_json\": 19}",
+              ice_duckdb_field_ids());
+}
+
+/* ---- commits that race -------------------------------------------------------------------- */
+
+TEST(test_iceberg_two_commits_on_one_base_one_wins_and_the_retry_keeps_both)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[3];
+    REQUIRE(put_events(&l, H10, "a", "a", 5, &f[0]) == 0);
+    REQUIRE(put_events(&l, H10 + 1, "x", "x", 6, &f[1]) == 0);
+    REQUIRE(put_events(&l, H10 + 2, "y", "y", 7, &f[2]) == 0);
+    ice_table *base = NULL, *tx = NULL, *ty = NULL;
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 1, NULL, 0, 1000, &base));
+    CHECK_INT(ICE_OK, commit(&l, base, "append", f + 1, 1, NULL, 0, 2000, &tx));
+    CHECK_INT(ICE_ECONFLICT, commit(&l, base, "append", f + 2, 1, NULL, 0, 2000, NULL));
+    /* the losing attempt left nothing: two manifests and two lists */
+    CHECK_INT(4, count_keys(&l, "metadata/", ".avro"));
+    /* a second table made on no base loses to the first */
+    CHECK_INT(ICE_ECONFLICT, commit(&l, NULL, "append", f + 2, 1, NULL, 0, 2000, NULL));
+
+    char err[512];
+    ice_change c = {.operation = "append", .add = f + 2, .nadd = 1};
+    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c, 3000, 5, &ty, err, sizeof err));
+    CHECK_INT(3, ice_table_version(ty));
+    CHECK_LIVE("a.parquet x.parquet y.parquet", &l, ty, INT64_MIN, INT64_MAX);
+    const json_t *snaps = json_object_get(ice_table_json(ty), "snapshots");
+    REQUIRE_INT(3, json_array_size(snaps));
+    CHECK_INT(ice_table_snapshot_id(tx),
+              json_integer_value(json_object_get(json_array_get(snaps, 2), "parent-snapshot-id")));
+    CHECK_INT(6, count_keys(&l, "metadata/", ".avro"));
+    CHECK_INT(3, count_keys(&l, "metadata/", ".metadata.json"));
+    ice_table_free(base);
+    ice_table_free(tx);
+    ice_table_free(ty);
+    for (int i = 0; i < 3; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+TEST(test_iceberg_remove_of_a_file_no_longer_live_is_stale)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[3];
+    REQUIRE(put_events(&l, H10, "a", "a", 5, &f[0]) == 0);
+    REQUIRE(put_events(&l, H10, "b", "b", 5, &f[1]) == 0);
+    REQUIRE(put_events(&l, H10, "c", "c", 10, &f[2]) == 0);
+    ice_table *t1 = NULL, *t2 = NULL;
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 2, NULL, 0, 1000, &t1));
+    const char *gone[] = {f[0].key, f[1].key};
+    REQUIRE_INT(ICE_OK, commit(&l, t1, "replace", f + 2, 1, gone, 2, 2000, &t2));
+    int avro = count_keys(&l, "metadata/", ".avro");
+    char err[512];
+    /* a second compactor that read t1 and replaces a again */
+    ice_change c = {.operation = "replace", .add = f + 2, .nadd = 1, .remove = gone, .nremove = 1};
+    CHECK_INT(ICE_ESTALE, ice_commit(&l.cat, l.s, t2, &c, 3000, NULL, err, sizeof err));
+    CHECK_CONTAINS("cannot remove events/2026/11/25/10/a.parquet: it is not a live file", err);
+    CHECK_INT(ICE_ESTALE, ice_commit_retry(&l.cat, l.s, &c, 3000, 3, NULL, err, sizeof err));
+    CHECK_INT(avro, count_keys(&l, "metadata/", ".avro"));
+    CHECK_INT(2, count_keys(&l, "metadata/", ".metadata.json"));
+    /* on an empty table too */
+    lake l2;
+    char *dir2 = test_tmpdir("ice");
+    REQUIRE(lake_open(&l2, dir2) == 0);
+    CHECK_INT(ICE_ESTALE, ice_commit(&l2.cat, l2.s, NULL, &c, 3000, NULL, err, sizeof err));
+    CHECK_INT(0, count_keys(&l2, "metadata/", ""));
+    lake_close(&l2, 1);
+    free(dir2);
+    ice_table_free(t1);
+    ice_table_free(t2);
+    for (int i = 0; i < 3; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+TEST(test_iceberg_load_probes_past_a_lagging_or_garbled_hint)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    char err[512];
+    ice_table *t = NULL;
+    CHECK_INT(ICE_ENOTABLE, l.cat.ops->load(l.cat.cat, &t, err, sizeof err));
+    ice_file f[3];
+    ice_table *prev = NULL;
+    for (int i = 0; i < 3; i++) {
+        char name[8] = {(char)('a' + i), 0};
+        REQUIRE(put_events(&l, H10, name, name, 3, &f[i]) == 0);
+        ice_table *next = NULL;
+        REQUIRE_INT(ICE_OK, commit(&l, prev, "append", f + i, 1, NULL, 0, 1000 + i, &next));
+        ice_table_free(prev);
+        prev = next;
+    }
+    ice_table_free(prev);
+    const char *hints[] = {"1\n", "garbled", "9\n", NULL};
+    for (int i = 0; hints[i]; i++) {
+        REQUIRE_INT(STORE_OK, store_put(l.s, "metadata/version-hint.text", hints[i],
+                                        strlen(hints[i]), 0, err, sizeof err));
+        REQUIRE_INT(ICE_OK, l.cat.ops->load(l.cat.cat, &t, err, sizeof err));
+        CHECK_INT(3, ice_table_version(t));
+        ice_table_free(t);
+    }
+    store_del(l.s, "metadata/version-hint.text", err, sizeof err);
+    REQUIRE_INT(ICE_OK, l.cat.ops->load(l.cat.cat, &t, err, sizeof err));
+    CHECK_INT(3, ice_table_version(t));
+    CHECK_LIVE("a.parquet b.parquet c.parquet", &l, t, INT64_MIN, INT64_MAX);
+    ice_table_free(t);
+    for (int i = 0; i < 3; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+/* ---- the files themselves ------------------------------------------------------------------ */
+
+static int64_t le64(const buf *b)
+{
+    uint64_t v = 0;
+    for (int i = 7; b->len == 8 && i >= 0; i--) v = v << 8 | (unsigned char)b->p[i];
+    return (int64_t)v;
+}
+
+static double le_double(const buf *b)
+{
+    int64_t v = le64(b);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
+}
+
+static const ice_col_stats *col(const ice_file *f, int id)
+{
+    for (size_t i = 0; i < f->ncols; i++)
+        if (f->cols[i].field_id == id) return &f->cols[i];
+    return NULL;
+}
+
+TEST(test_iceberg_stats_from_parquet_keyed_by_field_id)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f;
+    REQUIRE(put_events(&l, H10, "a", "a", 12, &f) == 0);
+    CHECK_INT(12, f.records);
+    char path[1600];
+    snprintf(path, sizeof path, "%s/%s", dir, f.key);
+    size_t size;
+    free(test_read_file(path, &size));
+    CHECK_INT(size, f.bytes);
+    CHECK_INT(18, f.ncols); /* 19 fields less the struct do */
+    const ice_col_stats *ts = col(&f, 3), *rec = col(&f, 4), *doid = col(&f, 6), *dur = col(&f, 11),
+                        *ok = col(&f, 12), *id = col(&f, 1), *bm = col(&f, 18), *doc = col(&f, 16);
+    REQUIRE(ts && rec && doid && dur && ok && id && bm && doc);
+    CHECK_INT(ICE_LOWER | ICE_UPPER, ts->has_bounds);
+    CHECK_INT(US(H10) + 60000000, le64(&ts->lower));
+    CHECK_INT(US(H10) + 60000000 + 11 * 1000000 + 11 * 1000, le64(&ts->upper));
+    CHECK_INT(12, ts->value_count);
+    CHECK_INT(0, ts->null_count);
+    CHECK_INT(3, rec->null_count);  /* i = 3, 7, 11 */
+    CHECK_INT(4, doid->null_count); /* i = 2, 5, 8, 11 */
+    CHECK_STR("do-0", (buf_cstr((buf *)&doid->lower), doid->lower.p));
+    CHECK_STR("do-4", (buf_cstr((buf *)&doid->upper), doid->upper.p));
+    CHECK(le_double(&dur->lower) == -1.75); /* i = 1 */
+    CHECK(le_double(&dur->upper) == 10.75); /* i = 11 */
+    CHECK_INT(1, ok->lower.len);
+    CHECK_INT(0, ok->lower.p[0]);
+    CHECK_INT(1, ok->upper.p[0]);
+    CHECK_STR("a-0", (buf_cstr((buf *)&id->lower), id->lower.p));
+    CHECK_STR("a-9", (buf_cstr((buf *)&id->upper), id->upper.p));
+    CHECK_INT(12, bm->null_count);
+    CHECK_INT(0, bm->has_bounds);
+    /* doc ({"n":0,"s":"é","t":"hello"}, more than 16 characters): a lower bound cut at 16
+     * characters (17 bytes), no upper bound */
+    CHECK_INT(ICE_LOWER, doc->has_bounds);
+    CHECK_STR("{\"n\":0,\"s\":\"é\",\"", (buf_cstr((buf *)&doc->lower), doc->lower.p));
+    CHECK(doc->column_size > 0);
+    ice_file_clear(&f);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+/* An Avro long (zig-zag varint) at *p, which advances; -1 past end. */
+static int64_t zigzag(const unsigned char **p, const unsigned char *end)
+{
+    uint64_t z = 0;
+    for (int sh = 0; *p < end && sh < 64; sh += 7) {
+        unsigned char c = *(*p)++;
+        z |= (uint64_t)(c & 0x7f) << sh;
+        if (!(c & 0x80)) return (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+    }
+    return -1;
+}
+
+/* The avro.schema text of the container at path, read from its header here (not by the
+ * module's reader); NULL if there is none. */
+static char *header_schema(const char *path)
+{
+    size_t len;
+    char *data = test_read_file(path, &len), *schema = NULL;
+    if (!data || len < 4 || memcmp(data, "Obj\x01", 4)) goto done;
+    const unsigned char *p = (const unsigned char *)data + 4,
+                        *end = (const unsigned char *)data + len;
+    int64_t count;
+    while ((count = zigzag(&p, end)) > 0) {
+        for (int64_t i = 0; i < count; i++) {
+            int64_t kn = zigzag(&p, end);
+            if (kn < 0 || kn > end - p) goto done;
+            int is_schema = kn == 11 && !memcmp(p, "avro.schema", 11);
+            p += kn;
+            int64_t vn = zigzag(&p, end);
+            if (vn < 0 || vn > end - p) goto done;
+            if (is_schema && !schema && (schema = malloc((size_t)vn + 1))) {
+                memcpy(schema, p, (size_t)vn);
+                schema[vn] = 0;
+            }
+            p += vn;
+        }
+    }
+done:
+    free(data);
+    return schema;
+}
+
+/* 1 if every field of every record in the schema carries an integer field-id. */
+static int all_fields_have_ids(json_t *type, int *fields)
+{
+    if (json_is_array(type)) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(type, i, t) if (!all_fields_have_ids(t, fields)) return 0;
+        return 1;
+    }
+    if (!json_is_object(type)) return 1;
+    const char *kind = json_string_value(json_object_get(type, "type"));
+    if (kind && !strcmp(kind, "array")) {
+        json_t *items = json_object_get(type, "items");
+        if (!json_is_object(items) && !json_is_integer(json_object_get(type, "element-id")))
+            return 0;
+        return all_fields_have_ids(items, fields);
+    }
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(type, "fields"), i, f)
+    {
+        (*fields)++;
+        if (!json_is_integer(json_object_get(f, "field-id"))) {
+            fprintf(stderr, "  field %s has no field-id\n",
+                    json_string_value(json_object_get(f, "name")));
+            return 0;
+        }
+        if (!all_fields_have_ids(json_object_get(f, "type"), fields)) return 0;
+    }
+    return 1;
+}
+
+typedef struct avro_ud {
+    lake *l;
+    int files, records, failures;
+} avro_ud;
+
+static int check_avro(const store_entry *e, void *ud)
+{
+    avro_ud *a = ud;
+    size_t k = strlen(e->key);
+    if (k < 5 || strcmp(e->key + k - 5, ".avro")) return 0;
+    a->files++;
+    char path[1600], cmd[1800];
+    snprintf(path, sizeof path, "%s/%s", a->l->dir, e->key);
+    /* the records as Debian's avrocat sees them: one JSON line each */
+    snprintf(cmd, sizeof cmd, "avrocat '%s'", path);
+    FILE *p = popen(cmd, "r");
+    int lines = 0, c, first = -1;
+    while (p && (c = fgetc(p)) != EOF) {
+        if (first < 0) first = c;
+        lines += c == '\n';
+    }
+    int status = p ? pclose(p) : -1;
+    if (status != 0 || first != '{') {
+        fprintf(stderr, "  avrocat %s: status %d\n", e->key, status);
+        a->failures++;
+    }
+    /* against the records this module's reader decodes */
+    size_t len;
+    char *data = test_read_file(path, &len), err[256];
+    lake_avro_reader *r;
+    int n = 0;
+    avro_value_t *rec;
+    if (data && !lake_avro_reader_new(data, len, &r, err, sizeof err)) {
+        while (lake_avro_reader_next(r, &rec, err, sizeof err) == 1) n++;
+        lake_avro_reader_free(r);
+    }
+    free(data);
+    if (n != lines || n == 0) {
+        fprintf(stderr, "  %s: avrocat decodes %d records, the module %d\n", e->key, lines, n);
+        a->failures++;
+    }
+    a->records += n;
+    char *schema = header_schema(path);
+    json_t *js = schema ? json_loads(schema, 0, NULL) : NULL;
+    int fields = 0;
+    if (!js || !all_fields_have_ids(js, &fields) || fields < 10) {
+        fprintf(stderr, "  %s: a field without field-id in %s\n", e->key, schema);
+        a->failures++;
+    }
+    json_decref(js);
+    free(schema);
+    return 0;
+}
+
+TEST(test_iceberg_avro_files_decode_with_avrocat_and_carry_field_ids)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[3];
+    REQUIRE(put_events(&l, H10, "a", "a", 5, &f[0]) == 0);
+    REQUIRE(put_events(&l, H10 + 1, "b", "b", 5, &f[1]) == 0);
+    REQUIRE(put_events(&l, H10, "c", "c", 5, &f[2]) == 0);
+    ice_table *t1 = NULL, *t2 = NULL;
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 2, NULL, 0, 1000, &t1));
+    const char *gone[] = {f[0].key};
+    REQUIRE_INT(ICE_OK, commit(&l, t1, "replace", f + 2, 1, gone, 1, 2000, &t2));
+    /* a change of nothing is refused and writes nothing */
+    CHECK_INT(ICE_EINVAL, commit(&l, t2, "delete", NULL, 0, NULL, 0, 3000, NULL));
+    avro_ud a = {&l, 0, 0, 0};
+    char err[512];
+    REQUIRE_INT(STORE_OK, store_list(l.s, "metadata/", check_avro, &a, err, sizeof err));
+    /* snapshot 1: a manifest (a, b) and a list of 1; snapshot 2: a manifest (c), the
+     * first rewritten (a DELETED, b EXISTING), a list of 2 */
+    CHECK_INT(5, a.files);
+    CHECK_INT(2 + 1 + 1 + 2 + 2, a.records);
+    CHECK_INT(0, a.failures);
+    ice_table_free(t1);
+    ice_table_free(t2);
+    for (int i = 0; i < 3; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+/* ---- a table for other readers -------------------------------------------------------------- */
+
+static void iso_ms(buf *b, int64_t ms)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char t[40];
+    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
+    buf_printf(b, "%s.%03dZ", t, (int)(ms % 1000));
+}
+
+/* A string column of the result as JSON (null for NULL). */
+static json_t *str_at(duckdb_result *r, idx_t c, idx_t row)
+{
+    if (duckdb_value_is_null(r, c, row)) return json_null();
+    char *v = duckdb_value_varchar(r, c, row);
+    json_t *j = json_string(v);
+    duckdb_free(v);
+    return j;
+}
+
+static json_t *ts_at(duckdb_result *r, idx_t c, idx_t row)
+{
+    if (duckdb_value_is_null(r, c, row)) return json_null();
+    buf b = BUF_INIT;
+    iso_ms(&b, duckdb_value_int64(r, c, row));
+    json_t *j = json_string(buf_cstr(&b));
+    buf_free(&b);
+    return j;
+}
+
+/* Appends DuckDB's reading of the files as NDJSON, a row per line, ordered by id, in
+ * the form tests/iceberg/read.mjs gives icebird's rows (timestamps as ISO strings). */
+static int expected_rows(lake *l, const ice_file *fs, size_t n, buf *out)
+{
+    buf sql = BUF_INIT;
+    buf_puts(&sql,
+             "SELECT id, type, epoch_ms(ts), epoch_ms(receivedAt), \"do\" IS NULL,"
+             " \"do\".id, \"do\".name, \"do\".class, \"do\".colo, method, durationMs, success,"
+             " error, collection, docId, doc, prev, bookmark, _events_json"
+             " FROM read_parquet([");
+    for (size_t i = 0; i < n; i++) buf_printf(&sql, "%s'%s/%s'", i ? ", " : "", l->dir, fs[i].key);
+    buf_puts(&sql, "]) ORDER BY id");
+    duckdb_result r;
+    int bad = duckdb_query(l->con, buf_cstr(&sql), &r) == DuckDBError;
+    buf_free(&sql);
+    if (bad) {
+        fprintf(stderr, "duckdb: %s\n", duckdb_result_error(&r));
+        duckdb_destroy_result(&r);
+        return -1;
+    }
+    for (idx_t i = 0; i < duckdb_row_count(&r) && !bad; i++) {
+        json_t *d =
+            duckdb_value_boolean(&r, 4, i)
+                ? json_null()
+                : json_pack("{s:o,s:o,s:o,s:o}", "id", str_at(&r, 5, i), "name", str_at(&r, 6, i),
+                            "class", str_at(&r, 7, i), "colo", str_at(&r, 8, i));
+        json_t *row = json_pack(
+            "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", str_at(&r, 0, i),
+            "type", str_at(&r, 1, i), "ts", ts_at(&r, 2, i), "receivedAt", ts_at(&r, 3, i), "do", d,
+            "method", str_at(&r, 9, i), "durationMs",
+            duckdb_value_is_null(&r, 10, i) ? json_null()
+                                            : json_real(duckdb_value_double(&r, 10, i)),
+            "success",
+            duckdb_value_is_null(&r, 11, i) ? json_null()
+                                            : json_boolean(duckdb_value_boolean(&r, 11, i)),
+            "error", str_at(&r, 12, i), "collection", str_at(&r, 13, i), "docId", str_at(&r, 14, i),
+            "doc", str_at(&r, 15, i), "prev", str_at(&r, 16, i), "bookmark", str_at(&r, 17, i),
+            "_events_json", str_at(&r, 18, i));
+        char *line = row ? json_dumps(row, JSON_COMPACT) : NULL;
+        bad = !line || buf_puts(out, line) || buf_putc(out, '\n');
+        free(line);
+        json_decref(row);
+    }
+    duckdb_destroy_result(&r);
+    return bad ? -1 : 0;
+}
+
+TEST(test_iceberg_table_for_readers)
+{
+    const char *keep = getenv("ICE_TABLE_OUT");
+    char *dir = keep ? strdup(keep) : test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[5];
+    REQUIRE(put_events(&l, H10, "a", "a", 40, &f[0]) == 0);
+    REQUIRE(put_events(&l, H10, "b", "b", 25, &f[1]) == 0);
+    REQUIRE(put_events(&l, H10 + 1, "c", "c", 30, &f[2]) == 0);
+    REQUIRE(put_events(&l, H10 + 2, "d", "d", 15, &f[3]) == 0);
+    REQUIRE(put_events(&l, H10, "ab", "ab", 60, &f[4]) == 0);
+    char err[512];
+    ice_change c1 = {.operation = "append", .add = f, .nadd = 2};
+    ice_change c2 = {.operation = "append", .add = f + 2, .nadd = 2};
+    const char *gone[] = {f[0].key, f[1].key};
+    ice_change c3 = {.operation = "replace", .add = f + 4, .nadd = 1, .remove = gone, .nremove = 2};
+    ice_table *t = NULL;
+    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c1, 1000, 1, NULL, err, sizeof err));
+    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c2, 2000, 1, NULL, err, sizeof err));
+    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c3, 3000, 1, &t, err, sizeof err));
+    ice_file *fs;
+    size_t n;
+    REQUIRE_INT(ICE_OK, ice_files(l.s, t, INT64_MIN, INT64_MAX, &fs, &n, err, sizeof err));
+    CHECK_INT(3, n);
+    buf rows = BUF_INIT;
+    CHECK(expected_rows(&l, fs, n, &rows) == 0);
+    int lines = 0;
+    for (size_t i = 0; i < rows.len; i++) lines += rows.p[i] == '\n';
+    CHECK_INT(105, lines);
+    if (keep) {
+        char path[1600];
+        snprintf(path, sizeof path, "%s/expected.ndjson", dir);
+        FILE *o = fopen(path, "w");
+        CHECK(o && fwrite(rows.p, 1, rows.len, o) == rows.len);
+        if (o) fclose(o);
+    }
+    buf_free(&rows);
+    ice_files_free(fs, n);
+    ice_table_free(t);
+    for (int i = 0; i < 5; i++) ice_file_clear(&f[i]);
+    lake_close(&l, !keep);
+    free(dir);
+}
