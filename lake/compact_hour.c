@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "evrand.h"
 #include "files.h"
+#include "iceberg.h"
 #include "partition.h"
 #include "query.h"
 
@@ -162,7 +163,7 @@ static int write_file(const compact_hour_job *job, buf *select, const char *what
     buf_append(&sql, select->p, select->len);
     buf_puts(&sql, ")) TO ");
     query_sql_quote(&sql, o->path);
-    buf_printf(&sql, PARQUET_OPTS, QUERY_FILE_FIELD_IDS);
+    buf_printf(&sql, PARQUET_OPTS, ice_duckdb_field_ids());
     int64_t rows = 0;
     int rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, &rows, what, err, errlen) : -1;
     if (rc && !err[0]) snprintf(err, errlen, "out of memory");

@@ -56,13 +56,12 @@ extern const char QUERY_VIEW_PARSED_COLUMNS[];
 extern const char QUERY_COMPACT_ORDER[];
 
 /*
- * A compacted file's columns (layout 2, partition.h), the Iceberg table's: a select list over
- * the view's columns, and the COPY option that gives each column its Iceberg field id. The
+ * A compacted file's columns (layout 2, partition.h), the Iceberg table's, as a select list
+ * over the view's columns (ice_duckdb_field_ids, iceberg.h, gives their field ids). The
  * whole event is the column _events_json, a name ingest refuses as a member, so that no
  * column hides a member an event carries.
  */
 extern const char QUERY_FILE_COLUMNS[];
-extern const char QUERY_FILE_FIELD_IDS[];
 
 /*
  * Appends SELECT <the view's columns> FROM read_parquet([files]) for compacted files of the

@@ -356,11 +356,6 @@ const char QUERY_FILE_COLUMNS[] =
     "durationMs, success, error, collection, docId, doc::VARCHAR AS doc, prev::VARCHAR AS prev, "
     "bookmark, _events_json::VARCHAR AS _events_json";
 
-const char QUERY_FILE_FIELD_IDS[] =
-    "FIELD_IDS {id: 1, type: 2, ts: 3, receivedAt: 4, \"do\": {__duckdb_field_id: 5, id: 6, "
-    "\"name\": 7, \"class\": 8, colo: 9}, method: 10, durationMs: 11, success: 12, error: 13, "
-    "collection: 14, docId: 15, doc: 16, prev: 17, bookmark: 18, _events_json: 19}";
-
 void query_parquet_select(buf *b, const char *files, size_t len, int layout, int whole)
 {
     if (layout == LAKE_LAYOUT_1) {
