@@ -26,6 +26,20 @@
  * the versions in the store itself, committed with the store's conditional put;
  * a REST catalog can be a second implementation of the same two operations.
  *
+ * Use, by a compaction that has put its Parquet files into the store:
+ *
+ *     ice_catalog cat = ice_store_catalog(s);
+ *     ice_file f = {.key = "events/2026/11/25/10/x.parquet", .hour = ice_hour_of_us(ts_us)};
+ *     rc = ice_stats_from_parquet(con, local_path_of_x, &f, err, sizeof err);
+ *     ice_change c = {.operation = "replace", .add = &f, .nadd = 1,
+ *                     .remove = replaced_keys, .nremove = n};
+ *     rc = ice_commit_retry(&cat, s, &c, now_ms, 5, NULL, err, sizeof err);
+ *     ice_file_clear(&f);
+ *
+ * (ICE_ESTALE there: another compactor replaced one of replaced_keys first, and
+ * this change is not in the table); by a query: cat.ops->load(cat.cat, &t, …),
+ * then ice_files(s, t, first_hour, last_hour, &files, &n, …).
+ *
  * Errors: every function returns ICE_OK (0) or a negative ICE_E* code and writes
  * the reason into err (errlen bytes). Nothing here prints, exits or keeps global
  * state; handles are used by one thread at a time.

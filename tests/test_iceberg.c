@@ -221,6 +221,8 @@ TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
     CHECK_INT(1, summary(t3, "added-data-files"));
     CHECK_INT(3, summary(t3, "total-data-files"));
     CHECK_INT(110, summary(t3, "total-records"));
+    CHECK_INT(1, summary(t3, "changed-partition-count"));
+    CHECK_INT(2, summary(t2, "changed-partition-count"));
 
     /* sequence numbers: e added by snapshot 3 (inherited), c kept from snapshot 2 */
     ice_file *fs;
@@ -279,6 +281,58 @@ TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
     ice_table_free(t3);
     ice_table_free(t4);
     for (int i = 0; i < 5; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+TEST(test_iceberg_expire_returns_metadata_versions_before_the_last_eight)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[11];
+    ice_table *t = NULL, *t1 = NULL;
+    for (int i = 0; i < 11; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "f%d", i);
+        REQUIRE(put_events(&l, H10 + i, name, name, 2, &f[i]) == 0);
+        if (i == 10) break;
+        ice_table *next = NULL;
+        REQUIRE_INT(ICE_OK, commit(&l, t, "append", f + i, 1, NULL, 0, 1000 * (i + 1), &next));
+        if (t != t1) ice_table_free(t);
+        t = next;
+        if (i == 0) t1 = t;
+    }
+    CHECK_INT(10, ice_table_version(t));
+    CHECK_INT(ICE_KEEP_VERSIONS,
+              json_array_size(json_object_get(ice_table_json(t), "metadata-log")));
+    /* nothing older than 1000: every snapshot stays, only versions go (v11 keeps v3-v10) */
+    char **keys, err[512];
+    size_t n;
+    ice_table *t11 = NULL;
+    REQUIRE_INT(ICE_OK, ice_expire(&l.cat, l.s, t, 1000, 20000, &t11, &keys, &n, err, sizeof err));
+    REQUIRE_INT(2, n);
+    CHECK_STR("metadata/v1.metadata.json", keys[0]);
+    CHECK_STR("metadata/v2.metadata.json", keys[1]);
+    CHECK_INT(10, json_array_size(json_object_get(ice_table_json(t11), "snapshots")));
+    json_t *mlog = json_object_get(ice_table_json(t11), "metadata-log");
+    CHECK_INT(ICE_KEEP_VERSIONS, json_array_size(mlog));
+    CHECK_CONTAINS("/metadata/v3.metadata.json",
+                   json_string_value(json_object_get(json_array_get(mlog, 0), "metadata-file")));
+    for (size_t i = 0; i < n; i++) store_del(l.s, keys[i], err, sizeof err);
+    ice_keys_free(keys, n);
+    /* a writer still holding v1 cannot put the deleted v2 again */
+    int avro = count_keys(&l, "metadata/", ".avro");
+    CHECK_INT(ICE_ECONFLICT, commit(&l, t1, "append", f + 10, 1, NULL, 0, 30000, NULL));
+    CHECK_INT(0, count_keys(&l, "metadata/v2.", ""));
+    CHECK_INT(avro, count_keys(&l, "metadata/", ".avro"));
+    ice_table_free(t1);
+    CHECK_LIVE("f0.parquet f1.parquet f2.parquet f3.parquet f4.parquet f5.parquet f6.parquet "
+               "f7.parquet f8.parquet f9.parquet",
+               &l, t11, INT64_MIN, INT64_MAX);
+    ice_table_free(t);
+    ice_table_free(t11);
+    for (int i = 0; i < 11; i++) ice_file_clear(&f[i]);
     lake_close(&l, 1);
     free(dir);
 }
