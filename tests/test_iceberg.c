@@ -524,6 +524,117 @@ TEST(test_iceberg_load_probes_past_a_lagging_or_garbled_hint)
     free(dir);
 }
 
+/* ---- a store that fails ------------------------------------------------------------------ */
+
+/* The directory store with every put of a key starting with fail_prefix refused. */
+typedef struct flaky {
+    store base;
+    store *inner;
+    const char *fail_prefix;
+} flaky;
+
+static store *inner_of(store *s)
+{
+    return ((flaky *)s)->inner;
+}
+
+static int fl_put(store *s, const char *key, const void *d, size_t n, int flags, char *err,
+                  size_t errlen)
+{
+    const char *fail = ((flaky *)s)->fail_prefix;
+    if (fail && !strncmp(key, fail, strlen(fail)))
+        return store_fail(err, errlen, STORE_EIO, "store: cannot put %s: injected failure", key);
+    return store_put(inner_of(s), key, d, n, flags, err, errlen);
+}
+static int fl_put_file(store *s, const char *key, const char *path, int flags, char *err,
+                       size_t errlen)
+{
+    return store_put_file(inner_of(s), key, path, flags, err, errlen);
+}
+static int fl_get(store *s, const char *key, uint64_t off, uint64_t len, buf *out, char *err,
+                  size_t errlen)
+{
+    return store_get(inner_of(s), key, off, len, out, err, errlen);
+}
+static int fl_get_file(store *s, const char *key, const char *path, char *err, size_t errlen)
+{
+    return store_get_file(inner_of(s), key, path, err, errlen);
+}
+static int fl_head(store *s, const char *key, store_entry *e, char *err, size_t errlen)
+{
+    return store_head(inner_of(s), key, e, err, errlen);
+}
+static int fl_list(store *s, const char *prefix, store_list_fn fn, void *ud, char *err,
+                   size_t errlen)
+{
+    return store_list(inner_of(s), prefix, fn, ud, err, errlen);
+}
+static int fl_del(store *s, const char *key, char *err, size_t errlen)
+{
+    return store_del(inner_of(s), key, err, errlen);
+}
+static const char *fl_root(store *s)
+{
+    return inner_of(s)->ops->root(inner_of(s));
+}
+static void fl_close(store *s)
+{
+    (void)s; /* the inner store is the lake's */
+}
+static const store_ops flaky_ops = {fl_put,  fl_put_file, fl_get,  fl_get_file, fl_head,
+                                    fl_list, fl_del,      fl_root, fl_close};
+
+TEST(test_iceberg_store_failures_leave_the_table_whole)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    flaky fl = {{&flaky_ops, l.s->url, 0}, l.s, NULL};
+    ice_catalog cat = ice_store_catalog(&fl.base);
+    ice_file f[3];
+    REQUIRE(put_events(&l, H10, "a", "a", 5, &f[0]) == 0);
+    REQUIRE(put_events(&l, H10 + 1, "b", "b", 5, &f[1]) == 0);
+    REQUIRE(put_events(&l, H10 + 2, "c", "c", 5, &f[2]) == 0);
+    char err[512];
+    ice_table *t1 = NULL, *t = NULL;
+    ice_change c1 = {.operation = "append", .add = f, .nadd = 1};
+    REQUIRE_INT(ICE_OK, ice_commit(&cat, &fl.base, NULL, &c1, 1000, &t1, err, sizeof err));
+    int avro = count_keys(&l, "metadata/", ".avro");
+    ice_change c2 = {.operation = "append", .add = f + 1, .nadd = 1};
+
+    /* the manifest list cannot be written: the manifest written before it is taken back */
+    fl.fail_prefix = "metadata/snap-";
+    CHECK_INT(ICE_EIO, ice_commit(&cat, &fl.base, t1, &c2, 2000, NULL, err, sizeof err));
+    CHECK_CONTAINS("injected failure", err);
+    CHECK_INT(avro, count_keys(&l, "metadata/", ".avro"));
+
+    /* the version cannot be put, and whether it was is not known: what it names stays */
+    fl.fail_prefix = "metadata/v2.";
+    CHECK_INT(ICE_EIO, ice_commit(&cat, &fl.base, t1, &c2, 2000, NULL, err, sizeof err));
+    CHECK_INT(avro + 2, count_keys(&l, "metadata/", ".avro"));
+    REQUIRE_INT(ICE_OK, cat.ops->load(cat.cat, &t, err, sizeof err));
+    CHECK_INT(1, ice_table_version(t));
+    ice_table_free(t);
+
+    /* the hint is lost: the commit stands, and a load finds it by probing */
+    fl.fail_prefix = "metadata/version-hint";
+    CHECK_INT(ICE_OK, ice_commit_retry(&cat, &fl.base, &c2, 3000, 2, NULL, err, sizeof err));
+    fl.fail_prefix = NULL;
+    REQUIRE_INT(ICE_OK, cat.ops->load(cat.cat, &t, err, sizeof err));
+    CHECK_INT(2, ice_table_version(t));
+    CHECK_LIVE("a.parquet b.parquet", &l, t, INT64_MIN, INT64_MAX);
+    ice_table *t3 = NULL;
+    ice_change c3 = {.operation = "append", .add = f + 2, .nadd = 1};
+    CHECK_INT(ICE_OK, ice_commit(&cat, &fl.base, t, &c3, 4000, &t3, err, sizeof err));
+    CHECK_INT(3, t3 ? ice_table_version(t3) : 0);
+    ice_table_free(t3);
+    ice_table_free(t);
+    ice_table_free(t1);
+    for (int i = 0; i < 3; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
 /* ---- the files themselves ------------------------------------------------------------------ */
 
 static int64_t le64(const buf *b)
