@@ -172,6 +172,11 @@ typedef struct ice_change {
     size_t nadd;
     const char *const *remove; /* keys of live data files to remove */
     size_t nremove;
+    /* When remove_hours_known, every removed file's hour lies in [remove_lo, remove_hi]
+     * and only the manifests whose partition summary meets that range are read to find
+     * them; otherwise every manifest with live files is. */
+    int remove_hours_known;
+    int64_t remove_lo, remove_hi;
     const char *const *summary_keys, *const *summary_values; /* extra snapshot summary */
     size_t nsummary;
 } ice_change;

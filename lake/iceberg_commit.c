@@ -239,7 +239,9 @@ static int carry_base(attempt *a, char *err, size_t errlen)
     for (size_t i = 0; i < n && !rc; i++) {
         int touched = 0;
         if (ms[i].added_files + ms[i].existing_files == 0) continue; /* deletions of the past */
-        if (c->nremove) rc = rewrite_manifest(a, &ms[i], (int)i + 1, found, &touched, err, errlen);
+        int may_hold = c->nremove && (!c->remove_hours_known || !ms[i].has_bounds ||
+                                      (ms[i].hi >= c->remove_lo && ms[i].lo <= c->remove_hi));
+        if (may_hold) rc = rewrite_manifest(a, &ms[i], (int)i + 1, found, &touched, err, errlen);
         if (!rc && !touched) {
             if (push_manifest(a, &ms[i])) {
                 rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
