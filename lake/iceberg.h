@@ -26,9 +26,25 @@
  * the versions in the store itself, committed with the store's conditional put;
  * a REST catalog can be a second implementation of the same two operations.
  *
+ * Use, by a compaction that has put its Parquet files into the store:
+ *
+ *     ice_catalog cat = ice_store_catalog(s);
+ *     ice_file f = {.key = strdup("events/2026/11/25/10/x.parquet"),
+ *                   .hour = ice_hour_of_us(ts_us)};
+ *     rc = ice_stats_from_parquet(con, local_path_of_x, &f, err, sizeof err);
+ *     ice_change c = {.operation = "replace", .add = &f, .nadd = 1,
+ *                     .remove = replaced_keys, .nremove = n};
+ *     rc = ice_commit_retry(&cat, s, &c, now_ms, 5, NULL, err, sizeof err);
+ *     ice_file_clear(&f);
+ *
+ * (ICE_ESTALE there: another compactor replaced one of replaced_keys first, and
+ * this change is not in the table); by a query: cat.ops->load(cat.cat, &t, …),
+ * then ice_files(s, t, first_hour, last_hour, &files, &n, …).
+ *
  * Errors: every function returns ICE_OK (0) or a negative ICE_E* code and writes
- * the reason into err (errlen bytes). Nothing here prints, exits or keeps global
- * state; handles are used by one thread at a time.
+ * the reason into err (errlen bytes). Nothing here prints or exits; the only
+ * static state is the FIELD_IDS text, built once. Handles are used by one thread
+ * at a time.
  */
 #ifndef EVENTS_ICEBERG_H
 #define EVENTS_ICEBERG_H
@@ -156,6 +172,11 @@ typedef struct ice_change {
     size_t nadd;
     const char *const *remove; /* keys of live data files to remove */
     size_t nremove;
+    /* When remove_hours_known, every removed file's hour lies in [remove_lo, remove_hi]
+     * and only the manifests whose partition summary meets that range are read to find
+     * them; otherwise every manifest with live files is. */
+    int remove_hours_known;
+    int64_t remove_lo, remove_hi;
     const char *const *summary_keys, *const *summary_values; /* extra snapshot summary */
     size_t nsummary;
 } ice_change;
@@ -167,6 +188,8 @@ typedef struct ice_change {
  * On success *out (if out) is the new version. ICE_ECONFLICT: base is no longer
  * current; what this attempt wrote has been deleted, reload and call again.
  * ICE_ESTALE: a key of remove is not live in base (nothing was written).
+ * ICE_EIO from the catalog's swap: the version may have been made (an answer
+ * lost), so the manifests it names are left in place; reload to know.
  */
 int ice_commit(const ice_catalog *cat, store *s, const ice_table *base, const ice_change *c,
                int64_t now_ms, ice_table **out, char *err, size_t errlen);

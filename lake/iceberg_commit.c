@@ -36,7 +36,34 @@ typedef struct attempt {
     char **written; /* keys written so far, deleted if the attempt fails */
     size_t nwritten;
     int64_t removed_files, removed_records, removed_bytes;
+    int64_t *hours; /* the partitions the change touches, with repeats */
+    size_t nhours;
 } attempt;
+
+static int note_hour(attempt *a, int64_t hour)
+{
+    int64_t *h = realloc(a->hours, (a->nhours + 1) * sizeof *h);
+    if (!h) return -1;
+    a->hours = h;
+    h[a->nhours++] = hour;
+    return 0;
+}
+
+static int cmp_hour(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The number of distinct hours noted (sorts them). */
+static int64_t distinct_hours(attempt *a)
+{
+    if (!a->nhours) return 0;
+    qsort(a->hours, a->nhours, sizeof *a->hours, cmp_hour);
+    int64_t n = 1;
+    for (size_t i = 1; i < a->nhours; i++) n += a->hours[i] != a->hours[i - 1];
+    return n;
+}
 
 static int64_t new_snapshot_id(void)
 {
@@ -106,7 +133,7 @@ static int write_added(attempt *a, char *err, size_t errlen)
     int rc = ICE_OK;
     for (size_t i = 0; i < a->c->nadd && !rc; i++) {
         e[i].status = ICE__ADDED;
-        if (copy_file(&a->c->add[i], &e[i].f))
+        if (copy_file(&a->c->add[i], &e[i].f) || note_hour(a, a->c->add[i].hour))
             rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
         e[i].f.snapshot_id = a->snapshot_id;
     }
@@ -158,12 +185,14 @@ static int rewrite_manifest(attempt *a, const ice__manifest *m, int k, char *fou
             a->removed_files++;
             a->removed_records += e[i].f.records;
             a->removed_bytes += e[i].f.bytes;
+            if (note_hour(a, e[i].f.hour))
+                rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
         } else {
             e[i].status = ICE__EXISTING;
         }
         e[keep++] = e[i];
     }
-    if (*touched) {
+    if (*touched && !rc) {
         char key[128];
         snprintf(key, sizeof key, "metadata/%s-m%d.avro", a->uuid, k);
         ice__manifest nm = {0};
@@ -210,7 +239,9 @@ static int carry_base(attempt *a, char *err, size_t errlen)
     for (size_t i = 0; i < n && !rc; i++) {
         int touched = 0;
         if (ms[i].added_files + ms[i].existing_files == 0) continue; /* deletions of the past */
-        if (c->nremove) rc = rewrite_manifest(a, &ms[i], (int)i + 1, found, &touched, err, errlen);
+        int may_hold = c->nremove && (!c->remove_hours_known || !ms[i].has_bounds ||
+                                      (ms[i].hi >= c->remove_lo && ms[i].lo <= c->remove_hi));
+        if (may_hold) rc = rewrite_manifest(a, &ms[i], (int)i + 1, found, &touched, err, errlen);
         if (!rc && !touched) {
             if (push_manifest(a, &ms[i])) {
                 rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
@@ -245,7 +276,7 @@ static int set_num(json_t *o, const char *key, int64_t v)
     return json_object_set_new(o, key, json_string(t));
 }
 
-static json_t *summary_json(const attempt *a)
+static json_t *summary_json(attempt *a)
 {
     const ice_change *c = a->c;
     int64_t add_rec = 0, add_bytes = 0;
@@ -273,6 +304,7 @@ static json_t *summary_json(const attempt *a)
                    summary_num(parent, "total-files-size") + add_bytes - a->removed_bytes);
     bad |= set_num(s, "total-data-files",
                    summary_num(parent, "total-data-files") + (int64_t)c->nadd - a->removed_files);
+    bad |= set_num(s, "changed-partition-count", distinct_hours(a));
     bad |= set_num(s, "total-delete-files", 0);
     bad |= set_num(s, "total-position-deletes", 0);
     bad |= set_num(s, "total-equality-deletes", 0);
@@ -328,7 +360,7 @@ int ice__log_base(json_t *m, const ice_table *base)
 }
 
 /* The new version's metadata: base's (or a new table's) with the new snapshot current. */
-static json_t *next_metadata(const attempt *a, const char *list_path)
+static json_t *next_metadata(attempt *a, const char *list_path)
 {
     json_t *m = a->base ? json_deep_copy(a->base->meta) : new_table_json(a->location, a->now_ms);
     json_t *summary = summary_json(a);
@@ -432,6 +464,7 @@ int ice_commit(const ice_catalog *cat, store *s, const ice_table *base, const ic
     if (rc && outcome == 0) undo(&a);
     ice__manifests_free(a.ms, a.nms);
     ice_keys_free(a.written, a.nwritten);
+    free(a.hours);
     return rc;
 }
 

@@ -14,6 +14,7 @@
 #include "compact.h"
 #include "layout.h"
 #include "harness.h"
+#include "iceberg.h"
 #include "partition.h"
 #include "query.h"
 #include "store.h"
@@ -336,6 +337,114 @@ TEST(s3_conditional_puts_have_one_winner)
         CHECK(b.len == strlen(want) && !memcmp(b.p, want, b.len));
         buf_free(&b);
     }
+    store_close(s);
+}
+
+/* ---- the Iceberg table's metadata on a bucket ---------------------------------------------- */
+
+/* Writes a Parquet file of n events of hour h (the table's field ids) and puts it at key;
+ * fills f for a commit. */
+static int iceberg_put_file(store *s, duckdb_connection con, const char *tmp, int64_t h,
+                            const char *key, int n, ice_file *f)
+{
+    char path[1400], err[512], sql[4096];
+    snprintf(path, sizeof path, "%s/f.parquet", tmp);
+    snprintf(sql, sizeof sql,
+             "COPY (SELECT 'e-' || i AS id, 'page.view' AS type,"
+             " make_timestamptz(%lld + i * 1000000) AS ts, NULL::TIMESTAMPTZ AS receivedAt,"
+             " {'id': 'do-1', 'name': 'n', 'class': 'C', 'colo': 'AMS'} AS \"do\","
+             " NULL::VARCHAR AS method, i * 0.5 AS durationMs, true AS success,"
+             " NULL::VARCHAR AS error, NULL::VARCHAR AS collection, NULL::VARCHAR AS docId,"
+             " NULL::VARCHAR AS doc, NULL::VARCHAR AS prev, NULL::VARCHAR AS bookmark,"
+             " '{}' AS _events_json FROM range(%d) t(i)) TO '%s' (FORMAT parquet, %s)",
+             (long long)h * 3600000000LL, n, path, ice_duckdb_field_ids());
+    duckdb_result r;
+    int bad = duckdb_query(con, sql, &r) == DuckDBError;
+    if (bad) test_fail(__FILE__, __LINE__, "duckdb: %s", duckdb_result_error(&r));
+    duckdb_destroy_result(&r);
+    if (bad) return -1;
+    memset(f, 0, sizeof *f);
+    f->key = strdup(key);
+    f->hour = h;
+    if (ice_stats_from_parquet(con, path, f, err, sizeof err) ||
+        store_put_file(s, key, path, 0, err, sizeof err)) {
+        test_fail(__FILE__, __LINE__, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+TEST(iceberg_table_on_s3_commits_with_conditional_puts)
+{
+    REQUIRE(s3_ready());
+    store *s = s3_store_open("iceberg");
+    REQUIRE(s);
+    char *tmp = test_tmpdir("s3ice"), err[512];
+    duckdb_database db;
+    duckdb_connection con;
+    REQUIRE(duckdb_open(NULL, &db) == DuckDBSuccess && duckdb_connect(db, &con) == DuckDBSuccess);
+    ice_file f[4];
+    const int64_t h = 498778;
+    REQUIRE(iceberg_put_file(s, con, tmp, h, "events/2026/11/25/10/a.parquet", 10, &f[0]) == 0);
+    REQUIRE(iceberg_put_file(s, con, tmp, h + 1, "events/2026/11/25/11/b.parquet", 20, &f[1]) == 0);
+    REQUIRE(iceberg_put_file(s, con, tmp, h + 2, "events/2026/11/25/12/c.parquet", 30, &f[2]) == 0);
+    REQUIRE(iceberg_put_file(s, con, tmp, h, "events/2026/11/25/10/d.parquet", 10, &f[3]) == 0);
+    ice_catalog cat = ice_store_catalog(s);
+    ice_table *t1 = NULL, *t2 = NULL, *t = NULL;
+    ice_change c1 = {.operation = "append", .add = f, .nadd = 1};
+    REQUIRE_INT(ICE_OK, ice_commit(&cat, s, NULL, &c1, 1000, &t1, err, sizeof err));
+    char want[400];
+    snprintf(want, sizeof want, "%s/metadata/", s->url);
+    const char *list = json_string_value(json_object_get(
+        json_array_get(json_object_get(ice_table_json(t1), "snapshots"), 0), "manifest-list"));
+    CHECK(list && !strncmp(list, want, strlen(want)));
+    /* two commits on v1: the bucket's conditional put lets one through */
+    ice_change c2 = {.operation = "append", .add = f + 1, .nadd = 1};
+    ice_change c3 = {.operation = "append", .add = f + 2, .nadd = 1};
+    CHECK_INT(ICE_OK, ice_commit(&cat, s, t1, &c2, 2000, &t2, err, sizeof err));
+    CHECK_INT(ICE_ECONFLICT, ice_commit(&cat, s, t1, &c3, 2000, NULL, err, sizeof err));
+    CHECK_INT(ICE_OK, ice_commit_retry(&cat, s, &c3, 3000, 3, NULL, err, sizeof err));
+    const char *gone[] = {f[0].key};
+    ice_change c4 = {.operation = "replace", .add = f + 3, .nadd = 1, .remove = gone, .nremove = 1};
+    CHECK_INT(ICE_OK, ice_commit_retry(&cat, s, &c4, 4000, 3, NULL, err, sizeof err));
+    CHECK_INT(ICE_ESTALE, ice_commit_retry(&cat, s, &c4, 5000, 3, NULL, err, sizeof err));
+    REQUIRE_INT(ICE_OK, cat.ops->load(cat.cat, &t, err, sizeof err));
+    CHECK_INT(4, ice_table_version(t));
+    ice_file *fs;
+    size_t n;
+    REQUIRE_INT(ICE_OK, ice_files(s, t, INT64_MIN, INT64_MAX, &fs, &n, err, sizeof err));
+    REQUIRE_INT(3, n);
+    CHECK_STR("events/2026/11/25/10/d.parquet", fs[0].key);
+    CHECK_STR("events/2026/11/25/11/b.parquet", fs[1].key);
+    CHECK_STR("events/2026/11/25/12/c.parquet", fs[2].key);
+    ice_files_free(fs, n);
+    char **keys;
+    size_t nkeys;
+    ice_table *t5 = NULL;
+    REQUIRE_INT(ICE_OK, ice_expire(&cat, s, t, 4000, 6000, &t5, &keys, &nkeys, err, sizeof err));
+    int found_a = 0;
+    for (size_t i = 0; i < nkeys; i++) {
+        found_a += !strcmp(keys[i], f[0].key);
+        CHECK_INT(STORE_OK, store_del(s, keys[i], err, sizeof err));
+    }
+    CHECK_INT(1, found_a);
+    CHECK_INT(5, nkeys); /* a, the lists of snapshots 1-3, the manifest of 1 */
+    ice_keys_free(keys, nkeys);
+    ice_table_free(t5);
+    ice_table_free(t);
+    REQUIRE_INT(ICE_OK, cat.ops->load(cat.cat, &t, err, sizeof err));
+    CHECK_INT(5, ice_table_version(t));
+    REQUIRE_INT(ICE_OK, ice_files(s, t, h + 1, h + 1, &fs, &n, err, sizeof err));
+    CHECK_INT(1, n);
+    ice_files_free(fs, n);
+    ice_table_free(t);
+    ice_table_free(t1);
+    ice_table_free(t2);
+    for (int i = 0; i < 4; i++) ice_file_clear(&f[i]);
+    duckdb_disconnect(&con);
+    duckdb_close(&db);
+    test_rmtree(tmp);
+    free(tmp);
     store_close(s);
 }
 
