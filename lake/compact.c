@@ -11,6 +11,7 @@
 #include "evtime.h"
 #include "layout.h"
 #include "partition.h"
+#include "table.h"
 
 #include <dirent.h>
 #include <duckdb.h>
@@ -241,6 +242,10 @@ typedef struct run {
     char *err;
     size_t errlen;
     int64_t now;
+    lake_table lt;      /* the table as the run began (table.h); lt.t NULL: none yet */
+    lake_live lv;       /* its live files, every hour */
+    int collect_failed; /* a folded segment could not be deleted: expire nothing this run */
+    struct convert *cv; /* set while a lake without a table is converted */
 } run;
 
 static int run_dir_open(run *r)
@@ -304,9 +309,43 @@ static int duck_open(run *r)
     return 0;
 }
 
+static int64_t keep_after(const run *r)
+{
+    return r->now - (r->cfg->retain_ms > 0 ? r->cfg->retain_ms : 0);
+}
+
+/* Deletes key if a snapshot folded it in more than retain_ms ago. */
+static void collect_folded(run *r, const char *key)
+{
+    char why[512];
+    int64_t at = lake_table_folded_at(&r->lt, key);
+    if (at < 0 || at > keep_after(r)) return;
+    if (store_del(r->cfg->store, key, why, sizeof why))
+        r->collect_failed = 1;
+    else
+        r->st->deleted++;
+}
+
+/*
+ * With the table: deletes the files a snapshot folded in (segments; at the conversion, the
+ * manifests and the files they had replaced) more than retain_ms ago, so that the snapshot
+ * can be expired (table.h). The table's own Parquet files go with the snapshots that name
+ * them (expire_table).
+ */
+static void collect_table(run *r, lake_partition *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (!p->f[i].live) collect_folded(r, p->f[i].key);
+    for (size_t i = 0; i < p->nold; i++) collect_folded(r, p->old_manifests[i]);
+}
+
 /* Deletes what died more than retain_ms ago. */
 static void collect(run *r, lake_partition *p)
 {
+    if (p->live) {
+        collect_table(r, p);
+        return;
+    }
     int64_t keep_after = r->now - (r->cfg->retain_ms > 0 ? r->cfg->retain_ms : 0);
     char why[512]; /* a file not deleted now is deleted by a later run */
     for (size_t i = 0; i < p->n; i++) {
@@ -396,45 +435,105 @@ static int inputs_get(run *r, lake_partition *p, inputs *in)
     return 0;
 }
 
-/* The next manifest's text: the kept and new files live, the rest replaced now. */
-static char *manifest_text(run *r, lake_partition *p, const inputs *in,
-                           const compact_hour_result *res, uint64_t seq, int64_t now)
+/* ---- commits to the table ---------------------------------------------------------- */
+
+/* A change to the table being gathered: files added, removed, and folded in (table.h). */
+typedef struct change {
+    ice_file *add;
+    size_t nadd, cap;
+    const char **remove; /* keys, owned by the partition listing */
+    size_t nremove, rcap;
+    json_t *folded; /* array of keys */
+} change;
+
+static void change_free(change *c)
 {
-    json_t *replaced = json_object(), *names = json_array();
-    unsigned char *kept = calloc(p->n ? p->n : 1, 1);
-    if (!replaced || !names || !kept) {
-        json_decref(replaced), json_decref(names), free(kept);
-        return NULL;
-    }
-    for (size_t k = 0; k < in->n; k++)
-        if (in->hin[k].kept) {
-            kept[in->file[k]] = 1;
-            json_array_append_new(names, json_string(p->f[in->file[k]].name));
-        }
-    for (size_t i = 0; i < res->nout; i++) {
-        char name[LAKE_UUID_LEN + 16];
-        snprintf(name, sizeof name, "%s.parquet", res->out[i].uuid);
-        json_array_append_new(names, json_string(name));
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        lake_part_file *f = &p->f[i];
-        if (kept[i]) continue;
-        int64_t at = f->live ? now : lake_manifest_replaced_at(&p->m, f->name);
-        if (at >= 0) json_object_set_new(replaced, f->name, json_integer(at));
-    }
-    free(kept);
-    char created[EVTIME_LEN + 1];
-    evtime_format(now, created);
-    json_t *doc = json_pack("{s:i, s:I, s:o, s:o, s:I, s:I, s:s, s:s}", "version", LAKE_LAYOUT_2,
-                            "seq", (json_int_t)seq, "parquet", names, "replaced", replaced, "rows",
-                            (json_int_t)res->rows, "createdAt", (json_int_t)now, "created", created,
-                            "compactor", r->lease.owner);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(doc);
-    return text;
+    ice_files_free(c->add, c->nadd);
+    free(c->remove);
+    json_decref(c->folded);
+    memset(c, 0, sizeof *c);
 }
 
-/* Deletes the first n new files from the lake (never named by a manifest: no reader has them). */
+/* Adds the Parquet file at path (local), to be key in the lake, with its statistics. */
+static int change_add(run *r, change *c, const char *path, const char *key, int64_t hour)
+{
+    if (c->nadd == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 16;
+        ice_file *na = realloc(c->add, nc * sizeof *na);
+        if (!na) return snprintf(r->err, r->errlen, "out of memory"), -1;
+        c->add = na, c->cap = nc;
+    }
+    ice_file *f = &c->add[c->nadd];
+    memset(f, 0, sizeof *f);
+    char m[1024];
+    if (ice_stats_from_parquet(r->con, path, f, m, sizeof m)) {
+        snprintf(r->err, r->errlen, "compaction: %s", m);
+        return -1;
+    }
+    if (!(f->key = strdup(key))) {
+        ice_file_clear(f);
+        return snprintf(r->err, r->errlen, "out of memory"), -1;
+    }
+    f->hour = hour;
+    c->nadd++;
+    return 0;
+}
+
+static int change_remove(run *r, change *c, const char *key)
+{
+    if (c->nremove == c->rcap) {
+        size_t nc = c->rcap ? c->rcap * 2 : 16;
+        const char **nr = realloc(c->remove, nc * sizeof *nr);
+        if (!nr) return snprintf(r->err, r->errlen, "out of memory"), -1;
+        c->remove = nr, c->rcap = nc;
+    }
+    c->remove[c->nremove++] = key;
+    return 0;
+}
+
+static int change_fold(run *r, change *c, const char *key)
+{
+    if ((!c->folded && !(c->folded = json_array())) ||
+        json_array_append_new(c->folded, json_string(key)))
+        return snprintf(r->err, r->errlen, "out of memory"), -1;
+    return 0;
+}
+
+/*
+ * Commits the change on the table's current version (created if there is none), retrying on a
+ * newer base; the files it removes are of the hour `hour` (INT64_MIN: of any). 0 committed, 1
+ * lost: a file it removes is no longer live (another compactor was first), -1 error (r->err).
+ */
+static int change_commit(run *r, change *c, int64_t hour)
+{
+    const char *op = !c->nremove ? "append" : c->folded ? "overwrite" : "replace";
+    char *folded = c->folded ? json_dumps(c->folded, JSON_COMPACT) : NULL;
+    const char *key = LAKE_TABLE_FOLDED, *value = folded;
+    ice_change ch = {.operation = op,
+                     .add = c->add,
+                     .nadd = c->nadd,
+                     .remove = c->remove,
+                     .nremove = c->nremove,
+                     .summary_keys = folded ? &key : NULL,
+                     .summary_values = folded ? &value : NULL,
+                     .nsummary = folded ? 1 : 0,
+                     .remove_hours_known = hour != INT64_MIN,
+                     .remove_lo = hour,
+                     .remove_hi = hour};
+    if (c->folded && !folded) return snprintf(r->err, r->errlen, "out of memory"), -1;
+    ice_catalog cat = ice_store_catalog(r->cfg->store);
+    char m[1024];
+    int rc = ice_commit_retry(&cat, r->cfg->store, &ch, evtime_now_ms(), 8, NULL, m, sizeof m);
+    free(folded);
+    if (rc == ICE_ESTALE) return 1;
+    if (rc) {
+        snprintf(r->err, r->errlen, "compaction: cannot commit to the table: %s", m);
+        return -1;
+    }
+    return 0;
+}
+
+/* Deletes the first n new files from the lake (never committed: no reader has them). */
 static void unput(run *r, int64_t hour, const compact_hour_result *res, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -445,59 +544,105 @@ static void unput(run *r, int64_t hour, const compact_hour_result *res, size_t n
     }
 }
 
-/* The new files into the lake, then the manifest that makes them live. 0 or -1. */
-static int publish(run *r, lake_partition *p, const inputs *in, const compact_hour_result *res)
+/* An hour's new files into c (with their statistics), then into the lake. 0 or -1. */
+static int put_outputs(run *r, lake_partition *p, const compact_hour_result *res, change *c)
 {
-    store *s = r->cfg->store;
     char why[512];
     for (size_t i = 0; i < res->nout; i++) {
         char key[LAKE_KEY_MAX];
         lake_parquet_key(p->hour, res->out[i].uuid, key);
-        if (store_put_file(s, key, res->out[i].path, STORE_MOVE, why, sizeof why)) {
-            snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, why);
+        if (change_add(r, c, res->out[i].path, key, p->hour) ||
+            store_put_file(r->cfg->store, key, res->out[i].path, STORE_MOVE, why, sizeof why)) {
+            if (!r->err[0]) snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, why);
             unput(r, p->hour, res, i);
             return -1;
         }
     }
-    /* renewed first, so that the times below are when the manifest goes in (the work above may
-     * have taken minutes): a reader of the old manifest keeps its files retain_ms from now */
-    if (lease_keep(&r->lease, r->err, r->errlen)) {
-        unput(r, p->hour, res, res->nout);
-        return -1;
-    }
-    int64_t now = evtime_now_ms();
-    uint64_t seq = p->has_manifest ? p->m.seq + 1 : 1;
-    char mkey[LAKE_KEY_MAX];
-    lake_manifest_key(p->hour, seq, mkey);
-    char *text = manifest_text(r, p, in, res, seq, now);
-    if (!text) {
-        snprintf(r->err, r->errlen, "out of memory");
-        unput(r, p->hour, res, res->nout);
-        return -1;
-    }
-    int put = store_put(s, mkey, text, strlen(text), STORE_IF_ABSENT, why, sizeof why);
-    free(text);
-    if (put == STORE_EEXIST) {
-        /* another compactor won this seq: our files are named by no manifest */
-        r->st->conflicts++;
-        unput(r, p->hour, res, res->nout);
-        return 0;
-    }
-    if (put) {
-        /* the put may have landed all the same (an answer lost after the write): the files
-         * stay, and a later run deletes them after retain_ms if no manifest names them */
-        snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", mkey, why);
-        return -1;
-    }
+    return 0;
+}
+
+static void count_done(run *r, const inputs *in, const compact_hour_result *res)
+{
     r->st->compacted++;
     r->st->rows += res->rows;
     r->st->files_out += res->nout;
     for (size_t k = 0; k < in->n; k++) r->st->files_in += !in->hin[k].kept;
     for (size_t i = 0; i < res->nout; i++) r->st->bytes_out += res->out[i].bytes;
+}
+
+/*
+ * The new files into the lake, then one commit that makes them live, removes the compacted
+ * files they replace and folds in the segments they hold. 0 or -1.
+ */
+static int publish(run *r, lake_partition *p, const inputs *in, const compact_hour_result *res)
+{
+    change c;
+    memset(&c, 0, sizeof c);
+    int rc = put_outputs(r, p, res, &c);
+    for (size_t k = 0; !rc && k < in->n; k++) {
+        const lake_part_file *f = &p->f[in->file[k]];
+        if (!f->parquet)
+            rc = change_fold(r, &c, f->key);
+        else if (!in->hin[k].kept)
+            rc = change_remove(r, &c, f->key);
+    }
+    /* renewed first: the work above may have taken minutes */
+    if (!rc) rc = lease_keep(&r->lease, r->err, r->errlen);
+    if (rc) {
+        unput(r, p->hour, res, res->nout);
+        change_free(&c);
+        return -1;
+    }
+    rc = change_commit(r, &c, p->hour);
+    change_free(&c);
+    if (rc == 1) {
+        /* another compactor replaced these files first: ours are named by no snapshot */
+        r->st->conflicts++;
+        unput(r, p->hour, res, res->nout);
+        return 0;
+    }
+    /* an error: the commit may have landed all the same (an answer lost after the write), so
+     * the files stay */
+    if (rc) return -1;
+    count_done(r, in, res);
     return 0;
 }
 
-/* The partition's next Parquet files and manifest. 0 done or not needed, -1 error. */
+/* The hour's live files (fetched into in) compacted into res. 0, or -1 (r->err). */
+static int compact_files(run *r, lake_partition *p, inputs *in, compact_hour_result *res)
+{
+    if (lease_keep(&r->lease, r->err, r->errlen)) return -1;
+    if (inputs_get(r, p, in)) return -1;
+    for (size_t i = 0; i < in->n; i++) r->st->bytes_in += in->items[i].size;
+    compact_hour_job job = {.con = r->con,
+                            .dir = r->dir,
+                            .chunk_bytes = r->chunk_bytes,
+                            .key_rows = r->key_rows,
+                            .in = in->hin,
+                            .nin = in->n,
+                            .layout = p->has_manifest ? p->m.layout : LAKE_LAYOUT_2,
+                            .tick = tick,
+                            .ud = r};
+    char m[1024];
+    if (compact_hour_run(&job, res, m, sizeof m)) {
+        char key[LAKE_KEY_MAX];
+        lake_hour_prefix(p->hour, key);
+        snprintf(r->err, r->errlen, "%s (%s)", m, key);
+        inputs_free(r, in);
+        return -1;
+    }
+    r->st->chunks += res->statements;
+    return 0;
+}
+
+static void compacted_free(run *r, inputs *in, compact_hour_result *res)
+{
+    for (size_t i = 0; i < res->nout; i++) unlink(res->out[i].path); /* if still there */
+    compact_hour_result_free(res);
+    inputs_free(r, in);
+}
+
+/* The partition's next Parquet files and commit. 0 done or not needed, -1 error. */
 static int compact_one(run *r, lake_partition *p)
 {
     int64_t after = r->cfg->after_ms > 0 ? r->cfg->after_ms : 0;
@@ -505,33 +650,11 @@ static int compact_one(run *r, lake_partition *p)
     size_t nraw = 0;
     for (size_t i = 0; i < p->n; i++) nraw += p->f[i].live && !p->f[i].parquet;
     if (!nraw) return 0;
-    if (lease_keep(&r->lease, r->err, r->errlen)) return -1;
     inputs in;
-    if (inputs_get(r, p, &in)) return -1;
-    for (size_t i = 0; i < in.n; i++) r->st->bytes_in += in.items[i].size;
-    compact_hour_job job = {.con = r->con,
-                            .dir = r->dir,
-                            .chunk_bytes = r->chunk_bytes,
-                            .key_rows = r->key_rows,
-                            .in = in.hin,
-                            .nin = in.n,
-                            .layout = p->has_manifest ? p->m.layout : LAKE_LAYOUT_2,
-                            .tick = tick,
-                            .ud = r};
     compact_hour_result res;
-    char m[1024];
-    int rc = compact_hour_run(&job, &res, m, sizeof m);
-    if (rc) {
-        char key[LAKE_KEY_MAX];
-        lake_hour_prefix(p->hour, key);
-        snprintf(r->err, r->errlen, "%s (%s)", m, key);
-    } else {
-        r->st->chunks += res.statements;
-        rc = publish(r, p, &in, &res);
-        for (size_t i = 0; i < res.nout; i++) unlink(res.out[i].path); /* if still there */
-        compact_hour_result_free(&res);
-    }
-    inputs_free(r, &in);
+    if (compact_files(r, p, &in, &res)) return -1;
+    int rc = publish(r, p, &in, &res);
+    compacted_free(r, &in, &res);
     return rc;
 }
 
@@ -542,6 +665,123 @@ static int on_partition(lake_partition *p, void *ud)
     r->now = evtime_now_ms();
     collect(r, p);
     return compact_one(r, p) ? -1 : 0;
+}
+
+/* ---- a lake of the manifests' time, converted once --------------------------------- */
+
+/*
+ * A lake compacted before the table has a manifest per compacted hour (partition.h). It is
+ * converted by one commit that creates the table (so that readers switch from every manifest
+ * to the table at once): each such hour is compacted again, its files of the first layout
+ * written anew and its other files kept, all of them added; its live segments, the files its
+ * manifests had replaced and the manifests themselves are folded in, deleted --compact-retain
+ * later. Hours without a manifest (segments only) need nothing: their segments are live as
+ * they are.
+ */
+typedef struct convert {
+    change c;
+    uint64_t hours;
+} convert;
+
+static int convert_hour(run *r, lake_partition *p, convert *cv)
+{
+    inputs in;
+    compact_hour_result res;
+    if (compact_files(r, p, &in, &res)) return -1;
+    int rc = put_outputs(r, p, &res, &cv->c);
+    for (size_t k = 0; !rc && k < in.n; k++) {
+        const lake_part_file *f = &p->f[in.file[k]];
+        if (!f->parquet)
+            rc = change_fold(r, &cv->c, f->key);
+        else if (in.hin[k].kept)
+            rc = change_add(r, &cv->c, in.hin[k].path, f->key, p->hour);
+    }
+    char mkey[LAKE_KEY_MAX];
+    lake_manifest_key(p->hour, p->m.seq, mkey);
+    if (!rc) rc = change_fold(r, &cv->c, mkey);
+    for (size_t i = 0; !rc && i < p->nold; i++) rc = change_fold(r, &cv->c, p->old_manifests[i]);
+    for (size_t i = 0; !rc && i < p->n; i++)
+        if (!p->f[i].live) rc = change_fold(r, &cv->c, p->f[i].key);
+    if (!rc) count_done(r, &in, &res);
+    compacted_free(r, &in, &res);
+    cv->hours++;
+    return rc;
+}
+
+static int on_convert(lake_partition *p, void *ud)
+{
+    run *r = ud;
+    r->now = evtime_now_ms();
+    if (!p->has_manifest) return 0;
+    return convert_hour(r, p, r->cv) ? -1 : 0;
+}
+
+/* Converts a lake without a table that has manifests. 0 (also: nothing to convert), or -1. */
+static int convert_lake(run *r)
+{
+    convert cv;
+    memset(&cv, 0, sizeof cv);
+    r->cv = &cv;
+    char m[1024] = "";
+    int rc =
+        lake_partitions_list(r->cfg->store, NULL, LAKE_EVENTS_PREFIX, on_convert, r, m, sizeof m);
+    if (rc && !r->err[0]) snprintf(r->err, r->errlen, "compaction: %s", m);
+    if (!rc && cv.hours) {
+        rc = lease_keep(&r->lease, r->err, r->errlen);
+        if (!rc) rc = change_commit(r, &cv.c, INT64_MIN) ? -1 : 0;
+        if (!rc) {
+            lake_table_free(&r->lt);
+            rc = lake_table_load(r->cfg->store, &r->lt, r->err, r->errlen);
+        }
+    }
+    /* on failure the new files are named by no snapshot: a later run deletes them */
+    change_free(&cv.c);
+    r->cv = NULL;
+    return rc ? -1 : 0;
+}
+
+/* ---- expiry -------------------------------------------------------------------------- */
+
+/*
+ * Expires the snapshots older than --compact-retain (the current one is kept) and deletes
+ * what no kept snapshot names. Only when every segment they folded in was deleted this run
+ * (collect_table), so that no dead segment outlives the snapshot that says it is dead.
+ */
+static int expire_table(run *r)
+{
+    if (r->collect_failed) return 0;
+    lake_table cur;
+    char m[1024];
+    if (lake_table_load(r->cfg->store, &cur, m, sizeof m) || !cur.t) {
+        lake_table_free(&cur);
+        return 0; /* a later run tries again */
+    }
+    int64_t cutoff = keep_after(r), current = ice_table_snapshot_id(cur.t);
+    json_t *snaps = json_object_get(ice_table_json(cur.t), "snapshots");
+    size_t i, old = 0;
+    json_t *sn;
+    json_array_foreach(snaps, i, sn) old +=
+        json_integer_value(json_object_get(sn, "snapshot-id")) != current &&
+        json_integer_value(json_object_get(sn, "timestamp-ms")) < cutoff;
+    if (!old) {
+        lake_table_free(&cur);
+        return 0;
+    }
+    ice_catalog cat = ice_store_catalog(r->cfg->store);
+    char **keys = NULL;
+    size_t n = 0;
+    int rc = ice_expire(&cat, r->cfg->store, cur.t, cutoff, evtime_now_ms(), NULL, &keys, &n, m,
+                        sizeof m);
+    lake_table_free(&cur);
+    if (rc == ICE_ECONFLICT) return 0; /* a later run tries again */
+    if (rc) {
+        snprintf(r->err, r->errlen, "compaction: cannot expire the table's snapshots: %s", m);
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (!store_del(r->cfg->store, keys[k], m, sizeof m)) r->st->deleted++;
+    ice_keys_free(keys, n);
+    return 0;
 }
 
 int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t errlen)
@@ -581,9 +821,17 @@ int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t 
     int rc = run_dir_open(&r);
     if (!rc && !(rc = duck_open(&r))) {
         char m[1024] = "";
-        rc = lake_partitions_list(cfg->store, LAKE_EVENTS_PREFIX, on_partition, &r, m, sizeof m);
+        rc = lake_table_load(cfg->store, &r.lt, m, sizeof m);
+        if (!rc && !r.lt.t) rc = convert_lake(&r);
+        if (!rc) rc = lake_live_load(cfg->store, &r.lt, INT64_MIN, INT64_MAX, &r.lv, m, sizeof m);
+        if (!rc)
+            rc = lake_partitions_list(cfg->store, &r.lv, LAKE_EVENTS_PREFIX, on_partition, &r, m,
+                                      sizeof m);
+        if (!rc) rc = expire_table(&r);
         if (rc && !err[0]) snprintf(err, errlen, "compaction: %s", m);
         rc = rc ? -1 : 0;
+        lake_live_free(&r.lv);
+        lake_table_free(&r.lt);
         duckdb_disconnect(&r.con);
         duckdb_close(&r.db);
     }

@@ -130,6 +130,7 @@ static int manifest_get(store *s, const char *key, buf *out, char *err, size_t e
 
 typedef struct lister {
     store *s;
+    const lake_live *live; /* NULL or without a table: manifests decide */
     lake_partition p;
     int open; /* p holds a partition */
     char manifest_key[LAKE_KEY_MAX];
@@ -154,12 +155,66 @@ static void reset(lake_partition *p)
 
 static int add_file(struct lister *l, const store_entry *e, int parquet);
 
-/* Reads the latest manifest, sets the live flags, calls fn. */
-static int flush(lister *l)
+/* A file a record names that the listing did not show: written after the listing passed its
+ * name (a listing is not atomic), or lost. Added as live, or -1: the lake lost data. */
+static int add_named(lister *l, const char *key, const char *by)
+{
+    store_entry se;
+    char why[512];
+    if (store_head(l->s, key, &se, why, sizeof why)) {
+        snprintf(l->err, l->errlen, "%s names %s, which is not in the lake: %s", by, key, why);
+        return -1;
+    }
+    store_entry add = {key, se.size, se.mtime_ms};
+    if (add_file(l, &add, 1)) return -1;
+    l->p.f[l->p.n - 1].live = 1;
+    return 0;
+}
+
+/* The table decides: its files of the hour, and the segments it has not folded in. Manifests
+ * (of the lake before its table) are all old. */
+static int flush_by_table(lister *l)
 {
     lake_partition *p = &l->p;
-    if (!l->open) return 0;
-    l->open = 0;
+    if (p->nmanifests) {
+        char **no = realloc(p->old_manifests, (p->nold + 1) * sizeof *no);
+        if (no) p->old_manifests = no;
+        if (!no || !(no[p->nold] = strdup(l->manifest_key))) {
+            snprintf(l->err, l->errlen, "out of memory");
+            return -1;
+        }
+        p->nold++;
+    }
+    const lake_live *lv = l->live;
+    size_t listed = p->n;
+    for (size_t i = 0; i < listed; i++) {
+        lake_part_file *f = &p->f[i];
+        f->live = f->parquet ? lake_live_find(lv, f->key) != NULL
+                             : lake_table_folded_at(lv->lt, f->key) < 0;
+    }
+    /* keys sort by hour: the hour's files are one run of them */
+    char prefix[LAKE_KEY_MAX];
+    lake_hour_prefix(p->hour, prefix);
+    size_t plen = strlen(prefix), lo = 0, hi = lv->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(lv->files[mid].key, prefix) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = lo; k < lv->n && !strncmp(lv->files[k].key, prefix, plen); k++) {
+        size_t i = 0;
+        while (i < listed && strcmp(p->f[i].key, lv->files[k].key)) i++;
+        if (i == listed && add_named(l, lv->files[k].key, "the table")) return -1;
+    }
+    return 0;
+}
+
+/* Reads the latest manifest, sets the live flags. */
+static int flush_by_manifest(lister *l)
+{
+    lake_partition *p = &l->p;
     if (p->nmanifests) {
         buf text = BUF_INIT;
         int64_t h;
@@ -194,23 +249,24 @@ static int flush(lister *l)
             size_t k = 0;
             while (k < p->n && strcmp(p->f[k].name, json_string_value(v))) k++;
             if (k < p->n) continue;
-            /* written after the listing passed its name (a listing is not atomic)? */
             char key[LAKE_KEY_MAX];
-            store_entry se;
             lake_hour_prefix(p->hour, key);
             snprintf(key + strlen(key), sizeof key - strlen(key), "%s", json_string_value(v));
-            char why[512];
-            if (store_head(l->s, key, &se, why, sizeof why)) {
-                snprintf(l->err, l->errlen, "%s names %s, which is not in the lake: %s",
-                         l->manifest_key, key, why);
-                return -1;
-            }
-            store_entry add = {key, se.size, se.mtime_ms};
-            if (add_file(l, &add, 1)) return -1;
-            p->f[p->n - 1].live = 1;
+            if (add_named(l, key, l->manifest_key)) return -1;
         }
     }
-    return l->fn(p, l->ud);
+    return 0;
+}
+
+/* Sets the live flags of the partition held, then calls fn. */
+static int flush(lister *l)
+{
+    if (!l->open) return 0;
+    l->open = 0;
+    int by_table = l->live && l->live->lt && l->live->lt->t;
+    l->p.live = by_table ? l->live : NULL;
+    if (by_table ? flush_by_table(l) : flush_by_manifest(l)) return -1;
+    return l->fn(&l->p, l->ud);
 }
 
 static int add_file(struct lister *l, const store_entry *e, int parquet)
@@ -280,12 +336,12 @@ static int on_entry(const store_entry *e, void *ud)
     return add_file(l, e, parquet) ? (l->rc = -1) : 0;
 }
 
-int lake_partitions_list(store *s, const char *prefix, lake_partition_fn fn, void *ud, char *err,
-                         size_t errlen)
+int lake_partitions_list(store *s, const lake_live *live, const char *prefix, lake_partition_fn fn,
+                         void *ud, char *err, size_t errlen)
 {
     lister l;
     memset(&l, 0, sizeof l);
-    l.s = s, l.fn = fn, l.ud = ud, l.err = err, l.errlen = errlen;
+    l.s = s, l.live = live, l.fn = fn, l.ud = ud, l.err = err, l.errlen = errlen;
     char why[512];
     int r = store_list(s, prefix, on_entry, &l, why, sizeof why);
     if (r && !l.rc) {

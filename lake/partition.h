@@ -22,6 +22,7 @@
 
 #include "layout.h"
 #include "store.h"
+#include "table.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -62,8 +63,9 @@ typedef struct lake_partition {
     uint64_t nmanifests;  /* manifests listed (the latest is in m) */
     char **old_manifests; /* keys of the manifests before the latest */
     size_t nold;
-    int has_manifest;
+    int has_manifest; /* read by a manifest (a lake without a table) */
     lake_manifest m;
+    const lake_live *live; /* read by the table (table.h), which then decides alone */
 } lake_partition;
 
 /*
@@ -73,12 +75,14 @@ typedef struct lake_partition {
 typedef int (*lake_partition_fn)(lake_partition *p, void *ud);
 
 /*
- * Lists the partitions under prefix (LAKE_EVENTS_PREFIX or one hour's prefix),
- * reading each one's latest manifest. 0, the callback's nonzero value, or -1
- * with a message in err.
+ * Lists the partitions under prefix (LAKE_EVENTS_PREFIX, a day's or an hour's
+ * prefix). With a table (live->lt->t set; live holds its files of at least the
+ * hours listed), the table decides which files are live and manifests are
+ * ignored; without one, each hour's latest manifest does. 0, the callback's
+ * nonzero value, or -1 with a message in err.
  */
-int lake_partitions_list(store *s, const char *prefix, lake_partition_fn fn, void *ud, char *err,
-                         size_t errlen);
+int lake_partitions_list(store *s, const lake_live *live, const char *prefix, lake_partition_fn fn,
+                         void *ud, char *err, size_t errlen);
 
 /* Parses a manifest's text. 0, or -1 with a message in err. */
 int lake_manifest_parse(const char *text, size_t len, uint64_t seq, lake_manifest *m, char *err,

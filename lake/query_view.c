@@ -452,8 +452,10 @@ static int list_rejected(query_engine *e, query__live *l, const query__hours *h,
     return 0;
 }
 
-/* Lists the lake's live files for the hours; per hour directory when there are few. */
-static int list_lake(query_engine *e, query__live *l, char *err, size_t errlen)
+/* Lists the lake's live files for the hours of the table lv (table.h); per hour directory when
+ * there are few. */
+static int list_hours(query_engine *e, query__live *l, const lake_live *lv, char *err,
+                      size_t errlen)
 {
     const query__hours *h = l->h;
     int rc = 0;
@@ -461,7 +463,7 @@ static int list_lake(query_engine *e, query__live *l, char *err, size_t errlen)
         for (int64_t hr = h->lo; hr <= h->hi && !rc; hr++) {
             char prefix[LAKE_KEY_MAX];
             lake_hour_prefix(hr, prefix);
-            rc = lake_partitions_list(e->store, prefix, on_partition, l, err, errlen);
+            rc = lake_partitions_list(e->store, lv, prefix, on_partition, l, err, errlen);
         }
     } else if (!h->all && h->lo != INT64_MIN && h->hi != INT64_MAX && h->hi - h->lo < 24 * 62) {
         /* a day at a time (on an object store, a request per day rather than per hour);
@@ -472,11 +474,28 @@ static int list_lake(query_engine *e, query__live *l, char *err, size_t errlen)
             lake_day_prefix(hr, prefix);
             if (!strcmp(prefix, last)) continue;
             memcpy(last, prefix, sizeof last);
-            rc = lake_partitions_list(e->store, prefix, on_partition, l, err, errlen);
+            rc = lake_partitions_list(e->store, lv, prefix, on_partition, l, err, errlen);
         }
     } else {
-        rc = lake_partitions_list(e->store, LAKE_EVENTS_PREFIX, on_partition, l, err, errlen);
+        rc = lake_partitions_list(e->store, lv, LAKE_EVENTS_PREFIX, on_partition, l, err, errlen);
     }
+    return rc;
+}
+
+/* Loads the table (first: table.h says why), then lists the live files of the hours. */
+static int list_lake(query_engine *e, query__live *l, char *err, size_t errlen)
+{
+    const query__hours *h = l->h;
+    lake_table lt;
+    lake_live lv;
+    memset(&lv, 0, sizeof lv);
+    int rc = lake_table_load(e->store, &lt, err, errlen);
+    if (!rc)
+        rc = lake_live_load(e->store, &lt, h->all ? INT64_MIN : h->lo, h->all ? INT64_MAX : h->hi,
+                            &lv, err, errlen);
+    if (!rc) rc = list_hours(e, l, &lv, err, errlen);
+    lake_live_free(&lv);
+    lake_table_free(&lt);
     if (rc == -2)
         snprintf(err, errlen, "out of memory");
     else if (rc) {

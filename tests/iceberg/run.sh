@@ -1,11 +1,14 @@
 #!/bin/sh
-# run.sh - the Iceberg table the lake's metadata module writes, read by an
-# independent reader: icebird (npm, with the hyparquet and hyparquet-compressors
-# it pins; installed by this script into the build directory). test_iceberg makes
-# the table (two appends and a replace) and DuckDB's reading of its live files;
-# read.mjs reads the table with icebird and compares.
+# run.sh - the Iceberg table of a lake, read by an independent reader: icebird
+# (npm, with the hyparquet and hyparquet-compressors it pins; installed by this
+# script into the build directory).
 #
 #   tests/iceberg/run.sh TEST_ICEBERG_BIN WORK_DIR
+#       the metadata module's table: test_iceberg makes it (two appends and a
+#       replace) and DuckDB's reading of its live files; read.mjs reads the table
+#       with icebird and compares
+#   tests/iceberg/run.sh EVENTS_BIN WORK_DIR e2e
+#       the table compaction writes against `events query` (e2e.mjs)
 set -eu
 bin=$1
 work=$2
@@ -20,6 +23,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$(echo $packages)" ]; then
     echo $packages >"$stamp"
 fi
 cp "$src/read.mjs" "$work/"
+if [ "${3:-}" = e2e ]; then
+    cp "$src/e2e.mjs" "$src/../node/checks.mjs" "$work/"
+    exec node "$work/e2e.mjs" "$bin" "$work"
+fi
 rm -rf "$work/lake"
 mkdir -p "$work/lake"
 ICE_TABLE_OUT="$work/lake" "$bin" test_iceberg_table_for_readers
