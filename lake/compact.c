@@ -326,16 +326,51 @@ static void collect_folded(run *r, const char *key)
         r->st->deleted++;
 }
 
+/* 1 if a snapshot of the table other than the current one has the file (of the hour), 0 if
+ * none has, -1 when that cannot be read. */
+static int in_older_snapshot(run *r, const char *key, int64_t hour)
+{
+    json_t *snaps = json_object_get(ice_table_json(r->lt.t), "snapshots");
+    int64_t current = ice_table_snapshot_id(r->lt.t);
+    size_t i;
+    json_t *sn;
+    json_array_foreach(snaps, i, sn)
+    {
+        int64_t id = json_integer_value(json_object_get(sn, "snapshot-id"));
+        if (id == current) continue;
+        ice_file *f;
+        size_t n;
+        char m[512];
+        if (ice_snapshot_files(r->cfg->store, r->lt.t, id, hour, hour, &f, &n, m, sizeof m))
+            return -1;
+        int found = 0;
+        for (size_t k = 0; k < n && !found; k++) found = !strcmp(f[k].key, key);
+        ice_files_free(f, n);
+        if (found) return 1;
+    }
+    return 0;
+}
+
 /*
  * With the table: deletes the files a snapshot folded in (segments; at the conversion, the
  * manifests and the files they had replaced) more than retain_ms ago, so that the snapshot
  * can be expired (table.h). The table's own Parquet files go with the snapshots that name
- * them (expire_table).
+ * them (expire_table); a Parquet file no snapshot names (of a run that stopped before its
+ * commit) goes once it is older than retain_ms.
  */
 static void collect_table(run *r, lake_partition *p)
 {
-    for (size_t i = 0; i < p->n; i++)
-        if (!p->f[i].live) collect_folded(r, p->f[i].key);
+    char why[512];
+    for (size_t i = 0; i < p->n; i++) {
+        lake_part_file *f = &p->f[i];
+        if (f->live) continue;
+        if (lake_table_folded_at(&r->lt, f->key) >= 0) {
+            collect_folded(r, f->key);
+        } else if (f->parquet && f->mtime_ms <= keep_after(r) &&
+                   !in_older_snapshot(r, f->key, p->hour)) {
+            if (!store_del(r->cfg->store, f->key, why, sizeof why)) r->st->deleted++;
+        }
+    }
     for (size_t i = 0; i < p->nold; i++) collect_folded(r, p->old_manifests[i]);
 }
 

@@ -207,6 +207,10 @@ int ice_commit_retry(const ice_catalog *cat, store *s, const ice_change *c, int6
 int ice_files(store *s, const ice_table *t, int64_t lo, int64_t hi, ice_file **out, size_t *n,
               char *err, size_t errlen);
 
+/* The same for any snapshot t keeps (snapshot_id; -1: none, so no files). */
+int ice_snapshot_files(store *s, const ice_table *t, int64_t snapshot_id, int64_t lo, int64_t hi,
+                       ice_file **out, size_t *n, char *err, size_t errlen);
+
 /* Metadata versions an expiry keeps besides the new one (Iceberg's
  * write.metadata.previous-versions-max, also the metadata-log's length). */
 #define ICE_KEEP_VERSIONS 8

@@ -507,10 +507,18 @@ int ice__snapshot_manifests(store *s, const ice_table *t, int64_t snapshot_id, i
 int ice_files(store *s, const ice_table *t, int64_t lo, int64_t hi, ice_file **out, size_t *n,
               char *err, size_t errlen)
 {
+    return ice_snapshot_files(s, t, t->snapshot_id, lo, hi, out, n, err, errlen);
+}
+
+int ice_snapshot_files(store *s, const ice_table *t, int64_t snapshot_id, int64_t lo, int64_t hi,
+                       ice_file **out, size_t *n, char *err, size_t errlen)
+{
     ice__manifest *ms;
     size_t nm, nf = 0, cap = 0;
     ice_file *files = NULL;
-    int rc = ice__snapshot_manifests(s, t, t->snapshot_id, &ms, &nm, err, errlen);
+    *out = NULL;
+    *n = 0;
+    int rc = ice__snapshot_manifests(s, t, snapshot_id, &ms, &nm, err, errlen);
     if (rc) return rc;
     for (size_t i = 0; i < nm && !rc; i++) {
         if (ms[i].has_bounds && (ms[i].hi < lo || ms[i].lo > hi)) continue;
