@@ -75,10 +75,10 @@ static int lt_facts_of(const ice_table *t, lt_facts *f)
     f->records = lt_summary(meta, f->snapshot_id, "total-records");
     f->bytes = lt_summary(meta, f->snapshot_id, "total-files-size");
     json_t *u = json_object_get(meta, "last-updated-ms");
-    f->updated_ms = json_is_integer(u) && json_integer_value(u) >= 0 &&
-                            json_integer_value(u) <= EVTIME_MAX_MS
-                        ? json_integer_value(u)
-                        : -1;
+    f->updated_ms =
+        json_is_integer(u) && json_integer_value(u) >= 0 && json_integer_value(u) <= EVTIME_MAX_MS
+            ? json_integer_value(u)
+            : -1;
     if (buf_printf(&f->metadata, "%s/metadata/v%" PRId64 ".metadata.json", f->location,
                    f->version) ||
         buf_printf(&f->hint, "%s/metadata/version-hint.text", f->location) ||
@@ -135,8 +135,9 @@ static int lt_spark(const lt_facts *f, const char *name, lt_stmt *s)
 {
     int bad = buf_puts(&s->note, "Spark: registers the table in your Iceberg catalog <catalog>, "
                                  "database <db>");
-    bad |= buf_printf(&s->sql, "CALL <catalog>.system.register_table(table => '<db>.%s', "
-                               "metadata_file => ",
+    bad |= buf_printf(&s->sql,
+                      "CALL <catalog>.system.register_table(table => '<db>.%s', "
+                      "metadata_file => ",
                       name);
     bad |= lt_quote(&s->sql, f->metadata.p, 1);
     return bad | buf_puts(&s->sql, ");");
@@ -151,8 +152,8 @@ static int lt_trino(const lt_facts *f, const char *name, lt_stmt *s)
                       "=> '%s', table_location => ",
                       name);
     bad |= lt_quote(&s->sql, f->location, 0);
-    bad |= buf_printf(&s->sql, ", metadata_file_name => 'v%" PRId64 ".metadata.json');",
-                      f->version);
+    bad |=
+        buf_printf(&s->sql, ", metadata_file_name => 'v%" PRId64 ".metadata.json');", f->version);
     return bad;
 }
 
