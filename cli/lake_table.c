@@ -47,9 +47,11 @@ typedef struct lt_stmt {
     buf sql, note;
 } lt_stmt;
 
-/* A numeric string of the summary of snapshot id, or -1. */
+/* A numeric string of the summary of snapshot id, or -1; 0 without a snapshot (id -1: an
+ * empty table). */
 static int64_t lt_summary(const json_t *meta, int64_t id, const char *key)
 {
+    if (id < 0) return 0;
     size_t i;
     json_t *s;
     json_array_foreach(json_object_get(meta, "snapshots"), i, s)
