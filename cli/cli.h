@@ -21,6 +21,7 @@ int cmd_compact(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_subscriptions(int argc, char **argv);
+int cmd_table(int argc, char **argv);
 
 /* Prints a POST /query JSON answer as a boxed table. Returns 0, or -1 if it is not one. */
 int cli_print_table(FILE *f, const char *answer, size_t len);
@@ -73,7 +74,8 @@ enum {
 
 /*
  * Opens the lake (a directory, file:// or s3:// URL) and, when it is an object
- * store, its cache: a directory per lake under cache_dir (NULL: the default).
+ * store, its cache: a directory per lake under cache_dir (NULL: the default);
+ * cache NULL: none (a command that reads only a few small objects).
  * A directory lake that does not exist is made only with mode CLI_LAKE_CREATE;
  * otherwise it is "no such lake: PATH". Prints "events CMD: reason" and
  * returns -1 on failure.

@@ -49,7 +49,7 @@ int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint
                   int mode, store **st, lake_cache **cache)
 {
     char err[1024];
-    *cache = NULL;
+    if (cache) *cache = NULL;
     *st = NULL;
     const char *path = lake_dir(lake);
     struct stat sb;
@@ -66,7 +66,7 @@ int cli_lake_open(const char *cmd, const char *lake, const char *cache_dir, uint
         fprintf(stderr, "events %s: %s\n", cmd, err);
         return -1;
     }
-    if ((*st)->ops->root(*st)) return 0;
+    if ((*st)->ops->root(*st) || !cache) return 0;
     char dir[4096];
     cli_cache_dir(cache_dir, (*st)->url, dir, sizeof dir);
     if (lake_cache_open(dir, cache_max, cache, err, sizeof err)) {

@@ -20,6 +20,7 @@ static void usage(FILE *f)
             "  snapshot  copy a tracked database into a file, to a server, or into a lake\n"
             "  restore   bring a database back to a bookmark, in place or from the lake alone\n"
             "  compact   fold closed hours of the lake into Parquet files\n"
+            "  table     the lake's Iceberg table: where it is, and how other engines read it\n"
             "  tail      print events as the server accepts them\n"
             "  demo      a chat service sending a realistic workload to a server\n"
             "  subscriptions  webhook subscriptions: create, list, show, pause, retry, ...\n"
@@ -43,6 +44,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "snapshot")) return cmd_snapshot(argc - 1, argv + 1);
     if (!strcmp(cmd, "restore")) return cmd_restore(argc - 1, argv + 1);
     if (!strcmp(cmd, "compact")) return cmd_compact(argc - 1, argv + 1);
+    if (!strcmp(cmd, "table")) return cmd_table(argc - 1, argv + 1);
     if (!strcmp(cmd, "tail")) return cmd_tail(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "subscriptions")) return cmd_subscriptions(argc - 1, argv + 1);
