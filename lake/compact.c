@@ -1,7 +1,9 @@
 /*
  * compact.c - compaction runs: the lease, the work directory, the partitions
- * due, and for each the files into the lake and the manifest that makes them
- * live (compact.h). What goes into an hour's files is compact_hour.c's.
+ * due, and for each the files into the lake and the commit to the table that
+ * makes them live; the conversion of a lake of manifests; deleting what died
+ * and expiring old snapshots (compact.h). What goes into an hour's files is
+ * compact_hour.c's.
  */
 #include "compact.h"
 
@@ -643,8 +645,10 @@ static int publish(run *r, lake_partition *p, const inputs *in, const compact_ho
     return 0;
 }
 
-/* The hour's live files (fetched into in) compacted into res. 0, or -1 (r->err). */
-static int compact_files(run *r, lake_partition *p, inputs *in, compact_hour_result *res)
+/* The hour's live files (fetched into in) compacted into res; keep_all: an append (compact_hour.h).
+ * 0, or -1 (r->err). */
+static int compact_files(run *r, lake_partition *p, int keep_all, inputs *in,
+                         compact_hour_result *res)
 {
     if (lease_keep(&r->lease, r->err, r->errlen)) return -1;
     if (inputs_get(r, p, in)) return -1;
@@ -656,6 +660,7 @@ static int compact_files(run *r, lake_partition *p, inputs *in, compact_hour_res
                             .in = in->hin,
                             .nin = in->n,
                             .layout = p->has_manifest ? p->m.layout : LAKE_LAYOUT_2,
+                            .keep_all = keep_all,
                             .tick = tick,
                             .ud = r};
     char m[1024];
@@ -677,18 +682,36 @@ static void compacted_free(run *r, inputs *in, compact_hour_result *res)
     inputs_free(r, in);
 }
 
+/*
+ * Compacted files an hour may have before it is compacted again once due: one, or any number of
+ * large ones. A file is small below a sixteenth of a chunk on disk (Parquet of events is about a
+ * tenth of their JSON): compact_hour_run then decides by the events' own size.
+ */
+static int has_small_files(const run *r, const lake_partition *p)
+{
+    size_t small = 0;
+    for (size_t i = 0; i < p->n; i++)
+        small += p->f[i].live && p->f[i].parquet && p->f[i].size < r->chunk_bytes / 16;
+    return small > 1;
+}
+
 /* The partition's next Parquet files and commit. 0 done or not needed, -1 error. */
 static int compact_one(run *r, lake_partition *p)
 {
     int64_t after = r->cfg->after_ms > 0 ? r->cfg->after_ms : 0;
-    if ((p->hour + 1) * 3600000 + after > r->now) return 0; /* the hour is still open */
+    int due = (p->hour + 1) * 3600000 + after <= r->now;
     size_t nraw = 0;
     for (size_t i = 0; i < p->n; i++) nraw += p->f[i].live && !p->f[i].parquet;
-    if (!nraw) return 0;
+    if (due ? !nraw && !has_small_files(r, p) : !nraw || !r->cfg->open_hours) return 0;
     inputs in;
     compact_hour_result res;
-    if (compact_files(r, p, &in, &res)) return -1;
-    int rc = publish(r, p, &in, &res);
+    if (compact_files(r, p, !due, &in, &res)) return -1;
+    int rc = 0;
+    if (res.nout || nraw) {
+        uint64_t before = r->st->compacted;
+        rc = publish(r, p, &in, &res);
+        if (!due && r->st->compacted > before) r->st->appended++;
+    }
     compacted_free(r, &in, &res);
     return rc;
 }
@@ -722,7 +745,7 @@ static int convert_hour(run *r, lake_partition *p, convert *cv)
 {
     inputs in;
     compact_hour_result res;
-    if (compact_files(r, p, &in, &res)) return -1;
+    if (compact_files(r, p, 0, &in, &res)) return -1;
     int rc = put_outputs(r, p, &res, &cv->c);
     for (size_t k = 0; !rc && k < in.n; k++) {
         const lake_part_file *f = &p->f[in.file[k]];

@@ -1,17 +1,29 @@
 /*
- * compact.h - compaction: each closed hour's raw segments into Parquet files.
+ * compact.h - compaction: the lake's segments into its Iceberg table.
  *
- * For every hour partition whose hour ended more than after_ms ago and that
- * has live raw segments (partition.h), one run writes new Parquet files of
- * the partition's live rows (its live segments and its small compacted
- * files; large compacted files stay as they are), zstd-compressed, with the
- * query view's typed columns plus the whole event as JSON: each file in
- * QUERY_COMPACT_ORDER, one row per id in all of them (compact_hour.h). It uploads them, and
- * writes the partition's next manifest, which makes them live and the files
- * they folded in dead. Dead files and old manifests are deleted retain_ms
- * after they died, so that a query that listed the partition before still
- * finds its files; Parquet files no manifest names (a run that stopped before
- * its manifest) are deleted after retain_ms too.
+ * Every run commits to the table (table.h, iceberg.h), one snapshot per hour
+ * it changes:
+ *
+ *   - an hour that ended more than after_ms ago and has live segments, or
+ *     several small Parquet files, is compacted: new Parquet files of its live
+ *     segments and small compacted files (large ones stay as they are), each
+ *     in QUERY_COMPACT_ORDER, one row per id in all of them (compact_hour.h);
+ *     the commit adds them, removes the files they rewrote and folds the
+ *     segments in;
+ *   - with open_hours, an hour not yet due that has live segments gets them
+ *     appended as a new Parquet file, every compacted file of the hour kept
+ *     (unless it holds a duplicate that loses to the new file's row): so the
+ *     table holds every sealed event within a run, and the hour's small files
+ *     are rewritten into few large ones once it is due.
+ *
+ * The new files are put first (no snapshot names them yet), then the commit,
+ * so every event is in exactly one live file at every instant, also when a
+ * run stops midway. Segments a snapshot folded in are deleted retain_ms after
+ * it; then snapshots older than retain_ms are expired and the files only they
+ * named deleted, so a query that loaded an older version still finds its
+ * files. Parquet files no snapshot names (a run that stopped before its
+ * commit) are deleted after retain_ms too. A lake of per-hour manifests (of an
+ * earlier version) is converted by its next run (compact.c, convert_lake).
  *
  * Memory: DuckDB's memory_limit, and no statement reads more than a chunk of
  * the hour (chunk_bytes). A chunk of C MiB of events of 100-250 KB, the
@@ -29,9 +41,10 @@
  * leases/compaction/{seq}.json, a conditional put of the next seq that only
  * one contender can win, holding {owner, expiresAt}; it renews the lease (the
  * next seq again) as it goes, and gives it up at the end. An expired lease
- * (its holder died) is taken over the same way. The manifest's own
- * conditional put keeps two compactors from both winning a partition even if
- * their clocks disagree about the lease.
+ * (its holder died) is taken over the same way. The table's own conditional
+ * commit keeps two compactors from both replacing a file even if their clocks
+ * disagree about the lease: the second finds it no longer live and retries or
+ * gives the hour up.
  */
 #ifndef EVENTS_COMPACT_H
 #define EVENTS_COMPACT_H
@@ -47,6 +60,7 @@ typedef struct compact_config {
     lake_cache *cache;     /* for an object store: where inputs are read from */
     const char *work_dir;  /* where runs work (their directories); must exist */
     int64_t after_ms;      /* compact an hour this long after it ends (the CLI's default: 10 min) */
+    int open_hours;        /* also append the live segments of hours not yet due (the table lag) */
     int64_t retain_ms;     /* keep dead files this long (> any query's time; CLI: 10 min) */
     int64_t lease_ms;      /* the lease's term (default 2 min) */
     const char *owner;     /* who holds the lease (default host:pid) */
@@ -58,7 +72,8 @@ typedef struct compact_config {
 
 typedef struct compact_stats {
     uint64_t partitions; /* listed */
-    uint64_t compacted;  /* given a new manifest */
+    uint64_t compacted;  /* hours committed (compacted or appended) */
+    uint64_t appended;   /* of them: hours not yet due whose segments were appended */
     uint64_t files_in;   /* files folded in (not the compacted files kept as they were) */
     uint64_t files_out;  /* Parquet files written */
     uint64_t chunks;     /* statements that wrote one (chunks, and files rewritten) */

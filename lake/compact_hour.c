@@ -498,7 +498,8 @@ int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char
         weight[i] = in->size;
         if (in->parquet) {
             rc = parquet_facts(job->con, in->path, job->layout, &in->rows, &weight[i], err, errlen);
-            in->kept = !rc && job->layout == LAKE_LAYOUT_2 && weight[i] >= job->chunk_bytes / 2;
+            in->kept = !rc && job->layout == LAKE_LAYOUT_2 &&
+                       (job->keep_all || weight[i] >= job->chunk_bytes / 2);
         }
     }
     if (!rc) rc = write_runs(job, weight, res, err, errlen);

@@ -58,7 +58,8 @@ typedef struct compact_hour_job {
     uint64_t key_rows;     /* ids one statement groups at most, to find duplicates across files */
     compact_hour_in *in;   /* the partition's live files, in the lake's order */
     size_t nin;
-    int layout; /* the columns of its compacted inputs (partition.h); of layout 1, none is kept */
+    int layout;   /* the columns of its compacted inputs (partition.h); of layout 1, none is kept */
+    int keep_all; /* every compacted input of layout 2 is kept, however small (an append) */
     compact_hour_tick_fn tick;
     void *ud;
 } compact_hour_job;
