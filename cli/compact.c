@@ -15,11 +15,15 @@ int cmd_compact(int argc, char **argv)
     const char *lake = "./events-lake", *cache_dir = NULL;
     uint64_t cache_max = 0, memory = 1ull << 30, chunk = 0;
     int64_t after = 600000, retain = 600000, lease = 120000;
+    int open_hours = 0;
     const cli_option opts[] = {
         {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR|URL",
          "the lake: a directory or s3://bucket/prefix (default ./events-lake)"},
         {"after", "EVENTS_COMPACT_AFTER", OPT_DURATION, &after, "DURATION",
          "compact an hour this long after it ends (default 10m)"},
+        {"open-hours", NULL, OPT_FLAG, &open_hours, NULL,
+         "also append the sealed segments of hours not yet due to the table (as the server's "
+         "--table-lag does)"},
         {"retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &retain, "DURATION",
          "keep compacted-away files this long for running queries (default 10m)"},
         {"lease", NULL, OPT_DURATION, &lease, "DURATION",
@@ -38,7 +42,9 @@ int cmd_compact(int argc, char **argv)
             "Usage: events compact [--lake DIR|URL] [OPTIONS]\n\n"
             "Compacts every closed hour of the lake into Parquet files (one per --chunk of the\n"
             "hour, each sorted by collection, docId, type and ts, one row per id in all of\n"
-            "them) and deletes what earlier runs replaced once --retain has passed.\n"
+            "them), commits them to the lake's Iceberg table (with --open-hours, the sealed\n"
+            "segments of the other hours too), deletes what earlier runs replaced and expires\n"
+            "the table's snapshots once --retain has passed.\n"
             "One compactor runs at a time per lake: if another holds the lease, says who and\n"
             "exits with status 75.",
             opts, argc, argv, &status))
@@ -68,6 +74,7 @@ int cmd_compact(int argc, char **argv)
                          .cache = cache,
                          .work_dir = work,
                          .after_ms = after,
+                         .open_hours = open_hours,
                          .retain_ms = retain,
                          .lease_ms = lease,
                          .memory_limit = memory,
@@ -83,15 +90,19 @@ int cmd_compact(int argc, char **argv)
         fprintf(stderr, "events compact: another compactor holds the lease: %s\n", s.holder);
         rc = 75;
     }
+    char appended[24];
+    snprintf(appended, sizeof appended, "%llu", (unsigned long long)s.appended);
     if (r <= 0)
         printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows in %llu "
                "new Parquet files (%llu bytes); deleted %llu replaced files; removed %llu "
-               "leftovers of killed runs%s\n",
+               "leftovers of killed runs%s%s%s\n",
                (unsigned long long)s.compacted, (unsigned long long)s.partitions,
                (unsigned long long)s.files_in, (unsigned long long)s.bytes_in,
                (unsigned long long)s.rows, (unsigned long long)s.files_out,
                (unsigned long long)s.bytes_out, (unsigned long long)s.deleted,
                (unsigned long long)s.leftovers,
+               s.appended ? "; of those partitions, appended (not yet due): " : "",
+               s.appended ? appended : "",
                s.conflicts ? "; some partitions were compacted by another compactor" : "");
     lake_cache_close(cache);
     store_close(st);

@@ -94,6 +94,9 @@ static size_t lake_options(cli_option *o, size_t room, serve_flags *f)
          "run compaction this often; 0: never (default 5m)"},
         {"compact-after", "EVENTS_COMPACT_AFTER", OPT_DURATION, &c->compact_after_ms, "DURATION",
          "compact an hour this long after it ends (default 10m)"},
+        {"table-lag", "EVENTS_TABLE_LAG", OPT_DURATION, &c->table_lag_ms, "DURATION",
+         "sealed events reach the Iceberg table within this, hours not yet compacted too; "
+         "0: only compacted hours (default 5m, at least 1m)"},
         {"compact-retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &c->compact_retain_ms, "DURATION",
          "keep compacted-away files this long for running queries (default 10m)"},
         {"compact-memory", "EVENTS_COMPACT_MEMORY", OPT_SIZE, &c->compact_memory, "SIZE",
@@ -403,6 +406,11 @@ static int check_memory(serve_flags *f)
     }
     if (c->compact_after_ms < 0 || c->compact_every_ms < 0) {
         fprintf(stderr, "events serve: --compact-after and --compact-every must not be negative\n");
+        return -1;
+    }
+    if (c->table_lag_ms && c->table_lag_ms < 60000) {
+        fprintf(stderr, "events serve: --table-lag must be 0 or at least 1m (each step of it is a "
+                        "commit to the table)\n");
         return -1;
     }
     return 0;

@@ -178,6 +178,7 @@ void server_config_defaults(server_config *c)
     c->subscriptions_max = 1000;
     c->compact_every_ms = 300000;
     c->compact_after_ms = 600000;
+    c->table_lag_ms = 300000;
     c->compact_retain_ms = 600000;
     c->compact_memory = 1ull << 30;
     c->stream_retain_ms = 7 * 86400000ll;

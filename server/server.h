@@ -30,6 +30,8 @@ typedef struct server_config {
     uint64_t cache_max;        /* default 1 GiB */
     int64_t compact_every_ms;  /* run compaction this often; 0: never. Default 5 min */
     int64_t compact_after_ms;  /* compact an hour this long after it ends; default 10 min */
+    int64_t table_lag_ms;      /* an event sealed is in the table within about this; 0: only due
+                                * hours are compacted. Default 5 min, at least 1 min */
     int64_t compact_retain_ms; /* keep replaced files this long; default 10 min */
     uint64_t compact_memory;   /* compaction's DuckDB memory limit; default 1 GiB */
     uint64_t memory_max; /* the process's data memory (RLIMIT_DATA); 0: none. Default 3/4 of RAM */

@@ -1,12 +1,16 @@
 /*
  * server_compact.c - the server's compactor thread.
  *
- * Every --compact-every the thread runs compact_run (compact.h) over the
- * lake: hours that ended long enough ago become one Parquet file each, and
- * what they replaced is deleted once --compact-retain has passed. One run at
- * a time, never on an HTTP thread; a run that fails is logged and counted
- * (/metrics) and the next one tries again. At shutdown the thread is stopped
- * between runs, or waited for when a run is under way.
+ * Every --compact-every, or every quarter of --table-lag when that is
+ * shorter, the thread runs compact_run (compact.h) over the lake: hours that
+ * ended long enough ago are compacted, the sealed segments of the others
+ * appended to the table (with a lag), and what they replaced is deleted once
+ * --compact-retain has passed. A quarter: an event is sealed within
+ * --seal-age, appended by the next run and visible when that run commits, so
+ * it is in the table within seal-age + lag / 4 + a run, inside the lag. One
+ * run at a time, never on an HTTP thread; a run that fails is logged and
+ * counted (/metrics) and the next one tries again. At shutdown the thread is
+ * stopped between runs, or waited for when a run is under way.
  */
 #include "server_int.h"
 #include "compact.h"
@@ -41,12 +45,14 @@ static void *compactor_main(void *arg)
 {
     server__srv *s = arg;
     compactor_clean(s);
+    int64_t every = s->cfg.compact_every_ms;
+    if (s->cfg.table_lag_ms > 0 && s->cfg.table_lag_ms / 4 < every) every = s->cfg.table_lag_ms / 4;
     pthread_mutex_lock(&s->compact_mu);
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = (int64_t)ts.tv_nsec + (s->cfg.compact_every_ms % 1000) * 1000000;
-        ts.tv_sec += (time_t)(s->cfg.compact_every_ms / 1000 + ns / 1000000000);
+        int64_t ns = (int64_t)ts.tv_nsec + (every % 1000) * 1000000;
+        ts.tv_sec += (time_t)(every / 1000 + ns / 1000000000);
         ts.tv_nsec = (long)(ns % 1000000000);
         while (!s->compact_stop &&
                pthread_cond_timedwait(&s->compact_cv, &s->compact_mu, &ts) == 0) {
@@ -57,6 +63,7 @@ static void *compactor_main(void *arg)
                              .cache = s->cache,
                              .work_dir = s->work,
                              .after_ms = s->cfg.compact_after_ms,
+                             .open_hours = s->cfg.table_lag_ms > 0,
                              .retain_ms = s->cfg.compact_retain_ms,
                              .memory_limit = s->cfg.compact_memory,
                              .chunk_bytes = s->cfg.compact_chunk,
@@ -75,6 +82,7 @@ static void *compactor_main(void *arg)
         if (r == 0) {
             s->compact_runs++;
             s->compact_partitions += st.compacted;
+            s->compact_appended += st.appended;
             s->compact_rows += st.rows;
         }
         s->compact_deleted += st.deleted;

@@ -256,11 +256,16 @@ static void compaction_metrics(server__srv *s, buf *b)
     metrics_counter(b, "events_compaction_failures_total", "Compaction runs that failed.",
                     s->compact_failures);
     metrics_counter(b, "events_compaction_partitions_total",
-                    "Hour partitions given a new Parquet file.", s->compact_partitions);
+                    "Hour partitions given new Parquet files (a commit to the table each).",
+                    s->compact_partitions);
+    metrics_counter(b, "events_compaction_appended_total",
+                    "Of them, hours not yet due whose sealed segments were appended (--table-lag).",
+                    s->compact_appended);
     metrics_counter(b, "events_compaction_rows_total", "Rows written to Parquet by compaction.",
                     s->compact_rows);
     metrics_counter(b, "events_compaction_deleted_total",
-                    "Replaced files, old manifests and leftovers deleted.", s->compact_deleted);
+                    "Replaced files, expired snapshots' files and leftovers deleted.",
+                    s->compact_deleted);
     metrics_counter(
         b, "events_compaction_files_written_total",
         "Parquet files written by compaction (an hour larger than a chunk gives several).",
