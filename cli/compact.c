@@ -15,7 +15,7 @@ int cmd_compact(int argc, char **argv)
     const char *lake = "./events-lake", *cache_dir = NULL;
     uint64_t cache_max = 0, memory = 1ull << 30, chunk = 0;
     int64_t after = 600000, retain = 600000, lease = 120000;
-    int open_hours = 0;
+    int open_hours = 0, pending_only = 0;
     const cli_option opts[] = {
         {"lake", "EVENTS_LAKE", OPT_STR, &lake, "DIR|URL",
          "the lake: a directory or s3://bucket/prefix (default ./events-lake)"},
@@ -24,6 +24,9 @@ int cmd_compact(int argc, char **argv)
         {"open-hours", NULL, OPT_FLAG, &open_hours, NULL,
          "also append the sealed segments of hours not yet due to the table (as the server's "
          "--table-lag does)"},
+        {"pending-only", NULL, OPT_FLAG, &pending_only, NULL,
+         "look only at the hours of the pending index and the recent ones, not the whole lake "
+         "(as the server's runs between its daily sweeps)"},
         {"retain", "EVENTS_COMPACT_RETAIN", OPT_DURATION, &retain, "DURATION",
          "keep compacted-away files this long for running queries (default 10m)"},
         {"lease", NULL, OPT_DURATION, &lease, "DURATION",
@@ -75,6 +78,7 @@ int cmd_compact(int argc, char **argv)
                          .work_dir = work,
                          .after_ms = after,
                          .open_hours = open_hours,
+                         .sweep = !pending_only,
                          .retain_ms = retain,
                          .lease_ms = lease,
                          .memory_limit = memory,

@@ -246,8 +246,8 @@ typedef struct run {
     int64_t now;
     lake_table lt;      /* the table as the run began (table.h); lt.t NULL: none yet */
     lake_live lv;       /* its live files, every hour */
-    int collect_failed; /* a folded segment could not be deleted: expire nothing this run */
     struct convert *cv; /* set while a lake without a table is converted */
+    struct pending *pd; /* the pending index, listed by a run that does not sweep */
 } run;
 
 static int run_dir_open(run *r)
@@ -316,18 +316,6 @@ static int64_t keep_after(const run *r)
     return r->now - (r->cfg->retain_ms > 0 ? r->cfg->retain_ms : 0);
 }
 
-/* Deletes key if a snapshot folded it in more than retain_ms ago. */
-static void collect_folded(run *r, const char *key)
-{
-    char why[512];
-    int64_t at = lake_table_folded_at(&r->lt, key);
-    if (at < 0 || at > keep_after(r)) return;
-    if (store_del(r->cfg->store, key, why, sizeof why))
-        r->collect_failed = 1;
-    else
-        r->st->deleted++;
-}
-
 /* 1 if a snapshot of the table other than the current one has the file (of the hour), 0 if
  * none has, -1 when that cannot be read. */
 static int in_older_snapshot(run *r, const char *key, int64_t hour)
@@ -354,26 +342,21 @@ static int in_older_snapshot(run *r, const char *key, int64_t hour)
 }
 
 /*
- * With the table: deletes the files a snapshot folded in (segments; at the conversion, the
- * manifests and the files they had replaced) more than retain_ms ago, so that the snapshot
- * can be expired (table.h). The table's own Parquet files go with the snapshots that name
- * them (expire_table); a Parquet file no snapshot names (of a run that stopped before its
- * commit) goes once it is older than retain_ms.
+ * With the table, in a sweep: a Parquet file no snapshot names (of a run that stopped before its
+ * commit) goes once it is older than retain_ms. What snapshots folded in goes by its key
+ * (collect_all_folded); the table's own Parquet files with the snapshots that name them
+ * (expire_table).
  */
 static void collect_table(run *r, lake_partition *p)
 {
     char why[512];
     for (size_t i = 0; i < p->n; i++) {
         lake_part_file *f = &p->f[i];
-        if (f->live) continue;
-        if (lake_table_folded_at(&r->lt, f->key) >= 0) {
-            collect_folded(r, f->key);
-        } else if (f->parquet && f->mtime_ms <= keep_after(r) &&
-                   !in_older_snapshot(r, f->key, p->hour)) {
-            if (!store_del(r->cfg->store, f->key, why, sizeof why)) r->st->deleted++;
-        }
+        if (f->live || !f->parquet || lake_table_folded_at(&r->lt, f->key) >= 0) continue;
+        if (f->mtime_ms <= keep_after(r) && !in_older_snapshot(r, f->key, p->hour) &&
+            !store_del(r->cfg->store, f->key, why, sizeof why))
+            r->st->deleted++;
     }
-    for (size_t i = 0; i < p->nold; i++) collect_folded(r, p->old_manifests[i]);
 }
 
 /* Deletes what died more than retain_ms ago. */
@@ -607,6 +590,23 @@ static void count_done(run *r, const inputs *in, const compact_hour_result *res)
     for (size_t i = 0; i < res->nout; i++) r->st->bytes_out += res->out[i].bytes;
 }
 
+/* Deletes the markers of the pending index (layout.h) of the segments a commit folded in. */
+static void unmark(run *r, json_t *folded)
+{
+    size_t i;
+    json_t *k;
+    char pkey[LAKE_KEY_MAX], why[512];
+    json_array_foreach(folded, i, k)
+    {
+        int64_t hour;
+        const char *ext;
+        const char *key = json_string_value(k);
+        if (!key || lake_parse_event_key(key, &hour, &ext) || strcmp(ext, "jsonl")) continue;
+        lake_pending_key(key, pkey);
+        store_del(r->cfg->store, pkey, why, sizeof why);
+    }
+}
+
 /*
  * The new files into the lake, then one commit that makes them live, removes the compacted
  * files they replace and folds in the segments they hold. 0 or -1.
@@ -631,6 +631,7 @@ static int publish(run *r, lake_partition *p, const inputs *in, const compact_ho
         return -1;
     }
     rc = change_commit(r, &c, p->hour);
+    if (!rc && c.folded) unmark(r, c.folded);
     change_free(&c);
     if (rc == 1) {
         /* another compactor replaced these files first: ours are named by no snapshot */
@@ -716,13 +717,135 @@ static int compact_one(run *r, lake_partition *p)
     return rc;
 }
 
+/* ---- the pending index --------------------------------------------------------------- */
+
+/* A marker of the pending index (layout.h), as listed. */
+typedef struct marker {
+    char *key, *segment;
+    int64_t hour, mtime_ms;
+    int settled; /* its hour was looked at */
+} marker;
+
+typedef struct pending {
+    marker *m; /* in key order, so by hour */
+    size_t n, cap;
+    int oom;
+} pending;
+
+static int on_marker(const store_entry *e, void *ud)
+{
+    pending *pd = ud;
+    int64_t hour;
+    char seg[LAKE_KEY_MAX];
+    if (lake_parse_pending_key(e->key, &hour, seg)) return 0;
+    if (pd->n == pd->cap) {
+        size_t nc = pd->cap ? pd->cap * 2 : 64;
+        marker *nm = realloc(pd->m, nc * sizeof *nm);
+        if (!nm) return pd->oom = 1;
+        pd->m = nm, pd->cap = nc;
+    }
+    marker *m = &pd->m[pd->n];
+    memset(m, 0, sizeof *m);
+    m->key = strdup(e->key);
+    m->segment = strdup(seg);
+    if (!m->key || !m->segment) {
+        free(m->key), free(m->segment);
+        return pd->oom = 1;
+    }
+    m->hour = hour, m->mtime_ms = e->mtime_ms;
+    pd->n++;
+    return 0;
+}
+
+static void pending_free(pending *pd)
+{
+    for (size_t i = 0; i < pd->n; i++) free(pd->m[i].key), free(pd->m[i].segment);
+    free(pd->m);
+    memset(pd, 0, sizeof *pd);
+}
+
+/* How long a marker may wait for its segment (a sealer retrying against an unreachable lake). */
+#define MARKER_WAIT_MS (24 * 3600000LL)
+
+/*
+ * After an hour was looked at: the markers of its segments that are no longer live (folded in,
+ * by this run or an earlier one that stopped before deleting them), and of segments that never
+ * came, are deleted. p is NULL when the hour's listing was empty.
+ */
+static void settle_markers(run *r, int64_t hour, const lake_partition *p)
+{
+    pending *pd = r->pd;
+    char why[512];
+    for (size_t i = 0; pd && i < pd->n; i++) {
+        marker *m = &pd->m[i];
+        if (m->hour != hour || m->settled) continue;
+        m->settled = 1;
+        const lake_part_file *f = NULL;
+        for (size_t k = 0; p && k < p->n && !f; k++)
+            if (!strcmp(p->f[k].key, m->segment)) f = &p->f[k];
+        int gone = f ? !f->live
+                     : lake_table_folded_at(&r->lt, m->segment) >= 0 ||
+                           m->mtime_ms + MARKER_WAIT_MS <= r->now;
+        if (gone) store_del(r->cfg->store, m->key, why, sizeof why);
+    }
+}
+
 static int on_partition(lake_partition *p, void *ud)
 {
     run *r = ud;
     r->st->partitions++;
     r->now = evtime_now_ms();
-    collect(r, p);
-    return compact_one(r, p) ? -1 : 0;
+    if (r->cfg->sweep) collect(r, p);
+    int rc = compact_one(r, p);
+    r->now = evtime_now_ms();
+    settle_markers(r, p->hour, p);
+    return rc ? -1 : 0;
+}
+
+static int cmp_hour(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * A run that does not sweep: the hours of the pending index and the recent ones (the current
+ * hour back to the last one that can fall due: --compact-after and an hour more), each listed on
+ * its own with the table's files of that hour.
+ */
+static int pending_run(run *r, char *m, size_t mlen)
+{
+    pending pd;
+    memset(&pd, 0, sizeof pd);
+    int rc = store_list(r->cfg->store, LAKE_PENDING_PREFIX, on_marker, &pd, m, mlen);
+    if (rc == STORE_ENOENT) rc = 0;
+    if (pd.oom) snprintf(m, mlen, "out of memory");
+    r->st->listed++;
+    int64_t now_hour = lake_hour(r->now), back = r->cfg->after_ms / 3600000 + 2;
+    size_t nh = 0;
+    int64_t *hours = rc || pd.oom ? NULL : malloc((pd.n + (size_t)back + 1) * sizeof *hours);
+    if (!rc && !pd.oom && !hours) snprintf(m, mlen, "out of memory");
+    if (!hours) rc = -1;
+    for (size_t i = 0; !rc && i < pd.n; i++)
+        if (!nh || hours[nh - 1] != pd.m[i].hour) hours[nh++] = pd.m[i].hour;
+    for (int64_t h = now_hour - back; !rc && h <= now_hour; h++) hours[nh++] = h;
+    if (!rc) qsort(hours, nh, sizeof *hours, cmp_hour);
+    r->pd = &pd;
+    for (size_t i = 0; !rc && i < nh; i++) {
+        if (i && hours[i] == hours[i - 1]) continue;
+        lake_live lv;
+        char prefix[LAKE_KEY_MAX];
+        lake_hour_prefix(hours[i], prefix);
+        rc = lake_live_load(r->cfg->store, &r->lt, hours[i], hours[i], &lv, m, mlen);
+        if (!rc) rc = lake_partitions_list(r->cfg->store, &lv, prefix, on_partition, r, m, mlen);
+        lake_live_free(&lv);
+        r->st->listed++;
+        if (!rc) settle_markers(r, hours[i], NULL); /* an hour with nothing listed */
+    }
+    r->pd = NULL;
+    free(hours);
+    pending_free(&pd);
+    return rc ? -1 : 0;
 }
 
 /* ---- a lake of the manifests' time, converted once --------------------------------- */
@@ -801,35 +924,67 @@ static int convert_lake(run *r)
 /* ---- expiry -------------------------------------------------------------------------- */
 
 /*
- * Expires the snapshots older than --compact-retain (the current one is kept) and deletes
- * what no kept snapshot names. Only when every segment they folded in was deleted this run
- * (collect_table), so that no dead segment outlives the snapshot that says it is dead.
+ * Deletes what an expiring snapshot folded in (its segments; at the conversion, the manifests
+ * and the files they had replaced): by key, from the table's metadata, without listing the
+ * lake. 0, or -1 when some key could not be deleted.
+ */
+static int delete_folded(run *r, json_t *snap)
+{
+    const char *text =
+        json_string_value(json_object_get(json_object_get(snap, "summary"), LAKE_TABLE_FOLDED));
+    json_t *keys = text ? json_loads(text, 0, NULL) : NULL;
+    size_t i;
+    json_t *k;
+    int rc = 0;
+    char why[512];
+    json_array_foreach(keys, i, k)
+    {
+        const char *key = json_string_value(k);
+        if (!key || !store_key_valid(key)) continue;
+        if (store_del(r->cfg->store, key, why, sizeof why))
+            rc = -1;
+        else
+            r->st->deleted++;
+    }
+    json_decref(keys);
+    return rc;
+}
+
+/*
+ * Expires the snapshots older than --compact-retain (the current one is kept) and deletes what
+ * no kept snapshot names. First what they folded in is deleted: a dead segment must not outlive
+ * the snapshot that says it is dead (table.h); if one cannot be, nothing expires this run.
  */
 static int expire_table(run *r)
 {
-    if (r->collect_failed) return 0;
     lake_table cur;
     char m[1024];
     if (lake_table_load(r->cfg->store, &cur, m, sizeof m) || !cur.t) {
         lake_table_free(&cur);
         return 0; /* a later run tries again */
     }
+    r->now = evtime_now_ms();
     int64_t cutoff = keep_after(r), current = ice_table_snapshot_id(cur.t);
     json_t *snaps = json_object_get(ice_table_json(cur.t), "snapshots");
     size_t i, old = 0;
+    int failed = 0;
     json_t *sn;
-    json_array_foreach(snaps, i, sn) old +=
-        json_integer_value(json_object_get(sn, "snapshot-id")) != current &&
-        json_integer_value(json_object_get(sn, "timestamp-ms")) < cutoff;
-    if (!old) {
+    json_array_foreach(snaps, i, sn)
+    {
+        if (json_integer_value(json_object_get(sn, "snapshot-id")) == current ||
+            json_integer_value(json_object_get(sn, "timestamp-ms")) >= cutoff)
+            continue;
+        old++;
+        failed |= delete_folded(r, sn) != 0;
+    }
+    if (!old || failed) {
         lake_table_free(&cur);
         return 0;
     }
     ice_catalog cat = ice_store_catalog(r->cfg->store);
     char **keys = NULL;
     size_t n = 0;
-    int rc = ice_expire(&cat, r->cfg->store, cur.t, cutoff, evtime_now_ms(), NULL, &keys, &n, m,
-                        sizeof m);
+    int rc = ice_expire(&cat, r->cfg->store, cur.t, cutoff, r->now, NULL, &keys, &n, m, sizeof m);
     lake_table_free(&cur);
     if (rc == ICE_ECONFLICT) return 0; /* a later run tries again */
     if (rc) {
@@ -881,10 +1036,17 @@ int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t 
         char m[1024] = "";
         rc = lake_table_load(cfg->store, &r.lt, m, sizeof m);
         if (!rc && !r.lt.t) rc = convert_lake(&r);
-        if (!rc) rc = lake_live_load(cfg->store, &r.lt, INT64_MIN, INT64_MAX, &r.lv, m, sizeof m);
-        if (!rc)
-            rc = lake_partitions_list(cfg->store, &r.lv, LAKE_EVENTS_PREFIX, on_partition, &r, m,
-                                      sizeof m);
+        r.now = evtime_now_ms();
+        if (!rc && (cfg->sweep || !r.lt.t)) {
+            /* a lake without a table yet is small, or has segments of no index: swept */
+            rc = lake_live_load(cfg->store, &r.lt, INT64_MIN, INT64_MAX, &r.lv, m, sizeof m);
+            if (!rc)
+                rc = lake_partitions_list(cfg->store, &r.lv, LAKE_EVENTS_PREFIX, on_partition, &r,
+                                          m, sizeof m);
+            st->listed++;
+        } else if (!rc) {
+            rc = pending_run(&r, m, sizeof m);
+        }
         if (!rc) rc = expire_table(&r);
         if (rc && !err[0]) snprintf(err, errlen, "compaction: %s", m);
         rc = rc ? -1 : 0;

@@ -22,8 +22,16 @@
  * it; then snapshots older than retain_ms are expired and the files only they
  * named deleted, so a query that loaded an older version still finds its
  * files. Parquet files no snapshot names (a run that stopped before its
- * commit) are deleted after retain_ms too. A lake of per-hour manifests (of an
- * earlier version) is converted by its next run (compact.c, convert_lake).
+ * commit) are deleted after retain_ms too, by a sweep. A lake of per-hour
+ * manifests (of an earlier version) is converted by its next run (compact.c,
+ * convert_lake).
+ *
+ * Which hours a run looks at: a sweep lists the whole lake; otherwise a run
+ * lists the pending index (pending/, a marker per segment sealed and not yet
+ * folded in, layout.h) and then only the hours it names and the recent ones
+ * (those that may fall due or take appends), so that its cost follows the new
+ * segments, not the age of the lake. Folded segments and expired snapshots'
+ * files are deleted by their keys, from the table's metadata.
  *
  * Memory: DuckDB's memory_limit, and no statement reads more than a chunk of
  * the hour (chunk_bytes). A chunk of C MiB of events of 100-250 KB, the
@@ -61,6 +69,7 @@ typedef struct compact_config {
     const char *work_dir;  /* where runs work (their directories); must exist */
     int64_t after_ms;      /* compact an hour this long after it ends (the CLI's default: 10 min) */
     int open_hours;        /* also append the live segments of hours not yet due (the table lag) */
+    int sweep;             /* list every hour of the lake (else: the pending index, compact.c) */
     int64_t retain_ms;     /* keep dead files this long (> any query's time; CLI: 10 min) */
     int64_t lease_ms;      /* the lease's term (default 2 min) */
     const char *owner;     /* who holds the lease (default host:pid) */
@@ -74,6 +83,7 @@ typedef struct compact_stats {
     uint64_t partitions; /* listed */
     uint64_t compacted;  /* hours committed (compacted or appended) */
     uint64_t appended;   /* of them: hours not yet due whose segments were appended */
+    uint64_t listed;     /* hour directories (or the whole lake, in a sweep: 1) listed */
     uint64_t files_in;   /* files folded in (not the compacted files kept as they were) */
     uint64_t files_out;  /* Parquet files written */
     uint64_t chunks;     /* statements that wrote one (chunks, and files rewritten) */

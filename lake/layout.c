@@ -165,6 +165,21 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
     return 0;
 }
 
+void lake_pending_key(const char *segment_key, char out[LAKE_KEY_MAX])
+{
+    snprintf(out, LAKE_KEY_MAX, LAKE_PENDING_PREFIX "%s", segment_key + strlen(LAKE_EVENTS_PREFIX));
+}
+
+int lake_parse_pending_key(const char *key, int64_t *hour, char segment[LAKE_KEY_MAX])
+{
+    const char *ext;
+    size_t n = strlen(LAKE_PENDING_PREFIX);
+    if (strncmp(key, LAKE_PENDING_PREFIX, n)) return -1;
+    snprintf(segment, LAKE_KEY_MAX, LAKE_EVENTS_PREFIX "%s", key + n);
+    if (lake_parse_event_key(segment, hour, &ext) || strcmp(ext, "jsonl")) return -1;
+    return 0;
+}
+
 void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX])
 {
     char prefix[LAKE_KEY_MAX];

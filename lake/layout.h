@@ -36,6 +36,7 @@
 #define LAKE_SNAPSHOTS_PREFIX "snapshots/"
 #define LAKE_REJECTED_PREFIX  "rejected/"
 #define LAKE_STREAM_PREFIX    "stream/"
+#define LAKE_PENDING_PREFIX   "pending/"
 #define LAKE_SID_LEN          8           /* a stream id: [0-9a-z]{8} */
 #define LAKE_SID_FILE         "stream-id" /* in the spool: the writer's stream id */
 #define LAKE_SUBS_PREFIX      "subscriptions/"
@@ -57,6 +58,15 @@ void lake_hour_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
 
 /* "events/yyyy/mm/dd/": the day (UTC) of an hour */
 void lake_day_prefix(int64_t hour, char out[LAKE_KEY_MAX]);
+
+/*
+ * The pending index (docs/lake.md, "The pending index"): "pending/yyyy/mm/dd/hh/{uuid}.jsonl",
+ * an empty object put before the segment "events/yyyy/mm/dd/hh/{uuid}.jsonl" goes into the
+ * lake, deleted once the table has folded the segment in. lake_pending_key gives the marker of
+ * a segment's key; lake_parse_pending_key the segment's key and hour of a marker's (-1: not one).
+ */
+void lake_pending_key(const char *segment_key, char out[LAKE_KEY_MAX]);
+int lake_parse_pending_key(const char *key, int64_t *hour, char segment[LAKE_KEY_MAX]);
 
 /* "events/yyyy/mm/dd/hh/{uuid}.jsonl" */
 void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);

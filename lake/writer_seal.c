@@ -251,7 +251,14 @@ static int seal_one(lake_writer *w, writer__sealed *s, char *err, size_t errlen)
         files_sync_dir(w->spool, discard, sizeof discard);
         return SEAL_MOVED;
     }
-    if (s->kind == LAKE_KIND_EVENTS) seallog_append(w, key, s->events); /* ids for dedup */
+    if (s->kind == LAKE_KIND_EVENTS) {
+        seallog_append(w, key, s->events); /* ids for dedup */
+        /* the pending index first: a marker whose segment never comes is harmless, a segment
+         * without its marker waits for compaction's next sweep (docs/lake.md) */
+        char pending[LAKE_KEY_MAX];
+        lake_pending_key(key, pending);
+        if (store_put(w->cfg.store, pending, "", 0, STORE_NOSYNC, err, errlen)) return SEAL_RETRY;
+    }
     if (store_put_file(w->cfg.store, key, path, STORE_MOVE, err, errlen)) return SEAL_RETRY;
     return SEAL_MOVED;
 }

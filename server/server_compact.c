@@ -9,8 +9,10 @@
  * --seal-age, appended by the next run and visible when that run commits, so
  * it is in the table within seal-age + lag / 4 + a run, inside the lag. One
  * run at a time, never on an HTTP thread; a run that fails is logged and
- * counted (/metrics) and the next one tries again. At shutdown the thread is
- * stopped between runs, or waited for when a run is under way.
+ * counted (/metrics) and the next one tries again. The first run, and one a
+ * day, sweeps the whole lake; the others list the pending index and the hours
+ * it names. At shutdown the thread is stopped between runs, or waited for
+ * when a run is under way.
  */
 #include "server_int.h"
 #include "compact.h"
@@ -41,11 +43,16 @@ static void compactor_clean(server__srv *s)
     }
 }
 
+/* How often a run lists the whole lake rather than the pending index (compact.h): the first run,
+ * then once a day, for segments without a marker (a crash between the two) and leftovers. */
+#define SWEEP_EVERY_MS (24 * 3600000LL)
+
 static void *compactor_main(void *arg)
 {
     server__srv *s = arg;
     compactor_clean(s);
-    int64_t every = s->cfg.compact_every_ms;
+    int64_t every = s->cfg.compact_every_ms, swept = 0; /* when the last sweep began */
+    int has_swept = 0;
     if (s->cfg.table_lag_ms > 0 && s->cfg.table_lag_ms / 4 < every) every = s->cfg.table_lag_ms / 4;
     pthread_mutex_lock(&s->compact_mu);
     for (;;) {
@@ -64,6 +71,7 @@ static void *compactor_main(void *arg)
                              .work_dir = s->work,
                              .after_ms = s->cfg.compact_after_ms,
                              .open_hours = s->cfg.table_lag_ms > 0,
+                             .sweep = !has_swept || evtime_mono_ms() - swept >= SWEEP_EVERY_MS,
                              .retain_ms = s->cfg.compact_retain_ms,
                              .memory_limit = s->cfg.compact_memory,
                              .chunk_bytes = s->cfg.compact_chunk,
@@ -79,6 +87,7 @@ static void *compactor_main(void *arg)
         snprintf(rows, sizeof rows, "%llu", (unsigned long long)st.rows);
         snprintf(del, sizeof del, "%llu", (unsigned long long)st.deleted);
         snprintf(written, sizeof written, "%llu", (unsigned long long)st.files_out);
+        if (r == 0 && cc.sweep) swept = t0, has_swept = 1;
         if (r == 0) {
             s->compact_runs++;
             s->compact_partitions += st.compacted;

@@ -771,3 +771,55 @@ TEST(open_hours_are_appended_and_rewritten_once_due)
     test_rmtree(dir);
     free(dir);
 }
+
+/*
+ * A run that does not sweep looks at the hours of the pending index (and the recent ones): a
+ * segment without a marker (sealed by a server that crashed before it, or put by hand) waits
+ * for a sweep; a marker is deleted once its segment is folded in, or when it never came.
+ */
+TEST(pending_runs_look_only_at_the_hours_the_index_names)
+{
+    char *dir = test_tmpdir("compact-pending");
+    char lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    sh("mkdir -p '%s/" HOUR_DIR "' '%s/events/2026/11/21/10' '%s/pending/2026/11/20/10' "
+       "'%s/pending/2026/11/22/10'",
+       lake, lake, lake, lake);
+    FILE *f = open_segment(lake, 1);
+    REQUIRE(f);
+    fputs("{\"id\":\"a1\",\"type\":\"a.b\",\"ts\":\"2026-11-20T10:00:00.000Z\"}\n", f);
+    fclose(f);
+    sh(": > '%s/pending/2026/11/20/10/01a00000-0000-7000-8000-000000000001.jsonl'", lake);
+    sh("printf '%%s\\n' '{\"id\":\"b1\",\"type\":\"a.b\",\"ts\":\"2026-11-21T10:00:00.000Z\"}' > "
+       "'%s/events/2026/11/21/10/01a00000-0000-7000-8000-000000000002.jsonl'",
+       lake);
+    /* a marker whose segment never came, a day old */
+    sh(": > '%s/pending/2026/11/22/10/01a00000-0000-7000-8000-000000000003.jsonl' && touch -d "
+       "'2 days ago' '%s/pending/2026/11/22/10/01a00000-0000-7000-8000-000000000003.jsonl'",
+       lake, lake);
+    char *raw = all_rows(lake);
+    /* the first run of a lake without a table sweeps; the table then exists */
+    sh("mkdir -p '%s/x' && mv '%s/events/2026/11/21' '%s/x/'", dir, lake, dir);
+    REQUIRE_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
+    sh("mv '%s/x/21' '%s/events/2026/11/'", dir, lake);
+    CHECK_INT(0,
+              sh("test ! -e '%s/pending/2026/11/20/10/01a00000-0000-7000-8000-000000000001.jsonl'",
+                 lake));
+    /* an index run: the unmarked hour is not looked at, the stale marker goes */
+    REQUIRE_INT(0, sh("'%s' compact --lake '%s' --after 0 --pending-only > /dev/null 2>&1",
+                      events_bin(), lake));
+    CHECK_INT(0,
+              sh("test ! -e '%s/pending/2026/11/22/10/01a00000-0000-7000-8000-000000000003.jsonl'",
+                 lake));
+    CHECK(sh("ls '%s/events/2026/11/21/10/'*.parquet > /dev/null 2>&1", lake) != 0);
+    char *mid = all_rows(lake);
+    CHECK_STR(raw, mid);
+    /* a sweep finds it */
+    REQUIRE_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
+    CHECK_INT(0, sh("ls '%s/events/2026/11/21/10/'*.parquet > /dev/null 2>&1", lake));
+    char *swept = all_rows(lake);
+    CHECK_STR(raw, swept);
+    free(raw), free(mid), free(swept);
+    test_rmtree(dir);
+    free(dir);
+}

@@ -94,7 +94,11 @@ function filesUnder(sub, ext) {
 }
 
 await ingest(shapes('a', '10', 50));
-run(['compact', '--lake', lake, '--after', '0']);
+const sealed = filesUnder('events', '.jsonl');
+check(sealed.length > 0, 'the server sealed segments');
+eq(filesUnder('pending', '.jsonl').sort(), sealed.sort(), 'a marker of the pending index per segment');
+run(['compact', '--lake', lake, '--after', '0', '--pending-only']);
+eq(filesUnder('pending', '.jsonl').length, 0, 'the markers of the folded segments are deleted');
 eq(compare('after the first compaction'), 200, 'rows after the first compaction');
 let m = metadata();
 eq(m.snapshots.length, 1, 'one snapshot');
@@ -115,7 +119,10 @@ eq(m.snapshots.length, 1, 'one snapshot kept');
 const cur = m.snapshots.find((s) => s['snapshot-id'] === m['current-snapshot-id']);
 eq(filesUnder('events', '.parquet').length, Number(cur.summary['total-data-files']),
   'the Parquet files in the lake are the current snapshot\'s');
-eq(filesUnder('events', '.jsonl').length, 0, 'the folded segments are deleted');
+/* what the expired snapshots folded in is gone; the current one's goes when it expires */
+const folded = JSON.parse(cur.summary['events.folded'] || '[]').map((k) => k.split('/').pop());
+eq(filesUnder('events', '.jsonl').sort(), folded.sort(),
+  'the segments left are the ones the current snapshot folded in');
 
 clearTimeout(deadline);
 rmSync(dir, { recursive: true, force: true });
