@@ -1040,6 +1040,31 @@ static void cli_restore_from_the_lake(cli_fixture *f)
     free(t);
 }
 
+/*
+ * Restore from the lake alone after the lake's table took the changes in: appended (the hour
+ * is not due), then its snapshots expired and the folded segments deleted, so that the
+ * changes are only in the table's Parquet files: every bookmark still gives its database.
+ */
+static void cli_restore_after_appends_and_expiry(cli_fixture *f)
+{
+    const char *out = f->out, *lake = f->e.lake, *dr = f->dr;
+    for (int run = 0; run < 2; run++)
+        CHECK_INT(0, EVENTS_CLI(out, "compact --lake '%s' --open-hours --retain 0", lake));
+    char *t = slurp(out);
+    CHECK_CONTAINS("compacted", t);
+    free(t);
+    for (int i = 0; i < 6; i++) {
+        CHECK_INT(0, EVENTS_CLI(out,
+                                "restore --lake '%s' --source cli-db --bookmark %s --out '%s' "
+                                "--force",
+                                lake, f->m[i].bm, dr));
+        sqlite3 *d;
+        REQUIRE(sqlite3_open(dr, &d) == SQLITE_OK);
+        CHECK_STR(f->m[i].hash, db_hash(d));
+        sqlite3_close(d);
+    }
+}
+
 /* events restore --time: the state as of the time of a bookmark's transaction. */
 static void cli_restore_to_a_time(cli_fixture *f)
 {
@@ -1146,6 +1171,7 @@ TEST(cli_snapshot_history_restore)
     cli_record_changes(&f);
     cli_history_lists_every_version(&f);
     cli_restore_from_the_lake(&f);
+    cli_restore_after_appends_and_expiry(&f);
     cli_restore_to_a_time(&f);
     cli_restore_from_the_lake_refusals(&f);
     cli_restore_in_place(&f);
