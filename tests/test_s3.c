@@ -18,6 +18,7 @@
 #include "partition.h"
 #include "query.h"
 #include "store.h"
+#include "table.h"
 #include "test.h"
 
 #include <duckdb.h>
@@ -703,6 +704,105 @@ static uint64_t lease_seq(store *s)
     return max;
 }
 
+/* The keys of the Parquet files of OLD_HOUR that the table's current snapshot names, sorted, as
+ * a JSON array (the caller frees); NULL, the test failed, when the table cannot be read. */
+static json_t *table_parquet(store *s)
+{
+    char err[512] = "there is no table";
+    lake_table lt;
+    lake_live lv;
+    memset(&lv, 0, sizeof lv);
+    json_t *keys = NULL;
+    if (!lake_table_load(s, &lt, err, sizeof err) && lt.t &&
+        !lake_live_load(s, &lt, INT64_MIN, INT64_MAX, &lv, err, sizeof err)) {
+        keys = json_array();
+        for (size_t i = 0; i < lv.n; i++)
+            if (!strncmp(lv.files[i].key, OLD_HOUR, strlen(OLD_HOUR)))
+                json_array_append_new(keys, json_string(lv.files[i].key));
+    } else {
+        test_fail(__FILE__, __LINE__, "the table of %s: %s", s->url, err);
+    }
+    lake_live_free(&lv);
+    lake_table_free(&lt);
+    return keys;
+}
+
+/* The one file of table_parquet, into key (empty if it is not one file). */
+static void table_parquet_one(store *s, char *key, size_t cap)
+{
+    json_t *keys = table_parquet(s);
+    snprintf(key, cap, "%s",
+             json_array_size(keys) == 1 ? json_string_value(json_array_get(keys, 0)) : "");
+    if (!key[0]) test_fail(__FILE__, __LINE__, "%zu live files, not one", json_array_size(keys));
+    json_decref(keys);
+}
+
+/* How many of the segments of OLD_HOUR given by number (…-00000000000N.jsonl) a kept snapshot
+ * of the table has folded in. */
+static int table_folded(store *s, const int *nums, int n)
+{
+    char err[512];
+    lake_table lt;
+    if (lake_table_load(s, &lt, err, sizeof err)) {
+        test_fail(__FILE__, __LINE__, "%s", err);
+        return -1;
+    }
+    int folded = 0;
+    for (int i = 0; i < n; i++) {
+        char key[LAKE_KEY_MAX];
+        snprintf(key, sizeof key, OLD_HOUR "01a00000-0000-7000-8000-%012d.jsonl", nums[i]);
+        folded += lake_table_folded_at(&lt, key) >= 0;
+    }
+    lake_table_free(&lt);
+    return folded;
+}
+
+/* The snapshots of the table, checked to be one chain: each one's parent-snapshot-id is the
+ * snapshot before it, the last one is current, sequence numbers rise by one. Their operations,
+ * in order, into ops ("append,overwrite"); the number of snapshots, or -1 (the test failed). */
+static int table_chain(store *s, char *ops, size_t cap)
+{
+    char err[512] = "there is no table";
+    lake_table lt;
+    ops[0] = 0;
+    if (lake_table_load(s, &lt, err, sizeof err) || !lt.t) {
+        test_fail(__FILE__, __LINE__, "the table of %s: %s", s->url, err);
+        lake_table_free(&lt);
+        return -1;
+    }
+    const json_t *meta = ice_table_json(lt.t);
+    json_t *snaps = json_object_get(meta, "snapshots"), *sn;
+    size_t i, len = 0;
+    int n = -1;
+    json_int_t prev = -1, prev_seq = -1;
+    json_array_foreach(snaps, i, sn)
+    {
+        json_int_t id = json_integer_value(json_object_get(sn, "snapshot-id"));
+        json_int_t seq = json_integer_value(json_object_get(sn, "sequence-number"));
+        json_t *parent = json_object_get(sn, "parent-snapshot-id");
+        if (i && (json_integer_value(parent) != prev || seq != prev_seq + 1)) {
+            test_fail(__FILE__, __LINE__, "snapshot %lld (seq %lld): parent %lld, not %lld",
+                      (long long)id, (long long)seq, (long long)json_integer_value(parent),
+                      (long long)prev);
+            goto done;
+        }
+        const char *op =
+            json_string_value(json_object_get(json_object_get(sn, "summary"), "operation"));
+        len += (size_t)snprintf(ops + len, len < cap ? cap - len : 0, "%s%s", i ? "," : "",
+                                op ? op : "?");
+        prev = id, prev_seq = seq;
+    }
+    if (json_array_size(snaps) && prev != ice_table_snapshot_id(lt.t)) {
+        test_fail(__FILE__, __LINE__, "the last snapshot %lld is not the current one %lld",
+                  (long long)prev, (long long)ice_table_snapshot_id(lt.t));
+        goto done;
+    }
+    n = (int)json_array_size(snaps);
+done:
+    lake_table_free(&lt);
+    return n;
+}
+
 /* What the compaction contract's steps share: the store, the compactor's config, and a query
  * engine with a connection on the lake. */
 typedef struct compaction {
@@ -762,31 +862,30 @@ static void compaction_while_queries_run(compaction *k)
     CHECK_INT(1, st.compacted);
     CHECK_INT(3, st.files_in);
     CHECK_INT(200, st.rows);
+    CHECK_INT(0, st.conflicts);
     counts(k->qc, &all, &distinct);
     CHECK_INT(200, all);
     CHECK_INT(200, distinct);
+    /* one commit: the hour's file added, its three segments folded in */
+    char ops[200];
+    CHECK_INT(1, table_chain(k->s, ops, sizeof ops));
+    CHECK_STR("append", ops);
+    const int segs[] = {1, 2, 3};
+    CHECK_INT(3, table_folded(k->s, segs, 3));
 }
 
-/* A compaction that stopped before its manifest leaves a file no manifest names: not read. */
+/* A compaction that stopped before its commit leaves a Parquet file the table does not name:
+ * not read. */
 static void compaction_unnamed_file_not_read(compaction *k)
 {
     char why[512];
     long long all, distinct;
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(5, n); /* three raw files, the parquet file, the manifest */
+    CHECK_INT(4, n); /* three raw files (folded in, kept until retain), the parquet file */
     buf copy = BUF_INIT;
-    char live[LAKE_KEY_MAX] = "";
-    /* the live parquet file's key, from the manifest */
-    buf m = BUF_INIT;
-    CHECK_INT(STORE_OK,
-              store_get(k->s, OLD_HOUR "_manifest-0000000001.json", 0, 0, &m, why, sizeof why));
-    json_t *doc = json_loadb(m.p, m.len, 0, NULL);
-    snprintf(live, sizeof live, OLD_HOUR "%s",
-             json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
-    CHECK_INT(4, json_object_size(json_object_get(doc, "replaced")) + 1);
-    json_decref(doc);
-    buf_free(&m);
+    char live[LAKE_KEY_MAX];
+    table_parquet_one(k->s, live, sizeof live);
     CHECK_INT(STORE_OK, store_get(k->s, live, 0, 0, &copy, why, sizeof why));
     CHECK_INT(STORE_OK, store_put(k->s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet",
                                   copy.p, copy.len, 0, why, sizeof why));
@@ -812,23 +911,43 @@ static void compaction_folds_in_a_late_event(compaction *k)
     counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
     CHECK_INT(201, distinct);
+    /* the second commit replaced the first file and folded the late segment in */
+    char ops[200], why[512];
+    CHECK_INT(2, table_chain(k->s, ops, sizeof ops));
+    CHECK_STR("append,overwrite", ops);
+    const int segs[] = {1, 2, 3, 4};
+    CHECK_INT(4, table_folded(k->s, segs, 4));
+    int n = 0;
+    store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
+    CHECK_INT(7, n); /* nothing deleted: 4 segments, the replaced file, the leftover, the new one */
 }
 
-/* Past retain: the replaced files, the leftover and the old manifest go. */
+/* Past retain: the folded segments go, then the first snapshot expires and the file only it
+ * named goes with its manifest list and manifest; the live file stays. */
 static void compaction_deletes_past_retain(compaction *k)
 {
-    char why[512], err[1024];
+    char why[512], err[1024], live[LAKE_KEY_MAX], ops[200];
     long long all, distinct;
     compact_stats st;
+    table_parquet_one(k->s, live, sizeof live);
     k->cc.retain_ms = 0;
     CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     CHECK_INT(0, st.compacted);
-    CHECK_INT(7, st.deleted); /* 4 raw files, 2 parquet files, 1 manifest */
+    CHECK_INT(7, st.deleted); /* 4 segments; the first file, its manifest list and manifest */
+    CHECK_INT(1, table_chain(k->s, ops, sizeof ops));
+    CHECK_STR("overwrite", ops);
+    store_entry e;
+    CHECK_INT(STORE_OK, store_head(k->s, live, &e, why, sizeof why));
+    /* compaction deletes what a snapshot folded in or an expired one named: the leftover no
+     * snapshot named stays (and is not read) */
+    CHECK_INT(STORE_OK, store_head(k->s, OLD_HOUR "01a00000-0000-7000-8000-0000000000ff.parquet",
+                                   &e, why, sizeof why));
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(2, n);
     counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
+    CHECK_INT(201, distinct);
 }
 
 /* One compactor at a time: a live lease elsewhere is respected, an expired one taken over. */
@@ -852,29 +971,23 @@ static void compaction_lease_respected_or_taken_over(compaction *k)
     CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
 }
 
-/* A manifest naming a file the lake lost: queries fail, saying so. */
+/* The table naming a file the lake lost: queries fail, naming it. */
 static void compaction_lost_file_fails_queries(compaction *k)
 {
     char why[512];
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
     CHECK_INT(2, n);
-    buf m2 = BUF_INIT;
-    char live[LAKE_KEY_MAX] = "";
-    CHECK_INT(STORE_OK,
-              store_get(k->s, OLD_HOUR "_manifest-0000000002.json", 0, 0, &m2, why, sizeof why));
-    json_t *doc = json_loadb(m2.p, m2.len, 0, NULL);
-    snprintf(live, sizeof live, OLD_HOUR "%s",
-             json_string_value(json_array_get(json_object_get(doc, "parquet"), 0)));
-    json_decref(doc);
-    buf_free(&m2);
+    char live[LAKE_KEY_MAX], want[LAKE_KEY_MAX + 100];
+    table_parquet_one(k->s, live, sizeof live);
     CHECK_INT(STORE_OK, store_del(k->s, live, why, sizeof why));
     query_request rq = {.sql = "SELECT count(*) FROM events", .format = QUERY_JSON};
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(k->qc, &rq, &out, &o);
     CHECK_INT(QUERY_EINTERNAL, o.code);
-    CHECK_CONTAINS("which is not in the lake", o.error);
+    snprintf(want, sizeof want, "the table names %s, which is not in the lake", live);
+    CHECK_CONTAINS(want, o.error);
     buf_free(&out);
 }
 
@@ -954,31 +1067,12 @@ static char *csv(query_conn *qc, const char *sql)
     return t;
 }
 
-/* The Parquet files the latest manifest of OLD_HOUR names (seq given), as a JSON array. */
-static json_t *manifest_parquet(store *s, uint64_t seq)
-{
-    char why[512];
-    char key[LAKE_KEY_MAX];
-    snprintf(key, sizeof key, OLD_HOUR "_manifest-%010llu.json", (unsigned long long)seq);
-    buf m = BUF_INIT;
-    json_t *names = NULL;
-    if (store_get(s, key, 0, 0, &m, why, sizeof why) == STORE_OK) {
-        json_t *doc = json_loadb(m.p, m.len, 0, NULL);
-        names = json_incref(json_object_get(doc, "parquet"));
-        json_decref(doc);
-    }
-    buf_free(&m);
-    if (!names) test_fail(__FILE__, __LINE__, "no %s", key);
-    return names;
-}
-
-/* Rows of a compacted file of OLD_HOUR, or -1 when they are not in QUERY_COMPACT_ORDER (read by
+/* Rows of a compacted file (its key), or -1 when they are not in QUERY_COMPACT_ORDER (read by
  * DuckDB). */
-static long long sorted_rows(store *s, const char *name, const char *work)
+static long long sorted_rows(store *s, const char *key, const char *work)
 {
     char why[512];
-    char key[LAKE_KEY_MAX], path[1300], sql[2000];
-    snprintf(key, sizeof key, OLD_HOUR "%s", name);
+    char path[1300], sql[2000];
     snprintf(path, sizeof path, "%s/check.parquet", work);
     unlink(path);
     if (store_get_file(s, key, path, why, sizeof why) != STORE_OK) return -2;
@@ -999,7 +1093,7 @@ static long long sorted_rows(store *s, const char *name, const char *work)
     return rows;
 }
 
-/* Sum of the rows of the files named, each checked to be sorted. */
+/* Sum of the rows of the files named (keys), each checked to be sorted. */
 static long long files_rows(store *s, json_t *names, const char *work)
 {
     long long sum = 0;
@@ -1026,7 +1120,7 @@ static void put_text(store *s, const char *name, const char *text)
 
 /* A chunk per segment (the third one's rows are all in the other two), the ids grouped a few
  * dozen at a time to find them, while queries run: several files, each sorted, every event in
- * one. Returns the files the first manifest names (the caller frees). */
+ * one, added by one commit. Returns the files the table names (the caller frees). */
 static json_t *chunks_compacted_while_queries_run(compaction *k, const char *work)
 {
     char err[1024];
@@ -1045,7 +1139,10 @@ static json_t *chunks_compacted_while_queries_run(compaction *k, const char *wor
     CHECK_INT(3, st.files_in);
     CHECK_INT(200, st.rows);
     CHECK(st.chunks >= 3);
-    json_t *first = manifest_parquet(k->s, 1);
+    char ops[200];
+    CHECK_INT(1, table_chain(k->s, ops, sizeof ops));
+    CHECK_STR("append", ops);
+    json_t *first = table_parquet(k->s);
     CHECK_INT(st.files_out, json_array_size(first));
     CHECK(json_array_size(first) >= 2);
     CHECK_INT(200, files_rows(k->s, first, work));
@@ -1061,7 +1158,7 @@ static json_t *chunks_compacted_while_queries_run(compaction *k, const char *wor
 
 /* Late events: one new, one retry received earlier than the row compacted (it wins: the file
  * holding that row is written again), one received later (it loses); the files without a change
- * stay as they were. */
+ * stay as they were: the commit removes one file only. */
 static void chunks_late_events_rewrite_only_their_file(compaction *k, json_t *first,
                                                        const char *work)
 {
@@ -1083,7 +1180,12 @@ static void chunks_late_events_rewrite_only_their_file(compaction *k, json_t *fi
     CHECK_INT(1, st.compacted);
     CHECK_INT(2, st.files_in); /* the late segment, and the file that held e0007 */
     CHECK_INT(201, st.rows);
-    json_t *second = manifest_parquet(k->s, 2);
+    char ops[200];
+    CHECK_INT(2, table_chain(k->s, ops, sizeof ops));
+    CHECK_STR("append,overwrite", ops);
+    const int segs[] = {1, 2, 3, 4};
+    CHECK_INT(4, table_folded(k->s, segs, 4));
+    json_t *second = table_parquet(k->s);
     size_t i, j, same = 0;
     json_t *a, *b;
     json_array_foreach(first, i, a) json_array_foreach(second, j, b) same += json_equal(a, b);
@@ -1099,18 +1201,28 @@ static void chunks_late_events_rewrite_only_their_file(compaction *k, json_t *fi
     json_decref(second);
 }
 
-/* Past retain: only the live files and the manifest stay. */
+/* Past retain: only the live files stay (every one of them). */
 static void chunks_past_retain_only_live_files_stay(compaction *k)
 {
     char why[512], err[1024];
     compact_stats st;
     k->cc.retain_ms = 0;
+    json_t *live = table_parquet(k->s);
     CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
     CHECK_INT(0, st.compacted);
-    json_t *live = manifest_parquet(k->s, 2);
+    json_t *after = table_parquet(k->s);
+    CHECK(json_equal(live, after));
+    /* 4 segments, the file replaced, its snapshot's manifest list and manifest */
+    CHECK_INT(7, st.deleted);
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT((long long)json_array_size(live) + 1, n);
+    CHECK_INT((long long)json_array_size(live), n);
+    size_t i;
+    json_t *v;
+    store_entry e;
+    json_array_foreach(live, i, v)
+        CHECK_INT(STORE_OK, store_head(k->s, json_string_value(v), &e, why, sizeof why));
+    json_decref(after);
     json_decref(live);
     long long all, distinct;
     counts(k->qc, &all, &distinct);
