@@ -1288,6 +1288,148 @@ TEST(compaction_in_chunks_s3)
     free(dir);
 }
 
+/* ---- two compactors racing on one bucket ---------------------------------------------------- */
+
+/* Events [from, to) of hour h of 2026-11-21 (ids "h{h}-e{i}"), as the segment with number seg. */
+static void put_race_segment(store *s, int h, int seg, int from, int to)
+{
+    char why[512], key[LAKE_KEY_MAX];
+    buf b = BUF_INIT;
+    for (int i = from; i < to; i++)
+        buf_printf(
+            &b,
+            "{\"id\":\"h%d-e%05d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-21T%02d:%02d:00.000Z\","
+            "\"receivedAt\":\"2026-11-21T%02d:59:00.000Z\",\"method\":\"m%d\","
+            "\"durationMs\":%d,\"do\":{\"id\":\"d\",\"class\":\"C\"},\"doc\":{\"n\":%d}}\n",
+            h, i, h, i % 60, h, i % 3, i, i);
+    snprintf(key, sizeof key, "events/2026/11/21/%02d/01a00000-0000-7000-8000-%012d.jsonl", h, seg);
+    CHECK_INT(STORE_OK, store_put(s, key, b.p, b.len, 0, why, sizeof why));
+    buf_free(&b);
+}
+
+typedef struct compactor {
+    compact_config cc;
+    compact_stats st;
+    int rc;
+    char err[1024];
+} compactor;
+
+static void *race_compact(void *arg)
+{
+    compactor *r = arg;
+    r->rc = compact_run(&r->cc, &r->st, r->err, sizeof r->err);
+    return NULL;
+}
+
+/*
+ * Runs a and b at once: a first; once a holds the lease (a record after `after`), b, whose clock
+ * runs ahead of a's by more than the lease: a's lease looks expired to b (here: an expired record
+ * after a's), so b takes it over while a works on. a's first hour is large: b has loaded the table
+ * before a's first commit. Both must finish; each hour is committed by one of them.
+ */
+static void race_once(store *s, compactor *a, compactor *b, uint64_t after)
+{
+    char why[512], key[LAKE_KEY_MAX], text[200];
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, race_compact, a);
+    uint64_t q = after;
+    for (int i = 0; i < 2000 && q <= after; i++) {
+        usleep(5000);
+        q = lease_seq(s);
+    }
+    CHECK(q > after);
+    snprintf(text, sizeof text, "{\"owner\":\"%s\",\"expiresAt\":%lld}", a->cc.owner,
+             (long long)(evtime_now_ms() - 1));
+    lake_lease_key("compaction", q + 1, key);
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
+    pthread_create(&tb, NULL, race_compact, b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK_INT(0, a->rc);
+    CHECK_INT(0, b->rc);
+    if (a->rc || b->rc) test_fail(__FILE__, __LINE__, "a: %s; b: %s", a->err, b->err);
+}
+
+#define RACE_HOURS 4
+#define RACE_BIG   16000 /* events of the first hour: a second or so of compaction */
+
+/*
+ * Two compactors on one bucket at once (the lease did not keep them apart: their clocks disagree),
+ * each with every hour to do: one commit wins each hour, the other loses it (its new files
+ * deleted) or retries on the new base; no snapshot is lost (one chain of parents, one snapshot per
+ * hour compacted) and every event is in the answers exactly once. Twice: the hours' first commits
+ * (appends), then their late events (overwrites).
+ */
+TEST(s3_two_compactors_racing_on_one_bucket)
+{
+    REQUIRE(s3_ready());
+    char *dir = test_tmpdir("race-s3");
+    char cdir[2][1200], work[2][1200], err[256], ops[400];
+    store *s = s3_store_open("race");
+    REQUIRE(s);
+    lake_cache *c[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cdir[i], sizeof cdir[i], "%s/cache-%d", dir, i);
+        snprintf(work[i], sizeof work[i], "%s/work-%d", dir, i);
+        REQUIRE_INT(0, sh("mkdir -p '%s'", work[i]));
+        REQUIRE_INT(0, lake_cache_open(cdir[i], 256 << 20, &c[i], err, sizeof err));
+    }
+    for (int k = 0; k < 4; k++)
+        put_race_segment(s, 0, k, k * (RACE_BIG / 4), (k + 1) * (RACE_BIG / 4));
+    for (int h = 1; h < RACE_HOURS; h++) {
+        put_race_segment(s, h, 0, 0, 100);
+        put_race_segment(s, h, 1, 100, 200);
+    }
+    long long want = RACE_BIG + (RACE_HOURS - 1) * 200, all, distinct;
+    compaction k;
+    REQUIRE_INT(0, compaction_open(&k, s, c[0], work[0]));
+    compactor a = {.cc = {.store = s,
+                          .cache = c[0],
+                          .work_dir = work[0],
+                          .retain_ms = 3600000,
+                          .owner = "compaction-a"}};
+    compactor b = a;
+    b.cc.cache = c[1], b.cc.work_dir = work[1], b.cc.owner = "compaction-b";
+
+    race_once(s, &a, &b, lease_seq(s));
+    CHECK_INT(RACE_HOURS, a.st.compacted + b.st.compacted);
+    /* a loaded the table before any commit: it won or lost every hour; b loaded it before a's
+     * first commit at the latest, so they overlapped on one hour at least */
+    CHECK_INT(RACE_HOURS, a.st.compacted + a.st.conflicts);
+    CHECK(a.st.conflicts + b.st.conflicts >= 1);
+    CHECK_INT(RACE_HOURS, table_chain(s, ops, sizeof ops));
+    CHECK_STR("append,append,append,append", ops);
+    counts(k.qc, &all, &distinct);
+    CHECK_INT(want, all);
+    CHECK_INT(want, distinct);
+
+    /* a late event in every hour, one of them a retry of an event compacted */
+    for (int h = 0; h < RACE_HOURS; h++)
+        put_race_segment(s, h, 9, h ? 200 : RACE_BIG, (h ? 200 : RACE_BIG) + 1);
+    put_race_segment(s, 1, 10, 5, 6);
+    want += RACE_HOURS;
+    memset(&a.st, 0, sizeof a.st);
+    memset(&b.st, 0, sizeof b.st);
+    race_once(s, &a, &b, lease_seq(s));
+    CHECK_INT(RACE_HOURS, a.st.compacted + b.st.compacted);
+    /* a loaded the table before any commit: it won or lost every hour; b loaded it before a's
+     * first commit at the latest, so they overlapped on one hour at least */
+    CHECK_INT(RACE_HOURS, a.st.compacted + a.st.conflicts);
+    CHECK(a.st.conflicts + b.st.conflicts >= 1);
+    CHECK_INT(2 * RACE_HOURS, table_chain(s, ops, sizeof ops));
+    CHECK_STR("append,append,append,append,overwrite,overwrite,overwrite,overwrite", ops);
+    counts(k.qc, &all, &distinct);
+    CHECK_INT(want, all);
+    CHECK_INT(want, distinct);
+
+    query_conn_free(k.qc);
+    query_engine_close(k.e);
+    for (int i = 0; i < 2; i++) lake_cache_close(c[i]);
+    store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* ---- the server on an s3 lake ---------------------------------------------------------------- */
 
 typedef struct node {
