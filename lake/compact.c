@@ -2,6 +2,8 @@
  * compact.c - compaction runs: the lease, the work directory, the partitions
  * due, and for each the files into the lake and the manifest that makes them
  * live (compact.h). What goes into an hour's files is compact_hour.c's.
+ * EVENTS_TEST_KILL_AT=parquet stops a run once an hour's new files are put
+ * (testkill.h).
  */
 #include "compact.h"
 
@@ -12,6 +14,7 @@
 #include "layout.h"
 #include "partition.h"
 #include "table.h"
+#include "testkill.h"
 
 #include <dirent.h>
 #include <duckdb.h>
@@ -603,6 +606,7 @@ static int publish(run *r, lake_partition *p, const inputs *in, const compact_ho
     change c;
     memset(&c, 0, sizeof c);
     int rc = put_outputs(r, p, res, &c);
+    if (!rc) lake_test_kill_at("parquet");
     for (size_t k = 0; !rc && k < in->n; k++) {
         const lake_part_file *f = &p->f[in->file[k]];
         if (!f->parquet)
