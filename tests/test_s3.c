@@ -27,7 +27,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -1426,6 +1428,150 @@ TEST(s3_two_compactors_racing_on_one_bucket)
     query_engine_close(k.e);
     for (int i = 0; i < 2; i++) lake_cache_close(c[i]);
     store_close(s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* ---- a compaction killed at each step of its commit: a directory lake ------------------------ */
+
+extern char **environ;
+
+/* `events compact` on the lake (retain an hour), with EVENTS_TEST_KILL_AT=step if step is set
+ * (lake/testkill.h); its wait status, or -1. */
+static int compact_process(const char *lake, const char *step)
+{
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 2, sizeof *env), kill_at[64];
+    if (!env) return -1;
+    memcpy(env, environ, n * sizeof *env);
+    snprintf(kill_at, sizeof kill_at, "EVENTS_TEST_KILL_AT=%s", step ? step : "");
+    env[n] = kill_at;
+    const char *argv[] = {events_bin(), "compact",  "--lake", lake, "--after",
+                          "0",          "--retain", "1h",     NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execve(argv[0], (char *const *)argv, env);
+        _exit(127);
+    }
+    free(env);
+    int status = -1;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+    return status;
+}
+
+/* The killed run's lease has run out (as it does lease_ms later): an expired record after it. */
+static void lease_runs_out(store *s)
+{
+    char why[512], key[LAKE_KEY_MAX], text[100];
+    snprintf(text, sizeof text, "{\"owner\":\"killed\",\"expiresAt\":%lld}",
+             (long long)(evtime_now_ms() - 1));
+    lake_lease_key("compaction", lease_seq(s) + 1, key);
+    CHECK_INT(STORE_OK, store_put(s, key, text, strlen(text), STORE_IF_ABSENT, why, sizeof why));
+}
+
+/* The table's version (0: none), checked readable with its live files; the hint's into *hint. */
+static int64_t table_version(store *s, int64_t *hint)
+{
+    char err[512];
+    lake_table lt;
+    lake_live lv;
+    int64_t v = -1;
+    if (lake_table_load(s, &lt, err, sizeof err) ||
+        lake_live_load(s, &lt, INT64_MIN, INT64_MAX, &lv, err, sizeof err)) {
+        test_fail(__FILE__, __LINE__, "the table of %s: %s", s->url, err);
+    } else {
+        v = lt.t ? ice_table_version(lt.t) : 0;
+        lake_live_free(&lv);
+    }
+    lake_table_free(&lt);
+    buf b = BUF_INIT;
+    *hint = store_get(s, "metadata/version-hint.text", 0, 0, &b, err, sizeof err) == STORE_OK
+                ? strtoll(buf_cstr(&b), NULL, 10)
+                : 0;
+    buf_free(&b);
+    return v;
+}
+
+/*
+ * One commit of the compaction of OLD_HOUR (to version `to`) killed at step: the table readable at
+ * the version before or the one after (the step says which), every event counted once; then,
+ * the killed run's lease run out, the next run completes it: every segment folded in, one file
+ * live, every event once.
+ */
+static void killed_then_completed(store *s, query_conn *qc, const char *lake, const char *step,
+                                  int64_t to, long long events, int segments)
+{
+    char why[512], ops[200];
+    int committed = !strcmp(step, "metadata") || !strcmp(step, "version-hint");
+    int64_t hint_before, hint;
+    CHECK_INT(to - 1, table_version(s, &hint_before));
+    int st = compact_process(lake, step);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    CHECK_INT(committed ? to : to - 1, table_version(s, &hint));
+    /* the hint (0: none) lags but for the last step; a load probes past it */
+    CHECK_INT(strcmp(step, "version-hint") ? hint_before : to, hint);
+    if (to == 1 && !committed) {
+        int n = 0; /* the files are put; then the table's manifest and manifest list, no version */
+        store_list(s, "metadata/", on_key_count, &n, why, sizeof why);
+        CHECK_INT(strcmp(step, "parquet") ? 2 : 0, n);
+    }
+    long long all, distinct;
+    counts(qc, &all, &distinct);
+    CHECK_INT(events, all);
+    CHECK_INT(events, distinct);
+
+    lease_runs_out(s);
+    st = compact_process(lake, NULL);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    int64_t hint_killed = hint;
+    CHECK_INT(to, table_version(s, &hint));
+    CHECK_INT(committed ? hint_killed : to, hint); /* nothing more to commit: the hint as it was */
+    CHECK_INT(to, table_chain(s, ops, sizeof ops));
+    CHECK_STR(to == 1 ? "append" : "append,overwrite", ops);
+    const int segs[] = {1, 2, 3};
+    CHECK_INT(segments, table_folded(s, segs, segments));
+    json_t *live = table_parquet(s);
+    CHECK_INT(1, json_array_size(live));
+    json_decref(live);
+    counts(qc, &all, &distinct);
+    CHECK_INT(events, all);
+    CHECK_INT(events, distinct);
+}
+
+/*
+ * A compaction (`events compact`) killed with SIGKILL at every step of a commit (lake/testkill.h):
+ * after its Parquet files are put, after its manifests and manifest list, after the metadata
+ * version before the hint, after the hint. The lake's table stays readable, every event is counted
+ * once, the next run completes. For each step, the hour's first commit (which creates the table)
+ * and its second one (a late event: a file replaced).
+ */
+TEST(compaction_killed_at_every_step_of_its_commit)
+{
+    static const char *const steps[] = {"parquet", "manifest-list", "metadata", "version-hint"};
+    char *dir = test_tmpdir("killed");
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        char lake[1200], err[512];
+        snprintf(lake, sizeof lake, "%s/lake-%s", dir, steps[i]);
+        REQUIRE_INT(0, sh("mkdir -p '%s'", lake));
+        store *s;
+        REQUIRE_INT(0, store_open(lake, &s, err, sizeof err));
+        query_config qcfg = {.store = s, .threads = 1};
+        query_engine *e;
+        REQUIRE_INT(0, query_engine_open(&qcfg, &e, err, sizeof err));
+        query_conn *qc = query_conn_new(e, err, sizeof err);
+        put_events(s, "01a00000-0000-7000-8000-000000000001.jsonl", 0, 100);
+        put_events(s, "01a00000-0000-7000-8000-000000000002.jsonl", 100, 200);
+        killed_then_completed(s, qc, lake, steps[i], 1, 200, 2);
+        put_events(s, "01a00000-0000-7000-8000-000000000003.jsonl", 200, 201);
+        killed_then_completed(s, qc, lake, steps[i], 2, 201, 3);
+        if (test_failed_now()) fprintf(stderr, "  (killed at %s)\n", steps[i]);
+        query_conn_free(qc);
+        query_engine_close(e);
+        store_close(s);
+    }
     test_rmtree(dir);
     free(dir);
 }
