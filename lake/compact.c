@@ -3,7 +3,8 @@
  * due, and for each the files into the lake and the commit to the table that
  * makes them live; the conversion of a lake of manifests; deleting what died
  * and expiring old snapshots (compact.h). What goes into an hour's files is
- * compact_hour.c's.
+ * compact_hour.c's. EVENTS_TEST_KILL_AT=parquet stops a run once an hour's
+ * new files are put (testkill.h).
  */
 #include "compact.h"
 
@@ -14,6 +15,7 @@
 #include "layout.h"
 #include "partition.h"
 #include "table.h"
+#include "testkill.h"
 
 #include <dirent.h>
 #include <duckdb.h>
@@ -519,10 +521,22 @@ static int change_fold(run *r, change *c, const char *key)
     return 0;
 }
 
+/* 1 if a kept snapshot of base has folded in one of the segments the change folds in. */
+static int folded_already(const lake_table *base, const json_t *folded)
+{
+    size_t i;
+    json_t *k;
+    json_array_foreach(folded, i,
+                       k) if (lake_table_folded_at(base, json_string_value(k)) >= 0) return 1;
+    return 0;
+}
+
 /*
  * Commits the change on the table's current version (created if there is none), retrying on a
  * newer base; the files it removes are of the hour `hour` (INT64_MIN: of any). 0 committed, 1
- * lost: a file it removes is no longer live (another compactor was first), -1 error (r->err).
+ * lost: another compactor was first (two leases can overlap when clocks disagree), so a file
+ * it removes is no longer live, or a segment it folds in is folded in already (its events are
+ * in the other's files: committing ours too would make them live twice). -1 error (r->err).
  */
 static int change_commit(run *r, change *c, int64_t hour)
 {
@@ -543,7 +557,19 @@ static int change_commit(run *r, change *c, int64_t hour)
     if (c->folded && !folded) return snprintf(r->err, r->errlen, "out of memory"), -1;
     ice_catalog cat = ice_store_catalog(r->cfg->store);
     char m[1024];
-    int rc = ice_commit_retry(&cat, r->cfg->store, &ch, evtime_now_ms(), 8, NULL, m, sizeof m);
+    int64_t now = evtime_now_ms();
+    int rc = ICE_ECONFLICT;
+    for (int attempt = 0; attempt < 8 && rc == ICE_ECONFLICT; attempt++) {
+        lake_table base;
+        if (lake_table_load(r->cfg->store, &base, m, sizeof m)) {
+            rc = ICE_EIO;
+            break;
+        }
+        rc = c->folded && folded_already(&base, c->folded)
+                 ? ICE_ESTALE
+                 : ice_commit(&cat, r->cfg->store, base.t, &ch, now, NULL, m, sizeof m);
+        lake_table_free(&base);
+    }
     free(folded);
     if (rc == ICE_ESTALE) return 1;
     if (rc) {
@@ -616,6 +642,7 @@ static int publish(run *r, lake_partition *p, const inputs *in, const compact_ho
     change c;
     memset(&c, 0, sizeof c);
     int rc = put_outputs(r, p, res, &c);
+    if (!rc) lake_test_kill_at("parquet");
     for (size_t k = 0; !rc && k < in->n; k++) {
         const lake_part_file *f = &p->f[in->file[k]];
         if (!f->parquet)
@@ -909,7 +936,10 @@ static int convert_lake(run *r)
     if (rc && !r->err[0]) snprintf(r->err, r->errlen, "compaction: %s", m);
     if (!rc && cv.hours) {
         rc = lease_keep(&r->lease, r->err, r->errlen);
-        if (!rc) rc = change_commit(r, &cv.c, INT64_MIN) ? -1 : 0;
+        if (!rc) rc = change_commit(r, &cv.c, INT64_MIN);
+        /* another compactor converted the lake first: its table stands, our files are named by
+         * no snapshot */
+        if (rc == 1) r->st->conflicts++, rc = 0;
         if (!rc) {
             lake_table_free(&r->lt);
             rc = lake_table_load(r->cfg->store, &r->lt, r->err, r->errlen);

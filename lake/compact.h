@@ -49,10 +49,11 @@
  * leases/compaction/{seq}.json, a conditional put of the next seq that only
  * one contender can win, holding {owner, expiresAt}; it renews the lease (the
  * next seq again) as it goes, and gives it up at the end. An expired lease
- * (its holder died) is taken over the same way. The table's own conditional
- * commit keeps two compactors from both replacing a file even if their clocks
- * disagree about the lease: the second finds it no longer live and retries or
- * gives the hour up.
+ * (its holder died) is taken over the same way. The table's commit keeps two
+ * compactors from both winning a partition even if their clocks disagree
+ * about the lease: a commit whose base no longer has the files it removes
+ * live, or has the segments it folds in folded in already, is lost (counted in
+ * conflicts, its new files deleted).
  */
 #ifndef EVENTS_COMPACT_H
 #define EVENTS_COMPACT_H

@@ -11,8 +11,11 @@
  * by a conditional put (STORE_IF_ABSENT, atomic on a directory and on S3), so of
  * two writers on the same base exactly one gets N+1. version-hint.text is only a
  * hint (written after the put, it may lag or be lost): load probes past it.
+ * EVENTS_TEST_KILL_AT=metadata and =version-hint stop the process after either
+ * put (testkill.h).
  */
 #include "iceberg_int.h"
+#include "testkill.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -380,10 +383,12 @@ static int store_swap(void *cat, const ice_table *base, int64_t new_version, con
         return ice__fail(err, errlen, ICE_ECONFLICT,
                          "iceberg: %s exists: another writer committed first", key);
     if (rc) return ICE_EIO;
+    lake_test_kill_at("metadata");
     char text[32];
     int n = snprintf(text, sizeof text, "%" PRId64 "\n", new_version);
     char ignored[256]; /* a lost hint only makes the next load probe further */
     store_put(s, ICE__HINT, text, (size_t)n, 0, ignored, sizeof ignored);
+    lake_test_kill_at("version-hint");
     return ICE_OK;
 }
 

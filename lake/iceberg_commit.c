@@ -11,9 +11,12 @@
  * the old attempt. Manifests the change does not touch are reused by location,
  * with the manifest list entry they had (their ADDED entries keep inheriting the
  * sequence number of the snapshot that wrote them).
+ * EVENTS_TEST_KILL_AT=manifest-list stops the process once the manifests and
+ * the manifest list are written (testkill.h).
  */
 #include "evrand.h"
 #include "iceberg_int.h"
+#include "testkill.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -454,6 +457,7 @@ int ice_commit(const ice_catalog *cat, store *s, const ice_table *base, const ic
     if (!rc && remember(&a, key)) rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
     if (!rc)
         rc = ice__list_write(s, key, a.ms, a.nms, a.snapshot_id, a.parent_id, a.seq, err, errlen);
+    if (!rc) lake_test_kill_at("manifest-list");
     int outcome = 0;
     if (!rc) {
         json_t *m = next_metadata(&a, path);
