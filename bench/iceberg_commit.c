@@ -36,6 +36,7 @@ typedef struct counting {
     store base;
     store *inner;
     long manifest_gets, list_gets;
+    long long put_bytes;
 } counting;
 
 static store *inner_of(store *s)
@@ -46,6 +47,7 @@ static store *inner_of(store *s)
 static int c_put(store *s, const char *key, const void *d, size_t n, int flags, char *err,
                  size_t errlen)
 {
+    ((counting *)s)->put_bytes += (long long)n;
     return store_put(inner_of(s), key, d, n, flags, err, errlen);
 }
 static int c_put_file(store *s, const char *key, const char *path, int flags, char *err,
@@ -91,11 +93,16 @@ static void c_close(store *s)
 static const store_ops counting_ops = {c_put,  c_put_file, c_get,  c_get_file, c_head,
                                        c_list, c_del,      c_root, c_close};
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double now_s(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
 }
 
 /* A file of the given hour, named n, with statistics of NCOLS columns. */
@@ -196,7 +203,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "store_open: %s\n", err);
         return 1;
     }
-    counting cs = {{&counting_ops, s->url, 0}, s, 0, 0};
+    counting cs = {{&counting_ops, s->url, 0}, s, 0, 0, 0};
     ice_catalog cat = ice_store_catalog(&cs.base);
     ice_table *t = NULL;
     ice_file *fs = calloc((size_t)per_day, sizeof *fs);
@@ -229,6 +236,8 @@ int main(int argc, char **argv)
 
     int64_t last_day = FIRST_HOUR + (int64_t)(days - 1) * 24;
     long m0 = cs.manifest_gets, l0 = cs.list_gets;
+    long long b0 = cs.put_bytes;
+    double cpu0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (int i = 0; i < appends; i++) {
         ice_file f;
         if (make_file(&f, last_day + i % 24, serial++)) goto done;
@@ -245,6 +254,7 @@ int main(int argc, char **argv)
         ice_table_free(t);
         t = next;
     }
+    double cpu = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0) * 1000 / appends;
     if (list_size(&cs, t, &entries, &bytes)) goto done;
     double first = 0, last = 0, sum = 0;
     int tenth = appends >= 10 ? appends / 10 : 1;
@@ -259,10 +269,12 @@ int main(int argc, char **argv)
            "%d mean %.2f\n",
            sum / appends, times[appends / 2], times[appends * 99 / 100], times[appends - 1], tenth,
            first / tenth, tenth, last / tenth);
-    printf("  per commit read: %.2f manifests, %.2f lists\n",
-           (double)(cs.manifest_gets - m0) / appends, (double)(cs.list_gets - l0) / appends);
+    printf("  per commit: %.2f ms CPU; read %.2f manifests, %.2f lists; wrote %.0f bytes\n", cpu,
+           (double)(cs.manifest_gets - m0) / appends, (double)(cs.list_gets - l0) / appends,
+           (double)(cs.put_bytes - b0) / appends);
     printf("  list after: %ld entries, %zu bytes\n", entries, bytes);
-    if (plan_hour(&cs, t, last_day + 5, 20) || plan_hour(&cs, t, FIRST_HOUR + days / 2 * 24 + 5, 20))
+    if (plan_hour(&cs, t, last_day + 5, 20) ||
+        plan_hour(&cs, t, FIRST_HOUR + days / 2 * 24 + 5, 20))
         goto done;
     rc = 0;
 done:
