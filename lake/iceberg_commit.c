@@ -646,7 +646,7 @@ int ice_commit(const ice_catalog *cat, store *s, const ice_table *base, const ic
     ice__manifests_free(a.ms, a.nms);
     ice_keys_free(a.written, a.nwritten);
     free(a.hours);
-    for (size_t i = 0; i < a.nb && a.be; i++) ice__entries_free(a.be[i], a.bne[i]);
+    for (size_t i = 0; a.be && a.bne && i < a.nb; i++) ice__entries_free(a.be[i], a.bne[i]);
     ice__manifests_free(a.bms, a.nb);
     free(a.be);
     free(a.bne);
@@ -714,7 +714,7 @@ int ice_snapshot_files(store *s, const ice_table *t, int64_t snapshot_id, int64_
         if (ms[i].added_files + ms[i].existing_files == 0) continue;
         ice__entry *e;
         size_t ne;
-        rc = ice__manifest_read(s, t->location, &ms[i], &e, &ne, err, errlen);
+        rc = ice__manifest_read_hours(s, t->location, &ms[i], lo, hi, &e, &ne, err, errlen);
         if (rc) break;
         for (size_t j = 0; !rc && j < ne; j++) {
             if (e[j].status == ICE__DELETED || e[j].f.hour < lo || e[j].f.hour > hi) continue;
