@@ -17,12 +17,16 @@
  * one table in iceberg.c; ice_duckdb_field_ids gives the FIELD_IDS clause with
  * which DuckDB writes data files of the same ids.
  *
- * A change (append, replace, delete) is one new snapshot: a manifest of the
- * added files (entries ADDED, sequence numbers null, inherited), the base's
- * manifests that hold removed files rewritten (those entries DELETED, the rest
- * EXISTING), the other manifests reused as they are, a new manifest list with
- * each manifest's partition summary (the range of ts_hour), then a new metadata
- * version committed through a catalog (ice_catalog_ops). The first catalog keeps
+ * The table keeps at most one manifest per UTC day of ts_hour. A change
+ * (append, replace, delete) is one new snapshot: for each day it touches (days
+ * of added and of removed files) a new manifest of that day's entries (the
+ * day's live files EXISTING with their original snapshot id and sequence
+ * numbers, the removed ones DELETED, the added ones ADDED with sequence numbers
+ * null, inherited), the other days' manifests reused as they are, a new manifest
+ * list with each manifest's partition summary (the range of ts_hour), then a new
+ * metadata version committed through a catalog (ice_catalog_ops). A base of
+ * several manifests a day, or of manifests spanning days, is folded into
+ * per-day manifests as its days are touched. The first catalog keeps
  * the versions in the store itself, committed with the store's conditional put;
  * a REST catalog can be a second implementation of the same two operations.
  *

@@ -8,9 +8,21 @@
  * the catalog says ICE_ECONFLICT and this attempt deletes what it wrote: the
  * files it added and the ones it meant to remove may have changed under it, so a
  * retry starts again from the new base (ice_commit_retry) rather than patching
- * the old attempt. Manifests the change does not touch are reused by location,
- * with the manifest list entry they had (their ADDED entries keep inheriting the
- * sequence number of the snapshot that wrote them).
+ * the old attempt.
+ *
+ * The table keeps at most one manifest per UTC day of ts_hour, so that the
+ * manifest list stays one entry a day however often compaction commits (a list
+ * growing by one manifest a commit would make every commit and every query plan
+ * read hundreds of thousands of entries within a few years). A commit rewrites
+ * the manifest of each day it touches (days of added and of removed files): the
+ * day's live files carried over as EXISTING with the snapshot id and sequence
+ * numbers they had, the removed ones DELETED by this snapshot, the added ones
+ * ADDED; the DELETED entries of earlier snapshots are dropped (the spec keeps a
+ * deletion in the snapshot that made it). Other days' manifests are reused by
+ * location with the list entry they had (their ADDED entries keep inheriting the
+ * sequence number of the snapshot that wrote them). A base of another shape (a
+ * manifest a commit, or one spanning several days) is folded into per-day
+ * manifests as its days are touched.
  * EVENTS_TEST_KILL_AT=manifest-list stops the process once the manifests and
  * the manifest list are written (testkill.h).
  */
@@ -19,6 +31,7 @@
 #include "testkill.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +54,19 @@ typedef struct attempt {
     int64_t removed_files, removed_records, removed_bytes;
     int64_t *hours; /* the partitions the change touches, with repeats */
     size_t nhours;
+    ice__manifest *bms; /* the base snapshot's manifests */
+    size_t nb;
+    ice__entry **be; /* the entries of bms[i] while LOADED */
+    size_t *bne;
+    char *bstate;  /* LOADED, TAKEN (replaced by this snapshot's per-day manifests) */
+    int64_t *days; /* the touched days, sorted */
+    size_t ndays, capdays;
+    const char **rm; /* the keys to remove, sorted; found[k]: rm[k] is live in the base */
+    char *found;
+    size_t nrm;
 } attempt;
+
+enum { LOADED = 1, TAKEN = 2 };
 
 static int note_hour(attempt *a, int64_t hour)
 {
@@ -125,142 +150,299 @@ fail:
     return -1;
 }
 
-/* ---- the manifests of the new snapshot --------------------------------------------------- */
+/* ---- the manifests of the new snapshot: one per day ---------------------------------------- */
 
-/* The manifest of the added files, first in the new list. */
-static int write_added(attempt *a, char *err, size_t errlen)
+/* The UTC day of an hour partition (floor division: hours before the epoch too). */
+static int64_t day_of(int64_t hour)
 {
-    if (!a->c->nadd) return ICE_OK;
-    ice__entry *e = calloc(a->c->nadd, sizeof *e);
-    if (!e) return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-    int rc = ICE_OK;
-    for (size_t i = 0; i < a->c->nadd && !rc; i++) {
-        e[i].status = ICE__ADDED;
-        if (copy_file(&a->c->add[i], &e[i].f) || note_hour(a, a->c->add[i].hour))
-            rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-        e[i].f.snapshot_id = a->snapshot_id;
+    return hour >= 0 ? hour / 24 : -((-hour + 23) / 24);
+}
+
+/* The index of the first touched day >= d. */
+static size_t day_lower(const attempt *a, int64_t d)
+{
+    size_t lo = 0, hi = a->ndays;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->days[mid] < d)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    return lo;
+}
+
+/* Adds d to the touched days (kept sorted, without repeats). */
+static int touch_day(attempt *a, int64_t d)
+{
+    size_t i = day_lower(a, d);
+    if (i < a->ndays && a->days[i] == d) return 0;
+    if (a->ndays == a->capdays) {
+        size_t cap = a->capdays ? a->capdays * 2 : 16;
+        int64_t *days = realloc(a->days, cap * sizeof *days);
+        if (!days) return -1;
+        a->days = days;
+        a->capdays = cap;
+    }
+    memmove(&a->days[i + 1], &a->days[i], (a->ndays - i) * sizeof *a->days);
+    a->days[i] = d;
+    a->ndays++;
+    return 0;
+}
+
+/* 1 if a touched day lies in [lo, hi]. */
+static int meets_touched(const attempt *a, int64_t lo, int64_t hi)
+{
+    size_t i = day_lower(a, lo);
+    return i < a->ndays && a->days[i] <= hi;
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* The position of key among the (sorted) keys to remove, or -1. */
+static ptrdiff_t removal_of(const attempt *a, const char *key)
+{
+    if (!a->nrm) return -1;
+    const char *const *p = bsearch(&key, a->rm, a->nrm, sizeof *a->rm, cmp_str);
+    return p ? p - a->rm : -1;
+}
+
+static int has_live(const ice__manifest *m)
+{
+    return m->added_files + m->existing_files > 0;
+}
+
+/* Reads the entries of base manifest i, once. */
+static int load_base(attempt *a, size_t i, char *err, size_t errlen)
+{
+    if (a->bstate[i] & LOADED) return ICE_OK;
+    int rc = ice__manifest_read(a->s, a->location, &a->bms[i], &a->be[i], &a->bne[i], err, errlen);
+    if (!rc) a->bstate[i] |= LOADED;
+    return rc;
+}
+
+static void unload_base(attempt *a, size_t i)
+{
+    ice__entries_free(a->be[i], a->bne[i]);
+    a->be[i] = NULL;
+    a->bne[i] = 0;
+    a->bstate[i] &= (char)~LOADED;
+}
+
+/* Takes base manifest i (loaded) out of the new list: the days of its live files are
+ * touched, so that all of them are rewritten into per-day manifests. */
+static int take_base(attempt *a, size_t i)
+{
+    a->bstate[i] |= TAKEN;
+    for (size_t j = 0; j < a->bne[i]; j++)
+        if (a->be[i][j].status != ICE__DELETED && touch_day(a, day_of(a->be[i][j].f.hour)))
+            return -1;
+    return 0;
+}
+
+/* The base's manifest list and the keys to remove, sorted for lookups. */
+static int read_base(attempt *a, char *err, size_t errlen)
+{
+    const ice_change *c = a->c;
+    if (c->nremove) {
+        if (!(a->rm = malloc(c->nremove * sizeof *a->rm)) || !(a->found = calloc(c->nremove, 1)))
+            return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+        memcpy(a->rm, c->remove, c->nremove * sizeof *a->rm);
+        a->nrm = c->nremove;
+        qsort(a->rm, a->nrm, sizeof *a->rm, cmp_str);
+    }
+    if (!a->base || a->parent_id < 0) {
+        if (c->nremove)
+            return ice__fail(err, errlen, ICE_ESTALE,
+                             "iceberg: cannot remove %s: the table has no live files",
+                             c->remove[0]);
+        return ICE_OK;
+    }
+    int rc = ice__snapshot_manifests(a->s, a->base, a->parent_id, &a->bms, &a->nb, err, errlen);
+    if (rc) return rc;
+    a->be = calloc(a->nb + 1, sizeof *a->be);
+    a->bne = calloc(a->nb + 1, sizeof *a->bne);
+    a->bstate = calloc(a->nb + 1, 1);
+    if (!a->be || !a->bne || !a->bstate)
+        return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+    return ICE_OK;
+}
+
+/* Reads the base manifests that may hold removed files (those meeting the removed hours,
+ * when known): the ones that hold some are taken. ICE_ESTALE when a key is not found. */
+static int find_removed(attempt *a, char *err, size_t errlen)
+{
+    const ice_change *c = a->c;
+    for (size_t i = 0; i < a->nb && a->nrm; i++) {
+        const ice__manifest *m = &a->bms[i];
+        if (!has_live(m)) continue;
+        if (c->remove_hours_known && m->has_bounds &&
+            (m->hi < c->remove_lo || m->lo > c->remove_hi))
+            continue;
+        int rc = load_base(a, i, err, errlen), holds = 0;
+        if (rc) return rc;
+        for (size_t j = 0; j < a->bne[i]; j++) {
+            if (a->be[i][j].status == ICE__DELETED) continue;
+            ptrdiff_t k = removal_of(a, a->be[i][j].f.key);
+            if (k >= 0) a->found[k] = holds = 1;
+        }
+        if (!holds)
+            unload_base(a, i);
+        else if (take_base(a, i))
+            return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+    }
+    for (size_t k = 0; k < a->nrm; k++)
+        if (!a->found[k])
+            return ice__fail(err, errlen, ICE_ESTALE,
+                             "iceberg: cannot remove %s: it is not a live file of snapshot %" PRId64
+                             " (replaced or removed by another writer)",
+                             a->rm[k], a->parent_id);
+    return ICE_OK;
+}
+
+/* Takes every base manifest with live files whose days meet a touched day, until none
+ * is left: a day is rewritten from all of its manifests (several for one day, as older
+ * commits wrote them, fold into one), and a manifest of several days is split into its
+ * days (which touches them, hence the repeat). */
+static int take_touched(attempt *a, char *err, size_t errlen)
+{
+    for (int more = 1; more;) {
+        more = 0;
+        for (size_t i = 0; i < a->nb; i++) {
+            const ice__manifest *m = &a->bms[i];
+            if ((a->bstate[i] & TAKEN) || !has_live(m)) continue;
+            if (m->has_bounds && !meets_touched(a, day_of(m->lo), day_of(m->hi))) continue;
+            int rc = load_base(a, i, err, errlen);
+            if (rc) return rc;
+            if (take_base(a, i))
+                return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+            more = 1;
+        }
+    }
+    return ICE_OK;
+}
+
+static int by_day_then_key(const void *x, const void *y)
+{
+    const ice__entry *a = x, *b = y;
+    int64_t da = day_of(a->f.hour), db = day_of(b->f.hour);
+    if (da != db) return (da > db) - (da < db);
+    return strcmp(a->f.key, b->f.key);
+}
+
+/* The entries of the touched days, sorted by day: the live entries of the taken
+ * manifests (DELETED by this snapshot when removed, else EXISTING with the snapshot id
+ * and sequence numbers they had), then the added files (ADDED). The taken manifests'
+ * DELETED entries are dropped: they belonged to the snapshot that deleted them. */
+static int gather(attempt *a, ice__entry **out, size_t *n, char *err, size_t errlen)
+{
+    const ice_change *c = a->c;
+    size_t cap = c->nadd, k = 0;
+    for (size_t i = 0; i < a->nb; i++)
+        if (a->bstate[i] & TAKEN) cap += a->bne[i];
+    ice__entry *all = calloc(cap + 1, sizeof *all);
+    if (!all) return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+    int rc = ICE_OK;
+    for (size_t i = 0; i < a->nb; i++) {
+        if (!(a->bstate[i] & TAKEN)) continue;
+        for (size_t j = 0; j < a->bne[i]; j++) {
+            ice__entry *e = &a->be[i][j];
+            if (e->status == ICE__DELETED) continue;
+            all[k] = *e;
+            memset(&e->f, 0, sizeof e->f); /* now all's */
+            if (removal_of(a, all[k].f.key) >= 0) {
+                all[k].status = ICE__DELETED;
+                all[k].f.snapshot_id = a->snapshot_id;
+                a->removed_files++;
+                a->removed_records += all[k].f.records;
+                a->removed_bytes += all[k].f.bytes;
+                if (note_hour(a, all[k].f.hour))
+                    rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+            } else {
+                all[k].status = ICE__EXISTING;
+            }
+            k++;
+        }
+    }
+    for (size_t i = 0; i < c->nadd; i++, k++) {
+        all[k].status = ICE__ADDED;
+        if (copy_file(&c->add[i], &all[k].f) || note_hour(a, c->add[i].hour))
+            rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+        all[k].f.snapshot_id = a->snapshot_id;
+    }
+    if (rc) {
+        ice__entries_free(all, k);
+        return rc;
+    }
+    qsort(all, k, sizeof *all, by_day_then_key);
+    *out = all;
+    *n = k;
+    return ICE_OK;
+}
+
+/* Writes the manifest of the n entries e (one day's) as the k-th of this attempt. */
+static int write_manifest(attempt *a, int k, const ice__entry *e, size_t n, char *err,
+                          size_t errlen)
+{
     char key[128];
-    snprintf(key, sizeof key, "metadata/%s-m0.avro", a->uuid);
+    snprintf(key, sizeof key, "metadata/%s-m%d.avro", a->uuid, k);
     ice__manifest m = {0};
     m.seq = a->seq;
     m.added_snapshot_id = a->snapshot_id;
-    if (!rc && remember(a, key)) rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-    if (!rc) rc = ice__manifest_write(a->s, a->location, key, e, a->c->nadd, &m, err, errlen);
+    if (remember(a, key)) return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+    int rc = ice__manifest_write(a->s, a->location, key, e, n, &m, err, errlen);
     if (!rc && push_manifest(a, &m)) {
         free(m.path);
         rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
     }
-    ice__entries_free(e, a->c->nadd);
     return rc;
 }
 
-static int is_removed(const ice_change *c, const char *key, char *found)
+/* The list's order: by the partition summary's lower bound (none last), then path. */
+static int by_lower_bound(const void *x, const void *y)
 {
-    for (size_t i = 0; i < c->nremove; i++)
-        if (!strcmp(c->remove[i], key)) {
-            found[i] = 1;
-            return 1;
-        }
-    return 0;
+    const ice__manifest *a = x, *b = y;
+    if (a->has_bounds != b->has_bounds) return b->has_bounds - a->has_bounds;
+    if (a->has_bounds && a->lo != b->lo) return (a->lo > b->lo) - (a->lo < b->lo);
+    return strcmp(a->path, b->path);
 }
 
-/* Rewrites manifest m without the removed files: those DELETED by this snapshot,
- * the live rest EXISTING, earlier DELETED entries dropped. *touched 0: m holds
- * none of them and is kept as it is. */
-static int rewrite_manifest(attempt *a, const ice__manifest *m, int k, char *found, int *touched,
-                            char *err, size_t errlen)
+/*
+ * The new snapshot's manifests: the days of the added and removed files are touched;
+ * the base manifests that meet a touched day are taken and their days rewritten, one
+ * manifest a day; the others (the untouched days') are reused as they are. Base
+ * manifests with no live file (deletions recorded by an earlier snapshot) are dropped.
+ */
+static int build_manifests(attempt *a, char *err, size_t errlen)
 {
-    ice__entry *e;
-    size_t n, keep = 0;
-    int rc = ice__manifest_read(a->s, a->location, m, &e, &n, err, errlen);
-    if (rc) return rc;
-    *touched = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (e[i].status == ICE__DELETED) {
-            ice_file_clear(&e[i].f);
-            continue;
-        }
-        if (is_removed(a->c, e[i].f.key, found)) {
-            *touched = 1;
-            e[i].status = ICE__DELETED;
-            e[i].f.snapshot_id = a->snapshot_id;
-            a->removed_files++;
-            a->removed_records += e[i].f.records;
-            a->removed_bytes += e[i].f.bytes;
-            if (note_hour(a, e[i].f.hour))
-                rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-        } else {
-            e[i].status = ICE__EXISTING;
-        }
-        e[keep++] = e[i];
-    }
-    if (*touched && !rc) {
-        char key[128];
-        snprintf(key, sizeof key, "metadata/%s-m%d.avro", a->uuid, k);
-        ice__manifest nm = {0};
-        nm.seq = a->seq;
-        nm.added_snapshot_id = a->snapshot_id;
-        if (remember(a, key)) rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-        if (!rc) rc = ice__manifest_write(a->s, a->location, key, e, keep, &nm, err, errlen);
-        if (!rc && push_manifest(a, &nm)) {
-            free(nm.path);
+    int rc = read_base(a, err, errlen);
+    if (!rc) rc = find_removed(a, err, errlen);
+    for (size_t i = 0; !rc && i < a->c->nadd; i++)
+        if (touch_day(a, day_of(a->c->add[i].hour)))
             rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-        }
+    if (!rc) rc = take_touched(a, err, errlen);
+    ice__entry *all = NULL;
+    size_t n = 0;
+    if (!rc) rc = gather(a, &all, &n, err, errlen);
+    int k = 0;
+    for (size_t i = 0; !rc && i < n;) {
+        size_t j = i + 1;
+        while (j < n && day_of(all[j].f.hour) == day_of(all[i].f.hour)) j++;
+        rc = write_manifest(a, k++, all + i, j - i, err, errlen);
+        i = j;
     }
-    ice__entries_free(e, keep);
-    return rc;
-}
-
-/* The base's manifests: rewritten where they hold removed files, else reused. */
-static int carry_base(attempt *a, char *err, size_t errlen)
-{
-    const ice_change *c = a->c;
-    if (!a->base || a->parent_id < 0) {
-        if (c->nremove)
-            return ice__fail(err, errlen, ICE_ESTALE,
-                             "iceberg: cannot remove %s: the table has "
-                             "no live files",
-                             c->remove[0]);
-        return ICE_OK;
+    ice__entries_free(all, n);
+    for (size_t i = 0; !rc && i < a->nb; i++) {
+        if ((a->bstate[i] & TAKEN) || !has_live(&a->bms[i])) continue;
+        if (push_manifest(a, &a->bms[i]))
+            rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
+        else
+            a->bms[i].path = NULL; /* now a->ms's */
     }
-    json_t *snap = ice__snapshot(a->base, a->parent_id);
-    const char *list = json_string_value(json_object_get(snap, "manifest-list"));
-    if (!list)
-        return ice__fail(err, errlen, ICE_EFORMAT,
-                         "iceberg: %s: snapshot %" PRId64 " has no manifest-list",
-                         a->base->metadata_file, a->parent_id);
-    ice__manifest *ms;
-    size_t n;
-    int rc = ice__list_read(a->s, a->location, list, &ms, &n, err, errlen);
-    if (rc) return rc;
-    char *found = calloc(c->nremove + 1, 1);
-    if (!found) {
-        ice__manifests_free(ms, n);
-        return ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-    }
-    for (size_t i = 0; i < n && !rc; i++) {
-        int touched = 0;
-        if (ms[i].added_files + ms[i].existing_files == 0) continue; /* deletions of the past */
-        int may_hold = c->nremove && (!c->remove_hours_known || !ms[i].has_bounds ||
-                                      (ms[i].hi >= c->remove_lo && ms[i].lo <= c->remove_hi));
-        if (may_hold) rc = rewrite_manifest(a, &ms[i], (int)i + 1, found, &touched, err, errlen);
-        if (!rc && !touched) {
-            if (push_manifest(a, &ms[i])) {
-                rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
-                break;
-            }
-            ms[i].path = NULL; /* now a->ms's */
-        }
-    }
-    for (size_t i = 0; i < c->nremove && !rc; i++)
-        if (!found[i])
-            rc = ice__fail(err, errlen, ICE_ESTALE,
-                           "iceberg: cannot remove %s: it is not a live file of snapshot %" PRId64
-                           " (replaced or removed by another writer)",
-                           c->remove[i], a->parent_id);
-    free(found);
-    ice__manifests_free(ms, n);
+    if (!rc && a->nms) qsort(a->ms, a->nms, sizeof *a->ms, by_lower_bound);
     return rc;
 }
 
@@ -449,8 +631,7 @@ int ice_commit(const ice_catalog *cat, store *s, const ice_table *base, const ic
     a.parent_id = base ? base->snapshot_id : -1;
     a.seq = base ? json_integer_value(json_object_get(base->meta, "last-sequence-number")) + 1 : 1;
     evrand_uuid7(a.uuid);
-    rc = write_added(&a, err, errlen);
-    if (!rc) rc = carry_base(&a, err, errlen);
+    rc = build_manifests(&a, err, errlen);
     char key[160], path[ICE__PATH];
     snprintf(key, sizeof key, "metadata/snap-%" PRId64 "-%s.avro", a.snapshot_id, a.uuid);
     snprintf(path, sizeof path, "%s/%s", a.location, key);
@@ -469,6 +650,14 @@ int ice_commit(const ice_catalog *cat, store *s, const ice_table *base, const ic
     ice__manifests_free(a.ms, a.nms);
     ice_keys_free(a.written, a.nwritten);
     free(a.hours);
+    for (size_t i = 0; a.be && a.bne && i < a.nb; i++) ice__entries_free(a.be[i], a.bne[i]);
+    ice__manifests_free(a.bms, a.nb);
+    free(a.be);
+    free(a.bne);
+    free(a.bstate);
+    free(a.days);
+    free(a.rm);
+    free(a.found);
     return rc;
 }
 
@@ -529,7 +718,7 @@ int ice_snapshot_files(store *s, const ice_table *t, int64_t snapshot_id, int64_
         if (ms[i].added_files + ms[i].existing_files == 0) continue;
         ice__entry *e;
         size_t ne;
-        rc = ice__manifest_read(s, t->location, &ms[i], &e, &ne, err, errlen);
+        rc = ice__manifest_read_hours(s, t->location, &ms[i], lo, hi, &e, &ne, err, errlen);
         if (rc) break;
         for (size_t j = 0; !rc && j < ne; j++) {
             if (e[j].status == ICE__DELETED || e[j].f.hour < lo || e[j].f.hour > hi) continue;

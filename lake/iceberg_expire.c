@@ -50,6 +50,26 @@ static int set_has(const strset *s, const char *str)
     return s->n && bsearch(&str, s->v, s->n, sizeof *s->v, cmp_str) != NULL;
 }
 
+/* Adds str to s kept sorted: 1 when it was there already, -1 when memory runs out. */
+static int set_insert(strset *s, const char *str)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->v[mid], str);
+        if (!c) return 1;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (set_add(s, str)) return -1;
+    char *added = s->v[s->n - 1];
+    memmove(&s->v[lo + 1], &s->v[lo], (s->n - 1 - lo) * sizeof *s->v);
+    s->v[lo] = added;
+    return 0;
+}
+
 static void set_free(strset *s)
 {
     ice_keys_free(s->v, s->n);
@@ -71,10 +91,9 @@ static int collect(store *s, const ice_table *t, int64_t id, strset *manifests, 
     size_t n;
     int rc = ice__snapshot_manifests(s, t, id, &ms, &n, err, errlen);
     for (size_t i = 0; i < n && !rc; i++) {
-        int dup = 0;
-        for (size_t j = 0; j < seen->n && !dup; j++) dup = !strcmp(seen->v[j], ms[i].path);
-        if (dup) continue;
-        if (set_add(seen, ms[i].path) || (manifests != seen && set_add(manifests, ms[i].path))) {
+        int dup = set_insert(seen, ms[i].path); /* sorted: a snapshot's list is a day each */
+        if (dup == 1) continue;
+        if (dup < 0 || (manifests != seen && set_add(manifests, ms[i].path))) {
             rc = ice__fail(err, errlen, ICE_ENOMEM, "iceberg: out of memory");
             break;
         }

@@ -84,6 +84,10 @@ int ice__manifest_write(store *s, const char *location, const char *key, const i
 int ice__manifest_read(store *s, const char *location, const ice__manifest *m, ice__entry **out,
                        size_t *n, char *err, size_t errlen);
 
+/* The same, only the entries whose hour lies in [lo, hi] (the others are not copied). */
+int ice__manifest_read_hours(store *s, const char *location, const ice__manifest *m, int64_t lo,
+                             int64_t hi, ice__entry **out, size_t *n, char *err, size_t errlen);
+
 /* Writes the manifest list of the snapshot at key. parent_id -1: none. */
 int ice__list_write(store *s, const char *key, const ice__manifest *m, size_t n,
                     int64_t snapshot_id, int64_t parent_id, int64_t seq, char *err, size_t errlen);

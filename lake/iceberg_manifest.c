@@ -346,8 +346,10 @@ static int read_kv(avro_value_t *df, const char *name, ice_file *f, int which)
     return 0;
 }
 
-static int read_entry(avro_value_t *r, const char *location, const ice__manifest *m,
-                      ice__entry *out)
+/* Reads one entry into out: 0, or 1 when its hour lies outside [lo, hi] (out is left
+ * without key or stats), -1 when it is not an entry of this table. */
+static int read_entry(avro_value_t *r, const char *location, const ice__manifest *m, int64_t lo,
+                      int64_t hi, ice__entry *out)
 {
     avro_value_t df, part, h, hv;
     int64_t v, status;
@@ -362,15 +364,15 @@ static int read_entry(avro_value_t *r, const char *location, const ice__manifest
     if (get_opt_long(r, "sequence_number", &v, &present)) return -1;
     if (!present && status != ICE__ADDED) return -1; /* the spec: only ADDED inherits */
     f->seq = present ? v : m->seq;
-    if (field(r, "data_file", &df) || field(&df, "file_path", &h) ||
-        avro_value_get_string(&h, &path, &plen))
+    int32_t hour;
+    if (field(r, "data_file", &df) || field(&df, "partition", &part) ||
+        get_union(&part, "ts_hour", &hv) != 1 || avro_value_get_int(&hv, &hour))
         return -1;
+    f->hour = hour;
+    if (hour < lo || hour > hi) return 1; /* the stats of a file not asked for are not copied */
+    if (field(&df, "file_path", &h) || avro_value_get_string(&h, &path, &plen)) return -1;
     const char *key = ice__key_of(location, path);
     if (!key || !(f->key = strdup(key))) return -1;
-    if (field(&df, "partition", &part) || get_union(&part, "ts_hour", &hv) != 1) return -1;
-    int32_t hour;
-    if (avro_value_get_int(&hv, &hour)) return -1;
-    f->hour = hour;
     if (get_long(&df, "record_count", &f->records) ||
         get_long(&df, "file_size_in_bytes", &f->bytes))
         return -1;
@@ -394,6 +396,12 @@ static int get_abs(store *s, const char *location, const char *path, buf *b, cha
 
 int ice__manifest_read(store *s, const char *location, const ice__manifest *m, ice__entry **out,
                        size_t *n, char *err, size_t errlen)
+{
+    return ice__manifest_read_hours(s, location, m, INT64_MIN, INT64_MAX, out, n, err, errlen);
+}
+
+int ice__manifest_read_hours(store *s, const char *location, const ice__manifest *m, int64_t lo,
+                             int64_t hi, ice__entry **out, size_t *n, char *err, size_t errlen)
 {
     buf b = BUF_INIT;
     lake_avro_reader *r = NULL;
@@ -420,7 +428,12 @@ int ice__manifest_read(store *s, const char *location, const ice__manifest *m, i
         }
         memset(&e[ne], 0, sizeof e[ne]);
         ne++;
-        if (read_entry(rec, location, m, &e[ne - 1])) {
+        int got = read_entry(rec, location, m, lo, hi, &e[ne - 1]);
+        if (got == 1) {
+            ne--;
+            continue;
+        }
+        if (got) {
             rc = ice__fail(err, errlen, ICE_EFORMAT,
                            "iceberg: manifest %s: entry %zu is not a v2 data file entry of this "
                            "table",

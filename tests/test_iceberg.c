@@ -12,6 +12,7 @@
  */
 #include "avro.h"
 #include "iceberg.h"
+#include "iceberg_int.h"
 #include "store.h"
 #include "test.h"
 
@@ -74,14 +75,19 @@ static int run_sql(lake *l, const char *fmt, ...)
 }
 
 /*
- * Writes n events of hour h at key (events/2026/11/25/HH/name.parquet) with ids
+ * Writes n events of hour h at key (events/YYYY/MM/DD/HH/name.parquet) with ids
  * prefix-0 … prefix-(n-1): a second apart from minute 1, every third without a
  * do, every fourth without a receivedAt; and fills f for a commit.
  */
 static int put_events(lake *l, int64_t h, const char *name, const char *prefix, int n, ice_file *f)
 {
     char key[256], path[1600], err[512];
-    snprintf(key, sizeof key, "events/2026/11/25/%02d/%s.parquet", (int)(h - H10 + 10), name);
+    time_t at = (time_t)(h * 3600);
+    struct tm tm;
+    gmtime_r(&at, &tm);
+    char hour_dir[32];
+    strftime(hour_dir, sizeof hour_dir, "%Y/%m/%d/%H", &tm);
+    snprintf(key, sizeof key, "events/%s/%s.parquet", hour_dir, name);
     snprintf(path, sizeof path, "%s/%s", l->dir, key);
     char *slash = strrchr(path, '/');
     *slash = 0;
@@ -242,8 +248,8 @@ TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
     CHECK_INT(ice_table_snapshot_id(t2), fs[1].snapshot_id);
     ice_files_free(fs, n);
 
-    /* the expiry keeps snapshot 3 only: a and b, the lists of 1 and 2 and the manifest of 1
-     * (rewritten by 3) go; the manifest of 2 (c, d) is still snapshot 3's */
+    /* the expiry keeps snapshot 3 only: a and b, the lists of 1 and 2 and the manifests of
+     * 1 and 2 go (all five files are of one day, whose manifest each snapshot rewrote) */
     char **keys;
     size_t nkeys;
     REQUIRE_INT(ICE_OK,
@@ -264,9 +270,9 @@ TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
     }
     CHECK_INT(2, data);
     CHECK_INT(2, lists);
-    CHECK_INT(1, manifests);
+    CHECK_INT(2, manifests);
     CHECK_INT(0, other);
-    CHECK_INT(5, nkeys);
+    CHECK_INT(6, nkeys);
     for (size_t i = 0; i < nkeys; i++)
         CHECK_INT(STORE_OK, store_del(l.s, keys[i], err, sizeof err));
     ice_keys_free(keys, nkeys);
@@ -282,6 +288,432 @@ TEST(test_iceberg_append_replace_expire_list_exactly_the_live_files)
     ice_table_free(t3);
     ice_table_free(t4);
     for (int i = 0; i < 5; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+/* ---- one manifest per day ------------------------------------------------------------------ */
+
+/* Hour h of day d, counted from the day of H10 (H10 is its hour 10). */
+#define DH(d, h) (H10 - 10 + 24 * (int64_t)(d) + (h))
+
+/* The manifests of t's current snapshot into *ms (ice__manifests_free); -1 on error. */
+static int manifests_of(lake *l, const ice_table *t, ice__manifest **ms, size_t *n)
+{
+    char err[512];
+    if (ice__snapshot_manifests(l->s, t, ice_table_snapshot_id(t), ms, n, err, sizeof err)) {
+        fprintf(stderr, "ice__snapshot_manifests: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The number of manifests of t's current snapshot, -1 when the per-day shape is
+ * broken: a manifest without a summary or beyond one UTC day, two of one day, a summary
+ * that is not its entries' exact hour range or counts, or a DELETED entry of another
+ * snapshot than the one that wrote the manifest.
+ */
+static int per_day(lake *l, const ice_table *t)
+{
+    ice__manifest *ms;
+    size_t n;
+    char err[512];
+    if (manifests_of(l, t, &ms, &n)) return -1;
+    int bad = 0;
+    for (size_t i = 0; i < n && !bad; i++) {
+        const ice__manifest *m = &ms[i];
+        if (!m->has_bounds || m->lo / 24 != m->hi / 24) {
+            fprintf(stderr, "  %s: hours %" PRId64 "-%" PRId64 " are not one day\n", m->path, m->lo,
+                    m->hi);
+            bad = 1;
+        }
+        for (size_t j = 0; j < i && !bad; j++)
+            if (ms[j].lo / 24 == m->lo / 24) {
+                fprintf(stderr, "  %s and %s: one day\n", m->path, ms[j].path);
+                bad = 1;
+            }
+        ice__entry *e;
+        size_t ne;
+        if (bad || ice__manifest_read(l->s, ice_table_location(t), m, &e, &ne, err, sizeof err)) {
+            bad = 1;
+            break;
+        }
+        int64_t lo = INT64_MAX, hi = INT64_MIN, count[3] = {0, 0, 0};
+        for (size_t j = 0; j < ne; j++) {
+            lo = e[j].f.hour < lo ? e[j].f.hour : lo;
+            hi = e[j].f.hour > hi ? e[j].f.hour : hi;
+            count[e[j].status]++;
+            if (e[j].status == ICE__DELETED && e[j].f.snapshot_id != m->added_snapshot_id) {
+                fprintf(stderr, "  %s: %s DELETED by an earlier snapshot\n", m->path, e[j].f.key);
+                bad = 1;
+            }
+        }
+        if (lo != m->lo || hi != m->hi || count[ICE__ADDED] != m->added_files ||
+            count[ICE__EXISTING] != m->existing_files || count[ICE__DELETED] != m->deleted_files) {
+            fprintf(stderr, "  %s: the summary is not its entries'\n", m->path);
+            bad = 1;
+        }
+        ice__entries_free(e, ne);
+    }
+    ice__manifests_free(ms, n);
+    return bad ? -1 : (int)n;
+}
+
+/* The path of t's manifest of day d (a strdup), or NULL. */
+static char *manifest_of_day(lake *l, const ice_table *t, int64_t d)
+{
+    ice__manifest *ms;
+    size_t n;
+    char *path = NULL;
+    if (manifests_of(l, t, &ms, &n)) return NULL;
+    for (size_t i = 0; i < n && !path; i++)
+        if (ms[i].has_bounds && ms[i].lo / 24 == DH(d, 0) / 24) path = strdup(ms[i].path);
+    ice__manifests_free(ms, n);
+    return path;
+}
+
+/* The entry statuses of t's manifest of day d, "key:status" sorted by key, as text. */
+static char *entries_of_day(lake *l, const ice_table *t, int64_t d)
+{
+    char *path = manifest_of_day(l, t, d), err[512];
+    if (!path) return strdup("(none)");
+    ice__manifest m = {.path = path};
+    ice__entry *e;
+    size_t n;
+    buf b = BUF_INIT;
+    if (ice__manifest_read(l->s, ice_table_location(t), &m, &e, &n, err, sizeof err)) {
+        free(path);
+        return strdup("(error)");
+    }
+    static const char *const st[] = {"EXISTING", "ADDED", "DELETED"};
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, "%s%s:%s", i ? " " : "", strrchr(e[i].f.key, '/') + 1, st[e[i].status]);
+    ice__entries_free(e, n);
+    free(path);
+    if (!buf_cstr(&b)) return strdup("");
+    return b.p;
+}
+
+#define CHECK_DAY(exp, l, t, d)                                                                    \
+    do {                                                                                           \
+        char *got_ = entries_of_day(l, t, d);                                                      \
+        CHECK_STR(exp, got_);                                                                      \
+        free(got_);                                                                                \
+    } while (0)
+
+/* The data sequence number and snapshot of the live file name.parquet of t, -1 if none. */
+static int64_t seq_of(lake *l, const ice_table *t, const char *name, int64_t *snapshot_id)
+{
+    ice_file *fs;
+    size_t n;
+    char err[512], want[64];
+    int64_t seq = -1;
+    snprintf(want, sizeof want, "/%s.parquet", name);
+    if (ice_files(l->s, t, INT64_MIN, INT64_MAX, &fs, &n, err, sizeof err)) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (strstr(fs[i].key, want)) {
+            seq = fs[i].seq;
+            if (snapshot_id) *snapshot_id = fs[i].snapshot_id;
+        }
+    ice_files_free(fs, n);
+    return seq;
+}
+
+TEST(test_iceberg_one_manifest_per_day_through_appends_replaces_and_removes)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[8];
+    REQUIRE(put_events(&l, DH(0, 1), "a", "a", 3, &f[0]) == 0);
+    REQUIRE(put_events(&l, DH(1, 2), "b", "b", 3, &f[1]) == 0);
+    REQUIRE(put_events(&l, DH(2, 3), "c", "c", 3, &f[2]) == 0);
+    REQUIRE(put_events(&l, DH(0, 5), "d", "d", 3, &f[3]) == 0);
+    REQUIRE(put_events(&l, DH(3, 0), "e", "e", 3, &f[4]) == 0);
+    REQUIRE(put_events(&l, DH(0, 1), "ad", "ad", 6, &f[5]) == 0);
+    REQUIRE(put_events(&l, DH(1, 4), "g", "g", 3, &f[6]) == 0);
+    REQUIRE(put_events(&l, DH(1, 23), "h", "h", 3, &f[7]) == 0);
+    ice_table *t[6] = {NULL};
+    char err[512];
+
+    /* appends across days: a manifest a day; untouched days' manifests reused */
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 3, NULL, 0, 1000, &t[1]));
+    CHECK_INT(3, per_day(&l, t[1]));
+    REQUIRE_INT(ICE_OK, commit(&l, t[1], "append", f + 3, 2, NULL, 0, 2000, &t[2]));
+    CHECK_INT(4, per_day(&l, t[2]));
+    CHECK_DAY("a.parquet:EXISTING d.parquet:ADDED", &l, t[2], 0);
+    CHECK_DAY("e.parquet:ADDED", &l, t[2], 3);
+    for (int d = 1; d <= 2; d++) {
+        char *p1 = manifest_of_day(&l, t[1], d), *p2 = manifest_of_day(&l, t[2], d);
+        CHECK(p1 && p2 && !strcmp(p1, p2));
+        free(p1);
+        free(p2);
+    }
+    CHECK_INT(2, summary(t[2], "changed-partition-count"));
+
+    /* a replace within a day: that day's manifest only */
+    const char *gone0[] = {f[0].key, f[3].key};
+    REQUIRE_INT(ICE_OK, commit(&l, t[2], "replace", f + 5, 1, gone0, 2, 3000, &t[3]));
+    CHECK_INT(4, per_day(&l, t[3]));
+    CHECK_DAY("a.parquet:DELETED ad.parquet:ADDED d.parquet:DELETED", &l, t[3], 0);
+    CHECK_LIVE("ad.parquet b.parquet c.parquet e.parquet", &l, t[3], INT64_MIN, INT64_MAX);
+
+    /* removes across two days, their hours given */
+    const char *gone12[] = {f[2].key, f[1].key};
+    ice_change del = {.operation = "delete",
+                      .remove = gone12,
+                      .nremove = 2,
+                      .remove_hours_known = 1,
+                      .remove_lo = DH(1, 0),
+                      .remove_hi = DH(2, 23)};
+    REQUIRE_INT(ICE_OK, ice_commit(&l.cat, l.s, t[3], &del, 4000, &t[4], err, sizeof err));
+    CHECK_INT(4, per_day(&l, t[4]));
+    CHECK_DAY("b.parquet:DELETED", &l, t[4], 1);
+    CHECK_DAY("c.parquet:DELETED", &l, t[4], 2);
+    CHECK_DAY("a.parquet:DELETED ad.parquet:ADDED d.parquet:DELETED", &l, t[4], 0);
+    CHECK_LIVE("ad.parquet e.parquet", &l, t[4], INT64_MIN, INT64_MAX);
+    CHECK_INT(2, summary(t[4], "deleted-data-files"));
+
+    /* the next commit of day 1 drops b's deletion; day 2, now empty, leaves the list */
+    REQUIRE_INT(ICE_OK, commit(&l, t[4], "append", f + 6, 2, NULL, 0, 5000, &t[5]));
+    CHECK_INT(3, per_day(&l, t[5]));
+    CHECK_DAY("g.parquet:ADDED h.parquet:ADDED", &l, t[5], 1);
+    CHECK_DAY("(none)", &l, t[5], 2);
+    CHECK_LIVE("ad.parquet g.parquet h.parquet e.parquet", &l, t[5], INT64_MIN, INT64_MAX);
+    CHECK_LIVE("g.parquet", &l, t[5], DH(1, 4), DH(1, 4));
+    CHECK_INT(4, summary(t[5], "total-data-files"));
+
+    /* the files kept their sequence numbers and snapshots through the rewrites */
+    int64_t sid = 0;
+    CHECK_INT(3, seq_of(&l, t[5], "ad", &sid));
+    CHECK_INT(ice_table_snapshot_id(t[3]), sid);
+    CHECK_INT(2, seq_of(&l, t[5], "e", &sid));
+    CHECK_INT(ice_table_snapshot_id(t[2]), sid);
+    CHECK_INT(5, seq_of(&l, t[5], "g", &sid));
+    CHECK_INT(ice_table_snapshot_id(t[5]), sid);
+    for (int i = 1; i < 6; i++) ice_table_free(t[i]);
+    for (int i = 0; i < 8; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+/* Writes the manifest of entries e as snapshot sid (sequence number seq) wrote it. */
+static int old_manifest(lake *l, const ice_table *t, const char *key, ice__entry *e, size_t n,
+                        int64_t sid, int64_t seq, ice__manifest *m)
+{
+    char err[512];
+    memset(m, 0, sizeof *m);
+    m->seq = seq;
+    m->added_snapshot_id = sid;
+    if (ice__manifest_write(l->s, ice_table_location(t), key, e, n, m, err, sizeof err)) {
+        fprintf(stderr, "ice__manifest_write: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+TEST(test_iceberg_a_base_of_several_manifests_a_day_and_manifests_across_days_is_folded)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    /* a0 b1 in snapshot 1; c1 c1b d2 e3 f4 in snapshot 2 (the digit: the day) */
+    ice_file f[8];
+    const char *names[] = {"a0", "b1", "c1", "c1b", "d2", "e3", "f4", "g1"};
+    const int64_t hours[] = {DH(0, 3), DH(1, 3), DH(1, 7), DH(1, 9),
+                             DH(2, 1), DH(3, 2), DH(4, 5), DH(1, 20)};
+    for (int i = 0; i < 8; i++)
+        REQUIRE(put_events(&l, hours[i], names[i], names[i], 2, &f[i]) == 0);
+    ice_table *t1 = NULL, *t2 = NULL, *t3 = NULL, *t4 = NULL;
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 2, NULL, 0, 1000, &t1));
+    REQUIRE_INT(ICE_OK, commit(&l, t1, "append", f + 2, 5, NULL, 0, 2000, &t2));
+    int64_t s1 = ice_table_snapshot_id(t1), s2 = ice_table_snapshot_id(t2);
+
+    /* snapshot 2's list rewritten in the shape of a manifest a commit: x (a0, b1
+     * EXISTING, c1 ADDED: days 0-1), y (c1b: day 1 again), w (d2, e3: days 2-3), v (f4) */
+    ice__entry x[3] = {{ICE__EXISTING, f[0]}, {ICE__EXISTING, f[1]}, {ICE__ADDED, f[2]}};
+    ice__entry y[1] = {{ICE__ADDED, f[3]}};
+    ice__entry w[2] = {{ICE__ADDED, f[4]}, {ICE__ADDED, f[5]}};
+    ice__entry v[1] = {{ICE__ADDED, f[6]}};
+    x[0].f.snapshot_id = x[1].f.snapshot_id = s1;
+    x[0].f.seq = x[1].f.seq = 1;
+    x[2].f.snapshot_id = y[0].f.snapshot_id = w[0].f.snapshot_id = w[1].f.snapshot_id =
+        v[0].f.snapshot_id = s2;
+    ice__manifest ms[4];
+    REQUIRE(old_manifest(&l, t2, "metadata/old-x.avro", x, 3, s2, 2, &ms[0]) == 0);
+    REQUIRE(old_manifest(&l, t2, "metadata/old-y.avro", y, 1, s2, 2, &ms[1]) == 0);
+    REQUIRE(old_manifest(&l, t2, "metadata/old-w.avro", w, 2, s2, 2, &ms[2]) == 0);
+    REQUIRE(old_manifest(&l, t2, "metadata/old-v.avro", v, 1, s2, 2, &ms[3]) == 0);
+    const char *list = json_string_value(json_object_get(
+        json_array_get(json_object_get(ice_table_json(t2), "snapshots"), 1), "manifest-list"));
+    char err[512];
+    REQUIRE(list && ice__key_of(ice_table_location(t2), list));
+    REQUIRE_INT(ICE_OK, ice__list_write(l.s, ice__key_of(ice_table_location(t2), list), ms, 4, s2,
+                                        s1, 2, err, sizeof err));
+    for (int i = 0; i < 4; i++) free(ms[i].path);
+    CHECK_INT(-1, per_day(&l, t2));
+    CHECK_LIVE("a0.parquet b1.parquet c1.parquet c1b.parquet d2.parquet e3.parquet f4.parquet", &l,
+               t2, INT64_MIN, INT64_MAX);
+
+    /* an append to day 1 folds x and y: x's day 0 is split off, w and v stay */
+    REQUIRE_INT(ICE_OK, commit(&l, t2, "append", f + 7, 1, NULL, 0, 3000, &t3));
+    ice__manifest *got;
+    size_t n;
+    REQUIRE(manifests_of(&l, t3, &got, &n) == 0);
+    CHECK_INT(4, n);
+    int reused = 0;
+    for (size_t i = 0; i < n; i++)
+        reused += strstr(got[i].path, "/metadata/old-w.avro") || strstr(got[i].path, "/old-v.avro");
+    CHECK_INT(2, reused);
+    ice__manifests_free(got, n);
+    CHECK_DAY("a0.parquet:EXISTING", &l, t3, 0);
+    CHECK_DAY("b1.parquet:EXISTING c1.parquet:EXISTING c1b.parquet:EXISTING g1.parquet:ADDED", &l,
+              t3, 1);
+    CHECK_LIVE("a0.parquet b1.parquet c1.parquet c1b.parquet g1.parquet d2.parquet e3.parquet "
+               "f4.parquet",
+               &l, t3, INT64_MIN, INT64_MAX);
+
+    /* removing e3 splits w into days 2 and 3 */
+    const char *gone[] = {f[5].key};
+    ice_change del = {.operation = "delete",
+                      .remove = gone,
+                      .nremove = 1,
+                      .remove_hours_known = 1,
+                      .remove_lo = DH(3, 2),
+                      .remove_hi = DH(3, 2)};
+    REQUIRE_INT(ICE_OK, ice_commit(&l.cat, l.s, t3, &del, 4000, &t4, err, sizeof err));
+    CHECK_INT(5, per_day(&l, t4));
+    CHECK_DAY("d2.parquet:EXISTING", &l, t4, 2);
+    CHECK_DAY("e3.parquet:DELETED", &l, t4, 3);
+    CHECK_DAY("f4.parquet:ADDED", &l, t4, 4);
+    CHECK_LIVE("a0.parquet b1.parquet c1.parquet c1b.parquet g1.parquet d2.parquet f4.parquet", &l,
+               t4, INT64_MIN, INT64_MAX);
+
+    /* sequence numbers and snapshots as they were written */
+    int64_t sid = 0;
+    CHECK_INT(1, seq_of(&l, t4, "a0", &sid));
+    CHECK_INT(s1, sid);
+    CHECK_INT(1, seq_of(&l, t4, "b1", &sid));
+    CHECK_INT(2, seq_of(&l, t4, "c1", &sid));
+    CHECK_INT(s2, sid);
+    CHECK_INT(2, seq_of(&l, t4, "d2", &sid));
+    CHECK_INT(s2, sid);
+    CHECK_INT(2, seq_of(&l, t4, "f4", &sid));
+    CHECK_INT(3, seq_of(&l, t4, "g1", &sid));
+    CHECK_INT(ice_table_snapshot_id(t3), sid);
+    ice_table_free(t1);
+    ice_table_free(t2);
+    ice_table_free(t3);
+    ice_table_free(t4);
+    for (int i = 0; i < 8; i++) ice_file_clear(&f[i]);
+    lake_close(&l, 1);
+    free(dir);
+}
+
+/* Adds the store keys of the manifests of t's snapshot (and of its list) to b, one a line. */
+static void keys_of_snapshot(lake *l, const ice_table *t, int64_t sid, buf *b, int with_list)
+{
+    ice__manifest *ms;
+    size_t n;
+    char err[512];
+    if (ice__snapshot_manifests(l->s, t, sid, &ms, &n, err, sizeof err)) return;
+    for (size_t i = 0; i < n; i++)
+        buf_printf(b, "%s\n", ice__key_of(ice_table_location(t), ms[i].path));
+    ice__manifests_free(ms, n);
+    if (with_list) {
+        const json_t *snaps = json_object_get(ice_table_json(t), "snapshots"), *s;
+        size_t i;
+        json_array_foreach(snaps, i,
+                           s) if (json_integer_value(json_object_get(s, "snapshot-id")) == sid)
+            buf_printf(b, "%s\n",
+                       ice__key_of(ice_table_location(t),
+                                   json_string_value(json_object_get(s, "manifest-list"))));
+    }
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The lines of text, sorted and without repeats, less those also in minus, joined by ' '. */
+static char *line_set(const char *text, const char *minus)
+{
+    char *copy = strdup(text), *save = NULL, *v[512];
+    size_t n = 0;
+    for (char *p = strtok_r(copy, "\n", &save); p && n < 512; p = strtok_r(NULL, "\n", &save)) {
+        char needle[1024];
+        snprintf(needle, sizeof needle, "%s\n", p);
+        if (!minus || !strstr(minus, needle)) v[n++] = p;
+    }
+    qsort(v, n, sizeof *v, cmp_line);
+    buf b = BUF_INIT;
+    for (size_t i = 0; i < n; i++)
+        if (!i || strcmp(v[i], v[i - 1])) buf_printf(&b, "%s%s", b.len ? " " : "", v[i]);
+    free(copy);
+    if (!buf_cstr(&b)) return strdup("");
+    return b.p;
+}
+
+TEST(test_iceberg_expire_after_per_day_rewrites_returns_exactly_what_no_kept_snapshot_names)
+{
+    char *dir = test_tmpdir("ice");
+    lake l;
+    REQUIRE(lake_open(&l, dir) == 0);
+    ice_file f[6];
+    REQUIRE(put_events(&l, DH(0, 1), "a0", "a0", 2, &f[0]) == 0);
+    REQUIRE(put_events(&l, DH(1, 1), "b1", "b1", 2, &f[1]) == 0);
+    REQUIRE(put_events(&l, DH(2, 1), "c2", "c2", 2, &f[2]) == 0);
+    REQUIRE(put_events(&l, DH(0, 2), "d0", "d0", 2, &f[3]) == 0);
+    REQUIRE(put_events(&l, DH(1, 2), "e1", "e1", 2, &f[4]) == 0);
+    REQUIRE(put_events(&l, DH(2, 2), "f2", "f2", 2, &f[5]) == 0);
+    ice_table *t[6] = {NULL};
+    REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 3, NULL, 0, 1000, &t[1]));
+    REQUIRE_INT(ICE_OK, commit(&l, t[1], "append", f + 3, 1, NULL, 0, 2000, &t[2]));
+    const char *gone[] = {f[1].key};
+    REQUIRE_INT(ICE_OK, commit(&l, t[2], "replace", f + 4, 1, gone, 1, 3000, &t[3]));
+    REQUIRE_INT(ICE_OK, commit(&l, t[3], "append", f + 5, 1, NULL, 0, 4000, &t[4]));
+    /* snapshot 3 reuses day 0's manifest of 2 and day 2's of 1: kept, not returned */
+    buf old = BUF_INIT, kept = BUF_INIT;
+    keys_of_snapshot(&l, t[4], ice_table_snapshot_id(t[1]), &old, 1);
+    keys_of_snapshot(&l, t[4], ice_table_snapshot_id(t[2]), &old, 1);
+    keys_of_snapshot(&l, t[4], ice_table_snapshot_id(t[3]), &kept, 0);
+    keys_of_snapshot(&l, t[4], ice_table_snapshot_id(t[4]), &kept, 0);
+    buf_printf(&old, "%s\n", f[1].key); /* DELETED by 3: no kept snapshot has it live */
+    char *want = line_set(buf_cstr(&old), buf_cstr(&kept));
+    char **keys, err[512];
+    size_t nkeys;
+    REQUIRE_INT(ICE_OK,
+                ice_expire(&l.cat, l.s, t[4], 3000, 5000, &t[5], &keys, &nkeys, err, sizeof err));
+    buf got = BUF_INIT;
+    for (size_t i = 0; i < nkeys; i++) buf_printf(&got, "%s\n", keys[i]);
+    char *got_set = line_set(buf_cstr(&got), NULL);
+    CHECK_STR(want, got_set);
+    CHECK_INT(5, nkeys); /* the lists of 1 and 2, day 0's and day 1's manifests of 1, b1 */
+    for (size_t i = 0; i < nkeys; i++)
+        CHECK_INT(STORE_OK, store_del(l.s, keys[i], err, sizeof err));
+    ice_keys_free(keys, nkeys);
+    CHECK_LIVE("a0.parquet d0.parquet e1.parquet c2.parquet f2.parquet", &l, t[5], INT64_MIN,
+               INT64_MAX);
+    ice_table *prev = NULL;
+    REQUIRE_INT(ICE_OK, ice_expire(&l.cat, l.s, t[5], 3000, 6000, &prev, &keys, &nkeys, err,
+                                   sizeof err)); /* snapshot 3 is still readable */
+    ice_keys_free(keys, nkeys);
+    ice_file *fs;
+    size_t n;
+    CHECK_INT(ICE_OK, ice_snapshot_files(l.s, t[5], ice_table_snapshot_id(t[3]), INT64_MIN,
+                                         INT64_MAX, &fs, &n, err, sizeof err));
+    CHECK_INT(4, n);
+    ice_files_free(fs, n);
+    ice_table_free(prev);
+    free(want);
+    free(got_set);
+    buf_free(&got);
+    buf_free(&old);
+    buf_free(&kept);
+    for (int i = 1; i < 6; i++) ice_table_free(t[i]);
+    for (int i = 0; i < 6; i++) ice_file_clear(&f[i]);
     lake_close(&l, 1);
     free(dir);
 }
@@ -856,7 +1288,7 @@ TEST(test_iceberg_avro_files_decode_with_avrocat_and_carry_field_ids)
     REQUIRE(lake_open(&l, dir) == 0);
     ice_file f[3];
     REQUIRE(put_events(&l, H10, "a", "a", 5, &f[0]) == 0);
-    REQUIRE(put_events(&l, H10 + 1, "b", "b", 5, &f[1]) == 0);
+    REQUIRE(put_events(&l, H10 + 24, "b", "b", 5, &f[1]) == 0);
     REQUIRE(put_events(&l, H10, "c", "c", 5, &f[2]) == 0);
     ice_table *t1 = NULL, *t2 = NULL;
     REQUIRE_INT(ICE_OK, commit(&l, NULL, "append", f, 2, NULL, 0, 1000, &t1));
@@ -867,8 +1299,8 @@ TEST(test_iceberg_avro_files_decode_with_avrocat_and_carry_field_ids)
     avro_ud a = {&l, 0, 0, 0};
     char err[512];
     REQUIRE_INT(STORE_OK, store_list(l.s, "metadata/", check_avro, &a, err, sizeof err));
-    /* snapshot 1: a manifest (a, b) and a list of 1; snapshot 2: a manifest (c), the
-     * first rewritten (a DELETED, b EXISTING), a list of 2 */
+    /* snapshot 1: a manifest a day (a; b) and a list of 2; snapshot 2: the first day's
+     * rewritten (a DELETED, c ADDED), the second's reused, a list of 2 */
     CHECK_INT(5, a.files);
     CHECK_INT(2 + 1 + 1 + 2 + 2, a.records);
     CHECK_INT(0, a.failures);
@@ -964,30 +1396,40 @@ TEST(test_iceberg_table_for_readers)
     char *dir = keep ? strdup(keep) : test_tmpdir("ice");
     lake l;
     REQUIRE(lake_open(&l, dir) == 0);
-    ice_file f[5];
+    ice_file f[8];
     REQUIRE(put_events(&l, H10, "a", "a", 40, &f[0]) == 0);
     REQUIRE(put_events(&l, H10, "b", "b", 25, &f[1]) == 0);
     REQUIRE(put_events(&l, H10 + 1, "c", "c", 30, &f[2]) == 0);
     REQUIRE(put_events(&l, H10 + 2, "d", "d", 15, &f[3]) == 0);
-    REQUIRE(put_events(&l, H10, "ab", "ab", 60, &f[4]) == 0);
+    REQUIRE(put_events(&l, H10 + 24, "g", "g", 20, &f[4]) == 0);
+    REQUIRE(put_events(&l, H10 + 48, "h", "h", 10, &f[5]) == 0);
+    REQUIRE(put_events(&l, H10, "ab", "ab", 60, &f[6]) == 0);
+    REQUIRE(put_events(&l, H10 + 25, "i", "i", 12, &f[7]) == 0);
     char err[512];
+    /* three days: appends to each, a replace on the first, an append to the second (g
+     * carried as EXISTING with its sequence number), h removed from the third */
     ice_change c1 = {.operation = "append", .add = f, .nadd = 2};
-    ice_change c2 = {.operation = "append", .add = f + 2, .nadd = 2};
-    const char *gone[] = {f[0].key, f[1].key};
-    ice_change c3 = {.operation = "replace", .add = f + 4, .nadd = 1, .remove = gone, .nremove = 2};
+    ice_change c2 = {.operation = "append", .add = f + 2, .nadd = 4};
+    const char *gone[] = {f[0].key, f[1].key}, *gone_h[] = {f[5].key};
+    ice_change c3 = {.operation = "replace", .add = f + 6, .nadd = 1, .remove = gone, .nremove = 2};
+    ice_change c4 = {.operation = "append", .add = f + 7, .nadd = 1};
+    ice_change c5 = {.operation = "delete", .remove = gone_h, .nremove = 1};
     ice_table *t = NULL;
     REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c1, 1000, 1, NULL, err, sizeof err));
     REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c2, 2000, 1, NULL, err, sizeof err));
-    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c3, 3000, 1, &t, err, sizeof err));
+    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c3, 3000, 1, NULL, err, sizeof err));
+    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c4, 4000, 1, NULL, err, sizeof err));
+    REQUIRE_INT(ICE_OK, ice_commit_retry(&l.cat, l.s, &c5, 5000, 1, &t, err, sizeof err));
+    CHECK_INT(3, per_day(&l, t));
     ice_file *fs;
     size_t n;
     REQUIRE_INT(ICE_OK, ice_files(l.s, t, INT64_MIN, INT64_MAX, &fs, &n, err, sizeof err));
-    CHECK_INT(3, n);
+    CHECK_INT(5, n);
     buf rows = BUF_INIT;
     CHECK(expected_rows(&l, fs, n, &rows) == 0);
     int lines = 0;
     for (size_t i = 0; i < rows.len; i++) lines += rows.p[i] == '\n';
-    CHECK_INT(105, lines);
+    CHECK_INT(60 + 30 + 15 + 20 + 12, lines);
     if (keep) {
         char path[1600];
         snprintf(path, sizeof path, "%s/expected.ndjson", dir);
@@ -998,7 +1440,7 @@ TEST(test_iceberg_table_for_readers)
     buf_free(&rows);
     ice_files_free(fs, n);
     ice_table_free(t);
-    for (int i = 0; i < 5; i++) ice_file_clear(&f[i]);
+    for (int i = 0; i < 8; i++) ice_file_clear(&f[i]);
     lake_close(&l, !keep);
     free(dir);
 }

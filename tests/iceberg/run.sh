@@ -4,8 +4,8 @@
 # script into the build directory).
 #
 #   tests/iceberg/run.sh TEST_ICEBERG_BIN WORK_DIR
-#       the metadata module's table: test_iceberg makes it (two appends and a
-#       replace) and DuckDB's reading of its live files; read.mjs reads the table
+#       the metadata module's table: test_iceberg makes it (appends over three
+#       days, a replace, a delete) and DuckDB's reading of its live files; read.mjs reads the table
 #       with icebird and compares
 #   tests/iceberg/run.sh EVENTS_BIN WORK_DIR e2e
 #       the table compaction writes against `events query` (e2e.mjs)
