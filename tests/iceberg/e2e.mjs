@@ -5,18 +5,88 @@
  * after a first compaction, after late events fold into a compacted hour (the small
  * file rewritten), and after snapshot expiry (what no snapshot names deleted).
  *
- *   node e2e.mjs EVENTS_BIN WORK_DIR      (read.mjs and icebird installed in WORK_DIR)
+ *   node e2e.mjs EVENTS_BIN WORK_DIR        a lake directory
+ *   node e2e.mjs EVENTS_BIN WORK_DIR s3     a lake on S3: radosgw on loopback, started
+ *                                           and stopped here (scripts/s3-test-server)
+ *
+ * read.mjs, s3.mjs and icebird (with aws4) installed in WORK_DIR; env EVENTS_SRC: the
+ * source tree (for scripts/s3-test-server; s3 only). On S3 the server, `events compact`,
+ * `events query` and icebird get the test server's environment, and the lake's objects
+ * are looked at through signed requests (s3.mjs); the checks are the same.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { check, eq, freePort, sleep, tally } from './checks.mjs';
 
-const [bin, work] = process.argv.slice(2);
+const [bin, work, where] = process.argv.slice(2);
+const onS3 = where === 's3';
 const dir = mkdtempSync(join(tmpdir(), 'events-iceberg-'));
-const lake = join(dir, 'lake');
-const deadline = setTimeout(() => { console.log('FAIL timed out after 100 s'); process.exit(1); }, 100000);
+const LIMIT_S = onS3 ? 240 : 100;
+const deadline = setTimeout(() => finish(`timed out after ${LIMIT_S} s`), LIMIT_S * 1000);
+const rgw = join(dir, 'rgw');
+let rgwStarted = false;
+
+/* Stops radosgw (if started), removes the test's files, exits with the verdict. */
+async function finish(error) {
+  clearTimeout(deadline);
+  if (error) check(false, error);
+  if (rgwStarted) {
+    const r = spawnSync(join(process.env.EVENTS_SRC ?? '', 'scripts/s3-test-server'), ['stop', rgw],
+      { encoding: 'utf8', timeout: 60000 });
+    check(r.status === 0, `the S3 test server stops: ${r.stdout}${r.stderr}`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  console.log(`iceberg e2e${onS3 ? ' (s3)' : ''}: ${tally.checks - tally.failures} passed, ${tally.failures} failed`);
+  process.exit(tally.failures ? 1 : 0);
+}
+
+/* radosgw on loopback with a bucket; the environment it printed (scripts/s3-test-server). */
+async function s3Env() {
+  rgwStarted = true;
+  const r = await new Promise((resolve) => {
+    execFile(join(process.env.EVENTS_SRC ?? '', 'scripts/s3-test-server'), ['start', rgw], { timeout: 120000 },
+      (e, stdout, stderr) => resolve({ code: e ? (e.code ?? 1) : 0, out: stdout + stderr }));
+  });
+  if (r.code !== 0) await finish(`the S3 test server did not start: ${r.out}`);
+  const out = {};
+  for (const line of readFileSync(join(rgw, 'env'), 'utf8').split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+/* The lake, the environment its commands run in, and a look at its objects. */
+const s3 = onS3 ? await s3Env() : null;
+if (s3) Object.assign(process.env, s3); /* for s3.mjs, and inherited by every command */
+const { s3List, s3Text } = onS3 ? await import('./s3.mjs') : {};
+const bucket = s3?.EVENTS_S3_BUCKET;
+const prefix = `iceberg-e2e-${process.pid}`;
+const lake = onS3 ? `s3://${bucket}/${prefix}` : join(dir, 'lake');
+
+/* An object of the lake, by its key under the lake. */
+async function text(key) {
+  return onS3 ? s3Text(bucket, `${prefix}/${key}`) : readFileSync(join(lake, key), 'utf8');
+}
+
+/* The names (last part of the key) of the lake's objects under SUB ending in EXT. */
+async function filesUnder(sub, ext) {
+  if (onS3) {
+    const keys = await s3List(bucket, `${prefix}/${sub}/`);
+    return keys.filter((k) => k.endsWith(ext)).map((k) => k.split('/').pop());
+  }
+  const out = [];
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.name.endsWith(ext)) out.push(e.name);
+    }
+  };
+  walk(join(lake, sub));
+  return out;
+}
 
 /* A server on the lake until its events are posted; SIGTERM seals its segments. */
 async function ingest(events) {
@@ -28,7 +98,7 @@ async function ingest(events) {
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     try { if ((await fetch(`${base}/health`)).ok) break; } catch { /* not yet */ }
-    if (i > 200 || proc.exitCode !== null) { console.log(`FAIL the server did not start\n${log}`); process.exit(1); }
+    if (i > 200 || proc.exitCode !== null) await finish(`the server did not start\n${log}`);
     await sleep(50);
   }
   const res = await fetch(`${base}/ingest`, { method: 'POST', headers: { 'content-type': 'application/json' },
@@ -76,55 +146,40 @@ function compare(what) {
   return rows.split('\n').filter((l) => l).length;
 }
 
-function metadata() {
-  const v = readFileSync(join(lake, 'metadata', 'version-hint.text'), 'utf8').trim();
-  return JSON.parse(readFileSync(join(lake, 'metadata', `v${v}.metadata.json`), 'utf8'));
-}
-
-function filesUnder(sub, ext) {
-  const out = [];
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else if (e.name.endsWith(ext)) out.push(e.name);
-    }
-  };
-  walk(join(lake, sub));
-  return out;
+async function metadata() {
+  const v = (await text('metadata/version-hint.text')).trim();
+  return JSON.parse(await text(`metadata/v${v}.metadata.json`));
 }
 
 await ingest(shapes('a', '10', 50));
-const sealed = filesUnder('events', '.jsonl');
+const sealed = await filesUnder('events', '.jsonl');
 check(sealed.length > 0, 'the server sealed segments');
-eq(filesUnder('pending', '.jsonl').sort(), sealed.sort(), 'a marker of the pending index per segment');
+eq((await filesUnder('pending', '.jsonl')).sort(), sealed.sort(), 'a marker of the pending index per segment');
 run(['compact', '--lake', lake, '--after', '0', '--pending-only']);
-eq(filesUnder('pending', '.jsonl').length, 0, 'the markers of the folded segments are deleted');
+eq((await filesUnder('pending', '.jsonl')).length, 0, 'the markers of the folded segments are deleted');
 eq(compare('after the first compaction'), 200, 'rows after the first compaction');
-let m = metadata();
+let m = await metadata();
 eq(m.snapshots.length, 1, 'one snapshot');
 
 /* late events into the compacted hour, and a new hour */
 await ingest([...shapes('b', '10', 10), ...shapes('c', '11', 10)]);
 run(['compact', '--lake', lake, '--after', '0']);
 eq(compare('after late events'), 280, 'rows after late events');
-m = metadata();
+m = await metadata();
 eq(m.snapshots.map((s) => s.summary.operation), ['append', 'overwrite', 'append'],
   'the hour compacted again (its small file replaced: an overwrite), then the new hour appended');
 
 /* expiry: every snapshot but the current one, what they alone name, the folded segments */
 run(['compact', '--lake', lake, '--after', '0', '--retain', '0']);
 eq(compare('after expiry'), 280, 'rows after expiry');
-m = metadata();
+m = await metadata();
 eq(m.snapshots.length, 1, 'one snapshot kept');
 const cur = m.snapshots.find((s) => s['snapshot-id'] === m['current-snapshot-id']);
-eq(filesUnder('events', '.parquet').length, Number(cur.summary['total-data-files']),
+eq((await filesUnder('events', '.parquet')).length, Number(cur.summary['total-data-files']),
   'the Parquet files in the lake are the current snapshot\'s');
 /* what the expired snapshots folded in is gone; the current one's goes when it expires */
 const folded = JSON.parse(cur.summary['events.folded'] || '[]').map((k) => k.split('/').pop());
-eq(filesUnder('events', '.jsonl').sort(), folded.sort(),
+eq((await filesUnder('events', '.jsonl')).sort(), folded.sort(),
   'the segments left are the ones the current snapshot folded in');
 
-clearTimeout(deadline);
-rmSync(dir, { recursive: true, force: true });
-console.log(`iceberg e2e: ${tally.checks - tally.failures} passed, ${tally.failures} failed`);
-process.exit(tally.failures ? 1 : 0);
+await finish();

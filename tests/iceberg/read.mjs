@@ -1,11 +1,16 @@
-// read.mjs - icebird reads the Iceberg table of a lake directory.
+// read.mjs - icebird reads the Iceberg table of a lake: a directory, or s3://BUCKET/PREFIX
+// on the S3 test server.
 //
-//   node read.mjs LAKE_DIR [--expect EXPECTED.ndjson] [--out ROWS.ndjson]
+//   node read.mjs LAKE_DIR|s3://BUCKET/PREFIX [--expect EXPECTED.ndjson] [--out ROWS.ndjson]
 //
-// The table's locations are file:///<lake dir>/…, which icebird cannot fetch; so a
-// loopback HTTP server (Range requests supported) serves the lake directory and
-// globalThis.fetch is wrapped to send such URLs there. The transport is ours, the
-// reading (metadata, manifest lists, manifests, Parquet) is icebird's. The rows are
+// A directory's table locations are file:///<lake dir>/…, which icebird cannot fetch; so
+// a loopback HTTP server (Range requests supported) serves the lake directory and
+// globalThis.fetch is wrapped to send such URLs there. An S3 lake's are s3://BUCKET/KEY,
+// which icebird fetches as https://BUCKET.s3.amazonaws.com/KEY, unsigned; s3.mjs wraps
+// globalThis.fetch to send those to the test server named by AWS_ENDPOINT_URL, signed
+// with the credentials of the environment (the bucket is private, as in production).
+// The transport is ours, the reading (metadata, manifest lists, manifests, Parquet) is
+// icebird's. The rows are
 // printed (or written to --out) as NDJSON in a normal form, ordered by id:
 // timestamps as ISO strings (milliseconds), absent values null. With --expect, the
 // rows must be exactly those of the file (DuckDB's reading, in the same form).
@@ -15,9 +20,11 @@ import path from 'node:path'
 import { icebergRead } from 'icebird'
 
 const args = process.argv.slice(2)
-const lake = fs.realpathSync(args[0])
+const onS3 = args[0].startsWith('s3://')
+const lake = onS3 ? args[0].replace(/\/+$/, '') : fs.realpathSync(args[0])
 const opt = name => (args.indexOf(name) > 0 ? args[args.indexOf(name) + 1] : undefined)
 
+// A directory served on loopback; not started for an S3 lake.
 const server = http.createServer((req, res) => {
   const file = path.join(lake, decodeURIComponent(new URL(req.url, 'http://x').pathname))
   if (!file.startsWith(lake + '/') || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
@@ -36,14 +43,19 @@ const server = http.createServer((req, res) => {
     fs.createReadStream(file).pipe(res)
   }
 })
-await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
-const origin = `http://127.0.0.1:${server.address().port}`
-const tableUrl = `file://${lake}`
-const realFetch = globalThis.fetch
-globalThis.fetch = (input, init) => {
-  const url = typeof input === 'string' ? input : input.url
-  if (url.startsWith(tableUrl + '/')) return realFetch(origin + url.slice(tableUrl.length), init)
-  return realFetch(input, init)
+const tableUrl = onS3 ? lake : `file://${lake}`
+if (onS3) {
+  const { routeS3ToTestServer } = await import('./s3.mjs')
+  routeS3ToTestServer()
+} else {
+  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve))
+  const origin = `http://127.0.0.1:${server.address().port}`
+  const realFetch = globalThis.fetch
+  globalThis.fetch = (input, init) => {
+    const url = typeof input === 'string' ? input : input.url
+    if (url.startsWith(tableUrl + '/')) return realFetch(origin + url.slice(tableUrl.length), init)
+    return realFetch(input, init)
+  }
 }
 
 const iso = v => {
@@ -98,5 +110,5 @@ try {
   console.error(`icebird: ${e.stack || e}`)
   status = 1
 }
-server.close()
+if (server.listening) server.close()
 process.exit(status)
