@@ -42,7 +42,7 @@ typedef struct counting {
     _Atomic uint64_t n[C_N];
 } counting;
 
-#define IN(s) (((counting *)(s))->in)
+#define IN(s)       (((counting *)(s))->in)
 #define COUNT(s, k) atomic_fetch_add(&((counting *)(s))->n[k], 1)
 
 static int c_put(store *s, const char *key, const void *d, size_t n, int flags, char *err,
@@ -106,8 +106,8 @@ static void c_close(store *s)
 {
     (void)s;
 }
-static const store_ops COUNTING_OPS = {c_put, c_put_file, c_get,  c_get_file,
-                                       c_head, c_list,   c_del, c_root, c_close};
+static const store_ops COUNTING_OPS = {c_put,  c_put_file, c_get,  c_get_file, c_head,
+                                       c_list, c_del,      c_root, c_close};
 
 static void counts_take(counting *c, uint64_t out[C_N])
 {
@@ -130,16 +130,17 @@ static int sample_file(const char *path, ice_file *f, char *err, size_t errlen)
     if (duckdb_open(NULL, &db) == DuckDBError) return snprintf(err, errlen, "duckdb"), -1;
     duckdb_connect(db, &con);
     char sql[4096];
-    snprintf(sql, sizeof sql,
-             "COPY (SELECT 'e' || i AS id, 'rpc.call' AS type, TIMESTAMPTZ '2024-01-01 00:00:00+00' + "
-             "i * INTERVAL 1 SECOND AS ts, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS receivedAt, "
-             "{'id': 'room', 'name': NULL, 'class': 'Room', 'colo': 'FRA'}::STRUCT(id VARCHAR, "
-             "\"name\" VARCHAR, \"class\" VARCHAR, colo VARCHAR) AS \"do\", 'join' AS method, "
-             "i * 0.5 AS durationMs, true AS success, NULL::VARCHAR AS error, NULL::VARCHAR AS "
-             "collection, NULL::VARCHAR AS docId, NULL::VARCHAR AS doc, NULL::VARCHAR AS prev, "
-             "NULL::VARCHAR AS bookmark, '{\"id\":\"e' || i || '\"}' AS _events_json FROM "
-             "range(100) t(i)) TO '%s' (FORMAT parquet, COMPRESSION zstd, %s)",
-             path, ice_duckdb_field_ids());
+    snprintf(
+        sql, sizeof sql,
+        "COPY (SELECT 'e' || i AS id, 'rpc.call' AS type, TIMESTAMPTZ '2024-01-01 00:00:00+00' + "
+        "i * INTERVAL 1 SECOND AS ts, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS receivedAt, "
+        "{'id': 'room', 'name': NULL, 'class': 'Room', 'colo': 'FRA'}::STRUCT(id VARCHAR, "
+        "\"name\" VARCHAR, \"class\" VARCHAR, colo VARCHAR) AS \"do\", 'join' AS method, "
+        "i * 0.5 AS durationMs, true AS success, NULL::VARCHAR AS error, NULL::VARCHAR AS "
+        "collection, NULL::VARCHAR AS docId, NULL::VARCHAR AS doc, NULL::VARCHAR AS prev, "
+        "NULL::VARCHAR AS bookmark, '{\"id\":\"e' || i || '\"}' AS _events_json FROM "
+        "range(100) t(i)) TO '%s' (FORMAT parquet, COMPRESSION zstd, %s)",
+        path, ice_duckdb_field_ids());
     duckdb_result r;
     int rc = duckdb_query(con, sql, &r) == DuckDBError ? -1 : 0;
     if (rc) snprintf(err, errlen, "%s", duckdb_result_error(&r));
@@ -209,7 +210,8 @@ static int new_segment(store *s, char *err, size_t errlen)
     evrand_uuid7(uuid);
     lake_raw_key(lake_hour(now), uuid, key);
     lake_pending_key(key, marker);
-    int n = snprintf(line, sizeof line, "{\"id\":\"%s\",\"type\":\"a.b\",\"ts\":\"%s\"}\n", uuid, ts);
+    int n =
+        snprintf(line, sizeof line, "{\"id\":\"%s\",\"type\":\"a.b\",\"ts\":\"%s\"}\n", uuid, ts);
     if (store_put(s, marker, "", 0, 0, err, errlen)) return -1;
     return store_put(s, key, line, (size_t)n, 0, err, errlen);
 }

@@ -24,6 +24,36 @@
 
 #define HOUR_DIR "events/2026/11/20/10"
 
+/* A test's lake: a new temporary directory with the lake's HOUR_DIR made, and the hour's first
+ * segment holding `first` (NULL: none). tlake_done removes it all. */
+typedef struct tlake {
+    char *dir;
+    char lake[1200], path[1400]; /* the lake, and HOUR_DIR in it */
+} tlake;
+
+static FILE *open_segment(const char *lake, int k);
+
+static void tlake_make(tlake *t, const char *name, const char *first)
+{
+    t->dir = test_tmpdir(name);
+    snprintf(t->lake, sizeof t->lake, "%s/lake", t->dir);
+    snprintf(t->path, sizeof t->path, "%s/" HOUR_DIR, t->lake);
+    sh("mkdir -p '%s'", t->path);
+    FILE *f = first ? open_segment(t->lake, 1) : NULL;
+    if (f) {
+        fputs(first, f);
+        fclose(f);
+    } else if (first) {
+        test_fail(__FILE__, __LINE__, "cannot write the first segment of %s", t->lake);
+    }
+}
+
+static void tlake_done(tlake *t)
+{
+    test_rmtree(t->dir);
+    free(t->dir);
+}
+
 /* ---- an hour of large events ---------------------------------------------------------------- */
 
 typedef struct hour_facts {
@@ -453,15 +483,10 @@ static char *all_rows(const char *lake)
 
 TEST(compaction_keeps_every_value_of_odd_events)
 {
-    char *dir = test_tmpdir("compact-odd");
-    char lake[1200], path[1400];
-    snprintf(lake, sizeof lake, "%s/lake", dir);
-    snprintf(path, sizeof path, "%s/" HOUR_DIR, lake);
-    sh("mkdir -p '%s'", path);
-    FILE *f = open_segment(lake, 1);
-    REQUIRE(f);
     /* odd values in every typed field, as a lake written by another tool could hold */
-    fputs(
+    tlake t;
+    tlake_make(
+        &t, "compact-odd",
         "{\"id\":\"o1\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T10:00:00.000Z\","
         "\"durationMs\":\"fast\",\"success\":\"maybe\",\"do\":\"not an object\","
         "\"error\":{\"code\":7}}\n"
@@ -484,9 +509,8 @@ TEST(compaction_keeps_every_value_of_odd_events)
         "{\"id\":\"o9\",\"type\":\"ok\",\"ts\":\"2026-11-20T10:30:00.000Z\",\"do\":{\"id\":\"r\","
         "\"name\":\"n\",\"class\":\"Room\",\"colo\":\"FRA\"},\"method\":\"m\",\"durationMs\":3,"
         "\"success\":true}\n"
-        "{\"id\":\"o10\",\"type\":\"cut\",\"dur",
-        f);
-    fclose(f);
+        "{\"id\":\"o10\",\"type\":\"cut\",\"dur");
+    const char *lake = t.lake;
     char *raw = all_rows(lake);
     CHECK_CONTAINS("o9,ok,", raw);
     CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
@@ -494,8 +518,7 @@ TEST(compaction_keeps_every_value_of_odd_events)
     char *compacted = all_rows(lake);
     CHECK_STR(raw, compacted);
     free(raw), free(compacted);
-    test_rmtree(dir);
-    free(dir);
+    tlake_done(&t);
 }
 
 TEST(compaction_cleaning_leaves_a_run_directory_being_made)
@@ -594,15 +617,9 @@ static const char ORIGINAL_SHAPES[] =
 
 TEST(compacted_files_hide_no_member_an_event_carries)
 {
-    char *dir = test_tmpdir("compact-fidelity");
-    char lake[1200], path[1400];
-    snprintf(lake, sizeof lake, "%s/lake", dir);
-    snprintf(path, sizeof path, "%s/" HOUR_DIR, lake);
-    sh("mkdir -p '%s'", path);
-    FILE *f = open_segment(lake, 1);
-    REQUIRE(f);
-    fputs(ORIGINAL_SHAPES, f);
-    fclose(f);
+    tlake t;
+    tlake_make(&t, "compact-fidelity", ORIGINAL_SHAPES);
+    const char *lake = t.lake, *path = t.path;
     char *raw = all_rows(lake);
     CHECK_CONTAINS("button_click", raw);
     REQUIRE_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
@@ -648,8 +665,7 @@ TEST(compacted_files_hide_no_member_an_event_carries)
     CHECK_CONTAINS("class|8|", schema);
     CHECK_CONTAINS("_events_json|19|", schema);
     free(schema);
-    test_rmtree(dir);
-    free(dir);
+    tlake_done(&t);
 }
 
 /*
@@ -659,15 +675,9 @@ TEST(compacted_files_hide_no_member_an_event_carries)
  */
 TEST(compacted_files_of_the_first_layout_read_the_same_and_are_rewritten)
 {
-    char *dir = test_tmpdir("compact-layout1");
-    char lake[1200], path[1400];
-    snprintf(lake, sizeof lake, "%s/lake", dir);
-    snprintf(path, sizeof path, "%s/" HOUR_DIR, lake);
-    sh("mkdir -p '%s'", path);
-    FILE *f = open_segment(lake, 1);
-    REQUIRE(f);
-    fputs(ORIGINAL_SHAPES, f);
-    fclose(f);
+    tlake t;
+    tlake_make(&t, "compact-layout1", ORIGINAL_SHAPES);
+    const char *lake = t.lake, *path = t.path;
     char *raw = all_rows(lake);
     /* the first layout, as compaction wrote it then */
     char sql[4096];
@@ -696,7 +706,7 @@ TEST(compacted_files_of_the_first_layout_read_the_same_and_are_rewritten)
     free(old);
 
     /* a late event: the hour is compacted again, its old file written in the new layout */
-    f = open_segment(lake, 2);
+    FILE *f = open_segment(lake, 2);
     REQUIRE(f);
     fputs("{\"id\":\"s4\",\"type\":\"late\",\"ts\":\"2026-11-20T10:00:03.000Z\","
           "\"receivedAt\":\"2026-11-20T11:30:00.000Z\",\"event\":\"late_click\"}\n",
@@ -720,8 +730,7 @@ TEST(compacted_files_of_the_first_layout_read_the_same_and_are_rewritten)
     CHECK_STR("4|1\n", rows);
     free(rows);
     free(raw);
-    test_rmtree(dir);
-    free(dir);
+    tlake_done(&t);
 }
 
 /*
@@ -731,11 +740,9 @@ TEST(compacted_files_of_the_first_layout_read_the_same_and_are_rewritten)
  */
 TEST(open_hours_are_appended_and_rewritten_once_due)
 {
-    char *dir = test_tmpdir("compact-append");
-    char lake[1200], path[1400];
-    snprintf(lake, sizeof lake, "%s/lake", dir);
-    snprintf(path, sizeof path, "%s/" HOUR_DIR, lake);
-    sh("mkdir -p '%s'", path);
+    tlake t;
+    tlake_make(&t, "compact-append", NULL);
+    const char *lake = t.lake;
     const char *later = "--after 1000000h --open-hours"; /* 2026-11-20 is not due for years */
     long long rows = 0;
     for (int k = 1; k <= 3; k++) {
@@ -768,8 +775,7 @@ TEST(open_hours_are_appended_and_rewritten_once_due)
     free(before), free(after);
     CHECK_INT(1, hour_files(lake, &rows));
     CHECK_INT(60, rows);
-    test_rmtree(dir);
-    free(dir);
+    tlake_done(&t);
 }
 
 /*
@@ -779,16 +785,12 @@ TEST(open_hours_are_appended_and_rewritten_once_due)
  */
 TEST(pending_runs_look_only_at_the_hours_the_index_names)
 {
-    char *dir = test_tmpdir("compact-pending");
-    char lake[1200];
-    snprintf(lake, sizeof lake, "%s/lake", dir);
-    sh("mkdir -p '%s/" HOUR_DIR "' '%s/events/2026/11/21/10' '%s/pending/2026/11/20/10' "
-       "'%s/pending/2026/11/22/10'",
-       lake, lake, lake, lake);
-    FILE *f = open_segment(lake, 1);
-    REQUIRE(f);
-    fputs("{\"id\":\"a1\",\"type\":\"a.b\",\"ts\":\"2026-11-20T10:00:00.000Z\"}\n", f);
-    fclose(f);
+    tlake t;
+    tlake_make(&t, "compact-pending",
+               "{\"id\":\"a1\",\"type\":\"a.b\",\"ts\":\"2026-11-20T10:00:00.000Z\"}\n");
+    const char *lake = t.lake, *dir = t.dir;
+    sh("mkdir -p '%s/events/2026/11/21/10' '%s/pending/2026/11/20/10' '%s/pending/2026/11/22/10'",
+       lake, lake, lake);
     sh(": > '%s/pending/2026/11/20/10/01a00000-0000-7000-8000-000000000001.jsonl'", lake);
     sh("printf '%%s\\n' '{\"id\":\"b1\",\"type\":\"a.b\",\"ts\":\"2026-11-21T10:00:00.000Z\"}' > "
        "'%s/events/2026/11/21/10/01a00000-0000-7000-8000-000000000002.jsonl'",
@@ -820,6 +822,5 @@ TEST(pending_runs_look_only_at_the_hours_the_index_names)
     char *swept = all_rows(lake);
     CHECK_STR(raw, swept);
     free(raw), free(mid), free(swept);
-    test_rmtree(dir);
-    free(dir);
+    tlake_done(&t);
 }
