@@ -27,10 +27,12 @@
 #include "table.h"
 
 #include <duckdb.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- a store that counts the requests it passes on ---------------------------------------- */
 
@@ -286,7 +288,7 @@ int main(int argc, char **argv)
     }
     int64_t hours = argc > 3 ? atoll(argv[3]) : 17520;
     int runs = argc > 4 ? atoi(argv[4]) : 3;
-    char err[1024], cdir[4200];
+    char err[1024], cdir[4200], work[4200];
     store *in;
     if (store_open(argv[1], &in, err, sizeof err)) return fail(argv[1], err);
     counting c = {.base = {.ops = &COUNTING_OPS, .url = in->url}, .in = in};
@@ -299,7 +301,10 @@ int main(int argc, char **argv)
     if (!built)
         printf("built %lld hours in %lld ms\n", (long long)hours,
                (long long)(evtime_mono_ms() - t0));
+    /* apart: a run removes what it does not know in its work directory */
     snprintf(cdir, sizeof cdir, "%s/cache", argv[2]);
+    snprintf(work, sizeof work, "%s/compact", argv[2]);
+    if (mkdir(work, 0700) && errno != EEXIST) return fail(work, strerror(errno));
     lake_cache *cache = NULL;
     if (!in->ops->root(in) && lake_cache_open(cdir, 1ull << 30, &cache, err, sizeof err))
         return fail("the cache", err);
@@ -307,9 +312,9 @@ int main(int argc, char **argv)
     int64_t old_hour = lake_hour(evtime_now_ms()) - 24 * 30;
     for (int i = 0; i < runs && !rc; i++) {
         if (new_segment(in, err, sizeof err)) return fail("a new segment", err);
-        rc = compact_once(&c, argv[2], cache, 1, "sweep");
+        rc = compact_once(&c, work, cache, 1, "sweep");
         if (!rc && new_segment(in, err, sizeof err)) return fail("a new segment", err);
-        if (!rc) rc = compact_once(&c, argv[2], cache, 0, "pending");
+        if (!rc) rc = compact_once(&c, work, cache, 0, "pending");
         if (!rc) rc = query_once(&c, cache, old_hour - i);
     }
     lake_cache_close(cache);

@@ -10,6 +10,24 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* What a run did, on one line. */
+static void print_summary(const compact_stats *s)
+{
+    char appended[24];
+    snprintf(appended, sizeof appended, "%llu", (unsigned long long)s->appended);
+    printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows in %llu "
+           "new Parquet files (%llu bytes); deleted %llu replaced files; removed %llu "
+           "leftovers of killed runs%s%s%s\n",
+           (unsigned long long)s->compacted, (unsigned long long)s->partitions,
+           (unsigned long long)s->files_in, (unsigned long long)s->bytes_in,
+           (unsigned long long)s->rows, (unsigned long long)s->files_out,
+           (unsigned long long)s->bytes_out, (unsigned long long)s->deleted,
+           (unsigned long long)s->leftovers,
+           s->appended ? "; of those partitions, appended (not yet due): " : "",
+           s->appended ? appended : "",
+           s->conflicts ? "; some partitions were compacted by another compactor" : "");
+}
+
 int cmd_compact(int argc, char **argv)
 {
     const char *lake = "./events-lake", *cache_dir = NULL;
@@ -94,20 +112,7 @@ int cmd_compact(int argc, char **argv)
         fprintf(stderr, "events compact: another compactor holds the lease: %s\n", s.holder);
         rc = 75;
     }
-    char appended[24];
-    snprintf(appended, sizeof appended, "%llu", (unsigned long long)s.appended);
-    if (r <= 0)
-        printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows in %llu "
-               "new Parquet files (%llu bytes); deleted %llu replaced files; removed %llu "
-               "leftovers of killed runs%s%s%s\n",
-               (unsigned long long)s.compacted, (unsigned long long)s.partitions,
-               (unsigned long long)s.files_in, (unsigned long long)s.bytes_in,
-               (unsigned long long)s.rows, (unsigned long long)s.files_out,
-               (unsigned long long)s.bytes_out, (unsigned long long)s.deleted,
-               (unsigned long long)s.leftovers,
-               s.appended ? "; of those partitions, appended (not yet due): " : "",
-               s.appended ? appended : "",
-               s.conflicts ? "; some partitions were compacted by another compactor" : "");
+    if (r <= 0) print_summary(&s);
     lake_cache_close(cache);
     store_close(st);
     return rc;

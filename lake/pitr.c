@@ -49,6 +49,16 @@ static int run(query_conn *qc, const char *sql, json_t *params, buf *answer, cha
     return 0;
 }
 
+/* The sqlite.changeset events of source $1 with a bookmark in ($2, $3], in change order. */
+static const char CHANGESETS_SQL[] =
+    "SELECT DISTINCT _events_json->>'bookmark' AS bookmark, "
+    "CAST(_events_json->>'part' AS BIGINT) AS part, "
+    "CAST(_events_json->>'parts' AS BIGINT) AS parts, _events_json->>'schema' AS schema, "
+    "epoch_ms(ts) AS ts_ms, _events_json->>'changeset' AS changeset FROM events "
+    "WHERE type = 'sqlite.changeset' AND (_events_json->>'source') = $1 "
+    "AND (_events_json->>'bookmark') > $2 AND (_events_json->>'bookmark') <= $3 "
+    "ORDER BY bookmark, part";
+
 int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64_t upto,
                       pitr_changes *out, char *err, size_t errlen)
 {
@@ -58,18 +68,7 @@ int pitr_load_changes(query_conn *qc, const char *source, uint64_t after, uint64
     cdc_bookmark_format(upto == UINT64_MAX ? UINT64_MAX : upto, b);
     json_t *params = json_pack("[sss]", source, a, b);
     buf ans = BUF_INIT;
-    int rc = run(
-        qc,
-        "SELECT DISTINCT _events_json->>'bookmark' AS bookmark, CAST(_events_json->>'part' AS "
-        "BIGINT) AS part, "
-        "CAST(_events_json->>'parts' AS BIGINT) AS parts, _events_json->>'schema' AS schema, "
-        "epoch_ms(ts) AS "
-        "ts_ms, "
-        "_events_json->>'changeset' AS changeset FROM events WHERE type = 'sqlite.changeset' AND "
-        "(_events_json->>'source') = $1 AND (_events_json->>'bookmark') > $2 AND "
-        "(_events_json->>'bookmark') <= $3 "
-        "ORDER BY bookmark, part",
-        params, &ans, err, errlen);
+    int rc = run(qc, CHANGESETS_SQL, params, &ans, err, errlen);
     json_decref(params);
     if (rc) {
         buf_free(&ans);
