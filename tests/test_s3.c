@@ -1682,10 +1682,8 @@ static int lake_counts(const char *url, const char *cache, long long *all, long 
                 events_bin(), url, cache, out);
     char *t = test_read_file(out, NULL);
     const char *nl = t ? strchr(t, '\n') : NULL;
-    if (!rc && nl)
-        sscanf(nl + 1, "%lld,%lld", all, distinct);
-    else
-        fprintf(stderr, "events query: %s\n", t ? t : "(no output)");
+    if (rc || !nl || sscanf(nl + 1, "%lld,%lld", all, distinct) != 2)
+        fprintf(stderr, "events query (exit %d): %s\n", rc, t ? t : "(no output)");
     free(t);
     return rc;
 }
