@@ -119,6 +119,8 @@ printf '%-34s %8s %8s\n' "due: after the rewrite" "$due_files" "$((due_files * 2
 echo "(data files of the table's current snapshot, \`events table --format json\`; the hour's Parquet files in the lake:"
 echo " $open_parquet after the appends, $(find "$HDIR" -name '*.parquet' | wc -l) after the rewrite, the replaced ones kept for --compact-retain)"
 echo "append runs: median $amed s, max $amax s (the first $afirst s, the last $alast s), $asum s in all; the rewrite: $rewrite_s s; a run with nothing to do: $idle_s s"
+echo "append runs by number: $(awk '{ printf "%s%d: %.2f s", (NR > 1 ? ", " : ""), NR, $1 }' "$TMP/append.s" | tr -d '\n' |
+    awk -F', ' '{ for (i = 1; i <= NF; i += (NF > 12 ? int(NF / 8) : 1)) printf "%s%s", (i > 1 ? ", " : ""), $i; if ((NF - 1) % (NF > 12 ? int(NF / 8) : 1)) printf ", %s", $NF; print "" }')"
 echo "events: $((APPENDS * PER_SEGMENT)) in $APPENDS segments, $json_bytes bytes of JSON Lines;" \
     "table: version $(jq -r .version <<<"$("$EVENTS" table --lake "$LAKE" --format json)"), $(jq '.snapshots | length' "$meta") snapshots," \
     "$(jq -r '.["current-snapshot-id"] as $c | .snapshots[] | select(.["snapshot-id"] == $c) | .summary["total-files-size"]' "$meta") bytes of data"
