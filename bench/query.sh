@@ -13,7 +13,8 @@
 # elapsedMs), each run must give the same answer, and the answer and the
 # number of files read must match what the generator wrote. Then (COMPACTED=1,
 # the default) the same lake is compacted with `events compact --after 0` (a
-# copy of hard links: the raw lake stays as it is) and the four queries run
+# copy of hard links: the raw lake stays as it is), which commits its Iceberg
+# table (`events table` must name every Parquet file), and the four queries run
 # again through a server on it: their answers must be byte-identical to the
 # raw lake's (CSV, and JSON but for files and elapsedMs), and the times are
 # printed side by side with the raw ones. Builds nothing: run `make build` first.
@@ -182,6 +183,15 @@ compacted_runs() { # size
     R[$n.pbytes]=$(find "$CL/events" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
     echo
     echo "compacted in ${R[$n.compact_s]} s: $(tail -1 <<<"$out")"
+    # compaction commits the lake's Iceberg table: its current snapshot names every Parquet file
+    if "$EVENTS" table --lake "$CL" --format json >"$TMP/$n/table.json" 2>&1; then
+        R[$n.tfiles]=$(sed -n 's/^ *"dataFiles": *\([0-9]*\),*$/\1/p' "$TMP/$n/table.json")
+        echo "table: version $(sed -n 's/^ *"version": *\([0-9]*\),*$/\1/p' "$TMP/$n/table.json"), ${R[$n.tfiles]} data files" \
+            "($(find "$CL/metadata" -name 'v*.metadata.json' | wc -l) metadata files)"
+        [[ ${R[$n.tfiles]} == "$pfiles" ]] || fail "the table names ${R[$n.tfiles]:-?} data files, the lake holds $pfiles Parquet files"
+    else
+        fail "events table on the compacted lake: $(head -c 300 "$TMP/$n/table.json")"
+    fi
     sync -f "$CL"
     check_idle
     start_server "$CL" "$CLOG"
