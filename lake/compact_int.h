@@ -30,7 +30,6 @@ typedef struct latest {
     uint64_t n;
 } latest;
 
-
 /* One compaction run: what every step reads and counts into. */
 typedef struct compact__run {
     const compact_config *cfg;
@@ -45,12 +44,11 @@ typedef struct compact__run {
     char *err;
     size_t errlen;
     int64_t now;
-    lake_table lt;      /* the table as the run began (table.h); lt.t NULL: none yet */
-    lake_live lv;       /* its live files, every hour */
+    lake_table lt;               /* the table as the run began (table.h); lt.t NULL: none yet */
+    lake_live lv;                /* its live files, every hour */
     struct compact__convert *cv; /* set while a lake without a table is converted */
     struct compact__pending *pd; /* the pending index, listed by a run that does not sweep */
 } compact__run;
-
 
 /* The partition's live files, made local: items[k] and hin[k] for the k-th live file. */
 typedef struct inputs {
@@ -61,12 +59,10 @@ typedef struct inputs {
     int cached; /* items are pinned in the cache */
 } inputs;
 
-
 static inline int64_t compact__keep_after(const compact__run *r)
 {
     return r->now - (r->cfg->retain_ms > 0 ? r->cfg->retain_ms : 0);
 }
-
 
 /* compact.c */
 int compact__lease_keep(lease *l, char *err, size_t errlen);

@@ -86,7 +86,6 @@ void compact__settle_markers(compact__run *r, int64_t hour, const lake_partition
     }
 }
 
-
 static int cmp_hour(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -100,36 +99,39 @@ static int cmp_hour(const void *a, const void *b)
  */
 int compact__pending_run(compact__run *r, char *m, size_t mlen)
 {
-    compact__pending pd;
-    memset(&pd, 0, sizeof pd);
-    int rc = store_list(r->cfg->store, LAKE_PENDING_PREFIX, on_marker, &pd, m, mlen);
+    /* on the heap: the run holds it while the hours are looked at (compact__settle_markers) */
+    compact__pending *pd = calloc(1, sizeof *pd);
+    if (!pd) return snprintf(m, mlen, "out of memory"), -1;
+    int rc = store_list(r->cfg->store, LAKE_PENDING_PREFIX, on_marker, pd, m, mlen);
     if (rc == STORE_ENOENT) rc = 0;
-    if (pd.oom) snprintf(m, mlen, "out of memory");
+    if (pd->oom) snprintf(m, mlen, "out of memory");
     r->st->listed++;
     int64_t now_hour = lake_hour(r->now), back = r->cfg->after_ms / 3600000 + 2;
     size_t nh = 0;
-    int64_t *hours = rc || pd.oom ? NULL : malloc((pd.n + (size_t)back + 1) * sizeof *hours);
-    if (!rc && !pd.oom && !hours) snprintf(m, mlen, "out of memory");
+    int64_t *hours = rc || pd->oom ? NULL : malloc((pd->n + (size_t)back + 1) * sizeof *hours);
+    if (!rc && !pd->oom && !hours) snprintf(m, mlen, "out of memory");
     if (!hours) rc = -1;
-    for (size_t i = 0; !rc && i < pd.n; i++)
-        if (!nh || hours[nh - 1] != pd.m[i].hour) hours[nh++] = pd.m[i].hour;
+    for (size_t i = 0; !rc && i < pd->n; i++)
+        if (!nh || hours[nh - 1] != pd->m[i].hour) hours[nh++] = pd->m[i].hour;
     for (int64_t h = now_hour - back; !rc && h <= now_hour; h++) hours[nh++] = h;
     if (!rc) qsort(hours, nh, sizeof *hours, cmp_hour);
-    r->pd = &pd;
+    r->pd = pd;
     for (size_t i = 0; !rc && i < nh; i++) {
         if (i && hours[i] == hours[i - 1]) continue;
         lake_live lv;
         char prefix[LAKE_KEY_MAX];
         lake_hour_prefix(hours[i], prefix);
         rc = lake_live_load(r->cfg->store, &r->lt, hours[i], hours[i], &lv, m, mlen);
-        if (!rc) rc = lake_partitions_list(r->cfg->store, &lv, prefix, compact__on_partition, r, m, mlen);
+        if (!rc)
+            rc =
+                lake_partitions_list(r->cfg->store, &lv, prefix, compact__on_partition, r, m, mlen);
         lake_live_free(&lv);
         r->st->listed++;
         if (!rc) compact__settle_markers(r, hours[i], NULL); /* an hour with nothing listed */
     }
     r->pd = NULL;
     free(hours);
-    pending_free(&pd);
+    pending_free(pd);
+    free(pd);
     return rc ? -1 : 0;
 }
-

@@ -60,7 +60,6 @@ void compact__collect_table(compact__run *r, lake_partition *p)
     }
 }
 
-
 /* ---- commits to the table ---------------------------------------------------------- */
 
 /* A change to the table being gathered: files added, removed, and folded in (table.h). */
@@ -195,7 +194,8 @@ static void unput(compact__run *r, int64_t hour, const compact_hour_result *res,
 }
 
 /* An hour's new files into c (with their statistics), then into the lake. 0 or -1. */
-static int put_outputs(compact__run *r, lake_partition *p, const compact_hour_result *res, change *c)
+static int put_outputs(compact__run *r, lake_partition *p, const compact_hour_result *res,
+                       change *c)
 {
     char why[512];
     for (size_t i = 0; i < res->nout; i++) {
@@ -241,7 +241,8 @@ static void unmark(compact__run *r, json_t *folded)
  * The new files into the lake, then one commit that makes them live, removes the compacted
  * files they replace and folds in the segments they hold. 0 or -1.
  */
-int compact__publish(compact__run *r, lake_partition *p, const inputs *in, const compact_hour_result *res)
+int compact__publish(compact__run *r, lake_partition *p, const inputs *in,
+                     const compact_hour_result *res)
 {
     change c;
     memset(&c, 0, sizeof c);
@@ -276,7 +277,6 @@ int compact__publish(compact__run *r, lake_partition *p, const inputs *in, const
     compact__count_done(r, in, res);
     return 0;
 }
-
 
 /* ---- a lake of the manifests' time, converted once --------------------------------- */
 
@@ -429,4 +429,3 @@ int compact__expire_table(compact__run *r)
     ice_keys_free(keys, n);
     return 0;
 }
-
