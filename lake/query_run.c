@@ -631,7 +631,12 @@ static duckdb_prepared_statement prepare(query_conn *q, const query_request *req
     int admitted;
     json_t *ast = admit(q, req->sql, &admitted, err, sizeof err);
     if (!admitted) {
-        fail(o, QUERY_EREFUSED, err);
+        /* stopped while its text was parsed (the statements that read the parse tree were
+         * interrupted): the time limit or the shutdown, not the query's fault */
+        if (atomic_load(&q->timed_out))
+            time_limit(q, o, req);
+        else
+            fail(o, QUERY_EREFUSED, err);
         return NULL;
     }
     /* one transaction from the bounds' evaluation to the end of the query: now() and the
