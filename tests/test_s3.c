@@ -2354,3 +2354,70 @@ TEST(s3_quarantine_uploads_like_events_and_expires)
     test_rmtree(dir);
     free(dir);
 }
+
+/* ---- events table on an s3 lake (tests/test_table_cli.c has the directory lake's) -------- */
+
+/* A string member of o, or "" when it is not one. */
+static const char *jstring(const json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+TEST(s3_events_table_gives_the_bucket_relative_path_and_the_endpoint_url)
+{
+    REQUIRE_INT(0, s3_start());
+    const char *bucket = getenv("EVENTS_S3_BUCKET"), *ep = getenv("AWS_ENDPOINT_URL");
+    REQUIRE(bucket && ep);
+    char url[512], err[512], want[4096], out[1200];
+    snprintf(url, sizeof url, "s3://%s/table-cli-%d/lake", bucket, (int)getpid());
+    store *s = NULL;
+    REQUIRE_INT(0, store_open(url, &s, err, sizeof err));
+    ice_catalog cat = ice_store_catalog(s);
+    /* the command reads metadata only: a data file's entry need not be a real file here */
+    char key[] = "events/2026/11/25/10/a.parquet";
+    ice_file f = {.key = key, .hour = 498778 /* 2026-11-25T10 */, .records = 7, .bytes = 99};
+    ice_change c = {.operation = "append", .add = &f, .nadd = 1};
+    REQUIRE_INT(ICE_OK, ice_commit(&cat, s, NULL, &c, 1795604400125, NULL, err, sizeof err));
+    store_close(s);
+
+    char *dir = test_tmpdir("table-s3");
+    snprintf(out, sizeof out, "%s/out", dir);
+    CHECK_INT(0, sh("'%s' table --lake '%s' --format json > '%s'", events_bin(), url, out));
+    char *text = test_read_file(out, NULL);
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+    REQUIRE(o != NULL);
+    CHECK_STR(url, jstring(o, "location"));
+    CHECK_INT(1, json_integer_value(json_object_get(o, "version")));
+    CHECK_INT(7, json_integer_value(json_object_get(o, "records")));
+    CHECK_INT(99, json_integer_value(json_object_get(o, "bytes")));
+    const json_t *st = json_object_get(o, "statements");
+    snprintf(want, sizeof want,
+             "CREATE ICEBERG TABLE events EXTERNAL_VOLUME = '<volume>' CATALOG = '<object store "
+             "catalog integration>' METADATA_FILE_PATH = "
+             "'table-cli-%d/lake/metadata/v1.metadata.json';",
+             (int)getpid());
+    CHECK_STR(want, jstring(st, "snowflake"));
+    size_t el = strlen(ep);
+    while (el && ep[el - 1] == '/') el--;
+    snprintf(want, sizeof want,
+             "SELECT count() FROM icebergS3('%.*s/%s/table-cli-%d/lake', '<key id>', "
+             "'<secret>');",
+             (int)el, ep, bucket, (int)getpid());
+    CHECK_STR(want, jstring(st, "clickhouse"));
+    snprintf(want, sizeof want, "iceberg_scan('%s/metadata/v1.metadata.json');", url);
+    CHECK_CONTAINS(want, jstring(st, "duckdb"));
+    json_decref(o);
+    free(text);
+
+    CHECK_INT(0, sh("'%s' table --lake '%s' > '%s'", events_bin(), url, out));
+    text = test_read_file(out, NULL);
+    snprintf(want, sizeof want,
+             "-- Snowflake: the external volume <volume> must point at the bucket "
+             "(STORAGE_BASE_URL = 's3://%s/')",
+             bucket);
+    CHECK_CONTAINS(want, text ? text : "");
+    free(text);
+    test_rmtree(dir);
+    free(dir);
+}
