@@ -172,19 +172,11 @@ static int add_named(lister *l, const char *key, const char *by)
 }
 
 /* The table decides: its files of the hour, and the segments it has not folded in. Manifests
- * (of the lake before its table) are all old. */
+ * left from before the table are ignored: the conversion folded them in, and they are deleted
+ * by key when its snapshot expires. */
 static int flush_by_table(lister *l)
 {
     lake_partition *p = &l->p;
-    if (p->nmanifests) {
-        char **no = realloc(p->old_manifests, (p->nold + 1) * sizeof *no);
-        if (no) p->old_manifests = no;
-        if (!no || !(no[p->nold] = strdup(l->manifest_key))) {
-            snprintf(l->err, l->errlen, "out of memory");
-            return -1;
-        }
-        p->nold++;
-    }
     const lake_live *lv = l->live;
     size_t listed = p->n;
     for (size_t i = 0; i < listed; i++) {
