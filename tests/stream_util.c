@@ -12,24 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Compares two lines (char * to NUL-terminated text) by the seq of their position. */
-static int cmp_pos(const void *a, const void *b)
+/* A line of the lake and the seq of its position, for sorting by seq. */
+typedef struct pos_line {
+    char *text;
+    uint64_t seq;
+} pos_line;
+
+static int cmp_seq(const void *a, const void *b)
 {
-    char sid[LAKE_SID_LEN + 1];
-    uint64_t x = 0, y = 0;
-    const char *p = *(char *const *)a, *q = *(char *const *)b;
-    lake_pos_parse(p, strlen(p), sid, &x);
-    lake_pos_parse(q, strlen(q), sid, &y);
+    uint64_t x = ((const pos_line *)a)->seq, y = ((const pos_line *)b)->seq;
     return x < y ? -1 : x > y;
 }
 
-/* Splits t into its lines ('\n' kept, each NUL-terminated in a copy). */
+/* Splits t into its lines ('\n' kept, each NUL-terminated in a copy); the array grows
+ * geometrically, for lakes of a hundred thousand lines. */
 static char **split_lines(const char *t, size_t *n)
 {
     char **v = NULL;
+    size_t cap = 0;
     *n = 0;
     for (const char *nl; t && (nl = strchr(t, '\n')); t = nl + 1) {
-        v = realloc(v, (*n + 1) * sizeof *v);
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            char **nv = realloc(v, cap * sizeof *v);
+            if (!nv) break;
+            v = nv;
+        }
         v[(*n)++] = strndup(t, (size_t)(nl + 1 - t));
     }
     return v;
@@ -97,15 +105,20 @@ int lake_stream_check(const char *lake, char *why, size_t cap)
     char **want = split_lines(all.p, &n);
     buf_free(&all);
     int rc = 0;
+    pos_line *pl = n ? malloc(n * sizeof *pl) : NULL;
     for (size_t i = 0; i < n && !rc; i++) {
         char s[LAKE_SID_LEN + 1];
-        uint64_t seq;
-        if (lake_pos_parse(want[i], strlen(want[i]), s, &seq) || strcmp(s, sid)) {
+        pl[i].text = want[i];
+        if (lake_pos_parse(want[i], strlen(want[i]), s, &pl[i].seq) || strcmp(s, sid)) {
             snprintf(why, cap, "a stored line without a position of stream %s: %s", sid, want[i]);
             rc = -1;
         }
     }
-    if (n) qsort(want, n, sizeof *want, cmp_pos);
+    if (!rc && n) {
+        qsort(pl, n, sizeof *pl, cmp_seq);
+        for (size_t i = 0; i < n; i++) want[i] = pl[i].text;
+    }
+    free(pl);
     if (!rc) rc = stream_files_check(lake, sid, want, n, why, cap);
     free_lines(want, n);
     return rc;
