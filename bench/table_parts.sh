@@ -2,8 +2,10 @@
 # bench/table_parts.sh - where `rpc_latency` and a document's lookup spend their time on the
 # compacted lake, statement by statement in the engine alone (build/bench/sql_time: DuckDB,
 # 2 threads, UTC, no server): the macro as the view computes it, then without each of its
-# parts (the bound on ts, the percentiles, the do struct), and the lookup of one document
-# with and without DuckDB's parquet_metadata_cache. Builds nothing: run `make build` first.
+# parts (the bound on ts, the percentiles, the do struct), its percentiles by an aggregate of
+# our own (bench_quantiles3 in bench/sql_time.c; the last of those lines counts the groups
+# where it differs from quantile_cont: 0), and the lookup of one document with and without
+# DuckDB's parquet_metadata_cache. Builds nothing: run `make build` first.
 #
 # Environment: LAKE (a compacted lake directory to read; default: a lake of EVENTS events
 # (5,000,000) over 48 hours written by build/bench/query_gen and compacted by `events compact
@@ -46,6 +48,11 @@ RPC="type = 'rpc.call'"
     "SELECT method, count(*) FROM $F WHERE $RPC GROUP BY ALL" \
     "SELECT \"do\".class, method, count(*) FROM $F WHERE $RPC GROUP BY ALL" \
     "SELECT method, quantile_cont(durationMs, [0.5, 0.95, 0.99]) FROM $F WHERE $RPC GROUP BY ALL" \
+    "SELECT method, sum(durationMs) FROM $F WHERE $RPC GROUP BY ALL" \
+    "SELECT method, len(list(durationMs)) FROM $F WHERE $RPC GROUP BY ALL" \
+    "SELECT method, bench_quantiles3(durationMs) FROM $F WHERE $RPC GROUP BY ALL" \
+    "${AGG/quantile_cont(durationMs, \[0.5, 0.95, 0.99\])/bench_quantiles3(durationMs)} FROM $F WHERE $RPC GROUP BY ALL" \
+    "SELECT count(*) FROM (SELECT \"do\".class, method, quantile_cont(durationMs, [0.5, 0.95, 0.99]) AS a, bench_quantiles3(durationMs) AS b FROM $F WHERE $RPC GROUP BY ALL) WHERE a IS DISTINCT FROM b" \
     "SELECT count(*) FROM $F WHERE collection = 'users' AND docId = '$DOC'" \
     "SELECT count(*) FROM $F WHERE docId = 'no such document'" \
     "SET parquet_metadata_cache = true" \
