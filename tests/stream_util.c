@@ -106,6 +106,10 @@ int lake_stream_check(const char *lake, char *why, size_t cap)
     buf_free(&all);
     int rc = 0;
     pos_line *pl = n ? malloc(n * sizeof *pl) : NULL;
+    if (n && !pl) {
+        snprintf(why, cap, "out of memory for %zu lines", n);
+        rc = -1;
+    }
     for (size_t i = 0; i < n && !rc; i++) {
         char s[LAKE_SID_LEN + 1];
         pl[i].text = want[i];
