@@ -101,9 +101,11 @@ function ts(ms) { return "TIMESTAMP '" + new Date(ms).toISOString().replace('T',
 function between() { const r = range(); return 'events_between(' + ts(r.lo) + ', ' + ts(r.hi) + ')'; }
 /* the quarantine's records received in range: bounds on receivedAt read only its hours */
 function receivedIn() { const r = range(); return 'receivedAt >= ' + ts(r.lo) + ' AND receivedAt < ' + ts(r.hi); }
+/* a few hundred points at most: a chart is about a thousand pixels wide */
 function bucketFor(span) {
   if (span <= 16 * 60e3) return { sql: "INTERVAL '10 seconds'", name: '10 seconds', ms: 10e3 };
-  if (span <= 26 * 3600e3) return { sql: "INTERVAL '1 minute'", name: 'minute', ms: 60e3 };
+  if (span <= 5 * 3600e3) return { sql: "INTERVAL '1 minute'", name: 'minute', ms: 60e3 };
+  if (span <= 26 * 3600e3) return { sql: "INTERVAL '5 minutes'", name: '5 minutes', ms: 300e3 };
   return { sql: "INTERVAL '1 hour'", name: 'hour', ms: 3600e3 };
 }
 function bucket() { const r = range(); return bucketFor(r.hi - r.lo); }
