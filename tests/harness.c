@@ -7,13 +7,16 @@
 #include <curl/curl.h>
 #include <stdint.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +25,22 @@
 #ifndef EVENTS_BIN
 #error "EVENTS_BIN must name the events binary"
 #endif
+
+int refusing_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) ||
+        getsockname(fd, (struct sockaddr *)&sa, &len)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return ntohs(sa.sin_port); /* fd stays open, bound, until the process exits */
+}
 
 const char *events_bin(void)
 {

@@ -43,6 +43,11 @@ int srv_stop_within(srv *s, int sig, int timeout_ms);
 /* Prints the server's log to stderr (for a failing test). */
 void srv_dump_log(const srv *s);
 
+/* A loopback port that refuses connections at once: bound, never listened on, and kept bound
+ * for the life of the process, so that no server of a test running beside it can take it (a
+ * port bound and closed, or a stopped server's, can be given to one). -1 if it cannot. */
+int refusing_port(void);
+
 /* Path of the events binary under test. */
 const char *events_bin(void);
 

@@ -28,23 +28,9 @@
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-/* A loopback port nobody listens on (bound, then closed). */
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static void dead_url(char *out, size_t n)
 {
-    snprintf(out, n, "http://127.0.0.1:%d", dead_port());
+    snprintf(out, n, "http://127.0.0.1:%d", refusing_port());
 }
 
 /* A config with short delays, for tests. */
