@@ -13,6 +13,23 @@ bench_need() {
     done
 }
 
+# bench_need_commands CMD...: exits the script with 1 when a command it runs is not installed.
+bench_need_commands() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null || { echo "$BENCH_NAME: $c is missing" >&2; exit 1; }
+    done
+}
+
+# bench_whole_numbers VAR...: exits the script with 1 when a variable named is not a whole
+# number >= 1.
+bench_whole_numbers() {
+    local v
+    for v in "$@"; do
+        [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "$BENCH_NAME: $v must be a whole number >= 1" >&2; exit 1; }
+    done
+}
+
 # bench_cleanup_at_exit DIR: when the script exits (status 130 at SIGINT or SIGTERM),
 # the server SERVER_PID names is stopped (bench_stop_server) and DIR removed, or kept
 # and named with KEEP_LAKE=1.

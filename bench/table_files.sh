@@ -32,12 +32,8 @@ EVENTS=$BUILD/events
 export LC_ALL=C
 
 bench_need "$EVENTS"
-for c in curl jq; do
-    command -v "$c" >/dev/null || { echo "table_files.sh: $c is missing" >&2; exit 1; }
-done
-for v in APPENDS PER_SEGMENT HOUR_AGO; do
-    [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "table_files.sh: $v must be a whole number >= 1" >&2; exit 1; }
-done
+bench_need_commands curl jq
+bench_whole_numbers APPENDS PER_SEGMENT HOUR_AGO
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-tablefiles.XXXXXX")
 bench_cleanup_at_exit "$TMP"

@@ -39,12 +39,8 @@ EVENTS=$BUILD/events
 export LC_ALL=C
 
 bench_need "$EVENTS"
-for c in curl node npm jq; do
-    command -v "$c" >/dev/null || { echo "table_lag.sh: $c is missing" >&2; exit 1; }
-done
-for v in BATCHES BATCH EVERY POLL; do
-    [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "table_lag.sh: $v must be a whole number >= 1" >&2; exit 1; }
-done
+bench_need_commands curl node npm jq
+bench_whole_numbers BATCHES BATCH EVERY POLL
 # the lag in ms, from the server's own syntax (Ns, Nm)
 case $LAG in
 *m) LAG_MS=$((${LAG%m} * 60000)) ;;

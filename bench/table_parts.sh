@@ -20,6 +20,7 @@ RUNS=${RUNS:-3}
 EVENTS=${EVENTS:-5000000}
 DOC=${DOC:-usr_004242}
 bench_need "$BUILD/bench/sql_time" "$BUILD/bench/query_gen" "$BUILD/events"
+bench_whole_numbers RUNS EVENTS
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/events-tableparts.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
