@@ -40,6 +40,14 @@ static int on_lease(const store_entry *e, void *ud)
     return 0;
 }
 
+int compact__del(compact__run *r, const char *key)
+{
+    char why[512], rollup[LAKE_KEY_MAX];
+    int rc = store_del(r->cfg->store, key, why, sizeof why) ? -1 : 0;
+    if (!lake_rollup_key_of(key, rollup)) store_del(r->cfg->store, rollup, why, sizeof why);
+    return rc;
+}
+
 /* Writes lease seq with an expiry; STORE_EEXIST if another contender wrote it first. */
 static int lease_put(lease *l, uint64_t seq, int64_t expires_ms, char *err, size_t errlen)
 {
@@ -291,8 +299,7 @@ static void collect(compact__run *r, lake_partition *p)
         int64_t died = p->has_manifest ? lake_manifest_replaced_at(&p->m, f->name) : -1;
         /* dead without a manifest saying since when: a leftover parquet file */
         if (died < 0) died = f->mtime_ms;
-        if (died <= keep_after && !store_del(r->cfg->store, f->key, why, sizeof why))
-            r->st->deleted++;
+        if (died <= keep_after && !compact__del(r, f->key)) r->st->deleted++;
     }
     if (p->has_manifest && p->m.created_ms <= keep_after)
         for (size_t i = 0; i < p->nold; i++)
@@ -379,6 +386,7 @@ int compact__files(compact__run *r, lake_partition *p, int keep_all, inputs *in,
                             .nin = in->n,
                             .layout = p->has_manifest ? p->m.layout : LAKE_LAYOUT_2,
                             .keep_all = keep_all,
+                            .hour = p->hour,
                             .tick = tick,
                             .ud = r};
     char m[1024];
@@ -395,7 +403,10 @@ int compact__files(compact__run *r, lake_partition *p, int keep_all, inputs *in,
 
 void compact__files_free(compact__run *r, inputs *in, compact_hour_result *res)
 {
-    for (size_t i = 0; i < res->nout; i++) unlink(res->out[i].path); /* if still there */
+    for (size_t i = 0; i < res->nout; i++) { /* if still there */
+        unlink(res->out[i].path);
+        if (res->out[i].rollup) unlink(res->out[i].rollup);
+    }
     compact_hour_result_free(res);
     inputs_free(r, in);
 }

@@ -141,12 +141,14 @@ static compact_hour_out *out_new(const compact_hour_job *job, compact_hour_resul
     return o;
 }
 
-/* Drops the last new file (written empty, or failed). */
+/* Drops the last new file (written empty, or failed), and its rollup. */
 static void out_drop_last(compact_hour_result *res)
 {
     compact_hour_out *o = &res->out[--res->nout];
     unlink(o->path);
     free(o->path);
+    if (o->rollup) unlink(o->rollup);
+    free(o->rollup);
 }
 
 /*
@@ -478,6 +480,59 @@ static int dedup_across(const compact_hour_job *job, compact_hour_result *res, c
     return rc;
 }
 
+/* ---- 3. rollups ---------------------------------------------------------------------- */
+
+/*
+ * A new file's rollup (docs/lake.md, "Rollups"): its rpc.call events per class and method, with
+ * their count, their errors as rpc_latency counts them and their non-NULL durations in order,
+ * read back from the file through the query view's columns, so that rpc_latency over whole hours
+ * reads this instead of the events and gives the same answer. None when an rpc.call event of the
+ * file lies outside the partition's hour (or has no ts): a bound could then not tell whether
+ * the rollup's rows are in range. A file without rpc.call events gets an empty rollup, which says
+ * so.
+ */
+static int write_rollup(const compact_hour_job *job, compact_hour_out *o, char *err, size_t errlen)
+{
+    buf from = BUF_INIT, sql = BUF_INIT;
+    buf_puts(&from, "FROM (");
+    buf q = BUF_INIT;
+    query_sql_quote(&q, o->path);
+    query_parquet_select(&from, q.p ? q.p : "", q.len, LAKE_LAYOUT_2, 0);
+    buf_free(&q);
+    long long lo = (long long)job->hour * 3600000000LL, hi = lo + 3600000000LL;
+    buf_printf(&from, ") WHERE type = 'rpc.call'");
+    buf_printf(&sql,
+               "SELECT count(*) %s AND (ts IS NULL OR ts < make_timestamp(%lld) OR "
+               "ts >= make_timestamp(%lld))",
+               buf_cstr(&from) ? from.p : "", lo, hi);
+    int64_t outside = 0;
+    int rc = buf_cstr(&sql) && buf_cstr(&from) ? 0 : -1;
+    if (rc) snprintf(err, errlen, "out of memory");
+    if (!rc) rc = run_sql(job->con, sql.p, &outside, "checking the rollup's hour", err, errlen);
+    size_t len = strlen(job->dir) + 1 + LAKE_UUID_LEN + sizeof ".rollup";
+    if (!rc && outside == 0 && !(o->rollup = malloc(len))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    if (!rc && o->rollup) {
+        snprintf(o->rollup, len, "%s/%s.rollup", job->dir, o->uuid);
+        sql.len = 0;
+        buf_printf(&sql,
+                   "COPY (SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "
+                   "count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "
+                   "list(durationMs ORDER BY durationMs) FILTER (durationMs IS NOT NULL) AS "
+                   "durations %s GROUP BY ALL ORDER BY ALL) TO ",
+                   from.p);
+        query_sql_quote(&sql, o->rollup);
+        buf_puts(&sql, " (FORMAT parquet, COMPRESSION zstd)");
+        rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, NULL, "writing a rollup", err, errlen) : -1;
+        if (rc && !err[0]) snprintf(err, errlen, "out of memory");
+    }
+    buf_free(&sql);
+    buf_free(&from);
+    return rc;
+}
+
 /* ---- the hour ------------------------------------------------------------------------ */
 
 int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char *err,
@@ -504,6 +559,7 @@ int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char
     }
     if (!rc) rc = write_runs(job, weight, res, err, errlen);
     if (!rc) rc = dedup_across(job, res, err, errlen);
+    for (size_t i = 0; !rc && i < res->nout; i++) rc = write_rollup(job, &res->out[i], err, errlen);
     free(weight);
     if (rc) {
         while (res->nout) out_drop_last(res);
@@ -518,7 +574,10 @@ int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char
 
 void compact_hour_result_free(compact_hour_result *res)
 {
-    for (size_t i = 0; i < res->nout; i++) free(res->out[i].path);
+    for (size_t i = 0; i < res->nout; i++) {
+        free(res->out[i].path);
+        free(res->out[i].rollup);
+    }
     free(res->out);
     memset(res, 0, sizeof *res);
 }

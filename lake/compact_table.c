@@ -55,9 +55,15 @@ void compact__collect_table(compact__run *r, lake_partition *p)
         lake_part_file *f = &p->f[i];
         if (f->live || !f->parquet || lake_table_folded_at(&r->lt, f->key) >= 0) continue;
         if (f->mtime_ms <= compact__keep_after(r) && !in_older_snapshot(r, f->key, p->hour) &&
-            !store_del(r->cfg->store, f->key, why, sizeof why))
+            !compact__del(r, f->key))
             r->st->deleted++;
     }
+    /* a rollup without its file (a run stopped between the two puts, or a delete of the rollup
+     * that failed) */
+    for (size_t i = 0; i < p->nrollups; i++)
+        if (p->rollups[i].orphan && p->rollups[i].mtime_ms <= compact__keep_after(r) &&
+            !store_del(r->cfg->store, p->rollups[i].key, why, sizeof why))
+            r->st->deleted++;
 }
 
 /* ---- commits to the table ---------------------------------------------------------- */
@@ -182,14 +188,14 @@ static int change_commit(compact__run *r, change *c, int64_t hour)
     return 0;
 }
 
-/* Deletes the first n new files from the lake (never committed: no reader has them). */
+/* Deletes the first n new files and their rollups from the lake (never committed: no reader has
+ * them). */
 static void unput(compact__run *r, int64_t hour, const compact_hour_result *res, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char key[LAKE_KEY_MAX];
         lake_parquet_key(hour, res->out[i].uuid, key);
-        char why[512];
-        store_del(r->cfg->store, key, why, sizeof why);
+        compact__del(r, key);
     }
 }
 
@@ -199,12 +205,19 @@ static int put_outputs(compact__run *r, lake_partition *p, const compact_hour_re
 {
     char why[512];
     for (size_t i = 0; i < res->nout; i++) {
-        char key[LAKE_KEY_MAX];
+        char key[LAKE_KEY_MAX], rkey[LAKE_KEY_MAX];
         lake_parquet_key(p->hour, res->out[i].uuid, key);
+        /* the rollup first: a listed file whose rollup is not there yet would be read whole */
+        if (res->out[i].rollup && !lake_rollup_key_of(key, rkey) &&
+            store_put_file(r->cfg->store, rkey, res->out[i].rollup, STORE_MOVE, why, sizeof why)) {
+            snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", rkey, why);
+            unput(r, p->hour, res, i);
+            return -1;
+        }
         if (change_add(r, c, res->out[i].path, key, p->hour) ||
             store_put_file(r->cfg->store, key, res->out[i].path, STORE_MOVE, why, sizeof why)) {
             if (!r->err[0]) snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, why);
-            unput(r, p->hour, res, i);
+            unput(r, p->hour, res, i + 1);
             return -1;
         }
     }
@@ -425,7 +438,7 @@ int compact__expire_table(compact__run *r)
         return -1;
     }
     for (size_t k = 0; k < n; k++)
-        if (!store_del(r->cfg->store, keys[k], m, sizeof m)) r->st->deleted++;
+        if (!compact__del(r, keys[k])) r->st->deleted++;
     ice_keys_free(keys, n);
     return 0;
 }

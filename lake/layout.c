@@ -149,7 +149,8 @@ int lake_parse_rejected_key(const char *key, int64_t *hour)
     return hour_of(y, m, d, h, hour);
 }
 
-int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
+/* "events/yyyy/mm/dd/hh/{name}.{ext}" with any ext: 0, *hour and *ext (after the dot), or -1. */
+static int parse_hour_file(const char *key, int64_t *hour, const char **ext)
 {
     int y, m, d, h;
     if (strncmp(key, "events/", 7)) return -1;
@@ -159,9 +160,32 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
         return -1;
     const char *name = p + 14, *dot = strrchr(name, '.');
     if (!dot || dot == name || strchr(name, '/')) return -1;
-    if (strcmp(dot, ".jsonl") && strcmp(dot, ".parquet")) return -1;
     if (hour_of(y, m, d, h, hour)) return -1;
     *ext = dot + 1;
+    return 0;
+}
+
+int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
+{
+    if (parse_hour_file(key, hour, ext)) return -1;
+    return strcmp(*ext, "jsonl") && strcmp(*ext, "parquet") ? -1 : 0;
+}
+
+int lake_parse_rollup_key(const char *key, int64_t *hour)
+{
+    const char *ext;
+    return parse_hour_file(key, hour, &ext) || strcmp(ext, "rollup") ? -1 : 0;
+}
+
+int lake_rollup_key_of(const char *parquet_key, char out[LAKE_KEY_MAX])
+{
+    int64_t hour;
+    const char *ext;
+    if (lake_parse_event_key(parquet_key, &hour, &ext) || strcmp(ext, "parquet")) return -1;
+    size_t stem = (size_t)(ext - parquet_key);
+    if (stem + sizeof "rollup" > LAKE_KEY_MAX) return -1;
+    memcpy(out, parquet_key, stem);
+    memcpy(out + stem, "rollup", sizeof "rollup");
     return 0;
 }
 

@@ -74,6 +74,15 @@ void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
 /* "events/yyyy/mm/dd/hh/{uuid}.parquet" */
 void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
 
+/*
+ * A compacted file's rollup (docs/lake.md, "Rollups"): "events/yyyy/mm/dd/hh/{uuid}.rollup",
+ * beside "{uuid}.parquet", the file's rpc.call rows summed up per class and method for
+ * rpc_latency. lake_rollup_key_of gives the rollup's key of a compacted file's key (-1: the key
+ * is not one); lake_parse_rollup_key the hour of a rollup's key (-1: not one).
+ */
+int lake_rollup_key_of(const char *parquet_key, char out[LAKE_KEY_MAX]);
+int lake_parse_rollup_key(const char *key, int64_t *hour);
+
 /* "events/yyyy/mm/dd/hh/_manifest-{seq:010}.json" */
 void lake_manifest_key(int64_t hour, uint64_t seq, char out[LAKE_KEY_MAX]);
 

@@ -144,6 +144,8 @@ typedef struct lister {
 static void reset(lake_partition *p)
 {
     for (size_t i = 0; i < p->n; i++) free(p->f[i].key);
+    for (size_t i = 0; i < p->nrollups; i++) free(p->rollups[i].key);
+    p->nrollups = 0;
     for (size_t i = 0; i < p->nold; i++) free(p->old_manifests[i]);
     free(p->old_manifests);
     p->old_manifests = NULL;
@@ -250,6 +252,21 @@ static int flush_by_manifest(lister *l)
     return 0;
 }
 
+/* Each rollup listed to its compacted file (the same name before the extension), or an orphan. */
+static void match_rollups(lake_partition *p)
+{
+    for (size_t k = 0; k < p->nrollups; k++) {
+        lake_part_rollup *r = &p->rollups[k];
+        size_t stem = strlen(r->key) - strlen("rollup");
+        r->orphan = 1;
+        for (size_t i = 0; i < p->n && r->orphan; i++) {
+            lake_part_file *f = &p->f[i];
+            if (f->parquet && !strncmp(f->key, r->key, stem) && !strcmp(f->key + stem, "parquet"))
+                f->rollup = 1, f->rollup_size = r->size, r->orphan = 0;
+        }
+    }
+}
+
 /* Sets the live flags of the partition held, then calls fn. */
 static int flush(lister *l)
 {
@@ -258,7 +275,32 @@ static int flush(lister *l)
     int by_table = l->live && l->live->lt && l->live->lt->t;
     l->p.live = by_table ? l->live : NULL;
     if (by_table ? flush_by_table(l) : flush_by_manifest(l)) return -1;
+    match_rollups(&l->p);
     return l->fn(&l->p, l->ud);
+}
+
+static int add_rollup(lister *l, const store_entry *e)
+{
+    lake_partition *p = &l->p;
+    if (p->nrollups == p->caprollups) {
+        size_t nc = p->caprollups ? p->caprollups * 2 : 16;
+        lake_part_rollup *nr = realloc(p->rollups, nc * sizeof *nr);
+        if (!nr) {
+            snprintf(l->err, l->errlen, "out of memory");
+            return -1;
+        }
+        p->rollups = nr, p->caprollups = nc;
+    }
+    lake_part_rollup *r = &p->rollups[p->nrollups];
+    if (!(r->key = strdup(e->key))) {
+        snprintf(l->err, l->errlen, "out of memory");
+        return -1;
+    }
+    r->size = e->size;
+    r->mtime_ms = e->mtime_ms;
+    r->orphan = 0;
+    p->nrollups++;
+    return 0;
 }
 
 static int add_file(struct lister *l, const store_entry *e, int parquet)
@@ -283,6 +325,8 @@ static int add_file(struct lister *l, const store_entry *e, int parquet)
     f->mtime_ms = e->mtime_ms;
     f->parquet = parquet;
     f->live = 0;
+    f->rollup = 0;
+    f->rollup_size = 0;
     p->n++;
     return 0;
 }
@@ -294,11 +338,13 @@ static int on_entry(const store_entry *e, void *ud)
     int64_t hour;
     uint64_t seq;
     const char *ext;
-    int is_manifest = 0, parquet = 0;
+    int is_manifest = 0, parquet = 0, rollup = 0;
     if (!lake_parse_manifest_key(e->key, &hour, &seq))
         is_manifest = 1;
     else if (!lake_parse_event_key(e->key, &hour, &ext))
         parquet = !strcmp(ext, "parquet");
+    else if (!lake_parse_rollup_key(e->key, &hour))
+        rollup = 1;
     else
         return 0; /* not ours */
     if (l->open && hour != p->hour) {
@@ -325,6 +371,7 @@ static int on_entry(const store_entry *e, void *ud)
         snprintf(l->manifest_key, sizeof l->manifest_key, "%s", e->key);
         return 0;
     }
+    if (rollup) return add_rollup(l, e) ? (l->rc = -1) : 0;
     return add_file(l, e, parquet) ? (l->rc = -1) : 0;
 }
 
@@ -346,5 +393,6 @@ int lake_partitions_list(store *s, const lake_live *live, const char *prefix, la
     }
     reset(&l.p);
     free(l.p.f);
+    free(l.p.rollups);
     return r;
 }

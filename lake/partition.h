@@ -54,12 +54,24 @@ typedef struct lake_part_file {
     int64_t mtime_ms;
     int parquet; /* else jsonl */
     int live;
+    int rollup; /* a compacted file whose rollup ({uuid}.rollup, layout.h) was listed too */
+    uint64_t rollup_size;
 } lake_part_file;
+
+/* A rollup listed in the partition; one whose file was not listed (an orphan) is swept. */
+typedef struct lake_part_rollup {
+    char *key;
+    uint64_t size;
+    int64_t mtime_ms;
+    int orphan; /* no compacted file of its name was listed */
+} lake_part_rollup;
 
 typedef struct lake_partition {
     int64_t hour;
     lake_part_file *f;
     size_t n, cap;
+    lake_part_rollup *rollups; /* the rollups listed, matched with their files when flushed */
+    size_t nrollups, caprollups;
     uint64_t nmanifests;  /* manifests listed (the latest is in m) */
     char **old_manifests; /* keys of the manifests before the latest */
     size_t nold;

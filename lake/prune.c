@@ -171,10 +171,12 @@ static void table_function(walk *w, json_t *t)
     if ((!strcasecmp(name, "events_between") || !strcasecmp(name, "rpc_latency_between")) &&
         json_array_size(args) == 2) {
         if (!(ref = new_ref(w))) return;
+        ref->rpc = strcasecmp(name, "rpc_latency_between") ? 0 : 2;
         if (pure(json_array_get(args, 0))) add(ref->lo, &ref->nlo, json_array_get(args, 0), 0);
         if (pure(json_array_get(args, 1))) add(ref->hi, &ref->nhi, json_array_get(args, 1), 1);
     } else if (!strcasecmp(name, "rpc_latency") && json_array_size(args) == 1) {
         if (!(ref = new_ref(w))) return;
+        ref->rpc = 1;
         if (pure(json_array_get(args, 0))) add(ref->lo, &ref->nlo, json_array_get(args, 0), 0);
     } else if (!strcasecmp(name, "collection_at") && json_array_size(args) == 2) {
         if (!(ref = new_ref(w))) return;

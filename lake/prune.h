@@ -39,6 +39,7 @@ typedef struct prune_bound {
 typedef struct prune_ref {
     prune_bound lo[PRUNE_MAX_BOUNDS], hi[PRUNE_MAX_BOUNDS];
     int nlo, nhi;
+    int rpc; /* a call of rpc_latency (1; lo: its since) or rpc_latency_between (2; lo, hi) */
 } prune_ref;
 
 typedef struct prune_result {

@@ -26,20 +26,29 @@
 #include <time.h>
 
 /*
- * rpc_latency over a range: one quantile_cont of the three fractions (one list of a group's
- * durations, selected in place thrice, where three calls kept three copies: bench/README.md).
- * A histogram of (class, method, durationMs) counts with running counts gives the same
- * doubles and was 1.5x faster on the benchmark's lake, whose durations repeat, but 6x slower
- * where they do not (libevents sends them at full precision): not used.
+ * rpc_latency over a range, from two views (query_view.c): _events_rpc_rollup, the rollups of
+ * the compacted files of hours wholly within the range (docs/lake.md, "Rollups": per class and
+ * method, the calls, their errors and their durations in order), and _events_rpc_rows, every
+ * other events file, whose rpc.call rows in range are summed up the same way here. Without
+ * rollups (the query reads events otherwise too, or its bounds are not known to the
+ * microsecond) the first is empty and the second is events. The percentiles are
+ * _events_quantiles of a group's lists of durations (quantiles.h): exactly quantile_cont's,
+ * found by bisection in the sorted lists of the rollups, with no sort of the whole group. The
+ * error rate is the errors over the calls, the same double as the average of 1.0 and 0.0 per
+ * call that it was.
  */
 #define RPC_LATENCY(HEAD, WHERE)                                                                   \
     "CREATE MACRO " HEAD " AS TABLE "                                                              \
     "SELECT class, method, calls, q[1] AS p50, q[2] AS p95, q[3] AS p99, error_rate FROM ("        \
+    "SELECT class, method, sum(calls)::BIGINT AS calls, " RPC_QUANTILES " AS q, "                  \
+    "sum(errors)::DOUBLE / sum(calls) AS error_rate FROM ("                                        \
+    "SELECT " QUERY_ROLLUP_COLUMNS " FROM _events_rpc_rollup UNION ALL "                           \
     "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "                                \
-    "quantile_cont(durationMs, [0.5, 0.95, 0.99]) AS q, "                                          \
-    "avg(CASE WHEN success IS FALSE OR error IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate "    \
-    "FROM events WHERE type = 'rpc.call' AND " WHERE " GROUP BY ALL) "                             \
+    "count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "                          \
+    "list(durationMs) AS durations "                                                               \
+    "FROM _events_rpc_rows WHERE type = 'rpc.call' AND " WHERE " GROUP BY ALL) GROUP BY ALL) "     \
     "ORDER BY class NULLS LAST, method NULLS LAST"
+#define RPC_QUANTILES "list_aggregate(flatten(list(durations)), 'quantile_cont', [0.5, 0.95, 0.99])"
 
 static const char *const MACROS[] = {
     "CREATE MACRO events_between(lo, hi) AS TABLE SELECT * FROM events WHERE ts >= lo AND ts < hi",
@@ -317,6 +326,18 @@ static int create_macros(duckdb_connection c, char *err, size_t errlen)
                QUERY_VIEW_COLUMNS);
     int rc = buf_cstr(&v) ? query__exec(c, v.p, err, errlen) : -1;
     buf_free(&v);
+    /* rpc_latency's views (query_view.c) when the query has no rollups */
+    if (!rc)
+        rc = query__exec(c,
+                         "CREATE VIEW main._events_rpc_rows AS SELECT ts, type, \"do\", method, "
+                         "durationMs, success, error FROM events",
+                         err, errlen);
+    if (!rc)
+        rc = query__exec(c,
+                         "CREATE VIEW main._events_rpc_rollup AS SELECT NULL::VARCHAR AS class, "
+                         "NULL::VARCHAR AS method, NULL::BIGINT AS calls, NULL::BIGINT AS errors, "
+                         "NULL::DOUBLE[] AS durations WHERE false",
+                         err, errlen);
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
         rc = query__exec(c, MACROS[i], err, errlen);
     return rc;

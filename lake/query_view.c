@@ -11,6 +11,7 @@
 #include "layout.h"
 #include "partition.h"
 #include "prune.h"
+#include "evtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,7 +232,7 @@ out:
 query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const char *table,
                              const char *column, int *aborted)
 {
-    query__hours h = {1, 0, 1, 0, 0};
+    query__hours h = {1, 0, 1, 0, 0, 0, 0, 0};
     *aborted = 0;
     if (!ast) return h;
     json_t *named =
@@ -249,6 +250,7 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
             prune_ref *ref = &pr.refs[i];
             int64_t rlo = INT64_MIN, rhi = INT64_MAX;
             int have_lo = 0, have_hi = 0;
+            int rollup = pr.nrefs == 1 && ref->nlo == 1 && ref->nhi == (ref->rpc == 2) && ref->rpc;
             for (int k = 0; k < ref->nlo; k++) {
                 int64_t us;
                 int exact;
@@ -256,6 +258,8 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
                     failed = 1;
                     continue;
                 }
+                if (rollup && exact) h.rollup_lo = us;
+                rollup = rollup && exact;
                 if (!exact && us > INT64_MIN) us -= 1;
                 if (us > rlo || !have_lo) rlo = us;
                 have_lo = 1;
@@ -267,6 +271,8 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
                     failed = 1;
                     continue;
                 }
+                if (rollup && exact) h.rollup_hi = us;
+                rollup = rollup && exact;
                 if (exact && ref->hi[k].strict && us > INT64_MIN)
                     us -= 1; /* ts < x: the last microsecond before x */
                 else if (!exact && us < INT64_MAX)
@@ -274,12 +280,17 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
                 if (us < rhi || !have_hi) rhi = us;
                 have_hi = 1;
             }
+            if (rollup && !failed) {
+                h.rollup = 1;
+                if (ref->rpc == 1) h.rollup_hi = INT64_MAX;
+            }
             if (!have_lo) lo_open = 1;
             if (!have_hi) hi_open = 1;
             if (have_lo && rlo < lo) lo = rlo;
             if (have_hi && rhi > hi) hi = rhi;
         }
         char e2[256];
+        if (failed) h.rollup = 0;
         if (failed && query__exec(q->c, "SELECT 1", e2, sizeof e2)) {
             *aborted = 1;
         } else if (!lo_open || !hi_open) {
@@ -318,7 +329,14 @@ static const char REJECTED_EMPTY[] =
 
 /* A file of the live list: an events JSONL file, a Parquet file of either layout, or a
  * quarantine file. */
-enum { FILE_JSONL = 0, FILE_PARQUET = 1, FILE_REJECTED = 2, FILE_PARQUET_1 = 3 };
+enum {
+    FILE_JSONL = 0,
+    FILE_PARQUET = 1,
+    FILE_REJECTED = 2,
+    FILE_PARQUET_1 = 3,
+    FILE_PARQUET_ROLLED = 4, /* a compacted file rpc_latency reads by its rollup (below) */
+    FILE_ROLLUP = 5,         /* that rollup */
+};
 
 /*
  * A compacted file of layout 2 (partition.h) read by its columns' Iceberg field ids, as the
@@ -396,16 +414,35 @@ static int live_add(query__live *l, const char *key, uint64_t size, int what)
     return 0;
 }
 
+/* 1 if every instant of the hour is within [lo, hi) (microseconds; hi INT64_MAX: no end). */
+static int hour_within(int64_t hour, int64_t lo, int64_t hi)
+{
+    const int64_t us = EVTIME_HOUR_MS * 1000;
+    if (hour < lo / us - 1 || (hi != INT64_MAX && hour > hi / us)) return 0; /* far out */
+    return hour * us >= lo && (hi == INT64_MAX || hour * us + us <= hi);
+}
+
+/*
+ * The live files of a partition in range. A compacted file with a rollup, of an hour wholly
+ * within the range of the query's one rpc_latency call, goes in as FILE_PARQUET_ROLLED and its
+ * rollup as FILE_ROLLUP: the call reads the rollup for it (docs/lake.md, "Rollups").
+ */
 static int on_partition(lake_partition *p, void *ud)
 {
     query__live *l = ud;
     if (!l->h->all && (p->hour < l->h->lo || p->hour > l->h->hi)) return 0;
+    int whole = l->h->rollup && hour_within(p->hour, l->h->rollup_lo, l->h->rollup_hi);
     for (size_t i = 0; i < p->n; i++) {
-        if (!p->f[i].live) continue;
-        int what = !p->f[i].parquet               ? FILE_JSONL
+        const lake_part_file *f = &p->f[i];
+        if (!f->live) continue;
+        int what = !f->parquet                    ? FILE_JSONL
                    : p->m.layout == LAKE_LAYOUT_1 ? FILE_PARQUET_1
                                                   : FILE_PARQUET;
-        int rc = live_add(l, p->f[i].key, p->f[i].size, what);
+        char rkey[LAKE_KEY_MAX];
+        int rolled =
+            what == FILE_PARQUET && whole && f->rollup && !lake_rollup_key_of(f->key, rkey);
+        int rc = live_add(l, f->key, f->size, rolled ? FILE_PARQUET_ROLLED : what);
+        if (!rc && rolled) rc = live_add(l, rkey, f->rollup_size, FILE_ROLLUP);
         if (rc) return rc;
     }
     return 0;
@@ -529,6 +566,8 @@ typedef struct view_files {
     buf jsonl, parquet, parquet1, rejected;
     uint64_t nj, np, np1, nr; /* files in each list */
     uint64_t rmax;            /* the largest quarantine file */
+    buf unrolled, rollups;    /* the compacted files not read by a rollup; the rollups */
+    uint64_t nu, nrollups;
 } view_files;
 
 static void add_file(buf *list, uint64_t *n, const char *path)
@@ -593,6 +632,11 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
         }
         if (l->parquet[i] == FILE_PARQUET) {
             add_file(&f->parquet, &f->np, pa);
+            add_file(&f->unrolled, &f->nu, pa);
+        } else if (l->parquet[i] == FILE_PARQUET_ROLLED) {
+            add_file(&f->parquet, &f->np, pa);
+        } else if (l->parquet[i] == FILE_ROLLUP) {
+            add_file(&f->rollups, &f->nrollups, pa);
         } else if (l->parquet[i] == FILE_PARQUET_1) {
             add_file(&f->parquet1, &f->np1, pa);
         } else if (l->parquet[i] == FILE_REJECTED) {
@@ -619,12 +663,13 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
     return 0;
 }
 
-/* Replaces this connection's events view with one over f's events files. */
-static int events_view(query_conn *q, const query__hours *h, const view_files *f, char *err,
-                       size_t errlen)
+/* Replaces this connection's view `name` with one over f's events files, its compacted files of
+ * layout 2 those of pq (np of them). */
+static int events_view(query_conn *q, const char *name, const query__hours *h, const view_files *f,
+                       const buf *pq, uint64_t np, char *err, size_t errlen)
 {
     buf sql = BUF_INIT;
-    buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW events AS ");
+    buf_printf(&sql, "CREATE OR REPLACE TEMP VIEW %s AS ", name);
     if (!h->raw && f->nj) {
         buf_printf(&sql, "SELECT %s FROM read_json([", TYPED_COLUMNS);
         buf_append(&sql, f->jsonl.p, f->jsonl.len);
@@ -637,15 +682,15 @@ static int events_view(query_conn *q, const query__hours *h, const view_files *f
         buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL AND "
                        "((json->>'id') IS NOT NULL OR (json->>'type') IS NOT NULL)");
     }
-    if (f->np) {
+    if (np) {
         if (f->nj) buf_puts(&sql, " UNION ALL ");
-        query_parquet_select(&sql, f->parquet.p, f->parquet.len, LAKE_LAYOUT_2, h->raw);
+        query_parquet_select(&sql, pq->p, pq->len, LAKE_LAYOUT_2, h->raw);
     }
     if (f->np1) {
-        if (f->nj || f->np) buf_puts(&sql, " UNION ALL ");
+        if (f->nj || np) buf_puts(&sql, " UNION ALL ");
         query_parquet_select(&sql, f->parquet1.p, f->parquet1.len, LAKE_LAYOUT_1, h->raw);
     }
-    if (!f->nj && !f->np && !f->np1)
+    if (!f->nj && !np && !f->np1)
         buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
                    QUERY_VIEW_COLUMNS);
     int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
@@ -677,6 +722,26 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
 }
 
 /*
+ * The views rpc_latency reads (QUERY_RPC_VIEWS) when rollups stand for some of the compacted
+ * files: _events_rpc_rollup over the rollups, _events_rpc_rows over every other events file.
+ * Without, the engine's own views apply: no rollup, and every row of events.
+ */
+static int rollup_views(query_conn *q, const query__hours *h, const view_files *f, char *err,
+                        size_t errlen)
+{
+    int rc = events_view(q, "_events_rpc_rows", h, f, &f->unrolled, f->nu, err, errlen);
+    buf sql = BUF_INIT;
+    buf_printf(&sql,
+               "CREATE OR REPLACE TEMP VIEW _events_rpc_rollup AS SELECT %s FROM read_parquet([",
+               QUERY_ROLLUP_COLUMNS);
+    buf_append(&sql, f->rollups.p, f->rollups.len);
+    buf_puts(&sql, "])");
+    if (!rc) rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
+    buf_free(&sql);
+    return rc;
+}
+
+/*
  * Replaces this connection's events view with one over the files the query
  * needs: the live files of its hours (from the cache for an s3 lake, pinned
  * in q->fetched until the query ends) and the spool's unsealed segments; and
@@ -686,20 +751,27 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
 int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
                      lake_writer_pins **pins, uint64_t *nfiles, char *err, size_t errlen)
 {
-    view_files f = {
-        .jsonl = BUF_INIT, .parquet = BUF_INIT, .parquet1 = BUF_INIT, .rejected = BUF_INIT};
+    view_files f = {.jsonl = BUF_INIT,
+                    .parquet = BUF_INIT,
+                    .parquet1 = BUF_INIT,
+                    .rejected = BUF_INIT,
+                    .unrolled = BUF_INIT,
+                    .rollups = BUF_INIT};
     int rc = 0;
     q->fetched.h = h;
     if (!h->none || !hr->none) {
         rc = list_files(q, h, hr, pins, err, errlen);
         if (!rc) rc = add_files(q, h, hr, *pins, &f);
     }
-    if (!rc) rc = events_view(q, h, &f, err, errlen);
+    if (!rc) rc = events_view(q, "events", h, &f, &f.parquet, f.np, err, errlen);
     if (!rc) rc = rejected_view(q, &f, err, errlen);
+    if (!rc && f.nrollups) rc = rollup_views(q, h, &f, err, errlen);
     buf_free(&f.jsonl);
     buf_free(&f.parquet);
     buf_free(&f.parquet1);
     buf_free(&f.rejected);
-    *nfiles = f.nj + f.np + f.np1 + f.nr;
+    buf_free(&f.unrolled);
+    buf_free(&f.rollups);
+    *nfiles = f.nj + f.np + f.np1 + f.nr + f.nrollups;
     return rc;
 }

@@ -886,7 +886,8 @@ static void compaction_unnamed_file_not_read(compaction *k)
     long long all, distinct;
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(4, n); /* three raw files (folded in, kept until retain), the parquet file */
+    CHECK_INT(5,
+              n); /* three raw files (folded in, kept until retain), the parquet file, its rollup */
     buf copy = BUF_INIT;
     char live[LAKE_KEY_MAX];
     table_parquet_one(k->s, live, sizeof live);
@@ -923,7 +924,9 @@ static void compaction_folds_in_a_late_event(compaction *k)
     CHECK_INT(4, table_folded(k->s, segs, 4));
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(7, n); /* nothing deleted: 4 segments, the replaced file, the leftover, the new one */
+    /* nothing deleted: 4 segments, the replaced file, the leftover, the new one, and the rollups of
+     * the replaced file and the new one */
+    CHECK_INT(9, n);
 }
 
 /* Past retain: the segments the first snapshot folded in go, then it expires and the file only
@@ -949,7 +952,8 @@ static void compaction_deletes_past_retain(compaction *k)
                          sizeof why));
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(2, n); /* the live file, the late segment */
+    CHECK_INT(3, n); /* the live file, its rollup, the late segment (the replaced file's rollup went
+                        with it) */
     counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
     CHECK_INT(201, distinct);
@@ -976,13 +980,84 @@ static void compaction_lease_respected_or_taken_over(compaction *k)
     CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
 }
 
+/* A query's CSV answer without its header and the files it read (the view's and the rollups). */
+static char *csv_files(query_conn *qc, const char *sql, uint64_t *files)
+{
+    query_request rq = {.sql = sql, .format = QUERY_CSV};
+    buf out = BUF_INIT;
+    query_outcome o;
+    query_run_to_buf(qc, &rq, &out, &o);
+    char *t = NULL;
+    if (o.code != QUERY_OK) {
+        test_fail(__FILE__, __LINE__, "%s: %s", sql, o.error);
+    } else {
+        const char *nl = strchr(buf_cstr(&out), '\n');
+        t = strdup(nl ? nl + 1 : "");
+    }
+    *files = o.files;
+    buf_free(&out);
+    return t;
+}
+
+/* rpc_latency as it was, over the rows of events (no rollup), from lo: the reference. */
+#define RPC_ROWS(LO)                                                                               \
+    "SELECT class, method, calls, q[1] AS p50, q[2] AS p95, q[3] AS p99, error_rate FROM ("        \
+    "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "                                \
+    "quantile_cont(durationMs, [0.5, 0.95, 0.99]) AS q, avg(CASE WHEN success IS FALSE OR error "  \
+    "IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate FROM events WHERE type = 'rpc.call' AND ts " \
+    ">= " LO " GROUP BY ALL) ORDER BY class NULLS LAST, method NULLS LAST"
+
+/* One rpc_latency call against the reference: the same answer, from `files` files. */
+static void rpc_answer(compaction *k, const char *lo, uint64_t files)
+{
+    char sql[200], ref[1000];
+    snprintf(sql, sizeof sql, "SELECT * FROM rpc_latency(%s)", lo);
+    snprintf(ref, sizeof ref, RPC_ROWS("%s"), lo);
+    uint64_t n = 0, unused;
+    char *want = csv_files(k->qc, ref, &unused), *got = csv_files(k->qc, sql, &n);
+    CHECK(want && *want);
+    CHECK_STR(want ? want : "", got ? got : "");
+    CHECK_INT((long long)files, (long long)n);
+    free(want);
+    free(got);
+}
+
+/*
+ * rpc_latency over a whole hour reads the compacted file's rollup instead of its rows, and
+ * answers the same; over part of the hour, or without the rollup, the rows. A rollup whose file
+ * is gone is swept.
+ */
+static void compaction_rollups_answer_rpc_latency(compaction *k)
+{
+    char why[512], err[1024], live[LAKE_KEY_MAX], rollup[LAKE_KEY_MAX];
+    table_parquet_one(k->s, live, sizeof live);
+    REQUIRE_INT(0, lake_rollup_key_of(live, rollup));
+    store_entry e;
+    CHECK_INT(STORE_OK, store_head(k->s, rollup, &e, why, sizeof why));
+    rpc_answer(k, "'-infinity'", 2);           /* the file (not read) and its rollup */
+    rpc_answer(k, "'2026-11-20 10:00:00'", 2); /* the hour is whole */
+    rpc_answer(k, "'2026-11-20 10:30:00'", 1); /* half of it: the rows */
+    rpc_answer(k, "TIMESTAMP '2026-11-20 10:00:00.000001'", 1);
+    /* an orphan rollup goes with the next sweep (retain is 0 here) */
+    char orphan[LAKE_KEY_MAX];
+    snprintf(orphan, sizeof orphan, OLD_HOUR "01a00000-0000-7000-8000-0000000000ee.rollup");
+    CHECK_INT(STORE_OK, store_put(k->s, orphan, "x", 1, 0, why, sizeof why));
+    compact_stats st;
+    CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
+    CHECK_INT(1, st.deleted);
+    CHECK_INT(STORE_ENOENT, store_head(k->s, orphan, &e, why, sizeof why));
+    /* a file without its rollup (compacted before rollups, or its put failed): the rows */
+    CHECK_INT(STORE_OK, store_del(k->s, rollup, why, sizeof why));
+    rpc_answer(k, "'-infinity'", 1);
+}
+
 /* The table naming a file the lake lost: queries fail, naming it. */
 static void compaction_lost_file_fails_queries(compaction *k)
 {
     char why[512];
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(2, n);
+    CHECK_INT(2, n); /* the live file (whose rollup the step before deleted), the late segment */
     char live[LAKE_KEY_MAX], want[LAKE_KEY_MAX + 100];
     table_parquet_one(k->s, live, sizeof live);
     CHECK_INT(STORE_OK, store_del(k->s, live, why, sizeof why));
@@ -1013,6 +1088,7 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     compaction_folds_in_a_late_event(&k);
     compaction_deletes_past_retain(&k);
     compaction_lease_respected_or_taken_over(&k);
+    compaction_rollups_answer_rpc_latency(&k);
     compaction_lost_file_fails_queries(&k);
     query_conn_free(k.qc);
     query_engine_close(k.e);
@@ -1223,7 +1299,7 @@ static void chunks_past_retain_only_live_files_stay(compaction *k)
     CHECK_INT(6, st.deleted);
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT((long long)json_array_size(live) + 1, n);
+    CHECK_INT(2 * (long long)json_array_size(live) + 1, n); /* each with its rollup */
     size_t i;
     json_t *v;
     store_entry e;
