@@ -456,7 +456,15 @@ TEST(server_compacts_large_events_within_its_memory_and_cleans_up_at_start)
 /* ---- the same values ------------------------------------------------------------------------ */
 
 /* Every column of every event, through the query engine over a directory lake. */
+/* The CSV answer to sql on the lake's files (or the error), through an engine of its own. */
+static char *answer_of(const char *lake, const char *sql);
+
 static char *all_rows(const char *lake)
+{
+    return answer_of(lake, "SELECT * FROM events ORDER BY id NULLS FIRST, type NULLS FIRST");
+}
+
+static char *answer_of(const char *lake, const char *sql)
 {
     store *s;
     char err[512];
@@ -468,8 +476,7 @@ static char *all_rows(const char *lake)
         return strdup(err);
     }
     query_conn *c = query_conn_new(e, err, sizeof err);
-    query_request rq = {.sql = "SELECT * FROM events ORDER BY id NULLS FIRST, type NULLS FIRST",
-                        .format = QUERY_CSV};
+    query_request rq = {.sql = sql, .format = QUERY_CSV};
     buf out = BUF_INIT;
     query_outcome o;
     query_run_to_buf(c, &rq, &out, &o);
@@ -518,6 +525,106 @@ TEST(compaction_keeps_every_value_of_odd_events)
     char *compacted = all_rows(lake);
     CHECK_STR(raw, compacted);
     free(raw), free(compacted);
+    tlake_done(&t);
+}
+
+/* rpc_latency as it was, over the rows of events in [lo, hi) (no rollup): the reference. */
+#define RPC_ROWS                                                                                   \
+    "SELECT class, method, calls, q::VARCHAR AS q, error_rate::VARCHAR AS e FROM ("                \
+    "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "                                \
+    "quantile_cont(durationMs, [0.5, 0.95, 0.99]) AS q, avg(CASE WHEN success IS FALSE OR error "  \
+    "IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate FROM events WHERE type = 'rpc.call' AND ts " \
+    ">= %s AND ts < %s GROUP BY ALL) ORDER BY class NULLS LAST, method NULLS LAST"
+
+/* A call's answer with its doubles as text, where NaN and inf are not null. */
+#define RPC_TEXT(CALL)                                                                             \
+    "SELECT class, method, calls, [p50, p95, p99]::VARCHAR AS q, error_rate::VARCHAR AS e "        \
+    "FROM " CALL
+
+/*
+ * Three hours of rpc.call events with durations that repeat, are missing, null, NaN, infinite
+ * or huge, with NULL class or method, some of them failed: rpc_latency and rpc_latency_between
+ * over whole hours, parts of hours and both, before compaction (the rows) and after (whole
+ * hours from the rollups compaction wrote beside each file), give the same answer as
+ * quantile_cont and avg over the rows.
+ */
+TEST(rollups_give_rpc_latency_the_answers_of_the_rows)
+{
+    static const char *const DURATIONS[] = {
+        "1",      "2",   "2", "3.25", "\"NaN\"", "\"inf\"", "null", "\"x\"",    "1e308",
+        "-1e308", "0.1", "7", "-5",   "100",     "12.5",    "2",    "\"-inf\"", "0.7"};
+    static const char *const GROUPS[] = {"\"do\":{\"class\":\"A\"},\"method\":\"m\"",
+                                         "\"do\":{\"class\":\"A\"},\"method\":\"n\"",
+                                         "\"method\":\"m\"", "\"do\":{\"class\":\"B\"}", ""};
+    tlake t;
+    tlake_make(&t, "compact-rollup", NULL);
+    unsigned r = 11;
+    for (int h = 10; h <= 12; h++) {
+        char path[1500];
+        snprintf(path, sizeof path, "%s/events/2026/11/20/%d", t.lake, h);
+        sh("mkdir -p '%s'", path);
+        snprintf(path + strlen(path), sizeof path - strlen(path),
+                 "/01a00000-0000-7000-8000-%012d.jsonl", h);
+        FILE *f = fopen(path, "w");
+        REQUIRE(f);
+        for (int i = 0; i < 400; i++) {
+            r = r * 1103515245u + 12345u;
+            int g = (int)((r >> 8) % 5), d = (int)((r >> 16) % 18);
+            fprintf(
+                f,
+                "{\"id\":\"r%d-%d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T%d:%02d:%02d.000Z\"",
+                h, i, h, i % 60, (i * 7) % 60);
+            if (*GROUPS[g]) fprintf(f, ",%s", GROUPS[g]);
+            if (i % 11) fprintf(f, ",\"durationMs\":%s", DURATIONS[d]);
+            fprintf(f, "%s}\n",
+                    i % 7 == 0 ? ",\"success\":false"
+                    : i % 13   ? ",\"success\":true"
+                               : ",\"error\":\"boom\"");
+        }
+        fprintf(f, "{\"id\":\"other-%d\",\"type\":\"x\",\"ts\":\"2026-11-20T%d:30:00.000Z\"}\n", h,
+                h);
+        fclose(f);
+    }
+    static const char *const RANGES[][2] = {
+        {"'-infinity'", "'infinity'"},
+        {"'2026-11-20 10:00'", "'2026-11-20 13:00'"},
+        {"'2026-11-20 11:00'", "'2026-11-20 12:00'"},
+        {"'2026-11-20 10:30'", "'2026-11-20 12:00'"},
+        {"'2026-11-20 10:15'", "'2026-11-20 12:45'"},
+        {"TIMESTAMPTZ '2026-11-20 10:59:59.999999+00'", "TIMESTAMP '2026-11-20 12:00:00.000001'"},
+        {"'2026-11-20 11:00'", "'2026-11-20 11:00'"},
+    };
+    enum { N = sizeof RANGES / sizeof *RANGES };
+    char *before[N][2];
+    char sql[1200];
+    for (int i = 0; i < N; i++) {
+        snprintf(sql, sizeof sql, RPC_TEXT("rpc_latency_between(%s, %s)"), RANGES[i][0],
+                 RANGES[i][1]);
+        before[i][0] = answer_of(t.lake, sql);
+        snprintf(sql, sizeof sql, RPC_ROWS, RANGES[i][0], RANGES[i][1]);
+        before[i][1] = answer_of(t.lake, sql);
+        CHECK_STR(before[i][1], before[i][0]);
+    }
+    char *since_raw = answer_of(t.lake, RPC_TEXT("rpc_latency('2026-11-20 11:00')"));
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), t.lake));
+    /* a rollup beside each compacted file */
+    CHECK_INT(0, sh("test $(ls '%s'/events/2026/11/20/*/*.parquet | wc -l) -eq 3 && "
+                    "test $(ls '%s'/events/2026/11/20/*/*.rollup | wc -l) -eq 3",
+                    t.lake, t.lake));
+    for (int i = 0; i < N; i++) {
+        snprintf(sql, sizeof sql, RPC_TEXT("rpc_latency_between(%s, %s)"), RANGES[i][0],
+                 RANGES[i][1]);
+        char *after = answer_of(t.lake, sql);
+        CHECK_STR(before[i][0], after);
+        CHECK(strchr(before[i][0], '\n') != NULL);
+        free(after);
+        free(before[i][0]), free(before[i][1]);
+    }
+    char *since = answer_of(t.lake, RPC_TEXT("rpc_latency('2026-11-20 11:00')"));
+    CHECK_STR(since_raw, since);
+    CHECK_CONTAINS("nan", since); /* NaN percentiles covered, and infinite ones */
+    CHECK_CONTAINS("inf", since);
+    free(since), free(since_raw);
     tlake_done(&t);
 }
 
