@@ -4,7 +4,8 @@
  * it must never keep state between calls: DuckDB calls it from several threads at once.
  *
  * The idea. quantile_cont copies a group's n values and selects the ranks in the copy
- * (nth_element): O(n) in time and memory, every time. A rollup keeps its values as sorted lists, and a sorted list answers "how many are
+ * (nth_element): O(n) in time and memory, every time. A rollup keeps its values as sorted lists,
+ * and a sorted list answers "how many are
  * <= x" by binary search without being copied. So each row's sublists are first checked (one
  * pass over each, the cost of reading it): those ascending in DuckDB's order are runs read in
  * place from DuckDB's vector; the others' values are copied into one array. Then:
@@ -438,12 +439,13 @@ static int split_row(scratch *s, const input *in, duckdb_list_entry row, size_t 
  * binary search in every run, which with many short runs costs more than a selection. */
 #define RUN_MIN 64
 
-/* The quantiles of one row into out: 1, or 0 when the row holds no value, or -1 out of memory. */
-static int row_quantiles(scratch *s, const input *in, duckdb_list_entry row, double out[NQ])
+/*
+ * The quantiles of nr runs (s->runs) and m copied keys (s->keys) into out: 1, or 0 when they hold
+ * no value, or -1 out of memory.
+ */
+static int split_quantiles(scratch *s, size_t nr, size_t m, double out[NQ])
 {
-    size_t nr, m, n;
-    if (split_row(s, in, row, &nr, &m)) return -1;
-    n = m;
+    size_t n = m;
     for (size_t i = 0; i < nr; i++) n += s->runs[i].n;
     if (!n) return 0;
     /* one sorted run is read off directly; else bisect when it pays (see RUN_MIN) */
@@ -460,6 +462,14 @@ static int row_quantiles(scratch *s, const input *in, duckdb_list_entry row, dou
         for (size_t j = 0; j < s->runs[i].n; j++) s->keys[m++] = key_of(s->runs[i].v[j]);
     select_quantiles(s->keys, n, out);
     return 1;
+}
+
+/* The quantiles of one row into out: 1, or 0 when the row holds no value, or -1 out of memory. */
+static int row_quantiles(scratch *s, const input *in, duckdb_list_entry row, double out[NQ])
+{
+    size_t nr, m;
+    if (split_row(s, in, row, &nr, &m)) return -1;
+    return split_quantiles(s, nr, m, out);
 }
 
 /* ---- the function ---------------------------------------------------------------------- */
@@ -515,6 +525,195 @@ static void quantiles_fn(duckdb_function_info info, duckdb_data_chunk chunk, duc
     scratch_free(&s);
 }
 
+/* ---- the aggregate ------------------------------------------------------------------- */
+
+/*
+ * _events_quantiles_agg(DOUBLE[]): the same over the lists of a group's rows, each list a
+ * sublist, without DuckDB's list() of them first (whose copies element by element cost 10x the
+ * selection on 2.75 M durations). A state keeps each row's non-NULL values in a block of its
+ * own, copied once (one memcpy when the list has no NULL): no block is ever moved.
+ */
+typedef struct agg_block {
+    double *v;
+    size_t n;
+} agg_block;
+
+typedef struct agg {
+    agg_block *b;
+    size_t nb, cap;
+    int oom;
+} agg;
+
+static idx_t agg_size(duckdb_function_info info)
+{
+    (void)info;
+    return sizeof(agg *);
+}
+
+static void agg_init(duckdb_function_info info, duckdb_aggregate_state st)
+{
+    (void)info;
+    *(agg **)st = NULL;
+}
+
+static agg *agg_of(duckdb_aggregate_state st)
+{
+    agg **p = (agg **)st;
+    if (!*p) *p = calloc(1, sizeof **p);
+    return *p;
+}
+
+/* Appends n values of val from off (the non-NULL ones) as one more block of a. */
+static void agg_add(agg *a, const double *val, const uint64_t *valid, idx_t off, idx_t n)
+{
+    if (!a || a->oom || !n) return;
+    double *v = NULL;
+    if (grow((void **)&a->b, &a->cap, a->nb + 1, sizeof *a->b) || n > SIZE_MAX / sizeof *v ||
+        !(v = malloc(n * sizeof *v))) {
+        a->oom = 1;
+        return;
+    }
+    size_t k = 0;
+    if (all_valid(valid, off, n)) {
+        memcpy(v, val + off, n * sizeof *val);
+        k = n;
+    } else {
+        for (idx_t i = off; i < off + n; i++)
+            if (bit_valid(valid, i)) v[k++] = val[i];
+    }
+    if (!k) {
+        free(v);
+        return;
+    }
+    a->b[a->nb++] = (agg_block){v, k};
+}
+
+static void agg_update(duckdb_function_info info, duckdb_data_chunk in, duckdb_aggregate_state *st)
+{
+    (void)info;
+    idx_t n = duckdb_data_chunk_get_size(in);
+    duckdb_vector rows = duckdb_data_chunk_get_vector(in, 0);
+    duckdb_vector vals = duckdb_list_vector_get_child(rows);
+    const duckdb_list_entry *row = duckdb_vector_get_data(rows);
+    const uint64_t *row_valid = duckdb_vector_get_validity(rows);
+    const double *val = duckdb_vector_get_data(vals);
+    const uint64_t *val_valid = duckdb_vector_get_validity(vals);
+    for (idx_t i = 0; i < n; i++)
+        if (bit_valid(row_valid, i)) {
+            agg *a = agg_of(st[i]);
+            if (a) agg_add(a, val, val_valid, row[i].offset, row[i].length);
+        }
+}
+
+static void agg_combine(duckdb_function_info info, duckdb_aggregate_state *src,
+                        duckdb_aggregate_state *dst, idx_t count)
+{
+    (void)info;
+    for (idx_t i = 0; i < count; i++) {
+        agg *a = *(agg **)src[i], *b;
+        if (!a || !(b = agg_of(dst[i]))) continue;
+        b->oom |= a->oom;
+        /* the blocks move over, not their values */
+        if (!b->oom && grow((void **)&b->b, &b->cap, b->nb + a->nb, sizeof *b->b)) b->oom = 1;
+        if (b->oom) continue;
+        memcpy(b->b + b->nb, a->b, a->nb * sizeof *a->b);
+        b->nb += a->nb;
+        a->nb = 0;
+    }
+}
+
+/* The quantiles of a state's blocks into out, as row_quantiles does for a row's sublists. */
+static int agg_quantiles(scratch *s, const agg *a, double out[NQ])
+{
+    size_t nr = 0, m = 0;
+    if (grow((void **)&s->runs, &s->runs_cap, a->nb + 1, sizeof *s->runs)) return -1;
+    for (size_t i = 0; i < a->nb; i++) {
+        const agg_block *bl = &a->b[i];
+        if (ascends(bl->v, bl->n)) {
+            s->runs[nr++] = (run){.v = bl->v, .n = bl->n};
+            continue;
+        }
+        if (m + bl->n < m || grow((void **)&s->keys, &s->keys_cap, m + bl->n, sizeof *s->keys))
+            return -1;
+        for (size_t j = 0; j < bl->n; j++) s->keys[m++] = key_of(bl->v[j]);
+    }
+    return split_quantiles(s, nr, m, out);
+}
+
+static void agg_finalize(duckdb_function_info info, duckdb_aggregate_state *st, duckdb_vector out,
+                         idx_t count, idx_t offset)
+{
+    idx_t used = duckdb_list_vector_get_size(out);
+    scratch s;
+    memset(&s, 0, sizeof s);
+    if (duckdb_list_vector_reserve(out, used + NQ * count) == DuckDBError) {
+        duckdb_aggregate_function_set_error(info, QUANTILES_NAME ": out of memory for the result");
+        return;
+    }
+    duckdb_list_entry *le = duckdb_vector_get_data(out);
+    double *res = duckdb_vector_get_data(duckdb_list_vector_get_child(out));
+    duckdb_vector_ensure_validity_writable(out);
+    uint64_t *valid = duckdb_vector_get_validity(out);
+    for (idx_t i = 0; i < count; i++) {
+        agg *a = *(agg **)st[i];
+        idx_t k = offset + i;
+        int rc = 0;
+        le[k].offset = used;
+        le[k].length = 0;
+        if (a && a->oom) rc = -1;
+        if (a && !a->oom && a->nb) rc = agg_quantiles(&s, a, res + used);
+        if (rc < 0) {
+            duckdb_aggregate_function_set_error(info, QUANTILES_NAME
+                                                ": out of memory for the values of a group");
+            break;
+        }
+        if (!rc) {
+            duckdb_validity_set_row_invalid(valid, k);
+            continue;
+        }
+        duckdb_validity_set_row_valid(valid, k);
+        le[k].length = NQ;
+        used += NQ;
+    }
+    duckdb_list_vector_set_size(out, used);
+    scratch_free(&s);
+}
+
+static void agg_destroy(duckdb_aggregate_state *st, idx_t count)
+{
+    for (idx_t i = 0; i < count; i++) {
+        agg **p = (agg **)st[i];
+        if (*p) {
+            for (size_t k = 0; k < (*p)->nb; k++) free((*p)->b[k].v);
+            free((*p)->b);
+            free(*p);
+        }
+        *p = NULL;
+    }
+}
+
+/* Registers _events_quantiles_agg: 0, or -1 with err set. */
+static int register_agg(duckdb_connection c, duckdb_logical_type l, char *err, size_t errlen)
+{
+    duckdb_aggregate_function f = duckdb_create_aggregate_function();
+    if (!f) {
+        snprintf(err, errlen, "cannot register %s_agg: DuckDB could not make it", QUANTILES_NAME);
+        return -1;
+    }
+    duckdb_aggregate_function_set_name(f, QUANTILES_NAME "_agg");
+    duckdb_aggregate_function_add_parameter(f, l);
+    duckdb_aggregate_function_set_return_type(f, l);
+    duckdb_aggregate_function_set_functions(f, agg_size, agg_init, agg_update, agg_combine,
+                                            agg_finalize);
+    duckdb_aggregate_function_set_destructor(f, agg_destroy);
+    int rc = duckdb_register_aggregate_function(c, f) == DuckDBError ? -1 : 0;
+    if (rc)
+        snprintf(err, errlen, "cannot register %s_agg: DuckDB refused it (already registered?)",
+                 QUANTILES_NAME);
+    duckdb_destroy_aggregate_function(&f);
+    return rc;
+}
+
 int query_quantiles_register(duckdb_connection c, char *err, size_t errlen)
 {
     int rc = -1;
@@ -537,7 +736,7 @@ int query_quantiles_register(duckdb_connection c, char *err, size_t errlen)
                  QUANTILES_NAME);
         goto out;
     }
-    rc = 0;
+    rc = register_agg(c, l, err, errlen);
 out:
     duckdb_destroy_scalar_function(&f);
     if (ll) duckdb_destroy_logical_type(&ll);

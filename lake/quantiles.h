@@ -18,6 +18,11 @@
  * that are not ascending (or hold a NULL) are copied and sorted, or, when they are most of the
  * row, selected in like quantile_cont does.
  *
+ * The aggregate _events_quantiles_agg(DOUBLE[]) -> DOUBLE[] gives the same over the lists of a
+ * group's rows, each list one sublist, as rpc_latency takes them from rollups and rows: it keeps
+ * each row's values in a block of its own (copied once) instead of DuckDB's list() of the lists,
+ * which copies them element by element (on 2.75 M durations in 768 rows: 60 ms against 140).
+ *
  * Threads: DuckDB calls the function from any of its threads, several at once; it keeps no
  * state between calls. Its memory is allocated and freed within a call; when an allocation
  * fails, the query fails with the error "_events_quantiles: out of memory …".
@@ -29,7 +34,7 @@
 #include <stddef.h>
 
 /*
- * Registers _events_quantiles on c: 0, or -1 with a message in err. DuckDB keeps the function
+ * Registers _events_quantiles and _events_quantiles_agg on c: 0, or -1 with a message in err. DuckDB keeps the function
  * in its database's system catalog, so every connection of c's database sees it from then on,
  * and registering it a second time on the same database fails.
  */

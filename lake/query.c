@@ -18,6 +18,7 @@
  */
 #include "query.h"
 #include "query_int.h"
+#include "quantiles.h"
 #include "evtime.h"
 
 #include <stdio.h>
@@ -26,13 +27,13 @@
 #include <time.h>
 
 /*
- * rpc_latency over a range, from two views (query_view.c): _events_rpc_rollup, the rollups of
- * the compacted files of hours wholly within the range (docs/lake.md, "Rollups": per class and
- * method, the calls, their errors and their durations in order), and _events_rpc_rows, every
- * other events file, whose rpc.call rows in range are summed up the same way here. Without
+ * rpc_latency over a range, from the rollups of the compacted files of hours wholly within it
+ * (docs/lake.md, "Rollups": per class and method, the calls, their errors and their durations
+ * in order), in the view _events_rpc_rollup, and from the rpc.call rows in range of the events
+ * view, which then leaves those files out (query_view.c), summed up the same way here. Without
  * rollups (the query reads events otherwise too, or its bounds are not known to the
- * microsecond) the first is empty and the second is events. The percentiles are
- * _events_quantiles of a group's lists of durations (quantiles.h): exactly quantile_cont's,
+ * microsecond) the first is empty and the second has every file. The percentiles are
+ * _events_quantiles_agg of a group's lists of durations (quantiles.h): exactly quantile_cont's,
  * found by bisection in the sorted lists of the rollups, with no sort of the whole group. The
  * error rate is the errors over the calls, the same double as the average of 1.0 and 0.0 per
  * call that it was.
@@ -46,9 +47,9 @@
     "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "                                \
     "count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "                          \
     "list(durationMs) AS durations "                                                               \
-    "FROM _events_rpc_rows WHERE type = 'rpc.call' AND " WHERE " GROUP BY ALL) GROUP BY ALL) "     \
+    "FROM events WHERE type = 'rpc.call' AND " WHERE " GROUP BY ALL) GROUP BY ALL) "               \
     "ORDER BY class NULLS LAST, method NULLS LAST"
-#define RPC_QUANTILES "list_aggregate(flatten(list(durations)), 'quantile_cont', [0.5, 0.95, 0.99])"
+#define RPC_QUANTILES "_events_quantiles_agg(durations)"
 
 static const char *const MACROS[] = {
     "CREATE MACRO events_between(lo, hi) AS TABLE SELECT * FROM events WHERE ts >= lo AND ts < hi",
@@ -326,12 +327,8 @@ static int create_macros(duckdb_connection c, char *err, size_t errlen)
                QUERY_VIEW_COLUMNS);
     int rc = buf_cstr(&v) ? query__exec(c, v.p, err, errlen) : -1;
     buf_free(&v);
-    /* rpc_latency's views (query_view.c) when the query has no rollups */
-    if (!rc)
-        rc = query__exec(c,
-                         "CREATE VIEW main._events_rpc_rows AS SELECT ts, type, \"do\", method, "
-                         "durationMs, success, error FROM events",
-                         err, errlen);
+    if (!rc) rc = query_quantiles_register(c, err, errlen); /* rpc_latency's percentiles */
+    /* the rollups rpc_latency reads (query_view.c) when the query has none */
     if (!rc)
         rc = query__exec(c,
                          "CREATE VIEW main._events_rpc_rollup AS SELECT NULL::VARCHAR AS class, "

@@ -334,8 +334,7 @@ enum {
     FILE_PARQUET = 1,
     FILE_REJECTED = 2,
     FILE_PARQUET_1 = 3,
-    FILE_PARQUET_ROLLED = 4, /* a compacted file rpc_latency reads by its rollup (below) */
-    FILE_ROLLUP = 5,         /* that rollup */
+    FILE_ROLLUP = 4, /* a compacted file's rollup, read by rpc_latency instead of the file */
 };
 
 /*
@@ -423,9 +422,9 @@ static int hour_within(int64_t hour, int64_t lo, int64_t hi)
 }
 
 /*
- * The live files of a partition in range. A compacted file with a rollup, of an hour wholly
- * within the range of the query's one rpc_latency call, goes in as FILE_PARQUET_ROLLED and its
- * rollup as FILE_ROLLUP: the call reads the rollup for it (docs/lake.md, "Rollups").
+ * The live files of a partition in range. For a compacted file with a rollup, of an hour wholly
+ * within the range of the query's one rpc_latency call (its only way to events), the rollup
+ * goes in instead (docs/lake.md, "Rollups"): the call reads that, and the file is not fetched.
  */
 static int on_partition(lake_partition *p, void *ud)
 {
@@ -441,8 +440,8 @@ static int on_partition(lake_partition *p, void *ud)
         char rkey[LAKE_KEY_MAX];
         int rolled =
             what == FILE_PARQUET && whole && f->rollup && !lake_rollup_key_of(f->key, rkey);
-        int rc = live_add(l, f->key, f->size, rolled ? FILE_PARQUET_ROLLED : what);
-        if (!rc && rolled) rc = live_add(l, rkey, f->rollup_size, FILE_ROLLUP);
+        int rc = rolled ? live_add(l, rkey, f->rollup_size, FILE_ROLLUP)
+                        : live_add(l, f->key, f->size, what);
         if (rc) return rc;
     }
     return 0;
@@ -566,8 +565,8 @@ typedef struct view_files {
     buf jsonl, parquet, parquet1, rejected;
     uint64_t nj, np, np1, nr; /* files in each list */
     uint64_t rmax;            /* the largest quarantine file */
-    buf unrolled, rollups;    /* the compacted files not read by a rollup; the rollups */
-    uint64_t nu, nrollups;
+    buf rollups;              /* rollups read instead of their compacted files */
+    uint64_t nrollups;
 } view_files;
 
 static void add_file(buf *list, uint64_t *n, const char *path)
@@ -632,9 +631,6 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
         }
         if (l->parquet[i] == FILE_PARQUET) {
             add_file(&f->parquet, &f->np, pa);
-            add_file(&f->unrolled, &f->nu, pa);
-        } else if (l->parquet[i] == FILE_PARQUET_ROLLED) {
-            add_file(&f->parquet, &f->np, pa);
         } else if (l->parquet[i] == FILE_ROLLUP) {
             add_file(&f->rollups, &f->nrollups, pa);
         } else if (l->parquet[i] == FILE_PARQUET_1) {
@@ -663,13 +659,12 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
     return 0;
 }
 
-/* Replaces this connection's view `name` with one over f's events files, its compacted files of
- * layout 2 those of pq (np of them). */
-static int events_view(query_conn *q, const char *name, const query__hours *h, const view_files *f,
-                       const buf *pq, uint64_t np, char *err, size_t errlen)
+/* Replaces this connection's events view with one over f's events files. */
+static int events_view(query_conn *q, const query__hours *h, const view_files *f, char *err,
+                       size_t errlen)
 {
     buf sql = BUF_INIT;
-    buf_printf(&sql, "CREATE OR REPLACE TEMP VIEW %s AS ", name);
+    buf_puts(&sql, "CREATE OR REPLACE TEMP VIEW events AS ");
     if (!h->raw && f->nj) {
         buf_printf(&sql, "SELECT %s FROM read_json([", TYPED_COLUMNS);
         buf_append(&sql, f->jsonl.p, f->jsonl.len);
@@ -682,15 +677,15 @@ static int events_view(query_conn *q, const char *name, const query__hours *h, c
         buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL AND "
                        "((json->>'id') IS NOT NULL OR (json->>'type') IS NOT NULL)");
     }
-    if (np) {
+    if (f->np) {
         if (f->nj) buf_puts(&sql, " UNION ALL ");
-        query_parquet_select(&sql, pq->p, pq->len, LAKE_LAYOUT_2, h->raw);
+        query_parquet_select(&sql, f->parquet.p, f->parquet.len, LAKE_LAYOUT_2, h->raw);
     }
     if (f->np1) {
-        if (f->nj || np) buf_puts(&sql, " UNION ALL ");
+        if (f->nj || f->np) buf_puts(&sql, " UNION ALL ");
         query_parquet_select(&sql, f->parquet1.p, f->parquet1.len, LAKE_LAYOUT_1, h->raw);
     }
-    if (!f->nj && !np && !f->np1)
+    if (!f->nj && !f->np && !f->np1)
         buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
                    QUERY_VIEW_COLUMNS);
     int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
@@ -722,14 +717,12 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
 }
 
 /*
- * The views rpc_latency reads (QUERY_RPC_VIEWS) when rollups stand for some of the compacted
- * files: _events_rpc_rollup over the rollups, _events_rpc_rows over every other events file.
- * Without, the engine's own views apply: no rollup, and every row of events.
+ * The view of the rollups rpc_latency reads (query.c) when they stand for some of the compacted
+ * files, which the events view then leaves out. Without, the engine's empty one applies.
  */
-static int rollup_views(query_conn *q, const query__hours *h, const view_files *f, char *err,
-                        size_t errlen)
+static int rollup_view(query_conn *q, const view_files *f, char *err, size_t errlen)
 {
-    int rc = events_view(q, "_events_rpc_rows", h, f, &f->unrolled, f->nu, err, errlen);
+    int rc = 0;
     buf sql = BUF_INIT;
     buf_printf(&sql,
                "CREATE OR REPLACE TEMP VIEW _events_rpc_rollup AS SELECT %s FROM read_parquet([",
@@ -755,7 +748,6 @@ int query__make_view(query_conn *q, const query__hours *h, const query__hours *h
                     .parquet = BUF_INIT,
                     .parquet1 = BUF_INIT,
                     .rejected = BUF_INIT,
-                    .unrolled = BUF_INIT,
                     .rollups = BUF_INIT};
     int rc = 0;
     q->fetched.h = h;
@@ -763,14 +755,13 @@ int query__make_view(query_conn *q, const query__hours *h, const query__hours *h
         rc = list_files(q, h, hr, pins, err, errlen);
         if (!rc) rc = add_files(q, h, hr, *pins, &f);
     }
-    if (!rc) rc = events_view(q, "events", h, &f, &f.parquet, f.np, err, errlen);
+    if (!rc) rc = events_view(q, h, &f, err, errlen);
     if (!rc) rc = rejected_view(q, &f, err, errlen);
-    if (!rc && f.nrollups) rc = rollup_views(q, h, &f, err, errlen);
+    if (!rc && f.nrollups) rc = rollup_view(q, &f, err, errlen);
     buf_free(&f.jsonl);
     buf_free(&f.parquet);
     buf_free(&f.parquet1);
     buf_free(&f.rejected);
-    buf_free(&f.unrolled);
     buf_free(&f.rollups);
     *nfiles = f.nj + f.np + f.np1 + f.nr + f.nrollups;
     return rc;

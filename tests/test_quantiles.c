@@ -108,13 +108,32 @@ static int expect(db *d, const char *name, const char *flat)
  * with b of `expected` (expect's). A group missing from one side is a row with NULL on that
  * side.
  */
+static int compare_sql(db *d, const char *ours, const char *expected, cmp *out);
+
 static int compare(db *d, const char *lists, const char *expected, cmp *out)
+{
+    char sql[3072];
+    snprintf(sql, sizeof sql, "SELECT g, _events_quantiles(l) AS a FROM (%s)", lists);
+    return compare_sql(d, sql, expected, out);
+}
+
+/* The same for _events_quantiles_agg(sub) per group g over `subs`, a query of (g, sub DOUBLE[]). */
+static int compare_agg(db *d, const char *subs, const char *expected, cmp *out)
+{
+    char sql[3072];
+    snprintf(sql, sizeof sql, "SELECT g, _events_quantiles_agg(sub) AS a FROM (%s) GROUP BY g",
+             subs);
+    return compare_sql(d, sql, expected, out);
+}
+
+/* Compares a of `ours` (a query of (g, a)) with b of `expected` per group g. */
+static int compare_sql(db *d, const char *ours, const char *expected, cmp *out)
 {
     char sql[4096];
     snprintf(sql, sizeof sql,
              "SELECT count(*), count(a), count(b), count(*) FILTER (WHERE a IS DISTINCT FROM b) "
-             "FROM (SELECT g, _events_quantiles(l) AS a FROM (%s)) FULL JOIN %s USING (g)",
-             lists, expected);
+             "FROM (%s) FULL JOIN %s USING (g)",
+             ours, expected);
     duckdb_result r;
     memset(out, 0, sizeof *out);
     if (duckdb_query(d->c, sql, &r) == DuckDBError) {
@@ -130,10 +149,20 @@ static int compare(db *d, const char *lists, const char *expected, cmp *out)
     return 0;
 }
 
-#define CHECK_SAME(lists, expected, rows_, nonnull_)                                                  \
+#define CHECK_SAME(lists, expected, rows_, nonnull_)                                               \
     do {                                                                                           \
         cmp c_;                                                                                    \
-        REQUIRE(compare(&d, lists, expected, &c_) == 0);                                               \
+        REQUIRE(compare(&d, lists, expected, &c_) == 0);                                           \
+        CHECK_INT(rows_, c_.rows);                                                                 \
+        CHECK_INT(nonnull_, c_.ours);                                                              \
+        CHECK_INT(nonnull_, c_.theirs);                                                            \
+        CHECK_INT(0, c_.differ);                                                                   \
+    } while (0)
+
+#define CHECK_SAME_AGG(subs, expected, rows_, nonnull_)                                            \
+    do {                                                                                           \
+        cmp c_;                                                                                    \
+        REQUIRE(compare_agg(&d, subs, expected, &c_) == 0);                                        \
         CHECK_INT(rows_, c_.rows);                                                                 \
         CHECK_INT(nonnull_, c_.ours);                                                              \
         CHECK_INT(nonnull_, c_.theirs);                                                            \
@@ -212,11 +241,13 @@ TEST(test_quantiles_equal_quantile_cont_over_one_list)
                "FROM t GROUP BY g",
                "t_q", groups, nonnull);
     /* the data has what it is meant to: groups of one value, of NULLs only, of ~5,000 */
-    char want[64], *have = sql_text(&d, "SELECT count(*) FILTER (WHERE c = 1) || ' ' || "
-                                        "count(*) FILTER (WHERE c = 0) || ' ' || max(n) FROM "
-                                        "(SELECT g, count(x) AS c, count(*) AS n FROM t GROUP BY g)");
+    char want[64],
+        *have = sql_text(&d, "SELECT count(*) FILTER (WHERE c = 1) || ' ' || "
+                             "count(*) FILTER (WHERE c = 0) || ' ' || max(n) FROM "
+                             "(SELECT g, count(x) AS c, count(*) AS n FROM t GROUP BY g)");
     int64_t largest = 0;
-    for (int64_t g = 0; g < GROUPS; g++) largest = group_size(g) > largest ? group_size(g) : largest;
+    for (int64_t g = 0; g < GROUPS; g++)
+        largest = group_size(g) > largest ? group_size(g) : largest;
     snprintf(want, sizeof want, "%" PRId64 " %" PRId64 " %" PRId64, single, groups - nonnull,
              largest);
     CHECK_STR(want, have);
@@ -248,6 +279,40 @@ TEST(test_quantiles_equal_quantile_cont_over_sorted_and_unsorted_sublists)
     /* empty and NULL sublists beside the others change nothing */
     CHECK_SAME("SELECT g, list_concat(list(sorted), [[], NULL, []]) AS l FROM subs GROUP BY g",
                "t_q", groups, nonnull);
+    db_close(&d);
+}
+
+/* The aggregate over the rows of sublists, as rpc_latency takes them from rollups and rows */
+TEST(test_quantiles_agg_equals_quantile_cont_over_sorted_and_unsorted_rows)
+{
+    db d;
+    int64_t groups, nonnull, single;
+    REQUIRE(db_open(&d) == 0);
+    REQUIRE(run_sql(&d, "%s", T_SQL) == 0);
+    REQUIRE(expect(&d, "t_q", "t") == 0);
+    REQUIRE(run_sql(&d, "%s", SUBS_SQL) == 0);
+    expected_groups(&groups, &nonnull, &single);
+    CHECK_SAME_AGG("SELECT g, sorted AS sub FROM subs", "t_q", groups, nonnull);
+    CHECK_SAME_AGG("SELECT g, CASE WHEN chunk % 5 = 1 THEN shuffled ELSE sorted END AS sub "
+                   "FROM subs",
+                   "t_q", groups, nonnull);
+    CHECK_SAME_AGG("SELECT g, shuffled AS sub FROM subs", "t_q", groups, nonnull);
+    /* NULL and empty lists beside the others change nothing */
+    CHECK_SAME_AGG("SELECT g, sorted AS sub FROM subs UNION ALL SELECT g, NULL FROM subs "
+                   "UNION ALL SELECT DISTINCT g, []::DOUBLE[] FROM subs",
+                   "t_q", groups, nonnull);
+    /* many rows per group, over both threads: states are combined */
+    REQUIRE(run_sql(&d,
+                    "CREATE TABLE big AS SELECT i, i %% 8 AS g, i // 8 %% 100 AS chunk, "
+                    "(hash(i) %% 100000007)::DOUBLE / 1000 AS x FROM range(%d) r(i)",
+                    LARGE) == 0);
+    REQUIRE(run_sql(&d, "CREATE TABLE bigsubs AS SELECT g, chunk, list(x ORDER BY x) AS sorted, "
+                        "list(x) AS unsorted FROM big GROUP BY g, chunk") == 0);
+    REQUIRE(expect(&d, "big_q", "big") == 0);
+    CHECK_SAME_AGG("SELECT g, sorted AS sub FROM bigsubs", "big_q", 8, 8);
+    CHECK_SAME_AGG("SELECT g, CASE WHEN chunk = 7 THEN unsorted ELSE sorted END AS sub "
+                   "FROM bigsubs",
+                   "big_q", 8, 8);
     db_close(&d);
 }
 
@@ -287,8 +352,7 @@ TEST(test_quantiles_of_literal_lists_equal_quantile_cont)
                         "(12, [range(1000)::DOUBLE[], range(500, 2000)::DOUBLE[], "
                         "      [7.5, 3.25, 1999.5, -1.0]]), "
                         "(13, [[1.0, 'nan'::DOUBLE], ['-inf'::DOUBLE, 2.0]])) v(g, l)") == 0);
-    REQUIRE(run_sql(&d, "CREATE TABLE litflat AS SELECT g, unnest(flatten(l)) AS x FROM lit") ==
-            0);
+    REQUIRE(run_sql(&d, "CREATE TABLE litflat AS SELECT g, unnest(flatten(l)) AS x FROM lit") == 0);
     REQUIRE(expect(&d, "litflat_q", "litflat") == 0);
     /* 13 rows; 2-5 hold no value */
     CHECK_SAME("SELECT g, l::DOUBLE[][] AS l FROM lit", "litflat_q", 13, 9);

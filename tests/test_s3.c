@@ -1023,9 +1023,9 @@ static void rpc_answer(compaction *k, const char *lo, uint64_t files)
 }
 
 /*
- * rpc_latency over a whole hour reads the compacted file's rollup instead of its rows, and
- * answers the same; over part of the hour, or without the rollup, the rows. A rollup whose file
- * is gone is swept.
+ * rpc_latency over a whole hour reads the compacted file's rollup instead of its rows (so much so
+ * that it answers with the file unreadable), and answers the same; over part of the hour, or
+ * without the rollup, the rows. A rollup whose file is gone is swept.
  */
 static void compaction_rollups_answer_rpc_latency(compaction *k)
 {
@@ -1034,10 +1034,22 @@ static void compaction_rollups_answer_rpc_latency(compaction *k)
     REQUIRE_INT(0, lake_rollup_key_of(live, rollup));
     store_entry e;
     CHECK_INT(STORE_OK, store_head(k->s, rollup, &e, why, sizeof why));
-    rpc_answer(k, "'-infinity'", 2);           /* the file (not read) and its rollup */
-    rpc_answer(k, "'2026-11-20 10:00:00'", 2); /* the hour is whole */
-    rpc_answer(k, "'2026-11-20 10:30:00'", 1); /* half of it: the rows */
+    rpc_answer(k, "'-infinity'", 1);           /* the rollup */
+    rpc_answer(k, "'2026-11-20 10:00:00'", 1); /* the hour is whole */
+    rpc_answer(k, "'2026-11-20 10:30:00'", 1); /* half of it: the file */
     rpc_answer(k, "TIMESTAMP '2026-11-20 10:00:00.000001'", 1);
+    /* the file unreadable: the whole hour is still answered, from the rollup alone */
+    uint64_t n;
+    char *want = csv_files(k->qc, "SELECT * FROM rpc_latency('-infinity')", &n);
+    buf file = BUF_INIT;
+    REQUIRE_INT(STORE_OK, store_get(k->s, live, 0, 0, &file, why, sizeof why));
+    CHECK_INT(STORE_OK, store_put(k->s, live, "not parquet", 11, 0, why, sizeof why));
+    char *got = csv_files(k->qc, "SELECT * FROM rpc_latency('-infinity')", &n);
+    CHECK_STR(want ? want : "", got ? got : "");
+    free(got);
+    CHECK_INT(STORE_OK, store_put(k->s, live, file.p, file.len, 0, why, sizeof why));
+    buf_free(&file);
+    free(want);
     /* an orphan rollup goes with the next sweep (retain is 0 here) */
     char orphan[LAKE_KEY_MAX];
     snprintf(orphan, sizeof orphan, OLD_HOUR "01a00000-0000-7000-8000-0000000000ee.rollup");
