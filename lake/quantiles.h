@@ -34,9 +34,9 @@
 #include <stddef.h>
 
 /*
- * Registers _events_quantiles and _events_quantiles_agg on c: 0, or -1 with a message in err. DuckDB keeps the function
- * in its database's system catalog, so every connection of c's database sees it from then on,
- * and registering it a second time on the same database fails.
+ * Registers _events_quantiles and _events_quantiles_agg on c: 0, or -1 with a message in err.
+ * DuckDB keeps the function in its database's system catalog, so every connection of c's database
+ * sees it from then on, and registering it a second time on the same database fails.
  */
 int query_quantiles_register(duckdb_connection c, char *err, size_t errlen);
 
