@@ -588,9 +588,10 @@ static void agg_add(agg *a, const double *val, const uint64_t *valid, idx_t off,
     a->b[a->nb++] = (agg_block){v, k};
 }
 
+#define AGG_OOM QUANTILES_NAME "_agg: out of memory for the values of a group"
+
 static void agg_update(duckdb_function_info info, duckdb_data_chunk in, duckdb_aggregate_state *st)
 {
-    (void)info;
     idx_t n = duckdb_data_chunk_get_size(in);
     duckdb_vector rows = duckdb_data_chunk_get_vector(in, 0);
     duckdb_vector vals = duckdb_list_vector_get_child(rows);
@@ -598,20 +599,27 @@ static void agg_update(duckdb_function_info info, duckdb_data_chunk in, duckdb_a
     const uint64_t *row_valid = duckdb_vector_get_validity(rows);
     const double *val = duckdb_vector_get_data(vals);
     const uint64_t *val_valid = duckdb_vector_get_validity(vals);
-    for (idx_t i = 0; i < n; i++)
-        if (bit_valid(row_valid, i)) {
-            agg *a = agg_of(st[i]);
-            if (a) agg_add(a, val, val_valid, row[i].offset, row[i].length);
+    for (idx_t i = 0; i < n; i++) {
+        if (!bit_valid(row_valid, i)) continue;
+        agg *a = agg_of(st[i]);
+        if (!a) { /* no state to say it in: the query fails now */
+            duckdb_aggregate_function_set_error(info, AGG_OOM);
+            return;
         }
+        agg_add(a, val, val_valid, row[i].offset, row[i].length);
+    }
 }
 
 static void agg_combine(duckdb_function_info info, duckdb_aggregate_state *src,
                         duckdb_aggregate_state *dst, idx_t count)
 {
-    (void)info;
     for (idx_t i = 0; i < count; i++) {
         agg *a = *(agg **)src[i], *b;
-        if (!a || !(b = agg_of(dst[i]))) continue;
+        if (!a || (!a->nb && !a->oom)) continue;
+        if (!(b = agg_of(dst[i]))) {
+            duckdb_aggregate_function_set_error(info, AGG_OOM);
+            return;
+        }
         b->oom |= a->oom;
         /* the blocks move over, not their values */
         if (!b->oom && grow((void **)&b->b, &b->cap, b->nb + a->nb, sizeof *b->b)) b->oom = 1;
@@ -663,8 +671,7 @@ static void agg_finalize(duckdb_function_info info, duckdb_aggregate_state *st, 
         if (a && a->oom) rc = -1;
         if (a && !a->oom && a->nb) rc = agg_quantiles(&s, a, res + used);
         if (rc < 0) {
-            duckdb_aggregate_function_set_error(info, QUANTILES_NAME
-                                                ": out of memory for the values of a group");
+            duckdb_aggregate_function_set_error(info, AGG_OOM);
             break;
         }
         if (!rc) {
