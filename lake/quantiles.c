@@ -567,25 +567,27 @@ static agg *agg_of(duckdb_aggregate_state st)
 static void agg_add(agg *a, const double *val, const uint64_t *valid, idx_t off, idx_t n)
 {
     if (!a || a->oom || !n) return;
-    double *v = NULL;
-    if (grow((void **)&a->b, &a->cap, a->nb + 1, sizeof *a->b) || n > SIZE_MAX / sizeof *v ||
-        !(v = malloc(n * sizeof *v))) {
+    if (grow((void **)&a->b, &a->cap, a->nb + 1, sizeof *a->b) || n > SIZE_MAX / sizeof(double)) {
         a->oom = 1;
         return;
     }
-    size_t k = 0;
-    if (all_valid(valid, off, n)) {
-        memcpy(v, val + off, n * sizeof *val);
-        k = n;
-    } else {
-        for (idx_t i = off; i < off + n; i++)
-            if (bit_valid(valid, i)) v[k++] = val[i];
-    }
-    if (!k) {
-        free(v);
+    agg_block *bl = &a->b[a->nb]; /* taken once it holds a value */
+    if (!(bl->v = malloc(n * sizeof *bl->v))) {
+        a->oom = 1;
         return;
     }
-    a->b[a->nb++] = (agg_block){v, k};
+    bl->n = 0;
+    if (all_valid(valid, off, n)) {
+        memcpy(bl->v, val + off, n * sizeof *val);
+        bl->n = n;
+    } else {
+        for (idx_t i = off; i < off + n; i++)
+            if (bit_valid(valid, i)) bl->v[bl->n++] = val[i];
+    }
+    if (bl->n)
+        a->nb++;
+    else
+        free(bl->v);
 }
 
 #define AGG_OOM QUANTILES_NAME "_agg: out of memory for the values of a group"
