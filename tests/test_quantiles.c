@@ -255,15 +255,28 @@ TEST(test_quantiles_equal_quantile_cont_over_one_list)
     db_close(&d);
 }
 
+/* The random data, its quantile_cont (t_q) and its sublists (subs): 0, or -1 having failed. */
+static int subs_open(db *d, int64_t *groups, int64_t *nonnull)
+{
+    int64_t single;
+    if (db_open(d)) {
+        test_fail(__FILE__, __LINE__, "cannot open DuckDB");
+        return -1;
+    }
+    if (run_sql(d, "%s", T_SQL) || expect(d, "t_q", "t") || run_sql(d, "%s", SUBS_SQL)) {
+        test_fail(__FILE__, __LINE__, "cannot make the sublists");
+        db_close(d);
+        return -1;
+    }
+    expected_groups(groups, nonnull, &single);
+    return 0;
+}
+
 TEST(test_quantiles_equal_quantile_cont_over_sorted_and_unsorted_sublists)
 {
     db d;
-    int64_t groups, nonnull, single;
-    REQUIRE(db_open(&d) == 0);
-    REQUIRE(run_sql(&d, "%s", T_SQL) == 0);
-    REQUIRE(expect(&d, "t_q", "t") == 0);
-    REQUIRE(run_sql(&d, "%s", SUBS_SQL) == 0);
-    expected_groups(&groups, &nonnull, &single);
+    int64_t groups, nonnull;
+    if (subs_open(&d, &groups, &nonnull)) return;
     /* all sorted (every third with NULLs, read as unsorted) */
     CHECK_SAME("SELECT g, list(sorted) AS l FROM subs GROUP BY g", "t_q", groups, nonnull);
     /* a fifth of them unsorted: sorted and merged into the runs */
@@ -286,12 +299,8 @@ TEST(test_quantiles_equal_quantile_cont_over_sorted_and_unsorted_sublists)
 TEST(test_quantiles_agg_equals_quantile_cont_over_sorted_and_unsorted_rows)
 {
     db d;
-    int64_t groups, nonnull, single;
-    REQUIRE(db_open(&d) == 0);
-    REQUIRE(run_sql(&d, "%s", T_SQL) == 0);
-    REQUIRE(expect(&d, "t_q", "t") == 0);
-    REQUIRE(run_sql(&d, "%s", SUBS_SQL) == 0);
-    expected_groups(&groups, &nonnull, &single);
+    int64_t groups, nonnull;
+    if (subs_open(&d, &groups, &nonnull)) return;
     CHECK_SAME_AGG("SELECT g, sorted AS sub FROM subs", "t_q", groups, nonnull);
     CHECK_SAME_AGG("SELECT g, CASE WHEN chunk % 5 = 1 THEN shuffled ELSE sorted END AS sub "
                    "FROM subs",

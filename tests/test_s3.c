@@ -1145,19 +1145,8 @@ TEST(compaction_contract_s3)
 /* One query's CSV answer without its header, through an engine. */
 static char *csv(query_conn *qc, const char *sql)
 {
-    query_request rq = {.sql = sql, .format = QUERY_CSV};
-    buf out = BUF_INIT;
-    query_outcome o;
-    query_run_to_buf(qc, &rq, &out, &o);
-    char *t = NULL;
-    if (o.code != QUERY_OK) {
-        test_fail(__FILE__, __LINE__, "%s: %s", sql, o.error);
-    } else {
-        const char *nl = strchr(buf_cstr(&out), '\n');
-        t = strdup(nl ? nl + 1 : "");
-    }
-    buf_free(&out);
-    return t;
+    uint64_t files;
+    return csv_files(qc, sql, &files);
 }
 
 /* Rows of a compacted file (its key), or -1 when they are not in QUERY_COMPACT_ORDER (read by
