@@ -722,14 +722,14 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
  */
 static int rollup_view(query_conn *q, const view_files *f, char *err, size_t errlen)
 {
-    int rc = 0;
     buf sql = BUF_INIT;
     buf_printf(&sql,
                "CREATE OR REPLACE TEMP VIEW _events_rpc_rollup AS SELECT %s FROM read_parquet([",
                QUERY_ROLLUP_COLUMNS);
     buf_append(&sql, f->rollups.p, f->rollups.len);
     buf_puts(&sql, "])");
-    if (!rc) rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
+    int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
+    if (rc && !err[0]) snprintf(err, errlen, "out of memory");
     buf_free(&sql);
     return rc;
 }
