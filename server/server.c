@@ -16,9 +16,10 @@
  *
  * While it listens, SPOOL/server.json says where (announce.h), so that the
  * command line asks the server of a lake rather than reading its files. At
- * SIGTERM/SIGINT that file is removed, the listening socket is closed,
- * in-flight requests are finished (a suspended one always is: the writer keeps
- * running), and then the writer seals every segment into the lake.
+ * SIGTERM/SIGINT that file is removed, new requests are answered 503, in-flight
+ * requests are finished (a suspended one always is: the writer keeps running),
+ * the listening socket is closed, and then the writer seals every segment into
+ * the lake.
  *
  * This file starts all that and stops it (server_run); the rest is in the
  * files that share server_int.h: the socket (server_listen.c), the compactor
@@ -37,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -440,17 +440,17 @@ static void wait_for_signal(const sigset_t *set)
 }
 
 /*
- * Stops accepting; lets in-flight requests finish (suspended ones always do, and
- * MHD_stop_daemon must never meet one), then stops what serves them, the writer
+ * Answers new requests 503; lets in-flight requests finish (suspended ones always do,
+ * and MHD_stop_daemon must never meet one), then stops what serves them, the writer
  * last: it seals every segment into the lake. The listening socket is closed.
  */
 static void shut_down(server__srv *s)
 {
-    /* The quiesced socket stops listening now (shutdown: new connections are refused) but is
-     * closed only after MHD_stop_daemon: its thread may still take it out of its epoll set, and
-     * libmicrohttpd aborts when that fails on a closed descriptor (its manual says as much). */
-    MHD_socket q = MHD_quiesce_daemon(s->daemon);
-    if (q != MHD_INVALID_SOCKET) shutdown(q, SHUT_RDWR);
+    /* New connections are accepted until MHD_stop_daemon closes the listening socket, and their
+     * requests answered 503 like new requests on open connections. The daemon is not quiesced:
+     * libmicrohttpd 0.9.75's MHD_quiesce_daemon takes the socket out of each worker's epoll set
+     * while the worker may be doing the same, and aborts the process when it loses that race
+     * ("Failed to remove listen FD from epoll set", seen at a SIGTERM in CI). */
     atomic_store(&s->stopping, 1);
     query_http_interrupt(s->queries); /* running queries end now, with 504 */
     tail_hub_close(s->tail);          /* live tails end now */
@@ -463,7 +463,6 @@ static void shut_down(server__srv *s)
     }
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
-    if (q != MHD_INVALID_SOCKET) close(q);
     deliver_stop(s->deliver); /* no HTTP thread notifies it now; the writer still reads */
     s->deliver = NULL;
     conns_free(s->conns);
