@@ -487,6 +487,19 @@ static void input_of(duckdb_data_chunk chunk, input *in)
     in->val_valid = duckdb_vector_get_validity(vals);
 }
 
+/* Result row i: its NQ values at *used (rc 1, then counted), or NULL (rc 0). */
+static void put_row(duckdb_list_entry *le, uint64_t *valid, idx_t i, int rc, idx_t *used)
+{
+    le[i].offset = *used;
+    le[i].length = rc ? NQ : 0;
+    if (!rc) {
+        duckdb_validity_set_row_invalid(valid, i);
+        return;
+    }
+    duckdb_validity_set_row_valid(valid, i);
+    *used += NQ;
+}
+
 static void quantiles_fn(duckdb_function_info info, duckdb_data_chunk chunk, duckdb_vector out)
 {
     idx_t nrows = duckdb_data_chunk_get_size(chunk);
@@ -513,13 +526,7 @@ static void quantiles_fn(duckdb_function_info info, duckdb_data_chunk chunk, duc
                                              ": out of memory for the copied values of a row");
             break;
         }
-        if (!rc) {
-            duckdb_validity_set_row_invalid(valid, i);
-            continue;
-        }
-        duckdb_validity_set_row_valid(valid, i);
-        le[i].length = NQ;
-        used += NQ;
+        put_row(le, valid, i, rc, &used);
     }
     duckdb_list_vector_set_size(out, used);
     scratch_free(&s);
@@ -676,13 +683,7 @@ static void agg_finalize(duckdb_function_info info, duckdb_aggregate_state *st, 
             duckdb_aggregate_function_set_error(info, AGG_OOM);
             break;
         }
-        if (!rc) {
-            duckdb_validity_set_row_invalid(valid, k);
-            continue;
-        }
-        duckdb_validity_set_row_valid(valid, k);
-        le[k].length = NQ;
-        used += NQ;
+        put_row(le, valid, k, rc, &used);
     }
     duckdb_list_vector_set_size(out, used);
     scratch_free(&s);

@@ -272,6 +272,21 @@ static int subs_open(db *d, int64_t *groups, int64_t *nonnull)
     return 0;
 }
 
+/* LARGE durations in ms to 3 decimals (big), value i in group i % 8 and part i / 8 % 100, the
+ * parts' sorted and unsorted lists (bigsubs) and the groups' quantile_cont (big_q): 0 or -1. */
+static int big_open(db *d)
+{
+    if (run_sql(d,
+                "CREATE TABLE big AS SELECT i, i %% 8 AS g, i // 8 %% 100 AS chunk, "
+                "(hash(i) %% 100000007)::DOUBLE / 1000 AS x FROM range(%d) r(i)",
+                LARGE))
+        return -1;
+    if (run_sql(d, "CREATE TABLE bigsubs AS SELECT g, chunk, list(x ORDER BY x) AS sorted, "
+                   "list(x) AS unsorted FROM big GROUP BY g, chunk"))
+        return -1;
+    return expect(d, "big_q", "big");
+}
+
 TEST(test_quantiles_equal_quantile_cont_over_sorted_and_unsorted_sublists)
 {
     db d;
@@ -311,13 +326,7 @@ TEST(test_quantiles_agg_equals_quantile_cont_over_sorted_and_unsorted_rows)
                    "UNION ALL SELECT DISTINCT g, []::DOUBLE[] FROM subs",
                    "t_q", groups, nonnull);
     /* many rows per group, over both threads: states are combined */
-    REQUIRE(run_sql(&d,
-                    "CREATE TABLE big AS SELECT i, i %% 8 AS g, i // 8 %% 100 AS chunk, "
-                    "(hash(i) %% 100000007)::DOUBLE / 1000 AS x FROM range(%d) r(i)",
-                    LARGE) == 0);
-    REQUIRE(run_sql(&d, "CREATE TABLE bigsubs AS SELECT g, chunk, list(x ORDER BY x) AS sorted, "
-                        "list(x) AS unsorted FROM big GROUP BY g, chunk") == 0);
-    REQUIRE(expect(&d, "big_q", "big") == 0);
+    REQUIRE(big_open(&d) == 0);
     CHECK_SAME_AGG("SELECT g, sorted AS sub FROM bigsubs", "big_q", 8, 8);
     CHECK_SAME_AGG("SELECT g, CASE WHEN chunk = 7 THEN unsorted ELSE sorted END AS sub "
                    "FROM bigsubs",
@@ -329,14 +338,7 @@ TEST(test_quantiles_equal_quantile_cont_over_many_large_sorted_sublists)
 {
     db d;
     REQUIRE(db_open(&d) == 0);
-    /* durations in ms to 3 decimals; value i in group i % 8, part i / 8 % 100 */
-    REQUIRE(run_sql(&d,
-                    "CREATE TABLE big AS SELECT i, i %% 8 AS g, i // 8 %% 100 AS chunk, "
-                    "(hash(i) %% 100000007)::DOUBLE / 1000 AS x FROM range(%d) r(i)",
-                    LARGE) == 0);
-    REQUIRE(run_sql(&d, "CREATE TABLE bigsubs AS SELECT g, chunk, list(x ORDER BY x) AS sorted, "
-                        "list(x) AS unsorted FROM big GROUP BY g, chunk") == 0);
-    REQUIRE(expect(&d, "big_q", "big") == 0);
+    REQUIRE(big_open(&d) == 0);
     CHECK_SAME("SELECT g, list(sorted) AS l FROM bigsubs GROUP BY g", "big_q", 8, 8);
     /* one part of fresh rows, unsorted */
     CHECK_SAME("SELECT g, list(CASE WHEN chunk = 7 THEN unsorted ELSE sorted END) AS l "
