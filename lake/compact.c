@@ -44,7 +44,8 @@ int compact__del(compact__run *r, const char *key)
 {
     char why[512], rollup[LAKE_KEY_MAX];
     int rc = store_del(r->cfg->store, key, why, sizeof why) ? -1 : 0;
-    if (!lake_rollup_key_of(key, rollup)) store_del(r->cfg->store, rollup, why, sizeof why);
+    for (int k = 0; k < LAKE_ROLLUP_KINDS; k++)
+        if (!lake_rollup_key_of(key, k, rollup)) store_del(r->cfg->store, rollup, why, sizeof why);
     return rc;
 }
 
@@ -405,7 +406,8 @@ void compact__files_free(compact__run *r, inputs *in, compact_hour_result *res)
 {
     for (size_t i = 0; i < res->nout; i++) { /* if still there */
         unlink(res->out[i].path);
-        if (res->out[i].rollup) unlink(res->out[i].rollup);
+        for (int k = 0; k < LAKE_ROLLUP_KINDS; k++)
+            if (res->out[i].rollup[k]) unlink(res->out[i].rollup[k]);
     }
     compact_hour_result_free(res);
     inputs_free(r, in);

@@ -147,8 +147,10 @@ static void out_drop_last(compact_hour_result *res)
     compact_hour_out *o = &res->out[--res->nout];
     unlink(o->path);
     free(o->path);
-    if (o->rollup) unlink(o->rollup);
-    free(o->rollup);
+    for (int k = 0; k < LAKE_ROLLUP_KINDS; k++) {
+        if (o->rollup[k]) unlink(o->rollup[k]);
+        free(o->rollup[k]);
+    }
 }
 
 /*
@@ -482,68 +484,90 @@ static int dedup_across(const compact_hour_job *job, compact_hour_result *res, c
 
 /* ---- 3. rollups ---------------------------------------------------------------------- */
 
+/* Each kind's rows (layout.h), after the file's: which rows it sums up, then how. */
+static const char *const ROLLUP_ROWS[LAKE_ROLLUP_KINDS] = {" WHERE type = 'rpc.call'", ""};
+static const char *const ROLLUP_SELECT[LAKE_ROLLUP_KINDS] = {
+    "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "
+    "count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "
+    "list(durationMs ORDER BY durationMs) FILTER (durationMs IS NOT NULL) AS durations",
+    "SELECT date_trunc('minute', ts) AS minute, type, collection, count(*) AS n"};
+
 /*
- * A new file's rollup (docs/lake.md, "Rollups"): its rpc.call events per class and method, with
- * their count, their errors as rpc_latency counts them and their non-NULL durations in order,
- * read back from the file through the query view's columns, so that rpc_latency over whole hours
- * reads this instead of the events and gives the same answer. None when an rpc.call event of the
- * file lies outside the partition's hour (or has no ts): a bound could then not tell whether
- * the rollup's rows are in range. A file without rpc.call events gets an empty rollup, which says
- * so.
+ * 1 in outside[k] when a row that the rollup of kind k would sum up lies outside the hour (or
+ * has no ts): a bound could then not tell whether the rollup's rows are in range. The footer's
+ * statistics on ts mostly answer it for every kind at once; else the rows, one by one.
  */
-static int write_rollup(const compact_hour_job *job, compact_hour_out *o, char *err, size_t errlen)
+static int rollup_outside(const compact_hour_job *job, const char *path, const char *from,
+                          int64_t outside[LAKE_ROLLUP_KINDS], char *err, size_t errlen)
 {
-    buf from = BUF_INIT, sql = BUF_INIT;
-    buf_puts(&from, "FROM (");
-    buf q = BUF_INIT;
-    query_sql_quote(&q, o->path);
-    query_parquet_select(&from, q.p ? q.p : "", q.len, LAKE_LAYOUT_2, 0);
-    buf_free(&q);
+    buf sql = BUF_INIT;
     long long lo = (long long)job->hour * 3600000000LL, hi = lo + 3600000000LL;
-    buf_printf(&from, ") WHERE type = 'rpc.call'");
-    /* the footer's statistics on ts mostly answer it: every row of the file in the hour */
     buf_puts(&sql, "SELECT CASE WHEN sum(stats_null_count) = 0 AND "
                    "min(epoch_us(stats_min_value::TIMESTAMPTZ)) >= ");
     buf_printf(&sql,
                "%lld AND max(epoch_us(stats_max_value::TIMESTAMPTZ)) < %lld THEN 0 ELSE 1 "
                "END FROM parquet_metadata(",
                lo, hi);
-    query_sql_quote(&sql, o->path);
+    query_sql_quote(&sql, path);
     buf_puts(&sql, ") WHERE path_in_schema = 'ts'");
-    int64_t outside = 0;
-    int rc = buf_cstr(&sql) && buf_cstr(&from) ? 0 : -1;
-    if (rc) snprintf(err, errlen, "out of memory");
-    if (!rc) rc = run_sql(job->con, sql.p, &outside, "checking the rollup's hour", err, errlen);
-    if (!rc && outside) { /* else its rpc.call rows, one by one */
+    int64_t any = 0;
+    int rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, &any, "checking the rollups' hour", err,
+                                      errlen)
+                            : -1;
+    for (int k = 0; !rc && k < LAKE_ROLLUP_KINDS; k++) {
+        outside[k] = any;
+        if (!any) continue;
         sql.len = 0;
         buf_printf(&sql,
-                   "SELECT count(*) %s AND (ts IS NULL OR ts < make_timestamp(%lld) OR "
+                   "SELECT count(*) %s%s%s (ts IS NULL OR ts < make_timestamp(%lld) OR "
                    "ts >= make_timestamp(%lld))",
-                   from.p, lo, hi);
-        rc = buf_cstr(&sql)
-                 ? run_sql(job->con, sql.p, &outside, "checking the rollup's hour", err, errlen)
-                 : -1;
-        if (rc && !err[0]) snprintf(err, errlen, "out of memory");
+                   from, ROLLUP_ROWS[k], ROLLUP_ROWS[k][0] ? " AND" : " WHERE", lo, hi);
+        rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, &outside[k], "checking the rollups' hour",
+                                      err, errlen)
+                            : -1;
     }
-    size_t len = strlen(job->dir) + 1 + LAKE_UUID_LEN + sizeof ".rollup";
-    if (!rc && outside == 0 && !(o->rollup = malloc(len))) {
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-    }
-    if (!rc && o->rollup) {
-        snprintf(o->rollup, len, "%s/%s.rollup", job->dir, o->uuid);
+    if (rc && !err[0]) snprintf(err, errlen, "out of memory");
+    buf_free(&sql);
+    return rc;
+}
+
+/*
+ * A new file's rollups (docs/lake.md, "Rollups"), read back from the file through the query
+ * view's columns, so that a macro over whole hours reads them instead of the events and gives
+ * the same answer:
+ *   - rpc: its rpc.call events per class and method, with their count, their errors as
+ *     rpc_latency counts them and their non-NULL durations in order (rpc_latency);
+ *   - counts: its events counted per minute, type and collection (event_counts).
+ * None of a kind when a row it sums up lies outside the partition's hour (rollup_outside). A
+ * file without such rows gets an empty rollup, which says so.
+ */
+static int write_rollups(const compact_hour_job *job, compact_hour_out *o, char *err,
+                         size_t errlen)
+{
+    buf from = BUF_INIT, sql = BUF_INIT, q = BUF_INIT;
+    buf_puts(&from, "FROM (");
+    query_sql_quote(&q, o->path);
+    query_parquet_select(&from, q.p ? q.p : "", q.len, LAKE_LAYOUT_2, 0);
+    buf_free(&q);
+    buf_putc(&from, ')');
+    int64_t outside[LAKE_ROLLUP_KINDS];
+    int rc = buf_cstr(&from) ? rollup_outside(job, o->path, from.p, outside, err, errlen) : -1;
+    for (int k = 0; !rc && k < LAKE_ROLLUP_KINDS; k++) {
+        if (outside[k]) continue;
+        size_t len = strlen(job->dir) + 2 + LAKE_UUID_LEN + strlen(lake_rollup_ext[k]) + 1;
+        if (!(o->rollup[k] = malloc(len))) {
+            rc = -1;
+            break;
+        }
+        snprintf(o->rollup[k], len, "%s/%s.%s", job->dir, o->uuid, lake_rollup_ext[k]);
         sql.len = 0;
-        buf_printf(&sql,
-                   "COPY (SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "
-                   "count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "
-                   "list(durationMs ORDER BY durationMs) FILTER (durationMs IS NOT NULL) AS "
-                   "durations %s GROUP BY ALL ORDER BY ALL) TO ",
-                   from.p);
-        query_sql_quote(&sql, o->rollup);
+        buf_printf(&sql, "COPY (%s %s%s GROUP BY ALL ORDER BY ALL) TO ", ROLLUP_SELECT[k], from.p,
+                   ROLLUP_ROWS[k]);
+        query_sql_quote(&sql, o->rollup[k]);
         buf_puts(&sql, " (FORMAT parquet, COMPRESSION zstd)");
         rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, NULL, "writing a rollup", err, errlen) : -1;
-        if (rc && !err[0]) snprintf(err, errlen, "out of memory");
     }
+    if (rc && !err[0]) snprintf(err, errlen, "out of memory");
     buf_free(&sql);
     buf_free(&from);
     return rc;
@@ -575,7 +599,7 @@ int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char
     }
     if (!rc) rc = write_runs(job, weight, res, err, errlen);
     if (!rc) rc = dedup_across(job, res, err, errlen);
-    for (size_t i = 0; !rc && i < res->nout; i++) rc = write_rollup(job, &res->out[i], err, errlen);
+    for (size_t i = 0; !rc && i < res->nout; i++) rc = write_rollups(job, &res->out[i], err, errlen);
     free(weight);
     if (rc) {
         while (res->nout) out_drop_last(res);
@@ -592,7 +616,7 @@ void compact_hour_result_free(compact_hour_result *res)
 {
     for (size_t i = 0; i < res->nout; i++) {
         free(res->out[i].path);
-        free(res->out[i].rollup);
+        for (int k = 0; k < LAKE_ROLLUP_KINDS; k++) free(res->out[i].rollup[k]);
     }
     free(res->out);
     memset(res, 0, sizeof *res);

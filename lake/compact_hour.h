@@ -35,8 +35,9 @@ typedef struct compact_hour_in {
 typedef struct compact_hour_out {
     char uuid[LAKE_UUID_LEN + 1]; /* its name in the lake: {uuid}.parquet */
     char *path;                   /* in the job's directory (malloc'd) */
-    char *rollup; /* its rollup ({uuid}.rollup, docs/lake.md) in the job's directory (malloc'd), or
-                     NULL: none, as when one of its rpc.call events lies outside the hour */
+    /* its rollups ({uuid}.rollup, {uuid}.counts: layout.h, docs/lake.md) in the job's directory
+     * (malloc'd), or NULL: none, as when a row it would sum up lies outside the hour */
+    char *rollup[LAKE_ROLLUP_KINDS];
     uint64_t rows, bytes;
 } compact_hour_out;
 
@@ -62,7 +63,7 @@ typedef struct compact_hour_job {
     size_t nin;
     int layout;   /* the columns of its compacted inputs (partition.h); of layout 1, none is kept */
     int keep_all; /* every compacted input of layout 2 is kept, however small (an append) */
-    int64_t hour; /* the partition's hour: a rollup sums up only rpc.call events of that hour */
+    int64_t hour; /* the partition's hour: a rollup sums up only events of that hour */
     compact_hour_tick_fn tick;
     void *ud;
 } compact_hour_job;

@@ -66,9 +66,9 @@ static inline int64_t compact__keep_after(const compact__run *r)
 
 /* compact.c */
 int compact__lease_keep(lease *l, char *err, size_t errlen);
-/* Deletes a file of the lake and, for a compacted file, its rollup (docs/lake.md), whether or not
- * the file was there: 0, or -1 when the file could not be deleted (a rollup left behind goes with
- * its partition's next sweep, compact__collect_table). */
+/* Deletes a file of the lake and, for a compacted file, its rollups (docs/lake.md), whether or
+ * not the file was there: 0, or -1 when the file could not be deleted (a rollup left behind goes
+ * with its partition's next sweep, compact__collect_table). */
 int compact__del(compact__run *r, const char *key);
 int compact__files(compact__run *r, lake_partition *p, int keep_all, inputs *in,
                    compact_hour_result *res);

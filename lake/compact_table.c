@@ -207,13 +207,15 @@ static int put_outputs(compact__run *r, lake_partition *p, const compact_hour_re
     for (size_t i = 0; i < res->nout; i++) {
         char key[LAKE_KEY_MAX], rkey[LAKE_KEY_MAX];
         lake_parquet_key(p->hour, res->out[i].uuid, key);
-        /* the rollup first: a listed file whose rollup is not there yet would be read whole */
-        if (res->out[i].rollup && !lake_rollup_key_of(key, rkey) &&
-            store_put_file(r->cfg->store, rkey, res->out[i].rollup, STORE_MOVE, why, sizeof why)) {
-            snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", rkey, why);
-            unput(r, p->hour, res, i);
-            return -1;
-        }
+        /* the rollups first: a listed file whose rollup is not there yet would be read whole */
+        for (int k = 0; k < LAKE_ROLLUP_KINDS; k++)
+            if (res->out[i].rollup[k] && !lake_rollup_key_of(key, k, rkey) &&
+                store_put_file(r->cfg->store, rkey, res->out[i].rollup[k], STORE_MOVE, why,
+                               sizeof why)) {
+                snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", rkey, why);
+                unput(r, p->hour, res, i + 1);
+                return -1;
+            }
         if (change_add(r, c, res->out[i].path, key, p->hour) ||
             store_put_file(r->cfg->store, key, res->out[i].path, STORE_MOVE, why, sizeof why)) {
             if (!r->err[0]) snprintf(r->err, r->errlen, "compaction: cannot put %s: %s", key, why);

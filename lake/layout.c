@@ -171,21 +171,26 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
     return strcmp(*ext, "jsonl") && strcmp(*ext, "parquet") ? -1 : 0;
 }
 
+const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS] = {"rollup", "counts"};
+
 int lake_parse_rollup_key(const char *key, int64_t *hour)
 {
     const char *ext;
-    return parse_hour_file(key, hour, &ext) || strcmp(ext, "rollup") ? -1 : 0;
+    if (parse_hour_file(key, hour, &ext)) return -1;
+    for (int k = 0; k < LAKE_ROLLUP_KINDS; k++)
+        if (!strcmp(ext, lake_rollup_ext[k])) return k;
+    return -1;
 }
 
-int lake_rollup_key_of(const char *parquet_key, char out[LAKE_KEY_MAX])
+int lake_rollup_key_of(const char *parquet_key, int kind, char out[LAKE_KEY_MAX])
 {
     int64_t hour;
     const char *ext;
     if (lake_parse_event_key(parquet_key, &hour, &ext) || strcmp(ext, "parquet")) return -1;
-    size_t stem = (size_t)(ext - parquet_key);
-    if (stem + sizeof "rollup" > LAKE_KEY_MAX) return -1;
+    size_t stem = (size_t)(ext - parquet_key), len = strlen(lake_rollup_ext[kind]);
+    if (stem + len + 1 > LAKE_KEY_MAX) return -1;
     memcpy(out, parquet_key, stem);
-    memcpy(out + stem, "rollup", sizeof "rollup");
+    memcpy(out + stem, lake_rollup_ext[kind], len + 1);
     return 0;
 }
 

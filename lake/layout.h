@@ -75,12 +75,18 @@ void lake_raw_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
 void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
 
 /*
- * A compacted file's rollup (docs/lake.md, "Rollups"): "events/yyyy/mm/dd/hh/{uuid}.rollup",
- * beside "{uuid}.parquet", the file's rpc.call rows summed up per class and method for
- * rpc_latency. lake_rollup_key_of gives the rollup's key of a compacted file's key (-1: the key
- * is not one); lake_parse_rollup_key the hour of a rollup's key (-1: not one).
+ * A compacted file's rollups (docs/lake.md, "Rollups"), beside "{uuid}.parquet", each the file's
+ * rows summed up for the macros that read them instead of the rows:
+ *   LAKE_ROLLUP_RPC     "events/yyyy/mm/dd/hh/{uuid}.rollup", the rpc.call rows per class and
+ *                       method (rpc_latency, rpc_latency_between);
+ *   LAKE_ROLLUP_COUNTS  "events/yyyy/mm/dd/hh/{uuid}.counts", the rows counted per minute, type
+ *                       and collection (event_counts, event_counts_between).
+ * lake_rollup_key_of gives a compacted file's rollup of a kind (-1: the key is not a compacted
+ * file's); lake_parse_rollup_key the hour of a rollup's key and returns its kind (-1: not one).
  */
-int lake_rollup_key_of(const char *parquet_key, char out[LAKE_KEY_MAX]);
+enum { LAKE_ROLLUP_RPC, LAKE_ROLLUP_COUNTS, LAKE_ROLLUP_KINDS };
+extern const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS]; /* "rollup", "counts" */
+int lake_rollup_key_of(const char *parquet_key, int kind, char out[LAKE_KEY_MAX]);
 int lake_parse_rollup_key(const char *key, int64_t *hour);
 
 /* "events/yyyy/mm/dd/hh/_manifest-{seq:010}.json" */

@@ -257,12 +257,12 @@ static void match_rollups(lake_partition *p)
 {
     for (size_t k = 0; k < p->nrollups; k++) {
         lake_part_rollup *r = &p->rollups[k];
-        size_t stem = strlen(r->key) - strlen("rollup");
+        size_t stem = strlen(r->key) - strlen(lake_rollup_ext[r->kind]);
         r->orphan = 1;
         for (size_t i = 0; i < p->n && r->orphan; i++) {
             lake_part_file *f = &p->f[i];
             if (f->parquet && !strncmp(f->key, r->key, stem) && !strcmp(f->key + stem, "parquet"))
-                f->rollup = 1, f->rollup_size = r->size, r->orphan = 0;
+                f->rollups |= 1u << r->kind, f->rollup_size[r->kind] = r->size, r->orphan = 0;
         }
     }
 }
@@ -279,7 +279,7 @@ static int flush(lister *l)
     return l->fn(&l->p, l->ud);
 }
 
-static int add_rollup(lister *l, const store_entry *e)
+static int add_rollup(lister *l, const store_entry *e, int kind)
 {
     lake_partition *p = &l->p;
     if (p->nrollups == p->caprollups) {
@@ -298,6 +298,7 @@ static int add_rollup(lister *l, const store_entry *e)
     }
     r->size = e->size;
     r->mtime_ms = e->mtime_ms;
+    r->kind = kind;
     r->orphan = 0;
     p->nrollups++;
     return 0;
@@ -325,8 +326,8 @@ static int add_file(struct lister *l, const store_entry *e, int parquet)
     f->mtime_ms = e->mtime_ms;
     f->parquet = parquet;
     f->live = 0;
-    f->rollup = 0;
-    f->rollup_size = 0;
+    f->rollups = 0;
+    memset(f->rollup_size, 0, sizeof f->rollup_size);
     p->n++;
     return 0;
 }
@@ -338,14 +339,12 @@ static int on_entry(const store_entry *e, void *ud)
     int64_t hour;
     uint64_t seq;
     const char *ext;
-    int is_manifest = 0, parquet = 0, rollup = 0;
+    int is_manifest = 0, parquet = 0, rollup = -1;
     if (!lake_parse_manifest_key(e->key, &hour, &seq))
         is_manifest = 1;
     else if (!lake_parse_event_key(e->key, &hour, &ext))
         parquet = !strcmp(ext, "parquet");
-    else if (!lake_parse_rollup_key(e->key, &hour))
-        rollup = 1;
-    else
+    else if ((rollup = lake_parse_rollup_key(e->key, &hour)) < 0)
         return 0; /* not ours */
     if (l->open && hour != p->hour) {
         int r = flush(l);
@@ -371,7 +370,7 @@ static int on_entry(const store_entry *e, void *ud)
         snprintf(l->manifest_key, sizeof l->manifest_key, "%s", e->key);
         return 0;
     }
-    if (rollup) return add_rollup(l, e) ? (l->rc = -1) : 0;
+    if (rollup >= 0) return add_rollup(l, e, rollup) ? (l->rc = -1) : 0;
     return add_file(l, e, parquet) ? (l->rc = -1) : 0;
 }
 

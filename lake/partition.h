@@ -54,8 +54,8 @@ typedef struct lake_part_file {
     int64_t mtime_ms;
     int parquet; /* else jsonl */
     int live;
-    int rollup; /* a compacted file whose rollup ({uuid}.rollup, layout.h) was listed too */
-    uint64_t rollup_size;
+    unsigned rollups; /* a compacted file's rollups listed too: bit k for kind k (layout.h) */
+    uint64_t rollup_size[LAKE_ROLLUP_KINDS];
 } lake_part_file;
 
 /* A rollup listed in the partition; one whose file was not listed (an orphan) is swept. */
@@ -63,6 +63,7 @@ typedef struct lake_part_rollup {
     char *key;
     uint64_t size;
     int64_t mtime_ms;
+    int kind;   /* LAKE_ROLLUP_RPC, ... (layout.h) */
     int orphan; /* no compacted file of its name was listed */
 } lake_part_rollup;
 

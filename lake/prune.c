@@ -11,6 +11,7 @@
  * query is left unbounded.
  */
 #include "prune.h"
+#include "layout.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +44,28 @@ static int is_events_table(const walk *w, json_t *t)
     return type && name && !strcmp(type, "BASE_TABLE") && !strcasecmp(name, w->table);
 }
 
+/* The macros that rollups can answer: their kind (layout.h), and whether they take (lo, hi). */
+static const struct {
+    const char *name;
+    int kind, between;
+} ROLLED[] = {{"rpc_latency", LAKE_ROLLUP_RPC, 0},
+              {"rpc_latency_between", LAKE_ROLLUP_RPC, 1},
+              {"event_counts", LAKE_ROLLUP_COUNTS, 0},
+              {"event_counts_between", LAKE_ROLLUP_COUNTS, 1}};
+
+/* The index in ROLLED of a macro, or -1. */
+static int rolled(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof ROLLED / sizeof *ROLLED; i++)
+        if (!strcasecmp(name, ROLLED[i].name)) return (int)i;
+    return -1;
+}
+
 /* The engine's macros, which read events. */
 static int is_macro(const char *name)
 {
-    return name && (!strcasecmp(name, "events_between") || !strcasecmp(name, "rpc_latency") ||
-                    !strcasecmp(name, "collection_at") || !strcasecmp(name, "doc_history") ||
-                    !strcasecmp(name, "rpc_latency_between"));
+    return name && (!strcasecmp(name, "events_between") || !strcasecmp(name, "collection_at") ||
+                    !strcasecmp(name, "doc_history") || rolled(name) >= 0);
 }
 
 static int is_ts(const walk *w, json_t *e, const char *alias)
@@ -168,15 +185,16 @@ static void table_function(walk *w, json_t *t)
     }
     prune_ref *ref;
     if (!w->events) return; /* the macros read events only */
-    if ((!strcasecmp(name, "events_between") || !strcasecmp(name, "rpc_latency_between")) &&
+    int r = rolled(name);
+    if ((!strcasecmp(name, "events_between") || (r >= 0 && ROLLED[r].between)) &&
         json_array_size(args) == 2) {
         if (!(ref = new_ref(w))) return;
-        ref->rpc = strcasecmp(name, "rpc_latency_between") ? 0 : 2;
+        if (r >= 0) ref->rollup = ROLLED[r].kind + 1, ref->between = 1;
         if (pure(json_array_get(args, 0))) add(ref->lo, &ref->nlo, json_array_get(args, 0), 0);
         if (pure(json_array_get(args, 1))) add(ref->hi, &ref->nhi, json_array_get(args, 1), 1);
-    } else if (!strcasecmp(name, "rpc_latency") && json_array_size(args) == 1) {
+    } else if (r >= 0 && !ROLLED[r].between && json_array_size(args) == 1) {
         if (!(ref = new_ref(w))) return;
-        ref->rpc = 1;
+        ref->rollup = ROLLED[r].kind + 1;
         if (pure(json_array_get(args, 0))) add(ref->lo, &ref->nlo, json_array_get(args, 0), 0);
     } else if (!strcasecmp(name, "collection_at") && json_array_size(args) == 2) {
         if (!(ref = new_ref(w))) return;
@@ -208,8 +226,8 @@ static void from_clause(walk *w, json_t *t, json_t *where)
 }
 
 /*
- * 1 if a FROM clause reads only macros whose rows hold no whole event
- * (rpc_latency, rpc_latency_between, doc_history, collection_at): a star over it cannot reach one.
+ * 1 if a FROM clause reads only macros whose rows hold no whole event (those of ROLLED,
+ * doc_history, collection_at): a star over it cannot reach one.
  */
 static int from_without_events(json_t *t)
 {
@@ -220,8 +238,8 @@ static int from_without_events(json_t *t)
                from_without_events(json_object_get(t, "right"));
     if (strcmp(type, "TABLE_FUNCTION")) return 0;
     const char *name = str(json_object_get(t, "function"), "function_name");
-    return name && (!strcasecmp(name, "rpc_latency") || !strcasecmp(name, "doc_history") ||
-                    !strcasecmp(name, "collection_at") || !strcasecmp(name, "rpc_latency_between"));
+    return name && (rolled(name) >= 0 || !strcasecmp(name, "doc_history") ||
+                    !strcasecmp(name, "collection_at"));
 }
 
 /* star_ok: the innermost SELECT around node reads no whole event through a star. */

@@ -51,6 +51,20 @@
     "ORDER BY class NULLS LAST, method NULLS LAST"
 #define RPC_QUANTILES "_events_quantiles_agg(durations)"
 
+/*
+ * event_counts over a range: the events per minute, type and collection, from the rollups of
+ * the compacted files of hours wholly within it (docs/lake.md, "Rollups"), in the view
+ * _events_counts_rollup, and from the rows in range of the events view, which then leaves those
+ * files out (query_view.c), counted the same way here. The dashboard's charts read it.
+ */
+#define EVENT_COUNTS(HEAD, WHERE)                                                                  \
+    "CREATE MACRO " HEAD " AS TABLE "                                                              \
+    "SELECT minute, type, collection, sum(n)::BIGINT AS n FROM ("                                  \
+    "SELECT " QUERY_COUNTS_COLUMNS " FROM _events_counts_rollup UNION ALL "                        \
+    "SELECT date_trunc('minute', ts) AS minute, type, collection, count(*) AS n "                  \
+    "FROM events WHERE " WHERE " GROUP BY ALL) GROUP BY ALL "                                      \
+    "ORDER BY minute, type NULLS LAST, collection NULLS LAST"
+
 static const char *const MACROS[] = {
     "CREATE MACRO events_between(lo, hi) AS TABLE SELECT * FROM events WHERE ts >= lo AND ts < hi",
     "CREATE MACRO doc_history(coll, doc_id) AS TABLE "
@@ -67,6 +81,8 @@ static const char *const MACROS[] = {
     "WHERE rn = 1 AND type <> 'collection.delete' ORDER BY docId",
     RPC_LATENCY("rpc_latency(since)", "ts >= since"),
     RPC_LATENCY("rpc_latency_between(lo, hi)", "ts >= lo AND ts < hi"),
+    EVENT_COUNTS("event_counts(since)", "ts >= since"),
+    EVENT_COUNTS("event_counts_between(lo, hi)", "ts >= lo AND ts < hi"),
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -328,12 +344,18 @@ static int create_macros(duckdb_connection c, char *err, size_t errlen)
     int rc = buf_cstr(&v) ? query__exec(c, v.p, err, errlen) : -1;
     buf_free(&v);
     if (!rc) rc = query_quantiles_register(c, err, errlen); /* rpc_latency's percentiles */
-    /* the rollups rpc_latency reads (query_view.c) when the query has none */
+    /* the rollups the macros read (query_view.c) when the query has none */
     if (!rc)
         rc = query__exec(c,
                          "CREATE VIEW main._events_rpc_rollup AS SELECT NULL::VARCHAR AS class, "
                          "NULL::VARCHAR AS method, NULL::BIGINT AS calls, NULL::BIGINT AS errors, "
                          "NULL::DOUBLE[] AS durations WHERE false",
+                         err, errlen);
+    if (!rc)
+        rc = query__exec(c,
+                         "CREATE VIEW main._events_counts_rollup AS SELECT NULL::TIMESTAMP AS "
+                         "minute, NULL::VARCHAR AS type, NULL::VARCHAR AS collection, "
+                         "NULL::BIGINT AS n WHERE false",
                          err, errlen);
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
         rc = query__exec(c, MACROS[i], err, errlen);

@@ -33,19 +33,20 @@ struct query_engine {
 };
 
 /* The hours a query can touch (query_view.c). */
-/* The columns of a rollup (docs/lake.md, "Rollups"), as compaction writes them and rpc_latency
- * reads them. */
+/* The columns of each kind of rollup (docs/lake.md, "Rollups"), as compaction writes them and
+ * the macros read them: LAKE_ROLLUP_RPC's (rpc_latency), LAKE_ROLLUP_COUNTS' (event_counts). */
 #define QUERY_ROLLUP_COLUMNS "class, method, calls, errors, durations"
+#define QUERY_COUNTS_COLUMNS "minute, type, collection, n"
 
 typedef struct query__hours {
     int all;        /* every hour */
     int none;       /* the query cannot reach events */
     int raw;        /* the query can reach the whole event: the extracting view */
     int64_t lo, hi; /* inclusive hour numbers */
-    /* rollup: the query reads events only through one call of rpc_latency or
-     * rpc_latency_between, whose bounds are known to the microsecond: ts >= rollup_lo and
-     * ts < rollup_hi (INT64_MAX: no upper bound). A compacted file of an hour wholly within is
-     * then read by its rollup (docs/lake.md, "Rollups") */
+    /* rollup: the query reads events only through one call of a macro that rollups answer
+     * (prune.h), whose bounds are known to the microsecond: ts >= rollup_lo and ts < rollup_hi
+     * (INT64_MAX: no upper bound). A compacted file of an hour wholly within is then read by its
+     * rollup of that macro's kind (docs/lake.md, "Rollups"), rollup - 1; 0: none */
     int rollup;
     int64_t rollup_lo, rollup_hi;
 } query__hours;

@@ -250,7 +250,7 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
             prune_ref *ref = &pr.refs[i];
             int64_t rlo = INT64_MIN, rhi = INT64_MAX;
             int have_lo = 0, have_hi = 0;
-            int rollup = pr.nrefs == 1 && ref->nlo == 1 && ref->nhi == (ref->rpc == 2) && ref->rpc;
+            int rollup = pr.nrefs == 1 && ref->nlo == 1 && ref->nhi == ref->between && ref->rollup;
             for (int k = 0; k < ref->nlo; k++) {
                 int64_t us;
                 int exact;
@@ -281,8 +281,8 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
                 have_hi = 1;
             }
             if (rollup && !failed) {
-                h.rollup = 1;
-                if (ref->rpc == 1) h.rollup_hi = INT64_MAX;
+                h.rollup = ref->rollup;
+                if (!ref->between) h.rollup_hi = INT64_MAX;
             }
             if (!have_lo) lo_open = 1;
             if (!have_hi) hi_open = 1;
@@ -334,7 +334,7 @@ enum {
     FILE_PARQUET = 1,
     FILE_REJECTED = 2,
     FILE_PARQUET_1 = 3,
-    FILE_ROLLUP = 4, /* a compacted file's rollup, read by rpc_latency instead of the file */
+    FILE_ROLLUP = 4, /* a compacted file's rollup, read by a macro instead of the file */
 };
 
 /*
@@ -422,15 +422,17 @@ static int hour_within(int64_t hour, int64_t lo, int64_t hi)
 }
 
 /*
- * The live files of a partition in range. For a compacted file with a rollup, of an hour wholly
- * within the range of the query's one rpc_latency call (its only way to events), the rollup
- * goes in instead (docs/lake.md, "Rollups"): the call reads that, and the file is not fetched.
+ * The live files of a partition in range. For a compacted file with a rollup of the kind that
+ * the query's one call of a macro (its only way to events, query__hours) reads, of an hour wholly
+ * within the call's range, the rollup goes in instead (docs/lake.md, "Rollups"): the call reads
+ * that, and the file is not fetched.
  */
 static int on_partition(lake_partition *p, void *ud)
 {
     query__live *l = ud;
     if (!l->h->all && (p->hour < l->h->lo || p->hour > l->h->hi)) return 0;
-    int whole = l->h->rollup && hour_within(p->hour, l->h->rollup_lo, l->h->rollup_hi);
+    int kind = l->h->rollup - 1;
+    int whole = kind >= 0 && hour_within(p->hour, l->h->rollup_lo, l->h->rollup_hi);
     for (size_t i = 0; i < p->n; i++) {
         const lake_part_file *f = &p->f[i];
         if (!f->live) continue;
@@ -438,9 +440,9 @@ static int on_partition(lake_partition *p, void *ud)
                    : p->m.layout == LAKE_LAYOUT_1 ? FILE_PARQUET_1
                                                   : FILE_PARQUET;
         char rkey[LAKE_KEY_MAX];
-        int rolled =
-            what == FILE_PARQUET && whole && f->rollup && !lake_rollup_key_of(f->key, rkey);
-        int rc = rolled ? live_add(l, rkey, f->rollup_size, FILE_ROLLUP)
+        int rolled = what == FILE_PARQUET && whole && (f->rollups >> kind & 1) &&
+                     !lake_rollup_key_of(f->key, kind, rkey);
+        int rc = rolled ? live_add(l, rkey, f->rollup_size[kind], FILE_ROLLUP)
                         : live_add(l, f->key, f->size, what);
         if (rc) return rc;
     }
@@ -717,15 +719,16 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
 }
 
 /*
- * The view of the rollups rpc_latency reads (query.c) when they stand for some of the compacted
- * files, which the events view then leaves out. Without, the engine's empty one applies.
+ * The view of the rollups a macro reads (query.c: _events_rpc_rollup for rpc_latency,
+ * _events_counts_rollup for event_counts) when they stand for some of the compacted files,
+ * which the events view then leaves out. Without, the engine's empty one applies.
  */
-static int rollup_view(query_conn *q, const view_files *f, char *err, size_t errlen)
+static int rollup_view(query_conn *q, int kind, const view_files *f, char *err, size_t errlen)
 {
     buf sql = BUF_INIT;
-    buf_printf(&sql,
-               "CREATE OR REPLACE TEMP VIEW _events_rpc_rollup AS SELECT %s FROM read_parquet([",
-               QUERY_ROLLUP_COLUMNS);
+    buf_printf(&sql, "CREATE OR REPLACE TEMP VIEW %s AS SELECT %s FROM read_parquet([",
+               kind == LAKE_ROLLUP_RPC ? "_events_rpc_rollup" : "_events_counts_rollup",
+               kind == LAKE_ROLLUP_RPC ? QUERY_ROLLUP_COLUMNS : QUERY_COUNTS_COLUMNS);
     buf_append(&sql, f->rollups.p, f->rollups.len);
     buf_puts(&sql, "])");
     int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
@@ -757,7 +760,7 @@ int query__make_view(query_conn *q, const query__hours *h, const query__hours *h
     }
     if (!rc) rc = events_view(q, h, &f, err, errlen);
     if (!rc) rc = rejected_view(q, &f, err, errlen);
-    if (!rc && f.nrollups) rc = rollup_view(q, &f, err, errlen);
+    if (!rc && f.nrollups) rc = rollup_view(q, h->rollup - 1, &f, err, errlen);
     buf_free(&f.jsonl);
     buf_free(&f.parquet);
     buf_free(&f.parquet1);

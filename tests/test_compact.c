@@ -628,6 +628,84 @@ TEST(rollups_give_rpc_latency_the_answers_of_the_rows)
     tlake_done(&t);
 }
 
+/* event_counts as it was, over the rows of events (no rollup), from lo to hi: the reference. */
+#define COUNTS_ROWS                                                                                \
+    "SELECT date_trunc('minute', ts) AS minute, type, collection, count(*)::BIGINT AS n FROM "     \
+    "events WHERE ts >= %s AND ts < %s GROUP BY ALL ORDER BY minute, type NULLS LAST, "            \
+    "collection NULLS LAST"
+
+/*
+ * Three hours of events of several types, in collections or none, some without a type, at the
+ * edges of minutes: event_counts_between and event_counts over whole hours, parts of hours and
+ * both, before compaction (the rows) and after (whole hours from the counts rollups compaction
+ * wrote beside each file), give the same answer as counting the rows.
+ */
+TEST(rollups_give_event_counts_the_answers_of_the_rows)
+{
+    static const char *const KINDS[] = {
+        "\"type\":\"collection.insert\",\"collection\":\"users\"",
+        "\"type\":\"collection.update\",\"collection\":\"users\"",
+        "\"type\":\"collection.delete\",\"collection\":\"orders\"",
+        "\"type\":\"rpc.call\"", "\"type\":\"ws.message\",\"collection\":\"\"",
+        "\"collection\":\"users\""};
+    tlake t;
+    tlake_make(&t, "compact-counts", NULL);
+    unsigned r = 7;
+    for (int h = 10; h <= 12; h++) {
+        char path[1500];
+        snprintf(path, sizeof path, "%s/events/2026/11/20/%d", t.lake, h);
+        sh("mkdir -p '%s'", path);
+        snprintf(path + strlen(path), sizeof path - strlen(path),
+                 "/01a00000-0000-7000-8000-%012d.jsonl", h);
+        FILE *f = fopen(path, "w");
+        REQUIRE(f);
+        for (int i = 0; i < 500; i++) {
+            r = r * 1103515245u + 12345u;
+            int kind = (int)((r >> 8) % 6), min = (int)((r >> 16) % 60);
+            /* the first and the last microsecond of a minute, and between */
+            const char *us[] = {"00.000000", "59.999999", "30.5"};
+            fprintf(f, "{\"id\":\"c%d-%d\",%s,\"ts\":\"2026-11-20T%d:%02d:%sZ\"}\n", h, i,
+                    KINDS[kind], h, min, us[i % 3]);
+        }
+        fclose(f);
+    }
+    static const char *const RANGES[][2] = {
+        {"'-infinity'", "'infinity'"},
+        {"'2026-11-20 11:00'", "'2026-11-20 12:00'"},
+        {"'2026-11-20 10:30'", "'2026-11-20 12:00'"},
+        {"TIMESTAMPTZ '2026-11-20 10:59:59.999999+00'", "TIMESTAMP '2026-11-20 12:00:00.000001'"},
+        {"'2026-11-20 11:00'", "'2026-11-20 11:00'"},
+    };
+    enum { N = sizeof RANGES / sizeof *RANGES };
+    char *before[N];
+    char sql[1200];
+    for (int i = 0; i < N; i++) {
+        snprintf(sql, sizeof sql, "SELECT * FROM event_counts_between(%s, %s)", RANGES[i][0],
+                 RANGES[i][1]);
+        before[i] = answer_of(t.lake, sql);
+        snprintf(sql, sizeof sql, COUNTS_ROWS, RANGES[i][0], RANGES[i][1]);
+        char *rows = answer_of(t.lake, sql);
+        CHECK_STR(rows, before[i]);
+        free(rows);
+    }
+    char *since_raw = answer_of(t.lake, "SELECT * FROM event_counts('2026-11-20 11:00')");
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), t.lake));
+    CHECK_INT(0, sh("test $(ls '%s'/events/2026/11/20/*/*.counts | wc -l) -eq 3", t.lake));
+    for (int i = 0; i < N; i++) {
+        snprintf(sql, sizeof sql, "SELECT * FROM event_counts_between(%s, %s)", RANGES[i][0],
+                 RANGES[i][1]);
+        char *after = answer_of(t.lake, sql);
+        CHECK_STR(before[i], after);
+        free(after);
+        free(before[i]);
+    }
+    char *since = answer_of(t.lake, "SELECT * FROM event_counts('2026-11-20 11:00')");
+    CHECK_STR(since_raw, since);
+    CHECK_CONTAINS("users", since);
+    free(since), free(since_raw);
+    tlake_done(&t);
+}
+
 TEST(compaction_cleaning_leaves_a_run_directory_being_made)
 {
     /* a run makes .new-{uuid}, locks it and renames it: another server's cleaning in between

@@ -886,8 +886,8 @@ static void compaction_unnamed_file_not_read(compaction *k)
     long long all, distinct;
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(5,
-              n); /* three raw files (folded in, kept until retain), the parquet file, its rollup */
+    /* three raw files (folded in, kept until retain), the parquet file, its two rollups */
+    CHECK_INT(6, n);
     buf copy = BUF_INIT;
     char live[LAKE_KEY_MAX];
     table_parquet_one(k->s, live, sizeof live);
@@ -924,9 +924,9 @@ static void compaction_folds_in_a_late_event(compaction *k)
     CHECK_INT(4, table_folded(k->s, segs, 4));
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    /* nothing deleted: 4 segments, the replaced file, the leftover, the new one, and the rollups of
-     * the replaced file and the new one */
-    CHECK_INT(9, n);
+    /* nothing deleted: 4 segments, the replaced file, the leftover, the new one, and the two
+     * rollups of the replaced file and of the new one */
+    CHECK_INT(11, n);
 }
 
 /* Past retain: the segments the first snapshot folded in go, then it expires and the file only
@@ -952,8 +952,8 @@ static void compaction_deletes_past_retain(compaction *k)
                          sizeof why));
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(3, n); /* the live file, its rollup, the late segment (the replaced file's rollup went
-                        with it) */
+    CHECK_INT(4, n); /* the live file, its two rollups, the late segment (the replaced file's
+                        rollups went with it) */
     counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
     CHECK_INT(201, distinct);
@@ -1007,12 +1007,20 @@ static char *csv_files(query_conn *qc, const char *sql, uint64_t *files)
     "IS NOT NULL THEN 1.0 ELSE 0.0 END) AS error_rate FROM events WHERE type = 'rpc.call' AND ts " \
     ">= " LO " GROUP BY ALL) ORDER BY class NULLS LAST, method NULLS LAST"
 
-/* One rpc_latency call against the reference: the same answer, from `files` files. */
-static void rpc_answer(compaction *k, const char *lo, uint64_t files)
+/* event_counts as it was, over the rows of events (no rollup), from lo: the reference. */
+#define COUNTS_ROWS(LO)                                                                            \
+    "SELECT date_trunc('minute', ts) AS minute, type, collection, count(*)::BIGINT AS n FROM "     \
+    "events WHERE ts >= " LO " GROUP BY ALL ORDER BY minute, type NULLS LAST, collection NULLS "   \
+    "LAST"
+
+/* One call of the macro fn from lo against the reference ref: the same answer, from `files`
+ * files. */
+static void rollup_answer(compaction *k, const char *fn, const char *ref_fmt, const char *lo,
+                          uint64_t files)
 {
     char sql[200], ref[1000];
-    snprintf(sql, sizeof sql, "SELECT * FROM rpc_latency(%s)", lo);
-    snprintf(ref, sizeof ref, RPC_ROWS("%s"), lo);
+    snprintf(sql, sizeof sql, "SELECT * FROM %s(%s)", fn, lo);
+    snprintf(ref, sizeof ref, ref_fmt, lo);
     uint64_t n = 0, unused;
     char *want = csv_files(k->qc, ref, &unused), *got = csv_files(k->qc, sql, &n);
     CHECK(want && *want);
@@ -1022,44 +1030,67 @@ static void rpc_answer(compaction *k, const char *lo, uint64_t files)
     free(got);
 }
 
+static void rpc_answer(compaction *k, const char *lo, uint64_t files)
+{
+    rollup_answer(k, "rpc_latency", RPC_ROWS("%s"), lo, files);
+    rollup_answer(k, "event_counts", COUNTS_ROWS("%s"), lo, files);
+}
+
+/* Both macros over the whole hour with the compacted file unreadable: the same answers. */
+static void rollups_alone(compaction *k, const char *live)
+{
+    static const char *const sql[] = {"SELECT * FROM rpc_latency('-infinity')",
+                                      "SELECT * FROM event_counts('-infinity')"};
+    char why[512];
+    uint64_t n;
+    char *want[2] = {csv_files(k->qc, sql[0], &n), csv_files(k->qc, sql[1], &n)};
+    buf file = BUF_INIT;
+    REQUIRE_INT(STORE_OK, store_get(k->s, live, 0, 0, &file, why, sizeof why));
+    CHECK_INT(STORE_OK, store_put(k->s, live, "not parquet", 11, 0, why, sizeof why));
+    for (int i = 0; i < 2; i++) {
+        char *got = csv_files(k->qc, sql[i], &n);
+        CHECK_STR(want[i] ? want[i] : "", got ? got : "");
+        free(got);
+        free(want[i]);
+    }
+    CHECK_INT(STORE_OK, store_put(k->s, live, file.p, file.len, 0, why, sizeof why));
+    buf_free(&file);
+}
+
 /*
- * rpc_latency over a whole hour reads the compacted file's rollup instead of its rows (so much so
- * that it answers with the file unreadable), and answers the same; over part of the hour, or
- * without the rollup, the rows. A rollup whose file is gone is swept.
+ * rpc_latency and event_counts over a whole hour read the compacted file's rollups instead of
+ * its rows (so much so that they answer with the file unreadable), and answer the same; over
+ * part of the hour, or without the rollups, the rows. A rollup whose file is gone is swept.
  */
 static void compaction_rollups_answer_rpc_latency(compaction *k)
 {
-    char why[512], err[1024], live[LAKE_KEY_MAX], rollup[LAKE_KEY_MAX];
+    char why[512], err[1024], live[LAKE_KEY_MAX], rollup[LAKE_ROLLUP_KINDS][LAKE_KEY_MAX];
     table_parquet_one(k->s, live, sizeof live);
-    REQUIRE_INT(0, lake_rollup_key_of(live, rollup));
     store_entry e;
-    CHECK_INT(STORE_OK, store_head(k->s, rollup, &e, why, sizeof why));
+    for (int kind = 0; kind < LAKE_ROLLUP_KINDS; kind++) {
+        REQUIRE_INT(0, lake_rollup_key_of(live, kind, rollup[kind]));
+        CHECK_INT(STORE_OK, store_head(k->s, rollup[kind], &e, why, sizeof why));
+    }
     rpc_answer(k, "'-infinity'", 1);           /* the rollup */
     rpc_answer(k, "'2026-11-20 10:00:00'", 1); /* the hour is whole */
     rpc_answer(k, "'2026-11-20 10:30:00'", 1); /* half of it: the file */
     rpc_answer(k, "TIMESTAMP '2026-11-20 10:00:00.000001'", 1);
-    /* the file unreadable: the whole hour is still answered, from the rollup alone */
-    uint64_t n;
-    char *want = csv_files(k->qc, "SELECT * FROM rpc_latency('-infinity')", &n);
-    buf file = BUF_INIT;
-    REQUIRE_INT(STORE_OK, store_get(k->s, live, 0, 0, &file, why, sizeof why));
-    CHECK_INT(STORE_OK, store_put(k->s, live, "not parquet", 11, 0, why, sizeof why));
-    char *got = csv_files(k->qc, "SELECT * FROM rpc_latency('-infinity')", &n);
-    CHECK_STR(want ? want : "", got ? got : "");
-    free(got);
-    CHECK_INT(STORE_OK, store_put(k->s, live, file.p, file.len, 0, why, sizeof why));
-    buf_free(&file);
-    free(want);
-    /* an orphan rollup goes with the next sweep (retain is 0 here) */
-    char orphan[LAKE_KEY_MAX];
-    snprintf(orphan, sizeof orphan, OLD_HOUR "01a00000-0000-7000-8000-0000000000ee.rollup");
-    CHECK_INT(STORE_OK, store_put(k->s, orphan, "x", 1, 0, why, sizeof why));
+    rollups_alone(k, live);
+    /* orphan rollups go with the next sweep (retain is 0 here) */
+    char orphan[LAKE_ROLLUP_KINDS][LAKE_KEY_MAX];
+    for (int kind = 0; kind < LAKE_ROLLUP_KINDS; kind++) {
+        snprintf(orphan[kind], sizeof orphan[kind],
+                 OLD_HOUR "01a00000-0000-7000-8000-0000000000ee.%s", lake_rollup_ext[kind]);
+        CHECK_INT(STORE_OK, store_put(k->s, orphan[kind], "x", 1, 0, why, sizeof why));
+    }
     compact_stats st;
     CHECK_INT(0, compact_run(&k->cc, &st, err, sizeof err));
-    CHECK_INT(1, st.deleted);
-    CHECK_INT(STORE_ENOENT, store_head(k->s, orphan, &e, why, sizeof why));
-    /* a file without its rollup (compacted before rollups, or its put failed): the rows */
-    CHECK_INT(STORE_OK, store_del(k->s, rollup, why, sizeof why));
+    CHECK_INT(LAKE_ROLLUP_KINDS, st.deleted);
+    for (int kind = 0; kind < LAKE_ROLLUP_KINDS; kind++)
+        CHECK_INT(STORE_ENOENT, store_head(k->s, orphan[kind], &e, why, sizeof why));
+    /* a file without its rollups (compacted before rollups, or their put failed): the rows */
+    for (int kind = 0; kind < LAKE_ROLLUP_KINDS; kind++)
+        CHECK_INT(STORE_OK, store_del(k->s, rollup[kind], why, sizeof why));
     rpc_answer(k, "'-infinity'", 1);
 }
 
@@ -1069,7 +1100,7 @@ static void compaction_lost_file_fails_queries(compaction *k)
     char why[512];
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(2, n); /* the live file (whose rollup the step before deleted), the late segment */
+    CHECK_INT(2, n); /* the live file (whose rollups the step before deleted), the late segment */
     char live[LAKE_KEY_MAX], want[LAKE_KEY_MAX + 100];
     table_parquet_one(k->s, live, sizeof live);
     CHECK_INT(STORE_OK, store_del(k->s, live, why, sizeof why));
@@ -1300,7 +1331,8 @@ static void chunks_past_retain_only_live_files_stay(compaction *k)
     CHECK_INT(6, st.deleted);
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(2 * (long long)json_array_size(live) + 1, n); /* each with its rollup */
+    /* each with its rollups */
+    CHECK_INT((1 + LAKE_ROLLUP_KINDS) * (long long)json_array_size(live) + 1, n);
     size_t i;
     json_t *v;
     store_entry e;

@@ -109,6 +109,16 @@ function bucketFor(span) {
   return { sql: "INTERVAL '1 hour'", name: 'hour', ms: 3600e3 };
 }
 function bucket() { const r = range(); return bucketFor(r.hi - r.lo); }
+/* events per bucket and key (type or collection): from event_counts_between, whose whole hours
+ * compaction has counted per minute already (docs/query.md), for buckets of minutes; else rows */
+function perBucket(b, key, where) {
+  const r = range();
+  if (b.ms < 60e3)
+    return 'SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, ' + key + ', count(*) AS n FROM ' + between() +
+      where + ' GROUP BY ALL ORDER BY t';
+  return 'SELECT epoch_ms(time_bucket(' + b.sql + ', minute)) AS t, ' + key + ', sum(n)::BIGINT AS n ' +
+    'FROM event_counts_between(' + ts(r.lo) + ', ' + ts(r.hi) + ')' + where + ' GROUP BY ALL ORDER BY t';
+}
 function str(s) { return "'" + String(s).replace(/'/g, "''") + "'"; }
 
 /* ---- rendering helpers ----------------------------------------------------- */
@@ -196,8 +206,7 @@ const views = {
     const b = bucket();
     $('ov-bucket').textContent = b.name;
     const [per, m, rej] = await Promise.all([
-      query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, type, count(*) AS n FROM ' + between() +
-        ' GROUP BY ALL ORDER BY t'),
+      query(perBucket(b, 'type', '')),
       metrics(),
       query('SELECT count(*) FROM rejected WHERE ' + receivedIn())]);
     /* the totals by type come from the same rows: one scan of the range */
@@ -261,8 +270,7 @@ const views = {
       return last.rows.length >= 50 || r.hi - r.lo <= 3600e3 ? last : query(latestSql(r.lo));
     };
     const [per, latest] = await Promise.all([
-      query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, collection, count(*) FROM ' + between() +
-        " WHERE type IN ('collection.insert', 'collection.update', 'collection.delete') GROUP BY ALL ORDER BY t"),
+      query(perBucket(b, 'collection', " WHERE type IN ('collection.insert', 'collection.update', 'collection.delete')")),
       recent()]);
     const p = pivot(per.rows);
     chart('cdc', $('cdc-chart'), p.xs, p.series, { stacked: true });

@@ -106,6 +106,7 @@ async function view(name) {
   await page.click('#tabs button[data-view="' + name + '"]');
   await page.waitForFunction((v) => document.body.dataset.loaded === v, name, { timeout: 30000 });
   timings[name] = Date.now() - t0;
+  if (bench) timings[name + '_page'] = Number(await page.evaluate(() => document.body.dataset.loadMs));
   await page.screenshot({ path: join(artifacts, name + '.png') });
 }
 const text = (sel) => page.locator(sel).innerText();
@@ -124,7 +125,9 @@ try {
         if (v === 'sql') await view('overview');
         await view(v);
         timings[v + '_' + round] = timings[v];
+        timings[v + '_page_' + round] = timings[v + '_page'];
         delete timings[v];
+        delete timings[v + '_page'];
       }
     }
     } else {
