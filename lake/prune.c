@@ -51,7 +51,9 @@ static const struct {
 } ROLLED[] = {{"rpc_latency", LAKE_ROLLUP_RPC, 0},
               {"rpc_latency_between", LAKE_ROLLUP_RPC, 1},
               {"event_counts", LAKE_ROLLUP_COUNTS, 0},
-              {"event_counts_between", LAKE_ROLLUP_COUNTS, 1}};
+              {"event_counts_between", LAKE_ROLLUP_COUNTS, 1},
+              {"rpc_durations", LAKE_ROLLUP_LATENCY, 0},
+              {"rpc_durations_between", LAKE_ROLLUP_LATENCY, 1}};
 
 /* The index in ROLLED of a macro, or -1. */
 static int rolled(const char *name)

@@ -719,16 +719,18 @@ static int rejected_view(query_conn *q, const view_files *f, char *err, size_t e
 }
 
 /*
- * The view of the rollups a macro reads (query.c: _events_rpc_rollup for rpc_latency,
- * _events_counts_rollup for event_counts) when they stand for some of the compacted files,
- * which the events view then leaves out. Without, the engine's empty one applies.
+ * The view of the rollups a macro reads (query.c) when they stand for some of the compacted
+ * files, which the events view then leaves out. Without, the engine's empty one applies.
  */
 static int rollup_view(query_conn *q, int kind, const view_files *f, char *err, size_t errlen)
 {
+    static const char *const VIEW[LAKE_ROLLUP_KINDS][2] = {
+        {"_events_rpc_rollup", QUERY_ROLLUP_COLUMNS},
+        {"_events_counts_rollup", QUERY_COUNTS_COLUMNS},
+        {"_events_latency_rollup", QUERY_LATENCY_COLUMNS}};
     buf sql = BUF_INIT;
     buf_printf(&sql, "CREATE OR REPLACE TEMP VIEW %s AS SELECT %s FROM read_parquet([",
-               kind == LAKE_ROLLUP_RPC ? "_events_rpc_rollup" : "_events_counts_rollup",
-               kind == LAKE_ROLLUP_RPC ? QUERY_ROLLUP_COLUMNS : QUERY_COUNTS_COLUMNS);
+               VIEW[kind][0], VIEW[kind][1]);
     buf_append(&sql, f->rollups.p, f->rollups.len);
     buf_puts(&sql, "])");
     int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;

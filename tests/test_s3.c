@@ -886,8 +886,8 @@ static void compaction_unnamed_file_not_read(compaction *k)
     long long all, distinct;
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    /* three raw files (folded in, kept until retain), the parquet file, its two rollups */
-    CHECK_INT(6, n);
+    /* three raw files (folded in, kept until retain), the parquet file, its rollups */
+    CHECK_INT(4 + LAKE_ROLLUP_KINDS, n);
     buf copy = BUF_INIT;
     char live[LAKE_KEY_MAX];
     table_parquet_one(k->s, live, sizeof live);
@@ -924,9 +924,9 @@ static void compaction_folds_in_a_late_event(compaction *k)
     CHECK_INT(4, table_folded(k->s, segs, 4));
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    /* nothing deleted: 4 segments, the replaced file, the leftover, the new one, and the two
+    /* nothing deleted: 4 segments, the replaced file, the leftover, the new one, and the
      * rollups of the replaced file and of the new one */
-    CHECK_INT(11, n);
+    CHECK_INT(7 + 2 * LAKE_ROLLUP_KINDS, n);
 }
 
 /* Past retain: the segments the first snapshot folded in go, then it expires and the file only
@@ -952,8 +952,8 @@ static void compaction_deletes_past_retain(compaction *k)
                          sizeof why));
     int n = 0;
     store_list(k->s, OLD_HOUR, on_key_count, &n, why, sizeof why);
-    CHECK_INT(4, n); /* the live file, its two rollups, the late segment (the replaced file's
-                        rollups went with it) */
+    /* the live file, its rollups, the late segment (the replaced file's rollups went with it) */
+    CHECK_INT(2 + LAKE_ROLLUP_KINDS, n);
     counts(k->qc, &all, &distinct);
     CHECK_INT(201, all);
     CHECK_INT(201, distinct);
@@ -1013,6 +1013,14 @@ static char *csv_files(query_conn *qc, const char *sql, uint64_t *files)
     "events WHERE ts >= " LO " GROUP BY ALL ORDER BY minute, type NULLS LAST, collection NULLS "   \
     "LAST"
 
+/* rpc_durations as it was, over the rows of events (no rollup), from lo: the reference. */
+#define DURATIONS_ROWS(LO)                                                                         \
+    "SELECT date_trunc('minute', ts) AS minute, \"do\".\"class\" AS class, method, "               \
+    "count(*)::BIGINT AS calls, count(*) FILTER (success IS FALSE OR error IS NOT NULL)::BIGINT "  \
+    "AS errors, list(CASE WHEN durationMs = 0 THEN 0.0 ELSE durationMs END ORDER BY durationMs) "  \
+    "FILTER (durationMs IS NOT NULL) AS durations FROM events WHERE type = 'rpc.call' AND ts >= "  \
+    LO " GROUP BY ALL ORDER BY minute, class NULLS LAST, method NULLS LAST"
+
 /* One call of the macro fn from lo against the reference ref: the same answer, from `files`
  * files. */
 static void rollup_answer(compaction *k, const char *fn, const char *ref_fmt, const char *lo,
@@ -1034,20 +1042,24 @@ static void rpc_answer(compaction *k, const char *lo, uint64_t files)
 {
     rollup_answer(k, "rpc_latency", RPC_ROWS("%s"), lo, files);
     rollup_answer(k, "event_counts", COUNTS_ROWS("%s"), lo, files);
+    rollup_answer(k, "rpc_durations", DURATIONS_ROWS("%s"), lo, files);
 }
 
-/* Both macros over the whole hour with the compacted file unreadable: the same answers. */
+/* The macros over the whole hour with the compacted file unreadable: the same answers. */
 static void rollups_alone(compaction *k, const char *live)
 {
     static const char *const sql[] = {"SELECT * FROM rpc_latency('-infinity')",
-                                      "SELECT * FROM event_counts('-infinity')"};
+                                      "SELECT * FROM event_counts('-infinity')",
+                                      "SELECT * FROM rpc_durations('-infinity')"};
+    enum { N = sizeof sql / sizeof *sql };
     char why[512];
     uint64_t n;
-    char *want[2] = {csv_files(k->qc, sql[0], &n), csv_files(k->qc, sql[1], &n)};
+    char *want[N];
+    for (int i = 0; i < N; i++) want[i] = csv_files(k->qc, sql[i], &n);
     buf file = BUF_INIT;
     REQUIRE_INT(STORE_OK, store_get(k->s, live, 0, 0, &file, why, sizeof why));
     CHECK_INT(STORE_OK, store_put(k->s, live, "not parquet", 11, 0, why, sizeof why));
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < N; i++) {
         char *got = csv_files(k->qc, sql[i], &n);
         CHECK_STR(want[i] ? want[i] : "", got ? got : "");
         free(got);
@@ -1058,8 +1070,8 @@ static void rollups_alone(compaction *k, const char *live)
 }
 
 /*
- * rpc_latency and event_counts over a whole hour read the compacted file's rollups instead of
- * its rows (so much so that they answer with the file unreadable), and answer the same; over
+ * rpc_latency, event_counts and rpc_durations over a whole hour read the compacted file's
+ * rollups instead of its rows (so much so that they answer with the file unreadable), and answer the same; over
  * part of the hour, or without the rollups, the rows. A rollup whose file is gone is swept.
  */
 static void compaction_rollups_answer_rpc_latency(compaction *k)
