@@ -53,7 +53,9 @@ static const struct {
               {"event_counts", LAKE_ROLLUP_COUNTS, 0},
               {"event_counts_between", LAKE_ROLLUP_COUNTS, 1},
               {"rpc_durations", LAKE_ROLLUP_LATENCY, 0},
-              {"rpc_durations_between", LAKE_ROLLUP_LATENCY, 1}};
+              {"rpc_durations_between", LAKE_ROLLUP_LATENCY, 1},
+              {"objects", LAKE_ROLLUP_OBJECTS, 0},
+              {"objects_between", LAKE_ROLLUP_OBJECTS, 1}};
 
 /* The index in ROLLED of a macro, or -1. */
 static int rolled(const char *name)

@@ -8,8 +8,8 @@
  * reference to `events`, the conjuncts of its SELECT's WHERE that compare
  * `ts` with an expression free of columns and subqueries (a literal, $1,
  * now() - INTERVAL 1 HOUR) bound it below or above; events_between(a, b),
- * rpc_latency(since), event_counts(since), rpc_durations(since), their _between(a, b)
- * forms and collection_at(c, t) bound it by their arguments.
+ * rpc_latency(since), event_counts(since), rpc_durations(since), objects(since), their
+ * _between(a, b) forms and collection_at(c, t) bound it by their arguments.
  *
  * The answer is always a superset: a reference it cannot bound (a `ts` test
  * under OR, a view hidden in a string passed to query(), a CTE named events)
@@ -42,7 +42,8 @@ typedef struct prune_ref {
     int nlo, nhi;
     /* a call of a macro that rollups can answer (layout.h, docs/lake.md): the rollups' kind + 1
      * (rpc_latency, rpc_latency_between: LAKE_ROLLUP_RPC; event_counts, event_counts_between:
-     * LAKE_ROLLUP_COUNTS; rpc_durations, rpc_durations_between: LAKE_ROLLUP_LATENCY), else 0;
+     * LAKE_ROLLUP_COUNTS; rpc_durations, rpc_durations_between: LAKE_ROLLUP_LATENCY; objects,
+     * objects_between: LAKE_ROLLUP_OBJECTS), else 0;
      * between: the _between one (lo, hi), else lo is its since */
     int rollup, between;
 } prune_ref;

@@ -86,6 +86,21 @@
     "FROM events WHERE type = 'rpc.call' AND " WHERE " GROUP BY ALL) GROUP BY ALL "                \
     "ORDER BY minute, class NULLS LAST, method NULLS LAST"
 
+/*
+ * objects over a range: each emitting object's events summed up (QUERY_OBJECTS_SUMS, query.h),
+ * from the rollups of the compacted files of hours wholly within it (docs/lake.md, "Rollups"),
+ * in the view _events_objects_rollup, and from the rows, as above; the dashboard's Objects view.
+ */
+#define OBJECTS(HEAD, WHERE)                                                                       \
+    "CREATE MACRO " HEAD " AS TABLE "                                                              \
+    "SELECT class, id, max(name).v AS name, max(colo).v AS colo, max(last_seen) AS last_seen, "    \
+    "max(lifecycle).v AS lifecycle, max(lifecycle).ts AS lifecycle_at, "                           \
+    "sum(connects)::BIGINT AS connects, sum(messages)::BIGINT AS messages, "                       \
+    "sum(closes)::BIGINT AS closes, sum(events)::BIGINT AS events FROM ("                                                         \
+    "SELECT " QUERY_OBJECTS_COLUMNS " FROM _events_objects_rollup UNION ALL " QUERY_OBJECTS_SUMS   \
+    " FROM events WHERE \"do\".id IS NOT NULL AND " WHERE " GROUP BY ALL) GROUP BY ALL "           \
+    "ORDER BY last_seen DESC, class NULLS LAST, id"
+
 static const char *const MACROS[] = {
     "CREATE MACRO events_between(lo, hi) AS TABLE SELECT * FROM events WHERE ts >= lo AND ts < hi",
     "CREATE MACRO doc_history(coll, doc_id) AS TABLE "
@@ -107,6 +122,8 @@ static const char *const MACROS[] = {
     RPC_DURATIONS("rpc_durations(since)", "ts >= since"),
     RPC_DURATIONS("rpc_durations_between(lo, hi)", "ts >= lo AND ts < hi"),
     "CREATE MACRO rpc_percentiles(durations) AS " RPC_QUANTILES,
+    OBJECTS("objects(since)", "ts >= since"),
+    OBJECTS("objects_between(lo, hi)", "ts >= lo AND ts < hi"),
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -386,6 +403,15 @@ static int create_macros(duckdb_connection c, char *err, size_t errlen)
                          "CREATE VIEW main._events_latency_rollup AS SELECT NULL::TIMESTAMP AS "
                          "minute, class, method, calls, errors, durations FROM "
                          "main._events_rpc_rollup",
+                         err, errlen);
+    if (!rc)
+        rc = query__exec(c,
+                         "CREATE VIEW main._events_objects_rollup AS SELECT NULL::VARCHAR AS class, "
+                         "NULL::VARCHAR AS id, NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS name, "
+                         "NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS colo, NULL::TIMESTAMP AS "
+                         "last_seen, NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS lifecycle, "
+                         "NULL::BIGINT AS connects, NULL::BIGINT AS messages, NULL::BIGINT AS "
+                         "closes, NULL::BIGINT AS events WHERE false",
                          err, errlen);
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
         rc = query__exec(c, MACROS[i], err, errlen);

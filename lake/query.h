@@ -56,6 +56,25 @@ extern const char QUERY_VIEW_PARSED_COLUMNS[];
 extern const char QUERY_COMPACT_ORDER[];
 
 /*
+ * An objects rollup's rows (docs/lake.md, "Rollups"), as compaction writes them from a file's
+ * rows and objects() sums up the rows it reads, over the view's columns, grouped by
+ * "do".class and "do".id: of each object, its latest name and colo, when it was last seen, its
+ * latest lifecycle (do.*) event, its WebSocket connects, messages and closes, and its events.
+ * A latest value is max({'ts': ts, 'v': value}): the one at the greatest ts, the greatest value
+ * among equal ts, so that it is the same whatever the files and the order of the rows.
+ */
+#define QUERY_OBJECTS_SUMS                                                                         \
+    "SELECT \"do\".\"class\" AS class, \"do\".id AS id, "                                          \
+    "max({'ts': ts, 'v': \"do\".\"name\"}) FILTER (\"do\".\"name\" IS NOT NULL) AS name, "            \
+    "max({'ts': ts, 'v': \"do\".colo}) FILTER (\"do\".colo IS NOT NULL) AS colo, "                   \
+    "max(ts) AS last_seen, max({'ts': ts, 'v': type}) FILTER (type LIKE 'do.%') AS lifecycle, "    \
+    "count(*) FILTER (type = 'ws.connect') AS connects, "                                          \
+    "count(*) FILTER (type = 'ws.message') AS messages, "                                          \
+    "count(*) FILTER (type IN ('ws.close', 'ws.error')) AS closes, count(*) AS events"
+#define QUERY_OBJECTS_COLUMNS                                                                      \
+    "class, id, name, colo, last_seen, lifecycle, connects, messages, closes, events"
+
+/*
  * A compacted file's columns (layout 2, partition.h), the Iceberg table's, as a select list
  * over the view's columns (ice_duckdb_field_ids, iceberg.h, gives their field ids). The
  * whole event is the column _events_json, a name ingest refuses as a member, so that no

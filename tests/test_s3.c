@@ -1050,7 +1050,8 @@ static void rollups_alone(compaction *k, const char *live)
 {
     static const char *const sql[] = {"SELECT * FROM rpc_latency('-infinity')",
                                       "SELECT * FROM event_counts('-infinity')",
-                                      "SELECT * FROM rpc_durations('-infinity')"};
+                                      "SELECT * FROM rpc_durations('-infinity')",
+                                      "SELECT * FROM objects('-infinity')"};
     enum { N = sizeof sql / sizeof *sql };
     char why[512];
     uint64_t n;

@@ -286,17 +286,14 @@ const views = {
   },
 
   async objects() {
-    /* the typed columns for the whole range; the connection count (a member only the raw
-     * event has, slower to read) from the last hour of the range */
+    /* objects_between for the whole range (compacted hours from their rollups, docs/query.md);
+     * the connection count (a member only the raw event has, slower to read) from the last
+     * hour of the range */
     const r = range();
     const [main, conns] = await Promise.all([
-      query('SELECT "do"."class" AS class, "do".id AS id, any_value("do"."name") AS name, any_value("do".colo) AS colo, ' +
-        'max(ts) AS last_seen, arg_max(type, ts) FILTER (type LIKE \'do.%\') AS lifecycle, ' +
-        'max(ts) FILTER (type LIKE \'do.%\') AS lifecycle_at, ' +
-        "count(*) FILTER (type = 'ws.connect') AS connects, count(*) FILTER (type = 'ws.message') AS messages, " +
-        "count(*) FILTER (type IN ('ws.close', 'ws.error')) AS closes, NULL AS connections, " +
-        'count(*) AS events FROM ' + between() + ' WHERE "do".id IS NOT NULL GROUP BY 1, 2 ' +
-        'ORDER BY last_seen DESC LIMIT 500'),
+      query('SELECT class, id, name, colo, last_seen, lifecycle, lifecycle_at, connects, messages, closes, ' +
+        'NULL AS connections, events FROM objects_between(' + ts(r.lo) + ', ' + ts(r.hi) + ') ' +
+        'ORDER BY last_seen DESC, class NULLS LAST, id LIMIT 500'),
       query("SELECT \"do\".\"class\", \"do\".id, arg_max(TRY_CAST(_events_json->>'connectionCount' AS INTEGER), ts) FROM events_between(" +
         ts(Math.max(r.lo, r.hi - 3600e3)) + ', ' + ts(r.hi) + ") WHERE type LIKE 'ws.%' GROUP BY ALL")]);
     const now = new Map(conns.rows.map((x) => [x[0] + '\u0000' + x[1], x[2]]));
