@@ -485,16 +485,14 @@ static int dedup_across(const compact_hour_job *job, compact_hour_result *res, c
 /* ---- 3. rollups ---------------------------------------------------------------------- */
 
 /* Each kind's rows (layout.h), after the file's: which rows it sums up, then how. */
-static const char *const ROLLUP_ROWS[LAKE_ROLLUP_KINDS] = {
-    " WHERE type = 'rpc.call'", "", " WHERE type = 'rpc.call'", " WHERE \"do\".id IS NOT NULL"};
-#define ROLLUP_CALLS                                                                               \
-    "\"do\".\"class\" AS class, method, count(*) AS calls, "                                        \
-    "count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "                          \
-    "list(durationMs ORDER BY durationMs) FILTER (durationMs IS NOT NULL) AS durations"
+static const char *const ROLLUP_ROWS[LAKE_ROLLUP_KINDS] = {" WHERE type = 'rpc.call'", "",
+                                                           " WHERE \"do\".id IS NOT NULL"};
 static const char *const ROLLUP_SELECT[LAKE_ROLLUP_KINDS] = {
-    "SELECT " ROLLUP_CALLS,
+    "SELECT \"do\".\"class\" AS class, method, count(*) AS calls, "
+    "count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "
+    "list(durationMs ORDER BY durationMs) FILTER (durationMs IS NOT NULL) AS durations",
     "SELECT date_trunc('minute', ts) AS minute, type, collection, count(*) AS n",
-    "SELECT date_trunc('minute', ts) AS minute, " ROLLUP_CALLS, QUERY_OBJECTS_SUMS};
+    QUERY_OBJECTS_SUMS};
 
 /*
  * 1 in outside[k] when a row that the rollup of kind k would sum up lies outside the hour (or
@@ -542,7 +540,6 @@ static int rollup_outside(const compact_hour_job *job, const char *path, const c
  *   - rpc: its rpc.call events per class and method, with their count, their errors as
  *     rpc_latency counts them and their non-NULL durations in order (rpc_latency);
  *   - counts: its events counted per minute, type and collection (event_counts);
- *   - latency: the first's per minute too (rpc_durations);
  *   - objects: its events per emitting object (objects, QUERY_OBJECTS_SUMS).
  * None of a kind when a row it sums up lies outside the partition's hour (rollup_outside). A
  * file without such rows gets an empty rollup, which says so.

@@ -171,7 +171,7 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
     return strcmp(*ext, "jsonl") && strcmp(*ext, "parquet") ? -1 : 0;
 }
 
-const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS] = {"rollup", "counts", "latency", "objects"};
+const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS] = {"rollup", "counts", "objects"};
 
 int lake_parse_rollup_key(const char *key, int64_t *hour)
 {

@@ -81,8 +81,6 @@ void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
  *                       method (rpc_latency, rpc_latency_between);
  *   LAKE_ROLLUP_COUNTS  "events/yyyy/mm/dd/hh/{uuid}.counts", the rows counted per minute, type
  *                       and collection (event_counts, event_counts_between);
- *   LAKE_ROLLUP_LATENCY "events/yyyy/mm/dd/hh/{uuid}.latency", the rpc.call rows per minute,
- *                       class and method (rpc_durations, rpc_durations_between);
  *   LAKE_ROLLUP_OBJECTS "events/yyyy/mm/dd/hh/{uuid}.objects", the rows of each emitting
  *                       object, "do".class and "do".id (objects, objects_between).
  * lake_rollup_key_of gives a compacted file's rollup of a kind (-1: the key is not a compacted
@@ -91,11 +89,10 @@ void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
 enum {
     LAKE_ROLLUP_RPC,
     LAKE_ROLLUP_COUNTS,
-    LAKE_ROLLUP_LATENCY,
     LAKE_ROLLUP_OBJECTS,
     LAKE_ROLLUP_KINDS
 };
-/* "rollup", "counts", "latency", "objects" */
+/* "rollup", "counts", "objects" */
 extern const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS];
 int lake_rollup_key_of(const char *parquet_key, int kind, char out[LAKE_KEY_MAX]);
 int lake_parse_rollup_key(const char *key, int64_t *hour);

@@ -52,8 +52,6 @@ static const struct {
               {"rpc_latency_between", LAKE_ROLLUP_RPC, 1},
               {"event_counts", LAKE_ROLLUP_COUNTS, 0},
               {"event_counts_between", LAKE_ROLLUP_COUNTS, 1},
-              {"rpc_durations", LAKE_ROLLUP_LATENCY, 0},
-              {"rpc_durations_between", LAKE_ROLLUP_LATENCY, 1},
               {"objects", LAKE_ROLLUP_OBJECTS, 0},
               {"objects_between", LAKE_ROLLUP_OBJECTS, 1}};
 

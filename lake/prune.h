@@ -42,8 +42,7 @@ typedef struct prune_ref {
     int nlo, nhi;
     /* a call of a macro that rollups can answer (layout.h, docs/lake.md): the rollups' kind + 1
      * (rpc_latency, rpc_latency_between: LAKE_ROLLUP_RPC; event_counts, event_counts_between:
-     * LAKE_ROLLUP_COUNTS; rpc_durations, rpc_durations_between: LAKE_ROLLUP_LATENCY; objects,
-     * objects_between: LAKE_ROLLUP_OBJECTS), else 0;
+     * LAKE_ROLLUP_COUNTS; objects, objects_between: LAKE_ROLLUP_OBJECTS), else 0;
      * between: the _between one (lo, hi), else lo is its since */
     int rollup, between;
 } prune_ref;

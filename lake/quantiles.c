@@ -689,69 +689,6 @@ static void agg_finalize(duckdb_function_info info, duckdb_aggregate_state *st, 
     scratch_free(&s);
 }
 
-/*
- * _events_sorted_agg(DOUBLE[]): the values of a group's lists in one list, ascending in DuckDB's
- * order, with -0.0 as +0.0 and every NaN as the quiet NaN (what the quantiles return too), so
- * that the list is the same whatever the order of the rows and of their values. Its states are
- * _events_quantiles_agg's.
- */
-static int agg_sorted(scratch *s, const agg *a, double *res, size_t total)
-{
-    if (grow((void **)&s->keys, &s->keys_cap, total, sizeof *s->keys) ||
-        grow((void **)&s->aux, &s->aux_cap, total, sizeof *s->aux))
-        return -1;
-    size_t m = 0;
-    for (size_t i = 0; i < a->nb; i++)
-        for (size_t j = 0; j < a->b[i].n; j++) s->keys[m++] = key_of(a->b[i].v[j]);
-    /* one sorted block (a rollup's minute) needs no sort */
-    const uint64_t *k = a->nb == 1 && ascends(a->b[0].v, a->b[0].n)
-                            ? s->keys
-                            : radix_sort(s->keys, s->aux, m);
-    for (size_t i = 0; i < m; i++) res[i] = value_of(k[i]);
-    return 0;
-}
-
-#define SORTED_NAME "_events_sorted_agg"
-
-static void sorted_finalize(duckdb_function_info info, duckdb_aggregate_state *st,
-                            duckdb_vector out, idx_t count, idx_t offset)
-{
-    idx_t used = duckdb_list_vector_get_size(out), need = used;
-    for (idx_t i = 0; i < count; i++) {
-        const agg *a = *(agg **)st[i];
-        for (size_t j = 0; a && !a->oom && j < a->nb; j++) need += a->b[j].n;
-    }
-    scratch s;
-    memset(&s, 0, sizeof s);
-    if (duckdb_list_vector_reserve(out, need) == DuckDBError) {
-        duckdb_aggregate_function_set_error(info, SORTED_NAME ": out of memory for the result");
-        return;
-    }
-    duckdb_list_entry *le = duckdb_vector_get_data(out);
-    double *res = duckdb_vector_get_data(duckdb_list_vector_get_child(out));
-    duckdb_vector_ensure_validity_writable(out);
-    uint64_t *valid = duckdb_vector_get_validity(out);
-    for (idx_t i = 0; i < count; i++) {
-        const agg *a = *(agg **)st[i];
-        idx_t k = offset + i;
-        size_t n = 0;
-        for (size_t j = 0; a && !a->oom && j < a->nb; j++) n += a->b[j].n;
-        if (a && (a->oom || agg_sorted(&s, a, res + used, n))) {
-            duckdb_aggregate_function_set_error(info, SORTED_NAME ": out of memory for a group");
-            break;
-        }
-        le[k].offset = used;
-        le[k].length = n;
-        if (n)
-            duckdb_validity_set_row_valid(valid, k);
-        else
-            duckdb_validity_set_row_invalid(valid, k);
-        used += n;
-    }
-    duckdb_list_vector_set_size(out, used);
-    scratch_free(&s);
-}
-
 static void agg_destroy(duckdb_aggregate_state *st, idx_t count)
 {
     for (idx_t i = 0; i < count; i++) {
@@ -765,24 +702,24 @@ static void agg_destroy(duckdb_aggregate_state *st, idx_t count)
     }
 }
 
-/* Registers an aggregate over DOUBLE[] of the states above, finished by fin: 0, or -1 with err
- * set. */
-static int register_agg(duckdb_connection c, duckdb_logical_type l, const char *name,
-                        duckdb_aggregate_finalize_t fin, char *err, size_t errlen)
+/* Registers _events_quantiles_agg: 0, or -1 with err set. */
+static int register_agg(duckdb_connection c, duckdb_logical_type l, char *err, size_t errlen)
 {
     duckdb_aggregate_function f = duckdb_create_aggregate_function();
     if (!f) {
-        snprintf(err, errlen, "cannot register %s: DuckDB could not make it", name);
+        snprintf(err, errlen, "cannot register %s_agg: DuckDB could not make it", QUANTILES_NAME);
         return -1;
     }
-    duckdb_aggregate_function_set_name(f, name);
+    duckdb_aggregate_function_set_name(f, QUANTILES_NAME "_agg");
     duckdb_aggregate_function_add_parameter(f, l);
     duckdb_aggregate_function_set_return_type(f, l);
-    duckdb_aggregate_function_set_functions(f, agg_size, agg_init, agg_update, agg_combine, fin);
+    duckdb_aggregate_function_set_functions(f, agg_size, agg_init, agg_update, agg_combine,
+                                            agg_finalize);
     duckdb_aggregate_function_set_destructor(f, agg_destroy);
     int rc = duckdb_register_aggregate_function(c, f) == DuckDBError ? -1 : 0;
     if (rc)
-        snprintf(err, errlen, "cannot register %s: DuckDB refused it (already registered?)", name);
+        snprintf(err, errlen, "cannot register %s_agg: DuckDB refused it (already registered?)",
+                 QUANTILES_NAME);
     duckdb_destroy_aggregate_function(&f);
     return rc;
 }
@@ -809,8 +746,7 @@ int query_quantiles_register(duckdb_connection c, char *err, size_t errlen)
                  QUANTILES_NAME);
         goto out;
     }
-    rc = register_agg(c, l, QUANTILES_NAME "_agg", agg_finalize, err, errlen);
-    if (!rc) rc = register_agg(c, l, SORTED_NAME, sorted_finalize, err, errlen);
+    rc = register_agg(c, l, err, errlen);
 out:
     duckdb_destroy_scalar_function(&f);
     if (ll) duckdb_destroy_logical_type(&ll);

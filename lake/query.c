@@ -66,27 +66,6 @@
     "ORDER BY minute, type NULLS LAST, collection NULLS LAST"
 
 /*
- * rpc_durations over a range: per minute, class and method, the rpc.call events' count, errors
- * and durations in order, from the rollups of the compacted files of hours wholly within it
- * (docs/lake.md, "Rollups"), in the view _events_latency_rollup, and from the rows, as above. A
- * minute can have both (a late segment of a compacted hour, or two files of one hour): its lists
- * are merged by _events_sorted_agg (quantiles.h), which copies each list once and leaves a
- * rollup's alone (list_sort(flatten(list())) cost 24 of the 40 ms at 1M events), and whose order
- * is the same whatever the rows'. rpc_percentiles(durations) gives the percentiles of any group
- * of them, as rpc_latency does; the dashboard's RPC chart reads it per bucket.
- */
-#define RPC_DURATIONS(HEAD, WHERE)                                                                 \
-    "CREATE MACRO " HEAD " AS TABLE "                                                              \
-    "SELECT minute, class, method, sum(calls)::BIGINT AS calls, sum(errors)::BIGINT AS errors, "   \
-    "_events_sorted_agg(durations) AS durations FROM ("                                            \
-    "SELECT " QUERY_LATENCY_COLUMNS " FROM _events_latency_rollup UNION ALL "                      \
-    "SELECT date_trunc('minute', ts) AS minute, \"do\".\"class\" AS class, method, "               \
-    "count(*) AS calls, count(*) FILTER (success IS FALSE OR error IS NOT NULL) AS errors, "        \
-    "list(durationMs) FILTER (durationMs IS NOT NULL) AS durations "                               \
-    "FROM events WHERE type = 'rpc.call' AND " WHERE " GROUP BY ALL) GROUP BY ALL "                \
-    "ORDER BY minute, class NULLS LAST, method NULLS LAST"
-
-/*
  * objects over a range: each emitting object's events summed up (QUERY_OBJECTS_SUMS, query.h),
  * from the rollups of the compacted files of hours wholly within it (docs/lake.md, "Rollups"),
  * in the view _events_objects_rollup, and from the rows, as above; the dashboard's Objects view.
@@ -119,9 +98,6 @@ static const char *const MACROS[] = {
     RPC_LATENCY("rpc_latency_between(lo, hi)", "ts >= lo AND ts < hi"),
     EVENT_COUNTS("event_counts(since)", "ts >= since"),
     EVENT_COUNTS("event_counts_between(lo, hi)", "ts >= lo AND ts < hi"),
-    RPC_DURATIONS("rpc_durations(since)", "ts >= since"),
-    RPC_DURATIONS("rpc_durations_between(lo, hi)", "ts >= lo AND ts < hi"),
-    "CREATE MACRO rpc_percentiles(durations) AS " RPC_QUANTILES,
     OBJECTS("objects(since)", "ts >= since"),
     OBJECTS("objects_between(lo, hi)", "ts >= lo AND ts < hi"),
 };
@@ -397,12 +373,6 @@ static int create_macros(duckdb_connection c, char *err, size_t errlen)
                          "CREATE VIEW main._events_counts_rollup AS SELECT NULL::TIMESTAMP AS "
                          "minute, NULL::VARCHAR AS type, NULL::VARCHAR AS collection, "
                          "NULL::BIGINT AS n WHERE false",
-                         err, errlen);
-    if (!rc)
-        rc = query__exec(c,
-                         "CREATE VIEW main._events_latency_rollup AS SELECT NULL::TIMESTAMP AS "
-                         "minute, class, method, calls, errors, durations FROM "
-                         "main._events_rpc_rollup",
                          err, errlen);
     if (!rc)
         rc = query__exec(c,

@@ -34,12 +34,10 @@ struct query_engine {
 
 /* The hours a query can touch (query_view.c). */
 /* The columns of each kind of rollup (docs/lake.md, "Rollups"), as compaction writes them and
- * the macros read them: LAKE_ROLLUP_RPC's (rpc_latency), LAKE_ROLLUP_COUNTS' (event_counts),
- * LAKE_ROLLUP_LATENCY's (rpc_durations); LAKE_ROLLUP_OBJECTS' are QUERY_OBJECTS_COLUMNS
- * (query.h). */
+ * the macros read them: LAKE_ROLLUP_RPC's (rpc_latency), LAKE_ROLLUP_COUNTS' (event_counts);
+ * LAKE_ROLLUP_OBJECTS' are QUERY_OBJECTS_COLUMNS (query.h). */
 #define QUERY_ROLLUP_COLUMNS "class, method, calls, errors, durations"
 #define QUERY_COUNTS_COLUMNS "minute, type, collection, n"
-#define QUERY_LATENCY_COLUMNS "minute, class, method, calls, errors, durations"
 
 typedef struct query__hours {
     int all;        /* every hour */

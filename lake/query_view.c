@@ -727,7 +727,6 @@ static int rollup_view(query_conn *q, int kind, const view_files *f, char *err, 
     static const char *const VIEW[LAKE_ROLLUP_KINDS][2] = {
         {"_events_rpc_rollup", QUERY_ROLLUP_COLUMNS},
         {"_events_counts_rollup", QUERY_COUNTS_COLUMNS},
-        {"_events_latency_rollup", QUERY_LATENCY_COLUMNS},
         {"_events_objects_rollup", QUERY_OBJECTS_COLUMNS}};
     buf sql = BUF_INIT;
     buf_printf(&sql, "CREATE OR REPLACE TEMP VIEW %s AS SELECT %s FROM read_parquet([",

@@ -334,52 +334,6 @@ TEST(test_quantiles_agg_equals_quantile_cont_over_sorted_and_unsorted_rows)
     db_close(&d);
 }
 
-/* Compares _events_sorted_agg(sub) per group g of the sublists `subs` (a query of (g, chunk,
- * sub)) with each group's values in order, as text (where -0.0 is not 0.0), from `flat`. */
-static void check_sorted(db *d, const char *subs, const char *flat, int64_t rows, int64_t nonnull)
-{
-    char sql[1024];
-    cmp c;
-    /* the expected: the values in DuckDB's order, a zero as +0.0 */
-    REQUIRE(run_sql(d,
-                    "CREATE OR REPLACE TABLE sorted_b AS SELECT g, list(CASE WHEN x = 0 THEN 0.0 "
-                    "ELSE x END ORDER BY x) FILTER (WHERE x IS NOT NULL)::VARCHAR AS b FROM %s "
-                    "GROUP BY g",
-                    flat) == 0);
-    snprintf(sql, sizeof sql,
-             "SELECT g, _events_sorted_agg(sub)::VARCHAR AS a FROM (%s) GROUP BY g", subs);
-    REQUIRE(compare_sql(d, sql, "sorted_b", &c) == 0);
-    CHECK_INT(rows, c.rows);
-    CHECK_INT(nonnull, c.ours);
-    CHECK_INT(nonnull, c.theirs);
-    CHECK_INT(0, c.differ);
-}
-
-/* The merge of rpc_durations: the same list whatever the order of the rows and their values */
-TEST(test_sorted_agg_merges_the_lists_of_a_group_in_order)
-{
-    db d;
-    int64_t groups, nonnull;
-    if (subs_open(&d, &groups, &nonnull)) return;
-    check_sorted(&d, "SELECT g, sorted AS sub FROM subs", "t", groups, nonnull);
-    check_sorted(&d, "SELECT g, shuffled AS sub FROM subs", "t", groups, nonnull);
-    check_sorted(&d,
-                 "SELECT g, CASE WHEN chunk % 5 = 1 THEN shuffled ELSE sorted END AS sub FROM subs "
-                 "UNION ALL SELECT g, NULL FROM subs UNION ALL SELECT DISTINCT g, []::DOUBLE[] "
-                 "FROM subs",
-                 "t", groups, nonnull);
-    /* one sorted list per group is taken as it is, -0.0 made +0.0 */
-    check_sorted(&d, "SELECT g, list(x ORDER BY x) FILTER (WHERE x IS NOT NULL) AS sub FROM t "
-                     "GROUP BY g",
-                 "t", groups, nonnull);
-    /* many rows per group, over both threads: states are combined */
-    REQUIRE(big_open(&d) == 0);
-    check_sorted(&d, "SELECT g, CASE WHEN chunk = 7 THEN unsorted ELSE sorted END AS sub FROM "
-                     "bigsubs",
-                 "big", 8, 8);
-    db_close(&d);
-}
-
 TEST(test_quantiles_equal_quantile_cont_over_many_large_sorted_sublists)
 {
     db d;

@@ -1013,14 +1013,6 @@ static char *csv_files(query_conn *qc, const char *sql, uint64_t *files)
     "events WHERE ts >= " LO " GROUP BY ALL ORDER BY minute, type NULLS LAST, collection NULLS "   \
     "LAST"
 
-/* rpc_durations as it was, over the rows of events (no rollup), from lo: the reference. */
-#define DURATIONS_ROWS(LO)                                                                         \
-    "SELECT date_trunc('minute', ts) AS minute, \"do\".\"class\" AS class, method, "               \
-    "count(*)::BIGINT AS calls, count(*) FILTER (success IS FALSE OR error IS NOT NULL)::BIGINT "  \
-    "AS errors, list(CASE WHEN durationMs = 0 THEN 0.0 ELSE durationMs END ORDER BY durationMs) "  \
-    "FILTER (durationMs IS NOT NULL) AS durations FROM events WHERE type = 'rpc.call' AND ts >= "  \
-    LO " GROUP BY ALL ORDER BY minute, class NULLS LAST, method NULLS LAST"
-
 /* One call of the macro fn from lo against the reference ref: the same answer, from `files`
  * files. */
 static void rollup_answer(compaction *k, const char *fn, const char *ref_fmt, const char *lo,
@@ -1042,7 +1034,6 @@ static void rpc_answer(compaction *k, const char *lo, uint64_t files)
 {
     rollup_answer(k, "rpc_latency", RPC_ROWS("%s"), lo, files);
     rollup_answer(k, "event_counts", COUNTS_ROWS("%s"), lo, files);
-    rollup_answer(k, "rpc_durations", DURATIONS_ROWS("%s"), lo, files);
 }
 
 /* The macros over the whole hour with the compacted file unreadable: the same answers. */
@@ -1050,7 +1041,6 @@ static void rollups_alone(compaction *k, const char *live)
 {
     static const char *const sql[] = {"SELECT * FROM rpc_latency('-infinity')",
                                       "SELECT * FROM event_counts('-infinity')",
-                                      "SELECT * FROM rpc_durations('-infinity')",
                                       "SELECT * FROM objects('-infinity')"};
     enum { N = sizeof sql / sizeof *sql };
     char why[512];
@@ -1071,8 +1061,8 @@ static void rollups_alone(compaction *k, const char *live)
 }
 
 /*
- * rpc_latency, event_counts and rpc_durations over a whole hour read the compacted file's
- * rollups instead of its rows (so much so that they answer with the file unreadable), and answer the same; over
+ * rpc_latency, event_counts and objects over a whole hour read the compacted file's rollups
+ * instead of its rows (so much so that they answer with the file unreadable), and answer the same; over
  * part of the hour, or without the rollups, the rows. A rollup whose file is gone is swept.
  */
 static void compaction_rollups_answer_rpc_latency(compaction *k)

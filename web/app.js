@@ -248,18 +248,13 @@ const views = {
     $('rpc-which').textContent = f ? 'of ' + (f.cls || '') + '.' + f.method : 'of every method';
     $('rpc-all').hidden = !f;
     markRpc();
-    /* exact percentiles, as the table's: for buckets of minutes, rpc_percentiles of the
-     * durations rpc_durations_between keeps per minute (compacted hours: from their rollups,
-     * docs/query.md); under a minute, one quantile_cont of the three fractions of the rows */
-    const rows = b.ms < 60e3, cls = rows ? '"do"."class"' : 'class';
-    let where = rows ? " WHERE type = 'rpc.call'" : '';
-    if (f) where += (where ? ' AND' : ' WHERE') + ' method = ' + str(f.method) +
-      (f.cls == null ? ' AND ' + cls + ' IS NULL' : ' AND ' + cls + ' = ' + str(f.cls));
-    const r = await query(rows
-      ? 'SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, quantile_cont(durationMs, [0.5, 0.95, 0.99]) FROM ' +
-        between() + where + ' GROUP BY 1 ORDER BY 1'
-      : 'SELECT epoch_ms(time_bucket(' + b.sql + ', minute)) AS t, rpc_percentiles(durations) FROM rpc_durations_between(' +
-        ts(range().lo) + ', ' + ts(range().hi) + ')' + where + ' GROUP BY 1 ORDER BY 1');
+    let where = "type = 'rpc.call'";
+    if (f) where += ' AND method = ' + str(f.method) + (f.cls == null ? ' AND "do"."class" IS NULL' : ' AND "do"."class" = ' + str(f.cls));
+    /* exact percentiles, as the table's: one quantile_cont of the three fractions per bucket
+     * costs less than three approx_quantile sketches (bench/README.md) */
+    const r = await query('SELECT epoch_ms(time_bucket(' + b.sql + ', ts)) AS t, ' +
+      'quantile_cont(durationMs, [0.5, 0.95, 0.99]) FROM ' + between() + ' WHERE ' + where +
+      ' GROUP BY 1 ORDER BY 1');
     chart('rpc', $('rpc-chart'), r.rows.map((x) => x[0]), ['p50', 'p95', 'p99'].map((l, i) =>
       ({ label: l, values: r.rows.map((x) => (x[1] == null ? null : x[1][i])) })), { unit: 'ms' });
   },
