@@ -8,7 +8,9 @@
 # npm, Chromium from Debian: `scripts/bootstrap --test`). Each view is timed from
 # the click on its tab to its data drawn, three rounds: first on the raw JSON
 # Lines, then again after `events compact --after 0` (what a running server's
-# compaction makes of every closed hour). Builds nothing.
+# compaction makes of every closed hour). Each view's time in the page (from
+# the click's handler to the data drawn) is printed beside it as VIEW_page_N.
+# Builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
