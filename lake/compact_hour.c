@@ -513,9 +513,9 @@ static int rollup_outside(const compact_hour_job *job, const char *path, const c
     query_sql_quote(&sql, path);
     buf_puts(&sql, ") WHERE path_in_schema = 'ts'");
     int64_t any = 0;
-    int rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, &any, "checking the rollups' hour", err,
-                                      errlen)
-                            : -1;
+    int rc = buf_cstr(&sql)
+                 ? run_sql(job->con, sql.p, &any, "checking the rollups' hour", err, errlen)
+                 : -1;
     for (int k = 0; !rc && k < LAKE_ROLLUP_KINDS; k++) {
         outside[k] = any;
         if (!any) continue;
@@ -524,9 +524,9 @@ static int rollup_outside(const compact_hour_job *job, const char *path, const c
                    "SELECT count(*) %s%s%s (ts IS NULL OR ts < make_timestamp(%lld) OR "
                    "ts >= make_timestamp(%lld))",
                    from, ROLLUP_ROWS[k], ROLLUP_ROWS[k][0] ? " AND" : " WHERE", lo, hi);
-        rc = buf_cstr(&sql) ? run_sql(job->con, sql.p, &outside[k], "checking the rollups' hour",
-                                      err, errlen)
-                            : -1;
+        rc = buf_cstr(&sql)
+                 ? run_sql(job->con, sql.p, &outside[k], "checking the rollups' hour", err, errlen)
+                 : -1;
     }
     if (rc && !err[0]) snprintf(err, errlen, "out of memory");
     buf_free(&sql);
@@ -544,8 +544,7 @@ static int rollup_outside(const compact_hour_job *job, const char *path, const c
  * None of a kind when a row it sums up lies outside the partition's hour (rollup_outside). A
  * file without such rows gets an empty rollup, which says so.
  */
-static int write_rollups(const compact_hour_job *job, compact_hour_out *o, char *err,
-                         size_t errlen)
+static int write_rollups(const compact_hour_job *job, compact_hour_out *o, char *err, size_t errlen)
 {
     buf from = BUF_INIT, sql = BUF_INIT, q = BUF_INIT;
     buf_puts(&from, "FROM (");
@@ -602,7 +601,8 @@ int compact_hour_run(const compact_hour_job *job, compact_hour_result *res, char
     }
     if (!rc) rc = write_runs(job, weight, res, err, errlen);
     if (!rc) rc = dedup_across(job, res, err, errlen);
-    for (size_t i = 0; !rc && i < res->nout; i++) rc = write_rollups(job, &res->out[i], err, errlen);
+    for (size_t i = 0; !rc && i < res->nout; i++)
+        rc = write_rollups(job, &res->out[i], err, errlen);
     free(weight);
     if (rc) {
         while (res->nout) out_drop_last(res);

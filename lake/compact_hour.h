@@ -35,8 +35,8 @@ typedef struct compact_hour_in {
 typedef struct compact_hour_out {
     char uuid[LAKE_UUID_LEN + 1]; /* its name in the lake: {uuid}.parquet */
     char *path;                   /* in the job's directory (malloc'd) */
-    /* its rollups ({uuid}.rollup, {uuid}.counts: layout.h, docs/lake.md) in the job's directory
-     * (malloc'd), or NULL: none, as when a row it would sum up lies outside the hour */
+    /* its rollups, one per kind (layout.h, docs/lake.md), in the job's directory (malloc'd), or
+     * NULL: none, as when a row it would sum up lies outside the hour */
     char *rollup[LAKE_ROLLUP_KINDS];
     uint64_t rows, bytes;
 } compact_hour_out;

@@ -86,12 +86,7 @@ void lake_parquet_key(int64_t hour, const char *uuid, char out[LAKE_KEY_MAX]);
  * lake_rollup_key_of gives a compacted file's rollup of a kind (-1: the key is not a compacted
  * file's); lake_parse_rollup_key the hour of a rollup's key and returns its kind (-1: not one).
  */
-enum {
-    LAKE_ROLLUP_RPC,
-    LAKE_ROLLUP_COUNTS,
-    LAKE_ROLLUP_OBJECTS,
-    LAKE_ROLLUP_KINDS
-};
+enum { LAKE_ROLLUP_RPC, LAKE_ROLLUP_COUNTS, LAKE_ROLLUP_OBJECTS, LAKE_ROLLUP_KINDS };
 /* "rollup", "counts", "objects" */
 extern const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS];
 int lake_rollup_key_of(const char *parquet_key, int kind, char out[LAKE_KEY_MAX]);

@@ -48,12 +48,10 @@ static int is_events_table(const walk *w, json_t *t)
 static const struct {
     const char *name;
     int kind, between;
-} ROLLED[] = {{"rpc_latency", LAKE_ROLLUP_RPC, 0},
-              {"rpc_latency_between", LAKE_ROLLUP_RPC, 1},
-              {"event_counts", LAKE_ROLLUP_COUNTS, 0},
-              {"event_counts_between", LAKE_ROLLUP_COUNTS, 1},
-              {"objects", LAKE_ROLLUP_OBJECTS, 0},
-              {"objects_between", LAKE_ROLLUP_OBJECTS, 1}};
+} ROLLED[] = {
+    {"rpc_latency", LAKE_ROLLUP_RPC, 0},     {"rpc_latency_between", LAKE_ROLLUP_RPC, 1},
+    {"event_counts", LAKE_ROLLUP_COUNTS, 0}, {"event_counts_between", LAKE_ROLLUP_COUNTS, 1},
+    {"objects", LAKE_ROLLUP_OBJECTS, 0},     {"objects_between", LAKE_ROLLUP_OBJECTS, 1}};
 
 /* The index in ROLLED of a macro, or -1. */
 static int rolled(const char *name)

@@ -75,7 +75,7 @@
     "SELECT class, id, max(name).v AS name, max(colo).v AS colo, max(last_seen) AS last_seen, "    \
     "max(lifecycle).v AS lifecycle, max(lifecycle).ts AS lifecycle_at, "                           \
     "sum(connects)::BIGINT AS connects, sum(messages)::BIGINT AS messages, "                       \
-    "sum(closes)::BIGINT AS closes, sum(events)::BIGINT AS events FROM ("                                                         \
+    "sum(closes)::BIGINT AS closes, sum(events)::BIGINT AS events FROM ("                          \
     "SELECT " QUERY_OBJECTS_COLUMNS " FROM _events_objects_rollup UNION ALL " QUERY_OBJECTS_SUMS   \
     " FROM events WHERE \"do\".id IS NOT NULL AND " WHERE " GROUP BY ALL) GROUP BY ALL "           \
     "ORDER BY last_seen DESC, class NULLS LAST, id"
@@ -100,6 +100,20 @@ static const char *const MACROS[] = {
     EVENT_COUNTS("event_counts_between(lo, hi)", "ts >= lo AND ts < hi"),
     OBJECTS("objects(since)", "ts >= since"),
     OBJECTS("objects_between(lo, hi)", "ts >= lo AND ts < hi"),
+};
+
+/* The views of the rollups (query_view.c, rollup_view), empty: what a query without them reads. */
+static const char *const NO_ROLLUPS[] = {
+    "CREATE VIEW main._events_rpc_rollup AS SELECT NULL::VARCHAR AS class, NULL::VARCHAR AS "
+    "method, NULL::BIGINT AS calls, NULL::BIGINT AS errors, NULL::DOUBLE[] AS durations WHERE "
+    "false",
+    "CREATE VIEW main._events_counts_rollup AS SELECT NULL::TIMESTAMP AS minute, NULL::VARCHAR AS "
+    "type, NULL::VARCHAR AS collection, NULL::BIGINT AS n WHERE false",
+    "CREATE VIEW main._events_objects_rollup AS SELECT NULL::VARCHAR AS class, NULL::VARCHAR AS "
+    "id, NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS name, NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS "
+    "colo, NULL::TIMESTAMP AS last_seen, NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS lifecycle, "
+    "NULL::BIGINT AS connects, NULL::BIGINT AS messages, NULL::BIGINT AS closes, NULL::BIGINT AS "
+    "events WHERE false",
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -362,27 +376,8 @@ static int create_macros(duckdb_connection c, char *err, size_t errlen)
     buf_free(&v);
     if (!rc) rc = query_quantiles_register(c, err, errlen); /* rpc_latency's percentiles */
     /* the rollups the macros read (query_view.c) when the query has none */
-    if (!rc)
-        rc = query__exec(c,
-                         "CREATE VIEW main._events_rpc_rollup AS SELECT NULL::VARCHAR AS class, "
-                         "NULL::VARCHAR AS method, NULL::BIGINT AS calls, NULL::BIGINT AS errors, "
-                         "NULL::DOUBLE[] AS durations WHERE false",
-                         err, errlen);
-    if (!rc)
-        rc = query__exec(c,
-                         "CREATE VIEW main._events_counts_rollup AS SELECT NULL::TIMESTAMP AS "
-                         "minute, NULL::VARCHAR AS type, NULL::VARCHAR AS collection, "
-                         "NULL::BIGINT AS n WHERE false",
-                         err, errlen);
-    if (!rc)
-        rc = query__exec(c,
-                         "CREATE VIEW main._events_objects_rollup AS SELECT NULL::VARCHAR AS class, "
-                         "NULL::VARCHAR AS id, NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS name, "
-                         "NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS colo, NULL::TIMESTAMP AS "
-                         "last_seen, NULL::STRUCT(ts TIMESTAMP, v VARCHAR) AS lifecycle, "
-                         "NULL::BIGINT AS connects, NULL::BIGINT AS messages, NULL::BIGINT AS "
-                         "closes, NULL::BIGINT AS events WHERE false",
-                         err, errlen);
+    for (size_t i = 0; !rc && i < sizeof NO_ROLLUPS / sizeof *NO_ROLLUPS; i++)
+        rc = query__exec(c, NO_ROLLUPS[i], err, errlen);
     for (size_t i = 0; !rc && i < sizeof MACROS / sizeof *MACROS; i++)
         rc = query__exec(c, MACROS[i], err, errlen);
     return rc;

@@ -65,8 +65,8 @@ extern const char QUERY_COMPACT_ORDER[];
  */
 #define QUERY_OBJECTS_SUMS                                                                         \
     "SELECT \"do\".\"class\" AS class, \"do\".id AS id, "                                          \
-    "max({'ts': ts, 'v': \"do\".\"name\"}) FILTER (\"do\".\"name\" IS NOT NULL) AS name, "            \
-    "max({'ts': ts, 'v': \"do\".colo}) FILTER (\"do\".colo IS NOT NULL) AS colo, "                   \
+    "max({'ts': ts, 'v': \"do\".\"name\"}) FILTER (\"do\".\"name\" IS NOT NULL) AS name, "         \
+    "max({'ts': ts, 'v': \"do\".colo}) FILTER (\"do\".colo IS NOT NULL) AS colo, "                 \
     "max(ts) AS last_seen, max({'ts': ts, 'v': type}) FILTER (type LIKE 'do.%') AS lifecycle, "    \
     "count(*) FILTER (type = 'ws.connect') AS connects, "                                          \
     "count(*) FILTER (type = 'ws.message') AS messages, "                                          \

@@ -642,12 +642,12 @@ TEST(rollups_give_rpc_latency_the_answers_of_the_rows)
  */
 TEST(rollups_give_event_counts_the_answers_of_the_rows)
 {
-    static const char *const KINDS[] = {
-        "\"type\":\"collection.insert\",\"collection\":\"users\"",
-        "\"type\":\"collection.update\",\"collection\":\"users\"",
-        "\"type\":\"collection.delete\",\"collection\":\"orders\"",
-        "\"type\":\"rpc.call\"", "\"type\":\"ws.message\",\"collection\":\"\"",
-        "\"collection\":\"users\""};
+    static const char *const KINDS[] = {"\"type\":\"collection.insert\",\"collection\":\"users\"",
+                                        "\"type\":\"collection.update\",\"collection\":\"users\"",
+                                        "\"type\":\"collection.delete\",\"collection\":\"orders\"",
+                                        "\"type\":\"rpc.call\"",
+                                        "\"type\":\"ws.message\",\"collection\":\"\"",
+                                        "\"collection\":\"users\""};
     tlake t;
     tlake_make(&t, "compact-counts", NULL);
     unsigned r = 7;
@@ -709,12 +709,13 @@ TEST(rollups_give_event_counts_the_answers_of_the_rows)
 /* objects as it was, over the rows of events (no rollup): the reference, written otherwise
  * (first() in an order, for the latest values). */
 #define OBJECTS_ROWS                                                                               \
-    "SELECT \"do\".\"class\" AS class, \"do\".id AS id, first(\"do\".\"name\" ORDER BY ts DESC, "    \
-    "\"do\".\"name\" DESC) FILTER (\"do\".\"name\" IS NOT NULL) AS name, first(\"do\".colo ORDER BY ts "  \
-    "DESC, \"do\".colo DESC) FILTER (\"do\".colo IS NOT NULL) AS colo, max(ts) AS last_seen, "        \
-    "first(type ORDER BY ts DESC, type DESC) FILTER (type LIKE 'do.%%') AS lifecycle, max(ts) "     \
+    "SELECT \"do\".\"class\" AS class, \"do\".id AS id, first(\"do\".\"name\" ORDER BY ts DESC, "  \
+    "\"do\".\"name\" DESC) FILTER (\"do\".\"name\" IS NOT NULL) AS name, first(\"do\".colo ORDER " \
+    "BY ts "                                                                                       \
+    "DESC, \"do\".colo DESC) FILTER (\"do\".colo IS NOT NULL) AS colo, max(ts) AS last_seen, "     \
+    "first(type ORDER BY ts DESC, type DESC) FILTER (type LIKE 'do.%%') AS lifecycle, max(ts) "    \
     "FILTER (type LIKE 'do.%%') AS lifecycle_at, count(*) FILTER (type = 'ws.connect') AS "        \
-    "connects, count(*) FILTER (type = 'ws.message') AS messages, count(*) FILTER (type IN "      \
+    "connects, count(*) FILTER (type = 'ws.message') AS messages, count(*) FILTER (type IN "       \
     "('ws.close', 'ws.error')) AS closes, count(*) AS events FROM events WHERE \"do\".id IS NOT "  \
     "NULL AND ts >= %s AND ts < %s GROUP BY ALL ORDER BY last_seen DESC, class NULLS LAST, id"
 

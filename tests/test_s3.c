@@ -1062,8 +1062,8 @@ static void rollups_alone(compaction *k, const char *live)
 
 /*
  * rpc_latency, event_counts and objects over a whole hour read the compacted file's rollups
- * instead of its rows (so much so that they answer with the file unreadable), and answer the same; over
- * part of the hour, or without the rollups, the rows. A rollup whose file is gone is swept.
+ * instead of its rows (so much so that they answer with the file unreadable), and answer the same;
+ * over part of the hour, or without the rollups, the rows. A rollup whose file is gone is swept.
  */
 static void compaction_rollups_answer_rpc_latency(compaction *k)
 {
