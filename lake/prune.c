@@ -263,7 +263,7 @@ static void visit(walk *w, json_t *node, int star_ok)
         !is_macro(str(json_object_get(node, "function"), "function_name")))
         w->functions++;
     const char *cls = str(node, "class");
-    if (cls && !strcmp(cls, "STAR") && !star_ok) w->r->raw = 1;
+    if (cls && !strcmp(cls, "STAR") && !star_ok) w->r->raw = w->r->whole = 1;
     if (cls && !strcmp(cls, "COLUMN_REF")) {
         json_t *names = json_object_get(node, "column_names");
         size_t n = json_array_size(names);
@@ -316,7 +316,7 @@ void prune_analyse_table(json_t *ast, const char *table, const char *column, pru
     /* a column reference that names an events reference is the whole row */
     for (int i = 0; i < w.nnames; i++)
         for (int k = 0; k < w.naliases; k++)
-            if (!strcasecmp(w.names[i], w.aliases[k])) r->raw = 1;
+            if (!strcasecmp(w.names[i], w.aliases[k])) r->raw = r->whole = 1;
     if (r->unbounded) {
         r->raw = 1;
         return;

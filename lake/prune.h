@@ -49,6 +49,7 @@ typedef struct prune_ref {
 
 typedef struct prune_result {
     int raw;         /* the query can reach the whole event (the view's _events_json column) */
+    int whole;       /* ... through a star or the table as a value: it reads every column */
     int unbounded;   /* some reference has no usable bound on one side: read everything */
     int no_events;   /* the query cannot reach events at all */
     prune_ref *refs; /* one per reference to events */

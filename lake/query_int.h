@@ -43,6 +43,7 @@ typedef struct query__hours {
     int all;        /* every hour */
     int none;       /* the query cannot reach events */
     int raw;        /* the query can reach the whole event: the extracting view */
+    int whole;      /* ... and reads every column of it (prune.h): one parse of each event */
     int64_t lo, hi; /* inclusive hour numbers */
     /* rollup: the query reads events only through one call of a macro that rollups answer
      * (prune.h), whose bounds are known to the microsecond: ts >= rollup_lo and ts < rollup_hi
