@@ -541,6 +541,50 @@ TEST(compaction_keeps_every_value_of_odd_events)
     "SELECT class, method, calls, [p50, p95, p99]::VARCHAR AS q, error_rate::VARCHAR AS e "        \
     "FROM " CALL
 
+/* Writes hours 10 to 12 of 2026-11-20 as a raw file each, their events from gen. */
+static int write_hours(const tlake *t, void (*gen)(FILE *f, int h, unsigned *r), unsigned seed)
+{
+    unsigned r = seed;
+    for (int h = 10; h <= 12; h++) {
+        char path[1500];
+        snprintf(path, sizeof path, "%s/events/2026/11/20/%d", t->lake, h);
+        sh("mkdir -p '%s'", path);
+        snprintf(path + strlen(path), sizeof path - strlen(path),
+                 "/01a00000-0000-7000-8000-%012d.jsonl", h);
+        FILE *f = fopen(path, "w");
+        if (!f) return -1;
+        gen(f, h, &r);
+        fclose(f);
+    }
+    return 0;
+}
+
+/* Hour h's rpc.call events, with durations that repeat, are missing, null, NaN, infinite or
+ * huge, with NULL class or method, some of them failed; and one other event. */
+static void rpc_events(FILE *f, int h, unsigned *r)
+{
+    static const char *const DURATIONS[] = {
+        "1",      "2",   "2", "3.25", "\"NaN\"", "\"inf\"", "null", "\"x\"",    "1e308",
+        "-1e308", "0.1", "7", "-5",   "100",     "12.5",    "2",    "\"-inf\"", "0.7"};
+    static const char *const GROUPS[] = {"\"do\":{\"class\":\"A\"},\"method\":\"m\"",
+                                         "\"do\":{\"class\":\"A\"},\"method\":\"n\"",
+                                         "\"method\":\"m\"", "\"do\":{\"class\":\"B\"}", ""};
+    for (int i = 0; i < 400; i++) {
+        *r = *r * 1103515245u + 12345u;
+        int g = (int)((*r >> 8) % 5), d = (int)((*r >> 16) % 18);
+        fprintf(f,
+                "{\"id\":\"r%d-%d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T%d:%02d:%02d.000Z\"",
+                h, i, h, i % 60, (i * 7) % 60);
+        if (*GROUPS[g]) fprintf(f, ",%s", GROUPS[g]);
+        if (i % 11) fprintf(f, ",\"durationMs\":%s", DURATIONS[d]);
+        fprintf(f, "%s}\n",
+                i % 7 == 0 ? ",\"success\":false"
+                : i % 13   ? ",\"success\":true"
+                           : ",\"error\":\"boom\"");
+    }
+    fprintf(f, "{\"id\":\"other-%d\",\"type\":\"x\",\"ts\":\"2026-11-20T%d:30:00.000Z\"}\n", h, h);
+}
+
 /*
  * Three hours of rpc.call events with durations that repeat, are missing, null, NaN, infinite
  * or huge, with NULL class or method, some of them failed: rpc_latency and rpc_latency_between
@@ -550,41 +594,9 @@ TEST(compaction_keeps_every_value_of_odd_events)
  */
 TEST(rollups_give_rpc_latency_the_answers_of_the_rows)
 {
-    static const char *const DURATIONS[] = {
-        "1",      "2",   "2", "3.25", "\"NaN\"", "\"inf\"", "null", "\"x\"",    "1e308",
-        "-1e308", "0.1", "7", "-5",   "100",     "12.5",    "2",    "\"-inf\"", "0.7"};
-    static const char *const GROUPS[] = {"\"do\":{\"class\":\"A\"},\"method\":\"m\"",
-                                         "\"do\":{\"class\":\"A\"},\"method\":\"n\"",
-                                         "\"method\":\"m\"", "\"do\":{\"class\":\"B\"}", ""};
     tlake t;
     tlake_make(&t, "compact-rollup", NULL);
-    unsigned r = 11;
-    for (int h = 10; h <= 12; h++) {
-        char path[1500];
-        snprintf(path, sizeof path, "%s/events/2026/11/20/%d", t.lake, h);
-        sh("mkdir -p '%s'", path);
-        snprintf(path + strlen(path), sizeof path - strlen(path),
-                 "/01a00000-0000-7000-8000-%012d.jsonl", h);
-        FILE *f = fopen(path, "w");
-        REQUIRE(f);
-        for (int i = 0; i < 400; i++) {
-            r = r * 1103515245u + 12345u;
-            int g = (int)((r >> 8) % 5), d = (int)((r >> 16) % 18);
-            fprintf(
-                f,
-                "{\"id\":\"r%d-%d\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T%d:%02d:%02d.000Z\"",
-                h, i, h, i % 60, (i * 7) % 60);
-            if (*GROUPS[g]) fprintf(f, ",%s", GROUPS[g]);
-            if (i % 11) fprintf(f, ",\"durationMs\":%s", DURATIONS[d]);
-            fprintf(f, "%s}\n",
-                    i % 7 == 0 ? ",\"success\":false"
-                    : i % 13   ? ",\"success\":true"
-                               : ",\"error\":\"boom\"");
-        }
-        fprintf(f, "{\"id\":\"other-%d\",\"type\":\"x\",\"ts\":\"2026-11-20T%d:30:00.000Z\"}\n", h,
-                h);
-        fclose(f);
-    }
+    REQUIRE_INT(0, write_hours(&t, rpc_events, 11));
     static const char *const RANGES[][2] = {
         {"'-infinity'", "'infinity'"},
         {"'2026-11-20 10:00'", "'2026-11-20 13:00'"},
@@ -634,13 +646,9 @@ TEST(rollups_give_rpc_latency_the_answers_of_the_rows)
     "events WHERE ts >= %s AND ts < %s GROUP BY ALL ORDER BY minute, type NULLS LAST, "            \
     "collection NULLS LAST"
 
-/*
- * Three hours of events of several types, in collections or none, some without a type, at the
- * edges of minutes: event_counts_between and event_counts over whole hours, parts of hours and
- * both, before compaction (the rows) and after (whole hours from the counts rollups compaction
- * wrote beside each file), give the same answer as counting the rows.
- */
-TEST(rollups_give_event_counts_the_answers_of_the_rows)
+/* Hour h's events of several types, in collections or none, some without a type, at the
+ * edges of minutes. */
+static void count_events(FILE *f, int h, unsigned *r)
 {
     static const char *const KINDS[] = {"\"type\":\"collection.insert\",\"collection\":\"users\"",
                                         "\"type\":\"collection.update\",\"collection\":\"users\"",
@@ -648,27 +656,25 @@ TEST(rollups_give_event_counts_the_answers_of_the_rows)
                                         "\"type\":\"rpc.call\"",
                                         "\"type\":\"ws.message\",\"collection\":\"\"",
                                         "\"collection\":\"users\""};
-    tlake t;
-    tlake_make(&t, "compact-counts", NULL);
-    unsigned r = 7;
-    for (int h = 10; h <= 12; h++) {
-        char path[1500];
-        snprintf(path, sizeof path, "%s/events/2026/11/20/%d", t.lake, h);
-        sh("mkdir -p '%s'", path);
-        snprintf(path + strlen(path), sizeof path - strlen(path),
-                 "/01a00000-0000-7000-8000-%012d.jsonl", h);
-        FILE *f = fopen(path, "w");
-        REQUIRE(f);
-        for (int i = 0; i < 500; i++) {
-            r = r * 1103515245u + 12345u;
-            int kind = (int)((r >> 8) % 6), min = (int)((r >> 16) % 60);
-            /* the first and the last microsecond of a minute, and between */
-            const char *us[] = {"00.000000", "59.999999", "30.5"};
-            fprintf(f, "{\"id\":\"c%d-%d\",%s,\"ts\":\"2026-11-20T%d:%02d:%sZ\"}\n", h, i,
-                    KINDS[kind], h, min, us[i % 3]);
-        }
-        fclose(f);
+    /* the first and the last microsecond of a minute, and between */
+    static const char *const US[] = {"00.000000", "59.999999", "30.5"};
+    for (int i = 0; i < 500; i++) {
+        *r = *r * 1103515245u + 12345u;
+        int kind = (int)((*r >> 8) % 6), min = (int)((*r >> 16) % 60);
+        fprintf(f, "{\"id\":\"c%d-%d\",%s,\"ts\":\"2026-11-20T%d:%02d:%sZ\"}\n", h, i, KINDS[kind],
+                h, min, US[i % 3]);
     }
+}
+
+/*
+ * The macro fn over whole hours, parts of hours and both, and fn without _between since 11:00:
+ * before compaction (the rows) the same as the reference `rows` (a query of [lo, hi), whose
+ * answer holds `must`), and after (whole hours from the rollups with extension ext beside each
+ * of the 3 compacted files) the same again.
+ */
+static void rollup_macro_answers(const tlake *t, const char *fn, const char *rows, const char *ext,
+                                 const char *must)
+{
     static const char *const RANGES[][2] = {
         {"'-infinity'", "'infinity'"},
         {"'2026-11-20 11:00'", "'2026-11-20 12:00'"},
@@ -677,32 +683,44 @@ TEST(rollups_give_event_counts_the_answers_of_the_rows)
         {"'2026-11-20 11:00'", "'2026-11-20 11:00'"},
     };
     enum { N = sizeof RANGES / sizeof *RANGES };
-    char *before[N];
-    char sql[1200];
+    char *before[N], *since[2];
+    char sql[2400];
     for (int i = 0; i < N; i++) {
-        snprintf(sql, sizeof sql, "SELECT * FROM event_counts_between(%s, %s)", RANGES[i][0],
+        snprintf(sql, sizeof sql, "SELECT * FROM %s_between(%s, %s)", fn, RANGES[i][0],
                  RANGES[i][1]);
-        before[i] = answer_of(t.lake, sql);
-        snprintf(sql, sizeof sql, COUNTS_ROWS, RANGES[i][0], RANGES[i][1]);
-        char *rows = answer_of(t.lake, sql);
-        CHECK_STR(rows, before[i]);
-        free(rows);
+        before[i] = answer_of(t->lake, sql);
+        snprintf(sql, sizeof sql, rows, RANGES[i][0], RANGES[i][1]);
+        char *want = answer_of(t->lake, sql);
+        CHECK_STR(want, before[i]);
+        free(want);
     }
-    char *since_raw = answer_of(t.lake, "SELECT * FROM event_counts('2026-11-20 11:00')");
-    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), t.lake));
-    CHECK_INT(0, sh("test $(ls '%s'/events/2026/11/20/*/*.counts | wc -l) -eq 3", t.lake));
+    CHECK_CONTAINS(must, before[0]);
+    snprintf(sql, sizeof sql, "SELECT * FROM %s('2026-11-20 11:00')", fn);
+    since[0] = answer_of(t->lake, sql);
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), t->lake));
+    CHECK_INT(0, sh("test $(ls '%s'/events/2026/11/20/*/*.%s | wc -l) -eq 3", t->lake, ext));
     for (int i = 0; i < N; i++) {
-        snprintf(sql, sizeof sql, "SELECT * FROM event_counts_between(%s, %s)", RANGES[i][0],
+        snprintf(sql, sizeof sql, "SELECT * FROM %s_between(%s, %s)", fn, RANGES[i][0],
                  RANGES[i][1]);
-        char *after = answer_of(t.lake, sql);
+        char *after = answer_of(t->lake, sql);
         CHECK_STR(before[i], after);
         free(after);
         free(before[i]);
     }
-    char *since = answer_of(t.lake, "SELECT * FROM event_counts('2026-11-20 11:00')");
-    CHECK_STR(since_raw, since);
-    CHECK_CONTAINS("users", since);
-    free(since), free(since_raw);
+    snprintf(sql, sizeof sql, "SELECT * FROM %s('2026-11-20 11:00')", fn);
+    since[1] = answer_of(t->lake, sql);
+    CHECK_STR(since[0], since[1]);
+    free(since[0]), free(since[1]);
+}
+
+/* event_counts and event_counts_between: from the rows and from the .counts rollups, the same
+ * answers as counting the rows. */
+TEST(rollups_give_event_counts_the_answers_of_the_rows)
+{
+    tlake t;
+    tlake_make(&t, "compact-counts", NULL);
+    REQUIRE_INT(0, write_hours(&t, count_events, 7));
+    rollup_macro_answers(&t, "event_counts", COUNTS_ROWS, "counts", "users");
     tlake_done(&t);
 }
 
@@ -740,62 +758,14 @@ static void object_events(FILE *f, int h, unsigned *r)
     }
 }
 
-/*
- * Three hours of events of emitting objects, whose names and colos change, many at the same
- * second: objects_between and
- * objects over whole hours, parts of hours and both, before compaction (the rows) and after
- * (whole hours from the objects rollups), give the same answer as the rows.
- */
+/* objects and objects_between, on objects whose names and colos change and events at the
+ * same second: from the rows and from the .objects rollups, the same answers as the rows. */
 TEST(rollups_give_objects_the_answers_of_the_rows)
 {
     tlake t;
     tlake_make(&t, "compact-objects", NULL);
-    unsigned r = 5;
-    for (int h = 10; h <= 12; h++) {
-        char path[1500];
-        snprintf(path, sizeof path, "%s/events/2026/11/20/%d", t.lake, h);
-        sh("mkdir -p '%s'", path);
-        snprintf(path + strlen(path), sizeof path - strlen(path),
-                 "/01a00000-0000-7000-8000-%012d.jsonl", h);
-        FILE *f = fopen(path, "w");
-        REQUIRE(f);
-        object_events(f, h, &r);
-        fclose(f);
-    }
-    static const char *const RANGES[][2] = {
-        {"'-infinity'", "'infinity'"},
-        {"'2026-11-20 11:00'", "'2026-11-20 12:00'"},
-        {"'2026-11-20 10:30'", "'2026-11-20 12:00'"},
-        {"TIMESTAMPTZ '2026-11-20 10:59:59.999999+00'", "TIMESTAMP '2026-11-20 12:00:00.000001'"},
-        {"'2026-11-20 11:00'", "'2026-11-20 11:00'"},
-    };
-    enum { N = sizeof RANGES / sizeof *RANGES };
-    char *before[N];
-    char sql[2400];
-    for (int i = 0; i < N; i++) {
-        snprintf(sql, sizeof sql, "SELECT * FROM objects_between(%s, %s)", RANGES[i][0],
-                 RANGES[i][1]);
-        before[i] = answer_of(t.lake, sql);
-        snprintf(sql, sizeof sql, OBJECTS_ROWS, RANGES[i][0], RANGES[i][1]);
-        char *rows = answer_of(t.lake, sql);
-        CHECK_STR(rows, before[i]);
-        free(rows);
-    }
-    CHECK_CONTAINS("Room", before[0]);
-    char *since_raw = answer_of(t.lake, "SELECT * FROM objects('2026-11-20 11:00')");
-    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), t.lake));
-    CHECK_INT(0, sh("test $(ls '%s'/events/2026/11/20/*/*.objects | wc -l) -eq 3", t.lake));
-    for (int i = 0; i < N; i++) {
-        snprintf(sql, sizeof sql, "SELECT * FROM objects_between(%s, %s)", RANGES[i][0],
-                 RANGES[i][1]);
-        char *after = answer_of(t.lake, sql);
-        CHECK_STR(before[i], after);
-        free(after);
-        free(before[i]);
-    }
-    char *since = answer_of(t.lake, "SELECT * FROM objects('2026-11-20 11:00')");
-    CHECK_STR(since_raw, since);
-    free(since), free(since_raw);
+    REQUIRE_INT(0, write_hours(&t, object_events, 5));
+    rollup_macro_answers(&t, "objects", OBJECTS_ROWS, "objects", "Room");
     tlake_done(&t);
 }
 
