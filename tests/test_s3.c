@@ -1091,10 +1091,12 @@ static void compaction_rollups_answer_rpc_latency(compaction *k)
     CHECK_INT(LAKE_ROLLUP_KINDS, st.deleted);
     for (int kind = 0; kind < LAKE_ROLLUP_KINDS; kind++)
         CHECK_INT(STORE_ENOENT, store_head(k->s, orphan[kind], &e, why, sizeof why));
-    /* a file without its rollups (compacted before rollups, or their put failed): the rows */
-    for (int kind = 0; kind < LAKE_ROLLUP_KINDS; kind++)
+    /* a file without some of its rollups (compacted before those kinds existed, or their put
+     * failed), then without any: the rows for the kinds it lacks */
+    for (int kind = LAKE_ROLLUP_KINDS - 1; kind >= 0; kind--) {
         CHECK_INT(STORE_OK, store_del(k->s, rollup[kind], why, sizeof why));
-    rpc_answer(k, "'-infinity'", 1);
+        rpc_answer(k, "'-infinity'", 1);
+    }
 }
 
 /* The table naming a file the lake lost: queries fail, naming it. */
