@@ -27,7 +27,7 @@
  *      the rows that lose to the earliest receivedAt; each file holding such a
  *      row is written again without it, by one statement of its size.
  *
- * The events' columns come from one parse of each event (QUERY_VIEW_PARSE):
+ * The events' columns come from one parse of each event (query_jsonl_select):
  * a parse per column, as the query view does, costs an arena per column.
  */
 #include "compact_hour.h"
@@ -193,13 +193,10 @@ static int write_chunk(const compact_hour_job *job, const char *const *json, siz
     buf sel = BUF_INIT;
     buf_puts(&sel, "SELECT * FROM (");
     if (nj) {
-        buf_printf(&sel, "SELECT %s FROM (SELECT json, %s AS s FROM read_ndjson_objects(",
-                   QUERY_VIEW_PARSED_COLUMNS, QUERY_VIEW_PARSE);
-        put_list(&sel, json, nj);
-        /* a torn line reads as NULL; a line with neither id nor type is no event (as in the
-         * query view) */
-        buf_puts(&sel, ", ignore_errors = true) WHERE json IS NOT NULL) "
-                       "WHERE s.id IS NOT NULL OR s.type IS NOT NULL");
+        buf paths = BUF_INIT;
+        put_paths(&paths, json, nj);
+        query_jsonl_select(&sel, paths.p ? paths.p : "", paths.len);
+        buf_free(&paths);
     }
     if (np) {
         if (nj) buf_puts(&sel, " UNION ALL BY NAME ");

@@ -37,14 +37,14 @@
 extern const char QUERY_VIEW_COLUMNS[];
 
 /*
- * The same columns, with the same values, from one parse of each event:
- *   SELECT QUERY_VIEW_PARSED_COLUMNS FROM (SELECT json, QUERY_VIEW_PARSE AS s FROM …)
- * QUERY_VIEW_COLUMNS parses the event once per field, and DuckDB keeps a parse arena per
- * field for the whole chunk it works on; compaction, which writes every column of large
- * events, needs the memory of one.
+ * Appends SELECT <the view's columns> FROM read_ndjson_objects([files]) for raw files, with the
+ * same values as QUERY_VIEW_COLUMNS but from one parse of each event: files is a list of
+ * quoted paths, len its length. A torn line, and a line with neither id nor type, is no event.
+ * QUERY_VIEW_COLUMNS parses the event once per field, and DuckDB keeps a parse arena per field
+ * for the whole chunk it works on; compaction, which writes every column of large events, needs
+ * the memory of one, and a query of every column (a star) the time of one.
  */
-extern const char QUERY_VIEW_PARSE[];
-extern const char QUERY_VIEW_PARSED_COLUMNS[];
+void query_jsonl_select(buf *b, const char *files, size_t len);
 
 /*
  * The order of a compacted file's rows, an ORDER BY list of the view's columns: a

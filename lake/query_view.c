@@ -30,7 +30,7 @@ const char QUERY_VIEW_COLUMNS[] =
     "nullif(json->'doc', 'null'::JSON) AS doc, nullif(json->'prev', 'null'::JSON) AS prev, "
     "json->>'bookmark' AS bookmark, json AS _events_json";
 
-const char QUERY_VIEW_PARSE[] =
+static const char QUERY_VIEW_PARSE[] =
     "json_transform(json, '{\"id\":\"VARCHAR\",\"type\":\"VARCHAR\",\"ts\":\"VARCHAR\","
     "\"receivedAt\":\"VARCHAR\",\"do\":{\"id\":\"VARCHAR\",\"name\":\"VARCHAR\","
     "\"class\":\"VARCHAR\",\"colo\":\"VARCHAR\"},\"method\":\"VARCHAR\","
@@ -38,7 +38,7 @@ const char QUERY_VIEW_PARSE[] =
     "\"collection\":\"VARCHAR\",\"docId\":\"VARCHAR\",\"doc\":\"JSON\",\"prev\":\"JSON\","
     "\"bookmark\":\"VARCHAR\"}')";
 
-const char QUERY_VIEW_PARSED_COLUMNS[] =
+static const char QUERY_VIEW_PARSED_COLUMNS[] =
     "s.id AS id, s.type AS type, TRY_CAST(s.ts AS TIMESTAMP) AS ts, "
     "TRY_CAST(s.receivedAt AS TIMESTAMP) AS receivedAt, s.\"do\" AS \"do\", s.method AS method, "
     "TRY_CAST(s.durationMs AS DOUBLE) AS durationMs, TRY_CAST(s.success AS BOOLEAN) AS success, "
@@ -379,6 +379,16 @@ const char QUERY_FILE_COLUMNS[] =
     "durationMs, success, error, collection, docId, doc::VARCHAR AS doc, prev::VARCHAR AS prev, "
     "bookmark, _events_json::VARCHAR AS _events_json";
 
+void query_jsonl_select(buf *b, const char *files, size_t len)
+{
+    buf_printf(b, "SELECT %s FROM (SELECT json, %s AS s FROM read_ndjson_objects([",
+               QUERY_VIEW_PARSED_COLUMNS, QUERY_VIEW_PARSE);
+    buf_append(b, files, len);
+    /* a torn line reads as NULL */
+    buf_puts(b, "], ignore_errors = true) WHERE json IS NOT NULL) "
+                "WHERE s.id IS NOT NULL OR s.type IS NOT NULL");
+}
+
 void query_parquet_select(buf *b, const char *files, size_t len, int layout, int whole)
 {
     if (layout == LAKE_LAYOUT_1) {
@@ -674,11 +684,7 @@ static int events_view(query_conn *q, const query__hours *h, const view_files *f
         buf_printf(&sql, "], %s) WHERE id IS NOT NULL OR type IS NOT NULL", TYPED_SCHEMA);
     } else if (f->nj && h->whole) {
         /* every column: one parse of each event rather than one per column (bench/README.md) */
-        buf_printf(&sql, "SELECT %s FROM (SELECT json, %s AS s FROM read_ndjson_objects([",
-                   QUERY_VIEW_PARSED_COLUMNS, QUERY_VIEW_PARSE);
-        buf_append(&sql, f->jsonl.p, f->jsonl.len);
-        buf_puts(&sql, "], ignore_errors = true) WHERE json IS NOT NULL) "
-                       "WHERE s.id IS NOT NULL OR s.type IS NOT NULL");
+        query_jsonl_select(&sql, f->jsonl.p, f->jsonl.len);
     } else if (f->nj) {
         buf_printf(&sql, "SELECT %s FROM read_ndjson_objects([", QUERY_VIEW_COLUMNS);
         buf_append(&sql, f->jsonl.p, f->jsonl.len);
