@@ -672,8 +672,8 @@ static void count_events(FILE *f, int h, unsigned *r)
  * answer holds `must`), and after (whole hours from the rollups with extension ext beside each
  * of the 3 compacted files) the same again.
  */
-static void rollup_macro_answers(const tlake *t, const char *fn, const char *rows, const char *ext,
-                                 const char *must)
+static void macro_answers(const tlake *t, const char *fn, const char *rows, const char *ext,
+                          const char *must)
 {
     static const char *const RANGES[][2] = {
         {"'-infinity'", "'infinity'"},
@@ -713,29 +713,43 @@ static void rollup_macro_answers(const tlake *t, const char *fn, const char *row
     free(since[0]), free(since[1]);
 }
 
+/* macro_answers on a new lake (dir) of three hours of events from gen. */
+static void rollup_macro_answers(const char *dir, void (*gen)(FILE *f, int h, unsigned *r),
+                                 unsigned seed, const char *fn, const char *rows, const char *ext,
+                                 const char *must)
+{
+    tlake t;
+    tlake_make(&t, dir, NULL);
+    if (write_hours(&t, gen, seed))
+        test_fail(__FILE__, __LINE__, "cannot write the hours of %s", dir);
+    else
+        macro_answers(&t, fn, rows, ext, must);
+    tlake_done(&t);
+}
+
 /* event_counts and event_counts_between: from the rows and from the .counts rollups, the same
  * answers as counting the rows. */
 TEST(rollups_give_event_counts_the_answers_of_the_rows)
 {
-    tlake t;
-    tlake_make(&t, "compact-counts", NULL);
-    REQUIRE_INT(0, write_hours(&t, count_events, 7));
-    rollup_macro_answers(&t, "event_counts", COUNTS_ROWS, "counts", "users");
-    tlake_done(&t);
+    rollup_macro_answers("compact-counts", count_events, 7, "event_counts", COUNTS_ROWS, "counts",
+                         "users");
 }
 
 /* objects as it was, over the rows of events (no rollup): the reference, written otherwise
  * (first() in an order, for the latest values). */
 #define OBJECTS_ROWS                                                                               \
-    "SELECT \"do\".\"class\" AS class, \"do\".id AS id, first(\"do\".\"name\" ORDER BY ts DESC, "  \
-    "\"do\".\"name\" DESC) FILTER (\"do\".\"name\" IS NOT NULL) AS name, first(\"do\".colo ORDER " \
-    "BY ts "                                                                                       \
-    "DESC, \"do\".colo DESC) FILTER (\"do\".colo IS NOT NULL) AS colo, max(ts) AS last_seen, "     \
-    "first(type ORDER BY ts DESC, type DESC) FILTER (type LIKE 'do.%%') AS lifecycle, max(ts) "    \
-    "FILTER (type LIKE 'do.%%') AS lifecycle_at, count(*) FILTER (type = 'ws.connect') AS "        \
-    "connects, count(*) FILTER (type = 'ws.message') AS messages, count(*) FILTER (type IN "       \
-    "('ws.close', 'ws.error')) AS closes, count(*) AS events FROM events WHERE \"do\".id IS NOT "  \
-    "NULL AND ts >= %s AND ts < %s GROUP BY ALL ORDER BY last_seen DESC, class NULLS LAST, id"
+    "SELECT \"do\".\"class\" AS class, \"do\".id AS id, "                                          \
+    "first(\"do\".\"name\" ORDER BY ts DESC, \"do\".\"name\" DESC) "                               \
+    "FILTER (\"do\".\"name\" IS NOT NULL) AS name, "                                               \
+    "first(\"do\".colo ORDER BY ts DESC, \"do\".colo DESC) FILTER (\"do\".colo IS NOT NULL) AS "   \
+    "colo, max(ts) AS last_seen, "                                                                 \
+    "first(type ORDER BY ts DESC, type DESC) FILTER (type LIKE 'do.%%') AS lifecycle, "            \
+    "max(ts) FILTER (type LIKE 'do.%%') AS lifecycle_at, "                                         \
+    "count(*) FILTER (type = 'ws.connect') AS connects, "                                          \
+    "count(*) FILTER (type = 'ws.message') AS messages, "                                          \
+    "count(*) FILTER (type IN ('ws.close', 'ws.error')) AS closes, count(*) AS events "            \
+    "FROM events WHERE \"do\".id IS NOT NULL AND ts >= %s AND ts < %s GROUP BY ALL "               \
+    "ORDER BY last_seen DESC, class NULLS LAST, id"
 
 /* Appends hour h's events of emitting objects (and some without one) to f. */
 static void object_events(FILE *f, int h, unsigned *r)
@@ -762,11 +776,8 @@ static void object_events(FILE *f, int h, unsigned *r)
  * same second: from the rows and from the .objects rollups, the same answers as the rows. */
 TEST(rollups_give_objects_the_answers_of_the_rows)
 {
-    tlake t;
-    tlake_make(&t, "compact-objects", NULL);
-    REQUIRE_INT(0, write_hours(&t, object_events, 5));
-    rollup_macro_answers(&t, "objects", OBJECTS_ROWS, "objects", "Room");
-    tlake_done(&t);
+    rollup_macro_answers("compact-objects", object_events, 5, "objects", OBJECTS_ROWS, "objects",
+                         "Room");
 }
 
 TEST(compaction_cleaning_leaves_a_run_directory_being_made)

@@ -14,11 +14,11 @@
 #include "iceberg.h"
 #include "iceberg_int.h"
 #include "store.h"
+#include "duck_util.h"
 #include "test.h"
 
 #include <duckdb.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,21 +59,6 @@ static void lake_close(lake *l, int remove)
     free(l->dir);
 }
 
-static int run_sql(lake *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run_sql(lake *l, const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    duckdb_result r;
-    int bad = duckdb_query(l->con, sql, &r) == DuckDBError;
-    if (bad) fprintf(stderr, "duckdb: %s\n  in %s\n", duckdb_result_error(&r), sql);
-    duckdb_destroy_result(&r);
-    return bad ? -1 : 0;
-}
-
 /*
  * Writes n events of hour h at key (events/YYYY/MM/DD/HH/name.parquet) with ids
  * prefix-0 … prefix-(n-1): a second apart from minute 1, every third without a
@@ -95,25 +80,25 @@ static int put_events(lake *l, int64_t h, const char *name, const char *prefix, 
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
     if (system(cmd)) return -1;
     *slash = '/';
-    if (run_sql(l,
-                "COPY (SELECT '%s-' || i AS id, CASE WHEN i %% 2 = 0 THEN 'page.view' ELSE "
-                "'rpc.call' END AS type,"
-                " make_timestamptz(%" PRId64 " + 60000000 + i * 1000000 + i * 1000) AS ts,"
-                " CASE WHEN i %% 4 = 3 THEN NULL ELSE make_timestamptz(%" PRId64
-                " + 61000000 + i * 1000000) END AS receivedAt,"
-                " CASE WHEN i %% 3 = 2 THEN NULL ELSE {'id': 'do-' || (i %% 5), 'name': 'room',"
-                " 'class': 'Room', 'colo': 'AMS'} END AS \"do\","
-                " CASE WHEN i %% 2 = 1 THEN 'send' END AS method,"
-                " CASE WHEN i %% 2 = 1 THEN i * 1.25 - 3 END AS durationMs,"
-                " CASE WHEN i %% 2 = 1 THEN i %% 3 <> 0 END AS success,"
-                " CASE WHEN i %% 6 = 3 THEN 'timeout' END AS error,"
-                " 'orders' AS collection, 'doc-' || (i %% 7) AS docId,"
-                " '{\"n\":' || i || ',\"s\":\"é\",\"t\":\"hello\"}' AS doc, CASE WHEN i > 0 THEN "
-                "'{\"n\":' || (i - 1)"
-                " || '}' END AS prev, NULL::VARCHAR AS bookmark,"
-                " '{\"id\":\"%s-' || i || '\"}' AS _events_json"
-                " FROM range(%d) t(i)) TO '%s' (FORMAT parquet, COMPRESSION zstd, %s)",
-                prefix, US(h), US(h), prefix, n, path, ice_duckdb_field_ids()))
+    if (duck_exec(l->con,
+                  "COPY (SELECT '%s-' || i AS id, CASE WHEN i %% 2 = 0 THEN 'page.view' ELSE "
+                  "'rpc.call' END AS type,"
+                  " make_timestamptz(%" PRId64 " + 60000000 + i * 1000000 + i * 1000) AS ts,"
+                  " CASE WHEN i %% 4 = 3 THEN NULL ELSE make_timestamptz(%" PRId64
+                  " + 61000000 + i * 1000000) END AS receivedAt,"
+                  " CASE WHEN i %% 3 = 2 THEN NULL ELSE {'id': 'do-' || (i %% 5), 'name': 'room',"
+                  " 'class': 'Room', 'colo': 'AMS'} END AS \"do\","
+                  " CASE WHEN i %% 2 = 1 THEN 'send' END AS method,"
+                  " CASE WHEN i %% 2 = 1 THEN i * 1.25 - 3 END AS durationMs,"
+                  " CASE WHEN i %% 2 = 1 THEN i %% 3 <> 0 END AS success,"
+                  " CASE WHEN i %% 6 = 3 THEN 'timeout' END AS error,"
+                  " 'orders' AS collection, 'doc-' || (i %% 7) AS docId,"
+                  " '{\"n\":' || i || ',\"s\":\"é\",\"t\":\"hello\"}' AS doc, CASE WHEN i > 0 THEN "
+                  "'{\"n\":' || (i - 1)"
+                  " || '}' END AS prev, NULL::VARCHAR AS bookmark,"
+                  " '{\"id\":\"%s-' || i || '\"}' AS _events_json"
+                  " FROM range(%d) t(i)) TO '%s' (FORMAT parquet, COMPRESSION zstd, %s)",
+                  prefix, US(h), US(h), prefix, n, path, ice_duckdb_field_ids()))
         return -1;
     memset(f, 0, sizeof *f);
     f->key = strdup(key);

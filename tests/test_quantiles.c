@@ -9,11 +9,11 @@
  * input); what a zero and a NaN come back as; registering twice.
  */
 #include "quantiles.h"
+#include "duck_util.h"
 #include "test.h"
 
 #include <duckdb.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -55,21 +55,6 @@ static void db_close(db *d)
     duckdb_close(&d->db);
 }
 
-static int run_sql(db *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run_sql(db *d, const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    duckdb_result r;
-    int bad = duckdb_query(d->c, sql, &r) == DuckDBError;
-    if (bad) fprintf(stderr, "duckdb: %s\n  in %s\n", duckdb_result_error(&r), sql);
-    duckdb_destroy_result(&r);
-    return bad ? -1 : 0;
-}
-
 /* The first value of a query's answer as text (NULL: "NULL"); "ERROR: …" if it failed. */
 static char *sql_text(db *d, const char *sql)
 {
@@ -97,10 +82,10 @@ typedef struct cmp {
 /* Makes the table `name` (g, b) of quantile_cont(x, [0.5, 0.95, 0.99]) per group of `flat`. */
 static int expect(db *d, const char *name, const char *flat)
 {
-    return run_sql(d,
-                   "CREATE TABLE %s AS SELECT g, quantile_cont(x, [0.5, 0.95, 0.99]) AS b "
-                   "FROM %s GROUP BY g",
-                   name, flat);
+    return duck_exec(d->c,
+                     "CREATE TABLE %s AS SELECT g, quantile_cont(x, [0.5, 0.95, 0.99]) AS b "
+                     "FROM %s GROUP BY g",
+                     name, flat);
 }
 
 /*
@@ -232,7 +217,7 @@ TEST(test_quantiles_equal_quantile_cont_over_one_list)
     db d;
     int64_t groups, nonnull, single;
     REQUIRE(db_open(&d) == 0);
-    REQUIRE(run_sql(&d, "%s", T_SQL) == 0);
+    REQUIRE(duck_exec(d.c, "%s", T_SQL) == 0);
     REQUIRE(expect(&d, "t_q", "t") == 0);
     expected_groups(&groups, &nonnull, &single);
     /* as the rows came (unsorted, NULLs inside), then sorted: one list per group */
@@ -263,7 +248,7 @@ static int subs_open(db *d, int64_t *groups, int64_t *nonnull)
         test_fail(__FILE__, __LINE__, "cannot open DuckDB");
         return -1;
     }
-    if (run_sql(d, "%s", T_SQL) || expect(d, "t_q", "t") || run_sql(d, "%s", SUBS_SQL)) {
+    if (duck_exec(d->c, "%s", T_SQL) || expect(d, "t_q", "t") || duck_exec(d->c, "%s", SUBS_SQL)) {
         test_fail(__FILE__, __LINE__, "cannot make the sublists");
         db_close(d);
         return -1;
@@ -276,13 +261,13 @@ static int subs_open(db *d, int64_t *groups, int64_t *nonnull)
  * parts' sorted and unsorted lists (bigsubs) and the groups' quantile_cont (big_q): 0 or -1. */
 static int big_open(db *d)
 {
-    if (run_sql(d,
-                "CREATE TABLE big AS SELECT i, i %% 8 AS g, i // 8 %% 100 AS chunk, "
-                "(hash(i) %% 100000007)::DOUBLE / 1000 AS x FROM range(%d) r(i)",
-                LARGE))
+    if (duck_exec(d->c,
+                  "CREATE TABLE big AS SELECT i, i %% 8 AS g, i // 8 %% 100 AS chunk, "
+                  "(hash(i) %% 100000007)::DOUBLE / 1000 AS x FROM range(%d) r(i)",
+                  LARGE))
         return -1;
-    if (run_sql(d, "CREATE TABLE bigsubs AS SELECT g, chunk, list(x ORDER BY x) AS sorted, "
-                   "list(x) AS unsorted FROM big GROUP BY g, chunk"))
+    if (duck_exec(d->c, "CREATE TABLE bigsubs AS SELECT g, chunk, list(x ORDER BY x) AS sorted, "
+                        "list(x) AS unsorted FROM big GROUP BY g, chunk"))
         return -1;
     return expect(d, "big_q", "big");
 }
@@ -353,17 +338,18 @@ TEST(test_quantiles_of_literal_lists_equal_quantile_cont)
 {
     db d;
     REQUIRE(db_open(&d) == 0);
-    REQUIRE(run_sql(&d, "CREATE TABLE lit AS SELECT * FROM (VALUES "
-                        "(1, [[3.0, 1.0], NULL, [2.0, NULL]]), (2, [[]]), (3, []), (4, NULL), "
-                        "(5, [[NULL]]), (6, [[5.0]]), (7, [['-0.0'::DOUBLE, 0.0]]), "
-                        "(8, [['nan'::DOUBLE], [1.0, 'inf'::DOUBLE]]), "
-                        "(9, [[1.0, 2.0], [0.5, 3.0]]), (10, [['inf'::DOUBLE, 'inf'::DOUBLE]]), "
-                        "(11, [[-1.5], [-1.5, 2.25], [7.0]]), "
-                        /* two long runs and a few values to sort */
-                        "(12, [range(1000)::DOUBLE[], range(500, 2000)::DOUBLE[], "
-                        "      [7.5, 3.25, 1999.5, -1.0]]), "
-                        "(13, [[1.0, 'nan'::DOUBLE], ['-inf'::DOUBLE, 2.0]])) v(g, l)") == 0);
-    REQUIRE(run_sql(&d, "CREATE TABLE litflat AS SELECT g, unnest(flatten(l)) AS x FROM lit") == 0);
+    REQUIRE(duck_exec(d.c, "CREATE TABLE lit AS SELECT * FROM (VALUES "
+                           "(1, [[3.0, 1.0], NULL, [2.0, NULL]]), (2, [[]]), (3, []), (4, NULL), "
+                           "(5, [[NULL]]), (6, [[5.0]]), (7, [['-0.0'::DOUBLE, 0.0]]), "
+                           "(8, [['nan'::DOUBLE], [1.0, 'inf'::DOUBLE]]), "
+                           "(9, [[1.0, 2.0], [0.5, 3.0]]), (10, [['inf'::DOUBLE, 'inf'::DOUBLE]]), "
+                           "(11, [[-1.5], [-1.5, 2.25], [7.0]]), "
+                           /* two long runs and a few values to sort */
+                           "(12, [range(1000)::DOUBLE[], range(500, 2000)::DOUBLE[], "
+                           "      [7.5, 3.25, 1999.5, -1.0]]), "
+                           "(13, [[1.0, 'nan'::DOUBLE], ['-inf'::DOUBLE, 2.0]])) v(g, l)") == 0);
+    REQUIRE(duck_exec(d.c, "CREATE TABLE litflat AS SELECT g, unnest(flatten(l)) AS x FROM lit") ==
+            0);
     REQUIRE(expect(&d, "litflat_q", "litflat") == 0);
     /* 13 rows; 2-5 hold no value */
     CHECK_SAME("SELECT g, l::DOUBLE[][] AS l FROM lit", "litflat_q", 13, 9);
