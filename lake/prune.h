@@ -8,7 +8,7 @@
  * reference to `events`, the conjuncts of its SELECT's WHERE that compare
  * `ts` with an expression free of columns and subqueries (a literal, $1,
  * now() - INTERVAL 1 HOUR) bound it below or above; events_between(a, b),
- * rpc_latency(since), event_counts(since), rpc_durations(since), objects(since), their
+ * rpc_latency(since), event_counts(since), objects(since), their
  * _between(a, b) forms and collection_at(c, t) bound it by their arguments.
  *
  * The answer is always a superset: a reference it cannot bound (a `ts` test
