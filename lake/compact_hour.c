@@ -190,21 +190,24 @@ static int write_chunk(const compact_hour_job *job, const char *const *json, siz
 {
     if (!nj && !np) return 0;
     if (job->tick && job->tick(job->ud, err, errlen)) return -1;
-    buf sel = BUF_INIT;
-    buf_puts(&sel, "SELECT * FROM (");
-    if (nj) {
-        buf paths = BUF_INIT;
-        put_paths(&paths, json, nj);
-        query_jsonl_select(&sel, paths.p ? paths.p : "", paths.len);
-        buf_free(&paths);
+    buf sel = BUF_INIT, json_list = BUF_INIT, pq_list = BUF_INIT;
+    put_paths(&json_list, json, nj);
+    put_paths(&pq_list, pq, np);
+    /* a list cut short by a failed append would read fewer files: none, then */
+    if ((nj && !buf_cstr(&json_list)) || (np && !buf_cstr(&pq_list))) {
+        buf_free(&json_list);
+        buf_free(&pq_list);
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
+    buf_puts(&sel, "SELECT * FROM (");
+    if (nj) query_jsonl_select(&sel, json_list.p, json_list.len);
     if (np) {
         if (nj) buf_puts(&sel, " UNION ALL BY NAME ");
-        buf list = BUF_INIT;
-        put_paths(&list, pq, np);
-        query_parquet_select(&sel, list.p ? list.p : "", list.len, job->layout, 1);
-        buf_free(&list);
+        query_parquet_select(&sel, pq_list.p, pq_list.len, job->layout, 1);
     }
+    buf_free(&json_list);
+    buf_free(&pq_list);
     buf_puts(&sel, ") QUALIFY id IS NULL OR row_number() OVER (PARTITION BY id ORDER BY "
                    "receivedAt NULLS LAST) = 1 ORDER BY ");
     buf_puts(&sel, QUERY_COMPACT_ORDER);
