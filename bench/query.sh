@@ -101,7 +101,11 @@ check_idle() {
 FAILS=0
 fail() { echo "  CHECK FAILED: $*"; FAILS=$((FAILS + 1)); }
 
-start_server() { # lake log; no background compaction: the lake stays raw while it is measured
+# no background compaction, and no Parquet copies of the raw files queries read
+# (--query-copies; a build without them ignores the variable): the raw lake stays raw
+# while it is measured
+export EVENTS_QUERY_COPIES=0
+start_server() { # lake log
     bench_start_server "$EVENTS" "$PORT" "$2" --lake "$1" --query-timeout "$TIMEOUT" --compact-every 0
 }
 

@@ -199,6 +199,9 @@ static size_t query_options(cli_option *o, size_t room, serve_flags *f)
          "32MiB)"},
         {"query-memory", "EVENTS_QUERY_MEMORY", OPT_SIZE, &c->query_memory, "SIZE",
          "DuckDB's memory limit (default 1GiB)"},
+        {"query-copies", "EVENTS_QUERY_COPIES", OPT_SIZE, &c->query_copies, "SIZE",
+         "Parquet copies of the raw files queries read, kept in the spool for the queries "
+         "after, at most (default 256MiB); 0: none"},
         {"memory-max", "EVENTS_MEMORY_MAX", OPT_SIZE, &f->memory_max, "SIZE",
          "the whole server's memory at most; past it queries fail, not the server; 0: no limit "
          "(default 3/4 of the machine's memory)"},

@@ -294,6 +294,7 @@ static query_engine *engine_new(const query_config *cfg, char *err, size_t errle
 /* Frees the engine: its connections and DuckDB, if it got that far. The watchdog is stopped. */
 static void engine_free(query_engine *e)
 {
+    query__copies_close(e->copies);
     for (int i = 0; i < e->nspare; i++) duckdb_disconnect(&e->spare[i]);
     free(e->spare);
     if (e->db) duckdb_close(&e->db);
@@ -411,6 +412,12 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
         engine_free(e);
         return -1;
     }
+    if (cfg->copies_dir && cfg->copies_max &&
+        query__copies_open(e, cfg->copies_dir, cfg->copies_max, cfg->copies_idle_ms, &e->copies,
+                           err, errlen)) {
+        engine_free(e);
+        return -1;
+    }
     if (pthread_create(&e->watchdog, NULL, watchdog_main, e)) {
         snprintf(err, errlen, "query: cannot start the timeout thread");
         engine_free(e);
@@ -429,6 +436,12 @@ void query_engine_close(query_engine *e)
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->watchdog, NULL);
     engine_free(e);
+}
+
+void query_engine_copies_stats(query_engine *e, query_copies_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (e->copies) query__copies_stats_get(e->copies, out);
 }
 
 query_conn *query_conn_new(query_engine *e, char *err, size_t errlen)

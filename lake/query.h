@@ -105,10 +105,30 @@ typedef struct query_config {
     /* the longest quarantine line the lake can hold: twice the largest request body the
      * servers take, and a little (quarantine.h); 0: that of the default 8 MiB */
     uint64_t max_rejected_line;
+    /* Parquet copies of the raw files queries read, made by a thread of the engine and read by
+     * later queries instead (lake/query_copies.c), in this directory (emptied at open; it must
+     * be within the spool, which the sandbox lets DuckDB write), copies_max bytes at most.
+     * NULL or 0: none */
+    const char *copies_dir;
+    uint64_t copies_max;
+    int64_t copies_idle_ms; /* a copy not read for this long may go for another; 0: a minute */
 } query_config;
+
+/* What the copies of raw files hold and have done (query_config.copies_dir). */
+typedef struct query_copies_stats {
+    uint64_t files, bytes, max_bytes;
+    uint64_t hits;   /* raw files a query read from their copy */
+    uint64_t misses; /* raw files a query read raw */
+    uint64_t made, evicted;
+    uint64_t failed;  /* raw files that could not be copied (gone, unreadable) */
+    uint64_t dropped; /* copies not made: no room (the copies at the limit were all read within
+                       * copies_idle_ms), or the queue was full */
+} query_copies_stats;
 
 int query_engine_open(const query_config *cfg, query_engine **out, char *err, size_t errlen);
 void query_engine_close(query_engine *e); /* NULL is ignored; no conn may be running */
+/* The copies' figures; 0 when the engine makes none. */
+void query_engine_copies_stats(query_engine *e, query_copies_stats *out);
 
 /*
  * A connection for one query at a time. NULL with a message on failure, also

@@ -13,8 +13,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+typedef struct query__copies query__copies;
+typedef struct query__copy query__copy;
+
 struct query_engine {
     duckdb_database db;
+    query__copies *copies; /* Parquet copies of raw files (query_copies.c); NULL: none */
     store *store;
     lake_writer *writer;
     lake_cache *cache;
@@ -73,6 +77,7 @@ typedef struct query__live {
     lake_cache_item *it; /* key and size of each live file the query needs */
     unsigned char *parquet;
     size_t n, cap;
+    query__copy **copies; /* the copies it reads instead of raw files, pinned; as many as it */
 } query__live;
 
 struct query_conn {
@@ -101,6 +106,19 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
 int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
                      lake_writer_pins **pins, uint64_t *nfiles, char *err, size_t errlen);
 void query__live_free(query_conn *q, query__live *l);
+
+/*
+ * query_copies.c: Parquet copies of the lake's raw files. query__copies_get pins the copy of the
+ * raw file key of that size and gives its path, or gives NULL and has one made for later
+ * queries; query__copies_put unpins it (NULL is ignored).
+ */
+int query__copies_open(query_engine *e, const char *dir, uint64_t max_bytes, int64_t idle_ms,
+                       query__copies **out, char *err, size_t errlen);
+void query__copies_close(query__copies *cp); /* NULL is ignored */
+query__copy *query__copies_get(query__copies *cp, const char *key, uint64_t size,
+                               const char **path);
+void query__copies_put(query__copies *cp, query__copy *c);
+void query__copies_stats_get(query__copies *cp, query_copies_stats *out);
 
 /* query_run.c: one JSON value bound to parameter k of a statement */
 duckdb_state query__bind_value(duckdb_prepared_statement p, idx_t k, json_t *v);

@@ -567,9 +567,11 @@ void query__live_free(query_conn *q, query__live *l)
     } else {
         for (size_t i = 0; i < l->n; i++) free(l->it[i].path);
     }
+    for (size_t i = 0; l->copies && i < l->n; i++) query__copies_put(q->e->copies, l->copies[i]);
     for (size_t i = 0; i < l->n; i++) free((char *)l->it[i].key);
     free(l->it);
     free(l->parquet);
+    free(l->copies);
     memset(l, 0, sizeof *l);
 }
 
@@ -634,6 +636,7 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
 {
     query_engine *e = q->e;
     query__live *l = &q->fetched;
+    if (e->copies && l->n && !(l->copies = calloc(l->n, sizeof *l->copies))) return -1;
     for (size_t i = 0; i < l->n; i++) {
         char path[4096];
         const char *pa = l->it[i].path;
@@ -642,7 +645,12 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
             if (!(l->it[i].path = strdup(path))) return -1;
             pa = path;
         }
-        if (l->parquet[i] == FILE_PARQUET) {
+        const char *copy = NULL;
+        if (l->parquet[i] == FILE_JSONL && e->copies)
+            l->copies[i] = query__copies_get(e->copies, l->it[i].key, l->it[i].size, &copy);
+        if (copy) { /* the raw file's copy: read as a compacted file is */
+            add_file(&f->parquet, &f->np, copy);
+        } else if (l->parquet[i] == FILE_PARQUET) {
             add_file(&f->parquet, &f->np, pa);
         } else if (l->parquet[i] == FILE_ROLLUP) {
             add_file(&f->rollups, &f->nrollups, pa);

@@ -162,6 +162,7 @@ void server_config_defaults(server_config *c)
     c->query_max_rows = 100000;
     c->query_max_bytes = QUERY_MAX_BYTES_DEFAULT;
     c->query_memory = 1ull << 30;
+    c->query_copies = 256ull << 20;
     c->max_snapshot = 1ull << 30;
     c->snapshot_downloads = 16;
     c->cache_max = 1ull << 30;
@@ -333,12 +334,16 @@ static int start_readers(server__srv *s)
     if (!(s->tail = tail_hub_new(&tc))) return cannot_start("cannot start the live tail", NULL);
     if (cfg->recent_events && !(s->recent = recent_new(cfg->recent_events, cfg->recent_bytes)))
         return cannot_start("cannot start /recent: out of memory", NULL);
+    char copies[4200];
+    snprintf(copies, sizeof copies, "%s/copies", s->spool);
     query_config qc = {.store = s->store,
                        .writer = s->writer,
                        .memory_limit = cfg->query_memory,
                        .cache = s->cache,
                        .conns = cfg->query_threads,
-                       .max_rejected_line = 2 * (uint64_t)cfg->max_body + 65536};
+                       .max_rejected_line = 2 * (uint64_t)cfg->max_body + 65536,
+                       .copies_dir = copies,
+                       .copies_max = cfg->query_copies};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) return cannot_start(err, NULL);
     if (lake_stream_open(s->store, s->cache, &s->stream, err, sizeof err))
         return cannot_start(err, NULL);

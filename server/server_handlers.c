@@ -364,6 +364,28 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
         metrics_counter(&b, "events_cache_evicted_total", "Files evicted from the cache.",
                         cs.evicted);
     }
+    query_copies_stats qs;
+    query_engine_copies_stats(s->engine, &qs);
+    metrics_gauge(&b, "events_query_copies_files",
+                  "Parquet copies of raw lake files that queries read instead (--query-copies).",
+                  (long long)qs.files);
+    metrics_gauge(&b, "events_query_copies_bytes", "Bytes of those copies, in the spool.",
+                  (long long)qs.bytes);
+    metrics_gauge(&b, "events_query_copies_max_bytes", "Their limit (--query-copies).",
+                  (long long)qs.max_bytes);
+    metrics_counter(&b, "events_query_copies_hits_total", "Raw files a query read from a copy.",
+                    qs.hits);
+    metrics_counter(&b, "events_query_copies_misses_total",
+                    "Raw files a query read raw, having no copy yet.", qs.misses);
+    metrics_counter(&b, "events_query_copies_made_total", "Copies of raw files written.", qs.made);
+    metrics_counter(&b, "events_query_copies_failed_total",
+                    "Raw files that could not be copied (gone, unreadable).", qs.failed);
+    metrics_counter(&b, "events_query_copies_evicted_total",
+                    "Copies deleted to keep within the limit.", qs.evicted);
+    metrics_counter(&b, "events_query_copies_dropped_total",
+                    "Copies not made: no room (the copies at the limit were all read in the last "
+                    "minute), or the queue was full.",
+                    qs.dropped);
     enum MHD_Result ok = server__send_response(r, 200, "text/plain; version=0.0.4", b.p ? b.p : "",
                                                b.len, NULL, NULL);
     buf_free(&b);

@@ -44,8 +44,12 @@ typedef struct lake {
     query_conn *c;
 } lake;
 
-/* A lake with `hours` hour partitions from T0, one file each, events_per_hour events each. */
-static int lake_open(lake *l, int hours, int events_per_hour, uint64_t memory)
+/*
+ * A lake with `hours` hour partitions from T0, one file each, events_per_hour events each; with
+ * copies_max, its engine makes copies of the raw files in the lake's directory copies/.
+ */
+static int lake_open_copies(lake *l, int hours, int events_per_hour, uint64_t memory,
+                            uint64_t copies_max)
 {
     char why[512];
     memset(l, 0, sizeof *l);
@@ -68,13 +72,24 @@ static int lake_open(lake *l, int hours, int events_per_hour, uint64_t memory)
         if (store_put(l->st, key, b.p, b.len, 0, why, sizeof why)) return -1;
         buf_free(&b);
     }
-    query_config qc = {.store = l->st, .memory_limit = memory, .threads = 2};
+    char copies[4096];
+    snprintf(copies, sizeof copies, "%s/copies", l->dir);
+    query_config qc = {.store = l->st,
+                       .memory_limit = memory,
+                       .threads = 2,
+                       .copies_dir = copies,
+                       .copies_max = copies_max};
     if (query_engine_open(&qc, &l->e, err, sizeof err)) {
         fprintf(stderr, "engine: %s\n", err);
         return -1;
     }
     if (!(l->c = query_conn_new(l->e, err, sizeof err))) return -1;
     return 0;
+}
+
+static int lake_open(lake *l, int hours, int events_per_hour, uint64_t memory)
+{
+    return lake_open_copies(l, hours, events_per_hour, memory, 0);
 }
 
 static void lake_close(lake *l)
@@ -1356,5 +1371,231 @@ TEST(test_engine_rejected_view_reads_the_quarantine_pruned_by_received_at)
     CHECK_STR("[[\"3\",3,null,\"/ingest\"]]", r);
     free(r);
     done(a);
+    lake_close(&l);
+}
+
+/* The rows of a JSON answer as rendered (values JSON cannot hold, as inf, included). */
+static char *rows_text(answer *a)
+{
+    const char *b = strstr(a->text.p, "\"rows\":"), *e = b ? strstr(b, ",\"rowCount\"") : NULL;
+    return e ? strndup(b, (size_t)(e - b)) : strdup(a->text.p);
+}
+
+/* Waits (10 s at most) until the engine has made, failed or dropped n copies; its figures. */
+static query_copies_stats copies_settled(lake *l, uint64_t n)
+{
+    query_copies_stats st;
+    for (int i = 0; i < 1000; i++) {
+        query_engine_copies_stats(l->e, &st);
+        if (st.made + st.failed + st.dropped >= n) break;
+        usleep(10000);
+    }
+    return st;
+}
+
+/* The .parquet files (copies and their temporaries) in the lake's copies/ directory. */
+static int copies_on_disk(lake *l)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "ls %s/copies | grep -c parquet", l->dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+/*
+ * Queries read a raw file's copy, once made, and answer exactly as from the raw file: the typed
+ * view, the whole event, a star, the macros, odd values and torn lines included.
+ */
+TEST(test_engine_copies_of_raw_files_answer_as_the_raw_files)
+{
+    static const char odd[] =
+        "{\"id\":\"o1\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T01:00:00.000Z\","
+        "\"durationMs\":\"fast\",\"success\":\"maybe\",\"do\":\"not an object\","
+        "\"error\":{\"code\":7}}\n"
+        "{\"id\":\"o2\",\"type\":\"rpc.call\",\"ts\":\"2026-11-20T01:00:02.000Z\","
+        "\"durationMs\":\"12.5\",\"success\":\"true\",\"method\":\"m\","
+        "\"do\":{\"id\":\"x\",\"class\":7,\"extra\":[1]},\"error\":\"boom\"}\n"
+        "{\"id\":\"o3\",\"type\":[\"x\"],\"ts\":1795136400000,\"durationMs\":[1],\"success\":1,"
+        "\"do\":null,\"doc\":[1,2],\"prev\":\"text\",\"bookmark\":12}\n"
+        "{\"id\":\"o4\",\"type\":\"collection.update\",\"ts\":\"2026-11-20T01:00:01.000Z\","
+        "\"collection\":\"c\",\"docId\":\"d\",\"doc\":{\"a\":{\"b\":null}},\"prev\":null,"
+        "\"bookmark\":\"0000000000000001\",\"receivedAt\":\"2026-11-20T01:00:01.500Z\"}\n"
+        "{\"id\":\"o5\",\"type\":\"x\",\"durationMs\":1e999,\"success\":false,\"doc\":5}\n"
+        "{}\n"
+        "{\"id\":\"o7\",\"type\":\"cut\",\"dur";
+    static const char *const sql[] = {
+        "SELECT id, type, ts, receivedAt, \"do\", method, durationMs, success, error, collection, "
+        "docId, doc, prev, bookmark FROM events ORDER BY id NULLS FIRST, type",
+        "SELECT * FROM events ORDER BY id NULLS FIRST, type",
+        "SELECT id, _events_json->>'n' FROM events WHERE ts >= TIMESTAMP '2026-11-20 01:00:00' "
+        "ORDER BY id",
+        "SELECT type, count(*), min(ts), max(ts) FROM events GROUP BY ALL ORDER BY ALL",
+        "SELECT * FROM rpc_latency_between(TIMESTAMP '2026-11-20 00:00:00', "
+        "TIMESTAMP '2026-11-20 03:00:00')",
+        "SELECT * FROM objects_between(TIMESTAMP '2026-11-20 00:00:00', "
+        "TIMESTAMP '2026-11-20 03:00:00') ORDER BY ALL",
+        "SELECT * FROM event_counts_between(TIMESTAMP '2026-11-20 00:00:00', "
+        "TIMESTAMP '2026-11-20 03:00:00') ORDER BY ALL"};
+    enum { NSQL = sizeof sql / sizeof *sql };
+    lake raw, cp;
+    REQUIRE_INT(0, lake_open(&raw, 3, 50, 0));
+    REQUIRE_INT(0, lake_open_copies(&cp, 3, 50, 0, 64u << 20));
+    put_lines(&raw, 1, "0000000000a1", odd);
+    put_lines(&cp, 1, "0000000000a1", odd);
+    char *want[NSQL];
+    for (int i = 0; i < NSQL; i++) {
+        answer *a = q(&raw, sql[i]);
+        REQUIRE_INT(QUERY_OK, a->o.code);
+        want[i] = rows_text(a);
+        done(a);
+    }
+    /* the first query reads the four raw files and has them copied */
+    answer *a = q(&cp, sql[0]);
+    char *r = rows_text(a);
+    CHECK_STR(want[0], r);
+    free(r);
+    done(a);
+    query_copies_stats st = copies_settled(&cp, 4);
+    CHECK_INT(4, (int)st.made);
+    CHECK_INT(0, (int)st.failed);
+    CHECK_INT(4, (int)st.files);
+    CHECK_INT(4, (int)st.misses);
+    CHECK_INT(0, (int)st.hits);
+    CHECK(st.bytes > 0 && st.bytes <= st.max_bytes);
+    CHECK_INT(4, copies_on_disk(&cp));
+    for (int i = 0; i < NSQL; i++) {
+        a = q(&cp, sql[i]);
+        if (a->o.code != QUERY_OK) test_fail(__FILE__, __LINE__, "%s: %s", sql[i], a->o.error);
+        REQUIRE_INT(QUERY_OK, a->o.code);
+        r = rows_text(a);
+        if (strcmp(want[i], r)) test_fail(__FILE__, __LINE__, "%s:\n%s\n%s", sql[i], want[i], r);
+        free(r);
+        done(a);
+        free(want[i]);
+    }
+    query_engine_copies_stats(cp.e, &st);
+    CHECK(st.hits >= NSQL * 3); /* every query read copies, no raw file again */
+    CHECK_INT(4, (int)st.misses);
+    CHECK_INT(4, (int)st.made);
+    lake_close(&raw);
+    /* the copies go with the engine */
+    query_conn_free(cp.c);
+    query_engine_close(cp.e);
+    cp.e = NULL;
+    cp.c = NULL;
+    CHECK_INT(0, copies_on_disk(&cp));
+    lake_close(&cp);
+}
+
+/* Runs SELECT count(*) FROM events and checks its answer. */
+static void count_is(lake *l, const char *want)
+{
+    answer *a = q(l, "SELECT count(*) FROM events");
+    char *r = rows(a);
+    CHECK_STR(want, r);
+    free(r);
+    done(a);
+}
+
+/* Opens l's engine again with copies of at most max bytes, idle after idle_ms. */
+static int reopen_copies(lake *l, uint64_t max, int64_t idle_ms)
+{
+    char copies[4096], err[512];
+    snprintf(copies, sizeof copies, "%s/copies", l->dir);
+    query_config qc = {.store = l->st,
+                       .threads = 2,
+                       .copies_dir = copies,
+                       .copies_max = max,
+                       .copies_idle_ms = idle_ms};
+    if (query_engine_open(&qc, &l->e, err, sizeof err)) return -1;
+    return (l->c = query_conn_new(l->e, err, sizeof err)) ? 0 : -1;
+}
+
+/*
+ * The copies keep within their limit: a copy that does not fit is not kept, nor asked for again
+ * while the copies at the limit are being read; one that was not read for a while makes room;
+ * and an engine empties what an earlier one left in the directory.
+ */
+TEST(test_engine_copies_keep_within_their_limit)
+{
+    lake l;
+    REQUIRE_INT(0, lake_open_copies(&l, 2, 200, 0, 1));
+    count_is(&l, "[[400]]");
+    query_copies_stats st = copies_settled(&l, 2);
+    CHECK_INT(0, (int)st.made);
+    CHECK_INT(2, (int)st.dropped); /* the first made and deleted, over 1 byte; then estimated */
+    CHECK_INT(0, (int)st.failed);
+    CHECK_INT(0, (int)st.files);
+    CHECK_INT(0, copies_on_disk(&l));
+    count_is(&l, "[[400]]"); /* read raw, and no copy is made */
+    usleep(100000);
+    query_engine_copies_stats(l.e, &st);
+    CHECK_INT(0, (int)st.made);
+    CHECK_INT(4, (int)st.dropped);
+    CHECK_INT(4, (int)st.misses);
+    lake_close(&l);
+
+    /* a copy's size, measured */
+    REQUIRE_INT(0, lake_open_copies(&l, 1, 200, 0, 64u << 20));
+    count_is(&l, "[[200]]");
+    st = copies_settled(&l, 1);
+    REQUIRE_INT(1, (int)st.made);
+    uint64_t one = st.bytes;
+    char leftover[4200];
+    snprintf(leftover, sizeof leftover, "%s/copies/9.parquet.part", l.dir);
+    FILE *f = fopen(leftover, "w");
+    REQUIRE(f != NULL);
+    fclose(f);
+    query_conn_free(l.c);
+    query_engine_close(l.e);
+    CHECK_INT(1, copies_on_disk(&l));
+    /* two more hours of the same size, for room of one and a half copies */
+    for (int h = 1; h < 3; h++) {
+        buf b = BUF_INIT;
+        for (int i = 0; i < 200; i++) {
+            char ts[EVTIME_LEN + 1];
+            evtime_format(T0_MS + (int64_t)h * 3600000 + (int64_t)i * 1000, ts);
+            buf_printf(&b,
+                       "{\"id\":\"h%d-%d\",\"type\":\"t.x\",\"ts\":\"%s\",\"receivedAt\":\"%s\","
+                       "\"do\":{\"id\":\"o%d\",\"class\":\"C\"},\"n\":%d}\n",
+                       h, i, ts, ts, i % 3, i);
+        }
+        put_lines(&l, h, h == 1 ? "0000000000b1" : "0000000000b2", buf_cstr(&b));
+        buf_free(&b);
+    }
+    REQUIRE_INT(0, reopen_copies(&l, one + one / 2, 1500));
+    CHECK_INT(0, copies_on_disk(&l)); /* what the engine before left is gone */
+    count_is(&l, "[[600]]");
+    st = copies_settled(&l, 3);
+    CHECK_INT(1, (int)st.made); /* the first; the others would not fit beside it */
+    CHECK_INT(2, (int)st.dropped);
+    CHECK_INT(1, (int)st.files);
+    CHECK_INT(0, (int)st.evicted);
+    CHECK(st.bytes <= st.max_bytes);
+    CHECK_INT(1, copies_on_disk(&l));
+    /* read again: the copy is read; the others, still without room, are read raw */
+    count_is(&l, "[[600]]");
+    query_engine_copies_stats(l.e, &st);
+    CHECK_INT(1, (int)st.hits);
+    CHECK_INT(4, (int)st.dropped);
+    CHECK_INT(1, (int)st.made);
+    /* once the copy was not read for idle_ms, a query that reads one other file makes room */
+    usleep(1600000);
+    answer *a = q(&l, "SELECT count(*) FROM events WHERE ts >= TIMESTAMP '2026-11-20 02:00:00'");
+    char *r = rows(a);
+    CHECK_STR("[[200]]", r);
+    free(r);
+    done(a);
+    st = copies_settled(&l, 2 + 4);
+    CHECK_INT(2, (int)st.made);
+    CHECK_INT(1, (int)st.evicted);
+    CHECK_INT(1, (int)st.files);
+    CHECK_INT(1, copies_on_disk(&l));
+    count_is(&l, "[[600]]");
+    query_engine_copies_stats(l.e, &st);
+    CHECK_INT(2, (int)st.hits); /* the one read before it, and the new one now */
     lake_close(&l);
 }
