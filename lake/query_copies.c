@@ -21,7 +21,7 @@
  * idle_ms.
  *
  * Entries sit in a hash table by key (chained) and in a list in order of creation; eviction
- * scans the list for the least recently used. There are at most COPIES_ENTRIES of them.
+ * takes the first it may from the list's head. There are at most COPIES_ENTRIES of them.
  */
 #include "query_int.h"
 #include "files.h"
@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define COPIES_QUEUE 64
+#define COPIES_QUEUE   64
 #define COPIES_ENTRIES 4096
 #define COPIES_BUCKETS 1024 /* a power of two */
 
@@ -46,14 +46,12 @@ struct query__copy {
     char *key;         /* the raw file's key in the lake */
     uint64_t raw_size; /* its listed size: a file of another size is another file */
     uint64_t bytes;    /* the copy's size once READY */
-    uint64_t used;     /* the tick of its last use, for eviction */
-    int64_t used_ms;   /* and its time (monotonic), for idle_ms */
-    unsigned id;       /* its copy is DIR/ID.parquet */
+    int64_t used_ms;   /* when it was last read, made or asked for (monotonic), for idle_ms */
     int state, pins;
-    char *path;            /* DIR/ID.parquet, once READY */
-    query__copy *hnext;    /* hash chain */
-    query__copy *qnext;    /* the queue, while QUEUED */
-    query__copy *lprev, *lnext; /* every entry, oldest first */
+    char *path;                 /* DIR/ID.parquet, once READY */
+    query__copy *hnext;         /* hash chain */
+    query__copy *qnext;         /* the queue, while QUEUED */
+    query__copy *lprev, *lnext; /* every entry, least recently used first */
 };
 
 struct query__copies {
@@ -70,7 +68,6 @@ struct query__copies {
     query__copy *qhead, *qtail, *lhead, *ltail;
     size_t nentries, nqueued;
     unsigned next_id;
-    uint64_t tick;
     uint64_t raw_copied, copy_bytes; /* over every copy written: their raw files' and their size */
     query_copies_stats st;
 };
@@ -90,12 +87,9 @@ static query__copy *find(query__copies *cp, const char *key)
     return NULL;
 }
 
-/* Unlinks c from the table and the list, deletes its copy, frees it. Under mu, unpinned. */
-static void drop(query__copies *cp, query__copy *c)
+/* Takes c out of the list of entries. Under mu. */
+static void list_out(query__copies *cp, query__copy *c)
 {
-    query__copy **pp = &cp->bucket[bucket_of(c->key)];
-    while (*pp != c) pp = &(*pp)->hnext;
-    *pp = c->hnext;
     if (c->lprev)
         c->lprev->lnext = c->lnext;
     else
@@ -104,6 +98,28 @@ static void drop(query__copies *cp, query__copy *c)
         c->lnext->lprev = c->lprev;
     else
         cp->ltail = c->lprev;
+    c->lprev = c->lnext = NULL;
+}
+
+/* Puts c at the list's tail, as the entry used last, now. Under mu. */
+static void list_use(query__copies *cp, query__copy *c)
+{
+    c->used_ms = evtime_mono_ms();
+    c->lprev = cp->ltail;
+    if (cp->ltail)
+        cp->ltail->lnext = c;
+    else
+        cp->lhead = c;
+    cp->ltail = c;
+}
+
+/* Unlinks c from the table and the list, deletes its copy, frees it. Under mu, unpinned. */
+static void drop(query__copies *cp, query__copy *c)
+{
+    query__copy **pp = &cp->bucket[bucket_of(c->key)];
+    while (*pp != c) pp = &(*pp)->hnext;
+    *pp = c->hnext;
+    list_out(cp, c);
     if (c->state == READY) {
         unlink(c->path);
         cp->st.bytes -= c->bytes;
@@ -119,10 +135,9 @@ static void drop(query__copies *cp, query__copy *c)
 /* The least recently read copy that nothing is reading, or NULL. */
 static query__copy *lru_copy(query__copies *cp)
 {
-    query__copy *best = NULL;
     for (query__copy *c = cp->lhead; c; c = c->lnext)
-        if (c->state == READY && !c->pins && (!best || c->used < best->used)) best = c;
-    return best;
+        if (c->state == READY && !c->pins) return c;
+    return NULL;
 }
 
 /*
@@ -148,12 +163,9 @@ static uint64_t estimate(const query__copies *cp, uint64_t raw_size)
 /* The entry that has least recently been of use and is not needed now (for a full table). */
 static query__copy *oldest_entry(query__copies *cp)
 {
-    query__copy *best = NULL;
     for (query__copy *c = cp->lhead; c; c = c->lnext)
-        if (!c->pins && (c->state == READY || c->state == FAILED) &&
-            (!best || c->used < best->used))
-            best = c;
-    return best;
+        if (!c->pins && (c->state == READY || c->state == FAILED)) return c;
+    return NULL;
 }
 
 /* Asks for a copy of key: a new entry in the queue, unless it would not fit or a table is full. */
@@ -179,17 +191,10 @@ static void ask(query__copies *cp, const char *key, uint64_t size)
     }
     c->raw_size = size;
     c->state = QUEUED;
-    c->used = ++cp->tick;
-    c->used_ms = evtime_mono_ms();
     size_t b = bucket_of(key);
     c->hnext = cp->bucket[b];
     cp->bucket[b] = c;
-    c->lprev = cp->ltail;
-    if (cp->ltail)
-        cp->ltail->lnext = c;
-    else
-        cp->lhead = c;
-    cp->ltail = c;
+    list_use(cp, c);
     if (cp->qtail)
         cp->qtail->qnext = c;
     else
@@ -200,8 +205,7 @@ static void ask(query__copies *cp, const char *key, uint64_t size)
     pthread_cond_signal(&cp->cv);
 }
 
-query__copy *query__copies_get(query__copies *cp, const char *key, uint64_t size,
-                               const char **path)
+query__copy *query__copies_get(query__copies *cp, const char *key, uint64_t size, const char **path)
 {
     pthread_mutex_lock(&cp->mu);
     query__copy *c = find(cp, key);
@@ -213,8 +217,8 @@ query__copy *query__copies_get(query__copies *cp, const char *key, uint64_t size
     }
     if (c && c->state == READY && c->raw_size == size) {
         c->pins++;
-        c->used = ++cp->tick;
-        c->used_ms = evtime_mono_ms();
+        list_out(cp, c);
+        list_use(cp, c);
         cp->st.hits++;
         *path = c->path;
     } else {
@@ -257,8 +261,7 @@ static int write_copy(query__copies *cp, const char *src, const char *dst)
     buf_printf(&sql, " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192, %s)",
                ice_duckdb_field_ids());
     char err[512];
-    int rc = buf_cstr(&files) && buf_cstr(&sql) ? query__exec(cp->con, sql.p, err, sizeof err)
-                                                : -1;
+    int rc = buf_cstr(&files) && buf_cstr(&sql) ? query__exec(cp->con, sql.p, err, sizeof err) : -1;
     buf_free(&files);
     buf_free(&sql);
     return rc;
@@ -331,8 +334,8 @@ static void *copier_main(void *arg)
         int rc = key ? make_copy(cp, key, size, id, &path, &bytes) : -1;
         free(key);
         pthread_mutex_lock(&cp->mu);
-        c->used = ++cp->tick;
-        c->used_ms = evtime_mono_ms();
+        list_out(cp, c);
+        list_use(cp, c);
         if (rc) {
             c->state = FAILED;
             cp->st.failed++;

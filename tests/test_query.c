@@ -1217,6 +1217,82 @@ TEST(test_query_rpc_latency_equals_quantile_cont_on_odd_durations)
 }
 
 /* runs last (tests run in file order): stops the shared server */
+/* Waits (10 s at most) until the server's metric reaches want; its value. */
+static long long metric_reaches(const srv *s, const char *name, long long want)
+{
+    long long v = -1;
+    for (int i = 0; i < 1000 && (v = srv_metric(s, name)) < want; i++) usleep(10000);
+    return v;
+}
+
+/*
+ * The server copies the raw files its queries read into the spool's copies/ directory; the
+ * queries after read the copies and answer the same. With --query-copies 0 it makes none.
+ */
+TEST(test_query_reads_copies_of_raw_files_with_the_same_answers)
+{
+    REQUIRE_INT(0, seed());
+    /* bounded to the seeded hours: the events other tests sent now are in other files */
+    static const char *const sql[] = {
+        "SELECT type, count(*), min(ts), max(ts) FROM events WHERE ts < '2026-11-21' "
+        "GROUP BY type ORDER BY type",
+        "SELECT type, bookmark, doc, prev FROM events WHERE ts < '2026-11-21' AND "
+        "collection = 'users' AND docId = 'u3' ORDER BY bookmark",
+        "SELECT * FROM rpc_latency_between('2026-11-20', '2026-11-21')"};
+    enum { N = sizeof sql / sizeof *sql };
+    long st;
+    char *first[N];
+    for (int i = 0; i < N; i++) {
+        json_t *a = query(&S, sql[i], NULL, &st);
+        CHECK_INT(200, st);
+        CHECK_INT(HOURS, json_integer_value(json_object_get(a, "files")));
+        first[i] = json_dumps(rows_of(a), JSON_COMPACT);
+        json_decref(a);
+    }
+    /* a copy of each hour's file (and of any other file another test's query read) */
+    long long made = metric_reaches(&S, "events_query_copies_made_total", HOURS);
+    CHECK(made >= HOURS);
+    usleep(300000); /* any other copy asked for is made by now */
+    made = srv_metric(&S, "events_query_copies_made_total");
+    CHECK_INT(made, srv_metric(&S, "events_query_copies_files"));
+    CHECK(srv_metric(&S, "events_query_copies_bytes") > 0);
+    CHECK_INT(256ll << 20, srv_metric(&S, "events_query_copies_max_bytes"));
+    CHECK_INT(0, srv_metric(&S, "events_query_copies_failed_total"));
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "test $(ls %s/.spool/copies | grep -c '\\.parquet$') = %lld", LAKE,
+             made);
+    CHECK_INT(0, sh("%s", cmd));
+    long long hits = srv_metric(&S, "events_query_copies_hits_total");
+    for (int i = 0; i < N; i++) {
+        json_t *a = query(&S, sql[i], NULL, &st);
+        CHECK_INT(200, st);
+        char *again = json_dumps(rows_of(a), JSON_COMPACT);
+        CHECK_STR(first[i], again);
+        free(again);
+        free(first[i]);
+        json_decref(a);
+    }
+    /* every file of every query read from its copy, and none copied again */
+    CHECK_INT(hits + N * HOURS, srv_metric(&S, "events_query_copies_hits_total"));
+    CHECK_INT(made, srv_metric(&S, "events_query_copies_made_total"));
+
+    /* another server on the lake, without copies */
+    char spool[1400];
+    snprintf(spool, sizeof spool, "%s/spool-nocopies", DIR_);
+    const char *args[] = {"--spool", spool, "--query-copies", "0", NULL};
+    srv t = {0};
+    REQUIRE_INT(0, srv_start(&t, LAKE, args));
+    json_t *a = query(&t, sql[0], NULL, &st);
+    CHECK_INT(200, st);
+    json_decref(a);
+    usleep(200000);
+    CHECK_INT(0, srv_metric(&t, "events_query_copies_max_bytes"));
+    CHECK_INT(0, srv_metric(&t, "events_query_copies_misses_total"));
+    CHECK_INT(0, srv_metric(&t, "events_query_copies_made_total"));
+    CHECK_INT(0, srv_stop(&t, SIGTERM));
+    unlink(t.log);
+}
+
 TEST(test_query_zz_shared_server_stops_cleanly)
 {
     if (!seeded) return;
