@@ -837,7 +837,12 @@ static int compaction_open(compaction *k, store *s, lake_cache *cache, const cha
                              .sweep = 1, /* segments put here have no pending marker */
                              .retain_ms = 3600000,
                              .owner = "test"}};
-    query_config qcfg = {.store = s, .cache = cache, .threads = 1};
+    /* with Parquet copies of the raw files it reads, where its sandbox lets it write them */
+    char copies[1200];
+    const char *root = s->ops->root(s);
+    snprintf(copies, sizeof copies, "%s/.copies", root ? root : lake_cache_dir(cache));
+    query_config qcfg = {
+        .store = s, .cache = cache, .threads = 1, .copies_dir = copies, .copies_max = 64 << 20};
     char err[1024];
     if (query_engine_open(&qcfg, &k->e, err, sizeof err)) {
         test_fail(__FILE__, __LINE__, "query_engine_open: %s", err);
@@ -1131,6 +1136,19 @@ static void compaction_contract(store *s, lake_cache *cache, const char *work)
     counts(k.qc, &all, &distinct);
     CHECK_INT(300, all);
     CHECK_INT(200, distinct);
+    /* the raw files' copies (fetched from the store on s3), read by the queries after */
+    query_copies_stats cs;
+    for (int i = 0; i < 1000; i++) {
+        query_engine_copies_stats(k.e, &cs);
+        if (cs.made + cs.failed + cs.dropped >= 3) break;
+        usleep(10000);
+    }
+    CHECK_INT(3, (int)cs.made);
+    counts(k.qc, &all, &distinct);
+    CHECK_INT(300, all);
+    CHECK_INT(200, distinct);
+    query_engine_copies_stats(k.e, &cs);
+    CHECK_INT(3, (int)cs.hits);
     compaction_while_queries_run(&k);
     compaction_unnamed_file_not_read(&k);
     compaction_folds_in_a_late_event(&k);
