@@ -39,7 +39,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define REQ_MAX (16 << 10)
+#define REQ_MAX   (16 << 10)
 #define GROUP_MAX 1024 /* iovecs in one writev */
 
 enum { ANSWER, HANDOFF, INLINE };
@@ -270,7 +270,8 @@ int main(int argc, char **argv)
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) || listen(listen_fd, 1024)) {
         fprintf(stderr, "ingest_ceiling: 127.0.0.1:%d: %s\n", port, strerror(errno));

@@ -120,7 +120,8 @@ typedef struct query_copies_stats {
     uint64_t hits;   /* raw files a query read from their copy */
     uint64_t misses; /* raw files a query read raw */
     uint64_t made, evicted;
-    uint64_t failed;  /* raw files that could not be copied (gone, unreadable) */
+    uint64_t failed;  /* raw files that could not be copied (gone, unreadable), and copies found
+                       * missing or changed on the disk (the raw file is read instead) */
     uint64_t dropped; /* copies not made: no room (the copies at the limit were all read within
                        * copies_idle_ms), or the queue was full */
 } query_copies_stats;

@@ -124,7 +124,6 @@ static void drop(query__copies *cp, query__copy *c)
         unlink(c->path);
         cp->st.bytes -= c->bytes;
         cp->st.files--;
-        cp->st.evicted++;
     }
     cp->nentries--;
     free(c->path);
@@ -148,8 +147,10 @@ static int make_room(query__copies *cp, uint64_t need)
 {
     query__copy *c;
     while (cp->st.bytes + need > cp->max_bytes && (c = lru_copy(cp)) &&
-           evtime_mono_ms() - c->used_ms >= cp->idle_ms)
+           evtime_mono_ms() - c->used_ms >= cp->idle_ms) {
         drop(cp, c);
+        cp->st.evicted++;
+    }
     return cp->st.bytes + need <= cp->max_bytes;
 }
 
@@ -205,10 +206,28 @@ static void ask(query__copies *cp, const char *key, uint64_t size)
     pthread_cond_signal(&cp->cv);
 }
 
+/* 1 if c's copy is on the disk as it was made (an operator or a cleaner may delete it). */
+static int intact(const query__copy *c)
+{
+    struct stat sb;
+    return !stat(c->path, &sb) && (uint64_t)sb.st_size == c->bytes;
+}
+
 query__copy *query__copies_get(query__copies *cp, const char *key, uint64_t size, const char **path)
 {
     pthread_mutex_lock(&cp->mu);
     query__copy *c = find(cp, key);
+    if (c && c->state == READY && c->raw_size == size && !intact(c)) { /* the raw file, then */
+        cp->st.failed++;
+        if (c->pins) {
+            c = NULL;
+            cp->st.misses++;
+            pthread_mutex_unlock(&cp->mu);
+            return NULL;
+        }
+        drop(cp, c);
+        c = NULL;
+    }
     if (c && !c->pins &&
         ((c->state == READY && c->raw_size != size) /* not the file copied */ ||
          (c->state == FAILED && evtime_mono_ms() - c->used_ms >= cp->idle_ms))) {

@@ -378,8 +378,10 @@ enum MHD_Result server__handle_metrics(server__srv *s, server__req *r)
     metrics_counter(&b, "events_query_copies_misses_total",
                     "Raw files a query read raw, having no copy yet.", qs.misses);
     metrics_counter(&b, "events_query_copies_made_total", "Copies of raw files written.", qs.made);
-    metrics_counter(&b, "events_query_copies_failed_total",
-                    "Raw files that could not be copied (gone, unreadable).", qs.failed);
+    metrics_counter(
+        &b, "events_query_copies_failed_total",
+        "Raw files that could not be copied (gone, unreadable), and copies lost from the disk.",
+        qs.failed);
     metrics_counter(&b, "events_query_copies_evicted_total",
                     "Copies deleted to keep within the limit.", qs.evicted);
     metrics_counter(&b, "events_query_copies_dropped_total",

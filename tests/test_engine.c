@@ -1480,6 +1480,25 @@ TEST(test_engine_copies_of_raw_files_answer_as_the_raw_files)
     CHECK(st.hits >= NSQL * 3); /* every query read copies, no raw file again */
     CHECK_INT(4, (int)st.misses);
     CHECK_INT(4, (int)st.made);
+    /* a copy deleted under the engine: its raw file is read, and copied again */
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm %s/copies/0.parquet", cp.dir);
+    REQUIRE_INT(0, system(cmd));
+    a = q(&cp, sql[3]);
+    REQUIRE_INT(QUERY_OK, a->o.code);
+    r = rows_text(a);
+    answer *b = q(&raw, sql[3]);
+    char *w = rows_text(b);
+    CHECK_STR(w, r);
+    free(w);
+    done(b);
+    free(r);
+    done(a);
+    st = copies_settled(&cp, 5 + 1);
+    CHECK_INT(1, (int)st.failed);
+    CHECK_INT(5, (int)st.made);
+    CHECK_INT(4, (int)st.files);
+    CHECK_INT(4, copies_on_disk(&cp));
     lake_close(&raw);
     /* the copies go with the engine */
     query_conn_free(cp.c);
