@@ -107,7 +107,8 @@ typedef struct query_config {
     uint64_t max_rejected_line;
     /* Parquet copies of the raw files queries read, made by a thread of the engine and read by
      * later queries instead (lake/query_copies.c), in this directory (emptied at open; it must
-     * be within the spool, which the sandbox lets DuckDB write), copies_max bytes at most.
+     * be one the sandbox lets DuckDB write: within the spool, the lake's directory or the
+     * cache), copies_max bytes at most.
      * NULL or 0: none */
     const char *copies_dir;
     uint64_t copies_max;

@@ -11,20 +11,19 @@
  *
  * The copies live in one directory of the server's spool, emptied at start, and take at most
  * max_bytes. A copy is made only if it fits, once the copies not read for idle_ms (a minute,
- * unless query_config says) are
- * deleted (least recently read first): the copies keep the files being read now, and a lake
- * whose raw files outgrow the limit, scanned whole again and again, does not copy and delete
- * without end. Whether a copy fits is estimated before it is made from the sizes of the copies
- * made so far (a copy that turns out not to fit is deleted). At most COPIES_QUEUE files wait to
- * be copied. A file not copied (no room, a full queue) is read raw and asked for again by a later
- * query; a file that could not be copied (gone, unreadable) is asked for again after
- * idle_ms.
+ * unless query_config says) are deleted, least recently read first: the copies keep the files
+ * being read now, and a lake whose raw files outgrow the limit, scanned whole again and again,
+ * does not copy and delete without end. Whether a copy fits is estimated before it is made from the
+ * sizes of the copies made so far (a copy that turns out not to fit is deleted). At most
+ * COPIES_QUEUE files wait to be copied. A file not copied (no room, a full queue) is read raw and
+ * asked for again by a later query; a file that could not be copied (gone, unreadable) is asked for
+ * again after idle_ms.
  *
- * Entries sit in a hash table by key (chained) and in a list in order of creation; eviction
- * takes the first it may from the list's head. There are at most COPIES_ENTRIES of them.
+ * Entries sit in a hash table by key (chained) and in a list in order of use, the least recently
+ * used at its head, where eviction takes the first it may. There are at most COPIES_ENTRIES of
+ * them.
  */
 #include "query_int.h"
-#include "files.h"
 #include "evtime.h"
 #include "iceberg.h"
 
@@ -90,14 +89,14 @@ static query__copy *find(query__copies *cp, const char *key)
 /* Takes c out of the list of entries. Under mu. */
 static void list_out(query__copies *cp, query__copy *c)
 {
-    if (c->lprev)
-        c->lprev->lnext = c->lnext;
-    else
+    if (cp->lhead == c)
         cp->lhead = c->lnext;
-    if (c->lnext)
-        c->lnext->lprev = c->lprev;
-    else
+    else if (c->lprev)
+        c->lprev->lnext = c->lnext;
+    if (cp->ltail == c)
         cp->ltail = c->lprev;
+    else if (c->lnext)
+        c->lnext->lprev = c->lprev;
     c->lprev = c->lnext = NULL;
 }
 
@@ -446,10 +445,12 @@ void query__copies_close(query__copies *cp)
         pthread_join(cp->thread, NULL);
     }
     if (cp->con) duckdb_disconnect(&cp->con);
-    while (cp->lhead) {
-        cp->lhead->pins = 0;
-        if (cp->lhead->state != READY) cp->lhead->state = FAILED;
-        drop(cp, cp->lhead);
+    for (query__copy *c = cp->lhead, *next; c; c = next) { /* no query runs: none is pinned */
+        next = c->lnext;
+        if (c->state == READY) unlink(c->path);
+        free(c->path);
+        free(c->key);
+        free(c);
     }
     pthread_mutex_destroy(&cp->mu);
     pthread_cond_destroy(&cp->cv);
