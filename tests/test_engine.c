@@ -44,6 +44,19 @@ typedef struct lake {
     query_conn *c;
 } lake;
 
+/* The n events of hour h (from T0) of the test lake, as JSON Lines. */
+static void hour_lines(buf *b, int h, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char ts[EVTIME_LEN + 1];
+        evtime_format(T0_MS + (int64_t)h * 3600000 + (int64_t)i * 1000, ts);
+        buf_printf(b,
+                   "{\"id\":\"h%d-%d\",\"type\":\"t.x\",\"ts\":\"%s\",\"receivedAt\":\"%s\","
+                   "\"do\":{\"id\":\"o%d\",\"class\":\"C\"},\"n\":%d}\n",
+                   h, i, ts, ts, i % 3, i);
+    }
+}
+
 /*
  * A lake with `hours` hour partitions from T0, one file each, events_per_hour events each; with
  * copies_max, its engine makes copies of the raw files in the lake's directory copies/.
@@ -58,14 +71,7 @@ static int lake_open_copies(lake *l, int hours, int events_per_hour, uint64_t me
     if (store_open(l->dir, &l->st, err, sizeof err)) return -1;
     for (int h = 0; h < hours; h++) {
         buf b = BUF_INIT;
-        for (int i = 0; i < events_per_hour; i++) {
-            char ts[EVTIME_LEN + 1];
-            evtime_format(T0_MS + (int64_t)h * 3600000 + (int64_t)i * 1000, ts);
-            buf_printf(&b,
-                       "{\"id\":\"h%d-%d\",\"type\":\"t.x\",\"ts\":\"%s\",\"receivedAt\":\"%s\","
-                       "\"do\":{\"id\":\"o%d\",\"class\":\"C\"},\"n\":%d}\n",
-                       h, i, ts, ts, i % 3, i);
-        }
+        hour_lines(&b, h, events_per_hour);
         char key[LAKE_KEY_MAX], uuid[40];
         snprintf(uuid, sizeof uuid, "00000000-0000-7000-8000-%012d", h);
         lake_raw_key(T0_MS / 3600000 + h, uuid, key);
@@ -1574,14 +1580,7 @@ TEST(test_engine_copies_keep_within_their_limit)
     /* two more hours of the same size, for room of one and a half copies */
     for (int h = 1; h < 3; h++) {
         buf b = BUF_INIT;
-        for (int i = 0; i < 200; i++) {
-            char ts[EVTIME_LEN + 1];
-            evtime_format(T0_MS + (int64_t)h * 3600000 + (int64_t)i * 1000, ts);
-            buf_printf(&b,
-                       "{\"id\":\"h%d-%d\",\"type\":\"t.x\",\"ts\":\"%s\",\"receivedAt\":\"%s\","
-                       "\"do\":{\"id\":\"o%d\",\"class\":\"C\"},\"n\":%d}\n",
-                       h, i, ts, ts, i % 3, i);
-        }
+        hour_lines(&b, h, 200);
         put_lines(&l, h, h == 1 ? "0000000000b1" : "0000000000b2", buf_cstr(&b));
         buf_free(&b);
     }
