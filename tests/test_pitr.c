@@ -639,8 +639,9 @@ TEST(snapshot_upload_in_wal_mode_leaves_nothing_in_the_spool)
     CHECK_INT(201, r.status);
     CHECK_CONTAINS("\"tables\":[{\"name\":\"t\",\"rows\":3}]", r.body.p);
     resp_free(&r);
-    /* nothing of the upload is left beside the spool's own files (server.json: where it listens) */
-    CHECK_STR("LOCK sealed.log server.json", dir_names(spool));
+    /* nothing of the upload is left beside the spool's own files (server.json: where it listens;
+     * copies/: the query engine's copies of raw files) */
+    CHECK_STR("LOCK copies sealed.log server.json", dir_names(spool));
     CHECK_INT(0, http_do("GET", url, NULL, NULL, 0, 0, &r));
     CHECK_INT(200, r.status);
     CHECK(r.body.len == size && !memcmp(r.body.p, file, size));
@@ -667,7 +668,7 @@ TEST(snapshot_leftovers_in_the_spool_are_removed_at_start)
     CHECK_INT(0, sh("echo partial > '%s'", path));
     srv s = {0};
     REQUIRE_INT(0, srv_start(&s, lake, NULL));
-    CHECK_STR("LOCK sealed.log server.json", dir_names(spool));
+    CHECK_STR("LOCK copies sealed.log server.json", dir_names(spool));
     CHECK_INT(0, srv_stop(&s, SIGTERM));
     char *log = test_read_file(s.log, NULL);
     CHECK_CONTAINS("msg=\"snapshot leftovers removed\" files=2", log);
