@@ -202,6 +202,8 @@ static size_t query_options(cli_option *o, size_t room, serve_flags *f)
         {"query-copies", "EVENTS_QUERY_COPIES", OPT_SIZE, &c->query_copies, "SIZE",
          "Parquet copies of the raw files queries read, kept in the spool for the queries "
          "after, at most (default 256MiB); 0: none"},
+        {"query-copies-min", "EVENTS_QUERY_COPIES_MIN", OPT_SIZE, &c->query_copies_min, "SIZE",
+         "raw files smaller than this are always read raw, not copied (default 256KiB)"},
         {"memory-max", "EVENTS_MEMORY_MAX", OPT_SIZE, &f->memory_max, "SIZE",
          "the whole server's memory at most; past it queries fail, not the server; 0: no limit "
          "(default 3/4 of the machine's memory)"},

@@ -413,8 +413,8 @@ int query_engine_open(const query_config *cfg, query_engine **out, char *err, si
         return -1;
     }
     if (cfg->copies_dir && cfg->copies_max &&
-        query__copies_open(e, cfg->copies_dir, cfg->copies_max, cfg->copies_idle_ms, &e->copies,
-                           err, errlen)) {
+        query__copies_open(e, cfg->copies_dir, cfg->copies_max, cfg->copies_min,
+                           cfg->copies_idle_ms, &e->copies, err, errlen)) {
         engine_free(e);
         return -1;
     }

@@ -113,6 +113,7 @@ typedef struct query_config {
     const char *copies_dir;
     uint64_t copies_max;
     int64_t copies_idle_ms; /* a copy not read for this long may go for another; 0: a minute */
+    uint64_t copies_min;    /* raw files smaller than this are always read raw; 0: none */
 } query_config;
 
 /* What the copies of raw files hold and have done (query_config.copies_dir). */

@@ -15,9 +15,9 @@
  * being read now, and a lake whose raw files outgrow the limit, scanned whole again and again,
  * does not copy and delete without end. Whether a copy fits is estimated before it is made from the
  * sizes of the copies made so far (a copy that turns out not to fit is deleted). At most
- * COPIES_QUEUE files wait to be copied. A file not copied (no room, a full queue) is read raw and
- * asked for again by a later query; a file that could not be copied (gone, unreadable) is asked for
- * again after idle_ms.
+ * COPIES_QUEUE files wait to be copied. A raw file under min_raw bytes is always read raw. A file
+ * not copied (no room, a full queue) is read raw and asked for again by a later query; a file that
+ * could not be copied (gone, unreadable) is asked for again after idle_ms.
  *
  * Entries sit in a hash table by key (chained) and in a list in order of use, the least recently
  * used at its head, where eviction takes the first it may. There are at most COPIES_ENTRIES of
@@ -58,7 +58,9 @@ struct query__copies {
     duckdb_connection con; /* the copying thread's */
     char *dir;
     uint64_t max_bytes;
-    int64_t idle_ms; /* a copy not read for this long may make room for another */
+    uint64_t min_raw; /* raw files smaller are not copied: their parse costs about what a copy's
+                       * read would (bench/README.md, "Copies of the raw hours") */
+    int64_t idle_ms;  /* a copy not read for this long may make room for another */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
@@ -214,6 +216,7 @@ static int intact(const query__copy *c)
 
 query__copy *query__copies_get(query__copies *cp, const char *key, uint64_t size, const char **path)
 {
+    if (size < cp->min_raw) return NULL; /* read raw, and not counted */
     pthread_mutex_lock(&cp->mu);
     query__copy *c = find(cp, key);
     if (c && c->state == READY && c->raw_size == size && !intact(c)) { /* the raw file, then */
@@ -403,8 +406,8 @@ static int empty_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-int query__copies_open(query_engine *e, const char *dir, uint64_t max_bytes, int64_t idle_ms,
-                       query__copies **out, char *err, size_t errlen)
+int query__copies_open(query_engine *e, const char *dir, uint64_t max_bytes, uint64_t min_raw,
+                       int64_t idle_ms, query__copies **out, char *err, size_t errlen)
 {
     if (empty_dir(dir, err, errlen)) return -1;
     query__copies *cp = calloc(1, sizeof *cp);
@@ -415,6 +418,7 @@ int query__copies_open(query_engine *e, const char *dir, uint64_t max_bytes, int
     }
     cp->e = e;
     cp->max_bytes = max_bytes;
+    cp->min_raw = min_raw;
     cp->idle_ms = idle_ms > 0 ? idle_ms : 60000;
     pthread_mutex_init(&cp->mu, NULL);
     pthread_cond_init(&cp->cv, NULL);

@@ -110,10 +110,11 @@ void query__live_free(query_conn *q, query__live *l);
 /*
  * query_copies.c: Parquet copies of the lake's raw files. query__copies_get pins the copy of the
  * raw file key of that size and gives its path, or gives NULL and has one made for later
- * queries; query__copies_put unpins it (NULL is ignored).
+ * queries (unless the file is under query_config.copies_min); query__copies_put unpins it (NULL is
+ * ignored).
  */
-int query__copies_open(query_engine *e, const char *dir, uint64_t max_bytes, int64_t idle_ms,
-                       query__copies **out, char *err, size_t errlen);
+int query__copies_open(query_engine *e, const char *dir, uint64_t max_bytes, uint64_t min_raw,
+                       int64_t idle_ms, query__copies **out, char *err, size_t errlen);
 void query__copies_close(query__copies *cp); /* NULL is ignored */
 query__copy *query__copies_get(query__copies *cp, const char *key, uint64_t size,
                                const char **path);

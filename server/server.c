@@ -163,6 +163,7 @@ void server_config_defaults(server_config *c)
     c->query_max_bytes = QUERY_MAX_BYTES_DEFAULT;
     c->query_memory = 1ull << 30;
     c->query_copies = 256ull << 20;
+    c->query_copies_min = 256u << 10;
     c->max_snapshot = 1ull << 30;
     c->snapshot_downloads = 16;
     c->cache_max = 1ull << 30;
@@ -343,7 +344,8 @@ static int start_readers(server__srv *s)
                        .conns = cfg->query_threads,
                        .max_rejected_line = 2 * (uint64_t)cfg->max_body + 65536,
                        .copies_dir = copies,
-                       .copies_max = cfg->query_copies};
+                       .copies_max = cfg->query_copies,
+                       .copies_min = cfg->query_copies_min};
     if (query_engine_open(&qc, &s->engine, err, sizeof err)) return cannot_start(err, NULL);
     if (lake_stream_open(s->store, s->cache, &s->stream, err, sizeof err))
         return cannot_start(err, NULL);

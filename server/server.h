@@ -62,6 +62,7 @@ typedef struct server_config {
     uint64_t query_max_bytes;  /* bytes of one answer's rows; default 32 MiB */
     uint64_t query_memory;     /* DuckDB's memory limit; default 1 GiB */
     uint64_t query_copies;     /* Parquet copies of raw files, in the spool; default 256 MiB */
+    uint64_t query_copies_min; /* raw files smaller are not copied; default 256 KiB */
     uint64_t max_snapshot;     /* largest snapshot upload; default 1 GiB */
     int snapshot_downloads;    /* GET /snapshots/S/B answers at once, 503 beyond; default 16 */
     size_t tail_buffer;        /* bytes a /tail client may fall behind; default 1 MiB */

@@ -1233,9 +1233,10 @@ static long long metric_reaches(const srv *s, const char *name, long long want)
 
 /*
  * The server copies the raw files its queries read into the spool's copies/ directory; the
- * queries after read the copies and answer the same. With --query-copies 0 it makes none. A
- * server of its own on a lake of its own, which it does not compact: the shared server's
- * compactor may replace its lake's raw files while the tests run.
+ * queries after read the copies and answer the same (the workload's files are small: with
+ * --query-copies-min 0). With --query-copies 0 it makes none, nor of files under the default
+ * --query-copies-min. A server of its own on a lake of its own, which it does not compact: the
+ * shared server's compactor may replace its lake's raw files while the tests run.
  */
 TEST(test_query_reads_copies_of_raw_files_with_the_same_answers)
 {
@@ -1243,7 +1244,7 @@ TEST(test_query_reads_copies_of_raw_files_with_the_same_answers)
     char *dir = test_tmpdir("qcopies");
     char lake[1200], spool[1300];
     snprintf(lake, sizeof lake, "%s/lake", dir);
-    const char *args[] = {"--compact-every", "0", NULL};
+    const char *args[] = {"--compact-every", "0", "--query-copies-min", "0", NULL};
     srv c = {0};
     REQUIRE_INT(0, seed_server(&c, lake, args));
     static const char *const sql[] = {
@@ -1286,22 +1287,26 @@ TEST(test_query_reads_copies_of_raw_files_with_the_same_answers)
     /* the copies go when the server stops */
     CHECK_INT(0, sh("test -z \"$(ls %s/.spool/copies)\"", lake));
 
-    /* the lake again, without copies */
-    snprintf(spool, sizeof spool, "%s/spool-nocopies", dir);
-    const char *none[] = {"--spool", spool, "--query-copies", "0", "--compact-every", "0", NULL};
-    srv t = {0};
-    REQUIRE_INT(0, srv_start(&t, lake, none));
-    json_t *a = query(&t, sql[0], NULL, &st);
-    CHECK_INT(200, st);
-    json_decref(a);
-    usleep(200000);
-    CHECK_INT(0, srv_metric(&t, "events_query_copies_max_bytes"));
-    CHECK_INT(0, srv_metric(&t, "events_query_copies_misses_total"));
-    CHECK_INT(0, srv_metric(&t, "events_query_copies_made_total"));
-    CHECK_INT(0, srv_stop(&t, SIGTERM));
+    /* the lake again, without copies, and with files all under the default minimum */
+    for (int k = 0; k < 2; k++) {
+        snprintf(spool, sizeof spool, "%s/spool-%d", dir, k);
+        const char *none[] = {"--spool", spool, "--compact-every", "0", "--query-copies",
+                              "0",       NULL};
+        if (k) none[4] = NULL;
+        srv t = {0};
+        REQUIRE_INT(0, srv_start(&t, lake, none));
+        json_t *a = query(&t, sql[0], NULL, &st);
+        CHECK_INT(200, st);
+        json_decref(a);
+        usleep(200000);
+        CHECK_INT(k ? 256ll << 20 : 0, srv_metric(&t, "events_query_copies_max_bytes"));
+        CHECK_INT(0, srv_metric(&t, "events_query_copies_misses_total"));
+        CHECK_INT(0, srv_metric(&t, "events_query_copies_made_total"));
+        CHECK_INT(0, srv_stop(&t, SIGTERM));
+        unlink(t.log);
+    }
     if (test_failed_now()) srv_dump_log(&c);
     unlink(c.log);
-    unlink(t.log);
     test_rmtree(dir);
     free(dir);
 }
