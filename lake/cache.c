@@ -11,6 +11,7 @@
 
 #include "evrand.h"
 #include "files.h"
+#include "strhash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,16 +45,9 @@ struct lake_cache {
     lake_cache_stats st;
 };
 
-static uint64_t hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static ent **slot(lake_cache *c, const char *key)
 {
-    ent **p = &c->tab[hash(key) & (c->nbuckets - 1)];
+    ent **p = &c->tab[strhash(key) & (c->nbuckets - 1)];
     while (*p && strcmp((*p)->key, key)) p = &(*p)->hnext;
     return p;
 }

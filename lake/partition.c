@@ -5,6 +5,7 @@
 #include "partition.h"
 
 #include "buf.h"
+#include "strhash.h"
 
 #include <pthread.h>
 
@@ -89,9 +90,7 @@ static pthread_mutex_t mcache_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t mcache_slot(const char *id)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *id; id++) h = (h ^ (unsigned char)*id) * 1099511628211ull;
-    return (size_t)(h % MCACHE_SLOTS);
+    return (size_t)(strhash(id) % MCACHE_SLOTS);
 }
 
 /* The manifest's text into out, from the copy or the store. STORE_OK or the store's code. */

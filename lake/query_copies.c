@@ -26,6 +26,7 @@
 #include "query_int.h"
 #include "evtime.h"
 #include "iceberg.h"
+#include "strhash.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,7 +40,7 @@
 #define COPIES_ENTRIES 4096
 #define COPIES_BUCKETS 1024 /* a power of two */
 
-enum { QUEUED, MAKING, READY, FAILED };
+enum { WANTED, READY, FAILED }; /* WANTED: in the queue, or being made */
 
 struct query__copy {
     char *key;         /* the raw file's key in the lake */
@@ -49,7 +50,7 @@ struct query__copy {
     int state, pins;
     char *path;                 /* DIR/ID.parquet, once READY */
     query__copy *hnext;         /* hash chain */
-    query__copy *qnext;         /* the queue, while QUEUED */
+    query__copy *qnext;         /* the queue */
     query__copy *lprev, *lnext; /* every entry, least recently used first */
 };
 
@@ -75,10 +76,7 @@ struct query__copies {
 
 static size_t bucket_of(const char *key)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)(h & (COPIES_BUCKETS - 1));
+    return (size_t)(strhash(key) & (COPIES_BUCKETS - 1));
 }
 
 static query__copy *find(query__copies *cp, const char *key)
@@ -192,7 +190,7 @@ static void ask(query__copies *cp, const char *key, uint64_t size)
         return;
     }
     c->raw_size = size;
-    c->state = QUEUED;
+    c->state = WANTED;
     size_t b = bucket_of(key);
     c->hnext = cp->bucket[b];
     cp->bucket[b] = c;
@@ -346,14 +344,12 @@ static void *copier_main(void *arg)
             drop(cp, c);
             continue;
         }
-        c->state = MAKING;
-        char *key = strdup(c->key);
         uint64_t size = c->raw_size, bytes = 0;
         unsigned id = cp->next_id++;
         pthread_mutex_unlock(&cp->mu);
+        /* c stays while WANTED: nothing else drops an entry in that state */
         char *path = NULL;
-        int rc = key ? make_copy(cp, key, size, id, &path, &bytes) : -1;
-        free(key);
+        int rc = make_copy(cp, c->key, size, id, &path, &bytes);
         pthread_mutex_lock(&cp->mu);
         list_out(cp, c);
         list_use(cp, c);

@@ -1222,15 +1222,6 @@ TEST(test_query_rpc_latency_equals_quantile_cont_on_odd_durations)
     free(dir);
 }
 
-/* runs last (tests run in file order): stops the shared server */
-/* Waits (10 s at most) until the server's metric reaches want; its value. */
-static long long metric_reaches(const srv *s, const char *name, long long want)
-{
-    long long v = -1;
-    for (int i = 0; i < 1000 && (v = srv_metric(s, name)) < want; i++) usleep(10000);
-    return v;
-}
-
 /*
  * The server copies the raw files its queries read into the spool's copies/ directory; the
  * queries after read the copies and answer the same (the workload's files are small: with
@@ -1261,7 +1252,7 @@ TEST(test_query_reads_copies_of_raw_files_with_the_same_answers)
         json_decref(a);
     }
     /* one copy of each hour's file, once */
-    CHECK_INT(HOURS, metric_reaches(&c, "events_query_copies_made_total", HOURS));
+    CHECK_INT(0, await_metric(&c, "events_query_copies_made_total", HOURS));
     CHECK_INT(HOURS, srv_metric(&c, "events_query_copies_files"));
     CHECK(srv_metric(&c, "events_query_copies_bytes") > 0);
     CHECK_INT(256ll << 20, srv_metric(&c, "events_query_copies_max_bytes"));
@@ -1311,6 +1302,7 @@ TEST(test_query_reads_copies_of_raw_files_with_the_same_answers)
     free(dir);
 }
 
+/* runs last (tests run in file order): stops the shared server */
 TEST(test_query_zz_shared_server_stops_cleanly)
 {
     if (!seeded) return;
