@@ -168,6 +168,10 @@ static size_t connection_options(cli_option *o, size_t room, serve_flags *f)
     const cli_option t[] = {
         {"threads", "EVENTS_THREADS", OPT_INT, &f->threads, "N",
          "HTTP threads (default: one per CPU)"},
+        {"ingest-lane", "EVENTS_INGEST_LANE", OPT_SIZE, &f->c.ingest_lane, "SIZE",
+         "POST /ingest requests of at most this many bytes, head and body, are read, committed "
+         "and answered on a thread of their own (default 16KiB); 0: every request through the "
+         "HTTP threads"},
         {"max-connections", "EVENTS_MAX_CONNECTIONS", OPT_INT, &f->max_conn, "N",
          "open connections at most (default 4096)"},
         {"request-timeout", "EVENTS_REQUEST_TIMEOUT", OPT_DURATION, &f->req_timeout, "DURATION",
@@ -411,6 +415,11 @@ static int check_memory(serve_flags *f)
     }
     if (c->compact_after_ms < 0 || c->compact_every_ms < 0) {
         fprintf(stderr, "events serve: --compact-after and --compact-every must not be negative\n");
+        return -1;
+    }
+    if (c->ingest_lane > (1u << 20)) {
+        fprintf(stderr, "events serve: --ingest-lane must be at most 1MiB (bigger requests go "
+                        "through the HTTP threads)\n");
         return -1;
     }
     if (c->table_lag_ms && c->table_lag_ms < 60000) {

@@ -235,6 +235,7 @@ static void writer_free(lake_writer *w)
     if (w->spool_fd >= 0) close(w->spool_fd);
     if (w->lock_fd >= 0) close(w->lock_fd); /* releases the flock */
     free(w->spool);
+    pthread_mutex_destroy(&w->cmu);
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->smu);
     pthread_mutex_destroy(&w->emu);
@@ -260,6 +261,7 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
     if (w->cfg.seal_age_ms <= 0) w->cfg.seal_age_ms = 30000;
     if (!w->cfg.max_open_segments) w->cfg.max_open_segments = 64;
     w->spool_fd = w->lock_fd = -1;
+    pthread_mutex_init(&w->cmu, NULL);
     pthread_mutex_init(&w->mu, NULL);
     pthread_mutex_init(&w->smu, NULL);
     pthread_mutex_init(&w->emu, NULL);

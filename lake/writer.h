@@ -31,8 +31,9 @@
  * At most max_open_segments segments are open at once, whatever the spread
  * of the events' hours.
  *
- * Threads: lake_writer_submit may be called from any thread; a batch's done
- * callback runs on the writer thread and must not block.
+ * Threads: lake_writer_submit and lake_writer_commit may be called from any
+ * thread; a batch's done callback runs on the thread that commits it (the
+ * writer thread, or lake_writer_commit's caller) and must not block.
  */
 #ifndef EVENTS_WRITER_H
 #define EVENTS_WRITER_H
@@ -118,6 +119,15 @@ int lake_writer_open(const lake_writer_config *cfg, lake_writer **out, char *err
 
 /* Queues b; b->done is called once the batch is durable or has failed. */
 void lake_writer_submit(lake_writer *w, lake_batch *b);
+
+/*
+ * Commits the batches of the list b (linked by next), with any the queue
+ * holds, on the calling thread, as the writer thread would: returns once each
+ * one's done has been called (on this thread). Waits while another thread
+ * commits. For a thread that reads requests and would otherwise hand each
+ * batch to the writer thread and wait for it to come back.
+ */
+void lake_writer_commit(lake_writer *w, lake_batch *b);
 
 /* Seals every open segment and waits until the sealer has moved all it can. */
 void lake_writer_flush(lake_writer *w);

@@ -7,7 +7,8 @@
  * still names what was written, and only then completes the batches. A
  * failed group is cut back and its ids forgotten. Segments old or large
  * enough are closed and handed to the sealer (writer_seal.c). Everything here
- * runs on the writer thread, which alone touches w->open.
+ * runs under w->cmu: on the writer thread, or on a thread that commits its own
+ * batches (lake_writer_commit), which saves two thread hand-offs per batch.
  */
 #include "writer_int.h"
 #include "evrand.h"
@@ -456,28 +457,68 @@ static int64_t next_deadline(lake_writer *w)
     return d;
 }
 
+void lake_writer_commit(lake_writer *w, lake_batch *b)
+{
+    pthread_mutex_lock(&w->cmu);
+    int64_t before = next_deadline(w);
+    pthread_mutex_lock(&w->mu);
+    lake_batch *queued = w->qhead;
+    w->qhead = w->qtail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    lake_batch *last = b;
+    while (last->next) last = last->next;
+    last->next = queued;
+    commit_group(w, b);
+    int64_t after = next_deadline(w);
+    pthread_mutex_unlock(&w->cmu);
+    if (after >= 0 && (before < 0 || after < before)) { /* a segment to seal sooner */
+        pthread_mutex_lock(&w->mu);
+        w->kicked = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+/*
+ * Waits for work: batches, a stop, a flush, or the next deadline (computed
+ * under cmu, then mu taken before cmu is let go, so that a commit elsewhere
+ * that makes it earlier kicks a thread already waiting). Returns with mu held.
+ */
+static void wait_for_work(lake_writer *w, uint64_t flush_seen)
+{
+    for (;;) {
+        pthread_mutex_lock(&w->cmu);
+        int64_t d = next_deadline(w);
+        pthread_mutex_lock(&w->mu);
+        pthread_mutex_unlock(&w->cmu);
+        if (w->qhead || w->stop || w->flush_req != flush_seen || w->kicked) break;
+        if (d >= 0 && mono_ms() >= d) break;
+        if (d < 0) {
+            pthread_cond_wait(&w->cv, &w->mu);
+        } else {
+            struct timespec ts = {d / 1000, (d % 1000) * 1000000};
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        }
+        if (w->qhead || w->stop || w->flush_req != flush_seen) break;
+        w->kicked = 0;
+        pthread_mutex_unlock(&w->mu); /* woken early or timed out: the deadline again */
+    }
+    w->kicked = 0;
+}
+
 void *writer__main(void *arg)
 {
     lake_writer *w = arg;
     uint64_t flush_seen = 0;
     for (;;) {
-        pthread_mutex_lock(&w->mu);
-        while (!w->qhead && !w->stop && w->flush_req == flush_seen) {
-            int64_t d = next_deadline(w);
-            if (d < 0) {
-                pthread_cond_wait(&w->cv, &w->mu);
-                continue;
-            }
-            if (mono_ms() >= d) break;
-            struct timespec ts = {d / 1000, (d % 1000) * 1000000};
-            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-        }
+        wait_for_work(w, flush_seen);
         lake_batch *b = w->qhead;
         w->qhead = w->qtail = NULL;
         int stop = w->stop;
         uint64_t flush = w->flush_req;
         pthread_mutex_unlock(&w->mu);
 
+        pthread_mutex_lock(&w->cmu);
         if (b) commit_group(w, b);
         if (!b && w->open) { /* sealing: what is sealed must be what was acknowledged */
             char err[512];
@@ -486,6 +527,7 @@ void *writer__main(void *arg)
             writer__segments_rescue(w);
         }
         seal_due(w, stop || flush != flush_seen);
+        pthread_mutex_unlock(&w->cmu);
         if (flush != flush_seen) {
             pthread_mutex_lock(&w->mu);
             w->flush_done = flush_seen = flush;

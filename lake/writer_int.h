@@ -91,13 +91,17 @@ struct lake_writer {
     pthread_t writer_thr, sealer_thr;
     int threads_started;
 
-    pthread_mutex_t mu; /* queue, stop, flush counters */
+    /* Held by whichever thread works on the segments: the writer thread, or a thread that
+     * commits its own batches (lake_writer_commit). Taken before mu, never after. */
+    pthread_mutex_t cmu;
+    pthread_mutex_t mu; /* queue, stop, flush counters, kicked */
     pthread_cond_t cv, flushed;
     lake_batch *qhead, *qtail;
     int stop;
+    int kicked; /* a commit elsewhere made a deadline earlier: the writer thread looks again */
     uint64_t flush_req, flush_done;
 
-    writer__segment *open; /* writer thread only, like the three below */
+    writer__segment *open; /* under cmu, like the three below */
     size_t n_open;         /* segments in open */
     uint64_t groups;       /* group commits begun; segment.used counts in it */
 

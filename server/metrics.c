@@ -115,6 +115,13 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                     atomic_load(&m->bytes_stored));
     metrics_gauge(b, "events_http_connections_open", "Open HTTP connections.",
                   (long long)atomic_load(&m->connections_open));
+    metrics_counter(b, "events_ingest_lane_requests_total",
+                    "Ingest requests read, committed and answered on the ingest lane.",
+                    atomic_load(&m->lane_requests));
+    metrics_counter(b, "events_ingest_lane_handoffs_total",
+                    "Connections the ingest lane gave to the HTTP server's threads, each at a "
+                    "request it does not take.",
+                    atomic_load(&m->lane_handoffs));
 
     buf_puts(b, "# HELP events_http_requests_total HTTP requests by route and status code.\n"
                 "# TYPE events_http_requests_total counter\n");

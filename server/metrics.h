@@ -75,6 +75,8 @@ typedef struct metrics {
     _Atomic uint64_t bytes_received; /* request bodies as sent (compressed if gzip) */
     _Atomic uint64_t bytes_stored;   /* lines written to the spool */
     _Atomic int64_t connections_open;
+    _Atomic uint64_t lane_requests; /* requests answered on the ingest lane (server_lane.c) */
+    _Atomic uint64_t lane_handoffs; /* connections the lane gave to libmicrohttpd */
     _Atomic uint64_t requests[METRICS_ROUTE_COUNT][METRICS_CODES];
     histo latency[METRICS_ROUTE_COUNT];
     _Atomic uint64_t refused[METRICS_REFUSED_COUNT];

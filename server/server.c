@@ -164,6 +164,7 @@ void server_config_defaults(server_config *c)
     c->query_memory = 1ull << 30;
     c->query_copies = 256ull << 20;
     c->query_copies_min = 256u << 10;
+    c->ingest_lane = 16u << 10;
     c->max_snapshot = 1ull << 30;
     c->snapshot_downloads = 16;
     c->cache_max = 1ull << 30;
@@ -395,12 +396,16 @@ static int start_http(server__srv *s, int lfd, int threads)
     unsigned mhd_limit = cfg->max_connections < (1u << 20) / (unsigned)threads - 64
                              ? (cfg->max_connections + 64) * (unsigned)threads
                              : 1u << 20;
+    /* with the ingest lane, the lane accepts the connections and gives libmicrohttpd its own */
+    int lane = cfg->ingest_lane > 0;
+    struct MHD_OptionItem listen[] = {{lane ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, lfd, NULL},
+                                      {MHD_OPTION_END, 0, NULL}};
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, server__on_request, s, MHD_OPTION_LISTEN_SOCKET, lfd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+            MHD_USE_ERROR_LOG | (lane ? MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC : 0),
+        0, NULL, NULL, server__on_request, s, MHD_OPTION_ARRAY, listen, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         /* MHD zeroes this pool after every request on a keep-alive connection: at 256 KiB that
          * was a third of the server's CPU with single-event requests (bench/README.md) */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_URI_LOG_CALLBACK,
@@ -408,6 +413,7 @@ static int start_http(server__srv *s, int lfd, int threads)
         MHD_OPTION_NOTIFY_CONNECTION, server__on_connection, s, MHD_OPTION_EXTERNAL_LOGGER,
         server__mhd_log, s, MHD_OPTION_END);
     if (!s->daemon) return cannot_start("libmicrohttpd refused to start", NULL);
+    if (lane && server__lane_start(s, lfd, err, sizeof err)) return cannot_start(err, NULL);
     return 0;
 }
 
@@ -468,6 +474,7 @@ static void shut_down(server__srv *s)
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
     }
+    server__lane_stop(s); /* it hands connections to the daemon */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     deliver_stop(s->deliver); /* no HTTP thread notifies it now; the writer still reads */
@@ -493,8 +500,10 @@ static void shut_down(server__srv *s)
  */
 static void server_free(server__srv *s, int lfd)
 {
+    int lfd_taken = s->daemon != NULL; /* by libmicrohttpd, or by the lane once it started */
+    server__lane_stop(s);
     if (s->daemon) MHD_stop_daemon(s->daemon);
-    if (lfd >= 0 && !s->daemon) close(lfd);
+    if (lfd >= 0 && !lfd_taken) close(lfd);
     deliver_stop(s->deliver);
     conns_free(s->conns);
     query_http_stop(s->queries);

@@ -48,6 +48,8 @@ typedef struct server_config {
     uint64_t spool_max; /* answer 503 while this much waits in the spool; 0: no limit (default) */
     size_t max_open_segments;  /* spool segments open at once (one per hour written); default 64 */
     int threads;               /* HTTP threads; default: one per CPU */
+    uint64_t ingest_lane;      /* POST /ingest of this many bytes at most on the lane; 0: off.
+                                * Default 16 KiB (server_lane.c) */
     int request_timeout_s;     /* whole request, first byte to last; default 30 */
     int idle_timeout_s;        /* idle keep-alive connection; default 60 */
     int64_t header_timeout_ms; /* a new connection's request headers, whole; default 10 s */

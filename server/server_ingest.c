@@ -53,10 +53,8 @@ void server__count_batch(const server__req *r, const lake_batch *b)
     atomic_fetch_add_explicit(&metrics_global.bytes_stored, bytes, memory_order_relaxed);
 }
 
-/* Writer thread: the batch is durable or failed; wake the connection. */
-static void ingest_done(lake_batch *b, void *ud)
+void server__ingest_answer(server__req *r, const lake_batch *b)
 {
-    server__req *r = ud;
     if (b->status == 0) {
         r->answer_status = 200;
         if (r->otlp)
@@ -71,6 +69,13 @@ static void ingest_done(lake_batch *b, void *ud)
         else
             ingest_error_json(&r->answer, b->error);
     }
+}
+
+/* Writer thread: the batch is durable or failed; wake the connection. */
+static void ingest_done(lake_batch *b, void *ud)
+{
+    server__req *r = ud;
+    server__ingest_answer(r, b);
     MHD_resume_connection(r->conn);
 }
 
@@ -116,10 +121,17 @@ enum MHD_Result server__check_ingest_args(server__req *r)
     return MHD_YES;
 }
 
-/* The status of an answer to a body refused with an INGEST_E* code. */
-static unsigned refusal_status(int rc)
+unsigned server__refusal_status(int rc)
 {
     return rc == INGEST_EBIG ? 413 : rc == INGEST_ENOMEM ? 503 : 400;
+}
+
+void server__count_rejected(const ingest_result *res)
+{
+    atomic_fetch_add_explicit(&metrics_global.events_rejected, res->rejected, memory_order_relaxed);
+    for (int i = 0; i < EVENT_R_COUNT; i++)
+        atomic_fetch_add_explicit(&metrics_global.rejected_by[i], res->rejected_by[i],
+                                  memory_order_relaxed);
 }
 
 enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
@@ -132,7 +144,7 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         int rc = ingest_gunzip(body, n, s->cfg.max_body, &inflated, err, sizeof err);
         if (rc) {
             buf_free(&inflated);
-            return server__send_error(r, refusal_status(rc), "%s", err);
+            return server__send_error(r, server__refusal_status(rc), "%s", err);
         }
         body = inflated.p ? inflated.p : "";
         n = inflated.len;
@@ -152,12 +164,9 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         ingest_parse(ctx, body, n, r->fmt, &s->lim, &o, &r->res);
     buf_free(&inflated);
     buf_free(&r->body);
-    if (r->res.code) return server__send_error(r, refusal_status(r->res.code), "%s", r->res.error);
-    atomic_fetch_add_explicit(&metrics_global.events_rejected, r->res.rejected,
-                              memory_order_relaxed);
-    for (int i = 0; i < EVENT_R_COUNT; i++)
-        atomic_fetch_add_explicit(&metrics_global.rejected_by[i], r->res.rejected_by[i],
-                                  memory_order_relaxed);
+    if (r->res.code)
+        return server__send_error(r, server__refusal_status(r->res.code), "%s", r->res.error);
+    server__count_rejected(&r->res);
     if (r->res.n == 0 && r->res.qn == 0) {
         buf b = BUF_INIT;
         if (r->otlp)

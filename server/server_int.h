@@ -42,9 +42,12 @@
 #include "events_version.h" /* EVENTS_VERSION_STRING, from CMakeLists.txt's project(VERSION) */
 
 /* A running server: made by server_run, which frees it when it returns. */
+typedef struct server__lane server__lane;
+
 typedef struct server__srv {
     server_config cfg;
     struct MHD_Daemon *daemon;
+    server__lane *lane; /* the ingest lane (server_lane.c); NULL: --ingest-lane 0 */
     store *store;
     lake_cache *cache; /* NULL for a directory lake */
     tail_hub *tail;
@@ -183,6 +186,12 @@ enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done
 int server__media_type_is(const char *v, const char *want);
 /* The metrics of a batch the writer made durable: accepted, duplicates, bytes, quarantine. */
 void server__count_batch(const server__req *r, const lake_batch *b);
+/* A committed (or failed) batch of r: r->answer_status and r->answer, and its metrics. */
+void server__ingest_answer(server__req *r, const lake_batch *b);
+/* The status of an answer to a body refused with an INGEST_E* code (413, 503, else 400). */
+unsigned server__refusal_status(int rc);
+/* The records a parsed body refused, counted in /metrics. */
+void server__count_rejected(const ingest_result *res);
 /* After an answered ingest: its stored events to the live tail. */
 void server__publish(server__srv *s, server__req *r);
 /* The HTTP thread's event context (its limits the server's), or NULL out of memory. */
@@ -240,6 +249,17 @@ void server__on_completed(void *cls, struct MHD_Connection *conn, void **con_cls
 void server__on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                            enum MHD_ConnectionNotificationCode toe);
 void server__mhd_log(void *cls, const char *fmt, va_list ap);
+
+/* ---- server_lane.c: the ingest lane --------------------------------------- */
+
+/*
+ * Starts the acceptor and the lane (server_lane.c) on the listening socket
+ * lfd, which it then owns (closed on failure too); libmicrohttpd's daemon,
+ * without a listening socket of its own, must be running. -1 with err set.
+ */
+int server__lane_start(server__srv *s, int lfd, char *err, size_t errlen);
+/* Stops both threads and closes their connections and lfd; before MHD_stop_daemon. */
+void server__lane_stop(server__srv *s);
 
 /* ---- server_listen.c: the listening socket ------------------------------- */
 
