@@ -55,9 +55,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LANE_PEEKS 8   /* looks at a request not yet whole before handing it over */
-#define LANE_EVENTS 256 /* epoll events per round */
-#define LANE_ACCEPTS 64 /* connections accepted per round, then the others' turn */
+/* A request not yet whole is looked at LANE_PEEKS times, for LANE_WAIT_MS, before it is handed
+ * over: enough for the pieces of any client's request, too little for a slow one to matter. */
+#define LANE_PEEKS   8
+#define LANE_WAIT_MS 250
+#define LANE_EVENTS  256 /* epoll events per round */
+#define LANE_ACCEPTS 64  /* connections accepted per round, then the others' turn */
 
 typedef struct lane_conn lane_conn;
 struct lane_conn {
@@ -65,18 +68,27 @@ struct lane_conn {
     conns_slot *slot;
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    int peeks;            /* looks at the current request, not yet whole */
-    int again;            /* bytes may wait after the request taken: look again */
-    server__req *req;     /* taken this round, waiting for the commit */
-    buf out;              /* an answer not yet sent whole */
+    int peeks;        /* looks at the current request, not yet whole */
+    int again;        /* bytes may wait after the request taken: look again */
+    int gone;         /* the client left while its request was committed */
+    server__req *req; /* taken this round, waiting for the commit */
+    buf out;          /* an answer not yet sent whole */
     size_t out_off;
-    lane_conn *prev, *next; /* the thread's connections (or the inbox, by next) */
-    lane_conn *rnext;       /* the round's list, or the list to look at again */
+    lane_conn *prev, *next;   /* the thread's connections (or the inbox, by next) */
+    lane_conn *rnext;         /* the round's list */
+    int64_t wait_until;       /* waiting for a request to arrive whole until then; 0: not */
+    lane_conn *wprev, *wnext; /* the thread's waiting connections, by wait_until */
 };
 
-/* One thread's connections: the acceptor's or the lane's, each touched by its thread only. */
+/*
+ * One thread's connections, the acceptor's or the lane's, each touched by its
+ * thread only, and those of them waiting for their request to arrive whole
+ * (or, in the acceptor, for a first byte), oldest first: past LANE_WAIT_MS they
+ * are handed over, and libmicrohttpd's deadlines take them from there.
+ */
 typedef struct lane_set {
     lane_conn *head;
+    lane_conn *whead, *wtail;
 } lane_set;
 
 struct server__lane {
@@ -87,12 +99,12 @@ struct server__lane {
     pthread_t athr, lthr;
     int athr_started, lthr_started;
     _Atomic int stop;
-    size_t max;   /* --ingest-lane: a request's head and body at most */
-    char *bytes;  /* the lane thread's buffer, max bytes */
+    size_t max;  /* --ingest-lane: a request's head and body at most */
+    char *bytes; /* the lane thread's buffer, max bytes */
     lane_set accepting, lane;
     pthread_mutex_t mu; /* the inbox */
     lane_conn *inbox;
-    char date[40];     /* the lane thread's Date header, of date_s */
+    char date[40]; /* the lane thread's Date header, of date_s */
     time_t date_s;
 };
 
@@ -109,8 +121,46 @@ static void set_add(lane_set *set, lane_conn *c)
     set->head = c;
 }
 
+/* c waits for its request (from now, unless it waits already). */
+static void wait_start(lane_set *set, lane_conn *c)
+{
+    if (c->wait_until) return;
+    c->wait_until = evtime_mono_ms() + LANE_WAIT_MS;
+    c->wnext = NULL;
+    c->wprev = set->wtail;
+    if (set->wtail)
+        set->wtail->wnext = c;
+    else
+        set->whead = c;
+    set->wtail = c;
+}
+
+static void wait_stop(lane_set *set, lane_conn *c)
+{
+    if (!c->wait_until) return;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        set->whead = c->wnext;
+    if (c->wnext)
+        c->wnext->wprev = c->wprev;
+    else
+        set->wtail = c->wprev;
+    c->wprev = c->wnext = NULL;
+    c->wait_until = 0;
+}
+
+/* epoll_wait's timeout: until the first waiting connection's time is up, or none. */
+static int wait_timeout(const lane_set *set)
+{
+    if (!set->whead) return -1;
+    int64_t left = set->whead->wait_until - evtime_mono_ms();
+    return left < 0 ? 0 : left > LANE_WAIT_MS ? LANE_WAIT_MS : (int)left;
+}
+
 static void set_remove(lane_set *set, lane_conn *c)
 {
+    wait_stop(set, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -149,6 +199,13 @@ static void hand_over(server__lane *l, int ep, lane_set *set, lane_conn *c)
     /* closes the socket itself when it cannot take it */
     if (MHD_add_connection(l->srv->daemon, fd, (const struct sockaddr *)&addr, alen) != MHD_YES)
         log_msg(LOG_DEBUG, "http", "detail", "libmicrohttpd did not take a connection", LOG_END);
+}
+
+/* The connections of set whose request has not arrived whole in time, to libmicrohttpd. */
+static void hand_over_late(server__lane *l, int ep, lane_set *set)
+{
+    int64_t now = evtime_mono_ms();
+    while (set->whead && set->whead->wait_until <= now) hand_over(l, ep, set, set->whead);
 }
 
 static void wake(int efd)
@@ -195,6 +252,7 @@ static void accept_some(server__lane *l)
         atomic_fetch_add(&metrics_global.connections_open, 1);
         c->slot = conns_opened(l->srv->conns, fd); /* at the limit: answered 503, shut down */
         set_add(&l->accepting, c);
+        wait_start(&l->accepting, c);
         struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
         if (epoll_ctl(l->aep, EPOLL_CTL_ADD, fd, &e)) conn_close(l, &l->accepting, c);
     }
@@ -208,7 +266,7 @@ static int begins(const char *p, size_t n, const char *want)
 }
 
 /* A new connection's first bytes: to the lane, to libmicrohttpd, or wait for more. */
-static void sort_out(server__lane *l, lane_conn *c)
+static void sort_out(server__lane *l, lane_conn *c, uint32_t ev)
 {
     char b[16];
     ssize_t n = recv(c->fd, b, sizeof b, MSG_PEEK);
@@ -220,7 +278,8 @@ static void sort_out(server__lane *l, lane_conn *c)
     size_t k = (size_t)n;
     int lane = (k >= 13 && begins(b, k, "POST /ingest ")) || (k >= 8 && begins(b, k, "POST /e "));
     int maybe = !lane && k < 13 && (begins(b, k, "POST /ingest ") || begins(b, k, "POST /e "));
-    if (maybe && ++c->peeks < LANE_PEEKS) return;
+    /* more may come, unless the client has finished sending */
+    if (maybe && ++c->peeks < LANE_PEEKS && !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
     if (!lane || atomic_load(&l->srv->stopping)) {
         hand_over(l, l->aep, &l->accepting, c);
         return;
@@ -240,7 +299,7 @@ static void *acceptor_main(void *arg)
     server__lane *l = arg;
     struct epoll_event evs[LANE_EVENTS];
     while (!atomic_load(&l->stop)) {
-        int n = epoll_wait(l->aep, evs, LANE_EVENTS, -1);
+        int n = epoll_wait(l->aep, evs, LANE_EVENTS, wait_timeout(&l->accepting));
         for (int i = 0; i < n && !atomic_load(&l->stop); i++) {
             void *p = evs[i].data.ptr;
             if (p == &mark_listen)
@@ -248,8 +307,9 @@ static void *acceptor_main(void *arg)
             else if (p == &mark_wake)
                 drain(l->aev);
             else
-                sort_out(l, p);
+                sort_out(l, p, evs[i].events);
         }
+        hand_over_late(l, l->aep, &l->accepting);
     }
     return NULL;
 }
@@ -264,6 +324,7 @@ typedef struct lane_head {
     enum ingest_format fmt; /* from Content-Type */
     const auth_token *tok;  /* with tokens: the request's */
     const char *route;      /* "/ingest" or "/e" */
+    const char *cors;       /* Access-Control-Allow-Origin without an Origin ("*" or NULL) */
 } lane_head;
 
 /* The headers the lane looks at; a second one of them is handed over. */
@@ -272,9 +333,9 @@ enum { H_HOST, H_LENGTH, H_TYPE, H_AUTH, H_CONNECTION, H_COUNT };
 static const char *const HEADER_NAMES[H_COUNT] = {"host", "content-length", "content-type",
                                                   "authorization", "connection"};
 /* headers that make a request libmicrohttpd's: CORS, framing, encodings, protocol changes */
-static const char *const HANDED_NAMES[] = {"origin",  "transfer-encoding", "content-encoding",
-                                           "expect",  "upgrade",           "trailer",
-                                           "te",      "http2-settings"};
+static const char *const HANDED_NAMES[] = {"origin", "transfer-encoding", "content-encoding",
+                                           "expect", "upgrade",           "trailer",
+                                           "te",     "http2-settings"};
 
 static int is_token_char(unsigned char ch)
 {
@@ -358,7 +419,10 @@ static int read_head(server__lane *l, const char *p, size_t n, lane_head *h)
     h->body = (size_t)strtoul(cl, NULL, 10);
     if (h->body > s->cfg.max_body || h->head + h->body > l->max) return LANE_HAND;
     if (*vals[H_CONNECTION] && strcasecmp(vals[H_CONNECTION], "keep-alive")) return LANE_HAND;
+    int refused = 0;
     if (!origins_host_ok(s->origins, vals[H_HOST])) return LANE_HAND;
+    h->cors = origins_allow(s->origins, NULL, vals[H_HOST], &refused);
+    if (refused || (h->cors && strcmp(h->cors, "*"))) return LANE_HAND;
     int fmt = format_of(*vals[H_TYPE] ? vals[H_TYPE] : NULL);
     if (fmt < 0) return LANE_HAND;
     h->fmt = (enum ingest_format)fmt;
@@ -383,8 +447,7 @@ static void refuse(server__req *r, unsigned status, const char *msg)
 {
     r->answer_status = status;
     ingest_error_json(&r->answer, msg);
-    if (status >= 500)
-        log_msg(LOG_WARN, "request failed", "status", "503", "error", msg, LOG_END);
+    if (status >= 500) log_msg(LOG_WARN, "request failed", "status", "503", "error", msg, LOG_END);
 }
 
 /* The body of a request taken: parsed into r; its batch onto *batches unless it needs none. */
@@ -433,7 +496,8 @@ static void parse_body(server__lane *l, server__req *r, const lane_head *h, cons
  * The next request of c, if its bytes are in: taken (c onto *round, its batch
  * onto *batches), handed over, or left to wait. c may be closed.
  */
-static void take(server__lane *l, lane_conn *c, lane_conn **round, lake_batch **batches)
+static void take(server__lane *l, lane_conn *c, uint32_t ev, lane_conn **round,
+                 lake_batch **batches)
 {
     server__srv *s = l->srv;
     if (atomic_load(&s->stopping)) {
@@ -448,11 +512,17 @@ static void take(server__lane *l, lane_conn *c, lane_conn **round, lake_batch **
     }
     lane_head h;
     int what = read_head(l, l->bytes, (size_t)n, &h);
-    if (what == LANE_MORE && ++c->peeks < LANE_PEEKS) return;
-    if (what != LANE_TAKE) {
+    if (what == LANE_MORE && ++c->peeks < LANE_PEEKS &&
+        !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        wait_start(&l->lane, c);
+        return;
+    }
+    if (what != LANE_TAKE) { /* a request not whole from a client that sent all it will is
+                              * libmicrohttpd's too: it counts the client gone as it does */
         hand_over(l, l->lep, &l->lane, c);
         return;
     }
+    wait_stop(&l->lane, c);
     c->peeks = 0;
     size_t whole = h.head + h.body;
     c->again = (size_t)n > whole;
@@ -472,6 +542,7 @@ static void take(server__lane *l, lane_conn *c, lane_conn **round, lake_batch **
     r->route = METRICS_ROUTE_INGEST;
     r->t0_ns = evtime_mono_ns();
     r->tok = h.tok;
+    r->cors = h.cors;
     snprintf(r->path, sizeof r->path, "%s", h.route);
     parse_body(l, r, &h, l->bytes + h.head, batches);
     c->req = r;
@@ -496,8 +567,7 @@ static const char *date_now(server__lane *l)
 static int send_out(lane_conn *c)
 {
     while (c->out_off < c->out.len) {
-        ssize_t k =
-            send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t k = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && errno == EAGAIN) return 0; /* EPOLLOUT will say when */
         if (k <= 0) return -1;
@@ -507,7 +577,25 @@ static int send_out(lane_conn *c)
     return 0;
 }
 
-/* After the round's commit: r's answer, as libmicrohttpd would write it, and r's end. */
+/* r's end: counted as answered status (499: its client left), its memory freed. */
+static void request_end(server__lane *l, lane_conn *c, server__req *r, unsigned status)
+{
+    if (status == 499)
+        metrics_request(r->route, 499, evtime_mono_ns() - r->t0_ns);
+    else
+        server__answered(r, status);
+    atomic_fetch_add_explicit(&metrics_global.lane_requests, 1, memory_order_relaxed);
+    conns_request_ended(l->srv->conns, c->slot);
+    buf_free(&r->answer);
+    ingest_result_free(&r->res);
+    free(r);
+    c->req = NULL;
+}
+
+/*
+ * After the round's commit: r's answer, as libmicrohttpd would write it (with
+ * the headers of server_respond.c, in its order), sent. -1 if c is broken.
+ */
 static int answer(server__lane *l, lane_conn *c, server__req *r)
 {
     server__srv *s = l->srv;
@@ -520,20 +608,21 @@ static int answer(server__lane *l, lane_conn *c, server__req *r)
     const char *body = r->answer.p ? r->answer.p : "";
     size_t len = r->answer.len;
     int nl = len == 0 || body[len - 1] != '\n';
-    int rc = buf_printf(&c->out,
-                        "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
-                        "Cache-Control: no-store\r\n%sContent-Length: %zu\r\n\r\n",
-                        st, MHD_get_reason_phrase_for(st), date_now(l),
+    int rc = buf_printf(&c->out, "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: application/json\r\n",
+                        st, MHD_get_reason_phrase_for(st), date_now(l)) ||
+             (r->cors && buf_printf(&c->out, "Access-Control-Allow-Origin: %s\r\n", r->cors)) ||
+             buf_printf(&c->out, "Cache-Control: no-store\r\n%sContent-Length: %zu\r\n\r\n",
                         st == 503 ? "Retry-After: 1\r\n" : "", len + (size_t)nl) ||
              buf_append(&c->out, body, len) || (nl && buf_putc(&c->out, '\n'));
-    server__answered(r, st);
-    atomic_fetch_add_explicit(&metrics_global.lane_requests, 1, memory_order_relaxed);
-    conns_request_ended(s->conns, c->slot);
-    buf_free(&r->answer);
-    ingest_result_free(&r->res);
-    free(r);
-    c->req = NULL;
+    request_end(l, c, r, st);
     return rc ? -1 : send_out(c);
+}
+
+/* Has the connection's socket looked at again: an event comes if bytes wait in it. */
+static int look_again(server__lane *l, lane_conn *c)
+{
+    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    return epoll_ctl(l->lep, EPOLL_CTL_MOD, c->fd, &e);
 }
 
 /* The inbox's connections into the lane's set and epoll (ready ones show in the next round). */
@@ -546,8 +635,7 @@ static void take_inbox(server__lane *l)
     while (c) {
         lane_conn *next = c->next;
         set_add(&l->lane, c);
-        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                .data.ptr = c};
+        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
         if (epoll_ctl(l->lep, EPOLL_CTL_ADD, c->fd, &e)) conn_close(l, &l->lane, c);
         c = next;
     }
@@ -555,12 +643,8 @@ static void take_inbox(server__lane *l)
 
 /* One event of a lane connection: its answer sent on, its next request taken. */
 static void on_event(server__lane *l, lane_conn *c, uint32_t ev, lane_conn **round,
-                     lake_batch **batches, lane_conn **look_again)
+                     lake_batch **batches)
 {
-    if (c->req) { /* taken from the list to look at again this round */
-        c->again = 1;
-        return;
-    }
     if (c->out.len) {
         if (send_out(c)) {
             conn_close(l, &l->lane, c);
@@ -570,51 +654,77 @@ static void on_event(server__lane *l, lane_conn *c, uint32_t ev, lane_conn **rou
             c->again = 1;
             return;
         }
-        if (c->again) {
-            c->again = 0;
-            c->rnext = *look_again;
-            *look_again = c;
-            return;
-        }
     }
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) take(l, c, round, batches);
+    if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || c->again) {
+        c->again = 0;
+        take(l, c, ev, round, batches);
+    }
+}
+
+/*
+ * The events that came while the round was committed, kept in evs for the
+ * next round: a client that left meanwhile (its request is committed, but
+ * no one waits for the answer: counted 499, as libmicrohttpd's threads count
+ * a client gone before its answer). Returns how many there are.
+ */
+static int left_meanwhile(server__lane *l, struct epoll_event *evs)
+{
+    int n = epoll_wait(l->lep, evs, LANE_EVENTS, 0);
+    for (int i = 0; i < n; i++) {
+        lane_conn *c = evs[i].data.ptr;
+        if (c != (void *)&mark_wake && c->req &&
+            (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+            c->gone = 1;
+    }
+    return n > 0 ? n : 0;
+}
+
+/* c closed: its event kept for the next round is dropped. */
+static void forget_event(lane_conn *c, struct epoll_event *evs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (evs[i].data.ptr == c) evs[i].data.ptr = NULL;
 }
 
 static void *lane_main(void *arg)
 {
     server__lane *l = arg;
     struct epoll_event evs[LANE_EVENTS];
-    lane_conn *look_again = NULL;
+    int kept = 0; /* events in evs from the round before */
     while (!atomic_load(&l->stop)) {
         lane_conn *round = NULL;
         lake_batch *batches = NULL;
-        lane_conn *c = look_again;
-        look_again = NULL;
-        while (c) { /* bytes were left after their last request */
-            lane_conn *next = c->rnext;
-            take(l, c, &round, &batches);
-            c = next;
-        }
-        int n = epoll_wait(l->lep, evs, LANE_EVENTS, round ? 0 : -1);
+        int n = kept ? kept : epoll_wait(l->lep, evs, LANE_EVENTS, wait_timeout(&l->lane));
+        kept = 0;
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &mark_wake) {
                 drain(l->lev);
                 take_inbox(l);
-            } else {
-                on_event(l, p, evs[i].events, &round, &batches, &look_again);
+            } else if (p) {
+                on_event(l, p, evs[i].events, &round, &batches);
             }
         }
+        hand_over_late(l, l->lep, &l->lane);
         if (batches) lake_writer_commit(l->srv->writer, batches);
+        if (round) kept = left_meanwhile(l, evs);
         while (round) {
-            c = round;
+            lane_conn *c = round;
             round = c->rnext;
-            if (answer(l, c, c->req)) {
-                conn_close(l, &l->lane, c);
-            } else if (c->again && !c->out.len) {
+            int broken;
+            if (c->gone) {
+                request_end(l, c, c->req, 499);
+                broken = 1;
+            } else {
+                broken = answer(l, c, c->req);
+            }
+            if (!broken && c->again && !c->out.len) {
                 c->again = 0;
-                c->rnext = look_again;
-                look_again = c;
+                broken = look_again(l, c); /* more requests were sent behind this one */
+            }
+            if (broken) {
+                forget_event(c, evs, kept);
+                conn_close(l, &l->lane, c);
             }
         }
     }
@@ -683,7 +793,8 @@ int server__lane_start(server__srv *s, int lfd, char *err, size_t errlen)
         goto fail;
     }
     if (l->aep < 0 || l->lep < 0 || l->aev < 0 || l->lev < 0 ||
-        epoll_ctl(l->aep, EPOLL_CTL_ADD, lfd, &el) || epoll_ctl(l->aep, EPOLL_CTL_ADD, l->aev, &ea) ||
+        epoll_ctl(l->aep, EPOLL_CTL_ADD, lfd, &el) ||
+        epoll_ctl(l->aep, EPOLL_CTL_ADD, l->aev, &ea) ||
         epoll_ctl(l->lep, EPOLL_CTL_ADD, l->lev, &ew)) {
         snprintf(err, errlen, "ingest lane: %s", strerror(errno));
         goto fail;
