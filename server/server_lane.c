@@ -13,17 +13,18 @@
  * connections itself. The acceptor thread looks at a new connection's first
  * bytes with MSG_PEEK (nothing is read) and gives it to the lane thread if
  * they begin a POST to /ingest or /e, else to libmicrohttpd
- * (MHD_add_connection), untouched. On the lane, a request is taken only if it
- * is whole in the socket, head and body, at most SIZE bytes: HTTP/1.1 with a
- * Content-Length, no URL arguments, no Origin, Transfer-Encoding,
- * Content-Encoding, Expect or Upgrade, Connection absent or keep-alive, a Host
- * the server answers, a JSON or NDJSON Content-Type (or none) and, with
- * tokens, a token with the ingest scope. That is, requests libmicrohttpd's
- * path would take without a question; anything else (a refusal to make,
- * another endpoint, a request still arriving after LANE_PEEKS looks, the
- * server stopping) is handed, connection and all, to libmicrohttpd at the
- * request's first byte, which answers it as it answers every request. So
- * every refusal is made in one place, server_requests.c.
+ * (MHD_add_connection), untouched (not even a socket option set). On the
+ * lane, a request is taken only if it is whole in the socket, head and body,
+ * at most SIZE bytes: HTTP/1.1 with a Content-Length, no URL arguments, no
+ * Origin, Transfer-Encoding, Content-Encoding, Expect or Upgrade, Connection
+ * absent or keep-alive, a Host the server answers, a JSON or NDJSON
+ * Content-Type (or none) and, with tokens, a token with the ingest scope.
+ * That is, requests libmicrohttpd's path would take without a question;
+ * anything else (a refusal to make, another endpoint, a request not whole
+ * after LANE_PEEKS looks or LANE_WAIT_MS, the server stopping) is handed,
+ * connection and all, to libmicrohttpd at the request's first byte, which
+ * answers it as it answers every request. So every refusal is made in one
+ * place, server_requests.c.
  *
  * A request taken is parsed as server_ingest.c parses one (ingest.h), its
  * batch committed with the round's by lake_writer_commit on this thread
@@ -247,8 +248,6 @@ static void accept_some(server__lane *l)
         c->fd = fd;
         c->addr = addr;
         c->addrlen = alen;
-        int one = 1; /* answers go out whole in one send: no reason to wait for an ACK */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         atomic_fetch_add(&metrics_global.connections_open, 1);
         c->slot = conns_opened(l->srv->conns, fd); /* at the limit: answered 503, shut down */
         set_add(&l->accepting, c);
@@ -634,6 +633,8 @@ static void take_inbox(server__lane *l)
     pthread_mutex_unlock(&l->mu);
     while (c) {
         lane_conn *next = c->next;
+        int one = 1; /* answers go out whole in one send: no reason to wait for an ACK */
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         set_add(&l->lane, c);
         struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
         if (epoll_ctl(l->lep, EPOLL_CTL_ADD, c->fd, &e)) conn_close(l, &l->lane, c);

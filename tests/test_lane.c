@@ -118,7 +118,8 @@ static int lake_has(json_t *events, const char *id)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(events, i, e) {
+    json_array_foreach(events, i, e)
+    {
         if (!strcmp(json_string_value(json_object_get(e, "id")) ?: "", id)) return 1;
     }
     return 0;
@@ -201,8 +202,10 @@ TEST(test_lane_answers_every_request_as_the_http_threads_do)
     char tok_on[1100], tok_off[1100];
     srv_tokens_file(lake_on, TOKENS, tok_on, sizeof tok_on);
     srv_tokens_file(lake_off, TOKENS, tok_off, sizeof tok_off);
-    const char *a_on[] = {"--tokens", tok_on, "--max-body", "1KiB", "--max-event-bytes", "512", NULL};
-    const char *a_off[] = {"--tokens", tok_off, "--max-body", "1KiB", "--max-event-bytes", "512", "--ingest-lane", "0", NULL};
+    const char *a_on[] = {"--tokens",          tok_on, "--max-body", "1KiB",
+                          "--max-event-bytes", "512",  NULL};
+    const char *a_off[] = {"--tokens", tok_off,         "--max-body", "1KiB", "--max-event-bytes",
+                           "512",      "--ingest-lane", "0",          NULL};
     REQUIRE_INT(0, srv_start(&on, lake_on, a_on));
     REQUIRE_INT(0, srv_start(&off, lake_off, a_off));
     int taken = 0, handed = 0;
@@ -250,8 +253,8 @@ TEST(test_lane_answers_every_request_as_the_http_threads_do)
 static void one_event(buf *req, const char *id)
 {
     char body[160];
-    snprintf(body, sizeof body, "[{\"id\":\"%s\",\"type\":\"a.b\",\"ts\":\"2026-12-07T10:00:00Z\"}]",
-             id);
+    snprintf(body, sizeof body,
+             "[{\"id\":\"%s\",\"type\":\"a.b\",\"ts\":\"2026-12-07T10:00:00Z\"}]", id);
     post(req, "/ingest", "", body);
 }
 
@@ -335,8 +338,8 @@ TEST(test_lane_connections_keep_the_server_deadlines_and_limit)
 {
     srv s = {0};
     char *lake = srv_lake_dir("lane");
-    const char *args[] = {"--header-timeout", "1s", "--idle-timeout", "1s", "--max-connections",
-                          "3", NULL};
+    const char *args[] = {
+        "--header-timeout", "1s", "--idle-timeout", "1s", "--max-connections", "3", NULL};
     REQUIRE_INT(0, srv_start(&s, lake, args));
     /* a request that never ends its head, and a connection idle after its request */
     int slow = connect_to(&s), idle = connect_to(&s);

@@ -419,6 +419,8 @@ TEST(test_server_refuses_to_start_when_misconfigured)
         {"--listen 127.0.0.1:0 --query-copies lots", "--query-copies: \"lots\" is not a size"},
         {"--listen 127.0.0.1:0 --query-copies-min 1k2",
          "--query-copies-min: \"1k2\" is not a size"},
+        {"--listen 127.0.0.1:0 --ingest-lane 2MiB", "--ingest-lane must be at most 1MiB"},
+        {"--listen 127.0.0.1:0 --ingest-lane -1", "--ingest-lane: \"-1\" is not a size"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err = refused(bad[i].args, &st);
