@@ -72,6 +72,7 @@ struct lane_conn {
     int peeks;        /* looks at the current request, not yet whole */
     int again;        /* bytes may wait after the request taken: look again */
     int gone;         /* the client left while its request was committed */
+    int polled;       /* in its thread's epoll set */
     server__req *req; /* taken this round, waiting for the commit */
     buf out;          /* an answer not yet sent whole */
     size_t out_off;
@@ -190,7 +191,7 @@ static void conn_close(server__lane *l, lane_set *set, lane_conn *c)
 /* c to libmicrohttpd, at a request's first byte: it answers that request and the rest. */
 static void hand_over(server__lane *l, int ep, lane_set *set, lane_conn *c)
 {
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->polled) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     set_remove(set, c);
     int fd = c->fd;
     struct sockaddr_storage addr = c->addr;
@@ -225,6 +226,9 @@ static void drain(int efd)
 
 /* ---- the acceptor ------------------------------------------------------------- */
 
+enum { SORT_WAIT, SORT_DONE };
+static int sort_out(server__lane *l, lane_conn *c, uint32_t ev);
+
 /* Accepts what waits (at most LANE_ACCEPTS), each into the acceptor's set. */
 static void accept_some(server__lane *l)
 {
@@ -252,8 +256,14 @@ static void accept_some(server__lane *l)
         c->slot = conns_opened(l->srv->conns, fd); /* at the limit: answered 503, shut down */
         set_add(&l->accepting, c);
         wait_start(&l->accepting, c);
-        struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-        if (epoll_ctl(l->aep, EPOLL_CTL_ADD, fd, &e)) conn_close(l, &l->accepting, c);
+        /* most clients' first bytes are in by now: sorted at once, without epoll */
+        if (sort_out(l, c, 0) == SORT_WAIT) {
+            struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+            if (epoll_ctl(l->aep, EPOLL_CTL_ADD, fd, &e))
+                conn_close(l, &l->accepting, c);
+            else
+                c->polled = 1;
+        }
     }
 }
 
@@ -264,26 +274,31 @@ static int begins(const char *p, size_t n, const char *want)
     return !memcmp(p, want, n < w ? n : w);
 }
 
-/* A new connection's first bytes: to the lane, to libmicrohttpd, or wait for more. */
-static void sort_out(server__lane *l, lane_conn *c, uint32_t ev)
+/*
+ * A new connection's first bytes: to the lane, to libmicrohttpd, or wait for
+ * more (SORT_WAIT; c is then the acceptor's still, else it is gone from it).
+ */
+static int sort_out(server__lane *l, lane_conn *c, uint32_t ev)
 {
     char b[16];
     ssize_t n = recv(c->fd, b, sizeof b, MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return SORT_WAIT;
     if (n <= 0) {
         conn_close(l, &l->accepting, c); /* gone before its first request */
-        return;
+        return SORT_DONE;
     }
     size_t k = (size_t)n;
     int lane = (k >= 13 && begins(b, k, "POST /ingest ")) || (k >= 8 && begins(b, k, "POST /e "));
     int maybe = !lane && k < 13 && (begins(b, k, "POST /ingest ") || begins(b, k, "POST /e "));
     /* more may come, unless the client has finished sending */
-    if (maybe && ++c->peeks < LANE_PEEKS && !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+    if (maybe && ++c->peeks < LANE_PEEKS && !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return SORT_WAIT;
     if (!lane || atomic_load(&l->srv->stopping)) {
         hand_over(l, l->aep, &l->accepting, c);
-        return;
+        return SORT_DONE;
     }
-    epoll_ctl(l->aep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->polled) epoll_ctl(l->aep, EPOLL_CTL_DEL, c->fd, NULL);
+    c->polled = 0;
     set_remove(&l->accepting, c);
     c->peeks = 0;
     pthread_mutex_lock(&l->mu);
@@ -291,6 +306,7 @@ static void sort_out(server__lane *l, lane_conn *c, uint32_t ev)
     l->inbox = c;
     pthread_mutex_unlock(&l->mu);
     wake(l->lev);
+    return SORT_DONE;
 }
 
 static void *acceptor_main(void *arg)
@@ -637,7 +653,10 @@ static void take_inbox(server__lane *l)
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         set_add(&l->lane, c);
         struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-        if (epoll_ctl(l->lep, EPOLL_CTL_ADD, c->fd, &e)) conn_close(l, &l->lane, c);
+        if (epoll_ctl(l->lep, EPOLL_CTL_ADD, c->fd, &e))
+            conn_close(l, &l->lane, c);
+        else
+            c->polled = 1;
         c = next;
     }
 }
