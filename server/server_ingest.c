@@ -181,8 +181,7 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
     return server__submit(s, r, ingest_done);
 }
 
-/* r->res to the lake writer, r suspended until done (writer thread) resumes it. */
-enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done)
+void server__batch_fill(server__req *r, lake_done_fn done)
 {
     r->batch.lines = r->res.lines.p;
     r->batch.ev = r->res.ev;
@@ -192,6 +191,12 @@ enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done
     r->batch.qn = r->res.qn;
     r->batch.done = done;
     r->batch.ud = r;
+}
+
+/* r->res to the lake writer, r suspended until done (writer thread) resumes it. */
+enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done)
+{
+    server__batch_fill(r, done);
     r->state = SERVER__ST_WAITING;
     atomic_fetch_add(&s->waiting, 1);
     MHD_suspend_connection(r->conn);

@@ -182,6 +182,8 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r);
  * r->answer and r->answer_status and resumes it, and the answer is then queued.
  */
 enum MHD_Result server__submit(server__srv *s, server__req *r, lake_done_fn done);
+/* r->batch from r->res, done to be called with r when it is durable or failed. */
+void server__batch_fill(server__req *r, lake_done_fn done);
 /* 1 if the Content-Type value v is the media type want (parameters after ; ignored). */
 int server__media_type_is(const char *v, const char *want);
 /* The metrics of a batch the writer made durable: accepted, duplicates, bytes, quarantine. */

@@ -495,14 +495,7 @@ static void parse_body(server__lane *l, server__req *r, const lane_head *h, cons
         ingest_answer(&r->res, 0, 0, &r->answer);
         return;
     }
-    r->batch.lines = r->res.lines.p;
-    r->batch.ev = r->res.ev;
-    r->batch.n = r->res.n;
-    r->batch.qlines = r->res.qlines.p;
-    r->batch.qev = r->res.qev;
-    r->batch.qn = r->res.qn;
-    r->batch.done = lane_done;
-    r->batch.ud = r;
+    server__batch_fill(r, lane_done);
     r->batch.next = *batches;
     *batches = &r->batch;
 }
