@@ -87,6 +87,20 @@ void metrics_gauge(buf *b, const char *name, const char *help, long long v)
     buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name, v);
 }
 
+/* The connections, and the ingest lane's share of them (server_lane.c). */
+static void render_connections(buf *b, metrics *m)
+{
+    metrics_gauge(b, "events_http_connections_open", "Open HTTP connections.",
+                  (long long)atomic_load(&m->connections_open));
+    metrics_counter(b, "events_ingest_lane_requests_total",
+                    "Ingest requests read, committed and answered on the ingest lane.",
+                    atomic_load(&m->lane_requests));
+    metrics_counter(b, "events_ingest_lane_handoffs_total",
+                    "Connections the ingest lane gave to the HTTP server's threads, each at a "
+                    "request it does not take.",
+                    atomic_load(&m->lane_handoffs));
+}
+
 int metrics_render(buf *b, const lake_writer_stats *ws)
 {
     metrics *m = &metrics_global;
@@ -113,15 +127,7 @@ int metrics_render(buf *b, const lake_writer_stats *ws)
                     atomic_load(&m->bytes_received));
     metrics_counter(b, "events_stored_bytes_total", "Bytes of event lines written to the spool.",
                     atomic_load(&m->bytes_stored));
-    metrics_gauge(b, "events_http_connections_open", "Open HTTP connections.",
-                  (long long)atomic_load(&m->connections_open));
-    metrics_counter(b, "events_ingest_lane_requests_total",
-                    "Ingest requests read, committed and answered on the ingest lane.",
-                    atomic_load(&m->lane_requests));
-    metrics_counter(b, "events_ingest_lane_handoffs_total",
-                    "Connections the ingest lane gave to the HTTP server's threads, each at a "
-                    "request it does not take.",
-                    atomic_load(&m->lane_handoffs));
+    render_connections(b, m);
 
     buf_puts(b, "# HELP events_http_requests_total HTTP requests by route and status code.\n"
                 "# TYPE events_http_requests_total counter\n");

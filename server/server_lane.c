@@ -137,17 +137,18 @@ static void wait_start(lane_set *set, lane_conn *c)
     set->wtail = c;
 }
 
+/* c waits no more (unlinked by the list's ends first, which no waiting c is without). */
 static void wait_stop(lane_set *set, lane_conn *c)
 {
-    if (!c->wait_until) return;
-    if (c->wprev)
-        c->wprev->wnext = c->wnext;
-    else
+    if (!c->wait_until && set->whead != c) return;
+    if (set->whead == c)
         set->whead = c->wnext;
-    if (c->wnext)
-        c->wnext->wprev = c->wprev;
-    else
+    else if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    if (set->wtail == c)
         set->wtail = c->wprev;
+    else if (c->wnext)
+        c->wnext->wprev = c->wprev;
     c->wprev = c->wnext = NULL;
     c->wait_until = 0;
 }
@@ -163,10 +164,10 @@ static int wait_timeout(const lane_set *set)
 static void set_remove(lane_set *set, lane_conn *c)
 {
     wait_stop(set, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
+    if (set->head == c)
         set->head = c->next;
+    else if (c->prev)
+        c->prev->next = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
 }
