@@ -79,9 +79,11 @@ static void ingest_done(lake_batch *b, void *ud)
     MHD_resume_connection(r->conn);
 }
 
-/* A URL argument, NULL when absent or empty. */
+/* A URL argument, NULL when absent or empty (or for the ingest lane's requests, which have none).
+ */
 static const char *url_arg(const server__req *r, const char *name)
 {
+    if (!r->conn) return NULL;
     const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
     return v && *v ? v : NULL;
 }
@@ -149,10 +151,24 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         body = inflated.p ? inflated.p : "";
         n = inflated.len;
     }
+    const char *why = NULL;
+    unsigned st = server__ingest_parse(s, r, body, n, &why);
+    buf_free(&inflated);
+    buf_free(&r->body);
+    if (st == 200)
+        return server__send_response(r, 200, server__answer_type(r), r->answer.p ? r->answer.p : "",
+                                     r->answer.len, NULL, NULL);
+    if (st) return server__send_error(r, st, "%s", why);
+    return server__submit(s, r, ingest_done);
+}
+
+unsigned server__ingest_parse(server__srv *s, server__req *r, const char *body, size_t n,
+                              const char **why)
+{
     event_ctx *ctx = server__thread_ctx(s);
     if (!ctx) {
-        buf_free(&inflated);
-        return server__send_error(r, 503, "out of memory");
+        *why = "out of memory";
+        return 503;
     }
     event_ctx_set_now(ctx, evtime_now_ms());
     char request_id[ULID_LEN + 1];
@@ -162,23 +178,17 @@ enum MHD_Result server__handle_ingest(server__srv *s, server__req *r)
         otlp_logs_parse(ctx, r->otlp, body, n, o.type, &s->lim, &o, &r->res);
     else
         ingest_parse(ctx, body, n, r->fmt, &s->lim, &o, &r->res);
-    buf_free(&inflated);
-    buf_free(&r->body);
-    if (r->res.code)
-        return server__send_error(r, server__refusal_status(r->res.code), "%s", r->res.error);
-    server__count_rejected(&r->res);
-    if (r->res.n == 0 && r->res.qn == 0) {
-        buf b = BUF_INIT;
-        if (r->otlp)
-            otlp_logs_answer(r->otlp, &r->res, &b);
-        else
-            ingest_answer(&r->res, 0, 0, &b);
-        enum MHD_Result ok = server__send_response(r, 200, server__answer_type(r), b.p ? b.p : "",
-                                                   b.len, NULL, NULL);
-        buf_free(&b);
-        return ok;
+    if (r->res.code) {
+        *why = r->res.error;
+        return server__refusal_status(r->res.code);
     }
-    return server__submit(s, r, ingest_done);
+    server__count_rejected(&r->res);
+    if (r->res.n || r->res.qn) return 0;
+    if (r->otlp)
+        otlp_logs_answer(r->otlp, &r->res, &r->answer);
+    else
+        ingest_answer(&r->res, 0, 0, &r->answer);
+    return 200;
 }
 
 void server__batch_fill(server__req *r, lake_done_fn done)

@@ -194,6 +194,14 @@ void server__ingest_answer(server__req *r, const lake_batch *b);
 unsigned server__refusal_status(int rc);
 /* The records a parsed body refused, counted in /metrics. */
 void server__count_rejected(const ingest_result *res);
+/*
+ * Parses the n bytes of body into r->res (OTLP's if r->otlp, else /ingest's in r->fmt) with
+ * r's options (its URL's, else its token's). Returns 0 when r->res has records to commit;
+ * else the status of the answer to make without a commit: 200 (nothing to store, the answer
+ * in r->answer) or a refusal, its reason in *why.
+ */
+unsigned server__ingest_parse(server__srv *s, server__req *r, const char *body, size_t n,
+                              const char **why);
 /* After an answered ingest: its stored events to the live tail. */
 void server__publish(server__srv *s, server__req *r);
 /* The HTTP thread's event context (its limits the server's), or NULL out of memory. */

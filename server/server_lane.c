@@ -42,7 +42,6 @@
 #include "event.h"
 #include "evtime.h"
 #include "log.h"
-#include "ulid.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -427,7 +426,8 @@ static int read_head(server__lane *l, const char *p, size_t n, lane_head *h)
     if (!blank) return n < l->max ? LANE_MORE : LANE_HAND;
     h->route = k == 0 ? "/ingest" : "/e";
     h->head = (size_t)(blank + 4 - p);
-    char vals[H_COUNT][600] = {{0}};
+    char vals[H_COUNT][600]; /* only the first byte of each needs clearing */
+    for (int i = 0; i < H_COUNT; i++) vals[i][0] = 0;
     const char *first = p + strlen(lines[k]);
     if (first > blank + 2 || read_headers(first, blank + 2, vals) != LANE_TAKE) return LANE_HAND;
     const char *cl = vals[H_LENGTH];
@@ -470,32 +470,12 @@ static void refuse(server__req *r, unsigned status, const char *msg)
 static void parse_body(server__lane *l, server__req *r, const lane_head *h, const char *body,
                        lake_batch **batches)
 {
-    server__srv *s = l->srv;
     atomic_fetch_add_explicit(&metrics_global.bytes_received, h->body, memory_order_relaxed);
-    event_ctx *ctx = server__thread_ctx(s);
-    if (!ctx) {
-        refuse(r, 503, "out of memory");
-        return;
-    }
-    event_ctx_set_now(ctx, evtime_now_ms());
-    char request_id[ULID_LEN + 1];
-    ulid_make(ctx->now_ms, request_id);
-    ingest_options o = {.type = h->tok ? h->tok->type : NULL,
-                        .ts_key = h->tok ? h->tok->ts_key : NULL,
-                        .token = h->tok ? h->tok->name : NULL,
-                        .route = r->path,
-                        .request_id = request_id};
-    ingest_parse(ctx, body, h->body, h->fmt, &s->lim, &o, &r->res);
-    if (r->res.code) {
-        refuse(r, server__refusal_status(r->res.code), r->res.error);
-        return;
-    }
-    server__count_rejected(&r->res);
-    if (r->res.n == 0 && r->res.qn == 0) {
-        r->answer_status = 200;
-        ingest_answer(&r->res, 0, 0, &r->answer);
-        return;
-    }
+    const char *why = NULL;
+    unsigned st = server__ingest_parse(l->srv, r, body, h->body, &why);
+    if (st == 200) r->answer_status = 200;
+    if (st && st != 200) refuse(r, st, why);
+    if (st) return;
     server__batch_fill(r, lane_done);
     r->batch.next = *batches;
     *batches = &r->batch;
@@ -552,6 +532,7 @@ static void take(server__lane *l, lane_conn *c, uint32_t ev, lane_conn **round,
     r->t0_ns = evtime_mono_ns();
     r->tok = h.tok;
     r->cors = h.cors;
+    r->fmt = h.fmt;
     snprintf(r->path, sizeof r->path, "%s", h.route);
     parse_body(l, r, &h, l->bytes + h.head, batches);
     c->req = r;
