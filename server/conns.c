@@ -202,6 +202,15 @@ conns_slot *conns_opened(conns_table *t, int fd)
     return c;
 }
 
+int conns_closing(conns_table *t, conns_slot *c)
+{
+    if (!c) return 0;
+    pthread_mutex_lock(&t->mu);
+    int closing = c->state == CLOSING;
+    pthread_mutex_unlock(&t->mu);
+    return closing;
+}
+
 void conns_closed(conns_table *t, conns_slot *c)
 {
     if (!c) return;

@@ -66,6 +66,9 @@ void conns_free(conns_table *t);
  */
 conns_slot *conns_opened(conns_table *t, int fd);
 
+/* 1 if the table has shut c down (refused, made room with, past a deadline). */
+int conns_closing(conns_table *t, conns_slot *c);
+
 /* libmicrohttpd is closing the connection: forgets it and frees c. */
 void conns_closed(conns_table *t, conns_slot *c);
 

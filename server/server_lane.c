@@ -191,6 +191,10 @@ static void conn_close(server__lane *l, lane_set *set, lane_conn *c)
 /* c to libmicrohttpd, at a request's first byte: it answers that request and the rest. */
 static void hand_over(server__lane *l, int ep, lane_set *set, lane_conn *c)
 {
+    if (conns_closing(l->srv->conns, c->slot)) { /* already refused and counted: not twice */
+        conn_close(l, set, c);
+        return;
+    }
     if (c->polled) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     set_remove(set, c);
     int fd = c->fd;
