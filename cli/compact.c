@@ -13,11 +13,14 @@
 /* What a run did, on one line. */
 static void print_summary(const compact_stats *s)
 {
-    char appended[24];
+    char appended[24], histories[64] = "";
     snprintf(appended, sizeof appended, "%llu", (unsigned long long)s->appended);
+    if (s->histories || s->histories_deleted)
+        snprintf(histories, sizeof histories, "; wrote %llu history files, deleted %llu stale ones",
+                 (unsigned long long)s->histories, (unsigned long long)s->histories_deleted);
     printf("compacted %llu of %llu partitions: %llu files (%llu bytes) into %llu rows in %llu "
            "new Parquet files (%llu bytes); deleted %llu replaced files; removed %llu "
-           "leftovers of killed runs%s%s%s\n",
+           "leftovers of killed runs%s%s%s%s\n",
            (unsigned long long)s->compacted, (unsigned long long)s->partitions,
            (unsigned long long)s->files_in, (unsigned long long)s->bytes_in,
            (unsigned long long)s->rows, (unsigned long long)s->files_out,
@@ -25,7 +28,7 @@ static void print_summary(const compact_stats *s)
            (unsigned long long)s->leftovers,
            s->appended ? "; of those partitions, appended (not yet due): " : "",
            s->appended ? appended : "",
-           s->conflicts ? "; some partitions were compacted by another compactor" : "");
+           s->conflicts ? "; some partitions were compacted by another compactor" : "", histories);
 }
 
 int cmd_compact(int argc, char **argv)

@@ -510,6 +510,7 @@ int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t 
             rc = compact__pending_run(&r, m, sizeof m);
         }
         if (!rc) rc = compact__expire_table(&r);
+        if (!rc) rc = compact__history(&r);
         if (rc && !err[0]) snprintf(err, errlen, "compaction: %s", m);
         rc = rc ? -1 : 0;
         lake_live_free(&r.lv);

@@ -89,11 +89,13 @@ typedef struct compact_stats {
     uint64_t files_out;  /* Parquet files written */
     uint64_t chunks;     /* statements that wrote one (chunks, and files rewritten) */
     uint64_t bytes_in, bytes_out;
-    uint64_t rows;      /* live in the partitions compacted */
-    uint64_t deleted;   /* dead files, old manifests and leftovers removed */
-    uint64_t conflicts; /* partitions another compactor won first */
-    uint64_t leftovers; /* what killed runs had left in work_dir, removed */
-    char holder[256];   /* when the lease is held elsewhere: by whom, until when */
+    uint64_t rows;              /* live in the partitions compacted */
+    uint64_t deleted;           /* dead files, old manifests and leftovers removed */
+    uint64_t conflicts;         /* partitions another compactor won first */
+    uint64_t leftovers;         /* what killed runs had left in work_dir, removed */
+    uint64_t histories;         /* history files written (history.h) */
+    uint64_t histories_deleted; /* stale ones deleted */
+    char holder[256];           /* when the lease is held elsewhere: by whom, until when */
 } compact_stats;
 
 /*

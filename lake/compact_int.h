@@ -70,6 +70,9 @@ int compact__lease_keep(lease *l, char *err, size_t errlen);
  * not the file was there: 0, or -1 when the file could not be deleted (a rollup left behind goes
  * with its partition's next sweep, compact__collect_table). */
 int compact__del(compact__run *r, const char *key);
+/* compact_history.c: the history files of the due days written, the stale ones deleted
+ * (history.h). 0, or -1 (r->err). */
+int compact__history(compact__run *r);
 int compact__files(compact__run *r, lake_partition *p, int keep_all, inputs *in,
                    compact_hour_result *res);
 void compact__files_free(compact__run *r, inputs *in, compact_hour_result *res);

@@ -171,6 +171,32 @@ int lake_parse_event_key(const char *key, int64_t *hour, const char **ext)
     return strcmp(*ext, "jsonl") && strcmp(*ext, "parquet") ? -1 : 0;
 }
 
+void lake_history_key(int64_t hour, const char *hash, int part, int parts, char out[LAKE_KEY_MAX])
+{
+    evtime_civil c;
+    civil_of_hour(hour, &c);
+    snprintf(out, LAKE_KEY_MAX, "history/%04d/%02d/%02d/%s-%03d-%03d.parquet", c.year, c.month,
+             c.day, hash, part, parts);
+}
+
+int lake_parse_history_key(const char *key, int64_t *day_hour, char hash[LAKE_HISTORY_HASH + 1],
+                           int *part, int *parts)
+{
+    int y, m, d;
+    if (strncmp(key, LAKE_HISTORY_PREFIX, 8)) return -1;
+    const char *p = key + 8, *h = p + 11, *n = h + LAKE_HISTORY_HASH;
+    if (num(p, 4, &y) || p[4] != '/' || num(p + 5, 2, &m) || p[7] != '/' || num(p + 8, 2, &d) ||
+        p[10] != '/' || strlen(h) != LAKE_HISTORY_HASH + 16 ||
+        strspn(h, "0123456789abcdef") != LAKE_HISTORY_HASH || n[0] != '-' || num(n + 1, 3, part) ||
+        n[4] != '-' || num(n + 5, 3, parts) || strcmp(n + 8, ".parquet") || *part < 1 ||
+        *part > *parts)
+        return -1;
+    if (hour_of(y, m, d, 0, day_hour)) return -1;
+    memcpy(hash, h, LAKE_HISTORY_HASH);
+    hash[LAKE_HISTORY_HASH] = 0;
+    return 0;
+}
+
 const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS] = {"rollup", "counts", "objects"};
 
 int lake_parse_rollup_key(const char *key, int64_t *hour)

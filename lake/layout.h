@@ -15,6 +15,10 @@
  *                                                stored lines in seq order, from first seq
  *   subscriptions/{id}/{version:010}.json        a webhook subscription's record (subs.h)
  *   deadletters/{id}/{failed ms:013}-{8 hex}.json a batch a subscription gave up on
+ *   history/{yyyy}/{mm}/{dd}/{hash}-{k:03}-{n:03}.parquet  part k of n of one day's document
+ *                                                changes, sorted by document, for doc_history
+ *                                                (history.h); hash names the day's compacted
+ *                                                files they were made of
  *
  * A spool segment (local, not yet in the lake) is named
  * {yyyymmddhh}-{uuid}.jsonl (events) or rejected-{yyyymmddhh}-{uuid}.jsonl
@@ -91,6 +95,19 @@ enum { LAKE_ROLLUP_RPC, LAKE_ROLLUP_COUNTS, LAKE_ROLLUP_OBJECTS, LAKE_ROLLUP_KIN
 extern const char *const lake_rollup_ext[LAKE_ROLLUP_KINDS];
 int lake_rollup_key_of(const char *parquet_key, int kind, char out[LAKE_KEY_MAX]);
 int lake_parse_rollup_key(const char *key, int64_t *hour);
+
+#define LAKE_HISTORY_PREFIX "history/"
+#define LAKE_HISTORY_HASH   16  /* hex digits */
+#define LAKE_HISTORY_PARTS  999 /* a day's history files at most */
+
+/* "history/yyyy/mm/dd/{hash}-{part:03}-{parts:03}.parquet", of the day (UTC) of an hour;
+ * 1 <= part <= parts <= LAKE_HISTORY_PARTS */
+void lake_history_key(int64_t hour, const char *hash, int part, int parts, char out[LAKE_KEY_MAX]);
+
+/* The first hour of the day, the hash, the part and the parts of a history file's key: 0, or
+ * -1 (not one). */
+int lake_parse_history_key(const char *key, int64_t *day_hour, char hash[LAKE_HISTORY_HASH + 1],
+                           int *part, int *parts);
 
 /* "events/yyyy/mm/dd/hh/_manifest-{seq:010}.json" */
 void lake_manifest_key(int64_t hour, uint64_t seq, char out[LAKE_KEY_MAX]);

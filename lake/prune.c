@@ -200,7 +200,7 @@ static void table_function(walk *w, json_t *t)
         if (!(ref = new_ref(w))) return;
         if (pure(json_array_get(args, 1))) add(ref->hi, &ref->nhi, json_array_get(args, 1), 0);
     } else if (!strcasecmp(name, "doc_history")) {
-        new_ref(w); /* every change of the document: no bound */
+        if ((ref = new_ref(w))) ref->history = 1; /* every change of the document: no bound */
     }
 }
 

@@ -45,6 +45,7 @@ typedef struct prune_ref {
      * LAKE_ROLLUP_COUNTS; objects, objects_between: LAKE_ROLLUP_OBJECTS), else 0;
      * between: the _between one (lo, hi), else lo is its since */
     int rollup, between;
+    int history; /* a call of doc_history, which history files can answer (history.h) */
 } prune_ref;
 
 typedef struct prune_result {

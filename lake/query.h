@@ -88,6 +88,8 @@ extern const char QUERY_FILE_COLUMNS[];
  * _events_json.
  */
 void query_parquet_select(buf *b, const char *files, size_t len, int layout, int whole);
+/* read_parquet's schema option for a compacted file of layout 2: its columns by field id. */
+extern const char QUERY_PARQUET_SCHEMA[];
 
 /* Appends s as a SQL string literal ('…', quotes doubled). */
 void query_sql_quote(buf *b, const char *s);

@@ -55,6 +55,9 @@ typedef struct query__hours {
      * rollup of that macro's kind (docs/lake.md, "Rollups"), rollup - 1; 0: none */
     int rollup;
     int64_t rollup_lo, rollup_hi;
+    /* history: the query reads events only through one call of doc_history: a day's compacted
+     * files are read by their history file when it holds exactly them (history.h) */
+    int history;
 } query__hours;
 
 /*
@@ -106,6 +109,23 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
 int query__make_view(query_conn *q, const query__hours *h, const query__hours *hr,
                      lake_writer_pins **pins, uint64_t *nfiles, char *err, size_t errlen);
 void query__live_free(query_conn *q, query__live *l);
+
+/* What a file of the live list is: an events JSONL file, a Parquet file of either layout, a
+ * quarantine file, a rollup or a history file. */
+enum {
+    FILE_JSONL = 0,
+    FILE_PARQUET = 1,
+    FILE_REJECTED = 2,
+    FILE_PARQUET_1 = 3,
+    FILE_ROLLUP = 4,  /* a compacted file's rollup, read by a macro instead of the file */
+    FILE_HISTORY = 5, /* a day's history file, read by doc_history instead of its files */
+};
+/* Adds a file to the live list: 0, or -2 out of memory. */
+int query__live_add(query__live *l, const char *key, uint64_t size, int what);
+
+/* query_history.c: a day's compacted files of l replaced by the day's history file, for every
+ * day that has one made of exactly them (history.h). 0, or -1 with err. */
+int query__history(query_engine *e, query__live *l, char *err, size_t errlen);
 
 /*
  * query_copies.c: Parquet copies of the lake's raw files. query__copies_get pins the copy of the

@@ -241,6 +241,7 @@ query__hours query__hours_of(query_conn *q, json_t *ast, json_t *params, const c
     prune_analyse_table(ast, table, column, &pr);
     h.raw = pr.raw;
     h.whole = pr.whole;
+    h.history = !pr.unbounded && !pr.no_events && pr.nrefs == 1 && pr.refs[0].history;
     if (pr.no_events) {
         h.all = 0;
         h.none = 1;
@@ -328,16 +329,6 @@ static const char REJECTED_EMPTY[] =
     "NULL::VARCHAR AS token, NULL::VARCHAR AS route, NULL::VARCHAR AS raw, "
     "NULL::VARCHAR AS rawBase64 WHERE false";
 
-/* A file of the live list: an events JSONL file, a Parquet file of either layout, or a
- * quarantine file. */
-enum {
-    FILE_JSONL = 0,
-    FILE_PARQUET = 1,
-    FILE_REJECTED = 2,
-    FILE_PARQUET_1 = 3,
-    FILE_ROLLUP = 4, /* a compacted file's rollup, read by a macro instead of the file */
-};
-
 /*
  * A compacted file of layout 2 (partition.h) read by its columns' Iceberg field ids, as the
  * table's readers do, and typed as the view. ts and receivedAt are TIMESTAMPTZ in the file (UTC,
@@ -348,7 +339,7 @@ enum {
  * and rows within a file are in QUERY_COMPACT_ORDER, not by ts. doc, prev and _events_json are
  * JSON text.
  */
-static const char PARQUET_SCHEMA[] =
+const char QUERY_PARQUET_SCHEMA[] =
     "schema = map {1: {name: 'id', type: 'VARCHAR', default_value: NULL}, "
     "2: {name: 'type', type: 'VARCHAR', default_value: NULL}, "
     "3: {name: 'ts', type: 'TIMESTAMPTZ', default_value: NULL}, "
@@ -401,11 +392,10 @@ void query_parquet_select(buf *b, const char *files, size_t len, int layout, int
     buf_printf(b, "SELECT %s%s FROM read_parquet([", PARQUET_COLUMNS,
                whole ? ", _events_json::JSON AS _events_json" : "");
     buf_append(b, files, len);
-    buf_printf(b, "], %s)", PARQUET_SCHEMA);
+    buf_printf(b, "], %s)", QUERY_PARQUET_SCHEMA);
 }
 
-/* Adds a file to the live list; -2 out of memory. */
-static int live_add(query__live *l, const char *key, uint64_t size, int what)
+int query__live_add(query__live *l, const char *key, uint64_t size, int what)
 {
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
@@ -453,8 +443,8 @@ static int on_partition(lake_partition *p, void *ud)
         char rkey[LAKE_KEY_MAX];
         int rolled = what == FILE_PARQUET && whole && (f->rollups >> kind & 1) &&
                      !lake_rollup_key_of(f->key, kind, rkey);
-        int rc = rolled ? live_add(l, rkey, f->rollup_size[kind], FILE_ROLLUP)
-                        : live_add(l, f->key, f->size, what);
+        int rc = rolled ? query__live_add(l, rkey, f->rollup_size[kind], FILE_ROLLUP)
+                        : query__live_add(l, f->key, f->size, what);
         if (rc) return rc;
     }
     return 0;
@@ -473,7 +463,7 @@ static int on_rejected(const store_entry *e, void *ud)
     int64_t hour;
     if (lake_parse_rejected_key(e->key, &hour)) return 0; /* not a segment */
     if (!r->h->all && (hour < r->h->lo || hour > r->h->hi)) return 0;
-    if (live_add(r->l, e->key, e->size, FILE_REJECTED)) r->oom = 1;
+    if (query__live_add(r->l, e->key, e->size, FILE_REJECTED)) r->oom = 1;
     return r->oom;
 }
 
@@ -582,6 +572,8 @@ typedef struct view_files {
     uint64_t rmax;            /* the largest quarantine file */
     buf rollups;              /* rollups read instead of their compacted files */
     uint64_t nrollups;
+    buf history; /* history files read instead of their days' compacted files */
+    uint64_t nh;
 } view_files;
 
 static void add_file(buf *list, uint64_t *n, const char *path)
@@ -615,6 +607,7 @@ static int list_files(query_conn *q, const query__hours *h, const query__hours *
     }
     /* pinned first, listed second: every event is in exactly one of the two */
     if (!h->none) rc = list_lake(e, l, err, errlen);
+    if (!rc && h->history && h->all) rc = query__history(e, l, err, errlen);
     if (!rc && !hr->none) rc = list_rejected(e, l, hr, err, errlen);
     if (rc) {
         unlist(l);
@@ -654,6 +647,8 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
             add_file(&f->parquet, &f->np, pa);
         } else if (l->parquet[i] == FILE_ROLLUP) {
             add_file(&f->rollups, &f->nrollups, pa);
+        } else if (l->parquet[i] == FILE_HISTORY) {
+            add_file(&f->history, &f->nh, pa);
         } else if (l->parquet[i] == FILE_PARQUET_1) {
             add_file(&f->parquet1, &f->np1, pa);
         } else if (l->parquet[i] == FILE_REJECTED) {
@@ -678,6 +673,21 @@ static int add_files(query_conn *q, const query__hours *h, const query__hours *h
         }
     }
     return 0;
+}
+
+/* The rows of the history files of f (history.h) with the view's columns: those doc_history
+ * does not read are NULL. */
+static void history_select(buf *b, const view_files *f, int whole)
+{
+    buf_printf(b,
+               "SELECT id, type, ts, receivedAt, NULL::STRUCT(id VARCHAR, \"name\" VARCHAR, "
+               "\"class\" VARCHAR, colo VARCHAR) AS \"do\", NULL::VARCHAR AS method, "
+               "NULL::DOUBLE AS durationMs, NULL::BOOLEAN AS success, NULL::VARCHAR AS error, "
+               "collection, docId, doc::JSON AS doc, prev::JSON AS prev, bookmark%s "
+               "FROM read_parquet([",
+               whole ? ", NULL::JSON AS _events_json" : "");
+    buf_append(b, f->history.p, f->history.len);
+    buf_puts(b, "])");
 }
 
 /* Replaces this connection's events view with one over f's events files. */
@@ -709,7 +719,11 @@ static int events_view(query_conn *q, const query__hours *h, const view_files *f
         if (f->nj || f->np) buf_puts(&sql, " UNION ALL ");
         query_parquet_select(&sql, f->parquet1.p, f->parquet1.len, LAKE_LAYOUT_1, h->raw);
     }
-    if (!f->nj && !f->np && !f->np1)
+    if (f->nh) {
+        if (f->nj || f->np || f->np1) buf_puts(&sql, " UNION ALL ");
+        history_select(&sql, f, h->raw);
+    }
+    if (!f->nj && !f->np && !f->np1 && !f->nh)
         buf_printf(&sql, "SELECT %s FROM (SELECT NULL::JSON AS json WHERE false)",
                    QUERY_VIEW_COLUMNS);
     int rc = buf_cstr(&sql) ? query__exec(q->c, sql.p, err, errlen) : -1;
@@ -775,7 +789,8 @@ int query__make_view(query_conn *q, const query__hours *h, const query__hours *h
                     .parquet = BUF_INIT,
                     .parquet1 = BUF_INIT,
                     .rejected = BUF_INIT,
-                    .rollups = BUF_INIT};
+                    .rollups = BUF_INIT,
+                    .history = BUF_INIT};
     int rc = 0;
     q->fetched.h = h;
     if (!h->none || !hr->none) {
@@ -790,6 +805,7 @@ int query__make_view(query_conn *q, const query__hours *h, const query__hours *h
     buf_free(&f.parquet1);
     buf_free(&f.rejected);
     buf_free(&f.rollups);
-    *nfiles = f.nj + f.np + f.np1 + f.nr + f.nrollups;
+    buf_free(&f.history);
+    *nfiles = f.nj + f.np + f.np1 + f.nr + f.nrollups + f.nh;
     return rc;
 }

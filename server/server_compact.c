@@ -97,6 +97,7 @@ static void *compactor_main(void *arg)
         s->compact_deleted += st.deleted;
         s->compact_files += st.files_out;
         s->compact_leftovers += st.leftovers;
+        s->compact_histories += st.histories;
         if (r < 0) s->compact_failures++;
         if (r < 0)
             log_msg(LOG_WARN, "compaction failed", "error", err, LOG_END);

@@ -273,6 +273,9 @@ static void compaction_metrics(server__srv *s, buf *b)
     metrics_counter(b, "events_compaction_leftovers_removed_total",
                     "Files and directories that killed compactions had left in the work directory.",
                     s->compact_leftovers);
+    metrics_counter(b, "events_compaction_history_files_total",
+                    "History files written: a day's document changes, for doc_history.",
+                    s->compact_histories);
 }
 
 /* The query workers' counters and the memory they are held to. */

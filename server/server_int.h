@@ -76,7 +76,7 @@ typedef struct server__srv {
     pthread_cond_t compact_cv;
     int compact_stop;
     _Atomic uint64_t compact_runs, compact_failures, compact_partitions, compact_rows,
-        compact_deleted, compact_files, compact_leftovers, compact_appended;
+        compact_deleted, compact_files, compact_leftovers, compact_appended, compact_histories;
     _Atomic int snap_downloads;              /* GET /snapshots/S/B answers being sent */
     _Atomic uint64_t snap_downloads_refused; /* beyond --snapshot-downloads */
     webhooks_secrets

@@ -2557,3 +2557,71 @@ TEST(s3_events_table_gives_the_bucket_relative_path_and_the_endpoint_url)
     test_rmtree(dir);
     free(dir);
 }
+
+/* The answer of `events query --format json` to sql on the s3 lake url (cache under dir), with
+ * its trailer's file count cut off into *files. */
+static char *query_json(const char *dir, const char *url, const char *sql, int *files)
+{
+    char out[1200];
+    snprintf(out, sizeof out, "%s/query.out", dir);
+    *files = -1;
+    if (sh("'%s' query --lake '%s' --cache '%s/cache' --direct --format json \"%s\" > '%s' 2>&1",
+           events_bin(), url, dir, sql, out))
+        return test_read_file(out, NULL);
+    char *t = test_read_file(out, NULL), *f = t ? strstr(t, ",\"files\":") : NULL;
+    if (f) {
+        *files = atoi(f + 9);
+        *f = 0;
+    }
+    return t;
+}
+
+/* History files (lake/history.h) on an s3 lake: compaction fetches a day's compacted files into
+ * its cache to write them and puts them into the bucket; doc_history reads them, fetched, with
+ * the answer of the rows. */
+TEST(s3_history_files_are_written_and_read_through_the_cache)
+{
+    REQUIRE_INT(0, s3_start());
+    char *dir = test_tmpdir("history-s3"), url[512], why[512], out[1300];
+    snprintf(url, sizeof url, "s3://%s/history-%d", getenv("EVENTS_S3_BUCKET"), (int)getpid());
+    snprintf(out, sizeof out, "%s/compact.out", dir);
+    store *s;
+    REQUIRE_INT(0, store_open(url, &s, why, sizeof why));
+    static const char *const HOURS[] = {"20/10", "20/11", "21/03"};
+    for (int h = 0; h < 3; h++) { /* d0..d4 changed in each hour, one deleted */
+        buf b = BUF_INIT;
+        for (int i = 0; i < 40; i++)
+            buf_printf(&b,
+                       "{\"id\":\"h%d-%d\",\"type\":\"collection.%s\",\"ts\":\"2026-11-%.2sT%.2s:"
+                       "%02d:00.000Z\",\"collection\":\"c\",\"docId\":\"d%d\",\"bookmark\":"
+                       "\"%016d\",\"doc\":{\"n\":%d},\"prev\":{\"n\":%d}}\n",
+                       h, i, i == 7 ? "delete" : "update", HOURS[h], HOURS[h] + 3, i, i % 5,
+                       h * 100 + i, i, i - 1);
+        char key[256];
+        snprintf(key, sizeof key, "events/2026/11/%s/01a00000-0000-7000-8000-%012d.jsonl", HOURS[h],
+                 h);
+        CHECK_INT(STORE_OK, store_put(s, key, b.p, b.len, 0, why, sizeof why));
+        buf_free(&b);
+    }
+    store_close(s);
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --cache '%s/cache' --after 0 > '%s' 2>&1",
+                    events_bin(), url, dir, out));
+    char *said = test_read_file(out, NULL);
+    CHECK_CONTAINS("wrote 2 history files", said ? said : "");
+    free(said);
+    int fh, fr;
+    char *got = query_json(dir, url, "SELECT * FROM doc_history('c', 'd2')", &fh);
+    char *want = query_json(dir, url,
+                            "SELECT ts, replace(type, 'collection.', '') AS change, bookmark, "
+                            "doc, prev, id, receivedAt FROM events WHERE collection = 'c' AND "
+                            "docId = 'd2' AND type IN ('collection.insert', 'collection.update', "
+                            "'collection.delete') ORDER BY bookmark NULLS LAST, ts, id",
+                            &fr);
+    CHECK_STR(want ? want : "", got ? got : "");
+    CHECK_CONTAINS("\"rowCount\":24", got ? got : "");
+    CHECK_INT(2, fh); /* the two days' history files */
+    CHECK_INT(3, fr); /* the three compacted files */
+    free(got), free(want);
+    test_rmtree(dir);
+    free(dir);
+}

@@ -1,0 +1,235 @@
+/*
+ * test_history.c - history files (lake/history.h, docs/lake.md "History
+ * files") on a directory lake: `events compact` writes one per day whose hours
+ * are due; doc_history reads them instead of the day's compacted files and
+ * answers byte for byte as the rows do; a day changed since its history was
+ * written is read right, from its files and its history written again; a
+ * query that also reads events directly never takes them; the table never
+ * names them.
+ */
+#include "harness.h"
+#include "query.h"
+#include "store.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes the events of a day's hour as one raw file: changes of documents u0..u9 in two
+ * collections (some without a bookmark, some deletes), and calls that carry a collection and a
+ * document too, which are no changes. */
+static int write_hour(const char *lake, const char *day, int h, int seq, unsigned seed)
+{
+    char path[1500];
+    snprintf(path, sizeof path, "%s/events/2026/11/%s/%02d", lake, day, h);
+    if (sh("mkdir -p '%s'", path)) return -1;
+    snprintf(path + strlen(path), sizeof path - strlen(path),
+             "/01a00000-0000-7000-8000-%012d.jsonl", seq);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    static const char *const TYPES[] = {"collection.insert", "collection.update",
+                                        "collection.update", "collection.delete", "rpc.call"};
+    unsigned r = seed;
+    for (int i = 0; i < 300; i++) {
+        r = r * 1103515245u + 12345u;
+        int doc = (int)(r >> 8) % 10, type = (int)(r >> 12) % 5, min = (int)(r >> 16) % 60;
+        const char *coll = (r >> 20) & 1 ? "users" : "orders";
+        char bookmark[64] = "null";
+        if ((r >> 21) % 7) snprintf(bookmark, sizeof bookmark, "\"%016x\"", (unsigned)(seq * 1000 + i));
+        fprintf(f,
+                "{\"id\":\"e%d-%d\",\"type\":\"%s\",\"ts\":\"2026-11-%sT%02d:%02d:%02d.%03dZ\","
+                "\"receivedAt\":\"2026-11-%sT%02d:%02d:59.000Z\",\"collection\":\"%s\","
+                "\"docId\":\"u%d\",\"bookmark\":%s,\"doc\":%s,\"prev\":{\"v\":%d,\"n\":[1,{\"x\":"
+                "null}]},\"method\":\"m\",\"durationMs\":%d}\n",
+                seq, i, TYPES[type], day, h, min, i % 60, i, day, h, min, coll, doc, bookmark,
+                type == 3 ? "null" : "{\"v\":1,\"s\":\"caf\\u00e9\"}", i, i);
+    }
+    return fclose(f);
+}
+
+/* The CSV answer to sql on the lake (or its error), through an engine of its own; *files: the
+ * lake files its events view read. */
+static char *answer(const char *lake, const char *sql, uint64_t *files)
+{
+    store *s;
+    char err[512];
+    if (store_open(lake, &s, err, sizeof err)) return strdup(err);
+    query_config qc = {.store = s, .threads = 1};
+    query_engine *e;
+    if (query_engine_open(&qc, &e, err, sizeof err)) {
+        store_close(s);
+        return strdup(err);
+    }
+    query_conn *c = query_conn_new(e, err, sizeof err);
+    query_request rq = {.sql = sql, .format = QUERY_CSV};
+    buf out = BUF_INIT;
+    query_outcome o;
+    query_run_to_buf(c, &rq, &out, &o);
+    char *t = strdup(o.code == QUERY_OK ? buf_cstr(&out) : o.error);
+    if (files) *files = o.files;
+    buf_free(&out);
+    query_conn_free(c);
+    query_engine_close(e);
+    store_close(s);
+    return t;
+}
+
+#define HISTORY(COLL, DOC) "SELECT * FROM doc_history('" COLL "', '" DOC "')"
+
+static const char *const DOCS[][2] = {{"users", "u3"}, {"orders", "u3"}, {"users", "u0"},
+                                      {"orders", "u9"}, {"users", "none"}};
+enum { NDOCS = sizeof DOCS / sizeof *DOCS };
+
+/* Each document's history through doc_history equals its rows (what doc_history means, over
+ * events, which no history file stands for); *files: what the last one read. */
+static void same_as_rows(const char *lake, uint64_t *files)
+{
+    for (int i = 0; i < NDOCS; i++) {
+        char q[512], rows[1024];
+        snprintf(q, sizeof q, "SELECT * FROM doc_history('%s', '%s')", DOCS[i][0], DOCS[i][1]);
+        snprintf(rows, sizeof rows,
+                 "SELECT ts, replace(type, 'collection.', '') AS change, bookmark, doc, prev, id, "
+                 "receivedAt FROM events WHERE collection = '%s' AND docId = '%s' AND type IN "
+                 "('collection.insert', 'collection.update', 'collection.delete') "
+                 "ORDER BY bookmark NULLS LAST, ts, id",
+                 DOCS[i][0], DOCS[i][1]);
+        char *a = answer(lake, q, files), *b = answer(lake, rows, NULL);
+        CHECK_STR(b, a);
+        CHECK(strncmp(a, "ts,change", 9) == 0);
+        free(a), free(b);
+    }
+}
+
+/* The number of history files of a day of 2026-11. */
+static int histories(const char *lake, const char *day)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "ls '%s'/history/2026/11/%s/*.parquet 2>/dev/null | wc -l", lake,
+             day);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+TEST(history_files_give_doc_history_the_answers_of_the_rows)
+{
+    char *dir = test_tmpdir("history"), lake[1200], out[1300];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(out, sizeof out, "%s/compact.out", dir);
+    for (int h = 10; h <= 12; h++) REQUIRE_INT(0, write_hour(lake, "20", h, h, (unsigned)h));
+    REQUIRE_INT(0, write_hour(lake, "21", 3, 103, 7));
+    char *raw[NDOCS];
+    uint64_t files = 0;
+    for (int i = 0; i < NDOCS; i++) {
+        char q[512];
+        snprintf(q, sizeof q, "SELECT * FROM doc_history('%s', '%s')", DOCS[i][0], DOCS[i][1]);
+        raw[i] = answer(lake, q, &files);
+    }
+    CHECK_INT(4, (long long)files); /* the raw files */
+    same_as_rows(lake, NULL);
+
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > '%s' 2>&1", events_bin(), lake, out));
+    char *said = test_read_file(out, NULL);
+    CHECK_CONTAINS("wrote 2 history files", said ? said : "");
+    free(said);
+    CHECK_INT(1, histories(lake, "20"));
+    CHECK_INT(1, histories(lake, "21"));
+    for (int i = 0; i < NDOCS; i++) {
+        char q[512];
+        snprintf(q, sizeof q, "SELECT * FROM doc_history('%s', '%s')", DOCS[i][0], DOCS[i][1]);
+        char *a = answer(lake, q, &files);
+        CHECK_STR(raw[i], a);
+        CHECK_INT(2, (long long)files); /* a history file per day, nothing else */
+        free(a);
+    }
+    same_as_rows(lake, NULL);
+    /* read with events itself: the compacted files, never the history files */
+    char *both = answer(lake,
+                        "SELECT h.* FROM doc_history('users', 'u3') h JOIN events e USING (id) "
+                        "ORDER BY h.bookmark NULLS LAST, h.ts, h.id",
+                        &files);
+    CHECK_STR(raw[0], both);
+    CHECK_INT(4, (long long)files);
+    free(both);
+    /* the table names the compacted files only */
+    CHECK_INT(0, sh("'%s' table --lake '%s' --format json > '%s' 2>&1 && grep -q '\"dataFiles\": 4,' "
+                    "'%s' && grep -q '\"records\": 1200,' '%s'",
+                    events_bin(), lake, out, out, out));
+    /* a second run has nothing to write */
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > '%s' 2>&1 && ! grep -q history '%s'",
+                    events_bin(), lake, out, out));
+    for (int i = 0; i < NDOCS; i++) free(raw[i]);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(a_day_changed_since_its_history_is_read_right_and_given_a_new_one)
+{
+    char *dir = test_tmpdir("history-late"), lake[1200], out[1300];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    snprintf(out, sizeof out, "%s/compact.out", dir);
+    for (int h = 10; h <= 12; h++) REQUIRE_INT(0, write_hour(lake, "20", h, h, (unsigned)h));
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1 && ls '%s'/history/2026/11/20 "
+                    "> '%s/first'",
+                    events_bin(), lake, lake, dir));
+    CHECK_INT(1, histories(lake, "20"));
+    /* late events of hour 11: a raw file beside the compacted one; the history stands for the
+     * compacted files still, and the raw file is read with it */
+    REQUIRE_INT(0, write_hour(lake, "20", 11, 50, 99));
+    uint64_t files = 0;
+    same_as_rows(lake, &files);
+    CHECK_INT(2, (long long)files);
+    char *late = answer(lake, HISTORY("users", "u3"), NULL);
+    CHECK_CONTAINS("e50-", late);
+    /* hour 11 compacted again: another file, so the history no longer names the day's files;
+     * a new one is written, the stale one kept for --retain */
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > '%s' 2>&1 && grep -q 'wrote 1 history' "
+                    "'%s'",
+                    events_bin(), lake, out, out));
+    CHECK_INT(2, histories(lake, "20"));
+    char *now = answer(lake, HISTORY("users", "u3"), &files);
+    CHECK_STR(late, now);
+    CHECK_INT(1, (long long)files); /* the new one alone */
+    same_as_rows(lake, NULL);
+    free(now);
+    /* with the stale one alone, which names files that are no longer the day's, the day is
+     * read from its compacted files */
+    CHECK_INT(0, sh("cd '%s'/history/2026/11/20 && for f in *; do grep -qx \"$f\" '%s/first' || "
+                    "rm \"$f\"; done",
+                    lake, dir));
+    CHECK_INT(1, histories(lake, "20"));
+    now = answer(lake, HISTORY("users", "u3"), &files);
+    CHECK_STR(late, now);
+    CHECK_INT(3, (long long)files);
+    free(now);
+    /* past --retain, the stale one is deleted; the day gets its history again */
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 --retain 0 > /dev/null 2>&1",
+                    events_bin(), lake));
+    CHECK_INT(1, histories(lake, "20"));
+    now = answer(lake, HISTORY("users", "u3"), &files);
+    CHECK_STR(late, now);
+    CHECK_INT(1, (long long)files);
+    free(now), free(late);
+    test_rmtree(dir);
+    free(dir);
+}
+
+TEST(a_day_not_yet_due_gets_no_history)
+{
+    char *dir = test_tmpdir("history-due"), lake[1200];
+    snprintf(lake, sizeof lake, "%s/lake", dir);
+    REQUIRE_INT(0, write_hour(lake, "20", 10, 10, 1));
+    /* with an --after of years, the hour is appended to the table (--open-hours), its day not
+     * due */
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 100000h --open-hours > /dev/null 2>&1 && "
+                    "ls '%s'/events/2026/11/20/10/*.parquet > /dev/null",
+                    events_bin(), lake, lake));
+    CHECK_INT(0, histories(lake, "20"));
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1", events_bin(), lake));
+    CHECK_INT(1, histories(lake, "20"));
+    test_rmtree(dir);
+    free(dir);
+}
+
