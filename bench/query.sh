@@ -16,8 +16,11 @@
 # copy of hard links: the raw lake stays as it is), which commits its Iceberg
 # table (`events table` must name every Parquet file), and the four queries run
 # again through a server on it: their answers must be byte-identical to the
-# raw lake's (CSV, and JSON but for files and elapsedMs), and the times are
-# printed side by side with the raw ones. Builds nothing: run `make build` first.
+# raw lake's (CSV, and JSON but for files and elapsedMs), the full scans must
+# read every Parquet file and doc_history the history files compaction wrote
+# (docs/lake.md, "History files") and the Parquet files of days without, and
+# the times are printed side by side with the raw ones. Builds nothing: run
+# `make build` first.
 #
 # Environment: SIZES (events per lake, default "1000000 5000000"), RUNS (timed
 # runs per query, default 5), HOURS (default 48), TIMEOUT (query time limit
@@ -175,7 +178,7 @@ cli_runs() { # size name sql
 # the queries through a server on it, each answer checked against the raw lake's. Uses G,
 # SQL, LAKE of the size's raw runs; results in R[size.cQUERY.*].
 compacted_runs() { # size
-    local n=$1 CL=$TMP/$1/compacted CLOG=$TMP/$1/server-compacted.log q D t0 out pfiles hfiles
+    local n=$1 CL=$TMP/$1/compacted CLOG=$TMP/$1/server-compacted.log q D t0 out pfiles hfiles docfiles day
     rm -rf "$CL"
     cp -al "$LAKE" "$CL"
     t0=$EPOCHREALTIME
@@ -185,6 +188,14 @@ compacted_runs() { # size
     hfiles=$(find "$CL/events/$(sed 's/^\(....\)-\(..\)-\(..\)T\(..\).*/\1\/\2\/\3\/\4/' <<<"$mid")" -name '*.parquet' | wc -l)
     R[$n.pfiles]=$pfiles
     R[$n.pbytes]=$(find "$CL/events" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+    # doc_history reads the history files of the days that have them (docs/lake.md, "History
+    # files"), and the Parquet files of the others
+    R[$n.histfiles]=$(find "$CL/history" -name '*.parquet' 2>/dev/null | wc -l)
+    R[$n.histbytes]=$(find "$CL/history" -name '*.parquet' -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+    docfiles=${R[$n.histfiles]}
+    for day in $(cd "$CL/events" && find . -mindepth 3 -maxdepth 3 -type d); do
+        [[ -d $CL/history/$day ]] || docfiles=$((docfiles + $(find "$CL/events/$day" -name '*.parquet' | wc -l)))
+    done
     echo
     echo "compacted in ${R[$n.compact_s]} s: $(tail -1 <<<"$out")"
     # compaction commits the lake's Iceberg table: its current snapshot names every Parquet file
@@ -212,12 +223,16 @@ compacted_runs() { # size
         R[$n.c$q.srvcpu]=$(<"$D/c$q.srv.cpu")
         R[$n.c$q.hwm]=$(<"$D/c$q.srv.hwm")
     done
-    for q in a b c; do
+    for q in a b; do
         [[ ${R[$n.c$q.files]:-} == "$pfiles" ]] || fail "compacted ($q): read ${R[$n.c$q.files]:-?} files, want all $pfiles Parquet files"
     done
+    [[ ${R[$n.cc.files]:-} == "$docfiles" ]] ||
+        fail "compacted (c): read ${R[$n.cc.files]:-?} files, want $docfiles (${R[$n.histfiles]} history files and the Parquet files of the days without)"
+
     [[ ${R[$n.cd.files]:-} == "$hfiles" ]] || fail "compacted (d): read ${R[$n.cd.files]:-?} files, want the hour's $hfiles"
 
-    printf '\ncompacted: %s Parquet files, %.1f MB\n' "$pfiles" "$(awk -v b="${R[$n.pbytes]}" 'BEGIN { print b / 1e6 }')"
+    printf '\ncompacted: %s Parquet files, %.1f MB; %s history files, %.1f MB\n' "$pfiles" "$(awk -v b="${R[$n.pbytes]}" 'BEGIN { print b / 1e6 }')" \
+        "${R[$n.histfiles]}" "$(awk -v b="${R[$n.histbytes]}" 'BEGIN { print b / 1e6 }')"
     printf '%-24s %6s %5s | %10s %10s %10s %8s %7s | %10s %8s\n' query files rows srv_med_ms srv_min_ms srv_el_ms srv_cpu \
         srv_rss raw_med_ms raw/comp
     for q in $QUERIES; do

@@ -80,13 +80,14 @@ static void *compactor_main(void *arg)
         char err[1024];
         int64_t t0 = evtime_mono_ms();
         int r = compact_run(&cc, &st, err, sizeof err);
-        char ms[24], parts[24], files[24], rows[24], del[24], written[24];
+        char ms[24], parts[24], files[24], rows[24], del[24], written[24], hist[24];
         snprintf(ms, sizeof ms, "%lld", (long long)(evtime_mono_ms() - t0));
         snprintf(parts, sizeof parts, "%llu", (unsigned long long)st.compacted);
         snprintf(files, sizeof files, "%llu", (unsigned long long)st.files_in);
         snprintf(rows, sizeof rows, "%llu", (unsigned long long)st.rows);
         snprintf(del, sizeof del, "%llu", (unsigned long long)st.deleted);
         snprintf(written, sizeof written, "%llu", (unsigned long long)st.files_out);
+        snprintf(hist, sizeof hist, "%llu", (unsigned long long)st.histories);
         if (r == 0 && cc.sweep) swept = t0, has_swept = 1;
         if (r == 0) {
             s->compact_runs++;
@@ -103,9 +104,10 @@ static void *compactor_main(void *arg)
             log_msg(LOG_WARN, "compaction failed", "error", err, LOG_END);
         else if (r > 0)
             log_msg(LOG_DEBUG, "compaction skipped", "holder", st.holder, LOG_END);
-        else if (st.compacted || st.deleted)
+        else if (st.compacted || st.deleted || st.histories || st.histories_deleted)
             log_msg(LOG_INFO, "compacted", "partitions", parts, "files", files, "rows", rows,
-                    "parquet_files", written, "deleted", del, "ms", ms, LOG_END);
+                    "parquet_files", written, "deleted", del, "history_files", hist, "ms", ms,
+                    LOG_END);
         pthread_mutex_lock(&s->compact_mu);
     }
     pthread_mutex_unlock(&s->compact_mu);
