@@ -93,8 +93,7 @@ static int write_part(compact__run *r, const buf *list, int k, int n, const char
 {
     buf sql = BUF_INIT;
     buf_puts(&sql, "COPY (");
-    changes(&sql, list,
-            "id, type, ts, receivedAt, collection, docId, doc, prev, bookmark");
+    changes(&sql, list, "id, type, ts, receivedAt, collection, docId, doc, prev, bookmark");
     if (n > 1) buf_printf(&sql, " AND hash(collection, docId) %% %d = %d", n, k - 1);
     buf_puts(&sql, " ORDER BY collection, docId, bookmark, ts, id) TO ");
     query_sql_quote(&sql, out);

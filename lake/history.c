@@ -16,7 +16,8 @@ static int by_key(const void *a, const void *b)
 
 static uint64_t fnv(uint64_t h, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
     return h;
 }
 

@@ -30,8 +30,8 @@ static int by_day(const void *a, const void *b)
  * The days of the compacted files d[0, nd) (sorted by day) whose history file hl holds: their
  * files marked in drop, the history files added to l. 0, or -2 out of memory.
  */
-static int replace_days(query__live *l, const day_file *d, size_t nd,
-                        const lake_history_list *hl, unsigned char *drop)
+static int replace_days(query__live *l, const day_file *d, size_t nd, const lake_history_list *hl,
+                        unsigned char *drop)
 {
     const char **keys = malloc(nd * sizeof *keys);
     if (!keys) return -2;

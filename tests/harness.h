@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct srv {
@@ -107,6 +108,10 @@ int s3_start(void);
 
 /* Starts (up 1) or stops (up 0) the S3 test server's radosgw alone: an outage. 0 or -1. */
 int s3_rgw(int up);
+
+/* The CSV answer to sql on the lake (a directory) read through a query engine of its own, or
+ * the error; *files (if files is set): the lake files its events view read. Free it. */
+char *lake_query_csv(const char *lake, const char *sql, uint64_t *files);
 
 /* Runs a shell command; returns its exit status. */
 int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -466,26 +466,7 @@ static char *all_rows(const char *lake)
 
 static char *answer_of(const char *lake, const char *sql)
 {
-    store *s;
-    char err[512];
-    if (store_open(lake, &s, err, sizeof err)) return strdup(err);
-    query_config qc = {.store = s, .threads = 1};
-    query_engine *e;
-    if (query_engine_open(&qc, &e, err, sizeof err)) {
-        store_close(s);
-        return strdup(err);
-    }
-    query_conn *c = query_conn_new(e, err, sizeof err);
-    query_request rq = {.sql = sql, .format = QUERY_CSV};
-    buf out = BUF_INIT;
-    query_outcome o;
-    query_run_to_buf(c, &rq, &out, &o);
-    char *t = strdup(o.code == QUERY_OK ? buf_cstr(&out) : o.error);
-    buf_free(&out);
-    query_conn_free(c);
-    query_engine_close(e);
-    store_close(s);
-    return t;
+    return lake_query_csv(lake, sql, NULL);
 }
 
 TEST(compaction_keeps_every_value_of_odd_events)

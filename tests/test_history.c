@@ -35,7 +35,8 @@ static int write_hour(const char *lake, const char *day, int h, int seq, unsigne
         int doc = (int)(r >> 8) % 10, type = (int)(r >> 12) % 5, min = (int)(r >> 16) % 60;
         const char *coll = (r >> 20) & 1 ? "users" : "orders";
         char bookmark[64] = "null";
-        if ((r >> 21) % 7) snprintf(bookmark, sizeof bookmark, "\"%016x\"", (unsigned)(seq * 1000 + i));
+        if ((r >> 21) % 7)
+            snprintf(bookmark, sizeof bookmark, "\"%016x\"", (unsigned)(seq * 1000 + i));
         fprintf(f,
                 "{\"id\":\"e%d-%d\",\"type\":\"%s\",\"ts\":\"2026-11-%sT%02d:%02d:%02d.%03dZ\","
                 "\"receivedAt\":\"2026-11-%sT%02d:%02d:59.000Z\",\"collection\":\"%s\","
@@ -47,37 +48,16 @@ static int write_hour(const char *lake, const char *day, int h, int seq, unsigne
     return fclose(f);
 }
 
-/* The CSV answer to sql on the lake (or its error), through an engine of its own; *files: the
- * lake files its events view read. */
+/* The CSV answer to sql on the lake (or its error); *files: the lake files its view read. */
 static char *answer(const char *lake, const char *sql, uint64_t *files)
 {
-    store *s;
-    char err[512];
-    if (store_open(lake, &s, err, sizeof err)) return strdup(err);
-    query_config qc = {.store = s, .threads = 1};
-    query_engine *e;
-    if (query_engine_open(&qc, &e, err, sizeof err)) {
-        store_close(s);
-        return strdup(err);
-    }
-    query_conn *c = query_conn_new(e, err, sizeof err);
-    query_request rq = {.sql = sql, .format = QUERY_CSV};
-    buf out = BUF_INIT;
-    query_outcome o;
-    query_run_to_buf(c, &rq, &out, &o);
-    char *t = strdup(o.code == QUERY_OK ? buf_cstr(&out) : o.error);
-    if (files) *files = o.files;
-    buf_free(&out);
-    query_conn_free(c);
-    query_engine_close(e);
-    store_close(s);
-    return t;
+    return lake_query_csv(lake, sql, files);
 }
 
 #define HISTORY(COLL, DOC) "SELECT * FROM doc_history('" COLL "', '" DOC "')"
 
-static const char *const DOCS[][2] = {{"users", "u3"}, {"orders", "u3"}, {"users", "u0"},
-                                      {"orders", "u9"}, {"users", "none"}};
+static const char *const DOCS[][2] = {
+    {"users", "u3"}, {"orders", "u3"}, {"users", "u0"}, {"orders", "u9"}, {"users", "none"}};
 enum { NDOCS = sizeof DOCS / sizeof *DOCS };
 
 /* Each document's history through doc_history equals its rows (what doc_history means, over
@@ -154,9 +134,10 @@ TEST(history_files_give_doc_history_the_answers_of_the_rows)
     CHECK_INT(4, (long long)files);
     free(both);
     /* the table names the compacted files only */
-    CHECK_INT(0, sh("'%s' table --lake '%s' --format json > '%s' 2>&1 && grep -q '\"dataFiles\": 4,' "
-                    "'%s' && grep -q '\"records\": 1200,' '%s'",
-                    events_bin(), lake, out, out, out));
+    CHECK_INT(0,
+              sh("'%s' table --lake '%s' --format json > '%s' 2>&1 && grep -q '\"dataFiles\": 4,' "
+                 "'%s' && grep -q '\"records\": 1200,' '%s'",
+                 events_bin(), lake, out, out, out));
     /* a second run has nothing to write */
     CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > '%s' 2>&1 && ! grep -q history '%s'",
                     events_bin(), lake, out, out));
@@ -171,9 +152,10 @@ TEST(a_day_changed_since_its_history_is_read_right_and_given_a_new_one)
     snprintf(lake, sizeof lake, "%s/lake", dir);
     snprintf(out, sizeof out, "%s/compact.out", dir);
     for (int h = 10; h <= 12; h++) REQUIRE_INT(0, write_hour(lake, "20", h, h, (unsigned)h));
-    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1 && ls '%s'/history/2026/11/20 "
-                    "> '%s/first'",
-                    events_bin(), lake, lake, dir));
+    CHECK_INT(
+        0, sh("'%s' compact --lake '%s' --after 0 > /dev/null 2>&1 && ls '%s'/history/2026/11/20 "
+              "> '%s/first'",
+              events_bin(), lake, lake, dir));
     CHECK_INT(1, histories(lake, "20"));
     /* late events of hour 11: a raw file beside the compacted one; the history stands for the
      * compacted files still, and the raw file is read with it */
@@ -205,8 +187,8 @@ TEST(a_day_changed_since_its_history_is_read_right_and_given_a_new_one)
     CHECK_INT(3, (long long)files);
     free(now);
     /* past --retain, the stale one is deleted; the day gets its history again */
-    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 --retain 0 > /dev/null 2>&1",
-                    events_bin(), lake));
+    CHECK_INT(0, sh("'%s' compact --lake '%s' --after 0 --retain 0 > /dev/null 2>&1", events_bin(),
+                    lake));
     CHECK_INT(1, histories(lake, "20"));
     now = answer(lake, HISTORY("users", "u3"), &files);
     CHECK_STR(late, now);
@@ -232,4 +214,3 @@ TEST(a_day_not_yet_due_gets_no_history)
     test_rmtree(dir);
     free(dir);
 }
-
