@@ -106,10 +106,11 @@ static int write_part(compact__run *r, const buf *list, int k, int n, const char
 
 /*
  * Writes the history files of the n live files of a day (first hour d) named hash: as many
- * parts as keep each within HISTORY_PART_CHUNKS chunks of changes, each written, then all put.
- * 0, or -1 (r->err).
+ * parts as keep each within HISTORY_PART_CHUNKS chunks of changes, each written, then all put
+ * (*parts of them). 0, or -1 (r->err).
  */
-static int build(compact__run *r, const ice_file *files, size_t n, int64_t d, const char *hash)
+static int build(compact__run *r, const ice_file *files, size_t n, int64_t d, const char *hash,
+                 int *nparts)
 {
     int rc = -1, parts = 0;
     char key[LAKE_KEY_MAX], why[512];
@@ -153,6 +154,7 @@ static int build(compact__run *r, const ice_file *files, size_t n, int64_t d, co
         }
     }
     r->st->histories += (uint64_t)parts;
+    *nparts = parts;
     rc = 0;
 out:
     if (rc && !r->err[0]) snprintf(r->err, r->errlen, "out of memory");
@@ -204,7 +206,12 @@ static int day(compact__run *r, const lake_live *lv, const ice_file *files, size
     if (old) return 0;
     if (compact__lease_keep(&r->lease, r->err, r->errlen)) return -1;
     (*budget)--;
-    return build(r, files, n, d, hash);
+    int parts = 0;
+    if (build(r, files, n, d, hash, &parts)) return -1;
+    for (size_t i = 0; i < hl->n; i++) /* listed before, put again now: not stale */
+        if (hl->f[i].day == d && !strcmp(hl->f[i].hash, hash) && hl->f[i].parts == parts)
+            hl->f[i].current = 1;
+    return 0;
 }
 
 int compact__history(compact__run *r)

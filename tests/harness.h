@@ -110,7 +110,8 @@ int s3_start(void);
 int s3_rgw(int up);
 
 /* The CSV answer to sql on the lake (a directory) read through a query engine of its own, or
- * the error; *files (if files is set): the lake files its events view read. Free it. */
+ * the error; *files (if files is set): the lake files its events view read. Free it.
+ * (lake_util.c) */
 char *lake_query_csv(const char *lake, const char *sql, uint64_t *files);
 
 /* Runs a shell command; returns its exit status. */
