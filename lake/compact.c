@@ -510,7 +510,8 @@ int compact_run(const compact_config *cfg, compact_stats *st, char *err, size_t 
             rc = compact__pending_run(&r, m, sizeof m);
         }
         if (!rc) rc = compact__expire_table(&r);
-        if (!rc) rc = compact__history(&r);
+        /* a day becomes due when a due hour of it is committed, or with time: a sweep sees it */
+        if (!rc && (cfg->sweep || st->compacted > st->appended)) rc = compact__history(&r);
         if (rc && !err[0]) snprintf(err, errlen, "compaction: %s", m);
         rc = rc ? -1 : 0;
         lake_live_free(&r.lv);
