@@ -1953,7 +1953,8 @@ static void *px_conn(void *arg)
                                        : "HTTP/1.1 503 Slow Down\r\n";
         char out[256];
         snprintf(out, sizeof out, "%sContent-Length: 0\r\nConnection: close\r\n\r\n", a);
-        if (write(fd, out, strlen(out)) < 0) {
+        /* the client may be gone: no SIGPIPE for this process */
+        if (send(fd, out, strlen(out), MSG_NOSIGNAL) < 0) {
         }
         p->faults++;
         close(fd);
@@ -1963,7 +1964,7 @@ static void *px_conn(void *arg)
         usleep(1500000);
         p->faults++;
     }
-    int up = socket(AF_INET, SOCK_STREAM, 0);
+    int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->upstream)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(up, (struct sockaddr *)&sa, sizeof sa)) {
@@ -1981,7 +1982,7 @@ static void *px_conn(void *arg)
         for (int i = 0; i < 2 && !done; i++) {
             if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             ssize_t n = read(pf[i].fd, b, sizeof b);
-            if (n <= 0 || write(pf[1 - i].fd, b, (size_t)n) != n) done = 1;
+            if (n <= 0 || send(pf[1 - i].fd, b, (size_t)n, MSG_NOSIGNAL) != n) done = 1;
         }
         if (done) break;
     }
@@ -1997,7 +1998,7 @@ static void *px_main(void *arg)
     while (!p->stop) {
         struct pollfd pf = {p->lfd, POLLIN, 0};
         if (poll(&pf, 1, 100) <= 0) continue;
-        int fd = accept(p->lfd, NULL, NULL);
+        int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) continue;
         p->conns++;
         pconn *c = malloc(sizeof *c);
@@ -2014,7 +2015,9 @@ static int px_start(proxy *p, int upstream)
     memset(p, 0, sizeof *p);
     p->upstream = upstream;
     pthread_mutex_init(&p->mu, NULL);
-    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    /* not inherited by the servers the test starts: one that outlived the test would hold the
+     * proxy's port, and its own requests to it would wait on a socket no one accepts from */
+    p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t sl = sizeof sa;
